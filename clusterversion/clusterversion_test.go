@@ -1,0 +1,105 @@
+package clusterversion
+
+import (
+	"testing"
+)
+
+func TestLadderIsStrictlyIncreasing(t *testing.T) {
+	for k := Key(1); k < numKeys; k++ {
+		if (k - 1).Version().Less(k.Version()) {
+			continue
+		}
+		t.Fatalf("ladder entry %d (%s) is not above entry %d (%s)", k, k, k-1, k-1)
+	}
+	for k := Key(0); k < numKeys; k++ {
+		if k.Description() == "" {
+			t.Errorf("ladder entry %s has no description", k)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Version
+		err  bool
+	}{
+		{in: "1.0", want: Version{1, 0, 0}},
+		{in: "2.0", want: Version{2, 0, 0}},
+		{in: " 1.1 ", want: Version{1, 1, 0}},
+		{in: "2.0-step.1", want: Version{2, 0, 1}},
+		{in: "", err: true},
+		{in: "1", err: true},
+		{in: "a.b", err: true},
+		{in: "1.0-step.0", err: true},
+		{in: "1.0-step.x", err: true},
+		{in: "-1.0", err: true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := Parse(tc.in)
+			if tc.err {
+				if err == nil {
+					t.Fatalf("Parse(%q) = %v, want error", tc.in, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Parse(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+			if got.String() != trim(tc.in) {
+				t.Fatalf("String() = %q, want %q", got.String(), trim(tc.in))
+			}
+		})
+	}
+}
+
+func trim(s string) string {
+	for len(s) > 0 && s[0] == ' ' {
+		s = s[1:]
+	}
+	for len(s) > 0 && s[len(s)-1] == ' ' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func TestOrder(t *testing.T) {
+	ordered := []Version{{1, 0, 0}, {1, 1, 1}, {1, 1, 0}, {2, 0, 1}, {2, 0, 2}, {2, 0, 0}}
+	for i := 1; i < len(ordered); i++ {
+		if !ordered[i-1].Less(ordered[i]) {
+			t.Errorf("%s should sort before %s", ordered[i-1], ordered[i])
+		}
+	}
+}
+
+func TestBinaryVersion(t *testing.T) {
+	defer func(old string) { binaryVersion = old }(binaryVersion)
+	for _, tc := range []struct {
+		set  string
+		want string
+		err  bool
+	}{
+		{set: "", want: "2.0"},
+		{set: "1.0", want: "1.0"},
+		{set: "1.1", want: "1.1"},
+		{set: "2.0", want: "2.0"},
+		{set: "1.2", err: true},
+		{set: "2.0-step.1", err: true},
+		{set: "banana", err: true},
+	} {
+		binaryVersion = tc.set
+		v, err := BinaryVersion()
+		if tc.err != (err != nil) || (!tc.err && v.String() != tc.want) {
+			t.Errorf("binaryVersion=%q: got %v, %v", tc.set, v, err)
+		}
+	}
+}
+
+func TestMinSupported(t *testing.T) {
+	for in, want := range map[string]string{"1.0": "1.0", "1.1": "1.0", "2.0": "1.1"} {
+		v, _ := Parse(in)
+		if got := MinSupported(v).String(); got != want {
+			t.Errorf("MinSupported(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

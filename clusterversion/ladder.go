@@ -1,0 +1,92 @@
+package clusterversion
+
+import (
+	"strings"
+
+	"github.com/cockroachdb/errors"
+)
+
+// Key names a version on the ladder. Keys are append-only: never reorder or
+// remove one, never reuse a value (see DESIGN.md, "Adding a version").
+type Key int
+
+const (
+	// V1_0 is the first release: replicated KV tables, SQL, gossip,
+	// liveness, cluster settings; schema changes use the pre-Raft procedure.
+	V1_0 Key = iota
+	// V1_1 stores rows in encoding v2 (with a checksum).
+	V1_1
+	// V2_0 moves schema changes onto Raft group 0.
+	V2_0
+
+	numKeys
+)
+
+// ladder holds one entry per Key, in Key order, strictly increasing (checked
+// by TestLadderIsStrictlyIncreasing).
+var ladder = [numKeys]struct {
+	Version     Version
+	Description string
+}{
+	V1_0: {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
+	V1_1: {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
+	V2_0: {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
+}
+
+// Version returns the version of k.
+func (k Key) Version() Version { return ladder[k].Version }
+
+// String prints the version of k.
+func (k Key) String() string { return ladder[k].Version.String() }
+
+// Description says what reaching k adds.
+func (k Key) Description() string { return ladder[k].Description }
+
+// Latest is the newest key on the ladder: the default binary version.
+const Latest = numKeys - 1
+
+// Releases lists every release on the ladder in order.
+func Releases() []Version {
+	var out []Version
+	for _, e := range ladder {
+		if e.Version.IsRelease() {
+			out = append(out, e.Version)
+		}
+	}
+	return out
+}
+
+// Lookup returns the key of v, or false if v is not on the ladder.
+func Lookup(v Version) (Key, bool) {
+	for k, e := range ladder {
+		if e.Version == v {
+			return Key(k), true
+		}
+	}
+	return 0, false
+}
+
+// ErrUnknownVersion is returned for a well-formed version that is not on the
+// ladder.
+var ErrUnknownVersion = errors.New("unknown version")
+
+// ParseRelease parses s and checks that it names a release on the ladder.
+func ParseRelease(s string) (Version, error) {
+	v, err := Parse(s)
+	if err != nil {
+		return Version{}, err
+	}
+	if _, ok := Lookup(v); !ok || !v.IsRelease() {
+		return Version{}, errors.WithHintf(errors.Wrapf(ErrUnknownVersion, "%q", s),
+			"the releases are %s", releaseList())
+	}
+	return v, nil
+}
+
+func releaseList() string {
+	var parts []string
+	for _, r := range Releases() {
+		parts = append(parts, r.String())
+	}
+	return strings.Join(parts, ", ")
+}

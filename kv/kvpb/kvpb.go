@@ -1,0 +1,84 @@
+// Package kvpb holds the plain types of kvnode's replicated key-value API:
+// the operations a client proposes and the errors it may get back. It is a
+// leaf so that consumers (the SQL layer, liveness, migrations) can declare the
+// small KV interface they need without importing the Raft machinery in kv.
+package kvpb
+
+import (
+	"context"
+	"fmt"
+)
+
+// OpKind says what an Op does.
+type OpKind uint8
+
+const (
+	// OpPut sets Key to Value unconditionally.
+	OpPut OpKind = iota + 1
+	// OpDelete removes Key unconditionally (deleting a missing key is fine).
+	OpDelete
+	// OpCPut is a conditional put/delete: it applies only if Key's current
+	// value equals Expected (ExpectAbsent: the key must not exist). Value
+	// nil with Delete=true deletes the key. If the condition fails, the whole
+	// batch fails with *ConditionFailedError and nothing is written.
+	OpCPut
+	// OpDeleteRange removes every key in [Key, EndKey).
+	OpDeleteRange
+)
+
+// Op is one operation of an atomic batch.
+type Op struct {
+	Kind         OpKind
+	Key          []byte
+	EndKey       []byte // OpDeleteRange only
+	Value        []byte // OpPut, OpCPut
+	Expected     []byte // OpCPut: required current value (when !ExpectAbsent)
+	ExpectAbsent bool   // OpCPut: the key must not exist
+	Delete       bool   // OpCPut: delete the key instead of writing Value
+}
+
+// KeyValue is one entry returned by a scan.
+type KeyValue struct {
+	Key   []byte
+	Value []byte
+}
+
+// ConditionFailedError is returned when an OpCPut's expectation did not hold
+// at the moment the batch was applied. Nothing of the batch was written.
+type ConditionFailedError struct {
+	Index  int    // index of the failing op in the batch
+	Key    []byte // its key
+	Actual []byte // the value found; nil if the key was absent
+	Exists bool
+}
+
+func (e *ConditionFailedError) Error() string {
+	if e.Exists {
+		return fmt.Sprintf("condition failed on key %q: key exists with a different value", e.Key)
+	}
+	return fmt.Sprintf("condition failed on key %q: key does not exist", e.Key)
+}
+
+// DB is the linearizable key-value API that the replicated data plane
+// offers. Every read reflects every write acknowledged before it started;
+// Write applies its ops atomically or not at all.
+type DB interface {
+	Get(ctx context.Context, key []byte) (value []byte, found bool, err error)
+	// Scan returns up to limit (0: no limit) entries in [start, end), in
+	// ascending key order, or descending if reverse.
+	Scan(ctx context.Context, start, end []byte, limit int, reverse bool) ([]KeyValue, error)
+	Write(ctx context.Context, ops []Op) error
+	// Increment atomically adds delta to the int64 counter at key (absent
+	// means 0) and returns the new value.
+	Increment(ctx context.Context, key []byte, delta int64) (int64, error)
+}
+
+// ErrAmbiguous is returned by Write when the outcome is unknown: the
+// proposal may or may not have been applied (for example its leader lost
+// leadership before acknowledging). Callers must not blindly retry
+// non-idempotent writes.
+var ErrAmbiguous = fmt.Errorf("result is ambiguous: the write may or may not have been applied")
+
+// ErrUnavailable is returned when the replicated data plane cannot serve
+// the request in time (no leader, no quorum).
+var ErrUnavailable = fmt.Errorf("the replicated data plane is unavailable: no Raft leader could be reached in time")

@@ -1,0 +1,87 @@
+package pgwire
+
+import (
+	"context"
+
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// SessionFactory is what the wire server needs from the SQL layer: one
+// Session per client connection. The SQL executor (package sql) satisfies it;
+// server wires the two together.
+type SessionFactory interface {
+	// NewSession is called after startup. user and database come from the
+	// StartupMessage. An error (with a SQLSTATE from pgerror, such as 3D000
+	// for an unknown database) is sent to the client and the connection
+	// closed.
+	NewSession(ctx context.Context, args SessionArgs) (Session, error)
+}
+
+// SessionArgs are the startup parameters of a connection.
+type SessionArgs struct {
+	User       string
+	Database   string
+	RemoteAddr string
+	// Params holds every startup parameter the client sent.
+	Params map[string]string
+}
+
+// Session executes statements for one connection. It is used by one
+// goroutine at a time.
+type Session interface {
+	// Parse parses a query string that may hold several statements separated
+	// by semicolons (the simple protocol allows that; Parse in the extended
+	// protocol allows at most one and the wire server enforces it). An empty
+	// query yields an empty slice. Syntax errors carry SQLSTATE 42601 and a
+	// position (pgerror.WithPosition).
+	Parse(query string) ([]Statement, error)
+	// Prepare analyzes one statement. paramTypes holds what the client
+	// declared for each placeholder ($1 is index 0), types.Unknown where it
+	// declared nothing; the slice may be shorter than the number of
+	// placeholders. The result reports the inferred type of every
+	// placeholder, and the result columns.
+	Prepare(ctx context.Context, stmt Statement, paramTypes []types.T) (Prepared, error)
+	// Close releases the session.
+	Close()
+}
+
+// Statement is one parsed statement.
+type Statement interface {
+	// SQL is the statement's text, as parsed.
+	SQL() string
+	// NumPlaceholders is the highest $n used in the statement.
+	NumPlaceholders() int
+}
+
+// Prepared is an analyzed statement, ready to execute with parameters.
+// It may be executed many times, and must stay valid across executions
+// (schema changes in between make Exec return an error with a SQLSTATE).
+type Prepared interface {
+	// ParamTypes has one entry per placeholder. An entry may be
+	// types.Unknown only when nothing in the statement determines it; the
+	// wire server then sends OID 25 (text) and passes the text as a string.
+	ParamTypes() []types.T
+	// Columns describes the rows Exec returns; nil when the statement
+	// returns no rows (INSERT without RETURNING, CREATE TABLE, ...).
+	Columns() []Column
+	// Exec runs the statement. params are already decoded according to
+	// ParamTypes (nil for NULL).
+	Exec(ctx context.Context, params []types.Datum) (Result, error)
+}
+
+// Column describes one result column.
+type Column struct {
+	Name string
+	Type types.T
+}
+
+// Result is the outcome of one execution.
+type Result struct {
+	// Rows holds the result rows when Columns() is non-nil; each row has
+	// one datum per column.
+	Rows [][]types.Datum
+	// Tag is the command tag: "SELECT 3", "INSERT 0 1", "UPDATE 2",
+	// "DELETE 0", "CREATE TABLE", "DROP TABLE", "ALTER TABLE", "SET",
+	// "SHOW", "SET CLUSTER SETTING", ...
+	Tag string
+}

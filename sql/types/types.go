@@ -1,0 +1,322 @@
+// Package types holds kvnode's SQL types and values (datums) and their
+// PostgreSQL wire representations. It is a leaf shared by the SQL executor
+// and the pgwire server, so both agree on what a value is without importing
+// each other.
+//
+// A Datum is one of: nil (SQL NULL), int64 (INT), float64 (FLOAT), string
+// (TEXT/STRING), []byte (BYTES) or bool (BOOL). Nothing else is ever stored
+// in a Datum; code that receives another Go type has found a bug.
+package types
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// T is a SQL column or value type.
+type T int
+
+// The SQL types kvnode supports. Unknown is the type of a NULL literal or of
+// a placeholder whose type could not be inferred.
+const (
+	Unknown T = iota
+	Int
+	Float
+	String
+	Bytes
+	Bool
+)
+
+// PostgreSQL type OIDs (from pg_type.dat) used on the wire.
+const (
+	OIDUnknown uint32 = 0
+	OIDBool    uint32 = 16
+	OIDBytea   uint32 = 17
+	OIDInt8    uint32 = 20
+	OIDInt2    uint32 = 21
+	OIDInt4    uint32 = 23
+	OIDText    uint32 = 25
+	OIDFloat4  uint32 = 700
+	OIDFloat8  uint32 = 701
+	OIDVarchar uint32 = 1043
+	OIDUntyped uint32 = 705 // "unknown" pseudo-type
+)
+
+// Datum is a SQL value; see the package comment for the allowed Go types.
+type Datum = any
+
+// String returns the canonical SQL name of the type, as SHOW CREATE TABLE
+// prints it.
+func (t T) String() string {
+	switch t {
+	case Int:
+		return "INT8"
+	case Float:
+		return "FLOAT8"
+	case String:
+		return "STRING"
+	case Bytes:
+		return "BYTES"
+	case Bool:
+		return "BOOL"
+	default:
+		return "UNKNOWN"
+	}
+}
+
+// OID is the PostgreSQL type OID sent in RowDescription and
+// ParameterDescription.
+func (t T) OID() uint32 {
+	switch t {
+	case Int:
+		return OIDInt8
+	case Float:
+		return OIDFloat8
+	case String:
+		return OIDText
+	case Bytes:
+		return OIDBytea
+	case Bool:
+		return OIDBool
+	default:
+		return OIDUnknown
+	}
+}
+
+// FromOID maps a client-supplied parameter OID to a type. OID 0 (unspecified)
+// and 705 (unknown) map to Unknown with ok=true; an OID kvnode cannot handle
+// returns ok=false.
+func FromOID(oid uint32) (T, bool) {
+	switch oid {
+	case OIDUnknown, OIDUntyped:
+		return Unknown, true
+	case OIDInt8, OIDInt4, OIDInt2:
+		return Int, true
+	case OIDFloat8, OIDFloat4:
+		return Float, true
+	case OIDText, OIDVarchar:
+		return String, true
+	case OIDBytea:
+		return Bytes, true
+	case OIDBool:
+		return Bool, true
+	}
+	return Unknown, false
+}
+
+// FromName resolves a type name written in SQL (case-insensitive), including
+// the usual PostgreSQL and CockroachDB aliases.
+func FromName(name string) (T, bool) {
+	switch strings.ToUpper(strings.Join(strings.Fields(name), " ")) {
+	case "INT", "INT8", "INT4", "INT2", "INT64", "BIGINT", "INTEGER", "SMALLINT":
+		return Int, true
+	case "FLOAT", "FLOAT8", "FLOAT4", "REAL", "DOUBLE PRECISION", "DOUBLE":
+		return Float, true
+	case "STRING", "TEXT", "VARCHAR", "CHARACTER VARYING", "CHAR", "CHARACTER":
+		return String, true
+	case "BYTES", "BYTEA", "BLOB":
+		return Bytes, true
+	case "BOOL", "BOOLEAN":
+		return Bool, true
+	}
+	return Unknown, false
+}
+
+// TypeOf returns the type of a datum; nil is Unknown.
+func TypeOf(d Datum) T {
+	switch d.(type) {
+	case int64:
+		return Int
+	case float64:
+		return Float
+	case string:
+		return String
+	case []byte:
+		return Bytes
+	case bool:
+		return Bool
+	}
+	return Unknown
+}
+
+// FormatText renders d in PostgreSQL's text format; it returns nil for NULL.
+func FormatText(d Datum) []byte {
+	switch v := d.(type) {
+	case nil:
+		return nil
+	case int64:
+		return strconv.AppendInt(nil, v, 10)
+	case float64:
+		switch {
+		case math.IsInf(v, 1):
+			return []byte("Infinity")
+		case math.IsInf(v, -1):
+			return []byte("-Infinity")
+		case math.IsNaN(v):
+			return []byte("NaN")
+		}
+		return strconv.AppendFloat(nil, v, 'g', -1, 64)
+	case string:
+		return []byte(v)
+	case []byte:
+		out := make([]byte, 2+hex.EncodedLen(len(v)))
+		copy(out, `\x`)
+		hex.Encode(out[2:], v)
+		return out
+	case bool:
+		if v {
+			return []byte("t")
+		}
+		return []byte("f")
+	}
+	panic(fmt.Sprintf("types: datum of unexpected Go type %T", d))
+}
+
+// FormatBinary renders d in PostgreSQL's binary format for type t; it returns
+// nil for NULL.
+func FormatBinary(t T, d Datum) []byte {
+	if d == nil {
+		return nil
+	}
+	switch t {
+	case Int:
+		return binary.BigEndian.AppendUint64(nil, uint64(d.(int64)))
+	case Float:
+		return binary.BigEndian.AppendUint64(nil, math.Float64bits(d.(float64)))
+	case String:
+		return []byte(d.(string))
+	case Bytes:
+		return append([]byte(nil), d.([]byte)...)
+	case Bool:
+		if d.(bool) {
+			return []byte{1}
+		}
+		return []byte{0}
+	}
+	return FormatText(d)
+}
+
+// ParseText parses a value of type t from PostgreSQL's text format. The
+// returned error says which type was expected and what was received.
+func ParseText(t T, b []byte) (Datum, error) {
+	s := string(b)
+	switch t {
+	case Int:
+		v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("could not parse %q as type INT8", s)
+		}
+		return v, nil
+	case Float:
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "infinity", "inf", "+infinity":
+			return math.Inf(1), nil
+		case "-infinity", "-inf":
+			return math.Inf(-1), nil
+		case "nan":
+			return math.NaN(), nil
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return nil, fmt.Errorf("could not parse %q as type FLOAT8", s)
+		}
+		return v, nil
+	case String, Unknown:
+		return s, nil
+	case Bytes:
+		if strings.HasPrefix(s, `\x`) {
+			v, err := hex.DecodeString(s[2:])
+			if err != nil {
+				return nil, fmt.Errorf("could not parse %q as type BYTES: invalid hexadecimal", s)
+			}
+			return v, nil
+		}
+		return parseEscapeBytes(s)
+	case Bool:
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "t", "true", "y", "yes", "on", "1":
+			return true, nil
+		case "f", "false", "n", "no", "off", "0":
+			return false, nil
+		}
+		return nil, fmt.Errorf("could not parse %q as type BOOL", s)
+	}
+	return nil, fmt.Errorf("cannot parse a value of type %s", t)
+}
+
+// parseEscapeBytes handles PostgreSQL's "escape" bytea input: backslash
+// followed by three octal digits, or a doubled backslash.
+func parseEscapeBytes(s string) (Datum, error) {
+	var out bytes.Buffer
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			out.WriteByte(c)
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '\\' {
+			out.WriteByte('\\')
+			i++
+			continue
+		}
+		if i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				out.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		return nil, fmt.Errorf("could not parse %q as type BYTES: invalid escape sequence", s)
+	}
+	return out.Bytes(), nil
+}
+
+// ParseBinary parses a value sent in binary format with the given wire OID
+// into a datum of type t.
+func ParseBinary(t T, oid uint32, b []byte) (Datum, error) {
+	if oid == OIDUnknown || oid == OIDUntyped {
+		oid = t.OID()
+	}
+	switch oid {
+	case OIDInt8:
+		if len(b) != 8 {
+			return nil, fmt.Errorf("binary INT8 parameter must be 8 bytes, got %d", len(b))
+		}
+		return int64(binary.BigEndian.Uint64(b)), nil
+	case OIDInt4:
+		if len(b) != 4 {
+			return nil, fmt.Errorf("binary INT4 parameter must be 4 bytes, got %d", len(b))
+		}
+		return int64(int32(binary.BigEndian.Uint32(b))), nil
+	case OIDInt2:
+		if len(b) != 2 {
+			return nil, fmt.Errorf("binary INT2 parameter must be 2 bytes, got %d", len(b))
+		}
+		return int64(int16(binary.BigEndian.Uint16(b))), nil
+	case OIDFloat8:
+		if len(b) != 8 {
+			return nil, fmt.Errorf("binary FLOAT8 parameter must be 8 bytes, got %d", len(b))
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(b)), nil
+	case OIDFloat4:
+		if len(b) != 4 {
+			return nil, fmt.Errorf("binary FLOAT4 parameter must be 4 bytes, got %d", len(b))
+		}
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(b))), nil
+	case OIDText, OIDVarchar:
+		return string(b), nil
+	case OIDBytea:
+		return append([]byte(nil), b...), nil
+	case OIDBool:
+		if len(b) != 1 {
+			return nil, fmt.Errorf("binary BOOL parameter must be 1 byte, got %d", len(b))
+		}
+		return b[0] != 0, nil
+	}
+	return nil, fmt.Errorf("binary format is not supported for parameters of type OID %d; send it in text format", oid)
+}
