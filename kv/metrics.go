@@ -1,0 +1,118 @@
+package kv
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the replica's Prometheus collectors. A nil *Metrics is valid
+// and records nothing.
+type Metrics struct {
+	term, commit, applied, isLeader prometheus.Gauge
+	voters, learners                prometheus.Gauge
+	proposalsTotal, readsTotal      prometheus.Counter
+	snapshotsApplied                prometheus.Counter
+	syncLatency                     prometheus.Histogram
+}
+
+// NewMetrics registers the replica's collectors with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	g := func(name, help string) prometheus.Gauge {
+		x := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "kvnode", Subsystem: "raft", Name: name, Help: help})
+		reg.MustRegister(x)
+		return x
+	}
+	c := func(name, help string) prometheus.Counter {
+		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "kvnode", Subsystem: "raft", Name: name, Help: help})
+		reg.MustRegister(x)
+		return x
+	}
+	m := &Metrics{
+		term:             g("term", "Current Raft term of the data group."),
+		commit:           g("commit_index", "Highest log index known committed."),
+		applied:          g("applied_index", "Highest log index applied to the state machine on this node."),
+		isLeader:         g("is_leader", "1 if this node leads the data group."),
+		voters:           g("voters", "Number of voters in the data group's configuration."),
+		learners:         g("learners", "Number of learners in the data group's configuration."),
+		proposalsTotal:   c("proposals_total", "Proposals submitted to Raft by this node."),
+		readsTotal:       c("read_index_total", "Linearizable reads served through ReadIndex."),
+		snapshotsApplied: c("snapshots_applied_total", "Raft snapshots applied by this node."),
+		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "kvnode", Subsystem: "raft", Name: "log_sync_seconds",
+			Help:    "Latency of persisting one Ready (entries + hard state) to Pebble.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+	reg.MustRegister(m.syncLatency)
+	return m
+}
+
+func (m *Metrics) proposals() {
+	if m != nil {
+		m.proposalsTotal.Inc()
+	}
+}
+
+func (m *Metrics) readIndex() {
+	if m != nil {
+		m.readsTotal.Inc()
+	}
+}
+
+func (m *Metrics) snapshotApplied() {
+	if m != nil {
+		m.snapshotsApplied.Inc()
+	}
+}
+
+func (m *Metrics) observeSync(d time.Duration) {
+	if m != nil {
+		m.syncLatency.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) setStatus(s *Status) {
+	if m == nil {
+		return
+	}
+	m.term.Set(float64(s.Term))
+	m.commit.Set(float64(s.Commit))
+	m.applied.Set(float64(s.Applied))
+	if s.IsLeader {
+		m.isLeader.Set(1)
+	} else {
+		m.isLeader.Set(0)
+	}
+	m.voters.Set(float64(len(s.Voters)))
+	m.learners.Set(float64(len(s.Learners)))
+}
+
+// raftLogger adapts slog to raft.Logger. Raft's Info is chatty (every
+// election step); it goes to Debug except for leadership changes, which an
+// operator wants to see.
+type raftLogger struct{ l *slog.Logger }
+
+func (r raftLogger) Debug(v ...any)              { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Debugf(f string, v ...any)   { r.l.Debug(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Info(v ...any)               { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Infof(f string, v ...any)    { r.info(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Warning(v ...any)            { r.l.Warn(fmt.Sprint(v...)) }
+func (r raftLogger) Warningf(f string, v ...any) { r.l.Warn(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Error(v ...any)              { r.l.Error(fmt.Sprint(v...)) }
+func (r raftLogger) Errorf(f string, v ...any)   { r.l.Error(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Fatal(v ...any)              { r.l.Error(fmt.Sprint(v...)); panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(f string, v ...any)   { r.Fatal(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+
+func (r raftLogger) info(s string) {
+	if strings.Contains(s, "became leader") || strings.Contains(s, "elected leader") || strings.Contains(s, "lost leader") {
+		r.l.Info("raft: " + s)
+		return
+	}
+	r.l.Debug(s)
+}

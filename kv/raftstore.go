@@ -1,0 +1,213 @@
+package kv
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/cockroachdb/errors"
+	"github.com/cockroachdb/pebble"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvnode/kvnode/storage"
+)
+
+// Engine keys of the Raft state, all in the replica-local 0x01 space.
+var (
+	keyHardState    = []byte("\x01raft-hs")
+	keyTruncated    = []byte("\x01raft-trunc")
+	keyApplied      = []byte("\x01raft-applied")
+	keyLogPrefix    = []byte("\x01raft-log/")
+	keyLogPrefixEnd = storage.PrefixEnd(keyLogPrefix)
+)
+
+func logKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), keyLogPrefix...), index)
+}
+
+// userKey maps a key of the kv API to its engine key.
+func userKey(k []byte) []byte {
+	out := make([]byte, 1+len(k))
+	out[0] = storage.PrefixReplicated
+	copy(out[1:], k)
+	return out
+}
+
+// appliedState is written in the same Pebble batch as the state machine
+// writes of the entries it covers, so (data, applied index, configuration)
+// are always mutually consistent on disk.
+type appliedState struct {
+	Index     uint64
+	Term      uint64
+	ConfState raftpb.ConfState
+}
+
+func (a appliedState) encode() []byte {
+	cs, _ := a.ConfState.Marshal()
+	b := binary.BigEndian.AppendUint64(nil, a.Index)
+	b = binary.BigEndian.AppendUint64(b, a.Term)
+	return append(b, cs...)
+}
+
+func decodeApplied(b []byte) (appliedState, error) {
+	if len(b) < 16 {
+		return appliedState{}, errors.New("corrupt applied state")
+	}
+	a := appliedState{Index: binary.BigEndian.Uint64(b), Term: binary.BigEndian.Uint64(b[8:])}
+	if err := a.ConfState.Unmarshal(b[16:]); err != nil {
+		return appliedState{}, errors.Wrap(err, "corrupt applied conf state")
+	}
+	return a, nil
+}
+
+// truncatedState is the index and term of the last entry removed from the
+// log (the log holds entries after it).
+type truncatedState struct{ Index, Term uint64 }
+
+func (t truncatedState) encode() []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, t.Index), t.Term)
+}
+
+// raftStorage is raft.Storage over an in-memory copy of the unapplied and
+// recently applied log (raft.MemoryStorage), persisted in Pebble by the
+// Ready loop. It overrides two methods of MemoryStorage:
+//
+//   - InitialState returns the configuration as of the applied index, which
+//     is what the state machine reflects (MemoryStorage would return the one
+//     as of the last log truncation).
+//   - Snapshot builds a snapshot of the state machine at its current applied
+//     index, on demand. Snapshots are therefore never stored: the engine
+//     itself is the snapshot, and followers that fell behind the truncated
+//     log receive a fresh copy of it.
+type raftStorage struct {
+	*raft.MemoryStorage
+	eng *storage.Engine
+
+	mu      sync.Mutex
+	applied appliedState
+}
+
+var _ raft.Storage = (*raftStorage)(nil)
+
+// InitialState implements raft.Storage.
+func (s *raftStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error) {
+	hs, _, err := s.MemoryStorage.InitialState()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return hs, s.applied.ConfState, err
+}
+
+// Snapshot implements raft.Storage. It runs on the Ready-loop goroutine (the
+// only writer of the state machine), so the applied state and the data read
+// here are consistent; the Pebble snapshot makes that explicit.
+func (s *raftStorage) Snapshot() (raftpb.Snapshot, error) {
+	snap := s.eng.DB.NewSnapshot()
+	defer snap.Close()
+	v, closer, err := snap.Get(keyApplied)
+	if err != nil {
+		return raftpb.Snapshot{}, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	as, err := decodeApplied(v)
+	closer.Close()
+	if err != nil {
+		return raftpb.Snapshot{}, err
+	}
+	lo, hi := storage.ReplicatedSpan()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return raftpb.Snapshot{}, err
+	}
+	defer it.Close()
+	var data []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		data = appendBytes(data, it.Key())
+		data = appendBytes(data, it.Value())
+	}
+	if err := it.Error(); err != nil {
+		return raftpb.Snapshot{}, err
+	}
+	return raftpb.Snapshot{
+		Data:     data,
+		Metadata: raftpb.SnapshotMetadata{Index: as.Index, Term: as.Term, ConfState: as.ConfState},
+	}, nil
+}
+
+// loaded is what a replica finds on disk at start.
+type loaded struct {
+	hs      raftpb.HardState
+	trunc   truncatedState
+	applied appliedState
+	entries []raftpb.Entry
+}
+
+func loadRaftState(eng *storage.Engine) (loaded, error) {
+	var l loaded
+	get := func(k []byte, fn func([]byte) error) error {
+		v, closer, err := eng.DB.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		return fn(v)
+	}
+	if err := get(keyHardState, func(v []byte) error { return l.hs.Unmarshal(v) }); err != nil {
+		return l, errors.Wrap(err, "reading Raft hard state")
+	}
+	if err := get(keyTruncated, func(v []byte) error {
+		if len(v) != 16 {
+			return errors.New("corrupt truncated state")
+		}
+		l.trunc = truncatedState{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+		return nil
+	}); err != nil {
+		return l, err
+	}
+	if err := get(keyApplied, func(v []byte) (err error) { l.applied, err = decodeApplied(v); return err }); err != nil {
+		return l, err
+	}
+	it, err := eng.DB.NewIter(&pebble.IterOptions{LowerBound: logKey(l.trunc.Index + 1), UpperBound: keyLogPrefixEnd})
+	if err != nil {
+		return l, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		var e raftpb.Entry
+		if err := e.Unmarshal(it.Value()); err != nil {
+			return l, errors.Wrap(err, "corrupt Raft log entry")
+		}
+		if want := l.trunc.Index + 1 + uint64(len(l.entries)); e.Index != want {
+			return l, errors.AssertionFailedf("Raft log has a gap: found entry %d, expected %d", e.Index, want)
+		}
+		l.entries = append(l.entries, e)
+	}
+	return l, it.Error()
+}
+
+// Bootstrap writes the initial Raft state of a new cluster whose only voter
+// is nodeID, with initial as the first contents of the state machine. It is
+// called once, by `kvnode init`, on an empty store.
+func Bootstrap(eng *storage.Engine, nodeID uint64, initial map[string][]byte) error {
+	l, err := loadRaftState(eng)
+	if err != nil {
+		return err
+	}
+	if l.applied.Index != 0 || len(l.entries) != 0 || !raft.IsEmptyHardState(l.hs) {
+		return errors.AssertionFailedf("store %s already holds Raft state", eng.Dir)
+	}
+	const index, term = 1, 1
+	b := eng.DB.NewBatch()
+	defer b.Close()
+	as := appliedState{Index: index, Term: term, ConfState: raftpb.ConfState{Voters: []uint64{nodeID}}}
+	hs := raftpb.HardState{Term: term, Commit: index}
+	hsb, _ := hs.Marshal()
+	_ = b.Set(keyApplied, as.encode(), nil)
+	_ = b.Set(keyTruncated, truncatedState{index, term}.encode(), nil)
+	_ = b.Set(keyHardState, hsb, nil)
+	for k, v := range initial {
+		_ = b.Set(userKey([]byte(k)), v, nil)
+	}
+	return b.Commit(pebble.Sync)
+}

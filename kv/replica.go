@@ -1,0 +1,1009 @@
+package kv
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/cockroachdb/pebble"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/storage"
+)
+
+// Config configures a replica.
+type Config struct {
+	Engine    *storage.Engine
+	NodeID    uint64
+	Transport *Transport
+	Logger    *slog.Logger
+	Metrics   *Metrics
+
+	// TickInterval is the Raft tick (default 100ms). Elections take
+	// ElectionTicks (default 10) ticks, heartbeats HeartbeatTicks (1).
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	// LogRetain is how many applied entries a replica keeps before it
+	// truncates its log (default 10000). A follower further behind than
+	// this catches up with a snapshot.
+	LogRetain uint64
+	// MaxVoters caps the number of voters (default 5); further members stay
+	// learners.
+	MaxVoters int
+	// Promote decides whether a learner may become a voter (for example it
+	// is not decommissioning). nil allows every learner.
+	Promote func(nodeID uint64) bool
+}
+
+func (c *Config) setDefaults() {
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.LogRetain == 0 {
+		c.LogRetain = 10000
+	}
+	if c.MaxVoters == 0 {
+		c.MaxVoters = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Status is a snapshot of the replica's Raft state, refreshed by the Ready
+// loop after every cycle.
+type Status struct {
+	NodeID    uint64
+	Leader    uint64
+	Term      uint64
+	Commit    uint64
+	Applied   uint64
+	IsLeader  bool
+	Voters    []uint64
+	Learners  []uint64
+	FirstLog  uint64
+	Progress  map[uint64]uint64 // leader only: match index per member
+	LastIndex uint64
+}
+
+// Replica is this node's member of the data Raft group. It implements
+// kvpb.DB: writes are proposed through Raft and acknowledged once applied
+// here; reads are linearizable through Raft's ReadIndex.
+type Replica struct {
+	cfg   Config
+	eng   *storage.Engine
+	store *raftStorage
+	rn    *raft.RawNode // owned by the run goroutine
+	log   *slog.Logger
+
+	propC   chan *proposal
+	recvC   chan []raftpb.Message
+	readC   chan *readReq
+	confC   chan confReq
+	reportC chan func(*raft.RawNode)
+	stopC   chan struct{}
+	doneC   chan struct{}
+
+	status atomic.Pointer[Status]
+
+	// Loop-owned state.
+	pending      map[uint64]*proposal
+	reads        []*readReq // waiting for a ReadIndex to be issued
+	readBatches  map[uint64]*readBatch
+	readyReads   []*readReq // have an index, waiting for it to be applied
+	applied      appliedState
+	trunc        truncatedState
+	lastPersist  uint64
+	tickCount    int
+	lastStatusAt time.Time
+
+	stopOnce sync.Once
+}
+
+var _ kvpb.DB = (*Replica)(nil)
+
+type proposal struct {
+	cmd      *command
+	data     []byte
+	done     chan result
+	proposed time.Time
+}
+
+type result struct {
+	err   error
+	value int64
+}
+
+type readReq struct {
+	index uint64
+	done  chan struct{}
+}
+
+type readBatch struct {
+	id    uint64
+	reqs  []*readReq
+	since time.Time
+}
+
+type confReq struct {
+	cc   raftpb.ConfChangeV2
+	done chan error
+}
+
+// errNotProposed means the proposal never entered the log (no leader known);
+// it is safe to retry.
+var errNotProposed = errors.New("proposal dropped before entering the log")
+
+// NewReplica loads the Raft state from the engine and starts the replica.
+// A store with no Raft state starts empty and waits for the leader to send it
+// a snapshot (a node that has just joined).
+func NewReplica(cfg Config) (*Replica, error) {
+	cfg.setDefaults()
+	l, err := loadRaftState(cfg.Engine)
+	if err != nil {
+		return nil, err
+	}
+	ms := raft.NewMemoryStorage()
+	if l.trunc.Index > 0 {
+		if err := ms.ApplySnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
+			Index: l.trunc.Index, Term: l.trunc.Term, ConfState: l.applied.ConfState}}); err != nil {
+			return nil, err
+		}
+	}
+	if err := ms.Append(l.entries); err != nil {
+		return nil, err
+	}
+	if err := ms.SetHardState(l.hs); err != nil {
+		return nil, err
+	}
+	st := &raftStorage{MemoryStorage: ms, eng: cfg.Engine, applied: l.applied}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:              cfg.NodeID,
+		ElectionTick:    cfg.ElectionTicks,
+		HeartbeatTick:   cfg.HeartbeatTicks,
+		Storage:         st,
+		Applied:         l.applied.Index,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		Logger:          raftLogger{cfg.Logger},
+	})
+	if err != nil {
+		return nil, errors.Wrap(err, "starting Raft")
+	}
+	r := &Replica{
+		cfg: cfg, eng: cfg.Engine, store: st, rn: rn, log: cfg.Logger,
+		propC:       make(chan *proposal, 1024),
+		recvC:       make(chan []raftpb.Message, 256),
+		readC:       make(chan *readReq, 1024),
+		confC:       make(chan confReq, 16),
+		reportC:     make(chan func(*raft.RawNode), 256),
+		stopC:       make(chan struct{}),
+		doneC:       make(chan struct{}),
+		pending:     map[uint64]*proposal{},
+		readBatches: map[uint64]*readBatch{},
+		applied:     l.applied,
+		trunc:       l.trunc,
+		lastPersist: l.trunc.Index + uint64(len(l.entries)),
+	}
+	t := cfg.Transport
+	t.deliver = func(msgs []raftpb.Message) {
+		select {
+		case r.recvC <- msgs:
+		case <-r.stopC:
+		}
+	}
+	t.unreachable = func(to uint64) { r.report(func(rn *raft.RawNode) { rn.ReportUnreachable(to) }) }
+	t.snapshotStatus = func(to uint64, s raft.SnapshotStatus) {
+		r.report(func(rn *raft.RawNode) { rn.ReportSnapshot(to, s) })
+	}
+	r.publishStatus()
+	go r.run()
+	return r, nil
+}
+
+// report hands a transport event to the loop without ever blocking the
+// transport.
+func (r *Replica) report(fn func(*raft.RawNode)) {
+	select {
+	case r.reportC <- fn:
+	default:
+	}
+}
+
+// Stop stops the loop. In-flight proposals fail with ErrAmbiguous.
+func (r *Replica) Stop() {
+	r.stopOnce.Do(func() {
+		close(r.stopC)
+		<-r.doneC
+	})
+}
+
+// Status returns the latest published Raft status.
+func (r *Replica) Status() Status { return *r.status.Load() }
+
+// run is the one goroutine that owns the RawNode. Every Ready is handled in
+// the order the etcd-io/raft README prescribes: persist the snapshot, hard
+// state and entries; send messages; apply committed entries (conf changes
+// through ApplyConfChange); Advance.
+func (r *Replica) run() {
+	defer close(r.doneC)
+	ticker := time.NewTicker(r.cfg.TickInterval)
+	defer ticker.Stop()
+	defer r.failPending()
+	for {
+		select {
+		case <-r.stopC:
+			return
+		case <-ticker.C:
+			r.rn.Tick()
+			r.tickCount++
+			r.periodic()
+		case msgs := <-r.recvC:
+			r.step(msgs)
+			for more := true; more; {
+				select {
+				case msgs := <-r.recvC:
+					r.step(msgs)
+				default:
+					more = false
+				}
+			}
+		case p := <-r.propC:
+			// Batch: everything queued now shares this Ready and its fsync.
+			r.propose(p)
+			for n := 0; n < 1024; n++ {
+				select {
+				case p := <-r.propC:
+					r.propose(p)
+					continue
+				default:
+				}
+				break
+			}
+		case rr := <-r.readC:
+			r.reads = append(r.reads, rr)
+			for more := true; more; {
+				select {
+				case rr := <-r.readC:
+					r.reads = append(r.reads, rr)
+				default:
+					more = false
+				}
+			}
+		case c := <-r.confC:
+			c.done <- r.rn.ProposeConfChange(c.cc)
+		case fn := <-r.reportC:
+			fn(r.rn)
+		}
+		r.issueReads()
+		for r.rn.HasReady() {
+			if err := r.handleReady(r.rn.Ready()); err != nil {
+				// A failed fsync or apply leaves the replica in an unknown
+				// state; continuing could acknowledge lost writes.
+				r.log.Error("Raft storage failed; stopping this node's replica", "err", err)
+				panic(errors.Wrap(err, "Raft storage failure"))
+			}
+		}
+		if time.Since(r.lastStatusAt) > 50*time.Millisecond {
+			r.publishStatus()
+		}
+	}
+}
+
+func (r *Replica) step(msgs []raftpb.Message) {
+	for _, m := range msgs {
+		if err := r.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			r.log.Debug("Raft step", "err", err)
+		}
+	}
+}
+
+func (r *Replica) propose(p *proposal) {
+	if err := r.rn.Propose(p.data); err != nil {
+		p.done <- result{err: errNotProposed}
+		return
+	}
+	p.proposed = time.Now()
+	r.pending[p.cmd.ID] = p
+	r.cfg.Metrics.proposals()
+}
+
+// issueReads starts one ReadIndex for all reads that arrived since the last
+// one: many concurrent readers share one round of heartbeats.
+func (r *Replica) issueReads() {
+	if len(r.reads) == 0 {
+		return
+	}
+	b := &readBatch{id: rand.Uint64(), reqs: r.reads, since: time.Now()}
+	r.reads = nil
+	r.readBatches[b.id] = b
+	r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
+}
+
+// periodic runs on ticks: retry reads whose ReadIndex got no answer (it is
+// dropped when no leader is known), expire proposals nobody waits for, and on
+// the leader, promote caught-up learners.
+func (r *Replica) periodic() {
+	for id, b := range r.readBatches {
+		if time.Since(b.since) > 5*r.cfg.TickInterval {
+			delete(r.readBatches, id)
+			r.reads = append(r.reads, b.reqs...)
+		}
+	}
+	if r.tickCount%50 == 0 {
+		for id, p := range r.pending {
+			if time.Since(p.proposed) > time.Minute {
+				delete(r.pending, id)
+			}
+		}
+	}
+	if r.tickCount%5 == 0 && r.rn.Status().RaftState == raft.StateLeader {
+		r.maybePromote()
+	}
+}
+
+func (r *Replica) maybePromote() {
+	st := r.rn.Status()
+	cs := r.applied.ConfState
+	if len(cs.Voters) >= r.cfg.MaxVoters || len(cs.Learners) == 0 {
+		return
+	}
+	last := r.lastPersist
+	for _, id := range cs.Learners {
+		pr, ok := st.Progress[id]
+		if !ok || pr.Match+100 < last {
+			continue
+		}
+		if r.cfg.Promote != nil && !r.cfg.Promote(id) {
+			continue
+		}
+		cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: id}}}
+		if err := r.rn.ProposeConfChange(cc); err == nil {
+			r.log.Info("promoting learner to voter", "node", id)
+		}
+		return // one conf change at a time
+	}
+}
+
+func (r *Replica) handleReady(rd raft.Ready) error {
+	// 1. Persist the snapshot, entries and hard state.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := r.applySnapshot(rd.Snapshot, rd.HardState); err != nil {
+			return err
+		}
+	}
+	if err := r.persist(rd.Entries, rd.HardState, rd.MustSync); err != nil {
+		return err
+	}
+	// 2. Send messages.
+	r.cfg.Transport.Send(rd.Messages)
+	// 3. Apply committed entries.
+	if err := r.apply(rd.CommittedEntries); err != nil {
+		return err
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		if b, ok := r.readBatches[binary.BigEndian.Uint64(rs.RequestCtx)]; ok {
+			delete(r.readBatches, b.id)
+			for _, rr := range b.reqs {
+				rr.index = rs.Index
+				r.readyReads = append(r.readyReads, rr)
+			}
+		}
+	}
+	r.releaseReads()
+	if rd.SoftState != nil {
+		r.publishStatus()
+	}
+	// 4. Advance.
+	r.rn.Advance(rd)
+	return r.maybeTruncate()
+}
+
+func (r *Replica) releaseReads() {
+	kept := r.readyReads[:0]
+	for _, rr := range r.readyReads {
+		if rr.index <= r.applied.Index {
+			close(rr.done)
+		} else {
+			kept = append(kept, rr)
+		}
+	}
+	r.readyReads = kept
+}
+
+func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) error {
+	if len(ents) == 0 && raft.IsEmptyHardState(hs) {
+		return nil
+	}
+	b := r.eng.DB.NewBatch()
+	defer b.Close()
+	if len(ents) > 0 {
+		first, last := ents[0].Index, ents[len(ents)-1].Index
+		if first <= r.lastPersist {
+			// The new entries replace a conflicting tail.
+			if err := b.DeleteRange(logKey(first), logKey(r.lastPersist+1), nil); err != nil {
+				return err
+			}
+		}
+		for i := range ents {
+			data, err := ents[i].Marshal()
+			if err != nil {
+				return err
+			}
+			if err := b.Set(logKey(ents[i].Index), data, nil); err != nil {
+				return err
+			}
+		}
+		r.lastPersist = last
+	}
+	if !raft.IsEmptyHardState(hs) {
+		data, err := hs.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := b.Set(keyHardState, data, nil); err != nil {
+			return err
+		}
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	start := time.Now()
+	if err := b.Commit(opts); err != nil {
+		return errors.Wrap(err, "persisting Raft entries")
+	}
+	r.cfg.Metrics.observeSync(time.Since(start))
+	if len(ents) > 0 {
+		if err := r.store.Append(ents); err != nil {
+			return err
+		}
+	}
+	if !raft.IsEmptyHardState(hs) {
+		return r.store.SetHardState(hs)
+	}
+	return nil
+}
+
+// applySnapshot replaces the state machine with the snapshot's contents and
+// resets the log, atomically and durably.
+func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error {
+	meta := snap.Metadata
+	if meta.Index <= r.applied.Index {
+		return nil
+	}
+	start := time.Now()
+	b := r.eng.DB.NewBatch()
+	defer b.Close()
+	lo, hi := storage.ReplicatedSpan()
+	if err := b.DeleteRange(lo, hi, nil); err != nil {
+		return err
+	}
+	d := &decoder{b: snap.Data}
+	n := 0
+	for len(d.b) > 0 {
+		k, v := d.bytes(), d.bytes()
+		if d.err != nil {
+			return errors.Wrap(d.err, "corrupt Raft snapshot")
+		}
+		if len(k) == 0 || k[0] != storage.PrefixReplicated {
+			return errors.AssertionFailedf("snapshot key %q outside the replicated span", k)
+		}
+		if err := b.Set(k, v, nil); err != nil {
+			return err
+		}
+		n++
+	}
+	as := appliedState{Index: meta.Index, Term: meta.Term, ConfState: meta.ConfState}
+	tr := truncatedState{Index: meta.Index, Term: meta.Term}
+	if err := b.DeleteRange(keyLogPrefix, keyLogPrefixEnd, nil); err != nil {
+		return err
+	}
+	_ = b.Set(keyApplied, as.encode(), nil)
+	_ = b.Set(keyTruncated, tr.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return errors.Wrap(err, "applying Raft snapshot")
+	}
+	snap.Data = nil
+	if err := r.store.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return err
+	}
+	r.store.mu.Lock()
+	r.store.applied = as
+	r.store.mu.Unlock()
+	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
+	r.cfg.Metrics.snapshotApplied()
+	r.log.Info("applied Raft snapshot", "index", meta.Index, "keys", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (r *Replica) apply(ents []raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	b := r.eng.DB.NewIndexedBatch()
+	defer b.Close()
+	type done struct {
+		p   *proposal
+		res result
+	}
+	var acks []done
+	as := r.applied
+	for i := range ents {
+		e := &ents[i]
+		if e.Index <= as.Index {
+			continue
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) == 0 {
+				break // leader's empty entry at the start of its term
+			}
+			cmd, err := decodeCommand(e.Data)
+			var res result
+			if err != nil {
+				// Every replica fails the same way, so the state machines
+				// stay identical; the proposer (if any) learns why.
+				r.log.Error("cannot apply Raft entry", "index", e.Index, "err", err)
+				res.err = err
+			} else {
+				res = applyCommand(b, cmd)
+				if p, ok := r.pending[cmd.ID]; ok {
+					delete(r.pending, cmd.ID)
+					acks = append(acks, done{p, res})
+				}
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeI
+			if e.Type == raftpb.EntryConfChange {
+				var c raftpb.ConfChange
+				if err := c.Unmarshal(e.Data); err != nil {
+					return err
+				}
+				cc = c
+			} else {
+				var c raftpb.ConfChangeV2
+				if err := c.Unmarshal(e.Data); err != nil {
+					return err
+				}
+				cc = c
+			}
+			as.ConfState = *r.rn.ApplyConfChange(cc)
+			r.log.Info("applied Raft configuration change", "index", e.Index,
+				"voters", as.ConfState.Voters, "learners", as.ConfState.Learners)
+		}
+		as.Index, as.Term = e.Index, e.Term
+	}
+	if as.Index == r.applied.Index {
+		return nil
+	}
+	if err := b.Set(keyApplied, as.encode(), nil); err != nil {
+		return err
+	}
+	// The log entries are durable already; if this batch is lost in a
+	// crash, the entries are applied again from the log.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return errors.Wrap(err, "applying Raft entries")
+	}
+	confChanged := !confEqual(r.applied.ConfState, as.ConfState)
+	r.applied = as
+	r.store.mu.Lock()
+	r.store.applied = as
+	r.store.mu.Unlock()
+	for _, a := range acks {
+		a.p.done <- a.res
+	}
+	if confChanged {
+		r.publishStatus()
+	}
+	return nil
+}
+
+func confEqual(a, b raftpb.ConfState) bool {
+	eq := func(x, y []uint64) bool {
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	return eq(a.Voters, b.Voters) && eq(a.Learners, b.Learners)
+}
+
+// applyCommand applies one command to the batch. It must be deterministic:
+// every replica runs it on the same state and must reach the same result.
+func applyCommand(b *pebble.Batch, cmd *command) result {
+	get := func(k []byte) ([]byte, bool) {
+		v, closer, err := b.Get(userKey(k))
+		if err != nil {
+			return nil, false
+		}
+		defer closer.Close()
+		return append([]byte(nil), v...), true
+	}
+	switch cmd.Kind {
+	case cmdIncrement:
+		var cur int64
+		if v, ok := get(cmd.Key); ok && len(v) == 8 {
+			cur = int64(binary.BigEndian.Uint64(v))
+		}
+		cur += cmd.Delta
+		_ = b.Set(userKey(cmd.Key), binary.BigEndian.AppendUint64(nil, uint64(cur)), nil)
+		return result{value: cur}
+	case cmdBatch:
+		// Evaluate every condition against the state as the batch's own
+		// earlier ops leave it, then write all or nothing.
+		overlay := map[string]*[]byte{}
+		lookup := func(k []byte) ([]byte, bool) {
+			if v, ok := overlay[string(k)]; ok {
+				if v == nil {
+					return nil, false
+				}
+				return *v, true
+			}
+			return get(k)
+		}
+		for i, op := range cmd.Ops {
+			switch op.Kind {
+			case kvpb.OpCPut:
+				cur, exists := lookup(op.Key)
+				ok := (op.ExpectAbsent && !exists) || (!op.ExpectAbsent && exists && string(cur) == string(op.Expected))
+				if !ok {
+					return result{err: &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: cur, Exists: exists}}
+				}
+				if op.Delete {
+					overlay[string(op.Key)] = nil
+				} else {
+					v := op.Value
+					overlay[string(op.Key)] = &v
+				}
+			case kvpb.OpPut:
+				v := op.Value
+				overlay[string(op.Key)] = &v
+			case kvpb.OpDelete:
+				overlay[string(op.Key)] = nil
+			case kvpb.OpDeleteRange:
+				_ = b.DeleteRange(userKey(op.Key), userKey(op.EndKey), nil)
+			}
+		}
+		for k, v := range overlay {
+			if v == nil {
+				_ = b.Delete(userKey([]byte(k)), nil)
+			} else {
+				_ = b.Set(userKey([]byte(k)), *v, nil)
+			}
+		}
+		return result{}
+	}
+	return result{err: errors.AssertionFailedf("unknown command kind %d", cmd.Kind)}
+}
+
+// maybeTruncate drops applied log entries beyond LogRetain. Each replica
+// truncates its own log; a follower that falls behind the leader's truncated
+// log receives a snapshot.
+func (r *Replica) maybeTruncate() error {
+	retain := r.cfg.LogRetain
+	if r.applied.Index < r.trunc.Index+2*retain {
+		return nil
+	}
+	idx := r.applied.Index - retain
+	term, err := r.store.Term(idx)
+	if err != nil {
+		return nil
+	}
+	b := r.eng.DB.NewBatch()
+	defer b.Close()
+	tr := truncatedState{Index: idx, Term: term}
+	_ = b.DeleteRange(logKey(r.trunc.Index+1), logKey(idx+1), nil)
+	_ = b.Set(keyTruncated, tr.encode(), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if err := r.store.Compact(idx); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return err
+	}
+	r.trunc = tr
+	return nil
+}
+
+func (r *Replica) publishStatus() {
+	st := r.rn.Status()
+	s := &Status{
+		NodeID:    r.cfg.NodeID,
+		Leader:    st.Lead,
+		Term:      st.Term,
+		Commit:    st.Commit,
+		Applied:   r.applied.Index,
+		IsLeader:  st.RaftState == raft.StateLeader,
+		Voters:    append([]uint64(nil), r.applied.ConfState.Voters...),
+		Learners:  append([]uint64(nil), r.applied.ConfState.Learners...),
+		FirstLog:  r.trunc.Index + 1,
+		LastIndex: r.lastPersist,
+	}
+	if s.IsLeader {
+		s.Progress = map[uint64]uint64{}
+		for id, pr := range st.Progress {
+			s.Progress[id] = pr.Match
+		}
+	}
+	r.status.Store(s)
+	r.lastStatusAt = time.Now()
+	r.cfg.Metrics.setStatus(s)
+}
+
+func (r *Replica) failPending() {
+	for id, p := range r.pending {
+		delete(r.pending, id)
+		p.done <- result{err: kvpb.ErrAmbiguous}
+	}
+}
+
+// --- kvpb.DB ---
+
+// defaultTimeout bounds a request whose context has no deadline.
+const defaultTimeout = 10 * time.Second
+
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+var errStopped = errors.New("this node is shutting down")
+
+// submit proposes cmd and waits until it is applied on this node. A proposal
+// that could not enter the log (no leader yet) is retried; one that entered
+// but whose outcome is unknown when ctx ends returns ErrAmbiguous.
+func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	cmd.ID = rand.Uint64() | 1
+	data := cmd.encode()
+	backoff := 10 * time.Millisecond
+	for {
+		p := &proposal{cmd: cmd, data: data, done: make(chan result, 1)}
+		select {
+		case r.propC <- p:
+		case <-ctx.Done():
+			return result{}, errors.Mark(errors.Wrap(ctx.Err(), "no Raft leader accepted the write in time"), kvpb.ErrUnavailable)
+		case <-r.stopC:
+			return result{}, errStopped
+		}
+		select {
+		case res := <-p.done:
+			if errors.Is(res.err, errNotProposed) {
+				select {
+				case <-time.After(backoff):
+					if backoff *= 2; backoff > 200*time.Millisecond {
+						backoff = 200 * time.Millisecond
+					}
+					continue
+				case <-ctx.Done():
+					return result{}, errors.Mark(errors.Wrap(ctx.Err(), "no Raft leader accepted the write in time"), kvpb.ErrUnavailable)
+				case <-r.stopC:
+					return result{}, errStopped
+				}
+			}
+			return res, nil
+		case <-ctx.Done():
+			return result{}, errors.Wrap(kvpb.ErrAmbiguous, ctx.Err().Error())
+		case <-r.doneC:
+			return result{}, kvpb.ErrAmbiguous
+		}
+	}
+}
+
+// Write implements kvpb.DB.
+func (r *Replica) Write(ctx context.Context, ops []kvpb.Op) error {
+	if err := validateOps(ops); err != nil {
+		return err
+	}
+	res, err := r.submit(ctx, &command{Kind: cmdBatch, Ops: ops})
+	if err != nil {
+		return err
+	}
+	return res.err
+}
+
+// Increment implements kvpb.DB.
+func (r *Replica) Increment(ctx context.Context, key []byte, delta int64) (int64, error) {
+	res, err := r.submit(ctx, &command{Kind: cmdIncrement, Key: key, Delta: delta})
+	if err != nil {
+		return 0, err
+	}
+	return res.value, res.err
+}
+
+// linearize waits until this replica has applied every write that was
+// committed before the call: a ReadIndex round through the leader.
+func (r *Replica) linearize(ctx context.Context) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	rr := &readReq{done: make(chan struct{})}
+	select {
+	case r.readC <- rr:
+	case <-ctx.Done():
+		return errors.Mark(errors.Wrap(ctx.Err(), "read could not be linearized"), kvpb.ErrUnavailable)
+	case <-r.stopC:
+		return errStopped
+	}
+	r.cfg.Metrics.readIndex()
+	select {
+	case <-rr.done:
+		return nil
+	case <-ctx.Done():
+		return errors.Mark(errors.Wrap(ctx.Err(), "no Raft leader confirmed the read in time"), kvpb.ErrUnavailable)
+	case <-r.stopC:
+		return errStopped
+	}
+}
+
+// Get implements kvpb.DB.
+func (r *Replica) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := r.linearize(ctx); err != nil {
+		return nil, false, err
+	}
+	return r.GetLocal(key)
+}
+
+// GetLocal reads this replica's applied state without linearizing: it may
+// be stale. For status views and tests only.
+func (r *Replica) GetLocal(key []byte) ([]byte, bool, error) {
+	v, closer, err := r.eng.DB.Get(userKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Scan implements kvpb.DB.
+func (r *Replica) Scan(ctx context.Context, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	if err := r.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return r.ScanLocal(start, end, limit, reverse)
+}
+
+// ScanLocal scans the applied state without linearizing.
+func (r *Replica) ScanLocal(start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	lo := userKey(start)
+	hi := []byte{storage.PrefixReplicated + 1}
+	if end != nil {
+		hi = userKey(end)
+	}
+	it, err := r.eng.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []kvpb.KeyValue
+	valid := it.First()
+	next := it.Next
+	if reverse {
+		valid, next = it.Last(), it.Prev
+	}
+	for ; valid; valid = next() {
+		out = append(out, kvpb.KeyValue{
+			Key:   append([]byte(nil), it.Key()[1:]...),
+			Value: append([]byte(nil), it.Value()...),
+		})
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out, it.Error()
+}
+
+// --- membership ---
+
+// ErrNotLeader is returned by membership changes on a non-leader; the
+// leader's ID (if known) is in the error.
+type ErrNotLeader struct{ Leader uint64 }
+
+func (e *ErrNotLeader) Error() string {
+	return "this node is not the Raft leader"
+}
+
+// AddLearner adds nodeID to the group as a learner and waits until the
+// change is applied here. Promotion to voter happens later, once it has
+// caught up (see maybePromote). It must run on the leader.
+func (r *Replica) AddLearner(ctx context.Context, nodeID uint64) error {
+	return r.changeMembership(ctx, raftpb.ConfChangeAddLearnerNode, nodeID, func(s Status) bool {
+		return contains(s.Learners, nodeID) || contains(s.Voters, nodeID)
+	})
+}
+
+// RemoveMember removes nodeID from the group and waits until the change is
+// applied here. It must run on the leader.
+func (r *Replica) RemoveMember(ctx context.Context, nodeID uint64) error {
+	return r.changeMembership(ctx, raftpb.ConfChangeRemoveNode, nodeID, func(s Status) bool {
+		return !contains(s.Learners, nodeID) && !contains(s.Voters, nodeID)
+	})
+}
+
+func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, nodeID uint64, done func(Status) bool) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		s := r.Status()
+		if done(s) {
+			return nil
+		}
+		if !s.IsLeader {
+			return &ErrNotLeader{Leader: s.Leader}
+		}
+		req := confReq{
+			cc:   raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: typ, NodeID: nodeID}}},
+			done: make(chan error, 1),
+		}
+		select {
+		case r.confC <- req:
+		case <-ctx.Done():
+			return errors.Wrap(ctx.Err(), "membership change")
+		case <-r.stopC:
+			return errStopped
+		}
+		// Raft accepts one configuration change at a time and turns a
+		// second one into an empty entry; poll and re-propose until ours
+		// is in.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if done(r.Status()) {
+				return nil
+			}
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return errors.Wrap(ctx.Err(), "membership change")
+			case <-r.stopC:
+				return errStopped
+			}
+		}
+	}
+}
+
+// TransferLeadership asks Raft to move leadership to another voter (used
+// when draining). It returns at once.
+func (r *Replica) TransferLeadership(to uint64) {
+	select {
+	case r.reportC <- func(rn *raft.RawNode) { rn.TransferLeader(to) }:
+	case <-r.stopC:
+	}
+}
+
+func contains(s []uint64, x uint64) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,338 @@
+package kv
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+
+	"github.com/kvnode/kvnode/rpc"
+)
+
+// RaftBatch is the unit the transport sends: messages from one node to
+// another, stamped with the cluster ID so that a node of another cluster is
+// refused before any message reaches Raft.
+type RaftBatch struct {
+	ClusterID string
+	From, To  uint64
+	Msgs      []raftpb.Message
+}
+
+// Marshal implements the rpc codec's self-marshaling interface.
+func (b *RaftBatch) Marshal() ([]byte, error) {
+	out := appendBytes(nil, []byte(b.ClusterID))
+	out = binary.AppendUvarint(out, b.From)
+	out = binary.AppendUvarint(out, b.To)
+	out = binary.AppendUvarint(out, uint64(len(b.Msgs)))
+	for i := range b.Msgs {
+		m, err := b.Msgs[i].Marshal()
+		if err != nil {
+			return nil, err
+		}
+		out = appendBytes(out, m)
+	}
+	return out, nil
+}
+
+// Unmarshal implements the rpc codec's self-unmarshaling interface.
+func (b *RaftBatch) Unmarshal(data []byte) error {
+	d := &decoder{b: data}
+	b.ClusterID = string(d.bytes())
+	b.From = d.uvarint()
+	b.To = d.uvarint()
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(data)) {
+		return errors.New("corrupt Raft batch")
+	}
+	b.Msgs = make([]raftpb.Message, n)
+	for i := range b.Msgs {
+		mb := d.bytes()
+		if d.err != nil {
+			return errors.New("corrupt Raft batch")
+		}
+		if err := b.Msgs[i].Unmarshal(mb); err != nil {
+			return errors.Wrap(err, "corrupt Raft message")
+		}
+	}
+	return nil
+}
+
+type empty struct{}
+
+// Resolver maps a node ID to its RPC address.
+type Resolver func(nodeID uint64) (addr string, ok bool)
+
+// ErrWrongCluster is returned to a sender whose cluster ID is not ours.
+var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
+
+// Transport carries Raft messages between nodes over gRPC: one client
+// stream per peer for ordinary messages, and a unary call per snapshot so a
+// large snapshot never delays heartbeats. Sending never blocks the Ready
+// loop: each peer has a bounded queue and messages beyond it are dropped,
+// which Raft tolerates (it retransmits).
+type Transport struct {
+	clusterID string
+	nodeID    uint64
+	resolve   Resolver
+	pool      *rpc.Pool
+	log       *slog.Logger
+
+	// Set by the replica.
+	deliver        func(msgs []raftpb.Message)
+	unreachable    func(to uint64)
+	snapshotStatus func(to uint64, st raft.SnapshotStatus)
+
+	mu     sync.Mutex
+	peers  map[uint64]*peer
+	closed bool
+	wg     sync.WaitGroup
+	stopC  chan struct{}
+}
+
+// NewTransport returns a transport for this node.
+func NewTransport(clusterID string, nodeID uint64, resolve Resolver, pool *rpc.Pool, log *slog.Logger) *Transport {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Transport{clusterID: clusterID, nodeID: nodeID, resolve: resolve, pool: pool, log: log,
+		peers: map[uint64]*peer{}, stopC: make(chan struct{})}
+}
+
+// ServiceDesc describes the kvnode.Raft gRPC service.
+var raftServiceDesc = grpc.ServiceDesc{
+	ServiceName: "kvnode.Raft",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Messages",
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			return srv.(*Transport).serveStream(stream)
+		},
+	}},
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Snapshot",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			b := new(RaftBatch)
+			if err := dec(b); err != nil {
+				return nil, err
+			}
+			return &empty{}, srv.(*Transport).receive(b)
+		},
+	}},
+}
+
+// Register adds the Raft service to a gRPC server.
+func (t *Transport) Register(s *grpc.Server) { s.RegisterService(&raftServiceDesc, t) }
+
+func (t *Transport) receive(b *RaftBatch) error {
+	if b.ClusterID != t.clusterID {
+		return errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", b.ClusterID, t.clusterID)
+	}
+	if b.To != t.nodeID {
+		return errors.Newf("Raft message for node %d reached node %d", b.To, t.nodeID)
+	}
+	if t.deliver != nil {
+		t.deliver(b.Msgs)
+	}
+	return nil
+}
+
+func (t *Transport) serveStream(stream grpc.ServerStream) error {
+	for {
+		b := new(RaftBatch)
+		if err := stream.RecvMsg(b); err != nil {
+			return nil // client went away; it reconnects
+		}
+		if err := t.receive(b); err != nil {
+			return err
+		}
+	}
+}
+
+// Send queues messages for their destinations. It never blocks.
+func (t *Transport) Send(msgs []raftpb.Message) {
+	for i := range msgs {
+		m := msgs[i]
+		if m.To == t.nodeID {
+			continue
+		}
+		if m.Type == raftpb.MsgSnap {
+			t.sendSnapshot(m)
+			continue
+		}
+		p := t.peer(m.To)
+		if p == nil {
+			return
+		}
+		select {
+		case p.queue <- m:
+		default:
+			// Queue full: drop. Raft resends what matters.
+			if t.unreachable != nil {
+				t.unreachable(m.To)
+			}
+		}
+	}
+}
+
+func (t *Transport) peer(id uint64) *peer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	p, ok := t.peers[id]
+	if !ok {
+		p = &peer{t: t, id: id, queue: make(chan raftpb.Message, 4096)}
+		t.peers[id] = p
+		t.wg.Add(1)
+		go p.run()
+	}
+	return p
+}
+
+func (t *Transport) sendSnapshot(m raftpb.Message) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		status := raft.SnapshotFailure
+		defer func() {
+			if t.snapshotStatus != nil {
+				t.snapshotStatus(m.To, status)
+			}
+		}()
+		addr, ok := t.resolve(m.To)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		go func() {
+			select {
+			case <-t.stopC:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		b := &RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}}
+		start := time.Now()
+		if err := t.pool.Invoke(ctx, addr, "/kvnode.Raft/Snapshot", b, &empty{}); err != nil {
+			t.log.Warn("sending Raft snapshot failed", "to", m.To, "index", m.Snapshot.Metadata.Index, "err", err)
+			return
+		}
+		t.log.Info("sent Raft snapshot", "to", m.To, "index", m.Snapshot.Metadata.Index,
+			"bytes", len(m.Snapshot.Data), "took", time.Since(start).Round(time.Millisecond))
+		status = raft.SnapshotFinish
+	}()
+}
+
+// Close stops every peer goroutine.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	close(t.stopC)
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+type peer struct {
+	t     *Transport
+	id    uint64
+	queue chan raftpb.Message
+}
+
+func (p *peer) run() {
+	defer p.t.wg.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-p.t.stopC:
+			return
+		default:
+		}
+		err := p.stream()
+		if err == nil {
+			return
+		}
+		if p.t.unreachable != nil {
+			p.t.unreachable(p.id)
+		}
+		// Drop what queued up while the peer was unreachable: Raft resends.
+		for drained := false; !drained; {
+			select {
+			case <-p.queue:
+			default:
+				drained = true
+			}
+		}
+		select {
+		case <-p.t.stopC:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff *= 2; backoff > time.Second {
+			backoff = time.Second
+		}
+	}
+}
+
+// stream sends queued messages over one gRPC stream until it fails (error)
+// or the transport closes (nil).
+func (p *peer) stream() error {
+	addr, ok := p.t.resolve(p.id)
+	if !ok {
+		return errors.Newf("no address known for node %d", p.id)
+	}
+	conn, err := p.t.pool.Get(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := conn.NewStream(ctx, &raftServiceDesc.Streams[0], "/kvnode.Raft/Messages")
+	if err != nil {
+		return err
+	}
+	for {
+		var first raftpb.Message
+		select {
+		case <-p.t.stopC:
+			_ = s.CloseSend()
+			return nil
+		case first = <-p.queue:
+		}
+		b := &RaftBatch{ClusterID: p.t.clusterID, From: p.t.nodeID, To: p.id, Msgs: []raftpb.Message{first}}
+		for more := true; more && len(b.Msgs) < 256; {
+			select {
+			case m := <-p.queue:
+				b.Msgs = append(b.Msgs, m)
+			default:
+				more = false
+			}
+		}
+		if err := s.SendMsg(b); err != nil {
+			// The server's reason (for example a cluster ID mismatch)
+			// comes back on RecvMsg.
+			if rerr := s.RecvMsg(&empty{}); rerr != nil {
+				err = rerr
+			}
+			return err
+		}
+	}
+}

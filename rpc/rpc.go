@@ -1,0 +1,130 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// MaxMessageSize bounds one message. Raft snapshots travel as one message,
+// so this caps the replicated data size a snapshot can carry.
+const MaxMessageSize = 1 << 30
+
+// Codec marshals self-marshaling messages with their own encoding and
+// everything else as JSON.
+type Codec struct{}
+
+type marshaler interface{ Marshal() ([]byte, error) }
+type unmarshaler interface{ Unmarshal([]byte) error }
+
+// Marshal implements encoding.Codec.
+func (Codec) Marshal(v any) ([]byte, error) {
+	if m, ok := v.(marshaler); ok {
+		return m.Marshal()
+	}
+	return json.Marshal(v)
+}
+
+// Unmarshal implements encoding.Codec.
+func (Codec) Unmarshal(data []byte, v any) error {
+	if m, ok := v.(unmarshaler); ok {
+		return m.Unmarshal(data)
+	}
+	return json.Unmarshal(data, v)
+}
+
+// Name implements encoding.Codec.
+func (Codec) Name() string { return "kvnode" }
+
+// NewServer returns a gRPC server with kvnode's codec and limits.
+func NewServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.ForceServerCodec(Codec{}),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+	)
+}
+
+// Dial returns a client connection to addr. It does not block: the
+// connection is made on first use.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(
+			grpc.ForceCodec(Codec{}),
+			grpc.MaxCallRecvMsgSize(MaxMessageSize),
+			grpc.MaxCallSendMsgSize(MaxMessageSize),
+		),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	)
+}
+
+// Pool caches one client connection per address.
+type Pool struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewPool returns an empty pool.
+func NewPool() *Pool { return &Pool{conns: map[string]*grpc.ClientConn{}} }
+
+// Get returns the (shared) connection to addr.
+func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// Close closes every connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, a)
+	}
+}
+
+// Invoke calls a unary method on addr with a timeout.
+func (p *Pool) Invoke(ctx context.Context, addr, method string, req, resp any) error {
+	c, err := p.Get(addr)
+	if err != nil {
+		return err
+	}
+	return c.Invoke(ctx, method, req, resp)
+}
+
+// UnaryHandler adapts a typed function into a grpc.MethodDesc handler.
+func UnaryHandler[Req any, Resp any](fn func(ctx context.Context, req *Req) (*Resp, error)) grpc.MethodHandler {
+	return func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		req := new(Req)
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		if interceptor == nil {
+			return fn(ctx, req)
+		}
+		return interceptor(ctx, req, &grpc.UnaryServerInfo{}, func(ctx context.Context, r any) (any, error) {
+			return fn(ctx, r.(*Req))
+		})
+	}
+}

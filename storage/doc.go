@@ -1,0 +1,17 @@
+// Package storage owns a node's Pebble engine: opening it under --store with
+// an exclusive process lock, the layout of the key spaces that share it, the
+// store's identity (cluster ID, node ID, persisted cluster version) and the
+// node-local key-value view used by layers that keep unreplicated state.
+//
+// Key spaces (the first byte of every engine key):
+//
+//	0x01  engine and Raft metadata local to this replica (identity, hard
+//	      state, log entries, truncated and applied state)
+//	0x10  the replicated state machine: every key of the kv API, prefixed
+//	      (package kv is the only writer, through Raft)
+//	0x20  node-local application data (LocalStore), for example the
+//	      pre-Raft schema copy
+//
+// The package deliberately knows nothing of Raft or SQL: it offers the
+// engine, the prefixes and the identity record, and kv and sql build on them.
+package storage

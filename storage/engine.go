@@ -1,0 +1,236 @@
+package storage
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cockroachdb/errors"
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+)
+
+// Prefixes of the key spaces; see the package comment.
+const (
+	PrefixRaft       byte = 0x01
+	PrefixReplicated byte = 0x10
+	PrefixLocal      byte = 0x20
+)
+
+// ReplicatedSpan returns the engine key span holding the replicated state.
+func ReplicatedSpan() (start, end []byte) {
+	return []byte{PrefixReplicated}, []byte{PrefixReplicated + 1}
+}
+
+// Engine is one node's Pebble store plus the process lock on its directory.
+type Engine struct {
+	DB   *pebble.DB
+	Dir  string
+	lock *os.File
+}
+
+// Options tune the engine; the zero value is the production default.
+type Options struct {
+	// CacheSize is the block cache size in bytes (0: 64 MiB).
+	CacheSize int64
+}
+
+// ErrStoreLocked is returned when another process holds the store.
+var ErrStoreLocked = errors.New("store is in use by another process")
+
+// Open opens (creating if needed) the engine in dir, taking an exclusive
+// lock so that a second process on the same store fails at once with a
+// message naming the holder.
+func Open(dir string, opts Options) (*Engine, error) {
+	if dir == "" {
+		return nil, errors.WithHint(errors.New("no store directory given"), "pass --store=DIR")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, errors.WithHintf(errors.Wrapf(err, "cannot create store directory %s", dir),
+			"choose a --store directory this user can write, or fix its permissions")
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	cacheSize := opts.CacheSize
+	if cacheSize == 0 {
+		cacheSize = 64 << 20
+	}
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref()
+	db, err := pebble.Open(dir, &pebble.Options{
+		Cache:  cache,
+		FS:     vfs.Default,
+		Logger: quietLogger{},
+		// The Raft log and the state machine share the WAL; the Raft loop
+		// syncs once per Ready, so concurrent proposals share one fsync.
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+	})
+	if err != nil {
+		_ = lock.Close()
+		return nil, errors.WithHintf(errors.Wrapf(err, "cannot open the Pebble store in %s", dir),
+			"check that the directory is writable and not full, or choose another --store")
+	}
+	return &Engine{DB: db, Dir: dir, lock: lock}, nil
+}
+
+// lockDir takes an exclusive advisory lock on DIR/kvnode.lock and writes our
+// PID into it, so that the refusal can name the other process.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "kvnode.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, errors.WithHintf(errors.Wrapf(err, "store directory %s is not writable", dir),
+				"fix its permissions or choose another --store")
+		}
+		return nil, errors.Wrapf(err, "cannot open lock file %s", path)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		_ = f.Close()
+		pid := strings.TrimSpace(string(holder))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return nil, errors.WithHintf(errors.Wrapf(ErrStoreLocked, "store %s (held by pid %s)", dir, pid),
+			"stop the other kvnode process, or give this one its own --store directory")
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+// Close flushes nothing extra (every acknowledged write was synced) and
+// releases the lock.
+func (e *Engine) Close() error {
+	err := e.DB.Close()
+	if e.lock != nil {
+		_ = e.lock.Close()
+	}
+	return err
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+f+"\n", a...)
+}
+func (quietLogger) Fatalf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: fatal: "+f+"\n", a...)
+	os.Exit(2)
+}
+
+// Ident is the store's identity, written once when the node joins a cluster
+// (or bootstraps one) and checked at every start.
+type Ident struct {
+	ClusterID string `json:"cluster_id"`
+	NodeID    int32  `json:"node_id"`
+	// ClusterVersion is the active cluster version this node last
+	// persisted; it is written before the node acts on a new version.
+	ClusterVersion string `json:"cluster_version"`
+}
+
+var identKey = []byte{PrefixRaft, 'i', 'd', 'e', 'n', 't'}
+
+// ReadIdent returns the store's identity, or ok=false for a fresh store.
+func (e *Engine) ReadIdent() (Ident, bool, error) {
+	v, closer, err := e.DB.Get(identKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Ident{}, false, nil
+	}
+	if err != nil {
+		return Ident{}, false, errors.Wrap(err, "reading store identity")
+	}
+	defer closer.Close()
+	var id Ident
+	if err := json.Unmarshal(v, &id); err != nil {
+		return Ident{}, false, errors.Wrapf(err, "store identity in %s is corrupt", e.Dir)
+	}
+	return id, true, nil
+}
+
+// WriteIdent durably records the store's identity.
+func (e *Engine) WriteIdent(id Ident) error {
+	b, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	return errors.Wrap(e.DB.Set(identKey, b, pebble.Sync), "writing store identity")
+}
+
+// Local is the node-local (unreplicated) key-value view under PrefixLocal.
+// Every Put is synced before it returns.
+type Local struct{ e *Engine }
+
+// Local returns the node-local view of the engine.
+func (e *Engine) Local() Local { return Local{e: e} }
+
+func localKey(k []byte) []byte { return append([]byte{PrefixLocal}, k...) }
+
+// Get reads a local key.
+func (l Local) Get(key []byte) ([]byte, bool, error) {
+	v, closer, err := l.e.DB.Get(localKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Put durably writes a local key.
+func (l Local) Put(key, value []byte) error {
+	return l.e.DB.Set(localKey(key), value, pebble.Sync)
+}
+
+// Delete durably removes a local key.
+func (l Local) Delete(key []byte) error {
+	return l.e.DB.Delete(localKey(key), pebble.Sync)
+}
+
+// Scan returns every local key with the given prefix, prefix included in the
+// returned keys.
+func (l Local) Scan(prefix []byte) ([]kvpb.KeyValue, error) {
+	lo := localKey(prefix)
+	it, err := l.e.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: PrefixEnd(lo)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []kvpb.KeyValue
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, kvpb.KeyValue{
+			Key:   append([]byte(nil), it.Key()[1:]...),
+			Value: append([]byte(nil), it.Value()...),
+		})
+	}
+	return out, it.Error()
+}
+
+// PrefixEnd returns the smallest key greater than every key with prefix p
+// (nil if there is none).
+func PrefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
