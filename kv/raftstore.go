@@ -187,9 +187,11 @@ func loadRaftState(eng *storage.Engine) (loaded, error) {
 }
 
 // Bootstrap writes the initial Raft state of a new cluster whose only voter
-// is nodeID, with initial as the first contents of the state machine. It is
-// called once, by `kvnode init`, on an empty store.
-func Bootstrap(eng *storage.Engine, nodeID uint64, initial map[string][]byte) error {
+// is nodeID, with initial as the first contents of the state machine, and
+// local (raw engine keys, for example the store identity) in the same
+// atomic, synced batch. It is called once, by `kvnode init`, on an empty
+// store.
+func Bootstrap(eng *storage.Engine, nodeID uint64, initial, local map[string][]byte) error {
 	l, err := loadRaftState(eng)
 	if err != nil {
 		return err
@@ -208,6 +210,9 @@ func Bootstrap(eng *storage.Engine, nodeID uint64, initial map[string][]byte) er
 	_ = b.Set(keyHardState, hsb, nil)
 	for k, v := range initial {
 		_ = b.Set(userKey([]byte(k)), v, nil)
+	}
+	for k, v := range local {
+		_ = b.Set([]byte(k), v, nil)
 	}
 	return b.Commit(pebble.Sync)
 }

@@ -93,7 +93,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool()}
 	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, nil)
 	n.srv = rpc.NewServer()
-	n.tr.Register(n.srv)
+	RegisterRaftService(n.srv, func() *Transport { return n.tr })
 	go func() { _ = n.srv.Serve(lis) }()
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain})
@@ -157,7 +157,7 @@ func bootstrap3(t *testing.T, retain uint64) *tcluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Bootstrap(eng, 1, map[string][]byte{"boot": []byte("1")}); err != nil {
+	if err := Bootstrap(eng, 1, map[string][]byte{"boot": []byte("1")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = eng.Close()

@@ -104,7 +104,22 @@ func NewTransport(clusterID string, nodeID uint64, resolve Resolver, pool *rpc.P
 		peers: map[uint64]*peer{}, stopC: make(chan struct{})}
 }
 
-// ServiceDesc describes the kvnode.Raft gRPC service.
+// TransportSource returns the node's transport, or nil while the node has
+// not joined a cluster yet (its gRPC server runs before it knows its
+// cluster and node IDs).
+type TransportSource func() *Transport
+
+// ErrNotJoined is returned to senders while this node has no transport.
+var ErrNotJoined = errors.New("this node has not joined a cluster yet")
+
+func transportOf(srv any) (*Transport, error) {
+	if t := srv.(TransportSource)(); t != nil {
+		return t, nil
+	}
+	return nil, ErrNotJoined
+}
+
+// raftServiceDesc describes the kvnode.Raft gRPC service.
 var raftServiceDesc = grpc.ServiceDesc{
 	ServiceName: "kvnode.Raft",
 	HandlerType: (*any)(nil),
@@ -112,7 +127,11 @@ var raftServiceDesc = grpc.ServiceDesc{
 		StreamName:    "Messages",
 		ClientStreams: true,
 		Handler: func(srv any, stream grpc.ServerStream) error {
-			return srv.(*Transport).serveStream(stream)
+			t, err := transportOf(srv)
+			if err != nil {
+				return err
+			}
+			return t.serveStream(stream)
 		},
 	}},
 	Methods: []grpc.MethodDesc{{
@@ -122,13 +141,18 @@ var raftServiceDesc = grpc.ServiceDesc{
 			if err := dec(b); err != nil {
 				return nil, err
 			}
-			return &empty{}, srv.(*Transport).receive(b)
+			t, err := transportOf(srv)
+			if err != nil {
+				return nil, err
+			}
+			return &empty{}, t.receive(b)
 		},
 	}},
 }
 
-// Register adds the Raft service to a gRPC server.
-func (t *Transport) Register(s *grpc.Server) { s.RegisterService(&raftServiceDesc, t) }
+// RegisterRaftService adds the kvnode.Raft service to a gRPC server; src
+// supplies the transport once the node has one.
+func RegisterRaftService(s *grpc.Server, src TransportSource) { s.RegisterService(&raftServiceDesc, src) }
 
 func (t *Transport) receive(b *RaftBatch) error {
 	if b.ClusterID != t.clusterID {

@@ -162,6 +162,13 @@ func (e *Engine) ReadIdent() (Ident, bool, error) {
 	return id, true, nil
 }
 
+// IdentRecord returns the engine key and value of an identity record, for
+// writing it in the same batch as other bootstrap state.
+func IdentRecord(id Ident) (key, value []byte) {
+	b, _ := json.Marshal(id)
+	return identKey, b
+}
+
 // WriteIdent durably records the store's identity.
 func (e *Engine) WriteIdent(id Ident) error {
 	b, err := json.Marshal(id)

@@ -1,0 +1,5 @@
+// Command kvnode is the one kvnode binary: it starts nodes (`start`,
+// `start-single-node`), bootstraps a cluster (`init`), runs a local demo
+// cluster (`demo`) and reports its release (`version`). It only parses flags
+// and hands them to package server; all behaviour lives there.
+package main

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/spf13/cobra"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/server"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "ERROR:", err)
+		for _, h := range errors.GetAllHints(err) {
+			fmt.Fprintln(os.Stderr, "HINT:", h)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kvnode",
+		Short: "kvnode: a distributed SQL key-value database built for safe rolling upgrades",
+		Long: `kvnode stores tables in Pebble, replicates them with Raft, and serves SQL
+over the PostgreSQL wire protocol, so psql and every Postgres driver work.
+
+Start three nodes, initialize the cluster once, then connect with psql:
+
+  kvnode start --store=n1 --listen-addr=127.0.0.1:26357 --gossip-addr=127.0.0.1:26457 \
+      --sql-addr=127.0.0.1:26257 --http-addr=127.0.0.1:8080 --join=127.0.0.1:26357,127.0.0.1:26358,127.0.0.1:26359
+  ... (nodes 2 and 3 likewise, with their own store and ports)
+  kvnode init --host=127.0.0.1:26357
+  psql "postgresql://root@127.0.0.1:26257/defaultdb?sslmode=disable"
+
+Or run a local three-node cluster in one command: kvnode demo`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			// A binary built with an unknown release refuses to do anything.
+			_, err := clusterversion.BinaryVersion()
+			return err
+		},
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return errors.WithHintf(err, "see `%s --help` for the flags", cmd.CommandPath())
+	})
+	root.AddCommand(newStartCmd(false), newStartCmd(true), newInitCmd(), newDemoCmd(), newVersionCmd())
+	return root
+}
+
+type startFlags struct {
+	store, listen, gossip, sqlAddr, http, logLevel string
+	join                                           []string
+}
+
+func addStartFlags(cmd *cobra.Command, f *startFlags) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.store, "store", "kvnode-data", "directory of this node's Pebble store (one node per directory)")
+	fl.StringVar(&f.listen, "listen-addr", "127.0.0.1:26357", "HOST:PORT for node-to-node RPC (Raft, join); other nodes' --join points here")
+	fl.StringVar(&f.gossip, "gossip-addr", "127.0.0.1:26457", "HOST:PORT for gossip (memberlist, TCP and UDP)")
+	fl.StringVar(&f.sqlAddr, "sql-addr", "127.0.0.1:26257", "HOST:PORT for SQL clients (PostgreSQL wire protocol)")
+	fl.StringVar(&f.http, "http-addr", "127.0.0.1:8080", "HOST:PORT for /health, /metrics and the status page")
+	fl.StringSliceVar(&f.join, "join", nil, "comma-separated --listen-addr of other nodes to join through")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, errors.WithHint(errors.Newf("invalid --log-level %q", level), "use debug, info, warn or error")
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func newStartCmd(single bool) *cobra.Command {
+	f := &startFlags{}
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "start a node and join (or wait for `kvnode init` to bootstrap) a cluster",
+		Long: `Start a node. With an empty --store it joins the cluster through the nodes at
+--join; if no cluster exists yet, it waits until ` + "`kvnode init`" + ` bootstraps one.
+With a store that already belongs to a cluster, it rejoins that cluster.
+
+SIGTERM or Ctrl-C drains the node (no new SQL connections, open ones finish,
+Raft leadership moves away) and then stops it.`,
+		Args: cobra.NoArgs,
+	}
+	if single {
+		cmd.Use = "start-single-node"
+		cmd.Short = "start a one-node cluster, initializing it if needed"
+		cmd.Long = "Start a node and bootstrap a one-node cluster on it if its store is new. Same flags as `start`, without --join."
+	}
+	addStartFlags(cmd, f)
+	if single {
+		_ = cmd.Flags().MarkHidden("join")
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if single && len(f.join) > 0 {
+			return errors.WithHint(errors.New("start-single-node does not take --join"),
+				"use `kvnode start --join=...` to run a node of a multi-node cluster")
+		}
+		log, err := newLogger(f.logLevel)
+		if err != nil {
+			return err
+		}
+		s, err := server.New(server.Config{
+			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
+			HTTPAddr: f.http, Join: f.join, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		return runUntilSignal(s, log, single)
+	}
+	return cmd
+}
+
+// runUntilSignal runs a started node until SIGTERM/SIGINT (drain and stop) or
+// until its start fails.
+func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
+	sigC := make(chan os.Signal, 2)
+	signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
+	if err := s.Start(context.Background()); err != nil {
+		return err
+	}
+	if selfInit && s.NodeID() == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := server.InitCluster(ctx, s.RPCAddr())
+		cancel()
+		if err != nil {
+			_ = s.Stop(context.Background())
+			return err
+		}
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-sigC:
+			log.Info("received signal; draining and stopping (send it again to stop at once)", "signal", sig.String())
+			go func() {
+				<-sigC
+				log.Warn("second signal: exiting without finishing the drain")
+				os.Exit(1)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return s.Stop(ctx)
+		case <-tick.C:
+			if err := s.Failed(); err != nil {
+				_ = s.Stop(context.Background())
+				return err
+			}
+		}
+	}
+}
+
+func newInitCmd() *cobra.Command {
+	var host string
+	cmd := &cobra.Command{
+		Use:   "init --host=HOST:PORT",
+		Short: "bootstrap a new cluster on the node at --host (run once per cluster)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if host == "" {
+				return errors.WithHint(errors.New("--host is required"), "pass the --listen-addr of one started node, e.g. --host=127.0.0.1:26357")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			resp, err := server.InitCluster(ctx, host)
+			if err != nil {
+				if strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "DeadlineExceeded") || ctx.Err() != nil {
+					return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %v", host, err),
+						"start the node first, and pass its --listen-addr as --host")
+				}
+				return err
+			}
+			fmt.Printf("Cluster successfully initialized (cluster ID %s, node %d).\n", resp.ClusterID, resp.NodeID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&host, "host", "", "the --listen-addr of the node to bootstrap the cluster on")
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print this binary's release and build details",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := clusterversion.BinaryVersion()
+			if err != nil {
+				return err
+			}
+			rev := "unknown"
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, s := range bi.Settings {
+					if s.Key == "vcs.revision" {
+						rev = s.Value
+					}
+				}
+			}
+			fmt.Printf("kvnode %s\nminimum supported cluster version: %s\ngo: %s %s/%s\ncommit: %s\n",
+				v, clusterversion.MinSupported(v), runtime.Version(), runtime.GOOS, runtime.GOARCH, rev)
+			return nil
+		},
+	}
+}
+
+func newDemoCmd() *cobra.Command {
+	var nodes int
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "run a local cluster on 127.0.0.1 with temporary stores, until Ctrl-C",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes < 1 || nodes > 9 {
+				return errors.WithHint(errors.Newf("--nodes=%d is out of range", nodes), "use 1 to 9 nodes")
+			}
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "kvnode-demo-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			ports, err := freePorts(4 * nodes)
+			if err != nil {
+				return err
+			}
+			var join []string
+			for i := 0; i < nodes; i++ {
+				join = append(join, ports[4*i])
+			}
+			var servers []*server.Server
+			stopAll := func() {
+				for i := len(servers) - 1; i >= 0; i-- {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_ = servers[i].Stop(ctx)
+					cancel()
+				}
+			}
+			defer stopAll()
+			for i := 0; i < nodes; i++ {
+				s, err := server.New(server.Config{
+					Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
+					SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
+				})
+				if err != nil {
+					return err
+				}
+				servers = append(servers, s)
+				if err := s.Start(context.Background()); err != nil {
+					return err
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := server.InitCluster(ctx, servers[0].RPCAddr()); err != nil {
+				return err
+			}
+			for i, s := range servers {
+				select {
+				case <-s.Up():
+				case <-ctx.Done():
+					return errors.Newf("demo node %d did not start in time: %v", i+1, s.Failed())
+				}
+			}
+			fmt.Printf("\nkvnode demo: a %d-node cluster is running (stores in %s).\n\n", nodes, dir)
+			for i, s := range servers {
+				fmt.Printf("  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", i+1, s.SQLAddr(), s.HTTPAddr())
+			}
+			fmt.Printf("\nTry: CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one'); SELECT * FROM kv;\nPress Ctrl-C to stop the cluster and delete its data.\n")
+			sigC := make(chan os.Signal, 1)
+			signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
+			<-sigC
+			fmt.Println("\nstopping the demo cluster...")
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// freePorts reserves n distinct free loopback ports (TCP and UDP, for
+// gossip) and returns them as HOST:PORT.
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		addr := l.Addr().String()
+		if u, err := net.ListenPacket("udp", addr); err == nil {
+			_ = u.Close()
+			out = append(out, addr)
+		}
+	}
+	return out, nil
+}

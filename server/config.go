@@ -1,0 +1,34 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures one node. The first six fields are the flags of
+// `kvnode start`.
+type Config struct {
+	Store      string   // --store
+	ListenAddr string   // --listen-addr: node-to-node RPC (Raft, join, schema)
+	GossipAddr string   // --gossip-addr: memberlist
+	SQLAddr    string   // --sql-addr: pgwire
+	HTTPAddr   string   // --http-addr: health, metrics, status
+	Join       []string // --join: other nodes' --listen-addr
+
+	Logger *slog.Logger
+
+	// Testing knobs; zero values are production defaults.
+	RaftTickInterval time.Duration // default 100ms
+	RaftLogRetain    uint64        // default 10000 entries
+	FastGossip       bool          // memberlist timers for in-process tests
+	SchemaSyncEvery  time.Duration // default 500ms
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.SchemaSyncEvery == 0 {
+		c.SchemaSyncEvery = 500 * time.Millisecond
+	}
+}

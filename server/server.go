@@ -1,0 +1,929 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/gossip"
+	"github.com/kvnode/kvnode/kv"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/rpc"
+	"github.com/kvnode/kvnode/sql"
+	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/storage"
+)
+
+// Server is one kvnode node.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	binVersion clusterversion.Version
+	startedAt  time.Time
+
+	eng     *storage.Engine
+	reg     *prometheus.Registry
+	pool    *rpc.Pool
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
+	rpcLis  net.Listener
+	sqlLis  net.Listener
+	httpLis net.Listener
+
+	// initC carries `kvnode init` requests to the goroutine that waits for
+	// this node to either bootstrap or join.
+	initC chan initReq
+
+	mu     sync.Mutex
+	ident  storage.Ident
+	joined bool
+
+	transport atomic.Pointer[kv.Transport]
+	replica   *kv.Replica
+	gossip    *gossip.Gossip
+	exec      *sql.Executor
+	pg        *pgwire.Server
+
+	up       chan struct{} // closed once the node serves SQL
+	upOnce   sync.Once
+	draining atomic.Bool
+	failed   atomic.Pointer[error]
+
+	stopC    chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+type initReq struct {
+	done chan initResult
+}
+
+type initResult struct {
+	resp *InitResponse
+	err  error
+}
+
+var _ nodeService = (*Server)(nil)
+
+// New opens the store and binds every listener. Nothing is served until
+// Start.
+func New(cfg Config) (_ *Server, retErr error) {
+	cfg.setDefaults()
+	bv, err := clusterversion.BinaryVersion()
+	if err != nil {
+		return nil, err
+	}
+	if err := validateAddrs(cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(),
+		reg: prometheus.NewRegistry(), pool: rpc.NewPool(),
+		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
+	}
+	defer func() {
+		if retErr != nil {
+			s.closeListeners()
+			if s.eng != nil {
+				_ = s.eng.Close()
+			}
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.eng, err = storage.Open(cfg.Store, storage.Options{}); err != nil {
+		return nil, err
+	}
+	if s.rpcLis, err = listen(cfg.ListenAddr, "--listen-addr"); err != nil {
+		return nil, err
+	}
+	if s.sqlLis, err = listen(cfg.SQLAddr, "--sql-addr"); err != nil {
+		return nil, err
+	}
+	if s.httpLis, err = listen(cfg.HTTPAddr, "--http-addr"); err != nil {
+		return nil, err
+	}
+	if err := checkGossipPort(cfg.GossipAddr); err != nil {
+		return nil, err
+	}
+	id, ok, err := s.eng.ReadIdent()
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if err := checkStoreVersion(id, bv); err != nil {
+			return nil, err
+		}
+		s.ident, s.joined = id, true
+	}
+	return s, nil
+}
+
+func validateAddrs(cfg Config) error {
+	for _, a := range []struct{ flag, v string }{
+		{"--listen-addr", cfg.ListenAddr}, {"--gossip-addr", cfg.GossipAddr},
+		{"--sql-addr", cfg.SQLAddr}, {"--http-addr", cfg.HTTPAddr},
+	} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return errors.WithHintf(errors.Newf("invalid %s %q: %v", a.flag, a.v, err),
+				"write it as HOST:PORT, for example 127.0.0.1:26257")
+		}
+	}
+	for _, j := range cfg.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return errors.WithHintf(errors.Newf("invalid --join address %q: %v", j, err),
+				"--join takes other nodes' --listen-addr values as HOST:PORT, separated by commas")
+		}
+	}
+	seen := map[string]string{}
+	for _, a := range []struct{ flag, v string }{
+		{"--listen-addr", cfg.ListenAddr}, {"--gossip-addr", cfg.GossipAddr},
+		{"--sql-addr", cfg.SQLAddr}, {"--http-addr", cfg.HTTPAddr},
+	} {
+		if other, ok := seen[a.v]; ok {
+			return errors.WithHintf(errors.Newf("%s and %s are both %s", other, a.flag, a.v),
+				"give each of --listen-addr, --gossip-addr, --sql-addr and --http-addr its own port")
+		}
+		seen[a.v] = a.flag
+	}
+	return nil
+}
+
+// checkStoreVersion refuses a store whose persisted cluster version this
+// binary cannot serve.
+func checkStoreVersion(id storage.Ident, bv clusterversion.Version) error {
+	if id.ClusterVersion == "" {
+		return nil
+	}
+	v, err := clusterversion.Parse(id.ClusterVersion)
+	if err != nil {
+		return errors.Wrapf(err, "store has an unreadable cluster version")
+	}
+	minV := clusterversion.MinSupported(bv)
+	if bv.Less(v) {
+		return errors.WithHintf(errors.Newf(
+			"this binary is release %s but the store's cluster version is %s", bv, v),
+			"run a binary of release %s or newer on this store", v)
+	}
+	if v.Less(minV) {
+		return errors.WithHintf(errors.Newf(
+			"this binary is release %s and serves cluster versions %s to %s, but the store's cluster version is %s",
+			bv, minV, bv, v),
+			"upgrade the cluster one release at a time: finish the upgrade to %s with a release %s binary first", minV, minV)
+	}
+	return nil
+}
+
+func listen(addr, flag string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, errors.WithHintf(errors.Newf("%s %s is in use by another process", flag, addr),
+				"stop that process or choose another %s", flag)
+		}
+		return nil, errors.WithHintf(errors.Wrapf(err, "cannot listen on %s %s", flag, addr),
+			"choose an address of this machine for %s", flag)
+	}
+	return l, nil
+}
+
+// checkGossipPort verifies the gossip port is free for both TCP and UDP
+// before anything starts (memberlist binds it only later, once the node
+// knows its ID).
+func checkGossipPort(addr string) error {
+	t, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errors.WithHintf(errors.Newf("--gossip-addr %s is not available: %v", addr, err),
+			"stop the process using it or choose another --gossip-addr")
+	}
+	_ = t.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return errors.WithHintf(errors.Newf("--gossip-addr %s (UDP) is not available: %v", addr, err),
+			"stop the process using it or choose another --gossip-addr")
+	}
+	return u.Close()
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.rpcLis, s.sqlLis, s.httpLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+// RPCAddr, SQLAddr, HTTPAddr return the bound addresses.
+func (s *Server) RPCAddr() string  { return s.rpcLis.Addr().String() }
+func (s *Server) SQLAddr() string  { return s.sqlLis.Addr().String() }
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Up is closed once the node serves SQL.
+func (s *Server) Up() <-chan struct{} { return s.up }
+
+// NodeID returns the node's ID, 0 before it has joined.
+func (s *Server) NodeID() int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident.NodeID
+}
+
+// ClusterID returns the cluster ID, "" before the node has joined.
+func (s *Server) ClusterID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident.ClusterID
+}
+
+// Replica returns the node's data replica (nil before it has joined).
+func (s *Server) Replica() *kv.Replica {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replica
+}
+
+// Failed returns the error that stopped the node's start, if any.
+func (s *Server) Failed() error {
+	if e := s.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Start serves RPC and HTTP and starts the node: at once if the store has an
+// identity, otherwise once the cluster is initialized or admits it. It
+// returns without waiting for that; watch Up or Failed.
+func (s *Server) Start(ctx context.Context) error {
+	s.grpcSrv = rpc.NewServer()
+	s.grpcSrv.RegisterService(&nodeServiceDesc, s)
+	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); _ = s.grpcSrv.Serve(s.rpcLis) }()
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(s.httpLis) }()
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.startOrJoin(); err != nil {
+			if errors.Is(err, errStopping) {
+				return
+			}
+			s.log.Error("node failed to start", "err", err)
+			s.failed.Store(&err)
+		}
+	}()
+	return nil
+}
+
+var errStopping = errors.New("node is stopping")
+
+func (s *Server) startOrJoin() error {
+	s.mu.Lock()
+	joined, id := s.joined, s.ident
+	s.mu.Unlock()
+	if joined {
+		if err := s.checkPeersCluster(id); err != nil {
+			return err
+		}
+		return s.startNode()
+	}
+	return s.waitForInitOrJoin()
+}
+
+// checkPeersCluster asks the --join peers for their cluster ID and refuses to
+// start if one of them belongs to a different cluster than our store.
+func (s *Server) checkPeersCluster(id storage.Ident) error {
+	for _, addr := range s.otherJoinAddrs() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var resp HelloResponse
+		err := s.pool.Invoke(ctx, addr, methodHello, &HelloRequest{}, &resp)
+		cancel()
+		if err != nil || !resp.Bootstrapped {
+			continue
+		}
+		if resp.ClusterID != id.ClusterID {
+			return errors.WithHintf(errors.Newf(
+				"store %s belongs to cluster %s, but the node at --join %s belongs to cluster %s",
+				s.cfg.Store, id.ClusterID, addr, resp.ClusterID),
+				"to join cluster %s, start this node with a new, empty --store; to run the old cluster, point --join at its nodes",
+				resp.ClusterID)
+		}
+	}
+	return nil
+}
+
+func (s *Server) otherJoinAddrs() []string {
+	var out []string
+	for _, a := range s.cfg.Join {
+		if a != s.cfg.ListenAddr && a != s.RPCAddr() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// waitForInitOrJoin runs on a node with an empty store until it either
+// bootstraps the cluster (kvnode init reached this node) or a node at --join
+// admits it.
+func (s *Server) waitForInitOrJoin() error {
+	lastLog := time.Time{}
+	rec := s.localRecord(0)
+	for {
+		reasons := map[string]string{}
+		for _, addr := range s.otherJoinAddrs() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			var resp JoinResponse
+			err := s.pool.Invoke(ctx, addr, methodJoin, &JoinRequest{Node: rec}, &resp)
+			cancel()
+			if err == nil {
+				return s.adopt(storage.Ident{ClusterID: resp.ClusterID, NodeID: resp.NodeID}, "joined")
+			}
+			reasons[addr] = remoteMessage(err)
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			if len(s.cfg.Join) == 0 {
+				s.log.Info("waiting for `kvnode init`: no --join addresses given",
+					"hint", fmt.Sprintf("run `kvnode init --host=%s` to bootstrap a new cluster on this node", s.RPCAddr()))
+			} else {
+				var parts []string
+				for a, r := range reasons {
+					parts = append(parts, a+": "+firstLine(r))
+				}
+				sort.Strings(parts)
+				s.log.Warn("waiting to join a cluster",
+					"join", strings.Join(s.cfg.Join, ","), "answers", strings.Join(parts, "; "),
+					"hint", fmt.Sprintf("if this is a new cluster, run `kvnode init --host=%s` once; otherwise check that --join lists the --listen-addr of running nodes", s.RPCAddr()))
+			}
+		}
+		select {
+		case req := <-s.initC:
+			resp, err := s.bootstrap()
+			req.done <- initResult{resp, err}
+			if err != nil {
+				return err
+			}
+			return s.startNode()
+		case <-time.After(time.Second):
+		case <-s.stopC:
+			return errStopping
+		}
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (s *Server) localRecord(id int32) NodeRecord {
+	return NodeRecord{NodeID: id, ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr,
+		SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), BinaryVersion: s.binVersion.String()}
+}
+
+// bootstrap creates a new cluster with this node as node 1.
+func (s *Server) bootstrap() (*InitResponse, error) {
+	id := storage.Ident{ClusterID: newUUID(), NodeID: 1, ClusterVersion: s.binVersion.String()}
+	ik, iv := storage.IdentRecord(id)
+	initial := map[string][]byte{
+		string(keyNodeIDGen): binary.BigEndian.AppendUint64(nil, 1),
+		string(nodeKey(1)):   s.localRecord(1).encode(),
+	}
+	if err := kv.Bootstrap(s.eng, 1, initial, map[string][]byte{string(ik): iv}); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.ident, s.joined = id, true
+	s.mu.Unlock()
+	s.log.Info("bootstrapped a new cluster", "cluster_id", id.ClusterID, "node_id", 1,
+		"cluster_version", id.ClusterVersion)
+	return &InitResponse{ClusterID: id.ClusterID, NodeID: 1}, nil
+}
+
+// adopt persists the identity the cluster gave us, then starts.
+func (s *Server) adopt(id storage.Ident, how string) error {
+	id.ClusterVersion = s.binVersion.String()
+	if err := s.eng.WriteIdent(id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ident, s.joined = id, true
+	s.mu.Unlock()
+	s.log.Info(how+" cluster", "cluster_id", id.ClusterID, "node_id", id.NodeID)
+	return s.startNode()
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// startNode starts the replica, gossip and SQL for a node with an identity.
+func (s *Server) startNode() error {
+	s.mu.Lock()
+	id := s.ident
+	s.mu.Unlock()
+	log := s.log.With("node", id.NodeID)
+	tr := kv.NewTransport(id.ClusterID, uint64(id.NodeID), s.resolve, s.pool, log)
+	rep, err := kv.NewReplica(kv.Config{
+		Engine: s.eng, NodeID: uint64(id.NodeID), Transport: tr, Logger: log,
+		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.replica = rep
+	s.mu.Unlock()
+	s.transport.Store(tr)
+
+	g, err := s.startGossip(id)
+	if err != nil {
+		return err
+	}
+	exec, err := sql.NewExecutor(sql.Config{
+		DB: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(),
+		NodeID: func() int32 { return id.NodeID },
+	})
+	if err != nil {
+		return errors.Wrap(err, "starting the SQL executor")
+	}
+	s.mu.Lock()
+	s.gossip, s.exec = g, exec
+	s.mu.Unlock()
+	exec.Catalog().OnChange(func() {
+		// Catalog callbacks may run under its lock; update gossip from
+		// another goroutine so neither blocks the other.
+		go s.publishSchemaDigest()
+	})
+	s.publishSchemaDigest()
+	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg)})
+
+	// Serve SQL once the replica has caught up enough to answer a
+	// linearizable read.
+	if err := s.waitReplicaReady(rep); err != nil {
+		return err
+	}
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
+	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
+	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()
+	s.upOnce.Do(func() { close(s.up) })
+	log.Info("node is serving SQL", "sql_addr", s.SQLAddr(), "http_addr", s.HTTPAddr(),
+		"binary_version", s.binVersion.String())
+	return nil
+}
+
+func (s *Server) waitReplicaReady(rep *kv.Replica) error {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := rep.Get(ctx, keyNodeIDGen)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if attempt%6 == 5 {
+			s.log.Warn("waiting for the data Raft group to answer a read (is a majority of voters up?)", "err", err)
+		}
+		select {
+		case <-s.stopC:
+			return errStopping
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// maintainNodeRecord makes sure the replicated record of this node has its
+// current addresses (a node may restart with different ones).
+func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
+	want := s.localRecord(id).encode()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cur, _, err := rep.Get(ctx, nodeKey(id))
+		if err == nil && string(cur) != string(want) {
+			err = rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: nodeKey(id), Value: want}})
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-s.stopC:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// nodeRecords returns every node record from the local replica (possibly
+// slightly stale; used for addressing, not for decisions).
+func (s *Server) nodeRecords() map[int32]NodeRecord {
+	out := map[int32]NodeRecord{}
+	rep := s.Replica()
+	if rep == nil {
+		return out
+	}
+	kvs, err := rep.ScanLocal(keyNodePrefix, keyNodePrefixEnd, 0, false)
+	if err != nil {
+		return out
+	}
+	for _, e := range kvs {
+		var r NodeRecord
+		if json.Unmarshal(e.Value, &r) == nil {
+			out[r.NodeID] = r
+		}
+	}
+	return out
+}
+
+// resolve maps a node ID to its RPC address: gossip first (freshest), then
+// the replicated node record.
+func (s *Server) resolve(id uint64) (string, bool) {
+	s.mu.Lock()
+	g := s.gossip
+	s.mu.Unlock()
+	if g != nil {
+		if m, ok := g.Member(int32(id)); ok && m.Meta.ListenAddr != "" {
+			return m.Meta.ListenAddr, true
+		}
+	}
+	rep := s.Replica()
+	if rep == nil {
+		return "", false
+	}
+	v, ok, err := rep.GetLocal(nodeKey(int32(id)))
+	if err != nil || !ok {
+		return "", false
+	}
+	var r NodeRecord
+	if json.Unmarshal(v, &r) != nil {
+		return "", false
+	}
+	return r.ListenAddr, true
+}
+
+func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
+	cfg := gossip.Config{
+		BindAddr: s.cfg.GossipAddr,
+		Meta: gossip.NodeMeta{
+			NodeID: id.NodeID, ClusterID: id.ClusterID, BinaryVersion: s.binVersion.String(),
+			ListenAddr: s.RPCAddr(), SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), StartedAt: s.startedAt,
+		},
+		Logger: s.log.With("node", id.NodeID),
+	}
+	if s.cfg.FastGossip {
+		cfg.Tuning = gossip.FastTuning()
+	}
+	g, err := gossip.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.gossipJoinLoop(g, id.NodeID) }()
+	return g, nil
+}
+
+// gossipJoinLoop joins memberlist through the gossip addresses of the --join
+// peers and of every known node record, retrying until at least one peer is
+// reached (or there is no one else to reach).
+func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
+	for attempt := 0; ; attempt++ {
+		addrs := map[string]bool{}
+		for _, r := range s.nodeRecords() {
+			if r.NodeID != self && r.GossipAddr != "" {
+				addrs[r.GossipAddr] = true
+			}
+		}
+		for _, a := range s.otherJoinAddrs() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			var resp HelloResponse
+			if err := s.pool.Invoke(ctx, a, methodHello, &HelloRequest{}, &resp); err == nil && resp.GossipAddr != "" && resp.NodeID != self {
+				addrs[resp.GossipAddr] = true
+			}
+			cancel()
+		}
+		if len(addrs) > 0 {
+			var list []string
+			for a := range addrs {
+				list = append(list, a)
+			}
+			if n, err := g.Join(list); err == nil && n > 0 {
+				return
+			} else if attempt%10 == 9 {
+				s.log.Warn("gossip cannot reach any peer yet", "tried", list, "err", err)
+			}
+		} else if len(s.nodeRecords()) > 1 || len(s.otherJoinAddrs()) > 0 {
+			// Others exist but are not reachable yet: keep trying.
+		} else if attempt > 3 {
+			return // a single-node cluster
+		}
+		select {
+		case <-s.stopC:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// --- RPC handlers ---
+
+func (s *Server) hello(context.Context, *HelloRequest) (*HelloResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &HelloResponse{ClusterID: s.ident.ClusterID, NodeID: s.ident.NodeID, Bootstrapped: s.joined,
+		ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr, BinaryVersion: s.binVersion.String()}, nil
+}
+
+func (s *Server) initCluster(ctx context.Context, _ *InitRequest) (*InitResponse, error) {
+	s.mu.Lock()
+	joined, id := s.joined, s.ident
+	s.mu.Unlock()
+	if joined {
+		return nil, rpcError(codes.AlreadyExists, errors.WithHint(
+			errors.Newf("cluster has already been initialized (cluster %s, this is node %d)", id.ClusterID, id.NodeID),
+			"`kvnode init` is run once per cluster; nothing was changed"))
+	}
+	req := initReq{done: make(chan initResult, 1)}
+	select {
+	case s.initC <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stopC:
+		return nil, rpcError(codes.Unavailable, errStopping)
+	}
+	select {
+	case r := <-req.done:
+		if r.err != nil {
+			return nil, rpcError(codes.Internal, r.err)
+		}
+		return r.resp, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
+	s.mu.Lock()
+	joined, id, rep := s.joined, s.ident, s.replica
+	s.mu.Unlock()
+	if !joined || rep == nil {
+		return nil, rpcError(codes.Unavailable, errors.New("this node is not part of an initialized cluster yet"))
+	}
+	st := rep.Status()
+	if !st.IsLeader {
+		if req.Forwarded || st.Leader == 0 {
+			return nil, rpcError(codes.Unavailable, errors.New("no Raft leader is known yet; retry"))
+		}
+		addr, ok := s.resolve(st.Leader)
+		if !ok {
+			return nil, rpcError(codes.Unavailable, errors.Newf("no address for leader node %d yet; retry", st.Leader))
+		}
+		fwd := *req
+		fwd.Forwarded = true
+		var resp JoinResponse
+		if err := s.pool.Invoke(ctx, addr, methodJoin, &fwd, &resp); err != nil {
+			return nil, err
+		}
+		return &resp, nil
+	}
+	newID, err := rep.Increment(ctx, keyNodeIDGen, 1)
+	if err != nil {
+		return nil, rpcError(codes.Unavailable, err)
+	}
+	rec := req.Node
+	rec.NodeID = int32(newID)
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: nodeKey(rec.NodeID), Value: rec.encode()}}); err != nil {
+		return nil, rpcError(codes.Unavailable, err)
+	}
+	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
+		return nil, rpcError(codes.Unavailable, err)
+	}
+	s.log.Info("admitted a new node", "node_id", newID, "listen_addr", rec.ListenAddr)
+	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID}, nil
+}
+
+// --- shutdown ---
+
+// Stop drains the node and stops it: no new SQL connections, open ones
+// finish their statement and are closed, Raft leadership moves away, gossip
+// says goodbye, then everything closes. ctx bounds the drain.
+func (s *Server) Stop(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		s.draining.Store(true)
+		s.mu.Lock()
+		g, rep, pg := s.gossip, s.replica, s.pg
+		s.mu.Unlock()
+		if g != nil {
+			_ = g.UpdateMeta(func(m *gossip.NodeMeta) { m.Draining = true })
+		}
+		if pg != nil {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = pg.Drain(dctx)
+			cancel()
+		}
+		if rep != nil {
+			s.transferLeadership(ctx, rep)
+		}
+		close(s.stopC)
+		if g != nil {
+			_ = g.Leave(time.Second)
+			_ = g.Shutdown()
+		}
+		if pg != nil {
+			_ = pg.Close()
+		}
+		if s.grpcSrv != nil {
+			s.grpcSrv.Stop()
+		}
+		if rep != nil {
+			rep.Stop()
+		}
+		if tr := s.transport.Load(); tr != nil {
+			tr.Close()
+		}
+		if s.httpSrv != nil {
+			_ = s.httpSrv.Close()
+		}
+		s.closeListeners()
+		s.wg.Wait()
+		s.pool.Close()
+		err = s.eng.Close()
+	})
+	return err
+}
+
+// transferLeadership moves Raft leadership to another up-to-date voter so
+// that the cluster does not wait an election timeout after we leave.
+func (s *Server) transferLeadership(ctx context.Context, rep *kv.Replica) {
+	st := rep.Status()
+	if !st.IsLeader || len(st.Voters) < 2 {
+		return
+	}
+	var best uint64
+	var bestMatch uint64
+	for _, v := range st.Voters {
+		if v != st.NodeID && st.Progress[v] >= bestMatch {
+			best, bestMatch = v, st.Progress[v]
+		}
+	}
+	if best == 0 {
+		return
+	}
+	rep.TransferLeadership(best)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if !rep.Status().IsLeader {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// --- pre-Raft schema procedure ---
+
+// PushSchema implements sql.SchemaPeers: it sends descriptors to every live
+// peer, concurrently, bounded by ctx.
+func (s *Server) PushSchema(ctx context.Context, descs []catalog.TableDescriptor) {
+	var wg sync.WaitGroup
+	for _, addr := range s.livePeerAddrs() {
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if err := s.pool.Invoke(cctx, addr, methodSchemaPush, &SchemaMessage{Descriptors: descs}, &Empty{}); err != nil {
+				s.log.Debug("schema push failed; the peer will pull it", "peer", addr, "err", err)
+			}
+		}(addr)
+	}
+	wg.Wait()
+}
+
+func (s *Server) livePeerAddrs() []string {
+	s.mu.Lock()
+	g, self := s.gossip, s.ident.NodeID
+	s.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range g.Members() {
+		if m.Meta.NodeID != self && m.IsLive() && m.Meta.ListenAddr != "" {
+			out = append(out, m.Meta.ListenAddr)
+		}
+	}
+	return out
+}
+
+func (s *Server) schemaPush(_ context.Context, req *SchemaMessage) (*Empty, error) {
+	s.mu.Lock()
+	exec := s.exec
+	s.mu.Unlock()
+	if exec == nil {
+		return nil, rpcError(codes.Unavailable, errors.New("SQL is not started on this node yet"))
+	}
+	if _, err := exec.Catalog().Merge(req.Descriptors); err != nil {
+		return nil, rpcError(codes.Internal, err)
+	}
+	return &Empty{}, nil
+}
+
+func (s *Server) schemaPull(context.Context, *Empty) (*SchemaMessage, error) {
+	s.mu.Lock()
+	exec := s.exec
+	s.mu.Unlock()
+	if exec == nil {
+		return nil, rpcError(codes.Unavailable, errors.New("SQL is not started on this node yet"))
+	}
+	return &SchemaMessage{Descriptors: exec.Catalog().All()}, nil
+}
+
+func (s *Server) publishSchemaDigest() {
+	s.mu.Lock()
+	g, exec := s.gossip, s.exec
+	s.mu.Unlock()
+	if g == nil || exec == nil {
+		return
+	}
+	d := exec.Catalog().Digest()
+	if g.LocalMeta().SchemaDigest == d {
+		return
+	}
+	if err := g.UpdateMeta(func(m *gossip.NodeMeta) { m.SchemaDigest = d }); err != nil {
+		s.log.Debug("publishing schema digest", "err", err)
+	}
+}
+
+// schemaSyncLoop pulls the schema from every live peer whose gossiped digest
+// differs from ours and merges it (last writer wins per table). Both sides
+// of a difference pull from each other, so digests converge.
+func (s *Server) schemaSyncLoop() {
+	t := time.NewTicker(s.cfg.SchemaSyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopC:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		g, exec, self := s.gossip, s.exec, s.ident.NodeID
+		s.mu.Unlock()
+		mine := exec.Catalog().Digest()
+		for _, m := range g.Members() {
+			if m.Meta.NodeID == self || !m.IsLive() || m.Meta.SchemaDigest == "" || m.Meta.SchemaDigest == mine {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			var resp SchemaMessage
+			err := s.pool.Invoke(ctx, m.Meta.ListenAddr, methodSchemaPull, &Empty{}, &resp)
+			cancel()
+			if err != nil {
+				continue
+			}
+			if changed, err := exec.Catalog().Merge(resp.Descriptors); err != nil {
+				s.log.Warn("merging schema from peer", "peer", m.Meta.NodeID, "err", err)
+			} else if changed {
+				s.log.Info("merged schema changes pulled from peer", "peer", m.Meta.NodeID)
+			}
+		}
+		s.publishSchemaDigest()
+	}
+}
+
+// InitCluster is the client side of `kvnode init`: it asks the node at host
+// (its --listen-addr) to bootstrap a new cluster.
+func InitCluster(ctx context.Context, host string) (*InitResponse, error) {
+	pool := rpc.NewPool()
+	defer pool.Close()
+	var resp InitResponse
+	if err := pool.Invoke(ctx, host, methodInit, &InitRequest{}, &resp); err != nil {
+		return nil, errors.Newf("%s", remoteMessage(err))
+	}
+	return &resp, nil
+}
