@@ -152,7 +152,9 @@ var raftServiceDesc = grpc.ServiceDesc{
 
 // RegisterRaftService adds the kvnode.Raft service to a gRPC server; src
 // supplies the transport once the node has one.
-func RegisterRaftService(s *grpc.Server, src TransportSource) { s.RegisterService(&raftServiceDesc, src) }
+func RegisterRaftService(s *grpc.Server, src TransportSource) {
+	s.RegisterService(&raftServiceDesc, src)
+}
 
 func (t *Transport) receive(b *RaftBatch) error {
 	if b.ClusterID != t.clusterID {

@@ -158,6 +158,9 @@ func validateAddrs(cfg Config) error {
 		{"--listen-addr", cfg.ListenAddr}, {"--gossip-addr", cfg.GossipAddr},
 		{"--sql-addr", cfg.SQLAddr}, {"--http-addr", cfg.HTTPAddr},
 	} {
+		if strings.HasSuffix(a.v, ":0") {
+			continue // any free port: cannot collide
+		}
 		if other, ok := seen[a.v]; ok {
 			return errors.WithHintf(errors.Newf("%s and %s are both %s", other, a.flag, a.v),
 				"give each of --listen-addr, --gossip-addr, --sql-addr and --http-addr its own port")

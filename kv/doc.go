@@ -1,0 +1,72 @@
+// Package kv is kvnode's replicated data plane: one etcd Raft group (the
+// data group) whose state machine is the replicated key space of the node's
+// Pebble engine. It offers the linearizable key-value API of package kvpb
+// (Get, Scan, atomic conditional Write, Increment) and the membership
+// operations the server needs (add a learner, remove a member, transfer
+// leadership).
+//
+// # One goroutine owns the group
+//
+// Replica.run is the only goroutine that touches the raft.RawNode. Proposals,
+// read requests, incoming messages and transport reports reach it on
+// channels. Each Ready is handled in the order the etcd-io/raft README
+// prescribes:
+//
+//  1. persist the snapshot (if any), then the entries and hard state, in one
+//     Pebble batch, synced when Raft says so (MustSync);
+//  2. send the messages;
+//  3. apply the committed entries (conf changes through ApplyConfChange) in
+//     one Pebble batch that also records the applied index and configuration;
+//  4. Advance.
+//
+// Proposals that arrive together are proposed together and share one Ready,
+// hence one fsync: under concurrency the cost of durability is amortized
+// over the batch.
+//
+// # Linearizable reads: ReadIndex, not a lease
+//
+// Reads use Raft's ReadIndex (ReadOnlySafe): the leader confirms with a
+// heartbeat round that it is still leader, the read waits until the local
+// replica has applied up to the returned index, then reads Pebble directly.
+// It works on followers too (the follower asks the leader). All reads that
+// arrive while a ReadIndex is in flight share the next one, so heartbeat
+// rounds are amortized like fsyncs. A leader lease would save that round
+// trip but makes correctness depend on bounded clock drift; kvnode's
+// headline is safety during upgrades and restarts, so it takes the round
+// trip and stays correct with arbitrary clock behaviour.
+//
+// # Writes and their outcomes
+//
+// A write is acknowledged once the proposing node has applied it, which
+// implies it is committed (durable on a majority). Conditional puts are
+// evaluated at apply time, on every replica identically, so INSERT's
+// uniqueness and UPDATE's compare-and-swap are correct without locks.
+// A proposal that never entered the log (no leader known) is retried; one
+// whose fate is unknown when the caller's deadline passes returns
+// kvpb.ErrAmbiguous, and is never silently re-proposed (a re-proposal could
+// apply a write twice).
+//
+// # Log truncation and snapshots
+//
+// Each replica truncates its own log once it holds more than 2*LogRetain
+// applied entries, keeping the last LogRetain. Snapshots are not stored: the
+// engine is the snapshot. When the leader must catch up a follower whose
+// next entry was truncated, raftStorage.Snapshot streams the replicated key
+// span at the current applied index (consistent through a Pebble snapshot);
+// the follower replaces its replicated span with it atomically and resets
+// its log. The snapshot travels in one gRPC message on its own call, so a
+// large snapshot never delays heartbeats; rpc.MaxMessageSize bounds it.
+//
+// # Membership
+//
+// New nodes join as learners and are promoted by the leader once they are
+// within 100 entries of its log, while there are fewer than MaxVoters (5)
+// voters; further nodes stay learners. Node IDs come from a replicated
+// counter and are never reused.
+//
+// # What it does not do
+//
+// It has one group for all data (no ranges or splits), no leases, and no
+// transactions across statements; the SQL layer builds on single atomic
+// batches and compare-and-swap.
+package kv

@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: pgbench against PostgreSQL, one kvnode node and a three-node kvnode cluster,
+# side by side on this machine, with the same scripts and the same data. See docs/benchmarks.md.
+#
+#   ./scripts/bench.sh                                   all three targets, 30 s per run
+#   BENCH_TARGETS=postgres BENCH_SECONDS=5 ./scripts/bench.sh     only PostgreSQL, 5 s per run
+#
+# Environment:
+#   BENCH_TARGETS   space-separated subset of: postgres single cluster (default: all three)
+#   BENCH_SECONDS   pgbench -T per run (default 30)
+#   BENCH_ROWS      rows loaded into kv (default 100000)
+#   BENCH_DOC       the file whose results section is replaced (default docs/benchmarks.md)
+#   BENCH_UPDATE_DOC  1 = write the results into BENCH_DOC, 0 = only print them
+#                   (default: 1 when all three targets ran, else 0)
+#   KEEP=1          keep the work directory (stores, logs, pgbench output)
+#
+# Every server it starts listens on 127.0.0.1 only, on free ports; every step has a time limit;
+# everything it started is stopped on exit (trap), by process ID.
+# As root it installs what is missing from Debian (postgresql, postgresql-client) and runs
+# PostgreSQL as the system user `kvbench`, which it creates if needed (postgres refuses root).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+BENCH_TARGETS=${BENCH_TARGETS:-postgres single cluster}
+BENCH_SECONDS=${BENCH_SECONDS:-30}
+BENCH_ROWS=${BENCH_ROWS:-100000}
+BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
+CLIENTS=8
+JOBS=2
+BATCH=1000
+BENCH_USER=kvbench
+
+log() { printf '==== %s\n' "$*" >&2; }
+die() {
+  printf 'bench: %s\n' "$*" >&2
+  exit 1
+}
+
+[[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer, got '$BENCH_SECONDS'"
+[[ $BENCH_ROWS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROWS must be a positive integer, got '$BENCH_ROWS'"
+read -r -a targets <<<"$BENCH_TARGETS"
+((${#targets[@]})) || die "BENCH_TARGETS is empty"
+for t in "${targets[@]}"; do
+  case $t in postgres | single | cluster) ;; *) die "unknown target '$t' in BENCH_TARGETS (use postgres, single, cluster)" ;; esac
+done
+has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
+if [[ -z ${BENCH_UPDATE_DOC:-} ]]; then
+  BENCH_UPDATE_DOC=0
+  if has_target postgres && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every PID this script starts is appended to $WORK/pids and stopped by PID on exit.
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvnode-bench.XXXXXX")
+chmod 755 "$WORK" # the kvbench user must reach its PostgreSQL data directory inside
+: >"$WORK/pids"
+started() { echo "$1" >>"$WORK/pids"; }
+
+# stop_pids SIGNAL PID...: signal each live PID, wait up to 20 s for all, then SIGKILL the rest.
+stop_pids() {
+  local sig=$1 pid i
+  shift
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then kill "-$sig" "$pid" 2>/dev/null || true; fi
+  done
+  for ((i = 0; i < 200; i++)); do
+    local alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || return 0
+    sleep 0.1
+  done
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+}
+
+# shellcheck disable=SC2317 # invoked by the trap
+cleanup() {
+  local pids=()
+  if [[ -s $WORK/pids ]]; then mapfile -t pids <"$WORK/pids"; fi
+  # SIGINT is PostgreSQL's fast shutdown; kvnode drains on SIGINT/SIGTERM.
+  if ((${#pids[@]})); then stop_pids INT "${pids[@]}"; fi
+  if [[ ${KEEP:-} == 1 ]]; then
+    echo "bench: work directory kept: $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Tools.
+
+as_root() {
+  if [[ $(id -u) == 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@"
+  else
+    die "need root to run: $*"
+  fi
+}
+apt_updated=0
+apt_install() {
+  log "installing Debian packages: $*"
+  if ((!apt_updated)); then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# pg_bindir prints the newest /usr/lib/postgresql/<ver>/bin that has the server binaries.
+pg_bindir() {
+  local d best=
+  for d in /usr/lib/postgresql/*/bin; do
+    [[ -x $d/postgres && -x $d/initdb ]] && best=$d
+  done
+  [[ -n $best ]] || return 1
+  echo "$best"
+}
+
+if has_target postgres && ! pg_bindir >/dev/null; then apt_install postgresql; fi
+if ! command -v psql >/dev/null || ! command -v pgbench >/dev/null; then apt_install postgresql-client; fi
+PSQL=$(command -v psql)
+PGBENCH=$(command -v pgbench) || die "pgbench not found after installing postgresql-client"
+PGBIN=
+if has_target postgres; then PGBIN=$(pg_bindir) || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"; fi
+export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+
+# ---------------------------------------------------------------------------------------------
+# Ports: random loopback ports that nothing listens on or uses, never handed out twice.
+
+USED_PORTS=" "
+port_in_use() {
+  if command -v ss >/dev/null; then
+    [[ -n $(ss -Htuan "( sport = :$1 )" 2>/dev/null) ]]
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
+}
+free_port() { # free_port VAR
+  local p i
+  for ((i = 0; i < 500; i++)); do
+    p=$((20000 + RANDOM % 30000))
+    [[ $USED_PORTS == *" $p "* ]] && continue
+    port_in_use "$p" && continue
+    USED_PORTS+="$p "
+    printf -v "$1" '%s' "$p"
+    return 0
+  done
+  die "found no free loopback port"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Workload files.
+
+cat >"$WORK/read.sql" <<'EOF'
+\set k random(1, 100000)
+SELECT v FROM kv WHERE k = :k;
+EOF
+cat >"$WORK/write.sql" <<'EOF'
+\set k random(1, 100000)
+INSERT INTO kv (k, v) VALUES (:k, 'x') ON CONFLICT (k) DO UPDATE SET v = 'y';
+EOF
+if ((BENCH_ROWS != 100000)); then
+  sed -i "s/random(1, 100000)/random(1, $BENCH_ROWS)/" "$WORK/read.sql" "$WORK/write.sql"
+fi
+# The load: CREATE TABLE, then multi-row INSERTs of $BATCH rows each.
+{
+  echo "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT);"
+  awk -v n="$BENCH_ROWS" -v b="$BATCH" 'BEGIN {
+    for (i = 1; i <= n; i++) {
+      if ((i - 1) % b == 0) printf "INSERT INTO kv (k, v) VALUES ";
+      printf "(%d, '\''v%d'\'')", i, i;
+      if (i % b == 0 || i == n) print ";"; else printf ", ";
+    }
+  }'
+} >"$WORK/load.sql"
+
+# ---------------------------------------------------------------------------------------------
+# Helpers on a SQL endpoint: HOST is always 127.0.0.1; each target sets PORT, DBUSER, DBNAME.
+
+sql() { timeout 60 "$PSQL" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" -d "$DBNAME" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+wait_sql() { # wait_sql PID LOGFILE: until SELECT 1 answers (60 s), or the process dies
+  local pid=$1 logf=$2 i
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "the server (pid $pid) exited; log tail:$'\n'$(tail -20 "$logf")"
+    [[ $(sql "SELECT 1" 2>/dev/null) == 1 ]] && return 0
+    sleep 0.2
+  done
+  die "no SQL answer on 127.0.0.1:$PORT after 60 s; log tail:$'\n'$(tail -20 "$logf")"
+}
+
+http_ready() { # http_ready PORT: GET /health?ready=1 answers 200
+  local status
+  # shellcheck disable=SC2016 # $1 is the inner shell's argument
+  status=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "GET /health?ready=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3
+    head -n 1 <&3' _ "$1" 2>/dev/null) || return 1
+  [[ $status == *" 200"* ]]
+}
+
+wait_ready() { # wait_ready PID HTTPPORT LOGFILE: until /health?ready=1 (90 s), or the process dies
+  local pid=$1 port=$2 logf=$3 i
+  for ((i = 0; i < 450; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "kvnode (pid $pid) exited; log tail:$'\n'$(tail -20 "$logf")"
+    http_ready "$port" && return 0
+    sleep 0.2
+  done
+  die "kvnode (pid $pid) not ready after 90 s; log tail:$'\n'$(tail -20 "$logf")"
+}
+
+load_data() { # load_data TARGET
+  log "$1: loading $BENCH_ROWS rows in INSERTs of $BATCH"
+  local t0=$SECONDS
+  timeout 900 "$PSQL" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" -d "$DBNAME" -X -q -v ON_ERROR_STOP=1 \
+    -f "$WORK/load.sql" >"$WORK/$1-load.log" 2>&1 || die "$1: load failed:$'\n'$(tail -5 "$WORK/$1-load.log")"
+  local n
+  n=$(sql "SELECT count(*) FROM kv") || die "$1: count(*) failed"
+  [[ $n == "$BENCH_ROWS" ]] || die "$1: loaded $n rows, want $BENCH_ROWS"
+  log "$1: loaded $n rows in $((SECONDS - t0)) s"
+}
+
+# run_pgbench TARGET SCRIPT: one pgbench run; appends a line to $WORK/results.tsv:
+# target, script, tps, latency ms, transactions, failed transactions, note.
+run_pgbench() {
+  local target=$1 script=$2 out="$WORK/$1-$2.out" rc=0
+  log "$target: pgbench $script, ${BENCH_SECONDS}s, $CLIENTS clients"
+  timeout $((BENCH_SECONDS + 120)) "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$BENCH_SECONDS" \
+    -f "$WORK/$script.sql" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" "$DBNAME" >"$out" 2>&1 || rc=$?
+  local tps lat txns failed note=
+  tps=$(grep -E '^tps = .*(without initial connection|excluding connections)' "$out" | awk '{print $3}' | head -n 1)
+  [[ -n $tps ]] || tps=$(grep -E '^tps = ' "$out" | awk '{print $3}' | tail -n 1)
+  lat=$(grep -E '^latency average = ' "$out" | awk '{print $4}' | head -n 1)
+  txns=$(grep -E '^number of transactions actually processed: ' "$out" | awk '{print $6}' | cut -d/ -f1 | head -n 1)
+  failed=$(grep -E '^number of failed transactions: ' "$out" | awk '{print $5}' | head -n 1)
+  ((rc == 0)) || note="pgbench exit $rc: $(grep -m1 -iE 'error|abort|fatal' "$out" | cut -c1-120)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$script" "${tps:--}" "${lat:--}" "${txns:--}" "${failed:-0}" "$note" >>"$WORK/results.tsv"
+  sed 's/^/    /' "$out" | grep -E 'tps|latency|processed|failed|abort|error' >&2 || true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Targets. Each runs in a subshell; whatever it starts is stopped before the next one begins.
+
+bench_postgres() {
+  local run=()
+  if [[ $(id -u) == 0 ]]; then
+    if ! id "$BENCH_USER" >/dev/null 2>&1; then
+      log "creating system user $BENCH_USER (PostgreSQL refuses to run as root)"
+      useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$BENCH_USER"
+    fi
+    if command -v setpriv >/dev/null; then
+      run=(setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --clear-groups --)
+    else
+      run=(runuser -u "$BENCH_USER" --)
+    fi
+  fi
+  mkdir -p "$WORK/pg" "$WORK/pgsock"
+  if [[ $(id -u) == 0 ]]; then chown "$BENCH_USER:" "$WORK/pg" "$WORK/pgsock"; fi
+  log "postgres: initdb ($("$PGBIN/postgres" --version))"
+  timeout 120 "${run[@]}" "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 --locale=C \
+    >"$WORK/initdb.log" 2>&1 || die "initdb failed:$'\n'$(tail -5 "$WORK/initdb.log")"
+  free_port PORT
+  DBUSER=postgres DBNAME=postgres
+  "${run[@]}" "$PGBIN/postgres" -D "$WORK/pg" -p "$PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$WORK/pgsock" -c shared_buffers=256MB -c fsync=on \
+    -c synchronous_commit=on -c max_connections=100 >"$WORK/postgres.log" 2>&1 &
+  local pid=$!
+  started "$pid"
+  wait_sql "$pid" "$WORK/postgres.log"
+  load_data postgres
+  sql "VACUUM ANALYZE kv" >/dev/null
+  run_pgbench postgres read
+  run_pgbench postgres write
+}
+
+KVNODE_BIN=$WORK/kvnode
+build_kvnode() {
+  log "building kvnode"
+  if ! timeout 600 go build -o "$KVNODE_BIN" ./cmd/kvnode; then
+    echo "bench: go build ./cmd/kvnode failed; the kvnode targets are skipped" >&2
+    return 1
+  fi
+  "$KVNODE_BIN" version | head -n 1 >&2
+}
+
+# start_kvnode NAME SUBCOMMAND LISTENPORT [extra flags]: starts a node on fresh ports (and on
+# LISTENPORT for --listen-addr, or a fresh one if it is empty); records its pid, SQL port and
+# HTTP port in NODE_PID, NODE_SQL and NODE_HTTP under NAME.
+declare -A NODE_PID NODE_SQL NODE_HTTP
+start_kvnode() {
+  local name=$1 sub=$2 l=$3 g s h
+  shift 3
+  [[ -n $l ]] || free_port l
+  free_port g
+  free_port s
+  free_port h
+  "$KVNODE_BIN" "$sub" --store="$WORK/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
+    --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn "$@" >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  started "$pid"
+  NODE_PID[$name]=$pid NODE_SQL[$name]=$s NODE_HTTP[$name]=$h
+}
+
+bench_single() {
+  start_kvnode single start-single-node ""
+  wait_ready "${NODE_PID[single]}" "${NODE_HTTP[single]}" "$WORK/single.log"
+  PORT=${NODE_SQL[single]} DBUSER=root DBNAME=defaultdb
+  wait_sql "${NODE_PID[single]}" "$WORK/single.log"
+  load_data single
+  run_pgbench single read
+  run_pgbench single write
+}
+
+bench_cluster() {
+  # Reserve the listen ports first so every node gets the full --join list.
+  local l1 l2 l3 i n
+  free_port l1
+  free_port l2
+  free_port l3
+  local join="127.0.0.1:$l1,127.0.0.1:$l2,127.0.0.1:$l3"
+  start_kvnode n1 start "$l1" --join="$join"
+  start_kvnode n2 start "$l2" --join="$join"
+  start_kvnode n3 start "$l3" --join="$join"
+  log "cluster: kvnode init --host=127.0.0.1:$l1"
+  for ((i = 0; ; i++)); do
+    timeout 60 "$KVNODE_BIN" init --host="127.0.0.1:$l1" >"$WORK/init.log" 2>&1 && break
+    ((i < 10)) || die "kvnode init failed:$'\n'$(cat "$WORK/init.log")"
+    sleep 1
+  done
+  for n in n1 n2 n3; do wait_ready "${NODE_PID[$n]}" "${NODE_HTTP[$n]}" "$WORK/$n.log"; done
+  PORT=${NODE_SQL[n1]} DBUSER=root DBNAME=defaultdb
+  wait_sql "${NODE_PID[n1]}" "$WORK/n1.log"
+  load_data cluster
+  run_pgbench cluster read
+  run_pgbench cluster write
+}
+
+# ---------------------------------------------------------------------------------------------
+# Run.
+
+t_start=$SECONDS
+failed_targets=()
+kvnode_built=0
+if has_target single || has_target cluster; then
+  if build_kvnode; then kvnode_built=1; fi
+fi
+for t in postgres single cluster; do
+  has_target "$t" || continue
+  if [[ $t != postgres ]] && ((!kvnode_built)); then
+    failed_targets+=("$t")
+    continue
+  fi
+  log "target: $t"
+  set +e
+  (
+    set -e
+    # A target's processes are stopped when its subshell ends, so targets never overlap.
+    # shellcheck disable=SC2317 # invoked by the trap
+    stop_own() {
+      local pids=()
+      mapfile -t pids <"$WORK/pids"
+      if ((${#pids[@]})); then stop_pids INT "${pids[@]}"; fi
+    }
+    trap stop_own EXIT
+    trap 'exit 130' INT TERM
+    "bench_$t"
+  )
+  rc=$?
+  set -e
+  if ((rc == 130)); then exit 130; fi
+  if ((rc != 0)); then failed_targets+=("$t"); fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+label() {
+  case $1 in
+  postgres) echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')" ;;
+  single) echo "kvnode, 1 node" ;;
+  cluster) echo "kvnode, 3 nodes" ;;
+  esac
+}
+script_name() {
+  case $1 in
+  read) echo "read: SELECT by key" ;;
+  write) echo "write: INSERT … ON CONFLICT DO UPDATE" ;;
+  esac
+}
+pg_tps() { awk -F'\t' -v s="$1" '$1 == "postgres" && $2 == s {print $3}' "$WORK/results.tsv" 2>/dev/null; }
+
+table=$WORK/table.md
+{
+  echo "| script | target | TPS | avg latency (ms) | TPS vs PostgreSQL | transactions | failed |"
+  echo "|---|---|---:|---:|---:|---:|---:|"
+  if [[ -s $WORK/results.tsv ]]; then
+    for s in read write; do
+      while IFS=$'\t' read -r target script tps lat txns failed note; do
+        [[ $script == "$s" ]] || continue
+        ref=$(pg_tps "$s")
+        ratio=n/a
+        if [[ -n $ref && $ref != - && $tps != - ]]; then
+          ratio=$(awk -v a="$tps" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }')
+        fi
+        tpsf=$tps latf=$lat
+        if [[ $tps != - ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
+        if [[ $lat != - ]]; then latf=$(awk -v a="$lat" 'BEGIN { printf "%.2f", a }'); fi
+        if [[ -n $note ]]; then latf="$latf ($note)"; fi
+        echo "| $(script_name "$s") | $(label "$target") | $tpsf | $latf | $ratio | $txns | $failed |"
+      done <"$WORK/results.tsv"
+    done
+  fi
+  for t in "${failed_targets[@]}"; do
+    echo "| (all) | $(label "$t") | failed | see the run's log | | | |"
+  done
+} >"$table"
+
+mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+cmd="BENCH_SECONDS=$BENCH_SECONDS"
+if [[ $BENCH_TARGETS != "postgres single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
+if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
+cmd+=" ./scripts/bench.sh"
+
+section=$WORK/section.md
+{
+  echo "Run on $(date -u '+%Y-%m-%d %H:%M UTC'), kvnode commit \`$rev\`, $(go version | awk '{print $3}')."
+  echo
+  echo "- machine: $(nproc) cores${cpu:+ ($cpu)}, $mem memory, $(uname -sr); server and pgbench share it"
+  echo "- command: \`$cmd\`"
+  echo "- pgbench: \`pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS -f SCRIPT\`, $BENCH_ROWS rows"
+  echo
+  cat "$table"
+} >"$section"
+
+echo
+cat "$section"
+echo
+log "total time $((SECONDS - t_start)) s"
+
+if [[ $BENCH_UPDATE_DOC == 1 ]]; then
+  begin='<!-- bench-results:begin -->' end='<!-- bench-results:end -->'
+  if ! grep -qF "$begin" "$BENCH_DOC" || ! grep -qF "$end" "$BENCH_DOC"; then
+    die "$BENCH_DOC has no $begin ... $end markers; results not written"
+  fi
+  awk -v begin="$begin" -v end="$end" -v f="$section" '
+    $0 == begin { print; while ((getline line < f) > 0) print line; skip = 1; next }
+    $0 == end   { skip = 0 }
+    !skip       { print }
+  ' "$BENCH_DOC" >"$WORK/doc.md"
+  cp "$WORK/doc.md" "$BENCH_DOC"
+  log "results written to $BENCH_DOC"
+else
+  log "results not written to $BENCH_DOC (BENCH_UPDATE_DOC=1 writes them; the default writes only full runs)"
+fi
+
+((${#failed_targets[@]} == 0)) || die "failed targets: ${failed_targets[*]}"

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# scripts/test.sh: kvnode's whole test suite, the one command a developer and CI run.
+#
+#   ./scripts/test.sh                      everything: gofmt, vet, staticcheck, build, go test -race
+#   ./scripts/test.sh -run TestFoo -v      extra arguments go to `go test`
+#   PKGS="./sql/... ./kv/..." ./scripts/test.sh    only these packages (every step)
+#   KVNODE_LONG=1 ./scripts/test.sh        also the long scenarios (build tag `long`)
+#
+# Environment:
+#   PKGS               package patterns for every step (default ./...)
+#   KVNODE_LONG=1      run the long scenarios: passes `-tags long` to go test and exports
+#                      KVNODE_LONG=1 so tests can read it (the default suite skips them)
+#   TEST_TIMEOUT       go test -timeout (default 25m; per test binary)
+#   KVNODE_NO_INSTALL=1  never install anything (no root, no network): missing tools are an error
+#
+# What it installs when missing (a fresh CI machine has Go and gcc, not these):
+#   psql         Debian's postgresql-client, through apt-get (as root, or with sudo -n)
+#   staticcheck  honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION into $(go env GOPATH)/bin
+#
+# Steps run in order and the first failure stops the run. Vet and staticcheck always see the
+# files of the `long` tag, so the long scenarios keep compiling even when they do not run.
+# The output ends with go test's own result lines (repeated after the total time), which CI reads.
+set -euo pipefail
+
+# Staticcheck 2026.2.2: supports Go 1.26 (and 1.27) code. Check newer ones with
+# `go list -m -versions honnef.co/go/tools`.
+STATICCHECK_VERSION=v0.8.2
+
+cd "$(dirname "$0")/.."
+
+PKGS=${PKGS:-./...}
+read -r -a pkgs <<<"$PKGS"
+TEST_TIMEOUT=${TEST_TIMEOUT:-25m}
+
+start=$SECONDS
+current_step="setup"
+finished=""
+
+elapsed() {
+  local s=$((SECONDS - start))
+  printf '%dm%02ds' $((s / 60)) $((s % 60))
+}
+step() {
+  current_step=$1
+  printf '\n==== %s  [%s]\n' "$1" "$(elapsed)"
+}
+# shellcheck disable=SC2317 # invoked by the trap
+on_exit() {
+  local rc=$?
+  if [[ -z $finished ]]; then
+    if ((rc != 0)); then
+      printf '\n==== FAILED at step "%s" (exit %d); total time %s\n' "$current_step" "$rc" "$(elapsed)"
+    fi
+  fi
+}
+trap on_exit EXIT
+
+# as_root runs a command as root: directly if we are root, else with sudo -n (never prompts).
+as_root() {
+  if [[ $(id -u) == 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@"
+  else
+    echo "need root to run: $*" >&2
+    return 1
+  fi
+}
+
+step "install: psql"
+if command -v psql >/dev/null 2>&1; then
+  echo "psql present: $(psql --version)"
+elif [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+  echo "psql is missing and KVNODE_NO_INSTALL=1: install Debian's postgresql-client" >&2
+  exit 1
+else
+  echo "psql missing: installing Debian's postgresql-client"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+  echo "installed: $(psql --version)"
+fi
+
+step "install: staticcheck $STATICCHECK_VERSION"
+gobin="$(go env GOPATH | cut -d: -f1)/bin"
+export PATH="$gobin:$PATH"
+if staticcheck -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
+  echo "staticcheck present: $(staticcheck -version)"
+elif [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+  echo "staticcheck $STATICCHECK_VERSION is missing and KVNODE_NO_INSTALL=1" >&2
+  exit 1
+else
+  GOBIN="$gobin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+  echo "installed: $(staticcheck -version)"
+fi
+
+echo "go: $(go version)"
+
+step "gofmt"
+# The .go files of every package directory that PKGS names (not testdata, which may hold
+# deliberately malformed inputs).
+mapfile -t dirs < <(go list -e -f '{{.Dir}}' "${pkgs[@]}")
+files=()
+for d in "${dirs[@]}"; do
+  for f in "$d"/*.go; do
+    [[ -e $f ]] && files+=("$f")
+  done
+done
+unformatted=
+if ((${#files[@]})); then
+  unformatted=$(gofmt -l "${files[@]}")
+fi
+if [[ -n $unformatted ]]; then
+  echo "these files are not gofmt-formatted (run: gofmt -w FILE):"
+  echo "${unformatted//"$PWD/"/  }"
+  exit 1
+fi
+echo "${#files[@]} files formatted"
+
+step "go vet"
+go vet -tags long "${pkgs[@]}"
+
+step "staticcheck"
+staticcheck -tags long "${pkgs[@]}"
+
+step "go build"
+go build "${pkgs[@]}"
+
+testflags=(-race -count=1 -timeout "$TEST_TIMEOUT")
+if [[ ${KVNODE_LONG:-} == 1 ]]; then
+  export KVNODE_LONG=1
+  testflags+=(-tags long)
+  step "go test (with the long scenarios: -tags long, KVNODE_LONG=1)"
+else
+  step "go test (default suite; KVNODE_LONG=1 adds the long scenarios)"
+fi
+testcmd=(go test "${testflags[@]}" "$@" "${pkgs[@]}")
+echo "${testcmd[*]}"
+log=$(mktemp "${TMPDIR:-/tmp}/kvnode-test.XXXXXX")
+set +e
+"${testcmd[@]}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+
+finished=1
+if ((rc == 0)); then
+  printf '\n==== all steps passed; total time %s\n' "$(elapsed)"
+else
+  printf '\n==== go test failed (exit %d); total time %s\n' "$rc" "$(elapsed)"
+fi
+# Repeat go test's result lines so the output ends with them.
+echo "==== go test results (repeated from above)"
+grep -E '^(ok|FAIL)([[:space:]]|$)|^--- FAIL' "$log" || true
+rm -f "$log"
+exit "$rc"

@@ -1,0 +1,237 @@
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvnode/kvnode/server"
+)
+
+// Options tune a test cluster.
+type Options struct {
+	// RaftLogRetain makes logs truncate after this many entries (default:
+	// production's 10000).
+	RaftLogRetain uint64
+	// Verbose sends node logs to stderr (default: discarded unless
+	// KVNODE_TEST_LOGS=1).
+	Verbose bool
+}
+
+// Node is one node of the cluster and its fixed addresses.
+type Node struct {
+	Index  int // 0-based position in the cluster
+	Server *server.Server
+	Config server.Config
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t     testing.TB
+	opts  Options
+	Nodes []*Node
+	join  []string
+}
+
+// Start starts n nodes, initializes the cluster through the first, and
+// waits until every node serves SQL.
+func Start(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, opts: opts}
+	for i := 0; i < n; i++ {
+		c.Nodes = append(c.Nodes, c.newNode(i))
+	}
+	for _, nd := range c.Nodes {
+		c.join = append(c.join, nd.Config.ListenAddr)
+	}
+	for _, nd := range c.Nodes {
+		nd.Config.Join = c.join
+		c.StartNode(nd.Index)
+	}
+	t.Cleanup(c.StopAll)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := server.InitCluster(ctx, c.Nodes[0].Config.ListenAddr); err != nil {
+		t.Fatalf("kvnode init: %v", err)
+	}
+	for i := range c.Nodes {
+		c.WaitUp(i)
+	}
+	return c
+}
+
+func (c *Cluster) newNode(i int) *Node {
+	ports := freePorts(c.t, 4)
+	var log *slog.Logger
+	if c.opts.Verbose || os.Getenv("KVNODE_TEST_LOGS") == "1" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("n", i+1)
+	} else {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Node{Index: i, Config: server.Config{
+		Store:      filepath.Join(c.t.TempDir(), fmt.Sprintf("n%d", i+1)),
+		ListenAddr: ports[0], GossipAddr: ports[1], SQLAddr: ports[2], HTTPAddr: ports[3],
+		Logger: log, RaftTickInterval: 20 * time.Millisecond, RaftLogRetain: c.opts.RaftLogRetain,
+		FastGossip: true, SchemaSyncEvery: 100 * time.Millisecond,
+	}}
+}
+
+// AddNode starts one more node that joins through the existing ones and
+// waits until it serves SQL. It returns its index.
+func (c *Cluster) AddNode() int {
+	nd := c.newNode(len(c.Nodes))
+	nd.Config.Join = append([]string(nil), c.join...)
+	c.Nodes = append(c.Nodes, nd)
+	c.StartNode(nd.Index)
+	c.WaitUp(nd.Index)
+	return nd.Index
+}
+
+// StartNode (re)starts node i on its store and addresses.
+func (c *Cluster) StartNode(i int) {
+	c.t.Helper()
+	nd := c.Nodes[i]
+	var s *server.Server
+	var err error
+	// The ports were free a moment ago; on restart the old process's
+	// sockets may linger briefly, so retry for a bounded time.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err = server.New(nd.Config)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("starting node %d: %v", i+1, err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		c.t.Fatalf("starting node %d: %v", i+1, err)
+	}
+	nd.Server = s
+}
+
+// WaitUp waits until node i serves SQL.
+func (c *Cluster) WaitUp(i int) {
+	c.t.Helper()
+	s := c.Nodes[i].Server
+	select {
+	case <-s.Up():
+	case <-time.After(30 * time.Second):
+		c.t.Fatalf("node %d did not come up in 30s (failed: %v)", i+1, s.Failed())
+	}
+}
+
+// StopNode drains and stops node i (as SIGTERM would).
+func (c *Cluster) StopNode(i int) {
+	nd := c.Nodes[i]
+	if nd.Server == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := nd.Server.Stop(ctx); err != nil {
+		c.t.Errorf("stopping node %d: %v", i+1, err)
+	}
+	nd.Server = nil
+}
+
+// StopAll stops every running node.
+func (c *Cluster) StopAll() {
+	for i := len(c.Nodes) - 1; i >= 0; i-- {
+		c.StopNode(i)
+	}
+}
+
+// URL is the PostgreSQL connection URL of node i.
+func (c *Cluster) URL(i int) string {
+	return fmt.Sprintf("postgresql://root@%s/defaultdb?sslmode=disable&connect_timeout=5", c.Nodes[i].Config.SQLAddr)
+}
+
+// Conn opens a pgx connection to node i, closed at cleanup.
+func (c *Cluster) Conn(i int) *pgx.Conn {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(i))
+	if err != nil {
+		c.t.Fatalf("connecting to node %d: %v", i+1, err)
+	}
+	c.t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// Exec runs a statement on node i and fails the test on error.
+func (c *Cluster) Exec(i int, sql string, args ...any) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(i))
+	if err != nil {
+		c.t.Fatalf("connecting to node %d: %v", i+1, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		c.t.Fatalf("node %d: %s: %v", i+1, sql, err)
+	}
+}
+
+// WaitFor polls fn until it returns nil or d passes.
+func WaitFor(t testing.TB, d time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("condition not met after %s: %v", d, err)
+}
+
+// QueryInt runs a single-value integer query on node i.
+func (c *Cluster) QueryInt(i int, sql string, args ...any) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(i))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var v int64
+	err = conn.QueryRow(ctx, sql, args...).Scan(&v)
+	return v, err
+}
+
+func freePorts(t testing.TB, n int) []string {
+	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		addr := l.Addr().String()
+		if u, err := net.ListenPacket("udp", addr); err == nil {
+			_ = u.Close()
+			out = append(out, addr)
+		}
+	}
+	return out
+}

@@ -1,0 +1,82 @@
+package storage
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSecondOpenIsRefusedWithPID(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(dir, Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	_, err = Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") ||
+		!strings.Contains(err.Error(), "pid") {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestIdentAndLocalRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(dir, Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := e.ReadIdent(); ok || err != nil {
+		t.Fatalf("fresh store has identity: %v %v", ok, err)
+	}
+	want := Ident{ClusterID: "c", NodeID: 3, ClusterVersion: "1.1"}
+	if err := e.WriteIdent(want); err != nil {
+		t.Fatal(err)
+	}
+	l := e.Local()
+	if err := l.Put([]byte("a/1"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put([]byte("b/1"), []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, err = Open(dir, Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	got, ok, err := e.ReadIdent()
+	if err != nil || !ok || got != want {
+		t.Fatalf("ident after reopen: %+v %v %v", got, ok, err)
+	}
+	kvs, err := e.Local().Scan([]byte("a/"))
+	if err != nil || len(kvs) != 1 || string(kvs[0].Key) != "a/1" {
+		t.Fatalf("local scan: %v %v", kvs, err)
+	}
+}
+
+func TestReadOnlyStoreDirectory(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores directory permissions")
+	}
+	dir := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "not writable") {
+		t.Fatalf("read-only store: %v", err)
+	}
+}
+
+func TestPrefixEnd(t *testing.T) {
+	for in, want := range map[string]string{"a": "b", "a\xff": "b", "\xff\xff": ""} {
+		if got := string(PrefixEnd([]byte(in))); got != want {
+			t.Errorf("PrefixEnd(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
