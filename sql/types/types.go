@@ -183,7 +183,9 @@ func FormatBinary(t T, d Datum) []byte {
 	case String:
 		return []byte(d.(string))
 	case Bytes:
-		return append([]byte(nil), d.([]byte)...)
+		// Never nil: an empty BYTES value is not NULL.
+		b := d.([]byte)
+		return append(make([]byte, 0, len(b)), b...)
 	case Bool:
 		if d.(bool) {
 			return []byte{1}
