@@ -100,15 +100,15 @@ func TestCatchUpBySnapshotAfterTruncation(t *testing.T) {
 	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
 	waitCount(t, c, 2, "kv", 0)
 	c.StopNode(2)
-	for k := 0; k < 300; k += 10 {
+	for k := 0; k < 300; k += 5 {
 		var vals []string
-		for j := k; j < k+10; j++ {
+		for j := k; j < k+5; j++ {
 			vals = append(vals, fmt.Sprintf("(%d, 'v')", j))
 		}
 		c.Exec(0, "INSERT INTO kv VALUES "+strings.Join(vals, ", "))
 	}
 	st := c.Nodes[0].Server.Replica().Status()
-	if st.FirstLog < 20 {
+	if st.FirstLog < 30 {
 		t.Fatalf("log was not truncated (first index %d)", st.FirstLog)
 	}
 	c.StartNode(2)

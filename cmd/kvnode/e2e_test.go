@@ -160,9 +160,9 @@ func TestThreeProcessesWithPsqlAndPgx(t *testing.T) {
 	for _, p := range ps {
 		p.start()
 	}
-	out, err := exec.Command(kvnodeBin, "init", "--host="+ps[0].listen).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "initialized") {
-		t.Fatalf("kvnode init: %v: %s", err, out)
+	initOut, err := exec.Command(kvnodeBin, "init", "--host="+ps[0].listen).CombinedOutput()
+	if err != nil || !strings.Contains(string(initOut), "initialized") {
+		t.Fatalf("kvnode init: %v: %s", err, initOut)
 	}
 	for _, p := range ps {
 		p.waitReady(t)
@@ -185,7 +185,7 @@ func TestThreeProcessesWithPsqlAndPgx(t *testing.T) {
 		}
 		return nil
 	})
-	out, err = psql(t, ps[1].url(), "INSERT INTO kv (k, v) VALUES (1, 'again')")
+	out, err := psql(t, ps[1].url(), "INSERT INTO kv (k, v) VALUES (1, 'again')")
 	if err == nil || !strings.Contains(out, "23505") {
 		t.Fatalf("duplicate key via psql: %v: %s", err, out)
 	}
@@ -254,7 +254,7 @@ func TestBadFlagsAndInputs(t *testing.T) {
 		{"unknown flag", []string{"start", "--nope"}, "unknown flag"},
 		{"bad listen addr", []string{"start", "--store=" + t.TempDir(), "--listen-addr=nonsense"}, "invalid --listen-addr"},
 		{"init without host", []string{"init"}, "--host is required"},
-		{"init unreachable", []string{"init", "--host=127.0.0.1:1"}, "cannot reach"},
+		{"init unreachable", []string{"init", "--host=127.0.0.1:1", "--timeout=1s"}, "cannot reach"},
 		{"same port twice", []string{"start", "--store=" + t.TempDir(), "--listen-addr=127.0.0.1:41000", "--sql-addr=127.0.0.1:41000"}, "its own port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -171,29 +171,42 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 
 func newInitCmd() *cobra.Command {
 	var host string
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "init --host=HOST:PORT",
 		Short: "bootstrap a new cluster on the node at --host (run once per cluster)",
-		Args:  cobra.NoArgs,
+		Long: `Bootstrap a new cluster on the started node whose --listen-addr is --host.
+Run it once per cluster. If the node is still starting, init waits for it
+up to --timeout.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if host == "" {
 				return errors.WithHint(errors.New("--host is required"), "pass the --listen-addr of one started node, e.g. --host=127.0.0.1:26357")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			resp, err := server.InitCluster(ctx, host)
-			if err != nil {
-				if strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "DeadlineExceeded") || ctx.Err() != nil {
-					return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %v", host, err),
+			deadline := time.Now().Add(timeout)
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				resp, err := server.InitCluster(ctx, host)
+				cancel()
+				if err == nil {
+					fmt.Printf("Cluster successfully initialized (cluster ID %s, node %d).\n", resp.ClusterID, resp.NodeID)
+					return nil
+				}
+				unreachable := strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "Unavailable") ||
+					strings.Contains(err.Error(), "deadline exceeded")
+				if !unreachable {
+					return err
+				}
+				if time.Now().After(deadline) {
+					return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s within %s: %v", host, timeout, err),
 						"start the node first, and pass its --listen-addr as --host")
 				}
-				return err
+				time.Sleep(200 * time.Millisecond)
 			}
-			fmt.Printf("Cluster successfully initialized (cluster ID %s, node %d).\n", resp.ClusterID, resp.NodeID)
-			return nil
 		},
 	}
 	cmd.Flags().StringVar(&host, "host", "", "the --listen-addr of the node to bootstrap the cluster on")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the node to become reachable")
 	return cmd
 }
 
