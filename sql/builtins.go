@@ -1,0 +1,443 @@
+package sql
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/rowenc"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// overload is one signature of a builtin function.
+type overload struct {
+	args []types.T
+	ret  types.T
+	fn   func(ec *evalCtx, args []types.Datum) (types.Datum, error)
+}
+
+// builtin is a scalar function. Unless nullCall is set, a NULL argument
+// makes the result NULL without calling fn.
+type builtin struct {
+	name      string
+	volatile  bool // a new value on every call: not constant, not a key bound
+	nullCall  bool
+	overloads []overload
+}
+
+func str1(f func(string) string) func(*evalCtx, []types.Datum) (types.Datum, error) {
+	return func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return f(a[0].(string)), nil }
+}
+
+var builtins = map[string]*builtin{}
+
+func init() {
+	for _, b := range []*builtin{
+		{name: "length", overloads: []overload{
+			{[]types.T{types.String}, types.Int, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return int64(utf8.RuneCountInString(a[0].(string))), nil
+			}},
+			{[]types.T{types.Bytes}, types.Int, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return int64(len(a[0].([]byte))), nil
+			}},
+		}},
+		{name: "octet_length", overloads: []overload{
+			{[]types.T{types.String}, types.Int, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return int64(len(a[0].(string))), nil
+			}},
+			{[]types.T{types.Bytes}, types.Int, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return int64(len(a[0].([]byte))), nil
+			}},
+		}},
+		{name: "lower", overloads: []overload{{[]types.T{types.String}, types.String, str1(strings.ToLower)}}},
+		{name: "upper", overloads: []overload{{[]types.T{types.String}, types.String, str1(strings.ToUpper)}}},
+		{name: "abs", overloads: []overload{
+			{[]types.T{types.Int}, types.Int, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				v := a[0].(int64)
+				if v == math.MinInt64 {
+					return nil, errIntOutOfRange()
+				}
+				if v < 0 {
+					v = -v
+				}
+				return v, nil
+			}},
+			{[]types.T{types.Float}, types.Float, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return math.Abs(a[0].(float64)), nil
+			}},
+		}},
+		{name: "substr", overloads: []overload{
+			{[]types.T{types.String, types.Int}, types.String, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return substr(a[0].(string), a[1].(int64), math.MaxInt64)
+			}},
+			{[]types.T{types.String, types.Int, types.Int}, types.String, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return substr(a[0].(string), a[1].(int64), a[2].(int64))
+			}},
+		}},
+		{name: "version", overloads: []overload{{nil, types.String, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
+			return fmt.Sprintf("kvnode %s (%s %s, built with %s)", ec.exec.cfg.BinaryVersion, runtime.GOOS, runtime.GOARCH, runtime.Version()), nil
+		}}}},
+		{name: "crdb_internal.node_executable_version", overloads: []overload{{nil, types.String, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
+			return ec.exec.cfg.BinaryVersion, nil
+		}}}},
+		{name: "crdb_internal.node_id", overloads: []overload{{nil, types.Int, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
+			return int64(ec.exec.cfg.NodeID()), nil
+		}}}},
+		{name: "unique_rowid", volatile: true, overloads: []overload{{nil, types.Int, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
+			return ec.exec.uniqueRowID(), nil
+		}}}},
+		// kvnode 1.0 has no TIMESTAMP type: now() returns the time as an
+		// RFC 3339 STRING, which is enough for logging and display.
+		{name: "now", volatile: true, overloads: []overload{{nil, types.String, nowString}}},
+		{name: "current_timestamp", volatile: true, overloads: []overload{{nil, types.String, nowString}}},
+		{name: "random", volatile: true, overloads: []overload{{nil, types.Float, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return rand.Float64(), nil
+		}}}},
+		{name: "current_user", overloads: []overload{{nil, types.String, constString("root")}}},
+		{name: "session_user", overloads: []overload{{nil, types.String, constString("root")}}},
+		{name: "current_database", overloads: []overload{{nil, types.String, constString("defaultdb")}}},
+		{name: "current_schema", overloads: []overload{{nil, types.String, constString("public")}}},
+	} {
+		builtins[b.name] = b
+	}
+	builtins["char_length"] = builtins["length"]
+	builtins["character_length"] = builtins["length"]
+	builtins["substring"] = builtins["substr"]
+}
+
+func nowString(*evalCtx, []types.Datum) (types.Datum, error) {
+	return time.Now().UTC().Format(time.RFC3339Nano), nil
+}
+
+func constString(s string) func(*evalCtx, []types.Datum) (types.Datum, error) {
+	return func(*evalCtx, []types.Datum) (types.Datum, error) { return s, nil }
+}
+
+// substr is PostgreSQL's substr: 1-based start, characters not bytes, a
+// start before 1 eats into the length.
+func substr(s string, start, length int64) (types.Datum, error) {
+	if length < 0 {
+		return nil, pgerror.Newf("22011", "negative substring length not allowed")
+	}
+	end := start + length
+	if length == math.MaxInt64 || end < start {
+		end = math.MaxInt64
+	}
+	if start < 1 {
+		start = 1
+	}
+	var b strings.Builder
+	pos := int64(1)
+	for _, r := range s {
+		if pos >= end {
+			break
+		}
+		if pos >= start {
+			b.WriteRune(r)
+		}
+		pos++
+	}
+	return b.String(), nil
+}
+
+// aggregate is one aggregate call of a query without GROUP BY.
+type aggregate struct {
+	kind     string // count, sum, min, max, avg
+	arg      texpr  // nil for count(*)
+	distinct bool
+	t        types.T
+}
+
+// aggState accumulates one aggregate over the rows.
+type aggState struct {
+	agg   *aggregate
+	count int64
+	isum  int64
+	fsum  float64
+	val   types.Datum
+	seen  map[string]bool
+}
+
+func (s *aggState) add(ec *evalCtx) error {
+	if s.agg.arg == nil { // count(*)
+		s.count++
+		return nil
+	}
+	d, err := ec.eval(s.agg.arg)
+	if err != nil || d == nil {
+		return err
+	}
+	if s.agg.distinct {
+		k, err := rowenc.AppendKey(nil, types.TypeOf(d), d)
+		if err != nil {
+			return err
+		}
+		if s.seen == nil {
+			s.seen = map[string]bool{}
+		}
+		if s.seen[string(k)] {
+			return nil
+		}
+		s.seen[string(k)] = true
+	}
+	s.count++
+	switch s.agg.kind {
+	case "sum", "avg":
+		switch v := d.(type) {
+		case int64:
+			if s.agg.kind == "avg" {
+				s.fsum += float64(v)
+				return nil
+			}
+			sum := s.isum + v
+			if (sum > s.isum) != (v > 0) {
+				return errIntOutOfRange()
+			}
+			s.isum = sum
+		case float64:
+			s.fsum += v
+		}
+	case "min", "max":
+		if s.val == nil {
+			s.val = d
+			return nil
+		}
+		c, err := compareDatums(d, s.val)
+		if err != nil {
+			return err
+		}
+		if (s.agg.kind == "min" && c < 0) || (s.agg.kind == "max" && c > 0) {
+			s.val = d
+		}
+	}
+	return nil
+}
+
+func (s *aggState) result() types.Datum {
+	switch s.agg.kind {
+	case "count":
+		return s.count
+	case "sum":
+		if s.count == 0 {
+			return nil
+		}
+		if s.agg.t == types.Int {
+			return s.isum
+		}
+		return s.fsum
+	case "avg":
+		if s.count == 0 {
+			return nil
+		}
+		return s.fsum / float64(s.count)
+	}
+	return s.val
+}
+
+func isAggregateName(name string) bool {
+	switch name {
+	case "count", "sum", "min", "max", "avg":
+		return true
+	}
+	return false
+}
+
+// checkFunc type-checks a function call: aggregates, coalesce and concat
+// specially, everything else by overload resolution.
+func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error) {
+	name := strings.TrimPrefix(v.FuncName(), "pg_catalog.")
+	if isAggregateName(name) {
+		return a.checkAggregate(name, v)
+	}
+	if v.Star || v.Distinct {
+		return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s(*) and %s(DISTINCT ...) are only valid for aggregates", name, name)
+	}
+	switch name {
+	case "coalesce", "ifnull":
+		if len(v.Args) == 0 {
+			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "coalesce needs at least one argument")
+		}
+		// Like IN: the arguments share one type, found from the best
+		// ranked one.
+		in, err := a.checkIn(&parser.InExpr{Expr: v.Args[0], List: v.Args[1:]})
+		if err != nil {
+			return nil, err
+		}
+		ie := in.(*inExpr)
+		args := append([]texpr{ie.e}, ie.list...)
+		t := types.Unknown
+		for _, x := range args {
+			t = hint(t, x.typ())
+		}
+		t = hint(t, desired)
+		for i := range args {
+			if args[i], err = a.settle(v.Args[i], args[i], t); err != nil {
+				return nil, err
+			}
+		}
+		return &funcExpr{fn: coalesceBuiltin, args: args, t: t}, nil
+	case "concat":
+		args := make([]texpr, len(v.Args))
+		for i, x := range v.Args {
+			c, err := a.check(x, types.String)
+			if err != nil {
+				return nil, err
+			}
+			args[i] = c
+		}
+		return &funcExpr{fn: concatBuiltin, args: args, t: types.String}, nil
+	}
+	b, ok := builtins[name]
+	if !ok {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown function: %s()", v.FuncName()),
+			"kvnode's functions: count, sum, min, max, avg, length, lower, upper, abs, substr, coalesce, concat, "+
+				"version, now, unique_rowid, crdb_internal.node_executable_version")
+	}
+	// With a single candidate, its argument types are what the arguments
+	// should be (lower($1) makes $1 a STRING).
+	var args []texpr
+	for i, x := range v.Args {
+		want := types.Unknown
+		if len(b.overloads) == 1 && i < len(b.overloads[0].args) {
+			want = b.overloads[0].args[i]
+		}
+		c, err := a.check(x, want)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, c)
+	}
+	for oi := range b.overloads {
+		ov := &b.overloads[oi]
+		if len(ov.args) != len(args) {
+			continue
+		}
+		conv := make([]texpr, len(args))
+		match := true
+		for i, x := range args {
+			if x.typ() == types.Unknown && a.rank(v.Args[i]) == 3 {
+				// An untyped placeholder takes the first overload's type.
+				var err error
+				if x, err = a.check(v.Args[i], ov.args[i]); err != nil {
+					return nil, err
+				}
+				args[i] = x
+			}
+			switch t := x.typ(); {
+			case t == ov.args[i]:
+				conv[i] = x
+			case t == types.Unknown:
+				conv[i] = &castExpr{e: x, to: ov.args[i]}
+			case t == types.Int && ov.args[i] == types.Float:
+				conv[i] = &castExpr{e: x, to: types.Float}
+			default:
+				match = false
+			}
+		}
+		if match {
+			return &funcExpr{fn: &builtin{name: b.name, volatile: b.volatile, overloads: []overload{*ov}}, args: conv, t: ov.ret}, nil
+		}
+	}
+	var got []string
+	for _, x := range args {
+		got = append(got, typeName(x.typ()))
+	}
+	return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: %s(%s)", name, strings.Join(got, ", "))
+}
+
+// Sentinels for the two variadic builtins, evaluated specially.
+var (
+	coalesceBuiltin = &builtin{name: "coalesce", nullCall: true}
+	concatBuiltin   = &builtin{name: "concat", nullCall: true}
+)
+
+func (ec *evalCtx) evalFunc(v *funcExpr) (types.Datum, error) {
+	switch v.fn {
+	case coalesceBuiltin:
+		for _, x := range v.args {
+			d, err := ec.eval(x)
+			if err != nil || d != nil {
+				return d, err
+			}
+		}
+		return nil, nil
+	case concatBuiltin:
+		var b strings.Builder
+		for _, x := range v.args {
+			d, err := ec.eval(x)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(types.FormatText(d))
+		}
+		return b.String(), nil
+	}
+	args := make([]types.Datum, len(v.args))
+	for i, x := range v.args {
+		d, err := ec.eval(x)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil && !v.fn.nullCall {
+			return nil, nil
+		}
+		args[i] = d
+	}
+	return v.fn.overloads[0].fn(ec, args)
+}
+
+func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error) {
+	if !a.allowAggs {
+		return nil, pgerror.Newf(codeGroupingError, "aggregate functions are not allowed in %s", a.clauseName())
+	}
+	if a.inAgg {
+		return nil, pgerror.Newf(codeGroupingError, "aggregate function calls cannot be nested")
+	}
+	agg := &aggregate{kind: name, distinct: v.Distinct}
+	switch {
+	case v.Star:
+		if name != "count" {
+			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s(*) is not valid; only count(*) is", name)
+		}
+		agg.t = types.Int
+	case len(v.Args) != 1:
+		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes exactly one argument", name)
+	default:
+		a.inAgg = true
+		arg, err := a.check(v.Args[0], types.Unknown)
+		a.inAgg = false
+		if err != nil {
+			return nil, err
+		}
+		at := arg.typ()
+		switch name {
+		case "count":
+			agg.t = types.Int
+		case "sum":
+			if at != types.Int && at != types.Float {
+				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: sum(%s)", typeName(at))
+			}
+			agg.t = at
+		case "avg":
+			if at != types.Int && at != types.Float {
+				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: avg(%s)", typeName(at))
+			}
+			agg.t = types.Float
+		default: // min, max
+			if at == types.Unknown {
+				at = types.String
+			}
+			agg.t = at
+		}
+		agg.arg = arg
+	}
+	a.aggs = append(a.aggs, agg)
+	return &aggRef{idx: len(a.aggs) - 1, t: agg.t}, nil
+}

@@ -1,0 +1,278 @@
+package catalog
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/pgerror"
+)
+
+// KeyPrefix is the prefix, in the node's local store, of the persisted
+// descriptors: KeyPrefix + table name.
+const KeyPrefix = "\x03schema/"
+
+// LocalStore is the node's own, unreplicated, durable store. The catalog
+// keeps its descriptors there because under the pre-Raft procedure each node
+// owns its copy of the schema.
+type LocalStore interface {
+	Get(key []byte) ([]byte, bool, error)
+	// Put returns once the write is durable (synced).
+	Put(key, value []byte) error
+	Scan(prefix []byte) ([]kvpb.KeyValue, error)
+}
+
+// ErrConcurrentChange is returned by Apply when the table was changed by a
+// newer schema change (merged from a peer) after the caller read it.
+var ErrConcurrentChange = errors.New("concurrent schema change")
+
+// snapshot is an immutable view of the catalog; readers load it without
+// locking, so statement planning never waits for a DDL's fsync.
+type snapshot struct {
+	byName map[string]*TableDescriptor // includes tombstones
+	sorted []*TableDescriptor          // by name
+	digest string
+}
+
+// Catalog is this node's set of table descriptors, persisted in a
+// LocalStore, merged with peers' by last-writer-wins per table name. It is
+// safe for concurrent use.
+type Catalog struct {
+	store LocalStore
+	clock *Clock
+
+	mu   sync.Mutex // serializes writers (Apply, Merge)
+	snap atomic.Pointer[snapshot]
+
+	cbMu      sync.Mutex
+	callbacks []func()
+}
+
+// New loads the catalog persisted in store. The clock is advanced past every
+// loaded modification time, so schema changes made after a restart order
+// after the ones made before it even if the wall clock went backwards.
+func New(store LocalStore, clock *Clock) (*Catalog, error) {
+	if clock == nil {
+		clock = NewClock(nil, nil)
+	}
+	c := &Catalog{store: store, clock: clock}
+	kvs, err := store.Scan([]byte(KeyPrefix))
+	if err != nil {
+		return nil, errors.Wrap(err, "loading the schema from the local store")
+	}
+	byName := make(map[string]*TableDescriptor, len(kvs))
+	for _, kv := range kvs {
+		var d TableDescriptor
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			return nil, errors.WithHint(
+				errors.Wrapf(err, "decoding the stored descriptor at key %q", kv.Key),
+				"the node's store is damaged; restore it from a healthy node or a backup")
+		}
+		if err := d.Validate(); err != nil {
+			return nil, errors.Wrapf(err, "stored descriptor at key %q is invalid", kv.Key)
+		}
+		clock.Update(d.ModTime)
+		byName[d.Name] = &d
+	}
+	c.snap.Store(newSnapshot(byName))
+	return c, nil
+}
+
+func newSnapshot(byName map[string]*TableDescriptor) *snapshot {
+	s := &snapshot{byName: byName}
+	for _, d := range byName {
+		s.sorted = append(s.sorted, d)
+	}
+	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].Name < s.sorted[j].Name })
+	// The digest covers the canonical encoding of every descriptor,
+	// tombstones included: two nodes agree on it exactly when their
+	// schemas (and the knowledge of drops) agree.
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, d := range s.sorted {
+		_ = enc.Encode(d) // hashing cannot fail
+	}
+	s.digest = hex.EncodeToString(h.Sum(nil)[:8])
+	return s
+}
+
+// Clock returns the catalog's hybrid logical clock; DDL takes its
+// modification times from it.
+func (c *Catalog) Clock() *Clock { return c.clock }
+
+// Get returns the live (not dropped) descriptor of the named table. The
+// descriptor is shared: do not modify it.
+func (c *Catalog) Get(name string) (*TableDescriptor, bool) {
+	d, ok := c.snap.Load().byName[name]
+	if !ok || d.Dropped {
+		return nil, false
+	}
+	return d, true
+}
+
+// GetRecord returns the named descriptor even when it is a tombstone.
+func (c *Catalog) GetRecord(name string) (*TableDescriptor, bool) {
+	d, ok := c.snap.Load().byName[name]
+	return d, ok
+}
+
+// All returns every descriptor, tombstones included, sorted by name. This is
+// what a peer pulls to converge with this node.
+func (c *Catalog) All() []TableDescriptor {
+	s := c.snap.Load()
+	out := make([]TableDescriptor, len(s.sorted))
+	for i, d := range s.sorted {
+		out[i] = *d.Clone()
+	}
+	return out
+}
+
+// Tables returns the live descriptors sorted by name (shared, read-only).
+func (c *Catalog) Tables() []*TableDescriptor {
+	s := c.snap.Load()
+	out := make([]*TableDescriptor, 0, len(s.sorted))
+	for _, d := range s.sorted {
+		if !d.Dropped {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Digest is a short hex fingerprint of the whole schema, tombstones
+// included. Nodes gossip it; equal digests mean equal schemas.
+func (c *Catalog) Digest() string { return c.snap.Load().digest }
+
+// OnChange registers fn to run after every change to the catalog (local or
+// merged). fn runs synchronously on the changing goroutine, after the change
+// is durable and visible, and must not block.
+func (c *Catalog) OnChange(fn func()) {
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
+	c.callbacks = append(c.callbacks, fn)
+}
+
+func (c *Catalog) notify() {
+	c.cbMu.Lock()
+	cbs := append([]func(){}, c.callbacks...)
+	c.cbMu.Unlock()
+	for _, fn := range cbs {
+		fn()
+	}
+}
+
+// Apply installs a descriptor produced by a DDL statement on this node,
+// durably, before returning. desc.ModTime must come from this catalog's
+// clock after the caller read the version it modifies; if a newer change
+// to the same name arrived from a peer in between, Apply refuses with a
+// retryable 40001 error wrapping ErrConcurrentChange, because installing
+// the older change here would make this node disagree with every other node
+// until the next merge.
+func (c *Catalog) Apply(desc TableDescriptor) error {
+	if err := desc.Validate(); err != nil {
+		return errors.NewAssertionErrorWithWrappedErrf(err, "invalid descriptor produced by DDL")
+	}
+	c.mu.Lock()
+	err := c.applyLocked(&desc)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.notify()
+	return nil
+}
+
+func (c *Catalog) applyLocked(desc *TableDescriptor) error {
+	cur := c.snap.Load()
+	if old, ok := cur.byName[desc.Name]; ok && !old.ModTime.Less(desc.ModTime) {
+		return pgerror.WithHintf(pgerror.WithCode(
+			errors.Wrapf(ErrConcurrentChange, "table %q was changed concurrently on another node (at %s)", desc.Name, old.ModTime),
+			pgerror.CodeSerializationFailure), "retry the statement")
+	}
+	c.clock.Update(desc.ModTime)
+	if err := c.persist(desc); err != nil {
+		return err
+	}
+	c.install(cur, []*TableDescriptor{desc.Clone()})
+	return nil
+}
+
+// Merge folds in descriptors received from a peer: for each table name the
+// descriptor with the higher ModTime wins, tombstones included. It advances
+// the clock past every received timestamp, persists each winner before
+// making it visible, and reports whether anything changed. Invalid
+// descriptors are refused and nothing is merged.
+func (c *Catalog) Merge(descs []TableDescriptor) (changed bool, err error) {
+	for i := range descs {
+		if err := descs[i].Validate(); err != nil {
+			return false, errors.Wrap(err, "refusing to merge an invalid descriptor from a peer")
+		}
+	}
+	c.mu.Lock()
+	changed, err = c.mergeLocked(descs)
+	c.mu.Unlock()
+	if changed {
+		c.notify()
+	}
+	return changed, err
+}
+
+func (c *Catalog) mergeLocked(descs []TableDescriptor) (bool, error) {
+	cur := c.snap.Load()
+	var winners []*TableDescriptor
+	pending := map[string]*TableDescriptor{}
+	var err error
+	for i := range descs {
+		d := &descs[i]
+		c.clock.Update(d.ModTime)
+		old, ok := pending[d.Name]
+		if !ok {
+			old, ok = cur.byName[d.Name]
+		}
+		if ok && !old.ModTime.Less(d.ModTime) {
+			continue
+		}
+		if err = c.persist(d); err != nil {
+			// Still install what was persisted so far.
+			break
+		}
+		cl := d.Clone()
+		pending[d.Name] = cl
+		winners = append(winners, cl)
+	}
+	if len(winners) > 0 {
+		c.install(cur, winners)
+	}
+	return len(winners) > 0, err
+}
+
+func (c *Catalog) persist(d *TableDescriptor) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return errors.NewAssertionErrorWithWrappedErrf(err, "encoding descriptor %q", d.Name)
+	}
+	if err := c.store.Put([]byte(KeyPrefix+d.Name), b); err != nil {
+		return pgerror.WithHintf(pgerror.WithCode(
+			errors.Wrapf(err, "persisting the schema of table %q", d.Name), pgerror.CodeUnavailable),
+			"check the node's disk; the schema change was not applied on this node")
+	}
+	return nil
+}
+
+// install publishes a new snapshot with winners replacing their names.
+// Called with c.mu held.
+func (c *Catalog) install(cur *snapshot, winners []*TableDescriptor) {
+	byName := make(map[string]*TableDescriptor, len(cur.byName)+len(winners))
+	for k, v := range cur.byName {
+		byName[k] = v
+	}
+	for _, w := range winners {
+		byName[w.Name] = w
+	}
+	c.snap.Store(newSnapshot(byName))
+}

@@ -1,0 +1,240 @@
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// FirstUserTableID is the smallest ID of a user table: IDs are allocated as
+// counter + FirstUserTableID, leaving the IDs below for system use.
+const FirstUserTableID = 100
+
+// ColumnDescriptor describes one column. Column IDs are never reused within
+// a table (see package rowenc for why that matters).
+type ColumnDescriptor struct {
+	ID       int32   `json:"id"`
+	Name     string  `json:"name"`
+	Type     types.T `json:"-"`
+	Nullable bool    `json:"nullable"`
+	// DefaultExpr is the DEFAULT expression in canonical SQL ("" if none).
+	DefaultExpr string `json:"default_expr,omitempty"`
+	// Hidden columns (the implicit rowid) are left out of SELECT * and of
+	// INSERT without a column list.
+	Hidden bool `json:"hidden,omitempty"`
+}
+
+// columnJSON is ColumnDescriptor's wire form: the type is written by name
+// ("INT8") rather than as types.T's number, so the persisted form does not
+// depend on the order of a Go enum.
+type columnJSON struct {
+	ID          int32  `json:"id"`
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	Nullable    bool   `json:"nullable"`
+	DefaultExpr string `json:"default_expr,omitempty"`
+	Hidden      bool   `json:"hidden,omitempty"`
+}
+
+// MarshalJSON writes the column with its type by name.
+func (c ColumnDescriptor) MarshalJSON() ([]byte, error) {
+	return json.Marshal(columnJSON{ID: c.ID, Name: c.Name, Type: c.Type.String(),
+		Nullable: c.Nullable, DefaultExpr: c.DefaultExpr, Hidden: c.Hidden})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *ColumnDescriptor) UnmarshalJSON(b []byte) error {
+	var j columnJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	t, ok := types.FromName(j.Type)
+	if !ok {
+		return errors.Newf("column %q has unknown type %q", j.Name, j.Type)
+	}
+	*c = ColumnDescriptor{ID: j.ID, Name: j.Name, Type: t, Nullable: j.Nullable,
+		DefaultExpr: j.DefaultExpr, Hidden: j.Hidden}
+	return nil
+}
+
+// TableDescriptor is the schema of one table, or the tombstone of a dropped
+// one. Descriptors handed out by a Catalog are shared and must not be
+// modified; Clone one to derive a new version.
+type TableDescriptor struct {
+	ID      int64              `json:"id"`
+	Name    string             `json:"name"`
+	Columns []ColumnDescriptor `json:"columns"`
+	// PrimaryKey lists the key columns' IDs in key order.
+	PrimaryKey   []int32 `json:"primary_key"`
+	NextColumnID int32   `json:"next_column_id"`
+	// Version counts the changes made to this table (1 at CREATE).
+	Version int64 `json:"version"`
+	// ModTime orders changes to a table name across nodes: the descriptor
+	// with the highest ModTime wins.
+	ModTime Timestamp `json:"mod_time"`
+	// Dropped marks a tombstone: the table was dropped at ModTime. A
+	// tombstone is kept forever so that a node that missed the DROP does
+	// not resurrect the table when it merges.
+	Dropped bool `json:"dropped,omitempty"`
+}
+
+// Clone returns a deep copy.
+func (d *TableDescriptor) Clone() *TableDescriptor {
+	c := *d
+	c.Columns = append([]ColumnDescriptor(nil), d.Columns...)
+	c.PrimaryKey = append([]int32(nil), d.PrimaryKey...)
+	return &c
+}
+
+// ColumnIndex returns the position of the named column, or -1.
+func (d *TableDescriptor) ColumnIndex(name string) int {
+	for i := range d.Columns {
+		if d.Columns[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// ColumnIndexByID returns the position of the column with the given ID, or
+// -1.
+func (d *TableDescriptor) ColumnIndexByID(id int32) int {
+	for i := range d.Columns {
+		if d.Columns[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// PrimaryKeyIndexes returns the positions of the key columns, in key order.
+func (d *TableDescriptor) PrimaryKeyIndexes() []int {
+	out := make([]int, len(d.PrimaryKey))
+	for i, id := range d.PrimaryKey {
+		out[i] = d.ColumnIndexByID(id)
+	}
+	return out
+}
+
+// Validate checks the descriptor's internal consistency. A descriptor
+// received from a peer is validated before it is merged, so that one bad
+// record cannot break every query on this node.
+func (d *TableDescriptor) Validate() error {
+	if d.Name == "" {
+		return errors.New("descriptor has an empty table name")
+	}
+	if d.ModTime.IsZero() {
+		return errors.Newf("descriptor of table %q has no modification time", d.Name)
+	}
+	if d.Dropped {
+		return nil
+	}
+	if d.ID <= FirstUserTableID {
+		return errors.Newf("table %q has ID %d, want > %d", d.Name, d.ID, FirstUserTableID)
+	}
+	if len(d.Columns) == 0 {
+		return errors.Newf("table %q has no columns", d.Name)
+	}
+	names := map[string]bool{}
+	ids := map[int32]bool{}
+	for _, c := range d.Columns {
+		if c.Name == "" || names[c.Name] {
+			return errors.Newf("table %q has an empty or duplicate column name %q", d.Name, c.Name)
+		}
+		if c.ID <= 0 || ids[c.ID] || c.ID >= d.NextColumnID {
+			return errors.Newf("table %q column %q has ID %d (next column ID %d)", d.Name, c.Name, c.ID, d.NextColumnID)
+		}
+		if c.Type == types.Unknown {
+			return errors.Newf("table %q column %q has no type", d.Name, c.Name)
+		}
+		if c.DefaultExpr != "" {
+			if _, err := parser.ParseExpr(c.DefaultExpr); err != nil {
+				return errors.Wrapf(err, "table %q column %q has an invalid DEFAULT", d.Name, c.Name)
+			}
+		}
+		names[c.Name] = true
+		ids[c.ID] = true
+	}
+	if len(d.PrimaryKey) == 0 {
+		return errors.Newf("table %q has no primary key", d.Name)
+	}
+	seen := map[int32]bool{}
+	for _, id := range d.PrimaryKey {
+		i := d.ColumnIndexByID(id)
+		if i < 0 || seen[id] {
+			return errors.Newf("table %q primary key names column ID %d twice or not at all", d.Name, id)
+		}
+		if d.Columns[i].Nullable {
+			return errors.Newf("table %q primary key column %q is nullable", d.Name, d.Columns[i].Name)
+		}
+		seen[id] = true
+	}
+	if d.Version < 1 {
+		return errors.Newf("table %q has version %d", d.Name, d.Version)
+	}
+	return nil
+}
+
+// PrimaryKeyName is the name of the table's primary key constraint, as
+// error messages and SHOW CREATE TABLE print it.
+func (d *TableDescriptor) PrimaryKeyName() string { return d.Name + "_pkey" }
+
+// CreateStatement renders the descriptor as CockroachDB's SHOW CREATE TABLE
+// does. The output parses back into the same table definition.
+func (d *TableDescriptor) CreateStatement() string {
+	var b strings.Builder
+	b.WriteString("CREATE TABLE public.")
+	parser.QuoteIdent(&b, d.Name)
+	b.WriteString(" (\n")
+	for _, c := range d.Columns {
+		b.WriteByte('\t')
+		parser.QuoteIdent(&b, c.Name)
+		b.WriteByte(' ')
+		b.WriteString(c.Type.String())
+		if c.Hidden {
+			b.WriteString(" NOT VISIBLE")
+		}
+		if c.Nullable {
+			b.WriteString(" NULL")
+		} else {
+			b.WriteString(" NOT NULL")
+		}
+		if c.DefaultExpr != "" {
+			b.WriteString(" DEFAULT ")
+			if e, err := parser.ParseExpr(c.DefaultExpr); err == nil && !isSimpleDefault(e) {
+				fmt.Fprintf(&b, "(%s)", c.DefaultExpr)
+			} else {
+				b.WriteString(c.DefaultExpr)
+			}
+		}
+		b.WriteString(",\n")
+	}
+	b.WriteString("\tCONSTRAINT ")
+	parser.QuoteIdent(&b, d.PrimaryKeyName())
+	b.WriteString(" PRIMARY KEY (")
+	for i, id := range d.PrimaryKey {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if j := d.ColumnIndexByID(id); j >= 0 {
+			parser.QuoteIdent(&b, d.Columns[j].Name)
+		}
+		b.WriteString(" ASC")
+	}
+	b.WriteString(")\n)")
+	return b.String()
+}
+
+func isSimpleDefault(e parser.Expr) bool {
+	switch v := e.(type) {
+	case *parser.NumVal:
+		return !strings.HasPrefix(v.Text, "-")
+	case *parser.StrVal, *parser.BoolVal, *parser.NullVal, *parser.FuncCall, *parser.CastExpr:
+		return true
+	}
+	return false
+}

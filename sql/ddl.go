@@ -1,0 +1,371 @@
+package sql
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/rowenc"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// Keys of the replicated counters that make IDs unique across nodes.
+var tableIDGenKey = []byte("\x04sql/table-id-gen")
+
+// columnIDGenKey is the per-table counter of column IDs. CREATE TABLE sets it
+// to the number of initial columns; every ADD COLUMN takes the next value,
+// so two nodes adding columns concurrently never pick the same ID, and an ID
+// is never reused even when a losing column disappears.
+func columnIDGenKey(tableID int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("\x04sql/column-id-gen/"), uint64(tableID))
+}
+
+// ddlPlan executes a DDL statement. DDL is analyzed when it runs, not when
+// it is prepared: what it does depends on the schema at that moment.
+type ddlPlan struct {
+	e    *Executor
+	stmt parser.Stmt
+}
+
+func (p *ddlPlan) columns() []pgwire.Column { return nil }
+func (p *ddlPlan) stale() bool              { return false }
+
+func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, error) {
+	if t, ok := p.stmt.(*parser.Truncate); ok {
+		return p.e.truncate(ctx, t)
+	}
+	p.e.ddlMu.Lock()
+	defer p.e.ddlMu.Unlock()
+	var (
+		changed []catalog.TableDescriptor
+		err     error
+		tag     string
+	)
+	switch s := p.stmt.(type) {
+	case *parser.CreateTable:
+		tag = "CREATE TABLE"
+		changed, err = one(p.e.createTable(ctx, s))
+	case *parser.DropTable:
+		tag = "DROP TABLE"
+		changed, err = p.e.dropTables(ctx, s)
+	case *parser.AlterTableAddColumn:
+		tag = "ALTER TABLE"
+		changed, err = one(p.e.addColumn(ctx, s))
+	default:
+		return pgwire.Result{}, errors.AssertionFailedf("not DDL: %T", p.stmt)
+	}
+	if len(changed) == 0 { // failed, or IF [NOT] EXISTS made it a no-op
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		return pgwire.Result{Tag: tag}, nil
+	}
+	// Whatever was applied locally is pushed, even when a later table of a
+	// DROP TABLE list failed.
+	p.e.pushSchema(ctx, changed)
+	if _, ok := p.stmt.(*parser.DropTable); ok {
+		// Delete the rows only after the tombstones are durable here and
+		// on their way to the peers: a crash in between leaves unreachable
+		// garbage, never a live table without its rows.
+		var ops []kvpb.Op
+		for _, d := range changed {
+			start, end := rowenc.TableSpan(d.ID)
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
+		}
+		if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+			kerr := kvError(err)
+			return pgwire.Result{}, pgerror.WithHintf(pgerror.WithCode(
+				errors.Wrap(kerr, "the table was dropped, but deleting its rows failed"), pgerror.GetCode(kerr)),
+				"the table is gone and its rows are unreachable; they only take space")
+		}
+	}
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	return pgwire.Result{Tag: tag}, nil
+}
+
+func one(d *catalog.TableDescriptor, err error) ([]catalog.TableDescriptor, error) {
+	if err != nil || d == nil {
+		return nil, err
+	}
+	return []catalog.TableDescriptor{*d}, nil
+}
+
+// truncate deletes every row of the tables in one atomic write. It is not
+// DDL: the descriptors do not change, so no other node needs to hear of it.
+func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Result, error) {
+	var ops []kvpb.Op
+	for _, n := range s.Names {
+		ti, err := e.resolveTable(n)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		start, end := rowenc.TableSpan(ti.desc.ID)
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
+	}
+	if err := e.cfg.DB.Write(ctx, ops); err != nil {
+		return pgwire.Result{}, kvError(err)
+	}
+	return pgwire.Result{Tag: "TRUNCATE"}, nil
+}
+
+func (e *Executor) pushSchema(ctx context.Context, descs []catalog.TableDescriptor) {
+	if e.cfg.Peers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.PushTimeout)
+	defer cancel()
+	e.cfg.Peers.PushSchema(ctx, descs)
+}
+
+// userTableName resolves the name of a table to create, drop or alter.
+func userTableName(n parser.TableName, verb string) (string, error) {
+	name, virt, err := classifyTableName(n)
+	if err != nil {
+		return "", err
+	}
+	if virt {
+		return "", pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInsufficientPrivilege, "cannot %s %s: it is a virtual table", verb, n.String()),
+			"user tables live in the schema public")
+	}
+	return name, nil
+}
+
+func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*catalog.TableDescriptor, error) {
+	name, err := userTableName(s.Name, "create")
+	if err != nil {
+		return nil, err
+	}
+	if _, exists := e.catalog.Get(name); exists {
+		if s.IfNotExists {
+			return nil, nil
+		}
+		return nil, pgerror.Newf(pgerror.CodeDuplicateTable, "relation %q already exists", name)
+	}
+	// The modification time is taken when the statement reads the catalog:
+	// a newer change merged from a peer before Apply makes Apply fail.
+	modTime := e.catalog.Clock().Now()
+
+	desc := &catalog.TableDescriptor{Name: name, Version: 1, ModTime: modTime}
+	var pkNames []string
+	for i, c := range s.Columns {
+		if desc.ColumnIndex(c.Name) >= 0 {
+			return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q specified more than once", c.Name)
+		}
+		cd := catalog.ColumnDescriptor{ID: int32(i + 1), Name: c.Name, Type: c.Type,
+			Nullable: c.Nullable != parser.NotNull, Hidden: c.Hidden}
+		if c.PrimaryKey {
+			if pkNames != nil || s.PrimaryKey != nil {
+				return nil, pgerror.Newf(pgerror.CodeInvalidTableDefinition, "multiple primary keys for table %q are not allowed", name)
+			}
+			pkNames = []string{c.Name}
+		}
+		if c.Default != nil {
+			if _, err := checkDefaultExpr(c.Default, c.Type, c.Name); err != nil {
+				return nil, err
+			}
+			cd.DefaultExpr = c.Default.String()
+		}
+		desc.Columns = append(desc.Columns, cd)
+	}
+	if s.PrimaryKey != nil {
+		pkNames = s.PrimaryKey
+	}
+	if pkNames == nil {
+		// Like CockroachDB: a table without a primary key gets a hidden
+		// rowid key column filled by unique_rowid().
+		rowid := "rowid"
+		for n := 1; desc.ColumnIndex(rowid) >= 0; n++ {
+			rowid = fmt.Sprintf("rowid_%d", n)
+		}
+		desc.Columns = append(desc.Columns, catalog.ColumnDescriptor{ID: int32(len(desc.Columns) + 1),
+			Name: rowid, Type: types.Int, DefaultExpr: "unique_rowid()", Hidden: true})
+		pkNames = []string{rowid}
+	}
+	if len(desc.Columns) == 0 {
+		return nil, pgerror.Newf(pgerror.CodeInvalidTableDefinition, "table %q must have at least one column", name)
+	}
+	for _, pkName := range pkNames {
+		i := desc.ColumnIndex(pkName)
+		if i < 0 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedColumn, "column %q named in key does not exist", pkName)
+		}
+		for _, id := range desc.PrimaryKey {
+			if id == desc.Columns[i].ID {
+				return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q appears twice in primary key constraint", pkName)
+			}
+		}
+		for _, c := range s.Columns {
+			if c.Name == pkName && c.Nullable == parser.Null {
+				return nil, pgerror.Newf(pgerror.CodeInvalidTableDefinition,
+					"conflicting NULL/NOT NULL declarations for column %q: it is in the primary key", pkName)
+			}
+		}
+		desc.Columns[i].Nullable = false
+		desc.PrimaryKey = append(desc.PrimaryKey, desc.Columns[i].ID)
+	}
+	desc.NextColumnID = int32(len(desc.Columns) + 1)
+
+	n, err := e.cfg.DB.Increment(ctx, tableIDGenKey, 1)
+	if err != nil {
+		return nil, kvError(err)
+	}
+	desc.ID = n + catalog.FirstUserTableID
+	if _, err := e.cfg.DB.Increment(ctx, columnIDGenKey(desc.ID), int64(len(desc.Columns))); err != nil {
+		return nil, kvError(err)
+	}
+	if err := e.catalog.Apply(*desc); err != nil {
+		return nil, err
+	}
+	return desc, nil
+}
+
+// dropTables writes a tombstone for each table. All names are resolved
+// first, so a missing table (without IF EXISTS) drops nothing.
+func (e *Executor) dropTables(ctx context.Context, s *parser.DropTable) ([]catalog.TableDescriptor, error) {
+	type target struct {
+		desc *catalog.TableDescriptor
+		ts   catalog.Timestamp // taken when the descriptor was read
+	}
+	var cur []target
+	for _, n := range s.Names {
+		name, err := userTableName(n, "drop")
+		if err != nil {
+			return nil, err
+		}
+		d, ok := e.catalog.Get(name)
+		if !ok {
+			if s.IfExists {
+				continue
+			}
+			return nil, undefinedTable(name)
+		}
+		cur = append(cur, target{desc: d, ts: e.catalog.Clock().Now()})
+	}
+	var out []catalog.TableDescriptor
+	for _, t := range cur {
+		tomb := t.desc.Clone()
+		tomb.Dropped = true
+		tomb.Version++
+		tomb.ModTime = t.ts
+		if err := e.catalog.Apply(*tomb); err != nil {
+			// Tables dropped so far stay dropped; their rows are deleted
+			// by the caller.
+			return out, err
+		}
+		out = append(out, *tomb)
+	}
+	return out, nil
+}
+
+func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn) (*catalog.TableDescriptor, error) {
+	name, err := userTableName(s.Name, "alter")
+	if err != nil {
+		return nil, err
+	}
+	cur, ok := e.catalog.Get(name)
+	if !ok {
+		if s.IfExists {
+			return nil, nil
+		}
+		return nil, undefinedTable(name)
+	}
+	modTime := e.catalog.Clock().Now()
+	c := s.Column
+	if cur.ColumnIndex(c.Name) >= 0 {
+		if s.IfNotExists {
+			return nil, nil
+		}
+		return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q of relation %q already exists", c.Name, name)
+	}
+	if c.PrimaryKey {
+		return nil, pgerror.WithHintf(unsupported("cannot add a primary key column to an existing table"),
+			"the primary key is fixed when the table is created")
+	}
+	cd := catalog.ColumnDescriptor{Name: c.Name, Type: c.Type, Nullable: c.Nullable != parser.NotNull, Hidden: c.Hidden}
+	var def texpr
+	if c.Default != nil {
+		if def, err = checkDefaultExpr(c.Default, c.Type, c.Name); err != nil {
+			return nil, err
+		}
+		if _, isConst := def.(*constExpr); !isConst {
+			// Existing rows read the new column as its default, computed
+			// when read; a volatile default would change on every read.
+			return nil, pgerror.WithHintf(
+				unsupported("ALTER TABLE ADD COLUMN with a non-constant DEFAULT (%s) is not supported", c.Default.String()),
+				"use a constant DEFAULT, or add the column without one and UPDATE the rows")
+		}
+		cd.DefaultExpr = c.Default.String()
+	}
+	if !cd.Nullable && (def == nil || def.(*constExpr).d == nil) {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeNotNullViolation, "column %q of relation %q must have a non-NULL DEFAULT to be added as NOT NULL", c.Name, name),
+			"existing rows read a new column as its DEFAULT: add DEFAULT <value>, or add the column as NULL")
+	}
+	n, err := e.cfg.DB.Increment(ctx, columnIDGenKey(cur.ID), 1)
+	if err != nil {
+		return nil, kvError(err)
+	}
+	if n <= 0 || n > 1<<30 {
+		return nil, errors.AssertionFailedf("column ID counter of table %d returned %d", cur.ID, n)
+	}
+	cd.ID = int32(n)
+	next := cur.Clone()
+	next.Columns = append(next.Columns, cd)
+	if next.NextColumnID <= cd.ID {
+		next.NextColumnID = cd.ID + 1
+	}
+	next.Version++
+	next.ModTime = modTime
+	if err := e.catalog.Apply(*next); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// ---- SHOW TABLES / SHOW CREATE TABLE ----
+
+type showTablesPlan struct{ e *Executor }
+
+func (p *showTablesPlan) columns() []pgwire.Column {
+	return []pgwire.Column{
+		{Name: "schema_name", Type: types.String}, {Name: "table_name", Type: types.String},
+		{Name: "type", Type: types.String}, {Name: "owner", Type: types.String},
+	}
+}
+func (p *showTablesPlan) stale() bool { return false }
+func (p *showTablesPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+	var rows [][]types.Datum
+	for _, d := range p.e.catalog.Tables() {
+		rows = append(rows, []types.Datum{"public", d.Name, "table", "root"})
+	}
+	return pgwire.Result{Rows: rows, Tag: fmt.Sprintf("SELECT %d", len(rows))}, nil
+}
+
+type showCreatePlan struct {
+	e    *Executor
+	name parser.TableName
+}
+
+func (p *showCreatePlan) columns() []pgwire.Column {
+	return []pgwire.Column{{Name: "table_name", Type: types.String}, {Name: "create_statement", Type: types.String}}
+}
+func (p *showCreatePlan) stale() bool { return false }
+func (p *showCreatePlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+	ti, err := p.e.resolveTable(p.name)
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	return pgwire.Result{
+		Rows: [][]types.Datum{{ti.desc.Name, ti.desc.CreateStatement()}},
+		Tag:  "SELECT 1",
+	}, nil
+}

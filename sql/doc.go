@@ -1,0 +1,92 @@
+// Package sql is kvnode's SQL executor: it turns statements from a client
+// session into reads and atomic conditional writes on the replicated
+// key-value store, and owns the node's schema.
+//
+// # Contract
+//
+// NewExecutor builds an Executor from a Config: the replicated store
+// (kvpb.DB, linearizable), the node's own local store (schema), the peers to
+// push schema changes to, the node ID and the binary version. The Executor
+// is the pgwire.SessionFactory: NewSession accepts user root and database
+// defaultdb only, as CockroachDB in insecure mode. A session parses (package
+// parser), prepares (analysis: name resolution, type checking, placeholder
+// type inference, access-path choice) and executes statements. Every error
+// a client can see carries a SQLSTATE (package pgerror) and, where there is
+// something to do about it, a hint naming the fix.
+//
+// Other layers extend the SQL surface without this package importing them:
+// RegisterVirtualTable adds read-only tables such as
+// crdb_internal.gossip_nodes or system.local, computed per query;
+// SetStatementHook installs the handler of SET/RESET/SHOW CLUSTER SETTING,
+// SHOW [ALL] CLUSTER SETTINGS, SHOW JOBS and SHOW UPGRADE STATUS (0A000
+// without one).
+//
+// # Layering
+//
+//	parser   text -> AST (no knowledge of tables)
+//	catalog  table descriptors, HLC, last-writer-wins schema store
+//	rowenc   rows <-> keys and values (no knowledge of descriptors)
+//	sql      analysis (typecheck.go), plans (plan.go), evaluation (eval.go,
+//	         builtins.go), statements (select.go, mutations.go, ddl.go,
+//	         session.go, vars.go)
+//	sqltest  in-memory store, local store and peer network, for tests only
+//
+// choosePlan (plan.go) is a pure function: a point lookup when the WHERE
+// fixes the whole primary key with equalities; a few point lookups when it
+// fixes all key columns but the last with equalities and the last with IN;
+// a range scan when it fixes a key prefix and/or bounds the next key column
+// (=, <, <=, >, >=, BETWEEN); a full-table scan otherwise. The WHERE is
+// always re-applied to the rows read. ORDER BY a key prefix in one direction
+// uses the scan order (forward or reverse); any other ORDER BY sorts in
+// memory. LIMIT (+OFFSET) is pushed into the scan only when every row read
+// is a result row in result order. EXPLAIN prints the decision.
+//
+// # Concurrency without transactions
+//
+// Every statement is atomic on its own. A mutating statement reads what it
+// needs (Get and Scan are linearizable), computes its writes, and sends them
+// in one Write whose ops are conditional on exactly what it read: OpCPut
+// with ExpectAbsent for INSERT, with the old value's bytes for UPDATE,
+// DELETE and INSERT ... ON CONFLICT DO UPDATE. If a concurrent writer got
+// there first the whole Write fails with ConditionFailedError and nothing is
+// written; the statement then re-reads, re-evaluates its WHERE and
+// recomputes, up to 50 times, and fails with 40001 after that. INSERT's
+// failed condition is the 23505 duplicate key error. UPSERT of every
+// column is a blind OpPut (last write wins, like CockroachDB's fast path);
+// UPSERT of some columns updates only those in an existing row, through the
+// ON CONFLICT path. A Write whose outcome is unknown (kvpb.ErrAmbiguous)
+// is reported as 40003, never retried blindly.
+//
+// A multi-row statement reads its rows with one Scan, which is a consistent
+// snapshot, and writes them in one batch. Reads that span several
+// operations (IN lists, ON CONFLICT's per-row Gets) are each linearizable but
+// not a common snapshot; the conditional write still makes the statement's
+// effect atomic with respect to what it read.
+//
+// # Choices that differ from PostgreSQL, on purpose
+//
+//   - A table without a PRIMARY KEY gets a hidden column rowid INT8 NOT
+//     VISIBLE NOT NULL DEFAULT unique_rowid(), as in CockroachDB, instead of
+//     being refused. unique_rowid() is (time in 10µs units) << 15 | node ID,
+//     strictly increasing per node and unique across nodes.
+//   - INT / INT is integer division (PostgreSQL's, not CockroachDB's
+//     DECIMAL); there is no DECIMAL.
+//   - now() returns the time as an RFC 3339 STRING: there is no TIMESTAMP
+//     type in 1.0.
+//   - ALTER TABLE ADD COLUMN accepts only a constant DEFAULT and requires one
+//     for NOT NULL, because existing rows (and rows written by nodes that
+//     have not seen the ALTER yet) read the column as its default.
+//   - Explicit transactions (BEGIN ... COMMIT) fail with 0A000.
+//   - A prepared statement whose table changed is re-planned at its next
+//     execution; if its result or parameter types would change it fails
+//     with 0A000 "cached plan must not change result type".
+//
+// # What it deliberately does not do
+//
+// No joins, subqueries, GROUP BY, secondary indexes, or multi-statement
+// transactions. DDL follows the pre-Raft schema procedure described in
+// package catalog, with its window of disagreement between nodes. Result
+// sets are materialized in memory, and a mutating statement writes all its
+// rows in one batch, so very large statements are bounded by memory and by
+// the store's maximum batch size.
+package sql

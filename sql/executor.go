@@ -1,0 +1,227 @@
+package sql
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// Config is what the executor needs from the node that runs it.
+type Config struct {
+	// DB is the replicated, linearizable key-value store holding table data
+	// and the ID counters (package kv implements it).
+	DB kvpb.DB
+	// Local is this node's own unreplicated store, holding the schema under
+	// the pre-Raft procedure.
+	Local LocalStore
+	// Peers pushes schema changes to the other nodes.
+	Peers SchemaPeers
+	// NodeID returns this node's ID (0 until it has one).
+	NodeID func() int32
+	// BinaryVersion is the answer of crdb_internal.node_executable_version().
+	BinaryVersion string
+	// Clock is the hybrid logical clock for schema changes; nil means a new
+	// clock reading time.Now.
+	Clock *catalog.Clock
+	// PushTimeout bounds the schema push after a DDL statement; 0 means 5s.
+	PushTimeout time.Duration
+}
+
+// LocalStore is this node's own, unreplicated, durable store.
+type LocalStore = catalog.LocalStore
+
+// SchemaPeers is the push half of the pre-Raft schema procedure.
+type SchemaPeers interface {
+	// PushSchema sends the descriptors to every live peer, best effort,
+	// bounded by ctx.
+	PushSchema(ctx context.Context, descs []catalog.TableDescriptor)
+}
+
+// HookStatement is a statement the executor hands to the StatementHook:
+// SET / RESET / SHOW CLUSTER SETTING, SHOW [ALL] CLUSTER SETTINGS, SHOW
+// JOBS and SHOW UPGRADE STATUS.
+type HookStatement struct {
+	// AST is one of *parser.SetClusterSetting, *parser.ResetClusterSetting,
+	// *parser.ShowClusterSetting, *parser.ShowClusterSettings,
+	// *parser.ShowJobs, *parser.ShowUpgradeStatus.
+	AST parser.Stmt
+	// Value is the evaluated value of SET CLUSTER SETTING name = expr: a
+	// string, int64, float64 or bool (a string literal stays a string, so
+	// '2.0' is the string "2.0"). It is nil for = DEFAULT, for the other
+	// statements, and when Describe is called.
+	Value types.Datum
+}
+
+// StatementHook answers the statements that belong to other layers
+// (cluster settings, jobs, upgrades). The server installs one.
+type StatementHook interface {
+	// Describe returns the result columns of stmt (nil for none) without
+	// executing it; it is called when the statement is prepared.
+	Describe(stmt HookStatement) ([]pgwire.Column, error)
+	// Exec executes stmt. The result's rows must match Describe's columns.
+	Exec(ctx context.Context, stmt HookStatement) (pgwire.Result, error)
+}
+
+// virtualTable is a read-only table computed on each query.
+type virtualTable struct {
+	name string
+	cols []pgwire.Column
+	rows func(ctx context.Context) ([][]types.Datum, error)
+}
+
+// Executor runs SQL for one node: it owns the node's catalog and executes
+// every session's statements against the replicated store. It is safe for
+// concurrent use by many sessions.
+type Executor struct {
+	cfg     Config
+	catalog *catalog.Catalog
+
+	// ddlMu serializes DDL on this node, so that a read-modify-write of a
+	// descriptor is not interleaved with another local DDL. Conflicts with
+	// other nodes are resolved by the catalog's last-writer-wins.
+	ddlMu sync.Mutex
+
+	mu      sync.RWMutex
+	virtual map[string]*virtualTable
+	hook    StatementHook
+
+	tables tableCache
+
+	rowidMu   sync.Mutex
+	lastRowID int64
+}
+
+var _ pgwire.SessionFactory = (*Executor)(nil)
+
+// NewExecutor loads the schema from cfg.Local and returns an executor.
+func NewExecutor(cfg Config) (*Executor, error) {
+	if cfg.DB == nil || cfg.Local == nil {
+		return nil, errors.AssertionFailedf("sql.Config needs DB and Local")
+	}
+	if cfg.NodeID == nil {
+		cfg.NodeID = func() int32 { return 0 }
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = catalog.NewClock(nil, cfg.NodeID)
+	}
+	if cfg.PushTimeout <= 0 {
+		cfg.PushTimeout = 5 * time.Second
+	}
+	cat, err := catalog.New(cfg.Local, cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	return &Executor{cfg: cfg, catalog: cat, virtual: map[string]*virtualTable{}}, nil
+}
+
+// Catalog returns the node's schema; the server gossips its digest and
+// merges peers' descriptors into it.
+func (e *Executor) Catalog() *catalog.Catalog { return e.catalog }
+
+// RegisterVirtualTable adds a read-only table, such as
+// "crdb_internal.gossip_nodes" or "system.local", whose rows are computed by
+// rows on every query. The name must be qualified by its schema
+// (crdb_internal, system, ...); queries may filter, order and limit it like
+// a table. Registering a name again replaces the table.
+func (e *Executor) RegisterVirtualTable(name string, cols []pgwire.Column, rows func(ctx context.Context) ([][]types.Datum, error)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	name = strings.ToLower(name)
+	e.virtual[name] = &virtualTable{name: name, cols: append([]pgwire.Column(nil), cols...), rows: rows}
+}
+
+// SetStatementHook installs the hook answering cluster-setting, job and
+// upgrade statements. Without a hook they fail with 0A000.
+func (e *Executor) SetStatementHook(h StatementHook) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.hook = h
+}
+
+func (e *Executor) statementHook() StatementHook {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.hook
+}
+
+func (e *Executor) virtualTable(name string) (*virtualTable, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	vt, ok := e.virtual[name]
+	return vt, ok
+}
+
+func (e *Executor) virtualNames() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var out []string
+	for n := range e.virtual {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NewSession opens a session for a client connection. Like CockroachDB in
+// insecure mode, kvnode accepts only the user root and the database
+// defaultdb (an empty database name means defaultdb).
+func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgwire.Session, error) {
+	if args.User != "root" {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInvalidAuthorization, "user %q does not exist", args.User),
+			"connect as user root; kvnode has no other users until secure mode exists")
+	}
+	if err := checkDatabase(args.Database); err != nil {
+		return nil, err
+	}
+	s := newSession(e, args)
+	for name, val := range args.Params {
+		lname := strings.ToLower(name)
+		switch lname {
+		case "user", "database", "options", "replication":
+			continue
+		}
+		v, ok := lookupVar(lname)
+		if !ok || v.set == nil {
+			continue // unknown startup parameters are ignored, as by CockroachDB
+		}
+		if err := s.setVar(v, val); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func checkDatabase(db string) error {
+	if db == "" || db == "defaultdb" {
+		return nil
+	}
+	return pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeInvalidCatalogName, "database %q does not exist", db),
+		"kvnode has one database, defaultdb; connect to it (for example postgresql://root@host:port/defaultdb)")
+}
+
+// uniqueRowID returns a cluster-unique INT8, like CockroachDB's
+// unique_rowid(): the time in 10µs units shifted left by 15 bits, or'ed with
+// the node ID. Values from one node increase strictly.
+func (e *Executor) uniqueRowID() int64 {
+	node := int64(e.cfg.NodeID()) & 0x7FFF
+	id := (e.cfg.Clock.Now().WallTime/10000)<<15 | node
+	e.rowidMu.Lock()
+	defer e.rowidMu.Unlock()
+	if id <= e.lastRowID {
+		id = e.lastRowID + 1<<15
+	}
+	e.lastRowID = id
+	return id
+}

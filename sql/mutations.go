@@ -1,0 +1,688 @@
+package sql
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// Concurrency without transactions. Every mutating statement writes all its
+// rows in one atomic kvpb.DB Write, and every write that depends on what it
+// read is a conditional put (OpCPut) expecting exactly the bytes it read (or
+// the key's absence). A statement therefore applies entirely on the state it
+// read, or not at all; when a concurrent writer got there first the Write
+// fails with ConditionFailedError, and the statement re-reads and recomputes
+// (up to maxRetries times, then 40001). Plain INSERT needs no retry: its
+// condition is "the key is absent", and failing it is the 23505 the client
+// must see.
+
+type insertMode int
+
+const (
+	insertPlain     insertMode = iota
+	insertBlind                // UPSERT writing every non-key column: OpPut
+	insertDoNothing            // ON CONFLICT DO NOTHING
+	insertDoUpdate             // ON CONFLICT DO UPDATE, or UPSERT of some columns
+)
+
+// setItem is one assignment of UPDATE or ON CONFLICT DO UPDATE.
+type setItem struct {
+	idx int // column position
+	e   texpr
+}
+
+type insertPlan struct {
+	e    *Executor
+	ti   *tableInfo
+	mode insertMode
+	// rows holds, per VALUES row, one expression per table column (nil
+	// means NULL).
+	rows [][]texpr
+	// set is evaluated over existing row ++ proposed (excluded) row.
+	set       []setItem
+	returning []texpr
+	cols      []pgwire.Column
+}
+
+func (p *insertPlan) columns() []pgwire.Column { return p.cols }
+func (p *insertPlan) stale() bool              { return p.e.isStale(p.ti) }
+
+func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPlan, error) {
+	ti, err := e.resolveTable(s.Table)
+	if err != nil {
+		return nil, err
+	}
+	p := &insertPlan{e: e, ti: ti}
+	tableName := ti.desc.Name
+
+	// Target columns.
+	targets := ti.visible
+	if s.Columns != nil {
+		targets = nil
+		seen := map[int]bool{}
+		for _, name := range s.Columns {
+			i := ti.desc.ColumnIndex(name)
+			if i < 0 {
+				return nil, pgerror.WithHintf(undefinedColumn(name), "the columns of %s are: %s", quoteName(tableName), columnList(ti))
+			}
+			if seen[i] {
+				return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "multiple assignments to the same column %q", name)
+			}
+			seen[i] = true
+			targets = append(targets, i)
+		}
+	}
+
+	// VALUES rows.
+	a := &analyzer{params: params, clause: "VALUES", noCols: true}
+	for _, row := range s.Rows {
+		if row != nil && len(row) != len(s.Rows[0]) {
+			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "VALUES lists must all be the same length")
+		}
+		full := make([]texpr, len(ti.cols))
+		copy(full, ti.defaults)
+		if row != nil {
+			if len(row) > len(targets) {
+				return nil, pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns, %d expressions for %d targets", len(row), len(targets))
+			}
+			if len(row) < len(targets) && s.Columns != nil {
+				return nil, pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more target columns than expressions, %d expressions for %d targets", len(row), len(targets))
+			}
+			// Without a column list, fewer values fill the leading columns
+			// and the rest take their defaults, as in PostgreSQL.
+			for j, x := range row {
+				i := targets[j]
+				if _, isDefault := x.(parser.DefaultExpr); isDefault {
+					continue
+				}
+				c := ti.cols[i]
+				a.target = c.Name
+				te, err := a.check(x, c.Type)
+				a.target = ""
+				if err != nil {
+					return nil, err
+				}
+				if full[i], err = coerce(te, c.Type, c.Name); err != nil {
+					return nil, err
+				}
+			}
+		}
+		p.rows = append(p.rows, full)
+	}
+	specified := map[int]bool{}
+	for _, i := range targets {
+		specified[i] = true
+	}
+	if len(s.Rows) > 0 && s.Columns == nil {
+		// Without a column list, only the columns actually given values
+		// count as specified (none for DEFAULT VALUES).
+		specified = map[int]bool{}
+		for _, i := range targets[:min(len(targets), len(s.Rows[0]))] {
+			specified[i] = true
+		}
+	}
+
+	// Conflict handling.
+	switch {
+	case s.Upsert:
+		p.mode = insertBlind
+		for i := range ti.cols {
+			if !ti.inPK[i] && !specified[i] {
+				p.mode = insertDoUpdate
+			}
+		}
+		if p.mode == insertDoUpdate {
+			// UPSERT of some columns updates only those in an existing row.
+			for i := range ti.cols {
+				if specified[i] && !ti.inPK[i] {
+					p.set = append(p.set, setItem{idx: i, e: &colExpr{idx: len(ti.cols) + i, t: ti.cols[i].Type, name: ti.cols[i].Name}})
+				}
+			}
+		}
+	case s.OnConflict != nil:
+		oc := s.OnConflict
+		if oc.Columns != nil && !samePK(ti, oc.Columns) {
+			return nil, pgerror.WithHintf(
+				pgerror.Newf(pgerror.CodeInvalidColumnReference, "there is no unique or exclusion constraint matching the ON CONFLICT specification"),
+				"the only unique constraint is the primary key (%s)", pkList(ti))
+		}
+		if oc.DoNothing {
+			p.mode = insertDoNothing
+			break
+		}
+		p.mode = insertDoUpdate
+		sa := &analyzer{params: params, clause: "ON CONFLICT DO UPDATE",
+			tables: []scopeTable{ti.scope(0, tableName), ti.scope(len(ti.cols), "excluded")}}
+		sa.tables[1].qualifiedOnly = true
+		if p.set, err = analyzeSet(sa, ti, oc.Set); err != nil {
+			return nil, err
+		}
+		for _, si := range p.set {
+			if ti.inPK[si.idx] {
+				return nil, pgerror.WithHintf(
+					unsupported("ON CONFLICT DO UPDATE cannot change primary key column %q", ti.cols[si.idx].Name),
+					"use UPDATE to change a primary key")
+			}
+		}
+	}
+
+	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// samePK reports whether cols names exactly the primary key's columns, in
+// any order.
+func samePK(ti *tableInfo, cols []string) bool {
+	seen := map[int]bool{}
+	for _, c := range cols {
+		i := ti.desc.ColumnIndex(c)
+		if i < 0 || !ti.inPK[i] {
+			return false
+		}
+		seen[i] = true
+	}
+	return len(seen) == len(ti.pk)
+}
+
+func pkList(ti *tableInfo) string {
+	var b bytes.Buffer
+	for j, i := range ti.pk {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteName(ti.cols[i].Name))
+	}
+	return b.String()
+}
+
+func columnList(ti *tableInfo) string {
+	var b bytes.Buffer
+	for j, i := range ti.visible {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteName(ti.cols[i].Name))
+	}
+	return b.String()
+}
+
+// analyzeSet type-checks SET assignments against the table's columns.
+func analyzeSet(a *analyzer, ti *tableInfo, set []*parser.UpdateExpr) ([]setItem, error) {
+	var out []setItem
+	seen := map[int]bool{}
+	for _, u := range set {
+		i := ti.desc.ColumnIndex(u.Column)
+		if i < 0 {
+			return nil, undefinedColumn(u.Column)
+		}
+		if seen[i] {
+			return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "multiple assignments to the same column %q", u.Column)
+		}
+		seen[i] = true
+		c := ti.cols[i]
+		if u.Expr == nil { // SET c = DEFAULT
+			out = append(out, setItem{idx: i, e: ti.defaults[i]})
+			continue
+		}
+		a.target = c.Name
+		te, err := a.check(u.Expr, c.Type)
+		a.target = ""
+		if err != nil {
+			return nil, err
+		}
+		if te, err = coerce(te, c.Type, c.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, setItem{idx: i, e: te})
+	}
+	return out, nil
+}
+
+// analyzeReturning type-checks a RETURNING list over the table's row.
+func analyzeReturning(params *paramSet, ti *tableInfo, ret []*parser.SelectExpr) ([]texpr, []pgwire.Column, error) {
+	if ret == nil {
+		return nil, nil, nil
+	}
+	a := &analyzer{params: params, clause: "RETURNING", tables: []scopeTable{ti.scope(0, ti.desc.Name)}}
+	var out []texpr
+	var cols []pgwire.Column
+	for _, se := range ret {
+		if se.Star {
+			for _, i := range ti.visible {
+				out = append(out, &colExpr{idx: i, t: ti.cols[i].Type, name: ti.cols[i].Name})
+				cols = append(cols, pgwire.Column{Name: ti.cols[i].Name})
+			}
+			continue
+		}
+		te, err := a.check(se.Expr, types.Unknown)
+		if err != nil {
+			return nil, nil, err
+		}
+		name := se.Alias
+		if name == "" {
+			name = exprName(se.Expr)
+		}
+		out = append(out, te)
+		cols = append(cols, pgwire.Column{Name: name})
+	}
+	return out, cols, nil
+}
+
+func finishReturning(out []texpr, cols []pgwire.Column) {
+	for i := range cols {
+		t := out[i].typ()
+		if t == types.Unknown {
+			t = types.String
+		}
+		cols[i].Type = t
+	}
+}
+
+// checkNotNull enforces NOT NULL (primary key columns included).
+func checkNotNull(ti *tableInfo, row []types.Datum) error {
+	for i, c := range ti.cols {
+		if row[i] == nil && (!c.Nullable || ti.inPK[i]) {
+			return notNullViolation(ti.desc.Name, c.Name)
+		}
+	}
+	return nil
+}
+
+func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	ti := p.ti
+	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	// Proposed rows are computed once: volatile defaults (unique_rowid())
+	// must not change between retries.
+	rows := make([][]types.Datum, len(p.rows))
+	keys := make([][]byte, len(p.rows))
+	for r, exprs := range p.rows {
+		row := make([]types.Datum, len(exprs))
+		for i, x := range exprs {
+			if x == nil {
+				continue
+			}
+			d, err := ec.eval(x)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			row[i] = d
+		}
+		if err := checkNotNull(ti, row); err != nil {
+			return pgwire.Result{}, err
+		}
+		key, err := ti.layout.EncodeKey(row)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		rows[r], keys[r] = row, key
+	}
+
+	// Rows proposing the same key twice.
+	seen := make(map[string]int, len(keys))
+	var skip []bool
+	for r, k := range keys {
+		if _, dup := seen[string(k)]; !dup {
+			seen[string(k)] = r
+			continue
+		}
+		switch p.mode {
+		case insertPlain:
+			return pgwire.Result{}, duplicateKey(ti, rows[r])
+		case insertDoNothing:
+			if skip == nil {
+				skip = make([]bool, len(rows))
+			}
+			skip[r] = true // the first row proposing the key wins
+		default:
+			return pgwire.Result{}, pgerror.WithHintf(
+				pgerror.Newf(codeCardinalityViolation, "UPSERT or INSERT...ON CONFLICT command cannot affect row a second time"),
+				"ensure that no rows proposed for insertion within the same command have duplicate primary keys")
+		}
+	}
+
+	switch p.mode {
+	case insertPlain, insertBlind:
+		ops := make([]kvpb.Op, len(rows))
+		for r, row := range rows {
+			val, err := ti.layout.EncodeValue(row, nil)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			if p.mode == insertPlain {
+				ops[r] = kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true}
+			} else {
+				ops[r] = kvpb.Op{Kind: kvpb.OpPut, Key: keys[r], Value: val}
+			}
+		}
+		if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+			var cf *kvpb.ConditionFailedError
+			if errors.As(err, &cf) {
+				// Index names the failing op, which is row Index; fall back
+				// to the key should a store not fill it in.
+				if cf.Index >= 0 && cf.Index < len(rows) && bytes.Equal(keys[cf.Index], cf.Key) {
+					return pgwire.Result{}, duplicateKey(ti, rows[cf.Index])
+				}
+				for r := range keys {
+					if bytes.Equal(keys[r], cf.Key) {
+						return pgwire.Result{}, duplicateKey(ti, rows[r])
+					}
+				}
+				return pgwire.Result{}, pgerror.WithCode(errors.Wrap(err, "inserting"), pgerror.CodeUniqueViolation)
+			}
+			return pgwire.Result{}, kvError(err)
+		}
+		return p.result(ec, rows)
+	}
+
+	for attempt := 0; attempt < maxRetries; attempt++ {
+		var ops []kvpb.Op
+		var affected [][]types.Datum
+		for r, row := range rows {
+			if skip != nil && skip[r] {
+				continue
+			}
+			old, found, err := p.e.cfg.DB.Get(ctx, keys[r])
+			if err != nil {
+				return pgwire.Result{}, kvError(err)
+			}
+			if !found {
+				val, err := ti.layout.EncodeValue(row, nil)
+				if err != nil {
+					return pgwire.Result{}, err
+				}
+				ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true})
+				affected = append(affected, row)
+				continue
+			}
+			if p.mode == insertDoNothing {
+				continue
+			}
+			cur, extra, err := ti.layout.Decode(keys[r], old)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			ec.row = append(append(make([]types.Datum, 0, 2*len(cur)), cur...), row...)
+			updated := append([]types.Datum(nil), cur...)
+			for _, si := range p.set {
+				var d types.Datum
+				if si.e != nil {
+					if d, err = ec.eval(si.e); err != nil {
+						return pgwire.Result{}, err
+					}
+				}
+				updated[si.idx] = d
+			}
+			if err := checkNotNull(ti, updated); err != nil {
+				return pgwire.Result{}, err
+			}
+			val, err := ti.layout.EncodeValue(updated, extra)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, Expected: old})
+			affected = append(affected, updated)
+		}
+		if len(ops) == 0 {
+			return p.result(ec, nil)
+		}
+		err := p.e.cfg.DB.Write(ctx, ops)
+		if err == nil {
+			return p.result(ec, affected)
+		}
+		if !isConditionFailed(err) {
+			return pgwire.Result{}, kvError(err)
+		}
+		if err := ctx.Err(); err != nil {
+			return pgwire.Result{}, kvError(err)
+		}
+	}
+	return pgwire.Result{}, retryExhausted(ti.desc.Name)
+}
+
+func isConditionFailed(err error) bool {
+	var cf *kvpb.ConditionFailedError
+	return errors.As(err, &cf)
+}
+
+func (p *insertPlan) result(ec *evalCtx, affected [][]types.Datum) (pgwire.Result, error) {
+	res := pgwire.Result{Tag: fmt.Sprintf("INSERT 0 %d", len(affected))}
+	return withReturning(ec, res, p.returning, p.cols, affected)
+}
+
+func withReturning(ec *evalCtx, res pgwire.Result, ret []texpr, cols []pgwire.Column, rows [][]types.Datum) (pgwire.Result, error) {
+	if cols == nil {
+		return res, nil
+	}
+	res.Rows = make([][]types.Datum, 0, len(rows))
+	for _, r := range rows {
+		out, err := project(ec, r, ret)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		res.Rows = append(res.Rows, out)
+	}
+	return res, nil
+}
+
+// ---- UPDATE ----
+
+type updatePlan struct {
+	e         *Executor
+	ti        *tableInfo
+	set       []setItem
+	filter    texpr
+	scan      scanPlan
+	pkChange  bool
+	returning []texpr
+	cols      []pgwire.Column
+}
+
+func (p *updatePlan) columns() []pgwire.Column { return p.cols }
+func (p *updatePlan) stale() bool              { return p.e.isStale(p.ti) }
+
+func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (*updatePlan, error) {
+	ti, err := e.resolveTable(s.Table)
+	if err != nil {
+		return nil, err
+	}
+	p := &updatePlan{e: e, ti: ti}
+	a := &analyzer{params: params, clause: "UPDATE", tables: []scopeTable{ti.scope(0, ti.desc.Name)}}
+	if p.set, err = analyzeSet(a, ti, s.Set); err != nil {
+		return nil, err
+	}
+	for _, si := range p.set {
+		p.pkChange = p.pkChange || ti.inPK[si.idx]
+	}
+	if s.Where != nil {
+		a.clause = "WHERE"
+		if p.filter, err = a.checkBool(s.Where, "WHERE"); err != nil {
+			return nil, err
+		}
+	}
+	p.scan = choosePlan(ti.pk, pkTypes(ti), p.filter, nil)
+	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	ti := p.ti
+	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	for attempt := 0; attempt < maxRetries; attempt++ {
+		rows, err := p.e.readRows(ec, ti, &p.scan, 0)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		// ops by key, so that a row moving onto a key another row leaves
+		// becomes one conditional put on that key.
+		opIndex := map[string]int{}
+		var ops []kvpb.Op
+		var affected [][]types.Datum
+		type move struct {
+			key, val []byte
+			row      []types.Datum
+		}
+		var moves []move
+		for _, r := range rows {
+			ec.row = r.row
+			ok, err := ec.evalTrue(p.filter)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			if !ok {
+				continue
+			}
+			updated := append([]types.Datum(nil), r.row...)
+			for _, si := range p.set {
+				var d types.Datum
+				if si.e != nil {
+					if d, err = ec.eval(si.e); err != nil {
+						return pgwire.Result{}, err
+					}
+				}
+				updated[si.idx] = d
+			}
+			if err := checkNotNull(ti, updated); err != nil {
+				return pgwire.Result{}, err
+			}
+			val, err := ti.layout.EncodeValue(updated, r.extra)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			affected = append(affected, updated)
+			newKey := r.key
+			if p.pkChange {
+				if newKey, err = ti.layout.EncodeKey(updated); err != nil {
+					return pgwire.Result{}, err
+				}
+			}
+			if bytes.Equal(newKey, r.key) {
+				opIndex[string(r.key)] = len(ops)
+				ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Value: val, Expected: r.value})
+				continue
+			}
+			opIndex[string(r.key)] = len(ops)
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Delete: true, Expected: r.value})
+			moves = append(moves, move{key: newKey, val: val, row: updated})
+		}
+		newKeys := map[string]bool{}
+		for _, m := range moves {
+			if newKeys[string(m.key)] {
+				return pgwire.Result{}, duplicateKey(ti, m.row)
+			}
+			newKeys[string(m.key)] = true
+			if i, ok := opIndex[string(m.key)]; ok {
+				if !ops[i].Delete {
+					return pgwire.Result{}, duplicateKey(ti, m.row) // a row stays there
+				}
+				ops[i].Delete = false
+				ops[i].Value = m.val
+				continue
+			}
+			_, exists, err := p.e.cfg.DB.Get(ctx, m.key)
+			if err != nil {
+				return pgwire.Result{}, kvError(err)
+			}
+			if exists {
+				return pgwire.Result{}, duplicateKey(ti, m.row)
+			}
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: m.key, Value: m.val, ExpectAbsent: true})
+		}
+		if len(ops) > 0 {
+			if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+				if !isConditionFailed(err) {
+					return pgwire.Result{}, kvError(err)
+				}
+				if err := ctx.Err(); err != nil {
+					return pgwire.Result{}, kvError(err)
+				}
+				continue
+			}
+		}
+		res := pgwire.Result{Tag: fmt.Sprintf("UPDATE %d", len(affected))}
+		return withReturning(ec, res, p.returning, p.cols, affected)
+	}
+	return pgwire.Result{}, retryExhausted(ti.desc.Name)
+}
+
+// ---- DELETE ----
+
+type deletePlan struct {
+	e         *Executor
+	ti        *tableInfo
+	filter    texpr
+	scan      scanPlan
+	returning []texpr
+	cols      []pgwire.Column
+}
+
+func (p *deletePlan) columns() []pgwire.Column { return p.cols }
+func (p *deletePlan) stale() bool              { return p.e.isStale(p.ti) }
+
+func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePlan, error) {
+	ti, err := e.resolveTable(s.Table)
+	if err != nil {
+		return nil, err
+	}
+	p := &deletePlan{e: e, ti: ti}
+	if s.Where != nil {
+		a := &analyzer{params: params, clause: "WHERE", tables: []scopeTable{ti.scope(0, ti.desc.Name)}}
+		if p.filter, err = a.checkBool(s.Where, "WHERE"); err != nil {
+			return nil, err
+		}
+	}
+	p.scan = choosePlan(ti.pk, pkTypes(ti), p.filter, nil)
+	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	ti := p.ti
+	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	for attempt := 0; attempt < maxRetries; attempt++ {
+		rows, err := p.e.readRows(ec, ti, &p.scan, 0)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		var ops []kvpb.Op
+		var deleted [][]types.Datum
+		for _, r := range rows {
+			ec.row = r.row
+			ok, err := ec.evalTrue(p.filter)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			if !ok {
+				continue
+			}
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Delete: true, Expected: r.value})
+			deleted = append(deleted, r.row)
+		}
+		if len(ops) > 0 {
+			if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+				if !isConditionFailed(err) {
+					return pgwire.Result{}, kvError(err)
+				}
+				if err := ctx.Err(); err != nil {
+					return pgwire.Result{}, kvError(err)
+				}
+				continue
+			}
+		}
+		res := pgwire.Result{Tag: fmt.Sprintf("DELETE %d", len(deleted))}
+		return withReturning(ec, res, p.returning, p.cols, deleted)
+	}
+	return pgwire.Result{}, retryExhausted(ti.desc.Name)
+}

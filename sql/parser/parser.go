@@ -1,0 +1,1658 @@
+package parser
+
+import (
+	"strings"
+
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// supportedHint is attached to errors on an unknown statement keyword.
+const supportedHint = "kvnode supports CREATE TABLE, DROP TABLE, ALTER TABLE ... ADD COLUMN, TRUNCATE, " +
+	"INSERT, UPSERT, SELECT, UPDATE, DELETE, SHOW, SET and the CLUSTER SETTING statements"
+
+// maxDepth bounds expression nesting so that hostile input such as
+// "((((((..." fails with an error instead of exhausting the stack.
+const maxDepth = 1000
+
+// Parse splits sql into statements separated by ';' and parses each one.
+// An empty or comment-only query yields no statements. Errors carry SQLSTATE
+// 42601 and the 1-based character position of the offending token.
+func Parse(sql string) ([]*Statement, error) {
+	toks, err := tokenize(sql)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{src: sql, toks: toks}
+	var out []*Statement
+	for {
+		for p.isOp(";") {
+			p.advance()
+		}
+		if p.peek().kind == tokEOF {
+			return out, nil
+		}
+		startTok := p.peek()
+		p.maxPlaceholder = 0
+		st, err := p.parseStmt()
+		if err != nil {
+			return nil, err
+		}
+		endTok := p.toks[p.i-1]
+		if !p.isOp(";") && p.peek().kind != tokEOF {
+			return nil, p.errNear(p.peek())
+		}
+		out = append(out, &Statement{
+			AST:          st,
+			Text:         sql[startTok.pos:endTok.end],
+			Placeholders: p.maxPlaceholder,
+		})
+	}
+}
+
+// ParseOne parses a query that must hold exactly one statement.
+func ParseOne(sql string) (*Statement, error) {
+	stmts, err := Parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	if len(stmts) != 1 {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeSyntaxError, "expected exactly one statement, found %d", len(stmts)),
+			"send one statement at a time here")
+	}
+	return stmts[0], nil
+}
+
+// ParseExpr parses a standalone scalar expression, as stored in a column's
+// DEFAULT.
+func ParseExpr(sql string) (Expr, error) {
+	toks, err := tokenize(sql)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{src: sql, toks: toks}
+	e, err := p.parseExpr()
+	if err != nil {
+		return nil, err
+	}
+	if p.peek().kind != tokEOF {
+		return nil, p.errNear(p.peek())
+	}
+	return e, nil
+}
+
+type parser struct {
+	src            string
+	toks           []token
+	i              int
+	depth          int
+	maxPlaceholder int
+}
+
+func (p *parser) peek() token { return p.toks[p.i] }
+
+func (p *parser) peekAt(k int) token {
+	if p.i+k < len(p.toks) {
+		return p.toks[p.i+k]
+	}
+	return p.toks[len(p.toks)-1]
+}
+
+func (p *parser) advance() token {
+	t := p.toks[p.i]
+	if t.kind != tokEOF {
+		p.i++
+	}
+	return t
+}
+
+// errNear is the standard syntax error at token t.
+func (p *parser) errNear(t token) error {
+	near := t.raw
+	if t.kind == tokEOF {
+		near = "EOF"
+	}
+	return syntaxErrorAt(p.src, t.pos, near)
+}
+
+// errAt is a syntax error at token t with a reason.
+func (p *parser) errAt(t token, reason string) error {
+	near := t.raw
+	if t.kind == tokEOF {
+		near = "EOF"
+	}
+	return lexErrorAt(p.src, t.pos, near, reason)
+}
+
+// isKw reports whether the current token is the unquoted keyword kw.
+func (p *parser) isKw(kw string) bool {
+	t := &p.toks[p.i]
+	return t.kind == tokIdent && !t.quoted && t.val == kw
+}
+
+func (p *parser) isKwAt(k int, kw string) bool {
+	if p.i+k >= len(p.toks) {
+		return false
+	}
+	t := &p.toks[p.i+k]
+	return t.kind == tokIdent && !t.quoted && t.val == kw
+}
+
+func (p *parser) acceptKw(kw string) bool {
+	if p.isKw(kw) {
+		p.advance()
+		return true
+	}
+	return false
+}
+
+func (p *parser) expectKw(kw string) error {
+	if !p.acceptKw(kw) {
+		return p.errNear(p.peek())
+	}
+	return nil
+}
+
+func (p *parser) isOp(op string) bool {
+	t := &p.toks[p.i]
+	return t.kind == tokOp && t.val == op
+}
+
+func (p *parser) acceptOp(op string) bool {
+	if p.isOp(op) {
+		p.advance()
+		return true
+	}
+	return false
+}
+
+func (p *parser) expectOp(op string) error {
+	if !p.acceptOp(op) {
+		return p.errNear(p.peek())
+	}
+	return nil
+}
+
+// ident reads an identifier; unquoted reserved keywords are refused, with a
+// hint since "the column is called order" is a common surprise.
+func (p *parser) ident() (string, error) {
+	t := p.peek()
+	if t.kind != tokIdent {
+		return "", p.errNear(t)
+	}
+	if !t.quoted && reservedKeywords[t.val] {
+		return "", pgerror.WithHintf(p.errNear(t),
+			"%q is a reserved keyword; to use it as a name, double-quote it: \"%s\"", t.val, t.val)
+	}
+	p.advance()
+	return t.val, nil
+}
+
+// anyName reads an identifier where keywords are unambiguous (after a '.',
+// or as a setting name), so reserved words are allowed.
+func (p *parser) anyName() (string, error) {
+	t := p.peek()
+	if t.kind != tokIdent {
+		return "", p.errNear(t)
+	}
+	p.advance()
+	return t.val, nil
+}
+
+func (p *parser) identList() ([]string, error) {
+	var out []string
+	for {
+		id, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+		if !p.acceptOp(",") {
+			return out, nil
+		}
+	}
+}
+
+// parenIdentList reads "(a, b, ...)", each optionally followed by ASC (the
+// only direction the key encoding has; DESC is refused with a hint).
+func (p *parser) parenIdentList(allowAsc bool) ([]string, error) {
+	if err := p.expectOp("("); err != nil {
+		return nil, err
+	}
+	var out []string
+	for {
+		id, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+		if allowAsc {
+			if p.isKw("desc") {
+				return nil, pgerror.WithHintf(
+					pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+						"descending primary key columns are not supported"), charPos(p.src, p.peek().pos)),
+					"remove DESC; ORDER BY ... DESC still reads the table in descending key order")
+			}
+			p.acceptKw("asc")
+		}
+		if !p.acceptOp(",") {
+			break
+		}
+	}
+	if err := p.expectOp(")"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (p *parser) tableName() (TableName, error) {
+	first, err := p.ident()
+	if err != nil {
+		return TableName{}, err
+	}
+	parts := []string{first}
+	for p.isOp(".") {
+		p.advance()
+		n, err := p.anyName()
+		if err != nil {
+			return TableName{}, err
+		}
+		parts = append(parts, n)
+		if len(parts) > 3 {
+			return TableName{}, p.errAt(p.toks[p.i-1], "a table name has at most three parts: database.schema.table")
+		}
+	}
+	return TableName{Parts: parts}, nil
+}
+
+// dottedName reads a setting name like cluster.preserve_downgrade_option.
+func (p *parser) dottedName() (string, error) {
+	first, err := p.anyName()
+	if err != nil {
+		return "", err
+	}
+	parts := []string{first}
+	for p.acceptOp(".") {
+		n, err := p.anyName()
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, n)
+	}
+	return strings.Join(parts, "."), nil
+}
+
+// ---- statements ----
+
+func (p *parser) parseStmt() (Stmt, error) {
+	t := p.peek()
+	if t.kind != tokIdent || t.quoted {
+		return nil, p.errNear(t)
+	}
+	switch t.val {
+	case "create":
+		return p.parseCreate()
+	case "drop":
+		return p.parseDrop()
+	case "alter":
+		return p.parseAlter()
+	case "truncate":
+		return p.parseTruncate()
+	case "explain":
+		p.advance()
+		if !p.isKw("select") && !p.isKw("update") && !p.isKw("delete") {
+			return nil, pgerror.WithHintf(p.errNear(p.peek()), "EXPLAIN works on SELECT, UPDATE and DELETE")
+		}
+		inner, err := p.parseStmt()
+		if err != nil {
+			return nil, err
+		}
+		return &Explain{Stmt: inner}, nil
+	case "insert", "upsert":
+		return p.parseInsert()
+	case "select":
+		return p.parseSelect()
+	case "update":
+		return p.parseUpdate()
+	case "delete":
+		return p.parseDelete()
+	case "show":
+		return p.parseShow()
+	case "set":
+		return p.parseSet()
+	case "reset":
+		return p.parseReset()
+	case "begin", "start":
+		return p.parseBegin()
+	case "commit", "end":
+		p.advance()
+		if !p.acceptKw("transaction") {
+			p.acceptKw("work")
+		}
+		return &Txn{Kind: TxnCommit}, nil
+	case "rollback", "abort":
+		p.advance()
+		if !p.acceptKw("transaction") {
+			p.acceptKw("work")
+		}
+		return &Txn{Kind: TxnRollback}, nil
+	}
+	return nil, pgerror.WithHintf(p.errNear(t), supportedHint)
+}
+
+func (p *parser) parseBegin() (Stmt, error) {
+	if p.acceptKw("start") {
+		if err := p.expectKw("transaction"); err != nil {
+			return nil, err
+		}
+	} else {
+		p.advance() // BEGIN
+		if !p.acceptKw("transaction") {
+			p.acceptKw("work")
+		}
+	}
+	// Transaction modes: accepted and dropped (the executor refuses
+	// explicit transactions before they would matter).
+	for {
+		switch {
+		case p.acceptKw("isolation"):
+			if err := p.expectKw("level"); err != nil {
+				return nil, err
+			}
+			switch {
+			case p.acceptKw("serializable"):
+			case p.acceptKw("snapshot"):
+			case p.acceptKw("repeatable"):
+				if err := p.expectKw("read"); err != nil {
+					return nil, err
+				}
+			case p.acceptKw("read"):
+				if !p.acceptKw("committed") && !p.acceptKw("uncommitted") {
+					return nil, p.errNear(p.peek())
+				}
+			default:
+				return nil, p.errNear(p.peek())
+			}
+		case p.acceptKw("read"):
+			if !p.acceptKw("only") && !p.acceptKw("write") {
+				return nil, p.errNear(p.peek())
+			}
+		case p.isKw("not") && p.isKwAt(1, "deferrable"):
+			p.advance()
+			p.advance()
+		case p.acceptKw("deferrable"):
+		default:
+			return &Txn{Kind: TxnBegin}, nil
+		}
+		p.acceptOp(",")
+	}
+}
+
+func (p *parser) parseCreate() (Stmt, error) {
+	p.advance() // CREATE
+	if !p.isKw("table") {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()),
+			"kvnode supports CREATE TABLE; indexes, views and sequences are not supported yet")
+	}
+	p.advance()
+	s := &CreateTable{}
+	if p.isKw("if") {
+		p.advance()
+		if err := p.expectKw("not"); err != nil {
+			return nil, err
+		}
+		if err := p.expectKw("exists"); err != nil {
+			return nil, err
+		}
+		s.IfNotExists = true
+	}
+	name, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s.Name = name
+	if err := p.expectOp("("); err != nil {
+		return nil, err
+	}
+	for {
+		switch {
+		case p.isKw("primary"):
+			if s.PrimaryKey != nil {
+				return nil, p.multiplePK()
+			}
+			p.advance()
+			if err := p.expectKw("key"); err != nil {
+				return nil, err
+			}
+			cols, err := p.parenIdentList(true)
+			if err != nil {
+				return nil, err
+			}
+			s.PrimaryKey = cols
+		case p.isKw("constraint"):
+			p.advance()
+			cname, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			if !p.isKw("primary") {
+				return nil, pgerror.WithHintf(p.errNear(p.peek()),
+					"the only table constraint kvnode supports is PRIMARY KEY")
+			}
+			if s.PrimaryKey != nil {
+				return nil, p.multiplePK()
+			}
+			p.advance()
+			if err := p.expectKw("key"); err != nil {
+				return nil, err
+			}
+			cols, err := p.parenIdentList(true)
+			if err != nil {
+				return nil, err
+			}
+			s.PrimaryKey = cols
+			s.PKName = cname
+		case p.isKw("unique") || p.isKw("check") || p.isKw("foreign"):
+			return nil, pgerror.WithHintf(p.errNear(p.peek()),
+				"the only table constraint kvnode supports is PRIMARY KEY")
+		default:
+			col, err := p.columnDef()
+			if err != nil {
+				return nil, err
+			}
+			s.Columns = append(s.Columns, col)
+		}
+		if !p.acceptOp(",") {
+			break
+		}
+	}
+	if err := p.expectOp(")"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (p *parser) multiplePK() error {
+	return pgerror.WithPosition(pgerror.Newf(pgerror.CodeInvalidTableDefinition,
+		"multiple primary keys for table are not allowed"), charPos(p.src, p.peek().pos))
+}
+
+// typeName reads a type: one or two words (DOUBLE PRECISION, CHARACTER
+// VARYING) with an optional length or precision, which is accepted and
+// ignored (STRING has no length limit in kvnode).
+func (p *parser) typeName() (types.T, error) {
+	t := p.peek()
+	if t.kind != tokIdent {
+		return types.Unknown, p.errNear(t)
+	}
+	p.advance()
+	name := t.val
+	if (name == "double" && p.isKw("precision")) || (name == "character" && p.isKw("varying")) {
+		name += " " + p.advance().val
+	}
+	if p.acceptOp("(") {
+		for {
+			if nt := p.peek(); nt.kind != tokInt {
+				return types.Unknown, p.errNear(nt)
+			}
+			p.advance()
+			if !p.acceptOp(",") {
+				break
+			}
+		}
+		if err := p.expectOp(")"); err != nil {
+			return types.Unknown, err
+		}
+	}
+	if p.isOp("[") {
+		return types.Unknown, pgerror.WithHintf(
+			pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported, "array types are not supported"),
+				charPos(p.src, p.peek().pos)),
+			"kvnode supports INT, FLOAT, STRING (TEXT), BYTES and BOOL")
+	}
+	typ, ok := types.FromName(name)
+	if !ok {
+		code := pgerror.CodeUndefinedObject
+		msg := "type \"%s\" does not exist"
+		switch name {
+		case "timestamp", "timestamptz", "date", "time", "interval", "decimal", "numeric", "uuid",
+			"jsonb", "json", "inet", "serial", "bigserial", "oid":
+			code = pgerror.CodeFeatureNotSupported
+			msg = "type \"%s\" is not supported yet"
+		}
+		return types.Unknown, pgerror.WithHintf(
+			pgerror.WithPosition(pgerror.Newf(code, msg, name), charPos(p.src, t.pos)),
+			"kvnode supports INT, FLOAT, STRING (TEXT), BYTES and BOOL")
+	}
+	return typ, nil
+}
+
+func (p *parser) columnDef() (*ColumnDef, error) {
+	name, err := p.ident()
+	if err != nil {
+		return nil, err
+	}
+	typ, err := p.typeName()
+	if err != nil {
+		return nil, err
+	}
+	c := &ColumnDef{Name: name, Type: typ}
+	for {
+		switch {
+		case p.isKw("primary"):
+			p.advance()
+			if err := p.expectKw("key"); err != nil {
+				return nil, err
+			}
+			c.PrimaryKey = true
+		case p.isKw("not") && p.isKwAt(1, "null"):
+			p.advance()
+			p.advance()
+			if c.Nullable == Null {
+				return nil, p.conflictingNull(c)
+			}
+			c.Nullable = NotNull
+		case p.isKw("not") && p.isKwAt(1, "visible"):
+			p.advance()
+			p.advance()
+			c.Hidden = true
+		case p.isKw("null"):
+			p.advance()
+			if c.Nullable == NotNull {
+				return nil, p.conflictingNull(c)
+			}
+			c.Nullable = Null
+		case p.isKw("default"):
+			if c.Default != nil {
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+					"multiple default values specified for column %q", c.Name), charPos(p.src, p.peek().pos))
+			}
+			p.advance()
+			// The default binds tighter than the following constraint
+			// keywords (as in PostgreSQL's b_expr): "DEFAULT 1 NOT NULL".
+			e, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			c.Default = e
+		case p.isKw("unique") || p.isKw("check") || p.isKw("references") || p.isKw("collate") || p.isKw("constraint"):
+			return nil, pgerror.WithHintf(p.errNear(p.peek()),
+				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL and DEFAULT")
+		default:
+			return c, nil
+		}
+	}
+}
+
+func (p *parser) conflictingNull(c *ColumnDef) error {
+	return pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+		"conflicting NULL/NOT NULL declarations for column %q", c.Name), charPos(p.src, p.toks[p.i-1].pos))
+}
+
+func (p *parser) parseDrop() (Stmt, error) {
+	p.advance() // DROP
+	if !p.isKw("table") {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE")
+	}
+	p.advance()
+	s := &DropTable{}
+	if p.isKw("if") {
+		p.advance()
+		if err := p.expectKw("exists"); err != nil {
+			return nil, err
+		}
+		s.IfExists = true
+	}
+	names, err := p.tableNames()
+	if err != nil {
+		return nil, err
+	}
+	s.Names = names
+	if p.isKw("cascade") || p.isKw("restrict") {
+		p.advance()
+	}
+	return s, nil
+}
+
+func (p *parser) tableNames() ([]TableName, error) {
+	var out []TableName
+	for {
+		name, err := p.tableName()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, name)
+		if !p.acceptOp(",") {
+			return out, nil
+		}
+	}
+}
+
+func (p *parser) parseTruncate() (Stmt, error) {
+	p.advance() // TRUNCATE
+	p.acceptKw("table")
+	names, err := p.tableNames()
+	if err != nil {
+		return nil, err
+	}
+	if p.isKw("cascade") || p.isKw("restrict") {
+		p.advance()
+	}
+	return &Truncate{Names: names}, nil
+}
+
+func (p *parser) parseAlter() (Stmt, error) {
+	p.advance() // ALTER
+	if !p.isKw("table") {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
+	}
+	p.advance()
+	s := &AlterTableAddColumn{}
+	if p.isKw("if") && p.isKwAt(1, "exists") {
+		p.advance()
+		p.advance()
+		s.IfExists = true
+	}
+	name, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s.Name = name
+	if !p.isKw("add") {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
+	}
+	p.advance()
+	p.acceptKw("column")
+	if p.isKw("if") {
+		p.advance()
+		if err := p.expectKw("not"); err != nil {
+			return nil, err
+		}
+		if err := p.expectKw("exists"); err != nil {
+			return nil, err
+		}
+		s.IfNotExists = true
+	}
+	if p.isKw("constraint") || p.isKw("primary") || p.isKw("unique") || p.isKw("check") {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
+	}
+	col, err := p.columnDef()
+	if err != nil {
+		return nil, err
+	}
+	s.Column = col
+	return s, nil
+}
+
+func (p *parser) parseInsert() (Stmt, error) {
+	s := &Insert{Upsert: p.isKw("upsert")}
+	p.advance()
+	if err := p.expectKw("into"); err != nil {
+		return nil, err
+	}
+	name, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s.Table = name
+	if p.isKw("as") {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "table aliases are not supported in INSERT")
+	}
+	if p.isOp("(") {
+		p.advance()
+		cols, err := p.identList()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, err
+		}
+		s.Columns = cols
+	}
+	switch {
+	case p.isKw("default") && p.isKwAt(1, "values"):
+		p.advance()
+		p.advance()
+		s.Rows = [][]Expr{nil}
+	case p.isKw("values"):
+		p.advance()
+		for {
+			if err := p.expectOp("("); err != nil {
+				return nil, err
+			}
+			var row []Expr
+			for {
+				var e Expr
+				if p.isKw("default") {
+					p.advance()
+					e = DefaultExpr{}
+				} else {
+					e, err = p.parseExpr()
+					if err != nil {
+						return nil, err
+					}
+				}
+				row = append(row, e)
+				if !p.acceptOp(",") {
+					break
+				}
+			}
+			if err := p.expectOp(")"); err != nil {
+				return nil, err
+			}
+			s.Rows = append(s.Rows, row)
+			if !p.acceptOp(",") {
+				break
+			}
+		}
+	case p.isKw("select"):
+		return nil, pgerror.WithHintf(pgerror.WithPosition(
+			pgerror.Newf(pgerror.CodeFeatureNotSupported, "INSERT ... SELECT is not supported yet"),
+			charPos(p.src, p.peek().pos)), "list the rows with VALUES (...), (...)")
+	default:
+		return nil, p.errNear(p.peek())
+	}
+	if p.isKw("on") {
+		if s.Upsert {
+			return nil, pgerror.WithHintf(p.errNear(p.peek()), "UPSERT has no ON CONFLICT clause; use INSERT ... ON CONFLICT")
+		}
+		p.advance()
+		if err := p.expectKw("conflict"); err != nil {
+			return nil, err
+		}
+		oc := &OnConflict{}
+		if p.isOp("(") {
+			cols, err := p.parenIdentList(false)
+			if err != nil {
+				return nil, err
+			}
+			oc.Columns = cols
+		}
+		if err := p.expectKw("do"); err != nil {
+			return nil, err
+		}
+		switch {
+		case p.acceptKw("nothing"):
+			oc.DoNothing = true
+		case p.acceptKw("update"):
+			if oc.Columns == nil {
+				return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+					"ON CONFLICT DO UPDATE requires a conflict target"), charPos(p.src, p.toks[p.i-1].pos)),
+					"name the primary key columns: ON CONFLICT (k) DO UPDATE SET ...")
+			}
+			if err := p.expectKw("set"); err != nil {
+				return nil, err
+			}
+			set, err := p.updateExprs()
+			if err != nil {
+				return nil, err
+			}
+			oc.Set = set
+			if p.isKw("where") {
+				return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"ON CONFLICT DO UPDATE ... WHERE is not supported yet"), charPos(p.src, p.peek().pos)),
+					"use a CASE-free SET, or an UPDATE with WHERE after the INSERT")
+			}
+		default:
+			return nil, p.errNear(p.peek())
+		}
+		s.OnConflict = oc
+	}
+	ret, err := p.returning()
+	if err != nil {
+		return nil, err
+	}
+	s.Returning = ret
+	return s, nil
+}
+
+func (p *parser) updateExprs() ([]*UpdateExpr, error) {
+	var out []*UpdateExpr
+	for {
+		col, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		if p.isOp(".") {
+			return nil, pgerror.WithHintf(p.errNear(p.peek()), "write the column without a table name: SET v = ...")
+		}
+		if err := p.expectOp("="); err != nil {
+			return nil, err
+		}
+		u := &UpdateExpr{Column: col}
+		if p.isKw("default") {
+			p.advance()
+		} else {
+			e, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			u.Expr = e
+		}
+		out = append(out, u)
+		if !p.acceptOp(",") {
+			return out, nil
+		}
+	}
+}
+
+func (p *parser) returning() ([]*SelectExpr, error) {
+	if !p.acceptKw("returning") {
+		return nil, nil
+	}
+	if p.acceptKw("nothing") {
+		return nil, nil
+	}
+	return p.selectExprs()
+}
+
+func (p *parser) selectExprs() ([]*SelectExpr, error) {
+	var out []*SelectExpr
+	for {
+		se := &SelectExpr{}
+		switch {
+		case p.isOp("*"):
+			p.advance()
+			se.Star = true
+		case p.peek().kind == tokIdent && p.peekAt(1).kind == tokOp && p.peekAt(1).val == "." &&
+			p.peekAt(2).kind == tokOp && p.peekAt(2).val == "*":
+			tbl, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			p.advance()
+			p.advance()
+			se.Star = true
+			se.StarTable = tbl
+		default:
+			e, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			se.Expr = e
+			if p.acceptKw("as") {
+				alias, err := p.anyName()
+				if err != nil {
+					return nil, err
+				}
+				se.Alias = alias
+			} else if t := p.peek(); t.kind == tokIdent && (t.quoted || !reservedKeywords[t.val]) {
+				p.advance()
+				se.Alias = t.val
+			}
+		}
+		out = append(out, se)
+		if !p.acceptOp(",") {
+			return out, nil
+		}
+	}
+}
+
+func (p *parser) parseSelect() (Stmt, error) {
+	p.advance() // SELECT
+	if p.isKw("distinct") {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"SELECT DISTINCT is not supported yet"), charPos(p.src, p.peek().pos)), "select the rows and deduplicate them in the client")
+	}
+	p.acceptKw("all")
+	s := &Select{}
+	exprs, err := p.selectExprs()
+	if err != nil {
+		return nil, err
+	}
+	s.Exprs = exprs
+	if p.acceptKw("from") {
+		name, err := p.tableName()
+		if err != nil {
+			return nil, err
+		}
+		s.From = &name
+		if p.acceptKw("as") {
+			alias, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			s.Alias = alias
+		} else if t := p.peek(); t.kind == tokIdent && (t.quoted || !reservedKeywords[t.val]) &&
+			!(t.val == "inner" || t.val == "left" || t.val == "cross" || t.val == "right" || t.val == "full") {
+			p.advance()
+			s.Alias = t.val
+		}
+		if p.isOp(",") || p.isKw("join") || p.isKw("inner") || p.isKw("left") || p.isKw("cross") {
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"joins are not supported yet"), charPos(p.src, p.peek().pos)), "query one table at a time")
+		}
+	}
+	if p.acceptKw("where") {
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		s.Where = e
+	}
+	if p.isKw("group") || p.isKw("having") {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"GROUP BY and HAVING are not supported yet"), charPos(p.src, p.peek().pos)),
+			"aggregates over the whole table (count(*), sum, min, max) work without GROUP BY")
+	}
+	if p.acceptKw("order") {
+		if err := p.expectKw("by"); err != nil {
+			return nil, err
+		}
+		for {
+			e, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			o := &OrderBy{Expr: e}
+			if p.acceptKw("desc") {
+				o.Desc = true
+			} else {
+				p.acceptKw("asc")
+			}
+			s.OrderBy = append(s.OrderBy, o)
+			if !p.acceptOp(",") {
+				break
+			}
+		}
+	}
+	// LIMIT and OFFSET may come in either order, as in PostgreSQL.
+	for i := 0; i < 2; i++ {
+		switch {
+		case s.Limit == nil && p.acceptKw("limit"):
+			if p.acceptKw("all") {
+				s.Limit = nil
+				continue
+			}
+			e, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			s.Limit = e
+		case s.Offset == nil && p.acceptKw("offset"):
+			e, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			s.Offset = e
+			if !p.acceptKw("rows") {
+				p.acceptKw("row")
+			}
+		}
+	}
+	if p.isKw("for") || p.isKw("union") {
+		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"%s is not supported yet", strings.ToUpper(p.peek().val)), charPos(p.src, p.peek().pos))
+	}
+	return s, nil
+}
+
+func (p *parser) parseUpdate() (Stmt, error) {
+	p.advance() // UPDATE
+	name, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s := &Update{Table: name}
+	if err := p.expectKw("set"); err != nil {
+		return nil, err
+	}
+	set, err := p.updateExprs()
+	if err != nil {
+		return nil, err
+	}
+	s.Set = set
+	if p.acceptKw("where") {
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		s.Where = e
+	}
+	ret, err := p.returning()
+	if err != nil {
+		return nil, err
+	}
+	s.Returning = ret
+	return s, nil
+}
+
+func (p *parser) parseDelete() (Stmt, error) {
+	p.advance() // DELETE
+	if err := p.expectKw("from"); err != nil {
+		return nil, err
+	}
+	name, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s := &Delete{Table: name}
+	if p.acceptKw("where") {
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		s.Where = e
+	}
+	ret, err := p.returning()
+	if err != nil {
+		return nil, err
+	}
+	s.Returning = ret
+	return s, nil
+}
+
+func (p *parser) parseShow() (Stmt, error) {
+	p.advance() // SHOW
+	switch {
+	case p.isKw("tables"):
+		p.advance()
+		if p.acceptKw("from") {
+			// SHOW TABLES FROM defaultdb[.public]: the only database there is.
+			if _, err := p.tableName(); err != nil {
+				return nil, err
+			}
+		}
+		return &ShowTables{}, nil
+	case p.isKw("create"):
+		p.advance()
+		p.acceptKw("table")
+		name, err := p.tableName()
+		if err != nil {
+			return nil, err
+		}
+		return &ShowCreateTable{Name: name}, nil
+	case p.isKw("cluster") && p.isKwAt(1, "setting"):
+		p.advance()
+		p.advance()
+		name, err := p.dottedName()
+		if err != nil {
+			return nil, err
+		}
+		return &ShowClusterSetting{Name: name}, nil
+	case p.isKw("cluster") && p.isKwAt(1, "settings"):
+		p.advance()
+		p.advance()
+		return &ShowClusterSettings{}, nil
+	case p.isKw("all") && p.isKwAt(1, "cluster"):
+		p.advance()
+		p.advance()
+		if err := p.expectKw("settings"); err != nil {
+			return nil, err
+		}
+		return &ShowClusterSettings{All: true}, nil
+	case p.isKw("public") && p.isKwAt(1, "cluster"):
+		p.advance()
+		p.advance()
+		if err := p.expectKw("settings"); err != nil {
+			return nil, err
+		}
+		return &ShowClusterSettings{}, nil
+	case p.isKw("jobs"):
+		p.advance()
+		return &ShowJobs{}, nil
+	case p.isKw("upgrade") && p.isKwAt(1, "status"):
+		p.advance()
+		p.advance()
+		return &ShowUpgradeStatus{}, nil
+	case p.isKw("all"):
+		p.advance()
+		return &ShowVar{Name: "all"}, nil
+	case p.isKw("transaction") && p.isKwAt(1, "isolation"):
+		p.advance()
+		p.advance()
+		if err := p.expectKw("level"); err != nil {
+			return nil, err
+		}
+		return &ShowVar{Name: "transaction_isolation"}, nil
+	case p.isKw("time") && p.isKwAt(1, "zone"):
+		p.advance()
+		p.advance()
+		return &ShowVar{Name: "timezone"}, nil
+	}
+	name, err := p.dottedName()
+	if err != nil {
+		return nil, err
+	}
+	return &ShowVar{Name: name}, nil
+}
+
+func (p *parser) parseSet() (Stmt, error) {
+	p.advance() // SET
+	if p.isKw("cluster") && p.isKwAt(1, "setting") {
+		p.advance()
+		p.advance()
+		name, err := p.dottedName()
+		if err != nil {
+			return nil, err
+		}
+		if !p.acceptOp("=") && !p.acceptKw("to") {
+			return nil, p.errNear(p.peek())
+		}
+		if p.acceptKw("default") {
+			return &SetClusterSetting{Name: name, Default: true}, nil
+		}
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		return &SetClusterSetting{Name: name, Value: e}, nil
+	}
+	if p.isKw("local") {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"SET LOCAL is not supported: there are no explicit transactions"), charPos(p.src, p.peek().pos)),
+			"use SET, which lasts for the session")
+	}
+	p.acceptKw("session")
+	if p.isKw("transaction") || p.isKw("characteristics") {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"transaction modes are not supported: every statement runs on its own"), charPos(p.src, p.peek().pos)),
+			"drop the SET TRANSACTION statement")
+	}
+	if p.isKw("time") && p.isKwAt(1, "zone") {
+		p.advance()
+		p.advance()
+		s := &SetVar{Name: "timezone"}
+		if p.acceptKw("default") || p.acceptKw("local") {
+			s.Default = true
+			return s, nil
+		}
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		s.Values = []Expr{e}
+		return s, nil
+	}
+	if p.acceptKw("names") {
+		s := &SetVar{Name: "client_encoding"}
+		if p.acceptKw("default") {
+			s.Default = true
+			return s, nil
+		}
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		s.Values = []Expr{e}
+		return s, nil
+	}
+	name, err := p.dottedName()
+	if err != nil {
+		return nil, err
+	}
+	s := &SetVar{Name: name}
+	if !p.acceptOp("=") && !p.acceptKw("to") {
+		return nil, p.errNear(p.peek())
+	}
+	if p.acceptKw("default") {
+		s.Default = true
+		return s, nil
+	}
+	for {
+		var e Expr
+		// Bare words are values here (SET datestyle = ISO, MDY); "on" is
+		// reserved elsewhere but a common value.
+		if t := p.peek(); t.kind == tokIdent && !t.quoted &&
+			(p.peekAt(1).kind == tokEOF || p.peekAt(1).kind == tokOp && (p.peekAt(1).val == "," || p.peekAt(1).val == ";")) &&
+			t.val != "true" && t.val != "false" && t.val != "null" {
+			p.advance()
+			e = &StrVal{Val: t.val}
+		} else {
+			e, err = p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+		}
+		s.Values = append(s.Values, e)
+		if !p.acceptOp(",") {
+			return s, nil
+		}
+	}
+}
+
+func (p *parser) parseReset() (Stmt, error) {
+	p.advance() // RESET
+	if p.isKw("cluster") && p.isKwAt(1, "setting") {
+		p.advance()
+		p.advance()
+		name, err := p.dottedName()
+		if err != nil {
+			return nil, err
+		}
+		return &ResetClusterSetting{Name: name}, nil
+	}
+	name, err := p.dottedName()
+	if err != nil {
+		return nil, err
+	}
+	return &SetVar{Name: name, Default: true}, nil
+}
+
+// ---- expressions ----
+//
+// Precedence, lowest first, as in PostgreSQL: OR; AND; NOT; IS; comparison;
+// IN, BETWEEN, LIKE; ||; + -; * / %; unary -; ::.
+
+func (p *parser) parseExpr() (Expr, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxDepth {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeProgramLimitExceeded,
+			"expression nested too deeply"), charPos(p.src, p.peek().pos)), "simplify the expression")
+	}
+	return p.parseOr()
+}
+
+func (p *parser) parseOr() (Expr, error) {
+	left, err := p.parseAnd()
+	if err != nil {
+		return nil, err
+	}
+	for p.acceptKw("or") {
+		right, err := p.parseAnd()
+		if err != nil {
+			return nil, err
+		}
+		left = &OrExpr{Left: left, Right: right}
+	}
+	return left, nil
+}
+
+func (p *parser) parseAnd() (Expr, error) {
+	left, err := p.parseNot()
+	if err != nil {
+		return nil, err
+	}
+	for p.acceptKw("and") {
+		right, err := p.parseNot()
+		if err != nil {
+			return nil, err
+		}
+		left = &AndExpr{Left: left, Right: right}
+	}
+	return left, nil
+}
+
+func (p *parser) parseNot() (Expr, error) {
+	if p.acceptKw("not") {
+		p.depth++
+		defer func() { p.depth-- }()
+		if p.depth > maxDepth {
+			return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeProgramLimitExceeded,
+				"expression nested too deeply"), charPos(p.src, p.peek().pos))
+		}
+		e, err := p.parseNot()
+		if err != nil {
+			return nil, err
+		}
+		return &NotExpr{Expr: e}, nil
+	}
+	return p.parseIs()
+}
+
+func (p *parser) parseIs() (Expr, error) {
+	e, err := p.parseComparison()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		switch {
+		case p.isKw("is"):
+			p.advance()
+			not := p.acceptKw("not")
+			if !p.acceptKw("null") {
+				return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports IS NULL and IS NOT NULL")
+			}
+			e = &IsNullExpr{Expr: e, Not: not}
+		case p.acceptKw("isnull"):
+			e = &IsNullExpr{Expr: e}
+		case p.acceptKw("notnull"):
+			e = &IsNullExpr{Expr: e, Not: true}
+		default:
+			return e, nil
+		}
+	}
+}
+
+var cmpOps = map[string]CmpOp{
+	"=": CmpEQ, "<>": CmpNE, "!=": CmpNE, "<": CmpLT, "<=": CmpLE, ">": CmpGT, ">=": CmpGE,
+}
+
+func (p *parser) parseComparison() (Expr, error) {
+	left, err := p.parsePredicate()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		t := p.peek()
+		if t.kind != tokOp {
+			return left, nil
+		}
+		op, ok := cmpOps[t.val]
+		if !ok {
+			return left, nil
+		}
+		p.advance()
+		right, err := p.parsePredicate()
+		if err != nil {
+			return nil, err
+		}
+		left = &ComparisonExpr{Op: op, Left: left, Right: right}
+	}
+}
+
+func (p *parser) parsePredicate() (Expr, error) {
+	e, err := p.parseConcat()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		not := false
+		if p.isKw("not") && (p.isKwAt(1, "in") || p.isKwAt(1, "between") || p.isKwAt(1, "like") || p.isKwAt(1, "ilike")) {
+			p.advance()
+			not = true
+		}
+		switch {
+		case p.acceptKw("in"):
+			if err := p.expectOp("("); err != nil {
+				return nil, err
+			}
+			if p.isKw("select") {
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"subqueries are not supported yet"), charPos(p.src, p.peek().pos))
+			}
+			var list []Expr
+			for {
+				x, err := p.parseExpr()
+				if err != nil {
+					return nil, err
+				}
+				list = append(list, x)
+				if !p.acceptOp(",") {
+					break
+				}
+			}
+			if err := p.expectOp(")"); err != nil {
+				return nil, err
+			}
+			e = &InExpr{Expr: e, List: list, Not: not}
+		case p.acceptKw("between"):
+			p.acceptKw("symmetric") // not distinguished; rarely used
+			from, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			if err := p.expectKw("and"); err != nil {
+				return nil, err
+			}
+			to, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			e = &BetweenExpr{Expr: e, From: from, To: to, Not: not}
+		case p.isKw("like") || p.isKw("ilike"):
+			ci := p.advance().val == "ilike"
+			pat, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			e = &LikeExpr{Expr: e, Pattern: pat, Not: not, CaseInsens: ci}
+		default:
+			return e, nil
+		}
+	}
+}
+
+func (p *parser) parseConcat() (Expr, error) {
+	left, err := p.parseAdditive()
+	if err != nil {
+		return nil, err
+	}
+	for p.acceptOp("||") {
+		right, err := p.parseAdditive()
+		if err != nil {
+			return nil, err
+		}
+		left = &BinaryExpr{Op: OpConcat, Left: left, Right: right}
+	}
+	return left, nil
+}
+
+func (p *parser) parseAdditive() (Expr, error) {
+	left, err := p.parseMultiplicative()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var op BinaryOp
+		switch {
+		case p.isOp("+"):
+			op = OpPlus
+		case p.isOp("-"):
+			op = OpMinus
+		default:
+			return left, nil
+		}
+		p.advance()
+		right, err := p.parseMultiplicative()
+		if err != nil {
+			return nil, err
+		}
+		left = &BinaryExpr{Op: op, Left: left, Right: right}
+	}
+}
+
+func (p *parser) parseMultiplicative() (Expr, error) {
+	left, err := p.parseUnary()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var op BinaryOp
+		switch {
+		case p.isOp("*"):
+			op = OpMult
+		case p.isOp("/"):
+			op = OpDiv
+		case p.isOp("%"):
+			op = OpMod
+		default:
+			return left, nil
+		}
+		p.advance()
+		right, err := p.parseUnary()
+		if err != nil {
+			return nil, err
+		}
+		left = &BinaryExpr{Op: op, Left: left, Right: right}
+	}
+}
+
+func (p *parser) parseUnary() (Expr, error) {
+	if p.isOp("-") || p.isOp("+") {
+		minus := p.advance().val == "-"
+		p.depth++
+		defer func() { p.depth-- }()
+		if p.depth > maxDepth {
+			return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeProgramLimitExceeded,
+				"expression nested too deeply"), charPos(p.src, p.peek().pos))
+		}
+		// Fold the sign into a numeric literal so that the smallest INT8,
+		// -9223372036854775808, is representable.
+		if t := p.peek(); minus && (t.kind == tokInt || t.kind == tokFloat) {
+			p.advance()
+			var e Expr = &NumVal{Text: "-" + t.val, IsFloat: t.kind == tokFloat}
+			return p.parsePostfix(e)
+		}
+		e, err := p.parseUnary()
+		if err != nil {
+			return nil, err
+		}
+		if !minus {
+			return e, nil
+		}
+		return &UnaryMinus{Expr: e}, nil
+	}
+	e, err := p.parsePrimary()
+	if err != nil {
+		return nil, err
+	}
+	return p.parsePostfix(e)
+}
+
+func (p *parser) parsePostfix(e Expr) (Expr, error) {
+	for p.acceptOp("::") {
+		typ, err := p.typeName()
+		if err != nil {
+			return nil, err
+		}
+		e = &CastExpr{Expr: e, Type: typ}
+	}
+	if p.isOp("[") {
+		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"array subscripts are not supported"), charPos(p.src, p.peek().pos))
+	}
+	return e, nil
+}
+
+func (p *parser) parsePrimary() (Expr, error) {
+	t := p.peek()
+	switch t.kind {
+	case tokInt, tokFloat:
+		p.advance()
+		return &NumVal{Text: t.val, IsFloat: t.kind == tokFloat}, nil
+	case tokString:
+		p.advance()
+		return &StrVal{Val: t.val}, nil
+	case tokBytes:
+		p.advance()
+		return &StrVal{Val: t.val, Bytes: true}, nil
+	case tokPlaceholder:
+		p.advance()
+		if t.n > p.maxPlaceholder {
+			p.maxPlaceholder = t.n
+		}
+		return &Placeholder{Idx: t.n}, nil
+	case tokOp:
+		if t.val == "(" {
+			p.advance()
+			if p.isKw("select") {
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"subqueries are not supported yet"), charPos(p.src, p.peek().pos))
+			}
+			e, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			if p.isOp(",") {
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"tuples are not supported yet"), charPos(p.src, p.peek().pos))
+			}
+			if err := p.expectOp(")"); err != nil {
+				return nil, err
+			}
+			return e, nil
+		}
+		return nil, p.errNear(t)
+	case tokIdent:
+		if !t.quoted {
+			switch t.val {
+			case "null":
+				p.advance()
+				return &NullVal{}, nil
+			case "true", "false":
+				p.advance()
+				return &BoolVal{Val: t.val == "true"}, nil
+			case "cast":
+				return p.parseCast()
+			case "case", "exists", "array", "row", "interval":
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"%s expressions are not supported yet", strings.ToUpper(t.val)), charPos(p.src, t.pos))
+			case "current_user", "session_user", "current_timestamp":
+				// SQL-standard functions written without parentheses.
+				p.advance()
+				if p.acceptOp("(") {
+					if err := p.expectOp(")"); err != nil {
+						return nil, err
+					}
+				}
+				return &FuncCall{Name: []string{t.val}}, nil
+			}
+		}
+		return p.parseNameOrCall()
+	}
+	return nil, p.errNear(t)
+}
+
+func (p *parser) parseCast() (Expr, error) {
+	p.advance() // CAST
+	if err := p.expectOp("("); err != nil {
+		return nil, err
+	}
+	e, err := p.parseExpr()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.expectKw("as"); err != nil {
+		return nil, err
+	}
+	typ, err := p.typeName()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.expectOp(")"); err != nil {
+		return nil, err
+	}
+	return &CastExpr{Expr: e, Type: typ}, nil
+}
+
+// parseNameOrCall reads a column reference (a, t.a, db.t.a) or a function
+// call (f(...), crdb_internal.node_executable_version()).
+func (p *parser) parseNameOrCall() (Expr, error) {
+	first, err := p.ident()
+	if err != nil {
+		return nil, err
+	}
+	parts := []string{first}
+	for p.isOp(".") && p.peekAt(1).kind == tokIdent {
+		p.advance()
+		parts = append(parts, p.advance().val)
+		if len(parts) > 4 {
+			return nil, p.errNear(p.toks[p.i-1])
+		}
+	}
+	if !p.isOp("(") {
+		return &ColumnRef{Parts: parts}, nil
+	}
+	p.advance() // (
+	f := &FuncCall{Name: parts}
+	if p.acceptOp("*") {
+		f.Star = true
+	} else if !p.isOp(")") {
+		if p.acceptKw("distinct") {
+			f.Distinct = true
+		} else {
+			p.acceptKw("all")
+		}
+		for {
+			a, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			f.Args = append(f.Args, a)
+			if !p.acceptOp(",") {
+				break
+			}
+		}
+	}
+	if err := p.expectOp(")"); err != nil {
+		return nil, err
+	}
+	if p.isKw("over") || p.isKw("filter") {
+		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"window functions and aggregate filters are not supported yet"), charPos(p.src, p.peek().pos))
+	}
+	return f, nil
+}

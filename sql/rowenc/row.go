@@ -1,0 +1,320 @@
+package rowenc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"sort"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// Row value encoding versions. The first byte of every row value names the
+// encoding, so that a binary can read rows written in any encoding it knows
+// and refuse, clearly, one it does not (release 1.1 adds v2 with a checksum).
+const (
+	// EncodingV1 is: 0x01, then for each stored column in ascending column
+	// ID order: uvarint column ID, tag byte, payload.
+	EncodingV1 byte = 0x01
+)
+
+// Value tags of encoding v1.
+const (
+	tagNull   byte = 0x00 // explicit NULL, only for columns with a DEFAULT
+	tagInt    byte = 0x01 // payload: zig-zag varint
+	tagFloat  byte = 0x02 // payload: 8 bytes, IEEE 754 big-endian
+	tagString byte = 0x03 // payload: uvarint length, bytes
+	tagBytes  byte = 0x04 // payload: uvarint length, bytes
+	tagFalse  byte = 0x05 // no payload
+	tagTrue   byte = 0x06 // no payload
+)
+
+// Column is what the codec needs to know about one column.
+type Column struct {
+	ID   int32
+	Type types.T
+	// Absent is the value of the column in a row that does not store it:
+	// the column's constant DEFAULT, or nil. Rows written before an ALTER
+	// TABLE ADD COLUMN, or by a node that had not yet learned of the
+	// column, lack it.
+	Absent types.Datum
+	// HasDefault makes the encoder store NULL explicitly, so that a NULL
+	// written on purpose is not read back as the default.
+	HasDefault bool
+}
+
+// Layout describes one table's rows: its ID, its columns in declaration
+// order and which of them form the primary key.
+type Layout struct {
+	TableID int64
+	Columns []Column
+	PK      []int // indexes into Columns, in key order
+
+	inPK   []bool
+	byID   map[int32]int
+	sorted []int // indexes into Columns of non-PK columns, by column ID
+}
+
+// NewLayout validates and indexes a layout.
+func NewLayout(tableID int64, cols []Column, pk []int) (*Layout, error) {
+	l := &Layout{TableID: tableID, Columns: cols, PK: pk,
+		inPK: make([]bool, len(cols)), byID: make(map[int32]int, len(cols))}
+	if len(pk) == 0 {
+		return nil, errors.AssertionFailedf("table %d has no primary key", tableID)
+	}
+	for i, c := range cols {
+		if _, dup := l.byID[c.ID]; dup {
+			return nil, errors.AssertionFailedf("table %d has two columns with ID %d", tableID, c.ID)
+		}
+		l.byID[c.ID] = i
+	}
+	for _, i := range pk {
+		if i < 0 || i >= len(cols) || l.inPK[i] {
+			return nil, errors.AssertionFailedf("table %d: bad primary key column index %d", tableID, i)
+		}
+		l.inPK[i] = true
+	}
+	for i := range cols {
+		if !l.inPK[i] {
+			l.sorted = append(l.sorted, i)
+		}
+	}
+	sort.Slice(l.sorted, func(a, b int) bool { return cols[l.sorted[a]].ID < cols[l.sorted[b]].ID })
+	return l, nil
+}
+
+// EncodeKey returns the key of the row: the table prefix and the primary
+// key columns.
+func (l *Layout) EncodeKey(row []types.Datum) ([]byte, error) {
+	key := TablePrefix(l.TableID)
+	var err error
+	for _, i := range l.PK {
+		if key, err = AppendKey(key, l.Columns[i].Type, row[i]); err != nil {
+			return nil, err
+		}
+	}
+	return key, nil
+}
+
+// EncodeKeyPrefix encodes the first len(vals) primary key columns, for
+// range scans over a key prefix.
+func (l *Layout) EncodeKeyPrefix(vals []types.Datum) ([]byte, error) {
+	key := TablePrefix(l.TableID)
+	var err error
+	for j, v := range vals {
+		if key, err = AppendKey(key, l.Columns[l.PK[j]].Type, v); err != nil {
+			return nil, err
+		}
+	}
+	return key, nil
+}
+
+// EncodeValue encodes the non-key columns of row in encoding v1. extra holds
+// raw entries, as returned by Decode, of columns this layout does not know;
+// they are carried over so that a node whose schema lags behind does not
+// erase a newer column's value when it rewrites a row.
+func (l *Layout) EncodeValue(row []types.Datum, extra []RawColumn) ([]byte, error) {
+	b := make([]byte, 1, 16)
+	b[0] = EncodingV1
+	xi := 0
+	for _, i := range l.sorted {
+		c := l.Columns[i]
+		for xi < len(extra) && extra[xi].ID < c.ID {
+			b = appendRaw(b, extra[xi])
+			xi++
+		}
+		if xi < len(extra) && extra[xi].ID == c.ID {
+			xi++ // the layout's own column wins
+		}
+		d := row[i]
+		if d == nil {
+			if c.HasDefault {
+				b = binary.AppendUvarint(b, uint64(c.ID))
+				b = append(b, tagNull)
+			}
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(c.ID))
+		var err error
+		if b, err = appendValue(b, c.Type, d); err != nil {
+			return nil, err
+		}
+	}
+	for ; xi < len(extra); xi++ {
+		b = appendRaw(b, extra[xi])
+	}
+	return b, nil
+}
+
+func appendRaw(b []byte, r RawColumn) []byte {
+	b = binary.AppendUvarint(b, uint64(r.ID))
+	return append(b, r.Data...)
+}
+
+func appendValue(b []byte, t types.T, d types.Datum) ([]byte, error) {
+	switch t {
+	case types.Int:
+		v, ok := d.(int64)
+		if !ok {
+			return nil, typeErr(t, d)
+		}
+		return binary.AppendVarint(append(b, tagInt), v), nil
+	case types.Float:
+		v, ok := d.(float64)
+		if !ok {
+			return nil, typeErr(t, d)
+		}
+		return binary.BigEndian.AppendUint64(append(b, tagFloat), math.Float64bits(v)), nil
+	case types.String:
+		v, ok := d.(string)
+		if !ok {
+			return nil, typeErr(t, d)
+		}
+		b = binary.AppendUvarint(append(b, tagString), uint64(len(v)))
+		return append(b, v...), nil
+	case types.Bytes:
+		v, ok := d.([]byte)
+		if !ok {
+			return nil, typeErr(t, d)
+		}
+		b = binary.AppendUvarint(append(b, tagBytes), uint64(len(v)))
+		return append(b, v...), nil
+	case types.Bool:
+		v, ok := d.(bool)
+		if !ok {
+			return nil, typeErr(t, d)
+		}
+		if v {
+			return append(b, tagTrue), nil
+		}
+		return append(b, tagFalse), nil
+	}
+	return nil, errors.AssertionFailedf("cannot encode type %s", t)
+}
+
+// RawColumn is a stored column entry that the decoding layout does not
+// know: its ID and its tag and payload bytes, kept verbatim.
+type RawColumn struct {
+	ID   int32
+	Data []byte
+}
+
+// Decode decodes a row from its key and value into one datum per layout
+// column. Stored columns the layout lacks are returned in extra (sorted by
+// ID); layout columns the row lacks get their Absent value.
+func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn, err error) {
+	row = make([]types.Datum, len(l.Columns))
+	prefix := TablePrefix(l.TableID)
+	if !bytes.HasPrefix(key, prefix) {
+		return nil, nil, corrupt("key outside the table's span")
+	}
+	rest := key[len(prefix):]
+	for _, i := range l.PK {
+		if row[i], rest, err = DecodeKey(rest, l.Columns[i].Type); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(rest) != 0 {
+		return nil, nil, corrupt("trailing bytes after the primary key")
+	}
+	if len(value) == 0 {
+		return nil, nil, corrupt("empty row value")
+	}
+	switch value[0] {
+	case EncodingV1:
+		extra, err = l.decodeV1(row, value[1:])
+		if err != nil {
+			return nil, nil, err
+		}
+		return row, extra, nil
+	default:
+		return nil, nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"row encoding version %d is not supported by this binary (it reads version %d)", value[0], EncodingV1),
+			"the row was written by a newer kvnode release; upgrade this node's binary")
+	}
+}
+
+func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {
+	seen := make([]bool, len(l.Columns))
+	var extra []RawColumn
+	for len(b) > 0 {
+		id, n := binary.Uvarint(b)
+		if n <= 0 || id > math.MaxInt32 {
+			return nil, corrupt("invalid column ID")
+		}
+		b = b[n:]
+		start := b
+		tag, d, rest, err := decodeValue(b)
+		if err != nil {
+			return nil, err
+		}
+		b = rest
+		i, known := l.byID[int32(id)]
+		if !known {
+			extra = append(extra, RawColumn{ID: int32(id), Data: append([]byte(nil), start[:len(start)-len(rest)]...)})
+			continue
+		}
+		if l.inPK[i] {
+			continue // key columns live in the key
+		}
+		seen[i] = true
+		if tag == tagNull {
+			continue
+		}
+		if types.TypeOf(d) != l.Columns[i].Type {
+			// A column ID never changes type in a descriptor; a mismatch
+			// means a value written under another table generation. Ignore
+			// it rather than fail every read of the row.
+			seen[i] = false
+			continue
+		}
+		row[i] = d
+	}
+	for i, c := range l.Columns {
+		if !seen[i] && !l.inPK[i] {
+			row[i] = c.Absent
+		}
+	}
+	return extra, nil
+}
+
+// decodeValue decodes one tagged value.
+func decodeValue(b []byte) (tag byte, d types.Datum, rest []byte, err error) {
+	if len(b) == 0 {
+		return 0, nil, nil, corrupt("missing value tag")
+	}
+	tag, b = b[0], b[1:]
+	switch tag {
+	case tagNull:
+		return tag, nil, b, nil
+	case tagInt:
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return 0, nil, nil, corrupt("invalid INT8 value")
+		}
+		return tag, v, b[n:], nil
+	case tagFloat:
+		if len(b) < 8 {
+			return 0, nil, nil, corrupt("truncated FLOAT8 value")
+		}
+		return tag, math.Float64frombits(binary.BigEndian.Uint64(b)), b[8:], nil
+	case tagString, tagBytes:
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return 0, nil, nil, corrupt("invalid string value length")
+		}
+		payload := b[k : k+int(n)]
+		if tag == tagString {
+			return tag, string(payload), b[k+int(n):], nil
+		}
+		return tag, append([]byte{}, payload...), b[k+int(n):], nil
+	case tagFalse:
+		return tag, false, b, nil
+	case tagTrue:
+		return tag, true, b, nil
+	}
+	return 0, nil, nil, corrupt("unknown value tag")
+}

@@ -1,0 +1,176 @@
+package sql
+
+import (
+	"context"
+	"sync"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/rowenc"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// tableInfo is a descriptor prepared for execution: its row layout and its
+// type-checked defaults. It is derived once per descriptor version.
+type tableInfo struct {
+	desc     *catalog.TableDescriptor
+	cols     []catalog.ColumnDescriptor
+	pk       []int // column positions, key order
+	inPK     []bool
+	layout   *rowenc.Layout
+	defaults []texpr // nil entry: no DEFAULT (NULL)
+	visible  []int   // positions of the columns SELECT * shows
+}
+
+// tableCache maps a table name to the tableInfo of the descriptor last
+// seen for it. Descriptors are immutable, so pointer equality tells whether
+// the cached entry is current; one entry per name keeps it bounded.
+type tableCache struct{ m sync.Map }
+
+// infoFor returns the tableInfo of a descriptor, building it on first use.
+func (c *tableCache) infoFor(desc *catalog.TableDescriptor) (*tableInfo, error) {
+	if ti, ok := c.m.Load(desc.Name); ok && ti.(*tableInfo).desc == desc {
+		return ti.(*tableInfo), nil
+	}
+	ti, err := buildTableInfo(desc)
+	if err != nil {
+		return nil, err
+	}
+	c.m.Store(desc.Name, ti)
+	return ti, nil
+}
+
+func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
+	ti := &tableInfo{desc: desc, cols: desc.Columns, pk: desc.PrimaryKeyIndexes(),
+		inPK: make([]bool, len(desc.Columns)), defaults: make([]texpr, len(desc.Columns))}
+	for _, i := range ti.pk {
+		if i < 0 {
+			return nil, errors.AssertionFailedf("table %q: primary key names a missing column", desc.Name)
+		}
+		ti.inPK[i] = true
+	}
+	rcols := make([]rowenc.Column, len(desc.Columns))
+	for i, c := range desc.Columns {
+		rcols[i] = rowenc.Column{ID: c.ID, Type: c.Type}
+		if !c.Hidden {
+			ti.visible = append(ti.visible, i)
+		}
+		if c.DefaultExpr == "" {
+			continue
+		}
+		def, err := checkDefault(c.DefaultExpr, c.Type, c.Name)
+		if err != nil {
+			return nil, errors.Wrapf(err, "table %q", desc.Name)
+		}
+		ti.defaults[i] = def
+		rcols[i].HasDefault = true
+		// A row without the column reads as the default when the default
+		// is a constant; a volatile default cannot be replayed on read.
+		if k, ok := def.(*constExpr); ok {
+			rcols[i].Absent = k.d
+		}
+	}
+	layout, err := rowenc.NewLayout(desc.ID, rcols, ti.pk)
+	if err != nil {
+		return nil, err
+	}
+	ti.layout = layout
+	return ti, nil
+}
+
+// checkDefault parses and type-checks a DEFAULT expression; constant ones
+// are folded to a constExpr.
+func checkDefault(src string, t types.T, col string) (texpr, error) {
+	e, err := parser.ParseExpr(src)
+	if err != nil {
+		return nil, err
+	}
+	return checkDefaultExpr(e, t, col)
+}
+
+func checkDefaultExpr(e parser.Expr, t types.T, col string) (texpr, error) {
+	a := &analyzer{params: newParamSet(0, nil), clause: "DEFAULT", noCols: true, target: col}
+	var hasPlaceholder bool
+	parser.WalkExpr(e, func(x parser.Expr) bool {
+		if _, ok := x.(*parser.Placeholder); ok {
+			hasPlaceholder = true
+		}
+		return true
+	})
+	if hasPlaceholder {
+		return nil, pgerror.Newf(pgerror.CodeFeatureNotSupported, "placeholders are not allowed in DEFAULT expressions")
+	}
+	te, err := a.check(e, t)
+	if err != nil {
+		return nil, err
+	}
+	te, err = coerce(te, t, col)
+	if err != nil {
+		return nil, err
+	}
+	if isConstant(te) {
+		ec := &evalCtx{ctx: context.Background()}
+		d, err := ec.eval(te)
+		if err != nil {
+			return nil, err
+		}
+		return &constExpr{t: t, d: d}, nil
+	}
+	return te, nil
+}
+
+// scopeFor is the scope of a statement over one table: its columns at
+// offset, reachable by the table's name and alias.
+func (ti *tableInfo) scope(offset int, names ...string) scopeTable {
+	st := scopeTable{names: names, offset: offset}
+	for _, c := range ti.cols {
+		st.cols = append(st.cols, scopeCol{name: c.Name, t: c.Type})
+	}
+	return st
+}
+
+// resolveTable finds a user table by a possibly qualified name.
+func (e *Executor) resolveTable(n parser.TableName) (*tableInfo, error) {
+	name, virt, err := classifyTableName(n)
+	if err != nil {
+		return nil, err
+	}
+	if virt {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInsufficientPrivilege, "%s is a virtual table and cannot be modified", n.String()),
+			"only SELECT works on system and crdb_internal tables")
+	}
+	desc, ok := e.catalog.Get(name)
+	if !ok {
+		return nil, undefinedTable(name)
+	}
+	return e.tables.infoFor(desc)
+}
+
+// classifyTableName strips the database and schema from a table name. It
+// reports a name in a virtual schema (system, crdb_internal, ...) as
+// virt=true with the name qualified ("system.local").
+func classifyTableName(n parser.TableName) (name string, virt bool, err error) {
+	switch len(n.Parts) {
+	case 1:
+		return n.Parts[0], false, nil
+	case 3:
+		if n.Parts[0] != "defaultdb" {
+			return "", false, pgerror.WithHintf(
+				pgerror.Newf(pgerror.CodeInvalidCatalogName, "database %q does not exist", n.Parts[0]),
+				"kvnode has one database, defaultdb")
+		}
+	}
+	schema, table := n.Schema(), n.Table()
+	switch schema {
+	case "public":
+		return table, false, nil
+	case "system", "crdb_internal", "pg_catalog", "information_schema":
+		return schema + "." + table, true, nil
+	}
+	return "", false, pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", n.String()),
+		"user tables live in the schema public; virtual tables in system and crdb_internal")
+}

@@ -1,0 +1,152 @@
+package sql
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvnode/kvnode/sql/pgerror"
+)
+
+// sessionVar is a session variable: SET and SHOW reach it by name. set
+// validates and normalizes a new value; nil means read-only.
+type sessionVar struct {
+	name string
+	def  func(s *session) string
+	set  func(s *session, v string) (string, error)
+}
+
+// serverVersion is what kvnode reports as the PostgreSQL server version,
+// like CockroachDB does, so that drivers enable the protocol features of
+// a modern server.
+const serverVersion = "13.0.0"
+
+func fixed(v string) func(*session) string { return func(*session) string { return v } }
+
+func anyValue(_ *session, v string) (string, error) { return v, nil }
+
+func oneOf(name string, allowed ...string) func(*session, string) (string, error) {
+	return func(_ *session, v string) (string, error) {
+		for _, a := range allowed {
+			if strings.EqualFold(strings.TrimSpace(v), a) {
+				return a, nil
+			}
+		}
+		return "", pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInvalidParameterValue, "invalid value for parameter %q: %q", name, v),
+			"allowed values: %s", strings.Join(allowed, ", "))
+	}
+}
+
+// sessionVars lists the variables, sorted by name (SHOW ALL prints them in
+// this order).
+var sessionVars = []*sessionVar{
+	{name: "application_name", def: fixed(""), set: anyValue},
+	{name: "bytea_output", def: fixed("hex"), set: oneOf("bytea_output", "hex")},
+	{name: "client_encoding", def: fixed("UTF8"), set: func(_ *session, v string) (string, error) {
+		switch strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(v), "-", "")) {
+		case "UTF8", "UNICODE":
+			return "UTF8", nil
+		case "SQL_ASCII":
+			// libpq picks SQL_ASCII in the C locale. PostgreSQL then sends
+			// bytes unconverted, which is what kvnode does anyway.
+			return "SQL_ASCII", nil
+		}
+		return "", pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeFeatureNotSupported, "unimplemented client encoding: %q", v),
+			"kvnode speaks UTF8 only; set client_encoding to UTF8")
+	}},
+	{name: "database", def: fixed("defaultdb"), set: func(_ *session, v string) (string, error) {
+		if err := checkDatabase(v); err != nil {
+			return "", err
+		}
+		return "defaultdb", nil
+	}},
+	{name: "datestyle", def: fixed("ISO, MDY"), set: func(_ *session, v string) (string, error) {
+		// kvnode has no date types; accept the ISO styles drivers set.
+		if !strings.Contains(strings.ToUpper(v), "ISO") {
+			return "", pgerror.WithHintf(
+				pgerror.Newf(pgerror.CodeInvalidParameterValue, "invalid value for parameter \"datestyle\": %q", v),
+				"only ISO date styles are supported, for example SET datestyle = 'ISO, MDY'")
+		}
+		return "ISO, MDY", nil
+	}},
+	{name: "default_transaction_isolation", def: fixed("serializable"),
+		set: oneOf("default_transaction_isolation", "serializable", "read committed", "repeatable read", "snapshot")},
+	{name: "default_transaction_read_only", def: fixed("off"), set: oneOf("default_transaction_read_only", "off")},
+	{name: "extra_float_digits", def: fixed("1"), set: func(_ *session, v string) (string, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < -15 || n > 3 {
+			return "", pgerror.Newf(pgerror.CodeInvalidParameterValue,
+				"%q is outside the valid range for parameter \"extra_float_digits\" (-15 .. 3)", v)
+		}
+		return strconv.Itoa(n), nil
+	}},
+	{name: "idle_in_transaction_session_timeout", def: fixed("0"), set: anyValue},
+	{name: "integer_datetimes", def: fixed("on")},
+	{name: "intervalstyle", def: fixed("postgres"), set: oneOf("intervalstyle", "postgres")},
+	{name: "is_superuser", def: fixed("on")},
+	{name: "lc_messages", def: fixed("C.UTF-8"), set: anyValue},
+	{name: "lock_timeout", def: fixed("0"), set: anyValue},
+	{name: "max_identifier_length", def: fixed("128")},
+	{name: "node_id", def: func(s *session) string { return strconv.Itoa(int(s.e.cfg.NodeID())) }},
+	{name: "search_path", def: fixed("\"$user\", public"), set: anyValue},
+	{name: "server_encoding", def: fixed("UTF8")},
+	{name: "server_version", def: fixed(serverVersion)},
+	{name: "server_version_num", def: fixed("130000")},
+	{name: "session_user", def: fixed("root")},
+	{name: "standard_conforming_strings", def: fixed("on"), set: oneOf("standard_conforming_strings", "on")},
+	{name: "statement_timeout", def: fixed("0"), set: func(_ *session, v string) (string, error) {
+		d, err := parseDuration(v)
+		if err != nil {
+			return "", err
+		}
+		if d == 0 {
+			return "0", nil
+		}
+		return d.String(), nil
+	}},
+	{name: "timezone", def: fixed("UTC"), set: anyValue},
+	{name: "transaction_isolation", def: fixed("serializable")},
+	{name: "transaction_read_only", def: fixed("off")},
+}
+
+func lookupVar(name string) (*sessionVar, bool) {
+	for _, v := range sessionVars {
+		if v.name == name {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+func unknownVar(name string) error {
+	return pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeUndefinedObject, "unrecognized configuration parameter %q", name),
+		"SHOW ALL lists the session variables; cluster settings are read with SHOW CLUSTER SETTING")
+}
+
+// parseDuration reads a PostgreSQL duration setting: a number of
+// milliseconds, or a number with a unit (ms, s, min, h).
+func parseDuration(v string) (time.Duration, error) {
+	s := strings.TrimSpace(strings.ToLower(v))
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	for _, u := range []struct {
+		suffix string
+		unit   time.Duration
+	}{{"ms", time.Millisecond}, {"min", time.Minute}, {"s", time.Second}, {"h", time.Hour}} {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			if n, err := strconv.ParseFloat(strings.TrimSpace(num), 64); err == nil && n >= 0 {
+				return time.Duration(n * float64(u.unit)), nil
+			}
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return d, nil
+	}
+	return 0, pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeInvalidParameterValue, "invalid duration %q", v),
+		"write milliseconds (5000) or a value with a unit ('5s', '100ms', '1min')")
+}
