@@ -94,22 +94,25 @@ type Replica struct {
 	recvC   chan []raftpb.Message
 	readC   chan *readReq
 	confC   chan confReq
-	reportC chan func(*raft.RawNode)
+	reportC chan func()
+	fwdC    chan *fwdReq
 	stopC   chan struct{}
 	doneC   chan struct{}
 
 	status atomic.Pointer[Status]
 
 	// Loop-owned state.
-	pending      map[uint64]*proposal
-	reads        []*readReq // waiting for a ReadIndex to be issued
-	readBatches  map[uint64]*readBatch
-	readyReads   []*readReq // have an index, waiting for it to be applied
-	applied      appliedState
-	trunc        truncatedState
-	lastPersist  uint64
-	tickCount    int
-	lastStatusAt time.Time
+	pending       map[uint64]*proposal
+	toPropose     []*proposal
+	lostCheckTerm uint64
+	reads         []*readReq // waiting for a ReadIndex to be issued
+	readBatches   map[uint64]*readBatch
+	readyReads    []*readReq // have an index, waiting for it to be applied
+	applied       appliedState
+	trunc         truncatedState
+	lastPersist   uint64
+	tickCount     int
+	lastStatusAt  time.Time
 
 	stopOnce sync.Once
 }
@@ -121,6 +124,14 @@ type proposal struct {
 	data     []byte
 	done     chan result
 	proposed time.Time
+	term     uint64 // the term of the leader this attempt was handed to
+}
+
+// fwdReq carries proposals a follower forwarded to this (leader) node.
+type fwdReq struct {
+	term  uint64
+	datas [][]byte
+	done  chan []bool
 }
 
 type result struct {
@@ -181,7 +192,11 @@ func NewReplica(cfg Config) (*Replica, error) {
 		MaxInflightMsgs: 256,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Logger:          raftLogger{cfg.Logger},
+		// Followers forward proposals through Transport.Forward, which
+		// the leader accepts only in the term the proposer saw; see
+		// flushProposals for why that makes retries safe.
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{cfg.Logger},
 	})
 	if err != nil {
 		return nil, errors.Wrap(err, "starting Raft")
@@ -192,7 +207,8 @@ func NewReplica(cfg Config) (*Replica, error) {
 		recvC:       make(chan []raftpb.Message, 256),
 		readC:       make(chan *readReq, 1024),
 		confC:       make(chan confReq, 16),
-		reportC:     make(chan func(*raft.RawNode), 256),
+		reportC:     make(chan func(), 256),
+		fwdC:        make(chan *fwdReq, 64),
 		stopC:       make(chan struct{}),
 		doneC:       make(chan struct{}),
 		pending:     map[uint64]*proposal{},
@@ -208,9 +224,27 @@ func NewReplica(cfg Config) (*Replica, error) {
 		case <-r.stopC:
 		}
 	}
-	t.unreachable = func(to uint64) { r.report(func(rn *raft.RawNode) { rn.ReportUnreachable(to) }) }
+	t.unreachable = func(to uint64) { r.report(func() { r.rn.ReportUnreachable(to) }) }
 	t.snapshotStatus = func(to uint64, s raft.SnapshotStatus) {
-		r.report(func(rn *raft.RawNode) { rn.ReportSnapshot(to, s) })
+		r.report(func() { r.rn.ReportSnapshot(to, s) })
+	}
+	t.forwarded = func(ctx context.Context, term uint64, datas [][]byte) ([]bool, error) {
+		req := &fwdReq{term: term, datas: datas, done: make(chan []bool, 1)}
+		select {
+		case r.fwdC <- req:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.stopC:
+			return nil, errStopped
+		}
+		select {
+		case acc := <-req.done:
+			return acc, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.stopC:
+			return nil, errStopped
+		}
 	}
 	r.publishStatus()
 	go r.run()
@@ -219,7 +253,7 @@ func NewReplica(cfg Config) (*Replica, error) {
 
 // report hands a transport event to the loop without ever blocking the
 // transport.
-func (r *Replica) report(fn func(*raft.RawNode)) {
+func (r *Replica) report(fn func()) {
 	select {
 	case r.reportC <- fn:
 	default:
@@ -266,16 +300,17 @@ func (r *Replica) run() {
 			}
 		case p := <-r.propC:
 			// Batch: everything queued now shares this Ready and its fsync.
-			r.propose(p)
-			for n := 0; n < 1024; n++ {
+			r.toPropose = append(r.toPropose, p)
+			for more := true; more && len(r.toPropose) < 1024; {
 				select {
 				case p := <-r.propC:
-					r.propose(p)
-					continue
+					r.toPropose = append(r.toPropose, p)
 				default:
+					more = false
 				}
-				break
 			}
+		case f := <-r.fwdC:
+			f.done <- r.proposeForwarded(f)
 		case rr := <-r.readC:
 			r.reads = append(r.reads, rr)
 			for more := true; more; {
@@ -289,8 +324,9 @@ func (r *Replica) run() {
 		case c := <-r.confC:
 			c.done <- r.rn.ProposeConfChange(c.cc)
 		case fn := <-r.reportC:
-			fn(r.rn)
+			fn()
 		}
+		r.flushProposals()
 		r.issueReads()
 		for r.rn.HasReady() {
 			if err := r.handleReady(r.rn.Ready()); err != nil {
@@ -314,14 +350,98 @@ func (r *Replica) step(msgs []raftpb.Message) {
 	}
 }
 
-func (r *Replica) propose(p *proposal) {
-	if err := r.rn.Propose(p.data); err != nil {
-		p.done <- result{err: errNotProposed}
+// flushProposals proposes what arrived since the last loop iteration.
+//
+// Retrying a proposal is safe only if the earlier attempt can never be
+// applied, so every attempt is tied to one term T: the leader appends it only
+// while its term is T (locally, or through Transport.Forward, which refuses
+// other terms; Raft's own forwarding is disabled because it would append a
+// delayed proposal in a later term). If this node then applies an entry of a
+// term above T while the attempt is still pending, the attempt is lost for
+// good: a leader of a later term commits its first entry only once every
+// entry it will ever commit from earlier terms precedes it, and those are
+// applied first. Such attempts are failed with errNotProposed and retried.
+func (r *Replica) flushProposals() {
+	if len(r.toPropose) == 0 {
 		return
 	}
-	p.proposed = time.Now()
-	r.pending[p.cmd.ID] = p
-	r.cfg.Metrics.proposals()
+	props := r.toPropose
+	r.toPropose = nil
+	st := r.rn.BasicStatus()
+	switch {
+	case st.RaftState == raft.StateLeader:
+		for _, p := range props {
+			if err := r.rn.Propose(p.data); err != nil {
+				p.done <- result{err: errNotProposed}
+				continue
+			}
+			p.term, p.proposed = st.Term, time.Now()
+			r.pending[p.cmd.ID] = p
+			r.cfg.Metrics.proposals()
+		}
+	case st.Lead != 0:
+		datas := make([][]byte, len(props))
+		for i, p := range props {
+			p.term, p.proposed = st.Term, time.Now()
+			r.pending[p.cmd.ID] = p
+			datas[i] = p.data
+			r.cfg.Metrics.proposals()
+		}
+		go func(leader, term uint64) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			acc, err := r.cfg.Transport.Forward(ctx, leader, term, datas)
+			if err != nil {
+				// Unknown whether the leader appended them: the term rule
+				// settles it.
+				return
+			}
+			r.report(func() {
+				for i, p := range props {
+					if i < len(acc) && acc[i] {
+						continue
+					}
+					if r.pending[p.cmd.ID] == p {
+						delete(r.pending, p.cmd.ID)
+						p.done <- result{err: errNotProposed}
+					}
+				}
+			})
+		}(st.Lead, st.Term)
+	default:
+		for _, p := range props {
+			p.done <- result{err: errNotProposed}
+		}
+	}
+}
+
+// proposeForwarded appends proposals forwarded by a follower, if this node
+// is still the leader of the term the follower saw.
+func (r *Replica) proposeForwarded(f *fwdReq) []bool {
+	acc := make([]bool, len(f.datas))
+	st := r.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.Term != f.term {
+		return acc
+	}
+	for i, d := range f.datas {
+		acc[i] = r.rn.Propose(d) == nil
+	}
+	return acc
+}
+
+// failLostProposals fails, for retry, every pending attempt made in a term
+// below the term of the entries just applied (see flushProposals).
+func (r *Replica) failLostProposals(appliedTerm uint64) {
+	if appliedTerm <= r.lostCheckTerm {
+		return
+	}
+	r.lostCheckTerm = appliedTerm
+	for id, p := range r.pending {
+		if p.term < appliedTerm {
+			delete(r.pending, id)
+			p.done <- result{err: errNotProposed}
+		}
+	}
 }
 
 // issueReads starts one ReadIndex for all reads that arrived since the last
@@ -612,6 +732,7 @@ func (r *Replica) apply(ents []raftpb.Entry) error {
 	for _, a := range acks {
 		a.p.done <- a.res
 	}
+	r.failLostProposals(as.Term)
 	if confChanged {
 		r.publishStatus()
 	}
@@ -994,7 +1115,7 @@ func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeTyp
 // when draining). It returns at once.
 func (r *Replica) TransferLeadership(to uint64) {
 	select {
-	case r.reportC <- func(rn *raft.RawNode) { rn.TransferLeader(to) }:
+	case r.reportC <- func() { r.rn.TransferLeader(to) }:
 	case <-r.stopC:
 	}
 }

@@ -326,3 +326,50 @@ func TestWrongClusterRefused(t *testing.T) {
 		t.Fatal("batch from another cluster accepted")
 	}
 }
+
+// TestWritesRetryAcrossLeaderCrash stops the leader while increments flow
+// through every node: each increment must succeed (retried after the new
+// leader is elected) and be applied exactly once, so the final counter
+// equals the number of acknowledged increments.
+func TestWritesRetryAcrossLeaderCrash(t *testing.T) {
+	c := bootstrap3(t, 0)
+	ctx := context.Background()
+	old := c.leader()
+	var others []*tnode
+	for _, n := range c.nodes {
+		if n.id != old.id {
+			others = append(others, n)
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked, failed := 0, 0
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(n *tnode) {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				if _, err := n.rep.Increment(ctx, []byte("ctr"), 1); err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+					t.Errorf("increment through node %d: %v", n.id, err)
+					continue
+				}
+				mu.Lock()
+				acked++
+				mu.Unlock()
+			}
+		}(others[w%2])
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.stop(old.id)
+	wg.Wait()
+	v, err := others[0].rep.Increment(ctx, []byte("ctr"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(v) != acked || failed != 0 {
+		t.Fatalf("counter = %d, acknowledged = %d, failed = %d", v, acked, failed)
+	}
+}

@@ -65,6 +65,63 @@ func (b *RaftBatch) Unmarshal(data []byte) error {
 
 type empty struct{}
 
+// ForwardRequest carries proposals from a follower to the leader of Term.
+type ForwardRequest struct {
+	ClusterID string
+	Term      uint64
+	Datas     [][]byte
+}
+
+// Marshal implements the rpc codec's self-marshaling interface.
+func (f *ForwardRequest) Marshal() ([]byte, error) {
+	out := appendBytes(nil, []byte(f.ClusterID))
+	out = binary.AppendUvarint(out, f.Term)
+	out = binary.AppendUvarint(out, uint64(len(f.Datas)))
+	for _, d := range f.Datas {
+		out = appendBytes(out, d)
+	}
+	return out, nil
+}
+
+// Unmarshal implements the rpc codec's self-unmarshaling interface.
+func (f *ForwardRequest) Unmarshal(data []byte) error {
+	d := &decoder{b: data}
+	f.ClusterID = string(d.bytes())
+	f.Term = d.uvarint()
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(data)) {
+		return errors.New("corrupt forward request")
+	}
+	f.Datas = make([][]byte, n)
+	for i := range f.Datas {
+		f.Datas[i] = append([]byte(nil), d.bytes()...)
+	}
+	if d.err != nil {
+		return errors.New("corrupt forward request")
+	}
+	return nil
+}
+
+// ForwardResponse says which forwarded proposals the leader appended.
+type ForwardResponse struct {
+	Accepted []bool
+}
+
+// Forward hands proposals to the leader, which appends them only if its term
+// is still term. It returns, per proposal, whether it was appended.
+func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]byte) ([]bool, error) {
+	addr, ok := t.resolve(leader)
+	if !ok {
+		return nil, errors.Newf("no address known for leader node %d", leader)
+	}
+	var resp ForwardResponse
+	req := &ForwardRequest{ClusterID: t.clusterID, Term: term, Datas: datas}
+	if err := t.pool.Invoke(ctx, addr, "/kvnode.Raft/Propose", req, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Accepted, nil
+}
+
 // Resolver maps a node ID to its RPC address.
 type Resolver func(nodeID uint64) (addr string, ok bool)
 
@@ -87,6 +144,7 @@ type Transport struct {
 	deliver        func(msgs []raftpb.Message)
 	unreachable    func(to uint64)
 	snapshotStatus func(to uint64, st raft.SnapshotStatus)
+	forwarded      func(ctx context.Context, term uint64, datas [][]byte) ([]bool, error)
 
 	mu     sync.Mutex
 	peers  map[uint64]*peer
@@ -135,6 +193,29 @@ var raftServiceDesc = grpc.ServiceDesc{
 		},
 	}},
 	Methods: []grpc.MethodDesc{{
+		MethodName: "Propose",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			req := new(ForwardRequest)
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			t, err := transportOf(srv)
+			if err != nil {
+				return nil, err
+			}
+			if req.ClusterID != t.clusterID {
+				return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
+			}
+			if t.forwarded == nil {
+				return nil, ErrNotJoined
+			}
+			acc, err := t.forwarded(ctx, req.Term, req.Datas)
+			if err != nil {
+				return nil, err
+			}
+			return &ForwardResponse{Accepted: acc}, nil
+		},
+	}, {
 		MethodName: "Snapshot",
 		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 			b := new(RaftBatch)
