@@ -473,7 +473,7 @@ func (r *Replica) periodic() {
 			}
 		}
 	}
-	if r.tickCount%5 == 0 && r.rn.Status().RaftState == raft.StateLeader {
+	if r.rn.BasicStatus().RaftState == raft.StateLeader {
 		r.maybePromote()
 	}
 }
@@ -1110,6 +1110,9 @@ func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeTyp
 		}
 	}
 }
+
+// MaxVoters returns the configured voter limit.
+func (r *Replica) MaxVoters() int { return r.cfg.MaxVoters }
 
 // TransferLeadership asks Raft to move leadership to another voter (used
 // when draining). It returns at once.

@@ -491,6 +491,7 @@ func (s *Server) startNode() error {
 	if err := s.waitReplicaReady(rep); err != nil {
 		return err
 	}
+	s.waitVoter(rep, id.NodeID)
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
@@ -518,6 +519,31 @@ func (s *Server) waitReplicaReady(rep *kv.Replica) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// waitVoter waits (bounded) until this node is a voter of the data group, or
+// the group already has its maximum number of voters. A node that reports
+// ready is then a full member: stopping any one node of a freshly formed
+// three-node cluster keeps a majority.
+func (s *Server) waitVoter(rep *kv.Replica, id int32) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st := rep.Status()
+		if len(st.Voters) >= rep.MaxVoters() {
+			return
+		}
+		for _, v := range st.Voters {
+			if v == uint64(id) {
+				return
+			}
+		}
+		select {
+		case <-s.stopC:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.log.Warn("this node is still a learner of the data group after 30s; serving SQL anyway")
 }
 
 // maintainNodeRecord makes sure the replicated record of this node has its

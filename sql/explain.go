@@ -101,7 +101,7 @@ func describeScan(add func(string, ...any), ti *tableInfo, sp *scanPlan, where p
 		if len(sp.lower)+len(sp.upper) > 0 {
 			add("  bounded key column: %s", key[len(sp.eq)])
 		}
-	default:
+	case scanFull:
 		add("table %s: full scan", quoteName(ti.desc.Name))
 	}
 	switch {
