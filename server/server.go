@@ -112,6 +112,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 	if s.eng, err = storage.Open(cfg.Store, storage.Options{}); err != nil {
 		return nil, err
 	}
+	s.eng.RegisterMetrics(s.reg)
 	if s.rpcLis, err = listen(cfg.ListenAddr, "--listen-addr"); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -302,4 +303,132 @@ func waitFor(t *testing.T, d time.Duration, fn func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("after %s: %v", d, err)
+}
+
+// TestKillNineUnderConcurrentWrites kills (SIGKILL) and restarts each node
+// in turn while writers insert through every node, then checks that every
+// acknowledged insert is present exactly once, nothing unattempted appeared,
+// and all nodes agree.
+func TestKillNineUnderConcurrentWrites(t *testing.T) {
+	ps := newProcs(t, 3)
+	for _, p := range ps {
+		p.start()
+	}
+	if out, err := exec.Command(kvnodeBin, "init", "--host="+ps[0].listen).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v: %s", err, out)
+	}
+	for _, p := range ps {
+		p.waitReady(t)
+	}
+	ctx := context.Background()
+	exec1 := func(url, stmt string, args ...any) error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(cctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(cctx, stmt, args...)
+		return err
+	}
+	if err := exec1(ps[0].url(), "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		for _, p := range ps {
+			if err := exec1(p.url(), "SELECT count(*) FROM kv"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	type outcome struct {
+		k     int64
+		acked bool
+	}
+	results := make(chan outcome, 100000)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var next atomic.Int64
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := next.Add(1)
+				err := exec1(ps[(w+i)%3].url(), "INSERT INTO kv VALUES ($1, 'w')", k)
+				results <- outcome{k, err == nil}
+			}
+		}(w)
+	}
+	for r := 0; r < 3; r++ {
+		time.Sleep(time.Second)
+		ps[r].kill()
+		time.Sleep(time.Second)
+		ps[r].start()
+		ps[r].waitReady(t)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+	close(results)
+	acked, attempted := map[int64]bool{}, map[int64]bool{}
+	for o := range results {
+		attempted[o.k] = true
+		if o.acked {
+			acked[o.k] = true
+		}
+	}
+	if len(acked) < 50 {
+		t.Fatalf("only %d of %d inserts acknowledged: the cluster was unavailable too long", len(acked), len(attempted))
+	}
+	var counts []int64
+	for i, p := range ps {
+		var rows map[int64]int
+		waitFor(t, 30*time.Second, func() error {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			conn, err := pgx.Connect(cctx, p.url())
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			rs, err := conn.Query(cctx, "SELECT k FROM kv")
+			if err != nil {
+				return err
+			}
+			defer rs.Close()
+			rows = map[int64]int{}
+			for rs.Next() {
+				var k int64
+				if err := rs.Scan(&k); err != nil {
+					return err
+				}
+				rows[k]++
+			}
+			return rs.Err()
+		})
+		for k := range acked {
+			if rows[k] != 1 {
+				t.Errorf("node %d: acknowledged key %d present %d times", i+1, k, rows[k])
+			}
+		}
+		for k, n := range rows {
+			if !attempted[k] || n != 1 {
+				t.Errorf("node %d: key %d present %d times, attempted=%v", i+1, k, n, attempted[k])
+			}
+		}
+		counts = append(counts, int64(len(rows)))
+	}
+	if counts[0] != counts[1] || counts[1] != counts[2] {
+		t.Errorf("nodes disagree on the row count: %v", counts)
+	}
+	t.Logf("%d attempted, %d acknowledged, %d present", len(attempted), len(acked), counts[0])
 }
