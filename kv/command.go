@@ -58,6 +58,7 @@ func (c *command) encode() []byte {
 			b = appendBytes(b, op.EndKey)
 			b = appendBytes(b, op.Value)
 			b = appendBytes(b, op.Expected)
+			b = appendBytes(b, op.ElseValue)
 		}
 	case cmdIncrement:
 		b = appendBytes(b, c.Key)
@@ -147,6 +148,7 @@ func decodeCommand(data []byte) (*command, error) {
 			op.EndKey = d.bytes()
 			op.Value = d.bytes()
 			op.Expected = d.bytes()
+			op.ElseValue = d.bytes()
 			c.Ops = append(c.Ops, op)
 		}
 	case cmdIncrement:
@@ -170,7 +172,7 @@ func validateOps(ops []kvpb.Op) error {
 	hasRange, hasCond := false, false
 	for i, op := range ops {
 		switch op.Kind {
-		case kvpb.OpPut, kvpb.OpDelete:
+		case kvpb.OpPut, kvpb.OpDelete, kvpb.OpInsertOrUpdate:
 		case kvpb.OpCPut:
 			hasCond = true
 		case kvpb.OpDeleteRange:

@@ -446,8 +446,12 @@ func (r *Replica) failLostProposals(appliedTerm uint64) {
 
 // issueReads starts one ReadIndex for all reads that arrived since the last
 // one: many concurrent readers share one round of heartbeats.
+//
+// At most one ReadIndex is in flight: reads that arrive meanwhile wait for
+// the next round, which they then share (a read may not use a round that
+// started before it arrived).
 func (r *Replica) issueReads() {
-	if len(r.reads) == 0 {
+	if len(r.reads) == 0 || len(r.readBatches) > 0 {
 		return
 	}
 	b := &readBatch{id: rand.Uint64(), reqs: r.reads, since: time.Now()}
@@ -823,6 +827,12 @@ func applyCommand(b *pebble.Batch, cmd *command) result {
 				}
 			case kvpb.OpPut:
 				v := op.Value
+				overlay[string(op.Key)] = &v
+			case kvpb.OpInsertOrUpdate:
+				v := op.Value
+				if _, exists := lookup(op.Key); exists {
+					v = op.ElseValue
+				}
 				overlay[string(op.Key)] = &v
 			case kvpb.OpDelete:
 				overlay[string(op.Key)] = nil

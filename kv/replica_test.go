@@ -373,3 +373,18 @@ func TestWritesRetryAcrossLeaderCrash(t *testing.T) {
 		t.Fatalf("counter = %d, acknowledged = %d, failed = %d", v, acked, failed)
 	}
 }
+
+func TestInsertOrUpdate(t *testing.T) {
+	c := bootstrap3(t, 0)
+	ctx := context.Background()
+	r := c.nodes[3].rep
+	op := []kvpb.Op{{Kind: kvpb.OpInsertOrUpdate, Key: []byte("u"), Value: []byte("new"), ElseValue: []byte("upd")}}
+	for _, want := range []string{"new", "upd", "upd"} {
+		if err := r.Write(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+		if v, _, err := r.Get(ctx, []byte("u")); err != nil || string(v) != want {
+			t.Fatalf("got %q %v, want %q", v, err, want)
+		}
+	}
+}

@@ -20,6 +20,10 @@ const (
 	OpCPut
 	// OpDeleteRange removes every key in [Key, EndKey).
 	OpDeleteRange
+	// OpInsertOrUpdate writes Value if Key is absent and ElseValue if it
+	// exists, decided when the batch is applied: an INSERT ... ON CONFLICT
+	// DO UPDATE whose new row does not depend on the old one needs no read.
+	OpInsertOrUpdate
 )
 
 // Op is one operation of an atomic batch.
@@ -31,6 +35,7 @@ type Op struct {
 	Expected     []byte // OpCPut: required current value (when !ExpectAbsent)
 	ExpectAbsent bool   // OpCPut: the key must not exist
 	Delete       bool   // OpCPut: delete the key instead of writing Value
+	ElseValue    []byte // OpInsertOrUpdate: the value written if Key exists
 }
 
 // KeyValue is one entry returned by a scan.

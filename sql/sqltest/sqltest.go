@@ -169,6 +169,12 @@ func (db *MemDB) Write(ctx context.Context, ops []kvpb.Op) error {
 			} else {
 				staged[k] = append([]byte{}, op.Value...)
 			}
+		case kvpb.OpInsertOrUpdate:
+			if _, exists := get(k); exists {
+				staged[k] = append([]byte{}, op.ElseValue...)
+			} else {
+				staged[k] = append([]byte{}, op.Value...)
+			}
 		case kvpb.OpDeleteRange:
 			// Applied after the point ops below; the executor never mixes
 			// the two in one batch.
