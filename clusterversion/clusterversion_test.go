@@ -1,6 +1,7 @@
 package clusterversion
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -100,6 +101,68 @@ func TestMinSupported(t *testing.T) {
 		v, _ := Parse(in)
 		if got := MinSupported(v).String(); got != want {
 			t.Errorf("MinSupported(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+type fixed Version
+
+func (f fixed) ActiveVersion() Version { return Version(f) }
+
+func TestFencesAndBetween(t *testing.T) {
+	if f, ok := Fence(V1_1.Version()); !ok || f != V1_1Fence.Version() || f.String() != "1.1-step.1" {
+		t.Fatalf("fence of 1.1 = %v %v", f, ok)
+	}
+	if _, ok := Fence(V1_0.Version()); ok {
+		t.Fatal("1.0 has no fence")
+	}
+	var got []string
+	for _, v := range Between(V1_0.Version(), V2_0.Version()) {
+		got = append(got, v.String())
+	}
+	if want := "1.1-step.1 1.1 2.0-step.1 2.0"; strings.Join(got, " ") != want {
+		t.Fatalf("Between(1.0, 2.0) = %v, want %s", got, want)
+	}
+}
+
+func TestGates(t *testing.T) {
+	defer func(old string) { binaryVersion = old }(binaryVersion)
+	for _, tc := range []struct {
+		bin, active string
+		key         Key
+		want        bool
+	}{
+		{bin: "2.0", active: "1.0", key: V1_1, want: false},
+		{bin: "2.0", active: "1.1", key: V1_1, want: true},
+		{bin: "2.0", active: "1.1-step.1", key: V1_1, want: false},
+		{bin: "2.0", active: "2.0", key: V2_0, want: true},
+		// A 1.1 binary never activates a 2.0 gate, whatever it is told.
+		{bin: "1.1", active: "2.0", key: V2_0, want: false},
+		{bin: "1.1", active: "2.0", key: V1_1, want: true},
+	} {
+		binaryVersion = tc.bin
+		v, err := Parse(tc.active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := IsActive(fixed(v), tc.key); got != tc.want {
+			t.Errorf("binary %s, active %s: IsActive(%s) = %v, want %v", tc.bin, tc.active, tc.key, got, tc.want)
+		}
+	}
+}
+
+func TestSupports(t *testing.T) {
+	for _, tc := range []struct {
+		bin, v string
+		want   bool
+	}{
+		{"1.1", "1.0", true}, {"1.1", "1.1-step.1", true}, {"1.1", "1.1", true}, {"1.1", "2.0-step.1", false},
+		{"2.0", "1.0", false}, {"2.0", "1.1", true}, {"2.0", "2.0", true}, {"1.0", "1.0", true}, {"1.0", "1.1-step.1", false},
+	} {
+		b, _ := Parse(tc.bin)
+		v, _ := Parse(tc.v)
+		if got := Supports(b, v); got != tc.want {
+			t.Errorf("Supports(%s, %s) = %v, want %v", tc.bin, tc.v, got, tc.want)
 		}
 	}
 }

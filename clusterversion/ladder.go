@@ -14,8 +14,14 @@ const (
 	// V1_0 is the first release: replicated KV tables, SQL, gossip,
 	// liveness, cluster settings; schema changes use the pre-Raft procedure.
 	V1_0 Key = iota
+	// V1_1Fence is the fence of 1.1: from here on, binaries older than 1.1
+	// are refused, so the 1.1 migration runs with only 1.1 binaries.
+	V1_1Fence
 	// V1_1 stores rows in encoding v2 (with a checksum).
 	V1_1
+	// V2_0Fence is the fence of 2.0: binaries older than 2.0 are refused,
+	// and the group 0 upgrade procedure runs.
+	V2_0Fence
 	// V2_0 moves schema changes onto Raft group 0.
 	V2_0
 
@@ -28,9 +34,11 @@ var ladder = [numKeys]struct {
 	Version     Version
 	Description string
 }{
-	V1_0: {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
-	V1_1: {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
-	V2_0: {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
+	V1_0:      {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
+	V1_1Fence: {Version{Major: 1, Minor: 1, Internal: 1}, "fence of 1.1: binaries older than 1.1 may no longer join"},
+	V1_1:      {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
+	V2_0Fence: {Version{Major: 2, Minor: 0, Internal: 1}, "fence of 2.0: binaries older than 2.0 may no longer join"},
+	V2_0:      {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
 }
 
 // Version returns the version of k.
@@ -44,6 +52,41 @@ func (k Key) Description() string { return ladder[k].Description }
 
 // Latest is the newest key on the ladder: the default binary version.
 const Latest = numKeys - 1
+
+// Keys returns every key in ladder order.
+func Keys() []Key {
+	out := make([]Key, numKeys)
+	for k := range out {
+		out[k] = Key(k)
+	}
+	return out
+}
+
+// Fence returns the fence step of release v (the internal step just below
+// it), or false if v has none (the first release).
+func Fence(v Version) (Version, bool) {
+	k, ok := Lookup(v)
+	if !ok || k == 0 {
+		return Version{}, false
+	}
+	prev := (k - 1).Version()
+	if prev.IsRelease() || prev.Major != v.Major || prev.Minor != v.Minor {
+		return Version{}, false
+	}
+	return prev, true
+}
+
+// Between returns the ladder's versions in (from, to], in order: the steps a
+// finalization from `from` to `to` goes through.
+func Between(from, to Version) []Version {
+	var out []Version
+	for _, e := range ladder {
+		if from.Less(e.Version) && !to.Less(e.Version) {
+			out = append(out, e.Version)
+		}
+	}
+	return out
+}
 
 // Releases lists every release on the ladder in order.
 func Releases() []Version {
