@@ -41,6 +41,7 @@ const (
 	CodeStatementCompletionUnknown   = "40003"
 	CodeSerializationFailure         = "40001"
 	CodeInternal                     = "XX000"
+	CodeDataCorrupted                = "XX001"
 	CodeUnavailable                  = "58000"
 	CodeObjectNotInPrerequisiteState = "55000"
 	CodeInsufficientPrivilege        = "42501"

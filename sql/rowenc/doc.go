@@ -29,9 +29,16 @@
 // tag, because an absent column reads as its default (see below) and a NULL
 // written on purpose must not.
 //
-// Decoding dispatches on the version byte and fails with a clear 0A000 error
-// on a version this binary does not know; release 1.1 adds version 2 with a
-// checksum and will read both.
+// Version 2 (EncodingV2, release 1.1) is the version byte 0x02, a 4-byte
+// CRC-32C over the row's key and the body, then the body: exactly a v1 value
+// without its version byte. So UpgradeValue turns a v1 value into v2 without
+// the table's descriptor, which is what the 1.1 migration runs over every
+// row. A checksum mismatch is XX001 (data_corrupted), naming the key.
+//
+// Decoding dispatches on the version byte, reads both versions at all times
+// (accept what you receive), and fails with a clear 0A000 error on a version
+// this binary does not know. Which version a writer uses is the writer's
+// decision, from the cluster version gate (EncodeValueAs).
 //
 // # Schema evolution
 //
@@ -48,7 +55,7 @@
 //
 // # What it does not do
 //
-// No secondary indexes, no column families, no checksums (that is v2), and no
+// No secondary indexes, no column families, and no
 // knowledge of descriptors: the executor builds a Layout from a table
 // descriptor, so this package depends only on sql/types.
 package rowenc

@@ -14,9 +14,6 @@ import (
 // (counters, settings, liveness) written by other layers.
 const TableDataPrefix byte = 0x88
 
-// codeDataCorrupted is PostgreSQL's data_corrupted SQLSTATE.
-const codeDataCorrupted = "XX001"
-
 // TablePrefix returns 0x88 | uint64 big-endian tableID: the prefix of every
 // key of the table.
 func TablePrefix(tableID int64) []byte {
@@ -195,6 +192,6 @@ func DecodeKey(b []byte, t types.T) (types.Datum, []byte, error) {
 }
 
 func corrupt(msg string) error {
-	return pgerror.WithHintf(pgerror.Newf(codeDataCorrupted, "corrupted row: %s", msg),
+	return pgerror.WithHintf(pgerror.Newf(pgerror.CodeDataCorrupted, "corrupted row: %s", msg),
 		"the stored row does not match its table's schema; report this with the node's log")
 }

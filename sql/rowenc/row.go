@@ -3,6 +3,7 @@ package rowenc
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"math"
 	"sort"
 
@@ -18,7 +19,83 @@ const (
 	// EncodingV1 is: 0x01, then for each stored column in ascending column
 	// ID order: uvarint column ID, tag byte, payload.
 	EncodingV1 byte = 0x01
+	// EncodingV2 (release 1.1) is: 0x02, a 4-byte big-endian CRC-32C of the
+	// row's key followed by the body, then the body, which is exactly a v1
+	// value without its version byte. The key is in the checksum so that a
+	// value found under the wrong key is caught too.
+	EncodingV2 byte = 0x02
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func rowChecksum(key, body []byte) uint32 {
+	return crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, body)
+}
+
+// EncodeValueAs encodes like EncodeValue, in the given encoding version
+// (EncodingV1 or EncodingV2). The writer chooses the version from the
+// cluster version gate; readers accept both at all times.
+func (l *Layout) EncodeValueAs(enc byte, key []byte, row []types.Datum, extra []RawColumn) ([]byte, error) {
+	v1, err := l.EncodeValue(row, extra)
+	if err != nil || enc == EncodingV1 {
+		return v1, err
+	}
+	out, _, err := UpgradeValue(key, v1)
+	return out, err
+}
+
+// UpgradeValue rewrites a stored value into encoding v2 without needing the
+// table's descriptor (the 1.1 migration runs it over every row). It reports
+// whether the value changed; a v2 value is returned as it is, after its
+// checksum is verified.
+func UpgradeValue(key, value []byte) ([]byte, bool, error) {
+	if len(value) == 0 {
+		return nil, false, corrupt("empty row value")
+	}
+	switch value[0] {
+	case EncodingV1:
+		body := value[1:]
+		out := make([]byte, 5, 5+len(body))
+		out[0] = EncodingV2
+		binary.BigEndian.PutUint32(out[1:5], rowChecksum(key, body))
+		return append(out, body...), true, nil
+	case EncodingV2:
+		if _, err := verifyV2(key, value); err != nil {
+			return nil, false, err
+		}
+		return value, false, nil
+	}
+	return nil, false, unknownEncoding(value[0])
+}
+
+// ValueEncoding returns the encoding version of a stored value.
+func ValueEncoding(value []byte) byte {
+	if len(value) == 0 {
+		return 0
+	}
+	return value[0]
+}
+
+// verifyV2 checks a v2 value's checksum and returns its body.
+func verifyV2(key, value []byte) ([]byte, error) {
+	if len(value) < 5 {
+		return nil, corrupt("row value too short for encoding v2")
+	}
+	body := value[5:]
+	if want, got := binary.BigEndian.Uint32(value[1:5]), rowChecksum(key, body); want != got {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeDataCorrupted, "row checksum mismatch for key %x: stored %08x, computed %08x", key, want, got),
+			"the row's stored bytes are damaged; restore the node's store from a healthy replica (decommission it and add a new node)")
+	}
+	return body, nil
+}
+
+func unknownEncoding(v byte) error {
+	return pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"row encoding version %d is not supported by this binary (it reads versions %d and %d)", v, EncodingV1, EncodingV2),
+		"the row was written by a newer kvnode release; upgrade this node's binary")
+}
 
 // Value tags of encoding v1.
 const (
@@ -222,19 +299,22 @@ func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn
 	if len(value) == 0 {
 		return nil, nil, corrupt("empty row value")
 	}
+	var body []byte
 	switch value[0] {
 	case EncodingV1:
-		extra, err = l.decodeV1(row, value[1:])
-		if err != nil {
+		body = value[1:]
+	case EncodingV2:
+		if body, err = verifyV2(key, value); err != nil {
 			return nil, nil, err
 		}
-		return row, extra, nil
 	default:
-		return nil, nil, pgerror.WithHintf(
-			pgerror.Newf(pgerror.CodeFeatureNotSupported,
-				"row encoding version %d is not supported by this binary (it reads version %d)", value[0], EncodingV1),
-			"the row was written by a newer kvnode release; upgrade this node's binary")
+		return nil, nil, unknownEncoding(value[0])
 	}
+	extra, err = l.decodeV1(row, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return row, extra, nil
 }
 
 func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {

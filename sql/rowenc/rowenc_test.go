@@ -338,12 +338,12 @@ func TestDecodeErrors(t *testing.T) {
 		code  string
 		msg   string
 	}{
-		{"unknown version", key, []byte{0x02, 1, 1, 2}, pgerror.CodeFeatureNotSupported, "row encoding version 2 is not supported"},
-		{"empty value", key, nil, codeDataCorrupted, "empty row value"},
-		{"bad tag", key, []byte{EncodingV1, 2, 0x77}, codeDataCorrupted, "unknown value tag"},
-		{"truncated string", key, []byte{EncodingV1, 2, tagString, 10, 'a'}, codeDataCorrupted, "invalid string value length"},
-		{"truncated key", key[:len(key)-2], []byte{EncodingV1}, codeDataCorrupted, ""},
-		{"other table", append(TablePrefix(201), key[9:]...), []byte{EncodingV1}, codeDataCorrupted, "outside"},
+		{"unknown version", key, []byte{0x03, 1, 1, 2}, pgerror.CodeFeatureNotSupported, "row encoding version 3 is not supported"},
+		{"empty value", key, nil, pgerror.CodeDataCorrupted, "empty row value"},
+		{"bad tag", key, []byte{EncodingV1, 2, 0x77}, pgerror.CodeDataCorrupted, "unknown value tag"},
+		{"truncated string", key, []byte{EncodingV1, 2, tagString, 10, 'a'}, pgerror.CodeDataCorrupted, "invalid string value length"},
+		{"truncated key", key[:len(key)-2], []byte{EncodingV1}, pgerror.CodeDataCorrupted, ""},
+		{"other table", append(TablePrefix(201), key[9:]...), []byte{EncodingV1}, pgerror.CodeDataCorrupted, "outside"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := l.Decode(tc.key, tc.value)
