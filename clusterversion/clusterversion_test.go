@@ -120,7 +120,7 @@ func TestFencesAndBetween(t *testing.T) {
 	for _, v := range Between(V1_0.Version(), V2_0.Version()) {
 		got = append(got, v.String())
 	}
-	if want := "1.1-step.1 1.1 2.0-step.1 2.0"; strings.Join(got, " ") != want {
+	if want := "1.1-step.1 1.1-step.2 1.1 2.0-step.1 2.0"; strings.Join(got, " ") != want {
 		t.Fatalf("Between(1.0, 2.0) = %v, want %s", got, want)
 	}
 }

@@ -17,6 +17,11 @@ const (
 	// V1_1Fence is the fence of 1.1: from here on, binaries older than 1.1
 	// are refused, so the 1.1 migration runs with only 1.1 binaries.
 	V1_1Fence
+	// V1_1WriteV2 makes writers store rows in encoding v2. Every node runs
+	// a 1.1 binary from the fence on, so every reader understands v2; the
+	// 1.1 migration then rewrites the remaining v1 rows, and no v1 row can
+	// appear behind its scan.
+	V1_1WriteV2
 	// V1_1 stores rows in encoding v2 (with a checksum).
 	V1_1
 	// V2_0Fence is the fence of 2.0: binaries older than 2.0 are refused,
@@ -34,11 +39,12 @@ var ladder = [numKeys]struct {
 	Version     Version
 	Description string
 }{
-	V1_0:      {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
-	V1_1Fence: {Version{Major: 1, Minor: 1, Internal: 1}, "fence of 1.1: binaries older than 1.1 may no longer join"},
-	V1_1:      {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
-	V2_0Fence: {Version{Major: 2, Minor: 0, Internal: 1}, "fence of 2.0: binaries older than 2.0 may no longer join"},
-	V2_0:      {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
+	V1_0:        {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
+	V1_1Fence:   {Version{Major: 1, Minor: 1, Internal: 1}, "fence of 1.1: binaries older than 1.1 may no longer join"},
+	V1_1WriteV2: {Version{Major: 1, Minor: 1, Internal: 2}, "rows are written in encoding v2; the 1.1 migration rewrites existing rows"},
+	V1_1:        {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
+	V2_0Fence:   {Version{Major: 2, Minor: 0, Internal: 1}, "fence of 2.0: binaries older than 2.0 may no longer join"},
+	V2_0:        {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
 }
 
 // Version returns the version of k.
@@ -62,18 +68,18 @@ func Keys() []Key {
 	return out
 }
 
-// Fence returns the fence step of release v (the internal step just below
-// it), or false if v has none (the first release).
+// Fence returns the fence step of release v (its first internal step), or
+// false if v has none (the first release).
 func Fence(v Version) (Version, bool) {
-	k, ok := Lookup(v)
-	if !ok || k == 0 {
+	if _, ok := Lookup(v); !ok || !v.IsRelease() {
 		return Version{}, false
 	}
-	prev := (k - 1).Version()
-	if prev.IsRelease() || prev.Major != v.Major || prev.Minor != v.Minor {
-		return Version{}, false
+	for _, e := range ladder {
+		if e.Version.Major == v.Major && e.Version.Minor == v.Minor && e.Version.Internal == 1 {
+			return e.Version, true
+		}
 	}
-	return prev, true
+	return Version{}, false
 }
 
 // Between returns the ladder's versions in (from, to], in order: the steps a
