@@ -1,0 +1,292 @@
+package migrations
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/kv/kvpb"
+)
+
+// Status is a job's state.
+type Status string
+
+// Job states. A failed job is retried by the next Run for its version.
+const (
+	StatusPending   Status = "pending"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+)
+
+// Job is the replicated record of one migration's execution.
+type Job struct {
+	ID          int64    `json:"id"`
+	Version     string   `json:"version"`
+	Description string   `json:"description"`
+	Status      Status   `json:"status"`
+	Progress    Progress `json:"progress"`
+	// Coordinator is the node running the job; LeaseUntil (Unix nanos) is
+	// when its claim lapses unless renewed by a checkpoint.
+	Coordinator int32  `json:"coordinator"`
+	LeaseUntil  int64  `json:"lease_until"`
+	Attempts    int    `json:"attempts"`
+	Error       string `json:"error,omitempty"`
+	Created     int64  `json:"created"`
+	Modified    int64  `json:"modified"`
+}
+
+// Fraction is the job's progress in [0, 1].
+func (j Job) Fraction() float64 {
+	if j.Status == StatusSucceeded {
+		return 1
+	}
+	if j.Progress.Total <= 0 {
+		return 0
+	}
+	f := float64(j.Progress.Done) / float64(j.Progress.Total)
+	if f > 1 {
+		f = 1
+	}
+	return f
+}
+
+// Replicated keys of the job system.
+var (
+	keyJobIDGen        = []byte("\x02job-id-gen")
+	keyJobPrefix       = []byte("\x02job/")
+	keyJobPrefixEnd    = []byte("\x02job0")
+	keyMigrationPrefix = []byte("\x02migration/")
+)
+
+func jobKey(id int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), keyJobPrefix...), uint64(id))
+}
+
+func migrationKey(v clusterversion.Version) []byte {
+	return append(append([]byte(nil), keyMigrationPrefix...), v.String()...)
+}
+
+// ErrJobLost is returned by a checkpoint when another coordinator has taken
+// the job over (this one's lease had lapsed).
+var ErrJobLost = errors.New("the migration job was taken over by another node")
+
+// Runner executes migrations as jobs. One runs on every node; any of them
+// may run or resume any migration.
+type Runner struct {
+	DB     kvpb.DB
+	NodeID int32
+	Deps   Deps
+	// Lease is how long a coordinator's claim lasts without a checkpoint
+	// (default 10s).
+	Lease time.Duration
+	Now   func() time.Time
+	Log   *slog.Logger
+	// Registry overrides the built-in registry (tests).
+	Registry []Migration
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) lease() time.Duration {
+	if r.Lease > 0 {
+		return r.Lease
+	}
+	return 10 * time.Second
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (r *Runner) migrationFor(v clusterversion.Version) (Migration, bool) {
+	if r.Registry == nil {
+		return For(v)
+	}
+	for _, m := range r.Registry {
+		if m.Version.Version() == v {
+			return m, true
+		}
+	}
+	return Migration{}, false
+}
+
+// Run executes the migration of version v, if there is one, and returns
+// once it has succeeded: at once if it already has, after waiting if another
+// live coordinator is running it, after running or resuming it otherwise.
+// Concurrent calls on any nodes run the migration once.
+func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
+	m, ok := r.migrationFor(v)
+	if !ok {
+		return nil
+	}
+	for {
+		job, raw, err := r.jobFor(ctx, m)
+		if err != nil {
+			return err
+		}
+		if job.Status == StatusSucceeded {
+			return nil
+		}
+		if job.Status == StatusRunning && job.Coordinator != r.NodeID && job.LeaseUntil > r.now().UnixNano() {
+			// Someone else holds it: wait for it to finish or lapse.
+			select {
+			case <-ctx.Done():
+				return errors.Wrapf(ctx.Err(), "waiting for node %d to finish the %s migration", job.Coordinator, v)
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		claimed := job
+		claimed.Status, claimed.Coordinator, claimed.Error = StatusRunning, r.NodeID, ""
+		claimed.LeaseUntil = r.now().Add(r.lease()).UnixNano()
+		claimed.Attempts++
+		claimed.Modified = r.now().UnixNano()
+		cur, err := r.cput(ctx, claimed, raw)
+		if isCondFailed(err) {
+			continue // raced with another node; look again
+		}
+		if err != nil {
+			return err
+		}
+		if job.Attempts > 0 {
+			r.log().Info("resuming migration job", "job", job.ID, "version", v, "previous_coordinator", job.Coordinator,
+				"done", job.Progress.Done, "total", job.Progress.Total)
+		} else {
+			r.log().Info("starting migration job", "job", job.ID, "version", v, "description", m.Description)
+		}
+		checkpoint := func(p Progress) error {
+			next := claimed
+			next.Progress = p
+			next.LeaseUntil = r.now().Add(r.lease()).UnixNano()
+			next.Modified = r.now().UnixNano()
+			b, err := r.cput(ctx, next, cur)
+			if isCondFailed(err) {
+				return ErrJobLost
+			}
+			if err != nil {
+				return err
+			}
+			claimed, cur = next, b
+			return nil
+		}
+		runErr := m.Run(ctx, r.Deps, job.Progress, checkpoint)
+		if errors.Is(runErr, ErrJobLost) {
+			r.log().Warn("migration job taken over by another node; waiting for it", "job", job.ID, "version", v)
+			continue
+		}
+		final := claimed
+		final.Modified = r.now().UnixNano()
+		final.LeaseUntil = 0
+		if runErr != nil {
+			if ctx.Err() != nil {
+				// We are stopping, not failing: leave the job running so
+				// the lease lapses and another node resumes it.
+				return runErr
+			}
+			final.Status, final.Error = StatusFailed, runErr.Error()
+		} else {
+			final.Status = StatusSucceeded
+		}
+		if _, err := r.cput(ctx, final, cur); err != nil {
+			if isCondFailed(err) {
+				continue
+			}
+			return err
+		}
+		if runErr != nil {
+			return errors.Wrapf(runErr, "migration %s (job %d) failed", v, job.ID)
+		}
+		r.log().Info("migration job succeeded", "job", job.ID, "version", v, "rows", final.Progress.Done)
+		return nil
+	}
+}
+
+// jobFor returns the job of migration m, creating it (exactly once) if it
+// does not exist, with its raw record for conditional updates.
+func (r *Runner) jobFor(ctx context.Context, m Migration) (Job, []byte, error) {
+	v := m.Version.Version()
+	idb, found, err := r.DB.Get(ctx, migrationKey(v))
+	if err != nil {
+		return Job{}, nil, err
+	}
+	if !found {
+		id, err := r.DB.Increment(ctx, keyJobIDGen, 1)
+		if err != nil {
+			return Job{}, nil, err
+		}
+		now := r.now().UnixNano()
+		job := Job{ID: id, Version: v.String(), Description: m.Description, Status: StatusPending, Created: now, Modified: now}
+		b, _ := json.Marshal(job)
+		err = r.DB.Write(ctx, []kvpb.Op{
+			{Kind: kvpb.OpCPut, Key: migrationKey(v), Value: binary.BigEndian.AppendUint64(nil, uint64(id)), ExpectAbsent: true},
+			{Kind: kvpb.OpCPut, Key: jobKey(id), Value: b, ExpectAbsent: true},
+		})
+		if err != nil && !isCondFailed(err) {
+			return Job{}, nil, err
+		}
+		// Created by us or by a concurrent caller: read what won.
+		return r.jobFor(ctx, m)
+	}
+	if len(idb) != 8 {
+		return Job{}, nil, errors.AssertionFailedf("corrupt migration record for %s", v)
+	}
+	raw, found, err := r.DB.Get(ctx, jobKey(int64(binary.BigEndian.Uint64(idb))))
+	if err != nil {
+		return Job{}, nil, err
+	}
+	if !found {
+		return Job{}, nil, errors.AssertionFailedf("migration %s points at a missing job", v)
+	}
+	var job Job
+	if err := json.Unmarshal(raw, &job); err != nil {
+		return Job{}, nil, errors.Wrapf(err, "corrupt job record for migration %s", v)
+	}
+	return job, raw, nil
+}
+
+func (r *Runner) cput(ctx context.Context, j Job, expected []byte) ([]byte, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpCPut, Key: jobKey(j.ID), Value: b, Expected: expected}}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func isCondFailed(err error) bool {
+	var cf *kvpb.ConditionFailedError
+	return errors.As(err, &cf)
+}
+
+// List returns every job record, oldest first (SHOW JOBS).
+func List(ctx context.Context, db kvpb.DB) ([]Job, error) {
+	kvs, err := db.Scan(ctx, keyJobPrefix, keyJobPrefixEnd, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Job, 0, len(kvs))
+	for _, e := range kvs {
+		var j Job
+		if err := json.Unmarshal(e.Value, &j); err != nil {
+			return nil, errors.Wrapf(err, "corrupt job record %x", e.Key)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}

@@ -1,0 +1,73 @@
+package migrations
+
+import (
+	"context"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/kv/kvpb"
+)
+
+// Deps is what migration functions may use, injected by the server.
+type Deps struct {
+	DB kvpb.DB
+	// TableSpan is the key span holding every table's rows.
+	TableSpan [2][]byte
+	// UpgradeRow rewrites one stored row value into the newest row
+	// encoding, reporting whether it changed (rowenc.UpgradeValue).
+	UpgradeRow func(key, value []byte) ([]byte, bool, error)
+	// Group0Upgrade runs the Raft group 0 upgrade procedure (release 2.0);
+	// nil until that procedure exists.
+	Group0Upgrade func(ctx context.Context) error
+	// BatchSize is the number of rows a migration handles per checkpoint
+	// (default 500).
+	BatchSize int
+}
+
+// Progress is what a migration reports at a checkpoint.
+type Progress struct {
+	// Resume is where the migration continues after a restart.
+	Resume []byte
+	// Done and Total count units of work (rows); Total may be 0 if unknown.
+	Done, Total int64
+}
+
+// Migration is one registry entry.
+type Migration struct {
+	// Version is the ladder step at which the migration runs: the cluster
+	// is at that step (persisted on every node) while it runs, and moves
+	// past it only once the migration has succeeded.
+	Version     clusterversion.Key
+	Description string
+	// Run does the work. It is called with the last checkpoint (zero on
+	// the first run) and must call checkpoint regularly; checkpoint fails
+	// if this coordinator lost the job, and Run must then return that
+	// error. Run must be idempotent.
+	Run func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
+}
+
+// registry holds the migrations, at most one per version.
+var registry = []Migration{
+	{
+		Version:     clusterversion.V1_1WriteV2,
+		Description: "rewrite every row into encoding v2 (with a checksum)",
+		Run:         rewriteRowsV2,
+	},
+	{
+		Version:     clusterversion.V2_0Fence,
+		Description: "move schema changes onto Raft group 0 (ScyllaDB's upgrade procedure)",
+		Run:         upgradeGroup0,
+	},
+}
+
+// For returns the migration registered for version v, if any.
+func For(v clusterversion.Version) (Migration, bool) {
+	for _, m := range registry {
+		if m.Version.Version() == v {
+			return m, true
+		}
+	}
+	return Migration{}, false
+}
+
+// All returns every registered migration in ladder order.
+func All() []Migration { return append([]Migration(nil), registry...) }
