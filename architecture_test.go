@@ -43,7 +43,7 @@ type archRule struct {
 	thirdParty []string
 }
 
-// peerDeps is what the future peers liveness, migrations and group0 may
+// peerDeps is what the peers liveness, settings, migrations and group0 may
 // import: shared leaves only, never each other.
 var peerDeps = []string{"clusterversion", "kv/kvpb", "sql/types", "sql/pgerror", "rpc"}
 
@@ -66,6 +66,7 @@ var archRules = map[string]archRule{
 	"liveness":           {ours: peerDeps, thirdParty: anything},
 	"migrations":         {ours: peerDeps, thirdParty: anything},
 	"group0":             {ours: peerDeps, thirdParty: anything},
+	"settings":           {ours: peerDeps, thirdParty: anything},
 	"sql/parser":         {ours: []string{"sql/types", "sql/pgerror"}, thirdParty: anything},
 	"sql/pgwire":         {ours: []string{"sql/types", "sql/pgerror"}, thirdParty: anything},
 	"sql/catalog":        {ours: sqlLeafDeps, thirdParty: anything},
@@ -74,8 +75,9 @@ var archRules = map[string]archRule{
 	"sql":                {ours: []string{"sql/...", "kv/kvpb", "clusterversion"}, thirdParty: anything},
 	"server":             {ours: anything, thirdParty: anything},
 	"server/testcluster": {ours: anything, thirdParty: anything},
+	"server/autoupgrade": {ours: []string{"clusterversion"}, thirdParty: anything},
 	"cmd/kvnode":         {ours: []string{"server", "clusterversion"}, thirdParty: anything},
-	"roachtest/...":      {ours: []string{"clusterversion"}, thirdParty: anything},
+	"roachtest/...":      {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
 
 const architectureDoc = "ARCHITECTURE.md"

@@ -1,0 +1,297 @@
+package autoupgrade
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/clusterversion"
+)
+
+// Membership values, as liveness records them.
+const (
+	Active          = "active"
+	Decommissioning = "decommissioning"
+	Decommissioned  = "decommissioned"
+)
+
+// Node is what a decision needs to know about one node that has an ID.
+type Node struct {
+	ID            int32
+	Address       string
+	BinaryVersion clusterversion.Version
+	Live          bool
+	Membership    string
+	Draining      bool
+}
+
+// Input is everything a decision depends on.
+type Input struct {
+	Active             clusterversion.Version
+	Nodes              []Node
+	AutoUpgradeEnabled bool
+	// PreserveDowngrade is the value of cluster.preserve_downgrade_option
+	// ("" when unset).
+	PreserveDowngrade string
+	// Host is an address the fix commands should name (a node's
+	// --listen-addr), for example "127.0.0.1:26357".
+	Host string
+}
+
+// BlockerKind classifies what blocks finalization.
+type BlockerKind string
+
+// The blockers.
+const (
+	BlockDeadNode      BlockerKind = "dead_node"
+	BlockDrainingNode  BlockerKind = "draining_node"
+	BlockMixedVersions BlockerKind = "mixed_binary_versions"
+	BlockPreserve      BlockerKind = "preserve_downgrade_option"
+	BlockAutoDisabled  BlockerKind = "auto_upgrade_disabled"
+)
+
+// Blocker is one reason the cluster does not finalize, with the fix.
+type Blocker struct {
+	Kind   BlockerKind
+	NodeID int32 // 0 when not about one node
+	Reason string
+	Fix    string
+}
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	// Target is the release every considered node runs, if it is above
+	// the active version; zero when there is nothing to finalize.
+	Target clusterversion.Version
+	// Steps are the ladder versions from the active version to Target.
+	Steps []clusterversion.Version
+	// Blockers is empty exactly when Finalize is true or there is nothing
+	// to do.
+	Blockers []Blocker
+	Finalize bool
+}
+
+// UpToDate reports whether there is nothing to finalize.
+func (d Decision) UpToDate() bool { return d.Target == (clusterversion.Version{}) }
+
+// Summary is one line for logs: it changes only when the decision does, so
+// the loop can log once per change.
+func (d Decision) Summary() string {
+	switch {
+	case d.UpToDate() && len(d.Blockers) == 0:
+		return "cluster version is up to date"
+	case d.Finalize:
+		return fmt.Sprintf("finalizing to %s", d.Target)
+	}
+	var parts []string
+	for _, b := range d.Blockers {
+		parts = append(parts, b.Reason)
+	}
+	return "finalization blocked: " + strings.Join(parts, "; ")
+}
+
+// considered returns the nodes that take part in finalization: every node
+// that is not decommissioned (a decommissioning node may still be running).
+func considered(nodes []Node) []Node {
+	var out []Node
+	for _, n := range nodes {
+		if n.Membership != Decommissioned {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func host(in Input) string {
+	if in.Host != "" {
+		return in.Host
+	}
+	return "HOST:PORT"
+}
+
+// Decide decides whether the cluster may finalize automatically now. It
+// finalizes, as CockroachDB's RFC has it, when every live, non-decommissioned
+// node runs the same binary release, newer than the active version, no such
+// node is dead or draining, and neither opt-out is set.
+func Decide(in Input) Decision {
+	var d Decision
+	nodes := considered(in.Nodes)
+	if len(nodes) == 0 {
+		return d
+	}
+	// Binary versions among nodes that take part.
+	byVersion := map[clusterversion.Version][]int32{}
+	maxBin := nodes[0].BinaryVersion
+	for _, n := range nodes {
+		byVersion[n.BinaryVersion] = append(byVersion[n.BinaryVersion], n.ID)
+		if maxBin.Less(n.BinaryVersion) {
+			maxBin = n.BinaryVersion
+		}
+	}
+	// At a fence or internal step, the finalization of that release is in
+	// progress and must be completed whatever else holds.
+	target := maxBin
+	if !in.Active.IsRelease() {
+		if rel := activeReleaseOr(in.Active); target.Less(rel) {
+			target = rel
+		}
+	} else if !in.Active.Less(maxBin) {
+		return d // no node runs a binary newer than the active version
+	}
+	d.Target = target
+	d.Steps = clusterversion.Between(in.Active, target)
+	if len(byVersion) > 1 {
+		var old []string
+		for v, ids := range byVersion {
+			if v.Less(target) {
+				verb := "runs"
+				if len(ids) > 1 {
+					verb = "run"
+				}
+				old = append(old, fmt.Sprintf("%s %s %s", idList(ids), verb, v))
+			}
+		}
+		sort.Strings(old)
+		d.Blockers = append(d.Blockers, Blocker{Kind: BlockMixedVersions,
+			Reason: fmt.Sprintf("several binary versions are running: %s, the others run %s", strings.Join(old, "; "), target),
+			Fix:    fmt.Sprintf("restart the remaining nodes on the %s binary", target)})
+	}
+	for _, n := range nodes {
+		switch {
+		case !n.Live:
+			d.Blockers = append(d.Blockers, Blocker{Kind: BlockDeadNode, NodeID: n.ID,
+				Reason: fmt.Sprintf("node %d is not live", n.ID),
+				Fix:    fmt.Sprintf("bring node %d back, or remove it for good: kvnode node decommission %d --host=%s", n.ID, n.ID, host(in))})
+		case n.Draining:
+			d.Blockers = append(d.Blockers, Blocker{Kind: BlockDrainingNode, NodeID: n.ID,
+				Reason: fmt.Sprintf("node %d is draining", n.ID),
+				Fix:    fmt.Sprintf("restart node %d, or wait until its drain finishes and it stops", n.ID)})
+		}
+	}
+	if in.PreserveDowngrade != "" {
+		d.Blockers = append(d.Blockers, Blocker{Kind: BlockPreserve,
+			Reason: fmt.Sprintf("cluster.preserve_downgrade_option is set to %s", in.PreserveDowngrade),
+			Fix:    "RESET CLUSTER SETTING cluster.preserve_downgrade_option"})
+	}
+	if !in.AutoUpgradeEnabled {
+		d.Blockers = append(d.Blockers, Blocker{Kind: BlockAutoDisabled,
+			Reason: "cluster.auto_upgrade.enabled is false",
+			Fix: fmt.Sprintf("SET CLUSTER SETTING version = '%s' (or SET CLUSTER SETTING cluster.auto_upgrade.enabled = true)",
+				activeReleaseOr(target))})
+	}
+	d.Finalize = len(d.Blockers) == 0
+	return d
+}
+
+func activeReleaseOr(v clusterversion.Version) clusterversion.Version {
+	return clusterversion.Version{Major: v.Major, Minor: v.Minor}
+}
+
+func idList(ids []int32) string {
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprint(id)
+	}
+	if len(ids) == 1 {
+		return "node " + parts[0]
+	}
+	return "nodes " + strings.Join(parts, ", ")
+}
+
+// Errors of ValidateManual, for errors.Is.
+var (
+	ErrDowngrade       = errors.New("versions cannot be downgraded")
+	ErrBeyondBinary    = errors.New("target version is newer than a node's binary")
+	ErrBelowMinimum    = errors.New("target version is older than a node's binary supports")
+	ErrNodeNotLive     = errors.New("a node is not live")
+	ErrPreserveSet     = errors.New("cluster.preserve_downgrade_option is set")
+	ErrNotARelease     = errors.New("not a release")
+	ErrSkippedReleases = errors.New("cannot skip a release")
+)
+
+// ValidateManual checks `SET CLUSTER SETTING version = target` with
+// CockroachDB's rules: no downgrade; not beyond any node's binary; not below
+// any node's minimum supported version; every non-decommissioned node live;
+// refused while cluster.preserve_downgrade_option is set. It returns the
+// steps to go through (empty if target is the active version).
+func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.Version, error) {
+	if !target.IsRelease() {
+		return nil, errors.WithHintf(errors.Wrapf(ErrNotARelease, "%s is an internal step", target),
+			"name a release, such as %s", activeReleaseOr(target))
+	}
+	if _, ok := clusterversion.Lookup(target); !ok {
+		return nil, errors.WithHintf(errors.Wrapf(clusterversion.ErrUnknownVersion, "%q", target.String()),
+			"the releases are %s", releases())
+	}
+	if target.Less(in.Active) {
+		return nil, errors.WithHint(errors.Wrapf(ErrDowngrade, "attempting to downgrade from %s to %s", in.Active, target),
+			"a finalized version is final; to go back, restore from a backup taken before the upgrade")
+	}
+	if in.PreserveDowngrade != "" && target != in.Active {
+		return nil, errors.WithHint(errors.Wrapf(ErrPreserveSet,
+			"cannot finalize to %s while cluster.preserve_downgrade_option is set to %s", target, in.PreserveDowngrade),
+			"RESET CLUSTER SETTING cluster.preserve_downgrade_option, then retry")
+	}
+	if target == in.Active {
+		return nil, nil
+	}
+	for _, n := range considered(in.Nodes) {
+		if n.BinaryVersion.Less(target) {
+			return nil, errors.WithHintf(errors.Wrapf(ErrBeyondBinary,
+				"node %d is running %s, which cannot run cluster version %s", n.ID, n.BinaryVersion, target),
+				"upgrade node %d's binary to %s or newer first, or decommission it", n.ID, target)
+		}
+		if min := clusterversion.MinSupported(n.BinaryVersion); target.Less(min) {
+			return nil, errors.WithHintf(errors.Wrapf(ErrBelowMinimum,
+				"node %d is running %s, which supports cluster versions from %s, not %s", n.ID, n.BinaryVersion, min, target),
+				"finalize to %s instead", min)
+		}
+		if !n.Live {
+			return nil, errors.WithHintf(errors.Wrapf(ErrNodeNotLive,
+				"node %d is not live; every node that is not decommissioned must be live to finalize", n.ID),
+				"bring node %d back, or remove it for good: kvnode node decommission %d --host=%s", n.ID, n.ID, host(in))
+		}
+	}
+	// The binary checks above make skipping a release impossible in a
+	// consistent cluster; keep the rule explicit for a clear message.
+	rels := clusterversion.Releases()
+	ai, ti := -1, -1
+	for i, r := range rels {
+		if r == activeReleaseOr(in.Active) {
+			ai = i
+		}
+		if r == target {
+			ti = i
+		}
+	}
+	if ai >= 0 && ti > ai+1 {
+		return nil, errors.WithHintf(errors.Wrapf(ErrSkippedReleases, "cannot upgrade from %s to %s directly", in.Active, target),
+			"finalize to %s first", rels[ai+1])
+	}
+	return clusterversion.Between(in.Active, target), nil
+}
+
+func releases() string {
+	var parts []string
+	for _, r := range clusterversion.Releases() {
+		parts = append(parts, r.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ValidatePreserve checks `SET CLUSTER SETTING
+// cluster.preserve_downgrade_option = v`: it may only name the active
+// version (a release).
+func ValidatePreserve(active clusterversion.Version, v string) error {
+	pv, err := clusterversion.Parse(v)
+	if err != nil || pv != active || !active.IsRelease() {
+		return errors.WithHintf(errors.Newf(
+			"cannot set cluster.preserve_downgrade_option to %q: it must be the current cluster version %s", v, active),
+			"SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s'", active)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package autoupgrade
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kvnode/kvnode/clusterversion"
+)
+
+func v(s string) clusterversion.Version {
+	x, err := clusterversion.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return x
+}
+
+func nodes(spec string) []Node {
+	// spec: space-separated "id:binary[:dead][:draining][:decommissioned|:decommissioning]"
+	var out []Node
+	for _, f := range strings.Fields(spec) {
+		parts := strings.Split(f, ":")
+		n := Node{BinaryVersion: v(parts[1]), Live: true, Membership: Active}
+		for _, c := range parts[0] {
+			n.ID = n.ID*10 + int32(c-'0')
+		}
+		for _, p := range parts[2:] {
+			switch p {
+			case "dead":
+				n.Live = false
+			case "draining":
+				n.Draining = true
+			default:
+				n.Membership = p
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestDecide(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		active   string
+		nodes    string
+		auto     bool
+		preserve string
+		finalize bool
+		target   string
+		steps    string
+		blockers string // kinds, space-separated
+		reason   string // substring of the summary
+	}{
+		{name: "fresh cluster", active: "2.0", nodes: "1:2.0 2:2.0 3:2.0", auto: true, reason: "up to date"},
+		{name: "all upgraded", active: "1.0", nodes: "1:1.1 2:1.1 3:1.1", auto: true, finalize: true,
+			target: "1.1", steps: "1.1-step.1 1.1-step.2 1.1"},
+		{name: "mid roll: one old binary", active: "1.0", nodes: "1:1.1 2:1.0 3:1.1", auto: true, target: "1.1",
+			blockers: "mixed_binary_versions", reason: "node 2 runs 1.0"},
+		{name: "minority new is still mixed", active: "1.1", nodes: "1:2.0 2:1.1 3:1.1", auto: true, target: "2.0",
+			blockers: "mixed_binary_versions", reason: "nodes 2, 3 run 1.1"},
+		{name: "dead node blocks", active: "1.0", nodes: "1:1.1 2:1.1 3:1.1:dead", auto: true, target: "1.1",
+			blockers: "dead_node", reason: "node 3 is not live"},
+		{name: "decommissioned dead node does not block", active: "1.0", nodes: "1:1.1 2:1.1 3:1.0:dead:decommissioned", auto: true,
+			finalize: true, target: "1.1"},
+		{name: "decommissioning node still counts", active: "1.0", nodes: "1:1.1 2:1.1 3:1.0:decommissioning", auto: true,
+			target: "1.1", blockers: "mixed_binary_versions"},
+		{name: "draining node blocks", active: "1.0", nodes: "1:1.1 2:1.1:draining 3:1.1", auto: true, target: "1.1",
+			blockers: "draining_node"},
+		{name: "preserve option blocks", active: "1.1", nodes: "1:2.0 2:2.0 3:2.0", auto: true, preserve: "1.1",
+			target: "2.0", blockers: "preserve_downgrade_option", reason: "preserve_downgrade_option is set to 1.1"},
+		{name: "auto upgrade disabled blocks", active: "1.1", nodes: "1:2.0 2:2.0 3:2.0", target: "2.0",
+			blockers: "auto_upgrade_disabled"},
+		{name: "every blocker at once", active: "1.0", nodes: "1:1.1:draining 2:1.0 3:1.1:dead", preserve: "1.0", target: "1.1",
+			blockers: "mixed_binary_versions draining_node dead_node preserve_downgrade_option auto_upgrade_disabled"},
+		{name: "interrupted finalization resumes", active: "1.1-step.1", nodes: "1:1.1 2:1.1 3:1.1", auto: true,
+			finalize: true, target: "1.1", steps: "1.1-step.2 1.1"},
+		{name: "interrupted finalization with 2.0 binaries", active: "2.0-step.1", nodes: "1:2.0 2:2.0", auto: true,
+			finalize: true, target: "2.0", steps: "2.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(Input{Active: v(tc.active), Nodes: nodes(tc.nodes), AutoUpgradeEnabled: tc.auto,
+				PreserveDowngrade: tc.preserve, Host: "127.0.0.1:26357"})
+			if d.Finalize != tc.finalize {
+				t.Errorf("Finalize = %v, want %v (%s)", d.Finalize, tc.finalize, d.Summary())
+			}
+			gotTarget := ""
+			if !d.UpToDate() {
+				gotTarget = d.Target.String()
+			}
+			if gotTarget != tc.target {
+				t.Errorf("Target = %q, want %q", gotTarget, tc.target)
+			}
+			if tc.steps != "" {
+				var s []string
+				for _, x := range d.Steps {
+					s = append(s, x.String())
+				}
+				if strings.Join(s, " ") != tc.steps {
+					t.Errorf("Steps = %v, want %s", s, tc.steps)
+				}
+			}
+			var kinds []string
+			for _, b := range d.Blockers {
+				kinds = append(kinds, string(b.Kind))
+				if b.Fix == "" {
+					t.Errorf("blocker %s has no fix", b.Kind)
+				}
+			}
+			if strings.Join(kinds, " ") != tc.blockers {
+				t.Errorf("blockers = %v, want %s", kinds, tc.blockers)
+			}
+			if tc.reason != "" && !strings.Contains(d.Summary(), tc.reason) {
+				t.Errorf("summary %q lacks %q", d.Summary(), tc.reason)
+			}
+		})
+	}
+}
+
+func TestDeadNodeFixNamesTheCommand(t *testing.T) {
+	d := Decide(Input{Active: v("1.0"), Nodes: nodes("1:1.1 4:1.1:dead"), AutoUpgradeEnabled: true, Host: "127.0.0.1:26357"})
+	if len(d.Blockers) != 1 || d.Blockers[0].Fix != "bring node 4 back, or remove it for good: kvnode node decommission 4 --host=127.0.0.1:26357" {
+		t.Fatalf("%+v", d.Blockers)
+	}
+}
+
+func TestValidateManual(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		active   string
+		nodes    string
+		preserve string
+		target   string
+		err      error
+		msg      string
+		steps    string
+	}{
+		{name: "upgrade", active: "1.0", nodes: "1:1.1 2:1.1", target: "1.1", steps: "1.1-step.1 1.1-step.2 1.1"},
+		{name: "no-op", active: "1.1", nodes: "1:1.1", target: "1.1"},
+		{name: "no-op with preserve", active: "1.1", nodes: "1:2.0", preserve: "1.1", target: "1.1"},
+		{name: "downgrade", active: "1.1", nodes: "1:1.1", target: "1.0", err: ErrDowngrade, msg: "downgrade from 1.1 to 1.0"},
+		{name: "beyond a binary", active: "1.0", nodes: "1:1.1 2:1.0", target: "1.1", err: ErrBeyondBinary, msg: "node 2 is running 1.0"},
+		{name: "dead node", active: "1.0", nodes: "1:1.1 2:1.1:dead", target: "1.1", err: ErrNodeNotLive, msg: "node 2 is not live"},
+		{name: "decommissioned node ignored", active: "1.0", nodes: "1:1.1 2:1.0:dead:decommissioned", target: "1.1", steps: "1.1-step.1 1.1-step.2 1.1"},
+		{name: "preserve set", active: "1.1", nodes: "1:2.0", preserve: "1.1", target: "2.0", err: ErrPreserveSet},
+		{name: "internal step", active: "1.0", nodes: "1:1.1", target: "1.1-step.1", err: ErrNotARelease},
+		{name: "unknown", active: "1.0", nodes: "1:1.1", target: "1.5", err: clusterversion.ErrUnknownVersion},
+		{name: "resume from fence", active: "1.1-step.1", nodes: "1:1.1", target: "1.1", steps: "1.1-step.2 1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps, err := ValidateManual(Input{Active: v(tc.active), Nodes: nodes(tc.nodes), PreserveDowngrade: tc.preserve}, v(tc.target))
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.msg) {
+					t.Fatalf("err = %v, want %v containing %q", err, tc.err, tc.msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s []string
+			for _, x := range steps {
+				s = append(s, x.String())
+			}
+			if strings.Join(s, " ") != tc.steps {
+				t.Fatalf("steps = %v, want %q", s, tc.steps)
+			}
+		})
+	}
+}
+
+func TestValidatePreserve(t *testing.T) {
+	if err := ValidatePreserve(v("1.1"), "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"1.0", "2.0", "banana", ""} {
+		err := ValidatePreserve(v("1.1"), bad)
+		if err == nil || !strings.Contains(err.Error(), "current cluster version 1.1") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
