@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,14 @@ type Config struct {
 	RaftLogRetain    uint64        // default 10000 entries
 	FastGossip       bool          // memberlist timers for in-process tests
 	SchemaSyncEvery  time.Duration // default 500ms
+	// Liveness: how often a node heartbeats its liveness record (default
+	// 1.5s) and for how long each heartbeat makes it live (default 4.5s).
+	LivenessHeartbeat time.Duration
+	LivenessDuration  time.Duration
+	// TestingHoldDecommission, while it holds true, keeps the leader's
+	// decommission loop from removing nodes (a pause point for tests that
+	// must observe a node while it is decommissioning).
+	TestingHoldDecommission *atomic.Bool
 }
 
 func (c *Config) setDefaults() {
@@ -30,5 +39,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.SchemaSyncEvery == 0 {
 		c.SchemaSyncEvery = 500 * time.Millisecond
+	}
+	if c.LivenessHeartbeat <= 0 {
+		c.LivenessHeartbeat = 1500 * time.Millisecond
+	}
+	if c.LivenessDuration <= 0 {
+		c.LivenessDuration = 3 * c.LivenessHeartbeat
 	}
 }

@@ -18,7 +18,25 @@
 //     --join admits this one: the Raft leader allocates a node ID (never
 //     reused) and adds the node as a learner; it is promoted to voter once
 //     caught up, up to five voters.
-//  4. Start the replica, gossip, the SQL executor and the pgwire listener.
+//  4. Start the replica, gossip and the SQL executor. A node that was
+//     decommissioned stops here with a clear error (it asks its own
+//     replica, or any peer once it is no longer a member); any other starts
+//     a new liveness epoch (package liveness), then serves SQL and runs its
+//     liveness heartbeat, the cluster-settings refresh (package settings)
+//     and the decommission loop.
+//
+// Node lifecycle (lifecycle.go, decommission.go, status.go, client.go):
+// `kvnode node status` reads every node's record, liveness record and
+// gossip metadata (also the crdb_internal.gossip_nodes and gossip_liveness
+// views); `kvnode node drain` stops SQL, moves Raft leadership away and sets
+// the draining flag while the process stays up (SIGTERM does the same, then
+// stops); `kvnode node decommission` is checked against the quorum rule and
+// marked on the Raft leader, whose decommission loop removes the nodes from
+// the data group one at a time and marks them decommissioned (see the
+// comment at the top of decommission.go). A running node that finds itself
+// decommissioned reports it through Failed, and `kvnode start` exits.
+// Cluster settings are answered through the SQL executor's statement hook
+// (sql_lifecycle.go).
 //
 // What it deliberately does not do: it holds no SQL, Raft or gossip logic
 // of its own beyond gluing them, and it never reaches into their internals.

@@ -93,6 +93,12 @@ type nodeService interface {
 	join(context.Context, *JoinRequest) (*JoinResponse, error)
 	schemaPush(context.Context, *SchemaMessage) (*Empty, error)
 	schemaPull(context.Context, *Empty) (*SchemaMessage, error)
+	// Node lifecycle (status.go, decommission.go).
+	nodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	decommission(context.Context, *MembershipRequest) (*MembershipResponse, error)
+	recommission(context.Context, *MembershipRequest) (*MembershipResponse, error)
+	getLiveness(context.Context, *LivenessRequest) (*LivenessResponse, error)
 }
 
 func method[Req, Resp any](name string, fn func(nodeService, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
@@ -115,6 +121,11 @@ var nodeServiceDesc = grpc.ServiceDesc{
 		method("Join", nodeService.join),
 		method("SchemaPush", nodeService.schemaPush),
 		method("SchemaPull", nodeService.schemaPull),
+		method("NodeStatus", nodeService.nodeStatus),
+		method("Drain", nodeService.drain),
+		method("Decommission", nodeService.decommission),
+		method("Recommission", nodeService.recommission),
+		method("GetLiveness", nodeService.getLiveness),
 	},
 }
 
@@ -124,6 +135,12 @@ const (
 	methodJoin       = "/kvnode.Node/Join"
 	methodSchemaPush = "/kvnode.Node/SchemaPush"
 	methodSchemaPull = "/kvnode.Node/SchemaPull"
+
+	methodNodeStatus   = "/kvnode.Node/NodeStatus"
+	methodDrain        = "/kvnode.Node/Drain"
+	methodDecommission = "/kvnode.Node/Decommission"
+	methodRecommission = "/kvnode.Node/Recommission"
+	methodGetLiveness  = "/kvnode.Node/GetLiveness"
 )
 
 // rpcError turns an error into a gRPC status with the given code, keeping

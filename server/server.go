@@ -26,6 +26,7 @@ import (
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
@@ -67,6 +68,10 @@ type Server struct {
 	upOnce   sync.Once
 	draining atomic.Bool
 	failed   atomic.Pointer[error]
+
+	// life holds liveness, cluster settings, draining and decommissioning
+	// (lifecycle.go).
+	life lifecycle
 
 	stopC    chan struct{}
 	stopOnce sync.Once
@@ -264,7 +269,8 @@ func (s *Server) Replica() *kv.Replica {
 	return s.replica
 }
 
-// Failed returns the error that stopped the node's start, if any.
+// Failed returns the error that stopped the node's start, if any, or that
+// ended its membership (it was decommissioned while running).
 func (s *Server) Failed() error {
 	if e := s.failed.Load(); e != nil {
 		return *e
@@ -413,6 +419,8 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 	initial := map[string][]byte{
 		string(keyNodeIDGen): binary.BigEndian.AppendUint64(nil, 1),
 		string(nodeKey(1)):   s.localRecord(1).encode(),
+		// Every node that gets an ID gets a liveness record with it.
+		string(liveness.Key(1)): liveness.NewRecord(1, time.Now()).Encode(),
 	}
 	if err := kv.Bootstrap(s.eng, 1, initial, map[string][]byte{string(ik): iv}); err != nil {
 		return nil, err
@@ -456,6 +464,7 @@ func (s *Server) startNode() error {
 	rep, err := kv.NewReplica(kv.Config{
 		Engine: s.eng, NodeID: uint64(id.NodeID), Transport: tr, Logger: log,
 		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
+		Promote: s.allowPromote,
 	})
 	if err != nil {
 		return err
@@ -485,8 +494,14 @@ func (s *Server) startNode() error {
 		go s.publishSchemaDigest()
 	})
 	s.publishSchemaDigest()
+	s.installSQL(exec)
 	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg)})
 
+	// A decommissioned node stops here; any other starts a new liveness
+	// epoch (which needs the data group to answer).
+	if err := s.startLiveness(rep, id.NodeID); err != nil {
+		return err
+	}
 	// Serve SQL once the replica has caught up enough to answer a
 	// linearizable read.
 	if err := s.waitReplicaReady(rep); err != nil {
@@ -497,6 +512,7 @@ func (s *Server) startNode() error {
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
 	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()
+	s.startLifecycleLoops(rep, id.NodeID)
 	s.upOnce.Do(func() { close(s.up) })
 	log.Info("node is serving SQL", "sql_addr", s.SQLAddr(), "http_addr", s.HTTPAddr(),
 		"binary_version", s.binVersion.String())
@@ -624,6 +640,7 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 			ListenAddr: s.RPCAddr(), SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), StartedAt: s.startedAt,
 		},
 		Logger: s.log.With("node", id.NodeID),
+		Admit:  s.admitPeer,
 	}
 	if s.cfg.FastGossip {
 		cfg.Tuning = gossip.FastTuning()
@@ -746,7 +763,12 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 	}
 	rec := req.Node
 	rec.NodeID = int32(newID)
-	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: nodeKey(rec.NodeID), Value: rec.encode()}}); err != nil {
+	// The node record and the liveness record are written in one batch, so
+	// that no node ever has an ID without a liveness record.
+	if err := rep.Write(ctx, []kvpb.Op{
+		{Kind: kvpb.OpPut, Key: nodeKey(rec.NodeID), Value: rec.encode()},
+		{Kind: kvpb.OpCPut, Key: liveness.Key(rec.NodeID), Value: liveness.NewRecord(rec.NodeID, time.Now()).Encode(), ExpectAbsent: true},
+	}); err != nil {
 		return nil, rpcError(codes.Unavailable, err)
 	}
 	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
@@ -771,6 +793,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		if g != nil {
 			_ = g.UpdateMeta(func(m *gossip.NodeMeta) { m.Draining = true })
 		}
+		s.markLivenessDraining(ctx, time.Second)
 		if pg != nil {
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_ = pg.Drain(dctx)

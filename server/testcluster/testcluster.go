@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,13 @@ type Options struct {
 	// Verbose sends node logs to stderr (default: discarded unless
 	// KVNODE_TEST_LOGS=1).
 	Verbose bool
+	// LivenessHeartbeat and LivenessDuration tune liveness (defaults for
+	// tests: 200ms and 2s, so that a stopped node is not live within 2s).
+	LivenessHeartbeat time.Duration
+	LivenessDuration  time.Duration
+	// HoldDecommission, while true, pauses the leader's decommission loop
+	// (server.Config.TestingHoldDecommission).
+	HoldDecommission *atomic.Bool
 }
 
 // Node is one node of the cluster and its fixed addresses.
@@ -81,6 +90,9 @@ func (c *Cluster) newNode(i int) *Node {
 		ListenAddr: ports[0], GossipAddr: ports[1], SQLAddr: ports[2], HTTPAddr: ports[3],
 		Logger: log, RaftTickInterval: 20 * time.Millisecond, RaftLogRetain: c.opts.RaftLogRetain,
 		FastGossip: true, SchemaSyncEvery: 100 * time.Millisecond,
+		LivenessHeartbeat:       cmp.Or(c.opts.LivenessHeartbeat, 200*time.Millisecond),
+		LivenessDuration:        cmp.Or(c.opts.LivenessDuration, 2*time.Second),
+		TestingHoldDecommission: c.opts.HoldDecommission,
 	}}
 }
 

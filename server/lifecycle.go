@@ -1,0 +1,296 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/gossip"
+	"github.com/kvnode/kvnode/kv"
+	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/settings"
+)
+
+// lifecycle holds the node-lifecycle parts of a Server: liveness, cluster
+// settings, decommissioning and draining. Its fields are set once the node
+// has an identity; readers load the atomics and handle nil.
+type lifecycle struct {
+	once sync.Once
+
+	settings           *settings.Registry
+	timeUntilStoreDead *settings.DurationSetting
+	autoUpgrade        *settings.BoolSetting
+	preserveDowngrade  *settings.StringSetting
+
+	rep atomic.Pointer[kv.Replica]
+	nl  atomic.Pointer[liveness.NodeLiveness]
+
+	// decomMu serializes, on the Raft leader, the decommission loop with
+	// decommission and recommission requests, so that a node is never
+	// recommissioned between the loop's check and its removal.
+	decomMu sync.Mutex
+	// lastWarn rate-limits the decommission loop's warnings.
+	lastWarn time.Time
+	// lastPeerCheck rate-limits asking peers whether this node was
+	// decommissioned while its heartbeats fail.
+	lastPeerCheck time.Time
+	leftCluster   atomic.Bool
+}
+
+// lc returns the node's lifecycle parts, creating the settings registry on
+// first use.
+func (s *Server) lc() *lifecycle {
+	s.life.once.Do(func() {
+		r := settings.NewRegistry(s.log)
+		s.life.settings = r
+		s.life.timeUntilStoreDead = r.RegisterDuration("server.time_until_store_dead",
+			"the time after which a node that is not live is considered dead", 5*time.Minute,
+			settings.MinDuration(time.Second))
+		s.life.autoUpgrade = r.RegisterBool("cluster.auto_upgrade.enabled",
+			"disable automatic cluster version upgrade until reset", true)
+		s.life.preserveDowngrade = r.RegisterString("cluster.preserve_downgrade_option",
+			"disable (automatic or manual) cluster version upgrade from the specified version until reset", "", nil)
+	})
+	return &s.life
+}
+
+// Settings returns the node's cluster settings.
+func (s *Server) Settings() *settings.Registry { return s.lc().settings }
+
+// TimeUntilStoreDead returns the current value of
+// server.time_until_store_dead.
+func (s *Server) TimeUntilStoreDead() time.Duration { return s.lc().timeUntilStoreDead.Get() }
+
+// Liveness returns the node's liveness (nil before the node has started).
+func (s *Server) Liveness() *liveness.NodeLiveness { return s.lc().nl.Load() }
+
+// startLiveness runs once the replica exists, before the node serves: it
+// refuses to go on if this node was decommissioned, then starts a new
+// liveness epoch (waiting for the data group to answer).
+func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
+	lc := s.lc()
+	lc.rep.Store(rep)
+	lc.settings.Bind(rep)
+	if err := s.checkNotDecommissioned(rep, id); err != nil {
+		return err
+	}
+	nl := liveness.New(liveness.Config{
+		DB: rep, NodeID: id, HeartbeatInterval: s.cfg.LivenessHeartbeat, LivenessDuration: s.cfg.LivenessDuration,
+		Logger: s.log.With("node", id),
+	})
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rec, err := nl.Start(ctx)
+		cancel()
+		if err == nil {
+			lc.nl.Store(nl)
+			s.log.Info("node is live", "node", id, "epoch", rec.Epoch)
+			return nil
+		}
+		if errors.Is(err, liveness.ErrDecommissioned) {
+			return s.decommissionedError(id)
+		}
+		if attempt%10 == 9 {
+			s.log.Warn("waiting to write this node's liveness record (is a majority of voters up?)", "err", err)
+		}
+		select {
+		case <-s.stopC:
+			return errStopping
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// checkNotDecommissioned reads this node's liveness record, through the
+// local replica if it can still read (it cannot once it was removed from
+// the data group) or else from any peer, and refuses a decommissioned
+// node. It waits until one of them answers.
+func (s *Server) checkNotDecommissioned(rep *kv.Replica, id int32) error {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		rec, found, err := liveness.Get(ctx, rep, id)
+		cancel()
+		if err == nil {
+			if found && rec.Membership == liveness.Decommissioned {
+				return s.decommissionedError(id)
+			}
+			return nil
+		}
+		if rec, found, ok := s.askPeersForLiveness(id); ok {
+			if found && rec.Membership == liveness.Decommissioned {
+				return s.decommissionedError(id)
+			}
+			return nil
+		}
+		if attempt%10 == 9 {
+			s.log.Warn("waiting for the data Raft group or a peer to answer (is a majority of voters up?)", "err", err)
+		}
+		select {
+		case <-s.stopC:
+			return errStopping
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) decommissionedError(id int32) error {
+	return errors.WithHintf(errors.Mark(errors.Newf(
+		"node %d is decommissioned: it was removed from the cluster for good and may not rejoin", id),
+		liveness.ErrDecommissioned),
+		"node IDs are never reused: to run a node on this machine again, start it with a new, empty --store (not %s) so that it joins as a new node",
+		s.cfg.Store)
+}
+
+// askPeersForLiveness asks the other nodes (the --join addresses and every
+// known node record) for node id's liveness record. ok is false if none
+// answered.
+func (s *Server) askPeersForLiveness(id int32) (rec liveness.Record, found, ok bool) {
+	addrs := map[string]bool{}
+	for _, a := range s.otherJoinAddrs() {
+		addrs[a] = true
+	}
+	for nid, r := range s.nodeRecords() {
+		if nid != id && r.ListenAddr != "" && r.ListenAddr != s.RPCAddr() {
+			addrs[r.ListenAddr] = true
+		}
+	}
+	for a := range addrs {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var resp LivenessResponse
+		err := s.pool.Invoke(ctx, a, methodGetLiveness, &LivenessRequest{NodeID: id}, &resp)
+		cancel()
+		if err == nil {
+			return resp.Record, resp.Found, true
+		}
+	}
+	return liveness.Record{}, false, false
+}
+
+// startLifecycleLoops starts the heartbeat, the settings refresh and the
+// decommission loop; they end with the node.
+func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) {
+	lc := s.lc()
+	nl := lc.nl.Load()
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); nl.Run(s.stopC, func(err error) { s.heartbeatFailed(nl, id, err) }) }()
+	go func() { defer s.wg.Done(); lc.settings.Run(s.stopC) }()
+	go func() { defer s.wg.Done(); s.decommissionLoop(rep, id) }()
+}
+
+// heartbeatFailed decides, when heartbeats fail for longer than the
+// liveness duration, whether this node has been decommissioned (it can no
+// longer reach the data group then), by asking its peers. A decommissioned
+// node reports so through Failed, and `kvnode start` exits.
+func (s *Server) heartbeatFailed(nl *liveness.NodeLiveness, id int32, err error) {
+	lc := s.lc()
+	if lc.leftCluster.Load() {
+		return
+	}
+	decommissioned := errors.Is(err, liveness.ErrDecommissioned)
+	if !decommissioned {
+		if time.Since(nl.LastHeartbeat()) < nl.LivenessDuration() || time.Since(lc.lastPeerCheck) < nl.LivenessDuration() {
+			return
+		}
+		lc.lastPeerCheck = time.Now()
+		s.log.Warn("liveness heartbeats are failing; is this node still a member of the cluster?", "err", err)
+		rec, found, ok := s.askPeersForLiveness(id)
+		decommissioned = ok && found && rec.Membership == liveness.Decommissioned
+	}
+	if !decommissioned {
+		return
+	}
+	lc.leftCluster.Store(true)
+	ferr := s.decommissionedError(id)
+	s.log.Error("this node has been decommissioned; it no longer serves and should be stopped", "err", ferr.Error())
+	s.draining.Store(true)
+	s.failed.Store(&ferr)
+}
+
+// allowPromote is the data group's promotion gate (kv.Config.Promote): a
+// learner whose membership is not active is never promoted to voter. It
+// runs in the Ready loop, so it reads only the local applied state.
+func (s *Server) allowPromote(id uint64) bool {
+	rep := s.lc().rep.Load()
+	if rep == nil {
+		return false
+	}
+	v, found, err := rep.GetLocal(liveness.Key(int32(id)))
+	if err != nil {
+		return false
+	}
+	if !found {
+		return true
+	}
+	rec, err := liveness.Decode(v)
+	return err == nil && rec.Membership == liveness.Active
+}
+
+// admitPeer is the gossip admission hook: a decommissioned node is kept out
+// of gossip (it is also refused at start and ignored by Raft). It reads the
+// local applied state only: it runs under memberlist's lock.
+func (s *Server) admitPeer(m gossip.NodeMeta) error {
+	rep := s.lc().rep.Load()
+	if rep == nil {
+		return nil
+	}
+	v, found, err := rep.GetLocal(liveness.Key(m.NodeID))
+	if err != nil || !found {
+		return nil
+	}
+	if rec, err := liveness.Decode(v); err == nil && rec.Membership == liveness.Decommissioned {
+		return errors.Newf("node %d is decommissioned", m.NodeID)
+	}
+	return nil
+}
+
+// markLivenessDraining records in this node's liveness record that it
+// drains, best effort, bounded by ctx and limit (a node that stops when
+// the cluster has lost its majority must not wait long for it).
+func (s *Server) markLivenessDraining(ctx context.Context, limit time.Duration) {
+	nl := s.lc().nl.Load()
+	rep := s.lc().rep.Load()
+	if nl == nil || rep == nil || s.lc().leftCluster.Load() || rep.Status().Leader == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if err := nl.SetDraining(cctx, true); err != nil {
+		s.log.Warn("could not record draining in this node's liveness record", "err", err)
+	}
+}
+
+// drainNode is `kvnode node drain`: stop accepting SQL connections, let
+// open ones finish (closing them at their next idle point), move Raft
+// leadership away, report not ready, and stay up. It returns how many SQL
+// connections were open when it began.
+func (s *Server) drainNode(ctx context.Context) (int, error) {
+	s.draining.Store(true)
+	s.mu.Lock()
+	g, rep, pg := s.gossip, s.replica, s.pg
+	s.mu.Unlock()
+	if g != nil {
+		if err := g.UpdateMeta(func(m *gossip.NodeMeta) { m.Draining = true }); err != nil {
+			s.log.Debug("gossiping draining", "err", err)
+		}
+	}
+	s.markLivenessDraining(ctx, 3*time.Second)
+	open := 0
+	if pg != nil {
+		open = pg.NumConns()
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := pg.Drain(dctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("drain: closed SQL connections that did not finish in time", "err", err)
+		}
+	}
+	if rep != nil {
+		s.transferLeadershipAway(ctx, rep)
+	}
+	s.log.Info("node drained: it accepts no SQL connections and leads no Raft group; it stays up until stopped",
+		"closed_connections", open)
+	return open, nil
+}

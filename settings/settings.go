@@ -1,0 +1,594 @@
+package settings
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// DB is what settings needs from the replicated data plane.
+type DB interface {
+	Scan(ctx context.Context, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error)
+	Write(ctx context.Context, ops []kvpb.Op) error
+}
+
+var _ DB = kvpb.DB(nil)
+
+// RefreshInterval is how often a node re-reads every setting.
+const RefreshInterval = 500 * time.Millisecond
+
+// Type is a setting's type; its string is CockroachDB's one-letter
+// setting_type.
+type Type string
+
+// The setting types.
+const (
+	Bool     Type = "b"
+	Int      Type = "i"
+	Duration Type = "d"
+	String   Type = "s"
+)
+
+// Name is the type's name in error messages.
+func (t Type) Name() string {
+	switch t {
+	case Bool:
+		return "bool"
+	case Int:
+		return "int"
+	case Duration:
+		return "duration"
+	default:
+		return "string"
+	}
+}
+
+var (
+	keyPrefix    = []byte("\x02setting/")
+	keyPrefixEnd = []byte("\x02setting0")
+)
+
+// Key returns the replicated key of a setting.
+func Key(name string) []byte { return append(append([]byte(nil), keyPrefix...), name...) }
+
+// def is one registered setting.
+type def struct {
+	name, desc string
+	typ        Type
+	dflt       any
+	// validate checks a decoded value (nil: any value of the type).
+	validate func(any) error
+	// exampleHint says how to write a value of this setting.
+	example string
+}
+
+// Registry holds one node's settings and their current values.
+type Registry struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	defs    map[string]*def
+	db      DB
+	values  map[string]any // decoded stored values; absent: default
+	gen     uint64         // bumped by every local Set/Reset
+	fresher time.Time      // when values were last read from the store
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{log: log, defs: map[string]*def{}, values: map[string]any{}}
+}
+
+// Bind connects the registry to the replicated store. Until then every
+// setting reads as its default and Set fails.
+func (r *Registry) Bind(db DB) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.db = db
+}
+
+func (r *Registry) register(d *def) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.defs[d.name]; dup {
+		panic(errors.AssertionFailedf("cluster setting %q registered twice", d.name))
+	}
+	if d.validate != nil {
+		if err := d.validate(d.dflt); err != nil {
+			panic(errors.NewAssertionErrorWithWrappedErrf(err, "default of cluster setting %q", d.name))
+		}
+	}
+	r.defs[d.name] = d
+}
+
+func (r *Registry) get(name string) any {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if v, ok := r.values[name]; ok {
+		return v
+	}
+	return r.defs[name].dflt
+}
+
+// BoolSetting is a registered bool setting.
+type BoolSetting struct {
+	r    *Registry
+	name string
+}
+
+// Get returns the current value.
+func (s *BoolSetting) Get() bool { return s.r.get(s.name).(bool) }
+
+// Name returns the setting's name.
+func (s *BoolSetting) Name() string { return s.name }
+
+// IntSetting is a registered int setting.
+type IntSetting struct {
+	r    *Registry
+	name string
+}
+
+// Get returns the current value.
+func (s *IntSetting) Get() int64 { return s.r.get(s.name).(int64) }
+
+// Name returns the setting's name.
+func (s *IntSetting) Name() string { return s.name }
+
+// DurationSetting is a registered duration setting.
+type DurationSetting struct {
+	r    *Registry
+	name string
+}
+
+// Get returns the current value.
+func (s *DurationSetting) Get() time.Duration { return s.r.get(s.name).(time.Duration) }
+
+// Name returns the setting's name.
+func (s *DurationSetting) Name() string { return s.name }
+
+// StringSetting is a registered string setting.
+type StringSetting struct {
+	r    *Registry
+	name string
+}
+
+// Get returns the current value.
+func (s *StringSetting) Get() string { return s.r.get(s.name).(string) }
+
+// Name returns the setting's name.
+func (s *StringSetting) Name() string { return s.name }
+
+// RegisterBool registers a bool setting.
+func (r *Registry) RegisterBool(name, desc string, dflt bool) *BoolSetting {
+	r.register(&def{name: name, desc: desc, typ: Bool, dflt: dflt, example: "true or false"})
+	return &BoolSetting{r: r, name: name}
+}
+
+// RegisterInt registers an int setting; validate (optional) checks values.
+func (r *Registry) RegisterInt(name, desc string, dflt int64, validate func(int64) error) *IntSetting {
+	d := &def{name: name, desc: desc, typ: Int, dflt: dflt, example: "an integer such as 42"}
+	if validate != nil {
+		d.validate = func(v any) error { return validate(v.(int64)) }
+	}
+	r.register(d)
+	return &IntSetting{r: r, name: name}
+}
+
+// RegisterDuration registers a duration setting; validate (optional)
+// checks values.
+func (r *Registry) RegisterDuration(name, desc string, dflt time.Duration, validate func(time.Duration) error) *DurationSetting {
+	d := &def{name: name, desc: desc, typ: Duration, dflt: dflt, example: "a duration in quotes, such as '90s' or '10m'"}
+	if validate != nil {
+		d.validate = func(v any) error { return validate(v.(time.Duration)) }
+	}
+	r.register(d)
+	return &DurationSetting{r: r, name: name}
+}
+
+// RegisterString registers a string setting; validate (optional) checks
+// values.
+func (r *Registry) RegisterString(name, desc, dflt string, validate func(string) error) *StringSetting {
+	d := &def{name: name, desc: desc, typ: String, dflt: dflt, example: "a string in quotes"}
+	if validate != nil {
+		d.validate = func(v any) error { return validate(v.(string)) }
+	}
+	r.register(d)
+	return &StringSetting{r: r, name: name}
+}
+
+// MinDuration returns a validator that refuses durations below min.
+func MinDuration(min time.Duration) func(time.Duration) error {
+	return func(d time.Duration) error {
+		if d < min {
+			return errors.Newf("must be at least %s", min)
+		}
+		return nil
+	}
+}
+
+// Encode returns the stored text of a value of type t.
+func Encode(t Type, v any) string {
+	switch t {
+	case Bool:
+		return strconv.FormatBool(v.(bool))
+	case Int:
+		return strconv.FormatInt(v.(int64), 10)
+	case Duration:
+		return v.(time.Duration).String()
+	default:
+		return v.(string)
+	}
+}
+
+// decode parses stored text of type t.
+func decode(t Type, s string) (any, error) {
+	switch t {
+	case Bool:
+		return strconv.ParseBool(s)
+	case Int:
+		return strconv.ParseInt(s, 10, 64)
+	case Duration:
+		return time.ParseDuration(s)
+	default:
+		return s, nil
+	}
+}
+
+// fromDatum converts the value of SET CLUSTER SETTING to the setting's
+// type. A string converts to any type if it parses as one (like
+// CockroachDB's untyped string constants); other values must have the
+// setting's type.
+func fromDatum(d *def, v types.Datum) (any, error) {
+	wrongType := func() error {
+		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
+			"cluster setting %q has type %s; %s has type %s", d.name, d.typ.Name(), types.FormatText(v), datumTypeName(v)),
+			"write %s", d.example)
+	}
+	unparsable := func(err error) error {
+		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
+			"cluster setting %q has type %s; %q is not a valid %s: %v", d.name, d.typ.Name(), v, d.typ.Name(), err),
+			"write %s", d.example)
+	}
+	if v == nil {
+		return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
+			"cluster setting %q cannot be NULL", d.name), "RESET CLUSTER SETTING %s restores its default", d.name)
+	}
+	switch d.typ {
+	case Bool:
+		switch x := v.(type) {
+		case bool:
+			return x, nil
+		case string:
+			b, err := strconv.ParseBool(strings.TrimSpace(x))
+			if err != nil {
+				return nil, unparsable(errors.New("want true or false"))
+			}
+			return b, nil
+		}
+	case Int:
+		switch x := v.(type) {
+		case int64:
+			return x, nil
+		case string:
+			i, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+			if err != nil {
+				return nil, unparsable(errors.New("want an integer"))
+			}
+			return i, nil
+		}
+	case Duration:
+		if x, ok := v.(string); ok {
+			dur, err := time.ParseDuration(strings.TrimSpace(x))
+			if err != nil {
+				return nil, unparsable(errors.New("want a number with a unit: ns, us, ms, s, m or h"))
+			}
+			return dur, nil
+		}
+	case String:
+		if x, ok := v.(string); ok {
+			return x, nil
+		}
+	}
+	return nil, wrongType()
+}
+
+func datumTypeName(v types.Datum) string {
+	switch v.(type) {
+	case int64:
+		return "INT"
+	case float64:
+		return "FLOAT"
+	case bool:
+		return "BOOL"
+	case []byte:
+		return "BYTES"
+	default:
+		return "STRING"
+	}
+}
+
+// unknown is the error for a name that is not a registered setting.
+func (r *Registry) unknown(name string) error {
+	err := pgerror.Newf(pgerror.CodeUndefinedObject, "unknown cluster setting %q", name)
+	if sim := r.similar(name); len(sim) > 0 {
+		return pgerror.WithHintf(err, "did you mean %s? SHOW ALL CLUSTER SETTINGS lists every setting", strings.Join(sim, " or "))
+	}
+	return pgerror.WithHintf(err, "SHOW ALL CLUSTER SETTINGS lists every setting")
+}
+
+// Lookup reports whether name is a registered setting.
+func (r *Registry) Lookup(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.defs[strings.ToLower(name)]
+	return ok
+}
+
+func (r *Registry) def(name string) (*def, error) {
+	r.mu.RLock()
+	d, ok := r.defs[strings.ToLower(name)]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, r.unknown(name)
+	}
+	return d, nil
+}
+
+// Set validates v for setting name and stores it. Nothing is written if it
+// is refused.
+func (r *Registry) Set(ctx context.Context, name string, v types.Datum) error {
+	d, err := r.def(name)
+	if err != nil {
+		return err
+	}
+	val, err := fromDatum(d, v)
+	if err != nil {
+		return err
+	}
+	if d.validate != nil {
+		if verr := d.validate(val); verr != nil {
+			return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
+				"invalid value for cluster setting %q: %v", d.name, verr), "write %s", d.example)
+		}
+	}
+	return r.write(ctx, d, val)
+}
+
+// Reset restores setting name's default.
+func (r *Registry) Reset(ctx context.Context, name string) error {
+	d, err := r.def(name)
+	if err != nil {
+		return err
+	}
+	return r.write(ctx, d, nil)
+}
+
+func (r *Registry) write(ctx context.Context, d *def, val any) error {
+	r.mu.RLock()
+	db := r.db
+	r.mu.RUnlock()
+	if db == nil {
+		return pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState, "cluster settings are not available until the node has joined a cluster")
+	}
+	op := kvpb.Op{Kind: kvpb.OpDelete, Key: Key(d.name)}
+	if val != nil {
+		op = kvpb.Op{Kind: kvpb.OpPut, Key: Key(d.name), Value: []byte(Encode(d.typ, val))}
+	}
+	if err := db.Write(ctx, []kvpb.Op{op}); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	if val == nil {
+		delete(r.values, d.name)
+	} else {
+		r.values[d.name] = val
+	}
+	return nil
+}
+
+// Refresh re-reads every setting from the store (linearizable).
+func (r *Registry) Refresh(ctx context.Context) error {
+	r.mu.RLock()
+	db, gen := r.db, r.gen
+	r.mu.RUnlock()
+	if db == nil {
+		return nil
+	}
+	kvs, err := db.Scan(ctx, keyPrefix, keyPrefixEnd, 0, false)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen != gen {
+		return nil // a local Set raced with the scan; the next refresh sees it
+	}
+	vals := map[string]any{}
+	for _, e := range kvs {
+		name := string(e.Key[len(keyPrefix):])
+		d, ok := r.defs[name]
+		if !ok {
+			continue // a setting of another release: kept in the store, ignored here
+		}
+		v, err := decode(d.typ, string(e.Value))
+		if err == nil && d.validate != nil {
+			err = d.validate(v)
+		}
+		if err != nil {
+			r.log.Warn("ignoring an unreadable stored cluster setting; using its default", "setting", name, "err", err)
+			continue
+		}
+		vals[name] = v
+	}
+	r.values = vals
+	r.fresher = time.Now()
+	return nil
+}
+
+// Run refreshes every RefreshInterval until stop is closed.
+func (r *Registry) Run(stop <-chan struct{}) {
+	t := time.NewTicker(RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := r.Refresh(ctx); err != nil {
+			r.log.Debug("refreshing cluster settings", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Value is one setting as SHOW reports it.
+type Value struct {
+	Name, Description string
+	Type              Type
+	// Datum is the value as SQL returns it from SHOW CLUSTER SETTING: bool,
+	// int64, or string (durations as text, e.g. "5m0s").
+	Datum types.Datum
+	// Text is the value as SHOW ALL CLUSTER SETTINGS prints it.
+	Text string
+	// Default is the default's text.
+	Default string
+}
+
+func (r *Registry) valueLocked(d *def) Value {
+	v, ok := r.values[d.name]
+	if !ok {
+		v = d.dflt
+	}
+	out := Value{Name: d.name, Description: d.desc, Type: d.typ, Text: Encode(d.typ, v), Default: Encode(d.typ, d.dflt)}
+	switch d.typ {
+	case Bool, Int:
+		out.Datum = v
+	default:
+		out.Datum = out.Text
+	}
+	return out
+}
+
+// Show returns setting name's current value, refreshed from the store
+// first (if it cannot be read, the node's cached value).
+func (r *Registry) Show(ctx context.Context, name string) (Value, error) {
+	d, err := r.def(name)
+	if err != nil {
+		return Value{}, err
+	}
+	r.refreshForShow(ctx)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.valueLocked(d), nil
+}
+
+// Describe returns setting name's description and type without reading
+// the store.
+func (r *Registry) Describe(name string) (Value, error) {
+	d, err := r.def(name)
+	if err != nil {
+		return Value{}, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.valueLocked(d), nil
+}
+
+// All returns every setting, ordered by name, refreshed from the store
+// first.
+func (r *Registry) All(ctx context.Context) []Value {
+	r.refreshForShow(ctx)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Value, 0, len(r.defs))
+	for _, d := range r.defs {
+		out = append(out, r.valueLocked(d))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (r *Registry) refreshForShow(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.Refresh(cctx); err != nil {
+		r.log.Warn("cluster settings could not be refreshed; showing this node's cached values", "err", err)
+	}
+}
+
+// similar returns up to three registered names close to name.
+func (r *Registry) similar(name string) []string {
+	name = strings.ToLower(name)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	type cand struct {
+		n    string
+		dist int
+	}
+	var cs []cand
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	for n := range r.defs {
+		dist := levenshtein(name, n)
+		nl := n[strings.LastIndexByte(n, '.')+1:]
+		switch {
+		case dist <= max(3, len(n)/4):
+		case strings.Contains(n, name) || (len(last) >= 4 && strings.Contains(n, last)) || (len(nl) >= 4 && strings.Contains(name, nl)):
+			dist += 100
+		default:
+			continue
+		}
+		cs = append(cs, cand{n, dist})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].dist != cs[j].dist {
+			return cs[i].dist < cs[j].dist
+		}
+		return cs[i].n < cs[j].n
+	})
+	var out []string
+	for i := 0; i < len(cs) && i < 3; i++ {
+		out = append(out, cs[i].n)
+	}
+	return out
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// String implements fmt.Stringer for debugging.
+func (v Value) String() string { return fmt.Sprintf("%s = %s (%s)", v.Name, v.Text, v.Type.Name()) }

@@ -1,0 +1,160 @@
+package settings
+
+import (
+	"bytes"
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/pgerror"
+)
+
+type memDB struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (d *memDB) Scan(_ context.Context, start, end []byte, _ int, _ bool) ([]kvpb.KeyValue, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []kvpb.KeyValue
+	for k, v := range d.m {
+		if k >= string(start) && k < string(end) {
+			out = append(out, kvpb.KeyValue{Key: []byte(k), Value: bytes.Clone(v)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].Key, out[j].Key) < 0 })
+	return out, nil
+}
+
+func (d *memDB) Write(_ context.Context, ops []kvpb.Op) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, op := range ops {
+		switch op.Kind {
+		case kvpb.OpPut:
+			d.m[string(op.Key)] = bytes.Clone(op.Value)
+		case kvpb.OpDelete:
+			delete(d.m, string(op.Key))
+		}
+	}
+	return nil
+}
+
+type testSettings struct {
+	r    *Registry
+	dead *DurationSetting
+	auto *BoolSetting
+	pdo  *StringSetting
+	n    *IntSetting
+}
+
+func newTestSettings(db DB) testSettings {
+	r := NewRegistry(nil)
+	r.Bind(db)
+	return testSettings{
+		r:    r,
+		dead: r.RegisterDuration("server.time_until_store_dead", "d", 5*time.Minute, MinDuration(time.Second)),
+		auto: r.RegisterBool("cluster.auto_upgrade.enabled", "b", true),
+		pdo:  r.RegisterString("cluster.preserve_downgrade_option", "s", "", nil),
+		n:    r.RegisterInt("test.count", "i", 3, nil),
+	}
+}
+
+func TestSetShowResetAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	db := &memDB{m: map[string][]byte{}}
+	a, b := newTestSettings(db), newTestSettings(db)
+	if a.dead.Get() != 5*time.Minute || !a.auto.Get() || a.pdo.Get() != "" || a.n.Get() != 3 {
+		t.Fatal("defaults")
+	}
+	for _, tc := range []struct {
+		name string
+		v    any
+	}{
+		{"server.time_until_store_dead", "90s"},
+		{"cluster.auto_upgrade.enabled", false},
+		{"cluster.preserve_downgrade_option", "1.1"},
+		{"test.count", int64(7)},
+	} {
+		if err := a.r.Set(ctx, tc.name, tc.v); err != nil {
+			t.Fatalf("SET %s: %v", tc.name, err)
+		}
+	}
+	// The writer sees its writes at once; another node after a refresh.
+	if a.dead.Get() != 90*time.Second || a.auto.Get() {
+		t.Fatal("the writer's cache was not updated")
+	}
+	if b.dead.Get() != 5*time.Minute {
+		t.Fatal("b changed before refreshing")
+	}
+	if err := b.r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.dead.Get() != 90*time.Second || b.auto.Get() || b.pdo.Get() != "1.1" || b.n.Get() != 7 {
+		t.Fatal("b did not see the values after a refresh")
+	}
+	v, err := b.r.Show(ctx, "SERVER.time_until_store_dead")
+	if err != nil || v.Datum != "1m30s" || v.Type != Duration {
+		t.Fatalf("show: %+v %v", v, err)
+	}
+	if err := b.r.Reset(ctx, "server.time_until_store_dead"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := a.r.Show(ctx, "server.time_until_store_dead"); v.Text != "5m0s" {
+		t.Fatalf("after reset: %+v", v)
+	}
+	all := a.r.All(ctx)
+	if len(all) != 4 || all[0].Name != "cluster.auto_upgrade.enabled" || all[0].Text != "false" || all[0].Type != Bool {
+		t.Fatalf("all: %v", all)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	db := &memDB{m: map[string][]byte{}}
+	s := newTestSettings(db)
+	for _, tc := range []struct {
+		name, setting string
+		v             any
+		code, want    string
+	}{
+		{"unknown name with a similar one", "server.time_until_store_ded", "1m", pgerror.CodeUndefinedObject, "did you mean server.time_until_store_dead"},
+		{"unknown name by its last part", "auto_upgrade.enabled", true, pgerror.CodeUndefinedObject, "cluster.auto_upgrade.enabled"},
+		{"unknown name, nothing similar", "zzz", true, pgerror.CodeUndefinedObject, "SHOW ALL CLUSTER SETTINGS"},
+		{"int for a duration", "server.time_until_store_dead", int64(5), pgerror.CodeInvalidParameterValue, "has type duration"},
+		{"bad duration text", "server.time_until_store_dead", "soon", pgerror.CodeInvalidParameterValue, "not a valid duration"},
+		{"duration below the minimum", "server.time_until_store_dead", "500ms", pgerror.CodeInvalidParameterValue, "at least 1s"},
+		{"string for a bool", "cluster.auto_upgrade.enabled", "maybe", pgerror.CodeInvalidParameterValue, "has type bool"},
+		{"float for an int", "test.count", 1.5, pgerror.CodeInvalidParameterValue, "has type int"},
+		{"number for a string", "cluster.preserve_downgrade_option", int64(1), pgerror.CodeInvalidParameterValue, "has type string"},
+		{"NULL", "test.count", nil, pgerror.CodeInvalidParameterValue, "cannot be NULL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.r.Set(ctx, tc.setting, tc.v)
+			msg := err.Error() + " " + errors.FlattenHints(err)
+			if pgerror.GetCode(err) != tc.code || !strings.Contains(msg, tc.want) {
+				t.Fatalf("got %s %q, want %s containing %q", pgerror.GetCode(err), msg, tc.code, tc.want)
+			}
+		})
+	}
+	if len(db.m) != 0 {
+		t.Fatalf("refused SETs wrote %v", db.m)
+	}
+	// Strings that parse as the type are accepted, like CockroachDB's
+	// untyped constants.
+	if err := s.r.Set(ctx, "cluster.auto_upgrade.enabled", "false"); err != nil || s.auto.Get() {
+		t.Fatalf("string for a bool: %v", err)
+	}
+	// A stored value this release cannot read falls back to the default.
+	db.m[string(Key("test.count"))] = []byte("lots")
+	if err := s.r.Refresh(ctx); err != nil || s.n.Get() != 3 {
+		t.Fatalf("unreadable stored value: %v %d", err, s.n.Get())
+	}
+}
