@@ -129,6 +129,7 @@ type proposal struct {
 
 // fwdReq carries proposals a follower forwarded to this (leader) node.
 type fwdReq struct {
+	from  uint64
 	term  uint64
 	datas [][]byte
 	done  chan []bool
@@ -228,8 +229,8 @@ func NewReplica(cfg Config) (*Replica, error) {
 	t.snapshotStatus = func(to uint64, s raft.SnapshotStatus) {
 		r.report(func() { r.rn.ReportSnapshot(to, s) })
 	}
-	t.forwarded = func(ctx context.Context, term uint64, datas [][]byte) ([]bool, error) {
-		req := &fwdReq{term: term, datas: datas, done: make(chan []bool, 1)}
+	t.forwarded = func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error) {
+		req := &fwdReq{from: from, term: term, datas: datas, done: make(chan []bool, 1)}
 		select {
 		case r.fwdC <- req:
 		case <-ctx.Done():
@@ -416,11 +417,16 @@ func (r *Replica) flushProposals() {
 }
 
 // proposeForwarded appends proposals forwarded by a follower, if this node
-// is still the leader of the term the follower saw.
+// is still the leader of the term the follower saw and the follower is still
+// a member (a node removed by decommissioning must not write).
 func (r *Replica) proposeForwarded(f *fwdReq) []bool {
 	acc := make([]bool, len(f.datas))
 	st := r.rn.BasicStatus()
 	if st.RaftState != raft.StateLeader || st.Term != f.term {
+		return acc
+	}
+	if cs := r.applied.ConfState; !contains(cs.Voters, f.from) && !contains(cs.Learners, f.from) {
+		r.log.Warn("refusing proposals forwarded by a node that is not a member", "from", f.from)
 		return acc
 	}
 	for i, d := range f.datas {

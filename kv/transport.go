@@ -68,6 +68,7 @@ type empty struct{}
 // ForwardRequest carries proposals from a follower to the leader of Term.
 type ForwardRequest struct {
 	ClusterID string
+	From      uint64
 	Term      uint64
 	Datas     [][]byte
 }
@@ -75,6 +76,7 @@ type ForwardRequest struct {
 // Marshal implements the rpc codec's self-marshaling interface.
 func (f *ForwardRequest) Marshal() ([]byte, error) {
 	out := appendBytes(nil, []byte(f.ClusterID))
+	out = binary.AppendUvarint(out, f.From)
 	out = binary.AppendUvarint(out, f.Term)
 	out = binary.AppendUvarint(out, uint64(len(f.Datas)))
 	for _, d := range f.Datas {
@@ -87,6 +89,7 @@ func (f *ForwardRequest) Marshal() ([]byte, error) {
 func (f *ForwardRequest) Unmarshal(data []byte) error {
 	d := &decoder{b: data}
 	f.ClusterID = string(d.bytes())
+	f.From = d.uvarint()
 	f.Term = d.uvarint()
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(data)) {
@@ -115,7 +118,7 @@ func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]
 		return nil, errors.Newf("no address known for leader node %d", leader)
 	}
 	var resp ForwardResponse
-	req := &ForwardRequest{ClusterID: t.clusterID, Term: term, Datas: datas}
+	req := &ForwardRequest{ClusterID: t.clusterID, From: t.nodeID, Term: term, Datas: datas}
 	if err := t.pool.Invoke(ctx, addr, "/kvnode.Raft/Propose", req, &resp); err != nil {
 		return nil, err
 	}
@@ -144,7 +147,7 @@ type Transport struct {
 	deliver        func(msgs []raftpb.Message)
 	unreachable    func(to uint64)
 	snapshotStatus func(to uint64, st raft.SnapshotStatus)
-	forwarded      func(ctx context.Context, term uint64, datas [][]byte) ([]bool, error)
+	forwarded      func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error)
 
 	mu     sync.Mutex
 	peers  map[uint64]*peer
@@ -209,7 +212,7 @@ var raftServiceDesc = grpc.ServiceDesc{
 			if t.forwarded == nil {
 				return nil, ErrNotJoined
 			}
-			acc, err := t.forwarded(ctx, req.Term, req.Datas)
+			acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas)
 			if err != nil {
 				return nil, err
 			}
