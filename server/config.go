@@ -23,6 +23,9 @@ type Config struct {
 	RaftLogRetain    uint64        // default 10000 entries
 	FastGossip       bool          // memberlist timers for in-process tests
 	SchemaSyncEvery  time.Duration // default 500ms
+	// AutoUpgradeInterval is how often the auto-upgrade loop looks
+	// (default 10s; it backs off to 6x that while blocked).
+	AutoUpgradeInterval time.Duration
 	// Liveness: how often a node heartbeats its liveness record (default
 	// 1.5s) and for how long each heartbeat makes it live (default 4.5s).
 	LivenessHeartbeat time.Duration

@@ -13,6 +13,7 @@ import (
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", s.serveHealth)
+	mux.HandleFunc("/_status/upgrade", s.serveUpgradeStatus)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	// Profiles, as every Go server offers them: the HTTP address is meant
 	// for operators (it binds to loopback by default).
@@ -21,6 +22,18 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/", s.serveStatus)
 	return mux
+}
+
+// serveUpgradeStatus is the JSON twin of SHOW UPGRADE STATUS.
+func (s *Server) serveUpgradeStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	st, err := s.UpgradeStatus(r.Context())
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": err.Error()})
+		return
+	}
+	_, _ = w.Write(st.json())
 }
 
 // readiness says whether the node serves SQL, and if not, why.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/server/autoupgrade"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +54,13 @@ func (s *Server) lc() *lifecycle {
 		s.life.autoUpgrade = r.RegisterBool("cluster.auto_upgrade.enabled",
 			"disable automatic cluster version upgrade until reset", true)
 		s.life.preserveDowngrade = r.RegisterString("cluster.preserve_downgrade_option",
-			"disable (automatic or manual) cluster version upgrade from the specified version until reset", "", nil)
+			"disable (automatic or manual) cluster version upgrade from the specified version until reset", "",
+			func(v string) error {
+				if v == "" {
+					return nil
+				}
+				return autoupgrade.ValidatePreserve(s.ActiveVersion(), v)
+			})
 	})
 	return &s.life
 }
@@ -232,6 +240,9 @@ func (s *Server) allowPromote(id uint64) bool {
 // of gossip (it is also refused at start and ignored by Raft). It reads the
 // local applied state only: it runs under memberlist's lock.
 func (s *Server) admitPeer(m gossip.NodeMeta) error {
+	if bv, err := clusterversion.Parse(m.BinaryVersion); err == nil && !clusterversion.Supports(bv, s.ActiveVersion()) {
+		return errors.Newf("node %d runs release %s, which cannot run cluster version %s", m.NodeID, bv, s.ActiveVersion())
+	}
 	rep := s.lc().rep.Load()
 	if rep == nil {
 		return nil

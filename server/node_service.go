@@ -49,6 +49,9 @@ type JoinRequest struct {
 type JoinResponse struct {
 	ClusterID string `json:"cluster_id"`
 	NodeID    int32  `json:"node_id"`
+	// ClusterVersion is the cluster's active version, which the joining
+	// node persists as its own.
+	ClusterVersion string `json:"cluster_version"`
 }
 
 // SchemaMessage carries table descriptors (pre-Raft schema procedure).
@@ -99,6 +102,8 @@ type nodeService interface {
 	decommission(context.Context, *MembershipRequest) (*MembershipResponse, error)
 	recommission(context.Context, *MembershipRequest) (*MembershipResponse, error)
 	getLiveness(context.Context, *LivenessRequest) (*LivenessResponse, error)
+	// Cluster versions (versions.go).
+	setClusterVersion(context.Context, *SetClusterVersionRequest) (*SetClusterVersionResponse, error)
 }
 
 func method[Req, Resp any](name string, fn func(nodeService, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
@@ -126,15 +131,17 @@ var nodeServiceDesc = grpc.ServiceDesc{
 		method("Decommission", nodeService.decommission),
 		method("Recommission", nodeService.recommission),
 		method("GetLiveness", nodeService.getLiveness),
+		method("SetClusterVersion", nodeService.setClusterVersion),
 	},
 }
 
 const (
-	methodHello      = "/kvnode.Node/Hello"
-	methodInit       = "/kvnode.Node/Init"
-	methodJoin       = "/kvnode.Node/Join"
-	methodSchemaPush = "/kvnode.Node/SchemaPush"
-	methodSchemaPull = "/kvnode.Node/SchemaPull"
+	methodHello             = "/kvnode.Node/Hello"
+	methodInit              = "/kvnode.Node/Init"
+	methodJoin              = "/kvnode.Node/Join"
+	methodSchemaPush        = "/kvnode.Node/SchemaPush"
+	methodSchemaPull        = "/kvnode.Node/SchemaPull"
+	methodSetClusterVersion = "/kvnode.Node/SetClusterVersion"
 
 	methodNodeStatus   = "/kvnode.Node/NodeStatus"
 	methodDrain        = "/kvnode.Node/Drain"

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
@@ -72,6 +73,8 @@ type Server struct {
 	// life holds liveness, cluster settings, draining and decommissioning
 	// (lifecycle.go).
 	life lifecycle
+	// ver holds the active cluster version and finalization (versions.go).
+	ver versionState
 
 	stopC    chan struct{}
 	stopOnce sync.Once
@@ -139,6 +142,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 			return nil, err
 		}
 		s.ident, s.joined = id, true
+		s.setActiveFromIdent(id.ClusterVersion)
 	}
 	return s, nil
 }
@@ -365,7 +369,12 @@ func (s *Server) waitForInitOrJoin() error {
 			err := s.pool.Invoke(ctx, addr, methodJoin, &JoinRequest{Node: rec}, &resp)
 			cancel()
 			if err == nil {
-				return s.adopt(storage.Ident{ClusterID: resp.ClusterID, NodeID: resp.NodeID}, "joined")
+				return s.adopt(storage.Ident{ClusterID: resp.ClusterID, NodeID: resp.NodeID, ClusterVersion: resp.ClusterVersion}, "joined")
+			}
+			if status.Code(err) == codes.FailedPrecondition {
+				// Refused for good (for example a binary too old for the
+				// cluster's version): retrying cannot help.
+				return errors.Newf("the cluster at %s refused this node: %s", addr, remoteMessage(err))
 			}
 			reasons[addr] = remoteMessage(err)
 		}
@@ -417,8 +426,9 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 	id := storage.Ident{ClusterID: newUUID(), NodeID: 1, ClusterVersion: s.binVersion.String()}
 	ik, iv := storage.IdentRecord(id)
 	initial := map[string][]byte{
-		string(keyNodeIDGen): binary.BigEndian.AppendUint64(nil, 1),
-		string(nodeKey(1)):   s.localRecord(1).encode(),
+		string(keyNodeIDGen):      binary.BigEndian.AppendUint64(nil, 1),
+		string(keyClusterVersion): []byte(id.ClusterVersion),
+		string(nodeKey(1)):        s.localRecord(1).encode(),
 		// Every node that gets an ID gets a liveness record with it.
 		string(liveness.Key(1)): liveness.NewRecord(1, time.Now()).Encode(),
 	}
@@ -428,6 +438,7 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 	s.mu.Lock()
 	s.ident, s.joined = id, true
 	s.mu.Unlock()
+	s.setActiveFromIdent(id.ClusterVersion)
 	s.log.Info("bootstrapped a new cluster", "cluster_id", id.ClusterID, "node_id", 1,
 		"cluster_version", id.ClusterVersion)
 	return &InitResponse{ClusterID: id.ClusterID, NodeID: 1}, nil
@@ -435,13 +446,21 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 
 // adopt persists the identity the cluster gave us, then starts.
 func (s *Server) adopt(id storage.Ident, how string) error {
-	id.ClusterVersion = s.binVersion.String()
+	if id.ClusterVersion == "" {
+		// A peer too old to say: its version is at most our binary's.
+		id.ClusterVersion = s.binVersion.String()
+	}
+	if v, err := clusterversion.Parse(id.ClusterVersion); err != nil || !clusterversion.Supports(s.binVersion, v) {
+		return errors.WithHintf(errors.Newf("this binary is release %s, which cannot run the cluster's version %s",
+			s.binVersion, id.ClusterVersion), "start this node with a binary that supports cluster version %s", id.ClusterVersion)
+	}
 	if err := s.eng.WriteIdent(id); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.ident, s.joined = id, true
 	s.mu.Unlock()
+	s.setActiveFromIdent(id.ClusterVersion)
 	s.log.Info(how+" cluster", "cluster_id", id.ClusterID, "node_id", id.NodeID)
 	return s.startNode()
 }
@@ -479,7 +498,7 @@ func (s *Server) startNode() error {
 		return err
 	}
 	exec, err := sql.NewExecutor(sql.Config{
-		DB: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(),
+		DB: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
 		NodeID: func() int32 { return id.NodeID },
 	})
 	if err != nil {
@@ -508,10 +527,11 @@ func (s *Server) startNode() error {
 		return err
 	}
 	s.waitVoter(rep, id.NodeID)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
 	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()
+	go func() { defer s.wg.Done(); s.autoUpgradeLoop() }()
 	s.startLifecycleLoops(rep, id.NodeID)
 	s.upOnce.Do(func() { close(s.up) })
 	log.Info("node is serving SQL", "sql_addr", s.SQLAddr(), "http_addr", s.HTTPAddr(),
@@ -740,6 +760,11 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 	if !joined || rep == nil {
 		return nil, rpcError(codes.Unavailable, errors.New("this node is not part of an initialized cluster yet"))
 	}
+	// Refuse a binary that cannot run the active version (or the fence of
+	// a finalization in progress: the active version is the fence then).
+	if err := s.checkJoinerVersion(req.Node); err != nil {
+		return nil, rpcError(codes.FailedPrecondition, err)
+	}
 	st := rep.Status()
 	if !st.IsLeader {
 		if req.Forwarded || st.Leader == 0 {
@@ -775,7 +800,25 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 		return nil, rpcError(codes.Unavailable, err)
 	}
 	s.log.Info("admitted a new node", "node_id", newID, "listen_addr", rec.ListenAddr)
-	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID}, nil
+	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: s.ActiveVersion().String()}, nil
+}
+
+// checkJoinerVersion refuses a joining node whose binary cannot run the
+// active cluster version.
+func (s *Server) checkJoinerVersion(rec NodeRecord) error {
+	active := s.ActiveVersion()
+	bv, err := clusterversion.Parse(rec.BinaryVersion)
+	if err != nil {
+		return errors.WithHintf(errors.Newf("the joining node reports an unreadable binary version %q", rec.BinaryVersion),
+			"run a kvnode binary of release %s or newer", active)
+	}
+	if !clusterversion.Supports(bv, active) {
+		return errors.WithHintf(errors.Newf(
+			"the joining node runs release %s, which cannot run the cluster's version %s", bv, active),
+			"start it with a binary of release %s or newer (it supports cluster versions %s to %s)",
+			clusterversion.Version{Major: active.Major, Minor: active.Minor}, clusterversion.MinSupported(bv), bv)
+	}
+	return nil
 }
 
 // --- shutdown ---

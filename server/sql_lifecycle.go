@@ -3,6 +3,9 @@ package server
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/migrations"
 	"slices"
 	"strings"
 	"time"
@@ -121,10 +124,10 @@ func (s *Server) gossipLivenessRows(ctx context.Context) ([][]types.Datum, error
 // settingsHook answers SET / RESET / SHOW CLUSTER SETTING and SHOW [ALL]
 // CLUSTER SETTINGS from the node's settings registry.
 //
-// The setting "version" is not a registered setting yet: SHOW CLUSTER
-// SETTING version returns the cluster version persisted in this node's
-// store, read-only; SET and RESET of it fail with 0A000 until cluster
-// upgrades exist. SHOW JOBS and SHOW UPGRADE STATUS fail with 0A000.
+// The setting "version" is not in the registry: SHOW reads the replicated
+// cluster version (versions.go), SET finalizes to a new version, RESET is
+// refused. SHOW JOBS lists migration jobs; SHOW UPGRADE STATUS reports the
+// state of cluster version management.
 type settingsHook struct{ s *Server }
 
 var _ sql.StatementHook = (*settingsHook)(nil)
@@ -157,10 +160,116 @@ func (h *settingsHook) Describe(stmt sql.HookStatement) ([]pgwire.Column, error)
 		return []pgwire.Column{{Name: name, Type: settingColumnType(v.Type)}}, nil
 	case *parser.ShowClusterSettings:
 		return showAllColumns, nil
+	case *parser.ShowJobs:
+		return showJobsColumns, nil
+	case *parser.ShowUpgradeStatus:
+		return upgradeStatusColumns, nil
 	default:
-		return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"%s is not supported yet", stmt.AST.StatementTag()), "it comes with cluster upgrades in a later release")
+		return nil, pgerror.Newf(pgerror.CodeFeatureNotSupported, "%s is not supported", stmt.AST.StatementTag())
 	}
+}
+
+var showJobsColumns = []pgwire.Column{
+	{Name: "job_id", Type: types.Int},
+	{Name: "job_type", Type: types.String},
+	{Name: "description", Type: types.String},
+	{Name: "status", Type: types.String},
+	{Name: "fraction_completed", Type: types.Float},
+	{Name: "coordinator_id", Type: types.Int},
+	{Name: "created", Type: types.String},
+	{Name: "modified", Type: types.String},
+	{Name: "error", Type: types.String},
+}
+
+var upgradeStatusColumns = []pgwire.Column{
+	{Name: "item", Type: types.String},
+	{Name: "node_id", Type: types.Int},
+	{Name: "value", Type: types.String},
+	{Name: "detail", Type: types.String},
+}
+
+func tsString(ns int64) string {
+	if ns == 0 {
+		return ""
+	}
+	return time.Unix(0, ns).UTC().Format("2006-01-02 15:04:05.000000")
+}
+
+func (h *settingsHook) showJobs(ctx context.Context) (pgwire.Result, error) {
+	rep := h.s.Replica()
+	if rep == nil {
+		return pgwire.Result{}, pgerror.Newf(pgerror.CodeCannotConnectNow, "this node has not joined a cluster yet")
+	}
+	jobs, err := migrations.List(ctx, rep)
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	var rows [][]types.Datum
+	for _, j := range jobs {
+		var errText types.Datum
+		if j.Error != "" {
+			errText = j.Error
+		}
+		var coord types.Datum
+		if j.Coordinator != 0 {
+			coord = int64(j.Coordinator)
+		}
+		rows = append(rows, []types.Datum{j.ID, "MIGRATION", fmt.Sprintf("%s: %s", j.Version, j.Description),
+			string(j.Status), j.Fraction(), coord, tsString(j.Created), tsString(j.Modified), errText})
+	}
+	return pgwire.Result{Tag: fmt.Sprintf("SELECT %d", len(rows)), Rows: rows}, nil
+}
+
+func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, error) {
+	st, err := h.s.UpgradeStatus(ctx)
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	var rows [][]types.Datum
+	add := func(item string, node types.Datum, value, detail string) {
+		rows = append(rows, []types.Datum{item, node, value, detail})
+	}
+	add("cluster_version", nil, st.ReplicatedVersion, "the finalized version, persisted on every node")
+	add("node_cluster_version", int64(st.AnsweredBy), st.ActiveVersion, "the version this node has persisted")
+	if st.Target != "" {
+		add("target", nil, st.Target, st.Decision)
+	} else {
+		add("target", nil, "", st.Decision)
+	}
+	if st.InProgress != "" {
+		add("in_progress", nil, st.InProgress, "")
+	}
+	add("auto_upgrade", nil, map[bool]string{true: "enabled", false: "disabled"}[st.AutoUpgradeEnabled], "cluster.auto_upgrade.enabled")
+	add("preserve_downgrade_option", nil, st.PreserveDowngrade, "")
+	for _, n := range st.Nodes {
+		live := "live"
+		if !n.IsLive {
+			live = "not live"
+		}
+		detail := fmt.Sprintf("%s, %s, %s", n.Address, live, n.Membership)
+		if n.Draining {
+			detail += ", draining"
+		}
+		add("node", int64(n.NodeID), n.BinaryVersion, detail)
+	}
+	for _, b := range st.Blockers {
+		var node types.Datum
+		if b.NodeID != 0 {
+			node = int64(b.NodeID)
+		}
+		add("blocker", node, string(b.Kind), b.Reason+"; fix: "+b.Fix)
+	}
+	for _, m := range st.Migrations {
+		detail := fmt.Sprintf("%s: %s, %.0f%% (%d/%d)", m.Description, m.Status, 100*m.Fraction, m.Done, m.Total)
+		if m.JobID != 0 {
+			detail += fmt.Sprintf(", job %d", m.JobID)
+		}
+		if m.Error != "" {
+			detail += ", error: " + m.Error
+		}
+		add("migration", nil, m.Version, detail)
+	}
+	return pgwire.Result{Tag: fmt.Sprintf("SELECT %d", len(rows)), Rows: rows}, nil
 }
 
 func settingColumnType(t settings.Type) types.T {
@@ -176,18 +285,42 @@ func settingColumnType(t settings.Type) types.T {
 
 func (h *settingsHook) checkWritable(name string) error {
 	if strings.ToLower(name) == versionSetting {
-		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"changing the cluster setting version is not supported yet"),
-			"the cluster version is %s; upgrading it comes in a later release", h.clusterVersion())
+		return nil
 	}
 	_, err := h.s.Settings().Describe(name)
 	return err
 }
 
-func (h *settingsHook) clusterVersion() string {
-	h.s.mu.Lock()
-	defer h.s.mu.Unlock()
-	return h.s.ident.ClusterVersion
+// clusterVersion is the replicated `version`: a version every live
+// non-decommissioned node has persisted.
+func (h *settingsHook) clusterVersion(ctx context.Context) (string, error) {
+	v, err := h.s.replicatedVersion(ctx)
+	if err != nil {
+		return "", err
+	}
+	return v.String(), nil
+}
+
+// setVersion is SET CLUSTER SETTING version = X: validate, then finalize
+// (fence, validate, migrate, bump, persist), synchronously.
+func (h *settingsHook) setVersion(ctx context.Context, value types.Datum, reset bool) error {
+	if reset {
+		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue, "the cluster setting version cannot be reset"),
+			"to finalize an upgrade: SET CLUSTER SETTING version = crdb_internal.node_executable_version()")
+	}
+	str, ok := value.(string)
+	if !ok {
+		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue, "the cluster setting version takes a string, got %v", value),
+			"SET CLUSTER SETTING version = '%s'", h.s.binVersion)
+	}
+	target, err := clusterversion.Parse(str)
+	if err != nil {
+		return pgerror.WithCode(err, pgerror.CodeInvalidParameterValue)
+	}
+	if err := h.s.Finalize(ctx, target); err != nil {
+		return pgerror.WithCode(err, pgerror.CodeInvalidParameterValue)
+	}
+	return nil
 }
 
 func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire.Result, error) {
@@ -196,6 +329,9 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 	case *parser.SetClusterSetting:
 		if err := h.checkWritable(st.Name); err != nil {
 			return pgwire.Result{}, err
+		}
+		if strings.ToLower(st.Name) == versionSetting {
+			return pgwire.Result{Tag: "SET CLUSTER SETTING"}, h.setVersion(ctx, stmt.Value, st.Default)
 		}
 		var err error
 		if st.Default {
@@ -208,10 +344,17 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 		if err := h.checkWritable(st.Name); err != nil {
 			return pgwire.Result{}, err
 		}
+		if strings.ToLower(st.Name) == versionSetting {
+			return pgwire.Result{}, h.setVersion(ctx, nil, true)
+		}
 		return pgwire.Result{Tag: "RESET CLUSTER SETTING"}, reg.Reset(ctx, st.Name)
 	case *parser.ShowClusterSetting:
 		if strings.ToLower(st.Name) == versionSetting {
-			return pgwire.Result{Tag: "SHOW", Rows: [][]types.Datum{{h.clusterVersion()}}}, nil
+			v, err := h.clusterVersion(ctx)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			return pgwire.Result{Tag: "SHOW", Rows: [][]types.Datum{{v}}}, nil
 		}
 		v, err := reg.Show(ctx, st.Name)
 		if err != nil {
@@ -219,13 +362,21 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 		}
 		return pgwire.Result{Tag: "SHOW", Rows: [][]types.Datum{{v.Datum}}}, nil
 	case *parser.ShowClusterSettings:
-		rows := [][]types.Datum{{versionSetting, h.clusterVersion(), "m",
-			"the active cluster version (read-only until cluster upgrades exist)"}}
+		v, err := h.clusterVersion(ctx)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		rows := [][]types.Datum{{versionSetting, v, "m",
+			"set the active cluster version in the format '<major>.<minor>'"}}
 		for _, v := range reg.All(ctx) {
 			rows = append(rows, []types.Datum{v.Name, v.Text, string(v.Type), v.Description})
 		}
 		slices.SortFunc(rows, func(a, b []types.Datum) int { return cmp.Compare(a[0].(string), b[0].(string)) })
 		return pgwire.Result{Tag: "SHOW", Rows: rows}, nil
+	case *parser.ShowJobs:
+		return h.showJobs(ctx)
+	case *parser.ShowUpgradeStatus:
+		return h.showUpgradeStatus(ctx)
 	default:
 		_, err := h.Describe(stmt)
 		return pgwire.Result{}, err

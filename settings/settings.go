@@ -361,8 +361,12 @@ func (r *Registry) Set(ctx context.Context, name string, v types.Datum) error {
 	}
 	if d.validate != nil {
 		if verr := d.validate(val); verr != nil {
+			hint := "write " + d.example
+			if hs := errors.GetAllHints(verr); len(hs) > 0 {
+				hint = strings.Join(hs, "\n")
+			}
 			return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
-				"invalid value for cluster setting %q: %v", d.name, verr), "write %s", d.example)
+				"invalid value for cluster setting %q: %v", d.name, verr), "%s", hint)
 		}
 	}
 	return r.write(ctx, d, val)

@@ -2,6 +2,8 @@ package sql
 
 import (
 	"context"
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/sql/rowenc"
 	"sort"
 	"strings"
 	"sync"
@@ -30,6 +32,9 @@ type Config struct {
 	NodeID func() int32
 	// BinaryVersion is the answer of crdb_internal.node_executable_version().
 	BinaryVersion string
+	// Versions tells which cluster version gates are active (the row
+	// encoding writers use); nil means none beyond 1.0.
+	Versions clusterversion.Handle
 	// Clock is the hybrid logical clock for schema changes; nil means a new
 	// clock reading time.Now.
 	Clock *catalog.Clock
@@ -127,6 +132,17 @@ func NewExecutor(cfg Config) (*Executor, error) {
 // Catalog returns the node's schema; the server gossips its digest and
 // merges peers' descriptors into it.
 func (e *Executor) Catalog() *catalog.Catalog { return e.catalog }
+
+// encodeRow encodes a row value in the encoding the cluster version allows:
+// v2 once 1.1-step.2 is active (from the 1.1 fence on every node runs a 1.1
+// binary and reads v2), v1 before. Reading accepts both at all times.
+func (e *Executor) encodeRow(ti *tableInfo, key []byte, row []types.Datum, extra []rowenc.RawColumn) ([]byte, error) {
+	enc := rowenc.EncodingV1
+	if e.cfg.Versions != nil && clusterversion.IsActive(e.cfg.Versions, clusterversion.V1_1WriteV2) {
+		enc = rowenc.EncodingV2
+	}
+	return ti.layout.EncodeValueAs(enc, key, row, extra)
+}
 
 // RegisterVirtualTable adds a read-only table, such as
 // "crdb_internal.gossip_nodes" or "system.local", whose rows are computed by

@@ -359,7 +359,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	case insertPlain, insertBlind:
 		ops := make([]kvpb.Op, len(rows))
 		for r, row := range rows {
-			val, err := ti.layout.EncodeValue(row, nil)
+			val, err := p.e.encodeRow(ti, keys[r], row, nil)
 			if err != nil {
 				return pgwire.Result{}, err
 			}
@@ -405,7 +405,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, kvError(err)
 			}
 			if !found {
-				val, err := ti.layout.EncodeValue(row, nil)
+				val, err := p.e.encodeRow(ti, keys[r], row, nil)
 				if err != nil {
 					return pgwire.Result{}, err
 				}
@@ -434,7 +434,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if err := checkNotNull(ti, updated); err != nil {
 				return pgwire.Result{}, err
 			}
-			val, err := ti.layout.EncodeValue(updated, extra)
+			val, err := p.e.encodeRow(ti, keys[r], updated, extra)
 			if err != nil {
 				return pgwire.Result{}, err
 			}
@@ -493,7 +493,7 @@ func (p *insertPlan) execBlindUpdate(ec *evalCtx, rows [][]types.Datum, keys [][
 	ti := p.ti
 	ops := make([]kvpb.Op, 0, len(rows))
 	for r, row := range rows {
-		ins, err := ti.layout.EncodeValue(row, nil)
+		ins, err := p.e.encodeRow(ti, keys[r], row, nil)
 		if err != nil {
 			return pgwire.Result{}, err
 		}
@@ -511,7 +511,7 @@ func (p *insertPlan) execBlindUpdate(ec *evalCtx, rows [][]types.Datum, keys [][
 		if err := checkNotNull(ti, updated); err != nil {
 			return pgwire.Result{}, err
 		}
-		upd, err := ti.layout.EncodeValue(updated, nil)
+		upd, err := p.e.encodeRow(ti, keys[r], updated, nil)
 		if err != nil {
 			return pgwire.Result{}, err
 		}
@@ -630,17 +630,17 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if err := checkNotNull(ti, updated); err != nil {
 				return pgwire.Result{}, err
 			}
-			val, err := ti.layout.EncodeValue(updated, r.extra)
-			if err != nil {
-				return pgwire.Result{}, err
-			}
-			affected = append(affected, updated)
 			newKey := r.key
 			if p.pkChange {
 				if newKey, err = ti.layout.EncodeKey(updated); err != nil {
 					return pgwire.Result{}, err
 				}
 			}
+			val, err := p.e.encodeRow(ti, newKey, updated, r.extra)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			affected = append(affected, updated)
 			if bytes.Equal(newKey, r.key) {
 				opIndex[string(r.key)] = len(ops)
 				ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Value: val, Expected: r.value})

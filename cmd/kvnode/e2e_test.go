@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 
 type proc struct {
 	t                          *testing.T
+	bin                        string // the binary to run; kvnodeBin if empty
 	args                       []string
 	cmd                        *exec.Cmd
 	log                        *bytes.Buffer
@@ -98,7 +99,11 @@ func newProcs(t *testing.T, n int) []*proc {
 
 func (p *proc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(kvnodeBin, p.args...)
+	bin := kvnodeBin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

@@ -65,6 +65,7 @@ Or run a local three-node cluster in one command: kvnode demo`,
 type startFlags struct {
 	store, listen, gossip, sqlAddr, http, logLevel string
 	join                                           []string
+	autoUpgradeInterval                            time.Duration
 }
 
 func addStartFlags(cmd *cobra.Command, f *startFlags) {
@@ -76,6 +77,8 @@ func addStartFlags(cmd *cobra.Command, f *startFlags) {
 	fl.StringVar(&f.http, "http-addr", "127.0.0.1:8080", "HOST:PORT for /health, /metrics and the status page")
 	fl.StringSliceVar(&f.join, "join", nil, "comma-separated --listen-addr of other nodes to join through")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.DurationVar(&f.autoUpgradeInterval, "auto-upgrade-interval", 10*time.Second, "how often the automatic finalization checks (testing)")
+	_ = fl.MarkHidden("auto-upgrade-interval")
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -119,7 +122,7 @@ Raft leadership moves away) and then stops it.`,
 		}
 		s, err := server.New(server.Config{
 			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
-			HTTPAddr: f.http, Join: f.join, Logger: log,
+			HTTPAddr: f.http, Join: f.join, Logger: log, AutoUpgradeInterval: f.autoUpgradeInterval,
 		})
 		if err != nil {
 			return err

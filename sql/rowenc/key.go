@@ -195,3 +195,8 @@ func corrupt(msg string) error {
 	return pgerror.WithHintf(pgerror.Newf(pgerror.CodeDataCorrupted, "corrupted row: %s", msg),
 		"the stored row does not match its table's schema; report this with the node's log")
 }
+
+// AllTablesSpan returns the span holding every table's rows.
+func AllTablesSpan() (start, end []byte) {
+	return []byte{TableDataPrefix}, []byte{TableDataPrefix + 1}
+}
