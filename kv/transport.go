@@ -119,7 +119,7 @@ func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]
 	}
 	var resp ForwardResponse
 	req := &ForwardRequest{ClusterID: t.clusterID, From: t.nodeID, Term: term, Datas: datas}
-	if err := t.pool.Invoke(ctx, addr, "/kvnode.Raft/Propose", req, &resp); err != nil {
+	if err := t.pool.Invoke(ctx, addr, "/"+t.service+"/Propose", req, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Accepted, nil
@@ -139,6 +139,7 @@ var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
 type Transport struct {
 	clusterID string
 	nodeID    uint64
+	service   string
 	resolve   Resolver
 	pool      *rpc.Pool
 	log       *slog.Logger
@@ -161,7 +162,7 @@ func NewTransport(clusterID string, nodeID uint64, resolve Resolver, pool *rpc.P
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{clusterID: clusterID, nodeID: nodeID, resolve: resolve, pool: pool, log: log,
+	return &Transport{clusterID: clusterID, nodeID: nodeID, service: DefaultService, resolve: resolve, pool: pool, log: log,
 		peers: map[uint64]*peer{}, stopC: make(chan struct{})}
 }
 
@@ -234,10 +235,22 @@ var raftServiceDesc = grpc.ServiceDesc{
 	}},
 }
 
+// DefaultService is the gRPC service name of the data Raft group.
+const DefaultService = "kvnode.Raft"
+
 // RegisterRaftService adds the kvnode.Raft service to a gRPC server; src
 // supplies the transport once the node has one.
 func RegisterRaftService(s *grpc.Server, src TransportSource) {
-	s.RegisterService(&raftServiceDesc, src)
+	RegisterNamedRaftService(s, DefaultService, src)
+}
+
+// RegisterNamedRaftService adds a Raft service under another name, for a
+// second Raft group on the same nodes (group 0): its transport must use the
+// same name (Transport.SetService).
+func RegisterNamedRaftService(s *grpc.Server, name string, src TransportSource) {
+	desc := raftServiceDesc
+	desc.ServiceName = name
+	s.RegisterService(&desc, src)
 }
 
 func (t *Transport) receive(b *RaftBatch) error {
@@ -338,7 +351,7 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 		}()
 		b := &RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}}
 		start := time.Now()
-		if err := t.pool.Invoke(ctx, addr, "/kvnode.Raft/Snapshot", b, &empty{}); err != nil {
+		if err := t.pool.Invoke(ctx, addr, "/"+t.service+"/Snapshot", b, &empty{}); err != nil {
 			t.log.Warn("sending Raft snapshot failed", "to", m.To, "index", m.Snapshot.Metadata.Index, "err", err)
 			return
 		}
@@ -347,6 +360,10 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 		status = raft.SnapshotFinish
 	}()
 }
+
+// SetService makes the transport talk to the Raft service registered under
+// name (see RegisterNamedRaftService). Call it before the replica starts.
+func (t *Transport) SetService(name string) { t.service = name }
 
 // Close stops every peer goroutine.
 func (t *Transport) Close() {
@@ -415,7 +432,7 @@ func (p *peer) stream() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := conn.NewStream(ctx, &raftServiceDesc.Streams[0], "/kvnode.Raft/Messages")
+	s, err := conn.NewStream(ctx, &raftServiceDesc.Streams[0], "/"+p.t.service+"/Messages")
 	if err != nil {
 		return err
 	}
