@@ -89,6 +89,9 @@ type Runner struct {
 	Log   *slog.Logger
 	// Registry overrides the built-in registry (tests).
 	Registry []Migration
+	// CheckpointHook, if set, runs before every checkpoint: a named pause
+	// point for tests that must stop a coordinator mid-migration.
+	CheckpointHook func(ctx context.Context, p Progress) error
 }
 
 func (r *Runner) now() time.Time {
@@ -169,6 +172,11 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 			r.log().Info("starting migration job", "job", job.ID, "version", v, "description", m.Description)
 		}
 		checkpoint := func(p Progress) error {
+			if r.CheckpointHook != nil {
+				if err := r.CheckpointHook(ctx, p); err != nil {
+					return err
+				}
+			}
 			next := claimed
 			next.Progress = p
 			next.LeaseUntil = r.now().Add(r.lease()).UnixNano()

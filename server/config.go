@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"github.com/kvnode/kvnode/clusterversion"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,9 @@ type Config struct {
 	RaftLogRetain    uint64        // default 10000 entries
 	FastGossip       bool          // memberlist timers for in-process tests
 	SchemaSyncEvery  time.Duration // default 500ms
+	// Knobs are testing hooks; the zero value is production.
+	Knobs Knobs
+
 	// AutoUpgradeInterval is how often the auto-upgrade loop looks
 	// (default 10s; it backs off to 6x that while blocked).
 	AutoUpgradeInterval time.Duration
@@ -49,4 +54,22 @@ func (c *Config) setDefaults() {
 	if c.LivenessDuration <= 0 {
 		c.LivenessDuration = 3 * c.LivenessHeartbeat
 	}
+}
+
+// Knobs let in-process tests run nodes as different releases and catch
+// finalization at chosen points, as CockroachDB's testing knobs do.
+type Knobs struct {
+	// BinaryVersion makes the node behave as a binary of that release
+	// (in-process tests share one binary).
+	BinaryVersion clusterversion.Version
+	// MigrationLease and MigrationBatchSize override the migration job
+	// lease (10s) and rows per checkpoint (500).
+	MigrationLease     time.Duration
+	MigrationBatchSize int
+	// MigrationCheckpoint runs on a migration's coordinator before each
+	// checkpoint (a pause point); an error stops the migration there.
+	MigrationCheckpoint func(ctx context.Context, nodeID int32, done int64) error
+	// BeforeVersionStep runs on the coordinator before it persists each
+	// ladder step; an error stops the finalization there.
+	BeforeVersionStep func(step clusterversion.Version) error
 }

@@ -100,6 +100,9 @@ func New(cfg Config) (_ *Server, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Knobs.BinaryVersion != (clusterversion.Version{}) {
+		bv = cfg.Knobs.BinaryVersion
+	}
 	if err := validateAddrs(cfg); err != nil {
 		return nil, err
 	}

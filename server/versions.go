@@ -208,12 +208,26 @@ func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) er
 		if err != nil {
 			return err
 		}
+		// The step the cluster is at may have a migration that an earlier
+		// coordinator started and did not finish (it died, or stopped): the
+		// cluster must not move past the step before it succeeds. Run is a
+		// no-op for a succeeded job.
+		if _, ok := migrations.For(in.Active); ok {
+			if err := s.migrationRunner().Run(ctx, in.Active); err != nil {
+				return err
+			}
+		}
 		if len(steps) == 0 {
 			return nil
 		}
 		step := steps[0]
 		msg := fmt.Sprintf("finalizing to %s: at step %s", target, step)
 		s.ver.inProgress.Store(&msg)
+		if hook := s.cfg.Knobs.BeforeVersionStep; hook != nil {
+			if err := hook(step); err != nil {
+				return err
+			}
+		}
 		if err := s.persistEverywhere(ctx, step, statuses); err != nil {
 			return err
 		}
@@ -295,10 +309,16 @@ func (s *Server) clearPreserveIfPassed(ctx context.Context, v clusterversion.Ver
 
 func (s *Server) migrationRunner() *migrations.Runner {
 	lo, hi := rowenc.AllTablesSpan()
+	var hook func(context.Context, migrations.Progress) error
+	if k := s.cfg.Knobs.MigrationCheckpoint; k != nil {
+		id := s.NodeID()
+		hook = func(ctx context.Context, p migrations.Progress) error { return k(ctx, id, p.Done) }
+	}
 	return &migrations.Runner{
-		DB: s.Replica(), NodeID: s.NodeID(), Log: s.log,
+		DB: s.Replica(), NodeID: s.NodeID(), Log: s.log, Lease: s.cfg.Knobs.MigrationLease, CheckpointHook: hook,
 		Deps: migrations.Deps{
 			DB: s.Replica(), TableSpan: [2][]byte{lo, hi}, UpgradeRow: rowenc.UpgradeValue,
+			BatchSize: s.cfg.Knobs.MigrationBatchSize,
 		},
 	}
 }

@@ -33,6 +33,11 @@ type Options struct {
 	// HoldDecommission, while true, pauses the leader's decommission loop
 	// (server.Config.TestingHoldDecommission).
 	HoldDecommission *atomic.Bool
+	// Knobs are passed to every node (a test may change a node's Knobs in
+	// Nodes[i].Config before restarting it, e.g. to "upgrade" its binary).
+	Knobs server.Knobs
+	// AutoUpgradeInterval (default 200ms in tests).
+	AutoUpgradeInterval time.Duration
 }
 
 // Node is one node of the cluster and its fixed addresses.
@@ -93,6 +98,8 @@ func (c *Cluster) newNode(i int) *Node {
 		LivenessHeartbeat:       cmp.Or(c.opts.LivenessHeartbeat, 200*time.Millisecond),
 		LivenessDuration:        cmp.Or(c.opts.LivenessDuration, 2*time.Second),
 		TestingHoldDecommission: c.opts.HoldDecommission,
+		Knobs:                   c.opts.Knobs,
+		AutoUpgradeInterval:     cmp.Or(c.opts.AutoUpgradeInterval, 200*time.Millisecond),
 	}}
 }
 
