@@ -110,6 +110,21 @@ func TestRollingUpgradeAndFinalization(t *testing.T) {
 	if st := mustPsql(t, url, "SHOW UPGRADE STATUS"); !strings.Contains(st, "preserve_downgrade_option is set to 1.0") {
 		t.Fatalf("SHOW UPGRADE STATUS does not name the preserve option:\n%s", st)
 	}
+	// Roll every binary back to 1.0 before finalizing, writing throughout,
+	// then forward again: nothing is lost.
+	for i, p := range ps {
+		restartOn(t, p, bin10)
+		insert(ps[(i+2)%3], 30)
+	}
+	for _, p := range ps {
+		if n := mustPsql(t, p.url(), "SELECT count(*) FROM kv"); n != fmt.Sprint(rows) {
+			t.Fatalf("after rolling back to 1.0, node at %s has %s rows, want %d", p.sql, n, rows)
+		}
+	}
+	for i, p := range ps {
+		restartOn(t, p, bin11)
+		insert(ps[i], 10)
+	}
 	// Manual finalization with auto-upgrade off.
 	mustPsql(t, url, "SET CLUSTER SETTING cluster.auto_upgrade.enabled = false")
 	psqlErr(t, url, "SET CLUSTER SETTING version = '1.1'", "preserve_downgrade_option is set")
