@@ -362,7 +362,9 @@ func (s *Server) otherJoinAddrs() []string {
 // bootstraps the cluster (kvnode init reached this node) or a node at --join
 // admits it.
 func (s *Server) waitForInitOrJoin() error {
-	lastLog := time.Time{}
+	// Waiting a few seconds is normal while the other nodes start; say
+	// what we wait for (and how to fix it) once it has lasted a while.
+	lastLog := time.Now()
 	rec := s.localRecord(0)
 	for {
 		reasons := map[string]string{}

@@ -450,6 +450,11 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	}
 	for _, m := range migrations.All() {
 		ms := MigrationStatus{Version: m.Version.String(), Description: m.Description, Status: "not started"}
+		if !in.Active.Less(m.Version.Version()) {
+			// The cluster is past the step without a job: it was created
+			// at or after that version, so the migration had nothing to do.
+			ms.Status, ms.Fraction = "not needed", 1
+		}
 		if j, ok := byVersion[m.Version.String()]; ok {
 			ms.Status, ms.JobID, ms.Fraction = string(j.Status), j.ID, j.Fraction()
 			ms.Done, ms.Total, ms.Coordinator, ms.Error = j.Progress.Done, j.Progress.Total, j.Coordinator, j.Error
