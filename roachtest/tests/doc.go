@@ -1,0 +1,25 @@
+// Package tests holds roachtest's scenarios and registers them (Register).
+// The roachtest CLI (`go run ./roachtest`) and `go test ./roachtest/...` run
+// the same registry: go test runs the Short suite by default and everything
+// with KVNODE_LONG=1.
+//
+// Scenarios today:
+//
+//   - basic/...: three nodes of one binary. Replication (writes through every
+//     node, the same rows read through every node, every replica applied the
+//     leader's log), a kill -9 of the Raft leader under the workload, and a
+//     node that comes back after missing thousands of rows (by log, or by
+//     snapshot after log truncation in the long variant).
+//   - mixed/...: a cluster that runs in a fixed binary mix (all new,
+//     minority old, majority old) under the workload, with DDL and DML through
+//     old and new nodes and a kill -9 of the leader.
+//   - upgrade/...: seeded rolling upgrades under the workload, with rollbacks
+//     and mixed-version steps; finalization runs where the binaries can do it
+//     (upgrade/finalize, which needs it, is skipped as pending until then).
+//   - lifecycle/...: decommission under load, drain and restart under load;
+//     skipped as pending with a binary that lacks `kvnode node
+//     decommission|drain`.
+//
+// Every scenario's plan depends only on its seed and node count
+// (TestPlansAreDeterministic).
+package tests

@@ -1,0 +1,11 @@
+package tests
+
+import "github.com/kvnode/kvnode/roachtest/registry"
+
+// Register adds every scenario to r. Add a new group of scenarios here.
+func Register(r *registry.Registry) {
+	registerBasic(r)
+	registerMixed(r)
+	registerUpgrade(r)
+	registerLifecycle(r)
+}
