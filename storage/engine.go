@@ -128,8 +128,25 @@ func (quietLogger) Infof(string, ...any) {}
 func (quietLogger) Errorf(f string, a ...any) {
 	fmt.Fprintf(os.Stderr, "pebble: "+f+"\n", a...)
 }
+
+// Fatalf is Pebble's reaction to an error it cannot continue from, such as
+// a failed write of its log. The node stops at once (fail-stop): every write
+// it acknowledged was synced before, and the Raft log replays the rest when
+// the node restarts, so stopping is safe and continuing is not.
 func (quietLogger) Fatalf(f string, a ...any) {
-	fmt.Fprintf(os.Stderr, "pebble: fatal: "+f+"\n", a...)
+	msg := fmt.Sprintf(f, a...)
+	fmt.Fprintf(os.Stderr, "pebble: fatal: %s\n", msg)
+	switch {
+	case strings.Contains(msg, "no space left on device"):
+		fmt.Fprintln(os.Stderr, "ERROR: the store's disk is full; this node stopped to protect its data")
+		fmt.Fprintln(os.Stderr, "HINT: free space on the disk that holds --store (or move the store to a bigger disk), then restart the node; every acknowledged write is safe")
+	case strings.Contains(msg, "read-only file system") || strings.Contains(msg, "permission denied"):
+		fmt.Fprintln(os.Stderr, "ERROR: the store can no longer be written; this node stopped to protect its data")
+		fmt.Fprintln(os.Stderr, "HINT: make the disk that holds --store writable again, then restart the node")
+	default:
+		fmt.Fprintln(os.Stderr, "ERROR: the storage engine hit an error it cannot continue from; this node stopped to protect its data")
+		fmt.Fprintln(os.Stderr, "HINT: check the disk that holds --store, then restart the node; if it fails again, decommission it and add a new node")
+	}
 	os.Exit(2)
 }
 
