@@ -105,8 +105,9 @@ func countRows(ctx context.Context, db kvpb.DB, start, end []byte) (int64, error
 	}
 }
 
-// upgradeGroup0 is the 2.0 migration: the group 0 upgrade procedure. Until
-// package group0 exists it has nothing to do, and says so in the job.
+// upgradeGroup0 is the 2.0 migration: the group 0 upgrade procedure, which
+// the server injects (package group0 holds it; Deps.Group0Upgrade is nil
+// only in tests of this package).
 func upgradeGroup0(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error {
 	if d.Group0Upgrade == nil {
 		return checkpoint(Progress{Done: 1, Total: 1})

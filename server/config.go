@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
-	"github.com/kvnode/kvnode/clusterversion"
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/group0"
 )
 
 // Config configures one node. The first six fields are the flags of
@@ -39,6 +41,17 @@ type Config struct {
 	// decommission loop from removing nodes (a pause point for tests that
 	// must observe a node while it is decommissioning).
 	TestingHoldDecommission *atomic.Bool
+
+	// Group 0. Group0Timeout bounds a group 0 read barrier or commit
+	// (default 10s); Group0DDLWait how long DDL issued during
+	// synchronize waits for use_post_raft_procedures (default 30s);
+	// Group0PropagationWait how long a committed DDL waits for the other
+	// live members to apply it (default 5s); Group0UpgradeTimeout bounds
+	// one run of the upgrade procedure (default 2m).
+	Group0Timeout         time.Duration
+	Group0DDLWait         time.Duration
+	Group0PropagationWait time.Duration
+	Group0UpgradeTimeout  time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -72,4 +85,10 @@ type Knobs struct {
 	// BeforeVersionStep runs on the coordinator before it persists each
 	// ladder step; an error stops the finalization there.
 	BeforeVersionStep func(step clusterversion.Version) error
+	// Group0Hook runs on the coordinator before every action of the
+	// group 0 upgrade procedure (pause and crash points); an error stops
+	// the procedure there.
+	Group0Hook func(ctx context.Context, a group0.Action) error
+	// Group0Backoff shortens the upgrade procedure's pauses.
+	Group0Backoff time.Duration
 }

@@ -247,7 +247,13 @@ func (s *Server) admitPeer(m gossip.NodeMeta) error {
 	if rep == nil {
 		return nil
 	}
+	s.engMu.RLock()
+	if s.engClosed {
+		s.engMu.RUnlock()
+		return nil
+	}
 	v, found, err := rep.GetLocal(liveness.Key(m.NodeID))
+	s.engMu.RUnlock()
 	if err != nil || !found {
 		return nil
 	}
@@ -282,11 +288,7 @@ func (s *Server) drainNode(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	g, rep, pg := s.gossip, s.replica, s.pg
 	s.mu.Unlock()
-	if g != nil {
-		if err := g.UpdateMeta(func(m *gossip.NodeMeta) { m.Draining = true }); err != nil {
-			s.log.Debug("gossiping draining", "err", err)
-		}
-	}
+	s.gossipDraining(g)
 	s.markLivenessDraining(ctx, 3*time.Second)
 	open := 0
 	if pg != nil {

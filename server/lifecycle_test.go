@@ -186,7 +186,12 @@ func TestClusterSettingsSQL(t *testing.T) {
 	if _, err := a.Exec(ctx, "SET CLUSTER SETTING cluster.auto_upgrade.enabled = false"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Exec(ctx, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.1'"); err != nil {
+	// The preserve option may only name the current cluster version.
+	if _, err := a.Exec(ctx, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.1'"); err == nil ||
+		!strings.Contains(err.Error(), "must be the current cluster version 2.0") {
+		t.Fatalf("preserve option for another version: %v", err)
+	}
+	if _, err := a.Exec(ctx, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '2.0'"); err != nil {
 		t.Fatal(err)
 	}
 	// SHOW on another node sees every SET acknowledged before it.
@@ -212,7 +217,9 @@ func TestClusterSettingsSQL(t *testing.T) {
 		{"SET CLUSTER SETTING server.time_until_store_dead = '10ms'", "22023", "at least 1s"},
 		{"SET CLUSTER SETTING cluster.auto_upgrade.enabled = 'sometimes'", "22023", "bool"},
 		{"SET CLUSTER SETTING cluster.preserve_downgrade_option = 1.1", "22023", "string"},
-		{"SET CLUSTER SETTING version = '2.0'", "0A000", "later release"},
+		{"SET CLUSTER SETTING version = '1.1'", "22023", "cannot be downgraded"},
+		{"SET CLUSTER SETTING version = '3.7'", "22023", "unknown version"},
+		{"RESET CLUSTER SETTING version", "22023", "cannot be reset"},
 	} {
 		_, err := b.Exec(ctx, tc.stmt)
 		var pgErr *pgconn.PgError
@@ -267,7 +274,7 @@ func TestClusterSettingsSQL(t *testing.T) {
 		for name, want := range map[string][]string{
 			"server.time_until_store_dead":      {"5m0s", "d"},
 			"cluster.auto_upgrade.enabled":      {"true", "b"},
-			"cluster.preserve_downgrade_option": {"1.1", "s"},
+			"cluster.preserve_downgrade_option": {"2.0", "s"},
 			"version":                           {exe, "m"},
 		} {
 			if !slices.Equal(got[name], want) {

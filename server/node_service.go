@@ -104,6 +104,13 @@ type nodeService interface {
 	getLiveness(context.Context, *LivenessRequest) (*LivenessResponse, error)
 	// Cluster versions (versions.go).
 	setClusterVersion(context.Context, *SetClusterVersionRequest) (*SetClusterVersionResponse, error)
+	// Group 0 (group0_rpc.go, group0_recovery.go).
+	group0State(context.Context, *Group0StateRequest) (*Group0StateResponse, error)
+	group0Prepare(context.Context, *Group0PrepareRequest) (*Group0PrepareResponse, error)
+	group0Join(context.Context, *Group0JoinRequest) (*Group0JoinResponse, error)
+	group0SetState(context.Context, *Group0SetStateRequest) (*Group0SetStateResponse, error)
+	group0Sync(context.Context, *Group0SyncRequest) (*Group0SyncResponse, error)
+	group0Recover(context.Context, *Group0RecoverRequest) (*Group0RecoverResponse, error)
 }
 
 func method[Req, Resp any](name string, fn func(nodeService, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
@@ -132,6 +139,12 @@ var nodeServiceDesc = grpc.ServiceDesc{
 		method("Recommission", nodeService.recommission),
 		method("GetLiveness", nodeService.getLiveness),
 		method("SetClusterVersion", nodeService.setClusterVersion),
+		method("Group0State", nodeService.group0State),
+		method("Group0Prepare", nodeService.group0Prepare),
+		method("Group0Join", nodeService.group0Join),
+		method("Group0SetState", nodeService.group0SetState),
+		method("Group0Sync", nodeService.group0Sync),
+		method("Group0Recover", nodeService.group0Recover),
 	},
 }
 

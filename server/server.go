@@ -25,6 +25,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
+	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
@@ -75,6 +76,13 @@ type Server struct {
 	life lifecycle
 	// ver holds the active cluster version and finalization (versions.go).
 	ver versionState
+	// g0 is this node's part of group 0 (group0*.go).
+	g0 group0Node
+	// engMu orders the engine's close after readers that may run on
+	// goroutines Stop does not wait for (memberlist's delegates: an
+	// in-flight push/pull can outlive Shutdown).
+	engMu     sync.RWMutex
+	engClosed bool
 
 	stopC    chan struct{}
 	stopOnce sync.Once
@@ -292,6 +300,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.grpcSrv = rpc.NewServer()
 	s.grpcSrv.RegisterService(&nodeServiceDesc, s)
 	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
+	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.tr.Load)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.grpcSrv.Serve(s.rpcLis) }()
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -369,7 +378,9 @@ func (s *Server) waitForInitOrJoin() error {
 	for {
 		reasons := map[string]string{}
 		for _, addr := range s.otherJoinAddrs() {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			// Long enough for the leader to allocate an ID and add us as a
+			// learner; a retry after a timeout gets the same ID back.
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			var resp JoinResponse
 			err := s.pool.Invoke(ctx, addr, methodJoin, &JoinRequest{Node: rec}, &resp)
 			cancel()
@@ -426,9 +437,13 @@ func (s *Server) localRecord(id int32) NodeRecord {
 		SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), BinaryVersion: s.binVersion.String()}
 }
 
-// bootstrap creates a new cluster with this node as node 1.
+// bootstrap creates a new cluster with this node as node 1. A cluster
+// bootstrapped at release 2.0 or later starts with group 0 formed (node 1
+// its only member) and in use_post_raft_procedures: it has no pre-Raft
+// schema to carry over, so the upgrade procedure has nothing to do.
 func (s *Server) bootstrap() (*InitResponse, error) {
-	id := storage.Ident{ClusterID: newUUID(), NodeID: 1, ClusterVersion: s.binVersion.String()}
+	cv := s.binVersion
+	id := storage.Ident{ClusterID: newUUID(), NodeID: 1, ClusterVersion: cv.String()}
 	ik, iv := storage.IdentRecord(id)
 	initial := map[string][]byte{
 		string(keyNodeIDGen):      binary.BigEndian.AppendUint64(nil, 1),
@@ -436,6 +451,13 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 		string(nodeKey(1)):        s.localRecord(1).encode(),
 		// Every node that gets an ID gets a liveness record with it.
 		string(liveness.Key(1)): liveness.NewRecord(1, time.Now()).Encode(),
+	}
+	if !cv.Less(clusterversion.V2_0.Version()) {
+		f := group0.Formation{Generation: 1, Seed: 1, Reason: "bootstrap", Time: time.Now().UnixNano()}
+		if err := s.bootstrapGroup0AtInit(f); err != nil {
+			return nil, err
+		}
+		initial[string(group0.FormationKey)] = f.Encode()
 	}
 	if err := kv.Bootstrap(s.eng, 1, initial, map[string][]byte{string(ik): iv}); err != nil {
 		return nil, err
@@ -466,6 +488,7 @@ func (s *Server) adopt(id storage.Ident, how string) error {
 	s.ident, s.joined = id, true
 	s.mu.Unlock()
 	s.setActiveFromIdent(id.ClusterVersion)
+	s.g0.fresh.Store(true)
 	s.log.Info(how+" cluster", "cluster_id", id.ClusterID, "node_id", id.NodeID)
 	return s.startNode()
 }
@@ -497,6 +520,9 @@ func (s *Server) startNode() error {
 	s.replica = rep
 	s.mu.Unlock()
 	s.transport.Store(tr)
+	if err := s.loadGroup0(); err != nil {
+		return err
+	}
 
 	g, err := s.startGossip(id)
 	if err != nil {
@@ -519,6 +545,7 @@ func (s *Server) startNode() error {
 	})
 	s.publishSchemaDigest()
 	s.installSQL(exec)
+	s.installGroup0SQL(exec)
 	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg)})
 
 	// A decommissioned node stops here; any other starts a new liveness
@@ -532,12 +559,14 @@ func (s *Server) startNode() error {
 		return err
 	}
 	s.waitVoter(rep, id.NodeID)
+	s.startGroup0Loops(rep)
 	s.wg.Add(4)
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
 	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()
 	go func() { defer s.wg.Done(); s.autoUpgradeLoop() }()
 	s.startLifecycleLoops(rep, id.NodeID)
+	s.catchUpSchema()
 	s.upOnce.Do(func() { close(s.up) })
 	log.Info("node is serving SQL", "sql_addr", s.SQLAddr(), "http_addr", s.HTTPAddr(),
 		"binary_version", s.binVersion.String())
@@ -787,25 +816,66 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 		}
 		return &resp, nil
 	}
-	newID, err := rep.Increment(ctx, keyNodeIDGen, 1)
+	rec := req.Node
+	// A join retried after a timeout (the joiner's deadline passed while
+	// the leader was adding it) must not leave a ghost: an ID with records
+	// but no node, which would block finalization until decommissioned.
+	// If an ID was already given to this address and no node ever started
+	// under it (liveness epoch 0), hand out that ID again: it was never
+	// used, so this is not reuse.
+	newID, err := s.unstartedNodeAt(ctx, rec.ListenAddr)
 	if err != nil {
 		return nil, rpcError(codes.Unavailable, err)
 	}
-	rec := req.Node
-	rec.NodeID = int32(newID)
-	// The node record and the liveness record are written in one batch, so
-	// that no node ever has an ID without a liveness record.
-	if err := rep.Write(ctx, []kvpb.Op{
-		{Kind: kvpb.OpPut, Key: nodeKey(rec.NodeID), Value: rec.encode()},
-		{Kind: kvpb.OpCPut, Key: liveness.Key(rec.NodeID), Value: liveness.NewRecord(rec.NodeID, time.Now()).Encode(), ExpectAbsent: true},
-	}); err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+	if newID == 0 {
+		if newID, err = rep.Increment(ctx, keyNodeIDGen, 1); err != nil {
+			return nil, rpcError(codes.Unavailable, err)
+		}
+		rec.NodeID = int32(newID)
+		// The node record and the liveness record are written in one
+		// batch, so that no node ever has an ID without a liveness record.
+		if err := rep.Write(ctx, []kvpb.Op{
+			{Kind: kvpb.OpPut, Key: nodeKey(rec.NodeID), Value: rec.encode()},
+			{Kind: kvpb.OpCPut, Key: liveness.Key(rec.NodeID), Value: liveness.NewRecord(rec.NodeID, time.Now()).Encode(), ExpectAbsent: true},
+		}); err != nil {
+			return nil, rpcError(codes.Unavailable, err)
+		}
+	} else {
+		rec.NodeID = int32(newID)
+		s.log.Info("a join was retried: giving the node the ID it was given before and never used", "node_id", newID, "listen_addr", rec.ListenAddr)
 	}
 	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
 		return nil, rpcError(codes.Unavailable, err)
 	}
 	s.log.Info("admitted a new node", "node_id", newID, "listen_addr", rec.ListenAddr)
 	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: s.ActiveVersion().String()}, nil
+}
+
+// unstartedNodeAt returns the ID already given to a node at listenAddr that
+// never started (its liveness epoch is 0 and it is active), or 0.
+func (s *Server) unstartedNodeAt(ctx context.Context, listenAddr string) (int64, error) {
+	rep := s.Replica()
+	kvs, err := rep.Scan(ctx, keyNodePrefix, keyNodePrefixEnd, 0, false)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range kvs {
+		var r NodeRecord
+		if json.Unmarshal(e.Value, &r) != nil || r.ListenAddr != listenAddr {
+			continue
+		}
+		v, found, err := rep.Get(ctx, liveness.Key(r.NodeID))
+		if err != nil {
+			return 0, err
+		}
+		if !found {
+			continue
+		}
+		if lr, err := liveness.Decode(v); err == nil && lr.Epoch == 0 && lr.Membership == liveness.Active {
+			return int64(r.NodeID), nil
+		}
+	}
+	return 0, nil
 }
 
 // checkJoinerVersion refuses a joining node whose binary cannot run the
@@ -838,9 +908,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.mu.Lock()
 		g, rep, pg := s.gossip, s.replica, s.pg
 		s.mu.Unlock()
-		if g != nil {
-			_ = g.UpdateMeta(func(m *gossip.NodeMeta) { m.Draining = true })
-		}
+		s.gossipDraining(g)
 		s.markLivenessDraining(ctx, time.Second)
 		if pg != nil {
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -872,10 +940,35 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		s.closeListeners()
 		s.wg.Wait()
+		s.closeGroup0() // after the loops that read it have ended
 		s.pool.Close()
+		s.engMu.Lock()
+		s.engClosed = true
+		s.engMu.Unlock()
 		err = s.eng.Close()
 	})
 	return err
+}
+
+// gossipDraining announces the drain in gossip, waiting at most a second: it
+// is a hint for peers (liveness carries the durable flag), and an update
+// queued behind others (memberlist confirms each broadcast) must not hold up
+// a stop.
+func (s *Server) gossipDraining(g *gossip.Gossip) {
+	if g == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := g.UpdateMeta(func(m *gossip.NodeMeta) { m.Draining = true }); err != nil {
+			s.log.Debug("gossiping draining", "err", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }
 
 // transferLeadership moves Raft leadership to another up-to-date voter so
@@ -948,6 +1041,12 @@ func (s *Server) schemaPush(_ context.Context, req *SchemaMessage) (*Empty, erro
 	if exec == nil {
 		return nil, rpcError(codes.Unavailable, errors.New("SQL is not started on this node yet"))
 	}
+	if st := s.g0.State(); st != group0.UsePreRaft {
+		// The pre-Raft path is closed here: what the sender applied
+		// locally reaches group 0 through the upgrade's schema sync.
+		return nil, rpcError(codes.FailedPrecondition, errors.Newf(
+			"node %d is in group 0 state %s and takes no pre-Raft schema pushes", s.NodeID(), st))
+	}
 	if _, err := exec.Catalog().Merge(req.Descriptors); err != nil {
 		return nil, rpcError(codes.Internal, err)
 	}
@@ -995,6 +1094,12 @@ func (s *Server) schemaSyncLoop() {
 		s.mu.Lock()
 		g, exec, self := s.gossip, s.exec, s.ident.NodeID
 		s.mu.Unlock()
+		if s.g0.State() != group0.UsePreRaft {
+			// Past the pre-Raft procedure: group 0 is the schema's
+			// source (the digest is still gossiped, for operators).
+			s.publishSchemaDigest()
+			continue
+		}
 		mine := exec.Catalog().Digest()
 		for _, m := range g.Members() {
 			if m.Meta.NodeID == self || !m.IsLive() || m.Meta.SchemaDigest == "" || m.Meta.SchemaDigest == mine {

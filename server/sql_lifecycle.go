@@ -252,6 +252,9 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 		}
 		add("node", int64(n.NodeID), n.BinaryVersion, detail)
 	}
+	for _, n := range st.Group0 {
+		add("group0_state", int64(n.NodeID), n.State, n.detail())
+	}
 	for _, b := range st.Blockers {
 		var node types.Datum
 		if b.NodeID != 0 {

@@ -318,7 +318,8 @@ func (s *Server) migrationRunner() *migrations.Runner {
 		DB: s.Replica(), NodeID: s.NodeID(), Log: s.log, Lease: s.cfg.Knobs.MigrationLease, CheckpointHook: hook,
 		Deps: migrations.Deps{
 			DB: s.Replica(), TableSpan: [2][]byte{lo, hi}, UpgradeRow: rowenc.UpgradeValue,
-			BatchSize: s.cfg.Knobs.MigrationBatchSize,
+			BatchSize:     s.cfg.Knobs.MigrationBatchSize,
+			Group0Upgrade: s.runGroup0Upgrade,
 		},
 	}
 }
@@ -388,6 +389,8 @@ type UpgradeStatus struct {
 	Nodes              []UpgradeStatusNode   `json:"nodes"`
 	Blockers           []autoupgrade.Blocker `json:"blockers"`
 	Migrations         []MigrationStatus     `json:"migrations"`
+	// Group0 is every non-decommissioned node's group 0 state.
+	Group0 []Group0NodeStatus `json:"group0"`
 }
 
 // UpgradeStatusNode is one node in UpgradeStatus.
@@ -439,6 +442,11 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	for _, n := range statuses {
 		st.Nodes = append(st.Nodes, UpgradeStatusNode{NodeID: n.NodeID, Address: n.Address, BinaryVersion: n.Build,
 			IsLive: n.IsLive, Membership: n.Membership, Draining: n.IsDraining})
+	}
+	if s.hasGroup0() {
+		for _, n := range s.group0NodeStates(ctx, statuses) {
+			st.Group0 = append(st.Group0, group0Status(n))
+		}
 	}
 	jobs, err := migrations.List(ctx, s.Replica())
 	if err != nil {

@@ -42,23 +42,25 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	}
 	p.e.ddlMu.Lock()
 	defer p.e.ddlMu.Unlock()
+	var tag string
+	switch p.stmt.(type) {
+	case *parser.CreateTable:
+		tag = "CREATE TABLE"
+	case *parser.DropTable:
+		tag = "DROP TABLE"
+	case *parser.AlterTableAddColumn:
+		tag = "ALTER TABLE"
+	default:
+		return pgwire.Result{}, errors.AssertionFailedf("not DDL: %T", p.stmt)
+	}
 	var (
 		changed []catalog.TableDescriptor
 		err     error
-		tag     string
 	)
-	switch s := p.stmt.(type) {
-	case *parser.CreateTable:
-		tag = "CREATE TABLE"
-		changed, err = one(p.e.createTable(ctx, s))
-	case *parser.DropTable:
-		tag = "DROP TABLE"
-		changed, err = p.e.dropTables(ctx, s)
-	case *parser.AlterTableAddColumn:
-		tag = "ALTER TABLE"
-		changed, err = one(p.e.addColumn(ctx, s))
-	default:
-		return pgwire.Result{}, errors.AssertionFailedf("not DDL: %T", p.stmt)
+	if log := p.e.currentSchemaLog(); log != nil {
+		changed, err = p.commitThroughLog(ctx, log)
+	} else {
+		changed, err = p.applyPreRaft(ctx)
 	}
 	if len(changed) == 0 { // failed, or IF [NOT] EXISTS made it a no-op
 		if err != nil {
@@ -66,13 +68,11 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		}
 		return pgwire.Result{Tag: tag}, nil
 	}
-	// Whatever was applied locally is pushed, even when a later table of a
-	// DROP TABLE list failed.
-	p.e.pushSchema(ctx, changed)
 	if _, ok := p.stmt.(*parser.DropTable); ok {
-		// Delete the rows only after the tombstones are durable here and
-		// on their way to the peers: a crash in between leaves unreachable
-		// garbage, never a live table without its rows.
+		// Delete the rows only after the tombstones are durable (here
+		// and on their way to the peers, or committed in group 0): a
+		// crash in between leaves unreachable garbage, never a live table
+		// without its rows.
 		var ops []kvpb.Op
 		for _, d := range changed {
 			start, end := rowenc.TableSpan(d.ID)
@@ -89,6 +89,88 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		return pgwire.Result{}, err
 	}
 	return pgwire.Result{Tag: tag}, nil
+}
+
+// build computes the descriptors the statement installs, against the
+// catalog as it is now, without installing them.
+func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) {
+	switch s := p.stmt.(type) {
+	case *parser.CreateTable:
+		return one(p.e.createTable(ctx, s))
+	case *parser.DropTable:
+		return p.e.dropTables(ctx, s)
+	case *parser.AlterTableAddColumn:
+		return one(p.e.addColumn(ctx, s))
+	}
+	return nil, errors.AssertionFailedf("not DDL: %T", p.stmt)
+}
+
+// applyPreRaft is the pre-Raft procedure: install the descriptors in this
+// node's catalog one by one, then push whatever was installed to the live
+// peers, even when a later table of a DROP TABLE list failed.
+func (p *ddlPlan) applyPreRaft(ctx context.Context) ([]catalog.TableDescriptor, error) {
+	built, err := p.build(ctx)
+	var applied []catalog.TableDescriptor
+	for _, d := range built {
+		if aerr := p.e.catalog.Apply(d); aerr != nil {
+			// Tables dropped so far stay dropped; their rows are deleted
+			// by the caller.
+			err = aerr
+			break
+		}
+		applied = append(applied, d)
+	}
+	if len(applied) > 0 {
+		p.e.pushSchema(ctx, applied)
+	}
+	return applied, err
+}
+
+// maxSchemaAttempts bounds how often a DDL statement is built again after
+// losing a race with a concurrent schema change committed through group 0.
+const maxSchemaAttempts = 10
+
+// commitThroughLog runs the statement through the SchemaLog: a read barrier
+// (BeginDDL), the descriptors built against the latest schema, and one
+// commit conditional on that schema; a lost race builds the statement again
+// on the newer schema (so that, for example, the second of two concurrent
+// CREATE TABLE t fails with 42P07 as it would have run after the first).
+func (p *ddlPlan) commitThroughLog(ctx context.Context, log SchemaLog) ([]catalog.TableDescriptor, error) {
+	txn, release, err := log.BeginDDL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { release() }()
+	if txn == nil {
+		return p.applyPreRaft(ctx)
+	}
+	for attempt := 1; ; attempt++ {
+		built, err := p.build(ctx)
+		if err != nil || len(built) == 0 {
+			return nil, err
+		}
+		err = txn.Commit(ctx, built, p.stmt.String())
+		if err == nil {
+			return built, nil
+		}
+		if !errors.Is(err, ErrSchemaChanged) {
+			return nil, err
+		}
+		if attempt >= maxSchemaAttempts {
+			return nil, pgerror.WithHintf(pgerror.WithCode(errors.Wrapf(err,
+				"restart transaction: concurrent schema changes kept winning (%d attempts)", attempt),
+				pgerror.CodeSerializationFailure), "retry the statement")
+		}
+		release()
+		release = func() {}
+		if txn, release, err = log.BeginDDL(ctx); err != nil {
+			release = func() {}
+			return nil, err
+		}
+		if txn == nil {
+			return nil, errors.AssertionFailedf("the schema log went back to the pre-Raft procedure")
+		}
+	}
 }
 
 func one(d *catalog.TableDescriptor, err error) ([]catalog.TableDescriptor, error) {
@@ -222,13 +304,10 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 	if _, err := e.cfg.DB.Increment(ctx, columnIDGenKey(desc.ID), int64(len(desc.Columns))); err != nil {
 		return nil, kvError(err)
 	}
-	if err := e.catalog.Apply(*desc); err != nil {
-		return nil, err
-	}
 	return desc, nil
 }
 
-// dropTables writes a tombstone for each table. All names are resolved
+// dropTables builds a tombstone for each table. All names are resolved
 // first, so a missing table (without IF EXISTS) drops nothing.
 func (e *Executor) dropTables(ctx context.Context, s *parser.DropTable) ([]catalog.TableDescriptor, error) {
 	type target struct {
@@ -256,11 +335,6 @@ func (e *Executor) dropTables(ctx context.Context, s *parser.DropTable) ([]catal
 		tomb.Dropped = true
 		tomb.Version++
 		tomb.ModTime = t.ts
-		if err := e.catalog.Apply(*tomb); err != nil {
-			// Tables dropped so far stay dropped; their rows are deleted
-			// by the caller.
-			return out, err
-		}
 		out = append(out, *tomb)
 	}
 	return out, nil
@@ -325,9 +399,6 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 	}
 	next.Version++
 	next.ModTime = modTime
-	if err := e.catalog.Apply(*next); err != nil {
-		return nil, err
-	}
 	return next, nil
 }
 

@@ -77,12 +77,52 @@ type StatementHook interface {
 	Exec(ctx context.Context, stmt HookStatement) (pgwire.Result, error)
 }
 
-// virtualTable is a read-only table computed on each query.
+// virtualTable is a table computed on each query. It is read-only unless
+// its owner installed an update function (SetVirtualTableUpdate).
 type virtualTable struct {
-	name string
-	cols []pgwire.Column
-	rows func(ctx context.Context) ([][]types.Datum, error)
+	name   string
+	cols   []pgwire.Column
+	rows   func(ctx context.Context) ([][]types.Datum, error)
+	update VirtualUpdateFunc
 }
+
+// VirtualUpdateFunc applies an UPDATE to a virtual table: one RowUpdate per
+// row the WHERE clause matched. It applies all of them or, refusing with an
+// error that carries a SQLSTATE, none.
+type VirtualUpdateFunc func(ctx context.Context, rows []RowUpdate) error
+
+// RowUpdate is one row of an UPDATE of a virtual table: Old as read,
+// Updated with the SET clause applied.
+type RowUpdate struct {
+	Old, Updated []types.Datum
+}
+
+// SchemaLog decides how a DDL statement commits; the server installs one
+// (SetSchemaLog). Without one, every DDL uses the pre-Raft procedure.
+type SchemaLog interface {
+	// BeginDDL runs before a DDL statement reads the catalog. It waits,
+	// bounded, until this node may run DDL, and returns either a nil txn:
+	// the statement uses the pre-Raft procedure (apply locally, push to
+	// peers); or a txn: the catalog has been brought up to date with the
+	// latest committed schema (a read barrier) and the statement commits
+	// through txn. release is called when the statement ends, in both
+	// cases.
+	BeginDDL(ctx context.Context) (txn SchemaTxn, release func(), err error)
+}
+
+// SchemaTxn commits one DDL statement's descriptors (group 0 in release
+// 2.0).
+type SchemaTxn interface {
+	// Commit commits descs as one schema change, applies it to this
+	// node's catalog, and returns. It fails with an error marked
+	// ErrSchemaChanged if the schema moved since BeginDDL: the statement
+	// is then built again on the new schema.
+	Commit(ctx context.Context, descs []catalog.TableDescriptor, description string) error
+}
+
+// ErrSchemaChanged marks a SchemaTxn.Commit that lost a race with another
+// schema change.
+var ErrSchemaChanged = errors.New("the schema changed since the statement read it")
 
 // Executor runs SQL for one node: it owns the node's catalog and executes
 // every session's statements against the replicated store. It is safe for
@@ -96,9 +136,10 @@ type Executor struct {
 	// other nodes are resolved by the catalog's last-writer-wins.
 	ddlMu sync.Mutex
 
-	mu      sync.RWMutex
-	virtual map[string]*virtualTable
-	hook    StatementHook
+	mu        sync.RWMutex
+	virtual   map[string]*virtualTable
+	hook      StatementHook
+	schemaLog SchemaLog
 
 	tables tableCache
 
@@ -154,6 +195,31 @@ func (e *Executor) RegisterVirtualTable(name string, cols []pgwire.Column, rows 
 	defer e.mu.Unlock()
 	name = strings.ToLower(name)
 	e.virtual[name] = &virtualTable{name: name, cols: append([]pgwire.Column(nil), cols...), rows: rows}
+}
+
+// SetVirtualTableUpdate makes the registered virtual table name accept
+// UPDATE, through fn. It must be called after RegisterVirtualTable.
+func (e *Executor) SetVirtualTableUpdate(name string, fn VirtualUpdateFunc) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if vt, ok := e.virtual[strings.ToLower(name)]; ok {
+		cp := *vt
+		cp.update = fn
+		e.virtual[vt.name] = &cp
+	}
+}
+
+// SetSchemaLog installs the SchemaLog that decides how DDL commits.
+func (e *Executor) SetSchemaLog(l SchemaLog) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.schemaLog = l
+}
+
+func (e *Executor) currentSchemaLog() SchemaLog {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.schemaLog
 }
 
 // SetStatementHook installs the hook answering cluster-setting, job and

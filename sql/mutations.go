@@ -564,7 +564,15 @@ type updatePlan struct {
 func (p *updatePlan) columns() []pgwire.Column { return p.cols }
 func (p *updatePlan) stale() bool              { return p.e.isStale(p.ti) }
 
-func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (*updatePlan, error) {
+func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, error) {
+	if name, virt, err := classifyTableName(s.Table); err == nil && virt {
+		vt, ok := e.virtualTable(name)
+		if !ok {
+			return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", name),
+				"the virtual tables of this node are: %v", e.virtualNames())
+		}
+		return e.analyzeVirtualUpdate(s, vt, params)
+	}
 	ti, err := e.resolveTable(s.Table)
 	if err != nil {
 		return nil, err

@@ -21,10 +21,11 @@ import (
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "inspect and manage the nodes of a running cluster: status, drain, decommission, recommission",
+		Short: "inspect and manage the nodes of a running cluster: status, drain, decommission, recommission, group0-recover",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newNodeStatusCmd(), newNodeDrainCmd(), newNodeDecommissionCmd(), newNodeRecommissionCmd())
+	cmd.AddCommand(newNodeStatusCmd(), newNodeDrainCmd(), newNodeDecommissionCmd(), newNodeRecommissionCmd(),
+		newNodeGroup0RecoverCmd())
 	return cmd
 }
 

@@ -326,6 +326,8 @@ func (n *Node) exitError(what string) error {
 func (n *Node) Args() []string {
 	args := []string{"start", "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
 		"--sql-addr=" + n.SQLAddr, "--http-addr=" + n.HTTPAddr, "--join=" + n.c.JoinList()}
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
 	return append(args, n.c.opts.StartArgs...)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/goleak"
 )
 
@@ -244,6 +245,55 @@ go_gc_duration_seconds{quantile="0"} 1.2e-05
 	}
 }
 
+// lostMidStatement returns the error pgx gives a statement whose server
+// receives it and then dies before answering (a kill -9 mid-statement):
+// a fake server accepts the connection, reads the statement and hangs up.
+func lostMidStatement(t *testing.T) error {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	received := make(chan struct{})
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		be := pgproto3.NewBackend(c, c)
+		if _, err := be.ReceiveStartupMessage(); err != nil {
+			return
+		}
+		be.Send(&pgproto3.AuthenticationOk{})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		if err := be.Flush(); err != nil {
+			return
+		}
+		if _, err := be.Receive(); err == nil {
+			close(received)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, "postgresql://root@"+l.Addr().String()+"/defaultdb?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "INSERT INTO t VALUES (1)")
+	select {
+	case <-received:
+	case <-ctx.Done():
+		t.Fatal("the fake server never received the statement")
+	}
+	if err == nil {
+		t.Fatal("a statement whose server hung up succeeded")
+	}
+	return err
+}
+
 func TestRetryable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -273,6 +323,7 @@ func TestRetryable(t *testing.T) {
 		{"syntax error is an answer", pg("42601"), false, false},
 		{"connection lost mid-statement", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), false, true},
 		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), false, true},
+		{"connection lost after the statement was sent (pgx: conn closed)", lostMidStatement(t), false, true},
 		{"context canceled", context.Canceled, false, false},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false, false},
 		{"something else", errors.New("boom"), false, false},

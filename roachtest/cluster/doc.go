@@ -25,6 +25,11 @@
 //   - Status, leader and metrics come from the node's HTTP endpoints; the
 //     node lifecycle commands (decommission, drain) go through the kvnode CLI,
 //     gated by a capability probe because older binaries may lack them.
+//   - For the upgrade scenarios (upgrade.go): GET /_status/upgrade and SHOW
+//     UPGRADE STATUS parsed, SHOW JOBS parsed, a start that must be refused
+//     (StartExpectExit), extra start flags (SetStartArgs), and Wipe, which
+//     removes every store so that one scenario can run several plans, each
+//     on a new cluster.
 //
 // Every process started here is tracked in a process-wide registry so that
 // KillAll can end them when the test binary or the CLI is interrupted; on

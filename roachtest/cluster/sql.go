@@ -200,7 +200,13 @@ func Retryable(err error, idempotent bool) bool {
 		}
 		return false
 	}
-	if pgconn.SafeToRetry(err) {
+	// pgx reports a connection that died while it waited for the answer
+	// as "conn closed" (a connLockError, which claims SafeToRetry: the
+	// read finds the connection already torn down by the failed read
+	// before it). The statement was sent: its outcome is unknown. Every
+	// attempt here uses a new connection, so "conn closed" never means a
+	// connection that was dead before the statement.
+	if pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed) {
 		return true
 	}
 	return idempotent && ConnectionLost(err)
@@ -210,7 +216,8 @@ func Retryable(err error, idempotent bool) bool {
 // answer from the server.
 func ConnectionLost(err error) bool {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, net.ErrClosed) {
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, pgconn.ErrConnClosed) {
 		return true
 	}
 	var netErr net.Error

@@ -94,17 +94,11 @@ func registerUpgrade(r *registry.Registry) {
 	})
 	r.Add(registry.Spec{
 		Name: "upgrade/finalize",
-		Description: "upgrade through every release and finalize each (by hand or automatically, seeded), with rollbacks before " +
-			"finalizing; pending until the binaries can finalize (SET CLUSTER SETTING version)",
-		Suite: registry.Long, Nodes: 3, Timeout: 30 * time.Minute,
-		Plan: func(p registry.PlanParams) (*registry.Plan, error) {
-			mp, err := mixedversion.NewUpgradePlan(p.Seed, mixedversion.UpgradeOptions{
-				Nodes: p.Nodes, Path: allReleases(), Rollback: true, KillLeader: true, Versions: mixedversion.Required,
-			})
-			if err != nil {
-				return nil, err
-			}
-			return mixedversion.Compile(mp, &steps.Scenario{}), nil
-		},
+		Description: "three seeded mixed-version plans, each on a new cluster: upgrade through every release and finalize each " +
+			"(by hand or automatically, seeded), through every binary mix with DDL, DML, settings and leader kills, with rollbacks " +
+			"before finalizing, the workload and its linearizability checker running throughout; pending until the binaries can " +
+			"finalize (SET CLUSTER SETTING version)",
+		Suite: registry.Long, Nodes: 3, Timeout: 45 * time.Minute,
+		Plan: finalizePlans,
 	})
 }

@@ -7,5 +7,7 @@ func Register(r *registry.Registry) {
 	registerBasic(r)
 	registerMixed(r)
 	registerUpgrade(r)
+	registerUpgradeScenarios(r)
 	registerLifecycle(r)
+	registerGroup0(r)
 }

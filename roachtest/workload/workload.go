@@ -312,6 +312,13 @@ func Classify(err error) Outcome {
 	if err == nil {
 		return OK
 	}
+	if errors.Is(err, pgconn.ErrConnClosed) {
+		// pgx's "conn closed" (which claims SafeToRetry) is what a
+		// statement gets when its connection dies while it waits for the
+		// answer: it was sent. (A client never reuses a connection after
+		// an error, so it cannot mean a connection dead beforehand.)
+		return Ambiguous
+	}
 	if pgconn.SafeToRetry(err) {
 		return Failed // never sent
 	}

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"google.golang.org/grpc/codes"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/group0"
+)
+
+// Group0RecoverRequest runs the recovery procedure (`kvnode node
+// group0-recover`). DryRun only computes and returns the plan.
+type Group0RecoverRequest struct {
+	DryRun bool `json:"dry_run"`
+}
+
+// Group0RecoverResponse carries the plan, and the outcome unless DryRun.
+type Group0RecoverResponse struct {
+	Plan   string `json:"plan"`
+	Kind   string `json:"kind"`
+	Seed   int32  `json:"seed,omitempty"`
+	Done   bool   `json:"done"`
+	Result string `json:"result,omitempty"`
+}
+
+// Group0Recover asks the node at host to run (or, with dryRun, only plan)
+// the group 0 recovery procedure.
+func Group0Recover(ctx context.Context, host string, dryRun bool) (*Group0RecoverResponse, error) {
+	return invoke[Group0RecoverRequest, Group0RecoverResponse](ctx, host, methodGroup0Recover, &Group0RecoverRequest{DryRun: dryRun})
+}
+
+// GetGroup0State asks the node at host for its own group 0 state.
+func GetGroup0State(ctx context.Context, host string) (*Group0StateResponse, error) {
+	return invoke[Group0StateRequest, Group0StateResponse](ctx, host, methodGroup0State, &Group0StateRequest{})
+}
+
+// group0Recover is the recovery procedure, coordinated by the node that
+// receives the request. It needs the data group (the node list and the
+// formation record are replicated there); group 0 itself may be dead.
+//
+//  1. Ask every non-decommissioned node for its group 0 state; all must
+//     answer (the dead ones must be decommissioned first).
+//  2. Plan (group0.PlanRecovery): back to the pre-Raft procedures if group 0
+//     was never formed; rejoin the healthy group 0 if only some nodes are
+//     in recovery and group 0 answers; otherwise re-form group 0 in a new
+//     generation from the survivor with the most recent state.
+//  3. Unless DryRun, carry the plan out. Every step is idempotent; a
+//     recovery that stops half-way is run again.
+func (s *Server) group0Recover(ctx context.Context, req *Group0RecoverRequest) (*Group0RecoverResponse, error) {
+	if err := s.requireGroup0(); err != nil {
+		return nil, err
+	}
+	if _, _, err := s.readyReplica(); err != nil {
+		return nil, err
+	}
+	plan, err := s.planRecovery(ctx)
+	if err != nil {
+		return nil, rpcError(codes.FailedPrecondition, err)
+	}
+	resp := &Group0RecoverResponse{Plan: plan.Describe(), Kind: string(plan.Kind), Seed: plan.Seed}
+	if req.DryRun {
+		return resp, nil
+	}
+	s.log.Warn("running the group 0 recovery procedure", "plan", plan.Describe())
+	if err := s.executeRecovery(ctx, plan); err != nil {
+		return nil, rpcError(codes.Unavailable, errors.WithHint(err,
+			"the recovery stopped part-way; run `kvnode node group0-recover` again: every step is idempotent"))
+	}
+	resp.Done = true
+	resp.Result = fmt.Sprintf("node(s) %s are in %s", ids32(plan.Recovering), plan.Target)
+	if plan.Kind == group0.RecoverReform {
+		resp.Result = fmt.Sprintf("group 0 re-formed (%s); every node is in %s", plan.Formation, plan.Target)
+	}
+	s.log.Warn("group 0 recovery finished", "result", resp.Result)
+	return resp, nil
+}
+
+func ids32(ids []int32) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprint(id)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Server) planRecovery(ctx context.Context) (group0.RecoveryPlan, error) {
+	c := group0Cluster{s: s}
+	o, err := group0.Observe(ctx, c)
+	if err != nil {
+		return group0.RecoveryPlan{}, err
+	}
+	upgraded := clusterversion.IsActive(s, clusterversion.V2_0)
+	healthy := false
+	if o.Formation != nil {
+		for _, n := range o.Nodes {
+			if n.Err != nil || n.State == group0.Recovery || n.Generation != o.Formation.Generation {
+				continue
+			}
+			if r, err := s.askGroup0State(ctx, n.NodeID, true); err == nil && r.ProbeOK {
+				healthy = true
+				break
+			}
+		}
+	}
+	return group0.PlanRecovery(o, upgraded, healthy)
+}
+
+func (s *Server) executeRecovery(ctx context.Context, p group0.RecoveryPlan) error {
+	c := group0Cluster{s: s}
+	switch p.Kind {
+	case group0.RecoverPreRaft:
+		return forEachNode(p.Recovering, func(id int32) error {
+			return s.setNodeGroup0State(ctx, id, p.Target, true)
+		})
+	case group0.RecoverRejoin:
+		if err := forEachNode(p.Recovering, func(id int32) error { return c.Prepare(ctx, id, *p.Formation) }); err != nil {
+			return err
+		}
+		if err := s.waitGroup0Config(ctx, p.Formation.Generation, p.Recovering); err != nil {
+			return err
+		}
+		return forEachNode(p.Recovering, func(id int32) error {
+			return s.setNodeGroup0State(ctx, id, p.Target, true)
+		})
+	case group0.RecoverReform:
+		cur, err := c.SwapFormation(ctx, p.Prev, *p.Formation)
+		if err != nil {
+			return errors.Wrap(err, "writing the new formation record")
+		}
+		if cur.Generation != p.Formation.Generation || cur.Seed != p.Formation.Seed {
+			return errors.Newf("another recovery changed the formation record meanwhile (now %s); nothing was done by this one", cur)
+		}
+		f := cur
+		if err := c.Prepare(ctx, f.Seed, f); err != nil {
+			return errors.Wrapf(err, "node %d creating group 0 generation %d", f.Seed, f.Generation)
+		}
+		var rest []int32
+		for _, n := range p.Candidates {
+			if n.NodeID != f.Seed {
+				rest = append(rest, n.NodeID)
+			}
+		}
+		if err := forEachNode(rest, func(id int32) error { return c.Prepare(ctx, id, f) }); err != nil {
+			return err
+		}
+		all := append([]int32{f.Seed}, rest...)
+		if err := s.waitGroup0Config(ctx, f.Generation, all); err != nil {
+			return err
+		}
+		return forEachNode(all, func(id int32) error {
+			return s.setNodeGroup0State(ctx, id, p.Target, true)
+		})
+	}
+	return errors.AssertionFailedf("unknown recovery kind %q", p.Kind)
+}
+
+// waitGroup0Config waits (up to a minute) until group 0's leader of
+// generation gen has every node of want in its configuration.
+func (s *Server) waitGroup0Config(ctx context.Context, gen uint64, want []int32) error {
+	deadline := time.Now().Add(time.Minute)
+	last := ""
+	for {
+		o, err := group0.Observe(ctx, group0Cluster{s: s})
+		if err == nil {
+			var leader *group0.NodeInfo
+			for i, n := range o.Nodes {
+				if n.Err == nil && n.Generation == gen && n.Leader == n.NodeID {
+					leader = &o.Nodes[i]
+				}
+			}
+			if leader == nil {
+				last = fmt.Sprintf("group 0 generation %d has no leader yet", gen)
+			} else {
+				missing := slices.DeleteFunc(slices.Clone(want), leader.Member)
+				if len(missing) == 0 {
+					return nil
+				}
+				last = fmt.Sprintf("group 0's configuration lacks node(s) %s", ids32(missing))
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return errors.Newf("timed out: %s", last)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Wrap(ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func forEachNode(ids []int32, fn func(int32) error) error {
+	var errs []string
+	for _, id := range ids {
+		if err := fn(id); err != nil {
+			errs = append(errs, fmt.Sprintf("node %d: %v", id, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Newf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/sql"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// system.local is the node's own, unreplicated facts, as in ScyllaDB's
+// system.scylla_local: one row per key. The group 0 upgrade state is
+// writable, with exactly one statement, to enter recovery mode:
+//
+//	UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state'
+var systemLocalColumns = []pgwire.Column{
+	{Name: "key", Type: types.String},
+	{Name: "value", Type: types.String},
+}
+
+func (s *Server) installGroup0SQL(exec *sql.Executor) {
+	if !s.hasGroup0() {
+		return
+	}
+	exec.RegisterVirtualTable("system.local", systemLocalColumns, s.systemLocalRows)
+	exec.SetVirtualTableUpdate("system.local", s.updateSystemLocal)
+	exec.RegisterVirtualTable("system.group0_history", group0HistoryColumns, s.group0HistoryRows)
+	exec.SetSchemaLog(group0SchemaLog{s: s})
+}
+
+func (s *Server) systemLocalRows(context.Context) ([][]types.Datum, error) {
+	g := &s.g0
+	rows := [][]types.Datum{
+		{group0.SQLKey, string(g.State())},
+		{"cluster_id", s.ClusterID()},
+		{"node_id", strconv.Itoa(int(s.NodeID()))},
+		{"group0_generation", strconv.FormatUint(g.gen.Load(), 10)},
+		{"group0_catalog_state_id", strconv.FormatUint(g.catalogStateID.Load(), 10)},
+		// Entering recovery takes full effect at the restart that follows
+		// (until then a running replica stays in group 0).
+		{"group0_restart_required", strconv.FormatBool(g.State() == group0.Recovery && g.rep.Load() != nil && !g.isolated.Load())},
+	}
+	return rows, nil
+}
+
+func (s *Server) updateSystemLocal(_ context.Context, rows []sql.RowUpdate) error {
+	for _, r := range rows {
+		key, _ := r.Old[0].(string)
+		if nk, _ := r.Updated[0].(string); nk != key {
+			return pgerror.Newf(pgerror.CodeInsufficientPrivilege, "the key column of system.local cannot be changed")
+		}
+		if key != group0.SQLKey {
+			return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInsufficientPrivilege, "system.local key %q is read-only; nothing was changed", key),
+				"only the group 0 upgrade state can be changed: UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state'")
+		}
+		if val, _ := r.Updated[1].(string); group0.State(val) != group0.Recovery {
+			return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
+				"the group 0 upgrade state can only be set to 'recovery' by hand, not %q; nothing was changed", val),
+				"to enter recovery mode: UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state', then restart the node; "+
+					"the other states are reached only through the upgrade and `kvnode node group0-recover` (docs/recovery.md)")
+		}
+	}
+	if err := s.enterRecovery(); err != nil {
+		return pgerror.WithCode(err, pgerror.CodeInternal)
+	}
+	return nil
+}
+
+var group0HistoryColumns = []pgwire.Column{
+	{Name: "state_id", Type: types.Int},
+	{Name: "prev_state_id", Type: types.Int},
+	{Name: "description", Type: types.String},
+	{Name: "tables", Type: types.String},
+	{Name: "node_id", Type: types.Int},
+	{Name: "time", Type: types.String},
+}
+
+// group0HistoryRows lists the last 1000 schema changes of group 0 as this
+// node's replica has applied them.
+func (s *Server) group0HistoryRows(context.Context) ([][]types.Datum, error) {
+	rep := s.g0.rep.Load()
+	if rep == nil {
+		return nil, nil
+	}
+	hs, err := group0.History(rep, 1000)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]types.Datum, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, []types.Datum{int64(h.StateID), int64(h.PrevStateID), h.Description,
+			fmt.Sprint(h.Tables), int64(h.NodeID), time.Unix(0, h.Time).UTC().Format("2006-01-02 15:04:05.000000")})
+	}
+	return out, nil
+}
+
+// Group0NodeStatus is one node's group 0 state in UpgradeStatus.
+type Group0NodeStatus struct {
+	NodeID     int32  `json:"node_id"`
+	State      string `json:"state,omitempty"`
+	Generation uint64 `json:"generation,omitempty"`
+	Role       string `json:"role,omitempty"`
+	Applied    uint64 `json:"applied,omitempty"`
+	StateID    uint64 `json:"state_id,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+	Waiting    string `json:"waiting,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+func group0Status(n group0.NodeInfo) Group0NodeStatus {
+	st := Group0NodeStatus{NodeID: n.NodeID, State: string(n.State), Generation: n.Generation, Applied: n.Applied,
+		StateID: n.StateID, Digest: n.Digest, Waiting: n.Waiting}
+	if n.Err != nil {
+		st.Error = n.Err.Error()
+	}
+	switch {
+	case n.Generation == 0:
+		st.Role = "none"
+	case n.Isolated:
+		st.Role = "isolated"
+	case n.Leader == n.NodeID:
+		st.Role = "leader"
+	case n.Member(n.NodeID) && contains32(n.Voters, n.NodeID):
+		st.Role = "voter"
+	case n.Member(n.NodeID):
+		st.Role = "learner"
+	default:
+		st.Role = "joining"
+	}
+	return st
+}
+
+func contains32(s []int32, x int32) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (st Group0NodeStatus) detail() string {
+	if st.Error != "" {
+		return "no answer: " + st.Error
+	}
+	d := fmt.Sprintf("group 0 generation %d, %s, applied index %d, state_id %d, schema digest %s",
+		st.Generation, st.Role, st.Applied, st.StateID, st.Digest)
+	if st.Waiting != "" {
+		d += "; coordinating the upgrade: " + st.Waiting
+	}
+	return d
+}
