@@ -421,17 +421,8 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, err
 			}
 			ec.row = append(append(make([]types.Datum, 0, 2*len(cur)), cur...), row...)
-			updated := append([]types.Datum(nil), cur...)
-			for _, si := range p.set {
-				var d types.Datum
-				if si.e != nil {
-					if d, err = ec.eval(si.e); err != nil {
-						return pgwire.Result{}, err
-					}
-				}
-				updated[si.idx] = d
-			}
-			if err := checkNotNull(ti, updated); err != nil {
+			updated, err := applySet(ec, ti, cur, p.set)
+			if err != nil {
 				return pgwire.Result{}, err
 			}
 			val, err := p.e.encodeRow(ti, keys[r], updated, extra)
@@ -498,17 +489,8 @@ func (p *insertPlan) execBlindUpdate(ec *evalCtx, rows [][]types.Datum, keys [][
 			return pgwire.Result{}, err
 		}
 		ec.row = append(make([]types.Datum, len(row), 2*len(row)), row...)
-		updated := append([]types.Datum(nil), row...)
-		for _, si := range p.set {
-			var d types.Datum
-			if si.e != nil {
-				if d, err = ec.eval(si.e); err != nil {
-					return pgwire.Result{}, err
-				}
-			}
-			updated[si.idx] = d
-		}
-		if err := checkNotNull(ti, updated); err != nil {
+		updated, err := applySet(ec, ti, row, p.set)
+		if err != nil {
 			return pgwire.Result{}, err
 		}
 		upd, err := p.e.encodeRow(ti, keys[r], updated, nil)
@@ -521,6 +503,23 @@ func (p *insertPlan) execBlindUpdate(ec *evalCtx, rows [][]types.Datum, keys [][
 		return pgwire.Result{}, kvError(err)
 	}
 	return pgwire.Result{Tag: fmt.Sprintf("INSERT 0 %d", len(rows))}, nil
+}
+
+// applySet returns base with the assignments of a SET list applied, each
+// evaluated over ec.row, and checks the result's NOT NULL constraints.
+func applySet(ec *evalCtx, ti *tableInfo, base []types.Datum, set []setItem) ([]types.Datum, error) {
+	updated := append([]types.Datum(nil), base...)
+	for _, si := range set {
+		var d types.Datum
+		if si.e != nil {
+			var err error
+			if d, err = ec.eval(si.e); err != nil {
+				return nil, err
+			}
+		}
+		updated[si.idx] = d
+	}
+	return updated, checkNotNull(ti, updated)
 }
 
 func isConditionFailed(err error) bool {
@@ -625,17 +624,8 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if !ok {
 				continue
 			}
-			updated := append([]types.Datum(nil), r.row...)
-			for _, si := range p.set {
-				var d types.Datum
-				if si.e != nil {
-					if d, err = ec.eval(si.e); err != nil {
-						return pgwire.Result{}, err
-					}
-				}
-				updated[si.idx] = d
-			}
-			if err := checkNotNull(ti, updated); err != nil {
+			updated, err := applySet(ec, ti, r.row, p.set)
+			if err != nil {
 				return pgwire.Result{}, err
 			}
 			newKey := r.key
