@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -52,23 +53,34 @@ type proc struct {
 }
 
 func freeAddrs(t *testing.T, n int) []string {
+	// Ports come from below the kernel's ephemeral range (32768-60999 on
+	// Linux): a port taken from that range with :0 and released can be
+	// reused at once as the source port of some other test's outgoing
+	// connection, and the node that later binds it fails.
 	var out []string
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
-			l.Close()
+			_ = l.Close()
 		}
 	}()
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 10000 {
+			t.Fatal("no free loopback ports below the ephemeral range")
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		ls = append(ls, l)
-		if u, err := net.ListenPacket("udp", l.Addr().String()); err == nil {
-			u.Close()
-			out = append(out, l.Addr().String())
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			_ = l.Close()
+			continue
 		}
+		_ = u.Close()
+		ls = append(ls, l) // held until all n are chosen, so they differ
+		out = append(out, addr)
 	}
 	return out
 }
