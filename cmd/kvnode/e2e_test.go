@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"github.com/kvnode/kvnode/server/testcluster"
 	"net"
 	"net/http"
 	"os"
@@ -52,38 +52,8 @@ type proc struct {
 	store                      string
 }
 
-func freeAddrs(t *testing.T, n int) []string {
-	// Ports come from below the kernel's ephemeral range (32768-60999 on
-	// Linux): a port taken from that range with :0 and released can be
-	// reused at once as the source port of some other test's outgoing
-	// connection, and the node that later binds it fails.
-	var out []string
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 10000 {
-			t.Fatal("no free loopback ports below the ephemeral range")
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			_ = l.Close()
-			continue
-		}
-		_ = u.Close()
-		ls = append(ls, l) // held until all n are chosen, so they differ
-		out = append(out, addr)
-	}
-	return out
-}
+// freeAddrs returns n free loopback addresses (see testcluster.FreeAddrs).
+func freeAddrs(t *testing.T, n int) []string { return testcluster.FreeAddrs(t, n) }
 
 func newProcs(t *testing.T, n int) []*proc {
 	var ps []*proc

@@ -84,7 +84,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 }
 
 func (c *Cluster) newNode(i int) *Node {
-	ports := freePorts(c.t, 4)
+	ports := FreeAddrs(c.t, 4)
 	var log *slog.Logger
 	if c.opts.Verbose || os.Getenv("KVNODE_TEST_LOGS") == "1" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("n", i+1)
@@ -233,7 +233,9 @@ func (c *Cluster) QueryInt(i int, sql string, args ...any) (int64, error) {
 	return v, err
 }
 
-func freePorts(t testing.TB, n int) []string {
+// FreeAddrs returns n distinct free loopback addresses, each free for TCP
+// and UDP (gossip uses both), for tests that start nodes themselves.
+func FreeAddrs(t testing.TB, n int) []string {
 	// Ports come from below the kernel's ephemeral range (32768-60999 on
 	// Linux): a port taken from that range with :0 and released can be
 	// reused at once as the source port of some other test's outgoing
