@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,13 +94,18 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool()}
 	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, nil)
 	n.srv = rpc.NewServer()
-	RegisterRaftService(n.srv, func() *Transport { return n.tr })
+	// Publish the transport only once NewReplica has installed its
+	// callbacks, as the server does (an atomic pointer), so messages that
+	// arrive early are refused rather than racing with that setup.
+	var ready atomic.Pointer[Transport]
+	RegisterRaftService(n.srv, ready.Load)
 	go func() { _ = n.srv.Serve(lis) }()
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ready.Store(n.tr)
 	c.nodes[id] = n
 	return n
 }
