@@ -78,6 +78,9 @@ type Server struct {
 	ver versionState
 	// g0 is this node's part of group 0 (group0*.go).
 	g0 group0Node
+	// statusCache shares UpgradeStatus between the console and /metrics
+	// (statuscache.go).
+	statusCache statusCache
 	// engMu orders the engine's close after readers that may run on
 	// goroutines Stop does not wait for (memberlist's delegates: an
 	// in-flight push/pull can outlive Shutdown).
