@@ -416,20 +416,22 @@ func TestDrainWithOpenConnections(t *testing.T) {
 	defer cancel()
 	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
 	waitCount(t, c, 1, "kv", 0)
-	// Make node 2 the leader, so that the drain must move leadership.
+	// Drain the node that leads, so that the drain must move leadership.
+	// (Transferring leadership to a chosen node first, as this test once
+	// did, could take longer than any fixed bound on a loaded machine.)
+	d := -1
 	testcluster.WaitFor(t, 20*time.Second, func() error {
-		st := c.Nodes[1].Server.Replica().Status()
-		if st.IsLeader {
-			return nil
-		}
-		for _, nd := range c.Nodes {
+		for i, nd := range c.Nodes {
 			if nd.Server.Replica().Status().IsLeader {
-				nd.Server.Replica().TransferLeadership(2)
+				d = i
+				return nil
 			}
 		}
-		return errors.New("node 2 does not lead yet")
+		return errors.New("no leader")
 	})
-	conn, err := pgx.Connect(ctx, c.URL(1))
+	id := c.Nodes[d].Server.NodeID()
+	other := (d + 1) % 3
+	conn, err := pgx.Connect(ctx, c.URL(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,19 +440,19 @@ func TestDrainWithOpenConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, err := server.DrainNode(ctx, c.Nodes[1].Config.ListenAddr)
-	if err != nil || resp.NodeID != 2 || resp.OpenConnections < 1 {
+	resp, err := server.DrainNode(ctx, c.Nodes[d].Config.ListenAddr)
+	if err != nil || resp.NodeID != id || resp.OpenConnections < 1 {
 		t.Fatalf("drain: %+v %v", resp, err)
 	}
 	// The open connection was closed at its idle point; new ones are refused.
 	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
 		t.Fatal("a connection survived the drain")
 	}
-	if _, err := pgx.Connect(ctx, c.URL(1)); err == nil {
+	if _, err := pgx.Connect(ctx, c.URL(d)); err == nil {
 		t.Fatal("a drained node accepted a new SQL connection")
 	}
 	get := func(path string) int {
-		r, err := http.Get("http://" + c.Nodes[1].Config.HTTPAddr + path)
+		r, err := http.Get("http://" + c.Nodes[d].Config.HTTPAddr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -463,34 +465,34 @@ func TestDrainWithOpenConnections(t *testing.T) {
 	if code := get("/health"); code != http.StatusOK {
 		t.Fatalf("/health on a drained node: %d", code)
 	}
-	if c.Nodes[1].Server.Replica().Status().IsLeader {
+	if c.Nodes[d].Server.Replica().Status().IsLeader {
 		t.Fatal("the drained node still leads")
 	}
-	r, err := livenessOf(t, c, 0, 2)
+	r, err := livenessOf(t, c, other, id)
 	if err != nil || !r.draining {
 		t.Fatalf("liveness of the drained node: %+v %v", r, err)
 	}
 	// It stays up and live, and keeps leadership away.
 	time.Sleep(3 * time.Second)
-	if live, err := isLive(t, c, 2, 2); err != nil || !live || c.Nodes[1].Server.Failed() != nil {
-		t.Fatalf("the drained node is not live any more: %v %v %v", live, err, c.Nodes[1].Server.Failed())
+	if live, err := isLive(t, c, other, id); err != nil || !live || c.Nodes[d].Server.Failed() != nil {
+		t.Fatalf("the drained node is not live any more: %v %v %v", live, err, c.Nodes[d].Server.Failed())
 	}
-	if st, err := statusOf(t, c, 0, 2); err != nil || !st.IsDraining || st.IsLeader {
+	if st, err := statusOf(t, c, other, id); err != nil || !st.IsDraining || st.IsLeader {
 		t.Fatalf("status of the drained node: %+v %v", st, err)
 	}
-	c.Exec(0, "INSERT INTO kv VALUES (2, 'after')")
+	c.Exec(other, "INSERT INTO kv VALUES (2, 'after')")
 	// Draining again is fine; an unreachable host is a clear error.
-	if _, err := server.DrainNode(ctx, c.Nodes[1].Config.ListenAddr); err != nil {
+	if _, err := server.DrainNode(ctx, c.Nodes[d].Config.ListenAddr); err != nil {
 		t.Fatalf("second drain: %v", err)
 	}
 	if _, err := server.DrainNode(ctx, "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach a kvnode node at 127.0.0.1:1") {
 		t.Fatalf("drain of an unreachable host: %v", err)
 	}
 	// A restart ends the drain.
-	c.StopNode(1)
-	c.StartNode(1)
-	c.WaitUp(1)
-	if r, err := livenessOf(t, c, 1, 2); err != nil || r.draining || r.epoch != 2 {
+	c.StopNode(d)
+	c.StartNode(d)
+	c.WaitUp(d)
+	if r, err := livenessOf(t, c, d, id); err != nil || r.draining || r.epoch != 2 {
 		t.Fatalf("after restart: %+v %v", r, err)
 	}
 }
