@@ -17,6 +17,11 @@
 // the wrong type or an invalid value (22023, naming the expected type)
 // changes nothing.
 //
+// In the same batch, SET records when it set the value and to what under
+// "\x02setting-changed/<name>" (outside the span the cache reads), and
+// RESET deletes that record; LastChange answers "set since when" for the
+// operator's console ("cluster.preserve_downgrade_option set for 3h").
+//
 // # Visibility
 //
 // Each node keeps every setting's value in memory; readers (Get) never

@@ -2,6 +2,7 @@ package settings
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -62,6 +63,54 @@ var (
 // Key returns the replicated key of a setting.
 func Key(name string) []byte { return append(append([]byte(nil), keyPrefix...), name...) }
 
+// changedPrefix holds, for each setting with a stored value, when it was
+// set and to what (a Change). It sorts outside keyPrefix's span, so the
+// refresh scan never sees it and a release that does not know it ignores
+// it.
+var changedPrefix = []byte("\x02setting-changed/")
+
+func changedKey(name string) []byte { return append(append([]byte(nil), changedPrefix...), name...) }
+
+// Change records when a setting was last set, and to what.
+type Change struct {
+	// Value is the stored text the setting was set to.
+	Value string `json:"value"`
+	// At is when the node that ran the SET wrote it (its wall clock).
+	At time.Time `json:"at"`
+}
+
+// LastChange returns when setting name was set to its current stored
+// value. ok is false when the setting has its default, or when the
+// stored value was not written with a record of the change (the record
+// does not match the value; for example the value was written by a store
+// restored from elsewhere): then nobody knows since when it is set.
+func (r *Registry) LastChange(ctx context.Context, name string) (c Change, ok bool, err error) {
+	d, err := r.def(name)
+	if err != nil {
+		return Change{}, false, err
+	}
+	r.mu.RLock()
+	db := r.db
+	r.mu.RUnlock()
+	if db == nil {
+		return Change{}, false, nil
+	}
+	key := Key(d.name)
+	kvs, err := db.Scan(ctx, key, append(append([]byte(nil), key...), 0), 1, false)
+	if err != nil || len(kvs) == 0 {
+		return Change{}, false, err
+	}
+	ck := changedKey(d.name)
+	cs, err := db.Scan(ctx, ck, append(append([]byte(nil), ck...), 0), 1, false)
+	if err != nil || len(cs) == 0 {
+		return Change{}, false, err
+	}
+	if json.Unmarshal(cs[0].Value, &c) != nil || c.Value != string(kvs[0].Value) {
+		return Change{}, false, nil
+	}
+	return c, true, nil
+}
+
 // def is one registered setting.
 type def struct {
 	name, desc string
@@ -76,6 +125,7 @@ type def struct {
 // Registry holds one node's settings and their current values.
 type Registry struct {
 	log *slog.Logger
+	now func() time.Time
 
 	mu      sync.RWMutex
 	defs    map[string]*def
@@ -90,7 +140,7 @@ func NewRegistry(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{log: log, defs: map[string]*def{}, values: map[string]any{}}
+	return &Registry{log: log, now: time.Now, defs: map[string]*def{}, values: map[string]any{}}
 }
 
 // Bind connects the registry to the replicated store. Until then every
@@ -389,10 +439,14 @@ func (r *Registry) write(ctx context.Context, d *def, val any) error {
 		return pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState, "cluster settings are not available until the node has joined a cluster")
 	}
 	op := kvpb.Op{Kind: kvpb.OpDelete, Key: Key(d.name)}
+	changed := kvpb.Op{Kind: kvpb.OpDelete, Key: changedKey(d.name)}
 	if val != nil {
-		op = kvpb.Op{Kind: kvpb.OpPut, Key: Key(d.name), Value: []byte(Encode(d.typ, val))}
+		text := Encode(d.typ, val)
+		op = kvpb.Op{Kind: kvpb.OpPut, Key: Key(d.name), Value: []byte(text)}
+		rec, _ := json.Marshal(Change{Value: text, At: r.now()})
+		changed = kvpb.Op{Kind: kvpb.OpPut, Key: changedKey(d.name), Value: rec}
 	}
-	if err := db.Write(ctx, []kvpb.Op{op}); err != nil {
+	if err := db.Write(ctx, []kvpb.Op{op, changed}); err != nil {
 		return err
 	}
 	r.mu.Lock()

@@ -158,3 +158,46 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatalf("unreadable stored value: %v %d", err, s.n.Get())
 	}
 }
+
+func TestLastChange(t *testing.T) {
+	ctx := context.Background()
+	db := &memDB{m: map[string][]byte{}}
+	a, b := newTestSettings(db), newTestSettings(db)
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	a.r.now = func() time.Time { return at }
+	if _, ok, err := b.r.LastChange(ctx, "cluster.preserve_downgrade_option"); ok || err != nil {
+		t.Fatalf("a default has no change: %v %v", ok, err)
+	}
+	if _, _, err := b.r.LastChange(ctx, "no.such.setting"); err == nil {
+		t.Fatal("an unknown setting must be an error")
+	}
+	if err := a.r.Set(ctx, "cluster.preserve_downgrade_option", "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := b.r.LastChange(ctx, "CLUSTER.preserve_downgrade_option")
+	if err != nil || !ok || c.Value != "1.1" || !c.At.Equal(at) {
+		t.Fatalf("after SET: %+v %v %v", c, ok, err)
+	}
+	// A value written without its record (say by a store restored from
+	// elsewhere) has no known start: no guess.
+	db.m[string(Key("cluster.preserve_downgrade_option"))] = []byte("2.0")
+	if c, ok, _ := b.r.LastChange(ctx, "cluster.preserve_downgrade_option"); ok {
+		t.Fatalf("a record of another value was trusted: %+v", c)
+	}
+	if err := a.r.Reset(ctx, "cluster.preserve_downgrade_option"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := b.r.LastChange(ctx, "cluster.preserve_downgrade_option"); ok {
+		t.Fatal("RESET must clear the record")
+	}
+	if _, found := db.m[string(changedKey("cluster.preserve_downgrade_option"))]; found {
+		t.Fatal("RESET left the record in the store")
+	}
+	// The record lives outside the span that Refresh reads.
+	if err := a.r.Set(ctx, "test.count", int64(4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.r.Refresh(ctx); err != nil || b.n.Get() != 4 {
+		t.Fatalf("refresh: %v %d", err, b.n.Get())
+	}
+}
