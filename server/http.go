@@ -2,12 +2,12 @@ package server
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"sort"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvnode/kvnode/server/console"
 )
 
 func (s *Server) httpHandler() http.Handler {
@@ -20,7 +20,9 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/", s.serveStatus)
+	mux.HandleFunc("/_status/console", s.serveConsoleJSON)
+	mux.Handle("/_console/", console.Assets())
+	mux.HandleFunc("/", s.serveConsole)
 	return mux
 }
 
@@ -74,32 +76,4 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"ready": true, "node_id": s.NodeID()})
-}
-
-// serveStatus is a plain-text summary of the node; the operator's console
-// replaces it in a later release.
-func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	ok, why := s.readiness()
-	fmt.Fprintf(w, "kvnode node %d (binary %s)\ncluster %s\nready: %v %s\n\n", s.NodeID(), s.binVersion, s.ClusterID(), ok, why)
-	if rep := s.Replica(); rep != nil {
-		st := rep.Status()
-		fmt.Fprintf(w, "raft: leader=%d term=%d commit=%d applied=%d voters=%v learners=%v\n\n",
-			st.Leader, st.Term, st.Commit, st.Applied, st.Voters, st.Learners)
-	}
-	s.mu.Lock()
-	g := s.gossip
-	s.mu.Unlock()
-	if g != nil {
-		ms := g.Members()
-		sort.Slice(ms, func(i, j int) bool { return ms[i].Meta.NodeID < ms[j].Meta.NodeID })
-		fmt.Fprintf(w, "%-5s %-22s %-22s %-8s %-7s\n", "node", "address", "sql_address", "version", "state")
-		for _, m := range ms {
-			fmt.Fprintf(w, "%-5d %-22s %-22s %-8s %-7s\n", m.Meta.NodeID, m.Meta.ListenAddr, m.Meta.SQLAddr, m.Meta.BinaryVersion, m.State)
-		}
-	}
 }

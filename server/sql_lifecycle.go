@@ -240,7 +240,11 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 		add("in_progress", nil, st.InProgress, "")
 	}
 	add("auto_upgrade", nil, map[bool]string{true: "enabled", false: "disabled"}[st.AutoUpgradeEnabled], "cluster.auto_upgrade.enabled")
-	add("preserve_downgrade_option", nil, st.PreserveDowngrade, "")
+	preserveDetail := ""
+	if !st.PreserveSince.IsZero() {
+		preserveDetail = fmt.Sprintf("set for %s, since %s", time.Since(st.PreserveSince).Round(time.Second), st.PreserveSince.UTC().Format(time.RFC3339))
+	}
+	add("preserve_downgrade_option", nil, st.PreserveDowngrade, preserveDetail)
 	for _, n := range st.Nodes {
 		live := "live"
 		if !n.IsLive {

@@ -378,17 +378,20 @@ func (s *Server) autoUpgradeLoop() {
 // UpgradeStatus is the answer of SHOW UPGRADE STATUS and GET
 // /_status/upgrade.
 type UpgradeStatus struct {
-	AnsweredBy         int32                 `json:"answered_by"`
-	ActiveVersion      string                `json:"active_version"`
-	ReplicatedVersion  string                `json:"replicated_version"`
-	Target             string                `json:"target,omitempty"`
-	InProgress         string                `json:"in_progress,omitempty"`
-	AutoUpgradeEnabled bool                  `json:"auto_upgrade_enabled"`
-	PreserveDowngrade  string                `json:"preserve_downgrade_option,omitempty"`
-	Decision           string                `json:"decision"`
-	Nodes              []UpgradeStatusNode   `json:"nodes"`
-	Blockers           []autoupgrade.Blocker `json:"blockers"`
-	Migrations         []MigrationStatus     `json:"migrations"`
+	AnsweredBy         int32  `json:"answered_by"`
+	ActiveVersion      string `json:"active_version"`
+	ReplicatedVersion  string `json:"replicated_version"`
+	Target             string `json:"target,omitempty"`
+	InProgress         string `json:"in_progress,omitempty"`
+	AutoUpgradeEnabled bool   `json:"auto_upgrade_enabled"`
+	PreserveDowngrade  string `json:"preserve_downgrade_option,omitempty"`
+	// PreserveSince is when the preserve option was set (zero if unset or
+	// not recorded).
+	PreserveSince time.Time             `json:"preserve_downgrade_option_since,omitzero"`
+	Decision      string                `json:"decision"`
+	Nodes         []UpgradeStatusNode   `json:"nodes"`
+	Blockers      []autoupgrade.Blocker `json:"blockers"`
+	Migrations    []MigrationStatus     `json:"migrations"`
 	// Group0 is every non-decommissioned node's group 0 state.
 	Group0 []Group0NodeStatus `json:"group0"`
 }
@@ -397,10 +400,19 @@ type UpgradeStatus struct {
 type UpgradeStatusNode struct {
 	NodeID        int32  `json:"node_id"`
 	Address       string `json:"address"`
+	SQLAddress    string `json:"sql_address"`
+	HTTPAddress   string `json:"http_address"`
 	BinaryVersion string `json:"binary_version"`
 	IsLive        bool   `json:"is_live"`
 	Membership    string `json:"membership"`
 	Draining      bool   `json:"draining"`
+	// Status is liveness' one-word status (NodeStatus.Status).
+	Status string `json:"status"`
+	// Raft is the node's place in the data group; IsLeader marks its
+	// leader.
+	Raft      string `json:"raft"`
+	IsLeader  bool   `json:"is_leader"`
+	StartedAt string `json:"started_at,omitempty"`
 }
 
 // MigrationStatus is one migration in UpgradeStatus.
@@ -436,12 +448,18 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	if !d.UpToDate() {
 		st.Target = d.Target.String()
 	}
+	if in.PreserveDowngrade != "" {
+		if c, ok, err := s.Settings().LastChange(ctx, "cluster.preserve_downgrade_option"); err == nil && ok {
+			st.PreserveSince = c.At
+		}
+	}
 	if p := s.ver.inProgress.Load(); p != nil {
 		st.InProgress = *p
 	}
 	for _, n := range statuses {
-		st.Nodes = append(st.Nodes, UpgradeStatusNode{NodeID: n.NodeID, Address: n.Address, BinaryVersion: n.Build,
-			IsLive: n.IsLive, Membership: n.Membership, Draining: n.IsDraining})
+		st.Nodes = append(st.Nodes, UpgradeStatusNode{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
+			HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, IsLive: n.IsLive, Membership: n.Membership,
+			Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, IsLeader: n.IsLeader, StartedAt: n.StartedAt})
 	}
 	if s.hasGroup0() {
 		for _, n := range s.group0NodeStates(ctx, statuses) {

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/kvnode/kvnode/server/console"
+)
+
+// consoleMaxAge is how stale the cluster part of the status page may be:
+// every open tab polls every console.RefreshInterval, and they share one
+// computation (statuscache.go).
+const consoleMaxAge = 2 * time.Second
+
+// consoleStatus gathers what the status page shows. It never fails: when
+// the cluster status cannot be computed, Error says why and the node
+// table is the node's own, possibly stale, copy.
+func (s *Server) consoleStatus(ctx context.Context) console.Status {
+	ready, why := s.readiness()
+	st := console.Status{
+		Self: console.Self{NodeID: s.NodeID(), ClusterID: s.ClusterID(), BinaryVersion: s.binVersion.String(),
+			HTTPAddress: s.HTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.g0.State())},
+		ActiveVersion: s.ActiveVersion().String(),
+		Host:          s.RPCAddr(),
+	}
+	if s.NodeID() == 0 {
+		st.GeneratedAt = time.Now()
+		st.Error = "this node has not joined a cluster yet: it waits for `kvnode init` or for a node of --join to admit it"
+		st.Banners = console.Banners(st, time.Now())
+		return st
+	}
+	us, at, err := s.cachedUpgradeStatus(ctx, consoleMaxAge)
+	st.GeneratedAt = at
+	if err != nil {
+		st.Error = err.Error()
+		// What the node knows by itself: its local copy of the node and
+		// liveness records (an expired context skips the linearizable
+		// read).
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		rows, _ := s.clusterStatus(done)
+		for _, n := range rows {
+			st.Nodes = append(st.Nodes, console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
+				HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, Live: n.IsLive, Membership: n.Membership,
+				Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt})
+		}
+		if st.GeneratedAt.IsZero() {
+			st.GeneratedAt = time.Now()
+		}
+		st.Banners = console.Banners(st, time.Now())
+		return st
+	}
+	st.ClusterVersion, st.ActiveVersion = us.ReplicatedVersion, us.ActiveVersion
+	st.Target, st.InProgress, st.Decision = us.Target, us.InProgress, us.Decision
+	st.AutoUpgradeEnabled, st.Preserve, st.PreserveSince = us.AutoUpgradeEnabled, us.PreserveDowngrade, us.PreserveSince
+	st.Blockers = us.Blockers
+	g0 := map[int32]Group0NodeStatus{}
+	for _, g := range us.Group0 {
+		g0[g.NodeID] = g
+	}
+	for _, n := range us.Nodes {
+		row := console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress, HTTPAddress: n.HTTPAddress,
+			BinaryVersion: n.BinaryVersion, Live: n.IsLive, Membership: n.Membership, Draining: n.Draining,
+			Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt}
+		if g, ok := g0[n.NodeID]; ok {
+			row.Group0State, row.Group0Role, row.Group0Waiting, row.Group0Error = g.State, g.Role, g.Waiting, g.Error
+		} else if !s.hasGroup0() && n.Membership != "decommissioned" {
+			// A release without group 0 answers: every node uses the
+			// pre-Raft procedures until the cluster reaches 2.0.
+			row.Group0State = console.StatePreRaft
+		}
+		st.Nodes = append(st.Nodes, row)
+	}
+	for _, m := range us.Migrations {
+		st.Migrations = append(st.Migrations, console.Migration{Version: m.Version, Description: m.Description,
+			Status: m.Status, JobID: m.JobID, Fraction: m.Fraction, Done: m.Done, Total: m.Total,
+			Coordinator: m.Coordinator, Error: m.Error})
+	}
+	st.Banners = console.Banners(st, time.Now())
+	return st
+}
+
+// serveConsole serves the status page at "/", and its live part (what the
+// page's script swaps in every few seconds) at "/?live=1".
+func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), statusComputeTimeout+time.Second)
+	defer cancel()
+	st := s.consoleStatus(ctx)
+	var buf bytes.Buffer
+	render := console.Render
+	if r.URL.Query().Get("live") == "1" {
+		render = console.RenderLive
+	}
+	if err := render(&buf, st); err != nil {
+		http.Error(w, "rendering the status page: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+// serveConsoleJSON serves the page's facts and banners as JSON.
+func (s *Server) serveConsoleJSON(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), statusComputeTimeout+time.Second)
+	defer cancel()
+	st := s.consoleStatus(ctx)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	b, _ := json.MarshalIndent(st, "", "  ")
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,317 @@
+package console
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kvnode/kvnode/clusterversion"
+)
+
+// Banners returns what the operator should know about st, most severe
+// first, each with its fix. now is the time the "set for how long" of the
+// preserve option is measured against.
+func Banners(st Status, now time.Time) []Banner {
+	b := bannerSet{host: st.Host}
+	if b.host == "" {
+		b.host = "HOST:PORT"
+	}
+	if st.Error != "" {
+		b.add(Banner{Kind: KindStatusUnavailable, Severity: Critical,
+			Title:  "The cluster status cannot be read from this node",
+			Detail: st.Error + ". The page shows only what this node knows by itself until the data group answers again; rows cannot be read or written either.",
+			Fix: []string{
+				"kvnode node status --host=" + b.host,
+				"start the nodes that are down: the data group needs a majority of its voters",
+			}})
+		if st.Self.Group0State == StateRecovery {
+			b.recovery([]int32{st.Self.NodeID})
+		}
+		return b.sorted()
+	}
+
+	var nodes, live []Node
+	for _, n := range st.Nodes {
+		if n.Decommissioned() {
+			continue
+		}
+		nodes = append(nodes, n)
+		if n.Live {
+			live = append(live, n)
+		}
+	}
+
+	// Group 0: recovery mode first, it stops DDL.
+	var inRecovery, inSync []int32
+	for _, n := range nodes {
+		switch n.Group0State {
+		case StateRecovery:
+			inRecovery = append(inRecovery, n.NodeID)
+		case StateSync:
+			inSync = append(inSync, n.NodeID)
+		}
+	}
+	if len(inRecovery) > 0 {
+		b.recovery(inRecovery)
+	}
+	var dead []int32
+	for _, n := range nodes {
+		if !n.Live {
+			dead = append(dead, n.NodeID)
+		}
+	}
+	waiting := false
+	for _, n := range nodes {
+		if n.Group0Waiting == "" {
+			continue
+		}
+		waiting = true
+		fix := []string{"SHOW UPGRADE STATUS"}
+		for _, id := range dead {
+			fix = append(fix, fmt.Sprintf("if node %d is gone for good: kvnode node decommission %d --host=%s (docs/recovery.md, step 1); otherwise start it again", id, id, b.host))
+		}
+		detail := "The 2.0 migration runs ScyllaDB's upgrade procedure; each wait is bounded and retried, and resumes by itself once what it waits for happens."
+		if len(inSync) > 0 {
+			detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits for the upgrade, then runs through group 0.", capitalize(idList(inSync)))
+		}
+		b.add(Banner{Kind: KindGroup0Waiting, Severity: Warning, NodeID: n.NodeID,
+			Title:  fmt.Sprintf("The group 0 upgrade is waiting (node %d coordinates): %s", n.NodeID, n.Group0Waiting),
+			Detail: detail, Fix: fix})
+	}
+	if !waiting && len(inSync) > 0 {
+		b.add(Banner{Kind: KindGroup0Waiting, Severity: Info,
+			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", idList(inSync)),
+			Detail: "The pre-Raft schema path is closed while the schema moves onto group 0; DDL issued now waits, then runs through group 0.",
+			Fix:    []string{"SHOW UPGRADE STATUS"}})
+	}
+
+	// Binary versions among the running nodes.
+	byBuild := map[string][]int32{}
+	newest := clusterversion.Version{}
+	for _, n := range live {
+		byBuild[n.BinaryVersion] = append(byBuild[n.BinaryVersion], n.NodeID)
+		if v, err := clusterversion.Parse(n.BinaryVersion); err == nil && newest.Less(v) {
+			newest = v
+		}
+	}
+	active, activeErr := clusterversion.Parse(st.ClusterVersion)
+	mixed := len(byBuild) > 1
+	if mixed {
+		var parts, older []string
+		var behind []int32
+		builds := make([]string, 0, len(byBuild))
+		for v := range byBuild {
+			builds = append(builds, v)
+		}
+		sort.Strings(builds)
+		for _, v := range builds {
+			ids := byBuild[v]
+			verb := "runs"
+			if len(ids) > 1 {
+				verb = "run"
+			}
+			parts = append(parts, fmt.Sprintf("%s %s %s", idList(ids), verb, v))
+			if pv, err := clusterversion.Parse(v); err != nil || pv.Less(newest) {
+				behind = append(behind, ids...)
+				older = append(older, v)
+			}
+		}
+		slices.Sort(behind)
+		detail := fmt.Sprintf("The cluster stays at version %s until every node runs %s.", st.ClusterVersion, newest)
+		if fence, ok := clusterversion.Fence(newest); ok && activeErr == nil && active.Less(fence) && len(older) == 1 {
+			detail += fmt.Sprintf(" Until then the upgrade can still be rolled back: restart the upgraded nodes on the %s binary.", older[0])
+		}
+		fix := []string{}
+		addr := map[int32]string{}
+		for _, n := range live {
+			addr[n.NodeID] = n.Address
+		}
+		for _, id := range behind {
+			host := addr[id]
+			if host == "" {
+				host = fmt.Sprintf("<node %d's --listen-addr>", id)
+			}
+			fix = append(fix, fmt.Sprintf("restart node %d on the %s binary: kvnode node drain --host=%s, stop it, start the %s binary with the same flags", id, newest, host, newest))
+		}
+		b.add(Banner{Kind: KindMixedVersions, Severity: Warning,
+			Title:  "Several binary versions are running: " + strings.Join(parts, "; "),
+			Detail: detail, Fix: fix})
+	}
+
+	// Dead nodes: what blocks finalization once every live node is
+	// upgraded, and worth knowing otherwise.
+	target, targetErr := clusterversion.Parse(st.Target)
+	liveUpgraded := st.Target != "" && targetErr == nil && len(live) > 0
+	for _, n := range live {
+		if v, err := clusterversion.Parse(n.BinaryVersion); err != nil || v.Less(target) {
+			liveUpgraded = false
+		}
+	}
+	for _, n := range nodes {
+		if n.Live {
+			continue
+		}
+		decom := fmt.Sprintf("kvnode node decommission %d --host=%s", n.NodeID, b.host)
+		state := n.Status
+		if state == "" || state == "live" {
+			state = "not live"
+		}
+		if liveUpgraded {
+			b.add(Banner{Kind: KindDeadNode, Severity: Critical, NodeID: n.NodeID,
+				Title: fmt.Sprintf("Node %d is %s and blocks the upgrade to %s: every live node runs %s", n.NodeID, state, st.Target, st.Target),
+				Detail: fmt.Sprintf("The cluster finalizes only when every node that is not decommissioned runs the new binary. "+
+					"If node %d comes back, start it on the %s binary; if it is gone for good, decommission it and the cluster finalizes by itself.", n.NodeID, st.Target),
+				Fix: []string{decom}})
+			continue
+		}
+		b.add(Banner{Kind: KindDeadNode, Severity: Warning, NodeID: n.NodeID,
+			Title: fmt.Sprintf("Node %d is %s", n.NodeID, state),
+			Detail: fmt.Sprintf("Its liveness record has expired. Any upgrade will wait for it. "+
+				"Start node %d again; if it is gone for good, decommission it.", n.NodeID),
+			Fix: []string{decom}})
+	}
+	for _, n := range live {
+		if n.Draining {
+			b.add(Banner{Kind: KindDrainingNode, Severity: Warning, NodeID: n.NodeID,
+				Title:  fmt.Sprintf("Node %d is draining", n.NodeID),
+				Detail: "It accepts no SQL connections and leads no Raft group. Finalization waits until it restarts (which ends the drain) or stops and is decommissioned.",
+				Fix:    []string{fmt.Sprintf("restart node %d with its usual kvnode start command", n.NodeID)}})
+		}
+	}
+
+	// Finalization: running, about to run, or held back.
+	switch {
+	case st.InProgress != "":
+		b.add(Banner{Kind: KindFinalizing, Severity: Info,
+			Title:  fmt.Sprintf("Finalizing the upgrade to %s: %s", orUnknown(st.Target), st.InProgress),
+			Detail: "Each step is persisted on every node before it takes effect; migrations run as resumable jobs.",
+			Fix:    []string{"SHOW UPGRADE STATUS", "SHOW JOBS"}})
+	case st.Target != "" && !mixed && len(st.Blockers) == 0:
+		b.add(Banner{Kind: KindFinalizing, Severity: Info,
+			Title:  fmt.Sprintf("Every node runs %s: the cluster finalizes to %s within seconds", st.Target, st.Target),
+			Detail: "The auto-upgrade loop on the data group's leader finalizes once every live, non-decommissioned node runs the new binary.",
+			Fix:    []string{"SHOW UPGRADE STATUS"}})
+	case st.Target != "" && !mixed:
+		var why, fix []string
+		if st.Preserve != "" {
+			w := fmt.Sprintf("cluster.preserve_downgrade_option is set to '%s'", st.Preserve)
+			if !st.PreserveSince.IsZero() {
+				w += fmt.Sprintf(" (for %s, since %s)", roundDuration(now.Sub(st.PreserveSince)), st.PreserveSince.UTC().Format("2006-01-02 15:04 MST"))
+			} else {
+				w += " (since when is not recorded)"
+			}
+			why = append(why, w)
+			fix = append(fix, "RESET CLUSTER SETTING cluster.preserve_downgrade_option;")
+		}
+		if !st.AutoUpgradeEnabled {
+			why = append(why, "cluster.auto_upgrade.enabled is false")
+			fix = append(fix, fmt.Sprintf("SET CLUSTER SETTING version = '%s';", st.Target),
+				"(or SET CLUSTER SETTING cluster.auto_upgrade.enabled = true;)")
+		}
+		if len(why) > 0 {
+			b.add(Banner{Kind: KindNotFinalized, Severity: Warning,
+				Title: fmt.Sprintf("Every node runs %s, but the cluster version is still %s", st.Target, st.ClusterVersion),
+				Detail: "Finalization is held back: " + strings.Join(why, "; ") +
+					". Until it finalizes, the new release's features stay off and the upgrade can still be rolled back.",
+				Fix: fix})
+		}
+	}
+
+	for _, m := range st.Migrations {
+		if m.Status != "failed" {
+			continue
+		}
+		b.add(Banner{Kind: KindMigrationFailed, Severity: Critical,
+			Title:  fmt.Sprintf("The %s migration failed: %s", m.Version, m.Description),
+			Detail: m.Error + ". The next finalization attempt resumes it from its last checkpoint.",
+			Fix:    []string{"SHOW JOBS", fmt.Sprintf("SET CLUSTER SETTING version = '%s';", releaseOf(m.Version))}})
+	}
+	return b.sorted()
+}
+
+type bannerSet struct {
+	host string
+	out  []Banner
+}
+
+func (b *bannerSet) add(x Banner) { b.out = append(b.out, x) }
+
+func (b *bannerSet) recovery(ids []int32) {
+	verb := "is"
+	if len(ids) > 1 {
+		verb = "are"
+	}
+	b.add(Banner{Kind: KindGroup0Recovery, Severity: Critical,
+		Title: fmt.Sprintf("%s %s in group 0 recovery mode", capitalize(idList(ids)), verb),
+		Detail: "A node in recovery refuses DDL (SQLSTATE 55000) and the upgrade to 2.0 does not run; rows are served as usual. " +
+			"Follow docs/recovery.md: enter recovery on every surviving node and restart it, decommission the nodes that are gone for good, " +
+			"then look at the plan and recover.",
+		Fix: []string{
+			"kvnode node group0-recover --host=" + b.host + " --dry-run",
+			"kvnode node group0-recover --host=" + b.host,
+		}})
+}
+
+var severityRank = map[Severity]int{Critical: 0, Warning: 1, Info: 2}
+
+func (b *bannerSet) sorted() []Banner {
+	sort.SliceStable(b.out, func(i, j int) bool { return severityRank[b.out[i].Severity] < severityRank[b.out[j].Severity] })
+	return b.out
+}
+
+// idList names nodes the way the rest of kvnode does: "node 3",
+// "nodes 1, 2".
+func idList(ids []int32) string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprint(id)
+	}
+	if len(ids) == 1 {
+		return "node " + parts[0]
+	}
+	return "nodes " + strings.Join(parts, ", ")
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "the new release"
+	}
+	return s
+}
+
+// releaseOf returns the release a ladder version belongs to ("2.0" for
+// "2.0-step.1").
+func releaseOf(v string) string {
+	if pv, err := clusterversion.Parse(v); err == nil {
+		return fmt.Sprintf("%d.%d", pv.Major, pv.Minor)
+	}
+	return v
+}
+
+// roundDuration prints a duration the way people say it: 45s, 12m, 3h5m,
+// 2d4h.
+func roundDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		h := int(d.Hours())
+		return fmt.Sprintf("%dh%dm", h, int(d.Minutes())-60*h)
+	default:
+		days := int(d.Hours()) / 24
+		return fmt.Sprintf("%dd%dh", days, int(d.Hours())-24*days)
+	}
+}

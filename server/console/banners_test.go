@@ -1,0 +1,239 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/server/autoupgrade"
+)
+
+func node(id int32, build string, live bool) Node {
+	st := "live"
+	if !live {
+		st = "dead"
+	}
+	return Node{NodeID: id, Address: "127.0.0.1:2635" + string(rune('0'+id)), BinaryVersion: build, Live: live,
+		Membership: "active", Status: st, Raft: "voter", Group0State: StatePreRaft}
+}
+
+func TestBanners(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	base := func(nodes ...Node) Status {
+		return Status{ClusterVersion: "1.1", ActiveVersion: "1.1", AutoUpgradeEnabled: true, Host: "127.0.0.1:26357", Nodes: nodes}
+	}
+	type want struct {
+		kind     Kind
+		severity Severity
+		node     int32
+		// every string must appear in the title, detail or fix
+		says []string
+	}
+	for _, tc := range []struct {
+		name string
+		st   Status
+		want []want // in order
+	}{
+		{
+			name: "healthy",
+			st:   base(node(1, "1.1", true), node(2, "1.1", true), node(3, "1.1", true)),
+		},
+		{
+			name: "status unavailable",
+			st:   Status{Error: "the data Raft group did not answer in time", Host: "127.0.0.1:26357", Self: Self{NodeID: 2, Group0State: StateRecovery}},
+			want: []want{
+				{KindStatusUnavailable, Critical, 0, []string{"did not answer in time", "kvnode node status --host=127.0.0.1:26357"}},
+				{KindGroup0Recovery, Critical, 0, []string{"Node 2 is in group 0 recovery mode", "group0-recover --host=127.0.0.1:26357 --dry-run"}},
+			},
+		},
+		{
+			name: "rolling upgrade in progress: rollback still possible",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "1.1", true), node(3, "1.1", true))
+				s.Target = "2.0"
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockMixedVersions}}
+				return s
+			}(),
+			want: []want{{KindMixedVersions, Warning, 0, []string{
+				"node 1 runs 2.0", "nodes 2, 3 run 1.1", "stays at version 1.1", "rolled back", "restart node 2 on the 2.0 binary", "restart node 3 on the 2.0 binary"}}},
+		},
+		{
+			name: "mixed versions past the fence: no rollback offered",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "1.1", true))
+				s.ClusterVersion = "2.0-step.1"
+				s.Target = "2.0"
+				return s
+			}(),
+			want: []want{{KindMixedVersions, Warning, 0, []string{"stays at version 2.0-step.1"}}},
+		},
+		{
+			name: "preserve option holds finalization, since a known time",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "2.0", true), node(3, "2.0", true))
+				s.Target, s.Preserve, s.PreserveSince = "2.0", "1.1", now.Add(-(3*time.Hour + 5*time.Minute))
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockPreserve}}
+				return s
+			}(),
+			want: []want{{KindNotFinalized, Warning, 0, []string{
+				"Every node runs 2.0, but the cluster version is still 1.1", "preserve_downgrade_option is set to '1.1' (for 3h5m, since 2026-11-21 08:55 UTC)",
+				"RESET CLUSTER SETTING cluster.preserve_downgrade_option;"}}},
+		},
+		{
+			name: "auto-upgrade disabled and preserve set without a record",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "2.0", true))
+				s.Target, s.Preserve, s.AutoUpgradeEnabled = "2.0", "1.1", false
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockPreserve}, {Kind: autoupgrade.BlockAutoDisabled}}
+				return s
+			}(),
+			want: []want{{KindNotFinalized, Warning, 0, []string{
+				"since when is not recorded", "cluster.auto_upgrade.enabled is false", "SET CLUSTER SETTING version = '2.0';"}}},
+		},
+		{
+			name: "every live node upgraded, a dead node blocks",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "2.0", true), node(3, "1.1", false))
+				s.Target = "2.0"
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockMixedVersions}, {Kind: autoupgrade.BlockDeadNode, NodeID: 3}}
+				return s
+			}(),
+			want: []want{{KindDeadNode, Critical, 3, []string{
+				"Node 3 is dead and blocks the upgrade to 2.0", "kvnode node decommission 3 --host=127.0.0.1:26357"}}},
+		},
+		{
+			name: "a dead node with nothing to finalize",
+			st:   base(node(1, "1.1", true), node(2, "1.1", false)),
+			want: []want{{KindDeadNode, Warning, 2, []string{"Node 2 is dead", "kvnode node decommission 2"}}},
+		},
+		{
+			name: "decommissioned nodes are ignored",
+			st: func() Status {
+				d := node(3, "1.0", false)
+				d.Membership = "decommissioned"
+				return base(node(1, "1.1", true), node(2, "1.1", true), d)
+			}(),
+		},
+		{
+			name: "draining node",
+			st: func() Status {
+				n := node(2, "1.1", true)
+				n.Draining = true
+				return base(node(1, "1.1", true), n)
+			}(),
+			want: []want{{KindDrainingNode, Warning, 2, []string{"Node 2 is draining", "restart node 2"}}},
+		},
+		{
+			name: "finalization running",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "2.0", true))
+				s.Target, s.InProgress = "2.0", "2.0-step.1: running the migration"
+				return s
+			}(),
+			want: []want{{KindFinalizing, Info, 0, []string{"Finalizing the upgrade to 2.0: 2.0-step.1"}}},
+		},
+		{
+			name: "about to finalize",
+			st: func() Status {
+				s := base(node(1, "2.0", true), node(2, "2.0", true))
+				s.Target = "2.0"
+				return s
+			}(),
+			want: []want{{KindFinalizing, Info, 0, []string{"finalizes to 2.0 within seconds"}}},
+		},
+		{
+			name: "group 0 upgrade waits for a dead node",
+			st: func() Status {
+				a, b, c := node(1, "2.0", true), node(2, "2.0", true), node(3, "2.0", false)
+				a.Group0Waiting = "waiting for every node to report its group 0 state; not answering: node 3"
+				b.Group0State = StateSync
+				s := base(a, b, c)
+				s.ClusterVersion, s.Target, s.InProgress = "2.0-step.1", "2.0", "2.0-step.1"
+				return s
+			}(),
+			want: []want{
+				{KindDeadNode, Critical, 3, []string{"kvnode node decommission 3"}},
+				{KindGroup0Waiting, Warning, 1, []string{"not answering: node 3", "Node 2 in synchronize", "if node 3 is gone for good: kvnode node decommission 3"}},
+				{KindFinalizing, Info, 0, nil},
+			},
+		},
+		{
+			name: "nodes in recovery",
+			st: func() Status {
+				a, b := node(1, "2.0", true), node(2, "2.0", true)
+				a.Group0State, b.Group0State = StateRecovery, StateRecovery
+				s := base(a, b)
+				s.ClusterVersion = "2.0"
+				return s
+			}(),
+			want: []want{{KindGroup0Recovery, Critical, 0, []string{"Nodes 1, 2 are in group 0 recovery mode", "group0-recover"}}},
+		},
+		{
+			name: "failed migration",
+			st: func() Status {
+				s := base(node(1, "2.0", true))
+				s.Migrations = []Migration{{Version: "1.1-step.2", Description: "rewrite rows", Status: "failed", Error: "disk full"}}
+				return s
+			}(),
+			want: []want{{KindMigrationFailed, Critical, 0, []string{"disk full", "SET CLUSTER SETTING version = '1.1';"}}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Banners(tc.st, now)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d banners, want %d:\n%s", len(got), len(tc.want), dump(got))
+			}
+			for i, w := range tc.want {
+				b := got[i]
+				if b.Kind != w.kind || b.Severity != w.severity || b.NodeID != w.node {
+					t.Fatalf("banner %d: got %s/%s/node %d, want %s/%s/node %d\n%s", i, b.Kind, b.Severity, b.NodeID, w.kind, w.severity, w.node, dump(got))
+				}
+				text := b.Title + "\n" + b.Detail + "\n" + strings.Join(b.Fix, "\n")
+				for _, s := range w.says {
+					if !strings.Contains(text, s) {
+						t.Errorf("banner %d does not say %q:\n%s", i, s, text)
+					}
+				}
+			}
+		})
+	}
+}
+
+func dump(bs []Banner) string {
+	b, _ := json.MarshalIndent(bs, "", "  ")
+	return string(b)
+}
+
+// The page renders every banner with its kind, the node table and the
+// migrations, with untrusted text escaped.
+func TestRender(t *testing.T) {
+	st := Status{
+		GeneratedAt:    time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC),
+		Self:           Self{NodeID: 1, BinaryVersion: "2.0", Ready: true, Group0State: StatePreRaft},
+		ClusterVersion: "1.1", ActiveVersion: "1.1", Target: "2.0", AutoUpgradeEnabled: true,
+		Nodes:      []Node{node(1, "2.0", true), node(2, "1.1", true)},
+		Migrations: []Migration{{Version: "2.0-step.1", Description: "group 0 <upgrade>", Status: "running", Fraction: 0.5, Done: 1, Total: 2}},
+	}
+	st.Banners = Banners(st, time.Now())
+	var full, live bytes.Buffer
+	if err := Render(&full, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := RenderLive(&live, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`data-kind="mixed_versions"`, `<tr data-node-id="2"`, `data-version="2.0-step.1"`,
+		"group 0 &lt;upgrade&gt;", `style="width: 50.0%"`, `<script src="/_console/console.js">`} {
+		if !strings.Contains(full.String(), s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+	if strings.Contains(live.String(), "<script") || !strings.Contains(live.String(), `data-kind="mixed_versions"`) {
+		t.Errorf("the live part is wrong:\n%s", live.String())
+	}
+	if !strings.Contains(full.String(), live.String()) {
+		t.Error("the live part differs from the page's")
+	}
+}

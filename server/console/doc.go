@@ -1,0 +1,38 @@
+// Package console is the operator's status page that every node serves at
+// "/" on its --http-addr: the nodes (ID, address, binary, liveness,
+// membership, draining, group 0 state), the cluster version and any
+// upgrade in progress, the migrations and their progress, and banners that
+// say what needs the operator, each with the statement or command that
+// fixes it.
+//
+// The package is pure: the server gathers a Status (from the same
+// UpgradeStatus that SHOW UPGRADE STATUS prints, so the page and SQL never
+// disagree), Banners turns it into banners, and Render writes the page.
+// The page is server-rendered HTML; a small script served from the binary
+// (assets/console.js, no build step) fetches the page's live part again
+// every few seconds and swaps it in, and without JavaScript a <noscript>
+// refresh reloads the whole page. The same Status is served as JSON at
+// /_status/console.
+//
+// # Banners
+//
+// One rule per situation, in Banners; each banner has a stable kind (the
+// page marks it with data-kind, tests and scripts select on it):
+//
+//   - status_unavailable: the node could not compute the cluster status
+//     (the data group did not answer); the page shows the node's own view.
+//   - mixed_versions: several binary releases run; finalization waits for
+//     the rest, rollback is still possible while the version is not fenced.
+//   - not_finalized: every node runs the newer binary but the cluster
+//     stays at the old version, and why: cluster.preserve_downgrade_option
+//     (and for how long), or cluster.auto_upgrade.enabled = false.
+//   - dead_node: a non-decommissioned node is not live; when every live
+//     node already runs the newer binary it is what blocks finalization,
+//     and the banner gives its decommission command (CockroachDB never
+//     built this one).
+//   - draining_node: a node drains; finalization waits until it stops.
+//   - finalizing: a finalization is running, at which step.
+//   - migration_failed: a migration job failed, with its error.
+//   - group0_waiting: the group 0 upgrade waits, and for what.
+//   - group0_recovery: a node is in group 0 recovery mode.
+package console

@@ -1,0 +1,148 @@
+package console
+
+import (
+	"time"
+
+	"github.com/kvnode/kvnode/server/autoupgrade"
+)
+
+// The group 0 upgrade states (group0.State), as system.local shows them.
+const (
+	StatePreRaft  = "use_pre_raft_procedures"
+	StateSync     = "synchronize"
+	StatePostRaft = "use_post_raft_procedures"
+	StateRecovery = "recovery"
+)
+
+// Status is everything the page shows, as one node sees it. The server
+// fills it; Banners reads it; /_status/console serves it as JSON.
+type Status struct {
+	// GeneratedAt is when the cluster part was computed.
+	GeneratedAt time.Time `json:"generated_at"`
+	// Self is the node that serves the page.
+	Self Self `json:"self"`
+	// Error is set when the cluster part could not be computed (then
+	// only Self is meaningful).
+	Error string `json:"error,omitempty"`
+
+	// ClusterVersion is the replicated cluster version; ActiveVersion
+	// is the version persisted on the serving node (they differ only for
+	// a moment during a finalization).
+	ClusterVersion string `json:"cluster_version"`
+	ActiveVersion  string `json:"active_version"`
+	// Target is the release the cluster would finalize to, "" when
+	// up to date.
+	Target string `json:"target,omitempty"`
+	// InProgress is the finalization step running now, if any.
+	InProgress string `json:"in_progress,omitempty"`
+	// Decision is the auto-upgrade decision in one line.
+	Decision           string `json:"decision"`
+	AutoUpgradeEnabled bool   `json:"auto_upgrade_enabled"`
+	// Preserve is cluster.preserve_downgrade_option ("" when unset), and
+	// PreserveSince when it was set (zero when unknown).
+	Preserve      string    `json:"preserve_downgrade_option,omitempty"`
+	PreserveSince time.Time `json:"preserve_downgrade_option_since,omitzero"`
+
+	Nodes      []Node                `json:"nodes"`
+	Migrations []Migration           `json:"migrations"`
+	Blockers   []autoupgrade.Blocker `json:"blockers"`
+	// Host is a --listen-addr that the fix commands name.
+	Host string `json:"host"`
+
+	Banners []Banner `json:"banners"`
+}
+
+// Self is the serving node.
+type Self struct {
+	NodeID        int32  `json:"node_id"`
+	ClusterID     string `json:"cluster_id"`
+	BinaryVersion string `json:"binary_version"`
+	HTTPAddress   string `json:"http_address"`
+	Ready         bool   `json:"ready"`
+	// NotReady says why the node does not serve SQL, when it does not.
+	NotReady string `json:"not_ready,omitempty"`
+	// Group0State is the node's own, locally persisted, group 0 state.
+	Group0State string `json:"group0_state"`
+}
+
+// Node is one row of the node table.
+type Node struct {
+	NodeID        int32  `json:"node_id"`
+	Address       string `json:"address"`
+	SQLAddress    string `json:"sql_address"`
+	HTTPAddress   string `json:"http_address"`
+	BinaryVersion string `json:"binary_version"`
+	Live          bool   `json:"is_live"`
+	Membership    string `json:"membership"`
+	Draining      bool   `json:"is_draining"`
+	// Status is liveness' one-word status: live, draining, unavailable,
+	// dead, decommissioning, decommissioned.
+	Status string `json:"status"`
+	// Raft is the node's place in the data group: voter, learner, none;
+	// Leader is set for the data group's leader.
+	Raft   string `json:"raft"`
+	Leader bool   `json:"is_leader"`
+	// Group0State, Group0Role and Group0Waiting are the node's group 0
+	// state as it answered; Group0Error is set when it did not answer.
+	Group0State   string `json:"group0_state,omitempty"`
+	Group0Role    string `json:"group0_role,omitempty"`
+	Group0Waiting string `json:"group0_waiting,omitempty"`
+	Group0Error   string `json:"group0_error,omitempty"`
+	// StartedAt is when the node's process started, "" if unknown.
+	StartedAt string `json:"started_at,omitempty"`
+}
+
+// Decommissioned reports whether the node left the cluster for good.
+func (n Node) Decommissioned() bool { return n.Membership == autoupgrade.Decommissioned }
+
+// Migration is one row of the migration table.
+type Migration struct {
+	Version     string  `json:"version"`
+	Description string  `json:"description"`
+	Status      string  `json:"status"`
+	JobID       int64   `json:"job_id,omitempty"`
+	Fraction    float64 `json:"fraction_completed"`
+	Done        int64   `json:"done"`
+	Total       int64   `json:"total"`
+	Coordinator int32   `json:"coordinator,omitempty"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// Severity orders banners: critical needs action now, warning holds
+// something back, info says what is going on.
+type Severity string
+
+// The severities.
+const (
+	Critical Severity = "critical"
+	Warning  Severity = "warning"
+	Info     Severity = "info"
+)
+
+// Kind names a banner's situation; see the package documentation.
+type Kind string
+
+// The banner kinds.
+const (
+	KindStatusUnavailable Kind = "status_unavailable"
+	KindMixedVersions     Kind = "mixed_versions"
+	KindNotFinalized      Kind = "not_finalized"
+	KindDeadNode          Kind = "dead_node"
+	KindDrainingNode      Kind = "draining_node"
+	KindFinalizing        Kind = "finalizing"
+	KindMigrationFailed   Kind = "migration_failed"
+	KindGroup0Waiting     Kind = "group0_waiting"
+	KindGroup0Recovery    Kind = "group0_recovery"
+)
+
+// Banner is one thing the operator should know, with the fix.
+type Banner struct {
+	Kind     Kind     `json:"kind"`
+	Severity Severity `json:"severity"`
+	// NodeID is set when the banner is about one node.
+	NodeID int32  `json:"node_id,omitempty"`
+	Title  string `json:"title"`
+	Detail string `json:"detail,omitempty"`
+	// Fix is the statements or commands that resolve it, in order.
+	Fix []string `json:"fix,omitempty"`
+}
