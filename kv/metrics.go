@@ -4,19 +4,28 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the replica's Prometheus collectors. A nil *Metrics is valid
-// and records nothing.
+// Metrics are the replica's Prometheus collectors (kvnode_raft_*). A nil
+// *Metrics is valid and records nothing. The server gives them to the data
+// group's replica only; group 0's replica is exported by the server, from
+// Status at scrape time, as kvnode_group0_raft_*.
 type Metrics struct {
 	term, commit, applied, isLeader prometheus.Gauge
+	applyLag                        prometheus.Gauge
 	voters, learners                prometheus.Gauge
 	proposalsTotal, readsTotal      prometheus.Counter
 	snapshotsApplied                prometheus.Counter
+	leaderChanges                   prometheus.Counter
 	syncLatency                     prometheus.Histogram
+	// lastLeader is the leader the previous setStatus saw (0: none).
+	// setStatus runs on the Ready loop only; the atomic keeps a Metrics
+	// shared by mistake between two replicas race-free.
+	lastLeader atomic.Uint64
 }
 
 // NewMetrics registers the replica's collectors with reg.
@@ -36,11 +45,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commit:           g("commit_index", "Highest log index known committed."),
 		applied:          g("applied_index", "Highest log index applied to the state machine on this node."),
 		isLeader:         g("is_leader", "1 if this node leads the data group."),
+		applyLag:         g("apply_lag", "Entries known committed but not yet applied on this node (commit_index - applied_index)."),
 		voters:           g("voters", "Number of voters in the data group's configuration."),
 		learners:         g("learners", "Number of learners in the data group's configuration."),
 		proposalsTotal:   c("proposals_total", "Proposals submitted to Raft by this node."),
 		readsTotal:       c("read_index_total", "Linearizable reads served through ReadIndex."),
 		snapshotsApplied: c("snapshots_applied_total", "Raft snapshots applied by this node."),
+		leaderChanges: c("leader_changes_total",
+			"Times this node saw a new leader of the data group: a known leader other than the last one it saw (which may be none), like etcd's leader_changes_seen_total."),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kvnode", Subsystem: "raft", Name: "log_sync_seconds",
 			Help:    "Latency of persisting one Ready (entries + hard state) to Pebble.",
@@ -82,6 +94,14 @@ func (m *Metrics) setStatus(s *Status) {
 	m.term.Set(float64(s.Term))
 	m.commit.Set(float64(s.Commit))
 	m.applied.Set(float64(s.Applied))
+	lag := uint64(0)
+	if s.Commit > s.Applied {
+		lag = s.Commit - s.Applied
+	}
+	m.applyLag.Set(float64(lag))
+	if prev := m.lastLeader.Swap(s.Leader); s.Leader != 0 && s.Leader != prev {
+		m.leaderChanges.Inc()
+	}
 	if s.IsLeader {
 		m.isLeader.Set(1)
 	} else {

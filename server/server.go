@@ -131,6 +131,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 		}
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(metricsCollector{s}) // versions, upgrade, group 0 (metrics.go)
 	if s.eng, err = storage.Open(cfg.Store, storage.Options{}); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,12 @@ const (
 	BlockAutoDisabled  BlockerKind = "auto_upgrade_disabled"
 )
 
+// BlockerKinds lists every BlockerKind (for metrics that export each kind,
+// even at zero). Add a new kind here too.
+func BlockerKinds() []BlockerKind {
+	return []BlockerKind{BlockDeadNode, BlockDrainingNode, BlockMixedVersions, BlockPreserve, BlockAutoDisabled}
+}
+
 // Blocker is one reason the cluster does not finalize, with the fix.
 type Blocker struct {
 	Kind   BlockerKind
