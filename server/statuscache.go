@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+
+	"github.com/cockroachdb/errors"
 	"sync"
 	"time"
 )
@@ -49,17 +51,26 @@ func (s *Server) cachedUpgradeStatus(ctx context.Context, maxAge time.Duration) 
 		c.running = done
 		c.mu.Unlock()
 
-		cctx, cancel := context.WithTimeout(context.Background(), statusComputeTimeout)
-		st, err := s.UpgradeStatus(cctx)
-		cancel()
-
-		c.mu.Lock()
-		c.st, c.err, c.at, c.running = st, err, time.Now(), nil
-		c.mu.Unlock()
-		close(done)
+		st, err := s.computeStatus(done)
 		c.mu.Lock()
 		at := c.at
 		c.mu.Unlock()
 		return st, at, err
 	}
+}
+
+// computeStatus runs one UpgradeStatus computation and publishes it; the
+// waiters are released even if it panics.
+func (s *Server) computeStatus(done chan struct{}) (st *UpgradeStatus, err error) {
+	c := &s.statusCache
+	err = errors.New("computing the upgrade status failed")
+	defer func() {
+		c.mu.Lock()
+		c.st, c.err, c.at, c.running = st, err, time.Now(), nil
+		c.mu.Unlock()
+		close(done)
+	}()
+	cctx, cancel := context.WithTimeout(context.Background(), statusComputeTimeout)
+	defer cancel()
+	return s.UpgradeStatus(cctx)
 }

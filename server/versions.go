@@ -208,11 +208,23 @@ func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) er
 		if err != nil {
 			return err
 		}
-		// The step the cluster is at may have a migration that an earlier
-		// coordinator started and did not finish (it died, or stopped): the
-		// cluster must not move past the step before it succeeds. Run is a
-		// no-op for a succeeded job.
-		if _, ok := migrations.For(in.Active); ok {
+		// Steps this node has persisted but the replicated version does
+		// not record are in doubt: an earlier attempt persisted them on
+		// some nodes and then failed (a node died after the node list was
+		// read). Redo them first: persisting is idempotent and never moves
+		// a node back, recording never moves the replicated version back,
+		// and a succeeded migration is not run again.
+		rv, err := s.replicatedVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if redo := clusterversion.Between(rv, in.Active); len(redo) > 0 {
+			steps = append(redo, steps...)
+		} else if _, ok := migrations.For(in.Active); ok {
+			// The step the cluster is at may have a migration that an
+			// earlier coordinator started and did not finish (it died, or
+			// stopped): the cluster must not move past the step before it
+			// succeeds. Run is a no-op for a succeeded job.
 			if err := s.migrationRunner().Run(ctx, in.Active); err != nil {
 				return err
 			}
@@ -346,7 +358,9 @@ func (s *Server) autoUpgradeLoop() {
 			wait = base
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		// Tied to the node's life: Stop waits for this loop, and a finalization
+		// waiting on a dead node must not hold SIGTERM up.
+		ctx, cancel := s.stopCtx(10 * time.Minute)
 		in, _, err := s.upgradeInput(ctx)
 		if err != nil {
 			cancel()
@@ -354,6 +368,13 @@ func (s *Server) autoUpgradeLoop() {
 			continue
 		}
 		d := autoupgrade.Decide(in)
+		if d.UpToDate() && len(d.Blockers) == 0 {
+			// Up to date by this node's persisted version; if the
+			// replicated version lags it, a step is in doubt (Finalize).
+			if rv, err := s.replicatedVersion(ctx); err == nil && rv.Less(in.Active) {
+				d.Target, d.Finalize = in.Active, true
+			}
+		}
 		if sum := d.Summary(); sum != s.ver.lastSummary {
 			s.ver.lastSummary = sum
 			s.log.Info("auto-upgrade: "+sum, "active", in.Active.String())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,4 +311,65 @@ func TestDeadNodeBlocksUntilDecommissioned(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVersion(t, c, "1.1")
+}
+
+// TestPartlyPersistedStepIsCompleted: a node dies after the coordinator
+// read the node list and before the step reached it, so the step is
+// persisted on some nodes but not recorded in the replicated version. Once
+// the dead node is decommissioned, the finalization must redo that step
+// (persist everywhere, record it) rather than take the coordinator's own
+// persisted version as done: SHOW CLUSTER SETTING version must reach the
+// release. (Found by the console's browser test: the page said 1.1 while
+// every node had persisted 2.0.)
+func TestPartlyPersistedStepIsCompleted(t *testing.T) {
+	c := startAt10(t, 20, server.Knobs{})
+	c.Exec(0, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.0'")
+	var armed atomic.Bool
+	armed.Store(true)
+	stopped := make(chan [2]int32, 1) // index and node ID of the node stopped
+	for i := range c.Nodes {
+		c.StopNode(i)
+		c.Nodes[i].Config.Knobs.BinaryVersion = rel("1.1")
+		c.Nodes[i].Config.Knobs.BeforeVersionStep = func(step clusterversion.Version) error {
+			if step != rel("1.1") || !armed.CompareAndSwap(true, false) {
+				return nil
+			}
+			// The coordinator (node i) stops another node, after it read
+			// the node list for this step.
+			v := (i + 1) % len(c.Nodes)
+			id := c.Nodes[v].Server.NodeID()
+			c.StopNode(v)
+			stopped <- [2]int32{int32(v), id}
+			return nil
+		}
+		c.StartNode(i)
+		c.WaitUp(i)
+	}
+	c.Exec(0, "RESET CLUSTER SETTING cluster.preserve_downgrade_option")
+	var victim [2]int32
+	select {
+	case victim = <-stopped:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the finalization did not reach step 1.1")
+	}
+	up := (int(victim[0]) + 1) % len(c.Nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := server.DecommissionNodes(ctx, c.Nodes[up].Config.ListenAddr, []int32{victim[1]}, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.WaitFor(t, 60*time.Second, func() error {
+		for i, nd := range c.Nodes {
+			if i == int(victim[0]) {
+				continue
+			}
+			if v, err := queryString(t, c, i, "SHOW CLUSTER SETTING version"); err != nil || v != "1.1" {
+				return fmt.Errorf("node %d: version %q %v", i+1, v, err)
+			}
+			if v := nd.Server.ActiveVersion().String(); v != "1.1" {
+				return fmt.Errorf("node %d persisted %s", i+1, v)
+			}
+		}
+		return nil
+	})
 }
