@@ -72,6 +72,13 @@ func TestConsoleServed(t *testing.T) {
 			t.Fatalf("%s: %d", asset, code)
 		}
 	}
+	// The node's own status, for scripts and roachtest.
+	_, body := httpGet(t, "http://"+c.Nodes[0].Config.HTTPAddr+"/_status/node")
+	var ns server.NodeStatusPage
+	if err := json.Unmarshal([]byte(body), &ns); err != nil || ns.NodeID != 1 || ns.BinaryVersion != "1.1" || !ns.Ready ||
+		ns.Raft == nil || ns.Raft.Leader == 0 || len(ns.Raft.Voters) != 3 || ns.Group0State != console.StatePreRaft {
+		t.Fatalf("/_status/node: %v %s", err, body)
+	}
 	if code, _ := httpGet(t, "http://"+c.Nodes[0].Config.HTTPAddr+"/no-such-page"); code != http.StatusNotFound {
 		t.Fatalf("an unknown path: %d", code)
 	}

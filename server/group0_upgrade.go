@@ -32,7 +32,29 @@ func (s *Server) runGroup0Upgrade(ctx context.Context) error {
 	if b := s.cfg.Knobs.Group0Backoff; b > 0 {
 		u.MinBackoff, u.MaxBackoff = b, 4*b
 	}
-	return u.Run(ctx)
+	// The procedure ends when this node stops. Its waits are bounded (2
+	// minutes), but the auto-upgrade loop's context is not tied to the
+	// node's life, and Stop waits for that loop: a coordinator waiting for
+	// a dead node would otherwise ignore SIGTERM until the bound. The job's
+	// lease lapses and another node resumes the procedure.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := u.Run(ctx)
+	select {
+	case <-s.stopC:
+		if err != nil {
+			return errors.Wrapf(err, "node %d stopped while it coordinated the group 0 upgrade; another node resumes it", s.NodeID())
+		}
+	default:
+	}
+	return err
 }
 
 // group0Cluster implements group0.Cluster with this node's data replica and

@@ -20,6 +20,7 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/_status/node", s.serveNodeStatus)
 	mux.HandleFunc("/_status/console", s.serveConsoleJSON)
 	mux.Handle("/_console/", console.Assets())
 	mux.HandleFunc("/", s.serveConsole)
@@ -76,4 +77,48 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"ready": true, "node_id": s.NodeID()})
+}
+
+// NodeStatusPage is GET /_status/node: what this node knows about itself
+// and the data Raft group, from memory only (no cluster reads), so that
+// scripts and roachtest can poll it cheaply, also while the cluster has no
+// majority.
+type NodeStatusPage struct {
+	NodeID        int32  `json:"node_id"`
+	ClusterID     string `json:"cluster_id"`
+	BinaryVersion string `json:"binary_version"`
+	// ActiveVersion is the cluster version the node has persisted.
+	ActiveVersion string `json:"active_version"`
+	Ready         bool   `json:"ready"`
+	NotReady      string `json:"not_ready,omitempty"`
+	Draining      bool   `json:"draining"`
+	Group0State   string `json:"group0_state"`
+	// Raft is the data group as this node sees it (absent before it has
+	// joined).
+	Raft *NodeRaftStatus `json:"raft,omitempty"`
+}
+
+// NodeRaftStatus is one node's view of the data Raft group.
+type NodeRaftStatus struct {
+	Leader   uint64   `json:"leader"`
+	Term     uint64   `json:"term"`
+	Commit   uint64   `json:"commit"`
+	Applied  uint64   `json:"applied"`
+	Voters   []uint64 `json:"voters"`
+	Learners []uint64 `json:"learners"`
+}
+
+func (s *Server) serveNodeStatus(w http.ResponseWriter, _ *http.Request) {
+	ready, why := s.readiness()
+	st := NodeStatusPage{NodeID: s.NodeID(), ClusterID: s.ClusterID(), BinaryVersion: s.binVersion.String(),
+		ActiveVersion: s.ActiveVersion().String(), Ready: ready, NotReady: why, Draining: s.draining.Load(),
+		Group0State: string(s.g0.State())}
+	if rep := s.Replica(); rep != nil {
+		r := rep.Status()
+		st.Raft = &NodeRaftStatus{Leader: r.Leader, Term: r.Term, Commit: r.Commit, Applied: r.Applied,
+			Voters: r.Voters, Learners: r.Learners}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(st)
 }

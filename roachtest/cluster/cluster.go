@@ -36,6 +36,10 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// StartArgs are extra flags for every `kvnode start`.
 	StartArgs []string
+	// StartEnv are extra environment variables (KEY=VALUE) for every
+	// `kvnode start`, after the runner's own environment; a node's own
+	// (Node.SetEnv) come after these and win.
+	StartEnv []string
 }
 
 // Cluster is a set of kvnode nodes on loopback ports. Create it with New;
@@ -236,6 +240,7 @@ type Node struct {
 	mu     sync.Mutex
 	proc   *process // current or last process
 	nodeID int
+	env    []string // SetEnv
 }
 
 // String is "n1".
@@ -331,9 +336,48 @@ func (n *Node) Args() []string {
 	return append(args, n.c.opts.StartArgs...)
 }
 
+// SetEnv sets extra environment variables (KEY=VALUE) for every later
+// start of this node, replacing those of an earlier SetEnv; they come after
+// the cluster's StartEnv, so they win. A testing knob that only some nodes
+// get (KVNODE_TESTING_GROUP0_PAUSE) goes here.
+func (n *Node) SetEnv(env ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.env = append([]string(nil), env...)
+}
+
+// Env is the extra environment of the node's next start: the cluster's
+// StartEnv, then the node's own.
+func (n *Node) Env() []string {
+	n.c.mu.Lock()
+	env := append([]string(nil), n.c.opts.StartEnv...)
+	n.c.mu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append(env, n.env...)
+}
+
+// environ is the environment of a process with extra variables env: nil
+// (the runner's own) if there are none.
+func environ(env []string) []string {
+	if len(env) == 0 {
+		return nil
+	}
+	return append(os.Environ(), env...)
+}
+
+// envPrefix is how a start's extra environment shows in the node's log.
+func envPrefix(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return strings.Join(env, " ") + " "
+}
+
 // Start starts the node's process on bin, with the node's store (kept
-// across restarts) and ports. It does not wait for readiness. It fails,
-// naming the port, if another process took one of the node's ports.
+// across restarts), ports and extra environment (StartEnv, SetEnv). It does
+// not wait for readiness. It fails, naming the port, if another process
+// took one of the node's ports.
 func (n *Node) Start(ctx context.Context, bin *Binary) error {
 	if bin == nil {
 		return errors.AssertionFailedf("%s: Start without a binary", n)
@@ -341,6 +385,7 @@ func (n *Node) Start(ctx context.Context, bin *Binary) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	env := n.Env()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.proc != nil && !n.proc.exited() {
@@ -353,11 +398,11 @@ func (n *Node) Start(ctx context.Context, bin *Binary) error {
 	if err != nil {
 		return err
 	}
-	args := n.Args()
-	fmt.Fprintf(f, "\n=== roachtest %s: starting %s on %s (%s)\n=== %s %s\n",
-		time.Now().Format(time.RFC3339Nano), n, bin.Name(), bin.Origin, bin.Path, strings.Join(args, " "))
 	// Not CommandContext: a node outlives the step that started it.
-	cmd := exec.Command(bin.Path, args...)
+	cmd := exec.Command(bin.Path, n.Args()...)
+	cmd.Env = environ(env)
+	fmt.Fprintf(f, "\n=== roachtest %s: starting %s on %s (%s)\n=== %s%s\n",
+		time.Now().Format(time.RFC3339Nano), n, bin.Name(), bin.Origin, envPrefix(env), strings.Join(cmd.Args, " "))
 	cmd.Stdout, cmd.Stderr = f, f
 	setProcAttr(cmd)
 	if err := cmd.Start(); err != nil {

@@ -205,17 +205,48 @@ func TestStartArgs(t *testing.T) {
 	}
 }
 
-func TestParseStatusPage(t *testing.T) {
-	page := `kvnode node 3 (binary 1.1)
-cluster 850ef49d-d58d-4a95-bc31-606922ebc8d3
-ready: true 
+// TestStartEnv: the cluster's StartEnv and a node's SetEnv reach that
+// node's process (the node's win), show in its log, and leave the other
+// nodes' environment alone; a refused start gets them too.
+func TestStartEnv(t *testing.T) {
+	c := newTestCluster(t, 2)
+	ctx := context.Background()
+	t.Setenv("ROACHTEST_ENV_TEST_INHERITED", "kept")
+	c.SetStartEnv("ROACHTEST_ENV_A=cluster", "ROACHTEST_ENV_B=cluster")
+	c.Node(1).SetEnv("ROACHTEST_ENV_B=n1")
+	if got := strings.Join(c.Node(1).Env(), " "); got != "ROACHTEST_ENV_A=cluster ROACHTEST_ENV_B=cluster ROACHTEST_ENV_B=n1" {
+		t.Errorf("n1's extra environment: %q", got)
+	}
+	bin := fakeBinary(t, `echo "env: a=$ROACHTEST_ENV_A b=$ROACHTEST_ENV_B inherited=$ROACHTEST_ENV_TEST_INHERITED"; exec sleep 60`)
+	for _, n := range c.Nodes() {
+		if err := n.Start(ctx, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []string{"env: a=cluster b=n1 inherited=kept", "env: a=cluster b=cluster inherited=kept"} {
+		n := c.Node(i + 1)
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(n.LogTail(5), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's log lacks %q:\n%s", n, want, n.LogTail(5))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if tail := c.Node(1).LogTail(10); !strings.Contains(tail, "=== ROACHTEST_ENV_A=cluster ROACHTEST_ENV_B=cluster ROACHTEST_ENV_B=n1 "+bin.Path+" start") {
+		t.Errorf("n1's log does not record the start's environment:\n%s", tail)
+	}
+	c.Close()
+	c.Node(2).SetEnv("ROACHTEST_ENV_A=n2")
+	out, err := c.Node(2).StartExpectExit(ctx, fakeBinary(t, `echo "refused with a=$ROACHTEST_ENV_A"; exit 1`), 10*time.Second)
+	if err != nil || out != "refused with a=n2" {
+		t.Errorf("StartExpectExit: %q %v", out, err)
+	}
+}
 
-raft: leader=2 term=7 commit=130 applied=128 voters=[1 2 3] learners=[]
-
-node  address                sql_address            version  state  
-1     127.0.0.1:36357        127.0.0.1:36257        2.0      alive  
-`
-	st, err := ParseStatusPage(page)
+func TestParseNodeStatus(t *testing.T) {
+	st, err := ParseNodeStatus(`{"node_id":3,"cluster_id":"850ef49d","binary_version":"1.1","active_version":"1.1","ready":true,` +
+		`"draining":false,"group0_state":"use_pre_raft_procedures","raft":{"leader":2,"term":7,"commit":130,"applied":128,"voters":[1,2,3],"learners":[]}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,12 +254,14 @@ node  address                sql_address            version  state
 	if st != want {
 		t.Errorf("got %+v, want %+v", st, want)
 	}
-	st, err = ParseStatusPage("kvnode node 0 (binary 2.0)\ncluster \nready: false waiting\n")
+	st, err = ParseNodeStatus(`{"node_id":0,"binary_version":"2.0","ready":false,"not_ready":"waiting"}`)
 	if err != nil || st.Leader != 0 || st.Ready {
 		t.Errorf("a node without Raft: %+v, %v", st, err)
 	}
-	if _, err := ParseStatusPage("<html>"); err == nil {
-		t.Error("a page that is not a kvnode status page parsed")
+	for _, bad := range []string{"<html>", "{}", ""} {
+		if _, err := ParseNodeStatus(bad); err == nil {
+			t.Errorf("%q parsed as a node status", bad)
+		}
 	}
 }
 

@@ -27,7 +27,9 @@
 //     gated by a capability probe because older binaries may lack them.
 //   - For the upgrade scenarios (upgrade.go): GET /_status/upgrade and SHOW
 //     UPGRADE STATUS parsed, SHOW JOBS parsed, a start that must be refused
-//     (StartExpectExit), extra start flags (SetStartArgs), and Wipe, which
+//     (StartExpectExit), extra start flags (SetStartArgs) and environment
+//     variables for every node (SetStartEnv) or one (Node.SetEnv), such as
+//     a testing knob like KVNODE_TESTING_GROUP0_PAUSE, and Wipe, which
 //     removes every store so that one scenario can run several plans, each
 //     on a new cluster.
 //

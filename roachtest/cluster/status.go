@@ -3,9 +3,9 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,8 +13,8 @@ import (
 	"github.com/cockroachdb/errors"
 )
 
-// Status is what a node's status page (GET / on its HTTP address) says
-// about it and about the Raft group as it sees it.
+// Status is what a node says about itself and about the Raft group as it
+// sees it (GET /_status/node on its HTTP address).
 type Status struct {
 	NodeID  int
 	Binary  string // the release the node runs, e.g. "1.1"
@@ -25,43 +25,33 @@ type Status struct {
 	Applied uint64
 }
 
-var (
-	statusFirstLine = regexp.MustCompile(`^kvnode\s+node\s+(\d+)(?:\s+\(binary\s+([^)\s]+)\))?`)
-	statusRaftLine  = regexp.MustCompile(`^raft:\s+leader=(\d+)\s+term=(\d+)\s+commit=(\d+)\s+applied=(\d+)`)
-)
+// nodeStatusJSON is the part of server.NodeStatusPage that roachtest reads
+// (roachtest does not link the server: it speaks HTTP like any client).
+type nodeStatusJSON struct {
+	NodeID        int    `json:"node_id"`
+	BinaryVersion string `json:"binary_version"`
+	Ready         bool   `json:"ready"`
+	Raft          *struct {
+		Leader  int    `json:"leader"`
+		Term    uint64 `json:"term"`
+		Commit  uint64 `json:"commit"`
+		Applied uint64 `json:"applied"`
+	} `json:"raft"`
+}
 
-// ParseStatusPage reads the status page's first line ("kvnode node N
-// (binary R)"), its ready line and its raft line ("raft: leader=L term=T
-// commit=C applied=A ..."). A page without a raft line (a node that has not
-// joined yet) parses with Leader 0.
-func ParseStatusPage(page string) (Status, error) {
-	var st Status
-	sc := bufio.NewScanner(strings.NewReader(page))
-	first := true
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if first {
-			first = false
-			m := statusFirstLine.FindStringSubmatch(line)
-			if m == nil {
-				return st, errors.Newf("status page starts with %q, not \"kvnode node N\"", line)
-			}
-			st.NodeID, _ = strconv.Atoi(m[1])
-			st.Binary = m[2]
-			continue
-		}
-		if rest, ok := strings.CutPrefix(line, "ready:"); ok {
-			st.Ready = strings.HasPrefix(strings.TrimSpace(rest), "true")
-		}
-		if m := statusRaftLine.FindStringSubmatch(line); m != nil {
-			st.Leader, _ = strconv.Atoi(m[1])
-			st.Term, _ = strconv.ParseUint(m[2], 10, 64)
-			st.Commit, _ = strconv.ParseUint(m[3], 10, 64)
-			st.Applied, _ = strconv.ParseUint(m[4], 10, 64)
-		}
+// ParseNodeStatus reads GET /_status/node. A node that has not joined yet
+// (no raft object) parses with Leader 0.
+func ParseNodeStatus(body string) (Status, error) {
+	var j nodeStatusJSON
+	if err := json.Unmarshal([]byte(body), &j); err != nil {
+		return Status{}, errors.Wrapf(err, "/_status/node is not a kvnode node status: %.80q", body)
 	}
-	if first {
-		return st, errors.New("empty status page")
+	if j.BinaryVersion == "" {
+		return Status{}, errors.Newf("/_status/node has no binary_version: %.80q", body)
+	}
+	st := Status{NodeID: j.NodeID, Binary: j.BinaryVersion, Ready: j.Ready}
+	if j.Raft != nil {
+		st.Leader, st.Term, st.Commit, st.Applied = j.Raft.Leader, j.Raft.Term, j.Raft.Commit, j.Raft.Applied
 	}
 	return st, nil
 }
@@ -86,13 +76,13 @@ func (n *Node) get(ctx context.Context, path string) (string, error) {
 	return string(body), nil
 }
 
-// Status reads and parses the node's status page.
+// Status reads and parses the node's own status.
 func (n *Node) Status(ctx context.Context) (Status, error) {
-	page, err := n.get(ctx, "/")
+	page, err := n.get(ctx, "/_status/node")
 	if err != nil {
 		return Status{}, err
 	}
-	st, err := ParseStatusPage(page)
+	st, err := ParseNodeStatus(page)
 	if err != nil {
 		return st, errors.Wrapf(err, "%s", n)
 	}

@@ -223,12 +223,22 @@ func (c *Cluster) SetStartArgs(args ...string) {
 	c.opts.StartArgs = append([]string(nil), args...)
 }
 
-// StartExpectExit runs `kvnode start` for n's slot (its store, ports and
-// --join) on bin in the foreground, for a start that must be refused: it
-// waits up to within for the process to exit and returns its output, which
-// is also appended to n's log. It is an error if the process is still
-// running then (it is killed) or exits with status 0. The node must not be
-// running.
+// SetStartEnv sets the extra environment variables (KEY=VALUE) of every
+// later `kvnode start` of every node, like SetStartArgs for flags (for
+// example a testing knob such as KVNODE_TESTING_GROUP0_PAUSE). Node.SetEnv
+// adds a node's own.
+func (c *Cluster) SetStartEnv(env ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.StartEnv = append([]string(nil), env...)
+}
+
+// StartExpectExit runs `kvnode start` for n's slot (its store, ports,
+// --join and extra environment) on bin in the foreground, for a start that
+// must be refused: it waits up to within for the process to exit and
+// returns its output, which is also appended to n's log. It is an error
+// if the process is still running then (it is killed) or exits with status
+// 0. The node must not be running.
 func (n *Node) StartExpectExit(ctx context.Context, bin *Binary, within time.Duration) (string, error) {
 	if n.Running() {
 		return "", errors.AssertionFailedf("%s is running; StartExpectExit needs a stopped slot", n)
@@ -236,16 +246,17 @@ func (n *Node) StartExpectExit(ctx context.Context, bin *Binary, within time.Dur
 	if err := portTaken(n); err != nil {
 		return "", err
 	}
-	args := n.Args()
+	env := n.Env()
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.Path, args...)
+	cmd := exec.CommandContext(ctx, bin.Path, n.Args()...)
+	cmd.Env = environ(env)
 	setProcAttr(cmd)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if f, ferr := os.OpenFile(n.LogPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); ferr == nil {
-		fmt.Fprintf(f, "\n=== roachtest %s: starting %s on %s, expecting a refusal\n=== %s %s\n%s=== roachtest: exited after %s: %v\n",
-			start.Format(time.RFC3339Nano), n, bin.Name(), bin.Path, strings.Join(args, " "), out,
+		fmt.Fprintf(f, "\n=== roachtest %s: starting %s on %s, expecting a refusal\n=== %s%s\n%s=== roachtest: exited after %s: %v\n",
+			start.Format(time.RFC3339Nano), n, bin.Name(), envPrefix(env), strings.Join(cmd.Args, " "), out,
 			time.Since(start).Round(time.Millisecond), exitString(err))
 		_ = f.Close()
 	}

@@ -1,0 +1,222 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/group0"
+)
+
+// Group0PauseEnv names the environment variable that makes a `kvnode start`
+// process pause the group 0 upgrade procedure (the 2.0 migration) at chosen
+// points, when it coordinates it: the process-level counterpart of
+// Knobs.Group0Hook, for roachtest scenarios that must act while the
+// procedure is at a given step (issue DDL during synchronize, kill the
+// coordinator or another node there). TESTING ONLY: a node started with it
+// logs a warning at start and at every pause.
+//
+// The value is one or more pause points separated by commas:
+//
+//	<step>:<absolute path>  before every action of <step>, wait until the
+//	                        file exists (a scenario creates it to release
+//	                        the pause); when the wait begins, the node
+//	                        writes "<path>.paused" with its pid and the
+//	                        action, so the scenario knows who paused and
+//	                        where
+//	<step>:<duration>       before the first action of <step> in this
+//	                        process, wait that long (a Go duration: 20s)
+//
+// <step> is one of the steps at which the procedure acts (group0.Step):
+// discovery, join, synchronize, sync-schema. For example
+//
+//	KVNODE_TESTING_GROUP0_PAUSE=synchronize:/tmp/t/go-sync,sync-schema:5s
+//
+// A pause ends early, with an error that stops this run of the procedure,
+// when the run's context ends (its 2-minute bound, or the node stopping).
+// An unset or empty variable is production; any other value that does not
+// parse refuses the start, naming the valid steps.
+const Group0PauseEnv = "KVNODE_TESTING_GROUP0_PAUSE"
+
+// group0PauseSteps are the steps before which the procedure calls its hook:
+// those of group0.Decide's actions (the dry run only waits, and
+// use-post-raft is the end).
+var group0PauseSteps = []group0.Step{group0.StepDiscovery, group0.StepJoin, group0.StepSynchronize, group0.StepSyncSchema}
+
+// group0PausePoint is one pause of KVNODE_TESTING_GROUP0_PAUSE.
+type group0PausePoint struct {
+	step group0.Step
+	file string        // wait until it exists, or
+	d    time.Duration // wait this long, once
+	used bool          // the duration pause happened
+}
+
+// Group0Pause is a parsed KVNODE_TESTING_GROUP0_PAUSE: a Knobs.Group0Hook
+// that pauses the procedure's coordinator. Safe for concurrent use.
+type Group0Pause struct {
+	log    *slog.Logger
+	mu     sync.Mutex // guards group0PausePoint.used
+	points []*group0PausePoint
+	// poll is how often a file pause looks for its file.
+	poll time.Duration
+}
+
+func validPauseSteps() string {
+	names := make([]string, len(group0PauseSteps))
+	for i, s := range group0PauseSteps {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// ParseGroup0Pause parses a value of KVNODE_TESTING_GROUP0_PAUSE (see
+// Group0PauseEnv). log receives the warnings of each pause (nil: discarded).
+func ParseGroup0Pause(value string, log *slog.Logger) (*Group0Pause, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Group0Pause{log: log, poll: 50 * time.Millisecond}
+	fail := func(format string, args ...any) error {
+		return errors.WithHintf(errors.Newf("invalid %s=%q: %s", Group0PauseEnv, value, fmt.Sprintf(format, args...)),
+			"%s is for tests only: unset it, or set it to <step>:<absolute path of a file whose creation releases the pause> "+
+				"or <step>:<duration>, several separated by commas; valid steps: %s", Group0PauseEnv, validPauseSteps())
+	}
+	seen := map[group0.Step]bool{}
+	for _, entry := range strings.Split(value, ",") {
+		entry = strings.TrimSpace(entry)
+		name, release, ok := strings.Cut(entry, ":")
+		if !ok || name == "" || release == "" {
+			return nil, fail("%q is not <step>:<file or duration>", entry)
+		}
+		step := group0.Step(strings.TrimSpace(name))
+		known := false
+		for _, s := range group0PauseSteps {
+			known = known || s == step
+		}
+		if !known {
+			return nil, fail("unknown step %q; valid steps: %s", step, validPauseSteps())
+		}
+		if seen[step] {
+			return nil, fail("step %q is given twice", step)
+		}
+		seen[step] = true
+		pt := &group0PausePoint{step: step}
+		release = strings.TrimSpace(release)
+		switch {
+		case filepath.IsAbs(release):
+			pt.file = filepath.Clean(release)
+		default:
+			d, err := time.ParseDuration(release)
+			if err != nil || d <= 0 {
+				return nil, fail("%q after %q is neither an absolute file path nor a positive duration (such as 20s)", release, step)
+			}
+			pt.d = d
+		}
+		p.points = append(p.points, pt)
+	}
+	return p, nil
+}
+
+// Group0PauseFromEnv reads KVNODE_TESTING_GROUP0_PAUSE for `kvnode start`:
+// nil if it is unset or empty (production), the pause hook after a loud
+// warning if it is set, an error naming the valid steps if it is invalid.
+func Group0PauseFromEnv(log *slog.Logger) (func(context.Context, group0.Action) error, error) {
+	value := os.Getenv(Group0PauseEnv)
+	if strings.TrimSpace(value) == "" {
+		return nil, nil
+	}
+	p, err := ParseGroup0Pause(value, log)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+" is set: this node pauses the group 0 upgrade procedure when it coordinates it; "+
+		"never set it in production", "value", value, "points", p.String())
+	return p.Hook, nil
+}
+
+// String describes the pause points.
+func (p *Group0Pause) String() string {
+	var parts []string
+	for _, pt := range p.points {
+		if pt.file != "" {
+			parts = append(parts, fmt.Sprintf("before every %s action until %s exists", pt.step, pt.file))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s before the first %s action", pt.d, pt.step))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Hook is the Knobs.Group0Hook: it pauses before a's action if a pause
+// point names a's step, and returns an error only if ctx ends first.
+func (p *Group0Pause) Hook(ctx context.Context, a group0.Action) error {
+	var pt *group0PausePoint
+	for _, c := range p.points { // fixed at parse time
+		if c.step == a.Step {
+			pt = c
+		}
+	}
+	if pt == nil {
+		return nil
+	}
+	if pt.file != "" {
+		return p.pauseUntilFile(ctx, pt, a)
+	}
+	p.mu.Lock()
+	used := pt.used
+	pt.used = true
+	p.mu.Unlock()
+	if used {
+		return nil
+	}
+	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action",
+		"for", pt.d, "action", a.Waiting)
+	select {
+	case <-ctx.Done():
+		return errors.Wrapf(ctx.Err(), "%s: paused before %s", Group0PauseEnv, a.Step)
+	case <-time.After(pt.d):
+	}
+	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": the group 0 upgrade procedure continues", "step", string(a.Step))
+	return nil
+}
+
+func (p *Group0Pause) pauseUntilFile(ctx context.Context, pt *group0PausePoint, a group0.Action) error {
+	if _, err := os.Stat(pt.file); err == nil {
+		return nil
+	}
+	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action "+
+		"until the release file exists", "file", pt.file, "action", a.Waiting)
+	marker := pt.file + ".paused"
+	body := fmt.Sprintf("pid %d\nstep %s\naction %s\n", os.Getpid(), a.Step, a.Waiting)
+	// Written whole, then renamed: a reader never sees half of it.
+	tmp := fmt.Sprintf("%s.%d.tmp", marker, os.Getpid())
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err == nil {
+		if err := os.Rename(tmp, marker); err != nil {
+			p.log.Warn(Group0PauseEnv+": could not write the pause marker", "file", marker, "err", err)
+		}
+	} else {
+		p.log.Warn(Group0PauseEnv+": could not write the pause marker", "file", marker, "err", err)
+	}
+	start := time.Now()
+	tick := time.NewTicker(p.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.Wrapf(ctx.Err(), "%s: paused before %s until %s exists", Group0PauseEnv, a.Step, pt.file)
+		case <-tick.C:
+		}
+		if _, err := os.Stat(pt.file); err == nil {
+			p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": released; the group 0 upgrade procedure continues",
+				"step", string(a.Step), "paused", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+	}
+}
