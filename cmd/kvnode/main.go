@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -46,7 +44,8 @@ Start three nodes, initialize the cluster once, then connect with psql:
   kvnode init --host=127.0.0.1:26357
   psql "postgresql://root@127.0.0.1:26257/defaultdb?sslmode=disable"
 
-Or run a local three-node cluster in one command: kvnode demo`,
+Or run a local three-node cluster in one command: kvnode demo
+(kvnode demo --upgrade-from=1.1 walks you through a rolling upgrade)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -120,9 +119,15 @@ Raft leadership moves away) and then stops it.`,
 		if err != nil {
 			return err
 		}
+		// Testing only (roachtest's pause points); unset in production.
+		group0Pause, err := server.Group0PauseFromEnv(log)
+		if err != nil {
+			return err
+		}
 		s, err := server.New(server.Config{
 			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
 			HTTPAddr: f.http, Join: f.join, Logger: log, AutoUpgradeInterval: f.autoUpgradeInterval,
+			Knobs: server.Knobs{Group0Hook: group0Pause},
 		})
 		if err != nil {
 			return err
@@ -236,108 +241,4 @@ func newVersionCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func newDemoCmd() *cobra.Command {
-	var nodes int
-	var logLevel string
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "run a local cluster on 127.0.0.1 with temporary stores, until Ctrl-C",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if nodes < 1 || nodes > 9 {
-				return errors.WithHint(errors.Newf("--nodes=%d is out of range", nodes), "use 1 to 9 nodes")
-			}
-			log, err := newLogger(logLevel)
-			if err != nil {
-				return err
-			}
-			dir, err := os.MkdirTemp("", "kvnode-demo-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			ports, err := freePorts(4 * nodes)
-			if err != nil {
-				return err
-			}
-			var join []string
-			for i := 0; i < nodes; i++ {
-				join = append(join, ports[4*i])
-			}
-			var servers []*server.Server
-			stopAll := func() {
-				for i := len(servers) - 1; i >= 0; i-- {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					_ = servers[i].Stop(ctx)
-					cancel()
-				}
-			}
-			defer stopAll()
-			for i := 0; i < nodes; i++ {
-				s, err := server.New(server.Config{
-					Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
-					SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
-				})
-				if err != nil {
-					return err
-				}
-				servers = append(servers, s)
-				if err := s.Start(context.Background()); err != nil {
-					return err
-				}
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := server.InitCluster(ctx, servers[0].RPCAddr()); err != nil {
-				return err
-			}
-			for i, s := range servers {
-				select {
-				case <-s.Up():
-				case <-ctx.Done():
-					return errors.Newf("demo node %d did not start in time: %v", i+1, s.Failed())
-				}
-			}
-			fmt.Printf("\nkvnode demo: a %d-node cluster is running (stores in %s).\n\n", nodes, dir)
-			for i, s := range servers {
-				fmt.Printf("  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", i+1, s.SQLAddr(), s.HTTPAddr())
-			}
-			fmt.Printf("\nTry: CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one'); SELECT * FROM kv;\nPress Ctrl-C to stop the cluster and delete its data.\n")
-			sigC := make(chan os.Signal, 1)
-			signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
-			<-sigC
-			fmt.Println("\nstopping the demo cluster...")
-			return nil
-		},
-	}
-	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
-	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	return cmd
-}
-
-// freePorts reserves n distinct free loopback ports (TCP and UDP, for
-// gossip) and returns them as HOST:PORT.
-func freePorts(n int) ([]string, error) {
-	var out []string
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		addr := l.Addr().String()
-		if u, err := net.ListenPacket("udp", addr); err == nil {
-			_ = u.Close()
-			out = append(out, addr)
-		}
-	}
-	return out, nil
 }

@@ -1,0 +1,1425 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/server"
+)
+
+// `kvnode demo`: a local cluster of in-process nodes on temporary stores.
+//
+// With --upgrade-from=R it is a guided rolling upgrade from release R to this
+// binary's release. A binary's release is fixed at build time
+// (clusterversion.binaryVersion, set with -ldflags), so the demo cannot run
+// an older release by executing another binary. Instead every node runs in
+// this process as a server.Server, and a node "on release R" is one started
+// with server.Config.Knobs.BinaryVersion = R, the knob that makes a node
+// behave exactly as a binary of that release (the in-process tests use it).
+// "Restarting node N on the new binary" is what an operator does with a
+// process: drain it (the RPC behind `kvnode node drain`), stop it, and start
+// a new server.Server on the same store and ports, without the knob (this
+// binary's own release). Rolling back starts it with the old release's knob
+// again; whether that is allowed is the server's own decision (it refuses a
+// store whose cluster version is newer than its release).
+
+type demoFlags struct {
+	nodes               int
+	logLevel            string
+	upgradeFrom         string
+	auto                bool
+	exitAfter           bool
+	autoUpgradeInterval time.Duration
+}
+
+func newDemoCmd() *cobra.Command {
+	f := &demoFlags{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "run a local cluster on 127.0.0.1 with temporary stores, until Ctrl-C; --upgrade-from=R walks you through a rolling upgrade",
+		Long: `Run a local cluster on 127.0.0.1 with temporary stores, print how to connect to
+it, and keep it running until Ctrl-C (which stops it and deletes its data).
+
+With --upgrade-from=R the cluster starts on release R, older than this binary,
+and the demo walks you through a rolling upgrade to this binary's release, one
+release at a time (a binary serves clusters from the previous release on, so
+1.0 to 2.0 goes 1.0 -> 1.1 -> 2.0). At the demo> prompt, Enter (or "next")
+runs the next step after saying what it does and why; "help" lists the
+commands that let you drive it yourself (status, sql, upgrade N, rollback N,
+auto, quit). With --auto the whole walk-through runs without prompts.
+
+How a node is "restarted on another release" here: a binary's release is fixed
+at build time, so the demo cannot start an older release by running another
+binary. Every node runs inside this process instead, and an old node is one
+started with the knob that makes it behave exactly as that release
+(server.Config.Knobs.BinaryVersion, as in-process tests do). Upgrading node N
+drains it (as ` + "`kvnode node drain`" + ` does), stops it, and starts it again on the
+same store and ports as this binary's own release. With real processes and
+real binaries, follow "A rolling upgrade" in README.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.nodes < 1 || f.nodes > 9 {
+				return errors.WithHint(errors.Newf("--nodes=%d is out of range", f.nodes), "use 1 to 9 nodes")
+			}
+			if f.upgradeFrom == "" {
+				if f.auto || f.exitAfter {
+					return errors.WithHint(errors.New("--auto and --exit-after-walkthrough need --upgrade-from"),
+						"for example: kvnode demo --upgrade-from=1.1 --auto")
+				}
+				return runDemo(cmd, f)
+			}
+			from, err := parseUpgradeFrom(f.upgradeFrom)
+			if err != nil {
+				return err
+			}
+			if f.autoUpgradeInterval <= 0 {
+				return errors.WithHint(errors.Newf("--auto-upgrade-interval=%s must be positive", f.autoUpgradeInterval),
+					"for example --auto-upgrade-interval=1s")
+			}
+			return runUpgradeDemo(cmd, f, from)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.nodes, "nodes", 3, "number of nodes")
+	fl.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn or error (with --upgrade-from, node logs go to a temporary file, at info unless given)")
+	fl.StringVar(&f.upgradeFrom, "upgrade-from", "", "start the cluster on this older release and walk through a rolling upgrade to this binary's release")
+	fl.BoolVar(&f.auto, "auto", false, "with --upgrade-from: run the whole walk-through without prompts, then keep the cluster running until Ctrl-C")
+	fl.BoolVar(&f.exitAfter, "exit-after-walkthrough", false, "with --upgrade-from: stop the cluster and exit once the walk-through is complete (with --auto, for scripts and tests)")
+	fl.DurationVar(&f.autoUpgradeInterval, "auto-upgrade-interval", time.Second, "with --upgrade-from: how often each node's auto-upgrade loop checks whether the cluster may finalize")
+	_ = fl.MarkHidden("exit-after-walkthrough")
+	_ = fl.MarkHidden("auto-upgrade-interval")
+	return cmd
+}
+
+// parseUpgradeFrom accepts a release of the ladder older than this binary's
+// release.
+func parseUpgradeFrom(s string) (clusterversion.Version, error) {
+	bin, err := clusterversion.BinaryVersion()
+	if err != nil {
+		return clusterversion.Version{}, err
+	}
+	var valid []string
+	for _, r := range clusterversion.Releases() {
+		if r.Less(bin) {
+			valid = append(valid, r.String())
+		}
+	}
+	hint := func(err error) error {
+		if len(valid) == 0 {
+			return errors.WithHintf(err, "this binary is release %s, the first on the ladder: there is no older release to upgrade from", bin)
+		}
+		return errors.WithHintf(err, "valid values are the releases older than this binary's %s: %s", bin, strings.Join(valid, ", "))
+	}
+	v, err := clusterversion.Parse(s)
+	if err != nil {
+		return clusterversion.Version{}, hint(errors.Newf("invalid --upgrade-from %q: not a release (write it as MAJOR.MINOR)", s))
+	}
+	if _, ok := clusterversion.Lookup(v); !ok {
+		return clusterversion.Version{}, hint(errors.Newf("invalid --upgrade-from %q: no such release", s))
+	}
+	if !v.IsRelease() {
+		return clusterversion.Version{}, hint(errors.Newf("invalid --upgrade-from %q: an internal step between releases, not a release", s))
+	}
+	if !v.Less(bin) {
+		return clusterversion.Version{}, hint(errors.Newf("invalid --upgrade-from %q: this binary is release %s, so it can only upgrade from an older release", s, bin))
+	}
+	return v, nil
+}
+
+// demoNode is one in-process node of the demo.
+type demoNode struct {
+	id      int32 // node ID, once the node has joined
+	cfg     server.Config
+	srv     *server.Server // nil while stopped
+	release clusterversion.Version
+}
+
+func (n *demoNode) url() string {
+	return "postgresql://root@" + n.cfg.SQLAddr + "/defaultdb?sslmode=disable&connect_timeout=5"
+}
+
+// demoCluster runs the demo's nodes.
+type demoCluster struct {
+	dir    string
+	binary clusterversion.Version
+	nodes  []*demoNode // ordered by node ID once started
+}
+
+func newDemoCluster(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*demoCluster, error) {
+	dir, err := os.MkdirTemp("", "kvnode-demo-")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(4 * n)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &demoCluster{dir: dir, binary: clusterversion.MustBinaryVersion()}
+	var join []string
+	for i := 0; i < n; i++ {
+		join = append(join, ports[4*i])
+	}
+	for i := 0; i < n; i++ {
+		c.nodes = append(c.nodes, &demoNode{cfg: server.Config{
+			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
+			SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
+			AutoUpgradeInterval: autoUpgradeInterval,
+		}})
+	}
+	return c, nil
+}
+
+// startAll starts every node as release rel, initializes the cluster through
+// the first and waits until every node serves SQL; then orders the nodes by
+// node ID, so that "node N" is node ID N everywhere.
+func (c *demoCluster) startAll(ctx context.Context, rel clusterversion.Version) error {
+	for _, nd := range c.nodes {
+		if err := c.start(ctx, nd, rel); err != nil {
+			return err
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := server.InitCluster(ictx, c.nodes[0].srv.RPCAddr()); err != nil {
+		return err
+	}
+	for i, nd := range c.nodes {
+		if err := c.waitUp(ctx, nd, 60*time.Second); err != nil {
+			return errors.Wrapf(err, "demo node %d", i+1)
+		}
+		nd.id = nd.srv.NodeID()
+	}
+	sort.SliceStable(c.nodes, func(i, j int) bool { return c.nodes[i].id < c.nodes[j].id })
+	return nil
+}
+
+// start creates and starts nd's server as release rel (this binary's own
+// release, or an older one through the BinaryVersion knob). It does not wait
+// for the node to serve SQL.
+func (c *demoCluster) start(ctx context.Context, nd *demoNode, rel clusterversion.Version) error {
+	cfg := nd.cfg
+	cfg.Knobs = server.Knobs{}
+	if rel != c.binary {
+		cfg.Knobs.BinaryVersion = rel
+	}
+	// The node's ports were just released by its previous server; retry
+	// briefly if one is still held.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := server.New(cfg)
+		if err == nil {
+			if err := s.Start(ctx); err != nil {
+				_ = s.Stop(context.Background())
+				return err
+			}
+			nd.srv, nd.release = s, rel
+			return nil
+		}
+		msg := err.Error()
+		busy := strings.Contains(msg, "in use") || strings.Contains(msg, "not available")
+		if !busy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitUp waits until nd serves SQL; if its start fails (the server refused
+// to run), it stops the server and returns the server's error.
+func (c *demoCluster) waitUp(ctx context.Context, nd *demoNode, timeout time.Duration) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		select {
+		case <-nd.srv.Up():
+			return nil
+		case <-tick.C:
+			if err := nd.srv.Failed(); err != nil {
+				c.stop(nd)
+				return err
+			}
+		case <-tctx.Done():
+			err := errors.Newf("did not serve SQL within %s (start error: %v)", timeout, nd.srv.Failed())
+			c.stop(nd)
+			return err
+		}
+	}
+}
+
+// stop stops nd's server (Stop drains it first), if it runs.
+func (c *demoCluster) stop(nd *demoNode) {
+	if nd.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = nd.srv.Stop(ctx)
+	nd.srv = nil
+}
+
+// close stops every node and deletes the stores.
+func (c *demoCluster) close() {
+	for i := len(c.nodes) - 1; i >= 0; i-- {
+		c.stop(c.nodes[i])
+	}
+	_ = os.RemoveAll(c.dir)
+}
+
+// runDemo is `kvnode demo` without --upgrade-from.
+func runDemo(cmd *cobra.Command, f *demoFlags) error {
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	c, err := newDemoCluster(f.nodes, log, 0)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.startAll(context.Background(), c.binary); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\nkvnode demo: a %d-node cluster is running (stores in %s).\n\n", f.nodes, c.dir)
+	for _, nd := range c.nodes {
+		fmt.Fprintf(out, "  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", nd.id, nd.cfg.SQLAddr, nd.cfg.HTTPAddr)
+	}
+	fmt.Fprintf(out, "\nTry: CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one'); SELECT * FROM kv;\nPress Ctrl-C to stop the cluster and delete its data.\n")
+	sigC := make(chan os.Signal, 1)
+	signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
+	<-sigC
+	fmt.Fprintln(out, "\nstopping the demo cluster...")
+	return nil
+}
+
+// freePorts returns n distinct free loopback ports (TCP and UDP, for gossip)
+// as HOST:PORT. They come from below Linux's ephemeral range (32768-60999):
+// a node that restarts binds its ports again, and a port from that range
+// could meanwhile have become the source port of an outgoing connection.
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 10000 {
+			return nil, errors.New("no free loopback ports between 10000 and 32000")
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			_ = l.Close()
+			continue
+		}
+		_ = u.Close()
+		ls = append(ls, l) // held until all n are chosen, so they differ
+		out = append(out, addr)
+	}
+	return out, nil
+}
+
+// ---- the upgrade walk-through ----
+
+// demoHop is one release-to-release upgrade of the walk-through.
+type demoHop struct{ from, to clusterversion.Version }
+
+// demoStep is one step of the walk-through.
+type demoStep struct {
+	title string
+	run   func(ctx context.Context) error
+}
+
+// upgradeDemo is the state of `kvnode demo --upgrade-from`.
+type upgradeDemo struct {
+	c        *demoCluster
+	out      io.Writer
+	interval time.Duration
+	logPath  string
+	hops     []demoHop
+	hop      int // the hop that `upgrade` and `rollback` move nodes within
+	steps    []demoStep
+	next     int // index of the next step in steps
+	// rows are the demo rows acknowledged so far (k -> v); maybe are rows
+	// whose insert failed and so may or may not exist.
+	rows    map[int64]string
+	maybe   map[int64]string
+	nextKey int64
+}
+
+const demoTable = "demo_rows"
+
+func runUpgradeDemo(cmd *cobra.Command, f *demoFlags, from clusterversion.Version) error {
+	level := f.logLevel
+	if !cmd.Flags().Changed("log-level") {
+		level = "info"
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return errors.WithHint(errors.Newf("invalid --log-level %q", level), "use debug, info, warn or error")
+	}
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	go func() {
+		// After the first signal, a second one ends the process at once.
+		<-ctx.Done()
+		stopSignals()
+	}()
+
+	// Node logs go to a temporary file (deleted on exit): the terminal is
+	// for the walk-through.
+	logFile, err := os.CreateTemp("", "kvnode-demo-*.log")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(logFile.Name())
+	defer logFile.Close()
+	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: lv}))
+
+	c, err := newDemoCluster(f.nodes, log, f.autoUpgradeInterval)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	d := &upgradeDemo{c: c, out: cmd.OutOrStdout(), interval: f.autoUpgradeInterval, logPath: logFile.Name(),
+		rows: map[int64]string{}, maybe: map[int64]string{}}
+	rels := clusterversion.Releases()
+	for i := 0; i+1 < len(rels); i++ {
+		if !rels[i].Less(from) && rels[i+1].Compare(c.binary) <= 0 {
+			d.hops = append(d.hops, demoHop{rels[i], rels[i+1]})
+		}
+	}
+	d.buildSteps()
+
+	err = d.run(ctx, cmd.InOrStdin(), f)
+	if err != nil && ctx.Err() == nil {
+		// Show the end of the node logs: the file goes with the demo.
+		fmt.Fprintf(cmd.ErrOrStderr(), "the walk-through failed; the last node log lines (%s):\n%s", d.logPath, tailFile(d.logPath, 40))
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(d.out, "\nstopping the demo cluster...")
+		return nil
+	}
+	return err
+}
+
+func (d *upgradeDemo) run(ctx context.Context, in io.Reader, f *demoFlags) error {
+	first := d.hops[0]
+	d.printf("kvnode demo: starting a %d-node cluster on release %s (this binary is release %s)...\n",
+		len(d.c.nodes), first.from, d.c.binary)
+	if err := d.c.startAll(ctx, first.from); err != nil {
+		return err
+	}
+	if err := d.writeInitialRows(ctx); err != nil {
+		return err
+	}
+	d.printIntro()
+	if f.auto {
+		if err := d.runRemaining(ctx); err != nil {
+			return err
+		}
+		if f.exitAfter {
+			return nil
+		}
+		d.printf("\nThe cluster keeps running; connect with the psql commands above. Press Ctrl-C to stop it and delete its data.\n")
+		<-ctx.Done()
+		return nil
+	}
+	return d.interactive(ctx, in)
+}
+
+func (d *upgradeDemo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+// para prints text wrapped to 90 columns, indented by two spaces.
+func (d *upgradeDemo) para(text string) {
+	var line string
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > 90 {
+			d.printf("  %s\n", line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	if line != "" {
+		d.printf("  %s\n", line)
+	}
+}
+
+func (d *upgradeDemo) printIntro() {
+	d.printf("\nThe cluster is running (stores in %s; node logs in %s).\n\n", d.c.dir, d.logPath)
+	for _, nd := range d.c.nodes {
+		d.printf("  node %d (release %s): psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status page: http://%s/\n",
+			nd.id, nd.release, nd.cfg.SQLAddr, nd.cfg.HTTPAddr)
+	}
+	d.printf("\nThe table %s holds %d rows written on release %s.\n\n", demoTable, len(d.rows), d.hops[0].from)
+	var path []string
+	path = append(path, d.hops[0].from.String())
+	for _, h := range d.hops {
+		path = append(path, h.to.String())
+	}
+	d.para(fmt.Sprintf("What happens next: a rolling upgrade %s, one release at a time (a binary serves clusters "+
+		"from the previous release on). For each release: look at SHOW UPGRADE STATUS; hold finalization with "+
+		"cluster.preserve_downgrade_option so that you can still roll back; restart the nodes one at a time on the "+
+		"new release while the cluster keeps serving SQL; then let the cluster finalize by itself and watch it. "+
+		"Last, check that every row is still there.", strings.Join(path, " -> ")))
+	if len(d.c.nodes) < 3 {
+		d.printf("\n")
+		d.para(fmt.Sprintf("With %d node(s), the cluster has no majority while a node restarts: it stops serving "+
+			"for those seconds. Use --nodes=3 or more to see a rolling upgrade without downtime.", len(d.c.nodes)))
+	}
+	d.printf("\n")
+	d.para("How nodes are restarted on another release here: a binary's release is fixed at build time, so every " +
+		"node runs inside this process, and an old node is one started with the knob that makes it behave exactly " +
+		"as that release. Restarting a node drains it, stops it, and starts it again on the same store and ports " +
+		"(see `kvnode demo --help`).")
+}
+
+func (d *upgradeDemo) buildSteps() {
+	for hi, h := range d.hops {
+		hi, h := hi, h
+		d.steps = append(d.steps, demoStep{
+			title: fmt.Sprintf("look at the cluster before upgrading %s -> %s", h.from, h.to),
+			run:   func(ctx context.Context) error { return d.stepLook(ctx, hi) },
+		}, demoStep{
+			title: fmt.Sprintf("hold finalization: SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s'", h.from),
+			run:   func(ctx context.Context) error { return d.stepPreserve(ctx, hi) },
+		})
+		for i := range d.c.nodes {
+			i := i
+			d.steps = append(d.steps, demoStep{
+				title: fmt.Sprintf("restart node %d on release %s", i+1, h.to),
+				run:   func(ctx context.Context) error { return d.stepRestart(ctx, hi, d.c.nodes[i]) },
+			})
+		}
+		d.steps = append(d.steps, demoStep{
+			title: fmt.Sprintf("every node runs %s: rollback is still possible", h.to),
+			run:   func(ctx context.Context) error { return d.stepRollbackNote(ctx, hi) },
+		}, demoStep{
+			title: fmt.Sprintf("RESET cluster.preserve_downgrade_option and watch the cluster finalize to %s", h.to),
+			run:   func(ctx context.Context) error { return d.stepFinalize(ctx, hi) },
+		})
+	}
+	d.steps = append(d.steps, demoStep{
+		title: "check that every demo row is still there, through every node",
+		run:   d.stepVerify,
+	})
+}
+
+// runStep runs the next step. A failed step stays the next one.
+func (d *upgradeDemo) runStep(ctx context.Context) error {
+	if d.next >= len(d.steps) {
+		d.printf("The walk-through is complete. Type `sql <statement>`, `status`, or `quit`.\n")
+		return nil
+	}
+	s := d.steps[d.next]
+	d.printf("\n=== Step %d of %d: %s ===\n", d.next+1, len(d.steps), s.title)
+	if err := s.run(ctx); err != nil {
+		return errors.Wrapf(err, "step %d (%s)", d.next+1, s.title)
+	}
+	d.next++
+	if d.next == len(d.steps) {
+		d.printf("\nThe walk-through is complete: the cluster runs %s, and nothing was lost.\n", d.c.binary)
+	}
+	return nil
+}
+
+func (d *upgradeDemo) runRemaining(ctx context.Context) error {
+	for d.next < len(d.steps) {
+		if err := d.runStep(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- the steps ----
+
+func (d *upgradeDemo) stepLook(ctx context.Context, hi int) error {
+	h := d.hops[hi]
+	if hi > 0 {
+		d.para(fmt.Sprintf("The cluster now runs %s. A release %s binary serves clusters of version %s and newer, "+
+			"so the next hop, %s -> %s, goes the same way.", h.from, h.to, h.from, h.from, h.to))
+	}
+	d.para(fmt.Sprintf("Why: before touching anything, look. The cluster version is what the cluster has finalized "+
+		"to (%s); every node's binary is release %s. SHOW UPGRADE STATUS is the one place that says which version "+
+		"the cluster runs, which binary each node runs, whether each node is live, and what (if anything) keeps "+
+		"the cluster from finalizing, with the statement that fixes it.", h.from, h.from))
+	if err := d.showSetting(ctx, "version"); err != nil {
+		return err
+	}
+	if err := d.showStatus(ctx); err != nil {
+		return err
+	}
+	d.showStatusPage(ctx, d.sqlNode())
+	return nil
+}
+
+func (d *upgradeDemo) stepPreserve(ctx context.Context, hi int) error {
+	h := d.hops[hi]
+	desc := describeRelease(h.to)
+	d.para(fmt.Sprintf("Why: a cluster finalizes by itself as soon as every node runs the new binary "+
+		"(cluster.auto_upgrade.enabled). Finalizing is one-way: it moves the cluster to %s (%s), and from then on "+
+		"binaries of %s are refused, so there is no going back. Setting cluster.preserve_downgrade_option to the "+
+		"current version holds finalization back: you can run the new binary for a while and still roll back.",
+		h.to, desc, h.from))
+	v, err := d.clusterVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if !v.Less(h.to) {
+		d.printf("  The cluster already runs version %s: there is nothing left to hold back.\n", v)
+		return nil
+	}
+	if err := d.execShow(ctx, fmt.Sprintf("SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s'", h.from)); err != nil {
+		return err
+	}
+	return d.showSetting(ctx, "cluster.preserve_downgrade_option")
+}
+
+func (d *upgradeDemo) stepRestart(ctx context.Context, hi int, nd *demoNode) error {
+	h := d.hops[hi]
+	d.para(fmt.Sprintf("Why: a rolling upgrade restarts one node at a time, so that a majority of the nodes keeps "+
+		"serving SQL throughout. On real machines you stop the process (SIGTERM drains it) and start it again with "+
+		"the same flags on the new binary. Here node %d is drained (no new SQL connections, open ones finish, Raft "+
+		"leadership moves away), stopped, and started again on the same store and ports as release %s. While it is "+
+		"down, the demo writes a row through another node.", nd.id, h.to))
+	if nd.srv != nil && nd.release == h.to {
+		d.printf("  Node %d already runs release %s (you upgraded it yourself): nothing to do.\n", nd.id, h.to)
+	} else if err := d.restart(ctx, nd, h.to); err != nil {
+		return err
+	}
+	if err := d.showStatus(ctx); err != nil {
+		return err
+	}
+	d.showStatusPage(ctx, nd)
+	return nil
+}
+
+func (d *upgradeDemo) stepRollbackNote(ctx context.Context, hi int) error {
+	h := d.hops[hi]
+	d.para(fmt.Sprintf("Every node now runs release %s, but the cluster still runs version %s: "+
+		"cluster.preserve_downgrade_option holds it back, and SHOW UPGRADE STATUS names it as what blocks "+
+		"finalization. Until the cluster finalizes you can still go back: `rollback N` restarts node N on release "+
+		"%s with no data lost (on real machines: the old binary, same flags), and `upgrade N` brings it forward "+
+		"again. Try it now if you like; the next step finalizes, after which the nodes refuse to roll back.",
+		h.to, h.from, h.from))
+	return d.showStatus(ctx)
+}
+
+func (d *upgradeDemo) stepFinalize(ctx context.Context, hi int) error {
+	h := d.hops[hi]
+	desc := describeRelease(h.to)
+	why := fmt.Sprintf("Why: with cluster.preserve_downgrade_option reset, the auto-upgrade loop (it checks every %s "+
+		"here) finalizes the cluster: it checks that every node is live and runs release %s, fences %s (from then "+
+		"on %s binaries are refused), persists each step on every node, and runs the %s migration (%s).",
+		d.interval, h.to, h.to, h.from, h.to, desc)
+	if h.to.Major >= 2 {
+		why += " For 2.0 that migration is the group 0 upgrade procedure: every node goes from " +
+			"use_pre_raft_procedures through synchronize to use_post_raft_procedures, and from then on schema " +
+			"changes commit through Raft group 0."
+	} else {
+		why += " It runs as a job you can watch with SHOW JOBS."
+	}
+	d.para(why)
+	v, err := d.clusterVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v.Less(h.to) {
+		for _, nd := range d.c.nodes {
+			if nd.srv == nil || nd.release != h.to {
+				d.printf("  Node %d does not run release %s (you rolled it back?); the cluster cannot finalize without it, so upgrading it first.\n", nd.id, h.to)
+				if err := d.restart(ctx, nd, h.to); err != nil {
+					return err
+				}
+			}
+		}
+		if err := d.execShow(ctx, "RESET CLUSTER SETTING cluster.preserve_downgrade_option"); err != nil {
+			return err
+		}
+	} else {
+		d.printf("  The cluster already runs version %s.\n", v)
+	}
+	if err := d.watchFinalization(ctx, h); err != nil {
+		return err
+	}
+	if err := d.showSetting(ctx, "version"); err != nil {
+		return err
+	}
+	d.printf("  > SHOW JOBS\n")
+	if err := d.queryTable(ctx, d.sqlNode(), "SHOW JOBS", []string{"job_id", "description", "status", "fraction_completed", "coordinator_id"}); err != nil {
+		return err
+	}
+	if h.to.Major >= 2 {
+		d.printf("  Each node's own view (SELECT value FROM system.local WHERE key = 'group0_upgrade_state'):\n")
+		for _, nd := range d.c.nodes {
+			_, rows, _, err := d.query(ctx, nd, "SELECT value FROM system.local WHERE key = 'group0_upgrade_state'")
+			switch {
+			case err != nil:
+				d.printf("    node %d: %s\n", nd.id, errText(err))
+			case len(rows) == 1:
+				d.printf("    node %d: %s\n", nd.id, rows[0][0])
+			default:
+				d.printf("    node %d: %d rows\n", nd.id, len(rows))
+			}
+		}
+	}
+	if err := d.showStatus(ctx); err != nil {
+		return err
+	}
+	if hi+1 < len(d.hops) {
+		d.hop = hi + 1
+		d.para(fmt.Sprintf("The cluster runs %s now; %s binaries are refused from here on. Next: the same road to %s.",
+			h.to, h.from, d.hops[hi+1].to))
+	} else {
+		d.para(fmt.Sprintf("The cluster runs %s, finalized: from here on, a node started on an older release is "+
+			"refused (try `rollback 1`: the server itself refuses, and the demo starts the node again on %s).",
+			h.to, h.to))
+	}
+	return nil
+}
+
+// watchFinalization polls SHOW UPGRADE STATUS until the cluster runs h.to
+// (and, for 2.0, every node's group 0 state is use_post_raft_procedures),
+// printing what changes.
+func (d *upgradeDemo) watchFinalization(ctx context.Context, h demoHop) error {
+	d.printf("  Watching SHOW UPGRADE STATUS until the cluster runs %s:\n", h.to)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	last := map[string]string{}
+	show := func(key, line string) {
+		if last[key] != line {
+			last[key] = line
+			d.printf("    [%5.1fs] %s\n", time.Since(start).Seconds(), line)
+		}
+	}
+	for {
+		rows, err := d.upgradeStatusRows(ctx)
+		if err != nil {
+			show("error", "SHOW UPGRADE STATUS: "+errText(err))
+		} else {
+			var version string
+			var g0, blockers []string
+			post := 0
+			for _, r := range rows {
+				item, node, value, detail := r[0], r[1], r[2], r[3]
+				switch item {
+				case "cluster_version":
+					version = value
+					show("version", "cluster version "+value)
+				case "in_progress":
+					show("in_progress", "finalizing: "+value)
+				case "migration":
+					if v, err := clusterversion.Parse(value); err == nil && h.from.Less(v) && !h.to.Less(v) {
+						show("migration "+value, "migration "+value+": "+detail)
+					}
+				case "group0_state":
+					g0 = append(g0, "node "+node+" "+value)
+					if value == "use_post_raft_procedures" {
+						post++
+					}
+				case "blocker":
+					b := value + ": " + detail
+					if node != "" {
+						b = "node " + node + " " + b
+					}
+					blockers = append(blockers, b)
+				}
+			}
+			if len(g0) > 0 {
+				show("group0", "group 0: "+strings.Join(g0, ", "))
+			}
+			if len(blockers) > 0 {
+				show("blockers", "waiting for: "+strings.Join(blockers, "; "))
+			} else if last["blockers"] != "" {
+				show("blockers", "nothing blocks finalization")
+			}
+			done := version == h.to.String()
+			if h.to.Major >= 2 {
+				done = done && post == len(d.c.nodes)
+			}
+			if done {
+				d.printf("  The cluster finalized to %s in %.1fs.\n", h.to, time.Since(start).Seconds())
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = d.showStatus(ctx)
+			return errors.Newf("the cluster did not finalize to %s within 3 minutes (SHOW UPGRADE STATUS above says what it waits for)", h.to)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (d *upgradeDemo) stepVerify(ctx context.Context) error {
+	d.para("Last, check that nothing was lost: every row the demo wrote, before and during the upgrade, read back " +
+		"through every node.")
+	ok := true
+	for _, nd := range d.c.nodes {
+		if nd.srv == nil {
+			d.printf("  node %d: not running\n", nd.id)
+			ok = false
+			continue
+		}
+		_, rows, _, err := d.query(ctx, nd, fmt.Sprintf("SELECT k, v FROM %s ORDER BY k", demoTable))
+		if err != nil {
+			d.printf("  node %d: %s\n", nd.id, errText(err))
+			ok = false
+			continue
+		}
+		got := map[int64]string{}
+		for _, r := range rows {
+			k, _ := strconv.ParseInt(r[0], 10, 64)
+			got[k] = r[1]
+		}
+		var problems []string
+		for k, v := range d.rows {
+			if g, found := got[k]; !found {
+				problems = append(problems, fmt.Sprintf("row %d is missing", k))
+			} else if g != v {
+				problems = append(problems, fmt.Sprintf("row %d is %q, want %q", k, g, v))
+			}
+		}
+		for k := range got {
+			if _, known := d.rows[k]; !known {
+				if _, maybe := d.maybe[k]; !maybe {
+					problems = append(problems, fmt.Sprintf("row %d was never written by the demo", k))
+				}
+			}
+		}
+		sort.Strings(problems)
+		if len(problems) > 0 {
+			ok = false
+			d.printf("  node %d: %d rows, NOT as written: %s\n", nd.id, len(rows), strings.Join(problems, "; "))
+			continue
+		}
+		d.printf("  node %d: %d rows, all as written\n", nd.id, len(rows))
+	}
+	if !ok {
+		return errors.WithHint(errors.Newf("the rows of %s differ from what the demo wrote", demoTable),
+			"if you changed demo_rows yourself with `sql`, that explains it")
+	}
+	d.printf("  Every one of the %d rows is intact.\n", len(d.rows))
+	return nil
+}
+
+// ---- node restarts ----
+
+// restart drains nd, stops it, writes a row through another node while it
+// is down, and starts it again as release rel. If the node refuses to start
+// as rel, it prints the server's refusal and starts the node again as the
+// release it ran before, and returns an error saying so.
+func (d *upgradeDemo) restart(ctx context.Context, nd *demoNode, rel clusterversion.Version) error {
+	prev := nd.release
+	if nd.srv != nil {
+		d.printf("  > draining node %d (as `kvnode node drain --host=%s`)\n", nd.id, nd.cfg.ListenAddr)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := server.DrainNode(dctx, nd.srv.RPCAddr())
+		cancel()
+		if err != nil {
+			d.printf("    drain: %s (stopping anyway: a stop drains too)\n", errText(err))
+		} else {
+			d.printf("    drained (%d open SQL connections finished)\n", resp.OpenConnections)
+		}
+		d.printf("  > stopping node %d (release %s)\n", nd.id, nd.release)
+		d.c.stop(nd)
+	}
+	// With fewer than three nodes, the others are no majority: the cluster
+	// cannot take a write until the node is back.
+	if via := d.otherNode(nd); via != nil && len(d.c.nodes) >= 3 {
+		d.writeRow(ctx, via, fmt.Sprintf("written through node %d while node %d was down", via.id, nd.id))
+	}
+	d.printf("  > starting node %d on release %s (same store, same ports)\n", nd.id, rel)
+	begin := time.Now()
+	err := d.c.start(ctx, nd, rel)
+	if err == nil {
+		err = d.c.waitUp(ctx, nd, 60*time.Second)
+	}
+	if err == nil {
+		d.printf("    node %d serves SQL again, as release %s (%.1fs)\n", nd.id, rel, time.Since(begin).Seconds())
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	d.printf("    node %d refused to start on release %s. The server says:\n", nd.id, rel)
+	d.printErr("      ", err)
+	if prev == rel || prev == (clusterversion.Version{}) {
+		return errors.Wrapf(err, "node %d did not start on release %s", nd.id, rel)
+	}
+	d.printf("  > starting node %d again on release %s, so that the cluster is whole again\n", nd.id, prev)
+	if err2 := d.c.start(ctx, nd, prev); err2 != nil {
+		return errors.Wrapf(err2, "node %d did not start again on release %s either", nd.id, prev)
+	}
+	if err2 := d.c.waitUp(ctx, nd, 60*time.Second); err2 != nil {
+		return errors.Wrapf(err2, "node %d did not start again on release %s either", nd.id, prev)
+	}
+	d.printf("    node %d serves SQL again, as release %s: it was not restarted on release %s\n", nd.id, prev, rel)
+	return errRefused
+}
+
+// errRefused reports that a node refused the release it was restarted on
+// (the refusal has been printed).
+var errRefused = errors.New("the node refused to start on that release")
+
+// otherNode returns a running node other than nd, or nil.
+func (d *upgradeDemo) otherNode(nd *demoNode) *demoNode {
+	for _, o := range d.c.nodes {
+		if o != nd && o.srv != nil {
+			return o
+		}
+	}
+	return nil
+}
+
+// sqlNode is the node the demo sends SQL to: node 1, or the first running
+// node while node 1 is down.
+func (d *upgradeDemo) sqlNode() *demoNode {
+	for _, nd := range d.c.nodes {
+		if nd.srv != nil {
+			return nd
+		}
+	}
+	return d.c.nodes[0]
+}
+
+func (d *upgradeDemo) node(arg string) (*demoNode, error) {
+	id, err := strconv.Atoi(strings.TrimSpace(arg))
+	if err == nil {
+		for _, nd := range d.c.nodes {
+			if int(nd.id) == id {
+				return nd, nil
+			}
+		}
+	}
+	return nil, errors.Newf("no node %q: the nodes are 1 to %d", arg, len(d.c.nodes))
+}
+
+// ---- rows ----
+
+func (d *upgradeDemo) writeInitialRows(ctx context.Context) error {
+	nd := d.c.nodes[0]
+	if _, _, _, err := d.query(ctx, nd, fmt.Sprintf("CREATE TABLE %s (k INT PRIMARY KEY, v TEXT)", demoTable)); err != nil {
+		return errors.Wrapf(err, "creating %s", demoTable)
+	}
+	var vals []string
+	batch := map[int64]string{}
+	for i := 0; i < 20; i++ {
+		d.nextKey++
+		v := fmt.Sprintf("row %d, written on release %s before the upgrade", d.nextKey, d.hops[0].from)
+		batch[d.nextKey] = v
+		vals = append(vals, fmt.Sprintf("(%d, '%s')", d.nextKey, v))
+	}
+	if _, _, _, err := d.query(ctx, nd, fmt.Sprintf("INSERT INTO %s VALUES %s", demoTable, strings.Join(vals, ", "))); err != nil {
+		return errors.Wrapf(err, "writing the demo rows")
+	}
+	for k, v := range batch {
+		d.rows[k] = v
+	}
+	return nil
+}
+
+func (d *upgradeDemo) writeRow(ctx context.Context, via *demoNode, note string) {
+	d.nextKey++
+	k := d.nextKey
+	v := fmt.Sprintf("row %d, %s", k, note)
+	stmt := fmt.Sprintf("INSERT INTO %s VALUES (%d, '%s')", demoTable, k, v)
+	d.printf("  > %s   -- through node %d\n", stmt, via.id)
+	if _, _, _, err := d.query(ctx, via, stmt); err != nil {
+		d.maybe[k] = v
+		d.printErr("    ", err)
+		return
+	}
+	d.rows[k] = v
+}
+
+// ---- SQL ----
+
+// query runs one statement on nd (simple protocol) and returns its columns,
+// its rows as text ("" for NULL) and its command tag.
+func (d *upgradeDemo) query(ctx context.Context, nd *demoNode, stmt string) ([]string, [][]string, string, error) {
+	return queryText(ctx, nd, stmt, "")
+}
+
+func queryText(ctx context.Context, nd *demoNode, stmt, null string) ([]string, [][]string, string, error) {
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(qctx, nd.url())
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(qctx, stmt, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer rows.Close()
+	var cols []string
+	for _, fd := range rows.FieldDescriptions() {
+		cols = append(cols, fd.Name)
+	}
+	var out [][]string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, nil, "", err
+		}
+		row := make([]string, len(vals))
+		for i, v := range vals {
+			row[i] = formatValue(v, null)
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, "", err
+	}
+	return cols, out, rows.CommandTag().String(), nil
+}
+
+func formatValue(v any, null string) string {
+	switch x := v.(type) {
+	case nil:
+		return null
+	case []byte:
+		return fmt.Sprintf("\\x%x", x)
+	case time.Time:
+		return x.Format("2006-01-02 15:04:05.999999")
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// execShow prints a statement, runs it through the SQL node, and prints its
+// tag.
+func (d *upgradeDemo) execShow(ctx context.Context, stmt string) error {
+	nd := d.sqlNode()
+	d.printf("  > %s\n", stmt)
+	_, _, tag, err := d.query(ctx, nd, stmt)
+	if err != nil {
+		d.printErr("    ", err)
+		return err
+	}
+	d.printf("    %s\n", tag)
+	return nil
+}
+
+func (d *upgradeDemo) showSetting(ctx context.Context, name string) error {
+	stmt := "SHOW CLUSTER SETTING " + name
+	_, rows, _, err := d.query(ctx, d.sqlNode(), stmt)
+	if err != nil {
+		d.printf("  > %s\n", stmt)
+		d.printErr("    ", err)
+		return err
+	}
+	val := ""
+	if len(rows) == 1 && len(rows[0]) == 1 {
+		val = rows[0][0]
+	}
+	if val == "" {
+		val = "(empty)"
+	}
+	d.printf("  > %s   -> %s\n", stmt, val)
+	return nil
+}
+
+func (d *upgradeDemo) clusterVersion(ctx context.Context) (clusterversion.Version, error) {
+	_, rows, _, err := d.query(ctx, d.sqlNode(), "SHOW CLUSTER SETTING version")
+	if err != nil {
+		return clusterversion.Version{}, err
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return clusterversion.Version{}, errors.Newf("SHOW CLUSTER SETTING version returned %d rows", len(rows))
+	}
+	return clusterversion.Parse(rows[0][0])
+}
+
+func (d *upgradeDemo) upgradeStatusRows(ctx context.Context) ([][]string, error) {
+	cols, rows, _, err := d.query(ctx, d.sqlNode(), "SHOW UPGRADE STATUS")
+	if err != nil {
+		return nil, err
+	}
+	if len(cols) != 4 {
+		return nil, errors.Newf("SHOW UPGRADE STATUS returned %d columns (%s), want item, node_id, value, detail",
+			len(cols), strings.Join(cols, ", "))
+	}
+	return rows, nil
+}
+
+// showStatus prints SHOW UPGRADE STATUS as a table, then which binary each
+// node runs (and whether the versions are mixed).
+func (d *upgradeDemo) showStatus(ctx context.Context) error {
+	nd := d.sqlNode()
+	d.printf("  > SHOW UPGRADE STATUS   -- through node %d\n", nd.id)
+	cols, rows, _, err := d.query(ctx, nd, "SHOW UPGRADE STATUS")
+	if err != nil {
+		d.printErr("    ", err)
+		return err
+	}
+	d.table(cols, rows)
+	byRelease := map[string][]string{}
+	for _, r := range rows {
+		if len(r) == 4 && r[0] == "node" && !strings.Contains(r[3], "decommissioned") {
+			byRelease[r[2]] = append(byRelease[r[2]], r[1])
+		}
+	}
+	var rels []string
+	for rel := range byRelease {
+		rels = append(rels, rel)
+	}
+	sort.Strings(rels)
+	switch len(rels) {
+	case 0:
+	case 1:
+		d.printf("  Every node runs release %s.\n", rels[0])
+	default:
+		var parts []string
+		for _, rel := range rels {
+			word := "node"
+			if len(byRelease[rel]) > 1 {
+				word = "nodes"
+			}
+			parts = append(parts, fmt.Sprintf("%s %s on %s", word, strings.Join(byRelease[rel], ", "), rel))
+		}
+		d.printf("  MIXED VERSIONS: %s.\n", strings.Join(parts, "; "))
+	}
+	return nil
+}
+
+// table prints rows under cols, aligned, indented by four spaces.
+func (d *upgradeDemo) table(cols []string, rows [][]string) {
+	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "    %s\n", strings.Join(cols, "\t"))
+	var dashes []string
+	for _, c := range cols {
+		dashes = append(dashes, strings.Repeat("-", len(c)))
+	}
+	fmt.Fprintf(tw, "    %s\n", strings.Join(dashes, "\t"))
+	for _, r := range rows {
+		fmt.Fprintf(tw, "    %s\n", strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+// queryTable runs stmt on nd and prints the columns named in keep (all if
+// nil).
+func (d *upgradeDemo) queryTable(ctx context.Context, nd *demoNode, stmt string, keep []string) error {
+	cols, rows, _, err := queryText(ctx, nd, stmt, "NULL")
+	if err != nil {
+		d.printErr("    ", err)
+		return err
+	}
+	if keep != nil {
+		var idx []int
+		var kc []string
+		for _, k := range keep {
+			for i, c := range cols {
+				if c == k {
+					idx, kc = append(idx, i), append(kc, c)
+				}
+			}
+		}
+		var kr [][]string
+		for _, r := range rows {
+			var x []string
+			for _, i := range idx {
+				x = append(x, r[i])
+			}
+			kr = append(kr, x)
+		}
+		cols, rows = kc, kr
+	}
+	if len(rows) == 0 {
+		d.printf("    (no rows)\n")
+		return nil
+	}
+	d.table(cols, rows)
+	return nil
+}
+
+// showStatusPage shows what nd's status page (http://<http-addr>/) says:
+// its banners, read from the page's JSON twin (/_status/console), or, from
+// a node without it, the page itself if it is plain text.
+func (d *upgradeDemo) showStatusPage(ctx context.Context, nd *demoNode) {
+	base := "http://" + nd.cfg.HTTPAddr
+	d.printf("  Status page of node %d, %s/ (open it in a browser):\n", nd.id, base)
+	var page struct {
+		Error   string `json:"error"`
+		Banners []struct {
+			Kind     string   `json:"kind"`
+			Severity string   `json:"severity"`
+			Title    string   `json:"title"`
+			Detail   string   `json:"detail"`
+			Fix      []string `json:"fix"`
+		} `json:"banners"`
+	}
+	body, ctype, status, err := httpGet(ctx, base+"/_status/console")
+	if err == nil && status == http.StatusOK && strings.Contains(ctype, "json") && json.Unmarshal(body, &page) == nil {
+		if page.Error != "" {
+			d.printf("    (the node could not compute the cluster status: %s)\n", page.Error)
+		}
+		if len(page.Banners) == 0 {
+			d.printf("    no banners: nothing needs the operator\n")
+		}
+		for _, b := range page.Banners {
+			d.printf("    [%s %s] %s\n", b.Severity, b.Kind, b.Title)
+			if b.Detail != "" {
+				d.printf("      %s\n", b.Detail)
+			}
+			for _, f := range b.Fix {
+				d.printf("      fix: %s\n", f)
+			}
+		}
+		return
+	}
+	body, ctype, _, err = httpGet(ctx, base+"/")
+	switch {
+	case err != nil:
+		d.printf("    (cannot fetch it: %v)\n", err)
+	case strings.HasPrefix(ctype, "text/plain"):
+		for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+			d.printf("    %s\n", l)
+		}
+	default:
+		d.printf("    (a %s page of %d bytes)\n", ctype, len(body))
+	}
+}
+
+func httpGet(ctx context.Context, url string) (body []byte, contentType string, status int, _ error) {
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(hctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return body, resp.Header.Get("Content-Type"), resp.StatusCode, err
+}
+
+// ---- guided mode ----
+
+const demoHelp = `Commands:
+  (Enter) or next   run the next step of the walk-through (it says what it does and why first)
+  auto              run the remaining steps without waiting
+  status            SHOW UPGRADE STATUS, as a table
+  sql <statement>   run a statement through node 1 and print its rows or its error
+  upgrade <n>       restart node n on the new release (drain, stop, start)
+  rollback <n>      restart node n on the old release (refused by the node once the cluster has finalized)
+  help              this list
+  quit              stop the cluster, delete its data and exit (so does end of input, or Ctrl-C)
+`
+
+func (d *upgradeDemo) printNext() {
+	if d.next >= len(d.steps) {
+		d.printf("\nThe walk-through is complete. Type `sql <statement>`, `status`, `help`, or `quit`.\n")
+		return
+	}
+	d.printf("\nNext (step %d of %d): %s.\nPress Enter to run it, or type `help` for the other commands.\n",
+		d.next+1, len(d.steps), d.steps[d.next].title)
+}
+
+func (d *upgradeDemo) interactive(ctx context.Context, in io.Reader) error {
+	tty := false
+	if f, ok := in.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	d.printf("\n%s", demoHelp)
+	d.printNext()
+	for {
+		d.printf("demo> ")
+		var line string
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return nil
+		case line, ok = <-lines:
+		}
+		if !ok {
+			d.printf("(end of input)\n")
+			return nil
+		}
+		if !tty {
+			d.printf("%s\n", line) // echo piped commands, so the transcript reads like a session
+		}
+		quit, err := d.command(ctx, line)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, errRefused) {
+			d.printErr("", err)
+		}
+		if quit || ctx.Err() != nil {
+			return nil
+		}
+		d.printNext()
+	}
+}
+
+// command runs one line typed at the prompt; it reports whether to quit.
+func (d *upgradeDemo) command(ctx context.Context, line string) (quit bool, _ error) {
+	line = strings.TrimSpace(line)
+	word, rest, _ := strings.Cut(line, " ")
+	rest = strings.TrimSpace(rest)
+	h := d.hops[d.hop]
+	switch strings.ToLower(word) {
+	case "", "next", "n":
+		return false, d.runStep(ctx)
+	case "auto":
+		return false, d.runRemaining(ctx)
+	case "help", "?", "h":
+		d.printf("%s", demoHelp)
+		return false, nil
+	case "status", "s":
+		return false, d.showStatus(ctx)
+	case "sql":
+		if rest == "" {
+			return false, errors.WithHint(errors.New("sql needs a statement"), "for example: sql SELECT count(*) FROM "+demoTable)
+		}
+		return false, d.sqlCommand(ctx, rest)
+	case "upgrade", "rollback":
+		nd, err := d.node(rest)
+		if err != nil {
+			return false, errors.WithHintf(err, "for example: %s 1", strings.ToLower(word))
+		}
+		rel := h.to
+		if strings.ToLower(word) == "rollback" {
+			rel = h.from
+		}
+		if nd.srv != nil && nd.release == rel {
+			d.printf("Node %d already runs release %s.\n", nd.id, rel)
+			return false, nil
+		}
+		d.printf("Restarting node %d on release %s.\n", nd.id, rel)
+		if err := d.restart(ctx, nd, rel); err != nil {
+			return false, err
+		}
+		return false, d.showStatus(ctx)
+	case "quit", "exit", "q", `\q`:
+		return true, nil
+	default:
+		return false, errors.WithHint(errors.Newf("unknown command %q", word), "type `help` for the commands")
+	}
+}
+
+func (d *upgradeDemo) sqlCommand(ctx context.Context, stmt string) error {
+	nd := d.sqlNode()
+	cols, rows, tag, err := queryText(ctx, nd, stmt, "NULL")
+	if err != nil {
+		d.printErr("", err)
+		return nil // printed; a SQL error is an answer, not a failure of the demo
+	}
+	if len(cols) > 0 {
+		d.table(cols, rows)
+	}
+	d.printf("%s   -- through node %d\n", tag, nd.id)
+	return nil
+}
+
+// ---- helpers ----
+
+// printErr prints err as the CLI does: ERROR, then its hints; a PostgreSQL
+// error with its SQLSTATE, detail and hint.
+func (d *upgradeDemo) printErr(indent string, err error) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		d.printf("%sERROR: %s (SQLSTATE %s)\n", indent, pe.Message, pe.Code)
+		if pe.Detail != "" {
+			d.printf("%sDETAIL: %s\n", indent, pe.Detail)
+		}
+		if pe.Hint != "" {
+			d.printf("%sHINT: %s\n", indent, pe.Hint)
+		}
+		return
+	}
+	d.printf("%sERROR: %s\n", indent, err)
+	for _, h := range errors.GetAllHints(err) {
+		d.printf("%sHINT: %s\n", indent, h)
+	}
+}
+
+func errText(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("%s (SQLSTATE %s)", pe.Message, pe.Code)
+	}
+	return err.Error()
+}
+
+func describeRelease(v clusterversion.Version) string {
+	if k, ok := clusterversion.Lookup(v); ok {
+		return k.Description()
+	}
+	return v.String()
+}
+
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error() + "\n"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
