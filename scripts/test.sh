@@ -15,6 +15,9 @@
 #
 # What it installs when missing (a fresh CI machine has Go and gcc, not these):
 #   psql         Debian's postgresql-client, through apt-get (as root, or with sudo -n)
+#   chromium     Debian's chromium, the same way: the status page's browser tests drive it
+#                headless (cmd/kvnode/console_e2e_test.go); their screenshots go to
+#                $KVNODE_ARTIFACTS (default: artifacts/ in the repository, ignored by git)
 #   staticcheck  honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION into $(go env GOPATH)/bin
 #
 # Steps run in order and the first failure stops the run. Vet and staticcheck always see the
@@ -79,6 +82,24 @@ else
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
   echo "installed: $(psql --version)"
 fi
+
+step "install: chromium"
+if command -v chromium >/dev/null 2>&1; then
+  echo "chromium present: $(chromium --version 2>/dev/null | head -1)"
+elif [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+  echo "chromium is missing and KVNODE_NO_INSTALL=1: install Debian's chromium" >&2
+  exit 1
+else
+  echo "chromium missing: installing Debian's chromium"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  echo "installed: $(chromium --version 2>/dev/null | head -1)"
+fi
+# The browser tests fail, rather than skip, when the browser is missing.
+export KVNODE_REQUIRE_BROWSER=1
+export KVNODE_ARTIFACTS=${KVNODE_ARTIFACTS:-$PWD/artifacts}
+mkdir -p "$KVNODE_ARTIFACTS"
+echo "test artifacts (screenshots): $KVNODE_ARTIFACTS"
 
 step "install: staticcheck $STATICCHECK_VERSION"
 gobin="$(go env GOPATH | cut -d: -f1)/bin"

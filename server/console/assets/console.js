@@ -9,7 +9,11 @@
   var refreshes = 0;
 
   function refresh() {
-    fetch("/?live=1", { cache: "no-store" })
+    // A node that stops answering must not stop the page: give up on a
+    // request after a while and try again.
+    var abort = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = abort ? setTimeout(function () { abort.abort(); }, 10000) : null;
+    fetch("/?live=1", { cache: "no-store", signal: abort ? abort.signal : undefined })
       .then(function (r) {
         if (!r.ok) {
           throw new Error("HTTP " + r.status);
@@ -28,6 +32,9 @@
         state.className = "down";
       })
       .finally(function () {
+        if (timer) {
+          clearTimeout(timer);
+        }
         setTimeout(refresh, every);
       });
   }
