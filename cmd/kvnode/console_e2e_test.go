@@ -262,12 +262,20 @@ func runFix(t *testing.T, fix string) string {
 // processes through a rolling upgrade 1.1 -> 2.0 and brings about each
 // banner of the status page in turn, with one browser tab that is never
 // reloaded (the page refreshes itself, also across the restart of the
-// node that serves it): none; several binary versions; every node
-// upgraded but held back by the preserve option (for how long); a
-// draining node; a dead node that blocks finalization, fixed by running
-// the decommission command the banner prints; the finalized cluster with
-// every node in use_post_raft_procedures; a node in group 0 recovery
-// mode, fixed by the group0-recover commands the banner prints.
+// node that serves it):
+//   - none, on a healthy cluster;
+//   - several binary versions;
+//   - every node upgraded, but finalization held back by the preserve
+//     option (for how long) and by cluster.auto_upgrade.enabled = false;
+//   - a draining node;
+//   - a dead node that blocks finalization, fixed by running the
+//     decommission command the banner prints;
+//   - the group 0 upgrade waiting (at a testing pause point) with the
+//     nodes in synchronize;
+//   - none again, once finalized with every node in
+//     use_post_raft_procedures;
+//   - nodes in group 0 recovery mode, fixed by the group0-recover commands
+//     the banner prints.
 func TestConsoleBannersInChromium(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
 		t.Skip("psql is not installed (scripts/test.sh installs Debian's postgresql-client)")
@@ -314,11 +322,24 @@ func TestConsoleBannersInChromium(t *testing.T) {
 	b.screenshot("mixed-versions")
 
 	restartOn(t, ps[1], kvnodeBin)
+	// The 2.0 nodes pause the group 0 upgrade before merging the schemas,
+	// until release exists (a testing-only pause point), so that the page
+	// can be read while the upgrade waits.
+	release := filepath.Join(t.TempDir(), "release-group0")
+	for _, p := range ps {
+		p.env = []string{"KVNODE_TESTING_GROUP0_PAUSE=sync-schema:" + release}
+	}
+	restartOn(t, ps[0], kvnodeBin)
+	restartOn(t, ps[1], kvnodeBin)
 	restartOn(t, ps[2], kvnodeBin)
 	b.waitBanner("not_finalized", 60*time.Second, says("Every node runs 2.0, but the cluster version is still 1.1",
 		"cluster.preserve_downgrade_option is set to '1.1' (for ", "RESET CLUSTER SETTING cluster.preserve_downgrade_option;"))
 	b.waitGone("mixed_versions", 30*time.Second)
 	b.screenshot("not-finalized-preserve")
+	mustPsql(t, ps[1].url(), "SET CLUSTER SETTING cluster.auto_upgrade.enabled = false")
+	b.waitBanner("not_finalized", 30*time.Second, says("cluster.auto_upgrade.enabled is false", "SET CLUSTER SETTING version = '2.0';"))
+	b.screenshot("not-finalized-auto-upgrade-off")
+	mustPsql(t, ps[1].url(), "SET CLUSTER SETTING cluster.auto_upgrade.enabled = true")
 
 	// A draining node.
 	if out, err := kvnodeCLI(t, "node", "drain", "--host="+ps[2].listen); err != nil {
@@ -346,6 +367,14 @@ func TestConsoleBannersInChromium(t *testing.T) {
 		t.Fatalf("finalized with a dead node: %q", v)
 	}
 	runFix(t, dead.Fix[0])
+	// The upgrade runs, and waits at the pause point with both nodes in
+	// synchronize.
+	b.waitBanner("group0_waiting", 90*time.Second, says("The group 0 upgrade is waiting", "merging the schema of node(s) 1, 2",
+		"Nodes 1, 2 in synchronize: DDL issued now waits"))
+	b.screenshot("group0-waiting")
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	b.waitPage(90*time.Second, func() error {
 		if v := b.text("#cluster-version"); v != "2.0" {
 			return fmt.Errorf("cluster version on the page: %q", v)

@@ -46,6 +46,7 @@ type proc struct {
 	t                          *testing.T
 	bin                        string // the binary to run; kvnodeBin if empty
 	args                       []string
+	env                        []string // added to the test's environment
 	cmd                        *exec.Cmd
 	log                        *bytes.Buffer
 	listen, gossip, sql, httpA string
@@ -86,6 +87,9 @@ func (p *proc) start() {
 		bin = p.bin
 	}
 	p.cmd = exec.Command(bin, p.args...)
+	if len(p.env) > 0 {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
