@@ -760,6 +760,9 @@ func (r *Replica) apply(ents []raftpb.Entry) error {
 	r.store.applied = as
 	r.store.mu.Unlock()
 	for _, a := range acks {
+		if !a.p.proposed.IsZero() {
+			r.cfg.Metrics.observeCommit(time.Since(a.p.proposed))
+		}
 		a.p.done <- a.res
 	}
 	r.failLostProposals(as.Term)
