@@ -16,12 +16,12 @@
 //   - upgrade/...: seeded rolling upgrades under the workload, with rollbacks
 //     and mixed-version steps; finalization runs where the binaries can do it
 //     (upgrade/finalize runs three seeded plans through every release and
-//     binary mix, each on a new cluster, and is skipped as pending until the
-//     binaries can finalize). The cluster-version scenarios: the RFC's test
-//     plan (upgrade/rfc-test-plan, five nodes; -3, three), refusals of
-//     incompatible binaries and bad settings (upgrade/refusals), rollback of
-//     every binary before finalizing (upgrade/rollback-before-finalize), the
-//     1.1 migration's coordinator killed mid-job
+//     binary mix, each on a new cluster). The cluster-version scenarios:
+//     the RFC's test plan (upgrade/rfc-test-plan, five nodes; -3, three),
+//     refusals of incompatible binaries and bad settings
+//     (upgrade/refusals), rollback of every binary before finalizing
+//     (upgrade/rollback-before-finalize), the 1.1 migration's coordinator
+//     killed mid-job
 //     (upgrade/coordinator-killed-mid-migration) and concurrent SET CLUSTER
 //     SETTING version (upgrade/concurrent-set-version).
 //   - lifecycle/...: decommission under load, drain and restart under load;

@@ -16,14 +16,14 @@ func registerLifecycle(r *registry.Registry) {
 	r.Add(registry.Spec{
 		Name: "lifecycle/decommission",
 		Description: "decommission a node of four under the workload and stop it; then a kill -9 of another node must leave a " +
-			"quorum (proof that the decommissioned node left the Raft group); pending until `kvnode node decommission` exists",
+			"quorum (proof that the decommissioned node left the Raft group)",
 		Suite: registry.Short, Nodes: 4,
 		Plan: decommissionPlan,
 	})
 	r.Add(registry.Spec{
 		Name: "lifecycle/drain-restart",
 		Description: "drain a node (seeded: the leader or a follower) with `kvnode node drain` under the workload: it reports not " +
-			"ready, the rest serves; then stop and restart it; pending until `kvnode node drain` exists",
+			"ready, the rest serves; then stop and restart it",
 		Suite: registry.Short, Nodes: 3,
 		Plan: drainPlan,
 	})

@@ -96,8 +96,7 @@ func registerUpgrade(r *registry.Registry) {
 		Name: "upgrade/finalize",
 		Description: "three seeded mixed-version plans, each on a new cluster: upgrade through every release and finalize each " +
 			"(by hand or automatically, seeded), through every binary mix with DDL, DML, settings and leader kills, with rollbacks " +
-			"before finalizing, the workload and its linearizability checker running throughout; pending until the binaries can " +
-			"finalize (SET CLUSTER SETTING version)",
+			"before finalizing, the workload and its linearizability checker running throughout",
 		Suite: registry.Long, Nodes: 3, Timeout: 45 * time.Minute,
 		Plan: finalizePlans,
 	})
