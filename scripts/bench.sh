@@ -337,6 +337,22 @@ bench_cluster() {
   PORT=${NODE_SQL[n1]} DBUSER=root DBNAME=defaultdb
   wait_sql "${NODE_PID[n1]}" "$WORK/n1.log"
   load_data cluster
+  # Point pgbench at the data group's leader: a gateway that is not the leader forwards every
+  # write one more hop, and which node wins the first election would otherwise decide the
+  # numbers.
+  local st lead=""
+  for n in n1 n2 n3; do
+    st=$(curl -sf --max-time 5 "http://127.0.0.1:${NODE_HTTP[$n]}/_status/node" || true)
+    if [[ $st =~ \"node_id\":([0-9]+), ]] && [[ $st == *"\"leader\":${BASH_REMATCH[1]},"* ]]; then
+      lead=$n
+    fi
+  done
+  if [[ -n $lead ]]; then
+    PORT=${NODE_SQL[$lead]}
+    log "cluster: pgbench connects to $lead, the Raft leader"
+  else
+    log "cluster: no leader found in /_status/node; pgbench connects to n1"
+  fi
   run_pgbench cluster read
   run_pgbench cluster write
 }
