@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cockroachdb/errors"
@@ -33,6 +34,11 @@ type Engine struct {
 	DB   *pebble.DB
 	Dir  string
 	lock *os.File
+
+	// closeMu orders Close after readers that may run on goroutines the
+	// node does not wait for (a /metrics scrape).
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 // Options tune the engine; the zero value is the production default.
@@ -115,6 +121,13 @@ func lockDir(dir string) (*os.File, error) {
 // Close flushes nothing extra (every acknowledged write was synced) and
 // releases the lock.
 func (e *Engine) Close() error {
+	e.closeMu.Lock()
+	if e.closed {
+		e.closeMu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.closeMu.Unlock()
 	err := e.DB.Close()
 	if e.lock != nil {
 		_ = e.lock.Close()
