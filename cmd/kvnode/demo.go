@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -172,7 +170,7 @@ func newDemoCluster(n int, log *slog.Logger, autoUpgradeInterval time.Duration) 
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(4 * n)
+	ports, err := server.FreeLoopbackAddrs(4 * n)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -319,39 +317,6 @@ func runDemo(cmd *cobra.Command, f *demoFlags) error {
 	<-sigC
 	fmt.Fprintln(out, "\nstopping the demo cluster...")
 	return nil
-}
-
-// freePorts returns n distinct free loopback ports (TCP and UDP, for gossip)
-// as HOST:PORT. They come from below Linux's ephemeral range (32768-60999):
-// a node that restarts binds its ports again, and a port from that range
-// could meanwhile have become the source port of an outgoing connection.
-func freePorts(n int) ([]string, error) {
-	var out []string
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 10000 {
-			return nil, errors.New("no free loopback ports between 10000 and 32000")
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			_ = l.Close()
-			continue
-		}
-		_ = u.Close()
-		ls = append(ls, l) // held until all n are chosen, so they differ
-		out = append(out, addr)
-	}
-	return out, nil
 }
 
 // ---- the upgrade walk-through ----

@@ -2,6 +2,7 @@ package autoupgrade
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -157,7 +158,7 @@ func Decide(in Input) Decision {
 				if len(ids) > 1 {
 					verb = "run"
 				}
-				old = append(old, fmt.Sprintf("%s %s %s", idList(ids), verb, v))
+				old = append(old, fmt.Sprintf("%s %s %s", NodeList(ids), verb, v))
 			}
 		}
 		sort.Strings(old)
@@ -196,8 +197,11 @@ func activeReleaseOr(v clusterversion.Version) clusterversion.Version {
 	return clusterversion.Version{Major: v.Major, Minor: v.Minor}
 }
 
-func idList(ids []int32) string {
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+// NodeList names nodes the way kvnode's messages do: "node 3",
+// "nodes 1, 2, 5" (sorted; ids is not modified).
+func NodeList(ids []int32) string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
 	parts := make([]string, len(ids))
 	for i, id := range ids {
 		parts[i] = fmt.Sprint(id)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
 // Banners returns what the operator should know about st, most severe
@@ -74,7 +75,7 @@ func Banners(st Status, now time.Time) []Banner {
 		}
 		detail := "The 2.0 migration runs ScyllaDB's upgrade procedure; each wait is bounded and retried, and resumes by itself once what it waits for happens."
 		if len(inSync) > 0 {
-			detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits for the upgrade, then runs through group 0.", capitalize(idList(inSync)))
+			detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits for the upgrade, then runs through group 0.", capitalize(autoupgrade.NodeList(inSync)))
 		}
 		b.add(Banner{Kind: KindGroup0Waiting, Severity: Warning, NodeID: n.NodeID,
 			Title:  fmt.Sprintf("The group 0 upgrade is waiting (node %d coordinates): %s", n.NodeID, n.Group0Waiting),
@@ -82,7 +83,7 @@ func Banners(st Status, now time.Time) []Banner {
 	}
 	if !waiting && len(inSync) > 0 {
 		b.add(Banner{Kind: KindGroup0Waiting, Severity: Info,
-			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", idList(inSync)),
+			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", autoupgrade.NodeList(inSync)),
 			Detail: "The pre-Raft schema path is closed while the schema moves onto group 0; DDL issued now waits, then runs through group 0.",
 			Fix:    []string{"SHOW UPGRADE STATUS"}})
 	}
@@ -112,7 +113,7 @@ func Banners(st Status, now time.Time) []Banner {
 			if len(ids) > 1 {
 				verb = "run"
 			}
-			parts = append(parts, fmt.Sprintf("%s %s %s", idList(ids), verb, v))
+			parts = append(parts, fmt.Sprintf("%s %s %s", autoupgrade.NodeList(ids), verb, v))
 			if pv, err := clusterversion.Parse(v); err != nil || pv.Less(newest) {
 				behind = append(behind, ids...)
 				older = append(older, v)
@@ -244,7 +245,7 @@ func (b *bannerSet) recovery(ids []int32) {
 		verb = "are"
 	}
 	b.add(Banner{Kind: KindGroup0Recovery, Severity: Critical,
-		Title: fmt.Sprintf("%s %s in group 0 recovery mode", capitalize(idList(ids)), verb),
+		Title: fmt.Sprintf("%s %s in group 0 recovery mode", capitalize(autoupgrade.NodeList(ids)), verb),
 		Detail: "A node in recovery refuses DDL (SQLSTATE 55000) and the upgrade to 2.0 does not run; rows are served as usual. " +
 			"Follow docs/recovery.md: enter recovery on every surviving node and restart it, decommission the nodes that are gone for good, " +
 			"then look at the plan and recover.",
@@ -259,21 +260,6 @@ var severityRank = map[Severity]int{Critical: 0, Warning: 1, Info: 2}
 func (b *bannerSet) sorted() []Banner {
 	sort.SliceStable(b.out, func(i, j int) bool { return severityRank[b.out[i].Severity] < severityRank[b.out[j].Severity] })
 	return b.out
-}
-
-// idList names nodes the way the rest of kvnode does: "node 3",
-// "nodes 1, 2".
-func idList(ids []int32) string {
-	ids = slices.Clone(ids)
-	slices.Sort(ids)
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = fmt.Sprint(id)
-	}
-	if len(ids) == 1 {
-		return "node " + parts[0]
-	}
-	return "nodes " + strings.Join(parts, ", ")
 }
 
 func capitalize(s string) string {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -234,36 +232,12 @@ func (c *Cluster) QueryInt(i int, sql string, args ...any) (int64, error) {
 }
 
 // FreeAddrs returns n distinct free loopback addresses, each free for TCP
-// and UDP (gossip uses both), for tests that start nodes themselves.
+// and UDP (gossip uses both), for tests that start nodes themselves; see
+// server.FreeLoopbackAddrs.
 func FreeAddrs(t testing.TB, n int) []string {
-	// Ports come from below the kernel's ephemeral range (32768-60999 on
-	// Linux): a port taken from that range with :0 and released can be
-	// reused at once as the source port of some other test's outgoing
-	// connection, and the node that later binds it fails.
-	var out []string
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 10000 {
-			t.Fatal("no free loopback ports below the ephemeral range")
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			_ = l.Close()
-			continue
-		}
-		_ = u.Close()
-		ls = append(ls, l) // held until all n are chosen, so they differ
-		out = append(out, addr)
+	out, err := server.FreeLoopbackAddrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
