@@ -70,31 +70,33 @@ as_root() {
   fi
 }
 
+# install_deb COMMAND PACKAGE: make COMMAND available, installing Debian's PACKAGE if it is
+# missing (apt-get update runs once per script run).
+apt_updated=
+install_deb() {
+  local cmd=$1 pkg=$2
+  if command -v "$cmd" >/dev/null 2>&1; then
+    echo "$cmd present: $("$cmd" --version 2>/dev/null | head -1)"
+    return
+  fi
+  if [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+    echo "$cmd is missing and KVNODE_NO_INSTALL=1: install Debian's $pkg" >&2
+    exit 1
+  fi
+  echo "$cmd missing: installing Debian's $pkg"
+  if [[ -z $apt_updated ]]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+  echo "installed: $("$cmd" --version 2>/dev/null | head -1)"
+}
+
 step "install: psql"
-if command -v psql >/dev/null 2>&1; then
-  echo "psql present: $(psql --version)"
-elif [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
-  echo "psql is missing and KVNODE_NO_INSTALL=1: install Debian's postgresql-client" >&2
-  exit 1
-else
-  echo "psql missing: installing Debian's postgresql-client"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
-  echo "installed: $(psql --version)"
-fi
+install_deb psql postgresql-client
 
 step "install: chromium"
-if command -v chromium >/dev/null 2>&1; then
-  echo "chromium present: $(chromium --version 2>/dev/null | head -1)"
-elif [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
-  echo "chromium is missing and KVNODE_NO_INSTALL=1: install Debian's chromium" >&2
-  exit 1
-else
-  echo "chromium missing: installing Debian's chromium"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  echo "installed: $(chromium --version 2>/dev/null | head -1)"
-fi
+install_deb chromium chromium
 # The browser tests fail, rather than skip, when the browser is missing.
 export KVNODE_REQUIRE_BROWSER=1
 export KVNODE_ARTIFACTS=${KVNODE_ARTIFACTS:-$PWD/artifacts}
