@@ -41,6 +41,21 @@ func consoleJSON(t *testing.T, c *testcluster.Cluster, i int) console.Status {
 	return st
 }
 
+// waitOnlyBanner waits until node i's console shows exactly one banner,
+// of kind, and returns the status it showed.
+func waitOnlyBanner(t *testing.T, c *testcluster.Cluster, i int, kind console.Kind) console.Status {
+	t.Helper()
+	var st console.Status
+	testcluster.WaitFor(t, 20*time.Second, func() error {
+		st = consoleJSON(t, c, i)
+		if k := bannerKinds(st); len(k) != 1 || k[0] != string(kind) {
+			return errors.Newf("banners %v", k)
+		}
+		return nil
+	})
+	return st
+}
+
 func bannerKinds(st console.Status) []string {
 	var out []string
 	for _, b := range st.Banners {
@@ -85,25 +100,13 @@ func TestConsoleServed(t *testing.T) {
 
 	c.Exec(0, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.1'")
 	upgradeBinary(c, 0, "2.0")
-	testcluster.WaitFor(t, 20*time.Second, func() error {
-		st = consoleJSON(t, c, 2)
-		if k := bannerKinds(st); len(k) != 1 || k[0] != string(console.KindMixedVersions) {
-			return errors.Newf("banners %v", k)
-		}
-		return nil
-	})
+	st = waitOnlyBanner(t, c, 2, console.KindMixedVersions)
 	if !strings.Contains(st.Banners[0].Title, "nodes 2, 3 run 1.1; node 1 runs 2.0") {
 		t.Fatalf("mixed versions: %+v", st.Banners[0])
 	}
 	upgradeBinary(c, 1, "2.0")
 	upgradeBinary(c, 2, "2.0")
-	testcluster.WaitFor(t, 20*time.Second, func() error {
-		st = consoleJSON(t, c, 1)
-		if k := bannerKinds(st); len(k) != 1 || k[0] != string(console.KindNotFinalized) {
-			return errors.Newf("banners %v", k)
-		}
-		return nil
-	})
+	st = waitOnlyBanner(t, c, 1, console.KindNotFinalized)
 	b := st.Banners[0]
 	if st.PreserveSince.IsZero() || !strings.Contains(b.Detail, "cluster.preserve_downgrade_option is set to '1.1' (for ") ||
 		b.Fix[0] != "RESET CLUSTER SETTING cluster.preserve_downgrade_option;" {

@@ -131,66 +131,53 @@ func (b *browser) text(selector string) string {
 // shows a banner of kind that passes check, and returns it.
 func (b *browser) waitBanner(kind string, within time.Duration, check func(pageBanner) error) pageBanner {
 	b.t.Helper()
-	var last []pageBanner
-	var why error
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var found pageBanner
+	b.waitPage(within, "failed-waiting-for-"+kind, func() error {
 		bs, err := b.banners()
-		if err == nil {
-			last = bs
-			for _, x := range bs {
-				if x.Kind != kind {
-					continue
-				}
-				if why = check(x); why == nil {
-					return x
-				}
+		if err != nil {
+			return err
+		}
+		var why error
+		for _, x := range bs {
+			if x.Kind != kind {
+				continue
+			}
+			if why = check(x); why == nil {
+				found = x
+				return nil
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	b.screenshot("failed-waiting-for-" + kind)
-	b.t.Fatalf("no %s banner after %s (last check: %v); the page shows:\n%s\nconnection: %s", kind, within, why, dumpBanners(last), b.text("#conn-state"))
-	return pageBanner{}
+		return fmt.Errorf("no %s banner (last check: %v); the page shows:\n%s", kind, why, dumpBanners(bs))
+	})
+	return found
 }
 
-// waitPage waits until check passes on the page, with a screenshot if it
-// does not.
-func (b *browser) waitPage(within time.Duration, check func() error) {
+// waitPage polls check on the page until it passes; if it does not within
+// the bound, it saves a screenshot named shot and fails with check's last
+// error.
+func (b *browser) waitPage(within time.Duration, shot string, check func() error) {
 	b.t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(300 * time.Millisecond)
+	if err := poll(within, 300*time.Millisecond, check); err != nil {
+		b.screenshot(shot)
+		b.t.Fatalf("after %s: %v\nconnection: %s", within, err, b.text("#conn-state"))
 	}
-	b.screenshot("failed-waiting")
-	b.t.Fatalf("after %s: %v (connection: %s)", within, err, b.text("#conn-state"))
 }
 
 // waitGone waits until no banner of kind is shown.
 func (b *browser) waitGone(kind string, within time.Duration) {
 	b.t.Helper()
-	var last []pageBanner
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	b.waitPage(within, "failed-waiting-for-no-"+kind, func() error {
 		bs, err := b.banners()
-		if err == nil {
-			last = bs
-			found := false
-			for _, x := range bs {
-				found = found || x.Kind == kind
-			}
-			if !found {
-				return
+		if err != nil {
+			return err
+		}
+		for _, x := range bs {
+			if x.Kind == kind {
+				return fmt.Errorf("the %s banner is still there:\n%s", kind, dumpBanners(bs))
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	b.screenshot("failed-waiting-for-no-" + kind)
-	b.t.Fatalf("the %s banner is still there after %s:\n%s", kind, within, dumpBanners(last))
+		return nil
+	})
 }
 
 func dumpBanners(bs []pageBanner) string {
@@ -375,7 +362,7 @@ func TestConsoleBannersInChromium(t *testing.T) {
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.waitPage(90*time.Second, func() error {
+	b.waitPage(90*time.Second, "failed-waiting", func() error {
 		if v := b.text("#cluster-version"); v != "2.0" {
 			return fmt.Errorf("cluster version on the page: %q", v)
 		}

@@ -283,17 +283,24 @@ func TestBadFlagsAndInputs(t *testing.T) {
 	}
 }
 
+// poll calls fn every interval until it returns nil or d has passed, and
+// returns fn's last error.
+func poll(d, interval time.Duration, fn func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := fn()
+		if err == nil || !time.Now().Before(deadline) {
+			return err
+		}
+		time.Sleep(interval)
+	}
+}
+
 func waitFor(t *testing.T, d time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := poll(d, 100*time.Millisecond, fn); err != nil {
+		t.Fatalf("after %s: %v", d, err)
 	}
-	t.Fatalf("after %s: %v", d, err)
 }
 
 // TestKillNineUnderConcurrentWrites kills (SIGKILL) and restarts each node
