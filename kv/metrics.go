@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Times this node saw a new leader of the data group: a known leader other than the last one it saw (which may be none), like etcd's leader_changes_seen_total."),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kvnode", Subsystem: "raft", Name: "log_sync_seconds",
-			Help:    "Latency of persisting one Ready (entries + hard state) to Pebble.",
+			Help:    "Latency of one synced write of Raft entries and hard state to Pebble (one fsync of its WAL).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}

@@ -168,6 +168,15 @@ func loadRaftState(eng *storage.Engine) (loaded, error) {
 	if err := get(keyApplied, func(v []byte) (err error) { l.applied, err = decodeApplied(v); return err }); err != nil {
 		return l, err
 	}
+	// Entries are applied as soon as they are committed and durable here,
+	// which can be before the hard state that records their commit is
+	// written (Replica.handleReady), and that write is not synced. After a
+	// crash the applied index may thus be ahead of the stored commit index;
+	// everything applied was committed, so the commit index is raised to it
+	// (Raft refuses an applied index above the commit index).
+	if l.applied.Index > l.hs.Commit {
+		l.hs.Commit = l.applied.Index
+	}
 	it, err := eng.DB.NewIter(&pebble.IterOptions{LowerBound: logKey(l.trunc.Index + 1), UpperBound: keyLogPrefixEnd})
 	if err != nil {
 		return l, err

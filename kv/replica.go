@@ -291,25 +291,8 @@ func (r *Replica) run() {
 			r.periodic()
 		case msgs := <-r.recvC:
 			r.step(msgs)
-			for more := true; more; {
-				select {
-				case msgs := <-r.recvC:
-					r.step(msgs)
-				default:
-					more = false
-				}
-			}
 		case p := <-r.propC:
-			// Batch: everything queued now shares this Ready and its fsync.
 			r.toPropose = append(r.toPropose, p)
-			for more := true; more && len(r.toPropose) < 1024; {
-				select {
-				case p := <-r.propC:
-					r.toPropose = append(r.toPropose, p)
-				default:
-					more = false
-				}
-			}
 		case f := <-r.fwdC:
 			f.done <- r.proposeForwarded(f)
 		case rr := <-r.readC:
@@ -327,6 +310,7 @@ func (r *Replica) run() {
 		case fn := <-r.reportC:
 			fn()
 		}
+		r.drainInbox()
 		r.flushProposals()
 		r.issueReads()
 		for r.rn.HasReady() {
@@ -339,6 +323,31 @@ func (r *Replica) run() {
 		}
 		if time.Since(r.lastStatusAt) > 50*time.Millisecond {
 			r.publishStatus()
+		}
+	}
+}
+
+// drainInbox takes everything that queued up while the loop was busy (most
+// often in an fsync): first the messages from peers, then the proposals, so
+// that they all share the next Ready and its fsync. Stepping the peers'
+// acknowledgements before proposing matters: the commit index they advance
+// then rides on the appends of the new proposals, in the same batch to each
+// follower, instead of in a message of its own.
+func (r *Replica) drainInbox() {
+	for more := true; more; {
+		select {
+		case msgs := <-r.recvC:
+			r.step(msgs)
+		default:
+			more = false
+		}
+	}
+	for more := true; more && len(r.toPropose) < 1024; {
+		select {
+		case p := <-r.propC:
+			r.toPropose = append(r.toPropose, p)
+		default:
+			more = false
 		}
 	}
 }
@@ -532,19 +541,50 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	} else {
 		later = rd.Messages
 	}
-	// 1. Persist the snapshot, entries and hard state.
-	if !raft.IsEmptySnap(rd.Snapshot) {
+	committed := rd.CommittedEntries
+	switch {
+	case !raft.IsEmptySnap(rd.Snapshot):
+		// 1. Persist the snapshot, entries and hard state.
 		if err := r.applySnapshot(rd.Snapshot, rd.HardState); err != nil {
 			return err
 		}
-	}
-	if err := r.persist(rd.Entries, rd.HardState, rd.MustSync); err != nil {
-		return err
+		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync); err != nil {
+			return err
+		}
+	case len(rd.Entries) == 0 && !rd.MustSync:
+		// Only the commit index moved (or nothing did): the new hard state
+		// goes into the batch that applies the entries it commits, one
+		// Pebble write instead of two. Every committed entry is durable
+		// already, as there is nothing new to persist.
+		if err := r.apply(committed, rd.HardState); err != nil {
+			return err
+		}
+		committed = nil
+	default:
+		// Committed entries that were durable here before this Ready are
+		// applied, and their proposers answered, before the new entries
+		// are fsynced: a write waits for the fsync of its own entry, not
+		// also for that of the entries proposed after it. Entries at or
+		// above the first new one wait for the fsync (on a follower, the
+		// leader may commit an entry this node is only now appending).
+		n := 0
+		for n < len(committed) && committed[n].Index <= r.lastPersist &&
+			(len(rd.Entries) == 0 || committed[n].Index < rd.Entries[0].Index) {
+			n++
+		}
+		if err := r.apply(committed[:n], raftpb.HardState{}); err != nil {
+			return err
+		}
+		committed = committed[n:]
+		// 1. Persist the entries and hard state.
+		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync); err != nil {
+			return err
+		}
 	}
 	// 2. Send messages.
 	r.cfg.Transport.Send(later)
-	// 3. Apply committed entries.
-	if err := r.apply(rd.CommittedEntries); err != nil {
+	// 3. Apply (the rest of the) committed entries.
+	if err := r.apply(committed, raftpb.HardState{}); err != nil {
 		return err
 	}
 	for _, rs := range rd.ReadStates {
@@ -622,7 +662,9 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) e
 	if err := b.Commit(opts); err != nil {
 		return errors.Wrap(err, "persisting Raft entries")
 	}
-	r.cfg.Metrics.observeSync(time.Since(start))
+	if sync {
+		r.cfg.Metrics.observeSync(time.Since(start))
+	}
 	if len(ents) > 0 {
 		if err := r.store.Append(ents); err != nil {
 			return err
@@ -686,8 +728,12 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	return nil
 }
 
-func (r *Replica) apply(ents []raftpb.Entry) error {
-	if len(ents) == 0 {
+// apply applies committed entries to the state machine and answers their
+// proposers. If hs is not empty it is persisted in the same batch (not
+// synced: only the commit index may have changed, and losing that in a crash
+// is safe, see loadRaftState).
+func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
+	if len(ents) == 0 && raft.IsEmptyHardState(hs) {
 		return nil
 	}
 	b := r.eng.DB.NewIndexedBatch()
@@ -743,16 +789,32 @@ func (r *Replica) apply(ents []raftpb.Entry) error {
 		}
 		as.Index, as.Term = e.Index, e.Term
 	}
-	if as.Index == r.applied.Index {
+	if as.Index == r.applied.Index && raft.IsEmptyHardState(hs) {
 		return nil
 	}
-	if err := b.Set(keyApplied, as.encode(), nil); err != nil {
-		return err
+	if as.Index != r.applied.Index {
+		if err := b.Set(keyApplied, as.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if !raft.IsEmptyHardState(hs) {
+		data, err := hs.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := b.Set(keyHardState, data, nil); err != nil {
+			return err
+		}
 	}
 	// The log entries are durable already; if this batch is lost in a
 	// crash, the entries are applied again from the log.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return errors.Wrap(err, "applying Raft entries")
+	}
+	if !raft.IsEmptyHardState(hs) {
+		if err := r.store.SetHardState(hs); err != nil {
+			return err
+		}
 	}
 	confChanged := !confEqual(r.applied.ConfState, as.ConfState)
 	r.applied = as
