@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,7 @@ type Replica struct {
 	readBatches   map[uint64]*readBatch
 	readyReads    []*readReq // have an index, waiting for it to be applied
 	applied       appliedState
+	readyApplied  uint64 // the last committed entry a Ready handed over
 	trunc         truncatedState
 	lastPersist   uint64
 	tickCount     int
@@ -204,19 +206,20 @@ func NewReplica(cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, eng: cfg.Engine, store: st, rn: rn, log: cfg.Logger,
-		propC:       make(chan *proposal, 1024),
-		recvC:       make(chan []raftpb.Message, 256),
-		readC:       make(chan *readReq, 1024),
-		confC:       make(chan confReq, 16),
-		reportC:     make(chan func(), 256),
-		fwdC:        make(chan *fwdReq, 64),
-		stopC:       make(chan struct{}),
-		doneC:       make(chan struct{}),
-		pending:     map[uint64]*proposal{},
-		readBatches: map[uint64]*readBatch{},
-		applied:     l.applied,
-		trunc:       l.trunc,
-		lastPersist: l.trunc.Index + uint64(len(l.entries)),
+		propC:        make(chan *proposal, 1024),
+		recvC:        make(chan []raftpb.Message, 256),
+		readC:        make(chan *readReq, 1024),
+		confC:        make(chan confReq, 16),
+		reportC:      make(chan func(), 256),
+		fwdC:         make(chan *fwdReq, 64),
+		stopC:        make(chan struct{}),
+		doneC:        make(chan struct{}),
+		pending:      map[uint64]*proposal{},
+		readBatches:  map[uint64]*readBatch{},
+		applied:      l.applied,
+		readyApplied: l.applied.Index,
+		trunc:        l.trunc,
+		lastPersist:  l.trunc.Index + uint64(len(l.entries)),
 	}
 	t := cfg.Transport
 	t.deliver = func(msgs []raftpb.Message) {
@@ -576,8 +579,17 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 			return err
 		}
 		committed = committed[n:]
-		// 1. Persist the entries and hard state.
-		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync); err != nil {
+		// 1. Persist the entries and hard state. A leader steps its
+		// followers' acknowledgements while the disk syncs (see waitSync).
+		durable := r.lastPersist
+		if len(rd.Entries) > 0 && rd.Entries[0].Index <= durable {
+			durable = rd.Entries[0].Index - 1
+		}
+		var whileSyncing func() error
+		if st := r.rn.BasicStatus(); rd.MustSync && st.RaftState == raft.StateLeader {
+			whileSyncing = func() error { return r.applyCommittedUpTo(st.Term, durable) }
+		}
+		if err := r.persistWhile(rd.Entries, rd.HardState, rd.MustSync, whileSyncing); err != nil {
 			return err
 		}
 	}
@@ -600,6 +612,9 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		}
 	}
 	r.releaseReads()
+	if n := len(rd.CommittedEntries); n > 0 {
+		r.readyApplied = rd.CommittedEntries[n-1].Index
+	}
 	if rd.SoftState != nil {
 		r.publishStatus()
 	}
@@ -621,6 +636,19 @@ func (r *Replica) releaseReads() {
 }
 
 func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) error {
+	return r.persistWhile(ents, hs, sync, nil)
+}
+
+// persistWhile writes entries and the hard state, synced if sync. If
+// whileSyncing is not nil, the loop does not block in the fsync: it steps
+// the messages that arrive meanwhile and calls whileSyncing after each.
+//
+// A leader's followers acknowledge its previous batch while its disk syncs
+// the current one; stepping those acknowledgements then, and applying what
+// they commit (applyCommittedUpTo), answers a write as soon as a majority
+// has it instead of one fsync later. Stepping between Ready and Advance is
+// allowed (raft.Node does it); what it produces comes out in the next Ready.
+func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bool, whileSyncing func() error) error {
 	if len(ents) == 0 && raft.IsEmptyHardState(hs) {
 		return nil
 	}
@@ -654,17 +682,56 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) e
 			return err
 		}
 	}
-	opts := pebble.NoSync
-	if sync {
-		opts = pebble.Sync
-	}
 	start := time.Now()
-	if err := b.Commit(opts); err != nil {
-		return errors.Wrap(err, "persisting Raft entries")
+	switch {
+	case !sync:
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return errors.Wrap(err, "persisting Raft entries")
+		}
+	case whileSyncing == nil:
+		if err := b.Commit(pebble.Sync); err != nil {
+			return errors.Wrap(err, "persisting Raft entries")
+		}
+	default:
+		if err := r.eng.DB.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+			return errors.Wrap(err, "persisting Raft entries")
+		}
+		type syncResult struct {
+			err  error
+			took time.Duration
+		}
+		synced := make(chan syncResult, 1)
+		go func() {
+			err := b.SyncWait()
+			synced <- syncResult{err, time.Since(start)}
+		}()
+		for {
+			select {
+			case res := <-synced:
+				if res.err != nil {
+					return errors.Wrap(res.err, "syncing Raft entries")
+				}
+				r.cfg.Metrics.observeSync(res.took)
+				return r.appendToStorage(ents, hs)
+			case msgs := <-r.recvC:
+				r.step(msgs)
+				if err := whileSyncing(); err != nil {
+					// The fsync still owns the batch.
+					<-synced
+					return err
+				}
+			}
+		}
 	}
 	if sync {
 		r.cfg.Metrics.observeSync(time.Since(start))
 	}
+	return r.appendToStorage(ents, hs)
+}
+
+// appendToStorage adds persisted entries and hard state to the in-memory
+// copy Raft reads.
+func (r *Replica) appendToStorage(ents []raftpb.Entry, hs raftpb.HardState) error {
 	if len(ents) > 0 {
 		if err := r.store.Append(ents); err != nil {
 			return err
@@ -674,6 +741,38 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) e
 		return r.store.SetHardState(hs)
 	}
 	return nil
+}
+
+// applyCommittedUpTo applies, between a Ready and its Advance, the entries
+// that Raft has committed since the Ready, up to durable (the last entry this
+// node had synced before the Ready's write began). Raft hands them over again
+// in the next Ready, and apply skips what is applied already. Configuration
+// changes are left to the Ready, which applies them through the RawNode.
+//
+// Only while this node is still the leader of term: a leader's commit index
+// refers to its own log, which it never rewrites. A node that has stepped
+// down may have entries in its log that the new leader replaced, below a
+// commit index learned from that leader.
+func (r *Replica) applyCommittedUpTo(term, durable uint64) error {
+	st := r.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.Term != term {
+		return nil
+	}
+	hi := min(st.Commit, durable)
+	if hi <= r.applied.Index {
+		return nil
+	}
+	ents, err := r.store.Entries(r.applied.Index+1, hi+1, math.MaxUint64)
+	if err != nil {
+		return nil // not in memory any more: the Ready will hand them over
+	}
+	for i := range ents {
+		if ents[i].Type != raftpb.EntryNormal {
+			ents = ents[:i]
+			break
+		}
+	}
+	return r.apply(ents, raftpb.HardState{})
 }
 
 // applySnapshot replaces the state machine with the snapshot's contents and
@@ -928,10 +1027,13 @@ func applyCommand(b *pebble.Batch, cmd *command) result {
 // log receives a snapshot.
 func (r *Replica) maybeTruncate() error {
 	retain := r.cfg.LogRetain
-	if r.applied.Index < r.trunc.Index+2*retain {
+	// Raft may not have handed over every applied entry yet (see
+	// applyCommittedUpTo); it reads those from the log.
+	applied := min(r.applied.Index, r.readyApplied)
+	if applied < r.trunc.Index+2*retain {
 		return nil
 	}
-	idx := r.applied.Index - retain
+	idx := applied - retain
 	term, err := r.store.Term(idx)
 	if err != nil {
 		return nil
