@@ -10,18 +10,33 @@
 // Replica.run is the only goroutine that touches the raft.RawNode. Proposals,
 // read requests, incoming messages and transport reports reach it on
 // channels. Each Ready is handled in the order the etcd-io/raft README
-// prescribes:
+// prescribes (persist, send, apply, Advance), refined in ways that keep its
+// guarantees:
 //
-//  1. persist the snapshot (if any), then the entries and hard state, in one
-//     Pebble batch, synced when Raft says so (MustSync);
-//  2. send the messages;
-//  3. apply the committed entries (conf changes through ApplyConfChange) in
-//     one Pebble batch that also records the applied index and configuration;
-//  4. Advance.
+//  1. a leader sends its appends before it persists them (a follower
+//     acknowledges only what it has persisted; the leader counts itself only
+//     after its own write);
+//  2. committed entries that were durable here before the Ready are applied,
+//     and their proposers answered, first: a write does not wait for the
+//     fsync of the entries proposed after it;
+//  3. the entries and hard state are persisted in one Pebble batch, synced
+//     when Raft says so (MustSync). While a leader's fsync runs, the loop
+//     steps the messages that arrive and applies the entries that
+//     acknowledgements commit (persistWhile); what that produces comes out
+//     in the next Ready;
+//  4. the remaining messages are sent, the remaining committed entries
+//     applied (conf changes through ApplyConfChange) in one Pebble batch that
+//     also records the applied index and configuration, and Advance called.
+//
+// Applying before the hard state that records the commit is written means a
+// crash can leave the applied index ahead of the stored commit index;
+// loading raises the commit index to it. Truncation stays behind the last
+// entry a Ready handed over, since Raft reads those from the log.
 //
 // Proposals that arrive together are proposed together and share one Ready,
 // hence one fsync: under concurrency the cost of durability is amortized
-// over the batch.
+// over the batch. Acknowledgements are stepped before proposals in each
+// turn, so the commit index they advance rides on the next append.
 //
 // # Linearizable reads: ReadIndex, not a lease
 //

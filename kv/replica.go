@@ -580,7 +580,7 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		}
 		committed = committed[n:]
 		// 1. Persist the entries and hard state. A leader steps its
-		// followers' acknowledgements while the disk syncs (see waitSync).
+		// followers' acknowledgements while the disk syncs (see persistWhile).
 		durable := r.lastPersist
 		if len(rd.Entries) > 0 && rd.Entries[0].Index <= durable {
 			durable = rd.Entries[0].Index - 1
