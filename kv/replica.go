@@ -709,6 +709,10 @@ func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bo
 			select {
 			case res := <-synced:
 				if res.err != nil {
+					// What Pebble does when it waits for the fsync itself
+					// (b.Commit above): name the cause and the fix, and
+					// stop at once.
+					r.eng.FailStop(res.err)
 					return errors.Wrap(res.err, "syncing Raft entries")
 				}
 				r.cfg.Metrics.observeSync(res.took)

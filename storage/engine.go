@@ -135,6 +135,14 @@ func (e *Engine) Close() error {
 	return err
 }
 
+// FailStop stops the process the way Pebble does on a failed commit (see
+// quietLogger.Fatalf), for a write error that reaches kvnode itself rather
+// than Pebble: a synced write whose fsync kvnode waits for separately
+// (pebble.DB.ApplyNoSyncWait, then Batch.SyncWait). It does not return.
+func (e *Engine) FailStop(err error) {
+	quietLogger{}.Fatalf("pebble: fatal commit error: %v", err)
+}
+
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any) {}
