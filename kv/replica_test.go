@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,7 @@ type tnode struct {
 
 type tcluster struct {
 	t       *testing.T
+	logs    *syncBuffer // every node's log, shown if the test fails
 	mu      sync.Mutex
 	addrs   map[uint64]string
 	nodes   map[uint64]*tnode
@@ -52,10 +55,14 @@ type tcluster struct {
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
-	c := &tcluster{t: t, addrs: map[uint64]string{}, nodes: map[uint64]*tnode{}, retain: retain, cluster: testCluster}
+	c := &tcluster{t: t, addrs: map[uint64]string{}, nodes: map[uint64]*tnode{}, retain: retain, cluster: testCluster,
+		logs: &syncBuffer{}}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			c.stop(n.id)
+		}
+		if t.Failed() {
+			t.Logf("node logs:\n%s", c.logs.String())
 		}
 	})
 	return c
@@ -93,7 +100,8 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 		t.Fatal(err)
 	}
 	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool()}
-	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, nil)
+	logger := slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
+	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, logger)
 	n.srv = rpc.NewServer()
 	// Publish the transport only once NewReplica has installed its
 	// callbacks, as the server does (an atomic pointer), so messages that
@@ -102,7 +110,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	RegisterRaftService(n.srv, ready.Load)
 	go func() { _ = n.srv.Serve(lis) }()
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
-		TickInterval: 20 * time.Millisecond, LogRetain: c.retain})
+		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,4 +520,22 @@ func TestConcurrentIncrementsExactlyOnce(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer that several nodes' loggers share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
