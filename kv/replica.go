@@ -673,14 +673,8 @@ func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bo
 		}
 		r.lastPersist = last
 	}
-	if !raft.IsEmptyHardState(hs) {
-		data, err := hs.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := b.Set(keyHardState, data, nil); err != nil {
-			return err
-		}
+	if err := setHardState(b, hs); err != nil {
+		return err
 	}
 	start := time.Now()
 	switch {
@@ -731,6 +725,18 @@ func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bo
 		r.cfg.Metrics.observeSync(time.Since(start))
 	}
 	return r.appendToStorage(ents, hs)
+}
+
+// setHardState adds hs, unless empty, to b.
+func setHardState(b *pebble.Batch, hs raftpb.HardState) error {
+	if raft.IsEmptyHardState(hs) {
+		return nil
+	}
+	data, err := hs.Marshal()
+	if err != nil {
+		return err
+	}
+	return b.Set(keyHardState, data, nil)
 }
 
 // appendToStorage adds persisted entries and hard state to the in-memory
@@ -900,14 +906,8 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 			return err
 		}
 	}
-	if !raft.IsEmptyHardState(hs) {
-		data, err := hs.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := b.Set(keyHardState, data, nil); err != nil {
-			return err
-		}
+	if err := setHardState(b, hs); err != nil {
+		return err
 	}
 	// The log entries are durable already; if this batch is lost in a
 	// crash, the entries are applied again from the log.

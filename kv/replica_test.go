@@ -1,11 +1,12 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,7 +47,7 @@ type tnode struct {
 
 type tcluster struct {
 	t       *testing.T
-	logs    *syncBuffer // every node's log, shown if the test fails
+	logs    *os.File // every node's log, shown if the test fails
 	mu      sync.Mutex
 	addrs   map[uint64]string
 	nodes   map[uint64]*tnode
@@ -55,14 +56,20 @@ type tcluster struct {
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
+	logs, err := os.Create(filepath.Join(t.TempDir(), "nodes.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &tcluster{t: t, addrs: map[uint64]string{}, nodes: map[uint64]*tnode{}, retain: retain, cluster: testCluster,
-		logs: &syncBuffer{}}
+		logs: logs}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			c.stop(n.id)
 		}
+		_ = logs.Close()
 		if t.Failed() {
-			t.Logf("node logs:\n%s", c.logs.String())
+			out, _ := os.ReadFile(logs.Name())
+			t.Logf("node logs:\n%s", out)
 		}
 	})
 	return c
@@ -520,22 +527,4 @@ func TestConcurrentIncrementsExactlyOnce(t *testing.T) {
 			return nil
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer that several nodes' loggers share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
