@@ -22,7 +22,7 @@
 //  3. the entries and hard state are persisted in one Pebble batch, synced
 //     when Raft says so (MustSync). While a leader's fsync runs, the loop
 //     steps the messages that arrive and applies the entries that
-//     acknowledgements commit (persistWhile); what that produces comes out
+//     acknowledgements commit (persist); what that produces comes out
 //     in the next Ready;
 //  4. the remaining messages are sent, the remaining committed entries
 //     applied (conf changes through ApplyConfChange) in one Pebble batch that

@@ -529,8 +529,9 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	// parallel with replicating): a follower acknowledges only what it has
 	// persisted, and the leader counts itself only after its own write.
 	// Everything else (votes, responses) waits for the fsync below.
+	st := r.rn.BasicStatus()
 	var later []raftpb.Message
-	if r.rn.BasicStatus().RaftState == raft.StateLeader {
+	if st.RaftState == raft.StateLeader {
 		var early []raftpb.Message
 		for _, m := range rd.Messages {
 			switch m.Type {
@@ -551,7 +552,7 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		if err := r.applySnapshot(rd.Snapshot, rd.HardState); err != nil {
 			return err
 		}
-		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync); err != nil {
+		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync, nil); err != nil {
 			return err
 		}
 	case len(rd.Entries) == 0 && !rd.MustSync:
@@ -570,9 +571,12 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		// also for that of the entries proposed after it. Entries at or
 		// above the first new one wait for the fsync (on a follower, the
 		// leader may commit an entry this node is only now appending).
+		durable := r.lastPersist
+		if len(rd.Entries) > 0 && rd.Entries[0].Index <= durable {
+			durable = rd.Entries[0].Index - 1
+		}
 		n := 0
-		for n < len(committed) && committed[n].Index <= r.lastPersist &&
-			(len(rd.Entries) == 0 || committed[n].Index < rd.Entries[0].Index) {
+		for n < len(committed) && committed[n].Index <= durable {
 			n++
 		}
 		if err := r.apply(committed[:n], raftpb.HardState{}); err != nil {
@@ -580,16 +584,12 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		}
 		committed = committed[n:]
 		// 1. Persist the entries and hard state. A leader steps its
-		// followers' acknowledgements while the disk syncs (see persistWhile).
-		durable := r.lastPersist
-		if len(rd.Entries) > 0 && rd.Entries[0].Index <= durable {
-			durable = rd.Entries[0].Index - 1
-		}
+		// followers' acknowledgements while the disk syncs (see persist).
 		var whileSyncing func() error
-		if st := r.rn.BasicStatus(); rd.MustSync && st.RaftState == raft.StateLeader {
+		if rd.MustSync && st.RaftState == raft.StateLeader {
 			whileSyncing = func() error { return r.applyCommittedUpTo(st.Term, durable) }
 		}
-		if err := r.persistWhile(rd.Entries, rd.HardState, rd.MustSync, whileSyncing); err != nil {
+		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync, whileSyncing); err != nil {
 			return err
 		}
 	}
@@ -635,11 +635,7 @@ func (r *Replica) releaseReads() {
 	r.readyReads = kept
 }
 
-func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) error {
-	return r.persistWhile(ents, hs, sync, nil)
-}
-
-// persistWhile writes entries and the hard state, synced if sync. If
+// persist writes entries and the hard state, synced if sync. If
 // whileSyncing is not nil, the loop does not block in the fsync: it steps
 // the messages that arrive meanwhile and calls whileSyncing after each.
 //
@@ -648,7 +644,7 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool) e
 // they commit (applyCommittedUpTo), answers a write as soon as a majority
 // has it instead of one fsync later. Stepping between Ready and Advance is
 // allowed (raft.Node does it); what it produces comes out in the next Ready.
-func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bool, whileSyncing func() error) error {
+func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, whileSyncing func() error) error {
 	if len(ents) == 0 && raft.IsEmptyHardState(hs) {
 		return nil
 	}
@@ -686,6 +682,7 @@ func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bo
 		if err := b.Commit(pebble.Sync); err != nil {
 			return errors.Wrap(err, "persisting Raft entries")
 		}
+		r.cfg.Metrics.observeSync(time.Since(start))
 	default:
 		if err := r.eng.DB.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 			return errors.Wrap(err, "persisting Raft entries")
@@ -720,9 +717,6 @@ func (r *Replica) persistWhile(ents []raftpb.Entry, hs raftpb.HardState, sync bo
 				}
 			}
 		}
-	}
-	if sync {
-		r.cfg.Metrics.observeSync(time.Since(start))
 	}
 	return r.appendToStorage(ents, hs)
 }
