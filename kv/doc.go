@@ -61,6 +61,13 @@
 // kvpb.ErrAmbiguous, and is never silently re-proposed (a re-proposal could
 // apply a write twice).
 //
+// A follower hands its proposals to the leader of its current term
+// (Transport.Forward); the leader appends them only in that term, which is
+// what lets a later term prove an attempt lost (flushProposals). When the
+// call fails, the follower sends the same proposals again to the same leader
+// and term for a few seconds, and the leader, which remembers the forwarded
+// commands it appended this term, does not append one twice (forward.go).
+//
 // # Log truncation and snapshots
 //
 // Each replica truncates its own log once it holds more than 2*LogRetain

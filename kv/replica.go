@@ -105,6 +105,7 @@ type Replica struct {
 	// Loop-owned state.
 	pending       map[uint64]*proposal
 	toPropose     []*proposal
+	forwarded     forwardedIDs // as leader: forwarded commands appended this term
 	lostCheckTerm uint64
 	reads         []*readReq // waiting for a ReadIndex to be issued
 	readBatches   map[uint64]*readBatch
@@ -131,6 +132,7 @@ type proposal struct {
 
 // fwdReq carries proposals a follower forwarded to this (leader) node.
 type fwdReq struct {
+	ctx   context.Context
 	from  uint64
 	term  uint64
 	datas [][]byte
@@ -233,7 +235,7 @@ func NewReplica(cfg Config) (*Replica, error) {
 		r.report(func() { r.rn.ReportSnapshot(to, s) })
 	}
 	t.forwarded = func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error) {
-		req := &fwdReq{from: from, term: term, datas: datas, done: make(chan []bool, 1)}
+		req := &fwdReq{ctx: ctx, from: from, term: term, datas: datas, done: make(chan []bool, 1)}
 		select {
 		case r.fwdC <- req:
 		case <-ctx.Done():
@@ -400,51 +402,12 @@ func (r *Replica) flushProposals() {
 			datas[i] = p.data
 			r.cfg.Metrics.proposals()
 		}
-		go func(leader, term uint64) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			acc, err := r.cfg.Transport.Forward(ctx, leader, term, datas)
-			if err != nil {
-				// Unknown whether the leader appended them: the term rule
-				// settles it.
-				return
-			}
-			r.report(func() {
-				for i, p := range props {
-					if i < len(acc) && acc[i] {
-						continue
-					}
-					if r.pending[p.cmd.ID] == p {
-						delete(r.pending, p.cmd.ID)
-						p.done <- result{err: errNotProposed}
-					}
-				}
-			})
-		}(st.Lead, st.Term)
+		go r.forward(st.Lead, st.Term, props, datas)
 	default:
 		for _, p := range props {
 			p.done <- result{err: errNotProposed}
 		}
 	}
-}
-
-// proposeForwarded appends proposals forwarded by a follower, if this node
-// is still the leader of the term the follower saw and the follower is still
-// a member (a node removed by decommissioning must not write).
-func (r *Replica) proposeForwarded(f *fwdReq) []bool {
-	acc := make([]bool, len(f.datas))
-	st := r.rn.BasicStatus()
-	if st.RaftState != raft.StateLeader || st.Term != f.term {
-		return acc
-	}
-	if cs := r.applied.ConfState; !contains(cs.Voters, f.from) && !contains(cs.Learners, f.from) {
-		r.log.Warn("refusing proposals forwarded by a node that is not a member", "from", f.from)
-		return acc
-	}
-	for i, d := range f.datas {
-		acc[i] = r.rn.Propose(d) == nil
-	}
-	return acc
 }
 
 // failLostProposals fails, for retry, every pending attempt made in a term
@@ -495,6 +458,7 @@ func (r *Replica) periodic() {
 			}
 		}
 	}
+	r.forwarded.rotate(time.Now())
 	if r.rn.BasicStatus().RaftState == raft.StateLeader {
 		r.maybePromote()
 	}

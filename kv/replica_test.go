@@ -2,11 +2,14 @@ package kv
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,6 +56,9 @@ type tcluster struct {
 	nodes   map[uint64]*tnode
 	retain  uint64
 	cluster string
+	// intercept, if set, wraps every node's unary Raft RPCs (Propose,
+	// Snapshot), to inject faults.
+	intercept grpc.UnaryServerInterceptor
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -109,7 +115,11 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool()}
 	logger := slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
 	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, logger)
-	n.srv = rpc.NewServer()
+	var opts []grpc.ServerOption
+	if c.intercept != nil {
+		opts = append(opts, grpc.UnaryInterceptor(c.intercept))
+	}
+	n.srv = rpc.NewServer(opts...)
 	// Publish the transport only once NewReplica has installed its
 	// callbacks, as the server does (an atomic pointer), so messages that
 	// arrive early are refused rather than racing with that setup.
@@ -173,7 +183,14 @@ func waitFor(t *testing.T, d time.Duration, fn func() error) {
 // bootstrap3 builds a three-voter group the way a cluster forms: node 1
 // bootstraps, 2 and 3 join as learners and get promoted.
 func bootstrap3(t *testing.T, retain uint64) *tcluster {
+	return bootstrap3Intercepted(t, retain, nil)
+}
+
+// bootstrap3Intercepted is bootstrap3 with intercept around every node's
+// unary Raft RPCs.
+func bootstrap3Intercepted(t *testing.T, retain uint64, intercept grpc.UnaryServerInterceptor) *tcluster {
 	c := newCluster(t, retain)
+	c.intercept = intercept
 	dir := t.TempDir()
 	eng, err := storage.Open(dir, storage.Options{})
 	if err != nil {
@@ -525,6 +542,97 @@ func TestConcurrentIncrementsExactlyOnce(t *testing.T) {
 				return fmt.Errorf("node %d has %d of %d keys (%v)", id, len(kvs), writers*each+1, err)
 			}
 			return nil
+		})
+	}
+}
+
+// TestForwardRetriedExactlyOnce loses the first Forward call of a write made
+// on a follower, once before the leader sees it and once after the leader
+// appended it (only the answer is lost). Either way the follower retries, the
+// write completes well within its deadline, and it is applied exactly once:
+// the leader recognizes a retry of a command it appended.
+func TestForwardRetriedExactlyOnce(t *testing.T) {
+	const (
+		passThrough = iota
+		loseRequest
+		loseAnswer
+	)
+	var mode, lost, handled atomic.Int32
+	intercept := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !strings.HasSuffix(info.FullMethod, "/Propose") {
+			return handler(ctx, req)
+		}
+		defer handled.Add(1)
+		switch mode.Swap(passThrough) {
+		case loseRequest:
+			lost.Add(1)
+			return nil, errors.New("injected fault: the forwarded proposals were lost on the way")
+		case loseAnswer:
+			resp, err := handler(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			if acc := resp.(*ForwardResponse).Accepted; len(acc) == 0 || !acc[0] {
+				return resp, nil // refused (for example a leader change): nothing to lose
+			}
+			lost.Add(1)
+			return nil, errors.New("injected fault: the leader's answer was lost on the way")
+		}
+		return handler(ctx, req)
+	}
+	c := bootstrap3Intercepted(t, 0, intercept)
+	var follower *Replica
+	for _, n := range c.nodes {
+		if !n.rep.Status().IsLeader {
+			follower = n.rep
+			break
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		mode int32
+	}{{"request lost", loseRequest}, {"answer lost", loseAnswer}} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := []byte("forwarded/" + tc.name)
+			lostBefore, handledBefore := lost.Load(), handled.Load()
+			mode.Store(tc.mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			got, err := follower.Increment(ctx, key, 1)
+			if err != nil {
+				t.Fatalf("increment through a follower whose forward failed once: %v", err)
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("the write took %s: the failed forward was not retried", took)
+			}
+			if lost.Load() == lostBefore {
+				t.Fatal("no Forward call was lost: the fault was not injected")
+			}
+			if got != 1 {
+				t.Errorf("increment returned %d, want 1", got)
+			}
+			// Once the leader has handled the retry and a later write is
+			// applied, every node must hold 1: an increment applied twice
+			// leaves 2.
+			waitFor(t, 10*time.Second, func() error {
+				if handled.Load() < handledBefore+2 {
+					return errors.New("the leader has not handled the retry yet")
+				}
+				return nil
+			})
+			if err := c.leader().rep.Write(ctx, put("barrier", tc.name)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, func() error {
+				for _, n := range c.nodes {
+					v, ok, err := n.rep.GetLocal(key)
+					if err != nil || !ok || len(v) != 8 || binary.BigEndian.Uint64(v) != 1 {
+						return fmt.Errorf("node %d holds %x (found %v, err %v), want 1", n.id, v, ok, err)
+					}
+				}
+				return nil
+			})
 		})
 	}
 }

@@ -198,7 +198,7 @@ var raftServiceDesc = grpc.ServiceDesc{
 	}},
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Propose",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 			req := new(ForwardRequest)
 			if err := dec(req); err != nil {
 				return nil, err
@@ -207,21 +207,28 @@ var raftServiceDesc = grpc.ServiceDesc{
 			if err != nil {
 				return nil, err
 			}
-			if req.ClusterID != t.clusterID {
-				return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
+			propose := func(ctx context.Context, r any) (any, error) {
+				req := r.(*ForwardRequest)
+				if req.ClusterID != t.clusterID {
+					return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
+				}
+				if t.forwarded == nil {
+					return nil, ErrNotJoined
+				}
+				acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas)
+				if err != nil {
+					return nil, err
+				}
+				return &ForwardResponse{Accepted: acc}, nil
 			}
-			if t.forwarded == nil {
-				return nil, ErrNotJoined
+			if interceptor == nil {
+				return propose(ctx, req)
 			}
-			acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas)
-			if err != nil {
-				return nil, err
-			}
-			return &ForwardResponse{Accepted: acc}, nil
+			return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Propose"}, propose)
 		},
 	}, {
 		MethodName: "Snapshot",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 			b := new(RaftBatch)
 			if err := dec(b); err != nil {
 				return nil, err
@@ -230,7 +237,13 @@ var raftServiceDesc = grpc.ServiceDesc{
 			if err != nil {
 				return nil, err
 			}
-			return &empty{}, t.receive(b)
+			receive := func(_ context.Context, b any) (any, error) {
+				return &empty{}, t.receive(b.(*RaftBatch))
+			}
+			if interceptor == nil {
+				return receive(ctx, b)
+			}
+			return interceptor(ctx, b, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Snapshot"}, receive)
 		},
 	}},
 }

@@ -42,16 +42,17 @@ func (Codec) Unmarshal(data []byte, v any) error {
 // Name implements encoding.Codec.
 func (Codec) Name() string { return "kvnode" }
 
-// NewServer returns a gRPC server with kvnode's codec and limits.
-func NewServer() *grpc.Server {
-	return grpc.NewServer(
+// NewServer returns a gRPC server with kvnode's codec and limits, and any
+// further options (tests add interceptors that inject faults).
+func NewServer(extra ...grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ForceServerCodec(Codec{}),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
-	)
+	}, extra...)...)
 }
 
 // Flow-control windows, fixed on both sides. Setting them turns off gRPC's
