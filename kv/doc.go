@@ -73,11 +73,15 @@
 // Each replica truncates its own log once it holds more than 2*LogRetain
 // applied entries, keeping the last LogRetain. Snapshots are not stored: the
 // engine is the snapshot. When the leader must catch up a follower whose
-// next entry was truncated, raftStorage.Snapshot streams the replicated key
-// span at the current applied index (consistent through a Pebble snapshot);
-// the follower replaces its replicated span with it atomically and resets
-// its log. The snapshot travels in one gRPC message on its own call, so a
-// large snapshot never delays heartbeats; rpc.MaxMessageSize bounds it.
+// next entry was truncated, Raft asks raftStorage.Snapshot only for the
+// applied state's metadata; the transport then takes a Pebble snapshot of
+// the engine, off the Ready loop, and streams the replicated key span at its
+// applied index in 1 MiB chunks on a gRPC stream of its own, so heartbeats
+// are never delayed and no message carries the whole store. The follower
+// collects the chunks into one batch that clears its replicated span first,
+// hands the snapshot to Raft, and commits the batch (with its log reset)
+// atomically when Raft returns the snapshot in a Ready (snapshot.go). The
+// receiver holds that batch in memory until then.
 //
 // # Membership
 //

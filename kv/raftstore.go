@@ -75,10 +75,11 @@ func (t truncatedState) encode() []byte {
 //   - InitialState returns the configuration as of the applied index, which
 //     is what the state machine reflects (MemoryStorage would return the one
 //     as of the last log truncation).
-//   - Snapshot builds a snapshot of the state machine at its current applied
-//     index, on demand. Snapshots are therefore never stored: the engine
-//     itself is the snapshot, and followers that fell behind the truncated
-//     log receive a fresh copy of it.
+//   - Snapshot describes the state machine at its current applied index; the
+//     data is read from the engine when the snapshot is sent (snapshot.go).
+//     Snapshots are therefore never stored: the engine itself is the
+//     snapshot, and followers that fell behind the truncated log receive a
+//     fresh copy of it.
 type raftStorage struct {
 	*raft.MemoryStorage
 	eng *storage.Engine
@@ -97,37 +98,17 @@ func (s *raftStorage) InitialState() (raftpb.HardState, raftpb.ConfState, error)
 	return hs, s.applied.ConfState, err
 }
 
-// Snapshot implements raft.Storage. It runs on the Ready-loop goroutine (the
-// only writer of the state machine), so the applied state and the data read
-// here are consistent; the Pebble snapshot makes that explicit.
+// Snapshot implements raft.Storage: the metadata of the applied state,
+// without data. The transport reads the data when it sends the snapshot
+// (snapshot.go), so this is cheap on the Ready loop that calls it.
 func (s *raftStorage) Snapshot() (raftpb.Snapshot, error) {
-	snap := s.eng.DB.NewSnapshot()
-	defer snap.Close()
-	v, closer, err := snap.Get(keyApplied)
-	if err != nil {
+	s.mu.Lock()
+	as := s.applied
+	s.mu.Unlock()
+	if as.Index == 0 {
 		return raftpb.Snapshot{}, raft.ErrSnapshotTemporarilyUnavailable
 	}
-	as, err := decodeApplied(v)
-	closer.Close()
-	if err != nil {
-		return raftpb.Snapshot{}, err
-	}
-	lo, hi := storage.ReplicatedSpan()
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return raftpb.Snapshot{}, err
-	}
-	defer it.Close()
-	var data []byte
-	for ok := it.First(); ok; ok = it.Next() {
-		data = appendBytes(data, it.Key())
-		data = appendBytes(data, it.Value())
-	}
-	if err := it.Error(); err != nil {
-		return raftpb.Snapshot{}, err
-	}
 	return raftpb.Snapshot{
-		Data:     data,
 		Metadata: raftpb.SnapshotMetadata{Index: as.Index, Term: as.Term, ConfState: as.ConfState},
 	}, nil
 }

@@ -101,6 +101,7 @@ type Replica struct {
 	doneC   chan struct{}
 
 	status atomic.Pointer[Status]
+	staged stagedSnapshots // received snapshots waiting for their Ready (own lock)
 
 	// Loop-owned state.
 	pending       map[uint64]*proposal
@@ -231,6 +232,8 @@ func NewReplica(cfg Config) (*Replica, error) {
 		}
 	}
 	t.unreachable = func(to uint64) { r.report(func() { r.rn.ReportUnreachable(to) }) }
+	t.openSnapshot = r.openSnapshot
+	t.receiveSnapshot = r.receiveSnapshot
 	t.snapshotStatus = func(to uint64, s raft.SnapshotStatus) {
 		r.report(func() { r.rn.ReportSnapshot(to, s) })
 	}
@@ -286,6 +289,7 @@ func (r *Replica) run() {
 	ticker := time.NewTicker(r.cfg.TickInterval)
 	defer ticker.Stop()
 	defer r.failPending()
+	defer r.staged.dropUpTo(math.MaxUint64)
 	for {
 		select {
 		case <-r.stopC:
@@ -459,6 +463,7 @@ func (r *Replica) periodic() {
 		}
 	}
 	r.forwarded.rotate(time.Now())
+	r.staged.dropUpTo(r.applied.Index)
 	if r.rn.BasicStatus().RaftState == raft.StateLeader {
 		r.maybePromote()
 	}
@@ -748,30 +753,16 @@ func (r *Replica) applyCommittedUpTo(term, durable uint64) error {
 func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error {
 	meta := snap.Metadata
 	if meta.Index <= r.applied.Index {
+		r.staged.dropUpTo(r.applied.Index)
 		return nil
 	}
 	start := time.Now()
-	b := r.eng.DB.NewBatch()
+	in := r.staged.take(meta.Index)
+	if in == nil {
+		return errors.AssertionFailedf("Raft handed over snapshot at index %d, whose data this node did not receive", meta.Index)
+	}
+	b, n := in.b, in.keys // begins by clearing the replicated span
 	defer b.Close()
-	lo, hi := storage.ReplicatedSpan()
-	if err := b.DeleteRange(lo, hi, nil); err != nil {
-		return err
-	}
-	d := &decoder{b: snap.Data}
-	n := 0
-	for len(d.b) > 0 {
-		k, v := d.bytes(), d.bytes()
-		if d.err != nil {
-			return errors.Wrap(d.err, "corrupt Raft snapshot")
-		}
-		if len(k) == 0 || k[0] != storage.PrefixReplicated {
-			return errors.AssertionFailedf("snapshot key %q outside the replicated span", k)
-		}
-		if err := b.Set(k, v, nil); err != nil {
-			return err
-		}
-		n++
-	}
 	as := appliedState{Index: meta.Index, Term: meta.Term, ConfState: meta.ConfState}
 	tr := truncatedState{Index: meta.Index, Term: meta.Term}
 	if err := b.DeleteRange(keyLogPrefix, keyLogPrefixEnd, nil); err != nil {
@@ -790,6 +781,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	r.store.applied = as
 	r.store.mu.Unlock()
 	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
+	r.staged.dropUpTo(meta.Index)
 	r.cfg.Metrics.snapshotApplied()
 	r.log.Info("applied Raft snapshot", "index", meta.Index, "keys", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil

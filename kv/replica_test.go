@@ -56,8 +56,8 @@ type tcluster struct {
 	nodes   map[uint64]*tnode
 	retain  uint64
 	cluster string
-	// intercept, if set, wraps every node's unary Raft RPCs (Propose,
-	// Snapshot), to inject faults.
+	// intercept, if set, wraps every node's unary Raft RPC (Propose), to
+	// inject faults.
 	intercept grpc.UnaryServerInterceptor
 }
 
@@ -187,7 +187,7 @@ func bootstrap3(t *testing.T, retain uint64) *tcluster {
 }
 
 // bootstrap3Intercepted is bootstrap3 with intercept around every node's
-// unary Raft RPCs.
+// unary Raft RPC (Propose).
 func bootstrap3Intercepted(t *testing.T, retain uint64, intercept grpc.UnaryServerInterceptor) *tcluster {
 	c := newCluster(t, retain)
 	c.intercept = intercept
@@ -325,12 +325,17 @@ func TestLeaderLoss(t *testing.T) {
 	})
 }
 
+// TestSnapshotCatchUpAfterTruncation stops a node, writes past the log
+// truncation, and restarts it: it catches up through a snapshot. The values
+// are large enough (3.2 MiB in all) that the snapshot streams in several
+// chunks.
 func TestSnapshotCatchUpAfterTruncation(t *testing.T) {
 	c := bootstrap3(t, 20)
 	ctx := context.Background()
 	dir := c.stop(3)
+	value := func(i int) string { return strings.Repeat(fmt.Sprintf("%03d", i), 16<<10/3) }
 	for i := 0; i < 200; i++ {
-		if err := c.nodes[1].rep.Write(ctx, put(fmt.Sprintf("s%03d", i), "v")); err != nil {
+		if err := c.nodes[1].rep.Write(ctx, put(fmt.Sprintf("s%03d", i), value(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -346,6 +351,15 @@ func TestSnapshotCatchUpAfterTruncation(t *testing.T) {
 		}
 		return nil
 	})
+	kvs, err := back.rep.ScanLocal([]byte("s"), []byte("t"), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kv := range kvs {
+		if string(kv.Value) != value(i) {
+			t.Fatalf("key %s: value of %d bytes differs from the one written", kv.Key, len(kv.Value))
+		}
+	}
 	// And it keeps replicating after the snapshot.
 	if err := back.rep.Write(ctx, put("post", "1")); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"encoding/binary"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -132,8 +133,8 @@ type Resolver func(nodeID uint64) (addr string, ok bool)
 var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
 
 // Transport carries Raft messages between nodes over gRPC: one client
-// stream per peer for ordinary messages, and a unary call per snapshot so a
-// large snapshot never delays heartbeats. Sending never blocks the Ready
+// stream per peer for ordinary messages, and a client stream of its own per
+// snapshot (snapshot.go), so a large snapshot never delays heartbeats. Sending never blocks the Ready
 // loop: each peer has a bounded queue and messages beyond it are dropped,
 // which Raft tolerates (it retransmits).
 type Transport struct {
@@ -145,10 +146,12 @@ type Transport struct {
 	log       *slog.Logger
 
 	// Set by the replica.
-	deliver        func(msgs []raftpb.Message)
-	unreachable    func(to uint64)
-	snapshotStatus func(to uint64, st raft.SnapshotStatus)
-	forwarded      func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error)
+	deliver         func(msgs []raftpb.Message)
+	unreachable     func(to uint64)
+	snapshotStatus  func(to uint64, st raft.SnapshotStatus)
+	openSnapshot    func() (*outgoingSnapshot, error)
+	receiveSnapshot func(meta raftpb.SnapshotMetadata) (*incomingSnapshot, error)
+	forwarded       func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error)
 
 	mu     sync.Mutex
 	peers  map[uint64]*peer
@@ -195,6 +198,16 @@ var raftServiceDesc = grpc.ServiceDesc{
 			}
 			return t.serveStream(stream)
 		},
+	}, {
+		StreamName:    "SnapshotStream",
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			t, err := transportOf(srv)
+			if err != nil {
+				return err
+			}
+			return t.serveSnapshotStream(stream)
+		},
 	}},
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Propose",
@@ -225,25 +238,6 @@ var raftServiceDesc = grpc.ServiceDesc{
 				return propose(ctx, req)
 			}
 			return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Propose"}, propose)
-		},
-	}, {
-		MethodName: "Snapshot",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-			b := new(RaftBatch)
-			if err := dec(b); err != nil {
-				return nil, err
-			}
-			t, err := transportOf(srv)
-			if err != nil {
-				return nil, err
-			}
-			receive := func(_ context.Context, b any) (any, error) {
-				return &empty{}, t.receive(b.(*RaftBatch))
-			}
-			if interceptor == nil {
-				return receive(ctx, b)
-			}
-			return interceptor(ctx, b, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Snapshot"}, receive)
 		},
 	}},
 }
@@ -349,11 +343,7 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 				t.snapshotStatus(m.To, status)
 			}
 		}()
-		addr, ok := t.resolve(m.To)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
 		defer cancel()
 		go func() {
 			select {
@@ -362,16 +352,121 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 			case <-ctx.Done():
 			}
 		}()
-		b := &RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}}
 		start := time.Now()
-		if err := t.pool.Invoke(ctx, addr, "/"+t.service+"/Snapshot", b, &empty{}); err != nil {
-			t.log.Warn("sending Raft snapshot failed", "to", m.To, "index", m.Snapshot.Metadata.Index, "err", err)
+		index, bytes, err := t.streamSnapshot(ctx, m)
+		if err != nil {
+			t.log.Warn("sending Raft snapshot failed", "to", m.To, "index", index, "err", err)
 			return
 		}
-		t.log.Info("sent Raft snapshot", "to", m.To, "index", m.Snapshot.Metadata.Index,
-			"bytes", len(m.Snapshot.Data), "took", time.Since(start).Round(time.Millisecond))
+		t.log.Info("sent Raft snapshot", "to", m.To, "index", index, "bytes", bytes,
+			"took", time.Since(start).Round(time.Millisecond))
 		status = raft.SnapshotFinish
 	}()
+}
+
+// snapshotTimeout bounds sending one snapshot. A stalled peer is noticed
+// sooner, by gRPC's keepalive.
+const snapshotTimeout = 30 * time.Minute
+
+// streamSnapshot sends m, a MsgSnap, with the data of a snapshot of this
+// node's engine taken now (snapshot.go): a header (the message, its metadata
+// set to the snapshot's), then the data in chunks, on one client stream. It
+// returns the snapshot's index and how many bytes of data it sent.
+func (t *Transport) streamSnapshot(ctx context.Context, m raftpb.Message) (index uint64, sent int, err error) {
+	if t.openSnapshot == nil {
+		return m.Snapshot.Metadata.Index, 0, ErrNotJoined
+	}
+	addr, ok := t.resolve(m.To)
+	if !ok {
+		return m.Snapshot.Metadata.Index, 0, errors.Newf("no address known for node %d", m.To)
+	}
+	out, err := t.openSnapshot()
+	if err != nil {
+		return m.Snapshot.Metadata.Index, 0, err
+	}
+	defer out.close()
+	m.Snapshot.Metadata = out.metadata()
+	m.Snapshot.Data = nil
+	conn, err := t.pool.Get(addr)
+	if err != nil {
+		return out.applied.Index, 0, err
+	}
+	s, err := conn.NewStream(ctx, &raftServiceDesc.Streams[1], "/"+t.service+"/SnapshotStream")
+	if err != nil {
+		return out.applied.Index, 0, err
+	}
+	// A send error only says the stream broke; the receiver's reason (for
+	// example a cluster ID mismatch) comes back on RecvMsg.
+	sendErr := s.SendMsg(&RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}})
+	if sendErr == nil {
+		sendErr = out.chunks(func(chunk []byte) error {
+			sent += len(chunk)
+			return s.SendMsg(&snapshotChunk{data: chunk})
+		})
+	}
+	if sendErr == nil {
+		sendErr = s.CloseSend()
+	}
+	if err := s.RecvMsg(&empty{}); err != nil {
+		return out.applied.Index, sent, err
+	}
+	return out.applied.Index, sent, sendErr
+}
+
+// serveSnapshotStream receives a streamed snapshot (streamSnapshot), stages
+// its data and hands its message to Raft.
+func (t *Transport) serveSnapshotStream(stream grpc.ServerStream) error {
+	hdr := new(RaftBatch)
+	if err := stream.RecvMsg(hdr); err != nil {
+		return err
+	}
+	if hdr.ClusterID != t.clusterID {
+		return errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", hdr.ClusterID, t.clusterID)
+	}
+	if hdr.To != t.nodeID {
+		return errors.Newf("Raft snapshot for node %d reached node %d", hdr.To, t.nodeID)
+	}
+	if len(hdr.Msgs) != 1 || hdr.Msgs[0].Type != raftpb.MsgSnap {
+		return errors.New("a snapshot stream must start with one MsgSnap")
+	}
+	if t.receiveSnapshot == nil {
+		return ErrNotJoined
+	}
+	in, err := t.receiveSnapshot(hdr.Msgs[0].Snapshot.Metadata)
+	if err != nil {
+		return err
+	}
+	defer in.abort()
+	for {
+		c := new(snapshotChunk)
+		err := stream.RecvMsg(c)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := in.add(c.data); err != nil {
+			return err
+		}
+	}
+	in.stage()
+	if err := t.receive(hdr); err != nil {
+		return err
+	}
+	return stream.SendMsg(&empty{})
+}
+
+// snapshotChunk is one chunk of a streamed snapshot's data.
+type snapshotChunk struct{ data []byte }
+
+// Marshal implements the rpc codec's self-marshaling interface.
+func (c *snapshotChunk) Marshal() ([]byte, error) { return c.data, nil }
+
+// Unmarshal implements the rpc codec's self-unmarshaling interface.
+func (c *snapshotChunk) Unmarshal(data []byte) error {
+	c.data = append([]byte(nil), data...)
+	return nil
 }
 
 // SetService makes the transport talk to the Raft service registered under
