@@ -12,8 +12,10 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// MaxMessageSize bounds one message. Raft snapshots travel as one message,
-// so this caps the replicated data size a snapshot can carry.
+// MaxMessageSize bounds one message. The largest a node sends are batches
+// of Raft appends (1 MiB of entries each, but one entry holds a whole SQL
+// write, which pgwire allows up to 64 MiB); snapshots are streamed in 1 MiB
+// chunks.
 const MaxMessageSize = 1 << 30
 
 // Codec marshals self-marshaling messages with their own encoding and
