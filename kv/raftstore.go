@@ -82,7 +82,6 @@ func (t truncatedState) encode() []byte {
 //     fresh copy of it.
 type raftStorage struct {
 	*raft.MemoryStorage
-	eng *storage.Engine
 
 	mu      sync.Mutex
 	applied appliedState

@@ -187,7 +187,7 @@ func NewReplica(cfg Config) (*Replica, error) {
 	if err := ms.SetHardState(l.hs); err != nil {
 		return nil, err
 	}
-	st := &raftStorage{MemoryStorage: ms, eng: cfg.Engine, applied: l.applied}
+	st := &raftStorage{MemoryStorage: ms, applied: l.applied}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              cfg.NodeID,
 		ElectionTick:    cfg.ElectionTicks,

@@ -134,9 +134,9 @@ var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
 
 // Transport carries Raft messages between nodes over gRPC: one client
 // stream per peer for ordinary messages, and a client stream of its own per
-// snapshot (snapshot.go), so a large snapshot never delays heartbeats. Sending never blocks the Ready
-// loop: each peer has a bounded queue and messages beyond it are dropped,
-// which Raft tolerates (it retransmits).
+// snapshot (snapshot.go), so a large snapshot never delays heartbeats.
+// Sending never blocks the Ready loop: each peer has a bounded queue and
+// messages beyond it are dropped, which Raft tolerates (it retransmits).
 type Transport struct {
 	clusterID string
 	nodeID    uint64
@@ -391,26 +391,39 @@ func (t *Transport) streamSnapshot(ctx context.Context, m raftpb.Message) (index
 	if err != nil {
 		return out.applied.Index, 0, err
 	}
-	s, err := conn.NewStream(ctx, &raftServiceDesc.Streams[1], "/"+t.service+"/SnapshotStream")
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := conn.NewStream(sctx, &raftServiceDesc.Streams[1], "/"+t.service+"/SnapshotStream")
 	if err != nil {
 		return out.applied.Index, 0, err
 	}
-	// A send error only says the stream broke; the receiver's reason (for
-	// example a cluster ID mismatch) comes back on RecvMsg.
-	sendErr := s.SendMsg(&RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}})
-	if sendErr == nil {
-		sendErr = out.chunks(func(chunk []byte) error {
+	streamBroke := false
+	send := func(msg any) error {
+		err := s.SendMsg(msg)
+		streamBroke = err != nil
+		return err
+	}
+	err = send(&RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}})
+	if err == nil {
+		err = out.chunks(func(chunk []byte) error {
 			sent += len(chunk)
-			return s.SendMsg(&snapshotChunk{data: chunk})
+			return send(&snapshotChunk{data: chunk})
 		})
 	}
-	if sendErr == nil {
-		sendErr = s.CloseSend()
+	if err == nil {
+		err = s.CloseSend()
 	}
-	if err := s.RecvMsg(&empty{}); err != nil {
+	if err != nil && !streamBroke {
+		// Reading the engine failed: canceling the stream (deferred) ends
+		// it unfinished, and the receiver drops what it got.
 		return out.applied.Index, sent, err
 	}
-	return out.applied.Index, sent, sendErr
+	// The receiver's answer; after a broken stream, its reason (for example
+	// a cluster ID mismatch).
+	if rerr := s.RecvMsg(&empty{}); rerr != nil {
+		return out.applied.Index, sent, rerr
+	}
+	return out.applied.Index, sent, err
 }
 
 // serveSnapshotStream receives a streamed snapshot (streamSnapshot), stages
