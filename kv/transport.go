@@ -540,6 +540,16 @@ func (p *peer) run() {
 	}
 }
 
+// A batch of messages to one peer stops growing at maxBatchMessages or once
+// it holds maxBatchBytes, so it stays far below rpc.MaxMessageSize (one
+// message may still be large: an append carries at least one entry, and an
+// entry a whole SQL write) and a heartbeat queued behind appends waits for
+// a few MiB at most.
+const (
+	maxBatchMessages = 256
+	maxBatchBytes    = 4 << 20
+)
+
 // stream sends queued messages over one gRPC stream until it fails (error)
 // or the transport closes (nil).
 func (p *peer) stream() error {
@@ -566,10 +576,12 @@ func (p *peer) stream() error {
 		case first = <-p.queue:
 		}
 		b := &RaftBatch{ClusterID: p.t.clusterID, From: p.t.nodeID, To: p.id, Msgs: []raftpb.Message{first}}
-		for more := true; more && len(b.Msgs) < 256; {
+		size := first.Size()
+		for more := true; more && len(b.Msgs) < maxBatchMessages && size < maxBatchBytes; {
 			select {
 			case m := <-p.queue:
 				b.Msgs = append(b.Msgs, m)
+				size += m.Size()
 			default:
 				more = false
 			}
