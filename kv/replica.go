@@ -782,6 +782,12 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	r.store.mu.Unlock()
 	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
 	r.staged.dropUpTo(meta.Index)
+	// A pending attempt may have been committed in an entry the snapshot
+	// covers, which this node never applies one by one: its outcome is
+	// unknown. It must not reach the term rule either (failLostProposals),
+	// whose premise, that a committed attempt is applied here before any
+	// entry of a later term, a snapshot breaks; a retry could apply it twice.
+	r.failPending()
 	r.cfg.Metrics.snapshotApplied()
 	r.log.Info("applied Raft snapshot", "index", meta.Index, "keys", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
@@ -46,6 +47,9 @@ type tnode struct {
 	pool *rpc.Pool
 	tr   *Transport
 	rep  *Replica
+	// deaf, while set, drops every Raft message and snapshot this node
+	// receives (its own sends and Forward calls still work).
+	deaf atomic.Bool
 }
 
 type tcluster struct {
@@ -130,6 +134,12 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
+	}
+	deliver := n.tr.deliver
+	n.tr.deliver = func(msgs []raftpb.Message) {
+		if !n.deaf.Load() {
+			deliver(msgs)
+		}
 	}
 	ready.Store(n.tr)
 	c.nodes[id] = n
@@ -649,4 +659,89 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSnapshotSettlesPendingProposals covers a write pending on a follower
+// when the entry that commits it reaches the follower only inside a
+// snapshot. The follower must answer it as ambiguous, not leave it to the
+// term rule: the rule assumes a committed attempt is applied here before
+// any entry of a later term, and after a snapshot it is not, so the rule
+// would fail it for retry and the retry would apply it a second time.
+func TestSnapshotSettlesPendingProposals(t *testing.T) {
+	c := bootstrap3(t, 20)
+	ctx := context.Background()
+	l := c.leader()
+	var f, o *tnode
+	for _, n := range c.nodes {
+		switch {
+		case n == l:
+		case f == nil:
+			f = n
+		default:
+			o = n
+		}
+	}
+	// f hears nothing: its forwarded increment is appended and committed by
+	// the others, but f never learns it.
+	f.deaf.Store(true)
+	type incResult struct {
+		v   int64
+		err error
+	}
+	incC := make(chan incResult, 1)
+	go func() {
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		v, err := f.rep.Increment(ictx, []byte("counter"), 1)
+		incC <- incResult{v, err}
+	}()
+	waitFor(t, 10*time.Second, func() error {
+		if _, ok, err := l.rep.GetLocal([]byte("counter")); err != nil || !ok {
+			return fmt.Errorf("the leader has not applied the forwarded increment (%v)", err)
+		}
+		return nil
+	})
+	// The log moves past it (so f will need a snapshot), and a new term
+	// begins (so f will apply entries of a later term after it).
+	for i := 0; i < 100; i++ {
+		if err := l.rep.Write(ctx, put(fmt.Sprintf("fill%03d", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.rep.TransferLeadership(o.id)
+	waitFor(t, 10*time.Second, func() error {
+		if !o.rep.Status().IsLeader {
+			return errors.New("leadership has not moved")
+		}
+		return nil
+	})
+	f.deaf.Store(false)
+	for i := 0; i < 5; i++ {
+		if err := o.rep.Write(ctx, put(fmt.Sprintf("after%d", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case res := <-incC:
+		if res.err == nil && res.v != 1 {
+			t.Errorf("increment returned %d: it was applied more than once", res.v)
+		}
+		if res.err != nil && !errors.Is(res.err, kvpb.ErrAmbiguous) {
+			t.Errorf("increment: %v, want success or an ambiguous result", res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the increment pending on the follower was not answered within 10 s of the snapshot")
+	}
+	if err := o.rep.Write(ctx, put("barrier", "1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		for _, n := range c.nodes {
+			v, ok, err := n.rep.GetLocal([]byte("counter"))
+			if err != nil || !ok || len(v) != 8 || binary.BigEndian.Uint64(v) != 1 {
+				return fmt.Errorf("node %d holds %x (found %v, err %v), want 1", n.id, v, ok, err)
+			}
+		}
+		return nil
+	})
 }

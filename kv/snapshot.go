@@ -119,8 +119,19 @@ func (r *Replica) receiveSnapshot(meta raftpb.SnapshotMetadata) (*incomingSnapsh
 	return &incomingSnapshot{r: r, index: meta.Index, b: b}, nil
 }
 
+// maxSnapshotBatchBytes bounds the batch that installs a snapshot: a Pebble
+// batch holds at most 4 GiB and panics beyond, so a larger snapshot is
+// refused before that, with an error, and the sender retries later to no
+// avail. Installing larger stores needs the data written to an sstable and
+// ingested instead (not done yet).
+const maxSnapshotBatchBytes = 3 << 30
+
 // add adds one chunk of key-value pairs.
 func (in *incomingSnapshot) add(chunk []byte) error {
+	if in.b.Len()+len(chunk) > maxSnapshotBatchBytes {
+		return errors.Newf("Raft snapshot at index %d is larger than %d bytes, the most this node can install at once",
+			in.index, maxSnapshotBatchBytes)
+	}
 	n, err := decodeSnapshotPairs(chunk, func(k, v []byte) error { return in.b.Set(k, v, nil) })
 	in.keys += n
 	return err

@@ -279,6 +279,17 @@ func (t *Transport) serveStream(stream grpc.ServerStream) error {
 		if err := stream.RecvMsg(b); err != nil {
 			return nil // client went away; it reconnects
 		}
+		// A snapshot comes with its data, on a stream of its own; one
+		// here has none, and Raft must not install it.
+		msgs := b.Msgs[:0]
+		for _, m := range b.Msgs {
+			if m.Type == raftpb.MsgSnap {
+				t.log.Warn("dropping a Raft snapshot sent without its data", "from", b.From)
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		b.Msgs = msgs
 		if err := t.receive(b); err != nil {
 			return err
 		}
@@ -364,8 +375,8 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 	}()
 }
 
-// snapshotTimeout bounds sending one snapshot. A stalled peer is noticed
-// sooner, by gRPC's keepalive.
+// snapshotTimeout bounds sending one snapshot (gRPC's keepalive notices a
+// dead connection sooner, but not a live receiver that stopped reading).
 const snapshotTimeout = 30 * time.Minute
 
 // streamSnapshot sends m, a MsgSnap, with the data of a snapshot of this
