@@ -66,7 +66,9 @@
 // what lets a later term prove an attempt lost (flushProposals). When the
 // call fails, the follower sends the same proposals again to the same leader
 // and term for a few seconds, and the leader, which remembers the forwarded
-// commands it appended this term, does not append one twice (forward.go).
+// commands it appended this term, does not append one twice (forward.go). A
+// write pending on a follower when a snapshot arrives is answered as
+// ambiguous: the snapshot may hold it.
 //
 // # Log truncation and snapshots
 //

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Forwarding a follower's proposals to the leader, idempotently.
@@ -19,15 +21,17 @@ import (
 // ambiguous result), which on a healthy cluster meant a ten-second hang.
 //
 // Now the follower sends the same proposals again, to the same leader and
-// term, for up to forwardRetryWindow, and the leader makes the retry
-// harmless: it remembers the IDs of the forwarded commands it appended in its
-// current term, and answers a command it has seen with "appended" instead of
-// appending it twice. The leader keeps an ID for at least forwardIDRetention,
+// term, for up to forwardRetryWindow, through a method of its own
+// (ProposeRetry, which a build without what follows answers with
+// Unimplemented: the follower then stops retrying), and the leader makes the
+// retry harmless: it remembers the IDs of the forwarded commands it appended
+// in its current term, and answers a command it has seen with "appended"
+// instead of appending it twice. The leader keeps an ID for at least forwardIDRetention,
 // far longer than a retry can arrive after the first attempt (the window,
 // plus one call's timeout, plus the 15 s after which gRPC's keepalive gives
 // up on a connection that stalls), and it ignores a request whose caller has
-// given up already. A new term forgets every ID: a retry for an old term is
-// refused anyway.
+// given up already, and a retried command whose ID it cannot read. A new
+// term forgets every ID: a retry for an old term is refused anyway.
 const (
 	forwardRetryWindow = 10 * time.Second
 	forwardCallTimeout = 5 * time.Second
@@ -41,7 +45,7 @@ func (r *Replica) forward(leader, term uint64, props []*proposal, datas [][]byte
 	backoff := 20 * time.Millisecond
 	for retry := false; ; retry = true {
 		ctx, cancel := context.WithTimeout(context.Background(), forwardCallTimeout)
-		acc, err := r.cfg.Transport.Forward(ctx, leader, term, datas)
+		acc, err := r.cfg.Transport.Forward(ctx, leader, term, datas, retry)
 		cancel()
 		if err == nil {
 			r.report(func() { r.settleForwarded(props, acc, retry) })
@@ -49,6 +53,9 @@ func (r *Replica) forward(leader, term uint64, props []*proposal, datas [][]byte
 		}
 		r.log.Debug("forwarding proposals to the leader failed", "leader", leader, "term", term,
 			"proposals", len(datas), "retry", retry, "err", err)
+		if status.Code(err) == codes.Unimplemented {
+			return // a leader of an older build: it could append them twice
+		}
 		if time.Now().Add(backoff).After(giveUp) || r.Status().Term != term {
 			// Unknown whether the leader appended them: the term rule
 			// (failLostProposals) or the caller's deadline settles it.
@@ -106,6 +113,9 @@ func (r *Replica) proposeForwarded(f *fwdReq) []bool {
 		if ok && r.forwarded.seen(id) {
 			acc[i] = true
 			continue
+		}
+		if !ok && f.retry {
+			continue // no ID to recognize it by: it may be appended already
 		}
 		if r.rn.Propose(d) == nil {
 			acc[i] = true

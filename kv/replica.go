@@ -137,6 +137,7 @@ type fwdReq struct {
 	from  uint64
 	term  uint64
 	datas [][]byte
+	retry bool // an earlier attempt may have been appended
 	done  chan []bool
 }
 
@@ -237,8 +238,8 @@ func NewReplica(cfg Config) (*Replica, error) {
 	t.snapshotStatus = func(to uint64, s raft.SnapshotStatus) {
 		r.report(func() { r.rn.ReportSnapshot(to, s) })
 	}
-	t.forwarded = func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error) {
-		req := &fwdReq{ctx: ctx, from: from, term: term, datas: datas, done: make(chan []bool, 1)}
+	t.forwarded = func(ctx context.Context, from, term uint64, datas [][]byte, retry bool) ([]bool, error) {
+		req := &fwdReq{ctx: ctx, from: from, term: term, datas: datas, retry: retry, done: make(chan []bool, 1)}
 		select {
 		case r.fwdC <- req:
 		case <-ctx.Done():

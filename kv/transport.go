@@ -113,14 +113,24 @@ type ForwardResponse struct {
 
 // Forward hands proposals to the leader, which appends them only if its term
 // is still term. It returns, per proposal, whether it was appended.
-func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]byte) ([]bool, error) {
+//
+// retry says that an earlier call with the same proposals may have reached
+// the leader (forward.go). Retries go to a method of their own, ProposeRetry,
+// which only a leader that recognizes commands it appended already serves: a
+// build without that memory answers Unimplemented instead of appending a
+// command twice.
+func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]byte, retry bool) ([]bool, error) {
 	addr, ok := t.resolve(leader)
 	if !ok {
 		return nil, errors.Newf("no address known for leader node %d", leader)
 	}
+	method := "/" + t.service + "/Propose"
+	if retry {
+		method += "Retry"
+	}
 	var resp ForwardResponse
 	req := &ForwardRequest{ClusterID: t.clusterID, From: t.nodeID, Term: term, Datas: datas}
-	if err := t.pool.Invoke(ctx, addr, "/"+t.service+"/Propose", req, &resp); err != nil {
+	if err := t.pool.Invoke(ctx, addr, method, req, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Accepted, nil
@@ -151,7 +161,7 @@ type Transport struct {
 	snapshotStatus  func(to uint64, st raft.SnapshotStatus)
 	openSnapshot    func() (*outgoingSnapshot, error)
 	receiveSnapshot func(meta raftpb.SnapshotMetadata) (*incomingSnapshot, error)
-	forwarded       func(ctx context.Context, from, term uint64, datas [][]byte) ([]bool, error)
+	forwarded       func(ctx context.Context, from, term uint64, datas [][]byte, retry bool) ([]bool, error)
 
 	mu     sync.Mutex
 	peers  map[uint64]*peer
@@ -209,37 +219,43 @@ var raftServiceDesc = grpc.ServiceDesc{
 			return t.serveSnapshotStream(stream)
 		},
 	}},
-	Methods: []grpc.MethodDesc{{
-		MethodName: "Propose",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-			req := new(ForwardRequest)
-			if err := dec(req); err != nil {
-				return nil, err
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Propose", Handler: proposeHandler("Propose", false)},
+		{MethodName: "ProposeRetry", Handler: proposeHandler("ProposeRetry", true)},
+	},
+}
+
+// proposeHandler serves Transport.Forward's calls (method name, retry or
+// not), through the server's interceptors if it has any.
+func proposeHandler(name string, retry bool) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		req := new(ForwardRequest)
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		t, err := transportOf(srv)
+		if err != nil {
+			return nil, err
+		}
+		propose := func(ctx context.Context, r any) (any, error) {
+			req := r.(*ForwardRequest)
+			if req.ClusterID != t.clusterID {
+				return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
 			}
-			t, err := transportOf(srv)
+			if t.forwarded == nil {
+				return nil, ErrNotJoined
+			}
+			acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas, retry)
 			if err != nil {
 				return nil, err
 			}
-			propose := func(ctx context.Context, r any) (any, error) {
-				req := r.(*ForwardRequest)
-				if req.ClusterID != t.clusterID {
-					return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
-				}
-				if t.forwarded == nil {
-					return nil, ErrNotJoined
-				}
-				acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas)
-				if err != nil {
-					return nil, err
-				}
-				return &ForwardResponse{Accepted: acc}, nil
-			}
-			if interceptor == nil {
-				return propose(ctx, req)
-			}
-			return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Propose"}, propose)
-		},
-	}},
+			return &ForwardResponse{Accepted: acc}, nil
+		}
+		if interceptor == nil {
+			return propose(ctx, req)
+		}
+		return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/" + name}, propose)
+	}
 }
 
 // DefaultService is the gRPC service name of the data Raft group.
