@@ -62,9 +62,9 @@ type tcluster struct {
 	nodes   map[uint64]*tnode
 	retain  uint64
 	cluster string
-	// intercept, if set, wraps every node's unary Raft RPC (Propose), to
-	// inject faults.
-	intercept grpc.UnaryServerInterceptor
+	// serverOpts go to every node's gRPC server (interceptors that inject
+	// faults).
+	serverOpts []grpc.ServerOption
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -121,11 +121,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool()}
 	logger := slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
 	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, logger)
-	var opts []grpc.ServerOption
-	if c.intercept != nil {
-		opts = append(opts, grpc.UnaryInterceptor(c.intercept))
-	}
-	n.srv = rpc.NewServer(opts...)
+	n.srv = rpc.NewServer(c.serverOpts...)
 	// Publish the transport only once NewReplica has installed its
 	// callbacks, as the server does (an atomic pointer), so messages that
 	// arrive early are refused rather than racing with that setup.
@@ -195,14 +191,13 @@ func waitFor(t *testing.T, d time.Duration, fn func() error) {
 // bootstrap3 builds a three-voter group the way a cluster forms: node 1
 // bootstraps, 2 and 3 join as learners and get promoted.
 func bootstrap3(t *testing.T, retain uint64) *tcluster {
-	return bootstrap3Intercepted(t, retain, nil)
+	return bootstrap3With(t, retain)
 }
 
-// bootstrap3Intercepted is bootstrap3 with intercept around every node's
-// unary Raft RPC (Propose).
-func bootstrap3Intercepted(t *testing.T, retain uint64, intercept grpc.UnaryServerInterceptor) *tcluster {
+// bootstrap3With is bootstrap3 with opts for every node's gRPC server.
+func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcluster {
 	c := newCluster(t, retain)
-	c.intercept = intercept
+	c.serverOpts = opts
 	dir := t.TempDir()
 	eng, err := storage.Open(dir, storage.Options{})
 	if err != nil {
@@ -342,7 +337,29 @@ func TestLeaderLoss(t *testing.T) {
 // are large enough (3.2 MiB in all) that the snapshot streams in several
 // chunks.
 func TestSnapshotCatchUpAfterTruncation(t *testing.T) {
-	c := bootstrap3(t, 20)
+	testSnapshotCatchUp(t, bootstrap3(t, 20))
+}
+
+// TestSnapshotToAnEarlierBuild is TestSnapshotCatchUpAfterTruncation
+// between nodes that answer SnapshotStream with Unimplemented, as builds
+// before streamed snapshots do: the leader sends each snapshot in one unary
+// Snapshot call instead, which they take.
+func TestSnapshotToAnEarlierBuild(t *testing.T) {
+	var refused atomic.Int32
+	noStreams := grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if strings.HasSuffix(info.FullMethod, "/SnapshotStream") {
+			refused.Add(1)
+			return status.Error(codes.Unimplemented, "unknown method SnapshotStream")
+		}
+		return handler(srv, ss)
+	})
+	testSnapshotCatchUp(t, bootstrap3With(t, 20, noStreams))
+	if refused.Load() == 0 {
+		t.Fatal("no snapshot stream was attempted: the fallback was not exercised")
+	}
+}
+
+func testSnapshotCatchUp(t *testing.T, c *tcluster) {
 	ctx := context.Background()
 	dir := c.stop(3)
 	value := func(i int) string { return strings.Repeat(fmt.Sprintf("%03d", i), 16<<10/3) }
@@ -612,7 +629,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 		}
 		return handler(ctx, req)
 	}
-	c := bootstrap3Intercepted(t, 0, intercept)
+	c := bootstrap3With(t, 0, grpc.UnaryInterceptor(intercept))
 	var follower *Replica
 	for _, n := range c.nodes {
 		if !n.rep.Status().IsLeader {

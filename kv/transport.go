@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/rpc"
 )
@@ -144,7 +146,9 @@ var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
 
 // Transport carries Raft messages between nodes over gRPC: one client
 // stream per peer for ordinary messages, and a client stream of its own per
-// snapshot (snapshot.go), so a large snapshot never delays heartbeats.
+// snapshot (snapshot.go), so a large snapshot never delays heartbeats. A
+// peer of an earlier build, which does not serve that stream, gets its
+// snapshot in one unary Snapshot call, as those builds sent and still expect.
 // Sending never blocks the Ready loop: each peer has a bounded queue and
 // messages beyond it are dropped, which Raft tolerates (it retransmits).
 type Transport struct {
@@ -222,7 +226,30 @@ var raftServiceDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{
 		{MethodName: "Propose", Handler: proposeHandler("Propose", false)},
 		{MethodName: "ProposeRetry", Handler: proposeHandler("ProposeRetry", true)},
+		{MethodName: "Snapshot", Handler: wholeSnapshotHandler},
 	},
+}
+
+// wholeSnapshotHandler serves the unary Snapshot call (receiveWholeSnapshot).
+func wholeSnapshotHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	b := new(RaftBatch)
+	if err := dec(b); err != nil {
+		return nil, err
+	}
+	t, err := transportOf(srv)
+	if err != nil {
+		return nil, err
+	}
+	receive := func(_ context.Context, b any) (any, error) {
+		if err := t.receiveWholeSnapshot(b.(*RaftBatch)); err != nil {
+			return nil, err
+		}
+		return &empty{}, nil
+	}
+	if interceptor == nil {
+		return receive(ctx, b)
+	}
+	return interceptor(ctx, b, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Snapshot"}, receive)
 }
 
 // proposeHandler serves Transport.Forward's calls (method name, retry or
@@ -364,10 +391,10 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
-		status := raft.SnapshotFailure
+		outcome := raft.SnapshotFailure
 		defer func() {
 			if t.snapshotStatus != nil {
-				t.snapshotStatus(m.To, status)
+				t.snapshotStatus(m.To, outcome)
 			}
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
@@ -381,13 +408,17 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 		}()
 		start := time.Now()
 		index, bytes, err := t.streamSnapshot(ctx, m)
+		if status.Code(err) == codes.Unimplemented {
+			t.log.Info("the peer does not take streamed snapshots (an earlier build); sending it in one message", "to", m.To)
+			index, bytes, err = t.sendWholeSnapshot(ctx, m)
+		}
 		if err != nil {
 			t.log.Warn("sending Raft snapshot failed", "to", m.To, "index", index, "err", err)
 			return
 		}
 		t.log.Info("sent Raft snapshot", "to", m.To, "index", index, "bytes", bytes,
 			"took", time.Since(start).Round(time.Millisecond))
-		status = raft.SnapshotFinish
+		outcome = raft.SnapshotFinish
 	}()
 }
 
@@ -453,6 +484,76 @@ func (t *Transport) streamSnapshot(ctx context.Context, m raftpb.Message) (index
 	return out.applied.Index, sent, err
 }
 
+// sendWholeSnapshot sends m with all of a snapshot's data inside it, in one
+// unary Snapshot call, as builds before streamed snapshots did and still
+// expect; rpc.MaxMessageSize bounds it.
+func (t *Transport) sendWholeSnapshot(ctx context.Context, m raftpb.Message) (index uint64, sent int, err error) {
+	addr, ok := t.resolve(m.To)
+	if !ok {
+		return m.Snapshot.Metadata.Index, 0, errors.Newf("no address known for node %d", m.To)
+	}
+	out, err := t.openSnapshot()
+	if err != nil {
+		return m.Snapshot.Metadata.Index, 0, err
+	}
+	defer out.close()
+	m.Snapshot.Metadata = out.metadata()
+	var data []byte
+	if err := out.chunks(func(chunk []byte) error {
+		if len(data)+len(chunk) > rpc.MaxMessageSize {
+			return errors.Newf("a snapshot sent in one message is limited to %d bytes", rpc.MaxMessageSize)
+		}
+		data = append(data, chunk...)
+		return nil
+	}); err != nil {
+		return out.applied.Index, 0, err
+	}
+	m.Snapshot.Data = data
+	b := &RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}}
+	if err := t.pool.Invoke(ctx, addr, "/"+t.service+"/Snapshot", b, &empty{}); err != nil {
+		return out.applied.Index, 0, err
+	}
+	return out.applied.Index, len(data), nil
+}
+
+// receiveWholeSnapshot takes a snapshot with its data inside the message
+// (sendWholeSnapshot, and builds before streamed snapshots).
+func (t *Transport) receiveWholeSnapshot(b *RaftBatch) error {
+	if err := t.checkSnapshotHeader(b); err != nil {
+		return err
+	}
+	m := &b.Msgs[0]
+	in, err := t.receiveSnapshot(m.Snapshot.Metadata)
+	if err != nil {
+		return err
+	}
+	defer in.abort()
+	if err := in.add(m.Snapshot.Data); err != nil {
+		return err
+	}
+	m.Snapshot.Data = nil
+	in.stage()
+	return t.receive(b)
+}
+
+// checkSnapshotHeader checks that b, which opens a snapshot, comes from our
+// cluster, is for this node, and holds exactly one MsgSnap.
+func (t *Transport) checkSnapshotHeader(b *RaftBatch) error {
+	if b.ClusterID != t.clusterID {
+		return errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", b.ClusterID, t.clusterID)
+	}
+	if b.To != t.nodeID {
+		return errors.Newf("Raft snapshot for node %d reached node %d", b.To, t.nodeID)
+	}
+	if len(b.Msgs) != 1 || b.Msgs[0].Type != raftpb.MsgSnap {
+		return errors.New("a snapshot must come as one MsgSnap")
+	}
+	if t.receiveSnapshot == nil {
+		return ErrNotJoined
+	}
+	return nil
+}
+
 // serveSnapshotStream receives a streamed snapshot (streamSnapshot), stages
 // its data and hands its message to Raft.
 func (t *Transport) serveSnapshotStream(stream grpc.ServerStream) error {
@@ -460,17 +561,8 @@ func (t *Transport) serveSnapshotStream(stream grpc.ServerStream) error {
 	if err := stream.RecvMsg(hdr); err != nil {
 		return err
 	}
-	if hdr.ClusterID != t.clusterID {
-		return errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", hdr.ClusterID, t.clusterID)
-	}
-	if hdr.To != t.nodeID {
-		return errors.Newf("Raft snapshot for node %d reached node %d", hdr.To, t.nodeID)
-	}
-	if len(hdr.Msgs) != 1 || hdr.Msgs[0].Type != raftpb.MsgSnap {
-		return errors.New("a snapshot stream must start with one MsgSnap")
-	}
-	if t.receiveSnapshot == nil {
-		return ErrNotJoined
+	if err := t.checkSnapshotHeader(hdr); err != nil {
+		return err
 	}
 	in, err := t.receiveSnapshot(hdr.Msgs[0].Snapshot.Metadata)
 	if err != nil {
