@@ -224,39 +224,27 @@ var raftServiceDesc = grpc.ServiceDesc{
 		},
 	}},
 	Methods: []grpc.MethodDesc{
-		{MethodName: "Propose", Handler: proposeHandler("Propose", false)},
-		{MethodName: "ProposeRetry", Handler: proposeHandler("ProposeRetry", true)},
-		{MethodName: "Snapshot", Handler: wholeSnapshotHandler},
+		raftMethod("Propose", func(t *Transport, ctx context.Context, req *ForwardRequest) (any, error) {
+			return t.serveForward(ctx, req, false)
+		}),
+		raftMethod("ProposeRetry", func(t *Transport, ctx context.Context, req *ForwardRequest) (any, error) {
+			return t.serveForward(ctx, req, true)
+		}),
+		raftMethod("Snapshot", func(t *Transport, _ context.Context, b *RaftBatch) (any, error) {
+			if err := t.receiveWholeSnapshot(b); err != nil {
+				return nil, err
+			}
+			return &empty{}, nil
+		}),
 	},
 }
 
-// wholeSnapshotHandler serves the unary Snapshot call (receiveWholeSnapshot).
-func wholeSnapshotHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	b := new(RaftBatch)
-	if err := dec(b); err != nil {
-		return nil, err
-	}
-	t, err := transportOf(srv)
-	if err != nil {
-		return nil, err
-	}
-	receive := func(_ context.Context, b any) (any, error) {
-		if err := t.receiveWholeSnapshot(b.(*RaftBatch)); err != nil {
-			return nil, err
-		}
-		return &empty{}, nil
-	}
-	if interceptor == nil {
-		return receive(ctx, b)
-	}
-	return interceptor(ctx, b, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/Snapshot"}, receive)
-}
-
-// proposeHandler serves Transport.Forward's calls (method name, retry or
-// not), through the server's interceptors if it has any.
-func proposeHandler(name string, retry bool) grpc.MethodHandler {
-	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		req := new(ForwardRequest)
+// raftMethod describes a unary method of the Raft service: its handler
+// decodes a Req, finds the node's transport, and calls serve through the
+// server's interceptors, if it has any.
+func raftMethod[Req any](name string, serve func(t *Transport, ctx context.Context, req *Req) (any, error)) grpc.MethodDesc {
+	return grpc.MethodDesc{MethodName: name, Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		req := new(Req)
 		if err := dec(req); err != nil {
 			return nil, err
 		}
@@ -264,25 +252,27 @@ func proposeHandler(name string, retry bool) grpc.MethodHandler {
 		if err != nil {
 			return nil, err
 		}
-		propose := func(ctx context.Context, r any) (any, error) {
-			req := r.(*ForwardRequest)
-			if req.ClusterID != t.clusterID {
-				return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
-			}
-			if t.forwarded == nil {
-				return nil, ErrNotJoined
-			}
-			acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas, retry)
-			if err != nil {
-				return nil, err
-			}
-			return &ForwardResponse{Accepted: acc}, nil
-		}
+		call := func(ctx context.Context, r any) (any, error) { return serve(t, ctx, r.(*Req)) }
 		if interceptor == nil {
-			return propose(ctx, req)
+			return call(ctx, req)
 		}
-		return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/" + name}, propose)
+		return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + t.service + "/" + name}, call)
+	}}
+}
+
+// serveForward appends a follower's forwarded proposals (Transport.Forward).
+func (t *Transport) serveForward(ctx context.Context, req *ForwardRequest, retry bool) (any, error) {
+	if req.ClusterID != t.clusterID {
+		return nil, errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", req.ClusterID, t.clusterID)
 	}
+	if t.forwarded == nil {
+		return nil, ErrNotJoined
+	}
+	acc, err := t.forwarded(ctx, req.From, req.Term, req.Datas, retry)
+	if err != nil {
+		return nil, err
+	}
+	return &ForwardResponse{Accepted: acc}, nil
 }
 
 // DefaultService is the gRPC service name of the data Raft group.
@@ -407,11 +397,7 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 			}
 		}()
 		start := time.Now()
-		index, bytes, err := t.streamSnapshot(ctx, m)
-		if status.Code(err) == codes.Unimplemented {
-			t.log.Info("the peer does not take streamed snapshots (an earlier build); sending it in one message", "to", m.To)
-			index, bytes, err = t.sendWholeSnapshot(ctx, m)
-		}
+		index, bytes, err := t.sendSnapshotData(ctx, m)
 		if err != nil {
 			t.log.Warn("sending Raft snapshot failed", "to", m.To, "index", index, "err", err)
 			return
@@ -426,17 +412,21 @@ func (t *Transport) sendSnapshot(m raftpb.Message) {
 // dead connection sooner, but not a live receiver that stopped reading).
 const snapshotTimeout = 30 * time.Minute
 
-// streamSnapshot sends m, a MsgSnap, with the data of a snapshot of this
-// node's engine taken now (snapshot.go): a header (the message, its metadata
-// set to the snapshot's), then the data in chunks, on one client stream. It
-// returns the snapshot's index and how many bytes of data it sent.
-func (t *Transport) streamSnapshot(ctx context.Context, m raftpb.Message) (index uint64, sent int, err error) {
+// sendSnapshotData sends m, a MsgSnap, with the data of a snapshot of this
+// node's engine taken now (snapshot.go), its metadata set to that
+// snapshot's. It returns the snapshot's index and how many bytes of data it
+// sent.
+func (t *Transport) sendSnapshotData(ctx context.Context, m raftpb.Message) (index uint64, sent int, err error) {
 	if t.openSnapshot == nil {
 		return m.Snapshot.Metadata.Index, 0, ErrNotJoined
 	}
 	addr, ok := t.resolve(m.To)
 	if !ok {
 		return m.Snapshot.Metadata.Index, 0, errors.Newf("no address known for node %d", m.To)
+	}
+	conn, err := t.pool.Get(addr)
+	if err != nil {
+		return m.Snapshot.Metadata.Index, 0, err
 	}
 	out, err := t.openSnapshot()
 	if err != nil {
@@ -445,15 +435,22 @@ func (t *Transport) streamSnapshot(ctx context.Context, m raftpb.Message) (index
 	defer out.close()
 	m.Snapshot.Metadata = out.metadata()
 	m.Snapshot.Data = nil
-	conn, err := t.pool.Get(addr)
-	if err != nil {
-		return out.applied.Index, 0, err
+	sent, err = t.streamSnapshot(ctx, conn, out, m)
+	if status.Code(err) == codes.Unimplemented {
+		t.log.Info("the peer does not take streamed snapshots (an earlier build); sending it in one message", "to", m.To)
+		sent, err = t.sendWholeSnapshot(ctx, conn, out, m)
 	}
+	return out.applied.Index, sent, err
+}
+
+// streamSnapshot sends m and out's data on one client stream: a header (the
+// message), then the data in chunks.
+func (t *Transport) streamSnapshot(ctx context.Context, conn *grpc.ClientConn, out *outgoingSnapshot, m raftpb.Message) (sent int, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := conn.NewStream(sctx, &raftServiceDesc.Streams[1], "/"+t.service+"/SnapshotStream")
 	if err != nil {
-		return out.applied.Index, 0, err
+		return 0, err
 	}
 	streamBroke := false
 	send := func(msg any) error {
@@ -474,30 +471,20 @@ func (t *Transport) streamSnapshot(ctx context.Context, m raftpb.Message) (index
 	if err != nil && !streamBroke {
 		// Reading the engine failed: canceling the stream (deferred) ends
 		// it unfinished, and the receiver drops what it got.
-		return out.applied.Index, sent, err
+		return sent, err
 	}
 	// The receiver's answer; after a broken stream, its reason (for example
 	// a cluster ID mismatch).
 	if rerr := s.RecvMsg(&empty{}); rerr != nil {
-		return out.applied.Index, sent, rerr
+		return sent, rerr
 	}
-	return out.applied.Index, sent, err
+	return sent, err
 }
 
-// sendWholeSnapshot sends m with all of a snapshot's data inside it, in one
-// unary Snapshot call, as builds before streamed snapshots did and still
-// expect; rpc.MaxMessageSize bounds it.
-func (t *Transport) sendWholeSnapshot(ctx context.Context, m raftpb.Message) (index uint64, sent int, err error) {
-	addr, ok := t.resolve(m.To)
-	if !ok {
-		return m.Snapshot.Metadata.Index, 0, errors.Newf("no address known for node %d", m.To)
-	}
-	out, err := t.openSnapshot()
-	if err != nil {
-		return m.Snapshot.Metadata.Index, 0, err
-	}
-	defer out.close()
-	m.Snapshot.Metadata = out.metadata()
+// sendWholeSnapshot sends m with all of out's data inside it, in one unary
+// Snapshot call, as builds before streamed snapshots did and still expect;
+// rpc.MaxMessageSize bounds it.
+func (t *Transport) sendWholeSnapshot(ctx context.Context, conn *grpc.ClientConn, out *outgoingSnapshot, m raftpb.Message) (sent int, err error) {
 	var data []byte
 	if err := out.chunks(func(chunk []byte) error {
 		if len(data)+len(chunk) > rpc.MaxMessageSize {
@@ -506,14 +493,14 @@ func (t *Transport) sendWholeSnapshot(ctx context.Context, m raftpb.Message) (in
 		data = append(data, chunk...)
 		return nil
 	}); err != nil {
-		return out.applied.Index, 0, err
+		return 0, err
 	}
 	m.Snapshot.Data = data
 	b := &RaftBatch{ClusterID: t.clusterID, From: t.nodeID, To: m.To, Msgs: []raftpb.Message{m}}
-	if err := t.pool.Invoke(ctx, addr, "/"+t.service+"/Snapshot", b, &empty{}); err != nil {
-		return out.applied.Index, 0, err
+	if err := conn.Invoke(ctx, "/"+t.service+"/Snapshot", b, &empty{}); err != nil {
+		return 0, err
 	}
-	return out.applied.Index, len(data), nil
+	return len(data), nil
 }
 
 // receiveWholeSnapshot takes a snapshot with its data inside the message
