@@ -294,16 +294,30 @@ func RegisterNamedRaftService(s *grpc.Server, name string, src TransportSource) 
 }
 
 func (t *Transport) receive(b *RaftBatch) error {
+	if err := t.checkAddressed(b); err != nil {
+		return err
+	}
+	t.deliverBatch(b)
+	return nil
+}
+
+// checkAddressed refuses a batch from a node of another cluster, or one
+// meant for another node.
+func (t *Transport) checkAddressed(b *RaftBatch) error {
 	if b.ClusterID != t.clusterID {
 		return errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", b.ClusterID, t.clusterID)
 	}
 	if b.To != t.nodeID {
 		return errors.Newf("Raft message for node %d reached node %d", b.To, t.nodeID)
 	}
+	return nil
+}
+
+// deliverBatch hands b's messages to the replica.
+func (t *Transport) deliverBatch(b *RaftBatch) {
 	if t.deliver != nil {
 		t.deliver(b.Msgs)
 	}
-	return nil
 }
 
 func (t *Transport) serveStream(stream grpc.ServerStream) error {
@@ -506,31 +520,46 @@ func (t *Transport) sendWholeSnapshot(ctx context.Context, conn *grpc.ClientConn
 // receiveWholeSnapshot takes a snapshot with its data inside the message
 // (sendWholeSnapshot, and builds before streamed snapshots).
 func (t *Transport) receiveWholeSnapshot(b *RaftBatch) error {
-	if err := t.checkSnapshotHeader(b); err != nil {
+	var data []byte
+	if len(b.Msgs) == 1 {
+		data, b.Msgs[0].Snapshot.Data = b.Msgs[0].Snapshot.Data, nil
+	}
+	return t.installSnapshot(b, func() ([]byte, error) {
+		if data == nil {
+			return nil, io.EOF
+		}
+		chunk := data
+		data = nil
+		return chunk, nil
+	})
+}
+
+// serveSnapshotStream receives a streamed snapshot (streamSnapshot): its
+// message first, then its data in chunks.
+func (t *Transport) serveSnapshotStream(stream grpc.ServerStream) error {
+	hdr := new(RaftBatch)
+	if err := stream.RecvMsg(hdr); err != nil {
 		return err
 	}
-	m := &b.Msgs[0]
-	in, err := t.receiveSnapshot(m.Snapshot.Metadata)
+	err := t.installSnapshot(hdr, func() ([]byte, error) {
+		c := new(snapshotChunk)
+		if err := stream.RecvMsg(c); err != nil {
+			return nil, err
+		}
+		return c.data, nil
+	})
 	if err != nil {
 		return err
 	}
-	defer in.abort()
-	if err := in.add(m.Snapshot.Data); err != nil {
-		return err
-	}
-	m.Snapshot.Data = nil
-	in.stage()
-	return t.receive(b)
+	return stream.SendMsg(&empty{})
 }
 
-// checkSnapshotHeader checks that b, which opens a snapshot, comes from our
-// cluster, is for this node, and holds exactly one MsgSnap.
-func (t *Transport) checkSnapshotHeader(b *RaftBatch) error {
-	if b.ClusterID != t.clusterID {
-		return errors.Wrapf(ErrWrongCluster, "sender cluster %s, ours %s", b.ClusterID, t.clusterID)
-	}
-	if b.To != t.nodeID {
-		return errors.Newf("Raft snapshot for node %d reached node %d", b.To, t.nodeID)
+// installSnapshot checks b, which must hold one MsgSnap for this node from
+// our cluster, stages the snapshot's data, read chunk by chunk from next
+// until it returns io.EOF, and only then hands the message to Raft.
+func (t *Transport) installSnapshot(b *RaftBatch, next func() ([]byte, error)) error {
+	if err := t.checkAddressed(b); err != nil {
+		return err
 	}
 	if len(b.Msgs) != 1 || b.Msgs[0].Type != raftpb.MsgSnap {
 		return errors.New("a snapshot must come as one MsgSnap")
@@ -538,42 +567,26 @@ func (t *Transport) checkSnapshotHeader(b *RaftBatch) error {
 	if t.receiveSnapshot == nil {
 		return ErrNotJoined
 	}
-	return nil
-}
-
-// serveSnapshotStream receives a streamed snapshot (streamSnapshot), stages
-// its data and hands its message to Raft.
-func (t *Transport) serveSnapshotStream(stream grpc.ServerStream) error {
-	hdr := new(RaftBatch)
-	if err := stream.RecvMsg(hdr); err != nil {
-		return err
-	}
-	if err := t.checkSnapshotHeader(hdr); err != nil {
-		return err
-	}
-	in, err := t.receiveSnapshot(hdr.Msgs[0].Snapshot.Metadata)
+	in, err := t.receiveSnapshot(b.Msgs[0].Snapshot.Metadata)
 	if err != nil {
 		return err
 	}
 	defer in.abort()
 	for {
-		c := new(snapshotChunk)
-		err := stream.RecvMsg(c)
+		chunk, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return err
 		}
-		if err := in.add(c.data); err != nil {
+		if err := in.add(chunk); err != nil {
 			return err
 		}
 	}
 	in.stage()
-	if err := t.receive(hdr); err != nil {
-		return err
-	}
-	return stream.SendMsg(&empty{})
+	t.deliverBatch(b)
+	return nil
 }
 
 // snapshotChunk is one chunk of a streamed snapshot's data.
