@@ -464,7 +464,7 @@ func (r *Replica) periodic() {
 		}
 	}
 	r.forwarded.rotate(time.Now())
-	r.staged.dropUpTo(r.applied.Index)
+	r.staged.dropUpTo(r.applied.Index) // those Raft ignored or superseded
 	if r.rn.BasicStatus().RaftState == raft.StateLeader {
 		r.maybePromote()
 	}
@@ -754,7 +754,6 @@ func (r *Replica) applyCommittedUpTo(term, durable uint64) error {
 func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error {
 	meta := snap.Metadata
 	if meta.Index <= r.applied.Index {
-		r.staged.dropUpTo(r.applied.Index)
 		return nil
 	}
 	start := time.Now()
@@ -782,7 +781,6 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	r.store.applied = as
 	r.store.mu.Unlock()
 	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
-	r.staged.dropUpTo(meta.Index)
 	// A pending attempt may have been committed in an entry the snapshot
 	// covers, which this node never applies one by one: its outcome is
 	// unknown. It must not reach the term rule either (failLostProposals),
