@@ -2,12 +2,17 @@
 # scripts/bench.sh: pgbench against PostgreSQL, one kvnode node and a three-node kvnode cluster,
 # side by side on this machine, with the same scripts and the same data. See docs/benchmarks.md.
 #
-#   ./scripts/bench.sh                                   all three targets, 30 s per run
-#   BENCH_TARGETS=postgres BENCH_SECONDS=5 ./scripts/bench.sh     only PostgreSQL, 5 s per run
+#   ./scripts/bench.sh                                   three rounds of all three targets, 30 s per run
+#   BENCH_TARGETS=postgres BENCH_SECONDS=5 BENCH_ROUNDS=1 ./scripts/bench.sh     one quick PostgreSQL run
 #
 # Environment:
 #   BENCH_TARGETS   space-separated subset of: postgres single cluster (default: all three)
 #   BENCH_SECONDS   pgbench -T per run (default 30)
+#   BENCH_ROUNDS    how many times every target runs (default 3). The rounds interleave the
+#                   targets, each round in a rotated order, and the report gives the median of
+#                   each round's ratio to PostgreSQL: this machine's disk and CPU speed drift by
+#                   tens of percent within minutes, and a ratio of two runs minutes apart
+#                   measures that drift as much as the servers.
 #   BENCH_ROWS      rows loaded into kv (default 100000)
 #   BENCH_DOC       the file whose results section is replaced (default docs/benchmarks.md)
 #   BENCH_UPDATE_DOC  1 = write the results into BENCH_DOC, 0 = only print them
@@ -24,6 +29,7 @@ cd "$(dirname "$0")/.."
 
 BENCH_TARGETS=${BENCH_TARGETS:-postgres single cluster}
 BENCH_SECONDS=${BENCH_SECONDS:-30}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_ROWS=${BENCH_ROWS:-100000}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 CLIENTS=8
@@ -39,6 +45,7 @@ die() {
 
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer, got '$BENCH_SECONDS'"
 [[ $BENCH_ROWS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROWS must be a positive integer, got '$BENCH_ROWS'"
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]?$ ]] || die "BENCH_ROUNDS must be an integer from 1 to 99, got '$BENCH_ROUNDS'"
 read -r -a targets <<<"$BENCH_TARGETS"
 ((${#targets[@]})) || die "BENCH_TARGETS is empty"
 for t in "${targets[@]}"; do
@@ -219,7 +226,7 @@ load_data() { # load_data TARGET
   log "$1: loading $BENCH_ROWS rows in INSERTs of $BATCH"
   local t0=$SECONDS
   timeout 900 "$PSQL" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" -d "$DBNAME" -X -q -v ON_ERROR_STOP=1 \
-    -f "$WORK/load.sql" >"$WORK/$1-load.log" 2>&1 || die "$1: load failed:$'\n'$(tail -5 "$WORK/$1-load.log")"
+    -f "$WORK/load.sql" >"$RW/$1-load.log" 2>&1 || die "$1: load failed:$'\n'$(tail -5 "$RW/$1-load.log")"
   local n
   n=$(sql "SELECT count(*) FROM kv") || die "$1: count(*) failed"
   [[ $n == "$BENCH_ROWS" ]] || die "$1: loaded $n rows, want $BENCH_ROWS"
@@ -227,10 +234,10 @@ load_data() { # load_data TARGET
 }
 
 # run_pgbench TARGET SCRIPT: one pgbench run; appends a line to $WORK/results.tsv:
-# target, script, tps, latency ms, transactions, failed transactions, note.
+# round, target, script, tps, latency ms, transactions, failed transactions, note.
 run_pgbench() {
-  local target=$1 script=$2 out="$WORK/$1-$2.out" rc=0
-  log "$target: pgbench $script, ${BENCH_SECONDS}s, $CLIENTS clients"
+  local target=$1 script=$2 out="$WORK/$1-$2.r$ROUND.out" rc=0
+  log "round $ROUND, $target: pgbench $script, ${BENCH_SECONDS}s, $CLIENTS clients"
   timeout $((BENCH_SECONDS + 120)) "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$BENCH_SECONDS" \
     -f "$WORK/$script.sql" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" "$DBNAME" >"$out" 2>&1 || rc=$?
   local tps lat txns failed note=
@@ -240,7 +247,7 @@ run_pgbench() {
   txns=$(grep -E '^number of transactions actually processed: ' "$out" | awk '{print $6}' | cut -d/ -f1 | head -n 1)
   failed=$(grep -E '^number of failed transactions: ' "$out" | awk '{print $5}' | head -n 1)
   ((rc == 0)) || note="pgbench exit $rc: $(grep -m1 -iE 'error|abort|fatal' "$out" | cut -c1-120)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$script" "${tps:--}" "${lat:--}" "${txns:--}" "${failed:-0}" "$note" >>"$WORK/results.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$target" "$script" "${tps:--}" "${lat:--}" "${txns:--}" "${failed:-0}" "$note" >>"$WORK/results.tsv"
   sed 's/^/    /' "$out" | grep -E 'tps|latency|processed|failed|abort|error' >&2 || true
 }
 
@@ -260,19 +267,19 @@ bench_postgres() {
       run=(runuser -u "$BENCH_USER" --)
     fi
   fi
-  mkdir -p "$WORK/pg" "$WORK/pgsock"
-  if [[ $(id -u) == 0 ]]; then chown "$BENCH_USER:" "$WORK/pg" "$WORK/pgsock"; fi
+  mkdir -p "$RW/pg" "$RW/pgsock"
+  if [[ $(id -u) == 0 ]]; then chown "$BENCH_USER:" "$RW/pg" "$RW/pgsock"; fi
   log "postgres: initdb ($("$PGBIN/postgres" --version))"
-  timeout 120 "${run[@]}" "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 --locale=C \
-    >"$WORK/initdb.log" 2>&1 || die "initdb failed:$'\n'$(tail -5 "$WORK/initdb.log")"
+  timeout 120 "${run[@]}" "$PGBIN/initdb" -D "$RW/pg" -U postgres --auth=trust -E UTF8 --locale=C \
+    >"$RW/initdb.log" 2>&1 || die "initdb failed:$'\n'$(tail -5 "$RW/initdb.log")"
   free_port PORT
   DBUSER=postgres DBNAME=postgres
-  "${run[@]}" "$PGBIN/postgres" -D "$WORK/pg" -p "$PORT" -c listen_addresses=127.0.0.1 \
-    -c unix_socket_directories="$WORK/pgsock" -c shared_buffers=256MB -c fsync=on \
-    -c synchronous_commit=on -c max_connections=100 >"$WORK/postgres.log" 2>&1 &
+  "${run[@]}" "$PGBIN/postgres" -D "$RW/pg" -p "$PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$RW/pgsock" -c shared_buffers=256MB -c fsync=on \
+    -c synchronous_commit=on -c max_connections=100 >"$RW/postgres.log" 2>&1 &
   local pid=$!
   started "$pid"
-  wait_sql "$pid" "$WORK/postgres.log"
+  wait_sql "$pid" "$RW/postgres.log"
   load_data postgres
   sql "VACUUM ANALYZE kv" >/dev/null
   run_pgbench postgres read
@@ -300,8 +307,8 @@ start_kvnode() {
   free_port g
   free_port s
   free_port h
-  "$KVNODE_BIN" "$sub" --store="$WORK/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
-    --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn "$@" >"$WORK/$name.log" 2>&1 &
+  "$KVNODE_BIN" "$sub" --store="$RW/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
+    --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn "$@" >"$RW/$name.log" 2>&1 &
   local pid=$!
   started "$pid"
   NODE_PID[$name]=$pid NODE_SQL[$name]=$s NODE_HTTP[$name]=$h
@@ -309,9 +316,9 @@ start_kvnode() {
 
 bench_single() {
   start_kvnode single start-single-node ""
-  wait_ready "${NODE_PID[single]}" "${NODE_HTTP[single]}" "$WORK/single.log"
+  wait_ready "${NODE_PID[single]}" "${NODE_HTTP[single]}" "$RW/single.log"
   PORT=${NODE_SQL[single]} DBUSER=root DBNAME=defaultdb
-  wait_sql "${NODE_PID[single]}" "$WORK/single.log"
+  wait_sql "${NODE_PID[single]}" "$RW/single.log"
   load_data single
   run_pgbench single read
   run_pgbench single write
@@ -329,13 +336,13 @@ bench_cluster() {
   start_kvnode n3 start "$l3" --join="$join"
   log "cluster: kvnode init --host=127.0.0.1:$l1"
   for ((i = 0; ; i++)); do
-    timeout 60 "$KVNODE_BIN" init --host="127.0.0.1:$l1" >"$WORK/init.log" 2>&1 && break
-    ((i < 10)) || die "kvnode init failed:$'\n'$(cat "$WORK/init.log")"
+    timeout 60 "$KVNODE_BIN" init --host="127.0.0.1:$l1" >"$RW/init.log" 2>&1 && break
+    ((i < 10)) || die "kvnode init failed:$'\n'$(cat "$RW/init.log")"
     sleep 1
   done
-  for n in n1 n2 n3; do wait_ready "${NODE_PID[$n]}" "${NODE_HTTP[$n]}" "$WORK/$n.log"; done
+  for n in n1 n2 n3; do wait_ready "${NODE_PID[$n]}" "${NODE_HTTP[$n]}" "$RW/$n.log"; done
   PORT=${NODE_SQL[n1]} DBUSER=root DBNAME=defaultdb
-  wait_sql "${NODE_PID[n1]}" "$WORK/n1.log"
+  wait_sql "${NODE_PID[n1]}" "$RW/n1.log"
   load_data cluster
   # Point pgbench at the data group's leader: a gateway that is not the leader forwards every
   # write one more hop, and which node wins the first election would otherwise decide the
@@ -366,35 +373,49 @@ kvnode_built=0
 if has_target single || has_target cluster; then
   if build_kvnode; then kvnode_built=1; fi
 fi
+order=()
 for t in postgres single cluster; do
-  has_target "$t" || continue
-  if [[ $t != postgres ]] && ((!kvnode_built)); then
-    failed_targets+=("$t")
-    continue
-  fi
-  log "target: $t"
-  set +e
-  (
+  has_target "$t" && order+=("$t")
+done
+for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
+  # Round r starts r-1 places further along the list, so that over the rounds every target
+  # runs early and late, next to each of the others.
+  for ((k = 0; k < ${#order[@]}; k++)); do
+    t=${order[$(((ROUND - 1 + k) % ${#order[@]}))]}
+    if [[ " ${failed_targets[*]} " == *" $t "* ]]; then continue; fi
+    if [[ $t != postgres ]] && ((!kvnode_built)); then
+      failed_targets+=("$t")
+      continue
+    fi
+    log "round $ROUND of $BENCH_ROUNDS, target: $t"
+    RW=$WORK/r$ROUND
+    mkdir -p "$RW"
+    set +e
+    (
+      set -e
+      # A target's processes are stopped when its subshell ends, so targets never overlap.
+      # shellcheck disable=SC2317 # invoked by the trap
+      stop_own() {
+        local pids=()
+        mapfile -t pids <"$WORK/pids"
+        if ((${#pids[@]})); then stop_pids INT "${pids[@]}"; fi
+        : >"$WORK/pids" # stopped: never signal these PIDs again, they may be reused
+      }
+      trap stop_own EXIT
+      trap 'exit 130' INT TERM
+      "bench_$t"
+    )
+    rc=$?
     set -e
-    # A target's processes are stopped when its subshell ends, so targets never overlap.
-    # shellcheck disable=SC2317 # invoked by the trap
-    stop_own() {
-      local pids=()
-      mapfile -t pids <"$WORK/pids"
-      if ((${#pids[@]})); then stop_pids INT "${pids[@]}"; fi
-    }
-    trap stop_own EXIT
-    trap 'exit 130' INT TERM
-    "bench_$t"
-  )
-  rc=$?
-  set -e
-  if ((rc == 130)); then exit 130; fi
-  if ((rc != 0)); then failed_targets+=("$t"); fi
+    if ((rc == 130)); then exit 130; fi
+    if ((rc != 0)); then failed_targets+=("$t"); fi
+    if [[ ${KEEP:-} != 1 ]]; then rm -rf "${RW:?}/pg" "${RW:?}/single" "${RW:?}/n1" "${RW:?}/n2" "${RW:?}/n3"; fi
+  done
 done
 
 # ---------------------------------------------------------------------------------------------
-# Report.
+# Report. Every figure is a median over the rounds; a ratio is the median of the rounds' own
+# ratios (a kvnode run against the PostgreSQL run of the same round), with their range.
 
 label() {
   case $1 in
@@ -409,38 +430,76 @@ script_name() {
   write) echo "write: INSERT … ON CONFLICT DO UPDATE" ;;
   esac
 }
-pg_tps() { awk -F'\t' -v s="$1" '$1 == "postgres" && $2 == s {print $3}' "$WORK/results.tsv" 2>/dev/null; }
+# median: of the numbers on stdin, one per line ("-" lines are skipped); prints nothing if none.
+median() {
+  awk '$1 != "-"' | sort -g | awk '{v[NR] = $1} END { if (NR) printf "%.6g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# col TARGET SCRIPT FIELD: that field (4 tps, 5 latency, 6 transactions, 7 failed) of every round.
+col() { awk -F'\t' -v t="$1" -v s="$2" -v f="$3" '$2 == t && $3 == s {print $f}' "$WORK/results.tsv" 2>/dev/null; }
+# ratios TARGET SCRIPT: TARGET's TPS over PostgreSQL's, for every round in which both ran.
+ratios() {
+  awk -F'\t' -v t="$1" -v s="$2" '$3 == s && $4 != "-" { tps[$1, $2] = $4; r[$1] = 1 }
+    END { for (i in r) if (((i, "postgres") in tps) && ((i, t) in tps) && tps[i, "postgres"] > 0)
+      printf "%.4f\n", tps[i, t] / tps[i, "postgres"] }' "$WORK/results.tsv" 2>/dev/null
+}
 
 table=$WORK/table.md
+rounds_table=$WORK/rounds.md
 {
   echo "| script | target | TPS | avg latency (ms) | TPS vs PostgreSQL | transactions | failed |"
   echo "|---|---|---:|---:|---:|---:|---:|"
   if [[ -s $WORK/results.tsv ]]; then
     for s in read write; do
-      while IFS=$'\t' read -r target script tps lat txns failed note; do
-        [[ $script == "$s" ]] || continue
-        ref=$(pg_tps "$s")
+      for target in "${order[@]}"; do
+        [[ -n $(col "$target" "$s" 4) ]] || continue
+        tps=$(col "$target" "$s" 4 | median)
+        lat=$(col "$target" "$s" 5 | median)
+        txns=$(col "$target" "$s" 6 | median)
+        failed=$(col "$target" "$s" 7 | awk '{n += $1} END {print n + 0}')
         ratio=n/a
-        if [[ -n $ref && $ref != - && $tps != - ]]; then
-          ratio=$(awk -v a="$tps" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }')
+        if [[ $target == postgres ]]; then
+          ratio=1×
+        elif [[ -n $(ratios "$target" "$s") ]]; then
+          ratio=$(ratios "$target" "$s" | median | awk '{printf "%.2f×", $1}')
+          range=$(ratios "$target" "$s" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.2f–%.2f)", lo, hi}')
+          ratio+=$range
         fi
-        tpsf=$tps latf=$lat
-        if [[ $tps != - ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
-        if [[ $lat != - ]]; then latf=$(awk -v a="$lat" 'BEGIN { printf "%.2f", a }'); fi
-        if [[ -n $note ]]; then latf="$latf ($note)"; fi
-        echo "| $(script_name "$s") | $(label "$target") | $tpsf | $latf | $ratio | $txns | $failed |"
-      done <"$WORK/results.tsv"
+        tpsf=- latf=-
+        if [[ -n $tps ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
+        if [[ -n $lat ]]; then latf=$(awk -v a="$lat" 'BEGIN { printf "%.2f", a }'); fi
+        notes=$(awk -F'\t' -v t="$target" -v s="$s" '$2 == t && $3 == s && $8 != "" {printf "round %s: %s; ", $1, $8}' "$WORK/results.tsv")
+        if [[ -n $notes ]]; then latf="$latf (${notes%; })"; fi
+        echo "| $(script_name "$s") | $(label "$target") | $tpsf | $latf | $ratio | ${txns:--} | $failed |"
+      done
     done
   fi
   for t in "${failed_targets[@]}"; do
     echo "| (all) | $(label "$t") | failed | see the run's log | | | |"
   done
 } >"$table"
+{
+  echo "| round | script | target | TPS | avg latency (ms) | TPS vs PostgreSQL in the round |"
+  echo "|---:|---|---|---:|---:|---:|"
+  if [[ -s $WORK/results.tsv ]]; then
+    awk -F'\t' '$3 != "" {print}' "$WORK/results.tsv" | sort -t$'\t' -k1,1n -k3,3 -s |
+      while IFS=$'\t' read -r round target script tps lat _ _ _; do
+        ref=$(awk -F'\t' -v r="$round" -v s="$script" '$1 == r && $2 == "postgres" && $3 == s {print $4}' "$WORK/results.tsv")
+        ratio=
+        if [[ $target != postgres && -n $ref && $ref != - && $tps != - ]]; then
+          ratio=$(awk -v a="$tps" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f×", a / b }')
+        fi
+        tpsf=$tps latf=$lat
+        if [[ $tps != - ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
+        if [[ $lat != - ]]; then latf=$(awk -v a="$lat" 'BEGIN { printf "%.2f", a }'); fi
+        echo "| $round | ${script} | $(label "$target") | $tpsf | $latf | $ratio |"
+      done
+  fi
+} >"$rounds_table"
 
 mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-cmd="BENCH_SECONDS=$BENCH_SECONDS"
+cmd="BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS"
 if [[ $BENCH_TARGETS != "postgres single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
 if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
 cmd+=" ./scripts/bench.sh"
@@ -452,8 +511,16 @@ section=$WORK/section.md
   echo "- machine: $(nproc) cores${cpu:+ ($cpu)}, $mem memory, $(uname -sr); server and pgbench share it"
   echo "- command: \`$cmd\`"
   echo "- pgbench: \`pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS -f SCRIPT\`, $BENCH_ROWS rows"
+  echo "- $BENCH_ROUNDS round(s), the targets interleaved; medians over the rounds, and for a ratio the"
+  echo "  median (and the range) of the rounds' own ratios"
   echo
   cat "$table"
+  if ((BENCH_ROUNDS > 1)); then
+    echo
+    echo "Each round:"
+    echo
+    cat "$rounds_table"
+  fi
 } >"$section"
 
 echo
