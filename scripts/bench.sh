@@ -458,7 +458,7 @@ rounds_table=$WORK/rounds.md
         failed=$(col "$target" "$s" 7 | awk '{n += $1} END {print n + 0}')
         ratio=n/a
         if [[ $target == postgres ]]; then
-          ratio=1×
+          ratio=1.00×
         elif [[ -n $(ratios "$target" "$s") ]]; then
           ratio=$(ratios "$target" "$s" | median | awk '{printf "%.2f×", $1}')
           range=$(ratios "$target" "$s" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.2f–%.2f)", lo, hi}')
