@@ -432,7 +432,7 @@ script_name() {
 }
 # median: of the numbers on stdin, one per line ("-" lines are skipped); prints nothing if none.
 median() {
-  awk '$1 != "-"' | sort -g | awk '{v[NR] = $1} END { if (NR) printf "%.6g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  awk '$1 != "-"' | sort -g | awk '{v[NR] = $1} END { if (NR) printf "%.15g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 # col TARGET SCRIPT FIELD: that field (4 tps, 5 latency, 6 transactions, 7 failed) of every round.
 col() { awk -F'\t' -v t="$1" -v s="$2" -v f="$3" '$2 == t && $3 == s {print $f}' "$WORK/results.tsv" 2>/dev/null; }
