@@ -454,14 +454,14 @@ rounds_table=$WORK/rounds.md
         [[ -n $(col "$target" "$s" 4) ]] || continue
         tps=$(col "$target" "$s" 4 | median)
         lat=$(col "$target" "$s" 5 | median)
-        txns=$(col "$target" "$s" 6 | median)
+        txns=$(col "$target" "$s" 6 | median | awk '{printf "%.0f", $1}')
         failed=$(col "$target" "$s" 7 | awk '{n += $1} END {print n + 0}')
         ratio=n/a
         if [[ $target == postgres ]]; then
           ratio=1.00×
         elif [[ -n $(ratios "$target" "$s") ]]; then
-          ratio=$(ratios "$target" "$s" | median | awk '{printf "%.2f×", $1}')
-          range=$(ratios "$target" "$s" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.2f–%.2f)", lo, hi}')
+          ratio=$(ratios "$target" "$s" | median | awk '{printf "%.3f×", $1}')
+          range=$(ratios "$target" "$s" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.3f–%.3f)", lo, hi}')
           ratio+=$range
         fi
         tpsf=- latf=-
@@ -486,7 +486,7 @@ rounds_table=$WORK/rounds.md
         ref=$(awk -F'\t' -v r="$round" -v s="$script" '$1 == r && $2 == "postgres" && $3 == s {print $4}' "$WORK/results.tsv")
         ratio=
         if [[ $target != postgres && -n $ref && $ref != - && $tps != - ]]; then
-          ratio=$(awk -v a="$tps" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f×", a / b }')
+          ratio=$(awk -v a="$tps" -v b="$ref" 'BEGIN { if (b > 0) printf "%.3f×", a / b }')
         fi
         tpsf=$tps latf=$lat
         if [[ $tps != - ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
