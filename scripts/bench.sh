@@ -409,7 +409,7 @@ for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
     set -e
     if ((rc == 130)); then exit 130; fi
     if ((rc != 0)); then failed_targets+=("$t"); fi
-    if [[ ${KEEP:-} != 1 ]]; then rm -rf "${RW:?}/pg" "${RW:?}/single" "${RW:?}/n1" "${RW:?}/n2" "${RW:?}/n3"; fi
+    if [[ ${KEEP:-} != 1 ]]; then rm -rf "${RW:?}"; fi # its stores and logs; pgbench output stays in $WORK
   done
 done
 
@@ -436,11 +436,16 @@ median() {
 }
 # col TARGET SCRIPT FIELD: that field (4 tps, 5 latency, 6 transactions, 7 failed) of every round.
 col() { awk -F'\t' -v t="$1" -v s="$2" -v f="$3" '$2 == t && $3 == s {print $f}' "$WORK/results.tsv" 2>/dev/null; }
-# ratios TARGET SCRIPT: TARGET's TPS over PostgreSQL's, for every round in which both ran.
+# ratios TARGET SCRIPT: "ROUND<tab>RATIO" of TARGET's TPS over PostgreSQL's, for every round in
+# which both ran.
 ratios() {
   awk -F'\t' -v t="$1" -v s="$2" '$3 == s && $4 != "-" { tps[$1, $2] = $4; r[$1] = 1 }
     END { for (i in r) if (((i, "postgres") in tps) && ((i, t) in tps) && tps[i, "postgres"] > 0)
-      printf "%.4f\n", tps[i, t] / tps[i, "postgres"] }' "$WORK/results.tsv" 2>/dev/null
+      printf "%s\t%.4f\n", i, tps[i, t] / tps[i, "postgres"] }' "$WORK/results.tsv" 2>/dev/null
+}
+# num FORMAT VALUE: VALUE printed with FORMAT, or "-" if it is empty or "-".
+num() {
+  if [[ -z $2 || $2 == - ]]; then echo -; else awk -v f="$1" -v a="$2" 'BEGIN { printf f, a }'; fi
 }
 
 table=$WORK/table.md
@@ -457,16 +462,14 @@ rounds_table=$WORK/rounds.md
         txns=$(col "$target" "$s" 6 | median | awk '{printf "%.0f", $1}')
         failed=$(col "$target" "$s" 7 | awk '{n += $1} END {print n + 0}')
         ratio=n/a
+        rs=$(ratios "$target" "$s" | cut -f2)
         if [[ $target == postgres ]]; then
           ratio=1.00×
-        elif [[ -n $(ratios "$target" "$s") ]]; then
-          ratio=$(ratios "$target" "$s" | median | awk '{printf "%.3f×", $1}')
-          range=$(ratios "$target" "$s" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.3f–%.3f)", lo, hi}')
-          ratio+=$range
+        elif [[ -n $rs ]]; then
+          ratio=$(median <<<"$rs" | awk '{printf "%.3f×", $1}')
+          ratio+=$(sort -g <<<"$rs" | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.3f–%.3f)", lo, hi}')
         fi
-        tpsf=- latf=-
-        if [[ -n $tps ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
-        if [[ -n $lat ]]; then latf=$(awk -v a="$lat" 'BEGIN { printf "%.2f", a }'); fi
+        tpsf=$(num %.0f "$tps") latf=$(num %.2f "$lat")
         notes=$(awk -F'\t' -v t="$target" -v s="$s" '$2 == t && $3 == s && $8 != "" {printf "round %s: %s; ", $1, $8}' "$WORK/results.tsv")
         if [[ -n $notes ]]; then latf="$latf (${notes%; })"; fi
         echo "| $(script_name "$s") | $(label "$target") | $tpsf | $latf | $ratio | ${txns:--} | $failed |"
@@ -483,15 +486,11 @@ rounds_table=$WORK/rounds.md
   if [[ -s $WORK/results.tsv ]]; then
     awk -F'\t' '$3 != "" {print}' "$WORK/results.tsv" | sort -t$'\t' -k1,1n -k3,3 -s |
       while IFS=$'\t' read -r round target script tps lat _ _ _; do
-        ref=$(awk -F'\t' -v r="$round" -v s="$script" '$1 == r && $2 == "postgres" && $3 == s {print $4}' "$WORK/results.tsv")
         ratio=
-        if [[ $target != postgres && -n $ref && $ref != - && $tps != - ]]; then
-          ratio=$(awk -v a="$tps" -v b="$ref" 'BEGIN { if (b > 0) printf "%.3f×", a / b }')
+        if [[ $target != postgres ]]; then
+          ratio=$(ratios "$target" "$script" | awk -F'\t' -v r="$round" '$1 == r {printf "%.3f×", $2}')
         fi
-        tpsf=$tps latf=$lat
-        if [[ $tps != - ]]; then tpsf=$(awk -v a="$tps" 'BEGIN { printf "%.0f", a }'); fi
-        if [[ $lat != - ]]; then latf=$(awk -v a="$lat" 'BEGIN { printf "%.2f", a }'); fi
-        echo "| $round | ${script} | $(label "$target") | $tpsf | $latf | $ratio |"
+        echo "| $round | ${script} | $(label "$target") | $(num %.0f "$tps") | $(num %.2f "$lat") | $ratio |"
       done
   fi
 } >"$rounds_table"
