@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/storage"
@@ -389,6 +390,13 @@ func (r *Replica) flushProposals() {
 	r.toPropose = nil
 	st := r.rn.BasicStatus()
 	switch {
+	case r.applied.Index == 0:
+		// This node has joined but holds no state yet: the snapshot that
+		// brings it is still to come, and would leave an attempt forwarded
+		// now ambiguous (applySnapshot). Not proposing it keeps it a retry.
+		for _, p := range props {
+			p.done <- result{err: errNotProposed}
+		}
 	case st.RaftState == raft.StateLeader:
 		for _, p := range props {
 			if err := r.rn.Propose(p.data); err != nil {
@@ -478,8 +486,13 @@ func (r *Replica) maybePromote() {
 	}
 	last := r.lastPersist
 	for _, id := range cs.Learners {
+		// Only a learner the leader is streaming entries to has a state:
+		// one in StateProbe or StateSnapshot may have nothing yet (Match 0
+		// is within 100 entries of a young log), and as a voter it would
+		// count towards quorum while unable to acknowledge anything, and
+		// serve writes before it holds the data they are decided on.
 		pr, ok := st.Progress[id]
-		if !ok || pr.Match+100 < last {
+		if !ok || pr.State != tracker.StateReplicate || pr.Match == 0 || pr.Match+100 < last {
 			continue
 		}
 		if r.cfg.Promote != nil && !r.cfg.Promote(id) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,8 @@ type tnode struct {
 	// deaf, while set, drops every Raft message and snapshot this node
 	// receives (its own sends and Forward calls still work).
 	deaf atomic.Bool
+	// noSnap, while set, drops every snapshot this node receives.
+	noSnap atomic.Bool
 }
 
 type tcluster struct {
@@ -135,9 +138,13 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	}
 	deliver := n.tr.deliver
 	n.tr.deliver = func(msgs []raftpb.Message) {
-		if !n.deaf.Load() {
-			deliver(msgs)
+		if n.deaf.Load() {
+			return
 		}
+		if n.noSnap.Load() {
+			msgs = slices.DeleteFunc(slices.Clone(msgs), func(m raftpb.Message) bool { return m.Type == raftpb.MsgSnap })
+		}
+		deliver(msgs)
 	}
 	ready.Store(n.tr)
 	c.nodes[id] = n
@@ -453,6 +460,65 @@ func TestWritesRetryAcrossLeaderCrash(t *testing.T) {
 	}
 	if int(v) != acked || failed != 0 {
 		t.Fatalf("counter = %d, acknowledged = %d, failed = %d", v, acked, failed)
+	}
+}
+
+// TestJoiningNodeWaitsForItsState covers a node that has joined the group
+// and knows the leader but has not received the snapshot with the group's
+// state: the leader must not promote it (as a voter it would count towards
+// quorum with nothing in its log), and a write sent through it must wait
+// for that state rather than enter the log and come back ambiguous when the
+// snapshot arrives.
+func TestJoiningNodeWaitsForItsState(t *testing.T) {
+	c := newCluster(t, 0)
+	dir := t.TempDir()
+	eng, err := storage.Open(dir, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Bootstrap(eng, 1, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = eng.Close()
+	n1 := c.start(1, dir)
+	n2 := c.start(2, "")
+	n2.noSnap.Store(true)
+	ctx := context.Background()
+	if err := c.leader().rep.AddLearner(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if s := n2.rep.Status(); s.Leader != 1 {
+			return fmt.Errorf("node 2 knows leader %d", s.Leader)
+		}
+		return nil
+	})
+	writeC := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		writeC <- n2.rep.Write(wctx, put("joined", "1"))
+	}()
+	// 50 ticks: the leader considers promotion on every one.
+	time.Sleep(50 * 20 * time.Millisecond)
+	if s := n1.rep.Status(); !slices.Equal(s.Voters, []uint64{1}) || !slices.Equal(s.Learners, []uint64{2}) {
+		t.Fatalf("before its snapshot: voters %v learners %v, want [1] and [2]", s.Voters, s.Learners)
+	}
+	if _, ok, err := n1.rep.GetLocal([]byte("joined")); err != nil || ok {
+		t.Fatalf("the write through node 2 entered the log before node 2 had the group's state (%v)", err)
+	}
+	n2.noSnap.Store(false)
+	if err := <-writeC; err != nil {
+		t.Fatalf("write through the joining node: %v", err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if s := n1.rep.Status(); !slices.Equal(s.Voters, []uint64{1, 2}) {
+			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
+		}
+		return nil
+	})
+	if v, ok, err := n2.rep.GetLocal([]byte("joined")); err != nil || !ok || string(v) != "1" {
+		t.Fatalf("node 2 holds %q %v %v, want the write", v, ok, err)
 	}
 }
 
