@@ -38,33 +38,6 @@
 // over the batch. Acknowledgements are stepped before proposals in each
 // turn, so the commit index they advance rides on the next append.
 //
-// # Followers the leader does not wait for sync lazily
-//
-// An entry commits once a quorum holds it, so of a three-voter group's two
-// followers the leader waits for one; the other's fsync per append costs
-// CPU and disk time that no write waits for. The leader therefore picks
-// quorum-1 followers to sync every append at once (chooseLazy: those it is
-// streaming entries to, kept while they make progress, the most caught-up
-// first) and marks its batches to the others, and to every learner, with
-// a flag of the transport envelope. A follower so marked by its current
-// leader writes appended entries without an fsync and holds its
-// acknowledgements of them (MsgAppResp) until one fsync, at most
-// Config.LazySyncDelay (5ms) later or with its next synced write, covers
-// them all (syncLazily, sendOrHold).
-//
-// Raft's rule stays intact: nothing is acknowledged before it is durable.
-// Term and vote changes are synced before anything is sent, as always. A
-// crash loses only entries the node never acknowledged; entries applied
-// from them go with them, as they are in the same WAL after them, and the
-// leader sends them again. The cost is latency when an eager follower
-// fails: until the leader notices (its transport reports the follower
-// unreachable, or it stops making progress while another is ahead), at
-// most a tick, a commit waits for a lazy follower's fsync. Nodes of an
-// earlier build ignore the flag and send none, so in a mixed-version group
-// every node syncs every append. With 8 pgbench clients on a 3-node
-// cluster on one machine this removed a third of the fsyncs and raised
-// write throughput by about a tenth (docs/benchmarks.md).
-//
 // # Linearizable reads: ReadIndex, not a lease
 //
 // Reads use Raft's ReadIndex (ReadOnlySafe): the leader confirms with a

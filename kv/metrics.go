@@ -20,7 +20,6 @@ type Metrics struct {
 	voters, learners                prometheus.Gauge
 	proposalsTotal, readsTotal      prometheus.Counter
 	snapshotsApplied                prometheus.Counter
-	deferredSyncs                   prometheus.Counter
 	leaderChanges                   prometheus.Counter
 	syncLatency                     prometheus.Histogram
 	commitLatency                   prometheus.Histogram
@@ -53,8 +52,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		proposalsTotal:   c("proposals_total", "Proposals submitted to Raft by this node."),
 		readsTotal:       c("read_index_total", "Linearizable reads served through ReadIndex."),
 		snapshotsApplied: c("snapshots_applied_total", "Raft snapshots applied by this node."),
-		deferredSyncs: c("log_syncs_deferred_total",
-			"Appends of Raft entries this node, as a follower the leader let sync lazily, wrote without an fsync of their own (a later one covers them before they are acknowledged)."),
 		leaderChanges: c("leader_changes_total",
 			"Times this node saw a new leader of the data group: a known leader other than the last one it saw (which may be none), like etcd's leader_changes_seen_total."),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -87,12 +84,6 @@ func (m *Metrics) readIndex() {
 func (m *Metrics) snapshotApplied() {
 	if m != nil {
 		m.snapshotsApplied.Inc()
-	}
-}
-
-func (m *Metrics) deferredSync() {
-	if m != nil {
-		m.deferredSyncs.Inc()
 	}
 }
 

@@ -1,13 +1,11 @@
 package kv
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,11 +43,6 @@ type Config struct {
 	// Promote decides whether a learner may become a voter (for example it
 	// is not decommissioning). nil allows every learner.
 	Promote func(nodeID uint64) bool
-	// LazySyncDelay is how long a follower whose acknowledgements the
-	// leader does not need for a quorum may hold them, so that one fsync
-	// covers the appends of that window (default 5ms; negative: never;
-	// see syncLazily).
-	LazySyncDelay time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -64,9 +57,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogRetain == 0 {
 		c.LogRetain = 10000
-	}
-	if c.LazySyncDelay == 0 {
-		c.LazySyncDelay = 5 * time.Millisecond
 	}
 	if c.MaxVoters == 0 {
 		c.MaxVoters = 5
@@ -90,12 +80,6 @@ type Status struct {
 	FirstLog  uint64
 	Progress  map[uint64]uint64 // leader only: match index per member
 	LastIndex uint64
-	// LazyPeers (leader) are the members it lets sync lazily; SyncsLazily
-	// (follower) is whether the leader lets this one; LogSyncs counts the
-	// fsyncs of this replica's log writes since it started.
-	LazyPeers   []uint64
-	SyncsLazily bool
-	LogSyncs    uint64
 }
 
 // Replica is this node's member of the data Raft group. It implements
@@ -119,9 +103,6 @@ type Replica struct {
 
 	status atomic.Pointer[Status]
 	staged stagedSnapshots // received snapshots waiting for their Ready (own lock)
-	// lazyFrom is the node whose last Raft batch asked this one to sync
-	// lazily (set by the transport; 0: none did).
-	lazyFrom atomic.Uint64
 
 	// Loop-owned state.
 	pending       map[uint64]*proposal
@@ -137,24 +118,6 @@ type Replica struct {
 	lastPersist   uint64
 	tickCount     int
 	lastStatusAt  time.Time
-
-	// Lazy syncing (syncLazily). synced is the last log index whose entry
-	// is durable as it is now in the log; entries above it were written
-	// without an fsync. held are acknowledgements of such entries, which
-	// wait for the fsync that heldC (armed while held is not empty) calls
-	// for. hsTerm and hsVote are those of the last hard state written.
-	synced         uint64
-	held           []raftpb.Message
-	heldTimer      *time.Timer
-	heldC          <-chan time.Time
-	hsTerm, hsVote uint64
-	syncs          uint64 // fsyncs of the log, for Status
-	// As leader: the followers it needs for a quorum and asks to sync at
-	// once (the others may sync lazily), and each follower's match index
-	// at the last choice.
-	eager     []uint64
-	lazyPeers []uint64
-	lastMatch map[uint64]uint64
 
 	stopOnce sync.Once
 }
@@ -262,23 +225,12 @@ func NewReplica(cfg Config) (*Replica, error) {
 		readyApplied: l.applied.Index,
 		trunc:        l.trunc,
 		lastPersist:  l.trunc.Index + uint64(len(l.entries)),
-		synced:       l.trunc.Index + uint64(len(l.entries)),
-		hsTerm:       l.hs.Term,
-		hsVote:       l.hs.Vote,
-		lastMatch:    map[uint64]uint64{},
 	}
 	t := cfg.Transport
 	t.deliver = func(msgs []raftpb.Message) {
 		select {
 		case r.recvC <- msgs:
 		case <-r.stopC:
-		}
-	}
-	t.syncHint = func(from uint64, lazy bool) {
-		if lazy {
-			r.lazyFrom.Store(from)
-		} else {
-			r.lazyFrom.CompareAndSwap(from, 0)
 		}
 	}
 	t.unreachable = func(to uint64) { r.report(func() { r.rn.ReportUnreachable(to) }) }
@@ -340,11 +292,6 @@ func (r *Replica) run() {
 	defer ticker.Stop()
 	defer r.failPending()
 	defer r.staged.dropUpTo(math.MaxUint64)
-	defer func() {
-		if r.heldTimer != nil {
-			r.heldTimer.Stop()
-		}
-	}()
 	for {
 		select {
 		case <-r.stopC:
@@ -373,12 +320,6 @@ func (r *Replica) run() {
 			c.done <- r.rn.ProposeConfChange(c.cc)
 		case fn := <-r.reportC:
 			fn()
-		case <-r.heldC:
-			r.heldC = nil
-			if err := r.syncHeld(); err != nil {
-				r.log.Error("Raft storage failed; stopping this node's replica", "err", err)
-				panic(errors.Wrap(err, "Raft storage failure"))
-			}
 		}
 		r.drainInbox()
 		r.flushProposals()
@@ -534,92 +475,6 @@ func (r *Replica) periodic() {
 	r.staged.dropUpTo(r.applied.Index) // those Raft ignored or superseded
 	if r.rn.BasicStatus().RaftState == raft.StateLeader {
 		r.maybePromote()
-		r.chooseLazy()
-	} else if r.lazyPeers != nil || r.eager != nil {
-		r.eager, r.lazyPeers = nil, nil
-		r.cfg.Transport.setLazyPeers(nil)
-	}
-}
-
-// chooseLazy decides, as leader, which followers must sync every append
-// at once and which may sync lazily (syncLazily). A write commits once a
-// quorum holds it, so the leader needs quorum-1 followers' prompt
-// acknowledgements (one of two in a three-voter group); the others'
-// fsyncs only delay acknowledgements nobody waits for. The eager ones are
-// kept while they are usable (below), and replaced by the most caught-up
-// others when one is not. Learners always sync lazily. While the configuration is
-// joint, or too few followers are healthy, every voter syncs at once.
-func (r *Replica) chooseLazy() {
-	st := r.rn.Status()
-	var lazy []uint64
-	defer func() {
-		for id, pr := range st.Progress {
-			r.lastMatch[id] = pr.Match
-		}
-		slices.Sort(lazy)
-		if !slices.Equal(lazy, r.lazyPeers) {
-			r.lazyPeers = lazy
-			r.cfg.Transport.setLazyPeers(lazy)
-			r.log.Debug("followers that sync lazily", "nodes", lazy, "eager", r.eager)
-		}
-	}()
-	for id := range st.Config.Learners {
-		lazy = append(lazy, id)
-	}
-	if len(st.Config.Voters[1]) > 0 {
-		r.eager = nil
-		return
-	}
-	var followers []uint64
-	var maxMatch uint64
-	for id := range st.Config.Voters[0] {
-		if id != r.cfg.NodeID {
-			followers = append(followers, id)
-			maxMatch = max(maxMatch, st.Progress[id].Match)
-		}
-	}
-	need := (len(followers) + 1) / 2 // quorum of the voters, less the leader
-	// A follower is usable while the leader streams entries to it (one
-	// that does not answer is soon probed: the transport reports it
-	// unreachable), unless it is stalled: it made no progress since the
-	// last tick while another is ahead of it, so it is down or slow, and
-	// the leader may be waiting for a lazy one's fsync instead.
-	// (RecentActive is no help: CheckQuorum clears it for every follower
-	// once per election timeout.)
-	usable := func(id uint64) bool {
-		pr, ok := st.Progress[id]
-		if !ok || pr.State != tracker.StateReplicate {
-			return false
-		}
-		m, seen := r.lastMatch[id]
-		return !seen || pr.Match != m || pr.Match == maxMatch
-	}
-	var eager []uint64
-	for _, id := range r.eager {
-		if len(eager) < need && slices.Contains(followers, id) && usable(id) {
-			eager = append(eager, id)
-		}
-	}
-	slices.SortFunc(followers, func(a, b uint64) int {
-		if c := cmp.Compare(st.Progress[b].Match, st.Progress[a].Match); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-	for _, id := range followers {
-		if len(eager) < need && !slices.Contains(eager, id) && usable(id) {
-			eager = append(eager, id)
-		}
-	}
-	if len(eager) < need {
-		r.eager = nil
-		return
-	}
-	r.eager = eager
-	for _, id := range followers {
-		if !slices.Contains(eager, id) {
-			lazy = append(lazy, id)
-		}
 	}
 }
 
@@ -717,20 +572,12 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		if rd.MustSync && st.RaftState == raft.StateLeader {
 			whileSyncing = func() error { return r.applyCommittedUpTo(st.Term, durable) }
 		}
-		sync := rd.MustSync
-		if sync && r.syncLazily(st, rd) {
-			sync = false
-			r.cfg.Metrics.deferredSync()
-		}
-		if err := r.persist(rd.Entries, rd.HardState, sync, whileSyncing); err != nil {
+		if err := r.persist(rd.Entries, rd.HardState, rd.MustSync, whileSyncing); err != nil {
 			return err
 		}
 	}
-	if !raft.IsEmptyHardState(rd.HardState) {
-		r.hsTerm, r.hsVote = rd.HardState.Term, rd.HardState.Vote
-	}
 	// 2. Send messages.
-	r.sendOrHold(later)
+	r.cfg.Transport.Send(later)
 	// 3. Apply (the rest of the) committed entries.
 	if err := r.apply(committed, raftpb.HardState{}); err != nil {
 		return err
@@ -757,74 +604,6 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	// 4. Advance.
 	r.rn.Advance(rd)
 	return r.maybeTruncate()
-}
-
-// syncLazily reports whether this Ready's entries may be written without
-// an fsync of their own: this node is a follower whose leader, in the last
-// batch it sent, said it does not need this node's acknowledgements for a
-// quorum (chooseLazy), and the Ready changes neither term nor vote (those
-// are always synced before anything is sent).
-//
-// It is safe because an acknowledgement is never sent before the entries it
-// covers are durable: sendOrHold holds back every MsgAppResp above synced
-// until an fsync, at most LazySyncDelay later, covers it (Pebble's WAL is
-// written in order, so one fsync covers every write before it). A crash
-// loses only entries this node never acknowledged, together with anything
-// applied from them (the same WAL), and Raft sends them again. What the
-// leader gives up is only speed if its eager followers fail: until it picks
-// others, at most a tick later, a commit waits for a lazy one's fsync.
-func (r *Replica) syncLazily(st raft.BasicStatus, rd raft.Ready) bool {
-	return r.cfg.LazySyncDelay > 0 && st.RaftState == raft.StateFollower && st.Lead != 0 &&
-		r.lazyFrom.Load() == st.Lead && len(rd.Entries) > 0 &&
-		(raft.IsEmptyHardState(rd.HardState) || (rd.HardState.Term == r.hsTerm && rd.HardState.Vote == r.hsVote))
-}
-
-// sendOrHold sends msgs, except acknowledgements of entries above synced,
-// which it holds until they are durable (syncHeld, or the next synced
-// write); once everything is synced it sends those held before.
-func (r *Replica) sendOrHold(msgs []raftpb.Message) {
-	if r.synced >= r.lastPersist {
-		if len(r.held) > 0 {
-			r.cfg.Transport.Send(r.held)
-			r.held = nil
-			r.heldTimer.Stop()
-			r.heldC = nil
-		}
-		r.cfg.Transport.Send(msgs)
-		return
-	}
-	var now []raftpb.Message
-	for _, m := range msgs {
-		if m.Type == raftpb.MsgAppResp && !m.Reject && m.Index > r.synced {
-			r.held = append(r.held, m)
-		} else {
-			now = append(now, m)
-		}
-	}
-	r.cfg.Transport.Send(now)
-	if len(r.held) > 0 && r.heldC == nil {
-		if r.heldTimer == nil {
-			r.heldTimer = time.NewTimer(r.cfg.LazySyncDelay)
-		} else {
-			r.heldTimer.Reset(r.cfg.LazySyncDelay)
-		}
-		r.heldC = r.heldTimer.C
-	}
-}
-
-// syncHeld syncs the log and sends the acknowledgements held for it.
-func (r *Replica) syncHeld() error {
-	if r.synced < r.lastPersist {
-		start := time.Now()
-		if err := r.eng.DB.LogData(nil, pebble.Sync); err != nil {
-			return errors.Wrap(err, "syncing Raft entries")
-		}
-		r.cfg.Metrics.observeSync(time.Since(start))
-		r.synced = r.lastPersist
-		r.syncs++
-	}
-	r.sendOrHold(nil)
-	return nil
 }
 
 func (r *Replica) releaseReads() {
@@ -856,9 +635,6 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 	defer b.Close()
 	if len(ents) > 0 {
 		first, last := ents[0].Index, ents[len(ents)-1].Index
-		// Entries from first on are rewritten; until an fsync, what is
-		// durable there may be the entries they replace.
-		r.synced = min(r.synced, first-1)
 		if first <= r.lastPersist {
 			// The new entries replace a conflicting tail.
 			if err := b.DeleteRange(logKey(first), logKey(r.lastPersist+1), nil); err != nil {
@@ -890,8 +666,6 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 			return errors.Wrap(err, "persisting Raft entries")
 		}
 		r.cfg.Metrics.observeSync(time.Since(start))
-		r.synced = r.lastPersist
-		r.syncs++
 	default:
 		if err := r.eng.DB.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 			return errors.Wrap(err, "persisting Raft entries")
@@ -916,8 +690,6 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 					return errors.Wrap(res.err, "syncing Raft entries")
 				}
 				r.cfg.Metrics.observeSync(res.took)
-				r.synced = r.lastPersist
-				r.syncs++
 				return r.appendToStorage(ents, hs)
 			case msgs := <-r.recvC:
 				r.step(msgs)
@@ -1021,7 +793,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	r.store.mu.Lock()
 	r.store.applied = as
 	r.store.mu.Unlock()
-	r.applied, r.trunc, r.lastPersist, r.synced = as, tr, meta.Index, meta.Index
+	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
 	// A pending attempt may have been committed in an entry the snapshot
 	// covers, which this node never applies one by one: its outcome is
 	// unknown. It must not reach the term rule either (failLostProposals),
@@ -1266,10 +1038,6 @@ func (r *Replica) publishStatus() {
 		Learners:  append([]uint64(nil), r.applied.ConfState.Learners...),
 		FirstLog:  r.trunc.Index + 1,
 		LastIndex: r.lastPersist,
-		LazyPeers: r.lazyPeers,
-		LogSyncs:  r.syncs,
-		SyncsLazily: st.RaftState == raft.StateFollower && st.Lead != 0 &&
-			r.lazyFrom.Load() == st.Lead && r.cfg.LazySyncDelay > 0,
 	}
 	if s.IsLeader {
 		s.Progress = map[uint64]uint64{}

@@ -1,12 +1,10 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,7 +17,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -71,11 +68,6 @@ type tcluster struct {
 	// serverOpts go to every node's gRPC server (interceptors that inject
 	// faults).
 	serverOpts []grpc.ServerOption
-	// fs, if set, gives node id's store a file system of its own (a
-	// vfs.NewStrictMem, to simulate a crash); lazySyncDelay, if set, is
-	// every replica's Config.LazySyncDelay.
-	fs            map[uint64]vfs.FS
-	lazySyncDelay time.Duration
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -125,10 +117,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	c.mu.Lock()
 	c.addrs[id] = lis.Addr().String()
 	c.mu.Unlock()
-	if fs := c.fs[id]; fs != nil {
-		mkdirSynced(t, fs, dir)
-	}
-	eng, err := storage.Open(dir, storage.Options{CacheSize: 8 << 20, FS: c.fs[id]})
+	eng, err := storage.Open(dir, storage.Options{CacheSize: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +132,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	RegisterRaftService(n.srv, ready.Load)
 	go func() { _ = n.srv.Serve(lis) }()
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
-		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, LazySyncDelay: c.lazySyncDelay})
+		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,27 +149,6 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	ready.Store(n.tr)
 	c.nodes[id] = n
 	return n
-}
-
-// mkdirSynced creates dir on fs and syncs it and every parent, so that a
-// simulated crash (vfs.MemFS.ResetToSyncedState) keeps it.
-func mkdirSynced(t *testing.T, fs vfs.FS, dir string) {
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		f, err := fs.OpenDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		_ = f.Close()
-		if d == filepath.Dir(d) {
-			return
-		}
-	}
 }
 
 func (c *tcluster) stop(id uint64) string {
@@ -237,18 +205,8 @@ func bootstrap3(t *testing.T, retain uint64) *tcluster {
 func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcluster {
 	c := newCluster(t, retain)
 	c.serverOpts = opts
-	c.form3()
-	return c
-}
-
-// form3 forms the three-voter group of bootstrap3 on c.
-func (c *tcluster) form3() {
-	t := c.t
 	dir := t.TempDir()
-	if fs := c.fs[1]; fs != nil {
-		mkdirSynced(t, fs, dir)
-	}
-	eng, err := storage.Open(dir, storage.Options{FS: c.fs[1]})
+	eng, err := storage.Open(dir, storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +229,7 @@ func (c *tcluster) form3() {
 		}
 		return nil
 	})
+	return c
 }
 
 func put(k, v string) []kvpb.Op {
@@ -560,200 +519,6 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 	})
 	if v, ok, err := n2.rep.GetLocal([]byte("joined")); err != nil || !ok || string(v) != "1" {
 		t.Fatalf("node 2 holds %q %v %v, want the write", v, ok, err)
-	}
-}
-
-// lazyAndEager returns, for a three-voter group, the follower the leader
-// lets sync lazily and the one it needs for its quorum.
-func lazyAndEager(t *testing.T, c *tcluster) (lazy, eager *tnode) {
-	t.Helper()
-	l := c.leader()
-	waitFor(t, 10*time.Second, func() error {
-		s := l.rep.Status()
-		if len(s.LazyPeers) != 1 {
-			return fmt.Errorf("leader %d lets %v sync lazily, want one follower", l.id, s.LazyPeers)
-		}
-		lazy = c.nodes[s.LazyPeers[0]]
-		for id, n := range c.nodes {
-			if id != l.id && id != lazy.id {
-				eager = n
-			}
-		}
-		if !lazy.rep.Status().SyncsLazily || eager.rep.Status().SyncsLazily {
-			return fmt.Errorf("node %d syncs lazily: %v, node %d: %v", lazy.id, lazy.rep.Status().SyncsLazily,
-				eager.id, eager.rep.Status().SyncsLazily)
-		}
-		return nil
-	})
-	return lazy, eager
-}
-
-// writeConcurrently has 8 writers put n keys with prefix through node w.
-func writeConcurrently(t *testing.T, w *tnode, prefix string, n int) {
-	t.Helper()
-	var wg sync.WaitGroup
-	errC := make(chan error, 8)
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; i < n; i += 8 {
-				if err := w.rep.Write(context.Background(), put(fmt.Sprintf("%s%04d", prefix, i), "v")); err != nil {
-					errC <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errC)
-	for err := range errC {
-		t.Fatal(err)
-	}
-}
-
-// TestLazyFollowerSync checks that in a three-voter group the leader lets
-// one follower sync lazily and keeps the other eager, that the lazy one
-// fsyncs less, and that it holds every write; then that the leader makes
-// the lazy follower eager when the eager one stops, so that writes go on at
-// full speed rather than at the pace of lazy fsyncs.
-func TestLazyFollowerSync(t *testing.T) {
-	c := newCluster(t, 0)
-	c.lazySyncDelay = 20 * time.Millisecond
-	c.form3()
-	l := c.leader()
-	lazy, eager := lazyAndEager(t, c)
-	lazy0, eager0 := lazy.rep.Status().LogSyncs, eager.rep.Status().LogSyncs
-	logged, err := c.logs.Seek(0, io.SeekCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeConcurrently(t, l, "a", 400)
-	lazySyncs, eagerSyncs := lazy.rep.Status().LogSyncs-lazy0, eager.rep.Status().LogSyncs-eager0
-	t.Logf("400 writes: the eager follower synced %d times, the lazy one %d", eagerSyncs, lazySyncs)
-	if lazySyncs >= eagerSyncs {
-		t.Errorf("the lazy follower synced %d times, the eager one %d: it did not sync lazily", lazySyncs, eagerSyncs)
-	}
-	// Both followers are healthy: the choice must stay as it is, also over
-	// several election timeouts (10 ticks), where CheckQuorum's bookkeeping
-	// once made it flap.
-	time.Sleep(30 * 20 * time.Millisecond)
-	out, err := os.ReadFile(c.logs.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(out[logged:]), "followers that sync lazily"); n != 0 {
-		t.Errorf("with both followers healthy the leader changed which sync lazily %d times", n)
-	}
-	waitFor(t, 10*time.Second, func() error {
-		kvs, err := lazy.rep.Scan(context.Background(), []byte("a"), []byte("b"), 0, false)
-		if err != nil || len(kvs) != 400 {
-			return fmt.Errorf("the lazy follower holds %d of 400 writes (%v)", len(kvs), err)
-		}
-		return nil
-	})
-
-	c.stop(eager.id)
-	waitFor(t, 10*time.Second, func() error {
-		if s := l.rep.Status(); slices.Contains(s.LazyPeers, lazy.id) || lazy.rep.Status().SyncsLazily {
-			return fmt.Errorf("with node %d down, the leader still lets %v sync lazily", eager.id, s.LazyPeers)
-		}
-		return nil
-	})
-	start := time.Now()
-	for i := 0; i < 50; i++ {
-		if err := l.rep.Write(context.Background(), put(fmt.Sprintf("b%02d", i), "v")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Had the leader waited for lazy fsyncs, 50 sequential writes would
-	// take at least 50 * 20ms.
-	if d := time.Since(start); d > 50*20*time.Millisecond {
-		t.Errorf("50 writes with one follower took %s: the leader waits for a lazy follower", d)
-	}
-}
-
-// TestLazyFollowerCrash checks the rule lazy syncing rests on: a follower
-// acknowledges only entries that are durable. The lazy follower's store is
-// a strict in-memory file system, which on a simulated crash keeps only
-// what was synced. Writes go on while it stops; afterwards the leader's
-// record of what it acknowledged (its match index) must not exceed the log
-// it holds after the crash. Each round, it then restarts and must catch up
-// and hold every write.
-func TestLazyFollowerCrash(t *testing.T) {
-	c := newCluster(t, 0)
-	c.lazySyncDelay = 20 * time.Millisecond
-	c.fs = map[uint64]vfs.FS{}
-	for id := uint64(1); id <= 3; id++ {
-		c.fs[id] = vfs.NewStrictMem()
-	}
-	c.form3()
-	l := c.leader()
-	for round := 0; round < 3; round++ {
-		lazy, _ := lazyAndEager(t, c)
-		fs := c.fs[lazy.id].(*vfs.MemFS)
-		stopC := make(chan struct{})
-		var wg sync.WaitGroup
-		var acked atomic.Int64
-		for g := 0; g < 8; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stopC:
-						return
-					default:
-					}
-					if err := l.rep.Write(context.Background(), put(fmt.Sprintf("r%d-%d-%05d", round, g, i), "v")); err != nil {
-						t.Error(err)
-						return
-					}
-					acked.Add(1)
-				}
-			}()
-		}
-		waitFor(t, 10*time.Second, func() error {
-			if acked.Load() < 200 {
-				return errors.New("fewer than 200 writes so far")
-			}
-			return nil
-		})
-		// The crash: the replica stops (it sends nothing more), and what it
-		// sent before arrives at the leader.
-		lazy.rep.Stop()
-		time.Sleep(200 * time.Millisecond)
-		match := l.rep.Status().Progress[lazy.id]
-		close(stopC)
-		wg.Wait()
-		fs.SetIgnoreSyncs(true)
-		dir := c.stop(lazy.id)
-		fs.ResetToSyncedState()
-		fs.SetIgnoreSyncs(false)
-		eng, err := storage.Open(dir, storage.Options{FS: fs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ld, err := loadRaftState(eng)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = eng.Close()
-		last := ld.trunc.Index + uint64(len(ld.entries))
-		t.Logf("round %d: node %d acknowledged up to %d and holds %d after the crash", round, lazy.id, match, last)
-		if match > last {
-			t.Fatalf("node %d acknowledged entries up to %d, but after a crash its log ends at %d: it acknowledged entries it had not synced",
-				lazy.id, match, last)
-		}
-		n := c.start(lazy.id, dir)
-		total := int(acked.Load())
-		waitFor(t, 20*time.Second, func() error {
-			kvs, err := n.rep.Scan(context.Background(), []byte(fmt.Sprintf("r%d-", round)), []byte(fmt.Sprintf("r%d.", round)), 0, false)
-			if err != nil || len(kvs) != total {
-				return fmt.Errorf("node %d holds %d of round %d's %d writes (%v)", n.id, len(kvs), round, total, err)
-			}
-			return nil
-		})
 	}
 }
 
@@ -1093,37 +858,4 @@ func TestSnapshotSettlesPendingProposals(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() error { return counterIs(c, []byte("counter"), 1) })
-}
-
-// TestRaftBatchFlagsCompatible checks the envelope across builds: a batch
-// without flags encodes as earlier builds encoded it, one with flags
-// decodes, and the flags follow the messages, where a decoder of an
-// earlier build, which stops after them, does not look.
-func TestRaftBatchFlagsCompatible(t *testing.T) {
-	msgs := []raftpb.Message{{Type: raftpb.MsgApp, To: 2, From: 1, Term: 3, Index: 7,
-		Entries: []raftpb.Entry{{Term: 3, Index: 8, Data: []byte("x")}}}}
-	plain := &RaftBatch{ClusterID: "c", From: 1, To: 2, Msgs: msgs}
-	old, err := plain.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back RaftBatch
-	if err := back.Unmarshal(old); err != nil || back.Flags != 0 || len(back.Msgs) != 1 {
-		t.Fatalf("batch without flags: %+v %v", back, err)
-	}
-	lazy := &RaftBatch{ClusterID: "c", From: 1, To: 2, Msgs: msgs, Flags: batchSyncLazily}
-	data, err := lazy.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(data, old) {
-		t.Fatal("the flags are not an appendix to the earlier encoding")
-	}
-	back = RaftBatch{}
-	if err := back.Unmarshal(data); err != nil || back.Flags != batchSyncLazily || back.Msgs[0].Index != 7 {
-		t.Fatalf("batch with flags: %+v %v", back, err)
-	}
-	if err := back.Unmarshal(append(old[:len(old):len(old)], 0x80)); err == nil {
-		t.Fatal("a truncated flags varint decoded")
-	}
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -27,14 +25,7 @@ type RaftBatch struct {
 	ClusterID string
 	From, To  uint64
 	Msgs      []raftpb.Message
-	// Flags (batchSyncLazily) come last, so that a node of an earlier
-	// build, which stops reading after Msgs, ignores them.
-	Flags uint64
 }
-
-// batchSyncLazily, from the leader, tells the receiver that the leader
-// does not need its acknowledgements for a quorum (Replica.syncLazily).
-const batchSyncLazily = 1
 
 // Marshal implements the rpc codec's self-marshaling interface.
 func (b *RaftBatch) Marshal() ([]byte, error) {
@@ -48,9 +39,6 @@ func (b *RaftBatch) Marshal() ([]byte, error) {
 			return nil, err
 		}
 		out = appendBytes(out, m)
-	}
-	if b.Flags != 0 {
-		out = binary.AppendUvarint(out, b.Flags)
 	}
 	return out, nil
 }
@@ -73,12 +61,6 @@ func (b *RaftBatch) Unmarshal(data []byte) error {
 		}
 		if err := b.Msgs[i].Unmarshal(mb); err != nil {
 			return errors.Wrap(err, "corrupt Raft message")
-		}
-	}
-	if len(d.b) > 0 {
-		b.Flags = d.uvarint()
-		if d.err != nil {
-			return errors.New("corrupt Raft batch")
 		}
 	}
 	return nil
@@ -179,7 +161,6 @@ type Transport struct {
 
 	// Set by the replica.
 	deliver         func(msgs []raftpb.Message)
-	syncHint        func(from uint64, lazy bool)
 	unreachable     func(to uint64)
 	snapshotStatus  func(to uint64, st raft.SnapshotStatus)
 	openSnapshot    func() (*outgoingSnapshot, error)
@@ -188,7 +169,6 @@ type Transport struct {
 
 	mu     sync.Mutex
 	peers  map[uint64]*peer
-	lazy   []uint64 // peers told to sync lazily (setLazyPeers)
 	closed bool
 	wg     sync.WaitGroup
 	stopC  chan struct{}
@@ -317,9 +297,6 @@ func (t *Transport) receive(b *RaftBatch) error {
 	if err := t.checkAddressed(b); err != nil {
 		return err
 	}
-	if t.syncHint != nil {
-		t.syncHint(b.From, b.Flags&batchSyncLazily != 0)
-	}
 	t.deliverBatch(b)
 	return nil
 }
@@ -401,23 +378,11 @@ func (t *Transport) peer(id uint64) *peer {
 	p, ok := t.peers[id]
 	if !ok {
 		p = &peer{t: t, id: id, queue: make(chan raftpb.Message, 4096)}
-		p.lazy.Store(slices.Contains(t.lazy, id))
 		t.peers[id] = p
 		t.wg.Add(1)
 		go p.run()
 	}
 	return p
-}
-
-// setLazyPeers marks the batches to ids, and to no other peer, with
-// batchSyncLazily.
-func (t *Transport) setLazyPeers(ids []uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.lazy = slices.Clone(ids)
-	for id, p := range t.peers {
-		p.lazy.Store(slices.Contains(ids, id))
-	}
 }
 
 func (t *Transport) sendSnapshot(m raftpb.Message) {
@@ -657,7 +622,6 @@ type peer struct {
 	t     *Transport
 	id    uint64
 	queue chan raftpb.Message
-	lazy  atomic.Bool // batches to it carry batchSyncLazily
 }
 
 func (p *peer) run() {
@@ -731,9 +695,6 @@ func (p *peer) stream() error {
 		case first = <-p.queue:
 		}
 		b := &RaftBatch{ClusterID: p.t.clusterID, From: p.t.nodeID, To: p.id, Msgs: []raftpb.Message{first}}
-		if p.lazy.Load() {
-			b.Flags = batchSyncLazily
-		}
 		size := first.Size()
 		for more := true; more && len(b.Msgs) < maxBatchMessages && size < maxBatchBytes; {
 			select {

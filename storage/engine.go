@@ -45,10 +45,6 @@ type Engine struct {
 type Options struct {
 	// CacheSize is the block cache size in bytes (0: 64 MiB).
 	CacheSize int64
-	// FS is the file system Pebble uses (nil: the operating system's).
-	// Tests pass vfs.NewStrictMem to simulate a crash that loses every
-	// write not yet synced.
-	FS vfs.FS
 }
 
 // ErrStoreLocked is returned when another process holds the store.
@@ -75,13 +71,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref()
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:  cache,
-		FS:     fs,
+		FS:     vfs.Default,
 		Logger: quietLogger{},
 		// The Raft log and the state machine share the WAL; the Raft loop
 		// syncs once per Ready, so concurrent proposals share one fsync.
