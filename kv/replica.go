@@ -167,6 +167,10 @@ type confReq struct {
 // it is safe to retry.
 var errNotProposed = errors.New("proposal dropped before entering the log")
 
+// errNoStateYet is the errNotProposed of a node that has joined the group
+// but not yet received its state (flushProposals).
+var errNoStateYet = errors.Mark(errors.New("this node has joined the Raft group but has not yet received its data (a Raft snapshot from the leader)"), errNotProposed)
+
 // NewReplica loads the Raft state from the engine and starts the replica.
 // A store with no Raft state starts empty and waits for the leader to send it
 // a snapshot (a node that has just joined).
@@ -395,7 +399,7 @@ func (r *Replica) flushProposals() {
 		// brings it is still to come, and would leave an attempt forwarded
 		// now ambiguous (applySnapshot). Not proposing it keeps it a retry.
 		for _, p := range props {
-			p.done <- result{err: errNotProposed}
+			p.done <- result{err: errNoStateYet}
 		}
 	case st.RaftState == raft.StateLeader:
 		for _, p := range props {
@@ -1080,18 +1084,27 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 	cmd.ID = rand.Uint64() | 1
 	data := cmd.encode()
 	backoff := 10 * time.Millisecond
+	var refused error // why the last attempt did not enter the log
+	unavailable := func() error {
+		why := "no Raft leader accepted the write in time"
+		if errors.Is(refused, errNoStateYet) {
+			why = errNoStateYet.Error()
+		}
+		return errors.Mark(errors.Wrap(ctx.Err(), why), kvpb.ErrUnavailable)
+	}
 	for {
 		p := &proposal{cmd: cmd, data: data, done: make(chan result, 1)}
 		select {
 		case r.propC <- p:
 		case <-ctx.Done():
-			return result{}, errors.Mark(errors.Wrap(ctx.Err(), "no Raft leader accepted the write in time"), kvpb.ErrUnavailable)
+			return result{}, unavailable()
 		case <-r.stopC:
 			return result{}, errStopped
 		}
 		select {
 		case res := <-p.done:
 			if errors.Is(res.err, errNotProposed) {
+				refused = res.err
 				select {
 				case <-time.After(backoff):
 					if backoff *= 2; backoff > 200*time.Millisecond {
@@ -1099,7 +1112,7 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 					}
 					continue
 				case <-ctx.Done():
-					return result{}, errors.Mark(errors.Wrap(ctx.Err(), "no Raft leader accepted the write in time"), kvpb.ErrUnavailable)
+					return result{}, unavailable()
 				case <-r.stopC:
 					return result{}, errStopped
 				}

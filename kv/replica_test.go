@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	crdberrors "github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
@@ -493,6 +494,13 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 		}
 		return nil
 	})
+	// A write whose deadline passes first says why.
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = n2.rep.Write(sctx, put("early", "1"))
+	cancel()
+	if !crdberrors.Is(err, kvpb.ErrUnavailable) || !strings.Contains(err.Error(), "not yet received its data") {
+		t.Fatalf("write through node 2 before its snapshot: %v, want it unavailable until the snapshot", err)
+	}
 	writeC := make(chan error, 1)
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
