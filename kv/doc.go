@@ -65,10 +65,12 @@
 // (Transport.Forward); the leader appends them only in that term, which is
 // what lets a later term prove an attempt lost (flushProposals). When the
 // call fails, the follower sends the same proposals again to the same leader
-// and term for a few seconds, and the leader, which remembers the forwarded
-// commands it appended this term, does not append one twice (forward.go). A
-// write pending on a follower when a snapshot arrives is answered as
-// ambiguous: the snapshot may hold it.
+// and term for a few seconds, while a caller still waits for one of them, and
+// the leader, which remembers the forwarded commands it appended this term,
+// does not append one twice (forward.go). A write pending on a follower when
+// a snapshot arrives is answered as ambiguous: the snapshot may hold it. A
+// node that has joined but not yet received its first snapshot does not
+// propose at all; its writes wait for that snapshot.
 //
 // # Log truncation and snapshots
 //

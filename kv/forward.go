@@ -21,7 +21,8 @@ import (
 // ambiguous result), which on a healthy cluster meant a ten-second hang.
 //
 // Now the follower sends the same proposals again, to the same leader and
-// term, for up to forwardRetryWindow, through a method of its own
+// term, for up to forwardRetryWindow and while a caller still waits for one
+// of them, through a method of its own
 // (ProposeRetry, which a build without what follows answers with
 // Unimplemented: the follower then stops retrying), and the leader makes the
 // retry harmless: it remembers the IDs of the forwarded commands it appended
@@ -44,6 +45,9 @@ func (r *Replica) forward(leader, term uint64, props []*proposal, datas [][]byte
 	giveUp := time.Now().Add(forwardRetryWindow)
 	backoff := 20 * time.Millisecond
 	for retry := false; ; retry = true {
+		if retry && allGone(props) {
+			return // every caller was told the outcome is unknown
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), forwardCallTimeout)
 		acc, err := r.cfg.Transport.Forward(ctx, leader, term, datas, retry)
 		cancel()
@@ -68,6 +72,15 @@ func (r *Replica) forward(leader, term uint64, props []*proposal, datas [][]byte
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+func allGone(props []*proposal) bool {
+	for _, p := range props {
+		if !p.gone.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 // settleForwarded fails, for retry, the forwarded proposals the leader did

@@ -130,6 +130,11 @@ type proposal struct {
 	done     chan result
 	proposed time.Time
 	term     uint64 // the term of the leader this attempt was handed to
+	// gone is set when the caller stopped waiting for the outcome (its
+	// deadline passed): forwarding stops retrying an attempt nobody waits
+	// for, so that it cannot take effect long after the caller was told
+	// the outcome is unknown.
+	gone atomic.Bool
 }
 
 // fwdReq carries proposals a follower forwarded to this (leader) node.
@@ -1119,8 +1124,10 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 			}
 			return res, nil
 		case <-ctx.Done():
+			p.gone.Store(true)
 			return result{}, errors.Wrap(kvpb.ErrAmbiguous, ctx.Err().Error())
 		case <-r.doneC:
+			p.gone.Store(true)
 			return result{}, kvpb.ErrAmbiguous
 		}
 	}

@@ -673,6 +673,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 		passThrough = iota
 		loseRequest
 		loseAnswer
+		loseEveryRequest // until the mode changes
 	)
 	var mode, lost, handled atomic.Int32
 	var oldLeader atomic.Bool // the leader is of a build without ProposeRetry
@@ -686,8 +687,12 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 			refusedRetries.Add(1)
 			return nil, status.Error(codes.Unimplemented, "unknown method ProposeRetry")
 		}
-		switch mode.Swap(passThrough) {
-		case loseRequest:
+		m := mode.Load()
+		if m != loseEveryRequest {
+			m = mode.Swap(passThrough)
+		}
+		switch m {
+		case loseRequest, loseEveryRequest:
 			lost.Add(1)
 			return nil, errors.New("injected fault: the forwarded proposals were lost on the way")
 		case loseAnswer:
@@ -750,6 +755,35 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 			waitFor(t, 10*time.Second, func() error { return counterIs(c, key, 1) })
 		})
 	}
+	// A caller that gave up was told the outcome is unknown; the follower
+	// must then stop retrying, or the write could take effect seconds
+	// later, once the fault is gone. Here every request is lost until
+	// after the caller gave up, so the write must never apply.
+	t.Run("every request lost until the caller gives up", func(t *testing.T) {
+		key := []byte("forwarded/caller gone")
+		mode.Store(loseEveryRequest)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if _, err := follower.Increment(ctx, key, 1); !errors.Is(err, kvpb.ErrAmbiguous) {
+			t.Fatalf("increment: %v, want an ambiguous result", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		mode.Store(passThrough)
+		handledBefore := handled.Load()
+		time.Sleep(2 * time.Second) // several retry backoffs
+		if n := handled.Load() - handledBefore; n != 0 {
+			t.Errorf("the follower forwarded %d more times after its caller gave up", n)
+		}
+		if err := c.leader().rep.Write(context.Background(), put("barrier", "caller gone")); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range c.nodes {
+			if v, ok, err := n.rep.GetLocal(key); err != nil || ok {
+				t.Errorf("node %d holds %x (found %v, err %v) for a write whose caller was told its outcome is unknown before it was retried",
+					n.id, v, ok, err)
+			}
+		}
+	})
 	// A leader of an earlier build cannot recognize a retry (it would append
 	// the command again), so the follower does not retry once that leader
 	// answers ProposeRetry with Unimplemented: the write's outcome stays
