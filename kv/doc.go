@@ -90,9 +90,10 @@
 // # Membership
 //
 // New nodes join as learners and are promoted by the leader once they hold
-// its state (the leader is streaming entries to them, so a snapshot, if one
-// was needed, has been applied) and are within 100 entries of its log, while
-// there are fewer than MaxVoters (5) voters; further nodes stay learners. Node IDs come from a replicated
+// its state (the leader is replicating entries to them, so a snapshot, if
+// one was needed, has been applied), have answered it lately, and are
+// within 100 entries of its log, while there are fewer than MaxVoters (5)
+// voters; further nodes stay learners. Node IDs come from a replicated
 // counter and are never reused.
 //
 // # What it does not do

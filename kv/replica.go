@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,10 +131,11 @@ type proposal struct {
 	done     chan result
 	proposed time.Time
 	term     uint64 // the term of the leader this attempt was handed to
-	// gone is set when the caller stopped waiting for the outcome (its
-	// deadline passed): forwarding stops retrying an attempt nobody waits
-	// for, so that it cannot take effect long after the caller was told
-	// the outcome is unknown.
+	// gone is set once the caller has stopped waiting (it was answered,
+	// its deadline passed, or the loop stopped): an attempt nobody waits
+	// for is not proposed, and forwarding stops retrying it, so that it
+	// cannot take effect long after the caller was told the outcome is
+	// unknown.
 	gone atomic.Bool
 }
 
@@ -168,8 +170,8 @@ type confReq struct {
 	done chan error
 }
 
-// errNotProposed means the proposal never entered the log (no leader known);
-// it is safe to retry.
+// errNotProposed means the proposal never entered the log (no leader known,
+// or this node holds no state yet); it is safe to retry.
 var errNotProposed = errors.New("proposal dropped before entering the log")
 
 // errNoStateYet is the errNotProposed of a node that has joined the group
@@ -391,12 +393,16 @@ func (r *Replica) step(msgs []raftpb.Message) {
 // good: a leader of a later term commits its first entry only once every
 // entry it will ever commit from earlier terms precedes it, and those are
 // applied first. Such attempts are failed with errNotProposed and retried.
+// Attempts whose caller has stopped waiting (proposal.gone) are dropped.
 func (r *Replica) flushProposals() {
 	if len(r.toPropose) == 0 {
 		return
 	}
-	props := r.toPropose
+	props := slices.DeleteFunc(r.toPropose, func(p *proposal) bool { return p.gone.Load() })
 	r.toPropose = nil
+	if len(props) == 0 {
+		return
+	}
 	st := r.rn.BasicStatus()
 	switch {
 	case r.applied.Index == 0:
@@ -495,13 +501,16 @@ func (r *Replica) maybePromote() {
 	}
 	last := r.lastPersist
 	for _, id := range cs.Learners {
-		// Only a learner the leader is streaming entries to has a state:
+		// Only a learner the leader is replicating entries to has a state:
 		// one in StateProbe or StateSnapshot may have nothing yet (Match 0
 		// is within 100 entries of a young log), and as a voter it would
 		// count towards quorum while unable to acknowledge anything, and
-		// serve writes before it holds the data they are decided on.
+		// serve writes before it holds the data they are decided on. It
+		// must also have answered lately (RecentActive; CheckQuorum clears
+		// it once per election timeout): a learner that is down must not
+		// become a voter the quorum then waits for.
 		pr, ok := st.Progress[id]
-		if !ok || pr.State != tracker.StateReplicate || pr.Match == 0 || pr.Match+100 < last {
+		if !ok || pr.State != tracker.StateReplicate || !pr.RecentActive || pr.Match == 0 || pr.Match+100 < last {
 			continue
 		}
 		if r.cfg.Promote != nil && !r.cfg.Promote(id) {
@@ -1097,8 +1106,11 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 		}
 		return errors.Mark(errors.Wrap(ctx.Err(), why), kvpb.ErrUnavailable)
 	}
+	var p *proposal
+	// However submit returns, nobody waits for its last attempt any more.
+	defer func() { p.gone.Store(true) }()
 	for {
-		p := &proposal{cmd: cmd, data: data, done: make(chan result, 1)}
+		p = &proposal{cmd: cmd, data: data, done: make(chan result, 1)}
 		select {
 		case r.propC <- p:
 		case <-ctx.Done():
@@ -1109,6 +1121,7 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 		select {
 		case res := <-p.done:
 			if errors.Is(res.err, errNotProposed) {
+				p.gone.Store(true)
 				refused = res.err
 				select {
 				case <-time.After(backoff):
@@ -1124,10 +1137,8 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 			}
 			return res, nil
 		case <-ctx.Done():
-			p.gone.Store(true)
 			return result{}, errors.Wrap(kvpb.ErrAmbiguous, ctx.Err().Error())
 		case <-r.doneC:
-			p.gone.Store(true)
 			return result{}, kvpb.ErrAmbiguous
 		}
 	}
