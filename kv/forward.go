@@ -52,7 +52,7 @@ func (r *Replica) forward(leader, term uint64, props []*proposal, datas [][]byte
 		acc, err := r.cfg.Transport.Forward(ctx, leader, term, datas, retry)
 		cancel()
 		if err == nil {
-			r.report(func() { r.settleForwarded(props, acc, retry) })
+			r.reportWait(func() { r.settleForwarded(props, acc, retry) })
 			return
 		}
 		r.log.Debug("forwarding proposals to the leader failed", "leader", leader, "term", term,

@@ -248,7 +248,7 @@ func NewReplica(cfg Config) (*Replica, error) {
 	t.openSnapshot = r.openSnapshot
 	t.receiveSnapshot = r.receiveSnapshot
 	t.snapshotStatus = func(to uint64, s raft.SnapshotStatus) {
-		r.report(func() { r.rn.ReportSnapshot(to, s) })
+		r.reportWait(func() { r.rn.ReportSnapshot(to, s) })
 	}
 	t.forwarded = func(ctx context.Context, from, term uint64, datas [][]byte, retry bool) ([]bool, error) {
 		req := &fwdReq{ctx: ctx, from: from, term: term, datas: datas, retry: retry, done: make(chan []bool, 1)}
@@ -274,11 +274,25 @@ func NewReplica(cfg Config) (*Replica, error) {
 }
 
 // report hands a transport event to the loop without ever blocking the
-// transport.
+// transport: if the loop is that far behind, the event is dropped. Only
+// events that Raft can do without go this way (an unreachable peer is
+// noticed again on the next send).
 func (r *Replica) report(fn func()) {
 	select {
 	case r.reportC <- fn:
 	default:
+	}
+}
+
+// reportWait hands an event to the loop that must not be lost, waiting for
+// room. It runs on goroutines of their own (a snapshot's sender, a
+// forward), never on the loop: a dropped snapshot outcome would leave the
+// follower in StateSnapshot, neither replicated to nor promoted, and a
+// dropped forward answer would leave its writes to their deadline.
+func (r *Replica) reportWait(fn func()) {
+	select {
+	case r.reportC <- fn:
+	case <-r.stopC:
 	}
 }
 
