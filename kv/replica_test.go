@@ -207,16 +207,7 @@ func bootstrap3(t *testing.T, retain uint64) *tcluster {
 func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcluster {
 	c := newCluster(t, retain)
 	c.serverOpts = opts
-	dir := t.TempDir()
-	eng, err := storage.Open(dir, storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Bootstrap(eng, 1, map[string][]byte{"boot": []byte("1")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = eng.Close()
-	c.start(1, dir)
+	c.bootstrap(map[string][]byte{"boot": []byte("1")})
 	for id := uint64(2); id <= 3; id++ {
 		c.start(id, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -232,6 +223,33 @@ func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcl
 		return nil
 	})
 	return c
+}
+
+// bootstrap creates node 1's store with initial data and starts node 1, the
+// group's only voter.
+func (c *tcluster) bootstrap(initial map[string][]byte) *tnode {
+	dir := c.t.TempDir()
+	eng, err := storage.Open(dir, storage.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := Bootstrap(eng, 1, initial, nil); err != nil {
+		c.t.Fatal(err)
+	}
+	_ = eng.Close()
+	return c.start(1, dir)
+}
+
+// follower returns a node that is not the leader.
+func (c *tcluster) follower() *tnode {
+	l := c.leader()
+	for _, n := range c.nodes {
+		if n != l {
+			return n
+		}
+	}
+	c.t.Fatal("the leader is the only node")
+	return nil
 }
 
 func put(k, v string) []kvpb.Op {
@@ -473,16 +491,7 @@ func TestWritesRetryAcrossLeaderCrash(t *testing.T) {
 // snapshot arrives.
 func TestJoiningNodeWaitsForItsState(t *testing.T) {
 	c := newCluster(t, 0)
-	dir := t.TempDir()
-	eng, err := storage.Open(dir, storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Bootstrap(eng, 1, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = eng.Close()
-	n1 := c.start(1, dir)
+	n1 := c.bootstrap(nil)
 	n2 := c.start(2, "")
 	n2.noSnap.Store(true)
 	ctx := context.Background()
@@ -498,6 +507,7 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 	// A write whose deadline passes first says why (unless the deadline
 	// caught an attempt between the loop and its answer: that one is
 	// ambiguous, and the write is tried again).
+	var err error
 	for i := 0; i < 5; i++ {
 		sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		err = n2.rep.Write(sctx, put("early", "1"))
@@ -717,13 +727,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 		return handler(ctx, req)
 	}
 	c := bootstrap3With(t, 0, grpc.UnaryInterceptor(intercept))
-	var follower *Replica
-	for _, n := range c.nodes {
-		if !n.rep.Status().IsLeader {
-			follower = n.rep
-			break
-		}
-	}
+	follower := c.follower().rep
 	for _, tc := range []struct {
 		name string
 		mode int32
@@ -748,13 +752,11 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 			if got != 1 {
 				t.Errorf("increment returned %d, want 1", got)
 			}
-			// Once the leader has handled the retry and a later write is
-			// applied, every node must hold 1: an increment applied twice
-			// leaves 2.
-			// The lost request was retried. A lost answer is retried too,
+			// A lost request was retried. A lost answer is retried too,
 			// unless the write was applied here first: then nobody waits
 			// for it any more (the leader's side of a retry is checked
-			// below).
+			// below). Once a later write is applied, every node must hold
+			// 1: an increment applied twice leaves 2.
 			if tc.mode == loseRequest {
 				waitFor(t, 10*time.Second, func() error {
 					if handled.Load() < handledBefore+2 {
@@ -774,13 +776,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 	t.Run("retries of an appended command", func(t *testing.T) {
 		key := []byte("forwarded/retried")
 		data := (&command{ID: rand.Uint64() | 1, Kind: cmdIncrement, Key: key, Delta: 1}).encode()
-		l := c.leader()
-		var f *tnode
-		for _, n := range c.nodes {
-			if n != l {
-				f = n
-			}
-		}
+		l, f := c.leader(), c.follower()
 		term := l.rep.Status().Term
 		for i, retry := range []bool{false, true, true} {
 			acc, err := f.tr.Forward(context.Background(), l.id, term, [][]byte{data}, retry)
@@ -799,8 +795,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 	// after the caller gave up, so the write must never apply.
 	t.Run("every request lost until the caller gives up", func(t *testing.T) {
 		key := []byte("forwarded/caller gone")
-		l := c.leader()
-		follower := c.nodes[l.id%3+1].rep // not the leader, wherever it is now
+		follower := c.follower().rep // wherever the leader is now
 		mode.Store(loseEveryRequest)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
