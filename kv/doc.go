@@ -56,6 +56,9 @@
 // implies it is committed (durable on a majority). Conditional puts are
 // evaluated at apply time, on every replica identically, so INSERT's
 // uniqueness and UPDATE's compare-and-swap are correct without locks.
+// The reads these evaluations make are served by a row cache that the Raft
+// loop keeps equal to the applied state (rowcache.go), instead of a Pebble
+// point read per write on every replica.
 // A proposal that never entered the log (no leader known) is retried; one
 // whose fate is unknown when the caller's deadline passes returns
 // kvpb.ErrAmbiguous, and is never silently re-proposed (a re-proposal could

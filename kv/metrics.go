@@ -21,6 +21,8 @@ type Metrics struct {
 	proposalsTotal, readsTotal      prometheus.Counter
 	snapshotsApplied                prometheus.Counter
 	leaderChanges                   prometheus.Counter
+	rowCacheHits, rowCacheMisses    prometheus.Counter
+	rowCacheBytes                   prometheus.Gauge
 	syncLatency                     prometheus.Histogram
 	commitLatency                   prometheus.Histogram
 	// lastLeader is the leader the previous setStatus saw (0: none).
@@ -54,6 +56,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		snapshotsApplied: c("snapshots_applied_total", "Raft snapshots applied by this node."),
 		leaderChanges: c("leader_changes_total",
 			"Times this node saw a new leader of the data group: a known leader other than the last one it saw (which may be none), like etcd's leader_changes_seen_total."),
+		rowCacheHits: c("apply_row_cache_hits_total",
+			"Reads made while applying commands (conditional puts, INSERT ... ON CONFLICT, increments) that the row cache served."),
+		rowCacheMisses: c("apply_row_cache_misses_total",
+			"Reads made while applying commands that missed the row cache and read Pebble."),
+		rowCacheBytes: g("apply_row_cache_bytes", "Approximate memory held by the row cache of the apply path."),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kvnode", Subsystem: "raft", Name: "log_sync_seconds",
 			Help:    "Latency of one synced write of Raft entries and hard state to Pebble (one fsync of its WAL).",
@@ -72,6 +79,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) proposals() {
 	if m != nil {
 		m.proposalsTotal.Inc()
+	}
+}
+
+func (m *Metrics) rowCacheRead(hit bool) {
+	switch {
+	case m == nil:
+	case hit:
+		m.rowCacheHits.Inc()
+	default:
+		m.rowCacheMisses.Inc()
+	}
+}
+
+func (m *Metrics) setRowCacheBytes(n int) {
+	if m != nil {
+		m.rowCacheBytes.Set(float64(n))
 	}
 }
 

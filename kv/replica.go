@@ -41,6 +41,10 @@ type Config struct {
 	// MaxVoters caps the number of voters (default 5); further members stay
 	// learners.
 	MaxVoters int
+	// RowCacheBytes bounds the cache of recently applied rows that serves
+	// the reads of applying a command (default 32 MiB; negative disables
+	// it). See rowCache.
+	RowCacheBytes int
 	// Promote decides whether a learner may become a voter (for example it
 	// is not decommissioning). nil allows every learner.
 	Promote func(nodeID uint64) bool
@@ -61,6 +65,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxVoters == 0 {
 		c.MaxVoters = 5
+	}
+	if c.RowCacheBytes == 0 {
+		c.RowCacheBytes = 32 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -114,6 +121,7 @@ type Replica struct {
 	readBatches   map[uint64]*readBatch
 	readyReads    []*readReq // have an index, waiting for it to be applied
 	applied       appliedState
+	rows          *rowCache
 	readyApplied  uint64 // the last committed entry a Ready handed over
 	trunc         truncatedState
 	lastPersist   uint64
@@ -233,6 +241,7 @@ func NewReplica(cfg Config) (*Replica, error) {
 		pending:      map[uint64]*proposal{},
 		readBatches:  map[uint64]*readBatch{},
 		applied:      l.applied,
+		rows:         newRowCache(max(cfg.RowCacheBytes, 0), cfg.Metrics),
 		readyApplied: l.applied.Index,
 		trunc:        l.trunc,
 		lastPersist:  l.trunc.Index + uint64(len(l.entries)),
@@ -808,6 +817,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	}
 	b, n := in.b, in.keys // begins by clearing the replicated span
 	defer b.Close()
+	r.rows.clear()
 	as := appliedState{Index: meta.Index, Term: meta.Term, ConfState: meta.ConfState}
 	tr := truncatedState{Index: meta.Index, Term: meta.Term}
 	if err := b.DeleteRange(keyLogPrefix, keyLogPrefixEnd, nil); err != nil {
@@ -871,7 +881,7 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 				r.log.Error("cannot apply Raft entry", "index", e.Index, "err", err)
 				res.err = err
 			} else {
-				res = applyCommand(b, cmd)
+				res = applyCommand(b, r.rows, cmd)
 				if p, ok := r.pending[cmd.ID]; ok {
 					delete(r.pending, cmd.ID)
 					acks = append(acks, done{p, res})
@@ -912,8 +922,10 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 	// The log entries are durable already; if this batch is lost in a
 	// crash, the entries are applied again from the log.
 	if err := b.Commit(pebble.NoSync); err != nil {
+		r.rows.clear()
 		return errors.Wrap(err, "applying Raft entries")
 	}
+	r.rows.shrink()
 	if !raft.IsEmptyHardState(hs) {
 		if err := r.store.SetHardState(hs); err != nil {
 			return err
@@ -954,14 +966,28 @@ func confEqual(a, b raftpb.ConfState) bool {
 
 // applyCommand applies one command to the batch. It must be deterministic:
 // every replica runs it on the same state and must reach the same result.
-func applyCommand(b *pebble.Batch, cmd *command) result {
+func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command) result {
+	// get reads the state as the entries applied so far leave it: the row
+	// cache, else the apply batch (which sees its own earlier writes) and
+	// Pebble beneath it.
 	get := func(k []byte) ([]byte, bool) {
+		if v, exists, ok := rc.get(k); ok {
+			return v, exists
+		}
 		v, closer, err := b.Get(userKey(k))
+		if errors.Is(err, pebble.ErrNotFound) {
+			rc.put(k, nil, false)
+			return nil, false
+		}
 		if err != nil {
 			return nil, false
 		}
 		defer closer.Close()
-		return append([]byte(nil), v...), true
+		return rc.put(k, v, true), true
+	}
+	set := func(k, v []byte) {
+		_ = b.Set(userKey(k), v, nil)
+		rc.put(k, v, true)
 	}
 	switch cmd.Kind {
 	case cmdIncrement:
@@ -970,7 +996,7 @@ func applyCommand(b *pebble.Batch, cmd *command) result {
 			cur = int64(binary.BigEndian.Uint64(v))
 		}
 		cur += cmd.Delta
-		_ = b.Set(userKey(cmd.Key), binary.BigEndian.AppendUint64(nil, uint64(cur)), nil)
+		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)))
 		return result{value: cur}
 	case cmdBatch:
 		// Evaluate every condition against the state as the batch's own
@@ -1012,13 +1038,15 @@ func applyCommand(b *pebble.Batch, cmd *command) result {
 				overlay[string(op.Key)] = nil
 			case kvpb.OpDeleteRange:
 				_ = b.DeleteRange(userKey(op.Key), userKey(op.EndKey), nil)
+				rc.clear()
 			}
 		}
 		for k, v := range overlay {
 			if v == nil {
 				_ = b.Delete(userKey([]byte(k)), nil)
+				rc.put([]byte(k), nil, false)
 			} else {
-				_ = b.Set(userKey([]byte(k)), *v, nil)
+				set([]byte(k), *v)
 			}
 		}
 		return result{}

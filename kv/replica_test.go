@@ -70,6 +70,8 @@ type tcluster struct {
 	// serverOpts go to every node's gRPC server (interceptors that inject
 	// faults).
 	serverOpts []grpc.ServerOption
+	// rowCacheBytes is every node's Config.RowCacheBytes (0: the default).
+	rowCacheBytes int
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -134,7 +136,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	RegisterRaftService(n.srv, ready.Load)
 	go func() { _ = n.srv.Serve(lis) }()
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
-		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger})
+		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, RowCacheBytes: c.rowCacheBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
