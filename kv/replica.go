@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"log/slog"
@@ -922,7 +923,6 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 	// The log entries are durable already; if this batch is lost in a
 	// crash, the entries are applied again from the log.
 	if err := b.Commit(pebble.NoSync); err != nil {
-		r.rows.clear()
 		return errors.Wrap(err, "applying Raft entries")
 	}
 	r.rows.shrink()
@@ -1017,7 +1017,8 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command) result {
 				cur, exists := lookup(op.Key)
 				ok := (op.ExpectAbsent && !exists) || (!op.ExpectAbsent && exists && string(cur) == string(op.Expected))
 				if !ok {
-					return result{err: &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: cur, Exists: exists}}
+					// Actual leaves the loop: a copy, not the row cache's.
+					return result{err: &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: bytes.Clone(cur), Exists: exists}}
 				}
 				if op.Delete {
 					overlay[string(op.Key)] = nil

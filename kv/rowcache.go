@@ -17,14 +17,22 @@ package kv
 //     including deletions, which are cached as absent;
 //   - a read that misses is read through the apply batch, which sees the
 //     batch's own earlier writes, and cached;
-//   - a range deletion or an installed snapshot empties the cache, as does
-//     an apply batch that fails to commit.
+//   - a range deletion or an installed snapshot empties the cache.
+//
+// An apply that fails leaves the cache ahead of Pebble, but the replica
+// stops then (run panics on any storage error), and a restarted replica
+// starts with an empty cache.
 //
 // Rows are evicted between apply batches (shrink), in random order (Go's
 // map iteration order): cheap, and with the working set usually resident,
-// good enough. A row evicted, or never cached, is simply read again.
+// good enough. A row evicted, or never cached, is simply read again. So
+// the bound holds between batches; one batch's rows may exceed it until
+// the batch is applied.
+//
+// The values get returns are the cache's own and must not be modified
+// (put never changes a cached slice; it replaces it).
 type rowCache struct {
-	max     int // bytes; 0 disables the cache
+	limit   int // bytes; 0 disables the cache
 	bytes   int
 	m       map[string]cachedRow
 	hits    uint64
@@ -42,12 +50,12 @@ type cachedRow struct {
 const rowOverhead = 96
 
 func newRowCache(maxBytes int, m *Metrics) *rowCache {
-	return &rowCache{max: maxBytes, m: map[string]cachedRow{}, metrics: m}
+	return &rowCache{limit: maxBytes, m: map[string]cachedRow{}, metrics: m}
 }
 
 // get returns the cached state of key, if cached.
 func (c *rowCache) get(key []byte) (value []byte, exists, ok bool) {
-	if c.max == 0 {
+	if c.limit == 0 {
 		return nil, false, false
 	}
 	row, ok := c.m[string(key)]
@@ -64,13 +72,15 @@ func (c *rowCache) get(key []byte) (value []byte, exists, ok bool) {
 // returns the cache's own copy of value (so that a value decoded from a Raft
 // entry does not keep the whole entry in memory).
 func (c *rowCache) put(key, value []byte, exists bool) []byte {
-	if c.max == 0 {
-		return value
-	}
 	if exists {
+		// A copy even when the cache is off: value may be Pebble's memory,
+		// valid only until the read's closer is closed.
 		value = append(make([]byte, 0, len(value)), value...)
 	} else {
 		value = nil
+	}
+	if c.limit == 0 {
+		return value
 	}
 	if old, ok := c.m[string(key)]; ok {
 		c.bytes -= len(key) + len(old.value) + rowOverhead
@@ -82,21 +92,22 @@ func (c *rowCache) put(key, value []byte, exists bool) []byte {
 
 // clear forgets everything.
 func (c *rowCache) clear() {
-	if c.max == 0 || len(c.m) == 0 {
+	if len(c.m) == 0 {
 		return
 	}
 	clear(c.m)
 	c.bytes = 0
+	c.metrics.setRowCacheBytes(0)
 }
 
 // shrink evicts entries until the cache is within three quarters of its
 // bound, once it has exceeded the bound. Called between apply batches.
 func (c *rowCache) shrink() {
 	defer func() { c.metrics.setRowCacheBytes(c.bytes) }()
-	if c.bytes <= c.max {
+	if c.bytes <= c.limit {
 		return
 	}
-	target := c.max / 4 * 3
+	target := c.limit / 4 * 3
 	for k, row := range c.m {
 		if c.bytes <= target {
 			break

@@ -220,6 +220,8 @@ func (s *Server) startGroup0ReplicaLocked(gen uint64, isolated bool) error {
 	rep, err := kv.NewReplica(kv.Config{
 		Engine: g.eng, NodeID: uint64(id), Transport: tr, Logger: log,
 		TickInterval: s.cfg.RaftTickInterval, Promote: s.allowPromote,
+		// Group 0 holds descriptors and a few records, written rarely.
+		RowCacheBytes: 1 << 20,
 	})
 	if err != nil {
 		tr.Close()
