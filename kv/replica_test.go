@@ -209,7 +209,15 @@ func bootstrap3(t *testing.T, retain uint64) *tcluster {
 func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcluster {
 	c := newCluster(t, retain)
 	c.serverOpts = opts
-	c.bootstrap(map[string][]byte{"boot": []byte("1")})
+	c.formThree(map[string][]byte{"boot": []byte("1")})
+	return c
+}
+
+// formThree bootstraps node 1 with initial data, adds nodes 2 and 3, and
+// waits until all three are voters.
+func (c *tcluster) formThree(initial map[string][]byte) {
+	t := c.t
+	c.bootstrap(initial)
 	for id := uint64(2); id <= 3; id++ {
 		c.start(id, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -224,7 +232,6 @@ func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcl
 		}
 		return nil
 	})
-	return c
 }
 
 // bootstrap creates node 1's store with initial data and starts node 1, the

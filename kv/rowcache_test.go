@@ -80,21 +80,7 @@ func TestApplyWithRowCache(t *testing.T) {
 func testApplyWithRowCache(t *testing.T, cacheBytes int, minHitRate float64) {
 	c := newCluster(t, 50)
 	c.rowCacheBytes = cacheBytes
-	c.bootstrap(nil)
-	for id := uint64(2); id <= 3; id++ {
-		c.start(id, "")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := c.leader().rep.AddLearner(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-	}
-	waitFor(t, 10*time.Second, func() error {
-		if s := c.nodes[1].rep.Status(); len(s.Voters) != 3 {
-			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
-		}
-		return nil
-	})
+	c.formThree(nil)
 	const writers, opsPerWriter, keysPerWriter = 4, 200, 12
 	type model map[string]string
 	models := make([]model, writers)
