@@ -91,4 +91,8 @@ type Knobs struct {
 	Group0Hook func(ctx context.Context, a group0.Action) error
 	// Group0Backoff shortens the upgrade procedure's pauses.
 	Group0Backoff time.Duration
+	// BeforeJoinAdmit runs on the data group's leader when it admits a
+	// joining node (after the first version check, before any record is
+	// written), with the joiner's listen address: a pause point.
+	BeforeJoinAdmit func(listenAddr string)
 }

@@ -821,6 +821,18 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 		return &resp, nil
 	}
 	rec := req.Node
+	if h := s.cfg.Knobs.BeforeJoinAdmit; h != nil {
+		h(rec.ListenAddr)
+	}
+	// The joiner refuses to start on a version its binary cannot run, and
+	// anything written for it by then would stay behind as a ghost member
+	// (records and a learner of a node that never starts, which blocks
+	// finalization as "not live" until decommissioned). So the version it
+	// will be given is checked here again, before anything is written: it
+	// may have moved since the check above (a finalization step).
+	if err := s.checkJoinerVersion(rec); err != nil {
+		return nil, rpcError(codes.FailedPrecondition, err)
+	}
 	// A join retried after a timeout (the joiner's deadline passed while
 	// the leader was adding it) must not leave a ghost: an ID with records
 	// but no node, which would block finalization until decommissioned.
@@ -851,8 +863,46 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
 		return nil, rpcError(codes.Unavailable, err)
 	}
+	// The joiner is given the version active now, and only one its binary
+	// runs (the joiner's own check is the same, so it never refuses what it
+	// is given). If a finalization step moved the version while the records
+	// were written, undo them: nothing of a refused joiner stays behind.
+	cv := s.ActiveVersion()
+	if err := checkJoinerVersionAt(rec, cv); err != nil {
+		if uerr := s.undoJoin(ctx, rep, rec.NodeID); uerr != nil {
+			s.log.Warn("refused a joining node after its records were written; removing them failed",
+				"node_id", rec.NodeID, "err", uerr,
+				"hint", fmt.Sprintf("decommission node %d (it never started)", rec.NodeID))
+		}
+		return nil, rpcError(codes.FailedPrecondition, err)
+	}
 	s.log.Info("admitted a new node", "node_id", newID, "listen_addr", rec.ListenAddr)
-	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: s.ActiveVersion().String()}, nil
+	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: cv.String()}, nil
+}
+
+// undoJoin removes what join wrote for node id, which never started: its
+// learner, then its node and liveness records (the latter only while its
+// epoch is 0, so a node that did start is never erased).
+func (s *Server) undoJoin(ctx context.Context, rep *kv.Replica, id int32) error {
+	if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
+		return errors.Wrap(err, "removing the learner")
+	}
+	v, found, err := rep.Get(ctx, liveness.Key(id))
+	if err != nil {
+		return err
+	}
+	ops := []kvpb.Op{{Kind: kvpb.OpDelete, Key: nodeKey(id)}}
+	if found {
+		if lr, err := liveness.Decode(v); err != nil || lr.Epoch != 0 {
+			return errors.Newf("node %d has started meanwhile; its records are kept", id)
+		}
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: liveness.Key(id), Expected: v, Delete: true})
+	}
+	if err := rep.Write(ctx, ops); err != nil {
+		return err
+	}
+	s.log.Info("removed the records of a joining node that was refused", "node_id", id)
+	return nil
 }
 
 // unstartedNodeAt returns the ID already given to a node at listenAddr that
@@ -885,7 +935,12 @@ func (s *Server) unstartedNodeAt(ctx context.Context, listenAddr string) (int64,
 // checkJoinerVersion refuses a joining node whose binary cannot run the
 // active cluster version.
 func (s *Server) checkJoinerVersion(rec NodeRecord) error {
-	active := s.ActiveVersion()
+	return checkJoinerVersionAt(rec, s.ActiveVersion())
+}
+
+// checkJoinerVersionAt refuses a joining node whose binary cannot run
+// cluster version active.
+func checkJoinerVersionAt(rec NodeRecord, active clusterversion.Version) error {
 	bv, err := clusterversion.Parse(rec.BinaryVersion)
 	if err != nil {
 		return errors.WithHintf(errors.Newf("the joining node reports an unreadable binary version %q", rec.BinaryVersion),
