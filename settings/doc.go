@@ -15,7 +15,11 @@
 // deletes it. A value is validated before anything is written, so a wrong
 // name (SQLSTATE 42704, with a hint naming similar settings), a value of
 // the wrong type or an invalid value (22023, naming the expected type)
-// changes nothing.
+// changes nothing. A value is validated once, at SET: a stored value is
+// taken as stored by every node at every refresh, even if the validator
+// would refuse it now (its rules may depend on state that moved on, such
+// as the cluster version); a stored text that cannot be decoded as the
+// setting's type reads as the default and is logged once.
 //
 // In the same batch, SET records when it set the value and to what under
 // "\x02setting-changed/<name>" (outside the span the cache reads), and

@@ -133,6 +133,9 @@ type Registry struct {
 	values  map[string]any // decoded stored values; absent: default
 	gen     uint64         // bumped by every local Set/Reset
 	fresher time.Time      // when values were last read from the store
+	// undecodable maps a setting whose stored text cannot be decoded to
+	// that text, so that Refresh reports it once, not at every refresh.
+	undecodable map[string]string
 }
 
 // NewRegistry returns an empty registry.
@@ -140,7 +143,7 @@ func NewRegistry(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{log: log, now: time.Now, defs: map[string]*def{}, values: map[string]any{}}
+	return &Registry{log: log, now: time.Now, defs: map[string]*def{}, values: map[string]any{}, undecodable: map[string]string{}}
 }
 
 // Bind connects the registry to the replicated store. Until then every
@@ -461,6 +464,15 @@ func (r *Registry) write(ctx context.Context, d *def, val any) error {
 }
 
 // Refresh re-reads every setting from the store (linearizable).
+//
+// A stored value is taken as stored: it was validated once, when it was
+// SET, and is not validated again. A validator may depend on state that
+// moves on (cluster.preserve_downgrade_option names the node's cluster
+// version), so validating again would silently turn a value that was valid
+// when it was set into the default, differently on each node. A stored
+// text that cannot be decoded as the setting's type at all (written by
+// hand, or by a release where the setting had another type) reads as the
+// default, and is logged once per stored text, not at every refresh.
 func (r *Registry) Refresh(ctx context.Context) error {
 	r.mu.RLock()
 	db, gen := r.db, r.gen
@@ -485,18 +497,35 @@ func (r *Registry) Refresh(ctx context.Context) error {
 			continue // a setting of another release: kept in the store, ignored here
 		}
 		v, err := decode(d.typ, string(e.Value))
-		if err == nil && d.validate != nil {
-			err = d.validate(v)
-		}
 		if err != nil {
-			r.log.Warn("ignoring an unreadable stored cluster setting; using its default", "setting", name, "err", err)
+			if r.undecodable[name] != string(e.Value) {
+				r.undecodable[name] = string(e.Value)
+				r.log.Warn(fmt.Sprintf("cluster setting %s: the stored value %q is not a valid %s; using its default %q until it is set again "+
+					"(SET CLUSTER SETTING %s = ..., or RESET CLUSTER SETTING %s)",
+					name, e.Value, d.typ.Name(), Encode(d.typ, d.dflt), name, name), "setting", name, "err", err)
+			}
 			continue
 		}
+		delete(r.undecodable, name)
 		vals[name] = v
+	}
+	for name := range r.undecodable {
+		if !storedIn(kvs, name) {
+			delete(r.undecodable, name) // RESET since: report it again if it comes back
+		}
 	}
 	r.values = vals
 	r.fresher = time.Now()
 	return nil
+}
+
+func storedIn(kvs []kvpb.KeyValue, name string) bool {
+	for _, e := range kvs {
+		if string(e.Key[len(keyPrefix):]) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Run refreshes every RefreshInterval until stop is closed.

@@ -3,6 +3,7 @@ package settings
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -199,5 +200,115 @@ func TestLastChange(t *testing.T) {
 	}
 	if err := b.r.Refresh(ctx); err != nil || b.n.Get() != 4 {
 		t.Fatalf("refresh: %v %d", err, b.n.Get())
+	}
+}
+
+// TestStoredValueIsNotValidatedAgain: a value is validated once, at SET.
+// cluster.preserve_downgrade_option's validator names the node's cluster
+// version, which moves on: set on a node that had not persisted the fence,
+// the value must still read as stored on a node that has (issue 16, D5:
+// it read as unset there, and the automatic reset never fired).
+func TestStoredValueIsNotValidatedAgain(t *testing.T) {
+	ctx := context.Background()
+	db := &memDB{m: map[string][]byte{}}
+	newNode := func(active *string) (*Registry, *StringSetting) {
+		r := NewRegistry(nil)
+		r.Bind(db)
+		s := r.RegisterString("cluster.preserve_downgrade_option", "s", "", func(v string) error {
+			if v != "" && v != *active {
+				return errors.Newf("it must be the current cluster version %s", *active)
+			}
+			return nil
+		})
+		return r, s
+	}
+	behind, ahead := "1.1", "2.0-step.1"
+	a, pa := newNode(&behind) // has not persisted the fence
+	b, pb := newNode(&ahead)  // has
+	if err := a.Set(ctx, "cluster.preserve_downgrade_option", "1.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(ctx, "cluster.preserve_downgrade_option", "1.1"); err == nil {
+		t.Fatal("SET on the fenced node must still validate")
+	}
+	behind = "2.0-step.1" // a persists the fence too
+	for i := 0; i < 3; i++ {
+		for _, r := range []*Registry{a, b} {
+			if err := r.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if pa.Get() != "1.1" || pb.Get() != "1.1" {
+		t.Fatalf("stored 1.1 reads as %q and %q", pa.Get(), pb.Get())
+	}
+	v, err := b.Show(ctx, "cluster.preserve_downgrade_option")
+	if err != nil || v.Datum != "1.1" {
+		t.Fatalf("SHOW: %v %v", v, err)
+	}
+}
+
+// countingHandler counts warnings.
+type countingHandler struct {
+	mu    sync.Mutex
+	warns []string
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.mu.Lock()
+		h.warns = append(h.warns, r.Message)
+		h.mu.Unlock()
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.warns)
+}
+
+// TestUndecodableStoredValueIsReportedOnce: a stored text that is not a
+// value of the setting's type reads as the default and is reported once,
+// naming the setting, the text and the fix, not at every refresh.
+func TestUndecodableStoredValueIsReportedOnce(t *testing.T) {
+	ctx := context.Background()
+	db := &memDB{m: map[string][]byte{string(Key("test.count")): []byte("many")}}
+	h := &countingHandler{}
+	r := NewRegistry(slog.New(h))
+	r.Bind(db)
+	n := r.RegisterInt("test.count", "i", 3, nil)
+	for i := 0; i < 5; i++ {
+		if err := r.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.Get() != 3 {
+		t.Fatalf("undecodable value read as %d", n.Get())
+	}
+	if h.count() != 1 {
+		t.Fatalf("%d warnings, want 1: %q", h.count(), h.warns)
+	}
+	for _, want := range []string{"test.count", `"many"`, "not a valid int", "RESET CLUSTER SETTING test.count"} {
+		if !strings.Contains(h.warns[0], want) {
+			t.Errorf("warning %q lacks %q", h.warns[0], want)
+		}
+	}
+	db.m[string(Key("test.count"))] = []byte("lots") // another bad value: reported again
+	_ = r.Refresh(ctx)
+	_ = r.Refresh(ctx)
+	if h.count() != 2 {
+		t.Fatalf("%d warnings after a second bad value, want 2", h.count())
+	}
+	if err := r.Set(ctx, "test.count", int64(7)); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Refresh(ctx)
+	if n.Get() != 7 || h.count() != 2 {
+		t.Fatalf("after SET: %d, %d warnings", n.Get(), h.count())
 	}
 }

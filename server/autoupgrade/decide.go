@@ -119,10 +119,35 @@ func host(in Input) string {
 	return "HOST:PORT"
 }
 
+// PreserveHolds reports whether cluster.preserve_downgrade_option holds
+// the cluster at its version. The option is validated once, when it is
+// SET, against the version of the node that runs the SET; a value that
+// names a version the cluster has since moved past (it was set on a node
+// that had not yet persisted a fence the others had) holds nothing: the
+// finalization that moved past it completes and then resets it. A value
+// that is not a version at all is taken to hold (it can only have been
+// written by hand; the fix then names it).
+func PreserveHolds(in Input) bool {
+	if in.PreserveDowngrade == "" {
+		return false
+	}
+	pv, err := clusterversion.Parse(in.PreserveDowngrade)
+	return err != nil || !pv.Less(in.Active)
+}
+
+// MidFinalization reports whether active is an internal step: a finalization of
+// that step's release has begun (its fence is persisted on every node) and
+// must be completed whatever else holds; it cannot be rolled back.
+func MidFinalization(active clusterversion.Version) bool { return !active.IsRelease() }
+
 // Decide decides whether the cluster may finalize automatically now. It
 // finalizes, as CockroachDB's RFC has it, when every live, non-decommissioned
 // node runs the same binary release, newer than the active version, no such
-// node is dead or draining, and neither opt-out is set.
+// node is dead or draining, and neither opt-out is set. A finalization that
+// was interrupted (the active version is an internal step) is completed
+// whatever the opt-outs say: they hold the cluster at a release, and the
+// cluster is no longer at one; only what the steps need (every node live,
+// on a binary that runs the release) can block it.
 func Decide(in Input) Decision {
 	var d Decision
 	nodes := considered(in.Nodes)
@@ -178,12 +203,13 @@ func Decide(in Input) Decision {
 				Fix:    fmt.Sprintf("restart node %d, or wait until its drain finishes and it stops", n.ID)})
 		}
 	}
-	if in.PreserveDowngrade != "" {
+	interrupted := MidFinalization(in.Active)
+	if PreserveHolds(in) && !interrupted {
 		d.Blockers = append(d.Blockers, Blocker{Kind: BlockPreserve,
 			Reason: fmt.Sprintf("cluster.preserve_downgrade_option is set to %s", in.PreserveDowngrade),
 			Fix:    "RESET CLUSTER SETTING cluster.preserve_downgrade_option"})
 	}
-	if !in.AutoUpgradeEnabled {
+	if !in.AutoUpgradeEnabled && !interrupted {
 		d.Blockers = append(d.Blockers, Blocker{Kind: BlockAutoDisabled,
 			Reason: "cluster.auto_upgrade.enabled is false",
 			Fix: fmt.Sprintf("SET CLUSTER SETTING version = '%s' (or SET CLUSTER SETTING cluster.auto_upgrade.enabled = true)",
@@ -241,7 +267,7 @@ func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.V
 		return nil, errors.WithHint(errors.Wrapf(ErrDowngrade, "attempting to downgrade from %s to %s", in.Active, target),
 			"a finalized version is final; to go back, restore from a backup taken before the upgrade")
 	}
-	if in.PreserveDowngrade != "" && target != in.Active {
+	if PreserveHolds(in) && !MidFinalization(in.Active) && target != in.Active {
 		return nil, errors.WithHint(errors.Wrapf(ErrPreserveSet,
 			"cannot finalize to %s while cluster.preserve_downgrade_option is set to %s", target, in.PreserveDowngrade),
 			"RESET CLUSTER SETTING cluster.preserve_downgrade_option, then retry")

@@ -78,6 +78,22 @@ func TestDecide(t *testing.T) {
 			finalize: true, target: "1.1", steps: "1.1-step.2 1.1"},
 		{name: "interrupted finalization with 2.0 binaries", active: "2.0-step.1", nodes: "1:2.0 2:2.0", auto: true,
 			finalize: true, target: "2.0", steps: "2.0"},
+		// Issue 16, D6: the operator finalized by hand with auto-upgrade
+		// off, and the coordinator died in the group 0 procedure: the
+		// fence is persisted everywhere, nothing can roll it back, and the
+		// nodes in synchronize refuse DDL until it completes.
+		{name: "interrupted finalization resumes with auto-upgrade disabled", active: "2.0-step.1", nodes: "1:2.0 2:2.0 3:2.0",
+			finalize: true, target: "2.0", steps: "2.0"},
+		{name: "interrupted finalization resumes past a preserve option it moved past", active: "2.0-step.1", nodes: "1:2.0 2:2.0",
+			preserve: "1.1", finalize: true, target: "2.0", steps: "2.0"},
+		{name: "interrupted finalization still waits for a dead node", active: "1.1-step.2", nodes: "1:1.1 2:1.1 3:1.1:dead",
+			target: "1.1", blockers: "dead_node", reason: "node 3 is not live"},
+		// Issue 16, D5: a preserve option set on a node that had not yet
+		// persisted the fence names a version the cluster moved past.
+		{name: "preserve option naming a passed version holds nothing", active: "1.1", nodes: "1:2.0 2:2.0", auto: true,
+			preserve: "1.0", finalize: true, target: "2.0"},
+		{name: "preserve option that is not a version holds", active: "1.1", nodes: "1:2.0 2:2.0", auto: true,
+			preserve: "banana", target: "2.0", blockers: "preserve_downgrade_option"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decide(Input{Active: v(tc.active), Nodes: nodes(tc.nodes), AutoUpgradeEnabled: tc.auto,
@@ -147,6 +163,8 @@ func TestValidateManual(t *testing.T) {
 		{name: "internal step", active: "1.0", nodes: "1:1.1", target: "1.1-step.1", err: ErrNotARelease},
 		{name: "unknown", active: "1.0", nodes: "1:1.1", target: "1.5", err: clusterversion.ErrUnknownVersion},
 		{name: "resume from fence", active: "1.1-step.1", nodes: "1:1.1", target: "1.1", steps: "1.1-step.2 1.1"},
+		{name: "resume past a preserve option it moved past", active: "2.0-step.1", nodes: "1:2.0", preserve: "1.1", target: "2.0", steps: "2.0"},
+		{name: "preserve option naming a passed version", active: "1.1", nodes: "1:2.0", preserve: "1.0", target: "2.0", steps: "2.0-step.1 2.0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			steps, err := ValidateManual(Input{Active: v(tc.active), Nodes: nodes(tc.nodes), PreserveDowngrade: tc.preserve}, v(tc.target))
