@@ -196,38 +196,9 @@ func NewReplica(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms := raft.NewMemoryStorage()
-	if l.trunc.Index > 0 {
-		if err := ms.ApplySnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
-			Index: l.trunc.Index, Term: l.trunc.Term, ConfState: l.applied.ConfState}}); err != nil {
-			return nil, err
-		}
-	}
-	if err := ms.Append(l.entries); err != nil {
-		return nil, err
-	}
-	if err := ms.SetHardState(l.hs); err != nil {
-		return nil, err
-	}
-	st := &raftStorage{MemoryStorage: ms, applied: l.applied}
-	rn, err := raft.NewRawNode(&raft.Config{
-		ID:              cfg.NodeID,
-		ElectionTick:    cfg.ElectionTicks,
-		HeartbeatTick:   cfg.HeartbeatTicks,
-		Storage:         st,
-		Applied:         l.applied.Index,
-		MaxSizePerMsg:   1 << 20,
-		MaxInflightMsgs: 256,
-		CheckQuorum:     true,
-		PreVote:         true,
-		// Followers forward proposals through Transport.Forward, which
-		// the leader accepts only in the term the proposer saw; see
-		// flushProposals for why that makes retries safe.
-		DisableProposalForwarding: true,
-		Logger:                    raftLogger{cfg.Logger},
-	})
+	st, rn, err := openRaft(cfg, l)
 	if err != nil {
-		return nil, errors.Wrap(err, "starting Raft")
+		return nil, err
 	}
 	r := &Replica{
 		cfg: cfg, eng: cfg.Engine, store: st, rn: rn, log: cfg.Logger,
@@ -281,6 +252,46 @@ func NewReplica(cfg Config) (*Replica, error) {
 	r.publishStatus()
 	go r.run()
 	return r, nil
+}
+
+// openRaft builds the in-memory Raft storage and the RawNode from what
+// loadRaftState found on disk (at start, and when recovery rewrites or wipes
+// the state, recover.go).
+func openRaft(cfg Config, l loaded) (*raftStorage, *raft.RawNode, error) {
+	ms := raft.NewMemoryStorage()
+	if l.trunc.Index > 0 {
+		if err := ms.ApplySnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
+			Index: l.trunc.Index, Term: l.trunc.Term, ConfState: l.applied.ConfState}}); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := ms.Append(l.entries); err != nil {
+		return nil, nil, err
+	}
+	if err := ms.SetHardState(l.hs); err != nil {
+		return nil, nil, err
+	}
+	st := &raftStorage{MemoryStorage: ms, applied: l.applied}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:              cfg.NodeID,
+		ElectionTick:    cfg.ElectionTicks,
+		HeartbeatTick:   cfg.HeartbeatTicks,
+		Storage:         st,
+		Applied:         l.applied.Index,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		// Followers forward proposals through Transport.Forward, which
+		// the leader accepts only in the term the proposer saw; see
+		// flushProposals for why that makes retries safe.
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{cfg.Logger},
+	})
+	if err != nil {
+		return nil, nil, errors.Wrap(err, "starting Raft")
+	}
+	return st, rn, nil
 }
 
 // report hands a transport event to the loop without ever blocking the
