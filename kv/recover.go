@@ -331,4 +331,3 @@ func (r *Replica) reloadLocked() error {
 	r.publishStatus()
 	return nil
 }
-
