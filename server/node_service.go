@@ -111,6 +111,10 @@ type nodeService interface {
 	group0SetState(context.Context, *Group0SetStateRequest) (*Group0SetStateResponse, error)
 	group0Sync(context.Context, *Group0SyncRequest) (*Group0SyncResponse, error)
 	group0Recover(context.Context, *Group0RecoverRequest) (*Group0RecoverResponse, error)
+	// Recovery from a lost majority (recover.go).
+	recoverCluster(context.Context, *RecoverRequest) (*RecoverResponse, error)
+	recoverInfo(context.Context, *RecoverInfoRequest) (*RecoverInfo, error)
+	recoverApply(context.Context, *RecoverApplyRequest) (*RecoverApplyResponse, error)
 }
 
 func method[Req, Resp any](name string, fn func(nodeService, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
@@ -145,6 +149,9 @@ var nodeServiceDesc = grpc.ServiceDesc{
 		method("Group0SetState", nodeService.group0SetState),
 		method("Group0Sync", nodeService.group0Sync),
 		method("Group0Recover", nodeService.group0Recover),
+		method("Recover", nodeService.recoverCluster),
+		method("RecoverInfo", nodeService.recoverInfo),
+		method("RecoverApply", nodeService.recoverApply),
 	},
 }
 

@@ -1,0 +1,120 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/testcluster"
+)
+
+// TestRecoverLostMajority: three of five nodes are lost for good, stores
+// and all; the data group and group 0 have no majority. `kvnode node
+// recover` re-forms both on the two survivors: every row they had is there,
+// both serve reads, writes and DDL, and a new node joins.
+func TestRecoverLostMajority(t *testing.T) {
+	c := testcluster.Start(t, 5, testcluster.Options{})
+	waitGroup0States(t, c, group0.UsePostRaft)
+	waitGroup0Members(t, c, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// A healthy cluster is refused, and nothing changes.
+	_, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{DryRun: true})
+	if err == nil || !strings.Contains(err.Error(), "has not lost its majority") || !strings.Contains(err.Error(), "HINT") {
+		t.Fatalf("recover on a healthy cluster: %v", err)
+	}
+
+	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
+	for i := 0; i < 20; i++ {
+		c.Exec(i%2, fmt.Sprintf("INSERT INTO kv VALUES (%d, 'before')", i))
+	}
+	// Nodes 3, 4 and 5 are gone for good.
+	for _, i := range []int{2, 3, 4} {
+		c.StopNode(i)
+		if err := os.RemoveAll(c.Nodes[i].Config.Store); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := execErr(c, 0, "INSERT INTO kv VALUES (100, 'no majority')"); err == nil {
+		t.Fatal("a write succeeded without a majority")
+	}
+
+	// The dry run names the seed and the dead, and changes nothing.
+	plan, err := server.Recover(ctx, c.Nodes[1].Config.ListenAddr, server.RecoverRequest{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("plan:\n%s", plan.Plan)
+	ids := func(idx ...int) []int32 {
+		var out []int32
+		for _, i := range idx {
+			out = append(out, int32(i+1))
+		}
+		return out
+	}
+	if plan.Done || !slices.Equal(plan.Dead, ids(2, 3, 4)) || len(plan.Survivors) != 2 || plan.Survivors[0] != plan.Seed ||
+		!strings.Contains(plan.Plan, "what may be lost") || !strings.Contains(plan.Plan, fmt.Sprintf("node %d: applied index", plan.Seed)) {
+		t.Fatalf("dry run: %+v", plan)
+	}
+	if err := execErr(c, 0, "INSERT INTO kv VALUES (100, 'no majority')"); err == nil {
+		t.Fatal("the dry run changed something: a write succeeded")
+	}
+
+	res, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Done || res.Seed != plan.Seed || !slices.Equal(res.Dead, ids(2, 3, 4)) {
+		t.Fatalf("recovery: %+v", res)
+	}
+	t.Logf("result: %s", res.Result)
+	c.Nodes = c.Nodes[:2]
+
+	// Rows, reads, writes and DDL through both survivors.
+	for i := 0; i < 2; i++ {
+		if n, err := c.QueryInt(i, "SELECT count(*) FROM kv WHERE k < 100"); err != nil || n != 20 {
+			t.Fatalf("node %d: %d rows after recovery (%v), want 20", i+1, n, err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		c.Exec(i, fmt.Sprintf("INSERT INTO kv VALUES (%d, 'after')", 200+i))
+		c.Exec(i, fmt.Sprintf("CREATE TABLE t%d (k INT PRIMARY KEY)", i))
+	}
+	waitGroup0States(t, c, group0.UsePostRaft)
+	checkSchemaEverywhere(t, c, []string{"kv", "t0", "t1"})
+	st, err := server.GetNodeStatus(ctx, c.Nodes[0].Config.ListenAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.NodeID >= 3 && n.Membership != "decommissioned" {
+			t.Fatalf("dead node %d is %s, want decommissioned", n.NodeID, n.Membership)
+		}
+	}
+
+	// A new node joins both groups.
+	j := c.AddNode()
+	testcluster.WaitFor(t, 60*time.Second, func() error {
+		if n, err := c.QueryInt(j, "SELECT count(*) FROM kv"); err != nil || n != 22 {
+			return fmt.Errorf("new node: %d rows (%v)", n, err)
+		}
+		return nil
+	})
+	waitGroup0States(t, c, group0.UsePostRaft)
+	waitGroup0Members(t, c, 3)
+	c.Exec(j, "CREATE TABLE t2 (k INT PRIMARY KEY)")
+	checkSchemaEverywhere(t, c, []string{"kv", "t0", "t1", "t2"})
+
+	// Running it again finds nothing to recover.
+	if _, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{DryRun: true}); err == nil ||
+		!strings.Contains(err.Error(), "has not lost its majority") {
+		t.Fatalf("recover after recovery: %v", err)
+	}
+}
