@@ -21,11 +21,11 @@ import (
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "inspect and manage the nodes of a running cluster: status, drain, decommission, recommission, group0-recover",
+		Short: "inspect and manage the nodes of a running cluster: status, drain, decommission, recommission, group0-recover, recover",
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(newNodeStatusCmd(), newNodeDrainCmd(), newNodeDecommissionCmd(), newNodeRecommissionCmd(),
-		newNodeGroup0RecoverCmd())
+		newNodeGroup0RecoverCmd(), newNodeRecoverCmd())
 	return cmd
 }
 

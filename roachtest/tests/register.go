@@ -10,4 +10,5 @@ func Register(r *registry.Registry) {
 	registerUpgradeScenarios(r)
 	registerLifecycle(r)
 	registerGroup0(r)
+	registerRecover(r)
 }
