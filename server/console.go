@@ -45,7 +45,8 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 		for _, n := range rows {
 			st.Nodes = append(st.Nodes, console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
 				HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, Live: n.IsLive, Membership: n.Membership,
-				Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt})
+				Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt,
+				PersistedVersion: n.PersistedVersion})
 		}
 		if st.GeneratedAt.IsZero() {
 			st.GeneratedAt = time.Now()
@@ -64,7 +65,7 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 	for _, n := range us.Nodes {
 		row := console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress, HTTPAddress: n.HTTPAddress,
 			BinaryVersion: n.BinaryVersion, Live: n.IsLive, Membership: n.Membership, Draining: n.Draining,
-			Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt}
+			Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt, PersistedVersion: n.PersistedVersion}
 		if g, ok := g0[n.NodeID]; ok {
 			row.Group0State, row.Group0Role, row.Group0Waiting, row.Group0Error = g.State, g.Role, g.Waiting, g.Error
 		} else if !s.hasGroup0() && n.Membership != "decommissioned" {

@@ -696,6 +696,7 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 		Meta: gossip.NodeMeta{
 			NodeID: id.NodeID, ClusterID: id.ClusterID, BinaryVersion: s.binVersion.String(),
 			ListenAddr: s.RPCAddr(), SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), StartedAt: s.startedAt,
+			Extra: map[string]string{gossipKeyClusterVersion: s.ActiveVersion().String()},
 		},
 		Logger: s.log.With("node", id.NodeID),
 		Admit:  s.admitPeer,
@@ -1150,6 +1151,10 @@ func (s *Server) schemaSyncLoop() {
 			return
 		case <-t.C:
 		}
+		// The persisted cluster version, for status views: gossiped
+		// from here rather than where it is persisted, which must not
+		// wait for a broadcast.
+		s.publishClusterVersion()
 		s.mu.Lock()
 		g, exec, self := s.gossip, s.exec, s.ident.NodeID
 		s.mu.Unlock()

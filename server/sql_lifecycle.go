@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/migrations"
+	"github.com/kvnode/kvnode/server/autoupgrade"
 	"slices"
 	"strings"
 	"time"
@@ -244,6 +245,13 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 	if !st.PreserveSince.IsZero() {
 		preserveDetail = fmt.Sprintf("set for %s, since %s", time.Since(st.PreserveSince).Round(time.Second), st.PreserveSince.UTC().Format(time.RFC3339))
 	}
+	if st.PreserveDowngrade != "" {
+		if av, err := clusterversion.Parse(st.ActiveVersion); err == nil &&
+			!autoupgrade.PreserveHolds(autoupgrade.Input{Active: av, PreserveDowngrade: st.PreserveDowngrade}) {
+			preserveDetail = strings.TrimPrefix(preserveDetail+"; ", "; ") + fmt.Sprintf(
+				"names a version the cluster has moved past (%s): it holds nothing, and is reset when the finalization reaches a release", st.ActiveVersion)
+		}
+	}
 	add("preserve_downgrade_option", nil, st.PreserveDowngrade, preserveDetail)
 	for _, n := range st.Nodes {
 		live := "live"
@@ -255,6 +263,13 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 			detail += ", draining"
 		}
 		add("node", int64(n.NodeID), n.BinaryVersion, detail)
+	}
+	rv, rvErr := clusterversion.Parse(st.ReplicatedVersion)
+	for _, n := range st.Nodes {
+		if n.Membership == autoupgrade.Decommissioned {
+			continue
+		}
+		add("persisted_version", int64(n.NodeID), n.PersistedVersion, persistedDetail(n, rv, rvErr == nil))
 	}
 	for _, n := range st.Group0 {
 		add("group0_state", int64(n.NodeID), n.State, n.detail())
@@ -388,4 +403,20 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 		_, err := h.Describe(stmt)
 		return pgwire.Result{}, err
 	}
+}
+
+// persistedDetail explains node n's persisted cluster version against the
+// replicated one (rv, if known): above it, the node can no longer be
+// rolled back to the previous release's binary.
+func persistedDetail(n UpgradeStatusNode, rv clusterversion.Version, rvKnown bool) string {
+	pv, err := clusterversion.Parse(n.PersistedVersion)
+	if n.PersistedVersion == "" || err != nil {
+		return fmt.Sprintf("the cluster version node %d has persisted is not known here (it has not gossiped it)", n.NodeID)
+	}
+	d := fmt.Sprintf("the cluster version node %d has persisted", n.NodeID)
+	if rvKnown && rv.Less(pv) {
+		d += fmt.Sprintf("; above the cluster version %s: a finalization step reached this node and not yet every node, "+
+			"so a binary older than %d.%d refuses to start on its store", rv, pv.Major, pv.Minor)
+	}
+	return d
 }

@@ -46,8 +46,42 @@ type NodeStatus struct {
 	Raft string `json:"raft"`
 	// IsLeader: the node leads the data Raft group.
 	IsLeader bool `json:"is_leader"`
+	// PersistedVersion is the cluster version the node has persisted in
+	// its store (what its binary must be able to run to start on it): the
+	// answering node's own, the others' as they last gossiped it; "" if
+	// unknown (a node that is down and was never seen since the answering
+	// node started, or a release that does not gossip it). It is above the
+	// replicated version while a finalization step is persisted on some
+	// nodes and not yet recorded.
+	PersistedVersion string `json:"persisted_version"`
 
 	startedAt time.Time
+}
+
+// gossipKeyClusterVersion is the NodeMeta.Extra key under which a node
+// gossips the cluster version it has persisted (a hint for status views).
+const gossipKeyClusterVersion = "cluster_version"
+
+// publishClusterVersion gossips the cluster version this node has
+// persisted, if it changed.
+func (s *Server) publishClusterVersion() {
+	g := s.gossipOrNil()
+	if g == nil {
+		return
+	}
+	v := s.ActiveVersion().String()
+	if g.LocalMeta().Extra[gossipKeyClusterVersion] == v {
+		return
+	}
+	err := g.UpdateMeta(func(m *gossip.NodeMeta) {
+		if m.Extra == nil {
+			m.Extra = map[string]string{}
+		}
+		m.Extra[gossipKeyClusterVersion] = s.ActiveVersion().String()
+	})
+	if err != nil {
+		s.log.Debug("gossiping the persisted cluster version", "err", err)
+	}
 }
 
 // NodeStatusResponse lists every node that ever got an ID.
@@ -179,7 +213,13 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []NodeStatus, stale bo
 				r.startedAt = m.Meta.StartedAt
 				r.StartedAt = liveness.FormatTime(m.Meta.StartedAt.UnixNano())
 			}
+			if v := m.Meta.Extra[gossipKeyClusterVersion]; v != "" {
+				r.PersistedVersion = v
+			}
 		}
+	}
+	if r, ok := byID[s.NodeID()]; ok {
+		r.PersistedVersion = s.ActiveVersion().String() // authoritative for itself
 	}
 	st := rep.Status()
 	for id, r := range byID {

@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/settings"
 )
@@ -133,6 +137,7 @@ func TestPreserveOptionSetBehindTheFence(t *testing.T) {
 				i+1, c.Nodes[i].Server.ActiveVersion(), v, err)
 		}
 	}
+	checkPersistedVersions(t, c, victim)
 	releaseOnce.Do(func() { close(release) })
 	if err := execErr(c, 0, "SET CLUSTER SETTING version = '1.1'"); err != nil {
 		t.Fatalf("completing the finalization: %v", err)
@@ -151,4 +156,80 @@ func TestPreserveOptionSetBehindTheFence(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkPersistedVersions (issue 16, D2): with the fence of 1.1 persisted on
+// every node but victim, and not replicated, every node's persisted version
+// is in node status, SHOW UPGRADE STATUS and the console's JSON, and the
+// console does not advise rolling back to 1.0: the fenced nodes would
+// refuse to start on it.
+func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
+	t.Helper()
+	want := map[int32]string{}
+	for i, nd := range c.Nodes {
+		want[nd.Server.NodeID()] = "1.1-step.1"
+		if i == victim {
+			want[nd.Server.NodeID()] = "1.0"
+		}
+	}
+	via := victim // its view: it is the node that has not persisted the fence
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := server.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
+		if err != nil {
+			return err
+		}
+		for _, n := range resp.Nodes {
+			if n.PersistedVersion != want[n.NodeID] {
+				return fmt.Errorf("node status: node %d persisted_version %q, want %q", n.NodeID, n.PersistedVersion, want[n.NodeID])
+			}
+		}
+		return nil
+	})
+	rows, err := c.Conn(via).Query(context.Background(), "SHOW UPGRADE STATUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32]string{}
+	for rows.Next() {
+		var item, value, detail string
+		var node *int64
+		if err := rows.Scan(&item, &node, &value, &detail); err != nil {
+			t.Fatal(err)
+		}
+		if item != "persisted_version" {
+			continue
+		}
+		got[int32(*node)] = value
+		if value == "1.1-step.1" && !strings.Contains(detail, "above the cluster version 1.0") {
+			t.Errorf("SHOW UPGRADE STATUS: node %d's persisted_version detail %q does not say it is above the cluster version", *node, detail)
+		}
+	}
+	rows.Close()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SHOW UPGRADE STATUS persisted_version rows: %v, want %v", got, want)
+	}
+	resp, err := http.Get("http://" + c.Nodes[via].Config.HTTPAddr + "/_status/console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st console.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.PersistedVersion != want[n.NodeID] {
+			t.Errorf("console: node %d persisted_version %q, want %q", n.NodeID, n.PersistedVersion, want[n.NodeID])
+		}
+	}
+	var text []string
+	for _, b := range st.Banners {
+		text = append(text, b.Title+" "+b.Detail+" "+strings.Join(b.Fix, " "))
+	}
+	all := strings.Join(text, "\n")
+	if strings.Contains(all, "can still be rolled back") || !strings.Contains(all, "can no longer be rolled back") {
+		t.Fatalf("console banners with the fence on some nodes:\n%s", all)
+	}
 }

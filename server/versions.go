@@ -434,6 +434,9 @@ type UpgradeStatusNode struct {
 	Raft      string `json:"raft"`
 	IsLeader  bool   `json:"is_leader"`
 	StartedAt string `json:"started_at,omitempty"`
+	// PersistedVersion is the cluster version the node has persisted
+	// (NodeStatus.PersistedVersion; "" if unknown).
+	PersistedVersion string `json:"persisted_version"`
 }
 
 // MigrationStatus is one migration in UpgradeStatus.
@@ -480,7 +483,8 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	for _, n := range statuses {
 		st.Nodes = append(st.Nodes, UpgradeStatusNode{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
 			HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, IsLive: n.IsLive, Membership: n.Membership,
-			Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, IsLeader: n.IsLeader, StartedAt: n.StartedAt})
+			Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, IsLeader: n.IsLeader, StartedAt: n.StartedAt,
+			PersistedVersion: n.PersistedVersion})
 	}
 	if s.hasGroup0() {
 		for _, n := range s.group0NodeStates(ctx, statuses) {

@@ -72,7 +72,10 @@ func newNodeStatusCmd() *cobra.Command {
 		Long: `Print one row per node that ever joined the cluster, as the node at --host
 sees it: ID, RPC and SQL addresses, the release of its binary, when it started,
 when its liveness record was last updated, whether it is live, its membership
-(active, decommissioning, decommissioned) and whether it is draining.`,
+(active, decommissioning, decommissioned), whether it is draining, and the
+cluster version it has persisted in its store (NULL if unknown): above the
+cluster version while a finalization step has reached some nodes and not yet
+all; a binary that cannot run it refuses to start on that store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(); err != nil {
@@ -97,10 +100,10 @@ when its liveness record was last updated, whether it is live, its membership
 
 func printStatus(w io.Writer, nodes []server.NodeStatus) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "id\taddress\tsql_address\tbuild\tstarted_at\tupdated_at\tis_live\tmembership\tis_draining")
+	fmt.Fprintln(tw, "id\taddress\tsql_address\tbuild\tstarted_at\tupdated_at\tis_live\tmembership\tis_draining\tpersisted_version")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%t\t%s\t%t\n", n.NodeID, n.Address, n.SQLAddress, n.Build,
-			orNull(n.StartedAt), orNull(n.UpdatedAt), n.IsLive, n.Membership, n.IsDraining)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%t\t%s\t%t\t%s\n", n.NodeID, n.Address, n.SQLAddress, n.Build,
+			orNull(n.StartedAt), orNull(n.UpdatedAt), n.IsLive, n.Membership, n.IsDraining, orNull(n.PersistedVersion))
 	}
 	_ = tw.Flush()
 }

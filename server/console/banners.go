@@ -81,7 +81,12 @@ func Banners(st Status, now time.Time) []Banner {
 			Title:  fmt.Sprintf("The group 0 upgrade is waiting (node %d coordinates): %s", n.NodeID, n.Group0Waiting),
 			Detail: detail, Fix: fix})
 	}
-	if !waiting && len(inSync) > 0 {
+	active, activeErr := clusterversion.Parse(st.ClusterVersion)
+	// mid: the replicated version is an internal step, so the fence of a
+	// release is persisted on every node: the finalization can only go
+	// forward, and it is completed whatever the opt-outs say.
+	mid := activeErr == nil && !active.IsRelease()
+	if !waiting && len(inSync) > 0 && !(mid && st.InProgress == "") {
 		b.add(Banner{Kind: KindGroup0Waiting, Severity: Info,
 			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", autoupgrade.NodeList(inSync)),
 			Detail: "The pre-Raft schema path is closed while the schema moves onto group 0; DDL issued now waits, then runs through group 0.",
@@ -97,7 +102,6 @@ func Banners(st Status, now time.Time) []Banner {
 			newest = v
 		}
 	}
-	active, activeErr := clusterversion.Parse(st.ClusterVersion)
 	mixed := len(byBuild) > 1
 	if mixed {
 		var parts, older []string
@@ -122,7 +126,11 @@ func Banners(st Status, now time.Time) []Banner {
 		slices.Sort(behind)
 		detail := fmt.Sprintf("The cluster stays at version %s until every node runs %s.", st.ClusterVersion, newest)
 		if fence, ok := clusterversion.Fence(newest); ok && activeErr == nil && active.Less(fence) && len(older) == 1 {
-			detail += fmt.Sprintf(" Until then the upgrade can still be rolled back: restart the upgraded nodes on the %s binary.", older[0])
+			if ok, why := rollback(nodes, older[0]); ok {
+				detail += fmt.Sprintf(" Until then the upgrade can still be rolled back: restart the upgraded nodes on the %s binary.", older[0])
+			} else {
+				detail += " " + why
+			}
 		}
 		fix := []string{}
 		addr := map[int32]string{}
@@ -182,13 +190,19 @@ func Banners(st Status, now time.Time) []Banner {
 		}
 	}
 
-	// Finalization: running, about to run, or held back.
+	// Finalization: running, interrupted, about to run, or held back.
+	has := map[autoupgrade.BlockerKind]bool{}
+	for _, x := range st.Blockers {
+		has[x.Kind] = true
+	}
 	switch {
 	case st.InProgress != "":
 		b.add(Banner{Kind: KindFinalizing, Severity: Info,
 			Title:  fmt.Sprintf("Finalizing the upgrade to %s: %s", orUnknown(st.Target), st.InProgress),
 			Detail: "Each step is persisted on every node before it takes effect; migrations run as resumable jobs.",
 			Fix:    []string{"SHOW UPGRADE STATUS", "SHOW JOBS"}})
+	case mid && !mixed:
+		b.interrupted(st, active, inSync)
 	case st.Target != "" && !mixed && len(st.Blockers) == 0:
 		b.add(Banner{Kind: KindFinalizing, Severity: Info,
 			Title:  fmt.Sprintf("Every node runs %s: the cluster finalizes to %s within seconds", st.Target, st.Target),
@@ -196,7 +210,7 @@ func Banners(st Status, now time.Time) []Banner {
 			Fix:    []string{"SHOW UPGRADE STATUS"}})
 	case st.Target != "" && !mixed:
 		var why, fix []string
-		if st.Preserve != "" {
+		if st.Preserve != "" && has[autoupgrade.BlockPreserve] {
 			w := fmt.Sprintf("cluster.preserve_downgrade_option is set to '%s'", st.Preserve)
 			if !st.PreserveSince.IsZero() {
 				w += fmt.Sprintf(" (for %s, since %s)", roundDuration(now.Sub(st.PreserveSince)), st.PreserveSince.UTC().Format("2006-01-02 15:04 MST"))
@@ -206,17 +220,22 @@ func Banners(st Status, now time.Time) []Banner {
 			why = append(why, w)
 			fix = append(fix, "RESET CLUSTER SETTING cluster.preserve_downgrade_option;")
 		}
-		if !st.AutoUpgradeEnabled {
+		if !st.AutoUpgradeEnabled && has[autoupgrade.BlockAutoDisabled] {
 			why = append(why, "cluster.auto_upgrade.enabled is false")
 			fix = append(fix, fmt.Sprintf("SET CLUSTER SETTING version = '%s';", st.Target),
 				"(or SET CLUSTER SETTING cluster.auto_upgrade.enabled = true;)")
 		}
 		if len(why) > 0 {
+			detail := "Finalization is held back: " + strings.Join(why, "; ") + ". Until it finalizes, the new release's features stay off"
+			if ok, whyNot := rollback(nodes, st.ClusterVersion); ok {
+				detail += " and the upgrade can still be rolled back."
+			} else {
+				detail += ". " + whyNot
+			}
 			b.add(Banner{Kind: KindNotFinalized, Severity: Warning,
-				Title: fmt.Sprintf("Every node runs %s, but the cluster version is still %s", st.Target, st.ClusterVersion),
-				Detail: "Finalization is held back: " + strings.Join(why, "; ") +
-					". Until it finalizes, the new release's features stay off and the upgrade can still be rolled back.",
-				Fix: fix})
+				Title:  fmt.Sprintf("Every node runs %s, but the cluster version is still %s", st.Target, st.ClusterVersion),
+				Detail: detail,
+				Fix:    fix})
 		}
 	}
 
@@ -230,6 +249,86 @@ func Banners(st Status, now time.Time) []Banner {
 			Fix:    []string{"SHOW JOBS", fmt.Sprintf("SET CLUSTER SETTING version = '%s';", releaseOf(m.Version))}})
 	}
 	return b.sorted()
+}
+
+// rollback reports whether the nodes can still be restarted on the binary
+// of release old, and if not, why (a sentence): only if every node's
+// persisted cluster version is known and old can run it. A node whose
+// persisted version is above what old runs (a finalization step reached
+// it, and not yet every node) refuses to start on old: advising it would
+// lose the nodes restarted, and with them the majority.
+func rollback(nodes []Node, old string) (ok bool, why string) {
+	ov, err := clusterversion.Parse(old)
+	if err != nil {
+		return false, fmt.Sprintf("Whether the upgrade can still be rolled back is not known: %q is not a release.", old)
+	}
+	var stuck, unknown []int32
+	var highest clusterversion.Version
+	for _, n := range nodes {
+		pv, perr := clusterversion.Parse(n.PersistedVersion)
+		switch {
+		case perr != nil:
+			if n.BinaryVersion != old { // an old binary cannot have persisted more than it runs
+				unknown = append(unknown, n.NodeID)
+			}
+		case ov.Less(pv):
+			stuck = append(stuck, n.NodeID)
+			if highest.Less(pv) {
+				highest = pv
+			}
+		}
+	}
+	plural := func(ids []int32, one, many string) string {
+		if len(ids) > 1 {
+			return many
+		}
+		return one
+	}
+	switch {
+	case len(stuck) > 0:
+		return false, fmt.Sprintf("The upgrade can no longer be rolled back: %s %s persisted cluster version %s, which the %s binary cannot run; "+
+			"it refuses to start on %s, so restarting %s on it would lose %s. Finish the upgrade instead.",
+			autoupgrade.NodeList(stuck), plural(stuck, "has", "have"), highest, old,
+			plural(stuck, "that node's store", "those nodes' stores"), plural(stuck, "it", "them"), plural(stuck, "that node", "those nodes"))
+	case len(unknown) > 0:
+		return false, fmt.Sprintf("Whether the upgrade can still be rolled back is not known: %s %s not reported the cluster version %s persisted "+
+			"(SHOW UPGRADE STATUS, persisted_version rows); a node that persisted a version above %s refuses to start on the %s binary.",
+			autoupgrade.NodeList(unknown), plural(unknown, "has", "have"), plural(unknown, "it", "they"), old, old)
+	}
+	return true, ""
+}
+
+// interrupted is the banner of a finalization that stopped at an internal
+// step (its coordinator died or failed) and is not running on this node.
+func (b *bannerSet) interrupted(st Status, active clusterversion.Version, inSync []int32) {
+	rel := releaseOf(active.String())
+	detail := fmt.Sprintf("The fence of %s is persisted on every node: the upgrade can no longer be rolled back "+
+		"(binaries older than %s refuse to start on these stores). The data group's leader completes the finalization by itself, "+
+		"whatever cluster.auto_upgrade.enabled and cluster.preserve_downgrade_option say, once every node that is not decommissioned is live.",
+		rel, rel)
+	if len(inSync) > 0 {
+		detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits until the group 0 upgrade completes, then runs through group 0.",
+			capitalize(autoupgrade.NodeList(inSync)))
+	}
+	fix := []string{"SHOW UPGRADE STATUS"}
+	var reasons []string
+	for _, x := range st.Blockers {
+		reasons = append(reasons, x.Reason)
+		if x.Fix != "" {
+			fix = append(fix, x.Fix)
+		}
+	}
+	fix = append(fix, fmt.Sprintf("SET CLUSTER SETTING version = '%s'; (resumes it now, through the node you are connected to)", rel))
+	bn := Banner{Kind: KindInterrupted, Severity: Info,
+		Title:  fmt.Sprintf("The upgrade to %s stopped at %s; it resumes by itself", rel, active),
+		Detail: detail, Fix: fix}
+	if len(reasons) > 0 {
+		bn.Severity = Warning
+		bn.Title = fmt.Sprintf("The upgrade to %s stopped at %s and waits: %s", rel, active, strings.Join(reasons, "; "))
+	} else if len(inSync) > 0 {
+		bn.Severity = Warning // DDL is held until it completes
+	}
+	b.add(bn)
 }
 
 type bannerSet struct {

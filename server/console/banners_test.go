@@ -16,7 +16,18 @@ func node(id int32, build string, live bool) Node {
 		st = "dead"
 	}
 	return Node{NodeID: id, Address: "127.0.0.1:2635" + string(rune('0'+id)), BinaryVersion: build, Live: live,
-		Membership: "active", Status: st, Raft: "voter", Group0State: StatePreRaft}
+		Membership: "active", Status: st, Raft: "voter", Group0State: StatePreRaft, PersistedVersion: "1.1"}
+}
+
+// persisted returns n with its persisted cluster version set to v.
+func persisted(n Node, v string) Node {
+	n.PersistedVersion = v
+	return n
+}
+
+func inSync(n Node) Node {
+	n.Group0State = StateSync
+	return n
 }
 
 func TestBanners(t *testing.T) {
@@ -30,6 +41,8 @@ func TestBanners(t *testing.T) {
 		node     int32
 		// every string must appear in the title, detail or fix
 		says []string
+		// no string of not may appear in them
+		not []string
 	}
 	for _, tc := range []struct {
 		name string
@@ -44,8 +57,8 @@ func TestBanners(t *testing.T) {
 			name: "status unavailable",
 			st:   Status{Error: "the data Raft group did not answer in time", Host: "127.0.0.1:26357", Self: Self{NodeID: 2, Group0State: StateRecovery}},
 			want: []want{
-				{KindStatusUnavailable, Critical, 0, []string{"did not answer in time", "kvnode node status --host=127.0.0.1:26357"}},
-				{KindGroup0Recovery, Critical, 0, []string{"Node 2 is in group 0 recovery mode", "group0-recover --host=127.0.0.1:26357 --dry-run"}},
+				{KindStatusUnavailable, Critical, 0, []string{"did not answer in time", "kvnode node status --host=127.0.0.1:26357"}, nil},
+				{KindGroup0Recovery, Critical, 0, []string{"Node 2 is in group 0 recovery mode", "group0-recover --host=127.0.0.1:26357 --dry-run"}, nil},
 			},
 		},
 		{
@@ -57,7 +70,80 @@ func TestBanners(t *testing.T) {
 				return s
 			}(),
 			want: []want{{KindMixedVersions, Warning, 0, []string{
-				"node 1 runs 2.0", "nodes 2, 3 run 1.1", "stays at version 1.1", "rolled back", "restart node 2 on the 2.0 binary", "restart node 3 on the 2.0 binary"}}},
+				"node 1 runs 2.0", "nodes 2, 3 run 1.1", "stays at version 1.1", "can still be rolled back: restart the upgraded nodes on the 1.1 binary",
+				"restart node 2 on the 2.0 binary", "restart node 3 on the 2.0 binary"}, nil}},
+		},
+		{
+			// Issue 16, D2: the fence reached nodes 1 and 2 and not node 3
+			// (the finalization stopped), and node 3 was then restarted on
+			// the old binary. Nodes 1 and 2 would refuse to start on 1.1:
+			// advising it would lose the majority.
+			name: "fence persisted on some nodes only: no rollback offered",
+			st: func() Status {
+				s := base(persisted(node(1, "2.0", true), "2.0-step.1"), persisted(node(2, "2.0", true), "2.0-step.1"), node(3, "1.1", true))
+				s.Target = "2.0"
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockMixedVersions}}
+				return s
+			}(),
+			want: []want{{KindMixedVersions, Warning, 0, []string{
+				"can no longer be rolled back: nodes 1, 2 have persisted cluster version 2.0-step.1, which the 1.1 binary cannot run",
+				"Finish the upgrade", "restart node 3 on the 2.0 binary"},
+				[]string{"can still be rolled back", "restart the upgraded nodes on the 1.1 binary"}}},
+		},
+		{
+			name: "an upgraded node's persisted version unknown: no rollback offered",
+			st: func() Status {
+				s := base(persisted(node(1, "2.0", true), ""), node(2, "1.1", true))
+				s.Target = "2.0"
+				return s
+			}(),
+			want: []want{{KindMixedVersions, Warning, 0, []string{"Whether the upgrade can still be rolled back is not known: node 1 has not reported"},
+				[]string{"can still be rolled back:", "restart the upgraded nodes on the 1.1 binary"}}},
+		},
+		{
+			name: "held back by the preserve option with the fence on one node: no rollback offered",
+			st: func() Status {
+				s := base(persisted(node(1, "2.0", true), "2.0-step.1"), node(2, "2.0", true), node(3, "2.0", true))
+				s.Target, s.Preserve = "2.0", "1.1"
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockPreserve}}
+				return s
+			}(),
+			want: []want{{KindNotFinalized, Warning, 0, []string{"preserve_downgrade_option is set to '1.1'",
+				"can no longer be rolled back: node 1 has persisted cluster version 2.0-step.1"},
+				[]string{"can still be rolled back"}}},
+		},
+		{
+			// Issue 16, D6: finalized by hand with auto-upgrade off, the
+			// coordinator died in the group 0 procedure. Nothing runs on
+			// this node; the leader resumes it; it cannot be rolled back.
+			name: "finalization interrupted at the fence with auto-upgrade disabled",
+			st: func() Status {
+				s := base(inSync(node(1, "2.0", true)), inSync(node(2, "2.0", true)), inSync(node(3, "2.0", true)))
+				s.ClusterVersion, s.ActiveVersion, s.Target, s.AutoUpgradeEnabled = "2.0-step.1", "2.0-step.1", "2.0", false
+				for i := range s.Nodes {
+					s.Nodes[i].PersistedVersion = "2.0-step.1"
+				}
+				return s
+			}(),
+			want: []want{{KindInterrupted, Warning, 0, []string{
+				"The upgrade to 2.0 stopped at 2.0-step.1; it resumes by itself", "can no longer be rolled back",
+				"whatever cluster.auto_upgrade.enabled", "Nodes 1, 2, 3 in synchronize", "SET CLUSTER SETTING version = '2.0'"},
+				[]string{"in progress", "can still be rolled back", "held back"}}},
+		},
+		{
+			name: "finalization interrupted, waiting for a dead node",
+			st: func() Status {
+				s := base(node(1, "1.1", true), node(2, "1.1", true), node(3, "1.1", false))
+				s.ClusterVersion, s.ActiveVersion, s.Target, s.AutoUpgradeEnabled = "1.1-step.2", "1.1-step.2", "1.1", false
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockDeadNode, NodeID: 3, Reason: "node 3 is not live",
+					Fix: "bring node 3 back, or remove it for good: kvnode node decommission 3 --host=127.0.0.1:26357"}}
+				return s
+			}(),
+			want: []want{
+				{KindDeadNode, Critical, 3, []string{"kvnode node decommission 3"}, nil},
+				{KindInterrupted, Warning, 0, []string{"The upgrade to 1.1 stopped at 1.1-step.2 and waits: node 3 is not live",
+					"kvnode node decommission 3 --host=127.0.0.1:26357"}, []string{"can still be rolled back"}},
+			},
 		},
 		{
 			name: "mixed versions past the fence: no rollback offered",
@@ -67,7 +153,7 @@ func TestBanners(t *testing.T) {
 				s.Target = "2.0"
 				return s
 			}(),
-			want: []want{{KindMixedVersions, Warning, 0, []string{"stays at version 2.0-step.1"}}},
+			want: []want{{KindMixedVersions, Warning, 0, []string{"stays at version 2.0-step.1"}, nil}},
 		},
 		{
 			name: "preserve option holds finalization, since a known time",
@@ -79,7 +165,7 @@ func TestBanners(t *testing.T) {
 			}(),
 			want: []want{{KindNotFinalized, Warning, 0, []string{
 				"Every node runs 2.0, but the cluster version is still 1.1", "preserve_downgrade_option is set to '1.1' (for 3h5m, since 2026-11-21 08:55 UTC)",
-				"RESET CLUSTER SETTING cluster.preserve_downgrade_option;"}}},
+				"RESET CLUSTER SETTING cluster.preserve_downgrade_option;"}, nil}},
 		},
 		{
 			name: "auto-upgrade disabled and preserve set without a record",
@@ -90,7 +176,7 @@ func TestBanners(t *testing.T) {
 				return s
 			}(),
 			want: []want{{KindNotFinalized, Warning, 0, []string{
-				"since when is not recorded", "cluster.auto_upgrade.enabled is false", "SET CLUSTER SETTING version = '2.0';"}}},
+				"since when is not recorded", "cluster.auto_upgrade.enabled is false", "SET CLUSTER SETTING version = '2.0';"}, nil}},
 		},
 		{
 			name: "every live node upgraded, a dead node blocks",
@@ -101,12 +187,12 @@ func TestBanners(t *testing.T) {
 				return s
 			}(),
 			want: []want{{KindDeadNode, Critical, 3, []string{
-				"Node 3 is dead and blocks the upgrade to 2.0", "kvnode node decommission 3 --host=127.0.0.1:26357"}}},
+				"Node 3 is dead and blocks the upgrade to 2.0", "kvnode node decommission 3 --host=127.0.0.1:26357"}, nil}},
 		},
 		{
 			name: "a dead node with nothing to finalize",
 			st:   base(node(1, "1.1", true), node(2, "1.1", false)),
-			want: []want{{KindDeadNode, Warning, 2, []string{"Node 2 is dead", "kvnode node decommission 2"}}},
+			want: []want{{KindDeadNode, Warning, 2, []string{"Node 2 is dead", "kvnode node decommission 2"}, nil}},
 		},
 		{
 			name: "decommissioned nodes are ignored",
@@ -123,7 +209,7 @@ func TestBanners(t *testing.T) {
 				n.Draining = true
 				return base(node(1, "1.1", true), n)
 			}(),
-			want: []want{{KindDrainingNode, Warning, 2, []string{"Node 2 is draining", "restart node 2"}}},
+			want: []want{{KindDrainingNode, Warning, 2, []string{"Node 2 is draining", "restart node 2"}, nil}},
 		},
 		{
 			name: "finalization running",
@@ -132,7 +218,7 @@ func TestBanners(t *testing.T) {
 				s.Target, s.InProgress = "2.0", "2.0-step.1: running the migration"
 				return s
 			}(),
-			want: []want{{KindFinalizing, Info, 0, []string{"Finalizing the upgrade to 2.0: 2.0-step.1"}}},
+			want: []want{{KindFinalizing, Info, 0, []string{"Finalizing the upgrade to 2.0: 2.0-step.1"}, nil}},
 		},
 		{
 			name: "about to finalize",
@@ -141,7 +227,7 @@ func TestBanners(t *testing.T) {
 				s.Target = "2.0"
 				return s
 			}(),
-			want: []want{{KindFinalizing, Info, 0, []string{"finalizes to 2.0 within seconds"}}},
+			want: []want{{KindFinalizing, Info, 0, []string{"finalizes to 2.0 within seconds"}, nil}},
 		},
 		{
 			name: "group 0 upgrade waits for a dead node",
@@ -154,9 +240,9 @@ func TestBanners(t *testing.T) {
 				return s
 			}(),
 			want: []want{
-				{KindDeadNode, Critical, 3, []string{"kvnode node decommission 3"}},
-				{KindGroup0Waiting, Warning, 1, []string{"not answering: node 3", "Node 2 in synchronize", "if node 3 is gone for good: kvnode node decommission 3"}},
-				{KindFinalizing, Info, 0, nil},
+				{KindDeadNode, Critical, 3, []string{"kvnode node decommission 3"}, nil},
+				{KindGroup0Waiting, Warning, 1, []string{"not answering: node 3", "Node 2 in synchronize", "if node 3 is gone for good: kvnode node decommission 3"}, nil},
+				{KindFinalizing, Info, 0, nil, nil},
 			},
 		},
 		{
@@ -168,7 +254,7 @@ func TestBanners(t *testing.T) {
 				s.ClusterVersion = "2.0"
 				return s
 			}(),
-			want: []want{{KindGroup0Recovery, Critical, 0, []string{"Nodes 1, 2 are in group 0 recovery mode", "group0-recover"}}},
+			want: []want{{KindGroup0Recovery, Critical, 0, []string{"Nodes 1, 2 are in group 0 recovery mode", "group0-recover"}, nil}},
 		},
 		{
 			name: "failed migration",
@@ -177,7 +263,7 @@ func TestBanners(t *testing.T) {
 				s.Migrations = []Migration{{Version: "1.1-step.2", Description: "rewrite rows", Status: "failed", Error: "disk full"}}
 				return s
 			}(),
-			want: []want{{KindMigrationFailed, Critical, 0, []string{"disk full", "SET CLUSTER SETTING version = '1.1';"}}},
+			want: []want{{KindMigrationFailed, Critical, 0, []string{"disk full", "SET CLUSTER SETTING version = '1.1';"}, nil}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,6 +280,11 @@ func TestBanners(t *testing.T) {
 				for _, s := range w.says {
 					if !strings.Contains(text, s) {
 						t.Errorf("banner %d does not say %q:\n%s", i, s, text)
+					}
+				}
+				for _, s := range w.not {
+					if strings.Contains(text, s) {
+						t.Errorf("banner %d says %q:\n%s", i, s, text)
 					}
 				}
 			}

@@ -22,16 +22,23 @@
 //   - status_unavailable: the node could not compute the cluster status
 //     (the data group did not answer); the page shows the node's own view.
 //   - mixed_versions: several binary releases run; finalization waits for
-//     the rest, rollback is still possible while the version is not fenced.
+//     the rest, rollback is still possible while no node has persisted a
+//     version the old binary cannot run (each node's persisted version,
+//     not only the replicated one: a fence may have reached some nodes).
 //   - not_finalized: every node runs the newer binary but the cluster
 //     stays at the old version, and why: cluster.preserve_downgrade_option
-//     (and for how long), or cluster.auto_upgrade.enabled = false.
+//     (and for how long), or cluster.auto_upgrade.enabled = false; it
+//     offers a rollback only on the same condition as mixed_versions.
 //   - dead_node: a non-decommissioned node is not live; when every live
 //     node already runs the newer binary it is what blocks finalization,
 //     and the banner gives its decommission command (CockroachDB never
 //     built this one).
 //   - draining_node: a node drains; finalization waits until it stops.
 //   - finalizing: a finalization is running, at which step.
+//   - finalization_interrupted: the cluster version is an internal step
+//     and no finalization runs on the serving node: its coordinator died or
+//     failed. It cannot be rolled back; the data group's leader completes
+//     it whatever the opt-outs say, once what blocks it (named) is fixed.
 //   - migration_failed: a migration job failed, with its error.
 //   - group0_waiting: the group 0 upgrade waits, and for what.
 //   - group0_recovery: a node is in group 0 recovery mode.

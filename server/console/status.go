@@ -90,6 +90,12 @@ type Node struct {
 	Group0Error   string `json:"group0_error,omitempty"`
 	// StartedAt is when the node's process started, "" if unknown.
 	StartedAt string `json:"started_at,omitempty"`
+	// PersistedVersion is the cluster version the node has persisted in
+	// its store, "" if unknown: a binary can start on the store only if
+	// it can run that version, so it decides whether the node can still
+	// be rolled back. It is above ClusterVersion while a finalization
+	// step is persisted on some nodes and not yet on all.
+	PersistedVersion string `json:"persisted_version,omitempty"`
 }
 
 // Decommissioned reports whether the node left the cluster for good.
@@ -130,6 +136,7 @@ const (
 	KindDeadNode          Kind = "dead_node"
 	KindDrainingNode      Kind = "draining_node"
 	KindFinalizing        Kind = "finalizing"
+	KindInterrupted       Kind = "finalization_interrupted"
 	KindMigrationFailed   Kind = "migration_failed"
 	KindGroup0Waiting     Kind = "group0_waiting"
 	KindGroup0Recovery    Kind = "group0_recovery"
