@@ -99,6 +99,16 @@
 // voters; further nodes stay learners. Node IDs come from a replicated
 // counter and are never reused.
 //
+// # Recovery from a lost majority
+//
+// A group whose majority of voters is lost for good cannot change its
+// configuration. recover.go offers what etcd's --force-new-cluster does:
+// ForceNewConfig makes one survivor the only voter, keeping every entry it
+// knows to be committed and appending the configuration changes that remove
+// everyone else, in one synced batch; Wipe drops another survivor's state so
+// that it rejoins from a snapshot. The server decides who and when
+// (server/recover.go).
+//
 // # What it does not do
 //
 // It has one group for all data (no ranges or splits), no leases, and no
