@@ -95,4 +95,8 @@ type Knobs struct {
 	// joining node (after the first version check, before any record is
 	// written), with the joiner's listen address: a pause point.
 	BeforeJoinAdmit func(listenAddr string)
+	// BeforeRecoverStep runs on the coordinator of `kvnode node recover`
+	// before each of its steps ("reform", "wipe", "admit", "group0",
+	// "done"); an error stops the recovery there (recover.go).
+	BeforeRecoverStep func(step string) error
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
@@ -229,9 +231,13 @@ func (s *Server) recoverAdmit(ctx context.Context, rep *kv.Replica, rec Recovery
 			return nil
 		}
 		for _, id := range rec.Survivors {
-			if !slices.Contains(st.Voters, uint64(id)) {
-				return errors.Newf("node %d is not a voter yet (voters %v, learners %v)", id, st.Voters, st.Learners)
+			if slices.Contains(st.Voters, uint64(id)) {
+				continue
 			}
+			if slices.Contains(st.Learners, uint64(id)) && !s.allowPromote(uint64(id)) {
+				continue // decommissioning: it stays a learner
+			}
+			return errors.Newf("node %d is not a voter yet (voters %v, learners %v)", id, st.Voters, st.Learners)
 		}
 		return nil
 	})
@@ -265,8 +271,11 @@ func waitUntil(ctx context.Context, d time.Duration, fn func() error) error {
 type recoverNode struct {
 	ID   int32
 	Addr string
-	Info *RecoverInfo // nil: did not answer
+	Info *RecoverInfo // nil: no state reported
 	Err  string
+	// Starting: the node answers but cannot report its state yet (it is
+	// still starting): it is not dead.
+	Starting bool
 }
 
 // dataRecoveryPlan is what the coordinator will do.
@@ -299,6 +308,12 @@ func (p dataRecoveryPlan) deadIDs() []int32 {
 // planDataRecovery decides the recovery from what every node answered.
 func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error) {
 	var p dataRecoveryPlan
+	for _, n := range nodes {
+		if n.Starting {
+			return p, errors.WithHintf(errors.Newf("node %d answers but cannot report its state yet: %s", n.ID, firstLine(n.Err)),
+				"it is still starting: retry in a moment; nothing was changed")
+		}
+	}
 	for _, n := range nodes {
 		if n.Info == nil {
 			p.Dead = append(p.Dead, n)
@@ -453,17 +468,38 @@ func (s *Server) recoverCluster(ctx context.Context, req *RecoverRequest) (*Reco
 // those decommissioned, for its state, concurrently.
 func (s *Server) gatherRecoverInfo(ctx context.Context) ([]recoverNode, error) {
 	rep := s.Replica()
-	ids := map[int32]bool{}
-	for id := range s.nodeRecords() {
-		ids[id] = true
+	// Where to find the nodes: the replicated node records (this node's
+	// copy), gossip, and the --join addresses. A survivor wiped by a
+	// recovery under way has no node records until its snapshot arrives.
+	known := map[int32]string{}
+	for id, r := range s.nodeRecords() {
+		known[id] = r.ListenAddr
+	}
+	if g := s.gossipOrNil(); g != nil {
+		for _, m := range g.Members() {
+			if m.Meta.NodeID != 0 && m.Meta.ListenAddr != "" && m.Meta.ClusterID == s.ClusterID() {
+				known[m.Meta.NodeID] = m.Meta.ListenAddr
+			}
+		}
+	}
+	for _, a := range s.otherJoinAddrs() {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var resp HelloResponse
+		if err := s.pool.Invoke(cctx, a, methodHello, &HelloRequest{}, &resp); err == nil &&
+			resp.Bootstrapped && resp.ClusterID == s.ClusterID() && resp.NodeID != 0 {
+			known[resp.NodeID] = a
+		}
+		cancel()
 	}
 	st := rep.Status()
 	for _, v := range append(slices.Clone(st.Voters), st.Learners...) {
-		ids[int32(v)] = true
+		if _, ok := known[int32(v)]; !ok {
+			known[int32(v)] = ""
+		}
 	}
-	ids[s.NodeID()] = true
+	known[s.NodeID()] = s.RPCAddr()
 	var out []recoverNode
-	for id := range ids {
+	for id := range known {
 		if v, found, err := rep.GetLocal(liveness.Key(id)); err == nil && found {
 			if r, err := liveness.Decode(v); err == nil && r.Membership == liveness.Decommissioned {
 				continue
@@ -484,20 +520,32 @@ func (s *Server) gatherRecoverInfo(ctx context.Context) ([]recoverNode, error) {
 			n.Info = info
 			continue
 		}
-		addr, ok := s.resolve(uint64(n.ID))
-		if !ok {
-			n.Err = "no known address"
-			continue
+		addr := known[n.ID]
+		if addr == "" {
+			var ok bool
+			if addr, ok = s.resolve(uint64(n.ID)); !ok {
+				n.Err = "no known address"
+				continue
+			}
 		}
 		n.Addr = addr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			// A node that has just restarted may still look down to a
+			// cached connection in back-off: wait for the connection to
+			// be ready (bounded) rather than take it for dead.
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			var info RecoverInfo
-			if err := s.pool.Invoke(cctx, addr, methodRecoverInfo, &RecoverInfoRequest{}, &info); err != nil {
+			conn, err := s.pool.Get(addr)
+			if err == nil {
+				err = conn.Invoke(cctx, methodRecoverInfo, &RecoverInfoRequest{}, &info, grpc.WaitForReady(true))
+			}
+			if err != nil {
 				n.Err = remoteMessage(err)
+				st, ok := status.FromError(err)
+				n.Starting = ok && st.Code() == codes.Unavailable && !isConnError(st.Message())
 				return
 			}
 			if info.NodeID != n.ID {
@@ -530,9 +578,18 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 	}
 	seed, rec := p.Seed.NodeID, p.Record
 	seedAddr := addrs[seed]
+	hook := func(step string) error {
+		if h := s.cfg.Knobs.BeforeRecoverStep; h != nil {
+			return h(step)
+		}
+		return nil
+	}
 	// 3. The seed becomes the only voter.
 	members := p.Seed.Raft
 	if !p.Resume {
+		if err := hook("reform"); err != nil {
+			return "", err
+		}
 		resp, err := s.recoverStep(ctx, seedAddr, "reform", rec)
 		if err != nil {
 			return "", err
@@ -544,11 +601,17 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 		if slices.Contains(members.Voters, uint64(n.NodeID)) || slices.Contains(members.Learners, uint64(n.NodeID)) {
 			continue
 		}
+		if err := hook("wipe"); err != nil {
+			return "", err
+		}
 		if _, err := s.recoverStep(ctx, addrs[n.NodeID], "wipe", rec); err != nil {
 			return "", err
 		}
 	}
 	// 5. The dead are decommissioned, the survivors added back.
+	if err := hook("admit"); err != nil {
+		return "", err
+	}
 	if _, err := s.recoverStep(ctx, seedAddr, "admit", rec); err != nil {
 		return "", err
 	}
@@ -570,11 +633,17 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 	}); err != nil {
 		return "", errors.Wrap(err, "waiting for the survivors to serve again")
 	}
+	if err := hook("group0"); err != nil {
+		return "", err
+	}
 	g0, err := s.recoverGroup0(ctx, seedAddr, rec.Survivors, addrs)
 	if err != nil {
 		return "", errors.Wrap(err, "group 0")
 	}
 	// 7. Done.
+	if err := hook("done"); err != nil {
+		return "", err
+	}
 	if _, err := s.recoverStep(ctx, seedAddr, "done", rec); err != nil {
 		return "", err
 	}
@@ -588,11 +657,10 @@ func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors [
 	if !s.hasGroup0() {
 		return "this release has no group 0", nil
 	}
-	if _, err := s.currentFormation(ctx); err != nil {
-		if strings.Contains(err.Error(), "no formation record") {
-			return "group 0 was never formed", nil
-		}
+	if _, _, found, err := s.readFormation(ctx, s.Replica()); err != nil {
 		return "", err
+	} else if !found {
+		return "group 0 was never formed", nil
 	}
 	var states []*Group0StateResponse
 	for _, id := range survivors {

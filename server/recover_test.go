@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +19,20 @@ import (
 // and all; the data group and group 0 have no majority. `kvnode node
 // recover` re-forms both on the two survivors: every row they had is there,
 // both serve reads, writes and DDL, and a new node joins.
+//
+// Also: a survivor restarted after the loss (stuck starting: its data group
+// cannot answer) takes part, and a recovery interrupted after its first
+// steps is finished by running the command again.
 func TestRecoverLostMajority(t *testing.T) {
-	c := testcluster.Start(t, 5, testcluster.Options{})
+	var failAt atomic.Pointer[string]
+	c := testcluster.Start(t, 5, testcluster.Options{Knobs: server.Knobs{
+		BeforeRecoverStep: func(step string) error {
+			if p := failAt.Load(); p != nil && *p == step {
+				return fmt.Errorf("injected failure before step %s", step)
+			}
+			return nil
+		},
+	}})
 	waitGroup0States(t, c, group0.UsePostRaft)
 	waitGroup0Members(t, c, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -45,12 +58,18 @@ func TestRecoverLostMajority(t *testing.T) {
 	if err := execErr(c, 0, "INSERT INTO kv VALUES (100, 'no majority')"); err == nil {
 		t.Fatal("a write succeeded without a majority")
 	}
+	// Node 2 restarts: it cannot start without its data group.
+	c.StopNode(1)
+	c.StartNode(1)
 
-	// The dry run names the seed and the dead, and changes nothing.
-	plan, err := server.Recover(ctx, c.Nodes[1].Config.ListenAddr, server.RecoverRequest{DryRun: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The dry run names the seed and the dead, and changes nothing. (It
+	// refuses while node 2 is still starting.)
+	var plan *server.RecoverResponse
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		var err error
+		plan, err = server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{DryRun: true})
+		return err
+	})
 	t.Logf("plan:\n%s", plan.Plan)
 	ids := func(idx ...int) []int32 {
 		var out []int32
@@ -67,10 +86,23 @@ func TestRecoverLostMajority(t *testing.T) {
 		t.Fatal("the dry run changed something: a write succeeded")
 	}
 
-	res, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{})
+	// Interrupted after the seed re-formed the group and the other
+	// survivor wiped its state: the next run finishes it.
+	step := "admit"
+	failAt.Store(&step)
+	if _, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{}); err == nil ||
+		!strings.Contains(err.Error(), "injected failure before step admit") || !strings.Contains(err.Error(), "run `kvnode node recover` again") {
+		t.Fatalf("interrupted recovery: %v", err)
+	}
+	failAt.Store(nil)
+	res, err := server.Recover(ctx, c.Nodes[1].Config.ListenAddr, server.RecoverRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(res.Plan, "under way") {
+		t.Fatalf("the second run did not resume the first:\n%s", res.Plan)
+	}
+	c.WaitUp(1)
 	if !res.Done || res.Seed != plan.Seed || !slices.Equal(res.Dead, ids(2, 3, 4)) {
 		t.Fatalf("recovery: %+v", res)
 	}
