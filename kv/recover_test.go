@@ -188,6 +188,15 @@ func TestForcedConfigEntries(t *testing.T) {
 			commit: 12, wantLast: 15, wantCCs: 3, // remove 2, 3, 4 after index 12
 		},
 		{
+			name: "committed, unapplied addition of a node that is now dead",
+			cs:   raftpb.ConfState{Voters: []uint64{1, 2, 3}},
+			entries: []raftpb.Entry{
+				ccEntry(t, 11, 2, raftpb.ConfChangeAddLearnerNode, 6),
+				ccEntry(t, 12, 2, raftpb.ConfChangeAddNode, 6),
+			},
+			commit: 12, wantLast: 15, wantCCs: 3, // remove 2, 3, 6
+		},
+		{
 			name:   "seed is a learner",
 			cs:     raftpb.ConfState{Voters: []uint64{2, 3, 4}, Learners: []uint64{1}},
 			commit: 10, wantLast: 14, wantCCs: 4, // add 1, remove 2, 3, 4
