@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/settings"
+	"github.com/kvnode/kvnode/sql/pgerror"
 )
 
 // lifecycle holds the node-lifecycle parts of a Server: liveness, cluster
@@ -59,7 +60,12 @@ func (s *Server) lc() *lifecycle {
 				if v == "" {
 					return nil
 				}
-				return autoupgrade.ValidatePreserve(s.ActiveVersion(), v)
+				active := s.ActiveVersion()
+				err := autoupgrade.ValidatePreserve(active, v)
+				if err != nil && autoupgrade.MidFinalization(active) {
+					err = pgerror.WithCode(err, pgerror.CodeObjectNotInPrerequisiteState)
+				}
+				return err
 			})
 	})
 	return &s.life

@@ -4,14 +4,17 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/kvnode/kvnode/clusterversion"
-	"github.com/kvnode/kvnode/migrations"
-	"github.com/kvnode/kvnode/server/autoupgrade"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/migrations"
+	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/parser"
@@ -327,7 +330,7 @@ func (h *settingsHook) clusterVersion(ctx context.Context) (string, error) {
 // (fence, validate, migrate, bump, persist), synchronously.
 func (h *settingsHook) setVersion(ctx context.Context, value types.Datum, reset bool) error {
 	if reset {
-		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue, "the cluster setting version cannot be reset"),
+		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeFeatureNotSupported, "the cluster setting version cannot be reset"),
 			"to finalize an upgrade: SET CLUSTER SETTING version = crdb_internal.node_executable_version()")
 	}
 	str, ok := value.(string)
@@ -340,7 +343,7 @@ func (h *settingsHook) setVersion(ctx context.Context, value types.Datum, reset 
 		return pgerror.WithCode(err, pgerror.CodeInvalidParameterValue)
 	}
 	if err := h.s.Finalize(ctx, target); err != nil {
-		return pgerror.WithCode(err, pgerror.CodeInvalidParameterValue)
+		return pgerror.WithCode(err, finalizeSQLState(err))
 	}
 	return nil
 }
@@ -419,4 +422,33 @@ func persistedDetail(n UpgradeStatusNode, rv clusterversion.Version, rvKnown boo
 			"so a binary older than %d.%d refuses to start on its store", rv, pv.Major, pv.Minor)
 	}
 	return d
+}
+
+// finalizeSQLState is the SQLSTATE of an error of SET CLUSTER SETTING
+// version: 22023 (invalid_parameter_value) for a value that names no
+// release to finalize to; 0A000 (feature_not_supported) for what kvnode
+// does not do: downgrade, skip a release; 55000
+// (object_not_in_prerequisite_state) when the cluster is not ready to
+// finalize: a node not live, or running a binary that cannot run the
+// target, the preserve option set, a step some node did not persist, a
+// migration that did not complete (the finalization resumes from there);
+// 58000 when the data group does not answer; a code the error already
+// carries (57014 for a canceled statement) is kept.
+func finalizeSQLState(err error) string {
+	switch {
+	case errors.Is(err, autoupgrade.ErrNotARelease), errors.Is(err, clusterversion.ErrUnknownVersion):
+		return pgerror.CodeInvalidParameterValue
+	case errors.Is(err, autoupgrade.ErrDowngrade), errors.Is(err, autoupgrade.ErrSkippedReleases):
+		return pgerror.CodeFeatureNotSupported
+	case errors.Is(err, autoupgrade.ErrNodeNotLive), errors.Is(err, autoupgrade.ErrBeyondBinary),
+		errors.Is(err, autoupgrade.ErrBelowMinimum), errors.Is(err, autoupgrade.ErrPreserveSet),
+		errors.Is(err, errStepNotPersisted):
+		return pgerror.CodeObjectNotInPrerequisiteState
+	case errors.Is(err, kvpb.ErrUnavailable):
+		return pgerror.CodeUnavailable
+	}
+	if code := pgerror.GetCode(err); code != pgerror.CodeInternal || errors.HasAssertionFailure(err) {
+		return code
+	}
+	return pgerror.CodeObjectNotInPrerequisiteState
 }

@@ -11,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/testcluster"
@@ -119,8 +123,9 @@ func TestPreserveOptionSetBehindTheFence(t *testing.T) {
 		}
 		startNode(t, c, i)
 	}
-	if err := execErr(c, 0, "SET CLUSTER SETTING version = '1.1'"); err == nil {
-		t.Fatal("the finalization succeeded with a node stopped during the fence")
+	// Not a bad value: a cluster not ready (issue 16: it was 22023).
+	if err := execErr(c, 0, "SET CLUSTER SETTING version = '1.1'"); pgCode(err) != "55000" {
+		t.Fatalf("the finalization with a node stopped during the fence: %v, want SQLSTATE 55000", err)
 	}
 	victim := <-stopped
 	if v := c.Nodes[0].Server.ActiveVersion().String(); v != "1.1-step.1" {
@@ -231,5 +236,33 @@ func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
 	all := strings.Join(text, "\n")
 	if strings.Contains(all, "can still be rolled back") || !strings.Contains(all, "can no longer be rolled back") {
 		t.Fatalf("console banners with the fence on some nodes:\n%s", all)
+	}
+}
+
+// TestSetClusterVersionRPCRefusesVersionsOffTheLadder (issue 16): the
+// SetClusterVersion RPC persisted any version the binary could run, on
+// the ladder or not (1.1-step.7 on a 1.1 binary), and answered success
+// for one below the node's (0.9). It refuses both, naming the ladder, and
+// persists nothing.
+func TestSetClusterVersionRPCRefusesVersionsOffTheLadder(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{Knobs: server.Knobs{BinaryVersion: rel("1.0")}})
+	c.StopNode(0)
+	c.Nodes[0].Config.Knobs.BinaryVersion = rel("1.1")
+	startNode(t, c, 0)
+	pool := rpc.NewPool()
+	defer pool.Close()
+	for _, v := range []string{"1.0-step.5", "0.9", "1.1-step.7"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var resp server.SetClusterVersionResponse
+		err := pool.Invoke(ctx, c.Nodes[0].Config.ListenAddr, "/kvnode.Node/SetClusterVersion", &server.SetClusterVersionRequest{Version: v}, &resp)
+		cancel()
+		st, _ := status.FromError(err)
+		if err == nil || st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "not on the version ladder") ||
+			!strings.Contains(st.Message(), "1.0, 1.1-step.1, 1.1-step.2, 1.1, 2.0-step.1, 2.0") {
+			t.Errorf("SetClusterVersion %s: %+v %v, want InvalidArgument naming the ladder", v, resp, err)
+		}
+		if got := c.Nodes[0].Server.ActiveVersion().String(); got != "1.0" {
+			t.Fatalf("after SetClusterVersion %s the node persisted %s", v, got)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,17 @@ func (s *Server) setClusterVersion(_ context.Context, req *SetClusterVersionRequ
 	v, err := clusterversion.Parse(req.Version)
 	if err != nil {
 		return nil, rpcError(codes.InvalidArgument, err)
+	}
+	if _, ok := clusterversion.Lookup(v); !ok {
+		// Only the ladder's versions exist: a node that persisted another
+		// one would gate features on a version no migration went through.
+		var ladder []string
+		for _, k := range clusterversion.Keys() {
+			ladder = append(ladder, k.String())
+		}
+		return nil, rpcError(codes.InvalidArgument, errors.WithHintf(
+			errors.Wrapf(clusterversion.ErrUnknownVersion, "cluster version %q is not on the version ladder; nothing was persisted", req.Version),
+			"the cluster versions are %s", strings.Join(ladder, ", ")))
 	}
 	if err := s.persistActiveVersion(v); err != nil {
 		return nil, rpcError(codes.FailedPrecondition, err)
@@ -258,6 +270,10 @@ func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) er
 	}
 }
 
+// errStepNotPersisted marks a finalization step that some node did not
+// persist (for errors.Is).
+var errStepNotPersisted = errors.New("a cluster version step could not be persisted on every node")
+
 // persistEverywhere asks every non-decommissioned node to persist v and
 // waits for all of them; a node that cannot be reached fails the step (the
 // finalization is retried later).
@@ -297,8 +313,8 @@ func (s *Server) persistEverywhere(ctx context.Context, v clusterversion.Version
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
-		return errors.WithHint(errors.Newf("cluster version %s could not be persisted on every node: %v", v, errs),
-			"the finalization resumes from this step once every node is reachable")
+		return errors.Mark(errors.WithHint(errors.Newf("cluster version %s could not be persisted on every node: %v", v, errs),
+			"the finalization resumes from this step once every node is reachable"), errStepNotPersisted)
 	}
 	return nil
 }

@@ -418,7 +418,13 @@ func (r *Registry) Set(ctx context.Context, name string, v types.Datum) error {
 			if hs := errors.GetAllHints(verr); len(hs) > 0 {
 				hint = strings.Join(hs, "\n")
 			}
-			return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue,
+			// 22023 unless the validator says otherwise (55000: the value
+			// may be fine, the cluster is not in a state that takes it).
+			code := pgerror.CodeInvalidParameterValue
+			if c := pgerror.GetCode(verr); c != pgerror.CodeInternal {
+				code = c
+			}
+			return pgerror.WithHintf(pgerror.Newf(code,
 				"invalid value for cluster setting %q: %v", d.name, verr), "%s", hint)
 		}
 	}

@@ -321,10 +321,20 @@ func releases() string {
 
 // ValidatePreserve checks `SET CLUSTER SETTING
 // cluster.preserve_downgrade_option = v`: it may only name the active
-// version (a release).
+// version, a release. At an internal step no value is accepted (the
+// finalization of that step's release can only complete); the error names
+// the value that will be accepted once it has.
 func ValidatePreserve(active clusterversion.Version, v string) error {
+	if MidFinalization(active) {
+		rel := activeReleaseOr(active)
+		return errors.WithHintf(errors.Newf(
+			"cannot set cluster.preserve_downgrade_option to %q: the cluster is finalizing to %s (at %s), "+
+				"which can no longer be held back or rolled back", v, rel, active),
+			"once SHOW CLUSTER SETTING version says %s, SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s' holds the next upgrade",
+			rel, rel)
+	}
 	pv, err := clusterversion.Parse(v)
-	if err != nil || pv != active || !active.IsRelease() {
+	if err != nil || pv != active {
 		return errors.WithHintf(errors.Newf(
 			"cannot set cluster.preserve_downgrade_option to %q: it must be the current cluster version %s", v, active),
 			"SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s'", active)

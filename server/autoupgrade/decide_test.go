@@ -1,9 +1,11 @@
 package autoupgrade
 
 import (
-	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
 )
@@ -196,6 +198,30 @@ func TestValidatePreserve(t *testing.T) {
 		err := ValidatePreserve(v("1.1"), bad)
 		if err == nil || !strings.Contains(err.Error(), "current cluster version 1.1") {
 			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	// Issue 16: at an internal step, the error named the step as the value
+	// to set, and then refused it. It must name a value that is accepted.
+	for _, tc := range []struct{ active, try, release string }{
+		{"2.0-step.1", "2.0-step.1", "2.0"},
+		{"2.0-step.1", "1.1", "2.0"},
+		{"1.1-step.2", "1.1-step.2", "1.1"},
+	} {
+		err := ValidatePreserve(v(tc.active), tc.try)
+		if err == nil {
+			t.Fatalf("preserve %s at %s accepted", tc.try, tc.active)
+		}
+		hint := strings.Join(errors.GetAllHints(err), " ")
+		want := fmt.Sprintf("cluster.preserve_downgrade_option = '%s'", tc.release)
+		if !strings.Contains(hint, want) || !strings.Contains(err.Error(), "finalizing to "+tc.release) {
+			t.Errorf("at %s: %v (hint %q), want the hint to say %q", tc.active, err, hint, want)
+		}
+		if strings.Contains(hint, "'"+tc.active+"'") {
+			t.Errorf("at %s: the hint names %s, which is refused: %q", tc.active, tc.active, hint)
+		}
+		// The value the hint names is accepted once the cluster is there.
+		if err := ValidatePreserve(v(tc.release), tc.release); err != nil {
+			t.Errorf("the named value %s is refused at %s: %v", tc.release, tc.release, err)
 		}
 	}
 }
