@@ -237,6 +237,12 @@ func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
 	if strings.Contains(all, "can still be rolled back") || !strings.Contains(all, "can no longer be rolled back") {
 		t.Fatalf("console banners with the fence on some nodes:\n%s", all)
 	}
+	// The node behind the fence sees an interrupted finalization, which
+	// the opt-outs (auto-upgrade off, the preserve option it accepted) do
+	// not hold.
+	if st.Target != "1.1" || len(st.Blockers) != 0 {
+		t.Fatalf("node %d's decision with the fence on the others: target %q, blockers %+v", via+1, st.Target, st.Blockers)
+	}
 }
 
 // TestSetClusterVersionRPCRefusesVersionsOffTheLadder (issue 16): the

@@ -192,9 +192,10 @@ func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []NodeSta
 		if err != nil {
 			bv = clusterversion.Version{} // unknown build: treated as oldest
 		}
+		pv, _ := clusterversion.Parse(n.PersistedVersion) // unknown: zero
 		in.Nodes = append(in.Nodes, autoupgrade.Node{
 			ID: n.NodeID, Address: n.Address, BinaryVersion: bv, Live: n.IsLive,
-			Membership: n.Membership, Draining: n.IsDraining,
+			Membership: n.Membership, Draining: n.IsDraining, Persisted: pv,
 		})
 	}
 	return in, statuses, nil

@@ -26,6 +26,11 @@ type Node struct {
 	Live          bool
 	Membership    string
 	Draining      bool
+	// Persisted is the cluster version the node has persisted, as it last
+	// reported it (zero if unknown). It is never above what the node
+	// really persisted, so a node reported ahead of Input.Active proves
+	// that a finalization step reached it.
+	Persisted clusterversion.Version
 }
 
 // Input is everything a decision depends on.
@@ -140,14 +145,37 @@ func PreserveHolds(in Input) bool {
 // must be completed whatever else holds; it cannot be rolled back.
 func MidFinalization(active clusterversion.Version) bool { return !active.IsRelease() }
 
+// Front returns the highest cluster version that the deciding node
+// (in.Active) or any node that takes part has persisted.
+func Front(in Input) clusterversion.Version {
+	f := in.Active
+	for _, n := range considered(in.Nodes) {
+		if f.Less(n.Persisted) {
+			f = n.Persisted
+		}
+	}
+	return f
+}
+
+// midFinalization reports whether a finalization has begun and not
+// completed, as far as in shows: the deciding node is at an internal
+// step, or some node has persisted a version above it (a step reached
+// that node and not yet this one: that node can no longer run the old
+// binary, so the upgrade can only go forward).
+func midFinalization(in Input) bool {
+	f := Front(in)
+	return MidFinalization(f) || in.Active.Less(f)
+}
+
 // Decide decides whether the cluster may finalize automatically now. It
 // finalizes, as CockroachDB's RFC has it, when every live, non-decommissioned
 // node runs the same binary release, newer than the active version, no such
 // node is dead or draining, and neither opt-out is set. A finalization that
-// was interrupted (the active version is an internal step) is completed
-// whatever the opt-outs say: they hold the cluster at a release, and the
-// cluster is no longer at one; only what the steps need (every node live,
-// on a binary that runs the release) can block it.
+// was interrupted (the active version is an internal step, or some node has
+// persisted a version above it) is completed whatever the opt-outs say:
+// they hold the cluster at a release, and the cluster is no longer at one;
+// only what the steps need (every node live, on a binary that runs the
+// release) can block it.
 func Decide(in Input) Decision {
 	var d Decision
 	nodes := considered(in.Nodes)
@@ -163,11 +191,13 @@ func Decide(in Input) Decision {
 			maxBin = n.BinaryVersion
 		}
 	}
-	// At a fence or internal step, the finalization of that release is in
-	// progress and must be completed whatever else holds.
+	// At a fence or internal step, on this node or another, the
+	// finalization of that release is in progress and must be completed
+	// whatever else holds.
 	target := maxBin
-	if !in.Active.IsRelease() {
-		if rel := activeReleaseOr(in.Active); target.Less(rel) {
+	mid := midFinalization(in)
+	if mid {
+		if rel := activeReleaseOr(Front(in)); target.Less(rel) {
 			target = rel
 		}
 	} else if !in.Active.Less(maxBin) {
@@ -203,13 +233,12 @@ func Decide(in Input) Decision {
 				Fix:    fmt.Sprintf("restart node %d, or wait until its drain finishes and it stops", n.ID)})
 		}
 	}
-	interrupted := MidFinalization(in.Active)
-	if PreserveHolds(in) && !interrupted {
+	if PreserveHolds(in) && !mid {
 		d.Blockers = append(d.Blockers, Blocker{Kind: BlockPreserve,
 			Reason: fmt.Sprintf("cluster.preserve_downgrade_option is set to %s", in.PreserveDowngrade),
 			Fix:    "RESET CLUSTER SETTING cluster.preserve_downgrade_option"})
 	}
-	if !in.AutoUpgradeEnabled && !interrupted {
+	if !in.AutoUpgradeEnabled && !mid {
 		d.Blockers = append(d.Blockers, Blocker{Kind: BlockAutoDisabled,
 			Reason: "cluster.auto_upgrade.enabled is false",
 			Fix: fmt.Sprintf("SET CLUSTER SETTING version = '%s' (or SET CLUSTER SETTING cluster.auto_upgrade.enabled = true)",
@@ -267,7 +296,7 @@ func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.V
 		return nil, errors.WithHint(errors.Wrapf(ErrDowngrade, "attempting to downgrade from %s to %s", in.Active, target),
 			"a finalized version is final; to go back, restore from a backup taken before the upgrade")
 	}
-	if PreserveHolds(in) && !MidFinalization(in.Active) && target != in.Active {
+	if PreserveHolds(in) && !midFinalization(in) && target != in.Active {
 		return nil, errors.WithHint(errors.Wrapf(ErrPreserveSet,
 			"cannot finalize to %s while cluster.preserve_downgrade_option is set to %s", target, in.PreserveDowngrade),
 			"RESET CLUSTER SETTING cluster.preserve_downgrade_option, then retry")

@@ -19,7 +19,7 @@ func v(s string) clusterversion.Version {
 }
 
 func nodes(spec string) []Node {
-	// spec: space-separated "id:binary[:dead][:draining][:decommissioned|:decommissioning]"
+	// spec: space-separated "id:binary[:dead][:draining][:decommissioned|:decommissioning][:at=persisted]"
 	var out []Node
 	for _, f := range strings.Fields(spec) {
 		parts := strings.Split(f, ":")
@@ -28,11 +28,13 @@ func nodes(spec string) []Node {
 			n.ID = n.ID*10 + int32(c-'0')
 		}
 		for _, p := range parts[2:] {
-			switch p {
-			case "dead":
+			switch {
+			case p == "dead":
 				n.Live = false
-			case "draining":
+			case p == "draining":
 				n.Draining = true
+			case strings.HasPrefix(p, "at="):
+				n.Persisted = v(strings.TrimPrefix(p, "at="))
 			default:
 				n.Membership = p
 			}
@@ -90,6 +92,17 @@ func TestDecide(t *testing.T) {
 			preserve: "1.1", finalize: true, target: "2.0", steps: "2.0"},
 		{name: "interrupted finalization still waits for a dead node", active: "1.1-step.2", nodes: "1:1.1 2:1.1 3:1.1:dead",
 			target: "1.1", blockers: "dead_node", reason: "node 3 is not live"},
+		// Issue 16, D2/D5: the fence reached node 1 and not this node (at
+		// 1.1), and the preserve option was set through a node at 1.1: it
+		// holds nothing, node 1 can no longer run the 1.1 binary.
+		{name: "another node persisted the fence: the finalization resumes", active: "1.1",
+			nodes: "1:2.0:at=2.0-step.1 2:2.0:at=1.1 3:2.0", preserve: "1.1", finalize: true, target: "2.0", steps: "2.0-step.1 2.0"},
+		{name: "another node persisted the fence and is dead: waits for it", active: "1.1",
+			nodes: "1:2.0:at=2.0-step.1:dead 2:2.0:at=1.1", target: "2.0", blockers: "dead_node"},
+		{name: "a node reported at the active version changes nothing", active: "1.1",
+			nodes: "1:2.0:at=1.1 2:2.0:at=1.1", preserve: "1.1", auto: true, target: "2.0", blockers: "preserve_downgrade_option"},
+		{name: "a decommissioned node ahead does not count", active: "1.1",
+			nodes: "1:2.0:at=2.0-step.1:dead:decommissioned 2:2.0:at=1.1", target: "2.0", blockers: "auto_upgrade_disabled"},
 		// Issue 16, D5: a preserve option set on a node that had not yet
 		// persisted the fence names a version the cluster moved past.
 		{name: "preserve option naming a passed version holds nothing", active: "1.1", nodes: "1:2.0 2:2.0", auto: true,
@@ -166,6 +179,8 @@ func TestValidateManual(t *testing.T) {
 		{name: "unknown", active: "1.0", nodes: "1:1.1", target: "1.5", err: clusterversion.ErrUnknownVersion},
 		{name: "resume from fence", active: "1.1-step.1", nodes: "1:1.1", target: "1.1", steps: "1.1-step.2 1.1"},
 		{name: "resume past a preserve option it moved past", active: "2.0-step.1", nodes: "1:2.0", preserve: "1.1", target: "2.0", steps: "2.0"},
+		{name: "resume a fence another node persisted", active: "1.1", nodes: "1:2.0:at=2.0-step.1 2:2.0:at=1.1", preserve: "1.1",
+			target: "2.0", steps: "2.0-step.1 2.0"},
 		{name: "preserve option naming a passed version", active: "1.1", nodes: "1:2.0", preserve: "1.0", target: "2.0", steps: "2.0-step.1 2.0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

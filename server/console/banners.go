@@ -82,10 +82,24 @@ func Banners(st Status, now time.Time) []Banner {
 			Detail: detail, Fix: fix})
 	}
 	active, activeErr := clusterversion.Parse(st.ClusterVersion)
-	// mid: the replicated version is an internal step, so the fence of a
-	// release is persisted on every node: the finalization can only go
-	// forward, and it is completed whatever the opt-outs say.
-	mid := activeErr == nil && !active.IsRelease()
+	// mid: the replicated version is an internal step (the fence of a
+	// release is persisted on every node), or some node has persisted a
+	// version above it (a step reached it and not yet every node): the
+	// finalization can only go forward, and it is completed whatever the
+	// opt-outs say. front is the highest version persisted; ahead, the
+	// nodes that persisted it.
+	front, ahead := active, []int32(nil)
+	for _, n := range nodes {
+		pv, err := clusterversion.Parse(n.PersistedVersion)
+		switch {
+		case err != nil || activeErr != nil || !active.Less(pv) || pv.Less(front):
+		case front.Less(pv):
+			front, ahead = pv, []int32{n.NodeID}
+		default:
+			ahead = append(ahead, n.NodeID)
+		}
+	}
+	mid := activeErr == nil && (!active.IsRelease() || active.Less(front))
 	if !waiting && len(inSync) > 0 && !(mid && st.InProgress == "") {
 		b.add(Banner{Kind: KindGroup0Waiting, Severity: Info,
 			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", autoupgrade.NodeList(inSync)),
@@ -202,7 +216,7 @@ func Banners(st Status, now time.Time) []Banner {
 			Detail: "Each step is persisted on every node before it takes effect; migrations run as resumable jobs.",
 			Fix:    []string{"SHOW UPGRADE STATUS", "SHOW JOBS"}})
 	case mid && !mixed:
-		b.interrupted(st, active, inSync)
+		b.interrupted(st, front, ahead, inSync)
 	case st.Target != "" && !mixed && len(st.Blockers) == 0:
 		b.add(Banner{Kind: KindFinalizing, Severity: Info,
 			Title:  fmt.Sprintf("Every node runs %s: the cluster finalizes to %s within seconds", st.Target, st.Target),
@@ -300,12 +314,20 @@ func rollback(nodes []Node, old string) (ok bool, why string) {
 
 // interrupted is the banner of a finalization that stopped at an internal
 // step (its coordinator died or failed) and is not running on this node.
-func (b *bannerSet) interrupted(st Status, active clusterversion.Version, inSync []int32) {
-	rel := releaseOf(active.String())
-	detail := fmt.Sprintf("The fence of %s is persisted on every node: the upgrade can no longer be rolled back "+
-		"(binaries older than %s refuse to start on these stores). The data group's leader completes the finalization by itself, "+
+//
+// front is the highest version a node persisted; ahead, the nodes that
+// persisted it when it is above the cluster version (else every node has).
+func (b *bannerSet) interrupted(st Status, front clusterversion.Version, ahead []int32, inSync []int32) {
+	rel := releaseOf(front.String())
+	where := "every node"
+	if len(ahead) > 0 {
+		where = fmt.Sprintf("%s, above the cluster version %s (a finalization step reached %s and not yet every node)",
+			autoupgrade.NodeList(ahead), st.ClusterVersion, map[bool]string{true: "them", false: "it"}[len(ahead) > 1])
+	}
+	detail := fmt.Sprintf("%s is persisted on %s: the upgrade can no longer be rolled back "+
+		"(binaries older than %s refuse to start on such a store). The data group's leader completes the finalization by itself, "+
 		"whatever cluster.auto_upgrade.enabled and cluster.preserve_downgrade_option say, once every node that is not decommissioned is live.",
-		rel, rel)
+		front, where, rel)
 	if len(inSync) > 0 {
 		detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits until the group 0 upgrade completes, then runs through group 0.",
 			capitalize(autoupgrade.NodeList(inSync)))
@@ -320,11 +342,11 @@ func (b *bannerSet) interrupted(st Status, active clusterversion.Version, inSync
 	}
 	fix = append(fix, fmt.Sprintf("SET CLUSTER SETTING version = '%s'; (resumes it now, through the node you are connected to)", rel))
 	bn := Banner{Kind: KindInterrupted, Severity: Info,
-		Title:  fmt.Sprintf("The upgrade to %s stopped at %s; it resumes by itself", rel, active),
+		Title:  fmt.Sprintf("The upgrade to %s stopped at %s; it resumes by itself", rel, front),
 		Detail: detail, Fix: fix}
 	if len(reasons) > 0 {
 		bn.Severity = Warning
-		bn.Title = fmt.Sprintf("The upgrade to %s stopped at %s and waits: %s", rel, active, strings.Join(reasons, "; "))
+		bn.Title = fmt.Sprintf("The upgrade to %s stopped at %s and waits: %s", rel, front, strings.Join(reasons, "; "))
 	} else if len(inSync) > 0 {
 		bn.Severity = Warning // DDL is held until it completes
 	}

@@ -101,16 +101,29 @@ func TestBanners(t *testing.T) {
 				[]string{"can still be rolled back:", "restart the upgraded nodes on the 1.1 binary"}}},
 		},
 		{
-			name: "held back by the preserve option with the fence on one node: no rollback offered",
+			name: "held back by the preserve option, a node's persisted version unknown: no rollback offered",
 			st: func() Status {
-				s := base(persisted(node(1, "2.0", true), "2.0-step.1"), node(2, "2.0", true), node(3, "2.0", true))
+				s := base(persisted(node(1, "2.0", true), ""), node(2, "2.0", true), node(3, "2.0", true))
 				s.Target, s.Preserve = "2.0", "1.1"
 				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockPreserve}}
 				return s
 			}(),
 			want: []want{{KindNotFinalized, Warning, 0, []string{"preserve_downgrade_option is set to '1.1'",
-				"can no longer be rolled back: node 1 has persisted cluster version 2.0-step.1"},
-				[]string{"can still be rolled back"}}},
+				"Whether the upgrade can still be rolled back is not known: node 1 has not reported"},
+				[]string{"can still be rolled back."}}},
+		},
+		{
+			// What Decide says then: the fence on node 1 makes it an
+			// interrupted finalization, which the opt-outs do not hold.
+			name: "fence persisted on one node, nothing blocks: interrupted, no rollback",
+			st: func() Status {
+				s := base(persisted(node(1, "2.0", true), "2.0-step.1"), node(2, "2.0", true), node(3, "2.0", true))
+				s.Target, s.Preserve, s.AutoUpgradeEnabled = "2.0", "1.1", false
+				return s
+			}(),
+			want: []want{{KindInterrupted, Info, 0, []string{"The upgrade to 2.0 stopped at 2.0-step.1; it resumes by itself",
+				"2.0-step.1 is persisted on node 1, above the cluster version 1.1", "can no longer be rolled back"},
+				[]string{"can still be rolled back", "held back"}}},
 		},
 		{
 			// Issue 16, D6: finalized by hand with auto-upgrade off, the
@@ -133,7 +146,7 @@ func TestBanners(t *testing.T) {
 		{
 			name: "finalization interrupted, waiting for a dead node",
 			st: func() Status {
-				s := base(node(1, "1.1", true), node(2, "1.1", true), node(3, "1.1", false))
+				s := base(persisted(node(1, "1.1", true), "1.1-step.2"), persisted(node(2, "1.1", true), "1.1-step.2"), persisted(node(3, "1.1", false), "1.1-step.2"))
 				s.ClusterVersion, s.ActiveVersion, s.Target, s.AutoUpgradeEnabled = "1.1-step.2", "1.1-step.2", "1.1", false
 				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockDeadNode, NodeID: 3, Reason: "node 3 is not live",
 					Fix: "bring node 3 back, or remove it for good: kvnode node decommission 3 --host=127.0.0.1:26357"}}
