@@ -454,37 +454,63 @@ func TestGroup0UpgradeProcedure(t *testing.T) {
 
 // TestGroup0UpgradeFailsAtEveryStepAndResumes: the coordinator fails
 // before each kind of action of the procedure (as if it died there), a
-// node is restarted each time, and the next SET CLUSTER SETTING version
-// through another node resumes from the persisted state. A DDL issued
+// node is restarted each time, and the finalization resumes from the
+// persisted state. Auto-upgrade is off: the operator's SET starts it, and
+// each resumption is the data group's leader completing an interrupted
+// finalization (issue 16, D6), or the operator's next SET. A DDL issued
 // while the nodes are in synchronize waits, then runs through group 0.
 // Nothing of the schema is lost, nothing is applied twice.
 func TestGroup0UpgradeFailsAtEveryStepAndResumes(t *testing.T) {
 	c := startAt11(t, server.Knobs{})
 	c.Exec(0, "SET CLUSTER SETTING cluster.auto_upgrade.enabled = false")
+	steps := []group0.Step{group0.StepDiscovery, group0.StepJoin, group0.StepSynchronize, group0.StepSyncSchema}
 	var mu sync.Mutex
 	failed := map[group0.Step]bool{}
 	var seen []string
+	injected := make(chan group0.Step, len(steps))
+	// Once every step has failed once, the procedure is held before its
+	// next schema sync (every node in synchronize) until release closes.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	hook := func(i int) func(context.Context, group0.Action) error {
-		return func(_ context.Context, a group0.Action) error {
+		return func(ctx context.Context, a group0.Action) error {
 			mu.Lock()
-			defer mu.Unlock()
 			seen = append(seen, fmt.Sprintf("n%d:%s", i+1, a.Step))
 			if !failed[a.Step] {
 				failed[a.Step] = true
+				mu.Unlock()
+				injected <- a.Step
 				return fmt.Errorf("injected failure before %s", a.Step)
+			}
+			all := len(failed) == len(steps)
+			mu.Unlock()
+			if all && a.Step == group0.StepSyncSchema {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 			return nil
 		}
 	}
 	rollTo20(t, c, hook)
-	steps := []group0.Step{group0.StepDiscovery, group0.StepJoin, group0.StepSynchronize, group0.StepSyncSchema}
+	// The operator finalizes by hand; it stops at the first injected failure.
+	if err := execErr(c, 0, "SET CLUSTER SETTING version = '2.0'"); err == nil ||
+		!strings.Contains(err.Error(), "injected failure before "+string(group0.StepDiscovery)) {
+		t.Fatalf("the first attempt: %v, want the injected failure before %s", err, group0.StepDiscovery)
+	}
 	for k, step := range steps {
-		via := k % 3
-		err := execErr(c, via, "SET CLUSTER SETTING version = '2.0'")
-		if err == nil || !strings.Contains(err.Error(), "injected failure before "+string(step)) {
-			t.Fatalf("attempt %d through node %d: %v, want the injected failure before %s", k+1, via+1, err, step)
+		select {
+		case got := <-injected:
+			if got != step {
+				t.Fatalf("failure %d injected before %s, want %s", k+1, got, step)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("the finalization was not resumed up to %s within 60s (auto-upgrade is off: the leader must resume it)", step)
 		}
-		if v, _ := queryString(t, c, via, "SHOW CLUSTER SETTING version"); v != "2.0-step.1" {
+		if v, _ := queryString(t, c, (k+2)%3, "SHOW CLUSTER SETTING version"); v != "2.0-step.1" {
 			t.Fatalf("after a failed group 0 migration the version is %s", v)
 		}
 		// A node dies at this point and comes back.
@@ -499,6 +525,7 @@ func TestGroup0UpgradeFailsAtEveryStepAndResumes(t *testing.T) {
 		t.Fatalf("DDL during synchronize returned at once: %v", err)
 	case <-time.After(time.Second):
 	}
+	releaseOnce.Do(func() { close(release) })
 	if err := execErr(c, 1, "SET CLUSTER SETTING version = '2.0'"); err != nil {
 		t.Fatalf("final attempt: %v", err)
 	}
