@@ -1338,6 +1338,15 @@ func (r *Replica) RemoveMember(ctx context.Context, nodeID uint64) error {
 	})
 }
 
+// DemoteVoter makes the voter nodeID a learner and waits until the change
+// is applied here (a no-op if it is not a voter). It must run on the
+// leader, and not for the leader itself (transfer leadership first).
+func (r *Replica) DemoteVoter(ctx context.Context, nodeID uint64) error {
+	return r.changeMembership(ctx, raftpb.ConfChangeAddLearnerNode, nodeID, func(s Status) bool {
+		return !contains(s.Voters, nodeID)
+	})
+}
+
 func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, nodeID uint64, done func(Status) bool) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()

@@ -72,6 +72,16 @@
 // node that dies in the meantime makes the removal wait rather than lose
 // quorum. Nodes already decommissioning count as leaving.
 //
+// The same Check, built on group 0's configuration (Group = "group 0"),
+// applies the rule to group 0 as well: a decommission is refused if it
+// would leave either group without a live majority (unless group 0 has
+// none already: then only its recovery can help, and it needs the dead
+// nodes decommissioned). Group 0's membership follows the lifecycle
+// through Check.LifecycleStep: a decommissioning voter is demoted to a
+// learner (it keeps following the schema, so a recommission costs
+// nothing), a decommissioned node is removed, each change only while
+// CanRemove allows it.
+//
 // # What it does not do
 //
 // It holds no Raft code and does not change group membership: the server

@@ -14,11 +14,15 @@ import (
 var ErrQuorum = errors.New("decommissioning would lose quorum")
 
 // Check is what the quorum rule for decommissioning looks at: every node's
-// record, the data Raft group's configuration, and which nodes are live.
+// record, one Raft group's configuration (the data group's, or group 0's),
+// and which nodes are live.
 type Check struct {
+	// Group names the Raft group in messages ("" reads as "the data Raft
+	// group"; "group 0" for group 0).
+	Group string
 	// Records holds every node's record by ID.
 	Records map[int32]Record
-	// Voters and Learners are the data group's current configuration.
+	// Voters and Learners are the group's current configuration.
 	Voters, Learners []int32
 	// MaxVoters is the voter limit up to which the leader promotes live
 	// learners (0: no limit).
@@ -89,12 +93,12 @@ func (c Check) Validate(targets []int32) error {
 		}
 		if len(dead) == 0 {
 			return errors.WithHint(errors.Mark(errors.Newf(
-				"decommissioning %s would leave the data Raft group without a voter that is live", nodeList(targets)), ErrQuorum),
+				"decommissioning %s would leave %s without a voter that is live", nodeList(targets), c.group()), ErrQuorum),
 				"start a new node with --join, wait until it is a voter, then decommission; nothing was changed")
 		}
 		return errors.WithHintf(errors.Mark(errors.Newf(
-			"decommissioning %s would leave the data Raft group without a live majority: "+
-				"%d of the %d voters that remain would be live", nodeList(targets), live, total), ErrQuorum),
+			"decommissioning %s would leave %s without a live majority: "+
+				"%d of the %d voters that remain would be live", nodeList(targets), c.group(), live, total), ErrQuorum),
 			"bring the dead voters (%s) back first, or decommission them too if they are gone for good; nothing was changed",
 			nodeList(dead))
 	}
@@ -119,11 +123,11 @@ func (c Check) CanRemove(id int32) error {
 		}
 	}
 	if len(after) == 0 {
-		return errors.Mark(errors.Newf("node %d is the last voter of the data Raft group", id), ErrQuorum)
+		return errors.Mark(errors.Newf("node %d is the last voter of %s", id, c.group()), ErrQuorum)
 	}
 	if live := c.countLive(after); live*2 <= len(after) {
-		return errors.Mark(errors.Newf("removing node %d now would leave %d live of %d voters in the data Raft group",
-			id, live, len(after)), ErrQuorum)
+		return errors.Mark(errors.Newf("removing node %d now would leave %d live of %d voters in %s",
+			id, live, len(after), c.group()), ErrQuorum)
 	}
 	return nil
 }
@@ -131,11 +135,22 @@ func (c Check) CanRemove(id int32) error {
 func (c Check) hasQuorum(voters []int32) error {
 	if live := c.countLive(voters); live*2 <= len(voters) {
 		return errors.WithHint(errors.Mark(errors.Newf(
-			"the data Raft group has no live majority: only %d of its %d voters (%s) are live",
-			live, len(voters), nodeList(voters)), ErrQuorum),
+			"%s has no live majority: only %d of its %d voters (%s) are live",
+			c.group(), live, len(voters), nodeList(voters)), ErrQuorum),
 			"restart the dead nodes first; no membership change can be made without a majority; nothing was changed")
 	}
 	return nil
+}
+
+// HasQuorum reports (nil) whether the group's voters have a live majority
+// now, or says why not.
+func (c Check) HasQuorum() error { return c.hasQuorum(c.Voters) }
+
+func (c Check) group() string {
+	if c.Group == "" {
+		return "the data Raft group"
+	}
+	return c.Group
 }
 
 func (c Check) countLive(ids []int32) int {
@@ -186,4 +201,88 @@ func nodeList(ids []int32) string {
 		return "node " + parts[0]
 	}
 	return "nodes " + strings.Join(parts, ", ")
+}
+
+// StepKind is what LifecycleStep asks the group's leader to do.
+type StepKind int
+
+const (
+	// StepNone: nothing to do now.
+	StepNone StepKind = iota
+	// StepTransferLeadership: the leader itself is to be demoted or
+	// removed; it hands leadership to another voter first.
+	StepTransferLeadership
+	// StepDemote: make the voter Node a learner.
+	StepDemote
+	// StepRemove: remove Node from the group.
+	StepRemove
+)
+
+func (k StepKind) String() string {
+	switch k {
+	case StepTransferLeadership:
+		return "transfer leadership"
+	case StepDemote:
+		return "demote to learner"
+	case StepRemove:
+		return "remove"
+	}
+	return "none"
+}
+
+// Step is one membership change of a Raft group that follows the node
+// lifecycle (LifecycleStep).
+type Step struct {
+	Kind StepKind
+	Node int32
+	// Waiting, for StepNone, says why a change that is due is not made
+	// now (a quorum check failed); nil if nothing is due.
+	Waiting error
+}
+
+// LifecycleStep is the next membership change, one at a time, of a Raft
+// group whose membership follows the node lifecycle (group 0), as its
+// leader self sees it:
+//
+//   - active: a member (voter or learner; the leader promotes learners);
+//   - decommissioning: a learner. A voter is demoted only while CanRemove
+//     allows it (a live majority of voters before and after); the node
+//     still receives every change, so if it is recommissioned it is
+//     promoted again and has missed nothing;
+//   - decommissioned: not a member. A learner is removed at once, a voter
+//     (one that could not be demoted) only while CanRemove allows it.
+//
+// A node without a record counts as active. Changes are taken in
+// RemovalOrder (learners first, then dead voters, then live ones); a change
+// that concerns self asks for a leadership transfer first.
+func (c Check) LifecycleStep(self int32) Step {
+	var due []int32
+	for _, id := range append(slices.Clone(c.Voters), c.Learners...) {
+		r, ok := c.Records[id]
+		if !ok || r.Membership == Active {
+			continue
+		}
+		if r.Membership == Decommissioning && !slices.Contains(c.Voters, id) {
+			continue // a decommissioning learner stays, and follows
+		}
+		due = append(due, id)
+	}
+	var waiting error
+	for _, id := range c.RemovalOrder(due) {
+		kind := StepRemove
+		if c.Records[id].Membership == Decommissioning {
+			kind = StepDemote
+		}
+		if err := c.CanRemove(id); err != nil {
+			if waiting == nil {
+				waiting = errors.Wrapf(err, "%s: waiting before the change of node %d (%s)", c.group(), id, kind)
+			}
+			continue
+		}
+		if id == self && slices.Contains(c.Voters, id) {
+			return Step{Kind: StepTransferLeadership, Node: id}
+		}
+		return Step{Kind: kind, Node: id}
+	}
+	return Step{Kind: StepNone, Waiting: waiting}
 }

@@ -92,3 +92,92 @@ func TestCanRemoveAndOrder(t *testing.T) {
 		t.Fatalf("removal order %v", got)
 	}
 }
+
+// withMembership sets the membership of ids in c's records.
+func withMembership(c Check, m Membership, ids ...int32) Check {
+	for _, id := range ids {
+		r := c.Records[id]
+		r.NodeID, r.Membership = id, m
+		c.Records[id] = r
+	}
+	return c
+}
+
+// TestGroup0QuorumRule: the rule applied to group 0's configuration, which
+// can differ from the data group's with six nodes or more (issue 16, D3):
+// a decommission the data group allows is refused when it would leave
+// group 0 without a live majority, naming group 0.
+func TestGroup0QuorumRule(t *testing.T) {
+	// Six nodes; the data group's voters are 1-5, group 0's are 2-6 (node
+	// 1 is not in group 0 yet); 5 and 6 are dead.
+	data := cluster(ids(1, 2, 3, 4, 5), ids(6), ids(5, 6), nil)
+	g0 := cluster(ids(2, 3, 4, 5, 6), nil, ids(5, 6), nil)
+	g0.Records[1] = Record{NodeID: 1, Membership: Active}
+	g0.Group = "group 0"
+	if err := data.Validate(ids(2)); err != nil {
+		t.Fatalf("data group refuses: %v", err)
+	}
+	err := g0.Validate(ids(2))
+	if err == nil || !strings.Contains(err.Error(), "would leave group 0 without a live majority") || !errors.Is(err, ErrQuorum) {
+		t.Fatalf("group 0's rule: %v", err)
+	}
+	if len(errors.GetAllHints(err)) == 0 {
+		t.Fatalf("no hint: %v", err)
+	}
+	if err := g0.Validate(ids(1)); err != nil {
+		t.Fatalf("decommissioning a node outside group 0: %v", err)
+	}
+	if err := g0.HasQuorum(); err != nil {
+		t.Fatalf("HasQuorum: %v", err)
+	}
+	lost := cluster(ids(1, 2, 3), nil, ids(2, 3), nil)
+	lost.Group = "group 0"
+	if err := lost.HasQuorum(); err == nil || !strings.Contains(err.Error(), "group 0 has no live majority") {
+		t.Fatalf("HasQuorum of a group without a majority: %v", err)
+	}
+}
+
+// TestLifecycleStep: group 0's membership follows the node lifecycle with
+// a quorum check (issue 16, D3).
+func TestLifecycleStep(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		c       Check
+		self    int32
+		want    Step
+		waiting string
+	}{
+		{"all active", cluster(ids(1, 2, 3), nil, nil, nil), 1, Step{}, ""},
+		{"a decommissioning voter is demoted, not removed", cluster(ids(1, 2, 3), nil, nil, ids(3)), 1, Step{Kind: StepDemote, Node: 3}, ""},
+		{"a decommissioning learner stays", cluster(ids(1, 2, 3), ids(4), nil, ids(4)), 1, Step{}, ""},
+		{"a decommissioned learner is removed",
+			withMembership(cluster(ids(1, 2, 3), ids(4), nil, nil), Decommissioned, 4), 1, Step{Kind: StepRemove, Node: 4}, ""},
+		{"a decommissioned voter is removed",
+			withMembership(cluster(ids(1, 2, 3), nil, nil, nil), Decommissioned, 3), 1, Step{Kind: StepRemove, Node: 3}, ""},
+		{"the leader is demoted: transfer first", cluster(ids(1, 2, 3), nil, nil, ids(1)), 1, Step{Kind: StepTransferLeadership, Node: 1}, ""},
+		{"demoting a live voter while another is dead waits",
+			cluster(ids(1, 2, 3), nil, ids(2), ids(3)), 1, Step{}, "would leave 1 live of 2 voters in group 0"},
+		{"the dead decommissioning voter is demoted first",
+			cluster(ids(1, 2, 3, 4, 5), nil, ids(5), ids(4, 5)), 1, Step{Kind: StepDemote, Node: 5}, ""},
+		{"a waiting voter does not block a learner's removal",
+			withMembership(cluster(ids(1, 2, 3), ids(4), ids(2), ids(3)), Decommissioned, 4), 1, Step{Kind: StepRemove, Node: 4}, ""},
+		{"no majority now: wait",
+			cluster(ids(1, 2, 3), nil, ids(2, 3), ids(3)), 1, Step{}, "group 0 has no live majority"},
+		{"a node without a record counts as active", func() Check {
+			c := cluster(ids(1, 2, 3), nil, nil, nil)
+			delete(c.Records, 3)
+			return c
+		}(), 1, Step{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.Group = "group 0"
+			got := tc.c.LifecycleStep(tc.self)
+			if got.Kind != tc.want.Kind || got.Node != tc.want.Node {
+				t.Fatalf("step %s of node %d (%v), want %s of node %d", got.Kind, got.Node, got.Waiting, tc.want.Kind, tc.want.Node)
+			}
+			if (tc.waiting == "") != (got.Waiting == nil) || (got.Waiting != nil && !strings.Contains(got.Waiting.Error(), tc.waiting)) {
+				t.Fatalf("waiting %v, want %q", got.Waiting, tc.waiting)
+			}
+		})
+	}
+}

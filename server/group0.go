@@ -72,6 +72,9 @@ type group0Node struct {
 	catalogStateID atomic.Uint64
 	// waiting is what this node's upgrade coordinator does or waits for.
 	waiting atomic.Pointer[string]
+	// lastMembershipWarn rate-limits the membership loop's warning (used
+	// by that loop only).
+	lastMembershipWarn time.Time
 }
 
 // group0GenKey is the local key, in the group 0 engine, of the generation
@@ -592,10 +595,14 @@ func (s *Server) group0ApplyLoop() {
 }
 
 // group0MembershipLoop runs on every node and acts while it leads group 0:
-// members that are no longer active (decommissioning or decommissioned)
-// are removed, one per round; if this node itself is leaving, it hands
-// leadership over first. Promotion of learners, up to five voters, is the
-// replica's own (kv), gated by allowPromote.
+// group 0's membership follows the node lifecycle with a quorum check
+// (liveness.Check.LifecycleStep, one change per round): a decommissioning
+// voter is demoted to a learner, a decommissioned node is removed, each
+// only while group 0 keeps a live majority of voters; if this node itself
+// is to be demoted, it hands leadership over first. A decommissioning
+// learner stays and keeps following the schema, so a recommissioned node
+// has missed nothing and is promoted again (the replica promotes caught-up
+// learners, up to five voters, gated by allowPromote: active nodes only).
 func (s *Server) group0MembershipLoop() {
 	t := time.NewTicker(decommissionEvery)
 	defer t.Stop()
@@ -615,40 +622,68 @@ func (s *Server) group0MembershipLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s.group0RemoveInactive(ctx, rep, data, st)
+		s.group0LifecycleStep(ctx, rep, data, st)
 		cancel()
 	}
 }
 
-func (s *Server) group0RemoveInactive(ctx context.Context, rep, data *kv.Replica, st kv.Status) {
-	active := func(id uint64) bool {
-		v, found, err := data.GetLocal(liveness.Key(int32(id)))
-		if err != nil || !found {
-			return true
-		}
-		rec, err := liveness.Decode(v)
-		return err != nil || rec.Membership == liveness.Active
+// group0Check is the quorum rule's input for group 0: the liveness records
+// as this node's data replica has applied them, and group 0's
+// configuration as st reports it.
+func group0Check(data *kv.Replica, st kv.Status, maxVoters int) (liveness.Check, error) {
+	start, end := liveness.Span()
+	kvs, err := data.ScanLocal(start, end, 0, false)
+	if err != nil {
+		return liveness.Check{}, err
 	}
-	members := append(append([]uint64(nil), st.Voters...), st.Learners...)
-	for _, id := range members {
-		if active(id) {
-			continue
+	c := liveness.Check{Group: "group 0", Records: map[int32]liveness.Record{}, MaxVoters: maxVoters}
+	for _, e := range kvs {
+		r, err := liveness.Decode(e.Value)
+		if err != nil {
+			return liveness.Check{}, err
 		}
-		if id == st.NodeID {
-			for _, v := range st.Voters {
-				if v != id && active(v) {
-					rep.TransferLeadership(v)
-					return
-				}
-			}
-			return
-		}
-		if err := rep.RemoveMember(ctx, id); err != nil {
-			s.log.Warn("removing a decommissioned node from group 0 failed; will retry", "node", id, "err", err)
-			return
-		}
-		s.log.Info("removed a decommissioned node from group 0", "node", id)
+		c.Records[r.NodeID] = r
+	}
+	c.Voters, c.Learners = toInt32s(st.Voters), toInt32s(st.Learners)
+	now := time.Now()
+	c.Live = func(id int32) bool { r, ok := c.Records[id]; return ok && r.IsLive(now) }
+	return c, nil
+}
+
+func (s *Server) group0LifecycleStep(ctx context.Context, rep, data *kv.Replica, st kv.Status) {
+	c, err := group0Check(data, st, rep.MaxVoters())
+	if err != nil {
+		s.log.Warn("group 0 membership: reading the liveness records", "err", err)
 		return
+	}
+	step := c.LifecycleStep(int32(st.NodeID))
+	id := uint64(step.Node)
+	switch step.Kind {
+	case liveness.StepNone:
+		if step.Waiting != nil && time.Since(s.g0.lastMembershipWarn) > 10*time.Second {
+			s.g0.lastMembershipWarn = time.Now()
+			s.log.Warn("group 0 membership: a change is due but would lose group 0's majority; waiting", "reason", step.Waiting)
+		}
+	case liveness.StepTransferLeadership:
+		for _, v := range c.Voters {
+			if r, ok := c.Records[v]; v != step.Node && c.Live(v) && (!ok || r.Membership == liveness.Active) {
+				s.log.Info("group 0 membership: this node leads and is leaving; handing leadership over", "to", v)
+				rep.TransferLeadership(uint64(v))
+				return
+			}
+		}
+	case liveness.StepDemote:
+		if err := rep.DemoteVoter(ctx, id); err != nil {
+			s.log.Warn("group 0 membership: demoting a decommissioning node to a learner failed; will retry", "node", id, "err", err)
+			return
+		}
+		s.log.Info("group 0 membership: demoted a decommissioning node to a learner", "node", id)
+	case liveness.StepRemove:
+		if err := rep.RemoveMember(ctx, id); err != nil {
+			s.log.Warn("group 0 membership: removing a decommissioned node failed; will retry", "node", id, "err", err)
+			return
+		}
+		s.log.Info("group 0 membership: removed a decommissioned node", "node", id)
 	}
 }
 

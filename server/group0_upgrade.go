@@ -63,7 +63,10 @@ type group0Cluster struct{ s *Server }
 
 var _ group0.Cluster = group0Cluster{}
 
-// Nodes implements group0.Cluster.
+// Nodes implements group0.Cluster: the active nodes. A decommissioning or
+// decommissioned node is not a peer the procedure (or a recovery) waits
+// for, consistent with group0Join, which refuses it: it is leaving, and if
+// it is recommissioned it joins group 0 by itself (group0RejoinLoop).
 func (c group0Cluster) Nodes(ctx context.Context) ([]int32, error) {
 	statuses, err := c.s.NodeStatuses(ctx)
 	if err != nil {
@@ -71,7 +74,7 @@ func (c group0Cluster) Nodes(ctx context.Context) ([]int32, error) {
 	}
 	var out []int32
 	for _, n := range statuses {
-		if n.Membership != autoupgrade.Decommissioned {
+		if n.Membership != autoupgrade.Decommissioned && n.Membership != autoupgrade.Decommissioning {
 			out = append(out, n.NodeID)
 		}
 	}
