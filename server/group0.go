@@ -73,8 +73,12 @@ type group0Node struct {
 	// waiting is what this node's upgrade coordinator does or waits for.
 	waiting atomic.Pointer[string]
 	// lastMembershipWarn rate-limits the membership loop's warning (used
-	// by that loop only).
+	// by that loop only); lastRejoinWarn, the member check's.
 	lastMembershipWarn time.Time
+	lastRejoinWarn     time.Time
+	// outside marks a node that relies on group 0 for its schema but is
+	// not a caught-up member (group0_member.go): it refuses writes.
+	outside atomic.Bool
 }
 
 // group0GenKey is the local key, in the group 0 engine, of the generation
@@ -412,6 +416,7 @@ func (s *Server) startGroup0Loops(rep *kv.Replica) {
 		s.log.Warn("applying group 0's schema to the catalog", "err", err)
 	}
 	s.maybeJoinGroup0AtStart(rep)
+	s.startGroup0MemberCheck()
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.group0ApplyLoop() }()
 	go func() { defer s.wg.Done(); s.group0MembershipLoop() }()

@@ -110,6 +110,24 @@ type SchemaLog interface {
 	BeginDDL(ctx context.Context) (txn SchemaTxn, release func(), err error)
 }
 
+// SchemaGuard may also be implemented by the installed SchemaLog. Before a
+// statement writes rows of a user table (INSERT, UPSERT, UPDATE, DELETE),
+// CheckWrite says whether this node's catalog can be trusted to be current:
+// a node that knows it has fallen out of the group that replicates the
+// schema must not write through a catalog that may still hold a table
+// dropped elsewhere (the rows would land in a dropped table and be lost).
+// An error, carrying a SQLSTATE, refuses the statement before it writes.
+type SchemaGuard interface {
+	CheckWrite() error
+}
+
+func (e *Executor) checkSchemaForWrite() error {
+	if g, ok := e.currentSchemaLog().(SchemaGuard); ok {
+		return g.CheckWrite()
+	}
+	return nil
+}
+
 // SchemaTxn commits one DDL statement's descriptors (group 0 in release
 // 2.0).
 type SchemaTxn interface {

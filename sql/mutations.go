@@ -304,6 +304,9 @@ func checkNotNull(ti *tableInfo, row []types.Datum) error {
 }
 
 func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	if err := p.e.checkSchemaForWrite(); err != nil {
+		return pgwire.Result{}, err
+	}
 	ti := p.ti
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	// Proposed rows are computed once: volatile defaults (unique_rowid())
@@ -598,6 +601,9 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 }
 
 func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	if err := p.e.checkSchemaForWrite(); err != nil {
+		return pgwire.Result{}, err
+	}
 	ti := p.ti
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	for attempt := 0; attempt < maxRetries; attempt++ {
@@ -722,6 +728,9 @@ func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePla
 }
 
 func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	if err := p.e.checkSchemaForWrite(); err != nil {
+		return pgwire.Result{}, err
+	}
 	ti := p.ti
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	for attempt := 0; attempt < maxRetries; attempt++ {
