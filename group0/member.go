@@ -56,7 +56,9 @@ const (
 	// to add it back as a learner; the log it has is kept and caught up.
 	JoinRejoin
 	// JoinPrepare: no replica of the current generation: start an empty
-	// one and join (Group0Prepare's path; a snapshot brings the state).
+	// one and join (Group0Prepare's path; a snapshot brings the state). A
+	// voter that lost its replica is removed by the leader first, only if
+	// group 0 keeps a majority without it.
 	JoinPrepare
 )
 
@@ -67,6 +69,10 @@ type MemberDecision struct {
 	// EnterPostRaft: a caught-up member of an upgraded cluster that is not
 	// yet in use_post_raft_procedures enters it (the end of a rejoin).
 	EnterPostRaft bool
+	// RemoveFirst (with JoinPrepare): group 0 still counts this node as a
+	// member but it has no replica of the generation (its store lost it):
+	// the leader removes it before it starts an empty replica.
+	RemoveFirst bool
 }
 
 // DecideMember is the membership check of one node:
@@ -85,10 +91,15 @@ type MemberDecision struct {
 //     acknowledged and lost. It rejoins if its record is active (a
 //     decommissioning or decommissioned node is refused by group 0; it
 //     rejoins if it is recommissioned).
-//   - A node in use_post_raft_procedures without any replica is outside
-//     even when no leader answers (its store lost group 0).
-//   - Without an answer from a leader, nothing else is decided: group 0
-//     may have lost its majority, which recovery handles.
+//   - A node the leader counts as a member but that has no replica of the
+//     current generation (its group 0 store was lost) is not a member that
+//     receives changes either: outside, and it joins with an empty replica
+//     (JoinPrepare). Its join says so (Fresh), and the leader first
+//     removes it as a voter, only if group 0 keeps a majority without it:
+//     a voter that lost its log must never vote again as if it had not.
+//   - Without an answer from a leader nothing is decided: group 0 may have
+//     lost its majority (no DDL commits then; the recovery procedure
+//     handles it), or be electing one.
 func DecideMember(o MemberObservation) MemberDecision {
 	if o.Formation == nil || o.Isolated || o.State == Recovery {
 		return MemberDecision{}
@@ -96,17 +107,11 @@ func DecideMember(o MemberObservation) MemberDecision {
 	if o.State != UsePostRaft && !o.Upgraded {
 		return MemberDecision{}
 	}
+	if !o.LeaderFound {
+		return MemberDecision{}
+	}
 	guarded := o.State == UsePostRaft || o.State == Synchronize
 	var d MemberDecision
-	if !o.LeaderFound {
-		if o.LocalGen == 0 && o.State == UsePostRaft {
-			d.Outside = OutsideSet
-			if o.Active {
-				d.Join = JoinPrepare
-			}
-		}
-		return d
-	}
 	if o.InLeaderConfig && o.LocalGen == o.Formation.Generation {
 		if o.Applied >= o.LeaderApplied {
 			d.Outside = OutsideClear
@@ -123,6 +128,7 @@ func DecideMember(o MemberObservation) MemberDecision {
 		d.Join = JoinRejoin
 	default:
 		d.Join = JoinPrepare
+		d.RemoveFirst = o.InLeaderConfig
 	}
 	return d
 }

@@ -411,6 +411,16 @@ func (r *Replica) drainInbox() {
 
 func (r *Replica) step(msgs []raftpb.Message) {
 	for _, m := range msgs {
+		if m.Type == raftpb.MsgHeartbeat && m.Commit > 0 && r.lastPersist == 0 {
+			// An empty replica has acknowledged nothing, so a leader's
+			// heartbeat to it carries commit 0; one with more was queued
+			// for an earlier replica of this node ID, one that was
+			// removed from the group before this one joined it (a node
+			// that lost its store rejoins that way). Raft would take it
+			// for a lost log and panic; it is stale: drop it.
+			r.log.Debug("dropping a stale heartbeat sent to an earlier replica of this node", "from", m.From, "commit", m.Commit)
+			continue
+		}
 		if err := r.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			r.log.Debug("Raft step", "err", err)
 		}

@@ -33,7 +33,9 @@ type group0LeaderView struct {
 
 // askGroup0Leader finds the leader of generation gen (this node, the
 // leader its replica knows, else whoever says it leads) and reads its
-// configuration. ok is false if no leader answered.
+// configuration. ok is false if no leader answered, or if the one that
+// claims to lead cannot serve a linearizable read (group 0 has no
+// majority: a leader about to step down must not decide anything).
 func (s *Server) askGroup0Leader(ctx context.Context, gen uint64) (group0LeaderView, bool) {
 	self := s.NodeID()
 	has := func(r *Group0StateResponse) bool {
@@ -46,12 +48,13 @@ func (s *Server) askGroup0Leader(ctx context.Context, gen uint64) (group0LeaderV
 	if rep := s.g0.rep.Load(); rep != nil && !s.g0.isolated.Load() && s.g0.gen.Load() == gen {
 		st := rep.Status()
 		if st.IsLeader {
-			return group0LeaderView{leader: self, member: true, applied: st.Applied}, true
+			r := s.group0Info(ctx, true)
+			return group0LeaderView{leader: self, member: true, applied: st.Applied}, r.ProbeOK
 		}
 		hint = int32(st.Leader)
 	}
 	if hint != 0 && hint != self {
-		if r, err := s.askGroup0State(ctx, hint, false); err == nil && leads(r) {
+		if r, err := s.askGroup0State(ctx, hint, true); err == nil && leads(r) && r.ProbeOK {
 			return group0LeaderView{leader: r.NodeID, member: has(r), applied: r.Applied}, true
 		}
 	}
@@ -67,8 +70,8 @@ func (s *Server) askGroup0Leader(ctx context.Context, gen uint64) (group0LeaderV
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := s.askGroup0State(ctx, id, false)
-			if err != nil || !leads(r) {
+			r, err := s.askGroup0State(ctx, id, true)
+			if err != nil || !leads(r) || !r.ProbeOK {
 				return
 			}
 			mu.Lock()
@@ -165,7 +168,14 @@ func (s *Server) checkGroup0Membership(ctx context.Context, join bool) {
 	case group0.JoinRejoin:
 		err = s.rejoinGroup0(ctx, *o.Formation)
 	case group0.JoinPrepare:
-		_, err = s.group0PrepareLocal(ctx, *o.Formation)
+		if d.RemoveFirst {
+			// Group 0 counts on a replica this node lost: it removes us
+			// first (see Group0JoinRequest.LostReplica).
+			err = s.sendGroup0Join(ctx, *o.Formation, true)
+		}
+		if err == nil {
+			_, err = s.group0PrepareLocal(ctx, *o.Formation)
+		}
 	}
 	if err != nil {
 		if time.Since(g.lastRejoinWarn) > 10*time.Second {

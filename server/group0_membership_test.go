@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -163,6 +165,27 @@ func TestGroup0NodeOutsideRejoins(t *testing.T) {
 	c.Exec(2, "CREATE TABLE through3 (k INT PRIMARY KEY)")
 	checkSchemaEverywhere(t, c, []string{"kv", "meanwhile", "through3"})
 	waitCount(t, c, 0, "kv", 1)
+
+	// Its group 0 store is lost while it is down, and group 0 changes
+	// meanwhile: on restart (in use_post_raft_procedures) it joins again
+	// with an empty replica (the leader removes the voter that lost its
+	// log first: the other two keep the majority) and catches up.
+	c.StopNode(2)
+	if err := os.RemoveAll(filepath.Join(c.Nodes[2].Config.Store, "group0")); err != nil {
+		t.Fatal(err)
+	}
+	c.Exec(0, "DROP TABLE meanwhile")
+	c.Exec(1, "CREATE TABLE while_down (k INT PRIMARY KEY)")
+	startNode(t, c, 2)
+	waitGroup0Role(t, c, 3, "voter", 0, 1, 2)
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		return execErr(c, 2, "INSERT INTO kv VALUES (3, 'three')")
+	})
+	if err := execErr(c, 2, "INSERT INTO meanwhile VALUES (1)"); pgCode(err) != "42P01" {
+		t.Fatalf("write into a table dropped while the node was down: %v, want 42P01", err)
+	}
+	c.Exec(2, "CREATE TABLE after_wipe (k INT PRIMARY KEY)")
+	checkSchemaEverywhere(t, c, []string{"after_wipe", "kv", "through3", "while_down"})
 }
 
 // TestGroup0UpgradeSkipsDecommissioningNode (issue 16, D3): the upgrade

@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 )
 
@@ -67,10 +68,18 @@ type Group0PrepareResponse struct {
 }
 
 // Group0JoinRequest asks group 0's leader to add NodeID as a learner.
+// With LostReplica, it asks instead to remove NodeID, which group 0 still
+// has as a member but which lost its replica (its group 0 store): it joins
+// again with an empty replica afterwards. A voter is removed only if group
+// 0 keeps a live majority without it. The removal comes first because an
+// empty replica must not receive the group's messages as a member (Raft
+// would find its log lost), and a voter that lost its log must never vote
+// as if it had kept it.
 type Group0JoinRequest struct {
-	NodeID     int32  `json:"node_id"`
-	Generation uint64 `json:"generation"`
-	Forwarded  bool   `json:"forwarded"`
+	NodeID      int32  `json:"node_id"`
+	Generation  uint64 `json:"generation"`
+	Forwarded   bool   `json:"forwarded"`
+	LostReplica bool   `json:"lost_replica,omitempty"`
 }
 
 // Group0JoinResponse confirms the node is a member.
@@ -267,6 +276,13 @@ func (s *Server) currentFormation(ctx context.Context) (group0.Formation, error)
 // joinGroup0Locked asks a member of f's generation (the seed first, then
 // any node) to have the leader add this node as a learner.
 func (s *Server) joinGroup0Locked(ctx context.Context, f group0.Formation) error {
+	return s.sendGroup0Join(ctx, f, false)
+}
+
+// sendGroup0Join sends this node's Group0Join (lostReplica: the removal
+// request) to a member of f's generation, the seed first, then any node;
+// members forward it to the leader.
+func (s *Server) sendGroup0Join(ctx context.Context, f group0.Formation, lostReplica bool) error {
 	self := s.NodeID()
 	var tried []string
 	candidates := []int32{f.Seed}
@@ -282,7 +298,7 @@ func (s *Server) joinGroup0Locked(ctx context.Context, f group0.Formation) error
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var resp Group0JoinResponse
-		err := s.pool.Invoke(cctx, addr, methodGroup0Join, &Group0JoinRequest{NodeID: self, Generation: f.Generation}, &resp)
+		err := s.pool.Invoke(cctx, addr, methodGroup0Join, &Group0JoinRequest{NodeID: self, Generation: f.Generation, LostReplica: lostReplica}, &resp)
 		cancel()
 		if err == nil {
 			s.log.Info("group 0 added this node as a learner", "generation", f.Generation, "leader", resp.Leader)
@@ -338,10 +354,47 @@ func (s *Server) group0Join(ctx context.Context, req *Group0JoinRequest) (*Group
 			return nil, rpcError(codes.DeadlineExceeded, ctx.Err())
 		}
 	}
+	if req.LostReplica {
+		if err := s.removeLostGroup0Member(ctx, rep, req.NodeID); err != nil {
+			return nil, err
+		}
+		return &Group0JoinResponse{Leader: s.NodeID()}, nil
+	}
 	if err := rep.AddLearner(ctx, uint64(req.NodeID)); err != nil {
 		return nil, rpcError(codes.Unavailable, err)
 	}
 	return &Group0JoinResponse{Leader: s.NodeID()}, nil
+}
+
+// removeLostGroup0Member removes node id, which lost its group 0 replica,
+// from group 0: a learner at once, a voter only if group 0 keeps a live
+// majority without it (otherwise only the recovery procedure can help).
+func (s *Server) removeLostGroup0Member(ctx context.Context, rep *kv.Replica, id int32) error {
+	st := rep.Status()
+	if id == s.NodeID() {
+		return rpcError(codes.FailedPrecondition, errors.Newf("node %d leads group 0 and cannot have lost its replica", id))
+	}
+	if !slices.Contains(st.Voters, uint64(id)) && !slices.Contains(st.Learners, uint64(id)) {
+		return nil
+	}
+	data := s.lc().rep.Load()
+	if data == nil {
+		return rpcError(codes.Unavailable, errors.New("this node has not started yet"))
+	}
+	c, err := group0Check(data, st, rep.MaxVoters())
+	if err != nil {
+		return rpcError(codes.Unavailable, err)
+	}
+	if err := c.CanRemove(id); err != nil {
+		return rpcError(codes.FailedPrecondition, errors.WithHint(errors.Wrapf(err,
+			"node %d lost its group 0 replica but is still a voter of group 0", id),
+			"bring the other voters back, or follow docs/recovery.md"))
+	}
+	if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
+		return rpcError(codes.Unavailable, err)
+	}
+	s.log.Info("group 0: removed a member that lost its replica; it joins again as a learner", "node", id)
+	return nil
 }
 
 func (s *Server) group0SetState(_ context.Context, req *Group0SetStateRequest) (*Group0SetStateResponse, error) {
