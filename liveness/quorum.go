@@ -30,6 +30,9 @@ type Check struct {
 	// Live reports whether a node is live (Record.IsLive at the caller's
 	// now).
 	Live func(id int32) bool
+
+	// needsMember: a group left without any voter is refused (Validate).
+	needsMember bool
 }
 
 // Validate decides whether the nodes in targets may be decommissioned, and
@@ -64,6 +67,26 @@ func (c Check) Validate(targets []int32) error {
 			nodeList(targets)),
 			"a cluster needs at least one node: start a new node with --join, wait until it has joined, then decommission")
 	}
+	c.needsMember = true
+	return c.ValidateMajority(targets)
+}
+
+// ValidateMajority is the majority part of Validate alone: it refuses only
+// when the group has no live majority now, or when the voters that remain
+// (after promoting live learners) would not have one. A group left with
+// no voter and no learner to promote is not refused: group 0 uses it, for
+// which that is a passing state (every active node joins it, the data
+// group's Validate refuses to let the cluster itself become empty).
+func (c Check) ValidateMajority(targets []int32) error {
+	leaving := map[int32]bool{}
+	for _, t := range targets {
+		leaving[t] = true
+	}
+	for id, r := range c.Records {
+		if r.Membership != Active {
+			leaving[id] = true
+		}
+	}
 	if err := c.hasQuorum(c.Voters); err != nil {
 		return err
 	}
@@ -84,6 +107,9 @@ func (c Check) Validate(targets []int32) error {
 		promote = max(0, min(promote, c.MaxVoters-len(rv)))
 	}
 	total, live := len(rv)+promote, c.countLive(rv)+promote
+	if total == 0 && !c.needsMember {
+		return nil
+	}
 	if live*2 <= total {
 		var dead []int32
 		for _, id := range rv {

@@ -117,15 +117,25 @@ func TestGroup0QuorumRule(t *testing.T) {
 	if err := data.Validate(ids(2)); err != nil {
 		t.Fatalf("data group refuses: %v", err)
 	}
-	err := g0.Validate(ids(2))
+	err := g0.ValidateMajority(ids(2))
 	if err == nil || !strings.Contains(err.Error(), "would leave group 0 without a live majority") || !errors.Is(err, ErrQuorum) {
 		t.Fatalf("group 0's rule: %v", err)
 	}
 	if len(errors.GetAllHints(err)) == 0 {
 		t.Fatalf("no hint: %v", err)
 	}
-	if err := g0.Validate(ids(1)); err != nil {
+	if err := g0.ValidateMajority(ids(1)); err != nil {
 		t.Fatalf("decommissioning a node outside group 0: %v", err)
+	}
+	// Group 0 right after a cluster formed: node 1 its only member, the
+	// others still joining. Leaving it without members is a passing state
+	// (they join), not a refusal; the data group's rule refuses an empty
+	// cluster.
+	young := cluster(ids(1), nil, nil, nil)
+	young.Group = "group 0"
+	young.Records[2], young.Records[3] = Record{NodeID: 2}, Record{NodeID: 3}
+	if err := young.ValidateMajority(ids(1)); err != nil {
+		t.Fatalf("decommissioning the only member of a young group 0: %v", err)
 	}
 	if err := g0.HasQuorum(); err != nil {
 		t.Fatalf("HasQuorum: %v", err)

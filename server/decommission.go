@@ -387,5 +387,5 @@ func (s *Server) validateGroup0Decommission(ctx context.Context, c liveness.Chec
 	if len(c0.Voters) == 0 || c0.HasQuorum() != nil {
 		return nil
 	}
-	return c0.Validate(ids)
+	return c0.ValidateMajority(ids)
 }
