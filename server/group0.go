@@ -32,9 +32,10 @@ import (
 // node's upgrade state (group0.State) lives in the main store's local keys.
 //
 // Files: group0.go (state, replica lifecycle, background loops),
-// group0_rpc.go (the kvnode.Node methods), group0_ddl.go (DDL through
-// group 0), group0_upgrade.go (the 2.0 migration), group0_recovery.go
-// (recovery), group0_sql.go (system.local, SHOW UPGRADE STATUS).
+// group0_rpc.go (the kvnode.Node methods), group0_member.go (this node's
+// own membership check and rejoin), group0_ddl.go (DDL through group 0),
+// group0_upgrade.go (the 2.0 migration), group0_recovery.go (recovery),
+// group0_sql.go (system.local, SHOW UPGRADE STATUS).
 
 var (
 	_ group0.Replica    = (*kv.Replica)(nil)
