@@ -564,13 +564,15 @@ func (s *Server) startNode() error {
 	}
 	s.waitVoter(rep, id.NodeID)
 	s.startGroup0Loops(rep)
+	// Before the first client: a node that was away (or is new) takes the
+	// pre-Raft changes it missed, so it never answers from an old schema.
+	s.catchUpSchema()
 	s.wg.Add(4)
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
 	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()
 	go func() { defer s.wg.Done(); s.autoUpgradeLoop() }()
 	s.startLifecycleLoops(rep, id.NodeID)
-	s.catchUpSchema()
 	s.upOnce.Do(func() { close(s.up) })
 	log.Info("node is serving SQL", "sql_addr", s.SQLAddr(), "http_addr", s.HTTPAddr(),
 		"binary_version", s.binVersion.String())
@@ -1101,7 +1103,7 @@ func (s *Server) schemaPush(_ context.Context, req *SchemaMessage) (*Empty, erro
 	if exec == nil {
 		return nil, rpcError(codes.Unavailable, errors.New("SQL is not started on this node yet"))
 	}
-	if st := s.g0.State(); st != group0.UsePreRaft {
+	if st := s.g0.State(); !takesPreRaftSchema(st) {
 		// The pre-Raft path is closed here: what the sender applied
 		// locally reaches group 0 through the upgrade's schema sync.
 		return nil, rpcError(codes.FailedPrecondition, errors.Newf(
@@ -1158,7 +1160,7 @@ func (s *Server) schemaSyncLoop() {
 		s.mu.Lock()
 		g, exec, self := s.gossip, s.exec, s.ident.NodeID
 		s.mu.Unlock()
-		if s.g0.State() != group0.UsePreRaft {
+		if !takesPreRaftSchema(s.g0.State()) {
 			// Past the pre-Raft procedure: group 0 is the schema's
 			// source (the digest is still gossiped, for operators).
 			s.publishSchemaDigest()

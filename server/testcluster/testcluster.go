@@ -105,8 +105,18 @@ func (c *Cluster) newNode(i int) *Node {
 // AddNode starts one more node that joins through the existing ones and
 // waits until it serves SQL. It returns its index.
 func (c *Cluster) AddNode() int {
+	return c.AddNodeWith(nil)
+}
+
+// AddNodeWith is AddNode with the new node's configuration changed by
+// configure first (nil: unchanged), e.g. to give it another binary
+// version than the cluster's Options.Knobs.
+func (c *Cluster) AddNodeWith(configure func(*server.Config)) int {
 	nd := c.newNode(len(c.Nodes))
 	nd.Config.Join = append([]string(nil), c.join...)
+	if configure != nil {
+		configure(&nd.Config)
+	}
 	c.Nodes = append(c.Nodes, nd)
 	c.StartNode(nd.Index)
 	c.WaitUp(nd.Index)

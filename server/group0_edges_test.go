@@ -1,0 +1,102 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/testcluster"
+)
+
+// pauseBefore returns a Group0Hook factory that blocks the coordinator
+// before every action of step until release is closed, and a channel that
+// is closed the first time a coordinator reaches it.
+func pauseBefore(step group0.Step, release <-chan struct{}) (func(int) func(context.Context, group0.Action) error, <-chan struct{}) {
+	paused := make(chan struct{})
+	var once sync.Once
+	return func(int) func(context.Context, group0.Action) error {
+		return func(ctx context.Context, a group0.Action) error {
+			if a.Step != step {
+				return nil
+			}
+			once.Do(func() { close(paused) })
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}, paused
+}
+
+// TestGroup0JoinerDuringProcedureSeesCurrentSchema (issue 16, D7): a fresh
+// node that joins while the group 0 procedure is under way (paused before
+// synchronize, with the other nodes still on the pre-Raft procedures) must
+// serve the schema as it is, not group 0's copy from the join step: a table
+// created meanwhile is there, and a table dropped meanwhile is gone, so a
+// write to it is refused rather than acknowledged and lost. Pre-Raft
+// changes made after it joined reach it too, and the procedure then
+// finishes with it.
+func TestGroup0JoinerDuringProcedureSeesCurrentSchema(t *testing.T) {
+	c := startAt11(t, server.Knobs{})
+	release := make(chan struct{})
+	hook, paused := pauseBefore(group0.StepSynchronize, release)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	rollTo20(t, c, hook)
+	select {
+	case <-paused:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the group 0 procedure did not reach synchronize")
+	}
+	waitGroup0Members(t, c, 3)
+	c.Exec(1, "CREATE TABLE late (k INT PRIMARY KEY)")
+	c.Exec(1, "DROP TABLE other")
+	n4 := c.AddNodeWith(func(cfg *server.Config) {
+		cfg.Knobs.BinaryVersion = rel("2.0")
+		cfg.Knobs.Group0Hook = hook(3)
+	})
+	if st, err := group0StateOf(t, c, n4); err != nil || st != string(group0.Synchronize) {
+		t.Fatalf("the joiner's group 0 state: %q %v, want synchronize", st, err)
+	}
+	if err := execErr(c, n4, "INSERT INTO late VALUES (1)"); err != nil {
+		t.Fatalf("a write to a table created before the node joined: %v", err)
+	}
+	if err := execErr(c, n4, "INSERT INTO other VALUES (1)"); pgCode(err) != "42P01" {
+		t.Fatalf("a write to a table dropped before the node joined: %v, want 42P01", err)
+	}
+	// A pre-Raft change made after it joined reaches it as well.
+	c.Exec(0, "CREATE TABLE later (k INT PRIMARY KEY)")
+	waitCount(t, c, n4, "later", 0)
+	c.Exec(2, "DROP TABLE later")
+	waitNoTable(t, c, n4, "later")
+
+	close(release)
+	waitVersion(t, c, "2.0")
+	waitGroup0States(t, c, group0.UsePostRaft)
+	checkSchemaEverywhere(t, c, []string{"kv", "late"})
+	if n, err := c.QueryInt(0, "SELECT count(*) FROM late"); err != nil || n != 1 {
+		t.Fatalf("the row written through the joiner: count %d %v", n, err)
+	}
+}
+
+// waitNoTable waits until a read of table through node i fails with 42P01.
+func waitNoTable(t *testing.T, c *testcluster.Cluster, i int, table string) {
+	t.Helper()
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		if _, err := c.QueryInt(i, "SELECT count(*) FROM "+table); pgCode(err) != "42P01" {
+			return fmt.Errorf("node %d still has table %s: %v", i+1, table, err)
+		}
+		return nil
+	})
+}
