@@ -504,23 +504,49 @@ func (s *Server) joinGroup0Loop(f group0.Formation, upgraded bool) {
 	if !upgraded {
 		return
 	}
-	for {
-		if rep := s.g0.rep.Load(); rep != nil {
-			if id, err := group0.LocalStateID(rep); err == nil && id > 0 {
-				if err := s.catchUpCatalog(); err == nil {
-					if err := s.setGroup0State(group0.UsePostRaft, false); err != nil {
-						s.log.Warn("entering use_post_raft_procedures", "err", err)
-					}
-					return
-				}
-			}
-		}
+	for !s.enterPostRaftOnceCaughtUp() {
 		select {
 		case <-s.stopC:
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// enterPostRaftOnceCaughtUp moves a node in synchronize of an upgraded
+// cluster (2.0 active) to use_post_raft_procedures once its group 0
+// replica has received group 0's state and its catalog holds it. It reports
+// whether the node is past synchronize (or was never in it).
+//
+// Only an upgraded cluster: 2.0 becomes active after the procedure's schema
+// sync, which took every pre-Raft change into group 0, and a node that is
+// still in synchronize then joined after the procedure last looked (the
+// joiner of an upgraded cluster, or one that joined during the last
+// finalization step, issue 16 D1) and made no pre-Raft change itself.
+// Nobody else will move it: without this it would wait in synchronize for
+// good, refusing DDL.
+func (s *Server) enterPostRaftOnceCaughtUp() bool {
+	if s.g0.State() != group0.Synchronize {
+		return true
+	}
+	if !clusterversion.IsActive(s, clusterversion.V2_0) {
+		return false // the procedure moves this node
+	}
+	rep := s.g0.rep.Load()
+	if rep == nil {
+		return false
+	}
+	if id, err := group0.LocalStateID(rep); err != nil || id == 0 {
+		return false // no snapshot of group 0 yet
+	}
+	if err := s.catchUpCatalog(); err != nil {
+		return false
+	}
+	if err := s.setGroup0State(group0.UsePostRaft, false); err != nil {
+		s.log.Warn("entering use_post_raft_procedures", "err", err)
+		return false
+	}
+	return true
 }
 
 // --- background loops ---

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
@@ -99,4 +100,55 @@ func waitNoTable(t *testing.T, c *testcluster.Cluster, i int, table string) {
 		}
 		return nil
 	})
+}
+
+// TestJoinerDuringLastFinalizationStepCatchesUp (issue 16, D1): a node
+// that joins after the coordinator read the node list for the last step
+// of a finalization (here 2.0, after the group 0 procedure) gets the
+// in-between version of its join. It must still end at the cluster's
+// version, leave synchronize for use_post_raft_procedures, run DDL, and
+// keep all that across a restart.
+func TestJoinerDuringLastFinalizationStepCatchesUp(t *testing.T) {
+	c := startAt11(t, server.Knobs{})
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	for i := range c.Nodes {
+		c.StopNode(i)
+		c.Nodes[i].Config.Knobs.BinaryVersion = rel("2.0")
+		c.Nodes[i].Config.Knobs.BeforeVersionStep = func(step clusterversion.Version) error {
+			if step != rel("2.0") {
+				return nil
+			}
+			once.Do(func() { close(reached) })
+			<-release
+			return nil
+		}
+		startNode(t, c, i)
+	}
+	select {
+	case <-reached:
+	case <-time.After(120 * time.Second):
+		t.Fatal("the finalization did not reach step 2.0")
+	}
+	n4 := c.AddNodeWith(func(cfg *server.Config) { cfg.Knobs.BinaryVersion = rel("2.0") })
+	if v := c.Nodes[n4].Server.ActiveVersion().String(); v != "2.0-step.1" {
+		t.Fatalf("the joiner's version at join: %s, want 2.0-step.1", v)
+	}
+	close(release)
+	waitVersion(t, c, "2.0")
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		if v := c.Nodes[n4].Server.ActiveVersion().String(); v != "2.0" {
+			return fmt.Errorf("the joiner persisted %s, want 2.0", v)
+		}
+		return nil
+	})
+	waitGroup0States(t, c, group0.UsePostRaft)
+	c.Exec(n4, "CREATE TABLE after_join (k INT PRIMARY KEY)")
+	waitCount(t, c, 0, "after_join", 0)
+	restartNode(t, c, n4)
+	if v := c.Nodes[n4].Server.ActiveVersion().String(); v != "2.0" {
+		t.Fatalf("the joiner after a restart: %s", v)
+	}
+	c.Exec(n4, "DROP TABLE after_join")
+	waitNoTable(t, c, 0, "after_join")
 }

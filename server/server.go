@@ -563,11 +563,15 @@ func (s *Server) startNode() error {
 		return err
 	}
 	s.waitVoter(rep, id.NodeID)
+	// A node that joined while a finalization's last step was persisted
+	// takes the cluster's version before it acts on its own.
+	s.catchUpVersion()
 	s.startGroup0Loops(rep)
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
 	s.catchUpSchema()
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go func() { defer s.wg.Done(); s.followReplicatedVersion() }()
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
 	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()

@@ -253,7 +253,7 @@ func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) er
 				return err
 			}
 		}
-		if err := s.persistEverywhere(ctx, step, statuses); err != nil {
+		if err := s.persistOnEveryNode(ctx, step, statuses); err != nil {
 			return err
 		}
 		if err := s.writeReplicatedVersion(ctx, step); err != nil {
@@ -274,6 +274,87 @@ func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) er
 // errStepNotPersisted marks a finalization step that some node did not
 // persist (for errors.Is).
 var errStepNotPersisted = errors.New("a cluster version step could not be persisted on every node")
+
+// persistOnEveryNode persists v on every node of statuses, then lists the
+// nodes again and persists v on those that joined meanwhile, until a list
+// holds no new node (CockroachDB's upgrade manager does the same): a node
+// that joined after the first list was read got the version of its join,
+// and the step must not be recorded as done while it lags (issue 16, D1).
+// A node that joins after the last list gets this node's version, which is
+// v, or catches up with the replicated version (followReplicatedVersion).
+func (s *Server) persistOnEveryNode(ctx context.Context, v clusterversion.Version, statuses []NodeStatus) error {
+	done := map[int32]bool{}
+	for round := 0; ; round++ {
+		var todo []NodeStatus
+		for _, n := range statuses {
+			if !done[n.NodeID] {
+				todo = append(todo, n)
+			}
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		if round == 10 {
+			return errors.WithHint(errors.Newf("nodes keep joining while cluster version %s is persisted", v),
+				"the finalization resumes from this step; it completes once nodes stop joining")
+		}
+		if err := s.persistEverywhere(ctx, v, todo); err != nil {
+			return err
+		}
+		for _, n := range todo {
+			done[n.NodeID] = true
+		}
+		var err error
+		if statuses, err = s.NodeStatuses(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// followReplicatedVersion runs on every node: at start and then
+// periodically, it persists the replicated cluster version when this
+// node's persisted version is behind it. The replicated version is written
+// only once every node of the finalization's lists has persisted it, so
+// adopting it changes nothing the cluster has not agreed to; it catches
+// up a node that joined while the last step was being persisted (issue 16,
+// D1), which would otherwise run an in-between version for good, and at
+// 1.1 refuse the next release's binary. A node of an upgraded cluster
+// still in synchronize then enters use_post_raft_procedures.
+func (s *Server) followReplicatedVersion() {
+	every := s.cfg.AutoUpgradeInterval
+	if every == 0 {
+		every = 10 * time.Second
+	}
+	for {
+		s.catchUpVersion()
+		select {
+		case <-s.stopC:
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// catchUpVersion is one round of followReplicatedVersion.
+func (s *Server) catchUpVersion() {
+	ctx, cancel := s.stopCtx(5 * time.Second)
+	defer cancel()
+	rv, err := s.replicatedVersion(ctx)
+	if err != nil {
+		return // no quorum now: the next round retries
+	}
+	if s.ActiveVersion().Less(rv) {
+		if err := s.persistActiveVersion(rv); err != nil {
+			s.log.Warn("this node's cluster version lags the cluster's and cannot catch up",
+				"active", s.ActiveVersion().String(), "cluster", rv.String(), "err", err)
+			return
+		}
+		s.log.Info("caught up with the replicated cluster version", "version", rv.String())
+	}
+	if s.hasGroup0() {
+		s.enterPostRaftOnceCaughtUp()
+	}
+}
 
 // persistEverywhere asks every non-decommissioned node to persist v and
 // waits for all of them; a node that cannot be reached fails the step (the
