@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -82,11 +83,17 @@ type Runner struct {
 	DB     kvpb.DB
 	NodeID int32
 	Deps   Deps
-	// Lease is how long a coordinator's claim lasts without a checkpoint
-	// (default 10s).
+	// Lease is how long a coordinator's claim lasts without a renewal
+	// (default 10s). A running coordinator renews it every RenewEvery,
+	// and with every checkpoint.
 	Lease time.Duration
-	Now   func() time.Time
-	Log   *slog.Logger
+	// RenewEvery is how often a running coordinator renews its lease
+	// (default Lease/3): a migration may go long without a checkpoint (the
+	// 1.1 row count, the group 0 procedure), and its lease must not lapse
+	// meanwhile, or another node takes the job and both run it.
+	RenewEvery time.Duration
+	Now        func() time.Time
+	Log        *slog.Logger
 	// Registry overrides the built-in registry (tests).
 	Registry []Migration
 	// CheckpointHook, if set, runs before every checkpoint: a named pause
@@ -106,6 +113,13 @@ func (r *Runner) lease() time.Duration {
 		return r.Lease
 	}
 	return 10 * time.Second
+}
+
+func (r *Runner) renewEvery() time.Duration {
+	if r.RenewEvery > 0 {
+		return r.RenewEvery
+	}
+	return r.lease() / 3
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -171,31 +185,32 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 		} else {
 			r.log().Info("starting migration job", "job", job.ID, "version", v, "description", m.Description)
 		}
+		// The claim, updated by checkpoints and lease renewals alike.
+		h := &heldJob{job: claimed, raw: cur}
+		runCtx, stopRun := context.WithCancelCause(ctx)
 		checkpoint := func(p Progress) error {
 			if r.CheckpointHook != nil {
-				if err := r.CheckpointHook(ctx, p); err != nil {
+				if err := r.CheckpointHook(runCtx, p); err != nil {
 					return err
 				}
 			}
-			next := claimed
-			next.Progress = p
-			next.LeaseUntil = r.now().Add(r.lease()).UnixNano()
-			next.Modified = r.now().UnixNano()
-			b, err := r.cput(ctx, next, cur)
-			if isCondFailed(err) {
-				return ErrJobLost
-			}
-			if err != nil {
-				return err
-			}
-			claimed, cur = next, b
-			return nil
+			return r.update(runCtx, h, func(j *Job) { j.Progress = p })
 		}
-		runErr := m.Run(ctx, r.Deps, job.Progress, checkpoint)
-		if errors.Is(runErr, ErrJobLost) {
-			r.log().Warn("migration job taken over by another node; waiting for it", "job", job.ID, "version", v)
+		renewed := make(chan struct{})
+		go func() {
+			defer close(renewed)
+			r.renewLease(runCtx, h, stopRun)
+		}()
+		runErr := m.Run(runCtx, r.Deps, job.Progress, checkpoint)
+		lost := errors.Is(context.Cause(runCtx), ErrJobLost)
+		stopRun(nil)
+		<-renewed
+		if lost || errors.Is(runErr, ErrJobLost) {
+			r.log().Warn("migration job taken over by another node; this node stops running it and waits",
+				"job", job.ID, "version", v)
 			continue
 		}
+		claimed, cur = h.job, h.raw
 		final := claimed
 		final.Modified = r.now().UnixNano()
 		final.LeaseUntil = 0
@@ -220,6 +235,60 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 		}
 		r.log().Info("migration job succeeded", "job", job.ID, "version", v, "rows", final.Progress.Done)
 		return nil
+	}
+}
+
+// heldJob is a claimed job as this coordinator last wrote it.
+type heldJob struct {
+	mu  sync.Mutex // serializes the coordinator's writes of the job
+	job Job
+	raw []byte
+}
+
+// update writes the held job changed by change, with a renewed lease,
+// conditional on the job being as this coordinator last wrote it:
+// ErrJobLost if another node has taken it over since.
+func (r *Runner) update(ctx context.Context, h *heldJob, change func(*Job)) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := h.job
+	change(&next)
+	next.LeaseUntil = r.now().Add(r.lease()).UnixNano()
+	next.Modified = r.now().UnixNano()
+	b, err := r.cput(ctx, next, h.raw)
+	if isCondFailed(err) {
+		return ErrJobLost
+	}
+	if err != nil {
+		return err
+	}
+	h.job, h.raw = next, b
+	return nil
+}
+
+// renewLease renews the held job's lease every renewEvery until ctx ends.
+// When the job was taken over, it stops the migration (stop with
+// ErrJobLost): a coordinator that lost its lease must not go on running
+// beside the one that holds it. A renewal that fails otherwise (no quorum
+// for a moment) is retried at the next tick; if the lease lapses
+// meanwhile and another node takes the job, the next renewal finds out.
+func (r *Runner) renewLease(ctx context.Context, h *heldJob, stop context.CancelCauseFunc) {
+	t := time.NewTicker(r.renewEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := r.update(ctx, h, func(*Job) {})
+		if errors.Is(err, ErrJobLost) {
+			stop(ErrJobLost)
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log().Warn("renewing the migration job's lease; will retry", "job", h.job.ID, "err", err)
+		}
 	}
 }
 

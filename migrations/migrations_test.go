@@ -167,7 +167,8 @@ func TestStaleCoordinatorLosesTheJob(t *testing.T) {
 		}
 		return nil
 	})
-	r1 := &Runner{DB: db, NodeID: 1, Registry: []Migration{m1}, Lease: 5 * time.Second, Now: clock.now}
+	// The pause stalls the whole process, its lease renewals included.
+	r1 := &Runner{DB: db, NodeID: 1, Registry: []Migration{m1}, Lease: 5 * time.Second, Now: clock.now, RenewEvery: time.Hour}
 	res1 := make(chan error, 1)
 	go func() { res1 <- r1.Run(ctx, clusterversion.V1_1WriteV2.Version()) }()
 	<-stolen
@@ -274,5 +275,126 @@ func TestRewriteRowsV2(t *testing.T) {
 	j := jobs[0]
 	if j.Status != StatusSucceeded || j.Progress.Done != 1234 || j.Progress.Total != 1234 {
 		t.Fatalf("job: %+v", j)
+	}
+}
+
+// TestLeaseRenewedBetweenCheckpoints (issue 16, D8): a migration that goes
+// longer than its lease without a checkpoint (the group 0 procedure
+// checkpoints only at its end) keeps its job: the coordinator renews the
+// lease on a timer, so another node waits instead of taking the job over and
+// running the migration a second time.
+func TestLeaseRenewedBetweenCheckpoints(t *testing.T) {
+	db := sqltest.NewMemDB()
+	clock := &fakeClock{}
+	clock.ns.Store(time.Unix(1000, 0).UnixNano())
+	var starts atomic.Int64
+	release := make(chan struct{})
+	slow := Migration{
+		Version: clusterversion.V1_1WriteV2, Description: "one long step",
+		Run: func(ctx context.Context, _ Deps, _ Progress, checkpoint func(Progress) error) error {
+			starts.Add(1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return checkpoint(Progress{Done: 1, Total: 1})
+		},
+	}
+	v := clusterversion.V1_1WriteV2.Version()
+	r1 := &Runner{DB: db, NodeID: 1, Registry: []Migration{slow}, Lease: 5 * time.Second, Now: clock.now, RenewEvery: 5 * time.Millisecond}
+	res1 := make(chan error, 1)
+	go func() { res1 <- r1.Run(context.Background(), v) }()
+	r2 := &Runner{DB: db, NodeID: 2, Registry: []Migration{slow}, Lease: 5 * time.Second, Now: clock.now, RenewEvery: 5 * time.Millisecond}
+	res2 := make(chan error, 1)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	started := false
+	// Three times the lease passes without a checkpoint.
+	for i := 0; i < 5; i++ {
+		clock.add(3 * time.Second)
+		waitLeaseBeyond(t, db, clock.now())
+		if !started {
+			go func() { res2 <- r2.Run(ctx2, v) }()
+			started = true
+		}
+	}
+	close(release)
+	if err := <-res1; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res2; err != nil {
+		t.Fatal(err)
+	}
+	if n := starts.Load(); n != 1 {
+		t.Fatalf("the migration started %d times, want once", n)
+	}
+	jobs, _ := List(context.Background(), db)
+	if jobs[0].Status != StatusSucceeded || jobs[0].Coordinator != 1 || jobs[0].Attempts != 1 {
+		t.Fatalf("final job: %+v", jobs[0])
+	}
+}
+
+// TestCoordinatorThatLostTheJobStops (issue 16, D8): when another node has
+// taken the job over (here: its record rewritten, as a coordinator that found
+// the lease lapsed would), the old coordinator's next renewal finds out and
+// stops its migration at once instead of running beside the new one.
+func TestCoordinatorThatLostTheJobStops(t *testing.T) {
+	db := sqltest.NewMemDB()
+	stopped := make(chan error, 1)
+	running := make(chan struct{})
+	m := Migration{
+		Version: clusterversion.V1_1WriteV2, Description: "one long step",
+		Run: func(ctx context.Context, _ Deps, _ Progress, _ func(Progress) error) error {
+			close(running)
+			<-ctx.Done()
+			stopped <- context.Cause(ctx)
+			return ctx.Err()
+		},
+	}
+	v := clusterversion.V1_1WriteV2.Version()
+	r1 := &Runner{DB: db, NodeID: 1, Registry: []Migration{m}, RenewEvery: 5 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res1 := make(chan error, 1)
+	go func() { res1 <- r1.Run(ctx, v) }()
+	<-running
+	// Node 2 takes the job over and finishes it.
+	jobs, err := List(ctx, db)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs: %v %v", jobs, err)
+	}
+	j := jobs[0]
+	j.Coordinator, j.Status, j.LeaseUntil = 2, StatusSucceeded, 0
+	raw, _, _ := db.Get(ctx, jobKey(j.ID))
+	if _, err := (&Runner{DB: db}).cput(ctx, j, raw); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cause := <-stopped:
+		if !errors.Is(cause, ErrJobLost) {
+			t.Fatalf("the old coordinator's migration stopped with %v, want ErrJobLost", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old coordinator kept running a job it lost")
+	}
+	if err := <-res1; err != nil {
+		t.Fatalf("the old coordinator, once the job succeeded elsewhere: %v", err)
+	}
+}
+
+// waitLeaseBeyond waits until the only job's lease reaches past now.
+func waitLeaseBeyond(t *testing.T, db kvpb.DB, now time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		jobs, err := List(context.Background(), db)
+		if err == nil && len(jobs) == 1 && jobs[0].LeaseUntil > now.UnixNano() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease was not renewed past %v: %+v %v", now, jobs, err)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -99,4 +99,7 @@ type Knobs struct {
 	// before each of its steps ("reform", "wipe", "admit", "group0",
 	// "done"); an error stops the recovery there (recover.go).
 	BeforeRecoverStep func(step string) error
+	// BeforeRowWrite runs in every INSERT/UPSERT after its rows are
+	// encoded and before they are written (sql.Config.TestingBeforeWrite).
+	BeforeRowWrite func(ctx context.Context)
 }

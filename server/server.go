@@ -534,7 +534,8 @@ func (s *Server) startNode() error {
 	}
 	exec, err := sql.NewExecutor(sql.Config{
 		DB: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
-		NodeID: func() int32 { return id.NodeID },
+		NodeID:             func() int32 { return id.NodeID },
+		TestingBeforeWrite: s.cfg.Knobs.BeforeRowWrite,
 	})
 	if err != nil {
 		return errors.Wrap(err, "starting the SQL executor")

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/server/autoupgrade"
@@ -105,19 +106,27 @@ func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 			s.NodeID(), s.binVersion, v), "restart node %d on a binary of release %s or newer", s.NodeID(), v)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	cur := s.ActiveVersion()
 	if !cur.Less(v) {
+		s.mu.Unlock()
 		return nil
 	}
 	id := s.ident
 	id.ClusterVersion = v.String()
 	if err := s.eng.WriteIdent(id); err != nil {
+		s.mu.Unlock()
 		return errors.Wrap(err, "persisting the cluster version")
 	}
 	s.ident = id
 	s.ver.active.Store(&v)
+	exec := s.exec
+	s.mu.Unlock()
 	s.log.Info("persisted new cluster version", "version", v.String())
+	if step := clusterversion.V1_1WriteV2.Version(); cur.Less(step) && !v.Less(step) && exec != nil {
+		// Writers encode v2 from now on; the step counts as persisted here
+		// once those that encoded v1 before have finished.
+		exec.WaitForV1Writers()
+	}
 	return nil
 }
 
@@ -457,8 +466,11 @@ func (s *Server) autoUpgradeLoop() {
 			continue
 		}
 		// Tied to the node's life: Stop waits for this loop, and a finalization
-		// waiting on a dead node must not hold SIGTERM up.
+		// waiting on a dead node must not hold SIGTERM up. Tied to its
+		// leadership too: the new leader's loop takes over, and two
+		// coordinators must not keep going side by side (issue 16, D8).
 		ctx, cancel := s.stopCtx(10 * time.Minute)
+		ctx = whileLeader(ctx, rep)
 		in, _, err := s.upgradeInput(ctx)
 		if err != nil {
 			cancel()
@@ -492,6 +504,28 @@ func (s *Server) autoUpgradeLoop() {
 		}
 		cancel()
 	}
+}
+
+// whileLeader returns a context that ends with ctx, or once rep no longer
+// leads its group. The watch ends with ctx; callers cancel it.
+func whileLeader(ctx context.Context, rep *kv.Replica) context.Context {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if !rep.Status().IsLeader {
+				cancel(errors.New("this node no longer leads the data group; the new leader's auto-upgrade loop takes over"))
+				return
+			}
+		}
+	}()
+	return ctx
 }
 
 // UpgradeStatus is the answer of SHOW UPGRADE STATUS and GET

@@ -40,6 +40,10 @@ type Config struct {
 	Clock *catalog.Clock
 	// PushTimeout bounds the schema push after a DDL statement; 0 means 5s.
 	PushTimeout time.Duration
+	// TestingBeforeWrite, if set, runs in every INSERT/UPSERT between
+	// encoding its rows and writing them: a pause point for tests of what
+	// may happen in between (a cluster version step).
+	TestingBeforeWrite func(ctx context.Context)
 }
 
 // LocalStore is this node's own, unreplicated, durable store.
@@ -163,6 +167,10 @@ type Executor struct {
 
 	rowidMu   sync.Mutex
 	lastRowID int64
+
+	// v1Writers orders the statements that may encode rows in v1 before
+	// the switch to v2 (holdRowEncoding, WaitForV1Writers).
+	v1Writers sync.RWMutex
 }
 
 var _ pgwire.SessionFactory = (*Executor)(nil)
@@ -194,13 +202,42 @@ func (e *Executor) Catalog() *catalog.Catalog { return e.catalog }
 
 // encodeRow encodes a row value in the encoding the cluster version allows:
 // v2 once 1.1-step.2 is active (from the 1.1 fence on every node runs a 1.1
-// binary and reads v2), v1 before. Reading accepts both at all times.
+// binary and reads v2), v1 before. Reading accepts both at all times. A
+// statement that may encode rows holds holdRowEncoding around encoding and
+// writing them.
 func (e *Executor) encodeRow(ti *tableInfo, key []byte, row []types.Datum, extra []rowenc.RawColumn) ([]byte, error) {
 	enc := rowenc.EncodingV1
-	if e.cfg.Versions != nil && clusterversion.IsActive(e.cfg.Versions, clusterversion.V1_1WriteV2) {
+	if e.writesV2() {
 		enc = rowenc.EncodingV2
 	}
 	return ti.layout.EncodeValueAs(enc, key, row, extra)
+}
+
+func (e *Executor) writesV2() bool {
+	return e.cfg.Versions != nil && clusterversion.IsActive(e.cfg.Versions, clusterversion.V1_1WriteV2)
+}
+
+// holdRowEncoding is held by a statement that writes rows, from before it
+// encodes them until its write has returned, while rows may still be
+// encoded in v1 (it returns the release). WaitForV1Writers takes it
+// exclusively.
+func (e *Executor) holdRowEncoding() (release func()) {
+	if e.writesV2() {
+		return func() {} // for good: versions never move back
+	}
+	e.v1Writers.RLock()
+	return e.v1Writers.RUnlock
+}
+
+// WaitForV1Writers returns once every statement that may have encoded rows
+// in v1 on this node has finished; the server calls it after it persisted
+// 1.1-step.2 and before it reports the step persisted. The 1.1 migration
+// starts only after every node did, so no v1 row is written behind its
+// scan (issue 16, D9): a statement that takes holdRowEncoding after this
+// reads the new version and encodes v2.
+func (e *Executor) WaitForV1Writers() {
+	e.v1Writers.Lock()
+	defer e.v1Writers.Unlock()
 }
 
 // RegisterVirtualTable adds a read-only table, such as

@@ -307,6 +307,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	if err := p.e.checkSchemaForWrite(); err != nil {
 		return pgwire.Result{}, err
 	}
+	defer p.e.holdRowEncoding()()
 	ti := p.ti
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	// Proposed rows are computed once: volatile defaults (unique_rowid())
@@ -371,6 +372,9 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			} else {
 				ops[r] = kvpb.Op{Kind: kvpb.OpPut, Key: keys[r], Value: val}
 			}
+		}
+		if hook := p.e.cfg.TestingBeforeWrite; hook != nil {
+			hook(ctx)
 		}
 		if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
 			var cf *kvpb.ConditionFailedError
@@ -604,6 +608,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	if err := p.e.checkSchemaForWrite(); err != nil {
 		return pgwire.Result{}, err
 	}
+	defer p.e.holdRowEncoding()()
 	ti := p.ti
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	for attempt := 0; attempt < maxRetries; attempt++ {
