@@ -99,6 +99,10 @@ type Knobs struct {
 	// before each of its steps ("reform", "wipe", "admit", "group0",
 	// "done"); an error stops the recovery there (recover.go).
 	BeforeRecoverStep func(step string) error
+	// Group0BeforeSchemaCheck runs in the upgrade's schema sync after the
+	// merge is committed and before the nodes' catalogs are compared with
+	// group 0 (a point where DDL through group 0 may move its state on).
+	Group0BeforeSchemaCheck func(ctx context.Context)
 	// BeforeRowWrite runs in every INSERT/UPSERT after its rows are
 	// encoded and before they are written (sql.Config.TestingBeforeWrite).
 	BeforeRowWrite func(ctx context.Context)

@@ -513,20 +513,22 @@ func (s *Server) joinGroup0Loop(f group0.Formation, upgraded bool) {
 	}
 }
 
-// enterPostRaftOnceCaughtUp moves a node in synchronize of an upgraded
-// cluster (2.0 active) to use_post_raft_procedures once its group 0
-// replica has received group 0's state and its catalog holds it. It reports
-// whether the node is past synchronize (or was never in it).
+// enterPostRaftOnceCaughtUp moves a node of an upgraded cluster (2.0
+// active) that is still in use_pre_raft_procedures or synchronize to
+// use_post_raft_procedures, once its group 0 replica has received group 0's
+// state and its catalog holds it. It reports whether the node is in
+// use_post_raft_procedures (or recovery, which only the recovery procedure
+// leaves).
 //
 // Only an upgraded cluster: 2.0 becomes active after the procedure's schema
-// sync, which took every pre-Raft change into group 0, and a node that is
-// still in synchronize then joined after the procedure last looked (the
-// joiner of an upgraded cluster, or one that joined during the last
-// finalization step, issue 16 D1) and made no pre-Raft change itself.
-// Nobody else will move it: without this it would wait in synchronize for
-// good, refusing DDL.
+// sync, which took every pre-Raft change of every node into group 0, so a
+// node still before use_post_raft_procedures then joined after the
+// procedure last looked (the joiner of an upgraded cluster, or one that
+// joined during the last finalization step, issue 16 D1) and made no
+// pre-Raft change of its own. Nobody else will move it: without this it
+// would wait in synchronize for good, refusing DDL.
 func (s *Server) enterPostRaftOnceCaughtUp() bool {
-	if s.g0.State() != group0.Synchronize {
+	if st := s.g0.State(); st == group0.UsePostRaft || st == group0.Recovery {
 		return true
 	}
 	if !clusterversion.IsActive(s, clusterversion.V2_0) {

@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
+	"github.com/kvnode/kvnode/sql/catalog"
 )
 
 // pauseBefore returns a Group0Hook factory that blocks the coordinator
@@ -151,4 +154,70 @@ func TestJoinerDuringLastFinalizationStepCatchesUp(t *testing.T) {
 	}
 	c.Exec(n4, "DROP TABLE after_join")
 	waitNoTable(t, c, 0, "after_join")
+}
+
+// TestGroup0SchemaSyncConvergesUnderDDL (issue 16, D10): while the
+// upgrade's schema sync compares the nodes' catalogs with group 0, schema
+// changes keep committing to group 0 (as DDL through a node already in
+// use_post_raft_procedures does). The sync must still converge: each node
+// is compared with group 0's state as it holds it, not with the merge the
+// attempt started from.
+func TestGroup0SchemaSyncConvergesUnderDDL(t *testing.T) {
+	c := startAt11(t, server.Knobs{})
+	var commits atomic.Int64
+	var done atomic.Bool
+	defer done.Store(true)
+	for i := range c.Nodes {
+		c.StopNode(i)
+		c.Nodes[i].Config.Knobs.BinaryVersion = rel("2.0")
+		c.Nodes[i].Config.Knobs.Group0BeforeSchemaCheck = func(ctx context.Context) {
+			// Every attempt sees group 0 move on, for as long as the
+			// test waits for the upgrade.
+			if !done.Load() {
+				commitTable(t, c, fmt.Sprintf("moving_%d", commits.Add(1)))
+			}
+		}
+		startNode(t, c, i)
+	}
+	waitVersion(t, c, "2.0")
+	done.Store(true)
+	waitGroup0States(t, c, group0.UsePostRaft)
+	if commits.Load() == 0 {
+		t.Fatal("the schema check was never reached")
+	}
+	checkSchemaEverywhere(t, c, []string{"kv", "other"})
+}
+
+// commitTable commits the tombstone of a table called name straight to
+// group 0, through any node's replica, as a post-Raft DDL commits its
+// descriptor (a tombstone: no rows can alias another table's).
+func commitTable(t *testing.T, c *testcluster.Cluster, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for attempt := 0; attempt < 20; attempt++ {
+		for _, nd := range c.Nodes {
+			rep := nd.Server.Group0Replica()
+			if rep == nil {
+				continue
+			}
+			snap, err := group0.Read(ctx, rep)
+			if err != nil {
+				continue
+			}
+			var d catalog.TableDescriptor
+			if err := json.Unmarshal(snap.Tables["kv"], &d); err != nil {
+				t.Errorf("group 0's descriptor of kv: %v", err)
+				return
+			}
+			d.Name, d.Dropped = name, true
+			b, _ := json.Marshal(d)
+			ch := group0.Change{ID: fmt.Sprintf("test-%s", name), Tables: map[string][]byte{name: b},
+				NodeID: nd.Server.NodeID(), Time: time.Now(), Description: "test: DROP TABLE " + name}
+			if _, err := group0.Commit(ctx, rep, snap.StateID, ch); err == nil {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("could not commit %s to group 0", name)
 }

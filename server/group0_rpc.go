@@ -106,11 +106,19 @@ type Group0SyncRequest struct {
 	StateID uint64 `json:"state_id"`
 }
 
-// Group0SyncResponse reports the node's catalog.
+// Group0SyncResponse reports the node's catalog, and group 0's schema as
+// the node's replica holds it, read together.
 type Group0SyncResponse struct {
 	NodeID         int32  `json:"node_id"`
 	CatalogStateID uint64 `json:"catalog_state_id"`
 	Digest         string `json:"digest"`
+	// Group0StateID and Group0Digest are the state of group 0 that the
+	// node compared its catalog with, and that state's schema digest: the
+	// catalog holds exactly group 0's schema when Digest equals
+	// Group0Digest. Empty from a node that predates them (the caller then
+	// compares Digest with its own merge).
+	Group0StateID uint64 `json:"group0_state_id,omitempty"`
+	Group0Digest  string `json:"group0_digest,omitempty"`
 }
 
 const (
@@ -460,8 +468,41 @@ func (s *Server) group0Sync(ctx context.Context, req *Group0SyncRequest) (*Group
 		}
 	}
 	resp := &Group0SyncResponse{NodeID: s.NodeID(), CatalogStateID: g.catalogStateID.Load()}
-	if exec := s.executor(); exec != nil {
-		resp.Digest = exec.Catalog().Digest()
+	exec := s.executor()
+	if exec == nil {
+		return resp, nil
+	}
+	resp.Digest = exec.Catalog().Digest()
+	// Compare the catalog with group 0's schema as this replica holds it
+	// now, not with a target the caller computed: DDL through group 0 may
+	// go on meanwhile, and only this node can read both at one state
+	// (issue 16, D10). The apply loop may merge a newer state between the
+	// read and the digest; read again then.
+	for attempt := 0; attempt < 20; attempt++ {
+		rep := g.rep.Load()
+		if rep == nil {
+			break
+		}
+		snap, err := group0.ReadLocal(rep)
+		if err != nil {
+			return nil, rpcError(codes.Internal, err)
+		}
+		if err := s.applyGroup0Snapshot(snap); err != nil {
+			return nil, rpcError(codes.Internal, err)
+		}
+		descs, err := decodeDescriptors(snap.Tables)
+		if err != nil {
+			return nil, rpcError(codes.Internal, err)
+		}
+		gd, err := schemaDigest(descs)
+		if err != nil {
+			return nil, rpcError(codes.Internal, err)
+		}
+		resp.CatalogStateID, resp.Digest = g.catalogStateID.Load(), exec.Catalog().Digest()
+		resp.Group0StateID, resp.Group0Digest = snap.StateID, gd
+		if resp.Digest == gd {
+			break
+		}
 	}
 	return resp, nil
 }
