@@ -313,7 +313,9 @@ func TestLeaseRenewedBetweenCheckpoints(t *testing.T) {
 	// Three times the lease passes without a checkpoint.
 	for i := 0; i < 5; i++ {
 		clock.add(3 * time.Second)
-		waitLeaseBeyond(t, db, clock.now())
+		// Renewed at this time: lasting a full lease from now (not only
+		// past now, which the previous renewal may still be).
+		waitLeaseBeyond(t, db, clock.now().Add(4*time.Second))
 		if !started {
 			go func() { res2 <- r2.Run(ctx2, v) }()
 			started = true

@@ -100,31 +100,39 @@ func (s *Server) setClusterVersion(_ context.Context, req *SetClusterVersionRequ
 // persistActiveVersion durably records v as this node's active version,
 // then acts on it. It never moves backwards, and refuses a version this
 // binary cannot run.
+//
+// From 1.1-step.2 on, it returns only once every statement that may have
+// encoded rows in v1 on this node has finished, also when v was persisted
+// already (two coordinators may ask at once, and the second must not be
+// told "persisted" while the first still waits): the 1.1 migration starts
+// once every node answered, and no v1 row may land behind its scan.
 func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 	if !clusterversion.Supports(s.binVersion, v) {
 		return errors.WithHintf(errors.Newf("node %d runs release %s, which cannot run cluster version %s",
 			s.NodeID(), s.binVersion, v), "restart node %d on a binary of release %s or newer", s.NodeID(), v)
 	}
 	s.mu.Lock()
+	exec := s.exec
 	cur := s.ActiveVersion()
-	if !cur.Less(v) {
-		s.mu.Unlock()
-		return nil
+	var err error
+	if cur.Less(v) {
+		id := s.ident
+		id.ClusterVersion = v.String()
+		if err = s.eng.WriteIdent(id); err == nil {
+			s.ident = id
+			s.ver.active.Store(&v)
+		}
 	}
-	id := s.ident
-	id.ClusterVersion = v.String()
-	if err := s.eng.WriteIdent(id); err != nil {
-		s.mu.Unlock()
+	s.mu.Unlock()
+	if err != nil {
 		return errors.Wrap(err, "persisting the cluster version")
 	}
-	s.ident = id
-	s.ver.active.Store(&v)
-	exec := s.exec
-	s.mu.Unlock()
-	s.log.Info("persisted new cluster version", "version", v.String())
-	if step := clusterversion.V1_1WriteV2.Version(); cur.Less(step) && !v.Less(step) && exec != nil {
-		// Writers encode v2 from now on; the step counts as persisted here
-		// once those that encoded v1 before have finished.
+	if cur.Less(v) {
+		s.log.Info("persisted new cluster version", "version", v.String())
+	}
+	if !v.Less(clusterversion.V1_1WriteV2.Version()) && exec != nil {
+		// Writers encode v2 from now on (holdRowEncoding no longer
+		// waits, so this is cheap once they have drained).
 		exec.WaitForV1Writers()
 	}
 	return nil
