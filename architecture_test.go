@@ -45,17 +45,18 @@ type archRule struct {
 
 // peerDeps is what the peers liveness, settings, migrations and group0 may
 // import: shared leaves only, never each other.
-var peerDeps = []string{"clusterversion", "kv/kvpb", "sql/types", "sql/pgerror", "rpc"}
+var peerDeps = []string{"clusterversion", "keys", "kv/kvpb", "sql/types", "sql/pgerror", "rpc"}
 
 // sqlLeafDeps is what the SQL subpackages below package sql (other than the
 // parser and pgwire) may import.
-var sqlLeafDeps = []string{"sql/types", "sql/pgerror", "sql/parser", "sql/catalog", "sql/rowenc", "kv/kvpb", "clusterversion"}
+var sqlLeafDeps = []string{"sql/types", "sql/pgerror", "sql/parser", "sql/catalog", "sql/rowenc", "kv/kvpb", "keys", "clusterversion"}
 
 // archRules maps a package (relative to the module root; "X/..." covers X and
 // everything below it that has no row of its own) to its rule. Keep it in step
 // with the table in ARCHITECTURE.md.
 var archRules = map[string]archRule{
 	"clusterversion":     {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
+	"keys":               {ours: nil, thirdParty: nil},
 	"kv/kvpb":            {ours: nil, thirdParty: anything},
 	"sql/types":          {ours: nil, thirdParty: anything},
 	"sql/pgerror":        {ours: nil, thirdParty: anything},
@@ -72,7 +73,7 @@ var archRules = map[string]archRule{
 	"sql/catalog":        {ours: sqlLeafDeps, thirdParty: anything},
 	"sql/rowenc":         {ours: sqlLeafDeps, thirdParty: anything},
 	"sql/...":            {ours: sqlLeafDeps, thirdParty: anything},
-	"sql":                {ours: []string{"sql/...", "kv/kvpb", "clusterversion"}, thirdParty: anything},
+	"sql":                {ours: []string{"sql/...", "kv/kvpb", "keys", "clusterversion"}, thirdParty: anything},
 	"server":             {ours: anything, thirdParty: anything},
 	"server/testcluster": {ours: anything, thirdParty: anything},
 	"server/autoupgrade": {ours: []string{"clusterversion"}, thirdParty: anything},
@@ -337,6 +338,11 @@ func TestArchitectureRulesSelfCheck(t *testing.T) {
 		{"leaf with std and errors", pkg("clusterversion", "fmt", "github.com/cockroachdb/errors"), 0},
 		{"leaf with another third-party module", pkg("clusterversion", "github.com/cockroachdb/pebble"), 1},
 		{"leaf importing ours", pkg("clusterversion", mod+"/kv/kvpb"), 1},
+		{"keys is a leaf of the standard library", pkg("keys", "encoding/binary"), 0},
+		{"keys imports nothing of ours", pkg("keys", mod+"/storage"), 1},
+		{"keys imports no third-party module", pkg("keys", "github.com/cockroachdb/errors"), 1},
+		{"peers may use keys", pkg("liveness", mod+"/keys"), 0},
+		{"kv does not know the layout above it", pkg("kv", mod+"/keys"), 1},
 		{"kv may use storage and rpc", pkg("kv", mod+"/storage", mod+"/rpc", mod+"/kv/kvpb", "go.etcd.io/raft/v3"), 0},
 		{"storage may not use kv", pkg("storage", mod+"/kv"), 1},
 		{"peers never import each other", pkg("group0", mod+"/liveness", mod+"/clusterversion"), 1},

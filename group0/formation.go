@@ -7,13 +7,11 @@ import (
 	"github.com/cockroachdb/errors"
 )
 
-// FormationKey is the data group's key of the formation record. It lives
-// in the data group (not in group 0) because it must be readable when
-// group 0 is not: it is how every node, and every coordinator of the
-// upgrade or of a recovery, agrees on which group 0 is the current one.
-var FormationKey = []byte("\x02group0/formation")
-
-// Formation says which group 0 is current.
+// Formation says which group 0 is current. It is stored in the data group
+// (not in group 0) under keys.Group0FormationKey, because it must be
+// readable when group 0 is not: it is how every node, and every coordinator
+// of the upgrade or of a recovery, agrees on which group 0 is the current
+// one.
 type Formation struct {
 	// Generation numbers the group 0s this cluster has had: 1 for the
 	// first, +1 for every re-formation by the recovery procedure. Group 0

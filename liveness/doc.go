@@ -7,12 +7,12 @@
 // # The record
 //
 // Every node that ever got an ID has a Record under
-// "\x02liveness/" + uint32BE(nodeID), JSON-encoded:
+// keys.LivenessKey(nodeID) (keys.LivenessPrefix + uint32BE(nodeID)), JSON-encoded:
 //
 //	{node_id, epoch, expiration, draining, membership, updated_at}
 //
 // The record is created in the same atomic kvpb.Write batch as the node's
-// record ("\x02node/…") when the cluster is bootstrapped (node 1) and when
+// record (keys.NodeKey) when the cluster is bootstrapped (node 1) and when
 // the Raft leader admits a joining node, so no node can hold an ID without a
 // liveness record. A new record has epoch 0, expiration 0 (never live yet)
 // and membership active.

@@ -1,12 +1,13 @@
 package liveness
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/keys"
 )
 
 // Membership is a node's membership status in the cluster.
@@ -115,21 +116,11 @@ func (r Record) ExpirationString() string {
 	return fmt.Sprintf("%d.%09d,0", r.Expiration/1e9, r.Expiration%1e9)
 }
 
-// Keys of the records in the replicated keyspace.
-var (
-	keyPrefix    = []byte("\x02liveness/")
-	keyPrefixEnd = []byte("\x02liveness0")
-)
-
-// Key returns the key of node id's record.
-func Key(id int32) []byte {
-	return binary.BigEndian.AppendUint32(append([]byte(nil), keyPrefix...), uint32(id))
-}
+// Key returns the key of node id's record (keys.LivenessKey).
+func Key(id int32) []byte { return keys.LivenessKey(id) }
 
 // Span returns the key span [start, end) of every record.
-func Span() (start, end []byte) {
-	return append([]byte(nil), keyPrefix...), append([]byte(nil), keyPrefixEnd...)
-}
+func Span() (start, end []byte) { return keys.LivenessSpan() }
 
 // FormatTime formats a Unix-nanosecond time the way the SQL views and the
 // CLI print timestamps (there is no TIMESTAMP type yet): UTC, microseconds.

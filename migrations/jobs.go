@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 )
 
@@ -57,21 +58,10 @@ func (j Job) Fraction() float64 {
 	return f
 }
 
-// Replicated keys of the job system.
-var (
-	keyJobIDGen        = []byte("\x02job-id-gen")
-	keyJobPrefix       = []byte("\x02job/")
-	keyJobPrefixEnd    = []byte("\x02job0")
-	keyMigrationPrefix = []byte("\x02migration/")
-)
+// The replicated keys of the job system (see package keys).
+func jobKey(id int64) []byte { return keys.JobKey(id) }
 
-func jobKey(id int64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), keyJobPrefix...), uint64(id))
-}
-
-func migrationKey(v clusterversion.Version) []byte {
-	return append(append([]byte(nil), keyMigrationPrefix...), v.String()...)
-}
+func migrationKey(v clusterversion.Version) []byte { return keys.MigrationKey(v.String()) }
 
 // ErrJobLost is returned by a checkpoint when another coordinator has taken
 // the job over (this one's lease had lapsed).
@@ -301,7 +291,7 @@ func (r *Runner) jobFor(ctx context.Context, m Migration) (Job, []byte, error) {
 		return Job{}, nil, err
 	}
 	if !found {
-		id, err := r.DB.Increment(ctx, keyJobIDGen, 1)
+		id, err := r.DB.Increment(ctx, keys.JobIDGenKey(), 1)
 		if err != nil {
 			return Job{}, nil, err
 		}
@@ -353,7 +343,8 @@ func isCondFailed(err error) bool {
 
 // List returns every job record, oldest first (SHOW JOBS).
 func List(ctx context.Context, db kvpb.DB) ([]Job, error) {
-	kvs, err := db.Scan(ctx, keyJobPrefix, keyJobPrefixEnd, 0, false)
+	start, end := keys.JobSpan()
+	kvs, err := db.Scan(ctx, start, end, 0, false)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/sqltest"
 )
@@ -233,7 +234,7 @@ func TestRewriteRowsV2(t *testing.T) {
 		ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: key(i), Value: v})
 	}
 	// Something outside the span must not be touched.
-	ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: []byte("\x02other"), Value: []byte{1}})
+	ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: keys.SettingKey("test.other"), Value: []byte{1}})
 	if err := db.Write(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ func TestRewriteRowsV2(t *testing.T) {
 			t.Fatalf("row %x still v1", e.Key)
 		}
 	}
-	if v, _, _ := db.Get(ctx, []byte("\x02other")); v[0] != 1 {
+	if v, _, _ := db.Get(ctx, keys.SettingKey("test.other")); v[0] != 1 {
 		t.Fatal("a key outside the table span was rewritten")
 	}
 	jobs, _ := List(ctx, db)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
@@ -424,7 +425,7 @@ func (s *Server) startGroup0Loops(rep *kv.Replica) {
 }
 
 func (s *Server) readFormation(ctx context.Context, db kvpb.DB) (group0.Formation, []byte, bool, error) {
-	b, found, err := db.Get(ctx, group0.FormationKey)
+	b, found, err := db.Get(ctx, keys.Group0FormationKey())
 	if err != nil || !found {
 		return group0.Formation{}, nil, false, err
 	}

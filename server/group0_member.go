@@ -8,6 +8,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
@@ -100,7 +101,7 @@ func (s *Server) observeGroup0Membership(ctx context.Context) (group0.MemberObse
 	if o.State == group0.Recovery || o.Isolated || (o.State != group0.UsePostRaft && !o.Upgraded) {
 		return o, true // nothing to decide: spare the reads
 	}
-	if b, found, err := data.GetLocal(group0.FormationKey); err != nil {
+	if b, found, err := data.GetLocal(keys.Group0FormationKey()); err != nil {
 		return o, false
 	} else if found {
 		f, err := group0.DecodeFormation(b)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/catalog"
@@ -149,7 +150,7 @@ func (c group0Cluster) SwapFormation(ctx context.Context, prev *group0.Formation
 		return cur, nil // someone else moved it: theirs stands
 	}
 	next.Time = time.Now().UnixNano()
-	op := kvpb.Op{Kind: kvpb.OpCPut, Key: group0.FormationKey, Value: next.Encode()}
+	op := kvpb.Op{Kind: kvpb.OpCPut, Key: keys.Group0FormationKey(), Value: next.Encode()}
 	if found {
 		op.Expected = raw
 	} else {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 
 	"github.com/cockroachdb/errors"
@@ -72,17 +71,6 @@ type NodeRecord struct {
 	SQLAddr       string `json:"sql_addr"`
 	HTTPAddr      string `json:"http_addr"`
 	BinaryVersion string `json:"binary_version"`
-}
-
-// Replicated system keys owned by server.
-var (
-	keyNodeIDGen     = []byte("\x02node-id-gen")
-	keyNodePrefix    = []byte("\x02node/")
-	keyNodePrefixEnd = []byte("\x02node0")
-)
-
-func nodeKey(id int32) []byte {
-	return binary.BigEndian.AppendUint32(append([]byte(nil), keyNodePrefix...), uint32(id))
 }
 
 func (n NodeRecord) encode() []byte {

@@ -26,6 +26,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
@@ -450,9 +451,9 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 	id := storage.Ident{ClusterID: newUUID(), NodeID: 1, ClusterVersion: cv.String()}
 	ik, iv := storage.IdentRecord(id)
 	initial := map[string][]byte{
-		string(keyNodeIDGen):      binary.BigEndian.AppendUint64(nil, 1),
-		string(keyClusterVersion): []byte(id.ClusterVersion),
-		string(nodeKey(1)):        s.localRecord(1).encode(),
+		string(keys.NodeIDGenKey()):      binary.BigEndian.AppendUint64(nil, 1),
+		string(keys.ClusterVersionKey()): []byte(id.ClusterVersion),
+		string(keys.NodeKey(1)):          s.localRecord(1).encode(),
 		// Every node that gets an ID gets a liveness record with it.
 		string(liveness.Key(1)): liveness.NewRecord(1, time.Now()).Encode(),
 	}
@@ -461,7 +462,7 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 		if err := s.bootstrapGroup0AtInit(f); err != nil {
 			return nil, err
 		}
-		initial[string(group0.FormationKey)] = f.Encode()
+		initial[string(keys.Group0FormationKey())] = f.Encode()
 	}
 	if err := kv.Bootstrap(s.eng, 1, initial, map[string][]byte{string(ik): iv}); err != nil {
 		return nil, err
@@ -587,7 +588,7 @@ func (s *Server) startNode() error {
 func (s *Server) waitReplicaReady(rep *kv.Replica) error {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _, err := rep.Get(ctx, keyNodeIDGen)
+		_, _, err := rep.Get(ctx, keys.NodeIDGenKey())
 		cancel()
 		if err == nil {
 			return nil
@@ -634,9 +635,9 @@ func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
 	want := s.localRecord(id).encode()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		cur, _, err := rep.Get(ctx, nodeKey(id))
+		cur, _, err := rep.Get(ctx, keys.NodeKey(id))
 		if err == nil && string(cur) != string(want) {
-			err = rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: nodeKey(id), Value: want}})
+			err = rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: keys.NodeKey(id), Value: want}})
 		}
 		cancel()
 		if err == nil {
@@ -658,7 +659,8 @@ func (s *Server) nodeRecords() map[int32]NodeRecord {
 	if rep == nil {
 		return out
 	}
-	kvs, err := rep.ScanLocal(keyNodePrefix, keyNodePrefixEnd, 0, false)
+	nstart, nend := keys.NodeSpan()
+	kvs, err := rep.ScanLocal(nstart, nend, 0, false)
 	if err != nil {
 		return out
 	}
@@ -686,7 +688,7 @@ func (s *Server) resolve(id uint64) (string, bool) {
 	if rep == nil {
 		return "", false
 	}
-	v, ok, err := rep.GetLocal(nodeKey(int32(id)))
+	v, ok, err := rep.GetLocal(keys.NodeKey(int32(id)))
 	if err != nil || !ok {
 		return "", false
 	}
@@ -852,14 +854,14 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 		return nil, rpcError(codes.Unavailable, err)
 	}
 	if newID == 0 {
-		if newID, err = rep.Increment(ctx, keyNodeIDGen, 1); err != nil {
+		if newID, err = rep.Increment(ctx, keys.NodeIDGenKey(), 1); err != nil {
 			return nil, rpcError(codes.Unavailable, err)
 		}
 		rec.NodeID = int32(newID)
 		// The node record and the liveness record are written in one
 		// batch, so that no node ever has an ID without a liveness record.
 		if err := rep.Write(ctx, []kvpb.Op{
-			{Kind: kvpb.OpPut, Key: nodeKey(rec.NodeID), Value: rec.encode()},
+			{Kind: kvpb.OpPut, Key: keys.NodeKey(rec.NodeID), Value: rec.encode()},
 			{Kind: kvpb.OpCPut, Key: liveness.Key(rec.NodeID), Value: liveness.NewRecord(rec.NodeID, time.Now()).Encode(), ExpectAbsent: true},
 		}); err != nil {
 			return nil, rpcError(codes.Unavailable, err)
@@ -899,7 +901,7 @@ func (s *Server) undoJoin(ctx context.Context, rep *kv.Replica, id int32) error 
 	if err != nil {
 		return err
 	}
-	ops := []kvpb.Op{{Kind: kvpb.OpDelete, Key: nodeKey(id)}}
+	ops := []kvpb.Op{{Kind: kvpb.OpDelete, Key: keys.NodeKey(id)}}
 	if found {
 		if lr, err := liveness.Decode(v); err != nil || lr.Epoch != 0 {
 			return errors.Newf("node %d has started meanwhile; its records are kept", id)
@@ -917,7 +919,8 @@ func (s *Server) undoJoin(ctx context.Context, rep *kv.Replica, id int32) error 
 // never started (its liveness epoch is 0 and it is active), or 0.
 func (s *Server) unstartedNodeAt(ctx context.Context, listenAddr string) (int64, error) {
 	rep := s.Replica()
-	kvs, err := rep.Scan(ctx, keyNodePrefix, keyNodePrefixEnd, 0, false)
+	nstart, nend := keys.NodeSpan()
+	kvs, err := rep.Scan(ctx, nstart, nend, 0, false)
 	if err != nil {
 		return 0, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/gossip"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 )
@@ -156,17 +157,18 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []NodeStatus, stale bo
 		return nil, true
 	}
 	lstart, lend := liveness.Span()
+	nstart, nend := keys.NodeSpan()
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	lkvs, err := rep.Scan(rctx, lstart, lend, 0, false)
 	var nkvs []kvpb.KeyValue
 	if err == nil {
-		nkvs, err = rep.Scan(rctx, keyNodePrefix, keyNodePrefixEnd, 0, false)
+		nkvs, err = rep.Scan(rctx, nstart, nend, 0, false)
 	}
 	cancel()
 	if err != nil {
 		stale = true
 		lkvs, _ = rep.ScanLocal(lstart, lend, 0, false)
-		nkvs, _ = rep.ScanLocal(keyNodePrefix, keyNodePrefixEnd, 0, false)
+		nkvs, _ = rep.ScanLocal(nstart, nend, 0, false)
 	}
 	byID := map[int32]*NodeStatus{}
 	row := func(id int32) *NodeStatus {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
@@ -25,7 +26,7 @@ import (
 //
 // The active version is persisted in this node's store (the identity
 // record) before the node acts on it, and in the replicated key
-// keyClusterVersion once every non-decommissioned node has persisted it, so
+// keys.ClusterVersion once every non-decommissioned node has persisted it, so
 // SHOW CLUSTER SETTING version (which reads the replicated key) never shows
 // a version that a live node has not persisted.
 type versionState struct {
@@ -40,9 +41,6 @@ type versionState struct {
 	// inProgress describes a running finalization for SHOW UPGRADE STATUS.
 	inProgress atomic.Pointer[string]
 }
-
-// keyClusterVersion is the replicated `version` setting.
-var keyClusterVersion = []byte("\x02setting-version")
 
 var _ clusterversion.Handle = (*Server)(nil)
 
@@ -144,7 +142,7 @@ func (s *Server) replicatedVersion(ctx context.Context) (clusterversion.Version,
 	if rep == nil {
 		return clusterversion.Version{}, errors.New("this node has not joined a cluster yet")
 	}
-	b, found, err := rep.Get(ctx, keyClusterVersion)
+	b, found, err := rep.Get(ctx, keys.ClusterVersionKey())
 	if err != nil {
 		return clusterversion.Version{}, err
 	}
@@ -160,11 +158,11 @@ func (s *Server) replicatedVersion(ctx context.Context) (clusterversion.Version,
 func (s *Server) writeReplicatedVersion(ctx context.Context, v clusterversion.Version) error {
 	rep := s.Replica()
 	for attempt := 0; attempt < 20; attempt++ {
-		b, found, err := rep.Get(ctx, keyClusterVersion)
+		b, found, err := rep.Get(ctx, keys.ClusterVersionKey())
 		if err != nil {
 			return err
 		}
-		op := kvpb.Op{Kind: kvpb.OpCPut, Key: keyClusterVersion, Value: []byte(v.String())}
+		op := kvpb.Op{Kind: kvpb.OpCPut, Key: keys.ClusterVersionKey(), Value: []byte(v.String())}
 		if found {
 			cur, err := clusterversion.Parse(string(b))
 			if err != nil {

@@ -8,7 +8,7 @@
 //
 // A setting is a bool, an int, a duration or a string (a version type
 // comes with cluster upgrades). Its value is stored as canonical text under
-// "\x02setting/<name>" (bool "true"/"false", int decimal, duration in Go's
+// keys.SettingKey(name) (bool "true"/"false", int decimal, duration in Go's
 // notation such as "5m0s", string as is); a setting that was never set, or
 // was RESET, has no key and reads as its default. SET writes the key with
 // one unconditional put (last writer wins, as in CockroachDB); RESET
@@ -22,7 +22,7 @@
 // setting's type reads as the default and is logged once.
 //
 // In the same batch, SET records when it set the value and to what under
-// "\x02setting-changed/<name>" (outside the span the cache reads), and
+// keys.SettingChangedKey(name) (outside the span the cache reads), and
 // RESET deletes that record; LastChange answers "set since when" for the
 // operator's console ("cluster.preserve_downgrade_option set for 3h").
 //

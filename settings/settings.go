@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/types"
@@ -55,21 +56,13 @@ func (t Type) Name() string {
 	}
 }
 
-var (
-	keyPrefix    = []byte("\x02setting/")
-	keyPrefixEnd = []byte("\x02setting0")
-)
+// Key returns the replicated key of a setting (keys.SettingKey).
+func Key(name string) []byte { return keys.SettingKey(name) }
 
-// Key returns the replicated key of a setting.
-func Key(name string) []byte { return append(append([]byte(nil), keyPrefix...), name...) }
-
-// changedPrefix holds, for each setting with a stored value, when it was
-// set and to what (a Change). It sorts outside keyPrefix's span, so the
-// refresh scan never sees it and a release that does not know it ignores
-// it.
-var changedPrefix = []byte("\x02setting-changed/")
-
-func changedKey(name string) []byte { return append(append([]byte(nil), changedPrefix...), name...) }
+// changedKey holds, for a setting with a stored value, when it was set and
+// to what (a Change). It sorts outside keys.SettingSpan, so the refresh
+// scan never sees it and a release that does not know it ignores it.
+func changedKey(name string) []byte { return keys.SettingChangedKey(name) }
 
 // Change records when a setting was last set, and to what.
 type Change struct {
@@ -486,7 +479,8 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	if db == nil {
 		return nil
 	}
-	kvs, err := db.Scan(ctx, keyPrefix, keyPrefixEnd, 0, false)
+	start, end := keys.SettingSpan()
+	kvs, err := db.Scan(ctx, start, end, 0, false)
 	if err != nil {
 		return err
 	}
@@ -497,7 +491,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	}
 	vals := map[string]any{}
 	for _, e := range kvs {
-		name := string(e.Key[len(keyPrefix):])
+		name := string(e.Key[len(keys.SettingPrefix):])
 		d, ok := r.defs[name]
 		if !ok {
 			continue // a setting of another release: kept in the store, ignored here
@@ -527,7 +521,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 
 func storedIn(kvs []kvpb.KeyValue, name string) bool {
 	for _, e := range kvs {
-		if string(e.Key[len(keyPrefix):]) == name {
+		if string(e.Key[len(keys.SettingPrefix):]) == name {
 			return true
 		}
 	}

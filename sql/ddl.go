@@ -2,10 +2,10 @@ package sql
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
@@ -14,17 +14,6 @@ import (
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
 )
-
-// Keys of the replicated counters that make IDs unique across nodes.
-var tableIDGenKey = []byte("\x04sql/table-id-gen")
-
-// columnIDGenKey is the per-table counter of column IDs. CREATE TABLE sets it
-// to the number of initial columns; every ADD COLUMN takes the next value,
-// so two nodes adding columns concurrently never pick the same ID, and an ID
-// is never reused even when a losing column disappears.
-func columnIDGenKey(tableID int64) []byte {
-	return binary.BigEndian.AppendUint64([]byte("\x04sql/column-id-gen/"), uint64(tableID))
-}
 
 // ddlPlan executes a DDL statement. DDL is analyzed when it runs, not when
 // it is prepared: what it does depends on the schema at that moment.
@@ -296,12 +285,12 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 	}
 	desc.NextColumnID = int32(len(desc.Columns) + 1)
 
-	n, err := e.cfg.DB.Increment(ctx, tableIDGenKey, 1)
+	n, err := e.cfg.DB.Increment(ctx, keys.TableIDGenKey(), 1)
 	if err != nil {
 		return nil, kvError(err)
 	}
 	desc.ID = n + catalog.FirstUserTableID
-	if _, err := e.cfg.DB.Increment(ctx, columnIDGenKey(desc.ID), int64(len(desc.Columns))); err != nil {
+	if _, err := e.cfg.DB.Increment(ctx, keys.ColumnIDGenKey(desc.ID), int64(len(desc.Columns))); err != nil {
 		return nil, kvError(err)
 	}
 	return desc, nil
@@ -384,7 +373,7 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 			pgerror.Newf(pgerror.CodeNotNullViolation, "column %q of relation %q must have a non-NULL DEFAULT to be added as NOT NULL", c.Name, name),
 			"existing rows read a new column as its DEFAULT: add DEFAULT <value>, or add the column as NULL")
 	}
-	n, err := e.cfg.DB.Increment(ctx, columnIDGenKey(cur.ID), 1)
+	n, err := e.cfg.DB.Increment(ctx, keys.ColumnIDGenKey(cur.ID), 1)
 	if err != nil {
 		return nil, kvError(err)
 	}

@@ -5,42 +5,22 @@ import (
 	"math"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/types"
 )
 
-// TableDataPrefix is the first byte of every table data key. Keeping table
-// data under one byte leaves the rest of the keyspace to system records
-// (counters, settings, liveness) written by other layers.
-const TableDataPrefix byte = 0x88
-
 // TablePrefix returns 0x88 | uint64 big-endian tableID: the prefix of every
-// key of the table.
-func TablePrefix(tableID int64) []byte {
-	b := make([]byte, 9, 32)
-	b[0] = TableDataPrefix
-	binary.BigEndian.PutUint64(b[1:], uint64(tableID))
-	return b
-}
+// key of the table (package keys owns the layout).
+func TablePrefix(tableID int64) []byte { return keys.TablePrefix(tableID) }
 
 // TableSpan returns [start, end): the keys of the table's rows, and nothing
 // else. end is the prefix of table ID+1.
-func TableSpan(tableID int64) (start, end []byte) {
-	return TablePrefix(tableID), TablePrefix(tableID + 1)
-}
+func TableSpan(tableID int64) (start, end []byte) { return keys.TableSpan(tableID) }
 
 // PrefixEnd returns the smallest key greater than every key that has prefix
 // b, or nil when there is none (b is empty or all 0xFF).
-func PrefixEnd(b []byte) []byte {
-	end := append([]byte(nil), b...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}
+func PrefixEnd(b []byte) []byte { return keys.PrefixEnd(b) }
 
 // Key encodings, each ascending: bytes.Compare on encodings agrees with SQL
 // comparison of the values.
@@ -197,6 +177,4 @@ func corrupt(msg string) error {
 }
 
 // AllTablesSpan returns the span holding every table's rows.
-func AllTablesSpan() (start, end []byte) {
-	return []byte{TableDataPrefix}, []byte{TableDataPrefix + 1}
-}
+func AllTablesSpan() (start, end []byte) { return keys.AllTablesSpan() }
