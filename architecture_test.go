@@ -78,6 +78,7 @@ var archRules = map[string]archRule{
 	"server/testcluster": {ours: anything, thirdParty: anything},
 	"server/autoupgrade": {ours: []string{"clusterversion"}, thirdParty: anything},
 	"server/console":     {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
+	"upgrademanager":     {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
 	"cmd/kvnode":         {ours: []string{"server", "clusterversion"}, thirdParty: anything},
 	"roachtest/...":      {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/storage"
+	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // Server is one kvnode node.
@@ -77,6 +78,8 @@ type Server struct {
 	life lifecycle
 	// ver holds the active cluster version and finalization (versions.go).
 	ver versionState
+	// upgrades moves the cluster version up the ladder (Finalize).
+	upgrades *upgrademanager.Manager
 	// g0 is this node's part of group 0 (group0*.go).
 	g0 group0Node
 	// statusCache shares UpgradeStatus between the console and /metrics
@@ -123,6 +126,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 		reg: prometheus.NewRegistry(), pool: rpc.NewPool(),
 		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
 	}
+	s.upgrades = s.newUpgradeManager()
 	defer func() {
 		if retErr != nil {
 			s.closeListeners()

@@ -21,6 +21,7 @@ import (
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // installSQL gives the executor what belongs to the node lifecycle: the
@@ -442,7 +443,7 @@ func finalizeSQLState(err error) string {
 		return pgerror.CodeFeatureNotSupported
 	case errors.Is(err, autoupgrade.ErrNodeNotLive), errors.Is(err, autoupgrade.ErrBeyondBinary),
 		errors.Is(err, autoupgrade.ErrBelowMinimum), errors.Is(err, autoupgrade.ErrPreserveSet),
-		errors.Is(err, errStepNotPersisted):
+		errors.Is(err, upgrademanager.ErrStepNotPersisted):
 		return pgerror.CodeObjectNotInPrerequisiteState
 	case errors.Is(err, kvpb.ErrUnavailable):
 		return pgerror.CodeUnavailable

@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // TestFinalizeSQLState (issue 16): every error of SET CLUSTER SETTING
@@ -30,7 +31,7 @@ func TestFinalizeSQLState(t *testing.T) {
 		{"binary too old", errors.Wrap(autoupgrade.ErrBeyondBinary, "node 2 runs 1.0"), pgerror.CodeObjectNotInPrerequisiteState},
 		{"binary too new", errors.Wrap(autoupgrade.ErrBelowMinimum, "node 2 runs 2.0"), pgerror.CodeObjectNotInPrerequisiteState},
 		{"preserve option set", errors.Wrap(autoupgrade.ErrPreserveSet, "1.1"), pgerror.CodeObjectNotInPrerequisiteState},
-		{"step not persisted", errors.Mark(errors.New("node 3: unreachable"), errStepNotPersisted), pgerror.CodeObjectNotInPrerequisiteState},
+		{"step not persisted", errors.Mark(errors.New("node 3: unreachable"), upgrademanager.ErrStepNotPersisted), pgerror.CodeObjectNotInPrerequisiteState},
 		{"migration stopped", errors.New("group 0 upgrade: waiting for node 3"), pgerror.CodeObjectNotInPrerequisiteState},
 		{"data group unavailable", errors.Mark(errors.New("the data Raft group did not answer in time"), kvpb.ErrUnavailable), pgerror.CodeUnavailable},
 		{"canceled", errors.Wrap(context.Canceled, "finalizing"), pgerror.CodeQueryCanceled},

@@ -3,10 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,32 +11,25 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
-	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/rowenc"
+	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // versionState is the node's part of cluster version management.
 //
 // The active version is persisted in this node's store (the identity
 // record) before the node acts on it, and in the replicated key
-// keys.ClusterVersion once every non-decommissioned node has persisted it, so
+// keys.ClusterVersion (by upgrademanager) once every non-decommissioned node has persisted it, so
 // SHOW CLUSTER SETTING version (which reads the replicated key) never shows
 // a version that a live node has not persisted.
 type versionState struct {
 	active atomic.Pointer[clusterversion.Version]
-	// finalizeMu serializes finalizations started on this node (by the
-	// auto-upgrade loop and by SET CLUSTER SETTING version). Finalizations
-	// started on different nodes are safe to overlap: every step is
-	// idempotent and monotonic, and migrations run once.
-	finalizeMu sync.Mutex
 	// lastSummary is the auto-upgrade loop's last logged decision.
 	lastSummary string
-	// inProgress describes a running finalization for SHOW UPGRADE STATUS.
-	inProgress atomic.Pointer[string]
 }
 
 var _ clusterversion.Handle = (*Server)(nil)
@@ -138,51 +128,80 @@ func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 
 // replicatedVersion reads the replicated `version` (linearizable).
 func (s *Server) replicatedVersion(ctx context.Context) (clusterversion.Version, error) {
-	rep := s.Replica()
-	if rep == nil {
-		return clusterversion.Version{}, errors.New("this node has not joined a cluster yet")
-	}
-	b, found, err := rep.Get(ctx, keys.ClusterVersionKey())
-	if err != nil {
-		return clusterversion.Version{}, err
-	}
-	if !found {
-		// A cluster bootstrapped before the key existed: fall back to the
-		// locally persisted version.
-		return s.ActiveVersion(), nil
-	}
-	return clusterversion.Parse(string(b))
+	return s.upgrades.ReplicatedVersion(ctx)
 }
 
-// writeReplicatedVersion advances the replicated version to v (never back).
-func (s *Server) writeReplicatedVersion(ctx context.Context, v clusterversion.Version) error {
-	rep := s.Replica()
-	for attempt := 0; attempt < 20; attempt++ {
-		b, found, err := rep.Get(ctx, keys.ClusterVersionKey())
-		if err != nil {
-			return err
-		}
-		op := kvpb.Op{Kind: kvpb.OpCPut, Key: keys.ClusterVersionKey(), Value: []byte(v.String())}
-		if found {
-			cur, err := clusterversion.Parse(string(b))
-			if err != nil {
-				return err
+// Finalize moves the cluster version to target (SET CLUSTER SETTING
+// version, or the auto-upgrade loop) through the upgrade manager.
+func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) error {
+	return s.upgrades.Migrate(ctx, target)
+}
+
+// newUpgradeManager wires the upgrade manager to this node.
+func (s *Server) newUpgradeManager() *upgrademanager.Manager {
+	return upgrademanager.New(upgrademanager.Config{
+		Cluster: upgradeCluster{s},
+		DB: func() kvpb.DB {
+			if rep := s.Replica(); rep != nil {
+				return rep
 			}
-			if !cur.Less(v) {
-				return nil
-			}
-			op.Expected = b
-		} else {
-			op.ExpectAbsent = true
-		}
-		err = rep.Write(ctx, []kvpb.Op{op})
-		var cf *kvpb.ConditionFailedError
-		if errors.As(err, &cf) {
-			continue
-		}
-		return err
+			return nil
+		},
+		Local:      s.ActiveVersion,
+		Migrations: migrationsOf{s},
+		Log:        s.log,
+		BeforeStep: s.cfg.Knobs.BeforeVersionStep,
+	})
+}
+
+// upgradeCluster is the cluster as the upgrade manager sees it.
+type upgradeCluster struct{ s *Server }
+
+var _ upgrademanager.Cluster = upgradeCluster{}
+
+func (c upgradeCluster) Input(ctx context.Context) (autoupgrade.Input, error) {
+	in, _, err := c.s.upgradeInput(ctx)
+	return in, err
+}
+
+func (c upgradeCluster) Nodes(ctx context.Context) ([]autoupgrade.Node, error) {
+	statuses, err := c.s.NodeStatuses(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return errors.New("could not update the replicated cluster version: too much contention")
+	return autoupgradeNodes(statuses), nil
+}
+
+// PersistVersion persists v on node n: this node's own store directly,
+// another node's through the SetClusterVersion RPC.
+func (c upgradeCluster) PersistVersion(ctx context.Context, n autoupgrade.Node, v clusterversion.Version) error {
+	s := c.s
+	if n.ID == s.NodeID() {
+		return s.persistActiveVersion(v)
+	}
+	var resp SetClusterVersionResponse
+	if err := s.pool.Invoke(ctx, n.Address, methodSetClusterVersion, &SetClusterVersionRequest{Version: v.String()}, &resp); err != nil {
+		return errors.Newf("%s", remoteMessage(err))
+	}
+	return nil
+}
+
+func (c upgradeCluster) ResetPreserveDowngrade(ctx context.Context) error {
+	return c.s.Settings().Reset(ctx, "cluster.preserve_downgrade_option")
+}
+
+// migrationsOf runs migrations as jobs on this node's behalf.
+type migrationsOf struct{ s *Server }
+
+var _ upgrademanager.Migrations = migrationsOf{}
+
+func (m migrationsOf) Has(v clusterversion.Version) bool {
+	_, ok := migrations.For(v)
+	return ok
+}
+
+func (m migrationsOf) Run(ctx context.Context, v clusterversion.Version) error {
+	return m.s.migrationRunner().Run(ctx, v)
 }
 
 // upgradeInput gathers what a finalization decision depends on.
@@ -201,129 +220,26 @@ func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []NodeSta
 		AutoUpgradeEnabled: s.lc().autoUpgrade.Get(),
 		PreserveDowngrade:  s.lc().preserveDowngrade.Get(),
 		Host:               s.RPCAddr(),
+		Nodes:              autoupgradeNodes(statuses),
 	}
+	return in, statuses, nil
+}
+
+// autoupgradeNodes is the decision's view of the nodes.
+func autoupgradeNodes(statuses []NodeStatus) []autoupgrade.Node {
+	out := make([]autoupgrade.Node, 0, len(statuses))
 	for _, n := range statuses {
 		bv, err := clusterversion.Parse(n.Build)
 		if err != nil {
 			bv = clusterversion.Version{} // unknown build: treated as oldest
 		}
 		pv, _ := clusterversion.Parse(n.PersistedVersion) // unknown: zero
-		in.Nodes = append(in.Nodes, autoupgrade.Node{
+		out = append(out, autoupgrade.Node{
 			ID: n.NodeID, Address: n.Address, BinaryVersion: bv, Live: n.IsLive,
 			Membership: n.Membership, Draining: n.IsDraining, Persisted: pv,
 		})
 	}
-	return in, statuses, nil
-}
-
-// Finalize moves the cluster version to target (SET CLUSTER SETTING
-// version, or the auto-upgrade loop): for each ladder step, validate every
-// node, persist the step on every non-decommissioned node, record it in
-// the replicated setting, then run the step's migration. The first step
-// of a release is its fence: from then on, older binaries are refused at
-// join, and the validation that follows it closes the race of an old binary
-// joining between the first check and the fence.
-func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) error {
-	s.ver.finalizeMu.Lock()
-	defer s.ver.finalizeMu.Unlock()
-	defer s.ver.inProgress.Store(nil)
-	for {
-		in, statuses, err := s.upgradeInput(ctx)
-		if err != nil {
-			return err
-		}
-		steps, err := autoupgrade.ValidateManual(in, target)
-		if err != nil {
-			return err
-		}
-		// Steps this node has persisted but the replicated version does
-		// not record are in doubt: an earlier attempt persisted them on
-		// some nodes and then failed (a node died after the node list was
-		// read). Redo them first: persisting is idempotent and never moves
-		// a node back, recording never moves the replicated version back,
-		// and a succeeded migration is not run again.
-		rv, err := s.replicatedVersion(ctx)
-		if err != nil {
-			return err
-		}
-		if redo := clusterversion.Between(rv, in.Active); len(redo) > 0 {
-			steps = append(redo, steps...)
-		} else if _, ok := migrations.For(in.Active); ok {
-			// The step the cluster is at may have a migration that an
-			// earlier coordinator started and did not finish (it died, or
-			// stopped): the cluster must not move past the step before it
-			// succeeds. Run is a no-op for a succeeded job.
-			if err := s.migrationRunner().Run(ctx, in.Active); err != nil {
-				return err
-			}
-		}
-		if len(steps) == 0 {
-			return nil
-		}
-		step := steps[0]
-		msg := fmt.Sprintf("finalizing to %s: at step %s", target, step)
-		s.ver.inProgress.Store(&msg)
-		if hook := s.cfg.Knobs.BeforeVersionStep; hook != nil {
-			if err := hook(step); err != nil {
-				return err
-			}
-		}
-		if err := s.persistOnEveryNode(ctx, step, statuses); err != nil {
-			return err
-		}
-		if err := s.writeReplicatedVersion(ctx, step); err != nil {
-			return err
-		}
-		s.log.Info("cluster version step done", "step", step.String(), "target", target.String())
-		if _, ok := migrations.For(step); ok {
-			if err := s.migrationRunner().Run(ctx, step); err != nil {
-				return err
-			}
-		}
-		if step.IsRelease() {
-			s.clearPreserveIfPassed(ctx, step)
-		}
-	}
-}
-
-// errStepNotPersisted marks a finalization step that some node did not
-// persist (for errors.Is).
-var errStepNotPersisted = errors.New("a cluster version step could not be persisted on every node")
-
-// persistOnEveryNode persists v on every node of statuses, then lists the
-// nodes again and persists v on those that joined meanwhile, until a list
-// holds no new node (CockroachDB's upgrade manager does the same): a node
-// that joined after the first list was read got the version of its join,
-// and the step must not be recorded as done while it lags (issue 16, D1).
-// A node that joins after the last list gets this node's version, which is
-// v, or catches up with the replicated version (followReplicatedVersion).
-func (s *Server) persistOnEveryNode(ctx context.Context, v clusterversion.Version, statuses []NodeStatus) error {
-	done := map[int32]bool{}
-	for round := 0; ; round++ {
-		var todo []NodeStatus
-		for _, n := range statuses {
-			if !done[n.NodeID] {
-				todo = append(todo, n)
-			}
-		}
-		if len(todo) == 0 {
-			return nil
-		}
-		if round == 10 {
-			return errors.WithHint(errors.Newf("nodes keep joining while cluster version %s is persisted", v),
-				"the finalization resumes from this step; it completes once nodes stop joining")
-		}
-		if err := s.persistEverywhere(ctx, v, todo); err != nil {
-			return err
-		}
-		for _, n := range todo {
-			done[n.NodeID] = true
-		}
-		var err error
-		if statuses, err = s.NodeStatuses(ctx); err != nil {
-			return err
-		}
-	}
+	return out
 }
 
 // followReplicatedVersion runs on every node: at start and then
@@ -368,67 +284,6 @@ func (s *Server) catchUpVersion() {
 	}
 	if s.hasGroup0() {
 		s.enterPostRaftOnceCaughtUp()
-	}
-}
-
-// persistEverywhere asks every non-decommissioned node to persist v and
-// waits for all of them; a node that cannot be reached fails the step (the
-// finalization is retried later).
-func (s *Server) persistEverywhere(ctx context.Context, v clusterversion.Version, statuses []NodeStatus) error {
-	type res struct {
-		id  int32
-		err error
-	}
-	var targets []NodeStatus
-	for _, n := range statuses {
-		if n.Membership != autoupgrade.Decommissioned {
-			targets = append(targets, n)
-		}
-	}
-	out := make(chan res, len(targets))
-	for _, n := range targets {
-		go func(n NodeStatus) {
-			if n.NodeID == s.NodeID() {
-				out <- res{n.NodeID, s.persistActiveVersion(v)}
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			var resp SetClusterVersionResponse
-			err := s.pool.Invoke(cctx, n.Address, methodSetClusterVersion, &SetClusterVersionRequest{Version: v.String()}, &resp)
-			if err != nil {
-				err = errors.Newf("%s", remoteMessage(err))
-			}
-			out <- res{n.NodeID, err}
-		}(n)
-	}
-	var errs []string
-	for range targets {
-		if r := <-out; r.err != nil {
-			errs = append(errs, fmt.Sprintf("node %d: %v", r.id, r.err))
-		}
-	}
-	if len(errs) > 0 {
-		sort.Strings(errs)
-		return errors.Mark(errors.WithHint(errors.Newf("cluster version %s could not be persisted on every node: %v", v, errs),
-			"the finalization resumes from this step once every node is reachable"), errStepNotPersisted)
-	}
-	return nil
-}
-
-// clearPreserveIfPassed resets cluster.preserve_downgrade_option once the
-// cluster version moves past the version it names.
-func (s *Server) clearPreserveIfPassed(ctx context.Context, v clusterversion.Version) {
-	p := s.lc().preserveDowngrade.Get()
-	if p == "" {
-		return
-	}
-	if pv, err := clusterversion.Parse(p); err == nil && pv.Less(v) {
-		if err := s.Settings().Reset(ctx, "cluster.preserve_downgrade_option"); err != nil {
-			s.log.Warn("could not clear cluster.preserve_downgrade_option", "err", err)
-		} else {
-			s.log.Info("cleared cluster.preserve_downgrade_option: the cluster version moved past it", "was", p, "now", v.String())
-		}
 	}
 }
 
@@ -615,9 +470,7 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 			st.PreserveSince = c.At
 		}
 	}
-	if p := s.ver.inProgress.Load(); p != nil {
-		st.InProgress = *p
-	}
+	st.InProgress = s.upgrades.InProgress()
 	for _, n := range statuses {
 		st.Nodes = append(st.Nodes, UpgradeStatusNode{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
 			HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, IsLive: n.IsLive, Membership: n.Membership,
