@@ -21,6 +21,6 @@
 // The package knows nothing of SQL or of the server: what a migration
 // touches (the row encoding, the table key span) is injected through Deps by
 // the server. It deliberately does not decide when a migration runs; the
-// upgrade manager calls Runner.Run for each version it steps through. See
-// DESIGN.md.
+// upgrade manager (package upgrademanager) calls Runner.Run for each
+// version it steps through. See DESIGN.md.
 package migrations
