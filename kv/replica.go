@@ -328,10 +328,21 @@ func (r *Replica) Stop() {
 // Status returns the latest published Raft status.
 func (r *Replica) Status() Status { return *r.status.Load() }
 
-// run is the one goroutine that owns the RawNode. Every Ready is handled in
-// the order the etcd-io/raft README prescribes: persist the snapshot, hard
-// state and entries; send messages; apply committed entries (conf changes
-// through ApplyConfChange); Advance.
+// run is the one goroutine that owns the RawNode. Each Ready is handled by
+// handleReady in the etcd-io/raft README's order — persist the snapshot,
+// hard state and entries; send messages; apply committed entries (conf
+// changes through ApplyConfChange); Advance — with three departures that
+// the README allows and that handleReady explains where they happen:
+//   - a leader sends its appends, heartbeats and snapshots before it
+//     persists its own entries (a leader may write to its disk in parallel
+//     with replicating; it counts itself only after its own write);
+//   - committed entries that were already durable here before this Ready
+//     are applied, and their proposers answered, before the new entries
+//     are fsynced;
+//   - a leader steps its followers' acknowledgements and applies what
+//     they commit while its own fsync runs (persist's whileSyncing).
+//
+// Everything else (votes, vote and append responses) waits for the fsync.
 func (r *Replica) run() {
 	defer close(r.doneC)
 	ticker := time.NewTicker(r.cfg.TickInterval)
