@@ -271,7 +271,53 @@ func (s *Server) wipeGroup0Locked() error {
 		g.eng = nil
 	}
 	g.catalogStateID.Store(0)
-	return errors.Wrap(os.RemoveAll(s.group0Dir()), "wiping the group 0 store")
+	return errors.Wrap(wipeDir(s.group0Dir()), "wiping the group 0 store")
+}
+
+// wipeDir removes the store directory dir so that a crash at any point
+// leaves either the whole store or none of it: dir is first renamed (one
+// atomic step, made durable by syncing the parent) to a name that marks it
+// for deletion, then deleted. A crash during the deletion leaves only the
+// marked directory, which removeWiped deletes at the next start; a
+// half-deleted Pebble store under dir's own name would refuse to open.
+func wipeDir(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	doomed := fmt.Sprintf("%s%s%d", dir, wipedSuffix, time.Now().UnixNano())
+	if err := os.Rename(dir, doomed); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	return os.RemoveAll(doomed)
+}
+
+// wipedSuffix marks a directory that wipeDir renamed for deletion.
+const wipedSuffix = ".wiped-"
+
+// removeWiped deletes what an interrupted wipeDir of dir left behind.
+func removeWiped(dir string) error {
+	left, err := filepath.Glob(dir + wipedSuffix + "*")
+	if err != nil {
+		return err
+	}
+	for _, d := range left {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func (s *Server) closeGroup0() {
@@ -394,6 +440,9 @@ func (s *Server) loadGroup0() error {
 	g.setMemState(st)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := removeWiped(s.group0Dir()); err != nil {
+		return errors.Wrap(err, "removing a group 0 store wiped before the last stop")
+	}
 	if _, err := os.Stat(s.group0Dir()); err != nil {
 		return nil // never had group 0
 	}
