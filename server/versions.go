@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -315,6 +316,7 @@ func (s *Server) autoUpgradeLoop() {
 		base = 10 * time.Second
 	}
 	wait := base
+	var gate resumeGate
 	for {
 		select {
 		case <-s.stopC:
@@ -339,6 +341,14 @@ func (s *Server) autoUpgradeLoop() {
 			continue
 		}
 		d := autoupgrade.Decide(in)
+		held := ""
+		if d.Finalize && !in.AutoUpgradeEnabled {
+			// Only an interrupted finalization is decided with auto-upgrade
+			// off: resume it once no coordinator is at work.
+			if ok, why := gate.interrupted(ctx, s, in, s.resumeQuiet(base)); !ok {
+				d.Finalize, held = false, why
+			}
+		}
 		if d.UpToDate() && len(d.Blockers) == 0 {
 			// Up to date by this node's persisted version; if the
 			// replicated version lags it, a step is in doubt (Finalize).
@@ -346,7 +356,12 @@ func (s *Server) autoUpgradeLoop() {
 				d.Target, d.Finalize = in.Active, true
 			}
 		}
-		if sum := d.Summary(); sum != s.ver.lastSummary {
+		sum := d.Summary()
+		if held != "" {
+			sum = fmt.Sprintf("a finalization to %s is under way or interrupted, and auto-upgrade is off: "+
+				"the leader resumes it once no coordinator is at work; now %s", d.Target, held)
+		}
+		if sum != s.ver.lastSummary {
 			s.ver.lastSummary = sum
 			s.log.Info("auto-upgrade: "+sum, "active", in.Active.String())
 		}
