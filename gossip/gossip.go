@@ -89,6 +89,10 @@ type Config struct {
 	// same port (from --gossip-addr). Port 0 picks a free port; Addr
 	// reports it.
 	BindAddr string
+	// Sockets, if set, are the gossip port already bound by the caller
+	// (tests); BindAddr is then ignored and the sockets' address is used.
+	// New takes them over: Shutdown (or a failed New) closes them.
+	Sockets *Sockets
 	// AdvertiseAddr is the host:port peers should use, if it differs from
 	// BindAddr (for example when binding 0.0.0.0).
 	AdvertiseAddr string
@@ -273,8 +277,22 @@ func New(cfg Config) (*Gossip, error) {
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = g.name
+	var bound *boundTransport
+	if cfg.Sockets != nil {
+		addr, err := cfg.Sockets.Addr()
+		if err != nil {
+			cfg.Sockets.Close()
+			return nil, err
+		}
+		cfg.BindAddr, g.cfg.BindAddr = addr, addr
+		bound = newBoundTransport(cfg.Sockets, logger)
+		mc.Transport = bound
+	}
 	bindIP, bindPort, err := resolveAddr(cfg.BindAddr, "--gossip-addr")
 	if err != nil {
+		if bound != nil {
+			_ = bound.Shutdown()
+		}
 		return nil, err
 	}
 	mc.BindAddr, mc.BindPort = bindIP, bindPort
@@ -284,6 +302,9 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.AdvertiseAddr != "" {
 		mc.AdvertiseAddr, mc.AdvertisePort, err = resolveAddr(cfg.AdvertiseAddr, "gossip advertise address")
 		if err != nil {
+			if bound != nil {
+				_ = bound.Shutdown()
+			}
 			return nil, err
 		}
 	}
@@ -305,6 +326,9 @@ func New(cfg Config) (*Gossip, error) {
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if bound != nil {
+			_ = bound.Shutdown()
+		}
 		// memberlist formats the listener's error with %v, so the errno
 		// is gone from the chain; match its text (Unix wording).
 		if strings.Contains(err.Error(), syscall.EADDRINUSE.Error()) {

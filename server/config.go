@@ -19,6 +19,14 @@ type Config struct {
 	SQLAddr    string   // --sql-addr: pgwire
 	HTTPAddr   string   // --http-addr: health, metrics, status
 	Join       []string // --join: other nodes' --listen-addr
+	// Listeners, if set, are this node's sockets, already bound by the
+	// caller (server/testcluster binds them with ListenLoopback first, so
+	// no other process can take a port between its choice and its bind);
+	// the four Addr fields are then taken from them. New takes them over:
+	// Stop, or a failed New, closes them. kvnode start leaves it nil and
+	// the node binds the addresses of its flags (as a restarted test node
+	// does with its known addresses).
+	Listeners *Listeners
 
 	Logger *slog.Logger
 

@@ -20,39 +20,30 @@ import (
 	"github.com/kvnode/kvnode/storage"
 )
 
-// restartNode stops node i and starts it again. A restart right after a
-// stop may find the old gossip socket not yet released (memberlist binds
-// it after the node has its identity, past the harness's retry of
-// server.New); such a start is retried.
+// restartNode stops node i and starts it again on its addresses.
 func restartNode(t *testing.T, c *testcluster.Cluster, i int) {
 	t.Helper()
 	c.StopNode(i)
 	startNode(t, c, i)
 }
 
+// startNode starts node i and waits until it serves SQL, failing at once if
+// it fails to start.
 func startNode(t *testing.T, c *testcluster.Cluster, i int) {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		c.StartNode(i)
-		s := c.Nodes[i].Server
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			select {
-			case <-s.Up():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if err := s.Failed(); err != nil {
-				if attempt < 5 && strings.Contains(err.Error(), "is in use") {
-					c.StopNode(i)
-					time.Sleep(200 * time.Millisecond)
-					break
-				}
-				t.Fatalf("node %d failed to start: %v", i+1, err)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d did not come up in 30s", i+1)
-			}
+	c.StartNode(i)
+	s := c.Nodes[i].Server
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case <-s.Up():
+			return
+		case <-deadline:
+			t.Fatalf("node %d did not come up in 30s", i+1)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := s.Failed(); err != nil {
+			t.Fatalf("node %d failed to start: %v", i+1, err)
 		}
 	}
 }

@@ -39,10 +39,13 @@ func TestRefusedJoinerLeavesNoGhost(t *testing.T) {
 	}
 
 	// A 1.0 binary joins while the cluster is still at 1.0: admissible.
-	addrs := testcluster.FreeAddrs(t, 4)
+	lis, err := server.ListenLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := c.Nodes[0].Config
 	cfg.Store = filepath.Join(t.TempDir(), "joiner")
-	cfg.ListenAddr, cfg.GossipAddr, cfg.SQLAddr, cfg.HTTPAddr = addrs[0], addrs[1], addrs[2], addrs[3]
+	cfg.Listeners = lis
 	cfg.Knobs = server.Knobs{BinaryVersion: rel("1.0")}
 	var joinAddrs []string
 	for _, nd := range c.Nodes {

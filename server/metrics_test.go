@@ -367,11 +367,14 @@ func TestMetricsGroup0(t *testing.T) {
 // binary but no cluster version, no group 0 state and no cluster-wide
 // series, and says its upgrade status is not up.
 func TestMetricsBeforeJoin(t *testing.T) {
-	addrs := testcluster.FreeAddrs(t, 4)
+	lis, err := server.ListenLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := server.New(server.Config{
-		Store:      filepath.Join(t.TempDir(), "n1"),
-		ListenAddr: addrs[0], GossipAddr: addrs[1], SQLAddr: addrs[2], HTTPAddr: addrs[3],
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:     filepath.Join(t.TempDir(), "n1"),
+		Listeners: lis,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

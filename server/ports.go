@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/gossip"
 )
 
 // FreeLoopbackAddrs returns n distinct loopback HOST:PORT addresses, each
@@ -42,4 +44,69 @@ func FreeLoopbackAddrs(n int) ([]string, error) {
 		out = append(out, addr)
 	}
 	return out, nil
+}
+
+// Listeners are a node's sockets bound before the node is built, handed to
+// New through Config.Listeners: RPC, SQL and HTTP listeners and the gossip
+// port (TCP and UDP on one port).
+type Listeners struct {
+	RPC, SQL, HTTP net.Listener
+	Gossip         *gossip.Sockets
+}
+
+// Close closes every socket (for a caller that never handed them to New).
+func (l *Listeners) Close() {
+	if l == nil {
+		return
+	}
+	for _, ln := range []net.Listener{l.RPC, l.SQL, l.HTTP} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	l.Gossip.Close()
+}
+
+// ListenLoopback binds a node's four ports on 127.0.0.1 and keeps them
+// bound, for test harnesses that hand them to New (Config.Listeners): no
+// port is ever released between being chosen and being served, so nothing
+// else on the machine can take it. The ports come from below Linux's
+// ephemeral range, as FreeLoopbackAddrs explains, so that a node that is
+// stopped and restarted can bind its own port again: a port the kernel
+// hands out for :0 could meanwhile become the source port of an outgoing
+// connection. A port that is taken is skipped; nothing is retried on a port
+// once chosen.
+func ListenLoopback() (_ *Listeners, retErr error) {
+	l := &Listeners{}
+	defer func() {
+		if retErr != nil {
+			l.Close()
+		}
+	}()
+	for tries := 0; l.HTTP == nil; tries++ {
+		if tries > 10000 {
+			return nil, errors.New("no free loopback ports between 10000 and 32000")
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		t, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		switch {
+		case l.RPC == nil:
+			l.RPC = t
+		case l.Gossip == nil:
+			u, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				_ = t.Close()
+				continue
+			}
+			l.Gossip = &gossip.Sockets{TCP: t, UDP: u}
+		case l.SQL == nil:
+			l.SQL = t
+		default:
+			l.HTTP = t
+		}
+	}
+	return l, nil
 }

@@ -53,6 +53,9 @@ type Server struct {
 	rpcLis  net.Listener
 	sqlLis  net.Listener
 	httpLis net.Listener
+	// gossipSockets is the pre-bound gossip port (Config.Listeners) until
+	// gossip starts on it; guarded by mu.
+	gossipSockets *gossip.Sockets
 
 	// initC carries `kvnode init` requests to the goroutine that waits for
 	// this node to either bootstrap or join.
@@ -61,6 +64,9 @@ type Server struct {
 	mu     sync.Mutex
 	ident  storage.Ident
 	joined bool
+	// stopping is set by Stop (under mu) when it reads the subsystems to
+	// stop; a subsystem started after that stops itself (startNode).
+	stopping bool
 
 	transport atomic.Pointer[kv.Transport]
 	replica   *kv.Replica
@@ -110,6 +116,22 @@ var _ nodeService = (*Server)(nil)
 // New opens the store and binds every listener. Nothing is served until
 // Start.
 func New(cfg Config) (_ *Server, retErr error) {
+	if l := cfg.Listeners; l != nil {
+		defer func() {
+			if retErr != nil {
+				l.Close()
+			}
+		}()
+		if l.RPC == nil || l.SQL == nil || l.HTTP == nil || l.Gossip == nil {
+			return nil, errors.AssertionFailedf("Config.Listeners needs every listener")
+		}
+		gaddr, err := l.Gossip.Addr()
+		if err != nil {
+			return nil, err
+		}
+		cfg.ListenAddr, cfg.SQLAddr, cfg.HTTPAddr = l.RPC.Addr().String(), l.SQL.Addr().String(), l.HTTP.Addr().String()
+		cfg.GossipAddr = gaddr
+	}
 	cfg.setDefaults()
 	bv, err := clusterversion.BinaryVersion()
 	if err != nil {
@@ -141,17 +163,22 @@ func New(cfg Config) (_ *Server, retErr error) {
 		return nil, err
 	}
 	s.eng.RegisterMetrics(s.reg)
-	if s.rpcLis, err = listen(cfg.ListenAddr, "--listen-addr"); err != nil {
-		return nil, err
-	}
-	if s.sqlLis, err = listen(cfg.SQLAddr, "--sql-addr"); err != nil {
-		return nil, err
-	}
-	if s.httpLis, err = listen(cfg.HTTPAddr, "--http-addr"); err != nil {
-		return nil, err
-	}
-	if err := checkGossipPort(cfg.GossipAddr); err != nil {
-		return nil, err
+	if l := cfg.Listeners; l != nil {
+		s.rpcLis, s.sqlLis, s.httpLis, s.gossipSockets = l.RPC, l.SQL, l.HTTP, l.Gossip
+		s.cfg.Listeners = nil // owned by s from here on
+	} else {
+		if s.rpcLis, err = listen(cfg.ListenAddr, "--listen-addr"); err != nil {
+			return nil, err
+		}
+		if s.sqlLis, err = listen(cfg.SQLAddr, "--sql-addr"); err != nil {
+			return nil, err
+		}
+		if s.httpLis, err = listen(cfg.HTTPAddr, "--http-addr"); err != nil {
+			return nil, err
+		}
+		if err := checkGossipPort(cfg.GossipAddr); err != nil {
+			return nil, err
+		}
 	}
 	id, ok, err := s.eng.ReadIdent()
 	if err != nil {
@@ -262,6 +289,18 @@ func (s *Server) closeListeners() {
 			_ = l.Close()
 		}
 	}
+	s.takeGossipSockets().Close() // not handed to gossip yet
+}
+
+// takeGossipSockets returns the pre-bound gossip sockets (nil if none, or
+// if already taken): gossip takes them when it starts, closeListeners if it
+// never did.
+func (s *Server) takeGossipSockets() *gossip.Sockets {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.gossipSockets
+	s.gossipSockets = nil
+	return g
 }
 
 // RPCAddr, SQLAddr, HTTPAddr return the bound addresses.
@@ -537,6 +576,17 @@ func (s *Server) startNode() error {
 	if err != nil {
 		return err
 	}
+	// Stop reads s.gossip once, when it sets stopping: a gossip started
+	// after that read would keep its port bound after Stop returns (and a
+	// restart of the node on the same address would find it in use).
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		_ = g.Shutdown()
+		return errors.New("the node is stopping")
+	}
+	s.gossip = g
+	s.mu.Unlock()
 	exec, err := sql.NewExecutor(sql.Config{
 		DB: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
 		NodeID:             func() int32 { return id.NodeID },
@@ -546,7 +596,7 @@ func (s *Server) startNode() error {
 		return errors.Wrap(err, "starting the SQL executor")
 	}
 	s.mu.Lock()
-	s.gossip, s.exec = g, exec
+	s.exec = exec
 	s.mu.Unlock()
 	exec.Catalog().OnChange(func() {
 		// Catalog callbacks may run under its lock; update gossip from
@@ -706,6 +756,7 @@ func (s *Server) resolve(id uint64) (string, bool) {
 func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 	cfg := gossip.Config{
 		BindAddr: s.cfg.GossipAddr,
+		Sockets:  s.takeGossipSockets(),
 		Meta: gossip.NodeMeta{
 			NodeID: id.NodeID, ClusterID: id.ClusterID, BinaryVersion: s.binVersion.String(),
 			ListenAddr: s.RPCAddr(), SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), StartedAt: s.startedAt,
@@ -980,6 +1031,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.draining.Store(true)
 		s.mu.Lock()
+		s.stopping = true
 		g, rep, pg := s.gossip, s.replica, s.pg
 		s.mu.Unlock()
 		s.gossipDraining(g)

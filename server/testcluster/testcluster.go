@@ -82,7 +82,11 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 }
 
 func (c *Cluster) newNode(i int) *Node {
-	ports := FreeAddrs(c.t, 4)
+	c.t.Helper()
+	lis, err := server.ListenLoopback()
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	var log *slog.Logger
 	if c.opts.Verbose || os.Getenv("KVNODE_TEST_LOGS") == "1" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("n", i+1)
@@ -91,7 +95,8 @@ func (c *Cluster) newNode(i int) *Node {
 	}
 	return &Node{Index: i, Config: server.Config{
 		Store:      filepath.Join(c.t.TempDir(), fmt.Sprintf("n%d", i+1)),
-		ListenAddr: ports[0], GossipAddr: ports[1], SQLAddr: ports[2], HTTPAddr: ports[3],
+		ListenAddr: lis.RPC.Addr().String(), GossipAddr: lis.Gossip.TCP.Addr().String(), SQLAddr: lis.SQL.Addr().String(),
+		HTTPAddr: lis.HTTP.Addr().String(), Listeners: lis,
 		Logger: log, RaftTickInterval: 20 * time.Millisecond, RaftLogRetain: c.opts.RaftLogRetain,
 		FastGossip: true, SchemaSyncEvery: 100 * time.Millisecond,
 		LivenessHeartbeat:       cmp.Or(c.opts.LivenessHeartbeat, 200*time.Millisecond),
@@ -123,22 +128,17 @@ func (c *Cluster) AddNodeWith(configure func(*server.Config)) int {
 	return nd.Index
 }
 
-// StartNode (re)starts node i on its store and addresses.
+// StartNode (re)starts node i on its store and addresses. The first start
+// serves on the listeners newNode bound (Config.Listeners, which the node
+// takes over); a restart binds the node's own addresses again, which a
+// stopped node has released (Stop returns once every socket is closed),
+// and which nothing else takes in the meantime: ListenLoopback chose them
+// below the kernel's ephemeral range.
 func (c *Cluster) StartNode(i int) {
 	c.t.Helper()
 	nd := c.Nodes[i]
-	var s *server.Server
-	var err error
-	// The ports were free a moment ago; on restart the old process's
-	// sockets may linger briefly, so retry for a bounded time.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, err = server.New(nd.Config)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s, err := server.New(nd.Config)
+	nd.Config.Listeners = nil // taken over by New, even when it failed
 	if err != nil {
 		c.t.Fatalf("starting node %d: %v", i+1, err)
 	}
