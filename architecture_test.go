@@ -57,6 +57,7 @@ var sqlLeafDeps = []string{"sql/types", "sql/pgerror", "sql/parser", "sql/catalo
 var archRules = map[string]archRule{
 	"clusterversion":     {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"keys":               {ours: nil, thirdParty: nil},
+	"testutil":           {ours: nil, thirdParty: nil},
 	"kv/kvpb":            {ours: nil, thirdParty: anything},
 	"sql/types":          {ours: nil, thirdParty: anything},
 	"sql/pgerror":        {ours: nil, thirdParty: anything},

@@ -97,21 +97,6 @@ func nextEvent(t *testing.T, events <-chan Event) Event {
 	}
 }
 
-func eventuallyWithin(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestOtherClusterRefusedBothWays(t *testing.T) {
 	ours := startCluster(t, 2)
 	eventually(t, "cluster formed", func() error { return seesAll(ours) })

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvnode/kvnode/testutil"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -22,7 +23,7 @@ func (c *tcluster) formFive() {
 		}
 		cancel()
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if s := c.leader().rep.Status(); len(s.Voters) != 5 {
 			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
 		}
@@ -54,7 +55,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	}
 	// Every voter has applied the writes (so either survivor may seed).
 	for _, n := range c.nodes {
-		waitFor(t, 10*time.Second, func() error { return hasKeys(n, "w", 20) })
+		testutil.SucceedsWithin(t, 10*time.Second, func() error { return hasKeys(n, "w", 20) })
 	}
 	// Nodes 3, 4 and 5 are lost for good; 1 and 2 have no majority.
 	for id := uint64(3); id <= 5; id++ {
@@ -81,7 +82,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	if _, err := c.nodes[seed].rep.ForceNewConfig(map[string][]byte{"\x20recovered": []byte("yes")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		s := c.nodes[seed].rep.Status()
 		if !s.IsLeader || !slices.Equal(s.Voters, []uint64{seed}) || len(s.Learners) != 0 {
 			return fmt.Errorf("seed: leader=%v voters %v learners %v", s.IsLeader, s.Voters, s.Learners)
@@ -101,7 +102,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	// Crash safety: the new configuration is what the disk says.
 	dir := c.stop(seed)
 	c.start(seed, dir)
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if s := c.nodes[seed].rep.Status(); !s.IsLeader || !slices.Equal(s.Voters, []uint64{seed}) {
 			return fmt.Errorf("restarted seed: leader=%v voters %v", s.IsLeader, s.Voters)
 		}
@@ -126,7 +127,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	if err := c.nodes[seed].rep.AddLearner(ctx, 6); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, func() error {
+	testutil.SucceedsWithin(t, 20*time.Second, func() error {
 		if s := c.nodes[seed].rep.Status(); len(s.Voters) != 3 {
 			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
 		}
@@ -134,7 +135,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	})
 	for _, id := range []uint64{other, 6} {
 		n := c.nodes[id]
-		waitFor(t, 10*time.Second, func() error {
+		testutil.SucceedsWithin(t, 10*time.Second, func() error {
 			if err := hasKeys(n, "w", 20); err != nil {
 				return err
 			}
@@ -147,7 +148,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	}
 	// The group has a majority again without the seed.
 	c.stop(seed)
-	waitFor(t, 20*time.Second, func() error {
+	testutil.SucceedsWithin(t, 20*time.Second, func() error {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		return c.nodes[other].rep.Write(wctx, put("without-seed", "1"))

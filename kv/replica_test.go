@@ -28,6 +28,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/storage"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -174,7 +175,7 @@ func (c *tcluster) stop(id uint64) string {
 func (c *tcluster) leader() *tnode {
 	c.t.Helper()
 	var l *tnode
-	waitFor(c.t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(c.t, 10*time.Second, func() error {
 		for _, n := range c.nodes {
 			if n.rep.Status().IsLeader {
 				l = n
@@ -184,19 +185,6 @@ func (c *tcluster) leader() *tnode {
 		return fmt.Errorf("no leader among %d nodes", len(c.nodes))
 	})
 	return l
-}
-
-func waitFor(t *testing.T, d time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", d, err)
 }
 
 // bootstrap3 builds a three-voter group the way a cluster forms: node 1
@@ -226,7 +214,7 @@ func (c *tcluster) formThree(initial map[string][]byte) {
 		}
 		cancel()
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if s := c.nodes[1].rep.Status(); len(s.Voters) != 3 {
 			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
 		}
@@ -359,7 +347,7 @@ func TestLeaderLoss(t *testing.T) {
 	}
 	// The old leader comes back and catches up.
 	back := c.start(old.id, dir)
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		_, ok, err := back.rep.Get(ctx, []byte("after"))
 		if err != nil || !ok {
 			return fmt.Errorf("not caught up: %v", err)
@@ -409,7 +397,7 @@ func testSnapshotCatchUp(t *testing.T, c *tcluster) {
 		t.Fatalf("leader log not truncated: first index %d", s.FirstLog)
 	}
 	back := c.start(3, dir)
-	waitFor(t, 15*time.Second, func() error {
+	testutil.SucceedsWithin(t, 15*time.Second, func() error {
 		kvs, err := back.rep.ScanLocal([]byte("s"), []byte("t"), 0, false)
 		if err != nil || len(kvs) != 200 {
 			return fmt.Errorf("node 3 has %d of 200 keys (%v)", len(kvs), err)
@@ -507,7 +495,7 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 	if err := c.leader().rep.AddLearner(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if s := n2.rep.Status(); s.Leader != 1 {
 			return fmt.Errorf("node 2 knows leader %d", s.Leader)
 		}
@@ -546,7 +534,7 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 	if err := <-writeC; err != nil {
 		t.Fatalf("write through the joining node: %v", err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if s := n1.rep.Status(); !slices.Equal(s.Voters, []uint64{1, 2}) {
 			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
 		}
@@ -619,7 +607,7 @@ func TestRestartWithAppliedAheadOfCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, n := range c.nodes {
-		waitFor(t, 10*time.Second, func() error {
+		testutil.SucceedsWithin(t, 10*time.Second, func() error {
 			kvs, err := n.rep.ScanLocal([]byte("w"), []byte("x"), 0, false)
 			if err != nil || len(kvs) != 30 {
 				return fmt.Errorf("node %d has %d of 30 keys (%v)", id, len(kvs), err)
@@ -680,7 +668,7 @@ func TestConcurrentIncrementsExactlyOnce(t *testing.T) {
 		}
 	}
 	for id, n := range c.nodes {
-		waitFor(t, 10*time.Second, func() error {
+		testutil.SucceedsWithin(t, 10*time.Second, func() error {
 			kvs, err := n.rep.ScanLocal([]byte("c"), []byte("d"), 0, false)
 			if err != nil || len(kvs) != writers*each+1 {
 				return fmt.Errorf("node %d has %d of %d keys (%v)", id, len(kvs), writers*each+1, err)
@@ -767,7 +755,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 			// below). Once a later write is applied, every node must hold
 			// 1: an increment applied twice leaves 2.
 			if tc.mode == loseRequest {
-				waitFor(t, 10*time.Second, func() error {
+				testutil.SucceedsWithin(t, 10*time.Second, func() error {
 					if handled.Load() < handledBefore+2 {
 						return errors.New("the leader has not handled the retry yet")
 					}
@@ -777,7 +765,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 			if err := c.leader().rep.Write(ctx, put("barrier", tc.name)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, func() error { return counterIs(c, key, 1) })
+			testutil.SucceedsWithin(t, 10*time.Second, func() error { return counterIs(c, key, 1) })
 		})
 	}
 	// The leader recognizes a retry of a command it appended this term,
@@ -796,7 +784,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 		if err := l.rep.Write(context.Background(), put("barrier", "retried")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, func() error { return counterIs(c, key, 1) })
+		testutil.SucceedsWithin(t, 10*time.Second, func() error { return counterIs(c, key, 1) })
 	})
 	// A caller that gave up was told the outcome is unknown; the follower
 	// must then stop retrying, or the write could take effect seconds
@@ -903,7 +891,7 @@ func TestSnapshotSettlesPendingProposals(t *testing.T) {
 		v, err := f.rep.Increment(ictx, []byte("counter"), 1)
 		incC <- incResult{v, err}
 	}()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if _, ok, err := l.rep.GetLocal([]byte("counter")); err != nil || !ok {
 			return fmt.Errorf("the leader has not applied the forwarded increment (%v)", err)
 		}
@@ -917,7 +905,7 @@ func TestSnapshotSettlesPendingProposals(t *testing.T) {
 		}
 	}
 	l.rep.TransferLeadership(o.id)
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if !o.rep.Status().IsLeader {
 			return errors.New("leadership has not moved")
 		}
@@ -943,5 +931,5 @@ func TestSnapshotSettlesPendingProposals(t *testing.T) {
 	if err := o.rep.Write(ctx, put("barrier", "1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error { return counterIs(c, []byte("counter"), 1) })
+	testutil.SucceedsWithin(t, 10*time.Second, func() error { return counterIs(c, []byte("counter"), 1) })
 }

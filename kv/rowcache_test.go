@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/storage"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 func TestRowCacheBounds(t *testing.T) {
@@ -200,7 +201,7 @@ func testApplyWithRowCache(t *testing.T, cacheBytes int, minHitRate float64) {
 	for _, n := range nodes {
 		for w, m := range models {
 			prefix := fmt.Sprintf("w%d/", w)
-			waitFor(t, 10*time.Second, func() error {
+			testutil.SucceedsWithin(t, 10*time.Second, func() error {
 				kvs, err := n.rep.ScanLocal([]byte(prefix), storage.PrefixEnd([]byte(prefix)), 0, false)
 				if err != nil {
 					return err
@@ -238,7 +239,7 @@ func TestSnapshotClearsRowCache(t *testing.T) {
 	if err := l.rep.Write(ctx, upsert); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		if v, ok, _ := f.rep.GetLocal([]byte("row")); !ok || string(v) != "inserted" {
 			return fmt.Errorf("the follower has not applied the row (%q)", v)
 		}
@@ -253,14 +254,14 @@ func TestSnapshotClearsRowCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, func() error { // Status is published every 50 ms
+	testutil.SucceedsWithin(t, 5*time.Second, func() error { // Status is published every 50 ms
 		if s := l.rep.Status(); s.FirstLog < 50 {
 			return fmt.Errorf("leader log not truncated: first index %d", s.FirstLog)
 		}
 		return nil
 	})
 	f.deaf.Store(false)
-	waitFor(t, 15*time.Second, func() error {
+	testutil.SucceedsWithin(t, 15*time.Second, func() error {
 		if _, ok, _ := f.rep.GetLocal([]byte("fill099")); !ok {
 			return errors.New("the follower has not caught up")
 		}
@@ -270,7 +271,7 @@ func TestSnapshotClearsRowCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range c.nodes {
-		waitFor(t, 10*time.Second, func() error {
+		testutil.SucceedsWithin(t, 10*time.Second, func() error {
 			if v, ok, _ := n.rep.GetLocal([]byte("row")); !ok || string(v) != "inserted" {
 				return fmt.Errorf("node %d holds %q for the row, want %q", n.id, v, "inserted")
 			}

@@ -3,6 +3,7 @@ package migrations
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/sqltest"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 func TestRegistryIsOrderedAndOnTheLadder(t *testing.T) {
@@ -389,15 +391,11 @@ func TestCoordinatorThatLostTheJobStops(t *testing.T) {
 // waitLeaseBeyond waits until the only job's lease reaches past now.
 func waitLeaseBeyond(t *testing.T, db kvpb.DB, now time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		jobs, err := List(context.Background(), db)
 		if err == nil && len(jobs) == 1 && jobs[0].LeaseUntil > now.UnixNano() {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lease was not renewed past %v: %+v %v", now, jobs, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return fmt.Errorf("the lease was not renewed past %v: %+v %v", now, jobs, err)
+	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 func TestParseGroup0Pause(t *testing.T) {
@@ -145,16 +146,10 @@ func TestGroup0PauseUntilFile(t *testing.T) {
 		done <- p.Hook(ctx, group0.Action{Kind: group0.ActSynchronize, Step: group0.StepSynchronize, Waiting: "node(s) 1, 2 enter synchronize"})
 	}()
 	var marker []byte
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if marker, err = os.ReadFile(release + ".paused"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no pause marker after 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() (err error) {
+		marker, err = os.ReadFile(release + ".paused")
+		return err
+	})
 	if want := fmt.Sprintf("pid %d\nstep synchronize\naction node(s) 1, 2 enter synchronize\n", os.Getpid()); string(marker) != want {
 		t.Fatalf("marker %q, want %q", marker, want)
 	}

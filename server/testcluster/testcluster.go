@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 // Options tune a test cluster.
@@ -213,18 +214,11 @@ func (c *Cluster) Exec(i int, sql string, args ...any) {
 	}
 }
 
-// WaitFor polls fn until it returns nil or d passes.
+// WaitFor polls fn until it returns nil or d passes: it is
+// testutil.SucceedsWithin, under the name the server tests use.
 func WaitFor(t testing.TB, d time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", d, err)
+	testutil.SucceedsWithin(t, d, fn)
 }
 
 // QueryInt runs a single-value integer query on node i.

@@ -8,11 +8,11 @@ import (
 	"math"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 var allModes = []pgx.QueryExecMode{
@@ -468,17 +468,15 @@ func checkPgError(t *testing.T, err error, code, msg string) {
 	}
 }
 
-// waitFor polls cond until it holds or the test times out.
+// waitFor polls cond until it holds (testutil.SucceedsSoon).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	ctx := testContext(t)
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatal("condition not reached")
-		case <-time.After(5 * time.Millisecond):
+	testutil.SucceedsSoon(t, func() error {
+		if !cond() {
+			return errors.New("condition not reached")
 		}
-	}
+		return nil
+	})
 }
 
 // statementRunning reports whether any connection is inside Prepare or Exec.
