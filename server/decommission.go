@@ -166,23 +166,7 @@ func (s *Server) transferLeadershipAway(ctx context.Context, rep *kv.Replica) {
 			}
 		}
 	}
-	var best, bestMatch uint64
-	for _, v := range st.Voters {
-		if v != st.NodeID && good(v) && st.Progress[v] >= bestMatch {
-			best, bestMatch = v, st.Progress[v]
-		}
-	}
-	if best == 0 {
-		return
-	}
-	rep.TransferLeadership(best)
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if !rep.Status().IsLeader {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	rep.HandOffLeadership(ctx, good)
 }
 
 // --- RPC handlers ---

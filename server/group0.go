@@ -749,13 +749,12 @@ func (s *Server) group0LifecycleStep(ctx context.Context, rep, data *kv.Replica,
 			s.log.Warn("group 0 membership: a change is due but would lose group 0's majority; waiting", "reason", step.Waiting)
 		}
 	case liveness.StepTransferLeadership:
-		for _, v := range c.Voters {
-			if r, ok := c.Records[v]; v != step.Node && c.Live(v) && (!ok || r.Membership == liveness.Active) {
-				s.log.Info("group 0 membership: this node leads and is leaving; handing leadership over", "to", v)
-				rep.TransferLeadership(uint64(v))
-				return
-			}
-		}
+		s.log.Info("group 0 membership: this node leads and is leaving; handing leadership over")
+		rep.HandOffLeadership(ctx, func(id uint64) bool {
+			v := int32(id)
+			r, ok := c.Records[v]
+			return v != step.Node && c.Live(v) && (!ok || r.Membership == liveness.Active)
+		})
 	case liveness.StepDemote:
 		if err := rep.DemoteVoter(ctx, id); err != nil {
 			s.log.Warn("group 0 membership: demoting a decommissioning node to a learner failed; will retry", "node", id, "err", err)

@@ -1042,7 +1042,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			cancel()
 		}
 		if rep != nil {
-			s.transferLeadership(ctx, rep)
+			rep.HandOffLeadership(ctx, nil)
 		}
 		close(s.stopC)
 		if g != nil {
@@ -1094,33 +1094,6 @@ func (s *Server) gossipDraining(g *gossip.Gossip) {
 	select {
 	case <-done:
 	case <-time.After(time.Second):
-	}
-}
-
-// transferLeadership moves Raft leadership to another up-to-date voter so
-// that the cluster does not wait an election timeout after we leave.
-func (s *Server) transferLeadership(ctx context.Context, rep *kv.Replica) {
-	st := rep.Status()
-	if !st.IsLeader || len(st.Voters) < 2 {
-		return
-	}
-	var best uint64
-	var bestMatch uint64
-	for _, v := range st.Voters {
-		if v != st.NodeID && st.Progress[v] >= bestMatch {
-			best, bestMatch = v, st.Progress[v]
-		}
-	}
-	if best == 0 {
-		return
-	}
-	rep.TransferLeadership(best)
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if !rep.Status().IsLeader {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

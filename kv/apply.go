@@ -1,0 +1,333 @@
+package kv
+
+// Applying committed entries and snapshots to the state machine, and log
+// truncation. Everything here must be deterministic: every replica runs it
+// on the same state and must reach the same result.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/cockroachdb/pebble"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+)
+
+// applyCommittedUpTo applies, between a Ready and its Advance, the entries
+// that Raft has committed since the Ready, up to durable (the last entry this
+// node had synced before the Ready's write began). Raft hands them over again
+// in the next Ready, and apply skips what is applied already. Configuration
+// changes are left to the Ready, which applies them through the RawNode.
+//
+// Only while this node is still the leader of term: a leader's commit index
+// refers to its own log, which it never rewrites. A node that has stepped
+// down may have entries in its log that the new leader replaced, below a
+// commit index learned from that leader.
+func (r *Replica) applyCommittedUpTo(term, durable uint64) error {
+	st := r.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.Term != term {
+		return nil
+	}
+	hi := min(st.Commit, durable)
+	if hi <= r.applied.Index {
+		return nil
+	}
+	ents, err := r.store.Entries(r.applied.Index+1, hi+1, math.MaxUint64)
+	if err != nil {
+		return nil // not in memory any more: the Ready will hand them over
+	}
+	for i := range ents {
+		if ents[i].Type != raftpb.EntryNormal {
+			ents = ents[:i]
+			break
+		}
+	}
+	return r.apply(ents, raftpb.HardState{})
+}
+
+// applySnapshot replaces the state machine with the snapshot's contents and
+// resets the log, atomically and durably.
+func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error {
+	meta := snap.Metadata
+	if meta.Index <= r.applied.Index {
+		return nil
+	}
+	start := time.Now()
+	in := r.staged.take(meta.Index)
+	if in == nil {
+		return errors.AssertionFailedf("Raft handed over snapshot at index %d, whose data this node did not receive", meta.Index)
+	}
+	b, n := in.b, in.keys // begins by clearing the replicated span
+	defer b.Close()
+	r.rows.clear()
+	as := appliedState{Index: meta.Index, Term: meta.Term, ConfState: meta.ConfState}
+	tr := truncatedState{Index: meta.Index, Term: meta.Term}
+	if err := b.DeleteRange(keyLogPrefix, keyLogPrefixEnd, nil); err != nil {
+		return err
+	}
+	_ = b.Set(keyApplied, as.encode(), nil)
+	_ = b.Set(keyTruncated, tr.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return errors.Wrap(err, "applying Raft snapshot")
+	}
+	snap.Data = nil
+	if err := r.store.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return err
+	}
+	r.store.mu.Lock()
+	r.store.applied = as
+	r.store.mu.Unlock()
+	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
+	// A pending attempt may have been committed in an entry the snapshot
+	// covers, which this node never applies one by one: its outcome is
+	// unknown. It must not reach the term rule either (failLostProposals),
+	// whose premise, that a committed attempt is applied here before any
+	// entry of a later term, a snapshot breaks; a retry could apply it twice.
+	r.failPending()
+	r.cfg.Metrics.snapshotApplied()
+	r.log.Info("applied Raft snapshot", "index", meta.Index, "keys", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// apply applies committed entries to the state machine and answers their
+// proposers. If hs is not empty it is persisted in the same batch (not
+// synced: only the commit index may have changed, and losing that in a crash
+// is safe, see loadRaftState).
+func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
+	if len(ents) == 0 && raft.IsEmptyHardState(hs) {
+		return nil
+	}
+	b := r.eng.DB.NewIndexedBatch()
+	defer b.Close()
+	type done struct {
+		p   *proposal
+		res result
+	}
+	var acks []done
+	as := r.applied
+	for i := range ents {
+		e := &ents[i]
+		if e.Index <= as.Index {
+			continue
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) == 0 {
+				break // leader's empty entry at the start of its term
+			}
+			cmd, err := decodeCommand(e.Data)
+			var res result
+			if err != nil {
+				// Every replica fails the same way, so the state machines
+				// stay identical; the proposer (if any) learns why.
+				r.log.Error("cannot apply Raft entry", "index", e.Index, "err", err)
+				res.err = err
+			} else {
+				res = applyCommand(b, r.rows, cmd)
+				if p, ok := r.pending[cmd.ID]; ok {
+					delete(r.pending, cmd.ID)
+					acks = append(acks, done{p, res})
+				}
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeI
+			if e.Type == raftpb.EntryConfChange {
+				var c raftpb.ConfChange
+				if err := c.Unmarshal(e.Data); err != nil {
+					return err
+				}
+				cc = c
+			} else {
+				var c raftpb.ConfChangeV2
+				if err := c.Unmarshal(e.Data); err != nil {
+					return err
+				}
+				cc = c
+			}
+			as.ConfState = *r.rn.ApplyConfChange(cc)
+			r.log.Info("applied Raft configuration change", "index", e.Index,
+				"voters", as.ConfState.Voters, "learners", as.ConfState.Learners)
+		}
+		as.Index, as.Term = e.Index, e.Term
+	}
+	if as.Index == r.applied.Index && raft.IsEmptyHardState(hs) {
+		return nil
+	}
+	if as.Index != r.applied.Index {
+		if err := b.Set(keyApplied, as.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := setHardState(b, hs); err != nil {
+		return err
+	}
+	// The log entries are durable already; if this batch is lost in a
+	// crash, the entries are applied again from the log.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return errors.Wrap(err, "applying Raft entries")
+	}
+	r.rows.shrink()
+	if !raft.IsEmptyHardState(hs) {
+		if err := r.store.SetHardState(hs); err != nil {
+			return err
+		}
+	}
+	confChanged := !confEqual(r.applied.ConfState, as.ConfState)
+	r.applied = as
+	r.store.mu.Lock()
+	r.store.applied = as
+	r.store.mu.Unlock()
+	for _, a := range acks {
+		if !a.p.proposed.IsZero() {
+			r.cfg.Metrics.observeCommit(time.Since(a.p.proposed))
+		}
+		a.p.done <- a.res
+	}
+	r.failLostProposals(as.Term)
+	if confChanged {
+		r.publishStatus()
+	}
+	return nil
+}
+
+func confEqual(a, b raftpb.ConfState) bool {
+	eq := func(x, y []uint64) bool {
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	return eq(a.Voters, b.Voters) && eq(a.Learners, b.Learners)
+}
+
+// applyCommand applies one command to the batch. It must be deterministic:
+// every replica runs it on the same state and must reach the same result.
+func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command) result {
+	// get reads the state as the entries applied so far leave it: the row
+	// cache, else the apply batch (which sees its own earlier writes) and
+	// Pebble beneath it.
+	get := func(k []byte) ([]byte, bool) {
+		if v, exists, ok := rc.get(k); ok {
+			return v, exists
+		}
+		v, closer, err := b.Get(userKey(k))
+		if errors.Is(err, pebble.ErrNotFound) {
+			rc.put(k, nil, false)
+			return nil, false
+		}
+		if err != nil {
+			return nil, false
+		}
+		defer closer.Close()
+		return rc.put(k, v, true), true
+	}
+	set := func(k, v []byte) {
+		_ = b.Set(userKey(k), v, nil)
+		rc.put(k, v, true)
+	}
+	switch cmd.Kind {
+	case cmdIncrement:
+		var cur int64
+		if v, ok := get(cmd.Key); ok && len(v) == 8 {
+			cur = int64(binary.BigEndian.Uint64(v))
+		}
+		cur += cmd.Delta
+		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)))
+		return result{value: cur}
+	case cmdBatch:
+		// Evaluate every condition against the state as the batch's own
+		// earlier ops leave it, then write all or nothing.
+		overlay := map[string]*[]byte{}
+		lookup := func(k []byte) ([]byte, bool) {
+			if v, ok := overlay[string(k)]; ok {
+				if v == nil {
+					return nil, false
+				}
+				return *v, true
+			}
+			return get(k)
+		}
+		for i, op := range cmd.Ops {
+			switch op.Kind {
+			case kvpb.OpCPut:
+				cur, exists := lookup(op.Key)
+				ok := (op.ExpectAbsent && !exists) || (!op.ExpectAbsent && exists && string(cur) == string(op.Expected))
+				if !ok {
+					// Actual leaves the loop: a copy, not the row cache's.
+					return result{err: &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: bytes.Clone(cur), Exists: exists}}
+				}
+				if op.Delete {
+					overlay[string(op.Key)] = nil
+				} else {
+					v := op.Value
+					overlay[string(op.Key)] = &v
+				}
+			case kvpb.OpPut:
+				v := op.Value
+				overlay[string(op.Key)] = &v
+			case kvpb.OpInsertOrUpdate:
+				v := op.Value
+				if _, exists := lookup(op.Key); exists {
+					v = op.ElseValue
+				}
+				overlay[string(op.Key)] = &v
+			case kvpb.OpDelete:
+				overlay[string(op.Key)] = nil
+			case kvpb.OpDeleteRange:
+				_ = b.DeleteRange(userKey(op.Key), userKey(op.EndKey), nil)
+				rc.clear()
+			}
+		}
+		for k, v := range overlay {
+			if v == nil {
+				_ = b.Delete(userKey([]byte(k)), nil)
+				rc.put([]byte(k), nil, false)
+			} else {
+				set([]byte(k), *v)
+			}
+		}
+		return result{}
+	}
+	return result{err: errors.AssertionFailedf("unknown command kind %d", cmd.Kind)}
+}
+
+// maybeTruncate drops applied log entries beyond LogRetain. Each replica
+// truncates its own log; a follower that falls behind the leader's truncated
+// log receives a snapshot.
+func (r *Replica) maybeTruncate() error {
+	retain := r.cfg.LogRetain
+	// Raft may not have handed over every applied entry yet (see
+	// applyCommittedUpTo); it reads those from the log.
+	applied := min(r.applied.Index, r.readyApplied)
+	if applied < r.trunc.Index+2*retain {
+		return nil
+	}
+	idx := applied - retain
+	term, err := r.store.Term(idx)
+	if err != nil {
+		return nil
+	}
+	b := r.eng.DB.NewBatch()
+	defer b.Close()
+	tr := truncatedState{Index: idx, Term: term}
+	_ = b.DeleteRange(logKey(r.trunc.Index+1), logKey(idx+1), nil)
+	_ = b.Set(keyTruncated, tr.encode(), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if err := r.store.Compact(idx); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return err
+	}
+	r.trunc = tr
+	return nil
+}

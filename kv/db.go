@@ -1,0 +1,196 @@
+package kv
+
+// The kvpb.DB API: proposals with their deadlines, linearizable reads
+// through ReadIndex, and local reads.
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/cockroachdb/pebble"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/storage"
+)
+
+// defaultTimeout bounds a request whose context has no deadline.
+const defaultTimeout = 10 * time.Second
+
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+var errStopped = errors.New("this node is shutting down")
+
+// submit proposes cmd and waits until it is applied on this node. A proposal
+// that could not enter the log (no leader yet) is retried; one that entered
+// but whose outcome is unknown when ctx ends returns ErrAmbiguous.
+func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	cmd.ID = rand.Uint64() | 1
+	data := cmd.encode()
+	backoff := 10 * time.Millisecond
+	var refused error // why the last attempt did not enter the log
+	unavailable := func() error {
+		why := "no Raft leader accepted the write in time"
+		if errors.Is(refused, errNoStateYet) {
+			why = errNoStateYet.Error()
+		}
+		return errors.Mark(errors.Wrap(ctx.Err(), why), kvpb.ErrUnavailable)
+	}
+	var p *proposal
+	// However submit returns, nobody waits for its last attempt any more.
+	defer func() { p.gone.Store(true) }()
+	for {
+		p = &proposal{cmd: cmd, data: data, done: make(chan result, 1)}
+		select {
+		case r.propC <- p:
+		case <-ctx.Done():
+			return result{}, unavailable()
+		case <-r.stopC:
+			return result{}, errStopped
+		}
+		select {
+		case res := <-p.done:
+			if errors.Is(res.err, errNotProposed) {
+				p.gone.Store(true)
+				refused = res.err
+				select {
+				case <-time.After(backoff):
+					if backoff *= 2; backoff > 200*time.Millisecond {
+						backoff = 200 * time.Millisecond
+					}
+					continue
+				case <-ctx.Done():
+					return result{}, unavailable()
+				case <-r.stopC:
+					return result{}, errStopped
+				}
+			}
+			return res, nil
+		case <-ctx.Done():
+			return result{}, errors.Wrap(kvpb.ErrAmbiguous, ctx.Err().Error())
+		case <-r.doneC:
+			return result{}, kvpb.ErrAmbiguous
+		}
+	}
+}
+
+// Write implements kvpb.DB.
+func (r *Replica) Write(ctx context.Context, ops []kvpb.Op) error {
+	if err := validateOps(ops); err != nil {
+		return err
+	}
+	res, err := r.submit(ctx, &command{Kind: cmdBatch, Ops: ops})
+	if err != nil {
+		return err
+	}
+	return res.err
+}
+
+// Increment implements kvpb.DB.
+func (r *Replica) Increment(ctx context.Context, key []byte, delta int64) (int64, error) {
+	res, err := r.submit(ctx, &command{Kind: cmdIncrement, Key: key, Delta: delta})
+	if err != nil {
+		return 0, err
+	}
+	return res.value, res.err
+}
+
+// linearize waits until this replica has applied every write that was
+// committed before the call: a ReadIndex round through the leader.
+func (r *Replica) linearize(ctx context.Context) error {
+	// A leader that is the group's only voter needs no ReadIndex round: no
+	// other node can commit anything, and every acknowledged write was
+	// applied here before it was acknowledged. (Adding a voter is applied
+	// here first and republishes the status at once.)
+	if st := r.status.Load(); st.IsLeader && len(st.Voters) == 1 && st.Voters[0] == r.cfg.NodeID && st.Applied >= st.Commit {
+		r.cfg.Metrics.readIndex()
+		return nil
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	rr := &readReq{done: make(chan struct{})}
+	select {
+	case r.readC <- rr:
+	case <-ctx.Done():
+		return errors.Mark(errors.Wrap(ctx.Err(), "read could not be linearized"), kvpb.ErrUnavailable)
+	case <-r.stopC:
+		return errStopped
+	}
+	r.cfg.Metrics.readIndex()
+	select {
+	case <-rr.done:
+		return nil
+	case <-ctx.Done():
+		return errors.Mark(errors.Wrap(ctx.Err(), "no Raft leader confirmed the read in time"), kvpb.ErrUnavailable)
+	case <-r.stopC:
+		return errStopped
+	}
+}
+
+// Get implements kvpb.DB.
+func (r *Replica) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := r.linearize(ctx); err != nil {
+		return nil, false, err
+	}
+	return r.GetLocal(key)
+}
+
+// GetLocal reads this replica's applied state without linearizing: it may
+// be stale. For status views and tests only.
+func (r *Replica) GetLocal(key []byte) ([]byte, bool, error) {
+	v, closer, err := r.eng.DB.Get(userKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Scan implements kvpb.DB.
+func (r *Replica) Scan(ctx context.Context, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	if err := r.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return r.ScanLocal(start, end, limit, reverse)
+}
+
+// ScanLocal scans the applied state without linearizing.
+func (r *Replica) ScanLocal(start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	lo := userKey(start)
+	hi := []byte{storage.PrefixReplicated + 1}
+	if end != nil {
+		hi = userKey(end)
+	}
+	it, err := r.eng.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []kvpb.KeyValue
+	valid := it.First()
+	next := it.Next
+	if reverse {
+		valid, next = it.Last(), it.Prev
+	}
+	for ; valid; valid = next() {
+		out = append(out, kvpb.KeyValue{
+			Key:   append([]byte(nil), it.Key()[1:]...),
+			Value: append([]byte(nil), it.Value()...),
+		})
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out, it.Error()
+}
