@@ -3,6 +3,13 @@
 // for both). It tells each node which other nodes exist, how to reach them
 // and what they advertise, and gives hints about which of them are up.
 //
+// memberlist binds its port itself (NetTransport) from Config.BindAddr, as
+// kvnode start does. A caller that has bound the port already (the test
+// cluster, so that no other process can take it first) passes the TCP
+// listener and UDP socket in Config.Sockets; gossip then runs memberlist
+// over them with a transport of its own (transport.go), since NetTransport
+// cannot take bound sockets.
+//
 // # What is gossiped
 //
 // Each node advertises one NodeMeta as its memberlist node metadata: node

@@ -99,6 +99,9 @@ type Knobs struct {
 	Group0Hook func(ctx context.Context, a group0.Action) error
 	// Group0Backoff shortens the upgrade procedure's pauses.
 	Group0Backoff time.Duration
+	// BeforeGossipStart runs when a node with an identity is about to start
+	// gossip (a pause point: a test stops the node there).
+	BeforeGossipStart func()
 	// BeforeJoinAdmit runs on the data group's leader when it admits a
 	// joining node (after the first version check, before any record is
 	// written), with the joiner's listen address: a pause point.

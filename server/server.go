@@ -572,6 +572,9 @@ func (s *Server) startNode() error {
 		return err
 	}
 
+	if k := s.cfg.Knobs.BeforeGossipStart; k != nil {
+		k()
+	}
 	g, err := s.startGossip(id)
 	if err != nil {
 		return err
@@ -583,7 +586,7 @@ func (s *Server) startNode() error {
 	if s.stopping {
 		s.mu.Unlock()
 		_ = g.Shutdown()
-		return errors.New("the node is stopping")
+		return errStopping
 	}
 	s.gossip = g
 	s.mu.Unlock()

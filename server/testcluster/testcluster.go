@@ -236,8 +236,9 @@ func (c *Cluster) QueryInt(i int, sql string, args ...any) (int64, error) {
 }
 
 // FreeAddrs returns n distinct free loopback addresses, each free for TCP
-// and UDP (gossip uses both), for tests that start nodes themselves; see
-// server.FreeLoopbackAddrs.
+// and UDP (gossip uses both), for tests that start kvnode processes (see
+// server.FreeLoopbackAddrs). An in-process node takes listeners instead
+// (server.ListenLoopback and Config.Listeners), which nothing can race.
 func FreeAddrs(t testing.TB, n int) []string {
 	out, err := server.FreeLoopbackAddrs(n)
 	if err != nil {
