@@ -75,12 +75,13 @@ var archRules = map[string]archRule{
 	"sql/rowenc":         {ours: sqlLeafDeps, thirdParty: anything},
 	"sql/...":            {ours: sqlLeafDeps, thirdParty: anything},
 	"sql":                {ours: []string{"sql/...", "kv/kvpb", "keys", "clusterversion"}, thirdParty: anything},
+	"nodeapi":            {ours: []string{"rpc", "kv", "liveness", "group0", "sql/catalog"}, thirdParty: anything},
 	"server":             {ours: anything, thirdParty: anything},
 	"server/testcluster": {ours: anything, thirdParty: anything},
 	"server/autoupgrade": {ours: []string{"clusterversion"}, thirdParty: anything},
 	"server/console":     {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":     {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
-	"cmd/kvnode":         {ours: []string{"server", "clusterversion"}, thirdParty: anything},
+	"cmd/kvnode":         {ours: []string{"server", "nodeapi", "clusterversion"}, thirdParty: anything},
 	"roachtest/...":      {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
 
@@ -353,6 +354,7 @@ func TestArchitectureRulesSelfCheck(t *testing.T) {
 		{"unnamed sql subpackage follows sql/...", pkg("sql/sem", mod+"/sql/catalog", mod+"/server"), 1},
 		{"parser may not import its own subpackages unless listed", pkg("sql/parser", mod+"/sql/parser/lex"), 1},
 		{"cmd/kvnode imports server only", pkg("cmd/kvnode", mod+"/server", mod+"/kv"), 1},
+		{"nodeapi never imports server", pkg("nodeapi", mod+"/rpc", mod+"/server"), 1},
 		{"roachtest does not link the server", pkg("roachtest/tests", mod+"/server", mod+"/clusterversion"), 1},
 		{"server may import anything", pkg("server", mod+"/kv", mod+"/sql/pgwire", mod+"/gossip"), 0},
 		{"unknown package", pkg("util/log"), 1},

@@ -122,12 +122,12 @@ func (p *Pool) Close() {
 }
 
 // Invoke calls a unary method on addr with a timeout.
-func (p *Pool) Invoke(ctx context.Context, addr, method string, req, resp any) error {
+func (p *Pool) Invoke(ctx context.Context, addr, method string, req, resp any, opts ...grpc.CallOption) error {
 	c, err := p.Get(addr)
 	if err != nil {
 		return err
 	}
-	return c.Invoke(ctx, method, req, resp)
+	return c.Invoke(ctx, method, req, resp, opts...)
 }
 
 // UnaryHandler adapts a typed function into a grpc.MethodDesc handler.

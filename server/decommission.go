@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeapi"
 )
 
 // Decommissioning, as the Raft leader runs it:
@@ -177,23 +179,23 @@ func (s *Server) readyReplica() (*kv.Replica, *liveness.NodeLiveness, error) {
 	lc := s.lc()
 	rep, nl := lc.rep.Load(), lc.nl.Load()
 	if rep == nil || nl == nil {
-		return nil, nil, rpcError(codes.Unavailable, errors.WithHint(
-			errors.New("this node has not joined a cluster or is still starting"), "retry in a moment, or ask another node"))
+		return nil, nil, nodeapi.WithCode(errors.WithHint(
+			errors.New("this node has not joined a cluster or is still starting"), "retry in a moment, or ask another node"), codes.Unavailable)
 	}
 	if lc.leftCluster.Load() {
-		return nil, nil, rpcError(codes.FailedPrecondition, errors.WithHint(
-			errors.Newf("node %d is decommissioned and no longer part of the cluster", s.NodeID()), "ask another node"))
+		return nil, nil, nodeapi.WithCode(errors.WithHint(
+			errors.Newf("node %d is decommissioned and no longer part of the cluster", s.NodeID()), "ask another node"), codes.FailedPrecondition)
 	}
 	if st := rep.Status(); len(st.Voters) > 0 && !slices.Contains(st.Voters, st.NodeID) && !slices.Contains(st.Learners, st.NodeID) {
-		return nil, nil, rpcError(codes.FailedPrecondition, errors.WithHint(
-			errors.Newf("node %d was removed from the data Raft group", st.NodeID), "ask another node"))
+		return nil, nil, nodeapi.WithCode(errors.WithHint(
+			errors.Newf("node %d was removed from the data Raft group", st.NodeID), "ask another node"), codes.FailedPrecondition)
 	}
 	return rep, nl, nil
 }
 
 // forwardToLeader sends a membership request to the Raft leader unless
 // this node leads; handled reports whether it was forwarded.
-func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method string, req *MembershipRequest) (*MembershipResponse, bool, error) {
+func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method membershipCall, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, bool, error) {
 	// Leadership may move while we look; retry briefly.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -205,16 +207,13 @@ func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method st
 			if addr, ok := s.resolve(st.Leader); ok {
 				fwd := *req
 				fwd.Forwarded = true
-				var resp MembershipResponse
-				if err := s.pool.Invoke(ctx, addr, method, &fwd, &resp); err != nil {
-					return nil, true, err
-				}
-				return &resp, true, nil
+				resp, err := method(ctx, addr, &fwd)
+				return resp, true, err
 			}
 		}
 		if time.Now().After(deadline) || req.Forwarded {
-			return nil, true, rpcError(codes.Unavailable, errors.WithHint(
-				errors.New("no Raft leader of the data group is known"), "retry; if it persists, check that a majority of nodes is up"))
+			return nil, true, nodeapi.WithCode(errors.WithHint(
+				errors.New("no Raft leader of the data group is known"), "retry; if it persists, check that a majority of nodes is up"), codes.Unavailable)
 		}
 		select {
 		case <-time.After(100 * time.Millisecond):
@@ -224,18 +223,21 @@ func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method st
 	}
 }
 
-func (s *Server) decommission(ctx context.Context, req *MembershipRequest) (*MembershipResponse, error) {
-	return s.changeMembership(ctx, req, methodDecommission, liveness.Decommissioning)
+func (s *Server) decommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
+	return s.changeMembership(ctx, req, s.node.Decommission, liveness.Decommissioning)
 }
 
-func (s *Server) recommission(ctx context.Context, req *MembershipRequest) (*MembershipResponse, error) {
-	return s.changeMembership(ctx, req, methodRecommission, liveness.Active)
+func (s *Server) recommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
+	return s.changeMembership(ctx, req, s.node.Recommission, liveness.Active)
 }
 
 // changeMembership validates and applies a decommission (to =
 // Decommissioning) or a recommission (to = Active) on the leader, as one
 // atomic batch: on any error nothing is written.
-func (s *Server) changeMembership(ctx context.Context, req *MembershipRequest, method string, to liveness.Membership) (*MembershipResponse, error) {
+// membershipCall is the client's Decommission or Recommission.
+type membershipCall func(context.Context, string, *nodeapi.MembershipRequest, ...grpc.CallOption) (*nodeapi.MembershipResponse, error)
+
+func (s *Server) changeMembership(ctx context.Context, req *nodeapi.MembershipRequest, method membershipCall, to liveness.Membership) (*nodeapi.MembershipResponse, error) {
 	rep, _, err := s.readyReplica()
 	if err != nil {
 		return nil, err
@@ -250,35 +252,35 @@ func (s *Server) changeMembership(ctx context.Context, req *MembershipRequest, m
 	for attempt := 0; attempt < 10; attempt++ {
 		c, _, raw, err := s.groupCheck(ctx, rep)
 		if err != nil {
-			return nil, rpcError(codes.Unavailable, err)
+			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
 		var ops []kvpb.Op
 		if to == liveness.Decommissioning {
 			if err := c.Validate(ids); err != nil {
-				return nil, rpcError(codes.FailedPrecondition, err)
+				return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 			}
 			if err := s.validateGroup0Decommission(ctx, c, ids); err != nil {
-				return nil, rpcError(codes.FailedPrecondition, err)
+				return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 			}
 		}
 		for _, id := range ids {
 			r, ok := c.Records[id]
 			if !ok {
-				return nil, rpcError(codes.NotFound, errors.WithHint(errors.Newf("node %d does not exist", id),
-					"`kvnode node status` lists the IDs of the cluster's nodes; nothing was changed"))
+				return nil, nodeapi.WithCode(errors.WithHint(errors.Newf("node %d does not exist", id),
+					"`kvnode node status` lists the IDs of the cluster's nodes; nothing was changed"), codes.NotFound)
 			}
 			next := r
 			switch {
 			case r.Membership == to || (to == liveness.Decommissioning && r.Membership == liveness.Decommissioned):
 				continue // already there (or further): nothing to do
 			case to == liveness.Active && r.Membership == liveness.Decommissioned:
-				return nil, rpcError(codes.FailedPrecondition, errors.WithHint(
+				return nil, nodeapi.WithCode(errors.WithHint(
 					errors.Newf("node %d is decommissioned; a finished decommission cannot be reversed", id),
-					"node IDs are never reused: start the machine with a new, empty --store so that it joins as a new node; nothing was changed"))
+					"node IDs are never reused: start the machine with a new, empty --store so that it joins as a new node; nothing was changed"), codes.FailedPrecondition)
 			case to == liveness.Active && !slices.Contains(c.Voters, id) && !slices.Contains(c.Learners, id):
-				return nil, rpcError(codes.FailedPrecondition, errors.WithHint(
+				return nil, nodeapi.WithCode(errors.WithHint(
 					errors.Newf("node %d was already removed from the data Raft group; its decommission cannot be reversed", id),
-					"start the machine with a new, empty --store so that it joins as a new node; nothing was changed"))
+					"start the machine with a new, empty --store so that it joins as a new node; nothing was changed"), codes.FailedPrecondition)
 			}
 			next.Membership = to
 			next.UpdatedAt = max(time.Now().UnixNano(), r.UpdatedAt+1)
@@ -296,15 +298,15 @@ func (s *Server) changeMembership(ctx context.Context, req *MembershipRequest, m
 		case errors.As(err, &cf), errors.Is(err, kvpb.ErrAmbiguous):
 			continue // a record changed (a heartbeat), or unknown outcome: read again and redo
 		default:
-			return nil, rpcError(codes.Unavailable, err)
+			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
 	}
-	return nil, rpcError(codes.Aborted, errors.WithHint(errors.New("the liveness records kept changing"), "retry"))
+	return nil, nodeapi.WithCode(errors.WithHint(errors.New("the liveness records kept changing"), "retry"), codes.Aborted)
 }
 
-func (s *Server) membershipResponse(ctx context.Context, ids []int32) *MembershipResponse {
+func (s *Server) membershipResponse(ctx context.Context, ids []int32) *nodeapi.MembershipResponse {
 	rows, _ := s.clusterStatus(ctx)
-	resp := &MembershipResponse{}
+	resp := &nodeapi.MembershipResponse{}
 	for _, r := range rows {
 		if slices.Contains(ids, r.NodeID) {
 			resp.Nodes = append(resp.Nodes, r)
@@ -313,35 +315,35 @@ func (s *Server) membershipResponse(ctx context.Context, ids []int32) *Membershi
 	return resp
 }
 
-func (s *Server) getLiveness(ctx context.Context, req *LivenessRequest) (*LivenessResponse, error) {
+func (s *Server) getLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {
 	rep, _, err := s.readyReplica()
 	if err != nil {
 		return nil, err
 	}
 	rec, found, err := liveness.Get(ctx, rep, req.NodeID)
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
-	return &LivenessResponse{Found: found, Record: rec}, nil
+	return &nodeapi.LivenessResponse{Found: found, Record: rec}, nil
 }
 
-func (s *Server) drain(ctx context.Context, _ *DrainRequest) (*DrainResponse, error) {
+func (s *Server) drain(ctx context.Context, _ *nodeapi.DrainRequest) (*nodeapi.DrainResponse, error) {
 	if _, _, err := s.readyReplica(); err != nil {
 		return nil, err
 	}
 	open, err := s.drainNode(ctx)
 	if err != nil {
-		return nil, rpcError(codes.Internal, err)
+		return nil, nodeapi.WithCode(err, codes.Internal)
 	}
-	return &DrainResponse{NodeID: s.NodeID(), OpenConnections: open}, nil
+	return &nodeapi.DrainResponse{NodeID: s.NodeID(), OpenConnections: open}, nil
 }
 
-func (s *Server) nodeStatus(ctx context.Context, _ *NodeStatusRequest) (*NodeStatusResponse, error) {
+func (s *Server) nodeStatus(ctx context.Context, _ *nodeapi.NodeStatusRequest) (*nodeapi.NodeStatusResponse, error) {
 	if _, _, err := s.readyReplica(); err != nil {
 		return nil, err
 	}
 	rows, stale := s.clusterStatus(ctx)
-	return &NodeStatusResponse{AnsweredBy: s.NodeID(), Stale: stale, Nodes: rows}, nil
+	return &nodeapi.NodeStatusResponse{AnsweredBy: s.NodeID(), Stale: stale, Nodes: rows}, nil
 }
 
 // validateGroup0Decommission applies the quorum rule to group 0 too: with

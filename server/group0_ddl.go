@@ -11,6 +11,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -193,8 +194,7 @@ func (s *Server) waitGroup0Propagation(ctx context.Context, voters, learners []u
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var resp Group0SyncResponse
-			if err := s.pool.Invoke(ctx, addr, methodGroup0Sync, &Group0SyncRequest{StateID: stateID}, &resp); err != nil {
+			if _, err := s.node.Group0Sync(ctx, addr, &nodeapi.Group0SyncRequest{StateID: stateID}); err != nil {
 				s.log.Debug("a group 0 member did not confirm a schema change in time", "node", id, "state_id", stateID, "err", err)
 			}
 		}()

@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
 
@@ -39,10 +40,10 @@ type group0LeaderView struct {
 // majority: a leader about to step down must not decide anything).
 func (s *Server) askGroup0Leader(ctx context.Context, gen uint64) (group0LeaderView, bool) {
 	self := s.NodeID()
-	has := func(r *Group0StateResponse) bool {
+	has := func(r *nodeapi.Group0StateResponse) bool {
 		return slices.Contains(r.Voters, self) || slices.Contains(r.Learners, self)
 	}
-	leads := func(r *Group0StateResponse) bool {
+	leads := func(r *nodeapi.Group0StateResponse) bool {
 		return r != nil && r.Leader == r.NodeID && r.Generation == gen && !r.Isolated
 	}
 	var hint int32
@@ -61,7 +62,7 @@ func (s *Server) askGroup0Leader(ctx context.Context, gen uint64) (group0LeaderV
 	}
 	var (
 		mu   sync.Mutex
-		best *Group0StateResponse
+		best *nodeapi.Group0StateResponse
 		wg   sync.WaitGroup
 	)
 	for id := range s.nodeRecords() {
@@ -171,7 +172,7 @@ func (s *Server) checkGroup0Membership(ctx context.Context, join bool) {
 	case group0.JoinPrepare:
 		if d.RemoveFirst {
 			// Group 0 counts on a replica this node lost: it removes us
-			// first (see Group0JoinRequest.LostReplica).
+			// first (see nodeapi.Group0JoinRequest.LostReplica).
 			err = s.sendGroup0Join(ctx, *o.Formation, true)
 		}
 		if err == nil {

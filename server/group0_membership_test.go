@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
@@ -74,14 +75,14 @@ func TestGroup0DecommissionRecommission(t *testing.T) {
 	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := server.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{3}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "learner", 0, 1)
 	c.Exec(1, "CREATE TABLE during (k INT PRIMARY KEY)")
 	checkSchemaEverywhere(t, c, []string{"during", "kv"})
 
-	if _, err := server.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}); err != nil {
+	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "voter", 0, 1, 2)
@@ -121,7 +122,7 @@ func TestGroup0NodeOutsideRejoins(t *testing.T) {
 
 	// Node 3 is stopped, decommissioning, and removed from group 0.
 	c.StopNode(2)
-	if err := server.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{3}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	l := group0Leader(t, c)
@@ -152,7 +153,7 @@ func TestGroup0NodeOutsideRejoins(t *testing.T) {
 	}
 
 	// Recommissioned, it rejoins and catches up by itself.
-	if _, err := server.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}); err != nil {
+	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "voter", 0, 1, 2)
@@ -204,7 +205,7 @@ func TestGroup0UpgradeSkipsDecommissioningNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := server.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{4}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{4}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range c.Nodes {
@@ -223,7 +224,7 @@ func TestGroup0UpgradeSkipsDecommissioningNode(t *testing.T) {
 		return nil
 	})
 	waitGroup0States(t, c, group0.UsePostRaft, 0, 1, 2)
-	if _, err := server.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{4}); err != nil {
+	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{4}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0States(t, c, group0.UsePostRaft, 3)

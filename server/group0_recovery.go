@@ -12,33 +12,8 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 )
-
-// Group0RecoverRequest runs the recovery procedure (`kvnode node
-// group0-recover`). DryRun only computes and returns the plan.
-type Group0RecoverRequest struct {
-	DryRun bool `json:"dry_run"`
-}
-
-// Group0RecoverResponse carries the plan, and the outcome unless DryRun.
-type Group0RecoverResponse struct {
-	Plan   string `json:"plan"`
-	Kind   string `json:"kind"`
-	Seed   int32  `json:"seed,omitempty"`
-	Done   bool   `json:"done"`
-	Result string `json:"result,omitempty"`
-}
-
-// Group0Recover asks the node at host to run (or, with dryRun, only plan)
-// the group 0 recovery procedure.
-func Group0Recover(ctx context.Context, host string, dryRun bool) (*Group0RecoverResponse, error) {
-	return invoke[Group0RecoverRequest, Group0RecoverResponse](ctx, host, methodGroup0Recover, &Group0RecoverRequest{DryRun: dryRun})
-}
-
-// GetGroup0State asks the node at host for its own group 0 state.
-func GetGroup0State(ctx context.Context, host string) (*Group0StateResponse, error) {
-	return invoke[Group0StateRequest, Group0StateResponse](ctx, host, methodGroup0State, &Group0StateRequest{})
-}
 
 // group0Recover is the recovery procedure, coordinated by the node that
 // receives the request. It needs the data group (the node list and the
@@ -52,7 +27,7 @@ func GetGroup0State(ctx context.Context, host string) (*Group0StateResponse, err
 //     generation from the survivor with the most recent state.
 //  3. Unless DryRun, carry the plan out. Every step is idempotent; a
 //     recovery that stops half-way is run again.
-func (s *Server) group0Recover(ctx context.Context, req *Group0RecoverRequest) (*Group0RecoverResponse, error) {
+func (s *Server) group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRequest) (*nodeapi.Group0RecoverResponse, error) {
 	if err := s.requireGroup0(); err != nil {
 		return nil, err
 	}
@@ -61,16 +36,16 @@ func (s *Server) group0Recover(ctx context.Context, req *Group0RecoverRequest) (
 	}
 	plan, err := s.planRecovery(ctx)
 	if err != nil {
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
-	resp := &Group0RecoverResponse{Plan: plan.Describe(), Kind: string(plan.Kind), Seed: plan.Seed}
+	resp := &nodeapi.Group0RecoverResponse{Plan: plan.Describe(), Kind: string(plan.Kind), Seed: plan.Seed}
 	if req.DryRun {
 		return resp, nil
 	}
 	s.log.Warn("running the group 0 recovery procedure", "plan", plan.Describe())
 	if err := s.executeRecovery(ctx, plan); err != nil {
-		return nil, rpcError(codes.Unavailable, errors.WithHint(err,
-			"the recovery stopped part-way; run `kvnode node group0-recover` again: every step is idempotent"))
+		return nil, nodeapi.WithCode(errors.WithHint(err,
+			"the recovery stopped part-way; run `kvnode node group0-recover` again: every step is idempotent"), codes.Unavailable)
 	}
 	resp.Done = true
 	resp.Result = fmt.Sprintf("node(s) %s are in %s", ids32(plan.Recovering), plan.Target)

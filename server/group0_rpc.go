@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeapi"
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
@@ -20,115 +21,6 @@ import (
 
 // The group 0 methods of the kvnode.Node service. Every one is idempotent,
 // so a coordinator that crashed, or a second one, can call it again.
-
-// Group0StateRequest asks a node for its group 0 state. With Probe, a node
-// that runs group 0 also tries a linearizable read (is there a leader that
-// answers?).
-type Group0StateRequest struct {
-	Probe bool `json:"probe"`
-}
-
-// Group0StateResponse is one node's group 0 state.
-type Group0StateResponse struct {
-	NodeID         int32   `json:"node_id"`
-	Binary         string  `json:"binary"`
-	State          string  `json:"state"`
-	Generation     uint64  `json:"generation"`
-	Isolated       bool    `json:"isolated"`
-	Applied        uint64  `json:"applied"`
-	StateID        uint64  `json:"state_id"`
-	CatalogStateID uint64  `json:"catalog_state_id"`
-	Digest         string  `json:"digest"`
-	Leader         int32   `json:"leader"`
-	Voters         []int32 `json:"voters"`
-	Learners       []int32 `json:"learners"`
-	Waiting        string  `json:"waiting,omitempty"`
-	ProbeOK        bool    `json:"probe_ok,omitempty"`
-	ProbeError     string  `json:"probe_error,omitempty"`
-}
-
-func (r *Group0StateResponse) info() group0.NodeInfo {
-	return group0.NodeInfo{
-		NodeID: r.NodeID, Binary: r.Binary, State: group0.State(r.State), Generation: r.Generation,
-		Applied: r.Applied, StateID: r.StateID, CatalogStateID: r.CatalogStateID, Digest: r.Digest,
-		Leader: r.Leader, Voters: r.Voters, Learners: r.Learners, Waiting: r.Waiting, Isolated: r.Isolated,
-	}
-}
-
-// Group0PrepareRequest makes the node a member of group 0 of Formation's
-// generation: the seed creates it, the others join it.
-type Group0PrepareRequest struct {
-	Formation group0.Formation `json:"formation"`
-}
-
-// Group0PrepareResponse confirms it.
-type Group0PrepareResponse struct {
-	NodeID     int32  `json:"node_id"`
-	Generation uint64 `json:"generation"`
-}
-
-// Group0JoinRequest asks group 0's leader to add NodeID as a learner.
-// With LostReplica, it asks instead to remove NodeID, which group 0 still
-// has as a member but which lost its replica (its group 0 store): it joins
-// again with an empty replica afterwards. A voter is removed only if group
-// 0 keeps a live majority without it. The removal comes first because an
-// empty replica must not receive the group's messages as a member (Raft
-// would find its log lost), and a voter that lost its log must never vote
-// as if it had kept it.
-type Group0JoinRequest struct {
-	NodeID      int32  `json:"node_id"`
-	Generation  uint64 `json:"generation"`
-	Forwarded   bool   `json:"forwarded"`
-	LostReplica bool   `json:"lost_replica,omitempty"`
-}
-
-// Group0JoinResponse confirms the node is a member.
-type Group0JoinResponse struct {
-	Leader int32 `json:"leader"`
-}
-
-// Group0SetStateRequest asks a node to persist a new upgrade state.
-// FromRecovery is set by the recovery procedure only.
-type Group0SetStateRequest struct {
-	State        string `json:"state"`
-	FromRecovery bool   `json:"from_recovery"`
-}
-
-// Group0SetStateResponse reports the node's state afterwards.
-type Group0SetStateResponse struct {
-	NodeID int32  `json:"node_id"`
-	State  string `json:"state"`
-}
-
-// Group0SyncRequest asks a node to have its catalog reflect group 0 state
-// StateID (or later) before it answers.
-type Group0SyncRequest struct {
-	StateID uint64 `json:"state_id"`
-}
-
-// Group0SyncResponse reports the node's catalog, and group 0's schema as
-// the node's replica holds it, read together.
-type Group0SyncResponse struct {
-	NodeID         int32  `json:"node_id"`
-	CatalogStateID uint64 `json:"catalog_state_id"`
-	Digest         string `json:"digest"`
-	// Group0StateID and Group0Digest are the state of group 0 that the
-	// node compared its catalog with, and that state's schema digest: the
-	// catalog holds exactly group 0's schema when Digest equals
-	// Group0Digest. Empty from a node that predates them (the caller then
-	// compares Digest with its own merge).
-	Group0StateID uint64 `json:"group0_state_id,omitempty"`
-	Group0Digest  string `json:"group0_digest,omitempty"`
-}
-
-const (
-	methodGroup0State    = "/kvnode.Node/Group0State"
-	methodGroup0Prepare  = "/kvnode.Node/Group0Prepare"
-	methodGroup0Join     = "/kvnode.Node/Group0Join"
-	methodGroup0SetState = "/kvnode.Node/Group0SetState"
-	methodGroup0Sync     = "/kvnode.Node/Group0Sync"
-	methodGroup0Recover  = "/kvnode.Node/Group0Recover"
-)
 
 // hasGroup0 reports whether this binary's release has group 0 (2.0 on).
 // A node running as an older release (in-process tests) behaves exactly
@@ -153,9 +45,9 @@ func toInt32s(ids []uint64) []int32 {
 }
 
 // group0Info is this node's answer to Group0State.
-func (s *Server) group0Info(ctx context.Context, probe bool) *Group0StateResponse {
+func (s *Server) group0Info(ctx context.Context, probe bool) *nodeapi.Group0StateResponse {
 	g := &s.g0
-	r := &Group0StateResponse{NodeID: s.NodeID(), Binary: s.binVersion.String(), State: string(g.State()),
+	r := &nodeapi.Group0StateResponse{NodeID: s.NodeID(), Binary: s.binVersion.String(), State: string(g.State()),
 		Generation: g.gen.Load(), Isolated: g.isolated.Load(), CatalogStateID: g.catalogStateID.Load(),
 		Waiting: g.waitingFor()}
 	if exec := s.executor(); exec != nil {
@@ -182,23 +74,23 @@ func (s *Server) group0Info(ctx context.Context, probe bool) *Group0StateRespons
 	return r
 }
 
-func (s *Server) group0State(ctx context.Context, req *Group0StateRequest) (*Group0StateResponse, error) {
+func (s *Server) group0State(ctx context.Context, req *nodeapi.Group0StateRequest) (*nodeapi.Group0StateResponse, error) {
 	if err := s.requireGroup0(); err != nil {
 		return nil, err
 	}
 	if s.NodeID() == 0 {
-		return nil, rpcError(codes.Unavailable, errors.New("this node has not joined a cluster yet"))
+		return nil, nodeapi.WithCode(errors.New("this node has not joined a cluster yet"), codes.Unavailable)
 	}
 	return s.group0Info(ctx, req.Probe), nil
 }
 
-func (s *Server) group0Prepare(ctx context.Context, req *Group0PrepareRequest) (*Group0PrepareResponse, error) {
+func (s *Server) group0Prepare(ctx context.Context, req *nodeapi.Group0PrepareRequest) (*nodeapi.Group0PrepareResponse, error) {
 	if err := s.requireGroup0(); err != nil {
 		return nil, err
 	}
 	resp, err := s.group0PrepareLocal(ctx, req.Formation)
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	return resp, nil
 }
@@ -211,12 +103,12 @@ func (s *Server) group0Prepare(ctx context.Context, req *Group0PrepareRequest) (
 //   - Anyone else: wipe the group 0 Raft state of another generation,
 //     start an empty replica, and ask the leader to add us as a learner;
 //     the leader sends a snapshot and later promotes us.
-func (s *Server) group0PrepareLocal(ctx context.Context, f group0.Formation) (*Group0PrepareResponse, error) {
+func (s *Server) group0PrepareLocal(ctx context.Context, f group0.Formation) (*nodeapi.Group0PrepareResponse, error) {
 	g := &s.g0
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	self := s.NodeID()
-	resp := &Group0PrepareResponse{NodeID: self, Generation: f.Generation}
+	resp := &nodeapi.Group0PrepareResponse{NodeID: self, Generation: f.Generation}
 	if cur, err := s.currentFormation(ctx); err != nil {
 		return nil, err
 	} else if cur.Generation != f.Generation {
@@ -305,31 +197,30 @@ func (s *Server) sendGroup0Join(ctx context.Context, f group0.Formation, lostRep
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var resp Group0JoinResponse
-		err := s.pool.Invoke(cctx, addr, methodGroup0Join, &Group0JoinRequest{NodeID: self, Generation: f.Generation, LostReplica: lostReplica}, &resp)
+		resp, err := s.node.Group0Join(cctx, addr, &nodeapi.Group0JoinRequest{NodeID: self, Generation: f.Generation, LostReplica: lostReplica})
 		cancel()
 		if err == nil {
 			s.log.Info("group 0 added this node as a learner", "generation", f.Generation, "leader", resp.Leader)
 			return nil
 		}
-		tried = append(tried, fmt.Sprintf("node %d: %s", id, firstLine(remoteMessage(err))))
+		tried = append(tried, fmt.Sprintf("node %d: %v", id, err))
 	}
 	return errors.Newf("no member of group 0 generation %d added this node: %s", f.Generation, strings.Join(tried, "; "))
 }
 
-func (s *Server) group0Join(ctx context.Context, req *Group0JoinRequest) (*Group0JoinResponse, error) {
+func (s *Server) group0Join(ctx context.Context, req *nodeapi.Group0JoinRequest) (*nodeapi.Group0JoinResponse, error) {
 	if err := s.requireGroup0(); err != nil {
 		return nil, err
 	}
 	g := &s.g0
 	rep := g.rep.Load()
 	if rep == nil || g.isolated.Load() || g.gen.Load() != req.Generation {
-		return nil, rpcError(codes.Unavailable, errors.Newf("node %d is not a member of group 0 generation %d", s.NodeID(), req.Generation))
+		return nil, nodeapi.WithCode(errors.Newf("node %d is not a member of group 0 generation %d", s.NodeID(), req.Generation), codes.Unavailable)
 	}
 	if data := s.lc().rep.Load(); data != nil {
 		if v, found, err := data.GetLocal(liveness.Key(req.NodeID)); err == nil && found {
 			if rec, err := liveness.Decode(v); err == nil && rec.Membership != liveness.Active {
-				return nil, rpcError(codes.FailedPrecondition, errors.Newf("node %d is %s and may not join group 0", req.NodeID, rec.Membership))
+				return nil, nodeapi.WithCode(errors.Newf("node %d is %s and may not join group 0", req.NodeID, rec.Membership), codes.FailedPrecondition)
 			}
 		}
 	}
@@ -342,36 +233,32 @@ func (s *Server) group0Join(ctx context.Context, req *Group0JoinRequest) (*Group
 		if st.Leader != 0 && !req.Forwarded {
 			addr, ok := s.resolve(st.Leader)
 			if !ok {
-				return nil, rpcError(codes.Unavailable, errors.Newf("no address for group 0 leader node %d", st.Leader))
+				return nil, nodeapi.WithCode(errors.Newf("no address for group 0 leader node %d", st.Leader), codes.Unavailable)
 			}
 			fwd := *req
 			fwd.Forwarded = true
-			var resp Group0JoinResponse
-			if err := s.pool.Invoke(ctx, addr, methodGroup0Join, &fwd, &resp); err != nil {
-				return nil, err
-			}
-			return &resp, nil
+			return s.node.Group0Join(ctx, addr, &fwd)
 		}
 		if time.Now().After(deadline) || req.Forwarded {
-			return nil, rpcError(codes.Unavailable, errors.WithHint(errors.New("group 0 has no leader"),
-				"a majority of group 0's voters must be up; if it is lost for good, see docs/recovery.md"))
+			return nil, nodeapi.WithCode(errors.WithHint(errors.New("group 0 has no leader"),
+				"a majority of group 0's voters must be up; if it is lost for good, see docs/recovery.md"), codes.Unavailable)
 		}
 		select {
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, rpcError(codes.DeadlineExceeded, ctx.Err())
+			return nil, nodeapi.WithCode(ctx.Err(), codes.DeadlineExceeded)
 		}
 	}
 	if req.LostReplica {
 		if err := s.removeLostGroup0Member(ctx, rep, req.NodeID); err != nil {
 			return nil, err
 		}
-		return &Group0JoinResponse{Leader: s.NodeID()}, nil
+		return &nodeapi.Group0JoinResponse{Leader: s.NodeID()}, nil
 	}
 	if err := rep.AddLearner(ctx, uint64(req.NodeID)); err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
-	return &Group0JoinResponse{Leader: s.NodeID()}, nil
+	return &nodeapi.Group0JoinResponse{Leader: s.NodeID()}, nil
 }
 
 // removeLostGroup0Member removes node id, which lost its group 0 replica,
@@ -380,62 +267,62 @@ func (s *Server) group0Join(ctx context.Context, req *Group0JoinRequest) (*Group
 func (s *Server) removeLostGroup0Member(ctx context.Context, rep *kv.Replica, id int32) error {
 	st := rep.Status()
 	if id == s.NodeID() {
-		return rpcError(codes.FailedPrecondition, errors.Newf("node %d leads group 0 and cannot have lost its replica", id))
+		return nodeapi.WithCode(errors.Newf("node %d leads group 0 and cannot have lost its replica", id), codes.FailedPrecondition)
 	}
 	if !slices.Contains(st.Voters, uint64(id)) && !slices.Contains(st.Learners, uint64(id)) {
 		return nil
 	}
 	data := s.lc().rep.Load()
 	if data == nil {
-		return rpcError(codes.Unavailable, errors.New("this node has not started yet"))
+		return nodeapi.WithCode(errors.New("this node has not started yet"), codes.Unavailable)
 	}
 	c, err := group0Check(data, st, rep.MaxVoters())
 	if err != nil {
-		return rpcError(codes.Unavailable, err)
+		return nodeapi.WithCode(err, codes.Unavailable)
 	}
 	if err := c.CanRemove(id); err != nil {
-		return rpcError(codes.FailedPrecondition, errors.WithHint(errors.Wrapf(err,
+		return nodeapi.WithCode(errors.WithHint(errors.Wrapf(err,
 			"node %d lost its group 0 replica but is still a voter of group 0", id),
-			"bring the other voters back, or follow docs/recovery.md"))
+			"bring the other voters back, or follow docs/recovery.md"), codes.FailedPrecondition)
 	}
 	if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
-		return rpcError(codes.Unavailable, err)
+		return nodeapi.WithCode(err, codes.Unavailable)
 	}
 	s.log.Info("group 0: removed a member that lost its replica; it joins again as a learner", "node", id)
 	return nil
 }
 
-func (s *Server) group0SetState(_ context.Context, req *Group0SetStateRequest) (*Group0SetStateResponse, error) {
+func (s *Server) group0SetState(_ context.Context, req *nodeapi.Group0SetStateRequest) (*nodeapi.Group0SetStateResponse, error) {
 	if err := s.requireGroup0(); err != nil {
 		return nil, err
 	}
 	to := group0.State(req.State)
 	if !to.Valid() {
-		return nil, rpcError(codes.InvalidArgument, errors.Newf("unknown group 0 upgrade state %q", req.State))
+		return nil, nodeapi.WithCode(errors.Newf("unknown group 0 upgrade state %q", req.State), codes.InvalidArgument)
 	}
 	g := &s.g0
 	if to == group0.Synchronize || to == group0.UsePostRaft {
 		if g.rep.Load() == nil || g.isolated.Load() {
-			return nil, rpcError(codes.FailedPrecondition, errors.Newf(
-				"node %d is not a member of group 0 and cannot enter %s", s.NodeID(), to))
+			return nil, nodeapi.WithCode(errors.Newf(
+				"node %d is not a member of group 0 and cannot enter %s", s.NodeID(), to), codes.FailedPrecondition)
 		}
 	}
 	if to == group0.UsePostRaft {
 		// Enter the post-Raft procedures with the catalog up to date.
 		if err := s.catchUpCatalog(); err != nil {
-			return nil, rpcError(codes.Unavailable, err)
+			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
 	}
 	if err := s.setGroup0State(to, req.FromRecovery); err != nil {
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
-	return &Group0SetStateResponse{NodeID: s.NodeID(), State: string(g.State())}, nil
+	return &nodeapi.Group0SetStateResponse{NodeID: s.NodeID(), State: string(g.State())}, nil
 }
 
 // group0Sync waits until this node's group 0 replica has applied state
 // req.StateID (bounded by the caller's deadline), applies it to the
 // catalog, and reports the catalog.
-func (s *Server) group0Sync(ctx context.Context, req *Group0SyncRequest) (*Group0SyncResponse, error) {
+func (s *Server) group0Sync(ctx context.Context, req *nodeapi.Group0SyncRequest) (*nodeapi.Group0SyncResponse, error) {
 	if err := s.requireGroup0(); err != nil {
 		return nil, err
 	}
@@ -443,18 +330,18 @@ func (s *Server) group0Sync(ctx context.Context, req *Group0SyncRequest) (*Group
 	if g.isolated.Load() {
 		// In recovery: it will not apply anything; do not make the caller
 		// (a DDL waiting for every member) wait for it.
-		return nil, rpcError(codes.FailedPrecondition, errors.Newf("node %d is in group 0 recovery mode", s.NodeID()))
+		return nil, nodeapi.WithCode(errors.Newf("node %d is in group 0 recovery mode", s.NodeID()), codes.FailedPrecondition)
 	}
 	for {
 		rep := g.rep.Load()
 		if rep != nil && !g.isolated.Load() {
 			id, err := group0.LocalStateID(rep)
 			if err != nil {
-				return nil, rpcError(codes.Internal, err)
+				return nil, nodeapi.WithCode(err, codes.Internal)
 			}
 			if id >= req.StateID && id > 0 {
 				if err := s.catchUpCatalog(); err != nil {
-					return nil, rpcError(codes.Internal, err)
+					return nil, nodeapi.WithCode(err, codes.Internal)
 				}
 				break
 			}
@@ -462,12 +349,12 @@ func (s *Server) group0Sync(ctx context.Context, req *Group0SyncRequest) (*Group
 		select {
 		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, rpcError(codes.DeadlineExceeded, errors.Newf("node %d has not applied group 0 state %d yet", s.NodeID(), req.StateID))
+			return nil, nodeapi.WithCode(errors.Newf("node %d has not applied group 0 state %d yet", s.NodeID(), req.StateID), codes.DeadlineExceeded)
 		case <-s.stopC:
-			return nil, rpcError(codes.Unavailable, errStopping)
+			return nil, nodeapi.WithCode(errStopping, codes.Unavailable)
 		}
 	}
-	resp := &Group0SyncResponse{NodeID: s.NodeID(), CatalogStateID: g.catalogStateID.Load()}
+	resp := &nodeapi.Group0SyncResponse{NodeID: s.NodeID(), CatalogStateID: g.catalogStateID.Load()}
 	exec := s.executor()
 	if exec == nil {
 		return resp, nil
@@ -485,18 +372,18 @@ func (s *Server) group0Sync(ctx context.Context, req *Group0SyncRequest) (*Group
 		}
 		snap, err := group0.ReadLocal(rep)
 		if err != nil {
-			return nil, rpcError(codes.Internal, err)
+			return nil, nodeapi.WithCode(err, codes.Internal)
 		}
 		if err := s.applyGroup0Snapshot(snap); err != nil {
-			return nil, rpcError(codes.Internal, err)
+			return nil, nodeapi.WithCode(err, codes.Internal)
 		}
 		descs, err := decodeDescriptors(snap.Tables)
 		if err != nil {
-			return nil, rpcError(codes.Internal, err)
+			return nil, nodeapi.WithCode(err, codes.Internal)
 		}
 		gd, err := schemaDigest(descs)
 		if err != nil {
-			return nil, rpcError(codes.Internal, err)
+			return nil, nodeapi.WithCode(err, codes.Internal)
 		}
 		resp.CatalogStateID, resp.Digest = g.catalogStateID.Load(), exec.Catalog().Digest()
 		resp.Group0StateID, resp.Group0Digest = snap.StateID, gd

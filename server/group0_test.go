@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/storage"
@@ -135,7 +136,7 @@ func digests(c *testcluster.Cluster) map[int]string {
 	out := map[int]string{}
 	for i, nd := range c.Nodes {
 		if nd.Server != nil {
-			if st, err := server.GetGroup0State(context.Background(), nd.Config.ListenAddr); err == nil {
+			if st, err := nodeapi.GetGroup0State(context.Background(), nd.Config.ListenAddr); err == nil {
 				out[i] = st.Digest
 			}
 		}
@@ -241,7 +242,7 @@ func TestGroup0SystemLocal(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	plan, err := server.Group0Recover(ctx, c.Nodes[0].Config.ListenAddr, true)
+	plan, err := nodeapi.Group0Recover(ctx, c.Nodes[0].Config.ListenAddr, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestGroup0SystemLocal(t *testing.T) {
 	if got, _ := group0StateOf(t, c, 0); got != string(group0.Recovery) {
 		t.Fatalf("the dry run changed the state to %q", got)
 	}
-	res, err := server.Group0Recover(ctx, c.Nodes[0].Config.ListenAddr, false)
+	res, err := nodeapi.Group0Recover(ctx, c.Nodes[0].Config.ListenAddr, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestGroup0SystemLocal(t *testing.T) {
 		t.Fatalf("tables after recovery: %v", got)
 	}
 	// Nothing to recover now.
-	if _, err := server.Group0Recover(ctx, c.Nodes[0].Config.ListenAddr, true); err == nil || !strings.Contains(err.Error(), "no node is in group 0 recovery mode") {
+	if _, err := nodeapi.Group0Recover(ctx, c.Nodes[0].Config.ListenAddr, true); err == nil || !strings.Contains(err.Error(), "no node is in group 0 recovery mode") {
 		t.Fatalf("recover with no node in recovery: %v", err)
 	}
 }
@@ -568,11 +569,11 @@ func enterRecovery(t *testing.T, c *testcluster.Cluster, i int) {
 	}
 }
 
-func recoverGroup0(t *testing.T, c *testcluster.Cluster, via int, dryRun bool) *server.Group0RecoverResponse {
+func recoverGroup0(t *testing.T, c *testcluster.Cluster, via int, dryRun bool) *nodeapi.Group0RecoverResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	resp, err := server.Group0Recover(ctx, c.Nodes[via].Config.ListenAddr, dryRun)
+	resp, err := nodeapi.Group0Recover(ctx, c.Nodes[via].Config.ListenAddr, dryRun)
 	if err != nil {
 		t.Fatalf("group0-recover (dry run %t) through node %d: %v", dryRun, via+1, err)
 	}
@@ -626,7 +627,7 @@ func TestGroup0MajorityLossAndRecovery(t *testing.T) {
 	enterRecovery(t, c, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := server.Group0Recover(ctx, c.Nodes[1].Config.ListenAddr, true); err == nil ||
+	if _, err := nodeapi.Group0Recover(ctx, c.Nodes[1].Config.ListenAddr, true); err == nil ||
 		!strings.Contains(err.Error(), "not in recovery mode, but group 0 has no leader") {
 		t.Fatalf("recover with nodes 1 and 3 not in recovery: %v", err)
 	}
@@ -654,7 +655,7 @@ func TestGroup0MajorityLossAndRecovery(t *testing.T) {
 			t.Fatalf("node %d runs no group 0 replica after recovery", i+1)
 		}
 	}
-	if st, err := server.GetGroup0State(ctx, c.Nodes[1].Config.ListenAddr); err != nil || st.Generation != 2 {
+	if st, err := nodeapi.GetGroup0State(ctx, c.Nodes[1].Config.ListenAddr); err != nil || st.Generation != 2 {
 		t.Fatalf("node 2's group 0 after recovery: %+v %v, want generation 2", st, err)
 	}
 }
@@ -750,7 +751,7 @@ func TestGroup0UpgradeSeedLost(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := server.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{seedID}, true, nil); err != nil {
+			if err := nodeapi.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{seedID}, true, nil); err != nil {
 				t.Fatal(err)
 			}
 			if way == "recovery" {
@@ -808,7 +809,7 @@ func TestGroup0JoinAndDecommission(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := server.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{int32(id4)}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{int32(id4)}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.WaitFor(t, 30*time.Second, func() error {

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/catalog"
 )
@@ -101,12 +102,12 @@ func (c group0Cluster) Info(ctx context.Context, id int32) group0.NodeInfo {
 	if err != nil {
 		return group0.NodeInfo{NodeID: id, Err: err, Binary: c.s.binaryOf(id)}
 	}
-	return r.info()
+	return r.Info()
 }
 
 // askGroup0State asks node id for its group 0 state (3s). A node whose
 // binary has no Group0State method answers Unimplemented: ErrOldBinary.
-func (s *Server) askGroup0State(ctx context.Context, id int32, probe bool) (*Group0StateResponse, error) {
+func (s *Server) askGroup0State(ctx context.Context, id int32, probe bool) (*nodeapi.Group0StateResponse, error) {
 	if id == s.NodeID() {
 		return s.group0Info(ctx, probe), nil
 	}
@@ -116,14 +117,11 @@ func (s *Server) askGroup0State(ctx context.Context, id int32, probe bool) (*Gro
 	}
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	var resp Group0StateResponse
-	if err := s.pool.Invoke(cctx, addr, methodGroup0State, &Group0StateRequest{Probe: probe}, &resp); err != nil {
-		if status.Code(err) == codes.Unimplemented {
-			return nil, errors.Mark(errors.Newf("node %d (release %s) has no group 0", id, s.binaryOf(id)), group0.ErrOldBinary)
-		}
-		return nil, errors.Newf("%s", firstLine(remoteMessage(err)))
+	resp, err := s.node.Group0State(cctx, addr, &nodeapi.Group0StateRequest{Probe: probe})
+	if nodeapi.Code(err) == codes.Unimplemented {
+		return nil, errors.Mark(errors.Newf("node %d (release %s) has no group 0", id, s.binaryOf(id)), group0.ErrOldBinary)
 	}
-	return &resp, nil
+	return resp, err
 }
 
 // Formation implements group0.Cluster.
@@ -175,7 +173,8 @@ func (c group0Cluster) Prepare(ctx context.Context, id int32, f group0.Formation
 		_, err := s.group0PrepareLocal(ctx, f)
 		return err
 	}
-	return s.callNode(ctx, id, 60*time.Second, methodGroup0Prepare, &Group0PrepareRequest{Formation: f}, &Group0PrepareResponse{})
+	_, err := callNode(ctx, s, id, 60*time.Second, s.node.Group0Prepare, &nodeapi.Group0PrepareRequest{Formation: f})
+	return err
 }
 
 // SetState implements group0.Cluster.
@@ -184,28 +183,25 @@ func (c group0Cluster) SetState(ctx context.Context, id int32, st group0.State) 
 }
 
 func (s *Server) setNodeGroup0State(ctx context.Context, id int32, st group0.State, fromRecovery bool) error {
-	req := &Group0SetStateRequest{State: string(st), FromRecovery: fromRecovery}
+	req := &nodeapi.Group0SetStateRequest{State: string(st), FromRecovery: fromRecovery}
 	if id == s.NodeID() {
 		_, err := s.group0SetState(ctx, req)
-		if err != nil {
-			return errors.Newf("%s", remoteMessage(err))
-		}
-		return nil
+		return err
 	}
-	return s.callNode(ctx, id, 30*time.Second, methodGroup0SetState, req, &Group0SetStateResponse{})
+	_, err := callNode(ctx, s, id, 30*time.Second, s.node.Group0SetState, req)
+	return err
 }
 
-func (s *Server) callNode(ctx context.Context, id int32, timeout time.Duration, method string, req, resp any) error {
+// callNode calls node id with a timeout, through one of s.node's methods.
+func callNode[Req, Resp any](ctx context.Context, s *Server, id int32, timeout time.Duration,
+	call func(context.Context, string, *Req, ...grpc.CallOption) (*Resp, error), req *Req) (*Resp, error) {
 	addr, ok := s.resolve(uint64(id))
 	if !ok {
-		return errors.Newf("no address known for node %d", id)
+		return nil, errors.Newf("no address known for node %d", id)
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := s.pool.Invoke(cctx, addr, method, req, resp); err != nil {
-		return errors.Newf("%s", firstLine(remoteMessage(err)))
-	}
-	return nil
+	return call(cctx, addr, req)
 }
 
 // SyncSchema implements group0.Cluster: the schema synchronization of the
@@ -288,18 +284,17 @@ func (c group0Cluster) SyncSchema(ctx context.Context, ids []int32) error {
 		}
 		var differ []string
 		for _, id := range ids {
-			var resp Group0SyncResponse
-			req := &Group0SyncRequest{StateID: target}
+			var resp *nodeapi.Group0SyncResponse
+			var err error
+			req := &nodeapi.Group0SyncRequest{StateID: target}
 			if id == s.NodeID() {
-				r, err := s.group0Sync(ctx, req)
-				if err != nil {
-					return errors.Newf("%s", remoteMessage(err))
+				if resp, err = s.group0Sync(ctx, req); err != nil {
+					return err
 				}
-				resp = *r
-			} else if err := s.callNode(ctx, id, 15*time.Second, methodGroup0Sync, req, &resp); err != nil {
+			} else if resp, err = callNode(ctx, s, id, 15*time.Second, s.node.Group0Sync, req); err != nil {
 				return errors.Wrapf(err, "node %d applying group 0's schema", id)
 			}
-			if !inSync(resp, target, want) {
+			if !inSync(*resp, target, want) {
 				differ = append(differ, fmt.Sprintf("node %d has digest %s", id, resp.Digest))
 			}
 		}
@@ -316,7 +311,7 @@ func (c group0Cluster) SyncSchema(ctx context.Context, ids []int32) error {
 // nothing of its pre-Raft schema is missing from group 0). A node that
 // compared itself with its group 0 replica says so; for one that predates
 // that, its digest must equal want, the merge's.
-func inSync(resp Group0SyncResponse, target uint64, want string) bool {
+func inSync(resp nodeapi.Group0SyncResponse, target uint64, want string) bool {
 	if resp.Group0Digest != "" {
 		return resp.Group0StateID >= target && resp.Digest == resp.Group0Digest
 	}
@@ -332,8 +327,8 @@ func (s *Server) pullSchema(ctx context.Context, id int32) ([]catalog.TableDescr
 		}
 		return exec.Catalog().All(), nil
 	}
-	var resp SchemaMessage
-	if err := s.callNode(ctx, id, 10*time.Second, methodSchemaPull, &Empty{}, &resp); err != nil {
+	resp, err := callNode(ctx, s, id, 10*time.Second, s.node.SchemaPull, &nodeapi.Empty{})
+	if err != nil {
 		return nil, err
 	}
 	return resp.Descriptors, nil
@@ -341,7 +336,7 @@ func (s *Server) pullSchema(ctx context.Context, id int32) ([]catalog.TableDescr
 
 // group0NodeStates asks every non-decommissioned node for its group 0
 // state, for SHOW UPGRADE STATUS.
-func (s *Server) group0NodeStates(ctx context.Context, statuses []NodeStatus) []group0.NodeInfo {
+func (s *Server) group0NodeStates(ctx context.Context, statuses []nodeapi.NodeStatus) []group0.NodeInfo {
 	var ids []int32
 	for _, n := range statuses {
 		if n.Membership != autoupgrade.Decommissioned {

@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
-	"github.com/kvnode/kvnode/clusterversion"
-	"github.com/kvnode/kvnode/server/autoupgrade"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server/autoupgrade"
 
 	"github.com/cockroachdb/errors"
 
@@ -173,8 +175,7 @@ func (s *Server) askPeersForLiveness(id int32) (rec liveness.Record, found, ok b
 	}
 	for a := range addrs {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		var resp LivenessResponse
-		err := s.pool.Invoke(ctx, a, methodGetLiveness, &LivenessRequest{NodeID: id}, &resp)
+		resp, err := s.node.GetLiveness(ctx, a, &nodeapi.LivenessRequest{NodeID: id})
 		cancel()
 		if err == nil {
 			return resp.Record, resp.Found, true

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -11,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
@@ -72,20 +74,20 @@ func waitLive(t *testing.T, c *testcluster.Cluster, via int, id int32, want bool
 	})
 }
 
-func statusOf(t *testing.T, c *testcluster.Cluster, via int, id int32) (server.NodeStatus, error) {
+func statusOf(t *testing.T, c *testcluster.Cluster, via int, id int32) (nodeapi.NodeStatus, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := server.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
+	resp, err := nodeapi.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
 	if err != nil {
-		return server.NodeStatus{}, err
+		return nodeapi.NodeStatus{}, err
 	}
 	for _, n := range resp.Nodes {
 		if n.NodeID == id {
 			return n, nil
 		}
 	}
-	return server.NodeStatus{}, fmt.Errorf("node %d not in the status", id)
+	return nodeapi.NodeStatus{}, fmt.Errorf("node %d not in the status", id)
 }
 
 func waitFailed(t *testing.T, s *server.Server, want string) {
@@ -298,7 +300,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 
 	// Marked decommissioning; while the leader holds off, it is still a
 	// voter and can be recommissioned.
-	if err := server.DecommissionNodes(ctx, host, []int32{3}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, host, []int32{3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := livenessOf(t, c, 1, 3); err != nil || r.membership != "decommissioning" || !r.decommissioning {
@@ -307,7 +309,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	if st, err := statusOf(t, c, 1, 3); err != nil || st.Raft != "voter" || !st.IsLive {
 		t.Fatalf("status: %+v %v", st, err)
 	}
-	resp, err := server.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3})
+	resp, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3})
 	if err != nil || len(resp.Nodes) != 1 || resp.Nodes[0].Membership != "active" {
 		t.Fatalf("recommission: %+v %v", resp, err)
 	}
@@ -319,7 +321,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	// wait with progress.
 	hold.Store(false)
 	var seen []string
-	err = server.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}, true, func(ns []server.NodeStatus) {
+	err = nodeapi.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}, true, func(ns []nodeapi.NodeStatus) {
 		for _, n := range ns {
 			seen = append(seen, n.Membership+"/"+n.Raft)
 		}
@@ -345,10 +347,10 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	c.Exec(1, "INSERT INTO kv VALUES (2, 'b')")
 	waitCount(t, c, 0, "kv", 2)
 	// Decommissioning it again is a no-op; recommissioning is refused.
-	if err := server.DecommissionNodes(ctx, host, []int32{3}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, host, []int32{3}, true, nil); err != nil {
 		t.Fatalf("repeated decommission: %v", err)
 	}
-	if _, err := server.RecommissionNodes(ctx, host, []int32{3}); err == nil || !strings.Contains(err.Error(), "cannot be reversed") {
+	if _, err := nodeapi.RecommissionNodes(ctx, host, []int32{3}); err == nil || !strings.Contains(err.Error(), "cannot be reversed") {
 		t.Fatalf("recommissioning a decommissioned node: %v", err)
 	}
 	// Restarting it on its store is refused with the reason.
@@ -380,8 +382,8 @@ func TestDecommissionDeadNodeAndRefusals(t *testing.T) {
 		{[]int32{2}, "without a live majority"},
 		{[]int32{1, 2, 3}, "no node in the cluster"},
 	} {
-		err := server.DecommissionNodes(ctx, host, tc.ids, true, nil)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "HINT") {
+		err := nodeapi.DecommissionNodes(ctx, host, tc.ids, true, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || len(errors.GetAllHints(err)) == 0 {
 			t.Errorf("decommission %v: %v, want %q with a hint", tc.ids, err, tc.want)
 		}
 	}
@@ -395,14 +397,14 @@ func TestDecommissionDeadNodeAndRefusals(t *testing.T) {
 	}
 
 	// The dead node can be decommissioned.
-	if err := server.DecommissionNodes(ctx, host, []int32{3}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, host, []int32{3}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Nodes[1].Server.Replica().Status(); !slices.Equal(st.Voters, []uint64{1, 2}) {
 		t.Fatalf("voters %v", st.Voters)
 	}
 	// Both remaining nodes would leave no node.
-	if err := server.DecommissionNodes(ctx, host, []int32{1, 2}, true, nil); err == nil || !strings.Contains(err.Error(), "no node in the cluster") {
+	if err := nodeapi.DecommissionNodes(ctx, host, []int32{1, 2}, true, nil); err == nil || !strings.Contains(err.Error(), "no node in the cluster") {
 		t.Fatalf("decommissioning the rest: %v", err)
 	}
 	// It comes back on its old store: refused (peers tell it), clearly.
@@ -442,7 +444,7 @@ func TestDrainWithOpenConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, err := server.DrainNode(ctx, c.Nodes[d].Config.ListenAddr)
+	resp, err := nodeapi.DrainNode(ctx, c.Nodes[d].Config.ListenAddr)
 	if err != nil || resp.NodeID != id || resp.OpenConnections < 1 {
 		t.Fatalf("drain: %+v %v", resp, err)
 	}
@@ -484,10 +486,10 @@ func TestDrainWithOpenConnections(t *testing.T) {
 	}
 	c.Exec(other, "INSERT INTO kv VALUES (2, 'after')")
 	// Draining again is fine; an unreachable host is a clear error.
-	if _, err := server.DrainNode(ctx, c.Nodes[d].Config.ListenAddr); err != nil {
+	if _, err := nodeapi.DrainNode(ctx, c.Nodes[d].Config.ListenAddr); err != nil {
 		t.Fatalf("second drain: %v", err)
 	}
-	if _, err := server.DrainNode(ctx, "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach a kvnode node at 127.0.0.1:1") {
+	if _, err := nodeapi.DrainNode(ctx, "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach a kvnode node at 127.0.0.1:1") {
 		t.Fatalf("drain of an unreachable host: %v", err)
 	}
 	// A restart ends the drain.
@@ -515,7 +517,7 @@ func TestDecommissionTheLeader(t *testing.T) {
 	})
 	id := c.Nodes[leader].Server.NodeID()
 	other := (leader + 1) % 3
-	if err := server.DecommissionNodes(ctx, c.Nodes[leader].Config.ListenAddr, []int32{id}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[leader].Config.ListenAddr, []int32{id}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := c.Nodes[other].Server.Replica().Status()

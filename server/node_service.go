@@ -4,174 +4,98 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/cockroachdb/errors"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	"github.com/kvnode/kvnode/rpc"
-	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/nodeapi"
 )
 
-// The kvnode.Node service: node-to-node and CLI-to-node control calls. All
-// messages are small JSON documents (see package rpc).
+// The kvnode.Node service (package nodeapi holds its messages, method names
+// and client): node-to-node and CLI-to-node control calls.
 
-// HelloRequest asks a node who it is.
-type HelloRequest struct{}
-
-// HelloResponse describes a node.
-type HelloResponse struct {
-	ClusterID     string `json:"cluster_id"`
-	NodeID        int32  `json:"node_id"`
-	Bootstrapped  bool   `json:"bootstrapped"`
-	ListenAddr    string `json:"listen_addr"`
-	GossipAddr    string `json:"gossip_addr"`
-	BinaryVersion string `json:"binary_version"`
-}
-
-// InitRequest bootstraps a new cluster on the receiving node.
-type InitRequest struct{}
-
-// InitResponse reports the new cluster.
-type InitResponse struct {
-	ClusterID string `json:"cluster_id"`
-	NodeID    int32  `json:"node_id"`
-}
-
-// JoinRequest asks the cluster to admit a node with a fresh store.
-type JoinRequest struct {
-	Node      NodeRecord `json:"node"`
-	Forwarded bool       `json:"forwarded"`
-}
-
-// JoinResponse carries the identity the joining node must persist.
-type JoinResponse struct {
-	ClusterID string `json:"cluster_id"`
-	NodeID    int32  `json:"node_id"`
-	// ClusterVersion is the cluster's active version, which the joining
-	// node persists as its own.
-	ClusterVersion string `json:"cluster_version"`
-}
-
-// SchemaMessage carries table descriptors (pre-Raft schema procedure).
-type SchemaMessage struct {
-	Descriptors []catalog.TableDescriptor `json:"descriptors"`
-}
-
-// Empty is an empty message.
-type Empty struct{}
-
-// NodeRecord is the replicated record of a node, written when it joins and
-// updated when its addresses change. It lets every node find every other
-// node's RPC address even before gossip has converged.
-type NodeRecord struct {
-	NodeID        int32  `json:"node_id"`
-	ListenAddr    string `json:"listen_addr"`
-	GossipAddr    string `json:"gossip_addr"`
-	SQLAddr       string `json:"sql_addr"`
-	HTTPAddr      string `json:"http_addr"`
-	BinaryVersion string `json:"binary_version"`
-}
-
-func (n NodeRecord) encode() []byte {
+func encodeNodeRecord(n nodeapi.NodeRecord) []byte {
 	b, _ := json.Marshal(n)
 	return b
 }
 
-type nodeService interface {
-	hello(context.Context, *HelloRequest) (*HelloResponse, error)
-	initCluster(context.Context, *InitRequest) (*InitResponse, error)
-	join(context.Context, *JoinRequest) (*JoinResponse, error)
-	schemaPush(context.Context, *SchemaMessage) (*Empty, error)
-	schemaPull(context.Context, *Empty) (*SchemaMessage, error)
-	// Node lifecycle (status.go, decommission.go).
-	nodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
-	drain(context.Context, *DrainRequest) (*DrainResponse, error)
-	decommission(context.Context, *MembershipRequest) (*MembershipResponse, error)
-	recommission(context.Context, *MembershipRequest) (*MembershipResponse, error)
-	getLiveness(context.Context, *LivenessRequest) (*LivenessResponse, error)
-	// Cluster versions (versions.go).
-	setClusterVersion(context.Context, *SetClusterVersionRequest) (*SetClusterVersionResponse, error)
-	// Group 0 (group0_rpc.go, group0_recovery.go).
-	group0State(context.Context, *Group0StateRequest) (*Group0StateResponse, error)
-	group0Prepare(context.Context, *Group0PrepareRequest) (*Group0PrepareResponse, error)
-	group0Join(context.Context, *Group0JoinRequest) (*Group0JoinResponse, error)
-	group0SetState(context.Context, *Group0SetStateRequest) (*Group0SetStateResponse, error)
-	group0Sync(context.Context, *Group0SyncRequest) (*Group0SyncResponse, error)
-	group0Recover(context.Context, *Group0RecoverRequest) (*Group0RecoverResponse, error)
-	// Recovery from a lost majority (recover.go).
-	recoverCluster(context.Context, *RecoverRequest) (*RecoverResponse, error)
-	recoverInfo(context.Context, *RecoverInfoRequest) (*RecoverInfo, error)
-	recoverApply(context.Context, *RecoverApplyRequest) (*RecoverApplyResponse, error)
+// nodeService is the kvnode.Node service of a Server (nodeapi.NodeServer).
+type nodeService struct{ s *Server }
+
+var _ nodeapi.NodeServer = nodeService{}
+
+func (n nodeService) Hello(ctx context.Context, req *nodeapi.HelloRequest) (*nodeapi.HelloResponse, error) {
+	return n.s.hello(ctx, req)
 }
 
-func method[Req, Resp any](name string, fn func(nodeService, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
-	return grpc.MethodDesc{
-		MethodName: name,
-		Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-			return rpc.UnaryHandler(func(ctx context.Context, req *Req) (*Resp, error) {
-				return fn(srv.(nodeService), ctx, req)
-			})(srv, ctx, dec, ic)
-		},
-	}
+func (n nodeService) Init(ctx context.Context, req *nodeapi.InitRequest) (*nodeapi.InitResponse, error) {
+	return n.s.initCluster(ctx, req)
 }
 
-var nodeServiceDesc = grpc.ServiceDesc{
-	ServiceName: "kvnode.Node",
-	HandlerType: (*nodeService)(nil),
-	Methods: []grpc.MethodDesc{
-		method("Hello", nodeService.hello),
-		method("Init", nodeService.initCluster),
-		method("Join", nodeService.join),
-		method("SchemaPush", nodeService.schemaPush),
-		method("SchemaPull", nodeService.schemaPull),
-		method("NodeStatus", nodeService.nodeStatus),
-		method("Drain", nodeService.drain),
-		method("Decommission", nodeService.decommission),
-		method("Recommission", nodeService.recommission),
-		method("GetLiveness", nodeService.getLiveness),
-		method("SetClusterVersion", nodeService.setClusterVersion),
-		method("Group0State", nodeService.group0State),
-		method("Group0Prepare", nodeService.group0Prepare),
-		method("Group0Join", nodeService.group0Join),
-		method("Group0SetState", nodeService.group0SetState),
-		method("Group0Sync", nodeService.group0Sync),
-		method("Group0Recover", nodeService.group0Recover),
-		method("Recover", nodeService.recoverCluster),
-		method("RecoverInfo", nodeService.recoverInfo),
-		method("RecoverApply", nodeService.recoverApply),
-	},
+func (n nodeService) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
+	return n.s.join(ctx, req)
 }
 
-const (
-	methodHello             = "/kvnode.Node/Hello"
-	methodInit              = "/kvnode.Node/Init"
-	methodJoin              = "/kvnode.Node/Join"
-	methodSchemaPush        = "/kvnode.Node/SchemaPush"
-	methodSchemaPull        = "/kvnode.Node/SchemaPull"
-	methodSetClusterVersion = "/kvnode.Node/SetClusterVersion"
-
-	methodNodeStatus   = "/kvnode.Node/NodeStatus"
-	methodDrain        = "/kvnode.Node/Drain"
-	methodDecommission = "/kvnode.Node/Decommission"
-	methodRecommission = "/kvnode.Node/Recommission"
-	methodGetLiveness  = "/kvnode.Node/GetLiveness"
-)
-
-// rpcError turns an error into a gRPC status with the given code, keeping
-// the hint in the message so a remote CLI can show it.
-func rpcError(code codes.Code, err error) error {
-	msg := err.Error()
-	for _, h := range errors.GetAllHints(err) {
-		msg += "\nHINT: " + h
-	}
-	return status.Error(code, msg)
+func (n nodeService) SchemaPush(ctx context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
+	return n.s.schemaPush(ctx, req)
 }
 
-// remoteMessage extracts the message of a gRPC error.
-func remoteMessage(err error) string {
-	if s, ok := status.FromError(err); ok {
-		return s.Message()
-	}
-	return err.Error()
+func (n nodeService) SchemaPull(ctx context.Context, req *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
+	return n.s.schemaPull(ctx, req)
+}
+
+func (n nodeService) NodeStatus(ctx context.Context, req *nodeapi.NodeStatusRequest) (*nodeapi.NodeStatusResponse, error) {
+	return n.s.nodeStatus(ctx, req)
+}
+
+func (n nodeService) Drain(ctx context.Context, req *nodeapi.DrainRequest) (*nodeapi.DrainResponse, error) {
+	return n.s.drain(ctx, req)
+}
+
+func (n nodeService) Decommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
+	return n.s.decommission(ctx, req)
+}
+
+func (n nodeService) Recommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
+	return n.s.recommission(ctx, req)
+}
+
+func (n nodeService) GetLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {
+	return n.s.getLiveness(ctx, req)
+}
+
+func (n nodeService) SetClusterVersion(ctx context.Context, req *nodeapi.SetClusterVersionRequest) (*nodeapi.SetClusterVersionResponse, error) {
+	return n.s.setClusterVersion(ctx, req)
+}
+
+func (n nodeService) Group0State(ctx context.Context, req *nodeapi.Group0StateRequest) (*nodeapi.Group0StateResponse, error) {
+	return n.s.group0State(ctx, req)
+}
+
+func (n nodeService) Group0Prepare(ctx context.Context, req *nodeapi.Group0PrepareRequest) (*nodeapi.Group0PrepareResponse, error) {
+	return n.s.group0Prepare(ctx, req)
+}
+
+func (n nodeService) Group0Join(ctx context.Context, req *nodeapi.Group0JoinRequest) (*nodeapi.Group0JoinResponse, error) {
+	return n.s.group0Join(ctx, req)
+}
+
+func (n nodeService) Group0SetState(ctx context.Context, req *nodeapi.Group0SetStateRequest) (*nodeapi.Group0SetStateResponse, error) {
+	return n.s.group0SetState(ctx, req)
+}
+
+func (n nodeService) Group0Sync(ctx context.Context, req *nodeapi.Group0SyncRequest) (*nodeapi.Group0SyncResponse, error) {
+	return n.s.group0Sync(ctx, req)
+}
+
+func (n nodeService) Group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRequest) (*nodeapi.Group0RecoverResponse, error) {
+	return n.s.group0Recover(ctx, req)
+}
+
+func (n nodeService) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {
+	return n.s.recoverCluster(ctx, req)
+}
+
+func (n nodeService) RecoverInfo(ctx context.Context, req *nodeapi.RecoverInfoRequest) (*nodeapi.RecoverInfo, error) {
+	return n.s.recoverInfo(ctx, req)
+}
+
+func (n nodeService) RecoverApply(ctx context.Context, req *nodeapi.RecoverApplyRequest) (*nodeapi.RecoverApplyResponse, error) {
+	return n.s.recoverApply(ctx, req)
 }

@@ -13,11 +13,11 @@ import (
 	"github.com/cockroachdb/errors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeapi"
 )
 
 // Recovery from a majority lost for good (`kvnode node recover`,
@@ -26,7 +26,7 @@ import (
 //
 //  1. Ask every node the local replica knows of (node records and the Raft
 //     configuration, decommissioned ones left out) for its Raft state
-//     (RecoverInfo). Those that do not answer are the dead.
+//     (nodeapi.RecoverInfo). Those that do not answer are the dead.
 //  2. Plan (planDataRecovery): the seed is the survivor with the highest
 //     applied index; refuse if a majority of the voters answers (the
 //     group is not lost), unless forced. Print it; a dry run stops here.
@@ -47,78 +47,12 @@ import (
 // resumed by running the command again: the record on the seed says a
 // recovery is under way, and the steps already done are skipped.
 
-// RecoverRequest is `kvnode node recover`.
-type RecoverRequest struct {
-	DryRun bool `json:"dry_run"`
-	// Force recovers although a majority of the data group's voters
-	// answers.
-	Force bool `json:"force"`
-}
-
-// RecoverResponse carries the plan, and the outcome unless DryRun.
-type RecoverResponse struct {
-	Plan      string  `json:"plan"`
-	Seed      int32   `json:"seed"`
-	Survivors []int32 `json:"survivors"`
-	Dead      []int32 `json:"dead"`
-	Done      bool    `json:"done"`
-	Result    string  `json:"result,omitempty"`
-}
-
-// RecoverInfoRequest asks a node for its data group state.
-type RecoverInfoRequest struct{}
-
-// RecoverInfo is one node's answer: its data replica's Raft state, whether
-// it serves, and the record of a recovery it seeded.
-type RecoverInfo struct {
-	NodeID int32           `json:"node_id"`
-	Raft   kv.RaftState    `json:"raft"`
-	Ready  bool            `json:"ready"`
-	Record *RecoveryRecord `json:"record,omitempty"`
-}
-
-// RecoveryRecord is kept in the seed's node-local keys: what the recovery
-// decided, so that a second run finishes it instead of starting another.
-type RecoveryRecord struct {
-	Seed      int32   `json:"seed"`
-	Survivors []int32 `json:"survivors"`
-	Dead      []int32 `json:"dead"`
-	Time      int64   `json:"time"`
-	Done      bool    `json:"done"`
-}
-
-// RecoverApplyRequest asks a node to take one step of the recovery.
-type RecoverApplyRequest struct {
-	// Action: "reform" (the seed becomes the only voter), "wipe" (a
-	// survivor drops its data group state), "admit" (the seed marks the
-	// dead decommissioned and adds the survivors), "done".
-	Action string         `json:"action"`
-	Record RecoveryRecord `json:"record"`
-}
-
-// RecoverApplyResponse reports the node's Raft state afterwards.
-type RecoverApplyResponse struct {
-	Raft kv.RaftState `json:"raft"`
-}
-
-const (
-	methodRecover      = "/kvnode.Node/Recover"
-	methodRecoverInfo  = "/kvnode.Node/RecoverInfo"
-	methodRecoverApply = "/kvnode.Node/RecoverApply"
-)
-
-// recoveryRecordKey is the node-local key of the RecoveryRecord.
+// recoveryRecordKey is the node-local key of the nodeapi.RecoveryRecord.
 var recoveryRecordKey = []byte("recover/data")
-
-// Recover asks the node at host to run (or, with dryRun, only plan) the
-// recovery from a lost majority.
-func Recover(ctx context.Context, host string, req RecoverRequest) (*RecoverResponse, error) {
-	return invoke[RecoverRequest, RecoverResponse](ctx, host, methodRecover, &req)
-}
 
 // --- the participant's side ---
 
-func (s *Server) localRecoverInfo() (*RecoverInfo, error) {
+func (s *Server) localRecoverInfo() (*nodeapi.RecoverInfo, error) {
 	rep := s.Replica()
 	if rep == nil || s.NodeID() == 0 {
 		return nil, errors.New("this node has not joined a cluster or is still starting")
@@ -127,9 +61,9 @@ func (s *Server) localRecoverInfo() (*RecoverInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &RecoverInfo{NodeID: s.NodeID(), Raft: st, Ready: s.lc().nl.Load() != nil && st.Applied > 0}
+	info := &nodeapi.RecoverInfo{NodeID: s.NodeID(), Raft: st, Ready: s.lc().nl.Load() != nil && st.Applied > 0}
 	if b, found, err := s.eng.Local().Get(recoveryRecordKey); err == nil && found {
-		var r RecoveryRecord
+		var r nodeapi.RecoveryRecord
 		if json.Unmarshal(b, &r) == nil {
 			info.Record = &r
 		}
@@ -137,18 +71,18 @@ func (s *Server) localRecoverInfo() (*RecoverInfo, error) {
 	return info, nil
 }
 
-func (s *Server) recoverInfo(context.Context, *RecoverInfoRequest) (*RecoverInfo, error) {
+func (s *Server) recoverInfo(context.Context, *nodeapi.RecoverInfoRequest) (*nodeapi.RecoverInfo, error) {
 	info, err := s.localRecoverInfo()
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	return info, nil
 }
 
-func (s *Server) recoverApply(ctx context.Context, req *RecoverApplyRequest) (*RecoverApplyResponse, error) {
+func (s *Server) recoverApply(ctx context.Context, req *nodeapi.RecoverApplyRequest) (*nodeapi.RecoverApplyResponse, error) {
 	rep := s.Replica()
 	if rep == nil || s.NodeID() == 0 {
-		return nil, rpcError(codes.Unavailable, errors.New("this node has not joined a cluster or is still starting"))
+		return nil, nodeapi.WithCode(errors.New("this node has not joined a cluster or is still starting"), codes.Unavailable)
 	}
 	self := s.NodeID()
 	var err error
@@ -175,18 +109,18 @@ func (s *Server) recoverApply(ctx context.Context, req *RecoverApplyRequest) (*R
 		err = errors.Newf("unknown recovery step %q", req.Action)
 	}
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, errors.Wrapf(err, "node %d: recovery step %s", self, req.Action))
+		return nil, nodeapi.WithCode(errors.Wrapf(err, "node %d: recovery step %s", self, req.Action), codes.Unavailable)
 	}
 	st, err := rep.RaftState()
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
-	return &RecoverApplyResponse{Raft: st}, nil
+	return &nodeapi.RecoverApplyResponse{Raft: st}, nil
 }
 
 // recoverReform makes this node the data group's only voter and waits until
 // it leads.
-func (s *Server) recoverReform(ctx context.Context, rep *kv.Replica, rec RecoveryRecord) error {
+func (s *Server) recoverReform(ctx context.Context, rep *kv.Replica, rec nodeapi.RecoveryRecord) error {
 	if rec.Seed != s.NodeID() {
 		return errors.AssertionFailedf("asked to seed a recovery whose seed is node %d", rec.Seed)
 	}
@@ -207,7 +141,7 @@ func (s *Server) recoverReform(ctx context.Context, rep *kv.Replica, rec Recover
 // recoverAdmit, on the seed: the dead are decommissioned (they are no
 // longer members), the survivors added back; it waits until the survivors
 // are voters (or the group has its maximum of voters).
-func (s *Server) recoverAdmit(ctx context.Context, rep *kv.Replica, rec RecoveryRecord) error {
+func (s *Server) recoverAdmit(ctx context.Context, rep *kv.Replica, rec nodeapi.RecoveryRecord) error {
 	for _, id := range rec.Dead {
 		if _, err := liveness.SetMembership(ctx, rep, nil, id, liveness.Decommissioned,
 			[]liveness.Membership{liveness.Active, liveness.Decommissioning}, nil); err != nil {
@@ -271,7 +205,7 @@ func waitUntil(ctx context.Context, d time.Duration, fn func() error) error {
 type recoverNode struct {
 	ID   int32
 	Addr string
-	Info *RecoverInfo // nil: no state reported
+	Info *nodeapi.RecoverInfo // nil: no state reported
 	Err  string
 	// Starting: the node answers but cannot report its state yet (it is
 	// still starting): it is not dead.
@@ -280,13 +214,13 @@ type recoverNode struct {
 
 // dataRecoveryPlan is what the coordinator will do.
 type dataRecoveryPlan struct {
-	Seed      *RecoverInfo
-	Survivors []*RecoverInfo // the seed first
+	Seed      *nodeapi.RecoverInfo
+	Survivors []*nodeapi.RecoverInfo // the seed first
 	Dead      []recoverNode
 	// Resume: a recovery seeded by Seed is under way; its record says
 	// what it decided.
 	Resume bool
-	Record RecoveryRecord
+	Record nodeapi.RecoveryRecord
 }
 
 func (p dataRecoveryPlan) survivorIDs() []int32 {
@@ -310,7 +244,7 @@ func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error)
 	var p dataRecoveryPlan
 	for _, n := range nodes {
 		if n.Starting {
-			return p, errors.WithHintf(errors.Newf("node %d answers but cannot report its state yet: %s", n.ID, firstLine(n.Err)),
+			return p, errors.WithHintf(errors.Newf("node %d answers but cannot report its state yet: %s", n.ID, n.Err),
 				"it is still starting: retry in a moment; nothing was changed")
 		}
 	}
@@ -321,7 +255,7 @@ func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error)
 			p.Survivors = append(p.Survivors, n.Info)
 		}
 	}
-	slices.SortFunc(p.Survivors, func(a, b *RecoverInfo) int {
+	slices.SortFunc(p.Survivors, func(a, b *nodeapi.RecoverInfo) int {
 		return cmp.Or(
 			cmp.Compare(b.Raft.Applied, a.Raft.Applied),
 			cmp.Compare(b.Raft.Commit, a.Raft.Commit),
@@ -333,7 +267,7 @@ func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error)
 	for i, n := range p.Survivors {
 		if n.Record != nil && !n.Record.Done && n.Record.Seed == n.NodeID {
 			p.Resume, p.Record = true, *n.Record
-			p.Survivors = append([]*RecoverInfo{n}, slices.Delete(slices.Clone(p.Survivors), i, i+1)...)
+			p.Survivors = append([]*nodeapi.RecoverInfo{n}, slices.Delete(slices.Clone(p.Survivors), i, i+1)...)
 			break
 		}
 	}
@@ -355,7 +289,7 @@ func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error)
 	voters := p.Seed.Raft.Voters
 	var live []uint64
 	for _, v := range voters {
-		if slices.ContainsFunc(p.Survivors, func(n *RecoverInfo) bool { return uint64(n.NodeID) == v }) {
+		if slices.ContainsFunc(p.Survivors, func(n *nodeapi.RecoverInfo) bool { return uint64(n.NodeID) == v }) {
 			live = append(live, v)
 		}
 	}
@@ -367,7 +301,7 @@ func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error)
 				"remove dead nodes with `kvnode node decommission`. Only if the nodes that answer are not the ones that should survive, "+
 				"pass --force (every node that does not answer must then never be started again on its store); nothing was changed")
 	}
-	p.Record = RecoveryRecord{Seed: p.Seed.NodeID, Survivors: p.survivorIDs(), Dead: p.deadIDs(), Time: time.Now().UnixNano()}
+	p.Record = nodeapi.RecoveryRecord{Seed: p.Seed.NodeID, Survivors: p.survivorIDs(), Dead: p.deadIDs(), Time: time.Now().UnixNano()}
 	return p, nil
 }
 
@@ -407,7 +341,7 @@ func (p dataRecoveryPlan) describe() string {
 		b.WriteString("  none\n")
 	}
 	for _, n := range p.Dead {
-		fmt.Fprintf(&b, "  node %d at %s: %s\n", n.ID, cmp.Or(n.Addr, "unknown address"), firstLine(n.Err))
+		fmt.Fprintf(&b, "  node %d at %s: %s\n", n.ID, cmp.Or(n.Addr, "unknown address"), n.Err)
 	}
 	if p.Resume {
 		return b.String()
@@ -434,28 +368,28 @@ func (p dataRecoveryPlan) describe() string {
 }
 
 // recoverCluster is the coordinator (Recover RPC).
-func (s *Server) recoverCluster(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error) {
+func (s *Server) recoverCluster(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {
 	if s.NodeID() == 0 || s.Replica() == nil {
-		return nil, rpcError(codes.Unavailable, errors.WithHint(
-			errors.New("this node has not joined a cluster or is still starting"), "retry in a moment, or ask another node"))
+		return nil, nodeapi.WithCode(errors.WithHint(
+			errors.New("this node has not joined a cluster or is still starting"), "retry in a moment, or ask another node"), codes.Unavailable)
 	}
 	nodes, err := s.gatherRecoverInfo(ctx)
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	plan, err := planDataRecovery(nodes, req.Force)
 	if err != nil {
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
-	resp := &RecoverResponse{Plan: plan.describe(), Seed: plan.Seed.NodeID, Survivors: plan.survivorIDs(), Dead: plan.deadIDs()}
+	resp := &nodeapi.RecoverResponse{Plan: plan.describe(), Seed: plan.Seed.NodeID, Survivors: plan.survivorIDs(), Dead: plan.deadIDs()}
 	if req.DryRun {
 		return resp, nil
 	}
 	s.log.Warn("running the recovery from a lost majority", "plan", resp.Plan)
 	g0, err := s.executeDataRecovery(ctx, plan, nodes)
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, errors.WithHint(err,
-			"the recovery stopped part-way; run `kvnode node recover` again: it finishes what was started"))
+		return nil, nodeapi.WithCode(errors.WithHint(err,
+			"the recovery stopped part-way; run `kvnode node recover` again: it finishes what was started"), codes.Unavailable)
 	}
 	resp.Done = true
 	resp.Result = fmt.Sprintf("the data group was re-formed from node %d on node(s) %s; node(s) %s are decommissioned; %s",
@@ -484,8 +418,7 @@ func (s *Server) gatherRecoverInfo(ctx context.Context) ([]recoverNode, error) {
 	}
 	for _, a := range s.otherJoinAddrs() {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		var resp HelloResponse
-		if err := s.pool.Invoke(cctx, a, methodHello, &HelloRequest{}, &resp); err == nil &&
+		if resp, err := s.node.Hello(cctx, a, &nodeapi.HelloRequest{}); err == nil &&
 			resp.Bootstrapped && resp.ClusterID == s.ClusterID() && resp.NodeID != 0 {
 			known[resp.NodeID] = a
 		}
@@ -537,36 +470,27 @@ func (s *Server) gatherRecoverInfo(ctx context.Context) ([]recoverNode, error) {
 			// be ready (bounded) rather than take it for dead.
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			var info RecoverInfo
-			conn, err := s.pool.Get(addr)
-			if err == nil {
-				err = conn.Invoke(cctx, methodRecoverInfo, &RecoverInfoRequest{}, &info, grpc.WaitForReady(true))
-			}
+			info, err := s.node.RecoverInfo(cctx, addr, &nodeapi.RecoverInfoRequest{}, grpc.WaitForReady(true))
 			if err != nil {
-				n.Err = remoteMessage(err)
-				st, ok := status.FromError(err)
-				n.Starting = ok && st.Code() == codes.Unavailable && !isConnError(st.Message())
+				n.Err = err.Error()
+				n.Starting = nodeapi.Code(err) == codes.Unavailable && !nodeapi.IsConnError(n.Err)
 				return
 			}
 			if info.NodeID != n.ID {
 				n.Err = fmt.Sprintf("node %d answers at this address", info.NodeID)
 				return
 			}
-			n.Info = &info
+			n.Info = info
 		}()
 	}
 	wg.Wait()
 	return out, nil
 }
 
-func (s *Server) recoverStep(ctx context.Context, addr, action string, rec RecoveryRecord) (*RecoverApplyResponse, error) {
-	var resp RecoverApplyResponse
+func (s *Server) recoverStep(ctx context.Context, addr, action string, rec nodeapi.RecoveryRecord) (*nodeapi.RecoverApplyResponse, error) {
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	if err := s.pool.Invoke(cctx, addr, methodRecoverApply, &RecoverApplyRequest{Action: action, Record: rec}, &resp); err != nil {
-		return nil, errors.Newf("%s", remoteMessage(err))
-	}
-	return &resp, nil
+	return s.node.RecoverApply(cctx, addr, &nodeapi.RecoverApplyRequest{Action: action, Record: rec})
 }
 
 // executeDataRecovery carries the plan out (steps 3 to 7) and says what
@@ -619,11 +543,10 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 	if err := waitUntil(ctx, 2*time.Minute, func() error {
 		for _, id := range rec.Survivors {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			var info RecoverInfo
-			err := s.pool.Invoke(cctx, addrs[id], methodRecoverInfo, &RecoverInfoRequest{}, &info)
+			info, err := s.node.RecoverInfo(cctx, addrs[id], &nodeapi.RecoverInfoRequest{})
 			cancel()
 			if err != nil {
-				return errors.Newf("node %d: %s", id, remoteMessage(err))
+				return errors.Wrapf(err, "node %d", id)
 			}
 			if !info.Ready {
 				return errors.Newf("node %d does not serve yet (applied index %d)", id, info.Raft.Applied)
@@ -662,18 +585,17 @@ func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors [
 	} else if !found {
 		return "group 0 was never formed", nil
 	}
-	var states []*Group0StateResponse
+	var states []*nodeapi.Group0StateResponse
 	for _, id := range survivors {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var st Group0StateResponse
-		err := s.pool.Invoke(cctx, addrs[id], methodGroup0State, &Group0StateRequest{Probe: true}, &st)
+		st, err := s.node.Group0State(cctx, addrs[id], &nodeapi.Group0StateRequest{Probe: true})
 		cancel()
 		if err != nil {
-			return "", errors.Newf("node %d: %s", id, remoteMessage(err))
+			return "", errors.Wrapf(err, "node %d", id)
 		}
-		states = append(states, &st)
+		states = append(states, st)
 	}
-	healthy := slices.ContainsFunc(states, func(st *Group0StateResponse) bool {
+	healthy := slices.ContainsFunc(states, func(st *nodeapi.Group0StateResponse) bool {
 		return st.ProbeOK && st.State != string(group0.Recovery)
 	})
 	if healthy {
@@ -681,18 +603,17 @@ func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors [
 	}
 	for _, id := range survivors {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var resp Group0SetStateResponse
-		err := s.pool.Invoke(cctx, addrs[id], methodGroup0SetState, &Group0SetStateRequest{State: string(group0.Recovery)}, &resp)
+		_, err := s.node.Group0SetState(cctx, addrs[id], &nodeapi.Group0SetStateRequest{State: string(group0.Recovery)})
 		cancel()
 		if err != nil {
-			return "", errors.Newf("node %d entering group 0 recovery: %s", id, remoteMessage(err))
+			return "", errors.Wrapf(err, "node %d entering group 0 recovery", id)
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	var resp Group0RecoverResponse
-	if err := s.pool.Invoke(cctx, seedAddr, methodGroup0Recover, &Group0RecoverRequest{}, &resp); err != nil {
-		return "", errors.Newf("%s", remoteMessage(err))
+	resp, err := s.node.Group0Recover(cctx, seedAddr, &nodeapi.Group0RecoverRequest{})
+	if err != nil {
+		return "", err
 	}
 	return resp.Result, nil
 }

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
@@ -39,8 +41,8 @@ func TestRecoverLostMajority(t *testing.T) {
 	defer cancel()
 
 	// A healthy cluster is refused, and nothing changes.
-	_, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{DryRun: true})
-	if err == nil || !strings.Contains(err.Error(), "has not lost its majority") || !strings.Contains(err.Error(), "HINT") {
+	_, err := nodeapi.Recover(ctx, c.Nodes[0].Config.ListenAddr, nodeapi.RecoverRequest{DryRun: true})
+	if err == nil || !strings.Contains(err.Error(), "has not lost its majority") || len(errors.GetAllHints(err)) == 0 {
 		t.Fatalf("recover on a healthy cluster: %v", err)
 	}
 
@@ -64,10 +66,10 @@ func TestRecoverLostMajority(t *testing.T) {
 
 	// The dry run names the seed and the dead, and changes nothing. (It
 	// refuses while node 2 is still starting.)
-	var plan *server.RecoverResponse
+	var plan *nodeapi.RecoverResponse
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		var err error
-		plan, err = server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{DryRun: true})
+		plan, err = nodeapi.Recover(ctx, c.Nodes[0].Config.ListenAddr, nodeapi.RecoverRequest{DryRun: true})
 		return err
 	})
 	t.Logf("plan:\n%s", plan.Plan)
@@ -90,12 +92,12 @@ func TestRecoverLostMajority(t *testing.T) {
 	// survivor wiped its state: the next run finishes it.
 	step := "admit"
 	failAt.Store(&step)
-	if _, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{}); err == nil ||
+	if _, err := nodeapi.Recover(ctx, c.Nodes[0].Config.ListenAddr, nodeapi.RecoverRequest{}); err == nil ||
 		!strings.Contains(err.Error(), "injected failure before step admit") || !strings.Contains(err.Error(), "run `kvnode node recover` again") {
 		t.Fatalf("interrupted recovery: %v", err)
 	}
 	failAt.Store(nil)
-	res, err := server.Recover(ctx, c.Nodes[1].Config.ListenAddr, server.RecoverRequest{})
+	res, err := nodeapi.Recover(ctx, c.Nodes[1].Config.ListenAddr, nodeapi.RecoverRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	}
 	waitGroup0States(t, c, group0.UsePostRaft)
 	checkSchemaEverywhere(t, c, []string{"kv", "t0", "t1"})
-	st, err := server.GetNodeStatus(ctx, c.Nodes[0].Config.ListenAddr)
+	st, err := nodeapi.GetNodeStatus(ctx, c.Nodes[0].Config.ListenAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +147,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	checkSchemaEverywhere(t, c, []string{"kv", "t0", "t1", "t2"})
 
 	// Running it again finds nothing to recover.
-	if _, err := server.Recover(ctx, c.Nodes[0].Config.ListenAddr, server.RecoverRequest{DryRun: true}); err == nil ||
+	if _, err := nodeapi.Recover(ctx, c.Nodes[0].Config.ListenAddr, nodeapi.RecoverRequest{DryRun: true}); err == nil ||
 		!strings.Contains(err.Error(), "has not lost its majority") {
 		t.Fatalf("recover after recovery: %v", err)
 	}

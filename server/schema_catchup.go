@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 )
 
 // takesPreRaftSchema reports whether a node in state st merges the schema
@@ -45,8 +46,7 @@ func (s *Server) catchUpSchema() {
 			continue
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		var resp SchemaMessage
-		err := s.pool.Invoke(ctx, r.ListenAddr, methodSchemaPull, &Empty{}, &resp)
+		resp, err := s.node.SchemaPull(ctx, r.ListenAddr, &nodeapi.Empty{})
 		cancel()
 		if err != nil {
 			continue

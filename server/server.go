@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
@@ -30,6 +29,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
@@ -48,6 +48,7 @@ type Server struct {
 	eng     *storage.Engine
 	reg     *prometheus.Registry
 	pool    *rpc.Pool
+	node    *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
 	rpcLis  net.Listener
@@ -107,11 +108,9 @@ type initReq struct {
 }
 
 type initResult struct {
-	resp *InitResponse
+	resp *nodeapi.InitResponse
 	err  error
 }
-
-var _ nodeService = (*Server)(nil)
 
 // New opens the store and binds every listener. Nothing is served until
 // Start.
@@ -149,6 +148,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
 	}
 	s.upgrades = s.newUpgradeManager()
+	s.node = nodeapi.NewClient(s.pool)
 	defer func() {
 		if retErr != nil {
 			s.closeListeners()
@@ -346,7 +346,7 @@ func (s *Server) Failed() error {
 // returns without waiting for that; watch Up or Failed.
 func (s *Server) Start(ctx context.Context) error {
 	s.grpcSrv = rpc.NewServer()
-	s.grpcSrv.RegisterService(&nodeServiceDesc, s)
+	nodeapi.RegisterNodeServer(s.grpcSrv, nodeService{s})
 	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
 	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.tr.Load)
 	s.wg.Add(2)
@@ -388,8 +388,7 @@ func (s *Server) startOrJoin() error {
 func (s *Server) checkPeersCluster(id storage.Ident) error {
 	for _, addr := range s.otherJoinAddrs() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var resp HelloResponse
-		err := s.pool.Invoke(ctx, addr, methodHello, &HelloRequest{}, &resp)
+		resp, err := s.node.Hello(ctx, addr, &nodeapi.HelloRequest{})
 		cancel()
 		if err != nil || !resp.Bootstrapped {
 			continue
@@ -429,18 +428,17 @@ func (s *Server) waitForInitOrJoin() error {
 			// Long enough for the leader to allocate an ID and add us as a
 			// learner; a retry after a timeout gets the same ID back.
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			var resp JoinResponse
-			err := s.pool.Invoke(ctx, addr, methodJoin, &JoinRequest{Node: rec}, &resp)
+			resp, err := s.node.Join(ctx, addr, &nodeapi.JoinRequest{Node: rec})
 			cancel()
 			if err == nil {
 				return s.adopt(storage.Ident{ClusterID: resp.ClusterID, NodeID: resp.NodeID, ClusterVersion: resp.ClusterVersion}, "joined")
 			}
-			if status.Code(err) == codes.FailedPrecondition {
+			if nodeapi.Code(err) == codes.FailedPrecondition {
 				// Refused for good (for example a binary too old for the
 				// cluster's version): retrying cannot help.
-				return errors.Newf("the cluster at %s refused this node: %s", addr, remoteMessage(err))
+				return errors.Wrapf(err, "the cluster at %s refused this node", addr)
 			}
-			reasons[addr] = remoteMessage(err)
+			reasons[addr] = err.Error()
 		}
 		if time.Since(lastLog) > 10*time.Second {
 			lastLog = time.Now()
@@ -450,7 +448,7 @@ func (s *Server) waitForInitOrJoin() error {
 			} else {
 				var parts []string
 				for a, r := range reasons {
-					parts = append(parts, a+": "+firstLine(r))
+					parts = append(parts, a+": "+r)
 				}
 				sort.Strings(parts)
 				s.log.Warn("waiting to join a cluster",
@@ -473,15 +471,8 @@ func (s *Server) waitForInitOrJoin() error {
 	}
 }
 
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-func (s *Server) localRecord(id int32) NodeRecord {
-	return NodeRecord{NodeID: id, ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr,
+func (s *Server) localRecord(id int32) nodeapi.NodeRecord {
+	return nodeapi.NodeRecord{NodeID: id, ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr,
 		SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), BinaryVersion: s.binVersion.String()}
 }
 
@@ -489,14 +480,14 @@ func (s *Server) localRecord(id int32) NodeRecord {
 // bootstrapped at release 2.0 or later starts with group 0 formed (node 1
 // its only member) and in use_post_raft_procedures: it has no pre-Raft
 // schema to carry over, so the upgrade procedure has nothing to do.
-func (s *Server) bootstrap() (*InitResponse, error) {
+func (s *Server) bootstrap() (*nodeapi.InitResponse, error) {
 	cv := s.binVersion
 	id := storage.Ident{ClusterID: newUUID(), NodeID: 1, ClusterVersion: cv.String()}
 	ik, iv := storage.IdentRecord(id)
 	initial := map[string][]byte{
 		string(keys.NodeIDGenKey()):      binary.BigEndian.AppendUint64(nil, 1),
 		string(keys.ClusterVersionKey()): []byte(id.ClusterVersion),
-		string(keys.NodeKey(1)):          s.localRecord(1).encode(),
+		string(keys.NodeKey(1)):          encodeNodeRecord(s.localRecord(1)),
 		// Every node that gets an ID gets a liveness record with it.
 		string(liveness.Key(1)): liveness.NewRecord(1, time.Now()).Encode(),
 	}
@@ -516,7 +507,7 @@ func (s *Server) bootstrap() (*InitResponse, error) {
 	s.setActiveFromIdent(id.ClusterVersion)
 	s.log.Info("bootstrapped a new cluster", "cluster_id", id.ClusterID, "node_id", 1,
 		"cluster_version", id.ClusterVersion)
-	return &InitResponse{ClusterID: id.ClusterID, NodeID: 1}, nil
+	return &nodeapi.InitResponse{ClusterID: id.ClusterID, NodeID: 1}, nil
 }
 
 // adopt persists the identity the cluster gave us, then starts.
@@ -689,7 +680,7 @@ func (s *Server) waitVoter(rep *kv.Replica, id int32) {
 // maintainNodeRecord makes sure the replicated record of this node has its
 // current addresses (a node may restart with different ones).
 func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
-	want := s.localRecord(id).encode()
+	want := encodeNodeRecord(s.localRecord(id))
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		cur, _, err := rep.Get(ctx, keys.NodeKey(id))
@@ -710,8 +701,8 @@ func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
 
 // nodeRecords returns every node record from the local replica (possibly
 // slightly stale; used for addressing, not for decisions).
-func (s *Server) nodeRecords() map[int32]NodeRecord {
-	out := map[int32]NodeRecord{}
+func (s *Server) nodeRecords() map[int32]nodeapi.NodeRecord {
+	out := map[int32]nodeapi.NodeRecord{}
 	rep := s.Replica()
 	if rep == nil {
 		return out
@@ -722,7 +713,7 @@ func (s *Server) nodeRecords() map[int32]NodeRecord {
 		return out
 	}
 	for _, e := range kvs {
-		var r NodeRecord
+		var r nodeapi.NodeRecord
 		if json.Unmarshal(e.Value, &r) == nil {
 			out[r.NodeID] = r
 		}
@@ -749,7 +740,7 @@ func (s *Server) resolve(id uint64) (string, bool) {
 	if err != nil || !ok {
 		return "", false
 	}
-	var r NodeRecord
+	var r nodeapi.NodeRecord
 	if json.Unmarshal(v, &r) != nil {
 		return "", false
 	}
@@ -793,8 +784,7 @@ func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
 		}
 		for _, a := range s.otherJoinAddrs() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			var resp HelloResponse
-			if err := s.pool.Invoke(ctx, a, methodHello, &HelloRequest{}, &resp); err == nil && resp.GossipAddr != "" && resp.NodeID != self {
+			if resp, err := s.node.Hello(ctx, a, &nodeapi.HelloRequest{}); err == nil && resp.GossipAddr != "" && resp.NodeID != self {
 				addrs[resp.GossipAddr] = true
 			}
 			cancel()
@@ -824,21 +814,21 @@ func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
 
 // --- RPC handlers ---
 
-func (s *Server) hello(context.Context, *HelloRequest) (*HelloResponse, error) {
+func (s *Server) hello(context.Context, *nodeapi.HelloRequest) (*nodeapi.HelloResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &HelloResponse{ClusterID: s.ident.ClusterID, NodeID: s.ident.NodeID, Bootstrapped: s.joined,
+	return &nodeapi.HelloResponse{ClusterID: s.ident.ClusterID, NodeID: s.ident.NodeID, Bootstrapped: s.joined,
 		ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr, BinaryVersion: s.binVersion.String()}, nil
 }
 
-func (s *Server) initCluster(ctx context.Context, _ *InitRequest) (*InitResponse, error) {
+func (s *Server) initCluster(ctx context.Context, _ *nodeapi.InitRequest) (*nodeapi.InitResponse, error) {
 	s.mu.Lock()
 	joined, id := s.joined, s.ident
 	s.mu.Unlock()
 	if joined {
-		return nil, rpcError(codes.AlreadyExists, errors.WithHint(
+		return nil, nodeapi.WithCode(errors.WithHint(
 			errors.Newf("cluster has already been initialized (cluster %s, this is node %d)", id.ClusterID, id.NodeID),
-			"`kvnode init` is run once per cluster; nothing was changed"))
+			"`kvnode init` is run once per cluster; nothing was changed"), codes.AlreadyExists)
 	}
 	req := initReq{done: make(chan initResult, 1)}
 	select {
@@ -846,12 +836,12 @@ func (s *Server) initCluster(ctx context.Context, _ *InitRequest) (*InitResponse
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-s.stopC:
-		return nil, rpcError(codes.Unavailable, errStopping)
+		return nil, nodeapi.WithCode(errStopping, codes.Unavailable)
 	}
 	select {
 	case r := <-req.done:
 		if r.err != nil {
-			return nil, rpcError(codes.Internal, r.err)
+			return nil, nodeapi.WithCode(r.err, codes.Internal)
 		}
 		return r.resp, nil
 	case <-ctx.Done():
@@ -859,34 +849,30 @@ func (s *Server) initCluster(ctx context.Context, _ *InitRequest) (*InitResponse
 	}
 }
 
-func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
+func (s *Server) join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
 	s.mu.Lock()
 	joined, id, rep := s.joined, s.ident, s.replica
 	s.mu.Unlock()
 	if !joined || rep == nil {
-		return nil, rpcError(codes.Unavailable, errors.New("this node is not part of an initialized cluster yet"))
+		return nil, nodeapi.WithCode(errors.New("this node is not part of an initialized cluster yet"), codes.Unavailable)
 	}
 	// Refuse a binary that cannot run the active version (or the fence of
 	// a finalization in progress: the active version is the fence then).
 	if err := s.checkJoinerVersion(req.Node); err != nil {
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
 	st := rep.Status()
 	if !st.IsLeader {
 		if req.Forwarded || st.Leader == 0 {
-			return nil, rpcError(codes.Unavailable, errors.New("no Raft leader is known yet; retry"))
+			return nil, nodeapi.WithCode(errors.New("no Raft leader is known yet; retry"), codes.Unavailable)
 		}
 		addr, ok := s.resolve(st.Leader)
 		if !ok {
-			return nil, rpcError(codes.Unavailable, errors.Newf("no address for leader node %d yet; retry", st.Leader))
+			return nil, nodeapi.WithCode(errors.Newf("no address for leader node %d yet; retry", st.Leader), codes.Unavailable)
 		}
 		fwd := *req
 		fwd.Forwarded = true
-		var resp JoinResponse
-		if err := s.pool.Invoke(ctx, addr, methodJoin, &fwd, &resp); err != nil {
-			return nil, err
-		}
-		return &resp, nil
+		return s.node.Join(ctx, addr, &fwd)
 	}
 	rec := req.Node
 	if h := s.cfg.Knobs.BeforeJoinAdmit; h != nil {
@@ -899,7 +885,7 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 	// will be given is checked here again, before anything is written: it
 	// may have moved since the check above (a finalization step).
 	if err := s.checkJoinerVersion(rec); err != nil {
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
 	// A join retried after a timeout (the joiner's deadline passed while
 	// the leader was adding it) must not leave a ghost: an ID with records
@@ -909,27 +895,27 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 	// used, so this is not reuse.
 	newID, err := s.unstartedNodeAt(ctx, rec.ListenAddr)
 	if err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	if newID == 0 {
 		if newID, err = rep.Increment(ctx, keys.NodeIDGenKey(), 1); err != nil {
-			return nil, rpcError(codes.Unavailable, err)
+			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
 		rec.NodeID = int32(newID)
 		// The node record and the liveness record are written in one
 		// batch, so that no node ever has an ID without a liveness record.
 		if err := rep.Write(ctx, []kvpb.Op{
-			{Kind: kvpb.OpPut, Key: keys.NodeKey(rec.NodeID), Value: rec.encode()},
+			{Kind: kvpb.OpPut, Key: keys.NodeKey(rec.NodeID), Value: encodeNodeRecord(rec)},
 			{Kind: kvpb.OpCPut, Key: liveness.Key(rec.NodeID), Value: liveness.NewRecord(rec.NodeID, time.Now()).Encode(), ExpectAbsent: true},
 		}); err != nil {
-			return nil, rpcError(codes.Unavailable, err)
+			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
 	} else {
 		rec.NodeID = int32(newID)
 		s.log.Info("a join was retried: giving the node the ID it was given before and never used", "node_id", newID, "listen_addr", rec.ListenAddr)
 	}
 	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
-		return nil, rpcError(codes.Unavailable, err)
+		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	// The joiner is given the version active now, and only one its binary
 	// runs (the joiner's own check is the same, so it never refuses what it
@@ -942,10 +928,10 @@ func (s *Server) join(ctx context.Context, req *JoinRequest) (*JoinResponse, err
 				"node_id", rec.NodeID, "err", uerr,
 				"hint", fmt.Sprintf("decommission node %d (it never started)", rec.NodeID))
 		}
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
 	s.log.Info("admitted a new node", "node_id", newID, "listen_addr", rec.ListenAddr)
-	return &JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: cv.String()}, nil
+	return &nodeapi.JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: cv.String()}, nil
 }
 
 // undoJoin removes what join wrote for node id, which never started: its
@@ -983,7 +969,7 @@ func (s *Server) unstartedNodeAt(ctx context.Context, listenAddr string) (int64,
 		return 0, err
 	}
 	for _, e := range kvs {
-		var r NodeRecord
+		var r nodeapi.NodeRecord
 		if json.Unmarshal(e.Value, &r) != nil || r.ListenAddr != listenAddr {
 			continue
 		}
@@ -1003,13 +989,13 @@ func (s *Server) unstartedNodeAt(ctx context.Context, listenAddr string) (int64,
 
 // checkJoinerVersion refuses a joining node whose binary cannot run the
 // active cluster version.
-func (s *Server) checkJoinerVersion(rec NodeRecord) error {
+func (s *Server) checkJoinerVersion(rec nodeapi.NodeRecord) error {
 	return checkJoinerVersionAt(rec, s.ActiveVersion())
 }
 
 // checkJoinerVersionAt refuses a joining node whose binary cannot run
 // cluster version active.
-func checkJoinerVersionAt(rec NodeRecord, active clusterversion.Version) error {
+func checkJoinerVersionAt(rec nodeapi.NodeRecord, active clusterversion.Version) error {
 	bv, err := clusterversion.Parse(rec.BinaryVersion)
 	if err != nil {
 		return errors.WithHintf(errors.Newf("the joining node reports an unreadable binary version %q", rec.BinaryVersion),
@@ -1112,7 +1098,7 @@ func (s *Server) PushSchema(ctx context.Context, descs []catalog.TableDescriptor
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			if err := s.pool.Invoke(cctx, addr, methodSchemaPush, &SchemaMessage{Descriptors: descs}, &Empty{}); err != nil {
+			if _, err := s.node.SchemaPush(cctx, addr, &nodeapi.SchemaMessage{Descriptors: descs}); err != nil {
 				s.log.Debug("schema push failed; the peer will pull it", "peer", addr, "err", err)
 			}
 		}(addr)
@@ -1136,33 +1122,33 @@ func (s *Server) livePeerAddrs() []string {
 	return out
 }
 
-func (s *Server) schemaPush(_ context.Context, req *SchemaMessage) (*Empty, error) {
+func (s *Server) schemaPush(_ context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
 	s.mu.Lock()
 	exec := s.exec
 	s.mu.Unlock()
 	if exec == nil {
-		return nil, rpcError(codes.Unavailable, errors.New("SQL is not started on this node yet"))
+		return nil, nodeapi.WithCode(errors.New("SQL is not started on this node yet"), codes.Unavailable)
 	}
 	if st := s.g0.State(); !takesPreRaftSchema(st) {
 		// The pre-Raft path is closed here: what the sender applied
 		// locally reaches group 0 through the upgrade's schema sync.
-		return nil, rpcError(codes.FailedPrecondition, errors.Newf(
-			"node %d is in group 0 state %s and takes no pre-Raft schema pushes", s.NodeID(), st))
+		return nil, nodeapi.WithCode(errors.Newf(
+			"node %d is in group 0 state %s and takes no pre-Raft schema pushes", s.NodeID(), st), codes.FailedPrecondition)
 	}
 	if _, err := exec.Catalog().Merge(req.Descriptors); err != nil {
-		return nil, rpcError(codes.Internal, err)
+		return nil, nodeapi.WithCode(err, codes.Internal)
 	}
-	return &Empty{}, nil
+	return &nodeapi.Empty{}, nil
 }
 
-func (s *Server) schemaPull(context.Context, *Empty) (*SchemaMessage, error) {
+func (s *Server) schemaPull(context.Context, *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
 	s.mu.Lock()
 	exec := s.exec
 	s.mu.Unlock()
 	if exec == nil {
-		return nil, rpcError(codes.Unavailable, errors.New("SQL is not started on this node yet"))
+		return nil, nodeapi.WithCode(errors.New("SQL is not started on this node yet"), codes.Unavailable)
 	}
-	return &SchemaMessage{Descriptors: exec.Catalog().All()}, nil
+	return &nodeapi.SchemaMessage{Descriptors: exec.Catalog().All()}, nil
 }
 
 func (s *Server) publishSchemaDigest() {
@@ -1212,8 +1198,7 @@ func (s *Server) schemaSyncLoop() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			var resp SchemaMessage
-			err := s.pool.Invoke(ctx, m.Meta.ListenAddr, methodSchemaPull, &Empty{}, &resp)
+			resp, err := s.node.SchemaPull(ctx, m.Meta.ListenAddr, &nodeapi.Empty{})
 			cancel()
 			if err != nil {
 				continue
@@ -1226,16 +1211,4 @@ func (s *Server) schemaSyncLoop() {
 		}
 		s.publishSchemaDigest()
 	}
-}
-
-// InitCluster is the client side of `kvnode init`: it asks the node at host
-// (its --listen-addr) to bootstrap a new cluster.
-func InitCluster(ctx context.Context, host string) (*InitResponse, error) {
-	pool := rpc.NewPool()
-	defer pool.Close()
-	var resp InitResponse
-	if err := pool.Invoke(ctx, host, methodInit, &InitRequest{}, &resp); err != nil {
-		return nil, errors.Newf("%s", remoteMessage(err))
-	}
-	return &resp, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
@@ -257,7 +258,7 @@ func TestSecondProcessOnSameStoreFails(t *testing.T) {
 
 func TestInitTwiceIsRefused(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	_, err := server.InitCluster(context.Background(), c.Nodes[0].Config.ListenAddr)
+	_, err := nodeapi.InitCluster(context.Background(), c.Nodes[0].Config.ListenAddr)
 	if err == nil || !strings.Contains(err.Error(), "already been initialized") {
 		t.Fatalf("second init: %v", err)
 	}

@@ -13,51 +13,8 @@ import (
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeapi"
 )
-
-// Messages of the node-lifecycle calls of the kvnode.Node service.
-
-// NodeStatusRequest asks a node for the status of every node.
-type NodeStatusRequest struct{}
-
-// NodeStatus is one node as `kvnode node status` and the
-// crdb_internal.gossip_* views show it.
-type NodeStatus struct {
-	NodeID      int32  `json:"node_id"`
-	Address     string `json:"address"`      // --listen-addr
-	SQLAddress  string `json:"sql_address"`  // --sql-addr
-	HTTPAddress string `json:"http_address"` // --http-addr
-	// Build is the binary's release: what the node gossips if it is up,
-	// else the release it last started with.
-	Build string `json:"build"`
-	// StartedAt is when the node's process started (gossip), "" if unknown.
-	StartedAt string `json:"started_at"`
-	// UpdatedAt is the last write of its liveness record.
-	UpdatedAt  string `json:"updated_at"`
-	IsLive     bool   `json:"is_live"`
-	Membership string `json:"membership"`
-	IsDraining bool   `json:"is_draining"`
-	Epoch      int64  `json:"epoch"`
-	Expiration string `json:"expiration"`
-	// Status is liveness.Record.Status: live, draining, unavailable,
-	// dead, decommissioning or decommissioned.
-	Status string `json:"status"`
-	// Raft is the node's place in the data Raft group as the answering
-	// node sees it: voter, learner or none.
-	Raft string `json:"raft"`
-	// IsLeader: the node leads the data Raft group.
-	IsLeader bool `json:"is_leader"`
-	// PersistedVersion is the cluster version the node has persisted in
-	// its store (what its binary must be able to run to start on it): the
-	// answering node's own, the others' as they last gossiped it; "" if
-	// unknown (a node that is down and was never seen since the answering
-	// node started, or a release that does not gossip it). It is above the
-	// replicated version while a finalization step is persisted on some
-	// nodes and not yet recorded.
-	PersistedVersion string `json:"persisted_version"`
-
-	startedAt time.Time
-}
 
 // gossipKeyClusterVersion is the NodeMeta.Extra key under which a node
 // gossips the cluster version it has persisted (a hint for status views).
@@ -85,47 +42,6 @@ func (s *Server) publishClusterVersion() {
 	}
 }
 
-// NodeStatusResponse lists every node that ever got an ID.
-type NodeStatusResponse struct {
-	AnsweredBy int32 `json:"answered_by"`
-	// Stale is set when the data group could not answer in time and the
-	// node answered from its own, possibly stale, copy.
-	Stale bool         `json:"stale"`
-	Nodes []NodeStatus `json:"nodes"`
-}
-
-// DrainRequest asks the receiving node to drain.
-type DrainRequest struct{}
-
-// DrainResponse reports a finished drain.
-type DrainResponse struct {
-	NodeID          int32 `json:"node_id"`
-	OpenConnections int   `json:"open_connections"`
-}
-
-// MembershipRequest decommissions or recommissions nodes.
-type MembershipRequest struct {
-	NodeIDs   []int32 `json:"node_ids"`
-	Forwarded bool    `json:"forwarded"`
-}
-
-// MembershipResponse reports the status of the nodes of a
-// MembershipRequest after the change.
-type MembershipResponse struct {
-	Nodes []NodeStatus `json:"nodes"`
-}
-
-// LivenessRequest asks for one node's liveness record.
-type LivenessRequest struct {
-	NodeID int32 `json:"node_id"`
-}
-
-// LivenessResponse carries a liveness record.
-type LivenessResponse struct {
-	Found  bool            `json:"found"`
-	Record liveness.Record `json:"record"`
-}
-
 func (s *Server) gossipOrNil() *gossip.Gossip {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -135,9 +51,9 @@ func (s *Server) gossipOrNil() *gossip.Gossip {
 // NodeStatuses returns every node's status from linearizable reads, or an
 // error if the data group cannot answer in time (decisions such as the
 // upgrade finalization must not use a stale view).
-func (s *Server) NodeStatuses(ctx context.Context) ([]NodeStatus, error) {
+func (s *Server) NodeStatuses(ctx context.Context) ([]nodeapi.NodeStatus, error) {
 	if _, _, err := s.readyReplica(); err != nil {
-		return nil, errors.New(remoteMessage(err))
+		return nil, err
 	}
 	rows, stale := s.clusterStatus(ctx)
 	if stale {
@@ -151,7 +67,7 @@ func (s *Server) NodeStatuses(ctx context.Context) ([]NodeStatus, error) {
 // records (one rule: Record.IsLive), and the running binary and start time
 // from gossip. Reads are linearizable; if the data group cannot answer in
 // 3s, the node answers from its local copy and stale is set.
-func (s *Server) clusterStatus(ctx context.Context) (rows []NodeStatus, stale bool) {
+func (s *Server) clusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, stale bool) {
 	rep := s.lc().rep.Load()
 	if rep == nil {
 		return nil, true
@@ -170,17 +86,17 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []NodeStatus, stale bo
 		lkvs, _ = rep.ScanLocal(lstart, lend, 0, false)
 		nkvs, _ = rep.ScanLocal(nstart, nend, 0, false)
 	}
-	byID := map[int32]*NodeStatus{}
-	row := func(id int32) *NodeStatus {
+	byID := map[int32]*nodeapi.NodeStatus{}
+	row := func(id int32) *nodeapi.NodeStatus {
 		if r, ok := byID[id]; ok {
 			return r
 		}
-		r := &NodeStatus{NodeID: id, Membership: string(liveness.Active), Raft: "none"}
+		r := &nodeapi.NodeStatus{NodeID: id, Membership: string(liveness.Active), Raft: "none"}
 		byID[id] = r
 		return r
 	}
 	for _, e := range nkvs {
-		var n NodeRecord
+		var n nodeapi.NodeRecord
 		if json.Unmarshal(e.Value, &n) != nil {
 			continue
 		}
@@ -212,7 +128,6 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []NodeStatus, stale bo
 				r.Build = m.Meta.BinaryVersion
 			}
 			if !m.Meta.StartedAt.IsZero() {
-				r.startedAt = m.Meta.StartedAt
 				r.StartedAt = liveness.FormatTime(m.Meta.StartedAt.UnixNano())
 			}
 			if v := m.Meta.Extra[gossipKeyClusterVersion]; v != "" {

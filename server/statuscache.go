@@ -3,9 +3,10 @@ package server
 import (
 	"context"
 
-	"github.com/cockroachdb/errors"
 	"sync"
 	"time"
+
+	"github.com/cockroachdb/errors"
 )
 
 // statusCache holds the last UpgradeStatus this node computed, so that

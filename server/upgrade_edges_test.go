@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/console"
@@ -181,7 +182,7 @@ func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		resp, err := server.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
+		resp, err := nodeapi.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
 		if err != nil {
 			return err
 		}
@@ -259,12 +260,11 @@ func TestSetClusterVersionRPCRefusesVersionsOffTheLadder(t *testing.T) {
 	defer pool.Close()
 	for _, v := range []string{"1.0-step.5", "0.9", "1.1-step.7"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var resp server.SetClusterVersionResponse
-		err := pool.Invoke(ctx, c.Nodes[0].Config.ListenAddr, "/kvnode.Node/SetClusterVersion", &server.SetClusterVersionRequest{Version: v}, &resp)
+		resp, err := nodeapi.NewClient(pool).SetClusterVersion(ctx, c.Nodes[0].Config.ListenAddr, &nodeapi.SetClusterVersionRequest{Version: v})
 		cancel()
-		st, _ := status.FromError(err)
-		if err == nil || st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "not on the version ladder") ||
-			!strings.Contains(st.Message(), "1.0, 1.1-step.1, 1.1-step.2, 1.1, 2.0-step.1, 2.0") {
+		if err == nil || nodeapi.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "not on the version ladder") ||
+			!errors.Is(err, clusterversion.ErrUnknownVersion) ||
+			!strings.Contains(strings.Join(errors.GetAllHints(err), "\n"), "1.0, 1.1-step.1, 1.1-step.2, 1.1, 2.0-step.1, 2.0") {
 			t.Errorf("SetClusterVersion %s: %+v %v, want InvalidArgument naming the ladder", v, resp, err)
 		}
 		if got := c.Nodes[0].Server.ActiveVersion().String(); got != "1.0" {

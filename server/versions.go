@@ -15,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/upgrademanager"
@@ -53,21 +54,10 @@ func (s *Server) setActiveFromIdent(id string) {
 	}
 }
 
-// SetClusterVersionRequest asks a node to persist a new active version.
-type SetClusterVersionRequest struct {
-	Version string `json:"version"`
-}
-
-// SetClusterVersionResponse confirms it.
-type SetClusterVersionResponse struct {
-	NodeID  int32  `json:"node_id"`
-	Version string `json:"version"`
-}
-
-func (s *Server) setClusterVersion(_ context.Context, req *SetClusterVersionRequest) (*SetClusterVersionResponse, error) {
+func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVersionRequest) (*nodeapi.SetClusterVersionResponse, error) {
 	v, err := clusterversion.Parse(req.Version)
 	if err != nil {
-		return nil, rpcError(codes.InvalidArgument, err)
+		return nil, nodeapi.WithCode(err, codes.InvalidArgument)
 	}
 	if _, ok := clusterversion.Lookup(v); !ok {
 		// Only the ladder's versions exist: a node that persisted another
@@ -76,14 +66,14 @@ func (s *Server) setClusterVersion(_ context.Context, req *SetClusterVersionRequ
 		for _, k := range clusterversion.Keys() {
 			ladder = append(ladder, k.String())
 		}
-		return nil, rpcError(codes.InvalidArgument, errors.WithHintf(
+		return nil, nodeapi.WithCode(errors.WithHintf(
 			errors.Wrapf(clusterversion.ErrUnknownVersion, "cluster version %q is not on the version ladder; nothing was persisted", req.Version),
-			"the cluster versions are %s", strings.Join(ladder, ", ")))
+			"the cluster versions are %s", strings.Join(ladder, ", ")), codes.InvalidArgument)
 	}
 	if err := s.persistActiveVersion(v); err != nil {
-		return nil, rpcError(codes.FailedPrecondition, err)
+		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
-	return &SetClusterVersionResponse{NodeID: s.NodeID(), Version: s.ActiveVersion().String()}, nil
+	return &nodeapi.SetClusterVersionResponse{NodeID: s.NodeID(), Version: s.ActiveVersion().String()}, nil
 }
 
 // persistActiveVersion durably records v as this node's active version,
@@ -180,11 +170,8 @@ func (c upgradeCluster) PersistVersion(ctx context.Context, n autoupgrade.Node, 
 	if n.ID == s.NodeID() {
 		return s.persistActiveVersion(v)
 	}
-	var resp SetClusterVersionResponse
-	if err := s.pool.Invoke(ctx, n.Address, methodSetClusterVersion, &SetClusterVersionRequest{Version: v.String()}, &resp); err != nil {
-		return errors.Newf("%s", remoteMessage(err))
-	}
-	return nil
+	_, err := s.node.SetClusterVersion(ctx, n.Address, &nodeapi.SetClusterVersionRequest{Version: v.String()})
+	return err
 }
 
 func (c upgradeCluster) ResetPreserveDowngrade(ctx context.Context) error {
@@ -206,7 +193,7 @@ func (m migrationsOf) Run(ctx context.Context, v clusterversion.Version) error {
 }
 
 // upgradeInput gathers what a finalization decision depends on.
-func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []NodeStatus, error) {
+func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []nodeapi.NodeStatus, error) {
 	// Decide on the settings as they are now, not as cached: a RESET of the
 	// preserve option on another node must count at once.
 	if err := s.Settings().Refresh(ctx); err != nil {
@@ -227,7 +214,7 @@ func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []NodeSta
 }
 
 // autoupgradeNodes is the decision's view of the nodes.
-func autoupgradeNodes(statuses []NodeStatus) []autoupgrade.Node {
+func autoupgradeNodes(statuses []nodeapi.NodeStatus) []autoupgrade.Node {
 	out := make([]autoupgrade.Node, 0, len(statuses))
 	for _, n := range statuses {
 		bv, err := clusterversion.Parse(n.Build)
@@ -435,7 +422,7 @@ type UpgradeStatusNode struct {
 	IsLive        bool   `json:"is_live"`
 	Membership    string `json:"membership"`
 	Draining      bool   `json:"draining"`
-	// Status is liveness' one-word status (NodeStatus.Status).
+	// Status is liveness' one-word status (nodeapi.NodeStatus.Status).
 	Status string `json:"status"`
 	// Raft is the node's place in the data group; IsLeader marks its
 	// leader.
@@ -443,7 +430,7 @@ type UpgradeStatusNode struct {
 	IsLeader  bool   `json:"is_leader"`
 	StartedAt string `json:"started_at,omitempty"`
 	// PersistedVersion is the cluster version the node has persisted
-	// (NodeStatus.PersistedVersion; "" if unknown).
+	// (nodeapi.NodeStatus.PersistedVersion; "" if unknown).
 	PersistedVersion string `json:"persisted_version"`
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/migrations"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/sql/rowenc"
@@ -318,7 +319,7 @@ func TestDeadNodeBlocksUntilDecommissioned(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := server.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{deadID}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{deadID}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitVersion(t, c, "1.1")
@@ -366,7 +367,7 @@ func TestPartlyPersistedStepIsCompleted(t *testing.T) {
 	up := (int(victim[0]) + 1) % len(c.Nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := server.DecommissionNodes(ctx, c.Nodes[up].Config.ListenAddr, []int32{victim[1]}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[up].Config.ListenAddr, []int32{victim[1]}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.WaitFor(t, 60*time.Second, func() error {

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 )
 
@@ -201,7 +202,7 @@ func (c *demoCluster) startAll(ctx context.Context, rel clusterversion.Version) 
 	}
 	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := server.InitCluster(ictx, c.nodes[0].srv.RPCAddr()); err != nil {
+	if _, err := nodeapi.InitCluster(ictx, c.nodes[0].srv.RPCAddr()); err != nil {
 		return err
 	}
 	for i, nd := range c.nodes {
@@ -821,7 +822,7 @@ func (d *upgradeDemo) restart(ctx context.Context, nd *demoNode, rel clustervers
 	if nd.srv != nil {
 		d.printf("  > draining node %d (as `kvnode node drain --host=%s`)\n", nd.id, nd.cfg.ListenAddr)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := server.DrainNode(dctx, nd.srv.RPCAddr())
+		resp, err := nodeapi.DrainNode(dctx, nd.srv.RPCAddr())
 		cancel()
 		if err != nil {
 			d.printf("    drain: %s (stopping anyway: a stop drains too)\n", errText(err))

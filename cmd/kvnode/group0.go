@@ -6,9 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/spf13/cobra"
-
-	"github.com/kvnode/kvnode/server"
 )
 
 // `kvnode node group0-recover`: the last step of the group 0 recovery
@@ -46,7 +45,7 @@ Every step is idempotent: if the command fails part-way, run it again.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 			defer cancel()
-			plan, err := server.Group0Recover(ctx, f.host, true)
+			plan, err := nodeapi.Group0Recover(ctx, f.host, true)
 			if err != nil {
 				return err
 			}
@@ -56,7 +55,7 @@ Every step is idempotent: if the command fails part-way, run it again.`,
 				return nil
 			}
 			fmt.Println("\ncarrying the plan out...")
-			resp, err := server.Group0Recover(ctx, f.host, false)
+			resp, err := nodeapi.Group0Recover(ctx, f.host, false)
 			if err != nil {
 				return err
 			}

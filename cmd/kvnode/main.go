@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 )
 
@@ -147,7 +148,7 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 	}
 	if selfInit && s.NodeID() == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := server.InitCluster(ctx, s.RPCAddr())
+		_, err := nodeapi.InitCluster(ctx, s.RPCAddr())
 		cancel()
 		if err != nil {
 			_ = s.Stop(context.Background())
@@ -194,7 +195,7 @@ up to --timeout.`,
 			deadline := time.Now().Add(timeout)
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				resp, err := server.InitCluster(ctx, host)
+				resp, err := nodeapi.InitCluster(ctx, host)
 				cancel()
 				if err == nil {
 					fmt.Printf("Cluster successfully initialized (cluster ID %s, node %d).\n", resp.ClusterID, resp.NodeID)

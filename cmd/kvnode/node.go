@@ -10,9 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/spf13/cobra"
-
-	"github.com/kvnode/kvnode/server"
 )
 
 // `kvnode node …`: status, drain, decommission and recommission, each
@@ -83,7 +82,7 @@ all; a binary that cannot run it refuses to start on that store.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 			defer cancel()
-			resp, err := server.GetNodeStatus(ctx, f.host)
+			resp, err := nodeapi.GetNodeStatus(ctx, f.host)
 			if err != nil {
 				return err
 			}
@@ -98,7 +97,7 @@ all; a binary that cannot run it refuses to start on that store.`,
 	return cmd
 }
 
-func printStatus(w io.Writer, nodes []server.NodeStatus) {
+func printStatus(w io.Writer, nodes []nodeapi.NodeStatus) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "id\taddress\tsql_address\tbuild\tstarted_at\tupdated_at\tis_live\tmembership\tis_draining\tpersisted_version")
 	for _, n := range nodes {
@@ -108,7 +107,7 @@ func printStatus(w io.Writer, nodes []server.NodeStatus) {
 	_ = tw.Flush()
 }
 
-func printProgress(w io.Writer, nodes []server.NodeStatus) {
+func printProgress(w io.Writer, nodes []nodeapi.NodeStatus) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "id\tis_live\traft_member\tmembership\tis_draining")
 	for _, n := range nodes {
@@ -141,7 +140,7 @@ restart it, which ends the drain.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 			defer cancel()
-			resp, err := server.DrainNode(ctx, f.host)
+			resp, err := nodeapi.DrainNode(ctx, f.host)
 			if err != nil {
 				return err
 			}
@@ -184,7 +183,7 @@ or if the voters that remain would not have a live majority.
 			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 			defer cancel()
 			first := true
-			err = server.DecommissionNodes(ctx, f.host, ids, wait == "all", func(nodes []server.NodeStatus) {
+			err = nodeapi.DecommissionNodes(ctx, f.host, ids, wait == "all", func(nodes []nodeapi.NodeStatus) {
 				if !first {
 					fmt.Println()
 				}
@@ -224,7 +223,7 @@ for a decommissioned node, or one already removed from the data Raft group.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 			defer cancel()
-			resp, err := server.RecommissionNodes(ctx, f.host, ids)
+			resp, err := nodeapi.RecommissionNodes(ctx, f.host, ids)
 			if err != nil {
 				return err
 			}

@@ -6,9 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/spf13/cobra"
-
-	"github.com/kvnode/kvnode/server"
 )
 
 // `kvnode node recover`: re-form the cluster on the survivors of a majority
@@ -51,7 +50,7 @@ If the command fails part-way, run it again: it finishes what was started.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 			defer cancel()
-			plan, err := server.Recover(ctx, f.host, server.RecoverRequest{DryRun: true, Force: force})
+			plan, err := nodeapi.Recover(ctx, f.host, nodeapi.RecoverRequest{DryRun: true, Force: force})
 			if err != nil {
 				return err
 			}
@@ -61,7 +60,7 @@ If the command fails part-way, run it again: it finishes what was started.`,
 				return nil
 			}
 			fmt.Println("\ncarrying the plan out...")
-			resp, err := server.Recover(ctx, f.host, server.RecoverRequest{Force: force})
+			resp, err := nodeapi.Recover(ctx, f.host, nodeapi.RecoverRequest{Force: force})
 			if err != nil {
 				return err
 			}

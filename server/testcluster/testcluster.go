@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/testutil"
 )
@@ -73,7 +74,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	t.Cleanup(c.StopAll)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := server.InitCluster(ctx, c.Nodes[0].Config.ListenAddr); err != nil {
+	if _, err := nodeapi.InitCluster(ctx, c.Nodes[0].Config.ListenAddr); err != nil {
 		t.Fatalf("kvnode init: %v", err)
 	}
 	for i := range c.Nodes {

@@ -1,4 +1,4 @@
-package server
+package nodeapi
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -14,20 +15,18 @@ import (
 	"github.com/kvnode/kvnode/rpc"
 )
 
-// The client side of `kvnode node …`: each function dials the node at host
-// (its --listen-addr) and calls one method of the kvnode.Node service.
+// The client side of the CLI (`kvnode init`, `kvnode node …`): each
+// function dials the node at host (its --listen-addr), makes one call of
+// the kvnode.Node service and closes the connection.
 
-// clientError turns an RPC error into what the CLI prints: the remote
-// message (which carries its hint), or, if the node could not be reached,
-// a sentence that says so.
+// clientError turns an error of a call into what the CLI prints: the
+// remote error as the node returned it (message and hints), or, if the
+// node could not be reached, a sentence that says so.
 func clientError(host string, err error) error {
 	st, ok := status.FromError(err)
-	if ok && (st.Code() == codes.Unavailable && isConnError(st.Message()) || st.Code() == codes.DeadlineExceeded) {
+	if ok && (st.Code() == codes.Unavailable && IsConnError(st.Message()) || st.Code() == codes.DeadlineExceeded) {
 		return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %s", host, st.Message()),
 			"check --host: it is the --listen-addr of a running node; nothing was changed")
-	}
-	if ok {
-		return errors.Newf("%s", st.Message())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %v", host, err),
@@ -36,7 +35,9 @@ func clientError(host string, err error) error {
 	return err
 }
 
-func isConnError(msg string) bool {
+// IsConnError reports whether msg, the message of a failed call, says
+// the connection failed (rather than the remote node refusing).
+func IsConnError(msg string) bool {
 	for _, s := range []string{"connection refused", "connection error", "dial", "no such host", "i/o timeout", "EOF"} {
 		if strings.Contains(strings.ToLower(msg), strings.ToLower(s)) {
 			return true
@@ -45,31 +46,32 @@ func isConnError(msg string) bool {
 	return false
 }
 
-func invoke[Req, Resp any](ctx context.Context, host, method string, req *Req) (*Resp, error) {
+func invoke[Req, Resp any](ctx context.Context, host string,
+	call func(*Client, context.Context, string, *Req, ...grpc.CallOption) (*Resp, error), req *Req) (*Resp, error) {
 	pool := rpc.NewPool()
 	defer pool.Close()
-	var resp Resp
-	if err := pool.Invoke(ctx, host, method, req, &resp); err != nil {
+	resp, err := call(NewClient(pool), ctx, host, req)
+	if err != nil {
 		return nil, clientError(host, err)
 	}
-	return &resp, nil
+	return resp, nil
 }
 
 // GetNodeStatus asks the node at host for the status of every node.
 func GetNodeStatus(ctx context.Context, host string) (*NodeStatusResponse, error) {
-	return invoke[NodeStatusRequest, NodeStatusResponse](ctx, host, methodNodeStatus, &NodeStatusRequest{})
+	return invoke(ctx, host, (*Client).NodeStatus, &NodeStatusRequest{})
 }
 
 // DrainNode drains the node at host: it stops accepting SQL connections,
 // lets open ones finish, moves Raft leadership away and reports not ready;
 // it stays up.
 func DrainNode(ctx context.Context, host string) (*DrainResponse, error) {
-	return invoke[DrainRequest, DrainResponse](ctx, host, methodDrain, &DrainRequest{})
+	return invoke(ctx, host, (*Client).Drain, &DrainRequest{})
 }
 
 // RecommissionNodes reverses unfinished decommissions.
 func RecommissionNodes(ctx context.Context, host string, ids []int32) (*MembershipResponse, error) {
-	return invoke[MembershipRequest, MembershipResponse](ctx, host, methodRecommission, &MembershipRequest{NodeIDs: ids})
+	return invoke(ctx, host, (*Client).Recommission, &MembershipRequest{NodeIDs: ids})
 }
 
 // DecommissionNodes marks the nodes decommissioning (after the quorum
@@ -79,7 +81,7 @@ func RecommissionNodes(ctx context.Context, host string, ids []int32) (*Membersh
 // targets' status whenever it changes. If the node at host goes away
 // meanwhile (it may be one of the targets), it asks the others.
 func DecommissionNodes(ctx context.Context, host string, ids []int32, wait bool, progress func([]NodeStatus)) error {
-	resp, err := invoke[MembershipRequest, MembershipResponse](ctx, host, methodDecommission, &MembershipRequest{NodeIDs: ids})
+	resp, err := invoke(ctx, host, (*Client).Decommission, &MembershipRequest{NodeIDs: ids})
 	if err != nil {
 		return err
 	}
@@ -158,4 +160,27 @@ func sameProgress(a, b []NodeStatus) bool {
 		}
 	}
 	return true
+}
+
+// InitCluster asks the node at host to bootstrap a new cluster (`kvnode
+// init`).
+func InitCluster(ctx context.Context, host string) (*InitResponse, error) {
+	return invoke(ctx, host, (*Client).Init, &InitRequest{})
+}
+
+// Group0Recover asks the node at host to run (or, with dryRun, only plan)
+// the group 0 recovery procedure.
+func Group0Recover(ctx context.Context, host string, dryRun bool) (*Group0RecoverResponse, error) {
+	return invoke(ctx, host, (*Client).Group0Recover, &Group0RecoverRequest{DryRun: dryRun})
+}
+
+// GetGroup0State asks the node at host for its own group 0 state.
+func GetGroup0State(ctx context.Context, host string) (*Group0StateResponse, error) {
+	return invoke(ctx, host, (*Client).Group0State, &Group0StateRequest{})
+}
+
+// Recover asks the node at host to run (or, with req.DryRun, only plan)
+// the recovery from a lost majority.
+func Recover(ctx context.Context, host string, req RecoverRequest) (*RecoverResponse, error) {
+	return invoke(ctx, host, (*Client).Recover, &req)
 }
