@@ -25,7 +25,14 @@
 //     liveness heartbeat, the cluster-settings refresh (package settings)
 //     and the decommission loop.
 //
-// Node lifecycle (lifecycle.go, decommission.go, status.go, client.go):
+// Node control: the kvnode.Node service's messages, method names and client
+// live in package nodeapi; node_service.go serves it with the methods of
+// *Server, and every call to another node goes through s.node (a
+// nodeapi.Client). A handler returns its error with nodeapi.WithCode (the
+// gRPC code); nodeapi sends it whole, so a forwarding node returns the
+// error it got, with its hints and marks, never a text copy.
+//
+// Node lifecycle (lifecycle.go, decommission.go, status.go):
 // `kvnode node status` reads every node's record, liveness record and
 // gossip metadata (also the crdb_internal.gossip_nodes and gossip_liveness
 // views); `kvnode node drain` stops SQL, moves Raft leadership away and sets

@@ -172,15 +172,30 @@ func (s *Server) waitGroup0Config(ctx context.Context, gen uint64, want []int32)
 	}
 }
 
+// forEachNode calls fn for every node. One failure is returned whole (its
+// hints and marks kept), as "node N: …"; several are listed in one message
+// that keeps every hint.
 func forEachNode(ids []int32, fn func(int32) error) error {
-	var errs []string
+	var errs []error
 	for _, id := range ids {
 		if err := fn(id); err != nil {
-			errs = append(errs, fmt.Sprintf("node %d: %v", id, err))
+			errs = append(errs, errors.Wrapf(err, "node %d", id))
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Newf("%s", strings.Join(errs, "; "))
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
 	}
-	return nil
+	var msgs, hints []string
+	for _, err := range errs {
+		msgs = append(msgs, err.Error())
+		hints = append(hints, errors.GetAllHints(err)...)
+	}
+	err := errors.New(strings.Join(msgs, "; "))
+	for _, h := range slices.Compact(hints) {
+		err = errors.WithHint(err, h)
+	}
+	return err
 }

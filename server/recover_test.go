@@ -93,7 +93,8 @@ func TestRecoverLostMajority(t *testing.T) {
 	step := "admit"
 	failAt.Store(&step)
 	if _, err := nodeapi.Recover(ctx, c.Nodes[0].Config.ListenAddr, nodeapi.RecoverRequest{}); err == nil ||
-		!strings.Contains(err.Error(), "injected failure before step admit") || !strings.Contains(err.Error(), "run `kvnode node recover` again") {
+		!strings.Contains(err.Error(), "injected failure before step admit") ||
+		!strings.Contains(strings.Join(errors.GetAllHints(err), "\n"), "run `kvnode node recover` again") {
 		t.Fatalf("interrupted recovery: %v", err)
 	}
 	failAt.Store(nil)
