@@ -38,7 +38,14 @@ type badSetting struct {
 // version active whose nodes all run release binary, with the preserve
 // option at preserve ("" for unset).
 func badSettingsAt(active, binary, preserve string) []badSetting {
-	const invalid = "22023" // invalid_parameter_value
+	// Each refusal has its SQLSTATE (issue 16): 22023 only for a value that
+	// names no release, 0A000 for what kvnode does not do, 55000 for a
+	// cluster not ready to finalize.
+	const (
+		invalid     = "22023" // invalid_parameter_value
+		unsupported = "0A000" // feature_not_supported
+		notReady    = "55000" // object_not_in_prerequisite_state
+	)
 	out := []badSetting{
 		{"SET CLUSTER SETTING version = 'banana'", invalid, []string{"banana", "malformed"}},
 		{"SET CLUSTER SETTING version = ''", invalid, []string{"malformed"}},
@@ -48,7 +55,7 @@ func badSettingsAt(active, binary, preserve string) []badSetting {
 		{"SET CLUSTER SETTING version = '3.0'", invalid, []string{"3.0", "unknown"}},
 		{"SET CLUSTER SETTING version = '1.1-step.1'", invalid, []string{"1.1-step.1"}},
 		{"SET CLUSTER SETTING version = 11", invalid, []string{"string"}},
-		{"RESET CLUSTER SETTING version", invalid, []string{"cannot be reset"}},
+		{"RESET CLUSTER SETTING version", unsupported, []string{"cannot be reset"}},
 		{"SET CLUSTER SETTING cluster.preserve_downgrade_option = 'banana'", "", []string{"banana", active}},
 	}
 	for _, v := range []string{r10, r11, r20} {
@@ -61,17 +68,17 @@ func badSettingsAt(active, binary, preserve string) []badSetting {
 		stmt := fmt.Sprintf("SET CLUSTER SETTING version = '%s'", v)
 		switch {
 		case older(v, active):
-			out = append(out, badSetting{stmt, invalid, []string{"downgrade", active, v}})
+			out = append(out, badSetting{stmt, unsupported, []string{"downgrade", active, v}})
 		case v == active:
 			// A no-op, allowed.
 		case preserve != "":
-			out = append(out, badSetting{stmt, invalid, []string{"preserve_downgrade_option", preserve, "RESET"}})
+			out = append(out, badSetting{stmt, notReady, []string{"preserve_downgrade_option", preserve, "RESET"}})
 		case older(binary, v):
-			out = append(out, badSetting{stmt, invalid, []string{"running " + binary, "cannot run cluster version " + v}})
+			out = append(out, badSetting{stmt, notReady, []string{"running " + binary, "cannot run cluster version " + v}})
 		}
 	}
 	if preserve != "" && active != binary {
-		out = append(out, badSetting{"SET CLUSTER SETTING version = crdb_internal.node_executable_version()", invalid,
+		out = append(out, badSetting{"SET CLUSTER SETTING version = crdb_internal.node_executable_version()", notReady,
 			[]string{"preserve_downgrade_option"}})
 	}
 	return out
