@@ -238,6 +238,19 @@ func checkStoreVersion(id storage.Ident, bv clusterversion.Version) error {
 		return errors.Wrapf(err, "store has an unreadable cluster version")
 	}
 	minV := clusterversion.MinSupported(bv)
+	if bv.Less(v) && !v.IsRelease() {
+		// A finalization persisted an internal step of the next release
+		// here (its fence first), and perhaps not yet on every node: the
+		// operator rolling back must learn that this node cannot, and
+		// which release it needs (never "release 1.1-step.1").
+		rel := clusterversion.Version{Major: v.Major, Minor: v.Minor}
+		return errors.WithHintf(errors.Newf(
+			"this binary is release %s but the store's cluster version is %s: a finalization to %s persisted its fence "+
+				"on this node, so this store can no longer run release %s", bv, v, rel, bv),
+			"run a binary of release %s or newer on this store; the upgrade to %s cannot be rolled back on this node. "+
+				"SHOW UPGRADE STATUS lists each node's persisted_version; the finalization completes by itself once every node runs %s",
+			rel, rel, rel)
+	}
 	if bv.Less(v) {
 		return errors.WithHintf(errors.Newf(
 			"this binary is release %s but the store's cluster version is %s", bv, v),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 )
 
@@ -193,17 +194,8 @@ func (p *Group0Pause) pauseUntilFile(ctx context.Context, pt *group0PausePoint, 
 	}
 	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action "+
 		"until the release file exists", "file", pt.file, "action", a.Waiting)
-	marker := pt.file + ".paused"
-	body := fmt.Sprintf("pid %d\nstep %s\naction %s\n", os.Getpid(), a.Step, a.Waiting)
-	// Written whole, then renamed: a reader never sees half of it.
-	tmp := fmt.Sprintf("%s.%d.tmp", marker, os.Getpid())
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err == nil {
-		if err := os.Rename(tmp, marker); err != nil {
-			p.log.Warn(Group0PauseEnv+": could not write the pause marker", "file", marker, "err", err)
-		}
-	} else {
-		p.log.Warn(Group0PauseEnv+": could not write the pause marker", "file", marker, "err", err)
-	}
+	writePauseMarker(p.log, Group0PauseEnv, pt.file+".paused",
+		fmt.Sprintf("pid %d\nstep %s\naction %s\n", os.Getpid(), a.Step, a.Waiting))
 	start := time.Now()
 	tick := time.NewTicker(p.poll)
 	defer tick.Stop()
@@ -218,5 +210,143 @@ func (p *Group0Pause) pauseUntilFile(ctx context.Context, pt *group0PausePoint, 
 				"step", string(a.Step), "paused", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
+	}
+}
+
+// VersionStepPauseEnv names the environment variable that makes a `kvnode
+// start` process pause a finalization it coordinates before it persists
+// chosen ladder steps: the process-level counterpart of
+// Knobs.BeforeVersionStep, for roachtest scenarios that must act after the
+// coordinator read the node list for a step and before the step reached
+// the nodes (kill a node there, so that the step is persisted on some
+// nodes only). TESTING ONLY: a node started with it logs a warning at
+// start and at every pause.
+//
+// The value is one or more pause points separated by commas, each
+// <step>:<absolute path>: before persisting <step> (a version of the
+// ladder, such as 1.1-step.1), wait until the file exists (a scenario
+// creates it to release the pause); when the wait begins, the node writes
+// "<path>.paused" with its pid and the step. A step whose file exists
+// passes at once. For example
+//
+//	KVNODE_TESTING_VERSION_STEP_PAUSE=1.1-step.1:/tmp/t/release-fence
+//
+// A pause ends early, with an error that stops this finalization attempt,
+// when the finalization's context ends (the SQL statement's, or the node
+// stopping). An unset or empty variable is production; any other value
+// that does not parse refuses the start, naming the ladder.
+const VersionStepPauseEnv = "KVNODE_TESTING_VERSION_STEP_PAUSE"
+
+// VersionStepPause is a parsed KVNODE_TESTING_VERSION_STEP_PAUSE: a
+// Knobs.VersionStepPause. Safe for concurrent use.
+type VersionStepPause struct {
+	log    *slog.Logger
+	points map[clusterversion.Version]string // step -> release file
+	poll   time.Duration
+}
+
+func ladderList() string {
+	var names []string
+	for _, k := range clusterversion.Keys() {
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+// ParseVersionStepPause parses a value of KVNODE_TESTING_VERSION_STEP_PAUSE
+// (see VersionStepPauseEnv). log receives the warnings of each pause (nil:
+// discarded).
+func ParseVersionStepPause(value string, log *slog.Logger) (*VersionStepPause, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &VersionStepPause{log: log, points: map[clusterversion.Version]string{}, poll: 50 * time.Millisecond}
+	fail := func(format string, args ...any) error {
+		return errors.WithHintf(errors.Newf("invalid %s=%q: %s", VersionStepPauseEnv, value, fmt.Sprintf(format, args...)),
+			"%s is for tests only: unset it, or set it to <step>:<absolute path of a file whose creation releases the pause>, "+
+				"several separated by commas; the steps are the cluster versions %s", VersionStepPauseEnv, ladderList())
+	}
+	for _, entry := range strings.Split(value, ",") {
+		entry = strings.TrimSpace(entry)
+		name, file, ok := strings.Cut(entry, ":")
+		name, file = strings.TrimSpace(name), strings.TrimSpace(file)
+		if !ok || name == "" || file == "" {
+			return nil, fail("%q is not <step>:<file>", entry)
+		}
+		v, err := clusterversion.Parse(name)
+		if err != nil {
+			return nil, fail("%q is not a cluster version", name)
+		}
+		if _, ok := clusterversion.Lookup(v); !ok {
+			return nil, fail("%s is not a cluster version of the ladder (%s)", v, ladderList())
+		}
+		if _, dup := p.points[v]; dup {
+			return nil, fail("step %s is given twice", v)
+		}
+		if !filepath.IsAbs(file) {
+			return nil, fail("%q after %s is not an absolute file path", file, v)
+		}
+		p.points[v] = filepath.Clean(file)
+	}
+	return p, nil
+}
+
+// VersionStepPauseFromEnv reads KVNODE_TESTING_VERSION_STEP_PAUSE for
+// `kvnode start`: nil if it is unset or empty (production), the pause after
+// a loud warning if it is set, an error naming the ladder if it is invalid.
+func VersionStepPauseFromEnv(log *slog.Logger) (func(context.Context, clusterversion.Version) error, error) {
+	value := os.Getenv(VersionStepPauseEnv)
+	if strings.TrimSpace(value) == "" {
+		return nil, nil
+	}
+	p, err := ParseVersionStepPause(value, log)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Warn("TESTING ONLY: "+VersionStepPauseEnv+" is set: this node pauses a finalization it coordinates before "+
+		"persisting the named steps; never set it in production", "value", value)
+	return p.Hook, nil
+}
+
+// Hook is the Knobs.VersionStepPause: before step, it waits until the
+// step's release file exists, and returns an error only if ctx ends first.
+func (p *VersionStepPause) Hook(ctx context.Context, step clusterversion.Version) error {
+	file, ok := p.points[step]
+	if !ok {
+		return nil
+	}
+	if _, err := os.Stat(file); err == nil {
+		return nil
+	}
+	p.log.Warn("TESTING ONLY: "+VersionStepPauseEnv+": pausing the finalization before persisting "+step.String()+
+		" until the release file exists", "file", file)
+	writePauseMarker(p.log, VersionStepPauseEnv, file+".paused", fmt.Sprintf("pid %d\nstep %s\n", os.Getpid(), step))
+	start := time.Now()
+	tick := time.NewTicker(p.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.Wrapf(ctx.Err(), "%s: paused before persisting %s until %s exists", VersionStepPauseEnv, step, file)
+		case <-tick.C:
+		}
+		if _, err := os.Stat(file); err == nil {
+			p.log.Warn("TESTING ONLY: "+VersionStepPauseEnv+": released; the finalization continues",
+				"step", step.String(), "paused", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+	}
+}
+
+// writePauseMarker writes a pause's marker file whole, then renames it
+// into place: a reader never sees half of it.
+func writePauseMarker(log *slog.Logger, env, marker, body string) {
+	tmp := fmt.Sprintf("%s.%d.tmp", marker, os.Getpid())
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err == nil {
+		if err := os.Rename(tmp, marker); err != nil {
+			log.Warn(env+": could not write the pause marker", "file", marker, "err", err)
+		}
+	} else {
+		log.Warn(env+": could not write the pause marker", "file", marker, "err", err)
 	}
 }

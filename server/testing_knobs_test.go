@@ -15,6 +15,7 @@ import (
 
 	crdberrors "github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/testutil"
@@ -202,5 +203,93 @@ func TestGroup0PauseForDuration(t *testing.T) {
 	start = time.Now()
 	if err := p.Hook(ctx, group0.Action{Step: group0.StepJoin}); err != nil || time.Since(start) > 200*time.Millisecond {
 		t.Fatalf("second join action: %v after %s, want no pause", err, time.Since(start))
+	}
+}
+
+// TestVersionStepPause: KVNODE_TESTING_VERSION_STEP_PAUSE names ladder
+// steps with release files; a step pauses until its file exists (writing
+// its marker with pid and step), other steps pass, a released step passes
+// at once, and the pause ends with its context.
+func TestVersionStepPause(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ value, want string }{
+		{"1.1-step.1", `"1.1-step.1" is not <step>:<file>`},
+		{"1.1-step.7:/tmp/x", "1.1-step.7 is not a cluster version of the ladder (1.0, 1.1-step.1"},
+		{"banana:/tmp/x", `"banana" is not a cluster version`},
+		{"1.1-step.1:release", `"release" after 1.1-step.1 is not an absolute file path`},
+		{"1.1-step.1:/tmp/x,1.1-step.1:/tmp/y", "step 1.1-step.1 is given twice"},
+	} {
+		_, err := server.ParseVersionStepPause(tc.value, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), server.VersionStepPauseEnv) {
+			t.Errorf("%q: error %v, want it to say %q", tc.value, err, tc.want)
+		}
+	}
+	t.Setenv(server.VersionStepPauseEnv, "")
+	if hook, err := server.VersionStepPauseFromEnv(nil); hook != nil || err != nil {
+		t.Fatalf("empty: hook %v, err %v", hook != nil, err)
+	}
+	release := filepath.Join(dir, "release-fence")
+	var logs syncBuffer
+	t.Setenv(server.VersionStepPauseEnv, "1.1-step.1:"+release+", 2.0-step.1:"+filepath.Join(dir, "never"))
+	hook, err := server.VersionStepPauseFromEnv(slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || hook == nil {
+		t.Fatalf("set: hook %v, err %v", hook != nil, err)
+	}
+	ctx := context.Background()
+	step := func(s string) clusterversion.Version {
+		v, err := clusterversion.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err := hook(ctx, step("1.1-step.2")); err != nil {
+		t.Fatalf("a step without a pause: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- hook(ctx, step("1.1-step.1")) }()
+	var marker []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if marker, err = os.ReadFile(release + ".paused"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pause marker after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if want := fmt.Sprintf("pid %d\nstep 1.1-step.1\n", os.Getpid()); string(marker) != want {
+		t.Fatalf("marker %q, want %q", marker, want)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the pause ended before its file existed: %v", err)
+	default:
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pause did not end 10s after its file appeared")
+	}
+	if err := hook(ctx, step("1.1-step.1")); err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := hook(cctx, step("2.0-step.1")); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "paused before persisting 2.0-step.1") {
+		t.Fatalf("a pause whose context ends: %v", err)
+	}
+	out := logs.String()
+	for _, want := range []string{"TESTING ONLY", "never set it in production", "pausing the finalization before persisting 1.1-step.1", "released"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log does not say %q:\n%s", want, out)
+		}
 	}
 }

@@ -142,6 +142,7 @@ func (s *Server) newUpgradeManager() *upgrademanager.Manager {
 		Migrations: migrationsOf{s},
 		Log:        s.log,
 		BeforeStep: s.cfg.Knobs.BeforeVersionStep,
+		StepPause:  s.cfg.Knobs.VersionStepPause,
 	})
 }
 

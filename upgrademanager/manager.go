@@ -54,6 +54,10 @@ type Config struct {
 	// BeforeStep, if set, runs before each step is persisted; an error
 	// stops the migration there (a testing knob).
 	BeforeStep func(step clusterversion.Version) error
+	// StepPause, if set, runs right after BeforeStep with the migration's
+	// context, so that a pause ends with it (a testing knob:
+	// KVNODE_TESTING_VERSION_STEP_PAUSE).
+	StepPause func(ctx context.Context, step clusterversion.Version) error
 	// PersistTimeout bounds persisting a step on one node (default 10s).
 	PersistTimeout time.Duration
 }
@@ -137,6 +141,11 @@ func (m *Manager) Migrate(ctx context.Context, target clusterversion.Version) er
 		m.inProgress.Store(&msg)
 		if hook := m.cfg.BeforeStep; hook != nil {
 			if err := hook(step); err != nil {
+				return err
+			}
+		}
+		if pause := m.cfg.StepPause; pause != nil {
+			if err := pause(ctx, step); err != nil {
 				return err
 			}
 		}

@@ -125,10 +125,14 @@ Raft leadership moves away) and then stops it.`,
 		if err != nil {
 			return err
 		}
+		stepPause, err := server.VersionStepPauseFromEnv(log)
+		if err != nil {
+			return err
+		}
 		s, err := server.New(server.Config{
 			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
 			HTTPAddr: f.http, Join: f.join, Logger: log, AutoUpgradeInterval: f.autoUpgradeInterval,
-			Knobs: server.Knobs{Group0Hook: group0Pause},
+			Knobs: server.Knobs{Group0Hook: group0Pause, VersionStepPause: stepPause},
 		})
 		if err != nil {
 			return err
