@@ -102,6 +102,22 @@ func (n *Node) Decommission(ctx context.Context, target *Node) (string, error) {
 	return out, nil
 }
 
+// Recommission runs `kvnode node recommission ID --host=<n's listen addr>`
+// with n's binary and returns its output; err is set if it exited with an
+// error (the output then says why).
+func (n *Node) Recommission(ctx context.Context, id int) (string, error) {
+	bin := n.Binary()
+	if bin == nil || !n.Running() {
+		return "", errors.Newf("cannot recommission through %s: it is not running", n)
+	}
+	out, err := n.c.runCLI(ctx, bin, "cli.log", "node", "recommission", strconv.Itoa(id), "--host="+n.ListenAddr)
+	if err != nil {
+		return out, errors.Wrapf(err, "kvnode node recommission %d --host=%s: %s", id, n.ListenAddr, out)
+	}
+	n.c.logf("%s: recommissioned node ID %d: %s", n, id, firstLine(out))
+	return out, nil
+}
+
 // Drain runs `kvnode node drain --host=<n's listen addr>` with n's binary.
 func (n *Node) Drain(ctx context.Context) (string, error) {
 	bin := n.Binary()

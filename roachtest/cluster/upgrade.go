@@ -43,6 +43,10 @@ type UpgradeNode struct {
 	IsLive        bool   `json:"is_live"`
 	Membership    string `json:"membership"`
 	Draining      bool   `json:"draining"`
+	// PersistedVersion is the cluster version the node persisted in its
+	// store ("" if the answering node does not know it, or a release that
+	// does not report it).
+	PersistedVersion string `json:"persisted_version"`
 }
 
 // UpgradeBlocker is one reason the cluster does not finalize, with its fix.
@@ -304,4 +308,85 @@ func (c *Cluster) Wipe() error {
 	}
 	c.logf("wiped every node's store: the next plan starts a new cluster")
 	return nil
+}
+
+// ConsoleStatus is the part of GET /_status/console (the status page's
+// facts and banners as JSON) that scenarios check. Raw is the body.
+type ConsoleStatus struct {
+	ClusterVersion string          `json:"cluster_version"`
+	ActiveVersion  string          `json:"active_version"`
+	Nodes          []ConsoleNode   `json:"nodes"`
+	Banners        []ConsoleBanner `json:"banners"`
+	Raw            string          `json:"-"`
+}
+
+// ConsoleNode is one node row of the status page.
+type ConsoleNode struct {
+	NodeID           int    `json:"node_id"`
+	BinaryVersion    string `json:"binary_version"`
+	Live             bool   `json:"is_live"`
+	Membership       string `json:"membership"`
+	PersistedVersion string `json:"persisted_version"`
+}
+
+// ConsoleBanner is one banner of the status page: what the operator is
+// told, and the commands that fix it.
+type ConsoleBanner struct {
+	Kind     string   `json:"kind"`
+	Severity string   `json:"severity"`
+	NodeID   int      `json:"node_id"`
+	Title    string   `json:"title"`
+	Detail   string   `json:"detail"`
+	Fix      []string `json:"fix"`
+}
+
+// String is "kind: title detail (fix: ...)".
+func (b ConsoleBanner) String() string {
+	return fmt.Sprintf("%s: %s %s (fix: %s)", b.Kind, b.Title, b.Detail, strings.Join(b.Fix, "; "))
+}
+
+// Text is every banner, one a line: what a scenario searches for advice.
+func (c *ConsoleStatus) Text() string {
+	var lines []string
+	for _, b := range c.Banners {
+		lines = append(lines, b.String())
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Console reads GET /_status/console.
+func (n *Node) Console(ctx context.Context) (*ConsoleStatus, error) {
+	body, err := n.get(ctx, "/_status/console")
+	if err != nil {
+		return nil, err
+	}
+	st := &ConsoleStatus{Raw: body}
+	if err := json.Unmarshal([]byte(body), st); err != nil {
+		return nil, errors.Wrapf(err, "%s: GET /_status/console answered %q", n, firstLine(body))
+	}
+	return st, nil
+}
+
+// MoveStoreAside renames the stopped node's store to its path plus
+// "."+suffix (kept for the artifacts) and forgets its node ID: the next
+// start runs on a new, empty store and joins as a new node, as an operator
+// does with a machine whose node was decommissioned.
+func (n *Node) MoveStoreAside(suffix string) (string, error) {
+	if n.Running() {
+		return "", errors.AssertionFailedf("%s is running; stop it before moving its store", n)
+	}
+	aside := n.StoreDir + "." + suffix
+	if err := os.Rename(n.StoreDir, aside); err != nil {
+		return "", errors.Wrapf(err, "%s: moving its store aside", n)
+	}
+	n.mu.Lock()
+	n.nodeID = 0
+	n.mu.Unlock()
+	if f, err := os.OpenFile(n.LogPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		fmt.Fprintf(f, "\n=== roachtest %s: moved %s's store to %s: the next start is on a new, empty store\n",
+			time.Now().Format(time.RFC3339Nano), n, aside)
+		_ = f.Close()
+	}
+	n.c.logf("%s: store moved to %s", n, aside)
+	return aside, nil
 }

@@ -16,7 +16,9 @@ func registerRFCTestPlan(r *registry.Registry) {
 	const desc = "CockroachDB's RFC \"Finalize cluster upgrades automatically\" test plan under the workload: at 1.0, " +
 		"preserve_downgrade_option = '1.0', rolling restart to 1.1, not finalized (the preserve blocker named); a node stopped " +
 		"blocks finalization (named, with the decommission fix), is decommissioned; RESET the option; the cluster finalizes " +
-		"to 1.1 by itself and the 1.1 migration job succeeded"
+		"to 1.1 by itself and the 1.1 migration job succeeded; the RFC's step 9, restart the stopped node: on its store it " +
+		"refuses to start naming its decommission and the fix, recommission is refused, and on a new store it joins as a " +
+		"new node at 1.1 and serves every row"
 	r.Add(registry.Spec{
 		Name:        "upgrade/rfc-test-plan",
 		Description: desc + " (five nodes, as in the RFC)",
@@ -214,7 +216,133 @@ func rfcTestPlan(p registry.PlanParams) (*registry.Plan, error) {
 	}, "GET /_status/upgrade through n%d: active and replicated version 1.1, no blocker, preserve option clear", statusVia)
 	plan.Addf(rows.write(via, 100), "write 100 rows into %s at 1.1 through n%d", rows.table, via)
 	plan.Addf(rows.check(), "read %s through every running node: every row written at 1.0, in the mix and at 1.1", rows.table)
+	addRestartDecommissioned(plan, sc, victim, via, statusVia, &victimID, rows)
 	plan.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, 60*time.Second))
 	plan.Add("stop the workload, read everything back through every running node, check the history", sc.CheckWorkload(100))
 	return plan, nil
+}
+
+// addRestartDecommissioned adds the RFC's step 9, "restart the node that
+// was force-stopped", for a node that was decommissioned meanwhile (this
+// plan decommissions the stopped node itself). What must happen follows
+// from the code (server/lifecycle.go, server/decommission.go): a
+// decommissioned node was removed from the data group for good and node
+// IDs are never reused, so
+//
+//   - on its store (persisted at 1.0, the cluster now at 1.1) it refuses to
+//     start, naming its decommission and the fix: a new, empty --store;
+//   - `kvnode node recommission` refuses it too (only a decommission still
+//     under way can be reversed), naming the same fix, and changes nothing;
+//   - on a new, empty store it joins as a new node, at the cluster's
+//     version 1.1 (persisted), and serves every row.
+//
+// CockroachDB behaves alike: a fully decommissioned node cannot be
+// recommissioned, and it rejoins with a new store and ID.
+func addRestartDecommissioned(plan *registry.Plan, sc *steps.Scenario, victim, via, statusVia int, victimID *int, rows *writeAndCheck) {
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		n := e.Cluster.Node(victim)
+		bin, err := e.Binary(ctx, r11)
+		if err != nil {
+			return err
+		}
+		sc.Note(e, "restarting the decommissioned %s (node ID %d) on its store on %s, which must refuse", n, *victimID, bin.Name())
+		out, err := n.StartExpectExit(ctx, bin, 60*time.Second)
+		if err != nil {
+			return err
+		}
+		for _, w := range []string{fmt.Sprintf("node %d is decommissioned", *victimID), "removed from the cluster for good",
+			"HINT:", "new, empty --store", n.StoreDir} {
+			if !strings.Contains(out, w) {
+				return errors.Newf("%s refused to start, but its output does not name %q:\n%s", n, w, out)
+			}
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "ERROR:") || strings.HasPrefix(line, "HINT:") {
+				e.Logf("  %s", line)
+			}
+		}
+		return nil
+	}, "RFC step 9: restart n%d (decommissioned) on 1.1 on its store (persisted at 1.0): it exits naming its decommission "+
+		"and the fix (a new, empty --store)", victim)
+	plan.Add("the workload gets 10 writes acknowledged: the refused start disturbed nothing", sc.WaitProgress(10, 60*time.Second))
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		out, err := e.Cluster.Node(via).Recommission(ctx, *victimID)
+		if err == nil {
+			return errors.Newf("kvnode node recommission %d succeeded on a decommissioned node: %s", *victimID, out)
+		}
+		for _, w := range []string{fmt.Sprintf("node %d is decommissioned", *victimID), "cannot be reversed", "new, empty --store", "nothing was changed"} {
+			if !strings.Contains(out, w) {
+				return errors.Newf("kvnode node recommission %d was refused, but its output does not name %q:\n%s", *victimID, w, out)
+			}
+		}
+		e.Logf("refused as it must be: %s", out)
+		st, err := e.Cluster.Node(statusVia).UpgradeStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, nd := range st.Nodes {
+			if nd.NodeID == *victimID && nd.Membership != "decommissioned" {
+				return errors.Newf("after the refused recommission, node %d is %q, want decommissioned:\n%s", *victimID, nd.Membership, st.Raw)
+			}
+		}
+		return nil
+	}, "kvnode node recommission <n%d's ID> --host=<n%d>: refused (a finished decommission cannot be reversed), naming "+
+		"the new-store fix; GET /_status/upgrade through n%d still shows it decommissioned", victim, via, statusVia)
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		n := e.Cluster.Node(victim)
+		aside, err := n.MoveStoreAside(fmt.Sprintf("decommissioned-node-%d", *victimID))
+		if err != nil {
+			return err
+		}
+		e.Logf("the decommissioned node's store is kept in %s", aside)
+		if err := startOn(sc, victim, r11)(ctx, e); err != nil {
+			return err
+		}
+		id, err := n.NodeID(ctx)
+		if err != nil {
+			return err
+		}
+		if id == *victimID {
+			return errors.Newf("%s on a new store got node ID %d again: node IDs must never be reused", n, id)
+		}
+		if v, err := steps.Version(ctx, n); err != nil || v != r11 {
+			return errors.Newf("%s (new node %d) reports cluster version %q (%v), want 1.1", n, id, v, err)
+		}
+		sc.Note(e, "%s joined as new node %d at cluster version 1.1", n, id)
+		return steps.Eventually(ctx, 30*time.Second, func() error {
+			st, err := e.Cluster.Node(statusVia).UpgradeStatus(ctx)
+			if err != nil {
+				return err
+			}
+			if st.ReplicatedVersion != r11 || len(st.Blockers) != 0 {
+				return errors.Newf("GET /_status/upgrade through n%d: want version 1.1 and no blocker:\n%s", statusVia, st.Raw)
+			}
+			seen := false
+			for _, nd := range st.Nodes {
+				switch nd.NodeID {
+				case id:
+					seen = true
+					if nd.BinaryVersion != r11 || !nd.IsLive || nd.Membership != "active" || nd.PersistedVersion != r11 {
+						return errors.Newf("GET /_status/upgrade through n%d: new node %d runs %q, live %v, %s, persisted %q; "+
+							"want 1.1, live, active, persisted 1.1:\n%s", statusVia, id, nd.BinaryVersion, nd.IsLive, nd.Membership, nd.PersistedVersion, st.Raw)
+					}
+				case *victimID:
+					if nd.Membership != "decommissioned" {
+						return errors.Newf("the old node %d is %q, want decommissioned:\n%s", *victimID, nd.Membership, st.Raw)
+					}
+				}
+			}
+			if !seen {
+				return errors.Newf("GET /_status/upgrade through n%d does not list the new node %d yet:\n%s", statusVia, id, st.Raw)
+			}
+			return nil
+		})
+	}, "start n%d on 1.1 on a new, empty store (the old one moved aside): it joins as a new node ID, reports cluster version 1.1, "+
+		"and GET /_status/upgrade through n%d shows it live, active, persisted at 1.1, the old ID still decommissioned, no blocker", victim, statusVia)
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		return steps.CheckVersion(ctx, e.Cluster, r11)
+	}, "every running node, n%d included, reports cluster version 1.1", victim)
+	plan.Addf(rows.write(victim, 100), "write 100 rows into %s through n%d", rows.table, victim)
+	plan.Addf(rows.check(), "read %s through every running node, n%d included: every row", rows.table, victim)
+	plan.Addf(checkNoGhostNodes(statusVia), "every node record (GET /_status/upgrade through n%d) is a running node or decommissioned", statusVia)
 }
