@@ -248,8 +248,9 @@ func checkStoreVersion(id storage.Ident, bv clusterversion.Version) error {
 			"this binary is release %s but the store's cluster version is %s: a finalization to %s persisted its fence "+
 				"on this node, so this store can no longer run release %s", bv, v, rel, bv),
 			"run a binary of release %s or newer on this store; the upgrade to %s cannot be rolled back on this node. "+
-				"SHOW UPGRADE STATUS lists each node's persisted_version; the finalization completes by itself once every node runs %s",
-			rel, rel, rel)
+				"SHOW UPGRADE STATUS lists each node's persisted_version; once every node runs %s, the finalization completes "+
+				"(SET CLUSTER SETTING version = '%s' finishes it at once)",
+			rel, rel, rel, rel)
 	}
 	if bv.Less(v) {
 		return errors.WithHintf(errors.Newf(

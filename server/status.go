@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
@@ -39,6 +40,30 @@ func (s *Server) publishClusterVersion() {
 	})
 	if err != nil {
 		s.log.Debug("gossiping the persisted cluster version", "err", err)
+	}
+}
+
+// olderBuild is the binary a node runs as far as status views and
+// finalization decisions know it, from its replicated record (rewritten at
+// every start) and its gossip metadata: the older of the two when they
+// disagree. Each can be stale: the record for a moment after a restart,
+// gossip for good when its peers refuse the node (a node restarted on an
+// older binary than a fence they persisted is kept out of gossip, so they
+// hold the metadata of its previous run). The older one is never wrong for
+// long and always safe: a node taken to run a newer binary than it does
+// would be asked to run a version it cannot.
+func olderBuild(record, gossiped string) string {
+	rv, err1 := clusterversion.Parse(record)
+	gv, err2 := clusterversion.Parse(gossiped)
+	switch {
+	case err1 != nil:
+		return gossiped
+	case err2 != nil:
+		return record
+	case gv.Less(rv):
+		return gossiped
+	default:
+		return record
 	}
 }
 
@@ -125,7 +150,7 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, 
 				r.Address, r.SQLAddress, r.HTTPAddress = m.Meta.ListenAddr, m.Meta.SQLAddr, m.Meta.HTTPAddr
 			}
 			if m.Meta.BinaryVersion != "" {
-				r.Build = m.Meta.BinaryVersion
+				r.Build = olderBuild(r.Build, m.Meta.BinaryVersion)
 			}
 			if !m.Meta.StartedAt.IsZero() {
 				r.StartedAt = liveness.FormatTime(m.Meta.StartedAt.UnixNano())

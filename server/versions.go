@@ -88,7 +88,8 @@ func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVer
 func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 	if !clusterversion.Supports(s.binVersion, v) {
 		return errors.WithHintf(errors.Newf("node %d runs release %s, which cannot run cluster version %s",
-			s.NodeID(), s.binVersion, v), "restart node %d on a binary of release %s or newer", s.NodeID(), v)
+			s.NodeID(), s.binVersion, v), "restart node %d on a binary of release %s or newer", s.NodeID(),
+			clusterversion.Version{Major: v.Major, Minor: v.Minor})
 	}
 	s.mu.Lock()
 	exec := s.exec

@@ -41,6 +41,7 @@ func registerUpgradeScenarios(r *registry.Registry) {
 	registerRFCTestPlan(r)
 	registerRefusals(r)
 	registerRollbackBeforeFinalize(r)
+	registerRollbackPartialFence(r)
 	registerMigrationScenarios(r)
 }
 
