@@ -630,15 +630,19 @@ func (s *Server) startNode() error {
 	// A node that joined while a finalization's last step was persisted
 	// takes the cluster's version before it acts on its own.
 	s.catchUpVersion()
+	// The node record carries this run's binary: status views and
+	// finalization decisions take the older of it and gossip's, so it is
+	// written before the node reports up (an upgraded node would otherwise
+	// count as old for a moment after it is up).
+	s.maintainNodeRecord(rep, id.NodeID)
 	s.startGroup0Loops(rep)
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
 	s.catchUpSchema()
-	s.wg.Add(5)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); s.followReplicatedVersion() }()
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
-	go func() { defer s.wg.Done(); s.maintainNodeRecord(rep, id.NodeID) }()
 	go func() { defer s.wg.Done(); s.autoUpgradeLoop() }()
 	s.startLifecycleLoops(rep, id.NodeID)
 	s.upOnce.Do(func() { close(s.up) })
@@ -692,7 +696,9 @@ func (s *Server) waitVoter(rep *kv.Replica, id int32) {
 }
 
 // maintainNodeRecord makes sure the replicated record of this node has its
-// current addresses (a node may restart with different ones).
+// current addresses and binary (a node may restart with different ones).
+// It runs once at start, before the node reports up, and retries until
+// the write succeeds or the node stops.
 func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
 	want := encodeNodeRecord(s.localRecord(id))
 	for {
