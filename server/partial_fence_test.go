@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/testcluster"
@@ -59,7 +60,7 @@ func TestRolledBackNodeBehindAPartialFence(t *testing.T) {
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		resp, err := server.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
+		resp, err := nodeapi.GetNodeStatus(ctx, c.Nodes[via].Config.ListenAddr)
 		if err != nil {
 			return err
 		}
