@@ -112,7 +112,8 @@ func TestNodeLifecycleWithCLIAndPsql(t *testing.T) {
 	if out, err := psql(t, ps[1].url(), "SELECT 1"); err == nil {
 		t.Fatalf("a drained node accepted SQL: %s", out)
 	}
-	if l, err := statusLine(t, ps[0].listen, ids[1]); err != nil || !strings.HasSuffix(strings.TrimSpace(l), "true") {
+	// is_draining is the column before persisted_version, the last.
+	if l, err := statusLine(t, ps[0].listen, ids[1]); err != nil || len(strings.Fields(l)) < 2 || strings.Fields(l)[len(strings.Fields(l))-2] != "true" {
 		t.Fatalf("status of the drained node: %q %v", l, err)
 	}
 	if ps[1].cmd.ProcessState != nil {
@@ -141,11 +142,21 @@ func TestNodeLifecycleWithCLIAndPsql(t *testing.T) {
 			t.Errorf("kvnode %v: %v: %s (want %q)", tc.args, err, out, tc.want)
 		}
 	}
+	// A refusal decided on the Raft leader (whichever node --host is, the
+	// request may go through it to the leader) prints the leader's message
+	// and its hint, each once.
+	for _, p := range ps {
+		out, err := kvnodeCLI(t, "node", "decommission", "99", "--host="+p.listen)
+		if err == nil || strings.Count(out, "ERROR: node 99 does not exist") != 1 ||
+			strings.Count(out, "HINT: `kvnode node status` lists the IDs of the cluster's nodes") != 1 || strings.Count(out, "HINT:") != 1 {
+			t.Errorf("decommission 99 through %s: %v:\n%s", p.listen, err, out)
+		}
+	}
 	// With node 3 down, decommissioning node 2 would lose quorum.
 	ps[2].kill()
 	waitFor(t, 30*time.Second, func() error {
 		l, err := statusLine(t, ps[0].listen, ids[2])
-		if err == nil && !strings.Contains(l, " false ") {
+		if f := strings.Fields(l); err == nil && (len(f) < 4 || f[len(f)-4] != "false") { // is_live, before membership, is_draining, persisted_version
 			err = fmt.Errorf("node 3 still live: %q", l)
 		}
 		return err
