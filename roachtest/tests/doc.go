@@ -20,7 +20,9 @@
 //     the RFC's test plan (upgrade/rfc-test-plan, five nodes; -3, three),
 //     refusals of incompatible binaries and bad settings
 //     (upgrade/refusals), rollback of every binary before finalizing
-//     (upgrade/rollback-before-finalize), the 1.1 migration's coordinator
+//     (upgrade/rollback-before-finalize), a fence persisted on some nodes
+//     only (upgrade/partly-fenced: no rollback offered, the leader completes
+//     it with auto-upgrade off), the 1.1 migration's coordinator
 //     killed mid-job
 //     (upgrade/coordinator-killed-mid-migration) and concurrent SET CLUSTER
 //     SETTING version (upgrade/concurrent-set-version).

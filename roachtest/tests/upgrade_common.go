@@ -42,6 +42,7 @@ func registerUpgradeScenarios(r *registry.Registry) {
 	registerRefusals(r)
 	registerRollbackBeforeFinalize(r)
 	registerRollbackPartialFence(r)
+	registerPartlyFenced(r)
 	registerMigrationScenarios(r)
 }
 
