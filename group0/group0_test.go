@@ -280,8 +280,14 @@ func TestFormationRecord(t *testing.T) {
 }
 
 // node builds a NodeInfo for the decision tables.
+// node is a node in state st whose replica is of generation gen (0: none)
+// and holds that group's state.
 func node(id int32, st State, gen uint64) NodeInfo {
-	return NodeInfo{NodeID: id, State: st, Generation: gen, Binary: "2.0"}
+	n := NodeInfo{NodeID: id, State: st, Generation: gen, Binary: "2.0"}
+	if gen > 0 {
+		n.StateID = 1
+	}
+	return n
 }
 
 func leaderOf(n NodeInfo, members ...int32) NodeInfo {
@@ -321,6 +327,12 @@ func TestDecide(t *testing.T) {
 		{name: "seed gone before creating: discovery again",
 			o:    Observation{Nodes: []NodeInfo{node(2, UsePreRaft, 0), node(3, UsePreRaft, 0)}, Formation: f1},
 			want: ActFormation, step: StepDiscovery},
+		{name: "seed gone after creating, before anyone got its state: discovery again",
+			o:    Observation{Nodes: []NodeInfo{{NodeID: 2, State: UsePreRaft, Generation: 1, Binary: "2.0"}, node(3, UsePreRaft, 0)}, Formation: f1},
+			want: ActFormation, step: StepDiscovery},
+		{name: "seed gone after creating, a survivor holds its state: wait for a leader (or recovery)",
+			o:    Observation{Nodes: []NodeInfo{node(2, UsePreRaft, 1), node(3, UsePreRaft, 0)}, Formation: f1},
+			want: ActWait, step: StepJoin, wait: "elect a leader"},
 		{name: "no leader yet",
 			o:    Observation{Nodes: []NodeInfo{node(1, UsePreRaft, 1), node(2, UsePreRaft, 0)}, Formation: f1},
 			want: ActWait, step: StepJoin, wait: "elect a leader"},

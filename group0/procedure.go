@@ -231,12 +231,17 @@ func Decide(o Observation) (Action, error) {
 	}
 	f := *o.Formation
 	seedPresent := slices.Contains(all, f.Seed)
+	// The group of generation f exists among the remaining nodes if one of
+	// them holds its state, knows a leader, or is its seed. A node that only
+	// prepared an empty replica of it (a join the seed never answered)
+	// does not count: with the seed gone, nobody can give it the state.
 	formed := false
 	for _, n := range o.Nodes {
-		formed = formed || n.Generation == f.Generation
+		formed = formed || (n.Generation == f.Generation && (n.StateID > 0 || n.Leader != 0 || n.NodeID == f.Seed))
 	}
 	if !seedPresent && !formed {
-		// The seed was decommissioned before it created the group:
+		// The seed was decommissioned before anyone else got the group's
+		// state (before it created the group, or before a join completed):
 		// discovery runs again among the nodes that remain.
 		next := Formation{Generation: f.Generation + 1, Seed: lowest, Reason: "upgrade"}
 		return Action{Kind: ActFormation, Step: StepDiscovery, Formation: next, Prev: &f,
