@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +24,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
-	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/localcluster"
 )
 
 // `kvnode demo`: a local cluster of in-process nodes on temporary stores.
@@ -147,170 +146,24 @@ func parseUpgradeFrom(s string) (clusterversion.Version, error) {
 	return v, nil
 }
 
-// demoNode is one in-process node of the demo.
-type demoNode struct {
-	id      int32 // node ID, once the node has joined
-	cfg     server.Config
-	srv     *server.Server // nil while stopped
-	release clusterversion.Version
-}
-
-func (n *demoNode) url() string {
-	return "postgresql://root@" + n.cfg.SQLAddr + "/defaultdb?sslmode=disable&connect_timeout=5"
-}
-
-// demoCluster runs the demo's nodes.
-type demoCluster struct {
-	dir    string
-	binary clusterversion.Version
-	nodes  []*demoNode // ordered by node ID once started
-}
-
-func newDemoCluster(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*demoCluster, error) {
-	dir, err := os.MkdirTemp("", "kvnode-demo-")
-	if err != nil {
-		return nil, err
-	}
-	ports, err := server.FreeLoopbackAddrs(4 * n)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	c := &demoCluster{dir: dir, binary: clusterversion.MustBinaryVersion()}
-	var join []string
-	for i := 0; i < n; i++ {
-		join = append(join, ports[4*i])
-	}
-	for i := 0; i < n; i++ {
-		c.nodes = append(c.nodes, &demoNode{cfg: server.Config{
-			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
-			SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
-			AutoUpgradeInterval: autoUpgradeInterval,
-		}})
-	}
-	return c, nil
-}
-
-// startAll starts every node as release rel, initializes the cluster through
-// the first and waits until every node serves SQL; then orders the nodes by
-// node ID, so that "node N" is node ID N everywhere.
-func (c *demoCluster) startAll(ctx context.Context, rel clusterversion.Version) error {
-	for _, nd := range c.nodes {
-		if err := c.start(ctx, nd, rel); err != nil {
-			return err
-		}
-	}
-	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := nodeapi.InitCluster(ictx, c.nodes[0].srv.RPCAddr()); err != nil {
-		return err
-	}
-	for i, nd := range c.nodes {
-		if err := c.waitUp(ctx, nd, 60*time.Second); err != nil {
-			return errors.Wrapf(err, "demo node %d", i+1)
-		}
-		nd.id = nd.srv.NodeID()
-	}
-	sort.SliceStable(c.nodes, func(i, j int) bool { return c.nodes[i].id < c.nodes[j].id })
-	return nil
-}
-
-// start creates and starts nd's server as release rel (this binary's own
-// release, or an older one through the BinaryVersion knob). It does not wait
-// for the node to serve SQL.
-func (c *demoCluster) start(ctx context.Context, nd *demoNode, rel clusterversion.Version) error {
-	cfg := nd.cfg
-	cfg.Knobs = server.Knobs{}
-	if rel != c.binary {
-		cfg.Knobs.BinaryVersion = rel
-	}
-	// The node's ports were just released by its previous server; retry
-	// briefly if one is still held.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, err := server.New(cfg)
-		if err == nil {
-			if err := s.Start(ctx); err != nil {
-				_ = s.Stop(context.Background())
-				return err
-			}
-			nd.srv, nd.release = s, rel
-			return nil
-		}
-		msg := err.Error()
-		busy := strings.Contains(msg, "in use") || strings.Contains(msg, "not available")
-		if !busy || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// waitUp waits until nd serves SQL; if its start fails (the server refused
-// to run), it stops the server and returns the server's error.
-func (c *demoCluster) waitUp(ctx context.Context, nd *demoNode, timeout time.Duration) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		select {
-		case <-nd.srv.Up():
-			return nil
-		case <-tick.C:
-			if err := nd.srv.Failed(); err != nil {
-				c.stop(nd)
-				return err
-			}
-		case <-tctx.Done():
-			err := errors.Newf("did not serve SQL within %s (start error: %v)", timeout, nd.srv.Failed())
-			c.stop(nd)
-			return err
-		}
-	}
-}
-
-// stop stops nd's server (Stop drains it first), if it runs.
-func (c *demoCluster) stop(nd *demoNode) {
-	if nd.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = nd.srv.Stop(ctx)
-	nd.srv = nil
-}
-
-// close stops every node and deletes the stores.
-func (c *demoCluster) close() {
-	for i := len(c.nodes) - 1; i >= 0; i-- {
-		c.stop(c.nodes[i])
-	}
-	_ = os.RemoveAll(c.dir)
-}
-
 // runDemo is `kvnode demo` without --upgrade-from.
 func runDemo(cmd *cobra.Command, f *demoFlags) error {
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
 	}
-	c, err := newDemoCluster(f.nodes, log, 0)
+	c, err := localcluster.New(f.nodes, log, 0)
 	if err != nil {
 		return err
 	}
-	defer c.close()
-	if err := c.startAll(context.Background(), c.binary); err != nil {
+	defer c.Close()
+	if err := c.StartAll(context.Background(), c.Binary); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "\nkvnode demo: a %d-node cluster is running (stores in %s).\n\n", f.nodes, c.dir)
-	for _, nd := range c.nodes {
-		fmt.Fprintf(out, "  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", nd.id, nd.cfg.SQLAddr, nd.cfg.HTTPAddr)
+	fmt.Fprintf(out, "\nkvnode demo: a %d-node cluster is running (stores in %s).\n\n", f.nodes, c.Dir)
+	for _, nd := range c.Nodes {
+		fmt.Fprintf(out, "  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", nd.ID, nd.Config.SQLAddr, nd.Config.HTTPAddr)
 	}
 	fmt.Fprintf(out, "\nTry: CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one'); SELECT * FROM kv;\nPress Ctrl-C to stop the cluster and delete its data.\n")
 	sigC := make(chan os.Signal, 1)
@@ -333,7 +186,7 @@ type demoStep struct {
 
 // upgradeDemo is the state of `kvnode demo --upgrade-from`.
 type upgradeDemo struct {
-	c        *demoCluster
+	c        *localcluster.Cluster
 	out      io.Writer
 	interval time.Duration
 	logPath  string
@@ -377,16 +230,16 @@ func runUpgradeDemo(cmd *cobra.Command, f *demoFlags, from clusterversion.Versio
 	defer logFile.Close()
 	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: lv}))
 
-	c, err := newDemoCluster(f.nodes, log, f.autoUpgradeInterval)
+	c, err := localcluster.New(f.nodes, log, f.autoUpgradeInterval)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.Close()
 	d := &upgradeDemo{c: c, out: cmd.OutOrStdout(), interval: f.autoUpgradeInterval, logPath: logFile.Name(),
 		rows: map[int64]string{}, maybe: map[int64]string{}}
 	rels := clusterversion.Releases()
 	for i := 0; i+1 < len(rels); i++ {
-		if !rels[i].Less(from) && rels[i+1].Compare(c.binary) <= 0 {
+		if !rels[i].Less(from) && rels[i+1].Compare(c.Binary) <= 0 {
 			d.hops = append(d.hops, demoHop{rels[i], rels[i+1]})
 		}
 	}
@@ -407,8 +260,8 @@ func runUpgradeDemo(cmd *cobra.Command, f *demoFlags, from clusterversion.Versio
 func (d *upgradeDemo) run(ctx context.Context, in io.Reader, f *demoFlags) error {
 	first := d.hops[0]
 	d.printf("kvnode demo: starting a %d-node cluster on release %s (this binary is release %s)...\n",
-		len(d.c.nodes), first.from, d.c.binary)
-	if err := d.c.startAll(ctx, first.from); err != nil {
+		len(d.c.Nodes), first.from, d.c.Binary)
+	if err := d.c.StartAll(ctx, first.from); err != nil {
 		return err
 	}
 	if err := d.writeInitialRows(ctx); err != nil {
@@ -450,10 +303,10 @@ func (d *upgradeDemo) para(text string) {
 }
 
 func (d *upgradeDemo) printIntro() {
-	d.printf("\nThe cluster is running (stores in %s; node logs in %s).\n\n", d.c.dir, d.logPath)
-	for _, nd := range d.c.nodes {
+	d.printf("\nThe cluster is running (stores in %s; node logs in %s).\n\n", d.c.Dir, d.logPath)
+	for _, nd := range d.c.Nodes {
 		d.printf("  node %d (release %s): psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status page: http://%s/\n",
-			nd.id, nd.release, nd.cfg.SQLAddr, nd.cfg.HTTPAddr)
+			nd.ID, nd.Release, nd.Config.SQLAddr, nd.Config.HTTPAddr)
 	}
 	d.printf("\nThe table %s holds %d rows written on release %s.\n\n", demoTable, len(d.rows), d.hops[0].from)
 	var path []string
@@ -466,10 +319,10 @@ func (d *upgradeDemo) printIntro() {
 		"cluster.preserve_downgrade_option so that you can still roll back; restart the nodes one at a time on the "+
 		"new release while the cluster keeps serving SQL; then let the cluster finalize by itself and watch it. "+
 		"Last, check that every row is still there.", strings.Join(path, " -> ")))
-	if len(d.c.nodes) < 3 {
+	if len(d.c.Nodes) < 3 {
 		d.printf("\n")
 		d.para(fmt.Sprintf("With %d node(s), the cluster has no majority while a node restarts: it stops serving "+
-			"for those seconds. Use --nodes=3 or more to see a rolling upgrade without downtime.", len(d.c.nodes)))
+			"for those seconds. Use --nodes=3 or more to see a rolling upgrade without downtime.", len(d.c.Nodes)))
 	}
 	d.printf("\n")
 	d.para("How nodes are restarted on another release here: a binary's release is fixed at build time, so every " +
@@ -488,11 +341,11 @@ func (d *upgradeDemo) buildSteps() {
 			title: fmt.Sprintf("hold finalization: SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s'", h.from),
 			run:   func(ctx context.Context) error { return d.stepPreserve(ctx, hi) },
 		})
-		for i := range d.c.nodes {
+		for i := range d.c.Nodes {
 			i := i
 			d.steps = append(d.steps, demoStep{
 				title: fmt.Sprintf("restart node %d on release %s", i+1, h.to),
-				run:   func(ctx context.Context) error { return d.stepRestart(ctx, hi, d.c.nodes[i]) },
+				run:   func(ctx context.Context) error { return d.stepRestart(ctx, hi, d.c.Nodes[i]) },
 			})
 		}
 		d.steps = append(d.steps, demoStep{
@@ -522,7 +375,7 @@ func (d *upgradeDemo) runStep(ctx context.Context) error {
 	}
 	d.next++
 	if d.next == len(d.steps) {
-		d.printf("\nThe walk-through is complete: the cluster runs %s, and nothing was lost.\n", d.c.binary)
+		d.printf("\nThe walk-through is complete: the cluster runs %s, and nothing was lost.\n", d.c.Binary)
 	}
 	return nil
 }
@@ -580,15 +433,15 @@ func (d *upgradeDemo) stepPreserve(ctx context.Context, hi int) error {
 	return d.showSetting(ctx, "cluster.preserve_downgrade_option")
 }
 
-func (d *upgradeDemo) stepRestart(ctx context.Context, hi int, nd *demoNode) error {
+func (d *upgradeDemo) stepRestart(ctx context.Context, hi int, nd *localcluster.Node) error {
 	h := d.hops[hi]
 	d.para(fmt.Sprintf("Why: a rolling upgrade restarts one node at a time, so that a majority of the nodes keeps "+
 		"serving SQL throughout. On real machines you stop the process (SIGTERM drains it) and start it again with "+
 		"the same flags on the new binary. Here node %d is drained (no new SQL connections, open ones finish, Raft "+
 		"leadership moves away), stopped, and started again on the same store and ports as release %s. While it is "+
-		"down, the demo writes a row through another node.", nd.id, h.to))
-	if nd.srv != nil && nd.release == h.to {
-		d.printf("  Node %d already runs release %s (you upgraded it yourself): nothing to do.\n", nd.id, h.to)
+		"down, the demo writes a row through another node.", nd.ID, h.to))
+	if nd.Server != nil && nd.Release == h.to {
+		d.printf("  Node %d already runs release %s (you upgraded it yourself): nothing to do.\n", nd.ID, h.to)
 	} else if err := d.restart(ctx, nd, h.to); err != nil {
 		return err
 	}
@@ -630,9 +483,9 @@ func (d *upgradeDemo) stepFinalize(ctx context.Context, hi int) error {
 		return err
 	}
 	if v.Less(h.to) {
-		for _, nd := range d.c.nodes {
-			if nd.srv == nil || nd.release != h.to {
-				d.printf("  Node %d does not run release %s (you rolled it back?); the cluster cannot finalize without it, so upgrading it first.\n", nd.id, h.to)
+		for _, nd := range d.c.Nodes {
+			if nd.Server == nil || nd.Release != h.to {
+				d.printf("  Node %d does not run release %s (you rolled it back?); the cluster cannot finalize without it, so upgrading it first.\n", nd.ID, h.to)
 				if err := d.restart(ctx, nd, h.to); err != nil {
 					return err
 				}
@@ -656,15 +509,15 @@ func (d *upgradeDemo) stepFinalize(ctx context.Context, hi int) error {
 	}
 	if h.to.Major >= 2 {
 		d.printf("  Each node's own view (SELECT value FROM system.local WHERE key = 'group0_upgrade_state'):\n")
-		for _, nd := range d.c.nodes {
+		for _, nd := range d.c.Nodes {
 			_, rows, _, err := d.query(ctx, nd, "SELECT value FROM system.local WHERE key = 'group0_upgrade_state'")
 			switch {
 			case err != nil:
-				d.printf("    node %d: %s\n", nd.id, errText(err))
+				d.printf("    node %d: %s\n", nd.ID, errText(err))
 			case len(rows) == 1:
-				d.printf("    node %d: %s\n", nd.id, rows[0][0])
+				d.printf("    node %d: %s\n", nd.ID, rows[0][0])
 			default:
-				d.printf("    node %d: %d rows\n", nd.id, len(rows))
+				d.printf("    node %d: %d rows\n", nd.ID, len(rows))
 			}
 		}
 	}
@@ -740,7 +593,7 @@ func (d *upgradeDemo) watchFinalization(ctx context.Context, h demoHop) error {
 			}
 			done := version == h.to.String()
 			if h.to.Major >= 2 {
-				done = done && post == len(d.c.nodes)
+				done = done && post == len(d.c.Nodes)
 			}
 			if done {
 				d.printf("  The cluster finalized to %s in %.1fs.\n", h.to, time.Since(start).Seconds())
@@ -763,15 +616,15 @@ func (d *upgradeDemo) stepVerify(ctx context.Context) error {
 	d.para("Last, check that nothing was lost: every row the demo wrote, before and during the upgrade, read back " +
 		"through every node.")
 	ok := true
-	for _, nd := range d.c.nodes {
-		if nd.srv == nil {
-			d.printf("  node %d: not running\n", nd.id)
+	for _, nd := range d.c.Nodes {
+		if nd.Server == nil {
+			d.printf("  node %d: not running\n", nd.ID)
 			ok = false
 			continue
 		}
 		_, rows, _, err := d.query(ctx, nd, fmt.Sprintf("SELECT k, v FROM %s ORDER BY k", demoTable))
 		if err != nil {
-			d.printf("  node %d: %s\n", nd.id, errText(err))
+			d.printf("  node %d: %s\n", nd.ID, errText(err))
 			ok = false
 			continue
 		}
@@ -798,10 +651,10 @@ func (d *upgradeDemo) stepVerify(ctx context.Context) error {
 		sort.Strings(problems)
 		if len(problems) > 0 {
 			ok = false
-			d.printf("  node %d: %d rows, NOT as written: %s\n", nd.id, len(rows), strings.Join(problems, "; "))
+			d.printf("  node %d: %d rows, NOT as written: %s\n", nd.ID, len(rows), strings.Join(problems, "; "))
 			continue
 		}
-		d.printf("  node %d: %d rows, all as written\n", nd.id, len(rows))
+		d.printf("  node %d: %d rows, all as written\n", nd.ID, len(rows))
 	}
 	if !ok {
 		return errors.WithHint(errors.Newf("the rows of %s differ from what the demo wrote", demoTable),
@@ -817,52 +670,52 @@ func (d *upgradeDemo) stepVerify(ctx context.Context) error {
 // is down, and starts it again as release rel. If the node refuses to start
 // as rel, it prints the server's refusal and starts the node again as the
 // release it ran before, and returns an error saying so.
-func (d *upgradeDemo) restart(ctx context.Context, nd *demoNode, rel clusterversion.Version) error {
-	prev := nd.release
-	if nd.srv != nil {
-		d.printf("  > draining node %d (as `kvnode node drain --host=%s`)\n", nd.id, nd.cfg.ListenAddr)
+func (d *upgradeDemo) restart(ctx context.Context, nd *localcluster.Node, rel clusterversion.Version) error {
+	prev := nd.Release
+	if nd.Server != nil {
+		d.printf("  > draining node %d (as `kvnode node drain --host=%s`)\n", nd.ID, nd.Config.ListenAddr)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := nodeapi.DrainNode(dctx, nd.srv.RPCAddr())
+		resp, err := nodeapi.DrainNode(dctx, nd.Server.RPCAddr())
 		cancel()
 		if err != nil {
 			d.printf("    drain: %s (stopping anyway: a stop drains too)\n", errText(err))
 		} else {
 			d.printf("    drained (%d open SQL connections finished)\n", resp.OpenConnections)
 		}
-		d.printf("  > stopping node %d (release %s)\n", nd.id, nd.release)
-		d.c.stop(nd)
+		d.printf("  > stopping node %d (release %s)\n", nd.ID, nd.Release)
+		d.c.Stop(nd)
 	}
 	// With fewer than three nodes, the others are no majority: the cluster
 	// cannot take a write until the node is back.
-	if via := d.otherNode(nd); via != nil && len(d.c.nodes) >= 3 {
-		d.writeRow(ctx, via, fmt.Sprintf("written through node %d while node %d was down", via.id, nd.id))
+	if via := d.otherNode(nd); via != nil && len(d.c.Nodes) >= 3 {
+		d.writeRow(ctx, via, fmt.Sprintf("written through node %d while node %d was down", via.ID, nd.ID))
 	}
-	d.printf("  > starting node %d on release %s (same store, same ports)\n", nd.id, rel)
+	d.printf("  > starting node %d on release %s (same store, same ports)\n", nd.ID, rel)
 	begin := time.Now()
-	err := d.c.start(ctx, nd, rel)
+	err := d.c.Start(ctx, nd, rel)
 	if err == nil {
-		err = d.c.waitUp(ctx, nd, 60*time.Second)
+		err = d.c.WaitUp(ctx, nd, 60*time.Second)
 	}
 	if err == nil {
-		d.printf("    node %d serves SQL again, as release %s (%.1fs)\n", nd.id, rel, time.Since(begin).Seconds())
+		d.printf("    node %d serves SQL again, as release %s (%.1fs)\n", nd.ID, rel, time.Since(begin).Seconds())
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	d.printf("    node %d refused to start on release %s. The server says:\n", nd.id, rel)
+	d.printf("    node %d refused to start on release %s. The server says:\n", nd.ID, rel)
 	d.printErr("      ", err)
 	if prev == rel || prev == (clusterversion.Version{}) {
-		return errors.Wrapf(err, "node %d did not start on release %s", nd.id, rel)
+		return errors.Wrapf(err, "node %d did not start on release %s", nd.ID, rel)
 	}
-	d.printf("  > starting node %d again on release %s, so that the cluster is whole again\n", nd.id, prev)
-	if err2 := d.c.start(ctx, nd, prev); err2 != nil {
-		return errors.Wrapf(err2, "node %d did not start again on release %s either", nd.id, prev)
+	d.printf("  > starting node %d again on release %s, so that the cluster is whole again\n", nd.ID, prev)
+	if err2 := d.c.Start(ctx, nd, prev); err2 != nil {
+		return errors.Wrapf(err2, "node %d did not start again on release %s either", nd.ID, prev)
 	}
-	if err2 := d.c.waitUp(ctx, nd, 60*time.Second); err2 != nil {
-		return errors.Wrapf(err2, "node %d did not start again on release %s either", nd.id, prev)
+	if err2 := d.c.WaitUp(ctx, nd, 60*time.Second); err2 != nil {
+		return errors.Wrapf(err2, "node %d did not start again on release %s either", nd.ID, prev)
 	}
-	d.printf("    node %d serves SQL again, as release %s: it was not restarted on release %s\n", nd.id, prev, rel)
+	d.printf("    node %d serves SQL again, as release %s: it was not restarted on release %s\n", nd.ID, prev, rel)
 	return errRefused
 }
 
@@ -871,9 +724,9 @@ func (d *upgradeDemo) restart(ctx context.Context, nd *demoNode, rel clustervers
 var errRefused = errors.New("the node refused to start on that release")
 
 // otherNode returns a running node other than nd, or nil.
-func (d *upgradeDemo) otherNode(nd *demoNode) *demoNode {
-	for _, o := range d.c.nodes {
-		if o != nd && o.srv != nil {
+func (d *upgradeDemo) otherNode(nd *localcluster.Node) *localcluster.Node {
+	for _, o := range d.c.Nodes {
+		if o != nd && o.Server != nil {
 			return o
 		}
 	}
@@ -882,31 +735,31 @@ func (d *upgradeDemo) otherNode(nd *demoNode) *demoNode {
 
 // sqlNode is the node the demo sends SQL to: node 1, or the first running
 // node while node 1 is down.
-func (d *upgradeDemo) sqlNode() *demoNode {
-	for _, nd := range d.c.nodes {
-		if nd.srv != nil {
+func (d *upgradeDemo) sqlNode() *localcluster.Node {
+	for _, nd := range d.c.Nodes {
+		if nd.Server != nil {
 			return nd
 		}
 	}
-	return d.c.nodes[0]
+	return d.c.Nodes[0]
 }
 
-func (d *upgradeDemo) node(arg string) (*demoNode, error) {
+func (d *upgradeDemo) node(arg string) (*localcluster.Node, error) {
 	id, err := strconv.Atoi(strings.TrimSpace(arg))
 	if err == nil {
-		for _, nd := range d.c.nodes {
-			if int(nd.id) == id {
+		for _, nd := range d.c.Nodes {
+			if int(nd.ID) == id {
 				return nd, nil
 			}
 		}
 	}
-	return nil, errors.Newf("no node %q: the nodes are 1 to %d", arg, len(d.c.nodes))
+	return nil, errors.Newf("no node %q: the nodes are 1 to %d", arg, len(d.c.Nodes))
 }
 
 // ---- rows ----
 
 func (d *upgradeDemo) writeInitialRows(ctx context.Context) error {
-	nd := d.c.nodes[0]
+	nd := d.c.Nodes[0]
 	if _, _, _, err := d.query(ctx, nd, fmt.Sprintf("CREATE TABLE %s (k INT PRIMARY KEY, v TEXT)", demoTable)); err != nil {
 		return errors.Wrapf(err, "creating %s", demoTable)
 	}
@@ -927,12 +780,12 @@ func (d *upgradeDemo) writeInitialRows(ctx context.Context) error {
 	return nil
 }
 
-func (d *upgradeDemo) writeRow(ctx context.Context, via *demoNode, note string) {
+func (d *upgradeDemo) writeRow(ctx context.Context, via *localcluster.Node, note string) {
 	d.nextKey++
 	k := d.nextKey
 	v := fmt.Sprintf("row %d, %s", k, note)
 	stmt := fmt.Sprintf("INSERT INTO %s VALUES (%d, '%s')", demoTable, k, v)
-	d.printf("  > %s   -- through node %d\n", stmt, via.id)
+	d.printf("  > %s   -- through node %d\n", stmt, via.ID)
 	if _, _, _, err := d.query(ctx, via, stmt); err != nil {
 		d.maybe[k] = v
 		d.printErr("    ", err)
@@ -945,14 +798,14 @@ func (d *upgradeDemo) writeRow(ctx context.Context, via *demoNode, note string) 
 
 // query runs one statement on nd (simple protocol) and returns its columns,
 // its rows as text ("" for NULL) and its command tag.
-func (d *upgradeDemo) query(ctx context.Context, nd *demoNode, stmt string) ([]string, [][]string, string, error) {
+func (d *upgradeDemo) query(ctx context.Context, nd *localcluster.Node, stmt string) ([]string, [][]string, string, error) {
 	return queryText(ctx, nd, stmt, "")
 }
 
-func queryText(ctx context.Context, nd *demoNode, stmt, null string) ([]string, [][]string, string, error) {
+func queryText(ctx context.Context, nd *localcluster.Node, stmt, null string) ([]string, [][]string, string, error) {
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(qctx, nd.url())
+	conn, err := pgx.Connect(qctx, nd.URL())
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -1059,7 +912,7 @@ func (d *upgradeDemo) upgradeStatusRows(ctx context.Context) ([][]string, error)
 // node runs (and whether the versions are mixed).
 func (d *upgradeDemo) showStatus(ctx context.Context) error {
 	nd := d.sqlNode()
-	d.printf("  > SHOW UPGRADE STATUS   -- through node %d\n", nd.id)
+	d.printf("  > SHOW UPGRADE STATUS   -- through node %d\n", nd.ID)
 	cols, rows, _, err := d.query(ctx, nd, "SHOW UPGRADE STATUS")
 	if err != nil {
 		d.printErr("    ", err)
@@ -1112,7 +965,7 @@ func (d *upgradeDemo) table(cols []string, rows [][]string) {
 
 // queryTable runs stmt on nd and prints the columns named in keep (all if
 // nil).
-func (d *upgradeDemo) queryTable(ctx context.Context, nd *demoNode, stmt string, keep []string) error {
+func (d *upgradeDemo) queryTable(ctx context.Context, nd *localcluster.Node, stmt string, keep []string) error {
 	cols, rows, _, err := queryText(ctx, nd, stmt, "NULL")
 	if err != nil {
 		d.printErr("    ", err)
@@ -1149,9 +1002,9 @@ func (d *upgradeDemo) queryTable(ctx context.Context, nd *demoNode, stmt string,
 // showStatusPage shows what nd's status page (http://<http-addr>/) says:
 // its banners, read from the page's JSON twin (/_status/console), or, from
 // a node without it, the page itself if it is plain text.
-func (d *upgradeDemo) showStatusPage(ctx context.Context, nd *demoNode) {
-	base := "http://" + nd.cfg.HTTPAddr
-	d.printf("  Status page of node %d, %s/ (open it in a browser):\n", nd.id, base)
+func (d *upgradeDemo) showStatusPage(ctx context.Context, nd *localcluster.Node) {
+	base := "http://" + nd.Config.HTTPAddr
+	d.printf("  Status page of node %d, %s/ (open it in a browser):\n", nd.ID, base)
 	var page struct {
 		Error   string `json:"error"`
 		Banners []struct {
@@ -1311,11 +1164,11 @@ func (d *upgradeDemo) command(ctx context.Context, line string) (quit bool, _ er
 		if strings.ToLower(word) == "rollback" {
 			rel = h.from
 		}
-		if nd.srv != nil && nd.release == rel {
-			d.printf("Node %d already runs release %s.\n", nd.id, rel)
+		if nd.Server != nil && nd.Release == rel {
+			d.printf("Node %d already runs release %s.\n", nd.ID, rel)
 			return false, nil
 		}
-		d.printf("Restarting node %d on release %s.\n", nd.id, rel)
+		d.printf("Restarting node %d on release %s.\n", nd.ID, rel)
 		if err := d.restart(ctx, nd, rel); err != nil {
 			return false, err
 		}
@@ -1337,7 +1190,7 @@ func (d *upgradeDemo) sqlCommand(ctx context.Context, stmt string) error {
 	if len(cols) > 0 {
 		d.table(cols, rows)
 	}
-	d.printf("%s   -- through node %d\n", tag, nd.id)
+	d.printf("%s   -- through node %d\n", tag, nd.ID)
 	return nil
 }
 

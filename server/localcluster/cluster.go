@@ -1,0 +1,172 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server"
+)
+
+// Node is one in-process node of the cluster.
+type Node struct {
+	ID      int32 // node ID, once the node has joined
+	Config  server.Config
+	Server  *server.Server // nil while stopped
+	Release clusterversion.Version
+}
+
+// URL is the node's PostgreSQL connection URL.
+func (n *Node) URL() string {
+	return "postgresql://root@" + n.Config.SQLAddr + "/defaultdb?sslmode=disable&connect_timeout=5"
+}
+
+// Cluster runs the nodes.
+type Cluster struct {
+	// Dir holds the nodes' stores; Close deletes it.
+	Dir string
+	// Binary is this binary's release: a node started as it runs
+	// without the BinaryVersion knob.
+	Binary clusterversion.Version
+	// Nodes are ordered by node ID once started.
+	Nodes []*Node
+}
+
+// New prepares n nodes (none started) on a new temporary directory and
+// free loopback ports, each node joining the others.
+func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "kvnode-demo-")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := server.FreeLoopbackAddrs(4 * n)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, Binary: clusterversion.MustBinaryVersion()}
+	var join []string
+	for i := 0; i < n; i++ {
+		join = append(join, ports[4*i])
+	}
+	for i := 0; i < n; i++ {
+		c.Nodes = append(c.Nodes, &Node{Config: server.Config{
+			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
+			SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
+			AutoUpgradeInterval: autoUpgradeInterval,
+		}})
+	}
+	return c, nil
+}
+
+// StartAll starts every node as release rel, initializes the cluster through
+// the first and waits until every node serves SQL; then orders the nodes by
+// node ID, so that "node N" is node ID N everywhere.
+func (c *Cluster) StartAll(ctx context.Context, rel clusterversion.Version) error {
+	for _, nd := range c.Nodes {
+		if err := c.Start(ctx, nd, rel); err != nil {
+			return err
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := nodeapi.InitCluster(ictx, c.Nodes[0].Server.RPCAddr()); err != nil {
+		return err
+	}
+	for i, nd := range c.Nodes {
+		if err := c.WaitUp(ctx, nd, 60*time.Second); err != nil {
+			return errors.Wrapf(err, "demo node %d", i+1)
+		}
+		nd.ID = nd.Server.NodeID()
+	}
+	sort.SliceStable(c.Nodes, func(i, j int) bool { return c.Nodes[i].ID < c.Nodes[j].ID })
+	return nil
+}
+
+// Start creates and starts nd's server as release rel (this binary's own
+// release, or an older one through the BinaryVersion knob). It does not wait
+// for the node to serve SQL.
+func (c *Cluster) Start(ctx context.Context, nd *Node, rel clusterversion.Version) error {
+	cfg := nd.Config
+	cfg.Knobs = server.Knobs{}
+	if rel != c.Binary {
+		cfg.Knobs.BinaryVersion = rel
+	}
+	// The node's ports were just released by its previous server; retry
+	// briefly if one is still held.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := server.New(cfg)
+		if err == nil {
+			if err := s.Start(ctx); err != nil {
+				_ = s.Stop(context.Background())
+				return err
+			}
+			nd.Server, nd.Release = s, rel
+			return nil
+		}
+		msg := err.Error()
+		busy := strings.Contains(msg, "in use") || strings.Contains(msg, "not available")
+		if !busy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitUp waits until nd serves SQL; if its start fails (the server refused
+// to run), it stops the server and returns the server's error.
+func (c *Cluster) WaitUp(ctx context.Context, nd *Node, timeout time.Duration) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		select {
+		case <-nd.Server.Up():
+			return nil
+		case <-tick.C:
+			if err := nd.Server.Failed(); err != nil {
+				c.Stop(nd)
+				return err
+			}
+		case <-tctx.Done():
+			err := errors.Newf("did not serve SQL within %s (start error: %v)", timeout, nd.Server.Failed())
+			c.Stop(nd)
+			return err
+		}
+	}
+}
+
+// Stop stops nd's server (Stop drains it first), if it runs.
+func (c *Cluster) Stop(nd *Node) {
+	if nd.Server == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = nd.Server.Stop(ctx)
+	nd.Server = nil
+}
+
+// Close stops every node and deletes the stores.
+func (c *Cluster) Close() {
+	for i := len(c.Nodes) - 1; i >= 0; i-- {
+		c.Stop(c.Nodes[i])
+	}
+	_ = os.RemoveAll(c.Dir)
+}
+
