@@ -169,4 +169,3 @@ func (c *Cluster) Close() {
 	}
 	_ = os.RemoveAll(c.Dir)
 }
-
