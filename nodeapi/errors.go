@@ -44,7 +44,7 @@ func WithCode(err error, code codes.Code) error {
 	return &withCode{cause: err, code: code}
 }
 
-// Code is the gRPC code of err: the innermost WithCode, the code of a gRPC
+// Code is the gRPC code of err: the outermost WithCode, the code of a gRPC
 // status it wraps, DeadlineExceeded or Canceled for the context's errors,
 // else Unknown. OK for nil.
 func Code(err error) codes.Code {
@@ -72,6 +72,11 @@ func Code(err error) codes.Code {
 func ToStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
+	}
+	if _, bare := err.(interface{ GRPCStatus() *status.Status }); bare {
+		if _, ours := err.(*withCode); !ours {
+			return err // a status made as such (no such method): as it is
+		}
 	}
 	enc := errors.EncodeError(ctx, err)
 	b, merr := enc.Marshal()
@@ -118,7 +123,7 @@ func legacyError(msg string) error {
 		hints = append([]string{strings.TrimPrefix(lines[len(lines)-1], "HINT: ")}, hints...)
 		lines = lines[:len(lines)-1]
 	}
-	err := errors.Newf("%s", strings.Join(lines, "\n"))
+	err := errors.New(strings.Join(lines, "\n"))
 	for _, h := range hints {
 		err = errors.WithHint(err, h)
 	}
