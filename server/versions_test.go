@@ -117,9 +117,14 @@ func upgradeBinary(c *testcluster.Cluster, i int, r string) {
 // the new version.
 func TestClusterVersionUpgrade(t *testing.T) {
 	c := startAt10(t, 300, server.Knobs{MigrationBatchSize: 40})
-	if enc := rowEncodings(t, c, 0); enc[rowenc.EncodingV1] != 300 {
-		t.Fatalf("rows written at 1.0: %v, want 300 in v1", enc)
-	}
+	// Node 1's own replica may not have applied the last batch yet (the
+	// rows were written through every node): wait for it.
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		if enc := rowEncodings(t, c, 0); enc[rowenc.EncodingV1] != 300 {
+			return fmt.Errorf("rows written at 1.0: %v, want 300 in v1", enc)
+		}
+		return nil
+	})
 	for i := 0; i < 3; i++ {
 		upgradeBinary(c, i, "1.1")
 		c.Exec(i, fmt.Sprintf("UPSERT INTO kv VALUES (%d, 'during')", 1000+i))
