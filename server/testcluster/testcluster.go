@@ -67,20 +67,50 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	for _, nd := range c.Nodes {
 		c.join = append(c.join, nd.Config.ListenAddr)
 	}
-	for _, nd := range c.Nodes {
-		nd.Config.Join = c.join
-		c.StartNode(nd.Index)
-	}
 	t.Cleanup(c.StopAll)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := nodeapi.InitCluster(ctx, c.Nodes[0].Config.ListenAddr); err != nil {
-		t.Fatalf("kvnode init: %v", err)
+	// The nodes join one at a time, in index order, so that node i gets
+	// node ID i+1, as tests assume. Every node's ports are bound from the
+	// start but served only once the node starts, and a join attempt on a
+	// bound port that nobody serves waits for it: so a node's first start
+	// names only the nodes already started as its join addresses (node 0:
+	// none, it waits for init), and the whole list for its restarts.
+	for i, nd := range c.Nodes {
+		nd.Config.Join = append([]string(nil), c.join[:i]...)
+		c.StartNode(i)
+		nd.Config.Join = c.join
+		if i == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := nodeapi.InitCluster(ctx, c.Nodes[0].Config.ListenAddr)
+			cancel()
+			if err != nil {
+				t.Fatalf("kvnode init: %v", err)
+			}
+		}
+		c.waitID(i)
 	}
 	for i := range c.Nodes {
 		c.WaitUp(i)
 	}
 	return c
+}
+
+// waitID waits until node i has its node ID (it joined, or was
+// initialized) and checks that it is i+1.
+func (c *Cluster) waitID(i int) {
+	c.t.Helper()
+	s := c.Nodes[i].Server
+	testutil.SucceedsWithin(c.t, 30*time.Second, func() error {
+		if err := s.Failed(); err != nil {
+			c.t.Fatalf("node %d failed to start: %v", i+1, err)
+		}
+		if s.NodeID() == 0 {
+			return fmt.Errorf("node %d has no node ID yet", i+1)
+		}
+		return nil
+	})
+	if got := s.NodeID(); got != int32(i+1) {
+		c.t.Fatalf("node at index %d got node ID %d, want %d", i, got, i+1)
+	}
 }
 
 func (c *Cluster) newNode(i int) *Node {
