@@ -85,6 +85,8 @@ type Server struct {
 	life lifecycle
 	// ver holds the active cluster version and finalization (versions.go).
 	ver versionState
+	// versionGossip is the state of gossiping the persisted version.
+	versionGossip versionGossip
 	// upgrades moves the cluster version up the ladder (Finalize).
 	upgrades *upgrademanager.Manager
 	// g0 is this node's part of group 0 (group0*.go).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -22,25 +23,42 @@ import (
 const gossipKeyClusterVersion = "cluster_version"
 
 // publishClusterVersion gossips the cluster version this node has
-// persisted, if it changed.
+// persisted, when it changed, when the last broadcast of it did not finish
+// (memberlist then leaves it to the next push/pull, up to its interval
+// later), and every republishEvery besides: status views and the console
+// read it from gossip, and a broadcast lost while a peer restarts or dies
+// must not leave them showing an old version for long.
 func (s *Server) publishClusterVersion() {
 	g := s.gossipOrNil()
 	if g == nil {
 		return
 	}
 	v := s.ActiveVersion().String()
-	if g.LocalMeta().Extra[gossipKeyClusterVersion] == v {
+	if g.LocalMeta().Extra[gossipKeyClusterVersion] == v && !s.versionGossip.pending.Load() &&
+		time.Since(time.Unix(0, s.versionGossip.last.Load())) < republishEvery {
 		return
 	}
+	s.versionGossip.last.Store(time.Now().UnixNano())
 	err := g.UpdateMeta(func(m *gossip.NodeMeta) {
 		if m.Extra == nil {
 			m.Extra = map[string]string{}
 		}
-		m.Extra[gossipKeyClusterVersion] = s.ActiveVersion().String()
+		m.Extra[gossipKeyClusterVersion] = v
 	})
+	s.versionGossip.pending.Store(err != nil)
 	if err != nil {
-		s.log.Debug("gossiping the persisted cluster version", "err", err)
+		s.log.Debug("gossiping the persisted cluster version; will broadcast it again", "err", err)
 	}
+}
+
+// republishEvery is how often a node gossips its persisted cluster version
+// even when it has not changed.
+const republishEvery = 5 * time.Second
+
+// versionGossip is publishClusterVersion's state.
+type versionGossip struct {
+	pending atomic.Bool  // the last broadcast did not finish
+	last    atomic.Int64 // when it last broadcast (Unix nanos)
 }
 
 // olderBuild is the binary a node runs as far as status views and
