@@ -28,6 +28,10 @@ func (v Version) String() string {
 // IsRelease reports whether v is a release rather than an internal step.
 func (v Version) IsRelease() bool { return v.Internal == 0 }
 
+// Release is the release v belongs to: v itself for a release, and for an
+// internal step the release it leads to (2.0 for 2.0-step.1).
+func (v Version) Release() Version { return Version{Major: v.Major, Minor: v.Minor} }
+
 // Less orders versions: internal steps of release R sort before R itself and
 // after the previous release, because they are the road to R.
 func (v Version) Less(o Version) bool { return v.Compare(o) < 0 }

@@ -166,3 +166,17 @@ func TestSupports(t *testing.T) {
 		}
 	}
 }
+
+func TestRelease(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"1.0", "1.0"}, {"1.1-step.1", "1.1"}, {"1.1-step.2", "1.1"}, {"2.0-step.1", "2.0"}, {"2.0", "2.0"},
+	} {
+		v, err := Parse(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Release().String(); got != tc.want {
+			t.Errorf("%s.Release() = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

@@ -563,20 +563,18 @@ func (s *Server) joinGroup0Loop(f group0.Formation, upgraded bool) {
 	}
 }
 
-// enterPostRaftOnceCaughtUp moves a node of an upgraded cluster (2.0
-// active) that is still in use_pre_raft_procedures or synchronize to
-// use_post_raft_procedures, once its group 0 replica has received group 0's
-// state and its catalog holds it. It reports whether the node is in
+// enterPostRaftOnceCaughtUp moves a node that joined an upgraded cluster
+// (2.0 active) to use_post_raft_procedures, once its group 0 replica has
+// received group 0's state, and reports whether the node is in
 // use_post_raft_procedures (or recovery, which only the recovery procedure
-// leaves).
+// leaves). A node that joined during the procedure and is still before
+// use_post_raft_procedures once 2.0 is active (issue 16 D1) is moved by
+// its membership check (group0_member.go), through the same enterPostRaft.
 //
 // Only an upgraded cluster: 2.0 becomes active after the procedure's schema
 // sync, which took every pre-Raft change of every node into group 0, so a
 // node still before use_post_raft_procedures then joined after the
-// procedure last looked (the joiner of an upgraded cluster, or one that
-// joined during the last finalization step, issue 16 D1) and made no
-// pre-Raft change of its own. Nobody else will move it: without this it
-// would wait in synchronize for good, refusing DDL.
+// procedure last looked and made no pre-Raft change of its own.
 func (s *Server) enterPostRaftOnceCaughtUp() bool {
 	if st := s.g0.State(); st == group0.UsePostRaft || st == group0.Recovery {
 		return true
@@ -591,14 +589,21 @@ func (s *Server) enterPostRaftOnceCaughtUp() bool {
 	if id, err := group0.LocalStateID(rep); err != nil || id == 0 {
 		return false // no snapshot of group 0 yet
 	}
-	if err := s.catchUpCatalog(); err != nil {
-		return false
-	}
-	if err := s.setGroup0State(group0.UsePostRaft, false); err != nil {
+	if err := s.enterPostRaft(); err != nil {
 		s.log.Warn("entering use_post_raft_procedures", "err", err)
 		return false
 	}
 	return true
+}
+
+// enterPostRaft brings the catalog up to group 0's state as this replica
+// holds it, then enters use_post_raft_procedures: a node that has caught up
+// with group 0 and made no pre-Raft change of its own.
+func (s *Server) enterPostRaft() error {
+	if err := s.catchUpCatalog(); err != nil {
+		return errors.Wrap(err, "applying group 0's schema to the catalog")
+	}
+	return s.setGroup0State(group0.UsePostRaft, false)
 }
 
 // --- background loops ---

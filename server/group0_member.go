@@ -157,12 +157,9 @@ func (s *Server) checkGroup0Membership(ctx context.Context, join bool) {
 		return
 	}
 	if d.EnterPostRaft {
-		if err := s.catchUpCatalog(); err != nil {
-			s.log.Warn("applying group 0's schema to the catalog", "err", err)
-			return
-		}
-		if err := s.setGroup0State(group0.UsePostRaft, false); err != nil {
+		if err := s.enterPostRaft(); err != nil {
 			s.log.Warn("entering use_post_raft_procedures after joining group 0", "err", err)
+			return
 		}
 	}
 	var err error

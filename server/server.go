@@ -245,7 +245,7 @@ func checkStoreVersion(id storage.Ident, bv clusterversion.Version) error {
 		// here (its fence first), and perhaps not yet on every node: the
 		// operator rolling back must learn that this node cannot, and
 		// which release it needs (never "release 1.1-step.1").
-		rel := clusterversion.Version{Major: v.Major, Minor: v.Minor}
+		rel := v.Release()
 		return errors.WithHintf(errors.Newf(
 			"this binary is release %s but the store's cluster version is %s: a finalization to %s persisted its fence "+
 				"on this node, so this store can no longer run release %s", bv, v, rel, bv),
@@ -1027,7 +1027,7 @@ func checkJoinerVersionAt(rec nodeapi.NodeRecord, active clusterversion.Version)
 		return errors.WithHintf(errors.Newf(
 			"the joining node runs release %s, which cannot run the cluster's version %s", bv, active),
 			"start it with a binary of release %s or newer (it supports cluster versions %s to %s)",
-			clusterversion.Version{Major: active.Major, Minor: active.Minor}, clusterversion.MinSupported(bv), bv)
+			active.Release(), clusterversion.MinSupported(bv), bv)
 	}
 	return nil
 }

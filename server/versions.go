@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -62,13 +61,9 @@ func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVer
 	if _, ok := clusterversion.Lookup(v); !ok {
 		// Only the ladder's versions exist: a node that persisted another
 		// one would gate features on a version no migration went through.
-		var ladder []string
-		for _, k := range clusterversion.Keys() {
-			ladder = append(ladder, k.String())
-		}
 		return nil, nodeapi.WithCode(errors.WithHintf(
 			errors.Wrapf(clusterversion.ErrUnknownVersion, "cluster version %q is not on the version ladder; nothing was persisted", req.Version),
-			"the cluster versions are %s", strings.Join(ladder, ", ")), codes.InvalidArgument)
+			"the cluster versions are %s", ladderList()), codes.InvalidArgument)
 	}
 	if err := s.persistActiveVersion(v); err != nil {
 		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
@@ -88,8 +83,7 @@ func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVer
 func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 	if !clusterversion.Supports(s.binVersion, v) {
 		return errors.WithHintf(errors.Newf("node %d runs release %s, which cannot run cluster version %s",
-			s.NodeID(), s.binVersion, v), "restart node %d on a binary of release %s or newer", s.NodeID(),
-			clusterversion.Version{Major: v.Major, Minor: v.Minor})
+			s.NodeID(), s.binVersion, v), "restart node %d on a binary of release %s or newer", s.NodeID(), v.Release())
 	}
 	s.mu.Lock()
 	exec := s.exec
@@ -232,27 +226,28 @@ func autoupgradeNodes(statuses []nodeapi.NodeStatus) []autoupgrade.Node {
 	return out
 }
 
-// followReplicatedVersion runs on every node: at start and then
-// periodically, it persists the replicated cluster version when this
-// node's persisted version is behind it. The replicated version is written
-// only once every node of the finalization's lists has persisted it, so
-// adopting it changes nothing the cluster has not agreed to; it catches
-// up a node that joined while the last step was being persisted (issue 16,
-// D1), which would otherwise run an in-between version for good, and at
-// 1.1 refuse the next release's binary. A node of an upgraded cluster
-// still in synchronize then enters use_post_raft_procedures.
+// followReplicatedVersion runs on every node, after Start's own
+// catchUpVersion: periodically, it persists the replicated cluster version
+// when this node's persisted version is behind it. The replicated version
+// is written only once every node of the finalization's lists has
+// persisted it, so adopting it changes nothing the cluster has not agreed
+// to; it catches up a node that joined while the last step was being
+// persisted (issue 16, D1), which would otherwise run an in-between version
+// for good, and at 1.1 refuse the next release's binary. (A node of an
+// upgraded cluster still in synchronize then enters
+// use_post_raft_procedures through its group 0 membership check.)
 func (s *Server) followReplicatedVersion() {
 	every := s.cfg.AutoUpgradeInterval
 	if every == 0 {
 		every = 10 * time.Second
 	}
 	for {
-		s.catchUpVersion()
 		select {
 		case <-s.stopC:
 			return
 		case <-time.After(every):
 		}
+		s.catchUpVersion()
 	}
 }
 
@@ -271,9 +266,6 @@ func (s *Server) catchUpVersion() {
 			return
 		}
 		s.log.Info("caught up with the replicated cluster version", "version", rv.String())
-	}
-	if s.hasGroup0() {
-		s.enterPostRaftOnceCaughtUp()
 	}
 }
 

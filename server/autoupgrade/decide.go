@@ -197,7 +197,7 @@ func Decide(in Input) Decision {
 	target := maxBin
 	mid := midFinalization(in)
 	if mid {
-		if rel := activeReleaseOr(Front(in)); target.Less(rel) {
+		if rel := Front(in).Release(); target.Less(rel) {
 			target = rel
 		}
 	} else if !in.Active.Less(maxBin) {
@@ -242,14 +242,10 @@ func Decide(in Input) Decision {
 		d.Blockers = append(d.Blockers, Blocker{Kind: BlockAutoDisabled,
 			Reason: "cluster.auto_upgrade.enabled is false",
 			Fix: fmt.Sprintf("SET CLUSTER SETTING version = '%s' (or SET CLUSTER SETTING cluster.auto_upgrade.enabled = true)",
-				activeReleaseOr(target))})
+				target.Release())})
 	}
 	d.Finalize = len(d.Blockers) == 0
 	return d
-}
-
-func activeReleaseOr(v clusterversion.Version) clusterversion.Version {
-	return clusterversion.Version{Major: v.Major, Minor: v.Minor}
 }
 
 // NodeList names nodes the way kvnode's messages do: "node 3",
@@ -286,7 +282,7 @@ var (
 func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.Version, error) {
 	if !target.IsRelease() {
 		return nil, errors.WithHintf(errors.Wrapf(ErrNotARelease, "%s is an internal step", target),
-			"name a release, such as %s", activeReleaseOr(target))
+			"name a release, such as %s", target.Release())
 	}
 	if _, ok := clusterversion.Lookup(target); !ok {
 		return nil, errors.WithHintf(errors.Wrapf(clusterversion.ErrUnknownVersion, "%q", target.String()),
@@ -326,7 +322,7 @@ func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.V
 	rels := clusterversion.Releases()
 	ai, ti := -1, -1
 	for i, r := range rels {
-		if r == activeReleaseOr(in.Active) {
+		if r == in.Active.Release() {
 			ai = i
 		}
 		if r == target {
@@ -355,7 +351,7 @@ func releases() string {
 // the value that will be accepted once it has.
 func ValidatePreserve(active clusterversion.Version, v string) error {
 	if MidFinalization(active) {
-		rel := activeReleaseOr(active)
+		rel := active.Release()
 		return errors.WithHintf(errors.Newf(
 			"cannot set cluster.preserve_downgrade_option to %q: the cluster is finalizing to %s (at %s), "+
 				"which can no longer be held back or rolled back", v, rel, active),
