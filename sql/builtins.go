@@ -1,10 +1,8 @@
 package sql
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -80,9 +78,6 @@ func init() {
 				return substr(a[0].(string), a[1].(int64), a[2].(int64))
 			}},
 		}},
-		{name: "version", overloads: []overload{{nil, types.String, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
-			return fmt.Sprintf("kvnode %s (%s %s, built with %s)", ec.exec.cfg.BinaryVersion, runtime.GOOS, runtime.GOARCH, runtime.Version()), nil
-		}}}},
 		{name: "crdb_internal.node_executable_version", overloads: []overload{{nil, types.String, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
 			return ec.exec.cfg.BinaryVersion, nil
 		}}}},
@@ -101,7 +96,6 @@ func init() {
 		}}}},
 		{name: "current_user", overloads: []overload{{nil, types.String, constString("root")}}},
 		{name: "session_user", overloads: []overload{{nil, types.String, constString("root")}}},
-		{name: "current_database", overloads: []overload{{nil, types.String, constString("defaultdb")}}},
 		{name: "current_schema", overloads: []overload{{nil, types.String, constString("public")}}},
 	} {
 		builtins[b.name] = b

@@ -7,8 +7,9 @@
 // NewExecutor builds an Executor from a Config: the replicated store
 // (kvpb.DB, linearizable), the node's own local store (schema), the peers to
 // push schema changes to, the node ID and the binary version. The Executor
-// is the pgwire.SessionFactory: NewSession accepts user root and database
-// defaultdb only, as CockroachDB in insecure mode. A session parses (package
+// is the pgwire.SessionFactory: NewSession accepts user root, as CockroachDB
+// in insecure mode, and the databases defaultdb and postgres (which reach
+// the same tables: kvnode has no per-database tables yet). A session parses (package
 // parser), prepares (analysis: name resolution, type checking, placeholder
 // type inference, access-path choice) and executes statements. Every error
 // a client can see carries a SQLSTATE (package pgerror) and, where there is

@@ -310,8 +310,8 @@ func (e *Executor) virtualNames() []string {
 }
 
 // NewSession opens a session for a client connection. Like CockroachDB in
-// insecure mode, kvnode accepts only the user root and the database
-// defaultdb (an empty database name means defaultdb).
+// insecure mode, kvnode accepts only the user root; the database is
+// defaultdb or postgres (an empty database name means defaultdb).
 func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgwire.Session, error) {
 	if args.User != "root" {
 		return nil, pgerror.WithHintf(
@@ -339,13 +339,18 @@ func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgw
 	return s, nil
 }
 
+// checkDatabase accepts the databases that exist from bootstrap: defaultdb
+// (CockroachDB's) and postgres (libpq's and many tools' default). kvnode
+// has no per-database tables yet: both names reach the same tables, the
+// ones SHOW TABLES lists.
 func checkDatabase(db string) error {
-	if db == "" || db == "defaultdb" {
+	switch db {
+	case "", "defaultdb", "postgres":
 		return nil
 	}
 	return pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeInvalidCatalogName, "database %q does not exist", db),
-		"kvnode has one database, defaultdb; connect to it (for example postgresql://root@host:port/defaultdb)")
+		"kvnode's databases are defaultdb and postgres; connect to one of them (for example postgresql://root@host:port/defaultdb)")
 }
 
 // uniqueRowID returns a cluster-unique INT8, like CockroachDB's

@@ -185,7 +185,7 @@ func (p *prepared) Exec(ctx context.Context, params []types.Datum) (_ pgwire.Res
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	res, err := p.plan.exec(ctx, params)
+	res, err := p.plan.exec(withSession(ctx, p.s), params)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return pgwire.Result{}, pgerror.WithCode(errors.Wrap(err, "canceling statement due to statement timeout"), pgerror.CodeQueryCanceled)
 	}
@@ -292,7 +292,7 @@ type showVarPlan struct {
 func (s *session) analyzeShowVar(v *parser.ShowVar) (plan, error) {
 	name := strings.ToLower(v.Name)
 	if name != "all" {
-		if _, ok := lookupVar(name); !ok {
+		if _, ok := s.lookupVar(name); !ok {
 			return nil, unknownVar(name)
 		}
 	}
@@ -303,7 +303,7 @@ func (p *showVarPlan) columns() []pgwire.Column {
 	if p.name == "all" {
 		return []pgwire.Column{{Name: "variable", Type: types.String}, {Name: "value", Type: types.String}}
 	}
-	v, _ := lookupVar(p.name)
+	v, _ := p.s.lookupVar(p.name)
 	return []pgwire.Column{{Name: v.name, Type: types.String}}
 }
 func (p *showVarPlan) stale() bool { return false }
@@ -315,7 +315,10 @@ func (p *showVarPlan) exec(context.Context, []types.Datum) (pgwire.Result, error
 		}
 		return pgwire.Result{Rows: rows, Tag: "SHOW"}, nil
 	}
-	v, _ := lookupVar(p.name)
+	v, ok := p.s.lookupVar(p.name)
+	if !ok {
+		return pgwire.Result{}, unknownVar(p.name)
+	}
 	return pgwire.Result{Rows: [][]types.Datum{{p.s.getVar(v)}}, Tag: "SHOW"}, nil
 }
 
@@ -327,13 +330,9 @@ type setVarPlan struct {
 }
 
 func (s *session) analyzeSetVar(sv *parser.SetVar, params *paramSet) (plan, error) {
-	v, ok := lookupVar(strings.ToLower(sv.Name))
-	if !ok {
-		return nil, unknownVar(sv.Name)
-	}
-	if v.set == nil {
-		return nil, pgerror.WithHintf(
-			pgerror.Newf("55P02", "parameter %q cannot be changed", v.name), "SHOW %s displays it", v.name)
+	v, err := s.varForSet(strings.ToLower(sv.Name))
+	if err != nil {
+		return nil, err
 	}
 	p := &setVarPlan{s: s, v: v, reset: sv.Default}
 	a := &analyzer{params: params, clause: "SET", noCols: true}

@@ -157,10 +157,8 @@ func classifyTableName(n parser.TableName) (name string, virt bool, err error) {
 	case 1:
 		return n.Parts[0], false, nil
 	case 3:
-		if n.Parts[0] != "defaultdb" {
-			return "", false, pgerror.WithHintf(
-				pgerror.Newf(pgerror.CodeInvalidCatalogName, "database %q does not exist", n.Parts[0]),
-				"kvnode has one database, defaultdb")
+		if err := checkDatabase(n.Parts[0]); err != nil {
+			return "", false, err
 		}
 	}
 	schema, table := n.Schema(), n.Table()

@@ -589,7 +589,7 @@ func (a *analyzer) resolveColumn(v *parser.ColumnRef) (texpr, error) {
 		// db.schema.table.col or schema.table.col: the leading parts must
 		// name the only database and schema there are.
 		for _, p := range v.Parts[:len(v.Parts)-2] {
-			if p != "defaultdb" && p != "public" {
+			if p != "defaultdb" && p != "postgres" && p != "public" {
 				return nil, undefinedColumn(v.String())
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
 )
 
 // sessionVar is a session variable: SET and SHOW reach it by name. set
@@ -15,11 +16,6 @@ type sessionVar struct {
 	def  func(s *session) string
 	set  func(s *session, v string) (string, error)
 }
-
-// serverVersion is what kvnode reports as the PostgreSQL server version,
-// like CockroachDB does, so that drivers enable the protocol features of
-// a modern server.
-const serverVersion = "13.0.0"
 
 func fixed(v string) func(*session) string { return func(*session) string { return v } }
 
@@ -56,11 +52,11 @@ var sessionVars = []*sessionVar{
 			pgerror.Newf(pgerror.CodeFeatureNotSupported, "unimplemented client encoding: %q", v),
 			"kvnode speaks UTF8 only; set client_encoding to UTF8")
 	}},
-	{name: "database", def: fixed("defaultdb"), set: func(_ *session, v string) (string, error) {
+	{name: "database", def: func(s *session) string { return s.database() }, set: func(s *session, v string) (string, error) {
 		if err := checkDatabase(v); err != nil {
 			return "", err
 		}
-		return "defaultdb", nil
+		return normalizeDatabase(v), nil
 	}},
 	{name: "datestyle", def: fixed("ISO, MDY"), set: func(_ *session, v string) (string, error) {
 		// kvnode has no date types; accept the ISO styles drivers set.
@@ -92,8 +88,8 @@ var sessionVars = []*sessionVar{
 	{name: "node_id", def: func(s *session) string { return strconv.Itoa(int(s.e.cfg.NodeID())) }},
 	{name: "search_path", def: fixed("\"$user\", public"), set: anyValue},
 	{name: "server_encoding", def: fixed("UTF8")},
-	{name: "server_version", def: fixed(serverVersion)},
-	{name: "server_version_num", def: fixed("130000")},
+	{name: "server_version", def: fixed(pgwire.ServerVersion)},
+	{name: "server_version_num", def: fixed(pgwire.ServerVersionNum)},
 	{name: "session_user", def: fixed("root")},
 	{name: "standard_conforming_strings", def: fixed("on"), set: oneOf("standard_conforming_strings", "on")},
 	{name: "statement_timeout", def: fixed("0"), set: func(_ *session, v string) (string, error) {
@@ -118,6 +114,61 @@ func lookupVar(name string) (*sessionVar, bool) {
 		}
 	}
 	return nil, false
+}
+
+// isCustomVarName reports whether name is a custom setting: a dotted name
+// such as myapp.tenant, which PostgreSQL accepts without declaring it
+// (extensions and applications keep state in them).
+func isCustomVarName(name string) bool {
+	i := strings.IndexByte(name, '.')
+	return i > 0 && i < len(name)-1
+}
+
+// lookupVar finds a session variable by its lowercased name: a built-in one,
+// or a custom one that was set in this session.
+func (s *session) lookupVar(name string) (*sessionVar, bool) {
+	if v, ok := lookupVar(name); ok {
+		return v, true
+	}
+	if _, ok := s.vars[name]; ok && isCustomVarName(name) {
+		return customVar(name), true
+	}
+	return nil, false
+}
+
+// varForSet is the variable SET name (or set_config) changes: a built-in
+// one, or a custom one, created by setting it.
+func (s *session) varForSet(name string) (*sessionVar, error) {
+	if v, ok := lookupVar(name); ok {
+		if v.set == nil {
+			return nil, pgerror.WithHintf(
+				pgerror.Newf("55P02", "parameter %q cannot be changed", v.name), "SHOW %s displays it", v.name)
+		}
+		return v, nil
+	}
+	if isCustomVarName(name) {
+		return customVar(name), nil
+	}
+	return nil, unknownVar(name)
+}
+
+func customVar(name string) *sessionVar {
+	return &sessionVar{name: name, def: fixed(""), set: anyValue}
+}
+
+// database is the database the session is connected to.
+func (s *session) database() string {
+	if v, ok := s.vars["database"]; ok {
+		return v
+	}
+	return normalizeDatabase(s.args.Database)
+}
+
+func normalizeDatabase(db string) string {
+	if db == "" {
+		return "defaultdb"
+	}
+	return db
 }
 
 func unknownVar(name string) error {

@@ -422,7 +422,7 @@ func TestPgxStartupErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := conn.PgConn().ParameterStatus("server_version"); v != "13.0.0" {
+	if v := conn.PgConn().ParameterStatus("server_version"); v != ServerVersion {
 		t.Errorf("server_version %q", v)
 	}
 	_ = conn.Close(ctx)

@@ -24,7 +24,20 @@ type SessionArgs struct {
 	RemoteAddr string
 	// Params holds every startup parameter the client sent.
 	Params map[string]string
+	// ProcessID is the connection's BackendKeyData process ID, which
+	// pg_backend_pid() returns.
+	ProcessID uint32
 }
+
+// ServerVersion is the PostgreSQL version kvnode reports in the
+// server_version ParameterStatus, SHOW server_version and version(): 13.0,
+// whose catalogs and protocol kvnode follows, as CockroachDB reports 13.0.0.
+// PostgreSQL itself reports "MAJOR.MINOR", which is what psql and drivers
+// parse.
+const ServerVersion = "13.0"
+
+// ServerVersionNum is ServerVersion as server_version_num.
+const ServerVersionNum = "130000"
 
 // Session executes statements for one connection. It is used by one
 // goroutine at a time.

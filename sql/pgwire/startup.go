@@ -145,6 +145,7 @@ func (c *conn) openSession(minor uint32, body []byte) (Session, error) {
 		Database:   params["database"],
 		RemoteAddr: c.nc.RemoteAddr().String(),
 		Params:     params,
+		ProcessID:  c.id,
 	}
 	if args.User == "" {
 		return nil, c.fatal(errors.New("no user"),
@@ -166,8 +167,8 @@ func (c *conn) openSession(minor uint32, body []byte) (Session, error) {
 
 	c.w.send(&pgproto3.AuthenticationOk{})
 	for _, p := range [][2]string{
-		// What CockroachDB reports; drivers pick features by it.
-		{"server_version", "13.0.0"},
+		// Drivers pick features by it; version() says the same.
+		{"server_version", ServerVersion},
 		{"server_encoding", "UTF8"},
 		{"client_encoding", "UTF8"},
 		{"DateStyle", "ISO, MDY"},
