@@ -29,6 +29,11 @@
 //   - lifecycle/...: decommission under load, drain and restart under load;
 //     skipped as pending with a binary that lacks `kvnode node
 //     decommission|drain`.
+//   - txn/...: the transactional checkers of issue 18 (package
+//     txnworkload): bank, write skew and Elle's list-append through every
+//     node, with kill -9, restarts (txn/seeded-runs: 20 seeded rounds) and
+//     a rolling upgrade to 2.1; skipped as pending while BEGIN is refused
+//     with 0A000.
 //
 // Every scenario's plan depends only on its seed and node count
 // (TestPlansAreDeterministic).

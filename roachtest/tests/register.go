@@ -11,4 +11,5 @@ func Register(r *registry.Registry) {
 	registerLifecycle(r)
 	registerGroup0(r)
 	registerRecover(r)
+	registerTxn(r)
 }
