@@ -259,6 +259,9 @@ func (c *client) txn(ctx context.Context, body func(ctx context.Context, tx pgx.
 			c.r.mu.Lock()
 			c.r.lastRefusal = errors.Wrapf(err, "BEGIN through %s", c.target.Name)
 			c.r.mu.Unlock()
+			// A cluster that refuses transactions (not finalized yet)
+			// refuses them all: do not spin.
+			pause(ctx, 100*time.Millisecond)
 		}
 		c.dropIfBroken(err)
 		rec.outcome, rec.err = elle.Fail, err
