@@ -76,15 +76,21 @@ func (w *WriteSkew) Start() {
 func (w *WriteSkew) round(ctx context.Context, pair [2]*client) {
 	s := w.next.Add(1)
 	ids := [2]int64{2 * s, 2*s + 1}
-	conn, err := pair[0].connect(ctx)
+	// The shift's doctors, through whichever of the two can connect (its
+	// node may be down).
+	ins := pair[s%2]
+	conn, err := ins.connect(ctx)
 	if err != nil {
-		return
+		ins = pair[1-s%2]
+		if conn, err = ins.connect(ctx); err != nil {
+			return
+		}
 	}
 	ictx, cancel := context.WithTimeout(ctx, w.cfg.TxnTimeout)
 	_, err = conn.Exec(ictx, "INSERT INTO oncall_doctors (id, shift, on_call) VALUES ($1, $3, 1), ($2, $3, 1) ON CONFLICT DO NOTHING", ids[0], ids[1], s)
 	cancel()
 	if err != nil {
-		pair[0].dropIfBroken(err)
+		ins.dropIfBroken(err)
 		return // a shift whose rows may be missing or partial: the final check ignores it
 	}
 	var read [2]chan struct{}
