@@ -29,6 +29,9 @@ type Anomaly struct {
 	Type string
 	// Txns are the transactions involved (for a cycle: in cycle order).
 	Txns []int
+	// Keys are the keys involved: a transaction of many operations is
+	// printed with its operations on these keys only.
+	Keys []int
 	// Explanation says what was observed, e.g. each edge of a cycle and why
 	// it exists.
 	Explanation string
@@ -89,7 +92,7 @@ func (r *Report) String() string {
 	for _, a := range r.Anomalies {
 		fmt.Fprintf(&b, "%s: %s\n", a.Type, a.Explanation)
 		for _, t := range a.Txns {
-			fmt.Fprintf(&b, "    %s\n", r.h.describe(t))
+			fmt.Fprintf(&b, "    %s\n", r.h.describe(t, a.Keys))
 		}
 	}
 	return b.String()
@@ -117,6 +120,7 @@ func kindName(k uint8) string {
 type edge struct {
 	kinds uint8
 	why   [3]string // per kind (ww, wr, rw): the first observation behind it
+	key   [3]int    // per kind: the key of that observation
 }
 
 type writeRef struct {
@@ -183,7 +187,7 @@ func (c *checker) indexWrites() {
 				continue
 			}
 			if prev, dup := c.writer[o.Value]; dup {
-				c.add(Anomaly{Type: DuplicateAppends, Txns: uniq(prev.txn, i),
+				c.add(Anomaly{Type: DuplicateAppends, Txns: uniq(prev.txn, i), Keys: []int{o.Key},
 					Explanation: fmt.Sprintf("value %d is appended twice (the workload must append unique values): the checks are meaningless", o.Value)})
 				continue
 			}
@@ -228,7 +232,7 @@ func (c *checker) internal() {
 				want = "a list ending in " + listString(s.suffix)
 			}
 			if want != "" {
-				c.add(Anomaly{Type: Internal, Txns: []int{i},
+				c.add(Anomaly{Keys: []int{o.Key}, Type: Internal, Txns: []int{i},
 					Explanation: fmt.Sprintf("T%d read key %d as %s, but its own earlier operations imply %s", i, o.Key, listString(o.List), want)})
 			}
 			s.prev, s.known, s.suffix = o.List, true, nil
@@ -277,9 +281,9 @@ func (c *checker) versionOrders() map[int][]int {
 		for div < len(o.List) && o.List[div] == l[div] {
 			div++
 		}
-		c.add(Anomaly{Type: IncompatibleOrder, Txns: uniq(i, from[o.Key]),
-			Explanation: fmt.Sprintf("key %d was read as %s and as %s: neither is a prefix of the other (they part at position %d), so an append was lost or reordered",
-				o.Key, listString(o.List), listString(l), div)})
+		c.add(Anomaly{Keys: []int{o.Key}, Type: IncompatibleOrder, Txns: uniq(i, from[o.Key]),
+			Explanation: fmt.Sprintf("key %d was read as %s and as %s: neither is a prefix of the other (they part at position %d: %s vs %s), so an append was lost or reordered",
+				o.Key, listString(o.List), listString(l), div, around(o.List, div), around(l, div))})
 	})
 	for k := range bad {
 		delete(longest, k)
@@ -294,29 +298,29 @@ func (c *checker) readChecks() {
 		seen := map[int]bool{}
 		for pos, v := range o.List {
 			if seen[v] {
-				c.add(Anomaly{Type: DuplicateElements, Txns: []int{i},
+				c.add(Anomaly{Keys: []int{o.Key}, Type: DuplicateElements, Txns: []int{i},
 					Explanation: fmt.Sprintf("T%d read key %d as %s: value %d appears twice", i, o.Key, listString(o.List), v)})
 			}
 			seen[v] = true
 			w, ok := c.writer[v]
 			if !ok {
-				c.add(Anomaly{Type: GarbageRead, Txns: []int{i},
+				c.add(Anomaly{Keys: []int{o.Key}, Type: GarbageRead, Txns: []int{i},
 					Explanation: fmt.Sprintf("T%d read key %d as %s: nobody appended %d", i, o.Key, listString(o.List), v)})
 				continue
 			}
 			if wk := c.h[w.txn].Ops[w.op].Key; wk != o.Key {
-				c.add(Anomaly{Type: GarbageRead, Txns: uniq(i, w.txn),
+				c.add(Anomaly{Keys: []int{o.Key}, Type: GarbageRead, Txns: uniq(i, w.txn),
 					Explanation: fmt.Sprintf("T%d read key %d as %s: %d was appended to key %d by T%d", i, o.Key, listString(o.List), v, wk, w.txn)})
 				continue
 			}
 			if c.h[w.txn].Outcome == Fail && w.txn != i {
-				c.add(Anomaly{Type: G1a, Txns: []int{i, w.txn},
+				c.add(Anomaly{Keys: []int{o.Key}, Type: G1a, Txns: []int{i, w.txn},
 					Explanation: fmt.Sprintf("T%d read key %d as %s, which holds %d, appended by T%d, which failed (aborted read)", i, o.Key, listString(o.List), v, w.txn)})
 			}
 			if pos == len(o.List)-1 && w.txn != i {
 				mine := c.appends[o.Key][w.txn]
 				if mine[len(mine)-1] != v {
-					c.add(Anomaly{Type: G1b, Txns: []int{i, w.txn},
+					c.add(Anomaly{Keys: []int{o.Key}, Type: G1b, Txns: []int{i, w.txn},
 						Explanation: fmt.Sprintf("T%d read key %d as %s, ending in %d, but T%d appended %s to key %d: %d is an intermediate version (intermediate read)",
 							i, o.Key, listString(o.List), v, w.txn, listString(mine), o.Key, v)})
 				}
@@ -357,7 +361,7 @@ func (c *checker) finalChecks(orders map[int][]int) {
 		first := readOf(ts[0], k)
 		for _, t := range ts[1:] {
 			if l := readOf(t, k); !slices.Equal(l, first) {
-				c.add(Anomaly{Type: FinalReadsDisagree, Txns: []int{ts[0], t},
+				c.add(Anomaly{Keys: []int{k}, Type: FinalReadsDisagree, Txns: []int{ts[0], t},
 					Explanation: fmt.Sprintf("the final reads of key %d disagree: %s and %s", k, listString(first), listString(l))})
 			}
 		}
@@ -376,7 +380,7 @@ func (c *checker) finalChecks(orders map[int][]int) {
 			}
 			for _, v := range c.appends[k][w] {
 				if !in[v] {
-					c.add(Anomaly{Type: LostAppend, Txns: []int{w, ts[0]},
+					c.add(Anomaly{Keys: []int{k}, Type: LostAppend, Txns: []int{w, ts[0]},
 						Explanation: fmt.Sprintf("T%d committed append(%d, %d), but the final read of key %d is %s", w, k, v, k, listString(first))})
 				}
 			}
@@ -386,7 +390,7 @@ func (c *checker) finalChecks(orders map[int][]int) {
 
 // addEdge records a dependency from -> to of kind k; self-edges and edges
 // that touch a failed transaction are dropped.
-func (c *checker) addEdge(from, to int, k uint8, why string) {
+func (c *checker) addEdge(from, to int, k uint8, key int, why string) {
 	if from == to || c.h[from].Outcome == Fail || c.h[to].Outcome == Fail {
 		return
 	}
@@ -402,6 +406,7 @@ func (c *checker) addEdge(from, to int, k uint8, why string) {
 	if e.kinds&k == 0 {
 		e.kinds |= k
 		e.why[bitIndex(k)] = why
+		e.key[bitIndex(k)] = key
 	}
 }
 
@@ -423,7 +428,7 @@ func (c *checker) buildGraph(orders map[int][]int) {
 			a, okA := c.writer[order[i-1]]
 			b, okB := c.writer[order[i]]
 			if okA && okB {
-				c.addEdge(a.txn, b.txn, ww, fmt.Sprintf("key %d: T%d's %d comes right before T%d's %d", k, a.txn, order[i-1], b.txn, order[i]))
+				c.addEdge(a.txn, b.txn, ww, k, fmt.Sprintf("key %d: T%d's %d comes right before T%d's %d", k, a.txn, order[i-1], b.txn, order[i]))
 			}
 		}
 	}
@@ -434,7 +439,7 @@ func (c *checker) buildGraph(orders map[int][]int) {
 		}
 		if n := len(o.List); n > 0 {
 			if w, ok := c.writer[o.List[n-1]]; ok {
-				c.addEdge(w.txn, i, wr, fmt.Sprintf("key %d: T%d read %s, ending in T%d's %d", o.Key, i, listString(o.List), w.txn, o.List[n-1]))
+				c.addEdge(w.txn, i, wr, o.Key, fmt.Sprintf("key %d: T%d read %s, ending in T%d's %d", o.Key, i, listString(o.List), w.txn, o.List[n-1]))
 			}
 		}
 		if n := len(o.List); n < len(order) {
@@ -442,7 +447,7 @@ func (c *checker) buildGraph(orders map[int][]int) {
 			// G1b (readChecks); it implies no anti-dependency on the
 			// transaction it read from.
 			if w, ok := c.writer[order[n]]; ok && !c.wroteLast(w.txn, o.List) {
-				c.addEdge(i, w.txn, rw, fmt.Sprintf("key %d: T%d read %s, without T%d's %d, the next version", o.Key, i, listString(o.List), w.txn, order[n]))
+				c.addEdge(i, w.txn, rw, o.Key, fmt.Sprintf("key %d: T%d read %s, without T%d's %d, the next version", o.Key, i, listString(o.List), w.txn, order[n]))
 			}
 		}
 	})
@@ -621,7 +626,14 @@ func (cy cycle) count(k uint8) int {
 // strongly connected component and class.
 func (c *checker) cycles() {
 	report := func(typ string, cy cycle) {
-		c.add(Anomaly{Type: typ, Txns: cy.txns[:len(cy.txns)-1], Explanation: c.explain(cy)})
+		var keys []int
+		for i := 0; i+1 < len(cy.txns); i++ {
+			k := c.out[cy.txns[i]][cy.txns[i+1]].key[bitIndex(cy.kinds[i])]
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		c.add(Anomaly{Type: typ, Txns: cy.txns[:len(cy.txns)-1], Keys: keys, Explanation: c.explain(cy)})
 	}
 	// search finds in comp a cycle that starts with an edge of kind start
 	// and comes back through edges of the kinds in back, trying at most

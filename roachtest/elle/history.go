@@ -2,6 +2,7 @@ package elle
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -63,12 +64,35 @@ func (o Op) String() string {
 	return fmt.Sprintf("read(%d) -> %s", o.Key, listString(o.List))
 }
 
+// listString prints a list; a long one is abbreviated to its first and
+// last elements and its length.
 func listString(l []int) string {
+	if len(l) <= 16 {
+		return "[" + joinInts(l) + "]"
+	}
+	return fmt.Sprintf("[%s ... %s] (%d elements)", joinInts(l[:3]), joinInts(l[len(l)-6:]), len(l))
+}
+
+// around prints the elements of l around position pos: where two lists
+// part.
+func around(l []int, pos int) string {
+	from, to := max(0, pos-2), min(len(l), pos+3)
+	s := joinInts(l[from:to])
+	if from > 0 {
+		s = "... " + s
+	}
+	if to < len(l) {
+		s += " ..."
+	}
+	return "[" + s + "]"
+}
+
+func joinInts(l []int) string {
 	parts := make([]string, len(l))
 	for i, v := range l {
 		parts[i] = fmt.Sprint(v)
 	}
-	return "[" + strings.Join(parts, " ") + "]"
+	return strings.Join(parts, " ")
 }
 
 // Txn is one transaction of a history.
@@ -92,11 +116,21 @@ type Txn struct {
 // (T0, T1, ...), in any order (Check does not rely on it).
 type History []Txn
 
-func (h History) describe(i int) string {
+// describe prints transaction i; if it has many operations, only those on
+// keys (when given) are printed.
+func (h History) describe(i int, keys []int) string {
 	t := h[i]
 	var ops []string
+	others := 0
 	for _, o := range t.Ops {
+		if len(t.Ops) > 4 && len(keys) > 0 && !slices.Contains(keys, o.Key) {
+			others++
+			continue
+		}
 		ops = append(ops, o.String())
+	}
+	if others > 0 {
+		ops = append(ops, fmt.Sprintf("(%d operations on other keys)", others))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "T%d %s", i, t.Outcome)

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -238,25 +237,20 @@ func (w *Bank) Check(ctx context.Context) (Result, error) {
 	res.Reads, res.Violations = w.reads, w.nviol
 	res.Problems = append(res.Problems, w.violations...)
 	w.mu.Unlock()
-	var first string
-	for _, t := range w.cfg.Targets {
-		var bal map[int64]int64
-		err := retryRead(ctx, t, w.cfg.Isolation, 90*time.Second, func(ctx context.Context, tx pgx.Tx) error {
-			var err error
-			bal, err = w.readAll(ctx, tx, true)
-			return err
-		})
-		if err != nil {
-			return nil, err
+	finals, agree, err := readFinal(ctx, &w.runner, func(ctx context.Context, tx pgx.Tx) (map[int64]int64, string, error) {
+		bal, err := w.readAll(ctx, tx, true)
+		return bal, balances(bal), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Final = finals[0].text
+	for _, f := range finals {
+		if msg := w.verify(f.value); msg != "" {
+			res.Problems = append(res.Problems, fmt.Sprintf("final read through %s: %s", f.target.Name, msg))
 		}
-		if msg := w.verify(bal); msg != "" {
-			res.Problems = append(res.Problems, fmt.Sprintf("final read through %s: %s", t.Name, msg))
-		}
-		s := balances(bal)
-		if first == "" {
-			first, res.Final = s, s
-		} else if s != first {
-			res.Problems = append(res.Problems, fmt.Sprintf("final reads disagree: %s through %s, %s through %s", first, w.cfg.Targets[0].Name, s, t.Name))
+		if !agree {
+			res.Problems = append(res.Problems, fmt.Sprintf("final reads disagree (five rounds a second apart): %s through %s", f.text, f.target.Name))
 		}
 	}
 	return res, nil

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
@@ -221,53 +220,54 @@ func (w *ListAppend) Check(ctx context.Context) (Result, error) {
 	w.hmu.Lock()
 	maxKey := w.maxKey
 	w.hmu.Unlock()
-	for _, t := range w.cfg.Targets {
-		var ops []elle.Op
-		start := w.since()
-		err := retryRead(ctx, t, w.cfg.Isolation, 90*time.Second, func(ctx context.Context, tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, "SELECT k, v FROM elle_lists")
+	finals, _, err := readFinal(ctx, &w.runner, func(ctx context.Context, tx pgx.Tx) ([]elle.Op, string, error) {
+		rows, err := tx.Query(ctx, "SELECT k, v FROM elle_lists")
+		if err != nil {
+			return nil, "", err
+		}
+		type kv struct {
+			K int64
+			V string
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[kv])
+		if err != nil {
+			return nil, "", err
+		}
+		lists := map[int][]int{}
+		for _, r := range got {
+			l, err := parseList(r.V)
 			if err != nil {
-				return err
+				return nil, "", err
 			}
-			type kv struct {
-				K int64
-				V string
-			}
-			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[kv])
-			if err != nil {
-				return err
-			}
-			lists := map[int][]int{}
-			for _, r := range got {
-				l, err := parseList(r.V)
-				if err != nil {
-					return err
-				}
-				lists[int(r.K)] = l
-			}
-			ops = ops[:0]
-			var keys []int
-			for k := range lists {
+			lists[int(r.K)] = l
+		}
+		var keys []int
+		for k := range lists {
+			keys = append(keys, k)
+		}
+		for k := 0; k <= maxKey; k++ {
+			if _, ok := lists[k]; !ok {
 				keys = append(keys, k)
 			}
-			for k := 0; k <= maxKey; k++ {
-				if _, ok := lists[k]; !ok {
-					keys = append(keys, k)
-				}
-			}
-			sort.Ints(keys)
-			for _, k := range keys {
-				ops = append(ops, elle.ReadOp(k, lists[k]...))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
 		}
-		w.hmu.Lock()
-		w.history = append(w.history, elle.Txn{Ops: ops, Outcome: elle.OK, Final: true, Node: t.Name, Process: -1, Start: start, End: w.since()})
-		w.hmu.Unlock()
+		sort.Ints(keys)
+		var ops []elle.Op
+		var text strings.Builder
+		for _, k := range keys {
+			ops = append(ops, elle.ReadOp(k, lists[k]...))
+			fmt.Fprintf(&text, "%d:%s;", k, formatList(lists[k]))
+		}
+		return ops, text.String(), nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	w.hmu.Lock()
+	for _, f := range finals {
+		// Disagreeing final reads are the checker's final-reads-disagree.
+		w.history = append(w.history, elle.Txn{Ops: f.value, Outcome: elle.OK, Final: true, Node: f.target.Name, Process: -1, Start: f.start, End: f.end})
+	}
+	w.hmu.Unlock()
 	rep := elle.Check(w.History(), elle.Options{})
 	return &ListAppendResult{Report: rep, Counts: w.Counts(), notes: w.notesText()}, nil
 }

@@ -395,3 +395,43 @@ func retryRead(ctx context.Context, t Target, iso pgx.TxIsoLevel, timeout time.D
 		}
 	}
 }
+
+// finalRead is one target's final read.
+type finalRead[T any] struct {
+	target     Target
+	value      T
+	text       string // canonical form, compared across targets
+	start, end time.Duration
+}
+
+// readFinal reads the final state through every target; read returns the
+// value and its canonical text. While the targets disagree (a commit whose
+// answer was lost may still be being applied) it reads again, up to five
+// rounds a second apart, and returns the last round and whether its reads
+// agree.
+func readFinal[T any](ctx context.Context, r *runner, read func(ctx context.Context, tx pgx.Tx) (T, string, error)) ([]finalRead[T], bool, error) {
+	for round := 1; ; round++ {
+		var out []finalRead[T]
+		for _, t := range r.cfg.Targets {
+			f := finalRead[T]{target: t, start: r.since()}
+			err := retryRead(ctx, t, r.cfg.Isolation, 90*time.Second, func(ctx context.Context, tx pgx.Tx) error {
+				var err error
+				f.value, f.text, err = read(ctx, tx)
+				return err
+			})
+			if err != nil {
+				return nil, false, err
+			}
+			f.end = r.since()
+			out = append(out, f)
+		}
+		agree := true
+		for _, f := range out[1:] {
+			agree = agree && f.text == out[0].text
+		}
+		if agree || round == 5 || ctx.Err() != nil {
+			return out, agree, nil
+		}
+		pause(ctx, time.Second)
+	}
+}

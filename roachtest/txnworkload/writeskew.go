@@ -195,51 +195,44 @@ func (w *WriteSkew) Check(ctx context.Context) (Result, error) {
 	res.Rounds, res.Both = w.rounds, w.both
 	res.Problems = append(res.Problems, w.violations...)
 	w.mu.Unlock()
-	var first string
-	for _, t := range w.cfg.Targets {
-		onCall := map[int64]int64{}
-		doctors := map[int64]int{}
-		var text string
-		err := retryRead(ctx, t, w.cfg.Isolation, 90*time.Second, func(ctx context.Context, tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, "SELECT id, shift, on_call FROM oncall_doctors")
-			if err != nil {
-				return err
-			}
-			type row struct{ ID, Shift, OnCall int64 }
-			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-			if err != nil {
-				return err
-			}
-			sort.Slice(got, func(i, j int) bool { return got[i].ID < got[j].ID })
-			clear(onCall)
-			clear(doctors)
-			var parts []string
-			for _, r := range got {
-				onCall[r.Shift] += r.OnCall
-				doctors[r.Shift]++
-				parts = append(parts, fmt.Sprintf("%d:%d", r.ID, r.OnCall))
-			}
-			text = strings.Join(parts, " ")
-			return nil
-		})
+	type doctors struct{ onCall, count map[int64]int64 }
+	finals, agree, err := readFinal(ctx, &w.runner, func(ctx context.Context, tx pgx.Tx) (doctors, string, error) {
+		d := doctors{onCall: map[int64]int64{}, count: map[int64]int64{}}
+		rows, err := tx.Query(ctx, "SELECT id, shift, on_call FROM oncall_doctors")
 		if err != nil {
-			return nil, err
+			return d, "", err
 		}
+		type row struct{ ID, Shift, OnCall int64 }
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		if err != nil {
+			return d, "", err
+		}
+		sort.Slice(got, func(i, j int) bool { return got[i].ID < got[j].ID })
+		var parts []string
+		for _, r := range got {
+			d.onCall[r.Shift] += r.OnCall
+			d.count[r.Shift]++
+			parts = append(parts, fmt.Sprintf("%d:%d", r.ID, r.OnCall))
+		}
+		return d, strings.Join(parts, " "), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range finals {
 		var empty []int64
-		for s, n := range doctors {
-			if n == 2 && onCall[s] == 0 {
+		for s, n := range f.value.count {
+			if n == 2 && f.value.onCall[s] == 0 {
 				empty = append(empty, s)
 			}
 		}
 		sort.Slice(empty, func(i, j int) bool { return empty[i] < empty[j] })
 		if len(empty) > 0 {
-			res.Problems = append(res.Problems, fmt.Sprintf("final read through %s: %d shift(s) with nobody on call: %v", t.Name, len(empty), head(empty, 20)))
+			res.Problems = append(res.Problems, fmt.Sprintf("final read through %s: %d shift(s) with nobody on call: %v", f.target.Name, len(empty), head(empty, 20)))
 		}
-		if first == "" {
-			first = text
-		} else if text != first {
-			res.Problems = append(res.Problems, fmt.Sprintf("final reads through %s and %s disagree", w.cfg.Targets[0].Name, t.Name))
-		}
+	}
+	if !agree {
+		res.Problems = append(res.Problems, fmt.Sprintf("final reads through %s and the other nodes still disagree after five rounds a second apart", finals[0].target.Name))
 	}
 	return res, nil
 }
