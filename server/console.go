@@ -68,7 +68,7 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 			Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt, PersistedVersion: n.PersistedVersion}
 		if g, ok := g0[n.NodeID]; ok {
 			row.Group0State, row.Group0Role, row.Group0Waiting, row.Group0Error = g.State, g.Role, g.Waiting, g.Error
-		} else if !s.hasGroup0() && n.Membership != "decommissioned" {
+		} else if !s.g0.Enabled() && n.Membership != "decommissioned" {
 			// A release without group 0 answers: every node uses the
 			// pre-Raft procedures until the cluster reaches 2.0.
 			row.Group0State = console.StatePreRaft

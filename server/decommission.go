@@ -355,9 +355,9 @@ func (s *Server) nodeStatus(ctx context.Context, _ *nodeapi.NodeStatusRequest) (
 // 0 has no live majority already, the decommission is not refused: the
 // recovery runbook decommissions the dead nodes before it re-forms group 0.
 func (s *Server) validateGroup0Decommission(ctx context.Context, c liveness.Check, ids []int32) error {
-	g := &s.g0
-	rep := g.rep.Load()
-	if rep == nil || g.isolated.Load() || g.State() == group0.Recovery {
+	g := s.g0
+	rep := g.Replica()
+	if rep == nil || g.Isolated() || g.State() == group0.Recovery {
 		return nil // no group 0 here (before 2.0, or in recovery)
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -374,4 +374,12 @@ func (s *Server) validateGroup0Decommission(ctx context.Context, c liveness.Chec
 		return nil
 	}
 	return c0.ValidateMajority(ids)
+}
+
+func toInt32s(ids []uint64) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
 }

@@ -6,8 +6,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cockroachdb/errors"
+
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/sql"
+	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/types"
@@ -23,32 +27,67 @@ var systemLocalColumns = []pgwire.Column{
 	{Name: "value", Type: types.String},
 }
 
-func (s *Server) installGroup0SQL(exec *sql.Executor) {
-	if !s.hasGroup0() {
+// group0SQL is group 0's SQL: system.local, system.group0_history, and the
+// executor's SchemaLog (DDL through group 0, member.BeginDDL).
+type group0SQL struct{ s *Server }
+
+var (
+	_ sql.SchemaLog   = group0SQL{}
+	_ sql.SchemaGuard = group0SQL{}
+)
+
+func installGroup0SQL(s *Server, exec *sql.Executor) {
+	if !s.g0.Enabled() {
 		return
 	}
-	exec.RegisterVirtualTable("system.local", systemLocalColumns, s.systemLocalRows)
-	exec.SetVirtualTableUpdate("system.local", s.updateSystemLocal)
-	exec.RegisterVirtualTable("system.group0_history", group0HistoryColumns, s.group0HistoryRows)
-	exec.SetSchemaLog(group0SchemaLog{s: s})
+	g := group0SQL{s}
+	exec.RegisterVirtualTable("system.local", systemLocalColumns, g.systemLocalRows)
+	exec.SetVirtualTableUpdate("system.local", g.updateSystemLocal)
+	exec.RegisterVirtualTable("system.group0_history", group0HistoryColumns, g.historyRows)
+	exec.SetSchemaLog(g)
 }
 
-func (s *Server) systemLocalRows(context.Context) ([][]types.Datum, error) {
-	g := &s.g0
+// BeginDDL implements sql.SchemaLog.
+func (g group0SQL) BeginDDL(ctx context.Context) (sql.SchemaTxn, func(), error) {
+	txn, release, err := g.s.g0.BeginDDL(ctx)
+	if err != nil || txn == nil {
+		return nil, release, err // nil txn: the pre-Raft procedure
+	}
+	return group0Txn{txn}, release, nil
+}
+
+// CheckWrite implements sql.SchemaGuard: a node outside group 0 refuses
+// writes through its catalog until it has rejoined and caught up.
+func (g group0SQL) CheckWrite() error { return g.s.g0.CheckWrite() }
+
+// group0Txn commits one DDL statement through group 0.
+type group0Txn struct{ txn *member.SchemaTxn }
+
+// Commit implements sql.SchemaTxn.
+func (t group0Txn) Commit(ctx context.Context, descs []catalog.TableDescriptor, description string) error {
+	err := t.txn.Commit(ctx, descs, description)
+	if errors.Is(err, group0.ErrConflict) {
+		return errors.Mark(err, sql.ErrSchemaChanged)
+	}
+	return err
+}
+
+func (g group0SQL) systemLocalRows(context.Context) ([][]types.Datum, error) {
+	s, m := g.s, g.s.g0
 	rows := [][]types.Datum{
-		{group0.SQLKey, string(g.State())},
+		{group0.SQLKey, string(m.State())},
 		{"cluster_id", s.ClusterID()},
 		{"node_id", strconv.Itoa(int(s.NodeID()))},
-		{"group0_generation", strconv.FormatUint(g.gen.Load(), 10)},
-		{"group0_catalog_state_id", strconv.FormatUint(g.catalogStateID.Load(), 10)},
+		{"group0_generation", strconv.FormatUint(m.Generation(), 10)},
+		{"group0_catalog_state_id", strconv.FormatUint(m.CatalogStateID(), 10)},
 		// Entering recovery takes full effect at the restart that follows
 		// (until then a running replica stays in group 0).
-		{"group0_restart_required", strconv.FormatBool(g.State() == group0.Recovery && g.rep.Load() != nil && !g.isolated.Load())},
+		{"group0_restart_required", strconv.FormatBool(m.State() == group0.Recovery && m.Replica() != nil && !m.Isolated())},
 	}
 	return rows, nil
 }
 
-func (s *Server) updateSystemLocal(_ context.Context, rows []sql.RowUpdate) error {
+func (g group0SQL) updateSystemLocal(_ context.Context, rows []sql.RowUpdate) error {
 	for _, r := range rows {
 		key, _ := r.Old[0].(string)
 		if nk, _ := r.Updated[0].(string); nk != key {
@@ -65,7 +104,7 @@ func (s *Server) updateSystemLocal(_ context.Context, rows []sql.RowUpdate) erro
 					"the other states are reached only through the upgrade and `kvnode node group0-recover` (docs/recovery.md)")
 		}
 	}
-	if err := s.enterRecovery(); err != nil {
+	if err := g.s.g0.EnterRecovery(); err != nil {
 		return pgerror.WithCode(err, pgerror.CodeInternal)
 	}
 	return nil
@@ -80,10 +119,10 @@ var group0HistoryColumns = []pgwire.Column{
 	{Name: "time", Type: types.String},
 }
 
-// group0HistoryRows lists the last 1000 schema changes of group 0 as this
-// node's replica has applied them.
-func (s *Server) group0HistoryRows(context.Context) ([][]types.Datum, error) {
-	rep := s.g0.rep.Load()
+// historyRows lists the last 1000 schema changes of group 0 as this node's
+// replica has applied them.
+func (g group0SQL) historyRows(context.Context) ([][]types.Datum, error) {
+	rep := g.s.g0.Replica()
 	if rep == nil {
 		return nil, nil
 	}

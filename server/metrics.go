@@ -158,7 +158,7 @@ func (c metricsCollector) collectVersions(ch chan<- prometheus.Metric) {
 
 func (c metricsCollector) collectGroup0(ch chan<- prometheus.Metric) {
 	s := c.s
-	if !s.hasGroup0() || s.NodeID() == 0 {
+	if !s.g0.Enabled() || s.NodeID() == 0 {
 		return
 	}
 	// The persisted state, not the in-memory copy: the copy is set after
@@ -176,7 +176,7 @@ func (c metricsCollector) collectGroup0(ch chan<- prometheus.Metric) {
 			gauge(ch, descGroup0State, boolGauge(x == st), string(x))
 		}
 	}
-	rep := s.g0.rep.Load()
+	rep := s.g0.Replica()
 	if rep == nil {
 		return
 	}
@@ -186,8 +186,8 @@ func (c metricsCollector) collectGroup0(ch chan<- prometheus.Metric) {
 		lag = rs.Commit - rs.Applied
 	}
 	// An isolated replica (recovery) takes no part in group 0: its view of
-	// leadership means nothing, as in group0Info.
-	gauge(ch, descG0Leader, boolGauge(rs.IsLeader && !s.g0.isolated.Load()))
+	// leadership means nothing, as in group 0's Group0State.
+	gauge(ch, descG0Leader, boolGauge(rs.IsLeader && !s.g0.Isolated()))
 	gauge(ch, descG0Term, float64(rs.Term))
 	gauge(ch, descG0Commit, float64(rs.Commit))
 	gauge(ch, descG0Applied, float64(rs.Applied))

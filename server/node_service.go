@@ -65,27 +65,27 @@ func (n nodeService) SetClusterVersion(ctx context.Context, req *nodeapi.SetClus
 }
 
 func (n nodeService) Group0State(ctx context.Context, req *nodeapi.Group0StateRequest) (*nodeapi.Group0StateResponse, error) {
-	return n.s.group0State(ctx, req)
+	return n.s.g0.Group0State(ctx, req)
 }
 
 func (n nodeService) Group0Prepare(ctx context.Context, req *nodeapi.Group0PrepareRequest) (*nodeapi.Group0PrepareResponse, error) {
-	return n.s.group0Prepare(ctx, req)
+	return n.s.g0.Group0Prepare(ctx, req)
 }
 
 func (n nodeService) Group0Join(ctx context.Context, req *nodeapi.Group0JoinRequest) (*nodeapi.Group0JoinResponse, error) {
-	return n.s.group0Join(ctx, req)
+	return n.s.g0.Group0Join(ctx, req)
 }
 
 func (n nodeService) Group0SetState(ctx context.Context, req *nodeapi.Group0SetStateRequest) (*nodeapi.Group0SetStateResponse, error) {
-	return n.s.group0SetState(ctx, req)
+	return n.s.g0.Group0SetState(ctx, req)
 }
 
 func (n nodeService) Group0Sync(ctx context.Context, req *nodeapi.Group0SyncRequest) (*nodeapi.Group0SyncResponse, error) {
-	return n.s.group0Sync(ctx, req)
+	return n.s.g0.Group0Sync(ctx, req)
 }
 
 func (n nodeService) Group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRequest) (*nodeapi.Group0RecoverResponse, error) {
-	return n.s.group0Recover(ctx, req)
+	return n.s.g0.Group0Recover(ctx, req)
 }
 
 func (n nodeService) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
@@ -577,10 +578,10 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 // answers: every survivor enters recovery mode and group 0's recovery
 // procedure (group0Recover, through the data group's seed) re-forms it.
 func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors []int32, addrs map[int32]string) (string, error) {
-	if !s.hasGroup0() {
+	if !s.g0.Enabled() {
 		return "this release has no group 0", nil
 	}
-	if _, _, found, err := s.readFormation(ctx, s.Replica()); err != nil {
+	if _, _, found, err := member.ReadFormation(ctx, s.Replica()); err != nil {
 		return "", err
 	} else if !found {
 		return "group 0 was never formed", nil
@@ -616,4 +617,12 @@ func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors [
 		return "", err
 	}
 	return resp.Result, nil
+}
+
+func ids32(ids []int32) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprint(id)
+	}
+	return strings.Join(parts, ", ")
 }

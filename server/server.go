@@ -25,6 +25,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
@@ -89,8 +90,8 @@ type Server struct {
 	versionGossip versionGossip
 	// upgrades moves the cluster version up the ladder (Finalize).
 	upgrades *upgrademanager.Manager
-	// g0 is this node's part of group 0 (group0*.go).
-	g0 group0Node
+	// g0 is this node's part of group 0 (package group0/member).
+	g0 *member.Member
 	// statusCache shares UpgradeStatus between the console and /metrics
 	// (statuscache.go).
 	statusCache statusCache
@@ -165,6 +166,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 		return nil, err
 	}
 	s.eng.RegisterMetrics(s.reg)
+	s.g0 = newGroup0(s)
 	if l := cfg.Listeners; l != nil {
 		s.rpcLis, s.sqlLis, s.httpLis, s.gossipSockets = l.RPC, l.SQL, l.HTTP, l.Gossip
 		s.cfg.Listeners = nil // owned by s from here on
@@ -364,7 +366,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.grpcSrv = rpc.NewServer()
 	nodeapi.RegisterNodeServer(s.grpcSrv, nodeService{s})
 	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
-	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.tr.Load)
+	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.Transport)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.grpcSrv.Serve(s.rpcLis) }()
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -384,7 +386,7 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-var errStopping = errors.New("node is stopping")
+var errStopping = member.ErrStopping
 
 func (s *Server) startOrJoin() error {
 	s.mu.Lock()
@@ -509,7 +511,7 @@ func (s *Server) bootstrap() (*nodeapi.InitResponse, error) {
 	}
 	if !cv.Less(clusterversion.V2_0.Version()) {
 		f := group0.Formation{Generation: 1, Seed: 1, Reason: "bootstrap", Time: time.Now().UnixNano()}
-		if err := s.bootstrapGroup0AtInit(f); err != nil {
+		if err := s.g0.BootstrapAtInit(f); err != nil {
 			return nil, err
 		}
 		initial[string(keys.Group0FormationKey())] = f.Encode()
@@ -543,7 +545,7 @@ func (s *Server) adopt(id storage.Ident, how string) error {
 	s.ident, s.joined = id, true
 	s.mu.Unlock()
 	s.setActiveFromIdent(id.ClusterVersion)
-	s.g0.fresh.Store(true)
+	s.g0.JoinedFresh()
 	s.log.Info(how+" cluster", "cluster_id", id.ClusterID, "node_id", id.NodeID)
 	return s.startNode()
 }
@@ -575,7 +577,7 @@ func (s *Server) startNode() error {
 	s.replica = rep
 	s.mu.Unlock()
 	s.transport.Store(tr)
-	if err := s.loadGroup0(); err != nil {
+	if err := s.g0.Load(); err != nil {
 		return err
 	}
 
@@ -615,7 +617,7 @@ func (s *Server) startNode() error {
 	})
 	s.publishSchemaDigest()
 	s.installSQL(exec)
-	s.installGroup0SQL(exec)
+	installGroup0SQL(s, exec)
 	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg)})
 
 	// A decommissioned node stops here; any other starts a new liveness
@@ -637,7 +639,7 @@ func (s *Server) startNode() error {
 	// written before the node reports up (an upgraded node would otherwise
 	// count as old for a moment after it is up).
 	s.maintainNodeRecord(rep, id.NodeID)
-	s.startGroup0Loops(rep)
+	s.g0.Start(rep)
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
 	s.catchUpSchema()
@@ -1077,7 +1079,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		s.closeListeners()
 		s.wg.Wait()
-		s.closeGroup0() // after the loops that read it have ended
+		s.g0.Close() // after the loops that read it have ended
 		s.pool.Close()
 		s.engMu.Lock()
 		s.engClosed = true
@@ -1233,4 +1235,17 @@ func (s *Server) schemaSyncLoop() {
 		}
 		s.publishSchemaDigest()
 	}
+}
+
+// stopCtx returns a context that ends after d or when the node stops.
+func (s *Server) stopCtx(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-s.stopC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }

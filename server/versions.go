@@ -281,7 +281,7 @@ func (s *Server) migrationRunner() *migrations.Runner {
 		Deps: migrations.Deps{
 			DB: s.Replica(), TableSpan: [2][]byte{lo, hi}, UpgradeRow: rowenc.UpgradeValue,
 			BatchSize:     s.cfg.Knobs.MigrationBatchSize,
-			Group0Upgrade: s.runGroup0Upgrade,
+			Group0Upgrade: s.g0.RunUpgrade,
 		},
 	}
 }
@@ -473,8 +473,8 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 			Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, IsLeader: n.IsLeader, StartedAt: n.StartedAt,
 			PersistedVersion: n.PersistedVersion})
 	}
-	if s.hasGroup0() {
-		for _, n := range s.group0NodeStates(ctx, statuses) {
+	if s.g0.Enabled() {
+		for _, n := range s.g0.NodeStates(ctx, statuses) {
 			st.Group0 = append(st.Group0, group0Status(n))
 		}
 	}

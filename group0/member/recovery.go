@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"context"
@@ -10,31 +10,40 @@ import (
 	"github.com/cockroachdb/errors"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
 )
 
-// group0Recover is the recovery procedure, coordinated by the node that
-// receives the request. It needs the data group (the node list and the
-// formation record are replicated there); group 0 itself may be dead.
+// Recovery is the recovery procedure (`kvnode node group0-recover`),
+// coordinated by the node that receives the request, as group0.Upgrade is
+// the upgrade's. It needs the data group (the node list and the formation
+// record are replicated there); group 0 itself may be dead.
 //
-//  1. Ask every non-decommissioned node for its group 0 state; all must
-//     answer (the dead ones must be decommissioned first).
-//  2. Plan (group0.PlanRecovery): back to the pre-Raft procedures if group 0
-//     was never formed; rejoin the healthy group 0 if only some nodes are
-//     in recovery and group 0 answers; otherwise re-form group 0 in a new
+//  1. Plan: ask every non-decommissioned node for its group 0 state (all
+//     must answer: the dead ones must be decommissioned first), then
+//     group0.PlanRecovery: back to the pre-Raft procedures if group 0 was
+//     never formed; rejoin the healthy group 0 if only some nodes are in
+//     recovery and group 0 answers; otherwise re-form group 0 in a new
 //     generation from the survivor with the most recent state.
-//  3. Unless DryRun, carry the plan out. Every step is idempotent; a
-//     recovery that stops half-way is run again.
-func (s *Server) group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRequest) (*nodeapi.Group0RecoverResponse, error) {
-	if err := s.requireGroup0(); err != nil {
+//  2. Run: carry the plan out. Every step is idempotent; a recovery that
+//     stops half-way is run again.
+type Recovery struct {
+	c Cluster
+}
+
+// Recovery returns the recovery procedure with this node as coordinator.
+func (m *Member) Recovery() *Recovery { return &Recovery{c: Cluster{m: m}} }
+
+// Group0Recover implements the kvnode.Node method.
+func (m *Member) Group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRequest) (*nodeapi.Group0RecoverResponse, error) {
+	if err := m.require(); err != nil {
 		return nil, err
 	}
-	if _, _, err := s.readyReplica(); err != nil {
+	if err := m.node.Ready(); err != nil {
 		return nil, err
 	}
-	plan, err := s.planRecovery(ctx)
+	r := m.Recovery()
+	plan, err := r.Plan(ctx)
 	if err != nil {
 		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
@@ -42,8 +51,8 @@ func (s *Server) group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRe
 	if req.DryRun {
 		return resp, nil
 	}
-	s.log.Warn("running the group 0 recovery procedure", "plan", plan.Describe())
-	if err := s.executeRecovery(ctx, plan); err != nil {
+	m.log.Warn("running the group 0 recovery procedure", "plan", plan.Describe())
+	if err := r.Run(ctx, plan); err != nil {
 		return nil, nodeapi.WithCode(errors.WithHint(err,
 			"the recovery stopped part-way; run `kvnode node group0-recover` again: every step is idempotent"), codes.Unavailable)
 	}
@@ -52,7 +61,7 @@ func (s *Server) group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRe
 	if plan.Kind == group0.RecoverReform {
 		resp.Result = fmt.Sprintf("group 0 re-formed (%s); every node is in %s", plan.Formation, plan.Target)
 	}
-	s.log.Warn("group 0 recovery finished", "result", resp.Result)
+	m.log.Warn("group 0 recovery finished", "result", resp.Result)
 	return resp, nil
 }
 
@@ -64,45 +73,43 @@ func ids32(ids []int32) string {
 	return strings.Join(parts, ", ")
 }
 
-func (s *Server) planRecovery(ctx context.Context) (group0.RecoveryPlan, error) {
-	c := group0Cluster{s: s}
-	o, err := group0.Observe(ctx, c)
+// Plan observes the cluster and plans the recovery.
+func (r *Recovery) Plan(ctx context.Context) (group0.RecoveryPlan, error) {
+	m := r.c.m
+	o, err := group0.Observe(ctx, r.c)
 	if err != nil {
 		return group0.RecoveryPlan{}, err
 	}
-	upgraded := clusterversion.IsActive(s, clusterversion.V2_0)
 	healthy := false
 	if o.Formation != nil {
 		for _, n := range o.Nodes {
 			if n.Err != nil || n.State == group0.Recovery || n.Generation != o.Formation.Generation {
 				continue
 			}
-			if r, err := s.askGroup0State(ctx, n.NodeID, true); err == nil && r.ProbeOK {
+			if st, err := m.askState(ctx, n.NodeID, true); err == nil && st.ProbeOK {
 				healthy = true
 				break
 			}
 		}
 	}
-	return group0.PlanRecovery(o, upgraded, healthy)
+	return group0.PlanRecovery(o, m.upgraded(), healthy)
 }
 
-func (s *Server) executeRecovery(ctx context.Context, p group0.RecoveryPlan) error {
-	c := group0Cluster{s: s}
+// Run carries plan p out.
+func (r *Recovery) Run(ctx context.Context, p group0.RecoveryPlan) error {
+	c, m := r.c, r.c.m
+	setTarget := func(id int32) error { return m.setNodeState(ctx, id, p.Target, true) }
 	switch p.Kind {
 	case group0.RecoverPreRaft:
-		return forEachNode(p.Recovering, func(id int32) error {
-			return s.setNodeGroup0State(ctx, id, p.Target, true)
-		})
+		return forEachNode(p.Recovering, setTarget)
 	case group0.RecoverRejoin:
 		if err := forEachNode(p.Recovering, func(id int32) error { return c.Prepare(ctx, id, *p.Formation) }); err != nil {
 			return err
 		}
-		if err := s.waitGroup0Config(ctx, p.Formation.Generation, p.Recovering); err != nil {
+		if err := r.waitConfig(ctx, p.Formation.Generation, p.Recovering); err != nil {
 			return err
 		}
-		return forEachNode(p.Recovering, func(id int32) error {
-			return s.setNodeGroup0State(ctx, id, p.Target, true)
-		})
+		return forEachNode(p.Recovering, setTarget)
 	case group0.RecoverReform:
 		cur, err := c.SwapFormation(ctx, p.Prev, *p.Formation)
 		if err != nil {
@@ -125,23 +132,21 @@ func (s *Server) executeRecovery(ctx context.Context, p group0.RecoveryPlan) err
 			return err
 		}
 		all := append([]int32{f.Seed}, rest...)
-		if err := s.waitGroup0Config(ctx, f.Generation, all); err != nil {
+		if err := r.waitConfig(ctx, f.Generation, all); err != nil {
 			return err
 		}
-		return forEachNode(all, func(id int32) error {
-			return s.setNodeGroup0State(ctx, id, p.Target, true)
-		})
+		return forEachNode(all, setTarget)
 	}
 	return errors.AssertionFailedf("unknown recovery kind %q", p.Kind)
 }
 
-// waitGroup0Config waits (up to a minute) until group 0's leader of
-// generation gen has every node of want in its configuration.
-func (s *Server) waitGroup0Config(ctx context.Context, gen uint64, want []int32) error {
+// waitConfig waits (up to a minute) until group 0's leader of generation
+// gen has every node of want in its configuration.
+func (r *Recovery) waitConfig(ctx context.Context, gen uint64, want []int32) error {
 	deadline := time.Now().Add(time.Minute)
 	last := ""
 	for {
-		o, err := group0.Observe(ctx, group0Cluster{s: s})
+		o, err := group0.Observe(ctx, r.c)
 		if err == nil {
 			var leader *group0.NodeInfo
 			for i, n := range o.Nodes {

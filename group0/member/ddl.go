@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"context"
@@ -8,17 +8,15 @@ import (
 
 	"github.com/cockroachdb/errors"
 
-	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/nodeapi"
-	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
 
-// group0SchemaLog is the executor's SchemaLog: it decides, per DDL
-// statement, from this node's upgrade state, how the statement commits.
+// DDL through group 0. BeginDDL decides, per DDL statement, from this
+// node's upgrade state, how the statement commits:
 //
 //	use_pre_raft_procedures   the pre-Raft procedure (local apply + push),
 //	                          holding the gate shared until it ends
@@ -29,43 +27,43 @@ import (
 //
 // A node in use_pre_raft_procedures in a cluster whose version is 2.0 is a
 // node that has not joined group 0 yet (it joins by itself): it waits like
-// synchronize.
-type group0SchemaLog struct{ s *Server }
+// synchronize. The server's SQL adapter hands this to the executor as its
+// sql.SchemaLog.
 
-var _ sql.SchemaLog = group0SchemaLog{}
-
-func (s *Server) ddlWait() time.Duration {
-	if s.cfg.Group0DDLWait > 0 {
-		return s.cfg.Group0DDLWait
+func (m *Member) ddlWait() time.Duration {
+	if m.cfg.DDLWait > 0 {
+		return m.cfg.DDLWait
 	}
 	return 30 * time.Second
 }
 
-// BeginDDL implements sql.SchemaLog.
-func (l group0SchemaLog) BeginDDL(ctx context.Context) (sql.SchemaTxn, func(), error) {
-	s := l.s
-	g := &s.g0
-	wait := s.ddlWait()
+// BeginDDL runs before a DDL statement reads the catalog: it waits,
+// bounded, until this node may run DDL. It returns a nil txn for the
+// pre-Raft procedure (release ends the statement's hold on the gate), or
+// the group 0 transaction the statement commits through, the catalog
+// brought up to date by a read barrier. Its errors carry a SQLSTATE.
+func (m *Member) BeginDDL(ctx context.Context) (*SchemaTxn, func(), error) {
+	wait := m.ddlWait()
 	deadline := time.Now().Add(wait)
 	for {
-		g.gate.RLock()
-		st, changed := g.stateAndChan()
+		m.gate.RLock()
+		st, changed := m.stateAndChan()
 		switch {
 		case st == group0.Recovery:
-			g.gate.RUnlock()
-			return nil, nil, recoveryDDLError(s.NodeID())
-		case st == group0.UsePreRaft && !clusterversion.IsActive(s, clusterversion.V2_0):
-			return nil, g.gate.RUnlock, nil
+			m.gate.RUnlock()
+			return nil, nil, recoveryDDLError(m.node.NodeID())
+		case st == group0.UsePreRaft && !m.upgraded():
+			return nil, m.gate.RUnlock, nil
 		case st == group0.UsePostRaft:
-			g.gate.RUnlock()
-			return s.beginGroup0DDL(ctx)
+			m.gate.RUnlock()
+			return m.beginTxn(ctx)
 		}
-		g.gate.RUnlock()
+		m.gate.RUnlock()
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
 			return nil, nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeSerializationFailure,
 				"schema changes are paused on node %d while the cluster moves them onto Raft group 0 (this node is in %s); waited %s",
-				s.NodeID(), st, wait),
+				m.node.NodeID(), st, wait),
 				"retry the statement; SHOW UPGRADE STATUS shows the progress of the upgrade")
 		}
 		select {
@@ -73,8 +71,8 @@ func (l group0SchemaLog) BeginDDL(ctx context.Context) (sql.SchemaTxn, func(), e
 		case <-time.After(min(remaining, 250*time.Millisecond)):
 		case <-ctx.Done():
 			return nil, nil, pgerror.WithCode(errors.Wrap(ctx.Err(), "waiting for schema changes to move onto group 0"), pgerror.CodeQueryCanceled)
-		case <-s.stopC:
-			return nil, nil, pgerror.WithCode(errStopping, pgerror.CodeAdminShutdown)
+		case <-m.cfg.Stopper.ShouldQuiesce():
+			return nil, nil, pgerror.WithCode(ErrStopping, pgerror.CodeAdminShutdown)
 		}
 	}
 }
@@ -85,7 +83,7 @@ func recoveryDDLError(id int32) error {
 		"reads and writes of rows work as usual; finish the runbook in docs/recovery.md (`kvnode node group0-recover --host=...`)")
 }
 
-func group0Unavailable(err error, what string) error {
+func unavailable(err error, what string) error {
 	switch {
 	case errors.Is(err, kvpb.ErrAmbiguous):
 		return pgerror.WithHintf(pgerror.WithCode(errors.Wrap(err, what), pgerror.CodeStatementCompletionUnknown),
@@ -97,42 +95,45 @@ func group0Unavailable(err error, what string) error {
 	return pgerror.WithCode(errors.Wrap(err, what), pgerror.CodeInternal)
 }
 
-// beginGroup0DDL is the read barrier of a post-Raft DDL statement: a
+// beginTxn is the read barrier of a post-Raft DDL statement: a
 // linearizable read of group 0's state ID and schema, applied to the
 // catalog, so the statement is built against every change committed
 // before it began.
-func (s *Server) beginGroup0DDL(ctx context.Context) (sql.SchemaTxn, func(), error) {
-	g := &s.g0
-	rep := g.rep.Load()
-	if rep == nil || g.isolated.Load() {
+func (m *Member) beginTxn(ctx context.Context) (*SchemaTxn, func(), error) {
+	rep := m.rep.Load()
+	if rep == nil || m.isolated.Load() {
 		return nil, nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState,
-			"node %d uses the post-Raft schema procedures but runs no group 0 replica", s.NodeID()),
+			"node %d uses the post-Raft schema procedures but runs no group 0 replica", m.node.NodeID()),
 			"run the DDL through another node; see docs/recovery.md")
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.group0Timeout())
+	rctx, cancel := context.WithTimeout(ctx, m.timeout())
 	snap, err := group0.Read(rctx, rep)
 	cancel()
 	if err != nil {
-		return nil, nil, group0Unavailable(err, "reading the schema from group 0")
+		return nil, nil, unavailable(err, "reading the schema from group 0")
 	}
-	if err := s.applyGroup0Snapshot(snap); err != nil {
+	if err := m.applySnapshot(snap); err != nil {
 		return nil, nil, err
 	}
-	return &group0Txn{s: s, stateID: snap.StateID}, func() {}, nil
+	return &SchemaTxn{m: m, stateID: snap.StateID}, func() {}, nil
 }
 
-// group0Txn commits one DDL statement through group 0.
-type group0Txn struct {
-	s       *Server
+// SchemaTxn commits one DDL statement through group 0.
+type SchemaTxn struct {
+	m       *Member
 	stateID uint64
 }
 
-// Commit implements sql.SchemaTxn.
-func (t *group0Txn) Commit(ctx context.Context, descs []catalog.TableDescriptor, description string) error {
-	s := t.s
-	rep := s.g0.rep.Load()
+// Commit commits descs as one change conditional on the state the
+// statement was built on. A lost race returns an error marked
+// group0.ErrConflict (the statement is built again on the newer schema);
+// other errors carry a SQLSTATE.
+func (t *SchemaTxn) Commit(ctx context.Context, descs []catalog.TableDescriptor, description string) error {
+	m := t.m
+	self := m.node.NodeID()
+	rep := m.rep.Load()
 	if rep == nil {
-		return pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState, "node %d's group 0 replica stopped", s.NodeID())
+		return pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState, "node %d's group 0 replica stopped", self)
 	}
 	tables := map[string][]byte{}
 	for _, d := range descs {
@@ -142,60 +143,57 @@ func (t *group0Txn) Commit(ctx context.Context, descs []catalog.TableDescriptor,
 		}
 		tables[d.Name] = b
 	}
-	ch := group0.Change{ID: newUUID(), Tables: tables, Description: description, NodeID: s.NodeID(), Time: time.Now()}
-	cctx, cancel := context.WithTimeout(ctx, s.group0Timeout())
+	ch := group0.Change{ID: newChangeID(), Tables: tables, Description: description, NodeID: self, Time: time.Now()}
+	cctx, cancel := context.WithTimeout(ctx, m.timeout())
 	newID, err := group0.Commit(cctx, rep, t.stateID, ch)
 	cancel()
 	if errors.Is(err, group0.ErrConflict) {
-		return errors.Mark(err, sql.ErrSchemaChanged)
+		return err
 	}
 	if err != nil {
-		return group0Unavailable(err, "committing the schema change in group 0")
+		return unavailable(err, "committing the schema change in group 0")
 	}
-	if exec := s.executor(); exec != nil {
-		if _, err := exec.Catalog().Merge(descs); err != nil {
+	if cat := m.catalog(); cat != nil {
+		if _, err := cat.Merge(descs); err != nil {
 			return err
 		}
-		s.g0.bumpCatalogStateID(newID)
+		m.bumpCatalogStateID(newID)
 	}
-	s.waitGroup0Propagation(ctx, rep.Status().Voters, rep.Status().Learners, newID)
+	m.waitPropagation(ctx, rep.Status().Voters, rep.Status().Learners, newID)
 	return nil
 }
 
-// waitGroup0Propagation waits, bounded, until every live member of group 0
-// has applied state stateID to its catalog, so that a client that sees its
-// DDL finish sees the change on every node. A member that does not answer
-// in time (down, partitioned) is not waited for: it catches up by itself
-// when it can reach group 0 again (its apply loop), and until then serves
-// the schema it has.
-func (s *Server) waitGroup0Propagation(ctx context.Context, voters, learners []uint64, stateID uint64) {
-	limit := s.cfg.Group0PropagationWait
+// waitPropagation waits, bounded, until every live member of group 0 has
+// applied state stateID to its catalog, so that a client that sees its DDL
+// finish sees the change on every node. A member that does not answer in
+// time (down, partitioned) is not waited for: it catches up by itself when
+// it can reach group 0 again (its apply loop), and until then serves the
+// schema it has.
+func (m *Member) waitPropagation(ctx context.Context, voters, learners []uint64, stateID uint64) {
+	limit := m.cfg.PropagationWait
 	if limit <= 0 {
 		limit = 5 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	self := uint64(s.NodeID())
-	g := s.gossipOrNil()
+	self := uint64(m.node.NodeID())
 	var wg sync.WaitGroup
 	for _, id := range append(append([]uint64(nil), voters...), learners...) {
 		if id == self {
 			continue
 		}
-		if g != nil {
-			if m, ok := g.Member(int32(id)); ok && !m.IsLive() {
-				continue
-			}
+		if _, live, ok := m.node.Gossiped(int32(id)); ok && !live {
+			continue
 		}
-		addr, ok := s.resolve(id)
+		addr, ok := m.node.Resolve(id)
 		if !ok {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.node.Group0Sync(ctx, addr, &nodeapi.Group0SyncRequest{StateID: stateID}); err != nil {
-				s.log.Debug("a group 0 member did not confirm a schema change in time", "node", id, "state_id", stateID, "err", err)
+			if _, err := m.cfg.Client.Group0Sync(ctx, addr, &nodeapi.Group0SyncRequest{StateID: stateID}); err != nil {
+				m.log.Debug("a group 0 member did not confirm a schema change in time", "node", id, "state_id", stateID, "err", err)
 			}
 		}()
 	}
