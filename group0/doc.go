@@ -25,10 +25,10 @@
 //
 // # What it does not do
 //
-// It does not run Raft: the server runs group 0 as a second kv.Replica on
-// a second Pebble engine and hands this package the small interfaces it
-// declares (Replica, Cluster, LocalStore). It does not know SQL: table
-// descriptors are opaque JSON here; the server converts them to and from
-// the catalog. It decides nothing from gossip. See DESIGN.md for the
-// states, invariants and failure cases.
+// It does not run Raft: its subpackage member (group 0's runtime) runs
+// group 0 as a second kv.Replica on a second Pebble engine and hands this
+// package the small interfaces it declares (Replica, Cluster, LocalStore).
+// It does not know SQL: table descriptors are opaque JSON here; the member
+// converts them to and from the catalog. It decides nothing from gossip.
+// See DESIGN.md for the states, invariants and failure cases.
 package group0

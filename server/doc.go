@@ -45,13 +45,12 @@
 // Cluster settings are answered through the SQL executor's statement hook
 // (sql_lifecycle.go).
 //
-// Group 0 (group0*.go, release 2.0): a second kv.Replica on a second
-// engine in <store>/group0, its own transport (gRPC service kvnode.Group0),
-// the node's upgrade state (system.local), DDL through group 0 (the
-// executor's SchemaLog), the upgrade procedure as the 2.0 migration
-// (group0.Upgrade over the kvnode.Node RPCs), and the recovery procedure
-// (`kvnode node group0-recover`). The decisions live in package group0; see
-// group0/DESIGN.md and docs/recovery.md.
+// Group 0 (release 2.0) is run by package group0/member (its replica,
+// loops, joins, RPCs, the upgrade's cluster and the recovery procedure);
+// the decisions live in package group0. The server builds the member and
+// hands it the node (group0.go), serves its kvnode.Node methods, and keeps
+// its SQL (group0_sql.go: system.local, system.group0_history, the
+// executor's SchemaLog). See group0/DESIGN.md and docs/recovery.md.
 //
 // What it deliberately does not do: it holds no SQL, Raft or gossip logic
 // of its own beyond gluing them, and it never reaches into their internals.

@@ -39,7 +39,7 @@ import (
 //     any more: the upgrade, group 0's membership) and adds the survivors
 //     back as learners; they get its snapshot and are promoted.
 //  6. Once every survivor serves again, group 0, if it has no leader
-//     either, is re-formed by its own recovery procedure (group0Recover):
+//     either, is re-formed by its own recovery procedure (member.Recovery):
 //     every survivor enters recovery, the seed of group 0 is chosen from
 //     their group 0 state, a new generation is formed.
 //  7. The seed's record is marked done.
@@ -576,7 +576,7 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 
 // recoverGroup0 re-forms group 0 on the survivors if it has no leader that
 // answers: every survivor enters recovery mode and group 0's recovery
-// procedure (group0Recover, through the data group's seed) re-forms it.
+// procedure (member.Recovery, through the data group's seed) re-forms it.
 func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors []int32, addrs map[int32]string) (string, error) {
 	if !s.g0.Enabled() {
 		return "this release has no group 0", nil
