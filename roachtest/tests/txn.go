@@ -174,7 +174,7 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 		return plan, nil
 	}
 	from, to := rels[idx-1], rels[idx]
-	toBin := to
+	fromBin, toBin := from, to
 	if idx == len(rels)-1 {
 		toBin = cluster.DefaultRelease // the newest release is the tree's default binary
 	}
@@ -185,48 +185,84 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 	for i := range kills {
 		kills[i] = rng.IntN(2) == 0
 	}
+	// Maybe roll some upgraded nodes back before finalizing, and upgrade
+	// them again.
+	var rollback []int
+	if rng.IntN(2) == 0 {
+		for _, o := range order[:1+rng.IntN(p.Nodes)] {
+			rollback = append(rollback, o+1)
+		}
+	}
+	byHand := rng.IntN(2) == 0
+	finalizeVia := rng.IntN(p.Nodes) + 1
 	tr := &txnRun{kinds: allTxnWorkloads, seed: seed}
-	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on %s, rolled to %s under bank, write skew and list-append (seed %d)", p.Nodes, from, to, seed)}}
-	plan.Addf(fastAutoUpgradeStep(), "start every node with %s, so the cluster finalizes within seconds of the last upgrade", fastAutoUpgrade)
-	plan.Addf((&steps.Scenario{}).StartCluster([]string{from}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, from, initVia)
+	plan := &registry.Plan{Header: []string{
+		fmt.Sprintf("%d nodes on %s, rolled to %s under bank, write skew and list-append (seed %d)", p.Nodes, from, to, seed),
+		fmt.Sprintf("rollback before finalizing: %s; finalization %s through n%d", orNone(nodeList(rollback)),
+			map[bool]string{true: "by hand", false: "automatic"}[byHand], finalizeVia),
+	}}
+	plan.Addf(fastAutoUpgradeStep(), "start every node with %s, so the cluster finalizes within seconds once allowed", fastAutoUpgrade)
+	plan.Addf((&steps.Scenario{}).StartCluster([]string{fromBin}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, from, initVia)
 	plan.Addf((&steps.Scenario{}).Binaries(toBin), "build or find the binary of %s", to)
+	plan.Addf(setPreserve(&steps.Scenario{}, initVia, from), "hold finalization: SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s' through n%d", from, initVia)
 	plan.Addf(tr.setup(initVia), "create the workloads' tables through n%d", initVia)
 	plan.Addf(expectRefused(nil, ""), "BEGIN through every node is refused with 0A000 (every node runs %s)", from)
 	plan.Add("start bank, write skew and list-append on every node (their BEGINs are refused until the cluster is finalized)", tr.start())
-	var upgraded []int
-	for i, o := range order {
-		node := o + 1
-		kill := kills[i]
-		upgraded = append(upgraded, node)
-		plan.Addf(func(ctx context.Context, e *registry.Env) error {
+	restart := func(node int, rel, bin string, kill bool) steps.Func {
+		return func(ctx context.Context, e *registry.Env) error {
 			n := e.Cluster.Node(node)
-			bin, err := e.Binary(ctx, toBin)
+			b, err := e.Binary(ctx, bin)
 			if err != nil {
 				return err
 			}
-			tr.note(e, "upgrading %s to %s (%s)", n, to, how(kill))
-			if err := n.Restart(ctx, bin, kill); err != nil {
+			tr.note(e, "restarting %s on %s (%s)", n, rel, how(kill))
+			if err := n.Restart(ctx, b, kill); err != nil {
 				return err
 			}
-			tr.note(e, "%s ready on %s", n, to)
+			tr.note(e, "%s ready on %s", n, rel)
 			return nil
-		}, "upgrade n%d %s -> %s (stop with %s)", node, from, to, how(kill))
-		if i < len(order)-1 {
-			plan.Addf(expectRefused(slices.Clone(upgraded), to),
-				"BEGIN through every node is refused with 0A000, through %s naming %s (the cluster is not finalized)", nodeList(upgraded), to)
 		}
 	}
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
-		d, err := steps.WaitVersion(ctx, e.Cluster, to, 3*time.Minute)
-		if err != nil {
-			return err
+	var upgraded []int
+	for i, o := range order {
+		node := o + 1
+		upgraded = append(upgraded, node)
+		plan.Addf(restart(node, to, toBin, kills[i]), "upgrade n%d %s -> %s (stop with %s)", node, from, to, how(kills[i]))
+		plan.Addf(expectRefused(slices.Clone(upgraded), to),
+			"BEGIN through every node is refused with 0A000, through %s naming %s (the cluster is not finalized)", nodeList(upgraded), to)
+	}
+	if len(rollback) > 0 {
+		for _, node := range rollback {
+			plan.Addf(restart(node, from, fromBin, true), "roll back n%d %s -> %s (stop with SIGKILL)", node, to, from)
 		}
-		tr.note(e, "every node reports cluster version %s (%s after the last upgrade)", to, d.Round(time.Millisecond))
+		back := others(p.Nodes, rollback...)
+		plan.Addf(expectRefused(back, to), "BEGIN through every node is still refused with 0A000 (through %s naming %s)", orNone(nodeList(back)), to)
+		for _, node := range rollback {
+			plan.Addf(restart(node, to, toBin, false), "upgrade n%d %s -> %s again (stop with SIGTERM)", node, from, to)
+		}
+	}
+	plan.Add("nothing committed before finalization: every workload's transactions were refused", func(ctx context.Context, e *registry.Env) error {
+		for _, w := range tr.ws {
+			c := w.Counts()
+			if c.OK > 0 || c.Info > 0 {
+				return errors.Newf("%s: %s before the cluster was finalized to %s, whose transactions it needs", w.Name(), c, to)
+			}
+			e.Logf("%s: %s", w.Name(), c)
+		}
 		return nil
-	}, "the cluster finalizes %s by itself; every node reports it", to)
+	})
+	plan.Addf(finalizeStep(&steps.Scenario{}, finalizeVia, to, byHand), "finalize %s %s through n%d; every node reports it",
+		to, map[bool]string{true: "by hand (SET CLUSTER SETTING version)", false: "automatically (RESET the preserve option)"}[byHand], finalizeVia)
 	plan.Add("each workload commits 50 transactions", tr.progress(50, 2*time.Minute))
 	plan.Add("stop the workloads, read the final state through every node, check every history", tr.check(50))
 	return plan, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // txnRun is the state of one round's workloads.
