@@ -254,6 +254,7 @@ func (c *client) txn(ctx context.Context, body func(ctx context.Context, tx pgx.
 	defer cancel()
 	tx, err := conn.BeginTx(tctx, pgx.TxOptions{IsoLevel: c.r.cfg.Isolation})
 	if err != nil {
+		c.r.fail.Add(1)
 		if sqlState(err) == "0A000" {
 			c.r.refuse.Add(1)
 			c.r.mu.Lock()
@@ -265,7 +266,6 @@ func (c *client) txn(ctx context.Context, body func(ctx context.Context, tx pgx.
 		}
 		c.dropIfBroken(err)
 		rec.outcome, rec.err = elle.Fail, err
-		c.r.fail.Add(1)
 		return rec
 	}
 	if err := body(tctx, tx); err != nil {
