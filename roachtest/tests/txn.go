@@ -92,9 +92,9 @@ func registerTxn(r *registry.Registry) {
 	})
 	r.Add(registry.Spec{
 		Name: "txn/rolling-upgrade",
-		Description: "bank, write skew and list-append run while the cluster rolls from the release before " + txnRelease + " to " + txnRelease +
-			" (seeded order, SIGKILL or SIGTERM): BEGIN is refused with 0A000 until the cluster finalizes, then the checkers find nothing " +
-			"(pending until the ladder has " + txnRelease + ")",
+		Description: "bank, write skew and list-append run while the cluster, finalization held, rolls from the release before " + txnRelease +
+			" to " + txnRelease + " (seeded order, SIGKILL or SIGTERM, maybe a rollback and a second upgrade): BEGIN is refused with 0A000 " +
+			"and nothing commits until the cluster finalizes, then the checkers find nothing (pending until the ladder has " + txnRelease + ")",
 		Suite: registry.Long, Nodes: 3, Timeout: 20 * time.Minute,
 		Plan: txnRollingUpgrade,
 	})
