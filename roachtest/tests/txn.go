@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -334,19 +333,18 @@ func (tr *txnRun) start() steps.Func {
 	}
 }
 
-// saveHistory writes the list-append history, one transaction per line.
+// saveHistory writes the list-append history, one transaction per line;
+// `ELLE_HISTORY=<path> go test ./roachtest/elle -run TestRecheck -v` checks
+// it again.
 func saveHistory(dir string, la *txnworkload.ListAppend) (string, error) {
 	path := filepath.Join(dir, "list-append-history.jsonl")
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
 	}
-	enc := json.NewEncoder(f)
-	for _, t := range la.History() {
-		if err := enc.Encode(t); err != nil {
-			_ = f.Close()
-			return "", err
-		}
+	if _, err := la.History().WriteTo(f); err != nil {
+		_ = f.Close()
+		return "", err
 	}
 	return path, f.Close()
 }
