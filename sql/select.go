@@ -113,14 +113,14 @@ func (e *Executor) analyzeSelect(s *parser.Select, params *paramSet) (*selectPla
 	a := &analyzer{params: params}
 	var starCols []int // positions of the columns * expands to
 	var starNames []scopeCol
-	if s.From != nil {
-		name, virt, err := classifyTableName(*s.From)
+	if from, ok := s.SingleTable(); ok {
+		name, virt, err := classifyTableName(from.Name)
 		if err != nil {
 			return nil, err
 		}
-		names := []string{s.From.Table()}
-		if s.Alias != "" {
-			names = []string{s.Alias}
+		names := []string{from.Name.Table()}
+		if from.Alias != "" {
+			names = []string{from.Alias}
 		}
 		if virt {
 			vt, ok := e.virtualTable(name)
@@ -168,7 +168,7 @@ func (e *Executor) analyzeSelect(s *parser.Select, params *paramSet) (*selectPla
 	a.allowAggs = true
 	for _, se := range s.Exprs {
 		if se.Star {
-			if s.From == nil {
+			if len(s.From) == 0 {
 				return nil, pgerror.Newf(pgerror.CodeSyntaxError, "SELECT * with no tables specified is not valid")
 			}
 			if se.StarTable != "" && !containsString(a.tables[0].names, se.StarTable) {

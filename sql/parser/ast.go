@@ -68,6 +68,15 @@ var reservedKeywords = map[string]bool{
 	"then": true, "to": true, "true": true, "union": true, "unique": true, "user": true,
 	"using": true, "values": true, "when": true, "where": true, "with": true,
 	"current_user": true, "session_user": true, "current_timestamp": true,
+	"except": true, "intersect": true, "array": true, "any": true, "some": true,
+	"window": true, "fetch": true,
+}
+
+// joinWords cannot be a table alias written without AS: they start or
+// continue a join.
+var joinWords = map[string]bool{
+	"inner": true, "left": true, "right": true, "full": true, "cross": true,
+	"natural": true, "outer": true, "join": true, "on": true, "using": true, "lateral": true,
 }
 
 // niladicFuncs are SQL-standard functions called without parentheses.
@@ -484,58 +493,70 @@ func (e DefaultExpr) String() string          { return str(e) }
 
 // OrderBy is one ORDER BY item.
 type OrderBy struct {
-	Expr Expr
-	Desc bool
+	Expr  Expr
+	Desc  bool
+	Nulls NullsOrder
 }
 
 // Select is SELECT.
 type Select struct {
-	Exprs []*SelectExpr
-	From  *TableName // nil: SELECT without FROM
-	// Alias is the table alias of FROM t [AS] alias ("" if none).
-	Alias   string
-	Where   Expr
-	OrderBy []*OrderBy
-	Limit   Expr
-	Offset  Expr
+	With     []*CTE
+	Distinct bool
+	Exprs    []*SelectExpr
+	From     []TableExpr // nil: SELECT without FROM
+	Where    Expr
+	GroupBy  []Expr
+	Having   Expr
+	OrderBy  []*OrderBy
+	Limit    Expr
+	Offset   Expr
+}
+
+// SingleTable returns the table of FROM when FROM names exactly one table
+// (with its alias), the case the simple single-table planner handles.
+func (s *Select) SingleTable() (*AliasedTable, bool) {
+	if len(s.From) != 1 {
+		return nil, false
+	}
+	t, ok := s.From[0].(*AliasedTable)
+	return t, ok
 }
 
 // Format writes the statement.
 func (s *Select) Format(b *strings.Builder) {
+	formatWith(b, s.With)
 	b.WriteString("SELECT ")
+	if s.Distinct {
+		b.WriteString("DISTINCT ")
+	}
 	formatSelectExprs(b, s.Exprs)
-	if s.From != nil {
+	if len(s.From) > 0 {
 		b.WriteString(" FROM ")
-		s.From.Format(b)
-		if s.Alias != "" {
-			b.WriteString(" AS ")
-			QuoteIdent(b, s.Alias)
+		for i, t := range s.From {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			t.Format(b)
 		}
 	}
 	if s.Where != nil {
 		b.WriteString(" WHERE ")
 		s.Where.Format(b)
 	}
-	if len(s.OrderBy) > 0 {
-		b.WriteString(" ORDER BY ")
-		for i, o := range s.OrderBy {
+	if len(s.GroupBy) > 0 {
+		b.WriteString(" GROUP BY ")
+		for i, g := range s.GroupBy {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			o.Expr.Format(b)
-			if o.Desc {
-				b.WriteString(" DESC")
-			}
+			g.Format(b)
 		}
 	}
-	if s.Limit != nil {
-		b.WriteString(" LIMIT ")
-		s.Limit.Format(b)
+	if s.Having != nil {
+		b.WriteString(" HAVING ")
+		s.Having.Format(b)
 	}
-	if s.Offset != nil {
-		b.WriteString(" OFFSET ")
-		s.Offset.Format(b)
-	}
+	formatOrderLimit(b, s.OrderBy, s.Limit, s.Offset)
 }
 
 func (s *Select) String() string       { return str(s) }
@@ -912,10 +933,13 @@ const (
 	CmpLE
 	CmpGT
 	CmpGE
+	CmpIsDistinct
+	CmpIsNotDistinct
 )
 
 var cmpOpText = map[CmpOp]string{
 	CmpEQ: "=", CmpNE: "!=", CmpLT: "<", CmpLE: "<=", CmpGT: ">", CmpGE: ">=",
+	CmpIsDistinct: "IS DISTINCT FROM", CmpIsNotDistinct: "IS NOT DISTINCT FROM",
 }
 
 func (o CmpOp) String() string { return cmpOpText[o] }
@@ -959,10 +983,11 @@ type IsNullExpr struct {
 	Not  bool
 }
 
-// InExpr is Expr [NOT] IN (List).
+// InExpr is Expr [NOT] IN (List) or Expr [NOT] IN (Sub).
 type InExpr struct {
 	Expr Expr
 	List []Expr
+	Sub  *Subquery
 	Not  bool
 }
 
@@ -989,10 +1014,14 @@ type FuncCall struct {
 // FuncName is the dotted function name.
 func (f *FuncCall) FuncName() string { return strings.Join(f.Name, ".") }
 
-// CastExpr is Expr::Type or CAST(Expr AS Type).
+// CastExpr is Expr::Type or CAST(Expr AS Type). Special names a target
+// that is not one of kvnode's column types: an OID alias type (oid,
+// regclass, regtype, regnamespace, regproc, regrole) or an array type
+// (int8[]); Type is then the type the value has, or Unknown.
 type CastExpr struct {
-	Expr Expr
-	Type types.T
+	Expr    Expr
+	Type    types.T
+	Special string
 }
 
 // ---- expression formatting ----
@@ -1005,8 +1034,11 @@ func isAtomic(e Expr) bool {
 	switch v := e.(type) {
 	case *NumVal:
 		return !strings.HasPrefix(v.Text, "-")
-	case *StrVal, *NullVal, *BoolVal, *Placeholder, *ColumnRef, *FuncCall, DefaultExpr:
+	case *StrVal, *NullVal, *BoolVal, *Placeholder, *ColumnRef, *FuncCall, DefaultExpr,
+		*CaseExpr, *ArrayExpr:
 		return true
+	case *Subquery:
+		return !v.Exists
 	case *CastExpr:
 		return true
 	}
@@ -1160,7 +1192,12 @@ func (e *InExpr) Format(b *strings.Builder) {
 	if e.Not {
 		b.WriteString(" NOT")
 	}
-	b.WriteString(" IN (")
+	b.WriteString(" IN ")
+	if e.Sub != nil {
+		e.Sub.Format(b)
+		return
+	}
+	b.WriteByte('(')
 	for i, x := range e.List {
 		if i > 0 {
 			b.WriteString(", ")
@@ -1228,7 +1265,7 @@ func (e *FuncCall) Format(b *strings.Builder) {
 func (e *CastExpr) Format(b *strings.Builder) {
 	formatOperand(b, e.Expr)
 	b.WriteString("::")
-	b.WriteString(e.Type.String())
+	b.WriteString(castTypeName(e.Type, e.Special))
 }
 
 func (e *NumVal) String() string         { return str(e) }
@@ -1313,5 +1350,29 @@ func WalkExpr(e Expr, fn func(Expr) bool) {
 		}
 	case *CastExpr:
 		WalkExpr(v.Expr, fn)
+	case *CaseExpr:
+		WalkExpr(v.Operand, fn)
+		for _, w := range v.Whens {
+			WalkExpr(w.Cond, fn)
+			WalkExpr(w.Val, fn)
+		}
+		WalkExpr(v.Else, fn)
+	case *QuantExpr:
+		WalkExpr(v.Left, fn)
+		WalkExpr(v.Right, fn)
+	case *ArrayExpr:
+		for _, x := range v.Elems {
+			WalkExpr(x, fn)
+		}
+	case *RegexExpr:
+		WalkExpr(v.Expr, fn)
+		WalkExpr(v.Pattern, fn)
+	case *CollateExpr:
+		WalkExpr(v.Expr, fn)
+	case *IndexExpr:
+		WalkExpr(v.Expr, fn)
+		WalkExpr(v.Index, fn)
 	}
+	// Subqueries are not entered: their expressions belong to another
+	// scope.
 }

@@ -238,14 +238,14 @@ func (l *lexer) next() (token, error) {
 	}
 
 	// Operators, longest match first.
-	for _, op := range []string{"::", "<>", "!=", "<=", ">=", "||"} {
+	for _, op := range []string{"!~*", "!~", "~*", "::", "<>", "!=", "<=", ">=", "||"} {
 		if strings.HasPrefix(l.src[l.pos:], op) {
 			l.pos += len(op)
 			return mk(tokOp, op), nil
 		}
 	}
 	switch c {
-	case '(', ')', ',', ';', '.', '*', '+', '-', '/', '%', '=', '<', '>', '[', ']':
+	case '(', ')', ',', ';', '.', '*', '+', '-', '/', '%', '=', '<', '>', '[', ']', '~', ':', '!':
 		l.pos++
 		return mk(tokOp, string(c)), nil
 	}

@@ -287,6 +287,9 @@ func (p *parser) dottedName() (string, error) {
 
 func (p *parser) parseStmt() (Stmt, error) {
 	t := p.peek()
+	if t.kind == tokOp && t.val == "(" {
+		return p.parseSelectStmt()
+	}
 	if t.kind != tokIdent || t.quoted {
 		return nil, p.errNear(t)
 	}
@@ -301,7 +304,7 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseTruncate()
 	case "explain":
 		p.advance()
-		if !p.isKw("select") && !p.isKw("update") && !p.isKw("delete") {
+		if !p.isKw("select") && !p.isKw("with") && !p.isKw("update") && !p.isKw("delete") {
 			return nil, pgerror.WithHintf(p.errNear(p.peek()), "EXPLAIN works on SELECT, UPDATE and DELETE")
 		}
 		inner, err := p.parseStmt()
@@ -311,8 +314,8 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return &Explain{Stmt: inner}, nil
 	case "insert", "upsert":
 		return p.parseInsert()
-	case "select":
-		return p.parseSelect()
+	case "select", "with", "values":
+		return p.parseSelectStmt()
 	case "update":
 		return p.parseUpdate()
 	case "delete":
@@ -482,6 +485,20 @@ func (p *parser) multiplePK() error {
 // VARYING) with an optional length or precision, which is accepted and
 // ignored (STRING has no length limit in kvnode).
 func (p *parser) typeName() (types.T, error) {
+	typ, err := p.typeNameNoArray()
+	if err != nil {
+		return types.Unknown, err
+	}
+	if p.isOp("[") {
+		return types.Unknown, pgerror.WithHintf(
+			pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported, "array types are not supported"),
+				charPos(p.src, p.peek().pos)),
+			"kvnode supports INT, FLOAT, STRING (TEXT), BYTES and BOOL")
+	}
+	return typ, nil
+}
+
+func (p *parser) typeNameNoArray() (types.T, error) {
 	t := p.peek()
 	if t.kind != tokIdent {
 		return types.Unknown, p.errNear(t)
@@ -504,12 +521,6 @@ func (p *parser) typeName() (types.T, error) {
 		if err := p.expectOp(")"); err != nil {
 			return types.Unknown, err
 		}
-	}
-	if p.isOp("[") {
-		return types.Unknown, pgerror.WithHintf(
-			pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported, "array types are not supported"),
-				charPos(p.src, p.peek().pos)),
-			"kvnode supports INT, FLOAT, STRING (TEXT), BYTES and BOOL")
 	}
 	typ, ok := types.FromName(name)
 	if !ok {
@@ -889,105 +900,6 @@ func (p *parser) selectExprs() ([]*SelectExpr, error) {
 	}
 }
 
-func (p *parser) parseSelect() (Stmt, error) {
-	p.advance() // SELECT
-	if p.isKw("distinct") {
-		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"SELECT DISTINCT is not supported yet"), charPos(p.src, p.peek().pos)), "select the rows and deduplicate them in the client")
-	}
-	p.acceptKw("all")
-	s := &Select{}
-	exprs, err := p.selectExprs()
-	if err != nil {
-		return nil, err
-	}
-	s.Exprs = exprs
-	if p.acceptKw("from") {
-		name, err := p.tableName()
-		if err != nil {
-			return nil, err
-		}
-		s.From = &name
-		if p.acceptKw("as") {
-			alias, err := p.ident()
-			if err != nil {
-				return nil, err
-			}
-			s.Alias = alias
-		} else if t := p.peek(); t.kind == tokIdent && (t.quoted || !reservedKeywords[t.val]) &&
-			!(t.val == "inner" || t.val == "left" || t.val == "cross" || t.val == "right" || t.val == "full") {
-			p.advance()
-			s.Alias = t.val
-		}
-		if p.isOp(",") || p.isKw("join") || p.isKw("inner") || p.isKw("left") || p.isKw("cross") {
-			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-				"joins are not supported yet"), charPos(p.src, p.peek().pos)), "query one table at a time")
-		}
-	}
-	if p.acceptKw("where") {
-		e, err := p.parseExpr()
-		if err != nil {
-			return nil, err
-		}
-		s.Where = e
-	}
-	if p.isKw("group") || p.isKw("having") {
-		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"GROUP BY and HAVING are not supported yet"), charPos(p.src, p.peek().pos)),
-			"aggregates over the whole table (count(*), sum, min, max) work without GROUP BY")
-	}
-	if p.acceptKw("order") {
-		if err := p.expectKw("by"); err != nil {
-			return nil, err
-		}
-		for {
-			e, err := p.parseExpr()
-			if err != nil {
-				return nil, err
-			}
-			o := &OrderBy{Expr: e}
-			if p.acceptKw("desc") {
-				o.Desc = true
-			} else {
-				p.acceptKw("asc")
-			}
-			s.OrderBy = append(s.OrderBy, o)
-			if !p.acceptOp(",") {
-				break
-			}
-		}
-	}
-	// LIMIT and OFFSET may come in either order, as in PostgreSQL.
-	for i := 0; i < 2; i++ {
-		switch {
-		case s.Limit == nil && p.acceptKw("limit"):
-			if p.acceptKw("all") {
-				s.Limit = nil
-				continue
-			}
-			e, err := p.parseExpr()
-			if err != nil {
-				return nil, err
-			}
-			s.Limit = e
-		case s.Offset == nil && p.acceptKw("offset"):
-			e, err := p.parseExpr()
-			if err != nil {
-				return nil, err
-			}
-			s.Offset = e
-			if !p.acceptKw("rows") {
-				p.acceptKw("row")
-			}
-		}
-	}
-	if p.isKw("for") || p.isKw("union") {
-		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"%s is not supported yet", strings.ToUpper(p.peek().val)), charPos(p.src, p.peek().pos))
-	}
-	return s, nil
-}
-
 func (p *parser) parseUpdate() (Stmt, error) {
 	p.advance() // UPDATE
 	name, err := p.tableName()
@@ -1302,8 +1214,27 @@ func (p *parser) parseIs() (Expr, error) {
 		case p.isKw("is"):
 			p.advance()
 			not := p.acceptKw("not")
+			if p.acceptKw("distinct") {
+				if err := p.expectKw("from"); err != nil {
+					return nil, err
+				}
+				right, err := p.parseComparison()
+				if err != nil {
+					return nil, err
+				}
+				op := CmpIsDistinct
+				if not {
+					op = CmpIsNotDistinct
+				}
+				e = &ComparisonExpr{Op: op, Left: e, Right: right}
+				continue
+			}
+			if p.isKw("true") || p.isKw("false") || p.isKw("unknown") {
+				return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "IS %s is not supported yet", strings.ToUpper(p.peek().val)),
+					"compare with = true, or use IS NULL")
+			}
 			if !p.acceptKw("null") {
-				return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports IS NULL and IS NOT NULL")
+				return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports IS NULL, IS NOT NULL and IS [NOT] DISTINCT FROM")
 			}
 			e = &IsNullExpr{Expr: e, Not: not}
 		case p.acceptKw("isnull"):
@@ -1327,20 +1258,91 @@ func (p *parser) parseComparison() (Expr, error) {
 	}
 	for {
 		t := p.peek()
-		if t.kind != tokOp {
+		var op CmpOp
+		switch {
+		case t.kind == tokOp && cmpOps[t.val] != 0:
+			op = cmpOps[t.val]
+			p.advance()
+		case p.isOperatorKw():
+			save := p.i
+			name, err := p.operatorName()
+			if err != nil {
+				return nil, err
+			}
+			if cmpOps[name] == 0 {
+				p.i = save
+				return left, nil
+			}
+			op = cmpOps[name]
+		default:
 			return left, nil
 		}
-		op, ok := cmpOps[t.val]
-		if !ok {
-			return left, nil
+		if (p.isKw("any") || p.isKw("some") || p.isKw("all")) && p.peekAt(1).kind == tokOp && p.peekAt(1).val == "(" {
+			all := p.advance().val == "all"
+			p.advance() // (
+			var right Expr
+			if p.isKw("select") || p.isKw("with") {
+				q, err := p.parseQuery()
+				if err != nil {
+					return nil, err
+				}
+				right = &Subquery{Select: q}
+			} else {
+				r, err := p.parseExpr()
+				if err != nil {
+					return nil, err
+				}
+				right = r
+			}
+			if err := p.expectOp(")"); err != nil {
+				return nil, err
+			}
+			left = &QuantExpr{Op: op, All: all, Left: left, Right: right}
+			continue
 		}
-		p.advance()
 		right, err := p.parsePredicate()
 		if err != nil {
 			return nil, err
 		}
 		left = &ComparisonExpr{Op: op, Left: left, Right: right}
 	}
+}
+
+// isOperatorKw reports whether OPERATOR( starts here.
+func (p *parser) isOperatorKw() bool {
+	return p.isKw("operator") && p.peekAt(1).kind == tokOp && p.peekAt(1).val == "("
+}
+
+// operatorName reads OPERATOR(schema.op) and returns op. Only pg_catalog
+// operators exist.
+func (p *parser) operatorName() (string, error) {
+	p.advance() // OPERATOR
+	p.advance() // (
+	for p.peek().kind == tokIdent {
+		sch := p.advance()
+		if sch.val != "pg_catalog" {
+			return "", pgerror.WithPosition(pgerror.Newf(pgerror.CodeUndefinedFunction,
+				"operator does not exist: %s", sch.val), charPos(p.src, sch.pos))
+		}
+		if err := p.expectOp("."); err != nil {
+			return "", err
+		}
+	}
+	t := p.peek()
+	if t.kind != tokOp || t.val == ")" {
+		return "", p.errNear(t)
+	}
+	p.advance()
+	name := t.val
+	// The lexer splits operators it does not know, such as ~~ (LIKE),
+	// into single characters: join them back.
+	for p.peek().kind == tokOp && p.peek().val != ")" && p.peek().pos == p.toks[p.i-1].end {
+		name += p.advance().val
+	}
+	if err := p.expectOp(")"); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 func (p *parser) parsePredicate() (Expr, error) {
@@ -1359,9 +1361,16 @@ func (p *parser) parsePredicate() (Expr, error) {
 			if err := p.expectOp("("); err != nil {
 				return nil, err
 			}
-			if p.isKw("select") {
-				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-					"subqueries are not supported yet"), charPos(p.src, p.peek().pos))
+			if p.isKw("select") || p.isKw("with") {
+				q, err := p.parseQuery()
+				if err != nil {
+					return nil, err
+				}
+				if err := p.expectOp(")"); err != nil {
+					return nil, err
+				}
+				e = &InExpr{Expr: e, Sub: &Subquery{Select: q}, Not: not}
+				continue
 			}
 			var list []Expr
 			for {
@@ -1398,12 +1407,54 @@ func (p *parser) parsePredicate() (Expr, error) {
 			if err != nil {
 				return nil, err
 			}
+			if p.isKw("escape") {
+				return nil, p.unsupportedAt(p.peek(), "LIKE ... ESCAPE is not supported")
+			}
 			e = &LikeExpr{Expr: e, Pattern: pat, Not: not, CaseInsens: ci}
+		case p.isKw("similar") && !not:
+			return nil, p.unsupportedAt(p.peek(), "SIMILAR TO is not supported")
+		case !not && p.peek().kind == tokOp && regexOps[p.peek().val] != nil:
+			ro := regexOps[p.advance().val]
+			pat, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			e = &RegexExpr{Expr: e, Pattern: pat, Not: ro[0], CaseInsens: ro[1]}
+		case !not && p.isOperatorKw():
+			save := p.i
+			name, err := p.operatorName()
+			if err != nil {
+				return nil, err
+			}
+			ro, lo := regexOps[name], likeOps[name]
+			if ro == nil && lo == nil {
+				if cmpOps[name] != 0 {
+					p.i = save
+					return e, nil
+				}
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"operator %s is not supported", name), charPos(p.src, p.toks[save].pos))
+			}
+			pat, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			if ro != nil {
+				e = &RegexExpr{Expr: e, Pattern: pat, Not: ro[0], CaseInsens: ro[1]}
+			} else {
+				e = &LikeExpr{Expr: e, Pattern: pat, Not: lo[0], CaseInsens: lo[1]}
+			}
 		default:
 			return e, nil
 		}
 	}
 }
+
+// regexOps and likeOps map an operator to {not, case-insensitive}.
+var (
+	regexOps = map[string]*[2]bool{"~": {false, false}, "!~": {true, false}, "~*": {false, true}, "!~*": {true, true}}
+	likeOps  = map[string]*[2]bool{"~~": {false, false}, "!~~": {true, false}, "~~*": {false, true}, "!~~*": {true, true}}
+)
 
 func (p *parser) parseConcat() (Expr, error) {
 	left, err := p.parseAdditive()
@@ -1503,18 +1554,41 @@ func (p *parser) parseUnary() (Expr, error) {
 }
 
 func (p *parser) parsePostfix(e Expr) (Expr, error) {
-	for p.acceptOp("::") {
-		typ, err := p.typeName()
-		if err != nil {
-			return nil, err
+	for {
+		switch {
+		case p.acceptOp("::"):
+			typ, special, err := p.castType()
+			if err != nil {
+				return nil, err
+			}
+			e = &CastExpr{Expr: e, Type: typ, Special: special}
+		case p.isOp("["):
+			p.advance()
+			if p.isOp(":") {
+				return nil, p.unsupportedAt(p.peek(), "array slices are not supported")
+			}
+			idx, err := p.parseExpr()
+			if err != nil {
+				return nil, err
+			}
+			if p.isOp(":") {
+				return nil, p.unsupportedAt(p.peek(), "array slices are not supported")
+			}
+			if err := p.expectOp("]"); err != nil {
+				return nil, err
+			}
+			e = &IndexExpr{Expr: e, Index: idx}
+		case p.isKw("collate"):
+			p.advance()
+			name, err := p.dottedName()
+			if err != nil {
+				return nil, err
+			}
+			e = &CollateExpr{Expr: e, Collation: name}
+		default:
+			return e, nil
 		}
-		e = &CastExpr{Expr: e, Type: typ}
 	}
-	if p.isOp("[") {
-		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"array subscripts are not supported"), charPos(p.src, p.peek().pos))
-	}
-	return e, nil
 }
 
 func (p *parser) parsePrimary() (Expr, error) {
@@ -1538,9 +1612,15 @@ func (p *parser) parsePrimary() (Expr, error) {
 	case tokOp:
 		if t.val == "(" {
 			p.advance()
-			if p.isKw("select") {
-				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-					"subqueries are not supported yet"), charPos(p.src, p.peek().pos))
+			if p.isKw("select") || p.isKw("with") || (p.isOp("(") && p.startsQuery()) {
+				q, err := p.parseQuery()
+				if err != nil {
+					return nil, err
+				}
+				if err := p.expectOp(")"); err != nil {
+					return nil, err
+				}
+				return &Subquery{Select: q}, nil
 			}
 			e, err := p.parseExpr()
 			if err != nil {
@@ -1567,7 +1647,53 @@ func (p *parser) parsePrimary() (Expr, error) {
 				return &BoolVal{Val: t.val == "true"}, nil
 			case "cast":
 				return p.parseCast()
-			case "case", "exists", "array", "row", "interval":
+			case "case":
+				return p.parseCase()
+			case "exists", "array":
+				nt := p.peekAt(1)
+				if nt.kind == tokOp && nt.val == "(" && p.startsQueryAt(2) {
+					p.advance()
+					p.advance()
+					q, err := p.parseQuery()
+					if err != nil {
+						return nil, err
+					}
+					if err := p.expectOp(")"); err != nil {
+						return nil, err
+					}
+					if t.val == "exists" {
+						return &Subquery{Select: q, Exists: true}, nil
+					}
+					return &ArrayExpr{Sub: &Subquery{Select: q}}, nil
+				}
+				if t.val == "array" && nt.kind == tokOp && nt.val == "[" {
+					p.advance()
+					p.advance()
+					a := &ArrayExpr{}
+					if !p.isOp("]") {
+						for {
+							if p.isOp("[") {
+								return nil, p.unsupportedAt(p.peek(), "multidimensional arrays are not supported")
+							}
+							x, err := p.parseExpr()
+							if err != nil {
+								return nil, err
+							}
+							a.Elems = append(a.Elems, x)
+							if !p.acceptOp(",") {
+								break
+							}
+						}
+					}
+					if err := p.expectOp("]"); err != nil {
+						return nil, err
+					}
+					return a, nil
+				}
+				if t.val == "array" {
+					return nil, p.errNear(nt)
+				}
+			case "row", "interval":
 				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
 					"%s expressions are not supported yet", strings.ToUpper(t.val)), charPos(p.src, t.pos))
 			case "current_user", "session_user", "current_timestamp":
@@ -1586,6 +1712,61 @@ func (p *parser) parsePrimary() (Expr, error) {
 	return nil, p.errNear(t)
 }
 
+// startsQuery reports whether a query starts at the current token (after
+// any number of opening parentheses).
+func (p *parser) startsQuery() bool { return p.startsQueryAt(0) }
+
+func (p *parser) startsQueryAt(k int) bool {
+	for {
+		t := p.peekAt(k)
+		if t.kind == tokOp && t.val == "(" {
+			k++
+			continue
+		}
+		return p.isKwAt(k, "select") || p.isKwAt(k, "with") || p.isKwAt(k, "values")
+	}
+}
+
+func (p *parser) parseCase() (Expr, error) {
+	p.advance() // CASE
+	c := &CaseExpr{}
+	if !p.isKw("when") {
+		op, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		c.Operand = op
+	}
+	for p.acceptKw("when") {
+		cond, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.expectKw("then"); err != nil {
+			return nil, err
+		}
+		val, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		c.Whens = append(c.Whens, &When{Cond: cond, Val: val})
+	}
+	if len(c.Whens) == 0 {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "CASE needs at least one WHEN ... THEN ...")
+	}
+	if p.acceptKw("else") {
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		c.Else = e
+	}
+	if err := p.expectKw("end"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 func (p *parser) parseCast() (Expr, error) {
 	p.advance() // CAST
 	if err := p.expectOp("("); err != nil {
@@ -1598,14 +1779,14 @@ func (p *parser) parseCast() (Expr, error) {
 	if err := p.expectKw("as"); err != nil {
 		return nil, err
 	}
-	typ, err := p.typeName()
+	typ, special, err := p.castType()
 	if err != nil {
 		return nil, err
 	}
 	if err := p.expectOp(")"); err != nil {
 		return nil, err
 	}
-	return &CastExpr{Expr: e, Type: typ}, nil
+	return &CastExpr{Expr: e, Type: typ, Special: special}, nil
 }
 
 // parseNameOrCall reads a column reference (a, t.a, db.t.a) or a function

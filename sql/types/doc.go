@@ -4,6 +4,7 @@
 // each other.
 //
 // A Datum is one of: nil (SQL NULL), int64 (INT), float64 (FLOAT), string
-// (TEXT/STRING), []byte (BYTES) or bool (BOOL). Nothing else is ever stored
+// (TEXT/STRING), []byte (BYTES), bool (BOOL) or Array (a one-dimensional
+// array, in query results only; see array.go). Nothing else is ever stored
 // in a Datum; code that receives another Go type has found a bug.
 package types

@@ -45,6 +45,9 @@ type Datum = any
 // String returns the canonical SQL name of the type, as SHOW CREATE TABLE
 // prints it.
 func (t T) String() string {
+	if t.IsArray() {
+		return arrayString(t)
+	}
 	switch t {
 	case Int:
 		return "INT8"
@@ -64,6 +67,9 @@ func (t T) String() string {
 // OID is the PostgreSQL type OID sent in RowDescription and
 // ParameterDescription.
 func (t T) OID() uint32 {
+	if t.IsArray() {
+		return arrayOID(t)
+	}
 	switch t {
 	case Int:
 		return OIDInt8
@@ -165,6 +171,8 @@ func FormatText(d Datum) []byte {
 			return []byte("t")
 		}
 		return []byte("f")
+	case Array:
+		return formatArrayText(v)
 	}
 	panic(fmt.Sprintf("types: datum of unexpected Go type %T", d))
 }
@@ -174,6 +182,9 @@ func FormatText(d Datum) []byte {
 func FormatBinary(t T, d Datum) []byte {
 	if d == nil {
 		return nil
+	}
+	if a, ok := d.(Array); ok && t.IsArray() {
+		return formatArrayBinary(t, a)
 	}
 	switch t {
 	case Int:
@@ -199,6 +210,9 @@ func FormatBinary(t T, d Datum) []byte {
 // returned error says which type was expected and what was received.
 func ParseText(t T, b []byte) (Datum, error) {
 	s := string(b)
+	if t.IsArray() {
+		return ParseArrayText(t.Elem(), s)
+	}
 	switch t {
 	case Int:
 		v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
