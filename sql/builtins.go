@@ -142,8 +142,9 @@ func substr(s string, start, length int64) (types.Datum, error) {
 
 // aggregate is one aggregate call of a query without GROUP BY.
 type aggregate struct {
-	kind     string // count, sum, min, max, avg
+	kind     string // count, sum, min, max, avg, string_agg, array_agg, bool_and, bool_or
 	arg      texpr  // nil for count(*)
+	sep      texpr  // string_agg's delimiter
 	distinct bool
 	t        types.T
 }
@@ -156,6 +157,8 @@ type aggState struct {
 	fsum  float64
 	val   types.Datum
 	seen  map[string]bool
+	list  types.Array // array_agg, string_agg
+	seps  []string    // string_agg: the delimiter before each value
 }
 
 func (s *aggState) add(ec *evalCtx) error {
@@ -164,8 +167,14 @@ func (s *aggState) add(ec *evalCtx) error {
 		return nil
 	}
 	d, err := ec.eval(s.agg.arg)
-	if err != nil || d == nil {
+	if err != nil {
 		return err
+	}
+	if d == nil {
+		if s.agg.kind == "array_agg" {
+			s.list = append(s.list, nil) // array_agg keeps NULLs
+		}
+		return nil
 	}
 	if s.agg.distinct {
 		k, err := rowenc.AppendKey(nil, types.TypeOf(d), d)
@@ -182,6 +191,26 @@ func (s *aggState) add(ec *evalCtx) error {
 	}
 	s.count++
 	switch s.agg.kind {
+	case "array_agg":
+		s.list = append(s.list, d)
+	case "string_agg":
+		sep, err := ec.eval(s.agg.sep)
+		if err != nil {
+			return err
+		}
+		sepStr, _ := sep.(string)
+		s.list = append(s.list, d)
+		s.seps = append(s.seps, sepStr)
+	case "bool_and", "every":
+		if s.val == nil {
+			s.val = true
+		}
+		s.val = s.val.(bool) && d.(bool)
+	case "bool_or":
+		if s.val == nil {
+			s.val = false
+		}
+		s.val = s.val.(bool) || d.(bool)
 	case "sum", "avg":
 		switch v := d.(type) {
 		case int64:
@@ -230,13 +259,30 @@ func (s *aggState) result() types.Datum {
 			return nil
 		}
 		return s.fsum / float64(s.count)
+	case "array_agg":
+		if len(s.list) == 0 {
+			return nil
+		}
+		return s.list
+	case "string_agg":
+		if len(s.list) == 0 {
+			return nil
+		}
+		var b strings.Builder
+		for i, d := range s.list {
+			if i > 0 {
+				b.WriteString(s.seps[i])
+			}
+			b.WriteString(d.(string))
+		}
+		return b.String()
 	}
 	return s.val
 }
 
 func isAggregateName(name string) bool {
 	switch name {
-	case "count", "sum", "min", "max", "avg":
+	case "count", "sum", "min", "max", "avg", "string_agg", "array_agg", "bool_and", "bool_or", "every":
 		return true
 	}
 	return false
@@ -253,6 +299,14 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 		return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s(*) and %s(DISTINCT ...) are only valid for aggregates", name, name)
 	}
 	switch name {
+	case "nullif":
+		if len(v.Args) != 2 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "nullif takes exactly two arguments")
+		}
+		return a.check(&parser.CaseExpr{
+			Whens: []*parser.When{{Cond: &parser.ComparisonExpr{Op: parser.CmpEQ, Left: v.Args[0], Right: v.Args[1]}, Val: &parser.NullVal{}}},
+			Else:  v.Args[0],
+		}, desired)
 	case "coalesce", "ifnull":
 		if len(v.Args) == 0 {
 			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "coalesce needs at least one argument")
@@ -401,6 +455,23 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s(*) is not valid; only count(*) is", name)
 		}
 		agg.t = types.Int
+	case name == "string_agg":
+		if len(v.Args) != 2 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "string_agg takes two arguments: the value and the delimiter")
+		}
+		a.inAgg = true
+		arg, err := a.check(v.Args[0], types.String)
+		if err == nil {
+			agg.sep, err = a.check(v.Args[1], types.String)
+		}
+		a.inAgg = false
+		if err != nil {
+			return nil, err
+		}
+		if arg.typ() != types.String && arg.typ() != types.Unknown || agg.sep.typ() != types.String && agg.sep.typ() != types.Unknown {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: string_agg(%s, %s)", typeName(arg.typ()), typeName(agg.sep.typ()))
+		}
+		agg.arg, agg.t = arg, types.String
 	case len(v.Args) != 1:
 		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes exactly one argument", name)
 	default:
@@ -424,6 +495,16 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: avg(%s)", typeName(at))
 			}
 			agg.t = types.Float
+		case "array_agg":
+			if at.IsArray() {
+				return nil, unsupported("array_agg of arrays is not supported")
+			}
+			agg.t = types.ArrayOf(hint(at, types.String))
+		case "bool_and", "bool_or", "every":
+			if at != types.Bool && at != types.Unknown {
+				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: %s(%s)", name, typeName(at))
+			}
+			agg.t = types.Bool
 		default: // min, max
 			if at == types.Unknown {
 				at = types.String
@@ -433,5 +514,8 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 		agg.arg = arg
 	}
 	a.aggs = append(a.aggs, agg)
+	if a.aggsInRow {
+		return &aggRef{idx: a.aggBase + len(a.aggs) - 1, t: agg.t, inRow: true}, nil
+	}
 	return &aggRef{idx: len(a.aggs) - 1, t: agg.t}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/types"
@@ -121,4 +122,183 @@ func currentSetting(ec *evalCtx, name string, missingOK bool) (types.Datum, erro
 		return nil, unknownVar(name)
 	}
 	return s.getVar(v), nil
+}
+
+// ---- catalog functions psql and ORMs call ----
+
+func catalogFn(f func(s *catalogSnapshot, ec *evalCtx, a []types.Datum) (types.Datum, error)) func(*evalCtx, []types.Datum) (types.Datum, error) {
+	return func(ec *evalCtx, a []types.Datum) (types.Datum, error) {
+		s, err := ec.exec.catalogSnapshot()
+		if err != nil {
+			return nil, err
+		}
+		return f(s, ec, a)
+	}
+}
+
+func formatType(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+	oid := a[0].(int64)
+	if name, ok := s.typeNameByOID(oid); ok {
+		return name, nil
+	}
+	return "???", nil
+}
+
+var (
+	tInt    = types.Int
+	tString = types.String
+	tBool   = types.Bool
+)
+
+func init() {
+	for _, b := range []*builtin{
+		{name: "format_type", nullCall: true, overloads: []overload{{[]types.T{tInt, tInt}, tString,
+			func(ec *evalCtx, a []types.Datum) (types.Datum, error) {
+				if a[0] == nil {
+					return nil, nil
+				}
+				return catalogFn(formatType)(ec, a)
+			}}}},
+		// pg_get_expr(adbin, relid [, pretty]): kvnode keeps expressions as
+		// SQL text, which is what adbin holds.
+		{name: "pg_get_expr", overloads: []overload{
+			{[]types.T{tString, tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return a[0], nil }},
+			{[]types.T{tString, tInt, tBool}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return a[0], nil }},
+		}},
+		{name: "pg_get_indexdef", overloads: []overload{
+			{[]types.T{tInt}, tString, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+				if ti := s.tableByIndexOID(a[0].(int64)); ti != nil {
+					return indexDef(ti, true), nil
+				}
+				return nil, nil
+			})},
+			{[]types.T{tInt, tInt, tBool}, tString, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+				ti := s.tableByIndexOID(a[0].(int64))
+				if ti == nil {
+					return nil, nil
+				}
+				if col := a[1].(int64); col > 0 {
+					if int(col) > len(ti.pk) {
+						return "", nil
+					}
+					return parser.QuotedIdent(ti.cols[ti.pk[col-1]].Name), nil
+				}
+				return indexDef(ti, !a[2].(bool)), nil
+			})},
+		}},
+		{name: "pg_get_constraintdef", overloads: []overload{
+			{[]types.T{tInt}, tString, catalogFn(constraintDef)},
+			{[]types.T{tInt, tBool}, tString, catalogFn(constraintDef)},
+		}},
+		// The search path is pg_catalog then public: user tables and
+		// pg_catalog's are visible, those of other schemas are not.
+		{name: "pg_table_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+			oid := a[0].(int64)
+			if s.tableByOID(oid) != nil || s.tableByIndexOID(oid) != nil {
+				return true, nil
+			}
+			for _, name := range s.e.virtualNames() {
+				if virtualOID(name) == oid {
+					return strings.HasPrefix(name, "pg_catalog."), nil
+				}
+			}
+			return false, nil
+		})}}},
+		{name: "pg_type_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return true, nil
+		}}}},
+		{name: "pg_function_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return true, nil
+		}}}},
+		{name: "pg_get_userbyid", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			if a[0].(int64) == oidRoot {
+				return "root", nil
+			}
+			return "unknown (OID=" + itoa64(a[0].(int64)) + ")", nil
+		}}}},
+		// kvnode keeps no comments.
+		{name: "obj_description", overloads: []overload{
+			{[]types.T{tInt}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) { return nil, nil }},
+			{[]types.T{tInt, tString}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) { return nil, nil }},
+		}},
+		{name: "col_description", overloads: []overload{{[]types.T{tInt, tInt}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return nil, nil
+		}}}},
+		{name: "shobj_description", overloads: []overload{{[]types.T{tInt, tString}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return nil, nil
+		}}}},
+		{name: "pg_encoding_to_char", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			if a[0].(int64) == 6 {
+				return "UTF8", nil
+			}
+			return "", nil
+		}}}},
+		{name: "pg_relation_is_publishable", overloads: []overload{{[]types.T{tInt}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return false, nil
+		}}}},
+		{name: "quote_ident", overloads: []overload{{[]types.T{tString}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			return parser.QuotedIdent(a[0].(string)), nil
+		}}}},
+		{name: "has_table_privilege", overloads: []overload{
+			{[]types.T{tInt, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+			{[]types.T{tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+			{[]types.T{tString, tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+		}},
+		{name: "has_schema_privilege", overloads: []overload{
+			{[]types.T{tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+			{[]types.T{tString, tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+		}},
+		{name: "has_database_privilege", overloads: []overload{
+			{[]types.T{tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+			{[]types.T{tString, tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
+		}},
+		{name: "array_to_string", overloads: []overload{
+			{[]types.T{types.ArrayOf(tString), tString}, tString, arrayToString},
+			{[]types.T{types.ArrayOf(tInt), tString}, tString, arrayToString},
+		}},
+		{name: "array_upper", overloads: []overload{
+			{[]types.T{types.ArrayOf(tInt), tInt}, tInt, arrayUpper},
+			{[]types.T{types.ArrayOf(tString), tInt}, tInt, arrayUpper},
+		}},
+		{name: "array_length", overloads: []overload{
+			{[]types.T{types.ArrayOf(tInt), tInt}, tInt, arrayUpper},
+			{[]types.T{types.ArrayOf(tString), tInt}, tInt, arrayUpper},
+		}},
+		{name: "cardinality", overloads: []overload{
+			{[]types.T{types.ArrayOf(tInt)}, tInt, func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return int64(len(a[0].(types.Array))), nil }},
+			{[]types.T{types.ArrayOf(tString)}, tInt, func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return int64(len(a[0].(types.Array))), nil }},
+		}},
+	} {
+		builtins[b.name] = b
+	}
+}
+
+func constraintDef(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+	ti := s.tableByConstraintOID(a[0].(int64))
+	if ti == nil {
+		return nil, nil
+	}
+	var cols []string
+	for _, p := range ti.pk {
+		cols = append(cols, parser.QuotedIdent(ti.cols[p].Name))
+	}
+	return "PRIMARY KEY (" + strings.Join(cols, ", ") + ")", nil
+}
+
+func arrayToString(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+	var parts []string
+	for _, d := range a[0].(types.Array) {
+		if d != nil {
+			parts = append(parts, string(types.FormatText(d)))
+		}
+	}
+	return strings.Join(parts, a[1].(string)), nil
+}
+
+func arrayUpper(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+	arr := a[0].(types.Array)
+	if a[1].(int64) != 1 || len(arr) == 0 {
+		return nil, nil
+	}
+	return int64(len(arr)), nil
 }

@@ -21,6 +21,12 @@ type evalCtx struct {
 	params []types.Datum
 	row    []types.Datum
 	aggs   []types.Datum
+	// outer holds the rows of the enclosing queries while a correlated
+	// subquery runs, innermost last.
+	outer [][]types.Datum
+	// subResults caches the rows of uncorrelated subqueries for one
+	// execution.
+	subResults map[*subqueryExpr][][]types.Datum
 }
 
 func errIntOutOfRange() error {
@@ -57,6 +63,9 @@ func (ec *evalCtx) eval(e texpr) (types.Datum, error) {
 		}
 		return d, nil
 	case *aggRef:
+		if v.inRow {
+			return ec.row[v.idx], nil
+		}
 		return ec.aggs[v.idx], nil
 	case *binExpr:
 		l, err := ec.eval(v.l)
@@ -192,8 +201,9 @@ func (ec *evalCtx) eval(e texpr) (types.Datum, error) {
 		return castDatum(x, v.to)
 	case *funcExpr:
 		return ec.evalFunc(v)
+	default:
+		return ec.evalQueryExpr(e)
 	}
-	return nil, errors.AssertionFailedf("unhandled typed expression %T", e)
 }
 
 func (ec *evalCtx) evalIn(v *inExpr) (types.Datum, error) {

@@ -193,7 +193,9 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Executor{cfg: cfg, catalog: cat, virtual: map[string]*virtualTable{}}, nil
+	e := &Executor{cfg: cfg, catalog: cat, virtual: map[string]*virtualTable{}}
+	e.registerCatalog()
+	return e, nil
 }
 
 // Catalog returns the node's schema; the server gossips its digest and

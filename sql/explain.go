@@ -35,6 +35,10 @@ func (s *session) analyzeExplain(v *parser.Explain, params *paramSet) (plan, err
 		where = st.Where
 	}
 	switch ip := inner.(type) {
+	case *queryPlan:
+		w := &explainWriter{}
+		ip.root.explain(w)
+		p.lines = w.lines
 	case *selectPlan:
 		switch {
 		case ip.ti != nil:

@@ -35,8 +35,9 @@ type bound struct {
 
 // orderItem is one ORDER BY item over the input row.
 type orderItem struct {
-	e    texpr
-	desc bool
+	e     texpr
+	desc  bool
+	nulls parser.NullsOrder // NULLS FIRST/LAST; default: last ascending, first descending
 }
 
 // scanPlan is the access decision for one table read. It is computed once

@@ -125,8 +125,7 @@ func (e *Executor) analyzeSelect(s *parser.Select, params *paramSet) (*selectPla
 		if virt {
 			vt, ok := e.virtualTable(name)
 			if !ok {
-				return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", name),
-					"the virtual tables of this node are: %v", e.virtualNames())
+				return nil, e.undefinedVirtual(name)
 			}
 			p.vt = vt
 			st := scopeTable{names: names}
@@ -377,7 +376,7 @@ func (p *selectPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, errors.AssertionFailedf("virtual table %s returned a row of %d columns, want %d", p.vt.name, len(r), len(p.vt.cols))
 			}
 			for i, d := range r {
-				if d != nil && types.TypeOf(d) != p.vt.cols[i].Type {
+				if d != nil && !p.vt.cols[i].Type.IsArray() && types.TypeOf(d) != p.vt.cols[i].Type {
 					return pgwire.Result{}, errors.AssertionFailedf("virtual table %s column %s: a %T value in a %s column",
 						p.vt.name, p.vt.cols[i].Name, d, p.vt.cols[i].Type)
 				}
@@ -493,18 +492,34 @@ func sortRows(ec *evalCtx, rows [][]types.Datum, order []orderItem) error {
 			switch {
 			case x == nil && y == nil:
 				c = 0
-			case x == nil:
+			case x == nil || y == nil:
+				// NULLs sort as larger than any value (last ascending,
+				// first descending) unless NULLS FIRST/LAST says.
+				nullFirst := o.desc
+				switch o.nulls {
+				case parser.NullsFirst:
+					nullFirst = true
+				case parser.NullsLast:
+					nullFirst = false
+				}
 				c = 1
-			case y == nil:
-				c = -1
+				if nullFirst {
+					c = -1
+				}
+				if y == nil {
+					c = -c
+				}
+				if c != 0 {
+					return c < 0
+				}
 			default:
 				var err error
 				if c, err = compareDatums(x, y); err != nil && sortErr == nil {
 					sortErr = err
 				}
-			}
-			if o.desc {
-				c = -c
+				if o.desc {
+					c = -c
+				}
 			}
 			if c != 0 {
 				return c < 0

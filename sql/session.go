@@ -95,6 +95,8 @@ func (s *session) analyze(st parser.Stmt, declared []types.T, n int) (plan, *par
 	switch p := pl.(type) {
 	case *selectPlan:
 		p.finishColumns()
+	case *queryPlan:
+		p.finishColumns()
 	case *insertPlan:
 		finishReturning(p.returning, p.cols)
 	case *updatePlan:
@@ -109,7 +111,12 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	e := s.e
 	switch v := st.(type) {
 	case *parser.Select:
+		if needsPipeline(v) {
+			return e.analyzeQueryPlan(v, params)
+		}
 		return e.analyzeSelect(v, params)
+	case *parser.SetOp:
+		return e.analyzeQueryPlan(v, params)
 	case *parser.Insert:
 		return e.analyzeInsert(v, params)
 	case *parser.Update:

@@ -70,10 +70,12 @@ type (
 		args []texpr
 		t    types.T
 	}
-	// aggRef reads the result of the idx-th aggregate of the query.
+	// aggRef reads the result of the idx-th aggregate of the query (or,
+	// with inRow, the row's column idx, where grouping put it).
 	aggRef struct {
-		idx int
-		t   types.T
+		idx   int
+		t     types.T
+		inRow bool
 	}
 )
 
@@ -125,6 +127,8 @@ type scopeTable struct {
 	qualifiedOnly bool
 	cols          []scopeCol
 	offset        int // position of cols[0] in the evaluated row
+	// hidden marks the columns * leaves out (rowid); nil: none.
+	hidden []bool
 }
 
 type scopeCol struct {
@@ -147,6 +151,17 @@ type analyzer struct {
 	// target names the column a value is being checked for (INSERT,
 	// UPDATE SET), so that conversion errors can name it.
 	target string
+	// The query pipeline (query.go) sets these: outer is the enclosing
+	// query's analyzer, whose columns a correlated subquery reads;
+	// correlated records that this scope read one; qb builds subqueries
+	// (nil: subqueries are refused); with aggsInRow an aggregate's result
+	// is read from the row at aggBase+i, where the grouping operator puts
+	// it.
+	outer      *analyzer
+	correlated bool
+	qb         *queryBuilder
+	aggsInRow  bool
+	aggBase    int
 }
 
 // rank orders operands for type inference: typed expressions first, then
@@ -216,6 +231,9 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 		l, r, err = a.unifyComparison(v.Op.String(), l, r)
 		if err != nil {
 			return nil, err
+		}
+		if v.Op == parser.CmpIsDistinct || v.Op == parser.CmpIsNotDistinct {
+			return &distinctExpr{l: l, r: r, not: v.Op == parser.CmpIsNotDistinct}, nil
 		}
 		return &cmpExpr{op: v.Op, l: l, r: r}, nil
 	case *parser.AndExpr:
@@ -301,6 +319,22 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 		}
 		return le, nil
 	case *parser.CastExpr:
+		switch v.Special {
+		case "regclass", "regtype", "regnamespace", "regproc", "regprocedure", "regrole":
+			x, err := a.check(v.Expr, types.Unknown)
+			if err != nil {
+				return nil, err
+			}
+			switch x.typ() {
+			case types.Int:
+				return &regCastExpr{e: x, kind: v.Special, toName: true}, nil
+			case types.String, types.Unknown:
+				return &regCastExpr{e: settleTo(x, types.String), kind: v.Special}, nil
+			}
+			return nil, pgerror.Newf(pgerror.CodeDatatypeMismatch, "invalid cast: %s -> %s", typeName(x.typ()), v.Special)
+		case "regoper":
+			return nil, unsupported("casts to regoper are not supported")
+		}
 		x, err := a.check(v.Expr, v.Type)
 		if err != nil {
 			return nil, err
@@ -314,6 +348,9 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 		return foldCast(&castExpr{e: x, to: v.Type})
 	case *parser.FuncCall:
 		return a.checkFunc(v, desired)
+	case *parser.CaseExpr, *parser.Subquery, *parser.QuantExpr, *parser.ArrayExpr, *parser.RegexExpr,
+		*parser.CollateExpr, *parser.IndexExpr:
+		return a.checkQueryExpr(e, desired)
 	}
 	return nil, errors.AssertionFailedf("unhandled expression %T", e)
 }
@@ -425,7 +462,7 @@ func (a *analyzer) settle(e parser.Expr, te texpr, t types.T) (texpr, error) {
 func containsAggregate(e parser.Expr) bool {
 	found := false
 	parser.WalkExpr(e, func(x parser.Expr) bool {
-		if f, ok := x.(*parser.FuncCall); ok && isAggregateName(f.FuncName()) {
+		if f, ok := x.(*parser.FuncCall); ok && isAggregateName(strings.TrimPrefix(f.FuncName(), "pg_catalog.")) {
 			found = true
 		}
 		return !found
@@ -531,6 +568,9 @@ func (a *analyzer) checkBinary(v *parser.BinaryExpr, desired types.T) (texpr, er
 }
 
 func (a *analyzer) checkIn(v *parser.InExpr) (texpr, error) {
+	if v.Sub != nil {
+		return a.checkInSubquery(v)
+	}
 	// The tested expression and the list share one type; find it from the
 	// best-ranked element, then check everything against it.
 	all := append([]parser.Expr{v.Expr}, v.List...)
@@ -613,6 +653,12 @@ func (a *analyzer) resolveColumn(v *parser.ColumnRef) (texpr, error) {
 			found = &colExpr{idx: tbl.offset + ci, t: c.t, name: name}
 		}
 	}
+	if found == nil && a.outer != nil {
+		if oe, err := a.outer.resolveColumn(v); err == nil {
+			a.correlated = true
+			return outerRef(oe), nil
+		}
+	}
 	if found == nil {
 		if qual != "" {
 			known := false
@@ -679,6 +725,9 @@ func castAllowed(from, to types.T) bool {
 	if from == types.Unknown || from == to || from == types.String || to == types.String {
 		return true
 	}
+	if from.IsArray() || to.IsArray() {
+		return false
+	}
 	switch from {
 	case types.Int:
 		return to == types.Float || to == types.Bool
@@ -739,6 +788,21 @@ func castDatum(d types.Datum, to types.T) (types.Datum, error) {
 		case types.String:
 			return string(types.FormatText(v)), nil
 		}
+	case types.Array:
+		if to == types.String {
+			return string(types.FormatText(v)), nil
+		}
+		if to.IsArray() {
+			out := make(types.Array, len(v))
+			for i, x := range v {
+				c, err := castDatum(x, to.Elem())
+				if err != nil {
+					return nil, err
+				}
+				out[i] = c
+			}
+			return out, nil
+		}
 	case string:
 		if to == types.String {
 			return v, nil
@@ -761,6 +825,10 @@ func isRowIndependent(e texpr) bool {
 		switch v := x.(type) {
 		case *colExpr, *aggRef:
 			ok = false
+		case *subqueryExpr:
+			// A subquery is evaluated against the row (correlated) or is
+			// too costly to evaluate for a key.
+			ok = false
 		case *funcExpr:
 			if v.fn.volatile {
 				ok = false
@@ -775,7 +843,8 @@ func isRowIndependent(e texpr) bool {
 func isConstant(e texpr) bool {
 	ok := isRowIndependent(e)
 	walkTexpr(e, func(x texpr) {
-		if _, p := x.(*placeholderExpr); p {
+		switch x.(type) {
+		case *placeholderExpr, *outerColExpr:
 			ok = false
 		}
 	})
@@ -820,6 +889,8 @@ func walkTexpr(e texpr, fn func(texpr)) {
 		for _, x := range v.args {
 			walkTexpr(x, fn)
 		}
+	default:
+		walkQueryTexpr(e, fn)
 	}
 }
 

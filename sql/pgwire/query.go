@@ -452,7 +452,7 @@ func encodeDatum(col Column, format int16, d types.Datum) ([]byte, error) {
 	if d == nil {
 		return nil, nil
 	}
-	if dt := types.TypeOf(d); dt == types.Unknown || (col.Type != types.Unknown && dt != col.Type) {
+	if dt := types.TypeOf(d); dt == types.Unknown || (col.Type != types.Unknown && !types.Fits(d, col.Type)) {
 		return nil, pgerror.WithCode(errors.AssertionFailedf(
 			"column %q of type %s holds a value of Go type %T", col.Name, col.Type, d), pgerror.CodeInternal)
 	}

@@ -161,3 +161,23 @@ func ParseArrayText(elem T, s string) (Array, error) {
 		i++
 	}
 }
+
+// Fits reports whether d is a value of type t: NULL fits every type, an
+// array fits an array type when each element fits its element type.
+func Fits(d Datum, t T) bool {
+	if d == nil {
+		return true
+	}
+	if a, ok := d.(Array); ok {
+		if !t.IsArray() {
+			return false
+		}
+		for _, e := range a {
+			if !Fits(e, t.Elem()) {
+				return false
+			}
+		}
+		return true
+	}
+	return TypeOf(d) == t
+}

@@ -127,7 +127,7 @@ func FromName(name string) (T, bool) {
 
 // TypeOf returns the type of a datum; nil is Unknown.
 func TypeOf(d Datum) T {
-	switch d.(type) {
+	switch v := d.(type) {
 	case int64:
 		return Int
 	case float64:
@@ -138,6 +138,13 @@ func TypeOf(d Datum) T {
 		return Bytes
 	case bool:
 		return Bool
+	case Array:
+		for _, e := range v {
+			if e != nil {
+				return ArrayOf(TypeOf(e))
+			}
+		}
+		return ArrayOf(Unknown)
 	}
 	return Unknown
 }

@@ -1,0 +1,967 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// The query pipeline: parse -> analyze (name resolution and type checking,
+// typecheck.go and query_expr.go) -> logical plan (this file builds the
+// operators of rel.go) -> execution (each operator's run). It handles every
+// SELECT the single-table planner (select.go) does not: joins, subqueries,
+// GROUP BY, DISTINCT, set operations and WITH.
+
+// outCol is a result column of a query: its name and type.
+type outCol struct {
+	name string
+	t    types.T
+	// typ reads the final type, once placeholders' types are settled
+	// (nil: t).
+	te texpr
+}
+
+func (c outCol) typ() types.T {
+	if c.te != nil {
+		return c.te.typ()
+	}
+	return c.t
+}
+
+// cteDef is a WITH item visible to the query being built.
+type cteDef struct {
+	name string
+	node relNode
+	cols []outCol
+}
+
+// queryBuilder builds the plan of one statement.
+type queryBuilder struct {
+	e      *Executor
+	params *paramSet
+	ctes   []*cteDef // innermost last
+	tables []*tableInfo
+}
+
+// fromItem is a planned FROM item with the scope of its columns (offsets
+// relative to its own rows).
+type fromItem struct {
+	node   relNode
+	tables []scopeTable
+}
+
+func (b *queryBuilder) lookupCTE(name string) *cteDef {
+	for i := len(b.ctes) - 1; i >= 0; i-- {
+		if b.ctes[i].name == name {
+			return b.ctes[i]
+		}
+	}
+	return nil
+}
+
+// buildQuery plans a query. a is the analyzer of the query's own scope
+// (its outer field set for a subquery); its tables are filled here.
+func (b *queryBuilder) buildQuery(q parser.SelectStatement, a *analyzer) (relNode, []outCol, error) {
+	switch v := q.(type) {
+	case *parser.Select:
+		return b.buildSelect(v, a)
+	case *parser.SetOp:
+		return b.buildSetOp(v, a)
+	}
+	return nil, nil, pgerror.Newf(pgerror.CodeInternal, "unexpected query %T", q)
+}
+
+func (b *queryBuilder) pushWith(with []*parser.CTE, a *analyzer) (pop func(), err error) {
+	n := len(b.ctes)
+	pop = func() { b.ctes = b.ctes[:n] }
+	for _, c := range with {
+		sa := &analyzer{params: b.params, outer: a.outer, qb: b}
+		node, cols, err := b.buildQuery(c.Select, sa)
+		if err != nil {
+			pop()
+			return nil, err
+		}
+		if sa.correlated {
+			a.correlated = true
+		}
+		if len(c.Cols) > len(cols) {
+			pop()
+			return nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "WITH query %q has %d columns available but %d columns specified",
+				c.Name, len(cols), len(c.Cols))
+		}
+		cols = append([]outCol(nil), cols...)
+		for i, name := range c.Cols {
+			cols[i].name = name
+		}
+		b.ctes = append(b.ctes, &cteDef{name: c.Name, node: node, cols: cols})
+	}
+	return pop, nil
+}
+
+func (b *queryBuilder) buildSetOp(s *parser.SetOp, a *analyzer) (relNode, []outCol, error) {
+	pop, err := b.pushWith(s.With, a)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pop()
+	la := &analyzer{params: b.params, outer: a.outer, qb: b}
+	left, lcols, err := b.buildQuery(s.Left, la)
+	if err != nil {
+		return nil, nil, err
+	}
+	ra := &analyzer{params: b.params, outer: a.outer, qb: b}
+	right, rcols, err := b.buildQuery(s.Right, ra)
+	if err != nil {
+		return nil, nil, err
+	}
+	if la.correlated || ra.correlated {
+		a.correlated = true
+	}
+	if len(lcols) != len(rcols) {
+		return nil, nil, pgerror.Newf(pgerror.CodeSyntaxError, "each %s query must have the same number of columns", s.Kind)
+	}
+	n := &setOpNode{kind: s.Kind, all: s.All, left: left, right: right}
+	n.casts[0] = make([]types.T, len(lcols))
+	n.casts[1] = make([]types.T, len(lcols))
+	cols := make([]outCol, len(lcols))
+	for i := range lcols {
+		t, err := unifyTypes(s.Kind.String(), []types.T{lcols[i].t, rcols[i].t})
+		if err != nil {
+			return nil, nil, err
+		}
+		if lcols[i].t != t {
+			n.casts[0][i] = t
+		}
+		if rcols[i].t != t {
+			n.casts[1][i] = t
+		}
+		cols[i] = outCol{name: lcols[i].name, t: t}
+	}
+	var node relNode = n
+	if len(s.OrderBy) > 0 {
+		var keys []orderItem
+		for _, o := range s.OrderBy {
+			idx, ok := outputPosition(o.Expr, cols)
+			if !ok {
+				return nil, nil, pgerror.WithHintf(unsupported("ORDER BY on a %s result must name an output column", s.Kind),
+					"order by a column name or position of the result")
+			}
+			keys = append(keys, orderItem{e: &colExpr{idx: idx, t: cols[idx].t, name: cols[idx].name}, desc: o.Desc, nulls: o.Nulls})
+		}
+		node = &sortNode{in: node, keys: keys}
+	}
+	if node, err = b.limit(node, s.Limit, s.Offset); err != nil {
+		return nil, nil, err
+	}
+	return node, cols, nil
+}
+
+// outputPosition resolves an ORDER BY item that names an output column:
+// a position (ORDER BY 2) or an output name.
+func outputPosition(e parser.Expr, cols []outCol) (int, bool) {
+	switch v := e.(type) {
+	case *parser.NumVal:
+		n, err := strconv.Atoi(v.Text)
+		if err == nil && !v.IsFloat && n >= 1 && n <= len(cols) {
+			return n - 1, true
+		}
+	case *parser.ColumnRef:
+		if len(v.Parts) == 1 {
+			for i, c := range cols {
+				if c.name == v.Parts[0] {
+					return i, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+func (b *queryBuilder) limit(node relNode, limit, offset parser.Expr) (relNode, error) {
+	if limit == nil && offset == nil {
+		return node, nil
+	}
+	a := &analyzer{params: b.params, noCols: true, clause: "LIMIT"}
+	l, err := checkCount(a, limit, "LIMIT")
+	if err != nil {
+		return nil, err
+	}
+	a.clause = "OFFSET"
+	o, err := checkCount(a, offset, "OFFSET")
+	if err != nil {
+		return nil, err
+	}
+	return &limitNode{in: node, limit: l, offset: o}, nil
+}
+
+// buildFrom plans one FROM item.
+func (b *queryBuilder) buildFrom(t parser.TableExpr, a *analyzer) (*fromItem, error) {
+	switch v := t.(type) {
+	case *parser.AliasedTable:
+		return b.buildTable(v, a)
+	case *parser.DerivedTable:
+		sa := &analyzer{params: b.params, outer: a.outer, qb: b}
+		node, cols, err := b.buildQuery(v.Select, sa)
+		if err != nil {
+			return nil, err
+		}
+		if sa.correlated {
+			a.correlated = true
+		}
+		return derivedItem(node, cols, v.Alias, v.Cols)
+	case *parser.FuncTable:
+		return b.buildFuncTable(v, a)
+	case *parser.JoinTable:
+		left, err := b.buildFrom(v.Left, a)
+		if err != nil {
+			return nil, err
+		}
+		right, err := b.buildFrom(v.Right, a)
+		if err != nil {
+			return nil, err
+		}
+		return b.join(v, left, right, a)
+	}
+	return nil, pgerror.Newf(pgerror.CodeInternal, "unexpected FROM item %T", t)
+}
+
+func derivedItem(node relNode, cols []outCol, alias string, colAliases []string) (*fromItem, error) {
+	if len(colAliases) > len(cols) {
+		return nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "table %q has %d columns available but %d columns specified",
+			alias, len(cols), len(colAliases))
+	}
+	st := scopeTable{names: []string{alias}}
+	for i, c := range cols {
+		name := c.name
+		if i < len(colAliases) {
+			name = colAliases[i]
+		}
+		st.cols = append(st.cols, scopeCol{name: name, t: c.t})
+	}
+	return &fromItem{node: node, tables: []scopeTable{st}}, nil
+}
+
+func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromItem, error) {
+	alias := v.Alias
+	if alias == "" {
+		alias = v.Name.Table()
+	}
+	if len(v.Name.Parts) == 1 {
+		if c := b.lookupCTE(v.Name.Parts[0]); c != nil {
+			return derivedItem(c.node, c.cols, alias, nil)
+		}
+	}
+	name, virt, err := classifyTableName(v.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !virt && len(v.Name.Parts) == 1 {
+		// pg_catalog is searched first, as in PostgreSQL.
+		if _, ok := b.e.virtualTable("pg_catalog." + name); ok {
+			name, virt = "pg_catalog."+name, true
+		}
+	}
+	if virt {
+		vt, ok := b.e.virtualTable(name)
+		if !ok {
+			return nil, b.e.undefinedVirtual(name)
+		}
+		st := scopeTable{names: []string{alias}}
+		for _, c := range vt.cols {
+			st.cols = append(st.cols, scopeCol{name: c.Name, t: c.Type})
+		}
+		return &fromItem{node: &virtualScanNode{vt: vt}, tables: []scopeTable{st}}, nil
+	}
+	desc, ok := b.e.catalog.Get(name)
+	if !ok {
+		return nil, undefinedTable(name)
+	}
+	ti, err := b.e.tables.infoFor(desc)
+	if err != nil {
+		return nil, err
+	}
+	b.tables = append(b.tables, ti)
+	st := ti.scope(0, alias)
+	st.hidden = hiddenCols(ti)
+	return &fromItem{node: newTableScan(b.e, ti, v.Alias, nil), tables: []scopeTable{st}}, nil
+}
+
+func hiddenCols(ti *tableInfo) []bool {
+	h := make([]bool, len(ti.cols))
+	for i := range h {
+		h[i] = true
+	}
+	for _, i := range ti.visible {
+		h[i] = false
+	}
+	return h
+}
+
+func shiftScope(tables []scopeTable, by int) []scopeTable {
+	out := make([]scopeTable, len(tables))
+	for i, t := range tables {
+		t.offset += by
+		out[i] = t
+	}
+	return out
+}
+
+// join plans an explicit JOIN.
+func (b *queryBuilder) join(v *parser.JoinTable, left, right *fromItem, a *analyzer) (*fromItem, error) {
+	lw := left.node.width()
+	tables := append(append([]scopeTable{}, left.tables...), shiftScope(right.tables, lw)...)
+	n := &joinNode{kind: v.Kind, left: left.node, right: right.node}
+	ja := &analyzer{params: b.params, tables: tables, outer: a.outer, qb: b, clause: "JOIN/ON"}
+	var cond texpr
+	switch {
+	case v.On != nil:
+		c, err := ja.checkBool(v.On, "JOIN/ON")
+		if err != nil {
+			return nil, err
+		}
+		cond = c
+	case len(v.Using) > 0:
+		for _, col := range v.Using {
+			l, err := (&analyzer{params: b.params, tables: left.tables}).resolveColumn(&parser.ColumnRef{Parts: []string{col}})
+			if err != nil {
+				return nil, err
+			}
+			r, err := (&analyzer{params: b.params, tables: shiftScope(right.tables, lw)}).resolveColumn(&parser.ColumnRef{Parts: []string{col}})
+			if err != nil {
+				return nil, err
+			}
+			l, r, err = ja.unifyComparison("=", l, r)
+			if err != nil {
+				return nil, err
+			}
+			var eq texpr = &cmpExpr{op: parser.CmpEQ, l: l, r: r}
+			if cond == nil {
+				cond = eq
+			} else {
+				cond = &andExpr{l: cond, r: eq}
+			}
+		}
+	}
+	if ja.correlated {
+		a.correlated = true
+	}
+	splitJoinCondition(n, cond, lw)
+	return &fromItem{node: n, tables: tables}, nil
+}
+
+// splitJoinCondition takes the equalities between a column expression of
+// each side out of cond as hash keys; the rest stays a residual condition.
+func splitJoinCondition(n *joinNode, cond texpr, lw int) {
+	if cond == nil {
+		return
+	}
+	var rest []texpr
+	for _, c := range conjuncts(cond) {
+		if cmp, ok := c.(*cmpExpr); ok && cmp.op == parser.CmpEQ {
+			lmin, lmax, lok := colRange(cmp.l)
+			rmin, rmax, rok := colRange(cmp.r)
+			switch {
+			case lok && rok && lmax < lw && rmin >= lw:
+				n.eqLeft = append(n.eqLeft, cmp.l)
+				n.eqRight = append(n.eqRight, shiftCols(cmp.r, -lw))
+				continue
+			case lok && rok && rmax < lw && lmin >= lw:
+				n.eqLeft = append(n.eqLeft, cmp.r)
+				n.eqRight = append(n.eqRight, shiftCols(cmp.l, -lw))
+				continue
+			}
+		}
+		rest = append(rest, c)
+	}
+	n.cond = andAll(rest)
+}
+
+func andAll(cs []texpr) texpr {
+	var out texpr
+	for _, c := range cs {
+		if out == nil {
+			out = c
+		} else {
+			out = &andExpr{l: out, r: c}
+		}
+	}
+	return out
+}
+
+// colRange returns the lowest and highest column an expression reads of
+// its own row; ok is false when it reads none, or reads something that
+// is not a plain column of the row (a subquery, an aggregate).
+func colRange(e texpr) (lo, hi int, ok bool) {
+	lo, hi = -1, -1
+	bad := false
+	walkTexpr(e, func(x texpr) {
+		switch v := x.(type) {
+		case *colExpr:
+			if lo < 0 || v.idx < lo {
+				lo = v.idx
+			}
+			if v.idx > hi {
+				hi = v.idx
+			}
+		case *subqueryExpr, *aggRef:
+			bad = true
+		case *funcExpr:
+			if v.fn.volatile {
+				bad = true
+			}
+		}
+	})
+	return lo, hi, lo >= 0 && !bad
+}
+
+// shiftCols returns e with every column reference of its own row moved by
+// delta, for evaluating a condition on one input of a join.
+func shiftCols(e texpr, delta int) texpr {
+	return mapTexpr(e, func(x texpr) texpr {
+		if c, ok := x.(*colExpr); ok {
+			return &colExpr{idx: c.idx + delta, t: c.t, name: c.name}
+		}
+		return nil
+	})
+}
+
+// buildSelect plans a SELECT.
+func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []outCol, error) {
+	pop, err := b.pushWith(s.With, a)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pop()
+	a.qb = b
+	a.params = b.params
+
+	// FROM: the items, each with its scope.
+	var items []*fromItem
+	for _, t := range s.From {
+		it, err := b.buildFrom(t, a)
+		if err != nil {
+			return nil, nil, err
+		}
+		items = append(items, it)
+	}
+	var offsets []int
+	width := 0
+	a.tables = nil
+	for _, it := range items {
+		offsets = append(offsets, width)
+		a.tables = append(a.tables, shiftScope(it.tables, width)...)
+		width += it.node.width()
+	}
+
+	// WHERE, its conjuncts pushed to the FROM item they read, or to the
+	// first join that has all their columns.
+	var where []texpr
+	if s.Where != nil {
+		a.clause = "WHERE"
+		w, err := a.checkBool(s.Where, "WHERE")
+		if err != nil {
+			return nil, nil, err
+		}
+		where = conjuncts(w)
+	}
+	node, rest := b.combineFrom(items, offsets, where)
+
+	// Aggregation.
+	grouping := len(s.GroupBy) > 0 || s.Having != nil
+	for _, se := range s.Exprs {
+		if se.Expr != nil && containsAggregate(se.Expr) {
+			grouping = true
+		}
+	}
+	for _, o := range s.OrderBy {
+		if containsAggregate(o.Expr) {
+			grouping = true
+		}
+	}
+	if len(rest) > 0 {
+		node = &filterNode{in: node, cond: andAll(rest)}
+	}
+	var groupKeys []texpr
+	var groupExprs []parser.Expr
+	if grouping {
+		a.clause = "GROUP BY"
+		for _, g := range s.GroupBy {
+			ge := g
+			// GROUP BY 1 and GROUP BY an output alias name the select
+			// list's expression.
+			if n, ok := g.(*parser.NumVal); ok {
+				i, err := strconv.Atoi(n.Text)
+				if err != nil || n.IsFloat || i < 1 || i > len(s.Exprs) || s.Exprs[i-1].Star {
+					return nil, nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "GROUP BY position %s is not in select list", n.Text)
+				}
+				ge = s.Exprs[i-1].Expr
+			} else if c, ok := g.(*parser.ColumnRef); ok && len(c.Parts) == 1 {
+				if _, err := a.resolveColumn(c); err != nil {
+					for _, se := range s.Exprs {
+						if se.Alias == c.Parts[0] {
+							ge = se.Expr
+						}
+					}
+				}
+			}
+			if containsAggregate(ge) {
+				return nil, nil, pgerror.Newf(codeGroupingError, "aggregate functions are not allowed in GROUP BY")
+			}
+			k, err := a.check(ge, types.Unknown)
+			if err != nil {
+				return nil, nil, err
+			}
+			groupKeys = append(groupKeys, k)
+			groupExprs = append(groupExprs, ge)
+		}
+		a.allowAggs, a.aggsInRow, a.aggBase = true, true, width
+	}
+
+	// The select list.
+	a.clause = "SELECT"
+	var outs []texpr
+	var cols []outCol
+	var outExprs []parser.Expr
+	for _, se := range s.Exprs {
+		if se.Star {
+			if len(s.From) == 0 {
+				return nil, nil, pgerror.Newf(pgerror.CodeSyntaxError, "SELECT * with no tables specified is not valid")
+			}
+			found := false
+			for _, st := range a.tables {
+				if se.StarTable != "" && !containsString(st.names, se.StarTable) {
+					continue
+				}
+				found = true
+				for i, c := range st.cols {
+					if st.hidden != nil && st.hidden[i] {
+						continue
+					}
+					outs = append(outs, &colExpr{idx: st.offset + i, t: c.t, name: c.name})
+					cols = append(cols, outCol{name: c.name, t: c.t})
+					outExprs = append(outExprs, nil)
+				}
+			}
+			if !found {
+				return nil, nil, pgerror.Newf(pgerror.CodeUndefinedTable, "missing FROM-clause entry for table %q", se.StarTable)
+			}
+			continue
+		}
+		te, err := a.check(se.Expr, types.Unknown)
+		if err != nil {
+			return nil, nil, err
+		}
+		name := se.Alias
+		if name == "" {
+			name = exprName(se.Expr)
+		}
+		outs = append(outs, te)
+		cols = append(cols, outCol{name: name, t: te.typ(), te: te})
+		outExprs = append(outExprs, se.Expr)
+	}
+
+	var having texpr
+	if s.Having != nil {
+		a.clause = "HAVING"
+		h, err := a.checkBool(s.Having, "HAVING")
+		if err != nil {
+			return nil, nil, err
+		}
+		having = h
+	}
+
+	// ORDER BY: an output column (position, name or the same expression),
+	// or an expression computed for the sort only.
+	a.clause = "ORDER BY"
+	var keys []orderItem
+	var extra []texpr
+	for _, o := range s.OrderBy {
+		idx, ok := outputPosition(o.Expr, cols)
+		if ok {
+			if c, isCol := o.Expr.(*parser.ColumnRef); isCol && len(c.Parts) == 1 {
+				// A bare name is an output column only when no input
+				// column has it... unless it is also the output's name,
+				// which PostgreSQL prefers.
+				_ = c
+			}
+		}
+		if !ok {
+			text := o.Expr.String()
+			for i, e := range outExprs {
+				if e != nil && e.String() == text {
+					idx, ok = i, true
+					break
+				}
+			}
+		}
+		if !ok {
+			te, err := a.check(o.Expr, types.Unknown)
+			if err != nil {
+				return nil, nil, err
+			}
+			if s.Distinct {
+				return nil, nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "for SELECT DISTINCT, ORDER BY expressions must appear in select list")
+			}
+			idx = len(outs) + len(extra)
+			extra = append(extra, te)
+		}
+		keys = append(keys, orderItem{e: &colExpr{idx: idx}, desc: o.Desc, nulls: o.Nulls})
+	}
+
+	if grouping {
+		if err := checkGrouped(append(append(append([]texpr{}, outs...), extra...), having), groupKeys, width); err != nil {
+			return nil, nil, err
+		}
+		node = &groupNode{in: node, keys: groupKeys, aggs: a.aggs}
+		if having != nil {
+			node = &filterNode{in: node, cond: having}
+		}
+	}
+	node = &projectNode{in: node, exprs: append(append([]texpr{}, outs...), extra...)}
+	if s.Distinct {
+		node = &distinctNode{in: node, n: len(outs)}
+	}
+	if len(keys) > 0 {
+		node = &sortNode{in: node, keys: keys}
+	}
+	if node, err = b.limit(node, s.Limit, s.Offset); err != nil {
+		return nil, nil, err
+	}
+	if len(extra) > 0 {
+		keep := make([]texpr, len(outs))
+		for i := range outs {
+			keep[i] = &colExpr{idx: i, t: cols[i].t, name: cols[i].name}
+		}
+		node = &projectNode{in: node, exprs: keep}
+	}
+	_ = groupExprs
+	return node, cols, nil
+}
+
+// checkGrouped refuses a column outside an aggregate that is not a
+// grouping key: every expression after GROUP BY must be one value per
+// group. A key may be a column or any expression, matched structurally.
+func checkGrouped(exprs []texpr, keys []texpr, width int) error {
+	keyCols := map[int]bool{}
+	var keyTexts []string
+	for _, k := range keys {
+		if c, ok := k.(*colExpr); ok {
+			keyCols[c.idx] = true
+		}
+		keyTexts = append(keyTexts, texprKey(k))
+	}
+	var bad *colExpr
+	var visit func(e texpr)
+	visit = func(e texpr) {
+		if e == nil || bad != nil {
+			return
+		}
+		for _, kt := range keyTexts {
+			if texprKey(e) == kt {
+				return
+			}
+		}
+		switch v := e.(type) {
+		case *colExpr:
+			if v.idx < width && !keyCols[v.idx] {
+				bad = v
+			}
+			return
+		case *aggRef:
+			return
+		}
+		forChildren(e, visit)
+	}
+	for _, e := range exprs {
+		visit(e)
+	}
+	if bad != nil {
+		return pgerror.Newf(codeGroupingError,
+			"column %q must appear in the GROUP BY clause or be used in an aggregate function", bad.name)
+	}
+	return nil
+}
+
+// combineFrom joins the FROM items left to right. A WHERE conjunct that
+// reads one item only filters that item (and is a key for its scan); one
+// that reads several becomes a condition of the first join that has them
+// all (an equality becomes a hash join key). The conjuncts left over (with
+// subqueries, or reading no column) are returned.
+func (b *queryBuilder) combineFrom(items []*fromItem, offsets []int, where []texpr) (relNode, []texpr) {
+	if len(items) == 0 {
+		return &oneRowNode{}, where
+	}
+	nodes := make([]relNode, len(items))
+	for i, it := range items {
+		nodes[i] = it.node
+	}
+	var rest []texpr
+	perItem := make([][]texpr, len(items))
+	perJoin := make([][]texpr, len(items))
+	for _, c := range where {
+		lo, hi, ok := colRange(c)
+		if !ok {
+			rest = append(rest, c)
+			continue
+		}
+		placed := false
+		for i := range items {
+			end := offsets[i] + items[i].node.width()
+			if lo >= offsets[i] && hi < end {
+				perItem[i] = append(perItem[i], shiftCols(c, -offsets[i]))
+				placed = true
+				break
+			}
+		}
+		if placed {
+			continue
+		}
+		for j := 1; j < len(items); j++ {
+			if hi < offsets[j]+items[j].node.width() {
+				perJoin[j] = append(perJoin[j], c)
+				break
+			}
+		}
+	}
+	for i, conds := range perItem {
+		if len(conds) == 0 {
+			continue
+		}
+		f := andAll(conds)
+		switch n := nodes[i].(type) {
+		case *tableScanNode:
+			nodes[i] = newTableScan(n.e, n.ti, n.alias, f)
+		case *virtualScanNode:
+			nodes[i] = &virtualScanNode{vt: n.vt, filter: f}
+		default:
+			nodes[i] = &filterNode{in: n, cond: f}
+		}
+	}
+	node := nodes[0]
+	for j := 1; j < len(items); j++ {
+		kind := parser.JoinCross
+		if len(perJoin[j]) > 0 {
+			kind = parser.JoinInner
+		}
+		jn := &joinNode{kind: kind, left: node, right: nodes[j]}
+		splitJoinCondition(jn, andAll(perJoin[j]), offsets[j])
+		node = jn
+	}
+	return node, rest
+}
+
+// queryPlan is an analyzed query run by the pipeline.
+type queryPlan struct {
+	e        *Executor
+	root     relNode
+	cols     []pgwire.Column
+	outTypes []func() types.T
+	tables   []*tableInfo
+}
+
+func (p *queryPlan) columns() []pgwire.Column { return p.cols }
+func (p *queryPlan) stale() bool {
+	for _, ti := range p.tables {
+		if p.e.isStale(ti) {
+			return true
+		}
+	}
+	return false
+}
+func (p *queryPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	rows, err := p.root.run(ec)
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	return pgwire.Result{Rows: rows, Tag: fmt.Sprintf("SELECT %d", len(rows))}, nil
+}
+
+// finishColumns fills in the result types once placeholder types are final
+// (SELECT $1 is STRING only after inference is done).
+func (p *queryPlan) finishColumns() {
+	for i := range p.cols {
+		t := p.outTypes[i]()
+		if t == types.Unknown {
+			t = types.String
+		}
+		p.cols[i].Type = t
+	}
+}
+
+// analyzeQueryPlan plans a query with the pipeline.
+func (e *Executor) analyzeQueryPlan(q parser.SelectStatement, params *paramSet) (*queryPlan, error) {
+	b := &queryBuilder{e: e, params: params}
+	root, cols, err := b.buildQuery(q, &analyzer{params: params, qb: b})
+	if err != nil {
+		return nil, err
+	}
+	p := &queryPlan{e: e, root: root, tables: b.tables}
+	for _, c := range cols {
+		p.cols = append(p.cols, pgwire.Column{Name: c.name})
+		p.outTypes = append(p.outTypes, c.typ)
+	}
+	return p, nil
+}
+
+// needsPipeline reports whether a SELECT needs more than the single-table
+// planner: joins, subqueries, grouping, DISTINCT, WITH.
+func needsPipeline(s *parser.Select) bool {
+	if len(s.With) > 0 || s.Distinct || len(s.GroupBy) > 0 || s.Having != nil || len(s.From) > 1 {
+		return true
+	}
+	if len(s.From) == 1 {
+		if _, ok := s.SingleTable(); !ok {
+			return true
+		}
+	}
+	found := false
+	check := func(e parser.Expr) {
+		parser.WalkExpr(e, func(x parser.Expr) bool {
+			switch v := x.(type) {
+			case *parser.Subquery, *parser.ArrayExpr, *parser.QuantExpr, *parser.CaseExpr, *parser.RegexExpr,
+				*parser.CollateExpr, *parser.IndexExpr:
+				found = true
+			case *parser.InExpr:
+				if v.Sub != nil {
+					found = true
+				}
+			case *parser.ComparisonExpr:
+				if v.Op == parser.CmpIsDistinct || v.Op == parser.CmpIsNotDistinct {
+					found = true
+				}
+			case *parser.CastExpr:
+				if v.Special != "" {
+					found = true
+				}
+			case *parser.FuncCall:
+				if n := strings.TrimPrefix(v.FuncName(), "pg_catalog."); n == "string_agg" || n == "array_agg" {
+					found = true
+				}
+			}
+			return !found
+		})
+	}
+	for _, se := range s.Exprs {
+		check(se.Expr)
+	}
+	check(s.Where)
+	for _, o := range s.OrderBy {
+		check(o.Expr)
+	}
+	return found
+}
+
+// funcScanNode is a set-returning function in FROM: generate_series or
+// unnest.
+type funcScanNode struct {
+	name string
+	args []texpr
+}
+
+func (n *funcScanNode) width() int { return 1 }
+func (n *funcScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rc := rowCtx(ec)
+	args := make([]types.Datum, len(n.args))
+	for i, x := range n.args {
+		d, err := rc.eval(x)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil {
+			return nil, nil
+		}
+		args[i] = d
+	}
+	var out [][]types.Datum
+	switch n.name {
+	case "unnest":
+		for _, d := range args[0].(types.Array) {
+			out = append(out, []types.Datum{d})
+		}
+	case "generate_series":
+		start, stop, step := args[0].(int64), args[1].(int64), int64(1)
+		if len(args) == 3 {
+			step = args[2].(int64)
+		}
+		if step == 0 {
+			return nil, pgerror.Newf(pgerror.CodeInvalidParameterValue, "step size cannot equal zero")
+		}
+		for v := start; (step > 0 && v <= stop) || (step < 0 && v >= stop); v += step {
+			out = append(out, []types.Datum{v})
+			if len(out) > 10_000_000 {
+				return nil, pgerror.Newf(pgerror.CodeProgramLimitExceeded, "generate_series would return more than 10000000 rows")
+			}
+			if (step > 0 && v > stop-step) || (step < 0 && v < stop-step) {
+				break // the next step would overflow or pass stop
+			}
+		}
+	}
+	return out, nil
+}
+func (n *funcScanNode) explain(w *explainWriter) { w.add("function %s", n.name) }
+
+func (b *queryBuilder) buildFuncTable(v *parser.FuncTable, a *analyzer) (*fromItem, error) {
+	name := strings.TrimPrefix(v.Func.FuncName(), "pg_catalog.")
+	fa := &analyzer{params: b.params, outer: a.outer, qb: b, clause: "FROM"}
+	n := &funcScanNode{name: name}
+	var t types.T
+	switch name {
+	case "generate_series":
+		if len(v.Func.Args) < 2 || len(v.Func.Args) > 3 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "generate_series takes 2 or 3 arguments")
+		}
+		for _, x := range v.Func.Args {
+			c, err := fa.check(x, types.Int)
+			if err != nil {
+				return nil, err
+			}
+			if c.typ() != types.Int && c.typ() != types.Unknown {
+				return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: generate_series(%s)", typeName(c.typ())),
+					"kvnode's generate_series counts integers")
+			}
+			n.args = append(n.args, settleTo(c, types.Int))
+		}
+		t = types.Int
+	case "unnest":
+		if len(v.Func.Args) != 1 {
+			return nil, unsupported("unnest of several arrays is not supported")
+		}
+		c, err := fa.check(v.Func.Args[0], types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		if !c.typ().IsArray() {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: unnest(%s)", typeName(c.typ()))
+		}
+		n.args = []texpr{c}
+		t = c.typ().Elem()
+	default:
+		return nil, pgerror.WithHintf(unsupported("function %s in FROM is not supported", v.Func.FuncName()),
+			"kvnode supports generate_series and unnest in FROM")
+	}
+	if fa.correlated {
+		a.correlated = true
+	}
+	alias := v.Alias
+	if alias == "" {
+		alias = name
+	}
+	colName := name
+	if len(v.Cols) > 1 {
+		return nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "too many column aliases for function %s", name)
+	}
+	if len(v.Cols) == 1 {
+		colName = v.Cols[0]
+	} else if v.Alias != "" {
+		colName = v.Alias
+	}
+	st := scopeTable{names: []string{alias}, cols: []scopeCol{{name: colName, t: t}}}
+	return &fromItem{node: n, tables: []scopeTable{st}}, nil
+}

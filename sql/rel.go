@@ -1,0 +1,653 @@
+package sql
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/rowenc"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// The relational operators of the query pipeline (query.go builds them).
+// Each operator is a unit: it reads its inputs' rows and returns its own,
+// materialized, and describes itself for EXPLAIN. Expressions inside an
+// operator are evaluated on the operator's input row; the rows of scans and
+// joins are the concatenation of their tables' columns, so an expression
+// built against a FROM clause's scope evaluates unchanged above the joins,
+// filters and the grouping operator (which appends the aggregates).
+
+// relNode is a logical plan operator.
+type relNode interface {
+	// width is the number of columns of the rows it returns.
+	width() int
+	// run returns all rows. ec carries the parameters and, in a
+	// correlated subquery, the enclosing rows.
+	run(ec *evalCtx) ([][]types.Datum, error)
+	// explain writes one line per operator, children indented.
+	explain(w *explainWriter)
+}
+
+// explainWriter collects EXPLAIN lines with indentation.
+type explainWriter struct {
+	lines []string
+	depth int
+}
+
+func (w *explainWriter) add(format string, args ...any) {
+	w.lines = append(w.lines, strings.Repeat("  ", w.depth)+fmt.Sprintf(format, args...))
+}
+
+func (w *explainWriter) child(n relNode) {
+	w.depth++
+	n.explain(w)
+	w.depth--
+}
+
+// rowCtx returns an evaluation context for the rows of one operator: the
+// caller's parameters and enclosing rows, with its own current row.
+func rowCtx(ec *evalCtx) *evalCtx {
+	c := *ec
+	c.row = nil
+	return &c
+}
+
+// ---- leaves ----
+
+// oneRowNode is the FROM-less SELECT's single empty row.
+type oneRowNode struct{}
+
+func (n *oneRowNode) width() int                            { return 0 }
+func (n *oneRowNode) run(*evalCtx) ([][]types.Datum, error) { return [][]types.Datum{{}}, nil }
+func (n *oneRowNode) explain(w *explainWriter)              { w.add("one row") }
+
+// tableScanNode reads a user table, by the access path choosePlan picked
+// from the filter pushed down to it.
+type tableScanNode struct {
+	e      *Executor
+	ti     *tableInfo
+	alias  string
+	filter texpr // on the table's row; nil: none
+	scan   scanPlan
+}
+
+func newTableScan(e *Executor, ti *tableInfo, alias string, filter texpr) *tableScanNode {
+	return &tableScanNode{e: e, ti: ti, alias: alias, filter: filter,
+		scan: choosePlan(ti.pk, pkTypes(ti), filter, nil)}
+}
+
+func (n *tableScanNode) width() int { return len(n.ti.cols) }
+func (n *tableScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rc := rowCtx(ec)
+	rows, err := n.e.readRows(rc, n.ti, &n.scan, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]types.Datum, 0, len(rows))
+	for _, r := range rows {
+		if !n.scan.exact && n.filter != nil {
+			rc.row = r.row
+			ok, err := rc.evalTrue(n.filter)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		out = append(out, r.row)
+	}
+	return out, nil
+}
+func (n *tableScanNode) explain(w *explainWriter) {
+	name := quoteName(n.ti.desc.Name)
+	if n.alias != "" && n.alias != n.ti.desc.Name {
+		name += " AS " + quoteName(n.alias)
+	}
+	switch n.scan.kind {
+	case scanPoint:
+		w.add("scan %s: point lookup on primary key", name)
+	case scanPoints:
+		w.add("scan %s: %d point lookups on primary key", name, len(n.scan.in))
+	case scanRange:
+		w.add("scan %s: range scan on primary key", name)
+	default:
+		w.add("scan %s: full scan", name)
+	}
+	if n.filter != nil && !n.scan.exact {
+		w.add("  filter: applied to each row read")
+	}
+}
+
+// virtualScanNode reads a virtual table (pg_catalog, crdb_internal, ...).
+type virtualScanNode struct {
+	vt     *virtualTable
+	filter texpr
+}
+
+func (n *virtualScanNode) width() int { return len(n.vt.cols) }
+func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.vt.rows(ec.ctx)
+	if err != nil {
+		return nil, errors.Wrapf(err, "reading %s", n.vt.name)
+	}
+	for _, r := range rows {
+		if len(r) != len(n.vt.cols) {
+			return nil, errors.AssertionFailedf("virtual table %s returned a row of %d columns, want %d", n.vt.name, len(r), len(n.vt.cols))
+		}
+	}
+	if n.filter == nil {
+		return rows, nil
+	}
+	return filterRows(rowCtx(ec), rows, n.filter)
+}
+func (n *virtualScanNode) explain(w *explainWriter) {
+	w.add("virtual table %s: all rows computed", n.vt.name)
+	if n.filter != nil {
+		w.add("  filter: applied to each row")
+	}
+}
+
+func filterRows(rc *evalCtx, rows [][]types.Datum, cond texpr) ([][]types.Datum, error) {
+	out := rows[:0:0]
+	for _, r := range rows {
+		rc.row = r
+		ok, err := rc.evalTrue(cond)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// ---- row operators ----
+
+// filterNode keeps the rows on which cond is true.
+type filterNode struct {
+	in   relNode
+	cond texpr
+}
+
+func (n *filterNode) width() int { return n.in.width() }
+func (n *filterNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	return filterRows(rowCtx(ec), rows, n.cond)
+}
+func (n *filterNode) explain(w *explainWriter) {
+	w.add("filter")
+	w.child(n.in)
+}
+
+// projectNode computes exprs on each input row.
+type projectNode struct {
+	in    relNode
+	exprs []texpr
+}
+
+func (n *projectNode) width() int { return len(n.exprs) }
+func (n *projectNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	rc := rowCtx(ec)
+	out := make([][]types.Datum, len(rows))
+	for i, r := range rows {
+		if out[i], err = project(rc, r, n.exprs); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+func (n *projectNode) explain(w *explainWriter) {
+	w.add("project: %d columns", len(n.exprs))
+	w.child(n.in)
+}
+
+// joinNode joins two inputs. With equality keys it is a hash join: the
+// right input is hashed on eqRight, each left row probes with eqLeft. The
+// residual condition is evaluated on the joined row. Outer joins pad the
+// unmatched side with NULLs.
+type joinNode struct {
+	kind        parser.JoinKind
+	left, right relNode
+	eqLeft      []texpr // on the left row
+	eqRight     []texpr // on the right row
+	cond        texpr   // on the joined row; nil: none
+}
+
+func (n *joinNode) width() int { return n.left.width() + n.right.width() }
+
+func hashKey(rc *evalCtx, row []types.Datum, exprs []texpr) (string, bool, error) {
+	rc.row = row
+	var key []byte
+	for _, x := range exprs {
+		d, err := rc.eval(x)
+		if err != nil {
+			return "", false, err
+		}
+		if d == nil {
+			return "", false, nil // NULL never joins
+		}
+		if f, ok := d.(float64); ok && f == 0 {
+			d = float64(0) // -0 = +0
+		}
+		var err2 error
+		key, err2 = rowenc.AppendKey(key, types.TypeOf(d), d)
+		if err2 != nil {
+			return "", false, err2
+		}
+	}
+	return string(key), true, nil
+}
+
+func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	lrows, err := n.left.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	rrows, err := n.right.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	lw, rw := n.left.width(), n.right.width()
+	rc := rowCtx(ec)
+	var table map[string][]int
+	if len(n.eqLeft) > 0 {
+		table = make(map[string][]int, len(rrows))
+		for i, r := range rrows {
+			k, ok, err := hashKey(rc, r, n.eqRight)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				table[k] = append(table[k], i)
+			}
+		}
+	}
+	rightMatched := make([]bool, len(rrows))
+	var out [][]types.Datum
+	joined := func(l, r []types.Datum) []types.Datum {
+		row := make([]types.Datum, 0, lw+rw)
+		if l == nil {
+			l = make([]types.Datum, lw)
+		}
+		if r == nil {
+			r = make([]types.Datum, rw)
+		}
+		return append(append(row, l...), r...)
+	}
+	all := make([]int, len(rrows))
+	for i := range all {
+		all[i] = i
+	}
+	for _, l := range lrows {
+		candidates := all
+		if table != nil {
+			k, ok, err := hashKey(rc, l, n.eqLeft)
+			if err != nil {
+				return nil, err
+			}
+			candidates = nil
+			if ok {
+				candidates = table[k]
+			}
+		}
+		matched := false
+		for _, ri := range candidates {
+			row := joined(l, rrows[ri])
+			if n.cond != nil {
+				rc.row = row
+				ok, err := rc.evalTrue(n.cond)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+			}
+			matched = true
+			rightMatched[ri] = true
+			out = append(out, row)
+		}
+		if !matched && (n.kind == parser.JoinLeft || n.kind == parser.JoinFull) {
+			out = append(out, joined(l, nil))
+		}
+	}
+	if n.kind == parser.JoinRight || n.kind == parser.JoinFull {
+		for i, r := range rrows {
+			if !rightMatched[i] {
+				out = append(out, joined(nil, r))
+			}
+		}
+	}
+	return out, nil
+}
+
+func (n *joinNode) explain(w *explainWriter) {
+	kind := map[parser.JoinKind]string{parser.JoinInner: "inner", parser.JoinLeft: "left outer",
+		parser.JoinRight: "right outer", parser.JoinFull: "full outer", parser.JoinCross: "cross"}[n.kind]
+	switch {
+	case len(n.eqLeft) > 0:
+		w.add("hash join (%s) on %d equality key(s)", kind, len(n.eqLeft))
+	default:
+		w.add("nested loop join (%s)", kind)
+	}
+	if n.cond != nil {
+		w.add("  condition: applied to each joined row")
+	}
+	w.child(n.left)
+	w.child(n.right)
+}
+
+// groupNode groups its input by keys and computes the aggregates of each
+// group. Each output row is the group's first input row followed by the
+// aggregate results, so expressions over grouping columns evaluate as on
+// the input. Without keys there is exactly one group, even over no rows.
+type groupNode struct {
+	in   relNode
+	keys []texpr
+	aggs []*aggregate
+}
+
+func (n *groupNode) width() int { return n.in.width() + len(n.aggs) }
+func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	rc := rowCtx(ec)
+	type group struct {
+		first  []types.Datum
+		states []aggState
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	newGroup := func(first []types.Datum) *group {
+		g := &group{first: first, states: make([]aggState, len(n.aggs))}
+		for i := range g.states {
+			g.states[i].agg = n.aggs[i]
+		}
+		groups = append(groups, g)
+		return g
+	}
+	if len(n.keys) == 0 {
+		newGroup(make([]types.Datum, n.in.width()))
+	}
+	for _, r := range rows {
+		var g *group
+		if len(n.keys) == 0 {
+			g = groups[0]
+		} else {
+			rc.row = r
+			vals := make([]types.Datum, len(n.keys))
+			for i, k := range n.keys {
+				d, err := rc.eval(k)
+				if err != nil {
+					return nil, err
+				}
+				vals[i] = d
+			}
+			// NULLs group together, unlike in a join.
+			key, err := rowKey(vals)
+			if err != nil {
+				return nil, err
+			}
+			g = byKey[string(key)]
+			if g == nil {
+				g = newGroup(r)
+				byKey[string(key)] = g
+			}
+		}
+		rc.row = r
+		for i := range g.states {
+			if err := g.states[i].add(rc); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := make([][]types.Datum, len(groups))
+	for i, g := range groups {
+		row := make([]types.Datum, 0, n.width())
+		row = append(row, g.first...)
+		for j := range g.states {
+			row = append(row, g.states[j].result())
+		}
+		out[i] = row
+	}
+	return out, nil
+}
+func (n *groupNode) explain(w *explainWriter) {
+	var names []string
+	for _, a := range n.aggs {
+		names = append(names, a.kind)
+	}
+	if len(n.keys) == 0 {
+		w.add("aggregate: %s over all rows", strings.Join(names, ", "))
+	} else {
+		w.add("hash group by %d key(s): %s", len(n.keys), strings.Join(names, ", "))
+	}
+	w.child(n.in)
+}
+
+// sortNode sorts by keys (NULLs last ascending, first descending, unless
+// the key says otherwise), stably.
+type sortNode struct {
+	in   relNode
+	keys []orderItem
+}
+
+func (n *sortNode) width() int { return n.in.width() }
+func (n *sortNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	if err := sortRows(rowCtx(ec), rows, n.keys); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+func (n *sortNode) explain(w *explainWriter) {
+	w.add("sort: %d key(s), in memory", len(n.keys))
+	w.child(n.in)
+}
+
+// distinctNode keeps the first row of each distinct value of its first n
+// columns.
+type distinctNode struct {
+	in relNode
+	n  int
+}
+
+func (n *distinctNode) width() int { return n.in.width() }
+func (n *distinctNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	out := rows[:0:0]
+	for _, r := range rows {
+		k, err := rowKey(r[:n.n])
+		if err != nil {
+			return nil, err
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+func (n *distinctNode) explain(w *explainWriter) {
+	w.add("distinct: hash on %d column(s)", n.n)
+	w.child(n.in)
+}
+
+// rowKey encodes a row so that equal rows (NULL equal to NULL, as DISTINCT
+// and UNION compare) get equal keys.
+func rowKey(r []types.Datum) (string, error) {
+	var key []byte
+	for _, d := range r {
+		if d == nil {
+			key = append(key, 0)
+			continue
+		}
+		key = append(key, 1)
+		if a, ok := d.(types.Array); ok {
+			key = append(key, types.FormatText(a)...)
+			key = append(key, 0)
+			continue
+		}
+		if f, ok := d.(float64); ok && f == 0 {
+			d = float64(0)
+		}
+		var err error
+		if key, err = rowenc.AppendKey(key, types.TypeOf(d), d); err != nil {
+			return "", err
+		}
+	}
+	return string(key), nil
+}
+
+// limitNode applies OFFSET and LIMIT.
+type limitNode struct {
+	in            relNode
+	limit, offset texpr
+}
+
+func (n *limitNode) width() int { return n.in.width() }
+func (n *limitNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	limit, err := evalCount(ec, n.limit, "LIMIT", "2201W")
+	if err != nil {
+		return nil, err
+	}
+	offset, err := evalCount(ec, n.offset, "OFFSET", "2201X")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	if offset > 0 {
+		if offset >= int64(len(rows)) {
+			rows = nil
+		} else {
+			rows = rows[offset:]
+		}
+	}
+	if limit >= 0 && limit < int64(len(rows)) {
+		rows = rows[:limit]
+	}
+	return rows, nil
+}
+func (n *limitNode) explain(w *explainWriter) {
+	w.add("limit/offset")
+	w.child(n.in)
+}
+
+// setOpNode is UNION, INTERSECT or EXCEPT, with or without ALL.
+type setOpNode struct {
+	kind        parser.SetOpKind
+	all         bool
+	left, right relNode
+	casts       [2][]types.T // per side: the type each column converts to (Unknown: none)
+}
+
+func (n *setOpNode) width() int { return n.left.width() }
+func (n *setOpNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	lrows, err := n.left.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	rrows, err := n.right.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	for side, rows := range [][][]types.Datum{lrows, rrows} {
+		for _, r := range rows {
+			for i, t := range n.casts[side] {
+				if t != types.Unknown && r[i] != nil {
+					if r[i], err = castDatum(r[i], t); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	switch n.kind {
+	case parser.Union:
+		all := append(append([][]types.Datum{}, lrows...), rrows...)
+		if n.all {
+			return all, nil
+		}
+		return dedupRows(all)
+	}
+	counts := map[string]int{}
+	for _, r := range rrows {
+		k, err := rowKey(r)
+		if err != nil {
+			return nil, err
+		}
+		counts[k]++
+	}
+	var out [][]types.Datum
+	emitted := map[string]bool{}
+	for _, r := range lrows {
+		k, err := rowKey(r)
+		if err != nil {
+			return nil, err
+		}
+		inRight := counts[k] > 0
+		keep := inRight == (n.kind == parser.Intersect)
+		if n.all {
+			if inRight {
+				counts[k]--
+			}
+		} else {
+			if emitted[k] {
+				continue
+			}
+		}
+		if keep {
+			emitted[k] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func dedupRows(rows [][]types.Datum) ([][]types.Datum, error) {
+	seen := map[string]bool{}
+	out := rows[:0:0]
+	for _, r := range rows {
+		k, err := rowKey(r)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (n *setOpNode) explain(w *explainWriter) {
+	all := ""
+	if n.all {
+		all = " ALL"
+	}
+	w.add("%s%s", n.kind, all)
+	w.child(n.left)
+	w.child(n.right)
+}
