@@ -128,7 +128,7 @@ func currentSetting(ec *evalCtx, name string, missingOK bool) (types.Datum, erro
 
 func catalogFn(f func(s *catalogSnapshot, ec *evalCtx, a []types.Datum) (types.Datum, error)) func(*evalCtx, []types.Datum) (types.Datum, error) {
 	return func(ec *evalCtx, a []types.Datum) (types.Datum, error) {
-		s, err := ec.exec.catalogSnapshot()
+		s, err := ec.catalog()
 		if err != nil {
 			return nil, err
 		}
@@ -301,4 +301,19 @@ func arrayUpper(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 		return nil, nil
 	}
 	return int64(len(arr)), nil
+}
+
+// catalog returns the catalog snapshot of the execution, computed once.
+func (ec *evalCtx) catalog() (*catalogSnapshot, error) {
+	if ec.stmt != nil && ec.stmt.cat != nil {
+		return ec.stmt.cat, nil
+	}
+	s, err := ec.exec.catalogSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	if ec.stmt != nil {
+		ec.stmt.cat = s
+	}
+	return s, nil
 }

@@ -27,8 +27,10 @@
 //	parser   text -> AST (no knowledge of tables)
 //	catalog  table descriptors, HLC, last-writer-wins schema store
 //	rowenc   rows <-> keys and values (no knowledge of descriptors)
-//	sql      analysis (typecheck.go), plans (plan.go), evaluation (eval.go,
-//	         builtins.go), statements (select.go, mutations.go, ddl.go,
+//	sql      analysis (typecheck.go, query_expr.go), plans (plan.go), the
+//	         query pipeline (query.go builds the operators of rel.go),
+//	         evaluation (eval.go, builtins.go, builtins_pg.go), catalogs
+//	         (pgcatalog.go), statements (select.go, mutations.go, ddl.go,
 //	         session.go, vars.go)
 //	sqltest  in-memory store, local store and peer network, for tests only
 //
@@ -41,6 +43,28 @@
 // uses the scan order (forward or reverse); any other ORDER BY sorts in
 // memory. LIMIT (+OFFSET) is pushed into the scan only when every row read
 // is a result row in result order. EXPLAIN prints the decision.
+//
+// # The query pipeline
+//
+// A SELECT with joins, subqueries, GROUP BY/HAVING, DISTINCT, UNION,
+// INTERSECT, EXCEPT or WITH (needsPipeline) is planned by query.go into
+// relational operators (rel.go): table and virtual-table scans, filter,
+// project, join, group, sort, distinct, limit, set operation and
+// generate_series/unnest. A join with an equality between its sides is a
+// hash join; otherwise a nested loop. The WHERE clause's conjuncts go to the
+// FROM item whose columns they read (a user table's scan then picks a key
+// lookup from them, as choosePlan does for single-table statements) or to
+// the first join that has all their columns. Rows are materialized. A
+// correlated subquery runs once per outer row, reading the outer row's
+// columns (outerColExpr); an uncorrelated one runs once per execution.
+// EXPLAIN prints the operator tree.
+//
+// pg_catalog and information_schema are virtual tables computed per query
+// from the catalog (pgcatalog.go), with stable OIDs, so that psql's \d
+// commands, drivers and ORMs find tables, columns, types and primary keys
+// where PostgreSQL puts them. Casts to regclass, regtype, regnamespace and
+// regproc turn a name into an OID (INT8) and an OID into a name (STRING):
+// kvnode has no OID types, so the direction of the cast decides the type.
 //
 // # Concurrency without transactions
 //
@@ -84,8 +108,9 @@
 //
 // # What it deliberately does not do
 //
-// No joins, subqueries, GROUP BY, secondary indexes, or multi-statement
-// transactions. DDL follows the pre-Raft schema procedure described in
+// No secondary indexes or multi-statement transactions; no window
+// functions, recursive WITH, LATERAL or NATURAL joins (each refused with
+// 0A000). DDL follows the pre-Raft schema procedure described in
 // package catalog, with its window of disagreement between nodes. Result
 // sets are materialized in memory, and a mutating statement writes all its
 // rows in one batch, so very large statements are bounded by memory and by

@@ -24,9 +24,17 @@ type evalCtx struct {
 	// outer holds the rows of the enclosing queries while a correlated
 	// subquery runs, innermost last.
 	outer [][]types.Datum
-	// subResults caches the rows of uncorrelated subqueries for one
-	// execution.
+	// stmt is shared by every context of one execution (nil outside the
+	// query pipeline).
+	stmt *stmtState
+}
+
+// stmtState is what one execution of a query computes once: the rows of
+// uncorrelated subqueries and the catalog snapshot that pg_catalog
+// functions and reg* casts read.
+type stmtState struct {
 	subResults map[*subqueryExpr][][]types.Datum
+	cat        *catalogSnapshot
 }
 
 func errIntOutOfRange() error {

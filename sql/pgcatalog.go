@@ -747,7 +747,7 @@ func (s *catalogSnapshot) typeNameByOID(oid int64) (string, bool) {
 
 // regCast evaluates a cast to an OID alias type.
 func (ec *evalCtx) regCast(v *regCastExpr, x types.Datum) (types.Datum, error) {
-	s, err := ec.exec.catalogSnapshot()
+	s, err := ec.catalog()
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,15 @@ func TestDriverConnectQueries(t *testing.T) {
 			t.Errorf("pg_backend_pid() = %d (BackendKeyData %d), pg_is_in_recovery() = %v, current_database() = %q",
 				pid, conn.PgConn().PID(), recovery, curDB)
 		}
+		// Arrays reach pgx in its binary format.
+		var strs []string
+		var ints []int64
+		if err := conn.QueryRow(ctx, "SELECT ARRAY['a', 'b c'], ARRAY(SELECT i FROM generate_series(1, 3) AS i)").Scan(&strs, &ints); err != nil {
+			t.Fatal(err)
+		}
+		if len(strs) != 2 || strs[1] != "b c" || len(ints) != 3 || ints[2] != 3 {
+			t.Errorf("arrays: %q %v", strs, ints)
+		}
 		_ = conn.Close(ctx)
 	}
 }
@@ -101,5 +110,94 @@ func TestPsqlDefaultDatabases(t *testing.T) {
 		if want := db + "|13.0\n"; out != want || code != 0 {
 			t.Errorf("psql -d %s: %q (stderr %q, exit %d), want %q", db, out, errOut, code, want)
 		}
+	}
+}
+
+// TestPsqlDescribe runs psql 15's describe commands, unmodified, against a
+// node: each sends the catalog queries psql sends to a PostgreSQL 13 server
+// (joins, subqueries, regular expressions, OPERATOR(pg_catalog.~), casts to
+// regclass and regtype, ...). The expected output is PostgreSQL's for the
+// same schema, but for the owner (root) and kvnode's own schemas.
+func TestPsqlDescribe(t *testing.T) {
+	addr, tc := servePgwire(t)
+	s := openSession(t, tc.nodes[0])
+	mustExec(t, s, "CREATE TABLE kv (k INT8 PRIMARY KEY, v TEXT)")
+	mustExec(t, s, "CREATE TABLE t2 (a INT, b TEXT NOT NULL DEFAULT 'x', c FLOAT8)")
+	for _, tc := range []struct {
+		cmd, want string
+	}{
+		{`\dt`, `       List of relations
+ Schema | Name | Type  | Owner 
+--------+------+-------+-------
+ public | kv   | table | root
+ public | t2   | table | root
+(2 rows)
+
+`},
+		{`\d kv`, `                Table "public.kv"
+ Column |  Type  | Collation | Nullable | Default 
+--------+--------+-----------+----------+---------
+ k      | bigint |           | not null | 
+ v      | text   |           |          | 
+Indexes:
+    "kv_pkey" PRIMARY KEY, btree (k)
+
+`},
+		{`\d t2`, `                     Table "public.t2"
+ Column |       Type       | Collation | Nullable | Default 
+--------+------------------+-----------+----------+---------
+ a      | bigint           |           |          | 
+ b      | text             |           | not null | 'x'
+ c      | double precision |           |          | 
+
+`},
+		{`\di`, `            List of relations
+ Schema |  Name   | Type  | Owner | Table 
+--------+---------+-------+-------+-------
+ public | kv_pkey | index | root  | kv
+(1 row)
+
+`},
+		{`\d`, `       List of relations
+ Schema | Name | Type  | Owner 
+--------+------+-------+-------
+ public | kv   | table | root
+ public | t2   | table | root
+(2 rows)
+
+`},
+		{`\dn`, `    List of schemas
+     Name      | Owner 
+---------------+-------
+ crdb_internal | root
+ public        | root
+ system        | root
+(3 rows)
+
+`},
+		{`\du`, `                                   List of roles
+ Role name |                         Attributes                         | Member of 
+-----------+------------------------------------------------------------+-----------
+ root      | Superuser, Create role, Create DB, Replication, Bypass RLS | {}
+
+`},
+		{`\l`, `                                          List of databases
+   Name    | Owner | Encoding | Collate |  Ctype  | ICU Locale | Locale Provider | Access privileges 
+-----------+-------+----------+---------+---------+------------+-----------------+-------------------
+ defaultdb | root  | UTF8     | C.UTF-8 | C.UTF-8 |            | libc            | 
+ postgres  | root  | UTF8     | C.UTF-8 | C.UTF-8 |            | libc            | 
+(2 rows)
+
+`},
+	} {
+		out, errOut, code := runPsql(t, addr, "-c", tc.cmd)
+		if out != tc.want || code != 0 {
+			t.Errorf("psql -c %s: exit %d, stderr %q\n got:\n%s\nwant:\n%s", tc.cmd, code, errOut, out, tc.want)
+		}
+	}
+	// A relation that does not exist, as psql reports it.
+	out, errOut, code := runPsql(t, addr, "-c", `\d nosuch`)
+	if code != 1 || out != "" || errOut != "Did not find any relation named \"nosuch\".\n" {
+		t.Errorf(`\d nosuch: exit %d, stdout %q, stderr %q`, code, out, errOut)
 	}
 }

@@ -775,7 +775,7 @@ func (p *queryPlan) stale() bool {
 	return false
 }
 func (p *queryPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
-	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	ec := &evalCtx{ctx: ctx, exec: p.e, params: params, stmt: &stmtState{}}
 	rows, err := p.root.run(ec)
 	if err != nil {
 		return pgwire.Result{}, err

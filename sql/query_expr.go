@@ -601,22 +601,25 @@ func quantify(x types.Datum, a types.Array, op parser.CmpOp, all bool) (types.Da
 
 // runSubquery returns the rows of a subquery for the current row.
 func (ec *evalCtx) runSubquery(v *subqueryExpr) ([][]types.Datum, error) {
+	if ec.stmt == nil {
+		ec.stmt = &stmtState{}
+	}
 	if !v.correlated {
-		if rows, ok := ec.subResults[v]; ok {
+		if rows, ok := ec.stmt.subResults[v]; ok {
 			return rows, nil
 		}
 	}
-	child := &evalCtx{ctx: ec.ctx, exec: ec.exec, params: ec.params,
+	child := &evalCtx{ctx: ec.ctx, exec: ec.exec, params: ec.params, stmt: ec.stmt,
 		outer: append(append([][]types.Datum(nil), ec.outer...), ec.row)}
 	rows, err := v.plan.run(child)
 	if err != nil {
 		return nil, err
 	}
 	if !v.correlated {
-		if ec.subResults == nil {
-			ec.subResults = map[*subqueryExpr][][]types.Datum{}
+		if ec.stmt.subResults == nil {
+			ec.stmt.subResults = map[*subqueryExpr][][]types.Datum{}
 		}
-		ec.subResults[v] = rows
+		ec.stmt.subResults[v] = rows
 	}
 	return rows, nil
 }

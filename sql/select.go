@@ -118,6 +118,12 @@ func (e *Executor) analyzeSelect(s *parser.Select, params *paramSet) (*selectPla
 		if err != nil {
 			return nil, err
 		}
+		if !virt && len(from.Name.Parts) == 1 {
+			// pg_catalog is searched first, as in PostgreSQL.
+			if _, ok := e.virtualTable("pg_catalog." + name); ok {
+				name, virt = "pg_catalog."+name, true
+			}
+		}
 		names := []string{from.Name.Table()}
 		if from.Alias != "" {
 			names = []string{from.Alias}

@@ -906,10 +906,34 @@ func exprName(e parser.Expr) string {
 		}
 		return v.Name[len(v.Name)-1]
 	case *parser.CastExpr:
-		if inner := exprName(v.Expr); inner != "?column?" {
-			return inner
+		// A name taken from a column or function beats the cast's type
+		// name; the type name of an inner cast does not (PostgreSQL's
+		// FigureColname).
+		if _, innerCast := v.Expr.(*parser.CastExpr); !innerCast {
+			if inner := exprName(v.Expr); inner != "?column?" {
+				return inner
+			}
+		}
+		if v.Special != "" {
+			return strings.TrimSuffix(v.Special, "[]")
 		}
 		return strings.ToLower(v.Type.String())
+	case *parser.CaseExpr:
+		return "case"
+	case *parser.ArrayExpr:
+		return "array"
+	case *parser.CollateExpr:
+		return exprName(v.Expr)
+	case *parser.Subquery:
+		if v.Exists {
+			return "exists"
+		}
+		if s, ok := v.Select.(*parser.Select); ok && len(s.Exprs) == 1 && !s.Exprs[0].Star {
+			if s.Exprs[0].Alias != "" {
+				return s.Exprs[0].Alias
+			}
+			return exprName(s.Exprs[0].Expr)
+		}
 	}
 	return "?column?"
 }

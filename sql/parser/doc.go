@@ -34,9 +34,14 @@
 //
 // # What it deliberately does not do
 //
-// No joins, subqueries, GROUP BY, CASE, window functions, DISTINCT, arrays,
-// or dollar-quoted strings: each is rejected with a positioned 0A000 or
-// 42601 error rather than misparsed. Length modifiers in types (VARCHAR(10),
+// No window functions, recursive WITH, LATERAL, NATURAL joins, VALUES as a
+// query, row constructors, aggregate ORDER BY or dollar-quoted strings:
+// each is rejected with a positioned 0A000 error rather than misparsed.
+// Queries (select.go) have joins, derived tables, set operations, WITH,
+// GROUP BY/HAVING and DISTINCT; expressions have subqueries, CASE, arrays,
+// ANY/ALL, regular expressions, OPERATOR(pg_catalog.op), COLLATE and
+// casts to the OID alias types (regclass, ...), which the executor gives
+// meaning to. Length modifiers in types (VARCHAR(10),
 // CHAR(22)) are accepted and ignored, since kvnode's STRING has no length
 // limit. Transaction modes after BEGIN are accepted and dropped (the
 // executor refuses explicit transactions).

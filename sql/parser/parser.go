@@ -1827,9 +1827,16 @@ func (p *parser) parseNameOrCall() (Expr, error) {
 				break
 			}
 		}
+		if p.isKw("order") {
+			return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "ORDER BY in the arguments of an aggregate is not supported yet"),
+				"aggregate the rows of a subquery that orders them: SELECT string_agg(v, ',') FROM (SELECT v ... ORDER BY v) s")
+		}
 	}
 	if err := p.expectOp(")"); err != nil {
 		return nil, err
+	}
+	if p.isKw("within") {
+		return nil, p.unsupportedAt(p.peek(), "WITHIN GROUP is not supported")
 	}
 	if p.isKw("over") || p.isKw("filter") {
 		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,

@@ -228,6 +228,14 @@ func FuzzParse(f *testing.F) {
 		"SELECT \"Weird\"\"Name\" FROM \"T\" /* c */ -- d",
 		"SELECT v FROM t WHERE v LIKE 'a%' AND v NOT ILIKE '_b'",
 		"EXPLAIN SELECT * FROM t WHERE k IN (1, 2); TRUNCATE t; DROP TABLE IF EXISTS a, b",
+		"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+			"WHERE c.relkind IN ('r','p','') AND n.nspname !~ '^pg_toast' AND c.relname OPERATOR(pg_catalog.~) '^(kv)$' COLLATE pg_catalog.default ORDER BY 1,2",
+		"SELECT a.attname, (SELECT pg_get_expr(d.adbin, d.adrelid, true) FROM pg_attrdef d WHERE d.adrelid = a.attrelid), " +
+			"CASE WHEN c.reloftype = 0 THEN '' ELSE c.reloftype::pg_catalog.regtype::pg_catalog.text END, 'kv'::regclass::oid FROM a, b",
+		"WITH w (x) AS (SELECT 1) SELECT DISTINCT x, count(*) FROM w JOIN t USING (x) CROSS JOIN u GROUP BY 1 HAVING count(*) > 1 " +
+			"UNION ALL (SELECT 1, 2 EXCEPT SELECT 3, 4) ORDER BY 1 DESC NULLS LAST LIMIT 1 OFFSET 1",
+		"SELECT ARRAY(SELECT 1), ARRAY[1, 2], x = ANY ('{1}'), y <> ALL (SELECT 1), EXISTS (SELECT 1), z NOT IN (SELECT 1), " +
+			"a IS DISTINCT FROM b, indkey[1], '{a}'::text[] FROM generate_series(1, 2) AS g (i), (SELECT 1) s",
 	} {
 		f.Add(s)
 	}
