@@ -345,8 +345,7 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 	if !ok {
 		return nil, pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown function: %s()", v.FuncName()),
-			"kvnode's functions: count, sum, min, max, avg, length, lower, upper, abs, substr, coalesce, concat, "+
-				"version, now, unique_rowid, crdb_internal.node_executable_version")
+			"SELECT proname FROM pg_catalog.pg_proc lists kvnode's functions")
 	}
 	// With a single candidate, its argument types are what the arguments
 	// should be (lower($1) makes $1 a STRING).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/kvnode/kvnode/sql/parser"
@@ -207,8 +208,42 @@ func init() {
 		{name: "pg_type_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) {
 			return true, nil
 		}}}},
-		{name: "pg_function_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) {
-			return true, nil
+		{name: "pg_function_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			name, _, ok := procByOID(a[0].(int64))
+			return ok && !strings.Contains(name, "."), nil
+		}}}},
+		{name: "pg_get_function_result", overloads: []overload{{[]types.T{tInt}, tString, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+			_, ov, ok := procByOID(a[0].(int64))
+			if !ok {
+				return nil, nil
+			}
+			name, _ := s.typeNameByOID(colTypeOID(ov.ret))
+			return name, nil
+		})}}},
+		{name: "pg_get_function_arguments", overloads: []overload{{[]types.T{tInt}, tString, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+			_, ov, ok := procByOID(a[0].(int64))
+			if !ok {
+				return nil, nil
+			}
+			var args []string
+			for _, t := range ov.args {
+				name, _ := s.typeNameByOID(colTypeOID(t))
+				args = append(args, name)
+			}
+			return strings.Join(args, ", "), nil
+		})}}},
+		// kvnode does not track the size of a table's rows yet: the size
+		// functions answer 0.
+		{name: "pg_table_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
+		{name: "pg_relation_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
+		{name: "pg_total_relation_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
+		{name: "pg_indexes_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
+		{name: "pg_database_size", overloads: []overload{{[]types.T{tString}, tInt, zeroSize}, {[]types.T{tInt}, tInt, zeroSize}}},
+		{name: "pg_size_pretty", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			return sizePretty(a[0].(int64)), nil
+		}}}},
+		{name: "pg_tablespace_location", overloads: []overload{{[]types.T{tInt}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return "", nil
 		}}}},
 		{name: "pg_get_userbyid", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 			if a[0].(int64) == oidRoot {
@@ -317,3 +352,55 @@ func (ec *evalCtx) catalog() (*catalogSnapshot, error) {
 	}
 	return s, nil
 }
+
+func zeroSize(*evalCtx, []types.Datum) (types.Datum, error) { return int64(0), nil }
+
+// sizePretty is pg_size_pretty: bytes, kB, MB, GB, TB, rounding as
+// PostgreSQL does (a unit is used from 10240 of the one below).
+func sizePretty(n int64) string {
+	units := []string{"bytes", "kB", "MB", "GB", "TB", "PB"}
+	v := n
+	neg := v < 0
+	if neg {
+		v = -v
+	}
+	i := 0
+	for i < len(units)-1 && v >= 10*1024-512 {
+		v = (v + 512) / 1024
+		i++
+	}
+	if neg {
+		v = -v
+	}
+	return strconv.FormatInt(v, 10) + " " + units[i]
+}
+
+// procByOID finds the builtin and overload a pg_proc OID names.
+func procByOID(oid int64) (string, *overload, bool) {
+	for n, b := range builtins {
+		base := virtualOID("proc:" + n)
+		if i := oid - base; i >= 0 && i < int64(len(b.overloads)) {
+			return n, &b.overloads[i], true
+		}
+	}
+	return "", nil, false
+}
+
+// arrayCatBuiltin is array || array (a NULL array counts as empty, as in
+// PostgreSQL's array_cat).
+var arrayCatBuiltin = &builtin{name: "array_cat", nullCall: true, overloads: []overload{{fn: func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+	if a[0] == nil && a[1] == nil {
+		return nil, nil
+	}
+	var out types.Array
+	for _, d := range a {
+		switch v := d.(type) {
+		case nil:
+		case types.Array:
+			out = append(out, v...)
+		default:
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}}}}

@@ -263,8 +263,12 @@ var catalogTables = []catTable{
 				if t == types.String {
 					coll = oidDefaultColl
 				}
+				storage := "p"
+				if typ.len < 0 {
+					storage = "x" // PostgreSQL's "extended" for variable-length types
+				}
 				return []types.Datum{rel, name, colTypeOID(t), int64(-1), typ.len, num, int64(0), int64(-1), int64(-1),
-					typ.len > 0, "p", "i", notNull, hasDef, false, "", "", false, true, int64(0), coll, nil, nil, nil, nil}
+					typ.len > 0, storage, "i", notNull, hasDef, false, "", "", false, true, int64(0), coll, nil, nil, nil, nil}
 			}
 			for _, ti := range s.tables {
 				for i, pos := range ti.visible {
@@ -791,6 +795,11 @@ func (ec *evalCtx) regCast(v *regCastExpr, x types.Datum) (types.Datum, error) {
 		}
 		if t, ok := types.FromName(name); ok {
 			return colTypeOID(t), nil
+		}
+		if elem, ok := strings.CutSuffix(name, "[]"); ok {
+			if t, ok := types.FromName(elem); ok {
+				return colTypeOID(types.ArrayOf(t)), nil
+			}
 		}
 		if name == "trigger" {
 			return int64(2279), nil

@@ -63,6 +63,16 @@ func TestDriverConnectQueries(t *testing.T) {
 			t.Errorf("pg_backend_pid() = %d (BackendKeyData %d), pg_is_in_recovery() = %v, current_database() = %q",
 				pid, conn.PgConn().PID(), recovery, curDB)
 		}
+		// pgx's LoadType reads pg_type through regtype.
+		for _, name := range []string{"_int8", "text[]"} {
+			typ, err := conn.LoadType(ctx, name)
+			if err != nil {
+				t.Fatalf("LoadType(%s): %v", name, err)
+			}
+			if want := map[string]uint32{"_int8": 1016, "text[]": 1009}[name]; typ.OID != want {
+				t.Errorf("LoadType(%s): OID %d, want %d", name, typ.OID, want)
+			}
+		}
 		// Arrays reach pgx in its binary format.
 		var strs []string
 		var ints []int64
@@ -179,6 +189,30 @@ Indexes:
  Role name |                         Attributes                         | Member of 
 -----------+------------------------------------------------------------+-----------
  root      | Superuser, Create role, Create DB, Replication, Bypass RLS | {}
+
+`},
+		{`\d+ kv`, `                                    Table "public.kv"
+ Column |  Type  | Collation | Nullable | Default | Storage  | Stats target | Description 
+--------+--------+-----------+----------+---------+----------+--------------+-------------
+ k      | bigint |           | not null |         | plain    |              | 
+ v      | text   |           |          |         | extended |              | 
+Indexes:
+    "kv_pkey" PRIMARY KEY, btree (k)
+Access method: heap
+
+`},
+		{`\dt+`, `                                  List of relations
+ Schema | Name | Type  | Owner | Persistence | Access method |  Size   | Description 
+--------+------+-------+-------+-------------+---------------+---------+-------------
+ public | kv   | table | root  | permanent   | heap          | 0 bytes | 
+ public | t2   | table | root  | permanent   | heap          | 0 bytes | 
+(2 rows)
+
+`},
+		{`\df`, `                       List of functions
+ Schema | Name | Result data type | Argument data types | Type 
+--------+------+------------------+---------------------+------
+(0 rows)
 
 `},
 		{`\l`, `                                          List of databases

@@ -664,3 +664,31 @@ func (ec *evalCtx) evalSubquery(v *subqueryExpr) (types.Datum, error) {
 	}
 	return quantify(x, vals, v.op, v.all)
 }
+
+// checkArrayConcat types array || array, array || element and element ||
+// array.
+func checkArrayConcat(l, r texpr) (texpr, error) {
+	lt, rt := l.typ(), r.typ()
+	var t types.T
+	switch {
+	case lt.IsArray() && rt.IsArray():
+		if lt.Elem() != rt.Elem() && lt.Elem() != types.Unknown && rt.Elem() != types.Unknown {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported binary operator: <%s> || <%s>", typeName(lt), typeName(rt))
+		}
+		t = lt
+		if lt.Elem() == types.Unknown {
+			t = rt
+		}
+	case lt.IsArray():
+		if rt != lt.Elem() && rt != types.Unknown {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported binary operator: <%s> || <%s>", typeName(lt), typeName(rt))
+		}
+		t, r = lt, settleTo(r, lt.Elem())
+	default:
+		if lt != rt.Elem() && lt != types.Unknown {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported binary operator: <%s> || <%s>", typeName(lt), typeName(rt))
+		}
+		t, l = rt, settleTo(l, rt.Elem())
+	}
+	return &funcExpr{fn: arrayCatBuiltin, args: []texpr{l, r}, t: t}, nil
+}

@@ -512,6 +512,9 @@ func (a *analyzer) checkBinary(v *parser.BinaryExpr, desired types.T) (texpr, er
 			return nil, err
 		}
 		lt, rt := l.typ(), r.typ()
+		if lt.IsArray() || rt.IsArray() {
+			return checkArrayConcat(l, r)
+		}
 		switch {
 		case lt == types.Bytes && (rt == types.Bytes || rt == types.Unknown),
 			rt == types.Bytes && lt == types.Unknown:

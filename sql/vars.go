@@ -52,6 +52,8 @@ var sessionVars = []*sessionVar{
 			pgerror.Newf(pgerror.CodeFeatureNotSupported, "unimplemented client encoding: %q", v),
 			"kvnode speaks UTF8 only; set client_encoding to UTF8")
 	}},
+	{name: "client_min_messages", def: fixed("notice"), set: oneOf("client_min_messages",
+		"debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error")},
 	{name: "database", def: func(s *session) string { return s.database() }, set: func(s *session, v string) (string, error) {
 		if err := checkDatabase(v); err != nil {
 			return "", err
