@@ -110,7 +110,7 @@ func txnPlan(kinds []string, fault txnFault) func(registry.PlanParams) (*registr
 		initVia, victim, seed := rng.IntN(p.Nodes)+1, rng.IntN(p.Nodes)+1, rng.Int64N(1<<53)
 		plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on the default binary; workloads: %s (seed %d); fault: %s",
 			p.Nodes, strings.Join(kinds, ", "), seed, fault.describe(victim))}}
-		addTxnRound(plan, "", p.Nodes, kinds, fault, initVia, victim, seed, 30)
+		addTxnRound(plan, "", p.Nodes, kinds, fault, initVia, victim, seed, 100)
 		return plan, nil
 	}
 }
@@ -149,7 +149,7 @@ func txnSeededRuns(p registry.PlanParams) (*registry.Plan, error) {
 		fault := faults[rng.IntN(len(faults))]
 		initVia, victim, seed := rng.IntN(p.Nodes)+1, rng.IntN(p.Nodes)+1, rng.Int64N(1<<53)
 		plan.Header = append(plan.Header, fmt.Sprintf("round %d: workload seed %d, init through n%d, %s", i+1, seed, initVia, fault.describe(victim)))
-		addTxnRound(plan, tag, p.Nodes, allTxnWorkloads, fault, initVia, victim, seed, 50)
+		addTxnRound(plan, tag, p.Nodes, allTxnWorkloads, fault, initVia, victim, seed, 150)
 	}
 	return plan, nil
 }
