@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -287,6 +288,16 @@ func init() {
 			{[]types.T{tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
 			{[]types.T{tString, tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
 		}},
+		{name: "strpos", overloads: []overload{{[]types.T{tString, tString}, tInt, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			i := strings.Index(a[0].(string), a[1].(string))
+			if i < 0 {
+				return int64(0), nil
+			}
+			return int64(utf8.RuneCountInString(a[0].(string)[:i]) + 1), nil
+		}}}},
+		{name: "btrim", overloads: trimOverloads(strings.Trim)},
+		{name: "ltrim", overloads: trimOverloads(strings.TrimLeft)},
+		{name: "rtrim", overloads: trimOverloads(strings.TrimRight)},
 		{name: "array_to_string", overloads: []overload{
 			{[]types.T{types.ArrayOf(tString), tString}, tString, arrayToString},
 			{[]types.T{types.ArrayOf(tInt), tString}, tString, arrayToString},
@@ -351,6 +362,15 @@ func (ec *evalCtx) catalog() (*catalogSnapshot, error) {
 		ec.stmt.cat = s
 	}
 	return s, nil
+}
+
+func trimOverloads(f func(string, string) string) []overload {
+	return []overload{
+		{[]types.T{types.String}, types.String, func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return f(a[0].(string), " "), nil }},
+		{[]types.T{types.String, types.String}, types.String, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			return f(a[0].(string), a[1].(string)), nil
+		}},
+	}
 }
 
 func zeroSize(*evalCtx, []types.Datum) (types.Datum, error) { return int64(0), nil }

@@ -77,6 +77,7 @@ var reservedKeywords = map[string]bool{
 var joinWords = map[string]bool{
 	"inner": true, "left": true, "right": true, "full": true, "cross": true,
 	"natural": true, "outer": true, "join": true, "on": true, "using": true, "lateral": true,
+	"tablesample": true,
 }
 
 // niladicFuncs are SQL-standard functions called without parentheses.

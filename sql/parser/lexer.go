@@ -202,6 +202,8 @@ func (l *lexer) next() (token, error) {
 		return t, nil
 	case c >= '0' && c <= '9' || c == '.' && l.pos+1 < len(l.src) && l.src[l.pos+1] >= '0' && l.src[l.pos+1] <= '9':
 		return l.number(start)
+	case c == '$' && l.pos+1 < len(l.src) && (l.src[l.pos+1] == '$' || isDollarTagStart(l.src[l.pos+1])):
+		return l.dollarQuoted(start)
 	case c == '$':
 		l.pos++
 		ds := l.pos
@@ -237,20 +239,71 @@ func (l *lexer) next() (token, error) {
 		return mk(tokIdent, lowerIdent(l.src[start:l.pos])), nil
 	}
 
-	// Operators, longest match first.
-	for _, op := range []string{"!~*", "!~", "~*", "::", "<>", "!=", "<=", ">=", "||"} {
-		if strings.HasPrefix(l.src[l.pos:], op) {
-			l.pos += len(op)
-			return mk(tokOp, op), nil
+	if strings.HasPrefix(l.src[l.pos:], "::") {
+		l.pos += 2
+		return mk(tokOp, "::"), nil
+	}
+	// An operator is a run of operator characters, as PostgreSQL lexes it
+	// (scan.l): it stops before a comment, and a run of more than one
+	// character does not end in + or - unless it holds one of ~!@#%^&|`?
+	// (so a<-1 is a < -1). Operators kvnode does not have (@>, ->, #)
+	// become tokens too, which the parser refuses with 0A000.
+	if isOpChar(c) {
+		end := l.pos
+		for end < len(l.src) && isOpChar(l.src[end]) {
+			if end > l.pos && (strings.HasPrefix(l.src[end:], "--") || strings.HasPrefix(l.src[end:], "/*")) {
+				break
+			}
+			end++
 		}
+		op := l.src[l.pos:end]
+		if len(op) > 1 && !strings.ContainsAny(op, "~!@#%^&|`?") {
+			for len(op) > 1 && (op[len(op)-1] == '+' || op[len(op)-1] == '-') {
+				op = op[:len(op)-1]
+			}
+		}
+		l.pos += len(op)
+		return mk(tokOp, op), nil
 	}
 	switch c {
-	case '(', ')', ',', ';', '.', '*', '+', '-', '/', '%', '=', '<', '>', '[', ']', '~', ':', '!':
+	case '(', ')', ',', ';', '.', '[', ']', ':':
 		l.pos++
 		return mk(tokOp, string(c)), nil
 	}
 	l.pos += size
 	return token{}, syntaxErrorAt(l.src, start, string(r))
+}
+
+// isOpChar reports whether c can be part of an operator (PostgreSQL's
+// "self" and "op_chars" without the punctuation).
+func isOpChar(c byte) bool {
+	return strings.IndexByte("~!@#^&|`?+-*/%<>=", c) >= 0
+}
+
+func isDollarTagStart(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// dollarQuoted reads a dollar-quoted string: $$...$$ or $tag$...$tag$.
+func (l *lexer) dollarQuoted(start int) (token, error) {
+	end := strings.IndexByte(l.src[start+1:], '$')
+	if end < 0 {
+		return token{}, lexErrorAt(l.src, start, nearText(l.src, start), "unterminated dollar-quoted string")
+	}
+	tag := l.src[start : start+1+end+1]
+	for _, r := range tag[1 : len(tag)-1] {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r >= utf8.RuneSelf) {
+			return token{}, lexErrorAt(l.src, start, nearText(l.src, start), "a placeholder is written $1, $2, ...")
+		}
+	}
+	bodyStart := start + len(tag)
+	i := strings.Index(l.src[bodyStart:], tag)
+	if i < 0 {
+		return token{}, lexErrorAt(l.src, start, tag, "unterminated dollar-quoted string")
+	}
+	l.pos = bodyStart + i + len(tag)
+	body := l.src[bodyStart : bodyStart+i]
+	return token{kind: tokString, val: body, raw: l.src[start:l.pos], pos: start, end: l.pos}, nil
 }
 
 // lowerIdent lowercases an unquoted identifier, without allocating in the

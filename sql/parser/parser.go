@@ -1229,6 +1229,9 @@ func (p *parser) parseIs() (Expr, error) {
 				e = &ComparisonExpr{Op: op, Left: e, Right: right}
 				continue
 			}
+			if p.isKw("of") || p.isKw("document") || p.isKw("normalized") || p.isKw("json") {
+				return nil, p.unsupportedAt(p.peek(), "IS %s is not supported", strings.ToUpper(p.peek().val))
+			}
 			if p.isKw("true") || p.isKw("false") || p.isKw("unknown") {
 				return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "IS %s is not supported yet", strings.ToUpper(p.peek().val)),
 					"compare with = true, or use IS NULL")
@@ -1403,6 +1406,10 @@ func (p *parser) parsePredicate() (Expr, error) {
 			e = &BetweenExpr{Expr: e, From: from, To: to, Not: not}
 		case p.isKw("like") || p.isKw("ilike"):
 			ci := p.advance().val == "ilike"
+			if (p.isKw("any") || p.isKw("all") || p.isKw("some")) && p.peekAt(1).kind == tokOp && p.peekAt(1).val == "(" {
+				return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "LIKE %s (...) is not supported", strings.ToUpper(p.peek().val)),
+					"combine LIKE conditions with OR or AND")
+			}
 			pat, err := p.parseConcat()
 			if err != nil {
 				return nil, err
@@ -1444,6 +1451,8 @@ func (p *parser) parsePredicate() (Expr, error) {
 			} else {
 				e = &LikeExpr{Expr: e, Pattern: pat, Not: lo[0], CaseInsens: lo[1]}
 			}
+		case !not && p.isUnknownOperator():
+			return nil, p.unknownOperator()
 		default:
 			return e, nil
 		}
@@ -1455,6 +1464,25 @@ var (
 	regexOps = map[string]*[2]bool{"~": {false, false}, "!~": {true, false}, "~*": {false, true}, "!~*": {true, true}}
 	likeOps  = map[string]*[2]bool{"~~": {false, false}, "!~~": {true, false}, "~~*": {false, true}, "!~~*": {true, true}}
 )
+
+// knownOps are the operator tokens the grammar uses.
+var knownOps = map[string]bool{
+	"+": true, "-": true, "*": true, "/": true, "%": true, "||": true, "=": true, "<>": true, "!=": true,
+	"<": true, "<=": true, ">": true, ">=": true, "~": true, "!~": true, "~*": true, "!~*": true,
+}
+
+// isUnknownOperator reports whether the next token is an operator of
+// PostgreSQL's syntax that kvnode does not have (@>, ->, #, &, <<, ...).
+func (p *parser) isUnknownOperator() bool {
+	t := p.peek()
+	return t.kind == tokOp && isOpChar(t.val[0]) && !knownOps[t.val]
+}
+
+func (p *parser) unknownOperator() error {
+	t := p.peek()
+	return pgerror.WithHintf(p.unsupportedAt(t, "operator %s is not supported", t.val),
+		"kvnode's operators: + - * / %% || = <> < <= > >= ~ !~ ~* !~* LIKE ILIKE IN BETWEEN IS")
+}
 
 func (p *parser) parseConcat() (Expr, error) {
 	left, err := p.parseAdditive()
@@ -1610,6 +1638,9 @@ func (p *parser) parsePrimary() (Expr, error) {
 		}
 		return &Placeholder{Idx: t.n}, nil
 	case tokOp:
+		if isOpChar(t.val[0]) && !knownOps[t.val] {
+			return nil, p.unknownOperator()
+		}
 		if t.val == "(" {
 			p.advance()
 			if p.isKw("select") || p.isKw("with") || (p.isOp("(") && p.startsQuery()) {
@@ -1632,6 +1663,9 @@ func (p *parser) parsePrimary() (Expr, error) {
 			}
 			if err := p.expectOp(")"); err != nil {
 				return nil, err
+			}
+			if p.isOp(".") {
+				return nil, p.unsupportedAt(p.peek(), "field selection from a composite value is not supported")
 			}
 			return e, nil
 		}
@@ -1696,6 +1730,25 @@ func (p *parser) parsePrimary() (Expr, error) {
 			case "row", "interval":
 				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
 					"%s expressions are not supported yet", strings.ToUpper(t.val)), charPos(p.src, t.pos))
+			case "position", "substring", "trim", "extract", "overlay":
+				if nt := p.peekAt(1); nt.kind == tokOp && nt.val == "(" {
+					if e, ok, err := p.parseSpecialFunc(); ok || err != nil {
+						return e, err
+					}
+				}
+			case "timestamp", "timestamptz", "date", "time", "int", "integer", "int2", "int4", "int8", "bigint",
+				"smallint", "text", "varchar", "bool", "boolean", "float", "float4", "float8", "real", "bytea",
+				"numeric", "decimal", "uuid", "json", "jsonb", "inet", "oid", "regclass", "regtype", "name", "double":
+				// A typed literal: TIMESTAMP '2020-01-01' is CAST('...' AS
+				// TIMESTAMP).
+				if nt := p.peekAt(1); nt.kind == tokString || (t.val == "double" && p.isKwAt(1, "precision") && p.peekAt(2).kind == tokString) {
+					typ, special, err := p.castType()
+					if err != nil {
+						return nil, err
+					}
+					lit := p.advance()
+					return p.parsePostfix(&CastExpr{Expr: &StrVal{Val: lit.val}, Type: typ, Special: special})
+				}
 			case "current_user", "session_user", "current_timestamp":
 				// SQL-standard functions written without parentheses.
 				p.advance()
@@ -1710,6 +1763,116 @@ func (p *parser) parsePrimary() (Expr, error) {
 		return p.parseNameOrCall()
 	}
 	return nil, p.errNear(t)
+}
+
+// parseSpecialFunc reads the SQL-standard call syntaxes with keywords
+// between the arguments: position(a IN b), substring(s FROM i FOR n),
+// trim([BOTH|LEADING|TRAILING] [chars] FROM s). ok is false when the call
+// is an ordinary one (substring(s, 1, 2)).
+func (p *parser) parseSpecialFunc() (Expr, bool, error) {
+	name := p.peek()
+	save := p.i
+	p.advance()
+	p.advance() // (
+	switch name.val {
+	case "extract", "overlay":
+		return nil, true, pgerror.WithHintf(p.unsupportedAt(name, "%s is not supported", strings.ToUpper(name.val)),
+			"kvnode has no date and time types yet")
+	case "position":
+		sub, err := p.parseConcat()
+		if err != nil {
+			return nil, true, err
+		}
+		if !p.acceptKw("in") {
+			p.i = save
+			return nil, false, nil
+		}
+		str, err := p.parseExpr()
+		if err != nil {
+			return nil, true, err
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, true, err
+		}
+		return &FuncCall{Name: []string{"strpos"}, Args: []Expr{str, sub}}, true, nil
+	case "substring":
+		str, err := p.parseExpr()
+		if err != nil {
+			return nil, true, err
+		}
+		if !p.isKw("from") && !p.isKw("for") {
+			p.i = save
+			return nil, false, nil
+		}
+		var from, length Expr = &NumVal{Text: "1"}, nil
+		if p.acceptKw("from") {
+			if from, err = p.parseExpr(); err != nil {
+				return nil, true, err
+			}
+		}
+		if p.acceptKw("for") {
+			if length, err = p.parseExpr(); err != nil {
+				return nil, true, err
+			}
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, true, err
+		}
+		args := []Expr{str, from}
+		if length != nil {
+			args = append(args, length)
+		}
+		return &FuncCall{Name: []string{"substr"}, Args: args}, true, nil
+	case "trim":
+		fn := "btrim"
+		switch {
+		case p.acceptKw("both"):
+		case p.acceptKw("leading"):
+			fn = "ltrim"
+		case p.acceptKw("trailing"):
+			fn = "rtrim"
+		}
+		var chars Expr
+		if !p.isKw("from") {
+			x, err := p.parseExpr()
+			if err != nil {
+				return nil, true, err
+			}
+			if p.isOp(",") || p.isOp(")") {
+				// trim(s) or trim(s, chars): an ordinary call.
+				var args = []Expr{x}
+				if p.acceptOp(",") {
+					c, err := p.parseExpr()
+					if err != nil {
+						return nil, true, err
+					}
+					args = append(args, c)
+				}
+				if err := p.expectOp(")"); err != nil {
+					return nil, true, err
+				}
+				return &FuncCall{Name: []string{fn}, Args: args}, true, nil
+			}
+			chars = x
+		}
+		if err := p.expectKw("from"); err != nil {
+			return nil, true, err
+		}
+		str, err := p.parseExpr()
+		if err != nil {
+			return nil, true, err
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, true, err
+		}
+		args := []Expr{str}
+		if chars != nil {
+			args = append(args, chars)
+		}
+		return &FuncCall{Name: []string{fn}, Args: args}, true, nil
+	}
+	p.i = save
+	return nil, false, nil
 }
 
 // startsQuery reports whether a query starts at the current token (after

@@ -506,6 +506,9 @@ func (p *parser) tablePrimary() (TableExpr, error) {
 	if len(cols) > 0 {
 		return nil, p.unsupportedAt(p.toks[p.i-1], "column aliases for a table are not supported")
 	}
+	if p.isKw("tablesample") {
+		return nil, p.unsupportedAt(p.peek(), "TABLESAMPLE is not supported")
+	}
 	return &AliasedTable{Name: name, Alias: alias}, nil
 }
 
