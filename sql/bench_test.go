@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/kvnode/kvnode/sql/pgwire"
@@ -99,5 +100,53 @@ func BenchmarkRangeScan100(b *testing.B) {
 		if _, err := p.Exec(context.Background(), params); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCatalogQueries runs the catalog queries psql's \dt and \d kv
+// send, over 1,000 tables (issue 19 asks for under 10 ms each).
+func BenchmarkCatalogQueries(b *testing.B) {
+	tc := newTestCluster(b, 1)
+	s := openSession(b, tc.nodes[0])
+	for i := 0; i < 1000; i++ {
+		mustExec(b, s, fmt.Sprintf("CREATE TABLE t%d (k INT PRIMARY KEY, v STRING, n INT DEFAULT 0)", i))
+	}
+	mustExec(b, s, "CREATE TABLE kv (k INT8 PRIMARY KEY, v TEXT)")
+	for _, q := range []struct{ name, sql string }{
+		{"dt", `SELECT n.nspname as "Schema", c.relname as "Name",
+  CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'i' THEN 'index' END as "Type",
+  pg_catalog.pg_get_userbyid(c.relowner) as "Owner"
+FROM pg_catalog.pg_class c
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+WHERE c.relkind IN ('r','p','') AND n.nspname <> 'pg_catalog' AND n.nspname !~ '^pg_toast'
+      AND n.nspname <> 'information_schema' AND pg_catalog.pg_table_is_visible(c.oid)
+ORDER BY 1,2`},
+		{"d-kv-lookup", `SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname OPERATOR(pg_catalog.~) '^(kv)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)
+ORDER BY 2, 3`},
+		{"d-kv-columns", `SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d
+   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
+  a.attnotnull,
+  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
+   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = 'kv'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`},
+		{"d-kv-indexes", `SELECT c2.relname, i.indisprimary, pg_catalog.pg_get_indexdef(i.indexrelid, 0, true),
+  pg_catalog.pg_get_constraintdef(con.oid, true), contype
+FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i
+  LEFT JOIN pg_catalog.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid AND contype IN ('p','u','x'))
+WHERE c.oid = 'kv'::regclass AND c.oid = i.indrelid AND i.indexrelid = c2.oid
+ORDER BY i.indisprimary DESC, c2.relname`},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := exec(b, s, q.sql); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

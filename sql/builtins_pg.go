@@ -199,10 +199,8 @@ func init() {
 			if s.tableByOID(oid) != nil || s.tableByIndexOID(oid) != nil {
 				return true, nil
 			}
-			for _, name := range s.e.virtualNames() {
-				if virtualOID(name) == oid {
-					return strings.HasPrefix(name, "pg_catalog."), nil
-				}
+			if name, ok := s.virtByOID[oid]; ok {
+				return strings.HasPrefix(name, "pg_catalog."), nil
 			}
 			return false, nil
 		})}}},

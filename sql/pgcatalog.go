@@ -126,14 +126,19 @@ func catCols(spec string) []pgwire.Column {
 	return out
 }
 
-// catalogSnapshot is what one query's catalog tables are computed from.
+// catalogSnapshot is what one query's catalog tables and functions are
+// computed from, with its lookups indexed.
 type catalogSnapshot struct {
-	e      *Executor
-	tables []*tableInfo
+	e         *Executor
+	tables    []*tableInfo
+	byOID     map[int64]*tableInfo // table, primary key index and constraint OIDs
+	byName    map[string]*tableInfo
+	virtNames []string
+	virtByOID map[int64]string
 }
 
 func (e *Executor) catalogSnapshot() (*catalogSnapshot, error) {
-	s := &catalogSnapshot{e: e}
+	s := &catalogSnapshot{e: e, byOID: map[int64]*tableInfo{}, byName: map[string]*tableInfo{}, virtByOID: map[int64]string{}}
 	descs := e.catalog.Tables()
 	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
 	for _, d := range descs {
@@ -142,9 +147,35 @@ func (e *Executor) catalogSnapshot() (*catalogSnapshot, error) {
 			return nil, err
 		}
 		s.tables = append(s.tables, ti)
+		s.byOID[tableOID(d)] = ti
+		s.byOID[pkeyIndexOID(d)] = ti
+		s.byOID[pkeyConstraintOID(d)] = ti
+		s.byName[d.Name] = ti
+	}
+	s.virtNames = e.virtualNames()
+	for _, n := range s.virtNames {
+		s.virtByOID[virtualOID(n)] = n
 	}
 	return s, nil
 }
+
+// snapshotFor returns the execution's snapshot when ctx carries one (a
+// query of the pipeline), a new one otherwise.
+func (e *Executor) snapshotFor(ctx context.Context) (*catalogSnapshot, error) {
+	if st, ok := ctx.Value(stmtKey{}).(*stmtState); ok {
+		if st.cat == nil {
+			cat, err := e.catalogSnapshot()
+			if err != nil {
+				return nil, err
+			}
+			st.cat = cat
+		}
+		return st.cat, nil
+	}
+	return e.catalogSnapshot()
+}
+
+type stmtKey struct{}
 
 // attnum is a column's number as pg_attribute lists it: the hidden rowid
 // is left out, attnum counts from 1 in column order.
@@ -205,7 +236,7 @@ func (e *Executor) registerCatalog() {
 			if t.rows == nil {
 				return nil, nil
 			}
-			s, err := e.catalogSnapshot()
+			s, err := e.snapshotFor(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -639,28 +670,22 @@ func indexDef(ti *tableInfo, qualified bool) string {
 // ---- lookups by OID and by name, for the functions and reg* casts ----
 
 func (s *catalogSnapshot) tableByOID(oid int64) *tableInfo {
-	for _, ti := range s.tables {
-		if tableOID(ti.desc) == oid {
-			return ti
-		}
+	if ti := s.byOID[oid]; ti != nil && tableOID(ti.desc) == oid {
+		return ti
 	}
 	return nil
 }
 
 func (s *catalogSnapshot) tableByIndexOID(oid int64) *tableInfo {
-	for _, ti := range s.tables {
-		if pkeyIndexOID(ti.desc) == oid {
-			return ti
-		}
+	if ti := s.byOID[oid]; ti != nil && pkeyIndexOID(ti.desc) == oid && hasVisiblePK(ti) {
+		return ti
 	}
 	return nil
 }
 
 func (s *catalogSnapshot) tableByConstraintOID(oid int64) *tableInfo {
-	for _, ti := range s.tables {
-		if pkeyConstraintOID(ti.desc) == oid {
-			return ti
-		}
+	if ti := s.byOID[oid]; ti != nil && pkeyConstraintOID(ti.desc) == oid && hasVisiblePK(ti) {
+		return ti
 	}
 	return nil
 }
@@ -673,10 +698,8 @@ func (s *catalogSnapshot) relationName(oid int64) (string, bool) {
 	if ti := s.tableByIndexOID(oid); ti != nil {
 		return parser.QuotedIdent(pkeyName(ti)), true
 	}
-	for _, name := range s.e.virtualNames() {
-		if virtualOID(name) == oid {
-			return name, true
-		}
+	if name, ok := s.virtByOID[oid]; ok {
+		return name, true
 	}
 	return "", false
 }
@@ -703,11 +726,11 @@ func (s *catalogSnapshot) relationOID(name string) (int64, error) {
 		}
 	}
 	if schema == "" || schema == "public" {
-		for _, ti := range s.tables {
-			if ti.desc.Name == rel {
-				return tableOID(ti.desc), nil
-			}
-			if pkeyName(ti) == rel {
+		if ti := s.byName[rel]; ti != nil {
+			return tableOID(ti.desc), nil
+		}
+		if base, ok := strings.CutSuffix(rel, "_pkey"); ok {
+			if ti := s.byName[base]; ti != nil && hasVisiblePK(ti) {
 				return pkeyIndexOID(ti.desc), nil
 			}
 		}
@@ -741,10 +764,8 @@ func (s *catalogSnapshot) typeNameByOID(oid int64) (string, bool) {
 	if t, ok := builtinTypeByOID(oid); ok {
 		return t.sqlName, true
 	}
-	for _, ti := range s.tables {
-		if rowTypeOID(ti.desc) == oid {
-			return parser.QuotedIdent(ti.desc.Name), true
-		}
+	if ti := s.byOID[oid-3]; ti != nil && rowTypeOID(ti.desc) == oid {
+		return parser.QuotedIdent(ti.desc.Name), true
 	}
 	return "", false
 }

@@ -775,7 +775,8 @@ func (p *queryPlan) stale() bool {
 	return false
 }
 func (p *queryPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
-	ec := &evalCtx{ctx: ctx, exec: p.e, params: params, stmt: &stmtState{}}
+	st := &stmtState{}
+	ec := &evalCtx{ctx: context.WithValue(ctx, stmtKey{}, st), exec: p.e, params: params, stmt: st}
 	rows, err := p.root.run(ec)
 	if err != nil {
 		return pgwire.Result{}, err
