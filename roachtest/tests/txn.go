@@ -93,7 +93,8 @@ func registerTxn(r *registry.Registry) {
 		Name: "txn/rolling-upgrade",
 		Description: "bank, write skew and list-append run while the cluster, finalization held, rolls from the release before " + txnRelease +
 			" to " + txnRelease + " (seeded order, SIGKILL or SIGTERM, maybe a rollback and a second upgrade): BEGIN is refused with 0A000 " +
-			"and nothing commits until the cluster finalizes, then the checkers find nothing (pending until the ladder has " + txnRelease + ")",
+			"and nothing commits until the cluster finalizes, then the checkers find nothing; the KV workload runs throughout " +
+			"(pending until the ladder has " + txnRelease + ")",
 		Suite: registry.Long, Nodes: 3, Timeout: 20 * time.Minute,
 		Plan: txnRollingUpgrade,
 	})
@@ -194,9 +195,10 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 	}
 	byHand := rng.IntN(2) == 0
 	finalizeVia := rng.IntN(p.Nodes) + 1
-	tr := &txnRun{kinds: allTxnWorkloads, seed: seed}
+	sc := &steps.Scenario{} // the KV workload: single statements, which run before finalization too
+	tr := &txnRun{kinds: allTxnWorkloads, seed: seed, kv: sc}
 	plan := &registry.Plan{Header: []string{
-		fmt.Sprintf("%d nodes on %s, rolled to %s under bank, write skew and list-append (seed %d)", p.Nodes, from, to, seed),
+		fmt.Sprintf("%d nodes on %s, rolled to %s under bank, write skew and list-append (seed %d) and the KV workload", p.Nodes, from, to, seed),
 		fmt.Sprintf("rollback before finalizing: %s; finalization %s through n%d", orNone(nodeList(rollback)),
 			map[bool]string{true: "by hand", false: "automatic"}[byHand], finalizeVia),
 	}}
@@ -206,6 +208,8 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 	plan.Addf(setPreserve(&steps.Scenario{}, initVia, from), "hold finalization: SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s' through n%d", from, initVia)
 	plan.Addf(tr.setup(initVia), "create the workloads' tables through n%d", initVia)
 	plan.Addf(expectRefused(nil, ""), "BEGIN through every node is refused with 0A000 (every node runs %s)", from)
+	plan.Addf(sc.SetupWorkload(initVia), "create the KV workload's tables through n%d", initVia)
+	plan.Add("start the KV workload (single statements) on every node", sc.StartWorkload())
 	plan.Add("start bank, write skew and list-append on every node (their BEGINs are refused until the cluster is finalized)", tr.start())
 	restart := func(node int, rel, bin string, kill bool) steps.Func {
 		return func(ctx context.Context, e *registry.Env) error {
@@ -219,6 +223,9 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 				return err
 			}
 			tr.note(e, "%s ready on %s", n, rel)
+			if err := sc.WaitProgress(10, time.Minute)(ctx, e); err != nil {
+				return errors.Wrapf(err, "the KV workload after restarting %s on %s", n, rel)
+			}
 			return nil
 		}
 	}
@@ -226,18 +233,18 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 	for i, o := range order {
 		node := o + 1
 		upgraded = append(upgraded, node)
-		plan.Addf(restart(node, to, toBin, kills[i]), "upgrade n%d %s -> %s (stop with %s)", node, from, to, how(kills[i]))
+		plan.Addf(restart(node, to, toBin, kills[i]), "upgrade n%d %s -> %s (stop with %s), the KV workload gets 10 writes acknowledged", node, from, to, how(kills[i]))
 		plan.Addf(expectRefused(slices.Clone(upgraded), to),
 			"BEGIN through every node is refused with 0A000, through %s naming %s (the cluster is not finalized)", nodeList(upgraded), to)
 	}
 	if len(rollback) > 0 {
 		for _, node := range rollback {
-			plan.Addf(restart(node, from, fromBin, true), "roll back n%d %s -> %s (stop with SIGKILL)", node, to, from)
+			plan.Addf(restart(node, from, fromBin, true), "roll back n%d %s -> %s (stop with SIGKILL), the KV workload gets 10 writes acknowledged", node, to, from)
 		}
 		back := others(p.Nodes, rollback...)
 		plan.Addf(expectRefused(back, to), "BEGIN through every node is still refused with 0A000 (through %s naming %s)", orNone(nodeList(back)), to)
 		for _, node := range rollback {
-			plan.Addf(restart(node, to, toBin, false), "upgrade n%d %s -> %s again (stop with SIGTERM)", node, from, to)
+			plan.Addf(restart(node, to, toBin, false), "upgrade n%d %s -> %s again (stop with SIGTERM), the KV workload gets 10 writes acknowledged", node, from, to)
 		}
 	}
 	plan.Add("nothing committed before finalization: every workload's transactions were refused", func(ctx context.Context, e *registry.Env) error {
@@ -253,7 +260,8 @@ func txnRollingUpgrade(p registry.PlanParams) (*registry.Plan, error) {
 	plan.Addf(finalizeStep(&steps.Scenario{}, finalizeVia, to, byHand), "finalize %s %s through n%d; every node reports it",
 		to, map[bool]string{true: "by hand (SET CLUSTER SETTING version)", false: "automatically (RESET the preserve option)"}[byHand], finalizeVia)
 	plan.Add("each workload commits 50 transactions", tr.progress(50, 2*time.Minute))
-	plan.Add("stop the workloads, read the final state through every node, check every history", tr.check(50))
+	plan.Add("stop the transactional workloads, read the final state through every node, check every history", tr.check(50))
+	plan.Add("stop the KV workload, read everything back through every node, check its history (nothing lost through the upgrade)", sc.CheckWorkload(20))
 	return plan, nil
 }
 
@@ -269,11 +277,16 @@ type txnRun struct {
 	kinds []string
 	seed  int64
 	ws    []txnworkload.Workload
+	// kv, if set, runs the KV workload too: notes go to its history.
+	kv *steps.Scenario
 }
 
 func (tr *txnRun) note(e *registry.Env, format string, args ...any) {
 	for _, w := range tr.ws {
 		w.Note(format, args...)
+	}
+	if tr.kv != nil && tr.kv.Workload != nil {
+		tr.kv.Workload.Note(format, args...)
 	}
 	e.Logf(format, args...)
 }
