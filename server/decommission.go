@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
@@ -259,7 +258,7 @@ func (s *Server) changeMembership(ctx context.Context, req *nodeapi.MembershipRe
 			if err := c.Validate(ids); err != nil {
 				return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 			}
-			if err := s.validateGroup0Decommission(ctx, c, ids); err != nil {
+			if err := s.g0.ValidateDecommission(ctx, c, ids); err != nil {
 				return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 			}
 		}
@@ -344,42 +343,4 @@ func (s *Server) nodeStatus(ctx context.Context, _ *nodeapi.NodeStatusRequest) (
 	}
 	rows, stale := s.clusterStatus(ctx)
 	return &nodeapi.NodeStatusResponse{AnsweredBy: s.NodeID(), Stale: stale, Nodes: rows}, nil
-}
-
-// validateGroup0Decommission applies the quorum rule to group 0 too: with
-// six nodes or more its voters can differ from the data group's, and a
-// decommission the data group allows could leave group 0 without a
-// majority (no DDL until a recovery). c is the data group's check (its
-// records, read linearizably); group 0's configuration is this node's
-// replica's, after a read barrier so that it is the committed one. If group
-// 0 has no live majority already, the decommission is not refused: the
-// recovery runbook decommissions the dead nodes before it re-forms group 0.
-func (s *Server) validateGroup0Decommission(ctx context.Context, c liveness.Check, ids []int32) error {
-	g := s.g0
-	rep := g.Replica()
-	if rep == nil || g.Isolated() || g.State() == group0.Recovery {
-		return nil // no group 0 here (before 2.0, or in recovery)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, _, err := rep.Get(rctx, group0.StateKeyBytes())
-	cancel()
-	if err != nil {
-		return nil // no quorum to lose, or none reachable: see above
-	}
-	st := rep.Status()
-	c0 := c
-	c0.Group, c0.MaxVoters = "group 0", rep.MaxVoters()
-	c0.Voters, c0.Learners = toInt32s(st.Voters), toInt32s(st.Learners)
-	if len(c0.Voters) == 0 || c0.HasQuorum() != nil {
-		return nil
-	}
-	return c0.ValidateMajority(ids)
-}
-
-func toInt32s(ids []uint64) []int32 {
-	out := make([]int32, len(ids))
-	for i, id := range ids {
-		out[i] = int32(id)
-	}
-	return out
 }

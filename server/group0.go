@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/kvnode/kvnode/clusterversion"
-	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
@@ -28,11 +27,8 @@ func newGroup0(s *Server) *member.Member {
 	})
 }
 
-// Group0State returns this node's group 0 upgrade state.
-func (s *Server) Group0State() group0.State { return s.g0.State() }
-
-// Group0Replica returns this node's group 0 replica (nil if it runs none).
-func (s *Server) Group0Replica() *kv.Replica { return s.g0.Replica() }
+// Group0 returns this node's member of group 0 (its state, its replica).
+func (s *Server) Group0() *member.Member { return s.g0 }
 
 // group0Node is the node as group 0's member sees it.
 type group0Node struct{ s *Server }

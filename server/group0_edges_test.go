@@ -196,7 +196,7 @@ func commitTable(t *testing.T, c *testcluster.Cluster, name string) {
 	defer cancel()
 	for attempt := 0; attempt < 20; attempt++ {
 		for _, nd := range c.Nodes {
-			rep := nd.Server.Group0Replica()
+			rep := nd.Server.Group0().Replica()
 			if rep == nil {
 				continue
 			}

@@ -18,7 +18,7 @@ import (
 
 // group0Role is node id's role in group 0 as node i's replica sees it.
 func group0Role(c *testcluster.Cluster, i int, id uint64) string {
-	rep := c.Nodes[i].Server.Group0Replica()
+	rep := c.Nodes[i].Server.Group0().Replica()
 	if rep == nil {
 		return "no replica"
 	}
@@ -50,7 +50,7 @@ func group0Leader(t *testing.T, c *testcluster.Cluster) int {
 	leader := -1
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		for i, nd := range c.Nodes {
-			if nd.Server != nil && nd.Server.Group0Replica() != nil && nd.Server.Group0Replica().Status().IsLeader {
+			if nd.Server != nil && nd.Server.Group0().Replica() != nil && nd.Server.Group0().Replica().Status().IsLeader {
 				leader = i
 				return nil
 			}
@@ -126,7 +126,7 @@ func TestGroup0NodeOutsideRejoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := group0Leader(t, c)
-	if err := c.Nodes[l].Server.Group0Replica().RemoveMember(ctx, 3); err != nil {
+	if err := c.Nodes[l].Server.Group0().Replica().RemoveMember(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "none", 0, 1)

@@ -82,7 +82,7 @@ func waitGroup0Members(t *testing.T, c *testcluster.Cluster, n int) {
 			if nd.Server == nil {
 				continue
 			}
-			rep := nd.Server.Group0Replica()
+			rep := nd.Server.Group0().Replica()
 			if rep == nil {
 				return fmt.Errorf("node %d runs no group 0 replica", i+1)
 			}
@@ -595,7 +595,7 @@ func TestGroup0MajorityLossAndRecovery(t *testing.T) {
 	waitGroup0States(t, c, group0.UsePostRaft)
 	waitGroup0Members(t, c, 3)
 	testcluster.WaitFor(t, 30*time.Second, func() error {
-		if st := c.Nodes[0].Server.Group0Replica().Status(); len(st.Voters) != 3 {
+		if st := c.Nodes[0].Server.Group0().Replica().Status(); len(st.Voters) != 3 {
 			return fmt.Errorf("group 0 voters %v", st.Voters)
 		}
 		return nil
@@ -651,7 +651,7 @@ func TestGroup0MajorityLossAndRecovery(t *testing.T) {
 		t.Fatalf("rows after recovery: %d %v", n, err)
 	}
 	for i, nd := range c.Nodes {
-		if g := nd.Server.Group0Replica(); g == nil {
+		if g := nd.Server.Group0().Replica(); g == nil {
 			t.Fatalf("node %d runs no group 0 replica after recovery", i+1)
 		}
 	}
@@ -713,7 +713,7 @@ func TestGroup0UpgradeSeedLost(t *testing.T) {
 			if err := execErr(c, 1, "SET CLUSTER SETTING version = '2.0'"); err == nil || !strings.Contains(err.Error(), "injected") {
 				t.Fatalf("first attempt: %v", err)
 			}
-			if g := c.Nodes[0].Server.Group0Replica(); g == nil {
+			if g := c.Nodes[0].Server.Group0().Replica(); g == nil {
 				t.Fatal("the seed (node 1) did not create group 0")
 			}
 			seedID := c.Nodes[0].Server.NodeID()
@@ -796,7 +796,7 @@ func TestGroup0JoinAndDecommission(t *testing.T) {
 	checkSchemaEverywhere(t, c, []string{"kv"})
 	id4 := uint64(c.Nodes[n4].Server.NodeID())
 	testcluster.WaitFor(t, 30*time.Second, func() error {
-		st := c.Nodes[0].Server.Group0Replica().Status()
+		st := c.Nodes[0].Server.Group0().Replica().Status()
 		if !slices.Contains(st.Voters, id4) {
 			return fmt.Errorf("node 4 not promoted in group 0: voters %v learners %v", st.Voters, st.Learners)
 		}
@@ -814,7 +814,7 @@ func TestGroup0JoinAndDecommission(t *testing.T) {
 	}
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		for i := 0; i < 3; i++ {
-			st := c.Nodes[i].Server.Group0Replica().Status()
+			st := c.Nodes[i].Server.Group0().Replica().Status()
 			if slices.Contains(st.Voters, id4) || slices.Contains(st.Learners, id4) {
 				return fmt.Errorf("node %d still sees node 4 in group 0: voters %v learners %v", i+1, st.Voters, st.Learners)
 			}

@@ -14,8 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kvnode/kvnode/group0"
-	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
@@ -39,7 +37,8 @@ import (
 //     any more: the upgrade, group 0's membership) and adds the survivors
 //     back as learners; they get its snapshot and are promoted.
 //  6. Once every survivor serves again, group 0, if it has no leader
-//     either, is re-formed by its own recovery procedure (member.Recovery):
+//     either, is re-formed by its own recovery procedure (member.Recovery, started
+//     by member.ReformAfterDataRecovery):
 //     every survivor enters recovery, the seed of group 0 is chosen from
 //     their group 0 state, a new generation is formed.
 //  7. The seed's record is marked done.
@@ -560,7 +559,7 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 	if err := hook("group0"); err != nil {
 		return "", err
 	}
-	g0, err := s.recoverGroup0(ctx, seedAddr, rec.Survivors, addrs)
+	g0, err := s.g0.ReformAfterDataRecovery(ctx, seedAddr, rec.Survivors, addrs)
 	if err != nil {
 		return "", errors.Wrap(err, "group 0")
 	}
@@ -572,51 +571,6 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 		return "", err
 	}
 	return g0, nil
-}
-
-// recoverGroup0 re-forms group 0 on the survivors if it has no leader that
-// answers: every survivor enters recovery mode and group 0's recovery
-// procedure (member.Recovery, through the data group's seed) re-forms it.
-func (s *Server) recoverGroup0(ctx context.Context, seedAddr string, survivors []int32, addrs map[int32]string) (string, error) {
-	if !s.g0.Enabled() {
-		return "this release has no group 0", nil
-	}
-	if _, _, found, err := member.ReadFormation(ctx, s.Replica()); err != nil {
-		return "", err
-	} else if !found {
-		return "group 0 was never formed", nil
-	}
-	var states []*nodeapi.Group0StateResponse
-	for _, id := range survivors {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := s.node.Group0State(cctx, addrs[id], &nodeapi.Group0StateRequest{Probe: true})
-		cancel()
-		if err != nil {
-			return "", errors.Wrapf(err, "node %d", id)
-		}
-		states = append(states, st)
-	}
-	healthy := slices.ContainsFunc(states, func(st *nodeapi.Group0StateResponse) bool {
-		return st.ProbeOK && st.State != string(group0.Recovery)
-	})
-	if healthy {
-		return "group 0 kept its majority: it removes the decommissioned nodes by itself", nil
-	}
-	for _, id := range survivors {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := s.node.Group0SetState(cctx, addrs[id], &nodeapi.Group0SetStateRequest{State: string(group0.Recovery)})
-		cancel()
-		if err != nil {
-			return "", errors.Wrapf(err, "node %d entering group 0 recovery", id)
-		}
-	}
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	resp, err := s.node.Group0Recover(cctx, seedAddr, &nodeapi.Group0RecoverRequest{})
-	if err != nil {
-		return "", err
-	}
-	return resp.Result, nil
 }
 
 func ids32(ids []int32) string {

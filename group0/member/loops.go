@@ -332,3 +332,32 @@ func (m *Member) lifecycleStep(ctx context.Context, rep, data *kv.Replica, st kv
 		m.log.Info("group 0 membership: removed a decommissioned node", "node", id)
 	}
 }
+
+// ValidateDecommission applies the quorum rule to group 0 too: with six
+// nodes or more its voters can differ from the data group's, and a
+// decommission the data group allows could leave group 0 without a
+// majority (no DDL until a recovery). c is the data group's check (its
+// records, read linearizably); group 0's configuration is this node's
+// replica's, after a read barrier so that it is the committed one. If group
+// 0 has no live majority already, the decommission is not refused: the
+// recovery runbook decommissions the dead nodes before it re-forms group 0.
+func (m *Member) ValidateDecommission(ctx context.Context, c liveness.Check, ids []int32) error {
+	rep := m.rep.Load()
+	if rep == nil || m.isolated.Load() || m.State() == group0.Recovery {
+		return nil // no group 0 here (before 2.0, or in recovery)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, _, err := rep.Get(rctx, group0.StateKeyBytes())
+	cancel()
+	if err != nil {
+		return nil // no quorum to lose, or none reachable: see above
+	}
+	st := rep.Status()
+	c0 := c
+	c0.Group, c0.MaxVoters = "group 0", rep.MaxVoters()
+	c0.Voters, c0.Learners = toInt32s(st.Voters), toInt32s(st.Learners)
+	if len(c0.Voters) == 0 || c0.HasQuorum() != nil {
+		return nil
+	}
+	return c0.ValidateMajority(ids)
+}

@@ -204,3 +204,52 @@ func forEachNode(ids []int32, fn func(int32) error) error {
 	}
 	return err
 }
+
+// ReformAfterDataRecovery is the group 0 step of the data group's
+// recovery (`kvnode node recover`), run by its coordinator once every
+// survivor serves again: if group 0 has no leader that answers either,
+// every survivor enters recovery mode and group 0's recovery procedure
+// (Recovery, coordinated by the data group's seed at seedAddr) re-forms
+// it. addrs maps the survivors to their RPC addresses. It returns what it
+// did, in one sentence.
+func (m *Member) ReformAfterDataRecovery(ctx context.Context, seedAddr string, survivors []int32, addrs map[int32]string) (string, error) {
+	if !m.Enabled() {
+		return "this release has no group 0", nil
+	}
+	if _, _, found, err := ReadFormation(ctx, m.node.Replica()); err != nil {
+		return "", err
+	} else if !found {
+		return "group 0 was never formed", nil
+	}
+	var states []*nodeapi.Group0StateResponse
+	for _, id := range survivors {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := m.cfg.Client.Group0State(cctx, addrs[id], &nodeapi.Group0StateRequest{Probe: true})
+		cancel()
+		if err != nil {
+			return "", errors.Wrapf(err, "node %d", id)
+		}
+		states = append(states, st)
+	}
+	healthy := slices.ContainsFunc(states, func(st *nodeapi.Group0StateResponse) bool {
+		return st.ProbeOK && st.State != string(group0.Recovery)
+	})
+	if healthy {
+		return "group 0 kept its majority: it removes the decommissioned nodes by itself", nil
+	}
+	for _, id := range survivors {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := m.cfg.Client.Group0SetState(cctx, addrs[id], &nodeapi.Group0SetStateRequest{State: string(group0.Recovery)})
+		cancel()
+		if err != nil {
+			return "", errors.Wrapf(err, "node %d entering group 0 recovery", id)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	resp, err := m.cfg.Client.Group0Recover(cctx, seedAddr, &nodeapi.Group0RecoverRequest{})
+	if err != nil {
+		return "", err
+	}
+	return resp.Result, nil
+}
