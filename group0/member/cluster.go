@@ -132,7 +132,7 @@ func (c Cluster) Formation(ctx context.Context) (group0.Formation, bool, error) 
 	if rep == nil {
 		return group0.Formation{}, false, errors.New("this node has not started yet")
 	}
-	f, _, found, err := ReadFormation(ctx, rep)
+	f, _, found, err := readFormation(ctx, rep)
 	return f, found, err
 }
 
@@ -142,7 +142,7 @@ func (c Cluster) SwapFormation(ctx context.Context, prev *group0.Formation, next
 	if rep == nil {
 		return group0.Formation{}, errors.New("this node has not started yet")
 	}
-	cur, raw, found, err := ReadFormation(ctx, rep)
+	cur, raw, found, err := readFormation(ctx, rep)
 	if err != nil {
 		return group0.Formation{}, err
 	}
@@ -161,7 +161,7 @@ func (c Cluster) SwapFormation(ctx context.Context, prev *group0.Formation, next
 	if err != nil && !errors.As(err, &cf) && !errors.Is(err, kvpb.ErrAmbiguous) {
 		return group0.Formation{}, err
 	}
-	cur, _, _, err = ReadFormation(ctx, rep)
+	cur, _, _, err = readFormation(ctx, rep)
 	if err == nil && cur == next {
 		c.m.log.Info("wrote the group 0 formation record", "formation", next.String())
 	}

@@ -35,9 +35,9 @@ func (m *Member) Start(data *kv.Replica) {
 	m.cfg.Stopper.RunAsync(m.membershipLoop)
 }
 
-// ReadFormation reads the formation record through db (found: there is
+// readFormation reads the formation record through db (found: there is
 // one; an undecodable one is an error).
-func ReadFormation(ctx context.Context, db kvpb.DB) (f group0.Formation, raw []byte, found bool, err error) {
+func readFormation(ctx context.Context, db kvpb.DB) (f group0.Formation, raw []byte, found bool, err error) {
 	b, found, err := db.Get(ctx, keys.Group0FormationKey())
 	if err != nil || !found {
 		return group0.Formation{}, nil, false, err
@@ -67,7 +67,7 @@ func (m *Member) maybeJoinAtStart(data *kv.Replica) {
 	for attempt := 0; attempt < 50; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		var err error
-		f, _, found, err = ReadFormation(ctx, data)
+		f, _, found, err = readFormation(ctx, data)
 		cancel()
 		if err == nil {
 			break

@@ -216,7 +216,7 @@ func (m *Member) ReformAfterDataRecovery(ctx context.Context, seedAddr string, s
 	if !m.Enabled() {
 		return "this release has no group 0", nil
 	}
-	if _, _, found, err := ReadFormation(ctx, m.node.Replica()); err != nil {
+	if _, _, found, err := readFormation(ctx, m.node.Replica()); err != nil {
 		return "", err
 	} else if !found {
 		return "group 0 was never formed", nil

@@ -139,7 +139,7 @@ func (m *Member) currentFormation(ctx context.Context) (group0.Formation, error)
 	if rep == nil {
 		return group0.Formation{}, errors.New("this node has not started yet")
 	}
-	f, _, found, err := ReadFormation(ctx, rep)
+	f, _, found, err := readFormation(ctx, rep)
 	if err != nil {
 		return group0.Formation{}, err
 	}
