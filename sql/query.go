@@ -148,6 +148,9 @@ func (b *queryBuilder) buildSetOp(s *parser.SetOp, a *analyzer) (relNode, []outC
 		var keys []orderItem
 		for _, o := range s.OrderBy {
 			idx, ok := outputPosition(o.Expr, cols)
+			if n, isNum := o.Expr.(*parser.NumVal); isNum && !ok {
+				return nil, nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "ORDER BY position %s is not in select list", n.Text)
+			}
 			if !ok {
 				return nil, nil, pgerror.WithHintf(unsupported("ORDER BY on a %s result must name an output column", s.Kind),
 					"order by a column name or position of the result")
@@ -582,14 +585,12 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 	var keys []orderItem
 	var extra []texpr
 	for _, o := range s.OrderBy {
+		// An output column's position or name (PostgreSQL prefers the
+		// output name to an input column of the same name), or the same
+		// expression as an output column.
 		idx, ok := outputPosition(o.Expr, cols)
-		if ok {
-			if c, isCol := o.Expr.(*parser.ColumnRef); isCol && len(c.Parts) == 1 {
-				// A bare name is an output column only when no input
-				// column has it... unless it is also the output's name,
-				// which PostgreSQL prefers.
-				_ = c
-			}
+		if n, isNum := o.Expr.(*parser.NumVal); isNum && !ok {
+			return nil, nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "ORDER BY position %s is not in select list", n.Text)
 		}
 		if !ok {
 			text := o.Expr.String()
