@@ -349,17 +349,15 @@ func arrayUpper(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 
 // catalog returns the catalog snapshot of the execution, computed once.
 func (ec *evalCtx) catalog() (*catalogSnapshot, error) {
-	if ec.stmt != nil && ec.stmt.cat != nil {
-		return ec.stmt.cat, nil
+	st := ec.state()
+	if st.cat == nil {
+		s, err := ec.exec.catalogSnapshot()
+		if err != nil {
+			return nil, err
+		}
+		st.cat = s
 	}
-	s, err := ec.exec.catalogSnapshot()
-	if err != nil {
-		return nil, err
-	}
-	if ec.stmt != nil {
-		ec.stmt.cat = s
-	}
-	return s, nil
+	return st.cat, nil
 }
 
 func trimOverloads(f func(string, string) string) []overload {

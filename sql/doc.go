@@ -30,7 +30,7 @@
 //	sql      analysis (typecheck.go, query_expr.go), plans (plan.go), the
 //	         query pipeline (query.go builds the operators of rel.go),
 //	         evaluation (eval.go, builtins.go, builtins_pg.go), catalogs
-//	         (pgcatalog.go), statements (select.go, mutations.go, ddl.go,
+//	         (pgcatalog.go), statements (select.go: reads, mutations.go, ddl.go,
 //	         session.go, vars.go)
 //	sqltest  in-memory store, local store and peer network, for tests only
 //
@@ -46,15 +46,17 @@
 //
 // # The query pipeline
 //
-// A SELECT with joins, subqueries, GROUP BY/HAVING, DISTINCT, UNION,
-// INTERSECT, EXCEPT or WITH (needsPipeline) is planned by query.go into
+// Every SELECT (with joins, subqueries, GROUP BY/HAVING, DISTINCT, UNION,
+// INTERSECT, EXCEPT, WITH, or none of them) is planned by query.go into
 // relational operators (rel.go): table and virtual-table scans, filter,
 // project, join, group, sort, distinct, limit, set operation and
 // generate_series/unnest. A join with an equality between its sides is a
 // hash join; otherwise a nested loop. The WHERE clause's conjuncts go to the
-// FROM item whose columns they read (a user table's scan then picks a key
-// lookup from them, as choosePlan does for single-table statements) or to
-// the first join that has all their columns. Rows are materialized. A
+// FROM item whose columns they read (a user table's scan picks its access
+// path from them with choosePlan) or to the first join that has all their
+// columns. A single table's scan also takes the ORDER BY (no sort when the
+// key order is the one asked) and the LIMIT (pushed into the read, as
+// above). Rows are materialized. A
 // correlated subquery runs once per outer row, reading the outer row's
 // columns (outerColExpr); an uncorrelated one runs once per execution.
 // EXPLAIN prints the operator tree.

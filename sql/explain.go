@@ -39,43 +39,6 @@ func (s *session) analyzeExplain(v *parser.Explain, params *paramSet) (plan, err
 		w := &explainWriter{}
 		ip.root.explain(w)
 		p.lines = w.lines
-	case *selectPlan:
-		switch {
-		case ip.ti != nil:
-			describeScan(add, ip.ti, &ip.scan, where)
-		case ip.vt != nil:
-			add("virtual table %s: all rows computed", ip.vt.name)
-			if where != nil {
-				add("filter: %s", where)
-			}
-		default:
-			add("no table: one row")
-		}
-		if len(ip.aggs) > 0 {
-			var names []string
-			for _, a := range ip.aggs {
-				names = append(names, a.kind)
-			}
-			add("aggregate: %s over all rows", strings.Join(names, ", "))
-		}
-		if len(ip.order) > 0 {
-			if ip.ti != nil && ip.scan.orderDone {
-				dir := "forward"
-				if ip.scan.reverse {
-					dir = "reverse"
-				}
-				add("order: key order (%s scan), no sort", dir)
-			} else {
-				add("order: sort in memory")
-			}
-		}
-		if ip.limit != nil || ip.offset != nil {
-			if ip.ti != nil && ip.scan.exact && ip.scan.orderDone && len(ip.aggs) == 0 {
-				add("limit: pushed into the scan")
-			} else {
-				add("limit: applied after filtering and sorting")
-			}
-		}
 	case *updatePlan:
 		describeScan(add, ip.ti, &ip.scan, where)
 		add("write: one atomic batch of conditional puts on the rows read; re-read and retry on conflict")

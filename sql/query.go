@@ -14,9 +14,8 @@ import (
 
 // The query pipeline: parse -> analyze (name resolution and type checking,
 // typecheck.go and query_expr.go) -> logical plan (this file builds the
-// operators of rel.go) -> execution (each operator's run). It handles every
-// SELECT the single-table planner (select.go) does not: joins, subqueries,
-// GROUP BY, DISTINCT, set operations and WITH.
+// operators of rel.go) -> execution (each operator's run). It plans every
+// SELECT and set operation.
 
 // outCol is a result column of a query: its name and type.
 type outCol struct {
@@ -190,17 +189,23 @@ func (b *queryBuilder) limit(node relNode, limit, offset parser.Expr) (relNode, 
 	if limit == nil && offset == nil {
 		return node, nil
 	}
-	a := &analyzer{params: b.params, noCols: true, clause: "LIMIT"}
-	l, err := checkCount(a, limit, "LIMIT")
-	if err != nil {
-		return nil, err
-	}
-	a.clause = "OFFSET"
-	o, err := checkCount(a, offset, "OFFSET")
+	l, o, err := b.limitExprs(limit, offset)
 	if err != nil {
 		return nil, err
 	}
 	return &limitNode{in: node, limit: l, offset: o}, nil
+}
+
+func (b *queryBuilder) limitExprs(limit, offset parser.Expr) (l, o texpr, err error) {
+	a := &analyzer{params: b.params, noCols: true, clause: "LIMIT"}
+	if l, err = checkCount(a, limit, "LIMIT"); err != nil {
+		return nil, nil, err
+	}
+	a.clause = "OFFSET"
+	if o, err = checkCount(a, offset, "OFFSET"); err != nil {
+		return nil, nil, err
+	}
+	return l, o, nil
 }
 
 // buildFrom plans one FROM item.
@@ -292,7 +297,9 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 	b.tables = append(b.tables, ti)
 	st := ti.scope(0, alias)
 	st.hidden = hiddenCols(ti)
-	return &fromItem{node: newTableScan(b.e, ti, v.Alias, nil), tables: []scopeTable{st}}, nil
+	// The access path is chosen once the WHERE clause's conjuncts are
+	// pushed down (combineFrom), or the order is known (buildSelect).
+	return &fromItem{node: &tableScanNode{e: b.e, ti: ti, alias: v.Alias, scan: scanPlan{kind: scanFull}}, tables: []scopeTable{st}}, nil
 }
 
 func hiddenCols(ti *tableInfo) []bool {
@@ -426,6 +433,9 @@ func colRange(e texpr) (lo, hi int, ok bool) {
 // shiftCols returns e with every column reference of its own row moved by
 // delta, for evaluating a condition on one input of a join.
 func shiftCols(e texpr, delta int) texpr {
+	if delta == 0 {
+		return e
+	}
 	return mapTexpr(e, func(x texpr) texpr {
 		if c, ok := x.(*colExpr); ok {
 			return &colExpr{idx: c.idx + delta, t: c.t, name: c.name}
@@ -552,7 +562,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 				}
 			}
 			if !found {
-				return nil, nil, pgerror.Newf(pgerror.CodeUndefinedTable, "missing FROM-clause entry for table %q", se.StarTable)
+				return nil, nil, pgerror.Newf(pgerror.CodeUndefinedTable, "no data source matches pattern: %s.*", se.StarTable)
 			}
 			continue
 		}
@@ -613,6 +623,30 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 			extra = append(extra, te)
 		}
 		keys = append(keys, orderItem{e: &colExpr{idx: idx}, desc: o.Desc, nulls: o.Nulls})
+	}
+
+	// A single table read in key order needs no sort, and its scan stops
+	// at the LIMIT.
+	var pushLimit *tableScanNode
+	if scan, ok := node.(*tableScanNode); ok && !grouping && !s.Distinct {
+		all := append(append([]texpr{}, outs...), extra...)
+		var order []orderItem
+		for _, k := range keys {
+			order = append(order, orderItem{e: all[k.e.(*colExpr).idx], desc: k.desc, nulls: k.nulls})
+		}
+		scan = newTableScan(scan.e, scan.ti, scan.alias, scan.filter, order)
+		node = scan
+		if scan.scan.orderDone {
+			keys = nil
+		}
+		if scan.limitPushable() && (s.Limit != nil || s.Offset != nil) {
+			pushLimit = scan
+		}
+	}
+	if pushLimit != nil {
+		if pushLimit.limit, pushLimit.offset, err = b.limitExprs(s.Limit, s.Offset); err != nil {
+			return nil, nil, err
+		}
 	}
 
 	if grouping {
@@ -737,7 +771,7 @@ func (b *queryBuilder) combineFrom(items []*fromItem, offsets []int, where []tex
 		f := andAll(conds)
 		switch n := nodes[i].(type) {
 		case *tableScanNode:
-			nodes[i] = newTableScan(n.e, n.ti, n.alias, f)
+			nodes[i] = newTableScan(n.e, n.ti, n.alias, f, nil)
 		case *virtualScanNode:
 			nodes[i] = &virtualScanNode{vt: n.vt, filter: f}
 		default:
@@ -776,8 +810,7 @@ func (p *queryPlan) stale() bool {
 	return false
 }
 func (p *queryPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
-	st := &stmtState{}
-	ec := &evalCtx{ctx: context.WithValue(ctx, stmtKey{}, st), exec: p.e, params: params, stmt: st}
+	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	rows, err := p.root.run(ec)
 	if err != nil {
 		return pgwire.Result{}, err
@@ -810,54 +843,6 @@ func (e *Executor) analyzeQueryPlan(q parser.SelectStatement, params *paramSet) 
 		p.outTypes = append(p.outTypes, c.typ)
 	}
 	return p, nil
-}
-
-// needsPipeline reports whether a SELECT needs more than the single-table
-// planner: joins, subqueries, grouping, DISTINCT, WITH.
-func needsPipeline(s *parser.Select) bool {
-	if len(s.With) > 0 || s.Distinct || len(s.GroupBy) > 0 || s.Having != nil || len(s.From) > 1 {
-		return true
-	}
-	if len(s.From) == 1 {
-		if _, ok := s.SingleTable(); !ok {
-			return true
-		}
-	}
-	found := false
-	check := func(e parser.Expr) {
-		parser.WalkExpr(e, func(x parser.Expr) bool {
-			switch v := x.(type) {
-			case *parser.Subquery, *parser.ArrayExpr, *parser.QuantExpr, *parser.CaseExpr, *parser.RegexExpr,
-				*parser.CollateExpr, *parser.IndexExpr:
-				found = true
-			case *parser.InExpr:
-				if v.Sub != nil {
-					found = true
-				}
-			case *parser.ComparisonExpr:
-				if v.Op == parser.CmpIsDistinct || v.Op == parser.CmpIsNotDistinct {
-					found = true
-				}
-			case *parser.CastExpr:
-				if v.Special != "" {
-					found = true
-				}
-			case *parser.FuncCall:
-				if n := strings.TrimPrefix(v.FuncName(), "pg_catalog."); n == "string_agg" || n == "array_agg" {
-					found = true
-				}
-			}
-			return !found
-		})
-	}
-	for _, se := range s.Exprs {
-		check(se.Expr)
-	}
-	check(s.Where)
-	for _, o := range s.OrderBy {
-		check(o.Expr)
-	}
-	return found
 }
 
 // funcScanNode is a set-returning function in FROM: generate_series or

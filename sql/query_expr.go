@@ -601,9 +601,7 @@ func quantify(x types.Datum, a types.Array, op parser.CmpOp, all bool) (types.Da
 
 // runSubquery returns the rows of a subquery for the current row.
 func (ec *evalCtx) runSubquery(v *subqueryExpr) ([][]types.Datum, error) {
-	if ec.stmt == nil {
-		ec.stmt = &stmtState{}
-	}
+	ec.state()
 	if !v.correlated {
 		if rows, ok := ec.stmt.subResults[v]; ok {
 			return rows, nil
@@ -691,4 +689,12 @@ func checkArrayConcat(l, r texpr) (texpr, error) {
 		t, l = rt, settleTo(l, rt.Elem())
 	}
 	return &funcExpr{fn: arrayCatBuiltin, args: []texpr{l, r}, t: t}, nil
+}
+
+// state returns the execution's shared state, creating it on first use.
+func (ec *evalCtx) state() *stmtState {
+	if ec.stmt == nil {
+		ec.stmt = &stmtState{}
+	}
+	return ec.stmt
 }

@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -45,13 +46,12 @@ func (w *explainWriter) child(n relNode) {
 	w.depth--
 }
 
-// rowCtx returns an evaluation context for the rows of one operator: the
-// caller's parameters and enclosing rows, with its own current row.
-func rowCtx(ec *evalCtx) *evalCtx {
-	c := *ec
-	c.row = nil
-	return &c
-}
+// rowCtx returns the evaluation context for the rows of one operator. It
+// is the caller's own: operators are materialized, so an operator's inputs
+// have finished running before it sets the current row, and nothing reads
+// the row after it returns (a subquery copies the rows it reads into its
+// own context).
+func rowCtx(ec *evalCtx) *evalCtx { return ec }
 
 // ---- leaves ----
 
@@ -63,24 +63,56 @@ func (n *oneRowNode) run(*evalCtx) ([][]types.Datum, error) { return [][]types.D
 func (n *oneRowNode) explain(w *explainWriter)              { w.add("one row") }
 
 // tableScanNode reads a user table, by the access path choosePlan picked
-// from the filter pushed down to it.
+// from the filter pushed down to it and the order asked of it. When the
+// scan is exact and in order, the query's LIMIT (+OFFSET) is pushed into
+// it: it reads no more rows than the result needs.
 type tableScanNode struct {
 	e      *Executor
 	ti     *tableInfo
 	alias  string
-	filter texpr // on the table's row; nil: none
+	filter texpr       // on the table's row; nil: none
+	order  []orderItem // on the table's row; nil: any order
 	scan   scanPlan
+	// limit and offset, when set, are the query's, pushed down.
+	limit, offset texpr
 }
 
-func newTableScan(e *Executor, ti *tableInfo, alias string, filter texpr) *tableScanNode {
-	return &tableScanNode{e: e, ti: ti, alias: alias, filter: filter,
-		scan: choosePlan(ti.pk, pkTypes(ti), filter, nil)}
+func newTableScan(e *Executor, ti *tableInfo, alias string, filter texpr, order []orderItem) *tableScanNode {
+	return &tableScanNode{e: e, ti: ti, alias: alias, filter: filter, order: order,
+		scan: choosePlan(ti.pk, pkTypes(ti), filter, order)}
 }
+
+// limitPushable reports whether the scan's rows are exactly the result's,
+// in the result's order, so a LIMIT can stop the read.
+func (n *tableScanNode) limitPushable() bool { return n.scan.exact && n.scan.orderDone }
 
 func (n *tableScanNode) width() int { return len(n.ti.cols) }
 func (n *tableScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	rc := rowCtx(ec)
-	rows, err := n.e.readRows(rc, n.ti, &n.scan, 0)
+	scanLimit := 0
+	if n.limit != nil || n.offset != nil {
+		limit, err := evalCount(rc, n.limit, "LIMIT", "2201W")
+		if err != nil {
+			return nil, err
+		}
+		offset, err := evalCount(rc, n.offset, "OFFSET", "2201X")
+		if err != nil {
+			return nil, err
+		}
+		if limit >= 0 {
+			total := limit
+			if offset > 0 {
+				total += offset
+			}
+			if total == 0 {
+				return nil, nil
+			}
+			if total > 0 && total < 1<<30 {
+				scanLimit = int(total)
+			}
+		}
+	}
+	rows, err := n.e.readRows(rc, n.ti, &n.scan, scanLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -105,18 +137,43 @@ func (n *tableScanNode) explain(w *explainWriter) {
 	if n.alias != "" && n.alias != n.ti.desc.Name {
 		name += " AS " + quoteName(n.alias)
 	}
+	var key []string
+	for _, i := range n.ti.pk {
+		key = append(key, quoteName(n.ti.cols[i].Name))
+	}
+	pk := strings.Join(key, ", ")
 	switch n.scan.kind {
 	case scanPoint:
-		w.add("scan %s: point lookup on primary key", name)
+		w.add("scan %s: point lookup on primary key (%s)", name, pk)
 	case scanPoints:
-		w.add("scan %s: %d point lookups on primary key", name, len(n.scan.in))
+		w.add("scan %s: %d point lookups on primary key (%s)", name, len(n.scan.in), pk)
 	case scanRange:
-		w.add("scan %s: range scan on primary key", name)
+		w.add("scan %s: range scan on primary key (%s)", name, pk)
+		if len(n.scan.eq) > 0 {
+			w.add("  fixed key columns: %s", strings.Join(key[:len(n.scan.eq)], ", "))
+		}
+		if len(n.scan.lower)+len(n.scan.upper) > 0 {
+			w.add("  bounded key column: %s", key[len(n.scan.eq)])
+		}
 	default:
 		w.add("scan %s: full scan", name)
 	}
-	if n.filter != nil && !n.scan.exact {
+	switch {
+	case n.filter == nil:
+	case n.scan.exact:
+		w.add("  filter: none needed (the key lookup enforces the WHERE)")
+	default:
 		w.add("  filter: applied to each row read")
+	}
+	if len(n.order) > 0 && n.scan.orderDone {
+		dir := "forward"
+		if n.scan.reverse {
+			dir = "reverse"
+		}
+		w.add("  order: key order (%s scan), no sort", dir)
+	}
+	if n.limit != nil || n.offset != nil {
+		w.add("  limit: pushed into the scan")
 	}
 }
 
@@ -128,7 +185,8 @@ type virtualScanNode struct {
 
 func (n *virtualScanNode) width() int { return len(n.vt.cols) }
 func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
-	rows, err := n.vt.rows(ec.ctx)
+	// The catalog tables share the execution's catalog snapshot.
+	rows, err := n.vt.rows(context.WithValue(ec.ctx, stmtKey{}, ec.state()))
 	if err != nil {
 		return nil, errors.Wrapf(err, "reading %s", n.vt.name)
 	}

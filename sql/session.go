@@ -93,8 +93,6 @@ func (s *session) analyze(st parser.Stmt, declared []types.T, n int) (plan, *par
 	}
 	params.finish()
 	switch p := pl.(type) {
-	case *selectPlan:
-		p.finishColumns()
 	case *queryPlan:
 		p.finishColumns()
 	case *insertPlan:
@@ -111,10 +109,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	e := s.e
 	switch v := st.(type) {
 	case *parser.Select:
-		if needsPipeline(v) {
-			return e.analyzeQueryPlan(v, params)
-		}
-		return e.analyzeSelect(v, params)
+		return e.analyzeQueryPlan(v, params)
 	case *parser.SetOp:
 		return e.analyzeQueryPlan(v, params)
 	case *parser.Insert:
