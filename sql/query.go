@@ -390,6 +390,7 @@ func splitJoinCondition(n *joinNode, cond texpr, lw int) {
 		rest = append(rest, c)
 	}
 	n.cond = andAll(rest)
+	n.planLookup()
 }
 
 func andAll(cs []texpr) texpr {

@@ -190,9 +190,17 @@ func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "reading %s", n.vt.name)
 	}
+	// The rows come from another layer: check them here, where the error
+	// names the table, rather than let a bad datum reach the wire encoder.
 	for _, r := range rows {
 		if len(r) != len(n.vt.cols) {
 			return nil, errors.AssertionFailedf("virtual table %s returned a row of %d columns, want %d", n.vt.name, len(r), len(n.vt.cols))
+		}
+		for i, d := range r {
+			if !types.Fits(d, n.vt.cols[i].Type) {
+				return nil, errors.AssertionFailedf("virtual table %s column %s: a %T value in a %s column",
+					n.vt.name, n.vt.cols[i].Name, d, n.vt.cols[i].Type)
+			}
 		}
 	}
 	if n.filter == nil {
@@ -279,6 +287,49 @@ type joinNode struct {
 	eqLeft      []texpr // on the left row
 	eqRight     []texpr // on the right row
 	cond        texpr   // on the joined row; nil: none
+	// lookup, when set, is the right table's primary key as expressions
+	// on the left row: with few left rows, each is joined by a point
+	// lookup instead of reading the whole right table.
+	lookup *lookupJoin
+}
+
+// lookupJoin is how a join reaches its right table by primary key.
+type lookupJoin struct {
+	scan *tableScanNode
+	keys []texpr // on the left row, one per key column in key order
+}
+
+// lookupJoinMaxRows is the number of left rows up to which a join whose
+// equalities fix the right table's primary key looks each one up, rather
+// than reading the right table whole for a hash join.
+const lookupJoinMaxRows = 1000
+
+// planLookup sets the join's lookup when its equalities fix the whole
+// primary key of a user table on the right, each with the key column's
+// exact type, and the join keeps only matched right rows (inner, left).
+func (n *joinNode) planLookup() {
+	scan, ok := n.right.(*tableScanNode)
+	if !ok || (n.kind != parser.JoinInner && n.kind != parser.JoinLeft) {
+		return
+	}
+	keys := make([]texpr, len(scan.ti.pk))
+	for i, r := range n.eqRight {
+		c, ok := r.(*colExpr)
+		if !ok {
+			continue
+		}
+		for k, pos := range scan.ti.pk {
+			if pos == c.idx && keys[k] == nil && n.eqLeft[i].typ() == scan.ti.cols[pos].Type {
+				keys[k] = n.eqLeft[i]
+			}
+		}
+	}
+	for _, k := range keys {
+		if k == nil {
+			return
+		}
+	}
+	n.lookup = &lookupJoin{scan: scan, keys: keys}
 }
 
 func (n *joinNode) width() int { return n.left.width() + n.right.width() }
@@ -310,6 +361,9 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	lrows, err := n.left.run(ec)
 	if err != nil {
 		return nil, err
+	}
+	if n.lookup != nil && len(lrows) <= lookupJoinMaxRows {
+		return n.runLookup(ec, lrows)
 	}
 	rrows, err := n.right.run(ec)
 	if err != nil {
@@ -389,10 +443,71 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	return out, nil
 }
 
+// runLookup joins each left row to the right table's row with the key the
+// left row computes: one point lookup per left row. The other equalities,
+// the right table's own filter and the residual condition are checked on
+// the rows found.
+func (n *joinNode) runLookup(ec *evalCtx, lrows [][]types.Datum) ([][]types.Datum, error) {
+	rc := rowCtx(ec)
+	lw, rw := n.left.width(), n.right.width()
+	scan := n.lookup.scan
+	point := &scanPlan{kind: scanPoint, eq: n.lookup.keys}
+	var out [][]types.Datum
+	for _, l := range lrows {
+		rc.row = l
+		found, err := scan.e.readRows(rc, scan.ti, point, 0)
+		if err != nil {
+			return nil, err
+		}
+		matched := false
+		for _, fr := range found {
+			r := fr.row
+			rc.row = r
+			ok, err := rc.evalTrue(scan.filter)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			row := make([]types.Datum, 0, lw+rw)
+			row = append(append(row, l...), r...)
+			rc.row = row
+			ok = true
+			for i := range n.eqLeft {
+				if ok, err = rc.evalTrue(&cmpExpr{op: parser.CmpEQ, l: n.eqLeft[i], r: shiftCols(n.eqRight[i], lw)}); err != nil || !ok {
+					break
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				if ok, err = rc.evalTrue(n.cond); err != nil {
+					return nil, err
+				}
+			}
+			if ok {
+				matched = true
+				out = append(out, row)
+			}
+		}
+		if !matched && n.kind == parser.JoinLeft {
+			row := make([]types.Datum, lw+rw)
+			copy(row, l)
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+
 func (n *joinNode) explain(w *explainWriter) {
 	kind := map[parser.JoinKind]string{parser.JoinInner: "inner", parser.JoinLeft: "left outer",
 		parser.JoinRight: "right outer", parser.JoinFull: "full outer", parser.JoinCross: "cross"}[n.kind]
 	switch {
+	case n.lookup != nil:
+		w.add("lookup join (%s) on the primary key of %s, or hash join on %d equality key(s) beyond %d left rows",
+			kind, quoteName(n.lookup.scan.ti.desc.Name), len(n.eqLeft), lookupJoinMaxRows)
 	case len(n.eqLeft) > 0:
 		w.add("hash join (%s) on %d equality key(s)", kind, len(n.eqLeft))
 	default:

@@ -184,3 +184,18 @@ func TestSortDistinctLimit(t *testing.T) {
 		t.Errorf("limit 2 offset 1: %s", got)
 	}
 }
+
+// TestCatalogTablesScan reads every pg_catalog and information_schema table
+// over a schema with a table of each kind, so a row whose values do not fit
+// its columns' types fails here rather than on a client.
+func TestCatalogTablesScan(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	s := openSession(t, tc.nodes[0])
+	mustExec(t, s, "CREATE TABLE kv (k INT8 PRIMARY KEY, v TEXT DEFAULT 'x', f FLOAT, b BYTES, o BOOL)")
+	mustExec(t, s, "CREATE TABLE norowid (a INT)")
+	for _, ct := range catalogTables {
+		if _, err := exec(t, s, "SELECT * FROM "+ct.name); err != nil {
+			t.Errorf("%s: %v", ct.name, err)
+		}
+	}
+}
