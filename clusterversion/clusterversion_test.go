@@ -80,10 +80,11 @@ func TestBinaryVersion(t *testing.T) {
 		want string
 		err  bool
 	}{
-		{set: "", want: "2.0"},
+		{set: "", want: "2.1"},
 		{set: "1.0", want: "1.0"},
 		{set: "1.1", want: "1.1"},
 		{set: "2.0", want: "2.0"},
+		{set: "2.1", want: "2.1"},
 		{set: "1.2", err: true},
 		{set: "2.0-step.1", err: true},
 		{set: "banana", err: true},
@@ -97,7 +98,7 @@ func TestBinaryVersion(t *testing.T) {
 }
 
 func TestMinSupported(t *testing.T) {
-	for in, want := range map[string]string{"1.0": "1.0", "1.1": "1.0", "2.0": "1.1"} {
+	for in, want := range map[string]string{"1.0": "1.0", "1.1": "1.0", "2.0": "1.1", "2.1": "2.0"} {
 		v, _ := Parse(in)
 		if got := MinSupported(v).String(); got != want {
 			t.Errorf("MinSupported(%s) = %s, want %s", in, got, want)

@@ -29,6 +29,16 @@ const (
 	V2_0Fence
 	// V2_0 moves schema changes onto Raft group 0.
 	V2_0
+	// V2_1Fence is the fence of 2.1: binaries older than 2.1 are refused.
+	V2_1Fence
+	// V2_1TxnStamps makes the data group's apply loop record, for every
+	// table key it writes or deletes, the Raft log index of the write (see
+	// txn/DESIGN.md). Its migration proposes the command that switches the
+	// recording on, at one log entry for every replica; only 2.1 binaries
+	// are left by then, and every one of them can apply it.
+	V2_1TxnStamps
+	// V2_1 adds explicit, serializable transactions.
+	V2_1
 
 	numKeys
 )
@@ -39,12 +49,15 @@ var ladder = [numKeys]struct {
 	Version     Version
 	Description string
 }{
-	V1_0:        {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
-	V1_1Fence:   {Version{Major: 1, Minor: 1, Internal: 1}, "fence of 1.1: binaries older than 1.1 may no longer join"},
-	V1_1WriteV2: {Version{Major: 1, Minor: 1, Internal: 2}, "rows are written in encoding v2; the 1.1 migration rewrites existing rows"},
-	V1_1:        {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
-	V2_0Fence:   {Version{Major: 2, Minor: 0, Internal: 1}, "fence of 2.0: binaries older than 2.0 may no longer join"},
-	V2_0:        {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
+	V1_0:          {Version{Major: 1, Minor: 0}, "first release: replicated KV tables, SQL, gossip, liveness, cluster settings"},
+	V1_1Fence:     {Version{Major: 1, Minor: 1, Internal: 1}, "fence of 1.1: binaries older than 1.1 may no longer join"},
+	V1_1WriteV2:   {Version{Major: 1, Minor: 1, Internal: 2}, "rows are written in encoding v2; the 1.1 migration rewrites existing rows"},
+	V1_1:          {Version{Major: 1, Minor: 1}, "rows stored in encoding v2 (with a checksum)"},
+	V2_0Fence:     {Version{Major: 2, Minor: 0, Internal: 1}, "fence of 2.0: binaries older than 2.0 may no longer join"},
+	V2_0:          {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
+	V2_1Fence:     {Version{Major: 2, Minor: 1, Internal: 1}, "fence of 2.1: binaries older than 2.1 may no longer join"},
+	V2_1TxnStamps: {Version{Major: 2, Minor: 1, Internal: 2}, "the data group records the log index of every table write, which transactions validate against"},
+	V2_1:          {Version{Major: 2, Minor: 1}, "explicit serializable transactions (BEGIN ... COMMIT)"},
 }
 
 // Version returns the version of k.

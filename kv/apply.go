@@ -65,6 +65,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	b, n := in.b, in.keys // begins by clearing the replicated span
 	defer b.Close()
 	r.rows.clear()
+	r.stamps = stampsState{} // read again from the snapshot's data
 	as := appliedState{Index: meta.Index, Term: meta.Term, ConfState: meta.ConfState}
 	tr := truncatedState{Index: meta.Index, Term: meta.Term}
 	if err := b.DeleteRange(keyLogPrefix, keyLogPrefixEnd, nil); err != nil {
@@ -128,7 +129,7 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 				r.log.Error("cannot apply Raft entry", "index", e.Index, "err", err)
 				res.err = err
 			} else {
-				res = applyCommand(b, r.rows, cmd)
+				res = r.applyEntry(b, e.Index, cmd)
 				if p, ok := r.pending[cmd.ID]; ok {
 					delete(r.pending, cmd.ID)
 					acks = append(acks, done{p, res})
@@ -212,7 +213,9 @@ func confEqual(a, b raftpb.ConfState) bool {
 
 // applyCommand applies one command to the batch. It must be deterministic:
 // every replica runs it on the same state and must reach the same result.
-func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command) result {
+// wi, when not nil, records the log index of every table key written (from
+// release 2.1's migration on; see txn.go).
+func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer) result {
 	// get reads the state as the entries applied so far leave it: the row
 	// cache, else the apply batch (which sees its own earlier writes) and
 	// Pebble beneath it.
@@ -234,6 +237,7 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command) result {
 	set := func(k, v []byte) {
 		_ = b.Set(userKey(k), v, nil)
 		rc.put(k, v, true)
+		wi.wrote(b, k)
 	}
 	switch cmd.Kind {
 	case cmdIncrement:
@@ -286,12 +290,14 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command) result {
 			case kvpb.OpDeleteRange:
 				_ = b.DeleteRange(userKey(op.Key), userKey(op.EndKey), nil)
 				rc.clear()
+				wi.deletedRange(b, op.Key, op.EndKey)
 			}
 		}
 		for k, v := range overlay {
 			if v == nil {
 				_ = b.Delete(userKey([]byte(k)), nil)
 				rc.put([]byte(k), nil, false)
+				wi.wrote(b, []byte(k))
 			} else {
 				set([]byte(k), *v)
 			}

@@ -19,6 +19,9 @@ type cmdKind byte
 const (
 	cmdBatch     cmdKind = 1
 	cmdIncrement cmdKind = 2
+	// Release 2.1 (txn.go); proposed only once every replica runs 2.1.
+	cmdEnableTxns cmdKind = 3
+	cmdTxnCommit  cmdKind = 4
 )
 
 // command is a decoded entry payload. ID identifies the proposal so that the
@@ -30,6 +33,10 @@ type command struct {
 	Ops   []kvpb.Op
 	Key   []byte // cmdIncrement
 	Delta int64  // cmdIncrement
+	// cmdTxnCommit: the snapshot index and the reads; the writes are Ops.
+	Snapshot  uint64
+	ReadKeys  [][]byte
+	ReadSpans []kvpb.Span
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -44,27 +51,72 @@ func (c *command) encode() []byte {
 	b = append(b, byte(c.Kind))
 	switch c.Kind {
 	case cmdBatch:
-		b = binary.AppendUvarint(b, uint64(len(c.Ops)))
-		for _, op := range c.Ops {
-			var flags byte
-			if op.ExpectAbsent {
-				flags |= 1
-			}
-			if op.Delete {
-				flags |= 2
-			}
-			b = append(b, byte(op.Kind), flags)
-			b = appendBytes(b, op.Key)
-			b = appendBytes(b, op.EndKey)
-			b = appendBytes(b, op.Value)
-			b = appendBytes(b, op.Expected)
-			b = appendBytes(b, op.ElseValue)
-		}
+		b = appendOps(b, c.Ops)
 	case cmdIncrement:
 		b = appendBytes(b, c.Key)
 		b = binary.AppendVarint(b, c.Delta)
+	case cmdTxnCommit:
+		b = binary.AppendUvarint(b, c.Snapshot)
+		b = binary.AppendUvarint(b, uint64(len(c.ReadKeys)))
+		for _, k := range c.ReadKeys {
+			b = appendBytes(b, k)
+		}
+		b = binary.AppendUvarint(b, uint64(len(c.ReadSpans)))
+		for _, sp := range c.ReadSpans {
+			b = appendBytes(b, sp.Start)
+			b = appendBytes(b, sp.End)
+		}
+		b = appendOps(b, c.Ops)
 	}
 	return b
+}
+
+func appendOps(b []byte, ops []kvpb.Op) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ops)))
+	for _, op := range ops {
+		var flags byte
+		if op.ExpectAbsent {
+			flags |= 1
+		}
+		if op.Delete {
+			flags |= 2
+		}
+		b = append(b, byte(op.Kind), flags)
+		b = appendBytes(b, op.Key)
+		b = appendBytes(b, op.EndKey)
+		b = appendBytes(b, op.Value)
+		b = appendBytes(b, op.Expected)
+		b = appendBytes(b, op.ElseValue)
+	}
+	return b
+}
+
+// count reads a length that cannot exceed the bytes left (every element
+// takes at least one byte), so a corrupt length cannot allocate much.
+func (d *decoder) count() uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = errCorruptCommand
+		return 0
+	}
+	return n
+}
+
+func (d *decoder) ops() []kvpb.Op {
+	n := d.count()
+	ops := make([]kvpb.Op, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		kind := kvpb.OpKind(d.byte1())
+		flags := d.byte1()
+		op := kvpb.Op{Kind: kind, ExpectAbsent: flags&1 != 0, Delete: flags&2 != 0}
+		op.Key = d.bytes()
+		op.EndKey = d.bytes()
+		op.Value = d.bytes()
+		op.Expected = d.bytes()
+		op.ElseValue = d.bytes()
+		ops = append(ops, op)
+	}
+	return ops
 }
 
 var errCorruptCommand = errors.New("corrupt Raft command")
@@ -135,25 +187,22 @@ func decodeCommand(data []byte) (*command, error) {
 	d := &decoder{b: data[10:]}
 	switch c.Kind {
 	case cmdBatch:
-		n := d.uvarint()
-		if n > uint64(len(data)) {
-			return nil, errCorruptCommand
-		}
-		c.Ops = make([]kvpb.Op, 0, n)
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			kind := kvpb.OpKind(d.byte1())
-			flags := d.byte1()
-			op := kvpb.Op{Kind: kind, ExpectAbsent: flags&1 != 0, Delete: flags&2 != 0}
-			op.Key = d.bytes()
-			op.EndKey = d.bytes()
-			op.Value = d.bytes()
-			op.Expected = d.bytes()
-			op.ElseValue = d.bytes()
-			c.Ops = append(c.Ops, op)
-		}
+		c.Ops = d.ops()
 	case cmdIncrement:
 		c.Key = d.bytes()
 		c.Delta = d.varint()
+	case cmdEnableTxns:
+	case cmdTxnCommit:
+		c.Snapshot = d.uvarint()
+		n := d.count()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.ReadKeys = append(c.ReadKeys, d.bytes())
+		}
+		n = d.count()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.ReadSpans = append(c.ReadSpans, kvpb.Span{Start: d.bytes(), End: d.bytes()})
+		}
+		c.Ops = d.ops()
 	default:
 		return nil, errors.Newf("Raft command kind %d is unknown to this binary", c.Kind)
 	}

@@ -167,12 +167,18 @@ func (r *Replica) Scan(ctx context.Context, start, end []byte, limit int, revers
 
 // ScanLocal scans the applied state without linearizing.
 func (r *Replica) ScanLocal(start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	return scanReader(r.eng.DB, start, end, limit, reverse)
+}
+
+// scanReader scans [start, end) of the replicated span of rd (the engine or
+// a snapshot of it).
+func scanReader(rd pebble.Reader, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
 	lo := userKey(start)
 	hi := []byte{storage.PrefixReplicated + 1}
 	if end != nil {
 		hi = userKey(end)
 	}
-	it, err := r.eng.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
 	}

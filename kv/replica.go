@@ -116,6 +116,7 @@ type Replica struct {
 	readyReads    []*readReq // have an index, waiting for it to be applied
 	applied       appliedState
 	rows          *rowCache
+	stamps        stampsState // whether table writes are recorded (txn.go)
 	readyApplied  uint64 // the last committed entry a Ready handed over
 	trunc         truncatedState
 	lastPersist   uint64

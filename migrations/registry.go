@@ -18,6 +18,9 @@ type Deps struct {
 	// Group0Upgrade runs the Raft group 0 upgrade procedure (release 2.0);
 	// nil until that procedure exists.
 	Group0Upgrade func(ctx context.Context) error
+	// EnableTxns proposes the data group command that makes every replica
+	// record the log index of table writes (kvpb.TxnDB.EnableTxns).
+	EnableTxns func(ctx context.Context) error
 	// BatchSize is the number of rows a migration handles per checkpoint
 	// (default 500).
 	BatchSize int
@@ -56,6 +59,11 @@ var registry = []Migration{
 		Version:     clusterversion.V2_0Fence,
 		Description: "move schema changes onto Raft group 0 (ScyllaDB's upgrade procedure)",
 		Run:         upgradeGroup0,
+	},
+	{
+		Version:     clusterversion.V2_1TxnStamps,
+		Description: "record the log index of every table write, for transactions",
+		Run:         enableTxnStamps,
 	},
 }
 

@@ -282,6 +282,7 @@ func (s *Server) migrationRunner() *migrations.Runner {
 			DB: s.Replica(), TableSpan: [2][]byte{lo, hi}, UpgradeRow: rowenc.UpgradeValue,
 			BatchSize:     s.cfg.Knobs.MigrationBatchSize,
 			Group0Upgrade: s.g0.RunUpgrade,
+			EnableTxns:    s.Replica().EnableTxns,
 		},
 	}
 }

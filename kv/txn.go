@@ -1,0 +1,274 @@
+package kv
+
+// Transactions in the data group (release 2.1): the write index the apply
+// loop keeps for them, the commit's validation, and the snapshots they read.
+// txn/DESIGN.md explains the protocol and why it is serializable; this file
+// is its part that runs on every replica.
+//
+// From the entry of the cmdEnableTxns command on (its index is stored under
+// keys.TxnStampsFrom), every write or delete of a table key k also writes
+// keys.WriteIndexKey(k) = the entry's index, and every DeleteRange over table
+// data leaves a keys.RangeDeleteKey record. A key without a record was last
+// written at or before the enabling entry. All of it is written in the apply
+// batch, from the entry alone, so every replica holds the same records, and
+// Raft snapshots carry them with the rest of the replicated span.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+
+	"github.com/cockroachdb/errors"
+	"github.com/cockroachdb/pebble"
+
+	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/kv/kvpb"
+)
+
+// stampsState caches keys.TxnStampsFrom for the apply loop. The zero value
+// means "not read yet": it is read from the engine at the first apply after
+// start or after a Raft snapshot replaced the state.
+type stampsState struct {
+	loaded bool
+	from   uint64 // 0: transactions are not enabled
+}
+
+// writeIndexer records the index of the entry being applied for every table
+// key it writes. A nil *writeIndexer records nothing (before release 2.1's
+// command), so callers need not check.
+type writeIndexer struct {
+	index uint64
+	val   [8]byte
+}
+
+func (w *writeIndexer) wrote(b *pebble.Batch, k []byte) {
+	if w == nil || !keys.IsTableDataKey(k) {
+		return
+	}
+	_ = b.Set(userKey(keys.WriteIndexKey(k)), w.val[:], nil)
+}
+
+func (w *writeIndexer) deletedRange(b *pebble.Batch, start, end []byte) {
+	if w == nil {
+		return
+	}
+	lo, hi := keys.AllTablesSpan()
+	if bytes.Compare(end, lo) <= 0 || bytes.Compare(start, hi) >= 0 {
+		return
+	}
+	_ = b.Set(userKey(keys.RangeDeleteKey(w.index, start)), end, nil)
+}
+
+// stampsFrom returns the index from which table writes are recorded (0:
+// not enabled), reading it through b if it is not cached.
+func (r *Replica) stampsFrom(b *pebble.Batch) uint64 {
+	if !r.stamps.loaded {
+		r.stamps = stampsState{loaded: true, from: readUint64(b, userKey(keys.TxnStampsFromKey()))}
+	}
+	return r.stamps.from
+}
+
+func readUint64(r pebble.Reader, k []byte) uint64 {
+	v, closer, err := r.Get(k)
+	if err != nil {
+		return 0
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// applyEntry applies the command of the entry at index.
+func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result {
+	from := r.stampsFrom(b)
+	var wi *writeIndexer
+	if from != 0 {
+		wi = &writeIndexer{index: index}
+		binary.BigEndian.PutUint64(wi.val[:], index)
+	}
+	switch cmd.Kind {
+	case cmdEnableTxns:
+		if from == 0 {
+			_ = b.Set(userKey(keys.TxnStampsFromKey()), binary.BigEndian.AppendUint64(nil, index), nil)
+			r.stamps = stampsState{loaded: true, from: index}
+			r.log.Info("transactions enabled: table writes are recorded from this log index on", "index", index)
+		}
+		return result{}
+	case cmdTxnCommit:
+		if from == 0 {
+			return result{err: kvpb.ErrTxnsDisabled}
+		}
+		if err := validateTxn(b, from, cmd); err != nil {
+			return result{err: err}
+		}
+		return applyCommand(b, r.rows, &command{Kind: cmdBatch, Ops: cmd.Ops}, wi)
+	}
+	return applyCommand(b, r.rows, cmd, wi)
+}
+
+// validateTxn checks, against the state the entries before this one leave
+// (b sees its own earlier writes), that nothing cmd read has been written
+// since its snapshot. It is the heart of serializability (txn/DESIGN.md).
+func validateTxn(b *pebble.Batch, from uint64, cmd *command) error {
+	s := cmd.Snapshot
+	if s < from {
+		return &kvpb.TxnConflictError{TooOld: true}
+	}
+	for _, k := range cmd.ReadKeys {
+		if !keys.IsTableDataKey(k) {
+			return errors.AssertionFailedf("a transaction read key %q, which is not table data", k)
+		}
+		if idx := readUint64(b, userKey(keys.WriteIndexKey(k))); idx > s {
+			return &kvpb.TxnConflictError{Key: k, Index: idx}
+		}
+	}
+	for _, sp := range cmd.ReadSpans {
+		if !keys.IsTableDataKey(sp.Start) || len(sp.End) == 0 || bytes.Compare(sp.Start, sp.End) >= 0 {
+			return errors.AssertionFailedf("a transaction read span [%q, %q), which is not a span of table data", sp.Start, sp.End)
+		}
+		if err := validateSpan(b, s, sp); err != nil {
+			return err
+		}
+	}
+	return validateRangeDeletes(b, s, cmd)
+}
+
+// validateSpan scans the write index records of the keys in sp: a key
+// written after s, or deleted after s, or inserted after s, has one with an
+// index above s.
+func validateSpan(b *pebble.Batch, s uint64, sp kvpb.Span) error {
+	it, err := b.NewIter(&pebble.IterOptions{
+		LowerBound: userKey(keys.WriteIndexKey(sp.Start)),
+		UpperBound: userKey(keys.WriteIndexKey(sp.End)),
+	})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		v := it.Value()
+		if len(v) == 8 {
+			if idx := binary.BigEndian.Uint64(v); idx > s {
+				k := it.Key()[1+len(keys.WriteIndexPrefix):]
+				return &kvpb.TxnConflictError{Key: bytes.Clone(k), Index: idx}
+			}
+		}
+	}
+	return it.Error()
+}
+
+// validateRangeDeletes fails if a range deletion after s covers a key or
+// overlaps a span cmd read. The records are ordered by index, so only
+// those after s are read.
+func validateRangeDeletes(b *pebble.Batch, s uint64, cmd *command) error {
+	lo := userKey(keys.RangeDeleteKey(s+1, nil))
+	hi := userKey(keys.PrefixEnd([]byte(keys.RangeDeletePrefix)))
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		rec := it.Key()[1+len(keys.RangeDeletePrefix):]
+		if len(rec) < 8 {
+			continue
+		}
+		idx := binary.BigEndian.Uint64(rec)
+		start, end := rec[8:], it.Value()
+		overlaps := func(a, z []byte) bool { return bytes.Compare(a, end) < 0 && bytes.Compare(start, z) < 0 }
+		for _, k := range cmd.ReadKeys {
+			if overlaps(k, append(bytes.Clone(k), 0)) {
+				return &kvpb.TxnConflictError{Key: k, Index: idx}
+			}
+		}
+		for _, sp := range cmd.ReadSpans {
+			if overlaps(sp.Start, sp.End) {
+				return &kvpb.TxnConflictError{Key: bytes.Clone(start), Index: idx}
+			}
+		}
+	}
+	return it.Error()
+}
+
+var _ kvpb.TxnDB = (*Replica)(nil)
+
+// EnableTxns implements kvpb.TxnDB.
+func (r *Replica) EnableTxns(ctx context.Context) error {
+	res, err := r.submit(ctx, &command{Kind: cmdEnableTxns})
+	if err != nil {
+		return err
+	}
+	return res.err
+}
+
+// CommitTxn implements kvpb.TxnDB.
+func (r *Replica) CommitTxn(ctx context.Context, c *kvpb.TxnCommit) error {
+	for i, op := range c.Writes {
+		if op.Kind != kvpb.OpPut && op.Kind != kvpb.OpDelete {
+			return errors.AssertionFailedf("transaction write %d: only puts and deletes are committed, not kind %d", i, op.Kind)
+		}
+		if !keys.IsTableDataKey(op.Key) {
+			return errors.AssertionFailedf("transaction write %d: key %q is not table data", i, op.Key)
+		}
+	}
+	res, err := r.submit(ctx, &command{Kind: cmdTxnCommit, Snapshot: c.Snapshot,
+		ReadKeys: c.ReadKeys, ReadSpans: c.ReadSpans, Ops: c.Writes})
+	if err != nil {
+		return err
+	}
+	return res.err
+}
+
+// Snapshot implements kvpb.TxnDB: a read barrier, then a Pebble snapshot,
+// whose own applied-state record names the index it holds (the record is
+// written in the same batch as the entries it covers).
+func (r *Replica) Snapshot(ctx context.Context) (kvpb.Snapshot, error) {
+	if err := r.linearize(ctx); err != nil {
+		return nil, err
+	}
+	snap := r.eng.DB.NewSnapshot()
+	v, closer, err := snap.Get(keyApplied)
+	if err != nil {
+		_ = snap.Close()
+		return nil, errors.Wrap(err, "reading the applied index of a snapshot")
+	}
+	as, err := decodeApplied(v)
+	_ = closer.Close()
+	if err != nil {
+		_ = snap.Close()
+		return nil, err
+	}
+	from := readUint64(snap, userKey(keys.TxnStampsFromKey()))
+	if from == 0 || as.Index < from {
+		_ = snap.Close()
+		return nil, kvpb.ErrTxnsDisabled
+	}
+	return &snapshot{snap: snap, index: as.Index}, nil
+}
+
+type snapshot struct {
+	snap  *pebble.Snapshot
+	index uint64
+}
+
+func (s *snapshot) Index() uint64 { return s.index }
+
+func (s *snapshot) Close() { _ = s.snap.Close() }
+
+func (s *snapshot) Get(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.snap.Get(userKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+func (s *snapshot) Scan(start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	return scanReader(s.snap, start, end, limit, reverse)
+}
