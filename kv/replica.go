@@ -117,7 +117,7 @@ type Replica struct {
 	applied       appliedState
 	rows          *rowCache
 	stamps        stampsState // whether table writes are recorded (txn.go)
-	readyApplied  uint64 // the last committed entry a Ready handed over
+	readyApplied  uint64      // the last committed entry a Ready handed over
 	trunc         truncatedState
 	lastPersist   uint64
 	tickCount     int
