@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kvnode/kvnode/clusterversion"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -38,7 +40,7 @@ var binaryVersion string
 // Release is the release this binary reports.
 func Release() string {
 	if binaryVersion == "" {
-		return "2.0"
+		return "` + clusterversion.Latest.String() + `"
 	}
 	return binaryVersion
 }
@@ -123,7 +125,7 @@ func TestBuilderBuildsCachesAndChecks(t *testing.T) {
 		}
 		want := rel
 		if rel == DefaultRelease {
-			want = "2.0"
+			want = clusterversion.Latest.String()
 		}
 		if bin.Release != want || bin.Asked != rel {
 			t.Errorf("release %q: got %+v", rel, bin)
