@@ -1,0 +1,363 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/testutil"
+	"github.com/kvnode/kvnode/txn"
+)
+
+// tk is a key of table 7, the only table these tests use.
+func tk(s string) []byte { return append(keys.TablePrefix(7), s...) }
+
+func tableSpan() (lo, hi []byte) { return keys.TableSpan(7) }
+
+func isConflict(err error) bool {
+	var ce *kvpb.TxnConflictError
+	return errors.As(err, &ce)
+}
+
+func enabledCluster(t *testing.T) (*tcluster, context.Context) {
+	c := bootstrap3(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := c.leader().rep.EnableTxns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
+}
+
+func TestTxnsDisabledUntilEnabled(t *testing.T) {
+	c := bootstrap3(t, 0)
+	ctx := context.Background()
+	rep := c.nodes[2].rep
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("a"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rep.Snapshot(ctx); !errors.Is(err, kvpb.ErrTxnsDisabled) {
+		t.Fatalf("snapshot before enabling: %v, want ErrTxnsDisabled", err)
+	}
+	if err := rep.CommitTxn(ctx, &kvpb.TxnCommit{Snapshot: 1, Writes: []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("b")}}}); !errors.Is(err, kvpb.ErrTxnsDisabled) {
+		t.Fatalf("commit before enabling: %v, want ErrTxnsDisabled", err)
+	}
+	// Nothing is recorded before the command: a 2.0 replica would not.
+	for id, n := range c.nodes {
+		if recs, _ := n.rep.ScanLocal([]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix)), 0, false); len(recs) != 0 {
+			t.Errorf("node %d holds transaction records before they were enabled: %q", id, recs)
+		}
+	}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := c.nodes[3].rep.EnableTxns(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := rep.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	if v, ok, _ := snap.Get(tk("a")); !ok || string(v) != "1" {
+		t.Fatalf("snapshot read %q %v", v, ok)
+	}
+	from := make(map[uint64]uint64)
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		for id, n := range c.nodes {
+			v, ok, _ := n.rep.GetLocal(keys.TxnStampsFromKey())
+			if !ok {
+				return fmt.Errorf("node %d has not applied the command", id)
+			}
+			from[id] = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if from[1] != from[2] || from[2] != from[3] {
+		t.Fatalf("replicas enabled at different entries: %v", from)
+	}
+}
+
+// TestTxnValidation pins each rule of the commit's validation: a key read,
+// a span scanned (phantoms), a key seen absent and then written and
+// deleted, a LIMIT scan's real extent, a range deletion, and writes made
+// outside transactions.
+func TestTxnValidation(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	n1, n2 := c.nodes[1].rep, c.nodes[2].rep
+	mustWrite := func(ops ...kvpb.Op) {
+		t.Helper()
+		if err := n2.Write(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putOp := func(k, v string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: tk(k), Value: []byte(v)} }
+	mustWrite(putOp("a", "1"), putOp("b", "1"), putOp("m", "1"))
+	lo, hi := tableSpan()
+
+	for _, tc := range []struct {
+		name      string
+		read      func(t *txn.Txn) error
+		meanwhile []kvpb.Op // written outside the transaction after its reads
+		conflict  bool
+	}{
+		{name: "key read, then written", conflict: true,
+			read:      func(x *txn.Txn) error { _, _, err := x.Get(ctx, tk("a")); return err },
+			meanwhile: []kvpb.Op{putOp("a", "2")}},
+		{name: "key read, another key written",
+			read:      func(x *txn.Txn) error { _, _, err := x.Get(ctx, tk("a")); return err },
+			meanwhile: []kvpb.Op{putOp("b", "2")}},
+		{name: "key seen absent, then inserted", conflict: true,
+			read:      func(x *txn.Txn) error { _, _, err := x.Get(ctx, tk("c")); return err },
+			meanwhile: []kvpb.Op{putOp("c", "1")}},
+		{name: "key read, then deleted", conflict: true,
+			read:      func(x *txn.Txn) error { _, _, err := x.Get(ctx, tk("b")); return err },
+			meanwhile: []kvpb.Op{{Kind: kvpb.OpDelete, Key: tk("b")}}},
+		{name: "span scanned, then a row inserted (phantom)", conflict: true,
+			read:      func(x *txn.Txn) error { _, err := x.Scan(ctx, lo, hi, 0, false); return err },
+			meanwhile: []kvpb.Op{putOp("d", "1")}},
+		{name: "LIMIT 1 scan, a row inserted beyond it",
+			read:      func(x *txn.Txn) error { _, err := x.Scan(ctx, lo, hi, 1, false); return err },
+			meanwhile: []kvpb.Op{putOp("z", "1")}},
+		{name: "reverse LIMIT 1 scan, a row inserted before it",
+			read:      func(x *txn.Txn) error { _, err := x.Scan(ctx, lo, hi, 1, true); return err },
+			meanwhile: []kvpb.Op{putOp("0", "1")}},
+		{name: "LIMIT 1 scan, its row deleted", conflict: true,
+			read:      func(x *txn.Txn) error { _, err := x.Scan(ctx, lo, hi, 1, false); return err },
+			meanwhile: []kvpb.Op{{Kind: kvpb.OpDelete, Key: tk("0")}}},
+		{name: "span scanned, then the table's range deleted", conflict: true,
+			read:      func(x *txn.Txn) error { _, err := x.Scan(ctx, tk("a"), tk("b"), 0, false); return err },
+			meanwhile: []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: lo, EndKey: hi}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := txn.New(n1, 0)
+			if err := tc.read(x); err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(tc.meanwhile...)
+			if err := x.Write(ctx, []kvpb.Op{putOp("out", tc.name)}); err != nil {
+				t.Fatal(err)
+			}
+			err := x.Commit(ctx)
+			if tc.conflict != isConflict(err) || (!tc.conflict && err != nil) {
+				t.Fatalf("commit: %v, want conflict=%v", err, tc.conflict)
+			}
+			v, ok, _ := n2.Get(ctx, tk("out"))
+			if committed := ok && string(v) == tc.name; committed == tc.conflict {
+				t.Fatalf("the write of the transaction: %q %v, want committed=%v", v, ok, !tc.conflict)
+			}
+		})
+	}
+}
+
+// TestTxnReadsItsOwnWritesAndSavepoints checks the overlay of buffered
+// writes in point reads and scans, and that a savepoint undoes writes.
+func TestTxnReadsItsOwnWritesAndSavepoints(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[1].rep
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("a"), Value: []byte("1")}, {Kind: kvpb.OpPut, Key: tk("c"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := tableSpan()
+	x := txn.New(rep, 0)
+	scan := func(limit int, reverse bool) string {
+		t.Helper()
+		kvs, err := x.Scan(ctx, lo, hi, limit, reverse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		for _, kv := range kvs {
+			fmt.Fprintf(&b, "%s=%s ", kv.Key[9:], kv.Value)
+		}
+		return b.String()
+	}
+	if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("b"), Value: []byte("2")}, {Kind: kvpb.OpDelete, Key: tk("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan(0, false); got != "b=2 c=1 " {
+		t.Fatalf("scan: %q", got)
+	}
+	if got := scan(1, false); got != "b=2 " {
+		t.Fatalf("scan limit 1: %q", got)
+	}
+	if got := scan(1, true); got != "c=1 " {
+		t.Fatalf("reverse scan limit 1: %q", got)
+	}
+	sp := x.Savepoint()
+	if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpCPut, Key: tk("b"), Expected: []byte("2"), Value: []byte("3")}}); err != nil {
+		t.Fatal(err)
+	}
+	var cf *kvpb.ConditionFailedError
+	if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpCPut, Key: tk("c"), ExpectAbsent: true, Value: []byte("x")}}); !errors.As(err, &cf) {
+		t.Fatalf("insert of an existing key: %v", err)
+	}
+	if got := scan(0, false); got != "b=3 c=1 " {
+		t.Fatalf("scan after update: %q", got)
+	}
+	x.RollbackTo(sp)
+	if got := scan(0, false); got != "b=2 c=1 " {
+		t.Fatalf("scan after ROLLBACK TO SAVEPOINT: %q", got)
+	}
+	if err := x.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kvs, _ := rep.Scan(ctx, lo, hi, 0, false)
+	if len(kvs) != 2 || string(kvs[0].Value) != "2" || string(kvs[1].Value) != "1" {
+		t.Fatalf("after commit: %q", kvs)
+	}
+}
+
+// TestTxnBankIsSerializable runs concurrent transfers between accounts
+// through all three nodes, with snapshot readers: every reader sees the
+// same total, no balance goes negative, and every replica ends with the
+// same data and the same write index records.
+func TestTxnBankIsSerializable(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	const accounts, start = 5, 100
+	var init []kvpb.Op
+	for i := 0; i < accounts; i++ {
+		init = append(init, kvpb.Op{Kind: kvpb.OpPut, Key: tk(fmt.Sprint(i)), Value: binary.BigEndian.AppendUint64(nil, start)})
+	}
+	if err := c.nodes[1].rep.Write(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := tableSpan()
+	deadline := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var committed, conflicts int
+	var failures []string
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		failures = append(failures, fmt.Sprintf(format, args...))
+	}
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			rep := c.nodes[uint64(w%3+1)].rep
+			for time.Now().Before(deadline) {
+				x := txn.New(rep, 0)
+				if w%3 == 0 { // a reader
+					kvs, err := x.Scan(ctx, lo, hi, 0, false)
+					x.Rollback()
+					if err != nil {
+						fail("reader: %v", err)
+						return
+					}
+					var sum uint64
+					for _, kv := range kvs {
+						sum += binary.BigEndian.Uint64(kv.Value)
+					}
+					if sum != accounts*start || len(kvs) != accounts {
+						fail("a reader saw a total of %d over %d accounts", sum, len(kvs))
+					}
+					continue
+				}
+				from, to := tk(fmt.Sprint(rng.IntN(accounts))), tk(fmt.Sprint(rng.IntN(accounts)))
+				if bytes.Equal(from, to) {
+					continue
+				}
+				fv, _, err1 := x.Get(ctx, from)
+				tv, _, err2 := x.Get(ctx, to)
+				if err := errors.CombineErrors(err1, err2); err != nil {
+					fail("read: %v", err)
+					return
+				}
+				a, b := binary.BigEndian.Uint64(fv), binary.BigEndian.Uint64(tv)
+				amt := uint64(rng.IntN(20))
+				if amt > a {
+					x.Rollback()
+					continue
+				}
+				if err := x.Write(ctx, []kvpb.Op{
+					{Kind: kvpb.OpPut, Key: from, Value: binary.BigEndian.AppendUint64(nil, a-amt)},
+					{Kind: kvpb.OpPut, Key: to, Value: binary.BigEndian.AppendUint64(nil, b+amt)},
+				}); err != nil {
+					fail("write: %v", err)
+					return
+				}
+				err := x.Commit(ctx)
+				mu.Lock()
+				switch {
+				case err == nil:
+					committed++
+				case isConflict(err):
+					conflicts++
+				default:
+					failures = append(failures, fmt.Sprintf("commit: %v", err))
+				}
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
+	}
+	if committed == 0 || conflicts == 0 {
+		t.Fatalf("committed %d, conflicts %d: the test did not exercise contention", committed, conflicts)
+	}
+	t.Logf("committed %d transfers, %d conflicts", committed, conflicts)
+	// Every replica holds the same rows and the same records.
+	leader := c.leader().rep
+	if _, err := leader.Scan(ctx, lo, hi, 0, false); err != nil { // a barrier
+		t.Fatal(err)
+	}
+	dump := func(n *tnode) string {
+		rows, _ := n.rep.ScanLocal(lo, hi, 0, false)
+		meta, _ := n.rep.ScanLocal([]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix)), 0, false)
+		return fmt.Sprintf("%x %x", rows, meta)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		want := dump(c.nodes[1])
+		for id := uint64(2); id <= 3; id++ {
+			if got := dump(c.nodes[id]); got != want {
+				return fmt.Errorf("node %d's state differs from node 1's", id)
+			}
+		}
+		return nil
+	})
+	var sum uint64
+	rows, _ := leader.Scan(ctx, lo, hi, 0, false)
+	for _, kv := range rows {
+		sum += binary.BigEndian.Uint64(kv.Value)
+	}
+	if sum != accounts*start {
+		t.Fatalf("final total %d, want %d", sum, accounts*start)
+	}
+}
+
+// TestTxnWriteSkewRefused: two transactions each read both rows and write
+// one; they must not both commit.
+func TestTxnWriteSkewRefused(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	if err := c.nodes[1].rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("x"), Value: []byte("on")}, {Kind: kvpb.OpPut, Key: tk("y"), Value: []byte("on")}}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := txn.New(c.nodes[2].rep, 0), txn.New(c.nodes[3].rep, 0)
+	for _, x := range []*txn.Txn{a, b} {
+		for _, k := range []string{"x", "y"} {
+			if _, _, err := x.Get(ctx, tk(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = a.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("x"), Value: []byte("off")}})
+	_ = b.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("y"), Value: []byte("off")}})
+	errA, errB := a.Commit(ctx), b.Commit(ctx)
+	if errA != nil || !isConflict(errB) {
+		t.Fatalf("first commit: %v; second: %v (want nil, then a conflict)", errA, errB)
+	}
+}

@@ -1,0 +1,353 @@
+package txn
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"sort"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+)
+
+// DefaultMaxWriteBytes bounds the writes a transaction may buffer.
+const DefaultMaxWriteBytes = 64 << 20
+
+// ErrTooLarge is returned by a write that would take the transaction's
+// buffered writes past its limit. The transaction is unchanged.
+var ErrTooLarge = errors.New("transaction is too large")
+
+// Txn is one transaction: it reads a snapshot of the data group overlaid
+// with its own buffered writes, remembers what it read, and commits its
+// writes in one command that the data group validates (DESIGN.md). It
+// implements kvpb.DB, so the SQL executor runs statements on it unchanged.
+// A Txn is used by one goroutine at a time.
+type Txn struct {
+	db       kvpb.TxnDB
+	maxBytes int
+
+	snap kvpb.Snapshot // taken at the first operation
+
+	writes    map[string]buffered // the latest buffered write per key
+	undo      []undoEntry         // for savepoints, oldest first
+	bytes     int                 // size of the buffered writes
+	readKeys  map[string]struct{}
+	readSpans []kvpb.Span
+	done      bool
+}
+
+type buffered struct {
+	value   []byte
+	deleted bool
+}
+
+// undoEntry restores key's buffered state as it was before one write.
+type undoEntry struct {
+	key     string
+	prev    buffered
+	hadPrev bool
+}
+
+var _ kvpb.DB = (*Txn)(nil)
+
+// New starts a transaction on db. maxBytes bounds its buffered writes
+// (0: DefaultMaxWriteBytes).
+func New(db kvpb.TxnDB, maxBytes int) *Txn {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxWriteBytes
+	}
+	return &Txn{db: db, maxBytes: maxBytes, writes: map[string]buffered{}, readKeys: map[string]struct{}{}}
+}
+
+func (t *Txn) snapshot(ctx context.Context) (kvpb.Snapshot, error) {
+	if t.done {
+		return nil, errors.AssertionFailedf("transaction used after it ended")
+	}
+	if t.snap == nil {
+		s, err := t.db.Snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t.snap = s
+	}
+	return t.snap, nil
+}
+
+// SnapshotIndex is the log index of the transaction's snapshot (0 before
+// its first operation).
+func (t *Txn) SnapshotIndex() uint64 {
+	if t.snap == nil {
+		return 0
+	}
+	return t.snap.Index()
+}
+
+// HasWrites reports whether the transaction has buffered a write.
+func (t *Txn) HasWrites() bool { return len(t.writes) > 0 }
+
+// Get implements kvpb.DB: the transaction's own write if it has one,
+// else the snapshot's value, and the key joins the read set.
+func (t *Txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if w, ok := t.writes[string(key)]; ok {
+		if w.deleted {
+			return nil, false, nil
+		}
+		return bytes.Clone(w.value), true, nil
+	}
+	s, err := t.snapshot(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	v, found, err := s.Get(key)
+	if err != nil {
+		return nil, false, err
+	}
+	t.readKeys[string(key)] = struct{}{}
+	return v, found, nil
+}
+
+// Scan implements kvpb.DB over the snapshot and the buffered writes. The
+// span it really covered joins the read set: with a limit that was reached,
+// only up to the last key returned, so a LIMIT 1 read does not conflict
+// with writes beyond its row.
+func (t *Txn) Scan(ctx context.Context, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	if len(end) == 0 {
+		return nil, errors.AssertionFailedf("a transaction scans bounded spans only")
+	}
+	s, err := t.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inRange := func(k string) bool { return k >= string(start) && k < string(end) }
+	var mine []string
+	for k := range t.writes {
+		if inRange(k) {
+			mine = append(mine, k)
+		}
+	}
+	snapLimit := 0
+	if limit > 0 {
+		// Every buffered key in range can hide at most one snapshot row.
+		snapLimit = limit + len(mine)
+	}
+	base, err := s.Scan(start, end, snapLimit, reverse)
+	if err != nil {
+		return nil, err
+	}
+	snapExhausted := snapLimit == 0 || len(base) < snapLimit
+	// The snapshot's rows beyond the last one it returned are unknown: the
+	// merge may only use buffered keys up to there.
+	var bound []byte
+	if !snapExhausted && len(base) > 0 {
+		bound = base[len(base)-1].Key
+	}
+	merged := make(map[string][]byte, len(base)+len(mine))
+	for _, kv := range base {
+		merged[string(kv.Key)] = kv.Value
+	}
+	for _, k := range mine {
+		if bound != nil && ((!reverse && k > string(bound)) || (reverse && k < string(bound))) {
+			continue
+		}
+		if w := t.writes[k]; w.deleted {
+			delete(merged, k)
+		} else {
+			merged[k] = w.value
+		}
+	}
+	ks := make([]string, 0, len(merged))
+	for k := range merged {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	if reverse {
+		for i, j := 0, len(ks)-1; i < j; i, j = i+1, j-1 {
+			ks[i], ks[j] = ks[j], ks[i]
+		}
+	}
+	if limit > 0 && len(ks) > limit {
+		ks = ks[:limit]
+	}
+	out := make([]kvpb.KeyValue, len(ks))
+	for i, k := range ks {
+		out[i] = kvpb.KeyValue{Key: []byte(k), Value: bytes.Clone(merged[k])}
+	}
+	covered := kvpb.Span{Start: bytes.Clone(start), End: bytes.Clone(end)}
+	if limit > 0 && len(out) == limit {
+		last := out[len(out)-1].Key
+		if reverse {
+			covered.Start = bytes.Clone(last)
+		} else {
+			covered.End = append(bytes.Clone(last), 0)
+		}
+	}
+	t.readSpans = append(t.readSpans, covered)
+	return out, nil
+}
+
+// Write implements kvpb.DB: the ops are evaluated in order against the
+// transaction's view, every condition reading (and so validating) its key,
+// and buffered all together, or not at all.
+func (t *Txn) Write(ctx context.Context, ops []kvpb.Op) error {
+	staged := map[string]buffered{}
+	var order []string
+	view := func(k []byte) ([]byte, bool, error) {
+		if w, ok := staged[string(k)]; ok {
+			return w.value, !w.deleted, nil
+		}
+		return t.Get(ctx, k)
+	}
+	stage := func(k []byte, w buffered) {
+		if _, ok := staged[string(k)]; !ok {
+			order = append(order, string(k))
+		}
+		staged[string(k)] = w
+	}
+	for i, op := range ops {
+		switch op.Kind {
+		case kvpb.OpPut:
+			stage(op.Key, buffered{value: op.Value})
+		case kvpb.OpDelete:
+			stage(op.Key, buffered{deleted: true})
+		case kvpb.OpCPut:
+			cur, exists, err := view(op.Key)
+			if err != nil {
+				return err
+			}
+			ok := (op.ExpectAbsent && !exists) || (!op.ExpectAbsent && exists && bytes.Equal(cur, op.Expected))
+			if !ok {
+				return &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: bytes.Clone(cur), Exists: exists}
+			}
+			if op.Delete {
+				stage(op.Key, buffered{deleted: true})
+			} else {
+				stage(op.Key, buffered{value: op.Value})
+			}
+		case kvpb.OpInsertOrUpdate:
+			_, exists, err := view(op.Key)
+			if err != nil {
+				return err
+			}
+			if exists {
+				stage(op.Key, buffered{value: op.ElseValue})
+			} else {
+				stage(op.Key, buffered{value: op.Value})
+			}
+		case kvpb.OpDeleteRange:
+			rows, err := t.Scan(ctx, op.Key, op.EndKey, 0, false)
+			if err != nil {
+				return err
+			}
+			for _, kv := range rows {
+				stage(kv.Key, buffered{deleted: true})
+			}
+		default:
+			return errors.AssertionFailedf("op %d: unknown kind %d", i, op.Kind)
+		}
+	}
+	grow := 0
+	for _, k := range order {
+		grow += len(k) + len(staged[k].value)
+	}
+	if t.bytes+grow > t.maxBytes {
+		return errors.WithHintf(errors.Wrapf(ErrTooLarge, "its writes would take %d bytes, more than the limit of %d", t.bytes+grow, t.maxBytes),
+			"split the work into several transactions")
+	}
+	for _, k := range order {
+		prev, had := t.writes[k]
+		t.undo = append(t.undo, undoEntry{key: k, prev: prev, hadPrev: had})
+		t.writes[k] = staged[k]
+	}
+	t.bytes += grow
+	return nil
+}
+
+// Increment implements kvpb.DB: a read of the counter and a buffered write.
+func (t *Txn) Increment(ctx context.Context, key []byte, delta int64) (int64, error) {
+	v, found, err := t.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	var cur int64
+	if found && len(v) == 8 {
+		cur = int64(binary.BigEndian.Uint64(v))
+	}
+	cur += delta
+	if err := t.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: key, Value: binary.BigEndian.AppendUint64(nil, uint64(cur))}}); err != nil {
+		return 0, err
+	}
+	return cur, nil
+}
+
+// Savepoint marks the transaction's writes so far; RollbackTo undoes every
+// write after a mark.
+type Savepoint int
+
+// Savepoint returns a mark of the writes so far.
+func (t *Txn) Savepoint() Savepoint { return Savepoint(len(t.undo)) }
+
+// RollbackTo undoes the writes made after sp. What was read stays in the
+// read set: the transaction's later decisions may depend on it.
+func (t *Txn) RollbackTo(sp Savepoint) {
+	for i := len(t.undo) - 1; i >= int(sp); i-- {
+		u := t.undo[i]
+		if cur, ok := t.writes[u.key]; ok {
+			t.bytes -= len(u.key) + len(cur.value)
+		}
+		if u.hadPrev {
+			t.writes[u.key] = u.prev
+			t.bytes += len(u.key) + len(u.prev.value)
+		} else {
+			delete(t.writes, u.key)
+		}
+	}
+	t.undo = t.undo[:sp]
+}
+
+// Commit commits the transaction: a read-only one just ends; one that
+// wrote proposes its commit, which applies only if nothing it read changed
+// since its snapshot (*kvpb.TxnConflictError otherwise). The transaction
+// ends either way.
+func (t *Txn) Commit(ctx context.Context) error {
+	if t.done {
+		return errors.AssertionFailedf("transaction committed after it ended")
+	}
+	defer t.Rollback()
+	if len(t.writes) == 0 {
+		return nil
+	}
+	s, err := t.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	c := &kvpb.TxnCommit{Snapshot: s.Index(), ReadSpans: t.readSpans}
+	for k := range t.readKeys {
+		c.ReadKeys = append(c.ReadKeys, []byte(k))
+	}
+	sort.Slice(c.ReadKeys, func(i, j int) bool { return bytes.Compare(c.ReadKeys[i], c.ReadKeys[j]) < 0 })
+	ks := make([]string, 0, len(t.writes))
+	for k := range t.writes {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	for _, k := range ks {
+		w := t.writes[k]
+		if w.deleted {
+			c.Writes = append(c.Writes, kvpb.Op{Kind: kvpb.OpDelete, Key: []byte(k)})
+		} else {
+			c.Writes = append(c.Writes, kvpb.Op{Kind: kvpb.OpPut, Key: []byte(k), Value: w.value})
+		}
+	}
+	return t.db.CommitTxn(ctx, c)
+}
+
+// Rollback ends the transaction without writing anything. It may be called
+// more than once.
+func (t *Txn) Rollback() {
+	if t.snap != nil {
+		t.snap.Close()
+		t.snap = nil
+	}
+	t.done = true
+}
