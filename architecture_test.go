@@ -63,7 +63,7 @@ var archRules = map[string]archRule{
 	"sql/pgerror":         {ours: nil, thirdParty: anything},
 	"rpc":                 {ours: nil, thirdParty: anything},
 	"storage":             {ours: []string{"kv/kvpb"}, thirdParty: anything},
-	"kv":                  {ours: []string{"storage", "rpc", "kv/kvpb", "keys"}, thirdParty: anything},
+	"kv":                  {ours: []string{"storage", "rpc", "kv/kvpb"}, thirdParty: anything},
 	"txn":                 {ours: []string{"kv/kvpb"}, thirdParty: anything},
 	"gossip":              {ours: []string{"clusterversion"}, thirdParty: anything},
 	"liveness":            {ours: peerDeps, thirdParty: anything},

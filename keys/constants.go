@@ -96,49 +96,12 @@ const (
 	ColumnIDGenPrefix = SQLPrefix + "sql/column-id-gen/"
 )
 
-// Transaction metadata, under 0x06 (release 2.1, txn/DESIGN.md). Written
-// only by kv's apply loop, deterministically, so every replica holds the
-// same; read by the apply loop when it validates a transaction's commit.
-const (
-	// TxnMetaPrefix is the first byte of every transaction metadata record.
-	TxnMetaPrefix = "\x06"
-
-	// TxnStampsFrom is the log index (uint64BE) of the entry from which the
-	// apply loop records write indexes: the command of release 2.1's
-	// migration. Absent means transactions are not enabled.
-	TxnStampsFrom = TxnMetaPrefix + "stamps-from"
-
-	// WriteIndexPrefix + a table data key is the log index (uint64BE) of
-	// the last entry that wrote or deleted that key. A deleted key keeps its
-	// record, so a transaction that saw it absent notices it came back.
-	WriteIndexPrefix = TxnMetaPrefix + "w/"
-
-	// RangeDeletePrefix + uint64BE(log index) + start key is a range
-	// deletion (DROP TABLE, TRUNCATE) of [start, end) at that index; the
-	// value is end. Ordered by index, so validation reads only the records
-	// after a snapshot.
-	RangeDeletePrefix = TxnMetaPrefix + "rd/"
-)
-
-// TxnStampsFromKey returns the key of the index from which writes are
-// recorded.
-func TxnStampsFromKey() []byte { return []byte(TxnStampsFrom) }
-
-// WriteIndexKey returns the key of the write index record of key k.
-func WriteIndexKey(k []byte) []byte {
-	return append(append(make([]byte, 0, len(WriteIndexPrefix)+len(k)), WriteIndexPrefix...), k...)
-}
-
-// RangeDeleteKey returns the key of the record of a range deletion at index
-// starting at start.
-func RangeDeleteKey(index uint64, start []byte) []byte {
-	b := binary.BigEndian.AppendUint64([]byte(RangeDeletePrefix), index)
-	return append(b, start...)
-}
-
-// IsTableDataKey reports whether k holds a table's row: the keys whose
-// writes are recorded for transactions.
-func IsTableDataKey(k []byte) bool { return len(k) > 0 && k[0] == TableDataPrefix }
+// TxnMetaPrefix (0x06) is reserved for the records the data group's apply
+// loop keeps for transactions from release 2.1 on (the log index of every
+// write, range deletions, the index from which they are kept). Their layout
+// is kv's own (kv/txn.go), as the Raft keys are; it is named here only so
+// that no other record takes the prefix.
+const TxnMetaPrefix = "\x06"
 
 // TableDataPrefix is the first byte of every table data key: 0x88 |
 // uint64BE(table ID) | the primary key as sql/rowenc encodes it. Written by

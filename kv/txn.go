@@ -6,10 +6,12 @@ package kv
 // is its part that runs on every replica.
 //
 // From the entry of the cmdEnableTxns command on (its index is stored under
-// keys.TxnStampsFrom), every write or delete of a table key k also writes
-// keys.WriteIndexKey(k) = the entry's index, and every DeleteRange over table
-// data leaves a keys.RangeDeleteKey record. A key without a record was last
-// written at or before the enabling entry. All of it is written in the apply
+// stampsFromKey), every write or delete of a key k also writes
+// writeIndexKey(k) = the entry's index, and every DeleteRange leaves a
+// rangeDeleteKey record. A key without a record was last written at or
+// before the enabling entry. The records live under keys.TxnMetaPrefix
+// (0x06), which the keys package reserves for them; keys under it are never
+// recorded themselves, and transactions may not read or write them. All of it is written in the apply
 // batch, from the entry alone, so every replica holds the same records, and
 // Raft snapshots carry them with the rest of the replicated span.
 
@@ -21,9 +23,35 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble"
 
-	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 )
+
+// The transaction records' layout, under the replicated user key prefix
+// 0x06 (keys.TxnMetaPrefix; a test checks the two agree).
+const (
+	txnMetaPrefix = "\x06"
+	// stampsFromKey holds the log index (uint64BE) of the cmdEnableTxns
+	// entry; absent means transactions are not enabled.
+	stampsFromKey = txnMetaPrefix + "stamps-from"
+	// writeIndexPrefix + k holds the log index (uint64BE) of the last
+	// entry that wrote or deleted k. A deleted key keeps its record, so a
+	// transaction that saw it absent notices it came back.
+	writeIndexPrefix = txnMetaPrefix + "w/"
+	// rangeDeletePrefix + uint64BE(index) + start holds end: a DeleteRange
+	// of [start, end) at index. Ordered by index, so validation reads only
+	// the records after a snapshot.
+	rangeDeletePrefix = txnMetaPrefix + "rd/"
+)
+
+func isTxnMetaKey(k []byte) bool { return len(k) > 0 && k[0] == txnMetaPrefix[0] }
+
+func writeIndexKey(k []byte) []byte {
+	return append(append(make([]byte, 0, len(writeIndexPrefix)+len(k)), writeIndexPrefix...), k...)
+}
+
+func rangeDeleteKey(index uint64, start []byte) []byte {
+	return append(binary.BigEndian.AppendUint64([]byte(rangeDeletePrefix), index), start...)
+}
 
 // stampsState caches keys.TxnStampsFrom for the apply loop. The zero value
 // means "not read yet": it is read from the engine at the first apply after
@@ -42,28 +70,24 @@ type writeIndexer struct {
 }
 
 func (w *writeIndexer) wrote(b *pebble.Batch, k []byte) {
-	if w == nil || !keys.IsTableDataKey(k) {
+	if w == nil || isTxnMetaKey(k) {
 		return
 	}
-	_ = b.Set(userKey(keys.WriteIndexKey(k)), w.val[:], nil)
+	_ = b.Set(userKey(writeIndexKey(k)), w.val[:], nil)
 }
 
 func (w *writeIndexer) deletedRange(b *pebble.Batch, start, end []byte) {
-	if w == nil {
+	if w == nil || isTxnMetaKey(start) {
 		return
 	}
-	lo, hi := keys.AllTablesSpan()
-	if bytes.Compare(end, lo) <= 0 || bytes.Compare(start, hi) >= 0 {
-		return
-	}
-	_ = b.Set(userKey(keys.RangeDeleteKey(w.index, start)), end, nil)
+	_ = b.Set(userKey(rangeDeleteKey(w.index, start)), end, nil)
 }
 
 // stampsFrom returns the index from which table writes are recorded (0:
 // not enabled), reading it through b if it is not cached.
 func (r *Replica) stampsFrom(b *pebble.Batch) uint64 {
 	if !r.stamps.loaded {
-		r.stamps = stampsState{loaded: true, from: readUint64(b, userKey(keys.TxnStampsFromKey()))}
+		r.stamps = stampsState{loaded: true, from: readUint64(b, userKey([]byte(stampsFromKey)))}
 	}
 	return r.stamps.from
 }
@@ -91,7 +115,7 @@ func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result
 	switch cmd.Kind {
 	case cmdEnableTxns:
 		if from == 0 {
-			_ = b.Set(userKey(keys.TxnStampsFromKey()), binary.BigEndian.AppendUint64(nil, index), nil)
+			_ = b.Set(userKey([]byte(stampsFromKey)), binary.BigEndian.AppendUint64(nil, index), nil)
 			r.stamps = stampsState{loaded: true, from: index}
 			r.log.Info("transactions enabled: table writes are recorded from this log index on", "index", index)
 		}
@@ -117,16 +141,16 @@ func validateTxn(b *pebble.Batch, from uint64, cmd *command) error {
 		return &kvpb.TxnConflictError{TooOld: true}
 	}
 	for _, k := range cmd.ReadKeys {
-		if !keys.IsTableDataKey(k) {
-			return errors.AssertionFailedf("a transaction read key %q, which is not table data", k)
+		if isTxnMetaKey(k) {
+			return errors.AssertionFailedf("a transaction read key %q, a transaction record", k)
 		}
-		if idx := readUint64(b, userKey(keys.WriteIndexKey(k))); idx > s {
+		if idx := readUint64(b, userKey(writeIndexKey(k))); idx > s {
 			return &kvpb.TxnConflictError{Key: k, Index: idx}
 		}
 	}
 	for _, sp := range cmd.ReadSpans {
-		if !keys.IsTableDataKey(sp.Start) || len(sp.End) == 0 || bytes.Compare(sp.Start, sp.End) >= 0 {
-			return errors.AssertionFailedf("a transaction read span [%q, %q), which is not a span of table data", sp.Start, sp.End)
+		if isTxnMetaKey(sp.Start) || isTxnMetaKey(sp.End) || len(sp.End) == 0 || bytes.Compare(sp.Start, sp.End) >= 0 {
+			return errors.AssertionFailedf("a transaction read span [%q, %q), which is empty or holds transaction records", sp.Start, sp.End)
 		}
 		if err := validateSpan(b, s, sp); err != nil {
 			return err
@@ -140,8 +164,8 @@ func validateTxn(b *pebble.Batch, from uint64, cmd *command) error {
 // index above s.
 func validateSpan(b *pebble.Batch, s uint64, sp kvpb.Span) error {
 	it, err := b.NewIter(&pebble.IterOptions{
-		LowerBound: userKey(keys.WriteIndexKey(sp.Start)),
-		UpperBound: userKey(keys.WriteIndexKey(sp.End)),
+		LowerBound: userKey(writeIndexKey(sp.Start)),
+		UpperBound: userKey(writeIndexKey(sp.End)),
 	})
 	if err != nil {
 		return err
@@ -151,7 +175,7 @@ func validateSpan(b *pebble.Batch, s uint64, sp kvpb.Span) error {
 		v := it.Value()
 		if len(v) == 8 {
 			if idx := binary.BigEndian.Uint64(v); idx > s {
-				k := it.Key()[1+len(keys.WriteIndexPrefix):]
+				k := it.Key()[1+len(writeIndexPrefix):]
 				return &kvpb.TxnConflictError{Key: bytes.Clone(k), Index: idx}
 			}
 		}
@@ -163,15 +187,16 @@ func validateSpan(b *pebble.Batch, s uint64, sp kvpb.Span) error {
 // overlaps a span cmd read. The records are ordered by index, so only
 // those after s are read.
 func validateRangeDeletes(b *pebble.Batch, s uint64, cmd *command) error {
-	lo := userKey(keys.RangeDeleteKey(s+1, nil))
-	hi := userKey(keys.PrefixEnd([]byte(keys.RangeDeletePrefix)))
+	lo := userKey(rangeDeleteKey(s+1, nil))
+	hi := userKey([]byte(rangeDeletePrefix[:len(rangeDeletePrefix)-1] + "0")) // '0' follows '/'
+
 	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	for valid := it.First(); valid; valid = it.Next() {
-		rec := it.Key()[1+len(keys.RangeDeletePrefix):]
+		rec := it.Key()[1+len(rangeDeletePrefix):]
 		if len(rec) < 8 {
 			continue
 		}
@@ -209,8 +234,8 @@ func (r *Replica) CommitTxn(ctx context.Context, c *kvpb.TxnCommit) error {
 		if op.Kind != kvpb.OpPut && op.Kind != kvpb.OpDelete {
 			return errors.AssertionFailedf("transaction write %d: only puts and deletes are committed, not kind %d", i, op.Kind)
 		}
-		if !keys.IsTableDataKey(op.Key) {
-			return errors.AssertionFailedf("transaction write %d: key %q is not table data", i, op.Key)
+		if isTxnMetaKey(op.Key) {
+			return errors.AssertionFailedf("transaction write %d: key %q is a transaction record", i, op.Key)
 		}
 	}
 	res, err := r.submit(ctx, &command{Kind: cmdTxnCommit, Snapshot: c.Snapshot,
@@ -240,7 +265,7 @@ func (r *Replica) Snapshot(ctx context.Context) (kvpb.Snapshot, error) {
 		_ = snap.Close()
 		return nil, err
 	}
-	from := readUint64(snap, userKey(keys.TxnStampsFromKey()))
+	from := readUint64(snap, userKey([]byte(stampsFromKey)))
 	if from == 0 || as.Index < from {
 		_ = snap.Close()
 		return nil, kvpb.ErrTxnsDisabled

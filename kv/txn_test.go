@@ -18,6 +18,12 @@ import (
 	"github.com/kvnode/kvnode/txn"
 )
 
+func TestTxnMetaPrefixIsReserved(t *testing.T) {
+	if txnMetaPrefix != keys.TxnMetaPrefix {
+		t.Fatalf("kv keeps transaction records under %q, but keys reserves %q for them", txnMetaPrefix, keys.TxnMetaPrefix)
+	}
+}
+
 // tk is a key of table 7, the only table these tests use.
 func tk(s string) []byte { return append(keys.TablePrefix(7), s...) }
 
@@ -73,7 +79,7 @@ func TestTxnsDisabledUntilEnabled(t *testing.T) {
 	from := make(map[uint64]uint64)
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		for id, n := range c.nodes {
-			v, ok, _ := n.rep.GetLocal(keys.TxnStampsFromKey())
+			v, ok, _ := n.rep.GetLocal([]byte(stampsFromKey))
 			if !ok {
 				return fmt.Errorf("node %d has not applied the command", id)
 			}
