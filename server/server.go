@@ -600,7 +600,7 @@ func (s *Server) startNode() error {
 	s.gossip = g
 	s.mu.Unlock()
 	exec, err := sql.NewExecutor(sql.Config{
-		DB: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
+		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
 		NodeID:             func() int32 { return id.NodeID },
 		TestingBeforeWrite: s.cfg.Knobs.BeforeRowWrite,
 	})

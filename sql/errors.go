@@ -7,6 +7,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/txn"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/types"
@@ -54,6 +55,13 @@ func kvError(err error) error {
 	case errors.Is(err, kvpb.ErrUnavailable):
 		return pgerror.WithHintf(pgerror.WithCode(err, pgerror.CodeUnavailable),
 			"a majority of the nodes must be live; check the cluster's nodes and retry")
+	case errors.Is(err, txn.ErrTooLarge):
+		return pgerror.WithCode(err, pgerror.CodeProgramLimitExceeded)
+	case errors.Is(err, kvpb.ErrTxnsDisabled):
+		return pgerror.WithHintf(pgerror.WithCode(err, pgerror.CodeFeatureNotSupported),
+			"transactions need cluster version 2.1; finalize the upgrade with SET CLUSTER SETTING version = '2.1'")
+	case errors.As(err, new(*kvpb.TxnConflictError)):
+		return txnRetryError(err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return pgerror.WithCode(errors.Wrap(err, "query canceled"), pgerror.CodeQueryCanceled)
 	}

@@ -23,6 +23,9 @@ type Config struct {
 	// DB is the replicated, linearizable key-value store holding table data
 	// and the ID counters (package kv implements it).
 	DB kvpb.DB
+	// Txns runs transactions on the same data (the kv replica); nil means
+	// this executor refuses BEGIN.
+	Txns kvpb.TxnDB
 	// Local is this node's own unreplicated store, holding the schema under
 	// the pre-Raft procedure.
 	Local LocalStore

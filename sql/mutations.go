@@ -376,7 +376,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		if hook := p.e.cfg.TestingBeforeWrite; hook != nil {
 			hook(ctx)
 		}
-		if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+		if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
 			var cf *kvpb.ConditionFailedError
 			if errors.As(err, &cf) {
 				// Index names the failing op, which is row Index; fall back
@@ -407,7 +407,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if skip != nil && skip[r] {
 				continue
 			}
-			old, found, err := p.e.cfg.DB.Get(ctx, keys[r])
+			old, found, err := p.e.kv(ctx).Get(ctx, keys[r])
 			if err != nil {
 				return pgwire.Result{}, kvError(err)
 			}
@@ -442,7 +442,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		if len(ops) == 0 {
 			return p.result(ec, nil)
 		}
-		err := p.e.cfg.DB.Write(ctx, ops)
+		err := p.e.kv(ctx).Write(ctx, ops)
 		if err == nil {
 			return p.result(ec, affected)
 		}
@@ -506,7 +506,7 @@ func (p *insertPlan) execBlindUpdate(ec *evalCtx, rows [][]types.Datum, keys [][
 		}
 		ops = append(ops, kvpb.Op{Kind: kvpb.OpInsertOrUpdate, Key: keys[r], Value: ins, ElseValue: upd})
 	}
-	if err := p.e.cfg.DB.Write(ec.ctx, ops); err != nil {
+	if err := p.e.kv(ec.ctx).Write(ec.ctx, ops); err != nil {
 		return pgwire.Result{}, kvError(err)
 	}
 	return pgwire.Result{Tag: fmt.Sprintf("INSERT 0 %d", len(rows))}, nil
@@ -673,7 +673,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				ops[i].Value = m.val
 				continue
 			}
-			_, exists, err := p.e.cfg.DB.Get(ctx, m.key)
+			_, exists, err := p.e.kv(ctx).Get(ctx, m.key)
 			if err != nil {
 				return pgwire.Result{}, kvError(err)
 			}
@@ -683,7 +683,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: m.key, Value: m.val, ExpectAbsent: true})
 		}
 		if len(ops) > 0 {
-			if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+			if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
 				if !isConditionFailed(err) {
 					return pgwire.Result{}, kvError(err)
 				}
@@ -758,7 +758,7 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			deleted = append(deleted, r.row)
 		}
 		if len(ops) > 0 {
-			if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+			if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
 				if !isConditionFailed(err) {
 					return pgwire.Result{}, kvError(err)
 				}

@@ -32,7 +32,7 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 			if limit > 0 && len(out) >= limit {
 				break
 			}
-			v, found, err := e.cfg.DB.Get(ec.ctx, k)
+			v, found, err := e.kv(ec.ctx).Get(ec.ctx, k)
 			if err != nil {
 				return nil, kvError(err)
 			}
@@ -52,7 +52,7 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 		return nil, err
 	}
 	if p.kind == scanPoint {
-		v, found, err := e.cfg.DB.Get(ec.ctx, start)
+		v, found, err := e.kv(ec.ctx).Get(ec.ctx, start)
 		if err != nil {
 			return nil, kvError(err)
 		}
@@ -65,7 +65,7 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 		}
 		return []kvRow{{key: start, value: v, row: row, extra: extra}}, nil
 	}
-	kvs, err := e.cfg.DB.Scan(ec.ctx, start, end, limit, p.reverse)
+	kvs, err := e.kv(ec.ctx).Scan(ec.ctx, start, end, limit, p.reverse)
 	if err != nil {
 		return nil, kvError(err)
 	}

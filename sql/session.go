@@ -29,6 +29,7 @@ type session struct {
 	e    *Executor
 	args pgwire.SessionArgs
 	vars map[string]string // set values; defaults are computed
+	txn  sessionTxn        // txn.go
 }
 
 var _ pgwire.Session = (*session)(nil)
@@ -49,9 +50,6 @@ func (s *session) Parse(query string) ([]pgwire.Statement, error) {
 	}
 	return out, nil
 }
-
-// Close implements pgwire.Session.
-func (s *session) Close() {}
 
 // recoverInternal turns a panic in the executor into an internal error for
 // the one statement, instead of taking the node down. Every such panic is a
@@ -133,7 +131,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	case *parser.SetVar:
 		return s.analyzeSetVar(v, params)
 	case *parser.Txn:
-		return &txnPlan{kind: v.Kind}, nil
+		return &txnPlan{s: s, stmt: v}, nil
 	case *parser.Explain:
 		return s.analyzeExplain(v, params)
 	case *parser.SetClusterSetting, *parser.ResetClusterSetting, *parser.ShowClusterSetting,
@@ -182,6 +180,12 @@ func (p *prepared) Exec(ctx context.Context, params []types.Datum) (_ pgwire.Res
 		}
 		p.plan = pl
 	}
+	if err := p.s.checkInTxn(p.plan); err != nil {
+		return pgwire.Result{}, err
+	}
+	if t := p.s.txn.t; t != nil {
+		ctx = withTxn(ctx, t)
+	}
 	if timeout := p.s.statementTimeout(); timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -216,17 +220,6 @@ func sameTypes(a, b []types.T) bool {
 		}
 	}
 	return true
-}
-
-// ---- transaction statements ----
-
-type txnPlan struct{ kind parser.TxnKind }
-
-func (p *txnPlan) columns() []pgwire.Column { return nil }
-func (p *txnPlan) stale() bool              { return false }
-func (p *txnPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
-	return pgwire.Result{}, pgerror.WithHintf(unsupported("explicit transactions are not supported yet"),
-		"run each statement on its own; every statement commits atomically")
 }
 
 // ---- cluster settings, jobs, upgrades: the hook ----
@@ -384,6 +377,16 @@ func (s *session) setVar(v *sessionVar, val string) error {
 	}
 	s.vars[v.name] = norm
 	return nil
+}
+
+// varValue returns the value of the session variable name ("" if there is
+// no such variable).
+func (s *session) varValue(name string) string {
+	v, ok := lookupVar(name)
+	if !ok {
+		return ""
+	}
+	return s.getVar(v)
 }
 
 func (s *session) getVar(v *sessionVar) string {

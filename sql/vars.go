@@ -80,7 +80,7 @@ var sessionVars = []*sessionVar{
 		}
 		return strconv.Itoa(n), nil
 	}},
-	{name: "idle_in_transaction_session_timeout", def: fixed("0"), set: anyValue},
+	{name: "idle_in_transaction_session_timeout", def: fixed("0"), set: durationValue},
 	{name: "integer_datetimes", def: fixed("on")},
 	{name: "intervalstyle", def: fixed("postgres"), set: oneOf("intervalstyle", "postgres")},
 	{name: "is_superuser", def: fixed("on")},
@@ -94,16 +94,7 @@ var sessionVars = []*sessionVar{
 	{name: "server_version_num", def: fixed(pgwire.ServerVersionNum)},
 	{name: "session_user", def: fixed("root")},
 	{name: "standard_conforming_strings", def: fixed("on"), set: oneOf("standard_conforming_strings", "on")},
-	{name: "statement_timeout", def: fixed("0"), set: func(_ *session, v string) (string, error) {
-		d, err := parseDuration(v)
-		if err != nil {
-			return "", err
-		}
-		if d == 0 {
-			return "0", nil
-		}
-		return d.String(), nil
-	}},
+	{name: "statement_timeout", def: fixed("0"), set: durationValue},
 	{name: "timezone", def: fixed("UTC"), set: anyValue},
 	{name: "transaction_isolation", def: fixed("serializable")},
 	{name: "transaction_read_only", def: fixed("off")},
@@ -181,6 +172,19 @@ func unknownVar(name string) error {
 
 // parseDuration reads a PostgreSQL duration setting: a number of
 // milliseconds, or a number with a unit (ms, s, min, h).
+// durationValue normalizes a duration setting (milliseconds, or a value
+// with a unit) to Go's form, "0" for none.
+func durationValue(_ *session, v string) (string, error) {
+	d, err := parseDuration(v)
+	if err != nil {
+		return "", err
+	}
+	if d == 0 {
+		return "0", nil
+	}
+	return d.String(), nil
+}
+
 func parseDuration(v string) (time.Duration, error) {
 	s := strings.TrimSpace(strings.ToLower(v))
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {

@@ -808,16 +808,25 @@ type TxnKind uint8
 
 // Transaction control statements.
 const (
-	TxnBegin TxnKind = iota + 1
-	TxnCommit
-	TxnRollback
+	TxnBegin          TxnKind = iota + 1 // BEGIN, START TRANSACTION
+	TxnCommit                            // COMMIT, END
+	TxnRollback                          // ROLLBACK, ABORT
+	TxnSavepoint                         // SAVEPOINT name
+	TxnRelease                           // RELEASE [SAVEPOINT] name
+	TxnRollbackTo                        // ROLLBACK [TRANSACTION] TO [SAVEPOINT] name
+	TxnSetTransaction                    // SET TRANSACTION modes
 )
 
-// Txn is BEGIN / START TRANSACTION / COMMIT / END / ROLLBACK / ABORT.
-// Modes after BEGIN (ISOLATION LEVEL ..., READ ONLY) are accepted and
-// dropped: the executor refuses explicit transactions anyway.
+// Txn is a transaction control statement.
 type Txn struct {
 	Kind TxnKind
+	// Name is the savepoint of TxnSavepoint, TxnRelease, TxnRollbackTo.
+	Name string
+	// Isolation is the level asked for by BEGIN or SET TRANSACTION, in
+	// lower case ("" if none): every transaction runs serializable anyway.
+	Isolation string
+	// ReadOnly is set by READ ONLY, ReadWrite by READ WRITE.
+	ReadOnly, ReadWrite bool
 }
 
 // Format writes the statement.
@@ -825,16 +834,57 @@ func (s *Txn) Format(b *strings.Builder) {
 	switch s.Kind {
 	case TxnBegin:
 		b.WriteString("BEGIN")
+		s.formatModes(b)
+	case TxnSetTransaction:
+		b.WriteString("SET TRANSACTION")
+		s.formatModes(b)
 	case TxnCommit:
 		b.WriteString("COMMIT")
-	default:
+	case TxnRollback:
 		b.WriteString("ROLLBACK")
+	case TxnSavepoint:
+		b.WriteString("SAVEPOINT ")
+		QuoteIdent(b, s.Name)
+	case TxnRelease:
+		b.WriteString("RELEASE SAVEPOINT ")
+		QuoteIdent(b, s.Name)
+	case TxnRollbackTo:
+		b.WriteString("ROLLBACK TO SAVEPOINT ")
+		QuoteIdent(b, s.Name)
 	}
 }
+
+func (s *Txn) formatModes(b *strings.Builder) {
+	sep := " "
+	if s.Isolation != "" {
+		b.WriteString(sep + "ISOLATION LEVEL " + strings.ToUpper(s.Isolation))
+		sep = ", "
+	}
+	if s.ReadOnly {
+		b.WriteString(sep + "READ ONLY")
+	} else if s.ReadWrite {
+		b.WriteString(sep + "READ WRITE")
+	}
+}
+
 func (s *Txn) String() string { return str(s) }
 
-// StatementTag returns BEGIN, COMMIT or ROLLBACK.
-func (s *Txn) StatementTag() string { return str(s) }
+// StatementTag returns the command tag PostgreSQL sends for the statement.
+func (s *Txn) StatementTag() string {
+	switch s.Kind {
+	case TxnBegin:
+		return "BEGIN"
+	case TxnCommit:
+		return "COMMIT"
+	case TxnSavepoint:
+		return "SAVEPOINT"
+	case TxnRelease:
+		return "RELEASE"
+	case TxnSetTransaction:
+		return "SET"
+	}
+	return "ROLLBACK"
+}
 
 func (*CreateTable) stmtNode()         {}
 func (*DropTable) stmtNode()           {}

@@ -339,7 +339,16 @@ func (p *parser) parseStmt() (Stmt, error) {
 		if !p.acceptKw("transaction") {
 			p.acceptKw("work")
 		}
+		if t.val == "rollback" && p.acceptKw("to") {
+			return p.savepointName(TxnRollbackTo, true)
+		}
 		return &Txn{Kind: TxnRollback}, nil
+	case "savepoint":
+		p.advance()
+		return p.savepointName(TxnSavepoint, false)
+	case "release":
+		p.advance()
+		return p.savepointName(TxnRelease, true)
 	}
 	return nil, pgerror.WithHintf(p.errNear(t), supportedHint)
 }
@@ -355,8 +364,11 @@ func (p *parser) parseBegin() (Stmt, error) {
 			p.acceptKw("work")
 		}
 	}
-	// Transaction modes: accepted and dropped (the executor refuses
-	// explicit transactions before they would matter).
+	return p.txnModes(&Txn{Kind: TxnBegin})
+}
+
+// txnModes reads the transaction modes after BEGIN or SET TRANSACTION.
+func (p *parser) txnModes(s *Txn) (Stmt, error) {
 	for {
 		switch {
 		case p.acceptKw("isolation"):
@@ -365,20 +377,33 @@ func (p *parser) parseBegin() (Stmt, error) {
 			}
 			switch {
 			case p.acceptKw("serializable"):
+				s.Isolation = "serializable"
 			case p.acceptKw("snapshot"):
+				s.Isolation = "snapshot"
 			case p.acceptKw("repeatable"):
 				if err := p.expectKw("read"); err != nil {
 					return nil, err
 				}
+				s.Isolation = "repeatable read"
 			case p.acceptKw("read"):
-				if !p.acceptKw("committed") && !p.acceptKw("uncommitted") {
+				switch {
+				case p.acceptKw("committed"):
+					s.Isolation = "read committed"
+				case p.acceptKw("uncommitted"):
+					s.Isolation = "read uncommitted"
+				default:
 					return nil, p.errNear(p.peek())
 				}
 			default:
 				return nil, p.errNear(p.peek())
 			}
 		case p.acceptKw("read"):
-			if !p.acceptKw("only") && !p.acceptKw("write") {
+			switch {
+			case p.acceptKw("only"):
+				s.ReadOnly, s.ReadWrite = true, false
+			case p.acceptKw("write"):
+				s.ReadOnly, s.ReadWrite = false, true
+			default:
 				return nil, p.errNear(p.peek())
 			}
 		case p.isKw("not") && p.isKwAt(1, "deferrable"):
@@ -386,10 +411,22 @@ func (p *parser) parseBegin() (Stmt, error) {
 			p.advance()
 		case p.acceptKw("deferrable"):
 		default:
-			return &Txn{Kind: TxnBegin}, nil
+			return s, nil
 		}
 		p.acceptOp(",")
 	}
+}
+
+// savepointName reads [SAVEPOINT] name (the keyword only where optional).
+func (p *parser) savepointName(kind TxnKind, optionalKw bool) (Stmt, error) {
+	if optionalKw {
+		p.acceptKw("savepoint")
+	}
+	name, err := p.ident()
+	if err != nil {
+		return nil, err
+	}
+	return &Txn{Kind: kind, Name: name}, nil
 }
 
 func (p *parser) parseCreate() (Stmt, error) {
@@ -1053,14 +1090,24 @@ func (p *parser) parseSet() (Stmt, error) {
 	}
 	if p.isKw("local") {
 		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"SET LOCAL is not supported: there are no explicit transactions"), charPos(p.src, p.peek().pos)),
+			"SET LOCAL is not supported"), charPos(p.src, p.peek().pos)),
 			"use SET, which lasts for the session")
 	}
+	if p.acceptKw("transaction") {
+		s, err := p.txnModes(&Txn{Kind: TxnSetTransaction})
+		if err != nil {
+			return nil, err
+		}
+		if t := s.(*Txn); t.Isolation == "" && !t.ReadOnly && !t.ReadWrite {
+			return nil, pgerror.WithHintf(p.errNear(p.peek()), "SET TRANSACTION takes ISOLATION LEVEL or READ ONLY / READ WRITE")
+		}
+		return s, nil
+	}
 	p.acceptKw("session")
-	if p.isKw("transaction") || p.isKw("characteristics") {
+	if p.isKw("characteristics") {
 		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"transaction modes are not supported: every statement runs on its own"), charPos(p.src, p.peek().pos)),
-			"drop the SET TRANSACTION statement")
+			"SET SESSION CHARACTERISTICS is not supported"), charPos(p.src, p.peek().pos)),
+			"every transaction is serializable; use SET default_transaction_isolation")
 	}
 	if p.isKw("time") && p.isKwAt(1, "zone") {
 		p.advance()

@@ -47,6 +47,12 @@ const (
 	CodeInsufficientPrivilege        = "42501"
 	CodeTooManyConnections           = "53300"
 	CodeProgramLimitExceeded         = "54000"
+	CodeActiveSQLTransaction         = "25001"
+	CodeNoActiveSQLTransaction       = "25P01"
+	CodeInFailedSQLTransaction       = "25P02"
+	CodeInvalidTransactionState      = "25000"
+	CodeReadOnlySQLTransaction       = "25006"
+	CodeInvalidSavepointSpec         = "3B001"
 )
 
 // codeErr is a wrapper carrying a SQLSTATE.

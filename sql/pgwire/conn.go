@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -22,6 +23,7 @@ var (
 	errTerminate  = errors.New("client sent Terminate")
 	errClientGone = errors.New("client closed the connection")
 	errDrained    = errors.New("connection closed by drain")
+	errIdleInTxn  = errors.New("idle in transaction for longer than idle_in_transaction_session_timeout")
 )
 
 // errCancelRequest is the cancellation cause of a statement stopped by a
@@ -182,6 +184,7 @@ func (c *conn) serve() error {
 // back to back.
 func (c *conn) next() (pgproto3.FrontendMessage, error) {
 	var drain <-chan struct{}
+	var idleInTxn <-chan time.Time
 	if c.idle {
 		drain = c.srv.drainCh
 		select {
@@ -189,8 +192,19 @@ func (c *conn) next() (pgproto3.FrontendMessage, error) {
 			return nil, c.fatal(errDrained, pgerror.Newf(pgerror.CodeAdminShutdown, "server is shutting down"))
 		default:
 		}
+		if c.sess != nil && c.sess.TxnStatus() != 'I' { // nil during startup
+			if d := c.sess.IdleInTransactionTimeout(); d > 0 {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				idleInTxn = t.C
+			}
+		}
 	}
 	select {
+	case <-idleInTxn:
+		return nil, c.fatal(errIdleInTxn, pgerror.WithHintf(
+			pgerror.Newf(codeIdleInTransactionTimeout, "terminating connection due to idle-in-transaction timeout"),
+			"the transaction was rolled back; idle_in_transaction_session_timeout sets the limit"))
 	case r := <-c.msgs:
 		c.release(r.size)
 		if r.err != nil {
@@ -246,8 +260,11 @@ func (c *conn) handle(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Sync:
 		c.ignoreTillSync = false
 		// Sync ends the implicit transaction, and portals do not outlive
-		// their transaction.
-		clear(c.portals)
+		// their transaction; inside a transaction block they live on
+		// (JDBC fetches a cursor's rows across Syncs).
+		if c.sess == nil || c.sess.TxnStatus() == 'I' {
+			clear(c.portals)
+		}
 		c.readyForQuery()
 		return c.w.flush()
 	case *pgproto3.Terminate:
@@ -294,13 +311,20 @@ func messageName(msg pgproto3.FrontendMessage) string {
 }
 
 func (c *conn) readyForQuery() {
-	c.w.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	status := byte('I')
+	if c.sess != nil { // nil during startup
+		status = c.sess.TxnStatus()
+	}
+	c.w.send(&pgproto3.ReadyForQuery{TxStatus: status})
 	c.idle = true
 }
 
 // sendError queues err as an ErrorResponse with severity ERROR.
 func (c *conn) sendError(err error) {
 	c.w.send(errorResponse(err, "ERROR"))
+	if c.sess != nil {
+		c.sess.Failed()
+	}
 	if pgerror.GetCode(err) == pgerror.CodeInternal {
 		c.log.Error("internal error", "err", err)
 	} else {

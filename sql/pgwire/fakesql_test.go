@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -65,6 +66,15 @@ func (s *fakeSession) Close() {
 		s.f.open.Add(-1)
 	}
 }
+
+// The fake SQL layer has no transactions: the wire server's part of them
+// (ReadyForQuery's status, implicit transactions, the idle timeout) is
+// tested against the real executor in package sql.
+func (s *fakeSession) TxnStatus() byte                         { return 'I' }
+func (s *fakeSession) BeginQuery([]Statement) error            { return nil }
+func (s *fakeSession) EndQuery(context.Context, bool) error    { return nil }
+func (s *fakeSession) Failed()                                 {}
+func (s *fakeSession) IdleInTransactionTimeout() time.Duration { return 0 }
 
 type fakeStmt struct {
 	sql  string

@@ -20,6 +20,7 @@ const (
 	codeDuplicateCursor             = "42P03"
 	codeInvalidBinaryRepresentation = "22P03"
 	codeCharacterNotInRepertoire    = "22021"
+	codeIdleInTransactionTimeout    = "25P03"
 )
 
 // preparedStatement is what Parse creates and Bind reads.
@@ -80,14 +81,25 @@ func (c *conn) simpleQuery(query string) {
 		c.w.send(&pgproto3.EmptyQueryResponse{})
 		return
 	}
+	if err := c.guard("starting a query", func() error { return c.sess.BeginQuery(stmts) }); err != nil {
+		c.sendError(err)
+		return
+	}
+	ok := true
 	for _, stmt := range stmts {
 		if err := c.simpleStatement(stmt); err != nil {
 			c.sendError(err)
-			return
+			ok = false
+			break
 		}
 		if c.w.err != nil {
-			return // the client is gone; do not run the rest
+			ok = false // the client is gone; do not run the rest
+			break
 		}
+	}
+	err = c.withStatementContext("ending a query", func(ctx context.Context) error { return c.sess.EndQuery(ctx, ok) })
+	if err != nil {
+		c.sendError(err)
 	}
 }
 
@@ -121,8 +133,15 @@ func (c *conn) simpleStatement(stmt Statement) error {
 			return err
 		}
 	}
+	c.sendNotices(res.Notices)
 	c.w.send(&pgproto3.CommandComplete{CommandTag: []byte(res.Tag)})
 	return nil
+}
+
+func (c *conn) sendNotices(ns []Notice) {
+	for _, n := range ns {
+		c.w.send(&pgproto3.NoticeResponse{Severity: n.Severity, SeverityUnlocalized: n.Severity, Code: n.Code, Message: n.Message})
+	}
 }
 
 // parse handles Parse: it prepares exactly one statement under a name.
@@ -360,6 +379,7 @@ func (c *conn) execute(m *pgproto3.Execute) error {
 			return err
 		}
 		p.rows, p.tag = res.Rows, res.Tag
+		c.sendNotices(res.Notices)
 		if ps.columns == nil {
 			p.rows = nil
 		}

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"time"
 
 	"github.com/kvnode/kvnode/sql/types"
 )
@@ -54,8 +55,29 @@ type Session interface {
 	// placeholders. The result reports the inferred type of every
 	// placeholder, and the result columns.
 	Prepare(ctx context.Context, stmt Statement, paramTypes []types.T) (Prepared, error)
-	// Close releases the session.
+	// Close releases the session (and rolls back an open transaction).
 	Close()
+
+	// TxnStatus is what ReadyForQuery reports: 'I' (idle), 'T' (in a
+	// transaction block) or 'E' (in a failed transaction block).
+	TxnStatus() byte
+	// BeginQuery is called with every statement of a simple query before
+	// any of them runs: the session may refuse the whole string, and it
+	// opens the implicit transaction that a string of several statements
+	// runs in (PostgreSQL's rule). EndQuery is called after them, with ok
+	// false if one failed; it commits or rolls back that implicit
+	// transaction, and its error is the query's.
+	BeginQuery(stmts []Statement) error
+	EndQuery(ctx context.Context, ok bool) error
+	// Failed is called for every ErrorResponse sent while the session
+	// runs, including errors outside a statement's execution (a Bind or
+	// Parse error): a transaction block fails with any of them, as in
+	// PostgreSQL.
+	Failed()
+	// IdleInTransactionTimeout is how long the connection may wait for
+	// the client's next message while TxnStatus is not 'I' (0: forever);
+	// past it the connection ends with FATAL 25P03.
+	IdleInTransactionTimeout() time.Duration
 }
 
 // Statement is one parsed statement.
@@ -97,4 +119,14 @@ type Result struct {
 	// "DELETE 0", "CREATE TABLE", "DROP TABLE", "ALTER TABLE", "SET",
 	// "SHOW", "SET CLUSTER SETTING", ...
 	Tag string
+	// Notices are sent before the command completes (for example
+	// PostgreSQL's WARNING for COMMIT outside a transaction).
+	Notices []Notice
+}
+
+// Notice is a NoticeResponse.
+type Notice struct {
+	Severity string // WARNING, NOTICE
+	Code     string // SQLSTATE
+	Message  string
 }

@@ -1,0 +1,396 @@
+package sql
+
+// Transactions (release 2.1): the session's transaction state and the
+// statements that drive it. The protocol itself is package txn's (see
+// txn/DESIGN.md); a statement inside a transaction runs on the session's
+// txn.Txn, which implements kvpb.DB, in place of the data group.
+//
+// The states, and what ReadyForQuery reports in each:
+//
+//	none      'I'  every statement commits on its own
+//	implicit  'I'  a simple query of several statements, run as one
+//	               transaction (PostgreSQL's rule) and ended by EndQuery
+//	open      'T'  inside BEGIN ... COMMIT
+//	aborted   'E'  a statement failed: only ROLLBACK [TO SAVEPOINT] and
+//	               COMMIT (which rolls back) are accepted, as in PostgreSQL
+//	committed 'T'  RELEASE SAVEPOINT cockroach_restart committed the
+//	               transaction (CockroachDB's retry protocol); COMMIT ends it
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/txn"
+)
+
+type txnState uint8
+
+const (
+	txnNone txnState = iota
+	txnImplicit
+	txnOpen
+	txnAborted
+	txnCommitted
+)
+
+// restartSavepoint is CockroachDB's savepoint for client-side retries: its
+// ROLLBACK TO restarts the transaction on a new snapshot, its RELEASE
+// commits.
+const restartSavepoint = "cockroach_restart"
+
+type savepoint struct {
+	name string
+	mark txn.Savepoint
+}
+
+// sessionTxn is a session's transaction, if any.
+type sessionTxn struct {
+	state      txnState
+	t          *txn.Txn
+	savepoints []savepoint
+	readOnly   bool
+	isolation  string
+}
+
+type txnKey struct{}
+
+// withTxn returns ctx carrying t, the transaction the statement runs in.
+func withTxn(ctx context.Context, t *txn.Txn) context.Context {
+	return context.WithValue(ctx, txnKey{}, t)
+}
+
+// kv is the store a statement reads and writes: its session's transaction
+// if it runs in one, else the data group itself.
+func (e *Executor) kv(ctx context.Context) kvpb.DB {
+	if t, ok := ctx.Value(txnKey{}).(*txn.Txn); ok {
+		return t
+	}
+	return e.cfg.DB
+}
+
+// txnsActive reports whether the cluster is finalized to 2.1 (and this
+// node's data plane supports transactions).
+func (e *Executor) txnsActive() bool {
+	return e.cfg.Txns != nil && e.cfg.Versions != nil && clusterversion.IsActive(e.cfg.Versions, clusterversion.V2_1)
+}
+
+func (e *Executor) txnsRefused() error {
+	active := "an older version"
+	if e.cfg.Versions != nil {
+		active = e.cfg.Versions.ActiveVersion().String()
+	}
+	return pgerror.WithHintf(
+		unsupported("explicit transactions need cluster version %s; the cluster is at %s", clusterversion.V2_1, active),
+		"finalize the upgrade to 2.1 (SET CLUSTER SETTING version = '%s', or let it finalize automatically); "+
+			"until then every statement commits on its own", clusterversion.V2_1)
+}
+
+// TxnStatus implements pgwire.Session.
+func (s *session) TxnStatus() byte {
+	switch s.txn.state {
+	case txnOpen, txnCommitted:
+		return 'T'
+	case txnAborted:
+		return 'E'
+	}
+	return 'I'
+}
+
+// IdleInTransactionTimeout implements pgwire.Session.
+func (s *session) IdleInTransactionTimeout() time.Duration {
+	val, ok := s.vars["idle_in_transaction_session_timeout"]
+	if !ok {
+		return 0
+	}
+	d, _ := parseDuration(val)
+	return d
+}
+
+// BeginQuery implements pgwire.Session. Before 2.1, a string with a
+// transaction statement is refused whole, so that nothing of it applies.
+// From 2.1, a string of several statements runs as one implicit
+// transaction, unless it controls transactions itself or holds a
+// statement that cannot run in one (DDL, cluster settings): those run
+// statement by statement, as before 2.1.
+func (s *session) BeginQuery(stmts []pgwire.Statement) error {
+	hasTxn, canImplicit := false, len(stmts) > 1
+	for _, st := range stmts {
+		ps, ok := st.(*parser.Statement)
+		if !ok {
+			return errors.AssertionFailedf("statement of type %T was not produced by this session's Parse", st)
+		}
+		switch ps.AST.(type) {
+		case *parser.Txn:
+			hasTxn, canImplicit = true, false
+		case *parser.Select, *parser.Insert, *parser.Update, *parser.Delete, *parser.ShowVar, *parser.SetVar:
+		default:
+			canImplicit = false
+		}
+	}
+	if hasTxn && !s.e.txnsActive() {
+		return s.e.txnsRefused()
+	}
+	if canImplicit && s.txn.state == txnNone && s.e.txnsActive() {
+		s.txn = sessionTxn{state: txnImplicit, t: txn.New(s.e.cfg.Txns, 0)}
+	}
+	return nil
+}
+
+// EndQuery implements pgwire.Session: it ends the implicit transaction.
+func (s *session) EndQuery(ctx context.Context, ok bool) error {
+	if s.txn.state != txnImplicit {
+		return nil
+	}
+	t := s.txn.t
+	s.txn = sessionTxn{}
+	if !ok {
+		t.Rollback()
+		return nil
+	}
+	return commitError(t.Commit(ctx))
+}
+
+// Failed implements pgwire.Session.
+func (s *session) Failed() {
+	switch s.txn.state {
+	case txnOpen:
+		s.txn.state = txnAborted
+	case txnImplicit:
+		// EndQuery rolls it back: the query stops at its first error.
+	}
+}
+
+// Close implements pgwire.Session: a transaction still open is rolled
+// back (nothing of it was proposed).
+func (s *session) Close() {
+	if s.txn.t != nil {
+		s.txn.t.Rollback()
+	}
+	s.txn = sessionTxn{}
+}
+
+// commitError maps the error of a commit to what the client sees.
+func commitError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, kvpb.ErrAmbiguous) {
+		return pgerror.WithHintf(pgerror.WithCode(errors.Wrap(err, "result is ambiguous"), pgerror.CodeStatementCompletionUnknown),
+			"the transaction may or may not have committed; check its effects before running it again")
+	}
+	return kvError(err)
+}
+
+// txnRetryError is the 40001 of a commit whose validation failed, worded as
+// CockroachDB words it so that client retry loops recognize it.
+func txnRetryError(err error) error {
+	var ce *kvpb.TxnConflictError
+	detail := err.Error()
+	if errors.As(err, &ce) && ce.TooOld {
+		detail = "the transaction's snapshot is too old"
+	} else if ce != nil {
+		detail = fmt.Sprintf("a key the transaction read was written at log index %d, after its snapshot", ce.Index)
+	}
+	return pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeSerializationFailure,
+			"restart transaction: TransactionRetryWithProtoRefreshError: TransactionRetryError: retry txn (RETRY_SERIALIZABLE - %s)", detail),
+		"run the transaction again from BEGIN; another transaction changed what it read")
+}
+
+// checkInTxn refuses a statement the session's transaction state does not
+// allow, before it runs.
+func (s *session) checkInTxn(pl plan) error {
+	tp, isTxn := pl.(*txnPlan)
+	switch s.txn.state {
+	case txnNone:
+		return nil
+	case txnAborted:
+		if isTxn && (tp.stmt.Kind == parser.TxnCommit || tp.stmt.Kind == parser.TxnRollback || tp.stmt.Kind == parser.TxnRollbackTo) {
+			return nil
+		}
+		return pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block"),
+			"ROLLBACK ends the transaction (or ROLLBACK TO SAVEPOINT returns to a savepoint)")
+	case txnCommitted:
+		if isTxn && (tp.stmt.Kind == parser.TxnCommit || tp.stmt.Kind == parser.TxnRollback) {
+			return nil
+		}
+		return pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInvalidTransactionState, "current transaction is committed, commands ignored until end of transaction block"),
+			"RELEASE SAVEPOINT %s committed it; send COMMIT", restartSavepoint)
+	}
+	switch pl.(type) {
+	case *ddlPlan, *hookPlan:
+		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
+			"run it on its own, outside BEGIN ... COMMIT")
+	case *insertPlan, *updatePlan, *deletePlan:
+		if s.txn.readOnly {
+			return pgerror.Newf(pgerror.CodeReadOnlySQLTransaction, "cannot execute %s in a read-only transaction", statementTag(pl))
+		}
+	}
+	return nil
+}
+
+func statementTag(pl plan) string {
+	switch p := pl.(type) {
+	case *ddlPlan:
+		return p.stmt.StatementTag()
+	case *hookPlan:
+		return p.stmt.StatementTag()
+	case *insertPlan:
+		return "INSERT"
+	case *updatePlan:
+		return "UPDATE"
+	case *deletePlan:
+		return "DELETE"
+	}
+	return "this statement"
+}
+
+// ---- the transaction statements ----
+
+type txnPlan struct {
+	s    *session
+	stmt *parser.Txn
+}
+
+func (p *txnPlan) columns() []pgwire.Column { return nil }
+func (p *txnPlan) stale() bool              { return false }
+
+func warning(code, format string, args ...any) pgwire.Notice {
+	return pgwire.Notice{Severity: "WARNING", Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, error) {
+	s, st := p.s, p.stmt
+	res := pgwire.Result{Tag: st.StatementTag()}
+	inBlock := s.txn.state == txnOpen || s.txn.state == txnAborted || s.txn.state == txnCommitted
+	switch st.Kind {
+	case parser.TxnBegin:
+		if !s.e.txnsActive() {
+			return pgwire.Result{}, s.e.txnsRefused()
+		}
+		if inBlock {
+			res.Notices = append(res.Notices, warning(pgerror.CodeActiveSQLTransaction, "there is already a transaction in progress"))
+			return res, nil
+		}
+		s.txn = sessionTxn{state: txnOpen, t: txn.New(s.e.cfg.Txns, 0),
+			readOnly: st.ReadOnly || s.varValue("default_transaction_read_only") == "on", isolation: st.Isolation}
+		return res, nil
+
+	case parser.TxnCommit:
+		if !inBlock {
+			res.Notices = append(res.Notices, warning(pgerror.CodeNoActiveSQLTransaction, "there is no transaction in progress"))
+			return res, nil
+		}
+		t, state := s.txn.t, s.txn.state
+		s.txn = sessionTxn{}
+		switch state {
+		case txnAborted:
+			t.Rollback()
+			res.Tag = "ROLLBACK"
+			return res, nil
+		case txnCommitted:
+			return res, nil
+		}
+		if err := commitError(t.Commit(ctx)); err != nil {
+			return pgwire.Result{}, err
+		}
+		return res, nil
+
+	case parser.TxnRollback:
+		if !inBlock {
+			res.Notices = append(res.Notices, warning(pgerror.CodeNoActiveSQLTransaction, "there is no transaction in progress"))
+			return res, nil
+		}
+		s.txn.t.Rollback()
+		s.txn = sessionTxn{}
+		return res, nil
+
+	case parser.TxnSetTransaction:
+		if !inBlock {
+			res.Notices = append(res.Notices, warning(pgerror.CodeNoActiveSQLTransaction, "SET TRANSACTION can only be used in transaction blocks"))
+			return res, nil
+		}
+		if st.Isolation != "" {
+			s.txn.isolation = st.Isolation
+		}
+		if st.ReadOnly {
+			s.txn.readOnly = true
+		} else if st.ReadWrite {
+			if s.txn.t.HasWrites() || s.txn.t.SnapshotIndex() != 0 {
+				return pgwire.Result{}, pgerror.Newf(pgerror.CodeActiveSQLTransaction,
+					"transaction read-write mode must be set before any query")
+			}
+			s.txn.readOnly = false
+		}
+		return res, nil
+	}
+
+	// Savepoints.
+	if !inBlock {
+		return pgwire.Result{}, pgerror.Newf(pgerror.CodeNoActiveSQLTransaction, "%s can only be used in transaction blocks",
+			map[parser.TxnKind]string{parser.TxnSavepoint: "SAVEPOINT", parser.TxnRelease: "RELEASE SAVEPOINT",
+				parser.TxnRollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind])
+	}
+	switch st.Kind {
+	case parser.TxnSavepoint:
+		s.txn.savepoints = append(s.txn.savepoints, savepoint{name: st.Name, mark: s.txn.t.Savepoint()})
+		return res, nil
+	case parser.TxnRelease, parser.TxnRollbackTo:
+		i := s.findSavepoint(st.Name)
+		if i < 0 {
+			return pgwire.Result{}, pgerror.WithHintf(
+				pgerror.Newf(pgerror.CodeInvalidSavepointSpec, "savepoint %q does not exist", st.Name),
+				"SAVEPOINT %s creates it", parser.QuotedIdent(st.Name))
+		}
+		sp := s.txn.savepoints[i]
+		if st.Kind == parser.TxnRelease {
+			s.txn.savepoints = s.txn.savepoints[:i]
+			if sp.name == restartSavepoint && len(s.txn.savepoints) == 0 {
+				// CockroachDB's protocol: RELEASE of the restart savepoint
+				// commits; a retryable error leaves the transaction waiting
+				// for ROLLBACK TO SAVEPOINT cockroach_restart.
+				if err := commitError(s.txn.t.Commit(ctx)); err != nil {
+					s.txn.savepoints = append(s.txn.savepoints, sp)
+					s.txn.t = txn.New(s.e.cfg.Txns, 0)
+					return pgwire.Result{}, err
+				}
+				s.txn.state = txnCommitted
+			}
+			return res, nil
+		}
+		s.txn.savepoints = s.txn.savepoints[:i+1]
+		if sp.name == restartSavepoint && i == 0 {
+			// A retry: a new snapshot, nothing read or written yet.
+			s.txn.t.Rollback()
+			s.txn.t = txn.New(s.e.cfg.Txns, 0)
+			s.txn.savepoints[0].mark = s.txn.t.Savepoint()
+		} else {
+			s.txn.t.RollbackTo(sp.mark)
+		}
+		s.txn.state = txnOpen
+		return res, nil
+	}
+	return pgwire.Result{}, errors.AssertionFailedf("unhandled transaction statement %v", st)
+}
+
+// findSavepoint returns the index of the innermost savepoint called name,
+// or -1.
+func (s *session) findSavepoint(name string) int {
+	for i := len(s.txn.savepoints) - 1; i >= 0; i-- {
+		if s.txn.savepoints[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
