@@ -297,3 +297,10 @@ func (s *snapshot) Get(key []byte) ([]byte, bool, error) {
 func (s *snapshot) Scan(start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
 	return scanReader(s.snap, start, end, limit, reverse)
 }
+
+// TxnsEnabledRecord is the initial record (for Bootstrap) of a data group
+// created at release 2.1 or later: transactions are enabled from its first
+// entry, so no migration has to enable them.
+func TxnsEnabledRecord() (key string, value []byte) {
+	return string(stampsFromKey), binary.BigEndian.AppendUint64(nil, 1)
+}

@@ -516,6 +516,10 @@ func (s *Server) bootstrap() (*nodeapi.InitResponse, error) {
 		}
 		initial[string(keys.Group0FormationKey())] = f.Encode()
 	}
+	if !cv.Less(clusterversion.V2_1TxnStamps.Version()) {
+		k, v := kv.TxnsEnabledRecord()
+		initial[k] = v
+	}
 	if err := kv.Bootstrap(s.eng, 1, initial, map[string][]byte{string(ik): iv}); err != nil {
 		return nil, err
 	}

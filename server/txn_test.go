@@ -1,0 +1,430 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/testcluster"
+)
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func txnCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestTxnSQLSurface walks the statements of DESIGN.md's transactions
+// section through a real node and a real driver: what each returns, the
+// ReadyForQuery status after it, and what is committed.
+func TestTxnSQLSurface(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
+	conn := c.Conn(0)
+	status := func() byte { return conn.PgConn().TxStatus() }
+	run := func(sql string) error {
+		_, err := conn.Exec(ctx, sql)
+		return err
+	}
+	must := func(sql string, wantStatus byte) {
+		t.Helper()
+		if err := run(sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if s := status(); s != wantStatus {
+			t.Fatalf("after %s: ReadyForQuery %c, want %c", sql, s, wantStatus)
+		}
+	}
+	count := func() int {
+		t.Helper()
+		other := c.Conn(0)
+		var n int
+		if err := other.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Commit: reads see the transaction's own writes; others see nothing
+	// until COMMIT.
+	must("BEGIN", 'T')
+	must("INSERT INTO t VALUES (1, 'a'), (2, 'b')", 'T')
+	must("UPDATE t SET v = 'bb' WHERE k = 2", 'T')
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT v FROM t WHERE k = 2").Scan(&v); err != nil || v != "bb" {
+		t.Fatalf("read own write: %q %v", v, err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("another session sees %d uncommitted rows", n)
+	}
+	must("COMMIT", 'I')
+	if n := count(); n != 2 {
+		t.Fatalf("after COMMIT: %d rows", n)
+	}
+
+	// Rollback discards.
+	must("START TRANSACTION ISOLATION LEVEL READ COMMITTED", 'T')
+	var iso string
+	if err := conn.QueryRow(ctx, "SHOW TRANSACTION ISOLATION LEVEL").Scan(&iso); err != nil || iso != "serializable" {
+		t.Fatalf("isolation: %q %v", iso, err)
+	}
+	must("DELETE FROM t WHERE k = 1", 'T')
+	must("ROLLBACK", 'I')
+	if n := count(); n != 2 {
+		t.Fatalf("after ROLLBACK: %d rows", n)
+	}
+
+	// An error aborts the transaction: 25P02 until ROLLBACK; COMMIT then
+	// rolls back.
+	must("BEGIN", 'T')
+	must("INSERT INTO t VALUES (3, 'c')", 'T')
+	if err := run("INSERT INTO t VALUES (1, 'dup')"); sqlState(err) != "23505" {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	if s := status(); s != 'E' {
+		t.Fatalf("after an error: ReadyForQuery %c, want E", s)
+	}
+	if err := run("SELECT 1"); sqlState(err) != "25P02" {
+		t.Fatalf("statement in a failed transaction: %v", err)
+	}
+	tag, err := conn.PgConn().Exec(ctx, "COMMIT").ReadAll()
+	if err != nil || string(tag[0].CommandTag.String()) != "ROLLBACK" {
+		t.Fatalf("COMMIT of a failed transaction: %v %v", tag, err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("the failed transaction left %d rows", n)
+	}
+
+	// Savepoints.
+	must("BEGIN", 'T')
+	must("INSERT INTO t VALUES (10, 'x')", 'T')
+	must("SAVEPOINT s1", 'T')
+	must("INSERT INTO t VALUES (11, 'y')", 'T')
+	if err := run("INSERT INTO t VALUES (10, 'dup')"); sqlState(err) != "23505" {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	must("ROLLBACK TO SAVEPOINT s1", 'T')
+	if err := run("RELEASE SAVEPOINT nope"); sqlState(err) != "3B001" {
+		t.Fatalf("unknown savepoint: %v", err)
+	}
+	must("ROLLBACK TO SAVEPOINT s1", 'T')
+	must("RELEASE SAVEPOINT s1", 'T')
+	must("COMMIT", 'I')
+	var ks []int
+	rows, _ := conn.Query(ctx, "SELECT k FROM t ORDER BY k")
+	for rows.Next() {
+		var k int
+		_ = rows.Scan(&k)
+		ks = append(ks, k)
+	}
+	if rows.Err() != nil || fmt.Sprint(ks) != "[1 2 10]" {
+		t.Fatalf("after savepoints: %v %v", ks, rows.Err())
+	}
+
+	// Misuse outside a transaction.
+	if err := run("SAVEPOINT s"); sqlState(err) != "25P01" {
+		t.Fatalf("SAVEPOINT outside a transaction: %v", err)
+	}
+	if err := run("ROLLBACK TO SAVEPOINT s"); sqlState(err) != "25P01" {
+		t.Fatalf("ROLLBACK TO outside a transaction: %v", err)
+	}
+	var notices []string
+	cfg := conn.Config().Copy()
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Code+" "+n.Message) }
+	nconn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nconn.Close(ctx)
+	for _, sql := range []string{"COMMIT", "BEGIN", "BEGIN", "ROLLBACK"} {
+		if _, err := nconn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if fmt.Sprint(notices) != "[25P01 there is no transaction in progress 25001 there is already a transaction in progress]" {
+		t.Fatalf("warnings: %q", notices)
+	}
+
+	// DDL and cluster settings inside a transaction are refused before
+	// anything changes.
+	must("BEGIN", 'T')
+	if err := run("CREATE TABLE u (k INT PRIMARY KEY)"); sqlState(err) != "0A000" {
+		t.Fatalf("DDL in a transaction: %v", err)
+	}
+	must("ROLLBACK", 'I')
+	if err := run("SELECT * FROM u"); sqlState(err) != "42P01" {
+		t.Fatalf("the refused DDL created the table: %v", err)
+	}
+
+	// A read-only transaction refuses writes.
+	must("BEGIN READ ONLY", 'T')
+	if err := run("INSERT INTO t VALUES (99, 'ro')"); sqlState(err) != "25006" {
+		t.Fatalf("write in a read-only transaction: %v", err)
+	}
+	must("ROLLBACK", 'I')
+}
+
+// TestTxnImplicitMultiStatement: a simple query of several statements is
+// one transaction, so its first error undoes the statements before it.
+func TestTxnImplicitMultiStatement(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
+	conn := c.Conn(0)
+	err := conn.PgConn().Exec(ctx, "INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (1, 'dup')").Close()
+	if sqlState(err) != "23505" {
+		t.Fatalf("multi-statement string: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the failed string left %d rows (%v)", n, err)
+	}
+	if err := conn.PgConn().Exec(ctx, "INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b')").Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("the string committed %d rows (%v)", n, err)
+	}
+	// BEGIN ... COMMIT in one string.
+	if err := conn.PgConn().Exec(ctx, "BEGIN; INSERT INTO t VALUES (3, 'c'); COMMIT").Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("after BEGIN; INSERT; COMMIT: %d rows (%v)", n, err)
+	}
+}
+
+// TestTxnWriteSkewAndRetry: two transactions on different nodes each read
+// both rows and write one; the second to commit gets 40001 with
+// CockroachDB's wording, and CockroachDB's savepoint retry protocol then
+// commits it.
+func TestTxnWriteSkewAndRetry(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE doctors (name TEXT PRIMARY KEY, on_call BOOL)")
+	c.Exec(0, "INSERT INTO doctors VALUES ('alice', true), ('bob', true)")
+	a, b := c.Conn(1), c.Conn(2)
+	for _, conn := range []*pgx.Conn{a, b} {
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			_, err := conn.Exec(ctx, "SELECT 1 FROM doctors")
+			return err
+		})
+		for _, sql := range []string{"BEGIN", "SAVEPOINT cockroach_restart"} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM doctors WHERE on_call").Scan(&n); err != nil || n != 2 {
+			t.Fatalf("on call: %d %v", n, err)
+		}
+	}
+	if _, err := a.Exec(ctx, "UPDATE doctors SET on_call = false WHERE name = 'alice'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, "UPDATE doctors SET on_call = false WHERE name = 'bob'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"RELEASE SAVEPOINT cockroach_restart", "COMMIT"} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("a: %s: %v", sql, err)
+		}
+	}
+	_, err := b.Exec(ctx, "RELEASE SAVEPOINT cockroach_restart")
+	if sqlState(err) != "40001" || !strings.Contains(err.Error(), "restart transaction") {
+		t.Fatalf("the second commit of a write skew: %v, want 40001 restart transaction", err)
+	}
+	if b.PgConn().TxStatus() != 'E' {
+		t.Fatalf("after a retryable error: status %c, want E", b.PgConn().TxStatus())
+	}
+	// The retry sees alice off call and decides otherwise.
+	if _, err := b.Exec(ctx, "ROLLBACK TO SAVEPOINT cockroach_restart"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := b.QueryRow(ctx, "SELECT count(*) FROM doctors WHERE on_call").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("on call after the retry: %d %v", n, err)
+	}
+	for _, sql := range []string{"RELEASE SAVEPOINT cockroach_restart", "COMMIT"} {
+		if _, err := b.Exec(ctx, sql); err != nil {
+			t.Fatalf("b: %s: %v", sql, err)
+		}
+	}
+	if err := b.QueryRow(ctx, "SELECT count(*) FROM doctors WHERE on_call").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("on call at the end: %d %v", n, err)
+	}
+}
+
+// TestTxnBankThroughEveryNode: transfers in explicit transactions through
+// all three nodes, with readers summing every balance in a transaction;
+// every read sees the same total and no balance goes negative.
+func TestTxnBankThroughEveryNode(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx := txnCtx(t)
+	const accounts, initial = 8, 100
+	c.Exec(0, "CREATE TABLE bank (id INT PRIMARY KEY, balance INT)")
+	for i := 0; i < accounts; i++ {
+		c.Exec(0, fmt.Sprintf("INSERT INTO bank VALUES (%d, %d)", i, initial))
+	}
+	deadline := time.Now().Add(4 * time.Second)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var committed, retried int
+	var failures []string
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		failures = append(failures, fmt.Sprintf(format, args...))
+	}
+	for w := 0; w < 6; w++ {
+		conn := c.Conn(w % 3)
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			_, err := conn.Exec(ctx, "SELECT 1 FROM bank")
+			return err
+		})
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				if w%3 == 2 {
+					var sum, neg int
+					err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+						rows, err := tx.Query(ctx, "SELECT balance FROM bank")
+						if err != nil {
+							return err
+						}
+						sum, neg = 0, 0
+						for rows.Next() {
+							var b int
+							if err := rows.Scan(&b); err != nil {
+								return err
+							}
+							sum += b
+							if b < 0 {
+								neg++
+							}
+						}
+						return rows.Err()
+					})
+					if err != nil {
+						fail("reader: %v", err)
+						return
+					}
+					if sum != accounts*initial || neg != 0 {
+						fail("a reader saw a total of %d and %d negative balances", sum, neg)
+					}
+					continue
+				}
+				from, to, amt := (w*7+i)%accounts, (w*3+i*5+1)%accounts, 1+i%13
+				if from == to {
+					continue
+				}
+				err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+					var bal int
+					if err := tx.QueryRow(ctx, "SELECT balance FROM bank WHERE id = $1", from).Scan(&bal); err != nil {
+						return err
+					}
+					if bal < amt {
+						return nil
+					}
+					if _, err := tx.Exec(ctx, "UPDATE bank SET balance = balance - $1 WHERE id = $2", amt, from); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, "UPDATE bank SET balance = balance + $1 WHERE id = $2", amt, to)
+					return err
+				})
+				mu.Lock()
+				switch {
+				case err == nil:
+					committed++
+				case sqlState(err) == "40001":
+					retried++
+				default:
+					failures = append(failures, fmt.Sprintf("transfer: %v", err))
+				}
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d failures; first: %s", len(failures), failures[0])
+	}
+	if committed == 0 {
+		t.Fatal("no transfer committed")
+	}
+	t.Logf("%d transfers committed, %d got 40001", committed, retried)
+	for i := 0; i < 3; i++ {
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			n, err := c.QueryInt(i, "SELECT sum(balance) FROM bank")
+			if err != nil || n != accounts*initial {
+				return fmt.Errorf("node %d: total %d (%v)", i+1, n, err)
+			}
+			return nil
+		})
+	}
+}
+
+// TestTxnRefusedBeforeFinalization: in a cluster at 2.0 whose binaries are
+// 2.1 (a rolling upgrade before finalization), BEGIN is refused with 0A000
+// naming 2.1 on every node, and nothing of a string holding it applies.
+// After finalization BEGIN works.
+func TestTxnRefusedBeforeFinalization(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{BinaryVersion: rel("2.0")}})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY)")
+	c.Exec(0, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '2.0'")
+	for i := 0; i < 3; i++ {
+		upgradeBinary(c, i, "2.1")
+	}
+	for i := 0; i < 3; i++ {
+		conn := c.Conn(i)
+		err := conn.PgConn().Exec(ctx, "INSERT INTO t VALUES (1); BEGIN; INSERT INTO t VALUES (2); COMMIT").Close()
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "2.1") {
+			t.Fatalf("node %d: BEGIN before finalization: %v", i+1, err)
+		}
+		if _, err := conn.Exec(ctx, "BEGIN"); sqlState(err) != "0A000" {
+			t.Fatalf("node %d: BEGIN: %v", i+1, err)
+		}
+		if conn.PgConn().TxStatus() != 'I' {
+			t.Fatalf("node %d: status %c after a refused BEGIN", i+1, conn.PgConn().TxStatus())
+		}
+		// Several statements still run one by one, as in 2.0.
+		if err := conn.PgConn().Exec(ctx, fmt.Sprintf("UPSERT INTO t VALUES (%d); UPSERT INTO t VALUES (%d)", 10+i, 20+i)).Close(); err != nil {
+			t.Fatalf("node %d: multi-statement string at 2.0: %v", i+1, err)
+		}
+	}
+	if n, err := c.QueryInt(0, "SELECT count(*) FROM t"); err != nil || n != 6 {
+		t.Fatalf("rows: %d %v (the refused strings must apply nothing)", n, err)
+	}
+	c.Exec(0, "RESET CLUSTER SETTING cluster.preserve_downgrade_option")
+	waitVersion(t, c, "2.1")
+	conn := c.Conn(2)
+	testcluster.WaitFor(t, 20*time.Second, func() error {
+		_, err := conn.Exec(ctx, "BEGIN")
+		return err
+	})
+	if _, err := conn.Exec(ctx, "INSERT INTO t VALUES (100)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+}
