@@ -7,10 +7,10 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
-	"github.com/kvnode/kvnode/txn"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/txn"
 )
 
 // SQLSTATEs used here that package pgerror does not name.
