@@ -15,6 +15,9 @@
 #
 # What it installs when missing (a fresh CI machine has Go and gcc, not these):
 #   psql         Debian's postgresql-client, through apt-get (as root, or with sudo -n)
+#   python3-psycopg2, python3-psycopg, python3-sqlalchemy
+#                Debian's drivers and ORM, for the real-client transaction tests
+#                (server/txn_clients_test.go), run with Debian's /usr/bin/python3
 #   chromium     Debian's chromium, the same way: the status page's browser tests drive it
 #                headless (cmd/kvnode/console_e2e_test.go); their screenshots go to
 #                $KVNODE_ARTIFACTS (default: artifacts/ in the repository, ignored by git)
@@ -94,6 +97,32 @@ install_deb() {
 
 step "install: psql"
 install_deb psql postgresql-client
+
+# install_py MODULE PACKAGE: make Debian's python3 import MODULE, installing Debian's PACKAGE
+# if it cannot (the client tests run /usr/bin/python3, not a python3 earlier on PATH).
+install_py() {
+  local mod=$1 pkg=$2
+  if /usr/bin/python3 -c "import $mod" >/dev/null 2>&1; then
+    echo "python3 $mod present"
+    return
+  fi
+  if [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+    echo "python3 module $mod is missing and KVNODE_NO_INSTALL=1: install Debian's $pkg" >&2
+    exit 1
+  fi
+  echo "python3 $mod missing: installing Debian's $pkg"
+  if [[ -z $apt_updated ]]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+  /usr/bin/python3 -c "import $mod"
+}
+
+step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy)"
+install_py psycopg2 python3-psycopg2
+install_py psycopg python3-psycopg
+install_py sqlalchemy python3-sqlalchemy
 
 step "install: chromium"
 install_deb chromium chromium
