@@ -68,10 +68,15 @@
 // regproc turn a name into an OID (INT8) and an OID into a name (STRING):
 // kvnode has no OID types, so the direction of the cast decides the type.
 //
-// # Concurrency without transactions
+// # Concurrency
 //
-// Every statement is atomic on its own. A mutating statement reads what it
-// needs (Get and Scan are linearizable), computes its writes, and sends them
+// Inside a transaction (txn.go, release 2.1) a statement runs on the
+// session's txn.Txn in place of the data group (Executor.kv): it reads the
+// transaction's snapshot and buffers its writes, and the conditions below
+// are evaluated against that snapshot and validated at COMMIT (txn/DESIGN.md).
+//
+// Outside one, every statement is atomic on its own. A mutating statement
+// reads what it needs (Get and Scan are linearizable), computes its writes, and sends them
 // in one Write whose ops are conditional on exactly what it read: OpCPut
 // with ExpectAbsent for INSERT, with the old value's bytes for UPDATE,
 // DELETE and INSERT ... ON CONFLICT DO UPDATE. If a concurrent writer got
@@ -103,14 +108,17 @@
 //   - ALTER TABLE ADD COLUMN accepts only a constant DEFAULT and requires one
 //     for NOT NULL, because existing rows (and rows written by nodes that
 //     have not seen the ALTER yet) read the column as its default.
-//   - Explicit transactions (BEGIN ... COMMIT) fail with 0A000.
+//   - Explicit transactions (BEGIN ... COMMIT, savepoints) need cluster
+//     version 2.1 and fail with 0A000 before it (txn.go). Inside one, DDL
+//     and cluster settings fail with 0A000, as CockroachDB's DDL in a
+//     transaction once did.
 //   - A prepared statement whose table changed is re-planned at its next
 //     execution; if its result or parameter types would change it fails
 //     with 0A000 "cached plan must not change result type".
 //
 // # What it deliberately does not do
 //
-// No secondary indexes or multi-statement transactions; no window
+// No secondary indexes; no window
 // functions, recursive WITH, LATERAL or NATURAL joins (each refused with
 // 0A000). DDL follows the pre-Raft schema procedure described in
 // package catalog, with its window of disagreement between nodes. Result

@@ -35,10 +35,17 @@
 // ReadyForQuery is sent only after Sync or a simple query (and after the
 // rarely used FunctionCall message, which PostgreSQL also ends with one).
 // Execute with a row limit returns PortalSuspended and resumes on the next
-// Execute. Without explicit transactions every Sync ends the implicit
-// transaction, so it closes all portals (named ones too), as PostgreSQL does
-// outside a transaction block; prepared statements live until Close or the
-// end of the connection.
+// Execute. Outside a transaction block every Sync ends the implicit
+// transaction, so it closes all portals (named ones too), as PostgreSQL does;
+// inside one (Session.TxnStatus is not 'I') portals live on until the block
+// ends. Prepared statements live until Close or the end of the connection.
+//
+// Transactions are the Session's: ReadyForQuery reports its TxnStatus; a
+// simple query is bracketed by BeginQuery/EndQuery (the session may refuse
+// the whole string, and runs a string of several statements as one implicit
+// transaction); every ErrorResponse is reported with Failed, which fails a
+// transaction block; and while the status is not 'I' the connection waits
+// for the client at most IdleInTransactionTimeout, then ends with FATAL 25P03.
 //
 // Parameters arrive in text or binary format and are decoded with
 // types.ParseText / types.ParseBinary according to the prepared statement's
@@ -79,7 +86,6 @@
 //     and the client continues in plaintext (or gives up if it requires TLS).
 //   - No COPY: CopyData/CopyDone/CopyFail outside COPY are ignored, as in
 //     PostgreSQL; COPY statements are for the SQL layer to refuse.
-//   - No explicit transactions: ReadyForQuery always reports 'I'.
 //   - No client_encoding other than UTF8: the server reports UTF8 whatever the
 //     client asked for, and rejects text that is not valid UTF-8.
 //   - Protocol 3.0 only: a client asking for 3.2 is answered with
