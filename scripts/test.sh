@@ -18,6 +18,7 @@
 #   python3-psycopg2, python3-psycopg, python3-sqlalchemy
 #                Debian's drivers and ORM, for the real-client transaction tests
 #                (server/txn_clients_test.go), run with Debian's /usr/bin/python3
+#   java, libpostgresql-jdbc-java   the JDBC driver for the same tests
 #   chromium     Debian's chromium, the same way: the status page's browser tests drive it
 #                headless (cmd/kvnode/console_e2e_test.go); their screenshots go to
 #                $KVNODE_ARTIFACTS (default: artifacts/ in the repository, ignored by git)
@@ -98,6 +99,20 @@ install_deb() {
 step "install: psql"
 install_deb psql postgresql-client
 
+# install_deb_pkg PACKAGE: install Debian's PACKAGE (for packages that bring files, not a command).
+install_deb_pkg() {
+  local pkg=$1
+  if [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+    echo "$pkg is missing and KVNODE_NO_INSTALL=1: install it" >&2
+    exit 1
+  fi
+  if [[ -z $apt_updated ]]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+}
+
 # install_py MODULE PACKAGE: make Debian's python3 import MODULE, installing Debian's PACKAGE
 # if it cannot (the client tests run /usr/bin/python3, not a python3 earlier on PATH).
 install_py() {
@@ -123,6 +138,13 @@ step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy)"
 install_py psycopg2 python3-psycopg2
 install_py psycopg python3-psycopg
 install_py sqlalchemy python3-sqlalchemy
+
+step "install: Java and the PostgreSQL JDBC driver"
+install_deb java default-jre-headless
+if [[ ! -e /usr/share/java/postgresql.jar ]]; then
+  install_deb_pkg libpostgresql-jdbc-java
+fi
+echo "JDBC driver: /usr/share/java/postgresql.jar"
 
 step "install: chromium"
 install_deb chromium chromium

@@ -17,7 +17,8 @@ import (
 // python3 earlier on PATH (pyenv) may not.
 const debianPython = "/usr/bin/python3"
 
-// TestTxnRealClients runs unmodified drivers and an ORM, in their default
+// TestTxnRealClients runs unmodified drivers and an ORM (and the JDBC
+// driver, from a single-file Java program), in their default
 // transactional modes, against a real node: each script in
 // testdata/clients drives BEGIN/COMMIT/ROLLBACK, savepoints and a
 // serialization failure the way an application does, and prints "ok".
@@ -38,4 +39,21 @@ func TestTxnRealClients(t *testing.T) {
 			}
 		})
 	}
+	t.Run("jdbc", func(t *testing.T) {
+		if _, err := os.Stat(jdbcJar); err != nil {
+			t.Fatalf("%s is missing: install Debian's libpostgresql-jdbc-java and default-jre-headless (scripts/test.sh does)", jdbcJar)
+		}
+		c.Exec(0, "DROP TABLE IF EXISTS accounts")
+		c.Exec(0, "CREATE TABLE accounts (id INT PRIMARY KEY, balance INT)")
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		url := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/defaultdb?user=root&sslmode=disable"
+		out, err := exec.CommandContext(ctx, "java", "-cp", jdbcJar, filepath.Join("testdata", "clients", "JdbcTxn.java"), url).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "ok" {
+			t.Fatalf("JDBC: %v\n%s", err, out)
+		}
+	})
 }
+
+// jdbcJar is Debian's PostgreSQL JDBC driver (libpostgresql-jdbc-java).
+const jdbcJar = "/usr/share/java/postgresql.jar"

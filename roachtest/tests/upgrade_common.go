@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/roachtest/cluster"
 	"github.com/kvnode/kvnode/roachtest/registry"
 	"github.com/kvnode/kvnode/roachtest/steps"
@@ -55,9 +56,10 @@ func fastAutoUpgradeStep() steps.Func {
 }
 
 // releaseOrDefault turns a release into what the Builder takes: the newest
-// release is the tree's default binary.
+// release on the ladder is the tree's default binary; an older one is built
+// as that release.
 func releaseOrDefault(r string) string {
-	if r == r20 {
+	if r == clusterversion.Latest.String() {
 		return cluster.DefaultRelease
 	}
 	return r
