@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -426,5 +427,51 @@ func TestTxnRefusedBeforeFinalization(t *testing.T) {
 	}
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTxnCockroachGoExecuteTx: cockroach-go's crdbpgx.ExecuteTx, unmodified,
+// retries contended read-modify-write transactions through CockroachDB's
+// savepoint protocol until each commits exactly once.
+func TestTxnCockroachGoExecuteTx(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE counters (id INT PRIMARY KEY, n INT)")
+	c.Exec(0, "INSERT INTO counters VALUES (1, 0)")
+	const workers, each = 6, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		conn := c.Conn(w % 3)
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			_, err := conn.Exec(ctx, "SELECT 1 FROM counters")
+			return err
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				err := crdbpgx.ExecuteTx(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+					var n int
+					if err := tx.QueryRow(ctx, "SELECT n FROM counters WHERE id = 1").Scan(&n); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, "UPDATE counters SET n = $1 WHERE id = 1", n+1)
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("ExecuteTx: %v", err)
+	}
+	if n, err := c.QueryInt(0, "SELECT n FROM counters WHERE id = 1"); err != nil || n != workers*each {
+		t.Fatalf("counter %d (%v), want %d: an increment was lost or applied twice", n, err, workers*each)
 	}
 }
