@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
@@ -190,10 +191,10 @@ func TestClusterSettingsSQL(t *testing.T) {
 	}
 	// The preserve option may only name the current cluster version.
 	if _, err := a.Exec(ctx, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.1'"); err == nil ||
-		!strings.Contains(err.Error(), "must be the current cluster version 2.0") {
+		!strings.Contains(err.Error(), "must be the current cluster version "+clusterversion.Latest.String()) {
 		t.Fatalf("preserve option for another version: %v", err)
 	}
-	if _, err := a.Exec(ctx, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '2.0'"); err != nil {
+	if _, err := a.Exec(ctx, fmt.Sprintf("SET CLUSTER SETTING cluster.preserve_downgrade_option = '%s'", clusterversion.Latest)); err != nil {
 		t.Fatal(err)
 	}
 	// SHOW on another node sees every SET acknowledged before it.
@@ -278,7 +279,7 @@ func TestClusterSettingsSQL(t *testing.T) {
 		for name, want := range map[string][]string{
 			"server.time_until_store_dead":      {"5m0s", "d"},
 			"cluster.auto_upgrade.enabled":      {"true", "b"},
-			"cluster.preserve_downgrade_option": {"2.0", "s"},
+			"cluster.preserve_downgrade_option": {clusterversion.Latest.String(), "s"},
 			"version":                           {exe, "m"},
 		} {
 			if !slices.Equal(got[name], want) {

@@ -302,7 +302,7 @@ func TestMetricsVersionsAndFinalization(t *testing.T) {
 }
 
 // TestMetricsGroup0 checks group 0's series on a cluster bootstrapped at
-// 2.0: the upgrade state (one series per state), group 0's Raft group,
+// the newest release (2.1): the upgrade state (one series per state), group 0's Raft group,
 // the state moving to recovery, and, once the data group has lost its
 // majority, kvnode_upgrade_status_up 0 without the cluster-wide series
 // while the local ones stay.
@@ -320,15 +320,16 @@ func TestMetricsGroup0(t *testing.T) {
 	}
 	for i := range c.Nodes {
 		waitMetrics(t, c, i, 20*time.Second, func(e *expect) {
-			e.versions("2.0", "2.0", 2_000_000, 2_000_000)
+			e.versions("2.1", "2.1", 2_001_000, 2_001_000)
 			states(e, group0.UsePostRaft)
 			e.eq(3, "kvnode_group0_raft_voters")
 			e.eq(0, "kvnode_group0_raft_learners")
 			e.eq(1, "kvnode_upgrade_status_up")
-			e.eq(3, "kvnode_cluster_nodes", "binary_version", "2.0")
+			e.eq(3, "kvnode_cluster_nodes", "binary_version", "2.1")
 			e.eq(0, "kvnode_upgrade_pending")
 			e.blockers(nil)
 			e.eq(1, "kvnode_migration_fraction_completed", "version", "2.0-step.1", "status", "not_needed")
+			e.eq(1, "kvnode_migration_fraction_completed", "version", "2.1-step.2", "status", "not_needed")
 			for _, name := range []string{"kvnode_raft_apply_lag", "kvnode_group0_raft_apply_lag",
 				"kvnode_group0_raft_term", "kvnode_group0_raft_commit_index", "kvnode_group0_raft_applied_index"} {
 				if _, ok := e.m.get(name); !ok {
@@ -357,7 +358,7 @@ func TestMetricsGroup0(t *testing.T) {
 			"kvnode_upgrade_pending", "kvnode_migration_fraction_completed", "kvnode_migration_rows_done"} {
 			e.absent(name)
 		}
-		e.versions("2.0", "2.0", 2_000_000, 2_000_000)
+		e.versions("2.1", "2.1", 2_001_000, 2_001_000)
 		states(e, group0.UsePostRaft)
 		e.eq(3, "kvnode_group0_raft_voters")
 	})

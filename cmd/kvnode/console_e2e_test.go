@@ -268,7 +268,7 @@ func TestConsoleBannersInChromium(t *testing.T) {
 		t.Skip("psql is not installed (scripts/test.sh installs Debian's postgresql-client)")
 	}
 	b := newBrowser(t)
-	bin11 := buildRelease(t, "1.1")
+	bin11, bin20 := buildRelease(t, "1.1"), buildRelease(t, "2.0")
 	ps := newProcs(t, 3)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -303,12 +303,12 @@ func TestConsoleBannersInChromium(t *testing.T) {
 	// Hold finalization back, then upgrade node 1: its own page goes away
 	// during the restart and comes back by itself.
 	mustPsql(t, ps[0].url(), "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.1'")
-	restartOn(t, ps[0], kvnodeBin)
+	restartOn(t, ps[0], bin20)
 	b.waitBanner("mixed_versions", 60*time.Second, says("nodes 2, 3 run 1.1; node 1 runs 2.0", "can still be rolled back",
 		"restart node 2 on the 2.0 binary: kvnode node drain --host="+ps[1].listen))
 	b.screenshot("mixed-versions")
 
-	restartOn(t, ps[1], kvnodeBin)
+	restartOn(t, ps[1], bin20)
 	// The 2.0 nodes pause the group 0 upgrade before merging the schemas,
 	// until release exists (a testing-only pause point), so that the page
 	// can be read while the upgrade waits.
@@ -316,9 +316,9 @@ func TestConsoleBannersInChromium(t *testing.T) {
 	for _, p := range ps {
 		p.env = []string{"KVNODE_TESTING_GROUP0_PAUSE=sync-schema:" + release}
 	}
-	restartOn(t, ps[0], kvnodeBin)
-	restartOn(t, ps[1], kvnodeBin)
-	restartOn(t, ps[2], kvnodeBin)
+	restartOn(t, ps[0], bin20)
+	restartOn(t, ps[1], bin20)
+	restartOn(t, ps[2], bin20)
 	b.waitBanner("not_finalized", 60*time.Second, says("Every node runs 2.0, but the cluster version is still 1.1",
 		"cluster.preserve_downgrade_option is set to '1.1' (for ", "RESET CLUSTER SETTING cluster.preserve_downgrade_option;"))
 	b.waitGone("mixed_versions", 30*time.Second)
@@ -337,7 +337,7 @@ func TestConsoleBannersInChromium(t *testing.T) {
 		t.Fatalf("draining banner: %s", x)
 	}
 	b.screenshot("draining")
-	restartOn(t, ps[2], kvnodeBin) // a restart ends the drain
+	restartOn(t, ps[2], bin20) // a restart ends the drain
 	b.waitGone("draining_node", 30*time.Second)
 
 	// Node 3 dies; once the preserve option is reset, it is what blocks.
@@ -383,11 +383,11 @@ func TestConsoleBannersInChromium(t *testing.T) {
 	// two voters left, group 0 has no majority without it, so the runbook
 	// puts node 1 in recovery too and re-forms group 0 from both.
 	mustPsql(t, ps[1].url(), "UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state'")
-	restartOn(t, ps[1], kvnodeBin)
+	restartOn(t, ps[1], bin20)
 	b.waitBanner("group0_recovery", 60*time.Second, says("Node 2 is in group 0 recovery mode", "kvnode node group0-recover"))
 	b.screenshot("group0-recovery")
 	mustPsql(t, ps[0].url(), "UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state'")
-	restartOn(t, ps[0], kvnodeBin) // the page's own node: it comes back by itself
+	restartOn(t, ps[0], bin20) // the page's own node: it comes back by itself
 	rec := b.waitBanner("group0_recovery", 60*time.Second, says("Nodes 1, 2 are in group 0 recovery mode"))
 	if len(rec.Fix) != 2 || !strings.HasSuffix(rec.Fix[0], "--dry-run") {
 		t.Fatalf("recovery fix: %s", rec)

@@ -20,10 +20,17 @@ import (
 // log go there). It returns stdout, stderr and the exit code.
 func runDemoProcess(t *testing.T, timeout time.Duration, stdin string, args ...string) (stdout, stderr string, code int, tmp string) {
 	t.Helper()
+	return runDemoBinary(t, kvnodeBin, timeout, stdin, args...)
+}
+
+// runDemoBinary is runDemoProcess with the binary bin (a release built by
+// buildRelease).
+func runDemoBinary(t *testing.T, bin string, timeout time.Duration, stdin string, args ...string) (stdout, stderr string, code int, tmp string) {
+	t.Helper()
 	tmp = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kvnodeBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
@@ -81,12 +88,13 @@ func assertCleanedUp(t *testing.T, tmp string) {
 	}
 }
 
-// TestDemoUpgradeAuto runs the whole walk-through from 1.1 without prompts
-// and checks what a watcher sees: the cluster on 1.1, mixed versions during
-// the rolling restart, finalization to 2.0 with every node's group 0 state
-// reaching use_post_raft_procedures, and every row intact.
+// TestDemoUpgradeAuto runs the whole walk-through of a release 2.0 binary
+// from 1.1 without prompts and checks what a watcher sees: the cluster on
+// 1.1, mixed versions during the rolling restart, finalization to 2.0 with
+// every node's group 0 state reaching use_post_raft_procedures, and every
+// row intact. (TestDemoUpgradeTo21 walks the default binary's last hop.)
 func TestDemoUpgradeAuto(t *testing.T) {
-	out, stderr, code, tmp := runDemoProcess(t, 120*time.Second, "",
+	out, stderr, code, tmp := runDemoBinary(t, buildRelease(t, "2.0"), 120*time.Second, "",
 		"demo", "--upgrade-from=1.1", "--auto", "--exit-after-walkthrough")
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s\nstdout:\n%s", code, stderr, out)
@@ -120,7 +128,26 @@ func TestDemoUpgradeAuto(t *testing.T) {
 	assertCleanedUp(t, tmp)
 }
 
-// TestDemoUpgradeScripted drives the demo from stdin as a user would: upgrade
+// TestDemoUpgradeTo21 runs the default binary's walk-through from 2.0: the
+// 2.1 hop, whose migration enables transactions, ends with every row intact.
+func TestDemoUpgradeTo21(t *testing.T) {
+	out, stderr, code, tmp := runDemoProcess(t, 120*time.Second, "",
+		"demo", "--upgrade-from=2.0", "--auto", "--exit-after-walkthrough")
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s\nstdout:\n%s", code, stderr, out)
+	}
+	mustContain(t, "walk-through", out,
+		"starting a 3-node cluster on release 2.0 (this binary is release 2.1)",
+		"SET CLUSTER SETTING cluster.preserve_downgrade_option = '2.0'",
+		"MIXED VERSIONS: nodes 2, 3 on 2.0; node 1 on 2.1.",
+		"Every node runs release 2.1.",
+		"The cluster finalized to 2.1",
+		"node 3: 23 rows, all as written",
+		"The walk-through is complete: the cluster runs 2.1")
+	assertCleanedUp(t, tmp)
+}
+
+// TestDemoUpgradeScripted drives a release 2.0 binary's demo from stdin as a user would: upgrade
 // and roll back a node, look, query, run the rest of the walk-through, then
 // try a rollback the finalized cluster refuses.
 func TestDemoUpgradeScripted(t *testing.T) {
@@ -136,7 +163,7 @@ func TestDemoUpgradeScripted(t *testing.T) {
 		"sql SELECT count(*) FROM demo_rows",
 		"quit",
 	}, "\n") + "\n"
-	out, stderr, code, tmp := runDemoProcess(t, 150*time.Second, script, "demo", "--upgrade-from=1.1")
+	out, stderr, code, tmp := runDemoBinary(t, buildRelease(t, "2.0"), 150*time.Second, script, "demo", "--upgrade-from=1.1")
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s\nstdout:\n%s", code, stderr, out)
 	}
@@ -177,11 +204,11 @@ func TestDemoUpgradeFromBadValues(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--upgrade-from=banana"}, []string{`invalid --upgrade-from "banana": not a release`, "valid values are the releases older than this binary's 2.0: 1.0, 1.1"}},
-		{[]string{"--upgrade-from=2.0"}, []string{`invalid --upgrade-from "2.0": this binary is release 2.0`, "1.0, 1.1"}},
-		{[]string{"--upgrade-from=3.0"}, []string{`invalid --upgrade-from "3.0": no such release`, "1.0, 1.1"}},
-		{[]string{"--upgrade-from=0.9"}, []string{`invalid --upgrade-from "0.9": no such release`, "1.0, 1.1"}},
-		{[]string{"--upgrade-from=2.0-step.1"}, []string{"an internal step between releases, not a release", "1.0, 1.1"}},
+		{[]string{"--upgrade-from=banana"}, []string{`invalid --upgrade-from "banana": not a release`, "valid values are the releases older than this binary's 2.1: 1.0, 1.1, 2.0"}},
+		{[]string{"--upgrade-from=2.1"}, []string{`invalid --upgrade-from "2.1": this binary is release 2.1`, "1.0, 1.1, 2.0"}},
+		{[]string{"--upgrade-from=3.0"}, []string{`invalid --upgrade-from "3.0": no such release`, "1.0, 1.1, 2.0"}},
+		{[]string{"--upgrade-from=0.9"}, []string{`invalid --upgrade-from "0.9": no such release`, "1.0, 1.1, 2.0"}},
+		{[]string{"--upgrade-from=2.0-step.1"}, []string{"an internal step between releases, not a release", "1.0, 1.1, 2.0"}},
 		{[]string{"--auto"}, []string{"--auto and --exit-after-walkthrough need --upgrade-from"}},
 		{[]string{"--upgrade-from=1.1", "--nodes=0"}, []string{"--nodes=0 is out of range"}},
 	} {
@@ -200,12 +227,12 @@ func TestDemoUpgradeFromBadValues(t *testing.T) {
 }
 
 func TestParseUpgradeFrom(t *testing.T) {
-	for _, ok := range []string{"1.0", "1.1", " 1.1 "} {
+	for _, ok := range []string{"1.0", "1.1", " 1.1 ", "2.0"} {
 		if _, err := parseUpgradeFrom(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "2.0", "1", "1.1.1", "v1.1", "1.2", "1.1-step.2"} {
+	for _, bad := range []string{"", "2.1", "1", "1.1.1", "v1.1", "1.2", "1.1-step.2"} {
 		if v, err := parseUpgradeFrom(bad); err == nil {
 			t.Errorf("%q: accepted as %s", bad, v)
 		}

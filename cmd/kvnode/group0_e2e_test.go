@@ -21,7 +21,7 @@ func TestGroup0UpgradeAndRecoveryProcesses(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
 		t.Skip("psql is not installed (scripts/test.sh installs Debian's postgresql-client)")
 	}
-	bin11 := buildRelease(t, "1.1")
+	bin11, bin20 := buildRelease(t, "1.1"), buildRelease(t, "2.0")
 	ps := newProcs(t, 3)
 	for _, p := range ps {
 		p.bin = bin11
@@ -52,7 +52,7 @@ func TestGroup0UpgradeAndRecoveryProcesses(t *testing.T) {
 	// Rolling restart onto 2.0; it finalizes by itself, running the group 0
 	// upgrade procedure as the 2.0 migration.
 	for i, p := range ps {
-		restartOn(t, p, kvnodeBin)
+		restartOn(t, p, bin20)
 		mustPsql(t, ps[(i+1)%3].url(), fmt.Sprintf("UPSERT INTO kv VALUES (%d, 'during')", 10+i))
 	}
 	waitFor(t, 90*time.Second, func() error {
@@ -134,7 +134,7 @@ func TestGroup0UpgradeAndRecoveryProcesses(t *testing.T) {
 		if out := mustPsql(t, p.url(), "UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state'"); out != "" {
 			t.Logf("UPDATE printed %q", out)
 		}
-		restartOn(t, p, kvnodeBin)
+		restartOn(t, p, bin20)
 		if st := mustPsql(t, p.url(), stateQuery); st != "recovery" {
 			t.Fatalf("%s after entering recovery: %q", p.sql, st)
 		}

@@ -57,7 +57,7 @@ func TestRollingUpgradeAndFinalization(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
 		t.Skip("psql is not installed (scripts/test.sh installs Debian's postgresql-client)")
 	}
-	bin10, bin11 := buildRelease(t, "1.0"), buildRelease(t, "1.1")
+	bin10, bin11, bin20 := buildRelease(t, "1.0"), buildRelease(t, "1.1"), buildRelease(t, "2.0")
 	ps := newProcs(t, 3)
 	for _, p := range ps {
 		p.bin = bin10
@@ -165,7 +165,7 @@ func TestRollingUpgradeAndFinalization(t *testing.T) {
 	// 1.1 -> 2.0: automatic once every node runs 2.0.
 	mustPsql(t, url, "SET CLUSTER SETTING cluster.auto_upgrade.enabled = true")
 	for i, p := range ps {
-		restartOn(t, p, kvnodeBin)
+		restartOn(t, p, bin20)
 		insert(ps[(i+1)%3], 10)
 	}
 	waitFor(t, 60*time.Second, func() error {
