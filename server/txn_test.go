@@ -475,3 +475,77 @@ func TestTxnCockroachGoExecuteTx(t *testing.T) {
 		t.Fatalf("counter %d (%v), want %d: an increment was lost or applied twice", n, err, workers*each)
 	}
 }
+
+// TestTxnLimitsAndEndings: a transaction past the size limit fails with
+// 54000 and changes nothing; a dropped connection and an idle-in-transaction
+// timeout leave nothing of an open transaction behind.
+func TestTxnLimitsAndEndings(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
+	count := func() int64 {
+		t.Helper()
+		n, err := c.QueryInt(0, "SELECT count(*) FROM t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// The limit is 64 MiB of buffered writes: 70 statements of 1 MiB.
+	conn := c.Conn(0)
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 1<<20)
+	var err error
+	for i := 0; i < 70 && err == nil; i++ {
+		_, err = conn.Exec(ctx, "INSERT INTO t VALUES ($1, $2)", i, big)
+	}
+	if sqlState(err) != "54000" || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("a transaction past the size limit: %v, want 54000", err)
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("the oversized transaction left %d rows", n)
+	}
+
+	// A connection dropped inside a transaction commits nothing.
+	dropped := c.Conn(0)
+	for _, sql := range []string{"BEGIN", "INSERT INTO t VALUES (1, 'a')"} {
+		if _, err := dropped.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dropped.PgConn().Conn().Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// idle_in_transaction_session_timeout ends the connection with 25P03.
+	idle := c.Conn(0)
+	for _, sql := range []string{"SET idle_in_transaction_session_timeout = '300ms'", "BEGIN", "INSERT INTO t VALUES (2, 'b')"} {
+		if _, err := idle.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(600 * time.Millisecond) // idle past the timeout: what is under test
+	if _, err := idle.Exec(ctx, "COMMIT"); err == nil {
+		t.Fatal("COMMIT after the idle-in-transaction timeout succeeded")
+	} else if sqlState(err) != "25P03" && !idle.IsClosed() {
+		t.Fatalf("after the idle timeout: %v (closed %v), want 25P03 and a closed connection", err, idle.IsClosed())
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("ended transactions left %d rows", n)
+	}
+	// Outside a transaction the timeout does not apply.
+	calm := c.Conn(0)
+	if _, err := calm.Exec(ctx, "SET idle_in_transaction_session_timeout = '100ms'"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := calm.Exec(ctx, "INSERT INTO t VALUES (3, 'c')"); err != nil {
+		t.Fatalf("an idle connection outside a transaction was ended: %v", err)
+	}
+}
