@@ -11,9 +11,7 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session, declarative_base
 
 url = sys.argv[1].replace("postgresql://", "postgresql+psycopg2://", 1)
-# use_native_hstore=False: the hstore OID lookup on connect joins pg_type and
-# pg_namespace, which needs the catalogs of issue 19.
-engine = sa.create_engine(url, future=True, use_native_hstore=False)
+engine = sa.create_engine(url, future=True)
 Base = declarative_base()
 
 
