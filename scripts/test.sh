@@ -19,6 +19,8 @@
 #                Debian's drivers and ORM, for the real-client transaction tests
 #                (server/txn_clients_test.go), run with Debian's /usr/bin/python3
 #   java, libpostgresql-jdbc-java   the JDBC driver for the same tests
+#   node, npm, node-postgres   npm's pg (pinned) into $KVNODE_NPM_DIR (default ~/.cache/kvnode-npm),
+#                for the same tests
 #   chromium     Debian's chromium, the same way: the status page's browser tests drive it
 #                headless (cmd/kvnode/console_e2e_test.go); their screenshots go to
 #                $KVNODE_ARTIFACTS (default: artifacts/ in the repository, ignored by git)
@@ -145,6 +147,27 @@ if [[ ! -e /usr/share/java/postgresql.jar ]]; then
   install_deb_pkg libpostgresql-jdbc-java
 fi
 echo "JDBC driver: /usr/share/java/postgresql.jar"
+
+step "install: node-postgres"
+install_deb node nodejs
+install_deb npm npm
+# npm's pg, pinned, into a cache outside the tree; the client tests find it through
+# KVNODE_NODE_MODULES. Installed once per machine (the npm registry is reachable here).
+NODE_PG_VERSION=8.23.1
+npm_dir=${KVNODE_NPM_DIR:-$HOME/.cache/kvnode-npm}
+if [[ -e $npm_dir/node_modules/pg/package.json ]] && grep -q "\"version\": \"$NODE_PG_VERSION\"" "$npm_dir/node_modules/pg/package.json"; then
+  echo "node-postgres $NODE_PG_VERSION present in $npm_dir"
+elif [[ ${KVNODE_NO_INSTALL:-} == 1 ]]; then
+  echo "node-postgres is missing and KVNODE_NO_INSTALL=1: npm install --prefix $npm_dir pg@$NODE_PG_VERSION" >&2
+  exit 1
+else
+  mkdir -p "$npm_dir"
+  npm install --no-save --no-audit --no-fund --prefix "$npm_dir" "pg@$NODE_PG_VERSION" >/dev/null
+  echo "installed: node-postgres $NODE_PG_VERSION in $npm_dir"
+fi
+export KVNODE_NODE_MODULES=$npm_dir/node_modules
+# The real-client tests fail, rather than skip, when a client is missing.
+export KVNODE_REQUIRE_CLIENTS=1
 
 step "install: chromium"
 install_deb chromium chromium

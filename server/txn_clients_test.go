@@ -12,48 +12,85 @@ import (
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
-// debianPython is Debian's interpreter, which sees Debian's python3-psycopg2,
-// python3-psycopg and python3-sqlalchemy (scripts/test.sh installs them); a
-// python3 earlier on PATH (pyenv) may not.
-const debianPython = "/usr/bin/python3"
+// The clients of TestTxnRealClients, as Debian and npm ship them.
+// scripts/test.sh installs each and sets KVNODE_REQUIRE_CLIENTS=1, so that
+// in CI a missing client fails its test instead of skipping it.
+const (
+	// debianPython sees Debian's python3-psycopg2, python3-psycopg and
+	// python3-sqlalchemy; a python3 earlier on PATH (pyenv) may not.
+	debianPython = "/usr/bin/python3"
+	// jdbcJar is Debian's libpostgresql-jdbc-java.
+	jdbcJar = "/usr/share/java/postgresql.jar"
+)
 
-// TestTxnRealClients runs unmodified drivers and an ORM (and the JDBC
-// driver, from a single-file Java program), in their default
-// transactional modes, against a real node: each script in
+// nodeModules is where node-postgres (npm's pg) is installed:
+// $KVNODE_NODE_MODULES, which scripts/test.sh sets.
+func nodeModules() string { return os.Getenv("KVNODE_NODE_MODULES") }
+
+// requireClient skips the test when a client is missing, or fails it when
+// KVNODE_REQUIRE_CLIENTS=1 (CI).
+func requireClient(t *testing.T, present bool, what string) {
+	t.Helper()
+	if present {
+		return
+	}
+	if os.Getenv("KVNODE_REQUIRE_CLIENTS") == "1" {
+		t.Fatalf("%s is missing (scripts/test.sh installs it)", what)
+	}
+	t.Skipf("%s is missing (scripts/test.sh installs it)", what)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return path != "" && err == nil
+}
+
+// TestTxnRealClients runs unmodified drivers and an ORM in their default
+// transactional modes against a real node: each program in
 // testdata/clients drives BEGIN/COMMIT/ROLLBACK, savepoints and a
 // serialization failure the way an application does, and prints "ok".
 func TestTxnRealClients(t *testing.T) {
-	if _, err := os.Stat(debianPython); err != nil {
-		t.Fatalf("%s is missing: install Debian's python3 with python3-psycopg2, python3-psycopg and python3-sqlalchemy (scripts/test.sh does)", debianPython)
-	}
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	for _, script := range []string{"psycopg2_txn.py", "psycopg3_txn.py", "sqlalchemy_txn.py"} {
-		t.Run(strings.TrimSuffix(script, ".py"), func(t *testing.T) {
+	jdbcURL := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/defaultdb?user=root&sslmode=disable"
+	for _, tc := range []struct {
+		name    string
+		present bool
+		what    string
+		cmd     func(ctx context.Context, script string) *exec.Cmd
+		script  string
+	}{
+		{"psycopg2", exists(debianPython), "Debian's python3 with python3-psycopg2",
+			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, debianPython, s, c.URL(0)) },
+			"psycopg2_txn.py"},
+		{"psycopg3", exists(debianPython), "Debian's python3 with python3-psycopg",
+			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, debianPython, s, c.URL(0)) },
+			"psycopg3_txn.py"},
+		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
+			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, debianPython, s, c.URL(0)) },
+			"sqlalchemy_txn.py"},
+		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
+			func(ctx context.Context, s string) *exec.Cmd {
+				return exec.CommandContext(ctx, "java", "-cp", jdbcJar, s, jdbcURL)
+			},
+			"JdbcTxn.java"},
+		{"node-postgres", exists(filepath.Join(nodeModules(), "pg")), "node-postgres in $KVNODE_NODE_MODULES",
+			func(ctx context.Context, s string) *exec.Cmd {
+				cmd := exec.CommandContext(ctx, "node", s, c.URL(0))
+				cmd.Env = append(os.Environ(), "NODE_PATH="+nodeModules())
+				return cmd
+			},
+			"node_postgres_txn.js"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireClient(t, tc.present, tc.what)
 			c.Exec(0, "DROP TABLE IF EXISTS accounts")
 			c.Exec(0, "CREATE TABLE accounts (id INT PRIMARY KEY, balance INT)")
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, debianPython, filepath.Join("testdata", "clients", script), c.URL(0)).CombinedOutput()
+			out, err := tc.cmd(ctx, filepath.Join("testdata", "clients", tc.script)).CombinedOutput()
 			if err != nil || strings.TrimSpace(string(out)) != "ok" {
-				t.Fatalf("%s: %v\n%s", script, err, out)
+				t.Fatalf("%s: %v\n%s", tc.script, err, out)
 			}
 		})
 	}
-	t.Run("jdbc", func(t *testing.T) {
-		if _, err := os.Stat(jdbcJar); err != nil {
-			t.Fatalf("%s is missing: install Debian's libpostgresql-jdbc-java and default-jre-headless (scripts/test.sh does)", jdbcJar)
-		}
-		c.Exec(0, "DROP TABLE IF EXISTS accounts")
-		c.Exec(0, "CREATE TABLE accounts (id INT PRIMARY KEY, balance INT)")
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-		defer cancel()
-		url := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/defaultdb?user=root&sslmode=disable"
-		out, err := exec.CommandContext(ctx, "java", "-cp", jdbcJar, filepath.Join("testdata", "clients", "JdbcTxn.java"), url).CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "ok" {
-			t.Fatalf("JDBC: %v\n%s", err, out)
-		}
-	})
 }
-
-// jdbcJar is Debian's PostgreSQL JDBC driver (libpostgresql-jdbc-java).
-const jdbcJar = "/usr/share/java/postgresql.jar"
