@@ -7,7 +7,7 @@ require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/cockroachdb/cockroach-go/v2 v2.4.3
 	github.com/cockroachdb/datadriven v1.0.3
-	github.com/cockroachdb/errors v1.14.0
+	github.com/cockroachdb/errors v1.13.0
 	github.com/cockroachdb/pebble v1.1.5
 	github.com/gogo/protobuf v1.3.2
 	github.com/hashicorp/memberlist v0.7.0
