@@ -1163,6 +1163,12 @@ func (p *parser) parseSet() (Stmt, error) {
 			if err != nil {
 				return nil, err
 			}
+			// A lone name that only parsed as an expression (SET x TO +iso)
+			// is a bare word too, so that its canonical form, the word,
+			// means the same.
+			if c, ok := e.(*ColumnRef); ok && len(c.Parts) == 1 {
+				e = &StrVal{Val: c.Parts[0]}
+			}
 		}
 		s.Values = append(s.Values, e)
 		if !p.acceptOp(",") {
