@@ -52,6 +52,9 @@ func exists(path string) bool {
 func TestTxnRealClients(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	jdbcURL := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/defaultdb?user=root&sslmode=disable"
+	python := func(ctx context.Context, script string) *exec.Cmd {
+		return exec.CommandContext(ctx, debianPython, script, c.URL(0))
+	}
 	for _, tc := range []struct {
 		name    string
 		present bool
@@ -60,13 +63,13 @@ func TestTxnRealClients(t *testing.T) {
 		script  string
 	}{
 		{"psycopg2", exists(debianPython), "Debian's python3 with python3-psycopg2",
-			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, debianPython, s, c.URL(0)) },
+			python,
 			"psycopg2_txn.py"},
 		{"psycopg3", exists(debianPython), "Debian's python3 with python3-psycopg",
-			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, debianPython, s, c.URL(0)) },
+			python,
 			"psycopg3_txn.py"},
 		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
-			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, debianPython, s, c.URL(0)) },
+			python,
 			"sqlalchemy_txn.py"},
 		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
 			func(ctx context.Context, s string) *exec.Cmd {
