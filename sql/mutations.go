@@ -584,7 +584,8 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 		return nil, err
 	}
 	p := &updatePlan{e: e, ti: ti}
-	a := &analyzer{params: params, clause: "UPDATE", tables: []scopeTable{ti.scope(0, ti.desc.Name)}}
+	// qb: subqueries in SET and WHERE are planned by the query pipeline.
+	a := &analyzer{params: params, clause: "UPDATE", tables: []scopeTable{ti.scope(0, ti.desc.Name)}, qb: &queryBuilder{e: e, params: params}}
 	if p.set, err = analyzeSet(a, ti, s.Set); err != nil {
 		return nil, err
 	}
@@ -720,7 +721,7 @@ func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePla
 	}
 	p := &deletePlan{e: e, ti: ti}
 	if s.Where != nil {
-		a := &analyzer{params: params, clause: "WHERE", tables: []scopeTable{ti.scope(0, ti.desc.Name)}}
+		a := &analyzer{params: params, clause: "WHERE", tables: []scopeTable{ti.scope(0, ti.desc.Name)}, qb: &queryBuilder{e: e, params: params}}
 		if p.filter, err = a.checkBool(s.Where, "WHERE"); err != nil {
 			return nil, err
 		}
