@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/kvnode/kvnode/sql/pgwire"
@@ -140,6 +141,46 @@ FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i
   LEFT JOIN pg_catalog.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid AND contype IN ('p','u','x'))
 WHERE c.oid = 'kv'::regclass AND c.oid = i.indrelid AND i.indexrelid = c2.oid
 ORDER BY i.indisprimary DESC, c2.relname`},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := exec(b, s, q.sql); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchLoad fills a table with n rows (k, g = k % groups, v) in batches.
+func benchLoad(b *testing.B, s pgwire.Session, table string, n, groups int) {
+	b.Helper()
+	mustExec(b, s, fmt.Sprintf("CREATE TABLE %s (k INT PRIMARY KEY, g INT, v STRING)", table))
+	for start := 0; start < n; start += 1000 {
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "INSERT INTO %s VALUES ", table)
+		for i := start; i < start+1000 && i < n; i++ {
+			if i > start {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "(%d, %d, 'v%d')", i, i%groups, i)
+		}
+		mustExec(b, s, sb.String())
+	}
+}
+
+// BenchmarkJoinAndGroupBy is issue 19's speed check in process: a join of
+// 1,000 rows with 100,000 on a key (a lookup join), the same join on a
+// non-key column (a hash join), and a GROUP BY over 100,000 rows.
+func BenchmarkJoinAndGroupBy(b *testing.B) {
+	tc := newTestCluster(b, 1)
+	s := openSession(b, tc.nodes[0])
+	benchLoad(b, s, "small", 1000, 100)
+	benchLoad(b, s, "big", 100000, 1000)
+	for _, q := range []struct{ name, sql string }{
+		{"lookup-join", "SELECT count(*) FROM small JOIN big ON big.k = small.k * 100"},
+		{"hash-join", "SELECT count(*) FROM small JOIN big ON big.g = small.k"},
+		{"group-by", "SELECT g, count(*), sum(k), max(v) FROM big GROUP BY g"},
 	} {
 		b.Run(q.name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
