@@ -142,9 +142,10 @@ func substr(s string, start, length int64) (types.Datum, error) {
 
 // aggregate is one aggregate call of a query without GROUP BY.
 type aggregate struct {
-	kind     string // count, sum, min, max, avg, string_agg, array_agg, bool_and, bool_or
-	arg      texpr  // nil for count(*)
-	sep      texpr  // string_agg's delimiter
+	kind     string      // count, sum, min, max, avg, string_agg, array_agg, bool_and, bool_or
+	arg      texpr       // nil for count(*)
+	sep      texpr       // string_agg's delimiter
+	order    []orderItem // ORDER BY in the call, on the input row
 	distinct bool
 	t        types.T
 }
@@ -157,8 +158,9 @@ type aggState struct {
 	fsum  float64
 	val   types.Datum
 	seen  map[string]bool
-	list  types.Array // array_agg, string_agg
-	seps  []string    // string_agg: the delimiter before each value
+	list  types.Array     // array_agg, string_agg
+	seps  []string        // string_agg: the delimiter before each value
+	keys  [][]types.Datum // with ORDER BY: each listed value's sort keys
 }
 
 func (s *aggState) add(ec *evalCtx) error {
@@ -173,6 +175,7 @@ func (s *aggState) add(ec *evalCtx) error {
 	if d == nil {
 		if s.agg.kind == "array_agg" {
 			s.list = append(s.list, nil) // array_agg keeps NULLs
+			return s.addKeys(ec)
 		}
 		return nil
 	}
@@ -193,6 +196,7 @@ func (s *aggState) add(ec *evalCtx) error {
 	switch s.agg.kind {
 	case "array_agg":
 		s.list = append(s.list, d)
+		return s.addKeys(ec)
 	case "string_agg":
 		sep, err := ec.eval(s.agg.sep)
 		if err != nil {
@@ -201,6 +205,7 @@ func (s *aggState) add(ec *evalCtx) error {
 		sepStr, _ := sep.(string)
 		s.list = append(s.list, d)
 		s.seps = append(s.seps, sepStr)
+		return s.addKeys(ec)
 	case "bool_and", "every":
 		if s.val == nil {
 			s.val = true
@@ -239,6 +244,57 @@ func (s *aggState) add(ec *evalCtx) error {
 			s.val = d
 		}
 	}
+	return nil
+}
+
+// addKeys records the sort keys of the value just listed, for an
+// aggregate with ORDER BY.
+func (s *aggState) addKeys(ec *evalCtx) error {
+	if len(s.agg.order) == 0 {
+		return nil
+	}
+	k := make([]types.Datum, len(s.agg.order))
+	for i, o := range s.agg.order {
+		d, err := ec.eval(o.e)
+		if err != nil {
+			return err
+		}
+		k[i] = d
+	}
+	s.keys = append(s.keys, k)
+	return nil
+}
+
+// sortList orders the listed values by their ORDER BY keys, stably.
+func (s *aggState) sortList() error {
+	if len(s.agg.order) == 0 || len(s.list) < 2 {
+		return nil
+	}
+	// Sort rows of [keys..., index] with sortRows, then permute.
+	rows := make([][]types.Datum, len(s.list))
+	order := make([]orderItem, len(s.agg.order))
+	for i, o := range s.agg.order {
+		order[i] = orderItem{e: &colExpr{idx: i}, desc: o.desc, nulls: o.nulls}
+	}
+	for i := range rows {
+		rows[i] = append(append([]types.Datum{}, s.keys[i]...), int64(i))
+	}
+	if err := sortRows(&evalCtx{}, rows, order); err != nil {
+		return err
+	}
+	list := make(types.Array, len(s.list))
+	var seps []string
+	if s.seps != nil {
+		seps = make([]string, len(s.seps))
+	}
+	for i, r := range rows {
+		j := r[len(r)-1].(int64)
+		list[i] = s.list[j]
+		if seps != nil {
+			seps[i] = s.seps[j]
+		}
+	}
+	s.list, s.seps = list, seps
 	return nil
 }
 
@@ -295,8 +351,8 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 	if isAggregateName(name) {
 		return a.checkAggregate(name, v)
 	}
-	if v.Star || v.Distinct {
-		return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s(*) and %s(DISTINCT ...) are only valid for aggregates", name, name)
+	if v.Star || v.Distinct || len(v.OrderBy) > 0 {
+		return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s(*), %s(DISTINCT ...) and ORDER BY in a call are only valid for aggregates", name, name)
 	}
 	switch name {
 	case "nullif":
@@ -511,6 +567,21 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 			agg.t = at
 		}
 		agg.arg = arg
+	}
+	if len(v.OrderBy) > 0 {
+		if v.Distinct {
+			return nil, unsupported("DISTINCT with ORDER BY in an aggregate is not supported")
+		}
+		a.inAgg = true
+		for _, o := range v.OrderBy {
+			oe, err := a.check(o.Expr, types.Unknown)
+			if err != nil {
+				a.inAgg = false
+				return nil, err
+			}
+			agg.order = append(agg.order, orderItem{e: oe, desc: o.Desc, nulls: o.Nulls})
+		}
+		a.inAgg = false
 	}
 	a.aggs = append(a.aggs, agg)
 	if a.aggsInRow {

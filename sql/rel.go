@@ -591,6 +591,9 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		row := make([]types.Datum, 0, n.width())
 		row = append(row, g.first...)
 		for j := range g.states {
+			if err := g.states[j].sortList(); err != nil {
+				return nil, err
+			}
 			row = append(row, g.states[j].result())
 		}
 		out[i] = row

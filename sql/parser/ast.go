@@ -1060,6 +1060,8 @@ type FuncCall struct {
 	Args     []Expr
 	Star     bool
 	Distinct bool
+	// OrderBy is an aggregate's ORDER BY: string_agg(v, ',' ORDER BY v).
+	OrderBy []*OrderBy
 }
 
 // FuncName is the dotted function name.
@@ -1309,6 +1311,9 @@ func (e *FuncCall) Format(b *strings.Builder) {
 		}
 		a.Format(b)
 	}
+	if len(e.OrderBy) > 0 {
+		formatOrderLimit(b, e.OrderBy, nil, nil)
+	}
 	b.WriteByte(')')
 }
 
@@ -1398,6 +1403,9 @@ func WalkExpr(e Expr, fn func(Expr) bool) {
 	case *FuncCall:
 		for _, a := range v.Args {
 			WalkExpr(a, fn)
+		}
+		for _, o := range v.OrderBy {
+			WalkExpr(o.Expr, fn)
 		}
 	case *CastExpr:
 		WalkExpr(v.Expr, fn)

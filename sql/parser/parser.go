@@ -2043,9 +2043,15 @@ func (p *parser) parseNameOrCall() (Expr, error) {
 				break
 			}
 		}
-		if p.isKw("order") {
-			return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "ORDER BY in the arguments of an aggregate is not supported yet"),
-				"aggregate the rows of a subquery that orders them: SELECT string_agg(v, ',') FROM (SELECT v ... ORDER BY v) s")
+		if p.acceptKw("order") {
+			if err := p.expectKw("by"); err != nil {
+				return nil, err
+			}
+			order, err := p.orderByList()
+			if err != nil {
+				return nil, err
+			}
+			f.OrderBy = order
 		}
 	}
 	if err := p.expectOp(")"); err != nil {

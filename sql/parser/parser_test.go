@@ -237,6 +237,7 @@ func FuzzParse(f *testing.F) {
 		"SELECT ARRAY(SELECT 1), ARRAY[1, 2], x = ANY ('{1}'), y <> ALL (SELECT 1), EXISTS (SELECT 1), z NOT IN (SELECT 1), " +
 			"a IS DISTINCT FROM b, indkey[1], '{a}'::text[] FROM generate_series(1, 2) AS g (i), (SELECT 1) s",
 		"SELECT position('a' IN b), substring(x FROM 1 FOR 2), trim(leading 'x' FROM y), $$a$$, $t$b$t$, x @> y, a<-1, a!=-1, date '2020', -x^2",
+		"SELECT string_agg(v, ',' ORDER BY v DESC NULLS FIRST, k), array_agg(DISTINCT k) FROM t GROUP BY g",
 	} {
 		f.Add(s)
 	}
