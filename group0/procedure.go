@@ -143,7 +143,8 @@ func ids(ns []NodeInfo) []int32 {
 	return out
 }
 
-func idList(ids []int32) string {
+// IDList lists node IDs for a message: "1, 2, 3".
+func IDList(ids []int32) string {
 	parts := make([]string, len(ids))
 	for i, id := range ids {
 		parts[i] = fmt.Sprint(id)
@@ -214,7 +215,7 @@ func Decide(o Observation) (Action, error) {
 		}
 	}
 	if len(recovering) > 0 {
-		return Action{}, errors.WithHint(errors.Wrapf(ErrNodeInRecovery, "node(s) %s in recovery mode", idList(recovering)),
+		return Action{}, errors.WithHint(errors.Wrapf(ErrNodeInRecovery, "node(s) %s in recovery mode", IDList(recovering)),
 			"finish the recovery runbook (docs/recovery.md, `kvnode node group0-recover`); the upgrade resumes afterwards")
 	}
 	if len(post) == len(o.Nodes) {
@@ -266,20 +267,20 @@ func Decide(o Observation) (Action, error) {
 	}
 	if len(joining) > 0 {
 		return Action{Kind: ActPrepare, Step: StepJoin, Nodes: joining, Formation: f,
-			Waiting: fmt.Sprintf("node(s) %s join group 0 as learners", idList(joining))}, nil
+			Waiting: fmt.Sprintf("node(s) %s join group 0 as learners", IDList(joining))}, nil
 	}
 
 	// 4. Synchronize.
 	if len(pre) > 0 {
 		return Action{Kind: ActSynchronize, Step: StepSynchronize, Nodes: pre,
-			Waiting: fmt.Sprintf("node(s) %s enter synchronize (the pre-Raft schema path closes)", idList(pre))}, nil
+			Waiting: fmt.Sprintf("node(s) %s enter synchronize (the pre-Raft schema path closes)", IDList(pre))}, nil
 	}
 
 	// 5. Schema sync, then the post-Raft procedures. Every node is in
 	// synchronize or already past it here: no pre-Raft schema change can
 	// happen any more, so what the merge collects is final.
 	return Action{Kind: ActSyncAndFinish, Step: StepSyncSchema, Nodes: sync,
-		Waiting: fmt.Sprintf("merging the schema of node(s) %s into group 0", idList(sync))}, nil
+		Waiting: fmt.Sprintf("merging the schema of node(s) %s into group 0", IDList(sync))}, nil
 }
 
 func orUnknown(s string) string {

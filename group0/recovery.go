@@ -106,21 +106,21 @@ func PlanRecovery(o Observation, upgraded, healthy bool) (RecoveryPlan, error) {
 		p.Kind, p.Target = RecoverPreRaft, UsePreRaft
 		p.Steps = []string{
 			"group 0 was never formed (no formation record): there is no group 0 state to recover",
-			fmt.Sprintf("node(s) %s go back to %s; the upgrade to 2.0, if it is due, starts over", idList(p.Recovering), UsePreRaft),
+			fmt.Sprintf("node(s) %s go back to %s; the upgrade to 2.0, if it is due, starts over", IDList(p.Recovering), UsePreRaft),
 		}
 	case len(others) > 0:
 		if !healthy {
 			return RecoveryPlan{}, errors.WithHintf(errors.Newf(
-				"node(s) %s are not in recovery mode, but group 0 has no leader that can commit", idList(ids(others))),
+				"node(s) %s are not in recovery mode, but group 0 has no leader that can commit", IDList(ids(others))),
 				"group 0 lost its majority: enter recovery on every surviving node (UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state', then restart it), decommission the dead ones, and run this again; nothing was changed")
 		}
 		f := *o.Formation
 		p.Kind, p.Formation = RecoverRejoin, &f
 		p.Target = rejoinTarget(others)
 		p.Steps = []string{
-			fmt.Sprintf("group 0 (%s) is healthy on node(s) %s", f, idList(ids(others))),
-			fmt.Sprintf("node(s) %s rejoin it (a replica of another generation is wiped first and catches up by snapshot)", idList(p.Recovering)),
-			fmt.Sprintf("node(s) %s enter %s", idList(p.Recovering), p.Target),
+			fmt.Sprintf("group 0 (%s) is healthy on node(s) %s", f, IDList(ids(others))),
+			fmt.Sprintf("node(s) %s rejoin it (a replica of another generation is wiped first and catches up by snapshot)", IDList(p.Recovering)),
+			fmt.Sprintf("node(s) %s enter %s", IDList(p.Recovering), p.Target),
 		}
 	default:
 		seed := p.Candidates[0]
@@ -141,7 +141,7 @@ func PlanRecovery(o Observation, upgraded, healthy bool) (RecoveryPlan, error) {
 			fmt.Sprintf("node %d wipes its group 0 Raft state and creates generation %d from %s", seed.NodeID, next.Generation, from),
 		}
 		if rest := slices.DeleteFunc(ids(rec), func(id int32) bool { return id == seed.NodeID }); len(rest) > 0 {
-			p.Steps = append(p.Steps, fmt.Sprintf("node(s) %s wipe their group 0 Raft state and join generation %d as learners (snapshot, then promotion)", idList(rest), next.Generation))
+			p.Steps = append(p.Steps, fmt.Sprintf("node(s) %s wipe their group 0 Raft state and join generation %d as learners (snapshot, then promotion)", IDList(rest), next.Generation))
 		}
 		if upgraded {
 			p.Steps = append(p.Steps, fmt.Sprintf("every node enters %s: the cluster continues post-Raft", UsePostRaft))
@@ -173,7 +173,7 @@ func rejoinTarget(others []NodeInfo) State {
 // Describe renders the plan for the operator.
 func (p RecoveryPlan) Describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "recovery plan (%s) for node(s) %s:\n", p.Kind, idList(p.Recovering))
+	fmt.Fprintf(&b, "recovery plan (%s) for node(s) %s:\n", p.Kind, IDList(p.Recovering))
 	for i, s := range p.Steps {
 		fmt.Fprintf(&b, "  %d. %s\n", i+1, s)
 	}

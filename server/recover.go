@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
@@ -359,7 +360,7 @@ func (p dataRecoveryPlan) describe() string {
 	}
 	if len(p.Dead) > 0 {
 		fmt.Fprintf(&b, "  entries above index %d that only the dead nodes (%s) may have had are lost: writes acknowledged only through them after that point\n",
-			seed.Raft.Commit, ids32(p.deadIDs()))
+			seed.Raft.Commit, group0.IDList(p.deadIDs()))
 	} else {
 		b.WriteString("  nothing: every member answers\n")
 	}
@@ -393,7 +394,7 @@ func (s *Server) recoverCluster(ctx context.Context, req *nodeapi.RecoverRequest
 	}
 	resp.Done = true
 	resp.Result = fmt.Sprintf("the data group was re-formed from node %d on node(s) %s; node(s) %s are decommissioned; %s",
-		plan.Seed.NodeID, ids32(resp.Survivors), cmp.Or(ids32(resp.Dead), "none"), g0)
+		plan.Seed.NodeID, group0.IDList(resp.Survivors), cmp.Or(group0.IDList(resp.Dead), "none"), g0)
 	s.log.Warn("recovery finished", "result", resp.Result)
 	return resp, nil
 }
@@ -571,12 +572,4 @@ func (s *Server) executeDataRecovery(ctx context.Context, p dataRecoveryPlan, no
 		return "", err
 	}
 	return g0, nil
-}
-
-func ids32(ids []int32) string {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = fmt.Sprint(id)
-	}
-	return strings.Join(parts, ", ")
 }

@@ -221,23 +221,18 @@ func decodeDescriptors(tables map[string][]byte) ([]catalog.TableDescriptor, err
 	return out, nil
 }
 
+// applyLoop keeps the catalog in step with group 0 while the node relies
+// on it for its schema. A local read of one key: cheap enough to poll
+// often.
 func (m *Member) applyLoop() {
-	// A local read of one key: cheap enough to poll often.
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.cfg.Stopper.ShouldQuiesce():
-			return
-		case <-t.C:
-		}
+	m.every(50*time.Millisecond, func() {
 		if st := m.State(); st != group0.Synchronize && st != group0.UsePostRaft {
-			continue
+			return
 		}
 		if err := m.CatchUpCatalog(); err != nil {
 			m.log.Warn("applying group 0's schema to the catalog", "err", err)
 		}
-	}
+	})
 }
 
 // membershipLoop runs on every node and acts while it leads group 0:
@@ -251,27 +246,20 @@ func (m *Member) applyLoop() {
 // learners, up to five voters, gated by Node.AllowPromote: active nodes
 // only).
 func (m *Member) membershipLoop() {
-	t := time.NewTicker(membershipEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.cfg.Stopper.ShouldQuiesce():
-			return
-		case <-t.C:
-		}
+	m.every(membershipEvery, func() {
 		rep := m.rep.Load()
 		data := m.node.LiveReplica()
 		if rep == nil || data == nil || m.isolated.Load() || m.State() == group0.Recovery {
-			continue
+			return
 		}
 		st := rep.Status()
 		if !st.IsLeader {
-			continue
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		m.lifecycleStep(ctx, rep, data, st)
 		cancel()
-	}
+	})
 }
 
 // quorumCheck is the quorum rule's input for group 0: the liveness records as

@@ -306,6 +306,20 @@ func (m *Member) EnterRecovery() error {
 	return nil
 }
 
+// every runs f every d until the node stops (the first run after d).
+func (m *Member) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.cfg.Stopper.ShouldQuiesce():
+			return
+		case <-t.C:
+		}
+		f()
+	}
+}
+
 // stopCtx returns a context that ends after d or when the node stops.
 func (m *Member) stopCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

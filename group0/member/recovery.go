@@ -57,20 +57,12 @@ func (m *Member) Group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRe
 			"the recovery stopped part-way; run `kvnode node group0-recover` again: every step is idempotent"), codes.Unavailable)
 	}
 	resp.Done = true
-	resp.Result = fmt.Sprintf("node(s) %s are in %s", ids32(plan.Recovering), plan.Target)
+	resp.Result = fmt.Sprintf("node(s) %s are in %s", group0.IDList(plan.Recovering), plan.Target)
 	if plan.Kind == group0.RecoverReform {
 		resp.Result = fmt.Sprintf("group 0 re-formed (%s); every node is in %s", plan.Formation, plan.Target)
 	}
 	m.log.Warn("group 0 recovery finished", "result", resp.Result)
 	return resp, nil
-}
-
-func ids32(ids []int32) string {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = fmt.Sprint(id)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // Plan observes the cluster and plans the recovery.
@@ -161,7 +153,7 @@ func (r *Recovery) waitConfig(ctx context.Context, gen uint64, want []int32) err
 				if len(missing) == 0 {
 					return nil
 				}
-				last = fmt.Sprintf("group 0's configuration lacks node(s) %s", ids32(missing))
+				last = fmt.Sprintf("group 0's configuration lacks node(s) %s", group0.IDList(missing))
 			}
 		} else {
 			last = err.Error()

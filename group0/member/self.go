@@ -199,18 +199,11 @@ func (m *Member) rejoin(ctx context.Context, f group0.Formation) error {
 
 // selfCheckLoop runs the membership check of this node every second.
 func (m *Member) selfCheckLoop() {
-	t := time.NewTicker(selfCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.cfg.Stopper.ShouldQuiesce():
-			return
-		case <-t.C:
-		}
+	m.every(selfCheckEvery, func() {
 		ctx, cancel := m.stopCtx(10 * time.Second)
 		m.checkSelf(ctx, true)
 		cancel()
-	}
+	})
 }
 
 // startSelfCheck runs the first check before SQL is served (bounded: a
