@@ -17,7 +17,8 @@
 //   - loops.go: what runs once the node serves: the catch-up of the SQL
 //     catalog with group 0 (the apply loop), the join of a node that is not
 //     yet a member, and the leader's membership loop (group 0's
-//     configuration follows the node lifecycle, liveness.Check).
+//     configuration follows the node lifecycle, liveness.Check), and the
+//     group 0 side of a decommission's quorum check (ValidateDecommission).
 //   - self.go: a node's own membership check (group0.DecideMember): rejoin,
 //     and refuse writes while outside (CheckWrite).
 //   - rpc.go: the group 0 methods of the kvnode.Node service: state,
@@ -28,7 +29,8 @@
 //     states, the formation record, and SyncSchema, the upgrade's schema
 //     merge. RunUpgrade runs group0.Upgrade over it (the 2.0 migration).
 //   - recovery.go: Recovery, the recovery procedure (Plan, then Run), the
-//     counterpart of group0.Upgrade.Run.
+//     counterpart of group0.Upgrade.Run, and ReformAfterDataRecovery, the
+//     group 0 step of the data group's recovery (`kvnode node recover`).
 //   - ddl.go: DDL through group 0 (BeginDDL, SchemaTxn.Commit), with
 //     SQLSTATE errors; the server adapts it to sql.SchemaLog.
 //
