@@ -49,12 +49,14 @@
 // Every SELECT (with joins, subqueries, GROUP BY/HAVING, DISTINCT, UNION,
 // INTERSECT, EXCEPT, WITH, or none of them) is planned by query.go into
 // relational operators (rel.go): table and virtual-table scans, filter,
-// project, join, group, sort, distinct, limit, set operation and
-// generate_series/unnest. A join with an equality between its sides is a
-// hash join; otherwise a nested loop. The WHERE clause's conjuncts go to the
-// FROM item whose columns they read (a user table's scan picks its access
-// path from them with choosePlan) or to the first join that has all their
-// columns. A single table's scan also takes the ORDER BY (no sort when the
+// project, join (hash, lookup by primary key, or nested loop), group,
+// sort, distinct, limit, set operation, VALUES and generate_series/unnest.
+// A join whose equalities fix the right table's primary key looks up each
+// left row's match (up to 1,000 left rows); a join with another equality
+// between its sides is a hash join; otherwise a nested loop. The WHERE
+// clause's conjuncts go to the FROM item whose columns they read (a user
+// table's scan picks its access path from them with choosePlan) or to the
+// first join that has all their columns. A single table's scan also takes the ORDER BY (no sort when the
 // key order is the one asked) and the LIMIT (pushed into the read, as
 // above). Rows are materialized. A
 // correlated subquery runs once per outer row, reading the outer row's

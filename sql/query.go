@@ -72,6 +72,8 @@ func (b *queryBuilder) buildQuery(q parser.SelectStatement, a *analyzer) (relNod
 		return b.buildSelect(v, a)
 	case *parser.SetOp:
 		return b.buildSetOp(v, a)
+	case *parser.ValuesClause:
+		return b.buildValues(v, a)
 	}
 	return nil, nil, pgerror.Newf(pgerror.CodeInternal, "unexpected query %T", q)
 }
@@ -952,4 +954,73 @@ func (b *queryBuilder) buildFuncTable(v *parser.FuncTable, a *analyzer) (*fromIt
 	}
 	st := scopeTable{names: []string{alias}, cols: []scopeCol{{name: colName, t: t}}}
 	return &fromItem{node: n, tables: []scopeTable{st}}, nil
+}
+
+// valuesNode is VALUES as a query: its rows' expressions, evaluated once
+// per execution.
+type valuesNode struct {
+	rows [][]texpr
+}
+
+func (n *valuesNode) width() int { return len(n.rows[0]) }
+func (n *valuesNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rc := rowCtx(ec)
+	out := make([][]types.Datum, len(n.rows))
+	for i, r := range n.rows {
+		var err error
+		if out[i], err = project(rc, nil, r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+func (n *valuesNode) explain(w *explainWriter) { w.add("values: %d row(s)", len(n.rows)) }
+
+// buildValues plans VALUES: each column's type is the one its rows share
+// (INT8 and FLOAT8 make FLOAT8; an untyped literal takes the column's
+// type, as in PostgreSQL); the columns are named column1, column2, ...
+func (b *queryBuilder) buildValues(v *parser.ValuesClause, a *analyzer) (relNode, []outCol, error) {
+	a.qb, a.params, a.clause = b, b.params, "VALUES"
+	width := len(v.Rows[0])
+	rows := make([][]texpr, len(v.Rows))
+	cols := make([]outCol, width)
+	for c := 0; c < width; c++ {
+		// The best-ranked expression of the column decides its type.
+		best := 0
+		for r := range v.Rows {
+			if a.rank(v.Rows[r][c]) < a.rank(v.Rows[best][c]) {
+				best = r
+			}
+		}
+		first, err := a.check(v.Rows[best][c], types.Unknown)
+		if err != nil {
+			return nil, nil, err
+		}
+		ts := []types.T{first.typ()}
+		col := make([]texpr, len(v.Rows))
+		col[best] = first
+		for r := range v.Rows {
+			if r == best {
+				continue
+			}
+			x, err := a.check(v.Rows[r][c], first.typ())
+			if err != nil {
+				return nil, nil, err
+			}
+			col[r] = x
+			ts = append(ts, x.typ())
+		}
+		t, err := unifyTypes("VALUES", ts)
+		if err != nil {
+			return nil, nil, err
+		}
+		for r := range v.Rows {
+			if rows[r] == nil {
+				rows[r] = make([]texpr, width)
+			}
+			rows[r][c] = settleTo(col[r], t)
+		}
+		cols[c] = outCol{name: "column" + strconv.Itoa(c+1), t: t, te: rows[0][c]}
+	}
+	return &valuesNode{rows: rows}, cols, nil
 }

@@ -110,6 +110,8 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		return e.analyzeQueryPlan(v, params)
 	case *parser.SetOp:
 		return e.analyzeQueryPlan(v, params)
+	case *parser.ValuesClause:
+		return e.analyzeQueryPlan(v, params)
 	case *parser.Insert:
 		return e.analyzeInsert(v, params)
 	case *parser.Update:

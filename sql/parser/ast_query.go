@@ -11,7 +11,7 @@ import (
 // expressions only queries use (subqueries, CASE, arrays, regular
 // expressions, COLLATE).
 
-// SelectStatement is a query: *Select or *SetOp.
+// SelectStatement is a query: *Select, *SetOp or *ValuesClause.
 type SelectStatement interface {
 	Stmt
 	selectStatement()
@@ -138,7 +138,35 @@ func (s *SetOp) String() string       { return str(s) }
 func (s *SetOp) StatementTag() string { return "SELECT" }
 func (*SetOp) stmtNode()              {}
 func (*SetOp) selectStatement()       {}
-func (*Select) selectStatement()      {}
+
+// ValuesClause is VALUES (a, b), (c, d) as a query.
+type ValuesClause struct {
+	Rows [][]Expr
+}
+
+// Format writes the rows.
+func (s *ValuesClause) Format(b *strings.Builder) {
+	b.WriteString("VALUES ")
+	for i, r := range s.Rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j, x := range r {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			x.Format(b)
+		}
+		b.WriteByte(')')
+	}
+}
+
+func (s *ValuesClause) String() string       { return str(s) }
+func (s *ValuesClause) StatementTag() string { return "SELECT" }
+func (*ValuesClause) stmtNode()              {}
+func (*ValuesClause) selectStatement()       {}
+func (*Select) selectStatement()             {}
 
 // TableExpr is an item of FROM: *AliasedTable, *DerivedTable, *FuncTable
 // or *JoinTable.

@@ -238,6 +238,7 @@ func FuzzParse(f *testing.F) {
 			"a IS DISTINCT FROM b, indkey[1], '{a}'::text[] FROM generate_series(1, 2) AS g (i), (SELECT 1) s",
 		"SELECT position('a' IN b), substring(x FROM 1 FOR 2), trim(leading 'x' FROM y), $$a$$, $t$b$t$, x @> y, a<-1, a!=-1, date '2020', -x^2",
 		"SELECT string_agg(v, ',' ORDER BY v DESC NULLS FIRST, k), array_agg(DISTINCT k) FROM t GROUP BY g",
+		"VALUES (1, 'a'), ($1, NULL) ORDER BY 1; SELECT * FROM (VALUES (1)) AS v (x) JOIN t ON t.k = v.x",
 	} {
 		f.Add(s)
 	}

@@ -120,7 +120,11 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 		return q, nil
 	}
 	// Attach WITH, ORDER BY, LIMIT and OFFSET to the statement, wrapping
-	// a parenthesized query that already has its own.
+	// a parenthesized query that already has its own (and VALUES, which
+	// has none of its own).
+	if v, ok := q.(*ValuesClause); ok {
+		q = &Select{Exprs: []*SelectExpr{{Star: true}}, From: []TableExpr{&DerivedTable{Select: v, Alias: "*VALUES*"}}}
+	}
 	switch v := q.(type) {
 	case *Select:
 		if (len(with) > 0 && len(v.With) > 0) || (order != nil && v.OrderBy != nil) ||
@@ -252,9 +256,38 @@ func (p *parser) parseSelectCore() (SelectStatement, error) {
 		}
 		return q, nil
 	}
-	if p.isKw("values") {
-		return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "VALUES as a query is not supported yet"),
-			"write SELECT ... UNION ALL SELECT ... instead")
+	if p.acceptKw("values") {
+		v := &ValuesClause{}
+		for {
+			if err := p.expectOp("("); err != nil {
+				return nil, err
+			}
+			var row []Expr
+			for {
+				if p.isKw("default") {
+					return nil, p.unsupportedAt(p.peek(), "DEFAULT in VALUES outside INSERT is not supported")
+				}
+				x, err := p.parseExpr()
+				if err != nil {
+					return nil, err
+				}
+				row = append(row, x)
+				if !p.acceptOp(",") {
+					break
+				}
+			}
+			if err := p.expectOp(")"); err != nil {
+				return nil, err
+			}
+			if len(v.Rows) > 0 && len(row) != len(v.Rows[0]) {
+				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+					"VALUES lists must all be the same length"), charPos(p.src, p.toks[p.i-1].pos))
+			}
+			v.Rows = append(v.Rows, row)
+			if !p.acceptOp(",") {
+				return v, nil
+			}
+		}
 	}
 	if p.isKw("table") {
 		return nil, p.unsupportedAt(p.peek(), "TABLE as a query is not supported yet")
