@@ -234,19 +234,20 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		defer closer.Close()
 		return rc.put(k, v, true), true
 	}
-	set := func(k, v []byte) {
+	set := func(k, v []byte, existed bool) {
 		_ = b.Set(userKey(k), v, nil)
 		rc.put(k, v, true)
-		wi.wrote(b, k)
+		wi.wrote(b, k, !existed)
 	}
 	switch cmd.Kind {
 	case cmdIncrement:
 		var cur int64
-		if v, ok := get(cmd.Key); ok && len(v) == 8 {
+		v, existed := get(cmd.Key)
+		if existed && len(v) == 8 {
 			cur = int64(binary.BigEndian.Uint64(v))
 		}
 		cur += cmd.Delta
-		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)))
+		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)), existed)
 		return result{value: cur}
 	case cmdBatch:
 		// Evaluate every condition against the state as the batch's own
@@ -287,6 +288,20 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 				overlay[string(op.Key)] = &v
 			case kvpb.OpDelete:
 				overlay[string(op.Key)] = nil
+			case kvpb.OpApply:
+				cur, exists := lookup(op.Key)
+				if !exists {
+					break
+				}
+				fn, ok := kvpb.LookupApplyFunc(op.Func)
+				if !ok {
+					return result{err: errors.Wrapf(kvpb.ErrUnknownApplyFunc, "op %d: function %d", i, op.Func)}
+				}
+				v, err := fn(op.Key, cur, op.Value)
+				if err != nil {
+					return result{err: errors.Wrapf(err, "op %d on key %q", i, op.Key)}
+				}
+				overlay[string(op.Key)] = &v
 			case kvpb.OpDeleteRange:
 				_ = b.DeleteRange(userKey(op.Key), userKey(op.EndKey), nil)
 				rc.clear()
@@ -294,12 +309,18 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 			}
 		}
 		for k, v := range overlay {
+			// Whether the key existed before the batch matters only to the
+			// write index (an insert or a delete changes existence).
+			existed := false
+			if wi != nil {
+				_, existed = get([]byte(k))
+			}
 			if v == nil {
 				_ = b.Delete(userKey([]byte(k)), nil)
 				rc.put([]byte(k), nil, false)
-				wi.wrote(b, []byte(k))
+				wi.wrote(b, []byte(k), existed)
 			} else {
-				set([]byte(k), *v)
+				set([]byte(k), *v, existed)
 			}
 		}
 		return result{}

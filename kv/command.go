@@ -36,6 +36,7 @@ type command struct {
 	// cmdTxnCommit: the snapshot index and the reads; the writes are Ops.
 	Snapshot  uint64
 	ReadKeys  [][]byte
+	ExistKeys [][]byte
 	ReadSpans []kvpb.Span
 }
 
@@ -67,6 +68,10 @@ func (c *command) encode() []byte {
 			b = appendBytes(b, sp.End)
 		}
 		b = appendOps(b, c.Ops)
+		b = binary.AppendUvarint(b, uint64(len(c.ExistKeys)))
+		for _, k := range c.ExistKeys {
+			b = appendBytes(b, k)
+		}
 	}
 	return b
 }
@@ -87,6 +92,9 @@ func appendOps(b []byte, ops []kvpb.Op) []byte {
 		b = appendBytes(b, op.Value)
 		b = appendBytes(b, op.Expected)
 		b = appendBytes(b, op.ElseValue)
+		if op.Kind == kvpb.OpApply {
+			b = append(b, byte(op.Func))
+		}
 	}
 	return b
 }
@@ -114,6 +122,9 @@ func (d *decoder) ops() []kvpb.Op {
 		op.Value = d.bytes()
 		op.Expected = d.bytes()
 		op.ElseValue = d.bytes()
+		if kind == kvpb.OpApply {
+			op.Func = kvpb.ApplyFunc(d.byte1())
+		}
 		ops = append(ops, op)
 	}
 	return ops
@@ -203,6 +214,10 @@ func decodeCommand(data []byte) (*command, error) {
 			c.ReadSpans = append(c.ReadSpans, kvpb.Span{Start: d.bytes(), End: d.bytes()})
 		}
 		c.Ops = d.ops()
+		n = d.count()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.ExistKeys = append(c.ExistKeys, d.bytes())
+		}
 	default:
 		return nil, errors.Newf("Raft command kind %d is unknown to this binary", c.Kind)
 	}
@@ -221,7 +236,7 @@ func validateOps(ops []kvpb.Op) error {
 	hasRange, hasPoint := false, false
 	for i, op := range ops {
 		switch op.Kind {
-		case kvpb.OpPut, kvpb.OpDelete, kvpb.OpInsertOrUpdate, kvpb.OpCPut:
+		case kvpb.OpPut, kvpb.OpDelete, kvpb.OpInsertOrUpdate, kvpb.OpCPut, kvpb.OpApply:
 			hasPoint = true
 		case kvpb.OpDeleteRange:
 			hasRange = true

@@ -11,7 +11,9 @@ package kv
 // rangeDeleteKey record. A key without a record was last written at or
 // before the enabling entry. The records live under keys.TxnMetaPrefix
 // (0x06), which the keys package reserves for them; keys under it are never
-// recorded themselves, and transactions may not read or write them. All of it is written in the apply
+// recorded themselves, and transactions may not read or write them. A
+// second record, existIndexKey(k), moves only when k is created or deleted:
+// a transaction that read only whether k exists is validated against it. All of it is written in the apply
 // batch, from the entry alone, so every replica holds the same records, and
 // Raft snapshots carry them with the rest of the replicated span.
 
@@ -37,6 +39,10 @@ const (
 	// entry that wrote or deleted k. A deleted key keeps its record, so a
 	// transaction that saw it absent notices it came back.
 	writeIndexPrefix = txnMetaPrefix + "w/"
+	// existIndexPrefix + k holds the log index (uint64BE) of the last
+	// entry that created or deleted k: what a transaction that read only
+	// whether k exists (a blind UPDATE) is validated against.
+	existIndexPrefix = txnMetaPrefix + "e/"
 	// rangeDeletePrefix + uint64BE(index) + start holds end: a DeleteRange
 	// of [start, end) at index. Ordered by index, so validation reads only
 	// the records after a snapshot.
@@ -47,6 +53,10 @@ func isTxnMetaKey(k []byte) bool { return len(k) > 0 && k[0] == txnMetaPrefix[0]
 
 func writeIndexKey(k []byte) []byte {
 	return append(append(make([]byte, 0, len(writeIndexPrefix)+len(k)), writeIndexPrefix...), k...)
+}
+
+func existIndexKey(k []byte) []byte {
+	return append(append(make([]byte, 0, len(existIndexPrefix)+len(k)), existIndexPrefix...), k...)
 }
 
 func rangeDeleteKey(index uint64, start []byte) []byte {
@@ -69,11 +79,14 @@ type writeIndexer struct {
 	val   [8]byte
 }
 
-func (w *writeIndexer) wrote(b *pebble.Batch, k []byte) {
+func (w *writeIndexer) wrote(b *pebble.Batch, k []byte, existenceChanged bool) {
 	if w == nil || isTxnMetaKey(k) {
 		return
 	}
 	_ = b.Set(userKey(writeIndexKey(k)), w.val[:], nil)
+	if existenceChanged {
+		_ = b.Set(userKey(existIndexKey(k)), w.val[:], nil)
+	}
 }
 
 func (w *writeIndexer) deletedRange(b *pebble.Batch, start, end []byte) {
@@ -148,6 +161,14 @@ func validateTxn(b *pebble.Batch, from uint64, cmd *command) error {
 			return &kvpb.TxnConflictError{Key: k, Index: idx}
 		}
 	}
+	for _, k := range cmd.ExistKeys {
+		if isTxnMetaKey(k) {
+			return errors.AssertionFailedf("a transaction read key %q, a transaction record", k)
+		}
+		if idx := readUint64(b, userKey(existIndexKey(k))); idx > s {
+			return &kvpb.TxnConflictError{Key: k, Index: idx}
+		}
+	}
 	for _, sp := range cmd.ReadSpans {
 		if isTxnMetaKey(sp.Start) || isTxnMetaKey(sp.End) || len(sp.End) == 0 || bytes.Compare(sp.Start, sp.End) >= 0 {
 			return errors.AssertionFailedf("a transaction read span [%q, %q), which is empty or holds transaction records", sp.Start, sp.End)
@@ -203,9 +224,11 @@ func validateRangeDeletes(b *pebble.Batch, s uint64, cmd *command) error {
 		idx := binary.BigEndian.Uint64(rec)
 		start, end := rec[8:], it.Value()
 		overlaps := func(a, z []byte) bool { return bytes.Compare(a, end) < 0 && bytes.Compare(start, z) < 0 }
-		for _, k := range cmd.ReadKeys {
-			if overlaps(k, append(bytes.Clone(k), 0)) {
-				return &kvpb.TxnConflictError{Key: k, Index: idx}
+		for _, ks := range [][][]byte{cmd.ReadKeys, cmd.ExistKeys} {
+			for _, k := range ks {
+				if overlaps(k, append(bytes.Clone(k), 0)) {
+					return &kvpb.TxnConflictError{Key: k, Index: idx}
+				}
 			}
 		}
 		for _, sp := range cmd.ReadSpans {
@@ -231,15 +254,15 @@ func (r *Replica) EnableTxns(ctx context.Context) error {
 // CommitTxn implements kvpb.TxnDB.
 func (r *Replica) CommitTxn(ctx context.Context, c *kvpb.TxnCommit) error {
 	for i, op := range c.Writes {
-		if op.Kind != kvpb.OpPut && op.Kind != kvpb.OpDelete {
-			return errors.AssertionFailedf("transaction write %d: only puts and deletes are committed, not kind %d", i, op.Kind)
+		if op.Kind != kvpb.OpPut && op.Kind != kvpb.OpDelete && op.Kind != kvpb.OpApply {
+			return errors.AssertionFailedf("transaction write %d: only puts, deletes and applies are committed, not kind %d", i, op.Kind)
 		}
 		if isTxnMetaKey(op.Key) {
 			return errors.AssertionFailedf("transaction write %d: key %q is a transaction record", i, op.Key)
 		}
 	}
 	res, err := r.submit(ctx, &command{Kind: cmdTxnCommit, Snapshot: c.Snapshot,
-		ReadKeys: c.ReadKeys, ReadSpans: c.ReadSpans, Ops: c.Writes})
+		ReadKeys: c.ReadKeys, ExistKeys: c.ExistKeys, ReadSpans: c.ReadSpans, Ops: c.Writes})
 	if err != nil {
 		return err
 	}

@@ -367,3 +367,80 @@ func TestTxnWriteSkewRefused(t *testing.T) {
 		t.Fatalf("first commit: %v; second: %v (want nil, then a conflict)", errA, errB)
 	}
 }
+
+// testAppendFunc is an apply function for these tests: it appends its
+// argument to the value.
+const testAppendFunc kvpb.ApplyFunc = 250
+
+func init() {
+	kvpb.RegisterApplyFunc(testAppendFunc, func(_, cur, arg []byte) ([]byte, error) {
+		return append(bytes.Clone(cur), arg...), nil
+	})
+}
+
+// TestTxnBlindApply: transactions that only check that a row exists and
+// apply a function to it where the commit applies do not conflict with
+// each other, but do with a transaction that read the row's value, and
+// with one that deleted the row; the value is resolved inside the
+// transaction when it reads the row.
+func TestTxnBlindApply(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	n1, n2, n3 := c.nodes[1].rep, c.nodes[2].rep, c.nodes[3].rep
+	if err := n1.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("hot"), Value: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(arg string) []kvpb.Op {
+		return []kvpb.Op{{Kind: kvpb.OpApply, Key: tk("hot"), Func: testAppendFunc, Value: []byte(arg)}}
+	}
+	blind := func(rep *Replica, arg string) *txn.Txn {
+		t.Helper()
+		x := txn.New(rep, 0)
+		if ok, err := x.Exists(ctx, tk("hot")); err != nil || !ok {
+			t.Fatalf("exists: %v %v", ok, err)
+		}
+		if err := x.Write(ctx, apply(arg)); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	a, b := blind(n2, "a"), blind(n3, "b")
+	reader := txn.New(n1, 0)
+	if v, _, err := reader.Get(ctx, tk("hot")); err != nil || string(v) != "v" {
+		t.Fatalf("reader: %q %v", v, err)
+	}
+	_ = reader.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("other"), Value: []byte("x")}})
+	// Inside its transaction, b reads its own pending apply on top of the
+	// snapshot (and so joins the read set from then on).
+	if v, _, err := b.Get(ctx, tk("hot")); err != nil || string(v) != "vb" {
+		t.Fatalf("b reads %q %v, want vb", v, err)
+	}
+	if err := a.Commit(ctx); err != nil {
+		t.Fatalf("first blind commit: %v", err)
+	}
+	if err := b.Commit(ctx); !isConflict(err) {
+		t.Fatalf("b read the row's value, then a changed it: %v, want a conflict", err)
+	}
+	if err := reader.Commit(ctx); !isConflict(err) {
+		t.Fatalf("the reader of the value: %v, want a conflict", err)
+	}
+	c2, d := blind(n2, "c"), blind(n3, "d")
+	for _, x := range []*txn.Txn{c2, d} {
+		if err := x.Commit(ctx); err != nil {
+			t.Fatalf("concurrent blind applies must both commit: %v", err)
+		}
+	}
+	if v, _, _ := n1.Get(ctx, tk("hot")); string(v) != "vacd" {
+		t.Fatalf("value %q, want vacd", v)
+	}
+	// A blind apply conflicts with the row's deletion.
+	e := blind(n2, "e")
+	if err := n3.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: tk("hot")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Commit(ctx); !isConflict(err) {
+		t.Fatalf("apply to a row deleted meanwhile: %v, want a conflict", err)
+	}
+	if _, found, _ := n1.Get(ctx, tk("hot")); found {
+		t.Fatal("the deleted row came back")
+	}
+}

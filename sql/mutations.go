@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/txn"
 )
 
 // Concurrency without transactions. Every mutating statement writes all its
@@ -565,6 +568,122 @@ type updatePlan struct {
 	pkChange  bool
 	returning []texpr
 	cols      []pgwire.Column
+	// deltas is set when every SET item is col = col ± e (or e + col) on
+	// an INT column outside the key, with e reading no column: inside a
+	// transaction such an UPDATE of rows named by their key is written
+	// blind (execBlindDeltas).
+	deltas []intDelta
+}
+
+// intDelta is one SET item n = n + e (neg: n = n - e).
+type intDelta struct {
+	idx int
+	e   texpr
+	neg bool
+}
+
+// blindDeltas returns the SET items as intDeltas, or nil if one is not of
+// that form.
+func blindDeltas(ti *tableInfo, set []setItem) []intDelta {
+	var out []intDelta
+	noCols := func(e texpr) bool {
+		ok := true
+		walkTexpr(e, func(x texpr) {
+			if _, isCol := x.(*colExpr); isCol {
+				ok = false
+			}
+		})
+		return ok
+	}
+	isCol := func(e texpr, idx int) bool {
+		c, ok := e.(*colExpr)
+		return ok && c.idx == idx
+	}
+	for _, si := range set {
+		b, ok := si.e.(*binExpr)
+		if !ok || ti.inPK[si.idx] || ti.layout.Columns[si.idx].Type != types.Int || b.t != types.Int ||
+			b.l.typ() != types.Int || b.r.typ() != types.Int {
+			return nil
+		}
+		switch {
+		case (b.op == parser.OpPlus || b.op == parser.OpMinus) && isCol(b.l, si.idx) && noCols(b.r):
+			out = append(out, intDelta{idx: si.idx, e: b.r, neg: b.op == parser.OpMinus})
+		case b.op == parser.OpPlus && isCol(b.r, si.idx) && noCols(b.l):
+			out = append(out, intDelta{idx: si.idx, e: b.l})
+		default:
+			return nil
+		}
+	}
+	return out
+}
+
+// execBlindDeltas runs UPDATE t SET n = n + e WHERE <key> in transaction t
+// without reading the rows: it reads only whether each row exists (so that
+// the tag counts the rows, and a row created or deleted concurrently still
+// conflicts), and writes an OpApply that adds the deltas where the data
+// group applies the commit. Two transactions that add to the same hot row
+// do not conflict. ok is false when the statement must take the ordinary
+// path (a delta is NULL).
+func (p *updatePlan) execBlindDeltas(ec *evalCtx, t *txn.Txn) (res pgwire.Result, ok bool, err error) {
+	ti := p.ti
+	ds := make([]rowenc.IntDelta, len(p.deltas))
+	for i, d := range p.deltas {
+		v, err := ec.eval(d.e)
+		if err != nil {
+			return pgwire.Result{}, true, err
+		}
+		n, isInt := v.(int64)
+		if !isInt {
+			return pgwire.Result{}, false, nil // NULL: n + NULL is NULL, an ordinary write
+		}
+		if d.neg {
+			if n == math.MinInt64 {
+				return pgwire.Result{}, true, pgerror.Newf(pgerror.CodeNumericValueOutOfRange, "integer out of range")
+			}
+			n = -n
+		}
+		col := ti.layout.Columns[d.idx]
+		ds[i] = rowenc.IntDelta{ID: col.ID, Delta: n}
+		if abs, isInt := col.Absent.(int64); isInt {
+			ds[i].HasAbsent, ds[i].Absent = true, abs
+		}
+	}
+	var keys [][]byte
+	if p.scan.kind == scanPoints {
+		if keys, err = p.scan.pointKeys(ec, ti); err != nil {
+			return pgwire.Result{}, true, err
+		}
+	} else {
+		key, _, empty, err := p.scan.keySpan(ec, ti)
+		if err != nil {
+			return pgwire.Result{}, true, err
+		}
+		if !empty {
+			keys = [][]byte{key}
+		}
+	}
+	arg := rowenc.EncodeIntDeltas(ds)
+	var ops []kvpb.Op
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[string(k)] {
+			continue
+		}
+		seen[string(k)] = true
+		exists, err := t.Exists(ec.ctx, k)
+		if err != nil {
+			return pgwire.Result{}, true, kvError(err)
+		}
+		if exists {
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpApply, Key: k, Func: kvpb.ApplyAddToInts, Value: arg})
+		}
+	}
+	if len(ops) > 0 {
+		if err := t.Write(ec.ctx, ops); err != nil {
+			return pgwire.Result{}, true, kvError(err)
+		}
+	}
+	return pgwire.Result{Tag: fmt.Sprintf("UPDATE %d", len(ops))}, true, nil
 }
 
 func (p *updatePlan) columns() []pgwire.Column { return p.cols }
@@ -602,6 +721,9 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
 		return nil, err
 	}
+	if (p.scan.kind == scanPoint || p.scan.kind == scanPoints) && p.scan.exact && !p.pkChange && len(s.Returning) == 0 {
+		p.deltas = blindDeltas(ti, p.set)
+	}
 	return p, nil
 }
 
@@ -612,6 +734,11 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	defer p.e.holdRowEncoding()()
 	ti := p.ti
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	if t, inTxn := p.e.kv(ctx).(*txn.Txn); inTxn && p.deltas != nil {
+		if res, ok, err := p.execBlindDeltas(ec, t); ok || err != nil {
+			return res, err
+		}
+	}
 	for attempt := 0; attempt < maxRetries; attempt++ {
 		rows, err := p.e.readRows(ec, ti, &p.scan, 0)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/errors"
@@ -34,12 +35,30 @@ type Txn struct {
 	bytes     int                 // size of the buffered writes
 	readKeys  map[string]struct{}
 	readSpans []kvpb.Span
+	// existKeys holds the keys of which the transaction read only whether
+	// they exist (Exists), and the answer.
+	existKeys map[string]bool
 	done      bool
 }
 
+// buffered is the transaction's pending write of one key.
 type buffered struct {
 	value   []byte
 	deleted bool
+	// blind: the key's value is not known to the transaction; at commit it
+	// becomes the key's value then, with applies (OpApply ops) run on it
+	// in order. A read of the key in the transaction resolves it against
+	// the snapshot, and so joins the read set.
+	blind   bool
+	applies []kvpb.Op
+}
+
+func (w buffered) size(key string) int {
+	n := len(key) + len(w.value)
+	for _, op := range w.applies {
+		n += len(op.Value)
+	}
+	return n
 }
 
 // undoEntry restores key's buffered state as it was before one write.
@@ -57,7 +76,8 @@ func New(db kvpb.TxnDB, maxBytes int) *Txn {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxWriteBytes
 	}
-	return &Txn{db: db, maxBytes: maxBytes, writes: map[string]buffered{}, readKeys: map[string]struct{}{}}
+	return &Txn{db: db, maxBytes: maxBytes, writes: map[string]buffered{}, readKeys: map[string]struct{}{},
+		existKeys: map[string]bool{}}
 }
 
 func (t *Txn) snapshot(ctx context.Context) (kvpb.Snapshot, error) {
@@ -90,11 +110,13 @@ func (t *Txn) HasWrites() bool { return len(t.writes) > 0 }
 // else the snapshot's value, and the key joins the read set.
 func (t *Txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if w, ok := t.writes[string(key)]; ok {
-		if w.deleted {
-			return nil, false, nil
-		}
-		return bytes.Clone(w.value), true, nil
+		return t.resolve(ctx, key, w)
 	}
+	return t.snapshotGet(ctx, key)
+}
+
+// snapshotGet reads key from the snapshot, and adds it to the read set.
+func (t *Txn) snapshotGet(ctx context.Context, key []byte) ([]byte, bool, error) {
 	s, err := t.snapshot(ctx)
 	if err != nil {
 		return nil, false, err
@@ -105,6 +127,69 @@ func (t *Txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 	}
 	t.readKeys[string(key)] = struct{}{}
 	return v, found, nil
+}
+
+// resolve returns the value the buffered write w gives key: a blind one
+// is run on the snapshot's value.
+func (t *Txn) resolve(ctx context.Context, key []byte, w buffered) ([]byte, bool, error) {
+	if !w.blind {
+		if w.deleted {
+			return nil, false, nil
+		}
+		return bytes.Clone(w.value), true, nil
+	}
+	base, found, err := t.snapshotGet(ctx, key)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return runApplies(key, base, w.applies)
+}
+
+// runApplies runs OpApply ops on a value, as the data group will.
+func runApplies(key, v []byte, ops []kvpb.Op) ([]byte, bool, error) {
+	for _, op := range ops {
+		fn, ok := kvpb.LookupApplyFunc(op.Func)
+		if !ok {
+			return nil, false, errors.Wrapf(kvpb.ErrUnknownApplyFunc, "function %d", op.Func)
+		}
+		var err error
+		if v, err = fn(key, v, op.Value); err != nil {
+			return nil, false, err
+		}
+	}
+	return v, true, nil
+}
+
+// Exists reports whether key exists in the transaction's view, and records
+// that the transaction read only that: a concurrent write that changes the
+// key's value without creating or deleting it does not conflict with it.
+// A blind UPDATE (OpApply) of a row reads its existence this way.
+func (t *Txn) Exists(ctx context.Context, key []byte) (bool, error) {
+	if w, ok := t.writes[string(key)]; ok {
+		if !w.blind {
+			return !w.deleted, nil
+		}
+		if known, ok := t.existKeys[string(key)]; ok {
+			return known, nil
+		}
+	}
+	if _, ok := t.readKeys[string(key)]; ok {
+		_, found, err := t.snapshotGet(ctx, key)
+		return found, err
+	}
+	if known, ok := t.existKeys[string(key)]; ok {
+		return known, nil
+	}
+	s, err := t.snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, found, err := s.Get(key)
+	if err != nil {
+		return false, err
+	}
+	t.existKeys[string(key)] = found
+	return found, nil
 }
 
 // Scan implements kvpb.DB over the snapshot and the buffered writes. The
@@ -150,9 +235,20 @@ func (t *Txn) Scan(ctx context.Context, start, end []byte, limit int, reverse bo
 		if bound != nil && ((!reverse && k > string(bound)) || (reverse && k < string(bound))) {
 			continue
 		}
-		if w := t.writes[k]; w.deleted {
+		switch w := t.writes[k]; {
+		case w.blind:
+			// The scan read the key's snapshot value (the span joins the
+			// read set): run the pending applies on it.
+			if base, ok := merged[k]; ok {
+				v, _, err := runApplies([]byte(k), base, w.applies)
+				if err != nil {
+					return nil, err
+				}
+				merged[k] = v
+			}
+		case w.deleted:
 			delete(merged, k)
-		} else {
+		default:
 			merged[k] = w.value
 		}
 	}
@@ -192,11 +288,18 @@ func (t *Txn) Scan(ctx context.Context, start, end []byte, limit int, reverse bo
 func (t *Txn) Write(ctx context.Context, ops []kvpb.Op) error {
 	staged := map[string]buffered{}
 	var order []string
-	view := func(k []byte) ([]byte, bool, error) {
+	current := func(k []byte) (buffered, bool) {
 		if w, ok := staged[string(k)]; ok {
-			return w.value, !w.deleted, nil
+			return w, true
 		}
-		return t.Get(ctx, k)
+		w, ok := t.writes[string(k)]
+		return w, ok
+	}
+	view := func(k []byte) ([]byte, bool, error) {
+		if w, ok := current(k); ok {
+			return t.resolve(ctx, k, w)
+		}
+		return t.snapshotGet(ctx, k)
 	}
 	stage := func(k []byte, w buffered) {
 		if _, ok := staged[string(k)]; !ok {
@@ -234,6 +337,21 @@ func (t *Txn) Write(ctx context.Context, ops []kvpb.Op) error {
 			} else {
 				stage(op.Key, buffered{value: op.Value})
 			}
+		case kvpb.OpApply:
+			w, ok := current(op.Key)
+			switch {
+			case ok && !w.blind && w.deleted:
+				// Nothing to apply to.
+			case ok && !w.blind:
+				v, _, err := runApplies(op.Key, w.value, []kvpb.Op{op})
+				if err != nil {
+					return err
+				}
+				stage(op.Key, buffered{value: v})
+			default:
+				applies := append(slices.Clone(w.applies), op)
+				stage(op.Key, buffered{blind: true, applies: applies})
+			}
 		case kvpb.OpDeleteRange:
 			rows, err := t.Scan(ctx, op.Key, op.EndKey, 0, false)
 			if err != nil {
@@ -248,7 +366,10 @@ func (t *Txn) Write(ctx context.Context, ops []kvpb.Op) error {
 	}
 	grow := 0
 	for _, k := range order {
-		grow += len(k) + len(staged[k].value)
+		grow += staged[k].size(k)
+		if prev, ok := t.writes[k]; ok {
+			grow -= prev.size(k)
+		}
 	}
 	if t.bytes+grow > t.maxBytes {
 		return errors.WithHintf(errors.Wrapf(ErrTooLarge, "its writes would take %d bytes, more than the limit of %d", t.bytes+grow, t.maxBytes),
@@ -293,11 +414,11 @@ func (t *Txn) RollbackTo(sp Savepoint) {
 	for i := len(t.undo) - 1; i >= int(sp); i-- {
 		u := t.undo[i]
 		if cur, ok := t.writes[u.key]; ok {
-			t.bytes -= len(u.key) + len(cur.value)
+			t.bytes -= cur.size(u.key)
 		}
 		if u.hadPrev {
 			t.writes[u.key] = u.prev
-			t.bytes += len(u.key) + len(u.prev.value)
+			t.bytes += u.prev.size(u.key)
 		} else {
 			delete(t.writes, u.key)
 		}
@@ -332,13 +453,21 @@ func (t *Txn) Commit(ctx context.Context) error {
 	}
 	sort.Strings(ks)
 	for _, k := range ks {
-		w := t.writes[k]
-		if w.deleted {
+		switch w := t.writes[k]; {
+		case w.blind:
+			c.Writes = append(c.Writes, w.applies...)
+		case w.deleted:
 			c.Writes = append(c.Writes, kvpb.Op{Kind: kvpb.OpDelete, Key: []byte(k)})
-		} else {
+		default:
 			c.Writes = append(c.Writes, kvpb.Op{Kind: kvpb.OpPut, Key: []byte(k), Value: w.value})
 		}
 	}
+	for k := range t.existKeys {
+		if _, read := t.readKeys[k]; !read {
+			c.ExistKeys = append(c.ExistKeys, []byte(k))
+		}
+	}
+	sort.Slice(c.ExistKeys, func(i, j int) bool { return bytes.Compare(c.ExistKeys[i], c.ExistKeys[j]) < 0 })
 	return t.db.CommitTxn(ctx, c)
 }
 

@@ -24,18 +24,25 @@ const (
 	// exists, decided when the batch is applied: an INSERT ... ON CONFLICT
 	// DO UPDATE whose new row does not depend on the old one needs no read.
 	OpInsertOrUpdate
+	// OpApply rewrites Key's current value with the registered function
+	// Func, given Value as its argument, when the batch is applied; an
+	// absent key stays absent. An UPDATE ... SET n = n + 1 of a hot row
+	// needs no read of it (release 2.1, inside transactions). If the
+	// function fails, the whole batch fails with its error.
+	OpApply
 )
 
 // Op is one operation of an atomic batch.
 type Op struct {
 	Kind         OpKind
 	Key          []byte
-	EndKey       []byte // OpDeleteRange only
-	Value        []byte // OpPut, OpCPut
-	Expected     []byte // OpCPut: required current value (when !ExpectAbsent)
-	ExpectAbsent bool   // OpCPut: the key must not exist
-	Delete       bool   // OpCPut: delete the key instead of writing Value
-	ElseValue    []byte // OpInsertOrUpdate: the value written if Key exists
+	EndKey       []byte    // OpDeleteRange only
+	Value        []byte    // OpPut, OpCPut
+	Expected     []byte    // OpCPut: required current value (when !ExpectAbsent)
+	ExpectAbsent bool      // OpCPut: the key must not exist
+	Delete       bool      // OpCPut: delete the key instead of writing Value
+	ElseValue    []byte    // OpInsertOrUpdate: the value written if Key exists
+	Func         ApplyFunc // OpApply: the function; Value is its argument
 }
 
 // KeyValue is one entry returned by a scan.

@@ -29,11 +29,17 @@ type Snapshot interface {
 }
 
 // TxnCommit is a transaction's commit: what it read at Snapshot, and what
-// it writes (OpPut and OpDelete only: every condition of the transaction
-// was evaluated against its snapshot and the key added to its reads).
+// it writes (OpPut, OpDelete and OpApply only: every condition of the
+// transaction was evaluated against its snapshot and the key added to its
+// reads).
 type TxnCommit struct {
-	Snapshot  uint64
-	ReadKeys  [][]byte
+	Snapshot uint64
+	// ReadKeys are keys whose value (or absence) the transaction read.
+	ReadKeys [][]byte
+	// ExistKeys are keys of which the transaction read only whether they
+	// exist (a blind UPDATE's row): a write that changes their value, not
+	// their existence, does not conflict.
+	ExistKeys [][]byte
 	ReadSpans []Span
 	Writes    []Op
 }
