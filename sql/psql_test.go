@@ -73,6 +73,11 @@ func TestDriverConnectQueries(t *testing.T) {
 				t.Errorf("LoadType(%s): OID %d, want %d", name, typ.OID, want)
 			}
 		}
+		// An array parameter in pgx's binary format, for = ANY($1).
+		var n int64
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM generate_series(1, 10) AS g WHERE g = ANY ($1)", []int64{2, 3, 42}).Scan(&n); err != nil || n != 2 {
+			t.Errorf("= ANY ($1): %d, %v", n, err)
+		}
 		// Arrays reach pgx in its binary format.
 		var strs []string
 		var ints []int64

@@ -28,6 +28,13 @@ func (t T) Elem() T { return t &^ arrayFlag }
 
 var arrayOIDs = map[T]uint32{Int: 1016, Float: 1022, String: 1009, Bytes: 1001, Bool: 1000, Unknown: 1009}
 
+// arrayElemOIDs maps the array type OIDs clients send to their element
+// type OIDs.
+var arrayElemOIDs = map[uint32]uint32{
+	1016: OIDInt8, 1007: OIDInt4, 1005: OIDInt2, 1022: OIDFloat8, 1021: OIDFloat4,
+	1009: OIDText, 1015: OIDVarchar, 1001: OIDBytea, 1000: OIDBool,
+}
+
 func arrayString(t T) string { return t.Elem().String() + "[]" }
 
 func arrayOID(t T) uint32 { return arrayOIDs[t.Elem()] }
@@ -180,4 +187,54 @@ func Fits(d Datum, t T) bool {
 		return true
 	}
 	return TypeOf(d) == t
+}
+
+// parseArrayBinary parses a one-dimensional array in PostgreSQL's binary
+// format (the layout formatArrayBinary writes), converting its elements to
+// t's element type.
+func parseArrayBinary(t T, b []byte) (Datum, error) {
+	if len(b) < 12 {
+		return nil, fmt.Errorf("binary array parameter too short: %d bytes", len(b))
+	}
+	ndim := int32(binary.BigEndian.Uint32(b))
+	elemOID := binary.BigEndian.Uint32(b[8:])
+	if ndim == 0 {
+		return Array{}, nil
+	}
+	if ndim != 1 {
+		return nil, fmt.Errorf("binary array parameter has %d dimensions; kvnode arrays have one", ndim)
+	}
+	if len(b) < 20 {
+		return nil, fmt.Errorf("binary array parameter too short: %d bytes", len(b))
+	}
+	n := int32(binary.BigEndian.Uint32(b[12:]))
+	if n < 0 || int(n) > len(b) {
+		return nil, fmt.Errorf("binary array parameter with a bad length %d", n)
+	}
+	b = b[20:]
+	out := make(Array, 0, n)
+	for i := int32(0); i < n; i++ {
+		if len(b) < 4 {
+			return nil, fmt.Errorf("binary array parameter truncated at element %d", i+1)
+		}
+		l := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		if l == -1 {
+			out = append(out, nil)
+			continue
+		}
+		if l < 0 || int(l) > len(b) {
+			return nil, fmt.Errorf("binary array parameter truncated at element %d", i+1)
+		}
+		d, err := ParseBinary(t.Elem(), elemOID, b[:l])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+		b = b[l:]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("binary array parameter has %d bytes after its elements", len(b))
+	}
+	return out, nil
 }

@@ -57,3 +57,29 @@ func TestArrayBinary(t *testing.T) {
 		t.Error("array type metadata")
 	}
 }
+
+func TestArrayBinaryRoundTrip(t *testing.T) {
+	for _, a := range []Array{{int64(7), nil, int64(-1)}, {}} {
+		b := FormatBinary(ArrayOf(Int), a)
+		got, err := ParseBinary(ArrayOf(Int), 1016, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(FormatText(got)) != string(FormatText(a)) {
+			t.Errorf("%v -> %v", a, got)
+		}
+	}
+	// An int4[] from a client becomes INT8 elements.
+	b := []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 5}
+	if got, err := ParseBinary(ArrayOf(Int), 1007, b); err != nil || string(FormatText(got)) != "{5}" {
+		t.Errorf("int4[]: %v %v", got, err)
+	}
+	for _, bad := range [][]byte{b[:10], b[:24], append(append([]byte{}, b...), 0)} {
+		if _, err := ParseBinary(ArrayOf(Int), 1007, bad); err == nil {
+			t.Errorf("%x parsed", bad)
+		}
+	}
+	if typ, ok := FromOID(1009); !ok || typ != ArrayOf(String) {
+		t.Errorf("FromOID(1009) = %v, %v", typ, ok)
+	}
+}

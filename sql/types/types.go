@@ -104,6 +104,10 @@ func FromOID(oid uint32) (T, bool) {
 	case OIDBool:
 		return Bool, true
 	}
+	if elem, ok := arrayElemOIDs[oid]; ok {
+		t, _ := FromOID(elem)
+		return ArrayOf(t), true
+	}
 	return Unknown, false
 }
 
@@ -296,6 +300,9 @@ func parseEscapeBytes(s string) (Datum, error) {
 func ParseBinary(t T, oid uint32, b []byte) (Datum, error) {
 	if oid == OIDUnknown || oid == OIDUntyped {
 		oid = t.OID()
+	}
+	if t.IsArray() {
+		return parseArrayBinary(t, b)
 	}
 	switch oid {
 	case OIDInt8:
