@@ -97,3 +97,44 @@ func TestTxnRealClients(t *testing.T) {
 		})
 	}
 }
+
+// TestTxnPsqlScripts: psql scripts with ON_ERROR_STOP, as migration tools
+// and operators run them: a script's transaction commits whole; one whose
+// statement fails stops psql with exit code 3 and commits nothing, even
+// though psql sent the statements before the error one by one.
+func TestTxnPsqlScripts(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	requireClient(t, err == nil, "psql (Debian's postgresql-client)")
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
+	run := func(script string) (string, int) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "script.sql")
+		if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, psql, c.URL(0), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", f).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	if out, code := run("BEGIN;\nINSERT INTO t VALUES (1, 'a');\nUPDATE t SET v = 'b' WHERE k = 1;\nCOMMIT;\n"); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	out, code := run("BEGIN;\nINSERT INTO t VALUES (2, 'x');\nINSERT INTO t VALUES (1, 'dup');\nINSERT INTO t VALUES (3, 'y');\nCOMMIT;\n")
+	if code != 3 || !strings.Contains(out, "duplicate key") {
+		t.Fatalf("a failing script: exit %d, want 3: %s", code, out)
+	}
+	if n, err := c.QueryInt(0, "SELECT count(*) FROM t"); err != nil || n != 1 {
+		t.Fatalf("rows %d (%v): the failed script's transaction left rows behind", n, err)
+	}
+	if v, err := c.QueryInt(0, "SELECT count(*) FROM t WHERE v = 'b'"); err != nil || v != 1 {
+		t.Fatalf("the committed script's update: %d %v", v, err)
+	}
+}
