@@ -62,6 +62,7 @@ var archRules = map[string]archRule{
 	"sql/types":           {ours: nil, thirdParty: anything},
 	"sql/pgerror":         {ours: nil, thirdParty: anything},
 	"rpc":                 {ours: nil, thirdParty: anything},
+	"security":            {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"storage":             {ours: []string{"kv/kvpb"}, thirdParty: anything},
 	"kv":                  {ours: []string{"storage", "rpc", "kv/kvpb"}, thirdParty: anything},
 	"txn":                 {ours: []string{"kv/kvpb"}, thirdParty: anything},
@@ -84,7 +85,7 @@ var archRules = map[string]archRule{
 	"server/autoupgrade":  {ours: []string{"clusterversion"}, thirdParty: anything},
 	"server/console":      {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":      {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
-	"cmd/kvnode":          {ours: []string{"server", "server/localcluster", "nodeapi", "clusterversion"}, thirdParty: anything},
+	"cmd/kvnode":          {ours: []string{"server", "server/localcluster", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"roachtest/...":       {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
 

@@ -58,7 +58,7 @@ Or run a local three-node cluster in one command: kvnode demo
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return errors.WithHintf(err, "see `%s --help` for the flags", cmd.CommandPath())
 	})
-	root.AddCommand(newStartCmd(false), newStartCmd(true), newInitCmd(), newDemoCmd(), newVersionCmd(), newNodeCmd())
+	root.AddCommand(newStartCmd(false), newStartCmd(true), newInitCmd(), newDemoCmd(), newVersionCmd(), newNodeCmd(), newCertCmd())
 	return root
 }
 

@@ -1,0 +1,25 @@
+// Package security holds kvnode's certificates and the TLS configurations
+// built from them (CockroachDB's layout, so its operators' habits carry over).
+//
+// A certificates directory (--certs-dir) holds:
+//
+//	ca.crt                           the cluster's CA; every peer is checked against it
+//	node.crt, node.key               this node's certificate: CN=node, SANs for every
+//	                                 name and address it is reached by; valid for both
+//	                                 server and client authentication (nodes dial nodes)
+//	client.USER.crt, client.USER.key a SQL or CLI user's certificate: CN=USER
+//
+// The CA key is kept outside the directory (--ca-key), so a node never holds
+// what could sign a certificate. Keys are ECDSA P-256 (accepted by Go, libpq,
+// JDBC and every TLS stack of note), written mode 0600; certificates are
+// signed with ECDSA-SHA256. Nothing here shells out to openssl.
+//
+// The package creates certificates (CreateCA, CreateNode, CreateClient),
+// lists them (List), and builds the tls.Configs the server and the CLI use
+// (ServerTLS, ClientTLS). Who may do what once authenticated (SQL users,
+// passwords, privileges) is not decided here; this package only says which
+// certificate, signed by the cluster's CA, the peer presented.
+//
+// What it does not do yet: certificate rotation on SIGHUP, gossip
+// encryption keys, password verifiers.
+package security
