@@ -386,6 +386,19 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 			}
 		}
 		return &funcExpr{fn: coalesceBuiltin, args: args, t: t}, nil
+	case "json_build_object":
+		if len(v.Args)%2 != 0 {
+			return nil, pgerror.Newf(pgerror.CodeInvalidParameterValue, "argument list must have even number of elements")
+		}
+		args := make([]texpr, len(v.Args))
+		for i, x := range v.Args {
+			c, err := a.check(x, types.String)
+			if err != nil {
+				return nil, err
+			}
+			args[i] = c
+		}
+		return &funcExpr{fn: jsonBuildObjectBuiltin, args: args, t: types.String}, nil
 	case "concat":
 		args := make([]texpr, len(v.Args))
 		for i, x := range v.Args {
@@ -396,6 +409,10 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 			args[i] = c
 		}
 		return &funcExpr{fn: concatBuiltin, args: args, t: types.String}, nil
+	}
+	if isSRFName(name) {
+		return nil, pgerror.WithHintf(unsupported("set-returning function %s() is supported only as a whole select-list item or in FROM", name),
+			"write SELECT %s(...) or SELECT ... FROM %s(...) AS x", name, name)
 	}
 	b, ok := builtins[name]
 	if !ok {
@@ -471,6 +488,16 @@ func (ec *evalCtx) evalFunc(v *funcExpr) (types.Datum, error) {
 			}
 		}
 		return nil, nil
+	case jsonBuildObjectBuiltin:
+		args := make([]types.Datum, len(v.args))
+		for i, x := range v.args {
+			d, err := ec.eval(x)
+			if err != nil {
+				return nil, err
+			}
+			args[i] = d
+		}
+		return v.fn.overloads[0].fn(ec, args)
 	case concatBuiltin:
 		var b strings.Builder
 		for _, x := range v.args {

@@ -286,6 +286,10 @@ func init() {
 			{[]types.T{tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
 			{[]types.T{tString, tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
 		}},
+		// kvnode has no sequences: no column owns one.
+		{name: "pg_get_serial_sequence", overloads: []overload{{[]types.T{tString, tString}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return nil, nil
+		}}}},
 		{name: "strpos", overloads: []overload{{[]types.T{tString, tString}, tInt, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 			i := strings.Index(a[0].(string), a[1].(string))
 			if i < 0 {
@@ -419,4 +423,33 @@ var arrayCatBuiltin = &builtin{name: "array_cat", nullCall: true, overloads: []o
 		}
 	}
 	return out, nil
+}}}}
+
+// jsonBuildObjectBuiltin is json_build_object(k1, v1, ...): kvnode has no
+// JSON type, so the object is returned as its JSON text.
+var jsonBuildObjectBuiltin = &builtin{name: "json_build_object", nullCall: true, overloads: []overload{{fn: func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := 0; i+1 < len(a); i += 2 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if a[i] == nil {
+			return nil, pgerror.Newf(pgerror.CodeInvalidParameterValue, "null value not allowed for object key")
+		}
+		b.WriteString(strconv.Quote(string(types.FormatText(a[i]))))
+		b.WriteString(" : ")
+		switch v := a[i+1].(type) {
+		case nil:
+			b.WriteString("null")
+		case int64, float64:
+			b.Write(types.FormatText(v))
+		case bool:
+			b.WriteString(strconv.FormatBool(v))
+		default:
+			b.WriteString(strconv.Quote(string(types.FormatText(v))))
+		}
+	}
+	b.WriteByte('}')
+	return b.String(), nil
 }}}}

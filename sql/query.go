@@ -544,6 +544,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 	var outs []texpr
 	var cols []outCol
 	var outExprs []parser.Expr
+	hasSRF := false
 	for _, se := range s.Exprs {
 		if se.Star {
 			if len(s.From) == 0 {
@@ -569,7 +570,14 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 			}
 			continue
 		}
-		te, err := a.check(se.Expr, types.Unknown)
+		var te texpr
+		var err error
+		if fc, ok := se.Expr.(*parser.FuncCall); ok && isSRFName(strings.TrimPrefix(fc.FuncName(), "pg_catalog.")) {
+			te, err = checkSRF(a, fc)
+			hasSRF = true
+		} else {
+			te, err = a.check(se.Expr, types.Unknown)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -631,7 +639,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 	// A single table read in key order needs no sort, and its scan stops
 	// at the LIMIT.
 	var pushLimit *tableScanNode
-	if scan, ok := node.(*tableScanNode); ok && !grouping && !s.Distinct {
+	if scan, ok := node.(*tableScanNode); ok && !grouping && !s.Distinct && !hasSRF {
 		all := append(append([]texpr{}, outs...), extra...)
 		var order []orderItem
 		for _, k := range keys {
@@ -661,7 +669,11 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 			node = &filterNode{in: node, cond: having}
 		}
 	}
-	node = &projectNode{in: node, exprs: append(append([]texpr{}, outs...), extra...)}
+	if hasSRF {
+		node = &projectSetNode{in: node, exprs: append(append([]texpr{}, outs...), extra...)}
+	} else {
+		node = &projectNode{in: node, exprs: append(append([]texpr{}, outs...), extra...)}
+	}
 	if s.Distinct {
 		node = &distinctNode{in: node, n: len(outs)}
 	}
@@ -869,11 +881,30 @@ func (n *funcScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		}
 		args[i] = d
 	}
-	var out [][]types.Datum
-	switch n.name {
+	vals, err := srfValues(n.name, args)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]types.Datum, len(vals))
+	for i, d := range vals {
+		out[i] = []types.Datum{d}
+	}
+	return out, nil
+}
+
+// srfValues computes a set-returning function's values from its non-NULL
+// arguments.
+func srfValues(name string, args []types.Datum) ([]types.Datum, error) {
+	var out []types.Datum
+	switch name {
 	case "unnest":
-		for _, d := range args[0].(types.Array) {
-			out = append(out, []types.Datum{d})
+		return args[0].(types.Array), nil
+	case "generate_subscripts":
+		if args[1].(int64) != 1 {
+			return nil, nil // kvnode arrays have one dimension
+		}
+		for i := range args[0].(types.Array) {
+			out = append(out, int64(i+1))
 		}
 	case "generate_series":
 		start, stop, step := args[0].(int64), args[1].(int64), int64(1)
@@ -884,7 +915,7 @@ func (n *funcScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			return nil, pgerror.Newf(pgerror.CodeInvalidParameterValue, "step size cannot equal zero")
 		}
 		for v := start; (step > 0 && v <= stop) || (step < 0 && v >= stop); v += step {
-			out = append(out, []types.Datum{v})
+			out = append(out, v)
 			if len(out) > 10_000_000 {
 				return nil, pgerror.Newf(pgerror.CodeProgramLimitExceeded, "generate_series would return more than 10000000 rows")
 			}
@@ -894,6 +925,141 @@ func (n *funcScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		}
 	}
 	return out, nil
+}
+
+// isSRFName reports whether name is a set-returning function kvnode has.
+func isSRFName(name string) bool {
+	switch name {
+	case "unnest", "generate_series", "generate_subscripts":
+		return true
+	}
+	return false
+}
+
+// srfExpr is a set-returning function as a whole select-list item: the
+// projectSetNode expands each input row into one row per value.
+type srfExpr struct {
+	name string
+	args []texpr
+	t    types.T
+}
+
+func (e *srfExpr) typ() types.T { return e.t }
+
+// checkSRF type-checks a set-returning function call of the select list.
+func checkSRF(a *analyzer, v *parser.FuncCall) (*srfExpr, error) {
+	name := strings.TrimPrefix(v.FuncName(), "pg_catalog.")
+	e := &srfExpr{name: name}
+	switch name {
+	case "generate_series":
+		if len(v.Args) < 2 || len(v.Args) > 3 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "generate_series takes 2 or 3 arguments")
+		}
+		for _, x := range v.Args {
+			c, err := a.check(x, types.Int)
+			if err != nil {
+				return nil, err
+			}
+			if c.typ() != types.Int && c.typ() != types.Unknown {
+				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: generate_series(%s)", typeName(c.typ()))
+			}
+			e.args = append(e.args, settleTo(c, types.Int))
+		}
+		e.t = types.Int
+	case "unnest", "generate_subscripts":
+		want := 1
+		if name == "generate_subscripts" {
+			want = 2
+		}
+		if len(v.Args) != want {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes %d argument(s)", name, want)
+		}
+		c, err := a.check(v.Args[0], types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		if !c.typ().IsArray() {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: %s(%s)", name, typeName(c.typ()))
+		}
+		e.args = []texpr{c}
+		e.t = c.typ().Elem()
+		if name == "generate_subscripts" {
+			d, err := a.check(v.Args[1], types.Int)
+			if err != nil {
+				return nil, err
+			}
+			e.args = append(e.args, settleTo(d, types.Int))
+			e.t = types.Int
+		}
+	}
+	return e, nil
+}
+
+// projectSetNode is a projection with set-returning functions: each input
+// row becomes as many rows as its longest function result, the shorter ones
+// padded with NULL (PostgreSQL's rule since 10); a row whose functions all
+// return nothing yields nothing.
+type projectSetNode struct {
+	in    relNode
+	exprs []texpr
+}
+
+func (n *projectSetNode) width() int { return len(n.exprs) }
+func (n *projectSetNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	rc := rowCtx(ec)
+	var out [][]types.Datum
+	for _, r := range rows {
+		rc.row = r
+		fixed := make([]types.Datum, len(n.exprs))
+		sets := make([][]types.Datum, len(n.exprs))
+		longest := 0
+		for i, x := range n.exprs {
+			srf, ok := x.(*srfExpr)
+			if !ok {
+				if fixed[i], err = rc.eval(x); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			args := make([]types.Datum, len(srf.args))
+			null := false
+			for j, ax := range srf.args {
+				if args[j], err = rc.eval(ax); err != nil {
+					return nil, err
+				}
+				null = null || args[j] == nil
+			}
+			if !null {
+				if sets[i], err = srfValues(srf.name, args); err != nil {
+					return nil, err
+				}
+			}
+			longest = max(longest, len(sets[i]))
+		}
+		for k := 0; k < longest; k++ {
+			row := make([]types.Datum, len(n.exprs))
+			for i := range n.exprs {
+				switch {
+				case sets[i] != nil && k < len(sets[i]):
+					row[i] = sets[i][k]
+				case sets[i] == nil:
+					if _, ok := n.exprs[i].(*srfExpr); !ok {
+						row[i] = fixed[i]
+					}
+				}
+			}
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+func (n *projectSetNode) explain(w *explainWriter) {
+	w.add("project set: %d columns, with set-returning functions", len(n.exprs))
+	w.child(n.in)
 }
 func (n *funcScanNode) explain(w *explainWriter) { w.add("function %s", n.name) }
 

@@ -1,0 +1,46 @@
+package server_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/server/testcluster"
+)
+
+// TestCatalogRealClients runs the introspection of unmodified ORMs and
+// drivers against a real node: SQLAlchemy 1.4's inspector with psycopg2
+// (what Alembic autogenerate and reflection use) reads kvnode's pg_catalog,
+// and the program prints "ok" when what it found matches the schema.
+func TestCatalogRealClients(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	c.Exec(0, "CREATE TABLE kv (k INT8 PRIMARY KEY, v TEXT DEFAULT 'x', f FLOAT8)")
+	c.Exec(0, "INSERT INTO kv VALUES (1, 'one', 1.5)")
+	c.Exec(0, "CREATE TABLE two (a INT, b TEXT, PRIMARY KEY (b, a))")
+	for _, tc := range []struct {
+		name    string
+		present bool
+		what    string
+		cmd     func(ctx context.Context, script string) *exec.Cmd
+		script  string
+	}{
+		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
+			func(ctx context.Context, s string) *exec.Cmd {
+				return exec.CommandContext(ctx, debianPython, s, c.URL(0))
+			},
+			"sqlalchemy_inspect.py"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireClient(t, tc.present, tc.what)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			out, err := tc.cmd(ctx, filepath.Join("testdata", "clients", tc.script)).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Fatalf("%s: %v\n%s", tc.script, err, out)
+			}
+		})
+	}
+}
