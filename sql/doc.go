@@ -78,8 +78,8 @@
 // are evaluated against that snapshot and validated at COMMIT (txn/DESIGN.md).
 //
 // Outside one, every statement is atomic on its own. A mutating statement
-// reads what it needs (Get and Scan are linearizable), computes its writes, and sends them
-// in one Write whose ops are conditional on exactly what it read: OpCPut
+// reads what it needs (Get and Scan are linearizable), computes its writes,
+// and sends them in one Write whose ops are conditional on exactly what it read: OpCPut
 // with ExpectAbsent for INSERT, with the old value's bytes for UPDATE,
 // DELETE and INSERT ... ON CONFLICT DO UPDATE. If a concurrent writer got
 // there first the whole Write fails with ConditionFailedError and nothing is

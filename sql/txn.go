@@ -57,8 +57,9 @@ type sessionTxn struct {
 	state      txnState
 	t          *txn.Txn
 	savepoints []savepoint
-	readOnly   bool
-	isolation  string
+	// readOnly: BEGIN READ ONLY or SET TRANSACTION READ ONLY. The asked
+	// isolation level is not kept: every transaction is serializable.
+	readOnly bool
 }
 
 type txnKey struct{}
@@ -115,28 +116,30 @@ func (s *session) IdleInTransactionTimeout() time.Duration {
 	return d
 }
 
-// BeginQuery implements pgwire.Session. Before 2.1, a string with a
-// transaction statement is refused whole, so that nothing of it applies.
+// BeginQuery implements pgwire.Session. Before 2.1, a string with BEGIN is
+// refused whole, so that nothing of it applies (COMMIT or ROLLBACK alone
+// only warn that no transaction is in progress, as in PostgreSQL).
 // From 2.1, a string of several statements runs as one implicit
 // transaction, unless it controls transactions itself or holds a
 // statement that cannot run in one (DDL, cluster settings): those run
 // statement by statement, as before 2.1.
 func (s *session) BeginQuery(stmts []pgwire.Statement) error {
-	hasTxn, canImplicit := false, len(stmts) > 1
+	hasBegin, canImplicit := false, len(stmts) > 1
 	for _, st := range stmts {
 		ps, ok := st.(*parser.Statement)
 		if !ok {
 			return errors.AssertionFailedf("statement of type %T was not produced by this session's Parse", st)
 		}
-		switch ps.AST.(type) {
+		switch v := ps.AST.(type) {
 		case *parser.Txn:
-			hasTxn, canImplicit = true, false
+			hasBegin = hasBegin || v.Kind == parser.TxnBegin
+			canImplicit = false
 		case *parser.Select, *parser.Insert, *parser.Update, *parser.Delete, *parser.ShowVar, *parser.SetVar:
 		default:
 			canImplicit = false
 		}
 	}
-	if hasTxn && !s.e.txnsActive() {
+	if hasBegin && !s.e.txnsActive() {
 		return s.e.txnsRefused()
 	}
 	if canImplicit && s.txn.state == txnNone && s.e.txnsActive() {
@@ -284,7 +287,7 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 			return res, nil
 		}
 		s.txn = sessionTxn{state: txnOpen, t: txn.New(s.e.cfg.Txns, 0),
-			readOnly: st.ReadOnly || s.varValue("default_transaction_read_only") == "on", isolation: st.Isolation}
+			readOnly: st.ReadOnly || s.varValue("default_transaction_read_only") == "on"}
 		return res, nil
 
 	case parser.TxnCommit:
@@ -320,9 +323,6 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		if !inBlock {
 			res.Notices = append(res.Notices, warning(pgerror.CodeNoActiveSQLTransaction, "SET TRANSACTION can only be used in transaction blocks"))
 			return res, nil
-		}
-		if st.Isolation != "" {
-			s.txn.isolation = st.Isolation
 		}
 		if st.ReadOnly {
 			s.txn.readOnly = true
