@@ -79,17 +79,17 @@
 //
 // Outside one, every statement is atomic on its own. A mutating statement
 // reads what it needs (Get and Scan are linearizable), computes its writes,
-// and sends them in one Write whose ops are conditional on exactly what it read: OpCPut
-// with ExpectAbsent for INSERT, with the old value's bytes for UPDATE,
-// DELETE and INSERT ... ON CONFLICT DO UPDATE. If a concurrent writer got
-// there first the whole Write fails with ConditionFailedError and nothing is
-// written; the statement then re-reads, re-evaluates its WHERE and
-// recomputes, up to 50 times, and fails with 40001 after that. INSERT's
-// failed condition is the 23505 duplicate key error. UPSERT of every
-// column is a blind OpPut (last write wins, like CockroachDB's fast path);
-// UPSERT of some columns updates only those in an existing row, through the
-// ON CONFLICT path. A Write whose outcome is unknown (kvpb.ErrAmbiguous)
-// is reported as 40003, never retried blindly.
+// and sends them in one Write whose ops are conditional on exactly what it
+// read: OpCPut with ExpectAbsent for INSERT, with the old value's bytes for
+// UPDATE, DELETE and INSERT ... ON CONFLICT DO UPDATE. If a concurrent
+// writer got there first the whole Write fails with ConditionFailedError and
+// nothing is written; the statement then re-reads, re-evaluates its WHERE
+// and recomputes, up to 50 times, and fails with 40001 after that. INSERT's
+// failed condition is the 23505 duplicate key error. UPSERT of every column
+// is a blind OpPut (last write wins, like CockroachDB's fast path); UPSERT
+// of some columns updates only those in an existing row, through the ON
+// CONFLICT path. A Write whose outcome is unknown (kvpb.ErrAmbiguous) is
+// reported as 40003, never retried blindly.
 //
 // A multi-row statement reads its rows with one Scan, which is a consistent
 // snapshot, and writes them in one batch. Reads that span several
