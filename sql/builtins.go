@@ -348,6 +348,9 @@ func isAggregateName(name string) bool {
 // specially, everything else by overload resolution.
 func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error) {
 	name := strings.TrimPrefix(v.FuncName(), "pg_catalog.")
+	if v.Over != nil {
+		return a.checkWindow(name, v)
+	}
 	if isAggregateName(name) {
 		return a.checkAggregate(name, v)
 	}

@@ -50,7 +50,9 @@
 // INTERSECT, EXCEPT, WITH, or none of them) is planned by query.go into
 // relational operators (rel.go): table and virtual-table scans, filter,
 // project, join (hash, lookup by primary key, or nested loop), group,
-// sort, distinct, limit, set operation, VALUES and generate_series/unnest.
+// sort, distinct, limit, set operation, window (row_number, rank,
+// dense_rank), VALUES, set-returning functions in FROM and in the select
+// list (unnest, generate_series, generate_subscripts).
 // A join whose equalities fix the right table's primary key looks up each
 // left row's match (up to 1,000 left rows); a join with another equality
 // between its sides is a hash join; otherwise a nested loop. The WHERE
@@ -120,8 +122,8 @@
 //
 // # What it deliberately does not do
 //
-// No secondary indexes; no window
-// functions, recursive WITH, LATERAL or NATURAL joins (each refused with
+// No secondary indexes; of window functions only the ranking ones, without
+// frames; no recursive WITH, LATERAL or NATURAL joins (each refused with
 // 0A000). DDL follows the pre-Raft schema procedure described in
 // package catalog, with its window of disagreement between nodes. Result
 // sets are materialized in memory, and a mutating statement writes all its

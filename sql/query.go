@@ -541,6 +541,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 
 	// The select list.
 	a.clause = "SELECT"
+	a.allowWindows = true
 	var outs []texpr
 	var cols []outCol
 	var outExprs []parser.Expr
@@ -592,6 +593,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 
 	var having texpr
 	if s.Having != nil {
+		a.allowWindows = false
 		a.clause = "HAVING"
 		h, err := a.checkBool(s.Having, "HAVING")
 		if err != nil {
@@ -603,6 +605,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 	// ORDER BY: an output column (position, name or the same expression),
 	// or an expression computed for the sort only.
 	a.clause = "ORDER BY"
+	a.allowWindows = true
 	var keys []orderItem
 	var extra []texpr
 	for _, o := range s.OrderBy {
@@ -636,10 +639,20 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		keys = append(keys, orderItem{e: &colExpr{idx: idx}, desc: o.Desc, nulls: o.Nulls})
 	}
 
+	// The window functions' values follow the row they are computed on
+	// (the FROM row, then the aggregates when grouping).
+	base := width
+	if grouping {
+		base += len(a.aggs)
+	}
+	for i, w := range a.windows {
+		w.ref.idx = base + i
+	}
+
 	// A single table read in key order needs no sort, and its scan stops
 	// at the LIMIT.
 	var pushLimit *tableScanNode
-	if scan, ok := node.(*tableScanNode); ok && !grouping && !s.Distinct && !hasSRF {
+	if scan, ok := node.(*tableScanNode); ok && !grouping && !s.Distinct && !hasSRF && len(a.windows) == 0 {
 		all := append(append([]texpr{}, outs...), extra...)
 		var order []orderItem
 		for _, k := range keys {
@@ -668,6 +681,9 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		if having != nil {
 			node = &filterNode{in: node, cond: having}
 		}
+	}
+	if len(a.windows) > 0 {
+		node = &windowNode{in: node, funcs: a.windows}
 	}
 	if hasSRF {
 		node = &projectSetNode{in: node, exprs: append(append([]texpr{}, outs...), extra...)}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
 )
@@ -826,4 +827,149 @@ func (n *setOpNode) explain(w *explainWriter) {
 	w.add("%s%s", n.kind, all)
 	w.child(n.left)
 	w.child(n.right)
+}
+
+// windowFunc is a ranking window function: row_number, rank or
+// dense_rank, over partitions of the rows, in an order.
+type windowFunc struct {
+	kind      string
+	partition []texpr
+	order     []orderItem
+	ref       *colExpr // where the value is read; its idx is set by the planner
+}
+
+// checkWindow type-checks f() OVER (PARTITION BY ... ORDER BY ...). Only
+// the ranking functions are supported; aggregates over windows and frames
+// are refused with 0A000.
+func (a *analyzer) checkWindow(name string, v *parser.FuncCall) (texpr, error) {
+	switch name {
+	case "row_number", "rank", "dense_rank":
+	default:
+		return nil, pgerror.WithHintf(unsupported("window function %s is not supported", name),
+			"kvnode's window functions are row_number, rank and dense_rank")
+	}
+	if !a.allowWindows {
+		return nil, pgerror.Newf(codeWindowingError, "window functions are not allowed in %s", a.clauseName())
+	}
+	if len(v.Args) > 0 || v.Star || v.Distinct {
+		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes no arguments", name)
+	}
+	w := &windowFunc{kind: name, ref: &colExpr{t: types.Int, name: name}}
+	a.allowWindows = false // no window function inside another
+	defer func() { a.allowWindows = true }()
+	for _, x := range v.Over.PartitionBy {
+		c, err := a.check(x, types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		w.partition = append(w.partition, c)
+	}
+	for _, o := range v.Over.OrderBy {
+		c, err := a.check(o.Expr, types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		w.order = append(w.order, orderItem{e: c, desc: o.Desc, nulls: o.Nulls})
+	}
+	a.windows = append(a.windows, w)
+	return w.ref, nil
+}
+
+// codeWindowingError is PostgreSQL's windowing_error.
+const codeWindowingError = "42P20"
+
+// windowNode computes its window functions over its input and appends one
+// column per function, keeping the rows in input order.
+type windowNode struct {
+	in    relNode
+	funcs []*windowFunc
+}
+
+func (n *windowNode) width() int { return n.in.width() + len(n.funcs) }
+func (n *windowNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	rows, err := n.in.run(ec)
+	if err != nil {
+		return nil, err
+	}
+	rc := rowCtx(ec)
+	out := make([][]types.Datum, len(rows))
+	for i, r := range rows {
+		out[i] = append(append(make([]types.Datum, 0, n.width()), r...), make([]types.Datum, len(n.funcs))...)
+	}
+	w0 := n.in.width()
+	for fi, f := range n.funcs {
+		// Rows of [partition keys..., order keys..., row index].
+		np, no := len(f.partition), len(f.order)
+		keyed := make([][]types.Datum, len(rows))
+		for i, r := range rows {
+			rc.row = r
+			k := make([]types.Datum, 0, np+no+1)
+			for _, x := range f.partition {
+				d, err := rc.eval(x)
+				if err != nil {
+					return nil, err
+				}
+				k = append(k, d)
+			}
+			for _, o := range f.order {
+				d, err := rc.eval(o.e)
+				if err != nil {
+					return nil, err
+				}
+				k = append(k, d)
+			}
+			keyed[i] = append(k, int64(i))
+		}
+		order := make([]orderItem, 0, np+no)
+		for j := 0; j < np; j++ {
+			order = append(order, orderItem{e: &colExpr{idx: j}})
+		}
+		for j, o := range f.order {
+			order = append(order, orderItem{e: &colExpr{idx: np + j}, desc: o.desc, nulls: o.nulls})
+		}
+		if err := sortRows(&evalCtx{}, keyed, order); err != nil {
+			return nil, err
+		}
+		var rowNum, rank, dense int64
+		for i, k := range keyed {
+			newPart := i == 0
+			peer := i > 0
+			if i > 0 {
+				prev := keyed[i-1]
+				pk, _ := rowKey(k[:np])
+				ppk, _ := rowKey(prev[:np])
+				newPart = pk != ppk
+				ok, _ := rowKey(k[np : np+no])
+				pok, _ := rowKey(prev[np : np+no])
+				peer = !newPart && ok == pok
+			}
+			if newPart {
+				rowNum, rank, dense = 0, 0, 0
+			}
+			rowNum++
+			if !peer {
+				rank = rowNum
+				dense++
+			}
+			var v int64
+			switch f.kind {
+			case "row_number":
+				v = rowNum
+			case "rank":
+				v = rank
+			default:
+				v = dense
+			}
+			out[k[len(k)-1].(int64)][w0+fi] = v
+		}
+	}
+	return out, nil
+}
+func (n *windowNode) explain(w *explainWriter) {
+	var names []string
+	for _, f := range n.funcs {
+		names = append(names, f.kind)
+	}
+	w.add("window: %s, sorting each partition in memory", strings.Join(names, ", "))
+	w.child(n.in)
 }

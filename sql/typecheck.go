@@ -162,6 +162,10 @@ type analyzer struct {
 	qb         *queryBuilder
 	aggsInRow  bool
 	aggBase    int
+	// allowWindows: window functions may appear (the select list and
+	// ORDER BY of a query); they are collected in windows.
+	allowWindows bool
+	windows      []*windowFunc
 }
 
 // rank orders operands for type inference: typed expressions first, then

@@ -1062,6 +1062,14 @@ type FuncCall struct {
 	Distinct bool
 	// OrderBy is an aggregate's ORDER BY: string_agg(v, ',' ORDER BY v).
 	OrderBy []*OrderBy
+	// Over makes the call a window function: f() OVER (...).
+	Over *WindowSpec
+}
+
+// WindowSpec is OVER (PARTITION BY ... ORDER BY ...).
+type WindowSpec struct {
+	PartitionBy []Expr
+	OrderBy     []*OrderBy
 }
 
 // FuncName is the dotted function name.
@@ -1315,6 +1323,27 @@ func (e *FuncCall) Format(b *strings.Builder) {
 		formatOrderLimit(b, e.OrderBy, nil, nil)
 	}
 	b.WriteByte(')')
+	if e.Over != nil {
+		b.WriteString(" OVER (")
+		if len(e.Over.PartitionBy) > 0 {
+			b.WriteString("PARTITION BY ")
+			for i, x := range e.Over.PartitionBy {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				x.Format(b)
+			}
+		}
+		if len(e.Over.OrderBy) > 0 {
+			if len(e.Over.PartitionBy) > 0 {
+				b.WriteByte(' ')
+			}
+			var ob strings.Builder
+			formatOrderLimit(&ob, e.Over.OrderBy, nil, nil)
+			b.WriteString(strings.TrimPrefix(ob.String(), " "))
+		}
+		b.WriteByte(')')
+	}
 }
 
 // Format writes the cast as expr::TYPE.
@@ -1406,6 +1435,14 @@ func WalkExpr(e Expr, fn func(Expr) bool) {
 		}
 		for _, o := range v.OrderBy {
 			WalkExpr(o.Expr, fn)
+		}
+		if v.Over != nil {
+			for _, x := range v.Over.PartitionBy {
+				WalkExpr(x, fn)
+			}
+			for _, o := range v.Over.OrderBy {
+				WalkExpr(o.Expr, fn)
+			}
 		}
 	case *CastExpr:
 		WalkExpr(v.Expr, fn)

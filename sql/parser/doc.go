@@ -34,8 +34,8 @@
 //
 // # What it deliberately does not do
 //
-// No window functions, recursive WITH, LATERAL, NATURAL joins, row
-// constructors, or operators kvnode does not have (@>, ->, #):
+// No window frames or named windows, recursive WITH, LATERAL, NATURAL joins,
+// row constructors, or operators kvnode does not have (@>, ->, #):
 // each is rejected with a positioned 0A000 error rather than misparsed.
 // Operators are lexed as PostgreSQL lexes them (a<-1 is a < -1), strings
 // may be dollar-quoted, and position/substring/trim accept the SQL

@@ -2060,7 +2060,50 @@ func (p *parser) parseNameOrCall() (Expr, error) {
 	if p.isKw("within") {
 		return nil, p.unsupportedAt(p.peek(), "WITHIN GROUP is not supported")
 	}
-	if p.isKw("over") || p.isKw("filter") {
+	if p.acceptKw("over") {
+		if p.peek().kind == tokIdent {
+			return nil, p.unsupportedAt(p.peek(), "named windows are not supported")
+		}
+		if err := p.expectOp("("); err != nil {
+			return nil, err
+		}
+		w := &WindowSpec{}
+		if p.isKw("partition") {
+			p.advance()
+			if err := p.expectKw("by"); err != nil {
+				return nil, err
+			}
+			for {
+				e, err := p.parseExpr()
+				if err != nil {
+					return nil, err
+				}
+				w.PartitionBy = append(w.PartitionBy, e)
+				if !p.acceptOp(",") {
+					break
+				}
+			}
+		}
+		if p.acceptKw("order") {
+			if err := p.expectKw("by"); err != nil {
+				return nil, err
+			}
+			order, err := p.orderByList()
+			if err != nil {
+				return nil, err
+			}
+			w.OrderBy = order
+		}
+		if p.isKw("rows") || p.isKw("range") || p.isKw("groups") {
+			return nil, p.unsupportedAt(p.peek(), "window frames are not supported")
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, err
+		}
+		f.Over = w
+		return f, nil
+	}
+	if p.isKw("filter") {
 		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
 			"window functions and aggregate filters are not supported yet"), charPos(p.src, p.peek().pos))
 	}

@@ -239,6 +239,7 @@ func FuzzParse(f *testing.F) {
 		"SELECT position('a' IN b), substring(x FROM 1 FOR 2), trim(leading 'x' FROM y), $$a$$, $t$b$t$, x @> y, a<-1, a!=-1, date '2020', -x^2",
 		"SELECT string_agg(v, ',' ORDER BY v DESC NULLS FIRST, k), array_agg(DISTINCT k) FROM t GROUP BY g",
 		"VALUES (1, 'a'), ($1, NULL) ORDER BY 1; SELECT * FROM (VALUES (1)) AS v (x) JOIN t ON t.k = v.x",
+		"SELECT row_number() OVER (), rank() OVER (PARTITION BY a, b ORDER BY c DESC NULLS LAST), 1 + dense_rank() OVER (ORDER BY d) FROM t",
 	} {
 		f.Add(s)
 	}
