@@ -13,13 +13,15 @@ import (
 
 // TestCatalogRealClients runs the introspection of unmodified ORMs and
 // drivers against a real node: SQLAlchemy 1.4's inspector with psycopg2
-// (what Alembic autogenerate and reflection use) reads kvnode's pg_catalog,
-// and the program prints "ok" when what it found matches the schema.
+// (what Alembic autogenerate and reflection use) and JDBC's
+// DatabaseMetaData read kvnode's pg_catalog, and each program prints "ok"
+// when what it found matches the schema.
 func TestCatalogRealClients(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	c.Exec(0, "CREATE TABLE kv (k INT8 PRIMARY KEY, v TEXT DEFAULT 'x', f FLOAT8)")
 	c.Exec(0, "INSERT INTO kv VALUES (1, 'one', 1.5)")
 	c.Exec(0, "CREATE TABLE two (a INT, b TEXT, PRIMARY KEY (b, a))")
+	jdbcURL := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/defaultdb?user=root&sslmode=disable"
 	for _, tc := range []struct {
 		name    string
 		present bool
@@ -32,6 +34,11 @@ func TestCatalogRealClients(t *testing.T) {
 				return exec.CommandContext(ctx, debianPython, s, c.URL(0))
 			},
 			"sqlalchemy_inspect.py"},
+		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
+			func(ctx context.Context, s string) *exec.Cmd {
+				return exec.CommandContext(ctx, "java", "-cp", jdbcJar, s, jdbcURL)
+			},
+			"JdbcMetaData.java"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			requireClient(t, tc.present, tc.what)
