@@ -30,11 +30,12 @@ type evalCtx struct {
 }
 
 // stmtState is what one execution of a query computes once: the rows of
-// uncorrelated subqueries and the catalog snapshot that pg_catalog
-// functions and reg* casts read.
+// uncorrelated subqueries and of virtual tables, and the catalog snapshot
+// that pg_catalog functions and reg* casts read.
 type stmtState struct {
 	subResults map[*subqueryExpr][][]types.Datum
 	cat        *catalogSnapshot
+	virtRows   map[*virtualTable][][]types.Datum
 }
 
 func errIntOutOfRange() error {

@@ -186,8 +186,17 @@ type virtualScanNode struct {
 
 func (n *virtualScanNode) width() int { return len(n.vt.cols) }
 func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
-	// The catalog tables share the execution's catalog snapshot.
-	rows, err := n.vt.rows(context.WithValue(ec.ctx, stmtKey{}, ec.state()))
+	// A virtual table is computed once per execution, however many times
+	// a correlated subquery reads it; the catalog tables share the
+	// execution's catalog snapshot.
+	st := ec.state()
+	if rows, ok := st.virtRows[n.vt]; ok {
+		if n.filter == nil {
+			return rows, nil
+		}
+		return filterRows(rowCtx(ec), rows, n.filter)
+	}
+	rows, err := n.vt.rows(context.WithValue(ec.ctx, stmtKey{}, st))
 	if err != nil {
 		return nil, errors.Wrapf(err, "reading %s", n.vt.name)
 	}
@@ -204,6 +213,10 @@ func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			}
 		}
 	}
+	if st.virtRows == nil {
+		st.virtRows = map[*virtualTable][][]types.Datum{}
+	}
+	st.virtRows[n.vt] = rows
 	if n.filter == nil {
 		return rows, nil
 	}
@@ -627,6 +640,9 @@ func (n *sortNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Sort a copy: the input may be a virtual table's rows, cached for the
+	// execution and read again by a subquery while the keys are computed.
+	rows = append([][]types.Datum(nil), rows...)
 	if err := sortRows(rowCtx(ec), rows, n.keys); err != nil {
 		return nil, err
 	}
@@ -750,17 +766,33 @@ func (n *setOpNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if err != nil {
 		return nil, err
 	}
-	for side, rows := range [][][]types.Datum{lrows, rrows} {
-		for _, r := range rows {
-			for i, t := range n.casts[side] {
+	// Inputs may share their rows (a virtual table's, cached for the
+	// execution): converted rows are copies.
+	sides := [2][][]types.Datum{lrows, rrows}
+	for side, rows := range sides {
+		casts := n.casts[side]
+		needed := false
+		for _, t := range casts {
+			needed = needed || t != types.Unknown
+		}
+		if !needed {
+			continue
+		}
+		conv := make([][]types.Datum, len(rows))
+		for j, r := range rows {
+			r = append([]types.Datum(nil), r...)
+			for i, t := range casts {
 				if t != types.Unknown && r[i] != nil {
 					if r[i], err = castDatum(r[i], t); err != nil {
 						return nil, err
 					}
 				}
 			}
+			conv[j] = r
 		}
+		sides[side] = conv
 	}
+	lrows, rrows = sides[0], sides[1]
 	switch n.kind {
 	case parser.Union:
 		all := append(append([][]types.Datum{}, lrows...), rrows...)
