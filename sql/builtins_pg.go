@@ -286,6 +286,13 @@ func init() {
 			{[]types.T{tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
 			{[]types.T{tString, tString, tString}, tBool, func(*evalCtx, []types.Datum) (types.Datum, error) { return true, nil }},
 		}},
+		// The search path is pg_catalog (implicitly) then public.
+		{name: "current_schemas", overloads: []overload{{[]types.T{tBool}, types.ArrayOf(tString), func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+			if a[0].(bool) {
+				return types.Array{"pg_catalog", "public"}, nil
+			}
+			return types.Array{"public"}, nil
+		}}}},
 		// kvnode has no sequences: no column owns one.
 		{name: "pg_get_serial_sequence", overloads: []overload{{[]types.T{tString, tString}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
 			return nil, nil
