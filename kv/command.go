@@ -22,6 +22,7 @@ const (
 	// Release 2.1 (txn.go); proposed only once every replica runs 2.1.
 	cmdEnableTxns cmdKind = 3
 	cmdTxnCommit  cmdKind = 4
+	cmdTxnGC      cmdKind = 5 // Snapshot holds the horizon
 )
 
 // command is a decoded entry payload. ID identifies the proposal so that the
@@ -56,6 +57,8 @@ func (c *command) encode() []byte {
 	case cmdIncrement:
 		b = appendBytes(b, c.Key)
 		b = binary.AppendVarint(b, c.Delta)
+	case cmdTxnGC:
+		b = binary.AppendUvarint(b, c.Snapshot)
 	case cmdTxnCommit:
 		b = binary.AppendUvarint(b, c.Snapshot)
 		b = binary.AppendUvarint(b, uint64(len(c.ReadKeys)))
@@ -203,6 +206,8 @@ func decodeCommand(data []byte) (*command, error) {
 		c.Key = d.bytes()
 		c.Delta = d.varint()
 	case cmdEnableTxns:
+	case cmdTxnGC:
+		c.Snapshot = d.uvarint()
 	case cmdTxnCommit:
 		c.Snapshot = d.uvarint()
 		n := d.count()

@@ -42,6 +42,13 @@ type Config struct {
 	// Promote decides whether a learner may become a voter (for example it
 	// is not decommissioning). nil allows every learner.
 	Promote func(nodeID uint64) bool
+	// TxnHistory is how long the write index records of transactions are
+	// kept (default 5 minutes): a transaction whose snapshot is older when
+	// it commits fails with a retryable conflict ("too old"). The leader
+	// collects older records every TxnGCInterval (default 1 minute). See
+	// txn.go.
+	TxnHistory    time.Duration
+	TxnGCInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +69,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.RowCacheBytes == 0 {
 		c.RowCacheBytes = 32 << 20
+	}
+	if c.TxnHistory == 0 {
+		c.TxnHistory = 5 * time.Minute
+	}
+	if c.TxnGCInterval == 0 {
+		c.TxnGCInterval = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -117,11 +130,13 @@ type Replica struct {
 	applied       appliedState
 	rows          *rowCache
 	stamps        stampsState // whether table writes are recorded (txn.go)
-	readyApplied  uint64      // the last committed entry a Ready handed over
-	trunc         truncatedState
-	lastPersist   uint64
-	tickCount     int
-	lastStatusAt  time.Time
+
+	bg           sync.WaitGroup // goroutines besides run that Stop waits for
+	readyApplied uint64         // the last committed entry a Ready handed over
+	trunc        truncatedState
+	lastPersist  uint64
+	tickCount    int
+	lastStatusAt time.Time
 
 	stopOnce sync.Once
 }
@@ -245,6 +260,11 @@ func NewReplica(cfg Config) (*Replica, error) {
 	}
 	r.publishStatus()
 	go r.run()
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		r.txnGCLoop()
+	}()
 	return r, nil
 }
 
@@ -316,6 +336,7 @@ func (r *Replica) Stop() {
 	r.stopOnce.Do(func() {
 		close(r.stopC)
 		<-r.doneC
+		r.bg.Wait()
 	})
 }
 

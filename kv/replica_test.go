@@ -73,6 +73,8 @@ type tcluster struct {
 	serverOpts []grpc.ServerOption
 	// rowCacheBytes is every node's Config.RowCacheBytes (0: the default).
 	rowCacheBytes int
+	// txnGC is every node's TxnHistory and TxnGCInterval (0: the defaults).
+	txnGC time.Duration
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -137,7 +139,8 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	RegisterRaftService(n.srv, ready.Load)
 	go func() { _ = n.srv.Serve(lis) }()
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
-		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, RowCacheBytes: c.rowCacheBytes})
+		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, RowCacheBytes: c.rowCacheBytes,
+		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC})
 	if err != nil {
 		t.Fatal(err)
 	}

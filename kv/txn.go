@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble"
@@ -47,7 +48,16 @@ const (
 	// of [start, end) at index. Ordered by index, so validation reads only
 	// the records after a snapshot.
 	rangeDeletePrefix = txnMetaPrefix + "rd/"
+	// gcHorizonKey holds the GC horizon (uint64BE): records of writes at
+	// or below it have been collected, so a key without a record was last
+	// written at or below max(stamps-from, horizon), and a transaction
+	// whose snapshot is below the horizon can no longer be validated.
+	gcHorizonKey = txnMetaPrefix + "gc-horizon"
 )
+
+// recordsEnd is the first key after every record under prefix p (which
+// ends in '/').
+func recordsEnd(p string) []byte { b := []byte(p); b[len(b)-1]++; return b }
 
 func isTxnMetaKey(k []byte) bool { return len(k) > 0 && k[0] == txnMetaPrefix[0] }
 
@@ -67,8 +77,9 @@ func rangeDeleteKey(index uint64, start []byte) []byte {
 // means "not read yet": it is read from the engine at the first apply after
 // start or after a Raft snapshot replaced the state.
 type stampsState struct {
-	loaded bool
-	from   uint64 // 0: transactions are not enabled
+	loaded  bool
+	from    uint64 // 0: transactions are not enabled
+	horizon uint64 // the GC horizon (0: nothing collected yet)
 }
 
 // writeIndexer records the index of the entry being applied for every table
@@ -100,7 +111,8 @@ func (w *writeIndexer) deletedRange(b *pebble.Batch, start, end []byte) {
 // not enabled), reading it through b if it is not cached.
 func (r *Replica) stampsFrom(b *pebble.Batch) uint64 {
 	if !r.stamps.loaded {
-		r.stamps = stampsState{loaded: true, from: readUint64(b, userKey([]byte(stampsFromKey)))}
+		r.stamps = stampsState{loaded: true, from: readUint64(b, userKey([]byte(stampsFromKey))),
+			horizon: readUint64(b, userKey([]byte(gcHorizonKey)))}
 	}
 	return r.stamps.from
 }
@@ -129,15 +141,29 @@ func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result
 	case cmdEnableTxns:
 		if from == 0 {
 			_ = b.Set(userKey([]byte(stampsFromKey)), binary.BigEndian.AppendUint64(nil, index), nil)
-			r.stamps = stampsState{loaded: true, from: index}
+			r.stamps = stampsState{loaded: true, from: index, horizon: r.stamps.horizon}
 			r.log.Info("transactions enabled: table writes are recorded from this log index on", "index", index)
 		}
+		return result{}
+	case cmdTxnGC:
+		if from == 0 {
+			return result{}
+		}
+		h := min(cmd.Snapshot, index-1)
+		if h <= r.stamps.horizon {
+			return result{}
+		}
+		if err := collectTxnRecords(b, h); err != nil {
+			return result{err: err}
+		}
+		_ = b.Set(userKey([]byte(gcHorizonKey)), binary.BigEndian.AppendUint64(nil, h), nil)
+		r.stamps.horizon = h
 		return result{}
 	case cmdTxnCommit:
 		if from == 0 {
 			return result{err: kvpb.ErrTxnsDisabled}
 		}
-		if err := validateTxn(b, from, cmd); err != nil {
+		if err := validateTxn(b, max(from, r.stamps.horizon), cmd); err != nil {
 			return result{err: err}
 		}
 		return applyCommand(b, r.rows, &command{Kind: cmdBatch, Ops: cmd.Ops}, wi)
@@ -148,9 +174,11 @@ func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result
 // validateTxn checks, against the state the entries before this one leave
 // (b sees its own earlier writes), that nothing cmd read has been written
 // since its snapshot. It is the heart of serializability (txn/DESIGN.md).
-func validateTxn(b *pebble.Batch, from uint64, cmd *command) error {
+// base is the index at or below which a key without a record was last
+// written: a snapshot below it cannot be validated.
+func validateTxn(b *pebble.Batch, base uint64, cmd *command) error {
 	s := cmd.Snapshot
-	if s < from {
+	if s < base {
 		return &kvpb.TxnConflictError{TooOld: true}
 	}
 	for _, k := range cmd.ReadKeys {
@@ -238,6 +266,110 @@ func validateRangeDeletes(b *pebble.Batch, s uint64, cmd *command) error {
 		}
 	}
 	return it.Error()
+}
+
+// collectTxnRecords deletes, through b, every write and existence index
+// record at or below h and every range deletion record at or below h. It
+// reads through b, so every replica deletes exactly the same records, and
+// works in chunks so that its memory stays bounded.
+func collectTxnRecords(b *pebble.Batch, h uint64) error {
+	const chunk = 4096
+	for _, prefix := range []string{writeIndexPrefix, existIndexPrefix} {
+		lo, hi := userKey([]byte(prefix)), userKey(recordsEnd(prefix))
+		for {
+			it, err := b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+			if err != nil {
+				return err
+			}
+			var dead [][]byte
+			var last []byte
+			n := 0
+			for valid := it.First(); valid && n < chunk; valid = it.Next() {
+				n++
+				last = bytes.Clone(it.Key())
+				if v := it.Value(); len(v) == 8 && binary.BigEndian.Uint64(v) <= h {
+					dead = append(dead, last)
+				}
+			}
+			err = it.Close()
+			if err != nil {
+				return err
+			}
+			for _, k := range dead {
+				_ = b.Delete(k, nil)
+			}
+			if n < chunk {
+				break
+			}
+			lo = append(last, 0)
+		}
+	}
+	return b.DeleteRange(userKey(rangeDeleteKey(0, nil)), userKey(rangeDeleteKey(h+1, nil)), nil)
+}
+
+// txnGCLoop runs on every replica and acts on the leader: every
+// TxnGCInterval it notes the applied index, and proposes to collect the
+// transaction records older than TxnHistory (the newest index it noted at
+// least that long ago). Only once transactions are enabled, which implies
+// every replica runs a binary that knows the command.
+func (r *Replica) txnGCLoop() {
+	type sample struct {
+		at    time.Time
+		index uint64
+	}
+	var samples []sample
+	var proposed uint64
+	t := time.NewTicker(r.cfg.TxnGCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-r.stopC:
+			return
+		}
+		now := time.Now()
+		st := r.Status()
+		samples = append(samples, sample{now, r.appliedIndex()})
+		var horizon uint64
+		for len(samples) > 0 && now.Sub(samples[0].at) >= r.cfg.TxnHistory {
+			horizon = samples[0].index
+			samples = samples[1:]
+		}
+		if !st.IsLeader || horizon <= proposed || readUint64(r.eng.DB, userKey([]byte(stampsFromKey))) == 0 {
+			continue
+		}
+		if err := r.collectTxnHistory(horizon); err != nil {
+			r.log.Debug("could not collect old transaction records", "horizon", horizon, "err", err)
+			continue
+		}
+		proposed = horizon
+	}
+}
+
+// appliedIndex is the index of the last entry applied here.
+func (r *Replica) appliedIndex() uint64 {
+	r.store.mu.Lock()
+	defer r.store.mu.Unlock()
+	return r.store.applied.Index
+}
+
+// collectTxnHistory proposes the GC of the transaction records at or below
+// horizon and waits until it is applied here.
+func (r *Replica) collectTxnHistory(horizon uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stopC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	res, err := r.submit(ctx, &command{Kind: cmdTxnGC, Snapshot: horizon})
+	if err != nil {
+		return err
+	}
+	return res.err
 }
 
 var _ kvpb.TxnDB = (*Replica)(nil)

@@ -444,3 +444,108 @@ func TestTxnBlindApply(t *testing.T) {
 		t.Fatal("the deleted row came back")
 	}
 }
+
+// TestTxnRecordsCollected: the GC of transaction records removes, on every
+// replica alike, the records at or below its horizon; a transaction whose
+// snapshot is older fails as too old, and validation after the GC still
+// catches a conflict and still lets a clean transaction commit.
+func TestTxnRecordsCollected(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	n1, n2 := c.nodes[1].rep, c.nodes[2].rep
+	put := func(k, v string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: tk(k), Value: []byte(v)} }
+	for _, ops := range [][]kvpb.Op{{put("a", "1"), put("b", "1")}, {{Kind: kvpb.OpDelete, Key: tk("b")}}} {
+		if err := n1.Write(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := txn.New(n2, 0)
+	if _, _, err := old.Get(ctx, tk("a")); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.Write(ctx, []kvpb.Op{put("c", "old")})
+	// An entry after old's snapshot, so that the horizon passes it.
+	if err := n1.Write(ctx, []kvpb.Op{put("z", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	records := func(n *tnode) []kvpb.KeyValue {
+		var out []kvpb.KeyValue
+		for _, p := range []string{writeIndexPrefix, existIndexPrefix} {
+			kvs, err := n.rep.ScanLocal([]byte(p), recordsEnd(p), 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, kvs...)
+		}
+		return out
+	}
+	if len(records(c.nodes[1])) == 0 {
+		t.Fatal("no records before the GC")
+	}
+	l := c.leader().rep
+	if _, err := l.Scan(ctx, tk(""), tk("~"), 0, false); err != nil { // a barrier
+		t.Fatal(err)
+	}
+	if err := l.collectTxnHistory(l.appliedIndex()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		for id, n := range c.nodes {
+			if recs := records(n); len(recs) != 0 {
+				return fmt.Errorf("node %d keeps %d records at or below the horizon", id, len(recs))
+			}
+			if _, ok, _ := n.rep.GetLocal([]byte(gcHorizonKey)); !ok {
+				return fmt.Errorf("node %d has no horizon", id)
+			}
+		}
+		return nil
+	})
+	var ce *kvpb.TxnConflictError
+	if err := old.Commit(ctx); !errors.As(err, &ce) || !ce.TooOld {
+		t.Fatalf("a transaction from before the horizon: %v, want too old", err)
+	}
+	clean, racing := txn.New(n1, 0), txn.New(n2, 0)
+	for _, x := range []*txn.Txn{clean, racing} {
+		if _, _, err := x.Get(ctx, tk("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = clean.Write(ctx, []kvpb.Op{put("d", "clean")})
+	if err := clean.Commit(ctx); err != nil {
+		t.Fatalf("a clean transaction after the GC: %v", err)
+	}
+	if err := n1.Write(ctx, []kvpb.Op{put("a", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	_ = racing.Write(ctx, []kvpb.Op{put("e", "racing")})
+	if err := racing.Commit(ctx); !isConflict(err) {
+		t.Fatalf("a conflict after the GC: %v", err)
+	}
+}
+
+// TestTxnGCLoop: the leader collects transaction records older than
+// TxnHistory by itself.
+func TestTxnGCLoop(t *testing.T) {
+	c := newCluster(t, 0)
+	c.txnGC = 50 * time.Millisecond
+	c.formThree(map[string][]byte{"boot": []byte("1")})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.leader().rep.EnableTxns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[2].rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("a"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, 20*time.Second, func() error {
+		for id, n := range c.nodes {
+			kvs, err := n.rep.ScanLocal([]byte(writeIndexPrefix), recordsEnd(writeIndexPrefix), 0, false)
+			if err != nil {
+				return err
+			}
+			if len(kvs) != 0 {
+				return fmt.Errorf("node %d still has %d write index records", id, len(kvs))
+			}
+		}
+		return nil
+	})
+}
