@@ -63,6 +63,19 @@ func TestDriverConnectQueries(t *testing.T) {
 			t.Errorf("pg_backend_pid() = %d (BackendKeyData %d), pg_is_in_recovery() = %v, current_database() = %q",
 				pid, conn.PgConn().PID(), recovery, curDB)
 		}
+		// A SET of a reported parameter is reported, as PostgreSQL does.
+		if _, err := conn.Exec(ctx, "SET application_name = 'kvtest'"); err != nil {
+			t.Fatal(err)
+		}
+		if v := conn.PgConn().ParameterStatus("application_name"); v != "kvtest" {
+			t.Errorf("application_name after SET: %q", v)
+		}
+		if _, err := conn.Exec(ctx, "SET TIME ZONE 'Europe/Paris'"); err != nil {
+			t.Fatal(err)
+		}
+		if v := conn.PgConn().ParameterStatus("TimeZone"); v != "Europe/Paris" {
+			t.Errorf("TimeZone after SET: %q", v)
+		}
 		// pgx's LoadType reads pg_type through regtype.
 		for _, name := range []string{"_int8", "text[]"} {
 			typ, err := conn.LoadType(ctx, name)

@@ -348,7 +348,7 @@ func (p *setVarPlan) stale() bool              { return false }
 func (p *setVarPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
 	if p.reset {
 		delete(p.s.vars, p.v.name)
-		return pgwire.Result{Tag: "SET"}, nil
+		return pgwire.Result{Tag: "SET", ParameterStatus: p.s.reported(p.v)}, nil
 	}
 	ec := &evalCtx{ctx: ctx, exec: p.s.e, params: params}
 	var parts []string
@@ -369,7 +369,7 @@ func (p *setVarPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	if err := p.s.setVar(p.v, strings.Join(parts, ", ")); err != nil {
 		return pgwire.Result{}, err
 	}
-	return pgwire.Result{Tag: "SET"}, nil
+	return pgwire.Result{Tag: "SET", ParameterStatus: p.s.reported(p.v)}, nil
 }
 
 func (s *session) setVar(v *sessionVar, val string) error {

@@ -109,6 +109,22 @@ func lookupVar(name string) (*sessionVar, bool) {
 	return nil, false
 }
 
+// reportedVars are the parameters PostgreSQL reports with ParameterStatus
+// (GUC_REPORT), by their reported spelling.
+var reportedVars = map[string]string{
+	"application_name": "application_name", "client_encoding": "client_encoding", "datestyle": "DateStyle",
+	"intervalstyle": "IntervalStyle", "timezone": "TimeZone", "standard_conforming_strings": "standard_conforming_strings",
+}
+
+// reported is the ParameterStatus a change of v sends, if v is reported.
+func (s *session) reported(v *sessionVar) []pgwire.ParameterStatus {
+	name, ok := reportedVars[v.name]
+	if !ok {
+		return nil
+	}
+	return []pgwire.ParameterStatus{{Name: name, Value: s.getVar(v)}}
+}
+
 // isCustomVarName reports whether name is a custom setting: a dotted name
 // such as myapp.tenant, which PostgreSQL accepts without declaring it
 // (extensions and applications keep state in them).

@@ -134,8 +134,15 @@ func (c *conn) simpleStatement(stmt Statement) error {
 		}
 	}
 	c.sendNotices(res.Notices)
+	c.sendParameterStatus(res.ParameterStatus)
 	c.w.send(&pgproto3.CommandComplete{CommandTag: []byte(res.Tag)})
 	return nil
+}
+
+func (c *conn) sendParameterStatus(ps []ParameterStatus) {
+	for _, p := range ps {
+		c.w.send(&pgproto3.ParameterStatus{Name: p.Name, Value: p.Value})
+	}
 }
 
 func (c *conn) sendNotices(ns []Notice) {
@@ -380,6 +387,7 @@ func (c *conn) execute(m *pgproto3.Execute) error {
 		}
 		p.rows, p.tag = res.Rows, res.Tag
 		c.sendNotices(res.Notices)
+		c.sendParameterStatus(res.ParameterStatus)
 		if ps.columns == nil {
 			p.rows = nil
 		}

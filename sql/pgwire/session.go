@@ -122,6 +122,16 @@ type Result struct {
 	// Notices are sent before the command completes (for example
 	// PostgreSQL's WARNING for COMMIT outside a transaction).
 	Notices []Notice
+	// ParameterStatus lists the reported parameters the statement changed
+	// (SET application_name, TimeZone, ...), sent before the command
+	// completes so that drivers track them as PostgreSQL's do.
+	ParameterStatus []ParameterStatus
+}
+
+// ParameterStatus is a parameter's new value, as the ParameterStatus
+// message reports it.
+type ParameterStatus struct {
+	Name, Value string
 }
 
 // Notice is a NoticeResponse.
