@@ -170,6 +170,18 @@ func TestTxnSQLSurface(t *testing.T) {
 		t.Fatalf("DDL in a transaction: %v", err)
 	}
 	must("ROLLBACK", 'I')
+	must("BEGIN", 'T')
+	if err := run("SET CLUSTER SETTING cluster.auto_upgrade.enabled = false"); sqlState(err) != "0A000" {
+		t.Fatalf("SET CLUSTER SETTING in a transaction: %v", err)
+	}
+	must("ROLLBACK", 'I')
+	// Reading cluster settings is fine inside one.
+	must("BEGIN", 'T')
+	var ver string
+	if err := conn.QueryRow(ctx, "SHOW CLUSTER SETTING version").Scan(&ver); err != nil || ver == "" {
+		t.Fatalf("SHOW CLUSTER SETTING in a transaction: %q %v", ver, err)
+	}
+	must("COMMIT", 'I')
 	if err := run("SELECT * FROM u"); sqlState(err) != "42P01" {
 		t.Fatalf("the refused DDL created the table: %v", err)
 	}

@@ -231,8 +231,14 @@ func (s *session) checkInTxn(pl plan) error {
 			pgerror.Newf(pgerror.CodeInvalidTransactionState, "current transaction is committed, commands ignored until end of transaction block"),
 			"RELEASE SAVEPOINT %s committed it; send COMMIT", restartSavepoint)
 	}
-	switch pl.(type) {
-	case *ddlPlan, *hookPlan:
+	switch p := pl.(type) {
+	case *hookPlan:
+		switch p.stmt.(type) {
+		case *parser.SetClusterSetting, *parser.ResetClusterSetting:
+			return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
+				"run it on its own, outside BEGIN ... COMMIT")
+		}
+	case *ddlPlan:
 		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 			"run it on its own, outside BEGIN ... COMMIT")
 	case *insertPlan, *updatePlan, *deletePlan:
