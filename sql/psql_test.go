@@ -44,9 +44,13 @@ func TestDriverConnectQueries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, db := range []string{"defaultdb", "postgres"} {
-		conn, err := pgx.Connect(ctx, "postgresql://root@"+addr+"/"+db+"?sslmode=disable")
+		conn, err := pgx.Connect(ctx, "postgresql://root@"+addr+"/"+db+"?sslmode=disable&timezone=America/New_York")
 		if err != nil {
 			t.Fatal(err)
+		}
+		// A TimeZone from the startup packet is reported as the client set it.
+		if v := conn.PgConn().ParameterStatus("TimeZone"); v != "America/New_York" {
+			t.Errorf("TimeZone at startup: %q", v)
 		}
 		var version, curDB, sv string
 		var pid int64

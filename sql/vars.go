@@ -125,6 +125,24 @@ func (s *session) reported(v *sessionVar) []pgwire.ParameterStatus {
 	return []pgwire.ParameterStatus{{Name: name, Value: s.getVar(v)}}
 }
 
+// ReportedParameter implements pgwire.ParameterReporter: the startup
+// ParameterStatus of a reported parameter is the session's value, so a
+// TimeZone set in the startup packet is reported as set.
+func (s *session) ReportedParameter(name string) (string, bool) {
+	for v, reported := range reportedVars {
+		if reported == name {
+			sv, ok := lookupVar(v)
+			if !ok {
+				return "", false
+			}
+			return s.getVar(sv), true
+		}
+	}
+	return "", false
+}
+
+var _ pgwire.ParameterReporter = (*session)(nil)
+
 // isCustomVarName reports whether name is a custom setting: a dotted name
 // such as myapp.tenant, which PostgreSQL accepts without declaring it
 // (extensions and applications keep state in them).

@@ -128,6 +128,14 @@ type Result struct {
 	ParameterStatus []ParameterStatus
 }
 
+// ParameterReporter is implemented by a Session whose reported parameters
+// may differ from the defaults the server sends at startup (a TimeZone or
+// DateStyle the client set in its startup packet): ReportedParameter
+// returns the session's value of the named parameter, as reported.
+type ParameterReporter interface {
+	ReportedParameter(name string) (string, bool)
+}
+
 // ParameterStatus is a parameter's new value, as the ParameterStatus
 // message reports it.
 type ParameterStatus struct {

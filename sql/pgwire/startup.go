@@ -178,6 +178,11 @@ func (c *conn) openSession(minor uint32, body []byte) (Session, error) {
 		{"standard_conforming_strings", "on"},
 		{"application_name", params["application_name"]},
 	} {
+		if r, ok := sess.(ParameterReporter); ok {
+			if v, ok := r.ReportedParameter(p[0]); ok {
+				p[1] = v
+			}
+		}
 		c.w.send(&pgproto3.ParameterStatus{Name: p[0], Value: p[1]})
 	}
 	c.w.send(&pgproto3.BackendKeyData{ProcessID: c.id, SecretKey: c.secret[:]})
