@@ -15,7 +15,7 @@
 #
 # What it installs when missing (a fresh CI machine has Go and gcc, not these):
 #   psql         Debian's postgresql-client, through apt-get (as root, or with sudo -n)
-#   python3-psycopg2, python3-psycopg, python3-sqlalchemy
+#   python3-psycopg2, python3-psycopg, python3-sqlalchemy, python3-asyncpg, ruby-pg
 #                Debian's drivers and ORM, for the real-client transaction tests
 #                (server/txn_clients_test.go), run with Debian's /usr/bin/python3
 #   java, libpostgresql-jdbc-java   the JDBC driver for the same tests
@@ -136,11 +136,19 @@ install_py() {
   /usr/bin/python3 -c "import $mod"
 }
 
-step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy)"
+step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy, asyncpg)"
 install_py psycopg2 python3-psycopg2
 install_py psycopg python3-psycopg
 install_py sqlalchemy python3-sqlalchemy
+install_py asyncpg python3-asyncpg
 
+step "install: ruby-pg"
+if ruby -e 'require "pg"' >/dev/null 2>&1; then
+  echo "ruby-pg present"
+else
+  install_deb_pkg ruby-pg
+  ruby -e 'require "pg"'
+fi
 step "install: Java and the PostgreSQL JDBC driver"
 install_deb java default-jre-headless
 if [[ ! -e /usr/share/java/postgresql.jar ]]; then

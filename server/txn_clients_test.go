@@ -40,6 +40,11 @@ func requireClient(t *testing.T, present bool, what string) {
 	t.Skipf("%s is missing (scripts/test.sh installs it)", what)
 }
 
+func onPath(cmd string) bool {
+	_, err := exec.LookPath(cmd)
+	return err == nil
+}
+
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return path != "" && err == nil
@@ -71,6 +76,12 @@ func TestTxnRealClients(t *testing.T) {
 		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
 			python,
 			"sqlalchemy_txn.py"},
+		{"asyncpg", exists(debianPython), "Debian's python3 with python3-asyncpg",
+			python,
+			"asyncpg_txn.py"},
+		{"ruby-pg", onPath("ruby"), "Debian's ruby-pg",
+			func(ctx context.Context, s string) *exec.Cmd { return exec.CommandContext(ctx, "ruby", s, c.URL(0)) },
+			"ruby_pg_txn.rb"},
 		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
 			func(ctx context.Context, s string) *exec.Cmd {
 				return exec.CommandContext(ctx, "java", "-cp", jdbcJar, s, jdbcURL)

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
@@ -40,10 +41,19 @@ var sessionVars = []*sessionVar{
 	{name: "application_name", def: fixed(""), set: anyValue},
 	{name: "bytea_output", def: fixed("hex"), set: oneOf("bytea_output", "hex")},
 	{name: "client_encoding", def: fixed("UTF8"), set: func(_ *session, v string) (string, error) {
-		switch strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(v), "-", "")) {
+		// PostgreSQL compares encoding names with every character but
+		// letters and digits removed (clean_encoding_name), so 'utf-8' as
+		// asyncpg sends it, quotes included, is UTF8.
+		clean := strings.Map(func(r rune) rune {
+			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return unicode.ToUpper(r)
+			}
+			return -1
+		}, v)
+		switch clean {
 		case "UTF8", "UNICODE":
 			return "UTF8", nil
-		case "SQL_ASCII":
+		case "SQLASCII":
 			// libpq picks SQL_ASCII in the C locale. PostgreSQL then sends
 			// bytes unconverted, which is what kvnode does anyway.
 			return "SQL_ASCII", nil
