@@ -504,7 +504,6 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		node = &filterNode{in: node, cond: andAll(rest)}
 	}
 	var groupKeys []texpr
-	var groupExprs []parser.Expr
 	if grouping {
 		a.clause = "GROUP BY"
 		for _, g := range s.GroupBy {
@@ -534,7 +533,6 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 				return nil, nil, err
 			}
 			groupKeys = append(groupKeys, k)
-			groupExprs = append(groupExprs, ge)
 		}
 		a.allowAggs, a.aggsInRow, a.aggBase = true, true, width
 	}
@@ -706,7 +704,6 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		}
 		node = &projectNode{in: node, exprs: keep}
 	}
-	_ = groupExprs
 	return node, cols, nil
 }
 

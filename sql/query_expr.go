@@ -15,12 +15,13 @@ import (
 // [NOT] DISTINCT FROM, and the OID alias casts (regclass, ...).
 
 type (
+	// caseExpr is a searched CASE; CASE x WHEN v ... is checked as the
+	// conditions x = v.
 	caseExpr struct {
-		operand texpr // nil: searched CASE
-		conds   []texpr
-		vals    []texpr
-		els     texpr // nil: NULL
-		t       types.T
+		conds []texpr
+		vals  []texpr
+		els   texpr // nil: NULL
+		t     types.T
 	}
 	// outerColExpr reads column idx of the row of the query depth levels
 	// out (1: the immediately enclosing one).
@@ -113,7 +114,6 @@ func outerRef(e texpr) texpr {
 func walkQueryTexpr(e texpr, fn func(texpr)) {
 	switch v := e.(type) {
 	case *caseExpr:
-		walkTexpr(v.operand, fn)
 		for i := range v.conds {
 			walkTexpr(v.conds[i], fn)
 			walkTexpr(v.vals[i], fn)
@@ -464,7 +464,6 @@ func (ec *evalCtx) evalQueryExpr(e texpr) (types.Datum, error) {
 		}
 		return ec.outer[len(ec.outer)-v.depth][v.idx], nil
 	case *caseExpr:
-		var op types.Datum
 		for i, c := range v.conds {
 			ok, err := ec.evalTrue(c)
 			if err != nil {
@@ -474,7 +473,6 @@ func (ec *evalCtx) evalQueryExpr(e texpr) (types.Datum, error) {
 				return ec.eval(v.vals[i])
 			}
 		}
-		_ = op
 		if v.els == nil {
 			return nil, nil
 		}

@@ -40,7 +40,7 @@ func children(e texpr) []texpr {
 	case *funcExpr:
 		return v.args
 	case *caseExpr:
-		out := []texpr{v.operand}
+		var out []texpr
 		for i := range v.conds {
 			out = append(out, v.conds[i], v.vals[i])
 		}
@@ -111,7 +111,7 @@ func mapTexpr(e texpr, f func(texpr) texpr) texpr {
 	case *funcExpr:
 		return &funcExpr{fn: v.fn, args: ms(v.args), t: v.t}
 	case *caseExpr:
-		return &caseExpr{operand: m(v.operand), conds: ms(v.conds), vals: ms(v.vals), els: m(v.els), t: v.t}
+		return &caseExpr{conds: ms(v.conds), vals: ms(v.vals), els: m(v.els), t: v.t}
 	case *distinctExpr:
 		return &distinctExpr{l: m(v.l), r: m(v.r), not: v.not}
 	case *subqueryExpr:
