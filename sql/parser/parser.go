@@ -992,9 +992,25 @@ func (p *parser) parseDelete() (Stmt, error) {
 	return s, nil
 }
 
+// showQuery parses the query a SHOW statement stands for.
+func showQuery(q string) Stmt {
+	st, err := ParseOne(q)
+	if err != nil {
+		panic("parser: bad built-in query: " + err.Error())
+	}
+	return st.AST
+}
+
 func (p *parser) parseShow() (Stmt, error) {
 	p.advance() // SHOW
 	switch {
+	case p.isKw("databases") && (p.peekAt(1).kind == tokEOF || p.peekAt(1).kind == tokOp && p.peekAt(1).val == ";"):
+		// SHOW DATABASES and SHOW SCHEMAS read the catalog, as queries.
+		p.advance()
+		return showQuery("SELECT datname AS database_name, pg_catalog.pg_get_userbyid(datdba) AS owner FROM pg_catalog.pg_database ORDER BY 1"), nil
+	case p.isKw("schemas") && (p.peekAt(1).kind == tokEOF || p.peekAt(1).kind == tokOp && p.peekAt(1).val == ";"):
+		p.advance()
+		return showQuery("SELECT nspname AS schema_name, pg_catalog.pg_get_userbyid(nspowner) AS owner FROM pg_catalog.pg_namespace ORDER BY 1"), nil
 	case p.isKw("tables"):
 		p.advance()
 		if p.acceptKw("from") {
