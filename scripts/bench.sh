@@ -1,33 +1,43 @@
 #!/usr/bin/env bash
-# scripts/bench.sh: pgbench against PostgreSQL, one kvnode node and a three-node kvnode cluster,
-# side by side on this machine, with the same scripts and the same data. See docs/benchmarks.md.
+# scripts/bench.sh: pgbench against PostgreSQL, PostgreSQL with two synchronous standbys, one
+# kvnode node and a three-node kvnode cluster, side by side on this machine, with the same
+# scripts and the same data. See docs/benchmarks.md.
 #
-#   ./scripts/bench.sh                                   three rounds of all three targets, 30 s per run
+#   ./scripts/bench.sh                                   three rounds of all four targets, 30 s per run
 #   BENCH_TARGETS=postgres BENCH_SECONDS=5 BENCH_ROUNDS=1 ./scripts/bench.sh     one quick PostgreSQL run
 #
 # Environment:
-#   BENCH_TARGETS   space-separated subset of: postgres single cluster (default: all three)
+#   BENCH_TARGETS   space-separated subset of: postgres pgha single cluster (default: all four)
+#                   postgres  PostgreSQL, one server
+#                   pgha      PostgreSQL with two streaming standbys in quorum synchronous
+#                             replication (synchronous_standby_names = 'ANY 1 (s1, s2)');
+#                             pgbench runs against the primary
+#                   single    kvnode, one node
+#                   cluster   kvnode, three nodes
 #   BENCH_SECONDS   pgbench -T per run (default 30)
 #   BENCH_ROUNDS    how many times every target runs (default 3). The rounds interleave the
 #                   targets, each round in a rotated order, and the report gives the median of
-#                   each round's ratio to PostgreSQL: this machine's disk and CPU speed drift by
-#                   tens of percent within minutes, and a ratio of two runs minutes apart
-#                   measures that drift as much as the servers.
+#                   each round's ratio to the target's reference in that round (PostgreSQL for
+#                   one kvnode node and for pgha, pgha for three kvnode nodes, or PostgreSQL if
+#                   pgha did not run): this machine's disk and CPU speed drift by tens of percent
+#                   within minutes, and a ratio of two runs minutes apart measures that drift as
+#                   much as the servers.
 #   BENCH_ROWS      rows loaded into kv (default 100000)
 #   BENCH_DOC       the file whose results section is replaced (default docs/benchmarks.md)
 #   BENCH_UPDATE_DOC  1 = write the results into BENCH_DOC, 0 = only print them
-#                   (default: 1 when all three targets ran, else 0)
+#                   (default: 1 when all four targets ran, else 0)
 #   KEEP=1          keep the work directory (stores, logs, pgbench output)
 #
 # Every server it starts listens on 127.0.0.1 only, on free ports; every step has a time limit;
 # everything it started is stopped on exit (trap), by process ID.
 # As root it installs what is missing from Debian (postgresql, postgresql-client) and runs
-# PostgreSQL as the system user `kvbench`, which it creates if needed (postgres refuses root).
+# PostgreSQL (every server of pgha too) as the system user `kvbench`, which it creates if needed
+# (postgres refuses root).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-BENCH_TARGETS=${BENCH_TARGETS:-postgres single cluster}
+BENCH_TARGETS=${BENCH_TARGETS:-postgres pgha single cluster}
 BENCH_SECONDS=${BENCH_SECONDS:-30}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_ROWS=${BENCH_ROWS:-100000}
@@ -49,12 +59,12 @@ die() {
 read -r -a targets <<<"$BENCH_TARGETS"
 ((${#targets[@]})) || die "BENCH_TARGETS is empty"
 for t in "${targets[@]}"; do
-  case $t in postgres | single | cluster) ;; *) die "unknown target '$t' in BENCH_TARGETS (use postgres, single, cluster)" ;; esac
+  case $t in postgres | pgha | single | cluster) ;; *) die "unknown target '$t' in BENCH_TARGETS (use postgres, pgha, single, cluster)" ;; esac
 done
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 if [[ -z ${BENCH_UPDATE_DOC:-} ]]; then
   BENCH_UPDATE_DOC=0
-  if has_target postgres && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
+  if has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -130,12 +140,14 @@ pg_bindir() {
   echo "$best"
 }
 
-if has_target postgres && ! pg_bindir >/dev/null; then apt_install postgresql; fi
+needs_pg_server=0
+if has_target postgres || has_target pgha; then needs_pg_server=1; fi
+if ((needs_pg_server)) && ! pg_bindir >/dev/null; then apt_install postgresql; fi
 if ! command -v psql >/dev/null || ! command -v pgbench >/dev/null; then apt_install postgresql-client; fi
 PSQL=$(command -v psql)
 PGBENCH=$(command -v pgbench) || die "pgbench not found after installing postgresql-client"
 PGBIN=
-if has_target postgres; then PGBIN=$(pg_bindir) || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"; fi
+if ((needs_pg_server)); then PGBIN=$(pg_bindir) || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"; fi
 export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 
 # ---------------------------------------------------------------------------------------------
@@ -259,8 +271,8 @@ load_data() { # load_data TARGET
   # pgbench_history as pgbench -i makes it: no primary key (kvnode adds a hidden rowid, as
   # CockroachDB does); mtime is TIMESTAMP on PostgreSQL and TEXT on kvnode, which has no
   # TIMESTAMP yet (its CURRENT_TIMESTAMP is the time as text).
-  local mtime=timestamp
-  [[ $1 == postgres ]] || mtime=text
+  local mtime=text
+  case $1 in postgres | pgha) mtime=timestamp ;; esac
   sql "CREATE TABLE pgbench_history (tid INT, bid INT, aid INT, delta INT, mtime $mtime, filler TEXT)" >/dev/null ||
     die "$1: creating pgbench_history failed"
   local n
@@ -295,35 +307,128 @@ run_pgbench() {
 # ---------------------------------------------------------------------------------------------
 # Targets. Each runs in a subshell; whatever it starts is stopped before the next one begins.
 
-bench_postgres() {
-  local run=()
-  if [[ $(id -u) == 0 ]]; then
-    if ! id "$BENCH_USER" >/dev/null 2>&1; then
-      log "creating system user $BENCH_USER (PostgreSQL refuses to run as root)"
-      useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$BENCH_USER"
-    fi
-    if command -v setpriv >/dev/null; then
-      run=(setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --clear-groups --)
-    else
-      run=(runuser -u "$BENCH_USER" --)
-    fi
+# PostgreSQL servers (postgres and pgha). As root they run as $BENCH_USER, since postgres refuses
+# root: PG_RUN is the command prefix that does so, empty otherwise.
+PG_RUN=()
+pg_setup_user() {
+  PG_RUN=()
+  [[ $(id -u) == 0 ]] || return 0
+  if ! id "$BENCH_USER" >/dev/null 2>&1; then
+    log "creating system user $BENCH_USER (PostgreSQL refuses to run as root)"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$BENCH_USER"
   fi
-  mkdir -p "$RW/pg" "$RW/pgsock"
-  if [[ $(id -u) == 0 ]]; then chown "$BENCH_USER:" "$RW/pg" "$RW/pgsock"; fi
-  log "postgres: initdb ($("$PGBIN/postgres" --version))"
-  timeout 120 "${run[@]}" "$PGBIN/initdb" -D "$RW/pg" -U postgres --auth=trust -E UTF8 --locale=C \
-    >"$RW/initdb.log" 2>&1 || die "initdb failed:$'\n'$(tail -5 "$RW/initdb.log")"
+  if command -v setpriv >/dev/null; then
+    PG_RUN=(setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --clear-groups --)
+  else
+    PG_RUN=(runuser -u "$BENCH_USER" --)
+  fi
+}
+
+pg_dirs() { # pg_dirs DIR...: creates the directories, owned by the user the servers run as
+  mkdir -p "$@"
+  if [[ $(id -u) == 0 ]]; then chown "$BENCH_USER:" "$@"; fi
+}
+
+pg_initdb() { # pg_initdb NAME DATADIR: a fresh cluster, superuser postgres, trust on loopback
+  pg_dirs "$2"
+  log "$1: initdb ($("$PGBIN/postgres" --version))"
+  timeout 120 "${PG_RUN[@]}" "$PGBIN/initdb" -D "$2" -U postgres --auth=trust -E UTF8 --locale=C \
+    >"$RW/$1-initdb.log" 2>&1 || die "$1: initdb failed:$'\n'$(tail -5 "$RW/$1-initdb.log")"
+}
+
+# pg_start NAME DATADIR PORT [-c SETTING]...: starts a server on 127.0.0.1:PORT, with its own
+# socket directory and its log in $RW/NAME.log; its PID goes to PG_PID.
+PG_PID=
+pg_start() {
+  local name=$1 dir=$2 port=$3
+  shift 3
+  pg_dirs "$RW/$name-sock"
+  "${PG_RUN[@]}" "$PGBIN/postgres" -D "$dir" -p "$port" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$RW/$name-sock" -c shared_buffers=256MB -c fsync=on \
+    -c synchronous_commit=on -c max_connections=100 "$@" >"$RW/$name.log" 2>&1 &
+  PG_PID=$!
+  started "$PG_PID"
+}
+
+bench_postgres() {
+  pg_setup_user
+  pg_initdb postgres "$RW/pg"
   free_port PORT
   DBUSER=postgres DBNAME=postgres
-  "${run[@]}" "$PGBIN/postgres" -D "$RW/pg" -p "$PORT" -c listen_addresses=127.0.0.1 \
-    -c unix_socket_directories="$RW/pgsock" -c shared_buffers=256MB -c fsync=on \
-    -c synchronous_commit=on -c max_connections=100 >"$RW/postgres.log" 2>&1 &
-  local pid=$!
-  started "$pid"
-  wait_sql "$pid" "$RW/postgres.log"
+  pg_start postgres "$RW/pg" "$PORT"
+  wait_sql "$PG_PID" "$RW/postgres.log"
   load_data postgres
   sql "VACUUM ANALYZE" >/dev/null
   for script in "${SCRIPTS[@]}"; do run_pgbench postgres "$script"; done
+}
+
+# pgha: a primary and two hot standbys made from it by pg_basebackup, each with its own data
+# directory, port and replication slot, streaming from the primary as application_name s1 and s2.
+# Commits wait for the WAL to be flushed on the primary and on at least one of the standbys.
+PGHA_SYNC_NAMES='ANY 1 (s1, s2)'
+PGHA_STANDBYS=(s1 s2)
+
+# pgha_check: until the primary's pg_stat_replication shows both standbys streaming as quorum
+# (synchronous) standbys (60 s), else dies. PORT is the primary's.
+pgha_check() {
+  local want got='' i
+  want=$(printf '%s quorum streaming\n' "${PGHA_STANDBYS[@]}")
+  for ((i = 0; i < 300; i++)); do
+    got=$(sql "SELECT application_name || ' ' || sync_state || ' ' || state FROM pg_stat_replication ORDER BY 1" 2>/dev/null) || got=
+    [[ $got == "$want" ]] && return 0
+    sleep 0.2
+  done
+  die "pgha: the standbys are not both streaming as quorum standbys after 60 s; pg_stat_replication (application_name sync_state state):$'\n'${got:-(no rows)}"
+}
+
+bench_pgha() {
+  pg_setup_user
+  pg_initdb pgha "$RW/pgha-primary"
+  local primary s i n port
+  free_port primary
+  PORT=$primary DBUSER=postgres DBNAME=postgres
+  pg_start pgha-primary "$RW/pgha-primary" "$primary" -c synchronous_standby_names="$PGHA_SYNC_NAMES" \
+    -c wal_level=replica -c max_wal_senders=10 -c max_replication_slots=10
+  wait_sql "$PG_PID" "$RW/pgha-primary.log"
+  local -A standby_port standby_pid
+  for s in "${PGHA_STANDBYS[@]}"; do
+    log "pgha: pg_basebackup of the primary for standby $s"
+    pg_dirs "$RW/pgha-$s"
+    chmod 700 "$RW/pgha-$s"
+    timeout 300 "${PG_RUN[@]}" "$PGBIN/pg_basebackup" -D "$RW/pgha-$s" -h 127.0.0.1 -p "$primary" -U postgres \
+      --checkpoint=fast --wal-method=stream --create-slot --slot="$s" >"$RW/pgha-$s-basebackup.log" 2>&1 ||
+      die "pgha: pg_basebackup for $s failed:$'\n'$(tail -5 "$RW/pgha-$s-basebackup.log")"
+    "${PG_RUN[@]}" touch "$RW/pgha-$s/standby.signal"
+    free_port port
+    pg_start "pgha-$s" "$RW/pgha-$s" "$port" -c hot_standby=on -c primary_slot_name="$s" \
+      -c "primary_conninfo=host=127.0.0.1 port=$primary user=postgres application_name=$s"
+    standby_port[$s]=$port standby_pid[$s]=$PG_PID
+  done
+  for s in "${PGHA_STANDBYS[@]}"; do
+    PORT=${standby_port[$s]} wait_sql "${standby_pid[$s]}" "$RW/pgha-$s.log"
+    [[ $(PORT=${standby_port[$s]} sql "SELECT pg_is_in_recovery()") == t ]] || die "pgha: $s is not in recovery"
+  done
+  pgha_check
+  local settings
+  settings=$(sql "SELECT current_setting('synchronous_standby_names') || '; synchronous_commit=' || current_setting('synchronous_commit') || '; fsync=' || current_setting('fsync')")
+  [[ $settings == "$PGHA_SYNC_NAMES; synchronous_commit=on; fsync=on" ]] || die "pgha: the primary's settings are $settings"
+  log "pgha: primary on 127.0.0.1:$primary ($settings); standbys s1 on :${standby_port[s1]}, s2 on :${standby_port[s2]}, both quorum"
+  load_data pgha
+  sql "VACUUM ANALYZE" >/dev/null
+  # The standbys hold the data: each replays the load within 60 s.
+  for s in "${PGHA_STANDBYS[@]}"; do
+    for ((i = 0; ; i++)); do
+      n=$(PORT=${standby_port[$s]} sql "SELECT count(*) FROM kv" 2>/dev/null) || n=
+      [[ $n == "$BENCH_ROWS" ]] && break
+      ((i < 300)) || die "pgha: standby $s has ${n:-no} rows in kv after 60 s, want $BENCH_ROWS"
+      sleep 0.2
+    done
+  done
+  for script in "${SCRIPTS[@]}"; do
+    pgha_check # measured only while both standbys stream as quorum standbys
+    run_pgbench pgha "$script"
+  done
+  pgha_check
 }
 
 KVNODE_BIN=$WORK/kvnode
@@ -412,7 +517,7 @@ if has_target single || has_target cluster; then
   if build_kvnode; then kvnode_built=1; fi
 fi
 order=()
-for t in postgres single cluster; do
+for t in postgres pgha single cluster; do
   has_target "$t" && order+=("$t")
 done
 for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
@@ -421,7 +526,7 @@ for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
   for ((k = 0; k < ${#order[@]}; k++)); do
     t=${order[$(((ROUND - 1 + k) % ${#order[@]}))]}
     if [[ " ${failed_targets[*]} " == *" $t "* ]]; then continue; fi
-    if [[ $t != postgres ]] && ((!kvnode_built)); then
+    if [[ $t == single || $t == cluster ]] && ((!kvnode_built)); then
       failed_targets+=("$t")
       continue
     fi
@@ -453,11 +558,12 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # Report. Every figure is a median over the rounds; a ratio is the median of the rounds' own
-# ratios (a kvnode run against the PostgreSQL run of the same round), with their range.
+# ratios (a run against its reference's run of the same round), with their range.
 
 label() {
   case $1 in
   postgres) echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')" ;;
+  pgha) echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), 2 sync standbys" ;;
   single) echo "kvnode, 1 node" ;;
   cluster) echo "kvnode, 3 nodes" ;;
   esac
@@ -476,12 +582,23 @@ median() {
 }
 # col TARGET SCRIPT FIELD: that field (4 tps, 5 latency, 6 transactions, 7 failed) of every round.
 col() { awk -F'\t' -v t="$1" -v s="$2" -v f="$3" '$2 == t && $3 == s {print $f}' "$WORK/results.tsv" 2>/dev/null; }
-# ratios TARGET SCRIPT: "ROUND<tab>RATIO" of TARGET's TPS over PostgreSQL's, for every round in
+# reference TARGET: the target whose TPS TARGET's is divided by, in the same round: PostgreSQL for
+# one kvnode node and for pgha; pgha for three kvnode nodes (PostgreSQL if pgha does not run).
+# Prints nothing for a target without one.
+reference() {
+  local ref=
+  case $1 in
+  single | pgha) ref=postgres ;;
+  cluster) if has_target pgha; then ref=pgha; else ref=postgres; fi ;;
+  esac
+  if [[ -n $ref ]] && has_target "$ref"; then echo "$ref"; fi
+}
+# ratios TARGET REF SCRIPT: "ROUND<tab>RATIO" of TARGET's TPS over REF's, for every round in
 # which both ran.
 ratios() {
-  awk -F'\t' -v t="$1" -v s="$2" '$3 == s && $4 != "-" { tps[$1, $2] = $4; r[$1] = 1 }
-    END { for (i in r) if (((i, "postgres") in tps) && ((i, t) in tps) && tps[i, "postgres"] > 0)
-      printf "%s\t%.4f\n", i, tps[i, t] / tps[i, "postgres"] }' "$WORK/results.tsv" 2>/dev/null
+  awk -F'\t' -v t="$1" -v ref="$2" -v s="$3" '$3 == s && $4 != "-" { tps[$1, $2] = $4; r[$1] = 1 }
+    END { for (i in r) if (((i, ref) in tps) && ((i, t) in tps) && tps[i, ref] > 0)
+      printf "%s\t%.4f\n", i, tps[i, t] / tps[i, ref] }' "$WORK/results.tsv" 2>/dev/null
 }
 # num FORMAT VALUE: VALUE printed with FORMAT, or "-" if it is empty or "-".
 num() {
@@ -491,8 +608,8 @@ num() {
 table=$WORK/table.md
 rounds_table=$WORK/rounds.md
 {
-  echo "| script | target | TPS | avg latency (ms) | TPS vs PostgreSQL | transactions | failed |"
-  echo "|---|---|---:|---:|---:|---:|---:|"
+  echo "| script | target | TPS | avg latency (ms) | TPS ratio | ratio against | transactions | failed |"
+  echo "|---|---|---:|---:|---:|---|---:|---:|"
   if [[ -s $WORK/results.tsv ]]; then
     for s in "${SCRIPTS[@]}"; do
       for target in "${order[@]}"; do
@@ -501,36 +618,44 @@ rounds_table=$WORK/rounds.md
         lat=$(col "$target" "$s" 5 | median)
         txns=$(col "$target" "$s" 6 | median | awk '{printf "%.0f", $1}')
         failed=$(col "$target" "$s" 7 | awk '{n += $1} END {print n + 0}')
-        ratio=n/a
-        rs=$(ratios "$target" "$s" | cut -f2)
-        if [[ $target == postgres ]]; then
-          ratio=1.00×
-        elif [[ -n $rs ]]; then
+        ratio=n/a against=
+        ref=$(reference "$target")
+        rs=
+        if [[ -z $ref ]]; then
+          ratio=1.00× against="(reference)"
+        else
+          against=$(label "$ref")
+          rs=$(ratios "$target" "$ref" "$s" | cut -f2)
+        fi
+        if [[ -n $rs ]]; then
           ratio=$(median <<<"$rs" | awk '{printf "%.3f×", $1}')
           ratio+=$(sort -g <<<"$rs" | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.3f–%.3f)", lo, hi}')
         fi
         tpsf=$(num %.0f "$tps") latf=$(num %.2f "$lat")
         notes=$(awk -F'\t' -v t="$target" -v s="$s" '$2 == t && $3 == s && $8 != "" {printf "round %s: %s; ", $1, $8}' "$WORK/results.tsv")
         if [[ -n $notes ]]; then latf="$latf (${notes%; })"; fi
-        echo "| $(script_name "$s") | $(label "$target") | $tpsf | $latf | $ratio | ${txns:--} | $failed |"
+        echo "| $(script_name "$s") | $(label "$target") | $tpsf | $latf | $ratio | $against | ${txns:--} | $failed |"
       done
     done
   fi
   for t in "${failed_targets[@]}"; do
-    echo "| (all) | $(label "$t") | failed | see the run's log | | | |"
+    echo "| (all) | $(label "$t") | failed | see the run's log | | | | |"
   done
 } >"$table"
 {
-  echo "| round | script | target | TPS | avg latency (ms) | TPS vs PostgreSQL in the round |"
-  echo "|---:|---|---|---:|---:|---:|"
+  echo "| round | script | target | TPS | avg latency (ms) | TPS ratio in the round | ratio against |"
+  echo "|---:|---|---|---:|---:|---:|---|"
   if [[ -s $WORK/results.tsv ]]; then
     awk -F'\t' '$3 != "" {print}' "$WORK/results.tsv" | sort -t$'\t' -k1,1n -k3,3 -s |
       while IFS=$'\t' read -r round target script tps lat _ _ _; do
-        ratio=
-        if [[ $target != postgres ]]; then
-          ratio=$(ratios "$target" "$script" | awk -F'\t' -v r="$round" '$1 == r {printf "%.3f×", $2}')
+        ratio='' against=''
+        ref=$(reference "$target")
+        if [[ -n $ref ]]; then
+          against=$(label "$ref")
+          ratio=$(ratios "$target" "$ref" "$script" | awk -F'\t' -v r="$round" '$1 == r {printf "%.3f×", $2}')
+          [[ -n $ratio ]] || ratio=n/a
         fi
-        echo "| $round | ${script} | $(label "$target") | $(num %.0f "$tps") | $(num %.2f "$lat") | $ratio |"
+        echo "| $round | ${script} | $(label "$target") | $(num %.0f "$tps") | $(num %.2f "$lat") | $ratio | $against |"
       done
   fi
 } >"$rounds_table"
@@ -539,7 +664,7 @@ mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cmd="BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS"
-if [[ $BENCH_TARGETS != "postgres single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
+if [[ $BENCH_TARGETS != "postgres pgha single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
 if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
 cmd+=" ./scripts/bench.sh"
 
@@ -551,7 +676,10 @@ section=$WORK/section.md
   echo "- command: \`$cmd\`"
   echo "- pgbench: \`pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS -f SCRIPT\`, $BENCH_ROWS rows"
   echo "- $BENCH_ROUNDS round(s), the targets interleaved; medians over the rounds, and for a ratio the"
-  echo "  median (and the range) of the rounds' own ratios"
+  echo "  median (and the range) of the rounds' own ratios to the reference named beside it, run in"
+  echo "  the same round: PostgreSQL for one kvnode node and for the HA baseline (PostgreSQL with two"
+  echo "  synchronous standbys, \`synchronous_standby_names = '$PGHA_SYNC_NAMES'\`); the HA baseline for three"
+  echo "  kvnode nodes (PostgreSQL when the HA baseline did not run)"
   echo
   cat "$table"
   if ((BENCH_ROUNDS > 1)); then
