@@ -584,14 +584,17 @@ median() {
 col() { awk -F'\t' -v t="$1" -v s="$2" -v f="$3" '$2 == t && $3 == s {print $f}' "$WORK/results.tsv" 2>/dev/null; }
 # reference TARGET: the target whose TPS TARGET's is divided by, in the same round: PostgreSQL for
 # one kvnode node and for pgha; pgha for three kvnode nodes (PostgreSQL if pgha does not run).
-# Prints nothing for a target without one.
+# Prints nothing for a reference itself: postgres, and pgha when postgres does not run.
 reference() {
-  local ref=
   case $1 in
-  single | pgha) ref=postgres ;;
-  cluster) if has_target pgha; then ref=pgha; else ref=postgres; fi ;;
+  pgha) if has_target postgres; then echo postgres; fi ;;
+  single) echo postgres ;;
+  cluster) if has_target pgha; then echo pgha; else echo postgres; fi ;;
   esac
-  if [[ -n $ref ]] && has_target "$ref"; then echo "$ref"; fi
+}
+# against REF: the name of a reference for the tables.
+against() {
+  if has_target "$1"; then label "$1"; else echo "$1 (not in BENCH_TARGETS)"; fi
 }
 # ratios TARGET REF SCRIPT: "ROUND<tab>RATIO" of TARGET's TPS over REF's, for every round in
 # which both ran.
@@ -624,7 +627,7 @@ rounds_table=$WORK/rounds.md
         if [[ -z $ref ]]; then
           ratio=1.00× against="(reference)"
         else
-          against=$(label "$ref")
+          against=$(against "$ref")
           rs=$(ratios "$target" "$ref" "$s" | cut -f2)
         fi
         if [[ -n $rs ]]; then
@@ -651,7 +654,7 @@ rounds_table=$WORK/rounds.md
         ratio='' against=''
         ref=$(reference "$target")
         if [[ -n $ref ]]; then
-          against=$(label "$ref")
+          against=$(against "$ref")
           ratio=$(ratios "$target" "$ref" "$script" | awk -F'\t' -v r="$round" '$1 == r {printf "%.3f×", $2}')
           [[ -n $ratio ]] || ratio=n/a
         fi
