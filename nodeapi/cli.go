@@ -2,6 +2,7 @@ package nodeapi
 
 import (
 	"context"
+	"crypto/tls"
 	"slices"
 	"strings"
 	"time"
@@ -19,14 +20,41 @@ import (
 // function dials the node at host (its --listen-addr), makes one call of
 // the kvnode.Node service and closes the connection.
 
+// tlsKey carries the CLI's TLS configuration in the context of a call.
+type tlsKey struct{}
+
+// WithTLS returns a context whose calls through this file's functions use
+// TLS with cfg (secure mode: cfg presents client.root.crt, or a node's
+// certificate, and checks the node against the CA). Without it they are
+// plaintext (insecure mode).
+func WithTLS(ctx context.Context, cfg *tls.Config) context.Context {
+	return context.WithValue(ctx, tlsKey{}, cfg)
+}
+
+func tlsFrom(ctx context.Context) *tls.Config {
+	cfg, _ := ctx.Value(tlsKey{}).(*tls.Config)
+	return cfg
+}
+
 // clientError turns an error of a call into what the CLI prints: the
 // remote error as the node returned it (message and hints), or, if the
 // node could not be reached, a sentence that says so.
-func clientError(host string, err error) error {
+func clientError(ctx context.Context, host string, err error) error {
 	st, ok := status.FromError(err)
 	if ok && (st.Code() == codes.Unavailable && IsConnError(st.Message()) || st.Code() == codes.DeadlineExceeded) {
-		return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %s", host, st.Message()),
-			"check --host: it is the --listen-addr of a running node; nothing was changed")
+		hint := "check --host: it is the --listen-addr of a running node; nothing was changed"
+		msg := st.Message()
+		switch {
+		case tlsFrom(ctx) == nil && !strings.Contains(msg, "connection refused"):
+			hint += "; if the cluster runs in secure mode, pass --certs-dir (holding ca.crt and client.root.crt) instead of --insecure"
+		case tlsFrom(ctx) != nil && (strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "handshake")):
+			hint += "; the TLS handshake failed: the node may run --insecure (then pass --insecure), or its certificates come from another CA than --certs-dir's ca.crt"
+		}
+		return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %s", host, msg), "%s", hint)
+	}
+	if ok && (st.Code() == codes.Unauthenticated || st.Code() == codes.PermissionDenied) {
+		return errors.WithHintf(errors.Newf("the node at %s refused the call: %s", host, st.Message()),
+			"node commands authenticate with client.root.crt from --certs-dir (`kvnode cert create-client root`)")
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return errors.WithHintf(errors.Newf("cannot reach a kvnode node at %s: %v", host, err),
@@ -48,11 +76,11 @@ func IsConnError(msg string) bool {
 
 func invoke[Req, Resp any](ctx context.Context, host string,
 	call func(*Client, context.Context, string, *Req, ...grpc.CallOption) (*Resp, error), req *Req) (*Resp, error) {
-	pool := rpc.NewPool()
+	pool := rpc.NewTLSPool(tlsFrom(ctx))
 	defer pool.Close()
 	resp, err := call(NewClient(pool), ctx, host, req)
 	if err != nil {
-		return nil, clientError(host, err)
+		return nil, clientError(ctx, host, err)
 	}
 	return resp, nil
 }

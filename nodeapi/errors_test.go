@@ -149,7 +149,7 @@ func TestErrorsOverGRPC(t *testing.T) {
 	}
 
 	// The CLI's error: the remote error whole, not "cannot reach".
-	if cerr := clientError(n1, err); cerr.Error() != err.Error() || len(errors.GetAllHints(cerr)) != 1 {
+	if cerr := clientError(ctx, n1, err); cerr.Error() != err.Error() || len(errors.GetAllHints(cerr)) != 1 {
 		t.Errorf("clientError: %v %q", cerr, errors.GetAllHints(cerr))
 	}
 	// A node that is not there is "cannot reach", with its hint.
@@ -157,7 +157,7 @@ func TestErrorsOverGRPC(t *testing.T) {
 	addr := dead.Addr().String()
 	_ = dead.Close()
 	_, err = NewClient(pool).Hello(ctx, addr, &HelloRequest{})
-	if cerr := clientError(addr, err); !strings.HasPrefix(cerr.Error(), "cannot reach a kvnode node at "+addr) ||
+	if cerr := clientError(ctx, addr, err); !strings.HasPrefix(cerr.Error(), "cannot reach a kvnode node at "+addr) ||
 		len(errors.GetAllHints(cerr)) != 1 {
 		t.Errorf("clientError of a dead address: %v", cerr)
 	}

@@ -8,6 +8,10 @@
 // ample for control-plane calls (join, init, schema pushes) that carry a few
 // hundred bytes.
 //
+// Connections are plaintext in insecure mode (NewPool, Dial) and mutual TLS
+// in secure mode (NewTLSPool, DialTLS with the configuration package
+// security builds; the server passes its credentials to NewServer).
+//
 // The package deliberately holds no service of its own: each layer (kv for
 // Raft, server for node control) registers what it serves.
 package rpc

@@ -2,12 +2,14 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -67,11 +69,20 @@ const (
 	connWindow   = 16 << 20
 )
 
-// Dial returns a client connection to addr. It does not block: the
-// connection is made on first use.
-func Dial(addr string) (*grpc.ClientConn, error) {
+// Dial returns a plaintext client connection to addr (insecure mode). It does
+// not block: the connection is made on first use.
+func Dial(addr string) (*grpc.ClientConn, error) { return DialTLS(addr, nil) }
+
+// DialTLS is Dial over TLS with cfg (secure mode: cfg presents this side's
+// certificate and checks the peer against the cluster's CA); a nil cfg is
+// plaintext.
+func DialTLS(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		creds = credentials.NewTLS(cfg)
+	}
 	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
 			grpc.ForceCodec(Codec{}),
 			grpc.MaxCallRecvMsgSize(MaxMessageSize),
@@ -89,12 +100,19 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 
 // Pool caches one client connection per address.
 type Pool struct {
+	tls   *tls.Config // nil: plaintext (insecure mode)
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-// NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{conns: map[string]*grpc.ClientConn{}} }
+// NewPool returns an empty pool of plaintext connections (insecure mode).
+func NewPool() *Pool { return NewTLSPool(nil) }
+
+// NewTLSPool returns an empty pool whose connections use TLS with cfg (secure
+// mode); a nil cfg is NewPool.
+func NewTLSPool(cfg *tls.Config) *Pool {
+	return &Pool{tls: cfg, conns: map[string]*grpc.ClientConn{}}
+}
 
 // Get returns the (shared) connection to addr.
 func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
@@ -103,7 +121,7 @@ func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := Dial(addr)
+	c, err := DialTLS(addr, p.tls)
 	if err != nil {
 		return nil, err
 	}

@@ -452,7 +452,7 @@ start_kvnode() {
   free_port g
   free_port s
   free_port h
-  "$KVNODE_BIN" "$sub" --store="$RW/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
+  "$KVNODE_BIN" "$sub" --insecure --store="$RW/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
     --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn "$@" >"$RW/$name.log" 2>&1 &
   local pid=$!
   started "$pid"
@@ -480,7 +480,7 @@ bench_cluster() {
   start_kvnode n3 start "$l3" --join="$join"
   log "cluster: kvnode init --host=127.0.0.1:$l1"
   for ((i = 0; ; i++)); do
-    timeout 60 "$KVNODE_BIN" init --host="127.0.0.1:$l1" >"$RW/init.log" 2>&1 && break
+    timeout 60 "$KVNODE_BIN" init --insecure --host="127.0.0.1:$l1" >"$RW/init.log" 2>&1 && break
     ((i < 10)) || die "kvnode init failed:$'\n'$(cat "$RW/init.log")"
     sleep 1
   done

@@ -28,6 +28,14 @@ type Config struct {
 	// does with its known addresses).
 	Listeners *Listeners
 
+	// Security: exactly one of Insecure (--insecure: plaintext, no
+	// authentication) and CertsDir (--certs-dir: TLS on every port, mutual
+	// TLS between nodes, client certificates for SQL and the CLI; see
+	// package security) must be set; New refuses neither and both. Tests
+	// set Insecure unless they test security.
+	Insecure bool
+	CertsDir string
+
 	Logger *slog.Logger
 
 	// Testing knobs; zero values are production defaults.

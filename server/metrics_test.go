@@ -375,6 +375,7 @@ func TestMetricsBeforeJoin(t *testing.T) {
 	s, err := server.New(server.Config{
 		Store:     filepath.Join(t.TempDir(), "n1"),
 		Listeners: lis,
+		Insecure:  true,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

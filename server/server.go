@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -49,6 +50,7 @@ type Server struct {
 	eng     *storage.Engine
 	reg     *prometheus.Registry
 	pool    *rpc.Pool
+	sec     *nodeSecurity   // nil in insecure mode
 	node    *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
@@ -145,9 +147,20 @@ func New(cfg Config) (_ *Server, retErr error) {
 	if err := validateAddrs(cfg); err != nil {
 		return nil, err
 	}
+	if err := checkSecurityMode(cfg); err != nil {
+		return nil, err
+	}
+	sec, err := loadNodeSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var poolTLS *tls.Config
+	if sec != nil {
+		poolTLS = sec.tls.Client
+	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(),
-		reg: prometheus.NewRegistry(), pool: rpc.NewPool(),
+		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(), sec: sec,
+		reg: prometheus.NewRegistry(), pool: rpc.NewTLSPool(poolTLS),
 		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
 	}
 	s.upgrades = s.newUpgradeManager()
@@ -363,14 +376,18 @@ func (s *Server) Failed() error {
 // identity, otherwise once the cluster is initialized or admits it. It
 // returns without waiting for that; watch Up or Failed.
 func (s *Server) Start(ctx context.Context) error {
-	s.grpcSrv = rpc.NewServer()
+	s.grpcSrv = rpc.NewServer(s.rpcServerOptions()...)
 	nodeapi.RegisterNodeServer(s.grpcSrv, nodeService{s})
 	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
 	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.Transport)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.grpcSrv.Serve(s.rpcLis) }()
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(s.httpLis) }()
+	httpLis := s.httpLis
+	if s.sec != nil {
+		httpLis = tls.NewListener(httpLis, s.httpTLS())
+	}
+	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(httpLis) }()
 
 	s.wg.Add(1)
 	go func() {
@@ -469,9 +486,14 @@ func (s *Server) waitForInitOrJoin() error {
 					parts = append(parts, a+": "+r)
 				}
 				sort.Strings(parts)
+				hint := fmt.Sprintf("if this is a new cluster, run `kvnode init --host=%s` once; otherwise check that --join lists the --listen-addr of running nodes", s.RPCAddr())
+				if s.sec == nil {
+					hint += "; this node runs --insecure: if the cluster is secure, it refuses the connection (the answers end in EOF or a reset) and this node needs --certs-dir with a node certificate of the cluster's CA"
+				} else {
+					hint += "; this node runs secure (--certs-dir): a node started --insecure does not speak TLS, and a certificate of another CA is refused (the answers name it)"
+				}
 				s.log.Warn("waiting to join a cluster",
-					"join", strings.Join(s.cfg.Join, ","), "answers", strings.Join(parts, "; "),
-					"hint", fmt.Sprintf("if this is a new cluster, run `kvnode init --host=%s` once; otherwise check that --join lists the --listen-addr of running nodes", s.RPCAddr()))
+					"join", strings.Join(s.cfg.Join, ","), "answers", strings.Join(parts, "; "), "hint", hint)
 			}
 		}
 		select {
@@ -622,7 +644,11 @@ func (s *Server) startNode() error {
 	s.publishSchemaDigest()
 	s.installSQL(exec)
 	installGroup0SQL(s, exec)
-	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg)})
+	var sqlTLS *tls.Config
+	if s.sec != nil {
+		sqlTLS = s.sec.tls.Server
+	}
+	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg), TLS: sqlTLS})
 
 	// A decommissioned node stops here; any other starts a new liveness
 	// epoch (which needs the data group to answer).

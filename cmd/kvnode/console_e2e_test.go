@@ -281,7 +281,7 @@ func TestConsoleBannersInChromium(t *testing.T) {
 		p.args = append(p.args, "--auto-upgrade-interval=300ms")
 		p.start()
 		if i == 0 {
-			if out, err := exec.Command(bin11, "init", "--host="+ps[0].listen).CombinedOutput(); err != nil {
+			if out, err := exec.Command(bin11, "init", "--insecure", "--host="+ps[0].listen).CombinedOutput(); err != nil {
 				t.Fatalf("init: %v: %s", err, out)
 			}
 		}

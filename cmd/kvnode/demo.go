@@ -59,6 +59,8 @@ func newDemoCmd() *cobra.Command {
 		Short: "run a local cluster on 127.0.0.1 with temporary stores, until Ctrl-C; --upgrade-from=R walks you through a rolling upgrade",
 		Long: `Run a local cluster on 127.0.0.1 with temporary stores, print how to connect to
 it, and keep it running until Ctrl-C (which stops it and deletes its data).
+The demo cluster is insecure for now (plaintext, no authentication, like
+--insecure); a secure demo is to come.
 
 With --upgrade-from=R the cluster starts on release R, older than this binary,
 and the demo walks you through a rolling upgrade to this binary's release, one

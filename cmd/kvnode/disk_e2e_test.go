@@ -39,7 +39,7 @@ func TestFullDiskStopsTheNodeAndLosesNothing(t *testing.T) {
 	t.Cleanup(func() { umount(dir) })
 	p := newProcs(t, 1)[0]
 	p.store = filepath.Join(dir, "store")
-	p.args = []string{"start-single-node", "--store=" + p.store, "--listen-addr=" + p.listen,
+	p.args = []string{"start-single-node", "--insecure", "--store=" + p.store, "--listen-addr=" + p.listen,
 		"--gossip-addr=" + p.gossip, "--sql-addr=" + p.sql, "--http-addr=" + p.httpA}
 	p.start()
 	p.waitReady(t)
@@ -90,7 +90,7 @@ func TestReadOnlyStore(t *testing.T) {
 	t.Cleanup(func() { umount(dir) })
 	mount(t, "-o", "remount,bind,ro", dir)
 	a := freeAddrs(t, 4)
-	out, err := exec.Command(kvnodeBin, "start-single-node", "--store="+filepath.Join(dir, "s"), "--listen-addr="+a[0],
+	out, err := exec.Command(kvnodeBin, "start-single-node", "--insecure", "--store="+filepath.Join(dir, "s"), "--listen-addr="+a[0],
 		"--gossip-addr="+a[1], "--sql-addr="+a[2], "--http-addr="+a[3]).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "read-only file system") || !strings.Contains(string(out), "HINT") {
 		t.Fatalf("read-only store: %v\n%s", err, out)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -49,7 +50,7 @@ type proc struct {
 	args                       []string
 	env                        []string // added to the test's environment
 	cmd                        *exec.Cmd
-	log                        *bytes.Buffer
+	log                        *logBuffer
 	listen, gossip, sql, httpA string
 	store                      string
 }
@@ -63,11 +64,11 @@ func newProcs(t *testing.T, n int) []*proc {
 	for i := 0; i < n; i++ {
 		a := freeAddrs(t, 4)
 		ps = append(ps, &proc{t: t, listen: a[0], gossip: a[1], sql: a[2], httpA: a[3],
-			store: filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)), log: &bytes.Buffer{}})
+			store: filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i+1)), log: &logBuffer{}})
 		join = append(join, a[0])
 	}
 	for _, p := range ps {
-		p.args = []string{"start", "--store=" + p.store, "--listen-addr=" + p.listen, "--gossip-addr=" + p.gossip,
+		p.args = []string{"start", "--insecure", "--store=" + p.store, "--listen-addr=" + p.listen, "--gossip-addr=" + p.gossip,
 			"--sql-addr=" + p.sql, "--http-addr=" + p.httpA, "--join=" + strings.Join(join, ",")}
 	}
 	t.Cleanup(func() {
@@ -79,6 +80,24 @@ func newProcs(t *testing.T, n int) []*proc {
 		}
 	})
 	return ps
+}
+
+// logBuffer is a node's output, safe to read while the node writes it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (p *proc) start() {
@@ -153,7 +172,7 @@ func TestThreeProcessesWithPsqlAndPgx(t *testing.T) {
 	for _, p := range ps {
 		p.start()
 	}
-	initOut, err := exec.Command(kvnodeBin, "init", "--host="+ps[0].listen).CombinedOutput()
+	initOut, err := exec.Command(kvnodeBin, "init", "--insecure", "--host="+ps[0].listen).CombinedOutput()
 	if err != nil || !strings.Contains(string(initOut), "initialized") {
 		t.Fatalf("kvnode init: %v: %s", err, initOut)
 	}
@@ -161,7 +180,7 @@ func TestThreeProcessesWithPsqlAndPgx(t *testing.T) {
 		p.waitReady(t)
 	}
 	// A second init is refused, clearly.
-	if out, err := exec.Command(kvnodeBin, "init", "--host="+ps[1].listen).CombinedOutput(); err == nil || !strings.Contains(string(out), "already been initialized") {
+	if out, err := exec.Command(kvnodeBin, "init", "--insecure", "--host="+ps[1].listen).CombinedOutput(); err == nil || !strings.Contains(string(out), "already been initialized") {
 		t.Fatalf("second init: %v: %s", err, out)
 	}
 
@@ -245,10 +264,10 @@ func TestBadFlagsAndInputs(t *testing.T) {
 		want string
 	}{
 		{"unknown flag", []string{"start", "--nope"}, "unknown flag"},
-		{"bad listen addr", []string{"start", "--store=" + t.TempDir(), "--listen-addr=nonsense"}, "invalid --listen-addr"},
+		{"bad listen addr", []string{"start", "--insecure", "--store=" + t.TempDir(), "--listen-addr=nonsense"}, "invalid --listen-addr"},
 		{"init without host", []string{"init"}, "--host is required"},
-		{"init unreachable", []string{"init", "--host=127.0.0.1:1", "--timeout=1s"}, "cannot reach"},
-		{"same port twice", []string{"start", "--store=" + t.TempDir(), "--listen-addr=127.0.0.1:41000", "--sql-addr=127.0.0.1:41000"}, "its own port"},
+		{"init unreachable", []string{"init", "--insecure", "--host=127.0.0.1:1", "--timeout=1s"}, "cannot reach"},
+		{"same port twice", []string{"start", "--insecure", "--store=" + t.TempDir(), "--listen-addr=127.0.0.1:41000", "--sql-addr=127.0.0.1:41000"}, "its own port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -266,7 +285,7 @@ func TestBadFlagsAndInputs(t *testing.T) {
 	}
 	defer l.Close()
 	a := freeAddrs(t, 3)
-	out, err := exec.Command(kvnodeBin, "start", "--store="+t.TempDir(), "--listen-addr="+a[0], "--gossip-addr="+a[1],
+	out, err := exec.Command(kvnodeBin, "start", "--insecure", "--store="+t.TempDir(), "--listen-addr="+a[0], "--gossip-addr="+a[1],
 		"--sql-addr="+l.Addr().String(), "--http-addr="+a[2]).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--sql-addr "+l.Addr().String()+" is in use") {
 		t.Fatalf("port in use: %v\n%s", err, out)
@@ -313,7 +332,7 @@ func TestKillNineUnderConcurrentWrites(t *testing.T) {
 	for _, p := range ps {
 		p.start()
 	}
-	if out, err := exec.Command(kvnodeBin, "init", "--host="+ps[0].listen).CombinedOutput(); err != nil {
+	if out, err := exec.Command(kvnodeBin, "init", "--insecure", "--host="+ps[0].listen).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v: %s", err, out)
 	}
 	for _, p := range ps {

@@ -40,10 +40,10 @@ The plan is printed before anything is done; --dry-run prints it and stops.
 Every step is idempotent: if the command fails part-way, run it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(cmd); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			ctx, cancel := context.WithTimeout(f.sec.context(), f.timeout)
 			defer cancel()
 			plan, err := nodeapi.Group0Recover(ctx, f.host, true)
 			if err != nil {

@@ -28,7 +28,7 @@ func TestGroup0UpgradeAndRecoveryProcesses(t *testing.T) {
 		p.args = append(p.args, "--auto-upgrade-interval=300ms")
 		p.start()
 	}
-	if out, err := exec.Command(bin11, "init", "--host="+ps[0].listen).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin11, "init", "--insecure", "--host="+ps[0].listen).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v: %s", err, out)
 	}
 	for _, p := range ps {
@@ -142,7 +142,7 @@ func TestGroup0UpgradeAndRecoveryProcesses(t *testing.T) {
 	psqlErr(t, ps[2].url(), "CREATE TABLE lost (k INT PRIMARY KEY)", "recovery mode")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dry, err := exec.CommandContext(ctx, kvnodeBin, "node", "group0-recover", "--host="+ps[2].listen, "--dry-run").CombinedOutput()
+	dry, err := exec.CommandContext(ctx, kvnodeBin, "node", "group0-recover", "--insecure", "--host="+ps[2].listen, "--dry-run").CombinedOutput()
 	if err != nil || !strings.Contains(string(dry), "seed: node 1") || !strings.Contains(string(dry), "nothing was changed") {
 		t.Fatalf("group0-recover --dry-run: %v\n%s", err, dry)
 	}
@@ -150,7 +150,7 @@ func TestGroup0UpgradeAndRecoveryProcesses(t *testing.T) {
 	if st := mustPsql(t, ps[0].url(), stateQuery); st != "recovery" {
 		t.Fatalf("the dry run changed node 1's state to %q", st)
 	}
-	run, err := exec.CommandContext(ctx, kvnodeBin, "node", "group0-recover", "--host="+ps[2].listen).CombinedOutput()
+	run, err := exec.CommandContext(ctx, kvnodeBin, "node", "group0-recover", "--insecure", "--host="+ps[2].listen).CombinedOutput()
 	if err != nil || !strings.Contains(string(run), "done: group 0 re-formed (generation 2 seeded by node 1") {
 		t.Fatalf("group0-recover: %v\n%s", err, run)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,9 @@ func kvnodeCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if len(args) > 0 && (args[0] == "node" || args[0] == "init") && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--certs-dir") }) {
+		args = append(args, "--insecure")
+	}
 	out, err := exec.CommandContext(ctx, kvnodeBin, args...).CombinedOutput()
 	return string(out), err
 }
@@ -45,7 +49,7 @@ func TestNodeLifecycleWithCLIAndPsql(t *testing.T) {
 	for _, p := range ps {
 		p.start()
 	}
-	if out, err := kvnodeCLI(t, "init", "--host="+ps[0].listen); err != nil {
+	if out, err := kvnodeCLI(t, "init", "--insecure", "--host="+ps[0].listen); err != nil {
 		t.Fatalf("init: %v: %s", err, out)
 	}
 	for _, p := range ps {

@@ -39,11 +39,14 @@ over the PostgreSQL wire protocol, so psql and every Postgres driver work.
 
 Start three nodes, initialize the cluster once, then connect with psql:
 
-  kvnode start --store=n1 --listen-addr=127.0.0.1:26357 --gossip-addr=127.0.0.1:26457 \
+  kvnode start --insecure --store=n1 --listen-addr=127.0.0.1:26357 --gossip-addr=127.0.0.1:26457 \
       --sql-addr=127.0.0.1:26257 --http-addr=127.0.0.1:8080 --join=127.0.0.1:26357,127.0.0.1:26358,127.0.0.1:26359
   ... (nodes 2 and 3 likewise, with their own store and ports)
-  kvnode init --host=127.0.0.1:26357
+  kvnode init --insecure --host=127.0.0.1:26357
   psql "postgresql://root@127.0.0.1:26257/defaultdb?sslmode=disable"
+
+For a secure cluster, create certificates with ` + "`kvnode cert`" + ` and pass
+--certs-dir=DIR instead of --insecure.
 
 Or run a local three-node cluster in one command: kvnode demo
 (kvnode demo --upgrade-from=1.1 walks you through a rolling upgrade)`,
@@ -66,6 +69,7 @@ type startFlags struct {
 	store, listen, gossip, sqlAddr, http, logLevel string
 	join                                           []string
 	autoUpgradeInterval                            time.Duration
+	sec                                            securityFlags
 }
 
 func addStartFlags(cmd *cobra.Command, f *startFlags) {
@@ -79,6 +83,7 @@ func addStartFlags(cmd *cobra.Command, f *startFlags) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.autoUpgradeInterval, "auto-upgrade-interval", 10*time.Second, "how often the automatic finalization checks (testing)")
 	_ = fl.MarkHidden("auto-upgrade-interval")
+	addSecurityFlags(cmd, &f.sec)
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -116,6 +121,9 @@ Raft leadership moves away) and then stops it.`,
 			return errors.WithHint(errors.New("start-single-node does not take --join"),
 				"use `kvnode start --join=...` to run a node of a multi-node cluster")
 		}
+		if err := f.sec.check(cmd); err != nil {
+			return err
+		}
 		log, err := newLogger(f.logLevel)
 		if err != nil {
 			return err
@@ -132,6 +140,7 @@ Raft leadership moves away) and then stops it.`,
 		s, err := server.New(server.Config{
 			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
 			HTTPAddr: f.http, Join: f.join, Logger: log, AutoUpgradeInterval: f.autoUpgradeInterval,
+			Insecure: f.sec.insecure, CertsDir: f.sec.certsDir,
 			Knobs: server.Knobs{Group0Hook: group0Pause, VersionStepPause: stepPause},
 		})
 		if err != nil {
@@ -151,7 +160,7 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 		return err
 	}
 	if selfInit && s.NodeID() == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(nodeapi.WithTLS(context.Background(), s.ClientTLS()), 30*time.Second)
 		_, err := nodeapi.InitCluster(ctx, s.RPCAddr())
 		cancel()
 		if err != nil {
@@ -185,6 +194,7 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 func newInitCmd() *cobra.Command {
 	var host string
 	var timeout time.Duration
+	var sec securityFlags
 	cmd := &cobra.Command{
 		Use:   "init --host=HOST:PORT",
 		Short: "bootstrap a new cluster on the node at --host (run once per cluster)",
@@ -196,9 +206,12 @@ up to --timeout.`,
 			if host == "" {
 				return errors.WithHint(errors.New("--host is required"), "pass the --listen-addr of one started node, e.g. --host=127.0.0.1:26357")
 			}
+			if err := sec.loadClient(cmd); err != nil {
+				return err
+			}
 			deadline := time.Now().Add(timeout)
 			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(sec.context(), 10*time.Second)
 				resp, err := nodeapi.InitCluster(ctx, host)
 				cancel()
 				if err == nil {
@@ -220,6 +233,7 @@ up to --timeout.`,
 	}
 	cmd.Flags().StringVar(&host, "host", "", "the --listen-addr of the node to bootstrap the cluster on")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the node to become reachable")
+	addSecurityFlags(cmd, &sec)
 	return cmd
 }
 

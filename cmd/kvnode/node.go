@@ -31,19 +31,22 @@ func newNodeCmd() *cobra.Command {
 type hostFlags struct {
 	host    string
 	timeout time.Duration
+	sec     securityFlags
 }
 
 func addHostFlags(cmd *cobra.Command, f *hostFlags, timeout time.Duration) {
 	cmd.Flags().StringVar(&f.host, "host", "", "the --listen-addr of any running node of the cluster")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", timeout, "how long to wait for the command to finish")
+	addSecurityFlags(cmd, &f.sec)
 }
 
-func (f *hostFlags) check() error {
+// check checks the flags and loads the CLI's certificate in secure mode.
+func (f *hostFlags) check(cmd *cobra.Command) error {
 	if f.host == "" {
 		return errors.WithHint(errors.New("--host is required"),
 			"pass the --listen-addr of a running node, e.g. --host=127.0.0.1:26357")
 	}
-	return nil
+	return f.sec.loadClient(cmd)
 }
 
 func parseNodeIDs(args []string) ([]int32, error) {
@@ -77,10 +80,10 @@ cluster version while a finalization step has reached some nodes and not yet
 all; a binary that cannot run it refuses to start on that store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(cmd); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			ctx, cancel := context.WithTimeout(f.sec.context(), f.timeout)
 			defer cancel()
 			resp, err := nodeapi.GetNodeStatus(ctx, f.host)
 			if err != nil {
@@ -135,10 +138,10 @@ reports 503 on /health?ready=1. The process stays up; stop it (SIGTERM) or
 restart it, which ends the drain.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(cmd); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			ctx, cancel := context.WithTimeout(f.sec.context(), f.timeout)
 			defer cancel()
 			resp, err := nodeapi.DrainNode(ctx, f.host)
 			if err != nil {
@@ -170,7 +173,7 @@ or if the voters that remain would not have a live majority.
 --wait=none returns once they are marked: the cluster finishes on its own, and
 ` + "`kvnode node status`" + ` shows the progress.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(cmd); err != nil {
 				return err
 			}
 			if wait != "all" && wait != "none" {
@@ -180,7 +183,7 @@ or if the voters that remain would not have a live majority.
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			ctx, cancel := context.WithTimeout(f.sec.context(), f.timeout)
 			defer cancel()
 			first := true
 			err = nodeapi.DecommissionNodes(ctx, f.host, ids, wait == "all", func(nodes []nodeapi.NodeStatus) {
@@ -214,14 +217,14 @@ func newNodeRecommissionCmd() *cobra.Command {
 		Long: `Mark decommissioning nodes active again. It refuses, and changes nothing,
 for a decommissioned node, or one already removed from the data Raft group.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(cmd); err != nil {
 				return err
 			}
 			ids, err := parseNodeIDs(args)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			ctx, cancel := context.WithTimeout(f.sec.context(), f.timeout)
 			defer cancel()
 			resp, err := nodeapi.RecommissionNodes(ctx, f.host, ids)
 			if err != nil {

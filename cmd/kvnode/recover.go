@@ -45,10 +45,10 @@ started again on its store.
 If the command fails part-way, run it again: it finishes what was started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(cmd); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			ctx, cancel := context.WithTimeout(f.sec.context(), f.timeout)
 			defer cancel()
 			plan, err := nodeapi.Recover(ctx, f.host, nodeapi.RecoverRequest{DryRun: true, Force: force})
 			if err != nil {

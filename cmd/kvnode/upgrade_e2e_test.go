@@ -64,7 +64,7 @@ func TestRollingUpgradeAndFinalization(t *testing.T) {
 		p.args = append(p.args, "--auto-upgrade-interval=300ms")
 		p.start()
 	}
-	if out, err := exec.Command(bin10, "init", "--host="+ps[0].listen).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin10, "init", "--insecure", "--host="+ps[0].listen).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v: %s", err, out)
 	}
 	for _, p := range ps {

@@ -183,6 +183,7 @@ func (c *Cluster) Init(ctx context.Context, via *Node) error {
 func (c *Cluster) runCLI(ctx context.Context, bin *Binary, logName string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	args = append(args, "--insecure") // init and node commands; see Args
 	cmd := exec.CommandContext(ctx, bin.Path, args...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
@@ -329,7 +330,9 @@ func (n *Node) exitError(what string) error {
 
 // Args are the flags of `kvnode start` for this node.
 func (n *Node) Args() []string {
-	args := []string{"start", "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
+	// --insecure: the harness runs insecure clusters (every binary built
+	// from the tree has the flag: secure transport belongs to no release).
+	args := []string{"start", "--insecure", "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
 		"--sql-addr=" + n.SQLAddr, "--http-addr=" + n.HTTPAddr, "--join=" + n.c.JoinList()}
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()

@@ -188,7 +188,7 @@ func TestStartArgs(t *testing.T) {
 	c := newTestCluster(t, 3)
 	args := strings.Join(c.Node(2).Args(), " ")
 	n := c.Node(2)
-	for _, want := range []string{"start", "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
+	for _, want := range []string{"start", "--insecure", "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
 		"--sql-addr=" + n.SQLAddr, "--http-addr=" + n.HTTPAddr, "--join=" + c.JoinList()} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %q", args, want)

@@ -63,6 +63,7 @@ func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, 
 			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
 			SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
 			AutoUpgradeInterval: autoUpgradeInterval,
+			Insecure:            true, // the demo is insecure for now (issue 21 wants it secure by default)
 		}})
 	}
 	return c, nil

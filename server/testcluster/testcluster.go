@@ -128,7 +128,7 @@ func (c *Cluster) newNode(i int) *Node {
 	return &Node{Index: i, Config: server.Config{
 		Store:      filepath.Join(c.t.TempDir(), fmt.Sprintf("n%d", i+1)),
 		ListenAddr: lis.RPC.Addr().String(), GossipAddr: lis.Gossip.TCP.Addr().String(), SQLAddr: lis.SQL.Addr().String(),
-		HTTPAddr: lis.HTTP.Addr().String(), Listeners: lis,
+		HTTPAddr: lis.HTTP.Addr().String(), Listeners: lis, Insecure: true,
 		Logger: log, RaftTickInterval: 20 * time.Millisecond, RaftLogRetain: c.opts.RaftLogRetain,
 		FastGossip: true, SchemaSyncEvery: 100 * time.Millisecond,
 		LivenessHeartbeat:       cmp.Or(c.opts.LivenessHeartbeat, 200*time.Millisecond),

@@ -49,8 +49,12 @@ const (
 // the goroutine running Run: it alone talks to the Session and writes to the
 // client.
 type conn struct {
-	srv    *Server
-	nc     net.Conn
+	srv *Server
+	nc  net.Conn // the socket: deadlines and Close go here
+	// rw carries the protocol: nc, or the TLS connection over it once
+	// startup has upgraded it (set by startup, on Run's goroutine, before
+	// the reader starts).
+	rw     net.Conn
 	id     uint32  // BackendKeyData process ID
 	secret [4]byte // BackendKeyData secret key
 	log    *slog.Logger
@@ -108,6 +112,7 @@ func newConn(s *Server, nc net.Conn, id uint32, admitted bool) *conn {
 	return &conn{
 		srv:        s,
 		nc:         nc,
+		rw:         nc,
 		id:         id,
 		secret:     newSecret(),
 		log:        s.log.With("conn", id, "client", nc.RemoteAddr().String()),
@@ -144,7 +149,7 @@ func (c *conn) Run() error {
 		_ = c.guard("closing the session", func() error { c.sess.Close(); return nil })
 	}()
 
-	rec := &errRecorder{r: c.nc}
+	rec := &errRecorder{r: c.rw}
 	be := pgproto3.NewBackend(rec, nil)
 	be.SetMaxBodyLen(MaxMessageSize)
 	go c.readLoop(be, rec)

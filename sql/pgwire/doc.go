@@ -10,7 +10,8 @@
 //	Server            accept loop, connection registry, MaxConns, Drain/Close,
 //	                  CancelRequest routing, metrics
 //	  conn.Run        one per client connection:
-//	    startup       SSLRequest/GSSENCRequest ('N'), CancelRequest,
+//	    startup       SSLRequest ('S' and TLS in secure mode, else 'N'),
+//	                  GSSENCRequest ('N'), CancelRequest,
 //	                  StartupMessage → AuthenticationOk, ParameterStatus…,
 //	                  BackendKeyData, ReadyForQuery
 //	    readLoop      a goroutine that decodes frontend messages with
@@ -80,10 +81,13 @@
 //
 // # What it does not do (yet)
 //
-//   - No authentication: every StartupMessage gets AuthenticationOk; the
+//   - Authentication by client certificate only, in secure mode (Config.TLS):
+//     the connection must be TLS (plaintext is refused with 28000 and the
+//     fix) and carry a certificate of the cluster's CA whose common name is
+//     the user (28000 otherwise). No passwords yet. In insecure mode every
+//     StartupMessage gets AuthenticationOk and SSLRequest gets 'N'; the
 //     SessionFactory may still refuse a user or database.
-//   - No TLS or GSS encryption: SSLRequest and GSSENCRequest are answered 'N'
-//     and the client continues in plaintext (or gives up if it requires TLS).
+//   - No GSS encryption: GSSENCRequest is answered 'N'.
 //   - No COPY: CopyData/CopyDone/CopyFail outside COPY are ignored, as in
 //     PostgreSQL; COPY statements are for the SQL layer to refuse.
 //   - No client_encoding other than UTF8: the server reports UTF8 whatever the

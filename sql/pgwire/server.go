@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -40,6 +41,13 @@ type Config struct {
 	MaxConns int
 	// Metrics is optional.
 	Metrics *Metrics
+	// TLS, if set, is secure mode: SSLRequest is answered 'S' and the
+	// connection continues over TLS with this configuration; a startup
+	// without TLS is refused with 28000; and the client authenticates with
+	// a certificate signed by the configuration's ClientCAs whose common
+	// name is the user it connects as (28000 otherwise). Nil is insecure
+	// mode: 'N', plaintext, no authentication.
+	TLS *tls.Config
 }
 
 // Server accepts PostgreSQL client connections and serves each one with a

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+
+	"github.com/cockroachdb/errors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvnode/kvnode/security"
+)
+
+// ErrSecurityMode: a node was configured with neither or both of --insecure
+// and --certs-dir.
+var ErrSecurityMode = errors.New("choose --certs-dir or --insecure")
+
+// checkSecurityMode refuses a configuration that does not say, or says both,
+// whether the node is secure.
+func checkSecurityMode(cfg Config) error {
+	switch {
+	case cfg.Insecure && cfg.CertsDir != "":
+		return errors.WithHint(errors.Wrap(ErrSecurityMode, "both --insecure and --certs-dir were given"),
+			"pass --certs-dir=DIR for a secure node, or --insecure (without --certs-dir) for one without security")
+	case !cfg.Insecure && cfg.CertsDir == "":
+		return errors.WithHint(errors.Wrap(ErrSecurityMode, "neither --certs-dir nor --insecure was given"),
+			"pass --certs-dir=DIR (certificates from `kvnode cert create-ca`, `create-node` and `create-client root`) "+
+				"for a secure node, or --insecure for one anyone who reaches its ports can control")
+	}
+	return nil
+}
+
+// nodeSecurity is a secure node's TLS state; nil in insecure mode.
+type nodeSecurity struct {
+	tls security.NodeTLS
+}
+
+func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
+	if cfg.Insecure {
+		return nil, nil
+	}
+	nt, err := security.LoadNodeTLS(cfg.CertsDir)
+	if err != nil {
+		return nil, errors.Wrapf(err, "--certs-dir=%s", cfg.CertsDir)
+	}
+	return &nodeSecurity{tls: nt}, nil
+}
+
+// ClientTLS is the configuration this node dials other nodes with (and its
+// own RPC port, as start-single-node does for init): nil in insecure mode.
+func (s *Server) ClientTLS() *tls.Config {
+	if s.sec == nil {
+		return nil
+	}
+	return s.sec.tls.Client
+}
+
+// Secure reports whether the node runs in secure mode.
+func (s *Server) Secure() bool { return s.sec != nil }
+
+// rpcServerOptions are the gRPC server's credentials in secure mode: mutual
+// TLS against the CA, only nodes and root may call, and every refused
+// handshake is logged (a process without the cluster's certificates, or a
+// node started --insecure, learns nothing; the operator reads why here).
+func (s *Server) rpcServerOptions() []grpc.ServerOption {
+	if s.sec == nil {
+		return nil
+	}
+	creds := loggedCreds{TransportCredentials: credentials.NewTLS(security.RequireClientCert(s.sec.tls.Server)), log: s.log}
+	return []grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := s.authorizeRPC(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := s.authorizeRPC(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
+}
+
+// authorizeRPC admits a node (CN=node) or root; other users' certificates
+// are for SQL.
+func (s *Server) authorizeRPC(ctx context.Context) error {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "not a TLS connection")
+	}
+	user, err := security.PeerUser(ti.State)
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	if user != security.NodeUser && user != security.RootUser {
+		s.log.Warn("refused a node RPC: the certificate's user may not control nodes", "remote", p.Addr.String(), "user", user)
+		return status.Errorf(codes.PermissionDenied, "user %q may not call node RPCs: only nodes (node.crt) and root (client.root.crt) may", user)
+	}
+	return nil
+}
+
+// loggedCreds logs every refused server handshake.
+type loggedCreds struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+func (c loggedCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	out, ai, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		c.log.Warn("refused an RPC connection: TLS handshake failed (a process without this cluster's certificates, "+
+			"a node or CLI started --insecure, or a certificate of another CA)", "remote", conn.RemoteAddr().String(), "err", err)
+	}
+	return out, ai, err
+}
+
+func (c loggedCreds) Clone() credentials.TransportCredentials {
+	return loggedCreds{TransportCredentials: c.TransportCredentials.Clone(), log: c.log}
+}
+
+// httpTLS is the HTTPS configuration: the node's certificate, no client
+// certificate asked (browsers).
+func (s *Server) httpTLS() *tls.Config {
+	c := s.sec.tls.Server.Clone()
+	c.ClientAuth = tls.NoClientCert
+	c.ClientCAs = nil
+	return c
+}
