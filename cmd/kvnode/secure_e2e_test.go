@@ -202,3 +202,36 @@ func TestStartNeedsSecurityFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestSecureSingleNodeAndForeignCA: start-single-node initializes itself in
+// secure mode (its own init call authenticates with node.crt) and serves
+// psql with verify-full; a node whose certificates come from another CA
+// cannot join it, and both logs say why.
+func TestSecureSingleNodeAndForeignCA(t *testing.T) {
+	certs := secureCerts(t)
+	ps := newProcs(t, 2)
+	single, foreign := ps[0], ps[1]
+	single.args = []string{"start-single-node", "--certs-dir=" + certs, "--store=" + single.store, "--listen-addr=" + single.listen,
+		"--gossip-addr=" + single.gossip, "--sql-addr=" + single.sql, "--http-addr=" + single.httpA}
+	single.start()
+	waitReadyTLS(t, single, certs)
+	if got := strings.TrimSpace(mustPsql(t, secureURL(single, certs, "root"), "SELECT 1")); got != "1" {
+		t.Fatalf("psql: %q", got)
+	}
+
+	other := filepath.Join(t.TempDir(), "other")
+	for _, args := range [][]string{{"cert", "create-ca"}, {"cert", "create-node", "localhost", "127.0.0.1"}} {
+		args = append(args, "--certs-dir="+other, "--ca-key="+filepath.Join(other, "ca.key"))
+		if out, err := runKvnode(t, args...); err != nil {
+			t.Fatalf("kvnode %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	foreign.args[1] = "--certs-dir=" + other
+	foreign.args = append(foreign.args[:len(foreign.args)-1], "--join="+single.listen)
+	foreign.start()
+	waitLog(t, foreign, "certificate signed by unknown authority", 40*time.Second)
+	waitLog(t, single, "refused an RPC connection: TLS handshake failed", 10*time.Second)
+	if out, err := runKvnode(t, "node", "status", "--certs-dir="+certs, "--host="+single.listen); err != nil || strings.Count(out, "active") != 1 {
+		t.Fatalf("after a node of another CA tried to join: %v\n%s", err, out)
+	}
+}
