@@ -364,6 +364,20 @@ func rollTo20(t *testing.T, c *testcluster.Cluster, hook func(i int) func(contex
 		}
 		startNode(t, c, i)
 	}
+	// Finalizing needs every node seen on 2.0: node 1 learns a restarted
+	// node's binary through gossip, a moment after the node serves SQL.
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		st, err := c.Nodes[0].Server.UpgradeStatus(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, b := range st.Blockers {
+			if b.Kind == "mixed_binary_versions" {
+				return fmt.Errorf("node 1 still sees mixed binaries: %+v", b)
+			}
+		}
+		return nil
+	})
 }
 
 func checkSchemaEverywhere(t *testing.T, c *testcluster.Cluster, want []string) {
