@@ -61,13 +61,15 @@ func recordsEnd(p string) []byte { b := []byte(p); b[len(b)-1]++; return b }
 
 func isTxnMetaKey(k []byte) bool { return len(k) > 0 && k[0] == txnMetaPrefix[0] }
 
-func writeIndexKey(k []byte) []byte {
-	return append(append(make([]byte, 0, len(writeIndexPrefix)+len(k)), writeIndexPrefix...), k...)
+// recordKey is the key of k's record under prefix (writeIndexPrefix or
+// existIndexPrefix).
+func recordKey(prefix string, k []byte) []byte {
+	return append(append(make([]byte, 0, len(prefix)+len(k)), prefix...), k...)
 }
 
-func existIndexKey(k []byte) []byte {
-	return append(append(make([]byte, 0, len(existIndexPrefix)+len(k)), existIndexPrefix...), k...)
-}
+func writeIndexKey(k []byte) []byte { return recordKey(writeIndexPrefix, k) }
+
+func existIndexKey(k []byte) []byte { return recordKey(existIndexPrefix, k) }
 
 func rangeDeleteKey(index uint64, start []byte) []byte {
 	return append(binary.BigEndian.AppendUint64([]byte(rangeDeletePrefix), index), start...)
@@ -181,20 +183,19 @@ func validateTxn(b *pebble.Batch, base uint64, cmd *command) error {
 	if s < base {
 		return &kvpb.TxnConflictError{TooOld: true}
 	}
-	for _, k := range cmd.ReadKeys {
-		if isTxnMetaKey(k) {
-			return errors.AssertionFailedf("a transaction read key %q, a transaction record", k)
-		}
-		if idx := readUint64(b, userKey(writeIndexKey(k))); idx > s {
-			return &kvpb.TxnConflictError{Key: k, Index: idx}
-		}
-	}
-	for _, k := range cmd.ExistKeys {
-		if isTxnMetaKey(k) {
-			return errors.AssertionFailedf("a transaction read key %q, a transaction record", k)
-		}
-		if idx := readUint64(b, userKey(existIndexKey(k))); idx > s {
-			return &kvpb.TxnConflictError{Key: k, Index: idx}
+	// A key whose value was read conflicts with any write of it; a key of
+	// which only the existence was read, with its creation or deletion.
+	for _, reads := range []struct {
+		keys   [][]byte
+		prefix string
+	}{{cmd.ReadKeys, writeIndexPrefix}, {cmd.ExistKeys, existIndexPrefix}} {
+		for _, k := range reads.keys {
+			if isTxnMetaKey(k) {
+				return errors.AssertionFailedf("a transaction read key %q, a transaction record", k)
+			}
+			if idx := readUint64(b, userKey(recordKey(reads.prefix, k))); idx > s {
+				return &kvpb.TxnConflictError{Key: k, Index: idx}
+			}
 		}
 	}
 	for _, sp := range cmd.ReadSpans {

@@ -648,19 +648,9 @@ func (p *updatePlan) execBlindDeltas(ec *evalCtx, t *txn.Txn) (res pgwire.Result
 			ds[i].HasAbsent, ds[i].Absent = true, abs
 		}
 	}
-	var keys [][]byte
-	if p.scan.kind == scanPoints {
-		if keys, err = p.scan.pointKeys(ec, ti); err != nil {
-			return pgwire.Result{}, true, err
-		}
-	} else {
-		key, _, empty, err := p.scan.keySpan(ec, ti)
-		if err != nil {
-			return pgwire.Result{}, true, err
-		}
-		if !empty {
-			keys = [][]byte{key}
-		}
+	keys, err := p.scan.pointKeys(ec, ti)
+	if err != nil {
+		return pgwire.Result{}, true, err
 	}
 	arg := rowenc.EncodeIntDeltas(ds)
 	var ops []kvpb.Op

@@ -258,9 +258,16 @@ func inCondition(conds []texpr, used []bool, idx int, t types.T, p *scanPlan) bo
 	return false
 }
 
-// pointKeys computes the keys of a scanPoints plan for one execution:
-// distinct, in scan order.
+// pointKeys computes the keys of a scanPoint or scanPoints plan for one
+// execution: distinct, in scan order.
 func (p *scanPlan) pointKeys(ec *evalCtx, ti *tableInfo) ([][]byte, error) {
+	if p.kind == scanPoint {
+		k, _, empty, err := p.keySpan(ec, ti)
+		if err != nil || empty {
+			return nil, err
+		}
+		return [][]byte{k}, nil
+	}
 	prefix, _, empty, err := (&scanPlan{kind: scanPoint, eq: p.eq}).keySpan(ec, ti)
 	if err != nil || empty {
 		return nil, err

@@ -22,7 +22,7 @@ type kvRow struct {
 // the matching rows unless the plan is exact). limit > 0 caps the number of
 // rows read, for pushed-down LIMITs.
 func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) ([]kvRow, error) {
-	if p.kind == scanPoints {
+	if p.kind == scanPoints || p.kind == scanPoint {
 		keys, err := p.pointKeys(ec, ti)
 		if err != nil {
 			return nil, err
@@ -50,20 +50,6 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 	start, end, empty, err := p.keySpan(ec, ti)
 	if err != nil || empty {
 		return nil, err
-	}
-	if p.kind == scanPoint {
-		v, found, err := e.kv(ec.ctx).Get(ec.ctx, start)
-		if err != nil {
-			return nil, kvError(err)
-		}
-		if !found {
-			return nil, nil
-		}
-		row, extra, err := ti.layout.Decode(start, v)
-		if err != nil {
-			return nil, err
-		}
-		return []kvRow{{key: start, value: v, row: row, extra: extra}}, nil
 	}
 	kvs, err := e.kv(ec.ctx).Scan(ec.ctx, start, end, limit, p.reverse)
 	if err != nil {
