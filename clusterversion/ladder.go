@@ -37,6 +37,13 @@ const (
 	// recording on, at one log entry for every replica; only 2.1 binaries
 	// are left by then, and every one of them can apply it.
 	V2_1TxnStamps
+	// V2_1Users creates the replicated store of SQL users, role
+	// memberships and privileges (root, a member of the role admin) for a
+	// cluster that predates it (sql/users). A cluster bootstrapped at 2.1
+	// has it from the start. CREATE USER and password authentication wait
+	// for V2_1 itself, so no statement writes a user before the store
+	// exists on every path.
+	V2_1Users
 	// V2_1 adds explicit, serializable transactions.
 	V2_1
 
@@ -57,7 +64,8 @@ var ladder = [numKeys]struct {
 	V2_0:          {Version{Major: 2, Minor: 0}, "schema changes through Raft group 0"},
 	V2_1Fence:     {Version{Major: 2, Minor: 1, Internal: 1}, "fence of 2.1: binaries older than 2.1 may no longer join"},
 	V2_1TxnStamps: {Version{Major: 2, Minor: 1, Internal: 2}, "the data group records the log index of every table write, which transactions validate against"},
-	V2_1:          {Version{Major: 2, Minor: 1}, "explicit serializable transactions (BEGIN ... COMMIT)"},
+	V2_1Users:     {Version{Major: 2, Minor: 1, Internal: 3}, "the replicated users, role memberships and privileges, with root as admin"},
+	V2_1:          {Version{Major: 2, Minor: 1}, "explicit serializable transactions (BEGIN ... COMMIT); users, passwords and privileges"},
 }
 
 // Version returns the version of k.

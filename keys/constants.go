@@ -94,6 +94,29 @@ const (
 	// by two nodes adding columns at once. Written and read by the SQL
 	// executor only.
 	ColumnIDGenPrefix = SQLPrefix + "sql/column-id-gen/"
+
+	// UserPrefix + name is a SQL user or role (JSON users.Record: may it
+	// log in, its SCRAM-SHA-256 verifier). Created at bootstrap (2.1) or by
+	// release 2.1's migration at 2.1-step.3 (root and the role admin);
+	// written by CREATE/ALTER/DROP USER|ROLE. Read by sql/users only: the
+	// executor's user cache and pgwire's password authentication through
+	// it. No code of a release before 2.1 reads anything under 0x04
+	// "sql/user", "sql/role-member" or "sql/grant" (see sql/users/doc.go).
+	UserPrefix = SQLPrefix + "sql/user/"
+
+	// RoleMemberPrefix + role + 0x00 + member records that member belongs
+	// to role (JSON users.Membership). root's membership of admin is
+	// created with root; GRANT role TO / REVOKE role FROM write the rest,
+	// DROP USER deletes a user's. Read by sql/users only.
+	RoleMemberPrefix = SQLPrefix + "sql/role-member/"
+
+	// GrantPrefix + object + 0x00 + grantee holds the privileges grantee
+	// has on object (JSON users.Grant), where object is "table/" + the
+	// table ID in decimal or "database/" + the database name. Written by
+	// GRANT/REVOKE, by CREATE TABLE of a non-admin (its creator gets ALL),
+	// deleted by DROP TABLE (the table's) and DROP USER (the user's). Read
+	// by sql/users only.
+	GrantPrefix = SQLPrefix + "sql/grant/"
 )
 
 // TxnMetaPrefix (0x06) is reserved for the records the data group's apply
@@ -165,6 +188,37 @@ func TableIDGenKey() []byte { return []byte(TableIDGen) }
 func ColumnIDGenKey(tableID int64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(ColumnIDGenPrefix), uint64(tableID))
 }
+
+// UserKey returns the key of user or role name.
+func UserKey(name string) []byte { return append([]byte(UserPrefix), name...) }
+
+// UserSpan returns [start, end): every user and role.
+func UserSpan() (start, end []byte) { return prefixSpan(UserPrefix) }
+
+// RoleMemberKey returns the key recording that member belongs to role.
+func RoleMemberKey(role, member string) []byte {
+	k := append([]byte(RoleMemberPrefix), role...)
+	return append(append(k, 0), member...)
+}
+
+// RoleMemberSpan returns [start, end): every role membership.
+func RoleMemberSpan() (start, end []byte) { return prefixSpan(RoleMemberPrefix) }
+
+// GrantKey returns the key of grantee's privileges on object ("table/ID"
+// or "database/NAME").
+func GrantKey(object, grantee string) []byte {
+	k := append([]byte(GrantPrefix), object...)
+	return append(append(k, 0), grantee...)
+}
+
+// GrantObjectSpan returns [start, end): every grantee's privileges on
+// object.
+func GrantObjectSpan(object string) (start, end []byte) {
+	return prefixSpan(GrantPrefix + object + "\x00")
+}
+
+// GrantSpan returns [start, end): every privilege record.
+func GrantSpan() (start, end []byte) { return prefixSpan(GrantPrefix) }
 
 // TablePrefix returns 0x88 | uint64BE(tableID): the prefix of every key of
 // the table. The slice has room for a primary key to be appended.

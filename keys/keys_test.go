@@ -32,6 +32,13 @@ func TestLayoutBytes(t *testing.T) {
 		{"SettingSpan", span(SettingSpan()), span([]byte("\x02setting/"), []byte("\x02setting0"))},
 		{"TableIDGenKey", string(TableIDGenKey()), "\x04sql/table-id-gen"},
 		{"ColumnIDGenKey(5)", string(ColumnIDGenKey(5)), "\x04sql/column-id-gen/\x00\x00\x00\x00\x00\x00\x00\x05"},
+		{"UserKey", string(UserKey("alice")), "\x04sql/user/alice"},
+		{"UserSpan", span(UserSpan()), span([]byte("\x04sql/user/"), []byte("\x04sql/user0"))},
+		{"RoleMemberKey", string(RoleMemberKey("admin", "root")), "\x04sql/role-member/admin\x00root"},
+		{"RoleMemberSpan", span(RoleMemberSpan()), span([]byte("\x04sql/role-member/"), []byte("\x04sql/role-member0"))},
+		{"GrantKey", string(GrantKey("table/52", "bob")), "\x04sql/grant/table/52\x00bob"},
+		{"GrantObjectSpan", span(GrantObjectSpan("table/5")), span([]byte("\x04sql/grant/table/5\x00"), []byte("\x04sql/grant/table/5\x01"))},
+		{"GrantSpan", span(GrantSpan()), span([]byte("\x04sql/grant/"), []byte("\x04sql/grant0"))},
 		{"TablePrefix(260)", string(TablePrefix(260)), "\x88\x00\x00\x00\x00\x00\x00\x01\x04"},
 		{"TableSpan(1)", span(TableSpan(1)), span([]byte("\x88\x00\x00\x00\x00\x00\x00\x00\x01"), []byte("\x88\x00\x00\x00\x00\x00\x00\x00\x02"))},
 		{"AllTablesSpan", span(AllTablesSpan()), span([]byte{0x88}, []byte{0x89})},
@@ -66,6 +73,9 @@ var layout = []entry{
 	{"SettingPrefix", []byte(SettingPrefix), true},
 	{"TableIDGen", []byte(TableIDGen), false},
 	{"ColumnIDGenPrefix", []byte(ColumnIDGenPrefix), true},
+	{"UserPrefix", []byte(UserPrefix), true},
+	{"RoleMemberPrefix", []byte(RoleMemberPrefix), true},
+	{"GrantPrefix", []byte(GrantPrefix), true},
 }
 
 // span returns the span an entry owns: [P, PrefixEnd(P)) for a prefix, the

@@ -21,6 +21,9 @@ type Deps struct {
 	// EnableTxns proposes the data group command that makes every replica
 	// record the log index of table writes (kvpb.TxnDB.EnableTxns).
 	EnableTxns func(ctx context.Context) error
+	// CreateUsers creates the replicated users store with root as admin
+	// if it is missing (users.EnsureStore); idempotent.
+	CreateUsers func(ctx context.Context) error
 	// BatchSize is the number of rows a migration handles per checkpoint
 	// (default 500).
 	BatchSize int
@@ -64,6 +67,11 @@ var registry = []Migration{
 		Version:     clusterversion.V2_1TxnStamps,
 		Description: "record the log index of every table write, for transactions",
 		Run:         enableTxnStamps,
+	},
+	{
+		Version:     clusterversion.V2_1Users,
+		Description: "create the users, role memberships and privileges, with root as admin",
+		Run:         createUsers,
 	},
 }
 

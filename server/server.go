@@ -36,6 +36,7 @@ import (
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/users"
 	"github.com/kvnode/kvnode/storage"
 	"github.com/kvnode/kvnode/upgrademanager"
 )
@@ -541,6 +542,11 @@ func (s *Server) bootstrap() (*nodeapi.InitResponse, error) {
 	if !cv.Less(clusterversion.V2_1TxnStamps.Version()) {
 		k, v := kv.TxnsEnabledRecord()
 		initial[k] = v
+	}
+	if !cv.Less(clusterversion.V2_1Users.Version()) {
+		for k, v := range users.BootstrapRecords() {
+			initial[k] = v
+		}
 	}
 	if err := kv.Bootstrap(s.eng, 1, initial, map[string][]byte{string(ik): iv}); err != nil {
 		return nil, err

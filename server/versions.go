@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/rowenc"
+	"github.com/kvnode/kvnode/sql/users"
 	"github.com/kvnode/kvnode/upgrademanager"
 )
 
@@ -283,6 +284,7 @@ func (s *Server) migrationRunner() *migrations.Runner {
 			BatchSize:     s.cfg.Knobs.MigrationBatchSize,
 			Group0Upgrade: s.g0.RunUpgrade,
 			EnableTxns:    s.Replica().EnableTxns,
+			CreateUsers:   func(ctx context.Context) error { return users.EnsureStore(ctx, s.Replica()) },
 		},
 	}
 }
