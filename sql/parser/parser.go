@@ -9,7 +9,8 @@ import (
 
 // supportedHint is attached to errors on an unknown statement keyword.
 const supportedHint = "kvnode supports CREATE TABLE, DROP TABLE, ALTER TABLE ... ADD COLUMN, TRUNCATE, " +
-	"INSERT, UPSERT, SELECT, UPDATE, DELETE, SHOW, SET and the CLUSTER SETTING statements"
+	"INSERT, UPSERT, SELECT, UPDATE, DELETE, SHOW, SET, the CLUSTER SETTING statements, " +
+	"CREATE/ALTER/DROP USER, GRANT and REVOKE"
 
 // maxDepth bounds expression nesting so that hostile input such as
 // "((((((..." fails with an error instead of exhausting the stack.
@@ -302,6 +303,8 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseAlter()
 	case "truncate":
 		return p.parseTruncate()
+	case "grant", "revoke":
+		return p.parseGrant()
 	case "explain":
 		p.advance()
 		if !p.isKw("select") && !p.isKw("with") && !p.isKw("update") && !p.isKw("delete") {
@@ -431,6 +434,9 @@ func (p *parser) savepointName(kind TxnKind, optionalKw bool) (Stmt, error) {
 
 func (p *parser) parseCreate() (Stmt, error) {
 	p.advance() // CREATE
+	if p.isKw("user") || p.isKw("role") {
+		return p.parseCreateRole()
+	}
 	if !p.isKw("table") {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()),
 			"kvnode supports CREATE TABLE; indexes, views and sequences are not supported yet")
@@ -640,6 +646,9 @@ func (p *parser) conflictingNull(c *ColumnDef) error {
 
 func (p *parser) parseDrop() (Stmt, error) {
 	p.advance() // DROP
+	if p.isKw("user") || p.isKw("role") {
+		return p.parseDropRole()
+	}
 	if !p.isKw("table") {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE")
 	}
@@ -692,6 +701,9 @@ func (p *parser) parseTruncate() (Stmt, error) {
 
 func (p *parser) parseAlter() (Stmt, error) {
 	p.advance() // ALTER
+	if p.isKw("user") || p.isKw("role") {
+		return p.parseAlterRole()
+	}
 	if !p.isKw("table") {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
 	}
@@ -1057,6 +1069,12 @@ func (p *parser) parseShow() (Stmt, error) {
 	case p.isKw("jobs"):
 		p.advance()
 		return &ShowJobs{}, nil
+	case p.isKw("users") || p.isKw("roles"):
+		p.advance()
+		return &ShowUsers{}, nil
+	case p.isKw("grants"):
+		p.advance()
+		return p.parseShowGrants()
 	case p.isKw("upgrade") && p.isKwAt(1, "status"):
 		p.advance()
 		p.advance()
