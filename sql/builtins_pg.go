@@ -244,9 +244,9 @@ func init() {
 		{name: "pg_tablespace_location", overloads: []overload{{[]types.T{tInt}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
 			return "", nil
 		}}}},
-		{name: "pg_get_userbyid", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
-			if a[0].(int64) == oidRoot {
-				return "root", nil
+		{name: "pg_get_userbyid", overloads: []overload{{[]types.T{tInt}, tString, func(ec *evalCtx, a []types.Datum) (types.Datum, error) {
+			if name, ok := ec.exec.roleByOID(ec.ctx, a[0].(int64)); ok {
+				return name, nil
 			}
 			return "unknown (OID=" + itoa64(a[0].(int64)) + ")", nil
 		}}}},

@@ -77,6 +77,9 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	if err != nil {
 		return pgwire.Result{}, err
 	}
+	if s, ok := ctx.Value(sessionKey{}).(*session); ok {
+		s.afterDDL(ctx, p.stmt, changed)
+	}
 	return pgwire.Result{Tag: tag}, nil
 }
 

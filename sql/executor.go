@@ -174,6 +174,8 @@ type Executor struct {
 	// v1Writers orders the statements that may encode rows in v1 before
 	// the switch to v2 (holdRowEncoding, WaitForV1Writers).
 	v1Writers sync.RWMutex
+
+	usersCache usersCache // users_exec.go
 }
 
 var _ pgwire.SessionFactory = (*Executor)(nil)
@@ -314,14 +316,14 @@ func (e *Executor) virtualNames() []string {
 	return out
 }
 
-// NewSession opens a session for a client connection. Like CockroachDB in
-// insecure mode, kvnode accepts only the user root; the database is
-// defaultdb or postgres (an empty database name means defaultdb).
+// NewSession opens a session for a client connection (pgwire authenticated
+// it in secure mode). The user must exist and may log in: root always, the
+// users of CREATE USER from cluster version 2.1 on (users_exec.go); the
+// database is defaultdb or postgres (an empty database name means
+// defaultdb).
 func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgwire.Session, error) {
-	if args.User != "root" {
-		return nil, pgerror.WithHintf(
-			pgerror.Newf(pgerror.CodeInvalidAuthorization, "user %q does not exist", args.User),
-			"connect as user root; kvnode has no other users until secure mode exists")
+	if err := e.checkLogin(ctx, args.User); err != nil {
+		return nil, err
 	}
 	if err := checkDatabase(args.Database); err != nil {
 		return nil, err

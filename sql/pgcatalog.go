@@ -411,19 +411,53 @@ var catalogTables = []catTable{
 	{name: "pg_catalog.pg_roles", cols: "oid int, rolname text, rolsuper bool, rolinherit bool, rolcreaterole bool, " +
 		"rolcreatedb bool, rolcanlogin bool, rolreplication bool, rolconnlimit int, rolpassword text, rolvaliduntil text, " +
 		"rolbypassrls bool, rolconfig text[]",
-		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
-			return [][]types.Datum{{int64(oidRoot), "root", true, true, true, true, true, true, int64(-1), "********", nil, true, nil}}, nil
+		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			rs, err := s.e.roleRows(ctx)
+			var out [][]types.Datum
+			for _, r := range rs {
+				out = append(out, []types.Datum{r.oid, r.name, r.admin, true, r.admin, r.admin, r.rec.Login, r.admin, int64(-1), "********", nil, r.admin, nil})
+			}
+			return out, err
 		}},
 	{name: "pg_catalog.pg_authid", cols: "oid int, rolname text, rolsuper bool, rolinherit bool, rolcreaterole bool, " +
 		"rolcreatedb bool, rolcanlogin bool, rolreplication bool, rolbypassrls bool, rolconnlimit int, rolpassword text, rolvaliduntil text",
-		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
-			return [][]types.Datum{{int64(oidRoot), "root", true, true, true, true, true, true, true, int64(-1), nil, nil}}, nil
+		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			rs, err := s.e.roleRows(ctx)
+			var out [][]types.Datum
+			for _, r := range rs {
+				// rolpassword is never shown, even to admins.
+				out = append(out, []types.Datum{r.oid, r.name, r.admin, true, r.admin, r.admin, r.rec.Login, r.admin, r.admin, int64(-1), nil, nil})
+			}
+			return out, err
 		}},
-	{name: "pg_catalog.pg_auth_members", cols: "roleid int, member int, grantor int, admin_option bool"},
+	{name: "pg_catalog.pg_auth_members", cols: "roleid int, member int, grantor int, admin_option bool",
+		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			if !s.e.usersActive() {
+				return nil, nil
+			}
+			snap, err := s.e.usersSnapshot(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var out [][]types.Datum
+			for m, roles := range snap.MemberOf {
+				for _, r := range roles {
+					out = append(out, []types.Datum{roleOID(r), roleOID(m), int64(oidRoot), false})
+				}
+			}
+			return out, nil
+		}},
 	{name: "pg_catalog.pg_user", cols: "usename text, usesysid int, usecreatedb bool, usesuper bool, userepl bool, " +
 		"usebypassrls bool, passwd text, valuntil text, useconfig text[]",
-		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
-			return [][]types.Datum{{"root", int64(oidRoot), true, true, true, true, "********", nil, nil}}, nil
+		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			rs, err := s.e.roleRows(ctx)
+			var out [][]types.Datum
+			for _, r := range rs {
+				if r.rec.Login {
+					out = append(out, []types.Datum{r.name, r.oid, r.admin, r.admin, r.admin, r.admin, "********", nil, nil})
+				}
+			}
+			return out, err
 		}},
 	{name: "pg_catalog.pg_settings", cols: "name text, setting text, unit text, category text, short_desc text, " +
 		"extra_desc text, context text, vartype text, source text, min_val text, max_val text, enumvals text[], " +
@@ -788,7 +822,7 @@ func (ec *evalCtx) regCast(v *regCastExpr, x types.Datum) (types.Datum, error) {
 		case "regnamespace":
 			name, ok = namespaceName(oid)
 		case "regrole":
-			name, ok = "root", oid == oidRoot
+			name, ok = ec.exec.roleByOID(ec.ctx, oid)
 		case "regproc", "regprocedure":
 			name, ok = procName(oid)
 		}
@@ -834,8 +868,12 @@ func (ec *evalCtx) regCast(v *regCastExpr, x types.Datum) (types.Datum, error) {
 		}
 		return nil, pgerror.Newf(pgerror.CodeUndefinedObject, "schema %q does not exist", str)
 	case "regrole":
-		if strings.ToLower(str) == "root" {
-			return int64(oidRoot), nil
+		if rs, err := ec.exec.roleRows(ec.ctx); err == nil {
+			for _, r := range rs {
+				if r.name == str || r.name == strings.ToLower(str) {
+					return r.oid, nil
+				}
+			}
 		}
 		return nil, pgerror.Newf(pgerror.CodeUndefinedObject, "role %q does not exist", str)
 	case "regproc", "regprocedure":

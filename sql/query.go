@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/sql/users"
 )
 
 // The query pipeline: parse -> analyze (name resolution and type checking,
@@ -282,6 +283,9 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 		if !ok {
 			return nil, b.e.undefinedVirtual(name)
 		}
+		if virtualNeedsAdmin(name) {
+			b.params.need(accessReq{kind: accessAdmin, what: "read " + name})
+		}
 		st := scopeTable{names: []string{alias}}
 		for _, c := range vt.cols {
 			st.cols = append(st.cols, scopeCol{name: c.Name, t: c.Type})
@@ -297,6 +301,7 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 		return nil, err
 	}
 	b.tables = append(b.tables, ti)
+	b.params.need(accessReq{kind: accessTable, priv: users.Select, table: ti.desc})
 	st := ti.scope(0, alias)
 	st.hidden = hiddenCols(ti)
 	// The access path is chosen once the WHERE clause's conjuncts are

@@ -89,6 +89,7 @@ func (s *session) analyze(st parser.Stmt, declared []types.T, n int) (plan, *par
 	if err != nil {
 		return nil, nil, err
 	}
+	s.collectAccess(pl, params)
 	params.finish()
 	switch p := pl.(type) {
 	case *queryPlan:
@@ -139,6 +140,12 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	case *parser.SetClusterSetting, *parser.ResetClusterSetting, *parser.ShowClusterSetting,
 		*parser.ShowClusterSettings, *parser.ShowJobs, *parser.ShowUpgradeStatus:
 		return s.analyzeHook(st, params)
+	case *parser.CreateRole, *parser.AlterRole, *parser.DropRole, *parser.Grant, *parser.ShowUsers, *parser.ShowGrants:
+		if len(params.types) > 0 {
+			return nil, pgerror.WithHintf(unsupported("placeholders are not allowed in %s", st.StatementTag()),
+				"write the values into the statement")
+		}
+		return &userPlan{s: s, stmt: st}, nil
 	}
 	return nil, errors.AssertionFailedf("unhandled statement %T", st)
 }
@@ -181,6 +188,10 @@ func (p *prepared) Exec(ctx context.Context, params []types.Datum) (_ pgwire.Res
 				"the table changed since the statement was prepared; prepare it again")
 		}
 		p.plan = pl
+		p.params.access = ps.access
+	}
+	if err := p.s.checkAccess(ctx, p.params.access); err != nil {
+		return pgwire.Result{}, err
 	}
 	if err := p.s.checkInTxn(p.plan); err != nil {
 		return pgwire.Result{}, err

@@ -238,7 +238,13 @@ func (s *session) checkInTxn(pl plan) error {
 			return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 				"run it on its own, outside BEGIN ... COMMIT")
 		}
-	case *ddlPlan:
+	case *ddlPlan, *userPlan:
+		if up, ok := pl.(*userPlan); ok {
+			switch up.stmt.(type) {
+			case *parser.ShowUsers, *parser.ShowGrants:
+				return nil
+			}
+		}
 		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 			"run it on its own, outside BEGIN ... COMMIT")
 	case *insertPlan, *updatePlan, *deletePlan:
@@ -254,6 +260,8 @@ func statementTag(pl plan) string {
 	case *ddlPlan:
 		return p.stmt.StatementTag()
 	case *hookPlan:
+		return p.stmt.StatementTag()
+	case *userPlan:
 		return p.stmt.StatementTag()
 	case *insertPlan:
 		return "INSERT"

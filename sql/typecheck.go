@@ -101,6 +101,9 @@ func (e *aggRef) typ() types.T          { return e.t }
 type paramSet struct {
 	declared []types.T // client-declared, Unknown where not declared
 	types    []types.T // final type of each placeholder
+	// access collects what the statement needs of its user (privileges,
+	// users_exec.go), checked at every execution.
+	access []accessReq
 }
 
 func newParamSet(n int, declared []types.T) *paramSet {

@@ -18,6 +18,29 @@ type SessionFactory interface {
 	NewSession(ctx context.Context, args SessionArgs) (Session, error)
 }
 
+// PasswordAuth may be implemented by the SessionFactory: in secure mode, a
+// client that does not present a certificate for the user it connects as
+// authenticates with a password (SCRAM-SHA-256), checked against what
+// UserAuth returns. Without it, certificates are the only way in.
+type PasswordAuth interface {
+	// UserAuth says how user may authenticate by password. An error
+	// (the users could not be read) refuses the connection.
+	UserAuth(ctx context.Context, user string) (UserAuth, error)
+}
+
+// UserAuth is what password authentication knows of a user.
+type UserAuth struct {
+	// Passwords is false while password authentication is not available
+	// (a cluster not yet finalized to release 2.1): only certificates
+	// authenticate.
+	Passwords bool
+	// Exists is false for an unknown user.
+	Exists bool
+	// Verifier is the user's SCRAM-SHA-256 verifier (SCRAMVerifier);
+	// empty when the user has no password.
+	Verifier string
+}
+
 // SessionArgs are the startup parameters of a connection.
 type SessionArgs struct {
 	User       string

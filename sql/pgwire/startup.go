@@ -227,9 +227,11 @@ func (c *conn) upgradeTLS() error {
 }
 
 // authenticate checks the startup's user in secure mode: the connection must
-// be TLS and carry a client certificate, signed by the cluster's CA (the
-// handshake checked that), whose common name is user. Password
-// authentication is not implemented yet. Insecure mode admits everyone.
+// be TLS; a client certificate signed by the cluster's CA (the handshake
+// checked that) whose common name is user authenticates it; otherwise the
+// client proves it knows the user's password with SCRAM-SHA-256 (auth.go),
+// once the SessionFactory offers passwords (release 2.1). Insecure mode
+// admits everyone.
 func (c *conn) authenticate(user string) error {
 	if c.srv.cfg.TLS == nil {
 		return nil
@@ -239,22 +241,40 @@ func (c *conn) authenticate(user string) error {
 		c.log.Warn("refused a SQL connection: plaintext in secure mode", "user", user)
 		return c.fatal(errors.New("plaintext connection in secure mode"), pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeInvalidAuthorization, "this node runs in secure mode: connections must use TLS"),
-			"%s", "connect with sslmode=verify-full (and sslrootcert=the cluster's ca.crt, sslcert and sslkey a client certificate from `kvnode cert create-client`)"))
+			"%s", "connect with sslmode=verify-full (and sslrootcert=the cluster's ca.crt, sslcert and sslkey a client certificate from `kvnode cert create-client`), or sslmode=require with a password"))
 	}
 	cs := tc.ConnectionState()
-	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+	var cn string
+	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
+		cn = cs.VerifiedChains[0][0].Subject.CommonName
+		if cn == user {
+			return nil
+		}
+	}
+	var ua UserAuth
+	if pa, ok := c.srv.cfg.Sessions.(PasswordAuth); ok {
+		if err := c.guard("looking up the user", func() error {
+			var err error
+			ua, err = pa.UserAuth(c.ctx, user)
+			return err
+		}); err != nil {
+			c.log.Warn("refused a SQL connection: the users could not be read", "user", user, "err", err)
+			return c.fatal(err, err)
+		}
+	}
+	if ua.Passwords {
+		return c.authenticatePassword(user, ua, cs)
+	}
+	if cn == "" {
 		c.log.Warn("refused a SQL connection: no client certificate", "user", user)
 		return c.fatal(errors.New("no client certificate"), pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeInvalidAuthorization, "certificate authentication failed for user %q: no client certificate", user),
-			"%s", "pass sslcert and sslkey: a client certificate for the user, created with `kvnode cert create-client "+user+"`"))
+			"%s", "pass sslcert and sslkey: a client certificate for the user, created with `kvnode cert create-client "+user+"` (passwords arrive with cluster version 2.1)"))
 	}
-	if cn := cs.VerifiedChains[0][0].Subject.CommonName; cn != user {
-		c.log.Warn("refused a SQL connection: certificate of another user", "user", user, "certificate_cn", cn)
-		return c.fatal(errors.Newf("certificate for %q", cn), pgerror.WithHintf(
-			pgerror.Newf(pgerror.CodeInvalidAuthorization, "certificate authentication failed for user %q: the certificate is for user %q", user, cn),
-			"%s", "connect as the user the certificate names, or use that user's certificate (client.USER.crt)"))
-	}
-	return nil
+	c.log.Warn("refused a SQL connection: certificate of another user", "user", user, "certificate_cn", cn)
+	return c.fatal(errors.Newf("certificate for %q", cn), pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeInvalidAuthorization, "certificate authentication failed for user %q: the certificate is for user %q", user, cn),
+		"%s", "connect as the user the certificate names, or use that user's certificate (client.USER.crt)"))
 }
 
 // readStartupPacket reads one length-prefixed startup packet and returns its
