@@ -94,8 +94,8 @@ func init() {
 		{name: "random", volatile: true, overloads: []overload{{nil, types.Float, func(*evalCtx, []types.Datum) (types.Datum, error) {
 			return rand.Float64(), nil
 		}}}},
-		{name: "current_user", overloads: []overload{{nil, types.String, constString("root")}}},
-		{name: "session_user", overloads: []overload{{nil, types.String, constString("root")}}},
+		{name: "current_user", volatile: true, overloads: []overload{{nil, types.String, sessionUser}}},
+		{name: "session_user", volatile: true, overloads: []overload{{nil, types.String, sessionUser}}},
 		{name: "current_schema", overloads: []overload{{nil, types.String, constString("public")}}},
 	} {
 		builtins[b.name] = b
@@ -107,6 +107,14 @@ func init() {
 
 func nowString(*evalCtx, []types.Datum) (types.Datum, error) {
 	return time.Now().UTC().Format(time.RFC3339Nano), nil
+}
+
+// sessionUser is the user the session authenticated as.
+func sessionUser(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
+	if s, ok := ec.ctx.Value(sessionKey{}).(*session); ok {
+		return s.args.User, nil
+	}
+	return "root", nil
 }
 
 func constString(s string) func(*evalCtx, []types.Datum) (types.Datum, error) {

@@ -102,7 +102,7 @@ var sessionVars = []*sessionVar{
 	{name: "server_encoding", def: fixed("UTF8")},
 	{name: "server_version", def: fixed(pgwire.ServerVersion)},
 	{name: "server_version_num", def: fixed(pgwire.ServerVersionNum)},
-	{name: "session_user", def: fixed("root")},
+	{name: "session_user", def: func(s *session) string { return s.args.User }},
 	{name: "standard_conforming_strings", def: fixed("on"), set: oneOf("standard_conforming_strings", "on")},
 	{name: "statement_timeout", def: fixed("0"), set: durationValue},
 	{name: "timezone", def: fixed("UTC"), set: anyValue},

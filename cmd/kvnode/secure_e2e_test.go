@@ -83,9 +83,9 @@ func waitLog(t *testing.T, p *proc, s string, within time.Duration) {
 
 // TestSecureCluster runs a secure three-node cluster of real processes from
 // `kvnode cert` certificates: psql with sslmode=verify-full and a client
-// certificate works on every node; a plaintext connection, a connection
-// without a certificate and one with another user's certificate are refused
-// with 28000; the CLI works with --certs-dir and is refused without it; the
+// certificate works on every node; a plaintext connection is refused with
+// 28000, a connection without a certificate and one with another user's
+// certificate (and no password) with 28P01; the CLI works with --certs-dir and is refused without it; the
 // status endpoint is HTTPS; a node started --insecure cannot join, and both
 // its log and the cluster's say why.
 func TestSecureCluster(t *testing.T) {
@@ -128,7 +128,7 @@ func TestSecureCluster(t *testing.T) {
 	}
 
 	// Refusals, with their SQLSTATE (pgx) and as psql shows them.
-	refused := func(name, url, want string) {
+	refused := func(name, url, code, want string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -138,18 +138,20 @@ func TestSecureCluster(t *testing.T) {
 			t.Fatalf("%s: connected", name)
 		}
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "28000" || !strings.Contains(pe.Message, want) {
-			t.Fatalf("%s: %v, want 28000 %q", name, err, want)
+		if !errors.As(err, &pe) || pe.Code != code || !strings.Contains(pe.Message, want) {
+			t.Fatalf("%s: %v, want %s %q", name, err, code, want)
 		}
 		if pe.Hint == "" {
 			t.Errorf("%s: no hint", name)
 		}
 	}
 	plain := "postgresql://root@" + ps[0].sql + "/defaultdb?sslmode=disable&connect_timeout=5"
-	refused("plaintext", plain, "connections must use TLS")
+	refused("plaintext", plain, "28000", "connections must use TLS")
+	// Without root's certificate the client must prove a password
+	// (SCRAM-SHA-256, release 2.1); root has none: 28P01.
 	noCert := "postgresql://root@" + ps[0].sql + "/defaultdb?connect_timeout=5&sslmode=verify-full&sslrootcert=" + filepath.Join(certs, "ca.crt")
-	refused("no client certificate", noCert, "no client certificate")
-	refused("another user's certificate", strings.Replace(secureURL(ps[0], certs, "alice"), "alice@", "root@", 1), `the certificate is for user "alice"`)
+	refused("no client certificate", noCert, "28P01", `password authentication failed for user "root"`)
+	refused("another user's certificate", strings.Replace(secureURL(ps[0], certs, "alice"), "alice@", "root@", 1), "28P01", `password authentication failed for user "root"`)
 	if out, err := psql(t, plain, "SELECT 1"); err == nil || !strings.Contains(out, "secure mode") {
 		t.Fatalf("plaintext psql: %v\n%s", err, out)
 	}

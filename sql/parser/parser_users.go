@@ -69,7 +69,11 @@ func (p *parser) roleOptions() (RoleOptions, error) {
 				o.Password = &s
 			case p.acceptKw("null"):
 			default:
-				return o, pgerror.WithHintf(p.errNear(v), "write PASSWORD 'secret' (a string literal) or PASSWORD NULL")
+				// The token is not echoed: it may be a password someone
+				// forgot to quote, and errors reach logs.
+				return o, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+					"syntax error: PASSWORD takes a string literal or NULL"), charPos(p.src, v.pos)),
+					"write PASSWORD 'secret' (a string literal) or PASSWORD NULL")
 			}
 		case t.kind == tokIdent && !t.quoted && t.val != "":
 			if t.kind == tokEOF || t.val == ";" {
