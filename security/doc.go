@@ -20,6 +20,9 @@
 // passwords, privileges) is not decided here; this package only says which
 // certificate, signed by the cluster's CA, the peer presented.
 //
+// Password verifiers (SCRAM-SHA-256) are made and checked by package
+// pgwire, and stored with the users by package sql/users.
+//
 // What it does not do yet: certificate rotation on SIGHUP, gossip
-// encryption keys, password verifiers.
+// encryption keys.
 package security

@@ -7,9 +7,27 @@
 // NewExecutor builds an Executor from a Config: the replicated store
 // (kvpb.DB, linearizable), the node's own local store (schema), the peers to
 // push schema changes to, the node ID and the binary version. The Executor
-// is the pgwire.SessionFactory: NewSession accepts user root, as CockroachDB
-// in insecure mode, and the databases defaultdb and postgres (which reach
-// the same tables: kvnode has no per-database tables yet). A session parses (package
+// is the pgwire.SessionFactory (and pgwire.PasswordAuth): NewSession
+// accepts root, and from cluster version 2.1 every user of CREATE USER that
+// may log in (users_exec.go), and the databases defaultdb and postgres
+// (which reach the same tables: kvnode has no per-database tables yet).
+//
+// # Users and privileges (release 2.1)
+//
+// Users, role memberships and privileges are replicated records (package
+// sql/users). CREATE/ALTER/DROP USER|ROLE, GRANT, REVOKE need cluster
+// version 2.1 (0A000 before it). Every statement's needs are collected when
+// it is analyzed and checked at every execution (so a REVOKE applies to
+// statements prepared before it), for every user but root and the members
+// of admin: SELECT on each table a query reads (subqueries included);
+// INSERT (and UPDATE for UPSERT and ON CONFLICT DO UPDATE), UPDATE, DELETE
+// on the table written; CREATE on the session's database for DDL (CREATE,
+// DROP, ALTER, TRUNCATE TABLE; a creator gets ALL on its table); admin for
+// cluster settings, SHOW JOBS, SHOW UPGRADE STATUS, system.* and
+// crdb_internal.* tables, and user management (a user may change its own
+// password). A refusal is 42501 with the GRANT that fixes it. A node caches
+// the records for 500ms: a change made through another node applies there
+// within that time. A session parses (package
 // parser), prepares (analysis: name resolution, type checking, placeholder
 // type inference, access-path choice) and executes statements. Every error
 // a client can see carries a SQLSTATE (package pgerror) and, where there is

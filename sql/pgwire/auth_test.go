@@ -39,7 +39,8 @@ func TestSCRAMVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cl.GetStoredCredentials(creds.KeyFactors); string(got.StoredKey) != string(creds.StoredKey) || string(got.ServerKey) != string(creds.ServerKey) {
+	got, err := cl.GetStoredCredentialsWithError(creds.KeyFactors)
+	if err != nil || string(got.StoredKey) != string(creds.StoredKey) || string(got.ServerKey) != string(creds.ServerKey) {
 		t.Fatal("the verifier does not match what a client derives from the password")
 	}
 	if v2, _ := SCRAMVerifier("p@ss wörd"); v2 == v {

@@ -12,8 +12,9 @@
 //	  conn.Run        one per client connection:
 //	    startup       SSLRequest ('S' and TLS in secure mode, else 'N'),
 //	                  GSSENCRequest ('N'), CancelRequest,
-//	                  StartupMessage → AuthenticationOk, ParameterStatus…,
-//	                  BackendKeyData, ReadyForQuery
+//	                  StartupMessage → [secure mode, no certificate of the
+//	                  user: SCRAM-SHA-256(-PLUS), auth.go] AuthenticationOk,
+//	                  ParameterStatus…, BackendKeyData, ReadyForQuery
 //	    readLoop      a goroutine that decodes frontend messages with
 //	                  pgproto3.Backend, copies them (pgproto3 reuses its
 //	                  buffers) and queues them, a bounded amount ahead; it
@@ -79,14 +80,26 @@
 // 57P01; at the context's deadline it cancels the remaining statements and
 // closes their connections. Close does the latter at once.
 //
+// # Authentication
+//
+// In secure mode (Config.TLS) the connection must be TLS (plaintext is
+// refused with 28000 and the fix). A certificate of the cluster's CA whose
+// common name is the user authenticates it. Otherwise, once the
+// SessionFactory offers passwords (PasswordAuth: a cluster at release 2.1),
+// the client proves the user's password with SCRAM-SHA-256 (xdg-go/scram),
+// or SCRAM-SHA-256-PLUS with tls-server-end-point channel binding when it
+// can; a wrong password, an unknown user and a user without a password all
+// get 28P01 "password authentication failed for user" after the same
+// exchange (mock credentials for the last two), and the node's log says
+// which. Only SCRAM verifiers (SCRAMVerifier, PostgreSQL's format) are
+// stored, never passwords; the server never sees a password, only its
+// proof. Before passwords exist, a client without the user's certificate
+// gets 28000. In insecure mode every StartupMessage gets AuthenticationOk
+// and SSLRequest gets 'N'; the SessionFactory may still refuse a user or
+// database.
+//
 // # What it does not do (yet)
 //
-//   - Authentication by client certificate only, in secure mode (Config.TLS):
-//     the connection must be TLS (plaintext is refused with 28000 and the
-//     fix) and carry a certificate of the cluster's CA whose common name is
-//     the user (28000 otherwise). No passwords yet. In insecure mode every
-//     StartupMessage gets AuthenticationOk and SSLRequest gets 'N'; the
-//     SessionFactory may still refuse a user or database.
 //   - No GSS encryption: GSSENCRequest is answered 'N'.
 //   - No COPY: CopyData/CopyDone/CopyFail outside COPY are ignored, as in
 //     PostgreSQL; COPY statements are for the SQL layer to refuse.
