@@ -72,6 +72,9 @@ func AppendKey(b []byte, t types.T, d types.Datum) ([]byte, error) {
 		}
 		return append(b, 0), nil
 	}
+	if out, ok, err := appendKey21(b, t, d); ok {
+		return out, err
+	}
 	return nil, errors.AssertionFailedf("cannot key-encode type %s", t)
 }
 
@@ -167,6 +170,9 @@ func DecodeKey(b []byte, t types.T) (types.Datum, []byte, error) {
 			return nil, nil, corrupt("invalid BOOL key column")
 		}
 		return b[0] == 1, b[1:], nil
+	}
+	if d, rest, ok, err := decodeKey21(b, t); ok {
+		return d, rest, err
 	}
 	return nil, nil, errors.AssertionFailedf("cannot key-decode type %s", t)
 }

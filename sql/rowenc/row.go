@@ -106,6 +106,17 @@ const (
 	tagBytes  byte = 0x04 // payload: uvarint length, bytes
 	tagFalse  byte = 0x05 // no payload
 	tagTrue   byte = 0x06 // no payload
+
+	// Tags of release 2.1's types, written only once the cluster is at
+	// 2.1 (a column of these types cannot be created before): a binary of
+	// 2.0 fails on them with XX001.
+	tagDecimal     byte = 0x07 // payload: uvarint length, the decimal's exact text (apd's String)
+	tagDate        byte = 0x08 // payload: zig-zag varint days since 1970-01-01
+	tagTimestamp   byte = 0x09 // payload: zig-zag varint microseconds since 1970-01-01 00:00 UTC
+	tagTimestampTZ byte = 0x0a // payload: as tagTimestamp
+	tagInterval    byte = 0x0b // payload: zig-zag varints months, days, microseconds
+	tagUUID        byte = 0x0c // payload: 16 bytes
+	tagJSON        byte = 0x0d // payload: uvarint length, canonical JSONB text
 )
 
 // Column is what the codec needs to know about one column.
@@ -268,6 +279,9 @@ func appendValue(b []byte, t types.T, d types.Datum) ([]byte, error) {
 		}
 		return append(b, tagFalse), nil
 	}
+	if out, ok, err := appendValue21(b, t, d); ok {
+		return out, err
+	}
 	return nil, errors.AssertionFailedf("cannot encode type %s", t)
 }
 
@@ -395,6 +409,9 @@ func decodeValue(b []byte) (tag byte, d types.Datum, rest []byte, err error) {
 		return tag, false, b, nil
 	case tagTrue:
 		return tag, true, b, nil
+	}
+	if d, rest, ok, err := decodeValue21(tag, b); ok {
+		return tag, d, rest, err
 	}
 	return 0, nil, nil, corrupt("unknown value tag")
 }

@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/cockroachdb/apd/v3"
 )
 
 // T is a SQL column or value type.
@@ -22,21 +24,39 @@ const (
 	String
 	Bytes
 	Bool
+	// The types of release 2.1 (see coltype.go for their modifiers and
+	// the gate on storing them).
+	Decimal
+	Date
+	Timestamp
+	TimestampTZ
+	Interval
+	UUID
+	JSONB
 )
 
 // PostgreSQL type OIDs (from pg_type.dat) used on the wire.
 const (
-	OIDUnknown uint32 = 0
-	OIDBool    uint32 = 16
-	OIDBytea   uint32 = 17
-	OIDInt8    uint32 = 20
-	OIDInt2    uint32 = 21
-	OIDInt4    uint32 = 23
-	OIDText    uint32 = 25
-	OIDFloat4  uint32 = 700
-	OIDFloat8  uint32 = 701
-	OIDVarchar uint32 = 1043
-	OIDUntyped uint32 = 705 // "unknown" pseudo-type
+	OIDUnknown     uint32 = 0
+	OIDBool        uint32 = 16
+	OIDBytea       uint32 = 17
+	OIDInt8        uint32 = 20
+	OIDInt2        uint32 = 21
+	OIDInt4        uint32 = 23
+	OIDText        uint32 = 25
+	OIDFloat4      uint32 = 700
+	OIDFloat8      uint32 = 701
+	OIDVarchar     uint32 = 1043
+	OIDBPChar      uint32 = 1042
+	OIDNumeric     uint32 = 1700
+	OIDDate        uint32 = 1082
+	OIDTimestamp   uint32 = 1114
+	OIDTimestampTZ uint32 = 1184
+	OIDInterval    uint32 = 1186
+	OIDUUID        uint32 = 2950
+	OIDJSONB       uint32 = 3802
+	OIDJSON        uint32 = 114
+	OIDUntyped     uint32 = 705 // "unknown" pseudo-type
 )
 
 // Datum is a SQL value; see the package comment for the allowed Go types.
@@ -59,6 +79,20 @@ func (t T) String() string {
 		return "BYTES"
 	case Bool:
 		return "BOOL"
+	case Decimal:
+		return "DECIMAL"
+	case Date:
+		return "DATE"
+	case Timestamp:
+		return "TIMESTAMP"
+	case TimestampTZ:
+		return "TIMESTAMPTZ"
+	case Interval:
+		return "INTERVAL"
+	case UUID:
+		return "UUID"
+	case JSONB:
+		return "JSONB"
 	default:
 		return "UNKNOWN"
 	}
@@ -81,6 +115,20 @@ func (t T) OID() uint32 {
 		return OIDBytea
 	case Bool:
 		return OIDBool
+	case Decimal:
+		return OIDNumeric
+	case Date:
+		return OIDDate
+	case Timestamp:
+		return OIDTimestamp
+	case TimestampTZ:
+		return OIDTimestampTZ
+	case Interval:
+		return OIDInterval
+	case UUID:
+		return OIDUUID
+	case JSONB:
+		return OIDJSONB
 	default:
 		return OIDUnknown
 	}
@@ -97,12 +145,26 @@ func FromOID(oid uint32) (T, bool) {
 		return Int, true
 	case OIDFloat8, OIDFloat4:
 		return Float, true
-	case OIDText, OIDVarchar:
+	case OIDText, OIDVarchar, OIDBPChar:
 		return String, true
 	case OIDBytea:
 		return Bytes, true
 	case OIDBool:
 		return Bool, true
+	case OIDNumeric:
+		return Decimal, true
+	case OIDDate:
+		return Date, true
+	case OIDTimestamp:
+		return Timestamp, true
+	case OIDTimestampTZ:
+		return TimestampTZ, true
+	case OIDInterval:
+		return Interval, true
+	case OIDUUID:
+		return UUID, true
+	case OIDJSONB, OIDJSON:
+		return JSONB, true
 	}
 	if elem, ok := arrayElemOIDs[oid]; ok {
 		t, _ := FromOID(elem)
@@ -114,7 +176,12 @@ func FromOID(oid uint32) (T, bool) {
 // FromName resolves a type name written in SQL (case-insensitive), including
 // the usual PostgreSQL and CockroachDB aliases.
 func FromName(name string) (T, bool) {
-	switch strings.ToUpper(strings.Join(strings.Fields(name), " ")) {
+	t, _, ok := FromNameMod(name)
+	return t, ok
+}
+
+func fromBaseName(name string) (T, bool) {
+	switch name {
 	case "INT", "INT8", "INT4", "INT2", "INT64", "BIGINT", "INTEGER", "SMALLINT":
 		return Int, true
 	case "FLOAT", "FLOAT8", "FLOAT4", "REAL", "DOUBLE PRECISION", "DOUBLE":
@@ -125,6 +192,20 @@ func FromName(name string) (T, bool) {
 		return Bytes, true
 	case "BOOL", "BOOLEAN":
 		return Bool, true
+	case "DECIMAL", "NUMERIC", "DEC":
+		return Decimal, true
+	case "DATE":
+		return Date, true
+	case "TIMESTAMP", "TIMESTAMP WITHOUT TIME ZONE":
+		return Timestamp, true
+	case "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE":
+		return TimestampTZ, true
+	case "INTERVAL":
+		return Interval, true
+	case "UUID":
+		return UUID, true
+	case "JSONB", "JSON":
+		return JSONB, true
 	}
 	return Unknown, false
 }
@@ -142,6 +223,20 @@ func TypeOf(d Datum) T {
 		return Bytes
 	case bool:
 		return Bool
+	case *apd.Decimal:
+		return Decimal
+	case DateDatum:
+		return Date
+	case TimestampDatum:
+		return Timestamp
+	case TimestampTZDatum:
+		return TimestampTZ
+	case IntervalDatum:
+		return Interval
+	case UUIDDatum:
+		return UUID
+	case JSONDatum:
+		return JSONB
 	case Array:
 		for _, e := range v {
 			if e != nil {
@@ -184,6 +279,20 @@ func FormatText(d Datum) []byte {
 		return []byte("f")
 	case Array:
 		return formatArrayText(v)
+	case *apd.Decimal:
+		return []byte(v.Text('f'))
+	case DateDatum:
+		return []byte(v.String())
+	case TimestampDatum:
+		return []byte(v.String())
+	case TimestampTZDatum:
+		return []byte(v.String())
+	case IntervalDatum:
+		return []byte(v.String())
+	case UUIDDatum:
+		return []byte(v.String())
+	case JSONDatum:
+		return []byte(v)
 	}
 	panic(fmt.Sprintf("types: datum of unexpected Go type %T", d))
 }
@@ -213,6 +322,8 @@ func FormatBinary(t T, d Datum) []byte {
 			return []byte{1}
 		}
 		return []byte{0}
+	case Decimal, Date, Timestamp, TimestampTZ, Interval, UUID, JSONB:
+		return formatBinaryNew(t, d)
 	}
 	return FormatText(d)
 }
@@ -264,6 +375,20 @@ func ParseText(t T, b []byte) (Datum, error) {
 			return false, nil
 		}
 		return nil, fmt.Errorf("could not parse %q as type BOOL", s)
+	case Decimal:
+		return ParseDecimal(s)
+	case Date:
+		return ParseDate(s)
+	case Timestamp:
+		return ParseTimestamp(s)
+	case TimestampTZ:
+		return ParseTimestampTZ(s)
+	case Interval:
+		return ParseInterval(s)
+	case UUID:
+		return ParseUUID(s)
+	case JSONB:
+		return ParseJSON(s)
 	}
 	return nil, fmt.Errorf("cannot parse a value of type %s", t)
 }
@@ -339,6 +464,10 @@ func ParseBinary(t T, oid uint32, b []byte) (Datum, error) {
 			return nil, fmt.Errorf("binary BOOL parameter must be 1 byte, got %d", len(b))
 		}
 		return b[0] != 0, nil
+	case OIDNumeric, OIDDate, OIDTimestamp, OIDTimestampTZ, OIDInterval, OIDUUID, OIDJSONB, OIDJSON:
+		return parseBinaryNew(oid, b)
+	case OIDBPChar:
+		return string(b), nil
 	}
 	return nil, fmt.Errorf("binary format is not supported for parameters of type OID %d; send it in text format", oid)
 }
