@@ -87,10 +87,22 @@ func init() {
 		{name: "unique_rowid", volatile: true, overloads: []overload{{nil, types.Int, func(ec *evalCtx, _ []types.Datum) (types.Datum, error) {
 			return ec.exec.uniqueRowID(), nil
 		}}}},
-		// kvnode 1.0 has no TIMESTAMP type: now() returns the time as an
-		// RFC 3339 STRING, which is enough for logging and display.
-		{name: "now", volatile: true, overloads: []overload{{nil, types.String, nowString}}},
-		{name: "current_timestamp", volatile: true, overloads: []overload{{nil, types.String, nowString}}},
+		// now() is a TIMESTAMPTZ (release 2.1; it was an RFC 3339 STRING
+		// before, and a STRING column still takes it as text).
+		{name: "now", volatile: true, overloads: []overload{{nil, types.TimestampTZ, nowTZ}}},
+		{name: "current_timestamp", volatile: true, overloads: []overload{{nil, types.TimestampTZ, nowTZ}}},
+		{name: "transaction_timestamp", volatile: true, overloads: []overload{{nil, types.TimestampTZ, nowTZ}}},
+		{name: "statement_timestamp", volatile: true, overloads: []overload{{nil, types.TimestampTZ, nowTZ}}},
+		{name: "clock_timestamp", volatile: true, overloads: []overload{{nil, types.TimestampTZ, nowTZ}}},
+		{name: "localtimestamp", volatile: true, overloads: []overload{{nil, types.Timestamp, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return types.MakeTimestamp(time.Now().UTC()), nil
+		}}}},
+		{name: "current_date", volatile: true, overloads: []overload{{nil, types.Date, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return types.DateFromTime(time.Now().UTC()), nil
+		}}}},
+		{name: "gen_random_uuid", volatile: true, overloads: []overload{{nil, types.UUID, func(*evalCtx, []types.Datum) (types.Datum, error) {
+			return types.NewRandomUUID(), nil
+		}}}},
 		{name: "random", volatile: true, overloads: []overload{{nil, types.Float, func(*evalCtx, []types.Datum) (types.Datum, error) {
 			return rand.Float64(), nil
 		}}}},
@@ -103,10 +115,11 @@ func init() {
 	builtins["char_length"] = builtins["length"]
 	builtins["character_length"] = builtins["length"]
 	builtins["substring"] = builtins["substr"]
+	builtins["uuid_generate_v4"] = builtins["gen_random_uuid"]
 }
 
-func nowString(*evalCtx, []types.Datum) (types.Datum, error) {
-	return time.Now().UTC().Format(time.RFC3339Nano), nil
+func nowTZ(*evalCtx, []types.Datum) (types.Datum, error) {
+	return types.MakeTimestampTZ(time.Now()), nil
 }
 
 // sessionUser is the user the session authenticated as.

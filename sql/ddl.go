@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/catalog"
@@ -213,6 +214,35 @@ func userTableName(n parser.TableName, verb string) (string, error) {
 	return name, nil
 }
 
+// types21Active reports whether columns may use the types and type
+// modifiers of release 2.1: their rows and descriptors are formats a 2.0
+// binary cannot read, so they are written only once every node runs 2.1
+// and the cluster is finalized to it.
+func (e *Executor) types21Active() bool {
+	return e.cfg.Versions != nil && clusterversion.IsActive(e.cfg.Versions, clusterversion.V2_1)
+}
+
+// columnMod returns the modifier a new column is created with. Before
+// 2.1 a type of 2.1 is refused with 0A000, and a modifier is dropped as
+// 2.0 did (INTEGER and VARCHAR(10) were INT8 and STRING), so that the DDL
+// a 2.0 cluster accepted keeps its meaning until the cluster is finalized.
+func (e *Executor) columnMod(c *parser.ColumnDef) (types.Mod, error) {
+	if !types.NewInRelease21(c.Type, c.Mod) || e.types21Active() {
+		return c.Mod, nil
+	}
+	if c.Type >= types.Decimal {
+		active := "an older version"
+		if e.cfg.Versions != nil {
+			active = e.cfg.Versions.ActiveVersion().String()
+		}
+		return types.Mod{}, pgerror.WithHintf(
+			unsupported("type %s needs cluster version %s; the cluster is at %s", c.Type, clusterversion.V2_1, active),
+			"finalize the upgrade to 2.1 (SET CLUSTER SETTING version = '%s', or let it finalize automatically); "+
+				"until then use INT, FLOAT, STRING, BYTES or BOOL", clusterversion.V2_1)
+	}
+	return types.Mod{}, nil
+}
+
 func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*catalog.TableDescriptor, error) {
 	name, err := userTableName(s.Name, "create")
 	if err != nil {
@@ -234,7 +264,11 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 		if desc.ColumnIndex(c.Name) >= 0 {
 			return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q specified more than once", c.Name)
 		}
-		cd := catalog.ColumnDescriptor{ID: int32(i + 1), Name: c.Name, Type: c.Type,
+		mod, err := e.columnMod(c)
+		if err != nil {
+			return nil, err
+		}
+		cd := catalog.ColumnDescriptor{ID: int32(i + 1), Name: c.Name, Type: c.Type, Mod: mod,
 			Nullable: c.Nullable != parser.NotNull, Hidden: c.Hidden}
 		if c.PrimaryKey {
 			if pkNames != nil || s.PrimaryKey != nil {
@@ -243,7 +277,7 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 			pkNames = []string{c.Name}
 		}
 		if c.Default != nil {
-			if _, err := checkDefaultExpr(c.Default, c.Type, c.Name); err != nil {
+			if _, err := checkDefaultExpr(c.Default, c.Type, mod, c.Name); err != nil {
 				return nil, err
 			}
 			cd.DefaultExpr = c.Default.String()
@@ -282,6 +316,11 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 				return nil, pgerror.Newf(pgerror.CodeInvalidTableDefinition,
 					"conflicting NULL/NOT NULL declarations for column %q: it is in the primary key", pkName)
 			}
+		}
+		if !rowenc.KeyColumnAllowed(desc.Columns[i].Type) {
+			return nil, pgerror.WithHintf(
+				unsupported("column %q of type %s cannot be part of a primary key", pkName, desc.Columns[i].Type),
+				"INTERVAL and JSONB values have no key order; key the table by another column")
 		}
 		desc.Columns[i].Nullable = false
 		desc.PrimaryKey = append(desc.PrimaryKey, desc.Columns[i].ID)
@@ -356,10 +395,14 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 		return nil, pgerror.WithHintf(unsupported("cannot add a primary key column to an existing table"),
 			"the primary key is fixed when the table is created")
 	}
-	cd := catalog.ColumnDescriptor{Name: c.Name, Type: c.Type, Nullable: c.Nullable != parser.NotNull, Hidden: c.Hidden}
+	mod, err := e.columnMod(c)
+	if err != nil {
+		return nil, err
+	}
+	cd := catalog.ColumnDescriptor{Name: c.Name, Type: c.Type, Mod: mod, Nullable: c.Nullable != parser.NotNull, Hidden: c.Hidden}
 	var def texpr
 	if c.Default != nil {
-		if def, err = checkDefaultExpr(c.Default, c.Type, c.Name); err != nil {
+		if def, err = checkDefaultExpr(c.Default, c.Type, mod, c.Name); err != nil {
 			return nil, err
 		}
 		if _, isConst := def.(*constExpr); !isConst {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/cockroachdb/apd/v3"
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -167,6 +168,10 @@ func (ec *evalCtx) eval(e texpr) (types.Datum, error) {
 			return -n, nil
 		case float64:
 			return -n, nil
+		case *apd.Decimal:
+			return new(apd.Decimal).Neg(n), nil
+		case types.IntervalDatum:
+			return types.IntervalDatum{Months: -n.Months, Days: -n.Days, Micros: -n.Micros}, nil
 		}
 		return nil, errors.AssertionFailedf("negation of %T", x)
 	case *isNullExpr:
@@ -210,6 +215,13 @@ func (ec *evalCtx) eval(e texpr) (types.Datum, error) {
 		return castDatum(x, v.to)
 	case *funcExpr:
 		return ec.evalFunc(v)
+	case *assignExpr:
+		x, err := ec.eval(v.e)
+		if err != nil {
+			return nil, err
+		}
+		x, err = types.Assign(x, v.e.typ(), v.mod)
+		return x, assignErr(err)
 	default:
 		return ec.evalQueryExpr(e)
 	}
@@ -277,6 +289,9 @@ func cmpResult(op parser.CmpOp, c int) bool {
 // with the key encoding (package rowenc): NaN equals NaN and is above every
 // other float, -0 equals +0.
 func compareDatums(a, b types.Datum) (int, error) {
+	if c, ok := compareDatums21(a, b); ok {
+		return c, nil
+	}
 	switch x := a.(type) {
 	case int64:
 		switch y := b.(type) {
@@ -337,6 +352,9 @@ func compareFloats(x, y float64) int {
 }
 
 func evalBinary(op parser.BinaryOp, t types.T, l, r types.Datum) (types.Datum, error) {
+	if out, ok, err := evalBinary21(op, t, l, r); ok {
+		return out, err
+	}
 	if op == parser.OpConcat {
 		if t == types.Bytes {
 			x, ok1 := l.([]byte)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/parser"
@@ -31,7 +32,22 @@ type testCluster struct {
 	prepared map[string]pgwire.Prepared
 }
 
+// fixedVersion is a cluster version handle that never changes.
+type fixedVersion clusterversion.Version
+
+func (v fixedVersion) ActiveVersion() clusterversion.Version { return clusterversion.Version(v) }
+
+// at21 is the handle of a cluster finalized to 2.1.
+var at21 = fixedVersion(clusterversion.V2_1.Version())
+
 func newTestCluster(t testing.TB, n int) *testCluster {
+	t.Helper()
+	return newTestClusterAt(t, n, nil)
+}
+
+// newTestClusterAt builds a cluster whose nodes see the cluster version of
+// versions (nil: no version, every gate inactive).
+func newTestClusterAt(t testing.TB, n int, versions clusterversion.Handle) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t, db: sqltest.NewMemDB(), net: sqltest.NewNetwork(),
 		sessions: map[string]pgwire.Session{}, prepared: map[string]pgwire.Prepared{}}
@@ -43,6 +59,7 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 			Peers:         tc.net.Peers(id),
 			NodeID:        func() int32 { return id },
 			BinaryVersion: "1.0",
+			Versions:      versions,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -271,8 +288,14 @@ func TestDataDriven(t *testing.T) {
 	}
 }
 
+// runScript runs one script on a three-node cluster; a script whose name
+// ends in _v21 runs on a cluster finalized to 2.1.
 func runScript(t *testing.T, path string) {
-	tc := newTestCluster(t, 3)
+	var versions clusterversion.Handle
+	if strings.HasSuffix(path, "_v21") {
+		versions = at21
+	}
+	tc := newTestClusterAt(t, 3, versions)
 	datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 		node := argInt(d, "node", 1)
 		sess := argStr(d, "session", "default")

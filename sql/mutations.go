@@ -117,7 +117,7 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 				if err != nil {
 					return nil, err
 				}
-				if full[i], err = coerce(te, c.Type, c.Name); err != nil {
+				if full[i], err = coerceColumn(te, &c); err != nil {
 					return nil, err
 				}
 			}
@@ -248,7 +248,7 @@ func analyzeSet(a *analyzer, ti *tableInfo, set []*parser.UpdateExpr) ([]setItem
 		if err != nil {
 			return nil, err
 		}
-		if te, err = coerce(te, c.Type, c.Name); err != nil {
+		if te, err = coerceColumn(te, &c); err != nil {
 			return nil, err
 		}
 		out = append(out, setItem{idx: i, e: te})

@@ -60,7 +60,7 @@ func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 		if c.DefaultExpr == "" {
 			continue
 		}
-		def, err := checkDefault(c.DefaultExpr, c.Type, c.Name)
+		def, err := checkDefault(c.DefaultExpr, c.Type, c.Mod, c.Name)
 		if err != nil {
 			return nil, errors.Wrapf(err, "table %q", desc.Name)
 		}
@@ -82,15 +82,15 @@ func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 
 // checkDefault parses and type-checks a DEFAULT expression; constant ones
 // are folded to a constExpr.
-func checkDefault(src string, t types.T, col string) (texpr, error) {
+func checkDefault(src string, t types.T, mod types.Mod, col string) (texpr, error) {
 	e, err := parser.ParseExpr(src)
 	if err != nil {
 		return nil, err
 	}
-	return checkDefaultExpr(e, t, col)
+	return checkDefaultExpr(e, t, mod, col)
 }
 
-func checkDefaultExpr(e parser.Expr, t types.T, col string) (texpr, error) {
+func checkDefaultExpr(e parser.Expr, t types.T, mod types.Mod, col string) (texpr, error) {
 	a := &analyzer{params: newParamSet(0, nil), clause: "DEFAULT", noCols: true, target: col}
 	var hasPlaceholder bool
 	parser.WalkExpr(e, func(x parser.Expr) bool {
@@ -109,6 +109,11 @@ func checkDefaultExpr(e parser.Expr, t types.T, col string) (texpr, error) {
 	te, err = coerce(te, t, col)
 	if err != nil {
 		return nil, err
+	}
+	if !mod.IsZero() {
+		if te, err = withMod(te, mod); err != nil {
+			return nil, err
+		}
 	}
 	if isConstant(te) {
 		ec := &evalCtx{ctx: context.Background()}

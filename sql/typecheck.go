@@ -271,7 +271,7 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 		return &notExpr{e: x}, nil
 	case *parser.UnaryMinus:
 		numDesired := desired
-		if numDesired != types.Float {
+		if numDesired != types.Float && numDesired != types.Decimal && numDesired != types.Interval {
 			numDesired = types.Int
 		}
 		x, err := a.check(v.Expr, numDesired)
@@ -282,7 +282,7 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 			return nil, err
 		}
 		switch x.typ() {
-		case types.Int, types.Float, types.Unknown:
+		case types.Int, types.Float, types.Unknown, types.Decimal, types.Interval:
 		default:
 			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported unary operator: -<%s>", typeName(x.typ()))
 		}
@@ -346,13 +346,18 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 		if err != nil {
 			return nil, err
 		}
-		if x.typ() == v.Type {
-			return x, nil
+		if x.typ() != v.Type {
+			if !castAllowed(x.typ(), v.Type) {
+				return nil, pgerror.Newf(pgerror.CodeDatatypeMismatch, "invalid cast: %s -> %s", typeName(x.typ()), v.Type)
+			}
+			if x, err = foldCast(&castExpr{e: x, to: v.Type}); err != nil {
+				return nil, err
+			}
 		}
-		if !castAllowed(x.typ(), v.Type) {
-			return nil, pgerror.Newf(pgerror.CodeDatatypeMismatch, "invalid cast: %s -> %s", typeName(x.typ()), v.Type)
+		if !v.Mod.IsZero() {
+			return withMod(x, v.Mod)
 		}
-		return foldCast(&castExpr{e: x, to: v.Type})
+		return x, nil
 	case *parser.FuncCall:
 		return a.checkFunc(v, desired)
 	case *parser.CaseExpr, *parser.Subquery, *parser.QuantExpr, *parser.ArrayExpr, *parser.RegexExpr,
@@ -370,6 +375,9 @@ func (a *analyzer) clauseName() string {
 }
 
 func (a *analyzer) checkNum(v *parser.NumVal, desired types.T) (texpr, error) {
+	if desired == types.Decimal {
+		return decimalLiteral(v.Text)
+	}
 	if v.IsFloat || desired == types.Float {
 		f, err := strconv.ParseFloat(v.Text, 64)
 		if err != nil && !errors.Is(err, strconv.ErrRange) {
@@ -496,6 +504,9 @@ func (a *analyzer) unifyComparison(op string, l, r texpr) (texpr, texpr, error) 
 	case lt == types.Float && rt == types.Int:
 		return l, &castExpr{e: r, to: types.Float}, nil
 	}
+	if l2, r2, ok := unify21(l, r); ok {
+		return l2, r2, nil
+	}
 	return nil, nil, pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported comparison operator: <%s> %s <%s>", typeName(lt), op, typeName(rt)),
 		"cast one side to the other's type, for example x::%s", typeName(lt))
@@ -536,13 +547,19 @@ func (a *analyzer) checkBinary(v *parser.BinaryExpr, desired types.T) (texpr, er
 		}
 		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported binary operator: <%s> || <%s>", typeName(lt), typeName(rt))
 	}
+	if te, handled, err := a.checkBinary21(v, desired); handled {
+		return te, err
+	}
 	numDesired := desired
-	if numDesired != types.Int && numDesired != types.Float {
+	if numDesired != types.Int && numDesired != types.Float && numDesired != types.Decimal {
 		numDesired = types.Unknown
 	}
-	l, r, err := a.checkPair(v.Left, v.Right, numDesired)
+	l, r, err := a.checkArithPair(v, numDesired)
 	if err != nil {
 		return nil, err
+	}
+	if is21(l.typ()) || is21(r.typ()) {
+		return binary21(v, l, r)
 	}
 	// Operands still untyped take the other operand's type, or the
 	// context's, or INT8.
@@ -710,6 +727,8 @@ func coerce(e texpr, want types.T, column string) (texpr, error) {
 		return &castExpr{e: e, to: want}, nil
 	case got == types.Int && want == types.Float:
 		return foldCast(&castExpr{e: e, to: want})
+	case assignable21(got, want):
+		return foldCast(&castExpr{e: e, to: want})
 	}
 	return nil, pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeDatatypeMismatch, "value type %s doesn't match type %s of column %q", typeName(got), want, column),
@@ -738,6 +757,9 @@ func castAllowed(from, to types.T) bool {
 	if from.IsArray() || to.IsArray() {
 		return false
 	}
+	if is21(from) || is21(to) {
+		return castAllowed21(from, to)
+	}
 	switch from {
 	case types.Int:
 		return to == types.Float || to == types.Bool
@@ -753,6 +775,9 @@ func castAllowed(from, to types.T) bool {
 func castDatum(d types.Datum, to types.T) (types.Datum, error) {
 	if d == nil {
 		return nil, nil
+	}
+	if out, ok, err := castDatum21(d, to); ok {
+		return out, err
 	}
 	switch v := d.(type) {
 	case int64:
@@ -894,6 +919,8 @@ func walkTexpr(e texpr, fn func(texpr)) {
 		walkTexpr(v.e, fn)
 		walkTexpr(v.pat, fn)
 	case *castExpr:
+		walkTexpr(v.e, fn)
+	case *assignExpr:
 		walkTexpr(v.e, fn)
 	case *funcExpr:
 		for _, x := range v.args {

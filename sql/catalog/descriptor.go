@@ -17,10 +17,13 @@ const FirstUserTableID = 100
 // ColumnDescriptor describes one column. Column IDs are never reused within
 // a table (see package rowenc for why that matters).
 type ColumnDescriptor struct {
-	ID       int32   `json:"id"`
-	Name     string  `json:"name"`
-	Type     types.T `json:"-"`
-	Nullable bool    `json:"nullable"`
+	ID   int32   `json:"id"`
+	Name string  `json:"name"`
+	Type types.T `json:"-"`
+	// Mod is the declared type's modifier (INT4, VARCHAR(10),
+	// DECIMAL(10,2)), release 2.1; the zero Mod for the types of 2.0.
+	Mod      types.Mod `json:"-"`
+	Nullable bool      `json:"nullable"`
 	// DefaultExpr is the DEFAULT expression in canonical SQL ("" if none).
 	DefaultExpr string `json:"default_expr,omitempty"`
 	// Hidden columns (the implicit rowid) are left out of SELECT * and of
@@ -42,7 +45,7 @@ type columnJSON struct {
 
 // MarshalJSON writes the column with its type by name.
 func (c ColumnDescriptor) MarshalJSON() ([]byte, error) {
-	return json.Marshal(columnJSON{ID: c.ID, Name: c.Name, Type: c.Type.String(),
+	return json.Marshal(columnJSON{ID: c.ID, Name: c.Name, Type: types.ColumnTypeString(c.Type, c.Mod),
 		Nullable: c.Nullable, DefaultExpr: c.DefaultExpr, Hidden: c.Hidden})
 }
 
@@ -52,11 +55,11 @@ func (c *ColumnDescriptor) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	t, ok := types.FromName(j.Type)
+	t, mod, ok := types.FromNameMod(j.Type)
 	if !ok {
 		return errors.Newf("column %q has unknown type %q", j.Name, j.Type)
 	}
-	*c = ColumnDescriptor{ID: j.ID, Name: j.Name, Type: t, Nullable: j.Nullable,
+	*c = ColumnDescriptor{ID: j.ID, Name: j.Name, Type: t, Mod: mod, Nullable: j.Nullable,
 		DefaultExpr: j.DefaultExpr, Hidden: j.Hidden}
 	return nil
 }
@@ -194,7 +197,7 @@ func (d *TableDescriptor) CreateStatement() string {
 		b.WriteByte('\t')
 		parser.QuoteIdent(&b, c.Name)
 		b.WriteByte(' ')
-		b.WriteString(c.Type.String())
+		b.WriteString(types.ColumnTypeString(c.Type, c.Mod))
 		if c.Hidden {
 			b.WriteString(" NOT VISIBLE")
 		}

@@ -188,6 +188,7 @@ const (
 type ColumnDef struct {
 	Name       string
 	Type       types.T
+	Mod        types.Mod // INT4, VARCHAR(n), DECIMAL(p,s): see types.Mod
 	PrimaryKey bool
 	Nullable   Nullability
 	Default    Expr // nil if none
@@ -201,7 +202,7 @@ type ColumnDef struct {
 func (c *ColumnDef) Format(b *strings.Builder) {
 	QuoteIdent(b, c.Name)
 	b.WriteByte(' ')
-	b.WriteString(c.Type.String())
+	b.WriteString(types.ColumnTypeString(c.Type, c.Mod))
 	if c.Hidden {
 		b.WriteString(" NOT VISIBLE")
 	}
@@ -959,10 +960,16 @@ const (
 	OpDiv
 	OpMod
 	OpConcat
+	// JSONB operators (release 2.1's types): ->, ->>, @>, <@.
+	OpJSONGet
+	OpJSONGetText
+	OpContains
+	OpContainedBy
 )
 
 var binaryOpText = map[BinaryOp]string{
 	OpPlus: "+", OpMinus: "-", OpMult: "*", OpDiv: "/", OpMod: "%", OpConcat: "||",
+	OpJSONGet: "->", OpJSONGetText: "->>", OpContains: "@>", OpContainedBy: "<@",
 }
 
 func (o BinaryOp) String() string { return binaryOpText[o] }
@@ -1082,6 +1089,7 @@ func (f *FuncCall) FuncName() string { return strings.Join(f.Name, ".") }
 type CastExpr struct {
 	Expr    Expr
 	Type    types.T
+	Mod     types.Mod // x::VARCHAR(3), x::NUMERIC(10,2), x::INT4
 	Special string
 }
 
@@ -1350,6 +1358,10 @@ func (e *FuncCall) Format(b *strings.Builder) {
 func (e *CastExpr) Format(b *strings.Builder) {
 	formatOperand(b, e.Expr)
 	b.WriteString("::")
+	if !e.Mod.IsZero() {
+		b.WriteString(types.ColumnTypeString(e.Type, e.Mod))
+		return
+	}
 	b.WriteString(castTypeName(e.Type, e.Special))
 }
 

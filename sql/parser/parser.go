@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -524,62 +525,79 @@ func (p *parser) multiplePK() error {
 		"multiple primary keys for table are not allowed"), charPos(p.src, p.peek().pos))
 }
 
-// typeName reads a type: one or two words (DOUBLE PRECISION, CHARACTER
-// VARYING) with an optional length or precision, which is accepted and
-// ignored (STRING has no length limit in kvnode).
-func (p *parser) typeName() (types.T, error) {
-	typ, err := p.typeNameNoArray()
+// typeName reads a type: one or more words (DOUBLE PRECISION, CHARACTER
+// VARYING, TIMESTAMP WITH TIME ZONE) with an optional length, precision or
+// scale in parentheses, which become the type's modifier (types.Mod).
+func (p *parser) typeName() (types.T, types.Mod, error) {
+	typ, mod, err := p.typeNameNoArray()
 	if err != nil {
-		return types.Unknown, err
+		return types.Unknown, mod, err
 	}
 	if p.isOp("[") {
-		return types.Unknown, pgerror.WithHintf(
+		return types.Unknown, mod, pgerror.WithHintf(
 			pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported, "array types are not supported"),
 				charPos(p.src, p.peek().pos)),
-			"kvnode supports INT, FLOAT, STRING (TEXT), BYTES and BOOL")
+			"columns cannot have array types yet")
 	}
-	return typ, nil
+	return typ, mod, nil
 }
 
-func (p *parser) typeNameNoArray() (types.T, error) {
+func (p *parser) typeNameNoArray() (types.T, types.Mod, error) {
 	t := p.peek()
 	if t.kind != tokIdent {
-		return types.Unknown, p.errNear(t)
+		return types.Unknown, types.Mod{}, p.errNear(t)
 	}
 	p.advance()
 	name := t.val
-	if (name == "double" && p.isKw("precision")) || (name == "character" && p.isKw("varying")) {
+	switch {
+	case name == "double" && p.isKw("precision"),
+		(name == "character" || name == "char") && p.isKw("varying"):
 		name += " " + p.advance().val
 	}
+	var args []int32
 	if p.acceptOp("(") {
 		for {
-			if nt := p.peek(); nt.kind != tokInt {
-				return types.Unknown, p.errNear(nt)
+			nt := p.peek()
+			if nt.kind != tokInt {
+				return types.Unknown, types.Mod{}, p.errNear(nt)
 			}
 			p.advance()
+			n, err := strconv.ParseInt(nt.val, 10, 32)
+			if err != nil {
+				return types.Unknown, types.Mod{}, p.errNear(nt)
+			}
+			args = append(args, int32(n))
 			if !p.acceptOp(",") {
 				break
 			}
 		}
 		if err := p.expectOp(")"); err != nil {
-			return types.Unknown, err
+			return types.Unknown, types.Mod{}, err
 		}
 	}
-	typ, ok := types.FromName(name)
-	if !ok {
+	if name == "timestamp" && (p.isKw("with") || p.isKw("without")) && p.isKwAt(1, "time") && p.isKwAt(2, "zone") {
+		name += " " + p.advance().val + " time zone"
+		p.advance()
+		p.advance()
+	}
+	upper := strings.ToUpper(name)
+	if _, known := types.FromName(upper); !known {
 		code := pgerror.CodeUndefinedObject
 		msg := "type \"%s\" does not exist"
 		switch name {
-		case "timestamp", "timestamptz", "date", "time", "interval", "decimal", "numeric", "uuid",
-			"jsonb", "json", "inet", "serial", "bigserial", "oid":
+		case "time", "timetz", "inet", "oid", "bit", "varbit", "money", "xml", "point":
 			code = pgerror.CodeFeatureNotSupported
 			msg = "type \"%s\" is not supported yet"
 		}
-		return types.Unknown, pgerror.WithHintf(
+		return types.Unknown, types.Mod{}, pgerror.WithHintf(
 			pgerror.WithPosition(pgerror.Newf(code, msg, name), charPos(p.src, t.pos)),
-			"kvnode supports INT, FLOAT, STRING (TEXT), BYTES and BOOL")
+			"kvnode's types: INT2, INT4, INT8, FLOAT4, FLOAT8, DECIMAL, STRING (TEXT, VARCHAR, CHAR), BYTES, BOOL, DATE, TIMESTAMP, TIMESTAMPTZ, INTERVAL, UUID, JSONB")
 	}
-	return typ, nil
+	typ, mod, err := types.TypeWithArgs(upper, args)
+	if err != nil {
+		return types.Unknown, types.Mod{}, pgerror.WithPosition(pgerror.Newf(pgerror.CodeInvalidParameterValue, "%s", err.Error()), charPos(p.src, t.pos))
+	}
+	return typ, mod, nil
 }
 
 func (p *parser) columnDef() (*ColumnDef, error) {
@@ -587,11 +605,23 @@ func (p *parser) columnDef() (*ColumnDef, error) {
 	if err != nil {
 		return nil, err
 	}
-	typ, err := p.typeName()
+	if p.isKw("serial") || p.isKw("bigserial") || p.isKw("smallserial") || p.isKw("serial8") || p.isKw("serial4") || p.isKw("serial2") {
+		// SERIAL is INT8 DEFAULT unique_rowid() NOT NULL, as in
+		// CockroachDB (serial_normalization = rowid).
+		p.advance()
+		c := &ColumnDef{Name: name, Type: types.Int, Nullable: NotNull,
+			Default: &FuncCall{Name: []string{"unique_rowid"}}}
+		return p.columnConstraints(c)
+	}
+	typ, mod, err := p.typeName()
 	if err != nil {
 		return nil, err
 	}
-	c := &ColumnDef{Name: name, Type: typ}
+	c := &ColumnDef{Name: name, Type: typ, Mod: mod}
+	return p.columnConstraints(c)
+}
+
+func (p *parser) columnConstraints(c *ColumnDef) (*ColumnDef, error) {
 	for {
 		switch {
 		case p.isKw("primary"):
@@ -1556,7 +1586,12 @@ var (
 var knownOps = map[string]bool{
 	"+": true, "-": true, "*": true, "/": true, "%": true, "||": true, "=": true, "<>": true, "!=": true,
 	"<": true, "<=": true, ">": true, ">=": true, "~": true, "!~": true, "~*": true, "!~*": true,
+	"->": true, "->>": true, "@>": true, "<@": true,
 }
+
+// otherOps are the operators of PostgreSQL's "any other operator"
+// precedence level, left-associative, between + - and comparisons.
+var otherOps = map[string]BinaryOp{"||": OpConcat, "->": OpJSONGet, "->>": OpJSONGetText, "@>": OpContains, "<@": OpContainedBy}
 
 // isUnknownOperator reports whether the next token is an operator of
 // PostgreSQL's syntax that kvnode does not have (@>, ->, #, &, <<, ...).
@@ -1568,7 +1603,7 @@ func (p *parser) isUnknownOperator() bool {
 func (p *parser) unknownOperator() error {
 	t := p.peek()
 	return pgerror.WithHintf(p.unsupportedAt(t, "operator %s is not supported", t.val),
-		"kvnode's operators: + - * / %% || = <> < <= > >= ~ !~ ~* !~* LIKE ILIKE IN BETWEEN IS")
+		"kvnode's operators: + - * / %% || -> ->> @> <@ = <> < <= > >= ~ !~ ~* !~* LIKE ILIKE IN BETWEEN IS")
 }
 
 func (p *parser) parseConcat() (Expr, error) {
@@ -1576,14 +1611,19 @@ func (p *parser) parseConcat() (Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	for p.acceptOp("||") {
+	for {
+		t := p.peek()
+		op, ok := otherOps[t.val]
+		if t.kind != tokOp || !ok {
+			return left, nil
+		}
+		p.advance()
 		right, err := p.parseAdditive()
 		if err != nil {
 			return nil, err
 		}
-		left = &BinaryExpr{Op: OpConcat, Left: left, Right: right}
+		left = &BinaryExpr{Op: op, Left: left, Right: right}
 	}
-	return left, nil
 }
 
 func (p *parser) parseAdditive() (Expr, error) {
@@ -1672,11 +1712,11 @@ func (p *parser) parsePostfix(e Expr) (Expr, error) {
 	for {
 		switch {
 		case p.acceptOp("::"):
-			typ, special, err := p.castType()
+			typ, mod, special, err := p.castType()
 			if err != nil {
 				return nil, err
 			}
-			e = &CastExpr{Expr: e, Type: typ, Special: special}
+			e = &CastExpr{Expr: e, Type: typ, Mod: mod, Special: special}
 		case p.isOp("["):
 			p.advance()
 			if p.isOp(":") {
@@ -1814,7 +1854,7 @@ func (p *parser) parsePrimary() (Expr, error) {
 				if t.val == "array" {
 					return nil, p.errNear(nt)
 				}
-			case "row", "interval":
+			case "row":
 				return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
 					"%s expressions are not supported yet", strings.ToUpper(t.val)), charPos(p.src, t.pos))
 			case "position", "substring", "trim", "extract", "overlay":
@@ -1825,18 +1865,18 @@ func (p *parser) parsePrimary() (Expr, error) {
 				}
 			case "timestamp", "timestamptz", "date", "time", "int", "integer", "int2", "int4", "int8", "bigint",
 				"smallint", "text", "varchar", "bool", "boolean", "float", "float4", "float8", "real", "bytea",
-				"numeric", "decimal", "uuid", "json", "jsonb", "inet", "oid", "regclass", "regtype", "name", "double":
+				"numeric", "decimal", "uuid", "json", "jsonb", "inet", "oid", "regclass", "regtype", "name", "double", "interval":
 				// A typed literal: TIMESTAMP '2020-01-01' is CAST('...' AS
 				// TIMESTAMP).
 				if nt := p.peekAt(1); nt.kind == tokString || (t.val == "double" && p.isKwAt(1, "precision") && p.peekAt(2).kind == tokString) {
-					typ, special, err := p.castType()
+					typ, mod, special, err := p.castType()
 					if err != nil {
 						return nil, err
 					}
 					lit := p.advance()
-					return p.parsePostfix(&CastExpr{Expr: &StrVal{Val: lit.val}, Type: typ, Special: special})
+					return p.parsePostfix(&CastExpr{Expr: &StrVal{Val: lit.val}, Type: typ, Mod: mod, Special: special})
 				}
-			case "current_user", "session_user", "current_timestamp":
+			case "current_user", "session_user", "current_timestamp", "current_date", "localtimestamp":
 				// SQL-standard functions written without parentheses.
 				p.advance()
 				if p.acceptOp("(") {
@@ -2029,14 +2069,14 @@ func (p *parser) parseCast() (Expr, error) {
 	if err := p.expectKw("as"); err != nil {
 		return nil, err
 	}
-	typ, special, err := p.castType()
+	typ, mod, special, err := p.castType()
 	if err != nil {
 		return nil, err
 	}
 	if err := p.expectOp(")"); err != nil {
 		return nil, err
 	}
-	return &CastExpr{Expr: e, Type: typ, Special: special}, nil
+	return &CastExpr{Expr: e, Type: typ, Mod: mod, Special: special}, nil
 }
 
 // parseNameOrCall reads a column reference (a, t.a, db.t.a) or a function

@@ -161,7 +161,7 @@ func TestErrorPositions(t *testing.T) {
 		{"placeholder zero", "SELECT $0", pgerror.CodeSyntaxError, 8, "placeholder numbers"},
 		{"reserved as column", "CREATE TABLE t (order INT)", pgerror.CodeSyntaxError, 17, `at or near "order"`},
 		{"unknown type", "CREATE TABLE t (a FOO)", pgerror.CodeUndefinedObject, 19, `type "foo" does not exist`},
-		{"unsupported type", "CREATE TABLE t (a TIMESTAMP)", pgerror.CodeFeatureNotSupported, 19, "not supported yet"},
+		{"unsupported type", "CREATE TABLE t (a TIME)", pgerror.CodeFeatureNotSupported, 19, "not supported yet"},
 		{"join without condition", "SELECT * FROM a JOIN b", pgerror.CodeSyntaxError, 23, `at or near "EOF"`},
 		{"natural join", "SELECT * FROM a NATURAL JOIN b", pgerror.CodeFeatureNotSupported, 17, "NATURAL JOIN is not supported"},
 		{"recursive", "WITH RECURSIVE r AS (SELECT 1) SELECT 1", pgerror.CodeFeatureNotSupported, 1, "WITH RECURSIVE"},

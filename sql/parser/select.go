@@ -549,10 +549,10 @@ func (p *parser) tablePrimary() (TableExpr, error) {
 // it accepts PostgreSQL's OID alias types, catalog types that are text in
 // kvnode (name, "char"), schema-qualified names (pg_catalog.text) and
 // one-dimensional array types (int8[]).
-func (p *parser) castType() (types.T, string, error) {
+func (p *parser) castType() (types.T, types.Mod, string, error) {
 	start := p.peek()
 	if start.kind != tokIdent {
-		return types.Unknown, "", p.errNear(start)
+		return types.Unknown, types.Mod{}, "", p.errNear(start)
 	}
 	if !start.quoted && (start.val == "pg_catalog" || start.val == "public") && p.peekAt(1).kind == tokOp && p.peekAt(1).val == "." {
 		p.advance()
@@ -560,7 +560,7 @@ func (p *parser) castType() (types.T, string, error) {
 	}
 	t := p.peek()
 	if t.kind != tokIdent {
-		return types.Unknown, "", p.errNear(t)
+		return types.Unknown, types.Mod{}, "", p.errNear(t)
 	}
 	name := t.val
 	special := ""
@@ -571,7 +571,7 @@ func (p *parser) castType() (types.T, string, error) {
 			special = name
 		}
 		typ := types.String
-		return p.castArraySuffix(typ, special)
+		return p.castArraySuffixNoMod(typ, special)
 	case !t.quoted && (name == "oid" || name == "regclass" || name == "regtype" || name == "regnamespace" ||
 		name == "regproc" || name == "regprocedure" || name == "regrole" || name == "regoper"):
 		p.advance()
@@ -579,13 +579,22 @@ func (p *parser) castType() (types.T, string, error) {
 		if name == "oid" {
 			typ = types.Int
 		}
-		return p.castArraySuffix(typ, name)
+		return p.castArraySuffixNoMod(typ, name)
 	}
-	typ, err := p.typeNameNoArray()
+	typ, mod, err := p.typeNameNoArray()
 	if err != nil {
-		return types.Unknown, "", err
+		return types.Unknown, mod, "", err
 	}
-	return p.castArraySuffix(typ, "")
+	typ, special, err = p.castArraySuffix(typ, "")
+	if typ.IsArray() {
+		mod = types.Mod{}
+	}
+	return typ, mod, special, err
+}
+
+func (p *parser) castArraySuffixNoMod(t types.T, special string) (types.T, types.Mod, string, error) {
+	t, special, err := p.castArraySuffix(t, special)
+	return t, types.Mod{}, special, err
 }
 
 func (p *parser) castArraySuffix(t types.T, special string) (types.T, string, error) {

@@ -152,9 +152,10 @@ func TypeWithArgs(name string, args []int32) (T, Mod, error) {
 		}
 		return Float, m, nil
 	case "VARCHAR", "CHARACTER VARYING", "CHAR VARYING":
-		if len(args) > 0 {
-			m.Width = args[0]
+		if len(args) == 0 {
+			return String, m, nil
 		}
+		m.Width = args[0]
 		return checkLen(String, m, args)
 	case "CHAR", "CHARACTER", "BPCHAR":
 		m.Fixed = true
