@@ -2,6 +2,8 @@ package sql
 
 import (
 	"math"
+
+	"github.com/cockroachdb/apd/v3"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -251,6 +253,21 @@ func (s *aggState) add(ec *evalCtx) error {
 			s.isum = sum
 		case float64:
 			s.fsum += v
+		case *apd.Decimal:
+			sum := new(apd.Decimal)
+			if s.val == nil {
+				s.val = apd.New(0, 0)
+			}
+			if _, err := types.DecimalCtx.Add(sum, s.val.(*apd.Decimal), v); err != nil {
+				return errDecimal(err)
+			}
+			s.val = sum
+		case types.IntervalDatum:
+			if s.val == nil {
+				s.val = types.IntervalDatum{}
+			}
+			x := s.val.(types.IntervalDatum)
+			s.val = types.IntervalDatum{Months: x.Months + v.Months, Days: x.Days + v.Days, Micros: x.Micros + v.Micros}
 		}
 	case "min", "max":
 		if s.val == nil {
@@ -327,13 +344,24 @@ func (s *aggState) result() types.Datum {
 		if s.count == 0 {
 			return nil
 		}
-		if s.agg.t == types.Int {
+		switch s.agg.t {
+		case types.Int:
 			return s.isum
+		case types.Decimal, types.Interval:
+			return s.val
 		}
 		return s.fsum
 	case "avg":
 		if s.count == 0 {
 			return nil
+		}
+		switch s.agg.t {
+		case types.Decimal:
+			out, _, _ := evalBinary21(parser.OpDiv, types.Decimal, s.val, types.DecimalFromInt(s.count))
+			return out
+		case types.Interval:
+			out, _, _ := evalBinary21(parser.OpDiv, types.Interval, s.val, s.count)
+			return out
 		}
 		return s.fsum / float64(s.count)
 	case "array_agg":
@@ -592,15 +620,18 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 		case "count":
 			agg.t = types.Int
 		case "sum":
-			if at != types.Int && at != types.Float {
+			if at != types.Int && at != types.Float && at != types.Decimal && at != types.Interval {
 				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: sum(%s)", typeName(at))
 			}
 			agg.t = at
 		case "avg":
-			if at != types.Int && at != types.Float {
+			if at != types.Int && at != types.Float && at != types.Decimal && at != types.Interval {
 				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: avg(%s)", typeName(at))
 			}
 			agg.t = types.Float
+			if at == types.Decimal || at == types.Interval {
+				agg.t = at
+			}
 		case "array_agg":
 			if at.IsArray() {
 				return nil, unsupported("array_agg of arrays is not supported")

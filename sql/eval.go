@@ -220,8 +220,7 @@ func (ec *evalCtx) eval(e texpr) (types.Datum, error) {
 		if err != nil {
 			return nil, err
 		}
-		x, err = types.Assign(x, v.e.typ(), v.mod)
-		return x, assignErr(err)
+		return v.apply(x, v.e.typ())
 	default:
 		return ec.evalQueryExpr(e)
 	}

@@ -355,7 +355,7 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 			}
 		}
 		if !v.Mod.IsZero() {
-			return withMod(x, v.Mod)
+			return castMod(x, v.Mod)
 		}
 		return x, nil
 	case *parser.FuncCall:

@@ -23,8 +23,9 @@ import (
 // (types.Assign): range checks (22003), length checks (22001), padding
 // and rounding.
 type assignExpr struct {
-	e   texpr
-	mod types.Mod
+	e        texpr
+	mod      types.Mod
+	explicit bool // a cast: strings are cut, not refused
 }
 
 func (e *assignExpr) typ() types.T { return e.e.typ() }
@@ -48,15 +49,30 @@ func coerceColumn(e texpr, c *catalog.ColumnDescriptor) (texpr, error) {
 }
 
 // withMod wraps te with a modifier, folding constants.
-func withMod(te texpr, mod types.Mod) (texpr, error) {
+func withMod(te texpr, mod types.Mod) (texpr, error) { return applyMod(te, mod, false) }
+
+// castMod wraps te with the modifier of an explicit cast.
+func castMod(te texpr, mod types.Mod) (texpr, error) { return applyMod(te, mod, true) }
+
+func applyMod(te texpr, mod types.Mod, explicit bool) (texpr, error) {
 	if k, ok := te.(*constExpr); ok {
-		d, err := types.Assign(k.d, k.t, mod)
+		d, err := (&assignExpr{mod: mod, explicit: explicit}).apply(k.d, k.t)
 		if err != nil {
-			return nil, assignErr(err)
+			return nil, err
 		}
 		return &constExpr{t: k.t, d: d}, nil
 	}
-	return &assignExpr{e: te, mod: mod}, nil
+	return &assignExpr{e: te, mod: mod, explicit: explicit}, nil
+}
+
+func (e *assignExpr) apply(d types.Datum, t types.T) (types.Datum, error) {
+	var err error
+	if e.explicit {
+		d, err = types.Cast(d, t, e.mod)
+	} else {
+		d, err = types.Assign(d, t, e.mod)
+	}
+	return d, assignErr(err)
 }
 
 func isTemporal(t types.T) bool {
@@ -641,7 +657,7 @@ func castDatum21(d types.Datum, to types.T) (types.Datum, bool, error) {
 // UPDATE, DEFAULT) that involve release 2.1's types.
 func assignable21(got, want types.T) bool {
 	switch {
-	case isNumeric(got) && isNumeric(want):
+	case isNumeric(got) && isNumeric(want) && (got == types.Decimal || want == types.Decimal):
 		return true
 	case isTemporal(got) && isTemporal(want):
 		return true

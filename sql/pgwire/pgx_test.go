@@ -213,7 +213,7 @@ func TestPgxParamFormats(t *testing.T) {
 		{[][]byte{{1, 2, 3}, []byte("1")}, nil, []int16{1, 0}, "22P03", "error in argument for $1"},
 		{[][]byte{[]byte("x"), []byte("1")}, nil, nil, "22P02", `could not parse "x" as type INT8`},
 		{[][]byte{[]byte("1"), []byte("1")}, nil, []int16{2}, "22023", "unsupported format code: 2"},
-		{[][]byte{[]byte("1"), []byte("1")}, []uint32{1114, 0}, nil, "42704", "type with OID 1114"},
+		{[][]byte{[]byte("1"), []byte("1")}, []uint32{1083, 0}, nil, "42704", "type with OID 1083"},
 		{[][]byte{[]byte("1"), {0xff, 0xfe}}, []uint32{0, types.OIDText}, nil, "22021", "invalid byte sequence"},
 	} {
 		oids := tc.oids

@@ -225,7 +225,13 @@ func (e *AssignError) Error() string { return e.Msg }
 // VARCHAR(n)/CHAR(n) length (22001; trailing blanks beyond n are cut, as in
 // PostgreSQL) and CHAR(n) padding, DECIMAL(p,s) rounding to s digits and
 // its precision (22003).
-func Assign(d Datum, t T, m Mod) (Datum, error) {
+func Assign(d Datum, t T, m Mod) (Datum, error) { return assign(d, m, false) }
+
+// Cast applies a modifier as an explicit cast does (x::VARCHAR(3)): like
+// Assign, except that a string too long is cut, not refused.
+func Cast(d Datum, t T, m Mod) (Datum, error) { return assign(d, m, true) }
+
+func assign(d Datum, m Mod, explicit bool) (Datum, error) {
 	if d == nil || m.IsZero() {
 		return d, nil
 	}
@@ -252,7 +258,7 @@ func Assign(d Datum, t T, m Mod) (Datum, error) {
 		n := utf8.RuneCountInString(v)
 		if m.Width > 0 && n > int(m.Width) {
 			trimmed := strings.TrimRight(v, " ")
-			if utf8.RuneCountInString(trimmed) > int(m.Width) {
+			if !explicit && utf8.RuneCountInString(trimmed) > int(m.Width) {
 				kind := "character varying"
 				if m.Fixed {
 					kind = "character"

@@ -264,7 +264,7 @@ func FormatText(d Datum) []byte {
 		case math.IsNaN(v):
 			return []byte("NaN")
 		}
-		return strconv.AppendFloat(nil, v, 'g', -1, 64)
+		return formatFloat(v)
 	case string:
 		return []byte(v)
 	case []byte:
@@ -470,4 +470,18 @@ func ParseBinary(t T, oid uint32, b []byte) (Datum, error) {
 		return string(b), nil
 	}
 	return nil, fmt.Errorf("binary format is not supported for parameters of type OID %d; send it in text format", oid)
+}
+
+// formatFloat renders a finite float as PostgreSQL 12+ does: the shortest
+// digits that read back exactly, in positional notation for decimal
+// exponents from -4 to 14 and in exponent notation (1e+15, 1.5e-05)
+// outside.
+func formatFloat(v float64) []byte {
+	e := strconv.AppendFloat(nil, v, 'e', -1, 64)
+	i := bytes.IndexByte(e, 'e')
+	exp, _ := strconv.Atoi(string(e[i+1:]))
+	if exp >= -4 && exp < 15 {
+		return strconv.AppendFloat(nil, v, 'f', -1, 64)
+	}
+	return e
 }
