@@ -140,10 +140,20 @@ func catalogFn(f func(s *catalogSnapshot, ec *evalCtx, a []types.Datum) (types.D
 
 func formatType(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
 	oid := a[0].(int64)
-	if name, ok := s.typeNameByOID(oid); ok {
-		return name, nil
+	name, ok := s.typeNameByOID(oid)
+	if !ok {
+		return "???", nil
 	}
-	return "???", nil
+	// The type modifier, as PostgreSQL's format_type prints it.
+	if mod, _ := a[1].(int64); mod >= 4 {
+		switch oid {
+		case int64(types.OIDVarchar), int64(types.OIDBPChar):
+			return fmt.Sprintf("%s(%d)", name, mod-4), nil
+		case int64(types.OIDNumeric):
+			return fmt.Sprintf("numeric(%d,%d)", (mod-4)>>16, (mod-4)&0xffff), nil
+		}
+	}
+	return name, nil
 }
 
 var (

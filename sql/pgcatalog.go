@@ -97,6 +97,22 @@ var builtinTypes = []builtinType{
 	{1022, "_float8", -1, "A", 701, 0, "double precision[]"},
 	{1015, "_varchar", -1, "A", 1043, 0, "character varying[]"},
 	{1028, "_oid", -1, "A", 26, 0, "oid[]"},
+	{1042, "bpchar", -1, "S", 0, 1014, "character"},
+	{1014, "_bpchar", -1, "A", 1042, 0, "character[]"},
+	{1700, "numeric", -1, "N", 0, 1231, "numeric"},
+	{1231, "_numeric", -1, "A", 1700, 0, "numeric[]"},
+	{1082, "date", 4, "D", 0, 1182, "date"},
+	{1182, "_date", -1, "A", 1082, 0, "date[]"},
+	{1114, "timestamp", 8, "D", 0, 1115, "timestamp without time zone"},
+	{1115, "_timestamp", -1, "A", 1114, 0, "timestamp without time zone[]"},
+	{1184, "timestamptz", 8, "D", 0, 1185, "timestamp with time zone"},
+	{1185, "_timestamptz", -1, "A", 1184, 0, "timestamp with time zone[]"},
+	{1186, "interval", 16, "T", 0, 1187, "interval"},
+	{1187, "_interval", -1, "A", 1186, 0, "interval[]"},
+	{2950, "uuid", 16, "U", 0, 2951, "uuid"},
+	{2951, "_uuid", -1, "A", 2950, 0, "uuid[]"},
+	{3802, "jsonb", -1, "U", 0, 3807, "jsonb"},
+	{3807, "_jsonb", -1, "A", 3802, 0, "jsonb[]"},
 	{4089, "regnamespace", 4, "N", 0, 4090, "regnamespace"},
 	{4096, "regrole", 4, "N", 0, 4097, "regrole"},
 }
@@ -288,8 +304,9 @@ var catalogTables = []catTable{
 		"attinhcount int, attcollation int, attacl text[], attoptions text[], attfdwoptions text[], attmissingval text",
 		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
 			var out [][]types.Datum
-			row := func(rel int64, name string, t types.T, num int64, notNull, hasDef bool) []types.Datum {
-				typ, _ := builtinTypeByOID(colTypeOID(t))
+			row := func(rel int64, name string, t types.T, mod types.Mod, num int64, notNull, hasDef bool) []types.Datum {
+				oid := int64(types.ColumnOID(t, mod))
+				typ, _ := builtinTypeByOID(oid)
 				coll := int64(0)
 				if t == types.String {
 					coll = oidDefaultColl
@@ -298,25 +315,25 @@ var catalogTables = []catTable{
 				if typ.len < 0 {
 					storage = "x" // PostgreSQL's "extended" for variable-length types
 				}
-				return []types.Datum{rel, name, colTypeOID(t), int64(-1), typ.len, num, int64(0), int64(-1), int64(-1),
+				return []types.Datum{rel, name, oid, int64(-1), typ.len, num, int64(0), int64(-1), int64(types.TypeMod(t, mod)),
 					typ.len > 0, storage, "i", notNull, hasDef, false, "", "", false, true, int64(0), coll, nil, nil, nil, nil}
 			}
 			for _, ti := range s.tables {
 				for i, pos := range ti.visible {
 					c := ti.cols[pos]
-					out = append(out, row(tableOID(ti.desc), c.Name, c.Type, int64(i+1), !c.Nullable, c.DefaultExpr != ""))
+					out = append(out, row(tableOID(ti.desc), c.Name, c.Type, c.Mod, int64(i+1), !c.Nullable, c.DefaultExpr != ""))
 				}
 				if hasVisiblePK(ti) {
 					for i, pos := range ti.pk {
 						c := ti.cols[pos]
-						out = append(out, row(pkeyIndexOID(ti.desc), c.Name, c.Type, int64(i+1), false, false))
+						out = append(out, row(pkeyIndexOID(ti.desc), c.Name, c.Type, c.Mod, int64(i+1), false, false))
 					}
 				}
 			}
 			for _, name := range s.e.virtualNames() {
 				vt, _ := s.e.virtualTable(name)
 				for i, c := range vt.cols {
-					out = append(out, row(virtualOID(name), c.Name, c.Type, int64(i+1), false, false))
+					out = append(out, row(virtualOID(name), c.Name, c.Type, types.Mod{}, int64(i+1), false, false))
 				}
 			}
 			return out, nil
@@ -624,23 +641,45 @@ var catalogTables = []catTable{
 			for _, ti := range s.tables {
 				for i, pos := range ti.visible {
 					c := ti.cols[pos]
-					typ, _ := builtinTypeByOID(colTypeOID(c.Type))
+					typ, _ := builtinTypeByOID(int64(types.ColumnOID(c.Type, c.Mod)))
 					nullable := "YES"
 					if !c.Nullable {
 						nullable = "NO"
 					}
-					var def, prec, radix, scale types.Datum
+					var def, prec, radix, scale, maxLen, octetLen, dtPrec types.Datum
 					if c.DefaultExpr != "" {
 						def = c.DefaultExpr
 					}
 					switch c.Type {
 					case types.Int:
-						prec, radix, scale = int64(64), int64(2), int64(0)
+						bits := int64(64)
+						if c.Mod.Width != 0 {
+							bits = int64(c.Mod.Width)
+						}
+						prec, radix, scale = bits, int64(2), int64(0)
 					case types.Float:
 						prec, radix = int64(53), int64(2)
+						if c.Mod.Width == 32 {
+							prec = int64(24)
+						}
+					case types.Decimal:
+						radix = int64(10)
+						if c.Mod.Precision > 0 {
+							prec, scale = int64(c.Mod.Precision), int64(c.Mod.Scale)
+						}
+					case types.String:
+						if c.Mod.Width > 0 {
+							maxLen, octetLen = int64(c.Mod.Width), int64(4*c.Mod.Width)
+						} else {
+							octetLen = int64(1073741824)
+						}
+					case types.Date:
+						dtPrec = int64(0)
+					case types.Timestamp, types.TimestampTZ, types.Interval:
+						dtPrec = int64(6)
 					}
 					out = append(out, []types.Datum{db, "public", ti.desc.Name, c.Name, int64(i + 1), def, nullable, typ.sqlName,
-						nil, nil, prec, radix, scale, nil, db, "pg_catalog", typ.name, "NO", "NEVER", nil, "YES"})
+						maxLen, octetLen, prec, radix, scale, dtPrec, db, "pg_catalog", typ.name, "NO", "NEVER", nil, "YES"})
 				}
 			}
 			return out, nil

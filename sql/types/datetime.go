@@ -39,8 +39,12 @@ func (d DateDatum) Time() time.Time { return unixEpoch.AddDate(0, 0, int(d)) }
 // DateFromTime returns the date of t's wall clock.
 func DateFromTime(t time.Time) DateDatum {
 	y, m, dd := t.Date()
-	u := time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
-	return DateDatum(math.Floor(u.Sub(unixEpoch).Hours()/24 + 0.5))
+	secs := time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Unix()
+	days := secs / 86400
+	if secs%86400 != 0 && secs < 0 {
+		days--
+	}
+	return DateDatum(days)
 }
 
 // MakeTimestamp returns t's wall clock as a TIMESTAMP.
@@ -110,7 +114,7 @@ func (iv IntervalDatum) String() string {
 		if n == 0 {
 			return
 		}
-		if n == 1 || n == -1 {
+		if n == 1 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, one))
 		} else {
 			parts = append(parts, fmt.Sprintf("%d %s", n, many))
@@ -373,6 +377,6 @@ func AddInterval(t time.Time, iv IntervalDatum, sign int64) time.Time {
 // SubTimes returns a - b as an interval of days and time (PostgreSQL's
 // timestamp - timestamp).
 func SubTimes(a, b time.Time) IntervalDatum {
-	us := a.Sub(b).Microseconds()
+	us := a.UnixMicro() - b.UnixMicro()
 	return IntervalDatum{Days: us / microsPerDay, Micros: us % microsPerDay}
 }
