@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
-	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"

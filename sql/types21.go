@@ -554,7 +554,9 @@ func castDatum21(d types.Datum, to types.T) (types.Datum, bool, error) {
 	if to == types.String {
 		return string(types.FormatText(d)), true, nil
 	}
-	outOfRange := func() error { return pgerror.Newf(pgerror.CodeNumericValueOutOfRange, "%s out of range", strings.ToLower(to.String())) }
+	outOfRange := func() error {
+		return pgerror.Newf(pgerror.CodeNumericValueOutOfRange, "%s out of range", strings.ToLower(to.String()))
+	}
 	switch v := d.(type) {
 	case string:
 		out, err := types.ParseText(to, []byte(v))

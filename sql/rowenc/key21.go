@@ -117,6 +117,10 @@ func decodeDecimalKey(b []byte) (types.Datum, []byte, error) {
 	if i >= len(b) || len(digits) == 0 {
 		return nil, nil, corrupt("unterminated DECIMAL key column")
 	}
+	if digits[0] == '0' || digits[len(digits)-1] == '0' {
+		// The encoder writes neither leading nor trailing zeros.
+		return nil, nil, corrupt("non-canonical DECIMAL key column")
+	}
 	coeff, ok := new(apd.BigInt).SetString(string(digits), 10)
 	if !ok || exp-int64(len(digits)) < math.MinInt32 || exp-int64(len(digits)) > math.MaxInt32 {
 		return nil, nil, corrupt("invalid DECIMAL key column")

@@ -44,7 +44,6 @@ func (decPair) Generate(r *rand.Rand, _ int) reflect.Value {
 	return reflect.ValueOf(decPair{a, b})
 }
 
-
 // TestDecimalKeyOrder: bytes.Compare on encodings agrees with comparing
 // the decimals (NaN above every number, 1.5 = 1.50), also with a column
 // after it, and decoding returns an equal value.

@@ -246,7 +246,7 @@ func assign(d Datum, m Mod, explicit bool) (Datum, error) {
 	case float64:
 		if m.Width == 32 {
 			if !math.IsInf(v, 0) && !math.IsNaN(v) && math.Abs(v) > math.MaxFloat32 {
-				return nil, &AssignError{"22003", fmt.Sprintf("value out of range: overflow")}
+				return nil, &AssignError{"22003", "value out of range: overflow"}
 			}
 			// Round to float32 and back to the shortest decimal that
 			// reads as the same float32, as PostgreSQL shows a REAL.
