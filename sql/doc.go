@@ -124,9 +124,21 @@
 //     being refused. unique_rowid() is (time in 10µs units) << 15 | node ID,
 //     strictly increasing per node and unique across nodes.
 //   - INT / INT is integer division (PostgreSQL's, not CockroachDB's
-//     DECIMAL); there is no DECIMAL.
-//   - now() returns the time as an RFC 3339 STRING: there is no TIMESTAMP
-//     type in 1.0.
+//     DECIMAL).
+//   - INT is INT8 (CockroachDB's default_int_size); INTEGER is INT4 as in
+//     PostgreSQL, from release 2.1 on. Expressions compute in the type's
+//     family (an INT2 or INT4 column reads as INT8, VARCHAR(n) and
+//     CHAR(n) as STRING, REAL as FLOAT8); the column's declared type
+//     (types.Mod) is checked when a value is stored (22003, 22001) and
+//     shown by SHOW CREATE TABLE and the catalogs.
+//   - The types of release 2.1 (DECIMAL, DATE, TIMESTAMP, TIMESTAMPTZ,
+//     INTERVAL, UUID, JSONB) and type modifiers are new stored formats:
+//     until the cluster is finalized to 2.1, a column of such a type is
+//     refused with 0A000 and a modifier is dropped as 2.0 did (INTEGER was
+//     INT8, VARCHAR(10) was STRING). Values of these types in queries
+//     (now(), casts, literals) need no gate. Sessions run in time zone UTC.
+//   - SERIAL, BIGSERIAL and SMALLSERIAL are INT8 NOT NULL DEFAULT
+//     unique_rowid(), CockroachDB's serial_normalization = rowid.
 //   - ALTER TABLE ADD COLUMN accepts only a constant DEFAULT and requires one
 //     for NOT NULL, because existing rows (and rows written by nodes that
 //     have not seen the ALTER yet) read the column as its default.

@@ -12,6 +12,13 @@
 //	        value sorting above +Infinity, as PostgreSQL orders them
 //	STRING, BYTES  the bytes with 0x00 escaped as 0x00 0xFF, then 0x00 0x01
 //	BOOL    one byte, 0 or 1
+//	DATE, TIMESTAMP, TIMESTAMPTZ  days or microseconds since 1970-01-01 UTC,
+//	        as INT8 (release 2.1, like the rest of this list)
+//	UUID    its 16 bytes
+//	DECIMAL a class byte (negative, zero, positive, NaN), then for nonzero
+//	        values the exponent and the digits without trailing zeros,
+//	        inverted for negatives (key21.go); 1.5 and 1.50 share a key
+//	INTERVAL, JSONB  no key order: not allowed in a primary key
 //
 // so bytes.Compare on two keys of one table agrees with comparing their
 // primary keys in SQL, column by column. Every key of table N lies in
@@ -24,7 +31,8 @@
 // (EncodingV1) follows it with, for each stored non-key column in ascending
 // column ID order: uvarint column ID, a type tag byte, and the payload
 // (zig-zag varint for INT8, 8 bytes for FLOAT8, uvarint length and bytes for
-// STRING and BYTES, nothing for the two BOOL tags). NULL is normally not
+// STRING and BYTES, nothing for the two BOOL tags; the tags of release 2.1's
+// types are listed in row.go and written only once the cluster is at 2.1). NULL is normally not
 // stored at all; for a column with a DEFAULT it is stored as an explicit NULL
 // tag, because an absent column reads as its default (see below) and a NULL
 // written on purpose must not.
