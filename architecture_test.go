@@ -81,7 +81,7 @@ var archRules = map[string]archRule{
 	"group0/member":       {ours: []string{"group0", "nodeapi", "kv", "kv/kvpb", "storage", "rpc", "keys", "liveness", "clusterversion", "sql/catalog", "sql/pgerror"}, thirdParty: anything},
 	"server":              {ours: anything, thirdParty: anything},
 	"server/testcluster":  {ours: anything, thirdParty: anything},
-	"server/localcluster": {ours: []string{"server", "nodeapi", "clusterversion"}, thirdParty: anything},
+	"server/localcluster": {ours: []string{"server", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"server/autoupgrade":  {ours: []string{"clusterversion"}, thirdParty: anything},
 	"server/console":      {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":      {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},

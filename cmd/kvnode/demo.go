@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +53,7 @@ type demoFlags struct {
 	auto                bool
 	exitAfter           bool
 	autoUpgradeInterval time.Duration
+	insecure            bool
 }
 
 func newDemoCmd() *cobra.Command {
@@ -59,8 +63,10 @@ func newDemoCmd() *cobra.Command {
 		Short: "run a local cluster on 127.0.0.1 with temporary stores, until Ctrl-C; --upgrade-from=R walks you through a rolling upgrade",
 		Long: `Run a local cluster on 127.0.0.1 with temporary stores, print how to connect to
 it, and keep it running until Ctrl-C (which stops it and deletes its data).
-The demo cluster is insecure for now (plaintext, no authentication, like
---insecure); a secure demo is to come.
+The demo cluster is secure (as --certs-dir): certificates in its temporary
+directory, TLS on every port, and an admin user demo with a generated
+password, which the printed URLs carry (psql works with them as printed).
+--insecure runs it without security (plaintext, no authentication).
 
 With --upgrade-from=R the cluster starts on release R, older than this binary,
 and the demo walks you through a rolling upgrade to this binary's release, one
@@ -77,7 +83,9 @@ started with the knob that makes it behave exactly as that release
 (server.Config.Knobs.BinaryVersion, as in-process tests do). Upgrading node N
 drains it (as ` + "`kvnode node drain`" + ` does), stops it, and starts it again on the
 same store and ports as this binary's own release. With real processes and
-real binaries, follow "A rolling upgrade" in README.md.`,
+real binaries, follow "A rolling upgrade" in README.md. The walk-through runs
+insecure: it starts on a release older than 2.1, which has no users and
+passwords.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.nodes < 1 || f.nodes > 9 {
@@ -103,6 +111,7 @@ real binaries, follow "A rolling upgrade" in README.md.`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.nodes, "nodes", 3, "number of nodes")
+	fl.BoolVar(&f.insecure, "insecure", false, "run the demo cluster without security: plaintext, no authentication (the upgrade walk-through always does)")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn or error (with --upgrade-from, node logs go to a temporary file, at info unless given)")
 	fl.StringVar(&f.upgradeFrom, "upgrade-from", "", "start the cluster on this older release and walk through a rolling upgrade to this binary's release")
 	fl.BoolVar(&f.auto, "auto", false, "with --upgrade-from: run the whole walk-through without prompts, then keep the cluster running until Ctrl-C")
@@ -148,13 +157,19 @@ func parseUpgradeFrom(s string) (clusterversion.Version, error) {
 	return v, nil
 }
 
-// runDemo is `kvnode demo` without --upgrade-from.
+// runDemo is `kvnode demo` without --upgrade-from: secure unless
+// --insecure, with an admin user demo whose generated password the printed
+// URLs carry.
 func runDemo(cmd *cobra.Command, f *demoFlags) error {
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
 	}
-	c, err := localcluster.New(f.nodes, log, 0)
+	newCluster := localcluster.NewSecure
+	if f.insecure {
+		newCluster = localcluster.New
+	}
+	c, err := newCluster(f.nodes, log, 0)
 	if err != nil {
 		return err
 	}
@@ -164,8 +179,21 @@ func runDemo(cmd *cobra.Command, f *demoFlags) error {
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "\nkvnode demo: a %d-node cluster is running (stores in %s).\n\n", f.nodes, c.Dir)
-	for _, nd := range c.Nodes {
-		fmt.Fprintf(out, "  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", nd.ID, nd.Config.SQLAddr, nd.Config.HTTPAddr)
+	if f.insecure {
+		for _, nd := range c.Nodes {
+			fmt.Fprintf(out, "  node %d: psql \"postgresql://root@%s/defaultdb?sslmode=disable\"   status: http://%s/\n", nd.ID, nd.Config.SQLAddr, nd.Config.HTTPAddr)
+		}
+	} else {
+		password, err := createDemoUser(c)
+		if err != nil {
+			return err
+		}
+		for _, nd := range c.Nodes {
+			fmt.Fprintf(out, "  node %d: psql \"%s\"   status: https://%s/\n", nd.ID, demoURL(c, nd, password), nd.Config.HTTPAddr)
+		}
+		fmt.Fprintf(out, "\nThe cluster is secure: TLS on every port, checked against the demo's CA (%s).\n"+
+			"User demo (an admin) has the generated password %s; root logs in with its certificate in %s.\n",
+			filepath.Join(c.CertsDir, "ca.crt"), password, c.CertsDir)
 	}
 	fmt.Fprintf(out, "\nTry: CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one'); SELECT * FROM kv;\nPress Ctrl-C to stop the cluster and delete its data.\n")
 	sigC := make(chan os.Signal, 1)
@@ -173,6 +201,37 @@ func runDemo(cmd *cobra.Command, f *demoFlags) error {
 	<-sigC
 	fmt.Fprintln(out, "\nstopping the demo cluster...")
 	return nil
+}
+
+// createDemoUser creates the admin user demo with a generated password (as
+// root, with its certificate) and returns the password.
+func createDemoUser(c *localcluster.Cluster) (string, error) {
+	b := make([]byte, 15)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	// URL-safe: it goes into the URLs as it is.
+	password := "demo-" + base64.RawURLEncoding.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.Nodes[0].URL())
+	if err != nil {
+		return "", errors.Wrap(err, "connecting as root to create the demo user")
+	}
+	defer conn.Close(context.Background())
+	for _, stmt := range []string{"CREATE USER demo WITH PASSWORD '" + password + "'", "GRANT admin TO demo"} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return "", errors.Wrap(err, "creating the demo user")
+		}
+	}
+	return password, nil
+}
+
+// demoURL is node nd's URL for user demo: its password, TLS checked against
+// the demo's CA.
+func demoURL(c *localcluster.Cluster, nd *localcluster.Node, password string) string {
+	return "postgresql://demo:" + password + "@" + nd.Config.SQLAddr + "/defaultdb?sslmode=verify-full&sslrootcert=" +
+		filepath.Join(c.CertsDir, "ca.crt")
 }
 
 // ---- the upgrade walk-through ----

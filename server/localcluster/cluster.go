@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/security"
 	"github.com/kvnode/kvnode/server"
 )
 
@@ -25,8 +26,16 @@ type Node struct {
 	Release clusterversion.Version
 }
 
-// URL is the node's PostgreSQL connection URL.
+// URL is the node's PostgreSQL connection URL for root: plaintext, or in a
+// secure cluster TLS checked against the cluster's CA, with root's client
+// certificate.
 func (n *Node) URL() string {
+	if d := n.Config.CertsDir; d != "" {
+		return "postgresql://root@" + n.Config.SQLAddr + "/defaultdb?connect_timeout=5&sslmode=verify-full" +
+			"&sslrootcert=" + filepath.Join(d, security.CACertFile) +
+			"&sslcert=" + filepath.Join(d, security.ClientCertFile(security.RootUser)) +
+			"&sslkey=" + filepath.Join(d, security.ClientKeyFile(security.RootUser))
+	}
 	return "postgresql://root@" + n.Config.SQLAddr + "/defaultdb?sslmode=disable&connect_timeout=5"
 }
 
@@ -39,10 +48,43 @@ type Cluster struct {
 	Binary clusterversion.Version
 	// Nodes are ordered by node ID once started.
 	Nodes []*Node
+	// CertsDir is the certificates directory of a secure cluster (under
+	// Dir: a CA, one node certificate for 127.0.0.1 and localhost, root's
+	// client certificate); empty for an insecure one.
+	CertsDir string
+}
+
+// NewSecure is New for a secure cluster: it creates a CA (its key stays in
+// the temporary directory, deleted with it), a node certificate that every
+// node shares (127.0.0.1 and localhost) and root's client certificate, and
+// starts every node with --certs-dir.
+func NewSecure(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, error) {
+	c, err := New(n, log, autoUpgradeInterval)
+	if err != nil {
+		return nil, err
+	}
+	o := security.Options{CertsDir: filepath.Join(c.Dir, "certs"), CAKey: filepath.Join(c.Dir, "ca.key")}
+	if err := security.CreateCA(o); err == nil {
+		if err = security.CreateNode(o, []string{"127.0.0.1", "localhost"}); err == nil {
+			err = security.CreateClient(o, security.RootUser)
+		}
+		if err != nil {
+			c.Close()
+			return nil, errors.Wrap(err, "creating the demo's certificates")
+		}
+	} else {
+		c.Close()
+		return nil, errors.Wrap(err, "creating the demo's CA")
+	}
+	c.CertsDir = o.CertsDir
+	for _, nd := range c.Nodes {
+		nd.Config.Insecure, nd.Config.CertsDir = false, o.CertsDir
+	}
+	return c, nil
 }
 
 // New prepares n nodes (none started) on a new temporary directory and
-// free loopback ports, each node joining the others.
+// free loopback ports, each node joining the others; they run insecure.
 func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "kvnode-demo-")
 	if err != nil {
@@ -63,7 +105,7 @@ func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, 
 			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
 			SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
 			AutoUpgradeInterval: autoUpgradeInterval,
-			Insecure:            true, // the demo is insecure for now (issue 21 wants it secure by default)
+			Insecure:            true, // NewSecure makes it secure
 		}})
 	}
 	return c, nil
@@ -78,7 +120,7 @@ func (c *Cluster) StartAll(ctx context.Context, rel clusterversion.Version) erro
 			return err
 		}
 	}
-	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ictx, cancel := context.WithTimeout(nodeapi.WithTLS(ctx, c.Nodes[0].Server.ClientTLS()), 30*time.Second)
 	defer cancel()
 	if _, err := nodeapi.InitCluster(ictx, c.Nodes[0].Server.RPCAddr()); err != nil {
 		return err
