@@ -84,6 +84,10 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	r.store.applied = as
 	r.store.mu.Unlock()
 	r.applied, r.trunc, r.lastPersist = as, tr, meta.Index
+	r.appliedIdx.Store(as.Index)
+	r.noteCommit(as.Index)
+	r.confEpoch++
+	r.clearLease("snapshot")
 	// A pending attempt may have been committed in an entry the snapshot
 	// covers, which this node never applies one by one: its outcome is
 	// unknown. It must not reach the term rule either (failLostProposals),
@@ -102,6 +106,9 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 	if len(ents) == 0 && raft.IsEmptyHardState(hs) {
 		return nil
+	}
+	if n := len(ents); n > 0 {
+		r.noteCommit(ents[n-1].Index) // before any proposer is answered
 	}
 	b := r.eng.DB.NewIndexedBatch()
 	defer b.Close()
@@ -179,7 +186,14 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 		}
 	}
 	confChanged := !confEqual(r.applied.ConfState, as.ConfState)
+	if confChanged {
+		// A lease proves a quorum of the configuration it was granted in
+		// (R6): a new configuration starts without one.
+		r.confEpoch++
+		r.clearLease("configuration change")
+	}
 	r.applied = as
+	r.appliedIdx.Store(as.Index)
 	r.store.mu.Lock()
 	r.store.applied = as
 	r.store.mu.Unlock()

@@ -19,6 +19,8 @@ type Metrics struct {
 	applyLag                        prometheus.Gauge
 	voters, learners                prometheus.Gauge
 	proposalsTotal, readsTotal      prometheus.Counter
+	leaseReadsTotal, leasesGranted  prometheus.Counter
+	leaseReadsOn                    prometheus.Gauge
 	snapshotsApplied                prometheus.Counter
 	leaderChanges                   prometheus.Counter
 	rowCacheHits, rowCacheMisses    prometheus.Counter
@@ -44,15 +46,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return x
 	}
 	m := &Metrics{
-		term:             g("term", "Current Raft term of the data group."),
-		commit:           g("commit_index", "Highest log index known committed."),
-		applied:          g("applied_index", "Highest log index applied to the state machine on this node."),
-		isLeader:         g("is_leader", "1 if this node leads the data group."),
-		applyLag:         g("apply_lag", "Entries known committed but not yet applied on this node (commit_index - applied_index)."),
-		voters:           g("voters", "Number of voters in the data group's configuration."),
-		learners:         g("learners", "Number of learners in the data group's configuration."),
-		proposalsTotal:   c("proposals_total", "Proposals submitted to Raft by this node."),
-		readsTotal:       c("read_index_total", "Linearizable reads served through ReadIndex."),
+		term:            g("term", "Current Raft term of the data group."),
+		commit:          g("commit_index", "Highest log index known committed."),
+		applied:         g("applied_index", "Highest log index applied to the state machine on this node."),
+		isLeader:        g("is_leader", "1 if this node leads the data group."),
+		applyLag:        g("apply_lag", "Entries known committed but not yet applied on this node (commit_index - applied_index)."),
+		voters:          g("voters", "Number of voters in the data group's configuration."),
+		learners:        g("learners", "Number of learners in the data group's configuration."),
+		proposalsTotal:  c("proposals_total", "Proposals submitted to Raft by this node."),
+		readsTotal:      c("read_index_total", "Linearizable reads served through ReadIndex."),
+		leaseReadsTotal: c("lease_reads_total", "Linearizable reads served from the leader lease, without a ReadIndex round."),
+		leasesGranted: c("leases_granted_total",
+			"Times this node began a leader lease (a renewal of a lease it holds is not counted)."),
+		leaseReadsOn: g("lease_reads_enabled",
+			"1 if this node may serve leased reads now: its flag is on, the cluster is at 2.1, and its clock is within --max-offset of a majority of the other nodes' (0 falls back to ReadIndex)."),
 		snapshotsApplied: c("snapshots_applied_total", "Raft snapshots applied by this node."),
 		leaderChanges: c("leader_changes_total",
 			"Times this node saw a new leader of the data group: a known leader other than the last one it saw (which may be none), like etcd's leader_changes_seen_total."),
@@ -101,6 +108,28 @@ func (m *Metrics) setRowCacheBytes(n int) {
 func (m *Metrics) readIndex() {
 	if m != nil {
 		m.readsTotal.Inc()
+	}
+}
+
+func (m *Metrics) leaseRead() {
+	if m != nil {
+		m.leaseReadsTotal.Inc()
+	}
+}
+
+func (m *Metrics) leaseGranted() {
+	if m != nil {
+		m.leasesGranted.Inc()
+	}
+}
+
+func (m *Metrics) setLeaseReads(on bool) {
+	if m != nil {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		m.leaseReadsOn.Set(v)
 	}
 }
 

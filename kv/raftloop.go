@@ -43,6 +43,9 @@ func (r *Replica) run() {
 		case <-r.stopC:
 			return
 		case <-ticker.C:
+			if r.cfg.TestingSkipTick != nil && r.cfg.TestingSkipTick() {
+				break
+			}
 			r.rn.Tick()
 			r.tickCount++
 			r.periodic()
@@ -53,15 +56,16 @@ func (r *Replica) run() {
 		case f := <-r.fwdC:
 			f.done <- r.proposeForwarded(f)
 		case rr := <-r.readC:
-			r.reads = append(r.reads, rr)
+			r.queueRead(rr)
 			for more := true; more; {
 				select {
 				case rr := <-r.readC:
-					r.reads = append(r.reads, rr)
+					r.queueRead(rr)
 				default:
 					more = false
 				}
 			}
+			r.releaseReads()
 		case c := <-r.confC:
 			c.done <- r.rn.ProposeConfChange(c.cc)
 		case fn := <-r.reportC:
@@ -119,6 +123,10 @@ func (r *Replica) step(msgs []raftpb.Message) {
 			// that lost its store rejoins that way). Raft would take it
 			// for a lost log and panic; it is stale: drop it.
 			r.log.Debug("dropping a stale heartbeat sent to an earlier replica of this node", "from", m.From, "commit", m.Commit)
+			continue
+		}
+		if r.abstains(m) {
+			r.log.Debug("ignoring a vote request: this node started less than an election timeout ago (leader lease)", "from", m.From, "type", m.Type)
 			continue
 		}
 		if err := r.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
@@ -208,8 +216,16 @@ func (r *Replica) issueReads() {
 	if len(r.reads) == 0 || len(r.readBatches) > 0 {
 		return
 	}
-	b := &readBatch{id: rand.Uint64(), reqs: r.reads, since: time.Now()}
+	reqs := r.reads
 	r.reads = nil
+	r.startReadBatch(reqs)
+}
+
+// startReadBatch issues one ReadIndex round for reqs (none: a round that
+// only renews the leader lease). Its completion on the leader also extends
+// the lease from the moment it was issued (lease.go).
+func (r *Replica) startReadBatch(reqs []*readReq) {
+	b := &readBatch{id: rand.Uint64(), reqs: reqs, since: r.clock.Now(), term: r.rn.BasicStatus().Term, confEpoch: r.confEpoch}
 	r.readBatches[b.id] = b
 	r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, b.id))
 }
@@ -218,8 +234,10 @@ func (r *Replica) issueReads() {
 // dropped when no leader is known), expire proposals nobody waits for, and on
 // the leader, promote caught-up learners.
 func (r *Replica) periodic() {
+	r.pollLeaseReads()
+	r.checkLease(r.rn.BasicStatus())
 	for id, b := range r.readBatches {
-		if time.Since(b.since) > 5*r.cfg.TickInterval {
+		if r.clock.Now().Sub(b.since) > 5*r.cfg.TickInterval {
 			delete(r.readBatches, id)
 			r.reads = append(r.reads, b.reqs...)
 		}
@@ -236,6 +254,7 @@ func (r *Replica) periodic() {
 	if r.rn.BasicStatus().RaftState == raft.StateLeader {
 		r.maybePromote()
 	}
+	r.renewLease()
 }
 
 func (r *Replica) maybePromote() {
@@ -276,6 +295,14 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	// persisted, and the leader counts itself only after its own write.
 	// Everything else (votes, responses) waits for the fsync below.
 	st := r.rn.BasicStatus()
+	// Before anything of this Ready leaves the node: the lease ends if this
+	// node is no longer its leader (a vote it grants goes out below), and
+	// the commit index the lease reads at is brought up to what the
+	// messages below may reveal (lease.go).
+	r.checkLease(st)
+	if !raft.IsEmptyHardState(rd.HardState) {
+		r.noteCommit(rd.HardState.Commit)
+	}
 	var later []raftpb.Message
 	if st.RaftState == raft.StateLeader {
 		var early []raftpb.Message
@@ -351,6 +378,7 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 		}
 		if b, ok := r.readBatches[binary.BigEndian.Uint64(rs.RequestCtx)]; ok {
 			delete(r.readBatches, b.id)
+			r.maybeGrantLease(b)
 			for _, rr := range b.reqs {
 				rr.index = rs.Index
 				r.readyReads = append(r.readyReads, rr)
@@ -367,6 +395,16 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	// 4. Advance.
 	r.rn.Advance(rd)
 	return r.maybeTruncate()
+}
+
+// queueRead takes a read request: one that a lease already gave an index
+// waits for that index to be applied; any other waits for a ReadIndex round.
+func (r *Replica) queueRead(rr *readReq) {
+	if rr.leased {
+		r.readyReads = append(r.readyReads, rr)
+		return
+	}
+	r.reads = append(r.reads, rr)
 }
 
 func (r *Replica) releaseReads() {

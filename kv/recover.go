@@ -316,6 +316,11 @@ func (r *Replica) reloadLocked() error {
 	r.failPending()
 	r.store, r.rn = st, rn
 	r.applied, r.readyApplied, r.trunc = l.applied, l.applied.Index, l.trunc
+	r.appliedIdx.Store(l.applied.Index)
+	r.commitIdx.Store(max(l.hs.Commit, l.applied.Index))
+	r.confEpoch++
+	r.clearLease("Raft state reloaded")
+	r.startedAt = r.clock.Now()
 	r.lastPersist = l.trunc.Index + uint64(len(l.entries))
 	r.forwarded = forwardedIDs{}
 	r.lostCheckTerm = 0

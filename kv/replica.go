@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/storage"
 )
 
@@ -49,6 +50,23 @@ type Config struct {
 	// txn.go.
 	TxnHistory    time.Duration
 	TxnGCInterval time.Duration
+
+	// Leader lease (lease.go, kv/DESIGN.md). Clock is the node's clock
+	// (nil: the system clock; tests shift it). MaxOffset bounds how far two
+	// nodes' clocks may disagree over an election timeout (default 500ms);
+	// the lease lasts the least election timeout less MaxOffset, and there
+	// is no lease if that leaves nothing. LeaseReads is polled once per tick
+	// and says whether this node may serve leased reads now (its flag, the
+	// cluster version, the clock-offset monitor); nil: never, every read
+	// takes a ReadIndex round.
+	Clock      *rpc.Clock
+	MaxOffset  time.Duration
+	LeaseReads func() bool
+
+	// TestingSkipTick, if it returns true, makes the loop skip a tick: a
+	// test stalls a node's Raft timers (CheckQuorum, elections, lease
+	// renewals) while the node keeps running, as a stuck loop would.
+	TestingSkipTick func() bool
 }
 
 func (c *Config) setDefaults() {
@@ -79,7 +97,14 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.MaxOffset == 0 {
+		c.MaxOffset = DefaultMaxOffset
+	}
 }
+
+// DefaultMaxOffset is the default bound on clock offsets between nodes
+// (CockroachDB's default).
+const DefaultMaxOffset = 500 * time.Millisecond
 
 // Status is a snapshot of the replica's Raft state, refreshed by the Ready
 // loop after every cycle.
@@ -95,6 +120,10 @@ type Status struct {
 	FirstLog  uint64
 	Progress  map[uint64]uint64 // leader only: match index per member
 	LastIndex uint64
+	// LeaseReads: this node may serve leased reads (Config.LeaseReads, as
+	// last polled); Lease: it holds a valid leader lease (lease.go).
+	LeaseReads bool
+	Lease      bool
 }
 
 // Replica is this node's member of the data Raft group. It implements
@@ -139,6 +168,19 @@ type Replica struct {
 	lastStatusAt time.Time
 
 	stopOnce sync.Once
+
+	// Leader lease (lease.go). The atomics are read by leaseRead on any
+	// goroutine; the loop writes them.
+	clock       *rpc.Clock
+	leaseDur    time.Duration
+	startedAt   time.Time   // the clock when this replica's Raft state was loaded
+	leaseOK     atomic.Bool // LeaseReads as last polled
+	lease       atomic.Pointer[lease]
+	leaseGen    atomic.Uint64 // bumped when a lease ends and when a new run of grants begins
+	commitIdx   atomic.Uint64 // highest index known committed here
+	appliedIdx  atomic.Uint64 // applied.Index
+	confEpoch   uint64        // loop-owned: configuration changes applied
+	noLeaseTerm uint64        // loop-owned: a leadership transfer began in this term
 }
 
 var _ kvpb.DB = (*Replica)(nil)
@@ -173,14 +215,17 @@ type result struct {
 }
 
 type readReq struct {
-	index uint64
-	done  chan struct{}
+	index  uint64
+	leased bool // index comes from the leader lease, not a ReadIndex round
+	done   chan struct{}
 }
 
 type readBatch struct {
-	id    uint64
-	reqs  []*readReq
-	since time.Time
+	id        uint64
+	reqs      []*readReq
+	since     time.Time // the replica's clock when the round was issued
+	term      uint64    // the Raft term then
+	confEpoch uint64    // Replica.confEpoch then
 }
 
 type confReq struct {
@@ -226,6 +271,15 @@ func NewReplica(cfg Config) (*Replica, error) {
 		readyApplied: l.applied.Index,
 		trunc:        l.trunc,
 		lastPersist:  l.trunc.Index + uint64(len(l.entries)),
+		clock:        cfg.Clock,
+		leaseDur:     cfg.LeaseDuration(),
+	}
+	r.startedAt = r.clock.Now()
+	r.appliedIdx.Store(l.applied.Index)
+	r.commitIdx.Store(max(l.hs.Commit, l.applied.Index))
+	if cfg.LeaseReads != nil && r.leaseDur <= 0 {
+		r.log.Warn("leased reads are off: the maximum clock offset leaves no lease (it must be below the least election timeout)",
+			"max_offset", cfg.MaxOffset, "least_election_timeout", cfg.minElectionTimeout())
 	}
 	t := cfg.Transport
 	t.deliver = func(msgs []raftpb.Message) {
@@ -346,17 +400,19 @@ func (r *Replica) Status() Status { return *r.status.Load() }
 func (r *Replica) publishStatus() {
 	st := r.rn.Status()
 	s := &Status{
-		NodeID:    r.cfg.NodeID,
-		Leader:    st.Lead,
-		Term:      st.Term,
-		Commit:    st.Commit,
-		Applied:   r.applied.Index,
-		IsLeader:  st.RaftState == raft.StateLeader,
-		Voters:    append([]uint64(nil), r.applied.ConfState.Voters...),
-		Learners:  append([]uint64(nil), r.applied.ConfState.Learners...),
-		FirstLog:  r.trunc.Index + 1,
-		LastIndex: r.lastPersist,
+		NodeID:     r.cfg.NodeID,
+		Leader:     st.Lead,
+		Term:       st.Term,
+		Commit:     st.Commit,
+		Applied:    r.applied.Index,
+		IsLeader:   st.RaftState == raft.StateLeader,
+		Voters:     append([]uint64(nil), r.applied.ConfState.Voters...),
+		Learners:   append([]uint64(nil), r.applied.ConfState.Learners...),
+		FirstLog:   r.trunc.Index + 1,
+		LastIndex:  r.lastPersist,
+		LeaseReads: r.leaseOK.Load(),
 	}
+	_, s.Lease = r.leaseRead()
 	if s.IsLeader {
 		s.Progress = map[uint64]uint64{}
 		for id, pr := range st.Progress {

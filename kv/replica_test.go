@@ -58,6 +58,10 @@ type tnode struct {
 	deaf atomic.Bool
 	// noSnap, while set, drops every snapshot this node receives.
 	noSnap atomic.Bool
+	// clock is the node's clock (a test may shift it); stalled, while set,
+	// makes its Raft loop skip its ticks.
+	clock   *rpc.Clock
+	stalled atomic.Bool
 }
 
 type tcluster struct {
@@ -75,6 +79,13 @@ type tcluster struct {
 	rowCacheBytes int
 	// txnGC is every node's TxnHistory and TxnGCInterval (0: the defaults).
 	txnGC time.Duration
+	// maxOffset and leaseReads configure every node's leader lease
+	// (leaseReads nil: no leased reads).
+	maxOffset  time.Duration
+	leaseReads func(id uint64) func() bool
+	// isolated holds the IDs of nodes cut off from all others: they drop
+	// every Raft message they receive, and the others drop theirs.
+	isolated sync.Map
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -128,7 +139,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool()}
+	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool(), clock: rpc.NewClock()}
 	logger := slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
 	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, logger)
 	n.srv = rpc.NewServer(c.serverOpts...)
@@ -138,17 +149,26 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	var ready atomic.Pointer[Transport]
 	RegisterRaftService(n.srv, ready.Load)
 	go func() { _ = n.srv.Serve(lis) }()
+	var leaseReads func() bool
+	if c.leaseReads != nil {
+		leaseReads = c.leaseReads(id)
+	}
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, RowCacheBytes: c.rowCacheBytes,
-		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC})
+		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC,
+		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deliver := n.tr.deliver
 	n.tr.deliver = func(msgs []raftpb.Message) {
-		if n.deaf.Load() {
+		if _, iso := c.isolated.Load(id); n.deaf.Load() || iso {
 			return
 		}
+		msgs = slices.DeleteFunc(slices.Clone(msgs), func(m raftpb.Message) bool {
+			_, iso := c.isolated.Load(m.From)
+			return iso
+		})
 		if n.noSnap.Load() {
 			msgs = slices.DeleteFunc(slices.Clone(msgs), func(m raftpb.Message) bool { return m.Type == raftpb.MsgSnap })
 		}

@@ -1,0 +1,292 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/kvnode/kvnode/rpc"
+	"github.com/kvnode/kvnode/testutil"
+)
+
+// regOp is one operation on the register of the lease tests.
+type regOp struct {
+	write bool
+	value int // written, or read (-1: the key was absent)
+}
+
+var leaseRegister = porcupine.Model{
+	Init: func() any { return -1 },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(regOp)
+		if in.write {
+			return true, in.value
+		}
+		return output.(int) == state.(int), state
+	},
+	DescribeOperation: func(input, output any) string {
+		if in := input.(regOp); in.write {
+			return fmt.Sprintf("write %d", in.value)
+		}
+		return fmt.Sprintf("read -> %d", output.(int))
+	},
+}
+
+// history records operations on one key for porcupine.
+type history struct {
+	mu    sync.Mutex
+	start time.Time
+	ops   []porcupine.Operation
+}
+
+func (h *history) now() int64 { return int64(time.Since(h.start)) }
+
+// write writes v to the register through n and records it (with an
+// unbounded end if its outcome is unknown).
+func (h *history) write(ctx context.Context, client int, n *tnode, v int) error {
+	call := h.now()
+	err := n.rep.Write(ctx, put("reg", strconv.Itoa(v)))
+	ret := h.now()
+	if err != nil {
+		ret = math.MaxInt64 // it may still take effect
+	}
+	h.mu.Lock()
+	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: regOp{write: true, value: v}, Call: call, Return: ret})
+	h.mu.Unlock()
+	return err
+}
+
+// read reads the register through n; a failed read is not recorded.
+func (h *history) read(ctx context.Context, client int, n *tnode) (int, error) {
+	call := h.now()
+	val, ok, err := n.rep.Get(ctx, []byte("reg"))
+	ret := h.now()
+	if err != nil {
+		return 0, err
+	}
+	v := -1
+	if ok {
+		v, _ = strconv.Atoi(string(val))
+	}
+	h.mu.Lock()
+	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: regOp{}, Output: v, Call: call, Return: ret})
+	h.mu.Unlock()
+	return v, nil
+}
+
+func (h *history) linearizable(t *testing.T) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	res := porcupine.CheckOperationsTimeout(leaseRegister, h.ops, 10*time.Second)
+	if res == porcupine.Unknown {
+		t.Fatalf("porcupine gave up on %d operations", len(h.ops))
+	}
+	return res == porcupine.Ok
+}
+
+// leaseCluster forms three nodes whose leader serves leased reads: Raft
+// ticks of 20ms (an election timeout of at least 160ms), --max-offset 60ms
+// (a lease of 100ms). With monitor, each node runs a clock-offset monitor
+// over the others' clocks and serves leased reads only while it is healthy;
+// without, leased reads are always allowed.
+func leaseCluster(t *testing.T, monitor bool) (*tcluster, map[uint64]*rpc.ClockMonitor) {
+	c := newCluster(t, 0)
+	c.maxOffset = 60 * time.Millisecond
+	var monMu sync.Mutex
+	mons := map[uint64]*rpc.ClockMonitor{}
+	c.leaseReads = func(id uint64) func() bool {
+		return func() bool {
+			if !monitor {
+				return true
+			}
+			monMu.Lock()
+			m := mons[id]
+			monMu.Unlock()
+			return m != nil && m.Healthy()
+		}
+	}
+	c.formThree(map[string][]byte{"boot": []byte("1")})
+	if !monitor {
+		return c, nil
+	}
+	// Each node's monitor reads the others' clocks directly (a Ping
+	// without the network).
+	clocks := map[uint64]*rpc.Clock{}
+	for id, n := range c.nodes {
+		clocks[id] = n.clock
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	monMu.Lock()
+	defer monMu.Unlock()
+	for id := range clocks {
+		peers := map[uint64]string{}
+		for p := range clocks {
+			if p != id {
+				peers[p] = strconv.FormatUint(p, 10)
+			}
+		}
+		m := rpc.NewClockMonitor(rpc.ClockMonitorConfig{
+			Clock:     clocks[id],
+			MaxOffset: c.maxOffset,
+			Interval:  20 * time.Millisecond,
+			Peers:     func() map[uint64]string { return peers },
+			Ping: func(_ context.Context, addr string) (time.Time, error) {
+				p, _ := strconv.ParseUint(addr, 10, 64)
+				return clocks[p].Now().Round(0), nil
+			},
+		})
+		mons[id] = m
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Run(ctx) }()
+	}
+	return c, mons
+}
+
+// freeze makes n's clock stand still (its offset falls behind by the time
+// that passes) until the test ends.
+func freeze(t *testing.T, n *tnode) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	base := time.Now()
+	n.clock.SetOffset(0)
+	go func() {
+		defer close(stopped)
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				n.clock.SetOffset(-time.Since(base))
+			}
+		}
+	}()
+}
+
+// TestLeaseReadsUnderClockAndStallFaults partitions a leader that holds a
+// lease while its Raft loop is stalled (no ticks: no CheckQuorum step-down,
+// no renewals, as a stuck or paused loop), lets the other two elect a
+// leader and write, and reads through the old leader. Porcupine checks the
+// history of the register.
+//
+//   - good clock: the lease runs out on the old leader's clock before the
+//     others can elect; its reads then need a ReadIndex round, which fails.
+//   - frozen clock, monitor: the clock-offset monitor finds the old
+//     leader's clock beyond --max-offset before the partition, and it stops
+//     serving leased reads.
+//   - frozen clock, no monitor: the control. The lease never runs out on a
+//     clock that stands still, and the old leader serves a stale read,
+//     which porcupine catches: what the monitor is for.
+func TestLeaseReadsUnderClockAndStallFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		frozen, monitor bool
+		wantStale       bool
+	}{
+		{name: "good clock", frozen: false, monitor: false},
+		{name: "frozen clock, monitor", frozen: true, monitor: true},
+		{name: "frozen clock, no monitor", frozen: true, monitor: false, wantStale: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mons := leaseCluster(t, tc.monitor)
+			ctx := context.Background()
+			h := &history{start: time.Now()}
+			old := c.leader()
+			if err := h.write(ctx, 0, old, 0); err != nil {
+				t.Fatal(err)
+			}
+			testutil.SucceedsWithin(t, 10*time.Second, func() error {
+				if st := old.rep.Status(); !st.Lease {
+					return fmt.Errorf("node %d holds no lease yet (leased reads allowed: %v)", old.id, st.LeaseReads)
+				}
+				return nil
+			})
+			if v, err := h.read(ctx, 1, old); err != nil || v != 0 {
+				t.Fatalf("read through the leader: %d, %v", v, err)
+			}
+
+			// Readers on every node run through the whole scenario.
+			rctx, stopReaders := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			for i, n := range []*tnode{c.nodes[1], c.nodes[2], c.nodes[3]} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for rctx.Err() == nil {
+						cctx, cancel := context.WithTimeout(rctx, 100*time.Millisecond)
+						_, _ = h.read(cctx, 10+i, n)
+						cancel()
+					}
+				}()
+			}
+
+			if tc.frozen {
+				freeze(t, old)
+				if tc.monitor {
+					testutil.SucceedsWithin(t, 10*time.Second, func() error {
+						if m := mons[old.id]; m.Healthy() {
+							return fmt.Errorf("monitor of node %d still healthy: %s", old.id, m.Status().Message())
+						}
+						if old.rep.Status().LeaseReads {
+							return fmt.Errorf("node %d still allows leased reads", old.id)
+						}
+						return nil
+					})
+					for id, m := range mons {
+						if id != old.id && !m.Healthy() {
+							t.Errorf("node %d, whose clock is right, finds itself beyond the bound: %s", id, m.Status().Message())
+						}
+					}
+				}
+			}
+			old.stalled.Store(true)
+			c.isolated.Store(old.id, true)
+			var nl *tnode
+			testutil.SucceedsWithin(t, 10*time.Second, func() error {
+				for id, n := range c.nodes {
+					if id != old.id && n.rep.Status().IsLeader {
+						nl = n
+						return nil
+					}
+				}
+				return fmt.Errorf("no new leader")
+			})
+			if err := h.write(ctx, 2, nl, 1); err != nil {
+				t.Fatal(err)
+			}
+			stale := false
+			for i := 0; i < 5; i++ {
+				cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				v, err := h.read(cctx, 3, old)
+				cancel()
+				if err == nil && v == 0 {
+					stale = true
+				}
+			}
+			if v, err := h.read(ctx, 4, nl); err != nil || v != 1 {
+				t.Fatalf("read through the new leader: %d, %v", v, err)
+			}
+			stopReaders()
+			wg.Wait()
+			lin := h.linearizable(t)
+			switch {
+			case tc.wantStale && (lin || !stale):
+				t.Fatalf("the control did not serve a stale read (stale %v, linearizable %v): the test no longer shows what the monitor prevents", stale, lin)
+			case !tc.wantStale && (!lin || stale):
+				t.Fatalf("stale read through the old leader (stale %v, linearizable %v)", stale, lin)
+			}
+			c.isolated.Delete(old.id)
+			old.stalled.Store(false)
+		})
+	}
+}
