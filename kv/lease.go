@@ -38,7 +38,13 @@ func (c *Config) minElectionTimeout() time.Duration {
 // less MaxOffset, the disagreement between two clocks over that interval
 // that the lease tolerates (R1). Zero when MaxOffset leaves no room.
 func (c *Config) LeaseDuration() time.Duration {
-	return max(c.minElectionTimeout()-c.MaxOffset, 0)
+	return c.LeaseDurationFor(c.MaxOffset)
+}
+
+// LeaseDurationFor is LeaseDuration with maxOffset as the bound (the
+// least election timeout itself for 0).
+func (c Config) LeaseDurationFor(maxOffset time.Duration) time.Duration {
+	return max(c.minElectionTimeout()-maxOffset, 0)
 }
 
 // covers reports whether l is valid at now (a reading of the same clock):

@@ -226,6 +226,12 @@ func TestLeaseReadsUnderClockAndStallFaults(t *testing.T) {
 						cctx, cancel := context.WithTimeout(rctx, 100*time.Millisecond)
 						_, _ = h.read(cctx, 10+i, n)
 						cancel()
+						// Paced, to keep the history small enough for
+						// porcupine.
+						select {
+						case <-rctx.Done():
+						case <-time.After(2 * time.Millisecond):
+						}
 					}
 				}()
 			}

@@ -34,6 +34,9 @@ const (
 	MethodRecover           = "/kvnode.Node/Recover"
 	MethodRecoverInfo       = "/kvnode.Node/RecoverInfo"
 	MethodRecoverApply      = "/kvnode.Node/RecoverApply"
+	// MethodClock is new in release 2.1: a node of an older release
+	// answers Unimplemented, which callers take as "not measured".
+	MethodClock = "/kvnode.Node/Clock"
 )
 
 // NodeServer is what a node serves. Every method may be called again with
@@ -99,6 +102,10 @@ type NodeServer interface {
 	// RecoverApply asks the node to take one step of the recovery.
 
 	RecoverApply(context.Context, *RecoverApplyRequest) (*RecoverApplyResponse, error)
+	// Clock asks the node for its clock's wall time (the clock-offset
+	// monitor; release 2.1).
+
+	Clock(context.Context, *ClockRequest) (*ClockResponse, error)
 }
 
 // method is one method of the service: its name and message types.
@@ -148,6 +155,7 @@ var methods = []method{
 	unary("Recover", NodeServer.Recover),
 	unary("RecoverInfo", NodeServer.RecoverInfo),
 	unary("RecoverApply", NodeServer.RecoverApply),
+	unary("Clock", NodeServer.Clock),
 }
 
 // ServiceDesc is the kvnode.Node service. Errors returned by a NodeServer
@@ -301,4 +309,10 @@ func (c *Client) RecoverInfo(ctx context.Context, addr string, req *RecoverInfoR
 
 func (c *Client) RecoverApply(ctx context.Context, addr string, req *RecoverApplyRequest, opts ...grpc.CallOption) (*RecoverApplyResponse, error) {
 	return call[RecoverApplyRequest, RecoverApplyResponse](ctx, c, addr, MethodRecoverApply, req, opts)
+}
+
+// Clock asks a node for its clock's wall time. A node of a release before
+// 2.1 answers Unimplemented (see Code).
+func (c *Client) Clock(ctx context.Context, addr string, req *ClockRequest, opts ...grpc.CallOption) (*ClockResponse, error) {
+	return call[ClockRequest, ClockResponse](ctx, c, addr, MethodClock, req, opts)
 }

@@ -340,3 +340,15 @@ type RecoverApplyRequest struct {
 type RecoverApplyResponse struct {
 	Raft kv.RaftState `json:"raft"`
 }
+
+// ClockRequest asks a node for its clock's wall time: one measurement of
+// the clock-offset monitor (rpc.ClockMonitor). New in release 2.1.
+type ClockRequest struct {
+	NodeID int32 `json:"node_id"` // the caller's
+}
+
+// ClockResponse is the node's wall time when it answered.
+type ClockResponse struct {
+	NodeID    int32 `json:"node_id"`
+	WallNanos int64 `json:"wall_nanos"` // nanoseconds since the Unix epoch
+}

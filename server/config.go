@@ -8,6 +8,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/kv"
 )
 
 // Config configures one node. The first six fields are the flags of
@@ -37,6 +38,18 @@ type Config struct {
 	CertsDir string
 
 	Logger *slog.Logger
+
+	// MaxOffset (--max-offset) bounds how far the nodes' clocks may
+	// disagree; the data group's leader lease relies on it, and the
+	// clock-offset monitor stops this node's leased reads when its clock
+	// is beyond it (kv/DESIGN.md). Default 500ms, scaled with
+	// RaftTickInterval when a test shortens the tick. DisableLeaseReads
+	// (--leased-reads=false) makes every linearizable read take a
+	// ReadIndex round. ClockMonitorInterval is how often the monitor
+	// measures the other nodes' clocks (default 1s).
+	MaxOffset            time.Duration
+	DisableLeaseReads    bool
+	ClockMonitorInterval time.Duration
 
 	// Testing knobs; zero values are production defaults.
 	RaftTickInterval time.Duration // default 100ms
@@ -82,6 +95,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.LivenessDuration <= 0 {
 		c.LivenessDuration = 3 * c.LivenessHeartbeat
+	}
+	if c.MaxOffset == 0 {
+		c.MaxOffset = kv.DefaultMaxOffset
+		if c.RaftTickInterval > 0 && c.RaftTickInterval < 100*time.Millisecond {
+			c.MaxOffset = kv.DefaultMaxOffset * c.RaftTickInterval / (100 * time.Millisecond)
+		}
+	}
+	if c.ClockMonitorInterval <= 0 {
+		c.ClockMonitorInterval = time.Second
 	}
 }
 

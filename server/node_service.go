@@ -99,3 +99,7 @@ func (n nodeService) RecoverInfo(ctx context.Context, req *nodeapi.RecoverInfoRe
 func (n nodeService) RecoverApply(ctx context.Context, req *nodeapi.RecoverApplyRequest) (*nodeapi.RecoverApplyResponse, error) {
 	return n.s.recoverApply(ctx, req)
 }
+
+func (n nodeService) Clock(ctx context.Context, req *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
+	return n.s.clockReading(ctx, req)
+}

@@ -107,6 +107,11 @@ type Server struct {
 	stopC    chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+
+	// clock is the node's clock (tests shift it); clockMon measures it
+	// against the other nodes' (clock.go).
+	clock    *rpc.Clock
+	clockMon *rpc.ClockMonitor
 }
 
 type initReq struct {
@@ -151,6 +156,9 @@ func New(cfg Config) (_ *Server, retErr error) {
 	if err := checkSecurityMode(cfg); err != nil {
 		return nil, err
 	}
+	if err := ValidateMaxOffset(cfg.MaxOffset, cfg.RaftTickInterval, !cfg.DisableLeaseReads); err != nil {
+		return nil, err
+	}
 	sec, err := loadNodeSecurity(cfg)
 	if err != nil {
 		return nil, err
@@ -163,7 +171,9 @@ func New(cfg Config) (_ *Server, retErr error) {
 		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(), sec: sec,
 		reg: prometheus.NewRegistry(), pool: rpc.NewTLSPool(poolTLS),
 		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
+		clock: rpc.NewClock(),
 	}
+	s.clockMon = s.newClockMonitor()
 	s.upgrades = s.newUpgradeManager()
 	s.node = nodeapi.NewClient(s.pool)
 	defer func() {
@@ -601,6 +611,7 @@ func (s *Server) startNode() error {
 		Engine: s.eng, NodeID: uint64(id.NodeID), Transport: tr, Logger: log,
 		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
 		Promote: s.allowPromote,
+		Clock:   s.clock, MaxOffset: s.cfg.MaxOffset, LeaseReads: s.leaseReadsFunc(),
 	})
 	if err != nil {
 		return err
@@ -679,7 +690,8 @@ func (s *Server) startNode() error {
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
 	s.catchUpSchema()
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go func() { defer s.wg.Done(); s.runClockMonitor() }()
 	go func() { defer s.wg.Done(); s.followReplicatedVersion() }()
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()

@@ -69,6 +69,8 @@ type startFlags struct {
 	store, listen, gossip, sqlAddr, http, logLevel string
 	join                                           []string
 	autoUpgradeInterval                            time.Duration
+	maxOffset                                      time.Duration
+	leasedReads                                    bool
 	sec                                            securityFlags
 }
 
@@ -81,6 +83,12 @@ func addStartFlags(cmd *cobra.Command, f *startFlags) {
 	fl.StringVar(&f.http, "http-addr", "127.0.0.1:8080", "HOST:PORT for /health, /metrics and the status page")
 	fl.StringSliceVar(&f.join, "join", nil, "comma-separated --listen-addr of other nodes to join through")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.DurationVar(&f.maxOffset, "max-offset", server.DefaultMaxOffset,
+		"the most the nodes' clocks may disagree; the Raft leader's read lease relies on it, and a node whose clock is "+
+			"beyond it (against a majority of the others) stops serving leased reads. Use the same value on every node")
+	fl.BoolVar(&f.leasedReads, "leased-reads", true,
+		"serve linearizable reads on the Raft leader from its lease (no round trip) while the clocks agree within --max-offset; "+
+			"false: every read takes a ReadIndex round")
 	fl.DurationVar(&f.autoUpgradeInterval, "auto-upgrade-interval", 10*time.Second, "how often the automatic finalization checks (testing)")
 	_ = fl.MarkHidden("auto-upgrade-interval")
 	addSecurityFlags(cmd, &f.sec)
@@ -124,6 +132,9 @@ Raft leadership moves away) and then stops it.`,
 		if err := f.sec.check(cmd); err != nil {
 			return err
 		}
+		if err := server.ValidateMaxOffset(f.maxOffset, 0, f.leasedReads); err != nil {
+			return err
+		}
 		log, err := newLogger(f.logLevel)
 		if err != nil {
 			return err
@@ -141,6 +152,7 @@ Raft leadership moves away) and then stops it.`,
 			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
 			HTTPAddr: f.http, Join: f.join, Logger: log, AutoUpgradeInterval: f.autoUpgradeInterval,
 			Insecure: f.sec.insecure, CertsDir: f.sec.certsDir,
+			MaxOffset: f.maxOffset, DisableLeaseReads: !f.leasedReads,
 			Knobs: server.Knobs{Group0Hook: group0Pause, VersionStepPause: stepPause},
 		})
 		if err != nil {

@@ -19,6 +19,17 @@ func Banners(st Status, now time.Time) []Banner {
 	if b.host == "" {
 		b.host = "HOST:PORT"
 	}
+	if c := st.Self.Clock; c != nil && !c.Healthy {
+		b.add(Banner{Kind: KindClockOffset, Severity: Warning, NodeID: st.Self.NodeID,
+			Title: fmt.Sprintf("Node %d's clock is beyond --max-offset=%s from the other nodes' clocks", st.Self.NodeID, c.MaxOffset),
+			Detail: capitalize(c.Message) + ". The node no longer serves reads from its leader lease, which assumes that clocks agree within " +
+				"--max-offset: its linearizable reads take a ReadIndex round instead (slower, still correct). It serves leased reads again " +
+				"by itself once its clock is back within the bound.",
+			Fix: []string{
+				"synchronize the clocks of every node (NTP or chrony), starting with this node's",
+				"watch kvnode_clock_offset_max_seconds and kvnode_clock_offset_healthy in this node's /metrics",
+			}})
+	}
 	if st.Error != "" {
 		b.add(Banner{Kind: KindStatusUnavailable, Severity: Critical,
 			Title:  "The cluster status cannot be read from this node",

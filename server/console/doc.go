@@ -42,4 +42,7 @@
 //   - migration_failed: a migration job failed, with its error.
 //   - group0_waiting: the group 0 upgrade waits, and for what.
 //   - group0_recovery: a node is in group 0 recovery mode.
+//   - clock_offset: the serving node's clock is beyond --max-offset from
+//     a majority of the other nodes' clocks, so it reads through
+//     ReadIndex instead of its leader lease (kv/DESIGN.md).
 package console

@@ -63,6 +63,21 @@ type Self struct {
 	NotReady string `json:"not_ready,omitempty"`
 	// Group0State is the node's own, locally persisted, group 0 state.
 	Group0State string `json:"group0_state"`
+	// Clock is the node's clock-offset monitor's verdict (nil before the
+	// node runs one).
+	Clock *Clock `json:"clock,omitempty"`
+}
+
+// Clock is what the serving node's clock-offset monitor found: whether its
+// clock is within --max-offset of a majority of the other nodes' clocks,
+// and whether it serves leased reads.
+type Clock struct {
+	Healthy bool `json:"healthy"`
+	// MaxOffset is --max-offset; Message says what was measured.
+	MaxOffset string `json:"max_offset"`
+	Message   string `json:"message"`
+	// LeaseReads: the node may serve reads from a leader lease now.
+	LeaseReads bool `json:"lease_reads"`
 }
 
 // Node is one row of the node table.
@@ -140,6 +155,7 @@ const (
 	KindMigrationFailed   Kind = "migration_failed"
 	KindGroup0Waiting     Kind = "group0_waiting"
 	KindGroup0Recovery    Kind = "group0_recovery"
+	KindClockOffset       Kind = "clock_offset"
 )
 
 // Banner is one thing the operator should know, with the fix.

@@ -136,6 +136,7 @@ func (c *Cluster) newNode(i int) *Node {
 		TestingHoldDecommission: c.opts.HoldDecommission,
 		Knobs:                   c.opts.Knobs,
 		AutoUpgradeInterval:     cmp.Or(c.opts.AutoUpgradeInterval, 200*time.Millisecond),
+		ClockMonitorInterval:    100 * time.Millisecond,
 	}}
 }
 
