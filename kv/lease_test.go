@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/testutil"
@@ -294,5 +295,113 @@ func TestLeaseReadsUnderClockAndStallFaults(t *testing.T) {
 			c.isolated.Delete(old.id)
 			old.stalled.Store(false)
 		})
+	}
+}
+
+// TestRestartedReplicaAbstainsFromVotes (R5): a replica ignores vote
+// requests for the least election timeout after it starts, except those of
+// a leadership transfer; then it answers them as Raft does.
+func TestRestartedReplicaAbstainsFromVotes(t *testing.T) {
+	c := bootstrap3(t, 0)
+	f := c.follower()
+	dir := c.stop(f.id)
+	n := c.start(f.id, dir)
+	// Hold the replica's clock an hour back: it has "just started" for as
+	// long as the test needs.
+	n.clock.SetOffset(-time.Hour)
+	vote := raftpb.Message{Type: raftpb.MsgVote, From: 1, To: n.id, Term: 1000}
+	prevote := raftpb.Message{Type: raftpb.MsgPreVote, From: 1, To: n.id, Term: 1000}
+	transfer := raftpb.Message{Type: raftpb.MsgVote, From: 1, To: n.id, Term: 1000, Context: []byte(campaignTransfer)}
+	if !n.rep.abstains(vote) || !n.rep.abstains(prevote) {
+		t.Fatal("a just-started replica answers vote requests")
+	}
+	if n.rep.abstains(transfer) || n.rep.abstains(raftpb.Message{Type: raftpb.MsgHeartbeat}) {
+		t.Fatal("a just-started replica ignores a transfer's vote or a heartbeat")
+	}
+	n.clock.SetOffset(0)
+	testutil.SucceedsWithin(t, 5*time.Second, func() error {
+		if n.rep.abstains(vote) {
+			return fmt.Errorf("still abstaining")
+		}
+		return nil
+	})
+}
+
+// TestLeaseEndsWithLeadershipTransfer (R5): a leader that transfers its
+// leadership stops serving leased reads before the transferee can win, and
+// the new leader takes a lease of its own; reads through both, before and
+// after a write on the new leader, are linearizable.
+func TestLeaseEndsWithLeadershipTransfer(t *testing.T) {
+	c, _ := leaseCluster(t, false)
+	ctx := context.Background()
+	h := &history{start: time.Now()}
+	old := c.leader()
+	if err := h.write(ctx, 0, old, 0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		if !old.rep.Status().Lease {
+			return fmt.Errorf("no lease yet")
+		}
+		return nil
+	})
+	to := c.follower()
+	rctx, stopReaders := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i, n := range []*tnode{old, to} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rctx.Err() == nil {
+				cctx, cancel := context.WithTimeout(rctx, 200*time.Millisecond)
+				_, _ = h.read(cctx, 10+i, n)
+				cancel()
+				select {
+				case <-rctx.Done():
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}()
+	}
+	// The old leader hears nothing more (it never learns of the new term)
+	// and its loop stalls (no CheckQuorum), as soon as it has asked for the
+	// transfer: only the transfer itself can end its lease in time.
+	old.deaf.Store(true)
+	old.stalled.Store(true)
+	old.rep.TransferLeadership(to.id)
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		if !to.rep.Status().IsLeader {
+			return fmt.Errorf("node %d not leader yet", to.id)
+		}
+		return nil
+	})
+	if err := h.write(ctx, 1, to, 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		if v, err := h.read(cctx, 2, old); err == nil && v == 0 {
+			t.Errorf("stale read through the old leader after the transfer")
+		}
+		cancel()
+	}
+	old.deaf.Store(false)
+	old.stalled.Store(false)
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		if !to.rep.Status().Lease {
+			return fmt.Errorf("the new leader holds no lease")
+		}
+		return nil
+	})
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		if old.rep.Status().Lease {
+			return fmt.Errorf("the old leader still holds a lease")
+		}
+		return nil
+	})
+	stopReaders()
+	wg.Wait()
+	if !h.linearizable(t) {
+		t.Fatal("reads across the transfer are not linearizable")
 	}
 }
