@@ -38,17 +38,25 @@
 // over the batch. Acknowledgements are stepped before proposals in each
 // turn, so the commit index they advance rides on the next append.
 //
-// # Linearizable reads: ReadIndex, not a lease
+// # Linearizable reads: a leader lease, else ReadIndex
 //
 // Reads use Raft's ReadIndex (ReadOnlySafe): the leader confirms with a
 // heartbeat round that it is still leader, the read waits until the local
 // replica has applied up to the returned index, then reads Pebble directly.
 // It works on followers too (the follower asks the leader). All reads that
 // arrive while a ReadIndex is in flight share the next one, so heartbeat
-// rounds are amortized like fsyncs. A leader lease would save that round
-// trip but makes correctness depend on bounded clock drift; kvnode's
-// headline is safety during upgrades and restarts, so it takes the round
-// trip and stays correct with arbitrary clock behaviour.
+// rounds are amortized like fsyncs.
+//
+// On the leader, a completed round also grants a lease (lease.go): for the
+// least election timeout less the maximum clock offset (Config.MaxOffset),
+// measured on the node's clock from the round's start, no other node can
+// become leader, so the leader serves reads at its commit index without a
+// round. It renews the lease every tick. It ends the lease before it votes
+// or transfers leadership, a restarted replica holds its vote back for an
+// election timeout, and the server turns leases off (Config.LeaseReads)
+// unless the cluster is at 2.1 and the node's clock is within the bound of
+// the others'. kv/DESIGN.md gives the argument and what it assumes of
+// clocks; with leases off, correctness does not depend on clocks at all.
 //
 // # Writes and their outcomes
 //
@@ -111,7 +119,8 @@
 //
 // # What it does not do
 //
-// It has one group for all data (no ranges or splits), no leases, and no
-// transactions across statements; the SQL layer builds on single atomic
-// batches and compare-and-swap.
+// It has one group for all data (no ranges or splits), and no transactions
+// across statements; the SQL layer builds on single atomic batches and
+// compare-and-swap. Followers do not serve reads from the leader's lease:
+// theirs still take a round trip to the leader.
 package kv

@@ -268,6 +268,10 @@ func TestBadFlagsAndInputs(t *testing.T) {
 		{"init without host", []string{"init"}, "--host is required"},
 		{"init unreachable", []string{"init", "--insecure", "--host=127.0.0.1:1", "--timeout=1s"}, "cannot reach"},
 		{"same port twice", []string{"start", "--insecure", "--store=" + t.TempDir(), "--listen-addr=127.0.0.1:41000", "--sql-addr=127.0.0.1:41000"}, "its own port"},
+		{"max offset not a duration", []string{"start", "--insecure", "--max-offset=500"}, `invalid argument "500" for "--max-offset"`},
+		{"max offset zero", []string{"start", "--insecure", "--max-offset=0s"}, "--max-offset=0s: the maximum clock offset must be positive"},
+		{"max offset negative", []string{"start-single-node", "--insecure", "--max-offset=-1s"}, "must be positive"},
+		{"max offset too large", []string{"start", "--insecure", "--max-offset=1s"}, "--max-offset=1s is too large: it must be at most 600ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
