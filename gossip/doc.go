@@ -50,8 +50,12 @@
 // # What gossip is not
 //
 // Gossip is for discovery and liveness hints only. It is eventually
-// consistent, unauthenticated and unencrypted, and a member's state is one
-// node's opinion. Nothing durable or safety-critical is decided from it:
+// consistent, and a member's state is one node's opinion. In secure mode
+// (Config.SecretKey, the cluster's gossip.key) every message is encrypted
+// and authenticated with memberlist's keyring (AES-GCM): a process without
+// the key can neither read membership nor inject it, and both sides log
+// "refused gossip: the peer does not have this cluster's gossip key"; in
+// insecure mode gossip is plaintext and unauthenticated. Nothing durable or safety-critical is decided from it:
 // durable membership (node IDs, decommissioning), node liveness epochs,
 // the cluster version and the schema live in the replicated keyspace and
 // in group 0. In particular a node that gossip calls dead may still hold

@@ -121,6 +121,13 @@ type Config struct {
 	// BroadcastTimeout bounds how long UpdateMeta and Leave wait for
 	// memberlist to confirm their broadcast (default 5s).
 	BroadcastTimeout time.Duration
+	// SecretKey, if set (16, 24 or 32 bytes: AES-128, -192 or -256), is
+	// the cluster's gossip key (secure mode): memberlist encrypts and
+	// authenticates every message with it (AES-GCM, its keyring), and
+	// drops any message it cannot decrypt, so a process without the key
+	// can neither read membership nor inject it. Both sides log the
+	// failure. Empty: plaintext gossip (insecure mode).
+	SecretKey []byte
 }
 
 // Tuning holds memberlist's timers. A zero field keeps the value of
@@ -309,6 +316,17 @@ func New(cfg Config) (*Gossip, error) {
 		}
 	}
 	cfg.Tuning.apply(mc)
+	if len(cfg.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, cfg.SecretKey)
+		if err != nil {
+			if bound != nil {
+				_ = bound.Shutdown()
+			}
+			return nil, errors.Wrap(err, "invalid gossip key")
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	// A node ID belongs to one store for life and is never reused, so once
 	// its old address is dead, an alive message from a new address is that
 	// store restarted elsewhere: let it reclaim the name at once. (A live

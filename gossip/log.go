@@ -5,6 +5,7 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"strings"
 )
 
 // newMemberlistLogger adapts memberlist's *log.Logger output to slog.
@@ -29,8 +30,22 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	if !w.l.Enabled(ctx, level) {
 		return n, nil
 	}
+	if isKeyMismatch(msg) {
+		w.l.Log(ctx, slog.LevelWarn, "refused gossip: the peer does not have this cluster's gossip key "+
+			"(another cluster, a node started --insecure, or a gossip.key that differs from this node's: every node needs the same file)",
+			slog.String("component", "memberlist"), slog.String("detail", msg))
+		return n, nil
+	}
 	w.l.Log(ctx, level, msg, slog.String("component", "memberlist"))
 	return n, nil
+}
+
+// isKeyMismatch recognizes memberlist's errors for a message it could not
+// decrypt, or a plaintext one where gossip is encrypted (and the reverse).
+func isKeyMismatch(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "could decrypt") || strings.Contains(m, "decrypt packet failed") ||
+		strings.Contains(m, "remote state is not encrypted") || strings.Contains(m, "encryption is not configured")
 }
 
 var memberlistLevels = []struct {

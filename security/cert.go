@@ -143,7 +143,15 @@ func CreateCA(o Options) error {
 	if err := writeKey(o.CAKey, key, o.Overwrite); err != nil {
 		return err
 	}
-	return writeFile(caCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644, o.Overwrite)
+	if err := writeFile(caCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644, o.Overwrite); err != nil {
+		return err
+	}
+	// The cluster's gossip key goes with its CA; an existing one is kept
+	// (nodes may share it already).
+	if _, err := os.Stat(filepath.Join(o.CertsDir, GossipKeyFile)); oserror.IsNotExist(err) {
+		return CreateGossipKey(Options{CertsDir: o.CertsDir})
+	}
+	return nil
 }
 
 // CreateNode creates node.crt and node.key, signed by the CA, with a SAN for

@@ -225,3 +225,46 @@ func TestHandshake(t *testing.T) {
 		t.Fatalf("missing client certificate: %v", err)
 	}
 }
+
+// TestGossipKey: create-ca makes gossip.key (0600, kept if present);
+// create-gossip-key refuses to replace it without Overwrite; a missing or
+// malformed key is refused with the command that fixes it.
+func TestGossipKey(t *testing.T) {
+	d := t.TempDir()
+	certs := filepath.Join(d, "certs")
+	if _, err := security.LoadGossipKey(certs); !errors.Is(err, security.ErrNoGossipKey) || !strings.Contains(errors.FlattenHints(err), "create-gossip-key") {
+		t.Fatalf("missing key: %v", err)
+	}
+	if err := security.CreateCA(security.Options{CertsDir: certs, CAKey: filepath.Join(d, "ca.key")}); err != nil {
+		t.Fatal(err)
+	}
+	k1, err := security.LoadGossipKey(certs)
+	if err != nil || len(k1) != 32 {
+		t.Fatalf("key after create-ca: %d bytes, %v", len(k1), err)
+	}
+	if fi, err := os.Stat(filepath.Join(certs, security.GossipKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("gossip.key mode: %v %v", fi.Mode(), err)
+	}
+	if err := security.CreateGossipKey(security.Options{CertsDir: certs}); !errors.Is(err, security.ErrExists) || !strings.Contains(errors.FlattenHints(err), "copy this file to every node") {
+		t.Fatalf("create-gossip-key over an existing key: %v", err)
+	}
+	// A new CA (--overwrite) keeps the key the nodes share.
+	if err := security.CreateCA(security.Options{CertsDir: certs, CAKey: filepath.Join(d, "ca.key"), Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	if k2, _ := security.LoadGossipKey(certs); string(k2) != string(k1) {
+		t.Fatal("create-ca --overwrite replaced the gossip key")
+	}
+	if err := security.CreateGossipKey(security.Options{CertsDir: certs, Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	if k3, _ := security.LoadGossipKey(certs); string(k3) == string(k1) {
+		t.Fatal("create-gossip-key --overwrite kept the old key")
+	}
+	if err := os.WriteFile(filepath.Join(certs, security.GossipKeyFile), []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := security.LoadGossipKey(certs); err == nil || !strings.Contains(err.Error(), "is not a gossip key") {
+		t.Fatalf("malformed key: %v", err)
+	}
+}

@@ -8,6 +8,9 @@
 //	                                 name and address it is reached by; valid for both
 //	                                 server and client authentication (nodes dial nodes)
 //	client.USER.crt, client.USER.key a SQL or CLI user's certificate: CN=USER
+//	gossip.key                       the cluster's gossip encryption key (AES-256,
+//	                                 base64), the same file on every node; made by
+//	                                 CreateCA when missing, or CreateGossipKey
 //
 // The CA key is kept outside the directory (--ca-key), so a node never holds
 // what could sign a certificate. Keys are ECDSA P-256 (accepted by Go, libpq,
@@ -23,6 +26,7 @@
 // Password verifiers (SCRAM-SHA-256) are made and checked by package
 // pgwire, and stored with the users by package sql/users.
 //
-// What it does not do yet: certificate rotation on SIGHUP, gossip
-// encryption keys.
+// What it does not do yet: certificate rotation on SIGHUP, and rotating the
+// gossip key without restarting every node at once (memberlist's keyring
+// could hold the old and the new key during a roll).
 package security

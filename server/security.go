@@ -38,6 +38,8 @@ func checkSecurityMode(cfg Config) error {
 // nodeSecurity is a secure node's TLS state; nil in insecure mode.
 type nodeSecurity struct {
 	tls security.NodeTLS
+	// gossipKey encrypts and authenticates gossip (gossip.key).
+	gossipKey []byte
 }
 
 func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
@@ -48,7 +50,11 @@ func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "--certs-dir=%s", cfg.CertsDir)
 	}
-	return &nodeSecurity{tls: nt}, nil
+	gk, err := security.LoadGossipKey(cfg.CertsDir)
+	if err != nil {
+		return nil, errors.Wrapf(err, "--certs-dir=%s", cfg.CertsDir)
+	}
+	return &nodeSecurity{tls: nt, gossipKey: gk}, nil
 }
 
 // ClientTLS is the configuration this node dials other nodes with (and its

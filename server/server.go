@@ -831,6 +831,9 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 		Logger: s.log.With("node", id.NodeID),
 		Admit:  s.admitPeer,
 	}
+	if s.sec != nil {
+		cfg.SecretKey = s.sec.gossipKey
+	}
 	if s.cfg.FastGossip {
 		cfg.Tuning = gossip.FastTuning()
 	}

@@ -26,8 +26,10 @@ func newCertCmd() *cobra.Command {
   kvnode cert create-client root --certs-dir=certs --ca-key=my-safe-directory/ca.key
   kvnode cert list          --certs-dir=certs
 
-Files: ca.crt, node.crt/node.key, client.USER.crt/client.USER.key (keys mode 0600).
-Keep the CA key outside the certificates directory: nodes do not need it.`,
+Files: ca.crt, node.crt/node.key, client.USER.crt/client.USER.key, and gossip.key
+(the cluster's gossip encryption key, made by create-ca or create-gossip-key;
+every node needs the same file) (keys mode 0600). Keep the CA key outside the
+certificates directory: nodes do not need it.`,
 	}
 	var o security.Options
 	addFlags := func(c *cobra.Command, withCA bool) {
@@ -49,14 +51,33 @@ Keep the CA key outside the certificates directory: nodes do not need it.`,
 		Short: "create the cluster's CA: ca.crt in --certs-dir and its key at --ca-key",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			gk := join(o.CertsDir, security.GossipKeyFile)
+			_, statErr := os.Stat(gk)
 			if err := security.CreateCA(o); err != nil {
 				return err
 			}
 			created(join(o.CertsDir, security.CACertFile), o.CAKey)
+			if os.IsNotExist(statErr) {
+				created(gk)
+			}
 			return nil
 		},
 	}
 	addFlags(ca, true)
+	gossipKey := &cobra.Command{
+		Use:   "create-gossip-key --certs-dir=DIR",
+		Short: "create gossip.key, the cluster's gossip encryption key (create-ca makes one); copy it to every node",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := security.CreateGossipKey(o); err != nil {
+				return err
+			}
+			created(join(o.CertsDir, security.GossipKeyFile))
+			return nil
+		},
+	}
+	gossipKey.Flags().StringVar(&o.CertsDir, "certs-dir", "", "the certificates directory")
+	gossipKey.Flags().BoolVar(&o.Overwrite, "overwrite", false, "replace an existing gossip.key (every node must then get the new file)")
 	node := &cobra.Command{
 		Use:   "create-node HOST... --certs-dir=DIR --ca-key=FILE",
 		Short: "create node.crt/node.key, valid for every name and address given",
@@ -110,6 +131,6 @@ Keep the CA key outside the certificates directory: nodes do not need it.`,
 		},
 	}
 	addFlags(list, false)
-	cmd.AddCommand(ca, node, client, list)
+	cmd.AddCommand(ca, node, client, gossipKey, list)
 	return cmd
 }

@@ -237,3 +237,30 @@ func TestSecureSingleNodeAndForeignCA(t *testing.T) {
 		t.Fatalf("after a node of another CA tried to join: %v\n%s", err, out)
 	}
 }
+
+// TestSecureNodeNeedsGossipKey: `kvnode cert create-ca` writes gossip.key
+// beside ca.crt; a secure node whose certificates directory lacks it
+// refuses to start and names the command that makes one;
+// `kvnode cert create-gossip-key` refuses to replace an existing key.
+func TestSecureNodeNeedsGossipKey(t *testing.T) {
+	certs := secureCerts(t)
+	gk := filepath.Join(certs, "gossip.key")
+	if fi, err := os.Stat(gk); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("create-ca did not write gossip.key 0600: %v %v", fi, err)
+	}
+	if out, err := runKvnode(t, "cert", "create-gossip-key", "--certs-dir="+certs); err == nil || !strings.Contains(out, "--overwrite") {
+		t.Fatalf("create-gossip-key over an existing key: %v\n%s", err, out)
+	}
+	if err := os.Remove(gk); err != nil {
+		t.Fatal(err)
+	}
+	a := freeAddrs(t, 4)
+	out, err := runKvnode(t, "start-single-node", "--certs-dir="+certs, "--store="+t.TempDir(), "--listen-addr="+a[0],
+		"--gossip-addr="+a[1], "--sql-addr="+a[2], "--http-addr="+a[3])
+	if err == nil || !strings.Contains(out, "no gossip encryption key") || !strings.Contains(out, "kvnode cert create-gossip-key --certs-dir="+certs) {
+		t.Fatalf("a secure node without gossip.key: %v\n%s", err, out)
+	}
+	if out, err := runKvnode(t, "cert", "create-gossip-key", "--certs-dir="+certs); err != nil || !strings.Contains(out, "gossip.key") {
+		t.Fatalf("create-gossip-key: %v\n%s", err, out)
+	}
+}
