@@ -26,6 +26,8 @@
 #   BENCH_DOC       the file whose results section is replaced (default docs/benchmarks.md)
 #   BENCH_UPDATE_DOC  1 = write the results into BENCH_DOC, 0 = only print them
 #                   (default: 1 when all four targets ran, else 0)
+#   KVNODE_FLAGS    extra flags for every kvnode node, e.g. KVNODE_FLAGS=--leased-reads=false (the
+#                   three-node reads without the leader lease, for a toggled comparison)
 #   KEEP=1          keep the work directory (stores, logs, pgbench output)
 #
 # Every server it starts listens on 127.0.0.1 only, on free ports; every step has a time limit;
@@ -42,6 +44,9 @@ BENCH_SECONDS=${BENCH_SECONDS:-30}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_ROWS=${BENCH_ROWS:-100000}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
+KVNODE_FLAGS=${KVNODE_FLAGS:-}
+read -r -a kvnode_flags <<<"$KVNODE_FLAGS"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 CLIENTS=8
 JOBS=2
 BATCH=1000
@@ -453,7 +458,7 @@ start_kvnode() {
   free_port s
   free_port h
   "$KVNODE_BIN" "$sub" --insecure --store="$RW/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
-    --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn "$@" >"$RW/$name.log" 2>&1 &
+    --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn ${kvnode_flags[@]+"${kvnode_flags[@]}"} "$@" >"$RW/$name.log" 2>&1 &
   local pid=$!
   started "$pid"
   NODE_PID[$name]=$pid NODE_SQL[$name]=$s NODE_HTTP[$name]=$h
@@ -669,13 +674,15 @@ rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cmd="BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS"
 if [[ $BENCH_TARGETS != "postgres pgha single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
 if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
+if [[ -n $KVNODE_FLAGS ]]; then cmd+=" KVNODE_FLAGS=\"$KVNODE_FLAGS\""; fi
 cmd+=" ./scripts/bench.sh"
 
 section=$WORK/section.md
 {
   echo "Run on $(date -u '+%Y-%m-%d %H:%M UTC'), kvnode commit \`$rev\`, $(go version | awk '{print $3}')."
   echo
-  echo "- machine: $(nproc) cores${cpu:+ ($cpu)}, $mem memory, $(uname -sr); server and pgbench share it"
+  echo "- machine: $(nproc) cores${cpu:+ ($cpu)}, $mem memory, $(uname -sr); server and pgbench share it;"
+  echo "  load average (1, 5, 15 min) $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
   echo "- command: \`$cmd\`"
   echo "- pgbench: \`pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS -f SCRIPT\`, $BENCH_ROWS rows"
   echo "- $BENCH_ROUNDS round(s), the targets interleaved; medians over the rounds, and for a ratio the"
