@@ -484,6 +484,34 @@ func (n *Node) Kill() error {
 	return nil
 }
 
+// Pause stops the node's process with SIGSTOP: it keeps its sockets and its
+// state but runs nothing (a stalled VM, a long GC or swap storm). Resume
+// continues it.
+func (n *Node) Pause() error {
+	p := n.current()
+	if p == nil {
+		return errors.Newf("%s is not running", n)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return errors.Wrapf(err, "%s: SIGSTOP", n)
+	}
+	n.c.logf("%s: paused (SIGSTOP)", n)
+	return nil
+}
+
+// Resume continues a node paused by Pause (SIGCONT).
+func (n *Node) Resume() error {
+	p := n.current()
+	if p == nil {
+		return errors.Newf("%s is not running", n)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return errors.Wrapf(err, "%s: SIGCONT", n)
+	}
+	n.c.logf("%s: resumed (SIGCONT)", n)
+	return nil
+}
+
 // Restart stops the node (SIGTERM, or SIGKILL if kill is set), starts it on
 // bin with the same store and ports, and waits until it is ready.
 func (n *Node) Restart(ctx context.Context, bin *Binary, kill bool) error {

@@ -263,6 +263,44 @@ func (s *Scenario) KillLeader(progress int64) Func {
 	}
 }
 
+// PauseLeader pauses the Raft leader (SIGSTOP) while the rest acknowledge
+// progress writes (they elect a new leader), then resumes it (SIGCONT): the
+// old leader comes back believing it leads, with the workload's reads
+// waiting on it, the moment a leader lease must not serve a stale read.
+func (s *Scenario) PauseLeader(progress int64) Func {
+	return func(ctx context.Context, e *registry.Env) error {
+		leader, err := e.Cluster.Leader(ctx)
+		if err != nil {
+			return err
+		}
+		s.Note(e, "pausing the leader %s with SIGSTOP", leader)
+		if err := leader.Pause(); err != nil {
+			return err
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				_ = leader.Resume()
+			}
+		}()
+		if s.Workload != nil {
+			if err := s.Workload.WaitProgress(ctx, progress, 60*time.Second); err != nil {
+				return errors.Wrapf(err, "with the leader %s paused", leader)
+			}
+			s.Note(e, "the cluster acknowledges writes without %s", leader)
+		}
+		if newLeader, err := e.Cluster.Leader(ctx); err == nil {
+			e.Logf("new leader: %s", newLeader)
+		}
+		resumed = true
+		if err := leader.Resume(); err != nil {
+			return err
+		}
+		s.Note(e, "%s resumed (SIGCONT)", leader)
+		return leader.WaitReady(ctx)
+	}
+}
+
 // Restart stops node (SIGTERM, or SIGKILL if kill) and starts it on
 // release, waits until it is ready and checks that it reports that release.
 func (s *Scenario) Restart(node int, release string, kill bool) Func {

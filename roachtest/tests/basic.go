@@ -30,6 +30,13 @@ func registerBasic(r *registry.Registry) {
 		Plan: killLeaderPlan(5),
 	})
 	r.Add(registry.Spec{
+		Name: "basic/pause-leader",
+		Description: "SIGSTOP the Raft leader (which serves reads from its lease) under the workload until the rest acknowledge writes " +
+			"without it, then SIGCONT it: no read it serves after it resumes is stale (the history checks out)",
+		Suite: registry.Short, Nodes: 3,
+		Plan: pauseLeaderPlan,
+	})
+	r.Add(registry.Spec{
 		Name:        "basic/catch-up",
 		Description: "a node stopped while 3000 rows are written (in multi-row statements) comes back and catches up from the log",
 		Suite:       registry.Short, Nodes: 3,
@@ -84,6 +91,22 @@ func killLeaderPlan(kills int) func(registry.PlanParams) (*registry.Plan, error)
 		plan.Add("stop the workload, read everything back through every node, check the history", sc.CheckWorkload(40))
 		return plan, nil
 	}
+}
+
+func pauseLeaderPlan(p registry.PlanParams) (*registry.Plan, error) {
+	rng := p.Rand()
+	sc := &steps.Scenario{}
+	initVia := 1 + rng.IntN(p.Nodes)
+	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on the default binary, the leader paused once", p.Nodes)}}
+	plan.Addf(sc.StartCluster([]string{cluster.DefaultRelease}, initVia), "start %d nodes on the default binary, init through n%d", p.Nodes, initVia)
+	plan.Addf(sc.SetupWorkload(initVia), "create the workload's tables through n%d", initVia)
+	plan.Add("start the workload on every node", sc.StartWorkload())
+	plan.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, 60*time.Second))
+	plan.Add("find the Raft leader (status pages), SIGSTOP it, wait for 10 writes without it, SIGCONT it", sc.PauseLeader(10))
+	plan.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, 60*time.Second))
+	plan.Add("every node's applied index reaches the leader's commit index", allCaughtUp())
+	plan.Add("stop the workload, read everything back through every node, check the history", sc.CheckWorkload(40))
+	return plan, nil
 }
 
 // catchUpPlan stops one node, writes rows rows (batch per statement)
