@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/security"
+	"github.com/kvnode/kvnode/sql/users"
 )
 
 // ErrSecurityMode: a node was configured with neither or both of --insecure
@@ -95,8 +96,9 @@ func (s *Server) rpcServerOptions() []grpc.ServerOption {
 	}
 }
 
-// authorizeRPC admits a node (CN=node) or root; other users' certificates
-// are for SQL.
+// authorizeRPC admits a node (CN=node), root, and from cluster version 2.1
+// the admins (members of the role admin): node control is an admin's.
+// Other users' certificates are for SQL.
 func (s *Server) authorizeRPC(ctx context.Context) error {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -110,11 +112,31 @@ func (s *Server) authorizeRPC(ctx context.Context) error {
 	if err != nil {
 		return status.Error(codes.Unauthenticated, err.Error())
 	}
-	if user != security.NodeUser && user != security.RootUser {
-		s.log.Warn("refused a node RPC: the certificate's user may not control nodes", "remote", p.Addr.String(), "user", user)
-		return status.Errorf(codes.PermissionDenied, "user %q may not call node RPCs: only nodes (node.crt) and root (client.root.crt) may", user)
+	if user == security.NodeUser || user == security.RootUser {
+		return nil
 	}
-	return nil
+	s.mu.Lock()
+	exec := s.exec
+	s.mu.Unlock()
+	if exec != nil {
+		if ok, err := exec.IsAdmin(ctx, user); err == nil && ok {
+			return nil
+		}
+	}
+	s.log.Warn("refused a node RPC: the certificate's user may not control nodes", "remote", p.Addr.String(), "user", user)
+	return status.Errorf(codes.PermissionDenied,
+		"user %q may not call node RPCs: only nodes (node.crt), root (client.root.crt) and admins may (an admin can run GRANT admin TO %s)", user, user)
+}
+
+// NonRootUsers lists the SQL users and roles other than root and admin
+// (sql/users), read through this node: what a downgrade to release 2.0,
+// which admits only root, would leave unable to log in.
+func (s *Server) NonRootUsers(ctx context.Context) ([]string, error) {
+	rep := s.Replica()
+	if rep == nil {
+		return nil, errors.New("this node has not joined a cluster yet")
+	}
+	return users.NonRootUsers(ctx, rep)
 }
 
 // loggedCreds logs every refused server handshake.

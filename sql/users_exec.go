@@ -75,6 +75,22 @@ func (e *Executor) ListNonRootUsers(ctx context.Context) ([]string, error) {
 	return users.NonRootUsers(ctx, e.cfg.DB)
 }
 
+// IsAdmin reports whether user is root or, once the cluster is at 2.1, a
+// member of admin (the node RPCs admit admins' client certificates).
+func (e *Executor) IsAdmin(ctx context.Context, user string) (bool, error) {
+	if user == users.Root {
+		return true, nil
+	}
+	if !e.usersActive() {
+		return false, nil
+	}
+	snap, err := e.usersSnapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	return snap.IsAdmin(user), nil
+}
+
 var _ pgwire.PasswordAuth = (*Executor)(nil)
 
 // UserAuth implements pgwire.PasswordAuth: passwords exist from 2.1 on.

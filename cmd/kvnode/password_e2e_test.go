@@ -13,6 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/security"
 )
 
 // passwordURL is a libpq URL for user with a password over TLS: sslmode
@@ -160,6 +163,33 @@ except psycopg2.OperationalError as e:
 	if out, err := psqlEnv(t, []string{"PGPASSWORD=" + pw2}, passwordURL(n, "", "alice", ""), "SELECT 1"); err != nil || out != "1" {
 		t.Fatalf("psql with the new password: %v: %s", err, out)
 	}
+	// Node control over RPC: alice's certificate is refused until she is
+	// an admin.
+	aliceTLS, err := security.LoadClientTLS(certs, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx := nodeapi.WithTLS(ctx, aliceTLS)
+	if _, err := nodeapi.GetNodeStatus(rctx, n.listen); err == nil || !strings.Contains(err.Error(), "GRANT admin TO alice") {
+		t.Fatalf("node status with alice's certificate: %v", err)
+	}
+	mustPsql(t, rootURL, "GRANT admin TO alice")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := nodeapi.GetNodeStatus(rctx, n.listen)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node status as admin alice: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// psql's \du lists the users and their roles.
+	if out := mustPsql(t, rootURL, `\du`); !strings.Contains(out, "alice") || !strings.Contains(out, "carol") || !strings.Contains(out, "{admin}") {
+		t.Fatalf("\\du:\n%s", out)
+	}
+
 	// No password, nor a fragment of one, reaches the log.
 	for _, s := range []string{"s3cret", "second-Secret", "bad-guess-7"} {
 		if strings.Contains(n.log.String(), s) {
