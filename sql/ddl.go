@@ -185,7 +185,7 @@ func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Res
 		start, end := rowenc.TableSpan(ti.desc.ID)
 		ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
 	}
-	if err := e.cfg.DB.Write(ctx, ops); err != nil {
+	if err := e.kv(ctx).Write(ctx, ops); err != nil {
 		return pgwire.Result{}, kvError(err)
 	}
 	return pgwire.Result{Tag: "TRUNCATE"}, nil

@@ -78,8 +78,12 @@ func (s *session) Prepare(ctx context.Context, stmt pgwire.Statement, paramTypes
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{s: s, stmt: ps, declared: append([]types.T(nil), paramTypes...), n: n,
-		plan: pl, params: params, cols: pl.columns()}, nil
+	prep := &prepared{s: s, stmt: ps, declared: append([]types.T(nil), paramTypes...), n: n,
+		plan: pl, params: params, cols: pl.columns()}
+	if _, ok := pl.(*copyPlan); ok {
+		return &preparedCopy{prep}, nil
+	}
+	return prep, nil
 }
 
 // analyze builds the plan of a statement.
@@ -125,6 +129,10 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 				"write the values into the statement")
 		}
 		return &ddlPlan{e: e, stmt: st}, nil
+	case *parser.CopyFrom:
+		return e.analyzeCopy(v)
+	case *parser.Maintenance:
+		return &tagPlan{tag: v.Tag}, nil
 	case *parser.ShowTables:
 		return &showTablesPlan{e: e}, nil
 	case *parser.ShowCreateTable:
@@ -417,4 +425,14 @@ func (s *session) statementTimeout() time.Duration {
 	}
 	d, _ := parseDuration(val)
 	return d
+}
+
+// tagPlan is a statement accepted for compatibility that does nothing
+// (VACUUM, ANALYZE): it only answers its command tag.
+type tagPlan struct{ tag string }
+
+func (p *tagPlan) columns() []pgwire.Column { return nil }
+func (p *tagPlan) stale() bool              { return false }
+func (p *tagPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+	return pgwire.Result{Tag: p.tag}, nil
 }

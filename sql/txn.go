@@ -239,6 +239,17 @@ func (s *session) checkInTxn(pl plan) error {
 				"run it on its own, outside BEGIN ... COMMIT")
 		}
 	case *ddlPlan, *userPlan:
+		if dp, ok := pl.(*ddlPlan); ok {
+			if _, truncate := dp.stmt.(*parser.Truncate); truncate {
+				// TRUNCATE deletes rows, which a transaction buffers like
+				// any other write (pgbench -i truncates and reloads its
+				// tables in one transaction).
+				if s.txn.readOnly {
+					return pgerror.Newf(pgerror.CodeReadOnlySQLTransaction, "cannot execute TRUNCATE in a read-only transaction")
+				}
+				return nil
+			}
+		}
 		if up, ok := pl.(*userPlan); ok {
 			switch up.stmt.(type) {
 			case *parser.ShowUsers, *parser.ShowGrants:
@@ -247,7 +258,7 @@ func (s *session) checkInTxn(pl plan) error {
 		}
 		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 			"run it on its own, outside BEGIN ... COMMIT")
-	case *insertPlan, *updatePlan, *deletePlan:
+	case *insertPlan, *updatePlan, *deletePlan, *copyPlan:
 		if s.txn.readOnly {
 			return pgerror.Newf(pgerror.CodeReadOnlySQLTransaction, "cannot execute %s in a read-only transaction", statementTag(pl))
 		}
@@ -269,6 +280,8 @@ func statementTag(pl plan) string {
 		return "UPDATE"
 	case *deletePlan:
 		return "DELETE"
+	case *copyPlan:
+		return "COPY"
 	}
 	return "this statement"
 }

@@ -167,6 +167,8 @@ func (s *session) collectAccess(pl plan, params *paramSet) {
 		if p.mode == insertBlind || p.mode == insertDoUpdate {
 			params.need(accessReq{kind: accessTable, priv: users.Update, table: p.ti.desc})
 		}
+	case *copyPlan:
+		params.need(accessReq{kind: accessTable, priv: users.Insert, table: p.ti.desc})
 	case *updatePlan:
 		params.need(accessReq{kind: accessTable, priv: users.Update, table: p.ti.desc})
 	case *deletePlan:

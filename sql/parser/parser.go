@@ -304,6 +304,10 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseAlter()
 	case "truncate":
 		return p.parseTruncate()
+	case "copy":
+		return p.parseCopy()
+	case "vacuum", "analyze", "analyse":
+		return p.parseMaintenance()
 	case "grant", "revoke":
 		return p.parseGrant()
 	case "explain":
@@ -516,6 +520,30 @@ func (p *parser) parseCreate() (Stmt, error) {
 	}
 	if err := p.expectOp(")"); err != nil {
 		return nil, err
+	}
+	// Storage parameters, WITH (fillfactor = 100) as pgbench -i writes
+	// them: accepted and ignored, as CockroachDB does.
+	if p.isKw("with") && p.peekAt(1).kind == tokOp && p.peekAt(1).val == "(" {
+		p.advance()
+		p.advance()
+		for {
+			if _, err := p.anyName(); err != nil {
+				return nil, err
+			}
+			if p.acceptOp("=") {
+				if t := p.peek(); t.kind == tokInt || t.kind == tokFloat || t.kind == tokString || t.kind == tokIdent {
+					p.advance()
+				} else {
+					return nil, p.errNear(t)
+				}
+			}
+			if !p.acceptOp(",") {
+				break
+			}
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -538,7 +539,7 @@ func copyMessage(msg pgproto3.FrontendMessage) pgproto3.FrontendMessage {
 	case *pgproto3.Terminate:
 		return &pgproto3.Terminate{}
 	case *pgproto3.CopyData:
-		return &pgproto3.CopyData{} // ignored outside COPY; the payload is not needed
+		return &pgproto3.CopyData{Data: bytes.Clone(m.Data)}
 	case *pgproto3.CopyDone:
 		return &pgproto3.CopyDone{}
 	case *pgproto3.CopyFail:
@@ -567,6 +568,8 @@ func messageSize(msg pgproto3.FrontendMessage) int64 {
 			n += 24 + int64(len(p))
 		}
 		return n + 2*int64(len(m.ParameterFormatCodes)+len(m.ResultFormatCodes))
+	case *pgproto3.CopyData:
+		return overhead + int64(len(m.Data))
 	}
 	return overhead
 }

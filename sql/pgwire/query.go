@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +120,10 @@ func (c *conn) simpleStatement(stmt Statement) error {
 		if err != nil {
 			return err
 		}
+		if ci, ok := prep.(CopyInStatement); ok {
+			res, err = c.copyIn(ctx, ci)
+			return err
+		}
 		cols = prep.Columns()
 		res, err = prep.Exec(ctx, nil)
 		return err
@@ -137,6 +142,58 @@ func (c *conn) simpleStatement(stmt Statement) error {
 	c.sendParameterStatus(res.ParameterStatus)
 	c.w.send(&pgproto3.CommandComplete{CommandTag: []byte(res.Tag)})
 	return nil
+}
+
+// copyIn runs a COPY FROM STDIN: CopyInResponse, then the statement reads
+// the client's CopyData through copyData until CopyDone or CopyFail.
+func (c *conn) copyIn(ctx context.Context, ci CopyInStatement) (Result, error) {
+	n := ci.CopyColumns()
+	c.w.send(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: make([]uint16, n)})
+	if err := c.w.flush(); err != nil {
+		return Result{}, err
+	}
+	res, err := ci.CopyIn(ctx, &copyData{c: c})
+	return res, err
+}
+
+// copyData reads the client's COPY data from the connection's queue.
+type copyData struct {
+	c    *conn
+	buf  []byte
+	done bool
+	err  error
+}
+
+func (d *copyData) Read(p []byte) (int, error) {
+	for len(d.buf) == 0 {
+		if d.done {
+			return 0, d.err
+		}
+		msg, err := d.c.next()
+		if err != nil {
+			// The connection is ending (the client left); Run sees it too.
+			d.done, d.err = true, err
+			return 0, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			d.buf = m.Data
+		case *pgproto3.CopyDone:
+			d.done, d.err = true, io.EOF
+		case *pgproto3.CopyFail:
+			d.done = true
+			d.err = pgerror.Newf(pgerror.CodeQueryCanceled, "COPY from stdin failed: %s", m.Message)
+		case *pgproto3.Flush, *pgproto3.Sync:
+			// Ignored during COPY, as in PostgreSQL.
+		default:
+			// PostgreSQL's answer: an error, and the message is lost.
+			d.done = true
+			d.err = pgerror.Newf(pgerror.CodeProtocolViolation, "unexpected message %s during COPY from stdin", messageName(msg))
+		}
+	}
+	n := copy(p, d.buf)
+	d.buf = d.buf[n:]
+	return n, nil
 }
 
 func (c *conn) sendParameterStatus(ps []ParameterStatus) {

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/kvnode/kvnode/sql/types"
@@ -170,4 +171,18 @@ type Notice struct {
 	Severity string // WARNING, NOTICE
 	Code     string // SQLSTATE
 	Message  string
+}
+
+// CopyInStatement is implemented by a Prepared that is COPY ... FROM STDIN.
+// In a simple query, the wire server answers CopyInResponse (text format,
+// CopyColumns columns), then calls CopyIn with a reader of the data the
+// client sends: the CopyData payloads in order, io.EOF at CopyDone, an
+// error (57014) at CopyFail. Flush and Sync are ignored meanwhile, as in
+// PostgreSQL; any other message is an error (08P01) and is lost. If CopyIn
+// returns before the end of the data, the rest of it is discarded (the
+// connection ignores CopyData, CopyDone and CopyFail outside COPY).
+type CopyInStatement interface {
+	Prepared
+	CopyColumns() int
+	CopyIn(ctx context.Context, data io.Reader) (Result, error)
 }

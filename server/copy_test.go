@@ -1,0 +1,181 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/kvnode/kvnode/server/testcluster"
+)
+
+// rowsReader generates n rows of COPY text data without holding them.
+type rowsReader struct {
+	i, n int
+	buf  []byte
+}
+
+func (r *rowsReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.i >= r.n {
+			return 0, io.EOF
+		}
+		r.i++
+		r.buf = fmt.Appendf(nil, "%d\t%d\t0\t%s\n", r.i, (r.i-1)/100000+1, strings.Repeat(" ", 84))
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// TestCopyFromStdin: COPY FROM STDIN through pgx's protocol-level CopyFrom
+// and psql's \copy, in text and CSV; every bad input gets PostgreSQL's
+// SQLSTATE; a COPY inside a transaction commits or rolls back with it.
+func TestCopyFromStdin(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec1 := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count := func(sql string) int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	exec1("CREATE TABLE acc (aid INT PRIMARY KEY, bid INT, abalance INT, filler CHAR(84))")
+
+	// 20,000 rows in 20 batches, streamed.
+	tag, err := conn.PgConn().CopyFrom(ctx, &rowsReader{n: 20000}, "COPY acc FROM STDIN")
+	if err != nil || tag.String() != "COPY 20000" {
+		t.Fatalf("copy: %v %v", tag, err)
+	}
+	if n := count("SELECT count(*) FROM acc WHERE length(filler) = 84"); n != 20000 {
+		t.Fatalf("%d rows", n)
+	}
+
+	// Escapes, NULLs, defaults for the columns not listed, CSV.
+	exec1("CREATE TABLE notes (id SERIAL PRIMARY KEY, k INT NOT NULL, v TEXT, d DATE, amt DECIMAL(6,2), created TIMESTAMPTZ DEFAULT now())")
+	data := "1\ttab\\there\t2024-01-02\t1.005\n2\t\\N\t\\N\t-3\n3\tback\\\\slash \\x41\\101\t2024-02-29\t0\n\\.\n"
+	if tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(data), "COPY notes (k, v, d, amt) FROM STDIN"); err != nil || tag.String() != "COPY 3" {
+		t.Fatalf("copy notes: %v %v", tag, err)
+	}
+	csv := "k,v,amt\n4,\"a, \"\"quoted\"\"\nvalue\",1\n5,,2\n6,\"\",3\n"
+	if tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(csv), "COPY notes (k, v, amt) FROM STDIN WITH (FORMAT csv, HEADER)"); err != nil || tag.String() != "COPY 3" {
+		t.Fatalf("copy csv: %v %v", tag, err)
+	}
+	rows, err := conn.Query(ctx, "SELECT k, coalesce(v, '<null>'), coalesce(d::STRING, '-'), amt::STRING, created IS NOT NULL, id > 0 FROM notes ORDER BY k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var k int64
+		var v, d, amt string
+		var created, id bool
+		if err := rows.Scan(&k, &v, &d, &amt, &created, &id); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d|%s|%s|%s|%v|%v", k, v, d, amt, created, id))
+	}
+	want := []string{"1|tab\there|2024-01-02|1.01|true|true", "2|<null>|-|-3.00|true|true", "3|back\\slash AA|2024-02-29|0.00|true|true",
+		"4|a, \"quoted\"\nvalue|-|1.00|true|true", "5|<null>|-|2.00|true|true", "6||-|3.00|true|true"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Bad input: each is refused with its SQLSTATE, and the table is as it was.
+	for _, tc := range []struct{ sql, data, code string }{
+		{"COPY notes (k, v) FROM STDIN", "7\tx\textra\n", "22P04"},
+		{"COPY notes (k, v) FROM STDIN", "7\n", "22P04"},
+		{"COPY notes (k, d) FROM STDIN", "7\t2023-02-30\n", "22P02"},
+		{"COPY notes (k, amt) FROM STDIN", "7\t12345\n", "22003"},
+		{"COPY notes (k, v) FROM STDIN", "\\N\tx\n", "23502"},
+		{"COPY notes (k, nope) FROM STDIN", "7\tx\n", "42703"},
+		{"COPY nope FROM STDIN", "7\n", "42P01"},
+		{"COPY acc (aid) FROM STDIN", "20001\n20002\n20001\n", "23505"},
+		{"COPY acc (aid) FROM STDIN", "20003\n5\n", "23505"},
+	} {
+		_, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(tc.data), tc.sql)
+		if err == nil || !strings.Contains(err.Error(), "SQLSTATE "+tc.code) {
+			t.Errorf("%s with %q: got %v, want SQLSTATE %s", tc.sql, tc.data, err, tc.code)
+		}
+	}
+	if n := count("SELECT count(*) FROM notes"); n != 6 {
+		t.Fatalf("notes has %d rows after refused COPYs", n)
+	}
+	if n := count("SELECT count(*) FROM acc"); n != 20000 {
+		t.Fatalf("acc has %d rows after refused COPYs", n)
+	}
+	// The connection is usable after a failed COPY.
+	if n := count("SELECT 1"); n != 1 {
+		t.Fatal("connection unusable")
+	}
+
+	// Inside a transaction: TRUNCATE and COPY commit together, or not at all.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "TRUNCATE acc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &rowsReader{n: 500}, "COPY acc FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SELECT count(*) FROM acc"); n != 20000 {
+		t.Fatalf("a rolled back TRUNCATE and COPY left %d rows", n)
+	}
+	tx, err = conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "TRUNCATE acc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &rowsReader{n: 500}, "COPY acc FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SELECT count(*) FROM acc"); n != 500 {
+		t.Fatalf("after TRUNCATE and COPY in a transaction: %d rows", n)
+	}
+
+	// psql's \copy, from a file, in CSV.
+	psql, err := exec.LookPath("psql")
+	requireClient(t, err == nil, "psql (Debian's postgresql-client)")
+	f := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(f, []byte("100,\"from psql\"\n101,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, psql, c.URL(0), "-X", "-v", "ON_ERROR_STOP=1", "-c",
+		`\copy notes (k, v) from '`+f+`' with (format csv)`).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "COPY 2") {
+		t.Fatalf("psql \\copy: %v\n%s", err, out)
+	}
+	if n := count("SELECT count(*) FROM notes WHERE k >= 100 AND (v = 'from psql' OR v IS NULL)"); n != 2 {
+		t.Fatalf("psql \\copy wrote %d rows", n)
+	}
+}

@@ -1,0 +1,449 @@
+package sql
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/parser"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// COPY t [(cols)] FROM STDIN, text and CSV formats.
+//
+// The data is read as it arrives and written in batches of copyBatchRows
+// rows (or copyBatchBytes bytes), so a COPY of any size holds one batch in
+// memory (the wire server's read-ahead is bounded too). Each batch is one
+// atomic conditional write, like a multi-row INSERT: outside a transaction
+// the batches before a failing one stay written (CockroachDB's COPY with
+// copy_from_atomic_enabled = false), and the error says how many rows were
+// copied; inside BEGIN ... COMMIT the rows join the transaction's writes
+// and commit or roll back with it, bounded by the transaction's size limit.
+
+const (
+	copyBatchRows  = 1000
+	copyBatchBytes = 1 << 20
+	// copyMaxLine bounds one line (or CSV record) of COPY data.
+	copyMaxLine = 16 << 20
+)
+
+const codeBadCopyFileFormat = "22P04"
+
+type copyPlan struct {
+	e       *Executor
+	ti      *tableInfo
+	stmt    *parser.CopyFrom
+	targets []int // table column positions, in the data's column order
+}
+
+func (p *copyPlan) columns() []pgwire.Column { return nil }
+func (p *copyPlan) stale() bool              { return p.e.isStale(p.ti) }
+
+func (p *copyPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+	return pgwire.Result{}, pgerror.WithHintf(unsupported("COPY FROM STDIN needs the simple query protocol"),
+		"send the COPY statement as a simple Query message, as psql, pgx's CopyFrom and JDBC's CopyManager do")
+}
+
+func (e *Executor) analyzeCopy(s *parser.CopyFrom) (*copyPlan, error) {
+	ti, err := e.resolveTable(s.Table)
+	if err != nil {
+		return nil, err
+	}
+	p := &copyPlan{e: e, ti: ti, stmt: s}
+	if s.Columns == nil {
+		p.targets = ti.visible
+		return p, nil
+	}
+	seen := map[int]bool{}
+	for _, name := range s.Columns {
+		i := ti.desc.ColumnIndex(name)
+		if i < 0 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", name, ti.desc.Name)
+		}
+		if seen[i] {
+			return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q specified more than once", name)
+		}
+		seen[i] = true
+		p.targets = append(p.targets, i)
+	}
+	return p, nil
+}
+
+// copyReader splits COPY data into records of fields; a nil field is NULL.
+type copyReader struct {
+	r      *bufio.Reader
+	csv    bool
+	delim  byte
+	null   string
+	quote  byte
+	escape byte
+	line   int // the line the current record started on
+	next   int // the next line's number
+}
+
+func newCopyReader(r io.Reader, s *parser.CopyFrom) *copyReader {
+	cr := &copyReader{r: bufio.NewReaderSize(r, 64<<10), csv: s.CSV, delim: '\t', null: `\N`, quote: '"', next: 1}
+	if s.CSV {
+		cr.delim, cr.null = ',', ""
+	}
+	if s.Delimiter != "" {
+		cr.delim = s.Delimiter[0]
+	}
+	if s.NullSet {
+		cr.null = s.Null
+	}
+	if s.Quote != "" {
+		cr.quote = s.Quote[0]
+	}
+	cr.escape = cr.quote
+	if s.Escape != "" {
+		cr.escape = s.Escape[0]
+	}
+	return cr
+}
+
+// readLine returns the next line without its newline (and a \r before it);
+// io.EOF at the end of the data.
+func (cr *copyReader) readLine() (string, error) {
+	var buf []byte
+	for {
+		chunk, err := cr.r.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		if len(buf) > copyMaxLine {
+			return "", pgerror.Newf(pgerror.CodeProgramLimitExceeded, "COPY line %d is longer than %d bytes", cr.next, copyMaxLine)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF && len(buf) > 0 {
+			err = nil
+		}
+		if err != nil {
+			return "", err
+		}
+		cr.next++
+		buf = bytes.TrimSuffix(buf, []byte("\n"))
+		buf = bytes.TrimSuffix(buf, []byte("\r"))
+		return string(buf), nil
+	}
+}
+
+// record returns the next record's fields, or io.EOF after the last one
+// (or at the end-of-data marker \.).
+func (cr *copyReader) record() ([]*string, error) {
+	cr.line = cr.next
+	line, err := cr.readLine()
+	if err != nil {
+		return nil, err
+	}
+	if line == `\.` {
+		return nil, io.EOF
+	}
+	if cr.csv {
+		return cr.csvFields(line)
+	}
+	return cr.textFields(line)
+}
+
+func (cr *copyReader) textFields(line string) ([]*string, error) {
+	var fields []*string
+	var b strings.Builder
+	raw := 0 // start of the field in line, to compare it with the NULL string
+	emit := func(end int) {
+		if line[raw:end] == cr.null {
+			fields = append(fields, nil)
+		} else {
+			s := b.String()
+			fields = append(fields, &s)
+		}
+		b.Reset()
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == cr.delim:
+			emit(i)
+			raw = i + 1
+		case c == '\\' && i+1 < len(line):
+			i++
+			switch e := line[i]; e {
+			case 'b':
+				b.WriteByte('\b')
+			case 'f':
+				b.WriteByte('\f')
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			case 'v':
+				b.WriteByte('\v')
+			case 'x':
+				j := i + 1
+				for j < len(line) && j < i+3 && isHex(line[j]) {
+					j++
+				}
+				if j == i+1 {
+					b.WriteByte('x')
+					break
+				}
+				v, _ := strconv.ParseUint(line[i+1:j], 16, 8)
+				b.WriteByte(byte(v))
+				i = j - 1
+			case '0', '1', '2', '3', '4', '5', '6', '7':
+				j := i
+				for j < len(line) && j < i+3 && line[j] >= '0' && line[j] <= '7' {
+					j++
+				}
+				v, _ := strconv.ParseUint(line[i:j], 8, 16)
+				b.WriteByte(byte(v))
+				i = j - 1
+			default:
+				b.WriteByte(e)
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	emit(len(line))
+	return fields, nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// csvFields splits a CSV record; a quoted field may span lines. An
+// unquoted field equal to the NULL string is NULL; a quoted one never is.
+func (cr *copyReader) csvFields(line string) ([]*string, error) {
+	var fields []*string
+	var b strings.Builder
+	quoted, inQuotes := false, false
+	raw := 0
+	for i := 0; ; i++ {
+		if i >= len(line) {
+			if !inQuotes {
+				break
+			}
+			more, err := cr.readLine()
+			if err == io.EOF {
+				return nil, pgerror.Newf(codeBadCopyFileFormat, "unterminated CSV quoted field")
+			}
+			if err != nil {
+				return nil, err
+			}
+			b.WriteByte('\n')
+			line = line[:i] + "\n" + more
+			continue
+		}
+		c := line[i]
+		switch {
+		case inQuotes && c == cr.escape && i+1 < len(line) && line[i+1] == cr.quote:
+			b.WriteByte(cr.quote)
+			i++
+		case inQuotes && c == cr.quote:
+			inQuotes = false
+		case inQuotes:
+			b.WriteByte(c)
+		case c == cr.quote:
+			inQuotes, quoted = true, true
+		case c == cr.delim:
+			fields = cr.csvEmit(fields, &b, quoted, line[raw:i])
+			quoted, raw = false, i+1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return cr.csvEmit(fields, &b, quoted, line[raw:]), nil
+}
+
+func (cr *copyReader) csvEmit(fields []*string, b *strings.Builder, quoted bool, raw string) []*string {
+	defer b.Reset()
+	if !quoted && raw == cr.null {
+		return append(fields, nil)
+	}
+	s := b.String()
+	return append(fields, &s)
+}
+
+// CopyIn reads the data and writes the rows; see the top of the file.
+func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, error) {
+	if err := p.e.checkSchemaForWrite(); err != nil {
+		return pgwire.Result{}, err
+	}
+	ti := p.ti
+	cr := newCopyReader(data, p.stmt)
+	ec := &evalCtx{ctx: ctx, exec: p.e}
+	var (
+		copied   int64
+		rows     [][]types.Datum
+		keys     [][]byte
+		batchLen int
+	)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		release := p.e.holdRowEncoding()
+		defer release()
+		ops := make([]kvpb.Op, len(rows))
+		seen := make(map[string]bool, len(rows))
+		for r, row := range rows {
+			if seen[string(keys[r])] {
+				return duplicateKey(ti, row)
+			}
+			seen[string(keys[r])] = true
+			val, err := p.e.encodeRow(ti, keys[r], row, nil)
+			if err != nil {
+				return err
+			}
+			ops[r] = kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true}
+		}
+		if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
+			var cf *kvpb.ConditionFailedError
+			if errors.As(err, &cf) {
+				for r := range keys {
+					if bytes.Equal(keys[r], cf.Key) {
+						return duplicateKey(ti, rows[r])
+					}
+				}
+				return pgerror.WithCode(errors.Wrap(err, "copying"), pgerror.CodeUniqueViolation)
+			}
+			return kvError(err)
+		}
+		copied += int64(len(rows))
+		rows, keys, batchLen = rows[:0], keys[:0], 0
+		return nil
+	}
+	fail := func(err error) (pgwire.Result, error) {
+		if copied > 0 && p.e.kv(ctx) == p.e.cfg.DB {
+			err = errors.WithDetailf(err, "%d rows were copied and committed before the error", copied)
+		}
+		return pgwire.Result{}, err
+	}
+	if p.stmt.Header {
+		if _, err := cr.record(); err != nil && err != io.EOF {
+			return fail(err)
+		}
+	}
+	for {
+		fields, err := cr.record()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if len(fields) > len(p.targets) {
+			return fail(pgerror.Newf(codeBadCopyFileFormat, "extra data after last expected column (COPY %s, line %d)", ti.desc.Name, cr.line))
+		}
+		if len(fields) < len(p.targets) {
+			return fail(pgerror.Newf(codeBadCopyFileFormat, "missing data for column %q (COPY %s, line %d)",
+				ti.cols[p.targets[len(fields)]].Name, ti.desc.Name, cr.line))
+		}
+		row := make([]types.Datum, len(ti.cols))
+		filled := make([]bool, len(ti.cols))
+		for j, f := range fields {
+			i := p.targets[j]
+			filled[i] = true
+			if f == nil {
+				continue
+			}
+			c := &ti.cols[i]
+			batchLen += len(*f)
+			d, err := types.ParseText(c.Type, []byte(*f))
+			if err == nil {
+				d, err = types.Assign(d, c.Type, c.Mod)
+				err = assignErr(err)
+			}
+			if err != nil {
+				code := pgerror.GetCode(err)
+				if code == pgerror.CodeInternal {
+					code = pgerror.CodeInvalidTextRepresentation
+				}
+				return fail(pgerror.WithCode(errors.Wrapf(err, "COPY %s, line %d, column %s", ti.desc.Name, cr.line, c.Name), code))
+			}
+			row[i] = d
+		}
+		for i := range ti.cols {
+			if filled[i] || ti.defaults[i] == nil {
+				continue
+			}
+			d, err := ec.eval(ti.defaults[i])
+			if err != nil {
+				return fail(err)
+			}
+			row[i] = d
+		}
+		if err := checkNotNull(ti, row); err != nil {
+			return fail(errors.Wrapf(err, "COPY %s, line %d", ti.desc.Name, cr.line))
+		}
+		key, err := ti.layout.EncodeKey(row)
+		if err != nil {
+			return fail(err)
+		}
+		rows = append(rows, row)
+		keys = append(keys, key)
+		if len(rows) >= copyBatchRows || batchLen >= copyBatchBytes {
+			if err := flush(); err != nil {
+				return fail(err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return fail(kvError(err))
+		}
+	}
+	if err := flush(); err != nil {
+		return fail(err)
+	}
+	return pgwire.Result{Tag: fmt.Sprintf("COPY %d", copied)}, nil
+}
+
+// preparedCopy is a prepared COPY FROM STDIN: the wire server recognizes
+// it (pgwire.CopyInStatement) and hands it the data.
+type preparedCopy struct {
+	*prepared
+}
+
+var _ pgwire.CopyInStatement = (*preparedCopy)(nil)
+
+// CopyColumns implements pgwire.CopyInStatement.
+func (p *preparedCopy) CopyColumns() int { return len(p.plan.(*copyPlan).targets) }
+
+// CopyIn implements pgwire.CopyInStatement. It runs with the checks of
+// Exec: privileges, the transaction state, the statement timeout.
+func (p *preparedCopy) CopyIn(ctx context.Context, data io.Reader) (_ pgwire.Result, err error) {
+	defer recoverInternal(&err)
+	if p.plan.stale() {
+		pl, ps, err := p.s.analyze(p.stmt.AST, p.declared, p.n)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		p.plan, p.params.access = pl, ps.access
+	}
+	cp := p.plan.(*copyPlan)
+	if err := p.s.checkAccess(ctx, p.params.access); err != nil {
+		return pgwire.Result{}, err
+	}
+	if err := p.s.checkInTxn(cp); err != nil {
+		return pgwire.Result{}, err
+	}
+	if t := p.s.txn.t; t != nil {
+		ctx = withTxn(ctx, t)
+	}
+	if timeout := p.s.statementTimeout(); timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return cp.copyIn(withSession(ctx, p.s), data)
+}

@@ -1,0 +1,236 @@
+package parser
+
+import (
+	"strings"
+
+	"github.com/kvnode/kvnode/sql/pgerror"
+)
+
+// CopyFrom is COPY t [(cols)] FROM STDIN [[WITH] options], in text or CSV
+// format. COPY ... TO and COPY from a file are refused with 0A000.
+type CopyFrom struct {
+	Table   TableName
+	Columns []string // nil: every visible column, in table order
+	CSV     bool
+	Header  bool
+	// Delimiter, Null, Quote and Escape are "" for the format's defaults
+	// (tab, \N for text; comma, empty unquoted string, " and " for CSV);
+	// NullSet tells an explicit NULL '' from the default.
+	Delimiter string
+	Null      string
+	NullSet   bool
+	Quote     string
+	Escape    string
+}
+
+// Format writes the statement with its options in the parenthesized form.
+func (s *CopyFrom) Format(b *strings.Builder) {
+	b.WriteString("COPY ")
+	s.Table.Format(b)
+	if s.Columns != nil {
+		b.WriteString(" (")
+		for i, c := range s.Columns {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			QuoteIdent(b, c)
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(" FROM STDIN")
+	var opts []string
+	if s.CSV {
+		opts = append(opts, "FORMAT csv")
+	}
+	if s.Header {
+		opts = append(opts, "HEADER true")
+	}
+	lit := func(name, v string) {
+		var lb strings.Builder
+		FormatStringLiteral(&lb, v)
+		opts = append(opts, name+" "+lb.String())
+	}
+	if s.Delimiter != "" {
+		lit("DELIMITER", s.Delimiter)
+	}
+	if s.NullSet {
+		lit("NULL", s.Null)
+	}
+	if s.Quote != "" {
+		lit("QUOTE", s.Quote)
+	}
+	if s.Escape != "" {
+		lit("ESCAPE", s.Escape)
+	}
+	if len(opts) > 0 {
+		b.WriteString(" WITH (" + strings.Join(opts, ", ") + ")")
+	}
+}
+
+func (s *CopyFrom) String() string       { return str(s) }
+func (s *CopyFrom) StatementTag() string { return "COPY" }
+func (*CopyFrom) stmtNode()              {}
+
+// Maintenance is VACUUM or ANALYZE, accepted and ignored: kvnode's storage
+// needs neither (pgbench -i and ORMs' migration tools send them).
+type Maintenance struct {
+	Tag string // VACUUM or ANALYZE
+}
+
+// Format writes the statement.
+func (s *Maintenance) Format(b *strings.Builder) { b.WriteString(s.Tag) }
+func (s *Maintenance) String() string           { return str(s) }
+func (s *Maintenance) StatementTag() string     { return s.Tag }
+func (*Maintenance) stmtNode()                  {}
+
+func (p *parser) parseCopy() (Stmt, error) {
+	p.advance() // COPY
+	if p.isOp("(") {
+		return nil, p.unsupportedAt(p.peek(), "COPY (query) TO is not supported")
+	}
+	name, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s := &CopyFrom{Table: name}
+	if p.acceptOp("(") {
+		if s.Columns, err = p.identList(); err != nil {
+			return nil, err
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, err
+		}
+	}
+	if p.isKw("to") {
+		return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "COPY ... TO is not supported"),
+			"read the table with SELECT")
+	}
+	if err := p.expectKw("from"); err != nil {
+		return nil, err
+	}
+	if !p.acceptKw("stdin") {
+		return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "COPY FROM a file or program is not supported"),
+			"send the data from the client: COPY ... FROM STDIN (psql's \\copy)")
+	}
+	p.acceptKw("with")
+	if p.acceptOp("(") {
+		for {
+			opt, err := p.anyName()
+			if err != nil {
+				return nil, err
+			}
+			if err := p.copyOption(s, opt, true); err != nil {
+				return nil, err
+			}
+			if !p.acceptOp(",") {
+				break
+			}
+		}
+		return s, p.expectOp(")")
+	}
+	// The old syntax: COPY t FROM STDIN [WITH] [BINARY] [DELIMITER [AS]
+	// 'c'] [NULL [AS] 's'] [CSV [HEADER] [QUOTE [AS] 'q'] [ESCAPE [AS] 'e']].
+	for p.peek().kind == tokIdent && !p.peek().quoted {
+		opt := p.advance().val
+		if err := p.copyOption(s, opt, false); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// copyOption reads one option's value; paren is the WITH (...) form,
+// whose values follow the name directly.
+func (p *parser) copyOption(s *CopyFrom, opt string, paren bool) error {
+	str := func() (string, error) {
+		if !paren {
+			p.acceptKw("as")
+		}
+		t := p.peek()
+		if t.kind != tokString {
+			return "", p.errNear(t)
+		}
+		p.advance()
+		return t.val, nil
+	}
+	char := func(what string) (string, error) {
+		v, err := str()
+		if err == nil && len(v) != 1 {
+			return "", pgerror.Newf("22023", "COPY %s must be a single one-byte character", what)
+		}
+		return v, err
+	}
+	var err error
+	switch opt {
+	case "format":
+		f, ferr := p.anyName()
+		if ferr != nil {
+			return ferr
+		}
+		switch f {
+		case "text":
+		case "csv":
+			s.CSV = true
+		case "binary":
+			return unsupportedCopy("COPY in binary format is not supported; use text or csv")
+		default:
+			return pgerror.Newf("22023", "COPY format %q not recognized", f)
+		}
+	case "csv":
+		s.CSV = true
+	case "binary":
+		return unsupportedCopy("COPY in binary format is not supported; use text or csv")
+	case "header":
+		s.Header = true
+		if paren {
+			switch t := p.peek(); {
+			case t.kind == tokIdent && (t.val == "true" || t.val == "on"):
+				p.advance()
+			case t.kind == tokIdent && (t.val == "false" || t.val == "off"):
+				p.advance()
+				s.Header = false
+			case t.kind == tokInt:
+				p.advance()
+				s.Header = t.val != "0"
+			}
+		}
+	case "delimiter":
+		s.Delimiter, err = char("delimiter")
+	case "null":
+		s.Null, err = str()
+		s.NullSet = true
+	case "quote":
+		s.Quote, err = char("quote")
+	case "escape":
+		s.Escape, err = char("escape")
+	case "freeze", "encoding", "force_not_null", "force_null", "force_quote":
+		// FREEZE is an optimization hint; ENCODING must be UTF8, which is
+		// all kvnode speaks.
+		if t := p.peek(); t.kind == tokIdent || t.kind == tokString || t.kind == tokInt {
+			p.advance()
+		}
+	default:
+		return p.errNear(p.toks[p.i-1])
+	}
+	return err
+}
+
+func unsupportedCopy(msg string) error {
+	return pgerror.Newf(pgerror.CodeFeatureNotSupported, "%s", msg)
+}
+
+// parseMaintenance reads VACUUM [options] [tables] and ANALYZE [tables]
+// to their end; they are accepted and do nothing.
+func (p *parser) parseMaintenance() (Stmt, error) {
+	tag := strings.ToUpper(p.advance().val)
+	if tag == "ANALYSE" {
+		tag = "ANALYZE"
+	}
+	for {
+		t := p.peek()
+		if t.kind == tokEOF || t.kind == tokOp && t.val == ";" {
+			return &Maintenance{Tag: tag}, nil
+		}
+		p.advance()
+	}
+}
