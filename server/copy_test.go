@@ -128,6 +128,13 @@ func TestCopyFromStdin(t *testing.T) {
 	if n := count("SELECT 1"); n != 1 {
 		t.Fatal("connection unusable")
 	}
+	// COPY needs the simple protocol (as in PostgreSQL's drivers).
+	if _, err := conn.PgConn().Prepare(ctx, "", "COPY notes (k) FROM STDIN", nil); err != nil {
+		t.Fatal(err)
+	}
+	if rr := conn.PgConn().ExecPrepared(ctx, "", nil, nil, nil).Read(); rr.Err == nil || !strings.Contains(rr.Err.Error(), "SQLSTATE 0A000") {
+		t.Fatalf("COPY through Execute: %v", rr.Err)
+	}
 
 	// Inside a transaction: TRUNCATE and COPY commit together, or not at all.
 	tx, err := conn.Begin(ctx)
@@ -177,5 +184,41 @@ func TestCopyFromStdin(t *testing.T) {
 	}
 	if n := count("SELECT count(*) FROM notes WHERE k >= 100 AND (v = 'from psql' OR v IS NULL)"); n != 2 {
 		t.Fatalf("psql \\copy wrote %d rows", n)
+	}
+}
+
+// TestPgbench runs pgbench -i with its default steps (drop, create, COPY
+// in a transaction with TRUNCATE, VACUUM, ADD PRIMARY KEY), then its
+// built-in tpcb-like script, unmodified, and checks TPC-B's invariant: the
+// branch, teller and account balances and the history all sum the same.
+func TestPgbench(t *testing.T) {
+	pgbench, err := exec.LookPath("pgbench")
+	requireClient(t, err == nil, "pgbench (Debian's postgresql-client)")
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, pgbench, "-i", "-s", "1", c.URL(0)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "done in") {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, pgbench, "-b", "tpcb-like", "-t", "100", "-c", "4", "-j", "2", "-M", "prepared",
+		"--max-tries=20", c.URL(0)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "number of failed transactions: 0 ") {
+		t.Fatalf("pgbench tpcb-like: %v\n%s", err, out)
+	}
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var accounts, branches, tellers, history, n int64
+	if err := conn.QueryRow(ctx, `SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(bbalance) FROM pgbench_branches),
+		(SELECT sum(tbalance) FROM pgbench_tellers), (SELECT sum(delta) FROM pgbench_history), (SELECT count(*) FROM pgbench_history)`).
+		Scan(&accounts, &branches, &tellers, &history, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 400 || accounts != branches || branches != tellers || tellers != history {
+		t.Fatalf("after 400 transactions: %d history rows; sums accounts %d, branches %d, tellers %d, history %d",
+			n, accounts, branches, tellers, history)
 	}
 }

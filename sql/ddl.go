@@ -21,6 +21,8 @@ import (
 type ddlPlan struct {
 	e    *Executor
 	stmt parser.Stmt
+	// addPK is what ADD PRIMARY KEY's row rewrite prepared (addpk.go).
+	addPK *addPKState
 }
 
 func (p *ddlPlan) columns() []pgwire.Column { return nil }
@@ -33,13 +35,21 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	p.e.ddlMu.Lock()
 	defer p.e.ddlMu.Unlock()
 	var tag string
-	switch p.stmt.(type) {
+	switch s := p.stmt.(type) {
 	case *parser.CreateTable:
 		tag = "CREATE TABLE"
 	case *parser.DropTable:
 		tag = "DROP TABLE"
 	case *parser.AlterTableAddColumn:
 		tag = "ALTER TABLE"
+	case *parser.AlterTableAddPrimaryKey:
+		tag = "ALTER TABLE"
+		st, err := p.e.prepareAddPK(ctx, s)
+		if err != nil || st == nil {
+			return pgwire.Result{Tag: tag}, err
+		}
+		p.addPK = st
+		defer func() { p.addPK = nil }()
 	default:
 		return pgwire.Result{}, errors.AssertionFailedf("not DDL: %T", p.stmt)
 	}
@@ -53,10 +63,23 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		changed, err = p.applyPreRaft(ctx)
 	}
 	if len(changed) == 0 { // failed, or IF [NOT] EXISTS made it a no-op
+		if p.addPK != nil {
+			// The rewritten rows are unreachable: delete them.
+			start, end := rowenc.TableSpan(p.addPK.desc.ID)
+			_ = p.e.cfg.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}})
+		}
 		if err != nil {
 			return pgwire.Result{}, err
 		}
 		return pgwire.Result{Tag: tag}, nil
+	}
+	if p.addPK != nil && err == nil {
+		// The table lives under its new ID: the old rows are garbage.
+		start, end := rowenc.TableSpan(p.addPK.oldID)
+		if werr := p.e.cfg.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}}); werr != nil {
+			return pgwire.Result{Tag: tag, Notices: []pgwire.Notice{warning(pgerror.CodeInternal,
+				"the primary key was added, but deleting the table's old rows failed (%v); they are unreachable and only take space", werr)}}, nil
+		}
 	}
 	if _, ok := p.stmt.(*parser.DropTable); ok {
 		// Delete the rows only after the tombstones are durable (here
@@ -94,6 +117,8 @@ func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) 
 		return p.e.dropTables(ctx, s)
 	case *parser.AlterTableAddColumn:
 		return one(p.e.addColumn(ctx, s))
+	case *parser.AlterTableAddPrimaryKey:
+		return one(p.e.addPrimaryKey(p.addPK))
 	}
 	return nil, errors.AssertionFailedf("not DDL: %T", p.stmt)
 }

@@ -150,6 +150,15 @@
 //     execution; if its result or parameter types would change it fails
 //     with 0A000 "cached plan must not change result type".
 //
+// COPY t FROM STDIN (copy.go) streams its rows in batches of 1,000, each
+// one conditional write: outside a transaction the batches before a failing
+// row stay written (the error's detail says how many rows), inside BEGIN ...
+// COMMIT they are the transaction's writes. ALTER TABLE ADD PRIMARY KEY
+// (addpk.go) rewrites a table created without one under a new table ID,
+// checks that nothing wrote to the table meanwhile, then swaps the
+// descriptor; it is not an online schema change. TRUNCATE may run inside a
+// transaction; VACUUM and ANALYZE are accepted and do nothing.
+//
 // # What it deliberately does not do
 //
 // No secondary indexes; of window functions only the ranking ones, without

@@ -123,7 +123,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		return e.analyzeUpdate(v, params)
 	case *parser.Delete:
 		return e.analyzeDelete(v, params)
-	case *parser.CreateTable, *parser.DropTable, *parser.AlterTableAddColumn, *parser.Truncate:
+	case *parser.CreateTable, *parser.DropTable, *parser.AlterTableAddColumn, *parser.Truncate, *parser.AlterTableAddPrimaryKey:
 		if len(params.types) > 0 {
 			return nil, pgerror.WithHintf(unsupported("placeholders are not allowed in %s", st.StatementTag()),
 				"write the values into the statement")

@@ -333,6 +333,42 @@ func (s *AlterTableAddColumn) Format(b *strings.Builder) {
 	s.Column.Format(b)
 }
 
+// AlterTableAddPrimaryKey is ALTER TABLE t ADD [CONSTRAINT c] PRIMARY KEY
+// (cols), for a table created without a primary key.
+type AlterTableAddPrimaryKey struct {
+	IfExists   bool
+	Name       TableName
+	Constraint string // "" if not named
+	Columns    []string
+}
+
+// Format writes the statement.
+func (s *AlterTableAddPrimaryKey) Format(b *strings.Builder) {
+	b.WriteString("ALTER TABLE ")
+	if s.IfExists {
+		b.WriteString("IF EXISTS ")
+	}
+	s.Name.Format(b)
+	b.WriteString(" ADD ")
+	if s.Constraint != "" {
+		b.WriteString("CONSTRAINT ")
+		QuoteIdent(b, s.Constraint)
+		b.WriteByte(' ')
+	}
+	b.WriteString("PRIMARY KEY (")
+	for i, c := range s.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		QuoteIdent(b, c)
+	}
+	b.WriteByte(')')
+}
+
+func (s *AlterTableAddPrimaryKey) String() string       { return str(s) }
+func (s *AlterTableAddPrimaryKey) StatementTag() string { return "ALTER TABLE" }
+func (*AlterTableAddPrimaryKey) stmtNode()              {}
+
 func (s *AlterTableAddColumn) String() string       { return str(s) }
 func (s *AlterTableAddColumn) StatementTag() string { return "ALTER TABLE" }
 

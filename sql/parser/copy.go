@@ -79,9 +79,9 @@ type Maintenance struct {
 
 // Format writes the statement.
 func (s *Maintenance) Format(b *strings.Builder) { b.WriteString(s.Tag) }
-func (s *Maintenance) String() string           { return str(s) }
-func (s *Maintenance) StatementTag() string     { return s.Tag }
-func (*Maintenance) stmtNode()                  {}
+func (s *Maintenance) String() string            { return str(s) }
+func (s *Maintenance) StatementTag() string      { return s.Tag }
+func (*Maintenance) stmtNode()                   {}
 
 func (p *parser) parseCopy() (Stmt, error) {
 	p.advance() // COPY

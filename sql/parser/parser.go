@@ -781,6 +781,25 @@ func (p *parser) parseAlter() (Stmt, error) {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
 	}
 	p.advance()
+	if p.isKw("primary") || p.isKw("constraint") && p.isKwAt(2, "primary") {
+		pk := &AlterTableAddPrimaryKey{IfExists: s.IfExists, Name: s.Name}
+		if p.acceptKw("constraint") {
+			if pk.Constraint, err = p.ident(); err != nil {
+				return nil, err
+			}
+		}
+		p.advance() // PRIMARY
+		if err := p.expectKw("key"); err != nil {
+			return nil, err
+		}
+		if err := p.expectOp("("); err != nil {
+			return nil, err
+		}
+		if pk.Columns, err = p.identList(); err != nil {
+			return nil, err
+		}
+		return pk, p.expectOp(")")
+	}
 	p.acceptKw("column")
 	if p.isKw("if") {
 		p.advance()

@@ -101,8 +101,12 @@
 // # What it does not do (yet)
 //
 //   - No GSS encryption: GSSENCRequest is answered 'N'.
-//   - No COPY: CopyData/CopyDone/CopyFail outside COPY are ignored, as in
-//     PostgreSQL; COPY statements are for the SQL layer to refuse.
+//   - COPY FROM STDIN only, in a simple query (CopyInStatement): the data
+//     streams to the statement through the bounded read-ahead queue.
+//     CopyData/CopyDone/CopyFail outside COPY are ignored, as in PostgreSQL
+//     (a client sends the rest of its data after the server refused a
+//     COPY). No COPY TO STDOUT, no COPY in the extended protocol (0A000),
+//     no binary COPY format.
 //   - No client_encoding other than UTF8: the server reports UTF8 whatever the
 //     client asked for, and rejects text that is not valid UTF-8.
 //   - Protocol 3.0 only: a client asking for 3.2 is answered with
