@@ -1817,7 +1817,7 @@ func (p *parser) parsePrimary() (Expr, error) {
 		}
 		if t.val == "(" {
 			p.advance()
-			if p.isKw("select") || p.isKw("with") || (p.isOp("(") && p.startsQuery()) {
+			if p.isKw("select") || p.isKw("with") {
 				q, err := p.parseQuery()
 				if err != nil {
 					return nil, err
@@ -1826,6 +1826,17 @@ func (p *parser) parsePrimary() (Expr, error) {
 					return nil, err
 				}
 				return &Subquery{Select: q}, nil
+			}
+			if p.isOp("(") && p.startsQuery() {
+				// ((SELECT 1) UNION (SELECT 2)) is a query, ((SELECT 1) + 2)
+				// an expression: try the query, and read an expression if
+				// it is not one (PostgreSQL's grammar resolves the same).
+				save := p.i
+				if q, err := p.parseQuery(); err == nil && p.isOp(")") {
+					p.advance()
+					return &Subquery{Select: q}, nil
+				}
+				p.i = save
 			}
 			e, err := p.parseExpr()
 			if err != nil {
