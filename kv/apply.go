@@ -129,6 +129,11 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 				break // leader's empty entry at the start of its term
 			}
 			cmd, err := decodeCommand(e.Data)
+			if err == nil {
+				if err := r.applyGuard(cmd, e.Index); err != nil {
+					return err
+				}
+			}
 			var res result
 			if err != nil {
 				// Every replica fails the same way, so the state machines
@@ -354,16 +359,29 @@ func (r *Replica) maybeTruncate() error {
 		return nil
 	}
 	idx := applied - retain
+	if _, err := r.store.Term(idx); err != nil {
+		return nil
+	}
+	return r.truncateThrough(idx, pebble.NoSync)
+}
+
+// truncateThrough drops the log entries up to and including idx, which
+// must be applied. Without sync a crash may bring the entries back, which
+// is harmless for a routine truncation.
+func (r *Replica) truncateThrough(idx uint64, sync *pebble.WriteOptions) error {
+	if idx <= r.trunc.Index {
+		return nil
+	}
 	term, err := r.store.Term(idx)
 	if err != nil {
-		return nil
+		return errors.Wrapf(err, "truncating the Raft log through %d", idx)
 	}
 	b := r.eng.DB.NewBatch()
 	defer b.Close()
 	tr := truncatedState{Index: idx, Term: term}
 	_ = b.DeleteRange(logKey(r.trunc.Index+1), logKey(idx+1), nil)
 	_ = b.Set(keyTruncated, tr.encode(), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(sync); err != nil {
 		return err
 	}
 	if err := r.store.Compact(idx); err != nil && !errors.Is(err, raft.ErrCompacted) {

@@ -205,7 +205,7 @@ func decodeCommand(data []byte) (*command, error) {
 	case cmdIncrement:
 		c.Key = d.bytes()
 		c.Delta = d.varint()
-	case cmdEnableTxns:
+	case cmdEnableTxns, cmdDisableTxns:
 	case cmdTxnGC:
 		c.Snapshot = d.uvarint()
 	case cmdTxnCommit:

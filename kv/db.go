@@ -35,6 +35,9 @@ func (r *Replica) submit(ctx context.Context, cmd *command) (result, error) {
 	defer cancel()
 	cmd.ID = rand.Uint64() | 1
 	data := cmd.encode()
+	if !r.mayAppend(data) {
+		return result{}, refusedProposal(cmd.Kind)
+	}
 	backoff := 10 * time.Millisecond
 	var refused error // why the last attempt did not enter the log
 	unavailable := func() error {

@@ -130,6 +130,12 @@ func (r *Replica) proposeForwarded(f *fwdReq) []bool {
 		if !ok && f.retry {
 			continue // no ID to recognize it by: it may be appended already
 		}
+		if !r.mayAppend(d) {
+			// Refused for good, like a proposal a leader of another term
+			// refuses: the follower retries it until its caller's deadline
+			// and then reports the write as not done (see downgrade.go).
+			continue
+		}
 		if r.rn.Propose(d) == nil {
 			acc[i] = true
 			if ok {

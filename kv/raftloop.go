@@ -167,6 +167,10 @@ func (r *Replica) flushProposals() {
 		}
 	case st.RaftState == raft.StateLeader:
 		for _, p := range props {
+			if !r.mayAppend(p.data) {
+				p.done <- result{err: refusedProposal(p.cmd.Kind)}
+				continue
+			}
 			if err := r.rn.Propose(p.data); err != nil {
 				p.done <- result{err: errNotProposed}
 				continue

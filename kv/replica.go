@@ -67,6 +67,15 @@ type Config struct {
 	// test stalls a node's Raft timers (CheckQuorum, elections, lease
 	// renewals) while the node keeps running, as a stuck loop would.
 	TestingSkipTick func() bool
+	// CommandLevel reports which commands the cluster version allows into
+	// the log (downgrade.go); nil allows all. The leader consults it before
+	// it appends anything, and a proposer before it proposes.
+	CommandLevel func() CommandLevel
+	// Release20 makes this replica apply only what a binary of release 2.0
+	// knows (cmdBatch, cmdIncrement), as the binary built as 2.0 must: any
+	// other entry stops it with an error naming the entry, rather than
+	// being applied by code a real 2.0 binary would not have.
+	Release20 bool
 }
 
 func (c *Config) setDefaults() {

@@ -86,6 +86,24 @@ type tcluster struct {
 	// isolated holds the IDs of nodes cut off from all others: they drop
 	// every Raft message they receive, and the others drop theirs.
 	isolated sync.Map
+	// level is every node's Config.CommandLevel (the zero value allows
+	// everything, as a nil CommandLevel does: see setLevel).
+	level     atomic.Int32
+	levelSet  atomic.Bool
+	release20 map[uint64]bool // nodes started as a 2.0 binary
+}
+
+// setLevel makes every node's CommandLevel report l.
+func (c *tcluster) setLevel(l CommandLevel) {
+	c.level.Store(int32(l))
+	c.levelSet.Store(true)
+}
+
+func (c *tcluster) commandLevel() CommandLevel {
+	if !c.levelSet.Load() {
+		return Level21Txns
+	}
+	return CommandLevel(c.level.Load())
 }
 
 func newCluster(t *testing.T, retain uint64) *tcluster {
@@ -155,7 +173,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	}
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, RowCacheBytes: c.rowCacheBytes,
-		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC,
+		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC, CommandLevel: c.commandLevel, Release20: c.release20[id],
 		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load})
 	if err != nil {
 		t.Fatal(err)

@@ -140,6 +140,8 @@ func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result
 		binary.BigEndian.PutUint64(wi.val[:], index)
 	}
 	switch cmd.Kind {
+	case cmdDisableTxns:
+		return r.applyDisableTxns(b, index)
 	case cmdEnableTxns:
 		if from == 0 {
 			_ = b.Set(userKey([]byte(stampsFromKey)), binary.BigEndian.AppendUint64(nil, index), nil)
