@@ -70,6 +70,15 @@ const (
 	// SettingPrefix's span so the settings cache never reads it.
 	ClusterVersion = SystemPrefix + "setting-version"
 
+	// Downgrade is the replicated downgrade record (JSON
+	// upgrademanager.DowngradeRecord: the target release and the version the
+	// downgrade started from), present while a downgrade is under way. It is
+	// created by upgrademanager with a conditional put in the same batch that
+	// sets cluster.preserve_downgrade_option, and deleted once the target is
+	// persisted everywhere. Read by upgrademanager, by every node's catch-up
+	// (which stands still while it exists) and by the status views.
+	Downgrade = SystemPrefix + "downgrade"
+
 	// SettingPrefix + setting name is a cluster setting's value (canonical
 	// text); absent means the default. Written by package settings (SET
 	// writes, RESET deletes); read by every node's settings cache, which
@@ -173,6 +182,9 @@ func SettingChangedKey(name string) []byte { return append([]byte(SettingChanged
 
 // ClusterVersionKey returns the key of the replicated cluster version.
 func ClusterVersionKey() []byte { return []byte(ClusterVersion) }
+
+// DowngradeKey returns the key of the replicated downgrade record.
+func DowngradeKey() []byte { return []byte(Downgrade) }
 
 // SettingKey returns the key of setting name's value.
 func SettingKey(name string) []byte { return append([]byte(SettingPrefix), name...) }

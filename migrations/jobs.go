@@ -28,8 +28,11 @@ const (
 
 // Job is the replicated record of one migration's execution.
 type Job struct {
-	ID          int64    `json:"id"`
-	Version     string   `json:"version"`
+	ID      int64  `json:"id"`
+	Version string `json:"version"`
+	// Direction is "down" for a down-migration (a downgrade), empty for a
+	// migration.
+	Direction   string   `json:"direction,omitempty"`
 	Description string   `json:"description"`
 	Status      Status   `json:"status"`
 	Progress    Progress `json:"progress"`
@@ -61,7 +64,32 @@ func (j Job) Fraction() float64 {
 // The replicated keys of the job system (see package keys).
 func jobKey(id int64) []byte { return keys.JobKey(id) }
 
-func migrationKey(v clusterversion.Version) []byte { return keys.MigrationKey(v.String()) }
+// jobSpec is what the runner needs of a migration or a down-migration.
+type jobSpec struct {
+	version     clusterversion.Version
+	down        bool
+	description string
+	run         func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
+}
+
+// name is the key under MigrationPrefix mapping the spec to its job: the
+// version for a migration (as before down-migrations existed), "down/"
+// and the version for a down-migration.
+func (s jobSpec) name() string { return specName(s.version, s.down) }
+
+func specName(v clusterversion.Version, down bool) string {
+	if down {
+		return "down/" + v.String()
+	}
+	return v.String()
+}
+
+func (s jobSpec) direction() string {
+	if s.down {
+		return "down"
+	}
+	return ""
+}
 
 // ErrJobLost is returned by a checkpoint when another coordinator has taken
 // the job over (this one's lease had lapsed).
@@ -84,8 +112,9 @@ type Runner struct {
 	RenewEvery time.Duration
 	Now        func() time.Time
 	Log        *slog.Logger
-	// Registry overrides the built-in registry (tests).
-	Registry []Migration
+	// Registry and DownRegistry override the built-in registries (tests).
+	Registry     []Migration
+	DownRegistry []DownMigration
 	// CheckpointHook, if set, runs before every checkpoint: a named pause
 	// point for tests that must stop a coordinator mid-migration.
 	CheckpointHook func(ctx context.Context, p Progress) error
@@ -131,6 +160,18 @@ func (r *Runner) migrationFor(v clusterversion.Version) (Migration, bool) {
 	return Migration{}, false
 }
 
+func (r *Runner) downFor(v clusterversion.Version) (DownMigration, bool) {
+	if r.DownRegistry == nil {
+		return DownFor(v)
+	}
+	for _, m := range r.DownRegistry {
+		if m.Version.Version() == v {
+			return m, true
+		}
+	}
+	return DownMigration{}, false
+}
+
 // Run executes the migration of version v, if there is one, and returns
 // once it has succeeded: at once if it already has, after waiting if another
 // live coordinator is running it, after running or resuming it otherwise.
@@ -140,6 +181,31 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 	if !ok {
 		return nil
 	}
+	return r.runJob(ctx, jobSpec{version: v, description: m.Description, run: m.Run})
+}
+
+// RunDown executes the down-migration of step v (a downgrade lowering v),
+// if there is one, as Run does a migration: exactly once per crossing of v.
+func (r *Runner) RunDown(ctx context.Context, v clusterversion.Version) error {
+	m, ok := r.downFor(v)
+	if !ok {
+		return nil
+	}
+	return r.runJob(ctx, jobSpec{version: v, down: true, description: "downgrade: " + m.Description, run: m.Run})
+}
+
+// Forget deletes the record that maps step v's migration (or, with down,
+// its down-migration) to its job, so that the next Run (RunDown) creates a
+// new job and runs it again. The job's own record stays for SHOW JOBS. The
+// upgrade manager calls it when the cluster crosses v in the other
+// direction: a downgrade lowering v forgets v's migration, an upgrade
+// raising v forgets its down-migration.
+func (r *Runner) Forget(ctx context.Context, v clusterversion.Version, down bool) error {
+	return r.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: keys.MigrationKey(specName(v, down))}})
+}
+
+func (r *Runner) runJob(ctx context.Context, m jobSpec) error {
+	v := m.version
 	for {
 		job, raw, err := r.jobFor(ctx, m)
 		if err != nil {
@@ -173,7 +239,7 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 			r.log().Info("resuming migration job", "job", job.ID, "version", v, "previous_coordinator", job.Coordinator,
 				"done", job.Progress.Done, "total", job.Progress.Total)
 		} else {
-			r.log().Info("starting migration job", "job", job.ID, "version", v, "description", m.Description)
+			r.log().Info("starting migration job", "job", job.ID, "version", v, "description", m.description)
 		}
 		// The claim, updated by checkpoints and lease renewals alike.
 		h := &heldJob{job: claimed, raw: cur}
@@ -191,7 +257,7 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 			defer close(renewed)
 			r.renewLease(runCtx, h, stopRun)
 		}()
-		runErr := m.Run(runCtx, r.Deps, job.Progress, checkpoint)
+		runErr := m.run(runCtx, r.Deps, job.Progress, checkpoint)
 		lost := errors.Is(context.Cause(runCtx), ErrJobLost)
 		stopRun(nil)
 		<-renewed
@@ -282,11 +348,12 @@ func (r *Runner) renewLease(ctx context.Context, h *heldJob, stop context.Cancel
 	}
 }
 
-// jobFor returns the job of migration m, creating it (exactly once) if it
-// does not exist, with its raw record for conditional updates.
-func (r *Runner) jobFor(ctx context.Context, m Migration) (Job, []byte, error) {
-	v := m.Version.Version()
-	idb, found, err := r.DB.Get(ctx, migrationKey(v))
+// jobFor returns the job of m, creating it (exactly once) if it does not
+// exist, with its raw record for conditional updates.
+func (r *Runner) jobFor(ctx context.Context, m jobSpec) (Job, []byte, error) {
+	v := m.version
+	mkey := keys.MigrationKey(m.name())
+	idb, found, err := r.DB.Get(ctx, mkey)
 	if err != nil {
 		return Job{}, nil, err
 	}
@@ -296,10 +363,11 @@ func (r *Runner) jobFor(ctx context.Context, m Migration) (Job, []byte, error) {
 			return Job{}, nil, err
 		}
 		now := r.now().UnixNano()
-		job := Job{ID: id, Version: v.String(), Description: m.Description, Status: StatusPending, Created: now, Modified: now}
+		job := Job{ID: id, Version: v.String(), Direction: m.direction(), Description: m.description,
+			Status: StatusPending, Created: now, Modified: now}
 		b, _ := json.Marshal(job)
 		err = r.DB.Write(ctx, []kvpb.Op{
-			{Kind: kvpb.OpCPut, Key: migrationKey(v), Value: binary.BigEndian.AppendUint64(nil, uint64(id)), ExpectAbsent: true},
+			{Kind: kvpb.OpCPut, Key: mkey, Value: binary.BigEndian.AppendUint64(nil, uint64(id)), ExpectAbsent: true},
 			{Kind: kvpb.OpCPut, Key: jobKey(id), Value: b, ExpectAbsent: true},
 		})
 		if err != nil && !isCondFailed(err) {

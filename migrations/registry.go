@@ -24,6 +24,16 @@ type Deps struct {
 	// CreateUsers creates the replicated users store with root as admin
 	// if it is missing (users.EnsureStore); idempotent.
 	CreateUsers func(ctx context.Context) error
+	// DowngradeRow rewrites one stored row value into encoding v1,
+	// reporting whether it changed (rowenc.DowngradeValue).
+	DowngradeRow func(key, value []byte) ([]byte, bool, error)
+	// DisableTxns proposes the data group command that deletes every
+	// transaction record, returning the log index it applied at
+	// (kv.Replica.DisableTxns).
+	DisableTxns func(ctx context.Context) (uint64, error)
+	// PurgeRaftLogs has every non-decommissioned node compact its data
+	// group log through index, once it has applied it.
+	PurgeRaftLogs func(ctx context.Context, through uint64) error
 	// BatchSize is the number of rows a migration handles per checkpoint
 	// (default 500).
 	BatchSize int

@@ -17,6 +17,13 @@ func rewriteRowsV2(ctx context.Context, d Deps, from Progress, checkpoint func(P
 	if d.UpgradeRow == nil {
 		return errors.AssertionFailedf("the 1.1 migration needs Deps.UpgradeRow")
 	}
+	return rewriteRows(ctx, d, d.UpgradeRow, from, checkpoint)
+}
+
+// rewriteRows rewrites every table row with rewrite (which reports whether
+// it changed the value), in key order and batches, from the checkpoint.
+func rewriteRows(ctx context.Context, d Deps, rewrite func(key, value []byte) ([]byte, bool, error),
+	from Progress, checkpoint func(Progress) error) error {
 	batch := d.BatchSize
 	if batch <= 0 {
 		batch = 500
@@ -46,7 +53,7 @@ func rewriteRowsV2(ctx context.Context, d Deps, from Progress, checkpoint func(P
 		}
 		var ops []kvpb.Op
 		for _, e := range kvs {
-			nv, changed, err := d.UpgradeRow(e.Key, e.Value)
+			nv, changed, err := rewrite(e.Key, e.Value)
 			if err != nil {
 				return errors.Wrapf(err, "row %x", e.Key)
 			}

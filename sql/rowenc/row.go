@@ -68,6 +68,29 @@ func UpgradeValue(key, value []byte) ([]byte, bool, error) {
 	return nil, false, unknownEncoding(value[0])
 }
 
+// DowngradeValue rewrites a stored value into encoding v1 (the 1.1
+// down-migration runs it over every row, for a downgrade to 1.0), after
+// verifying a v2 value's checksum. It reports whether the value changed; a
+// v1 value is returned as it is.
+func DowngradeValue(key, value []byte) ([]byte, bool, error) {
+	if len(value) == 0 {
+		return nil, false, corrupt("empty row value")
+	}
+	switch value[0] {
+	case EncodingV1:
+		return value, false, nil
+	case EncodingV2:
+		body, err := verifyV2(key, value)
+		if err != nil {
+			return nil, false, err
+		}
+		out := make([]byte, 1, 1+len(body))
+		out[0] = EncodingV1
+		return append(out, body...), true, nil
+	}
+	return nil, false, unknownEncoding(value[0])
+}
+
 // ValueEncoding returns the encoding version of a stored value.
 func ValueEncoding(value []byte) byte {
 	if len(value) == 0 {

@@ -1,0 +1,114 @@
+package migrations
+
+import (
+	"context"
+	"encoding/binary"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/clusterversion"
+)
+
+// When says where in the lowering of its step a down-migration runs
+// (clusterversion/DESIGN.md, "How a downgrade moves down the ladder").
+type When int
+
+const (
+	// BeforeLowering runs while the cluster is still at the step: for a
+	// cleanup that needs the step's own binaries or commands.
+	BeforeLowering When = iota
+	// AfterLowering runs once the step below is persisted on every node and
+	// recorded: for a cleanup that needs the step's gate closed everywhere
+	// (nothing can add what it removes behind it).
+	AfterLowering
+)
+
+// DownMigration is the reverse of a ladder step, run as a job by the
+// upgrade manager when a downgrade lowers that step.
+type DownMigration struct {
+	// Version is the step being lowered.
+	Version     clusterversion.Key
+	When        When
+	Description string
+	// Run has Migration.Run's contract: idempotent, checkpointed,
+	// resumable by any node.
+	Run func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
+}
+
+// downRegistry holds the down-migrations, at most one per step. A step
+// without one needs nothing but its gate closed on every node, which
+// persisting the step below does (each node's version handler waits for
+// the feature's users there).
+var downRegistry = []DownMigration{
+	{
+		Version:     clusterversion.V1_1WriteV2,
+		When:        AfterLowering,
+		Description: "rewrite every row back into encoding v1 (writers write v1 again)",
+		Run:         rewriteRowsV1,
+	},
+	{
+		Version: clusterversion.V2_1TxnStamps,
+		When:    AfterLowering,
+		Description: "delete the transaction records and compact every node's Raft log " +
+			"past the last command a 2.0 binary does not know",
+		Run: disableTxnStamps,
+	},
+}
+
+// DownFor returns the down-migration of step v, if any.
+func DownFor(v clusterversion.Version) (DownMigration, bool) {
+	for _, m := range downRegistry {
+		if m.Version.Version() == v {
+			return m, true
+		}
+	}
+	return DownMigration{}, false
+}
+
+// AllDown returns every registered down-migration in ladder order.
+func AllDown() []DownMigration { return append([]DownMigration(nil), downRegistry...) }
+
+// rewriteRowsV1 is the down-migration of 1.1-step.2, run once every node
+// writes v1 again (1.1-step.1 persisted everywhere, and every statement
+// that encoded v2 finished): it rewrites the remaining v2 rows as v1, as
+// the 1.1 migration rewrote v1 rows as v2, so a 1.0 binary reads every row.
+func rewriteRowsV1(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error {
+	if d.DowngradeRow == nil {
+		return errors.AssertionFailedf("the 1.1 down-migration needs Deps.DowngradeRow")
+	}
+	return rewriteRows(ctx, d, d.DowngradeRow, from, checkpoint)
+}
+
+// disableTxnStamps is the down-migration of 2.1-step.2, run once every node
+// has persisted 2.1-step.1: from then on no leader appends a transaction
+// command (kv/downgrade.go). It proposes the command that deletes the
+// transaction records, then has every node compact its Raft log through
+// that command's index, so that no node holds an entry a 2.0 binary could
+// not apply when the fence is lowered. Progress: 1 once the records are
+// gone (Resume holds the index), 2 once every log is compacted.
+func disableTxnStamps(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error {
+	if d.DisableTxns == nil || d.PurgeRaftLogs == nil {
+		return errors.AssertionFailedf("the 2.1 down-migration needs Deps.DisableTxns and Deps.PurgeRaftLogs")
+	}
+	p := from
+	p.Total = 2
+	if p.Done < 1 {
+		idx, err := d.DisableTxns(ctx)
+		if err != nil {
+			return errors.Wrap(err, "deleting the transaction records")
+		}
+		p.Done, p.Resume = 1, binary.BigEndian.AppendUint64(nil, idx)
+		if err := checkpoint(p); err != nil {
+			return err
+		}
+	}
+	if len(p.Resume) != 8 {
+		return errors.AssertionFailedf("the 2.1 down-migration's checkpoint holds no log index: %x", p.Resume)
+	}
+	idx := binary.BigEndian.Uint64(p.Resume)
+	if err := d.PurgeRaftLogs(ctx, idx); err != nil {
+		return errors.Wrapf(err, "compacting the Raft logs through index %d", idx)
+	}
+	p.Done = 2
+	return checkpoint(p)
+}
