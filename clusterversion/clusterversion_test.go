@@ -181,3 +181,24 @@ func TestRelease(t *testing.T) {
 		}
 	}
 }
+
+func TestPrev(t *testing.T) {
+	keys := Keys()
+	if _, ok := Prev(keys[0].Version()); ok {
+		t.Fatal("the first release has a previous entry")
+	}
+	for i := 1; i < len(keys); i++ {
+		if p, ok := Prev(keys[i].Version()); !ok || p != keys[i-1].Version() {
+			t.Fatalf("Prev(%s) = %s %v, want %s", keys[i], p, ok, keys[i-1])
+		}
+	}
+	for _, c := range []struct{ v, want string }{{"2.1", "2.0"}, {"2.1-step.1", "2.0"}, {"2.0-step.1", "1.1"}, {"1.1", "1.0"}} {
+		v, _ := Parse(c.v)
+		if p, ok := PrevRelease(v); !ok || p.String() != c.want {
+			t.Errorf("PrevRelease(%s) = %s %v, want %s", c.v, p, ok, c.want)
+		}
+	}
+	if _, ok := PrevRelease(V1_0.Version()); ok {
+		t.Error("1.0 has a previous release")
+	}
+}

@@ -115,6 +115,29 @@ func Between(from, to Version) []Version {
 	return out
 }
 
+// Prev returns the ladder entry just below v, or false if v is the first
+// entry or not on the ladder: the version a downgrade lowering v persists.
+func Prev(v Version) (Version, bool) {
+	k, ok := Lookup(v)
+	if !ok || k == 0 {
+		return Version{}, false
+	}
+	return ladder[k-1].Version, true
+}
+
+// PrevRelease returns the release just below v's release (2.0 for 2.1 and
+// for 2.1-step.1), or false for the first release: the only target a
+// downgrade from v may have.
+func PrevRelease(v Version) (Version, bool) {
+	rels := Releases()
+	for i, r := range rels {
+		if r == v.Release() && i > 0 {
+			return rels[i-1], true
+		}
+	}
+	return Version{}, false
+}
+
 // Releases lists every release on the ladder in order.
 func Releases() []Version {
 	var out []Version

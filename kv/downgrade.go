@@ -31,6 +31,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
 )
 
 // cmdDisableTxns ends release 2.1's transaction records (release 2.1,
@@ -67,11 +69,6 @@ func (k cmdKind) level() CommandLevel {
 // release20 reports whether a 2.0 binary knows commands of kind k.
 func (k cmdKind) release20() bool { return k.level() == Level20 }
 
-// ErrCommandRefused is returned for a command that the cluster version no
-// longer allows into the log: a downgrade has lowered it past the step the
-// command belongs to.
-var ErrCommandRefused = errors.New("the cluster version no longer allows this command into the Raft log")
-
 // mayAppend reports whether the leader may append data (an encoded
 // command) at the current cluster version.
 func (r *Replica) mayAppend(data []byte) bool {
@@ -82,7 +79,7 @@ func (r *Replica) mayAppend(data []byte) bool {
 }
 
 func refusedProposal(kind cmdKind) error {
-	return errors.WithHint(errors.Wrapf(ErrCommandRefused, "command kind %d", kind),
+	return errors.WithHint(errors.Wrapf(kvpb.ErrCommandRefused, "command kind %d", kind),
 		"a downgrade has lowered the cluster version below the step this command belongs to; "+
 			"SHOW UPGRADE STATUS shows it")
 }

@@ -46,7 +46,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 	}
 	err = rep.CommitTxn(ctx, &kvpb.TxnCommit{Snapshot: snap.Index(), Writes: []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("k"), Value: []byte("x")}}})
 	snap.Close()
-	if !errors.Is(err, ErrCommandRefused) {
+	if !errors.Is(err, kvpb.ErrCommandRefused) {
 		t.Fatalf("a commit at the fence: %v, want ErrCommandRefused", err)
 	}
 	var through uint64
@@ -72,7 +72,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 
 	// 2.0: not even the cleanup enters the log any more.
 	c.setLevel(Level20)
-	if _, err := rep.DisableTxns(ctx); !errors.Is(err, ErrCommandRefused) {
+	if _, err := rep.DisableTxns(ctx); !errors.Is(err, kvpb.ErrCommandRefused) {
 		t.Fatalf("DisableTxns at 2.0: %v, want ErrCommandRefused", err)
 	}
 	// Node 3 comes back as a 2.0 binary and follows the writes that come

@@ -36,7 +36,8 @@ const (
 	MethodRecoverApply      = "/kvnode.Node/RecoverApply"
 	// MethodClock is new in release 2.1: a node of an older release
 	// answers Unimplemented, which callers take as "not measured".
-	MethodClock = "/kvnode.Node/Clock"
+	MethodClock        = "/kvnode.Node/Clock"
+	MethodPurgeRaftLog = "/kvnode.Node/PurgeRaftLog"
 )
 
 // NodeServer is what a node serves. Every method may be called again with
@@ -106,6 +107,9 @@ type NodeServer interface {
 	// monitor; release 2.1).
 
 	Clock(context.Context, *ClockRequest) (*ClockResponse, error)
+	// PurgeRaftLog compacts the node's data group log (release 2.1).
+
+	PurgeRaftLog(context.Context, *PurgeRaftLogRequest) (*PurgeRaftLogResponse, error)
 }
 
 // method is one method of the service: its name and message types.
@@ -156,6 +160,7 @@ var methods = []method{
 	unary("RecoverInfo", NodeServer.RecoverInfo),
 	unary("RecoverApply", NodeServer.RecoverApply),
 	unary("Clock", NodeServer.Clock),
+	unary("PurgeRaftLog", NodeServer.PurgeRaftLog),
 }
 
 // ServiceDesc is the kvnode.Node service. Errors returned by a NodeServer
@@ -315,4 +320,11 @@ func (c *Client) RecoverApply(ctx context.Context, addr string, req *RecoverAppl
 // 2.1 answers Unimplemented (see Code).
 func (c *Client) Clock(ctx context.Context, addr string, req *ClockRequest, opts ...grpc.CallOption) (*ClockResponse, error) {
 	return call[ClockRequest, ClockResponse](ctx, c, addr, MethodClock, req, opts)
+}
+
+// PurgeRaftLog asks the node at addr to compact its data group log through
+// an index (a node of a release before 2.1 answers Unimplemented).
+
+func (c *Client) PurgeRaftLog(ctx context.Context, addr string, req *PurgeRaftLogRequest, opts ...grpc.CallOption) (*PurgeRaftLogResponse, error) {
+	return call[PurgeRaftLogRequest, PurgeRaftLogResponse](ctx, c, addr, MethodPurgeRaftLog, req, opts)
 }

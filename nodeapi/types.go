@@ -159,6 +159,10 @@ type LivenessResponse struct {
 // SetClusterVersionRequest asks a node to persist a new active version.
 type SetClusterVersionRequest struct {
 	Version string `json:"version"`
+	// Lower is set by a downgrade: the node moves its version down to
+	// Version (from release 2.1 on; an older node ignores the field and
+	// answers with its unchanged version, which the caller checks).
+	Lower bool `json:"lower,omitempty"`
 }
 
 // SetClusterVersionResponse confirms it.
@@ -351,4 +355,16 @@ type ClockRequest struct {
 type ClockResponse struct {
 	NodeID    int32 `json:"node_id"`
 	WallNanos int64 `json:"wall_nanos"` // nanoseconds since the Unix epoch
+}
+
+// PurgeRaftLogRequest asks a node to compact its data group log through
+// Through once it has applied it (release 2.1: the downgrade to 2.0 removes
+// the last 2.1 command from every log this way).
+type PurgeRaftLogRequest struct {
+	Through uint64 `json:"through"`
+}
+
+// PurgeRaftLogResponse confirms it.
+type PurgeRaftLogResponse struct {
+	NodeID int32 `json:"node_id"`
 }

@@ -87,7 +87,7 @@ func TestWireNamesStable(t *testing.T) {
 	}
 	want := "Hello Init Join SchemaPush SchemaPull NodeStatus Drain Decommission Recommission GetLiveness " +
 		"SetClusterVersion Group0State Group0Prepare Group0Join Group0SetState Group0Sync Group0Recover " +
-		"Recover RecoverInfo RecoverApply Clock"
+		"Recover RecoverInfo RecoverApply Clock PurgeRaftLog"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("methods of kvnode.Node changed:\n got %s\nwant %s\n(a method is never renamed or removed)", got, want)
 	}

@@ -103,3 +103,7 @@ func (n nodeService) RecoverApply(ctx context.Context, req *nodeapi.RecoverApply
 func (n nodeService) Clock(ctx context.Context, req *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
 	return n.s.clockReading(ctx, req)
 }
+
+func (n nodeService) PurgeRaftLog(ctx context.Context, req *nodeapi.PurgeRaftLogRequest) (*nodeapi.PurgeRaftLogResponse, error) {
+	return n.s.purgeRaftLog(ctx, req)
+}

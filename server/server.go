@@ -612,6 +612,8 @@ func (s *Server) startNode() error {
 		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
 		Promote: s.allowPromote,
 		Clock:   s.clock, MaxOffset: s.cfg.MaxOffset, LeaseReads: s.leaseReadsFunc(),
+		CommandLevel: s.commandLevel,
+		Release20:    s.binVersion.Less(clusterversion.V2_1.Version()),
 	})
 	if err != nil {
 		return err

@@ -343,10 +343,36 @@ func (h *settingsHook) setVersion(ctx context.Context, value types.Datum, reset 
 	if err != nil {
 		return pgerror.WithCode(err, pgerror.CodeInvalidParameterValue)
 	}
+	if target.Less(h.s.ActiveVersion()) {
+		// Below the active version: a downgrade (or the resumption of
+		// one), one release at a time.
+		if err := h.s.Downgrade(ctx, target); err != nil {
+			return pgerror.WithCode(err, finalizeSQLState(err))
+		}
+		return nil
+	}
 	if err := h.s.Finalize(ctx, target); err != nil {
 		return pgerror.WithCode(err, finalizeSQLState(err))
 	}
 	return nil
+}
+
+// checkPreserveChange refuses to SET or RESET
+// cluster.preserve_downgrade_option while a downgrade is under way: the
+// downgrade set it, and RESET would have the cluster finalize straight back
+// up once the downgrade completes.
+func (h *settingsHook) checkPreserveChange(ctx context.Context, name string) error {
+	if strings.ToLower(name) != "cluster.preserve_downgrade_option" {
+		return nil
+	}
+	d, ok, err := h.s.upgrades.Downgrading(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	return pgerror.WithHintf(pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState,
+		"cannot change cluster.preserve_downgrade_option: a downgrade to %s is under way", d),
+		"wait until SHOW UPGRADE STATUS says the downgrade has completed; then RESET CLUSTER SETTING "+
+			"cluster.preserve_downgrade_option upgrades the cluster again")
 }
 
 func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire.Result, error) {
@@ -358,6 +384,9 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 		}
 		if strings.ToLower(st.Name) == versionSetting {
 			return pgwire.Result{Tag: "SET CLUSTER SETTING"}, h.setVersion(ctx, stmt.Value, st.Default)
+		}
+		if err := h.checkPreserveChange(ctx, st.Name); err != nil {
+			return pgwire.Result{}, err
 		}
 		var err error
 		if st.Default {
@@ -372,6 +401,9 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 		}
 		if strings.ToLower(st.Name) == versionSetting {
 			return pgwire.Result{}, h.setVersion(ctx, nil, true)
+		}
+		if err := h.checkPreserveChange(ctx, st.Name); err != nil {
+			return pgwire.Result{}, err
 		}
 		return pgwire.Result{Tag: "RESET CLUSTER SETTING"}, reg.Reset(ctx, st.Name)
 	case *parser.ShowClusterSetting:
@@ -439,11 +471,13 @@ func finalizeSQLState(err error) string {
 	switch {
 	case errors.Is(err, autoupgrade.ErrNotARelease), errors.Is(err, clusterversion.ErrUnknownVersion):
 		return pgerror.CodeInvalidParameterValue
-	case errors.Is(err, autoupgrade.ErrDowngrade), errors.Is(err, autoupgrade.ErrSkippedReleases):
+	case errors.Is(err, autoupgrade.ErrDowngrade), errors.Is(err, autoupgrade.ErrSkippedReleases),
+		errors.Is(err, autoupgrade.ErrDowngradeTarget):
 		return pgerror.CodeFeatureNotSupported
 	case errors.Is(err, autoupgrade.ErrNodeNotLive), errors.Is(err, autoupgrade.ErrBeyondBinary),
 		errors.Is(err, autoupgrade.ErrBelowMinimum), errors.Is(err, autoupgrade.ErrPreserveSet),
-		errors.Is(err, upgrademanager.ErrStepNotPersisted):
+		errors.Is(err, upgrademanager.ErrStepNotPersisted), errors.Is(err, autoupgrade.ErrDowngradeInProgress),
+		errors.Is(err, autoupgrade.ErrBinaryTooNew):
 		return pgerror.CodeObjectNotInPrerequisiteState
 	case errors.Is(err, kvpb.ErrUnavailable):
 		return pgerror.CodeUnavailable

@@ -66,7 +66,11 @@ func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVer
 			errors.Wrapf(clusterversion.ErrUnknownVersion, "cluster version %q is not on the version ladder; nothing was persisted", req.Version),
 			"the cluster versions are %s", ladderList()), codes.InvalidArgument)
 	}
-	if err := s.persistActiveVersion(v); err != nil {
+	persist := s.persistActiveVersion
+	if req.Lower {
+		persist = s.lowerActiveVersion
+	}
+	if err := persist(v); err != nil {
 		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 	}
 	return &nodeapi.SetClusterVersionResponse{NodeID: s.NodeID(), Version: s.ActiveVersion().String()}, nil
@@ -162,13 +166,26 @@ func (c upgradeCluster) Nodes(ctx context.Context) ([]autoupgrade.Node, error) {
 
 // PersistVersion persists v on node n: this node's own store directly,
 // another node's through the SetClusterVersion RPC.
-func (c upgradeCluster) PersistVersion(ctx context.Context, n autoupgrade.Node, v clusterversion.Version) error {
+func (c upgradeCluster) PersistVersion(ctx context.Context, n autoupgrade.Node, v clusterversion.Version, lower bool) error {
 	s := c.s
 	if n.ID == s.NodeID() {
+		if lower {
+			return s.lowerActiveVersion(v)
+		}
 		return s.persistActiveVersion(v)
 	}
-	_, err := s.node.SetClusterVersion(ctx, n.Address, &nodeapi.SetClusterVersionRequest{Version: v.String()})
+	resp, err := s.node.SetClusterVersion(ctx, n.Address, &nodeapi.SetClusterVersionRequest{Version: v.String(), Lower: lower})
+	if err == nil && lower && resp.Version != v.String() {
+		// A binary that predates downgrades ignores Lower and keeps its
+		// version.
+		return errors.WithHintf(errors.Newf("node %d kept cluster version %s instead of moving down to %s", n.ID, resp.Version, v),
+			"node %d's binary does not know downgrades; restart it on a binary of %s", n.ID, clusterversion.MustBinaryVersion())
+	}
 	return err
+}
+
+func (c upgradeCluster) PreserveOps(v clusterversion.Version) ([]kvpb.Op, error) {
+	return c.s.Settings().Ops("cluster.preserve_downgrade_option", v.String())
 }
 
 func (c upgradeCluster) ResetPreserveDowngrade(ctx context.Context) error {
@@ -189,6 +206,19 @@ func (m migrationsOf) Run(ctx context.Context, v clusterversion.Version) error {
 	return m.s.migrationRunner().Run(ctx, v)
 }
 
+func (m migrationsOf) DownWhen(v clusterversion.Version) (after, ok bool) {
+	d, ok := migrations.DownFor(v)
+	return ok && d.When == migrations.AfterLowering, ok
+}
+
+func (m migrationsOf) RunDown(ctx context.Context, v clusterversion.Version) error {
+	return m.s.migrationRunner().RunDown(ctx, v)
+}
+
+func (m migrationsOf) Forget(ctx context.Context, v clusterversion.Version, down bool) error {
+	return m.s.migrationRunner().Forget(ctx, v, down)
+}
+
 // upgradeInput gathers what a finalization decision depends on.
 func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []nodeapi.NodeStatus, error) {
 	// Decide on the settings as they are now, not as cached: a RESET of the
@@ -206,6 +236,11 @@ func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []nodeapi
 		PreserveDowngrade:  s.lc().preserveDowngrade.Get(),
 		Host:               s.RPCAddr(),
 		Nodes:              autoupgradeNodes(statuses),
+	}
+	if d, ok, err := s.upgrades.Downgrading(ctx); err != nil {
+		return autoupgrade.Input{}, nil, err
+	} else if ok {
+		in.Downgrading = d
 	}
 	return in, statuses, nil
 }
@@ -260,6 +295,12 @@ func (s *Server) catchUpVersion() {
 	if err != nil {
 		return // no quorum now: the next round retries
 	}
+	if _, downgrading, err := s.upgrades.Downgrading(ctx); err != nil || downgrading {
+		// The downgrade persists every step on every node itself; a node
+		// that has lowered a step while the replicated version still
+		// names it must not raise it back.
+		return
+	}
 	if s.ActiveVersion().Less(rv) {
 		if err := s.persistActiveVersion(rv); err != nil {
 			s.log.Warn("this node's cluster version lags the cluster's and cannot catch up",
@@ -285,6 +326,9 @@ func (s *Server) migrationRunner() *migrations.Runner {
 			Group0Upgrade: s.g0.RunUpgrade,
 			EnableTxns:    s.Replica().EnableTxns,
 			CreateUsers:   func(ctx context.Context) error { return users.EnsureStore(ctx, s.Replica()) },
+			DowngradeRow:  rowenc.DowngradeValue,
+			DisableTxns:   s.Replica().DisableTxns,
+			PurgeRaftLogs: s.purgeRaftLogs,
 		},
 	}
 }
@@ -350,6 +394,13 @@ func (s *Server) autoUpgradeLoop() {
 			s.log.Info("auto-upgrade: "+sum, "active", in.Active.String())
 		}
 		switch {
+		case d.Downgrade:
+			if err := s.upgrades.Downgrade(ctx, d.Target); err != nil {
+				s.log.Warn("auto-upgrade: the downgrade stopped; will retry", "target", d.Target.String(), "err", err)
+				wait = min(2*wait, 6*base)
+			} else {
+				wait = base
+			}
 		case d.Finalize:
 			if err := s.Finalize(ctx, d.Target); err != nil {
 				s.log.Warn("auto-upgrade: finalization stopped; will retry", "target", d.Target.String(), "err", err)

@@ -424,6 +424,28 @@ func (r *Registry) Set(ctx context.Context, name string, v types.Datum) error {
 	return r.write(ctx, d, val)
 }
 
+// Ops returns the writes that set name to v, unvalidated, for a caller
+// that must set it atomically with writes of its own (the downgrade record
+// and cluster.preserve_downgrade_option, which the upgrade manager sets
+// together to a value the validator would refuse at that moment: the
+// release being downgraded to). The cache catches up at its next refresh.
+func (r *Registry) Ops(name string, v types.Datum) ([]kvpb.Op, error) {
+	d, err := r.def(name)
+	if err != nil {
+		return nil, err
+	}
+	val, err := fromDatum(d, v)
+	if err != nil {
+		return nil, err
+	}
+	text := Encode(d.typ, val)
+	rec, _ := json.Marshal(Change{Value: text, At: r.now()})
+	return []kvpb.Op{
+		{Kind: kvpb.OpPut, Key: Key(d.name), Value: []byte(text)},
+		{Kind: kvpb.OpPut, Key: changedKey(d.name), Value: rec},
+	}, nil
+}
+
 // Reset restores setting name's default.
 func (r *Registry) Reset(ctx context.Context, name string) error {
 	d, err := r.def(name)

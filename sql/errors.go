@@ -57,6 +57,8 @@ func kvError(err error) error {
 			"a majority of the nodes must be live; check the cluster's nodes and retry")
 	case errors.Is(err, txn.ErrTooLarge):
 		return pgerror.WithCode(err, pgerror.CodeProgramLimitExceeded)
+	case errors.Is(err, kvpb.ErrCommandRefused):
+		return pgerror.WithCode(err, pgerror.CodeFeatureNotSupported)
 	case errors.Is(err, kvpb.ErrTxnsDisabled):
 		return pgerror.WithHintf(pgerror.WithCode(err, pgerror.CodeFeatureNotSupported),
 			"transactions need cluster version 2.1; finalize the upgrade with SET CLUSTER SETTING version = '2.1'")

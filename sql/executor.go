@@ -176,6 +176,9 @@ type Executor struct {
 	v1Writers sync.RWMutex
 
 	usersCache usersCache // users_exec.go
+	// lowerableEncoding: this binary may see writers go back to v1
+	// (mayLowerEncoding).
+	lowerableEncoding bool
 }
 
 var _ pgwire.SessionFactory = (*Executor)(nil)
@@ -198,7 +201,7 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Executor{cfg: cfg, catalog: cat, virtual: map[string]*virtualTable{}}
+	e := &Executor{cfg: cfg, catalog: cat, virtual: map[string]*virtualTable{}, lowerableEncoding: mayLowerEncoding(cfg.BinaryVersion)}
 	e.registerCatalog()
 	return e, nil
 }
@@ -220,6 +223,17 @@ func (e *Executor) encodeRow(ti *tableInfo, key []byte, row []types.Datum, extra
 	return ti.layout.EncodeValueAs(enc, key, row, extra)
 }
 
+// mayLowerEncoding reports whether a binary of release binary can run a
+// cluster version below 1.1-step.2 (a 1.1 binary during a downgrade to
+// 1.0).
+func mayLowerEncoding(binary string) bool {
+	bv, err := clusterversion.Parse(binary)
+	if err != nil {
+		return true
+	}
+	return !clusterversion.V1_1WriteV2.Version().Less(clusterversion.MinSupported(bv))
+}
+
 func (e *Executor) writesV2() bool {
 	return e.cfg.Versions != nil && clusterversion.IsActive(e.cfg.Versions, clusterversion.V1_1WriteV2)
 }
@@ -228,16 +242,24 @@ func (e *Executor) writesV2() bool {
 // encodes them until its write has returned, while rows may still be
 // encoded in v1 (it returns the release). WaitForV1Writers takes it
 // exclusively.
+//
+// A binary that can run 1.1-step.1 (release 1.1) holds it also while it
+// writes v2, so that a downgrade lowering 1.1-step.2 can wait for the
+// statements that encoded v2 before the rewrite to v1 starts; a newer
+// binary never runs below 1.1 and skips it once it writes v2.
 func (e *Executor) holdRowEncoding() (release func()) {
-	if e.writesV2() {
-		return func() {} // for good: versions never move back
+	if e.writesV2() && !e.lowerableEncoding {
+		return func() {}
 	}
 	e.v1Writers.RLock()
 	return e.v1Writers.RUnlock
 }
 
 // WaitForV1Writers returns once every statement that may have encoded rows
-// in v1 on this node has finished; the server calls it after it persisted
+// in v1 on this node has finished (and, on a 1.1 binary, every statement
+// that may have encoded v2: a downgrade lowering 1.1-step.2 calls it before
+// it reports 1.1-step.1 persisted, so no v2 row lands behind the rewrite to
+// v1); the server calls it after it persisted
 // 1.1-step.2 and before it reports the step persisted. The 1.1 migration
 // starts only after every node did, so no v1 row is written behind its
 // scan (issue 16, D9): a statement that takes holdRowEncoding after this

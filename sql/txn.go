@@ -216,6 +216,15 @@ func (s *session) checkInTxn(pl plan) error {
 	switch s.txn.state {
 	case txnNone:
 		return nil
+	case txnOpen:
+		if !s.e.txnsActive() && !(isTxn && (tp.stmt.Kind == parser.TxnRollback || tp.stmt.Kind == parser.TxnRollbackTo)) {
+			// A downgrade below 2.1 ends open transactions: every statement
+			// but ROLLBACK fails, and the session is then in a failed
+			// transaction until it rolls back.
+			return pgerror.WithHintf(unsupported("the transaction was ended: the cluster is being downgraded below %s "+
+				"(it is at %s), and transactions are no longer available", clusterversion.V2_1, s.e.cfg.Versions.ActiveVersion()),
+				"ROLLBACK, then run the statements without BEGIN; SHOW UPGRADE STATUS shows the downgrade")
+		}
 	case txnAborted:
 		if isTxn && (tp.stmt.Kind == parser.TxnCommit || tp.stmt.Kind == parser.TxnRollback || tp.stmt.Kind == parser.TxnRollbackTo) {
 			return nil

@@ -26,10 +26,15 @@ type Cluster interface {
 	// Nodes lists every node again (the re-listing after a step).
 	Nodes(ctx context.Context) ([]autoupgrade.Node, error)
 	// PersistVersion has node n persist v durably before it acts on it, and
-	// returns once it has (bounded by ctx).
-	PersistVersion(ctx context.Context, n autoupgrade.Node, v clusterversion.Version) error
+	// returns once it has (bounded by ctx). With lower (a downgrade), n
+	// moves its version down to v, after closing the gates above v.
+	PersistVersion(ctx context.Context, n autoupgrade.Node, v clusterversion.Version, lower bool) error
 	// ResetPreserveDowngrade clears cluster.preserve_downgrade_option.
 	ResetPreserveDowngrade(ctx context.Context) error
+	// PreserveOps returns the writes that set
+	// cluster.preserve_downgrade_option to v, for the downgrade record's
+	// batch.
+	PreserveOps(v clusterversion.Version) ([]kvpb.Op, error)
 }
 
 // Migrations runs the migration of a ladder step as a job (migrations.Runner).
@@ -38,6 +43,14 @@ type Migrations interface {
 	Has(v clusterversion.Version) bool
 	// Run runs or resumes it, returning once it has succeeded.
 	Run(ctx context.Context, v clusterversion.Version) error
+	// DownWhen reports whether step v has a down-migration, and whether it
+	// runs after v is lowered (else before).
+	DownWhen(v clusterversion.Version) (after, ok bool)
+	// RunDown runs or resumes step v's down-migration.
+	RunDown(ctx context.Context, v clusterversion.Version) error
+	// Forget makes the next Run (down: RunDown) of step v start a new job:
+	// the cluster is crossing v in the other direction.
+	Forget(ctx context.Context, v clusterversion.Version, down bool) error
 }
 
 // Config configures a Manager.
@@ -149,7 +162,13 @@ func (m *Manager) Migrate(ctx context.Context, target clusterversion.Version) er
 				return err
 			}
 		}
-		if err := m.persistOnEveryNode(ctx, step, in.Nodes); err != nil {
+		if _, has := m.cfg.Migrations.DownWhen(step); has {
+			// The next downgrade through step runs its down-migration again.
+			if err := m.cfg.Migrations.Forget(ctx, step, true); err != nil {
+				return err
+			}
+		}
+		if err := m.persistOnEveryNode(ctx, step, in.Nodes, false); err != nil {
 			return err
 		}
 		if err := m.writeReplicatedVersion(ctx, step); err != nil {
@@ -175,7 +194,7 @@ func (m *Manager) Migrate(ctx context.Context, target clusterversion.Version) er
 // A node that joins after the last list gets the version of the node
 // admitting it, which is v, or catches up with the replicated version by
 // itself.
-func (m *Manager) persistOnEveryNode(ctx context.Context, v clusterversion.Version, nodes []autoupgrade.Node) error {
+func (m *Manager) persistOnEveryNode(ctx context.Context, v clusterversion.Version, nodes []autoupgrade.Node, lower bool) error {
 	done := map[int32]bool{}
 	for round := 0; ; round++ {
 		var todo []autoupgrade.Node
@@ -191,7 +210,7 @@ func (m *Manager) persistOnEveryNode(ctx context.Context, v clusterversion.Versi
 			return errors.WithHint(errors.Newf("nodes keep joining while cluster version %s is persisted", v),
 				"the finalization resumes from this step; it completes once nodes stop joining")
 		}
-		if err := m.persistEverywhere(ctx, v, todo); err != nil {
+		if err := m.persistEverywhere(ctx, v, todo, lower); err != nil {
 			return err
 		}
 		for _, n := range todo {
@@ -207,7 +226,7 @@ func (m *Manager) persistOnEveryNode(ctx context.Context, v clusterversion.Versi
 // persistEverywhere asks every node of nodes to persist v and waits for
 // all of them; a node that cannot be reached fails the step (the
 // finalization is retried later).
-func (m *Manager) persistEverywhere(ctx context.Context, v clusterversion.Version, nodes []autoupgrade.Node) error {
+func (m *Manager) persistEverywhere(ctx context.Context, v clusterversion.Version, nodes []autoupgrade.Node, lower bool) error {
 	type res struct {
 		id  int32
 		err error
@@ -217,7 +236,7 @@ func (m *Manager) persistEverywhere(ctx context.Context, v clusterversion.Versio
 		go func() {
 			cctx, cancel := context.WithTimeout(ctx, m.cfg.PersistTimeout)
 			defer cancel()
-			out <- res{n.ID, m.cfg.Cluster.PersistVersion(cctx, n, v)}
+			out <- res{n.ID, m.cfg.Cluster.PersistVersion(cctx, n, v, lower)}
 		}()
 	}
 	var errs []string
@@ -229,7 +248,7 @@ func (m *Manager) persistEverywhere(ctx context.Context, v clusterversion.Versio
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return errors.Mark(errors.WithHint(errors.Newf("cluster version %s could not be persisted on every node: %v", v, errs),
-			"the finalization resumes from this step once every node is reachable"), ErrStepNotPersisted)
+			"it resumes from this step once every node is reachable"), ErrStepNotPersisted)
 	}
 	return nil
 }

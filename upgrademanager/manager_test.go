@@ -2,6 +2,7 @@ package upgrademanager
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -30,11 +31,14 @@ type fakeCluster struct {
 	mu        sync.Mutex
 	persisted map[int32]clusterversion.Version
 	binary    map[int32]clusterversion.Version
-	// down nodes fail PersistVersion.
+	// down nodes fail PersistVersion; dead ones are also reported not live.
 	down map[int32]bool
+	dead map[int32]bool
 	// onRelist, if set, runs at each Nodes call (a node joining).
 	onRelist func(c *fakeCluster)
 	events   []string
+	// db is the manager's store: Input reads the downgrade record there.
+	db kvpb.DB
 }
 
 func newFakeCluster(n int, active, binary string) *fakeCluster {
@@ -49,16 +53,25 @@ func (c *fakeCluster) nodesLocked() []autoupgrade.Node {
 	var out []autoupgrade.Node
 	for id := range c.persisted {
 		out = append(out, autoupgrade.Node{ID: id, Address: fmt.Sprintf("n%d", id), BinaryVersion: c.binary[id],
-			Live: true, Membership: autoupgrade.Active, Persisted: c.persisted[id]})
+			Live: !c.dead[id], Membership: autoupgrade.Active, Persisted: c.persisted[id]})
 	}
 	slices.SortFunc(out, func(a, b autoupgrade.Node) int { return int(a.ID - b.ID) })
 	return out
 }
 
-func (c *fakeCluster) Input(context.Context) (autoupgrade.Input, error) {
+func (c *fakeCluster) Input(ctx context.Context) (autoupgrade.Input, error) {
+	var downgrading clusterversion.Version
+	if c.db != nil {
+		if raw, found, _ := c.db.Get(ctx, keys.DowngradeKey()); found {
+			var rec DowngradeRecord
+			_ = json.Unmarshal(raw, &rec)
+			downgrading = ver(rec.Target)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return autoupgrade.Input{Active: c.persisted[1], Nodes: c.nodesLocked(), AutoUpgradeEnabled: true, Host: "n1"}, nil
+	return autoupgrade.Input{Active: c.persisted[1], Nodes: c.nodesLocked(), AutoUpgradeEnabled: true, Host: "n1",
+		Downgrading: downgrading}, nil
 }
 
 func (c *fakeCluster) Nodes(context.Context) ([]autoupgrade.Node, error) {
@@ -70,13 +83,13 @@ func (c *fakeCluster) Nodes(context.Context) ([]autoupgrade.Node, error) {
 	return c.nodesLocked(), nil
 }
 
-func (c *fakeCluster) PersistVersion(_ context.Context, n autoupgrade.Node, v clusterversion.Version) error {
+func (c *fakeCluster) PersistVersion(_ context.Context, n autoupgrade.Node, v clusterversion.Version, lower bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.down[n.ID] {
 		return errors.New("unreachable")
 	}
-	if c.persisted[n.ID].Less(v) {
+	if c.persisted[n.ID].Less(v) != lower && c.persisted[n.ID] != v {
 		c.persisted[n.ID] = v
 	}
 	c.events = append(c.events, fmt.Sprintf("persist n%d %s", n.ID, v))
@@ -84,6 +97,10 @@ func (c *fakeCluster) PersistVersion(_ context.Context, n autoupgrade.Node, v cl
 }
 
 func (c *fakeCluster) ResetPreserveDowngrade(context.Context) error { return nil }
+
+func (c *fakeCluster) PreserveOps(v clusterversion.Version) ([]kvpb.Op, error) {
+	return []kvpb.Op{{Kind: kvpb.OpPut, Key: keys.SettingKey("cluster.preserve_downgrade_option"), Value: []byte(v.String())}}, nil
+}
 
 func (c *fakeCluster) record(e string) {
 	c.mu.Lock()
@@ -100,6 +117,26 @@ func (m fakeMigrations) Has(v clusterversion.Version) bool {
 
 func (m fakeMigrations) Run(_ context.Context, v clusterversion.Version) error {
 	m.c.record("migrate " + v.String())
+	return nil
+}
+
+// DownWhen: the two down-migrations of the real registry, both after.
+func (m fakeMigrations) DownWhen(v clusterversion.Version) (after, ok bool) {
+	has := v == clusterversion.V1_1WriteV2.Version() || v == clusterversion.V2_1TxnStamps.Version()
+	return has, has
+}
+
+func (m fakeMigrations) RunDown(_ context.Context, v clusterversion.Version) error {
+	m.c.record("down " + v.String())
+	return nil
+}
+
+func (m fakeMigrations) Forget(_ context.Context, v clusterversion.Version, down bool) error {
+	if down {
+		m.c.record("forget down " + v.String())
+	} else {
+		m.c.record("forget " + v.String())
+	}
 	return nil
 }
 
@@ -121,6 +158,7 @@ func (d recordingDB) Write(ctx context.Context, ops []kvpb.Op) error {
 
 func newManager(c *fakeCluster) *Manager {
 	db := recordingDB{sqltest.NewMemDB(), c}
+	c.db = db
 	// As bootstrap leaves it: the version key holds the initial version.
 	if err := db.MemDB.Write(context.Background(), []kvpb.Op{{Kind: kvpb.OpPut, Key: keys.ClusterVersionKey(), Value: []byte(c.persisted[1].String())}}); err != nil {
 		panic(err)

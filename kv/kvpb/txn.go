@@ -62,6 +62,12 @@ type TxnDB interface {
 	EnableTxns(ctx context.Context) error
 }
 
+// ErrCommandRefused is returned for a write that the cluster version no
+// longer allows into the Raft log: a downgrade has lowered it below the
+// step the write's command belongs to (a transaction's commit, once the
+// downgrade to 2.0 is past 2.1-step.2).
+var ErrCommandRefused = fmt.Errorf("the cluster version no longer allows this command into the Raft log")
+
 // ErrTxnsDisabled is returned by Snapshot and CommitTxn before EnableTxns
 // has been applied.
 var ErrTxnsDisabled = fmt.Errorf("transactions are not enabled in the data group yet")

@@ -44,6 +44,9 @@ type Input struct {
 	// Host is an address the fix commands should name (a node's
 	// --listen-addr), for example "127.0.0.1:26357".
 	Host string
+	// Downgrading is the target of the downgrade under way (the replicated
+	// downgrade record), zero when none is.
+	Downgrading clusterversion.Version
 }
 
 // BlockerKind classifies what blocks finalization.
@@ -83,6 +86,10 @@ type Decision struct {
 	// to do.
 	Blockers []Blocker
 	Finalize bool
+	// Downgrade is set while a downgrade to Target is under way: the
+	// leader drives it (resuming a coordinator that stopped), and nothing
+	// finalizes meanwhile.
+	Downgrade bool
 }
 
 // UpToDate reports whether there is nothing to finalize.
@@ -94,6 +101,8 @@ func (d Decision) Summary() string {
 	switch {
 	case d.UpToDate() && len(d.Blockers) == 0:
 		return "cluster version is up to date"
+	case d.Downgrade:
+		return fmt.Sprintf("downgrading to %s", d.Target)
 	case d.Finalize:
 		return fmt.Sprintf("finalizing to %s", d.Target)
 	}
@@ -178,6 +187,10 @@ func midFinalization(in Input) bool {
 // release) can block it.
 func Decide(in Input) Decision {
 	var d Decision
+	if in.Downgrading != (clusterversion.Version{}) {
+		// The operator asked for it; it completes before anything else.
+		return Decision{Target: in.Downgrading, Downgrade: true}
+	}
 	nodes := considered(in.Nodes)
 	if len(nodes) == 0 {
 		return d
@@ -290,7 +303,11 @@ func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.V
 	}
 	if target.Less(in.Active) {
 		return nil, errors.WithHint(errors.Wrapf(ErrDowngrade, "attempting to downgrade from %s to %s", in.Active, target),
-			"a finalized version is final; to go back, restore from a backup taken before the upgrade")
+			"a downgrade goes through SET CLUSTER SETTING version with the release just below the active one")
+	}
+	if d := in.Downgrading; d != (clusterversion.Version{}) {
+		return nil, errors.WithHintf(errors.Wrapf(ErrDowngradeInProgress, "cannot finalize to %s: a downgrade to %s is under way", target, d),
+			"wait until SHOW UPGRADE STATUS says it has completed, then RESET CLUSTER SETTING cluster.preserve_downgrade_option")
 	}
 	if PreserveHolds(in) && !midFinalization(in) && target != in.Active {
 		return nil, errors.WithHint(errors.Wrapf(ErrPreserveSet,
@@ -334,6 +351,67 @@ func ValidateManual(in Input, target clusterversion.Version) ([]clusterversion.V
 			"finalize to %s first", rels[ai+1])
 	}
 	return clusterversion.Between(in.Active, target), nil
+}
+
+// Errors of ValidateDowngrade, for errors.Is.
+var (
+	ErrDowngradeTarget     = errors.New("a downgrade goes to the release just below the active one")
+	ErrDowngradeInProgress = errors.New("another downgrade is under way")
+	ErrBinaryTooNew        = errors.New("a node's binary cannot run the downgrade's target")
+)
+
+// ValidateDowngrade checks `SET CLUSTER SETTING version = target` below the
+// active version: target must be the release just below the active
+// version's release; no downgrade to another version may be under way;
+// every non-decommissioned node must be live and run a binary that runs
+// target. It returns the versions to persist, in order (the last is
+// target).
+func ValidateDowngrade(in Input, target clusterversion.Version) ([]clusterversion.Version, error) {
+	if _, ok := clusterversion.Lookup(target); !ok || !target.IsRelease() {
+		return nil, errors.WithHintf(errors.Wrapf(clusterversion.ErrUnknownVersion, "%q", target.String()),
+			"the releases are %s", releases())
+	}
+	prev, ok := clusterversion.PrevRelease(in.Active)
+	if !ok || prev != target {
+		hint := fmt.Sprintf("%s is the first release: there is nothing to downgrade to", in.Active)
+		if ok {
+			hint = fmt.Sprintf("downgrade one release at a time: SET CLUSTER SETTING version = '%s'", prev)
+		}
+		return nil, errors.WithHint(errors.Wrapf(ErrDowngradeTarget, "cannot downgrade from %s to %s", in.Active, target), hint)
+	}
+	if d := in.Downgrading; d != (clusterversion.Version{}) && d != target {
+		return nil, errors.WithHintf(errors.Wrapf(ErrDowngradeInProgress, "a downgrade to %s is under way", d),
+			"wait until SHOW UPGRADE STATUS says it has completed")
+	}
+	if err := ValidateDowngradeNodes(in, target); err != nil {
+		return nil, err
+	}
+	var out []clusterversion.Version
+	for v := in.Active; target.Less(v); {
+		p, _ := clusterversion.Prev(v)
+		out = append(out, p)
+		v = p
+	}
+	return out, nil
+}
+
+// ValidateDowngradeNodes is ValidateDowngrade's check of the nodes, which a
+// downgrade repeats before every step.
+func ValidateDowngradeNodes(in Input, target clusterversion.Version) error {
+	for _, n := range considered(in.Nodes) {
+		if !clusterversion.Supports(n.BinaryVersion, target) {
+			return errors.WithHintf(errors.Wrapf(ErrBinaryTooNew,
+				"node %d is running %s, which supports cluster versions from %s, not %s",
+				n.ID, n.BinaryVersion, clusterversion.MinSupported(n.BinaryVersion), target),
+				"restart node %d on a binary of %s first (the cluster runs it at %s), then retry", n.ID, in.Active.Release(), in.Active)
+		}
+		if !n.Live {
+			return errors.WithHintf(errors.Wrapf(ErrNodeNotLive,
+				"node %d is not live; every node that is not decommissioned must be live to downgrade", n.ID),
+				"bring node %d back, or remove it for good: kvnode node decommission %d --host=%s", n.ID, n.ID, host(in))
+		}
+	}
+	return nil
 }
 
 func releases() string {
