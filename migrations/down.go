@@ -3,6 +3,7 @@ package migrations
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 
 	"github.com/cockroachdb/errors"
 
@@ -33,6 +34,8 @@ type DownMigration struct {
 	// Run has Migration.Run's contract: idempotent, checkpointed,
 	// resumable by any node.
 	Run func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
+	// Check, if set, is its precondition check for SHOW UPGRADE PLAN.
+	Check func(ctx context.Context, d Deps) (Check, error)
 }
 
 // downRegistry holds the down-migrations, at most one per step. A step
@@ -45,13 +48,15 @@ var downRegistry = []DownMigration{
 		When:        AfterLowering,
 		Description: "rewrite every row back into encoding v1 (writers write v1 again)",
 		Run:         rewriteRowsV1,
+		Check:       countRowsIn(2, "rows in encoding v2 to rewrite into v1"),
 	},
 	{
 		Version: clusterversion.V2_1TxnStamps,
 		When:    AfterLowering,
 		Description: "delete the transaction records and compact every node's Raft log " +
 			"past the last command a 2.0 binary does not know",
-		Run: disableTxnStamps,
+		Run:   disableTxnStamps,
+		Check: countTxnRecords,
 	},
 }
 
@@ -111,4 +116,47 @@ func disableTxnStamps(ctx context.Context, d Deps, from Progress, checkpoint fun
 	}
 	p.Done = 2
 	return checkpoint(p)
+}
+
+// countRowsIn returns a check that counts the rows stored in encoding enc.
+func countRowsIn(enc byte, what string) func(ctx context.Context, d Deps) (Check, error) {
+	return func(ctx context.Context, d Deps) (Check, error) {
+		if d.RowEncoding == nil {
+			return Check{}, errors.AssertionFailedf("the check needs Deps.RowEncoding")
+		}
+		var n int64
+		err := scanAll(ctx, d, d.TableSpan, func(_, v []byte) {
+			if d.RowEncoding(v) == enc {
+				n++
+			}
+		})
+		return Check{Detail: fmt.Sprintf("%s: %d", what, n)}, err
+	}
+}
+
+// countTxnRecords counts the transaction records the 2.1 down-migration
+// deletes.
+func countTxnRecords(ctx context.Context, d Deps) (Check, error) {
+	var n int64
+	err := scanAll(ctx, d, d.TxnRecordSpan, func(_, _ []byte) { n++ })
+	return Check{Detail: fmt.Sprintf("transaction records to delete: %d; then every node's Raft log is compacted "+
+		"past the last command a 2.0 binary does not know", n)}, err
+}
+
+// scanAll calls fn for every key in span, in batches.
+func scanAll(ctx context.Context, d Deps, span [2][]byte, fn func(k, v []byte)) error {
+	start, end := span[0], span[1]
+	for {
+		kvs, err := d.DB.Scan(ctx, start, end, 1000, false)
+		if err != nil {
+			return err
+		}
+		for _, e := range kvs {
+			fn(e.Key, e.Value)
+		}
+		if len(kvs) < 1000 {
+			return nil
+		}
+		start = append(append([]byte(nil), kvs[len(kvs)-1].Key...), 0)
+	}
 }

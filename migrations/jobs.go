@@ -426,3 +426,27 @@ func List(ctx context.Context, db kvpb.DB) ([]Job, error) {
 	}
 	return out, nil
 }
+
+// Check runs the precondition check of step v's migration (down: its
+// down-migration), if it has one. It changes nothing.
+func (r *Runner) Check(ctx context.Context, v clusterversion.Version, down bool) (Check, bool, error) {
+	var check func(context.Context, Deps) (Check, error)
+	if down {
+		if m, ok := r.downFor(v); ok {
+			check = m.Check
+			if check == nil {
+				return Check{Detail: m.Description}, true, nil
+			}
+		}
+	} else if m, ok := r.migrationFor(v); ok {
+		check = m.Check
+		if check == nil {
+			return Check{Detail: m.Description}, true, nil
+		}
+	}
+	if check == nil {
+		return Check{}, false, nil
+	}
+	c, err := check(ctx, r.Deps)
+	return c, true, err
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
+	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // The node's part of a downgrade (clusterversion/DESIGN.md, "How a
@@ -25,6 +26,12 @@ import (
 // through the upgrade manager.
 func (s *Server) Downgrade(ctx context.Context, target clusterversion.Version) error {
 	return s.upgrades.Downgrade(ctx, target)
+}
+
+// UpgradePlan is SHOW UPGRADE PLAN: a dry run of SET CLUSTER SETTING
+// version = target (zero: the next release).
+func (s *Server) UpgradePlan(ctx context.Context, target clusterversion.Version) (*upgrademanager.Plan, error) {
+	return s.upgrades.Plan(ctx, target)
 }
 
 // lowerActiveVersion durably moves this node's active version down to v,

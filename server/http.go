@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
+	"github.com/cockroachdb/errors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/server/console"
 )
 
@@ -14,6 +17,7 @@ func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", s.serveHealth)
 	mux.HandleFunc("/_status/upgrade", s.serveUpgradeStatus)
+	mux.HandleFunc("/_status/upgrade/plan", s.serveUpgradePlan)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	// Profiles, as every Go server offers them: the HTTP address is meant
 	// for operators (it binds to loopback by default).
@@ -37,6 +41,29 @@ func (s *Server) serveUpgradeStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write(st.json())
+}
+
+// serveUpgradePlan is GET /_status/upgrade/plan[?version=X]: SHOW UPGRADE
+// PLAN [FOR VERSION 'X'] as JSON.
+func (s *Server) serveUpgradePlan(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	var target clusterversion.Version
+	if v := r.URL.Query().Get("version"); v != "" {
+		var err error
+		if target, err = clusterversion.Parse(v); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": err.Error(), "hint": strings.Join(errors.GetAllHints(err), "\n")})
+			return
+		}
+	}
+	p, err := s.UpgradePlan(r.Context(), target)
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": err.Error()})
+		return
+	}
+	b, _ := json.MarshalIndent(p, "", "  ")
+	_, _ = w.Write(b)
 }
 
 // readiness says whether the node serves SQL, and if not, why.

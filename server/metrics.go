@@ -81,6 +81,9 @@ var (
 	descPending = newDesc("upgrade_pending",
 		"1 if a newer cluster version than the active one is the target (every node may run a newer binary, "+
 			"or a finalization is under way or blocked), 0 if the cluster version is up to date.")
+	descDowngrading = newDesc("upgrade_downgrading",
+		"1 while a downgrade is under way (SET CLUSTER SETTING version to the release below; SHOW UPGRADE STATUS "+
+			"shows its step), 0 otherwise.")
 	descMigFraction = newDesc("migration_fraction_completed",
 		"Progress of the migration of each ladder version, in [0, 1]; status is not_started, not_needed, "+
 			"pending, running, succeeded or failed.", "version", "status")
@@ -120,7 +123,7 @@ var _ prometheus.Collector = metricsCollector{}
 func (metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descBuildInfo, descBinaryVersion, descClusterVersionInfo, descClusterVersion,
-		descStatusUp, descClusterNodes, descBlocked, descPending, descMigFraction, descMigDone, descMigTotal,
+		descStatusUp, descClusterNodes, descBlocked, descPending, descDowngrading, descMigFraction, descMigDone, descMigTotal,
 		descGroup0State, descG0Leader, descG0Term, descG0Commit, descG0Applied, descG0Lag, descG0Voters, descG0Learners,
 	} {
 		ch <- d
@@ -241,6 +244,7 @@ func (c metricsCollector) collectUpgradeStatus(ch chan<- prometheus.Metric) {
 		gauge(ch, descBlocked, float64(n), string(k))
 	}
 	gauge(ch, descPending, boolGauge(st.Target != "" && st.Target != st.ActiveVersion))
+	gauge(ch, descDowngrading, boolGauge(st.DowngradingTo != ""))
 
 	for _, m := range st.Migrations {
 		gauge(ch, descMigFraction, m.Fraction, m.Version, strings.ReplaceAll(m.Status, " ", "_"))

@@ -229,6 +229,7 @@ func TestMetricsVersionsAndFinalization(t *testing.T) {
 		e.eq(1, "kvnode_upgrade_status_up")
 		e.eq(3, "kvnode_cluster_nodes", "binary_version", "1.0")
 		e.eq(0, "kvnode_upgrade_pending")
+		e.eq(0, "kvnode_upgrade_downgrading")
 		e.blockers(nil)
 		e.eq(0, "kvnode_migration_fraction_completed", "version", "1.1-step.2", "status", "not_started")
 		e.eq(0, "kvnode_raft_apply_lag")
@@ -355,7 +356,7 @@ func TestMetricsGroup0(t *testing.T) {
 	waitMetrics(t, c, 0, 25*time.Second, func(e *expect) {
 		e.eq(0, "kvnode_upgrade_status_up")
 		for _, name := range []string{"kvnode_cluster_nodes", "kvnode_upgrade_finalization_blocked",
-			"kvnode_upgrade_pending", "kvnode_migration_fraction_completed", "kvnode_migration_rows_done"} {
+			"kvnode_upgrade_pending", "kvnode_upgrade_downgrading", "kvnode_migration_fraction_completed", "kvnode_migration_rows_done"} {
 			e.absent(name)
 		}
 		e.versions("2.1", "2.1", 2_001_000, 2_001_000)
@@ -402,7 +403,7 @@ func TestMetricsBeforeJoin(t *testing.T) {
 	e.eq(float64(bv.Major)*1_000_000+float64(bv.Minor)*1_000, "kvnode_binary_version")
 	e.eq(0, "kvnode_upgrade_status_up")
 	for _, name := range []string{"kvnode_cluster_version_info", "kvnode_cluster_version", "kvnode_cluster_nodes",
-		"kvnode_upgrade_finalization_blocked", "kvnode_upgrade_pending", "kvnode_migration_fraction_completed",
+		"kvnode_upgrade_finalization_blocked", "kvnode_upgrade_pending", "kvnode_upgrade_downgrading", "kvnode_migration_fraction_completed",
 		"kvnode_group0_upgrade_state", "kvnode_group0_raft_term"} {
 		e.absent(name)
 	}

@@ -169,9 +169,18 @@ func (h *settingsHook) Describe(stmt sql.HookStatement) ([]pgwire.Column, error)
 		return showJobsColumns, nil
 	case *parser.ShowUpgradeStatus:
 		return upgradeStatusColumns, nil
+	case *parser.ShowUpgradePlan:
+		return upgradePlanColumns, nil
 	default:
 		return nil, pgerror.Newf(pgerror.CodeFeatureNotSupported, "%s is not supported", stmt.AST.StatementTag())
 	}
+}
+
+var upgradePlanColumns = []pgwire.Column{
+	{Name: "step", Type: types.String},
+	{Name: "action", Type: types.String},
+	{Name: "detail", Type: types.String},
+	{Name: "reversible", Type: types.Bool},
 }
 
 var showJobsColumns = []pgwire.Column{
@@ -225,6 +234,33 @@ func (h *settingsHook) showJobs(ctx context.Context) (pgwire.Result, error) {
 	return pgwire.Result{Tag: fmt.Sprintf("SELECT %d", len(rows)), Rows: rows}, nil
 }
 
+// showUpgradePlan is SHOW UPGRADE PLAN [FOR VERSION 'X']: one row per step,
+// then one row per blocker (step NULL, action 'blocker', the fix in detail).
+func (h *settingsHook) showUpgradePlan(ctx context.Context, st *parser.ShowUpgradePlan) (pgwire.Result, error) {
+	var target clusterversion.Version
+	if st.HasVersion {
+		var err error
+		if target, err = clusterversion.Parse(st.Version); err != nil {
+			return pgwire.Result{}, pgerror.WithCode(err, pgerror.CodeInvalidParameterValue)
+		}
+	}
+	p, err := h.s.UpgradePlan(ctx, target)
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	var rows [][]types.Datum
+	for _, s := range p.Steps {
+		rows = append(rows, []types.Datum{s.Step, s.Action, s.Detail, s.Reversible})
+	}
+	if len(p.Steps) == 0 && len(p.Blockers) == 0 {
+		rows = append(rows, []types.Datum{p.From, "none", fmt.Sprintf("the cluster is at %s already", p.From), nil})
+	}
+	for _, b := range p.Blockers {
+		rows = append(rows, []types.Datum{nil, "blocker", b.Reason + "; fix: " + b.Fix, nil})
+	}
+	return pgwire.Result{Tag: fmt.Sprintf("SELECT %d", len(rows)), Rows: rows}, nil
+}
+
 func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, error) {
 	st, err := h.s.UpgradeStatus(ctx)
 	if err != nil {
@@ -240,6 +276,11 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 		add("target", nil, st.Target, st.Decision)
 	} else {
 		add("target", nil, "", st.Decision)
+	}
+	if st.DowngradingTo != "" {
+		add("downgrade", nil, st.DowngradingTo, "a downgrade is under way (SET CLUSTER SETTING version = '"+st.DowngradingTo+
+			"'); the data group's leader resumes it if its coordinator stops; binaries of "+st.DowngradingTo+
+			" may replace the others once it has completed")
 	}
 	if st.InProgress != "" {
 		add("in_progress", nil, st.InProgress, "")
@@ -435,6 +476,8 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 		return h.showJobs(ctx)
 	case *parser.ShowUpgradeStatus:
 		return h.showUpgradeStatus(ctx)
+	case *parser.ShowUpgradePlan:
+		return h.showUpgradePlan(ctx, st)
 	default:
 		_, err := h.Describe(stmt)
 		return pgwire.Result{}, err

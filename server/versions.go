@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
@@ -215,6 +216,15 @@ func (m migrationsOf) RunDown(ctx context.Context, v clusterversion.Version) err
 	return m.s.migrationRunner().RunDown(ctx, v)
 }
 
+func (m migrationsOf) Check(ctx context.Context, v clusterversion.Version, down bool) (upgrademanager.StepCheck, bool, error) {
+	c, ok, err := m.s.migrationRunner().Check(ctx, v, down)
+	out := upgrademanager.StepCheck{Detail: c.Detail}
+	for _, b := range c.Blockers {
+		out.Blockers = append(out.Blockers, upgrademanager.PlanBlocker{Reason: b.Reason, Fix: b.Fix})
+	}
+	return out, ok, err
+}
+
 func (m migrationsOf) Forget(ctx context.Context, v clusterversion.Version, down bool) error {
 	return m.s.migrationRunner().Forget(ctx, v, down)
 }
@@ -327,6 +337,8 @@ func (s *Server) migrationRunner() *migrations.Runner {
 			EnableTxns:    s.Replica().EnableTxns,
 			CreateUsers:   func(ctx context.Context) error { return users.EnsureStore(ctx, s.Replica()) },
 			DowngradeRow:  rowenc.DowngradeValue,
+			RowEncoding:   rowenc.ValueEncoding,
+			TxnRecordSpan: [2][]byte{[]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix))},
 			DisableTxns:   s.Replica().DisableTxns,
 			PurgeRaftLogs: s.purgeRaftLogs,
 		},
@@ -448,7 +460,9 @@ type UpgradeStatus struct {
 	Target             string `json:"target,omitempty"`
 	InProgress         string `json:"in_progress,omitempty"`
 	AutoUpgradeEnabled bool   `json:"auto_upgrade_enabled"`
-	PreserveDowngrade  string `json:"preserve_downgrade_option,omitempty"`
+	// DowngradingTo is the target of the downgrade under way ("" if none).
+	DowngradingTo     string `json:"downgrading_to,omitempty"`
+	PreserveDowngrade string `json:"preserve_downgrade_option,omitempty"`
 	// PreserveSince is when the preserve option was set (zero if unset or
 	// not recorded).
 	PreserveSince time.Time             `json:"preserve_downgrade_option_since,omitzero"`
@@ -515,6 +529,9 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	if !d.UpToDate() {
 		st.Target = d.Target.String()
 	}
+	if in.Downgrading != (clusterversion.Version{}) {
+		st.DowngradingTo = in.Downgrading.String()
+	}
 	if in.PreserveDowngrade != "" {
 		if c, ok, err := s.Settings().LastChange(ctx, "cluster.preserve_downgrade_option"); err == nil && ok {
 			st.PreserveSince = c.At
@@ -538,7 +555,9 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	}
 	byVersion := map[string]migrations.Job{}
 	for _, j := range jobs {
-		byVersion[j.Version] = j
+		if j.Direction == "" {
+			byVersion[j.Version] = j // the newest job of the version wins
+		}
 	}
 	for _, m := range migrations.All() {
 		ms := MigrationStatus{Version: m.Version.String(), Description: m.Description, Status: "not started"}
@@ -552,6 +571,17 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 			ms.Done, ms.Total, ms.Coordinator, ms.Error = j.Progress.Done, j.Progress.Total, j.Coordinator, j.Error
 		}
 		st.Migrations = append(st.Migrations, ms)
+	}
+	// Down-migrations appear once they have a job: a downgrade ran them.
+	for _, m := range migrations.AllDown() {
+		for _, j := range jobs {
+			if j.Direction == "down" && j.Version == m.Version.String() {
+				ms := MigrationStatus{Version: m.Version.String() + " (down)", Description: j.Description,
+					Status: string(j.Status), JobID: j.ID, Fraction: j.Fraction(), Done: j.Progress.Done, Total: j.Progress.Total,
+					Coordinator: j.Coordinator, Error: j.Error}
+				st.Migrations = append(st.Migrations, ms)
+			}
+		}
 	}
 	return st, nil
 }

@@ -65,7 +65,7 @@ type SchemaPeers interface {
 type HookStatement struct {
 	// AST is one of *parser.SetClusterSetting, *parser.ResetClusterSetting,
 	// *parser.ShowClusterSetting, *parser.ShowClusterSettings,
-	// *parser.ShowJobs, *parser.ShowUpgradeStatus.
+	// *parser.ShowJobs, *parser.ShowUpgradeStatus, *parser.ShowUpgradePlan.
 	AST parser.Stmt
 	// Value is the evaluated value of SET CLUSTER SETTING name = expr: a
 	// string, int64, float64 or bool (a string literal stays a string, so

@@ -146,7 +146,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	case *parser.Explain:
 		return s.analyzeExplain(v, params)
 	case *parser.SetClusterSetting, *parser.ResetClusterSetting, *parser.ShowClusterSetting,
-		*parser.ShowClusterSettings, *parser.ShowJobs, *parser.ShowUpgradeStatus:
+		*parser.ShowClusterSettings, *parser.ShowJobs, *parser.ShowUpgradeStatus, *parser.ShowUpgradePlan:
 		return s.analyzeHook(st, params)
 	case *parser.CreateRole, *parser.AlterRole, *parser.DropRole, *parser.Grant, *parser.ShowUsers, *parser.ShowGrants:
 		if len(params.types) > 0 {

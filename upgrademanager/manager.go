@@ -51,6 +51,9 @@ type Migrations interface {
 	// Forget makes the next Run (down: RunDown) of step v start a new job:
 	// the cluster is crossing v in the other direction.
 	Forget(ctx context.Context, v clusterversion.Version, down bool) error
+	// Check runs the precondition check of step v's migration (down: its
+	// down-migration) for a plan; ok is false if it has none.
+	Check(ctx context.Context, v clusterversion.Version, down bool) (c StepCheck, ok bool, err error)
 }
 
 // Config configures a Manager.

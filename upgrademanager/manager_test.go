@@ -131,6 +131,14 @@ func (m fakeMigrations) RunDown(_ context.Context, v clusterversion.Version) err
 	return nil
 }
 
+func (m fakeMigrations) Check(_ context.Context, v clusterversion.Version, down bool) (StepCheck, bool, error) {
+	if down {
+		after, ok := m.DownWhen(v)
+		return StepCheck{Detail: fmt.Sprintf("down check of %s (after: %v)", v, after)}, ok, nil
+	}
+	return StepCheck{Detail: "check of " + v.String()}, m.Has(v), nil
+}
+
 func (m fakeMigrations) Forget(_ context.Context, v clusterversion.Version, down bool) error {
 	if down {
 		m.c.record("forget down " + v.String())

@@ -827,6 +827,24 @@ func (s *ShowUpgradeStatus) Format(b *strings.Builder) { b.WriteString("SHOW UPG
 func (s *ShowUpgradeStatus) String() string            { return str(s) }
 func (s *ShowUpgradeStatus) StatementTag() string      { return "SHOW UPGRADE STATUS" }
 
+// ShowUpgradePlan is SHOW UPGRADE PLAN [FOR VERSION 'X']: a dry run of SET
+// CLUSTER SETTING version = 'X' (default: the next release).
+type ShowUpgradePlan struct {
+	Version    string
+	HasVersion bool
+}
+
+// Format writes the statement.
+func (s *ShowUpgradePlan) Format(b *strings.Builder) {
+	b.WriteString("SHOW UPGRADE PLAN")
+	if s.HasVersion {
+		b.WriteString(" FOR VERSION ")
+		FormatStringLiteral(b, s.Version)
+	}
+}
+func (s *ShowUpgradePlan) String() string       { return str(s) }
+func (s *ShowUpgradePlan) StatementTag() string { return "SHOW UPGRADE PLAN" }
+
 // Explain is EXPLAIN stmt: describe how a statement would run.
 type Explain struct {
 	Stmt Stmt
@@ -942,6 +960,7 @@ func (*ShowClusterSetting) stmtNode()  {}
 func (*ShowClusterSettings) stmtNode() {}
 func (*ShowJobs) stmtNode()            {}
 func (*ShowUpgradeStatus) stmtNode()   {}
+func (*ShowUpgradePlan) stmtNode()     {}
 func (*Txn) stmtNode()                 {}
 
 // ---- expressions ----

@@ -1156,6 +1156,23 @@ func (p *parser) parseShow() (Stmt, error) {
 		p.advance()
 		p.advance()
 		return &ShowUpgradeStatus{}, nil
+	case p.isKw("upgrade") && p.isKwAt(1, "plan"):
+		p.advance()
+		p.advance()
+		st := &ShowUpgradePlan{}
+		if p.isKw("for") {
+			p.advance()
+			if err := p.expectKw("version"); err != nil {
+				return nil, err
+			}
+			t := p.peek()
+			if t.kind != tokString {
+				return nil, p.errNear(t)
+			}
+			p.advance()
+			st.Version, st.HasVersion = t.val, true
+		}
+		return st, nil
 	case p.isKw("all"):
 		p.advance()
 		return &ShowVar{Name: "all"}, nil

@@ -222,6 +222,7 @@ func FuzzParse(f *testing.F) {
 		"SET application_name = 'x'; SET SESSION datestyle TO ISO, MDY; RESET timezone",
 		"SET CLUSTER SETTING version = crdb_internal.node_executable_version()",
 		"RESET CLUSTER SETTING cluster.preserve_downgrade_option; SHOW ALL CLUSTER SETTINGS; SHOW JOBS; SHOW UPGRADE STATUS",
+		"SHOW UPGRADE PLAN; SHOW UPGRADE PLAN FOR VERSION '2.0'",
 		"BEGIN; COMMIT; ROLLBACK",
 		"SELECT E'\\x41', x'00ff', '\\x00'::BYTES, CAST(1 AS FLOAT8)",
 		"ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT NOT NULL DEFAULT 0",
