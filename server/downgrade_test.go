@@ -1,14 +1,19 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
+	"github.com/kvnode/kvnode/sql/rowenc"
 )
 
 // TestDowngrade21To20AndUpAgain downgrades a three-node 2.1 cluster that
@@ -120,5 +125,122 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	})
 	if n, err := c.QueryInt(0, "SELECT v FROM kv WHERE k = 1"); err != nil || n != 7 {
 		t.Fatalf("k=1 holds %d (%v), want 7", n, err)
+	}
+}
+
+// TestDowngrade11To10WithPlanAndResume: on a 1.1 cluster with rows in v2,
+// SHOW UPGRADE PLAN FOR VERSION '1.0' lists what the downgrade then does
+// (and changes nothing); a downgrade whose coordinator stops at a step is
+// resumed by the data group's leader; every row ends in encoding v1 while
+// writes go on, 1.0 binaries then run the cluster, and after RESET the
+// rows are rewritten to v2 again.
+func TestDowngrade11To10WithPlanAndResume(t *testing.T) {
+	var failOnce atomic.Bool
+	knobs := server.Knobs{MigrationBatchSize: 10,
+		BeforeVersionStep: func(step clusterversion.Version) error {
+			if step == clusterversion.V1_1Fence.Version() && failOnce.CompareAndSwap(true, false) {
+				return errors.New("the coordinator stopped here (testing knob)")
+			}
+			return nil
+		}}
+	c := startAt10(t, 120, knobs)
+	for i := range c.Nodes {
+		upgradeBinary(c, i, "1.1")
+	}
+	waitVersion(t, c, "1.1")
+	ctx := txnCtx(t)
+	for i := range c.Nodes {
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			if enc := rowEncodings(t, c, i); enc[rowenc.EncodingV2] != 120 {
+				return errors.Newf("node %d: %v", i+1, enc)
+			}
+			return nil
+		})
+	}
+
+	rows, err := c.Conn(0).Query(ctx, "SHOW UPGRADE PLAN FOR VERSION '1.0'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var step, action, detail *string
+		var rev *bool
+		if err := rows.Scan(&step, &action, &detail, &rev); err != nil {
+			t.Fatal(err)
+		}
+		if *action == "blocker" {
+			t.Fatalf("blocker: %s", *detail)
+		}
+		plan = append(plan, *step+" "+*action+": "+*detail)
+	}
+	want := []string{"1.1-step.2 persist on every node", "1.1-step.1 persist on every node",
+		"1.1-step.1 down-migration: rows in encoding v2 to rewrite into v1: 120", "1.0 persist on every node", "1.0 complete"}
+	if len(plan) != len(want) {
+		t.Fatalf("plan:\n%s", strings.Join(plan, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(plan[i], w) {
+			t.Fatalf("plan row %d is %q, want %q...\n%s", i, plan[i], w, strings.Join(plan, "\n"))
+		}
+	}
+	if v, _ := queryString(t, c, 0, "SHOW CLUSTER SETTING version"); v != "1.1" {
+		t.Fatalf("the plan changed the version to %s", v)
+	}
+
+	stop := make(chan struct{})
+	writes := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; err == nil; i++ {
+			select {
+			case <-stop:
+				writes <- nil
+				return
+			default:
+			}
+			err = execErr(c, i%3, fmt.Sprintf("UPSERT INTO kv VALUES (%d, 'w%d')", 1000+i%50, i))
+		}
+		writes <- err
+	}()
+	failOnce.Store(true)
+	if err := execErr(c, 0, "SET CLUSTER SETTING version = '1.0'"); err == nil {
+		t.Fatal("the stopped coordinator reported success")
+	}
+	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING cluster.preserve_downgrade_option"); v != "1.0" {
+		t.Fatalf("preserve option %q during the downgrade", v)
+	}
+	if err := execErr(c, 1, "RESET CLUSTER SETTING cluster.preserve_downgrade_option"); sqlState(err) != "55000" {
+		t.Fatalf("RESET during the downgrade: %v", err)
+	}
+	waitVersion(t, c, "1.0") // the leader's loop resumes it
+	close(stop)
+	if err := <-writes; err != nil {
+		t.Fatalf("a write during the downgrade: %v", err)
+	}
+	for i := range c.Nodes {
+		if enc := rowEncodings(t, c, i); enc[rowenc.EncodingV1] < 120 || len(enc) != 1 {
+			t.Fatalf("node %d row encodings after the downgrade: %v", i+1, enc)
+		}
+	}
+	for i := range c.Nodes {
+		upgradeBinary(c, i, "1.0")
+	}
+	c.Exec(0, "INSERT INTO kv VALUES (5000, 'on 1.0')")
+	if n, err := c.QueryInt(2, "SELECT count(*) FROM kv"); err != nil || n != 171 {
+		t.Fatalf("count on 1.0: %d %v", n, err)
+	}
+	for i := range c.Nodes {
+		upgradeBinary(c, i, "1.1")
+	}
+	c.Exec(0, "RESET CLUSTER SETTING cluster.preserve_downgrade_option")
+	waitVersion(t, c, "1.1")
+	for i := range c.Nodes {
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			if enc := rowEncodings(t, c, i); enc[rowenc.EncodingV1] != 0 {
+				return errors.Newf("node %d after the upgrade again: %v", i+1, enc)
+			}
+			return nil
+		})
 	}
 }
