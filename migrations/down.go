@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/cockroachdb/errors"
 
@@ -36,6 +37,11 @@ type DownMigration struct {
 	Run func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
 	// Check, if set, is its precondition check for SHOW UPGRADE PLAN.
 	Check func(ctx context.Context, d Deps) (Check, error)
+	// Refuse, if set, lists what the previous release cannot represent: a
+	// downgrade is refused before it starts, and stops before lowering a
+	// step, while the list is not empty. Run may be nil for a step that
+	// needs nothing else.
+	Refuse func(ctx context.Context, d Deps) ([]Blocker, error)
 }
 
 // downRegistry holds the down-migrations, at most one per step. A step
@@ -43,6 +49,13 @@ type DownMigration struct {
 // persisting the step below does (each node's version handler waits for
 // the feature's users there).
 var downRegistry = []DownMigration{
+	{
+		Version:     clusterversion.V2_1,
+		When:        BeforeLowering,
+		Description: "end transactions; refuse what 2.0 cannot read; keep users, roles and grants dormant",
+		Check:       check21,
+		Refuse:      refuse21,
+	},
 	{
 		Version:     clusterversion.V1_1WriteV2,
 		When:        AfterLowering,
@@ -159,4 +172,33 @@ func scanAll(ctx context.Context, d Deps, span [2][]byte, fn func(k, v []byte)) 
 		}
 		start = append(append([]byte(nil), kvs[len(kvs)-1].Key...), 0)
 	}
+}
+
+// check21 describes the first step of the downgrade from 2.1: what ends,
+// and what stays dormant.
+func check21(ctx context.Context, d Deps) (Check, error) {
+	detail := "open transactions fail at their next statement; BEGIN is refused from here"
+	if d.NonRootUsers != nil {
+		users, err := d.NonRootUsers(ctx)
+		if err != nil {
+			return Check{}, err
+		}
+		detail += fmt.Sprintf("; non-root users: %d, kept dormant (2.0 never reads them, authenticates by client "+
+			"certificate only and checks no privilege; they are back when the cluster is at 2.1 again)", len(users))
+		if len(users) > 0 {
+			detail += "; to remove them first: DROP USER " + strings.Join(users, ", ")
+		}
+	}
+	blockers, err := refuse21(ctx, d)
+	if err == nil && len(blockers) > 0 {
+		detail += fmt.Sprintf("; refused while %d column(s) use types of 2.1", len(blockers))
+	}
+	return Check{Detail: detail, Blockers: blockers}, err
+}
+
+func refuse21(_ context.Context, d Deps) ([]Blocker, error) {
+	if d.Release21Blockers == nil {
+		return nil, nil
+	}
+	return d.Release21Blockers(), nil
 }

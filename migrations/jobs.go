@@ -188,7 +188,7 @@ func (r *Runner) Run(ctx context.Context, v clusterversion.Version) error {
 // if there is one, as Run does a migration: exactly once per crossing of v.
 func (r *Runner) RunDown(ctx context.Context, v clusterversion.Version) error {
 	m, ok := r.downFor(v)
-	if !ok {
+	if !ok || m.Run == nil {
 		return nil
 	}
 	return r.runJob(ctx, jobSpec{version: v, down: true, description: "downgrade: " + m.Description, run: m.Run})
@@ -449,4 +449,14 @@ func (r *Runner) Check(ctx context.Context, v clusterversion.Version, down bool)
 	}
 	c, err := check(ctx, r.Deps)
 	return c, true, err
+}
+
+// Refusals runs the refusal check of step v's down-migration (nil if it has
+// none). It changes nothing.
+func (r *Runner) Refusals(ctx context.Context, v clusterversion.Version) ([]Blocker, error) {
+	m, ok := r.downFor(v)
+	if !ok || m.Refuse == nil {
+		return nil, nil
+	}
+	return m.Refuse(ctx, r.Deps)
 }

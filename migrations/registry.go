@@ -42,6 +42,11 @@ type Deps struct {
 	RowEncoding func(value []byte) byte
 	// TxnRecordSpan is the span of the transaction records (keys.TxnMeta).
 	TxnRecordSpan [2][]byte
+	// NonRootUsers lists the users other than root (users.NonRootUsers).
+	NonRootUsers func(ctx context.Context) ([]string, error)
+	// Release21Blockers lists what 2.0 cannot read
+	// (sql.Executor.Release21Blockers).
+	Release21Blockers func() []Blocker
 }
 
 // Check is what a migration's precondition check found, for SHOW UPGRADE

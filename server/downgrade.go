@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/kv"
+	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/upgrademanager"
@@ -109,6 +110,22 @@ func (s *Server) checkNo21Data() error {
 			"the downgrade's down-migration of %s deletes them; it resumes and retries this step", clusterversion.V2_1TxnStamps), err)
 	}
 	return nil
+}
+
+// release21Blockers is what refuses a downgrade from 2.1: the schema's
+// uses of 2.1's stored formats.
+func (s *Server) release21Blockers() []migrations.Blocker {
+	s.mu.Lock()
+	exec := s.exec
+	s.mu.Unlock()
+	if exec == nil {
+		return nil
+	}
+	var out []migrations.Blocker
+	for _, b := range exec.Release21Blockers() {
+		out = append(out, migrations.Blocker{Reason: b.Reason, Fix: b.Fix})
+	}
+	return out
 }
 
 // commandLevel is what the cluster version lets this node's data group

@@ -52,6 +52,24 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 		}
 	}
 
+	// What 2.0 cannot read refuses the downgrade up front, in the plan and
+	// in the statement, with the fix; users stay, dormant.
+	c.Exec(0, "CREATE TABLE money (id INT PRIMARY KEY, amount DECIMAL(10,2))")
+	c.Exec(0, "CREATE USER alice")
+	plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '2.0'")
+	if !strings.Contains(plan, "blocker: column money.amount is of type DECIMAL(10,2)") || !strings.Contains(plan, "DROP TABLE money") ||
+		!strings.Contains(plan, "non-root users: 1, kept dormant") || !strings.Contains(plan, "DROP USER alice") {
+		t.Fatalf("plan:\n%s", plan)
+	}
+	_, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55000" || !strings.Contains(pe.Message, "money.amount") || !strings.Contains(pe.Hint, "DROP TABLE money") {
+		t.Fatalf("a downgrade with a DECIMAL column: %v", err)
+	}
+	if v, _ := queryString(t, c, 0, "SHOW CLUSTER SETTING version"); v != "2.1" {
+		t.Fatalf("the refused downgrade moved the version to %s", v)
+	}
+	c.Exec(0, "DROP TABLE money")
 	if _, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'"); err != nil {
 		t.Fatal(err)
 	}
@@ -223,12 +241,16 @@ func TestDowngrade11To10WithPlanAndResume(t *testing.T) {
 			t.Fatalf("node %d row encodings after the downgrade: %v", i+1, enc)
 		}
 	}
+	before, err := c.QueryInt(0, "SELECT count(*) FROM kv")
+	if err != nil || before < 121 {
+		t.Fatalf("count after the downgrade: %d %v", before, err)
+	}
 	for i := range c.Nodes {
 		upgradeBinary(c, i, "1.0")
 	}
 	c.Exec(0, "INSERT INTO kv VALUES (5000, 'on 1.0')")
-	if n, err := c.QueryInt(2, "SELECT count(*) FROM kv"); err != nil || n != 171 {
-		t.Fatalf("count on 1.0: %d %v", n, err)
+	if n, err := c.QueryInt(2, "SELECT count(*) FROM kv"); err != nil || n != before+1 {
+		t.Fatalf("count on 1.0: %d %v, want %d", n, err, before+1)
 	}
 	for i := range c.Nodes {
 		upgradeBinary(c, i, "1.1")
@@ -243,4 +265,32 @@ func TestDowngrade11To10WithPlanAndResume(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// planRows runs a SHOW UPGRADE PLAN statement on node 1 and returns its rows
+// as "step action: detail" lines.
+func planRows(t *testing.T, c *testcluster.Cluster, sql string) string {
+	t.Helper()
+	rows, err := c.Conn(0).Query(txnCtx(t), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var step, action, detail *string
+		var rev *bool
+		if err := rows.Scan(&step, &action, &detail, &rev); err != nil {
+			t.Fatal(err)
+		}
+		s := ""
+		if step != nil {
+			s = *step + " "
+		}
+		out = append(out, s+*action+": "+*detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, "\n")
 }

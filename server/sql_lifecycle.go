@@ -520,6 +520,7 @@ func finalizeSQLState(err error) string {
 	case errors.Is(err, autoupgrade.ErrNodeNotLive), errors.Is(err, autoupgrade.ErrBeyondBinary),
 		errors.Is(err, autoupgrade.ErrBelowMinimum), errors.Is(err, autoupgrade.ErrPreserveSet),
 		errors.Is(err, upgrademanager.ErrStepNotPersisted), errors.Is(err, autoupgrade.ErrDowngradeInProgress),
+		errors.Is(err, upgrademanager.ErrRefused),
 		errors.Is(err, autoupgrade.ErrBinaryTooNew):
 		return pgerror.CodeObjectNotInPrerequisiteState
 	case errors.Is(err, kvpb.ErrUnavailable):

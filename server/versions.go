@@ -225,6 +225,15 @@ func (m migrationsOf) Check(ctx context.Context, v clusterversion.Version, down 
 	return out, ok, err
 }
 
+func (m migrationsOf) Refusals(ctx context.Context, v clusterversion.Version) ([]upgrademanager.PlanBlocker, error) {
+	bs, err := m.s.migrationRunner().Refusals(ctx, v)
+	var out []upgrademanager.PlanBlocker
+	for _, b := range bs {
+		out = append(out, upgrademanager.PlanBlocker{Reason: b.Reason, Fix: b.Fix})
+	}
+	return out, err
+}
+
 func (m migrationsOf) Forget(ctx context.Context, v clusterversion.Version, down bool) error {
 	return m.s.migrationRunner().Forget(ctx, v, down)
 }
@@ -338,9 +347,13 @@ func (s *Server) migrationRunner() *migrations.Runner {
 			CreateUsers:   func(ctx context.Context) error { return users.EnsureStore(ctx, s.Replica()) },
 			DowngradeRow:  rowenc.DowngradeValue,
 			RowEncoding:   rowenc.ValueEncoding,
-			TxnRecordSpan: [2][]byte{[]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix))},
-			DisableTxns:   s.Replica().DisableTxns,
-			PurgeRaftLogs: s.purgeRaftLogs,
+			NonRootUsers: func(ctx context.Context) ([]string, error) {
+				return users.NonRootUsers(ctx, s.Replica())
+			},
+			Release21Blockers: s.release21Blockers,
+			TxnRecordSpan:     [2][]byte{[]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix))},
+			DisableTxns:       s.Replica().DisableTxns,
+			PurgeRaftLogs:     s.purgeRaftLogs,
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -83,6 +84,12 @@ func (m *Manager) Downgrade(ctx context.Context, target clusterversion.Version) 
 		if err != nil {
 			return err
 		}
+		if err := m.refused(ctx, rv, target); err != nil {
+			return err
+		}
+		if err != nil {
+			return err
+		}
 		if raw, err = m.beginDowngrade(ctx, rv, target); err != nil {
 			return err
 		}
@@ -110,6 +117,9 @@ func (m *Manager) Downgrade(ctx context.Context, target clusterversion.Version) 
 		if err := autoupgrade.ValidateDowngradeNodes(in, target); err != nil {
 			return err
 		}
+		if err := m.refused(ctx, rv, target); err != nil {
+			return err
+		}
 		if !target.Less(rv) {
 			// Every step is lowered. A coordinator that stopped after
 			// recording the last one may have left a node that joined
@@ -118,6 +128,9 @@ func (m *Manager) Downgrade(ctx context.Context, target clusterversion.Version) 
 				if err := m.persistOnEveryNode(ctx, target, in.Nodes, true); err != nil {
 					return err
 				}
+			}
+			if err := m.waitReported(ctx, target); err != nil {
+				return err
 			}
 			return m.endDowngrade(ctx, raw, target)
 		}
@@ -159,6 +172,32 @@ func (m *Manager) Downgrade(ctx context.Context, target clusterversion.Version) 
 	}
 }
 
+// ErrRefused marks a downgrade refused because something in use cannot be
+// represented by the target release.
+var ErrRefused = errors.New("the downgrade is refused: the cluster uses what the target release cannot represent")
+
+// refused returns ErrRefused, listing every blocker with its fix, if any
+// step in (target, from] refuses to be lowered now.
+func (m *Manager) refused(ctx context.Context, from, target clusterversion.Version) error {
+	var blockers []PlanBlocker
+	for _, v := range clusterversion.Between(target, from) {
+		b, err := m.cfg.Migrations.Refusals(ctx, v)
+		if err != nil {
+			return err
+		}
+		blockers = append(blockers, b...)
+	}
+	if len(blockers) == 0 {
+		return nil
+	}
+	var reasons, fixes []string
+	for _, b := range blockers {
+		reasons = append(reasons, b.Reason)
+		fixes = append(fixes, b.Fix)
+	}
+	return errors.WithHint(errors.Wrapf(ErrRefused, "%s", strings.Join(reasons, "; ")), strings.Join(fixes, "; "))
+}
+
 // next returns the ladder entry just above v.
 func next(v clusterversion.Version) (clusterversion.Version, bool) {
 	for _, k := range clusterversion.Keys() {
@@ -167,6 +206,35 @@ func next(v clusterversion.Version) (clusterversion.Version, bool) {
 		}
 	}
 	return clusterversion.Version{}, false
+}
+
+// waitReported waits until every node reports (in its status, which
+// travels by gossip) a persisted version no higher than target. Until the
+// record is gone nothing reads those reports as a finalization under way
+// (autoupgrade.Decide); once it is, a report above the active version must
+// again mean that a finalization step reached that node.
+func (m *Manager) waitReported(ctx context.Context, target clusterversion.Version) error {
+	for {
+		nodes, err := m.cfg.Cluster.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		var behind []int32
+		for _, n := range nodes {
+			if n.Membership != autoupgrade.Decommissioned && target.Less(n.Persisted) {
+				behind = append(behind, n.ID)
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.WithHintf(errors.Wrapf(ctx.Err(), "%s still report a cluster version above %s",
+				autoupgrade.NodeList(behind), target), "the downgrade completes once their status catches up; it resumes by itself")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // beginDowngrade writes the downgrade record and sets

@@ -54,6 +54,9 @@ type Migrations interface {
 	// Check runs the precondition check of step v's migration (down: its
 	// down-migration) for a plan; ok is false if it has none.
 	Check(ctx context.Context, v clusterversion.Version, down bool) (c StepCheck, ok bool, err error)
+	// Refusals lists what refuses lowering step v (what the release below
+	// cannot represent), each with its fix; empty if nothing does.
+	Refusals(ctx context.Context, v clusterversion.Version) ([]PlanBlocker, error)
 }
 
 // Config configures a Manager.

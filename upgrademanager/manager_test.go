@@ -139,6 +139,10 @@ func (m fakeMigrations) Check(_ context.Context, v clusterversion.Version, down 
 	return StepCheck{Detail: "check of " + v.String()}, m.Has(v), nil
 }
 
+func (m fakeMigrations) Refusals(context.Context, clusterversion.Version) ([]PlanBlocker, error) {
+	return nil, nil
+}
+
 func (m fakeMigrations) Forget(_ context.Context, v clusterversion.Version, down bool) error {
 	if down {
 		m.c.record("forget down " + v.String())

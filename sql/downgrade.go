@@ -1,0 +1,36 @@
+package sql
+
+import (
+	"fmt"
+
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// DowngradeBlocker is something in the schema that a downgrade cannot
+// take to the previous release, with the statement that removes it.
+type DowngradeBlocker struct {
+	Reason, Fix string
+}
+
+// Release21Blockers lists what a downgrade from 2.1 to 2.0 refuses up
+// front: columns of the types and type modifiers of release 2.1, whose
+// descriptors and row values a 2.0 binary cannot read
+// (types.NewInRelease21). Release 2.1's other stored formats add their
+// entries here. Users, roles and grants are not listed: a 2.0 binary never
+// reads their keys, so they stay, dormant (migrations/DESIGN.md).
+func (e *Executor) Release21Blockers() []DowngradeBlocker {
+	var out []DowngradeBlocker
+	for _, d := range e.catalog.Tables() {
+		for _, c := range d.Columns {
+			if !types.NewInRelease21(c.Type, c.Mod) {
+				continue
+			}
+			out = append(out, DowngradeBlocker{
+				Reason: fmt.Sprintf("column %s.%s is of type %s, which release 2.0 cannot read", d.Name, c.Name,
+					types.ColumnTypeString(c.Type, c.Mod)),
+				Fix: fmt.Sprintf("DROP TABLE %s (copy its rows out first), or keep the cluster at 2.1", d.Name),
+			})
+		}
+	}
+	return out
+}
