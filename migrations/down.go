@@ -57,6 +57,17 @@ var downRegistry = []DownMigration{
 		Refuse:      refuse21,
 	},
 	{
+		Version:     clusterversion.V2_0,
+		When:        BeforeLowering,
+		Description: "schema changes would leave Raft group 0 for the pre-Raft procedure",
+		Refuse: func(context.Context, Deps) ([]Blocker, error) {
+			return []Blocker{{
+				Reason: "a downgrade from 2.0 to 1.1 needs every node to leave Raft group 0 for the pre-Raft procedure, which this release cannot do yet",
+				Fix:    "keep the cluster at 2.0 (or restore a backup taken at 1.1)",
+			}}, nil
+		},
+	},
+	{
 		Version:     clusterversion.V1_1WriteV2,
 		When:        AfterLowering,
 		Description: "rewrite every row back into encoding v1 (writers write v1 again)",
@@ -193,7 +204,7 @@ func check21(ctx context.Context, d Deps) (Check, error) {
 	if err == nil && len(blockers) > 0 {
 		detail += fmt.Sprintf("; refused while %d column(s) use types of 2.1", len(blockers))
 	}
-	return Check{Detail: detail, Blockers: blockers}, err
+	return Check{Detail: detail}, err
 }
 
 func refuse21(_ context.Context, d Deps) ([]Blocker, error) {

@@ -294,3 +294,25 @@ func planRows(t *testing.T, c *testcluster.Cluster, sql string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDowngrade20To11Refused: leaving group 0 is not built yet, so a
+// downgrade from 2.0 is refused before anything changes, in the plan and in
+// the statement.
+func TestDowngrade20To11Refused(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{BinaryVersion: rel("2.0")}})
+	waitVersion(t, c, "2.0")
+	if plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '1.1'"); !strings.Contains(plan, "blocker: ") ||
+		!strings.Contains(plan, "leave Raft group 0") {
+		t.Fatalf("plan:\n%s", plan)
+	}
+	err := execErr(c, 0, "SET CLUSTER SETTING version = '1.1'")
+	if sqlState(err) != "55000" || !strings.Contains(err.Error(), "group 0") {
+		t.Fatalf("a downgrade from 2.0: %v", err)
+	}
+	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING version"); v != "2.0" {
+		t.Fatalf("version %s after the refusal", v)
+	}
+	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING cluster.preserve_downgrade_option"); v != "" {
+		t.Fatalf("the refusal set the preserve option to %q", v)
+	}
+}
