@@ -51,7 +51,8 @@
 // least election timeout less the maximum clock offset (Config.MaxOffset),
 // measured on the node's clock from the round's start, no other node can
 // become leader, so the leader serves reads at its commit index without a
-// round. It renews the lease every tick. It ends the lease before it votes
+// round, and answers its followers' ReadIndex requests from it too (one
+// message each way). It renews the lease every tick. It ends the lease before it votes
 // or transfers leadership, a restarted replica holds its vote back for an
 // election timeout, and the server turns leases off (Config.LeaseReads)
 // unless the cluster is at 2.1 and the node's clock is within the bound of
@@ -121,6 +122,6 @@
 //
 // It has one group for all data (no ranges or splits), and no transactions
 // across statements; the SQL layer builds on single atomic batches and
-// compare-and-swap. Followers do not serve reads from the leader's lease:
-// theirs still take a round trip to the leader.
+// compare-and-swap. A follower's read still takes a round trip to the
+// leader.
 package kv

@@ -187,3 +187,27 @@ func (r *Replica) abstains(m raftpb.Message) bool {
 	}
 	return r.clock.Now().Sub(r.startedAt) < r.cfg.minElectionTimeout()
 }
+
+// answerReadIndex answers a follower's ReadIndex request from the lease, if
+// this node holds one: with its commit index, at once, instead of a round
+// of heartbeats (what Raft's ReadOnlyLeaseBased does, here under the
+// lease's rules). The follower then waits until it has applied that index,
+// as after any ReadIndex. It runs on the loop, before the Ready that could
+// clear the lease: no vote of this node has left it yet (R4).
+func (r *Replica) answerReadIndex(m raftpb.Message) bool {
+	if m.From == r.cfg.NodeID || m.From == 0 {
+		return false
+	}
+	idx, ok := r.leaseRead()
+	if !ok {
+		return false
+	}
+	l := r.lease.Load()
+	if l == nil {
+		return false
+	}
+	r.cfg.Metrics.leaseRead()
+	r.cfg.Transport.Send([]raftpb.Message{{Type: raftpb.MsgReadIndexResp, From: r.cfg.NodeID, To: m.From,
+		Term: l.term, Index: idx, Entries: m.Entries}})
+	return true
+}

@@ -125,6 +125,9 @@ func (r *Replica) step(msgs []raftpb.Message) {
 			r.log.Debug("dropping a stale heartbeat sent to an earlier replica of this node", "from", m.From, "commit", m.Commit)
 			continue
 		}
+		if m.Type == raftpb.MsgReadIndex && r.answerReadIndex(m) {
+			continue
+		}
 		if r.abstains(m) {
 			r.log.Debug("ignoring a vote request: this node started less than an election timeout ago (leader lease)", "from", m.From, "type", m.Type)
 			continue

@@ -19,6 +19,7 @@ import (
 
 	crdberrors "github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -62,6 +63,8 @@ type tnode struct {
 	// makes its Raft loop skip its ticks.
 	clock   *rpc.Clock
 	stalled atomic.Bool
+	// metrics are the replica's collectors, on a registry of their own.
+	metrics *Metrics
 }
 
 type tcluster struct {
@@ -157,7 +160,8 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool(), clock: rpc.NewClock()}
+	n := &tnode{id: id, dir: dir, addr: lis.Addr().String(), eng: eng, lis: lis, pool: rpc.NewPool(), clock: rpc.NewClock(),
+		metrics: NewMetrics(prometheus.NewRegistry())}
 	logger := slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
 	n.tr = NewTransport(c.cluster, id, c.resolve, n.pool, logger)
 	n.srv = rpc.NewServer(c.serverOpts...)
@@ -174,7 +178,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, Logger: logger, RowCacheBytes: c.rowCacheBytes,
 		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC, CommandLevel: c.commandLevel, Release20: c.release20[id],
-		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load})
+		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load, Metrics: n.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
