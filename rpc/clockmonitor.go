@@ -79,6 +79,9 @@ type ClockStatus struct {
 	Beyond int
 	// MaxAbsOffset is the largest |offset| among Peers.
 	MaxAbsOffset time.Duration
+	// Rounds counts the rounds of measurements so far: before the first,
+	// the monitor knows nothing and ClockMonitor.Healthy is false.
+	Rounds int
 }
 
 // Message describes the status for an operator.
@@ -107,8 +110,13 @@ func NewClockMonitor(cfg ClockMonitorConfig) *ClockMonitor {
 	return m
 }
 
-// Healthy reports the last round's verdict (true before the first).
-func (m *ClockMonitor) Healthy() bool { return m.status.Load().Healthy }
+// Healthy reports the last round's verdict; false before the first round
+// (a node that just started must not serve leased reads on a clock nobody
+// has compared yet).
+func (m *ClockMonitor) Healthy() bool {
+	st := m.status.Load()
+	return st.Rounds > 0 && st.Healthy
+}
 
 // Status returns the last round's status.
 func (m *ClockMonitor) Status() ClockStatus { return *m.status.Load() }
@@ -189,12 +197,14 @@ func (m *ClockMonitor) evaluate(current map[uint64]string) {
 	}
 	m.mu.Unlock()
 	st := EvaluateClockOffsets(m.cfg.MaxOffset, recent, older)
-	prev := m.status.Swap(&st)
+	prev := m.status.Load()
+	st.Rounds = prev.Rounds + 1
+	m.status.Store(&st) // only Round stores: rounds do not overlap
 	switch {
-	case prev.Healthy && !st.Healthy:
+	case (prev.Healthy || prev.Rounds == 0) && !st.Healthy:
 		m.cfg.Logger.Warn("clock offset beyond the bound: this node stops serving leased reads (it reads through Raft's ReadIndex) until its clock is back within the bound; "+
 			"synchronize the clocks of the nodes (NTP, chrony)", "status", st.Message())
-	case !prev.Healthy && st.Healthy:
+	case !prev.Healthy && prev.Rounds > 0 && st.Healthy:
 		m.cfg.Logger.Info("clock offset back within the bound: this node may serve leased reads again", "status", st.Message())
 	}
 	if m.cfg.OnChange != nil {

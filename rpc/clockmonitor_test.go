@@ -65,6 +65,9 @@ func TestClockMonitorRound(t *testing.T) {
 		},
 		IsUnimplemented: func(err error) bool { return errors.Is(err, errUnimplemented) },
 	})
+	if m.Healthy() {
+		t.Fatal("healthy before any measurement")
+	}
 	ctx := context.Background()
 	m.Round(ctx)
 	st := m.Status()

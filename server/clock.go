@@ -72,9 +72,9 @@ func (s *Server) newClockMonitor() *rpc.ClockMonitor {
 		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvnode", Subsystem: "clock_offset", Name: name, Help: help},
 			func() float64 { return f(m.Status()) }))
 	}
-	gauge("healthy", "1 if this node's clock is within 4/5 of --max-offset of a majority of the other nodes' clocks it measured lately (0: it serves no leased reads).",
+	gauge("healthy", "1 if this node's clock is within 4/5 of --max-offset of a majority of the other nodes' clocks it measured lately (0: it serves no leased reads; also before its first measurement).",
 		func(st rpc.ClockStatus) float64 {
-			if st.Healthy {
+			if st.Healthy && st.Rounds > 0 {
 				return 1
 			}
 			return 0
@@ -167,6 +167,9 @@ func (s *Server) leaseReadsAllowed() bool {
 // consoleClock is the status page's view of the monitor.
 func (s *Server) consoleClock() *console.Clock {
 	st := s.clockMon.Status()
+	if st.Rounds == 0 {
+		return nil // nothing measured yet
+	}
 	c := &console.Clock{Healthy: st.Healthy, MaxOffset: st.MaxOffset.String(), Message: st.Message()}
 	if rep := s.Replica(); rep != nil {
 		c.LeaseReads = rep.Status().LeaseReads
