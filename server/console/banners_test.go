@@ -270,6 +270,27 @@ func TestBanners(t *testing.T) {
 			want: []want{{KindGroup0Recovery, Critical, 0, []string{"Nodes 1, 2 are in group 0 recovery mode", "group0-recover"}, nil}},
 		},
 		{
+			name: "clock beyond the bound",
+			st: func() Status {
+				s := base(node(1, "2.1", true), node(2, "2.1", true))
+				s.ClusterVersion = "2.1"
+				s.Self = Self{NodeID: 2, Clock: &Clock{Healthy: false, MaxOffset: "500ms",
+					Message: "this node's clock is more than 400ms (4/5 of --max-offset=500ms) away from 2 of the 2 other nodes measured (largest offset 2s)"}}
+				return s
+			}(),
+			want: []want{{KindClockOffset, Warning, 2, []string{"Node 2's clock is beyond --max-offset=500ms", "away from 2 of the 2 other nodes",
+				"ReadIndex", "NTP or chrony"}, nil}},
+		},
+		{
+			name: "clock within the bound",
+			st: func() Status {
+				s := base(node(1, "2.1", true))
+				s.ClusterVersion = "2.1"
+				s.Self = Self{NodeID: 1, Clock: &Clock{Healthy: true, MaxOffset: "500ms", LeaseReads: true}}
+				return s
+			}(),
+		},
+		{
 			name: "failed migration",
 			st: func() Status {
 				s := base(node(1, "2.0", true))
