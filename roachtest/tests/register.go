@@ -12,4 +12,5 @@ func Register(r *registry.Registry) {
 	registerGroup0(r)
 	registerRecover(r)
 	registerTxn(r)
+	registerDowngrade(r)
 }

@@ -1,0 +1,234 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/roachtest/cluster"
+	"github.com/kvnode/kvnode/roachtest/registry"
+	"github.com/kvnode/kvnode/roachtest/steps"
+)
+
+func registerDowngrade(r *registry.Registry) {
+	r.Add(registry.Spec{
+		Name: "downgrade/2.1-to-2.0-and-back",
+		Description: "bank, write skew, list-append and the KV workload through every node of a 2.1 cluster; SHOW UPGRADE PLAN FOR " +
+			"VERSION '2.0', then SET CLUSTER SETTING version = '2.0', paused before a seeded step (" + versionStepPauseEnv + "): " +
+			"a node stopped there refuses the 2.0 binary, the coordinator is killed with SIGKILL, and the downgrade waits, " +
+			"saying why, while a node is down; the data group's leader resumes it; the down-migration ran once, as planned; " +
+			"BEGIN is refused; every node rolls back to the 2.0 binary under the KV workload, then forward to 2.1, RESET " +
+			"upgrades again and transactions commit; the checkers find no anomaly, the KV history is linearizable",
+		Suite: registry.Short, Nodes: 3, MinNodes: 3, Timeout: 15 * time.Minute,
+		Plan: downgradePlan,
+	})
+}
+
+// downSteps are the versions a downgrade from 2.1 to 2.0 persists, in
+// order: one of them is where the scenario pauses it.
+var downSteps = []string{"2.1-step.3", "2.1-step.2", "2.1-step.1", "2.0"}
+
+// downgradePlan is downgrade/2.1-to-2.0-and-back. The seed chooses the
+// node the cluster is initialized through, the workload seed, the step the
+// downgrade pauses before, its coordinator (the node the SET goes
+// through), the node stopped at the pause, the order and stops of the
+// rollback and of the roll forward, and how the cluster upgrades again.
+func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
+	rng := p.Rand()
+	const from, to = "2.1", "2.0"
+	initVia, seed := 1+rng.IntN(p.Nodes), rng.Int64N(1<<53)
+	pauseAt := downSteps[rng.IntN(len(downSteps))]
+	coord := 1 + rng.IntN(p.Nodes)
+	stopped := pickOther(rng, p.Nodes, coord)
+	order := rng.Perm(p.Nodes)
+	kills := make([]bool, p.Nodes)
+	for i := range kills {
+		kills[i] = rng.IntN(2) == 0
+	}
+	byHand := rng.IntN(2) == 0
+	sc := &steps.Scenario{}
+	tr := &txnRun{kinds: allTxnWorkloads, seed: seed, kv: sc}
+	var release string
+	setDone := make(chan error, 1)
+	var planned []string // the down-migration steps SHOW UPGRADE PLAN names
+
+	var orderNames []string
+	for _, i := range order {
+		orderNames = append(orderNames, fmt.Sprintf("n%d (%s)", i+1, how(kills[i])))
+	}
+	plan := &registry.Plan{Header: []string{
+		fmt.Sprintf("%d nodes on %s, init through n%d; bank, write skew, list-append (seed %d) and the KV workload", p.Nodes, from, initVia, seed),
+		fmt.Sprintf("SET CLUSTER SETTING version = '%s' through n%d, paused before persisting %s; there n%d refuses the %s binary, then n%d (the coordinator) is killed",
+			to, coord, pauseAt, stopped, to, coord),
+		fmt.Sprintf("rollback to %s and forward to %s, in the order %s; then %s", to, from, strings.Join(orderNames, ", "),
+			map[bool]string{true: "SET CLUSTER SETTING version by hand", false: "RESET of the preserve option"}[byHand]),
+	}}
+	plan.Add("build or find the binaries of 2.1 (the default) and 2.0", sc.Binaries(cluster.DefaultRelease, to))
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		dir := filepath.Join(e.Dir, "version-step-pause")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		release = filepath.Join(dir, "release-"+pauseAt)
+		e.Cluster.SetStartArgs(fastAutoUpgrade)
+		e.Cluster.SetStartEnv(versionStepPauseEnv + "=" + pauseAt + ":" + release)
+		e.Defer(func() { _ = os.WriteFile(release, []byte("released by roachtest\n"), 0o644) })
+		return nil
+	}, "every node starts with %s and %s=%s:<release file>", fastAutoUpgrade, versionStepPauseEnv, pauseAt)
+	plan.Addf(sc.StartCluster([]string{cluster.DefaultRelease}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, from, initVia)
+	plan.Addf(tr.setup(initVia), "create the transactional workloads' tables through n%d", initVia)
+	plan.Addf(sc.SetupWorkload(initVia), "create the KV workload's tables through n%d", initVia)
+	plan.Add("start the KV workload, bank, write skew and list-append on every node", func(ctx context.Context, e *registry.Env) error {
+		if err := sc.StartWorkload()(ctx, e); err != nil {
+			return err
+		}
+		return tr.start()(ctx, e)
+	})
+	plan.Add("each transactional workload commits 40 transactions", tr.progress(40, 2*time.Minute))
+
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		rows, err := e.Cluster.Node(coord).Query(ctx, "SHOW UPGRADE PLAN FOR VERSION '"+to+"'")
+		if err != nil {
+			return err
+		}
+		var persisted []string
+		for _, r := range rows {
+			step, action, detail := fmt.Sprint(r[0]), fmt.Sprint(r[1]), fmt.Sprint(r[2])
+			e.Logf("plan: %s | %s | %s", step, action, detail)
+			switch action {
+			case "blocker":
+				return errors.Newf("the plan has a blocker: %s", detail)
+			case "persist on every node":
+				persisted = append(persisted, step)
+			case "down-migration":
+				planned = append(planned, step)
+			}
+		}
+		if !slices.Equal(persisted, downSteps) {
+			return errors.Newf("the plan persists %v, want %v", persisted, downSteps)
+		}
+		return nil
+	}, "SHOW UPGRADE PLAN FOR VERSION '%s' through n%d: no blocker, it persists %s in that order", to, coord, strings.Join(downSteps, ", "))
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		n := e.Cluster.Node(coord)
+		go func() { setDone <- n.Exec(context.Background(), "SET CLUSTER SETTING version = '"+to+"'") }()
+		return steps.Eventually(ctx, 2*time.Minute, func() error {
+			if _, err := os.Stat(release + ".paused"); err != nil {
+				return errors.Newf("the downgrade has not paused before %s yet", pauseAt)
+			}
+			return nil
+		})
+	}, "SET CLUSTER SETTING version = '%s' through n%d in the background; it pauses before persisting %s", to, coord, pauseAt)
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		n := e.Cluster.Node(stopped)
+		bin := n.Binary()
+		tr.note(e, "stopping %s (SIGTERM) in the middle of the downgrade", n)
+		if err := n.Stop(ctx); err != nil {
+			return err
+		}
+		old, err := e.Binary(ctx, to)
+		if err != nil {
+			return err
+		}
+		out, err := n.StartExpectExit(ctx, old, time.Minute)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, to) {
+			return errors.Newf("%s on %s refused to start without naming %s:\n%s", n, to, to, out)
+		}
+		e.Logf("%s on %s refused, as it must: %s", n, to, firstLine(out))
+		if err := n.Start(ctx, bin); err != nil {
+			return err
+		}
+		return n.WaitReady(ctx)
+	}, "stop n%d, start it on the %s binary: refused, naming the versions (the downgrade is not complete); start it on %s again", stopped, to, from)
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		n := e.Cluster.Node(coord)
+		tr.note(e, "killing %s (SIGKILL), the downgrade's coordinator, while it is paused", n)
+		if err := n.Kill(); err != nil {
+			return err
+		}
+		if err := <-setDone; err == nil {
+			return errors.Newf("SET CLUSTER SETTING version = '%s' succeeded although its coordinator was killed", to)
+		}
+		victim := e.Cluster.Node(stopped)
+		if err := victim.Stop(ctx); err != nil {
+			return err
+		}
+		mark := logCount(e.Cluster, "the downgrade stopped", "not live")
+		if err := os.WriteFile(release, []byte("released by roachtest\n"), 0o644); err != nil {
+			return err
+		}
+		if err := n.Start(ctx, n.Binary()); err != nil {
+			return err
+		}
+		if err := n.WaitReady(ctx); err != nil {
+			return err
+		}
+		line, err := waitLogLine(ctx, e.Cluster, mark, 90*time.Second, "the downgrade stopped", "not live")
+		if err != nil {
+			return errors.Wrapf(err, "with %s down, the leader's loop did not say why the downgrade waits", victim)
+		}
+		e.Logf("with %s down: %s", victim, line)
+		if err := victim.Start(ctx, victim.Binary()); err != nil {
+			return err
+		}
+		return victim.WaitReady(ctx)
+	}, "kill -9 n%d; release the pause; stop n%d: the leader's loop says the downgrade waits for it; start both again", coord, stopped)
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		d, err := steps.WaitVersion(ctx, e.Cluster, to, 3*time.Minute)
+		if err != nil {
+			return err
+		}
+		tr.note(e, "every node reports cluster version %s (%s)", to, d.Round(10*time.Millisecond))
+		return waitSetting(ctx, e.Cluster, "cluster.preserve_downgrade_option", to)
+	}, "the data group's leader resumes the downgrade: every node reports %s, and the preserve option %s", to, to)
+	plan.Add("SHOW JOBS: the downgrade's job succeeded, once, for the step the plan named", func(ctx context.Context, e *registry.Env) error {
+		jobs, err := e.Cluster.Node(initVia).Jobs(ctx)
+		if err != nil {
+			return err
+		}
+		var down []cluster.Job
+		for _, j := range jobs {
+			if strings.Contains(j.Description, "downgrade: ") {
+				down = append(down, j)
+			}
+		}
+		if len(down) != 1 || down[0].Status != "succeeded" || !strings.HasPrefix(down[0].Description, "2.1-step.2") {
+			return errors.Newf("downgrade jobs %v, want one succeeded job for 2.1-step.2", down)
+		}
+		if !slices.Contains(planned, "2.1-step.1") {
+			return errors.Newf("the plan named down-migrations at %v, not the one that ran (lowering 2.1-step.2, at 2.1-step.1)", planned)
+		}
+		e.Logf("downgrade job: %s", down[0])
+		return nil
+	})
+	plan.Add("BEGIN through every node is refused with 0A000", expectRefused(nil, ""))
+	plan.Add("stop the transactional workloads, read the final state through every node, check every history", tr.check(40))
+	for _, i := range order {
+		plan.Addf(restartStep(sc, i+1, to, kills[i], 10), "roll n%d back to %s (stop with %s); the KV workload gets 10 writes acknowledged", i+1, to, how(kills[i]))
+	}
+	plan.Addf(func(ctx context.Context, e *registry.Env) error { return steps.CheckVersion(ctx, e.Cluster, to) },
+		"every node runs %s and reports cluster version %s", to, to)
+	for _, i := range order {
+		plan.Addf(restartStep(sc, i+1, from, !kills[i], 10), "roll n%d forward to %s (stop with %s); the KV workload gets 10 writes acknowledged", i+1, from, how(!kills[i]))
+	}
+	plan.Addf(finalizeStep(sc, initVia, from, byHand), "upgrade to %s again through n%d", from, initVia)
+	plan.Add("BEGIN; SELECT 1; COMMIT commits through every node", func(ctx context.Context, e *registry.Env) error {
+		for _, n := range e.Cluster.Running() {
+			if err := steps.Eventually(ctx, 30*time.Second, func() error { return probeTxn(ctx, n) }); err != nil {
+				return errors.Wrapf(err, "a transaction through %s after the upgrade again", n)
+			}
+		}
+		return nil
+	})
+	plan.Add("stop the KV workload, read everything back through every node, check its history (nothing lost down and up)", sc.CheckWorkload(40))
+	return plan, nil
+}
