@@ -37,6 +37,9 @@ type DownMigration struct {
 	Run func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
 	// Check, if set, is its precondition check for SHOW UPGRADE PLAN.
 	Check func(ctx context.Context, d Deps) (Check, error)
+	// NotBuilt marks a step whose lowering is not built yet: Refuse
+	// refuses every downgrade through it.
+	NotBuilt bool
 	// Refuse, if set, lists what the previous release cannot represent: a
 	// downgrade is refused before it starts, and stops before lowering a
 	// step, while the list is not empty. Run may be nil for a step that
@@ -60,6 +63,7 @@ var downRegistry = []DownMigration{
 		Version:     clusterversion.V2_0,
 		When:        BeforeLowering,
 		Description: "schema changes would leave Raft group 0 for the pre-Raft procedure",
+		NotBuilt:    true,
 		Refuse: func(context.Context, Deps) ([]Blocker, error) {
 			return []Blocker{{
 				Reason: "a downgrade from 2.0 to 1.1 needs every node to leave Raft group 0 for the pre-Raft procedure, which this release cannot do yet",
@@ -92,6 +96,22 @@ func DownFor(v clusterversion.Version) (DownMigration, bool) {
 		}
 	}
 	return DownMigration{}, false
+}
+
+// DowngradeBuilt reports whether a downgrade from release r to the release
+// below can run at all (no step of r is NotBuilt); whether it may run on a
+// given cluster is still up to the refusals and validations.
+func DowngradeBuilt(r clusterversion.Version) bool {
+	prev, ok := clusterversion.PrevRelease(r)
+	if !ok {
+		return false
+	}
+	for _, v := range clusterversion.Between(prev, r) {
+		if m, ok := DownFor(v); ok && m.NotBuilt {
+			return false
+		}
+	}
+	return true
 }
 
 // AllDown returns every registered down-migration in ladder order.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/localcluster"
 )
 
@@ -417,6 +418,22 @@ func (d *upgradeDemo) buildSteps() {
 			run:   func(ctx context.Context) error { return d.stepFinalize(ctx, hi) },
 		})
 	}
+	if last := d.hops[len(d.hops)-1]; server.DowngradeBuilt(last.to) {
+		// Finalization is reversible: walk the last hop down and up again.
+		d.steps = append(d.steps, demoStep{
+			title: fmt.Sprintf("dry run of a downgrade: SHOW UPGRADE PLAN FOR VERSION '%s'", last.from),
+			run:   func(ctx context.Context) error { return d.stepDowngradePlan(ctx, last) },
+		}, demoStep{
+			title: fmt.Sprintf("downgrade the cluster: SET CLUSTER SETTING version = '%s'", last.from),
+			run:   func(ctx context.Context) error { return d.stepDowngrade(ctx, last) },
+		}, demoStep{
+			title: fmt.Sprintf("roll every node back to release %s", last.from),
+			run:   func(ctx context.Context) error { return d.restartAll(ctx, last.from) },
+		}, demoStep{
+			title: fmt.Sprintf("upgrade again: every node on %s, then RESET cluster.preserve_downgrade_option", last.to),
+			run:   func(ctx context.Context) error { return d.stepUpgradeAgain(ctx, last) },
+		})
+	}
 	d.steps = append(d.steps, demoStep{
 		title: "check that every demo row is still there, through every node",
 		run:   d.stepVerify,
@@ -671,6 +688,60 @@ func (d *upgradeDemo) watchFinalization(ctx context.Context, h demoHop) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func (d *upgradeDemo) stepDowngradePlan(ctx context.Context, h demoHop) error {
+	d.para(fmt.Sprintf("Why: finalization is reversible here, one release at a time (as MongoDB's feature compatibility "+
+		"version). Before changing anything, ask for the plan: SHOW UPGRADE PLAN runs every check a downgrade to %s "+
+		"would run and changes nothing. Each row is a step; a blocker row says what would refuse it, with the fix.", h.from))
+	stmt := fmt.Sprintf("SHOW UPGRADE PLAN FOR VERSION '%s'", h.from)
+	d.printf("  > %s\n", stmt)
+	return d.queryTable(ctx, d.sqlNode(), stmt, nil)
+}
+
+func (d *upgradeDemo) stepDowngrade(ctx context.Context, h demoHop) error {
+	d.para(fmt.Sprintf("Why: SET CLUSTER SETTING version = '%s' walks the ladder down, step by step, each persisted on "+
+		"every node, running each step's down-migration as a job (for 2.1: transactions end, their records are "+
+		"deleted and every node's Raft log is compacted past the last 2.1 command). It sets "+
+		"cluster.preserve_downgrade_option to %s in the same step, so that the cluster does not finalize straight "+
+		"back up. Once it returns, binaries of %s may replace the others.", h.from, h.from, h.from))
+	if err := d.execShow(ctx, fmt.Sprintf("SET CLUSTER SETTING version = '%s'", h.from)); err != nil {
+		return err
+	}
+	if err := d.showSetting(ctx, "version"); err != nil {
+		return err
+	}
+	if err := d.showSetting(ctx, "cluster.preserve_downgrade_option"); err != nil {
+		return err
+	}
+	d.printf("  > SHOW JOBS\n")
+	return d.queryTable(ctx, d.sqlNode(), "SHOW JOBS", []string{"job_id", "description", "status", "fraction_completed"})
+}
+
+// restartAll restarts every node that does not run rel on rel.
+func (d *upgradeDemo) restartAll(ctx context.Context, rel clusterversion.Version) error {
+	d.para(fmt.Sprintf("Why: the cluster runs version %s now, so a release %s binary accepts its stores. One node at a "+
+		"time, as in the upgrade.", d.hops[len(d.hops)-1].from, rel))
+	for _, nd := range d.c.Nodes {
+		if nd.Server != nil && nd.Release == rel {
+			continue
+		}
+		if err := d.restart(ctx, nd, rel); err != nil {
+			return err
+		}
+	}
+	return d.showStatus(ctx)
+}
+
+func (d *upgradeDemo) stepUpgradeAgain(ctx context.Context, h demoHop) error {
+	if err := d.restartAll(ctx, h.to); err != nil {
+		return err
+	}
+	d.para("RESET of the preserve option lets the auto-upgrade loop finalize again; every step's migration runs again.")
+	if err := d.execShow(ctx, "RESET CLUSTER SETTING cluster.preserve_downgrade_option"); err != nil {
+		return err
+	}
+	return d.watchFinalization(ctx, h)
 }
 
 func (d *upgradeDemo) stepVerify(ctx context.Context) error {

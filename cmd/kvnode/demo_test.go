@@ -142,7 +142,12 @@ func TestDemoUpgradeTo21(t *testing.T) {
 		"MIXED VERSIONS: nodes 2, 3 on 2.0; node 1 on 2.1.",
 		"Every node runs release 2.1.",
 		"The cluster finalized to 2.1",
-		"node 3: 23 rows, all as written",
+		"SHOW UPGRADE PLAN FOR VERSION '2.0'", "down-migration",
+		"SET CLUSTER SETTING version = '2.0'", "SHOW CLUSTER SETTING version   -> 2.0",
+		"SHOW CLUSTER SETTING cluster.preserve_downgrade_option   -> 2.0",
+		"node 1 serves SQL again, as release 2.0",
+		"Step 12 of 12",
+		"node 3: 29 rows, all as written",
 		"The walk-through is complete: the cluster runs 2.1")
 	assertCleanedUp(t, tmp)
 }
