@@ -52,13 +52,15 @@
 // its SQL (group0_sql.go: system.local, system.group0_history, the
 // executor's SchemaLog). See group0/DESIGN.md and docs/recovery.md.
 //
-// Security (security.go): Config.Insecure or Config.CertsDir, exactly one.
-// With CertsDir (package security loads node.crt and ca.crt) the gRPC
-// server requires mutual TLS and admits only nodes (CN=node) and root, and
-// logs every refused handshake; the pool dials with node.crt; pgwire serves
-// TLS only and authenticates by client certificate; HTTP is HTTPS. Gossip is
-// not encrypted yet; a node without the cluster's certificates cannot join
-// (joining is RPC), so it never gets as far as gossip.
+// Security (security.go, httpauth.go): Config.Insecure or Config.CertsDir,
+// exactly one. With CertsDir (package security loads node.crt, ca.crt and
+// gossip.key) the gRPC server requires mutual TLS and admits nodes
+// (CN=node), root and, from 2.1, admins, and logs every refused handshake;
+// the pool dials with node.crt; pgwire serves TLS only and authenticates by
+// client certificate or SCRAM password; gossip is encrypted with
+// gossip.key; HTTP is HTTPS, with /health and /metrics open and the rest
+// behind an admin's login (a session cookie from /login) or client
+// certificate.
 //
 // What it deliberately does not do: it holds no SQL, Raft or gossip logic
 // of its own beyond gluing them, and it never reaches into their internals.

@@ -28,7 +28,9 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("/_status/console", s.serveConsoleJSON)
 	mux.Handle("/_console/", console.Assets())
 	mux.HandleFunc("/", s.serveConsole)
-	return mux
+	mux.HandleFunc("/login", s.serveLogin)
+	mux.HandleFunc("/logout", s.serveLogout)
+	return s.requireAdmin(mux)
 }
 
 // serveUpgradeStatus is the JSON twin of SHOW UPGRADE STATUS.

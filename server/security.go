@@ -158,11 +158,11 @@ func (c loggedCreds) Clone() credentials.TransportCredentials {
 	return loggedCreds{TransportCredentials: c.TransportCredentials.Clone(), log: c.log}
 }
 
-// httpTLS is the HTTPS configuration: the node's certificate, no client
-// certificate asked (browsers).
+// httpTLS is the HTTPS configuration: the node's certificate; a client
+// certificate of the CA is verified when one is given (an admin's, for
+// curl and scripts), and browsers log in with a password (httpauth.go).
 func (s *Server) httpTLS() *tls.Config {
 	c := s.sec.tls.Server.Clone()
-	c.ClientAuth = tls.NoClientCert
-	c.ClientCAs = nil
+	c.ClientAuth = tls.VerifyClientCertIfGiven
 	return c
 }

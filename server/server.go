@@ -48,16 +48,18 @@ type Server struct {
 	binVersion clusterversion.Version
 	startedAt  time.Time
 
-	eng     *storage.Engine
-	reg     *prometheus.Registry
-	pool    *rpc.Pool
-	sec     *nodeSecurity   // nil in insecure mode
-	node    *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
-	grpcSrv *grpc.Server
-	httpSrv *http.Server
-	rpcLis  net.Listener
-	sqlLis  net.Listener
-	httpLis net.Listener
+	eng  *storage.Engine
+	reg  *prometheus.Registry
+	pool *rpc.Pool
+	sec  *nodeSecurity // nil in insecure mode
+	// httpSessions are the status page's logins (httpauth.go).
+	httpSessions httpSessions
+	node         *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
+	grpcSrv      *grpc.Server
+	httpSrv      *http.Server
+	rpcLis       net.Listener
+	sqlLis       net.Listener
+	httpLis      net.Listener
 	// gossipSockets is the pre-bound gossip port (Config.Listeners) until
 	// gossip starts on it; guarded by mu.
 	gossipSockets *gossip.Sockets

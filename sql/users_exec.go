@@ -106,6 +106,10 @@ func (e *Executor) UserAuth(ctx context.Context, user string) (pgwire.UserAuth, 
 	return pgwire.UserAuth{Passwords: true, Exists: ok, Verifier: r.Verifier}, nil
 }
 
+// CheckLogin says whether user may open a session (a SQL connection, or a
+// login on the status page); the error carries a SQLSTATE and the fix.
+func (e *Executor) CheckLogin(ctx context.Context, user string) error { return e.checkLogin(ctx, user) }
+
 // checkLogin says whether user may open a session: root always; another
 // user once the cluster is at 2.1, if it exists and may log in.
 func (e *Executor) checkLogin(ctx context.Context, user string) error {

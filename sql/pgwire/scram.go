@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
 	"hash"
@@ -92,6 +93,25 @@ func parseVerifier(v string) (scram.StoredCredentials, error) {
 		return scram.StoredCredentials{}, bad
 	}
 	return scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(s), Iters: n}, StoredKey: sk, ServerKey: svk}, nil
+}
+
+// CheckPassword reports whether password matches verifier (the status
+// page's login form, where the browser sends the password itself over
+// HTTPS). The comparison is constant-time; a malformed verifier matches
+// nothing.
+func CheckPassword(verifier, password string) bool {
+	creds, err := parseVerifier(verifier)
+	if err != nil || password == "" {
+		return false
+	}
+	cl, err := scram.SHA256.NewClient("", password, "")
+	if err != nil {
+		if cl, err = scram.SHA256.NewClientUnprepped("", password, ""); err != nil {
+			return false
+		}
+	}
+	got, err := cl.GetStoredCredentialsWithError(creds.KeyFactors)
+	return err == nil && subtle.ConstantTimeCompare(got.StoredKey, creds.StoredKey) == 1
 }
 
 // mockCredentials are the credentials of a user who has none (unknown, or
