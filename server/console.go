@@ -57,6 +57,7 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 	}
 	st.ClusterVersion, st.ActiveVersion = us.ReplicatedVersion, us.ActiveVersion
 	st.Target, st.InProgress, st.Decision = us.Target, us.InProgress, us.Decision
+	st.DowngradingTo = us.DowngradingTo
 	st.AutoUpgradeEnabled, st.Preserve, st.PreserveSince = us.AutoUpgradeEnabled, us.PreserveDowngrade, us.PreserveSince
 	st.Blockers = us.Blockers
 	g0 := map[int32]Group0NodeStatus{}

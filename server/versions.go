@@ -544,6 +544,7 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	}
 	if in.Downgrading != (clusterversion.Version{}) {
 		st.DowngradingTo = in.Downgrading.String()
+		st.Blockers = autoupgrade.DowngradeBlockers(in, in.Downgrading)
 	}
 	if in.PreserveDowngrade != "" {
 		if c, ok, err := s.Settings().LastChange(ctx, "cluster.preserve_downgrade_option"); err == nil && ok {

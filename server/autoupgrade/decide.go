@@ -395,6 +395,27 @@ func ValidateDowngrade(in Input, target clusterversion.Version) ([]clusterversio
 	return out, nil
 }
 
+// DowngradeBlockers lists, as blockers with their fixes, every node that
+// keeps a downgrade to target from its next step now: not live, or on a
+// binary that cannot run target (SHOW UPGRADE STATUS and the status page
+// during a downgrade).
+func DowngradeBlockers(in Input, target clusterversion.Version) []Blocker {
+	var out []Blocker
+	for _, n := range considered(in.Nodes) {
+		if !clusterversion.Supports(n.BinaryVersion, target) {
+			out = append(out, Blocker{Kind: BlockMixedVersions, NodeID: n.ID,
+				Reason: fmt.Sprintf("node %d runs %s, which cannot run %s", n.ID, n.BinaryVersion, target),
+				Fix:    fmt.Sprintf("restart node %d on a binary of %s", n.ID, in.Active.Release())})
+		}
+		if !n.Live {
+			out = append(out, Blocker{Kind: BlockDeadNode, NodeID: n.ID,
+				Reason: fmt.Sprintf("node %d is not live", n.ID),
+				Fix:    fmt.Sprintf("bring node %d back, or remove it for good: kvnode node decommission %d --host=%s", n.ID, n.ID, host(in))})
+		}
+	}
+	return out
+}
+
 // ValidateDowngradeNodes is ValidateDowngrade's check of the nodes, which a
 // downgrade repeats before every step.
 func ValidateDowngradeNodes(in Input, target clusterversion.Version) error {

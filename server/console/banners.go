@@ -221,6 +221,19 @@ func Banners(st Status, now time.Time) []Banner {
 		has[x.Kind] = true
 	}
 	switch {
+	case st.DowngradingTo != "":
+		title := fmt.Sprintf("Downgrading the cluster to %s", st.DowngradingTo)
+		if st.InProgress != "" {
+			title += ": " + st.InProgress
+		}
+		detail := "Each step down is persisted on every node; down-migrations run as resumable jobs, and the data " +
+			"group's leader resumes the downgrade if its coordinator stops. Binaries of " + st.DowngradingTo +
+			" are refused until it completes."
+		if len(st.Blockers) > 0 {
+			detail += " It waits: " + blockerReasons(st.Blockers) + "."
+		}
+		b.add(Banner{Kind: KindDowngrading, Severity: Warning, Title: title, Detail: detail,
+			Fix: []string{"SHOW UPGRADE STATUS", "SHOW JOBS"}})
 	case st.InProgress != "":
 		b.add(Banner{Kind: KindFinalizing, Severity: Info,
 			Title:  fmt.Sprintf("Finalizing the upgrade to %s: %s", orUnknown(st.Target), st.InProgress),
@@ -432,4 +445,13 @@ func roundDuration(d time.Duration) string {
 		days := int(d.Hours()) / 24
 		return fmt.Sprintf("%dd%dh", days, int(d.Hours())-24*days)
 	}
+}
+
+// blockerReasons joins the blockers' reasons.
+func blockerReasons(bs []autoupgrade.Blocker) string {
+	var out []string
+	for _, x := range bs {
+		out = append(out, x.Reason)
+	}
+	return strings.Join(out, "; ")
 }

@@ -234,6 +234,20 @@ func TestBanners(t *testing.T) {
 			want: []want{{KindFinalizing, Info, 0, []string{"Finalizing the upgrade to 2.0: 2.0-step.1"}, nil}},
 		},
 		{
+			name: "downgrade waiting for a dead node",
+			st: func() Status {
+				s := base(node(1, "2.1", true), node(2, "2.1", true), node(3, "2.1", false))
+				s.ClusterVersion, s.ActiveVersion, s.Preserve = "2.1-step.2", "2.1-step.2", "2.0"
+				s.Target, s.DowngradingTo = "2.0", "2.0"
+				s.Blockers = []autoupgrade.Blocker{{Kind: autoupgrade.BlockDeadNode, NodeID: 3, Reason: "node 3 is not live"}}
+				return s
+			}(),
+			want: []want{
+				{KindDeadNode, Critical, 3, nil, nil},
+				{KindDowngrading, Warning, 0, []string{"Downgrading the cluster to 2.0", "It waits: node 3 is not live", "refused until it completes"}, nil},
+			},
+		},
+		{
 			name: "about to finalize",
 			st: func() Status {
 				s := base(node(1, "2.0", true), node(2, "2.0", true))

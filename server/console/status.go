@@ -35,6 +35,8 @@ type Status struct {
 	Target string `json:"target,omitempty"`
 	// InProgress is the finalization step running now, if any.
 	InProgress string `json:"in_progress,omitempty"`
+	// DowngradingTo is the target of the downgrade under way ("" if none).
+	DowngradingTo string `json:"downgrading_to,omitempty"`
 	// Decision is the auto-upgrade decision in one line.
 	Decision           string `json:"decision"`
 	AutoUpgradeEnabled bool   `json:"auto_upgrade_enabled"`
@@ -156,6 +158,7 @@ const (
 	KindGroup0Waiting     Kind = "group0_waiting"
 	KindGroup0Recovery    Kind = "group0_recovery"
 	KindClockOffset       Kind = "clock_offset"
+	KindDowngrading       Kind = "downgrading"
 )
 
 // Banner is one thing the operator should know, with the fix.
