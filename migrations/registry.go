@@ -113,6 +113,10 @@ var registry = []Migration{
 		Version:     clusterversion.V2_1Users,
 		Description: "create the users, role memberships and privileges, with root as admin",
 		Run:         createUsers,
+		Check: func(context.Context, Deps) (Check, error) {
+			return Check{Detail: "creates root (an admin that authenticates with its client certificate) and the role admin " +
+				"where missing; users kept from an earlier 2.1 stay as they were"}, nil
+		},
 	},
 }
 
