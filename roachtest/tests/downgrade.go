@@ -26,7 +26,30 @@ func registerDowngrade(r *registry.Registry) {
 			"BEGIN is refused; every node rolls back to the 2.0 binary under the KV workload, then forward to 2.1, RESET " +
 			"upgrades again and transactions commit; the checkers find no anomaly, the KV history is linearizable",
 		Suite: registry.Short, Nodes: 3, MinNodes: 3, Timeout: 15 * time.Minute,
-		Plan: downgradePlan,
+		Plan: func(p registry.PlanParams) (*registry.Plan, error) {
+			plan := &registry.Plan{}
+			addDowngradeRound(plan, p, "", "")
+			return plan, nil
+		},
+	})
+	r.Add(registry.Spec{
+		Name: "downgrade/coordinator-killed-at-every-step",
+		Description: "downgrade/2.1-to-2.0-and-back once for every step of the downgrade (" + strings.Join(downSteps, ", ") +
+			"), each on a new cluster: the coordinator is killed with SIGKILL while paused before that step, and the " +
+			"leader resumes the downgrade from there",
+		Suite: registry.Long, Nodes: 3, MinNodes: 3, Timeout: 45 * time.Minute,
+		Plan: func(p registry.PlanParams) (*registry.Plan, error) {
+			plan := &registry.Plan{}
+			for i, step := range downSteps {
+				tag := fmt.Sprintf("[round %d/%d, pause before %s] ", i+1, len(downSteps), step)
+				if i > 0 {
+					plan.Addf(func(ctx context.Context, e *registry.Env) error { return e.Cluster.Wipe() },
+						"%swipe the cluster: kill every node, remove every store", tag)
+				}
+				addDowngradeRound(plan, p, tag, step)
+			}
+			return plan, nil
+		},
 	})
 }
 
@@ -34,16 +57,21 @@ func registerDowngrade(r *registry.Registry) {
 // order: one of them is where the scenario pauses it.
 var downSteps = []string{"2.1-step.3", "2.1-step.2", "2.1-step.1", "2.0"}
 
-// downgradePlan is downgrade/2.1-to-2.0-and-back. The seed chooses the
-// node the cluster is initialized through, the workload seed, the step the
-// downgrade pauses before, its coordinator (the node the SET goes
-// through), the node stopped at the pause, the order and stops of the
-// rollback and of the roll forward, and how the cluster upgrades again.
-func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
+// addDowngradeRound adds one round of downgrade/2.1-to-2.0-and-back to
+// plan, its step titles prefixed with tag. The seed chooses the node the
+// cluster is initialized through, the workload seed, the step the
+// downgrade pauses before (unless pauseAt is given), its coordinator (the
+// node the SET goes through), the node stopped at the pause, the order and
+// stops of the rollback and of the roll forward, and how the cluster
+// upgrades again.
+func addDowngradeRound(plan *registry.Plan, p registry.PlanParams, tag, pauseAt string) {
+	tp := taggedPlan{plan, tag}
 	rng := p.Rand()
 	const from, to = "2.1", "2.0"
 	initVia, seed := 1+rng.IntN(p.Nodes), rng.Int64N(1<<53)
-	pauseAt := downSteps[rng.IntN(len(downSteps))]
+	if pauseAt == "" {
+		pauseAt = downSteps[rng.IntN(len(downSteps))]
+	}
 	coord := 1 + rng.IntN(p.Nodes)
 	stopped := pickOther(rng, p.Nodes, coord)
 	order := rng.Perm(p.Nodes)
@@ -62,15 +90,14 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 	for _, i := range order {
 		orderNames = append(orderNames, fmt.Sprintf("n%d (%s)", i+1, how(kills[i])))
 	}
-	plan := &registry.Plan{Header: []string{
-		fmt.Sprintf("%d nodes on %s, init through n%d; bank, write skew, list-append (seed %d) and the KV workload", p.Nodes, from, initVia, seed),
+	plan.Header = append(plan.Header,
+		fmt.Sprintf("%s%d nodes on %s, init through n%d; bank, write skew, list-append (seed %d) and the KV workload", tag, p.Nodes, from, initVia, seed),
 		fmt.Sprintf("SET CLUSTER SETTING version = '%s' through n%d, paused before persisting %s; there n%d refuses the %s binary, then n%d (the coordinator) is killed",
 			to, coord, pauseAt, stopped, to, coord),
 		fmt.Sprintf("rollback to %s and forward to %s, in the order %s; then %s", to, from, strings.Join(orderNames, ", "),
-			map[bool]string{true: "SET CLUSTER SETTING version by hand", false: "RESET of the preserve option"}[byHand]),
-	}}
-	plan.Add("build or find the binaries of 2.1 (the default) and 2.0", sc.Binaries(cluster.DefaultRelease, to))
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+			map[bool]string{true: "SET CLUSTER SETTING version by hand", false: "RESET of the preserve option"}[byHand]))
+	tp.Add("build or find the binaries of 2.1 (the default) and 2.0", sc.Binaries(cluster.DefaultRelease, to))
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
 		dir := filepath.Join(e.Dir, "version-step-pause")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -81,18 +108,18 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		e.Defer(func() { _ = os.WriteFile(release, []byte("released by roachtest\n"), 0o644) })
 		return nil
 	}, "every node starts with %s and %s=%s:<release file>", fastAutoUpgrade, versionStepPauseEnv, pauseAt)
-	plan.Addf(sc.StartCluster([]string{cluster.DefaultRelease}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, from, initVia)
-	plan.Addf(tr.setup(initVia), "create the transactional workloads' tables through n%d", initVia)
-	plan.Addf(sc.SetupWorkload(initVia), "create the KV workload's tables through n%d", initVia)
-	plan.Add("start the KV workload, bank, write skew and list-append on every node", func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(sc.StartCluster([]string{cluster.DefaultRelease}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, from, initVia)
+	tp.Addf(tr.setup(initVia), "create the transactional workloads' tables through n%d", initVia)
+	tp.Addf(sc.SetupWorkload(initVia), "create the KV workload's tables through n%d", initVia)
+	tp.Add("start the KV workload, bank, write skew and list-append on every node", func(ctx context.Context, e *registry.Env) error {
 		if err := sc.StartWorkload()(ctx, e); err != nil {
 			return err
 		}
 		return tr.start()(ctx, e)
 	})
-	plan.Add("each transactional workload commits 40 transactions", tr.progress(40, 2*time.Minute))
+	tp.Add("each transactional workload commits 40 transactions", tr.progress(40, 2*time.Minute))
 
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
 		rows, err := e.Cluster.Node(coord).Query(ctx, "SHOW UPGRADE PLAN FOR VERSION '"+to+"'")
 		if err != nil {
 			return err
@@ -115,7 +142,7 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		}
 		return nil
 	}, "SHOW UPGRADE PLAN FOR VERSION '%s' through n%d: no blocker, it persists %s in that order", to, coord, strings.Join(downSteps, ", "))
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
 		n := e.Cluster.Node(coord)
 		go func() { setDone <- n.Exec(context.Background(), "SET CLUSTER SETTING version = '"+to+"'") }()
 		return steps.Eventually(ctx, 2*time.Minute, func() error {
@@ -125,7 +152,7 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 			return nil
 		})
 	}, "SET CLUSTER SETTING version = '%s' through n%d in the background; it pauses before persisting %s", to, coord, pauseAt)
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
 		n := e.Cluster.Node(stopped)
 		bin := n.Binary()
 		tr.note(e, "stopping %s (SIGTERM) in the middle of the downgrade", n)
@@ -149,7 +176,7 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		}
 		return n.WaitReady(ctx)
 	}, "stop n%d, start it on the %s binary: refused, naming the versions (the downgrade is not complete); start it on %s again", stopped, to, from)
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
 		n := e.Cluster.Node(coord)
 		tr.note(e, "killing %s (SIGKILL), the downgrade's coordinator, while it is paused", n)
 		if err := n.Kill(); err != nil {
@@ -182,7 +209,7 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		}
 		return victim.WaitReady(ctx)
 	}, "kill -9 n%d; release the pause; stop n%d: the leader's loop says the downgrade waits for it; start both again", coord, stopped)
-	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
 		d, err := steps.WaitVersion(ctx, e.Cluster, to, 3*time.Minute)
 		if err != nil {
 			return err
@@ -190,7 +217,7 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		tr.note(e, "every node reports cluster version %s (%s)", to, d.Round(10*time.Millisecond))
 		return waitSetting(ctx, e.Cluster, "cluster.preserve_downgrade_option", to)
 	}, "the data group's leader resumes the downgrade: every node reports %s, and the preserve option %s", to, to)
-	plan.Add("SHOW JOBS: the downgrade's job succeeded, once, for the step the plan named", func(ctx context.Context, e *registry.Env) error {
+	tp.Add("SHOW JOBS: the downgrade's job succeeded, once, for the step the plan named", func(ctx context.Context, e *registry.Env) error {
 		jobs, err := e.Cluster.Node(initVia).Jobs(ctx)
 		if err != nil {
 			return err
@@ -210,8 +237,8 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		e.Logf("downgrade job: %s", down[0])
 		return nil
 	})
-	plan.Add("BEGIN through every node is refused with 0A000", expectRefused(nil, ""))
-	plan.Add("stop the transactional workloads (their final reads are transactions: they are checked once 2.1 is back)",
+	tp.Add("BEGIN through every node is refused with 0A000", expectRefused(nil, ""))
+	tp.Add("stop the transactional workloads (their final reads are transactions: they are checked once 2.1 is back)",
 		func(ctx context.Context, e *registry.Env) error {
 			for _, w := range tr.ws {
 				w.Stop()
@@ -220,15 +247,15 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 			return nil
 		})
 	for _, i := range order {
-		plan.Addf(restartStep(sc, i+1, to, kills[i], 10), "roll n%d back to %s (stop with %s); the KV workload gets 10 writes acknowledged", i+1, to, how(kills[i]))
+		tp.Addf(restartStep(sc, i+1, to, kills[i], 10), "roll n%d back to %s (stop with %s); the KV workload gets 10 writes acknowledged", i+1, to, how(kills[i]))
 	}
-	plan.Addf(func(ctx context.Context, e *registry.Env) error { return steps.CheckVersion(ctx, e.Cluster, to) },
+	tp.Addf(func(ctx context.Context, e *registry.Env) error { return steps.CheckVersion(ctx, e.Cluster, to) },
 		"every node runs %s and reports cluster version %s", to, to)
 	for _, i := range order {
-		plan.Addf(restartStep(sc, i+1, from, !kills[i], 10), "roll n%d forward to %s (stop with %s); the KV workload gets 10 writes acknowledged", i+1, from, how(!kills[i]))
+		tp.Addf(restartStep(sc, i+1, from, !kills[i], 10), "roll n%d forward to %s (stop with %s); the KV workload gets 10 writes acknowledged", i+1, from, how(!kills[i]))
 	}
-	plan.Addf(finalizeStep(sc, initVia, from, byHand), "upgrade to %s again through n%d", from, initVia)
-	plan.Add("BEGIN; SELECT 1; COMMIT commits through every node", func(ctx context.Context, e *registry.Env) error {
+	tp.Addf(finalizeStep(sc, initVia, from, byHand), "upgrade to %s again through n%d", from, initVia)
+	tp.Add("BEGIN; SELECT 1; COMMIT commits through every node", func(ctx context.Context, e *registry.Env) error {
 		for _, n := range e.Cluster.Running() {
 			if err := steps.Eventually(ctx, 30*time.Second, func() error { return probeTxn(ctx, n) }); err != nil {
 				return errors.Wrapf(err, "a transaction through %s after the upgrade again", n)
@@ -236,7 +263,19 @@ func downgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 		}
 		return nil
 	})
-	plan.Add("read the transactional workloads' final state through every node, check every history", tr.check(40))
-	plan.Add("stop the KV workload, read everything back through every node, check its history (nothing lost down and up)", sc.CheckWorkload(40))
-	return plan, nil
+	tp.Add("read the transactional workloads' final state through every node, check every history", tr.check(40))
+	tp.Add("stop the KV workload, read everything back through every node, check its history (nothing lost down and up)", sc.CheckWorkload(40))
+}
+
+// taggedPlan adds steps to a plan with their titles prefixed by a tag (the
+// round of a scenario of several rounds).
+type taggedPlan struct {
+	*registry.Plan
+	tag string
+}
+
+func (t taggedPlan) Add(title string, fn steps.Func) { t.Plan.Add(t.tag+title, fn) }
+
+func (t taggedPlan) Addf(fn steps.Func, format string, args ...any) {
+	t.Plan.Add(t.tag+fmt.Sprintf(format, args...), fn)
 }
