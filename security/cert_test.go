@@ -268,3 +268,91 @@ func TestGossipKey(t *testing.T) {
 		t.Fatalf("malformed key: %v", err)
 	}
 }
+
+// TestReload: after a new node certificate is written, the server serves it
+// and the client presents it from the next handshake on, with no restart;
+// a reload that would break the pair (a key that does not match, a node.crt
+// of a CA not in ca.crt) changes nothing.
+func TestReload(t *testing.T) {
+	o := newCA(t)
+	if err := security.CreateNode(o, []string{"localhost", "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	nt, err := security.LoadNodeTLS(o.CertsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", security.RequireClientCert(nt.Server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	clientSerials := make(chan string, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tc := c.(*tls.Conn)
+			_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				clientSerials <- "refused"
+			} else {
+				clientSerials <- tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+			}
+			_ = c.Close()
+		}
+	}()
+	// handshake returns the serial the server served and the one the
+	// client presented.
+	handshake := func() (string, string) {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(), nt.Client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+		_, _ = c.Read(make([]byte, 1))
+		_ = c.Close()
+		return served, <-clientSerials
+	}
+	s1, c1 := handshake()
+	if s1 != c1 {
+		t.Fatalf("one node certificate: served %s, presented %s", s1, c1)
+	}
+	o.Overwrite = true
+	if err := security.CreateNode(o, []string{"localhost", "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, c := handshake(); s != s1 || c != c1 {
+		t.Fatalf("the new certificate was used before Reload: %s %s", s, c)
+	}
+	if _, err := nt.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	s2, c2 := handshake()
+	if s2 == s1 || c2 != s2 {
+		t.Fatalf("after Reload: served %s (was %s), presented %s", s2, s1, c2)
+	}
+	// A node.crt of another CA: Reload refuses, the old pair stays.
+	other := newCA(t)
+	if err := security.CreateNode(other, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{security.NodeCertFile, security.NodeKeyFile} {
+		b, err := os.ReadFile(filepath.Join(other.CertsDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(o.CertsDir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nt.Reload(); err == nil || !strings.Contains(err.Error(), "not signed by a CA of ca.crt") {
+		t.Fatalf("reloading a node.crt of another CA: %v", err)
+	}
+	if s, c := handshake(); s != s2 || c != s2 {
+		t.Fatalf("a refused Reload changed the certificates: %s %s", s, c)
+	}
+}

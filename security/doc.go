@@ -26,7 +26,13 @@
 // Password verifiers (SCRAM-SHA-256) are made and checked by package
 // pgwire, and stored with the users by package sql/users.
 //
-// What it does not do yet: certificate rotation on SIGHUP, and rotating the
-// gossip key without restarting every node at once (memberlist's keyring
-// could hold the old and the new key during a roll).
+// NodeTLS's configurations read the node's certificate and the CA pool from
+// one state that Reload (SIGHUP) replaces, so rotation needs no restart:
+// servers pick the current state per handshake (GetConfigForClient),
+// clients present the current certificate (GetClientCertificate) and check
+// the server against the current pool (VerifyConnection).
+//
+// What it does not do yet: rotating the gossip key without restarting every
+// node at once (memberlist's keyring could hold the old and the new key
+// during a roll).
 package security

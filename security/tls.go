@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/cockroachdb/errors"
 	"github.com/cockroachdb/errors/oserror"
@@ -39,49 +40,142 @@ func loadPair(certsDir, certName, keyName, hint string) (tls.Certificate, error)
 	return pair, nil
 }
 
-// NodeTLS is what a node serves and dials with.
+// NodeTLS is what a node serves and dials with. Both configurations read
+// the node's certificate and the CA pool from one reloadable state, so that
+// Reload (SIGHUP) takes effect at the next handshake of every listener and
+// every dial, without a restart; connections already open keep theirs.
 type NodeTLS struct {
 	// Server is for the node's listeners. It verifies a client certificate
-	// when one is given (VerifyClientCertIfGiven): SQL may later authenticate
+	// when one is given (VerifyClientCertIfGiven): SQL may authenticate
 	// by password; the RPC server requires one with RequireClientCert.
 	Server *tls.Config
 	// Client is for dialing other nodes: it presents node.crt and checks the
 	// peer against ca.crt.
 	Client *tls.Config
+
+	dir   string
+	state *atomic.Pointer[nodeTLSState]
+}
+
+type nodeTLSState struct {
+	pair tls.Certificate
+	pool *x509.CertPool
 }
 
 // RequireClientCert returns a copy of c that refuses a peer without a
 // certificate signed by the CA.
 func RequireClientCert(c *tls.Config) *tls.Config {
+	return withClientAuth(c, tls.RequireAndVerifyClientCert)
+}
+
+// withClientAuth returns a copy of c with auth, also in the configurations
+// its GetConfigForClient returns.
+func withClientAuth(c *tls.Config, auth tls.ClientAuthType) *tls.Config {
 	c = c.Clone()
-	c.ClientAuth = tls.RequireAndVerifyClientCert
+	c.ClientAuth = auth
+	if f := c.GetConfigForClient; f != nil {
+		c.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg, err := f(h)
+			if cfg != nil {
+				cfg = cfg.Clone()
+				cfg.ClientAuth = auth
+			}
+			return cfg, err
+		}
+	}
 	return c
 }
 
-// LoadNodeTLS loads node.crt, node.key and ca.crt from certsDir.
-func LoadNodeTLS(certsDir string) (NodeTLS, error) {
+func loadNodeState(certsDir string) (*nodeTLSState, error) {
 	pool, err := caPool(certsDir)
 	if err != nil {
-		return NodeTLS{}, err
+		return nil, err
 	}
 	pair, err := loadPair(certsDir, NodeCertFile, NodeKeyFile,
 		"create it with `kvnode cert create-node HOST... --certs-dir="+certsDir+" --ca-key=...`, listing every name and address of this node")
 	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, errors.Wrap(err, "parsing node.crt")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, errors.WithHint(errors.Wrap(err, "node.crt is not signed by a CA of ca.crt"),
+			"create node.crt with the CA of ca.crt (`kvnode cert create-node`), or put that CA into ca.crt")
+	}
+	pair.Leaf = leaf
+	return &nodeTLSState{pair: pair, pool: pool}, nil
+}
+
+// LoadNodeTLS loads node.crt, node.key and ca.crt from certsDir.
+func LoadNodeTLS(certsDir string) (NodeTLS, error) {
+	st, err := loadNodeState(certsDir)
+	if err != nil {
 		return NodeTLS{}, err
 	}
-	return NodeTLS{
-		Server: &tls.Config{
+	cur := &atomic.Pointer[nodeTLSState]{}
+	cur.Store(st)
+	serverFor := func(st *nodeTLSState) *tls.Config {
+		return &tls.Config{
 			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{pair},
-			ClientCAs:    pool,
+			Certificates: []tls.Certificate{st.pair},
+			ClientCAs:    st.pool,
 			ClientAuth:   tls.VerifyClientCertIfGiven,
+		}
+	}
+	server := serverFor(st)
+	server.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return serverFor(cur.Load()), nil }
+	client := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			pair := cur.Load().pair
+			return &pair, nil
 		},
-		Client: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{pair},
-			RootCAs:      pool,
+		// The peer is checked in VerifyConnection against the current
+		// pool (a reloaded ca.crt), exactly as the standard verification
+		// would: the chain to a CA of ca.crt and the name dialed.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyServer(cs, cur.Load().pool)
 		},
-	}, nil
+	}
+	return NodeTLS{Server: server, Client: client, dir: certsDir, state: cur}, nil
+}
+
+// verifyServer is what crypto/tls checks of a server when
+// InsecureSkipVerify is false, against pool.
+func verifyServer(cs tls.ConnectionState, pool *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the server presented no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+		DNSName: cs.ServerName, Roots: pool, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	return err
+}
+
+// Reload re-reads node.crt, node.key and ca.crt: new handshakes use them
+// from now on. If a file is missing or they do not fit together (a key that
+// does not match, a node.crt not signed by a CA of ca.crt), nothing changes
+// and the error says why. Rotating the CA: put the new CA into ca.crt beside
+// the old one on every node and Reload, then replace the node certificates
+// and Reload, then drop the old CA and Reload.
+func (n NodeTLS) Reload() (serial string, err error) {
+	if n.state == nil {
+		return "", errors.AssertionFailedf("NodeTLS not loaded by LoadNodeTLS")
+	}
+	st, err := loadNodeState(n.dir)
+	if err != nil {
+		return "", err
+	}
+	n.state.Store(st)
+	return st.pair.Leaf.SerialNumber.Text(16), nil
 }
 
 // LoadClientTLS is the CLI's configuration: it presents client.USER.crt and

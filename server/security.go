@@ -128,6 +128,22 @@ func (s *Server) authorizeRPC(ctx context.Context) error {
 		"user %q may not call node RPCs: only nodes (node.crt), root (client.root.crt) and admins may (an admin can run GRANT admin TO %s)", user, user)
 }
 
+// ReloadCertificates re-reads node.crt, node.key and ca.crt (SIGHUP): new
+// connections of every listener and every dial use them; open ones keep
+// theirs. On an error nothing changes. The gossip key is not reloaded.
+func (s *Server) ReloadCertificates() error {
+	if s.sec == nil {
+		return errors.New("this node runs --insecure: it has no certificates to reload")
+	}
+	serial, err := s.sec.tls.Reload()
+	if err != nil {
+		s.log.Error("reloading the certificates failed; the node keeps the ones it had", "err", err)
+		return err
+	}
+	s.log.Info("reloaded the certificates", "certs_dir", s.cfg.CertsDir, "node_cert_serial", serial)
+	return nil
+}
+
 // NonRootUsers lists the SQL users and roles other than root and admin
 // (sql/users), read through this node: what a downgrade to release 2.0,
 // which admits only root, would leave unable to log in.

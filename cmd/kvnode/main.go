@@ -164,10 +164,13 @@ Raft leadership moves away) and then stops it.`,
 }
 
 // runUntilSignal runs a started node until SIGTERM/SIGINT (drain and stop) or
-// until its start fails.
+// until its start fails. SIGHUP re-reads a secure node's certificates.
 func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 	sigC := make(chan os.Signal, 2)
 	signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
+	hupC := make(chan os.Signal, 1)
+	signal.Notify(hupC, syscall.SIGHUP)
+	defer signal.Stop(hupC)
 	if err := s.Start(context.Background()); err != nil {
 		return err
 	}
@@ -194,6 +197,12 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			return s.Stop(ctx)
+		case <-hupC:
+			if s.Secure() {
+				_ = s.ReloadCertificates() // logs the outcome; an error keeps the old certificates
+			} else {
+				log.Info("received SIGHUP: this node runs --insecure, there are no certificates to reload")
+			}
 		case <-tick.C:
 			if err := s.Failed(); err != nil {
 				_ = s.Stop(context.Background())

@@ -55,7 +55,14 @@ func serverMockSecret() []byte {
 func (c *conn) authenticatePassword(user string, ua UserAuth, cs tls.ConnectionState) error {
 	var cb scram.ChannelBinding
 	mechs := []string{mechSCRAM}
-	if cert := c.srv.cfg.TLS.Certificates; len(cert) > 0 && len(cert[0].Certificate) > 0 {
+	served := c.srv.cfg.TLS
+	if f := served.GetConfigForClient; f != nil {
+		// A reloadable configuration: the certificate served now.
+		if cur, err := f(nil); err == nil && cur != nil {
+			served = cur
+		}
+	}
+	if cert := served.Certificates; len(cert) > 0 && len(cert[0].Certificate) > 0 {
 		if b, ok := serverEndpointBinding(cert[0].Certificate[0]); ok {
 			cb = b
 			mechs = []string{mechSCRAMPlus, mechSCRAM}
