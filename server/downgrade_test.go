@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,6 +62,21 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	if !strings.Contains(plan, "blocker: column money.amount is of type DECIMAL(10,2)") || !strings.Contains(plan, "DROP TABLE money") ||
 		!strings.Contains(plan, "non-root users: 1, kept dormant") || !strings.Contains(plan, "DROP USER alice") {
 		t.Fatalf("plan:\n%s", plan)
+	}
+	// The same plan as JSON; a malformed version is a 400 with the fix.
+	var jp struct {
+		Direction string `json:"direction"`
+		Steps     []struct{ Step, Action string }
+		Blockers  []struct{ Reason, Fix string }
+	}
+	if code := getJSON(t, "http://"+c.Nodes[1].Config.HTTPAddr+"/_status/upgrade/plan?version=2.0", &jp); code != 200 ||
+		jp.Direction != "downgrade" || len(jp.Blockers) != 1 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
+		t.Fatalf("GET /_status/upgrade/plan: %d %+v", code, jp)
+	}
+	var bad struct{ Error, Hint string }
+	if code := getJSON(t, "http://"+c.Nodes[1].Config.HTTPAddr+"/_status/upgrade/plan?version=two", &bad); code != 400 ||
+		!strings.Contains(bad.Hint, "MAJOR.MINOR") {
+		t.Fatalf("GET /_status/upgrade/plan?version=two: %d %+v", code, bad)
 	}
 	_, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'")
 	var pe *pgconn.PgError
@@ -315,4 +332,19 @@ func TestDowngrade20To11Refused(t *testing.T) {
 	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING cluster.preserve_downgrade_option"); v != "" {
 		t.Fatalf("the refusal set the preserve option to %q", v)
 	}
+}
+
+// getJSON fetches url and decodes its JSON body into v, returning the
+// status code.
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return resp.StatusCode
 }
