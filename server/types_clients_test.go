@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"math/big"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
@@ -116,5 +119,60 @@ func TestTypesSQLAlchemy(t *testing.T) {
 	out, err := exec.CommandContext(ctx, debianPython, filepath.Join("testdata", "clients", "sqlalchemy_types.py"), c.URL(0)).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("sqlalchemy_types.py: %v\n%s", err, out)
+	}
+}
+
+// TestTypesGatedOn21: on a cluster at 2.0 a column of a 2.1 type is refused
+// with 0A000 naming 2.1 (a 2.0 binary could not read its rows), and type
+// modifiers keep 2.0's meaning (INTEGER is INT8, VARCHAR(3) is STRING);
+// once the node runs 2.1 and the cluster finalizes, both work, and the
+// table made at 2.0 keeps its types.
+func TestTypesGatedOn21(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{Knobs: server.Knobs{BinaryVersion: rel("2.0")}})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "CREATE TABLE d (k INT PRIMARY KEY, amt DECIMAL(10,2))")
+	if err == nil || !strings.Contains(err.Error(), "SQLSTATE 0A000") || !strings.Contains(err.Error(), "needs cluster version 2.1") {
+		t.Fatalf("DECIMAL at 2.0: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE i (k INTEGER PRIMARY KEY, v VARCHAR(3))"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO i VALUES (3000000000, 'abcdef')"); err != nil {
+		t.Fatalf("2.0's INTEGER is INT8 and VARCHAR(3) is STRING: %v", err)
+	}
+	conn.Close(ctx)
+
+	c.StopNode(0)
+	c.Nodes[0].Config.Knobs.BinaryVersion = clusterversion.Version{}
+	c.StartNode(0)
+	testcluster.WaitFor(t, 60*time.Second, func() error {
+		v, err := queryString(t, c, 0, "SHOW CLUSTER SETTING version")
+		if err == nil && v != "2.1" {
+			err = fmt.Errorf("cluster version %s", v)
+		}
+		return err
+	})
+	conn, err = pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE TABLE d (k INT PRIMARY KEY, amt DECIMAL(10,2), v VARCHAR(3))"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO d VALUES (1, 1.005, 'abcd')"); err == nil || !strings.Contains(err.Error(), "SQLSTATE 22001") {
+		t.Fatalf("VARCHAR(3) at 2.1: %v", err)
+	}
+	var name, create string
+	if err := conn.QueryRow(ctx, "SHOW CREATE TABLE i").Scan(&name, &create); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(create, "k INT8") || !strings.Contains(create, "v STRING") {
+		t.Fatalf("the table made at 2.0 changed types: %s", create)
 	}
 }
