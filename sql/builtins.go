@@ -451,6 +451,21 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 			args[i] = c
 		}
 		return &funcExpr{fn: jsonBuildObjectBuiltin, args: args, t: types.String}, nil
+	case "jsonb_build_object", "jsonb_build_array", "json_build_array", "to_jsonb", "to_json":
+		args := make([]texpr, len(v.Args))
+		for i, x := range v.Args {
+			c, err := a.check(x, types.Unknown)
+			if err != nil {
+				return nil, err
+			}
+			if c, err = a.settle(x, c, types.String); err != nil {
+				return nil, err
+			}
+			args[i] = c
+		}
+		return &funcExpr{fn: &builtin{name: name, nullCall: true, overloads: []overload{{ret: types.JSONB, fn: func(_ *evalCtx, d []types.Datum) (types.Datum, error) {
+			return evalJSONBuild(name, d)
+		}}}}, args: args, t: types.JSONB}, nil
 	case "concat":
 		args := make([]texpr, len(v.Args))
 		for i, x := range v.Args {

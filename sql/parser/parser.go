@@ -1977,9 +1977,26 @@ func (p *parser) parseSpecialFunc() (Expr, bool, error) {
 	p.advance()
 	p.advance() // (
 	switch name.val {
-	case "extract", "overlay":
-		return nil, true, pgerror.WithHintf(p.unsupportedAt(name, "%s is not supported", strings.ToUpper(name.val)),
-			"kvnode has no date and time types yet")
+	case "overlay":
+		return nil, true, p.unsupportedAt(name, "%s is not supported", strings.ToUpper(name.val))
+	case "extract":
+		// EXTRACT(field FROM source) is date_part('field', source).
+		ft := p.peek()
+		if ft.kind != tokIdent && ft.kind != tokString {
+			return nil, true, p.errNear(ft)
+		}
+		p.advance()
+		if err := p.expectKw("from"); err != nil {
+			return nil, true, err
+		}
+		src, err := p.parseExpr()
+		if err != nil {
+			return nil, true, err
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, true, err
+		}
+		return &FuncCall{Name: []string{"date_part"}, Args: []Expr{&StrVal{Val: strings.ToLower(ft.val)}, src}}, true, nil
 	case "position":
 		sub, err := p.parseConcat()
 		if err != nil {
