@@ -170,6 +170,28 @@ func TestCopyFromStdin(t *testing.T) {
 		t.Fatalf("after TRUNCATE and COPY in a transaction: %d rows", n)
 	}
 
+	// pgx's CopyFrom: PostgreSQL's binary COPY format, every type.
+	exec1(`CREATE TABLE bin (id INT4 PRIMARY KEY, s TEXT, f FLOAT8, amt DECIMAL(10,2), ts TIMESTAMPTZ, d DATE,
+		u UUID, j JSONB, b BYTES, ok BOOL, iv INTERVAL)`)
+	when := time.Date(2024, 2, 29, 1, 2, 3, 456000, time.UTC)
+	src := [][]any{
+		{int32(1), "one", 1.5, "12.345", when, when, [16]byte{1, 2, 3}, map[string]any{"a": 1.0}, []byte{0, 1}, true, time.Hour},
+		{int32(2), nil, nil, nil, nil, nil, nil, nil, nil, nil, nil},
+	}
+	if n, err := conn.CopyFrom(ctx, pgx.Identifier{"bin"}, []string{"id", "s", "f", "amt", "ts", "d", "u", "j", "b", "ok", "iv"},
+		pgx.CopyFromRows(src)); err != nil || n != 2 {
+		t.Fatalf("pgx CopyFrom: %d %v", n, err)
+	}
+	var binRow string
+	if err := conn.QueryRow(ctx, "SELECT concat(id, '|', s, '|', f, '|', amt, '|', ts, '|', d, '|', u, '|', j, '|', b, '|', ok, '|', iv) FROM bin WHERE id = 1").Scan(&binRow); err != nil ||
+		binRow != `1|one|1.5|12.35|2024-02-29 01:02:03.000456+00|2024-02-29|01020300-0000-0000-0000-000000000000|{"a": 1}|\x0001|t|01:00:00` {
+		t.Fatalf("binary COPY row: %q %v", binRow, err)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bin"}, []string{"id"}, pgx.CopyFromRows([][]any{{int32(1)}})); err == nil ||
+		!strings.Contains(err.Error(), "SQLSTATE 23505") {
+		t.Fatalf("binary COPY of a duplicate: %v", err)
+	}
+
 	// psql's \copy, from a file, in CSV.
 	psql, err := exec.LookPath("psql")
 	requireClient(t, err == nil, "psql (Debian's postgresql-client)")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"strconv"
@@ -77,6 +78,12 @@ func (e *Executor) analyzeCopy(s *parser.CopyFrom) (*copyPlan, error) {
 	return p, nil
 }
 
+// copySource yields COPY records: one field per data column, nil for NULL.
+type copySource interface {
+	record() ([]*string, error)
+	where() string // the current record's position, for errors
+}
+
 // copyReader splits COPY data into records of fields; a nil field is NULL.
 type copyReader struct {
 	r      *bufio.Reader
@@ -135,6 +142,8 @@ func (cr *copyReader) readLine() (string, error) {
 		return string(buf), nil
 	}
 }
+
+func (cr *copyReader) where() string { return fmt.Sprintf("line %d", cr.line) }
 
 // record returns the next record's fields, or io.EOF after the last one
 // (or at the end-of-data marker \.).
@@ -281,7 +290,12 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		return pgwire.Result{}, err
 	}
 	ti := p.ti
-	cr := newCopyReader(data, p.stmt)
+	var src copySource
+	if p.stmt.Binary {
+		src = newBinaryCopyReader(data, ti, p.targets)
+	} else {
+		src = newCopyReader(data, p.stmt)
+	}
 	ec := &evalCtx{ctx: ctx, exec: p.e}
 	var (
 		copied   int64
@@ -331,12 +345,12 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		return pgwire.Result{}, err
 	}
 	if p.stmt.Header {
-		if _, err := cr.record(); err != nil && err != io.EOF {
+		if _, err := src.record(); err != nil && err != io.EOF {
 			return fail(err)
 		}
 	}
 	for {
-		fields, err := cr.record()
+		fields, err := src.record()
 		if err == io.EOF {
 			break
 		}
@@ -344,11 +358,11 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			return fail(err)
 		}
 		if len(fields) > len(p.targets) {
-			return fail(pgerror.Newf(codeBadCopyFileFormat, "extra data after last expected column (COPY %s, line %d)", ti.desc.Name, cr.line))
+			return fail(pgerror.Newf(codeBadCopyFileFormat, "extra data after last expected column (COPY %s, %s)", ti.desc.Name, src.where()))
 		}
 		if len(fields) < len(p.targets) {
 			return fail(pgerror.Newf(codeBadCopyFileFormat, "missing data for column %q (COPY %s, line %d)",
-				ti.cols[p.targets[len(fields)]].Name, ti.desc.Name, cr.line))
+				ti.cols[p.targets[len(fields)]].Name, ti.desc.Name, src.where()))
 		}
 		row := make([]types.Datum, len(ti.cols))
 		filled := make([]bool, len(ti.cols))
@@ -360,7 +374,13 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			}
 			c := &ti.cols[i]
 			batchLen += len(*f)
-			d, err := types.ParseText(c.Type, []byte(*f))
+			var d types.Datum
+			var err error
+			if p.stmt.Binary {
+				d, err = types.ParseBinary(c.Type, c.Type.OID(), []byte(*f))
+			} else {
+				d, err = types.ParseText(c.Type, []byte(*f))
+			}
 			if err == nil {
 				d, err = types.Assign(d, c.Type, c.Mod)
 				err = assignErr(err)
@@ -370,7 +390,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				if code == pgerror.CodeInternal {
 					code = pgerror.CodeInvalidTextRepresentation
 				}
-				return fail(pgerror.WithCode(errors.Wrapf(err, "COPY %s, line %d, column %s", ti.desc.Name, cr.line, c.Name), code))
+				return fail(pgerror.WithCode(errors.Wrapf(err, "COPY %s, %s, column %s", ti.desc.Name, src.where(), c.Name), code))
 			}
 			row[i] = d
 		}
@@ -385,7 +405,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			row[i] = d
 		}
 		if err := checkNotNull(ti, row); err != nil {
-			return fail(errors.Wrapf(err, "COPY %s, line %d", ti.desc.Name, cr.line))
+			return fail(errors.Wrapf(err, "COPY %s, %s", ti.desc.Name, src.where()))
 		}
 		key, err := ti.layout.EncodeKey(row)
 		if err != nil {
@@ -419,6 +439,9 @@ var _ pgwire.CopyInStatement = (*preparedCopy)(nil)
 // CopyColumns implements pgwire.CopyInStatement.
 func (p *preparedCopy) CopyColumns() int { return len(p.plan.(*copyPlan).targets) }
 
+// CopyBinary implements pgwire.CopyInStatement.
+func (p *preparedCopy) CopyBinary() bool { return p.plan.(*copyPlan).stmt.Binary }
+
 // CopyIn implements pgwire.CopyInStatement. It runs with the checks of
 // Exec: privileges, the transaction state, the statement timeout.
 func (p *preparedCopy) CopyIn(ctx context.Context, data io.Reader) (_ pgwire.Result, err error) {
@@ -446,4 +469,95 @@ func (p *preparedCopy) CopyIn(ctx context.Context, data io.Reader) (_ pgwire.Res
 		defer cancel()
 	}
 	return cp.copyIn(withSession(ctx, p.s), data)
+}
+
+// binaryCopyReader reads PostgreSQL's binary COPY format: the signature
+// PGCOPY\n\377\r\n\0, flags and a header extension, then per tuple a 16-bit
+// field count and each field's 32-bit length (-1: NULL) and bytes, ended by
+// a count of -1. Fields are in each column's binary wire format.
+type binaryCopyReader struct {
+	r      *bufio.Reader
+	header bool
+	tuple  int
+}
+
+var binaryCopySignature = []byte("PGCOPY\n\xff\r\n\x00")
+
+func newBinaryCopyReader(r io.Reader, _ *tableInfo, _ []int) *binaryCopyReader {
+	return &binaryCopyReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+func (br *binaryCopyReader) where() string { return fmt.Sprintf("tuple %d", br.tuple) }
+
+func badBinaryCopy(format string, args ...any) error {
+	return pgerror.Newf(codeBadCopyFileFormat, "invalid binary COPY data: "+format, args...)
+}
+
+func (br *binaryCopyReader) read(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(br.r, b); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, badBinaryCopy("unexpected end of data")
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+func (br *binaryCopyReader) record() ([]*string, error) {
+	if !br.header {
+		sig, err := br.read(len(binaryCopySignature) + 8)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(sig[:len(binaryCopySignature)], binaryCopySignature) {
+			return nil, badBinaryCopy("COPY signature not recognized")
+		}
+		ext := int(int32(binary.BigEndian.Uint32(sig[len(binaryCopySignature)+4:])))
+		if ext < 0 || ext > copyMaxLine {
+			return nil, badBinaryCopy("bad header extension length %d", ext)
+		}
+		if _, err := br.read(ext); err != nil {
+			return nil, err
+		}
+		br.header = true
+	}
+	br.tuple++
+	// The trailer (-1) is optional: the end of the data at a tuple's start
+	// ends it too, as in PostgreSQL (pgx sends no trailer).
+	if _, err := br.r.Peek(1); err == io.EOF {
+		return nil, io.EOF
+	}
+	nb, err := br.read(2)
+	if err != nil {
+		return nil, err
+	}
+	n := int16(binary.BigEndian.Uint16(nb))
+	if n == -1 {
+		return nil, io.EOF
+	}
+	if n < 0 {
+		return nil, badBinaryCopy("bad field count %d", n)
+	}
+	fields := make([]*string, n)
+	for i := range fields {
+		lb, err := br.read(4)
+		if err != nil {
+			return nil, err
+		}
+		l := int32(binary.BigEndian.Uint32(lb))
+		if l == -1 {
+			continue
+		}
+		if l < 0 || l > copyMaxLine {
+			return nil, badBinaryCopy("bad field length %d", l)
+		}
+		b, err := br.read(int(l))
+		if err != nil {
+			return nil, err
+		}
+		s := string(b)
+		fields[i] = &s
+	}
+	return fields, nil
 }

@@ -12,6 +12,7 @@ type CopyFrom struct {
 	Table   TableName
 	Columns []string // nil: every visible column, in table order
 	CSV     bool
+	Binary  bool // PostgreSQL's binary COPY format (pgx's CopyFrom sends it)
 	Header  bool
 	// Delimiter, Null, Quote and Escape are "" for the format's defaults
 	// (tab, \N for text; comma, empty unquoted string, " and " for CSV);
@@ -41,6 +42,9 @@ func (s *CopyFrom) Format(b *strings.Builder) {
 	var opts []string
 	if s.CSV {
 		opts = append(opts, "FORMAT csv")
+	}
+	if s.Binary {
+		opts = append(opts, "FORMAT binary")
 	}
 	if s.Header {
 		opts = append(opts, "HEADER true")
@@ -172,14 +176,14 @@ func (p *parser) copyOption(s *CopyFrom, opt string, paren bool) error {
 		case "csv":
 			s.CSV = true
 		case "binary":
-			return unsupportedCopy("COPY in binary format is not supported; use text or csv")
+			s.Binary = true
 		default:
 			return pgerror.Newf("22023", "COPY format %q not recognized", f)
 		}
 	case "csv":
 		s.CSV = true
 	case "binary":
-		return unsupportedCopy("COPY in binary format is not supported; use text or csv")
+		s.Binary = true
 	case "header":
 		s.Header = true
 		if paren {
@@ -212,11 +216,10 @@ func (p *parser) copyOption(s *CopyFrom, opt string, paren bool) error {
 	default:
 		return p.errNear(p.toks[p.i-1])
 	}
+	if err == nil && s.Binary && (s.CSV || s.Header || s.Delimiter != "" || s.NullSet || s.Quote != "" || s.Escape != "") {
+		err = pgerror.Newf(pgerror.CodeSyntaxError, "COPY options of the text and CSV formats cannot be used with FORMAT binary")
+	}
 	return err
-}
-
-func unsupportedCopy(msg string) error {
-	return pgerror.Newf(pgerror.CodeFeatureNotSupported, "%s", msg)
 }
 
 // parseMaintenance reads VACUUM [options] [tables] and ANALYZE [tables]

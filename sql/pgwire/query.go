@@ -148,7 +148,14 @@ func (c *conn) simpleStatement(stmt Statement) error {
 // the client's CopyData through copyData until CopyDone or CopyFail.
 func (c *conn) copyIn(ctx context.Context, ci CopyInStatement) (Result, error) {
 	n := ci.CopyColumns()
-	c.w.send(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: make([]uint16, n)})
+	resp := &pgproto3.CopyInResponse{ColumnFormatCodes: make([]uint16, n)}
+	if ci.CopyBinary() {
+		resp.OverallFormat = 1
+		for i := range resp.ColumnFormatCodes {
+			resp.ColumnFormatCodes[i] = 1
+		}
+	}
+	c.w.send(resp)
 	if err := c.w.flush(); err != nil {
 		return Result{}, err
 	}

@@ -174,8 +174,8 @@ type Notice struct {
 }
 
 // CopyInStatement is implemented by a Prepared that is COPY ... FROM STDIN.
-// In a simple query, the wire server answers CopyInResponse (text format,
-// CopyColumns columns), then calls CopyIn with a reader of the data the
+// In a simple query, the wire server answers CopyInResponse (CopyColumns
+// columns, in text or binary format), then calls CopyIn with a reader of the data the
 // client sends: the CopyData payloads in order, io.EOF at CopyDone, an
 // error (57014) at CopyFail. Flush and Sync are ignored meanwhile, as in
 // PostgreSQL; any other message is an error (08P01) and is lost. If CopyIn
@@ -183,6 +183,9 @@ type Notice struct {
 // connection ignores CopyData, CopyDone and CopyFail outside COPY).
 type CopyInStatement interface {
 	Prepared
+	// CopyColumns is the number of columns of the data; CopyBinary
+	// whether it comes in PostgreSQL's binary COPY format.
 	CopyColumns() int
+	CopyBinary() bool
 	CopyIn(ctx context.Context, data io.Reader) (Result, error)
 }
