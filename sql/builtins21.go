@@ -43,7 +43,9 @@ func init() {
 				return types.MakeTimestampTZ(time.UnixMicro(int64(math.Round(f * 1e6)))), nil
 			}}}},
 		{name: "jsonb_typeof", overloads: []overload{{[]types.T{js}, str,
-			func(_ *evalCtx, a []types.Datum) (types.Datum, error) { return jsonType(a[0].(types.JSONDatum).Decode()), nil }}}},
+			func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return jsonType(a[0].(types.JSONDatum).Decode()), nil
+			}}}},
 		{name: "jsonb_array_length", overloads: []overload{{[]types.T{js}, types.Int,
 			func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 				arr, ok := a[0].(types.JSONDatum).Decode().([]any)
