@@ -102,7 +102,9 @@ func TestCopyFromStdin(t *testing.T) {
 	}
 
 	// Bad input: each is refused with its SQLSTATE, and the table is as it was.
+	exec1("CREATE TABLE ck (k INT PRIMARY KEY CHECK (k > 0))")
 	for _, tc := range []struct{ sql, data, code string }{
+		{"COPY ck FROM STDIN", "1\n-1\n", "23514"},
 		{"COPY notes (k, v) FROM STDIN", "7\tx\textra\n", "22P04"},
 		{"COPY notes (k, v) FROM STDIN", "7\n", "22P04"},
 		{"COPY notes (k, d) FROM STDIN", "7\t2023-02-30\n", "22P02"},
@@ -117,6 +119,9 @@ func TestCopyFromStdin(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "SQLSTATE "+tc.code) {
 			t.Errorf("%s with %q: got %v, want SQLSTATE %s", tc.sql, tc.data, err, tc.code)
 		}
+	}
+	if n := count("SELECT count(*) FROM ck"); n != 0 {
+		t.Fatalf("ck has %d rows after a refused COPY", n)
 	}
 	if n := count("SELECT count(*) FROM notes"); n != 6 {
 		t.Fatalf("notes has %d rows after refused COPYs", n)

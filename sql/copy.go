@@ -404,7 +404,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			}
 			row[i] = d
 		}
-		if err := checkNotNull(ti, row); err != nil {
+		if err := checkRow(ctx, p.e, ti, row); err != nil {
 			return fail(errors.Wrapf(err, "COPY %s, %s", ti.desc.Name, src.where()))
 		}
 		key, err := ti.layout.EncodeKey(row)

@@ -268,6 +268,39 @@ func (e *Executor) columnMod(c *parser.ColumnDef) (types.Mod, error) {
 	return types.Mod{}, nil
 }
 
+// addChecks names the CHECK constraints of a new table as PostgreSQL does
+// (t_col_check, t_check, t_check1, ...) and validates them against it.
+func (e *Executor) addChecks(desc *catalog.TableDescriptor, checks []*parser.CheckDef) error {
+	if len(checks) == 0 {
+		return nil
+	}
+	if !e.types21Active() {
+		return pgerror.WithHintf(unsupported("CHECK constraints need cluster version %s", clusterversion.V2_1),
+			"finalize the upgrade to 2.1 (SET CLUSTER SETTING version = '%s', or let it finalize automatically)", clusterversion.V2_1)
+	}
+	used := map[string]bool{desc.PrimaryKeyName(): true}
+	for _, ck := range checks {
+		name := ck.Name
+		if name == "" {
+			base := desc.Name + "_check"
+			if ck.Column != "" {
+				base = desc.Name + "_" + ck.Column + "_check"
+			}
+			name = base
+			for n := 1; used[name]; n++ {
+				name = fmt.Sprintf("%s%d", base, n)
+			}
+		}
+		if used[name] {
+			return pgerror.Newf("42710", "constraint %q for relation %q already exists", name, desc.Name)
+		}
+		used[name] = true
+		desc.Checks = append(desc.Checks, catalog.CheckConstraint{Name: name, Expr: ck.Expr.String()})
+	}
+	_, err := buildTableInfo(desc)
+	return err
+}
+
 func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*catalog.TableDescriptor, error) {
 	name, err := userTableName(s.Name, "create")
 	if err != nil {
@@ -351,6 +384,9 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 		desc.PrimaryKey = append(desc.PrimaryKey, desc.Columns[i].ID)
 	}
 	desc.NextColumnID = int32(len(desc.Columns) + 1)
+	if err := e.addChecks(desc, s.Checks); err != nil {
+		return nil, err
+	}
 
 	n, err := e.cfg.DB.Increment(ctx, keys.TableIDGenKey(), 1)
 	if err != nil {
@@ -419,6 +455,10 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 	if c.PrimaryKey {
 		return nil, pgerror.WithHintf(unsupported("cannot add a primary key column to an existing table"),
 			"the primary key is fixed when the table is created")
+	}
+	if len(c.Checks) > 0 {
+		return nil, pgerror.WithHintf(unsupported("ALTER TABLE ADD COLUMN with a CHECK constraint is not supported"),
+			"existing rows would not be checked; declare the CHECK when creating the table")
 	}
 	mod, err := e.columnMod(c)
 	if err != nil {

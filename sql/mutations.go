@@ -329,7 +329,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			}
 			row[i] = d
 		}
-		if err := checkNotNull(ti, row); err != nil {
+		if err := checkRow(ctx, p.e, ti, row); err != nil {
 			return pgwire.Result{}, err
 		}
 		key, err := ti.layout.EncodeKey(row)
@@ -529,7 +529,7 @@ func applySet(ec *evalCtx, ti *tableInfo, base []types.Datum, set []setItem) ([]
 		}
 		updated[si.idx] = d
 	}
-	return updated, checkNotNull(ti, updated)
+	return updated, checkRow(ec.ctx, ec.exec, ti, updated)
 }
 
 func isConditionFailed(err error) bool {
@@ -711,7 +711,7 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
 		return nil, err
 	}
-	if (p.scan.kind == scanPoint || p.scan.kind == scanPoints) && p.scan.exact && !p.pkChange && len(s.Returning) == 0 {
+	if (p.scan.kind == scanPoint || p.scan.kind == scanPoints) && p.scan.exact && !p.pkChange && len(s.Returning) == 0 && len(ti.checks) == 0 {
 		p.deltas = blindDeltas(ti, p.set)
 	}
 	return p, nil

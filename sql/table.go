@@ -22,6 +22,13 @@ type tableInfo struct {
 	layout   *rowenc.Layout
 	defaults []texpr // nil entry: no DEFAULT (NULL)
 	visible  []int   // positions of the columns SELECT * shows
+	checks   []checkExpr
+}
+
+// checkExpr is a CHECK constraint compiled over the table's row.
+type checkExpr struct {
+	name string
+	e    texpr
 }
 
 // tableCache maps a table name to the tableInfo of the descriptor last
@@ -77,6 +84,13 @@ func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 		return nil, err
 	}
 	ti.layout = layout
+	for _, ck := range desc.Checks {
+		e, err := compileCheck(ti, ck.Expr)
+		if err != nil {
+			return nil, errors.Wrapf(err, "table %q: CHECK constraint %q", desc.Name, ck.Name)
+		}
+		ti.checks = append(ti.checks, checkExpr{name: ck.Name, e: e})
+	}
 	return ti, nil
 }
 
@@ -176,4 +190,54 @@ func classifyTableName(n parser.TableName) (name string, virt bool, err error) {
 	return "", false, pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", n.String()),
 		"user tables live in the schema public; virtual tables in system and crdb_internal")
+}
+
+// compileCheck type-checks a CHECK expression over the table's row: a
+// BOOL of the row's columns, without subqueries or aggregates.
+func compileCheck(ti *tableInfo, src string) (texpr, error) {
+	e, err := parser.ParseExpr(src)
+	if err != nil {
+		return nil, err
+	}
+	var bad error
+	parser.WalkExpr(e, func(x parser.Expr) bool {
+		switch v := x.(type) {
+		case *parser.Subquery:
+			bad = unsupported("cannot use a subquery in a CHECK constraint")
+		case *parser.Placeholder:
+			bad = unsupported("placeholders are not allowed in CHECK constraints")
+		case *parser.FuncCall:
+			if isAggregateName(v.FuncName()) {
+				bad = pgerror.Newf("42803", "aggregate functions are not allowed in check constraints")
+			}
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	a := &analyzer{params: newParamSet(0, nil), clause: "CHECK", tables: []scopeTable{ti.scope(0, ti.desc.Name)}}
+	return a.checkBool(e, "CHECK")
+}
+
+// checkRow enforces a row's NOT NULL and CHECK constraints: a CHECK that
+// is false fails with 23514 (NULL passes, as in SQL).
+func checkRow(ctx context.Context, e *Executor, ti *tableInfo, row []types.Datum) error {
+	if err := checkNotNull(ti, row); err != nil {
+		return err
+	}
+	if len(ti.checks) == 0 {
+		return nil
+	}
+	ec := &evalCtx{ctx: ctx, exec: e, row: row}
+	for _, ck := range ti.checks {
+		v, err := ec.eval(ck.e)
+		if err != nil {
+			return err
+		}
+		if v == false {
+			return pgerror.Newf("23514", "new row for relation %q violates check constraint %q", ti.desc.Name, ck.name)
+		}
+	}
+	return nil
 }

@@ -79,15 +79,27 @@ type TableDescriptor struct {
 	// ModTime orders changes to a table name across nodes: the descriptor
 	// with the highest ModTime wins.
 	ModTime Timestamp `json:"mod_time"`
+	// Checks are the table's CHECK constraints (release 2.1: a 2.0 binary
+	// would ignore them, so they are created only once the cluster is at
+	// 2.1).
+	Checks []CheckConstraint `json:"checks,omitempty"`
 	// Dropped marks a tombstone: the table was dropped at ModTime. A
 	// tombstone is kept forever so that a node that missed the DROP does
 	// not resurrect the table when it merges.
 	Dropped bool `json:"dropped,omitempty"`
 }
 
+// CheckConstraint is CONSTRAINT name CHECK (expr); Expr is canonical SQL
+// over the table's column names.
+type CheckConstraint struct {
+	Name string `json:"name"`
+	Expr string `json:"expr"`
+}
+
 // Clone returns a deep copy.
 func (d *TableDescriptor) Clone() *TableDescriptor {
 	c := *d
+	c.Checks = append([]CheckConstraint(nil), d.Checks...)
 	c.Columns = append([]ColumnDescriptor(nil), d.Columns...)
 	c.PrimaryKey = append([]int32(nil), d.PrimaryKey...)
 	return &c
@@ -228,7 +240,13 @@ func (d *TableDescriptor) CreateStatement() string {
 		}
 		b.WriteString(" ASC")
 	}
-	b.WriteString(")\n)")
+	b.WriteString(")")
+	for _, ck := range d.Checks {
+		b.WriteString(",\n\tCONSTRAINT ")
+		parser.QuoteIdent(&b, ck.Name)
+		b.WriteString(" CHECK (" + ck.Expr + ")")
+	}
+	b.WriteString("\n)")
 	return b.String()
 }
 

@@ -192,6 +192,9 @@ type ColumnDef struct {
 	PrimaryKey bool
 	Nullable   Nullability
 	Default    Expr // nil if none
+	// Checks are the column's CHECK constraints; CREATE TABLE moves them
+	// to the table's.
+	Checks []*CheckDef
 	// Hidden is NOT VISIBLE: the column is left out of SELECT * and of
 	// INSERT without a column list (CockroachDB's syntax; SHOW CREATE TABLE
 	// prints it for the implicit rowid column).
@@ -221,6 +224,10 @@ func (c *ColumnDef) Format(b *strings.Builder) {
 		// constraint keywords that may follow it.
 		formatOperand(b, c.Default)
 	}
+	for _, ck := range c.Checks {
+		b.WriteByte(' ')
+		ck.Format(b)
+	}
 }
 
 func (c *ColumnDef) String() string { return str(c) }
@@ -235,6 +242,30 @@ type CreateTable struct {
 	PrimaryKey []string
 	// PKName is the constraint name of CONSTRAINT name PRIMARY KEY (..).
 	PKName string
+	// Checks are the table's CHECK constraints, table-level and
+	// column-level alike (release 2.1).
+	Checks []*CheckDef
+}
+
+// CheckDef is [CONSTRAINT name] CHECK (expr).
+type CheckDef struct {
+	Name string // "" if not named
+	Expr Expr
+	// Column is the column a column-level CHECK was declared on (for its
+	// default name), "" for a table-level one.
+	Column string
+}
+
+// Format writes the constraint.
+func (c *CheckDef) Format(b *strings.Builder) {
+	if c.Name != "" {
+		b.WriteString("CONSTRAINT ")
+		QuoteIdent(b, c.Name)
+		b.WriteByte(' ')
+	}
+	b.WriteString("CHECK (")
+	c.Expr.Format(b)
+	b.WriteByte(')')
 }
 
 // Format writes the statement.
@@ -263,6 +294,10 @@ func (s *CreateTable) Format(b *strings.Builder) {
 		b.WriteString("PRIMARY KEY (")
 		formatIdents(b, s.PrimaryKey)
 		b.WriteByte(')')
+	}
+	for _, c := range s.Checks {
+		b.WriteString(", ")
+		c.Format(b)
 	}
 	b.WriteByte(')')
 }

@@ -481,6 +481,23 @@ func (p *parser) parseCreate() (Stmt, error) {
 				return nil, err
 			}
 			s.PrimaryKey = cols
+		case p.isKw("check"):
+			ck, err := p.checkDef("")
+			if err != nil {
+				return nil, err
+			}
+			s.Checks = append(s.Checks, ck)
+		case p.isKw("constraint") && p.isKwAt(2, "check"):
+			p.advance()
+			cname, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			ck, err := p.checkDef(cname)
+			if err != nil {
+				return nil, err
+			}
+			s.Checks = append(s.Checks, ck)
 		case p.isKw("constraint"):
 			p.advance()
 			cname, err := p.ident()
@@ -489,7 +506,7 @@ func (p *parser) parseCreate() (Stmt, error) {
 			}
 			if !p.isKw("primary") {
 				return nil, pgerror.WithHintf(p.errNear(p.peek()),
-					"the only table constraint kvnode supports is PRIMARY KEY")
+					"the table constraints kvnode supports are PRIMARY KEY and CHECK")
 			}
 			if s.PrimaryKey != nil {
 				return nil, p.multiplePK()
@@ -504,15 +521,20 @@ func (p *parser) parseCreate() (Stmt, error) {
 			}
 			s.PrimaryKey = cols
 			s.PKName = cname
-		case p.isKw("unique") || p.isKw("check") || p.isKw("foreign"):
+		case p.isKw("unique") || p.isKw("foreign"):
 			return nil, pgerror.WithHintf(p.errNear(p.peek()),
-				"the only table constraint kvnode supports is PRIMARY KEY")
+				"the table constraints kvnode supports are PRIMARY KEY and CHECK")
 		default:
 			col, err := p.columnDef()
 			if err != nil {
 				return nil, err
 			}
 			s.Columns = append(s.Columns, col)
+			for _, ck := range col.Checks {
+				ck.Column = col.Name
+			}
+			s.Checks = append(s.Checks, col.Checks...)
+			col.Checks = nil
 		}
 		if !p.acceptOp(",") {
 			break
@@ -688,13 +710,45 @@ func (p *parser) columnConstraints(c *ColumnDef) (*ColumnDef, error) {
 				return nil, err
 			}
 			c.Default = e
-		case p.isKw("unique") || p.isKw("check") || p.isKw("references") || p.isKw("collate") || p.isKw("constraint"):
+		case p.isKw("check"):
+			ck, err := p.checkDef("")
+			if err != nil {
+				return nil, err
+			}
+			c.Checks = append(c.Checks, ck)
+		case p.isKw("constraint") && p.isKwAt(2, "check"):
+			p.advance()
+			cname, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			ck, err := p.checkDef(cname)
+			if err != nil {
+				return nil, err
+			}
+			c.Checks = append(c.Checks, ck)
+		case p.isKw("unique") || p.isKw("references") || p.isKw("collate") || p.isKw("constraint"):
 			return nil, pgerror.WithHintf(p.errNear(p.peek()),
-				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL and DEFAULT")
+				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL, DEFAULT and CHECK")
 		default:
 			return c, nil
 		}
 	}
+}
+
+// checkDef reads CHECK (expr).
+func (p *parser) checkDef(name string) (*CheckDef, error) {
+	if err := p.expectKw("check"); err != nil {
+		return nil, err
+	}
+	if err := p.expectOp("("); err != nil {
+		return nil, err
+	}
+	e, err := p.parseExpr()
+	if err != nil {
+		return nil, err
+	}
+	return &CheckDef{Name: name, Expr: e}, p.expectOp(")")
 }
 
 func (p *parser) conflictingNull(c *ColumnDef) error {
