@@ -7,13 +7,16 @@
 #   BENCH_TARGETS=postgres BENCH_SECONDS=5 BENCH_ROUNDS=1 ./scripts/bench.sh     one quick PostgreSQL run
 #
 # Environment:
-#   BENCH_TARGETS   space-separated subset of: postgres pgha single cluster (default: all four)
+#   BENCH_TARGETS   space-separated subset of: postgres pgha single cluster nolease (default: the
+#                   first four)
 #                   postgres  PostgreSQL, one server
 #                   pgha      PostgreSQL with two streaming standbys in quorum synchronous
 #                             replication (synchronous_standby_names = 'ANY 1 (s1, s2)');
 #                             pgbench runs against the primary
 #                   single    kvnode, one node
 #                   cluster   kvnode, three nodes
+#                   nolease   kvnode, three nodes with --leased-reads=false: every read takes a
+#                             ReadIndex round (the leader lease toggled off, in the same run)
 #   BENCH_SECONDS   pgbench -T per run (default 30)
 #   BENCH_ROUNDS    how many times every target runs (default 3). The rounds interleave the
 #                   targets, each round in a rotated order, and the report gives the median of
@@ -64,7 +67,7 @@ die() {
 read -r -a targets <<<"$BENCH_TARGETS"
 ((${#targets[@]})) || die "BENCH_TARGETS is empty"
 for t in "${targets[@]}"; do
-  case $t in postgres | pgha | single | cluster) ;; *) die "unknown target '$t' in BENCH_TARGETS (use postgres, pgha, single, cluster)" ;; esac
+  case $t in postgres | pgha | single | cluster | nolease) ;; *) die "unknown target '$t' in BENCH_TARGETS (use postgres, pgha, single, cluster, nolease)" ;; esac
 done
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 if [[ -z ${BENCH_UPDATE_DOC:-} ]]; then
@@ -473,17 +476,23 @@ bench_single() {
   for script in "${SCRIPTS[@]}"; do run_pgbench single "$script"; done
 }
 
-bench_cluster() {
+bench_cluster() { three_nodes cluster; }
+bench_nolease() { three_nodes nolease --leased-reads=false; }
+
+# three_nodes TARGET [extra flags]: the three-node targets.
+three_nodes() {
+  local target=$1
+  shift
   # Reserve the listen ports first so every node gets the full --join list.
   local l1 l2 l3 i n
   free_port l1
   free_port l2
   free_port l3
   local join="127.0.0.1:$l1,127.0.0.1:$l2,127.0.0.1:$l3"
-  start_kvnode n1 start "$l1" --join="$join"
-  start_kvnode n2 start "$l2" --join="$join"
-  start_kvnode n3 start "$l3" --join="$join"
-  log "cluster: kvnode init --host=127.0.0.1:$l1"
+  start_kvnode n1 start "$l1" --join="$join" "$@"
+  start_kvnode n2 start "$l2" --join="$join" "$@"
+  start_kvnode n3 start "$l3" --join="$join" "$@"
+  log "$target: kvnode init --host=127.0.0.1:$l1"
   for ((i = 0; ; i++)); do
     timeout 60 "$KVNODE_BIN" init --insecure --host="127.0.0.1:$l1" >"$RW/init.log" 2>&1 && break
     ((i < 10)) || die "kvnode init failed:$'\n'$(cat "$RW/init.log")"
@@ -492,7 +501,7 @@ bench_cluster() {
   for n in n1 n2 n3; do wait_ready "${NODE_PID[$n]}" "${NODE_HTTP[$n]}" "$RW/$n.log"; done
   PORT=${NODE_SQL[n1]} DBUSER=root DBNAME=defaultdb
   wait_sql "${NODE_PID[n1]}" "$RW/n1.log"
-  load_data cluster
+  load_data "$target"
   # Point pgbench at the data group's leader: a gateway that is not the leader forwards every
   # write one more hop, and which node wins the first election would otherwise decide the
   # numbers.
@@ -505,11 +514,11 @@ bench_cluster() {
   done
   if [[ -n $lead ]]; then
     PORT=${NODE_SQL[$lead]}
-    log "cluster: pgbench connects to $lead, the Raft leader"
+    log "$target: pgbench connects to $lead, the Raft leader"
   else
-    log "cluster: no leader found in /_status/node; pgbench connects to n1"
+    log "$target: no leader found in /_status/node; pgbench connects to n1"
   fi
-  for script in "${SCRIPTS[@]}"; do run_pgbench cluster "$script"; done
+  for script in "${SCRIPTS[@]}"; do run_pgbench "$target" "$script"; done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -518,11 +527,11 @@ bench_cluster() {
 t_start=$SECONDS
 failed_targets=()
 kvnode_built=0
-if has_target single || has_target cluster; then
+if has_target single || has_target cluster || has_target nolease; then
   if build_kvnode; then kvnode_built=1; fi
 fi
 order=()
-for t in postgres pgha single cluster; do
+for t in postgres pgha single cluster nolease; do
   has_target "$t" && order+=("$t")
 done
 for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
@@ -531,7 +540,7 @@ for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
   for ((k = 0; k < ${#order[@]}; k++)); do
     t=${order[$(((ROUND - 1 + k) % ${#order[@]}))]}
     if [[ " ${failed_targets[*]} " == *" $t "* ]]; then continue; fi
-    if [[ $t == single || $t == cluster ]] && ((!kvnode_built)); then
+    if [[ $t == single || $t == cluster || $t == nolease ]] && ((!kvnode_built)); then
       failed_targets+=("$t")
       continue
     fi
@@ -571,6 +580,7 @@ label() {
   pgha) echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), 2 sync standbys" ;;
   single) echo "kvnode, 1 node" ;;
   cluster) echo "kvnode, 3 nodes" ;;
+  nolease) echo "kvnode, 3 nodes, --leased-reads=false" ;;
   esac
 }
 script_name() {
@@ -594,7 +604,7 @@ reference() {
   case $1 in
   pgha) if has_target postgres; then echo postgres; fi ;;
   single) echo postgres ;;
-  cluster) if has_target pgha; then echo pgha; else echo postgres; fi ;;
+  cluster | nolease) if has_target pgha; then echo pgha; else echo postgres; fi ;;
   esac
 }
 # against REF: the name of a reference for the tables.
