@@ -339,6 +339,9 @@ func init() {
 }
 
 func constraintDef(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
+	if ck, ok := s.checkByOID(a[0].(int64)); ok {
+		return "CHECK (" + ck.Expr + ")", nil
+	}
 	ti := s.tableByConstraintOID(a[0].(int64))
 	if ti == nil {
 		return nil, nil

@@ -46,6 +46,12 @@ func pkeyIndexOID(d *catalog.TableDescriptor) int64 {
 	return tableOID(d) + 1
 }
 func pkeyConstraintOID(d *catalog.TableDescriptor) int64 { return tableOID(d) + 2 }
+
+// checkConstraintOID is the OID of the table's i-th CHECK constraint
+// (fewer than maxCheckOIDs of them get one).
+func checkConstraintOID(d *catalog.TableDescriptor, i int) int64 { return tableOID(d) + 10 + int64(i) }
+
+const maxCheckOIDs = 80
 func rowTypeOID(d *catalog.TableDescriptor) int64        { return tableOID(d) + 3 }
 func attrdefOID(d *catalog.TableDescriptor, colID int32) int64 {
 	return tableOID(d) + 100 + int64(colID)
@@ -166,6 +172,11 @@ func (e *Executor) catalogSnapshot() (*catalogSnapshot, error) {
 		s.byOID[tableOID(d)] = ti
 		s.byOID[pkeyIndexOID(d)] = ti
 		s.byOID[pkeyConstraintOID(d)] = ti
+		for i := range d.Checks {
+			if i < maxCheckOIDs {
+				s.byOID[checkConstraintOID(d, i)] = ti
+			}
+		}
 		s.byName[d.Name] = ti
 	}
 	s.virtNames = e.virtualNames()
@@ -286,7 +297,9 @@ var catalogTables = []catTable{
 					"d", false, int64(0), int64(0), int64(0), nil, nil, nil}
 			}
 			for _, ti := range s.tables {
-				out = append(out, row(tableOID(ti.desc), ti.desc.Name, oidPublic, rowTypeOID(ti.desc), oidHeapAM, true, "r", int64(len(ti.visible))))
+				r := row(tableOID(ti.desc), ti.desc.Name, oidPublic, rowTypeOID(ti.desc), oidHeapAM, true, "r", int64(len(ti.visible)))
+				r[18] = int64(min(len(ti.desc.Checks), maxCheckOIDs)) // relchecks
+				out = append(out, r)
 				if hasVisiblePK(ti) {
 					out = append(out, row(pkeyIndexOID(ti.desc), pkeyName(ti), oidPublic, 0, oidBtreeAM, false, "i", int64(len(ti.pk))))
 				}
@@ -399,6 +412,16 @@ var catalogTables = []catTable{
 				out = append(out, []types.Datum{pkeyConstraintOID(ti.desc), pkeyName(ti), int64(oidPublic), "p", false, false, true,
 					tableOID(ti.desc), int64(0), pkeyIndexOID(ti.desc), int64(0), int64(0), " ", " ", " ", true, int64(0), true,
 					pkAttnums(ti), nil, nil, nil, nil, nil, nil})
+			}
+			for _, ti := range s.tables {
+				for i, ck := range ti.desc.Checks {
+					if i >= maxCheckOIDs {
+						break
+					}
+					out = append(out, []types.Datum{checkConstraintOID(ti.desc, i), ck.Name, int64(oidPublic), "c", false, false, true,
+						tableOID(ti.desc), int64(0), int64(0), int64(0), int64(0), " ", " ", " ", true, int64(0), false,
+						nil, nil, nil, nil, nil, nil, ck.Expr})
+				}
 			}
 			return out, nil
 		}},
@@ -754,6 +777,19 @@ func (s *catalogSnapshot) tableByIndexOID(oid int64) *tableInfo {
 		return ti
 	}
 	return nil
+}
+
+// checkByOID returns the CHECK constraint with OID oid, if any.
+func (s *catalogSnapshot) checkByOID(oid int64) (catalog.CheckConstraint, bool) {
+	ti := s.byOID[oid]
+	if ti == nil {
+		return catalog.CheckConstraint{}, false
+	}
+	i := int(oid - checkConstraintOID(ti.desc, 0))
+	if i < 0 || i >= len(ti.desc.Checks) || i >= maxCheckOIDs {
+		return catalog.CheckConstraint{}, false
+	}
+	return ti.desc.Checks[i], true
 }
 
 func (s *catalogSnapshot) tableByConstraintOID(oid int64) *tableInfo {
