@@ -52,7 +52,8 @@ func pkeyConstraintOID(d *catalog.TableDescriptor) int64 { return tableOID(d) + 
 func checkConstraintOID(d *catalog.TableDescriptor, i int) int64 { return tableOID(d) + 10 + int64(i) }
 
 const maxCheckOIDs = 80
-func rowTypeOID(d *catalog.TableDescriptor) int64        { return tableOID(d) + 3 }
+
+func rowTypeOID(d *catalog.TableDescriptor) int64 { return tableOID(d) + 3 }
 func attrdefOID(d *catalog.TableDescriptor, colID int32) int64 {
 	return tableOID(d) + 100 + int64(colID)
 }
