@@ -20,6 +20,18 @@ type Config struct {
 	SQLAddr    string   // --sql-addr: pgwire
 	HTTPAddr   string   // --http-addr: health, metrics, status
 	Join       []string // --join: other nodes' --listen-addr
+	// AdvertiseAddr (--advertise-addr) is the HOST:PORT other nodes dial
+	// for RPC when it differs from ListenAddr (a node listening on
+	// 0.0.0.0, or behind NAT); its host is also advertised with the
+	// gossip port. AdvertiseSQLAddr and AdvertiseHTTPAddr
+	// (--advertise-sql-addr, --advertise-http-addr) are what clients are
+	// told; by default AdvertiseAddr's host with the SQL and HTTP ports. A
+	// node listening on an unspecified address (0.0.0.0, ::, or an empty
+	// host) without the matching advertise address refuses to start
+	// (advertise.go).
+	AdvertiseAddr     string
+	AdvertiseSQLAddr  string
+	AdvertiseHTTPAddr string
 	// Listeners, if set, are this node's sockets, already bound by the
 	// caller (server/testcluster binds them with ListenLoopback first, so
 	// no other process can take a port between its choice and its bind);

@@ -22,10 +22,10 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 	ready, why := s.readiness()
 	st := console.Status{
 		Self: console.Self{NodeID: s.NodeID(), ClusterID: s.ClusterID(), BinaryVersion: s.binVersion.String(),
-			HTTPAddress: s.HTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.g0.State()),
+			HTTPAddress: s.AdvertisedHTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.g0.State()),
 			Clock: s.consoleClock()},
 		ActiveVersion: s.ActiveVersion().String(),
-		Host:          s.RPCAddr(),
+		Host:          s.AdvertisedRPCAddr(),
 	}
 	if s.NodeID() == 0 {
 		st.GeneratedAt = time.Now()

@@ -169,7 +169,7 @@ func (s *Server) askPeersForLiveness(id int32) (rec liveness.Record, found, ok b
 		addrs[a] = true
 	}
 	for nid, r := range s.nodeRecords() {
-		if nid != id && r.ListenAddr != "" && r.ListenAddr != s.RPCAddr() {
+		if nid != id && r.ListenAddr != "" && r.ListenAddr != s.RPCAddr() && r.ListenAddr != s.AdvertisedRPCAddr() {
 			addrs[r.ListenAddr] = true
 		}
 	}

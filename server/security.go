@@ -55,6 +55,17 @@ func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "--certs-dir=%s", cfg.CertsDir)
 	}
+	// Other nodes dial the advertised address and verify it against
+	// node.crt: a certificate without it would refuse every one of them.
+	if host, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err == nil && host != "" {
+		if leaf := nt.Server.Certificates[0].Leaf; leaf != nil {
+			if err := leaf.VerifyHostname(host); err != nil {
+				return nil, errors.WithHintf(errors.Newf("node.crt is not valid for --advertise-addr's host %q: %v", host, err),
+					"create node.crt with that name among its hosts: `kvnode cert create-node %s ... --certs-dir=%s --ca-key=... --overwrite`",
+					host, cfg.CertsDir)
+			}
+		}
+	}
 	return &nodeSecurity{tls: nt, gossipKey: gk}, nil
 }
 

@@ -155,6 +155,9 @@ func New(cfg Config) (_ *Server, retErr error) {
 	if err := validateAddrs(cfg); err != nil {
 		return nil, err
 	}
+	if err := validateAdvertise(cfg); err != nil {
+		return nil, err
+	}
 	if err := checkSecurityMode(cfg); err != nil {
 		return nil, err
 	}
@@ -455,7 +458,7 @@ func (s *Server) checkPeersCluster(id storage.Ident) error {
 func (s *Server) otherJoinAddrs() []string {
 	var out []string
 	for _, a := range s.cfg.Join {
-		if a != s.cfg.ListenAddr && a != s.RPCAddr() {
+		if a != s.cfg.ListenAddr && a != s.RPCAddr() && a != s.AdvertisedRPCAddr() {
 			out = append(out, a)
 		}
 	}
@@ -525,8 +528,8 @@ func (s *Server) waitForInitOrJoin() error {
 }
 
 func (s *Server) localRecord(id int32) nodeapi.NodeRecord {
-	return nodeapi.NodeRecord{NodeID: id, ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr,
-		SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), BinaryVersion: s.binVersion.String()}
+	return nodeapi.NodeRecord{NodeID: id, ListenAddr: s.AdvertisedRPCAddr(), GossipAddr: s.advertisedGossipAddr(),
+		SQLAddr: s.AdvertisedSQLAddr(), HTTPAddr: s.AdvertisedHTTPAddr(), BinaryVersion: s.binVersion.String()}
 }
 
 // bootstrap creates a new cluster with this node as node 1. A cluster
@@ -826,10 +829,17 @@ func (s *Server) resolve(id uint64) (string, bool) {
 func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 	cfg := gossip.Config{
 		BindAddr: s.cfg.GossipAddr,
-		Sockets:  s.takeGossipSockets(),
+		// Only when told: memberlist otherwise advertises the bound address.
+		AdvertiseAddr: func() string {
+			if s.cfg.AdvertiseAddr != "" && !hasPortZero(s.cfg.GossipAddr) {
+				return s.advertisedGossipAddr()
+			}
+			return ""
+		}(),
+		Sockets: s.takeGossipSockets(),
 		Meta: gossip.NodeMeta{
 			NodeID: id.NodeID, ClusterID: id.ClusterID, BinaryVersion: s.binVersion.String(),
-			ListenAddr: s.RPCAddr(), SQLAddr: s.SQLAddr(), HTTPAddr: s.HTTPAddr(), StartedAt: s.startedAt,
+			ListenAddr: s.AdvertisedRPCAddr(), SQLAddr: s.AdvertisedSQLAddr(), HTTPAddr: s.AdvertisedHTTPAddr(), StartedAt: s.startedAt,
 			Extra: map[string]string{gossipKeyClusterVersion: s.ActiveVersion().String()},
 		},
 		Logger: s.log.With("node", id.NodeID),
@@ -897,7 +907,7 @@ func (s *Server) hello(context.Context, *nodeapi.HelloRequest) (*nodeapi.HelloRe
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &nodeapi.HelloResponse{ClusterID: s.ident.ClusterID, NodeID: s.ident.NodeID, Bootstrapped: s.joined,
-		ListenAddr: s.RPCAddr(), GossipAddr: s.cfg.GossipAddr, BinaryVersion: s.binVersion.String()}, nil
+		ListenAddr: s.AdvertisedRPCAddr(), GossipAddr: s.advertisedGossipAddr(), BinaryVersion: s.binVersion.String()}, nil
 }
 
 func (s *Server) initCluster(ctx context.Context, _ *nodeapi.InitRequest) (*nodeapi.InitResponse, error) {

@@ -67,6 +67,7 @@ Or run a local three-node cluster in one command: kvnode demo
 
 type startFlags struct {
 	store, listen, gossip, sqlAddr, http, logLevel string
+	advertise, advertiseSQL, advertiseHTTP         string
 	join                                           []string
 	autoUpgradeInterval                            time.Duration
 	maxOffset                                      time.Duration
@@ -82,6 +83,10 @@ func addStartFlags(cmd *cobra.Command, f *startFlags) {
 	fl.StringVar(&f.sqlAddr, "sql-addr", "127.0.0.1:26257", "HOST:PORT for SQL clients (PostgreSQL wire protocol)")
 	fl.StringVar(&f.http, "http-addr", "127.0.0.1:8080", "HOST:PORT for /health, /metrics and the status page")
 	fl.StringSliceVar(&f.join, "join", nil, "comma-separated --listen-addr of other nodes to join through")
+	fl.StringVar(&f.advertise, "advertise-addr", "", "HOST:PORT other nodes dial for RPC, when it differs from --listen-addr (listening on 0.0.0.0, NAT); "+
+		"its host is also advertised with the gossip, SQL and HTTP ports")
+	fl.StringVar(&f.advertiseSQL, "advertise-sql-addr", "", "HOST:PORT SQL clients are told (default: --advertise-addr's host with the --sql-addr port)")
+	fl.StringVar(&f.advertiseHTTP, "advertise-http-addr", "", "HOST:PORT the status page is reached at (default: --advertise-addr's host with the --http-addr port)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.maxOffset, "max-offset", server.DefaultMaxOffset,
 		"the most the nodes' clocks may disagree; the Raft leader's read lease relies on it, and a node whose clock is "+
@@ -151,6 +156,7 @@ Raft leadership moves away) and then stops it.`,
 		s, err := server.New(server.Config{
 			Store: f.store, ListenAddr: f.listen, GossipAddr: f.gossip, SQLAddr: f.sqlAddr,
 			HTTPAddr: f.http, Join: f.join, Logger: log, AutoUpgradeInterval: f.autoUpgradeInterval,
+			AdvertiseAddr: f.advertise, AdvertiseSQLAddr: f.advertiseSQL, AdvertiseHTTPAddr: f.advertiseHTTP,
 			Insecure: f.sec.insecure, CertsDir: f.sec.certsDir,
 			MaxOffset: f.maxOffset, DisableLeaseReads: !f.leasedReads,
 			Knobs: server.Knobs{Group0Hook: group0Pause, VersionStepPause: stepPause},
@@ -176,7 +182,7 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 	}
 	if selfInit && s.NodeID() == 0 {
 		ctx, cancel := context.WithTimeout(nodeapi.WithTLS(context.Background(), s.ClientTLS()), 30*time.Second)
-		_, err := nodeapi.InitCluster(ctx, s.RPCAddr())
+		_, err := nodeapi.InitCluster(ctx, s.AdvertisedRPCAddr())
 		cancel()
 		if err != nil {
 			_ = s.Stop(context.Background())
