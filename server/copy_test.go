@@ -175,6 +175,36 @@ func TestCopyFromStdin(t *testing.T) {
 		t.Fatalf("after TRUNCATE and COPY in a transaction: %d rows", n)
 	}
 
+	// COPY TO STDOUT: the table form (streamed), CSV with a header, the
+	// query form; what COPY FROM reads back is what COPY TO wrote.
+	var copied strings.Builder
+	tag, err = conn.PgConn().CopyTo(ctx, &copied, "COPY notes (k, v, d, amt) TO STDOUT")
+	if err != nil || tag.String() != "COPY 6" {
+		t.Fatalf("copy to: %v %v", tag, err)
+	}
+	if want := "1\ttab\\there\t2024-01-02\t1.01\n2\t\\N\t\\N\t-3.00\n3\tback\\\\slash AA\t2024-02-29\t0.00\n" +
+		"4\ta, \"quoted\"\\nvalue\t\\N\t1.00\n5\t\\N\t\\N\t2.00\n6\t\t\\N\t3.00\n"; copied.String() != want {
+		t.Fatalf("COPY TO text:\n%q\nwant\n%q", copied.String(), want)
+	}
+	copied.Reset()
+	if _, err := conn.PgConn().CopyTo(ctx, &copied, "COPY (SELECT k, v FROM notes WHERE k IN (4, 5, 6) ORDER BY k) TO STDOUT WITH (FORMAT csv, HEADER)"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "k,v\n4,\"a, \"\"quoted\"\"\nvalue\"\n5,\n6,\"\"\n"; copied.String() != want {
+		t.Fatalf("COPY TO csv:\n%q\nwant\n%q", copied.String(), want)
+	}
+	exec1("CREATE TABLE notes2 (k INT PRIMARY KEY, v TEXT, d DATE, amt DECIMAL(6,2))")
+	copied.Reset()
+	if _, err := conn.PgConn().CopyTo(ctx, &copied, "COPY notes (k, v, d, amt) TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(copied.String()), "COPY notes2 FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SELECT count(*) FROM notes a JOIN notes2 b ON a.k = b.k WHERE a.v IS NOT DISTINCT FROM b.v AND a.d IS NOT DISTINCT FROM b.d AND a.amt = b.amt"); n != 6 {
+		t.Fatalf("COPY TO then FROM kept %d of 6 rows", n)
+	}
+
 	// pgx's CopyFrom: PostgreSQL's binary COPY format, every type.
 	exec1(`CREATE TABLE bin (id INT4 PRIMARY KEY, s TEXT, f FLOAT8, amt DECIMAL(10,2), ts TIMESTAMPTZ, d DATE,
 		u UUID, j JSONB, b BYTES, ok BOOL, iv INTERVAL)`)
@@ -211,6 +241,11 @@ func TestCopyFromStdin(t *testing.T) {
 	}
 	if n := count("SELECT count(*) FROM notes WHERE k >= 100 AND (v = 'from psql' OR v IS NULL)"); n != 2 {
 		t.Fatalf("psql \\copy wrote %d rows", n)
+	}
+	out, err = exec.CommandContext(ctx, psql, c.URL(0), "-X", "-v", "ON_ERROR_STOP=1", "-c",
+		`\copy (SELECT k, v FROM notes WHERE k >= 100 ORDER BY k) to stdout with csv`).CombinedOutput()
+	if err != nil || string(out) != "100,from psql\n101,\n" {
+		t.Fatalf("psql \\copy to: %v\n%q", err, out)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
 )
 
@@ -560,4 +561,239 @@ func (br *binaryCopyReader) record() ([]*string, error) {
 		fields[i] = &s
 	}
 	return fields, nil
+}
+
+// ---- COPY ... TO STDOUT ----
+
+// copyOutPlan is COPY t [(cols)] TO STDOUT, which streams the table in key
+// order in batches (bounded memory), or COPY (query) TO STDOUT, which runs
+// the query like a SELECT (materialized).
+type copyOutPlan struct {
+	e       *Executor
+	stmt    *parser.CopyTo
+	ti      *tableInfo // table form
+	targets []int
+	query   *queryPlan // query form
+}
+
+func (p *copyOutPlan) columns() []pgwire.Column { return nil }
+func (p *copyOutPlan) stale() bool {
+	if p.ti != nil {
+		return p.e.isStale(p.ti)
+	}
+	return p.query.stale()
+}
+
+func (p *copyOutPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+	return pgwire.Result{}, pgerror.WithHintf(unsupported("COPY TO STDOUT needs the simple query protocol"),
+		"send the COPY statement as a simple Query message, as psql does")
+}
+
+func (e *Executor) analyzeCopyOut(s *parser.CopyTo, params *paramSet) (*copyOutPlan, error) {
+	p := &copyOutPlan{e: e, stmt: s}
+	if s.Query != nil {
+		q, err := e.analyzeQueryPlan(s.Query, params)
+		if err != nil {
+			return nil, err
+		}
+		p.query = q
+		return p, nil
+	}
+	in, err := e.analyzeCopy(&s.CopyFrom)
+	if err != nil {
+		return nil, err
+	}
+	p.ti, p.targets = in.ti, in.targets
+	return p, nil
+}
+
+func (p *copyOutPlan) numColumns() int {
+	if p.query != nil {
+		return len(p.query.cols)
+	}
+	return len(p.targets)
+}
+
+// copyFormatter renders rows in COPY's text or CSV format.
+type copyFormatter struct {
+	csv    bool
+	delim  byte
+	null   string
+	quote  byte
+	escape byte
+}
+
+func newCopyFormatter(s *parser.CopyFrom) *copyFormatter {
+	f := &copyFormatter{csv: s.CSV, delim: '\t', null: `\N`, quote: '"'}
+	if s.CSV {
+		f.delim, f.null = ',', ""
+	}
+	if s.Delimiter != "" {
+		f.delim = s.Delimiter[0]
+	}
+	if s.NullSet {
+		f.null = s.Null
+	}
+	if s.Quote != "" {
+		f.quote = s.Quote[0]
+	}
+	f.escape = f.quote
+	if s.Escape != "" {
+		f.escape = s.Escape[0]
+	}
+	return f
+}
+
+func (f *copyFormatter) field(b []byte, d types.Datum) []byte {
+	if d == nil {
+		return append(b, f.null...)
+	}
+	v := types.FormatText(d)
+	if f.csv {
+		needs := len(v) == 0 && f.null == "" || string(v) == f.null || bytes.IndexByte(v, f.delim) >= 0 ||
+			bytes.IndexByte(v, f.quote) >= 0 || bytes.ContainsAny(v, "\r\n")
+		if !needs {
+			return append(b, v...)
+		}
+		b = append(b, f.quote)
+		for _, c := range v {
+			if c == f.quote || c == f.escape {
+				b = append(b, f.escape)
+			}
+			b = append(b, c)
+		}
+		return append(b, f.quote)
+	}
+	for _, c := range v {
+		switch c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\v':
+			b = append(b, '\\', 'v')
+		default:
+			if c == f.delim {
+				b = append(b, '\\')
+			}
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+func (f *copyFormatter) row(row []types.Datum) []byte {
+	var b []byte
+	for i, d := range row {
+		if i > 0 {
+			b = append(b, f.delim)
+		}
+		b = f.field(b, d)
+	}
+	return append(b, '\n')
+}
+
+func (p *copyOutPlan) copyOut(ctx context.Context, send func([]byte) error) (pgwire.Result, error) {
+	f := newCopyFormatter(&p.stmt.CopyFrom)
+	var n int64
+	if p.stmt.Header {
+		var names []types.Datum
+		if p.query != nil {
+			for _, c := range p.query.cols {
+				names = append(names, c.Name)
+			}
+		} else {
+			for _, i := range p.targets {
+				names = append(names, p.ti.cols[i].Name)
+			}
+		}
+		if err := send(f.row(names)); err != nil {
+			return pgwire.Result{}, err
+		}
+	}
+	if p.query != nil {
+		res, err := p.query.exec(ctx, nil)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		for _, r := range res.Rows {
+			if err := send(f.row(r)); err != nil {
+				return pgwire.Result{}, err
+			}
+			n++
+		}
+		return pgwire.Result{Tag: fmt.Sprintf("COPY %d", n)}, nil
+	}
+	ti := p.ti
+	span0, span1 := rowenc.TableSpan(ti.desc.ID)
+	out := make([]types.Datum, len(p.targets))
+	for {
+		batch, err := p.e.kv(ctx).Scan(ctx, span0, span1, addPKBatchRows, false)
+		if err != nil {
+			return pgwire.Result{}, kvError(err)
+		}
+		for _, kv := range batch {
+			row, _, err := ti.layout.Decode(kv.Key, kv.Value)
+			if err != nil {
+				return pgwire.Result{}, err
+			}
+			for j, i := range p.targets {
+				out[j] = row[i]
+			}
+			if err := send(f.row(out)); err != nil {
+				return pgwire.Result{}, err
+			}
+			n++
+		}
+		if len(batch) < addPKBatchRows {
+			return pgwire.Result{Tag: fmt.Sprintf("COPY %d", n)}, nil
+		}
+		span0 = append(append([]byte(nil), batch[len(batch)-1].Key...), 0)
+	}
+}
+
+// preparedCopyOut is a prepared COPY TO STDOUT (pgwire.CopyOutStatement).
+type preparedCopyOut struct {
+	*prepared
+}
+
+var _ pgwire.CopyOutStatement = (*preparedCopyOut)(nil)
+
+// CopyOutColumns implements pgwire.CopyOutStatement.
+func (p *preparedCopyOut) CopyOutColumns() int { return p.plan.(*copyOutPlan).numColumns() }
+
+// CopyOut implements pgwire.CopyOutStatement, with Exec's checks.
+func (p *preparedCopyOut) CopyOut(ctx context.Context, send func([]byte) error) (_ pgwire.Result, err error) {
+	defer recoverInternal(&err)
+	if p.plan.stale() {
+		pl, ps, err := p.s.analyze(p.stmt.AST, p.declared, p.n)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		p.plan, p.params.access = pl, ps.access
+	}
+	cp := p.plan.(*copyOutPlan)
+	if err := p.s.checkAccess(ctx, p.params.access); err != nil {
+		return pgwire.Result{}, err
+	}
+	if err := p.s.checkInTxn(cp); err != nil {
+		return pgwire.Result{}, err
+	}
+	if t := p.s.txn.t; t != nil {
+		ctx = withTxn(ctx, t)
+	}
+	if timeout := p.s.statementTimeout(); timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return cp.copyOut(withSession(ctx, p.s), send)
 }

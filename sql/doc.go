@@ -153,7 +153,9 @@
 // COPY t FROM STDIN (copy.go) streams its rows in batches of 1,000, each
 // one conditional write: outside a transaction the batches before a failing
 // row stay written (the error's detail says how many rows), inside BEGIN ...
-// COMMIT they are the transaction's writes. ALTER TABLE ADD PRIMARY KEY
+// COMMIT they are the transaction's writes. COPY t TO STDOUT streams the
+// table in key order in batches; COPY (query) TO STDOUT runs the query like
+// a SELECT. ALTER TABLE ADD PRIMARY KEY
 // (addpk.go) rewrites a table created without one under a new table ID,
 // checks that nothing wrote to the table meanwhile, then swaps the
 // descriptor; it is not an online schema change. TRUNCATE may run inside a

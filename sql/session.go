@@ -80,8 +80,11 @@ func (s *session) Prepare(ctx context.Context, stmt pgwire.Statement, paramTypes
 	}
 	prep := &prepared{s: s, stmt: ps, declared: append([]types.T(nil), paramTypes...), n: n,
 		plan: pl, params: params, cols: pl.columns()}
-	if _, ok := pl.(*copyPlan); ok {
+	switch pl.(type) {
+	case *copyPlan:
 		return &preparedCopy{prep}, nil
+	case *copyOutPlan:
+		return &preparedCopyOut{prep}, nil
 	}
 	return prep, nil
 }
@@ -131,6 +134,8 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		return &ddlPlan{e: e, stmt: st}, nil
 	case *parser.CopyFrom:
 		return e.analyzeCopy(v)
+	case *parser.CopyTo:
+		return e.analyzeCopyOut(v, params)
 	case *parser.Maintenance:
 		return &tagPlan{tag: v.Tag}, nil
 	case *parser.ShowTables:

@@ -289,7 +289,7 @@ func statementTag(pl plan) string {
 		return "UPDATE"
 	case *deletePlan:
 		return "DELETE"
-	case *copyPlan:
+	case *copyPlan, *copyOutPlan:
 		return "COPY"
 	}
 	return "this statement"

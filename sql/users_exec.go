@@ -173,6 +173,12 @@ func (s *session) collectAccess(pl plan, params *paramSet) {
 		}
 	case *copyPlan:
 		params.need(accessReq{kind: accessTable, priv: users.Insert, table: p.ti.desc})
+	case *copyOutPlan:
+		if p.query != nil {
+			s.collectAccess(p.query, params)
+		} else {
+			params.need(accessReq{kind: accessTable, priv: users.Select, table: p.ti.desc})
+		}
 	case *updatePlan:
 		params.need(accessReq{kind: accessTable, priv: users.Update, table: p.ti.desc})
 	case *deletePlan:

@@ -39,6 +39,10 @@ func (s *CopyFrom) Format(b *strings.Builder) {
 		b.WriteByte(')')
 	}
 	b.WriteString(" FROM STDIN")
+	s.formatOptions(b)
+}
+
+func (s *CopyFrom) formatOptions(b *strings.Builder) {
 	var opts []string
 	if s.CSV {
 		opts = append(opts, "FORMAT csv")
@@ -75,6 +79,37 @@ func (s *CopyFrom) String() string       { return str(s) }
 func (s *CopyFrom) StatementTag() string { return "COPY" }
 func (*CopyFrom) stmtNode()              {}
 
+// CopyTo is COPY t [(cols)] TO STDOUT or COPY (query) TO STDOUT, in text
+// or CSV format. The embedded CopyFrom holds the table, columns and format
+// options; Query is set for the query form.
+type CopyTo struct {
+	CopyFrom
+	Query SelectStatement
+}
+
+// Format writes the statement.
+func (s *CopyTo) Format(b *strings.Builder) {
+	b.WriteString("COPY ")
+	if s.Query != nil {
+		b.WriteByte('(')
+		s.Query.Format(b)
+		b.WriteByte(')')
+	} else {
+		s.Table.Format(b)
+		if s.Columns != nil {
+			b.WriteString(" (")
+			formatIdents(b, s.Columns)
+			b.WriteByte(')')
+		}
+	}
+	b.WriteString(" TO STDOUT")
+	s.formatOptions(b)
+}
+
+func (s *CopyTo) String() string       { return str(s) }
+func (s *CopyTo) StatementTag() string { return "COPY" }
+func (*CopyTo) stmtNode()              {}
+
 // Maintenance is VACUUM or ANALYZE, accepted and ignored: kvnode's storage
 // needs neither (pgbench -i and ORMs' migration tools send them).
 type Maintenance struct {
@@ -89,25 +124,50 @@ func (*Maintenance) stmtNode()                   {}
 
 func (p *parser) parseCopy() (Stmt, error) {
 	p.advance() // COPY
-	if p.isOp("(") {
-		return nil, p.unsupportedAt(p.peek(), "COPY (query) TO is not supported")
-	}
-	name, err := p.tableName()
-	if err != nil {
-		return nil, err
-	}
-	s := &CopyFrom{Table: name}
+	s := &CopyFrom{}
+	var to *CopyTo
 	if p.acceptOp("(") {
-		if s.Columns, err = p.identList(); err != nil {
+		q, err := p.parseQuery()
+		if err != nil {
 			return nil, err
 		}
 		if err := p.expectOp(")"); err != nil {
 			return nil, err
 		}
+		to = &CopyTo{Query: q}
+	} else {
+		name, err := p.tableName()
+		if err != nil {
+			return nil, err
+		}
+		s.Table = name
+		if p.acceptOp("(") {
+			if s.Columns, err = p.identList(); err != nil {
+				return nil, err
+			}
+			if err := p.expectOp(")"); err != nil {
+				return nil, err
+			}
+		}
 	}
-	if p.isKw("to") {
-		return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "COPY ... TO is not supported"),
-			"read the table with SELECT")
+	if to != nil || p.isKw("to") {
+		if err := p.expectKw("to"); err != nil {
+			return nil, err
+		}
+		if !p.acceptKw("stdout") {
+			return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "COPY TO a file or program is not supported"),
+				"receive the data in the client: COPY ... TO STDOUT (psql's \\copy)")
+		}
+		if to == nil {
+			to = &CopyTo{CopyFrom: *s}
+		}
+		if err := p.copyOptions(&to.CopyFrom); err != nil {
+			return nil, err
+		}
+		if to.Binary {
+			return nil, pgerror.Newf(pgerror.CodeFeatureNotSupported, "COPY TO in binary format is not supported; use text or csv")
+		}
+		return to, nil
 	}
 	if err := p.expectKw("from"); err != nil {
 		return nil, err
@@ -116,31 +176,37 @@ func (p *parser) parseCopy() (Stmt, error) {
 		return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "COPY FROM a file or program is not supported"),
 			"send the data from the client: COPY ... FROM STDIN (psql's \\copy)")
 	}
+	return s, p.copyOptions(s)
+}
+
+// copyOptions reads COPY's options: [WITH] (name value, ...) or the old
+// syntax's words.
+func (p *parser) copyOptions(s *CopyFrom) error {
 	p.acceptKw("with")
 	if p.acceptOp("(") {
 		for {
 			opt, err := p.anyName()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if err := p.copyOption(s, opt, true); err != nil {
-				return nil, err
+				return err
 			}
 			if !p.acceptOp(",") {
 				break
 			}
 		}
-		return s, p.expectOp(")")
+		return p.expectOp(")")
 	}
 	// The old syntax: COPY t FROM STDIN [WITH] [BINARY] [DELIMITER [AS]
 	// 'c'] [NULL [AS] 's'] [CSV [HEADER] [QUOTE [AS] 'q'] [ESCAPE [AS] 'e']].
 	for p.peek().kind == tokIdent && !p.peek().quoted {
 		opt := p.advance().val
 		if err := p.copyOption(s, opt, false); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // copyOption reads one option's value; paren is the WITH (...) form,

@@ -101,12 +101,13 @@
 // # What it does not do (yet)
 //
 //   - No GSS encryption: GSSENCRequest is answered 'N'.
-//   - COPY FROM STDIN only, in a simple query (CopyInStatement): the data
-//     streams to the statement through the bounded read-ahead queue.
-//     CopyData/CopyDone/CopyFail outside COPY are ignored, as in PostgreSQL
-//     (a client sends the rest of its data after the server refused a
-//     COPY). No COPY TO STDOUT, no COPY in the extended protocol (0A000),
-//     no binary COPY format.
+//   - COPY FROM STDIN and COPY TO STDOUT only in a simple query
+//     (CopyInStatement, CopyOutStatement; 0A000 in the extended protocol):
+//     incoming data streams to the statement through the bounded read-ahead
+//     queue, outgoing data is flushed as it grows. CopyData/CopyDone/CopyFail
+//     outside COPY are ignored, as in PostgreSQL (a client sends the rest of
+//     its data after the server refused a COPY). COPY TO has no binary
+//     format.
 //   - No client_encoding other than UTF8: the server reports UTF8 whatever the
 //     client asked for, and rejects text that is not valid UTF-8.
 //   - Protocol 3.0 only: a client asking for 3.2 is answered with

@@ -124,6 +124,10 @@ func (c *conn) simpleStatement(stmt Statement) error {
 			res, err = c.copyIn(ctx, ci)
 			return err
 		}
+		if co, ok := prep.(CopyOutStatement); ok {
+			res, err = c.copyOut(ctx, co)
+			return err
+		}
 		cols = prep.Columns()
 		res, err = prep.Exec(ctx, nil)
 		return err
@@ -161,6 +165,25 @@ func (c *conn) copyIn(ctx context.Context, ci CopyInStatement) (Result, error) {
 	}
 	res, err := ci.CopyIn(ctx, &copyData{c: c})
 	return res, err
+}
+
+// copyOut runs a COPY TO STDOUT: CopyOutResponse, a CopyData message per
+// piece of data, CopyDone. An error midway ends the COPY with the
+// ErrorResponse (PostgreSQL's behavior too: the client discards the data).
+func (c *conn) copyOut(ctx context.Context, co CopyOutStatement) (Result, error) {
+	c.w.send(&pgproto3.CopyOutResponse{ColumnFormatCodes: make([]uint16, co.CopyOutColumns())})
+	res, err := co.CopyOut(ctx, func(data []byte) error {
+		c.w.send(&pgproto3.CopyData{Data: data})
+		if len(c.w.buf) > flushThreshold {
+			return c.w.flush()
+		}
+		return c.w.err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	c.w.send(&pgproto3.CopyDone{})
+	return res, nil
 }
 
 // copyData reads the client's COPY data from the connection's queue.

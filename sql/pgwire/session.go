@@ -189,3 +189,13 @@ type CopyInStatement interface {
 	CopyBinary() bool
 	CopyIn(ctx context.Context, data io.Reader) (Result, error)
 }
+
+// CopyOutStatement is implemented by a Prepared that is COPY ... TO STDOUT.
+// In a simple query, the wire server answers CopyOutResponse (text format,
+// CopyOutColumns columns), sends each piece CopyOut hands to send as a
+// CopyData message, then CopyDone and the Result's CommandComplete.
+type CopyOutStatement interface {
+	Prepared
+	CopyOutColumns() int
+	CopyOut(ctx context.Context, send func(data []byte) error) (Result, error)
+}
