@@ -102,6 +102,17 @@ func SaveState(ls LocalStore, s State) error {
 	return errors.Wrap(ls.Put([]byte(StateKey), []byte(s)), "persisting the group 0 upgrade state")
 }
 
+// CheckLeave says whether a node in state from may leave group 0 for a
+// downgrade to 1.1 (back to use_pre_raft_procedures): from any state but
+// recovery, which only the recovery procedure ends.
+func CheckLeave(from State) error {
+	if from == Recovery {
+		return errors.WithHint(errors.Wrapf(ErrBackwards, "%s -> %s for a downgrade", from, UsePreRaft),
+			"finish the recovery first (`kvnode node group0-recover`, docs/recovery.md), then downgrade")
+	}
+	return nil
+}
+
 // ErrBackwards is returned for a transition the state machine forbids.
 var ErrBackwards = errors.New("group 0 upgrade state transition not allowed")
 

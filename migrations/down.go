@@ -60,15 +60,15 @@ var downRegistry = []DownMigration{
 		Refuse:      refuse21,
 	},
 	{
-		Version:     clusterversion.V2_0,
-		When:        BeforeLowering,
-		Description: "schema changes would leave Raft group 0 for the pre-Raft procedure",
-		NotBuilt:    true,
-		Refuse: func(context.Context, Deps) ([]Blocker, error) {
-			return []Blocker{{
-				Reason: "a downgrade from 2.0 to 1.1 needs every node to leave Raft group 0 for the pre-Raft procedure, which this release cannot do yet",
-				Fix:    "keep the cluster at 2.0 (or restore a backup taken at 1.1)",
-			}}, nil
+		Version: clusterversion.V2_0,
+		When:    AfterLowering,
+		Description: "every node leaves Raft group 0: schema changes go back to the pre-Raft procedure, " +
+			"with the schema intact",
+		Run: leaveGroup0,
+		Check: func(context.Context, Deps) (Check, error) {
+			return Check{Detail: "the group 0 formation record is deleted; each node moves to use_pre_raft_procedures " +
+				"with its catalog caught up, stops its group 0 replica and wipes its store; then every node's schema " +
+				"converges (newest descriptor per table, as in 1.x)"}, nil
 		},
 	},
 	{
@@ -232,4 +232,18 @@ func refuse21(_ context.Context, d Deps) ([]Blocker, error) {
 		return nil, nil
 	}
 	return d.Release21Blockers(), nil
+}
+
+// leaveGroup0 is the down-migration of 2.0, run at 2.0-step.1 (schema
+// changes no longer need group 0 to be formed, and every node runs a 2.0
+// binary, which knows how to leave it): Deps.Group0Leave does the work
+// (migrations/DESIGN.md).
+func leaveGroup0(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error {
+	if d.Group0Leave == nil {
+		return errors.AssertionFailedf("the 2.0 down-migration needs Deps.Group0Leave")
+	}
+	if err := d.Group0Leave(ctx); err != nil {
+		return errors.Wrap(err, "leaving group 0")
+	}
+	return checkpoint(Progress{Done: 1, Total: 1})
 }

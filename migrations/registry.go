@@ -18,6 +18,10 @@ type Deps struct {
 	// Group0Upgrade runs the Raft group 0 upgrade procedure (release 2.0);
 	// nil until that procedure exists.
 	Group0Upgrade func(ctx context.Context) error
+	// Group0Leave takes every node out of group 0 for a downgrade to 1.1:
+	// deletes the formation record, has each node leave, and waits until
+	// the nodes' schemas agree.
+	Group0Leave func(ctx context.Context) error
 	// EnableTxns proposes the data group command that makes every replica
 	// record the log index of table writes (kvpb.TxnDB.EnableTxns).
 	EnableTxns func(ctx context.Context) error

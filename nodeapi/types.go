@@ -245,6 +245,9 @@ type Group0JoinResponse struct {
 type Group0SetStateRequest struct {
 	State        string `json:"state"`
 	FromRecovery bool   `json:"from_recovery"`
+	// Leave takes the node out of group 0 for a downgrade to 1.1 (State
+	// must be use_pre_raft_procedures): release 2.1 and later.
+	Leave bool `json:"leave,omitempty"`
 }
 
 // Group0SetStateResponse reports the node's state afterwards.

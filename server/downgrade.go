@@ -10,7 +10,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
+	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
@@ -71,6 +74,15 @@ func (s *Server) lowerActiveVersion(v clusterversion.Version) error {
 			return err
 		}
 	}
+	if v.Less(clusterversion.V2_0Fence.Version()) && !cur.Less(clusterversion.V2_0Fence.Version()) && s.g0.Enabled() {
+		// Below the 2.0 fence 1.1 binaries may join, which know nothing
+		// of group 0: this node must have left it.
+		if st := s.g0.State(); st != group0.UsePreRaft || s.g0.InGroup0() {
+			return errors.WithHintf(errors.Newf("node %d has not left group 0 (it is in %s)", s.NodeID(), st),
+				"the downgrade's down-migration of %s takes every node out of group 0; it resumes and retries this step",
+				clusterversion.V2_0)
+		}
+	}
 	s.mu.Lock()
 	exec := s.exec
 	id := s.ident
@@ -114,6 +126,74 @@ func (s *Server) checkNo21Data() error {
 			"the downgrade's down-migration of %s deletes them; it resumes and retries this step", clusterversion.V2_1TxnStamps), err)
 	}
 	return nil
+}
+
+// leaveGroup0 is migrations.Deps.Group0Leave: delete the formation record
+// (from then on nothing prepares a group 0 replica on any node, and a node
+// that restarts does not look for group 0), have every node that is not
+// decommissioned leave, then wait until the nodes' schema digests agree
+// (the pre-Raft sync loop merges what each node's catalog holds).
+func (s *Server) leaveGroup0(ctx context.Context) error {
+	rep := s.Replica()
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: keys.Group0FormationKey()}}); err != nil {
+		return errors.Wrap(err, "deleting the group 0 formation record")
+	}
+	statuses, err := s.NodeStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, n := range statuses {
+		if n.Membership == autoupgrade.Decommissioned {
+			continue
+		}
+		if n.NodeID == s.NodeID() {
+			err = s.g0.Leave(ctx)
+		} else {
+			_, err = s.node.Group0SetState(ctx, n.Address, &nodeapi.Group0SetStateRequest{State: string(group0.UsePreRaft), Leave: true})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("node %d: %v", n.NodeID, err))
+		}
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return errors.WithHint(errors.Newf("not every node left group 0: %v", errs),
+			"the downgrade resumes this step once every node is reachable")
+	}
+	return s.waitSchemaConverged(ctx, time.Minute)
+}
+
+// waitSchemaConverged waits until every live node gossips this node's
+// schema digest.
+func (s *Server) waitSchemaConverged(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		s.mu.Lock()
+		g, exec := s.gossip, s.exec
+		s.mu.Unlock()
+		var differ []int32
+		if g != nil && exec != nil {
+			mine := exec.Catalog().Digest()
+			for _, m := range g.Members() {
+				if m.IsLive() && m.Meta.SchemaDigest != mine {
+					differ = append(differ, m.Meta.NodeID)
+				}
+			}
+		}
+		if g != nil && exec != nil && len(differ) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.WithHintf(errors.Newf("the schemas of %s have not converged with node %d's after leaving group 0",
+				autoupgrade.NodeList(differ), s.NodeID()), "the pre-Raft schema sync merges them; the downgrade resumes this step")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // release21Blockers is what refuses a downgrade from 2.1: the schema's

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/sql/rowenc"
@@ -312,26 +315,85 @@ func planRows(t *testing.T, c *testcluster.Cluster, sql string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestDowngrade20To11Refused: leaving group 0 is not built yet, so a
-// downgrade from 2.0 is refused before anything changes, in the plan and in
-// the statement.
-func TestDowngrade20To11Refused(t *testing.T) {
+// TestDowngrade20To11AndUpAgain: a 2.0 cluster with tables downgrades to
+// 1.1: every node leaves group 0 (use_pre_raft_procedures, no group 0
+// store) with the schema intact on every node; DDL works through the
+// pre-Raft procedure, on 2.0 binaries and then on 1.1 binaries; RESET
+// upgrades again, group 0 is formed anew, and DDL goes through it.
+func TestDowngrade20To11AndUpAgain(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{BinaryVersion: rel("2.0")}})
 	waitVersion(t, c, "2.0")
-	if plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '1.1'"); !strings.Contains(plan, "blocker: ") ||
-		!strings.Contains(plan, "leave Raft group 0") {
+	waitGroup0States(t, c, group0.UsePostRaft)
+	c.Exec(0, "CREATE TABLE a (k INT PRIMARY KEY, v STRING)")
+	c.Exec(1, "CREATE TABLE b (k INT PRIMARY KEY)")
+	c.Exec(2, "INSERT INTO a VALUES (1, 'one'), (2, 'two')")
+	if plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '1.1'"); strings.Contains(plan, "blocker") ||
+		!strings.Contains(plan, "each node moves to use_pre_raft_procedures") {
 		t.Fatalf("plan:\n%s", plan)
 	}
-	err := execErr(c, 0, "SET CLUSTER SETTING version = '1.1'")
-	if sqlState(err) != "55000" || !strings.Contains(err.Error(), "group 0") {
-		t.Fatalf("a downgrade from 2.0: %v", err)
+	if err := execErr(c, 1, "SET CLUSTER SETTING version = '1.1'"); err != nil {
+		t.Fatal(err)
 	}
-	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING version"); v != "2.0" {
-		t.Fatalf("version %s after the refusal", v)
+	waitVersion(t, c, "1.1")
+	waitGroup0States(t, c, group0.UsePreRaft)
+	for i, nd := range c.Nodes {
+		if _, err := os.Stat(filepath.Join(nd.Config.Store, "group0")); !os.IsNotExist(err) {
+			t.Fatalf("node %d still has a group 0 store (%v)", i+1, err)
+		}
 	}
-	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING cluster.preserve_downgrade_option"); v != "" {
-		t.Fatalf("the refusal set the preserve option to %q", v)
+	waitTables(t, c, "a", "b")
+	c.Exec(2, "CREATE TABLE c (k INT PRIMARY KEY)") // the pre-Raft procedure
+	waitTables(t, c, "a", "b", "c")
+	for i := range c.Nodes {
+		upgradeBinary(c, i, "1.1")
 	}
+	c.Exec(0, "CREATE TABLE d (k INT PRIMARY KEY)")
+	waitTables(t, c, "a", "b", "c", "d")
+	if n, err := c.QueryInt(1, "SELECT count(*) FROM a"); err != nil || n != 2 {
+		t.Fatalf("rows of a on 1.1: %d %v", n, err)
+	}
+	for i := range c.Nodes {
+		upgradeBinary(c, i, "2.0")
+	}
+	c.Exec(0, "RESET CLUSTER SETTING cluster.preserve_downgrade_option")
+	waitVersion(t, c, "2.0")
+	waitGroup0States(t, c, group0.UsePostRaft)
+	c.Exec(1, "CREATE TABLE e (k INT PRIMARY KEY)") // through group 0 again
+	waitTables(t, c, "a", "b", "c", "d", "e")
+}
+
+// waitTables waits until every node lists exactly tables in SHOW TABLES.
+func waitTables(t *testing.T, c *testcluster.Cluster, tables ...string) {
+	t.Helper()
+	want := strings.Join(tables, ",")
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		for i := range c.Nodes {
+			rows, err := c.Conn(i).Query(txnCtx(t), "SHOW TABLES")
+			if err != nil {
+				return err
+			}
+			col := 0
+			for k, f := range rows.FieldDescriptions() {
+				if f.Name == "table_name" {
+					col = k
+				}
+			}
+			var got []string
+			for rows.Next() {
+				vals, err := rows.Values()
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				got = append(got, fmt.Sprint(vals[col]))
+			}
+			rows.Close()
+			if strings.Join(got, ",") != want {
+				return errors.Newf("node %d lists tables %v, want %s", i+1, got, want)
+			}
+		}
+		return nil
+	})
 }
 
 // getJSON fetches url and decodes its JSON body into v, returning the

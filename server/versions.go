@@ -343,6 +343,7 @@ func (s *Server) migrationRunner() *migrations.Runner {
 			DB: s.Replica(), TableSpan: [2][]byte{lo, hi}, UpgradeRow: rowenc.UpgradeValue,
 			BatchSize:     s.cfg.Knobs.MigrationBatchSize,
 			Group0Upgrade: s.g0.RunUpgrade,
+			Group0Leave:   s.leaveGroup0,
 			EnableTxns:    s.Replica().EnableTxns,
 			CreateUsers:   func(ctx context.Context) error { return users.EnsureStore(ctx, s.Replica()) },
 			DowngradeRow:  rowenc.DowngradeValue,

@@ -105,9 +105,9 @@ func TestDemoUpgradeAuto(t *testing.T) {
 		`node 3 (release 1.1): psql "postgresql://root@`,
 		"The table demo_rows holds 20 rows written on release 1.1")
 	mustContain(t, "walk-through", out,
-		"Step 1 of 8", "SHOW CLUSTER SETTING version   -> 1.1",
+		"Step 1 of 12", "SHOW CLUSTER SETTING version   -> 1.1",
 		"SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.1'",
-		"Step 3 of 8: restart node 1 on release 2.0",
+		"Step 3 of 12: restart node 1 on release 2.0",
 		"node 1 serves SQL again, as release 2.0",
 		"MIXED VERSIONS: nodes 2, 3 on 1.1; node 1 on 2.0.",
 		"MIXED VERSIONS: node 3 on 1.1; nodes 1, 2 on 2.0.",
@@ -116,7 +116,7 @@ func TestDemoUpgradeAuto(t *testing.T) {
 		"cluster version 2.0", "The cluster finalized to 2.0",
 		"SHOW CLUSTER SETTING version   -> 2.0",
 		"node 1: use_post_raft_procedures", "node 2: use_post_raft_procedures", "node 3: use_post_raft_procedures",
-		"node 1: 23 rows, all as written", "node 2: 23 rows, all as written", "node 3: 23 rows, all as written",
+		"node 1: 29 rows, all as written", "node 2: 29 rows, all as written", "node 3: 29 rows, all as written",
 		"The walk-through is complete: the cluster runs 2.0")
 	// SHOW UPGRADE STATUS is printed as an aligned table.
 	if !regexp.MustCompile(`(?m)^    item +node_id +value +detail$`).MatchString(out) {
@@ -186,7 +186,7 @@ func TestDemoUpgradeScripted(t *testing.T) {
 	mustContain(t, "sql error", commandOutput(t, out, "sql SELEC 1", 1), "ERROR:", "(SQLSTATE 42601)")
 	mustContain(t, "bad node", commandOutput(t, out, "upgrade 9", 1), `ERROR: no node "9": the nodes are 1 to 3`)
 	mustContain(t, "auto", commandOutput(t, out, "auto", 1),
-		"Step 1 of 8", "Step 3 of 8", "node 1 serves SQL again, as release 2.0",
+		"Step 1 of 12", "Step 3 of 12", "node 1 serves SQL again, as release 2.0",
 		"The cluster finalized to 2.0", "node 3: use_post_raft_procedures", "all as written",
 		"The walk-through is complete")
 	// Once finalized, the node itself refuses the old release; the demo

@@ -293,6 +293,46 @@ func (m *Member) setState(to group0.State, fromRecovery bool) error {
 	return nil
 }
 
+// Leave takes this node out of group 0 for a downgrade to 1.1
+// (migrations/DESIGN.md): it moves to use_pre_raft_procedures (waiting for
+// its running pre-Raft DDL, as any transition), brings its catalog up to
+// what its replica has applied, then stops the replica and wipes its store.
+// Idempotent; a node in recovery refuses. The caller has deleted the
+// formation record first, so that nothing prepares a replica here again.
+func (m *Member) Leave(ctx context.Context) error {
+	if err := m.require(); err != nil {
+		return err
+	}
+	m.gate.Lock()
+	from := m.State()
+	err := group0.CheckLeave(from)
+	if err == nil {
+		err = group0.SaveState(m.cfg.Local, group0.UsePreRaft)
+	}
+	if err == nil && from != group0.UsePreRaft {
+		m.setMemState(group0.UsePreRaft)
+		m.log.Info("group 0 upgrade state changed for a downgrade", "from", string(from), "to", string(group0.UsePreRaft))
+	}
+	m.gate.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := m.CatchUpCatalog(); err != nil {
+		return errors.Wrap(err, "bringing the catalog up to group 0's state before leaving it")
+	}
+	m.mu.Lock()
+	had := m.rep.Load() != nil
+	err = m.wipeLocked()
+	m.mu.Unlock()
+	if err == nil && had {
+		m.log.Info("left group 0 for a downgrade: its replica is stopped and its store wiped")
+	}
+	return err
+}
+
+// InGroup0 reports whether this node runs a group 0 replica.
+func (m *Member) InGroup0() bool { return m.rep.Load() != nil }
+
 // EnterRecovery is UPDATE system.local SET value = 'recovery' WHERE key =
 // 'group0_upgrade_state': it persists the state and stops DDL on this node
 // at once. Like ScyllaDB, the node is then restarted, after which its group

@@ -265,13 +265,22 @@ func (m *Member) removeLost(ctx context.Context, rep *kv.Replica, id int32) erro
 }
 
 // Group0SetState implements the kvnode.Node method.
-func (m *Member) Group0SetState(_ context.Context, req *nodeapi.Group0SetStateRequest) (*nodeapi.Group0SetStateResponse, error) {
+func (m *Member) Group0SetState(ctx context.Context, req *nodeapi.Group0SetStateRequest) (*nodeapi.Group0SetStateResponse, error) {
 	if err := m.require(); err != nil {
 		return nil, err
 	}
 	to := group0.State(req.State)
 	if !to.Valid() {
 		return nil, nodeapi.WithCode(errors.Newf("unknown group 0 upgrade state %q", req.State), codes.InvalidArgument)
+	}
+	if req.Leave {
+		if to != group0.UsePreRaft {
+			return nil, nodeapi.WithCode(errors.Newf("a node leaves group 0 for %s, not %s", group0.UsePreRaft, to), codes.InvalidArgument)
+		}
+		if err := m.Leave(ctx); err != nil {
+			return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
+		}
+		return &nodeapi.Group0SetStateResponse{NodeID: m.node.NodeID(), State: string(m.State())}, nil
 	}
 	if to == group0.Synchronize || to == group0.UsePostRaft {
 		if m.rep.Load() == nil || m.isolated.Load() {
