@@ -37,9 +37,6 @@ type DownMigration struct {
 	Run func(ctx context.Context, d Deps, from Progress, checkpoint func(Progress) error) error
 	// Check, if set, is its precondition check for SHOW UPGRADE PLAN.
 	Check func(ctx context.Context, d Deps) (Check, error)
-	// NotBuilt marks a step whose lowering is not built yet: Refuse
-	// refuses every downgrade through it.
-	NotBuilt bool
 	// Refuse, if set, lists what the previous release cannot represent: a
 	// downgrade is refused before it starts, and stops before lowering a
 	// step, while the list is not empty. Run may be nil for a step that
@@ -99,19 +96,12 @@ func DownFor(v clusterversion.Version) (DownMigration, bool) {
 }
 
 // DowngradeBuilt reports whether a downgrade from release r to the release
-// below can run at all (no step of r is NotBuilt); whether it may run on a
-// given cluster is still up to the refusals and validations.
+// below can run at all: every release but the first has one (a step
+// without work of its own only closes its gate). Whether it may run on a
+// given cluster is up to the refusals and validations.
 func DowngradeBuilt(r clusterversion.Version) bool {
-	prev, ok := clusterversion.PrevRelease(r)
-	if !ok {
-		return false
-	}
-	for _, v := range clusterversion.Between(prev, r) {
-		if m, ok := DownFor(v); ok && m.NotBuilt {
-			return false
-		}
-	}
-	return true
+	_, ok := clusterversion.PrevRelease(r)
+	return ok
 }
 
 // AllDown returns every registered down-migration in ladder order.
