@@ -279,3 +279,71 @@ func (t taggedPlan) Add(title string, fn steps.Func) { t.Plan.Add(t.tag+title, f
 func (t taggedPlan) Addf(fn steps.Func, format string, args ...any) {
 	t.Plan.Add(t.tag+fmt.Sprintf(format, args...), fn)
 }
+
+func registerWholeLadder(r *registry.Registry) {
+	r.Add(registry.Spec{
+		Name: "downgrade/whole-ladder",
+		Description: "the KV workload and its linearizability checker through every node while a cluster started on the first " +
+			"release upgrades through every release (rolling restarts, automatic finalization), then downgrades one release at a " +
+			"time with SET CLUSTER SETTING version (seeded coordinator), every node rolled back to that release's binary after " +
+			"each, down to the first release, then up through every release again; nothing acknowledged is lost",
+		Suite: registry.Long, Nodes: 3, MinNodes: 3, Timeout: 40 * time.Minute,
+		Plan: wholeLadderPlan,
+	})
+}
+
+// wholeLadderPlan is downgrade/whole-ladder. The seed chooses the node the
+// cluster is initialized through, each restart's stop (SIGKILL or SIGTERM)
+// and each downgrade's coordinator.
+func wholeLadderPlan(p registry.PlanParams) (*registry.Plan, error) {
+	rng := p.Rand()
+	rels := allReleases()
+	initVia := 1 + rng.IntN(p.Nodes)
+	sc := &steps.Scenario{}
+	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on %s, init through n%d, under the KV workload: up to %s, down to %s, up to %s",
+		p.Nodes, rels[0], initVia, rels[len(rels)-1], rels[0], rels[len(rels)-1])}}
+	var bins []string
+	for _, r := range rels {
+		bins = append(bins, releaseOrDefault(r))
+	}
+	plan.Addf(sc.Binaries(bins...), "build or find the binaries of %s", strings.Join(rels, ", "))
+	plan.Addf(fastAutoUpgradeStep(), "every node starts with %s", fastAutoUpgrade)
+	plan.Addf(sc.StartCluster([]string{releaseOrDefault(rels[0])}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, rels[0], initVia)
+	plan.Addf(sc.SetupWorkload(initVia), "create the workload's tables through n%d", initVia)
+	plan.Add("start the workload on every node", sc.StartWorkload())
+	plan.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, time.Minute))
+	rollTo := func(rel string) {
+		for n := 1; n <= p.Nodes; n++ {
+			kill := rng.IntN(2) == 0
+			plan.Addf(restartStep(sc, n, rel, kill, 10), "restart n%d on %s (stop with %s); the workload gets 10 writes acknowledged", n, rel, how(kill))
+		}
+	}
+	up := func() {
+		for i := 1; i < len(rels); i++ {
+			rollTo(rels[i])
+			plan.Addf(finalizeStep(sc, 1+rng.IntN(p.Nodes), rels[i], false), "RESET the preserve option (if set); the cluster finalizes to %s by itself", rels[i])
+		}
+	}
+	up()
+	for i := len(rels) - 1; i > 0; i-- {
+		to, via := rels[i-1], 1+rng.IntN(p.Nodes)
+		plan.Addf(func(ctx context.Context, e *registry.Env) error {
+			n := e.Cluster.Node(via)
+			sc.Note(e, "downgrading to %s through %s", to, n)
+			if err := n.Exec(ctx, "SET CLUSTER SETTING version = '"+to+"'"); err != nil {
+				return errors.Wrapf(err, "SET CLUSTER SETTING version = '%s' through %s", to, n)
+			}
+			d, err := steps.WaitVersion(ctx, e.Cluster, to, 3*time.Minute)
+			if err != nil {
+				return err
+			}
+			sc.Note(e, "every node reports %s (%s after the statement returned)", to, d.Round(10*time.Millisecond))
+			return waitSetting(ctx, e.Cluster, "cluster.preserve_downgrade_option", to)
+		}, "SET CLUSTER SETTING version = '%s' through n%d; every node reports it, and the preserve option %s", to, via, to)
+		rollTo(to)
+	}
+	plan.Add("the workload gets 20 writes acknowledged on the first release", sc.WaitProgress(20, time.Minute))
+	up()
+	plan.Add("stop the workload, read everything back through every node, check its history (nothing lost down the ladder and up again)", sc.CheckWorkload(100))
+	return plan, nil
+}

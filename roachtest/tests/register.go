@@ -13,4 +13,5 @@ func Register(r *registry.Registry) {
 	registerRecover(r)
 	registerTxn(r)
 	registerDowngrade(r)
+	registerWholeLadder(r)
 }
