@@ -32,6 +32,12 @@
 #   KVNODE_FLAGS    extra flags for every kvnode node, e.g. KVNODE_FLAGS=--leased-reads=false (the
 #                   three-node reads without the leader lease, for a toggled comparison)
 #   KEEP=1          keep the work directory (stores, logs, pgbench output)
+#   BENCH_TLS=1     every target over TLS: kvnode nodes secure (--certs-dir; pgbench and psql
+#                   authenticate as root with its client certificate, sslmode=verify-full), and
+#                   PostgreSQL with ssl=on and a certificate of the same test CA (sslmode=require,
+#                   trust authentication as before), so the ratios compare TLS with TLS. The
+#                   results are printed; they go into BENCH_DOC's TLS section only with
+#                   BENCH_UPDATE_DOC=1.
 #
 # Every server it starts listens on 127.0.0.1 only, on free ports; every step has a time limit;
 # everything it started is stopped on exit (trap), by process ID.
@@ -48,6 +54,8 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_ROWS=${BENCH_ROWS:-100000}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 KVNODE_FLAGS=${KVNODE_FLAGS:-}
+BENCH_TLS=${BENCH_TLS:-0}
+[[ $BENCH_TLS == 0 || $BENCH_TLS == 1 ]] || { printf 'bench: BENCH_TLS must be 0 or 1, got %s\n' "$BENCH_TLS" >&2; exit 1; }
 read -r -a kvnode_flags <<<"$KVNODE_FLAGS"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 CLIENTS=8
@@ -72,7 +80,7 @@ done
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 if [[ -z ${BENCH_UPDATE_DOC:-} ]]; then
   BENCH_UPDATE_DOC=0
-  if has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
+  if ((!BENCH_TLS)) && has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +165,7 @@ PGBENCH=$(command -v pgbench) || die "pgbench not found after installing postgre
 PGBIN=
 if ((needs_pg_server)); then PGBIN=$(pg_bindir) || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"; fi
 export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+((BENCH_TLS)) && export PGSSLMODE=require
 
 # ---------------------------------------------------------------------------------------------
 # Ports: random loopback ports that nothing listens on or uses, never handed out twice.
@@ -242,6 +251,10 @@ wait_sql() { # wait_sql PID LOGFILE: until SELECT 1 answers (60 s), or the proce
 }
 
 http_ready() { # http_ready PORT: GET /health?ready=1 answers 200
+  if ((BENCH_TLS)); then
+    curl -sf --max-time 3 --cacert "$CERTS/ca.crt" "https://127.0.0.1:$1/health?ready=1" >/dev/null 2>&1
+    return
+  fi
   local status
   # shellcheck disable=SC2016 # $1 is the inner shell's argument
   status=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
@@ -351,9 +364,19 @@ pg_start() {
   local name=$1 dir=$2 port=$3
   shift 3
   pg_dirs "$RW/$name-sock"
+  local tls=()
+  if ((BENCH_TLS)); then
+    # The server's copy of the test CA's node certificate, owned by the user it runs as (a
+    # key PostgreSQL accepts is readable by its owner only).
+    pg_dirs "$RW/$name-tls"
+    cp "$CERTS/node.crt" "$CERTS/node.key" "$RW/$name-tls/"
+    chmod 600 "$RW/$name-tls/node.key"
+    if [[ $(id -u) == 0 ]]; then chown "$BENCH_USER:" "$RW/$name-tls/node.crt" "$RW/$name-tls/node.key"; fi
+    tls=(-c ssl=on -c ssl_cert_file="$RW/$name-tls/node.crt" -c ssl_key_file="$RW/$name-tls/node.key")
+  fi
   "${PG_RUN[@]}" "$PGBIN/postgres" -D "$dir" -p "$port" -c listen_addresses=127.0.0.1 \
     -c unix_socket_directories="$RW/$name-sock" -c shared_buffers=256MB -c fsync=on \
-    -c synchronous_commit=on -c max_connections=100 "$@" >"$RW/$name.log" 2>&1 &
+    -c synchronous_commit=on -c max_connections=100 ${tls[@]+"${tls[@]}"} "$@" >"$RW/$name.log" 2>&1 &
   PG_PID=$!
   started "$PG_PID"
 }
@@ -460,14 +483,23 @@ start_kvnode() {
   free_port g
   free_port s
   free_port h
-  "$KVNODE_BIN" "$sub" --insecure --store="$RW/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
+  "$KVNODE_BIN" "$sub" "${KVNODE_SEC[@]}" --store="$RW/$name" --listen-addr="127.0.0.1:$l" --gossip-addr="127.0.0.1:$g" \
     --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn ${kvnode_flags[@]+"${kvnode_flags[@]}"} "$@" >"$RW/$name.log" 2>&1 &
   local pid=$!
   started "$pid"
   NODE_PID[$name]=$pid NODE_SQL[$name]=$s NODE_HTTP[$name]=$h
 }
 
+# kvnode_client_tls: the kvnode targets' clients check the node against the CA and present
+# root's certificate; PostgreSQL's (pg_tls_env) need only encryption.
+kvnode_client_tls() {
+  if ((BENCH_TLS)); then
+    export PGSSLMODE=verify-full PGSSLROOTCERT="$CERTS/ca.crt" PGSSLCERT="$CERTS/client.root.crt" PGSSLKEY="$CERTS/client.root.key"
+  fi
+}
+
 bench_single() {
+  kvnode_client_tls
   start_kvnode single start-single-node ""
   wait_ready "${NODE_PID[single]}" "${NODE_HTTP[single]}" "$RW/single.log"
   PORT=${NODE_SQL[single]} DBUSER=root DBNAME=defaultdb
@@ -483,6 +515,7 @@ bench_nolease() { three_nodes nolease --leased-reads=false; }
 three_nodes() {
   local target=$1
   shift
+  kvnode_client_tls
   # Reserve the listen ports first so every node gets the full --join list.
   local l1 l2 l3 i n
   free_port l1
@@ -494,7 +527,7 @@ three_nodes() {
   start_kvnode n3 start "$l3" --join="$join" "$@"
   log "$target: kvnode init --host=127.0.0.1:$l1"
   for ((i = 0; ; i++)); do
-    timeout 60 "$KVNODE_BIN" init --insecure --host="127.0.0.1:$l1" >"$RW/init.log" 2>&1 && break
+    timeout 60 "$KVNODE_BIN" init "${KVNODE_SEC[@]}" --host="127.0.0.1:$l1" >"$RW/init.log" 2>&1 && break
     ((i < 10)) || die "kvnode init failed:$'\n'$(cat "$RW/init.log")"
     sleep 1
   done
@@ -507,7 +540,12 @@ three_nodes() {
   # numbers.
   local st lead=""
   for n in n1 n2 n3; do
-    st=$(curl -sf --max-time 5 "http://127.0.0.1:${NODE_HTTP[$n]}/_status/node" || true)
+    if ((BENCH_TLS)); then
+      st=$(curl -sf --max-time 5 --cacert "$CERTS/ca.crt" --cert "$CERTS/client.root.crt" --key "$CERTS/client.root.key" \
+        "https://127.0.0.1:${NODE_HTTP[$n]}/_status/node" || true)
+    else
+      st=$(curl -sf --max-time 5 "http://127.0.0.1:${NODE_HTTP[$n]}/_status/node" || true)
+    fi
     if [[ $st =~ \"node_id\":([0-9]+), ]] && [[ $st == *"\"leader\":${BASH_REMATCH[1]},"* ]]; then
       lead=$n
     fi
@@ -527,8 +565,21 @@ three_nodes() {
 t_start=$SECONDS
 failed_targets=()
 kvnode_built=0
-if has_target single || has_target cluster || has_target nolease; then
+if has_target single || has_target cluster || has_target nolease || ((BENCH_TLS)); then
   if build_kvnode; then kvnode_built=1; fi
+fi
+# Security: --insecure, or (BENCH_TLS=1) certificates of a test CA, made with kvnode cert, for
+# every kvnode node and for PostgreSQL; the kvnode targets' clients present root's certificate.
+CERTS=$WORK/certs
+KVNODE_SEC=(--insecure)
+if ((BENCH_TLS)); then
+  ((kvnode_built)) || die "BENCH_TLS=1 needs the kvnode binary (its cert command makes the certificates)"
+  for args in "create-ca" "create-node 127.0.0.1 localhost" "create-client root"; do
+    # shellcheck disable=SC2086 # the words of args are the command's arguments
+    "$KVNODE_BIN" cert $args --certs-dir="$CERTS" --ca-key="$WORK/ca.key" >/dev/null || die "kvnode cert $args failed"
+  done
+  KVNODE_SEC=(--certs-dir="$CERTS")
+  log "TLS: certificates in $CERTS; kvnode targets use sslmode=verify-full with root's certificate, PostgreSQL sslmode=require"
 fi
 order=()
 for t in postgres pgha single cluster nolease; do
@@ -717,6 +768,7 @@ log "total time $((SECONDS - t_start)) s"
 
 if [[ $BENCH_UPDATE_DOC == 1 ]]; then
   begin='<!-- bench-results:begin -->' end='<!-- bench-results:end -->'
+  if ((BENCH_TLS)); then begin='<!-- bench-results-tls:begin -->' end='<!-- bench-results-tls:end -->'; fi
   if ! grep -qF "$begin" "$BENCH_DOC" || ! grep -qF "$end" "$BENCH_DOC"; then
     die "$BENCH_DOC has no $begin ... $end markers; results not written"
   fi
