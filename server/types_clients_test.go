@@ -176,3 +176,42 @@ func TestTypesGatedOn21(t *testing.T) {
 		t.Fatalf("the table made at 2.0 changed types: %s", create)
 	}
 }
+
+// TestDiscardAll: DISCARD ALL, as connection poolers send it, resets the
+// session's variables and drops its prepared statements; inside a
+// transaction block it is refused with 25001.
+func TestDiscardAll(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Prepare(ctx, "s1", "SELECT $1::INT + 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SET application_name = 'pooled'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "DISCARD ALL"); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := conn.QueryRow(ctx, "SHOW application_name").Scan(&name); err != nil || name != "" {
+		t.Fatalf("application_name after DISCARD ALL: %q %v", name, err)
+	}
+	if rr := conn.PgConn().ExecPrepared(ctx, "s1", [][]byte{[]byte("1")}, nil, nil).Read(); rr.Err == nil ||
+		!strings.Contains(rr.Err.Error(), "SQLSTATE 26000") {
+		t.Fatalf("a prepared statement survived DISCARD ALL: %v", rr.Err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "DISCARD ALL"); err == nil || !strings.Contains(err.Error(), "SQLSTATE 25001") {
+		t.Fatalf("DISCARD ALL in a transaction: %v", err)
+	}
+}

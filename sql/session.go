@@ -138,6 +138,8 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		return e.analyzeCopyOut(v, params)
 	case *parser.Maintenance:
 		return &tagPlan{tag: v.Tag}, nil
+	case *parser.Discard:
+		return &discardPlan{s: s, stmt: v}, nil
 	case *parser.ShowTables:
 		return &showTablesPlan{e: e}, nil
 	case *parser.ShowCreateTable:
@@ -440,4 +442,38 @@ func (p *tagPlan) columns() []pgwire.Column { return nil }
 func (p *tagPlan) stale() bool              { return false }
 func (p *tagPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
 	return pgwire.Result{Tag: p.tag}, nil
+}
+
+// discardPlan is DISCARD ALL (and PLANS, SEQUENCES, TEMP) and RESET ALL.
+// kvnode has no temporary tables or sequences and plans nothing per
+// session beyond prepared statements, so DISCARD PLANS, SEQUENCES and TEMP
+// do nothing; RESET ALL resets the session's variables to their defaults;
+// DISCARD ALL does that and has the wire server drop the connection's
+// prepared statements and portals, as PostgreSQL does.
+type discardPlan struct {
+	s    *session
+	stmt *parser.Discard
+}
+
+func (p *discardPlan) columns() []pgwire.Column { return nil }
+func (p *discardPlan) stale() bool              { return false }
+
+func (p *discardPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+	res := pgwire.Result{Tag: p.stmt.StatementTag()}
+	switch p.stmt.What {
+	case "ALL":
+		if p.s.txn.t != nil || p.s.TxnStatus() != 'I' {
+			return pgwire.Result{}, pgerror.Newf(pgerror.CodeActiveSQLTransaction, "DISCARD ALL cannot run inside a transaction block")
+		}
+		res.ResetSession = true
+		fallthrough
+	case "RESET ALL":
+		for name := range p.s.vars {
+			delete(p.s.vars, name)
+			if v, ok := lookupVar(name); ok {
+				res.ParameterStatus = append(res.ParameterStatus, p.s.reported(v)...)
+			}
+		}
+	}
+	return res, nil
 }

@@ -303,3 +303,43 @@ func (p *parser) parseMaintenance() (Stmt, error) {
 		p.advance()
 	}
 }
+
+// Discard is DISCARD ALL | PLANS | SEQUENCES | TEMP, or RESET ALL (What
+// "RESET ALL"): connection poolers (pgbouncer, Npgsql) send DISCARD ALL
+// before handing a connection to the next client.
+type Discard struct {
+	What string // ALL, PLANS, SEQUENCES, TEMP, RESET ALL
+}
+
+// Format writes the statement.
+func (s *Discard) Format(b *strings.Builder) {
+	if s.What == "RESET ALL" {
+		b.WriteString(s.What)
+		return
+	}
+	b.WriteString("DISCARD " + s.What)
+}
+func (s *Discard) String() string { return str(s) }
+func (s *Discard) StatementTag() string {
+	if s.What == "RESET ALL" {
+		return "RESET"
+	}
+	return "DISCARD " + s.What
+}
+func (*Discard) stmtNode() {}
+
+func (p *parser) parseDiscard() (Stmt, error) {
+	p.advance() // DISCARD
+	t := p.peek()
+	switch {
+	case p.acceptKw("all"):
+		return &Discard{What: "ALL"}, nil
+	case p.acceptKw("plans"):
+		return &Discard{What: "PLANS"}, nil
+	case p.acceptKw("sequences"):
+		return &Discard{What: "SEQUENCES"}, nil
+	case p.acceptKw("temp"), p.acceptKw("temporary"):
+		return &Discard{What: "TEMP"}, nil
+	}
+	return nil, pgerror.WithHintf(p.errNear(t), "DISCARD ALL, PLANS, SEQUENCES or TEMP")
+}

@@ -308,6 +308,8 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseCopy()
 	case "vacuum", "analyze", "analyse":
 		return p.parseMaintenance()
+	case "discard":
+		return p.parseDiscard()
 	case "grant", "revoke":
 		return p.parseGrant()
 	case "explain":
@@ -1361,6 +1363,10 @@ func (p *parser) parseSet() (Stmt, error) {
 
 func (p *parser) parseReset() (Stmt, error) {
 	p.advance() // RESET
+	if p.isKw("all") && (p.peekAt(1).kind == tokEOF || p.peekAt(1).kind == tokOp && p.peekAt(1).val == ";") {
+		p.advance()
+		return &Discard{What: "RESET ALL"}, nil
+	}
 	if p.isKw("cluster") && p.isKwAt(1, "setting") {
 		p.advance()
 		p.advance()

@@ -145,6 +145,10 @@ func (c *conn) simpleStatement(stmt Statement) error {
 	c.sendNotices(res.Notices)
 	c.sendParameterStatus(res.ParameterStatus)
 	c.w.send(&pgproto3.CommandComplete{CommandTag: []byte(res.Tag)})
+	if res.ResetSession {
+		clear(c.stmts)
+		clear(c.portals)
+	}
 	return nil
 }
 
@@ -477,6 +481,13 @@ func (c *conn) execute(m *pgproto3.Execute) error {
 		c.sendParameterStatus(res.ParameterStatus)
 		if ps.columns == nil {
 			p.rows = nil
+		}
+		if res.ResetSession {
+			// DISCARD ALL: this portal completes below; every other
+			// statement and portal is gone.
+			clear(c.stmts)
+			clear(c.portals)
+			c.portals[m.Portal] = p
 		}
 	}
 

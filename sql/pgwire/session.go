@@ -150,6 +150,10 @@ type Result struct {
 	// (SET application_name, TimeZone, ...), sent before the command
 	// completes so that drivers track them as PostgreSQL's do.
 	ParameterStatus []ParameterStatus
+	// ResetSession (DISCARD ALL) has the wire server drop the
+	// connection's prepared statements and portals once the statement
+	// completes.
+	ResetSession bool
 }
 
 // ParameterReporter is implemented by a Session whose reported parameters
