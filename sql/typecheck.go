@@ -460,6 +460,41 @@ func (a *analyzer) checkPair(le, re parser.Expr, desired types.T) (texpr, texpr,
 	return l, r, nil
 }
 
+// checkConcatPair checks the operands of ||: like checkPair, except that
+// an untyped string literal beside a value of another type is TEXT (1 ||
+// 'a' is '1a', as PostgreSQL's anynonarray || text), not a value of that
+// type; beside BYTES or an array it takes that type.
+func (a *analyzer) checkConcatPair(le, re parser.Expr, desired types.T) (texpr, texpr, error) {
+	lv, ls := le.(*parser.StrVal)
+	rv, rs := re.(*parser.StrVal)
+	if ls == rs || ls && lv.Bytes || rs && rv.Bytes {
+		return a.checkPair(le, re, desired)
+	}
+	other, lit := re, le
+	if rs {
+		other, lit = le, re
+	}
+	o, err := a.check(other, desired)
+	if err != nil {
+		return nil, nil, err
+	}
+	want := types.String
+	if t := o.typ(); t == types.Bytes || t.IsArray() {
+		want = t
+	}
+	x, err := a.check(lit, want)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o, err = a.settle(other, o, x.typ()); err != nil {
+		return nil, nil, err
+	}
+	if rs {
+		return o, x, nil
+	}
+	return x, o, nil
+}
+
 // settle re-checks an operand that is still untyped (a placeholder nothing
 // has typed yet) with the type its operator settled on, so that $1 + $2
 // types both placeholders as INT8 instead of leaving them text.
@@ -525,7 +560,7 @@ func (a *analyzer) checkBool(e parser.Expr, op string) (texpr, error) {
 
 func (a *analyzer) checkBinary(v *parser.BinaryExpr, desired types.T) (texpr, error) {
 	if v.Op == parser.OpConcat {
-		l, r, err := a.checkPair(v.Left, v.Right, hint(desired, types.String))
+		l, r, err := a.checkConcatPair(v.Left, v.Right, hint(desired, types.String))
 		if err != nil {
 			return nil, err
 		}
