@@ -347,3 +347,113 @@ func wholeLadderPlan(p registry.PlanParams) (*registry.Plan, error) {
 	plan.Add("stop the workload, read everything back through every node, check its history (nothing lost down the ladder and up again)", sc.CheckWorkload(100))
 	return plan, nil
 }
+
+func registerOlderDowngrades(r *registry.Registry) {
+	r.Add(registry.Spec{
+		Name: "downgrade/older-releases-coordinator-killed",
+		Description: "for every step of the downgrades 2.0 -> 1.1 (leaving group 0) and 1.1 -> 1.0 (rows back to encoding v1), " +
+			"each on a new cluster under the KV workload: upgrade to the newer release, SET CLUSTER SETTING version to the older, " +
+			"paused before that step (" + versionStepPauseEnv + "), kill -9 the coordinator; the data group's leader resumes " +
+			"the downgrade; every node rolls back to the older binary; nothing acknowledged is lost",
+		Suite: registry.Long, Nodes: 3, MinNodes: 3, Timeout: 45 * time.Minute,
+		Plan: func(p registry.PlanParams) (*registry.Plan, error) {
+			plan := &registry.Plan{}
+			rounds := []struct{ from, to, pauseAt string }{
+				{"2.0", "1.1", "2.0-step.1"}, {"2.0", "1.1", "1.1"},
+				{"1.1", "1.0", "1.1-step.2"}, {"1.1", "1.0", "1.1-step.1"}, {"1.1", "1.0", "1.0"},
+			}
+			for i, r := range rounds {
+				tag := fmt.Sprintf("[round %d/%d, %s -> %s, pause before %s] ", i+1, len(rounds), r.from, r.to, r.pauseAt)
+				if i > 0 {
+					plan.Addf(func(ctx context.Context, e *registry.Env) error { return e.Cluster.Wipe() },
+						"%swipe the cluster: kill every node, remove every store", tag)
+				}
+				addOlderDowngradeRound(plan, p, tag, r.from, r.to, r.pauseAt)
+			}
+			return plan, nil
+		},
+	})
+}
+
+// addOlderDowngradeRound adds one round of
+// downgrade/older-releases-coordinator-killed: a cluster started on to,
+// upgraded to from, downgraded back with its coordinator killed while
+// paused before pauseAt. The pause's release file exists during the
+// upgrade (a step whose file exists passes) and is removed before the
+// downgrade.
+func addOlderDowngradeRound(plan *registry.Plan, p registry.PlanParams, tag, from, to, pauseAt string) {
+	tp := taggedPlan{plan, tag}
+	rng := p.Rand()
+	initVia, coord := 1+rng.IntN(p.Nodes), 1+rng.IntN(p.Nodes)
+	sc := &steps.Scenario{}
+	var release string
+	setDone := make(chan error, 1)
+	plan.Header = append(plan.Header, fmt.Sprintf("%s%d nodes on %s, init through n%d, upgraded to %s; downgrade through n%d paused before %s",
+		tag, p.Nodes, to, initVia, from, coord, pauseAt))
+	tp.Add("build or find the binaries", sc.Binaries(releaseOrDefault(to), releaseOrDefault(from)))
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
+		dir := filepath.Join(e.Dir, "version-step-pause")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		release = filepath.Join(dir, "release-"+pauseAt+"-"+strings.ReplaceAll(tag, " ", "_"))
+		if err := os.WriteFile(release, []byte("the upgrade passes\n"), 0o644); err != nil {
+			return err
+		}
+		e.Cluster.SetStartArgs(fastAutoUpgrade)
+		e.Cluster.SetStartEnv(versionStepPauseEnv + "=" + pauseAt + ":" + release)
+		e.Defer(func() { _ = os.WriteFile(release, []byte("released by roachtest\n"), 0o644) })
+		return nil
+	}, "every node starts with %s and %s=%s:<release file>, which exists until the downgrade", fastAutoUpgrade, versionStepPauseEnv, pauseAt)
+	tp.Addf(sc.StartCluster([]string{releaseOrDefault(to)}, initVia), "start %d nodes on %s, init through n%d", p.Nodes, to, initVia)
+	tp.Addf(sc.SetupWorkload(initVia), "create the workload's tables through n%d", initVia)
+	tp.Add("start the workload on every node", sc.StartWorkload())
+	tp.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, time.Minute))
+	for n := 1; n <= p.Nodes; n++ {
+		tp.Addf(restartStep(sc, n, from, false, 10), "restart n%d on %s; the workload gets 10 writes acknowledged", n, from)
+	}
+	tp.Addf(finalizeStep(sc, initVia, from, false), "the cluster finalizes to %s by itself", from)
+	tp.Addf(func(ctx context.Context, e *registry.Env) error {
+		if err := os.Remove(release); err != nil {
+			return err
+		}
+		n := e.Cluster.Node(coord)
+		go func() { setDone <- n.Exec(context.Background(), "SET CLUSTER SETTING version = '"+to+"'") }()
+		if err := steps.Eventually(ctx, 2*time.Minute, func() error {
+			if _, err := os.Stat(release + ".paused"); err != nil {
+				return errors.Newf("the downgrade has not paused before %s yet", pauseAt)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		sc.Note(e, "killing %s (SIGKILL), the downgrade's coordinator, paused before %s", n, pauseAt)
+		if err := n.Kill(); err != nil {
+			return err
+		}
+		if err := <-setDone; err == nil {
+			return errors.Newf("SET CLUSTER SETTING version = '%s' succeeded although its coordinator was killed", to)
+		}
+		if err := os.WriteFile(release, []byte("released by roachtest\n"), 0o644); err != nil {
+			return err
+		}
+		if err := n.Start(ctx, n.Binary()); err != nil {
+			return err
+		}
+		if err := n.WaitReady(ctx); err != nil {
+			return err
+		}
+		d, err := steps.WaitVersion(ctx, e.Cluster, to, 3*time.Minute)
+		if err != nil {
+			return err
+		}
+		sc.Note(e, "the leader resumed the downgrade: every node reports %s (%s)", to, d.Round(10*time.Millisecond))
+		return nil
+	}, "SET CLUSTER SETTING version = '%s' through n%d, paused before %s; kill -9 n%d, release, restart it: the leader resumes, every node reports %s",
+		to, coord, pauseAt, coord, to)
+	for n := 1; n <= p.Nodes; n++ {
+		kill := rng.IntN(2) == 0
+		tp.Addf(restartStep(sc, n, to, kill, 10), "roll n%d back to %s (stop with %s); the workload gets 10 writes acknowledged", n, to, how(kill))
+	}
+	tp.Add("stop the workload, read everything back through every node, check its history", sc.CheckWorkload(40))
+}

@@ -14,4 +14,5 @@ func Register(r *registry.Registry) {
 	registerTxn(r)
 	registerDowngrade(r)
 	registerWholeLadder(r)
+	registerOlderDowngrades(r)
 }
