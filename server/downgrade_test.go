@@ -60,10 +60,12 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	// What 2.0 cannot read refuses the downgrade up front, in the plan and
 	// in the statement, with the fix; users stay, dormant.
 	c.Exec(0, "CREATE TABLE money (id INT PRIMARY KEY, amount DECIMAL(10,2))")
+	c.Exec(0, "CREATE TABLE positive (id INT PRIMARY KEY, n INT CHECK (n > 0))")
 	c.Exec(0, "CREATE USER alice")
 	plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '2.0'")
 	if !strings.Contains(plan, "blocker: column money.amount is of type DECIMAL(10,2)") || !strings.Contains(plan, "DROP TABLE money") ||
-		!strings.Contains(plan, "non-root users: 1, kept dormant") || !strings.Contains(plan, "DROP USER alice") {
+		!strings.Contains(plan, "non-root users: 1, kept dormant") || !strings.Contains(plan, "DROP USER alice") ||
+		!strings.Contains(plan, "table positive has the CHECK constraint") {
 		t.Fatalf("plan:\n%s", plan)
 	}
 	// The same plan as JSON; a malformed version is a 400 with the fix.
@@ -73,7 +75,7 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 		Blockers  []struct{ Reason, Fix string }
 	}
 	if code := getJSON(t, "http://"+c.Nodes[1].Config.HTTPAddr+"/_status/upgrade/plan?version=2.0", &jp); code != 200 ||
-		jp.Direction != "downgrade" || len(jp.Blockers) != 1 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
+		jp.Direction != "downgrade" || len(jp.Blockers) != 2 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
 		t.Fatalf("GET /_status/upgrade/plan: %d %+v", code, jp)
 	}
 	var bad struct{ Error, Hint string }
@@ -90,6 +92,7 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 		t.Fatalf("the refused downgrade moved the version to %s", v)
 	}
 	c.Exec(0, "DROP TABLE money")
+	c.Exec(0, "DROP TABLE positive")
 	if _, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'"); err != nil {
 		t.Fatal(err)
 	}

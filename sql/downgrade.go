@@ -15,12 +15,19 @@ type DowngradeBlocker struct {
 // Release21Blockers lists what a downgrade from 2.1 to 2.0 refuses up
 // front: columns of the types and type modifiers of release 2.1, whose
 // descriptors and row values a 2.0 binary cannot read
-// (types.NewInRelease21). Release 2.1's other stored formats add their
-// entries here. Users, roles and grants are not listed: a 2.0 binary never
+// (types.NewInRelease21), and CHECK constraints, which a 2.0 binary would
+// not enforce (rows written then would break them once the cluster is at
+// 2.1 again). Release 2.1's other stored formats add their entries here. Users, roles and grants are not listed: a 2.0 binary never
 // reads their keys, so they stay, dormant (migrations/DESIGN.md).
 func (e *Executor) Release21Blockers() []DowngradeBlocker {
 	var out []DowngradeBlocker
 	for _, d := range e.catalog.Tables() {
+		for _, ck := range d.Checks {
+			out = append(out, DowngradeBlocker{
+				Reason: fmt.Sprintf("table %s has the CHECK constraint %s (%s), which release 2.0 would not enforce", d.Name, ck.Name, ck.Expr),
+				Fix:    fmt.Sprintf("DROP TABLE %s (copy its rows out first), or keep the cluster at 2.1", d.Name),
+			})
+		}
 		for _, c := range d.Columns {
 			if !types.NewInRelease21(c.Type, c.Mod) {
 				continue
