@@ -387,6 +387,7 @@ func addOlderDowngradeRound(plan *registry.Plan, p registry.PlanParams, tag, fro
 	initVia, coord := 1+rng.IntN(p.Nodes), 1+rng.IntN(p.Nodes)
 	sc := &steps.Scenario{}
 	var release string
+	round := len(plan.Steps) // distinguishes the rounds' release files
 	setDone := make(chan error, 1)
 	plan.Header = append(plan.Header, fmt.Sprintf("%s%d nodes on %s, init through n%d, upgraded to %s; downgrade through n%d paused before %s",
 		tag, p.Nodes, to, initVia, from, coord, pauseAt))
@@ -396,7 +397,7 @@ func addOlderDowngradeRound(plan *registry.Plan, p registry.PlanParams, tag, fro
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		release = filepath.Join(dir, "release-"+pauseAt+"-"+strings.ReplaceAll(tag, " ", "_"))
+		release = filepath.Join(dir, fmt.Sprintf("release-%s-%d", pauseAt, round))
 		if err := os.WriteFile(release, []byte("the upgrade passes\n"), 0o644); err != nil {
 			return err
 		}
