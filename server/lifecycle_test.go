@@ -220,7 +220,7 @@ func TestClusterSettingsSQL(t *testing.T) {
 		{"SET CLUSTER SETTING server.time_until_store_dead = '10ms'", "22023", "at least 1s"},
 		{"SET CLUSTER SETTING cluster.auto_upgrade.enabled = 'sometimes'", "22023", "bool"},
 		{"SET CLUSTER SETTING cluster.preserve_downgrade_option = 1.1", "22023", "string"},
-		{"SET CLUSTER SETTING version = '1.1'", "0A000", "cannot be downgraded"},
+		{"SET CLUSTER SETTING version = '1.1'", "0A000", "cannot downgrade from"},
 		{"SET CLUSTER SETTING version = '3.7'", "22023", "unknown version"},
 		{"SET CLUSTER SETTING version = '2.0-step.1'", "22023", "internal step"},
 		{"SET CLUSTER SETTING version = 'two'", "22023", ""},

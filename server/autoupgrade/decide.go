@@ -367,7 +367,11 @@ var (
 // target. It returns the versions to persist, in order (the last is
 // target).
 func ValidateDowngrade(in Input, target clusterversion.Version) ([]clusterversion.Version, error) {
-	if _, ok := clusterversion.Lookup(target); !ok || !target.IsRelease() {
+	if _, ok := clusterversion.Lookup(target); ok && !target.IsRelease() {
+		return nil, errors.WithHintf(errors.Wrapf(ErrNotARelease, "%s is an internal step", target),
+			"name a release, such as %s", target.Release())
+	}
+	if _, ok := clusterversion.Lookup(target); !ok {
 		return nil, errors.WithHintf(errors.Wrapf(clusterversion.ErrUnknownVersion, "%q", target.String()),
 			"the releases are %s", releases())
 	}
