@@ -19,7 +19,7 @@ func registerRefusals(r *registry.Registry) {
 		Name: "upgrade/refusals",
 		Description: "what must be refused is, clearly, and changes nothing: a 2.0 binary on a 1.0 store, a 1.0 binary on a store " +
 			"finalized at 1.1, a fresh 1.0 node joining a 1.1 cluster (each exits naming both versions and the fix, and the fix " +
-			"works), and malformed, unknown, internal, downgrading and too-new SET CLUSTER SETTING version values and preserve " +
+			"works), and malformed, unknown, internal, too-new and release-skipping downgrade SET CLUSTER SETTING version values and preserve " +
 			"options for another version (each a clear SQL error; versions, settings and jobs unchanged)",
 		Suite: registry.Short, Nodes: 4, MinNodes: 4,
 		Plan: refusalsPlan,
@@ -67,6 +67,8 @@ func badSettingsAt(active, binary, preserve string) []badSetting {
 	for _, v := range []string{r10, r11, r20} {
 		stmt := fmt.Sprintf("SET CLUSTER SETTING version = '%s'", v)
 		switch {
+		case older(v, active) && isPrevRelease(v, active):
+			// A downgrade (reversible finalization): not a bad statement.
 		case older(v, active):
 			out = append(out, badSetting{stmt, unsupported, []string{"downgrade", active, v}})
 		case v == active:
@@ -82,6 +84,18 @@ func badSettingsAt(active, binary, preserve string) []badSetting {
 			[]string{"preserve_downgrade_option"}})
 	}
 	return out
+}
+
+// isPrevRelease reports whether release a is the release just below b,
+// the one a downgrade from b goes to.
+func isPrevRelease(a, b string) bool {
+	va, err1 := clusterversion.Parse(a)
+	vb, err2 := clusterversion.Parse(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	p, ok := clusterversion.PrevRelease(vb)
+	return ok && p == va
 }
 
 // older reports whether release a is older than release b.
@@ -264,7 +278,7 @@ func refusalsPlan(p registry.PlanParams) (*registry.Plan, error) {
 	// (d) at 1.1.
 	bad11 := badSettingsAt(r11, r11, "")
 	plan.Addf(expectBadSettings(bad11, through, r11, "", 1),
-		"at 1.1, %d bad statements are refused (downgrade to 1.0, 2.0 on 1.1 binaries, preserve 1.0 or 2.0, ...); version 1.1, "+
+		"at 1.1, %d bad statements are refused (2.0 on 1.1 binaries, preserve 1.0 or 2.0, ...); version 1.1, "+
 			"no preserve option, one job", len(bad11))
 
 	// (a) a store finalized at 1.1 opened by 1.0.
