@@ -80,6 +80,34 @@ func TestTypesPgx(t *testing.T) {
 				gotD, gotTS, gotTZ, gotIV, gotU, gotJ, gotJKey)
 		}
 	}
+	// Result columns name the declared types (JDBC's metadata, Hibernate's
+	// schema validation), with their widths in binary.
+	rows, err := conn.Query(ctx, "SELECT id, s, r, amt, vc, ch, s + 1 FROM typed WHERE id = $1", int32(pgx.QueryExecModeCacheStatement))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oids []uint32
+	var mods []int32
+	for _, f := range rows.FieldDescriptions() {
+		oids = append(oids, f.DataTypeOID)
+		mods = append(mods, f.TypeModifier)
+	}
+	var id int32
+	var s16, s64 int64
+	var r32 float32
+	var amtS, vc, ch string
+	if !rows.Next() {
+		t.Fatal("no row")
+	}
+	if err := rows.Scan(&id, &s16, &r32, &amtS, &vc, &ch, &s64); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	if !reflect.DeepEqual(oids, []uint32{23, 21, 700, 1700, 1043, 1042, 20}) || !reflect.DeepEqual(mods, []int32{-1, -1, -1, 12<<16 | 3 + 4, 12, 8, -1}) ||
+		s16 != -7 || r32 != 1.25 || s64 != -6 || ch != "ab  " {
+		t.Fatalf("described %v %v; got %v %v %v %q %q %q %v", oids, mods, id, s16, r32, amtS, vc, ch, s64)
+	}
+
 	// Defaults, comparisons and arithmetic on parameters.
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM typed WHERE tz > $1 AND u IS NOT NULL AND amt < $2 AND d + 1 = $3",

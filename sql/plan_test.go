@@ -10,7 +10,7 @@ import (
 // TestChoosePlan exercises the pure access-path decision over a table
 // t (a INT, b STRING, c INT, f FLOAT) with primary key (a, b).
 func TestChoosePlan(t *testing.T) {
-	cols := []scopeCol{{"a", types.Int}, {"b", types.String}, {"c", types.Int}, {"f", types.Float}}
+	cols := []scopeCol{{name: "a", t: types.Int}, {name: "b", t: types.String}, {name: "c", t: types.Int}, {name: "f", t: types.Float}}
 	pk := []int{0, 1}
 	pkT := []types.T{types.Int, types.String}
 	for _, tc := range []struct {

@@ -22,6 +22,7 @@ import (
 type outCol struct {
 	name string
 	t    types.T
+	mod  types.Mod // a table column's declared type, passed through
 	// typ reads the final type, once placeholders' types are settled
 	// (nil: t).
 	te texpr
@@ -253,7 +254,7 @@ func derivedItem(node relNode, cols []outCol, alias string, colAliases []string)
 		if i < len(colAliases) {
 			name = colAliases[i]
 		}
-		st.cols = append(st.cols, scopeCol{name: name, t: c.t})
+		st.cols = append(st.cols, scopeCol{name: name, t: c.t, mod: c.mod})
 	}
 	return &fromItem{node: node, tables: []scopeTable{st}}, nil
 }
@@ -564,8 +565,8 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 					if st.hidden != nil && st.hidden[i] {
 						continue
 					}
-					outs = append(outs, &colExpr{idx: st.offset + i, t: c.t, name: c.name})
-					cols = append(cols, outCol{name: c.name, t: c.t})
+					outs = append(outs, &colExpr{idx: st.offset + i, t: c.t, name: c.name, mod: c.mod})
+					cols = append(cols, outCol{name: c.name, t: c.t, mod: c.mod})
 					outExprs = append(outExprs, nil)
 				}
 			}
@@ -590,7 +591,11 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 			name = exprName(se.Expr)
 		}
 		outs = append(outs, te)
-		cols = append(cols, outCol{name: name, t: te.typ(), te: te})
+		oc := outCol{name: name, t: te.typ(), te: te}
+		if ce, ok := te.(*colExpr); ok {
+			oc.mod = ce.mod
+		}
+		cols = append(cols, oc)
 		outExprs = append(outExprs, se.Expr)
 	}
 
@@ -872,7 +877,7 @@ func (e *Executor) analyzeQueryPlan(q parser.SelectStatement, params *paramSet) 
 	}
 	p := &queryPlan{e: e, root: root, tables: b.tables}
 	for _, c := range cols {
-		p.cols = append(p.cols, pgwire.Column{Name: c.name})
+		p.cols = append(p.cols, pgwire.Column{Name: c.name, Mod: c.mod})
 		p.outTypes = append(p.outTypes, c.typ)
 	}
 	return p, nil

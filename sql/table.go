@@ -145,7 +145,7 @@ func checkDefaultExpr(e parser.Expr, t types.T, mod types.Mod, col string) (texp
 func (ti *tableInfo) scope(offset int, names ...string) scopeTable {
 	st := scopeTable{names: names, offset: offset}
 	for _, c := range ti.cols {
-		st.cols = append(st.cols, scopeCol{name: c.Name, t: c.Type})
+		st.cols = append(st.cols, scopeCol{name: c.Name, t: c.Type, mod: c.Mod})
 	}
 	return st
 }

@@ -26,6 +26,7 @@ type (
 		idx  int
 		t    types.T
 		name string
+		mod  types.Mod // the declared type of the table column it reads
 	}
 	// placeholderExpr reads params[idx]. Its type is the statement's
 	// shared inference result, so a later occurrence that determines it
@@ -137,6 +138,7 @@ type scopeTable struct {
 type scopeCol struct {
 	name string
 	t    types.T
+	mod  types.Mod // the table column's declared type modifier
 }
 
 // analyzer type-checks expressions of one statement.
@@ -712,7 +714,7 @@ func (a *analyzer) resolveColumn(v *parser.ColumnRef) (texpr, error) {
 			if found != nil {
 				return nil, pgerror.Newf(pgerror.CodeAmbiguousColumn, "column reference %q is ambiguous", name)
 			}
-			found = &colExpr{idx: tbl.offset + ci, t: c.t, name: name}
+			found = &colExpr{idx: tbl.offset + ci, t: c.t, name: name, mod: c.mod}
 		}
 	}
 	if found == nil && a.outer != nil {

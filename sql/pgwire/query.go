@@ -586,7 +586,7 @@ func encodeDatum(col Column, format int16, d types.Datum) ([]byte, error) {
 	if format == pgproto3.BinaryFormat {
 		// An Unknown column is described as text, whose binary form is
 		// its text form; FormatBinary does exactly that.
-		v = types.FormatBinary(col.Type, d)
+		v = types.FormatBinaryMod(col.Type, col.Mod, d)
 	} else {
 		v = types.FormatText(d)
 	}
@@ -605,6 +605,16 @@ func rowDescription(cols []Column, formats []int16) *pgproto3.RowDescription {
 			DataTypeOID:  wireOID(col.Type),
 			DataTypeSize: typeSize(col.Type),
 			TypeModifier: -1,
+		}
+		if col.Type != types.Unknown && !col.Mod.IsZero() {
+			f.DataTypeOID = types.ColumnOID(col.Type, col.Mod)
+			f.TypeModifier = types.TypeMod(col.Type, col.Mod)
+			switch f.DataTypeOID {
+			case types.OIDInt2:
+				f.DataTypeSize = 2
+			case types.OIDInt4, types.OIDFloat4:
+				f.DataTypeSize = 4
+			}
 		}
 		if formats != nil {
 			f.Format = formats[i]

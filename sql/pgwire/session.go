@@ -132,6 +132,11 @@ type Prepared interface {
 type Column struct {
 	Name string
 	Type types.T
+	// Mod is the declared type's modifier when the column reads a table
+	// column of type INT2, INT4, FLOAT4, VARCHAR(n), CHAR(n) or
+	// DECIMAL(p,s): RowDescription then names that type (and its typmod),
+	// and binary results use its width.
+	Mod types.Mod
 }
 
 // Result is the outcome of one execution.

@@ -1,6 +1,7 @@
 package types
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
@@ -278,4 +279,21 @@ func assign(d Datum, m Mod, explicit bool) (Datum, error) {
 		}
 	}
 	return d, nil
+}
+
+// FormatBinaryMod renders d in the binary format of a column's declared
+// type: INT2, INT4 and FLOAT4 in their own widths (the values fit: Assign
+// checked them when they were stored), anything else as FormatBinary.
+func FormatBinaryMod(t T, m Mod, d Datum) []byte {
+	switch {
+	case d == nil:
+		return nil
+	case t == Int && m.Width == 16:
+		return binary.BigEndian.AppendUint16(nil, uint16(int16(d.(int64))))
+	case t == Int && m.Width == 32:
+		return binary.BigEndian.AppendUint32(nil, uint32(int32(d.(int64))))
+	case t == Float && m.Width == 32:
+		return binary.BigEndian.AppendUint32(nil, math.Float32bits(float32(d.(float64))))
+	}
+	return FormatBinary(t, d)
 }
