@@ -378,7 +378,9 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			var d types.Datum
 			var err error
 			if p.stmt.Binary {
-				d, err = types.ParseBinary(c.Type, c.Type.OID(), []byte(*f))
+				// Clients encode each field as the type the table's columns
+				// are described with (pgx's CopyFrom asks first).
+				d, err = types.ParseBinary(c.Type, types.ColumnOID(c.Type, c.Mod), []byte(*f))
 			} else {
 				d, err = types.ParseText(c.Type, []byte(*f))
 			}
