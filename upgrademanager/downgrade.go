@@ -136,17 +136,8 @@ func (m *Manager) Downgrade(ctx context.Context, target clusterversion.Version) 
 		}
 		step := rv
 		below, _ := clusterversion.Prev(step)
-		msg := fmt.Sprintf("downgrading to %s: lowering %s to %s", target, step, below)
-		m.inProgress.Store(&msg)
-		if hook := m.cfg.BeforeStep; hook != nil {
-			if err := hook(below); err != nil {
-				return err
-			}
-		}
-		if pause := m.cfg.StepPause; pause != nil {
-			if err := pause(ctx, below); err != nil {
-				return err
-			}
+		if err := m.beginStep(ctx, below, fmt.Sprintf("downgrading to %s: lowering %s to %s", target, step, below)); err != nil {
+			return err
 		}
 		// The next upgrade through step runs its migration again.
 		if err := m.cfg.Migrations.Forget(ctx, step, false); err != nil {

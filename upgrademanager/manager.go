@@ -156,17 +156,8 @@ func (m *Manager) Migrate(ctx context.Context, target clusterversion.Version) er
 			return nil
 		}
 		step := steps[0]
-		msg := fmt.Sprintf("finalizing to %s: at step %s", target, step)
-		m.inProgress.Store(&msg)
-		if hook := m.cfg.BeforeStep; hook != nil {
-			if err := hook(step); err != nil {
-				return err
-			}
-		}
-		if pause := m.cfg.StepPause; pause != nil {
-			if err := pause(ctx, step); err != nil {
-				return err
-			}
+		if err := m.beginStep(ctx, step, fmt.Sprintf("finalizing to %s: at step %s", target, step)); err != nil {
+			return err
 		}
 		if _, has := m.cfg.Migrations.DownWhen(step); has {
 			// The next downgrade through step runs its down-migration again.
@@ -190,6 +181,22 @@ func (m *Manager) Migrate(ctx context.Context, target clusterversion.Version) er
 			m.clearPreserveIfPassed(ctx, in.PreserveDowngrade, step)
 		}
 	}
+}
+
+// beginStep announces the step about to be persisted (SHOW UPGRADE
+// STATUS's in_progress) and runs the testing knobs that stop or pause a
+// coordinator before it persists v.
+func (m *Manager) beginStep(ctx context.Context, v clusterversion.Version, msg string) error {
+	m.inProgress.Store(&msg)
+	if hook := m.cfg.BeforeStep; hook != nil {
+		if err := hook(v); err != nil {
+			return err
+		}
+	}
+	if pause := m.cfg.StepPause; pause != nil {
+		return pause(ctx, v)
+	}
+	return nil
 }
 
 // persistOnEveryNode persists v on every node of nodes, then lists the
