@@ -108,6 +108,22 @@ func TestTypesPgx(t *testing.T) {
 		t.Fatalf("described %v %v; got %v %v %v %q %q %q %v", oids, mods, id, s16, r32, amtS, vc, ch, s64)
 	}
 
+	// Array columns, binary and text.
+	if _, err := conn.Exec(ctx, "CREATE TABLE arrs (id INT PRIMARY KEY, tags TEXT[], nums INT8[])"); err != nil {
+		t.Fatal(err)
+	}
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		if _, err := conn.Exec(ctx, "INSERT INTO arrs VALUES ($1, $2, $3)", mode, i, []string{"a", "b,c"}, []int64{1, -2}); err != nil {
+			t.Fatalf("mode %v: %v", mode, err)
+		}
+		var tags []string
+		var nums []int64
+		if err := conn.QueryRow(ctx, "SELECT tags, nums FROM arrs WHERE id = $1", mode, i).Scan(&tags, &nums); err != nil ||
+			!reflect.DeepEqual(tags, []string{"a", "b,c"}) || !reflect.DeepEqual(nums, []int64{1, -2}) {
+			t.Fatalf("mode %v: %v %v %v", mode, tags, nums, err)
+		}
+	}
+
 	// Defaults, comparisons and arithmetic on parameters.
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM typed WHERE tz > $1 AND u IS NOT NULL AND amt < $2 AND d + 1 = $3",

@@ -165,7 +165,7 @@ func writeResult(b *strings.Builder, cols []pgwire.Column, res pgwire.Result, sh
 		for _, r := range res.Rows {
 			var vals []string
 			for i, d := range r {
-				if i < len(cols) && d != nil && types.TypeOf(d) != cols[i].Type {
+				if i < len(cols) && d != nil && !types.Fits(d, cols[i].Type) {
 					vals = append(vals, fmt.Sprintf("<BUG: %T in a %s column>", d, cols[i].Type))
 					continue
 				}

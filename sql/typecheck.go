@@ -766,6 +766,8 @@ func coerce(e texpr, want types.T, column string) (texpr, error) {
 		return foldCast(&castExpr{e: e, to: want})
 	case assignable21(got, want):
 		return foldCast(&castExpr{e: e, to: want})
+	case got.IsArray() && want.IsArray() && (got.Elem() == types.Unknown || got.Elem() == types.Int && want.Elem() == types.Float):
+		return foldCast(&castExpr{e: e, to: want})
 	}
 	return nil, pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeDatatypeMismatch, "value type %s doesn't match type %s of column %q", typeName(got), want, column),

@@ -586,10 +586,25 @@ func (p *parser) typeName() (types.T, types.Mod, error) {
 		return types.Unknown, mod, err
 	}
 	if p.isOp("[") {
-		return types.Unknown, mod, pgerror.WithHintf(
-			pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported, "array types are not supported"),
-				charPos(p.src, p.peek().pos)),
-			"columns cannot have array types yet")
+		// A one-dimensional array: T[] (a size, T[3], is accepted and
+		// ignored, as PostgreSQL does).
+		p.advance()
+		if p.peek().kind == tokInt {
+			p.advance()
+		}
+		if err := p.expectOp("]"); err != nil {
+			return types.Unknown, mod, err
+		}
+		if p.isOp("[") {
+			return types.Unknown, mod, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"arrays of more than one dimension are not supported"), charPos(p.src, p.peek().pos))
+		}
+		if typ.IsArray() || typ == types.JSONB || typ == types.Interval || typ == types.Decimal || typ == types.Date ||
+			typ == types.Timestamp || typ == types.TimestampTZ || typ == types.UUID {
+			return types.Unknown, mod, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"arrays of %s are not supported", typ), charPos(p.src, p.toks[p.i-1].pos))
+		}
+		return types.ArrayOf(typ), types.Mod{}, nil
 	}
 	return typ, mod, nil
 }

@@ -18,7 +18,7 @@
 //	DECIMAL a class byte (negative, zero, positive, NaN), then for nonzero
 //	        values the exponent and the digits without trailing zeros,
 //	        inverted for negatives (key21.go); 1.5 and 1.50 share a key
-//	INTERVAL, JSONB  no key order: not allowed in a primary key
+//	INTERVAL, JSONB, arrays  no key order: not allowed in a primary key
 //
 // so bytes.Compare on two keys of one table agrees with comparing their
 // primary keys in SQL, column by column. Every key of table N lies in

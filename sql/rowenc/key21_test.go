@@ -140,7 +140,8 @@ func TestKeyOrder21(t *testing.T) {
 func TestValues21(t *testing.T) {
 	cols := []Column{{ID: 1, Type: types.Int}, {ID: 2, Type: types.Decimal}, {ID: 3, Type: types.Date},
 		{ID: 4, Type: types.Timestamp}, {ID: 5, Type: types.TimestampTZ}, {ID: 6, Type: types.Interval},
-		{ID: 7, Type: types.UUID}, {ID: 8, Type: types.JSONB}}
+		{ID: 7, Type: types.UUID}, {ID: 8, Type: types.JSONB}, {ID: 9, Type: types.ArrayOf(types.String)},
+		{ID: 10, Type: types.ArrayOf(types.Int)}}
 	l, err := NewLayout(300, cols, []int{0})
 	if err != nil {
 		t.Fatal(err)
@@ -150,8 +151,9 @@ func TestValues21(t *testing.T) {
 	ts := time.Date(2024, 2, 29, 13, 14, 15, 123456000, time.UTC)
 	rows := [][]types.Datum{
 		{int64(1), dec, types.DateDatum(-719162), types.MakeTimestamp(ts), types.MakeTimestampTZ(ts),
-			types.IntervalDatum{Months: -14, Days: 3, Micros: -1}, types.NewRandomUUID(), js},
-		{int64(2), &apd.Decimal{Form: apd.NaN}, nil, nil, nil, nil, nil, nil},
+			types.IntervalDatum{Months: -14, Days: 3, Micros: -1}, types.NewRandomUUID(), js,
+			types.Array{"a", nil, ""}, types.Array{}},
+		{int64(2), &apd.Decimal{Form: apd.NaN}, nil, nil, nil, nil, nil, nil, nil, types.Array{int64(-1), nil}},
 	}
 	for _, row := range rows {
 		key, err := l.EncodeKey(row)

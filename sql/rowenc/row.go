@@ -140,6 +140,7 @@ const (
 	tagInterval    byte = 0x0b // payload: zig-zag varints months, days, microseconds
 	tagUUID        byte = 0x0c // payload: 16 bytes
 	tagJSON        byte = 0x0d // payload: uvarint length, canonical JSONB text
+	tagArray       byte = 0x0e // payload: uvarint count, then each element as a tagged value (tagNull for NULL)
 )
 
 // Column is what the codec needs to know about one column.
@@ -381,7 +382,7 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {
 		if tag == tagNull {
 			continue
 		}
-		if types.TypeOf(d) != l.Columns[i].Type {
+		if !types.Fits(d, l.Columns[i].Type) {
 			// A column ID never changes type in a descriptor; a mismatch
 			// means a value written under another table generation. Ignore
 			// it rather than fail every read of the row.

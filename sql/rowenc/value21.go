@@ -16,6 +16,23 @@ func appendLenBytes(b []byte, tag byte, s string) []byte {
 // appendValue21 encodes a value of a type of release 2.1; ok is false for
 // another type.
 func appendValue21(b []byte, t types.T, d types.Datum) (out []byte, ok bool, err error) {
+	if t.IsArray() {
+		a, isT := d.(types.Array)
+		if !isT {
+			return nil, true, typeErr(t, d)
+		}
+		b = binary.AppendUvarint(append(b, tagArray), uint64(len(a)))
+		for _, e := range a {
+			if e == nil {
+				b = append(b, tagNull)
+				continue
+			}
+			if b, err = appendValue(b, t.Elem(), e); err != nil {
+				return nil, true, err
+			}
+		}
+		return b, true, nil
+	}
 	switch t {
 	case types.Decimal:
 		v, isT := d.(*apd.Decimal)
@@ -84,6 +101,25 @@ func decodeValue21(tag byte, b []byte) (d types.Datum, rest []byte, ok bool, err
 		return s, nil
 	}
 	switch tag {
+	case tagArray:
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) {
+			return nil, nil, true, corrupt("invalid ARRAY value length")
+		}
+		b = b[k:]
+		a := make(types.Array, 0, n)
+		for i := uint64(0); i < n; i++ {
+			_, e, rest, err := decodeValue(b)
+			if err != nil {
+				return nil, nil, true, err
+			}
+			if _, nested := e.(types.Array); nested {
+				return nil, nil, true, corrupt("nested ARRAY value")
+			}
+			a = append(a, e)
+			b = rest
+		}
+		return a, b, true, nil
 	case tagDecimal:
 		s, err := lenBytes("DECIMAL")
 		if err != nil {

@@ -8,8 +8,8 @@ import (
 
 // Arrays: a one-dimensional array of one of the scalar types, as catalog
 // columns (pg_index.indkey, pg_roles.rolconfig), ARRAY[...], ARRAY(query),
-// array_agg and = ANY(array) need. Its datum is an Array. Arrays are
-// values of queries only: no column of a user table has an array type.
+// array_agg and = ANY(array) need, and (release 2.1) columns of user tables
+// typed INT8[], FLOAT8[], STRING[], BYTES[] or BOOL[]. Its datum is an Array.
 
 // arrayFlag marks an array type; the low bits are the element type.
 const arrayFlag T = 0x40

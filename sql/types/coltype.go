@@ -36,7 +36,7 @@ func (m Mod) IsZero() bool { return m == Mod{} }
 // stored format that release 2.1 introduced: a type of 2.1, or a modifier
 // (binaries of 2.0 read the type name INT4 or VARCHAR(10) as INT8 or fail).
 func NewInRelease21(t T, m Mod) bool {
-	return t >= Decimal || !m.IsZero()
+	return t.IsArray() || t >= Decimal || !m.IsZero()
 }
 
 // ColumnTypeString renders a column's declared type: INT4, VARCHAR(10),
@@ -111,6 +111,13 @@ func TypeMod(t T, m Mod) int32 {
 // zone"), to a type and its modifier.
 func FromNameMod(name string) (T, Mod, bool) {
 	s := strings.ToUpper(strings.TrimSpace(name))
+	if base, ok := strings.CutSuffix(s, "[]"); ok {
+		t, _, ok := FromNameMod(base)
+		if !ok || t.IsArray() {
+			return Unknown, Mod{}, false
+		}
+		return ArrayOf(t), Mod{}, true
+	}
 	var args []int32
 	if i := strings.IndexByte(s, '('); i >= 0 {
 		j := strings.IndexByte(s, ')')

@@ -5,7 +5,7 @@
 //
 // A Datum is one of: nil (SQL NULL), int64 (INT), float64 (FLOAT), string
 // (TEXT/STRING), []byte (BYTES), bool (BOOL), Array (a one-dimensional
-// array, in query results only; see array.go), or one of release 2.1's:
+// array; see array.go), or one of release 2.1's:
 // *apd.Decimal (DECIMAL, never modified once made), DateDatum,
 // TimestampDatum, TimestampTZDatum, IntervalDatum, UUIDDatum and JSONDatum
 // (canonical JSONB text). Nothing else is ever stored in a Datum; code that
