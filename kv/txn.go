@@ -396,6 +396,14 @@ func (r *Replica) CommitTxn(ctx context.Context, c *kvpb.TxnCommit) error {
 			return errors.AssertionFailedf("transaction write %d: key %q is a transaction record", i, op.Key)
 		}
 	}
+	if _, ok := ctx.Deadline(); !ok && len(c.Writes) > 10000 {
+		// A large commit (a COPY or a bulk load in one transaction) takes
+		// longer to replicate and apply than the default bound allows; a
+		// bound still applies, one second more per 2,000 writes.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultTimeout+time.Duration(len(c.Writes)/2000)*time.Second)
+		defer cancel()
+	}
 	res, err := r.submit(ctx, &command{Kind: cmdTxnCommit, Snapshot: c.Snapshot,
 		ReadKeys: c.ReadKeys, ExistKeys: c.ExistKeys, ReadSpans: c.ReadSpans, Ops: c.Writes})
 	if err != nil {
