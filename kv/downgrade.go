@@ -33,6 +33,7 @@ import (
 	"github.com/cockroachdb/pebble"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/storage"
 )
 
 // cmdDisableTxns ends release 2.1's transaction records (release 2.1,
@@ -98,7 +99,7 @@ func (r *Replica) DisableTxns(ctx context.Context) (uint64, error) {
 // applyDisableTxns deletes every transaction record; later transaction
 // commands fail with ErrTxnsDisabled until a cmdEnableTxns.
 func (r *Replica) applyDisableTxns(b *pebble.Batch, index uint64) result {
-	_ = b.DeleteRange(userKey([]byte(txnMetaPrefix)), userKey([]byte{txnMetaPrefix[0] + 1}), nil)
+	_ = b.DeleteRange(userKey([]byte(txnMetaPrefix)), userKey(storage.PrefixEnd([]byte(txnMetaPrefix))), nil)
 	r.rows.clear()
 	if r.stamps.from != 0 {
 		r.log.Info("transactions disabled for a downgrade: their records are deleted", "index", index)
@@ -121,88 +122,47 @@ func (r *Replica) PurgeLogThrough(ctx context.Context, index uint64) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	errC := make(chan error, 1)
-	fn := func() {
+	return r.onLoop(func() error {
 		if min(r.applied.Index, r.readyApplied) < index {
-			errC <- errors.Newf("index %d is not yet handed over as applied; retry", index)
-			return
+			return errors.Newf("index %d is not yet handed over as applied; retry", index)
 		}
 		// Synced: a crash must not bring 2.1 entries back into the log.
-		errC <- r.truncateThrough(index, pebble.Sync)
-	}
-	select {
-	case r.reportC <- fn:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-r.stopC:
-		return errStopped
-	}
-	select {
-	case err := <-errC:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-r.stopC:
-		return errStopped
-	}
+		return r.truncateThrough(index, pebble.Sync)
+	})
 }
 
 // TxnCommandsInLog returns the index of the first entry in this replica's
 // log (after its truncation point) whose command a 2.0 binary does not
 // know, or 0 if there is none.
-func (r *Replica) TxnCommandsInLog(ctx context.Context) (uint64, error) {
-	type answer struct {
-		idx uint64
-		err error
-	}
-	out := make(chan answer, 1)
-	fn := func() {
+func (r *Replica) TxnCommandsInLog() (uint64, error) {
+	var found uint64
+	err := r.onLoop(func() error {
 		last, err := r.store.LastIndex()
 		if err != nil {
-			out <- answer{err: err}
-			return
+			return err
 		}
-		lo, hi := r.trunc.Index+1, last+1
-		for lo < hi {
+		for lo, hi := r.trunc.Index+1, last+1; lo < hi; {
 			ents, err := r.store.Entries(lo, hi, 4<<20)
-			if err != nil {
-				out <- answer{err: err}
-				return
+			if err != nil || len(ents) == 0 {
+				return err
 			}
 			for _, e := range ents {
 				if len(e.Data) >= 10 && e.Data[0] == commandVersion && !cmdKind(e.Data[9]).release20() {
-					out <- answer{idx: e.Index}
-					return
+					found = e.Index
+					return nil
 				}
-			}
-			if len(ents) == 0 {
-				break
 			}
 			lo = ents[len(ents)-1].Index + 1
 		}
-		out <- answer{}
-	}
-	select {
-	case r.reportC <- fn:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-r.stopC:
-		return 0, errStopped
-	}
-	select {
-	case a := <-out:
-		return a.idx, a.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-r.stopC:
-		return 0, errStopped
-	}
+		return nil
+	})
+	return found, err
 }
 
 // TxnRecordsLeft reports whether any transaction record is left in this
 // replica's state.
 func (r *Replica) TxnRecordsLeft() (bool, error) {
-	kvs, err := scanReader(r.eng.DB, []byte(txnMetaPrefix), []byte{txnMetaPrefix[0] + 1}, 1, false)
+	kvs, err := scanReader(r.eng.DB, []byte(txnMetaPrefix), storage.PrefixEnd([]byte(txnMetaPrefix)), 1, false)
 	return len(kvs) > 0, err
 }
 

@@ -31,7 +31,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 	}
 	for id, n := range c.nodes {
 		testutil.SucceedsWithin(t, 10*time.Second, func() error {
-			if idx, err := n.rep.TxnCommandsInLog(ctx); err != nil || idx == 0 {
+			if idx, err := n.rep.TxnCommandsInLog(); err != nil || idx == 0 {
 				return errors.Newf("node %d: the log check found no 2.1 entry before the purge (%d, %v)", id, idx, err)
 			}
 			return nil
@@ -62,7 +62,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 		if err := n.rep.PurgeLogThrough(ctx, through); err != nil {
 			t.Fatalf("node %d: %v", id, err)
 		}
-		if idx, err := n.rep.TxnCommandsInLog(ctx); err != nil || idx != 0 {
+		if idx, err := n.rep.TxnCommandsInLog(); err != nil || idx != 0 {
 			t.Fatalf("node %d: 2.1 entry at %d after the purge (%v)", id, idx, err)
 		}
 		if left, err := n.rep.TxnRecordsLeft(); err != nil || left {

@@ -110,9 +110,7 @@ func (s *Server) checkNo21Data() error {
 	if rep == nil {
 		return nil
 	}
-	ctx, cancel := s.stopCtx(10 * time.Second)
-	defer cancel()
-	idx, err := rep.TxnCommandsInLog(ctx)
+	idx, err := rep.TxnCommandsInLog()
 	if err != nil {
 		return err
 	}
@@ -121,9 +119,13 @@ func (s *Server) checkNo21Data() error {
 			"the downgrade's down-migration of %s compacts every log; it resumes and retries this step",
 			clusterversion.V2_1TxnStamps)
 	}
-	if left, err := rep.TxnRecordsLeft(); err != nil || left {
-		return errors.CombineErrors(errors.WithHintf(errors.Newf("node %d still holds transaction records", s.NodeID()),
-			"the downgrade's down-migration of %s deletes them; it resumes and retries this step", clusterversion.V2_1TxnStamps), err)
+	left, err := rep.TxnRecordsLeft()
+	if err != nil {
+		return err
+	}
+	if left {
+		return errors.WithHintf(errors.Newf("node %d still holds transaction records", s.NodeID()),
+			"the downgrade's down-migration of %s deletes them; it resumes and retries this step", clusterversion.V2_1TxnStamps)
 	}
 	return nil
 }

@@ -122,7 +122,7 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	}
 	for i, nd := range c.Nodes {
 		rep := nd.Server.Replica()
-		if idx, err := rep.TxnCommandsInLog(ctx); err != nil || idx != 0 {
+		if idx, err := rep.TxnCommandsInLog(); err != nil || idx != 0 {
 			t.Fatalf("node %d keeps a 2.1 entry at %d (%v)", i+1, idx, err)
 		}
 		if left, err := rep.TxnRecordsLeft(); err != nil || left {
