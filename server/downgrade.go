@@ -140,28 +140,15 @@ func (s *Server) leaveGroup0(ctx context.Context) error {
 	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: keys.Group0FormationKey()}}); err != nil {
 		return errors.Wrap(err, "deleting the group 0 formation record")
 	}
-	statuses, err := s.NodeStatuses(ctx)
+	err := s.onEveryNode(ctx, "not every node left group 0", func(n nodeapi.NodeStatus) error {
+		if n.NodeID == s.NodeID() {
+			return s.g0.Leave(ctx)
+		}
+		_, err := s.node.Group0SetState(ctx, n.Address, &nodeapi.Group0SetStateRequest{State: string(group0.UsePreRaft), Leave: true})
+		return err
+	})
 	if err != nil {
 		return err
-	}
-	var errs []string
-	for _, n := range statuses {
-		if n.Membership == autoupgrade.Decommissioned {
-			continue
-		}
-		if n.NodeID == s.NodeID() {
-			err = s.g0.Leave(ctx)
-		} else {
-			_, err = s.node.Group0SetState(ctx, n.Address, &nodeapi.Group0SetStateRequest{State: string(group0.UsePreRaft), Leave: true})
-		}
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("node %d: %v", n.NodeID, err))
-		}
-	}
-	if len(errs) > 0 {
-		sort.Strings(errs)
-		return errors.WithHint(errors.Newf("not every node left group 0: %v", errs),
-			"the downgrade resumes this step once every node is reachable")
 	}
 	return s.waitSchemaConverged(ctx, time.Minute)
 }
@@ -241,6 +228,19 @@ func (s *Server) purgeRaftLog(ctx context.Context, req *nodeapi.PurgeRaftLogRequ
 // purgeRaftLogs has every node that is not decommissioned compact its data
 // group log through index (migrations.Deps.PurgeRaftLogs).
 func (s *Server) purgeRaftLogs(ctx context.Context, through uint64) error {
+	return s.onEveryNode(ctx, fmt.Sprintf("not every node compacted its Raft log through %d", through), func(n nodeapi.NodeStatus) error {
+		if n.NodeID == s.NodeID() {
+			return s.Replica().PurgeLogThrough(ctx, through)
+		}
+		_, err := s.node.PurgeRaftLog(ctx, n.Address, &nodeapi.PurgeRaftLogRequest{Through: through})
+		return err
+	})
+}
+
+// onEveryNode runs do for every node that is not decommissioned, one after
+// the other, and reports every node's failure under what (a downgrade step
+// is retried once every node is reachable).
+func (s *Server) onEveryNode(ctx context.Context, what string, do func(n nodeapi.NodeStatus) error) error {
 	statuses, err := s.NodeStatuses(ctx)
 	if err != nil {
 		return err
@@ -250,18 +250,13 @@ func (s *Server) purgeRaftLogs(ctx context.Context, through uint64) error {
 		if n.Membership == autoupgrade.Decommissioned {
 			continue
 		}
-		if n.NodeID == s.NodeID() {
-			err = s.Replica().PurgeLogThrough(ctx, through)
-		} else {
-			_, err = s.node.PurgeRaftLog(ctx, n.Address, &nodeapi.PurgeRaftLogRequest{Through: through})
-		}
-		if err != nil {
+		if err := do(n); err != nil {
 			errs = append(errs, fmt.Sprintf("node %d: %v", n.NodeID, err))
 		}
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
-		return errors.WithHint(errors.Newf("not every node compacted its Raft log through %d: %v", through, errs),
+		return errors.WithHint(errors.Newf("%s: %v", what, errs),
 			"the downgrade resumes this step once every node is reachable")
 	}
 	return nil
