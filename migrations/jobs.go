@@ -430,22 +430,25 @@ func List(ctx context.Context, db kvpb.DB) ([]Job, error) {
 // Check runs the precondition check of step v's migration (down: its
 // down-migration), if it has one. It changes nothing.
 func (r *Runner) Check(ctx context.Context, v clusterversion.Version, down bool) (Check, bool, error) {
-	var check func(context.Context, Deps) (Check, error)
+	var (
+		check func(context.Context, Deps) (Check, error)
+		desc  string
+		ok    bool
+	)
 	if down {
-		if m, ok := r.downFor(v); ok {
-			check = m.Check
-			if check == nil {
-				return Check{Detail: m.Description}, true, nil
-			}
-		}
-	} else if m, ok := r.migrationFor(v); ok {
-		check = m.Check
-		if check == nil {
-			return Check{Detail: m.Description}, true, nil
-		}
+		var m DownMigration
+		m, ok = r.downFor(v)
+		check, desc = m.Check, m.Description
+	} else {
+		var m Migration
+		m, ok = r.migrationFor(v)
+		check, desc = m.Check, m.Description
 	}
-	if check == nil {
+	switch {
+	case !ok:
 		return Check{}, false, nil
+	case check == nil:
+		return Check{Detail: desc}, true, nil
 	}
 	c, err := check(ctx, r.Deps)
 	return c, true, err

@@ -218,20 +218,21 @@ func (m migrationsOf) RunDown(ctx context.Context, v clusterversion.Version) err
 
 func (m migrationsOf) Check(ctx context.Context, v clusterversion.Version, down bool) (upgrademanager.StepCheck, bool, error) {
 	c, ok, err := m.s.migrationRunner().Check(ctx, v, down)
-	out := upgrademanager.StepCheck{Detail: c.Detail}
-	for _, b := range c.Blockers {
-		out.Blockers = append(out.Blockers, upgrademanager.PlanBlocker{Reason: b.Reason, Fix: b.Fix})
-	}
-	return out, ok, err
+	return upgrademanager.StepCheck{Detail: c.Detail, Blockers: planBlockers(c.Blockers)}, ok, err
 }
 
 func (m migrationsOf) Refusals(ctx context.Context, v clusterversion.Version) ([]upgrademanager.PlanBlocker, error) {
 	bs, err := m.s.migrationRunner().Refusals(ctx, v)
+	return planBlockers(bs), err
+}
+
+// planBlockers is the plan's view of migrations' blockers.
+func planBlockers(bs []migrations.Blocker) []upgrademanager.PlanBlocker {
 	var out []upgrademanager.PlanBlocker
 	for _, b := range bs {
 		out = append(out, upgrademanager.PlanBlocker{Reason: b.Reason, Fix: b.Fix})
 	}
-	return out, err
+	return out
 }
 
 func (m migrationsOf) Forget(ctx context.Context, v clusterversion.Version, down bool) error {

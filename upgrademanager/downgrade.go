@@ -170,16 +170,9 @@ var ErrRefused = errors.New("the downgrade is refused: the cluster uses what the
 // refused returns ErrRefused, listing every blocker with its fix, if any
 // step in (target, from] refuses to be lowered now.
 func (m *Manager) refused(ctx context.Context, from, target clusterversion.Version) error {
-	var blockers []PlanBlocker
-	for _, v := range clusterversion.Between(target, from) {
-		b, err := m.cfg.Migrations.Refusals(ctx, v)
-		if err != nil {
-			return err
-		}
-		blockers = append(blockers, b...)
-	}
-	if len(blockers) == 0 {
-		return nil
+	blockers, err := m.refusals(ctx, from, target)
+	if err != nil || len(blockers) == 0 {
+		return err
 	}
 	var reasons, fixes []string
 	for _, b := range blockers {
@@ -187,6 +180,20 @@ func (m *Manager) refused(ctx context.Context, from, target clusterversion.Versi
 		fixes = append(fixes, b.Fix)
 	}
 	return errors.WithHint(errors.Wrapf(ErrRefused, "%s", strings.Join(reasons, "; ")), strings.Join(fixes, "; "))
+}
+
+// refusals lists what refuses lowering any step in (target, from], each
+// with its fix (the downgrade's check and the plan's blockers).
+func (m *Manager) refusals(ctx context.Context, from, target clusterversion.Version) ([]PlanBlocker, error) {
+	var out []PlanBlocker
+	for _, v := range clusterversion.Between(target, from) {
+		b, err := m.cfg.Migrations.Refusals(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
 }
 
 // next returns the ladder entry just above v.
@@ -279,34 +286,10 @@ func (m *Manager) endDowngrade(ctx context.Context, raw []byte, target clusterve
 // lowerReplicatedVersion moves the replicated version from step down to
 // below (a conditional write; a no-op if another coordinator did it).
 func (m *Manager) lowerReplicatedVersion(ctx context.Context, step, below clusterversion.Version) error {
-	db, err := m.db()
-	if err != nil {
-		return err
-	}
-	b, found, err := db.Get(ctx, keys.ClusterVersionKey())
-	if err != nil {
-		return err
-	}
-	op := kvpb.Op{Kind: kvpb.OpCPut, Key: keys.ClusterVersionKey(), Value: []byte(below.String())}
-	if found {
-		cur, err := clusterversion.Parse(string(b))
-		if err != nil {
-			return err
+	return m.setReplicatedVersion(ctx, below, func(cur clusterversion.Version) (bool, error) {
+		if step.Less(cur) {
+			return false, errors.AssertionFailedf("the replicated version is %s, above %s, during a downgrade", cur, step)
 		}
-		if cur != step {
-			if !cur.Less(step) {
-				return errors.AssertionFailedf("the replicated version is %s, above %s, during a downgrade", cur, step)
-			}
-			return nil
-		}
-		op.Expected = b
-	} else {
-		op.ExpectAbsent = true
-	}
-	err = db.Write(ctx, []kvpb.Op{op})
-	var cf *kvpb.ConditionFailedError
-	if errors.As(err, &cf) {
-		return nil // lowered concurrently; the loop reads it again
-	}
-	return err
+		return cur == step, nil // below it already: lowered by another coordinator
+	})
 }

@@ -311,6 +311,17 @@ func (m *Manager) ReplicatedVersion(ctx context.Context) (clusterversion.Version
 
 // writeReplicatedVersion advances the replicated version to v (never back).
 func (m *Manager) writeReplicatedVersion(ctx context.Context, v clusterversion.Version) error {
+	return m.setReplicatedVersion(ctx, v, func(cur clusterversion.Version) (bool, error) {
+		return cur.Less(v), nil
+	})
+}
+
+// setReplicatedVersion writes v into the replicated version key with a
+// conditional put on what it read, if write says so for the version read
+// (an absent key is always written), reading again when another
+// coordinator changed it meanwhile.
+func (m *Manager) setReplicatedVersion(ctx context.Context, v clusterversion.Version,
+	write func(cur clusterversion.Version) (bool, error)) error {
 	db, err := m.db()
 	if err != nil {
 		return err
@@ -326,8 +337,8 @@ func (m *Manager) writeReplicatedVersion(ctx context.Context, v clusterversion.V
 			if err != nil {
 				return err
 			}
-			if !cur.Less(v) {
-				return nil
+			if ok, err := write(cur); err != nil || !ok {
+				return err
 			}
 			op.Expected = b
 		} else {

@@ -83,11 +83,9 @@ func (m *Manager) Plan(ctx context.Context, target clusterversion.Version) (*Pla
 		if _, err := autoupgrade.ValidateDowngrade(in, target); err != nil {
 			block(err)
 		}
-		for _, v := range clusterversion.Between(target, in.Active) {
-			bs, err := m.cfg.Migrations.Refusals(ctx, v)
-			if err != nil {
-				block(err)
-			}
+		if bs, err := m.refusals(ctx, in.Active, target); err != nil {
+			block(err)
+		} else {
 			p.Blockers = append(p.Blockers, bs...)
 		}
 		for v := in.Active; target.Less(v); {
