@@ -85,13 +85,7 @@ func (s *Server) lowerActiveVersion(v clusterversion.Version) error {
 	}
 	s.mu.Lock()
 	exec := s.exec
-	id := s.ident
-	id.ClusterVersion = v.String()
-	err := s.eng.WriteIdent(id)
-	if err == nil {
-		s.ident = id
-		s.ver.active.Store(&v)
-	}
+	err := s.writeActiveVersionLocked(v)
 	s.mu.Unlock()
 	if err != nil {
 		return errors.Wrap(err, "persisting the lowered cluster version")

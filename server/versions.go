@@ -96,12 +96,7 @@ func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 	cur := s.ActiveVersion()
 	var err error
 	if cur.Less(v) {
-		id := s.ident
-		id.ClusterVersion = v.String()
-		if err = s.eng.WriteIdent(id); err == nil {
-			s.ident = id
-			s.ver.active.Store(&v)
-		}
+		err = s.writeActiveVersionLocked(v)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -115,6 +110,19 @@ func (s *Server) persistActiveVersion(v clusterversion.Version) error {
 		// waits, so this is cheap once they have drained).
 		exec.WaitForV1Writers()
 	}
+	return nil
+}
+
+// writeActiveVersionLocked persists v in the store's identity record, then
+// makes it the version this node acts on. s.mu is held.
+func (s *Server) writeActiveVersionLocked(v clusterversion.Version) error {
+	id := s.ident
+	id.ClusterVersion = v.String()
+	if err := s.eng.WriteIdent(id); err != nil {
+		return err
+	}
+	s.ident = id
+	s.ver.active.Store(&v)
 	return nil
 }
 
