@@ -95,15 +95,6 @@ func DownFor(v clusterversion.Version) (DownMigration, bool) {
 	return DownMigration{}, false
 }
 
-// DowngradeBuilt reports whether a downgrade from release r to the release
-// below can run at all: every release but the first has one (a step
-// without work of its own only closes its gate). Whether it may run on a
-// given cluster is up to the refusals and validations.
-func DowngradeBuilt(r clusterversion.Version) bool {
-	_, ok := clusterversion.PrevRelease(r)
-	return ok
-}
-
 // AllDown returns every registered down-migration in ladder order.
 func AllDown() []DownMigration { return append([]DownMigration(nil), downRegistry...) }
 

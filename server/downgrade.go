@@ -32,10 +32,6 @@ func (s *Server) Downgrade(ctx context.Context, target clusterversion.Version) e
 	return s.upgrades.Downgrade(ctx, target)
 }
 
-// DowngradeBuilt reports whether this binary can downgrade a cluster from
-// release r to the release below (migrations.DowngradeBuilt).
-func DowngradeBuilt(r clusterversion.Version) bool { return migrations.DowngradeBuilt(r) }
-
 // UpgradePlan is SHOW UPGRADE PLAN: a dry run of SET CLUSTER SETTING
 // version = target (zero: the next release).
 func (s *Server) UpgradePlan(ctx context.Context, target clusterversion.Version) (*upgrademanager.Plan, error) {

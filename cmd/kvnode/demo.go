@@ -27,7 +27,6 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
-	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/localcluster"
 )
 
@@ -418,22 +417,21 @@ func (d *upgradeDemo) buildSteps() {
 			run:   func(ctx context.Context) error { return d.stepFinalize(ctx, hi) },
 		})
 	}
-	if last := d.hops[len(d.hops)-1]; server.DowngradeBuilt(last.to) {
-		// Finalization is reversible: walk the last hop down and up again.
-		d.steps = append(d.steps, demoStep{
-			title: fmt.Sprintf("dry run of a downgrade: SHOW UPGRADE PLAN FOR VERSION '%s'", last.from),
-			run:   func(ctx context.Context) error { return d.stepDowngradePlan(ctx, last) },
-		}, demoStep{
-			title: fmt.Sprintf("downgrade the cluster: SET CLUSTER SETTING version = '%s'", last.from),
-			run:   func(ctx context.Context) error { return d.stepDowngrade(ctx, last) },
-		}, demoStep{
-			title: fmt.Sprintf("roll every node back to release %s", last.from),
-			run:   func(ctx context.Context) error { return d.restartAll(ctx, last.from) },
-		}, demoStep{
-			title: fmt.Sprintf("upgrade again: every node on %s, then RESET cluster.preserve_downgrade_option", last.to),
-			run:   func(ctx context.Context) error { return d.stepUpgradeAgain(ctx, last) },
-		})
-	}
+	// Finalization is reversible: walk the last hop down and up again.
+	last := d.hops[len(d.hops)-1]
+	d.steps = append(d.steps, demoStep{
+		title: fmt.Sprintf("dry run of a downgrade: SHOW UPGRADE PLAN FOR VERSION '%s'", last.from),
+		run:   func(ctx context.Context) error { return d.stepDowngradePlan(ctx, last) },
+	}, demoStep{
+		title: fmt.Sprintf("downgrade the cluster: SET CLUSTER SETTING version = '%s'", last.from),
+		run:   func(ctx context.Context) error { return d.stepDowngrade(ctx, last) },
+	}, demoStep{
+		title: fmt.Sprintf("roll every node back to release %s", last.from),
+		run:   func(ctx context.Context) error { return d.restartAll(ctx, last.from) },
+	}, demoStep{
+		title: fmt.Sprintf("upgrade again: every node on %s, then RESET cluster.preserve_downgrade_option", last.to),
+		run:   func(ctx context.Context) error { return d.stepUpgradeAgain(ctx, last) },
+	})
 	d.steps = append(d.steps, demoStep{
 		title: "check that every demo row is still there, through every node",
 		run:   d.stepVerify,
