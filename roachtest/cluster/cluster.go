@@ -45,9 +45,10 @@ type Options struct {
 // Cluster is a set of kvnode nodes on loopback ports. Create it with New;
 // nothing runs until a node is started. Close kills whatever still runs.
 type Cluster struct {
-	opts  Options
-	nodes []*Node
-	mu    sync.Mutex // serializes CLI log writes
+	opts   Options
+	nodes  []*Node
+	mu     sync.Mutex // serializes CLI log writes; guards secure
+	secure bool       // MakeSecure ran
 }
 
 // New allocates ports and directories for opts.Nodes nodes. It starts
@@ -178,12 +179,22 @@ func (c *Cluster) Init(ctx context.Context, via *Node) error {
 	return nil
 }
 
-// runCLI runs a kvnode CLI command, appends its output to logs/<logName>
+// runCLI runs a kvnode CLI command (init, node ...) with the cluster's
+// security flag (CLISecurityFlag), appends its output to logs/<logName>
 // and returns the output.
 func (c *Cluster) runCLI(ctx context.Context, bin *Binary, logName string, args ...string) (string, error) {
+	return c.runCommand(ctx, bin, logName, append(args, c.CLISecurityFlag())...)
+}
+
+// CLISecurityFlag is the flag every init and node command needs:
+// --insecure, or --certs-dir with root's certificate in secure mode.
+func (c *Cluster) CLISecurityFlag() string { return c.securityFlag(c.ClientCertsDir()) }
+
+// runCommand runs kvnode with args as they are, appends its output to
+// logs/<logName> and returns the output.
+func (c *Cluster) runCommand(ctx context.Context, bin *Binary, logName string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	args = append(args, "--insecure") // init and node commands; see Args
 	cmd := exec.CommandContext(ctx, bin.Path, args...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
@@ -330,9 +341,9 @@ func (n *Node) exitError(what string) error {
 
 // Args are the flags of `kvnode start` for this node.
 func (n *Node) Args() []string {
-	// --insecure: the harness runs insecure clusters (every binary built
-	// from the tree has the flag: secure transport belongs to no release).
-	args := []string{"start", "--insecure", "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
+	// --insecure unless MakeSecure ran (every binary built from the tree
+	// has both flags: secure transport belongs to no release).
+	args := []string{"start", n.c.securityFlag(n.CertsDir()), "--store=" + n.StoreDir, "--listen-addr=" + n.ListenAddr, "--gossip-addr=" + n.GossipAddr,
 		"--sql-addr=" + n.SQLAddr, "--http-addr=" + n.HTTPAddr, "--join=" + n.c.JoinList()}
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()
@@ -553,11 +564,11 @@ type Health struct {
 // it is a node that is not ready, with its reason.
 func (n *Node) Health(ctx context.Context) (Health, error) {
 	var h Health
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr+"/health?ready=1", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.c.scheme()+"://"+n.HTTPAddr+"/health?ready=1", nil)
 	if err != nil {
 		return h, err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := n.c.http().Do(req)
 	if err != nil {
 		return h, err
 	}

@@ -23,9 +23,10 @@ const (
 )
 
 // URL is the node's PostgreSQL connection string (user root, database
-// defaultdb, as in CockroachDB).
+// defaultdb, as in CockroachDB): over TLS with verify-full and root's
+// certificate in secure mode.
 func (n *Node) URL() string {
-	return "postgresql://root@" + n.SQLAddr + "/defaultdb?sslmode=disable&connect_timeout=5"
+	return "postgresql://root@" + n.SQLAddr + "/defaultdb?" + n.c.sqlParams() + "&connect_timeout=5"
 }
 
 // Connect opens a pgx connection to the node, retrying while the node

@@ -57,11 +57,11 @@ func ParseNodeStatus(body string) (Status, error) {
 }
 
 func (n *Node) get(ctx context.Context, path string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.c.scheme()+"://"+n.HTTPAddr+path, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := n.c.http().Do(req)
 	if err != nil {
 		return "", errors.Wrapf(err, "%s: GET %s", n, path)
 	}

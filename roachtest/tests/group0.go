@@ -115,7 +115,7 @@ func execThrough(via int, stmt string) steps.Func {
 func runCLI(ctx context.Context, e *registry.Env, n *cluster.Node, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	args = append(args, "--insecure") // the harness's clusters are insecure (cluster.Node.Args)
+	args = append(args, e.Cluster.CLISecurityFlag()) // --insecure, or --certs-dir in secure mode
 	cmd := exec.CommandContext(ctx, n.Binary().Path, args...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf

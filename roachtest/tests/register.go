@@ -15,4 +15,5 @@ func Register(r *registry.Registry) {
 	registerDowngrade(r)
 	registerWholeLadder(r)
 	registerOlderDowngrades(r)
+	registerSecure(r)
 }
