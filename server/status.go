@@ -13,6 +13,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
@@ -129,6 +130,27 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, 
 		lkvs, _ = rep.ScanLocal(lstart, lend, 0, false)
 		nkvs, _ = rep.ScanLocal(nstart, nend, 0, false)
 	}
+	return s.statusRows(rep, lkvs, nkvs), stale
+}
+
+// localClusterStatus is clusterStatus from this node's applied state
+// alone, without a read through Raft: cheap enough to poll every second,
+// possibly a little behind.
+func (s *Server) localClusterStatus() []nodeapi.NodeStatus {
+	rep := s.lc().rep.Load()
+	if rep == nil {
+		return nil
+	}
+	lstart, lend := liveness.Span()
+	nstart, nend := keys.NodeSpan()
+	lkvs, _ := rep.ScanLocal(lstart, lend, 0, false)
+	nkvs, _ := rep.ScanLocal(nstart, nend, 0, false)
+	return s.statusRows(rep, lkvs, nkvs)
+}
+
+// statusRows builds every node's status from the liveness and node records
+// read, gossip and the data group's membership.
+func (s *Server) statusRows(rep *kv.Replica, lkvs, nkvs []kvpb.KeyValue) (rows []nodeapi.NodeStatus) {
 	byID := map[int32]*nodeapi.NodeStatus{}
 	row := func(id int32) *nodeapi.NodeStatus {
 		if r, ok := byID[id]; ok {
@@ -196,5 +218,5 @@ func (s *Server) clusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, 
 		rows = append(rows, *r)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].NodeID < rows[j].NodeID })
-	return rows, stale
+	return rows
 }

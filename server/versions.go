@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -373,24 +374,45 @@ func (s *Server) migrationRunner() *migrations.Runner {
 // election; a leader change hands the job over, and every step is
 // idempotent). It logs its decision once per change, and backs off while
 // blocked.
+//
+// Backing off must not delay the finalization a rolling upgrade is waiting
+// for (issue 22: within 10s of the last node becoming ready): every second
+// (or every interval, if shorter) the leader compares the cluster's shape
+// as its own applied state and gossip show it (upgradeShape: each node's
+// binary, liveness, membership, drain and persisted version, and the
+// settings the decision reads) with the shape of its last decision, and
+// decides again at once, with the backoff reset, when it changed. The
+// comparison reads nothing through Raft; the decision itself still reads
+// everything linearizably (upgradeInput).
 func (s *Server) autoUpgradeLoop() {
 	base := s.cfg.AutoUpgradeInterval
 	if base == 0 {
 		base = 10 * time.Second
 	}
+	watch := min(base, time.Second)
 	wait := base
 	var gate resumeGate
+	var lastShape string
+	var lastDecided time.Time // zero: decide at the first look as leader
 	for {
 		select {
 		case <-s.stopC:
 			return
-		case <-time.After(wait):
+		case <-time.After(watch):
 		}
 		rep := s.Replica()
 		if rep == nil || !rep.Status().IsLeader || s.draining.Load() {
-			wait = base
+			wait, lastShape, lastDecided = base, "", time.Time{}
 			continue
 		}
+		shape := s.upgradeShape()
+		if shape == lastShape && time.Since(lastDecided) < wait {
+			continue
+		}
+		if shape != lastShape {
+			wait = base
+		}
+		lastShape, lastDecided = shape, time.Now()
 		// Tied to the node's life: Stop waits for this loop, and a finalization
 		// waiting on a dead node must not hold SIGTERM up. Tied to its
 		// leadership too: the new leader's loop takes over, and two
@@ -450,6 +472,18 @@ func (s *Server) autoUpgradeLoop() {
 		}
 		cancel()
 	}
+}
+
+// upgradeShape summarizes, from this node's applied state and gossip
+// without any read through Raft, what the auto-upgrade decision depends on:
+// a change means the decision may have changed too.
+func (s *Server) upgradeShape() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "active=%s auto=%t preserve=%q", s.ActiveVersion(), s.lc().autoUpgrade.Get(), s.lc().preserveDowngrade.Get())
+	for _, n := range s.localClusterStatus() {
+		fmt.Fprintf(&b, "; n%d %s live=%t %s draining=%t persisted=%s", n.NodeID, n.Build, n.IsLive, n.Membership, n.IsDraining, n.PersistedVersion)
+	}
+	return b.String()
 }
 
 // whileLeader returns a context that ends with ctx, or once rep no longer

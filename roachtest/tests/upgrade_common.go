@@ -45,6 +45,7 @@ func registerUpgradeScenarios(r *registry.Registry) {
 	registerRollbackPartialFence(r)
 	registerPartlyFenced(r)
 	registerMigrationScenarios(r)
+	registerUpgradeCost(r)
 }
 
 // fastAutoUpgradeStep makes every later start use fastAutoUpgrade.
