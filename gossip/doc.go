@@ -54,7 +54,9 @@
 // (Config.SecretKey, the cluster's gossip.key) every message is encrypted
 // and authenticated with memberlist's keyring (AES-GCM): a process without
 // the key can neither read membership nor inject it, and both sides log
-// "refused gossip: the peer does not have this cluster's gossip key"; in
+// "refused gossip: the peer does not have this cluster's gossip key".
+// SetKeys changes the keys at run time (a rotation: Config.AcceptKeys are
+// accepted but not used to send; SECURITY.md gives the safe order). In
 // insecure mode gossip is plaintext and unauthenticated. Nothing durable or safety-critical is decided from it:
 // durable membership (node IDs, decommissioning), node liveness epochs,
 // the cluster version and the schema live in the replicated keyspace and

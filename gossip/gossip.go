@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"cmp"
 	"log/slog"
 	"net"
@@ -128,6 +129,10 @@ type Config struct {
 	// can neither read membership nor inject it. Both sides log the
 	// failure. Empty: plaintext gossip (insecure mode).
 	SecretKey []byte
+	// AcceptKeys are further keys accepted from peers but never used to
+	// send (a rotation in progress; SetKeys changes both at run time).
+	// Only with SecretKey.
+	AcceptKeys [][]byte
 }
 
 // Tuning holds memberlist's timers. A zero field keeps the value of
@@ -191,6 +196,9 @@ type Gossip struct {
 	// never use it (memberlist calls them with its node lock held, and
 	// calling back into memberlist there would deadlock).
 	ml *memberlist.Memberlist
+	// keyring is memberlist's keyring in secure mode (nil: plaintext);
+	// SetKeys changes it in place (it has its own lock).
+	keyring *memberlist.Keyring
 
 	// opMu serializes the operations that change the local node's state in
 	// memberlist (UpdateMeta, Leave, Shutdown): memberlist panics on Leave
@@ -317,7 +325,7 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	cfg.Tuning.apply(mc)
 	if len(cfg.SecretKey) > 0 {
-		kr, err := memberlist.NewKeyring(nil, cfg.SecretKey)
+		kr, err := memberlist.NewKeyring(append([][]byte{cfg.SecretKey}, cfg.AcceptKeys...), cfg.SecretKey)
 		if err != nil {
 			if bound != nil {
 				_ = bound.Shutdown()
@@ -325,6 +333,7 @@ func New(cfg Config) (*Gossip, error) {
 			return nil, errors.Wrap(err, "invalid gossip key")
 		}
 		mc.Keyring = kr
+		g.keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	// A node ID belongs to one store for life and is never reused, so once
@@ -393,6 +402,48 @@ func (g *Gossip) encodeLocal(m NodeMeta, flags metaFlags) ([]byte, error) {
 		return nil, err
 	}
 	return encodeMeta(m, flags)
+}
+
+// SetKeys replaces the gossip keys of a node started with a SecretKey:
+// from now on it sends with primary and accepts primary and every key of
+// accept, and no other. It refuses to turn encryption on or off. The steps
+// of a rotation (SECURITY.md) keep every pair of nodes able to read each
+// other at every moment: add the new key as accepted everywhere, then make
+// it the primary everywhere, then drop the old one everywhere.
+func (g *Gossip) SetKeys(primary []byte, accept [][]byte) error {
+	if g.keyring == nil {
+		return errors.New("this node gossips in plaintext (insecure): it has no gossip keys to change")
+	}
+	want := append([][]byte{primary}, accept...)
+	for _, k := range want {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return errors.Wrap(err, "invalid gossip key")
+		}
+	}
+	for _, k := range want {
+		if err := g.keyring.AddKey(k); err != nil {
+			return errors.Wrap(err, "installing a gossip key")
+		}
+	}
+	if err := g.keyring.UseKey(primary); err != nil {
+		return errors.Wrap(err, "using the primary gossip key")
+	}
+	var stale [][]byte
+	for _, have := range g.keyring.GetKeys() {
+		keep := false
+		for _, k := range want {
+			keep = keep || bytes.Equal(have, k)
+		}
+		if !keep {
+			stale = append(stale, append([]byte(nil), have...))
+		}
+	}
+	for _, k := range stale {
+		if err := g.keyring.RemoveKey(k); err != nil {
+			return errors.Wrap(err, "removing an old gossip key")
+		}
+	}
+	return nil
 }
 
 // Addr returns the gossip address this node advertises (with the real port

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 
 	"github.com/cockroachdb/errors"
 	"google.golang.org/grpc"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/security"
 	"github.com/kvnode/kvnode/sql/users"
 )
@@ -39,8 +42,28 @@ func checkSecurityMode(cfg Config) error {
 // nodeSecurity is a secure node's TLS state; nil in insecure mode.
 type nodeSecurity struct {
 	tls security.NodeTLS
-	// gossipKey encrypts and authenticates gossip (gossip.key).
-	gossipKey []byte
+
+	// gossipMu guards the gossip keys and the gossip they were given to, so
+	// that a reload (SIGHUP) racing with the start of gossip reaches it.
+	gossipMu sync.Mutex
+	// gossipKeys encrypt and authenticate gossip (gossip.key; more than one
+	// during a rotation).
+	gossipKeys security.GossipKeys
+	// gossip is the node's gossip once started with gossipKeys.
+	gossip *gossip.Gossip
+}
+
+// startGossip creates the node's gossip with the current keys (secure
+// mode), and keeps it for ReloadGossipKeys.
+func (ns *nodeSecurity) startGossip(cfg gossip.Config) (*gossip.Gossip, error) {
+	ns.gossipMu.Lock()
+	defer ns.gossipMu.Unlock()
+	cfg.SecretKey, cfg.AcceptKeys = ns.gossipKeys.Primary, ns.gossipKeys.Others
+	g, err := gossip.New(cfg)
+	if err == nil {
+		ns.gossip = g
+	}
+	return g, err
 }
 
 func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
@@ -51,7 +74,7 @@ func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "--certs-dir=%s", cfg.CertsDir)
 	}
-	gk, err := security.LoadGossipKey(cfg.CertsDir)
+	gk, err := security.LoadGossipKeys(cfg.CertsDir)
 	if err != nil {
 		return nil, errors.Wrapf(err, "--certs-dir=%s", cfg.CertsDir)
 	}
@@ -66,7 +89,7 @@ func loadNodeSecurity(cfg Config) (*nodeSecurity, error) {
 			}
 		}
 	}
-	return &nodeSecurity{tls: nt, gossipKey: gk}, nil
+	return &nodeSecurity{tls: nt, gossipKeys: gk}, nil
 }
 
 // ClientTLS is the configuration this node dials other nodes with (and its
@@ -141,7 +164,8 @@ func (s *Server) authorizeRPC(ctx context.Context) error {
 
 // ReloadCertificates re-reads node.crt, node.key and ca.crt (SIGHUP): new
 // connections of every listener and every dial use them; open ones keep
-// theirs. On an error nothing changes. The gossip key is not reloaded.
+// theirs. On an error nothing changes. It then re-reads gossip.key
+// (ReloadGossipKeys); either may fail alone, and the error is the first.
 func (s *Server) ReloadCertificates() error {
 	if s.sec == nil {
 		return errors.New("this node runs --insecure: it has no certificates to reload")
@@ -149,9 +173,44 @@ func (s *Server) ReloadCertificates() error {
 	serial, err := s.sec.tls.Reload()
 	if err != nil {
 		s.log.Error("reloading the certificates failed; the node keeps the ones it had", "err", err)
+	} else {
+		s.log.Info("reloaded the certificates", "certs_dir", s.cfg.CertsDir, "node_cert_serial", serial)
+	}
+	if gerr := s.ReloadGossipKeys(); err == nil {
+		err = gerr
+	}
+	return err
+}
+
+// ReloadGossipKeys re-reads gossip.key: its first key encrypts what this
+// node gossips from now on, and every key of the file (and only those) is
+// accepted from peers. On an error nothing changes. Keys are logged by
+// fingerprint (security.Fingerprint), never themselves.
+func (s *Server) ReloadGossipKeys() error {
+	if s.sec == nil {
+		return errors.New("this node runs --insecure: it has no gossip key to reload")
+	}
+	ns := s.sec
+	keys, err := security.LoadGossipKeys(s.cfg.CertsDir)
+	if err == nil {
+		ns.gossipMu.Lock()
+		if ns.gossip != nil {
+			err = ns.gossip.SetKeys(keys.Primary, keys.Others)
+		}
+		if err == nil {
+			ns.gossipKeys = keys
+		}
+		ns.gossipMu.Unlock()
+	}
+	if err != nil {
+		s.log.Error("reloading the gossip key failed; the node keeps the keys it had", "err", err)
 		return err
 	}
-	s.log.Info("reloaded the certificates", "certs_dir", s.cfg.CertsDir, "node_cert_serial", serial)
+	var accepted []string
+	for _, k := range keys.Others {
+		accepted = append(accepted, security.Fingerprint(k))
+	}
+	s.log.Info("reloaded the gossip key", "sends_with", security.Fingerprint(keys.Primary), "also_accepts", strings.Join(accepted, ","))
 	return nil
 }
 

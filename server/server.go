@@ -845,13 +845,16 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 		Logger: s.log.With("node", id.NodeID),
 		Admit:  s.admitPeer,
 	}
-	if s.sec != nil {
-		cfg.SecretKey = s.sec.gossipKey
-	}
 	if s.cfg.FastGossip {
 		cfg.Tuning = gossip.FastTuning()
 	}
-	g, err := gossip.New(cfg)
+	var g *gossip.Gossip
+	var err error
+	if s.sec != nil {
+		g, err = s.sec.startGossip(cfg)
+	} else {
+		g, err = gossip.New(cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,39 @@ certificates directory: nodes do not need it.`,
 	}
 	gossipKey.Flags().StringVar(&o.CertsDir, "certs-dir", "", "the certificates directory")
 	gossipKey.Flags().BoolVar(&o.Overwrite, "overwrite", false, "replace an existing gossip.key (every node must then get the new file)")
+	var step string
+	var rotateDir string
+	rotate := &cobra.Command{
+		Use:   "rotate-gossip-key --certs-dir=DIR --step=add|use|remove",
+		Short: "one step of a gossip key rotation in DIR's gossip.key; copy the file to every node and SIGHUP each before the next step",
+		Long: `Rotates the cluster's gossip key without a restart, in three steps. After each
+step, copy the new gossip.key to every node's certificates directory and send
+each node SIGHUP (each logs "reloaded the gossip key"); only then take the
+next step:
+
+  add     append a new key: every node accepts it, none sends with it yet
+  use     make the new key the one every node sends with (the old one is still accepted)
+  remove  drop the old key: a process with only the old key is refused from now on
+
+At every moment every node accepts the key every other node sends with.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			keys, err := security.RotateGossipKey(rotateDir, security.GossipKeyStep(step))
+			if err != nil {
+				return err
+			}
+			var accepted []string
+			for _, k := range keys.Others {
+				accepted = append(accepted, security.Fingerprint(k))
+			}
+			fmt.Printf("wrote %s: sends with %s, also accepts [%s]\n", join(rotateDir, security.GossipKeyFile),
+				security.Fingerprint(keys.Primary), strings.Join(accepted, " "))
+			fmt.Println("next: copy it to every node's certificates directory and send each node SIGHUP")
+			return nil
+		},
+	}
+	rotate.Flags().StringVar(&rotateDir, "certs-dir", "", "the certificates directory whose gossip.key to change")
+	rotate.Flags().StringVar(&step, "step", "", "add, use or remove (in that order, each on every node before the next)")
 	node := &cobra.Command{
 		Use:   "create-node HOST... --certs-dir=DIR --ca-key=FILE",
 		Short: "create node.crt/node.key, valid for every name and address given",
@@ -131,6 +164,6 @@ certificates directory: nodes do not need it.`,
 		},
 	}
 	addFlags(list, false)
-	cmd.AddCommand(ca, node, client, gossipKey, list)
+	cmd.AddCommand(ca, node, client, gossipKey, rotate, list)
 	return cmd
 }

@@ -170,7 +170,8 @@ Raft leadership moves away) and then stops it.`,
 }
 
 // runUntilSignal runs a started node until SIGTERM/SIGINT (drain and stop) or
-// until its start fails. SIGHUP re-reads a secure node's certificates.
+// until its start fails. SIGHUP re-reads a secure node's certificates and
+// gossip key.
 func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 	sigC := make(chan os.Signal, 2)
 	signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
@@ -205,7 +206,7 @@ func runUntilSignal(s *server.Server, log *slog.Logger, selfInit bool) error {
 			return s.Stop(ctx)
 		case <-hupC:
 			if s.Secure() {
-				_ = s.ReloadCertificates() // logs the outcome; an error keeps the old certificates
+				_ = s.ReloadCertificates() // logs the outcome; an error keeps the old certificates (or gossip keys)
 			} else {
 				log.Info("received SIGHUP: this node runs --insecure, there are no certificates to reload")
 			}

@@ -41,6 +41,14 @@ func registerSecure(r *registry.Registry) {
 		Plan: certRotationPlan,
 	})
 	r.Add(registry.Spec{
+		Name: "secure/gossip-key-rotation",
+		Description: "a secure cluster under the workload rotates its gossip key with `kvnode cert rotate-gossip-key` (add, use, remove), " +
+			"each step copied to every node and SIGHUPed one node at a time; after each step a restarted node's new start time " +
+			"reaches every other node through gossip, and no node ever refuses gossip",
+		Suite: registry.Short, Nodes: 3,
+		Plan: gossipKeyRotationPlan,
+	})
+	r.Add(registry.Spec{
 		Name: "secure/rolling-upgrade",
 		Description: "a seeded rolling upgrade from the release before 2.1 to 2.1 of a secure cluster (certificates only until 2.1), " +
 			"maybe rolled back, with mixed-version steps and the workload; after finalization a user created with a password " +
@@ -428,5 +436,128 @@ func certRotationPlan(p registry.PlanParams) (*registry.Plan, error) {
 		return nil
 	})
 	plan.Add("stop the workload, read everything back through every node, check the history", sc.CheckWorkload(40))
+	return plan, nil
+}
+
+const (
+	gossipReloadedLine = "reloaded the gossip key"
+	gossipRefusedLine  = "refused gossip"
+)
+
+// gossipStartedAt is node target's started_at as node n's gossip has it
+// (crdb_internal.gossip_nodes).
+func gossipStartedAt(ctx context.Context, n, target *cluster.Node) (string, error) {
+	id, err := target.NodeID(ctx)
+	if err != nil {
+		return "", err
+	}
+	return n.QueryString(ctx, fmt.Sprintf("SELECT started_at FROM crdb_internal.gossip_nodes WHERE node_id = %d", id))
+}
+
+// restartSeenByGossip restarts node victim (SIGTERM) and waits until every
+// other node's gossip has its new start time: a message it sent after the
+// restart, with the gossip key of its file, was read by every node.
+func restartSeenByGossip(sc *steps.Scenario, victim int) steps.Func {
+	return func(ctx context.Context, e *registry.Env) error {
+		v := e.Cluster.Node(victim)
+		before, err := gossipStartedAt(ctx, e.Cluster.Node(1+victim%e.Cluster.Size()), v)
+		if err != nil {
+			return err
+		}
+		if err := v.Restart(ctx, v.Binary(), false); err != nil {
+			return err
+		}
+		sc.Note(e, "%s restarted", v)
+		for _, n := range e.Cluster.Running() {
+			if n == v {
+				continue
+			}
+			if err := steps.Eventually(ctx, 60*time.Second, func() error {
+				got, err := gossipStartedAt(ctx, n, v)
+				if err != nil {
+					return err
+				}
+				if got == before {
+					return errors.Newf("%s's gossip still has %s's start time from before the restart (%s)", n, v, got)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func gossipKeyRotationPlan(p registry.PlanParams) (*registry.Plan, error) {
+	rng := p.Rand()
+	sc := &steps.Scenario{}
+	initVia := 1 + rng.IntN(p.Nodes)
+	var staging string
+	refusedBefore := map[int]int{}
+	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d secure nodes on the default binary; the gossip key rotated under load", p.Nodes)}}
+	plan.Add("make the cluster secure: CA, gossip key, node and root certificates (kvnode cert)", makeSecure())
+	plan.Addf(sc.StartCluster([]string{cluster.DefaultRelease}, initVia), "start %d secure nodes, init through n%d", p.Nodes, initVia)
+	plan.Addf(sc.SetupWorkload(initVia), "create the workload's tables through n%d", initVia)
+	plan.Add("start the workload on every node", func(ctx context.Context, e *registry.Env) error {
+		staging = filepath.Join(e.Cluster.Dir(), "certs", "gossip-staging")
+		if err := os.MkdirAll(staging, 0o700); err != nil {
+			return err
+		}
+		if err := cluster.CopyFile(filepath.Join(e.Cluster.Node(1).CertsDir(), "gossip.key"), filepath.Join(staging, "gossip.key")); err != nil {
+			return err
+		}
+		for _, n := range e.Cluster.Nodes() {
+			refusedBefore[n.Index] = countInLog(n, gossipRefusedLine)
+		}
+		return sc.StartWorkload()(ctx, e)
+	})
+	plan.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, 60*time.Second))
+	for i, step := range []string{"add", "use", "remove"} {
+		victim := 1 + (initVia+i)%p.Nodes
+		plan.Addf(func(ctx context.Context, e *registry.Env) error {
+			bin, err := e.Binary(ctx, cluster.DefaultRelease)
+			if err != nil {
+				return err
+			}
+			out, err := e.Cluster.CertCLI(ctx, bin, "rotate-gossip-key", "--certs-dir="+staging, "--step="+step)
+			if err != nil {
+				return err
+			}
+			e.Logf("%s", out)
+			for _, n := range e.Cluster.Running() {
+				before := countInLog(n, gossipReloadedLine)
+				if err := cluster.CopyFile(filepath.Join(staging, "gossip.key"), filepath.Join(n.CertsDir(), "gossip.key")); err != nil {
+					return err
+				}
+				if err := n.Reload(); err != nil {
+					return err
+				}
+				if err := steps.Eventually(ctx, 20*time.Second, func() error {
+					if countInLog(n, gossipReloadedLine) <= before {
+						return errors.Newf("%s has not logged %q yet", n, gossipReloadedLine)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				sc.Note(e, "%s reloaded its gossip key (step %s)", n, step)
+				if err := sc.Workload.WaitProgress(ctx, 5, 90*time.Second); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, "kvnode cert rotate-gossip-key --step=%s; copy gossip.key to each node in turn and SIGHUP it (it logs the reload); 5 writes after each", step)
+		plan.Addf(restartSeenByGossip(sc, victim), "restart n%d (SIGTERM): every other node's gossip gets its new start time", victim)
+	}
+	plan.Add("no node refused gossip during the rotation", func(ctx context.Context, e *registry.Env) error {
+		for _, n := range e.Cluster.Nodes() {
+			if got := countInLog(n, gossipRefusedLine); got > refusedBefore[n.Index] {
+				return errors.Newf("%s refused gossip %d times during the rotation:\n%s", n, got-refusedBefore[n.Index], n.LogTail(20))
+			}
+		}
+		return nil
+	})
+	plan.Add("stop the workload, read everything back through every node, check the history", sc.CheckWorkload(20))
 	return plan, nil
 }
