@@ -41,11 +41,11 @@ type addPKState struct {
 
 // prepareAddPK rewrites the rows; nil state means IF EXISTS found no table.
 func (e *Executor) prepareAddPK(ctx context.Context, s *parser.AlterTableAddPrimaryKey) (*addPKState, error) {
-	name, err := userTableName(s.Name, "alter")
+	db, name, err := e.userTableName(ctx, s.Name, "alter")
 	if err != nil {
 		return nil, err
 	}
-	cur, ok := e.catalog.Get(name)
+	cur, ok := e.catalog.GetTable(db, name)
 	if !ok {
 		if s.IfExists {
 			return nil, nil
@@ -206,7 +206,7 @@ func (e *Executor) addPrimaryKey(st *addPKState) (*catalog.TableDescriptor, erro
 	if st == nil {
 		return nil, nil
 	}
-	cur, ok := e.catalog.Get(st.desc.Name)
+	cur, ok := e.catalog.Get(st.desc.Key())
 	if !ok || cur.ID != st.oldID || cur.Version != st.oldVersion {
 		return nil, pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeSerializationFailure, "table %q changed while ADD PRIMARY KEY rewrote its rows", st.desc.Name),

@@ -375,7 +375,7 @@ func arrayUpper(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 func (ec *evalCtx) catalog() (*catalogSnapshot, error) {
 	st := ec.state()
 	if st.cat == nil {
-		s, err := ec.exec.catalogSnapshot()
+		s, err := ec.exec.catalogSnapshot(currentDB(ec.ctx))
 		if err != nil {
 			return nil, err
 		}

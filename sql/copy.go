@@ -54,8 +54,8 @@ func (p *copyPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
 		"send the COPY statement as a simple Query message, as psql, pgx's CopyFrom and JDBC's CopyManager do")
 }
 
-func (e *Executor) analyzeCopy(s *parser.CopyFrom) (*copyPlan, error) {
-	ti, err := e.resolveTable(s.Table)
+func (e *Executor) analyzeCopy(s *parser.CopyFrom, db string) (*copyPlan, error) {
+	ti, err := e.resolveTable(db, s.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -601,7 +601,7 @@ func (e *Executor) analyzeCopyOut(s *parser.CopyTo, params *paramSet) (*copyOutP
 		p.query = q
 		return p, nil
 	}
-	in, err := e.analyzeCopy(&s.CopyFrom)
+	in, err := e.analyzeCopy(&s.CopyFrom, params.db)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,15 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		tag = "DROP TABLE"
 	case *parser.AlterTableAddColumn:
 		tag = "ALTER TABLE"
+	case *parser.CreateDatabase:
+		tag = "CREATE DATABASE"
+	case *parser.DropDatabase:
+		tag = "DROP DATABASE"
+		if normalizeDatabase(currentDB(ctx)) == s.Name {
+			return pgwire.Result{}, pgerror.WithHintf(
+				pgerror.Newf(pgerror.CodeObjectInUse, "cannot drop the currently open database"),
+				"connect to another database first (for example \\c defaultdb in psql, or SET database = defaultdb)")
+		}
 	case *parser.AlterTableAddPrimaryKey:
 		tag = "ALTER TABLE"
 		st, err := p.e.prepareAddPK(ctx, s)
@@ -81,13 +90,17 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 				"the primary key was added, but deleting the table's old rows failed (%v); they are unreachable and only take space", werr)}}, nil
 		}
 	}
-	if _, ok := p.stmt.(*parser.DropTable); ok {
+	switch p.stmt.(type) {
+	case *parser.DropTable, *parser.DropDatabase:
 		// Delete the rows only after the tombstones are durable (here
 		// and on their way to the peers, or committed in group 0): a
 		// crash in between leaves unreachable garbage, never a live table
 		// without its rows.
 		var ops []kvpb.Op
 		for _, d := range changed {
+			if d.IsDatabase {
+				continue
+			}
 			start, end := rowenc.TableSpan(d.ID)
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
 		}
@@ -119,6 +132,10 @@ func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) 
 		return one(p.e.addColumn(ctx, s))
 	case *parser.AlterTableAddPrimaryKey:
 		return one(p.e.addPrimaryKey(p.addPK))
+	case *parser.CreateDatabase:
+		return one(p.e.createDatabase(ctx, s))
+	case *parser.DropDatabase:
+		return p.e.dropDatabase(s)
 	}
 	return nil, errors.AssertionFailedf("not DDL: %T", p.stmt)
 }
@@ -203,7 +220,7 @@ func one(d *catalog.TableDescriptor, err error) ([]catalog.TableDescriptor, erro
 func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Result, error) {
 	var ops []kvpb.Op
 	for _, n := range s.Names {
-		ti, err := e.resolveTable(n)
+		ti, err := e.resolveTable(currentDB(ctx), n)
 		if err != nil {
 			return pgwire.Result{}, err
 		}
@@ -225,18 +242,23 @@ func (e *Executor) pushSchema(ctx context.Context, descs []catalog.TableDescript
 	e.cfg.Peers.PushSchema(ctx, descs)
 }
 
-// userTableName resolves the name of a table to create, drop or alter.
-func userTableName(n parser.TableName, verb string) (string, error) {
-	name, virt, err := classifyTableName(n)
+// userTableName resolves the name of a table to create, drop or alter in
+// the session's database: it returns the table's database as descriptors
+// hold it ("" for defaultdb) and its name.
+func (e *Executor) userTableName(ctx context.Context, n parser.TableName, verb string) (db, name string, err error) {
+	db, name, virt, err := e.classifyTableName(currentDB(ctx), n)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if virt {
-		return "", pgerror.WithHintf(
+		return "", "", pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeInsufficientPrivilege, "cannot %s %s: it is a virtual table", verb, n.String()),
 			"user tables live in the schema public")
 	}
-	return name, nil
+	if db == catalog.DefaultDatabase {
+		db = ""
+	}
+	return db, name, nil
 }
 
 // types21Active reports whether columns may use the types and type
@@ -302,11 +324,15 @@ func (e *Executor) addChecks(desc *catalog.TableDescriptor, checks []*parser.Che
 }
 
 func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*catalog.TableDescriptor, error) {
-	name, err := userTableName(s.Name, "create")
+	db, name, err := e.userTableName(ctx, s.Name, "create")
 	if err != nil {
 		return nil, err
 	}
-	if _, exists := e.catalog.Get(name); exists {
+	if db != "" && !e.catalog.HasDatabase(db) {
+		// The session's database was dropped by another session.
+		return nil, unknownDatabase(db)
+	}
+	if _, exists := e.catalog.GetTable(db, name); exists {
 		if s.IfNotExists {
 			return nil, nil
 		}
@@ -316,7 +342,7 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 	// a newer change merged from a peer before Apply makes Apply fail.
 	modTime := e.catalog.Clock().Now()
 
-	desc := &catalog.TableDescriptor{Name: name, Version: 1, ModTime: modTime}
+	desc := &catalog.TableDescriptor{Name: name, Database: db, Version: 1, ModTime: modTime}
 	var pkNames []string
 	for i, c := range s.Columns {
 		if desc.ColumnIndex(c.Name) >= 0 {
@@ -408,11 +434,11 @@ func (e *Executor) dropTables(ctx context.Context, s *parser.DropTable) ([]catal
 	}
 	var cur []target
 	for _, n := range s.Names {
-		name, err := userTableName(n, "drop")
+		db, name, err := e.userTableName(ctx, n, "drop")
 		if err != nil {
 			return nil, err
 		}
-		d, ok := e.catalog.Get(name)
+		d, ok := e.catalog.GetTable(db, name)
 		if !ok {
 			if s.IfExists {
 				continue
@@ -433,11 +459,11 @@ func (e *Executor) dropTables(ctx context.Context, s *parser.DropTable) ([]catal
 }
 
 func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn) (*catalog.TableDescriptor, error) {
-	name, err := userTableName(s.Name, "alter")
+	db, name, err := e.userTableName(ctx, s.Name, "alter")
 	if err != nil {
 		return nil, err
 	}
-	cur, ok := e.catalog.Get(name)
+	cur, ok := e.catalog.GetTable(db, name)
 	if !ok {
 		if s.IfExists {
 			return nil, nil
@@ -504,7 +530,10 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 
 // ---- SHOW TABLES / SHOW CREATE TABLE ----
 
-type showTablesPlan struct{ e *Executor }
+type showTablesPlan struct {
+	e  *Executor
+	db string // "" for the session's database
+}
 
 func (p *showTablesPlan) columns() []pgwire.Column {
 	return []pgwire.Column{
@@ -513,9 +542,15 @@ func (p *showTablesPlan) columns() []pgwire.Column {
 	}
 }
 func (p *showTablesPlan) stale() bool { return false }
-func (p *showTablesPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
+func (p *showTablesPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, error) {
+	db := p.db
+	if db == "" {
+		db = currentDB(ctx)
+	} else if !p.e.catalog.HasDatabase(db) {
+		return pgwire.Result{}, unknownDatabase(db)
+	}
 	var rows [][]types.Datum
-	for _, d := range p.e.catalog.Tables() {
+	for _, d := range p.e.catalog.TablesIn(db) {
 		rows = append(rows, []types.Datum{"public", d.Name, "table", "root"})
 	}
 	return pgwire.Result{Rows: rows, Tag: fmt.Sprintf("SELECT %d", len(rows))}, nil
@@ -530,8 +565,8 @@ func (p *showCreatePlan) columns() []pgwire.Column {
 	return []pgwire.Column{{Name: "table_name", Type: types.String}, {Name: "create_statement", Type: types.String}}
 }
 func (p *showCreatePlan) stale() bool { return false }
-func (p *showCreatePlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
-	ti, err := p.e.resolveTable(p.name)
+func (p *showCreatePlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, error) {
+	ti, err := p.e.resolveTable(currentDB(ctx), p.name)
 	if err != nil {
 		return pgwire.Result{}, err
 	}

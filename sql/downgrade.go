@@ -3,6 +3,8 @@ package sql
 import (
 	"fmt"
 
+	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/types"
 )
 
@@ -19,9 +21,20 @@ type DowngradeBlocker struct {
 // not enforce (rows written then would break them once the cluster is at
 // 2.1 again). Release 2.1's other stored formats add their entries here. Users, roles and grants are not listed: a 2.0 binary never
 // reads their keys, so they stay, dormant (migrations/DESIGN.md).
+// Databases other than defaultdb and postgres are refused too: release 2.0
+// has no database records and would show their tables as tables of
+// defaultdb no one can name (their tombstones, once dropped, are harmless).
 func (e *Executor) Release21Blockers() []DowngradeBlocker {
 	var out []DowngradeBlocker
-	for _, d := range e.catalog.Tables() {
+	for _, db := range e.catalog.Databases() {
+		out = append(out, DowngradeBlocker{
+			Reason: fmt.Sprintf("database %s exists (%d tables), which release 2.0 cannot represent: it has only defaultdb and postgres",
+				db.Name, len(e.catalog.TablesIn(db.Name))),
+			Fix: fmt.Sprintf("DROP DATABASE %s CASCADE (copy its tables' rows out first, for example into defaultdb), or keep the cluster at 2.1",
+				parser.QuotedIdent(db.Name)),
+		})
+	}
+	for _, d := range e.catalog.TablesIn(catalog.DefaultDatabase) {
 		for _, ck := range d.Checks {
 			out = append(out, DowngradeBlocker{
 				Reason: fmt.Sprintf("table %s has the CHECK constraint %s (%s), which release 2.0 would not enforce", d.Name, ck.Name, ck.Expr),

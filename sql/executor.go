@@ -347,7 +347,7 @@ func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgw
 	if err := e.checkLogin(ctx, args.User); err != nil {
 		return nil, err
 	}
-	if err := checkDatabase(args.Database); err != nil {
+	if err := e.checkDatabase(args.Database); err != nil {
 		return nil, err
 	}
 	s := newSession(e, args)
@@ -368,18 +368,21 @@ func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgw
 	return s, nil
 }
 
-// checkDatabase accepts the databases that exist from bootstrap: defaultdb
-// (CockroachDB's) and postgres (libpq's and many tools' default). kvnode
-// has no per-database tables yet: both names reach the same tables, the
-// ones SHOW TABLES lists.
-func checkDatabase(db string) error {
-	switch db {
-	case "", "defaultdb", "postgres":
+// checkDatabase accepts the databases that exist: defaultdb (CockroachDB's)
+// and postgres (libpq's and many tools' default) from bootstrap, and those
+// of CREATE DATABASE. An empty name means defaultdb.
+func (e *Executor) checkDatabase(db string) error {
+	if db == "" || e.catalog.HasDatabase(db) {
 		return nil
 	}
+	return unknownDatabase(db)
+}
+
+func unknownDatabase(db string) error {
 	return pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeInvalidCatalogName, "database %q does not exist", db),
-		"kvnode's databases are defaultdb and postgres; connect to one of them (for example postgresql://root@host:port/defaultdb)")
+		"SHOW DATABASES lists the databases (defaultdb and postgres exist from bootstrap); "+
+			"connect to one of them, for example postgresql://root@host:port/defaultdb, or CREATE DATABASE %s", parser.QuotedIdent(db))
 }
 
 // uniqueRowID returns a cluster-unique INT8, like CockroachDB's

@@ -394,7 +394,7 @@ func runScript(t *testing.T, path string) {
 				}
 				var names []string
 				for _, td := range e.Catalog().All() {
-					s := fmt.Sprintf("%s@%d/v%d", td.Name, td.ID, td.Version)
+					s := fmt.Sprintf("%s@%d/v%d", strings.ReplaceAll(td.Key(), "\x00", "/"), td.ID, td.Version)
 					if td.Dropped {
 						s += "(dropped)"
 					}

@@ -63,7 +63,7 @@ func (p *insertPlan) columns() []pgwire.Column { return p.cols }
 func (p *insertPlan) stale() bool              { return p.e.isStale(p.ti) }
 
 func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPlan, error) {
-	ti, err := e.resolveTable(s.Table)
+	ti, err := e.resolveTable(params.db, s.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -680,7 +680,7 @@ func (p *updatePlan) columns() []pgwire.Column { return p.cols }
 func (p *updatePlan) stale() bool              { return p.e.isStale(p.ti) }
 
 func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, error) {
-	if name, virt, err := classifyTableName(s.Table); err == nil && virt {
+	if _, name, virt, err := e.classifyTableName(params.db, s.Table); err == nil && virt {
 		vt, ok := e.virtualTable(name)
 		if !ok {
 			return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", name),
@@ -688,7 +688,7 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 		}
 		return e.analyzeVirtualUpdate(s, vt, params)
 	}
-	ti, err := e.resolveTable(s.Table)
+	ti, err := e.resolveTable(params.db, s.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -832,7 +832,7 @@ func (p *deletePlan) columns() []pgwire.Column { return p.cols }
 func (p *deletePlan) stale() bool              { return p.e.isStale(p.ti) }
 
 func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePlan, error) {
-	ti, err := e.resolveTable(s.Table)
+	ti, err := e.resolveTable(params.db, s.Table)
 	if err != nil {
 		return nil, err
 	}

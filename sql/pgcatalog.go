@@ -160,9 +160,10 @@ type catalogSnapshot struct {
 	virtByOID map[int64]string
 }
 
-func (e *Executor) catalogSnapshot() (*catalogSnapshot, error) {
+func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
 	s := &catalogSnapshot{e: e, byOID: map[int64]*tableInfo{}, byName: map[string]*tableInfo{}, virtByOID: map[int64]string{}}
-	descs := e.catalog.Tables()
+	// A database's catalog describes its own tables, as in PostgreSQL.
+	descs := e.catalog.TablesIn(db)
 	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
 	for _, d := range descs {
 		ti, err := e.tables.infoFor(d)
@@ -192,7 +193,7 @@ func (e *Executor) catalogSnapshot() (*catalogSnapshot, error) {
 func (e *Executor) snapshotFor(ctx context.Context) (*catalogSnapshot, error) {
 	if st, ok := ctx.Value(stmtKey{}).(*stmtState); ok {
 		if st.cat == nil {
-			cat, err := e.catalogSnapshot()
+			cat, err := e.catalogSnapshot(currentDB(ctx))
 			if err != nil {
 				return nil, err
 			}
@@ -200,7 +201,7 @@ func (e *Executor) snapshotFor(ctx context.Context) (*catalogSnapshot, error) {
 		}
 		return st.cat, nil
 	}
-	return e.catalogSnapshot()
+	return e.catalogSnapshot(currentDB(ctx))
 }
 
 type stmtKey struct{}
@@ -447,7 +448,13 @@ var catalogTables = []catTable{
 				return []types.Datum{oid, name, int64(oidRoot), int64(6), "C.UTF-8", "C.UTF-8", false, true, int64(-1),
 					int64(0), int64(0), int64(0), int64(1663), nil}
 			}
-			return [][]types.Datum{row(oidDBDefaultdb, "defaultdb"), row(oidDBPostgres, "postgres")}, nil
+			out := [][]types.Datum{row(oidDBDefaultdb, "defaultdb"), row(oidDBPostgres, "postgres")}
+			for _, d := range s.e.catalog.Databases() {
+				// Databases take their IDs from the tables' counter, so
+				// tableOID is unique across both.
+				out = append(out, row(tableOID(d), d.Name))
+			}
+			return out, nil
 		}},
 	{name: "pg_catalog.pg_roles", cols: "oid int, rolname text, rolsuper bool, rolinherit bool, rolcreaterole bool, " +
 		"rolcreatedb bool, rolcanlogin bool, rolreplication bool, rolconnlimit int, rolpassword text, rolvaliduntil text, " +

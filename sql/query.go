@@ -269,7 +269,7 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 			return derivedItem(c.node, c.cols, alias, nil)
 		}
 	}
-	name, virt, err := classifyTableName(v.Name)
+	db, name, virt, err := b.e.classifyTableName(b.params.db, v.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +293,7 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 		}
 		return &fromItem{node: &virtualScanNode{vt: vt}, tables: []scopeTable{st}}, nil
 	}
-	desc, ok := b.e.catalog.Get(name)
+	desc, ok := b.e.catalog.GetTable(db, name)
 	if !ok {
 		return nil, undefinedTable(name)
 	}

@@ -68,7 +68,7 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 
 // isStale reports whether the table changed since ti was resolved.
 func (e *Executor) isStale(ti *tableInfo) bool {
-	cur, ok := e.catalog.Get(ti.desc.Name)
+	cur, ok := e.catalog.Get(ti.desc.Key())
 	return !ok || cur != ti.desc
 }
 

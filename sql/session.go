@@ -92,6 +92,7 @@ func (s *session) Prepare(ctx context.Context, stmt pgwire.Statement, paramTypes
 // analyze builds the plan of a statement.
 func (s *session) analyze(st parser.Stmt, declared []types.T, n int) (plan, *paramSet, error) {
 	params := newParamSet(n, declared)
+	params.db = s.database()
 	pl, err := s.analyzeStmt(st, params)
 	if err != nil {
 		return nil, nil, err
@@ -126,14 +127,15 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		return e.analyzeUpdate(v, params)
 	case *parser.Delete:
 		return e.analyzeDelete(v, params)
-	case *parser.CreateTable, *parser.DropTable, *parser.AlterTableAddColumn, *parser.Truncate, *parser.AlterTableAddPrimaryKey:
+	case *parser.CreateTable, *parser.DropTable, *parser.AlterTableAddColumn, *parser.Truncate, *parser.AlterTableAddPrimaryKey,
+		*parser.CreateDatabase, *parser.DropDatabase:
 		if len(params.types) > 0 {
 			return nil, pgerror.WithHintf(unsupported("placeholders are not allowed in %s", st.StatementTag()),
 				"write the values into the statement")
 		}
 		return &ddlPlan{e: e, stmt: st}, nil
 	case *parser.CopyFrom:
-		return e.analyzeCopy(v)
+		return e.analyzeCopy(v, params.db)
 	case *parser.CopyTo:
 		return e.analyzeCopyOut(v, params)
 	case *parser.Maintenance:
@@ -141,7 +143,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	case *parser.Discard:
 		return &discardPlan{s: s, stmt: v}, nil
 	case *parser.ShowTables:
-		return &showTablesPlan{e: e}, nil
+		return &showTablesPlan{e: e, db: v.Database}, nil
 	case *parser.ShowCreateTable:
 		return &showCreatePlan{e: e, name: v.Name}, nil
 	case *parser.ShowVar:
@@ -192,7 +194,7 @@ func (p *prepared) Exec(ctx context.Context, params []types.Datum) (_ pgwire.Res
 		return pgwire.Result{}, pgerror.Newf(pgerror.CodeProtocolViolation,
 			"statement needs %d parameters, got %d", len(p.params.types), len(params))
 	}
-	if p.plan.stale() {
+	if p.plan.stale() || p.params.db != p.s.database() {
 		pl, ps, err := p.s.analyze(p.stmt.AST, p.declared, p.n)
 		if err != nil {
 			return pgwire.Result{}, err

@@ -150,9 +150,10 @@ func (ti *tableInfo) scope(offset int, names ...string) scopeTable {
 	return st
 }
 
-// resolveTable finds a user table by a possibly qualified name.
-func (e *Executor) resolveTable(n parser.TableName) (*tableInfo, error) {
-	name, virt, err := classifyTableName(n)
+// resolveTable finds a user table by a possibly qualified name; db is the
+// session's database.
+func (e *Executor) resolveTable(db string, n parser.TableName) (*tableInfo, error) {
+	tdb, name, virt, err := e.classifyTableName(db, n)
 	if err != nil {
 		return nil, err
 	}
@@ -161,33 +162,46 @@ func (e *Executor) resolveTable(n parser.TableName) (*tableInfo, error) {
 			pgerror.Newf(pgerror.CodeInsufficientPrivilege, "%s is a virtual table and cannot be modified", n.String()),
 			"only SELECT works on system and crdb_internal tables")
 	}
-	desc, ok := e.catalog.Get(name)
+	desc, ok := e.catalog.GetTable(tdb, name)
 	if !ok {
 		return nil, undefinedTable(name)
 	}
 	return e.tables.infoFor(desc)
 }
 
-// classifyTableName strips the database and schema from a table name. It
-// reports a name in a virtual schema (system, crdb_internal, ...) as
-// virt=true with the name qualified ("system.local").
-func classifyTableName(n parser.TableName) (name string, virt bool, err error) {
+// classifyTableName resolves a table name in the session's database cur:
+// it returns the table's database and name, or for a name in a virtual
+// schema (system, crdb_internal, ...) virt=true with the name qualified
+// ("system.local"). A name qualified by a database (db.public.t, or db.t
+// as CockroachDB accepts it) names a table of that database, which must
+// exist.
+func (e *Executor) classifyTableName(cur string, n parser.TableName) (db, name string, virt bool, err error) {
+	db = normalizeDatabase(cur)
 	switch len(n.Parts) {
 	case 1:
-		return n.Parts[0], false, nil
-	case 3:
-		if err := checkDatabase(n.Parts[0]); err != nil {
-			return "", false, err
+		return db, n.Parts[0], false, nil
+	case 2:
+		switch n.Parts[0] {
+		case "public", "system", "crdb_internal", "pg_catalog", "information_schema":
+		default:
+			if e.catalog.HasDatabase(n.Parts[0]) {
+				return n.Parts[0], n.Parts[1], false, nil
+			}
 		}
+	case 3:
+		if !e.catalog.HasDatabase(n.Parts[0]) {
+			return "", "", false, unknownDatabase(n.Parts[0])
+		}
+		db = n.Parts[0]
 	}
 	schema, table := n.Schema(), n.Table()
 	switch schema {
 	case "public":
-		return table, false, nil
+		return db, table, false, nil
 	case "system", "crdb_internal", "pg_catalog", "information_schema":
-		return schema + "." + table, true, nil
+		return db, schema + "." + table, true, nil
 	}
-	return "", false, pgerror.WithHintf(
+	return "", "", false, pgerror.WithHintf(
 		pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", n.String()),
 		"user tables live in the schema public; virtual tables in system and crdb_internal")
 }

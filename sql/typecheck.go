@@ -105,6 +105,9 @@ type paramSet struct {
 	// access collects what the statement needs of its user (privileges,
 	// users_exec.go), checked at every execution.
 	access []accessReq
+	// db is the session's database when the statement was analyzed: the
+	// one its unqualified table names resolve in ("" means defaultdb).
+	db string
 }
 
 func newParamSet(n int, declared []types.T) *paramSet {
@@ -690,10 +693,11 @@ func (a *analyzer) resolveColumn(v *parser.ColumnRef) (texpr, error) {
 	name := v.Name()
 	qual := v.Qualifier()
 	if len(v.Parts) > 2 {
-		// db.schema.table.col or schema.table.col: the leading parts must
-		// name the only database and schema there are.
+		// db.schema.table.col, schema.table.col or db.table.col: the
+		// leading parts name the session's database and the schema public
+		// (the table itself was resolved by the FROM clause).
 		for _, p := range v.Parts[:len(v.Parts)-2] {
-			if p != "defaultdb" && p != "postgres" && p != "public" {
+			if p != normalizeDatabase(a.params.db) && p != "public" {
 				return nil, undefinedColumn(v.String())
 			}
 		}

@@ -186,7 +186,14 @@ func (s *session) collectAccess(pl plan, params *paramSet) {
 	case *virtualUpdatePlan:
 		params.need(accessReq{kind: accessAdmin, what: "update " + p.vt.name})
 	case *ddlPlan:
-		params.need(accessReq{kind: accessDatabase, priv: users.Create, what: p.stmt.StatementTag()})
+		switch p.stmt.(type) {
+		case *parser.CreateDatabase, *parser.DropDatabase:
+			// CockroachDB lets admins and roles with CREATEDB create
+			// databases; kvnode has no role options yet, so admins.
+			params.need(accessReq{kind: accessAdmin, what: "run " + p.stmt.StatementTag()})
+		default:
+			params.need(accessReq{kind: accessDatabase, priv: users.Create, what: p.stmt.StatementTag()})
+		}
 	case *hookPlan:
 		params.need(accessReq{kind: accessAdmin, what: "run " + p.stmt.StatementTag()})
 	case *explainPlan:
@@ -256,8 +263,11 @@ func (s *session) afterDDL(ctx context.Context, stmt parser.Stmt, changed []cata
 	var ops []kvpb.Op
 	for _, d := range changed {
 		obj := users.TableObject(d.ID)
+		if d.IsDatabase {
+			obj = users.DatabaseObject(d.Name)
+		}
 		switch stmt.(type) {
-		case *parser.DropTable:
+		case *parser.DropTable, *parser.DropDatabase:
 			lo, hi := keys.GrantObjectSpan(obj)
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: lo, EndKey: hi})
 		case *parser.CreateTable:
@@ -636,7 +646,7 @@ func contains(xs []string, x string) bool {
 func (p *userPlan) grantObjects(t *parser.GrantTarget) (objs []string, names []string, all []users.Privilege, err error) {
 	if len(t.Databases) > 0 {
 		for _, d := range t.Databases {
-			if err := checkDatabase(d); err != nil {
+			if err := p.s.e.checkDatabase(d); err != nil {
 				return nil, nil, nil, err
 			}
 			objs, names = append(objs, users.DatabaseObject(d)), append(names, d)
@@ -644,7 +654,7 @@ func (p *userPlan) grantObjects(t *parser.GrantTarget) (objs []string, names []s
 		return objs, names, users.DatabasePrivileges, nil
 	}
 	for _, n := range t.Tables {
-		name, virt, err := classifyTableName(n)
+		db, name, virt, err := p.s.e.classifyTableName(p.s.database(), n)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -653,7 +663,7 @@ func (p *userPlan) grantObjects(t *parser.GrantTarget) (objs []string, names []s
 				pgerror.Newf(pgerror.CodeInvalidGrantOperation, "cannot grant privileges on %s: it is a virtual table", name),
 				"pg_catalog and information_schema are readable by every user; system and crdb_internal by admins (GRANT admin TO name)")
 		}
-		d, ok := p.s.e.catalog.Get(name)
+		d, ok := p.s.e.catalog.GetTable(db, name)
 		if !ok {
 			return nil, nil, nil, undefinedTable(name)
 		}

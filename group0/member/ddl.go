@@ -141,7 +141,7 @@ func (t *SchemaTxn) Commit(ctx context.Context, descs []catalog.TableDescriptor,
 		if err != nil {
 			return errors.NewAssertionErrorWithWrappedErrf(err, "encoding descriptor %q", d.Name)
 		}
-		tables[d.Name] = b
+		tables[d.Key()] = b
 	}
 	ch := group0.Change{ID: newChangeID(), Tables: tables, Description: description, NodeID: self, Time: time.Now()}
 	cctx, cancel := context.WithTimeout(ctx, m.timeout())

@@ -228,7 +228,7 @@ func (m *Member) seedDataLocked(reason string) (map[string][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		tables[d.Name] = b
+		tables[d.Key()] = b
 	}
 	return group0.InitialState(tables, reason, m.node.NodeID(), time.Now()), nil
 }

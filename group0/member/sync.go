@@ -49,7 +49,7 @@ func (c Cluster) SyncSchema(ctx context.Context, ids []int32) error {
 		}
 		merged := map[string]catalog.TableDescriptor{}
 		for _, d := range current {
-			merged[d.Name] = d
+			merged[d.Key()] = d
 		}
 		changed := map[string][]byte{}
 		for _, id := range ids {
@@ -58,15 +58,15 @@ func (c Cluster) SyncSchema(ctx context.Context, ids []int32) error {
 				return errors.Wrapf(err, "pulling the schema of node %d", id)
 			}
 			for _, d := range descs {
-				if cur, ok := merged[d.Name]; ok && !cur.ModTime.Less(d.ModTime) {
+				if cur, ok := merged[d.Key()]; ok && !cur.ModTime.Less(d.ModTime) {
 					continue
 				}
-				merged[d.Name] = d
+				merged[d.Key()] = d
 				b, err := json.Marshal(d)
 				if err != nil {
 					return err
 				}
-				changed[d.Name] = b
+				changed[d.Key()] = b
 			}
 		}
 		target := snap.StateID

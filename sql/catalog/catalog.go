@@ -14,7 +14,7 @@ import (
 )
 
 // KeyPrefix is the prefix, in the node's local store, of the persisted
-// descriptors: KeyPrefix + table name.
+// descriptors: KeyPrefix + the descriptor's Key.
 const KeyPrefix = "\x03schema/"
 
 // LocalStore is the node's own, unreplicated, durable store. The catalog
@@ -34,8 +34,8 @@ var ErrConcurrentChange = errors.New("concurrent schema change")
 // snapshot is an immutable view of the catalog; readers load it without
 // locking, so statement planning never waits for a DDL's fsync.
 type snapshot struct {
-	byName map[string]*TableDescriptor // includes tombstones
-	sorted []*TableDescriptor          // by name
+	byName map[string]*TableDescriptor // by Key; includes tombstones
+	sorted []*TableDescriptor          // by Key
 	digest string
 }
 
@@ -77,7 +77,7 @@ func New(store LocalStore, clock *Clock) (*Catalog, error) {
 			return nil, errors.Wrapf(err, "stored descriptor at key %q is invalid", kv.Key)
 		}
 		clock.Update(d.ModTime)
-		byName[d.Name] = &d
+		byName[d.Key()] = &d
 	}
 	c.snap.Store(newSnapshot(byName))
 	return c, nil
@@ -88,7 +88,7 @@ func newSnapshot(byName map[string]*TableDescriptor) *snapshot {
 	for _, d := range byName {
 		s.sorted = append(s.sorted, d)
 	}
-	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].Name < s.sorted[j].Name })
+	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].Key() < s.sorted[j].Key() })
 	// The digest covers the canonical encoding of every descriptor,
 	// tombstones included: two nodes agree on it exactly when their
 	// schemas (and the knowledge of drops) agree.
@@ -105,20 +105,66 @@ func newSnapshot(byName map[string]*TableDescriptor) *snapshot {
 // modification times from it.
 func (c *Catalog) Clock() *Clock { return c.clock }
 
-// Get returns the live (not dropped) descriptor of the named table. The
-// descriptor is shared: do not modify it.
-func (c *Catalog) Get(name string) (*TableDescriptor, bool) {
-	d, ok := c.snap.Load().byName[name]
+// Get returns the live (not dropped) descriptor with the given Key (for a
+// table of defaultdb, its name). The descriptor is shared: do not modify it.
+func (c *Catalog) Get(key string) (*TableDescriptor, bool) {
+	d, ok := c.snap.Load().byName[key]
 	if !ok || d.Dropped {
 		return nil, false
 	}
 	return d, true
 }
 
-// GetRecord returns the named descriptor even when it is a tombstone.
-func (c *Catalog) GetRecord(name string) (*TableDescriptor, bool) {
-	d, ok := c.snap.Load().byName[name]
+// GetTable returns the live descriptor of table name in database db.
+func (c *Catalog) GetTable(db, name string) (*TableDescriptor, bool) {
+	return c.Get(TableKey(db, name))
+}
+
+// GetRecord returns the descriptor with the given Key even when it is a
+// tombstone.
+func (c *Catalog) GetRecord(key string) (*TableDescriptor, bool) {
+	d, ok := c.snap.Load().byName[key]
 	return d, ok
+}
+
+// HasDatabase reports whether database db exists: a built-in one, or one
+// with a live record.
+func (c *Catalog) HasDatabase(db string) bool {
+	if IsBuiltinDatabase(db) {
+		return true
+	}
+	_, ok := c.Get(DatabaseKey(db))
+	return ok
+}
+
+// Databases returns the live records of the databases created by CREATE
+// DATABASE, sorted by name (the built-in ones have none).
+func (c *Catalog) Databases() []*TableDescriptor {
+	s := c.snap.Load()
+	var out []*TableDescriptor
+	for _, d := range s.sorted {
+		if d.IsDatabase && !d.Dropped {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// TablesIn returns the live tables of database db sorted by name (shared,
+// read-only).
+func (c *Catalog) TablesIn(db string) []*TableDescriptor {
+	if db == DefaultDatabase {
+		db = ""
+	}
+	var out []*TableDescriptor
+	for _, d := range c.Tables() {
+		if d.Database == db {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // All returns every descriptor, tombstones included, sorted by name. This is
@@ -132,12 +178,13 @@ func (c *Catalog) All() []TableDescriptor {
 	return out
 }
 
-// Tables returns the live descriptors sorted by name (shared, read-only).
+// Tables returns the live tables of every database, sorted by Key (shared,
+// read-only).
 func (c *Catalog) Tables() []*TableDescriptor {
 	s := c.snap.Load()
 	out := make([]*TableDescriptor, 0, len(s.sorted))
 	for _, d := range s.sorted {
-		if !d.Dropped {
+		if !d.Dropped && !d.IsDatabase {
 			out = append(out, d)
 		}
 	}
@@ -189,7 +236,7 @@ func (c *Catalog) Apply(desc TableDescriptor) error {
 
 func (c *Catalog) applyLocked(desc *TableDescriptor) error {
 	cur := c.snap.Load()
-	if old, ok := cur.byName[desc.Name]; ok && !old.ModTime.Less(desc.ModTime) {
+	if old, ok := cur.byName[desc.Key()]; ok && !old.ModTime.Less(desc.ModTime) {
 		return pgerror.WithHintf(pgerror.WithCode(
 			errors.Wrapf(ErrConcurrentChange, "table %q was changed concurrently on another node (at %s)", desc.Name, old.ModTime),
 			pgerror.CodeSerializationFailure), "retry the statement")
@@ -230,9 +277,9 @@ func (c *Catalog) mergeLocked(descs []TableDescriptor) (bool, error) {
 	for i := range descs {
 		d := &descs[i]
 		c.clock.Update(d.ModTime)
-		old, ok := pending[d.Name]
+		old, ok := pending[d.Key()]
 		if !ok {
-			old, ok = cur.byName[d.Name]
+			old, ok = cur.byName[d.Key()]
 		}
 		if ok && !old.ModTime.Less(d.ModTime) {
 			continue
@@ -242,7 +289,7 @@ func (c *Catalog) mergeLocked(descs []TableDescriptor) (bool, error) {
 			break
 		}
 		cl := d.Clone()
-		pending[d.Name] = cl
+		pending[d.Key()] = cl
 		winners = append(winners, cl)
 	}
 	if len(winners) > 0 {
@@ -256,7 +303,7 @@ func (c *Catalog) persist(d *TableDescriptor) error {
 	if err != nil {
 		return errors.NewAssertionErrorWithWrappedErrf(err, "encoding descriptor %q", d.Name)
 	}
-	if err := c.store.Put([]byte(KeyPrefix+d.Name), b); err != nil {
+	if err := c.store.Put([]byte(KeyPrefix+d.Key()), b); err != nil {
 		return pgerror.WithHintf(pgerror.WithCode(
 			errors.Wrapf(err, "persisting the schema of table %q", d.Name), pgerror.CodeUnavailable),
 			"check the node's disk; the schema change was not applied on this node")
@@ -272,7 +319,7 @@ func (c *Catalog) install(cur *snapshot, winners []*TableDescriptor) {
 		byName[k] = v
 	}
 	for _, w := range winners {
-		byName[w.Name] = w
+		byName[w.Key()] = w
 	}
 	c.snap.Store(newSnapshot(byName))
 }

@@ -371,3 +371,60 @@ func TestCreateStatementParses(t *testing.T) {
 		t.Fatalf("SHOW CREATE TABLE output does not parse: %v", err)
 	}
 }
+
+// TestDatabasesKeepRecordsApart checks the keys of release 2.1's records: a
+// table of another database and a database record are stored, merged and
+// encoded under keys of their own, so the same table name in two databases
+// are two tables here and in a binary that predates databases (which keys
+// records by their JSON "name"); a descriptor of an older release is a
+// table of defaultdb.
+func TestDatabasesKeepRecordsApart(t *testing.T) {
+	c, s := newCatalog(t, 1)
+	ts := c.Clock().Now()
+	def := mkDesc("kv", 101, ts, "k")
+	other := mkDesc("kv", 102, ts, "k", "v")
+	other.Database = "app"
+	db := TableDescriptor{ID: 103, Name: "app", IsDatabase: true, Version: 1, ModTime: ts}
+	for _, d := range []TableDescriptor{def, other, db} {
+		if err := c.Apply(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, ok := c.GetTable("defaultdb", "kv"); !ok || d.ID != 101 {
+		t.Errorf("defaultdb.kv: %+v %v", d, ok)
+	}
+	if d, ok := c.GetTable("app", "kv"); !ok || d.ID != 102 || d.DatabaseName() != "app" {
+		t.Errorf("app.kv: %+v %v", d, ok)
+	}
+	if !c.HasDatabase("app") || !c.HasDatabase("postgres") || c.HasDatabase("nope") {
+		t.Errorf("HasDatabase: app %v postgres %v nope %v", c.HasDatabase("app"), c.HasDatabase("postgres"), c.HasDatabase("nope"))
+	}
+	if got := len(c.TablesIn("defaultdb")) + 10*len(c.TablesIn("app")) + 100*len(c.Databases()); got != 111 {
+		t.Errorf("TablesIn(defaultdb), TablesIn(app), Databases(): %d", got)
+	}
+	// What a 2.0 binary reads: the JSON name is the record's key.
+	for key, v := range s.m {
+		var old struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(v, &old); err != nil {
+			t.Fatal(err)
+		}
+		if KeyPrefix+old.Name != key {
+			t.Errorf("stored under %q with name %q", key, old.Name)
+		}
+	}
+	// Reloaded, every record is where it was; an old descriptor (a
+	// plain name) is a table of defaultdb.
+	c2, err := New(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := c2.GetTable("app", "kv"); !ok || d.Name != "kv" || d.Database != "app" {
+		t.Errorf("reloaded app.kv: %+v", d)
+	}
+	var old TableDescriptor
+	if err := json.Unmarshal([]byte(`{"id":101,"name":"kv","columns":[]}`), &old); err != nil || old.Database != "" || old.IsDatabase || old.DatabaseName() != "defaultdb" {
+		t.Errorf("old descriptor: %+v %v", old, err)
+	}
+}

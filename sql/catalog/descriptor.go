@@ -64,13 +64,42 @@ func (c *ColumnDescriptor) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// DefaultDatabase is the database of every table a descriptor does not place
+// in another one: all tables of a cluster from before release 2.1, and the
+// tables created in defaultdb since.
+const DefaultDatabase = "defaultdb"
+
+// BuiltinDatabases exist from bootstrap, without a descriptor: defaultdb
+// (CockroachDB's) and postgres (libpq's and many tools' default).
+var BuiltinDatabases = []string{DefaultDatabase, "postgres"}
+
+// IsBuiltinDatabase reports whether name is one of BuiltinDatabases.
+func IsBuiltinDatabase(name string) bool {
+	return name == DefaultDatabase || name == "postgres"
+}
+
 // TableDescriptor is the schema of one table, or the tombstone of a dropped
-// one. Descriptors handed out by a Catalog are shared and must not be
-// modified; Clone one to derive a new version.
+// one; or, with IsDatabase, the record of a database created by CREATE
+// DATABASE (release 2.1). Descriptors handed out by a Catalog are shared and
+// must not be modified; Clone one to derive a new version.
+//
+// Every record is stored, pushed, merged and committed in group 0 under its
+// Key, which is also the "name" of its JSON form, so that a binary that
+// predates databases (2.0, which keys records by that name) keeps every
+// record apart: a table of defaultdb under its name, a table of database db
+// under "db\x00name", a database under "\x00db". A 2.0 binary sees the
+// tombstones of the latter two as tombstones of tables no one can name; a
+// live one refuses the downgrade (sql.Executor.Release21Blockers).
 type TableDescriptor struct {
-	ID      int64              `json:"id"`
-	Name    string             `json:"name"`
-	Columns []ColumnDescriptor `json:"columns"`
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+	// Database is the database of a table; "" means defaultdb (never
+	// "defaultdb" itself, so a table of defaultdb keeps the key it had
+	// before release 2.1).
+	Database string `json:"-"`
+	// IsDatabase marks the record of a database (Name); it has no columns.
+	IsDatabase bool               `json:"-"`
+	Columns    []ColumnDescriptor `json:"columns"`
 	// PrimaryKey lists the key columns' IDs in key order.
 	PrimaryKey   []int32 `json:"primary_key"`
 	NextColumnID int32   `json:"next_column_id"`
@@ -94,6 +123,67 @@ type TableDescriptor struct {
 type CheckConstraint struct {
 	Name string `json:"name"`
 	Expr string `json:"expr"`
+}
+
+// Key is the record's name in the catalog, the local store and group 0.
+func (d *TableDescriptor) Key() string {
+	if d.IsDatabase {
+		return DatabaseKey(d.Name)
+	}
+	return TableKey(d.Database, d.Name)
+}
+
+// TableKey is the key of table name in database db.
+func TableKey(db, name string) string {
+	if db == "" || db == DefaultDatabase {
+		return name
+	}
+	return db + "\x00" + name
+}
+
+// DatabaseKey is the key of database db's record.
+func DatabaseKey(db string) string { return "\x00" + db }
+
+// DatabaseName is the database of a table, defaultdb when unset.
+func (d *TableDescriptor) DatabaseName() string {
+	if d.Database == "" {
+		return DefaultDatabase
+	}
+	return d.Database
+}
+
+// splitKey is the inverse of Key.
+func splitKey(key string) (db, name string, isDB bool) {
+	if strings.HasPrefix(key, "\x00") {
+		return "", key[1:], true
+	}
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		return key[:i], key[i+1:], false
+	}
+	return "", key, false
+}
+
+// descJSON is TableDescriptor without its methods, so that MarshalJSON can
+// write it with the key as the name.
+type descJSON TableDescriptor
+
+// MarshalJSON writes the descriptor with its Key as "name".
+func (d TableDescriptor) MarshalJSON() ([]byte, error) {
+	j := descJSON(d)
+	j.Name = d.Key()
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the descriptors of
+// releases before 2.1 (a plain name: a table of defaultdb).
+func (d *TableDescriptor) UnmarshalJSON(b []byte) error {
+	var j descJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*d = TableDescriptor(j)
+	d.Database, d.Name, d.IsDatabase = splitKey(j.Name)
+	return nil
 }
 
 // Clone returns a deep copy.
@@ -139,13 +229,19 @@ func (d *TableDescriptor) PrimaryKeyIndexes() []int {
 // received from a peer is validated before it is merged, so that one bad
 // record cannot break every query on this node.
 func (d *TableDescriptor) Validate() error {
-	if d.Name == "" {
-		return errors.New("descriptor has an empty table name")
+	if d.Name == "" || strings.IndexByte(d.Name, 0) >= 0 || strings.IndexByte(d.Database, 0) >= 0 {
+		return errors.Newf("descriptor has an empty or invalid name %q", d.Key())
 	}
 	if d.ModTime.IsZero() {
 		return errors.Newf("descriptor of table %q has no modification time", d.Name)
 	}
 	if d.Dropped {
+		return nil
+	}
+	if d.IsDatabase {
+		if d.ID <= FirstUserTableID || len(d.Columns) > 0 || d.Version < 1 {
+			return errors.Newf("database %q has ID %d, %d columns, version %d", d.Name, d.ID, len(d.Columns), d.Version)
+		}
 		return nil
 	}
 	if d.ID <= FirstUserTableID {

@@ -683,10 +683,20 @@ func (s *Delete) StatementTag() string { return "DELETE" }
 // ---- SHOW / SET ----
 
 // ShowTables is SHOW TABLES.
-type ShowTables struct{}
+type ShowTables struct {
+	// Database is the database of SHOW TABLES FROM db; "" for the
+	// session's.
+	Database string
+}
 
 // Format writes the statement.
-func (s *ShowTables) Format(b *strings.Builder) { b.WriteString("SHOW TABLES") }
+func (s *ShowTables) Format(b *strings.Builder) {
+	b.WriteString("SHOW TABLES")
+	if s.Database != "" {
+		b.WriteString(" FROM ")
+		QuoteIdent(b, s.Database)
+	}
+}
 func (s *ShowTables) String() string            { return str(s) }
 func (s *ShowTables) StatementTag() string      { return "SHOW TABLES" }
 
@@ -978,6 +988,8 @@ func (s *Txn) StatementTag() string {
 
 func (*CreateTable) stmtNode()         {}
 func (*DropTable) stmtNode()           {}
+func (*CreateDatabase) stmtNode()      {}
+func (*DropDatabase) stmtNode()        {}
 func (*Truncate) stmtNode()            {}
 func (*Explain) stmtNode()             {}
 func (*AlterTableAddColumn) stmtNode() {}
@@ -1574,3 +1586,46 @@ func WalkExpr(e Expr, fn func(Expr) bool) {
 	// Subqueries are not entered: their expressions belong to another
 	// scope.
 }
+
+// CreateDatabase is CREATE DATABASE [IF NOT EXISTS] name (release 2.1).
+type CreateDatabase struct {
+	IfNotExists bool
+	Name        string
+}
+
+// Format writes the statement.
+func (s *CreateDatabase) Format(b *strings.Builder) {
+	b.WriteString("CREATE DATABASE ")
+	if s.IfNotExists {
+		b.WriteString("IF NOT EXISTS ")
+	}
+	QuoteIdent(b, s.Name)
+}
+
+func (s *CreateDatabase) String() string       { return str(s) }
+func (s *CreateDatabase) StatementTag() string { return "CREATE DATABASE" }
+
+// DropDatabase is DROP DATABASE [IF EXISTS] name [CASCADE | RESTRICT]
+// (release 2.1). CASCADE is the default, as in CockroachDB (PostgreSQL has
+// neither word and always drops the tables); with RESTRICT a database that
+// has tables is not dropped.
+type DropDatabase struct {
+	IfExists bool
+	Name     string
+	Restrict bool
+}
+
+// Format writes the statement.
+func (s *DropDatabase) Format(b *strings.Builder) {
+	b.WriteString("DROP DATABASE ")
+	if s.IfExists {
+		b.WriteString("IF EXISTS ")
+	}
+	QuoteIdent(b, s.Name)
+	if s.Restrict {
+		b.WriteString(" RESTRICT")
+	}
+}
+
+func (s *DropDatabase) String() string       { return str(s) }
+func (s *DropDatabase) StatementTag() string { return "DROP DATABASE" }

@@ -334,6 +334,14 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseShow()
 	case "set":
 		return p.parseSet()
+	case "use":
+		// CockroachDB's USE db is SET database = db.
+		p.advance()
+		name, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		return &SetVar{Name: "database", Values: []Expr{&StrVal{Val: name}}}, nil
 	case "reset":
 		return p.parseReset()
 	case "begin", "start":
@@ -444,9 +452,33 @@ func (p *parser) parseCreate() (Stmt, error) {
 	if p.isKw("user") || p.isKw("role") {
 		return p.parseCreateRole()
 	}
+	if p.acceptKw("database") {
+		s := &CreateDatabase{}
+		if p.isKw("if") {
+			p.advance()
+			if err := p.expectKw("not"); err != nil {
+				return nil, err
+			}
+			if err := p.expectKw("exists"); err != nil {
+				return nil, err
+			}
+			s.IfNotExists = true
+		}
+		name, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		s.Name = name
+		if t := p.peek(); t.kind != tokEOF && !(t.kind == tokOp && t.val == ";") {
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"CREATE DATABASE options are not supported"), charPos(p.src, t.pos)),
+				"write CREATE DATABASE name; every database is UTF8 with collation C.UTF-8")
+		}
+		return s, nil
+	}
 	if !p.isKw("table") {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()),
-			"kvnode supports CREATE TABLE; indexes, views and sequences are not supported yet")
+			"kvnode supports CREATE TABLE and CREATE DATABASE; indexes, views and sequences are not supported yet")
 	}
 	p.advance()
 	s := &CreateTable{}
@@ -778,8 +810,27 @@ func (p *parser) parseDrop() (Stmt, error) {
 	if p.isKw("user") || p.isKw("role") {
 		return p.parseDropRole()
 	}
+	if p.acceptKw("database") {
+		s := &DropDatabase{}
+		if p.isKw("if") {
+			p.advance()
+			if err := p.expectKw("exists"); err != nil {
+				return nil, err
+			}
+			s.IfExists = true
+		}
+		name, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		s.Name = name
+		if !p.acceptKw("cascade") {
+			s.Restrict = p.acceptKw("restrict")
+		}
+		return s, nil
+	}
 	if !p.isKw("table") {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE")
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE and DROP DATABASE")
 	}
 	p.advance()
 	s := &DropTable{}
@@ -1173,11 +1224,17 @@ func (p *parser) parseShow() (Stmt, error) {
 		return showQuery("SELECT nspname AS schema_name, pg_catalog.pg_get_userbyid(nspowner) AS owner FROM pg_catalog.pg_namespace ORDER BY 1"), nil
 	case p.isKw("tables"):
 		p.advance()
-		if p.acceptKw("from") {
-			// SHOW TABLES FROM defaultdb[.public]: the only database there is.
-			if _, err := p.tableName(); err != nil {
+		if p.acceptKw("from") || p.acceptKw("in") {
+			// SHOW TABLES FROM db[.public] (or FROM public: the
+			// session's database).
+			n, err := p.tableName()
+			if err != nil {
 				return nil, err
 			}
+			if len(n.Parts) == 1 && n.Parts[0] == "public" {
+				return &ShowTables{}, nil
+			}
+			return &ShowTables{Database: n.Parts[0]}, nil
 		}
 		return &ShowTables{}, nil
 	case p.isKw("create"):
