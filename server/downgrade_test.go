@@ -62,7 +62,12 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	c.Exec(0, "CREATE TABLE money (id INT PRIMARY KEY, amount DECIMAL(10,2))")
 	c.Exec(0, "CREATE TABLE positive (id INT PRIMARY KEY, n INT CHECK (n > 0))")
 	c.Exec(0, "CREATE USER alice")
+	c.Exec(0, "CREATE DATABASE app")
+	c.Exec(0, "CREATE TABLE app.public.kv (k INT PRIMARY KEY)")
 	plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '2.0'")
+	if !strings.Contains(plan, "blocker: database app exists (1 tables)") || !strings.Contains(plan, "DROP DATABASE app CASCADE") {
+		t.Fatalf("plan:\n%s", plan)
+	}
 	if !strings.Contains(plan, "blocker: column money.amount is of type DECIMAL(10,2)") || !strings.Contains(plan, "DROP TABLE money") ||
 		!strings.Contains(plan, "non-root users: 1, kept dormant") || !strings.Contains(plan, "DROP USER alice") ||
 		!strings.Contains(plan, "table positive has the CHECK constraint") {
@@ -75,7 +80,7 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 		Blockers  []struct{ Reason, Fix string }
 	}
 	if code := getJSON(t, "http://"+c.Nodes[1].Config.HTTPAddr+"/_status/upgrade/plan?version=2.0", &jp); code != 200 ||
-		jp.Direction != "downgrade" || len(jp.Blockers) != 2 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
+		jp.Direction != "downgrade" || len(jp.Blockers) != 3 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
 		t.Fatalf("GET /_status/upgrade/plan: %d %+v", code, jp)
 	}
 	var bad struct{ Error, Hint string }
@@ -93,6 +98,13 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	}
 	c.Exec(0, "DROP TABLE money")
 	c.Exec(0, "DROP TABLE positive")
+	if _, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'"); !errors.As(err, &pe) || pe.Code != "55000" ||
+		!strings.Contains(pe.Message, "database app") || !strings.Contains(pe.Hint, "DROP DATABASE app CASCADE") {
+		t.Fatalf("a downgrade with a database: %v", err)
+	}
+	// Dropped, the database leaves tombstones that 2.0 (the binary on node
+	// 3 below) loads as tables no one can name.
+	c.Exec(0, "DROP DATABASE app")
 	if _, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'"); err != nil {
 		t.Fatal(err)
 	}

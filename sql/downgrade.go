@@ -19,21 +19,15 @@ type DowngradeBlocker struct {
 // descriptors and row values a 2.0 binary cannot read
 // (types.NewInRelease21), and CHECK constraints, which a 2.0 binary would
 // not enforce (rows written then would break them once the cluster is at
-// 2.1 again). Release 2.1's other stored formats add their entries here. Users, roles and grants are not listed: a 2.0 binary never
-// reads their keys, so they stay, dormant (migrations/DESIGN.md).
-// Databases other than defaultdb and postgres are refused too: release 2.0
-// has no database records and would show their tables as tables of
-// defaultdb no one can name (their tombstones, once dropped, are harmless).
+// 2.1 again), and databases other than defaultdb and postgres: release 2.0
+// has no database records and would take a live one, and the tables in it,
+// for tables of defaultdb no one can name (their tombstones, once the
+// database is dropped, are harmless: catalog.TableDescriptor). Release
+// 2.1's other stored formats add their entries here. Users, roles and
+// grants are not listed: a 2.0 binary never reads their keys, so they stay,
+// dormant (migrations/DESIGN.md).
 func (e *Executor) Release21Blockers() []DowngradeBlocker {
 	var out []DowngradeBlocker
-	for _, db := range e.catalog.Databases() {
-		out = append(out, DowngradeBlocker{
-			Reason: fmt.Sprintf("database %s exists (%d tables), which release 2.0 cannot represent: it has only defaultdb and postgres",
-				db.Name, len(e.catalog.TablesIn(db.Name))),
-			Fix: fmt.Sprintf("DROP DATABASE %s CASCADE (copy its tables' rows out first, for example into defaultdb), or keep the cluster at 2.1",
-				parser.QuotedIdent(db.Name)),
-		})
-	}
 	for _, d := range e.catalog.TablesIn(catalog.DefaultDatabase) {
 		for _, ck := range d.Checks {
 			out = append(out, DowngradeBlocker{
@@ -51,6 +45,14 @@ func (e *Executor) Release21Blockers() []DowngradeBlocker {
 				Fix: fmt.Sprintf("DROP TABLE %s (copy its rows out first), or keep the cluster at 2.1", d.Name),
 			})
 		}
+	}
+	for _, db := range e.catalog.Databases() {
+		out = append(out, DowngradeBlocker{
+			Reason: fmt.Sprintf("database %s exists (%d tables), which release 2.0 cannot represent: it has only defaultdb and postgres",
+				db.Name, len(e.catalog.TablesIn(db.Name))),
+			Fix: fmt.Sprintf("DROP DATABASE %s CASCADE (copy its tables' rows out first, for example into defaultdb), or keep the cluster at 2.1",
+				parser.QuotedIdent(db.Name)),
+		})
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/sql/pgwire"
 )
 
@@ -20,7 +21,14 @@ import (
 // and returns its address.
 func servePgwire(t *testing.T) (addr string, tc *testCluster) {
 	t.Helper()
-	tc = newTestCluster(t, 1)
+	return servePgwireAt(t, nil)
+}
+
+// servePgwireAt is servePgwire on a cluster at the given version (nil: no
+// version, every gate inactive).
+func servePgwireAt(t *testing.T, versions clusterversion.Handle) (addr string, tc *testCluster) {
+	t.Helper()
+	tc = newTestClusterAt(t, 1, versions)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +119,12 @@ func TestDriverConnectQueries(t *testing.T) {
 // runPsql runs the real psql binary against addr and returns its output.
 func runPsql(t *testing.T, addr string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runPsqlInput(t, addr, "", args...)
+}
+
+// runPsqlInput is runPsql with input on psql's standard input.
+func runPsqlInput(t *testing.T, addr, input string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	psql, err := osexec.LookPath("psql")
 	if err != nil {
 		t.Skip("psql not found in PATH; install the PostgreSQL client to run this test")
@@ -123,6 +137,7 @@ func runPsql(t *testing.T, addr string, args ...string) (stdout, stderr string, 
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "PGCONNECT_TIMEOUT=10", "LC_ALL=C.UTF-8", "PGSSLMODE=disable"}
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Stdin = strings.NewReader(input)
 	err = cmd.Run()
 	var ee *osexec.ExitError
 	if errors.As(err, &ee) {
@@ -255,5 +270,54 @@ Access method: heap
 	out, errOut, code := runPsql(t, addr, "-c", `\d nosuch`)
 	if code != 1 || out != "" || errOut != "Did not find any relation named \"nosuch\".\n" {
 		t.Errorf(`\d nosuch: exit %d, stdout %q, stderr %q`, code, out, errOut)
+	}
+}
+
+// TestPsqlDatabases drives databases from the real psql: CREATE DATABASE,
+// \l, \c to it, a table there that defaultdb does not see, and psql -d to
+// a database that does not exist (3D000 with the fix).
+func TestPsqlDatabases(t *testing.T) {
+	addr, _ := servePgwireAt(t, at21)
+	script := `CREATE DATABASE app;
+\l
+\c app
+CREATE TABLE only_here (k INT PRIMARY KEY);
+SELECT current_database();
+\dt
+\c defaultdb
+\dt
+`
+	cmdOut, cmdErr, cmdCode := runPsqlInput(t, addr, script, "-q", "-f", "-")
+	want := `                                          List of databases
+   Name    | Owner | Encoding | Collate |  Ctype  | ICU Locale | Locale Provider | Access privileges 
+-----------+-------+----------+---------+---------+------------+-----------------+-------------------
+ app       | root  | UTF8     | C.UTF-8 | C.UTF-8 |            | libc            | 
+ defaultdb | root  | UTF8     | C.UTF-8 | C.UTF-8 |            | libc            | 
+ postgres  | root  | UTF8     | C.UTF-8 | C.UTF-8 |            | libc            | 
+(3 rows)
+
+ current_database 
+------------------
+ app
+(1 row)
+
+         List of relations
+ Schema |   Name    | Type  | Owner 
+--------+-----------+-------+-------
+ public | only_here | table | root
+(1 row)
+
+      List of relations
+ Schema | Name | Type | Owner 
+--------+------+------+-------
+(0 rows)
+
+`
+	if cmdOut != want || cmdCode != 0 {
+		t.Errorf("psql script: exit %d, stderr %q\n got:\n%s\nwant:\n%s", cmdCode, cmdErr, cmdOut, want)
+	}
+	_, errOut, code := runPsql(t, addr, "-d", "nosuch", "-c", "SELECT 1")
+	if code != 2 || !strings.Contains(errOut, `database "nosuch" does not exist`) || !strings.Contains(errOut, "SHOW DATABASES") {
+		t.Errorf("psql -d nosuch: exit %d, stderr %q", code, errOut)
 	}
 }

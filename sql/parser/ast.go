@@ -697,8 +697,8 @@ func (s *ShowTables) Format(b *strings.Builder) {
 		QuoteIdent(b, s.Database)
 	}
 }
-func (s *ShowTables) String() string            { return str(s) }
-func (s *ShowTables) StatementTag() string      { return "SHOW TABLES" }
+func (s *ShowTables) String() string       { return str(s) }
+func (s *ShowTables) StatementTag() string { return "SHOW TABLES" }
 
 // ShowCreateTable is SHOW CREATE TABLE t.
 type ShowCreateTable struct {
