@@ -9,8 +9,22 @@
 // push schema changes to, the node ID and the binary version. The Executor
 // is the pgwire.SessionFactory (and pgwire.PasswordAuth): NewSession
 // accepts root, and from cluster version 2.1 every user of CREATE USER that
-// may log in (users_exec.go), and the databases defaultdb and postgres
-// (which reach the same tables: kvnode has no per-database tables yet).
+// may log in (users_exec.go), and any database that exists (3D000 with
+// the fix otherwise).
+//
+// # Databases (release 2.1)
+//
+// defaultdb and postgres exist from bootstrap, without a record; CREATE
+// DATABASE and DROP DATABASE [CASCADE|RESTRICT] (CASCADE is the default,
+// as in CockroachDB) need cluster version 2.1 (0A000 before it) and admin
+// (databases.go); SHOW DATABASES, SHOW TABLES FROM db, USE db and SET
+// database = db read them. A table belongs to the database it was created in
+// (catalog.TableDescriptor.Database; none means defaultdb, so the tables of
+// an upgraded cluster are defaultdb's without a migration); unqualified
+// names resolve in the session's database, db.t and db.public.t in db;
+// pg_catalog, information_schema and SHOW TABLES describe the session's
+// database, pg_database lists all. A downgrade to 2.0 is refused while a
+// database other than the built-in ones exists.
 //
 // # Users and privileges (release 2.1)
 //
@@ -23,6 +37,8 @@
 // INSERT (and UPDATE for UPSERT and ON CONFLICT DO UPDATE), UPDATE, DELETE
 // on the table written; CREATE on the session's database for DDL (CREATE,
 // DROP, ALTER, TRUNCATE TABLE; a creator gets ALL on its table); admin for
+// CREATE and DROP DATABASE (CockroachDB also lets CREATEDB roles, which
+// kvnode does not have yet); admin for
 // cluster settings, SHOW JOBS, SHOW UPGRADE STATUS, system.* and
 // crdb_internal.* tables, and user management (a user may change its own
 // password). A refusal is 42501 with the GRANT that fixes it. A node caches

@@ -103,6 +103,8 @@
 // It does not talk to peers (the server pushes and pulls; SchemaPeers in
 // package sql is the push side), does not allocate IDs (the executor does,
 // from the replicated store), and does not garbage-collect tombstones or
-// the data of losing tables. It has no notion of databases or schemas: every
-// table lives in defaultdb.public.
+// the data of losing tables. Databases (release 2.1) are records like
+// tables' (TableDescriptor.IsDatabase), under keys that keep the tables of
+// each database apart (TableDescriptor.Key); every table is in the schema
+// public of its database.
 package catalog
