@@ -9,6 +9,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
+	"github.com/kvnode/kvnode/sql/pgwire"
 )
 
 // Config configures one node. The first six fields are the flags of
@@ -93,6 +94,11 @@ type Config struct {
 	Group0DDLWait         time.Duration
 	Group0PropagationWait time.Duration
 	Group0UpgradeTimeout  time.Duration
+
+	// LoginLimits throttle failed password logins per user and address
+	// (pgwire.LoginLimiter); zero fields take its defaults (5 free
+	// failures, then 1s doubling up to 1m, forgotten after 15m).
+	LoginLimits pgwire.LoginLimits
 }
 
 func (c *Config) setDefaults() {

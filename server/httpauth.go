@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -210,6 +211,15 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusServiceUnavailable, "SQL is not started", "this node is not serving yet; try again in a moment")
 		return
 	}
+	if wait, failures := s.loginLimiter.Allow("http", user, r.RemoteAddr); wait > 0 {
+		retry := wait.Round(time.Second) + time.Second
+		s.log.Warn("refused an HTTP login: too many failed password attempts", "user", user, "remote", r.RemoteAddr,
+			"failures", failures, "retry_after", retry)
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
+		w.WriteHeader(http.StatusTooManyRequests)
+		_ = loginPage.Execute(w, loginData{Error: "too many failed attempts from this address: try again in " + retry.String(), Next: next, User: user})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	ua, err := exec.UserAuth(ctx, user)
@@ -221,8 +231,12 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "passwords need cluster version 2.1",
 			"passwords arrive with cluster version 2.1: until the upgrade is finalized, use an admin's client certificate")
 		return
-	case !ua.Exists || !pgwire.CheckPassword(ua.Verifier, password):
-		// One answer for an unknown user and a wrong password.
+	case !pgwire.CheckLoginPassword(ua, user, password):
+		// One answer, after the same work, for an unknown user and a
+		// wrong password.
+		if d := s.loginLimiter.Failed("http", user, r.RemoteAddr); d > 0 {
+			s.log.Warn("throttling password attempts", "user", user, "remote", r.RemoteAddr, "delay", d)
+		}
 		reason := "wrong password"
 		if !ua.Exists {
 			reason = "the user does not exist"
@@ -232,6 +246,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, reason, "login failed: check the user name and the password")
 		return
 	}
+	s.loginLimiter.Succeeded(user, r.RemoteAddr)
 	if err := exec.CheckLogin(ctx, user); err != nil {
 		fail(http.StatusForbidden, err.Error(), err.Error())
 		return

@@ -54,6 +54,8 @@ type Server struct {
 	sec  *nodeSecurity // nil in insecure mode
 	// httpSessions are the status page's logins (httpauth.go).
 	httpSessions httpSessions
+	// loginLimiter throttles failed password logins (SQL and HTTP).
+	loginLimiter *pgwire.LoginLimiter
 	node         *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
 	grpcSrv      *grpc.Server
 	httpSrv      *http.Server
@@ -191,6 +193,8 @@ func New(cfg Config) (_ *Server, retErr error) {
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reg.MustRegister(metricsCollector{s}) // versions, upgrade, group 0 (metrics.go)
+	// Failed password logins, SQL and HTTP alike, per user and address.
+	s.loginLimiter = pgwire.NewLoginLimiter(cfg.LoginLimits, s.reg)
 	if s.eng, err = storage.Open(cfg.Store, storage.Options{}); err != nil {
 		return nil, err
 	}
@@ -672,7 +676,7 @@ func (s *Server) startNode() error {
 	if s.sec != nil {
 		sqlTLS = s.sec.tls.Server
 	}
-	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg), TLS: sqlTLS})
+	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg), TLS: sqlTLS, Limiter: s.loginLimiter})
 
 	// A decommissioned node stops here; any other starts a new liveness
 	// epoch (which needs the data group to answer).

@@ -131,6 +131,34 @@ func TestSecureStatusPageLogin(t *testing.T) {
 			t.Fatalf("/_status/node with %s's certificate: %d %s", tc.user, code, body)
 		}
 	}
+	// Guessing is throttled per user and address (5 free failures, then
+	// 1s, 2s, 4s...): after eight wrong passwords even the right one gets
+	// 429 with Retry-After for a while, the node logs it and counts it, an
+	// unknown user is throttled alike, and SQL from the same address shares
+	// the limit (28000).
+	for _, user := range []string{"opsadmin", "nobody"} {
+		for i := 0; i < 8; i++ {
+			if code, _, _ := login(anon, user, "wrong-guess"); code != http.StatusUnauthorized && code != http.StatusTooManyRequests {
+				t.Fatalf("wrong password %d for %s: %d", i+1, user, code)
+			}
+		}
+		resp, err := anon.PostForm(base+"/login", url.Values{"username": {user}, "password": {"ops-pass-1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many failed attempts") {
+			t.Fatalf("%s after eight failures: %d %q %s", user, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		waitLog(t, n, `msg="refused an HTTP login: too many failed password attempts" user=`+user, 10*time.Second)
+	}
+	pwURL := "postgresql://opsadmin:ops-pass-1@" + n.sql + "/defaultdb?sslmode=require&connect_timeout=10"
+	psqlErr(t, pwURL, "SELECT 1", "too many failed password attempts")
+	if _, _, metrics := get(anon, "/metrics"); !strings.Contains(metrics, `kvnode_auth_throttled_total{interface="http"}`) ||
+		!strings.Contains(metrics, `kvnode_auth_password_failures_total{interface="http"}`) {
+		t.Fatalf("/metrics lacks the login limiter's counters")
+	}
 	// No password reaches the log.
 	for _, s := range []string{"ops-pass-1", "alice-pass-1", "wrong-guess"} {
 		if strings.Contains(n.log.String(), s) {

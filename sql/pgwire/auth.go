@@ -25,6 +25,11 @@ const (
 // PG_MAX_AUTH_TOKEN_LENGTH is 65535; SCRAM messages are far smaller).
 const maxSASLMessage = 8192
 
+// errPasswordFailed marks a failed password proof (wrong password, unknown
+// user, no password): what the LoginLimiter counts. A client that hangs up
+// mid-exchange learned nothing and is not counted.
+var errPasswordFailed = errors.New("password authentication failed")
+
 var (
 	mockSecretOnce sync.Once
 	mockSecret     []byte
@@ -114,7 +119,7 @@ func (c *conn) authenticatePassword(user string, ua UserAuth, cs tls.ConnectionS
 			reason = why
 		}
 		c.log.Warn("refused a SQL connection: password authentication failed", "user", user, "reason", reason)
-		return c.fatal(errors.Newf("password authentication failed: %s", reason), pgerror.WithHintf(
+		return c.fatal(errors.Mark(errors.Newf("password authentication failed: %s", reason), errPasswordFailed), pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeInvalidPassword, "password authentication failed for user %q", user),
 			"%s", "check the user name and the password (an admin sets one with ALTER USER "+user+" WITH PASSWORD '...'), "+
 				"or authenticate with the user's client certificate (`kvnode cert create-client "+user+"`)"))

@@ -101,7 +101,30 @@ func parseVerifier(v string) (scram.StoredCredentials, error) {
 // nothing.
 func CheckPassword(verifier, password string) bool {
 	creds, err := parseVerifier(verifier)
-	if err != nil || password == "" {
+	if err != nil {
+		return false
+	}
+	return checkCredentials(creds, password)
+}
+
+// CheckLoginPassword is CheckPassword for a login form: for an unknown
+// user, one without a password or with a malformed verifier, it derives the
+// password's keys against mock credentials of the same cost
+// (mockCredentials, 4096 iterations) before it says no, so that the answer
+// takes as long as for a real user with a wrong password and its timing
+// does not tell which users exist.
+func CheckLoginPassword(ua UserAuth, user, password string) bool {
+	creds, err := parseVerifier(ua.Verifier)
+	real := ua.Exists && err == nil
+	if !real {
+		creds = mockCredentials(serverMockSecret(), user)
+	}
+	ok := checkCredentials(creds, password)
+	return ok && real
+}
+
+func checkCredentials(creds scram.StoredCredentials, password string) bool {
+	if password == "" {
 		return false
 	}
 	cl, err := scram.SHA256.NewClient("", password, "")

@@ -48,6 +48,9 @@ type Config struct {
 	// name is the user it connects as (28000 otherwise). Nil is insecure
 	// mode: 'N', plaintext, no authentication.
 	TLS *tls.Config
+	// Limiter, if set, throttles password logins per user and address
+	// (LoginLimiter); nil limits nothing.
+	Limiter *LoginLimiter
 }
 
 // Server accepts PostgreSQL client connections and serves each one with a

@@ -263,7 +263,24 @@ func (c *conn) authenticate(user string) error {
 		}
 	}
 	if ua.Passwords {
-		return c.authenticatePassword(user, ua, cs)
+		lim, remote := c.srv.cfg.Limiter, c.nc.RemoteAddr().String()
+		if wait, failures := lim.Allow("sql", user, remote); wait > 0 {
+			retry := wait.Round(time.Second) + time.Second
+			c.log.Warn("refused a SQL connection: too many failed password attempts", "user", user, "failures", failures, "retry_after", retry)
+			return c.fatal(errors.New("too many failed password attempts"), pgerror.WithHintf(
+				pgerror.Newf(pgerror.CodeInvalidAuthorization, "too many failed password attempts for user %q from this address; try again in %s", user, retry),
+				"%s", "each failure past the first few doubles the wait (up to a minute); a successful login, or 15 minutes without a failure, clears it"))
+		}
+		err := c.authenticatePassword(user, ua, cs)
+		switch {
+		case err == nil:
+			lim.Succeeded(user, remote)
+		case errors.Is(err, errPasswordFailed):
+			if d := lim.Failed("sql", user, remote); d > 0 {
+				c.log.Warn("throttling password attempts", "user", user, "delay", d)
+			}
+		}
+		return err
 	}
 	if cn == "" {
 		c.log.Warn("refused a SQL connection: no client certificate", "user", user)
