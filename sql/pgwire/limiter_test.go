@@ -3,11 +3,11 @@ package pgwire
 import (
 	"bytes"
 	"errors"
-	"log/slog"
-	"sync"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,11 +126,10 @@ func TestPasswordAuthThrottled(t *testing.T) {
 				t.Fatalf("%s failure %d: %s, want 28P01", user, i+1, c)
 			}
 		}
-		c, msg := code(user, "wrong")
-		if c != "28P01" {
+		if c, _ := code(user, "wrong"); c != "28P01" {
 			t.Fatalf("%s's third failure: %s (the free failures are counted before the refusal)", user, c)
 		}
-		c, msg = code(user, "right")
+		c, msg := code(user, "right")
 		if c != "28000" || !strings.Contains(msg, "too many failed password attempts") {
 			t.Fatalf("%s throttled: %s %q, want 28000", user, c, msg)
 		}
