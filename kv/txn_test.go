@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -548,4 +549,38 @@ func TestTxnGCLoop(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestTxnWriteLimits: a write that would take a transaction past its limit
+// on keys or on bytes fails with txn.ErrTooLarge and leaves the transaction
+// as it was (it can still commit what it had); a key written again counts
+// once.
+func TestTxnWriteLimits(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[1].rep
+	x := txn.NewLimited(rep, txn.Limits{Writes: 3, Bytes: 1 << 10})
+	put := func(k, v string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: tk(k), Value: []byte(v)} }
+	if err := x.Write(ctx, []kvpb.Op{put("a", "1"), put("b", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Write(ctx, []kvpb.Op{put("a", "2"), put("c", "1")}); err != nil {
+		t.Fatalf("the third key, a written again: %v", err)
+	}
+	err := x.Write(ctx, []kvpb.Op{put("a", "3"), put("d", "1")})
+	if !errors.Is(err, txn.ErrTooLarge) || !strings.Contains(err.Error(), "4 keys, more than the limit of 3 keys") {
+		t.Fatalf("a fourth key: %v, want ErrTooLarge naming the key limit", err)
+	}
+	err = x.Write(ctx, []kvpb.Op{put("b", strings.Repeat("x", 1<<10))})
+	if !errors.Is(err, txn.ErrTooLarge) || !strings.Contains(err.Error(), "more than the limit of 1024 bytes") {
+		t.Fatalf("a value past the byte limit: %v, want ErrTooLarge naming the byte limit", err)
+	}
+	if err := x.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"a": "2", "b": "1", "c": "1", "d": ""} {
+		v, found, err := rep.Get(ctx, tk(k))
+		if err != nil || string(v) != want || found != (want != "") {
+			t.Fatalf("%s = %q (found %v, %v), want %q", k, v, found, err, want)
+		}
+	}
 }

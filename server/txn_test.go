@@ -504,7 +504,7 @@ func TestTxnLimitsAndEndings(t *testing.T) {
 		return n
 	}
 
-	// The limit is 64 MiB of buffered writes: 70 statements of 1 MiB.
+	// The limit is 16 MiB of buffered writes: 70 statements of 1 MiB go past it.
 	conn := c.Conn(0)
 	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
 		t.Fatal(err)
@@ -640,5 +640,42 @@ func TestTxnHotRowIncrements(t *testing.T) {
 	}
 	if v, err := c.QueryInt(2, "SELECT balance FROM branches WHERE id = 1"); err != nil || v != 2*workers*each-5 {
 		t.Fatalf("balance %d (%v)", v, err)
+	}
+}
+
+// TestTxnKeyLimit: a COPY inside a transaction that would write more keys
+// than txn.DefaultMaxWrites (131,072; pgbench -i -s 2 writes 200,000 rows
+// in one transaction) fails fast with 54000 and a hint, before anything is
+// proposed, instead of committing one Raft command that stalls the data
+// group for tens of seconds or times out; nothing is written.
+func TestTxnKeyLimit(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY)")
+	conn := c.Conn(0)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 1<<17 + 1
+	start := time.Now()
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"t"}, []string{"k"}, pgx.CopyFromFunc(func() func() ([]any, error) {
+		i := 0
+		return func() ([]any, error) {
+			if i++; i > rows {
+				return nil, nil
+			}
+			return []any{int64(i)}, nil
+		}
+	}()))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "54000" || !strings.Contains(pe.Message, "more than the limit of 131072 keys") ||
+		!strings.Contains(pe.Hint, "several transactions") {
+		t.Fatalf("a COPY of %d rows in a transaction: %v, want 54000 naming the key limit, with a hint", rows, err)
+	}
+	t.Logf("refused after %s: %s (HINT: %s)", time.Since(start).Round(time.Millisecond), pe.Message, pe.Hint)
+	_ = tx.Rollback(ctx)
+	if n, err := c.QueryInt(0, "SELECT count(*) FROM t"); err != nil || n != 0 {
+		t.Fatalf("the refused transaction left %d rows (%v)", n, err)
 	}
 }
