@@ -38,6 +38,13 @@
 #                   trust authentication as before), so the ratios compare TLS with TLS. The
 #                   results are printed; they go into BENCH_DOC's TLS section only with
 #                   BENCH_UPDATE_DOC=1.
+#   BENCH_TLS=both  every target twice in each round, in plaintext and over TLS (as BENCH_TLS=1;
+#                   the TLS twin of TARGET is reported as TARGET-tls), so that the cost of TLS is
+#                   measured in the same run: a "TLS cost" table gives, per script, each target's
+#                   TLS TPS over its plaintext TPS, and for kvnode the change of its ratio to
+#                   PostgreSQL (TLS against TLS, over plaintext against plaintext), which issue 21
+#                   wants within 10%. With BENCH_UPDATE_DOC=1 the results go into BENCH_DOC's TLS
+#                   section.
 #
 # Every server it starts listens on 127.0.0.1 only, on free ports; every step has a time limit;
 # everything it started is stopped on exit (trap), by process ID.
@@ -55,7 +62,12 @@ BENCH_ROWS=${BENCH_ROWS:-100000}
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 KVNODE_FLAGS=${KVNODE_FLAGS:-}
 BENCH_TLS=${BENCH_TLS:-0}
-[[ $BENCH_TLS == 0 || $BENCH_TLS == 1 ]] || { printf 'bench: BENCH_TLS must be 0 or 1, got %s\n' "$BENCH_TLS" >&2; exit 1; }
+[[ $BENCH_TLS == 0 || $BENCH_TLS == 1 || $BENCH_TLS == both ]] || { printf 'bench: BENCH_TLS must be 0, 1 or both, got %s\n' "$BENCH_TLS" >&2; exit 1; }
+# TLS_ON: whether the target running now is over TLS (BENCH_TLS=1: all; both: the -tls twins).
+TLS_ON=0
+[[ $BENCH_TLS == 1 ]] && TLS_ON=1
+TLS_ANY=0
+[[ $BENCH_TLS != 0 ]] && TLS_ANY=1
 read -r -a kvnode_flags <<<"$KVNODE_FLAGS"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 CLIENTS=8
@@ -80,7 +92,7 @@ done
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 if [[ -z ${BENCH_UPDATE_DOC:-} ]]; then
   BENCH_UPDATE_DOC=0
-  if ((!BENCH_TLS)) && has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
+  if ((!TLS_ANY)) && has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +177,7 @@ PGBENCH=$(command -v pgbench) || die "pgbench not found after installing postgre
 PGBIN=
 if ((needs_pg_server)); then PGBIN=$(pg_bindir) || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"; fi
 export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
-((BENCH_TLS)) && export PGSSLMODE=require
+((TLS_ON)) && export PGSSLMODE=require
 
 # ---------------------------------------------------------------------------------------------
 # Ports: random loopback ports that nothing listens on or uses, never handed out twice.
@@ -251,7 +263,7 @@ wait_sql() { # wait_sql PID LOGFILE: until SELECT 1 answers (60 s), or the proce
 }
 
 http_ready() { # http_ready PORT: GET /health?ready=1 answers 200
-  if ((BENCH_TLS)); then
+  if ((TLS_ON)); then
     curl -sf --max-time 3 --cacert "$CERTS/ca.crt" "https://127.0.0.1:$1/health?ready=1" >/dev/null 2>&1
     return
   fi
@@ -305,7 +317,8 @@ load_data() { # load_data TARGET
 # run_pgbench TARGET SCRIPT: one pgbench run; appends a line to $WORK/results.tsv:
 # round, target, script, tps, latency ms, transactions, failed transactions, note.
 run_pgbench() {
-  local target=$1 script=$2 out="$WORK/$1-$2.r$ROUND.out" rc=0
+  local target=${BENCH_NAME:-$1} script=$2
+  local out="$WORK/$target-$script.r$ROUND.out" rc=0
   log "round $ROUND, $target: pgbench $script, ${BENCH_SECONDS}s, $CLIENTS clients"
   local args=(-f "$WORK/$script.sql")
   case $script in
@@ -365,7 +378,7 @@ pg_start() {
   shift 3
   pg_dirs "$RW/$name-sock"
   local tls=()
-  if ((BENCH_TLS)); then
+  if ((TLS_ON)); then
     # The server's copy of the test CA's node certificate, owned by the user it runs as (a
     # key PostgreSQL accepts is readable by its owner only).
     pg_dirs "$RW/$name-tls"
@@ -493,7 +506,7 @@ start_kvnode() {
 # kvnode_client_tls: the kvnode targets' clients check the node against the CA and present
 # root's certificate; PostgreSQL's (pg_tls_env) need only encryption.
 kvnode_client_tls() {
-  if ((BENCH_TLS)); then
+  if ((TLS_ON)); then
     export PGSSLMODE=verify-full PGSSLROOTCERT="$CERTS/ca.crt" PGSSLCERT="$CERTS/client.root.crt" PGSSLKEY="$CERTS/client.root.key"
   fi
 }
@@ -540,7 +553,7 @@ three_nodes() {
   # numbers.
   local st lead=""
   for n in n1 n2 n3; do
-    if ((BENCH_TLS)); then
+    if ((TLS_ON)); then
       st=$(curl -sf --max-time 5 --cacert "$CERTS/ca.crt" --cert "$CERTS/client.root.crt" --key "$CERTS/client.root.key" \
         "https://127.0.0.1:${NODE_HTTP[$n]}/_status/node" || true)
     else
@@ -565,25 +578,28 @@ three_nodes() {
 t_start=$SECONDS
 failed_targets=()
 kvnode_built=0
-if has_target single || has_target cluster || has_target nolease || ((BENCH_TLS)); then
+if has_target single || has_target cluster || has_target nolease || ((TLS_ANY)); then
   if build_kvnode; then kvnode_built=1; fi
 fi
 # Security: --insecure, or (BENCH_TLS=1) certificates of a test CA, made with kvnode cert, for
 # every kvnode node and for PostgreSQL; the kvnode targets' clients present root's certificate.
 CERTS=$WORK/certs
 KVNODE_SEC=(--insecure)
-if ((BENCH_TLS)); then
-  ((kvnode_built)) || die "BENCH_TLS=1 needs the kvnode binary (its cert command makes the certificates)"
+if ((TLS_ANY)); then
+  ((kvnode_built)) || die "BENCH_TLS=$BENCH_TLS needs the kvnode binary (its cert command makes the certificates)"
   for args in "create-ca" "create-node 127.0.0.1 localhost" "create-client root"; do
     # shellcheck disable=SC2086 # the words of args are the command's arguments
     "$KVNODE_BIN" cert $args --certs-dir="$CERTS" --ca-key="$WORK/ca.key" >/dev/null || die "kvnode cert $args failed"
   done
-  KVNODE_SEC=(--certs-dir="$CERTS")
+  ((TLS_ON)) && KVNODE_SEC=(--certs-dir="$CERTS")
   log "TLS: certificates in $CERTS; kvnode targets use sslmode=verify-full with root's certificate, PostgreSQL sslmode=require"
 fi
 order=()
 for t in postgres pgha single cluster nolease; do
-  has_target "$t" && order+=("$t")
+  if has_target "$t"; then
+    [[ $BENCH_TLS == both ]] && order+=("$t") && order+=("$t-tls") && continue
+    order+=("$t")
+  fi
 done
 for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
   # Round r starts r-1 places further along the list, so that over the rounds every target
@@ -591,7 +607,7 @@ for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
   for ((k = 0; k < ${#order[@]}; k++)); do
     t=${order[$(((ROUND - 1 + k) % ${#order[@]}))]}
     if [[ " ${failed_targets[*]} " == *" $t "* ]]; then continue; fi
-    if [[ $t == single || $t == cluster || $t == nolease ]] && ((!kvnode_built)); then
+    if [[ ${t%-tls} == single || ${t%-tls} == cluster || ${t%-tls} == nolease ]] && ((!kvnode_built)); then
       failed_targets+=("$t")
       continue
     fi
@@ -611,7 +627,14 @@ for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
       }
       trap stop_own EXIT
       trap 'exit 130' INT TERM
-      "bench_$t"
+      if [[ $t == *-tls ]]; then
+        # The TLS twin: the same target, over TLS (BENCH_TLS=both).
+        TLS_ON=1 KVNODE_SEC=(--certs-dir="$CERTS")
+        export PGSSLMODE=require
+      fi
+      # run_pgbench records the results under TARGET (with -tls for a twin).
+      BENCH_NAME=$t
+      "bench_${t%-tls}"
     )
     rc=$?
     set -e
@@ -626,6 +649,10 @@ done
 # ratios (a run against its reference's run of the same round), with their range.
 
 label() {
+  if [[ $1 == *-tls ]]; then
+    echo "$(label "${1%-tls}"), TLS"
+    return
+  fi
   case $1 in
   postgres) echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')" ;;
   pgha) echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), 2 sync standbys" ;;
@@ -652,6 +679,13 @@ col() { awk -F'\t' -v t="$1" -v s="$2" -v f="$3" '$2 == t && $3 == s {print $f}'
 # one kvnode node and for pgha; pgha for three kvnode nodes (PostgreSQL if pgha does not run).
 # Prints nothing for a reference itself: postgres, and pgha when postgres does not run.
 reference() {
+  if [[ $1 == *-tls ]]; then
+    # TLS against TLS.
+    local r
+    r=$(reference "${1%-tls}")
+    if [[ -n $r ]]; then echo "$r-tls"; fi
+    return
+  fi
   case $1 in
   pgha) if has_target postgres; then echo postgres; fi ;;
   single) echo postgres ;;
@@ -660,7 +694,7 @@ reference() {
 }
 # against REF: the name of a reference for the tables.
 against() {
-  if has_target "$1"; then label "$1"; else echo "$1 (not in BENCH_TARGETS)"; fi
+  if has_target "${1%-tls}"; then label "$1"; else echo "$1 (not in BENCH_TARGETS)"; fi
 }
 # ratios TARGET REF SCRIPT: "ROUND<tab>RATIO" of TARGET's TPS over REF's, for every round in
 # which both ran.
@@ -729,6 +763,53 @@ rounds_table=$WORK/rounds.md
   fi
 } >"$rounds_table"
 
+# BENCH_TLS=both: the cost of TLS, each round's TLS run against the plaintext run of the same
+# target in that round; and for a target with a reference, how its ratio to the reference moves
+# (TLS against TLS over plaintext against plaintext, per round).
+tls_table=$WORK/tls.md
+: >"$tls_table"
+# pair_ratio A B SCRIPT: per round, (TPS of A / TPS of B) printed as "ROUND<tab>RATIO".
+pair_ratio() { ratios "$1" "$2" "$3"; }
+# ratio_of_ratios T REF SCRIPT: per round, (T-tls / REF-tls) / (T / REF).
+ratio_of_ratios() {
+  awk -F'\t' -v t="$1" -v ref="$2" -v s="$3" '$3 == s && $4 != "-" { tps[$1, $2] = $4; r[$1] = 1 }
+    END { for (i in r) if (((i, t) in tps) && ((i, ref) in tps) && ((i, t "-tls") in tps) && ((i, ref "-tls") in tps) &&
+      tps[i, ref] > 0 && tps[i, ref "-tls"] > 0 && tps[i, t] > 0)
+      printf "%s\t%.4f\n", i, (tps[i, t "-tls"] / tps[i, ref "-tls"]) / (tps[i, t] / tps[i, ref]) }' "$WORK/results.tsv" 2>/dev/null
+}
+# summarize: the median of the second column on stdin, with the range if more than one.
+summarize() {
+  local v
+  v=$(cut -f2)
+  [[ -n $v ]] || { echo n/a; return; }
+  median <<<"$v" | awk '{printf "%.3f×", $1}'
+  sort -g <<<"$v" | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%.3f–%.3f)", lo, hi}'
+}
+if [[ $BENCH_TLS == both && -s $WORK/results.tsv ]]; then
+  {
+    echo "| script | target | TPS plaintext | TPS TLS | TLS / plaintext | ratio change (TLS vs TLS over plaintext vs plaintext) | ratio against | within 10% |"
+    echo "|---|---|---:|---:|---:|---:|---|---|"
+    for s in "${SCRIPTS[@]}"; do
+      for t in "${order[@]}"; do
+        [[ $t == *-tls ]] && continue
+        [[ -n $(col "$t" "$s" 4) && -n $(col "$t-tls" "$s" 4) ]] || continue
+        plain=$(col "$t" "$s" 4 | median) tlstps=$(col "$t-tls" "$s" 4 | median)
+        cost=$(pair_ratio "$t-tls" "$t" "$s" | summarize)
+        ref=$(reference "$t") change=- against=- within=-
+        if [[ -n $ref ]]; then
+          rr=$(ratio_of_ratios "$t" "$ref" "$s")
+          change=$(summarize <<<"$rr")
+          against=$(label "$ref")
+          if [[ -n $rr ]]; then
+            within=$(cut -f2 <<<"$rr" | median | awk '{d = $1 - 1; if (d < 0) d = -d; print (d <= 0.10) ? "yes" : "no"}')
+          fi
+        fi
+        echo "| $(script_name "$s") | $(label "$t") | $(num %.0f "$plain") | $(num %.0f "$tlstps") | $cost | $change | $against | $within |"
+      done
+    done
+  } >"$tls_table"
+fi
+
 mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -736,6 +817,7 @@ cmd="BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS"
 if [[ $BENCH_TARGETS != "postgres pgha single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
 if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
 if [[ -n $KVNODE_FLAGS ]]; then cmd+=" KVNODE_FLAGS=\"$KVNODE_FLAGS\""; fi
+if [[ $BENCH_TLS != 0 ]]; then cmd+=" BENCH_TLS=$BENCH_TLS"; fi
 cmd+=" ./scripts/bench.sh"
 
 section=$WORK/section.md
@@ -753,6 +835,13 @@ section=$WORK/section.md
   echo "  kvnode nodes (PostgreSQL when the HA baseline did not run)"
   echo
   cat "$table"
+  if [[ -s $tls_table ]]; then
+    echo
+    echo "The cost of TLS, same run (each TLS run against the plaintext run of the same target in the same"
+    echo "round; the ratio change is the kvnode target's TLS-against-TLS ratio over its plaintext one):"
+    echo
+    cat "$tls_table"
+  fi
   if ((BENCH_ROUNDS > 1)); then
     echo
     echo "Each round:"
@@ -768,7 +857,7 @@ log "total time $((SECONDS - t_start)) s"
 
 if [[ $BENCH_UPDATE_DOC == 1 ]]; then
   begin='<!-- bench-results:begin -->' end='<!-- bench-results:end -->'
-  if ((BENCH_TLS)); then begin='<!-- bench-results-tls:begin -->' end='<!-- bench-results-tls:end -->'; fi
+  if ((TLS_ANY)); then begin='<!-- bench-results-tls:begin -->' end='<!-- bench-results-tls:end -->'; fi
   if ! grep -qF "$begin" "$BENCH_DOC" || ! grep -qF "$end" "$BENCH_DOC"; then
     die "$BENCH_DOC has no $begin ... $end markers; results not written"
   fi
