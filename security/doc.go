@@ -8,8 +8,9 @@
 //	                                 name and address it is reached by; valid for both
 //	                                 server and client authentication (nodes dial nodes)
 //	client.USER.crt, client.USER.key a SQL or CLI user's certificate: CN=USER
-//	gossip.key                       the cluster's gossip encryption key (AES-256,
-//	                                 base64), the same file on every node; made by
+//	gossip.key                       the cluster's gossip encryption keys (AES-256,
+//	                                 base64, one per line: the first sends, all are
+//	                                 accepted), the same file on every node; made by
 //	                                 CreateCA when missing, or CreateGossipKey
 //
 // The CA key is kept outside the directory (--ca-key), so a node never holds
@@ -32,7 +33,9 @@
 // clients present the current certificate (GetClientCertificate) and check
 // the server against the current pool (VerifyConnection).
 //
-// What it does not do yet: rotating the gossip key without restarting every
-// node at once (memberlist's keyring could hold the old and the new key
-// during a roll).
+// The gossip key rotates without a restart too: RotateGossipKey's three
+// steps (add, use, remove) each rewrite gossip.key, which every node re-reads
+// on SIGHUP (LoadGossipKeys; the server hands the keys to memberlist's
+// keyring), so every node accepts the key every other node sends with at
+// every moment (SECURITY.md).
 package security
