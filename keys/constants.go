@@ -126,6 +126,17 @@ const (
 	// deleted by DROP TABLE (the table's) and DROP USER (the user's). Read
 	// by sql/users only.
 	GrantPrefix = SQLPrefix + "sql/grant/"
+
+	// TableFencePrefix + uint64BE(table ID) is the table's schema fence
+	// (release 2.1): uint64BE of the descriptor's WriteFence, absent for
+	// 0, all 0xFF once the table is dropped. Every write to the table's
+	// rows asserts it equals what the writer's descriptor says
+	// (kvpb.OpCheck), so a schema change that moves the fence refuses
+	// every write planned with an older descriptor (sql/schemachange.go).
+	// Written by ALTER TABLE ADD PRIMARY KEY and DROP TABLE; read by the
+	// data group's apply, inside every table write. Only 2.1 reads it; a
+	// downgrade leaves it behind, unread.
+	TableFencePrefix = SQLPrefix + "sql/fence/"
 )
 
 // TxnMetaPrefix (0x06) is reserved for the records the data group's apply
@@ -231,6 +242,11 @@ func GrantObjectSpan(object string) (start, end []byte) {
 
 // GrantSpan returns [start, end): every privilege record.
 func GrantSpan() (start, end []byte) { return prefixSpan(GrantPrefix) }
+
+// TableFenceKey returns the key of table tableID's schema fence.
+func TableFenceKey(tableID int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(TableFencePrefix), uint64(tableID))
+}
 
 // TablePrefix returns 0x88 | uint64BE(tableID): the prefix of every key of
 // the table. The slice has room for a primary key to be appended.

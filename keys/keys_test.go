@@ -78,6 +78,7 @@ var layout = []entry{
 	{"UserPrefix", []byte(UserPrefix), true},
 	{"RoleMemberPrefix", []byte(RoleMemberPrefix), true},
 	{"GrantPrefix", []byte(GrantPrefix), true},
+	{"TableFencePrefix", []byte(TableFencePrefix), true},
 }
 
 // span returns the span an entry owns: [P, PrefixEnd(P)) for a prefix, the

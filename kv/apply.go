@@ -268,7 +268,7 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		cur += cmd.Delta
 		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)), existed)
 		return result{value: cur}
-	case cmdBatch:
+	case cmdBatch, cmdBatch21:
 		// Evaluate every condition against the state as the batch's own
 		// earlier ops leave it, then write all or nothing.
 		overlay := map[string]*[]byte{}
@@ -283,12 +283,15 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		}
 		for i, op := range cmd.Ops {
 			switch op.Kind {
-			case kvpb.OpCPut:
+			case kvpb.OpCPut, kvpb.OpCheck:
 				cur, exists := lookup(op.Key)
 				ok := (op.ExpectAbsent && !exists) || (!op.ExpectAbsent && exists && string(cur) == string(op.Expected))
 				if !ok {
 					// Actual leaves the loop: a copy, not the row cache's.
 					return result{err: &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: bytes.Clone(cur), Exists: exists}}
+				}
+				if op.Kind == kvpb.OpCheck {
+					break
 				}
 				if op.Delete {
 					overlay[string(op.Key)] = nil

@@ -23,6 +23,10 @@ const (
 	cmdEnableTxns cmdKind = 3
 	cmdTxnCommit  cmdKind = 4
 	cmdTxnGC      cmdKind = 5 // Snapshot holds the horizon
+	// cmdBatch21 is a batch holding an op a 2.0 binary does not know
+	// (OpCheck); a 2.0 binary would skip such an op instead of stopping,
+	// so the batch travels under a kind it refuses (downgrade.go).
+	cmdBatch21 cmdKind = 7
 )
 
 // command is a decoded entry payload. ID identifies the proposal so that the
@@ -52,7 +56,7 @@ func (c *command) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, c.ID)
 	b = append(b, byte(c.Kind))
 	switch c.Kind {
-	case cmdBatch:
+	case cmdBatch, cmdBatch21:
 		b = appendOps(b, c.Ops)
 	case cmdIncrement:
 		b = appendBytes(b, c.Key)
@@ -200,7 +204,7 @@ func decodeCommand(data []byte) (*command, error) {
 	c := &command{ID: binary.BigEndian.Uint64(data[1:9]), Kind: cmdKind(data[9])}
 	d := &decoder{b: data[10:]}
 	switch c.Kind {
-	case cmdBatch:
+	case cmdBatch, cmdBatch21:
 		c.Ops = d.ops()
 	case cmdIncrement:
 		c.Key = d.bytes()
@@ -232,6 +236,17 @@ func decodeCommand(data []byte) (*command, error) {
 	return c, nil
 }
 
+// batchKind is the command kind of a batch of ops: cmdBatch21 when one of
+// them is release 2.1's OpCheck.
+func batchKind(ops []kvpb.Op) cmdKind {
+	for _, op := range ops {
+		if op.Kind == kvpb.OpCheck {
+			return cmdBatch21
+		}
+	}
+	return cmdBatch
+}
+
 // validateOps checks a batch before it is proposed, so that a malformed
 // request fails on the proposer instead of being replicated.
 func validateOps(ops []kvpb.Op) error {
@@ -241,6 +256,12 @@ func validateOps(ops []kvpb.Op) error {
 	hasRange, hasPoint := false, false
 	for i, op := range ops {
 		switch op.Kind {
+		case kvpb.OpCheck:
+			// A check writes nothing; before every range deletion it is
+			// decided before any of them is applied.
+			if hasRange {
+				return errors.AssertionFailedf("op %d: a check must come before the batch's range deletions", i)
+			}
 		case kvpb.OpPut, kvpb.OpDelete, kvpb.OpInsertOrUpdate, kvpb.OpCPut, kvpb.OpApply:
 			hasPoint = true
 		case kvpb.OpDeleteRange:

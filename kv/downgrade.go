@@ -62,6 +62,10 @@ func (k cmdKind) level() CommandLevel {
 		return Level20
 	case cmdDisableTxns:
 		return Level21Fence
+	case cmdBatch21:
+		// Writers propose it only at 2.1 itself; the door closes with the
+		// transaction commands', before the downgrade purges the logs.
+		return Level21Txns
 	default:
 		return Level21Txns
 	}

@@ -169,4 +169,8 @@ type Knobs struct {
 	// BeforeRowWrite runs in every INSERT/UPSERT after its rows are
 	// encoded and before they are written (sql.Config.TestingBeforeWrite).
 	BeforeRowWrite func(ctx context.Context)
+	// AddPKHeld runs in ALTER TABLE ADD PRIMARY KEY once the table's
+	// writes are held, before its rows are copied
+	// (sql.Config.TestingAddPKHeld).
+	AddPKHeld func(ctx context.Context)
 }

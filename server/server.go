@@ -657,6 +657,7 @@ func (s *Server) startNode() error {
 		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
 		NodeID:             func() int32 { return id.NodeID },
 		TestingBeforeWrite: s.cfg.Knobs.BeforeRowWrite,
+		TestingAddPKHeld:   s.cfg.Knobs.AddPKHeld,
 	})
 	if err != nil {
 		return errors.Wrap(err, "starting the SQL executor")

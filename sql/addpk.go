@@ -5,110 +5,209 @@ import (
 	"context"
 	"hash/fnv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
 )
 
 // ALTER TABLE t ADD PRIMARY KEY (cols), for a table created without one
 // (keyed by its hidden rowid), as pgbench -i and migration tools send it.
+// Release 2.1: it relies on the table's schema fence (schemachange.go).
 //
-// The rows are rewritten under the new key into a new table ID's key span,
-// in batches of conditional puts (a duplicate key fails with 23505, an
-// empty key column with 23502, and the new span is deleted: nothing
-// changes); then the old span is read again and must be exactly what was
-// copied (otherwise 40001: something wrote to the table meanwhile); then
-// the descriptor, under the new ID, replaces the old one through the
-// normal DDL path, and the old span is deleted. The table is readable
-// throughout. It is not an online schema change: a write to the table
-// between the verification and the descriptor change would be lost, so run
-// it when nothing writes to the table (as pgbench -i and schema migrations
-// do); CockroachDB's ALTER PRIMARY KEY job is the model for lifting that.
+//  1. Hold: a descriptor with a hold (naming the new table ID the rows go
+//     to) and a higher fence is committed, and the fence key moved to it.
+//     From that log position no write to the table succeeds: writers with
+//     an older descriptor fail on the fence, writers with this one wait
+//     for the hold to end. Reads go on, from the old rows.
+//  2. Copy: the rows are rewritten under the new key into the new ID's
+//     span, in batches of conditional puts (a duplicate key fails with
+//     23505, an empty key column with 23502). The coordinator renews the
+//     hold as it goes.
+//  3. Swap: the descriptor under the new ID, without the hold, replaces the
+//     held one (conditional on it: a coordinator whose hold was given up
+//     fails here with 40001); waiting writers plan again against it. The
+//     old rows are deleted; the old ID's fence stays up, so a writer that
+//     still has a descriptor from before step 1 can never write there.
+//
+// A failure in step 2 commits the held descriptor without its hold (the
+// fence stays where step 1 put it) and deletes the copy: nothing changed.
 
 const addPKBatchRows = 1000
 
-// addPKState is what the rewrite prepared for the descriptor change.
-type addPKState struct {
-	oldID, oldVersion int64
-	desc              *catalog.TableDescriptor // the new descriptor, without ModTime
-}
-
-// prepareAddPK rewrites the rows; nil state means IF EXISTS found no table.
-func (e *Executor) prepareAddPK(ctx context.Context, s *parser.AlterTableAddPrimaryKey) (*addPKState, error) {
-	db, name, err := e.userTableName(ctx, s.Name, "alter")
-	if err != nil {
-		return nil, err
-	}
-	cur, ok := e.catalog.GetTable(db, name)
-	if !ok {
-		if s.IfExists {
-			return nil, nil
+// addPrimaryKey runs the statement; it returns the swapped descriptor, or
+// nothing when IF EXISTS found no table.
+func (e *Executor) addPrimaryKey(ctx context.Context, s *parser.AlterTableAddPrimaryKey) ([]catalog.TableDescriptor, []pgwire.Notice, error) {
+	if !e.fencesActive() {
+		active := "an older version"
+		if e.cfg.Versions != nil {
+			active = e.cfg.Versions.ActiveVersion().String()
 		}
-		return nil, undefinedTable(name)
+		return nil, nil, pgerror.WithHintf(
+			unsupported("ALTER TABLE ... ADD PRIMARY KEY needs cluster version %s; the cluster is at %s", clusterversion.V2_1, active),
+			"finalize the upgrade to 2.1 (SET CLUSTER SETTING version = '%s'), or create the table with its primary key", clusterversion.V2_1)
 	}
-	if len(cur.PrimaryKey) != 1 || !cur.Columns[cur.ColumnIndexByID(cur.PrimaryKey[0])].Hidden ||
-		!strings.HasPrefix(cur.Columns[cur.ColumnIndexByID(cur.PrimaryKey[0])].Name, "rowid") {
-		return nil, pgerror.WithHintf(
-			pgerror.Newf(pgerror.CodeInvalidTableDefinition, "multiple primary keys for table %q are not allowed", name),
-			"ADD PRIMARY KEY works on a table created without a primary key")
-	}
-	desc := cur.Clone()
-	desc.Version++
-	rowidPos := desc.ColumnIndexByID(desc.PrimaryKey[0])
-	desc.Columns = append(desc.Columns[:rowidPos:rowidPos], desc.Columns[rowidPos+1:]...)
-	desc.PrimaryKey = nil
-	for _, c := range s.Columns {
-		i := desc.ColumnIndex(c)
-		if i < 0 || desc.Columns[i].Hidden {
-			return nil, pgerror.Newf(pgerror.CodeUndefinedColumn, "column %q named in key does not exist", c)
-		}
-		for _, id := range desc.PrimaryKey {
-			if id == desc.Columns[i].ID {
-				return nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q appears twice in primary key constraint", c)
-			}
-		}
-		if !rowenc.KeyColumnAllowed(desc.Columns[i].Type) {
-			return nil, pgerror.WithHintf(
-				unsupported("column %q of type %s cannot be part of a primary key", c, desc.Columns[i].Type),
-				"INTERVAL and JSONB values have no key order; key the table by another column")
-		}
-		desc.Columns[i].Nullable = false
-		desc.PrimaryKey = append(desc.PrimaryKey, desc.Columns[i].ID)
-	}
-	oldTI, err := buildTableInfo(cur)
-	if err != nil {
-		return nil, err
+	desc, cur, err := e.prepareAddPK(ctx, s)
+	if err != nil || desc == nil {
+		return nil, nil, err
 	}
 	n, err := e.cfg.DB.Increment(ctx, keys.TableIDGenKey(), 1)
 	if err != nil {
-		return nil, kvError(err)
+		return nil, nil, kvError(err)
 	}
 	desc.ID = n + catalog.FirstUserTableID
+	stmt := s.String()
+
+	// 1. Hold.
+	held, err := e.commitSchema(ctx, stmt, func() (*catalog.TableDescriptor, error) {
+		c, ok := e.catalog.Get(cur.Key())
+		if !ok || c.ID != cur.ID || c.Version != cur.Version {
+			return nil, tableChangedDuringAddPK(cur.Name)
+		}
+		h := c.Clone()
+		h.Version++
+		h.WriteFence++
+		h.Hold = &catalog.WriteHold{Statement: stmt, NewID: desc.ID, Until: e.holdUntil()}
+		h.ModTime = e.catalog.Clock().Now()
+		return h, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.raiseFence(ctx, held.ID, cur.WriteFence, held.WriteFence); err != nil {
+		return nil, nil, e.endHold(ctx, held, err)
+	}
+	if hook := e.cfg.TestingAddPKHeld; hook != nil {
+		hook(ctx)
+	}
+
+	// 2. Copy.
+	held, err = e.copyUnderNewKey(ctx, held, desc)
+	if err != nil {
+		return nil, nil, e.endHold(ctx, held, err)
+	}
+
+	// 3. Swap.
+	swapped, err := e.commitSchema(ctx, stmt, func() (*catalog.TableDescriptor, error) {
+		c, ok := e.catalog.Get(held.Key())
+		if !ok || c.ID != held.ID || c.Version != held.Version {
+			return nil, holdLost(held.Name)
+		}
+		d := desc.Clone()
+		d.Version = c.Version + 1
+		d.WriteFence = 0 // the new ID's fence key is absent
+		d.Hold = nil
+		d.ModTime = e.catalog.Clock().Now()
+		return d, nil
+	})
+	if err != nil {
+		if errors.Is(err, errHoldLost) {
+			e.deleteSpan(ctx, desc.ID)
+			return nil, nil, err
+		}
+		return nil, nil, e.endHold(ctx, held, err)
+	}
+	var notices []pgwire.Notice
+	start, end := rowenc.TableSpan(held.ID)
+	if werr := e.cfg.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}}); werr != nil {
+		notices = append(notices, warning(pgerror.CodeInternal,
+			"the primary key was added, but deleting the table's old rows failed (%v); they are unreachable and only take space", werr))
+	}
+	return []catalog.TableDescriptor{*swapped}, notices, nil
+}
+
+func (e *Executor) holdUntil() int64 {
+	return e.catalog.Clock().Now().WallTime + int64(holdTTL)
+}
+
+var errHoldLost = errors.New("the hold on the table was given up")
+
+func holdLost(name string) error {
+	return pgerror.WithHintf(pgerror.WithCode(errors.Wrapf(errHoldLost,
+		"restart transaction: ALTER TABLE %q ADD PRIMARY KEY lost its hold on the table's writes (it expired, or the table changed)", name),
+		pgerror.CodeSerializationFailure), "run it again; nothing was changed")
+}
+
+func tableChangedDuringAddPK(name string) error {
+	return pgerror.WithHintf(
+		pgerror.Newf(pgerror.CodeSerializationFailure, "restart transaction: table %q changed while ADD PRIMARY KEY ran", name),
+		"run it again")
+}
+
+// endHold gives the hold back after a failure: the held descriptor without
+// its hold (its fence is where the hold put it, so no write planned before
+// the hold is let through), and the copy deleted. It returns cause.
+func (e *Executor) endHold(ctx context.Context, held *catalog.TableDescriptor, cause error) error {
+	_, err := e.commitSchema(ctx, "end the hold of "+held.Hold.Statement, func() (*catalog.TableDescriptor, error) {
+		c, ok := e.catalog.Get(held.Key())
+		if !ok || c.ID != held.ID || c.Version != held.Version {
+			return nil, nil // given up by a writer already
+		}
+		d := c.Clone()
+		d.Version++
+		d.Hold = nil
+		d.ModTime = e.catalog.Clock().Now()
+		return d, nil
+	})
+	e.deleteSpan(ctx, held.Hold.NewID)
+	if err != nil {
+		return errors.WithSecondaryError(cause, err)
+	}
+	return cause
+}
+
+// renewHold extends held's expiry; the table must still be as held left
+// it.
+func (e *Executor) renewHold(ctx context.Context, held *catalog.TableDescriptor) (*catalog.TableDescriptor, error) {
+	return e.commitSchema(ctx, "renew the hold of "+held.Hold.Statement, func() (*catalog.TableDescriptor, error) {
+		c, ok := e.catalog.Get(held.Key())
+		if !ok || c.ID != held.ID || c.Version != held.Version {
+			return nil, holdLost(held.Name)
+		}
+		d := c.Clone()
+		d.Version++
+		d.Hold.Until = e.holdUntil()
+		d.ModTime = e.catalog.Clock().Now()
+		return d, nil
+	})
+}
+
+// copyUnderNewKey rewrites held's rows under desc's key into desc's span,
+// renewing the hold every holdTTL/3; it returns the held descriptor as it
+// is after the last renewal.
+func (e *Executor) copyUnderNewKey(ctx context.Context, held, desc *catalog.TableDescriptor) (*catalog.TableDescriptor, error) {
+	oldTI, err := buildTableInfo(held)
+	if err != nil {
+		return held, err
+	}
 	newTI, err := buildTableInfo(desc)
 	if err != nil {
-		return nil, err
+		return held, err
 	}
 	// Map the new layout's columns to the old row's positions.
 	from := make([]int, len(newTI.cols))
 	for i, c := range newTI.cols {
-		from[i] = cur.ColumnIndexByID(c.ID)
-	}
-	cleanup := func(err error) (*addPKState, error) {
-		start, end := rowenc.TableSpan(desc.ID)
-		if derr := e.cfg.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}}); derr != nil {
-			err = errors.WithDetailf(err, "deleting the partial copy failed too (%v); it is unreachable and only takes space", derr)
-		}
-		return nil, err
+		from[i] = held.ColumnIndexByID(c.ID)
 	}
 	release := e.holdRowEncoding()
 	defer release()
-	copied, sum, err := e.scanTable(ctx, cur.ID, func(batch []kvpb.KeyValue) error {
+	renewAt := time.Now().Add(holdTTL / 3)
+	_, _, err = e.scanTable(ctx, held.ID, func(batch []kvpb.KeyValue) error {
+		if time.Now().After(renewAt) {
+			h, err := e.renewHold(ctx, held)
+			if err != nil {
+				return err
+			}
+			held, renewAt = h, time.Now().Add(holdTTL/3)
+		}
 		ops := make([]kvpb.Op, 0, len(batch))
 		rows := make([][]types.Datum, 0, len(batch))
 		seen := make(map[string]bool, len(batch))
@@ -153,21 +252,54 @@ func (e *Executor) prepareAddPK(ctx context.Context, s *parser.AlterTableAddPrim
 		}
 		return nil
 	})
+	return held, err
+}
+
+// prepareAddPK checks the statement and builds the new descriptor (without
+// its ID) from the table's current one, which it returns too; nil means IF
+// EXISTS found no table.
+func (e *Executor) prepareAddPK(ctx context.Context, s *parser.AlterTableAddPrimaryKey) (desc, cur *catalog.TableDescriptor, _ error) {
+	db, name, err := e.userTableName(ctx, s.Name, "alter")
 	if err != nil {
-		return cleanup(err)
+		return nil, nil, err
 	}
-	// Anything written to the table meanwhile would be lost: check that
-	// the old span is still exactly what was copied.
-	again, sum2, err := e.scanTable(ctx, cur.ID, func([]kvpb.KeyValue) error { return nil })
-	if err != nil {
-		return cleanup(err)
+	cur, ok := e.catalog.GetTable(db, name)
+	if !ok {
+		if s.IfExists {
+			return nil, nil, nil
+		}
+		return nil, nil, undefinedTable(name)
 	}
-	if again != copied || sum2 != sum {
-		return cleanup(pgerror.WithHintf(
-			pgerror.Newf(pgerror.CodeSerializationFailure, "rows of %q changed while ADD PRIMARY KEY rewrote them", name),
-			"run it again when nothing writes to the table"))
+	if len(cur.PrimaryKey) != 1 || !cur.Columns[cur.ColumnIndexByID(cur.PrimaryKey[0])].Hidden ||
+		!strings.HasPrefix(cur.Columns[cur.ColumnIndexByID(cur.PrimaryKey[0])].Name, "rowid") {
+		return nil, nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeInvalidTableDefinition, "multiple primary keys for table %q are not allowed", name),
+			"ADD PRIMARY KEY works on a table created without a primary key")
 	}
-	return &addPKState{oldID: cur.ID, oldVersion: cur.Version, desc: desc}, nil
+	desc = cur.Clone()
+	desc.Version++
+	rowidPos := desc.ColumnIndexByID(desc.PrimaryKey[0])
+	desc.Columns = append(desc.Columns[:rowidPos:rowidPos], desc.Columns[rowidPos+1:]...)
+	desc.PrimaryKey = nil
+	for _, c := range s.Columns {
+		i := desc.ColumnIndex(c)
+		if i < 0 || desc.Columns[i].Hidden {
+			return nil, nil, pgerror.Newf(pgerror.CodeUndefinedColumn, "column %q named in key does not exist", c)
+		}
+		for _, id := range desc.PrimaryKey {
+			if id == desc.Columns[i].ID {
+				return nil, nil, pgerror.Newf(pgerror.CodeDuplicateColumn, "column %q appears twice in primary key constraint", c)
+			}
+		}
+		if !rowenc.KeyColumnAllowed(desc.Columns[i].Type) {
+			return nil, nil, pgerror.WithHintf(
+				unsupported("column %q of type %s cannot be part of a primary key", c, desc.Columns[i].Type),
+				"INTERVAL and JSONB values have no key order; key the table by another column")
+		}
+		desc.Columns[i].Nullable = false
+		desc.PrimaryKey = append(desc.PrimaryKey, desc.Columns[i].ID)
+	}
+	return desc, cur, nil
 }
 
 // scanTable reads a table's rows in batches, in key order, and returns
@@ -198,21 +330,4 @@ func (e *Executor) scanTable(ctx context.Context, id int64, fn func([]kvpb.KeyVa
 		}
 		start = append(append([]byte(nil), batch[len(batch)-1].Key...), 0)
 	}
-}
-
-// addPrimaryKey is the descriptor change, built against the catalog as it
-// is now: the table must be the one whose rows were rewritten.
-func (e *Executor) addPrimaryKey(st *addPKState) (*catalog.TableDescriptor, error) {
-	if st == nil {
-		return nil, nil
-	}
-	cur, ok := e.catalog.Get(st.desc.Key())
-	if !ok || cur.ID != st.oldID || cur.Version != st.oldVersion {
-		return nil, pgerror.WithHintf(
-			pgerror.Newf(pgerror.CodeSerializationFailure, "table %q changed while ADD PRIMARY KEY rewrote its rows", st.desc.Name),
-			"run it again")
-	}
-	d := st.desc.Clone()
-	d.ModTime = e.catalog.Clock().Now()
-	return d, nil
 }

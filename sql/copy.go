@@ -287,7 +287,7 @@ func (cr *copyReader) csvEmit(fields []*string, b *strings.Builder, quoted bool,
 
 // CopyIn reads the data and writes the rows; see the top of the file.
 func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, error) {
-	if err := p.e.checkSchemaForWrite(); err != nil {
+	if err := p.e.checkSchemaForWrite(p.ti); err != nil {
 		return pgwire.Result{}, err
 	}
 	ti := p.ti
@@ -323,7 +323,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			}
 			ops[r] = kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true}
 		}
-		if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
+		if err := p.e.writeTable(ctx, ti, ops); err != nil {
 			var cf *kvpb.ConditionFailedError
 			if errors.As(err, &cf) {
 				for r := range keys {

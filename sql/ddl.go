@@ -21,8 +21,10 @@ import (
 type ddlPlan struct {
 	e    *Executor
 	stmt parser.Stmt
-	// addPK is what ADD PRIMARY KEY's row rewrite prepared (addpk.go).
-	addPK *addPKState
+	// builder and what replace stmt for a descriptor change made by the
+	// executor itself (commitSchema).
+	builder func(context.Context) ([]catalog.TableDescriptor, error)
+	what    string
 }
 
 func (p *ddlPlan) columns() []pgwire.Column { return nil }
@@ -40,7 +42,7 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		tag = "CREATE TABLE"
 	case *parser.DropTable:
 		tag = "DROP TABLE"
-	case *parser.AlterTableAddColumn:
+	case *parser.AlterTableAddColumn, *parser.AlterTableAddPrimaryKey:
 		tag = "ALTER TABLE"
 	case *parser.CreateDatabase:
 		tag = "CREATE DATABASE"
@@ -51,52 +53,44 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 				pgerror.Newf(pgerror.CodeObjectInUse, "cannot drop the currently open database"),
 				"connect to another database first (for example \\c defaultdb in psql, or SET database = defaultdb)")
 		}
-	case *parser.AlterTableAddPrimaryKey:
-		tag = "ALTER TABLE"
-		st, err := p.e.prepareAddPK(ctx, s)
-		if err != nil || st == nil {
-			return pgwire.Result{Tag: tag}, err
-		}
-		p.addPK = st
-		defer func() { p.addPK = nil }()
 	default:
 		return pgwire.Result{}, errors.AssertionFailedf("not DDL: %T", p.stmt)
 	}
 	var (
 		changed []catalog.TableDescriptor
+		notices []pgwire.Notice
 		err     error
 	)
-	if log := p.e.currentSchemaLog(); log != nil {
+	if s, ok := p.stmt.(*parser.AlterTableAddPrimaryKey); ok {
+		changed, notices, err = p.e.addPrimaryKey(ctx, s)
+	} else if log := p.e.currentSchemaLog(); log != nil {
 		changed, err = p.commitThroughLog(ctx, log)
 	} else {
 		changed, err = p.applyPreRaft(ctx)
 	}
 	if len(changed) == 0 { // failed, or IF [NOT] EXISTS made it a no-op
-		if p.addPK != nil {
-			// The rewritten rows are unreachable: delete them.
-			start, end := rowenc.TableSpan(p.addPK.desc.ID)
-			_ = p.e.cfg.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}})
-		}
 		if err != nil {
 			return pgwire.Result{}, err
 		}
 		return pgwire.Result{Tag: tag}, nil
-	}
-	if p.addPK != nil && err == nil {
-		// The table lives under its new ID: the old rows are garbage.
-		start, end := rowenc.TableSpan(p.addPK.oldID)
-		if werr := p.e.cfg.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}}); werr != nil {
-			return pgwire.Result{Tag: tag, Notices: []pgwire.Notice{warning(pgerror.CodeInternal,
-				"the primary key was added, but deleting the table's old rows failed (%v); they are unreachable and only take space", werr)}}, nil
-		}
 	}
 	switch p.stmt.(type) {
 	case *parser.DropTable, *parser.DropDatabase:
 		// Delete the rows only after the tombstones are durable (here
 		// and on their way to the peers, or committed in group 0): a
 		// crash in between leaves unreachable garbage, never a live table
-		// without its rows.
+		// without its rows. At 2.1 the fence goes up first, so that a
+		// node that has not learned of the DROP yet cannot write into
+		// the table after its rows are deleted.
 		var ops []kvpb.Op
+		for _, d := range changed {
+			if d.IsDatabase {
+				continue
+			}
+			if p.e.fencesActive() {
+				ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: keys.TableFenceKey(d.ID), Value: fenceValue(fenceDropped)})
+			}
+		}
 		for _, d := range changed {
 			if d.IsDatabase {
 				continue
@@ -104,7 +98,7 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 			start, end := rowenc.TableSpan(d.ID)
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
 		}
-		if err := p.e.cfg.DB.Write(ctx, ops); err != nil {
+		if err := p.e.writeFencesThenRanges(ctx, ops); err != nil {
 			kerr := kvError(err)
 			return pgwire.Result{}, pgerror.WithHintf(pgerror.WithCode(
 				errors.Wrap(kerr, "the table was dropped, but deleting its rows failed"), pgerror.GetCode(kerr)),
@@ -117,12 +111,37 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	if s, ok := ctx.Value(sessionKey{}).(*session); ok {
 		s.afterDDL(ctx, p.stmt, changed)
 	}
-	return pgwire.Result{Tag: tag}, nil
+	return pgwire.Result{Tag: tag, Notices: notices}, nil
+}
+
+// writeFencesThenRanges writes the point ops of ops, then its range
+// deletions: a batch may not mix them.
+func (e *Executor) writeFencesThenRanges(ctx context.Context, ops []kvpb.Op) error {
+	var points, ranges []kvpb.Op
+	for _, op := range ops {
+		if op.Kind == kvpb.OpDeleteRange {
+			ranges = append(ranges, op)
+		} else {
+			points = append(points, op)
+		}
+	}
+	for _, batch := range [][]kvpb.Op{points, ranges} {
+		if len(batch) == 0 {
+			continue
+		}
+		if err := e.cfg.DB.Write(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // build computes the descriptors the statement installs, against the
 // catalog as it is now, without installing them.
 func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) {
+	if p.builder != nil {
+		return p.builder(ctx)
+	}
 	switch s := p.stmt.(type) {
 	case *parser.CreateTable:
 		return one(p.e.createTable(ctx, s))
@@ -130,14 +149,20 @@ func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) 
 		return p.e.dropTables(ctx, s)
 	case *parser.AlterTableAddColumn:
 		return one(p.e.addColumn(ctx, s))
-	case *parser.AlterTableAddPrimaryKey:
-		return one(p.e.addPrimaryKey(p.addPK))
 	case *parser.CreateDatabase:
 		return one(p.e.createDatabase(ctx, s))
 	case *parser.DropDatabase:
 		return p.e.dropDatabase(s)
 	}
 	return nil, errors.AssertionFailedf("not DDL: %T", p.stmt)
+}
+
+// describe names the change in group 0's log.
+func (p *ddlPlan) describe() string {
+	if p.stmt == nil {
+		return p.what
+	}
+	return p.stmt.String()
 }
 
 // applyPreRaft is the pre-Raft procedure: install the descriptors in this
@@ -184,7 +209,7 @@ func (p *ddlPlan) commitThroughLog(ctx context.Context, log SchemaLog) ([]catalo
 		if err != nil || len(built) == 0 {
 			return nil, err
 		}
-		err = txn.Commit(ctx, built, p.stmt.String())
+		err = txn.Commit(ctx, built, p.describe())
 		if err == nil {
 			return built, nil
 		}
@@ -218,16 +243,28 @@ func one(d *catalog.TableDescriptor, err error) ([]catalog.TableDescriptor, erro
 // truncate deletes every row of the tables in one atomic write. It is not
 // DDL: the descriptors do not change, so no other node needs to hear of it.
 func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Result, error) {
-	var ops []kvpb.Op
+	var checks, ops []kvpb.Op
+	var tables []*tableInfo
 	for _, n := range s.Names {
 		ti, err := e.resolveTable(currentDB(ctx), n)
 		if err != nil {
 			return pgwire.Result{}, err
 		}
+		if err := checkWritable(ti); err != nil {
+			return pgwire.Result{}, err
+		}
+		if e.fencesActive() {
+			checks = append(checks, fenceCheck(ti.desc))
+			tables = append(tables, ti)
+		}
 		start, end := rowenc.TableSpan(ti.desc.ID)
 		ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
 	}
-	if err := e.kv(ctx).Write(ctx, ops); err != nil {
+	if err := e.kv(ctx).Write(ctx, append(checks, ops...)); err != nil {
+		var cf *kvpb.ConditionFailedError
+		if errors.As(err, &cf) && cf.Index < len(tables) {
+			return pgwire.Result{}, e.fenceMoved(ctx, tables[cf.Index].desc, cf)
+		}
 		return pgwire.Result{}, kvError(err)
 	}
 	return pgwire.Result{Tag: "TRUNCATE"}, nil

@@ -64,6 +64,11 @@ func kvError(err error) error {
 			"transactions need cluster version 2.1; finalize the upgrade with SET CLUSTER SETTING version = '2.1'")
 	case errors.As(err, new(*kvpb.TxnConflictError)):
 		return txnRetryError(err)
+	case errors.As(err, new(*schemaMovedError)):
+		// Where the statement cannot be planned again (COPY).
+		var sm *schemaMovedError
+		errors.As(err, &sm)
+		return sm.asRetryError()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return pgerror.WithCode(errors.Wrap(err, "query canceled"), pgerror.CodeQueryCanceled)
 	}

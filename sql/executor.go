@@ -47,6 +47,9 @@ type Config struct {
 	// encoding its rows and writing them: a pause point for tests of what
 	// may happen in between (a cluster version step).
 	TestingBeforeWrite func(ctx context.Context)
+	// TestingAddPKHeld, if set, runs in ALTER TABLE ADD PRIMARY KEY once
+	// the table's writes are held, before its rows are copied.
+	TestingAddPKHeld func(ctx context.Context)
 }
 
 // LocalStore is this node's own, unreplicated, durable store.
@@ -128,11 +131,13 @@ type SchemaGuard interface {
 	CheckWrite() error
 }
 
-func (e *Executor) checkSchemaForWrite() error {
+func (e *Executor) checkSchemaForWrite(ti *tableInfo) error {
 	if g, ok := e.currentSchemaLog().(SchemaGuard); ok {
-		return g.CheckWrite()
+		if err := g.CheckWrite(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return checkWritable(ti)
 }
 
 // SchemaTxn commits one DDL statement's descriptors (group 0 in release

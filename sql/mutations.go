@@ -307,7 +307,7 @@ func checkNotNull(ti *tableInfo, row []types.Datum) error {
 }
 
 func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
-	if err := p.e.checkSchemaForWrite(); err != nil {
+	if err := p.e.checkSchemaForWrite(p.ti); err != nil {
 		return pgwire.Result{}, err
 	}
 	defer p.e.holdRowEncoding()()
@@ -379,7 +379,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		if hook := p.e.cfg.TestingBeforeWrite; hook != nil {
 			hook(ctx)
 		}
-		if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
+		if err := p.e.writeTable(ctx, ti, ops); err != nil {
 			var cf *kvpb.ConditionFailedError
 			if errors.As(err, &cf) {
 				// Index names the failing op, which is row Index; fall back
@@ -445,7 +445,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		if len(ops) == 0 {
 			return p.result(ec, nil)
 		}
-		err := p.e.kv(ctx).Write(ctx, ops)
+		err := p.e.writeTable(ctx, ti, ops)
 		if err == nil {
 			return p.result(ec, affected)
 		}
@@ -509,7 +509,7 @@ func (p *insertPlan) execBlindUpdate(ec *evalCtx, rows [][]types.Datum, keys [][
 		}
 		ops = append(ops, kvpb.Op{Kind: kvpb.OpInsertOrUpdate, Key: keys[r], Value: ins, ElseValue: upd})
 	}
-	if err := p.e.kv(ec.ctx).Write(ec.ctx, ops); err != nil {
+	if err := p.e.writeTable(ec.ctx, p.ti, ops); err != nil {
 		return pgwire.Result{}, kvError(err)
 	}
 	return pgwire.Result{Tag: fmt.Sprintf("INSERT 0 %d", len(rows))}, nil
@@ -669,7 +669,7 @@ func (p *updatePlan) execBlindDeltas(ec *evalCtx, t *txn.Txn) (res pgwire.Result
 		}
 	}
 	if len(ops) > 0 {
-		if err := t.Write(ec.ctx, ops); err != nil {
+		if err := p.e.writeTable(ec.ctx, p.ti, ops); err != nil {
 			return pgwire.Result{}, true, kvError(err)
 		}
 	}
@@ -718,7 +718,7 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 }
 
 func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
-	if err := p.e.checkSchemaForWrite(); err != nil {
+	if err := p.e.checkSchemaForWrite(p.ti); err != nil {
 		return pgwire.Result{}, err
 	}
 	defer p.e.holdRowEncoding()()
@@ -801,7 +801,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: m.key, Value: m.val, ExpectAbsent: true})
 		}
 		if len(ops) > 0 {
-			if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
+			if err := p.e.writeTable(ctx, ti, ops); err != nil {
 				if !isConditionFailed(err) {
 					return pgwire.Result{}, kvError(err)
 				}
@@ -851,7 +851,7 @@ func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePla
 }
 
 func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
-	if err := p.e.checkSchemaForWrite(); err != nil {
+	if err := p.e.checkSchemaForWrite(p.ti); err != nil {
 		return pgwire.Result{}, err
 	}
 	ti := p.ti
@@ -876,7 +876,7 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			deleted = append(deleted, r.row)
 		}
 		if len(ops) > 0 {
-			if err := p.e.kv(ctx).Write(ctx, ops); err != nil {
+			if err := p.e.writeTable(ctx, ti, ops); err != nil {
 				if !isConditionFailed(err) {
 					return pgwire.Result{}, kvError(err)
 				}

@@ -195,17 +195,9 @@ func (p *prepared) Exec(ctx context.Context, params []types.Datum) (_ pgwire.Res
 			"statement needs %d parameters, got %d", len(p.params.types), len(params))
 	}
 	if p.plan.stale() || p.params.db != p.s.database() {
-		pl, ps, err := p.s.analyze(p.stmt.AST, p.declared, p.n)
-		if err != nil {
+		if err := p.replan(); err != nil {
 			return pgwire.Result{}, err
 		}
-		if !sameColumns(pl.columns(), p.cols) || !sameTypes(ps.types, p.params.types) {
-			return pgwire.Result{}, pgerror.WithHintf(
-				unsupported("cached plan must not change result type"),
-				"the table changed since the statement was prepared; prepare it again")
-		}
-		p.plan = pl
-		p.params.access = ps.access
 	}
 	if err := p.s.checkAccess(ctx, p.params.access); err != nil {
 		return pgwire.Result{}, err
@@ -221,11 +213,52 @@ func (p *prepared) Exec(ctx context.Context, params []types.Datum) (_ pgwire.Res
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	res, err := p.plan.exec(withSession(ctx, p.s), params)
+	res, err := p.execPlan(ctx, params)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return pgwire.Result{}, pgerror.WithCode(errors.Wrap(err, "canceling statement due to statement timeout"), pgerror.CodeQueryCanceled)
 	}
 	return res, err
+}
+
+// replan analyzes the statement again against the current schema.
+func (p *prepared) replan() error {
+	pl, ps, err := p.s.analyze(p.stmt.AST, p.declared, p.n)
+	if err != nil {
+		return err
+	}
+	if !sameColumns(pl.columns(), p.cols) || !sameTypes(ps.types, p.params.types) {
+		return pgerror.WithHintf(
+			unsupported("cached plan must not change result type"),
+			"the table changed since the statement was prepared; prepare it again")
+	}
+	p.plan = pl
+	p.params.access = ps.access
+	p.params.db = ps.db
+	return nil
+}
+
+// execPlan runs the plan. A statement refused because its table's schema
+// moved under it, or is held by a schema change (schemachange.go), waits
+// for the new schema and runs again, planned against it; inside a
+// transaction, whose earlier statements used the old schema, it waits and
+// then fails with 40001 for the client to retry the transaction.
+func (p *prepared) execPlan(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := p.plan.exec(withSession(ctx, p.s), params)
+		var sm *schemaMovedError
+		if err == nil || !errors.As(err, &sm) {
+			return res, err
+		}
+		if werr := p.s.e.awaitSchema(ctx, sm); werr != nil {
+			return pgwire.Result{}, werr
+		}
+		if p.s.txn.t != nil || attempt >= maxSchemaRetries {
+			return pgwire.Result{}, sm.asRetryError()
+		}
+		if err := p.replan(); err != nil {
+			return pgwire.Result{}, err
+		}
+	}
 }
 
 func sameColumns(a, b []pgwire.Column) bool {

@@ -346,7 +346,9 @@ func (t *Txn) Write(ctx context.Context, ops []kvpb.Op) error {
 			stage(op.Key, buffered{value: op.Value})
 		case kvpb.OpDelete:
 			stage(op.Key, buffered{deleted: true})
-		case kvpb.OpCPut:
+		case kvpb.OpCPut, kvpb.OpCheck:
+			// Decided against the snapshot (the key joins the read set, so
+			// a change after it fails the commit), not at apply.
 			cur, exists, err := view(op.Key)
 			if err != nil {
 				return err
@@ -354,6 +356,9 @@ func (t *Txn) Write(ctx context.Context, ops []kvpb.Op) error {
 			ok := (op.ExpectAbsent && !exists) || (!op.ExpectAbsent && exists && bytes.Equal(cur, op.Expected))
 			if !ok {
 				return &kvpb.ConditionFailedError{Index: i, Key: op.Key, Actual: bytes.Clone(cur), Exists: exists}
+			}
+			if op.Kind == kvpb.OpCheck {
+				continue
 			}
 			if op.Delete {
 				stage(op.Key, buffered{deleted: true})

@@ -30,6 +30,12 @@ const (
 	// needs no read of it (release 2.1, inside transactions). If the
 	// function fails, the whole batch fails with its error.
 	OpApply
+	// OpCheck writes nothing: it requires Key's current value to equal
+	// Expected (ExpectAbsent: the key must not exist), or the whole batch
+	// fails with *ConditionFailedError. A write to a table asserts the
+	// table's schema fence with it (sql/schemachange.go): release 2.1,
+	// proposed only once the cluster is finalized to 2.1.
+	OpCheck
 )
 
 // Op is one operation of an atomic batch.

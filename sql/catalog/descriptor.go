@@ -112,10 +112,29 @@ type TableDescriptor struct {
 	// would ignore them, so they are created only once the cluster is at
 	// 2.1).
 	Checks []CheckConstraint `json:"checks,omitempty"`
+	// WriteFence is the value every write to the table asserts the
+	// table's fence key holds (release 2.1, sql/schemachange.go); 0 means
+	// the key is absent. A schema change that must not race with writes
+	// planned against an older descriptor raises it.
+	WriteFence uint64 `json:"write_fence,omitempty"`
+	// Hold, when set, stops writes to the table while a schema change
+	// rewrites its rows (release 2.1); reads go on.
+	Hold *WriteHold `json:"hold,omitempty"`
 	// Dropped marks a tombstone: the table was dropped at ModTime. A
 	// tombstone is kept forever so that a node that missed the DROP does
 	// not resurrect the table when it merges.
 	Dropped bool `json:"dropped,omitempty"`
+}
+
+// WriteHold is a schema change holding a table's writes: what it is, the
+// table ID its rows are being rewritten into (deleted if the hold is given
+// up), and until when (HLC wall time, nanoseconds) the coordinator promises
+// to finish or renew it. A writer that finds a hold past its expiry may
+// release it: the coordinator is taken to be gone.
+type WriteHold struct {
+	Statement string `json:"statement"`
+	NewID     int64  `json:"new_id,omitempty"`
+	Until     int64  `json:"until"`
 }
 
 // CheckConstraint is CONSTRAINT name CHECK (expr); Expr is canonical SQL
@@ -192,6 +211,10 @@ func (d *TableDescriptor) Clone() *TableDescriptor {
 	c.Checks = append([]CheckConstraint(nil), d.Checks...)
 	c.Columns = append([]ColumnDescriptor(nil), d.Columns...)
 	c.PrimaryKey = append([]int32(nil), d.PrimaryKey...)
+	if d.Hold != nil {
+		h := *d.Hold
+		c.Hold = &h
+	}
 	return &c
 }
 

@@ -157,12 +157,15 @@ func (db *MemDB) Write(ctx context.Context, ops []kvpb.Op) error {
 			staged[k] = append([]byte{}, op.Value...)
 		case kvpb.OpDelete:
 			staged[k] = nil
-		case kvpb.OpCPut:
+		case kvpb.OpCPut, kvpb.OpCheck:
 			cur, exists := get(k)
 			ok := exists && !op.ExpectAbsent && bytes.Equal(cur, op.Expected) || !exists && op.ExpectAbsent
 			if !ok {
 				return &kvpb.ConditionFailedError{Index: i, Key: append([]byte(nil), op.Key...),
 					Actual: append([]byte(nil), cur...), Exists: exists}
+			}
+			if op.Kind == kvpb.OpCheck {
+				continue
 			}
 			if op.Delete {
 				staged[k] = nil
