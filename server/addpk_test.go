@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +20,11 @@ import (
 func TestAddPrimaryKeyKeepsConcurrentWrites(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.Options{})
 	c.Exec(0, "CREATE TABLE pk (k INT, v INT)")
-	c.Exec(0, "INSERT INTO pk SELECT g, 0 FROM generate_series(1, 300) AS g")
+	vals := make([]string, 300)
+	for k := range vals {
+		vals[k] = fmt.Sprintf("(%d, 0)", k+1)
+	}
+	c.Exec(0, "INSERT INTO pk VALUES "+strings.Join(vals, ", "))
 
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -115,5 +120,63 @@ func TestAddPrimaryKeyKeepsConcurrentWrites(t *testing.T) {
 	}
 	if err := execErr(c, 1, "INSERT INTO pk VALUES (1000, 0)"); err == nil {
 		t.Error("a duplicate of the new primary key was accepted")
+	}
+}
+
+// TestAddPrimaryKeyCoordinatorStopsWhileHeld stops the node running ALTER
+// TABLE ADD PRIMARY KEY while the table's writes are held. Once the hold
+// expires, a writer on another node gives it up: its write succeeds, the
+// table keeps its rows and its old key, and the statement can be run again.
+func TestAddPrimaryKeyCoordinatorStopsWhileHeld(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	c.Exec(0, "CREATE TABLE pk (k INT, v INT)")
+	c.Exec(0, "INSERT INTO pk VALUES (1, 1), (2, 2), (3, 3)")
+	held := make(chan struct{})
+	var once sync.Once
+	c.StopNode(0)
+	c.Nodes[0].Config.Knobs.SchemaHoldTTL = 2 * time.Second
+	c.Nodes[0].Config.Knobs.AddPKHeld = func(ctx context.Context) {
+		once.Do(func() { close(held) })
+		<-ctx.Done() // until the node stops
+	}
+	c.StartNode(0)
+	c.WaitUp(0)
+	altered := make(chan error, 1)
+	go func() { altered <- execErr(c, 0, "ALTER TABLE pk ADD PRIMARY KEY (k)") }()
+	select {
+	case <-held:
+	case err := <-altered:
+		t.Fatalf("ALTER ended before its hold: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("ALTER did not reach its hold")
+	}
+	c.StopNode(0)
+	if err := <-altered; err == nil {
+		t.Fatal("ALTER succeeded although its node stopped while it held the table")
+	}
+	c.Exec(1, "INSERT INTO pk VALUES (4, 4)")
+	c.Exec(2, "UPDATE pk SET v = 20 WHERE k = 2")
+	testcluster.WaitFor(t, 20*time.Second, func() error {
+		for i := 1; i < 3; i++ {
+			n, err := c.QueryInt(i, "SELECT sum(v) FROM pk")
+			if err != nil {
+				return err
+			}
+			if n != 1+20+3+4 {
+				return fmt.Errorf("node %d: sum(v) = %d, want 28", i+1, n)
+			}
+		}
+		return nil
+	})
+	// The old key (the hidden rowid) is still the key: duplicates of k
+	// are fine until the statement runs again, and then refuse it.
+	c.Exec(1, "INSERT INTO pk VALUES (4, 0)")
+	if err := execErr(c, 2, "ALTER TABLE pk ADD PRIMARY KEY (k)"); err == nil || !strings.Contains(err.Error(), "23505") {
+		t.Fatalf("ALTER over a duplicate key: %v, want 23505", err)
+	}
+	c.Exec(1, "DELETE FROM pk WHERE k = 4 AND v = 0")
+	c.Exec(2, "ALTER TABLE pk ADD PRIMARY KEY (k)")
+	if n, err := c.QueryInt(1, "SELECT v FROM pk WHERE k = 4"); err != nil || n != 4 {
+		t.Fatalf("row 4 after ADD PRIMARY KEY: %d, %v", n, err)
 	}
 }

@@ -173,4 +173,7 @@ type Knobs struct {
 	// writes are held, before its rows are copied
 	// (sql.Config.TestingAddPKHeld).
 	AddPKHeld func(ctx context.Context)
+	// SchemaHoldTTL, if set, replaces how long a schema change's hold on a
+	// table's writes lasts unrenewed (sql.Config.TestingHoldTTL).
+	SchemaHoldTTL time.Duration
 }

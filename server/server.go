@@ -658,6 +658,7 @@ func (s *Server) startNode() error {
 		NodeID:             func() int32 { return id.NodeID },
 		TestingBeforeWrite: s.cfg.Knobs.BeforeRowWrite,
 		TestingAddPKHeld:   s.cfg.Knobs.AddPKHeld,
+		TestingHoldTTL:     s.cfg.Knobs.SchemaHoldTTL,
 	})
 	if err != nil {
 		return errors.Wrap(err, "starting the SQL executor")

@@ -125,7 +125,7 @@ func (e *Executor) addPrimaryKey(ctx context.Context, s *parser.AlterTableAddPri
 }
 
 func (e *Executor) holdUntil() int64 {
-	return e.catalog.Clock().Now().WallTime + int64(holdTTL)
+	return e.catalog.Clock().Now().WallTime + int64(e.holdTTL())
 }
 
 var errHoldLost = errors.New("the hold on the table was given up")
@@ -199,14 +199,14 @@ func (e *Executor) copyUnderNewKey(ctx context.Context, held, desc *catalog.Tabl
 	}
 	release := e.holdRowEncoding()
 	defer release()
-	renewAt := time.Now().Add(holdTTL / 3)
+	renewAt := time.Now().Add(e.holdTTL() / 3)
 	_, _, err = e.scanTable(ctx, held.ID, func(batch []kvpb.KeyValue) error {
 		if time.Now().After(renewAt) {
 			h, err := e.renewHold(ctx, held)
 			if err != nil {
 				return err
 			}
-			held, renewAt = h, time.Now().Add(holdTTL/3)
+			held, renewAt = h, time.Now().Add(e.holdTTL()/3)
 		}
 		ops := make([]kvpb.Op, 0, len(batch))
 		rows := make([][]types.Datum, 0, len(batch))

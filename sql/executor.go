@@ -50,6 +50,8 @@ type Config struct {
 	// TestingAddPKHeld, if set, runs in ALTER TABLE ADD PRIMARY KEY once
 	// the table's writes are held, before its rows are copied.
 	TestingAddPKHeld func(ctx context.Context)
+	// TestingHoldTTL, if set, replaces holdTTL (schemachange.go).
+	TestingHoldTTL time.Duration
 }
 
 // LocalStore is this node's own, unreplicated, durable store.

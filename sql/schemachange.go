@@ -72,6 +72,13 @@ const (
 	maxSchemaRetries = 10
 )
 
+func (e *Executor) holdTTL() time.Duration {
+	if e.cfg.TestingHoldTTL > 0 {
+		return e.cfg.TestingHoldTTL
+	}
+	return holdTTL
+}
+
 func fenceValue(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 // fencesActive reports whether writes assert their table's fence: only
