@@ -507,6 +507,13 @@ var catalogTables = []catTable{
 			}
 			return out, err
 		}},
+	{name: "pg_catalog.pg_prepared_statements", cols: "name text, statement text, prepare_time text, parameter_types text[], from_sql bool",
+		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			if sess, ok := ctx.Value(sessionKey{}).(*session); ok {
+				return sess.preparedStatementRows(s), nil
+			}
+			return nil, nil
+		}},
 	{name: "pg_catalog.pg_settings", cols: "name text, setting text, unit text, category text, short_desc text, " +
 		"extra_desc text, context text, vartype text, source text, min_val text, max_val text, enumvals text[], " +
 		"boot_val text, reset_val text, sourcefile text, sourceline int, pending_restart bool",

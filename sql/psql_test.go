@@ -321,3 +321,53 @@ SELECT current_database();
 		t.Errorf("psql -d nosuch: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestSQLPrepareSharesNamespace checks that SQL's PREPARE, EXECUTE and
+// DEALLOCATE share the connection's namespace with the protocol's Parse,
+// Bind and Close, as in PostgreSQL: EXECUTE runs what the driver prepared,
+// a Bind names what PREPARE made, and DEALLOCATE ALL drops both.
+func TestSQLPrepareSharesNamespace(t *testing.T) {
+	addr, _ := servePgwire(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, "postgresql://root@"+addr+"/defaultdb?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	pc := conn.PgConn()
+	// The protocol's Parse, then SQL's EXECUTE.
+	if _, err := pc.Prepare(ctx, "byproto", "SELECT $1::INT8 + 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if err := conn.QueryRow(ctx, "EXECUTE byproto (41)", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("EXECUTE of a protocol-prepared statement: %d %v", n, err)
+	}
+	// SQL's PREPARE, then the protocol's Bind and Execute.
+	if _, err := conn.Exec(ctx, "PREPARE bysql (INT8) AS SELECT $1 * 2", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	res := pc.ExecPrepared(ctx, "bysql", [][]byte{[]byte("21")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "42" {
+		t.Fatalf("Bind of a SQL-prepared statement: %v %q", res.Err, res.Rows)
+	}
+	// One name, taken once, whichever way.
+	if _, err := pc.Prepare(ctx, "bysql", "SELECT 1", nil); err == nil || !strings.Contains(err.Error(), "42P05") {
+		t.Fatalf("Parse of a name PREPARE took: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "PREPARE byproto AS SELECT 1", pgx.QueryExecModeSimpleProtocol); err == nil || !strings.Contains(err.Error(), "42P05") {
+		t.Fatalf("PREPARE of a name Parse took: %v", err)
+	}
+	var names string
+	if err := conn.QueryRow(ctx, "SELECT string_agg(name || ':' || CASE WHEN from_sql THEN 'sql' ELSE 'protocol' END, ',' ORDER BY name) FROM pg_prepared_statements",
+		pgx.QueryExecModeSimpleProtocol).Scan(&names); err != nil || names != "byproto:protocol,bysql:sql" {
+		t.Fatalf("pg_prepared_statements: %q %v", names, err)
+	}
+	if _, err := conn.Exec(ctx, "DEALLOCATE ALL", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if res := pc.ExecPrepared(ctx, "byproto", nil, nil, nil).Read(); res.Err == nil || !strings.Contains(res.Err.Error(), "26000") {
+		t.Fatalf("a protocol-prepared statement after DEALLOCATE ALL: %v", res.Err)
+	}
+}

@@ -30,6 +30,9 @@ type session struct {
 	args pgwire.SessionArgs
 	vars map[string]string // set values; defaults are computed
 	txn  sessionTxn        // txn.go
+	// ownStmts is the namespace of PREPARE outside a wire connection
+	// (prepare_sql.go).
+	ownStmts *localStatements
 }
 
 var _ pgwire.Session = (*session)(nil)
@@ -154,6 +157,12 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		return &txnPlan{s: s, stmt: v}, nil
 	case *parser.Explain:
 		return s.analyzeExplain(v, params)
+	case *parser.Prepare:
+		return &preparePlan{s: s, stmt: v}, nil
+	case *parser.Execute:
+		return s.analyzeExecute(v, params)
+	case *parser.Deallocate:
+		return &deallocatePlan{s: s, stmt: v}, nil
 	case *parser.SetClusterSetting, *parser.ResetClusterSetting, *parser.ShowClusterSetting,
 		*parser.ShowClusterSettings, *parser.ShowJobs, *parser.ShowUpgradeStatus, *parser.ShowUpgradePlan:
 		return s.analyzeHook(st, params)

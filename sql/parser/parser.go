@@ -334,6 +334,12 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseShow()
 	case "set":
 		return p.parseSet()
+	case "prepare":
+		return p.parsePrepare()
+	case "execute":
+		return p.parseExecute()
+	case "deallocate":
+		return p.parseDeallocate()
 	case "use":
 		// CockroachDB's USE db is SET database = db.
 		p.advance()

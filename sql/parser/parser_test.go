@@ -241,6 +241,7 @@ func FuzzParse(f *testing.F) {
 		"SELECT string_agg(v, ',' ORDER BY v DESC NULLS FIRST, k), array_agg(DISTINCT k) FROM t GROUP BY g",
 		"VALUES (1, 'a'), ($1, NULL) ORDER BY 1; SELECT * FROM (VALUES (1)) AS v (x) JOIN t ON t.k = v.x",
 		"SELECT row_number() OVER (), rank() OVER (PARTITION BY a, b ORDER BY c DESC NULLS LAST), 1 + dense_rank() OVER (ORDER BY d) FROM t",
+		"PREPARE q (INT, VARCHAR(3)) AS SELECT $1 + $2 FROM t; EXECUTE q (1, $1); DEALLOCATE PREPARE q; DEALLOCATE ALL; PREPARE i AS INSERT INTO t VALUES ($1)",
 		"CREATE DATABASE IF NOT EXISTS app; DROP DATABASE IF EXISTS \"a b\" CASCADE; DROP DATABASE app RESTRICT; USE app; SHOW TABLES FROM app.public",
 	} {
 		f.Add(s)

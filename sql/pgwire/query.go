@@ -39,6 +39,10 @@ type preparedStatement struct {
 	// placeholders, and those extra values are checked but not passed on.
 	numExecParams int
 	columns       []Column // nil: the statement returns no rows
+	// fromSQL marks a statement of SQL PREPARE (statements.go); prepared
+	// is when it was prepared (pg_prepared_statements).
+	fromSQL  bool
+	prepared time.Time
 }
 
 // portal is what Bind creates and Execute runs.
@@ -280,7 +284,7 @@ func (c *conn) parse(m *pgproto3.Parse) error {
 		return pgerror.Newf(pgerror.CodeSyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
 
-	ps := &preparedStatement{sql: m.Query}
+	ps := &preparedStatement{sql: m.Query, prepared: time.Now()}
 	if len(stmts) == 1 {
 		ps.stmt = stmts[0]
 		var inferred []types.T

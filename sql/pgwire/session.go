@@ -52,6 +52,10 @@ type SessionArgs struct {
 	// ProcessID is the connection's BackendKeyData process ID, which
 	// pg_backend_pid() returns.
 	ProcessID uint32
+	// Statements is the connection's namespace of prepared statements,
+	// which SQL PREPARE, EXECUTE and DEALLOCATE share with the protocol
+	// (nil outside a wire connection: the session keeps its own).
+	Statements Statements
 }
 
 // ServerVersion is the PostgreSQL version kvnode reports in the

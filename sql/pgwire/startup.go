@@ -154,6 +154,7 @@ func (c *conn) openSession(minor uint32, body []byte) (Session, error) {
 		RemoteAddr: c.nc.RemoteAddr().String(),
 		Params:     params,
 		ProcessID:  c.id,
+		Statements: connStatements{c},
 	}
 	if args.User == "" {
 		return nil, c.fatal(errors.New("no user"),
