@@ -51,3 +51,47 @@ func TestCatalogRealClients(t *testing.T) {
 		})
 	}
 }
+
+// TestDatabasesRealClients runs SQLAlchemy's inspector (psycopg2) and JDBC's
+// DatabaseMetaData against two databases of one node: each connection's
+// introspection sees the tables of its own database, and only those, the
+// same table name holding different tables in each.
+func TestDatabasesRealClients(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	c.Exec(0, "CREATE DATABASE app")
+	c.Exec(0, "CREATE TABLE only_default (k INT PRIMARY KEY)")
+	c.Exec(0, "CREATE TABLE shared_name (id INT8 PRIMARY KEY, in_default BOOL)")
+	c.Exec(0, "CREATE TABLE app.public.shared_name (id INT8 PRIMARY KEY, in_app TEXT)")
+	c.Exec(0, "CREATE TABLE app.only_app (a INT8, b TEXT, PRIMARY KEY (a, b))")
+	c.Exec(0, "INSERT INTO app.shared_name VALUES (1, 'app''s')")
+	appURL := strings.Replace(c.URL(0), "/defaultdb?", "/app?", 1)
+	jdbcURL := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/app?user=root&sslmode=disable"
+	for _, tc := range []struct {
+		name    string
+		present bool
+		what    string
+		cmd     func(ctx context.Context, script string) *exec.Cmd
+		script  string
+	}{
+		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
+			func(ctx context.Context, s string) *exec.Cmd {
+				return exec.CommandContext(ctx, debianPython, s, c.URL(0), appURL)
+			},
+			"sqlalchemy_databases.py"},
+		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
+			func(ctx context.Context, s string) *exec.Cmd {
+				return exec.CommandContext(ctx, "java", "-cp", jdbcJar, s, jdbcURL)
+			},
+			"JdbcDatabases.java"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireClient(t, tc.present, tc.what)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			out, err := tc.cmd(ctx, filepath.Join("testdata", "clients", tc.script)).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Fatalf("%s: %v\n%s", tc.script, err, out)
+			}
+		})
+	}
+}

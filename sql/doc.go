@@ -26,6 +26,15 @@
 // database, pg_database lists all. A downgrade to 2.0 is refused while a
 // database other than the built-in ones exists.
 //
+// # PREPARE, EXECUTE, DEALLOCATE
+//
+// SQL's prepared statements (prepare_sql.go) live in the connection's
+// namespace (pgwire.Statements), with the protocol's: EXECUTE runs what a
+// driver prepared, a Bind names what PREPARE made, DEALLOCATE ALL drops
+// both; pg_prepared_statements lists them. PREPARE analyzes its statement
+// at once (SELECT, VALUES, INSERT, UPDATE, DELETE, as in PostgreSQL);
+// EXECUTE's values follow the assignment rules of the parameter types.
+//
 // # Users and privileges (release 2.1)
 //
 // Users, role memberships and privileges are replicated records (package

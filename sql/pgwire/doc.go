@@ -40,7 +40,10 @@
 // Execute. Outside a transaction block every Sync ends the implicit
 // transaction, so it closes all portals (named ones too), as PostgreSQL does;
 // inside one (Session.TxnStatus is not 'I') portals live on until the block
-// ends. Prepared statements live until Close or the end of the connection.
+// ends. Prepared statements live until Close (or SQL's DEALLOCATE) or the
+// end of the connection; SQL's PREPARE, EXECUTE and DEALLOCATE share their
+// namespace (Statements, handed to the session in SessionArgs), as in
+// PostgreSQL.
 //
 // Transactions are the Session's: ReadyForQuery reports its TxnStatus; a
 // simple query is bracketed by BeginQuery/EndQuery (the session may refuse
