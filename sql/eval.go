@@ -373,6 +373,10 @@ func evalBinary(op parser.BinaryOp, t types.T, l, r types.Datum) (types.Datum, e
 			return nil, errors.AssertionFailedf("INT8 %s on %T and %T", op, l, r)
 		}
 		switch op {
+		case parser.OpBitAnd:
+			return x & y, nil
+		case parser.OpBitOr:
+			return x | y, nil
 		case parser.OpPlus:
 			s := x + y
 			if (s > x) != (y > 0) {

@@ -577,8 +577,8 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		}
 		var te texpr
 		var err error
-		if fc, ok := se.Expr.(*parser.FuncCall); ok && isSRFName(strings.TrimPrefix(fc.FuncName(), "pg_catalog.")) {
-			te, err = checkSRF(a, fc)
+		if fc, field, ok := srfItem(se.Expr); ok {
+			te, err = checkSRF(a, fc, field)
 			hasSRF = true
 		} else {
 			te, err = a.check(se.Expr, types.Unknown)
@@ -922,6 +922,11 @@ func srfValues(name string, args []types.Datum) ([]types.Datum, error) {
 	switch name {
 	case "unnest":
 		return args[0].(types.Array), nil
+	case "information_schema._pg_expandarray":
+		// Records (x, n) as INT8 arrays {x, n} (see FieldAccess).
+		for i, x := range args[0].(types.Array) {
+			out = append(out, types.Array{x, int64(i + 1)})
+		}
 	case "generate_subscripts":
 		if args[1].(int64) != 1 {
 			return nil, nil // kvnode arrays have one dimension
@@ -953,10 +958,24 @@ func srfValues(name string, args []types.Datum) ([]types.Datum, error) {
 // isSRFName reports whether name is a set-returning function kvnode has.
 func isSRFName(name string) bool {
 	switch name {
-	case "unnest", "generate_series", "generate_subscripts":
+	case "unnest", "generate_series", "generate_subscripts", "information_schema._pg_expandarray":
 		return true
 	}
 	return false
+}
+
+// srfItem recognizes a select-list item that is a set-returning function
+// call, or a field of one ((information_schema._pg_expandarray(a)).n);
+// field is "" for the whole call.
+func srfItem(e parser.Expr) (fc *parser.FuncCall, field string, ok bool) {
+	if fa, isField := e.(*parser.FieldAccess); isField {
+		e, field = fa.Expr, fa.Field
+	}
+	fc, isCall := e.(*parser.FuncCall)
+	if !isCall || !isSRFName(strings.TrimPrefix(fc.FuncName(), "pg_catalog.")) {
+		return nil, "", false
+	}
+	return fc, field, true
 }
 
 // srfExpr is a set-returning function as a whole select-list item: the
@@ -965,15 +984,42 @@ type srfExpr struct {
 	name string
 	args []texpr
 	t    types.T
+	// field is the position, from 1, of the field selected from each
+	// record (_pg_expandarray's x or n); 0 for the whole value.
+	field int
 }
 
 func (e *srfExpr) typ() types.T { return e.t }
 
 // checkSRF type-checks a set-returning function call of the select list.
-func checkSRF(a *analyzer, v *parser.FuncCall) (*srfExpr, error) {
+func checkSRF(a *analyzer, v *parser.FuncCall, field string) (*srfExpr, error) {
 	name := strings.TrimPrefix(v.FuncName(), "pg_catalog.")
 	e := &srfExpr{name: name}
+	if field != "" {
+		e.field = map[string]int{"x": 1, "n": 2}[field]
+		if name != "information_schema._pg_expandarray" || e.field == 0 {
+			return nil, pgerror.WithHintf(
+				pgerror.Newf("42809", "field selection .%s from %s is not supported", field, name),
+				"kvnode's only composite values are information_schema._pg_expandarray's (x, n)")
+		}
+	}
 	switch name {
+	case "information_schema._pg_expandarray":
+		if len(v.Args) != 1 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes 1 argument", name)
+		}
+		c, err := a.check(v.Args[0], types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		if c.typ() != types.ArrayOf(types.Int) {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: %s(%s)", name, typeName(c.typ()))
+		}
+		e.args = []texpr{c}
+		e.t = types.ArrayOf(types.Int)
+		if e.field != 0 {
+			e.t = types.Int
+		}
 	case "generate_series":
 		if len(v.Args) < 2 || len(v.Args) > 3 {
 			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "generate_series takes 2 or 3 arguments")
@@ -1069,6 +1115,9 @@ func (n *projectSetNode) run(ec *evalCtx) ([][]types.Datum, error) {
 				switch {
 				case sets[i] != nil && k < len(sets[i]):
 					row[i] = sets[i][k]
+					if f := n.exprs[i].(*srfExpr).field; f > 0 {
+						row[i] = row[i].(types.Array)[f-1]
+					}
 				case sets[i] == nil:
 					if _, ok := n.exprs[i].(*srfExpr); !ok {
 						row[i] = fixed[i]

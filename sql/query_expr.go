@@ -271,6 +271,26 @@ func (a *analyzer) checkQueryExpr(e parser.Expr, desired types.T) (texpr, error)
 			return nil, pgerror.Newf(pgerror.CodeDatatypeMismatch, "array subscript must have type integer")
 		}
 		return &indexExpr{e: x, idx: idx, t: x.typ().Elem()}, nil
+	case *parser.FieldAccess:
+		// kvnode's only composite values are the records (x, n) of
+		// information_schema._pg_expandarray, which it represents as an
+		// INT8 array {x, n}: JDBC's getPrimaryKeys and getIndexInfo read
+		// them that way.
+		if fc, ok := v.Expr.(*parser.FuncCall); ok && isSRFName(fc.FuncName()) {
+			return nil, pgerror.WithHintf(unsupported("set-returning functions are not allowed here"),
+				"call %s as a whole select-list item", fc.FuncName())
+		}
+		x, err := a.check(v.Expr, types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		pos := map[string]int64{"x": 1, "n": 2}[v.Field]
+		if x.typ() != types.ArrayOf(types.Int) || pos == 0 {
+			return nil, pgerror.WithHintf(
+				pgerror.Newf("42809", "field selection (%s).%s is not supported on type %s", v.Expr, v.Field, typeName(x.typ())),
+				"kvnode's only composite values are information_schema._pg_expandarray's (x, n)")
+		}
+		return &indexExpr{e: x, idx: &constExpr{t: types.Int, d: pos}, t: types.Int}, nil
 	}
 	return nil, errors.AssertionFailedf("unhandled expression %T", e)
 }

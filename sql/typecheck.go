@@ -366,7 +366,7 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 	case *parser.FuncCall:
 		return a.checkFunc(v, desired)
 	case *parser.CaseExpr, *parser.Subquery, *parser.QuantExpr, *parser.ArrayExpr, *parser.RegexExpr,
-		*parser.CollateExpr, *parser.IndexExpr:
+		*parser.CollateExpr, *parser.IndexExpr, *parser.FieldAccess:
 		return a.checkQueryExpr(e, desired)
 	}
 	return nil, errors.AssertionFailedf("unhandled expression %T", e)
@@ -630,6 +630,11 @@ func (a *analyzer) checkBinary(v *parser.BinaryExpr, desired types.T) (texpr, er
 		return nil, pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported binary operator: <%s> %s <%s>", typeName(lt), v.Op, typeName(rt)),
 			"arithmetic works on INT8 and FLOAT8; use || to concatenate strings")
+	}
+	if (v.Op == parser.OpBitAnd || v.Op == parser.OpBitOr) && t != types.Int {
+		return nil, pgerror.WithHintf(
+			pgerror.Newf(pgerror.CodeUndefinedFunction, "unsupported binary operator: <%s> %s <%s>", typeName(lt), v.Op, typeName(rt)),
+			"& and | work on integers")
 	}
 	return &binExpr{op: v.Op, l: l, r: r, t: t}, nil
 }
@@ -1004,6 +1009,8 @@ func exprName(e parser.Expr) string {
 		return "array"
 	case *parser.CollateExpr:
 		return exprName(v.Expr)
+	case *parser.FieldAccess:
+		return v.Field
 	case *parser.Subquery:
 		if v.Exists {
 			return "exists"

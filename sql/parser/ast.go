@@ -1067,14 +1067,36 @@ const (
 	OpJSONGetText
 	OpContains
 	OpContainedBy
+	// Bitwise operators on integers: &, | (JDBC's getIndexInfo uses &).
+	OpBitAnd
+	OpBitOr
 )
 
 var binaryOpText = map[BinaryOp]string{
 	OpPlus: "+", OpMinus: "-", OpMult: "*", OpDiv: "/", OpMod: "%", OpConcat: "||",
 	OpJSONGet: "->", OpJSONGetText: "->>", OpContains: "@>", OpContainedBy: "<@",
+	OpBitAnd: "&", OpBitOr: "|",
 }
 
 func (o BinaryOp) String() string { return binaryOpText[o] }
+
+// FieldAccess is (Expr).Field, the selection of a field of a composite
+// value.
+type FieldAccess struct {
+	Expr  Expr
+	Field string
+}
+
+// Format writes the expression.
+func (e *FieldAccess) Format(b *strings.Builder) {
+	b.WriteByte('(')
+	e.Expr.Format(b)
+	b.WriteString(").")
+	QuoteIdent(b, e.Field)
+}
+
+func (e *FieldAccess) String() string { return str(e) }
+func (*FieldAccess) exprNode()        {}
 
 // BinaryExpr is Left Op Right.
 type BinaryExpr struct {

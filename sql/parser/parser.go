@@ -1788,12 +1788,13 @@ var (
 var knownOps = map[string]bool{
 	"+": true, "-": true, "*": true, "/": true, "%": true, "||": true, "=": true, "<>": true, "!=": true,
 	"<": true, "<=": true, ">": true, ">=": true, "~": true, "!~": true, "~*": true, "!~*": true,
-	"->": true, "->>": true, "@>": true, "<@": true,
+	"->": true, "->>": true, "@>": true, "<@": true, "&": true, "|": true,
 }
 
 // otherOps are the operators of PostgreSQL's "any other operator"
 // precedence level, left-associative, between + - and comparisons.
-var otherOps = map[string]BinaryOp{"||": OpConcat, "->": OpJSONGet, "->>": OpJSONGetText, "@>": OpContains, "<@": OpContainedBy}
+var otherOps = map[string]BinaryOp{"||": OpConcat, "->": OpJSONGet, "->>": OpJSONGetText, "@>": OpContains, "<@": OpContainedBy,
+	"&": OpBitAnd, "|": OpBitOr}
 
 // isUnknownOperator reports whether the next token is an operator of
 // PostgreSQL's syntax that kvnode does not have (@>, ->, #, &, <<, ...).
@@ -1805,7 +1806,7 @@ func (p *parser) isUnknownOperator() bool {
 func (p *parser) unknownOperator() error {
 	t := p.peek()
 	return pgerror.WithHintf(p.unsupportedAt(t, "operator %s is not supported", t.val),
-		"kvnode's operators: + - * / %% || -> ->> @> <@ = <> < <= > >= ~ !~ ~* !~* LIKE ILIKE IN BETWEEN IS")
+		"kvnode's operators: + - * / %% || & | -> ->> @> <@ = <> < <= > >= ~ !~ ~* !~* LIKE ILIKE IN BETWEEN IS")
 }
 
 func (p *parser) parseConcat() (Expr, error) {
@@ -2005,7 +2006,14 @@ func (p *parser) parsePrimary() (Expr, error) {
 				return nil, err
 			}
 			if p.isOp(".") {
-				return nil, p.unsupportedAt(p.peek(), "field selection from a composite value is not supported")
+				// (expr).field: kvnode's only composite values are
+				// information_schema._pg_expandarray's (x, n).
+				p.advance()
+				field, err := p.anyName()
+				if err != nil {
+					return nil, err
+				}
+				return &FieldAccess{Expr: e, Field: field}, nil
 			}
 			return e, nil
 		}
