@@ -45,7 +45,9 @@ func checkBootstrapUsers(t *testing.T, s *users.Snapshot) {
 // TestUsersStoreBootstrapAndMigration: a cluster bootstrapped at 2.1 has
 // root (admin) from the start; a cluster bootstrapped at 2.0 has no users
 // store until its finalization to 2.1 runs the 2.1-step.3 migration, which
-// creates it (and SHOW JOBS lists it).
+// creates it (and SHOW JOBS lists it). Databases likewise: CREATE DATABASE
+// is refused until the cluster is at 2.1, and the tables of the 2.0 cluster
+// are defaultdb's afterwards.
 func TestUsersStoreBootstrapAndMigration(t *testing.T) {
 	t.Run("bootstrap at 2.1", func(t *testing.T) {
 		c := testcluster.Start(t, 1, testcluster.Options{})
@@ -56,6 +58,9 @@ func TestUsersStoreBootstrapAndMigration(t *testing.T) {
 		if s := loadUsers(t, c, 0); len(s.Users) != 0 {
 			t.Fatalf("a 2.0 cluster has users: %v", s.Users)
 		}
+		// A table of the 2.0 cluster: it is defaultdb's after the upgrade.
+		c.Exec(0, "CREATE TABLE legacy (k INT PRIMARY KEY, v STRING)")
+		c.Exec(0, "INSERT INTO legacy VALUES (1, 'from 2.0')")
 		// Before finalization the binaries are 2.1, the cluster is not:
 		// CREATE USER is refused, naming the version.
 		c.Exec(0, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '2.0'")
@@ -66,6 +71,11 @@ func TestUsersStoreBootstrapAndMigration(t *testing.T) {
 		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "2.1") || !strings.Contains(hintOf(err), "finalize the upgrade") {
 			t.Fatalf("CREATE USER before 2.1: %v (hint %q)", err, hintOf(err))
 		}
+		// Databases too: a 2.0 binary could not read their records.
+		_, err = c.Conn(0).Exec(context.Background(), "CREATE DATABASE app")
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "2.1") || !strings.Contains(hintOf(err), "finalize the upgrade") {
+			t.Fatalf("CREATE DATABASE before 2.1: %v (hint %q)", err, hintOf(err))
+		}
 		if _, err := userConn(t, c, 0, "alice"); sqlState(err) != "28000" || !strings.Contains(hintOf(err), "2.1") {
 			t.Fatalf("a user other than root before 2.1: %v", err)
 		}
@@ -73,6 +83,15 @@ func TestUsersStoreBootstrapAndMigration(t *testing.T) {
 		waitVersion(t, c, "2.1")
 		for i := range c.Nodes {
 			checkBootstrapUsers(t, loadUsers(t, c, i))
+		}
+		// The 2.0 table is defaultdb's; a new database has its own tables.
+		c.Exec(1, "CREATE DATABASE app")
+		c.Exec(1, "CREATE TABLE app.legacy (k INT PRIMARY KEY)")
+		if v, err := queryString(t, c, 0, "SELECT v FROM defaultdb.public.legacy WHERE k = 1"); err != nil || v != "from 2.0" {
+			t.Fatalf("the 2.0 table after the upgrade: %q %v", v, err)
+		}
+		if n, err := c.QueryInt(0, "SELECT count(*) FROM app.legacy"); err != nil || n != 0 {
+			t.Fatalf("app.legacy: %d rows, %v", n, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -202,7 +221,8 @@ func TestUsersAndPrivileges(t *testing.T) {
 	wantErr(t, "DROP TABLE", err, "42501", "GRANT CREATE ON DATABASE defaultdb TO alice")
 	for _, q := range []string{"SET CLUSTER SETTING cluster.auto_upgrade.enabled = false", "SHOW CLUSTER SETTING version",
 		"SHOW JOBS", "SELECT * FROM crdb_internal.gossip_nodes", "SELECT value FROM system.local", "CREATE USER bob",
-		"GRANT SELECT ON t TO alice", "ALTER USER root WITH PASSWORD 'x'", "DROP USER readers"} {
+		"GRANT SELECT ON t TO alice", "ALTER USER root WITH PASSWORD 'x'", "DROP USER readers",
+		"CREATE DATABASE mine", "DROP DATABASE IF EXISTS postgres"} {
 		_, err = alice.Exec(ctx, q)
 		wantErr(t, q, err, "42501", "GRANT admin TO alice")
 	}
