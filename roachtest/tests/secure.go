@@ -440,8 +440,9 @@ func certRotationPlan(p registry.PlanParams) (*registry.Plan, error) {
 }
 
 const (
-	gossipReloadedLine = "reloaded the gossip key"
-	gossipRefusedLine  = "refused gossip"
+	gossipReloadedLine     = "reloaded the gossip key"
+	gossipReloadFailedLine = "reloading the gossip key failed"
+	gossipRefusedLine      = "refused gossip"
 )
 
 // gossipStartedAt is node target's started_at as node n's gossip has it
@@ -513,6 +514,35 @@ func gossipKeyRotationPlan(p registry.PlanParams) (*registry.Plan, error) {
 		return sc.StartWorkload()(ctx, e)
 	})
 	plan.Add("the workload gets 20 writes acknowledged", sc.WaitProgress(20, 60*time.Second))
+	broken := 1 + rng.IntN(p.Nodes)
+	plan.Addf(func(ctx context.Context, e *registry.Env) error {
+		n := e.Cluster.Node(broken)
+		path := filepath.Join(n.CertsDir(), "gossip.key")
+		good, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := cluster.WriteFileAtomic(path, []byte("not a key\n")); err != nil {
+			return err
+		}
+		failedBefore := countInLog(n, gossipReloadFailedLine)
+		if err := n.Reload(); err != nil {
+			return err
+		}
+		if err := steps.Eventually(ctx, 20*time.Second, func() error {
+			if countInLog(n, gossipReloadFailedLine) <= failedBefore {
+				return errors.Newf("%s has not logged %q", n, gossipReloadFailedLine)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		sc.Note(e, "%s refused a broken gossip.key and kept its key", n)
+		if err := cluster.WriteFileAtomic(path, good); err != nil {
+			return err
+		}
+		return sc.Workload.WaitProgress(ctx, 5, 90*time.Second)
+	}, "a broken gossip.key on n%d and SIGHUP: it logs that the reload failed and keeps its key; the file is put back", broken)
 	for i, step := range []string{"add", "use", "remove"} {
 		victim := 1 + (initVia+i)%p.Nodes
 		plan.Addf(func(ctx context.Context, e *registry.Env) error {
