@@ -353,15 +353,25 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 // maybeTruncate drops applied log entries beyond LogRetain. Each replica
 // truncates its own log; a follower that falls behind the leader's truncated
 // log receives a snapshot.
+//
+// The log is bounded in bytes too (LogRetainBytes): 10,000 entries of a
+// bulk load can be hundreds of MiB, all of it held in memory. Past the
+// bound, the applied entries are truncated so that those kept hold at most
+// half of it. Truncation is each replica's own affair (nothing of it is
+// replicated), so the rule can change from one binary to the next.
 func (r *Replica) maybeTruncate() error {
 	retain := r.cfg.LogRetain
 	// Raft may not have handed over every applied entry yet (see
 	// applyCommittedUpTo); it reads those from the log.
 	applied := min(r.applied.Index, r.readyApplied)
-	if applied < r.trunc.Index+2*retain {
+	var idx uint64
+	if applied >= r.trunc.Index+2*retain {
+		idx = applied - retain
+	}
+	idx = max(idx, r.store.truncationForBytes(applied, r.cfg.LogRetainBytes))
+	if idx <= r.trunc.Index {
 		return nil
 	}
-	idx := applied - retain
 	if _, err := r.store.Term(idx); err != nil {
 		return nil
 	}

@@ -80,11 +80,114 @@ func (t truncatedState) encode() []byte {
 //     Snapshots are therefore never stored: the engine itself is the
 //     snapshot, and followers that fell behind the truncated log receive a
 //     fresh copy of it.
+//
+// It also keeps the size of every entry it holds (Append, Compact and
+// ApplySnapshot keep them in step with MemoryStorage's), so that the log
+// kept in memory can be bounded in bytes as well as in entries
+// (maybeTruncate): 10,000 entries of a bulk load of 1,000-row statements
+// are hundreds of MiB.
 type raftStorage struct {
 	*raft.MemoryStorage
 
 	mu      sync.Mutex
 	applied appliedState
+	sizes   entrySizes
+}
+
+// entrySizes holds the sizes of the entries at first, first+1, ... and
+// their sum.
+type entrySizes struct {
+	first uint64
+	sizes []uint64
+	bytes uint64
+}
+
+// Append implements raft.Storage's companion: MemoryStorage.Append, and the
+// entries' sizes. As MemoryStorage does, entries below the first one held
+// are ignored, and an entry replaces the one at its index and every later
+// one.
+func (s *raftStorage) Append(ents []raftpb.Entry) error {
+	if err := s.MemoryStorage.Append(ents); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := &s.sizes
+	for _, e := range ents {
+		if e.Index < l.first {
+			continue
+		}
+		pos := e.Index - l.first
+		if pos > uint64(len(l.sizes)) {
+			// MemoryStorage refuses a gap; never reached.
+			break
+		}
+		for _, n := range l.sizes[pos:] {
+			l.bytes -= n
+		}
+		l.sizes = append(l.sizes[:pos], uint64(e.Size()))
+		l.bytes += uint64(e.Size())
+	}
+	return nil
+}
+
+// Compact drops the entries through idx, from MemoryStorage and from the
+// sizes.
+func (s *raftStorage) Compact(idx uint64) error {
+	if err := s.MemoryStorage.Compact(idx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := &s.sizes
+	if idx < l.first {
+		return nil
+	}
+	n := min(idx+1-l.first, uint64(len(l.sizes)))
+	for _, b := range l.sizes[:n] {
+		l.bytes -= b
+	}
+	l.sizes = append([]uint64(nil), l.sizes[n:]...)
+	l.first = idx + 1
+	return nil
+}
+
+// ApplySnapshot replaces the log with a snapshot: no entries are held.
+func (s *raftStorage) ApplySnapshot(snap raftpb.Snapshot) error {
+	if err := s.MemoryStorage.ApplySnapshot(snap); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sizes = entrySizes{first: snap.Metadata.Index + 1}
+	return nil
+}
+
+// logBytes is the size of the entries held.
+func (s *raftStorage) logBytes() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sizes.bytes
+}
+
+// truncationForBytes returns the index through which to truncate so that
+// the applied entries kept (through applied) hold at most half of
+// maxBytes, or 0 if the log holds no more than maxBytes.
+func (s *raftStorage) truncationForBytes(applied, maxBytes uint64) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := &s.sizes
+	if l.bytes <= maxBytes || applied < l.first {
+		return 0
+	}
+	last := min(applied-l.first, uint64(len(l.sizes))-1)
+	kept := uint64(0)
+	for i := int64(last); i >= 0; i-- {
+		if kept += l.sizes[i]; kept > maxBytes/2 {
+			return l.first + uint64(i)
+		}
+	}
+	return 0
 }
 
 var _ raft.Storage = (*raftStorage)(nil)

@@ -33,6 +33,10 @@ type Config struct {
 	// truncates its log (default 10000). A follower further behind than
 	// this catches up with a snapshot.
 	LogRetain uint64
+	// LogRetainBytes bounds the log a replica keeps (in memory, as
+	// raft.MemoryStorage, and in Pebble) in bytes: past it, the applied
+	// entries are truncated down to half of it (default 64 MiB).
+	LogRetainBytes uint64
 	// MaxVoters caps the number of voters (default 5); further members stay
 	// learners.
 	MaxVoters int
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogRetain == 0 {
 		c.LogRetain = 10000
+	}
+	if c.LogRetainBytes == 0 {
+		c.LogRetainBytes = 64 << 20
 	}
 	if c.MaxVoters == 0 {
 		c.MaxVoters = 5
@@ -336,19 +343,19 @@ func NewReplica(cfg Config) (*Replica, error) {
 // the state, recover.go).
 func openRaft(cfg Config, l loaded) (*raftStorage, *raft.RawNode, error) {
 	ms := raft.NewMemoryStorage()
+	st := &raftStorage{MemoryStorage: ms, applied: l.applied, sizes: entrySizes{first: 1}}
 	if l.trunc.Index > 0 {
-		if err := ms.ApplySnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
+		if err := st.ApplySnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{
 			Index: l.trunc.Index, Term: l.trunc.Term, ConfState: l.applied.ConfState}}); err != nil {
 			return nil, nil, err
 		}
 	}
-	if err := ms.Append(l.entries); err != nil {
+	if err := st.Append(l.entries); err != nil {
 		return nil, nil, err
 	}
 	if err := ms.SetHardState(l.hs); err != nil {
 		return nil, nil, err
 	}
-	st := &raftStorage{MemoryStorage: ms, applied: l.applied}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              cfg.NodeID,
 		ElectionTick:    cfg.ElectionTicks,
