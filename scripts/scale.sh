@@ -114,15 +114,20 @@ cat >"$WORK/read.sql.in" <<'EOF'
 SELECT v FROM kv WHERE k = :k;
 EOF
 
-# bench NAME PORT SCRIPT: prints "tps p99ms"
+# bench NAME PORT SCRIPT: prints "tps p99ms"; a run pgbench aborted (a client got an error) has
+# its TPS marked with "!" and the error goes to stderr and $WORK/errors.
 bench() {
-  local out="$RUN/pgbench-$3"
+  local out="$RUN/pgbench-$3" rc=0
   sed "s/ROWS/$ROWS/" "$WORK/$3.sql.in" >"$RUN/$3.sql"
   (cd "$RUN" && timeout $((SCALE_SECONDS + 120)) pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$SCALE_SECONDS" \
-    -f "$RUN/$3.sql" --log --log-prefix="$RUN/lat-$3" -h 127.0.0.1 -p "$2" -U root defaultdb >"$out" 2>&1) ||
-    die "pgbench $3 failed:$'\n'$(tail -5 "$out")"
+    -f "$RUN/$3.sql" --log --log-prefix="$RUN/lat-$3" -h 127.0.0.1 -p "$2" -U root defaultdb >"$out" 2>&1) || rc=$?
   local tps p99
   tps=$(grep -E '^tps = ' "$out" | awk '{printf "%d", $3}' | head -n 1)
+  if ((rc != 0)); then
+    [[ -n $tps ]] || die "pgbench $3 failed:$'\n'$(tail -5 "$out")"
+    tps="$tps!"
+    echo "$ROWS rows, $NODES node(s), $3: pgbench aborted: $(grep -m 2 -iE 'error' "$out" | tr '\n' ' ')" | tee -a "$WORK/errors" >&2
+  fi
   p99=$(cat "$RUN"/lat-"$3".* | awk '{print $3}' | sort -n | awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f", a[i] / 1000}')
   echo "$tps $p99"
 }
@@ -218,3 +223,8 @@ echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)
 echo "| rows | nodes | load s | read TPS | read p99 ms | write TPS | write p99 ms | peak RSS MiB per node | store MiB per node | catch-up s (how) |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS_OUT[@]}"
+if [[ -s $WORK/errors ]]; then
+  echo
+  echo "! = pgbench aborted the run after an error:"
+  cat "$WORK/errors"
+fi
