@@ -199,6 +199,9 @@ type ColumnDef struct {
 	// INSERT without a column list (CockroachDB's syntax; SHOW CREATE TABLE
 	// prints it for the implicit rowid column).
 	Hidden bool
+	// Unique is a column-level UNIQUE while parsing; CREATE TABLE moves it
+	// to the table's Uniques.
+	Unique bool
 }
 
 // Format writes the column definition.
@@ -228,6 +231,9 @@ func (c *ColumnDef) Format(b *strings.Builder) {
 		b.WriteByte(' ')
 		ck.Format(b)
 	}
+	if c.Unique {
+		b.WriteString(" UNIQUE")
+	}
 }
 
 func (c *ColumnDef) String() string { return str(c) }
@@ -245,6 +251,9 @@ type CreateTable struct {
 	// Checks are the table's CHECK constraints, table-level and
 	// column-level alike (release 2.1).
 	Checks []*CheckDef
+	// Uniques are the table's UNIQUE constraints, table-level and
+	// column-level alike (release 2.1): each becomes a unique index.
+	Uniques []*UniqueDef
 }
 
 // CheckDef is [CONSTRAINT name] CHECK (expr).
@@ -298,6 +307,10 @@ func (s *CreateTable) Format(b *strings.Builder) {
 	for _, c := range s.Checks {
 		b.WriteString(", ")
 		c.Format(b)
+	}
+	for _, u := range s.Uniques {
+		b.WriteString(", ")
+		u.Format(b)
 	}
 	b.WriteByte(')')
 }

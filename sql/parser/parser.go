@@ -482,9 +482,12 @@ func (p *parser) parseCreate() (Stmt, error) {
 		}
 		return s, nil
 	}
+	if p.isKw("index") || p.isKw("unique") && p.isKwAt(1, "index") {
+		return p.parseCreateIndex()
+	}
 	if !p.isKw("table") {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()),
-			"kvnode supports CREATE TABLE and CREATE DATABASE; indexes, views and sequences are not supported yet")
+			"kvnode supports CREATE TABLE, CREATE INDEX and CREATE DATABASE; views and sequences are not supported yet")
 	}
 	p.advance()
 	s := &CreateTable{}
@@ -538,6 +541,25 @@ func (p *parser) parseCreate() (Stmt, error) {
 				return nil, err
 			}
 			s.Checks = append(s.Checks, ck)
+		case p.isKw("unique"):
+			p.advance()
+			cols, err := p.parenIdentList(true)
+			if err != nil {
+				return nil, err
+			}
+			s.Uniques = append(s.Uniques, &UniqueDef{Columns: cols})
+		case p.isKw("constraint") && p.isKwAt(2, "unique"):
+			p.advance()
+			cname, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			p.advance() // UNIQUE
+			cols, err := p.parenIdentList(true)
+			if err != nil {
+				return nil, err
+			}
+			s.Uniques = append(s.Uniques, &UniqueDef{Name: cname, Columns: cols})
 		case p.isKw("constraint"):
 			p.advance()
 			cname, err := p.ident()
@@ -546,7 +568,7 @@ func (p *parser) parseCreate() (Stmt, error) {
 			}
 			if !p.isKw("primary") {
 				return nil, pgerror.WithHintf(p.errNear(p.peek()),
-					"the table constraints kvnode supports are PRIMARY KEY and CHECK")
+					"the table constraints kvnode supports are PRIMARY KEY, UNIQUE and CHECK")
 			}
 			if s.PrimaryKey != nil {
 				return nil, p.multiplePK()
@@ -561,9 +583,9 @@ func (p *parser) parseCreate() (Stmt, error) {
 			}
 			s.PrimaryKey = cols
 			s.PKName = cname
-		case p.isKw("unique") || p.isKw("foreign"):
+		case p.isKw("foreign"):
 			return nil, pgerror.WithHintf(p.errNear(p.peek()),
-				"the table constraints kvnode supports are PRIMARY KEY and CHECK")
+				"the table constraints kvnode supports are PRIMARY KEY, UNIQUE and CHECK")
 		default:
 			col, err := p.columnDef()
 			if err != nil {
@@ -575,6 +597,10 @@ func (p *parser) parseCreate() (Stmt, error) {
 			}
 			s.Checks = append(s.Checks, col.Checks...)
 			col.Checks = nil
+			if col.Unique {
+				s.Uniques = append(s.Uniques, &UniqueDef{Columns: []string{col.Name}})
+				col.Unique = false
+			}
 		}
 		if !p.acceptOp(",") {
 			break
@@ -782,9 +808,12 @@ func (p *parser) columnConstraints(c *ColumnDef) (*ColumnDef, error) {
 				return nil, err
 			}
 			c.Checks = append(c.Checks, ck)
-		case p.isKw("unique") || p.isKw("references") || p.isKw("collate") || p.isKw("constraint"):
+		case p.isKw("unique"):
+			p.advance()
+			c.Unique = true
+		case p.isKw("references") || p.isKw("collate") || p.isKw("constraint"):
 			return nil, pgerror.WithHintf(p.errNear(p.peek()),
-				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL, DEFAULT and CHECK")
+				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL, DEFAULT, UNIQUE and CHECK")
 		default:
 			return c, nil
 		}
@@ -835,8 +864,11 @@ func (p *parser) parseDrop() (Stmt, error) {
 		}
 		return s, nil
 	}
+	if p.isKw("index") {
+		return p.parseDropIndex()
+	}
 	if !p.isKw("table") {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE and DROP DATABASE")
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE, DROP INDEX and DROP DATABASE")
 	}
 	p.advance()
 	s := &DropTable{}

@@ -1,0 +1,144 @@
+package parser
+
+import "github.com/kvnode/kvnode/sql/pgerror"
+
+// parseCreateIndex reads CREATE [UNIQUE] INDEX after CREATE.
+func (p *parser) parseCreateIndex() (Stmt, error) {
+	s := &CreateIndex{Unique: p.acceptKw("unique")}
+	if err := p.expectKw("index"); err != nil {
+		return nil, err
+	}
+	p.acceptKw("concurrently")
+	if p.isKw("if") {
+		p.advance()
+		if err := p.expectKw("not"); err != nil {
+			return nil, err
+		}
+		if err := p.expectKw("exists"); err != nil {
+			return nil, err
+		}
+		s.IfNotExists = true
+	}
+	if !p.isKw("on") {
+		name, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		s.Name = name
+	}
+	if err := p.expectKw("on"); err != nil {
+		return nil, err
+	}
+	t, err := p.tableName()
+	if err != nil {
+		return nil, err
+	}
+	s.Table = t
+	if p.acceptKw("using") {
+		m, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		if m != "btree" {
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"index method %q is not supported", m), charPos(p.src, p.toks[p.i-1].pos)),
+				"leave out USING: kvnode's indexes are ordered, like btree")
+		}
+	}
+	if s.Columns, err = p.indexColumns(); err != nil {
+		return nil, err
+	}
+	if p.isKw("storing") || p.isKw("include") || p.isKw("covering") {
+		p.advance()
+		if s.Storing, err = p.parenIdentList(false); err != nil {
+			return nil, err
+		}
+	}
+	if p.isKw("where") {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"partial indexes are not supported"), charPos(p.src, p.peek().pos)),
+			"index every row: leave out WHERE")
+	}
+	return s, nil
+}
+
+// indexColumns reads (col [ASC] [NULLS LAST], ...): an index's columns are
+// ascending; DESC and expressions are refused with 0A000.
+func (p *parser) indexColumns() ([]string, error) {
+	if err := p.expectOp("("); err != nil {
+		return nil, err
+	}
+	var out []string
+	for {
+		if p.isOp("(") || p.peekAt(1).kind == tokOp && p.peekAt(1).val == "(" {
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"indexes on expressions are not supported"), charPos(p.src, p.peek().pos)),
+				"index columns by name")
+		}
+		id, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+		if p.isKw("desc") {
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"descending index columns are not supported"), charPos(p.src, p.peek().pos)),
+				"remove DESC; an index is read in either direction")
+		}
+		p.acceptKw("asc")
+		if p.isKw("nulls") && p.isKwAt(1, "last") {
+			p.advance()
+			p.advance()
+		}
+		if !p.acceptOp(",") {
+			break
+		}
+	}
+	return out, p.expectOp(")")
+}
+
+// parseDropIndex reads DROP INDEX after DROP.
+func (p *parser) parseDropIndex() (Stmt, error) {
+	if err := p.expectKw("index"); err != nil {
+		return nil, err
+	}
+	p.acceptKw("concurrently")
+	s := &DropIndex{}
+	if p.isKw("if") {
+		p.advance()
+		if err := p.expectKw("exists"); err != nil {
+			return nil, err
+		}
+		s.IfExists = true
+	}
+	for {
+		first, err := p.tableName()
+		if err != nil {
+			return nil, err
+		}
+		n := IndexName{}
+		if p.acceptOp("@") {
+			t := first
+			n.Table = &t
+			if n.Name, err = p.ident(); err != nil {
+				return nil, err
+			}
+		} else {
+			switch len(first.Parts) {
+			case 1:
+				n.Name = first.Parts[0]
+			default:
+				// schema.index: the index is looked up by name.
+				n.Name = first.Parts[len(first.Parts)-1]
+			}
+		}
+		s.Names = append(s.Names, n)
+		if !p.acceptOp(",") {
+			break
+		}
+	}
+	if p.isKw("cascade") || p.isKw("restrict") {
+		p.advance()
+	}
+	return s, nil
+}
