@@ -154,6 +154,15 @@ const TxnMetaPrefix = "\x06"
 // the records above.
 const TableDataPrefix byte = 0x88
 
+// IndexDataPrefix is the first byte of every secondary index entry
+// (release 2.1): 0x89 | uint64BE(table ID) | uint32BE(index ID) | the
+// indexed columns as sql/rowenc encodes them [| the row's key]; the value is
+// the row's key. Written by the SQL executor in the same atomic write as the
+// row, by CREATE INDEX's backfill, and deleted with the table or the index;
+// read by the SQL executor only. A downgrade below 2.1 is refused while an
+// index exists, so no release before 2.1 finds anything here.
+const IndexDataPrefix byte = 0x89
+
 // NodeIDGenKey returns the key of the node ID counter.
 func NodeIDGenKey() []byte { return []byte(NodeIDGen) }
 
@@ -261,6 +270,29 @@ func TablePrefix(tableID int64) []byte {
 // else. end is the prefix of table tableID+1.
 func TableSpan(tableID int64) (start, end []byte) {
 	return TablePrefix(tableID), TablePrefix(tableID + 1)
+}
+
+// IndexPrefix returns 0x89 | uint64BE(tableID) | uint32BE(indexID): the
+// prefix of every entry of one secondary index.
+func IndexPrefix(tableID int64, indexID int32) []byte {
+	b := make([]byte, 13, 48)
+	b[0] = IndexDataPrefix
+	binary.BigEndian.PutUint64(b[1:], uint64(tableID))
+	binary.BigEndian.PutUint32(b[9:], uint32(indexID))
+	return b
+}
+
+// IndexSpan returns [start, end): the entries of one secondary index.
+func IndexSpan(tableID int64, indexID int32) (start, end []byte) {
+	p := IndexPrefix(tableID, indexID)
+	return p, PrefixEnd(p)
+}
+
+// TableIndexesSpan returns [start, end): the entries of every secondary
+// index of a table.
+func TableIndexesSpan(tableID int64) (start, end []byte) {
+	start = binary.BigEndian.AppendUint64([]byte{IndexDataPrefix}, uint64(tableID))
+	return start, binary.BigEndian.AppendUint64([]byte{IndexDataPrefix}, uint64(tableID+1))
 }
 
 // AllTablesSpan returns [start, end): every table's rows.

@@ -58,7 +58,7 @@ type entry struct {
 }
 
 // layout lists every key and prefix declared in constants.go, except the
-// three top-level prefixes (SystemPrefix, SQLPrefix, TableDataPrefix), which
+// top-level prefixes (SystemPrefix, SQLPrefix, TableDataPrefix, IndexDataPrefix), which
 // contain the others and are checked on their own. A new key or prefix must
 // be added here.
 var layout = []entry{
@@ -111,6 +111,7 @@ func TestNoOverlap(t *testing.T) {
 		{"SystemPrefix", []byte(SystemPrefix), true},
 		{"SQLPrefix", []byte(SQLPrefix), true},
 		{"TableDataPrefix", []byte{TableDataPrefix}, true},
+		{"IndexDataPrefix", []byte{IndexDataPrefix}, true},
 	}
 	for i, a := range top {
 		for _, b := range top[i+1:] {
@@ -146,6 +147,7 @@ func TestPrefixEndSortsRightAfterSpan(t *testing.T) {
 		{"SystemPrefix", []byte(SystemPrefix), true},
 		{"SQLPrefix", []byte(SQLPrefix), true},
 		{"TableDataPrefix", []byte{TableDataPrefix}, true},
+		{"IndexDataPrefix", []byte{IndexDataPrefix}, true},
 	}, layout...)
 	for _, e := range prefixes {
 		if !e.prefix {

@@ -311,6 +311,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		release := p.e.holdRowEncoding()
 		defer release()
 		ops := make([]kvpb.Op, len(rows))
+		var ix indexChanges
 		seen := make(map[string]bool, len(rows))
 		for r, row := range rows {
 			if seen[string(keys[r])] {
@@ -322,8 +323,11 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				return err
 			}
 			ops[r] = kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true}
+			if err := ix.row(ti, nil, nil, keys[r], row); err != nil {
+				return err
+			}
 		}
-		if err := p.e.writeTable(ctx, ti, ops); err != nil {
+		if err := p.e.writeTable(ctx, ti, ix.appendTo(ops)); err != nil {
 			var cf *kvpb.ConditionFailedError
 			if errors.As(err, &cf) {
 				for r := range keys {

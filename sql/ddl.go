@@ -44,6 +44,8 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		tag = "DROP TABLE"
 	case *parser.AlterTableAddColumn, *parser.AlterTableAddPrimaryKey:
 		tag = "ALTER TABLE"
+	case *parser.CreateIndex, *parser.DropIndex:
+		tag = s.StatementTag()
 	case *parser.CreateDatabase:
 		tag = "CREATE DATABASE"
 	case *parser.DropDatabase:
@@ -61,18 +63,25 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		notices []pgwire.Notice
 		err     error
 	)
-	if s, ok := p.stmt.(*parser.AlterTableAddPrimaryKey); ok {
+	switch s := p.stmt.(type) {
+	case *parser.AlterTableAddPrimaryKey:
 		changed, notices, err = p.e.addPrimaryKey(ctx, s)
-	} else if log := p.e.currentSchemaLog(); log != nil {
-		changed, err = p.commitThroughLog(ctx, log)
-	} else {
-		changed, err = p.applyPreRaft(ctx)
+	case *parser.CreateIndex:
+		changed, notices, err = p.e.createIndex(ctx, s)
+	case *parser.DropIndex:
+		changed, notices, err = p.e.dropIndexes(ctx, s)
+	default:
+		if log := p.e.currentSchemaLog(); log != nil {
+			changed, err = p.commitThroughLog(ctx, log)
+		} else {
+			changed, err = p.applyPreRaft(ctx)
+		}
 	}
 	if len(changed) == 0 { // failed, or IF [NOT] EXISTS made it a no-op
 		if err != nil {
 			return pgwire.Result{}, err
 		}
-		return pgwire.Result{Tag: tag}, nil
+		return pgwire.Result{Tag: tag, Notices: notices}, nil
 	}
 	switch p.stmt.(type) {
 	case *parser.DropTable, *parser.DropDatabase:
@@ -97,6 +106,9 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 			}
 			start, end := rowenc.TableSpan(d.ID)
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
+			if p.e.fencesActive() {
+				ops = append(ops, indexSpanOp(d.ID))
+			}
 		}
 		if err := p.e.writeFencesThenRanges(ctx, ops); err != nil {
 			kerr := kvError(err)
@@ -259,6 +271,9 @@ func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Res
 		}
 		start, end := rowenc.TableSpan(ti.desc.ID)
 		ops = append(ops, kvpb.Op{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end})
+		if ti.hasIndexes() {
+			ops = append(ops, indexSpanOp(ti.desc.ID))
+		}
 	}
 	if err := e.kv(ctx).Write(ctx, append(checks, ops...)); err != nil {
 		var cf *kvpb.ConditionFailedError
@@ -449,6 +464,18 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 	desc.NextColumnID = int32(len(desc.Columns) + 1)
 	if err := e.addChecks(desc, s.Checks); err != nil {
 		return nil, err
+	}
+	if len(s.Uniques) > 0 && !e.fencesActive() {
+		return nil, e.indexesRefused("UNIQUE constraints and indexes")
+	}
+	for _, u := range s.Uniques {
+		// The table is empty: its unique indexes are public at once.
+		ix, err := e.newIndex(db, desc, u.Name, !u.NotUnique, u.Columns, u.Storing)
+		if err != nil {
+			return nil, err
+		}
+		desc.Indexes = append(desc.Indexes, ix)
+		desc.NextIndexID = ix.ID + 1
 	}
 
 	n, err := e.cfg.DB.Increment(ctx, keys.TableIDGenKey(), 1)

@@ -50,6 +50,9 @@ type Config struct {
 	// TestingAddPKHeld, if set, runs in ALTER TABLE ADD PRIMARY KEY once
 	// the table's writes are held, before its rows are copied.
 	TestingAddPKHeld func(ctx context.Context)
+	// TestingIndexWriteOnly, if set, runs in CREATE INDEX once the index
+	// is write-only, before its backfill.
+	TestingIndexWriteOnly func(ctx context.Context)
 	// TestingHoldTTL, if set, replaces holdTTL (schemachange.go).
 	TestingHoldTTL time.Duration
 }

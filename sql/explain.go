@@ -50,18 +50,14 @@ func (s *session) analyzeExplain(v *parser.Explain, params *paramSet) (plan, err
 }
 
 func describeScan(add func(string, ...any), ti *tableInfo, sp *scanPlan, where parser.Expr) {
-	var key []string
-	for _, i := range ti.pk {
-		key = append(key, quoteName(ti.cols[i].Name))
-	}
-	pk := strings.Join(key, ", ")
+	on, key := scanOn(ti, sp)
 	switch sp.kind {
 	case scanPoint:
-		add("table %s: point lookup on primary key (%s)", quoteName(ti.desc.Name), pk)
+		add("table %s: point lookup on %s", quoteName(ti.desc.Name), on)
 	case scanPoints:
-		add("table %s: %d point lookups on primary key (%s)", quoteName(ti.desc.Name), len(sp.in), pk)
+		add("table %s: %d point lookups on %s", quoteName(ti.desc.Name), len(sp.in), on)
 	case scanRange:
-		add("table %s: range scan on primary key (%s)", quoteName(ti.desc.Name), pk)
+		add("table %s: range scan on %s", quoteName(ti.desc.Name), on)
 		if len(sp.eq) > 0 {
 			add("  fixed key columns: %s", strings.Join(key[:len(sp.eq)], ", "))
 		}

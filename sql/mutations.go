@@ -181,6 +181,18 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 		}
 		p.blindUpdate = setIsBlind(ti, p.set)
 	}
+	if ti.hasIndexes() {
+		// Maintaining an index needs the old row: no blind writes.
+		p.blindUpdate = false
+		if p.mode == insertBlind {
+			p.mode = insertDoUpdate
+			for i := range ti.cols {
+				if !ti.inPK[i] {
+					p.set = append(p.set, setItem{idx: i, e: &colExpr{idx: len(ti.cols) + i, t: ti.cols[i].Type, name: ti.cols[i].Name}})
+				}
+			}
+		}
+	}
 
 	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
 		return nil, err
@@ -365,7 +377,11 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	switch p.mode {
 	case insertPlain, insertBlind:
 		ops := make([]kvpb.Op, len(rows))
+		var ix indexChanges
 		for r, row := range rows {
+			if err := ix.row(ti, nil, nil, keys[r], row); err != nil {
+				return pgwire.Result{}, err
+			}
 			val, err := p.e.encodeRow(ti, keys[r], row, nil)
 			if err != nil {
 				return pgwire.Result{}, err
@@ -379,7 +395,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		if hook := p.e.cfg.TestingBeforeWrite; hook != nil {
 			hook(ctx)
 		}
-		if err := p.e.writeTable(ctx, ti, ops); err != nil {
+		if err := p.e.writeTable(ctx, ti, ix.appendTo(ops)); err != nil {
 			var cf *kvpb.ConditionFailedError
 			if errors.As(err, &cf) {
 				// Index names the failing op, which is row Index; fall back
@@ -405,6 +421,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 
 	for attempt := 0; attempt < maxRetries; attempt++ {
 		var ops []kvpb.Op
+		var ix indexChanges
 		var affected [][]types.Datum
 		for r, row := range rows {
 			if skip != nil && skip[r] {
@@ -420,6 +437,9 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 					return pgwire.Result{}, err
 				}
 				ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true})
+				if err := ix.row(ti, nil, nil, keys[r], row); err != nil {
+					return pgwire.Result{}, err
+				}
 				affected = append(affected, row)
 				continue
 			}
@@ -440,12 +460,15 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, err
 			}
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, Expected: old})
+			if err := ix.row(ti, keys[r], cur, keys[r], updated); err != nil {
+				return pgwire.Result{}, err
+			}
 			affected = append(affected, updated)
 		}
 		if len(ops) == 0 {
 			return p.result(ec, nil)
 		}
-		err := p.e.writeTable(ctx, ti, ops)
+		err := p.e.writeTable(ctx, ti, ix.appendTo(ops))
 		if err == nil {
 			return p.result(ec, affected)
 		}
@@ -707,12 +730,14 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 			return nil, err
 		}
 	}
-	p.scan = choosePlan(ti.pk, pkTypes(ti), p.filter, nil)
+	p.scan = planScan(ti, p.filter, nil)
 	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
 		return nil, err
 	}
 	if (p.scan.kind == scanPoint || p.scan.kind == scanPoints) && p.scan.exact && !p.pkChange && len(s.Returning) == 0 && len(ti.checks) == 0 {
-		p.deltas = blindDeltas(ti, p.set)
+		if !ti.hasIndexes() { // an index needs the old row
+			p.deltas = blindDeltas(ti, p.set)
+		}
 	}
 	return p, nil
 }
@@ -744,6 +769,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			row      []types.Datum
 		}
 		var moves []move
+		var ix indexChanges
 		for _, r := range rows {
 			ec.row = r.row
 			ok, err := ec.evalTrue(p.filter)
@@ -768,6 +794,9 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, err
 			}
 			affected = append(affected, updated)
+			if err := ix.row(ti, r.key, r.row, newKey, updated); err != nil {
+				return pgwire.Result{}, err
+			}
 			if bytes.Equal(newKey, r.key) {
 				opIndex[string(r.key)] = len(ops)
 				ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Value: val, Expected: r.value})
@@ -801,7 +830,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: m.key, Value: m.val, ExpectAbsent: true})
 		}
 		if len(ops) > 0 {
-			if err := p.e.writeTable(ctx, ti, ops); err != nil {
+			if err := p.e.writeTable(ctx, ti, ix.appendTo(ops)); err != nil {
 				if !isConditionFailed(err) {
 					return pgwire.Result{}, kvError(err)
 				}
@@ -843,7 +872,7 @@ func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePla
 			return nil, err
 		}
 	}
-	p.scan = choosePlan(ti.pk, pkTypes(ti), p.filter, nil)
+	p.scan = planScan(ti, p.filter, nil)
 	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {
 		return nil, err
 	}
@@ -862,6 +891,7 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			return pgwire.Result{}, err
 		}
 		var ops []kvpb.Op
+		var ix indexChanges
 		var deleted [][]types.Datum
 		for _, r := range rows {
 			ec.row = r.row
@@ -873,10 +903,13 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				continue
 			}
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Delete: true, Expected: r.value})
+			if err := ix.row(ti, r.key, r.row, nil, nil); err != nil {
+				return pgwire.Result{}, err
+			}
 			deleted = append(deleted, r.row)
 		}
 		if len(ops) > 0 {
-			if err := p.e.writeTable(ctx, ti, ops); err != nil {
+			if err := p.e.writeTable(ctx, ti, ix.appendTo(ops)); err != nil {
 				if !isConditionFailed(err) {
 					return pgwire.Result{}, kvError(err)
 				}

@@ -58,6 +58,32 @@ type scanPlan struct {
 	// exact: the span enforces every WHERE conjunct, so no row read is
 	// filtered out and a LIMIT can be pushed into the scan.
 	exact bool
+	// index, when set, makes this a scan of a secondary index (index.go):
+	// eq, in and the bounds are on the index's columns.
+	index *indexScan
+}
+
+// planScan decides how a statement reads ti: by primary key, or by a
+// secondary index when the primary key would need a full scan.
+func planScan(ti *tableInfo, where texpr, order []orderItem) scanPlan {
+	p, _ := chooseIndex(ti, where, choosePlan(ti.pk, pkTypes(ti), where, order))
+	return p
+}
+
+// scanOn names what a scan reads and its key columns, for EXPLAIN.
+func scanOn(ti *tableInfo, sp *scanPlan) (string, []string) {
+	var key []string
+	cols := ti.pk
+	if sp.index != nil {
+		cols = sp.index.ii.cols
+	}
+	for _, i := range cols {
+		key = append(key, quoteName(ti.cols[i].Name))
+	}
+	if sp.index != nil {
+		return fmt.Sprintf("index %s (%s)", quoteName(sp.index.ii.desc.Name), strings.Join(key, ", ")), key
+	}
+	return fmt.Sprintf("primary key (%s)", strings.Join(key, ", ")), key
 }
 
 func (p scanPlan) String() string {
@@ -89,6 +115,9 @@ func (p scanPlan) String() string {
 	}
 	if p.exact {
 		b.WriteString(" exact")
+	}
+	if p.index != nil {
+		b.WriteString(" index=" + p.index.ii.desc.Name)
 	}
 	return b.String()
 }

@@ -80,7 +80,7 @@ type tableScanNode struct {
 
 func newTableScan(e *Executor, ti *tableInfo, alias string, filter texpr, order []orderItem) *tableScanNode {
 	return &tableScanNode{e: e, ti: ti, alias: alias, filter: filter, order: order,
-		scan: choosePlan(ti.pk, pkTypes(ti), filter, order)}
+		scan: planScan(ti, filter, order)}
 }
 
 // limitPushable reports whether the scan's rows are exactly the result's,
@@ -138,18 +138,14 @@ func (n *tableScanNode) explain(w *explainWriter) {
 	if n.alias != "" && n.alias != n.ti.desc.Name {
 		name += " AS " + quoteName(n.alias)
 	}
-	var key []string
-	for _, i := range n.ti.pk {
-		key = append(key, quoteName(n.ti.cols[i].Name))
-	}
-	pk := strings.Join(key, ", ")
+	on, key := scanOn(n.ti, &n.scan)
 	switch n.scan.kind {
 	case scanPoint:
-		w.add("scan %s: point lookup on primary key (%s)", name, pk)
+		w.add("scan %s: point lookup on %s", name, on)
 	case scanPoints:
-		w.add("scan %s: %d point lookups on primary key (%s)", name, len(n.scan.in), pk)
+		w.add("scan %s: %d point lookups on %s", name, len(n.scan.in), on)
 	case scanRange:
-		w.add("scan %s: range scan on primary key (%s)", name, pk)
+		w.add("scan %s: range scan on %s", name, on)
 		if len(n.scan.eq) > 0 {
 			w.add("  fixed key columns: %s", strings.Join(key[:len(n.scan.eq)], ", "))
 		}

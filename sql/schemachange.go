@@ -134,6 +134,7 @@ func checkWritable(ti *tableInfo) error {
 // one of ops keeps its index into ops.
 func (e *Executor) writeTable(ctx context.Context, ti *tableInfo, ops []kvpb.Op) error {
 	if !e.fencesActive() {
+		// Before 2.1 a table has no index.
 		return e.kv(ctx).Write(ctx, ops)
 	}
 	// First, so that no range deletion of the batch precedes it.
@@ -146,6 +147,9 @@ func (e *Executor) writeTable(ctx context.Context, ti *tableInfo, ops []kvpb.Op)
 	}
 	if cf.Index == 0 || bytes.Equal(cf.Key, fenced[0].Key) {
 		return e.fenceMoved(ctx, ti.desc, cf)
+	}
+	if verr, ok := indexViolation(ti, cf.Key); ok {
+		return verr
 	}
 	c := *cf
 	c.Index--

@@ -22,6 +22,9 @@ type kvRow struct {
 // the matching rows unless the plan is exact). limit > 0 caps the number of
 // rows read, for pushed-down LIMITs.
 func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) ([]kvRow, error) {
+	if p.index != nil {
+		return e.readRowsByIndex(ec, ti, p, limit)
+	}
 	if p.kind == scanPoints || p.kind == scanPoint {
 		keys, err := p.pointKeys(ec, ti)
 		if err != nil {

@@ -23,6 +23,7 @@ type tableInfo struct {
 	defaults []texpr // nil entry: no DEFAULT (NULL)
 	visible  []int   // positions of the columns SELECT * shows
 	checks   []checkExpr
+	indexes  []indexInfo // secondary indexes (index.go)
 }
 
 // checkExpr is a CHECK constraint compiled over the table's row.
@@ -90,6 +91,9 @@ func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 			return nil, errors.Wrapf(err, "table %q: CHECK constraint %q", desc.Name, ck.Name)
 		}
 		ti.checks = append(ti.checks, checkExpr{name: ck.Name, e: e})
+	}
+	if err := buildIndexInfos(ti); err != nil {
+		return nil, err
 	}
 	return ti, nil
 }

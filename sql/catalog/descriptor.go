@@ -120,6 +120,11 @@ type TableDescriptor struct {
 	// Hold, when set, stops writes to the table while a schema change
 	// rewrites its rows (release 2.1); reads go on.
 	Hold *WriteHold `json:"hold,omitempty"`
+	// Indexes are the table's secondary indexes (release 2.1), in the order
+	// they were created; NextIndexID is the ID the next one gets (index IDs
+	// are never reused within a table; 0 means 1).
+	Indexes     []IndexDescriptor `json:"indexes,omitempty"`
+	NextIndexID int32             `json:"next_index_id,omitempty"`
 	// Dropped marks a tombstone: the table was dropped at ModTime. A
 	// tombstone is kept forever so that a node that missed the DROP does
 	// not resurrect the table when it merges.
@@ -135,6 +140,23 @@ type WriteHold struct {
 	Statement string `json:"statement"`
 	NewID     int64  `json:"new_id,omitempty"`
 	Until     int64  `json:"until"`
+}
+
+// IndexDescriptor is a secondary index: its entries are keyed by Columns
+// (column IDs, ascending) and point at the row's key (keys.IndexDataPrefix).
+// A unique index allows one row per value of Columns without a NULL.
+type IndexDescriptor struct {
+	ID      int32   `json:"id"`
+	Name    string  `json:"name"`
+	Unique  bool    `json:"unique,omitempty"`
+	Columns []int32 `json:"columns"`
+	// Storing lists the columns of STORING (INCLUDE): recorded and shown;
+	// lookups read the row itself, so they change no answer.
+	Storing []int32 `json:"storing,omitempty"`
+	// WriteOnly: writes keep the index up to date, but no read uses it
+	// yet: CREATE INDEX is filling it with the rows written before
+	// (sql/index.go).
+	WriteOnly bool `json:"write_only,omitempty"`
 }
 
 // CheckConstraint is CONSTRAINT name CHECK (expr); Expr is canonical SQL
@@ -211,6 +233,11 @@ func (d *TableDescriptor) Clone() *TableDescriptor {
 	c.Checks = append([]CheckConstraint(nil), d.Checks...)
 	c.Columns = append([]ColumnDescriptor(nil), d.Columns...)
 	c.PrimaryKey = append([]int32(nil), d.PrimaryKey...)
+	c.Indexes = append([]IndexDescriptor(nil), d.Indexes...)
+	for i := range c.Indexes {
+		c.Indexes[i].Columns = append([]int32(nil), c.Indexes[i].Columns...)
+		c.Indexes[i].Storing = append([]int32(nil), c.Indexes[i].Storing...)
+	}
 	if d.Hold != nil {
 		h := *d.Hold
 		c.Hold = &h
@@ -360,6 +387,38 @@ func (d *TableDescriptor) CreateStatement() string {
 		b.WriteString(" ASC")
 	}
 	b.WriteString(")")
+	colList := func(ids []int32, asc bool) {
+		for i, id := range ids {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if j := d.ColumnIndexByID(id); j >= 0 {
+				parser.QuoteIdent(&b, d.Columns[j].Name)
+			}
+			if asc {
+				b.WriteString(" ASC")
+			}
+		}
+	}
+	for _, ix := range d.Indexes {
+		if ix.WriteOnly {
+			continue // not built yet
+		}
+		b.WriteString(",\n\t")
+		if ix.Unique {
+			b.WriteString("UNIQUE ")
+		}
+		b.WriteString("INDEX ")
+		parser.QuoteIdent(&b, ix.Name)
+		b.WriteString(" (")
+		colList(ix.Columns, true)
+		b.WriteString(")")
+		if len(ix.Storing) > 0 {
+			b.WriteString(" STORING (")
+			colList(ix.Storing, false)
+			b.WriteString(")")
+		}
+	}
 	for _, ck := range d.Checks {
 		b.WriteString(",\n\tCONSTRAINT ")
 		parser.QuoteIdent(&b, ck.Name)

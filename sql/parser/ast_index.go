@@ -87,13 +87,35 @@ func (*DropIndex) stmtNode()              {}
 
 // UniqueDef is a UNIQUE constraint of CREATE TABLE, [CONSTRAINT name]
 // UNIQUE (cols), table-level or on one column; it becomes a unique index.
+// Index is CockroachDB's [UNIQUE] INDEX name (cols) inside CREATE TABLE,
+// which SHOW CREATE TABLE prints: an index, unique or not.
 type UniqueDef struct {
 	Name    string // "" if not named
 	Columns []string
+	Index   bool
+	// NotUnique: INDEX name (cols) (Index only).
+	NotUnique bool
+	Storing   []string // Index only
 }
 
 // Format writes the constraint.
 func (u *UniqueDef) Format(b *strings.Builder) {
+	if u.Index {
+		if !u.NotUnique {
+			b.WriteString("UNIQUE ")
+		}
+		b.WriteString("INDEX ")
+		QuoteIdent(b, u.Name)
+		b.WriteString(" (")
+		formatIdents(b, u.Columns)
+		b.WriteByte(')')
+		if len(u.Storing) > 0 {
+			b.WriteString(" STORING (")
+			formatIdents(b, u.Storing)
+			b.WriteByte(')')
+		}
+		return
+	}
 	if u.Name != "" {
 		b.WriteString("CONSTRAINT ")
 		QuoteIdent(b, u.Name)

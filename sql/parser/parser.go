@@ -541,6 +541,24 @@ func (p *parser) parseCreate() (Stmt, error) {
 				return nil, err
 			}
 			s.Checks = append(s.Checks, ck)
+		case p.isKw("index") || p.isKw("unique") && p.isKwAt(1, "index"):
+			u := &UniqueDef{Index: true, NotUnique: !p.acceptKw("unique")}
+			p.advance() // INDEX
+			name, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			u.Name = name
+			if u.Columns, err = p.indexColumns(); err != nil {
+				return nil, err
+			}
+			if p.isKw("storing") || p.isKw("include") || p.isKw("covering") {
+				p.advance()
+				if u.Storing, err = p.parenIdentList(false); err != nil {
+					return nil, err
+				}
+			}
+			s.Uniques = append(s.Uniques, u)
 		case p.isKw("unique"):
 			p.advance()
 			cols, err := p.parenIdentList(true)
