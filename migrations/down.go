@@ -9,6 +9,8 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/kv/kvpb"
 )
 
 // When says where in the lowering of its step a down-migration runs
@@ -123,6 +125,14 @@ func disableTxnStamps(ctx context.Context, d Deps, from Progress, checkpoint fun
 	p := from
 	p.Total = 2
 	if p.Done < 1 {
+		// The tables' schema fences go too: writers assert them only at
+		// 2.1 itself, and a 2.0 binary that rewrites a descriptor drops
+		// its fence value, which a key left behind would contradict once
+		// the cluster is back at 2.1 (sql/schemachange.go).
+		start, end := []byte(keys.TableFencePrefix), keys.PrefixEnd([]byte(keys.TableFencePrefix))
+		if err := d.DB.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: start, EndKey: end}}); err != nil {
+			return errors.Wrap(err, "deleting the tables' schema fences")
+		}
 		idx, err := d.DisableTxns(ctx)
 		if err != nil {
 			return errors.Wrap(err, "deleting the transaction records")
@@ -203,7 +213,7 @@ func check21(ctx context.Context, d Deps) (Check, error) {
 	}
 	blockers, err := refuse21(ctx, d)
 	if err == nil && len(blockers) > 0 {
-		detail += fmt.Sprintf("; refused while %d column(s) use types of 2.1", len(blockers))
+		detail += fmt.Sprintf("; refused while %d thing(s) only 2.1 has remain (SHOW UPGRADE PLAN lists them)", len(blockers))
 	}
 	return Check{Detail: detail}, err
 }

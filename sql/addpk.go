@@ -270,6 +270,11 @@ func (e *Executor) prepareAddPK(ctx context.Context, s *parser.AlterTableAddPrim
 		}
 		return nil, nil, undefinedTable(name)
 	}
+	if len(cur.Indexes) > 0 {
+		return nil, nil, pgerror.WithHintf(
+			unsupported("ALTER TABLE %s ADD PRIMARY KEY on a table with indexes is not supported", name),
+			"drop its indexes first (DROP INDEX), add the primary key, then create them again")
+	}
 	if len(cur.PrimaryKey) != 1 || !cur.Columns[cur.ColumnIndexByID(cur.PrimaryKey[0])].Hidden ||
 		!strings.HasPrefix(cur.Columns[cur.ColumnIndexByID(cur.PrimaryKey[0])].Name, "rowid") {
 		return nil, nil, pgerror.WithHintf(

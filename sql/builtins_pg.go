@@ -179,23 +179,23 @@ func init() {
 		}},
 		{name: "pg_get_indexdef", overloads: []overload{
 			{[]types.T{tInt}, tString, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
-				if ti := s.tableByIndexOID(a[0].(int64)); ti != nil {
-					return indexDef(ti, true), nil
+				if ci := s.indexByOID(a[0].(int64)); ci != nil {
+					return indexDef(ci, true), nil
 				}
 				return nil, nil
 			})},
 			{[]types.T{tInt, tInt, tBool}, tString, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
-				ti := s.tableByIndexOID(a[0].(int64))
-				if ti == nil {
+				ci := s.indexByOID(a[0].(int64))
+				if ci == nil {
 					return nil, nil
 				}
 				if col := a[1].(int64); col > 0 {
-					if int(col) > len(ti.pk) {
+					if int(col) > len(ci.cols) {
 						return "", nil
 					}
-					return parser.QuotedIdent(ti.cols[ti.pk[col-1]].Name), nil
+					return parser.QuotedIdent(ci.ti.cols[ci.cols[col-1]].Name), nil
 				}
-				return indexDef(ti, !a[2].(bool)), nil
+				return indexDef(ci, !a[2].(bool)), nil
 			})},
 		}},
 		{name: "pg_get_constraintdef", overloads: []overload{
@@ -206,7 +206,7 @@ func init() {
 		// pg_catalog's are visible, those of other schemas are not.
 		{name: "pg_table_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
 			oid := a[0].(int64)
-			if s.tableByOID(oid) != nil || s.tableByIndexOID(oid) != nil {
+			if s.tableByOID(oid) != nil || s.indexByOID(oid) != nil {
 				return true, nil
 			}
 			if name, ok := s.virtByOID[oid]; ok {

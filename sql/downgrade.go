@@ -35,6 +35,18 @@ func (e *Executor) Release21Blockers() []DowngradeBlocker {
 				Fix:    fmt.Sprintf("DROP TABLE %s (copy its rows out first), or keep the cluster at 2.1", d.Name),
 			})
 		}
+		for _, ix := range d.Indexes {
+			out = append(out, DowngradeBlocker{
+				Reason: fmt.Sprintf("table %s has the index %s, which release 2.0 would not keep up to date", d.Name, ix.Name),
+				Fix:    fmt.Sprintf("DROP INDEX %s@%s, or keep the cluster at 2.1", parser.QuotedIdent(d.Name), parser.QuotedIdent(ix.Name)),
+			})
+		}
+		if d.Hold != nil {
+			out = append(out, DowngradeBlocker{
+				Reason: fmt.Sprintf("table %s is being rewritten by %s", d.Name, d.Hold.Statement),
+				Fix:    "wait for it to finish (its hold expires if its node stopped), then run the downgrade again",
+			})
+		}
 		for _, c := range d.Columns {
 			if !types.NewInRelease21(c.Type, c.Mod) {
 				continue

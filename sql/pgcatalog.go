@@ -47,6 +47,50 @@ func pkeyIndexOID(d *catalog.TableDescriptor) int64 {
 }
 func pkeyConstraintOID(d *catalog.TableDescriptor) int64 { return tableOID(d) + 2 }
 
+// secondaryIndexOID is the OID of the table's secondary index with ID id
+// (indexes with an ID below maxIndexOIDs get one).
+func secondaryIndexOID(d *catalog.TableDescriptor, id int32) int64 { return tableOID(d) + 900 + int64(id) }
+
+const maxIndexOIDs = 100
+
+// catIndex is an index as the catalogs show it: the primary key's (ii nil)
+// or a secondary one.
+type catIndex struct {
+	ti      *tableInfo
+	ii      *indexInfo
+	oid     int64
+	name    string
+	cols    []int // positions in the row
+	unique  bool
+	primary bool
+}
+
+// indexesOf lists the indexes of ti the catalogs show: the primary key's
+// when its columns are visible, then the public secondary indexes.
+func indexesOf(ti *tableInfo) []catIndex {
+	var out []catIndex
+	if hasVisiblePK(ti) {
+		out = append(out, catIndex{ti: ti, oid: pkeyIndexOID(ti.desc), name: pkeyName(ti), cols: ti.pk, unique: true, primary: true})
+	}
+	for i := range ti.indexes {
+		ii := &ti.indexes[i]
+		if ii.desc.WriteOnly || ii.desc.ID >= maxIndexOIDs {
+			continue
+		}
+		out = append(out, catIndex{ti: ti, ii: ii, oid: secondaryIndexOID(ti.desc, ii.desc.ID), name: ii.desc.Name,
+			cols: ii.cols, unique: ii.desc.Unique})
+	}
+	return out
+}
+
+func (ci *catIndex) attnums() types.Array {
+	var out types.Array
+	for _, p := range ci.cols {
+		out = append(out, attnum(ci.ti, p))
+	}
+	return out
+}
+
 // checkConstraintOID is the OID of the table's i-th CHECK constraint
 // (fewer than maxCheckOIDs of them get one).
 func checkConstraintOID(d *catalog.TableDescriptor, i int) int64 { return tableOID(d) + 10 + int64(i) }
@@ -174,6 +218,11 @@ func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
 		s.byOID[tableOID(d)] = ti
 		s.byOID[pkeyIndexOID(d)] = ti
 		s.byOID[pkeyConstraintOID(d)] = ti
+		for _, ix := range d.Indexes {
+			if ix.ID < maxIndexOIDs {
+				s.byOID[secondaryIndexOID(d, ix.ID)] = ti
+			}
+		}
 		for i := range d.Checks {
 			if i < maxCheckOIDs {
 				s.byOID[checkConstraintOID(d, i)] = ti
@@ -302,8 +351,8 @@ var catalogTables = []catTable{
 				r := row(tableOID(ti.desc), ti.desc.Name, oidPublic, rowTypeOID(ti.desc), oidHeapAM, true, "r", int64(len(ti.visible)))
 				r[18] = int64(min(len(ti.desc.Checks), maxCheckOIDs)) // relchecks
 				out = append(out, r)
-				if hasVisiblePK(ti) {
-					out = append(out, row(pkeyIndexOID(ti.desc), pkeyName(ti), oidPublic, 0, oidBtreeAM, false, "i", int64(len(ti.pk))))
+				for _, ci := range indexesOf(ti) {
+					out = append(out, row(ci.oid, ci.name, oidPublic, 0, oidBtreeAM, false, "i", int64(len(ci.cols))))
 				}
 			}
 			for _, name := range s.e.virtualNames() {
@@ -338,10 +387,10 @@ var catalogTables = []catTable{
 					c := ti.cols[pos]
 					out = append(out, row(tableOID(ti.desc), c.Name, c.Type, c.Mod, int64(i+1), !c.Nullable, c.DefaultExpr != ""))
 				}
-				if hasVisiblePK(ti) {
-					for i, pos := range ti.pk {
+				for _, ci := range indexesOf(ti) {
+					for i, pos := range ci.cols {
 						c := ti.cols[pos]
-						out = append(out, row(pkeyIndexOID(ti.desc), c.Name, c.Type, c.Mod, int64(i+1), false, false))
+						out = append(out, row(ci.oid, c.Name, c.Type, c.Mod, int64(i+1), false, false))
 					}
 				}
 			}
@@ -388,16 +437,15 @@ var catalogTables = []catTable{
 		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
 			var out [][]types.Datum
 			for _, ti := range s.tables {
-				if !hasVisiblePK(ti) {
-					continue
+				for _, ci := range indexesOf(ti) {
+					n := int64(len(ci.cols))
+					zeros := make(types.Array, n)
+					for i := range zeros {
+						zeros[i] = int64(0)
+					}
+					out = append(out, []types.Datum{ci.oid, tableOID(ti.desc), n, n, ci.unique, ci.primary, false, true, false,
+						true, false, true, true, false, ci.attnums(), zeros, zeros, zeros, nil, nil})
 				}
-				n := int64(len(ti.pk))
-				zeros := make(types.Array, n)
-				for i := range zeros {
-					zeros[i] = int64(0)
-				}
-				out = append(out, []types.Datum{pkeyIndexOID(ti.desc), tableOID(ti.desc), n, n, true, true, false, true, false,
-					true, false, true, true, false, pkAttnums(ti), zeros, zeros, zeros, nil, nil})
 			}
 			return out, nil
 		}},
@@ -636,8 +684,8 @@ var catalogTables = []catTable{
 		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
 			var out [][]types.Datum
 			for _, ti := range s.tables {
-				if hasVisiblePK(ti) {
-					out = append(out, []types.Datum{"public", ti.desc.Name, pkeyName(ti), nil, indexDef(ti, true)})
+				for _, ci := range indexesOf(ti) {
+					out = append(out, []types.Datum{"public", ti.desc.Name, ci.name, nil, indexDef(&ci, true)})
 				}
 			}
 			return out, nil
@@ -766,16 +814,20 @@ func currentDB(ctx context.Context) string {
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 
 // indexDef is pg_get_indexdef's answer for a table's primary key.
-func indexDef(ti *tableInfo, qualified bool) string {
+func indexDef(ci *catIndex, qualified bool) string {
 	var cols []string
-	for _, p := range ti.pk {
-		cols = append(cols, parser.QuotedIdent(ti.cols[p].Name))
+	for _, p := range ci.cols {
+		cols = append(cols, parser.QuotedIdent(ci.ti.cols[p].Name))
 	}
-	name := parser.QuotedIdent(ti.desc.Name)
+	name := parser.QuotedIdent(ci.ti.desc.Name)
 	if qualified {
 		name = "public." + name
 	}
-	return "CREATE UNIQUE INDEX " + parser.QuotedIdent(pkeyName(ti)) + " ON " + name + " USING btree (" + strings.Join(cols, ", ") + ")"
+	kind := "INDEX "
+	if ci.unique {
+		kind = "UNIQUE INDEX "
+	}
+	return "CREATE " + kind + parser.QuotedIdent(ci.name) + " ON " + name + " USING btree (" + strings.Join(cols, ", ") + ")"
 }
 
 // ---- lookups by OID and by name, for the functions and reg* casts ----
@@ -787,9 +839,16 @@ func (s *catalogSnapshot) tableByOID(oid int64) *tableInfo {
 	return nil
 }
 
-func (s *catalogSnapshot) tableByIndexOID(oid int64) *tableInfo {
-	if ti := s.byOID[oid]; ti != nil && pkeyIndexOID(ti.desc) == oid && hasVisiblePK(ti) {
-		return ti
+// indexByOID returns the index with OID oid, primary or secondary.
+func (s *catalogSnapshot) indexByOID(oid int64) *catIndex {
+	ti := s.byOID[oid]
+	if ti == nil {
+		return nil
+	}
+	for _, ci := range indexesOf(ti) {
+		if ci.oid == oid {
+			return &ci
+		}
 	}
 	return nil
 }
@@ -819,8 +878,8 @@ func (s *catalogSnapshot) relationName(oid int64) (string, bool) {
 	if ti := s.tableByOID(oid); ti != nil {
 		return parser.QuotedIdent(ti.desc.Name), true
 	}
-	if ti := s.tableByIndexOID(oid); ti != nil {
-		return parser.QuotedIdent(pkeyName(ti)), true
+	if ci := s.indexByOID(oid); ci != nil {
+		return parser.QuotedIdent(ci.name), true
 	}
 	if name, ok := s.virtByOID[oid]; ok {
 		return name, true
@@ -853,9 +912,11 @@ func (s *catalogSnapshot) relationOID(name string) (int64, error) {
 		if ti := s.byName[rel]; ti != nil {
 			return tableOID(ti.desc), nil
 		}
-		if base, ok := strings.CutSuffix(rel, "_pkey"); ok {
-			if ti := s.byName[base]; ti != nil && hasVisiblePK(ti) {
-				return pkeyIndexOID(ti.desc), nil
+		for _, ti := range s.tables {
+			for _, ci := range indexesOf(ti) {
+				if ci.name == rel {
+					return ci.oid, nil
+				}
 			}
 		}
 	}
