@@ -173,6 +173,9 @@ type Knobs struct {
 	// writes are held, before its rows are copied
 	// (sql.Config.TestingAddPKHeld).
 	AddPKHeld func(ctx context.Context)
+	// IndexWriteOnly runs in CREATE INDEX once the index is write-only,
+	// before its backfill (sql.Config.TestingIndexWriteOnly).
+	IndexWriteOnly func(ctx context.Context)
 	// SchemaHoldTTL, if set, replaces how long a schema change's hold on a
 	// table's writes lasts unrenewed (sql.Config.TestingHoldTTL).
 	SchemaHoldTTL time.Duration

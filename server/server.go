@@ -655,10 +655,11 @@ func (s *Server) startNode() error {
 	s.mu.Unlock()
 	exec, err := sql.NewExecutor(sql.Config{
 		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
-		NodeID:             func() int32 { return id.NodeID },
-		TestingBeforeWrite: s.cfg.Knobs.BeforeRowWrite,
-		TestingAddPKHeld:   s.cfg.Knobs.AddPKHeld,
-		TestingHoldTTL:     s.cfg.Knobs.SchemaHoldTTL,
+		NodeID:                func() int32 { return id.NodeID },
+		TestingBeforeWrite:    s.cfg.Knobs.BeforeRowWrite,
+		TestingAddPKHeld:      s.cfg.Knobs.AddPKHeld,
+		TestingHoldTTL:        s.cfg.Knobs.SchemaHoldTTL,
+		TestingIndexWriteOnly: s.cfg.Knobs.IndexWriteOnly,
 	})
 	if err != nil {
 		return errors.Wrap(err, "starting the SQL executor")

@@ -49,7 +49,9 @@ func pkeyConstraintOID(d *catalog.TableDescriptor) int64 { return tableOID(d) + 
 
 // secondaryIndexOID is the OID of the table's secondary index with ID id
 // (indexes with an ID below maxIndexOIDs get one).
-func secondaryIndexOID(d *catalog.TableDescriptor, id int32) int64 { return tableOID(d) + 900 + int64(id) }
+func secondaryIndexOID(d *catalog.TableDescriptor, id int32) int64 {
+	return tableOID(d) + 900 + int64(id)
+}
 
 const maxIndexOIDs = 100
 
