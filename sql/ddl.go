@@ -466,7 +466,7 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 		return nil, err
 	}
 	if len(s.Uniques) > 0 && !e.fencesActive() {
-		return nil, e.indexesRefused("UNIQUE constraints and indexes")
+		return nil, e.indexesRefused("a UNIQUE constraint or an INDEX in CREATE TABLE")
 	}
 	for _, u := range s.Uniques {
 		// The table is empty: its unique indexes are public at once.
