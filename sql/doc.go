@@ -181,16 +181,20 @@
 // COMMIT they are the transaction's writes. COPY t TO STDOUT streams the
 // table in key order in batches; COPY (query) TO STDOUT runs the query like
 // a SELECT. ALTER TABLE ADD PRIMARY KEY
-// (addpk.go) rewrites a table created without one under a new table ID,
-// checks that nothing wrote to the table meanwhile, then swaps the
-// descriptor; it is not an online schema change. TRUNCATE may run inside a
+// (addpk.go) rewrites a table created without one under a new table ID
+// while a hold stops the table's writes; CREATE INDEX (createindex.go)
+// builds an index online while writes go on; every write to a table
+// asserts the table's schema fence (schemachange.go), so neither can lose
+// or miss a write (DESIGN.md). Secondary indexes (index.go) are kept in the
+// same atomic batch as their rows and used by the planner when the primary
+// key would need a full scan. TRUNCATE may run inside a
 // transaction; VACUUM and ANALYZE are accepted and do nothing. CHECK
 // constraints (release 2.1) are compiled with the table (tableInfo.checks)
 // and enforced by checkRow wherever a row is written, with NOT NULL.
 //
 // # What it deliberately does not do
 //
-// No secondary indexes; of window functions only the ranking ones, without
+// Of window functions only the ranking ones, without
 // frames; no recursive WITH, LATERAL or NATURAL joins (each refused with
 // 0A000). DDL follows the pre-Raft schema procedure described in
 // package catalog, with its window of disagreement between nodes. Result
