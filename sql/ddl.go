@@ -44,7 +44,7 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		tag = "DROP TABLE"
 	case *parser.AlterTableAddColumn, *parser.AlterTableAddPrimaryKey:
 		tag = "ALTER TABLE"
-	case *parser.CreateIndex, *parser.DropIndex:
+	case *parser.CreateIndex, *parser.DropIndex, *parser.AlterTable:
 		tag = s.StatementTag()
 	case *parser.CreateDatabase:
 		tag = "CREATE DATABASE"
@@ -70,6 +70,8 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		changed, notices, err = p.e.createIndex(ctx, s)
 	case *parser.DropIndex:
 		changed, notices, err = p.e.dropIndexes(ctx, s)
+	case *parser.AlterTable:
+		changed, notices, err = p.e.alterTable(ctx, s)
 	default:
 		if log := p.e.currentSchemaLog(); log != nil {
 			changed, err = p.commitThroughLog(ctx, log)

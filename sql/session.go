@@ -131,7 +131,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 	case *parser.Delete:
 		return e.analyzeDelete(v, params)
 	case *parser.CreateTable, *parser.DropTable, *parser.AlterTableAddColumn, *parser.Truncate, *parser.AlterTableAddPrimaryKey,
-		*parser.CreateDatabase, *parser.DropDatabase, *parser.CreateIndex, *parser.DropIndex:
+		*parser.CreateDatabase, *parser.DropDatabase, *parser.CreateIndex, *parser.DropIndex, *parser.AlterTable:
 		if len(params.types) > 0 {
 			return nil, pgerror.WithHintf(unsupported("placeholders are not allowed in %s", st.StatementTag()),
 				"write the values into the statement")

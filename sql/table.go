@@ -65,6 +65,15 @@ func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 		if !c.Hidden {
 			ti.visible = append(ti.visible, i)
 		}
+		if c.AbsentExpr != "" && c.AbsentExpr != "NULL" {
+			abs, err := checkDefault(c.AbsentExpr, c.Type, c.Mod, c.Name)
+			if err != nil {
+				return nil, errors.Wrapf(err, "table %q", desc.Name)
+			}
+			if k, ok := abs.(*constExpr); ok {
+				rcols[i].HasDefault, rcols[i].Absent = true, k.d
+			}
+		}
 		if c.DefaultExpr == "" {
 			continue
 		}
@@ -73,6 +82,9 @@ func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 			return nil, errors.Wrapf(err, "table %q", desc.Name)
 		}
 		ti.defaults[i] = def
+		if c.AbsentExpr != "" {
+			continue // rows without the column read AbsentExpr
+		}
 		rcols[i].HasDefault = true
 		// A row without the column reads as the default when the default
 		// is a constant; a volatile default cannot be replayed on read.

@@ -29,6 +29,12 @@ type ColumnDescriptor struct {
 	// Hidden columns (the implicit rowid) are left out of SELECT * and of
 	// INSERT without a column list.
 	Hidden bool `json:"hidden,omitempty"`
+	// AbsentExpr, when set, is how a row written before the column existed
+	// reads it (a constant, "NULL" for none); when empty, such a row reads
+	// the column's constant DEFAULT, or NULL. ALTER COLUMN SET|DROP
+	// DEFAULT sets it (release 2.1), so that changing the default does not
+	// change those rows.
+	AbsentExpr string `json:"absent_expr,omitempty"`
 }
 
 // columnJSON is ColumnDescriptor's wire form: the type is written by name
@@ -41,12 +47,13 @@ type columnJSON struct {
 	Nullable    bool   `json:"nullable"`
 	DefaultExpr string `json:"default_expr,omitempty"`
 	Hidden      bool   `json:"hidden,omitempty"`
+	AbsentExpr  string `json:"absent_expr,omitempty"`
 }
 
 // MarshalJSON writes the column with its type by name.
 func (c ColumnDescriptor) MarshalJSON() ([]byte, error) {
 	return json.Marshal(columnJSON{ID: c.ID, Name: c.Name, Type: types.ColumnTypeString(c.Type, c.Mod),
-		Nullable: c.Nullable, DefaultExpr: c.DefaultExpr, Hidden: c.Hidden})
+		Nullable: c.Nullable, DefaultExpr: c.DefaultExpr, Hidden: c.Hidden, AbsentExpr: c.AbsentExpr})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -60,7 +67,7 @@ func (c *ColumnDescriptor) UnmarshalJSON(b []byte) error {
 		return errors.Newf("column %q has unknown type %q", j.Name, j.Type)
 	}
 	*c = ColumnDescriptor{ID: j.ID, Name: j.Name, Type: t, Mod: mod, Nullable: j.Nullable,
-		DefaultExpr: j.DefaultExpr, Hidden: j.Hidden}
+		DefaultExpr: j.DefaultExpr, Hidden: j.Hidden, AbsentExpr: j.AbsentExpr}
 	return nil
 }
 

@@ -7,6 +7,9 @@ import "strings"
 // CockroachDB does; CONCURRENTLY and USING btree are accepted and mean what
 // kvnode always does (the index is built online).
 type CreateIndex struct {
+	// Constraint: written as ALTER TABLE t ADD CONSTRAINT name UNIQUE
+	// (cols), which builds the same unique index.
+	Constraint  bool
 	Unique      bool
 	IfNotExists bool
 	Name        string // "" if not named: t_col1_col2_idx (or _key when unique)
@@ -17,6 +20,20 @@ type CreateIndex struct {
 
 // Format writes the statement.
 func (s *CreateIndex) Format(b *strings.Builder) {
+	if s.Constraint {
+		b.WriteString("ALTER TABLE ")
+		s.Table.Format(b)
+		b.WriteString(" ADD ")
+		if s.Name != "" {
+			b.WriteString("CONSTRAINT ")
+			QuoteIdent(b, s.Name)
+			b.WriteByte(' ')
+		}
+		b.WriteString("UNIQUE (")
+		formatIdents(b, s.Columns)
+		b.WriteByte(')')
+		return
+	}
 	b.WriteString("CREATE ")
 	if s.Unique {
 		b.WriteString("UNIQUE ")
@@ -42,7 +59,12 @@ func (s *CreateIndex) Format(b *strings.Builder) {
 }
 
 func (s *CreateIndex) String() string       { return str(s) }
-func (s *CreateIndex) StatementTag() string { return "CREATE INDEX" }
+func (s *CreateIndex) StatementTag() string {
+	if s.Constraint {
+		return "ALTER TABLE"
+	}
+	return "CREATE INDEX"
+}
 func (*CreateIndex) stmtNode()              {}
 
 // IndexName names an index: [table@]name, or a plain name looked up in

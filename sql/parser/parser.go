@@ -956,9 +956,22 @@ func (p *parser) parseAlter() (Stmt, error) {
 	}
 	s.Name = name
 	if !p.isKw("add") {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
+		return p.parseAlterAction(s.IfExists, name)
 	}
 	p.advance()
+	if p.isKw("unique") || p.isKw("constraint") && p.isKwAt(2, "unique") {
+		ci := &CreateIndex{Constraint: true, Unique: true, Table: name}
+		if p.acceptKw("constraint") {
+			if ci.Name, err = p.ident(); err != nil {
+				return nil, err
+			}
+		}
+		p.advance() // UNIQUE
+		if ci.Columns, err = p.parenIdentList(true); err != nil {
+			return nil, err
+		}
+		return ci, nil
+	}
 	if p.isKw("primary") || p.isKw("constraint") && p.isKwAt(2, "primary") {
 		pk := &AlterTableAddPrimaryKey{IfExists: s.IfExists, Name: s.Name}
 		if p.acceptKw("constraint") {

@@ -142,3 +142,112 @@ func (p *parser) parseDropIndex() (Stmt, error) {
 	}
 	return s, nil
 }
+
+// parseAlterAction reads the ALTER TABLE actions other than ADD.
+func (p *parser) parseAlterAction(ifExists bool, name TableName) (Stmt, error) {
+	s := &AlterTable{IfExists: ifExists, Name: name}
+	hint := "kvnode supports ALTER TABLE ... ADD COLUMN, ADD PRIMARY KEY, ADD CONSTRAINT ... UNIQUE, DROP COLUMN, " +
+		"ALTER COLUMN ... SET|DROP DEFAULT, ALTER COLUMN ... SET|DROP NOT NULL, RENAME [COLUMN] and DROP CONSTRAINT"
+	var err error
+	switch {
+	case p.acceptKw("drop"):
+		if p.acceptKw("constraint") {
+			a := &DropConstraint{}
+			if p.isKw("if") && p.isKwAt(1, "exists") {
+				p.advance()
+				p.advance()
+				a.IfExists = true
+			}
+			if a.Name, err = p.ident(); err != nil {
+				return nil, err
+			}
+			s.Action = a
+		} else {
+			p.acceptKw("column")
+			a := &DropColumn{}
+			if p.isKw("if") && p.isKwAt(1, "exists") {
+				p.advance()
+				p.advance()
+				a.IfExists = true
+			}
+			if a.Column, err = p.ident(); err != nil {
+				return nil, err
+			}
+			s.Action = a
+		}
+		if p.isKw("cascade") || p.isKw("restrict") {
+			p.advance()
+		}
+	case p.acceptKw("alter"):
+		p.acceptKw("column")
+		col, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.isKw("set") && p.isKwAt(1, "default"):
+			p.advance()
+			p.advance()
+			e, err := p.parseConcat()
+			if err != nil {
+				return nil, err
+			}
+			s.Action = &SetDefault{Column: col, Default: e}
+		case p.isKw("drop") && p.isKwAt(1, "default"):
+			p.advance()
+			p.advance()
+			s.Action = &SetDefault{Column: col}
+		case p.isKw("set") && p.isKwAt(1, "not") && p.isKwAt(2, "null"):
+			p.advance()
+			p.advance()
+			p.advance()
+			s.Action = &SetNotNull{Column: col, NotNull: true}
+		case p.isKw("drop") && p.isKwAt(1, "not") && p.isKwAt(2, "null"):
+			p.advance()
+			p.advance()
+			p.advance()
+			s.Action = &SetNotNull{Column: col}
+		case p.isKw("type") || p.isKw("set") && p.isKwAt(1, "data"):
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"ALTER COLUMN ... TYPE is not supported"), charPos(p.src, p.peek().pos)),
+				"add a column of the new type, copy the values with UPDATE, then drop the old column")
+		default:
+			return nil, pgerror.WithHintf(p.errNear(p.peek()), "%s", hint)
+		}
+	case p.acceptKw("rename"):
+		if p.acceptKw("to") {
+			to, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			s.Action = &RenameTable{To: to}
+			break
+		}
+		if p.isKw("constraint") {
+			return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+				"RENAME CONSTRAINT is not supported"), charPos(p.src, p.peek().pos)),
+				"drop the constraint and add it again under the new name")
+		}
+		p.acceptKw("column")
+		from, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.expectKw("to"); err != nil {
+			return nil, err
+		}
+		to, err := p.ident()
+		if err != nil {
+			return nil, err
+		}
+		s.Action = &RenameColumn{From: from, To: to}
+	default:
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "%s", hint)
+	}
+	if p.isOp(",") {
+		return nil, pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+			"several actions in one ALTER TABLE are not supported"), charPos(p.src, p.peek().pos)),
+			"run one ALTER TABLE per action")
+	}
+	return s, nil
+}
