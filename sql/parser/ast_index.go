@@ -58,14 +58,14 @@ func (s *CreateIndex) Format(b *strings.Builder) {
 	}
 }
 
-func (s *CreateIndex) String() string       { return str(s) }
+func (s *CreateIndex) String() string { return str(s) }
 func (s *CreateIndex) StatementTag() string {
 	if s.Constraint {
 		return "ALTER TABLE"
 	}
 	return "CREATE INDEX"
 }
-func (*CreateIndex) stmtNode()              {}
+func (*CreateIndex) stmtNode() {}
 
 // IndexName names an index: [table@]name, or a plain name looked up in
 // every table of the database.
