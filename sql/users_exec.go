@@ -834,7 +834,10 @@ func (p *userPlan) showGrants(ctx context.Context, st *parser.ShowGrants) (pgwir
 			if !ok {
 				continue // a table dropped on another node moments ago
 			}
-			row = []types.Datum{db, "public", d.Name, "table"}
+			if len(want) == 0 && d.DatabaseName() != db {
+				continue // SHOW GRANTS lists the session's database, as CockroachDB
+			}
+			row = []types.Datum{d.DatabaseName(), "public", d.Name, "table"}
 		case "database":
 			row = []types.Datum{rest, nil, nil, "database"}
 		default:
