@@ -292,6 +292,22 @@ func TestUsersAndPrivileges(t *testing.T) {
 		t.Fatalf("DROP TABLE left grants: %v", s.Grants)
 	}
 
+	// CREATEDB: CREATE DATABASE (as in CockroachDB); DROP DATABASE stays
+	// an admin's (kvnode's databases have no owner).
+	mustExec(root, "ALTER USER alice CREATEDB")
+	testcluster.WaitFor(t, 10*time.Second, func() error {
+		_, err := alice.Exec(ctx, "CREATE DATABASE alices")
+		return err
+	})
+	_, err = alice.Exec(ctx, "DROP DATABASE alices")
+	wantErr(t, "DROP DATABASE with CREATEDB", err, "42501", "GRANT admin TO alice")
+	var createdb bool
+	if err := root.QueryRow(ctx, "SELECT rolcreatedb FROM pg_roles WHERE rolname = 'alice'").Scan(&createdb); err != nil || !createdb {
+		t.Fatalf("pg_roles.rolcreatedb of alice: %v %v", createdb, err)
+	}
+	mustExec(root, "DROP DATABASE alices")
+	mustExec(root, "ALTER USER alice NOCREATEDB")
+
 	// An admin.
 	mustExec(root, "GRANT admin TO alice")
 	testcluster.WaitFor(t, 10*time.Second, func() error {

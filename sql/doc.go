@@ -16,8 +16,8 @@
 //
 // defaultdb and postgres exist from bootstrap, without a record; CREATE
 // DATABASE and DROP DATABASE [CASCADE|RESTRICT] (CASCADE is the default,
-// as in CockroachDB) need cluster version 2.1 (0A000 before it) and admin
-// (databases.go); SHOW DATABASES, SHOW TABLES FROM db, USE db and SET
+// as in CockroachDB) need cluster version 2.1 (0A000 before it), and
+// CREATEDB or admin, respectively admin (databases.go); SHOW DATABASES, SHOW TABLES FROM db, USE db and SET
 // database = db read them. A table belongs to the database it was created in
 // (catalog.TableDescriptor.Database; none means defaultdb, so the tables of
 // an upgraded cluster are defaultdb's without a migration); unqualified
@@ -45,9 +45,9 @@
 // of admin: SELECT on each table a query reads (subqueries included);
 // INSERT (and UPDATE for UPSERT and ON CONFLICT DO UPDATE), UPDATE, DELETE
 // on the table written; CREATE on the session's database for DDL (CREATE,
-// DROP, ALTER, TRUNCATE TABLE; a creator gets ALL on its table); admin for
-// CREATE and DROP DATABASE (CockroachDB also lets CREATEDB roles, which
-// kvnode does not have yet); admin for
+// DROP, ALTER, TRUNCATE TABLE; a creator gets ALL on its table); admin or
+// the role option CREATEDB for CREATE DATABASE (as in CockroachDB), admin
+// for DROP DATABASE (databases have no owner); admin for
 // cluster settings, SHOW JOBS, SHOW UPGRADE STATUS, system.* and
 // crdb_internal.* tables, and user management (a user may change its own
 // password). A refusal is 42501 with the GRANT that fixes it. A node caches

@@ -513,7 +513,7 @@ var catalogTables = []catTable{
 			rs, err := s.e.roleRows(ctx)
 			var out [][]types.Datum
 			for _, r := range rs {
-				out = append(out, []types.Datum{r.oid, r.name, r.admin, true, r.admin, r.admin, r.rec.Login, r.admin, int64(-1), "********", nil, r.admin, nil})
+				out = append(out, []types.Datum{r.oid, r.name, r.admin, true, r.admin, r.admin || r.rec.CreateDB, r.rec.Login, r.admin, int64(-1), "********", nil, r.admin, nil})
 			}
 			return out, err
 		}},
@@ -524,7 +524,7 @@ var catalogTables = []catTable{
 			var out [][]types.Datum
 			for _, r := range rs {
 				// rolpassword is never shown, even to admins.
-				out = append(out, []types.Datum{r.oid, r.name, r.admin, true, r.admin, r.admin, r.rec.Login, r.admin, r.admin, int64(-1), nil, nil})
+				out = append(out, []types.Datum{r.oid, r.name, r.admin, true, r.admin, r.admin || r.rec.CreateDB, r.rec.Login, r.admin, r.admin, int64(-1), nil, nil})
 			}
 			return out, err
 		}},
@@ -552,7 +552,7 @@ var catalogTables = []catTable{
 			var out [][]types.Datum
 			for _, r := range rs {
 				if r.rec.Login {
-					out = append(out, []types.Datum{r.name, r.oid, r.admin, r.admin, r.admin, r.admin, "********", nil, nil})
+					out = append(out, []types.Datum{r.name, r.oid, r.admin || r.rec.CreateDB, r.admin, r.admin, r.admin, "********", nil, nil})
 				}
 			}
 			return out, err

@@ -148,6 +148,7 @@ const (
 	accessTable    accessKind = iota // a privilege on a user table
 	accessDatabase                   // a privilege on the session's database
 	accessAdmin                      // admins only
+	accessCreateDB                   // admins and users WITH CREATEDB
 )
 
 // accessReq is one thing a statement needs; analysis collects them in its
@@ -187,9 +188,12 @@ func (s *session) collectAccess(pl plan, params *paramSet) {
 		params.need(accessReq{kind: accessAdmin, what: "update " + p.vt.name})
 	case *ddlPlan:
 		switch p.stmt.(type) {
-		case *parser.CreateDatabase, *parser.DropDatabase:
-			// CockroachDB lets admins and roles with CREATEDB create
-			// databases; kvnode has no role options yet, so admins.
+		case *parser.CreateDatabase:
+			// As in CockroachDB: admins and users WITH CREATEDB.
+			params.need(accessReq{kind: accessCreateDB, what: "run CREATE DATABASE"})
+		case *parser.DropDatabase:
+			// kvnode has no database owners: dropping one (and every
+			// table in it) is an admin's.
 			params.need(accessReq{kind: accessAdmin, what: "run " + p.stmt.StatementTag()})
 		default:
 			params.need(accessReq{kind: accessDatabase, priv: users.Create, what: p.stmt.StatementTag()})
@@ -226,6 +230,12 @@ func (s *session) checkAccess(ctx context.Context, reqs []accessReq) error {
 			return pgerror.WithHintf(
 				pgerror.Newf(pgerror.CodeInsufficientPrivilege, "only admins may %s: user %s is not an admin", r.what, user),
 				"an admin can make it one: GRANT admin TO %s", q)
+		case accessCreateDB:
+			if !snap.Users[user].CreateDB {
+				return pgerror.WithHintf(
+					pgerror.Newf(pgerror.CodeInsufficientPrivilege, "user %s may not %s: it has neither CREATEDB nor admin", user, r.what),
+					"an admin can allow it: ALTER USER %s CREATEDB (or GRANT admin TO %s)", q, q)
+			}
 		case accessDatabase:
 			db := s.database()
 			if !snap.Has(user, users.DatabaseObject(db), r.priv) {
@@ -431,6 +441,9 @@ func (p *userPlan) createRole(ctx context.Context, st *parser.CreateRole) (pgwir
 	if st.Options.Login != nil {
 		r.Login = *st.Options.Login
 	}
+	if st.Options.CreateDB != nil {
+		r.CreateDB = *st.Options.CreateDB
+	}
 	v, err := verifierFor(st.Options)
 	if err != nil {
 		return pgwire.Result{}, err
@@ -490,7 +503,7 @@ func decodeUserRecord(b []byte) (users.Record, error) {
 func (p *userPlan) alterRole(ctx context.Context, st *parser.AlterRole) (pgwire.Result, error) {
 	user := p.s.args.User
 	// A user may change its own password; everything else is an admin's.
-	self := st.Name == user && st.Options.Login == nil
+	self := st.Name == user && st.Options.Login == nil && st.Options.CreateDB == nil
 	if !self && user != users.Root {
 		if err := p.s.checkAccess(ctx, []accessReq{{kind: accessAdmin, what: "run ALTER ROLE on another user"}}); err != nil {
 			return pgwire.Result{}, err
@@ -507,6 +520,9 @@ func (p *userPlan) alterRole(ctx context.Context, st *parser.AlterRole) (pgwire.
 	found, err := p.s.e.updateRecord(ctx, st.Name, func(r *users.Record) error {
 		if st.Options.Login != nil {
 			r.Login = *st.Options.Login
+		}
+		if st.Options.CreateDB != nil {
+			r.CreateDB = *st.Options.CreateDB
 		}
 		if st.Options.PasswordSet {
 			r.Verifier = v
@@ -784,6 +800,9 @@ func (p *userPlan) showUsers(ctx context.Context) (pgwire.Result, error) {
 	for _, n := range names {
 		r := snap.Users[n]
 		var opts []string
+		if r.CreateDB {
+			opts = append(opts, "CREATEDB")
+		}
 		if !r.Login {
 			opts = append(opts, "NOLOGIN")
 		}

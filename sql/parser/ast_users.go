@@ -8,13 +8,15 @@ import "strings"
 type RoleOptions struct {
 	// Login is nil when neither LOGIN nor NOLOGIN was given.
 	Login *bool
+	// CreateDB is nil when neither CREATEDB nor NOCREATEDB was given.
+	CreateDB *bool
 	// PasswordSet: PASSWORD was given; Password is nil for PASSWORD NULL.
 	PasswordSet bool
 	Password    *string
 }
 
 func (o *RoleOptions) format(b *strings.Builder) {
-	if o.Login == nil && !o.PasswordSet {
+	if o.Login == nil && o.CreateDB == nil && !o.PasswordSet {
 		return
 	}
 	b.WriteString(" WITH")
@@ -23,6 +25,13 @@ func (o *RoleOptions) format(b *strings.Builder) {
 			b.WriteString(" LOGIN")
 		} else {
 			b.WriteString(" NOLOGIN")
+		}
+	}
+	if o.CreateDB != nil {
+		if *o.CreateDB {
+			b.WriteString(" CREATEDB")
+		} else {
+			b.WriteString(" NOCREATEDB")
 		}
 	}
 	if o.PasswordSet {

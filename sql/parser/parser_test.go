@@ -243,6 +243,7 @@ func FuzzParse(f *testing.F) {
 		"SELECT row_number() OVER (), rank() OVER (PARTITION BY a, b ORDER BY c DESC NULLS LAST), 1 + dense_rank() OVER (ORDER BY d) FROM t",
 		"PREPARE q (INT, VARCHAR(3)) AS SELECT $1 + $2 FROM t; EXECUTE q (1, $1); DEALLOCATE PREPARE q; DEALLOCATE ALL; PREPARE i AS INSERT INTO t VALUES ($1)",
 		"SELECT (information_schema._pg_expandarray(i.indkey)).n, (r.keys).x, a & 1::smallint | b, (x).\"Y\" FROM t",
+		"CREATE USER u WITH LOGIN CREATEDB PASSWORD 'x'; ALTER ROLE u NOCREATEDB",
 		"CREATE DATABASE IF NOT EXISTS app; DROP DATABASE IF EXISTS \"a b\" CASCADE; DROP DATABASE app RESTRICT; USE app; SHOW TABLES FROM app.public",
 	} {
 		f.Add(s)

@@ -12,7 +12,7 @@ func (p *parser) unsupportedHere(hint, format string, args ...any) error {
 		charPos(p.src, p.peek().pos)), "%s", hint)
 }
 
-const roleOptionsHint = "kvnode's role options are LOGIN, NOLOGIN, PASSWORD 'secret' and PASSWORD NULL; " +
+const roleOptionsHint = "kvnode's role options are LOGIN, NOLOGIN, CREATEDB, NOCREATEDB, PASSWORD 'secret' and PASSWORD NULL; " +
 	"make a user an admin with GRANT admin TO name"
 
 // roleName reads a user or role name: an identifier (reserved words need
@@ -52,6 +52,13 @@ func (p *parser) roleOptions() (RoleOptions, error) {
 			}
 			v := t.val == "login"
 			o.Login = &v
+			p.advance()
+		case p.isKw("createdb") || p.isKw("nocreatedb"):
+			if o.CreateDB != nil {
+				return o, p.errAt(t, "conflicting or redundant options")
+			}
+			v := t.val == "createdb"
+			o.CreateDB = &v
 			p.advance()
 		case p.isKw("password") || p.isKw("encrypted") && p.isKwAt(1, "password"):
 			if p.acceptKw("encrypted") {
@@ -129,8 +136,8 @@ func (p *parser) parseAlterRole() (Stmt, error) {
 	if s.Options, err = p.roleOptions(); err != nil {
 		return nil, err
 	}
-	if s.Options.Login == nil && !s.Options.PasswordSet {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()), "%s", "write ALTER USER name WITH PASSWORD 'secret' (or PASSWORD NULL, LOGIN, NOLOGIN)")
+	if s.Options.Login == nil && s.Options.CreateDB == nil && !s.Options.PasswordSet {
+		return nil, pgerror.WithHintf(p.errNear(p.peek()), "%s", "write ALTER USER name WITH PASSWORD 'secret' (or PASSWORD NULL, LOGIN, NOLOGIN, CREATEDB, NOCREATEDB)")
 	}
 	return s, nil
 }

@@ -25,6 +25,9 @@ type Record struct {
 	// Login: the user may open sessions (CREATE USER's default; CREATE
 	// ROLE's is NOLOGIN).
 	Login bool `json:"login"`
+	// CreateDB: the user may create databases (CREATEDB, as in
+	// CockroachDB; admins may anyway).
+	CreateDB bool `json:"createdb,omitempty"`
 	// Verifier is the SCRAM-SHA-256 verifier of the user's password in
 	// PostgreSQL's format; empty: no password (certificate only).
 	Verifier string `json:"verifier,omitempty"`
