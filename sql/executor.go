@@ -357,7 +357,7 @@ func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgw
 	if err := e.checkLogin(ctx, args.User); err != nil {
 		return nil, err
 	}
-	if err := e.checkDatabase(args.Database); err != nil {
+	if err := e.checkDatabase(ctx, args.Database); err != nil {
 		return nil, err
 	}
 	s := newSession(e, args)
@@ -380,10 +380,25 @@ func (e *Executor) NewSession(ctx context.Context, args pgwire.SessionArgs) (pgw
 
 // checkDatabase accepts the databases that exist: defaultdb (CockroachDB's)
 // and postgres (libpq's and many tools' default) from bootstrap, and those
-// of CREATE DATABASE. An empty name means defaultdb.
-func (e *Executor) checkDatabase(db string) error {
+// of CREATE DATABASE. An empty name means defaultdb. A database this node
+// does not know may have been created through another node moments ago
+// (a node that was not a member of group 0 yet, or did not confirm in
+// time, catches up by itself later): before refusing, the node reads the
+// schema from group 0 (BeginDDL's read barrier), so that a client that saw
+// CREATE DATABASE return can connect to it through any node.
+func (e *Executor) checkDatabase(ctx context.Context, db string) error {
 	if db == "" || e.catalog.HasDatabase(db) {
 		return nil
+	}
+	if log := e.currentSchemaLog(); log != nil && e.databasesActive() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, release, err := log.BeginDDL(ctx); err == nil {
+			release()
+		}
+		cancel()
+		if e.catalog.HasDatabase(db) {
+			return nil
+		}
 	}
 	return unknownDatabase(db)
 }

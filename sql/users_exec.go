@@ -662,7 +662,7 @@ func contains(xs []string, x string) bool {
 func (p *userPlan) grantObjects(t *parser.GrantTarget) (objs []string, names []string, all []users.Privilege, err error) {
 	if len(t.Databases) > 0 {
 		for _, d := range t.Databases {
-			if err := p.s.e.checkDatabase(d); err != nil {
+			if err := p.s.e.checkDatabase(context.Background(), d); err != nil {
 				return nil, nil, nil, err
 			}
 			objs, names = append(objs, users.DatabaseObject(d)), append(names, d)

@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ var sessionVars = []*sessionVar{
 	{name: "client_min_messages", def: fixed("notice"), set: oneOf("client_min_messages",
 		"debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error")},
 	{name: "database", def: func(s *session) string { return s.database() }, set: func(s *session, v string) (string, error) {
-		if err := s.e.checkDatabase(v); err != nil {
+		if err := s.e.checkDatabase(context.Background(), v); err != nil {
 			return "", err
 		}
 		return normalizeDatabase(v), nil
