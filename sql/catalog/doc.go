@@ -98,6 +98,27 @@
 // waiting for the schema digests of all nodes to agree (the server exposes
 // them) before using a new table or column elsewhere.
 //
+// # Databases (release 2.1)
+//
+// defaultdb and postgres exist from bootstrap and have no record. CREATE
+// DATABASE adds one: a TableDescriptor with IsDatabase, an ID from the
+// tables' counter, no columns. A table records its database in Database;
+// none means defaultdb, so the descriptors of a cluster from before 2.1 are
+// defaultdb's as they are, without a migration. Every record lives under
+// its Key: a table of defaultdb under its name (as before), a table of db
+// under "db\x00name", a database under "\x00db" (a pgwire query string
+// cannot hold a NUL, so no name collides). The Key is also the "name" of
+// the JSON form, because a 2.0 binary keys records by that field: were it
+// the bare table name, a 2.0 node would take app.t for defaultdb.t. What a
+// 2.0 binary can therefore find after a downgrade is harmless: the
+// downgrade is refused while any database record is live
+// (sql.Executor.Release21Blockers), and the tombstones a dropped database
+// leaves load as tombstones of tables no one can name. Records are written
+// only once the cluster is at 2.1, when every node runs a 2.1 binary.
+// Databases merge, push and commit in group 0 exactly as tables do (last
+// writer wins per Key); DROP DATABASE is one change holding the tombstones
+// of the database and of its tables.
+//
 // # What the package does not do
 //
 // It does not talk to peers (the server pushes and pulls; SchemaPeers in
