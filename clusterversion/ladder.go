@@ -44,7 +44,9 @@ const (
 	// for V2_1 itself, so no statement writes a user before the store
 	// exists on every path.
 	V2_1Users
-	// V2_1 adds explicit, serializable transactions.
+	// V2_1 adds explicit, serializable transactions, and databases other
+	// than defaultdb and postgres (CREATE DATABASE writes catalog records
+	// a 2.0 binary cannot read; see sql/catalog/doc.go).
 	V2_1
 
 	numKeys
@@ -65,7 +67,7 @@ var ladder = [numKeys]struct {
 	V2_1Fence:     {Version{Major: 2, Minor: 1, Internal: 1}, "fence of 2.1: binaries older than 2.1 may no longer join"},
 	V2_1TxnStamps: {Version{Major: 2, Minor: 1, Internal: 2}, "the data group records the log index of every table write, which transactions validate against"},
 	V2_1Users:     {Version{Major: 2, Minor: 1, Internal: 3}, "the replicated users, role memberships and privileges, with root as admin"},
-	V2_1:          {Version{Major: 2, Minor: 1}, "explicit serializable transactions (BEGIN ... COMMIT); users, passwords and privileges"},
+	V2_1:          {Version{Major: 2, Minor: 1}, "explicit serializable transactions (BEGIN ... COMMIT); users, passwords and privileges; CREATE DATABASE"},
 }
 
 // Version returns the version of k.
