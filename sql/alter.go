@@ -58,6 +58,18 @@ func (e *Executor) alterTable(ctx context.Context, s *parser.AlterTable) ([]cata
 		}
 	case *parser.RenameTable:
 		return e.renameTable(ctx, db, cur, a.To)
+	case *parser.AddForeignKey:
+		return e.addForeignKey(ctx, db, cur, a.FK)
+	case *parser.DropColumn:
+		if i := cur.ColumnIndex(a.Column); i >= 0 {
+			for _, in := range e.inbound(cur) {
+				if slices.Contains(in.fk.RefColumns, cur.Columns[i].ID) {
+					return nil, nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeDependentObjectsStillExist,
+						"column %q is referenced by foreign key constraint %q of table %q", a.Column, in.fk.Name, in.child.Name),
+						"drop that constraint first (ALTER TABLE %s DROP CONSTRAINT %s)", parser.QuotedIdent(in.child.Name), parser.QuotedIdent(in.fk.Name))
+				}
+			}
+		}
 	}
 	var notices []pgwire.Notice
 	d, err := e.commitSchema(ctx, s.String(), func() (*catalog.TableDescriptor, error) {
@@ -110,6 +122,12 @@ func applyAlter(d *catalog.TableDescriptor, action parser.AlterAction, notices *
 			if slices.Contains(ix.Columns, id) || slices.Contains(ix.Storing, id) {
 				return false, pgerror.WithHintf(unsupported("column %q is used by index %q", a.Column, ix.Name),
 					"drop the index first (DROP INDEX %s)", parser.QuotedIdent(ix.Name))
+			}
+		}
+		for _, fk := range d.ForeignKeys {
+			if slices.Contains(fk.Columns, id) {
+				return false, pgerror.WithHintf(unsupported("column %q is used by foreign key constraint %q", a.Column, fk.Name),
+					"drop the constraint first (ALTER TABLE %s DROP CONSTRAINT %s)", parser.QuotedIdent(d.Name), parser.QuotedIdent(fk.Name))
 			}
 		}
 		if ck, ok := checkUsing(d, a.Column); ok {
@@ -275,8 +293,16 @@ func (e *Executor) dropConstraint(ctx context.Context, cur *catalog.TableDescrip
 		return nil, nil, pgerror.WithHintf(unsupported("the primary key of %q cannot be dropped", cur.Name),
 			"create a new table with the key you want and copy the rows into it")
 	}
+	for _, fk := range cur.ForeignKeys {
+		if fk.Name == a.Name {
+			return one3(e.dropForeignKey(ctx, cur, a.Name))
+		}
+	}
 	for _, ix := range cur.Indexes {
 		if ix.Name == a.Name {
+			if err := e.checkIndexUnreferenced(cur, &ix); err != nil {
+				return nil, nil, err
+			}
 			if err := e.removeIndex(ctx, cur, ix.ID); err != nil {
 				return nil, nil, err
 			}

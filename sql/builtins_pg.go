@@ -342,6 +342,11 @@ func constraintDef(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum
 	if ck, ok := s.checkByOID(a[0].(int64)); ok {
 		return "CHECK (" + ck.Expr + ")", nil
 	}
+	if ti := s.byOID[a[0].(int64)]; ti != nil {
+		if i := int(a[0].(int64) - foreignKeyOID(ti.desc, 0)); i >= 0 && i < len(ti.desc.ForeignKeys) && i < maxFKOIDs {
+			return s.e.foreignKeyDef(ti.desc, &ti.desc.ForeignKeys[i]), nil
+		}
+	}
 	ti := s.tableByConstraintOID(a[0].(int64))
 	if ti == nil {
 		return nil, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/txn"
 )
 
 // COPY t [(cols)] FROM STDIN, text and CSV formats.
@@ -298,20 +299,22 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		src = newCopyReader(data, p.stmt)
 	}
 	ec := &evalCtx{ctx: ctx, exec: p.e}
+	fks := p.e.fkInvolved(ti)
 	var (
 		copied   int64
 		rows     [][]types.Datum
 		keys     [][]byte
 		batchLen int
 	)
-	flush := func() error {
-		if len(rows) == 0 {
-			return nil
-		}
+	// writeBatch writes the pending rows in one batch (in ctx's
+	// transaction, if any).
+	writeBatch := func(ctx context.Context) error {
+		ec := &evalCtx{ctx: ctx, exec: p.e}
 		release := p.e.holdRowEncoding()
 		defer release()
 		ops := make([]kvpb.Op, len(rows))
 		var ix indexChanges
+		var fc fkChanges
 		seen := make(map[string]bool, len(rows))
 		for r, row := range rows {
 			if seen[string(keys[r])] {
@@ -323,6 +326,11 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				return err
 			}
 			ops[r] = kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true}
+			if fks {
+				if err := fc.add(ec, ti, nil, row); err != nil {
+					return err
+				}
+			}
 			if err := ix.row(ti, nil, nil, keys[r], row); err != nil {
 				return err
 			}
@@ -338,6 +346,24 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				return pgerror.WithCode(errors.Wrap(err, "copying"), pgerror.CodeUniqueViolation)
 			}
 			return kvError(err)
+		}
+		return fc.finish(ec)
+	}
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		var err error
+		if _, inTxn := p.e.kv(ctx).(*txn.Txn); fks && !inTxn {
+			// Checking foreign keys needs a transaction: one per batch.
+			_, err = p.e.runInTxn(ctx, func(tctx context.Context) (pgwire.Result, error) {
+				return pgwire.Result{}, writeBatch(tctx)
+			})
+		} else {
+			err = writeBatch(ctx)
+		}
+		if err != nil {
+			return err
 		}
 		copied += int64(len(rows))
 		rows, keys, batchLen = rows[:0], keys[:0], 0

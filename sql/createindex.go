@@ -432,6 +432,9 @@ func (e *Executor) dropIndexes(ctx context.Context, s *parser.DropIndex) ([]cata
 			}
 			return nil, nil, pgerror.Newf(pgerror.CodeUndefinedObject, "index %q does not exist", n.Name)
 		}
+		if err := e.checkIndexUnreferenced(t, &t.Indexes[i]); err != nil {
+			return nil, nil, err
+		}
 		targets = append(targets, target{desc: t, id: t.Indexes[i].ID})
 	}
 	var changed []catalog.TableDescriptor

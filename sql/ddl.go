@@ -122,6 +122,13 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	if err != nil {
 		return pgwire.Result{}, err
 	}
+	if _, ok := p.stmt.(*parser.CreateTable); ok && len(changed) > 1 {
+		// The referenced tables' fences, raised with the new table.
+		if err := p.e.raiseFences(ctx, changed[1:]); err != nil {
+			return pgwire.Result{}, err
+		}
+		changed = changed[:1]
+	}
 	if s, ok := ctx.Value(sessionKey{}).(*session); ok {
 		s.afterDDL(ctx, p.stmt, changed)
 	}
@@ -158,7 +165,12 @@ func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) 
 	}
 	switch s := p.stmt.(type) {
 	case *parser.CreateTable:
-		return one(p.e.createTable(ctx, s))
+		d, err := p.e.createTable(ctx, s)
+		if err != nil || d == nil {
+			return nil, err
+		}
+		// The tables its foreign keys reference get their fences raised.
+		return append([]catalog.TableDescriptor{*d}, p.e.parentBumps(d, d.ForeignKeys)...), nil
 	case *parser.DropTable:
 		return p.e.dropTables(ctx, s)
 	case *parser.AlterTableAddColumn:
@@ -169,6 +181,15 @@ func (p *ddlPlan) build(ctx context.Context) ([]catalog.TableDescriptor, error) 
 		return p.e.dropDatabase(s)
 	}
 	return nil, errors.AssertionFailedf("not DDL: %T", p.stmt)
+}
+
+// commit commits what the plan builds, through group 0 or the pre-Raft
+// procedure.
+func (p *ddlPlan) commit(ctx context.Context) ([]catalog.TableDescriptor, error) {
+	if log := p.e.currentSchemaLog(); log != nil {
+		return p.commitThroughLog(ctx, log)
+	}
+	return p.applyPreRaft(ctx)
 }
 
 // describe names the change in group 0's log.
@@ -470,6 +491,16 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 	if len(s.Uniques) > 0 && !e.fencesActive() {
 		return nil, e.indexesRefused("a UNIQUE constraint or an INDEX in CREATE TABLE")
 	}
+	if len(s.ForeignKeys) > 0 && !e.fencesActive() {
+		return nil, e.indexesRefused("FOREIGN KEY")
+	}
+	for _, f := range s.ForeignKeys {
+		fk, _, err := e.fkDef(db, desc, f)
+		if err != nil {
+			return nil, err
+		}
+		desc.ForeignKeys = append(desc.ForeignKeys, fk)
+	}
 	for _, u := range s.Uniques {
 		// The table is empty: its unique indexes are public at once.
 		ix, err := e.newIndex(db, desc, u.Name, !u.NotUnique, u.Columns, u.Storing)
@@ -485,6 +516,11 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 		return nil, kvError(err)
 	}
 	desc.ID = n + catalog.FirstUserTableID
+	for i := range desc.ForeignKeys {
+		if desc.ForeignKeys[i].RefTable == 0 { // references itself
+			desc.ForeignKeys[i].RefTable = desc.ID
+		}
+	}
 	if _, err := e.cfg.DB.Increment(ctx, keys.ColumnIDGenKey(desc.ID), int64(len(desc.Columns))); err != nil {
 		return nil, kvError(err)
 	}
@@ -512,6 +548,13 @@ func (e *Executor) dropTables(ctx context.Context, s *parser.DropTable) ([]catal
 			return nil, undefinedTable(name)
 		}
 		cur = append(cur, target{desc: d, ts: e.catalog.Clock().Now()})
+	}
+	descs := make([]*catalog.TableDescriptor, len(cur))
+	for i, t := range cur {
+		descs[i] = t.desc
+	}
+	if err := e.checkDroppable(descs); err != nil {
+		return nil, err
 	}
 	var out []catalog.TableDescriptor
 	for _, t := range cur {
@@ -637,7 +680,7 @@ func (p *showCreatePlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Resu
 		return pgwire.Result{}, err
 	}
 	return pgwire.Result{
-		Rows: [][]types.Datum{{ti.desc.Name, ti.desc.CreateStatement()}},
+		Rows: [][]types.Datum{{ti.desc.Name, p.e.createStatement(ti.desc)}},
 		Tag:  "SELECT 1",
 	}, nil
 }

@@ -35,6 +35,12 @@ func (e *Executor) Release21Blockers() []DowngradeBlocker {
 				Fix:    fmt.Sprintf("DROP TABLE %s (copy its rows out first), or keep the cluster at 2.1", d.Name),
 			})
 		}
+		for _, fk := range d.ForeignKeys {
+			out = append(out, DowngradeBlocker{
+				Reason: fmt.Sprintf("table %s has the foreign key %s, which release 2.0 would not enforce", d.Name, fk.Name),
+				Fix:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s, or keep the cluster at 2.1", parser.QuotedIdent(d.Name), parser.QuotedIdent(fk.Name)),
+			})
+		}
 		for _, ix := range d.Indexes {
 			out = append(out, DowngradeBlocker{
 				Reason: fmt.Sprintf("table %s has the index %s, which release 2.0 would not keep up to date", d.Name, ix.Name),

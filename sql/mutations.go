@@ -181,8 +181,9 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 		}
 		p.blindUpdate = setIsBlind(ti, p.set)
 	}
-	if ti.hasIndexes() {
-		// Maintaining an index needs the old row: no blind writes.
+	if ti.hasIndexes() || e.fkInvolved(ti) {
+		// Maintaining an index or checking a foreign key needs the old
+		// row: no blind writes.
 		p.blindUpdate = false
 		if p.mode == insertBlind {
 			p.mode = insertDoUpdate
@@ -324,6 +325,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	}
 	defer p.e.holdRowEncoding()()
 	ti := p.ti
+	fks := p.e.fkInvolved(ti)
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	// Proposed rows are computed once: volatile defaults (unique_rowid())
 	// must not change between retries.
@@ -378,7 +380,13 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	case insertPlain, insertBlind:
 		ops := make([]kvpb.Op, len(rows))
 		var ix indexChanges
+		var fc fkChanges
 		for r, row := range rows {
+			if fks {
+				if err := fc.add(ec, ti, nil, row); err != nil {
+					return pgwire.Result{}, err
+				}
+			}
 			if err := ix.row(ti, nil, nil, keys[r], row); err != nil {
 				return pgwire.Result{}, err
 			}
@@ -412,6 +420,9 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			}
 			return pgwire.Result{}, kvError(err)
 		}
+		if err := fc.finish(ec); err != nil {
+			return pgwire.Result{}, err
+		}
 		return p.result(ec, rows)
 	}
 
@@ -422,6 +433,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	for attempt := 0; attempt < maxRetries; attempt++ {
 		var ops []kvpb.Op
 		var ix indexChanges
+		var fc fkChanges
 		var affected [][]types.Datum
 		for r, row := range rows {
 			if skip != nil && skip[r] {
@@ -437,6 +449,11 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 					return pgwire.Result{}, err
 				}
 				ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, ExpectAbsent: true})
+				if fks {
+					if err := fc.add(ec, ti, nil, row); err != nil {
+						return pgwire.Result{}, err
+					}
+				}
 				if err := ix.row(ti, nil, nil, keys[r], row); err != nil {
 					return pgwire.Result{}, err
 				}
@@ -460,6 +477,11 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, err
 			}
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, Expected: old})
+			if fks {
+				if err := fc.add(ec, ti, cur, updated); err != nil {
+					return pgwire.Result{}, err
+				}
+			}
 			if err := ix.row(ti, keys[r], cur, keys[r], updated); err != nil {
 				return pgwire.Result{}, err
 			}
@@ -470,6 +492,9 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		}
 		err := p.e.writeTable(ctx, ti, ix.appendTo(ops))
 		if err == nil {
+			if err := fc.finish(ec); err != nil {
+				return pgwire.Result{}, err
+			}
 			return p.result(ec, affected)
 		}
 		if !isConditionFailed(err) {
@@ -735,7 +760,7 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 		return nil, err
 	}
 	if (p.scan.kind == scanPoint || p.scan.kind == scanPoints) && p.scan.exact && !p.pkChange && len(s.Returning) == 0 && len(ti.checks) == 0 {
-		if !ti.hasIndexes() { // an index needs the old row
+		if !ti.hasIndexes() && !e.fkInvolved(ti) { // an index and a foreign key need the old row
 			p.deltas = blindDeltas(ti, p.set)
 		}
 	}
@@ -748,6 +773,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	}
 	defer p.e.holdRowEncoding()()
 	ti := p.ti
+	fks := p.e.fkInvolved(ti)
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	if t, inTxn := p.e.kv(ctx).(*txn.Txn); inTxn && p.deltas != nil {
 		if res, ok, err := p.execBlindDeltas(ec, t); ok || err != nil {
@@ -770,6 +796,7 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		}
 		var moves []move
 		var ix indexChanges
+		var fc fkChanges
 		for _, r := range rows {
 			ec.row = r.row
 			ok, err := ec.evalTrue(p.filter)
@@ -794,6 +821,11 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				return pgwire.Result{}, err
 			}
 			affected = append(affected, updated)
+			if fks {
+				if err := fc.add(ec, ti, r.row, updated); err != nil {
+					return pgwire.Result{}, err
+				}
+			}
 			if err := ix.row(ti, r.key, r.row, newKey, updated); err != nil {
 				return pgwire.Result{}, err
 			}
@@ -840,6 +872,9 @@ func (p *updatePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				continue
 			}
 		}
+		if err := fc.finish(ec); err != nil {
+			return pgwire.Result{}, err
+		}
 		res := pgwire.Result{Tag: fmt.Sprintf("UPDATE %d", len(affected))}
 		return withReturning(ec, res, p.returning, p.cols, affected)
 	}
@@ -884,6 +919,7 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		return pgwire.Result{}, err
 	}
 	ti := p.ti
+	fks := p.e.fkInvolved(ti)
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	for attempt := 0; attempt < maxRetries; attempt++ {
 		rows, err := p.e.readRows(ec, ti, &p.scan, 0)
@@ -892,6 +928,7 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 		}
 		var ops []kvpb.Op
 		var ix indexChanges
+		var fc fkChanges
 		var deleted [][]types.Datum
 		for _, r := range rows {
 			ec.row = r.row
@@ -903,6 +940,11 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				continue
 			}
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: r.key, Delete: true, Expected: r.value})
+			if fks {
+				if err := fc.add(ec, ti, r.row, nil); err != nil {
+					return pgwire.Result{}, err
+				}
+			}
 			if err := ix.row(ti, r.key, r.row, nil, nil); err != nil {
 				return pgwire.Result{}, err
 			}
@@ -918,6 +960,9 @@ func (p *deletePlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 				}
 				continue
 			}
+		}
+		if err := fc.finish(ec); err != nil {
+			return pgwire.Result{}, err
 		}
 		res := pgwire.Result{Tag: fmt.Sprintf("DELETE %d", len(deleted))}
 		return withReturning(ec, res, p.returning, p.cols, deleted)

@@ -47,6 +47,12 @@ func pkeyIndexOID(d *catalog.TableDescriptor) int64 {
 }
 func pkeyConstraintOID(d *catalog.TableDescriptor) int64 { return tableOID(d) + 2 }
 
+// foreignKeyOID is the OID of the table's i-th foreign key (fewer than
+// maxFKOIDs of them get one).
+func foreignKeyOID(d *catalog.TableDescriptor, i int) int64 { return tableOID(d) + 700 + int64(i) }
+
+const maxFKOIDs = 100
+
 // secondaryIndexOID is the OID of the table's secondary index with ID id
 // (indexes with an ID below maxIndexOIDs get one).
 func secondaryIndexOID(d *catalog.TableDescriptor, id int32) int64 {
@@ -223,6 +229,11 @@ func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
 		for _, ix := range d.Indexes {
 			if ix.ID < maxIndexOIDs {
 				s.byOID[secondaryIndexOID(d, ix.ID)] = ti
+			}
+		}
+		for i := range d.ForeignKeys {
+			if i < maxFKOIDs {
+				s.byOID[foreignKeyOID(d, i)] = ti
 			}
 		}
 		for i := range d.Checks {
@@ -466,6 +477,31 @@ var catalogTables = []catTable{
 					pkAttnums(ti), nil, nil, nil, nil, nil, nil})
 			}
 			for _, ti := range s.tables {
+				for i := range ti.desc.ForeignKeys {
+					if i >= maxFKOIDs {
+						break
+					}
+					fk := &ti.desc.ForeignKeys[i]
+					parent, ok := s.e.tableByID(fk.RefTable)
+					if !ok {
+						continue
+					}
+					conkey, confkey := types.Array{}, types.Array{}
+					for _, id := range fk.Columns {
+						conkey = append(conkey, attnum(ti, ti.desc.ColumnIndexByID(id)))
+					}
+					pti, err := s.e.tables.infoFor(parent)
+					if err != nil {
+						return nil, err
+					}
+					for _, id := range fk.RefColumns {
+						confkey = append(confkey, attnum(pti, parent.ColumnIndexByID(id)))
+					}
+					del := map[string]string{"": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n"}[fk.OnDelete]
+					out = append(out, []types.Datum{foreignKeyOID(ti.desc, i), fk.Name, int64(oidPublic), "f", false, false, true,
+						tableOID(ti.desc), int64(0), int64(0), int64(0), tableOID(parent), "a", del, "s", true, int64(0), true,
+						conkey, confkey, nil, nil, nil, nil, nil})
+				}
 				for i, ck := range ti.desc.Checks {
 					if i >= maxCheckOIDs {
 						break

@@ -253,7 +253,7 @@ func (p *prepared) replan() error {
 // then fails with 40001 for the client to retry the transaction.
 func (p *prepared) execPlan(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
 	for attempt := 1; ; attempt++ {
-		res, err := p.plan.exec(withSession(ctx, p.s), params)
+		res, err := p.runPlan(ctx, params)
 		var sm *schemaMovedError
 		if err == nil || !errors.As(err, &sm) {
 			return res, err
@@ -268,6 +268,29 @@ func (p *prepared) execPlan(ctx context.Context, params []types.Datum) (pgwire.R
 			return pgwire.Result{}, err
 		}
 	}
+}
+
+// runPlan runs the plan once. A write to a table with foreign keys
+// outside a transaction runs in a transaction of its own (fk.go).
+func (p *prepared) runPlan(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	e := p.s.e
+	if p.s.txn.t == nil && e.txnsActive() {
+		var ti *tableInfo
+		switch pl := p.plan.(type) {
+		case *insertPlan:
+			ti = pl.ti
+		case *updatePlan:
+			ti = pl.ti
+		case *deletePlan:
+			ti = pl.ti
+		}
+		if ti != nil && e.fkInvolved(ti) {
+			return e.runInTxn(ctx, func(tctx context.Context) (pgwire.Result, error) {
+				return p.plan.exec(withSession(tctx, p.s), params)
+			})
+		}
+	}
+	return p.plan.exec(withSession(ctx, p.s), params)
 }
 
 func sameColumns(a, b []pgwire.Column) bool {

@@ -132,6 +132,10 @@ type TableDescriptor struct {
 	// are never reused within a table; 0 means 1).
 	Indexes     []IndexDescriptor `json:"indexes,omitempty"`
 	NextIndexID int32             `json:"next_index_id,omitempty"`
+	// ForeignKeys are the table's FOREIGN KEY constraints (release 2.1):
+	// this table is the referencing one; the referenced table finds them
+	// by looking through the catalog (sql/fk.go).
+	ForeignKeys []ForeignKey `json:"foreign_keys,omitempty"`
 	// Dropped marks a tombstone: the table was dropped at ModTime. A
 	// tombstone is kept forever so that a node that missed the DROP does
 	// not resurrect the table when it merges.
@@ -164,6 +168,18 @@ type IndexDescriptor struct {
 	// yet: CREATE INDEX is filling it with the rows written before
 	// (sql/index.go).
 	WriteOnly bool `json:"write_only,omitempty"`
+}
+
+// ForeignKey is FOREIGN KEY (Columns) REFERENCES RefTable (RefColumns):
+// RefColumns are the referenced table's primary key or the columns of one
+// of its unique indexes. OnDelete is "" (NO ACTION), "RESTRICT",
+// "CASCADE" or "SET NULL"; updates of a referenced key are NO ACTION.
+type ForeignKey struct {
+	Name       string  `json:"name"`
+	Columns    []int32 `json:"columns"`
+	RefTable   int64   `json:"ref_table"`
+	RefColumns []int32 `json:"ref_columns"`
+	OnDelete   string  `json:"on_delete,omitempty"`
 }
 
 // CheckConstraint is CONSTRAINT name CHECK (expr); Expr is canonical SQL
@@ -241,6 +257,11 @@ func (d *TableDescriptor) Clone() *TableDescriptor {
 	c.Columns = append([]ColumnDescriptor(nil), d.Columns...)
 	c.PrimaryKey = append([]int32(nil), d.PrimaryKey...)
 	c.Indexes = append([]IndexDescriptor(nil), d.Indexes...)
+	c.ForeignKeys = append([]ForeignKey(nil), d.ForeignKeys...)
+	for i := range c.ForeignKeys {
+		c.ForeignKeys[i].Columns = append([]int32(nil), c.ForeignKeys[i].Columns...)
+		c.ForeignKeys[i].RefColumns = append([]int32(nil), c.ForeignKeys[i].RefColumns...)
+	}
 	for i := range c.Indexes {
 		c.Indexes[i].Columns = append([]int32(nil), c.Indexes[i].Columns...)
 		c.Indexes[i].Storing = append([]int32(nil), c.Indexes[i].Storing...)

@@ -202,6 +202,9 @@ type ColumnDef struct {
 	// Unique is a column-level UNIQUE while parsing; CREATE TABLE moves it
 	// to the table's Uniques.
 	Unique bool
+	// References is a column-level REFERENCES while parsing; CREATE TABLE
+	// moves it to the table's ForeignKeys.
+	References *ForeignKeyDef
 }
 
 // Format writes the column definition.
@@ -234,6 +237,21 @@ func (c *ColumnDef) Format(b *strings.Builder) {
 	if c.Unique {
 		b.WriteString(" UNIQUE")
 	}
+	if c.References != nil {
+		b.WriteString(" REFERENCES ")
+		c.References.RefTable.Format(b)
+		if c.References.RefColumns != nil {
+			b.WriteString(" (")
+			formatIdents(b, c.References.RefColumns)
+			b.WriteByte(')')
+		}
+		if c.References.OnDelete != "" {
+			b.WriteString(" ON DELETE " + c.References.OnDelete)
+		}
+		if c.References.OnUpdate != "" {
+			b.WriteString(" ON UPDATE " + c.References.OnUpdate)
+		}
+	}
 }
 
 func (c *ColumnDef) String() string { return str(c) }
@@ -254,6 +272,9 @@ type CreateTable struct {
 	// Uniques are the table's UNIQUE constraints, table-level and
 	// column-level alike (release 2.1): each becomes a unique index.
 	Uniques []*UniqueDef
+	// ForeignKeys are the table's FOREIGN KEY constraints and columns'
+	// REFERENCES (release 2.1).
+	ForeignKeys []*ForeignKeyDef
 }
 
 // CheckDef is [CONSTRAINT name] CHECK (expr).
@@ -311,6 +332,10 @@ func (s *CreateTable) Format(b *strings.Builder) {
 	for _, u := range s.Uniques {
 		b.WriteString(", ")
 		u.Format(b)
+	}
+	for _, f := range s.ForeignKeys {
+		b.WriteString(", ")
+		f.Format(b)
 	}
 	b.WriteByte(')')
 }

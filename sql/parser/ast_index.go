@@ -147,3 +147,53 @@ func (u *UniqueDef) Format(b *strings.Builder) {
 	formatIdents(b, u.Columns)
 	b.WriteByte(')')
 }
+
+// ForeignKeyDef is [CONSTRAINT name] FOREIGN KEY (cols) REFERENCES t
+// [(cols)] [ON DELETE action] [ON UPDATE action], or a column's REFERENCES
+// (release 2.1). Actions are "" (NO ACTION), "RESTRICT", "CASCADE",
+// "SET NULL".
+type ForeignKeyDef struct {
+	Name       string
+	Columns    []string
+	RefTable   TableName
+	RefColumns []string // nil: the referenced table's primary key
+	OnDelete   string
+	OnUpdate   string
+}
+
+// Format writes the constraint.
+func (f *ForeignKeyDef) Format(b *strings.Builder) {
+	if f.Name != "" {
+		b.WriteString("CONSTRAINT ")
+		QuoteIdent(b, f.Name)
+		b.WriteByte(' ')
+	}
+	b.WriteString("FOREIGN KEY (")
+	formatIdents(b, f.Columns)
+	b.WriteString(") REFERENCES ")
+	f.RefTable.Format(b)
+	if f.RefColumns != nil {
+		b.WriteString(" (")
+		formatIdents(b, f.RefColumns)
+		b.WriteByte(')')
+	}
+	if f.OnDelete != "" {
+		b.WriteString(" ON DELETE " + f.OnDelete)
+	}
+	if f.OnUpdate != "" {
+		b.WriteString(" ON UPDATE " + f.OnUpdate)
+	}
+}
+
+// AddForeignKey is ALTER TABLE t ADD [CONSTRAINT name] FOREIGN KEY ...
+type AddForeignKey struct{ FK *ForeignKeyDef }
+
+// Format writes the action.
+func (a *AddForeignKey) Format(b *strings.Builder) {
+	b.WriteString("ADD ")
+	a.FK.Format(b)
+}
+
+func (*AddForeignKey) alterAction() {}
+
+func (f *ForeignKeyDef) String() string { return str(f) }

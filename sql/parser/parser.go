@@ -566,6 +566,17 @@ func (p *parser) parseCreate() (Stmt, error) {
 				return nil, err
 			}
 			s.Uniques = append(s.Uniques, &UniqueDef{Columns: cols})
+		case p.isKw("constraint") && p.isKwAt(2, "foreign"):
+			p.advance()
+			cname, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			f, err := p.foreignKeyDef(cname)
+			if err != nil {
+				return nil, err
+			}
+			s.ForeignKeys = append(s.ForeignKeys, f)
 		case p.isKw("constraint") && p.isKwAt(2, "unique"):
 			p.advance()
 			cname, err := p.ident()
@@ -586,7 +597,7 @@ func (p *parser) parseCreate() (Stmt, error) {
 			}
 			if !p.isKw("primary") {
 				return nil, pgerror.WithHintf(p.errNear(p.peek()),
-					"the table constraints kvnode supports are PRIMARY KEY, UNIQUE and CHECK")
+					"the table constraints kvnode supports are PRIMARY KEY, UNIQUE, FOREIGN KEY and CHECK")
 			}
 			if s.PrimaryKey != nil {
 				return nil, p.multiplePK()
@@ -602,8 +613,11 @@ func (p *parser) parseCreate() (Stmt, error) {
 			s.PrimaryKey = cols
 			s.PKName = cname
 		case p.isKw("foreign"):
-			return nil, pgerror.WithHintf(p.errNear(p.peek()),
-				"the table constraints kvnode supports are PRIMARY KEY, UNIQUE and CHECK")
+			f, err := p.foreignKeyDef("")
+			if err != nil {
+				return nil, err
+			}
+			s.ForeignKeys = append(s.ForeignKeys, f)
 		default:
 			col, err := p.columnDef()
 			if err != nil {
@@ -618,6 +632,11 @@ func (p *parser) parseCreate() (Stmt, error) {
 			if col.Unique {
 				s.Uniques = append(s.Uniques, &UniqueDef{Columns: []string{col.Name}})
 				col.Unique = false
+			}
+			if col.References != nil {
+				col.References.Columns = []string{col.Name}
+				s.ForeignKeys = append(s.ForeignKeys, col.References)
+				col.References = nil
 			}
 		}
 		if !p.acceptOp(",") {
@@ -652,6 +671,22 @@ func (p *parser) parseCreate() (Stmt, error) {
 		}
 	}
 	return s, nil
+}
+
+// foreignKeyDef reads FOREIGN KEY (cols) REFERENCES ...
+func (p *parser) foreignKeyDef(name string) (*ForeignKeyDef, error) {
+	if err := p.expectKw("foreign"); err != nil {
+		return nil, err
+	}
+	if err := p.expectKw("key"); err != nil {
+		return nil, err
+	}
+	cols, err := p.parenIdentList(false)
+	if err != nil {
+		return nil, err
+	}
+	f := &ForeignKeyDef{Name: name, Columns: cols}
+	return f, p.foreignKeyTail(f)
 }
 
 func (p *parser) multiplePK() error {
@@ -829,9 +864,22 @@ func (p *parser) columnConstraints(c *ColumnDef) (*ColumnDef, error) {
 		case p.isKw("unique"):
 			p.advance()
 			c.Unique = true
-		case p.isKw("references") || p.isKw("collate") || p.isKw("constraint"):
+		case p.isKw("references") || p.isKw("constraint") && p.isKwAt(2, "references"):
+			f := &ForeignKeyDef{}
+			if p.acceptKw("constraint") {
+				name, err := p.ident()
+				if err != nil {
+					return nil, err
+				}
+				f.Name = name
+			}
+			if err := p.foreignKeyTail(f); err != nil {
+				return nil, err
+			}
+			c.References = f
+		case p.isKw("collate") || p.isKw("constraint"):
 			return nil, pgerror.WithHintf(p.errNear(p.peek()),
-				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL, DEFAULT, UNIQUE and CHECK")
+				"kvnode supports the column constraints PRIMARY KEY, NOT NULL, NULL, DEFAULT, UNIQUE, REFERENCES and CHECK")
 		default:
 			return c, nil
 		}
@@ -959,6 +1007,19 @@ func (p *parser) parseAlter() (Stmt, error) {
 		return p.parseAlterAction(s.IfExists, name)
 	}
 	p.advance()
+	if p.isKw("foreign") || p.isKw("constraint") && p.isKwAt(2, "foreign") {
+		var cname string
+		if p.acceptKw("constraint") {
+			if cname, err = p.ident(); err != nil {
+				return nil, err
+			}
+		}
+		f, err := p.foreignKeyDef(cname)
+		if err != nil {
+			return nil, err
+		}
+		return &AlterTable{IfExists: s.IfExists, Name: name, Action: &AddForeignKey{FK: f}}, nil
+	}
 	if p.isKw("unique") || p.isKw("constraint") && p.isKwAt(2, "unique") {
 		ci := &CreateIndex{Constraint: true, Unique: true, Table: name}
 		if p.acceptKw("constraint") {

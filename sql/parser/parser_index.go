@@ -251,3 +251,69 @@ func (p *parser) parseAlterAction(ifExists bool, name TableName) (Stmt, error) {
 	}
 	return s, nil
 }
+
+// foreignKeyTail reads REFERENCES t [(cols)] [ON DELETE|UPDATE action]...
+// [DEFERRABLE ...] into f.
+func (p *parser) foreignKeyTail(f *ForeignKeyDef) error {
+	if err := p.expectKw("references"); err != nil {
+		return err
+	}
+	t, err := p.tableName()
+	if err != nil {
+		return err
+	}
+	f.RefTable = t
+	if p.isOp("(") {
+		if f.RefColumns, err = p.parenIdentList(false); err != nil {
+			return err
+		}
+	}
+	for {
+		switch {
+		case p.isKw("on") && (p.isKwAt(1, "delete") || p.isKwAt(1, "update")):
+			p.advance()
+			onDelete := p.advance().val == "delete"
+			var action string
+			switch {
+			case p.acceptKw("cascade"):
+				action = "CASCADE"
+			case p.acceptKw("restrict"):
+				action = "RESTRICT"
+			case p.isKw("no") && p.isKwAt(1, "action"):
+				p.advance()
+				p.advance()
+			case p.isKw("set") && p.isKwAt(1, "null"):
+				p.advance()
+				p.advance()
+				action = "SET NULL"
+			case p.isKw("set") && p.isKwAt(1, "default"):
+				return pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"ON DELETE|UPDATE SET DEFAULT is not supported"), charPos(p.src, p.peek().pos)),
+					"use NO ACTION, RESTRICT, CASCADE or SET NULL")
+			default:
+				return p.errNear(p.peek())
+			}
+			if onDelete {
+				f.OnDelete = action
+			} else {
+				f.OnUpdate = action
+			}
+		case p.isKw("match") && (p.isKwAt(1, "simple") || p.isKwAt(1, "full")):
+			p.advance()
+			if p.advance().val == "full" {
+				return pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"MATCH FULL is not supported"), charPos(p.src, p.toks[p.i-1].pos)), "leave out MATCH: MATCH SIMPLE is the default")
+			}
+		case p.isKw("deferrable") || p.isKw("not") && p.isKwAt(1, "deferrable"):
+			// Checked at the statement, as CockroachDB does; the client's
+			// transaction is serializable either way.
+			p.acceptKw("not")
+			p.advance()
+		case p.isKw("initially") && (p.isKwAt(1, "deferred") || p.isKwAt(1, "immediate")):
+			p.advance()
+			p.advance()
+		default:
+			return nil
+		}
+	}
+}

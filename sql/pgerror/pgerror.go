@@ -44,6 +44,8 @@ const (
 	CodeInvalidGrantOperation        = "0LP01"
 	CodeObjectInUse                  = "55006"
 	CodeDependentObjectsStillExist   = "2BP01"
+	CodeForeignKeyViolation          = "23503"
+	CodeInvalidForeignKey            = "42830"
 	CodeQueryCanceled                = "57014"
 	CodeAdminShutdown                = "57P01"
 	CodeCannotConnectNow             = "57P03"
