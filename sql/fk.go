@@ -234,7 +234,9 @@ func kvErrorOrNil(err error) error {
 }
 
 // samePKColumns reports whether ids are d's primary key columns, in order.
-func samePKColumns(d *catalog.TableDescriptor, ids []int32) bool { return slices.Equal(d.PrimaryKey, ids) }
+func samePKColumns(d *catalog.TableDescriptor, ids []int32) bool {
+	return slices.Equal(d.PrimaryKey, ids)
+}
 
 // uniqueIndexOn returns the public unique index of ti on exactly ids.
 func uniqueIndexOn(ti *tableInfo, ids []int32) *indexInfo {
