@@ -166,6 +166,21 @@ func TestTypesSQLAlchemy(t *testing.T) {
 	}
 }
 
+// TestRelationsSQLAlchemy: SQLAlchemy's create_all of models with a unique
+// column, indexes and foreign keys, then the ORM's inserts, joins,
+// cascades and IntegrityErrors, and the inspector's indexes and foreign
+// keys (testdata/clients/sqlalchemy_relations.py).
+func TestRelationsSQLAlchemy(t *testing.T) {
+	requireClient(t, exists(debianPython), "Debian's python3 with python3-sqlalchemy")
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, debianPython, filepath.Join("testdata", "clients", "sqlalchemy_relations.py"), c.URL(0)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("sqlalchemy_relations.py: %v\n%s", err, out)
+	}
+}
+
 // TestTypesGatedOn21: on a cluster at 2.0 a column of a 2.1 type is refused
 // with 0A000 naming 2.1 (a 2.0 binary could not read its rows), and type
 // modifiers keep 2.0's meaning (INTEGER is INT8, VARCHAR(3) is STRING);

@@ -351,6 +351,12 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 		if err != nil {
 			return nil, err
 		}
+		if isVectorColumn(v.Expr, x.typ()) && v.Type == types.String {
+			// pg_index's int2vector columns print as "3 4", not "{3,4}":
+			// SQLAlchemy's inspector splits ix.indkey::varchar on spaces.
+			return a.check(&parser.FuncCall{Name: []string{"array_to_string"},
+				Args: []parser.Expr{v.Expr, &parser.StrVal{Val: " "}}}, types.String)
+		}
 		if x.typ() != v.Type {
 			if !castAllowed(x.typ(), v.Type) {
 				return nil, pgerror.Newf(pgerror.CodeDatatypeMismatch, "invalid cast: %s -> %s", typeName(x.typ()), v.Type)
@@ -1023,4 +1029,18 @@ func exprName(e parser.Expr) string {
 		}
 	}
 	return "?column?"
+}
+
+// isVectorColumn reports whether e names one of pg_index's int2vector
+// columns (kvnode keeps them as INT8[]).
+func isVectorColumn(e parser.Expr, t types.T) bool {
+	ref, ok := e.(*parser.ColumnRef)
+	if !ok || t != types.ArrayOf(types.Int) || len(ref.Parts) == 0 {
+		return false
+	}
+	switch ref.Parts[len(ref.Parts)-1] {
+	case "indkey", "indoption", "indclass", "indcollation":
+		return true
+	}
+	return false
 }
