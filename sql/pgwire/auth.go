@@ -119,6 +119,11 @@ func (c *conn) authenticatePassword(user string, ua UserAuth, cs tls.ConnectionS
 			reason = why
 		}
 		c.log.Warn("refused a SQL connection: password authentication failed", "user", user, "reason", reason)
+		// Counted before the client hears of it: a client that connects
+		// again at once must find this failure counted.
+		if d := c.srv.cfg.Limiter.Failed("sql", user, c.nc.RemoteAddr().String()); d > 0 {
+			c.log.Warn("throttling password attempts", "user", user, "delay", d)
+		}
 		return c.fatal(errors.Mark(errors.Newf("password authentication failed: %s", reason), errPasswordFailed), pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeInvalidPassword, "password authentication failed for user %q", user),
 			"%s", "check the user name and the password (an admin sets one with ALTER USER "+user+" WITH PASSWORD '...'), "+

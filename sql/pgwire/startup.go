@@ -272,14 +272,11 @@ func (c *conn) authenticate(user string) error {
 				pgerror.Newf(pgerror.CodeInvalidAuthorization, "too many failed password attempts for user %q from this address; try again in %s", user, retry),
 				"%s", "each failure past the first few doubles the wait (up to a minute); a successful login, or 15 minutes without a failure, clears it"))
 		}
+		// A failure is counted by authenticatePassword, before the client
+		// hears of it.
 		err := c.authenticatePassword(user, ua, cs)
-		switch {
-		case err == nil:
+		if err == nil {
 			lim.Succeeded(user, remote)
-		case errors.Is(err, errPasswordFailed):
-			if d := lim.Failed("sql", user, remote); d > 0 {
-				c.log.Warn("throttling password attempts", "user", user, "delay", d)
-			}
 		}
 		return err
 	}
