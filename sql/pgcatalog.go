@@ -195,7 +195,7 @@ func catCols(spec string) []pgwire.Column {
 	for _, f := range strings.Split(spec, ",") {
 		parts := strings.Fields(f)
 		t := map[string]types.T{"int": types.Int, "float": types.Float, "text": types.String, "bool": types.Bool,
-			"int[]": types.ArrayOf(types.Int), "text[]": types.ArrayOf(types.String)}[parts[1]]
+			"int[]": types.ArrayOf(types.Int), "text[]": types.ArrayOf(types.String), "timestamptz": types.TimestampTZ}[parts[1]]
 		out = append(out, pgwire.Column{Name: parts[0], Type: t})
 	}
 	return out
@@ -593,7 +593,7 @@ var catalogTables = []catTable{
 			}
 			return out, err
 		}},
-	{name: "pg_catalog.pg_prepared_statements", cols: "name text, statement text, prepare_time text, parameter_types text[], from_sql bool",
+	{name: "pg_catalog.pg_prepared_statements", cols: "name text, statement text, prepare_time timestamptz, parameter_types text[], from_sql bool",
 		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
 			if sess, ok := ctx.Value(sessionKey{}).(*session); ok {
 				return sess.preparedStatementRows(s), nil

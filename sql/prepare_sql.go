@@ -154,7 +154,7 @@ func (p *deallocatePlan) exec(context.Context, []types.Datum) (pgwire.Result, er
 }
 
 // preparedStatementRows are pg_prepared_statements' rows (PostgreSQL 13's
-// columns; prepare_time as text).
+// columns).
 func (s *session) preparedStatementRows(cat *catalogSnapshot) [][]types.Datum {
 	var out [][]types.Datum
 	for _, st := range s.statements().List() {
@@ -166,8 +166,7 @@ func (s *session) preparedStatementRows(cat *catalogSnapshot) [][]types.Datum {
 			}
 			pts = append(pts, name)
 		}
-		out = append(out, []types.Datum{st.Name, st.SQL, st.PrepareTime.UTC().Format("2006-01-02 15:04:05.999999-07"),
-			pts, st.FromSQL})
+		out = append(out, []types.Datum{st.Name, st.SQL, types.MakeTimestampTZ(st.PrepareTime), pts, st.FromSQL})
 	}
 	return out
 }
