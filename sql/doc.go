@@ -187,7 +187,8 @@
 // asserts the table's schema fence (schemachange.go), so neither can lose
 // or miss a write (DESIGN.md). Secondary indexes (index.go) are kept in the
 // same atomic batch as their rows and used by the planner when the primary
-// key would need a full scan. TRUNCATE may run inside a
+// key would need a full scan. Foreign keys (fk.go) are checked at the end
+// of each writing statement, inside its transaction. TRUNCATE may run inside a
 // transaction; VACUUM and ANALYZE are accepted and do nothing. CHECK
 // constraints (release 2.1) are compiled with the table (tableInfo.checks)
 // and enforced by checkRow wherever a row is written, with NOT NULL.

@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -815,8 +816,8 @@ var catalogTables = []catTable{
 			db := currentDB(ctx)
 			var out [][]types.Datum
 			for _, ti := range s.tables {
-				if hasVisiblePK(ti) {
-					out = append(out, []types.Datum{db, "public", pkeyName(ti), db, "public", ti.desc.Name, "PRIMARY KEY", "NO", "NO", "YES"})
+				for _, k := range s.keyConstraints(ti) {
+					out = append(out, []types.Datum{db, "public", k.name, db, "public", ti.desc.Name, k.kind, "NO", "NO", "YES"})
 				}
 			}
 			return out, nil
@@ -828,18 +829,77 @@ var catalogTables = []catTable{
 			db := currentDB(ctx)
 			var out [][]types.Datum
 			for _, ti := range s.tables {
-				if !hasVisiblePK(ti) {
-					continue
-				}
-				for i, pos := range ti.pk {
-					out = append(out, []types.Datum{db, "public", pkeyName(ti), db, "public", ti.desc.Name, ti.cols[pos].Name, int64(i + 1), nil})
+				for _, k := range s.keyConstraints(ti) {
+					for i, pos := range k.cols {
+						var inUnique types.Datum
+						if k.kind == "FOREIGN KEY" {
+							inUnique = int64(i + 1)
+						}
+						out = append(out, []types.Datum{db, "public", k.name, db, "public", ti.desc.Name, ti.cols[pos].Name, int64(i + 1), inUnique})
+					}
 				}
 			}
 			return out, nil
 		}},
 	{name: "information_schema.referential_constraints", cols: "constraint_catalog text, constraint_schema text, " +
 		"constraint_name text, unique_constraint_catalog text, unique_constraint_schema text, unique_constraint_name text, " +
-		"match_option text, update_rule text, delete_rule text"},
+		"match_option text, update_rule text, delete_rule text",
+		rows: func(ctx context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			db := currentDB(ctx)
+			var out [][]types.Datum
+			for _, ti := range s.tables {
+				for _, k := range s.keyConstraints(ti) {
+					if k.kind != "FOREIGN KEY" {
+						continue
+					}
+					rule := map[string]string{"": "NO ACTION", "RESTRICT": "RESTRICT", "CASCADE": "CASCADE", "SET NULL": "SET NULL"}[k.fk.OnDelete]
+					out = append(out, []types.Datum{db, "public", k.name, db, "public", k.refName, "NONE", "NO ACTION", rule})
+				}
+			}
+			return out, nil
+		}},
+}
+
+// keyConstraint is a PRIMARY KEY, UNIQUE or FOREIGN KEY constraint as
+// information_schema shows it.
+type keyConstraint struct {
+	name, kind string
+	cols       []int // positions in the row
+	fk         *catalog.ForeignKey
+	refName    string // FOREIGN KEY: the referenced key's constraint name
+}
+
+// keyConstraints lists ti's key constraints: its primary key, its unique
+// indexes, its foreign keys.
+func (s *catalogSnapshot) keyConstraints(ti *tableInfo) []keyConstraint {
+	var out []keyConstraint
+	for _, ci := range indexesOf(ti) {
+		if !ci.unique {
+			continue
+		}
+		kind := "UNIQUE"
+		if ci.primary {
+			kind = "PRIMARY KEY"
+		}
+		out = append(out, keyConstraint{name: ci.name, kind: kind, cols: ci.cols})
+	}
+	for i := range ti.desc.ForeignKeys {
+		fk := &ti.desc.ForeignKeys[i]
+		k := keyConstraint{name: fk.Name, kind: "FOREIGN KEY", fk: fk}
+		for _, id := range fk.Columns {
+			k.cols = append(k.cols, ti.desc.ColumnIndexByID(id))
+		}
+		if parent, ok := s.e.tableByID(fk.RefTable); ok {
+			k.refName = parent.PrimaryKeyName()
+			for _, ix := range parent.Indexes {
+				if ix.Unique && !slices.Equal(parent.PrimaryKey, fk.RefColumns) && slices.Equal(ix.Columns, fk.RefColumns) {
+					k.refName = ix.Name
+				}
+			}
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 func currentDB(ctx context.Context) string {
