@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
@@ -57,6 +58,12 @@ type insertPlan struct {
 	// not depend on the existing one and the statement needs no read (see
 	// execBlindUpdate).
 	blindUpdate bool
+	// arbiter is the unique index ON CONFLICT (cols) names, when its
+	// columns are not the primary key's (release 2.1); anyArbiter is ON
+	// CONFLICT DO NOTHING without columns: a conflict on the primary key
+	// or on any unique index skips the row.
+	arbiter    *indexInfo
+	anyArbiter bool
 }
 
 func (p *insertPlan) columns() []pgwire.Column { return p.cols }
@@ -157,10 +164,13 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 	case s.OnConflict != nil:
 		oc := s.OnConflict
 		if oc.Columns != nil && !samePK(ti, oc.Columns) {
-			return nil, pgerror.WithHintf(
-				pgerror.Newf(pgerror.CodeInvalidColumnReference, "there is no unique or exclusion constraint matching the ON CONFLICT specification"),
-				"the only unique constraint is the primary key (%s)", pkList(ti))
+			if p.arbiter = uniqueIndexNamed(ti, oc.Columns); p.arbiter == nil {
+				return nil, pgerror.WithHintf(
+					pgerror.Newf(pgerror.CodeInvalidColumnReference, "there is no unique or exclusion constraint matching the ON CONFLICT specification"),
+					"name the columns of the primary key (%s) or of a unique index", pkList(ti))
+			}
 		}
+		p.anyArbiter = oc.Columns == nil && oc.DoNothing
 		if oc.DoNothing {
 			p.mode = insertDoNothing
 			break
@@ -199,6 +209,77 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 		return nil, err
 	}
 	return p, nil
+}
+
+// uniqueIndexNamed returns the public unique index of ti whose columns are
+// exactly cols, in any order.
+func uniqueIndexNamed(ti *tableInfo, cols []string) *indexInfo {
+	for i := range ti.indexes {
+		ii := &ti.indexes[i]
+		if !ii.desc.Unique || ii.desc.WriteOnly || len(ii.cols) != len(cols) {
+			continue
+		}
+		match := true
+		for _, pos := range ii.cols {
+			match = match && slices.Contains(cols, ti.cols[pos].Name)
+		}
+		if match {
+			return ii
+		}
+	}
+	return nil
+}
+
+// conflictTarget finds the existing row a proposed row (with primary key
+// key) conflicts with under the statement's ON CONFLICT: the row with the
+// same primary key, or with the same values of the arbiter index. Without
+// a conflict, found is false; a row whose primary key is taken while the
+// arbiter is an index is a unique violation, as in PostgreSQL.
+func (p *insertPlan) conflictTarget(ctx context.Context, key []byte, row []types.Datum) (target, old []byte, found bool, err error) {
+	db := p.e.kv(ctx)
+	get := func(k []byte) ([]byte, bool, error) {
+		v, ok, err := db.Get(ctx, k)
+		return v, ok, kvErrorOrNil(err)
+	}
+	indexed := func(ii *indexInfo) ([]byte, []byte, bool, error) {
+		ek, unique, err := ii.entry(p.ti.desc.ID, key, row)
+		if err != nil || !unique {
+			return nil, nil, false, err // a NULL never conflicts
+		}
+		rowKey, ok, err := get(ek)
+		if err != nil || !ok {
+			return nil, nil, false, err
+		}
+		old, ok, err := get(rowKey)
+		return rowKey, old, ok, err
+	}
+	switch {
+	case p.arbiter != nil:
+		if target, old, found, err = indexed(p.arbiter); err != nil || found {
+			return target, old, found, err
+		}
+		if _, taken, err := get(key); err != nil || taken {
+			if err == nil {
+				err = duplicateKey(p.ti, row)
+			}
+			return nil, nil, false, err
+		}
+		return key, nil, false, nil
+	case p.anyArbiter:
+		if old, found, err = get(key); err != nil || found {
+			return key, old, found, err
+		}
+		for i := range p.ti.indexes {
+			if ii := &p.ti.indexes[i]; ii.desc.Unique {
+				if target, old, found, err = indexed(ii); err != nil || found {
+					return target, old, found, err
+				}
+			}
+		}
+		return key, nil, false, nil
+	}
+	old, found, err = get(key)
+	return key, old, found, err
 }
 
 // samePK reports whether cols names exactly the primary key's columns, in
@@ -439,9 +520,9 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if skip != nil && skip[r] {
 				continue
 			}
-			old, found, err := p.e.kv(ctx).Get(ctx, keys[r])
+			target, old, found, err := p.conflictTarget(ctx, keys[r], row)
 			if err != nil {
-				return pgwire.Result{}, kvError(err)
+				return pgwire.Result{}, err
 			}
 			if !found {
 				val, err := p.e.encodeRow(ti, keys[r], row, nil)
@@ -463,7 +544,7 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if p.mode == insertDoNothing {
 				continue
 			}
-			cur, extra, err := ti.layout.Decode(keys[r], old)
+			cur, extra, err := ti.layout.Decode(target, old)
 			if err != nil {
 				return pgwire.Result{}, err
 			}
@@ -472,17 +553,17 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 			if err != nil {
 				return pgwire.Result{}, err
 			}
-			val, err := p.e.encodeRow(ti, keys[r], updated, extra)
+			val, err := p.e.encodeRow(ti, target, updated, extra)
 			if err != nil {
 				return pgwire.Result{}, err
 			}
-			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: keys[r], Value: val, Expected: old})
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: target, Value: val, Expected: old})
 			if fks {
 				if err := fc.add(ec, ti, cur, updated); err != nil {
 					return pgwire.Result{}, err
 				}
 			}
-			if err := ix.row(ti, keys[r], cur, keys[r], updated); err != nil {
+			if err := ix.row(ti, target, cur, target, updated); err != nil {
 				return pgwire.Result{}, err
 			}
 			affected = append(affected, updated)
