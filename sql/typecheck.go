@@ -868,7 +868,9 @@ func castDatum(d types.Datum, to types.T) (types.Datum, error) {
 			}
 			return int64(0), nil
 		case types.String:
-			return string(types.FormatText(v)), nil
+			// PostgreSQL's bool-to-text cast spells the value out
+			// (booltext), unlike its output function's t/f.
+			return map[bool]string{true: "true", false: "false"}[v], nil
 		}
 	case []byte:
 		switch to {
