@@ -364,14 +364,6 @@ func (e *Executor) renameTable(ctx context.Context, db string, cur *catalog.Tabl
 			renamed.ModTime = now
 			return []catalog.TableDescriptor{*tomb, *renamed}, nil
 		}}
-	var (
-		changed []catalog.TableDescriptor
-		err     error
-	)
-	if log := e.currentSchemaLog(); log != nil {
-		changed, err = p.commitThroughLog(ctx, log)
-	} else {
-		changed, err = p.applyPreRaft(ctx)
-	}
+	changed, err := p.commit(ctx)
 	return changed, nil, err
 }

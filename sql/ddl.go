@@ -73,11 +73,7 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	case *parser.AlterTable:
 		changed, notices, err = p.e.alterTable(ctx, s)
 	default:
-		if log := p.e.currentSchemaLog(); log != nil {
-			changed, err = p.commitThroughLog(ctx, log)
-		} else {
-			changed, err = p.applyPreRaft(ctx)
-		}
+		changed, err = p.commit(ctx)
 	}
 	if len(changed) == 0 { // failed, or IF [NOT] EXISTS made it a no-op
 		if err != nil {

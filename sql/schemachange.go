@@ -287,15 +287,7 @@ func (e *Executor) deleteSpan(ctx context.Context, id int64) {
 // procedure like any DDL. The caller holds ddlMu.
 func (e *Executor) commitSchema(ctx context.Context, what string, build func() (*catalog.TableDescriptor, error)) (*catalog.TableDescriptor, error) {
 	p := &ddlPlan{e: e, what: what, builder: func(context.Context) ([]catalog.TableDescriptor, error) { return one(build()) }}
-	var (
-		changed []catalog.TableDescriptor
-		err     error
-	)
-	if log := e.currentSchemaLog(); log != nil {
-		changed, err = p.commitThroughLog(ctx, log)
-	} else {
-		changed, err = p.applyPreRaft(ctx)
-	}
+	changed, err := p.commit(ctx)
 	if err != nil || len(changed) == 0 {
 		return nil, err
 	}
