@@ -126,10 +126,11 @@ func TestCreateIndexOnlineUnderWrites(t *testing.T) {
 }
 
 // TestCreateIndexResumesAfterCoordinatorStops stops the node running
-// CREATE INDEX while the index is write-only: writes keep it up to date,
-// no read uses it, and running the statement again on another node
-// finishes it. A unique index whose backfill meets a duplicate is taken
-// out again.
+// CREATE INDEX while the index is write-only: writes keep it up to date
+// (a duplicate of the unique index is refused), SHOW JOBS lists the build,
+// and once the build's lease expires the data group's leader takes it over
+// and finishes it without anyone running the statement again. A unique
+// index whose backfill meets a duplicate is taken out again.
 func TestCreateIndexResumesAfterCoordinatorStops(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.Options{})
 	c.Exec(0, "CREATE TABLE ix (k INT PRIMARY KEY, v INT)")
@@ -137,6 +138,7 @@ func TestCreateIndexResumesAfterCoordinatorStops(t *testing.T) {
 	writeOnly := make(chan struct{})
 	var once sync.Once
 	c.StopNode(0)
+	c.Nodes[0].Config.Knobs.SchemaHoldTTL = 5 * time.Second
 	c.Nodes[0].Config.Knobs.IndexWriteOnly = func(ctx context.Context) {
 		once.Do(func() { close(writeOnly) })
 		<-ctx.Done() // until the node stops
@@ -154,21 +156,25 @@ func TestCreateIndexResumesAfterCoordinatorStops(t *testing.T) {
 	if err := <-created; err == nil {
 		t.Fatal("CREATE INDEX succeeded although its node stopped")
 	}
-	// Write-only: maintained (a duplicate is refused), not read.
+	// Write-only or public by now: maintained either way.
 	c.Exec(1, "INSERT INTO ix VALUES (4, 40)")
 	if err := execErr(c, 2, "INSERT INTO ix VALUES (5, 40)"); err == nil || !strings.Contains(err.Error(), "23505") {
 		t.Fatalf("a duplicate of the write-only unique index: %v, want 23505", err)
 	}
-	if plan := explain(t, c, 1, "SELECT k FROM ix WHERE v = 40"); strings.Contains(plan, "ix_v") {
-		t.Fatalf("a read used the write-only index:\n%s", plan)
-	}
-	c.Exec(2, "CREATE UNIQUE INDEX ix_v ON ix (v)")
-	if plan := explain(t, c, 1, "SELECT k FROM ix WHERE v = 40"); !strings.Contains(plan, "ix_v") {
-		t.Fatalf("the finished index is not used:\n%s", plan)
-	}
-	if n, err := c.QueryInt(1, "SELECT k FROM ix WHERE v = 20"); err != nil || n != 2 {
+	// The leader finishes the build by itself.
+	testcluster.WaitFor(t, 60*time.Second, func() error {
+		if plan := explain(t, c, 1, "SELECT k FROM ix WHERE v = 40"); !strings.Contains(plan, "ix_v") {
+			return fmt.Errorf("the index is not used yet:\n%s", plan)
+		}
+		return nil
+	})
+	if n, err := c.QueryInt(2, "SELECT k FROM ix WHERE v = 20"); err != nil || n != 2 {
 		t.Fatalf("lookup through the index: %d, %v", n, err)
 	}
+	if jobs := schemaJobs(t, c, 1); len(jobs) != 0 {
+		t.Fatalf("SHOW JOBS still lists index builds: %v", jobs)
+	}
+	c.Exec(2, "CREATE UNIQUE INDEX IF NOT EXISTS ix_v ON ix (v)")
 	// A duplicate met by the backfill takes the index out.
 	if err := execErr(c, 2, "DROP INDEX ix_v"); err != nil {
 		t.Fatal(err)
@@ -181,6 +187,63 @@ func TestCreateIndexResumesAfterCoordinatorStops(t *testing.T) {
 		t.Fatalf("CREATE UNIQUE INDEX over a duplicate: %v, want 23505", err)
 	}
 	c.Exec(1, "INSERT INTO ix VALUES (8, 60)")
+}
+
+// TestShowJobsListsIndexBuild: while an index is backfilled, SHOW JOBS
+// lists its build with its coordinator.
+func TestShowJobsListsIndexBuild(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	c.Exec(0, "CREATE TABLE ix (k INT PRIMARY KEY, v INT)")
+	c.Exec(0, "INSERT INTO ix VALUES (1, 10)")
+	writeOnly, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.StopNode(0)
+	c.Nodes[0].Config.Knobs.IndexWriteOnly = func(ctx context.Context) {
+		once.Do(func() { close(writeOnly) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	c.StartNode(0)
+	c.WaitUp(0)
+	created := make(chan error, 1)
+	go func() { created <- execErr(c, 0, "CREATE INDEX ix_v ON ix (v)") }()
+	<-writeOnly
+	jobs := schemaJobs(t, c, 0)
+	if len(jobs) != 1 || !strings.Contains(jobs[0].desc, "CREATE INDEX ix_v ON ix (v)") || jobs[0].status != "running" || jobs[0].coord != 1 {
+		t.Fatalf("SHOW JOBS: %+v", jobs)
+	}
+	close(release)
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+}
+
+type schemaJob struct {
+	desc, status string
+	coord        int64
+}
+
+// schemaJobs returns SHOW JOBS's SCHEMA CHANGE rows on node.
+func schemaJobs(t *testing.T, c *testcluster.Cluster, node int) []schemaJob {
+	t.Helper()
+	rows, err := c.Conn(node).Query(context.Background(), "SHOW JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []schemaJob
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v[1] == "SCHEMA CHANGE" {
+			out = append(out, schemaJob{desc: v[2].(string), status: v[3].(string), coord: v[5].(int64)})
+		}
+	}
+	return out
 }
 
 func explain(t *testing.T, c *testcluster.Cluster, node int, q string) string {

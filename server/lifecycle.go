@@ -189,10 +189,39 @@ func (s *Server) askPeersForLiveness(id int32) (rec liveness.Record, found, ok b
 func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) {
 	lc := s.lc()
 	nl := lc.nl.Load()
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); nl.Run(s.stopC, func(err error) { s.heartbeatFailed(nl, id, err) }) }()
 	go func() { defer s.wg.Done(); lc.settings.Run(s.stopC) }()
 	go func() { defer s.wg.Done(); s.decommissionLoop(rep, id) }()
+	go func() { defer s.wg.Done(); s.schemaChangeLoop(rep) }()
+}
+
+// schemaChangeEvery is how often the data group's leader looks for index
+// builds whose coordinator is gone.
+const schemaChangeEvery = 2 * time.Second
+
+// schemaChangeLoop has the data group's leader take over the index builds
+// whose coordinator stopped (sql.Executor.ResumeSchemaChanges).
+func (s *Server) schemaChangeLoop(rep *kv.Replica) {
+	t := time.NewTicker(schemaChangeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopC:
+			return
+		case <-t.C:
+		}
+		if !rep.Status().IsLeader || s.draining.Load() {
+			continue
+		}
+		// Bounded: a build is renewed and resumable, so stopping it at
+		// the bound loses nothing; the next round goes on.
+		ctx, cancel := s.stopCtx(10 * time.Minute)
+		if err := s.exec.ResumeSchemaChanges(ctx); err != nil {
+			s.log.Warn("resuming a schema change failed; the next round tries again", "err", err)
+		}
+		cancel()
+	}
 }
 
 // heartbeatFailed decides, when heartbeats fail for longer than the

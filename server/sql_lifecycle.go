@@ -231,6 +231,13 @@ func (h *settingsHook) showJobs(ctx context.Context) (pgwire.Result, error) {
 		rows = append(rows, []types.Datum{j.ID, "MIGRATION", fmt.Sprintf("%s: %s", j.Version, j.Description),
 			string(j.Status), j.Fraction(), coord, tsString(j.Created), tsString(j.Modified), errText})
 	}
+	for _, j := range h.s.exec.SchemaChangeJobs() {
+		// The number of rows is not known ahead: the fraction stays 0
+		// until the index is public (and the job gone); the description
+		// counts the rows backfilled.
+		rows = append(rows, []types.Datum{j.ID, "SCHEMA CHANGE", j.Description, j.Status, 0.0, int64(j.Coordinator),
+			tsString(j.Created), tsString(j.Modified), nil})
+	}
 	return pgwire.Result{Tag: fmt.Sprintf("SELECT %d", len(rows)), Rows: rows}, nil
 }
 

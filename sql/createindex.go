@@ -31,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/clusterversion"
@@ -162,8 +163,8 @@ func (e *Executor) createIndex(ctx context.Context, s *parser.CreateIndex) ([]ca
 			}
 			return nil, nil, pgerror.Newf(pgerror.CodeDuplicateTable, "relation %q already exists", idxName)
 		}
-		// An interrupted CREATE INDEX: resume it.
-		return one3(e.backfillAndPublish(ctx, t, t.Indexes[i].ID))
+		// A build under way or interrupted: wait for it, or take it over.
+		return one3(e.awaitBuild(ctx, t, t.Indexes[i].ID))
 	}
 	ix, err := e.newIndex(db, cur, idxName, s.Unique, s.Columns, s.Storing)
 	if err != nil {
@@ -171,6 +172,8 @@ func (e *Executor) createIndex(ctx context.Context, s *parser.CreateIndex) ([]ca
 	}
 	ix.WriteOnly = true
 	stmt := s.String()
+	now := e.catalog.Clock().Now().WallTime
+	ix.Build = &catalog.IndexBuild{Statement: stmt, Coordinator: e.cfg.NodeID(), Until: e.holdUntil(), Started: now, Modified: now}
 	written, err := e.commitSchema(ctx, stmt, func() (*catalog.TableDescriptor, error) {
 		c, ok := e.catalog.Get(cur.Key())
 		if !ok || c.ID != cur.ID || c.Version != cur.Version {
@@ -194,7 +197,12 @@ func (e *Executor) createIndex(ctx context.Context, s *parser.CreateIndex) ([]ca
 	if hook := e.cfg.TestingIndexWriteOnly; hook != nil {
 		hook(ctx)
 	}
-	return one3(e.backfillAndPublish(ctx, written, ix.ID))
+	d, err := e.backfillAndPublish(ctx, written, ix.ID)
+	if errors.Is(err, errBuildLost) {
+		err = pgerror.WithHintf(pgerror.WithCode(errors.Wrapf(err, "CREATE INDEX %s stopped here", parser.QuotedIdent(ix.Name)),
+			pgerror.CodeObjectInUse), "if another node took the build over, it goes on there: SHOW JOBS shows it, and running the statement again waits for it")
+	}
+	return one3(d, err)
 }
 
 // noticef is a NOTICE, as PostgreSQL sends for an IF [NOT] EXISTS that
@@ -209,22 +217,10 @@ func one3(d *catalog.TableDescriptor, err error) ([]catalog.TableDescriptor, []p
 }
 
 // backfillAndPublish runs steps 2 and 3 for the write-only index id of
-// desc; a duplicate takes the index out again.
+// desc, whose build this node holds; a duplicate takes the index out again.
 func (e *Executor) backfillAndPublish(ctx context.Context, desc *catalog.TableDescriptor, id int32) (*catalog.TableDescriptor, error) {
-	ti, err := buildTableInfo(desc)
-	if err != nil {
-		return nil, err
-	}
-	var ii *indexInfo
-	for i := range ti.indexes {
-		if ti.indexes[i].desc.ID == id {
-			ii = &ti.indexes[i]
-		}
-	}
-	if ii == nil {
-		return nil, errors.AssertionFailedf("index %d of %q vanished", id, desc.Name)
-	}
-	if err := e.backfill(ctx, ti, ii); err != nil {
+	name := fmt.Sprintf("index %d of %s", id, desc.Name)
+	if err := e.backfill(ctx, desc, id); err != nil {
 		if pgerror.GetCode(err) == pgerror.CodeUniqueViolation {
 			if derr := e.removeIndex(ctx, desc, id); derr != nil {
 				return nil, errors.WithSecondaryError(err, derr)
@@ -232,7 +228,7 @@ func (e *Executor) backfillAndPublish(ctx context.Context, desc *catalog.TableDe
 		}
 		return nil, err
 	}
-	return e.commitSchema(ctx, "publish index "+ii.desc.Name, func() (*catalog.TableDescriptor, error) {
+	return e.commitSchema(ctx, "publish "+name, func() (*catalog.TableDescriptor, error) {
 		c, ok := e.catalog.Get(desc.Key())
 		if !ok || c.ID != desc.ID {
 			return nil, pgerror.Newf(pgerror.CodeSerializationFailure, "restart transaction: table %q was dropped while its index was built", desc.Name)
@@ -244,18 +240,175 @@ func (e *Executor) backfillAndPublish(ctx context.Context, desc *catalog.TableDe
 					return nil, nil // published by another run of the statement
 				}
 				d.Indexes[i].WriteOnly = false
+				d.Indexes[i].Build = nil
 				d.Version++
 				d.ModTime = e.catalog.Clock().Now()
 				return d, nil
 			}
 		}
-		return nil, pgerror.Newf(pgerror.CodeSerializationFailure, "restart transaction: index %q was dropped while it was built", ii.desc.Name)
+		return nil, pgerror.Newf(pgerror.CodeSerializationFailure, "restart transaction: %s was dropped while it was built", name)
 	})
 }
 
-// backfill writes the entries of every row of ti into index ii.
-func (e *Executor) backfill(ctx context.Context, ti *tableInfo, ii *indexInfo) error {
-	start, end := rowenc.TableSpan(ti.desc.ID)
+// errBuildLost: another node took over the index's build.
+var errBuildLost = errors.New("the index build was taken over")
+
+// updateBuild commits a change to the build of index id of the table with
+// key key: the index must still be write-only, and its build held by this
+// node (unless take: then its lease must have expired).
+func (e *Executor) updateBuild(ctx context.Context, key string, tableID int64, id int32, take bool, change func(*catalog.IndexBuild)) (*catalog.TableDescriptor, error) {
+	self := e.cfg.NodeID()
+	return e.commitSchema(ctx, "update an index build", func() (*catalog.TableDescriptor, error) {
+		c, ok := e.catalog.Get(key)
+		if !ok || c.ID != tableID {
+			return nil, errors.Wrap(errBuildLost, "the table was dropped")
+		}
+		d := c.Clone()
+		for i := range d.Indexes {
+			ix := &d.Indexes[i]
+			if ix.ID != id {
+				continue
+			}
+			if !ix.WriteOnly {
+				return nil, nil // built
+			}
+			if ix.Build == nil {
+				ix.Build = &catalog.IndexBuild{Statement: "CREATE INDEX " + ix.Name}
+			}
+			now := e.catalog.Clock().Now().WallTime
+			switch {
+			case take && ix.Build.Until > now && ix.Build.Coordinator != self:
+				return nil, nil // still held
+			case !take && ix.Build.Coordinator != self:
+				return nil, errors.Wrapf(errBuildLost, "node %d builds it now", ix.Build.Coordinator)
+			}
+			ix.Build.Coordinator = self
+			ix.Build.Until = e.holdUntil()
+			ix.Build.Modified = now
+			if change != nil {
+				change(ix.Build)
+			}
+			d.Version++
+			d.ModTime = e.catalog.Clock().Now()
+			return d, nil
+		}
+		return nil, errors.Wrap(errBuildLost, "the index was dropped")
+	})
+}
+
+// awaitBuild is CREATE INDEX for an index another run already started: it
+// waits while that build's coordinator holds it, takes it over when its
+// lease expires, and returns once the index is public.
+func (e *Executor) awaitBuild(ctx context.Context, desc *catalog.TableDescriptor, id int32) (*catalog.TableDescriptor, error) {
+	for {
+		c, ok := e.catalog.Get(desc.Key())
+		if !ok || c.ID != desc.ID {
+			return nil, undefinedTable(desc.Name)
+		}
+		var ix *catalog.IndexDescriptor
+		for i := range c.Indexes {
+			if c.Indexes[i].ID == id {
+				ix = &c.Indexes[i]
+			}
+		}
+		switch {
+		case ix == nil:
+			return nil, pgerror.Newf(pgerror.CodeSerializationFailure,
+				"restart transaction: the index was taken out while this statement waited for its build (a duplicate, or DROP INDEX)")
+		case !ix.WriteOnly:
+			return c, nil
+		case ix.Build == nil || ix.Build.Until < e.catalog.Clock().Now().WallTime:
+			held, err := e.updateBuild(ctx, desc.Key(), desc.ID, id, true, nil)
+			if err != nil {
+				return nil, err
+			}
+			if held != nil {
+				return e.backfillAndPublish(ctx, held, id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, kvError(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ResumeSchemaChanges takes over the index builds whose coordinator is gone
+// (their lease expired) and runs them to the end. The server calls it
+// periodically on the data group's leader; it returns when there is
+// nothing to take over.
+func (e *Executor) ResumeSchemaChanges(ctx context.Context) error {
+	if !e.fencesActive() || !e.ddlMu.TryLock() {
+		return nil
+	}
+	defer e.ddlMu.Unlock()
+	now := e.catalog.Clock().Now().WallTime
+	for _, t := range e.catalog.Tables() {
+		for _, ix := range t.Indexes {
+			if !ix.WriteOnly || ix.Build != nil && ix.Build.Until > now {
+				continue
+			}
+			held, err := e.updateBuild(ctx, t.Key(), t.ID, ix.ID, true, nil)
+			if err != nil || held == nil {
+				continue
+			}
+			if _, err := e.backfillAndPublish(ctx, held, ix.ID); err != nil {
+				return errors.Wrapf(err, "resuming the build of index %q of %q", ix.Name, t.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// SchemaJob is an index build as SHOW JOBS shows it.
+type SchemaJob struct {
+	ID                int64
+	Description       string
+	Status            string
+	Done              int64
+	Coordinator       int32
+	Created, Modified int64
+}
+
+// SchemaChangeJobs lists the index builds under way.
+func (e *Executor) SchemaChangeJobs() []SchemaJob {
+	var out []SchemaJob
+	now := e.catalog.Clock().Now().WallTime
+	for _, t := range e.catalog.Tables() {
+		for _, ix := range t.Indexes {
+			if !ix.WriteOnly || ix.Build == nil {
+				continue
+			}
+			status := "running"
+			if ix.Build.Until < now {
+				status = "paused: its coordinator is gone; the leader takes it over"
+			}
+			out = append(out, SchemaJob{ID: t.ID*1000 + int64(ix.ID),
+				Description: fmt.Sprintf("%s (%d rows backfilled)", ix.Build.Statement, ix.Build.Done),
+				Status:      status, Done: ix.Build.Done, Coordinator: ix.Build.Coordinator,
+				Created: ix.Build.Started, Modified: ix.Build.Modified})
+		}
+	}
+	return out
+}
+
+// backfill writes the entries of every row of the table into write-only
+// index id, from where its build left off, renewing the build's lease and
+// recording its progress every third of the lease.
+func (e *Executor) backfill(ctx context.Context, desc *catalog.TableDescriptor, id int32) error {
+	start, end := rowenc.TableSpan(desc.ID)
+	var done int64
+	for _, ix := range desc.Indexes {
+		if ix.ID == id && ix.Build != nil && len(ix.Build.Resume) > 0 {
+			start, done = ix.Build.Resume, ix.Build.Done
+		}
+	}
+	ti, ii, err := e.indexTI(desc, id)
+	if err != nil {
+		return err
+	}
+	renewAt := time.Now().Add(e.holdTTL() / 3)
 	for {
 		batch, err := e.cfg.DB.Scan(ctx, start, end, backfillBatch, false)
 		if err != nil {
@@ -264,14 +417,58 @@ func (e *Executor) backfill(ctx context.Context, ti *tableInfo, ii *indexInfo) e
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := e.backfillBatch(ctx, ti, ii, batch); err != nil {
+		err = e.backfillBatch(ctx, ti, ii, batch)
+		var sm *schemaMovedError
+		if errors.As(err, &sm) {
+			// Another schema change moved the table's fence: go on with
+			// the table's new descriptor.
+			if err := e.awaitSchema(ctx, sm); err != nil {
+				return err
+			}
+			cur, ok := e.catalog.Get(desc.Key())
+			if !ok || cur.ID != desc.ID {
+				return undefinedTable(desc.Name)
+			}
+			if ti, ii, err = e.indexTI(cur, id); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		done += int64(len(batch))
 		if len(batch) < backfillBatch {
 			return nil
 		}
 		start = append(append([]byte(nil), batch[len(batch)-1].Key...), 0)
+		if time.Now().After(renewAt) {
+			resume := start
+			if _, err := e.updateBuild(ctx, desc.Key(), desc.ID, id, false, func(b *catalog.IndexBuild) {
+				b.Done, b.Resume = done, resume
+			}); err != nil {
+				return err
+			}
+			renewAt = time.Now().Add(e.holdTTL() / 3)
+		}
 	}
+}
+
+// indexTI builds the tableInfo of d and finds its index id.
+func (e *Executor) indexTI(d *catalog.TableDescriptor, id int32) (*tableInfo, *indexInfo, error) {
+	ti, err := buildTableInfo(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range ti.indexes {
+		if ti.indexes[i].desc.ID == id {
+			if !ti.indexes[i].desc.WriteOnly {
+				return nil, nil, errors.Wrap(errBuildLost, "the index is built already")
+			}
+			return ti, &ti.indexes[i], nil
+		}
+	}
+	return nil, nil, errors.Wrap(errBuildLost, "the index was dropped")
 }
 
 // backfillBatch writes one batch's entries, re-reading the rows whenever

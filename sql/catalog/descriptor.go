@@ -168,6 +168,21 @@ type IndexDescriptor struct {
 	// yet: CREATE INDEX is filling it with the rows written before
 	// (sql/index.go).
 	WriteOnly bool `json:"write_only,omitempty"`
+	// Build is the backfill's job while WriteOnly: who runs it until when
+	// (a lease its coordinator renews; a node takes over an expired one),
+	// and how far it got.
+	Build *IndexBuild `json:"build,omitempty"`
+}
+
+// IndexBuild is the state of an index's backfill, as SHOW JOBS shows it.
+type IndexBuild struct {
+	Statement   string `json:"statement"`
+	Coordinator int32  `json:"coordinator"`
+	Until       int64  `json:"until"`   // HLC wall time, ns: the lease
+	Started     int64  `json:"started"` // ns
+	Modified    int64  `json:"modified"`
+	Done        int64  `json:"done"`   // rows backfilled
+	Resume      []byte `json:"resume"` // the row key to go on from
 }
 
 // ForeignKey is FOREIGN KEY (Columns) REFERENCES RefTable (RefColumns):
@@ -265,6 +280,11 @@ func (d *TableDescriptor) Clone() *TableDescriptor {
 	for i := range c.Indexes {
 		c.Indexes[i].Columns = append([]int32(nil), c.Indexes[i].Columns...)
 		c.Indexes[i].Storing = append([]int32(nil), c.Indexes[i].Storing...)
+		if b := c.Indexes[i].Build; b != nil {
+			nb := *b
+			nb.Resume = append([]byte(nil), b.Resume...)
+			c.Indexes[i].Build = &nb
+		}
 	}
 	if d.Hold != nil {
 		h := *d.Hold
