@@ -21,10 +21,13 @@ package sql
 //  3. Public: the descriptor without WriteOnly is committed; reads may use
 //     the index from then on.
 //
-// A coordinator that dies in step 2 leaves the index write-only: kept up
-// to date by every write, used by no read. Running the same CREATE INDEX
-// again (or with IF NOT EXISTS) finds it and resumes at step 2 (the
-// backfill is idempotent); DROP INDEX removes it.
+// The build is a job (SHOW JOBS): the write-only index carries its
+// coordinator, a lease the coordinator renews, and how far it got. A
+// coordinator that dies in step 2 leaves the index write-only: kept up to
+// date by every write, used by no read; once the lease expires, the data
+// group's leader takes the build over and finishes it (ResumeSchemaChanges;
+// the backfill is idempotent). Running the same CREATE INDEX again waits for
+// the build; DROP INDEX removes it.
 
 import (
 	"bytes"
