@@ -64,7 +64,16 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	c.Exec(0, "CREATE USER alice")
 	c.Exec(0, "CREATE DATABASE app")
 	c.Exec(0, "CREATE TABLE app.public.kv (k INT PRIMARY KEY)")
+	c.Exec(0, "CREATE TABLE rel_p (id INT PRIMARY KEY)")
+	c.Exec(0, "CREATE TABLE rel_c (id INT PRIMARY KEY, p INT REFERENCES rel_p)")
+	c.Exec(0, "CREATE INDEX rel_c_p ON rel_c (p)")
+	c.Exec(0, "INSERT INTO rel_p VALUES (1)")
+	c.Exec(0, "INSERT INTO rel_c VALUES (1, 1)")
 	plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '2.0'")
+	if !strings.Contains(plan, "table rel_c has the index rel_c_p") || !strings.Contains(plan, "DROP INDEX rel_c@rel_c_p") ||
+		!strings.Contains(plan, "table rel_c has the foreign key rel_c_p_fkey") {
+		t.Fatalf("plan:\n%s", plan)
+	}
 	if !strings.Contains(plan, "blocker: database app exists (1 tables)") || !strings.Contains(plan, "DROP DATABASE app CASCADE") {
 		t.Fatalf("plan:\n%s", plan)
 	}
@@ -80,7 +89,7 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 		Blockers  []struct{ Reason, Fix string }
 	}
 	if code := getJSON(t, "http://"+c.Nodes[1].Config.HTTPAddr+"/_status/upgrade/plan?version=2.0", &jp); code != 200 ||
-		jp.Direction != "downgrade" || len(jp.Blockers) != 3 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
+		jp.Direction != "downgrade" || len(jp.Blockers) != 5 || !strings.Contains(jp.Blockers[0].Fix, "DROP TABLE money") {
 		t.Fatalf("GET /_status/upgrade/plan: %d %+v", code, jp)
 	}
 	var bad struct{ Error, Hint string }
@@ -98,6 +107,7 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	}
 	c.Exec(0, "DROP TABLE money")
 	c.Exec(0, "DROP TABLE positive")
+	c.Exec(0, "DROP TABLE rel_c, rel_p")
 	if _, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'"); !errors.As(err, &pe) || pe.Code != "55000" ||
 		!strings.Contains(pe.Message, "database app") || !strings.Contains(pe.Hint, "DROP DATABASE app CASCADE") {
 		t.Fatalf("a downgrade with a database: %v", err)
