@@ -391,7 +391,9 @@ func (e *Executor) checkDatabase(ctx context.Context, db string) error {
 		return nil
 	}
 	if log := e.currentSchemaLog(); log != nil && e.databasesActive() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Bounded well below the 5 s connect timeouts clients commonly
+		// use: the refusal must reach them, not their timeout.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if _, release, err := log.BeginDDL(ctx); err == nil {
 			release()
 		}

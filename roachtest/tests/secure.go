@@ -142,6 +142,12 @@ func passwordLogins(via int) steps.Func {
 // certificate of the moment) to each node in turn and runs SELECT 1, until
 // stopped; every failure is kept.
 type prober struct {
+	// files is held (shared) while a connection reads the client's key
+	// and certificate, and exclusively while the test replaces them: the
+	// pair is two files, and a client reading between the two copies
+	// would find a key that does not match its certificate, a race of
+	// the test's own file writes, not the server's doing.
+	files sync.RWMutex
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	ok    atomic.Int64
@@ -163,7 +169,9 @@ func startProber(c *cluster.Cluster) *prober {
 			}
 			n := nodes[i%len(nodes)]
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			p.files.RLock()
 			conn, err := pgx.Connect(ctx, n.URL())
+			p.files.RUnlock()
 			if err == nil {
 				_, err = conn.Exec(ctx, "SELECT 1")
 				_ = conn.Close(context.Background())
@@ -363,11 +371,14 @@ func certRotationPlan(p registry.PlanParams) (*registry.Plan, error) {
 		if _, err := e.Cluster.CertCLI(ctx, bin, "create-client", "root", "--certs-dir="+staging, "--ca-key="+caKey2); err != nil {
 			return err
 		}
+		prb.files.Lock()
 		for _, f := range []string{"client.root.key", "client.root.crt"} {
 			if err := cluster.CopyFile(filepath.Join(staging, f), filepath.Join(client, f)); err != nil {
+				prb.files.Unlock()
 				return err
 			}
 		}
+		prb.files.Unlock()
 		sc.Note(e, "root's client certificate is now the new CA's")
 		return sc.Workload.WaitProgress(ctx, 10, 90*time.Second)
 	})
