@@ -230,9 +230,15 @@ EOF
 # tpcb-like: pgbench's built-in TPC-B-like script (pgbench -b tpcb-like): three UPDATEs, a
 # SELECT and an INSERT into pgbench_history in one transaction; every transaction updates the
 # one branch row, the hot row of TPC-B. pgbench retries serialization failures (--max-tries).
-SCRIPTS=(read write transfer tpcb-like)
+# lookup: a SELECT by a secondary key through its index (release 2.1; issue 20): kvi has the
+# rows of kv with s, a permutation of the keys, indexed.
+cat >"$WORK/lookup.sql" <<'EOF'
+\set s random(1, 100000)
+SELECT k, v FROM kvi WHERE s = :s;
+EOF
+SCRIPTS=(read write lookup transfer tpcb-like)
 if ((BENCH_ROWS != 100000)); then
-  sed -i "s/random(1, 100000)/random(1, $BENCH_ROWS)/" "$WORK/read.sql" "$WORK/write.sql" "$WORK/transfer.sql"
+  sed -i "s/random(1, 100000)/random(1, $BENCH_ROWS)/" "$WORK/read.sql" "$WORK/write.sql" "$WORK/transfer.sql" "$WORK/lookup.sql"
 fi
 # The load: CREATE TABLE, then multi-row INSERTs of $BATCH rows each.
 {
@@ -244,6 +250,18 @@ fi
       if (i % b == 0 || i == n) print ";"; else printf ", ";
     }
   }'
+  # kvi: s = (7919 k mod n) + 1 is a permutation of 1..n (7919 is a prime that divides no n
+  # this script is run with, so s is unique), with a unique index built after the load (a
+  # lookup by a unique secondary key, as by an email address).
+  echo "CREATE TABLE kvi (k INT PRIMARY KEY, s INT NOT NULL, v TEXT);"
+  awk -v n="$BENCH_ROWS" -v b="$BATCH" 'BEGIN {
+    for (i = 1; i <= n; i++) {
+      if ((i - 1) % b == 0) printf "INSERT INTO kvi (k, s, v) VALUES ";
+      printf "(%d, %d, '\''v%d'\'')", i, (7919 * i) % n + 1, i;
+      if (i % b == 0 || i == n) print ";"; else printf ", ";
+    }
+  }'
+  echo "CREATE UNIQUE INDEX kvi_s ON kvi (s);"
 } >"$WORK/load.sql"
 SCALE=$(((BENCH_ROWS + 99999) / 100000))
 
@@ -665,6 +683,7 @@ script_name() {
   case $1 in
   read) echo "read: SELECT by key" ;;
   write) echo "write: INSERT … ON CONFLICT DO UPDATE" ;;
+  lookup) echo "lookup: SELECT by a secondary key, through its index" ;;
   transfer) echo "transfer: BEGIN; SELECT; 2 UPDATEs; END (random accounts)" ;;
   tpcb-like) echo "tpcb-like: pgbench's built-in TPC-B-like transaction (one hot branch)" ;;
   esac

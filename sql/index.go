@@ -30,6 +30,7 @@ import (
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/txn"
 )
 
 // indexInfo is one secondary index of a tableInfo.
@@ -299,6 +300,21 @@ func (e *Executor) readRowsByIndex(ec *evalCtx, ti *tableInfo, p *scanPlan, limi
 		return nil, err
 	}
 	db := e.kv(ec.ctx)
+	ii := p.index.ii
+	oneEntry := p.kind == scanPoint && ii.desc.Unique && len(p.eq) == len(ii.cols)
+	if _, inTxn := db.(*txn.Txn); !inTxn && !oneEntry && e.txnsActive() {
+		// The entries and the rows are read from one snapshot: read one
+		// after the other, a row moving into the range between the two
+		// reads and another moving out could give an answer the table
+		// never held at any one moment. A unique point lookup reads at
+		// most one entry and needs no snapshot: its value can move from
+		// one row to another only through a moment when no row has it,
+		// so "the row the entry named no longer matches" is the answer
+		// at such a moment.
+		t := txn.New(e.cfg.Txns, 0)
+		defer t.Rollback()
+		db = t
+	}
 	var out []kvRow
 	for _, sp := range spans {
 		entries, err := db.Scan(ec.ctx, sp[0], sp[1], 0, false)
@@ -311,7 +327,10 @@ func (e *Executor) readRowsByIndex(ec *evalCtx, ti *tableInfo, p *scanPlan, limi
 				return nil, kvError(err)
 			}
 			if !found {
-				return nil, errors.AssertionFailedf("index %q of %q has an entry for a missing row", p.index.ii.desc.Name, ti.desc.Name)
+				if _, snap := db.(*txn.Txn); snap {
+					return nil, errors.AssertionFailedf("index %q of %q has an entry for a missing row", ii.desc.Name, ti.desc.Name)
+				}
+				continue // deleted since the entry was read
 			}
 			row, extra, err := ti.layout.Decode(en.Value, v)
 			if err != nil {
