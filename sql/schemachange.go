@@ -145,7 +145,7 @@ func (e *Executor) writeTable(ctx context.Context, ti *tableInfo, ops []kvpb.Op)
 	if err == nil || !errors.As(err, &cf) {
 		return err
 	}
-	if cf.Index == 0 || bytes.Equal(cf.Key, fenced[0].Key) {
+	if bytes.Equal(cf.Key, fenced[0].Key) {
 		return e.fenceMoved(ctx, ti.desc, cf)
 	}
 	if verr, ok := indexViolation(ti, cf.Key); ok {
