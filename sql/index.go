@@ -317,7 +317,7 @@ func (e *Executor) readRowsByIndex(ec *evalCtx, ti *tableInfo, p *scanPlan, limi
 	}
 	var out []kvRow
 	for _, sp := range spans {
-		entries, err := db.Scan(ec.ctx, sp[0], sp[1], 0, false)
+		entries, err := readEntries(ec, db, sp, oneEntry)
 		if err != nil {
 			return nil, kvError(err)
 		}
@@ -341,6 +341,21 @@ func (e *Executor) readRowsByIndex(ec *evalCtx, ti *tableInfo, p *scanPlan, limi
 	}
 	_ = limit // the WHERE is applied to the rows, so a limit cannot be pushed down
 	return out, nil
+}
+
+// readEntries reads the index entries of one span. A unique point lookup's
+// span holds at most its first key (a unique entry without NULLs is the
+// index prefix and the values alone, indexInfo.entry), so it is read with a
+// point read, which is cheaper than opening an iterator.
+func readEntries(ec *evalCtx, db kvpb.DB, sp [2][]byte, oneEntry bool) ([]kvpb.KeyValue, error) {
+	if !oneEntry {
+		return db.Scan(ec.ctx, sp[0], sp[1], 0, false)
+	}
+	v, found, err := db.Get(ec.ctx, sp[0])
+	if err != nil || !found {
+		return nil, err
+	}
+	return []kvpb.KeyValue{{Key: sp[0], Value: v}}, nil
 }
 
 // indexSpanOp deletes every index entry of a table (DROP TABLE and
