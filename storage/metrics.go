@@ -34,6 +34,12 @@ var engineMetrics = func() []engineMetric {
 			prometheus.GaugeValue, func(m *pebble.Metrics) float64 { return float64(m.ReadAmp()) }},
 		{d("compactions_total", "Compactions Pebble has completed since the node started."),
 			prometheus.CounterValue, func(m *pebble.Metrics) float64 { return float64(m.Compact.Count) }},
+		{d("block_cache_bytes", "Bytes of SSTable blocks held in the block cache."),
+			prometheus.GaugeValue, func(m *pebble.Metrics) float64 { return float64(m.BlockCache.Size) }},
+		{d("block_cache_hits_total", "Reads of an SSTable block found in the block cache."),
+			prometheus.CounterValue, func(m *pebble.Metrics) float64 { return float64(m.BlockCache.Hits) }},
+		{d("block_cache_misses_total", "Reads of an SSTable block that missed the block cache and read the file."),
+			prometheus.CounterValue, func(m *pebble.Metrics) float64 { return float64(m.BlockCache.Misses) }},
 		{d("wal_bytes_written_total", "Bytes written to the write-ahead log since the node started."),
 			prometheus.CounterValue, func(m *pebble.Metrics) float64 { return float64(m.WAL.BytesWritten) }},
 	}
