@@ -32,6 +32,12 @@
 #   KVNODE_FLAGS    extra flags for every kvnode node, e.g. KVNODE_FLAGS=--leased-reads=false (the
 #                   three-node reads without the leader lease, for a toggled comparison)
 #   KEEP=1          keep the work directory (stores, logs, pgbench output)
+#   BENCH_COPY_ROWS=N  also time a COPY of N rows (psql's \copy of a file, one statement, outside
+#                   a transaction) into an empty table kvc (k INT PRIMARY KEY, v TEXT) on every
+#                   target, after its pgbench scripts; reported as the script "copy" in rows per
+#                   second, with each kvnode node's peak RSS (VmHWM over the whole run) in the
+#                   latency column's note. Issue 20 asks for BENCH_COPY_ROWS=1000000 at >= 0.3x
+#                   PostgreSQL. Default 0 (not run).
 #   BENCH_TLS=1     every target over TLS: kvnode nodes secure (--certs-dir; pgbench and psql
 #                   authenticate as root with its client certificate, sslmode=verify-full), and
 #                   PostgreSQL with ssl=on and a certificate of the same test CA (sslmode=require,
@@ -59,6 +65,8 @@ BENCH_TARGETS=${BENCH_TARGETS:-postgres pgha single cluster}
 BENCH_SECONDS=${BENCH_SECONDS:-30}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_ROWS=${BENCH_ROWS:-100000}
+BENCH_COPY_ROWS=${BENCH_COPY_ROWS:-0}
+[[ $BENCH_COPY_ROWS =~ ^[0-9]+$ ]] || { printf 'bench: BENCH_COPY_ROWS must be a number of rows, got %s\n' "$BENCH_COPY_ROWS" >&2; exit 1; }
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 KVNODE_FLAGS=${KVNODE_FLAGS:-}
 BENCH_TLS=${BENCH_TLS:-0}
@@ -237,6 +245,12 @@ cat >"$WORK/lookup.sql" <<'EOF'
 SELECT k, v FROM kvi WHERE s = :s;
 EOF
 SCRIPTS=(read write lookup transfer tpcb-like)
+# REPORTED: the scripts of the report, the pgbench ones and the COPY (BENCH_COPY_ROWS).
+REPORTED=("${SCRIPTS[@]}")
+if ((BENCH_COPY_ROWS > 0)); then
+  REPORTED+=(copy)
+  awk -v n="$BENCH_COPY_ROWS" 'BEGIN { for (i = 1; i <= n; i++) printf "%d\tvalue %d of the copy benchmark\n", i, i }' >"$WORK/copy.tsv"
+fi
 if ((BENCH_ROWS != 100000)); then
   sed -i "s/random(1, 100000)/random(1, $BENCH_ROWS)/" "$WORK/read.sql" "$WORK/write.sql" "$WORK/transfer.sql" "$WORK/lookup.sql"
 fi
@@ -332,6 +346,35 @@ load_data() { # load_data TARGET
   log "$1: loaded $n rows in $((SECONDS - t0)) s"
 }
 
+# run_copy TARGET [PID...]: when BENCH_COPY_ROWS > 0, times one \copy of $WORK/copy.tsv into a new
+# table kvc and appends a line to $WORK/results.tsv as run_pgbench does: script "copy", rows per
+# second as its TPS, the whole COPY's milliseconds as its latency, the rows as its transactions, and
+# the peak RSS (VmHWM) of each PID given (kvnode's nodes) as its note.
+run_copy() {
+  ((BENCH_COPY_ROWS > 0)) || return 0
+  local target=${BENCH_NAME:-$1} out="$WORK/${BENCH_NAME:-$1}-copy.r$ROUND.out" rc=0 t0 t1 n note="" pid
+  shift
+  log "round $ROUND, $target: COPY of $BENCH_COPY_ROWS rows"
+  sql "CREATE TABLE kvc (k INT PRIMARY KEY, v TEXT)" >/dev/null || die "$target: CREATE TABLE kvc failed"
+  t0=$(date +%s.%N)
+  timeout 1800 "$PSQL" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" -d "$DBNAME" -X -q -v ON_ERROR_STOP=1 \
+    -c "\\copy kvc from '$WORK/copy.tsv'" >"$out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  n=$(sql "SELECT count(*) FROM kvc") || n=-
+  ((rc == 0)) || note="COPY failed (exit $rc): $(head -c 120 "$out")"
+  [[ $n == "$BENCH_COPY_ROWS" ]] || note+=" loaded $n rows, want $BENCH_COPY_ROWS"
+  for pid in "$@"; do
+    note+="${note:+; }peak RSS $(awk '/^VmHWM/ {printf "%d MiB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo '?')"
+  done
+  local secs rate ms
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  rate=$(awk -v n="$BENCH_COPY_ROWS" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
+  ms=$(awk -v s="$secs" 'BEGIN { printf "%.0f", s * 1000 }')
+  ((rc == 0)) || rate=-
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$target" copy "$rate" "$ms" "$BENCH_COPY_ROWS" 0 "$note" >>"$WORK/results.tsv"
+  log "$target: COPY of $BENCH_COPY_ROWS rows in $secs s ($rate rows/s)${note:+; $note}"
+}
+
 # run_pgbench TARGET SCRIPT: one pgbench run; appends a line to $WORK/results.tsv:
 # round, target, script, tps, latency ms, transactions, failed transactions, note.
 run_pgbench() {
@@ -422,6 +465,7 @@ bench_postgres() {
   load_data postgres
   sql "VACUUM ANALYZE" >/dev/null
   for script in "${SCRIPTS[@]}"; do run_pgbench postgres "$script"; done
+  run_copy postgres
 }
 
 # pgha: a primary and two hot standbys made from it by pg_basebackup, each with its own data
@@ -537,6 +581,7 @@ bench_single() {
   wait_sql "${NODE_PID[single]}" "$RW/single.log"
   load_data single
   for script in "${SCRIPTS[@]}"; do run_pgbench single "$script"; done
+  run_copy single "${NODE_PID[single]}"
 }
 
 bench_cluster() { three_nodes cluster; }
@@ -588,6 +633,7 @@ three_nodes() {
     log "$target: no leader found in /_status/node; pgbench connects to n1"
   fi
   for script in "${SCRIPTS[@]}"; do run_pgbench "$target" "$script"; done
+  run_copy "$target" "${NODE_PID[n1]}" "${NODE_PID[n2]}" "${NODE_PID[n3]}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -686,6 +732,7 @@ script_name() {
   lookup) echo "lookup: SELECT by a secondary key, through its index" ;;
   transfer) echo "transfer: BEGIN; SELECT; 2 UPDATEs; END (random accounts)" ;;
   tpcb-like) echo "tpcb-like: pgbench's built-in TPC-B-like transaction (one hot branch)" ;;
+  copy) echo "copy: \\copy of $BENCH_COPY_ROWS rows (rows/s; latency: the whole COPY)" ;;
   esac
 }
 # median: of the numbers on stdin, one per line ("-" lines are skipped); prints nothing if none.
@@ -733,7 +780,7 @@ rounds_table=$WORK/rounds.md
   echo "| script | target | TPS | avg latency (ms) | TPS ratio | ratio against | transactions | failed |"
   echo "|---|---|---:|---:|---:|---|---:|---:|"
   if [[ -s $WORK/results.tsv ]]; then
-    for s in "${SCRIPTS[@]}"; do
+    for s in "${REPORTED[@]}"; do
       for target in "${order[@]}"; do
         [[ -n $(col "$target" "$s" 4) ]] || continue
         tps=$(col "$target" "$s" 4 | median)
@@ -835,6 +882,7 @@ rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cmd="BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS"
 if [[ $BENCH_TARGETS != "postgres pgha single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
 if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
+if ((BENCH_COPY_ROWS > 0)); then cmd+=" BENCH_COPY_ROWS=$BENCH_COPY_ROWS"; fi
 if [[ -n $KVNODE_FLAGS ]]; then cmd+=" KVNODE_FLAGS=\"$KVNODE_FLAGS\""; fi
 if [[ $BENCH_TLS != 0 ]]; then cmd+=" BENCH_TLS=$BENCH_TLS"; fi
 cmd+=" ./scripts/bench.sh"
