@@ -26,9 +26,11 @@
 #                   within minutes, and a ratio of two runs minutes apart measures that drift as
 #                   much as the servers.
 #   BENCH_ROWS      rows loaded into kv (default 100000)
+#   BENCH_SCRIPTS   space-separated subset of the pgbench scripts to run: read write lookup
+#                   transfer tpcb-like (default: all five)
 #   BENCH_DOC       the file whose results section is replaced (default docs/benchmarks.md)
 #   BENCH_UPDATE_DOC  1 = write the results into BENCH_DOC, 0 = only print them
-#                   (default: 1 when all four targets ran, else 0)
+#                   (default: 1 when all four targets ran every script, else 0)
 #   KVNODE_FLAGS    extra flags for every kvnode node, e.g. KVNODE_FLAGS=--leased-reads=false (the
 #                   three-node reads without the leader lease, for a toggled comparison)
 #   KEEP=1          keep the work directory (stores, logs, pgbench output)
@@ -100,7 +102,7 @@ done
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 if [[ -z ${BENCH_UPDATE_DOC:-} ]]; then
   BENCH_UPDATE_DOC=0
-  if ((!TLS_ANY)) && has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
+  if ((!TLS_ANY)) && [[ -z ${BENCH_SCRIPTS:-} ]] && has_target postgres && has_target pgha && has_target single && has_target cluster; then BENCH_UPDATE_DOC=1; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +247,13 @@ cat >"$WORK/lookup.sql" <<'EOF'
 SELECT k, v FROM kvi WHERE s = :s;
 EOF
 SCRIPTS=(read write lookup transfer tpcb-like)
+if [[ -n ${BENCH_SCRIPTS:-} ]]; then
+  read -r -a asked <<<"$BENCH_SCRIPTS"
+  for s in "${asked[@]}"; do
+    [[ " ${SCRIPTS[*]} " == *" $s "* ]] || { printf 'bench: BENCH_SCRIPTS: no script %s (there are: %s)\n' "$s" "${SCRIPTS[*]}" >&2; exit 1; }
+  done
+  SCRIPTS=("${asked[@]}")
+fi
 # REPORTED: the scripts of the report, the pgbench ones and the COPY (BENCH_COPY_ROWS).
 REPORTED=("${SCRIPTS[@]}")
 if ((BENCH_COPY_ROWS > 0)); then
@@ -883,6 +892,7 @@ cmd="BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS"
 if [[ $BENCH_TARGETS != "postgres pgha single cluster" ]]; then cmd+=" BENCH_TARGETS=\"$BENCH_TARGETS\""; fi
 if ((BENCH_ROWS != 100000)); then cmd+=" BENCH_ROWS=$BENCH_ROWS"; fi
 if ((BENCH_COPY_ROWS > 0)); then cmd+=" BENCH_COPY_ROWS=$BENCH_COPY_ROWS"; fi
+if [[ -n ${BENCH_SCRIPTS:-} ]]; then cmd+=" BENCH_SCRIPTS=\"$BENCH_SCRIPTS\""; fi
 if [[ -n $KVNODE_FLAGS ]]; then cmd+=" KVNODE_FLAGS=\"$KVNODE_FLAGS\""; fi
 if [[ $BENCH_TLS != 0 ]]; then cmd+=" BENCH_TLS=$BENCH_TLS"; fi
 cmd+=" ./scripts/bench.sh"
