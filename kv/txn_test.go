@@ -584,3 +584,134 @@ func TestTxnWriteLimits(t *testing.T) {
 		}
 	}
 }
+
+// recordingDB is a replica that keeps the last commit it was asked for, so
+// a test can see what a transaction sent to be validated.
+type recordingDB struct {
+	*Replica
+	last *kvpb.TxnCommit
+}
+
+func (r *recordingDB) CommitTxn(ctx context.Context, c *kvpb.TxnCommit) error {
+	r.last = c
+	return r.Replica.CommitTxn(ctx, c)
+}
+
+// TestTxnReadsInsideScannedSpans: a key read inside a span the transaction
+// scanned (a COPY's duplicate check after a TRUNCATE in the same
+// transaction, a blind UPDATE's existence read) is validated by the span
+// alone, not by a record of its own, and a change of that key after the
+// snapshot still fails the commit; a LIMIT scan covers only what it
+// returned, so a read beyond it keeps its record.
+func TestTxnReadsInsideScannedSpans(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	n1, n2 := c.nodes[1].rep, c.nodes[2].rep
+	putOp := func(k, v string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: tk(k), Value: []byte(v)} }
+	insertOp := func(k string) kvpb.Op {
+		return kvpb.Op{Kind: kvpb.OpCPut, Key: tk(k), Value: []byte("new"), ExpectAbsent: true}
+	}
+	lo, hi := tableSpan()
+	keysOf := func(ks [][]byte) (out []string) {
+		for _, k := range ks {
+			out = append(out, string(k[len(lo):]))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		// run reads and writes in the transaction; a meanwhile write of
+		// key (outside it) must make its commit conflict when conflict is
+		// set.
+		run       func(x *txn.Txn) error
+		meanwhile kvpb.Op
+		conflict  bool
+		readKeys  []string // the read keys the commit carries
+		existKeys []string
+	}{
+		{name: "truncate, insert, the key inserted meanwhile", conflict: true,
+			run: func(x *txn.Txn) error {
+				return x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: lo, EndKey: hi}, insertOp("k")})
+			},
+			meanwhile: putOp("k", "other")},
+		{name: "truncate, insert, another table written meanwhile",
+			run: func(x *txn.Txn) error {
+				return x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: lo, EndKey: hi}, insertOp("k")})
+			},
+			meanwhile: kvpb.Op{Kind: kvpb.OpPut, Key: append(keys.TablePrefix(8), 'k'), Value: []byte("1")}},
+		{name: "key read before the scan, then written", conflict: true,
+			run: func(x *txn.Txn) error {
+				if _, _, err := x.Get(ctx, tk("a")); err != nil {
+					return err
+				}
+				_, err := x.Scan(ctx, lo, hi, 0, false)
+				return err
+			},
+			meanwhile: putOp("a", "2")},
+		{name: "existence read inside the scan, then the row deleted", conflict: true,
+			run: func(x *txn.Txn) error {
+				if _, err := x.Scan(ctx, tk("a"), tk("z"), 0, false); err != nil {
+					return err
+				}
+				_, err := x.Exists(ctx, tk("m"))
+				return err
+			},
+			meanwhile: kvpb.Op{Kind: kvpb.OpDelete, Key: tk("m")}},
+		{name: "read beyond a LIMIT scan keeps its record", conflict: true, readKeys: []string{"m"},
+			run: func(x *txn.Txn) error {
+				if _, err := x.Scan(ctx, lo, hi, 1, false); err != nil { // covers up to a
+					return err
+				}
+				_, _, err := x.Get(ctx, tk("m"))
+				return err
+			},
+			meanwhile: putOp("m", "2")},
+		{name: "existence read beyond a LIMIT scan keeps its record", existKeys: []string{"m"},
+			run: func(x *txn.Txn) error {
+				if _, err := x.Scan(ctx, lo, hi, 1, false); err != nil {
+					return err
+				}
+				_, err := x.Exists(ctx, tk("m"))
+				return err
+			},
+			meanwhile: putOp("m", "3")}, // a new value, not a creation: no conflict
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The table holds a and m.
+			if err := n2.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: lo, EndKey: hi}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := n2.Write(ctx, []kvpb.Op{putOp("a", "1"), putOp("m", "1")}); err != nil {
+				t.Fatal(err)
+			}
+			db := &recordingDB{Replica: n1}
+			x := txn.New(db, 0)
+			if err := tc.run(x); err != nil {
+				t.Fatal(err)
+			}
+			if err := n2.Write(ctx, []kvpb.Op{tc.meanwhile}); err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: append(keys.TablePrefix(9), "out"...), Value: []byte(tc.name)}}); err != nil {
+				t.Fatal(err)
+			}
+			err := x.Commit(ctx)
+			if tc.conflict != isConflict(err) || (!tc.conflict && err != nil) {
+				t.Fatalf("commit: %v, want conflict=%v", err, tc.conflict)
+			}
+			if db.last == nil {
+				t.Fatal("nothing was proposed")
+			}
+			if got := keysOf(db.last.ReadKeys); fmt.Sprint(got) != fmt.Sprint(tc.readKeys) {
+				t.Errorf("the commit's read keys: %q, want %q (a key inside a scanned span needs none)", got, tc.readKeys)
+			}
+			if got := keysOf(db.last.ExistKeys); fmt.Sprint(got) != fmt.Sprint(tc.existKeys) {
+				t.Errorf("the commit's existence keys: %q, want %q", got, tc.existKeys)
+			}
+			for i := 1; i < len(db.last.ReadSpans); i++ {
+				if bytes.Compare(db.last.ReadSpans[i-1].End, db.last.ReadSpans[i].Start) >= 0 {
+					t.Errorf("the commit's spans overlap or touch: %q", db.last.ReadSpans)
+				}
+			}
+		})
+	}
+}
