@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -16,6 +17,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/storage"
 )
 
 // applyCommittedUpTo applies, between a Ready and its Advance, the entries
@@ -330,13 +332,28 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 				wi.deletedRange(b, op.Key, op.EndKey)
 			}
 		}
-		for k, v := range overlay {
-			// Whether the key existed before the batch matters only to the
-			// write index (an insert or a delete changes existence).
-			existed := false
-			if wi != nil {
-				_, existed = get([]byte(k))
+		// In key order, so that whether each key existed is found by one
+		// iterator moving forward (for a bulk insert into a new or empty
+		// table it is exhausted at the first key, and each later seek is a
+		// no-op), and the batch's index is filled in order. The order
+		// changes nothing in the state: the keys are distinct.
+		ks := make([]string, 0, len(overlay))
+		for k := range overlay {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		var existedBefore []bool
+		if wi != nil {
+			// Whether the key existed before the batch matters only to
+			// the write index (an insert or a delete changes existence).
+			var err error
+			if existedBefore, err = existing(b, rc, ks); err != nil {
+				return result{err: err}
 			}
+		}
+		for i, k := range ks {
+			v := overlay[k]
+			existed := wi != nil && existedBefore[i]
 			if v == nil {
 				_ = b.Delete(userKey([]byte(k)), nil)
 				rc.put([]byte(k), nil, false)
@@ -348,6 +365,44 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		return result{}
 	}
 	return result{err: errors.AssertionFailedf("unknown command kind %d", cmd.Kind)}
+}
+
+// existing reports, for each of the sorted keys ks, whether it exists in
+// the state the batch b (and Pebble beneath it) holds, asking the row cache
+// first; one iterator serves every key the cache does not know.
+func existing(b *pebble.Batch, rc *rowCache, ks []string) ([]bool, error) {
+	out := make([]bool, len(ks))
+	var it *pebble.Iterator
+	defer func() {
+		if it != nil {
+			_ = it.Close()
+		}
+	}()
+	var uk []byte
+	for i, k := range ks {
+		if _, exists, ok := rc.get([]byte(k)); ok {
+			out[i] = exists
+			continue
+		}
+		if it == nil {
+			var err error
+			it, err = b.NewIter(&pebble.IterOptions{
+				LowerBound: userKey([]byte(k)),
+				UpperBound: append(userKey([]byte(ks[len(ks)-1])), 0),
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		uk = append(append(uk[:0], storage.PrefixReplicated), k...)
+		out[i] = it.SeekGE(uk) && bytes.Equal(it.Key(), uk)
+	}
+	if it != nil {
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // maybeTruncate drops applied log entries beyond LogRetain. Each replica

@@ -51,7 +51,19 @@ func appendBytes(b, v []byte) []byte {
 }
 
 func (c *command) encode() []byte {
-	b := make([]byte, 0, 64)
+	// Sized up front: a transaction's commit can be tens of MiB, and
+	// growing by doubling would copy it several times.
+	n := 64 + opsSize(c.Ops)
+	for _, k := range c.ReadKeys {
+		n += len(k) + binary.MaxVarintLen32
+	}
+	for _, k := range c.ExistKeys {
+		n += len(k) + binary.MaxVarintLen32
+	}
+	for _, sp := range c.ReadSpans {
+		n += len(sp.Start) + len(sp.End) + 2*binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, n)
 	b = append(b, commandVersion)
 	b = binary.BigEndian.AppendUint64(b, c.ID)
 	b = append(b, byte(c.Kind))
@@ -81,6 +93,15 @@ func (c *command) encode() []byte {
 		}
 	}
 	return b
+}
+
+// opsSize bounds the bytes appendOps adds for ops.
+func opsSize(ops []kvpb.Op) int {
+	n := binary.MaxVarintLen64
+	for _, op := range ops {
+		n += 3 + len(op.Key) + len(op.EndKey) + len(op.Value) + len(op.Expected) + len(op.ElseValue) + 5*binary.MaxVarintLen32
+	}
+	return n
 }
 
 func appendOps(b []byte, ops []kvpb.Op) []byte {

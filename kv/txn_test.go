@@ -715,3 +715,59 @@ func TestTxnReadsInsideScannedSpans(t *testing.T) {
 		})
 	}
 }
+
+// TestExistenceRecords: a batch that overwrites, creates and deletes keys
+// moves the existence record of exactly the keys it creates or deletes, on
+// every replica, whether the apply loop knows that a key existed from its
+// row cache or reads it from Pebble (cache off).
+func TestExistenceRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		bytes int
+	}{{"cache", 0}, {"no cache", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 0)
+			c.rowCacheBytes = tc.bytes
+			c.formThree(nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rep := c.leader().rep
+			if err := rep.EnableTxns(ctx); err != nil {
+				t.Fatal(err)
+			}
+			put := func(k string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: tk(k), Value: []byte("v")} }
+			del := func(k string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpDelete, Key: tk(k)} }
+			if err := rep.Write(ctx, []kvpb.Op{put("a"), put("c"), put("e")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := rep.Write(ctx, []kvpb.Op{put("f"), del("d"), del("c"), put("b"), put("a")}); err != nil {
+				t.Fatal(err)
+			}
+			record := func(n *tnode, prefix, k string) uint64 {
+				v, ok, err := n.rep.GetLocal(recordKey(prefix, tk(k)))
+				if err != nil || (ok && len(v) != 8) {
+					t.Fatalf("record %s%s: %q %v", prefix, k, v, err)
+				}
+				if !ok {
+					return 0
+				}
+				return binary.BigEndian.Uint64(v)
+			}
+			testutil.SucceedsWithin(t, 10*time.Second, func() error {
+				for id, n := range c.nodes {
+					first, second := record(n, writeIndexPrefix, "e"), record(n, writeIndexPrefix, "b")
+					if first == 0 || second <= first {
+						return fmt.Errorf("node %d: write records %d, %d: not applied yet", id, first, second)
+					}
+					want := map[string]uint64{"a": first, "b": second, "c": second, "d": 0, "e": first, "f": second}
+					for k, idx := range want {
+						if got := record(n, existIndexPrefix, k); got != idx {
+							return fmt.Errorf("node %d: existence record of %s at %d, want %d", id, k, got, idx)
+						}
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
