@@ -271,6 +271,9 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)), existed)
 		return result{value: cur}
 	case cmdBatch, cmdBatch21:
+		if plainWrites(cmd.Ops) {
+			return applyPlainWrites(b, rc, cmd.Ops, wi)
+		}
 		// Evaluate every condition against the state as the batch's own
 		// earlier ops leave it, then write all or nothing.
 		overlay := map[string]*[]byte{}
@@ -337,11 +340,11 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		// table it is exhausted at the first key, and each later seek is a
 		// no-op), and the batch's index is filled in order. The order
 		// changes nothing in the state: the keys are distinct.
-		ks := make([]string, 0, len(overlay))
+		ks := make([][]byte, 0, len(overlay))
 		for k := range overlay {
-			ks = append(ks, k)
+			ks = append(ks, []byte(k))
 		}
-		slices.Sort(ks)
+		slices.SortFunc(ks, bytes.Compare)
 		var existedBefore []bool
 		if wi != nil {
 			// Whether the key existed before the batch matters only to
@@ -352,14 +355,14 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 			}
 		}
 		for i, k := range ks {
-			v := overlay[k]
+			v := overlay[string(k)]
 			existed := wi != nil && existedBefore[i]
 			if v == nil {
-				_ = b.Delete(userKey([]byte(k)), nil)
-				rc.put([]byte(k), nil, false)
-				wi.wrote(b, []byte(k), existed)
+				_ = b.Delete(userKey(k), nil)
+				rc.put(k, nil, false)
+				wi.wrote(b, k, existed)
 			} else {
-				set([]byte(k), *v, existed)
+				set(k, *v, existed)
 			}
 		}
 		return result{}
@@ -367,10 +370,64 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 	return result{err: errors.AssertionFailedf("unknown command kind %d", cmd.Kind)}
 }
 
+// plainWrites reports whether ops are only puts and deletes, in strictly
+// increasing key order (as a transaction's commit sends its writes): each
+// op is then the final state of its key, with nothing to evaluate.
+func plainWrites(ops []kvpb.Op) bool {
+	for i, op := range ops {
+		if op.Kind != kvpb.OpPut && op.Kind != kvpb.OpDelete {
+			return false
+		}
+		if i > 0 && bytes.Compare(ops[i-1].Key, op.Key) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// bulkRows is the number of writes past which a batch does not add the rows
+// it writes to the row cache (it still updates those cached): a bulk load's
+// rows would only push out the working set, and filling the cache with
+// them costs as much as a third of the apply.
+const bulkRows = 4096
+
+// applyPlainWrites applies ops for which plainWrites holds, writing the
+// same state as the general path of applyCommand, without its overlay.
+func applyPlainWrites(b *pebble.Batch, rc *rowCache, ops []kvpb.Op, wi *writeIndexer) result {
+	var existedBefore []bool
+	if wi != nil {
+		ks := make([][]byte, len(ops))
+		for i := range ops {
+			ks[i] = ops[i].Key
+		}
+		var err error
+		if existedBefore, err = existing(b, rc, ks); err != nil {
+			return result{err: err}
+		}
+	}
+	cache := rc.put
+	if len(ops) > bulkRows {
+		cache = rc.putIfCached
+	}
+	for i, op := range ops {
+		existed := wi != nil && existedBefore[i]
+		if op.Kind == kvpb.OpDelete {
+			_ = b.Delete(userKey(op.Key), nil)
+			cache(op.Key, nil, false)
+			wi.wrote(b, op.Key, existed)
+			continue
+		}
+		_ = b.Set(userKey(op.Key), op.Value, nil)
+		cache(op.Key, op.Value, true)
+		wi.wrote(b, op.Key, !existed)
+	}
+	return result{}
+}
+
 // existing reports, for each of the sorted keys ks, whether it exists in
 // the state the batch b (and Pebble beneath it) holds, asking the row cache
 // first; one iterator serves every key the cache does not know.
-func existing(b *pebble.Batch, rc *rowCache, ks []string) ([]bool, error) {
+func existing(b *pebble.Batch, rc *rowCache, ks [][]byte) ([]bool, error) {
 	out := make([]bool, len(ks))
 	var it *pebble.Iterator
 	defer func() {
@@ -380,15 +437,15 @@ func existing(b *pebble.Batch, rc *rowCache, ks []string) ([]bool, error) {
 	}()
 	var uk []byte
 	for i, k := range ks {
-		if _, exists, ok := rc.get([]byte(k)); ok {
+		if _, exists, ok := rc.get(k); ok {
 			out[i] = exists
 			continue
 		}
 		if it == nil {
 			var err error
 			it, err = b.NewIter(&pebble.IterOptions{
-				LowerBound: userKey([]byte(k)),
-				UpperBound: append(userKey([]byte(ks[len(ks)-1])), 0),
+				LowerBound: userKey(k),
+				UpperBound: append(userKey(ks[len(ks)-1]), 0),
 			})
 			if err != nil {
 				return nil, err

@@ -90,6 +90,15 @@ func (c *rowCache) put(key, value []byte, exists bool) []byte {
 	return value
 }
 
+// putIfCached is put for a key that is cached, and does nothing for one
+// that is not (which stays correct: a key not cached is read again).
+func (c *rowCache) putIfCached(key, value []byte, exists bool) []byte {
+	if _, ok := c.m[string(key)]; ok {
+		return c.put(key, value, exists)
+	}
+	return nil
+}
+
 // clear forgets everything.
 func (c *rowCache) clear() {
 	if len(c.m) == 0 {

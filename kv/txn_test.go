@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -722,9 +723,10 @@ func TestTxnReadsInsideScannedSpans(t *testing.T) {
 // row cache or reads it from Pebble (cache off).
 func TestExistenceRecords(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		bytes int
-	}{{"cache", 0}, {"no cache", -1}} {
+		name   string
+		bytes  int
+		sorted bool // the second batch in key order: the apply's path without an overlay
+	}{{"cache", 0, false}, {"no cache", -1, false}, {"cache, sorted", 0, true}, {"no cache, sorted", -1, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 0)
 			c.rowCacheBytes = tc.bytes
@@ -740,7 +742,11 @@ func TestExistenceRecords(t *testing.T) {
 			if err := rep.Write(ctx, []kvpb.Op{put("a"), put("c"), put("e")}); err != nil {
 				t.Fatal(err)
 			}
-			if err := rep.Write(ctx, []kvpb.Op{put("f"), del("d"), del("c"), put("b"), put("a")}); err != nil {
+			second := []kvpb.Op{put("f"), del("d"), del("c"), put("b"), put("a")}
+			if tc.sorted {
+				slices.Reverse(second)
+			}
+			if err := rep.Write(ctx, second); err != nil {
 				t.Fatal(err)
 			}
 			record := func(n *tnode, prefix, k string) uint64 {
@@ -768,6 +774,39 @@ func TestExistenceRecords(t *testing.T) {
 				}
 				return nil
 			})
+		})
+	}
+}
+
+// TestBulkWriteUpdatesCachedRows: a batch of more than bulkRows writes in
+// key order does not fill the row cache, but still updates the rows that
+// are cached, which a conditional put then reads.
+func TestBulkWriteUpdatesCachedRows(t *testing.T) {
+	c := bootstrap3(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep := c.leader().rep
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("k00000"), Value: []byte("old")}}); err != nil {
+		t.Fatal(err)
+	}
+	var ops []kvpb.Op
+	for i := range bulkRows + 1 {
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: tk(fmt.Sprintf("k%05d", i)), Value: []byte("new")})
+	}
+	if err := rep.Write(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"k00000", "k00001"} {
+		if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpCPut, Key: tk(k), Expected: []byte("new"), Value: []byte("newer")}}); err != nil {
+			t.Fatalf("%s: a conditional put on the bulk write's value: %v", k, err)
+		}
+	}
+	for id, n := range c.nodes {
+		testutil.SucceedsWithin(t, 10*time.Second, func() error {
+			if v, _, _ := n.rep.GetLocal(tk("k00000")); string(v) != "newer" {
+				return fmt.Errorf("node %d: k00000 = %q", id, v)
+			}
+			return nil
 		})
 	}
 }
