@@ -15,6 +15,8 @@
 #
 # What it installs when missing (a fresh CI machine has Go and gcc, not these):
 #   psql         Debian's postgresql-client, through apt-get (as root, or with sudo -n)
+#   postgresql   Debian's PostgreSQL server (initdb, postgres under /usr/lib/postgresql/*/bin):
+#                server/pgcompare_test.go compares kvnode's catalog answers with a real one's
 #   python3-psycopg2, python3-psycopg, python3-sqlalchemy, python3-asyncpg, ruby-pg
 #                Debian's drivers and ORM, for the real-client transaction tests
 #                (server/txn_clients_test.go), run with Debian's /usr/bin/python3
@@ -135,6 +137,17 @@ install_py() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
   /usr/bin/python3 -c "import $mod"
 }
+
+step "install: PostgreSQL server"
+# The catalog comparison (server/pgcompare_test.go) runs the same clients against a real
+# PostgreSQL: the server binaries of Debian's postgresql, under /usr/lib/postgresql/*/bin.
+if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  echo "PostgreSQL server present: $(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -1)"
+else
+  echo "PostgreSQL server missing: installing Debian's postgresql"
+  install_deb_pkg postgresql
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+fi
 
 step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy, asyncpg)"
 install_py psycopg2 python3-psycopg2

@@ -198,6 +198,14 @@ func init() {
 				return indexDef(ci, !a[2].(bool)), nil
 			})},
 		}},
+		// pg_get_triggerdef: kvnode has no triggers (a foreign key is
+		// enforced by the statement, not by PostgreSQL's internal
+		// triggers), and PostgreSQL answers NULL for an OID that is no
+		// trigger's.
+		{name: "pg_get_triggerdef", overloads: []overload{
+			{[]types.T{tInt}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) { return nil, nil }},
+			{[]types.T{tInt, tBool}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) { return nil, nil }},
+		}},
 		{name: "pg_get_constraintdef", overloads: []overload{
 			{[]types.T{tInt}, tString, catalogFn(constraintDef)},
 			{[]types.T{tInt, tBool}, tString, catalogFn(constraintDef)},

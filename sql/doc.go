@@ -95,7 +95,8 @@
 // project, join (hash, lookup by primary key, or nested loop), group,
 // sort, distinct, limit, set operation, window (row_number, rank,
 // dense_rank), VALUES, set-returning functions in FROM and in the select
-// list (unnest, generate_series, generate_subscripts).
+// list (unnest, generate_series, generate_subscripts,
+// pg_partition_ancestors; WITH ORDINALITY in FROM).
 // A join whose equalities fix the right table's primary key looks up each
 // left row's match (up to 1,000 left rows); a join with another equality
 // between its sides is a hash join; otherwise a nested loop. The WHERE

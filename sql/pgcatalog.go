@@ -19,7 +19,10 @@ import (
 // from the node's own catalog, filled the way PostgreSQL fills them so that
 // psql, drivers and ORMs find what they look for (a table's primary key in
 // pg_index and pg_constraint, pg_attribute.atttypid joining pg_type, the
-// schemas in pg_namespace).
+// schemas in pg_namespace). server/pgcompare_test.go runs psql's describe
+// commands, SQLAlchemy's inspector and JDBC's DatabaseMetaData against a
+// node and a real PostgreSQL with the same schema; its testdata records,
+// with a reason, every line where kvnode's answer differs.
 //
 // OIDs are stable: they are computed from what they name, never allocated.
 // A user table with descriptor ID n has OID 100000 + 1000n; its primary key
@@ -92,6 +95,29 @@ func indexesOf(ti *tableInfo) []catIndex {
 	return out
 }
 
+// referencedIndexOID is the OID of the unique index of the referenced
+// table whose columns are a foreign key's referenced columns (in any
+// order), as pg_constraint.conindid gives it; 0 if there is none.
+func referencedIndexOID(parent *tableInfo, refCols []int32) int64 {
+	want := map[int32]bool{}
+	for _, id := range refCols {
+		want[id] = true
+	}
+	for _, ci := range indexesOf(parent) {
+		if !ci.unique || len(ci.cols) != len(want) {
+			continue
+		}
+		same := true
+		for _, pos := range ci.cols {
+			same = same && want[parent.cols[pos].ID]
+		}
+		if same {
+			return ci.oid
+		}
+	}
+	return 0
+}
+
 func (ci *catIndex) attnums() types.Array {
 	var out types.Array
 	for _, p := range ci.cols {
@@ -126,6 +152,19 @@ type builtinType struct {
 	elem     int64 // element type of an array type
 	array    int64 // array type of this type
 	sqlName  string
+}
+
+// storage is the type's typstorage, as PostgreSQL's catalog has it: plain
+// for fixed-length types and the vectors, main for numeric, extended for
+// the other variable-length types.
+func (t builtinType) storage() string {
+	switch {
+	case t.len >= 0, t.name == "int2vector", t.name == "oidvector", t.name == "unknown":
+		return "p"
+	case t.name == "numeric":
+		return "m"
+	}
+	return "x"
 }
 
 var builtinTypes = []builtinType{
@@ -211,10 +250,13 @@ type catalogSnapshot struct {
 	byName    map[string]*tableInfo
 	virtNames []string
 	virtByOID map[int64]string
+	// referenced holds the IDs of the tables a foreign key references.
+	referenced map[int64]bool
 }
 
 func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
-	s := &catalogSnapshot{e: e, byOID: map[int64]*tableInfo{}, byName: map[string]*tableInfo{}, virtByOID: map[int64]string{}}
+	s := &catalogSnapshot{e: e, byOID: map[int64]*tableInfo{}, byName: map[string]*tableInfo{}, virtByOID: map[int64]string{},
+		referenced: map[int64]bool{}}
 	// A database's catalog describes its own tables, as in PostgreSQL.
 	descs := e.catalog.TablesIn(db)
 	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
@@ -236,6 +278,7 @@ func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
 			if i < maxFKOIDs {
 				s.byOID[foreignKeyOID(d, i)] = ti
 			}
+			s.referenced[d.ForeignKeys[i].RefTable] = true
 		}
 		for i := range d.Checks {
 			if i < maxCheckOIDs {
@@ -364,6 +407,10 @@ var catalogTables = []catTable{
 			for _, ti := range s.tables {
 				r := row(tableOID(ti.desc), ti.desc.Name, oidPublic, rowTypeOID(ti.desc), oidHeapAM, true, "r", int64(len(ti.visible)))
 				r[18] = int64(min(len(ti.desc.Checks), maxCheckOIDs)) // relchecks
+				// relhastriggers: PostgreSQL enforces a foreign key with
+				// triggers on both tables, and psql shows a table's foreign
+				// keys, and those referencing it, only when it is set.
+				r[20] = len(ti.desc.ForeignKeys) > 0 || s.referenced[int64(ti.desc.ID)]
 				out = append(out, r)
 				for _, ci := range indexesOf(ti) {
 					out = append(out, row(ci.oid, ci.name, oidPublic, 0, oidBtreeAM, false, "i", int64(len(ci.cols))))
@@ -389,10 +436,7 @@ var catalogTables = []catTable{
 				if t == types.String {
 					coll = oidDefaultColl
 				}
-				storage := "p"
-				if typ.len < 0 {
-					storage = "x" // PostgreSQL's "extended" for variable-length types
-				}
+				storage := typ.storage()
 				return []types.Datum{rel, name, oid, int64(-1), typ.len, num, int64(0), int64(-1), int64(types.TypeMod(t, mod)),
 					typ.len > 0, storage, "i", notNull, hasDef, false, "", "", false, true, int64(0), coll, nil, nil, nil, nil}
 			}
@@ -435,7 +479,7 @@ var catalogTables = []catTable{
 				io := t.name
 				out = append(out, []types.Datum{t.oid, t.name, int64(oidPgCatalog), int64(oidRoot), t.len, t.len > 0 && t.len <= 8,
 					typtype, t.category, false, true, ",", int64(0), t.elem, t.array, io + "in", io + "out", io + "recv", io + "send",
-					"-", "-", "-", "i", "p", false, int64(0), int64(-1), int64(0), coll, nil, nil, nil})
+					"-", "-", "-", "i", t.storage(), false, int64(0), int64(-1), int64(0), coll, nil, nil, nil})
 			}
 			for _, ti := range s.tables {
 				out = append(out, []types.Datum{rowTypeOID(ti.desc), ti.desc.Name, int64(oidPublic), int64(oidRoot), int64(-1), false,
@@ -500,7 +544,7 @@ var catalogTables = []catTable{
 					}
 					del := map[string]string{"": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n"}[fk.OnDelete]
 					out = append(out, []types.Datum{foreignKeyOID(ti.desc, i), fk.Name, int64(oidPublic), "f", false, false, true,
-						tableOID(ti.desc), int64(0), int64(0), int64(0), tableOID(parent), "a", del, "s", true, int64(0), true,
+						tableOID(ti.desc), int64(0), referencedIndexOID(pti, fk.RefColumns), int64(0), tableOID(parent), "a", del, "s", true, int64(0), true,
 						conkey, confkey, nil, nil, nil, nil, nil})
 				}
 				for i, ck := range ti.desc.Checks {
@@ -696,6 +740,15 @@ var catalogTables = []catTable{
 	{name: "pg_catalog.pg_publication", cols: "oid int, pubname text, pubowner int, puballtables bool, pubinsert bool, " +
 		"pubupdate bool, pubdelete bool, pubtruncate bool, pubviaroot bool"},
 	{name: "pg_catalog.pg_publication_rel", cols: "oid int, prpubid int, prrelid int"},
+	// pg_depend: what depends on what, as PostgreSQL records it for the
+	// objects kvnode has. The class columns hold the OIDs of kvnode's own
+	// catalog tables ('pg_catalog.pg_class'::regclass here), so that joins
+	// written against regclass casts work.
+	{name: "pg_catalog.pg_depend", cols: "classid int, objid int, objsubid int, refclassid int, refobjid int, " +
+		"refobjsubid int, deptype text",
+		rows: func(_ context.Context, s *catalogSnapshot) ([][]types.Datum, error) {
+			return s.dependRows()
+		}},
 	{name: "pg_catalog.pg_trigger", cols: "oid int, tgrelid int, tgparentid int, tgname text, tgfoid int, tgtype int, " +
 		"tgenabled text, tgisinternal bool, tgconstrrelid int, tgconstrindid int, tgconstraint int, tgdeferrable bool, " +
 		"tginitdeferred bool, tgnargs int, tgattr int[], tgargs text, tgqual text, tgoldtable text, tgnewtable text"},
@@ -1179,4 +1232,69 @@ func (e *Executor) undefinedVirtual(name string) error {
 	}
 	return pgerror.WithHintf(pgerror.Newf(pgerror.CodeUndefinedTable, "relation %q does not exist", name),
 		"the virtual tables of this node in %s are: %v", schema, same)
+}
+
+// dependRows are pg_depend's rows: a table on its schema; an index on the
+// columns it covers, or a primary key's index on its constraint; a
+// constraint on its table's columns (a CHECK on its whole table), a
+// foreign key also on the referenced table's columns and unique index; a
+// DEFAULT on its column.
+func (s *catalogSnapshot) dependRows() ([][]types.Datum, error) {
+	class, constraint, attrdef, namespace := virtualOID("pg_catalog.pg_class"), virtualOID("pg_catalog.pg_constraint"),
+		virtualOID("pg_catalog.pg_attrdef"), virtualOID("pg_catalog.pg_namespace")
+	var out [][]types.Datum
+	dep := func(classID, obj, refClass, ref, refSub int64, kind string) {
+		out = append(out, []types.Datum{classID, obj, int64(0), refClass, ref, refSub, kind})
+	}
+	for _, ti := range s.tables {
+		tbl := tableOID(ti.desc)
+		dep(class, tbl, namespace, oidPublic, 0, "n")
+		for _, ci := range indexesOf(ti) {
+			if ci.primary {
+				dep(class, ci.oid, constraint, pkeyConstraintOID(ti.desc), 0, "i")
+				for _, n := range ci.attnums() {
+					dep(constraint, pkeyConstraintOID(ti.desc), class, tbl, n.(int64), "a")
+				}
+				continue
+			}
+			for _, n := range ci.attnums() {
+				dep(class, ci.oid, class, tbl, n.(int64), "a")
+			}
+		}
+		for i := range ti.desc.ForeignKeys {
+			if i >= maxFKOIDs {
+				break
+			}
+			fk := &ti.desc.ForeignKeys[i]
+			parent, ok := s.e.tableByID(fk.RefTable)
+			if !ok {
+				continue
+			}
+			pti, err := s.e.tables.infoFor(parent)
+			if err != nil {
+				return nil, err
+			}
+			con := foreignKeyOID(ti.desc, i)
+			for _, id := range fk.Columns {
+				dep(constraint, con, class, tbl, attnum(ti, ti.desc.ColumnIndexByID(id)), "a")
+			}
+			if idx := referencedIndexOID(pti, fk.RefColumns); idx != 0 {
+				dep(constraint, con, class, idx, 0, "n")
+			}
+			for _, id := range fk.RefColumns {
+				dep(constraint, con, class, tableOID(parent), attnum(pti, parent.ColumnIndexByID(id)), "n")
+			}
+		}
+		for i := range ti.desc.Checks {
+			if i < maxCheckOIDs {
+				dep(constraint, checkConstraintOID(ti.desc, i), class, tbl, 0, "a")
+			}
+		}
+		for i, pos := range ti.visible {
+			if c := ti.cols[pos]; c.DefaultExpr != "" {
+				dep(attrdef, attrdefOID(ti.desc, c.ID), class, tbl, int64(i+1), "a")
+			}
+		}
+	}
+	return out, nil
 }

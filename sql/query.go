@@ -883,14 +883,21 @@ func (e *Executor) analyzeQueryPlan(q parser.SelectStatement, params *paramSet) 
 	return p, nil
 }
 
-// funcScanNode is a set-returning function in FROM: generate_series or
-// unnest.
+// funcScanNode is a set-returning function in FROM: generate_series,
+// unnest or pg_partition_ancestors; WITH ORDINALITY adds a second column,
+// the row's number from 1.
 type funcScanNode struct {
-	name string
-	args []texpr
+	name       string
+	args       []texpr
+	ordinality bool
 }
 
-func (n *funcScanNode) width() int { return 1 }
+func (n *funcScanNode) width() int {
+	if n.ordinality {
+		return 2
+	}
+	return 1
+}
 func (n *funcScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	rc := rowCtx(ec)
 	args := make([]types.Datum, len(n.args))
@@ -911,6 +918,9 @@ func (n *funcScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	out := make([][]types.Datum, len(vals))
 	for i, d := range vals {
 		out[i] = []types.Datum{d}
+		if n.ordinality {
+			out[i] = append(out[i], int64(i+1))
+		}
 	}
 	return out, nil
 }
@@ -927,6 +937,11 @@ func srfValues(name string, args []types.Datum) ([]types.Datum, error) {
 		for i, x := range args[0].(types.Array) {
 			out = append(out, types.Array{x, int64(i + 1)})
 		}
+	case "pg_partition_ancestors":
+		// PostgreSQL lists a partition and its ancestors, and nothing for
+		// a relation outside a partition tree: kvnode has no partitioned
+		// tables, so every relation is outside one.
+		return nil, nil
 	case "generate_subscripts":
 		if args[1].(int64) != 1 {
 			return nil, nil // kvnode arrays have one dimension
@@ -958,7 +973,7 @@ func srfValues(name string, args []types.Datum) ([]types.Datum, error) {
 // isSRFName reports whether name is a set-returning function kvnode has.
 func isSRFName(name string) bool {
 	switch name {
-	case "unnest", "generate_series", "generate_subscripts", "information_schema._pg_expandarray":
+	case "unnest", "generate_series", "generate_subscripts", "information_schema._pg_expandarray", "pg_partition_ancestors":
 		return true
 	}
 	return false
@@ -1034,6 +1049,13 @@ func checkSRF(a *analyzer, v *parser.FuncCall, field string) (*srfExpr, error) {
 			}
 			e.args = append(e.args, settleTo(c, types.Int))
 		}
+		e.t = types.Int
+	case "pg_partition_ancestors":
+		c, err := checkPartitionAncestorsArg(a, v.Args)
+		if err != nil {
+			return nil, err
+		}
+		e.args = []texpr{c}
 		e.t = types.Int
 	case "unnest", "generate_subscripts":
 		want := 1
@@ -1170,9 +1192,16 @@ func (b *queryBuilder) buildFuncTable(v *parser.FuncTable, a *analyzer) (*fromIt
 		}
 		n.args = []texpr{c}
 		t = c.typ().Elem()
+	case "pg_partition_ancestors":
+		c, err := checkPartitionAncestorsArg(fa, v.Func.Args)
+		if err != nil {
+			return nil, err
+		}
+		n.args = []texpr{c}
+		t = types.Int
 	default:
 		return nil, pgerror.WithHintf(unsupported("function %s in FROM is not supported", v.Func.FuncName()),
-			"kvnode supports generate_series and unnest in FROM")
+			"kvnode supports generate_series, unnest and pg_partition_ancestors in FROM")
 	}
 	if fa.correlated {
 		a.correlated = true
@@ -1182,15 +1211,25 @@ func (b *queryBuilder) buildFuncTable(v *parser.FuncTable, a *analyzer) (*fromIt
 		alias = name
 	}
 	colName := name
-	if len(v.Cols) > 1 {
+	n.ordinality = v.Ordinality
+	width := n.width()
+	if len(v.Cols) > width {
 		return nil, pgerror.Newf(pgerror.CodeInvalidColumnReference, "too many column aliases for function %s", name)
 	}
-	if len(v.Cols) == 1 {
+	if len(v.Cols) >= 1 {
 		colName = v.Cols[0]
 	} else if v.Alias != "" {
 		colName = v.Alias
 	}
-	st := scopeTable{names: []string{alias}, cols: []scopeCol{{name: colName, t: t}}}
+	cols := []scopeCol{{name: colName, t: t}}
+	if n.ordinality {
+		ordName := "ordinality"
+		if len(v.Cols) == 2 {
+			ordName = v.Cols[1]
+		}
+		cols = append(cols, scopeCol{name: ordName, t: types.Int})
+	}
+	st := scopeTable{names: []string{alias}, cols: cols}
 	return &fromItem{node: n, tables: []scopeTable{st}}, nil
 }
 
@@ -1261,4 +1300,26 @@ func (b *queryBuilder) buildValues(v *parser.ValuesClause, a *analyzer) (relNode
 		cols[c] = outCol{name: "column" + strconv.Itoa(c+1), t: t, te: rows[0][c]}
 	}
 	return &valuesNode{rows: rows}, cols, nil
+}
+
+// checkPartitionAncestorsArg type-checks pg_partition_ancestors's one
+// argument, a relation's OID (regclass): an OID, or a string PostgreSQL
+// would cast to regclass (psql sends '16390').
+func checkPartitionAncestorsArg(a *analyzer, args []parser.Expr) (texpr, error) {
+	if len(args) != 1 {
+		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "pg_partition_ancestors takes 1 argument")
+	}
+	c, err := a.check(args[0], types.Unknown)
+	if err != nil {
+		return nil, err
+	}
+	switch c.typ() {
+	case types.Int:
+		return c, nil
+	case types.String, types.Unknown:
+		// A relation's name or OID as text, cast to regclass as
+		// PostgreSQL casts it: a name that is no relation's fails.
+		return &regCastExpr{e: settleTo(c, types.String), kind: "regclass"}, nil
+	}
+	return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: pg_partition_ancestors(%s)", typeName(c.typ()))
 }

@@ -98,6 +98,9 @@ var sessionVars = []*sessionVar{
 	{name: "lc_messages", def: fixed("C.UTF-8"), set: anyValue},
 	{name: "lock_timeout", def: fixed("0"), set: anyValue},
 	{name: "max_identifier_length", def: fixed("128")},
+	// max_index_keys is PostgreSQL's compiled-in INDEX_MAX_KEYS, which JDBC
+	// reads from pg_settings for getImportedKeys and getExportedKeys.
+	{name: "max_index_keys", def: fixed("32")},
 	{name: "node_id", def: func(s *session) string { return strconv.Itoa(int(s.e.cfg.NodeID())) }},
 	{name: "search_path", def: fixed("\"$user\", public"), set: anyValue},
 	{name: "server_encoding", def: fixed("UTF8")},

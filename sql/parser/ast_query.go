@@ -188,11 +188,14 @@ type DerivedTable struct {
 	Cols   []string
 }
 
-// FuncTable is a set-returning function in FROM: f(args) [AS] alias [(cols)].
+// FuncTable is a set-returning function in FROM:
+// f(args) [WITH ORDINALITY] [AS] alias [(cols)]. WITH ORDINALITY adds a
+// column numbering the function's rows from 1.
 type FuncTable struct {
-	Func  *FuncCall
-	Alias string
-	Cols  []string
+	Func       *FuncCall
+	Ordinality bool
+	Alias      string
+	Cols       []string
 }
 
 // JoinKind is the kind of a join.
@@ -259,6 +262,9 @@ func (t *DerivedTable) Format(b *strings.Builder) {
 // Format writes the call and its alias.
 func (t *FuncTable) Format(b *strings.Builder) {
 	t.Func.Format(b)
+	if t.Ordinality {
+		b.WriteString(" WITH ORDINALITY")
+	}
 	formatAlias(b, t.Alias, t.Cols)
 }
 

@@ -237,6 +237,8 @@ func FuzzParse(f *testing.F) {
 			"UNION ALL (SELECT 1, 2 EXCEPT SELECT 3, 4) ORDER BY 1 DESC NULLS LAST LIMIT 1 OFFSET 1",
 		"SELECT ARRAY(SELECT 1), ARRAY[1, 2], x = ANY ('{1}'), y <> ALL (SELECT 1), EXISTS (SELECT 1), z NOT IN (SELECT 1), " +
 			"a IS DISTINCT FROM b, indkey[1], '{a}'::text[] FROM generate_series(1, 2) AS g (i), (SELECT 1) s",
+		"SELECT t.tgname FROM pg_trigger AS u, pg_partition_ancestors(t.tgrelid) WITH ORDINALITY AS a(relid, depth), " +
+			"unnest(ARRAY[1]) WITH ORDINALITY, generate_series(1, 2) WITH ORDINALITY g",
 		"SELECT position('a' IN b), substring(x FROM 1 FOR 2), trim(leading 'x' FROM y), $$a$$, $t$b$t$, x @> y, a<-1, a!=-1, date '2020', -x^2",
 		"SELECT string_agg(v, ',' ORDER BY v DESC NULLS FIRST, k), array_agg(DISTINCT k) FROM t GROUP BY g",
 		"VALUES (1, 'a'), ($1, NULL) ORDER BY 1; SELECT * FROM (VALUES (1)) AS v (x) JOIN t ON t.k = v.x",

@@ -523,14 +523,17 @@ func (p *parser) tablePrimary() (TableExpr, error) {
 		if err := p.expectOp(")"); err != nil {
 			return nil, err
 		}
+		ordinality := false
 		if p.isKw("with") && p.isKwAt(1, "ordinality") {
-			return nil, p.unsupportedAt(p.peek(), "WITH ORDINALITY is not supported")
+			p.advance()
+			p.advance()
+			ordinality = true
 		}
 		alias, cols, err := p.tableAlias(true)
 		if err != nil {
 			return nil, err
 		}
-		return &FuncTable{Func: f, Alias: alias, Cols: cols}, nil
+		return &FuncTable{Func: f, Ordinality: ordinality, Alias: alias, Cols: cols}, nil
 	}
 	alias, cols, err := p.tableAlias(true)
 	if err != nil {
