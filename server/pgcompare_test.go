@@ -30,9 +30,14 @@ import (
 // that went away, fails the test. Rewrite with -rewrite and review the
 // diff: a '-' or '+' line is a difference from PostgreSQL.
 func TestCatalogMatchesPostgres(t *testing.T) {
-	pg := startRealPostgres(t)
 	psql, err := exec.LookPath("psql")
 	requireClient(t, err == nil, "psql (Debian's postgresql-client)")
+	// The expected outputs are those of psql 15 and PostgreSQL 15 (Debian
+	// 12's): another release formats and answers differently.
+	psqlVersion, _ := exec.Command(psql, "--version").Output()
+	requireClient(t, strings.Contains(string(psqlVersion), "(PostgreSQL) 15."), "psql 15 (found "+strings.TrimSpace(string(psqlVersion))+")")
+	pg := startRealPostgres(t)
+	requireClient(t, strings.Contains(pg.version, "(PostgreSQL) 15."), "PostgreSQL 15's server (found "+pg.version+")")
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	kvAddr := c.Nodes[0].Config.SQLAddr
 	targets := []struct{ addr, url string }{{pg.Addr(), pg.URL()}, {kvAddr, c.URL(0)}}

@@ -36,9 +36,13 @@ func (pg *realPostgres) URL() string {
 // Addr is the server's host:port.
 func (pg *realPostgres) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.port)) }
 
-// postgresBinDir returns the newest /usr/lib/postgresql/<v>/bin holding
-// initdb and postgres, or "".
+// postgresBinDir returns /usr/lib/postgresql/15/bin if it holds initdb
+// and postgres (the release the comparisons expect), else the newest such
+// directory, or "".
 func postgresBinDir() string {
+	if d := "/usr/lib/postgresql/15/bin"; exists(filepath.Join(d, "postgres")) && exists(filepath.Join(d, "initdb")) {
+		return d
+	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool {
 		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[i])))

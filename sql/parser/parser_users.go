@@ -19,6 +19,11 @@ const roleOptionsHint = "kvnode's role options are LOGIN, NOLOGIN, CREATEDB, NOC
 // double quotes) or a string literal, as CockroachDB accepts.
 func (p *parser) roleName() (string, error) {
 	if t := p.peek(); t.kind == tokString {
+		if t.val == "" {
+			// As "" is refused: no role has an empty name (and the
+			// canonical form, an identifier, could not say it).
+			return "", pgerror.WithHintf(lexErrorAt(p.src, t.pos, "''", "zero-length role name"), "name the role, for example CREATE USER alice")
+		}
 		p.advance()
 		return t.val, nil
 	}

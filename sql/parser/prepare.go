@@ -70,11 +70,13 @@ type Deallocate struct {
 
 // Format writes the statement.
 func (s *Deallocate) Format(b *strings.Builder) {
-	b.WriteString("DEALLOCATE ")
 	if s.All {
-		b.WriteString("ALL")
+		b.WriteString("DEALLOCATE ALL")
 		return
 	}
+	// PREPARE always: a statement named prepare would otherwise read as
+	// the keyword.
+	b.WriteString("DEALLOCATE PREPARE ")
 	QuoteIdent(b, s.Name)
 }
 
