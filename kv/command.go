@@ -27,6 +27,13 @@ const (
 	// (OpCheck); a 2.0 binary would skip such an op instead of stopping,
 	// so the batch travels under a kind it refuses (downgrade.go).
 	cmdBatch21 cmdKind = 7
+	// cmdTxnGCStep collects a bounded part of the transaction records
+	// (txn.go, applyTxnGCStep): Snapshot holds the horizon a new pass
+	// collects to (0: only continue a pass in progress), GCRecords and
+	// GCBytes bound the records it visits. Proposed at the level of the
+	// other transaction commands (downgrade.go); it replaces cmdTxnGC,
+	// which a log may still hold and which applies as it always did.
+	cmdTxnGCStep cmdKind = 8
 )
 
 // command is a decoded entry payload. ID identifies the proposal so that the
@@ -43,6 +50,11 @@ type command struct {
 	ReadKeys  [][]byte
 	ExistKeys [][]byte
 	ReadSpans []kvpb.Span
+	// cmdTxnGCStep: at most GCRecords records and GCBytes bytes of their
+	// keys are visited (part of the command, not of each node's
+	// configuration, so that every replica stops at the same record).
+	GCRecords uint64
+	GCBytes   uint64
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -75,6 +87,10 @@ func (c *command) encode() []byte {
 		b = binary.AppendVarint(b, c.Delta)
 	case cmdTxnGC:
 		b = binary.AppendUvarint(b, c.Snapshot)
+	case cmdTxnGCStep:
+		b = binary.AppendUvarint(b, c.Snapshot)
+		b = binary.AppendUvarint(b, c.GCRecords)
+		b = binary.AppendUvarint(b, c.GCBytes)
 	case cmdTxnCommit:
 		b = binary.AppendUvarint(b, c.Snapshot)
 		b = binary.AppendUvarint(b, uint64(len(c.ReadKeys)))
@@ -233,6 +249,10 @@ func decodeCommand(data []byte) (*command, error) {
 	case cmdEnableTxns, cmdDisableTxns:
 	case cmdTxnGC:
 		c.Snapshot = d.uvarint()
+	case cmdTxnGCStep:
+		c.Snapshot = d.uvarint()
+		c.GCRecords = d.uvarint()
+		c.GCBytes = d.uvarint()
 	case cmdTxnCommit:
 		c.Snapshot = d.uvarint()
 		n := d.count()

@@ -66,6 +66,13 @@ func (k cmdKind) level() CommandLevel {
 		// Writers propose it only at 2.1 itself; the door closes with the
 		// transaction commands', before the downgrade purges the logs.
 		return Level21Txns
+	case cmdEnableTxns, cmdTxnCommit, cmdTxnGC, cmdTxnGCStep:
+		// cmdTxnGCStep (issue 22) came after cmdTxnGC in the 2.1 tree but
+		// needs no step of its own: 2.1-step.1 fences out every binary
+		// older than 2.1, and 2.1 has not been released without it, so
+		// every node that may apply the entries of 2.1-step.2 knows it.
+		// Its state (the cursor under 0x06) goes with cmdDisableTxns.
+		return Level21Txns
 	default:
 		return Level21Txns
 	}

@@ -29,6 +29,11 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A collection left partway: its cursor is 2.1 state too.
+	l := c.leader().rep
+	if v := gcStep(t, l, l.appliedIndex(), 1, 0); v != 1 || !l.txnGCPassUnderWay() {
+		t.Fatalf("a collection step of one record visited %d, and left no pass under way", v)
+	}
 	for id, n := range c.nodes {
 		testutil.SucceedsWithin(t, 10*time.Second, func() error {
 			if idx, err := n.rep.TxnCommandsInLog(); err != nil || idx == 0 {
@@ -48,6 +53,9 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 	snap.Close()
 	if !errors.Is(err, kvpb.ErrCommandRefused) {
 		t.Fatalf("a commit at the fence: %v, want ErrCommandRefused", err)
+	}
+	if _, err := l.proposeTxnGC(&command{Kind: cmdTxnGCStep, GCRecords: 1}); !errors.Is(err, kvpb.ErrCommandRefused) {
+		t.Fatalf("a collection step at the fence: %v, want ErrCommandRefused", err)
 	}
 	var through uint64
 	for i := 0; i < 2; i++ { // idempotent, and resumable by another node
@@ -98,7 +106,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 // does not apply a 2.1 command as the 2.1 code would; it stops instead.
 func TestRelease20ReplicaRefusesTxnEntries(t *testing.T) {
 	r := &Replica{cfg: Config{Release20: true}}
-	for _, k := range []cmdKind{cmdEnableTxns, cmdTxnCommit, cmdTxnGC, cmdDisableTxns} {
+	for _, k := range []cmdKind{cmdEnableTxns, cmdTxnCommit, cmdTxnGC, cmdTxnGCStep, cmdDisableTxns} {
 		if err := r.applyGuard(&command{Kind: k}, 42); err == nil {
 			t.Errorf("a 2.0 replica accepted command kind %d", k)
 		}

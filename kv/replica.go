@@ -54,6 +54,12 @@ type Config struct {
 	// txn.go.
 	TxnHistory    time.Duration
 	TxnGCInterval time.Duration
+	// TxnGCStepRecords and TxnGCStepBytes bound one step of the collection
+	// (default 10,000 records and 1 MiB of their keys): the data group
+	// applies nothing else while it applies a step. They travel in the
+	// command, so nodes configured differently still agree.
+	TxnGCStepRecords uint64
+	TxnGCStepBytes   uint64
 
 	// Leader lease (lease.go, kv/DESIGN.md). Clock is the node's clock
 	// (nil: the system clock; tests shift it). MaxOffset bounds how far two
@@ -109,6 +115,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TxnGCInterval == 0 {
 		c.TxnGCInterval = time.Minute
+	}
+	if c.TxnGCStepRecords == 0 {
+		c.TxnGCStepRecords = 10000
+	}
+	if c.TxnGCStepBytes == 0 {
+		c.TxnGCStepBytes = 1 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -85,6 +85,8 @@ type tcluster struct {
 	retainBytes uint64
 	// txnGC is every node's TxnHistory and TxnGCInterval (0: the defaults).
 	txnGC time.Duration
+	// txnGCStep is every node's TxnGCStepRecords (0: the default).
+	txnGCStep uint64
 	// maxOffset and leaseReads configure every node's leader lease
 	// (leaseReads nil: no leased reads).
 	maxOffset  time.Duration
@@ -180,7 +182,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	}
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, LogRetainBytes: c.retainBytes, Logger: logger, RowCacheBytes: c.rowCacheBytes,
-		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC, CommandLevel: c.commandLevel, Release20: c.release20[id],
+		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC, TxnGCStepRecords: c.txnGCStep, CommandLevel: c.commandLevel, Release20: c.release20[id],
 		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load, Metrics: n.metrics})
 	if err != nil {
 		t.Fatal(err)

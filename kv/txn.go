@@ -54,6 +54,10 @@ const (
 	// written at or below max(stamps-from, horizon), and a transaction
 	// whose snapshot is below the horizon can no longer be validated.
 	gcHorizonKey = txnMetaPrefix + "gc-horizon"
+	// gcCursorKey holds, while a pass of cmdTxnGCStep commands is under
+	// way, the record key (existIndexPrefix or writeIndexPrefix + k) at
+	// which the next step begins; absent: no pass is under way.
+	gcCursorKey = txnMetaPrefix + "gc-cursor"
 )
 
 // recordsEnd is the first key after every record under prefix p (which
@@ -164,6 +168,11 @@ func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result
 		_ = b.Set(userKey([]byte(gcHorizonKey)), binary.BigEndian.AppendUint64(nil, h), nil)
 		r.stamps.horizon = h
 		return result{}
+	case cmdTxnGCStep:
+		if from == 0 {
+			return result{}
+		}
+		return r.applyTxnGCStep(b, index, cmd)
 	case cmdTxnCommit:
 		if from == 0 {
 			return result{err: kvpb.ErrTxnsDisabled}
@@ -337,11 +346,136 @@ func collectTxnRecords(b *pebble.Batch, h uint64) error {
 	return b.DeleteRange(userKey(rangeDeleteKey(0, nil)), userKey(rangeDeleteKey(h+1, nil)), nil)
 }
 
+// applyTxnGCStep applies one step of a pass over the transaction records
+// (txn/DESIGN.md, "The GC horizon: built"). Without a pass under way, a
+// step whose horizon is above the stored one starts a pass: it stores the
+// horizon first, in the same batch as any deletion, so that from this
+// entry on a commit whose snapshot is below it fails as too old, and a
+// record it deletes could never have signalled a conflict (its index is at
+// or below every snapshot still validated). Then, as every step of the
+// pass, it visits the existence and write index records in key order from
+// the cursor, at most cmd.GCRecords of them (and about cmd.GCBytes of
+// keys), deletes those at or below the stored horizon, and stores where the
+// next step begins, or, at the end of the records, removes the cursor: the
+// pass is over. Everything is read through b and bounded by the command,
+// so every replica deletes the same records, and a Raft snapshot carries
+// the cursor like any other record. The result's value is the number of
+// records visited.
+func (r *Replica) applyTxnGCStep(b *pebble.Batch, index uint64, cmd *command) result {
+	cursorKey := userKey([]byte(gcCursorKey))
+	var cursor []byte
+	switch v, closer, err := b.Get(cursorKey); {
+	case err == nil:
+		cursor = bytes.Clone(v)
+		_ = closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return result{err: errors.Wrap(err, "reading the transaction records' collection cursor")}
+	}
+	h := r.stamps.horizon
+	starts := false
+	if cursor == nil {
+		h = max(h, min(cmd.Snapshot, index-1))
+		if h == r.stamps.horizon {
+			return result{} // nothing to collect that is not collected
+		}
+		starts, cursor = true, []byte(existIndexPrefix)
+	}
+	visited, next, err := sweepTxnRecords(b, cursor, h, max(cmd.GCRecords, 1), cmd.GCBytes)
+	if err != nil {
+		return result{err: err}
+	}
+	if starts {
+		_ = b.DeleteRange(userKey(rangeDeleteKey(0, nil)), userKey(rangeDeleteKey(h+1, nil)), nil)
+		_ = b.Set(userKey([]byte(gcHorizonKey)), binary.BigEndian.AppendUint64(nil, h), nil)
+		r.stamps.horizon = h
+	}
+	if next == nil {
+		_ = b.Delete(cursorKey, nil)
+	} else {
+		_ = b.Set(cursorKey, next, nil)
+	}
+	return result{value: int64(visited)}
+}
+
+// sweepTxnRecords visits, in key order from cursor (a record key), the
+// existence and then the write index records, at most maxRecords of them
+// and, if maxBytes is not 0, until their keys reach maxBytes; it deletes,
+// through b, those at or below h. next is the first record key not
+// visited, nil if the last record was.
+//
+// A run of at least sweepRangeRun consecutive records to delete goes as one
+// range deletion (the span from its first record to just after its last,
+// which holds no other key: the run was read through b): a pass over a
+// store loaded long ago deletes whole steps' worth of records, and
+// millions of point tombstones would be written, and then skipped by every
+// later pass until compactions drop them, where a range tombstone is
+// stepped over at once.
+func sweepTxnRecords(b *pebble.Batch, cursor []byte, h, maxRecords, maxBytes uint64) (visited uint64, next []byte, err error) {
+	var points, ranges [][]byte // ranges: start and end, in pairs
+	var run [][]byte            // the run of records to delete so far
+	flush := func() {
+		if len(run) >= sweepRangeRun {
+			ranges = append(ranges, run[0], append(run[len(run)-1], 0))
+		} else {
+			points = append(points, run...)
+		}
+		run = nil
+	}
+	var size uint64
+	for _, p := range []string{existIndexPrefix, writeIndexPrefix} {
+		lo, hi := []byte(p), recordsEnd(p)
+		if bytes.Compare(cursor, hi) >= 0 {
+			continue
+		}
+		if bytes.Compare(cursor, lo) > 0 {
+			lo = cursor
+		}
+		it, err := b.NewIter(&pebble.IterOptions{LowerBound: userKey(lo), UpperBound: userKey(hi)})
+		if err != nil {
+			return 0, nil, err
+		}
+		for valid := it.First(); valid; valid = it.Next() {
+			if visited >= maxRecords || (maxBytes > 0 && size >= maxBytes) {
+				next = bytes.Clone(it.Key()[1:])
+				break
+			}
+			visited++
+			size += uint64(len(it.Key()))
+			if v := it.Value(); len(v) == 8 && binary.BigEndian.Uint64(v) <= h {
+				run = append(run, bytes.Clone(it.Key()))
+			} else {
+				flush()
+			}
+		}
+		flush() // a run never spans two prefixes: other keys lie between
+		if err := it.Close(); err != nil {
+			return 0, nil, err
+		}
+		if next != nil {
+			break
+		}
+	}
+	// After the iterators are closed: they need not see the deletions.
+	for _, k := range points {
+		_ = b.Delete(k, nil)
+	}
+	for i := 0; i < len(ranges); i += 2 {
+		_ = b.DeleteRange(ranges[i], ranges[i+1], nil)
+	}
+	return visited, next, nil
+}
+
+// sweepRangeRun is the shortest run of records sweepTxnRecords deletes
+// with one range deletion. It is part of the replicated state machine only
+// in how the deletions are written: the records left are the same.
+const sweepRangeRun = 8
+
 // txnGCLoop runs on every replica and acts on the leader: every
-// TxnGCInterval it notes the applied index, and proposes to collect the
-// transaction records older than TxnHistory (the newest index it noted at
-// least that long ago). Only once transactions are enabled, which implies
-// every replica runs a binary that knows the command.
+// TxnGCInterval it notes the applied index, and collects the transaction
+// records older than TxnHistory (the newest index it noted at least that
+// long ago), or finishes a pass that a former leader left under way. Only
+// once transactions are enabled, which implies every replica runs a binary
+// that knows the command.
 func (r *Replica) txnGCLoop() {
 	type sample struct {
 		at    time.Time
@@ -365,15 +499,25 @@ func (r *Replica) txnGCLoop() {
 			horizon = samples[0].index
 			samples = samples[1:]
 		}
-		if !st.IsLeader || horizon <= proposed || readUint64(r.eng.DB, userKey([]byte(stampsFromKey))) == 0 {
+		if horizon <= proposed {
+			horizon = 0
+		}
+		if !st.IsLeader || (horizon == 0 && !r.txnGCPassUnderWay()) || readUint64(r.eng.DB, userKey([]byte(stampsFromKey))) == 0 {
 			continue
 		}
 		if err := r.collectTxnHistory(horizon); err != nil {
 			r.log.Debug("could not collect old transaction records", "horizon", horizon, "err", err)
 			continue
 		}
-		proposed = horizon
+		proposed = max(proposed, horizon)
 	}
+}
+
+// txnGCPassUnderWay reports whether this replica's state holds a pass of
+// the collection that is not finished.
+func (r *Replica) txnGCPassUnderWay() bool {
+	_, ok, err := r.GetLocal([]byte(gcCursorKey))
+	return err == nil && ok
 }
 
 // appliedIndex is the index of the last entry applied here.
@@ -383,9 +527,48 @@ func (r *Replica) appliedIndex() uint64 {
 	return r.store.applied.Index
 }
 
-// collectTxnHistory proposes the GC of the transaction records at or below
-// horizon and waits until it is applied here.
+// collectTxnHistory collects the transaction records at or below horizon
+// (0: only finishes the pass under way): it proposes cmdTxnGCStep commands,
+// each waited for until it is applied here, until no pass is under way and
+// the horizon has reached horizon. Between two steps it waits as long as
+// the last one took, so that the collection takes at most about half of the
+// data group's time, whatever the number of records. It stops when this
+// replica is no longer the leader: the next leader finishes the pass.
 func (r *Replica) collectTxnHistory(horizon uint64) error {
+	start := time.Now()
+	var steps, visited int64
+	for {
+		began := time.Now()
+		res, err := r.proposeTxnGC(&command{Kind: cmdTxnGCStep, Snapshot: horizon,
+			GCRecords: r.cfg.TxnGCStepRecords, GCBytes: r.cfg.TxnGCStepBytes})
+		if err != nil {
+			return err
+		}
+		steps++
+		visited += res.value
+		if !r.txnGCPassUnderWay() {
+			if h := readUint64(r.eng.DB, userKey([]byte(gcHorizonKey))); h >= horizon {
+				r.log.Info("collected old transaction records", "horizon", h, "steps", steps,
+					"visited", visited, "took", time.Since(start).Round(time.Millisecond))
+				return nil
+			} else if res.value == 0 {
+				return errors.Newf("a collection step at horizon %d started no pass; the horizon is %d", horizon, h)
+			}
+		}
+		if !r.Status().IsLeader {
+			return errors.Newf("no longer the leader after %d collection steps; the leader finishes the pass", steps)
+		}
+		select {
+		case <-r.stopC:
+			return errStopped
+		case <-time.After(time.Since(began)):
+		}
+	}
+}
+
+// proposeTxnGC proposes cmd (a collection of transaction records) and
+// waits until it is applied here.
+func (r *Replica) proposeTxnGC(cmd *command) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go func() {
@@ -395,11 +578,11 @@ func (r *Replica) collectTxnHistory(horizon uint64) error {
 		case <-ctx.Done():
 		}
 	}()
-	res, err := r.submit(ctx, &command{Kind: cmdTxnGC, Snapshot: horizon})
+	res, err := r.submit(ctx, cmd)
 	if err != nil {
-		return err
+		return res, err
 	}
-	return res.err
+	return res, res.err
 }
 
 var _ kvpb.TxnDB = (*Replica)(nil)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/storage"
 	"github.com/kvnode/kvnode/testutil"
 	"github.com/kvnode/kvnode/txn"
 )
@@ -447,8 +448,9 @@ func TestTxnBlindApply(t *testing.T) {
 	}
 }
 
-// TestTxnRecordsCollected: the GC of transaction records removes, on every
-// replica alike, the records at or below its horizon; a transaction whose
+// TestTxnRecordsCollected: the GC of transaction records in one command
+// (cmdTxnGC) removes, on every replica alike, the records at or below its
+// horizon; a transaction whose
 // snapshot is older fails as too old, and validation after the GC still
 // catches a conflict and still lets a clean transaction commit.
 func TestTxnRecordsCollected(t *testing.T) {
@@ -487,7 +489,9 @@ func TestTxnRecordsCollected(t *testing.T) {
 	if _, err := l.Scan(ctx, tk(""), tk("~"), 0, false); err != nil { // a barrier
 		t.Fatal(err)
 	}
-	if err := l.collectTxnHistory(l.appliedIndex()); err != nil {
+	// The command that collects everything in one step, which no binary
+	// proposes any more but a log may hold: it applies as it always did.
+	if _, err := l.proposeTxnGC(&command{Kind: cmdTxnGC, Snapshot: l.appliedIndex()}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
@@ -524,18 +528,334 @@ func TestTxnRecordsCollected(t *testing.T) {
 	}
 }
 
+// gcStep proposes one step of the collection through rep (the leader) and
+// returns the number of records it visited.
+func gcStep(t *testing.T, rep *Replica, horizon, records, bytes uint64) uint64 {
+	t.Helper()
+	res, err := rep.proposeTxnGC(&command{Kind: cmdTxnGCStep, Snapshot: horizon, GCRecords: records, GCBytes: bytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(res.value)
+}
+
+// recordsAround counts n's write and existence index records at or below h
+// and above it.
+func recordsAround(t *testing.T, n *tnode, h uint64) (below, above int) {
+	t.Helper()
+	for _, p := range []string{writeIndexPrefix, existIndexPrefix} {
+		kvs, err := n.rep.ScanLocal([]byte(p), recordsEnd(p), 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range kvs {
+			if binary.BigEndian.Uint64(kv.Value) <= h {
+				below++
+			} else {
+				above++
+			}
+		}
+	}
+	return below, above
+}
+
+// sameState waits until every node holds the same rows and transaction
+// records (the collection cursor and horizon included).
+func sameState(t *testing.T, c *tcluster) {
+	t.Helper()
+	dump := func(n *tnode) string {
+		lo, hi := tableSpan()
+		rows, _ := n.rep.ScanLocal(lo, hi, 0, false)
+		meta, _ := n.rep.ScanLocal([]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix)), 0, false)
+		return fmt.Sprintf("%x %x", rows, meta)
+	}
+	testutil.SucceedsWithin(t, 15*time.Second, func() error {
+		var want string
+		var first uint64
+		for id, n := range c.nodes {
+			if got := dump(n); want == "" {
+				want, first = got, id
+			} else if got != want {
+				return fmt.Errorf("node %d's rows or transaction records differ from node %d's", id, first)
+			}
+		}
+		return nil
+	})
+}
+
+// TestTxnGCInSteps: the collection in bounded steps (cmdTxnGCStep). The
+// horizon moves with the first step, so partway through the pass a
+// transaction from before it fails as too old, and validation still
+// catches conflicts on keys whose records the pass has and has not yet
+// visited; no step visits more records than its bound; writes go on
+// between the steps; a follower stopped partway comes back by a Raft
+// snapshot that carries the cursor; at the end no record at or below the
+// horizon is left, those written since are, and every replica holds the
+// same records.
+func TestTxnGCInSteps(t *testing.T) {
+	c := bootstrap3(t, 20) // a short log: a stopped follower comes back by snapshot
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l := c.leader()
+	if err := l.rep.EnableTxns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := func(i int) []byte { return tk(fmt.Sprintf("k%03d", i)) }
+	putOp := func(k []byte, v string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: k, Value: []byte(v)} }
+	write := func(ops ...kvpb.Op) {
+		t.Helper()
+		if err := l.rep.Write(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 200; i += 10 {
+		var ops []kvpb.Op
+		for j := i; j < i+10; j++ {
+			ops = append(ops, putOp(key(j), "1"))
+		}
+		write(ops...)
+		write(kvpb.Op{Kind: kvpb.OpDelete, Key: key(i + 3)})
+	}
+	old := txn.New(l.rep, 0)
+	if _, _, err := old.Get(ctx, key(5)); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.Write(ctx, []kvpb.Op{putOp(tk("old"), "x")})
+	write(putOp(tk("z"), "1")) // so that the horizon passes old's snapshot
+	h := l.rep.appliedIndex()
+
+	const limit = 10
+	if v := gcStep(t, l.rep, h, limit, 0); v != limit {
+		t.Fatalf("the first step visited %d records, want %d", v, limit)
+	}
+	if below, _ := recordsAround(t, l, h); below < 300 {
+		t.Fatalf("%d records at or below the horizon left after the first step, want most of the 400", below)
+	}
+	var ce *kvpb.TxnConflictError
+	if err := old.Commit(ctx); !errors.As(err, &ce) || !ce.TooOld {
+		t.Fatalf("a transaction from before the horizon, partway through the pass: %v, want too old", err)
+	}
+	// Partway: k150's records are not visited yet, k001's existence record
+	// is collected (the pass visits e/ first).
+	valueReader, existReader, clean := txn.New(l.rep, 0), txn.New(c.nodes[2].rep, 0), txn.New(c.nodes[3].rep, 0)
+	if _, _, err := valueReader.Get(ctx, key(150)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := existReader.Exists(ctx, key(1)); err != nil || !ok {
+		t.Fatalf("k001 exists: %v %v", ok, err)
+	}
+	if _, _, err := clean.Get(ctx, key(160)); err != nil {
+		t.Fatal(err)
+	}
+	write(putOp(key(150), "2"))
+	write(kvpb.Op{Kind: kvpb.OpDelete, Key: key(1)})
+	for name, x := range map[string]*txn.Txn{"a reader of k150's value": valueReader, "a reader of k001's existence": existReader} {
+		_ = x.Write(ctx, []kvpb.Op{putOp(tk("out"), name)})
+		if err := x.Commit(ctx); !isConflict(err) {
+			t.Fatalf("%s, written meanwhile, partway through the pass: %v, want a conflict", name, err)
+		}
+	}
+	_ = clean.Write(ctx, []kvpb.Op{putOp(tk("clean"), "1")})
+	if err := clean.Commit(ctx); err != nil {
+		t.Fatalf("a clean transaction partway through the pass: %v", err)
+	}
+
+	// The rest of the pass, one step at a time, with writes in between
+	// (rewrites of keys before and after the cursor, and new keys); a
+	// follower misses the middle of it.
+	f := c.follower()
+	fid := f.id
+	dir := c.stop(fid)
+	stoppedAt := l.rep.appliedIndex()
+	steps, restarted, written := 1, false, 0
+	for i := 0; l.rep.txnGCPassUnderWay(); i++ {
+		written = i + 1
+		if i == 30 {
+			if first := l.rep.Status().FirstLog; first <= stoppedAt {
+				t.Fatalf("the leader's log starts at %d, not past %d: the follower would not need a snapshot", first, stoppedAt)
+			}
+			back := c.start(fid, dir)
+			testutil.SucceedsWithin(t, 15*time.Second, func() error {
+				want, ok1, _ := l.rep.GetLocal([]byte(gcCursorKey))
+				got, ok2, _ := back.rep.GetLocal([]byte(gcCursorKey))
+				if !ok1 || !ok2 || !bytes.Equal(got, want) {
+					return fmt.Errorf("node %d's cursor is %q (%v), the leader's %q (%v)", fid, got, ok2, want, ok1)
+				}
+				return nil
+			})
+			restarted = true
+		}
+		write(putOp(key(i*7%200), "w"), putOp(tk(fmt.Sprintf("n%03d", i)), "1"))
+		if v := gcStep(t, l.rep, 0, limit, 0); v > limit {
+			t.Fatalf("step %d visited %d records, more than its bound of %d", steps+1, v, limit)
+		}
+		steps++
+	}
+	if !restarted || steps < 40 {
+		t.Fatalf("the pass took %d steps (the follower restarted: %v): it should have spanned more than 40", steps, restarted)
+	}
+	sameState(t, c)
+	for id, n := range c.nodes {
+		below, above := recordsAround(t, n, h)
+		if below != 0 || above == 0 {
+			t.Fatalf("node %d after the pass: %d records at or below the horizon, %d above", id, below, above)
+		}
+		if v, _, _ := n.rep.GetLocal([]byte(gcHorizonKey)); binary.BigEndian.Uint64(v) != h {
+			t.Fatalf("node %d's horizon is %x, want %d", id, v, h)
+		}
+		// No deletion, a range one included, took a record written since
+		// the horizon, or a key beside the records.
+		for i := 0; i < written; i++ {
+			for _, rk := range [][]byte{writeIndexKey(tk(fmt.Sprintf("n%03d", i))), existIndexKey(tk(fmt.Sprintf("n%03d", i))), writeIndexKey(key(i * 7 % 200))} {
+				if v, ok, _ := n.rep.GetLocal(rk); !ok || binary.BigEndian.Uint64(v) <= h {
+					t.Fatalf("node %d: the record %q written after the horizon is %x (found %v)", id, rk, v, ok)
+				}
+			}
+		}
+		if _, ok, _ := n.rep.GetLocal([]byte(stampsFromKey)); !ok {
+			t.Fatalf("node %d lost %q", id, stampsFromKey)
+		}
+	}
+	t.Logf("a pass over 400 records and those written meanwhile took %d steps", steps)
+
+	// After the pass, validation still catches a conflict.
+	after := txn.New(l.rep, 0)
+	if _, _, err := after.Get(ctx, key(150)); err != nil {
+		t.Fatal(err)
+	}
+	write(putOp(key(150), "3"))
+	_ = after.Write(ctx, []kvpb.Op{putOp(tk("out"), "after")})
+	if err := after.Commit(ctx); !isConflict(err) {
+		t.Fatalf("a conflict after the pass: %v", err)
+	}
+	// A step without a pass under way and without a higher horizon does
+	// nothing; the byte bound binds as the record bound does.
+	if v := gcStep(t, l.rep, h, limit, 0); v != 0 || l.rep.txnGCPassUnderWay() {
+		t.Fatalf("a step at the horizon already collected visited %d records", v)
+	}
+	// Every record key is longer than minLen.
+	minLen := uint64(1 + len(existIndexPrefix) + len(tk("")))
+	if v := gcStep(t, l.rep, l.rep.appliedIndex(), 1000, 40); v < 1 || v > 40/minLen+1 {
+		t.Fatalf("a step bounded at 40 bytes of keys visited %d records, keys being at least %d bytes", v, minLen)
+	}
+	sameState(t, c)
+}
+
+// TestSweepTxnRecords pins what one step of a pass deletes: exactly the
+// records at or below the horizon among those it visits, whether it
+// deletes them one by one or a run of them with a range deletion, never a
+// record above the horizon beside a run, nor a key between the two record
+// prefixes; and it stops at its bound, handing back the next record.
+func TestSweepTxnRecords(t *testing.T) {
+	eng, err := storage.Open(t.TempDir(), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = eng.Close() }()
+	b := eng.DB.NewIndexedBatch()
+	defer b.Close()
+	const h = 10
+	live := map[string]bool{}
+	set := func(k string, idx uint64) {
+		_ = b.Set(userKey([]byte(k)), binary.BigEndian.AppendUint64(nil, idx), nil)
+		if idx > h {
+			live[k] = true
+		}
+	}
+	for i := 0; i < 60; i++ {
+		idx := uint64(5)
+		switch i {
+		case 10, 20, 21, 45, 59: // after runs of 10, 9 and 23 records, and two alone
+			idx = 50
+		}
+		set(string(writeIndexKey(tk(fmt.Sprintf("%02d", i)))), idx)
+	}
+	for i := 0; i < 12; i++ {
+		idx := uint64(h) // at the horizon: collected
+		if i == 3 {
+			idx = h + 1
+		}
+		set(string(existIndexKey(tk(fmt.Sprintf("%02d", i)))), idx)
+	}
+	// Keys between and around the prefixes, which a pass never deletes.
+	for _, k := range []string{gcHorizonKey, stampsFromKey, string(rangeDeleteKey(3, tk("a"))), txnMetaPrefix + "a", txnMetaPrefix + "x"} {
+		set(k, 1)
+		live[k] = true
+	}
+	left := func() []string {
+		kvs, err := scanReader(b, []byte(txnMetaPrefix), keys.PrefixEnd([]byte(txnMetaPrefix)), 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, kv := range kvs {
+			out = append(out, string(kv.Key))
+		}
+		return out
+	}
+
+	// Steps of 7 records: the bound holds, and each hands the next on.
+	cursor, steps := []byte(existIndexPrefix), 0
+	for cursor != nil {
+		visited, next, err := sweepTxnRecords(b, cursor, h, 7, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if steps++; visited > 7 || (next != nil && visited != 7) {
+			t.Fatalf("step %d visited %d records (next %q)", steps, visited, next)
+		}
+		if next != nil && bytes.Compare(next, cursor) <= 0 {
+			t.Fatalf("step %d went from %q back to %q", steps, cursor, next)
+		}
+		cursor = next
+	}
+	if steps != (72+6)/7 {
+		t.Fatalf("%d steps over 72 records, want %d", steps, (72+6)/7)
+	}
+	got := left()
+	if len(got) != len(live) {
+		t.Fatalf("left %d keys, want the %d live ones: %q", len(got), len(live), got)
+	}
+	for _, k := range got {
+		if !live[k] {
+			t.Fatalf("the record %q, at or below the horizon, was left", k)
+		}
+	}
+
+	// One step over everything (runs long enough for range deletions),
+	// after the records at or below the horizon are written again.
+	for i := 0; i < 60; i++ {
+		for _, k := range []string{string(writeIndexKey(tk(fmt.Sprintf("%02d", i)))), string(existIndexKey(tk(fmt.Sprintf("%02d", i))))} {
+			if !live[k] && (i < 12 || k[1] == 'w') {
+				set(k, 1)
+			}
+		}
+	}
+	if visited, next, err := sweepTxnRecords(b, []byte(existIndexPrefix), h, 1000, 0); err != nil || next != nil || visited != 12+60 {
+		t.Fatalf("one step over everything: visited %d, next %q, %v", visited, next, err)
+	}
+	if got := left(); len(got) != len(live) {
+		t.Fatalf("left %d keys, want the %d live ones: %q", len(got), len(live), got)
+	}
+}
+
 // TestTxnGCLoop: the leader collects transaction records older than
-// TxnHistory by itself.
+// TxnHistory by itself, in as many steps as it takes.
 func TestTxnGCLoop(t *testing.T) {
 	c := newCluster(t, 0)
 	c.txnGC = 50 * time.Millisecond
+	c.txnGCStep = 3
 	c.formThree(map[string][]byte{"boot": []byte("1")})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.leader().rep.EnableTxns(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.nodes[2].rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("a"), Value: []byte("1")}}); err != nil {
+	var ops []kvpb.Op
+	for i := 0; i < 20; i++ {
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: tk(fmt.Sprint(i)), Value: []byte("1")})
+	}
+	if err := c.nodes[2].rep.Write(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
 	testutil.SucceedsWithin(t, 20*time.Second, func() error {
