@@ -380,7 +380,7 @@ func (r *Replica) applyTxnGCStep(b *pebble.Batch, index uint64, cmd *command) re
 		}
 		starts, cursor = true, []byte(existIndexPrefix)
 	}
-	visited, next, err := sweepTxnRecords(b, cursor, h, max(cmd.GCRecords, 1), cmd.GCBytes)
+	visited, next, err := sweepTxnRecords(b, cursor, h, max(cmd.GCRecords, 1), cmd.GCBytes, sweepRangeRun)
 	if err != nil {
 		return result{err: err}
 	}
@@ -403,18 +403,18 @@ func (r *Replica) applyTxnGCStep(b *pebble.Batch, index uint64, cmd *command) re
 // through b, those at or below h. next is the first record key not
 // visited, nil if the last record was.
 //
-// A run of at least sweepRangeRun consecutive records to delete goes as one
+// A run of at least rangeRun consecutive records to delete goes as one
 // range deletion (the span from its first record to just after its last,
 // which holds no other key: the run was read through b): a pass over a
 // store loaded long ago deletes whole steps' worth of records, and
 // millions of point tombstones would be written, and then skipped by every
 // later pass until compactions drop them, where a range tombstone is
 // stepped over at once.
-func sweepTxnRecords(b *pebble.Batch, cursor []byte, h, maxRecords, maxBytes uint64) (visited uint64, next []byte, err error) {
+func sweepTxnRecords(b *pebble.Batch, cursor []byte, h, maxRecords, maxBytes uint64, rangeRun int) (visited uint64, next []byte, err error) {
 	var points, ranges [][]byte // ranges: start and end, in pairs
 	var run [][]byte            // the run of records to delete so far
 	flush := func() {
-		if len(run) >= sweepRangeRun {
+		if len(run) >= rangeRun {
 			ranges = append(ranges, run[0], append(run[len(run)-1], 0))
 		} else {
 			points = append(points, run...)
@@ -465,10 +465,17 @@ func sweepTxnRecords(b *pebble.Batch, cursor []byte, h, maxRecords, maxBytes uin
 	return visited, next, nil
 }
 
-// sweepRangeRun is the shortest run of records sweepTxnRecords deletes
-// with one range deletion. It is part of the replicated state machine only
-// in how the deletions are written: the records left are the same.
-const sweepRangeRun = 8
+// sweepRangeRun is the shortest run of records a step deletes with one
+// range deletion. It is part of the replicated state machine only in how
+// the deletions are written: the records left are the same. It is long
+// because Pebble pays for many range deletions in a memtable: the first
+// read after a batch that adds one fragments all of them again. A first
+// version used 8; after a load and five minutes of random upserts the runs
+// were about a dozen records, and the writer stalled for up to 1.2 s in
+// that pass, likely for this reason (txn/DESIGN.md). At 1,024 a pass over
+// n records writes at most n/1,024 of them, and at most 9 per step of
+// 10,000 records.
+const sweepRangeRun = 1024
 
 // txnGCLoop runs on every replica and acts on the leader: every
 // TxnGCInterval it notes the applied index, and collects the transaction
@@ -537,6 +544,7 @@ func (r *Replica) appliedIndex() uint64 {
 func (r *Replica) collectTxnHistory(horizon uint64) error {
 	start := time.Now()
 	var steps, visited int64
+	var longest time.Duration
 	for {
 		began := time.Now()
 		res, err := r.proposeTxnGC(&command{Kind: cmdTxnGCStep, Snapshot: horizon,
@@ -546,10 +554,12 @@ func (r *Replica) collectTxnHistory(horizon uint64) error {
 		}
 		steps++
 		visited += res.value
+		longest = max(longest, time.Since(began))
 		if !r.txnGCPassUnderWay() {
 			if h := readUint64(r.eng.DB, userKey([]byte(gcHorizonKey))); h >= horizon {
 				r.log.Info("collected old transaction records", "horizon", h, "steps", steps,
-					"visited", visited, "took", time.Since(start).Round(time.Millisecond))
+					"visited", visited, "took", time.Since(start).Round(time.Millisecond),
+					"longest step", longest.Round(time.Millisecond))
 				return nil
 			} else if res.value == 0 {
 				return errors.Newf("a collection step at horizon %d started no pass; the horizon is %d", horizon, h)

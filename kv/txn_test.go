@@ -671,9 +671,12 @@ func TestTxnGCInSteps(t *testing.T) {
 	for i := 0; l.rep.txnGCPassUnderWay(); i++ {
 		written = i + 1
 		if i == 30 {
-			if first := l.rep.Status().FirstLog; first <= stoppedAt {
-				t.Fatalf("the leader's log starts at %d, not past %d: the follower would not need a snapshot", first, stoppedAt)
-			}
+			testutil.SucceedsWithin(t, 5*time.Second, func() error { // the status is published every 50 ms
+				if first := l.rep.Status().FirstLog; first <= stoppedAt {
+					return fmt.Errorf("the leader's log starts at %d, not past %d: the follower would not need a snapshot", first, stoppedAt)
+				}
+				return nil
+			})
 			back := c.start(fid, dir)
 			testutil.SucceedsWithin(t, 15*time.Second, func() error {
 				want, ok1, _ := l.rep.GetLocal([]byte(gcCursorKey))
@@ -797,7 +800,7 @@ func TestSweepTxnRecords(t *testing.T) {
 	// Steps of 7 records: the bound holds, and each hands the next on.
 	cursor, steps := []byte(existIndexPrefix), 0
 	for cursor != nil {
-		visited, next, err := sweepTxnRecords(b, cursor, h, 7, 0)
+		visited, next, err := sweepTxnRecords(b, cursor, h, 7, 0, 8)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -822,7 +825,7 @@ func TestSweepTxnRecords(t *testing.T) {
 		}
 	}
 
-	// One step over everything (runs long enough for range deletions),
+	// One step over everything (runs of 8 and more deleted as ranges),
 	// after the records at or below the horizon are written again.
 	for i := 0; i < 60; i++ {
 		for _, k := range []string{string(writeIndexKey(tk(fmt.Sprintf("%02d", i)))), string(existIndexKey(tk(fmt.Sprintf("%02d", i))))} {
@@ -831,7 +834,7 @@ func TestSweepTxnRecords(t *testing.T) {
 			}
 		}
 	}
-	if visited, next, err := sweepTxnRecords(b, []byte(existIndexPrefix), h, 1000, 0); err != nil || next != nil || visited != 12+60 {
+	if visited, next, err := sweepTxnRecords(b, []byte(existIndexPrefix), h, 1000, 0, 8); err != nil || next != nil || visited != 12+60 {
 		t.Fatalf("one step over everything: visited %d, next %q, %v", visited, next, err)
 	}
 	if got := left(); len(got) != len(live) {

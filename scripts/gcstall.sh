@@ -13,7 +13,7 @@
 #
 # Environment:
 #   GCSTALL_ROWS   rows loaded (default 3000000)
-#   GCSTALL_UNTIL  the node's age in seconds when the writer stops (default 500: three collections)
+#   GCSTALL_UNTIL  the node's age in seconds when the writer stops (default 540: the first collections)
 #   GCSTALL_BIN    the kvnode binary (default: built from this tree)
 #   KEEP=1         keep the work directory (store, log, pgbench's latency log)
 # Everything listens on 127.0.0.1; the node is stopped on exit, by process ID.
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS=${GCSTALL_ROWS:-3000000}
-UNTIL=${GCSTALL_UNTIL:-500}
+UNTIL=${GCSTALL_UNTIL:-540}
 die() {
   printf 'gcstall: %s\n' "$*" >&2
   exit 1
@@ -31,7 +31,7 @@ log() { printf '==== %s\n' "$*" >&2; }
 [[ $UNTIL =~ ^[1-9][0-9]*$ ]] || die "GCSTALL_UNTIL must be a positive number of seconds"
 command -v pgbench >/dev/null && command -v psql >/dev/null || die "needs pgbench and psql (Debian's postgresql-client)"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvnode-gcstall.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gcstall.XXXXXX")
 PIDNODE=""
 cleanup() {
   if [[ -n $PIDNODE ]]; then
@@ -96,8 +96,8 @@ grep -E '^(number of transactions actually processed|tps = )' "$WORK/pgbench.out
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # pgbench's log: client, transaction, latency (us), script, epoch s, us (when it ended).
 echo "largest latencies (ms) and the node's age (s) when each ended:"
-cat "$WORK"/lat* | awk -v t0="$t0" '{printf "%10.1f %7.1f\n", $3 / 1000, $5 + $6 / 1e6 - t0}' | sort -rn | head -n 8
+cat "$WORK"/lat* | awk -v t0="$t0" '{printf "%10.1f %7.1f\n", $3 / 1000, $5 + $6 / 1e6 - t0}' | sort -rn | awk 'NR <= 8'
 echo "largest latency (ms) away from collections (outside 350-370 s, 410-430 s, 470-490 s of age...):"
-cat "$WORK"/lat* | awk -v t0="$t0" '{a = $5 + $6 / 1e6 - t0; m = (a - 350) % 60; if (a < 340 || m > 25) print $3 / 1000}' | sort -rn | head -n 1
+cat "$WORK"/lat* | awk -v t0="$t0" '{a = $5 + $6 / 1e6 - t0; m = (a - 350) % 60; if (a < 340 || m > 25) print $3 / 1000}' | sort -rn | awk 'NR == 1'
 echo "the node's log about collections:"
-grep -iE 'collect' "$WORK/node.log" | cut -c1-300 || echo "(none)"
+grep -iE 'collect|signal' "$WORK/node.log" | cut -c1-300 || echo "(none)"
