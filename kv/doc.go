@@ -115,8 +115,8 @@
 // ForceNewConfig makes one survivor the only voter, keeping every entry it
 // knows to be committed and appending the configuration changes that remove
 // everyone else, in one synced batch; Wipe drops another survivor's state so
-// that it rejoins from a snapshot. The server decides who and when
-// (server/recover.go).
+// that it rejoins from a snapshot. Package kv/loqrecovery decides who and when
+// (`kvnode node recover`).
 //
 // # What it does not do
 //

@@ -14,7 +14,7 @@ import (
 )
 
 // Recovery of a group that lost a majority of its voters for good
-// (`kvnode node recover`, server/recover.go; docs/recovery.md).
+// (`kvnode node recover`, package kv/loqrecovery; docs/recovery.md).
 //
 // Raft cannot leave such a state by itself: no configuration change
 // commits without the lost majority. The way out is etcd's

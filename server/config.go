@@ -160,7 +160,7 @@ type Knobs struct {
 	BeforeJoinAdmit func(listenAddr string)
 	// BeforeRecoverStep runs on the coordinator of `kvnode node recover`
 	// before each of its steps ("reform", "wipe", "admit", "group0",
-	// "done"); an error stops the recovery there (recover.go).
+	// "done"); an error stops the recovery there (package kv/loqrecovery).
 	BeforeRecoverStep func(step string) error
 	// Group0BeforeSchemaCheck runs in the upgrade's schema sync after the
 	// merge is committed and before the nodes' catalogs are compared with

@@ -52,6 +52,11 @@
 // its SQL (group0_sql.go: system.local, system.group0_history, the
 // executor's SchemaLog). See group0/DESIGN.md and docs/recovery.md.
 //
+// The recovery from a lost majority (`kvnode node recover`) is package
+// kv/loqrecovery's; the server builds it and serves its kvnode.Node
+// methods. What the parts that run on the node need of it, they declare as
+// interfaces; nodeView (nodeview.go) answers them.
+//
 // Security (security.go, httpauth.go): Config.Insecure or Config.CertsDir,
 // exactly one. With CertsDir (package security loads node.crt, ca.crt and
 // gossip.key) the gRPC server requires mutual TLS and admits nodes

@@ -89,15 +89,15 @@ func (n nodeService) Group0Recover(ctx context.Context, req *nodeapi.Group0Recov
 }
 
 func (n nodeService) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {
-	return n.s.recoverCluster(ctx, req)
+	return n.s.loq.Recover(ctx, req)
 }
 
 func (n nodeService) RecoverInfo(ctx context.Context, req *nodeapi.RecoverInfoRequest) (*nodeapi.RecoverInfo, error) {
-	return n.s.recoverInfo(ctx, req)
+	return n.s.loq.Info(ctx, req)
 }
 
 func (n nodeService) RecoverApply(ctx context.Context, req *nodeapi.RecoverApplyRequest) (*nodeapi.RecoverApplyResponse, error) {
-	return n.s.recoverApply(ctx, req)
+	return n.s.loq.Apply(ctx, req)
 }
 
 func (n nodeService) Clock(ctx context.Context, req *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {

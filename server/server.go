@@ -30,6 +30,7 @@ import (
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/kv/loqrecovery"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
@@ -99,6 +100,9 @@ type Server struct {
 	upgrades *upgrademanager.Manager
 	// g0 is this node's part of group 0 (package group0/member).
 	g0 *member.Member
+	// loq is this node's part of `kvnode node recover` (package
+	// kv/loqrecovery).
+	loq *loqrecovery.Recovery
 	// statusCache shares UpgradeStatus between the console and /metrics
 	// (statuscache.go).
 	statusCache statusCache
@@ -200,6 +204,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 	}
 	s.eng.RegisterMetrics(s.reg)
 	s.g0 = newGroup0(s)
+	s.loq = newRecovery(s)
 	if l := cfg.Listeners; l != nil {
 		s.rpcLis, s.sqlLis, s.httpLis, s.gossipSockets = l.RPC, l.SQL, l.HTTP, l.Gossip
 		s.cfg.Listeners = nil // owned by s from here on
