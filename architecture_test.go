@@ -83,10 +83,11 @@ var archRules = map[string]archRule{
 	"server":              {ours: anything, thirdParty: anything},
 	"server/testcluster":  {ours: anything, thirdParty: anything},
 	"server/localcluster": {ours: []string{"server", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
+	"server/pausepoint":   {ours: []string{"clusterversion", "group0"}, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"server/autoupgrade":  {ours: []string{"clusterversion"}, thirdParty: anything},
 	"server/console":      {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":      {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
-	"cmd/kvnode":          {ours: []string{"server", "server/localcluster", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
+	"cmd/kvnode":          {ours: []string{"server", "server/localcluster", "server/pausepoint", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"roachtest/...":       {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
 

@@ -185,3 +185,13 @@ func releaseList() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// LadderList is every version of the ladder, oldest first, separated by
+// commas: what a refusal of an unknown version lists.
+func LadderList() string {
+	var names []string
+	for _, k := range Keys() {
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ", ")
+}

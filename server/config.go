@@ -143,7 +143,7 @@ type Knobs struct {
 	BeforeVersionStep func(step clusterversion.Version) error
 	// VersionStepPause runs right after BeforeVersionStep, with the
 	// finalization's context (a pause ends with it): the hook of
-	// KVNODE_TESTING_VERSION_STEP_PAUSE (VersionStepPauseEnv).
+	// KVNODE_TESTING_VERSION_STEP_PAUSE (pausepoint.VersionStepEnv).
 	VersionStepPause func(ctx context.Context, step clusterversion.Version) error
 	// Group0Hook runs on the coordinator before every action of the
 	// group 0 upgrade procedure (pause and crash points); an error stops

@@ -66,7 +66,7 @@ func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVer
 		// one would gate features on a version no migration went through.
 		return nil, nodeapi.WithCode(errors.WithHintf(
 			errors.Wrapf(clusterversion.ErrUnknownVersion, "cluster version %q is not on the version ladder; nothing was persisted", req.Version),
-			"the cluster versions are %s", ladderList()), codes.InvalidArgument)
+			"the cluster versions are %s", clusterversion.LadderList()), codes.InvalidArgument)
 	}
 	persist := s.persistActiveVersion
 	if req.Lower {

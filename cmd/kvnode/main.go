@@ -18,6 +18,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/pausepoint"
 )
 
 func main() {
@@ -145,11 +146,11 @@ Raft leadership moves away) and then stops it.`,
 			return err
 		}
 		// Testing only (roachtest's pause points); unset in production.
-		group0Pause, err := server.Group0PauseFromEnv(log)
+		group0Pause, err := pausepoint.Group0FromEnv(log)
 		if err != nil {
 			return err
 		}
-		stepPause, err := server.VersionStepPauseFromEnv(log)
+		stepPause, err := pausepoint.VersionStepFromEnv(log)
 		if err != nil {
 			return err
 		}

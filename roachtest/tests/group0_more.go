@@ -22,7 +22,7 @@ import (
 // the middle of the procedure and the recovery runbook, the coordinator
 // killed at each step, and a node joining after the upgrade (which needs
 // no pause). The pauses come from KVNODE_TESTING_GROUP0_PAUSE
-// (server/testing_knobs.go), set on every node's start: the coordinator of
+// (server/pausepoint), set on every node's start: the coordinator of
 // the 2.0 migration, whichever node that is, waits before the first action
 // of a step until the scenario creates that step's release file, and says
 // so by writing "<release file>.paused" with its pid.
@@ -62,7 +62,7 @@ func registerGroup0More(r *registry.Registry) {
 	})
 }
 
-// group0PauseEnv is server.Group0PauseEnv (roachtest does not link the
+// group0PauseEnv is pausepoint.Group0Env (roachtest does not link the
 // server).
 const group0PauseEnv = "KVNODE_TESTING_GROUP0_PAUSE"
 

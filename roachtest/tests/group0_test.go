@@ -53,7 +53,7 @@ func TestGroup0PlansVaryWithTheSeed(t *testing.T) {
 }
 
 // TestGroup0PauseValue: the value of KVNODE_TESTING_GROUP0_PAUSE the
-// scenarios set is what the node parses (server.ParseGroup0Pause): steps
+// scenarios set is what the node parses (pausepoint.ParseGroup0): steps
 // of the procedure, each with an absolute path, separated by commas.
 func TestGroup0PauseValue(t *testing.T) {
 	g := &group0Pauses{steps: []string{stepDiscovery, stepJoin, stepSynchronize, stepSyncSchema}, dir: t.TempDir()}

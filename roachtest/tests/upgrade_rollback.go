@@ -98,7 +98,7 @@ func rollbackPlan(p registry.PlanParams) (*registry.Plan, error) {
 	return plan, nil
 }
 
-// versionStepPauseEnv is server.VersionStepPauseEnv (roachtest does not
+// versionStepPauseEnv is pausepoint.VersionStepEnv (roachtest does not
 // link the server): a node started with it pauses a finalization it
 // coordinates before persisting the named step, until a file exists.
 const versionStepPauseEnv = "KVNODE_TESTING_VERSION_STEP_PAUSE"

@@ -1,4 +1,4 @@
-package server_test
+package pausepoint_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
-	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/pausepoint"
 	"github.com/kvnode/kvnode/testutil"
 )
 
@@ -28,7 +28,7 @@ func TestParseGroup0Pause(t *testing.T) {
 		"discovery:1s",
 		"join:/tmp/x, synchronize:250ms ,sync-schema:" + filepath.Join(dir, "s"),
 	} {
-		if _, err := server.ParseGroup0Pause(ok, nil); err != nil {
+		if _, err := pausepoint.ParseGroup0(ok, nil); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
@@ -45,13 +45,13 @@ func TestParseGroup0Pause(t *testing.T) {
 		{"synchronize:5s,synchronize:/tmp/x", `step "synchronize" is given twice`},
 		{"synchronize:5s,", `"" is not <step>:<file or duration>`},
 	} {
-		_, err := server.ParseGroup0Pause(tc.value, nil)
+		_, err := pausepoint.ParseGroup0(tc.value, nil)
 		if err == nil {
 			t.Errorf("%q was accepted", tc.value)
 			continue
 		}
-		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), server.Group0PauseEnv) {
-			t.Errorf("%q: error %q does not say %q and name %s", tc.value, err, tc.want, server.Group0PauseEnv)
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), pausepoint.Group0Env) {
+			t.Errorf("%q: error %q does not say %q and name %s", tc.value, err, tc.want, pausepoint.Group0Env)
 		}
 		hint := strings.Join(crdberrors.GetAllHints(err), " ")
 		if !strings.Contains(hint, "for tests only") || !strings.Contains(hint, "valid steps: discovery, join, synchronize, sync-schema") {
@@ -81,7 +81,7 @@ func TestGroup0PauseStepsAreTheProcedures(t *testing.T) {
 		if a.Kind == group0.ActWait || a.Kind == group0.ActDone {
 			t.Fatalf("observation %+v: Decide waits or is done (%s); the test wants an action", o, a.Step)
 		}
-		if _, err := server.ParseGroup0Pause(string(a.Step)+":1s", nil); err != nil {
+		if _, err := pausepoint.ParseGroup0(string(a.Step)+":1s", nil); err != nil {
 			t.Errorf("Decide acts at step %q, which KVNODE_TESTING_GROUP0_PAUSE cannot name: %v", a.Step, err)
 		}
 	}
@@ -90,12 +90,12 @@ func TestGroup0PauseStepsAreTheProcedures(t *testing.T) {
 func TestGroup0PauseFromEnv(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	t.Setenv(server.Group0PauseEnv, "")
-	if hook, err := server.Group0PauseFromEnv(log); hook != nil || err != nil || buf.Len() != 0 {
+	t.Setenv(pausepoint.Group0Env, "")
+	if hook, err := pausepoint.Group0FromEnv(log); hook != nil || err != nil || buf.Len() != 0 {
 		t.Fatalf("empty: hook %v, err %v, log %q", hook != nil, err, buf.String())
 	}
-	t.Setenv(server.Group0PauseEnv, "synchronize:/tmp/release")
-	hook, err := server.Group0PauseFromEnv(log)
+	t.Setenv(pausepoint.Group0Env, "synchronize:/tmp/release")
+	hook, err := pausepoint.Group0FromEnv(log)
 	if hook == nil || err != nil {
 		t.Fatalf("set: hook %v, err %v", hook != nil, err)
 	}
@@ -103,8 +103,8 @@ func TestGroup0PauseFromEnv(t *testing.T) {
 		!strings.Contains(out, "never set it in production") || !strings.Contains(out, "synchronize:/tmp/release") {
 		t.Fatalf("the start does not warn loudly: %q", out)
 	}
-	t.Setenv(server.Group0PauseEnv, "synchronise:/tmp/release")
-	if hook, err := server.Group0PauseFromEnv(log); hook != nil || err == nil || !strings.Contains(err.Error(), "unknown step") {
+	t.Setenv(pausepoint.Group0Env, "synchronise:/tmp/release")
+	if hook, err := pausepoint.Group0FromEnv(log); hook != nil || err == nil || !strings.Contains(err.Error(), "unknown step") {
 		t.Fatalf("invalid: hook %v, err %v", hook != nil, err)
 	}
 }
@@ -131,7 +131,7 @@ func TestGroup0PauseUntilFile(t *testing.T) {
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release-sync")
 	var logs syncBuffer
-	p, err := server.ParseGroup0Pause("synchronize:"+release+",sync-schema:"+filepath.Join(dir, "never"), slog.New(slog.NewTextHandler(&logs, nil)))
+	p, err := pausepoint.ParseGroup0("synchronize:"+release+",sync-schema:"+filepath.Join(dir, "never"), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestGroup0PauseUntilFile(t *testing.T) {
 }
 
 func TestGroup0PauseForDuration(t *testing.T) {
-	p, err := server.ParseGroup0Pause("join:300ms", nil)
+	p, err := pausepoint.ParseGroup0("join:300ms", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,19 +219,19 @@ func TestVersionStepPause(t *testing.T) {
 		{"1.1-step.1:release", `"release" after 1.1-step.1 is not an absolute file path`},
 		{"1.1-step.1:/tmp/x,1.1-step.1:/tmp/y", "step 1.1-step.1 is given twice"},
 	} {
-		_, err := server.ParseVersionStepPause(tc.value, nil)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), server.VersionStepPauseEnv) {
+		_, err := pausepoint.ParseVersionStep(tc.value, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), pausepoint.VersionStepEnv) {
 			t.Errorf("%q: error %v, want it to say %q", tc.value, err, tc.want)
 		}
 	}
-	t.Setenv(server.VersionStepPauseEnv, "")
-	if hook, err := server.VersionStepPauseFromEnv(nil); hook != nil || err != nil {
+	t.Setenv(pausepoint.VersionStepEnv, "")
+	if hook, err := pausepoint.VersionStepFromEnv(nil); hook != nil || err != nil {
 		t.Fatalf("empty: hook %v, err %v", hook != nil, err)
 	}
 	release := filepath.Join(dir, "release-fence")
 	var logs syncBuffer
-	t.Setenv(server.VersionStepPauseEnv, "1.1-step.1:"+release+", 2.0-step.1:"+filepath.Join(dir, "never"))
-	hook, err := server.VersionStepPauseFromEnv(slog.New(slog.NewTextHandler(&logs, nil)))
+	t.Setenv(pausepoint.VersionStepEnv, "1.1-step.1:"+release+", 2.0-step.1:"+filepath.Join(dir, "never"))
+	hook, err := pausepoint.VersionStepFromEnv(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil || hook == nil {
 		t.Fatalf("set: hook %v, err %v", hook != nil, err)
 	}

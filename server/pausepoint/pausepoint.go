@@ -1,4 +1,4 @@
-package server
+package pausepoint
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	"github.com/kvnode/kvnode/group0"
 )
 
-// Group0PauseEnv names the environment variable that makes a `kvnode start`
+// Group0Env names the environment variable that makes a `kvnode start`
 // process pause the group 0 upgrade procedure (the 2.0 migration) at chosen
 // points, when it coordinates it: the process-level counterpart of
-// Knobs.Group0Hook, for roachtest scenarios that must act while the
+// server.Knobs.Group0Hook, for roachtest scenarios that must act while the
 // procedure is at a given step (issue DDL during synchronize, kill the
 // coordinator or another node there). TESTING ONLY: a node started with it
 // logs a warning at start and at every pause.
@@ -44,7 +44,7 @@ import (
 // when the run's context ends (its 2-minute bound, or the node stopping).
 // An unset or empty variable is production; any other value that does not
 // parse refuses the start, naming the valid steps.
-const Group0PauseEnv = "KVNODE_TESTING_GROUP0_PAUSE"
+const Group0Env = "KVNODE_TESTING_GROUP0_PAUSE"
 
 // group0PauseSteps are the steps before which the procedure calls its hook:
 // those of group0.Decide's actions (the dry run only waits, and
@@ -59,9 +59,9 @@ type group0PausePoint struct {
 	used bool          // the duration pause happened
 }
 
-// Group0Pause is a parsed KVNODE_TESTING_GROUP0_PAUSE: a Knobs.Group0Hook
+// Group0 is a parsed KVNODE_TESTING_GROUP0_PAUSE: a server.Knobs.Group0Hook
 // that pauses the procedure's coordinator. Safe for concurrent use.
-type Group0Pause struct {
+type Group0 struct {
 	log    *slog.Logger
 	mu     sync.Mutex // guards group0PausePoint.used
 	points []*group0PausePoint
@@ -77,17 +77,17 @@ func validPauseSteps() string {
 	return strings.Join(names, ", ")
 }
 
-// ParseGroup0Pause parses a value of KVNODE_TESTING_GROUP0_PAUSE (see
-// Group0PauseEnv). log receives the warnings of each pause (nil: discarded).
-func ParseGroup0Pause(value string, log *slog.Logger) (*Group0Pause, error) {
+// ParseGroup0 parses a value of KVNODE_TESTING_GROUP0_PAUSE (see
+// Group0Env). log receives the warnings of each pause (nil: discarded).
+func ParseGroup0(value string, log *slog.Logger) (*Group0, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Group0Pause{log: log, poll: 50 * time.Millisecond}
+	p := &Group0{log: log, poll: 50 * time.Millisecond}
 	fail := func(format string, args ...any) error {
-		return errors.WithHintf(errors.Newf("invalid %s=%q: %s", Group0PauseEnv, value, fmt.Sprintf(format, args...)),
+		return errors.WithHintf(errors.Newf("invalid %s=%q: %s", Group0Env, value, fmt.Sprintf(format, args...)),
 			"%s is for tests only: unset it, or set it to <step>:<absolute path of a file whose creation releases the pause> "+
-				"or <step>:<duration>, several separated by commas; valid steps: %s", Group0PauseEnv, validPauseSteps())
+				"or <step>:<duration>, several separated by commas; valid steps: %s", Group0Env, validPauseSteps())
 	}
 	seen := map[group0.Step]bool{}
 	for _, entry := range strings.Split(value, ",") {
@@ -125,25 +125,25 @@ func ParseGroup0Pause(value string, log *slog.Logger) (*Group0Pause, error) {
 	return p, nil
 }
 
-// Group0PauseFromEnv reads KVNODE_TESTING_GROUP0_PAUSE for `kvnode start`:
+// Group0FromEnv reads KVNODE_TESTING_GROUP0_PAUSE for `kvnode start`:
 // nil if it is unset or empty (production), the pause hook after a loud
 // warning if it is set, an error naming the valid steps if it is invalid.
-func Group0PauseFromEnv(log *slog.Logger) (func(context.Context, group0.Action) error, error) {
-	value := os.Getenv(Group0PauseEnv)
+func Group0FromEnv(log *slog.Logger) (func(context.Context, group0.Action) error, error) {
+	value := os.Getenv(Group0Env)
 	if strings.TrimSpace(value) == "" {
 		return nil, nil
 	}
-	p, err := ParseGroup0Pause(value, log)
+	p, err := ParseGroup0(value, log)
 	if err != nil {
 		return nil, err
 	}
-	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+" is set: this node pauses the group 0 upgrade procedure when it coordinates it; "+
+	p.log.Warn("TESTING ONLY: "+Group0Env+" is set: this node pauses the group 0 upgrade procedure when it coordinates it; "+
 		"never set it in production", "value", value, "points", p.String())
 	return p.Hook, nil
 }
 
 // String describes the pause points.
-func (p *Group0Pause) String() string {
+func (p *Group0) String() string {
 	var parts []string
 	for _, pt := range p.points {
 		if pt.file != "" {
@@ -155,9 +155,9 @@ func (p *Group0Pause) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// Hook is the Knobs.Group0Hook: it pauses before a's action if a pause
+// Hook is the server.Knobs.Group0Hook: it pauses before a's action if a pause
 // point names a's step, and returns an error only if ctx ends first.
-func (p *Group0Pause) Hook(ctx context.Context, a group0.Action) error {
+func (p *Group0) Hook(ctx context.Context, a group0.Action) error {
 	var pt *group0PausePoint
 	for _, c := range p.points { // fixed at parse time
 		if c.step == a.Step {
@@ -177,24 +177,24 @@ func (p *Group0Pause) Hook(ctx context.Context, a group0.Action) error {
 	if used {
 		return nil
 	}
-	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action",
+	p.log.Warn("TESTING ONLY: "+Group0Env+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action",
 		"for", pt.d, "action", a.Waiting)
 	select {
 	case <-ctx.Done():
-		return errors.Wrapf(ctx.Err(), "%s: paused before %s", Group0PauseEnv, a.Step)
+		return errors.Wrapf(ctx.Err(), "%s: paused before %s", Group0Env, a.Step)
 	case <-time.After(pt.d):
 	}
-	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": the group 0 upgrade procedure continues", "step", string(a.Step))
+	p.log.Warn("TESTING ONLY: "+Group0Env+": the group 0 upgrade procedure continues", "step", string(a.Step))
 	return nil
 }
 
-func (p *Group0Pause) pauseUntilFile(ctx context.Context, pt *group0PausePoint, a group0.Action) error {
+func (p *Group0) pauseUntilFile(ctx context.Context, pt *group0PausePoint, a group0.Action) error {
 	if _, err := os.Stat(pt.file); err == nil {
 		return nil
 	}
-	p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action "+
+	p.log.Warn("TESTING ONLY: "+Group0Env+": pausing the group 0 upgrade procedure before its "+string(a.Step)+" action "+
 		"until the release file exists", "file", pt.file, "action", a.Waiting)
-	writePauseMarker(p.log, Group0PauseEnv, pt.file+".paused",
+	writePauseMarker(p.log, Group0Env, pt.file+".paused",
 		fmt.Sprintf("pid %d\nstep %s\naction %s\n", os.Getpid(), a.Step, a.Waiting))
 	start := time.Now()
 	tick := time.NewTicker(p.poll)
@@ -202,21 +202,21 @@ func (p *Group0Pause) pauseUntilFile(ctx context.Context, pt *group0PausePoint, 
 	for {
 		select {
 		case <-ctx.Done():
-			return errors.Wrapf(ctx.Err(), "%s: paused before %s until %s exists", Group0PauseEnv, a.Step, pt.file)
+			return errors.Wrapf(ctx.Err(), "%s: paused before %s until %s exists", Group0Env, a.Step, pt.file)
 		case <-tick.C:
 		}
 		if _, err := os.Stat(pt.file); err == nil {
-			p.log.Warn("TESTING ONLY: "+Group0PauseEnv+": released; the group 0 upgrade procedure continues",
+			p.log.Warn("TESTING ONLY: "+Group0Env+": released; the group 0 upgrade procedure continues",
 				"step", string(a.Step), "paused", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
 	}
 }
 
-// VersionStepPauseEnv names the environment variable that makes a `kvnode
+// VersionStepEnv names the environment variable that makes a `kvnode
 // start` process pause a finalization it coordinates before it persists
 // chosen ladder steps: the process-level counterpart of
-// Knobs.BeforeVersionStep, for roachtest scenarios that must act after the
+// server.Knobs.BeforeVersionStep, for roachtest scenarios that must act after the
 // coordinator read the node list for a step and before the step reached
 // the nodes (kill a node there, so that the step is persisted on some
 // nodes only). TESTING ONLY: a node started with it logs a warning at
@@ -235,36 +235,28 @@ func (p *Group0Pause) pauseUntilFile(ctx context.Context, pt *group0PausePoint, 
 // when the finalization's context ends (the SQL statement's, or the node
 // stopping). An unset or empty variable is production; any other value
 // that does not parse refuses the start, naming the ladder.
-const VersionStepPauseEnv = "KVNODE_TESTING_VERSION_STEP_PAUSE"
+const VersionStepEnv = "KVNODE_TESTING_VERSION_STEP_PAUSE"
 
-// VersionStepPause is a parsed KVNODE_TESTING_VERSION_STEP_PAUSE: a
-// Knobs.VersionStepPause. Safe for concurrent use.
-type VersionStepPause struct {
+// VersionStep is a parsed KVNODE_TESTING_VERSION_STEP_PAUSE: a
+// server.Knobs.VersionStepPause. Safe for concurrent use.
+type VersionStep struct {
 	log    *slog.Logger
 	points map[clusterversion.Version]string // step -> release file
 	poll   time.Duration
 }
 
-func ladderList() string {
-	var names []string
-	for _, k := range clusterversion.Keys() {
-		names = append(names, k.String())
-	}
-	return strings.Join(names, ", ")
-}
-
-// ParseVersionStepPause parses a value of KVNODE_TESTING_VERSION_STEP_PAUSE
-// (see VersionStepPauseEnv). log receives the warnings of each pause (nil:
+// ParseVersionStep parses a value of KVNODE_TESTING_VERSION_STEP_PAUSE
+// (see VersionStepEnv). log receives the warnings of each pause (nil:
 // discarded).
-func ParseVersionStepPause(value string, log *slog.Logger) (*VersionStepPause, error) {
+func ParseVersionStep(value string, log *slog.Logger) (*VersionStep, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &VersionStepPause{log: log, points: map[clusterversion.Version]string{}, poll: 50 * time.Millisecond}
+	p := &VersionStep{log: log, points: map[clusterversion.Version]string{}, poll: 50 * time.Millisecond}
 	fail := func(format string, args ...any) error {
-		return errors.WithHintf(errors.Newf("invalid %s=%q: %s", VersionStepPauseEnv, value, fmt.Sprintf(format, args...)),
+		return errors.WithHintf(errors.Newf("invalid %s=%q: %s", VersionStepEnv, value, fmt.Sprintf(format, args...)),
 			"%s is for tests only: unset it, or set it to <step>:<absolute path of a file whose creation releases the pause>, "+
-				"several separated by commas; the steps are the cluster versions %s", VersionStepPauseEnv, ladderList())
+				"several separated by commas; the steps are the cluster versions %s", VersionStepEnv, clusterversion.LadderList())
 	}
 	for _, entry := range strings.Split(value, ",") {
 		entry = strings.TrimSpace(entry)
@@ -278,7 +270,7 @@ func ParseVersionStepPause(value string, log *slog.Logger) (*VersionStepPause, e
 			return nil, fail("%q is not a cluster version", name)
 		}
 		if _, ok := clusterversion.Lookup(v); !ok {
-			return nil, fail("%s is not a cluster version of the ladder (%s)", v, ladderList())
+			return nil, fail("%s is not a cluster version of the ladder (%s)", v, clusterversion.LadderList())
 		}
 		if _, dup := p.points[v]; dup {
 			return nil, fail("step %s is given twice", v)
@@ -291,26 +283,26 @@ func ParseVersionStepPause(value string, log *slog.Logger) (*VersionStepPause, e
 	return p, nil
 }
 
-// VersionStepPauseFromEnv reads KVNODE_TESTING_VERSION_STEP_PAUSE for
+// VersionStepFromEnv reads KVNODE_TESTING_VERSION_STEP_PAUSE for
 // `kvnode start`: nil if it is unset or empty (production), the pause after
 // a loud warning if it is set, an error naming the ladder if it is invalid.
-func VersionStepPauseFromEnv(log *slog.Logger) (func(context.Context, clusterversion.Version) error, error) {
-	value := os.Getenv(VersionStepPauseEnv)
+func VersionStepFromEnv(log *slog.Logger) (func(context.Context, clusterversion.Version) error, error) {
+	value := os.Getenv(VersionStepEnv)
 	if strings.TrimSpace(value) == "" {
 		return nil, nil
 	}
-	p, err := ParseVersionStepPause(value, log)
+	p, err := ParseVersionStep(value, log)
 	if err != nil {
 		return nil, err
 	}
-	p.log.Warn("TESTING ONLY: "+VersionStepPauseEnv+" is set: this node pauses a finalization it coordinates before "+
+	p.log.Warn("TESTING ONLY: "+VersionStepEnv+" is set: this node pauses a finalization it coordinates before "+
 		"persisting the named steps; never set it in production", "value", value)
 	return p.Hook, nil
 }
 
-// Hook is the Knobs.VersionStepPause: before step, it waits until the
+// Hook is the server.Knobs.VersionStepPause: before step, it waits until the
 // step's release file exists, and returns an error only if ctx ends first.
-func (p *VersionStepPause) Hook(ctx context.Context, step clusterversion.Version) error {
+func (p *VersionStep) Hook(ctx context.Context, step clusterversion.Version) error {
 	file, ok := p.points[step]
 	if !ok {
 		return nil
@@ -318,20 +310,20 @@ func (p *VersionStepPause) Hook(ctx context.Context, step clusterversion.Version
 	if _, err := os.Stat(file); err == nil {
 		return nil
 	}
-	p.log.Warn("TESTING ONLY: "+VersionStepPauseEnv+": pausing the finalization before persisting "+step.String()+
+	p.log.Warn("TESTING ONLY: "+VersionStepEnv+": pausing the finalization before persisting "+step.String()+
 		" until the release file exists", "file", file)
-	writePauseMarker(p.log, VersionStepPauseEnv, file+".paused", fmt.Sprintf("pid %d\nstep %s\n", os.Getpid(), step))
+	writePauseMarker(p.log, VersionStepEnv, file+".paused", fmt.Sprintf("pid %d\nstep %s\n", os.Getpid(), step))
 	start := time.Now()
 	tick := time.NewTicker(p.poll)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return errors.Wrapf(ctx.Err(), "%s: paused before persisting %s until %s exists", VersionStepPauseEnv, step, file)
+			return errors.Wrapf(ctx.Err(), "%s: paused before persisting %s until %s exists", VersionStepEnv, step, file)
 		case <-tick.C:
 		}
 		if _, err := os.Stat(file); err == nil {
-			p.log.Warn("TESTING ONLY: "+VersionStepPauseEnv+": released; the finalization continues",
+			p.log.Warn("TESTING ONLY: "+VersionStepEnv+": released; the finalization continues",
 				"step", step.String(), "paused", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
