@@ -18,7 +18,6 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
-	"github.com/kvnode/kvnode/server/console"
 )
 
 // DefaultMaxOffset is --max-offset's default (CockroachDB's).
@@ -162,17 +161,4 @@ func (s *Server) leaseReadsAllowed() bool {
 		return false
 	}
 	return s.clockMon.Healthy()
-}
-
-// consoleClock is the status page's view of the monitor.
-func (s *Server) consoleClock() *console.Clock {
-	st := s.clockMon.Status()
-	if st.Rounds == 0 {
-		return nil // nothing measured yet
-	}
-	c := &console.Clock{Healthy: st.Healthy, MaxOffset: st.MaxOffset.String(), Message: st.Message()}
-	if rep := s.Replica(); rep != nil {
-		c.LeaseReads = rep.Status().LeaseReads
-	}
-	return c
 }

@@ -54,10 +54,12 @@
 //
 // The recovery from a lost majority (`kvnode node recover`) is package
 // kv/loqrecovery's; the server builds it and serves its kvnode.Node
-// methods. What the parts that run on the node need of it, they declare as
-// interfaces; nodeView (nodeview.go) answers them.
+// methods. The HTTP endpoints, the status page and the metrics no part
+// owns are package server/status's; the server serves its handler. What
+// the parts that run on the node need of it, they declare as interfaces;
+// nodeView (nodeview.go) answers them.
 //
-// Security (security.go, httpauth.go): Config.Insecure or Config.CertsDir,
+// Security (security.go; the HTTP login is package server/status's): Config.Insecure or Config.CertsDir,
 // exactly one. With CertsDir (package security loads node.crt, ca.crt and
 // gossip.key) the gRPC server requires mutual TLS and admits nodes
 // (CN=node), root and, from 2.1, admins, and logs every refused handshake;

@@ -4,20 +4,25 @@ import (
 	"context"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/loqrecovery"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server/console"
+	"github.com/kvnode/kvnode/server/status"
+	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // nodeView is the node as the parts that run on it see it: each declares
-// the interface it needs (member.Node, loqrecovery.Node), and nodeView
+// the interface it needs (member.Node, loqrecovery.Node, status.Node), and nodeView
 // answers them from the Server.
 type nodeView struct{ s *Server }
 
 var (
 	_ member.Node      = nodeView{}
 	_ loqrecovery.Node = nodeView{}
+	_ status.Node      = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -89,4 +94,90 @@ func newRecovery(s *Server) *loqrecovery.Recovery {
 		Node: nodeView{s}, Group0: s.g0, Local: s.eng.Local(), Client: s.node, Log: s.log,
 		BeforeStep: s.cfg.Knobs.BeforeRecoverStep,
 	})
+}
+
+func (n nodeView) BinaryVersion() clusterversion.Version { return n.s.binVersion }
+func (n nodeView) Draining() bool                        { return n.s.draining.Load() }
+func (n nodeView) AdvertisedRPCAddr() string             { return n.s.AdvertisedRPCAddr() }
+func (n nodeView) AdvertisedHTTPAddr() string            { return n.s.AdvertisedHTTPAddr() }
+func (n nodeView) Group0() status.Group0                 { return n.s.g0 }
+
+func (n nodeView) LocalNodeStatuses() []nodeapi.NodeStatus { return n.s.localClusterStatus() }
+
+// PersistedVersion is the version the node has persisted: none before it
+// has joined (ActiveVersion's fallback is not a cluster version).
+func (n nodeView) PersistedVersion() (clusterversion.Version, bool) {
+	if v := n.s.ver.active.Load(); v != nil {
+		return *v, true
+	}
+	return clusterversion.Version{}, false
+}
+
+func (n nodeView) UpgradeStatus(ctx context.Context) (*status.UpgradeStatus, error) {
+	return n.s.UpgradeStatus(ctx)
+}
+
+func (n nodeView) UpgradePlan(ctx context.Context, target clusterversion.Version) (*upgrademanager.Plan, error) {
+	return n.s.UpgradePlan(ctx, target)
+}
+
+// Readiness says whether the node serves SQL, and if not, why.
+func (n nodeView) Readiness() (bool, string) {
+	s := n.s
+	if err := s.Failed(); err != nil {
+		return false, "start failed: " + err.Error()
+	}
+	if s.draining.Load() {
+		return false, "draining"
+	}
+	select {
+	case <-s.up:
+	default:
+		if s.NodeID() == 0 {
+			return false, "waiting to join a cluster or for `kvnode init`"
+		}
+		return false, "starting"
+	}
+	rep := s.Replica()
+	if rep == nil || rep.Status().Leader == 0 {
+		return false, "no Raft leader known"
+	}
+	return true, ""
+}
+
+// Group0StoredState reads the group 0 upgrade state from the store (the
+// engine may be closing under a late scrape: then nothing).
+func (n nodeView) Group0StoredState() (group0.State, error) {
+	s := n.s
+	s.engMu.RLock()
+	defer s.engMu.RUnlock()
+	if s.engClosed {
+		return "", nil
+	}
+	st, _, _, err := group0.LoadState(s.eng.Local())
+	return st, err
+}
+
+// Users is the executor once SQL is started (nil before).
+func (n nodeView) Users() status.Users {
+	n.s.mu.Lock()
+	exec := n.s.exec
+	n.s.mu.Unlock()
+	if exec == nil {
+		return nil
+	}
+	return exec
+}
+
+// ConsoleClock is the status page's view of the clock-offset monitor.
+func (n nodeView) ConsoleClock() *console.Clock {
+	st := n.s.clockMon.Status()
+	if st.Rounds == 0 {
+		return nil // nothing measured yet
+	}
+	c := &console.Clock{Healthy: st.Healthy, MaxOffset: st.MaxOffset.String(), Message: st.Message()}
+	if rep := n.s.Replica(); rep != nil {
+		c.LeaseReads = rep.Status().LeaseReads
+	}
+	return c
 }

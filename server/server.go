@@ -34,6 +34,7 @@ import (
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
+	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgwire"
@@ -53,8 +54,6 @@ type Server struct {
 	reg  *prometheus.Registry
 	pool *rpc.Pool
 	sec  *nodeSecurity // nil in insecure mode
-	// httpSessions are the status page's logins (httpauth.go).
-	httpSessions httpSessions
 	// loginLimiter throttles failed password logins (SQL and HTTP).
 	loginLimiter *pgwire.LoginLimiter
 	node         *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
@@ -103,9 +102,9 @@ type Server struct {
 	// loq is this node's part of `kvnode node recover` (package
 	// kv/loqrecovery).
 	loq *loqrecovery.Recovery
-	// statusCache shares UpgradeStatus between the console and /metrics
-	// (statuscache.go).
-	statusCache statusCache
+	// status is the node's HTTP and metrics surface (package
+	// server/status).
+	status *status.Status
 	// engMu orders the engine's close after readers that may run on
 	// goroutines Stop does not wait for (memberlist's delegates: an
 	// in-flight push/pull can outlive Shutdown).
@@ -196,9 +195,11 @@ func New(cfg Config) (_ *Server, retErr error) {
 		}
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.reg.MustRegister(metricsCollector{s}) // versions, upgrade, group 0 (metrics.go)
 	// Failed password logins, SQL and HTTP alike, per user and address.
 	s.loginLimiter = pgwire.NewLoginLimiter(cfg.LoginLimits, s.reg)
+	s.status = status.New(status.Config{Node: nodeView{s}, Secure: sec != nil, Registry: s.reg,
+		LoginLimiter: s.loginLimiter, Log: s.log})
+	s.reg.MustRegister(s.status.Collector()) // versions, upgrade, group 0
 	if s.eng, err = storage.Open(cfg.Store, storage.Options{}); err != nil {
 		return nil, err
 	}
@@ -407,7 +408,7 @@ func (s *Server) Start(ctx context.Context) error {
 	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.Transport)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.grpcSrv.Serve(s.rpcLis) }()
-	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: s.status.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	httpLis := s.httpLis
 	if s.sec != nil {
 		httpLis = tls.NewListener(httpLis, s.httpTLS())

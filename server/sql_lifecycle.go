@@ -324,7 +324,7 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 		add("persisted_version", int64(n.NodeID), n.PersistedVersion, persistedDetail(n, rv, rvErr == nil))
 	}
 	for _, n := range st.Group0 {
-		add("group0_state", int64(n.NodeID), n.State, n.detail())
+		add("group0_state", int64(n.NodeID), n.State, n.Detail())
 	}
 	for _, b := range st.Blockers {
 		var node types.Datum

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
+	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/users"
 	"github.com/kvnode/kvnode/upgrademanager"
@@ -508,63 +508,16 @@ func whileLeader(ctx context.Context, rep *kv.Replica) context.Context {
 	return ctx
 }
 
-// UpgradeStatus is the answer of SHOW UPGRADE STATUS and GET
-// /_status/upgrade.
-type UpgradeStatus struct {
-	AnsweredBy         int32  `json:"answered_by"`
-	ActiveVersion      string `json:"active_version"`
-	ReplicatedVersion  string `json:"replicated_version"`
-	Target             string `json:"target,omitempty"`
-	InProgress         string `json:"in_progress,omitempty"`
-	AutoUpgradeEnabled bool   `json:"auto_upgrade_enabled"`
-	// DowngradingTo is the target of the downgrade under way ("" if none).
-	DowngradingTo     string `json:"downgrading_to,omitempty"`
-	PreserveDowngrade string `json:"preserve_downgrade_option,omitempty"`
-	// PreserveSince is when the preserve option was set (zero if unset or
-	// not recorded).
-	PreserveSince time.Time             `json:"preserve_downgrade_option_since,omitzero"`
-	Decision      string                `json:"decision"`
-	Nodes         []UpgradeStatusNode   `json:"nodes"`
-	Blockers      []autoupgrade.Blocker `json:"blockers"`
-	Migrations    []MigrationStatus     `json:"migrations"`
-	// Group0 is every non-decommissioned node's group 0 state.
-	Group0 []Group0NodeStatus `json:"group0"`
-}
-
-// UpgradeStatusNode is one node in UpgradeStatus.
-type UpgradeStatusNode struct {
-	NodeID        int32  `json:"node_id"`
-	Address       string `json:"address"`
-	SQLAddress    string `json:"sql_address"`
-	HTTPAddress   string `json:"http_address"`
-	BinaryVersion string `json:"binary_version"`
-	IsLive        bool   `json:"is_live"`
-	Membership    string `json:"membership"`
-	Draining      bool   `json:"draining"`
-	// Status is liveness' one-word status (nodeapi.NodeStatus.Status).
-	Status string `json:"status"`
-	// Raft is the node's place in the data group; IsLeader marks its
-	// leader.
-	Raft      string `json:"raft"`
-	IsLeader  bool   `json:"is_leader"`
-	StartedAt string `json:"started_at,omitempty"`
-	// PersistedVersion is the cluster version the node has persisted
-	// (nodeapi.NodeStatus.PersistedVersion; "" if unknown).
-	PersistedVersion string `json:"persisted_version"`
-}
-
-// MigrationStatus is one migration in UpgradeStatus.
-type MigrationStatus struct {
-	Version     string  `json:"version"`
-	Description string  `json:"description"`
-	Status      string  `json:"status"`
-	JobID       int64   `json:"job_id,omitempty"`
-	Fraction    float64 `json:"fraction_completed"`
-	Done        int64   `json:"done"`
-	Total       int64   `json:"total"`
-	Coordinator int32   `json:"coordinator,omitempty"`
-	Error       string  `json:"error,omitempty"`
-}
+// The shapes SHOW UPGRADE STATUS and the HTTP endpoints share, defined
+// with the endpoints in package server/status.
+type (
+	UpgradeStatus     = status.UpgradeStatus
+	UpgradeStatusNode = status.UpgradeStatusNode
+	MigrationStatus   = status.MigrationStatus
+	Group0NodeStatus  = status.Group0NodeStatus
+	NodeStatusPage    = status.NodeStatusPage
+	NodeRaftStatus    = status.NodeRaftStatus
+)
 
 // UpgradeStatus reports the state of cluster version management as this
 // node sees it.
@@ -604,7 +557,7 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	}
 	if s.g0.Enabled() {
 		for _, n := range s.g0.NodeStates(ctx, statuses) {
-			st.Group0 = append(st.Group0, group0Status(n))
+			st.Group0 = append(st.Group0, status.Group0Status(n))
 		}
 	}
 	jobs, err := migrations.List(ctx, s.Replica())
@@ -642,9 +595,4 @@ func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 		}
 	}
 	return st, nil
-}
-
-func (u *UpgradeStatus) json() []byte {
-	b, _ := json.MarshalIndent(u, "", "  ")
-	return b
 }

@@ -1,4 +1,4 @@
-package server
+package status
 
 import (
 	"context"
@@ -90,23 +90,21 @@ func httpOpen(path string) bool {
 
 // isAdmin reports whether user may see the status page: a node, root, or
 // an admin of the users store.
-func (s *Server) isAdmin(ctx context.Context, user string) bool {
+func (s *Status) isAdmin(ctx context.Context, user string) bool {
 	if user == security.NodeUser || user == security.RootUser {
 		return true
 	}
-	s.mu.Lock()
-	exec := s.exec
-	s.mu.Unlock()
-	if exec == nil {
+	users := s.node.Users()
+	if users == nil {
 		return false
 	}
-	ok, err := exec.IsAdmin(ctx, user)
+	ok, err := users.IsAdmin(ctx, user)
 	return err == nil && ok
 }
 
 // requireAdmin wraps the HTTP handler in secure mode.
-func (s *Server) requireAdmin(next http.Handler) http.Handler {
-	if s.sec == nil {
+func (s *Status) requireAdmin(next http.Handler) http.Handler {
+	if !s.cfg.Secure {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +120,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		if user == "" {
 			if c, err := r.Cookie(httpSessionCookie); err == nil {
-				user, _ = s.httpSessions.lookup(c.Value)
+				user, _ = s.sessions.lookup(c.Value)
 			}
 		}
 		switch {
@@ -176,10 +174,10 @@ func safeNext(next string) string {
 
 // serveLogin is GET /login (the form) and POST /login (check the password
 // and make a session).
-func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+func (s *Status) serveLogin(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if s.sec == nil {
+	if !s.cfg.Secure {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
@@ -200,20 +198,18 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	user, password, next := r.PostForm.Get("username"), r.PostForm.Get("password"), safeNext(r.PostForm.Get("next"))
 	fail := func(code int, reason, shown string) {
-		s.log.Warn("refused an HTTP login", "user", user, "remote", r.RemoteAddr, "reason", reason)
+		s.cfg.Log.Warn("refused an HTTP login", "user", user, "remote", r.RemoteAddr, "reason", reason)
 		w.WriteHeader(code)
 		_ = loginPage.Execute(w, loginData{Error: shown, Next: next, User: user})
 	}
-	s.mu.Lock()
-	exec := s.exec
-	s.mu.Unlock()
+	exec := s.node.Users()
 	if exec == nil {
 		fail(http.StatusServiceUnavailable, "SQL is not started", "this node is not serving yet; try again in a moment")
 		return
 	}
-	if wait, failures := s.loginLimiter.Allow("http", user, r.RemoteAddr); wait > 0 {
+	if wait, failures := s.cfg.LoginLimiter.Allow("http", user, r.RemoteAddr); wait > 0 {
 		retry := wait.Round(time.Second) + time.Second
-		s.log.Warn("refused an HTTP login: too many failed password attempts", "user", user, "remote", r.RemoteAddr,
+		s.cfg.Log.Warn("refused an HTTP login: too many failed password attempts", "user", user, "remote", r.RemoteAddr,
 			"failures", failures, "retry_after", retry)
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -234,8 +230,8 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	case !pgwire.CheckLoginPassword(ua, user, password):
 		// One answer, after the same work, for an unknown user and a
 		// wrong password.
-		if d := s.loginLimiter.Failed("http", user, r.RemoteAddr); d > 0 {
-			s.log.Warn("throttling password attempts", "user", user, "remote", r.RemoteAddr, "delay", d)
+		if d := s.cfg.LoginLimiter.Failed("http", user, r.RemoteAddr); d > 0 {
+			s.cfg.Log.Warn("throttling password attempts", "user", user, "remote", r.RemoteAddr, "delay", d)
 		}
 		reason := "wrong password"
 		if !ua.Exists {
@@ -246,7 +242,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, reason, "login failed: check the user name and the password")
 		return
 	}
-	s.loginLimiter.Succeeded(user, r.RemoteAddr)
+	s.cfg.LoginLimiter.Succeeded(user, r.RemoteAddr)
 	if err := exec.CheckLogin(ctx, user); err != nil {
 		fail(http.StatusForbidden, err.Error(), err.Error())
 		return
@@ -255,21 +251,21 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "not an admin", "user "+user+" is not an admin: the status page is for admins (GRANT admin TO "+user+")")
 		return
 	}
-	tok, err := s.httpSessions.create(user)
+	tok, err := s.sessions.create(user)
 	if err != nil {
 		fail(http.StatusInternalServerError, err.Error(), "could not create a session")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: httpSessionCookie, Value: tok, Path: "/", MaxAge: int(httpSessionLifetime / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	s.log.Info("HTTP login", "user", user, "remote", r.RemoteAddr)
+	s.cfg.Log.Info("HTTP login", "user", user, "remote", r.RemoteAddr)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // serveLogout ends the session of the request's cookie.
-func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
+func (s *Status) serveLogout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(httpSessionCookie); err == nil {
-		s.httpSessions.delete(c.Value)
+		s.sessions.delete(c.Value)
 	}
 	http.SetCookie(w, &http.Cookie{Name: httpSessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode})

@@ -1,4 +1,4 @@
-package server
+package status
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 //     store and never depend on the rest of the cluster.
 //   - Cluster-wide series (nodes per binary, finalization blockers, pending
 //     upgrade, migrations) come from the UpgradeStatus the status page
-//     uses, through the shared cache (statuscache.go), so scrapes and
+//     uses, through the shared cache (cache.go), so scrapes and
 //     browser tabs share one computation. When it cannot be computed (the
 //     data group does not answer, or the node has not joined a cluster
 //     yet), kvnode_upgrade_status_up is 0 and those series are absent for
@@ -116,7 +116,7 @@ func versionNumber(v clusterversion.Version) float64 {
 }
 
 // metricsCollector reads the node's metrics at scrape time.
-type metricsCollector struct{ s *Server }
+type metricsCollector struct{ s *Status }
 
 var _ prometheus.Collector = metricsCollector{}
 
@@ -149,37 +149,31 @@ func boolGauge(b bool) float64 {
 
 func (c metricsCollector) collectVersions(ch chan<- prometheus.Metric) {
 	s := c.s
-	gauge(ch, descBuildInfo, 1, s.binVersion.String())
-	gauge(ch, descBinaryVersion, versionNumber(s.binVersion))
+	gauge(ch, descBuildInfo, 1, s.node.BinaryVersion().String())
+	gauge(ch, descBinaryVersion, versionNumber(s.node.BinaryVersion()))
 	// Only a persisted version: ActiveVersion's fallback for a node that
 	// has not joined is not a cluster version.
-	if v := s.ver.active.Load(); v != nil {
+	if v, ok := s.node.PersistedVersion(); ok {
 		gauge(ch, descClusterVersionInfo, 1, v.String())
-		gauge(ch, descClusterVersion, versionNumber(*v))
+		gauge(ch, descClusterVersion, versionNumber(v))
 	}
 }
 
 func (c metricsCollector) collectGroup0(ch chan<- prometheus.Metric) {
 	s := c.s
-	if !s.g0.Enabled() || s.NodeID() == 0 {
+	if !s.node.Group0().Enabled() || s.node.NodeID() == 0 {
 		return
 	}
 	// The persisted state, not the in-memory copy: the copy is set after
 	// the write (and only once the node starts), so the store is never
 	// behind it. The engine may be closing under a late scrape.
-	s.engMu.RLock()
-	var st group0.State
-	var err error
-	if !s.engClosed {
-		st, _, _, err = group0.LoadState(s.eng.Local())
-	}
-	s.engMu.RUnlock()
+	st, err := s.node.Group0StoredState()
 	if err == nil && st != "" {
 		for _, x := range group0.States() {
 			gauge(ch, descGroup0State, boolGauge(x == st), string(x))
 		}
 	}
-	rep := s.g0.Replica()
+	rep := s.node.Group0().Replica()
 	if rep == nil {
 		return
 	}
@@ -190,7 +184,7 @@ func (c metricsCollector) collectGroup0(ch chan<- prometheus.Metric) {
 	}
 	// An isolated replica (recovery) takes no part in group 0: its view of
 	// leadership means nothing, as in group 0's Group0State.
-	gauge(ch, descG0Leader, boolGauge(rs.IsLeader && !s.g0.Isolated()))
+	gauge(ch, descG0Leader, boolGauge(rs.IsLeader && !s.node.Group0().Isolated()))
 	gauge(ch, descG0Term, float64(rs.Term))
 	gauge(ch, descG0Commit, float64(rs.Commit))
 	gauge(ch, descG0Applied, float64(rs.Applied))
@@ -201,7 +195,7 @@ func (c metricsCollector) collectGroup0(ch chan<- prometheus.Metric) {
 
 func (c metricsCollector) collectUpgradeStatus(ch chan<- prometheus.Metric) {
 	s := c.s
-	if s.NodeID() == 0 {
+	if s.node.NodeID() == 0 {
 		gauge(ch, descStatusUp, 0)
 		return
 	}

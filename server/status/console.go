@@ -1,4 +1,4 @@
-package server
+package status
 
 import (
 	"bytes"
@@ -12,22 +12,22 @@ import (
 
 // consoleMaxAge is how stale the cluster part of the status page may be:
 // every open tab polls every console.RefreshInterval, and they share one
-// computation (statuscache.go).
+// computation (cache.go).
 const consoleMaxAge = 2 * time.Second
 
 // consoleStatus gathers what the status page shows. It never fails: when
 // the cluster status cannot be computed, Error says why and the node
 // table is the node's own, possibly stale, copy.
-func (s *Server) consoleStatus(ctx context.Context) console.Status {
-	ready, why := s.readiness()
+func (s *Status) consoleStatus(ctx context.Context) console.Status {
+	ready, why := s.node.Readiness()
 	st := console.Status{
-		Self: console.Self{NodeID: s.NodeID(), ClusterID: s.ClusterID(), BinaryVersion: s.binVersion.String(),
-			HTTPAddress: s.AdvertisedHTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.g0.State()),
-			Clock: s.consoleClock()},
-		ActiveVersion: s.ActiveVersion().String(),
-		Host:          s.AdvertisedRPCAddr(),
+		Self: console.Self{NodeID: s.node.NodeID(), ClusterID: s.node.ClusterID(), BinaryVersion: s.node.BinaryVersion().String(),
+			HTTPAddress: s.node.AdvertisedHTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.node.Group0().State()),
+			Clock: s.node.ConsoleClock()},
+		ActiveVersion: s.node.ActiveVersion().String(),
+		Host:          s.node.AdvertisedRPCAddr(),
 	}
-	if s.NodeID() == 0 {
+	if s.node.NodeID() == 0 {
 		st.GeneratedAt = time.Now()
 		st.Error = "this node has not joined a cluster yet: it waits for `kvnode init` or for a node of --join to admit it"
 		st.Banners = console.Banners(st, time.Now())
@@ -38,12 +38,8 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 	if err != nil {
 		st.Error = err.Error()
 		// What the node knows by itself: its local copy of the node and
-		// liveness records (an expired context skips the linearizable
-		// read).
-		done, cancel := context.WithCancel(ctx)
-		cancel()
-		rows, _ := s.clusterStatus(done)
-		for _, n := range rows {
+		// liveness records, read without a round through Raft.
+		for _, n := range s.node.LocalNodeStatuses() {
 			st.Nodes = append(st.Nodes, console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
 				HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, Live: n.IsLive, Membership: n.Membership,
 				Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt,
@@ -70,7 +66,7 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 			Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt, PersistedVersion: n.PersistedVersion}
 		if g, ok := g0[n.NodeID]; ok {
 			row.Group0State, row.Group0Role, row.Group0Waiting, row.Group0Error = g.State, g.Role, g.Waiting, g.Error
-		} else if !s.g0.Enabled() && n.Membership != "decommissioned" {
+		} else if !s.node.Group0().Enabled() && n.Membership != "decommissioned" {
 			// A release without group 0 answers: every node uses the
 			// pre-Raft procedures until the cluster reaches 2.0.
 			row.Group0State = console.StatePreRaft
@@ -88,7 +84,7 @@ func (s *Server) consoleStatus(ctx context.Context) console.Status {
 
 // serveConsole serves the status page at "/", and its live part (what the
 // page's script swaps in every few seconds) at "/?live=1".
-func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
+func (s *Status) serveConsole(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		http.NotFound(w, r)
 		return
@@ -111,7 +107,7 @@ func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveConsoleJSON serves the page's facts and banners as JSON.
-func (s *Server) serveConsoleJSON(w http.ResponseWriter, r *http.Request) {
+func (s *Status) serveConsoleJSON(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), statusComputeTimeout+time.Second)
 	defer cancel()
 	st := s.consoleStatus(ctx)

@@ -1,8 +1,7 @@
-package server
+package status
 
 import (
 	"context"
-
 	"sync"
 	"time"
 
@@ -30,8 +29,8 @@ const statusComputeTimeout = 5 * time.Second
 // cachedUpgradeStatus returns an UpgradeStatus no older than maxAge,
 // computing it if needed, and when it was computed. The error is the
 // computation's (for example, the data group did not answer in time).
-func (s *Server) cachedUpgradeStatus(ctx context.Context, maxAge time.Duration) (*UpgradeStatus, time.Time, error) {
-	c := &s.statusCache
+func (s *Status) cachedUpgradeStatus(ctx context.Context, maxAge time.Duration) (*UpgradeStatus, time.Time, error) {
+	c := &s.cache
 	for {
 		c.mu.Lock()
 		if !c.at.IsZero() && time.Since(c.at) <= maxAge {
@@ -62,8 +61,8 @@ func (s *Server) cachedUpgradeStatus(ctx context.Context, maxAge time.Duration) 
 
 // computeStatus runs one UpgradeStatus computation and publishes it; the
 // waiters are released even if it panics.
-func (s *Server) computeStatus(done chan struct{}) (st *UpgradeStatus, err error) {
-	c := &s.statusCache
+func (s *Status) computeStatus(done chan struct{}) (st *UpgradeStatus, err error) {
+	c := &s.cache
 	err = errors.New("computing the upgrade status failed")
 	defer func() {
 		c.mu.Lock()
@@ -73,5 +72,5 @@ func (s *Server) computeStatus(done chan struct{}) (st *UpgradeStatus, err error
 	}()
 	cctx, cancel := context.WithTimeout(context.Background(), statusComputeTimeout)
 	defer cancel()
-	return s.UpgradeStatus(cctx)
+	return s.node.UpgradeStatus(cctx)
 }
