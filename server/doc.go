@@ -32,7 +32,8 @@
 // gRPC code); nodeapi sends it whole, so a forwarding node returns the
 // error it got, with its hints and marks, never a text copy.
 //
-// Node lifecycle (lifecycle.go, decommission.go, status.go):
+// Node lifecycle (lifecycle.go, lifecycle_rpc.go, status.go, and package
+// liveness/decommission):
 // `kvnode node status` reads every node's record, liveness record and
 // gossip metadata (also the crdb_internal.gossip_nodes and gossip_liveness
 // views); `kvnode node drain` stops SQL, moves Raft leadership away and sets
@@ -40,7 +41,7 @@
 // stops); `kvnode node decommission` is checked against the quorum rule and
 // marked on the Raft leader, whose decommission loop removes the nodes from
 // the data group one at a time and marks them decommissioned (see the
-// comment at the top of decommission.go). A running node that finds itself
+// package doc of liveness/decommission). A running node that finds itself
 // decommissioned reports it through Failed, and `kvnode start` exits.
 // Cluster settings are answered through the SQL executor's statement hook
 // (sql_lifecycle.go).

@@ -33,12 +33,6 @@ type lifecycle struct {
 	rep atomic.Pointer[kv.Replica]
 	nl  atomic.Pointer[liveness.NodeLiveness]
 
-	// decomMu serializes, on the Raft leader, the decommission loop with
-	// decommission and recommission requests, so that a node is never
-	// recommissioned between the loop's check and its removal.
-	decomMu sync.Mutex
-	// lastWarn rate-limits the decommission loop's warnings.
-	lastWarn time.Time
 	// lastPeerCheck rate-limits asking peers whether this node was
 	// decommissioned while its heartbeats fail.
 	lastPeerCheck time.Time
@@ -192,7 +186,7 @@ func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) {
 	s.wg.Add(4)
 	go func() { defer s.wg.Done(); nl.Run(s.stopC, func(err error) { s.heartbeatFailed(nl, id, err) }) }()
 	go func() { defer s.wg.Done(); lc.settings.Run(s.stopC) }()
-	go func() { defer s.wg.Done(); s.decommissionLoop(rep, id) }()
+	go func() { defer s.wg.Done(); s.decom.Run(rep, id) }()
 	go func() { defer s.wg.Done(); s.schemaChangeLoop(rep) }()
 }
 
@@ -337,7 +331,7 @@ func (s *Server) drainNode(ctx context.Context) (int, error) {
 		}
 	}
 	if rep != nil {
-		s.transferLeadershipAway(ctx, rep)
+		s.decom.TransferLeadershipAway(ctx, rep)
 	}
 	s.log.Info("node drained: it accepts no SQL connections and leads no Raft group; it stays up until stopped",
 		"closed_connections", open)

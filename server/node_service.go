@@ -49,11 +49,11 @@ func (n nodeService) Drain(ctx context.Context, req *nodeapi.DrainRequest) (*nod
 }
 
 func (n nodeService) Decommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
-	return n.s.decommission(ctx, req)
+	return n.s.decom.Decommission(ctx, req)
 }
 
 func (n nodeService) Recommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
-	return n.s.recommission(ctx, req)
+	return n.s.decom.Recommission(ctx, req)
 }
 
 func (n nodeService) GetLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {

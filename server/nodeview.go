@@ -8,6 +8,8 @@ import (
 	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/loqrecovery"
+	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/status"
@@ -15,14 +17,15 @@ import (
 )
 
 // nodeView is the node as the parts that run on it see it: each declares
-// the interface it needs (member.Node, loqrecovery.Node, status.Node), and nodeView
-// answers them from the Server.
+// the interface it needs (member.Node, loqrecovery.Node, status.Node,
+// decommission.Node), and nodeView answers them from the Server.
 type nodeView struct{ s *Server }
 
 var (
-	_ member.Node      = nodeView{}
-	_ loqrecovery.Node = nodeView{}
-	_ status.Node      = nodeView{}
+	_ member.Node       = nodeView{}
+	_ loqrecovery.Node  = nodeView{}
+	_ status.Node       = nodeView{}
+	_ decommission.Node = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -180,4 +183,15 @@ func (n nodeView) ConsoleClock() *console.Clock {
 		c.LeaseReads = rep.Status().LeaseReads
 	}
 	return c
+}
+
+func (n nodeView) Liveness() *liveness.NodeLiveness { return n.s.Liveness() }
+
+func (n nodeView) ReadyReplica() (*kv.Replica, error) {
+	rep, _, err := n.s.readyReplica()
+	return rep, err
+}
+
+func (n nodeView) ClusterStatus(ctx context.Context) ([]nodeapi.NodeStatus, bool) {
+	return n.s.clusterStatus(ctx)
 }

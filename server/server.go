@@ -32,6 +32,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/kv/loqrecovery"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/server/status"
@@ -99,6 +100,8 @@ type Server struct {
 	upgrades *upgrademanager.Manager
 	// g0 is this node's part of group 0 (package group0/member).
 	g0 *member.Member
+	// decom runs decommissioning (package liveness/decommission).
+	decom *decommission.Decommissioner
 	// loq is this node's part of `kvnode node recover` (package
 	// kv/loqrecovery).
 	loq *loqrecovery.Recovery
@@ -206,6 +209,8 @@ func New(cfg Config) (_ *Server, retErr error) {
 	s.eng.RegisterMetrics(s.reg)
 	s.g0 = newGroup0(s)
 	s.loq = newRecovery(s)
+	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
+		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission})
 	if l := cfg.Listeners; l != nil {
 		s.rpcLis, s.sqlLis, s.httpLis, s.gossipSockets = l.RPC, l.SQL, l.HTTP, l.Gossip
 		s.cfg.Listeners = nil // owned by s from here on

@@ -225,7 +225,7 @@ func rfcTestPlan(p registry.PlanParams) (*registry.Plan, error) {
 // addRestartDecommissioned adds the RFC's step 9, "restart the node that
 // was force-stopped", for a node that was decommissioned meanwhile (this
 // plan decommissions the stopped node itself). What must happen follows
-// from the code (server/lifecycle.go, server/decommission.go): a
+// from the code (server/lifecycle.go, liveness/decommission): a
 // decommissioned node was removed from the data group for good and node
 // IDs are never reused, so
 //

@@ -1,8 +1,11 @@
-package server
+package decommission
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -15,39 +18,69 @@ import (
 	"github.com/kvnode/kvnode/nodeapi"
 )
 
-// Decommissioning, as the Raft leader runs it:
-//
-//  1. `kvnode node decommission ID…` reaches any node, which forwards it to
-//     the leader. There, under decomMu, the quorum rule (liveness.Check)
-//     is evaluated on linearizable reads of every liveness record and the
-//     group's configuration; if it refuses, nothing is written. Otherwise
-//     one atomic batch of conditional puts marks every target
-//     decommissioning.
-//  2. The leader's decommission loop (every 500ms, also under decomMu)
-//     removes decommissioning nodes from the data group one at a time, in
-//     liveness.Check.RemovalOrder, each only while liveness.Check.CanRemove
-//     allows it (so a node that dies meanwhile makes it wait instead of
-//     losing quorum). If the leader itself is to be removed, it hands
-//     leadership to another active, live voter first and the next leader
-//     goes on. The promotion gate (allowPromote) never promotes a
-//     decommissioning learner.
-//  3. A decommissioning node that is no longer a member is marked
-//     decommissioned (a conditional put).
-//
-// The loop runs on whichever node leads, so a decommission survives the
-// CLI going away and leader changes. Recommissioning (also on the leader,
-// under decomMu) is allowed only while the node is still a member.
+// Node is what decommissioning needs of the node it runs on.
+type Node interface {
+	// ReadyReplica is the data replica of a started node that is still a
+	// member, or the RPC error to answer with.
+	ReadyReplica() (*kv.Replica, error)
+	// Liveness is the node's liveness (nil before it runs).
+	Liveness() *liveness.NodeLiveness
+	// Draining: the node drains, and keeps leadership away from itself.
+	Draining() bool
+	// Resolve maps a node ID to its RPC address.
+	Resolve(id uint64) (string, bool)
+	// ForgetGossip drops gossip's record of a decommissioned node.
+	ForgetGossip(id int32)
+	// ClusterStatus is every node's status (stale: the data group did not
+	// answer in time, and the rows are this node's copy).
+	ClusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, stale bool)
+}
+
+// Group0 is group 0's side of the quorum check (group0/member.Member): a
+// decommission must not leave group 0 without its majority either.
+type Group0 interface {
+	ValidateDecommission(ctx context.Context, c liveness.Check, ids []int32) error
+}
+
+// Config is what New needs.
+type Config struct {
+	Node   Node
+	Group0 Group0
+	Client *nodeapi.Client
+	Log    *slog.Logger
+	// Quiesce is closed when the node stops: Run returns.
+	Quiesce <-chan struct{}
+	// Hold, a testing knob, keeps the leader's loop from removing nodes
+	// while it holds true.
+	Hold *atomic.Bool
+}
+
+// Decommissioner is the node's part of decommissioning: the membership
+// requests (Decommission, Recommission) and, while the node leads the data
+// group, the loop that removes decommissioning nodes (Run).
+type Decommissioner struct {
+	cfg Config
+	// mu serializes, on the Raft leader, the loop with decommission and
+	// recommission requests, so that a node is never recommissioned
+	// between the loop's check and its removal.
+	mu sync.Mutex
+	// lastWarn rate-limits the loop's warnings; guarded by mu.
+	lastWarn time.Time
+}
+
+// New returns the node's decommissioner; nothing runs until Run.
+func New(cfg Config) *Decommissioner { return &Decommissioner{cfg: cfg} }
 
 const decommissionEvery = 500 * time.Millisecond
 
-// decommissionLoop runs on every node and acts while it leads the data
+// Run runs on every node and acts while it leads the data
 // group; while the node drains it also keeps leadership away from it.
-func (s *Server) decommissionLoop(rep *kv.Replica, self int32) {
+func (d *Decommissioner) Run(rep *kv.Replica, self int32) {
 	t := time.NewTicker(decommissionEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stopC:
+		case <-d.cfg.Quiesce:
 			return
 		case <-t.C:
 		}
@@ -55,10 +88,10 @@ func (s *Server) decommissionLoop(rep *kv.Replica, self int32) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if s.draining.Load() {
-			s.transferLeadershipAway(ctx, rep)
-		} else if h := s.cfg.TestingHoldDecommission; h == nil || !h.Load() {
-			s.decommissionStep(ctx, rep, self)
+		if d.cfg.Node.Draining() {
+			d.TransferLeadershipAway(ctx, rep)
+		} else if h := d.cfg.Hold; h == nil || !h.Load() {
+			d.step(ctx, rep, self)
 		}
 		cancel()
 	}
@@ -66,7 +99,7 @@ func (s *Server) decommissionLoop(rep *kv.Replica, self int32) {
 
 // groupCheck builds the quorum rule's inputs from linearizable reads. raw
 // holds each record's stored bytes, for conditional puts.
-func (s *Server) groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Check, recs []liveness.Record, raw map[int32][]byte, err error) {
+func groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Check, recs []liveness.Record, raw map[int32][]byte, err error) {
 	start, end := liveness.Span()
 	kvs, err := rep.Scan(ctx, start, end, 0, false)
 	if err != nil {
@@ -94,11 +127,10 @@ func (s *Server) groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Ch
 	return c, recs, raw, nil
 }
 
-func (s *Server) decommissionStep(ctx context.Context, rep *kv.Replica, self int32) {
-	lc := s.lc()
-	lc.decomMu.Lock()
-	defer lc.decomMu.Unlock()
-	c, recs, _, err := s.groupCheck(ctx, rep)
+func (d *Decommissioner) step(ctx context.Context, rep *kv.Replica, self int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, recs, _, err := groupCheck(ctx, rep)
 	if err != nil {
 		return
 	}
@@ -113,45 +145,43 @@ func (s *Server) decommissionStep(ctx context.Context, rep *kv.Replica, self int
 		if !member {
 			if _, err := liveness.SetMembership(ctx, rep, nil, id, liveness.Decommissioned,
 				[]liveness.Membership{liveness.Decommissioning}, nil); err != nil {
-				s.log.Warn("decommission: could not mark a removed node decommissioned; will retry", "node", id, "err", err)
+				d.cfg.Log.Warn("decommission: could not mark a removed node decommissioned; will retry", "node", id, "err", err)
 				return
 			}
-			s.log.Info("decommission: node is decommissioned", "node", id)
-			if g := s.gossipOrNil(); g != nil {
-				_ = g.Forget(id) // fine if it is still live: it will be refused
-			}
+			d.cfg.Log.Info("decommission: node is decommissioned", "node", id)
+			d.cfg.Node.ForgetGossip(id) // fine if it is still live: it will be refused
 			continue
 		}
 		if err := c.CanRemove(id); err != nil {
-			if time.Since(lc.lastWarn) > 10*time.Second {
-				lc.lastWarn = time.Now()
-				s.log.Warn("decommission: waiting before removing a node from the data Raft group", "node", id, "reason", err)
+			if time.Since(d.lastWarn) > 10*time.Second {
+				d.lastWarn = time.Now()
+				d.cfg.Log.Warn("decommission: waiting before removing a node from the data Raft group", "node", id, "reason", err)
 			}
 			continue
 		}
 		if id == self {
-			s.log.Info("decommission: this node leads and is being decommissioned; handing leadership over")
-			s.transferLeadershipAway(ctx, rep)
+			d.cfg.Log.Info("decommission: this node leads and is being decommissioned; handing leadership over")
+			d.TransferLeadershipAway(ctx, rep)
 			return
 		}
 		if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
-			s.log.Warn("decommission: removing a node from the data Raft group failed; will retry", "node", id, "err", err)
+			d.cfg.Log.Warn("decommission: removing a node from the data Raft group failed; will retry", "node", id, "err", err)
 			return
 		}
-		s.log.Info("decommission: removed node from the data Raft group", "node", id)
+		d.cfg.Log.Info("decommission: removed node from the data Raft group", "node", id)
 		return // one configuration change per step; re-read the state next time
 	}
 }
 
 // transferLeadershipAway moves Raft leadership to an up-to-date voter that
 // is live, active and not draining, if there is one.
-func (s *Server) transferLeadershipAway(ctx context.Context, rep *kv.Replica) {
+func (d *Decommissioner) TransferLeadershipAway(ctx context.Context, rep *kv.Replica) {
 	st := rep.Status()
 	if !st.IsLeader || len(st.Voters) < 2 {
 		return
 	}
 	good := func(uint64) bool { return true }
-	if nl := s.lc().nl.Load(); nl != nil {
+	if nl := d.cfg.Node.Liveness(); nl != nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		recs, err := nl.Records(rctx)
 		cancel()
@@ -170,31 +200,9 @@ func (s *Server) transferLeadershipAway(ctx context.Context, rep *kv.Replica) {
 	rep.HandOffLeadership(ctx, good)
 }
 
-// --- RPC handlers ---
-
-// readyReplica returns the replica and liveness of a started node, or an
-// Unavailable RPC error.
-func (s *Server) readyReplica() (*kv.Replica, *liveness.NodeLiveness, error) {
-	lc := s.lc()
-	rep, nl := lc.rep.Load(), lc.nl.Load()
-	if rep == nil || nl == nil {
-		return nil, nil, nodeapi.WithCode(errors.WithHint(
-			errors.New("this node has not joined a cluster or is still starting"), "retry in a moment, or ask another node"), codes.Unavailable)
-	}
-	if lc.leftCluster.Load() {
-		return nil, nil, nodeapi.WithCode(errors.WithHint(
-			errors.Newf("node %d is decommissioned and no longer part of the cluster", s.NodeID()), "ask another node"), codes.FailedPrecondition)
-	}
-	if st := rep.Status(); len(st.Voters) > 0 && !slices.Contains(st.Voters, st.NodeID) && !slices.Contains(st.Learners, st.NodeID) {
-		return nil, nil, nodeapi.WithCode(errors.WithHint(
-			errors.Newf("node %d was removed from the data Raft group", st.NodeID), "ask another node"), codes.FailedPrecondition)
-	}
-	return rep, nl, nil
-}
-
 // forwardToLeader sends a membership request to the Raft leader unless
 // this node leads; handled reports whether it was forwarded.
-func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method membershipCall, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, bool, error) {
+func (d *Decommissioner) forwardToLeader(ctx context.Context, rep *kv.Replica, method membershipCall, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, bool, error) {
 	// Leadership may move while we look; retry briefly.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -203,7 +211,7 @@ func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method me
 			return nil, false, nil
 		}
 		if st.Leader != 0 && !req.Forwarded {
-			if addr, ok := s.resolve(st.Leader); ok {
+			if addr, ok := d.cfg.Node.Resolve(st.Leader); ok {
 				fwd := *req
 				fwd.Forwarded = true
 				resp, err := method(ctx, addr, &fwd)
@@ -222,12 +230,12 @@ func (s *Server) forwardToLeader(ctx context.Context, rep *kv.Replica, method me
 	}
 }
 
-func (s *Server) decommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
-	return s.changeMembership(ctx, req, s.node.Decommission, liveness.Decommissioning)
+func (d *Decommissioner) Decommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
+	return d.changeMembership(ctx, req, d.cfg.Client.Decommission, liveness.Decommissioning)
 }
 
-func (s *Server) recommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
-	return s.changeMembership(ctx, req, s.node.Recommission, liveness.Active)
+func (d *Decommissioner) Recommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
+	return d.changeMembership(ctx, req, d.cfg.Client.Recommission, liveness.Active)
 }
 
 // changeMembership validates and applies a decommission (to =
@@ -236,20 +244,19 @@ func (s *Server) recommission(ctx context.Context, req *nodeapi.MembershipReques
 // membershipCall is the client's Decommission or Recommission.
 type membershipCall func(context.Context, string, *nodeapi.MembershipRequest, ...grpc.CallOption) (*nodeapi.MembershipResponse, error)
 
-func (s *Server) changeMembership(ctx context.Context, req *nodeapi.MembershipRequest, method membershipCall, to liveness.Membership) (*nodeapi.MembershipResponse, error) {
-	rep, _, err := s.readyReplica()
+func (d *Decommissioner) changeMembership(ctx context.Context, req *nodeapi.MembershipRequest, method membershipCall, to liveness.Membership) (*nodeapi.MembershipResponse, error) {
+	rep, err := d.cfg.Node.ReadyReplica()
 	if err != nil {
 		return nil, err
 	}
-	if resp, forwarded, err := s.forwardToLeader(ctx, rep, method, req); forwarded {
+	if resp, forwarded, err := d.forwardToLeader(ctx, rep, method, req); forwarded {
 		return resp, err
 	}
-	lc := s.lc()
-	lc.decomMu.Lock()
-	defer lc.decomMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	ids := slices.Compact(slices.Sorted(slices.Values(req.NodeIDs)))
 	for attempt := 0; attempt < 10; attempt++ {
-		c, _, raw, err := s.groupCheck(ctx, rep)
+		c, _, raw, err := groupCheck(ctx, rep)
 		if err != nil {
 			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
@@ -258,7 +265,7 @@ func (s *Server) changeMembership(ctx context.Context, req *nodeapi.MembershipRe
 			if err := c.Validate(ids); err != nil {
 				return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 			}
-			if err := s.g0.ValidateDecommission(ctx, c, ids); err != nil {
+			if err := d.cfg.Group0.ValidateDecommission(ctx, c, ids); err != nil {
 				return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
 			}
 		}
@@ -286,14 +293,14 @@ func (s *Server) changeMembership(ctx context.Context, req *nodeapi.MembershipRe
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: liveness.Key(id), Value: next.Encode(), Expected: raw[id]})
 		}
 		if len(ops) == 0 {
-			return s.membershipResponse(ctx, ids), nil
+			return d.membershipResponse(ctx, ids), nil
 		}
 		err = rep.Write(ctx, ops)
 		var cf *kvpb.ConditionFailedError
 		switch {
 		case err == nil:
-			s.log.Info("membership changed", "nodes", ids, "membership", to)
-			return s.membershipResponse(ctx, ids), nil
+			d.cfg.Log.Info("membership changed", "nodes", ids, "membership", to)
+			return d.membershipResponse(ctx, ids), nil
 		case errors.As(err, &cf), errors.Is(err, kvpb.ErrAmbiguous):
 			continue // a record changed (a heartbeat), or unknown outcome: read again and redo
 		default:
@@ -303,8 +310,8 @@ func (s *Server) changeMembership(ctx context.Context, req *nodeapi.MembershipRe
 	return nil, nodeapi.WithCode(errors.WithHint(errors.New("the liveness records kept changing"), "retry"), codes.Aborted)
 }
 
-func (s *Server) membershipResponse(ctx context.Context, ids []int32) *nodeapi.MembershipResponse {
-	rows, _ := s.clusterStatus(ctx)
+func (d *Decommissioner) membershipResponse(ctx context.Context, ids []int32) *nodeapi.MembershipResponse {
+	rows, _ := d.cfg.Node.ClusterStatus(ctx)
 	resp := &nodeapi.MembershipResponse{}
 	for _, r := range rows {
 		if slices.Contains(ids, r.NodeID) {
@@ -312,35 +319,4 @@ func (s *Server) membershipResponse(ctx context.Context, ids []int32) *nodeapi.M
 		}
 	}
 	return resp
-}
-
-func (s *Server) getLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {
-	rep, _, err := s.readyReplica()
-	if err != nil {
-		return nil, err
-	}
-	rec, found, err := liveness.Get(ctx, rep, req.NodeID)
-	if err != nil {
-		return nil, nodeapi.WithCode(err, codes.Unavailable)
-	}
-	return &nodeapi.LivenessResponse{Found: found, Record: rec}, nil
-}
-
-func (s *Server) drain(ctx context.Context, _ *nodeapi.DrainRequest) (*nodeapi.DrainResponse, error) {
-	if _, _, err := s.readyReplica(); err != nil {
-		return nil, err
-	}
-	open, err := s.drainNode(ctx)
-	if err != nil {
-		return nil, nodeapi.WithCode(err, codes.Internal)
-	}
-	return &nodeapi.DrainResponse{NodeID: s.NodeID(), OpenConnections: open}, nil
-}
-
-func (s *Server) nodeStatus(ctx context.Context, _ *nodeapi.NodeStatusRequest) (*nodeapi.NodeStatusResponse, error) {
-	if _, _, err := s.readyReplica(); err != nil {
-		return nil, err
-	}
-	rows, stale := s.clusterStatus(ctx)
-	return &nodeapi.NodeStatusResponse{AnsweredBy: s.NodeID(), Stale: stale, Nodes: rows}, nil
 }
