@@ -137,9 +137,10 @@ func (s *Server) pingClock(ctx context.Context, addr string) (time.Time, error) 
 	return time.Unix(0, resp.WallNanos), nil
 }
 
-// clockReading answers kvnode.Node's Clock. A binary built as a release
+// Clock answers kvnode.Node's Clock. A binary built as a release
 // before 2.1 answers as that release did: the method does not exist.
-func (s *Server) clockReading(_ context.Context, _ *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
+func (n nodeService) Clock(_ context.Context, _ *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
+	s := n.s
 	if s.binVersion.Less(clusterversion.V2_1.Version()) {
 		return nil, status.Errorf(codes.Unimplemented, "unknown method Clock for service kvnode.Node (release %s has no clock-offset monitor)", s.binVersion)
 	}

@@ -204,7 +204,8 @@ func (s *Server) commandLevel() kv.CommandLevel {
 	return kv.Level20
 }
 
-func (s *Server) purgeRaftLog(ctx context.Context, req *nodeapi.PurgeRaftLogRequest) (*nodeapi.PurgeRaftLogResponse, error) {
+func (n nodeService) PurgeRaftLog(ctx context.Context, req *nodeapi.PurgeRaftLogRequest) (*nodeapi.PurgeRaftLogResponse, error) {
+	s := n.s
 	rep := s.Replica()
 	if rep == nil {
 		return nil, nodeapi.WithCode(errors.New("this node has not joined a cluster yet"), codes.FailedPrecondition)

@@ -32,7 +32,8 @@ func (s *Server) readyReplica() (*kv.Replica, *liveness.NodeLiveness, error) {
 	return rep, nl, nil
 }
 
-func (s *Server) getLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {
+func (n nodeService) GetLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {
+	s := n.s
 	rep, _, err := s.readyReplica()
 	if err != nil {
 		return nil, err
@@ -44,7 +45,8 @@ func (s *Server) getLiveness(ctx context.Context, req *nodeapi.LivenessRequest) 
 	return &nodeapi.LivenessResponse{Found: found, Record: rec}, nil
 }
 
-func (s *Server) drain(ctx context.Context, _ *nodeapi.DrainRequest) (*nodeapi.DrainResponse, error) {
+func (n nodeService) Drain(ctx context.Context, _ *nodeapi.DrainRequest) (*nodeapi.DrainResponse, error) {
+	s := n.s
 	if _, _, err := s.readyReplica(); err != nil {
 		return nil, err
 	}
@@ -55,7 +57,8 @@ func (s *Server) drain(ctx context.Context, _ *nodeapi.DrainRequest) (*nodeapi.D
 	return &nodeapi.DrainResponse{NodeID: s.NodeID(), OpenConnections: open}, nil
 }
 
-func (s *Server) nodeStatus(ctx context.Context, _ *nodeapi.NodeStatusRequest) (*nodeapi.NodeStatusResponse, error) {
+func (n nodeService) NodeStatus(ctx context.Context, _ *nodeapi.NodeStatusRequest) (*nodeapi.NodeStatusResponse, error) {
+	s := n.s
 	if _, _, err := s.readyReplica(); err != nil {
 		return nil, err
 	}

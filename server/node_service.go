@@ -15,38 +15,16 @@ func encodeNodeRecord(n nodeapi.NodeRecord) []byte {
 	return b
 }
 
-// nodeService is the kvnode.Node service of a Server (nodeapi.NodeServer).
+// nodeService is the kvnode.Node service of a Server (nodeapi.NodeServer),
+// as CockroachDB's Node serves its RPCs apart from its Server: the
+// methods of the node's own lifecycle and version are written beside their
+// concern (server.go: Hello, Init, Join, SchemaPush, SchemaPull;
+// lifecycle_rpc.go: NodeStatus, Drain, GetLiveness; versions.go:
+// SetClusterVersion; downgrade.go: PurgeRaftLog; clock.go: Clock); those
+// below hand the call to the part that owns it.
 type nodeService struct{ s *Server }
 
 var _ nodeapi.NodeServer = nodeService{}
-
-func (n nodeService) Hello(ctx context.Context, req *nodeapi.HelloRequest) (*nodeapi.HelloResponse, error) {
-	return n.s.hello(ctx, req)
-}
-
-func (n nodeService) Init(ctx context.Context, req *nodeapi.InitRequest) (*nodeapi.InitResponse, error) {
-	return n.s.initCluster(ctx, req)
-}
-
-func (n nodeService) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
-	return n.s.join(ctx, req)
-}
-
-func (n nodeService) SchemaPush(ctx context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
-	return n.s.schemaPush(ctx, req)
-}
-
-func (n nodeService) SchemaPull(ctx context.Context, req *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
-	return n.s.schemaPull(ctx, req)
-}
-
-func (n nodeService) NodeStatus(ctx context.Context, req *nodeapi.NodeStatusRequest) (*nodeapi.NodeStatusResponse, error) {
-	return n.s.nodeStatus(ctx, req)
-}
-
-func (n nodeService) Drain(ctx context.Context, req *nodeapi.DrainRequest) (*nodeapi.DrainResponse, error) {
-	return n.s.drain(ctx, req)
-}
 
 func (n nodeService) Decommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
 	return n.s.decom.Decommission(ctx, req)
@@ -54,14 +32,6 @@ func (n nodeService) Decommission(ctx context.Context, req *nodeapi.MembershipRe
 
 func (n nodeService) Recommission(ctx context.Context, req *nodeapi.MembershipRequest) (*nodeapi.MembershipResponse, error) {
 	return n.s.decom.Recommission(ctx, req)
-}
-
-func (n nodeService) GetLiveness(ctx context.Context, req *nodeapi.LivenessRequest) (*nodeapi.LivenessResponse, error) {
-	return n.s.getLiveness(ctx, req)
-}
-
-func (n nodeService) SetClusterVersion(ctx context.Context, req *nodeapi.SetClusterVersionRequest) (*nodeapi.SetClusterVersionResponse, error) {
-	return n.s.setClusterVersion(ctx, req)
 }
 
 func (n nodeService) Group0State(ctx context.Context, req *nodeapi.Group0StateRequest) (*nodeapi.Group0StateResponse, error) {
@@ -98,12 +68,4 @@ func (n nodeService) RecoverInfo(ctx context.Context, req *nodeapi.RecoverInfoRe
 
 func (n nodeService) RecoverApply(ctx context.Context, req *nodeapi.RecoverApplyRequest) (*nodeapi.RecoverApplyResponse, error) {
 	return n.s.loq.Apply(ctx, req)
-}
-
-func (n nodeService) Clock(ctx context.Context, req *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
-	return n.s.clockReading(ctx, req)
-}
-
-func (n nodeService) PurgeRaftLog(ctx context.Context, req *nodeapi.PurgeRaftLogRequest) (*nodeapi.PurgeRaftLogResponse, error) {
-	return n.s.purgeRaftLog(ctx, req)
 }

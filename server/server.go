@@ -924,14 +924,16 @@ func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
 
 // --- RPC handlers ---
 
-func (s *Server) hello(context.Context, *nodeapi.HelloRequest) (*nodeapi.HelloResponse, error) {
+func (n nodeService) Hello(context.Context, *nodeapi.HelloRequest) (*nodeapi.HelloResponse, error) {
+	s := n.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &nodeapi.HelloResponse{ClusterID: s.ident.ClusterID, NodeID: s.ident.NodeID, Bootstrapped: s.joined,
 		ListenAddr: s.AdvertisedRPCAddr(), GossipAddr: s.advertisedGossipAddr(), BinaryVersion: s.binVersion.String()}, nil
 }
 
-func (s *Server) initCluster(ctx context.Context, _ *nodeapi.InitRequest) (*nodeapi.InitResponse, error) {
+func (n nodeService) Init(ctx context.Context, _ *nodeapi.InitRequest) (*nodeapi.InitResponse, error) {
+	s := n.s
 	s.mu.Lock()
 	joined, id := s.joined, s.ident
 	s.mu.Unlock()
@@ -959,7 +961,8 @@ func (s *Server) initCluster(ctx context.Context, _ *nodeapi.InitRequest) (*node
 	}
 }
 
-func (s *Server) join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
+func (n nodeService) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
+	s := n.s
 	s.mu.Lock()
 	joined, id, rep := s.joined, s.ident, s.replica
 	s.mu.Unlock()
@@ -1232,7 +1235,8 @@ func (s *Server) livePeerAddrs() []string {
 	return out
 }
 
-func (s *Server) schemaPush(_ context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
+func (n nodeService) SchemaPush(_ context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
+	s := n.s
 	s.mu.Lock()
 	exec := s.exec
 	s.mu.Unlock()
@@ -1251,7 +1255,8 @@ func (s *Server) schemaPush(_ context.Context, req *nodeapi.SchemaMessage) (*nod
 	return &nodeapi.Empty{}, nil
 }
 
-func (s *Server) schemaPull(context.Context, *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
+func (n nodeService) SchemaPull(context.Context, *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
+	s := n.s
 	s.mu.Lock()
 	exec := s.exec
 	s.mu.Unlock()

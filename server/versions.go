@@ -56,7 +56,8 @@ func (s *Server) setActiveFromIdent(id string) {
 	}
 }
 
-func (s *Server) setClusterVersion(_ context.Context, req *nodeapi.SetClusterVersionRequest) (*nodeapi.SetClusterVersionResponse, error) {
+func (n nodeService) SetClusterVersion(_ context.Context, req *nodeapi.SetClusterVersionRequest) (*nodeapi.SetClusterVersionResponse, error) {
+	s := n.s
 	v, err := clusterversion.Parse(req.Version)
 	if err != nil {
 		return nil, nodeapi.WithCode(err, codes.InvalidArgument)
