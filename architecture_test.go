@@ -89,6 +89,7 @@ var archRules = map[string]archRule{
 	"server/status":         {ours: []string{"clusterversion", "group0", "kv", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager"}, thirdParty: anything},
 	"server/console":        {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":        {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
+	"upgradecluster":        {ours: []string{"clusterversion", "group0", "keys", "kv", "kv/kvpb", "migrations", "nodeapi", "server/autoupgrade", "server/status", "settings", "sql/rowenc", "sql/users", "upgrademanager"}, thirdParty: anything},
 	"cmd/kvnode":            {ours: []string{"server", "server/localcluster", "server/pausepoint", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"roachtest/...":         {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
@@ -369,6 +370,7 @@ func TestArchitectureRulesSelfCheck(t *testing.T) {
 		{"the recovery from a lost majority never imports server", pkg("kv/loqrecovery", mod+"/kv", mod+"/nodeapi", mod+"/server"), 1},
 		{"the status surface never imports server", pkg("server/status", mod+"/server/console", mod+"/server"), 1},
 		{"decommissioning never imports server", pkg("liveness/decommission", mod+"/liveness", mod+"/server"), 1},
+		{"the upgrade's cluster never imports server", pkg("upgradecluster", mod+"/upgrademanager", mod+"/server"), 1},
 		{"roachtest does not link the server", pkg("roachtest/tests", mod+"/server", mod+"/clusterversion"), 1},
 		{"server may import anything", pkg("server", mod+"/kv", mod+"/sql/pgwire", mod+"/gossip"), 0},
 		{"unknown package", pkg("util/log"), 1},

@@ -2,21 +2,14 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"time"
 
 	"github.com/cockroachdb/errors"
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
-	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
-	"github.com/kvnode/kvnode/kv/kvpb"
-	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
-	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/upgrademanager"
 )
 
@@ -120,77 +113,6 @@ func (s *Server) checkNo21Data() error {
 	return nil
 }
 
-// leaveGroup0 is migrations.Deps.Group0Leave: delete the formation record
-// (from then on nothing prepares a group 0 replica on any node, and a node
-// that restarts does not look for group 0), have every node that is not
-// decommissioned leave, then wait until the nodes' schema digests agree
-// (the pre-Raft sync loop merges what each node's catalog holds).
-func (s *Server) leaveGroup0(ctx context.Context) error {
-	rep := s.Replica()
-	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: keys.Group0FormationKey()}}); err != nil {
-		return errors.Wrap(err, "deleting the group 0 formation record")
-	}
-	err := s.onEveryNode(ctx, "not every node left group 0", func(n nodeapi.NodeStatus) error {
-		if n.NodeID == s.NodeID() {
-			return s.g0.Leave(ctx)
-		}
-		_, err := s.node.Group0SetState(ctx, n.Address, &nodeapi.Group0SetStateRequest{State: string(group0.UsePreRaft), Leave: true})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return s.waitSchemaConverged(ctx, time.Minute)
-}
-
-// waitSchemaConverged waits until every live node gossips this node's
-// schema digest.
-func (s *Server) waitSchemaConverged(ctx context.Context, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		s.mu.Lock()
-		g, exec := s.gossip, s.exec
-		s.mu.Unlock()
-		var differ []int32
-		if g != nil && exec != nil {
-			mine := exec.Catalog().Digest()
-			for _, m := range g.Members() {
-				if m.IsLive() && m.Meta.SchemaDigest != mine {
-					differ = append(differ, m.Meta.NodeID)
-				}
-			}
-		}
-		if g != nil && exec != nil && len(differ) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.WithHintf(errors.Newf("the schemas of %s have not converged with node %d's after leaving group 0",
-				autoupgrade.NodeList(differ), s.NodeID()), "the pre-Raft schema sync merges them; the downgrade resumes this step")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// release21Blockers is what refuses a downgrade from 2.1: the schema's
-// uses of 2.1's stored formats.
-func (s *Server) release21Blockers() []migrations.Blocker {
-	s.mu.Lock()
-	exec := s.exec
-	s.mu.Unlock()
-	if exec == nil {
-		return nil
-	}
-	var out []migrations.Blocker
-	for _, b := range exec.Release21Blockers() {
-		out = append(out, migrations.Blocker{Reason: b.Reason, Fix: b.Fix})
-	}
-	return out
-}
-
 // commandLevel is what the cluster version lets this node's data group
 // append (kv.Config.CommandLevel).
 func (s *Server) commandLevel() kv.CommandLevel {
@@ -214,41 +136,4 @@ func (n nodeService) PurgeRaftLog(ctx context.Context, req *nodeapi.PurgeRaftLog
 		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	return &nodeapi.PurgeRaftLogResponse{NodeID: s.NodeID()}, nil
-}
-
-// purgeRaftLogs has every node that is not decommissioned compact its data
-// group log through index (migrations.Deps.PurgeRaftLogs).
-func (s *Server) purgeRaftLogs(ctx context.Context, through uint64) error {
-	return s.onEveryNode(ctx, fmt.Sprintf("not every node compacted its Raft log through %d", through), func(n nodeapi.NodeStatus) error {
-		if n.NodeID == s.NodeID() {
-			return s.Replica().PurgeLogThrough(ctx, through)
-		}
-		_, err := s.node.PurgeRaftLog(ctx, n.Address, &nodeapi.PurgeRaftLogRequest{Through: through})
-		return err
-	})
-}
-
-// onEveryNode runs do for every node that is not decommissioned, one after
-// the other, and reports every node's failure under what (a downgrade step
-// is retried once every node is reachable).
-func (s *Server) onEveryNode(ctx context.Context, what string, do func(n nodeapi.NodeStatus) error) error {
-	statuses, err := s.NodeStatuses(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []string
-	for _, n := range statuses {
-		if n.Membership == autoupgrade.Decommissioned {
-			continue
-		}
-		if err := do(n); err != nil {
-			errs = append(errs, fmt.Sprintf("node %d: %v", n.NodeID, err))
-		}
-	}
-	if len(errs) > 0 {
-		sort.Strings(errs)
-		return errors.WithHint(errors.Newf("%s: %v", what, errs),
-			"the downgrade resumes this step once every node is reachable")
-	}
-	return nil
 }

@@ -10,22 +10,26 @@ import (
 	"github.com/kvnode/kvnode/kv/loqrecovery"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/liveness/decommission"
+	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/status"
+	"github.com/kvnode/kvnode/settings"
+	"github.com/kvnode/kvnode/upgradecluster"
 	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // nodeView is the node as the parts that run on it see it: each declares
 // the interface it needs (member.Node, loqrecovery.Node, status.Node,
-// decommission.Node), and nodeView answers them from the Server.
+// decommission.Node, upgradecluster.Node), and nodeView answers them from the Server.
 type nodeView struct{ s *Server }
 
 var (
-	_ member.Node       = nodeView{}
-	_ loqrecovery.Node  = nodeView{}
-	_ status.Node       = nodeView{}
-	_ decommission.Node = nodeView{}
+	_ member.Node         = nodeView{}
+	_ loqrecovery.Node    = nodeView{}
+	_ status.Node         = nodeView{}
+	_ decommission.Node   = nodeView{}
+	_ upgradecluster.Node = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -194,4 +198,48 @@ func (n nodeView) ReadyReplica() (*kv.Replica, error) {
 
 func (n nodeView) ClusterStatus(ctx context.Context) ([]nodeapi.NodeStatus, bool) {
 	return n.s.clusterStatus(ctx)
+}
+
+func (n nodeView) Settings() *settings.Registry { return n.s.Settings() }
+func (n nodeView) AutoUpgradeEnabled() bool     { return n.s.lc().autoUpgrade.Get() }
+func (n nodeView) PreserveDowngrade() string    { return n.s.lc().preserveDowngrade.Get() }
+
+func (n nodeView) PersistActiveVersion(v clusterversion.Version) error {
+	return n.s.persistActiveVersion(v)
+}
+
+func (n nodeView) LowerActiveVersion(v clusterversion.Version) error {
+	return n.s.lowerActiveVersion(v)
+}
+
+func (n nodeView) SchemaDigests() (mine string, live map[int32]string, ok bool) {
+	n.s.mu.Lock()
+	g, exec := n.s.gossip, n.s.exec
+	n.s.mu.Unlock()
+	if g == nil || exec == nil {
+		return "", nil, false
+	}
+	live = map[int32]string{}
+	for _, m := range g.Members() {
+		if m.IsLive() {
+			live[m.Meta.NodeID] = m.Meta.SchemaDigest
+		}
+	}
+	return exec.Catalog().Digest(), live, true
+}
+
+// Release21Blockers is what refuses a downgrade from 2.1: the schema's
+// uses of 2.1's stored formats.
+func (n nodeView) Release21Blockers() []migrations.Blocker {
+	n.s.mu.Lock()
+	exec := n.s.exec
+	n.s.mu.Unlock()
+	if exec == nil {
+		return nil
+	}
+	var out []migrations.Blocker
+	for _, b := range exec.Release21Blockers() {
+		out = append(out, migrations.Blocker{Reason: b.Reason, Fix: b.Fix})
+	}
+	return out
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/users"
 	"github.com/kvnode/kvnode/storage"
+	"github.com/kvnode/kvnode/upgradecluster"
 	"github.com/kvnode/kvnode/upgrademanager"
 )
 
@@ -96,7 +97,9 @@ type Server struct {
 	ver versionState
 	// versionGossip is the state of gossiping the persisted version.
 	versionGossip versionGossip
-	// upgrades moves the cluster version up the ladder (Finalize).
+	// uc is the cluster as the upgrade manager drives it (package
+	// upgradecluster); upgrades is that manager (Finalize, Downgrade).
+	uc       *upgradecluster.Cluster
 	upgrades *upgrademanager.Manager
 	// g0 is this node's part of group 0 (package group0/member).
 	g0 *member.Member
@@ -187,7 +190,6 @@ func New(cfg Config) (_ *Server, retErr error) {
 		clock: rpc.NewClock(),
 	}
 	s.clockMon = s.newClockMonitor()
-	s.upgrades = s.newUpgradeManager()
 	s.node = nodeapi.NewClient(s.pool)
 	defer func() {
 		if retErr != nil {
@@ -209,6 +211,11 @@ func New(cfg Config) (_ *Server, retErr error) {
 	s.eng.RegisterMetrics(s.reg)
 	s.g0 = newGroup0(s)
 	s.loq = newRecovery(s)
+	s.uc = upgradecluster.New(upgradecluster.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
+		Knobs: upgradecluster.Knobs{MigrationLease: cfg.Knobs.MigrationLease, MigrationBatchSize: cfg.Knobs.MigrationBatchSize,
+			MigrationCheckpoint: cfg.Knobs.MigrationCheckpoint, BeforeVersionStep: cfg.Knobs.BeforeVersionStep,
+			VersionStepPause: cfg.Knobs.VersionStepPause}})
+	s.upgrades = s.uc.Manager()
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
 		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission})
 	if l := cfg.Listeners; l != nil {

@@ -11,16 +11,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvnode/kvnode/clusterversion"
-	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv"
-	"github.com/kvnode/kvnode/kv/kvpb"
-	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/server/status"
-	"github.com/kvnode/kvnode/sql/rowenc"
-	"github.com/kvnode/kvnode/sql/users"
-	"github.com/kvnode/kvnode/upgrademanager"
 )
 
 // versionState is the node's part of cluster version management.
@@ -139,159 +133,6 @@ func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) er
 	return s.upgrades.Migrate(ctx, target)
 }
 
-// newUpgradeManager wires the upgrade manager to this node.
-func (s *Server) newUpgradeManager() *upgrademanager.Manager {
-	return upgrademanager.New(upgrademanager.Config{
-		Cluster: upgradeCluster{s},
-		DB: func() kvpb.DB {
-			if rep := s.Replica(); rep != nil {
-				return rep
-			}
-			return nil
-		},
-		Local:      s.ActiveVersion,
-		Migrations: migrationsOf{s},
-		Log:        s.log,
-		BeforeStep: s.cfg.Knobs.BeforeVersionStep,
-		StepPause:  s.cfg.Knobs.VersionStepPause,
-	})
-}
-
-// upgradeCluster is the cluster as the upgrade manager sees it.
-type upgradeCluster struct{ s *Server }
-
-var _ upgrademanager.Cluster = upgradeCluster{}
-
-func (c upgradeCluster) Input(ctx context.Context) (autoupgrade.Input, error) {
-	in, _, err := c.s.upgradeInput(ctx)
-	return in, err
-}
-
-func (c upgradeCluster) Nodes(ctx context.Context) ([]autoupgrade.Node, error) {
-	statuses, err := c.s.NodeStatuses(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return autoupgradeNodes(statuses), nil
-}
-
-// PersistVersion persists v on node n: this node's own store directly,
-// another node's through the SetClusterVersion RPC.
-func (c upgradeCluster) PersistVersion(ctx context.Context, n autoupgrade.Node, v clusterversion.Version, lower bool) error {
-	s := c.s
-	if n.ID == s.NodeID() {
-		if lower {
-			return s.lowerActiveVersion(v)
-		}
-		return s.persistActiveVersion(v)
-	}
-	resp, err := s.node.SetClusterVersion(ctx, n.Address, &nodeapi.SetClusterVersionRequest{Version: v.String(), Lower: lower})
-	if err == nil && lower && resp.Version != v.String() {
-		// A binary that predates downgrades ignores Lower and keeps its
-		// version.
-		return errors.WithHintf(errors.Newf("node %d kept cluster version %s instead of moving down to %s", n.ID, resp.Version, v),
-			"node %d's binary does not know downgrades; restart it on a binary of %s", n.ID, clusterversion.MustBinaryVersion())
-	}
-	return err
-}
-
-func (c upgradeCluster) PreserveOps(v clusterversion.Version) ([]kvpb.Op, error) {
-	return c.s.Settings().Ops("cluster.preserve_downgrade_option", v.String())
-}
-
-func (c upgradeCluster) ResetPreserveDowngrade(ctx context.Context) error {
-	return c.s.Settings().Reset(ctx, "cluster.preserve_downgrade_option")
-}
-
-// migrationsOf runs migrations as jobs on this node's behalf.
-type migrationsOf struct{ s *Server }
-
-var _ upgrademanager.Migrations = migrationsOf{}
-
-func (m migrationsOf) Has(v clusterversion.Version) bool {
-	_, ok := migrations.For(v)
-	return ok
-}
-
-func (m migrationsOf) Run(ctx context.Context, v clusterversion.Version) error {
-	return m.s.migrationRunner().Run(ctx, v)
-}
-
-func (m migrationsOf) DownWhen(v clusterversion.Version) (after, ok bool) {
-	d, ok := migrations.DownFor(v)
-	return ok && d.When == migrations.AfterLowering, ok
-}
-
-func (m migrationsOf) RunDown(ctx context.Context, v clusterversion.Version) error {
-	return m.s.migrationRunner().RunDown(ctx, v)
-}
-
-func (m migrationsOf) Check(ctx context.Context, v clusterversion.Version, down bool) (upgrademanager.StepCheck, bool, error) {
-	c, ok, err := m.s.migrationRunner().Check(ctx, v, down)
-	return upgrademanager.StepCheck{Detail: c.Detail, Blockers: planBlockers(c.Blockers)}, ok, err
-}
-
-func (m migrationsOf) Refusals(ctx context.Context, v clusterversion.Version) ([]upgrademanager.PlanBlocker, error) {
-	bs, err := m.s.migrationRunner().Refusals(ctx, v)
-	return planBlockers(bs), err
-}
-
-// planBlockers is the plan's view of migrations' blockers.
-func planBlockers(bs []migrations.Blocker) []upgrademanager.PlanBlocker {
-	var out []upgrademanager.PlanBlocker
-	for _, b := range bs {
-		out = append(out, upgrademanager.PlanBlocker{Reason: b.Reason, Fix: b.Fix})
-	}
-	return out
-}
-
-func (m migrationsOf) Forget(ctx context.Context, v clusterversion.Version, down bool) error {
-	return m.s.migrationRunner().Forget(ctx, v, down)
-}
-
-// upgradeInput gathers what a finalization decision depends on.
-func (s *Server) upgradeInput(ctx context.Context) (autoupgrade.Input, []nodeapi.NodeStatus, error) {
-	// Decide on the settings as they are now, not as cached: a RESET of the
-	// preserve option on another node must count at once.
-	if err := s.Settings().Refresh(ctx); err != nil {
-		return autoupgrade.Input{}, nil, err
-	}
-	statuses, err := s.NodeStatuses(ctx)
-	if err != nil {
-		return autoupgrade.Input{}, nil, err
-	}
-	in := autoupgrade.Input{
-		Active:             s.ActiveVersion(),
-		AutoUpgradeEnabled: s.lc().autoUpgrade.Get(),
-		PreserveDowngrade:  s.lc().preserveDowngrade.Get(),
-		Host:               s.RPCAddr(),
-		Nodes:              autoupgradeNodes(statuses),
-	}
-	if d, ok, err := s.upgrades.Downgrading(ctx); err != nil {
-		return autoupgrade.Input{}, nil, err
-	} else if ok {
-		in.Downgrading = d
-	}
-	return in, statuses, nil
-}
-
-// autoupgradeNodes is the decision's view of the nodes.
-func autoupgradeNodes(statuses []nodeapi.NodeStatus) []autoupgrade.Node {
-	out := make([]autoupgrade.Node, 0, len(statuses))
-	for _, n := range statuses {
-		bv, err := clusterversion.Parse(n.Build)
-		if err != nil {
-			bv = clusterversion.Version{} // unknown build: treated as oldest
-		}
-		pv, _ := clusterversion.Parse(n.PersistedVersion) // unknown: zero
-		out = append(out, autoupgrade.Node{
-			ID: n.NodeID, Address: n.Address, BinaryVersion: bv, Live: n.IsLive,
-			Membership: n.Membership, Draining: n.IsDraining, Persisted: pv,
-		})
-	}
-	return out
-}
-
 // followReplicatedVersion runs on every node, after Start's own
 // catchUpVersion: periodically, it persists the replicated cluster version
 // when this node's persisted version is behind it. The replicated version
@@ -341,35 +182,6 @@ func (s *Server) catchUpVersion() {
 	}
 }
 
-func (s *Server) migrationRunner() *migrations.Runner {
-	lo, hi := rowenc.AllTablesSpan()
-	var hook func(context.Context, migrations.Progress) error
-	if k := s.cfg.Knobs.MigrationCheckpoint; k != nil {
-		id := s.NodeID()
-		hook = func(ctx context.Context, p migrations.Progress) error { return k(ctx, id, p.Done) }
-	}
-	return &migrations.Runner{
-		DB: s.Replica(), NodeID: s.NodeID(), Log: s.log, Lease: s.cfg.Knobs.MigrationLease, CheckpointHook: hook,
-		Deps: migrations.Deps{
-			DB: s.Replica(), TableSpan: [2][]byte{lo, hi}, UpgradeRow: rowenc.UpgradeValue,
-			BatchSize:     s.cfg.Knobs.MigrationBatchSize,
-			Group0Upgrade: s.g0.RunUpgrade,
-			Group0Leave:   s.leaveGroup0,
-			EnableTxns:    s.Replica().EnableTxns,
-			CreateUsers:   func(ctx context.Context) error { return users.EnsureStore(ctx, s.Replica()) },
-			DowngradeRow:  rowenc.DowngradeValue,
-			RowEncoding:   rowenc.ValueEncoding,
-			NonRootUsers: func(ctx context.Context) ([]string, error) {
-				return users.NonRootUsers(ctx, s.Replica())
-			},
-			Release21Blockers: s.release21Blockers,
-			TxnRecordSpan:     [2][]byte{[]byte(keys.TxnMetaPrefix), keys.PrefixEnd([]byte(keys.TxnMetaPrefix))},
-			DisableTxns:       s.Replica().DisableTxns,
-			PurgeRaftLogs:     s.purgeRaftLogs,
-		},
-	}
-}
-
 // autoUpgradeLoop runs on every node, and acts only on the node that leads
 // the data Raft group, so one node at a time finalizes (leadership is the
 // election; a leader change hands the job over, and every step is
@@ -384,7 +196,7 @@ func (s *Server) migrationRunner() *migrations.Runner {
 // settings the decision reads) with the shape of its last decision, and
 // decides again at once, with the backoff reset, when it changed. The
 // comparison reads nothing through Raft; the decision itself still reads
-// everything linearizably (upgradeInput).
+// everything linearizably (upgradecluster.Cluster.Input).
 func (s *Server) autoUpgradeLoop() {
 	base := s.cfg.AutoUpgradeInterval
 	if base == 0 {
@@ -420,7 +232,7 @@ func (s *Server) autoUpgradeLoop() {
 		// coordinators must not keep going side by side (issue 16, D8).
 		ctx, cancel := s.stopCtx(10 * time.Minute)
 		ctx = whileLeader(ctx, rep)
-		in, _, err := s.upgradeInput(ctx)
+		in, err := s.uc.Input(ctx)
 		if err != nil {
 			cancel()
 			wait = base
@@ -521,79 +333,7 @@ type (
 )
 
 // UpgradeStatus reports the state of cluster version management as this
-// node sees it.
+// node sees it (SHOW UPGRADE STATUS, GET /_status/upgrade).
 func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
-	in, statuses, err := s.upgradeInput(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rv, err := s.replicatedVersion(ctx)
-	if err != nil {
-		return nil, err
-	}
-	d := autoupgrade.Decide(in)
-	st := &UpgradeStatus{
-		AnsweredBy: s.NodeID(), ActiveVersion: in.Active.String(), ReplicatedVersion: rv.String(),
-		AutoUpgradeEnabled: in.AutoUpgradeEnabled, PreserveDowngrade: in.PreserveDowngrade,
-		Decision: d.Summary(), Blockers: d.Blockers,
-	}
-	if !d.UpToDate() {
-		st.Target = d.Target.String()
-	}
-	if in.Downgrading != (clusterversion.Version{}) {
-		st.DowngradingTo = in.Downgrading.String()
-		st.Blockers = autoupgrade.DowngradeBlockers(in, in.Downgrading)
-	}
-	if in.PreserveDowngrade != "" {
-		if c, ok, err := s.Settings().LastChange(ctx, "cluster.preserve_downgrade_option"); err == nil && ok {
-			st.PreserveSince = c.At
-		}
-	}
-	st.InProgress = s.upgrades.InProgress()
-	for _, n := range statuses {
-		st.Nodes = append(st.Nodes, UpgradeStatusNode{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
-			HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, IsLive: n.IsLive, Membership: n.Membership,
-			Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, IsLeader: n.IsLeader, StartedAt: n.StartedAt,
-			PersistedVersion: n.PersistedVersion})
-	}
-	if s.g0.Enabled() {
-		for _, n := range s.g0.NodeStates(ctx, statuses) {
-			st.Group0 = append(st.Group0, status.Group0Status(n))
-		}
-	}
-	jobs, err := migrations.List(ctx, s.Replica())
-	if err != nil {
-		return nil, err
-	}
-	byVersion := map[string]migrations.Job{}
-	for _, j := range jobs {
-		if j.Direction == "" {
-			byVersion[j.Version] = j // the newest job of the version wins
-		}
-	}
-	for _, m := range migrations.All() {
-		ms := MigrationStatus{Version: m.Version.String(), Description: m.Description, Status: "not started"}
-		if !in.Active.Less(m.Version.Version()) {
-			// The cluster is past the step without a job: it was created
-			// at or after that version, so the migration had nothing to do.
-			ms.Status, ms.Fraction = "not needed", 1
-		}
-		if j, ok := byVersion[m.Version.String()]; ok {
-			ms.Status, ms.JobID, ms.Fraction = string(j.Status), j.ID, j.Fraction()
-			ms.Done, ms.Total, ms.Coordinator, ms.Error = j.Progress.Done, j.Progress.Total, j.Coordinator, j.Error
-		}
-		st.Migrations = append(st.Migrations, ms)
-	}
-	// Down-migrations appear once they have a job: a downgrade ran them.
-	for _, m := range migrations.AllDown() {
-		for _, j := range jobs {
-			if j.Direction == "down" && j.Version == m.Version.String() {
-				ms := MigrationStatus{Version: m.Version.String() + " (down)", Description: j.Description,
-					Status: string(j.Status), JobID: j.ID, Fraction: j.Fraction(), Done: j.Progress.Done, Total: j.Progress.Total,
-					Coordinator: j.Coordinator, Error: j.Error}
-				st.Migrations = append(st.Migrations, ms)
-			}
-		}
-	}
-	return st, nil
+	return s.uc.Status(ctx)
 }
