@@ -44,7 +44,7 @@
 // package doc of liveness/decommission). A running node that finds itself
 // decommissioned reports it through Failed, and `kvnode start` exits.
 // Cluster settings are answered through the SQL executor's statement hook
-// (sql_lifecycle.go).
+// (package server/clustersql).
 //
 // Group 0 (release 2.0) is run by package group0/member (its replica,
 // loops, joins, RPCs, the upgrade's cluster and the recovery procedure);

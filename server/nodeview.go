@@ -12,6 +12,7 @@ import (
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/settings"
@@ -21,7 +22,7 @@ import (
 
 // nodeView is the node as the parts that run on it see it: each declares
 // the interface it needs (member.Node, loqrecovery.Node, status.Node,
-// decommission.Node, upgradecluster.Node), and nodeView answers them from the Server.
+// decommission.Node, upgradecluster.Node, clustersql.Node), and nodeView answers them from the Server.
 type nodeView struct{ s *Server }
 
 var (
@@ -30,6 +31,7 @@ var (
 	_ status.Node         = nodeView{}
 	_ decommission.Node   = nodeView{}
 	_ upgradecluster.Node = nodeView{}
+	_ clustersql.Node     = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -242,4 +244,20 @@ func (n nodeView) Release21Blockers() []migrations.Blocker {
 		out = append(out, migrations.Blocker{Reason: b.Reason, Fix: b.Fix})
 	}
 	return out
+}
+
+func (n nodeView) ReplicatedVersion(ctx context.Context) (clusterversion.Version, error) {
+	return n.s.replicatedVersion(ctx)
+}
+
+func (n nodeView) Downgrading(ctx context.Context) (clusterversion.Version, bool, error) {
+	return n.s.upgrades.Downgrading(ctx)
+}
+
+func (n nodeView) Finalize(ctx context.Context, target clusterversion.Version) error {
+	return n.s.Finalize(ctx, target)
+}
+
+func (n nodeView) Downgrade(ctx context.Context, target clusterversion.Version) error {
+	return n.s.Downgrade(ctx, target)
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
+	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/catalog"
@@ -691,7 +692,7 @@ func (s *Server) startNode() error {
 		go s.publishSchemaDigest()
 	})
 	s.publishSchemaDigest()
-	s.installSQL(exec)
+	clustersql.Install(exec, nodeView{s})
 	installGroup0SQL(s, exec)
 	var sqlTLS *tls.Config
 	if s.sec != nil {

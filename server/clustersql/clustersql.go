@@ -1,4 +1,4 @@
-package server
+package clustersql
 
 import (
 	"cmp"
@@ -11,10 +11,13 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/migrations"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
+	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/parser"
@@ -24,13 +27,40 @@ import (
 	"github.com/kvnode/kvnode/upgrademanager"
 )
 
-// installSQL gives the executor what belongs to the node lifecycle: the
+// Node is what the cluster's SQL needs of the node it runs on.
+type Node interface {
+	// Settings is the node's cluster settings registry.
+	Settings() *settings.Registry
+	BinaryVersion() clusterversion.Version
+	// ActiveVersion is the cluster version the node has persisted.
+	ActiveVersion() clusterversion.Version
+	// ReplicatedVersion reads the replicated `version` (linearizable).
+	ReplicatedVersion(ctx context.Context) (clusterversion.Version, error)
+	// Downgrading reports the target of a downgrade under way.
+	Downgrading(ctx context.Context) (clusterversion.Version, bool, error)
+	// Finalize moves the cluster version up to target; Downgrade down.
+	Finalize(ctx context.Context, target clusterversion.Version) error
+	Downgrade(ctx context.Context, target clusterversion.Version) error
+	// UpgradeStatus is SHOW UPGRADE STATUS; UpgradePlan SHOW UPGRADE PLAN.
+	UpgradeStatus(ctx context.Context) (*status.UpgradeStatus, error)
+	UpgradePlan(ctx context.Context, target clusterversion.Version) (*upgrademanager.Plan, error)
+	// Replica is the node's data replica (nil before it has joined);
+	// LiveReplica the same once its liveness runs (nil before).
+	Replica() *kv.Replica
+	LiveReplica() *kv.Replica
+	// ClusterStatus is every node's status (stale: the data group did not
+	// answer in time, and the rows are this node's copy).
+	ClusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, stale bool)
+}
+
+// Install gives the executor what the node answers about the cluster: the
 // cluster-setting statements and the crdb_internal views of nodes and
 // liveness.
-func (s *Server) installSQL(exec *sql.Executor) {
-	exec.SetStatementHook(&settingsHook{s: s})
-	exec.RegisterVirtualTable("crdb_internal.gossip_nodes", gossipNodesColumns, s.gossipNodesRows)
-	exec.RegisterVirtualTable("crdb_internal.gossip_liveness", gossipLivenessColumns, s.gossipLivenessRows)
+func Install(exec *sql.Executor, node Node) {
+	h := &settingsHook{s: node, exec: exec}
+	exec.SetStatementHook(h)
+	exec.RegisterVirtualTable("crdb_internal.gossip_nodes", gossipNodesColumns, h.gossipNodesRows)
+	exec.RegisterVirtualTable("crdb_internal.gossip_liveness", gossipLivenessColumns, h.gossipLivenessRows)
 }
 
 // gossipNodesColumns are CockroachDB's crdb_internal.gossip_nodes columns
@@ -53,8 +83,8 @@ var gossipNodesColumns = []pgwire.Column{
 	{Name: "leases", Type: types.Int},
 }
 
-func (s *Server) gossipNodesRows(ctx context.Context) ([][]types.Datum, error) {
-	rows, _ := s.clusterStatus(ctx)
+func (h *settingsHook) gossipNodesRows(ctx context.Context) ([][]types.Datum, error) {
+	rows, _ := h.s.ClusterStatus(ctx)
 	out := make([][]types.Datum, 0, len(rows))
 	for _, r := range rows {
 		var ranges, leases int64
@@ -92,8 +122,8 @@ var gossipLivenessColumns = []pgwire.Column{
 	{Name: "updated_at", Type: types.String},
 }
 
-func (s *Server) gossipLivenessRows(ctx context.Context) ([][]types.Datum, error) {
-	rep := s.lc().rep.Load()
+func (h *settingsHook) gossipLivenessRows(ctx context.Context) ([][]types.Datum, error) {
+	rep := h.s.LiveReplica()
 	if rep == nil {
 		return nil, pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState, "this node has not started yet")
 	}
@@ -130,10 +160,13 @@ func (s *Server) gossipLivenessRows(ctx context.Context) ([][]types.Datum, error
 // CLUSTER SETTINGS from the node's settings registry.
 //
 // The setting "version" is not in the registry: SHOW reads the replicated
-// cluster version (versions.go), SET finalizes to a new version, RESET is
+// cluster version, SET finalizes to a new version, RESET is
 // refused. SHOW JOBS lists migration jobs; SHOW UPGRADE STATUS reports the
 // state of cluster version management.
-type settingsHook struct{ s *Server }
+type settingsHook struct {
+	s    Node
+	exec *sql.Executor
+}
 
 var _ sql.StatementHook = (*settingsHook)(nil)
 
@@ -231,7 +264,7 @@ func (h *settingsHook) showJobs(ctx context.Context) (pgwire.Result, error) {
 		rows = append(rows, []types.Datum{j.ID, "MIGRATION", fmt.Sprintf("%s: %s", j.Version, j.Description),
 			string(j.Status), j.Fraction(), coord, tsString(j.Created), tsString(j.Modified), errText})
 	}
-	for _, j := range h.s.exec.SchemaChangeJobs() {
+	for _, j := range h.exec.SchemaChangeJobs() {
 		// The number of rows is not known ahead: the fraction stays 0
 		// until the index is public (and the job gone); the description
 		// counts the rows backfilled.
@@ -368,7 +401,7 @@ func (h *settingsHook) checkWritable(name string) error {
 // clusterVersion is the replicated `version`: a version every live
 // non-decommissioned node has persisted.
 func (h *settingsHook) clusterVersion(ctx context.Context) (string, error) {
-	v, err := h.s.replicatedVersion(ctx)
+	v, err := h.s.ReplicatedVersion(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -385,7 +418,7 @@ func (h *settingsHook) setVersion(ctx context.Context, value types.Datum, reset 
 	str, ok := value.(string)
 	if !ok {
 		return pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue, "the cluster setting version takes a string, got %v", value),
-			"SET CLUSTER SETTING version = '%s'", h.s.binVersion)
+			"SET CLUSTER SETTING version = '%s'", h.s.BinaryVersion())
 	}
 	target, err := clusterversion.Parse(str)
 	if err != nil {
@@ -413,7 +446,7 @@ func (h *settingsHook) checkPreserveChange(ctx context.Context, name string) err
 	if strings.ToLower(name) != "cluster.preserve_downgrade_option" {
 		return nil
 	}
-	d, ok, err := h.s.upgrades.Downgrading(ctx)
+	d, ok, err := h.s.Downgrading(ctx)
 	if err != nil || !ok {
 		return err
 	}
@@ -494,7 +527,7 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 // persistedDetail explains node n's persisted cluster version against the
 // replicated one (rv, if known): above it, the node can no longer be
 // rolled back to the previous release's binary.
-func persistedDetail(n UpgradeStatusNode, rv clusterversion.Version, rvKnown bool) string {
+func persistedDetail(n status.UpgradeStatusNode, rv clusterversion.Version, rvKnown bool) string {
 	pv, err := clusterversion.Parse(n.PersistedVersion)
 	if n.PersistedVersion == "" || err != nil {
 		return fmt.Sprintf("the cluster version node %d has persisted is not known here (it has not gossiped it)", n.NodeID)
