@@ -29,8 +29,9 @@
 // live in package nodeapi; nodeService (node_service.go) serves it, its
 // handlers written beside their concern, and every call to another node
 // goes through s.node (a nodeapi.Client). A handler returns its error with
-// nodeapi.WithCode (the gRPC code); nodeapi sends it whole, so a forwarding node returns the
-// error it got, with its hints and marks, never a text copy.
+// nodeapi.WithCode (the gRPC code); nodeapi sends it whole, so a
+// forwarding node returns the error it got, with its hints and marks, never
+// a text copy.
 //
 // Node lifecycle (lifecycle.go, lifecycle_rpc.go, status.go, and package
 // liveness/decommission):

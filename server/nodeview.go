@@ -22,7 +22,9 @@ import (
 
 // nodeView is the node as the parts that run on it see it: each declares
 // the interface it needs (member.Node, loqrecovery.Node, status.Node,
-// decommission.Node, upgradecluster.Node, clustersql.Node), and nodeView answers them from the Server.
+// decommission.Node, upgradecluster.Node, clustersql.Node), and nodeView
+// answers them from the Server. It only reads and forwards: what a part
+// does with the node is that part's.
 type nodeView struct{ s *Server }
 
 var (
@@ -95,14 +97,6 @@ func (n nodeView) ForgetGossip(id int32) {
 	if g := n.s.gossipOrNil(); g != nil {
 		_ = g.Forget(id)
 	}
-}
-
-// newRecovery builds the node's part of `kvnode node recover`.
-func newRecovery(s *Server) *loqrecovery.Recovery {
-	return loqrecovery.New(loqrecovery.Config{
-		Node: nodeView{s}, Group0: s.g0, Local: s.eng.Local(), Client: s.node, Log: s.log,
-		BeforeStep: s.cfg.Knobs.BeforeRecoverStep,
-	})
 }
 
 func (n nodeView) BinaryVersion() clusterversion.Version { return n.s.binVersion }
@@ -260,4 +254,12 @@ func (n nodeView) Finalize(ctx context.Context, target clusterversion.Version) e
 
 func (n nodeView) Downgrade(ctx context.Context, target clusterversion.Version) error {
 	return n.s.Downgrade(ctx, target)
+}
+
+// newRecovery builds the node's part of `kvnode node recover`.
+func newRecovery(s *Server) *loqrecovery.Recovery {
+	return loqrecovery.New(loqrecovery.Config{
+		Node: nodeView{s}, Group0: s.g0, Local: s.eng.Local(), Client: s.node, Log: s.log,
+		BeforeStep: s.cfg.Knobs.BeforeRecoverStep,
+	})
 }

@@ -246,7 +246,7 @@ func (c loggedCreds) Clone() credentials.TransportCredentials {
 
 // httpTLS is the HTTPS configuration: the node's certificate; a client
 // certificate of the CA is verified when one is given (an admin's, for
-// curl and scripts), and browsers log in with a password (httpauth.go).
+// curl and scripts), and browsers log in with a password (package server/status).
 func (s *Server) httpTLS() *tls.Config {
 	c := s.sec.tls.Server.Clone()
 	c.ClientAuth = tls.VerifyClientCertIfGiven
