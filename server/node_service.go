@@ -20,7 +20,7 @@ func encodeNodeRecord(n nodeapi.NodeRecord) []byte {
 // methods of the node's own lifecycle and version are written beside their
 // concern (server.go: Hello, Init, Join, SchemaPush, SchemaPull;
 // lifecycle_rpc.go: NodeStatus, Drain, GetLiveness; versions.go:
-// SetClusterVersion; downgrade.go: PurgeRaftLog; clock.go: Clock); those
+// SetClusterVersion; downgrade.go: PurgeRaftLog); those
 // below hand the call to the part that owns it.
 type nodeService struct{ s *Server }
 
@@ -56,6 +56,10 @@ func (n nodeService) Group0Sync(ctx context.Context, req *nodeapi.Group0SyncRequ
 
 func (n nodeService) Group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRequest) (*nodeapi.Group0RecoverResponse, error) {
 	return n.s.g0.Group0Recover(ctx, req)
+}
+
+func (n nodeService) Clock(ctx context.Context, req *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
+	return n.s.clock.Answer(ctx, req)
 }
 
 func (n nodeService) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/status"
@@ -22,7 +23,7 @@ import (
 
 // nodeView is the node as the parts that run on it see it: each declares
 // the interface it needs (member.Node, loqrecovery.Node, status.Node,
-// decommission.Node, upgradecluster.Node, clustersql.Node), and nodeView
+// decommission.Node, upgradecluster.Node, clustersql.Node, clockmon.Node), and nodeView
 // answers them from the Server. It only reads and forwards: what a part
 // does with the node is that part's.
 type nodeView struct{ s *Server }
@@ -34,6 +35,7 @@ var (
 	_ decommission.Node   = nodeView{}
 	_ upgradecluster.Node = nodeView{}
 	_ clustersql.Node     = nodeView{}
+	_ clockmon.Node       = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -173,17 +175,7 @@ func (n nodeView) Users() status.Users {
 }
 
 // ConsoleClock is the status page's view of the clock-offset monitor.
-func (n nodeView) ConsoleClock() *console.Clock {
-	st := n.s.clockMon.Status()
-	if st.Rounds == 0 {
-		return nil // nothing measured yet
-	}
-	c := &console.Clock{Healthy: st.Healthy, MaxOffset: st.MaxOffset.String(), Message: st.Message()}
-	if rep := n.s.Replica(); rep != nil {
-		c.LeaseReads = rep.Status().LeaseReads
-	}
-	return c
-}
+func (n nodeView) ConsoleClock() *console.Clock { return n.s.clock.Console() }
 
 func (n nodeView) Liveness() *liveness.NodeLiveness { return n.s.Liveness() }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -35,6 +36,7 @@ import (
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
+	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/sql"
@@ -122,10 +124,9 @@ type Server struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 
-	// clock is the node's clock (tests shift it); clockMon measures it
-	// against the other nodes' (clock.go).
-	clock    *rpc.Clock
-	clockMon *rpc.ClockMonitor
+	// clock is the node's clock (tests shift it) and its monitor, which
+	// measures it against the other nodes' (package server/clockmon).
+	clock *clockmon.Monitor
 }
 
 type initReq struct {
@@ -188,10 +189,10 @@ func New(cfg Config) (_ *Server, retErr error) {
 		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(), sec: sec,
 		reg: prometheus.NewRegistry(), pool: rpc.NewTLSPool(poolTLS),
 		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
-		clock: rpc.NewClock(),
 	}
-	s.clockMon = s.newClockMonitor()
 	s.node = nodeapi.NewClient(s.pool)
+	s.clock = clockmon.New(clockmon.Config{Node: nodeView{s}, Client: s.node, Binary: bv, MaxOffset: cfg.MaxOffset,
+		Interval: cfg.ClockMonitorInterval, DisableLeaseReads: cfg.DisableLeaseReads, Registry: s.reg, Log: s.log})
 	defer func() {
 		if retErr != nil {
 			s.closeListeners()
@@ -639,7 +640,7 @@ func (s *Server) startNode() error {
 		Engine: s.eng, NodeID: uint64(id.NodeID), Transport: tr, Logger: log,
 		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
 		Promote: s.allowPromote,
-		Clock:   s.clock, MaxOffset: s.cfg.MaxOffset, LeaseReads: s.leaseReadsFunc(),
+		Clock:   s.clock.Clock(), MaxOffset: s.cfg.MaxOffset, LeaseReads: s.clock.LeaseReads(),
 		CommandLevel: s.commandLevel,
 		Release20:    s.binVersion.Less(clusterversion.V2_1.Version()),
 	})
@@ -724,7 +725,12 @@ func (s *Server) startNode() error {
 	// pre-Raft changes it missed, so it never answers from an old schema.
 	s.catchUpSchema()
 	s.wg.Add(5)
-	go func() { defer s.wg.Done(); s.runClockMonitor() }()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := s.stopCtx(math.MaxInt64)
+		defer cancel()
+		s.clock.Run(ctx)
+	}()
 	go func() { defer s.wg.Done(); s.followReplicatedVersion() }()
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
 	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
