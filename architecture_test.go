@@ -63,6 +63,7 @@ var archRules = map[string]archRule{
 	"sql/pgerror":           {ours: nil, thirdParty: anything},
 	"rpc":                   {ours: nil, thirdParty: anything},
 	"security":              {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
+	"security/nodesec":      {ours: []string{"security", "gossip"}, thirdParty: []string{"github.com/cockroachdb/errors", "google.golang.org/grpc"}},
 	"storage":               {ours: []string{"kv/kvpb"}, thirdParty: anything},
 	"kv":                    {ours: []string{"storage", "rpc", "kv/kvpb"}, thirdParty: anything},
 	"txn":                   {ours: []string{"kv/kvpb"}, thirdParty: anything},

@@ -61,7 +61,8 @@
 // the parts that run on the node need of it, they declare as interfaces;
 // nodeView (nodeview.go) answers them.
 //
-// Security (security.go; the HTTP login is package server/status's): Config.Insecure or Config.CertsDir,
+// Security (security.go, package security/nodesec; the HTTP login is
+// package server/status's): Config.Insecure or Config.CertsDir,
 // exactly one. With CertsDir (package security loads node.crt, ca.crt and
 // gossip.key) the gRPC server requires mutual TLS and admits nodes
 // (CN=node), root and, from 2.1, admins, and logs every refused handshake;

@@ -36,6 +36,7 @@ import (
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/rpc"
+	"github.com/kvnode/kvnode/security/nodesec"
 	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/status"
@@ -58,7 +59,7 @@ type Server struct {
 	eng  *storage.Engine
 	reg  *prometheus.Registry
 	pool *rpc.Pool
-	sec  *nodeSecurity // nil in insecure mode
+	sec  *nodesec.State // nil in insecure mode
 	// loginLimiter throttles failed password logins (SQL and HTTP).
 	loginLimiter *pgwire.LoginLimiter
 	node         *nodeapi.Client // the kvnode.Node service of the other nodes, over pool
@@ -177,15 +178,21 @@ func New(cfg Config) (_ *Server, retErr error) {
 	if err := ValidateMaxOffset(cfg.MaxOffset, cfg.RaftTickInterval, !cfg.DisableLeaseReads); err != nil {
 		return nil, err
 	}
-	sec, err := loadNodeSecurity(cfg)
+	var s *Server // set below, before anything calls isAdmin
+	sec, err := loadNodeSecurity(cfg, func(ctx context.Context, user string) (bool, error) {
+		if u := (nodeView{s}).Users(); u != nil {
+			return u.IsAdmin(ctx, user)
+		}
+		return false, nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	var poolTLS *tls.Config
 	if sec != nil {
-		poolTLS = sec.tls.Client
+		poolTLS = sec.ClientTLS()
 	}
-	s := &Server{
+	s = &Server{
 		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(), sec: sec,
 		reg: prometheus.NewRegistry(), pool: rpc.NewTLSPool(poolTLS),
 		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
@@ -416,7 +423,7 @@ func (s *Server) Failed() error {
 // identity, otherwise once the cluster is initialized or admits it. It
 // returns without waiting for that; watch Up or Failed.
 func (s *Server) Start(ctx context.Context) error {
-	s.grpcSrv = rpc.NewServer(s.rpcServerOptions()...)
+	s.grpcSrv = rpc.NewServer(s.sec.ServerOptions()...)
 	nodeapi.RegisterNodeServer(s.grpcSrv, nodeService{s})
 	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
 	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.Transport)
@@ -425,7 +432,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.httpSrv = &http.Server{Handler: s.status.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	httpLis := s.httpLis
 	if s.sec != nil {
-		httpLis = tls.NewListener(httpLis, s.httpTLS())
+		httpLis = tls.NewListener(httpLis, s.sec.HTTPTLS())
 	}
 	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(httpLis) }()
 
@@ -697,7 +704,7 @@ func (s *Server) startNode() error {
 	installGroup0SQL(s, exec)
 	var sqlTLS *tls.Config
 	if s.sec != nil {
-		sqlTLS = s.sec.tls.Server
+		sqlTLS = s.sec.ServerTLS()
 	}
 	s.pg = pgwire.NewServer(pgwire.Config{Sessions: exec, Logger: log, Metrics: pgwire.NewMetrics(s.reg), TLS: sqlTLS, Limiter: s.loginLimiter})
 
@@ -883,7 +890,7 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 	var g *gossip.Gossip
 	var err error
 	if s.sec != nil {
-		g, err = s.sec.startGossip(cfg)
+		g, err = s.sec.StartGossip(cfg)
 	} else {
 		g, err = gossip.New(cfg)
 	}
