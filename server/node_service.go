@@ -18,7 +18,7 @@ func encodeNodeRecord(n nodeapi.NodeRecord) []byte {
 // nodeService is the kvnode.Node service of a Server (nodeapi.NodeServer),
 // as CockroachDB's Node serves its RPCs apart from its Server: the
 // methods of the node's own lifecycle and version are written beside their
-// concern (server.go: Hello, Init, Join, SchemaPush, SchemaPull;
+// concern (server.go: Hello, Init, Join;
 // lifecycle_rpc.go: NodeStatus, Drain, GetLiveness; versions.go:
 // SetClusterVersion; downgrade.go: PurgeRaftLog); those
 // below hand the call to the part that owns it.
@@ -60,6 +60,14 @@ func (n nodeService) Group0Recover(ctx context.Context, req *nodeapi.Group0Recov
 
 func (n nodeService) Clock(ctx context.Context, req *nodeapi.ClockRequest) (*nodeapi.ClockResponse, error) {
 	return n.s.clock.Answer(ctx, req)
+}
+
+func (n nodeService) SchemaPush(ctx context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
+	return n.s.schema.Push(ctx, req)
+}
+
+func (n nodeService) SchemaPull(ctx context.Context, req *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
+	return n.s.schema.Pull(ctx, req)
 }
 
 func (n nodeService) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/group0/member"
 	"github.com/kvnode/kvnode/kv"
@@ -15,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/console"
+	"github.com/kvnode/kvnode/server/schemasync"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/upgradecluster"
@@ -23,7 +25,8 @@ import (
 
 // nodeView is the node as the parts that run on it see it: each declares
 // the interface it needs (member.Node, loqrecovery.Node, status.Node,
-// decommission.Node, upgradecluster.Node, clustersql.Node, clockmon.Node), and nodeView
+// decommission.Node, upgradecluster.Node, clustersql.Node, clockmon.Node, schemasync.Node), and
+// nodeView
 // answers them from the Server. It only reads and forwards: what a part
 // does with the node is that part's.
 type nodeView struct{ s *Server }
@@ -36,6 +39,7 @@ var (
 	_ upgradecluster.Node = nodeView{}
 	_ clustersql.Node     = nodeView{}
 	_ clockmon.Node       = nodeView{}
+	_ schemasync.Node     = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -254,4 +258,18 @@ func newRecovery(s *Server) *loqrecovery.Recovery {
 		Node: nodeView{s}, Group0: s.g0, Local: s.eng.Local(), Client: s.node, Log: s.log,
 		BeforeStep: s.cfg.Knobs.BeforeRecoverStep,
 	})
+}
+
+func (n nodeView) Gossip() *gossip.Gossip    { return n.s.gossipOrNil() }
+func (n nodeView) Group0State() group0.State { return n.s.g0.State() }
+
+// SchemaCatalog is the executor's catalog once SQL is started (nil before).
+func (n nodeView) SchemaCatalog() schemasync.Catalog {
+	n.s.mu.Lock()
+	exec := n.s.exec
+	n.s.mu.Unlock()
+	if exec == nil {
+		return nil
+	}
+	return exec.Catalog()
 }

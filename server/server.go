@@ -39,9 +39,9 @@ import (
 	"github.com/kvnode/kvnode/security/nodesec"
 	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
+	"github.com/kvnode/kvnode/server/schemasync"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/sql"
-	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/users"
 	"github.com/kvnode/kvnode/storage"
@@ -107,6 +107,9 @@ type Server struct {
 	upgrades *upgrademanager.Manager
 	// g0 is this node's part of group 0 (package group0/member).
 	g0 *member.Member
+	// schema propagates the pre-Raft procedure's schema changes (package
+	// server/schemasync).
+	schema *schemasync.Sync
 	// decom runs decommissioning (package liveness/decommission).
 	decom *decommission.Decommissioner
 	// loq is this node's part of `kvnode node recover` (package
@@ -225,6 +228,8 @@ func New(cfg Config) (_ *Server, retErr error) {
 			MigrationCheckpoint: cfg.Knobs.MigrationCheckpoint, BeforeVersionStep: cfg.Knobs.BeforeVersionStep,
 			VersionStepPause: cfg.Knobs.VersionStepPause}})
 	s.upgrades = s.uc.Manager()
+	s.schema = schemasync.New(schemasync.Config{Node: nodeView{s}, Client: s.node, Log: s.log, Every: cfg.SchemaSyncEvery,
+		Quiesce: s.stopC, EveryRound: s.publishClusterVersion})
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
 		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission})
 	if l := cfg.Listeners; l != nil {
@@ -681,7 +686,7 @@ func (s *Server) startNode() error {
 	s.gossip = g
 	s.mu.Unlock()
 	exec, err := sql.NewExecutor(sql.Config{
-		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s, BinaryVersion: s.binVersion.String(), Versions: s,
+		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s.schema, BinaryVersion: s.binVersion.String(), Versions: s,
 		NodeID:                func() int32 { return id.NodeID },
 		TestingBeforeWrite:    s.cfg.Knobs.BeforeRowWrite,
 		TestingAddPKHeld:      s.cfg.Knobs.AddPKHeld,
@@ -697,9 +702,9 @@ func (s *Server) startNode() error {
 	exec.Catalog().OnChange(func() {
 		// Catalog callbacks may run under its lock; update gossip from
 		// another goroutine so neither blocks the other.
-		go s.publishSchemaDigest()
+		go s.schema.PublishDigest()
 	})
-	s.publishSchemaDigest()
+	s.schema.PublishDigest()
 	clustersql.Install(exec, nodeView{s})
 	installGroup0SQL(s, exec)
 	var sqlTLS *tls.Config
@@ -730,7 +735,7 @@ func (s *Server) startNode() error {
 	s.g0.Start(rep)
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
-	s.catchUpSchema()
+	s.schema.CatchUp()
 	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
@@ -740,7 +745,7 @@ func (s *Server) startNode() error {
 	}()
 	go func() { defer s.wg.Done(); s.followReplicatedVersion() }()
 	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
-	go func() { defer s.wg.Done(); s.schemaSyncLoop() }()
+	go func() { defer s.wg.Done(); s.schema.Run() }()
 	go func() { defer s.wg.Done(); s.autoUpgradeLoop() }()
 	s.startLifecycleLoops(rep, id.NodeID)
 	s.upOnce.Do(func() { close(s.up) })
@@ -1221,133 +1226,6 @@ func (s *Server) gossipDraining(g *gossip.Gossip) {
 }
 
 // --- pre-Raft schema procedure ---
-
-// PushSchema implements sql.SchemaPeers: it sends descriptors to every live
-// peer, concurrently, bounded by ctx.
-func (s *Server) PushSchema(ctx context.Context, descs []catalog.TableDescriptor) {
-	var wg sync.WaitGroup
-	for _, addr := range s.livePeerAddrs() {
-		wg.Add(1)
-		go func(addr string) {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			if _, err := s.node.SchemaPush(cctx, addr, &nodeapi.SchemaMessage{Descriptors: descs}); err != nil {
-				s.log.Debug("schema push failed; the peer will pull it", "peer", addr, "err", err)
-			}
-		}(addr)
-	}
-	wg.Wait()
-}
-
-func (s *Server) livePeerAddrs() []string {
-	s.mu.Lock()
-	g, self := s.gossip, s.ident.NodeID
-	s.mu.Unlock()
-	if g == nil {
-		return nil
-	}
-	var out []string
-	for _, m := range g.Members() {
-		if m.Meta.NodeID != self && m.IsLive() && m.Meta.ListenAddr != "" {
-			out = append(out, m.Meta.ListenAddr)
-		}
-	}
-	return out
-}
-
-func (n nodeService) SchemaPush(_ context.Context, req *nodeapi.SchemaMessage) (*nodeapi.Empty, error) {
-	s := n.s
-	s.mu.Lock()
-	exec := s.exec
-	s.mu.Unlock()
-	if exec == nil {
-		return nil, nodeapi.WithCode(errors.New("SQL is not started on this node yet"), codes.Unavailable)
-	}
-	if st := s.g0.State(); !takesPreRaftSchema(st) {
-		// The pre-Raft path is closed here: what the sender applied
-		// locally reaches group 0 through the upgrade's schema sync.
-		return nil, nodeapi.WithCode(errors.Newf(
-			"node %d is in group 0 state %s and takes no pre-Raft schema pushes", s.NodeID(), st), codes.FailedPrecondition)
-	}
-	if _, err := exec.Catalog().Merge(req.Descriptors); err != nil {
-		return nil, nodeapi.WithCode(err, codes.Internal)
-	}
-	return &nodeapi.Empty{}, nil
-}
-
-func (n nodeService) SchemaPull(context.Context, *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
-	s := n.s
-	s.mu.Lock()
-	exec := s.exec
-	s.mu.Unlock()
-	if exec == nil {
-		return nil, nodeapi.WithCode(errors.New("SQL is not started on this node yet"), codes.Unavailable)
-	}
-	return &nodeapi.SchemaMessage{Descriptors: exec.Catalog().All()}, nil
-}
-
-func (s *Server) publishSchemaDigest() {
-	s.mu.Lock()
-	g, exec := s.gossip, s.exec
-	s.mu.Unlock()
-	if g == nil || exec == nil {
-		return
-	}
-	d := exec.Catalog().Digest()
-	if g.LocalMeta().SchemaDigest == d {
-		return
-	}
-	if err := g.UpdateMeta(func(m *gossip.NodeMeta) { m.SchemaDigest = d }); err != nil {
-		s.log.Debug("publishing schema digest", "err", err)
-	}
-}
-
-// schemaSyncLoop pulls the schema from every live peer whose gossiped digest
-// differs from ours and merges it (last writer wins per table). Both sides
-// of a difference pull from each other, so digests converge.
-func (s *Server) schemaSyncLoop() {
-	t := time.NewTicker(s.cfg.SchemaSyncEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopC:
-			return
-		case <-t.C:
-		}
-		// The persisted cluster version, for status views: gossiped
-		// from here rather than where it is persisted, which must not
-		// wait for a broadcast.
-		s.publishClusterVersion()
-		s.mu.Lock()
-		g, exec, self := s.gossip, s.exec, s.ident.NodeID
-		s.mu.Unlock()
-		if !takesPreRaftSchema(s.g0.State()) {
-			// Past the pre-Raft procedure: group 0 is the schema's
-			// source (the digest is still gossiped, for operators).
-			s.publishSchemaDigest()
-			continue
-		}
-		mine := exec.Catalog().Digest()
-		for _, m := range g.Members() {
-			if m.Meta.NodeID == self || !m.IsLive() || m.Meta.SchemaDigest == "" || m.Meta.SchemaDigest == mine {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			resp, err := s.node.SchemaPull(ctx, m.Meta.ListenAddr, &nodeapi.Empty{})
-			cancel()
-			if err != nil {
-				continue
-			}
-			if changed, err := exec.Catalog().Merge(resp.Descriptors); err != nil {
-				s.log.Warn("merging schema from peer", "peer", m.Meta.NodeID, "err", err)
-			} else if changed {
-				s.log.Info("merged schema changes pulled from peer", "peer", m.Meta.NodeID)
-			}
-		}
-		s.publishSchemaDigest()
-	}
-}
 
 // stopCtx returns a context that ends after d or when the node stops.
 func (s *Server) stopCtx(d time.Duration) (context.Context, context.CancelFunc) {
