@@ -87,6 +87,7 @@ var archRules = map[string]archRule{
 	"server/localcluster":   {ours: []string{"server", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"server/pausepoint":     {ours: []string{"clusterversion", "group0"}, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"server/autoupgrade":    {ours: []string{"clusterversion"}, thirdParty: anything},
+	"server/join":           {ours: []string{"clusterversion", "keys", "kv", "kv/kvpb", "liveness", "nodeapi"}, thirdParty: anything},
 	"server/schemasync":     {ours: []string{"gossip", "group0", "nodeapi", "sql/catalog"}, thirdParty: anything},
 	"server/status":         {ours: []string{"clusterversion", "group0", "kv", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager"}, thirdParty: anything},
 	"server/clockmon":       {ours: []string{"clusterversion", "kv", "nodeapi", "rpc", "server/console"}, thirdParty: anything},

@@ -1,6 +1,8 @@
 package nodeapi
 
 import (
+	"encoding/json"
+
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
@@ -69,6 +71,12 @@ type NodeRecord struct {
 	SQLAddr       string `json:"sql_addr"`
 	HTTPAddr      string `json:"http_addr"`
 	BinaryVersion string `json:"binary_version"`
+}
+
+// EncodeNodeRecord is n as it is stored under keys.NodeKey.
+func EncodeNodeRecord(n NodeRecord) []byte {
+	b, _ := json.Marshal(n)
+	return b
 }
 
 // --- node lifecycle ---

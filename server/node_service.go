@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/kvnode/kvnode/nodeapi"
 )
@@ -10,15 +9,10 @@ import (
 // The kvnode.Node service (package nodeapi holds its messages, method names
 // and client): node-to-node and CLI-to-node control calls.
 
-func encodeNodeRecord(n nodeapi.NodeRecord) []byte {
-	b, _ := json.Marshal(n)
-	return b
-}
-
 // nodeService is the kvnode.Node service of a Server (nodeapi.NodeServer),
 // as CockroachDB's Node serves its RPCs apart from its Server: the
 // methods of the node's own lifecycle and version are written beside their
-// concern (server.go: Hello, Init, Join;
+// concern (server.go: Hello, Init;
 // lifecycle_rpc.go: NodeStatus, Drain, GetLiveness; versions.go:
 // SetClusterVersion; downgrade.go: PurgeRaftLog); those
 // below hand the call to the part that owns it.
@@ -68,6 +62,10 @@ func (n nodeService) SchemaPush(ctx context.Context, req *nodeapi.SchemaMessage)
 
 func (n nodeService) SchemaPull(ctx context.Context, req *nodeapi.Empty) (*nodeapi.SchemaMessage, error) {
 	return n.s.schema.Pull(ctx, req)
+}
+
+func (n nodeService) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
+	return n.s.admit.Join(ctx, req)
 }
 
 func (n nodeService) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*nodeapi.RecoverResponse, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/console"
+	"github.com/kvnode/kvnode/server/join"
 	"github.com/kvnode/kvnode/server/schemasync"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/settings"
@@ -25,7 +26,7 @@ import (
 
 // nodeView is the node as the parts that run on it see it: each declares
 // the interface it needs (member.Node, loqrecovery.Node, status.Node,
-// decommission.Node, upgradecluster.Node, clustersql.Node, clockmon.Node, schemasync.Node), and
+// decommission.Node, upgradecluster.Node, clustersql.Node, clockmon.Node, schemasync.Node, join.Node), and
 // nodeView
 // answers them from the Server. It only reads and forwards: what a part
 // does with the node is that part's.
@@ -40,6 +41,7 @@ var (
 	_ clustersql.Node     = nodeView{}
 	_ clockmon.Node       = nodeView{}
 	_ schemasync.Node     = nodeView{}
+	_ join.Node           = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -272,4 +274,15 @@ func (n nodeView) SchemaCatalog() schemasync.Catalog {
 		return nil
 	}
 	return exec.Catalog()
+}
+
+// Joined is the node's cluster and data replica once it is part of an
+// initialized cluster.
+func (n nodeView) Joined() (string, *kv.Replica) {
+	n.s.mu.Lock()
+	defer n.s.mu.Unlock()
+	if !n.s.joined || n.s.replica == nil {
+		return "", nil
+	}
+	return n.s.ident.ClusterID, n.s.replica
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/kvnode/kvnode/security/nodesec"
 	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
+	"github.com/kvnode/kvnode/server/join"
 	"github.com/kvnode/kvnode/server/schemasync"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/sql"
@@ -110,6 +111,8 @@ type Server struct {
 	// schema propagates the pre-Raft procedure's schema changes (package
 	// server/schemasync).
 	schema *schemasync.Sync
+	// admit admits new nodes (package server/join).
+	admit *join.Admission
 	// decom runs decommissioning (package liveness/decommission).
 	decom *decommission.Decommissioner
 	// loq is this node's part of `kvnode node recover` (package
@@ -230,6 +233,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 	s.upgrades = s.uc.Manager()
 	s.schema = schemasync.New(schemasync.Config{Node: nodeView{s}, Client: s.node, Log: s.log, Every: cfg.SchemaSyncEvery,
 		Quiesce: s.stopC, EveryRound: s.publishClusterVersion})
+	s.admit = join.New(join.Config{Node: nodeView{s}, Client: s.node, Log: s.log, BeforeAdmit: cfg.Knobs.BeforeJoinAdmit})
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
 		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission})
 	if l := cfg.Listeners; l != nil {
@@ -579,7 +583,7 @@ func (s *Server) bootstrap() (*nodeapi.InitResponse, error) {
 	initial := map[string][]byte{
 		string(keys.NodeIDGenKey()):      binary.BigEndian.AppendUint64(nil, 1),
 		string(keys.ClusterVersionKey()): []byte(id.ClusterVersion),
-		string(keys.NodeKey(1)):          encodeNodeRecord(s.localRecord(1)),
+		string(keys.NodeKey(1)):          nodeapi.EncodeNodeRecord(s.localRecord(1)),
 		// Every node that gets an ID gets a liveness record with it.
 		string(liveness.Key(1)): liveness.NewRecord(1, time.Now()).Encode(),
 	}
@@ -803,7 +807,7 @@ func (s *Server) waitVoter(rep *kv.Replica, id int32) {
 // It runs once at start, before the node reports up, and retries until
 // the write succeeds or the node stops.
 func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
-	want := encodeNodeRecord(s.localRecord(id))
+	want := nodeapi.EncodeNodeRecord(s.localRecord(id))
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		cur, _, err := rep.Get(ctx, keys.NodeKey(id))
@@ -985,168 +989,6 @@ func (n nodeService) Init(ctx context.Context, _ *nodeapi.InitRequest) (*nodeapi
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-}
-
-func (n nodeService) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeapi.JoinResponse, error) {
-	s := n.s
-	s.mu.Lock()
-	joined, id, rep := s.joined, s.ident, s.replica
-	s.mu.Unlock()
-	if !joined || rep == nil {
-		return nil, nodeapi.WithCode(errors.New("this node is not part of an initialized cluster yet"), codes.Unavailable)
-	}
-	// Refuse a binary that cannot run the active version (or the fence of
-	// a finalization in progress: the active version is the fence then).
-	if err := s.checkJoinerVersion(req.Node); err != nil {
-		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
-	}
-	st := rep.Status()
-	if !st.IsLeader {
-		if req.Forwarded || st.Leader == 0 {
-			return nil, nodeapi.WithCode(errors.New("no Raft leader is known yet; retry"), codes.Unavailable)
-		}
-		addr, ok := s.resolve(st.Leader)
-		if !ok {
-			return nil, nodeapi.WithCode(errors.Newf("no address for leader node %d yet; retry", st.Leader), codes.Unavailable)
-		}
-		fwd := *req
-		fwd.Forwarded = true
-		return s.node.Join(ctx, addr, &fwd)
-	}
-	rec := req.Node
-	if h := s.cfg.Knobs.BeforeJoinAdmit; h != nil {
-		h(rec.ListenAddr)
-	}
-	// The joiner refuses to start on a version its binary cannot run, and
-	// anything written for it by then would stay behind as a ghost member
-	// (records and a learner of a node that never starts, which blocks
-	// finalization as "not live" until decommissioned). So the version it
-	// will be given is checked here again, before anything is written: it
-	// may have moved since the check above (a finalization step).
-	if err := s.checkJoinerVersion(rec); err != nil {
-		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
-	}
-	// A join retried after a timeout (the joiner's deadline passed while
-	// the leader was adding it) must not leave a ghost: an ID with records
-	// but no node, which would block finalization until decommissioned.
-	// If an ID was already given to this address and no node ever started
-	// under it (liveness epoch 0), hand out that ID again: it was never
-	// used, so this is not reuse.
-	newID, err := s.unstartedNodeAt(ctx, rec.ListenAddr)
-	if err != nil {
-		return nil, nodeapi.WithCode(err, codes.Unavailable)
-	}
-	if newID == 0 {
-		if newID, err = rep.Increment(ctx, keys.NodeIDGenKey(), 1); err != nil {
-			return nil, nodeapi.WithCode(err, codes.Unavailable)
-		}
-		rec.NodeID = int32(newID)
-		// The node record and the liveness record are written in one
-		// batch, so that no node ever has an ID without a liveness record.
-		if err := rep.Write(ctx, []kvpb.Op{
-			{Kind: kvpb.OpPut, Key: keys.NodeKey(rec.NodeID), Value: encodeNodeRecord(rec)},
-			{Kind: kvpb.OpCPut, Key: liveness.Key(rec.NodeID), Value: liveness.NewRecord(rec.NodeID, time.Now()).Encode(), ExpectAbsent: true},
-		}); err != nil {
-			return nil, nodeapi.WithCode(err, codes.Unavailable)
-		}
-	} else {
-		rec.NodeID = int32(newID)
-		s.log.Info("a join was retried: giving the node the ID it was given before and never used", "node_id", newID, "listen_addr", rec.ListenAddr)
-	}
-	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
-		return nil, nodeapi.WithCode(err, codes.Unavailable)
-	}
-	// The joiner is given the version active now, and only one its binary
-	// runs (the joiner's own check is the same, so it never refuses what it
-	// is given). If a finalization step moved the version while the records
-	// were written, undo them: nothing of a refused joiner stays behind.
-	cv := s.ActiveVersion()
-	if err := checkJoinerVersionAt(rec, cv); err != nil {
-		if uerr := s.undoJoin(ctx, rep, rec.NodeID); uerr != nil {
-			s.log.Warn("refused a joining node after its records were written; removing them failed",
-				"node_id", rec.NodeID, "err", uerr,
-				"hint", fmt.Sprintf("decommission node %d (it never started)", rec.NodeID))
-		}
-		return nil, nodeapi.WithCode(err, codes.FailedPrecondition)
-	}
-	s.log.Info("admitted a new node", "node_id", newID, "listen_addr", rec.ListenAddr)
-	return &nodeapi.JoinResponse{ClusterID: id.ClusterID, NodeID: rec.NodeID, ClusterVersion: cv.String()}, nil
-}
-
-// undoJoin removes what join wrote for node id, which never started: its
-// learner, then its node and liveness records (the latter only while its
-// epoch is 0, so a node that did start is never erased).
-func (s *Server) undoJoin(ctx context.Context, rep *kv.Replica, id int32) error {
-	if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
-		return errors.Wrap(err, "removing the learner")
-	}
-	v, found, err := rep.Get(ctx, liveness.Key(id))
-	if err != nil {
-		return err
-	}
-	ops := []kvpb.Op{{Kind: kvpb.OpDelete, Key: keys.NodeKey(id)}}
-	if found {
-		if lr, err := liveness.Decode(v); err != nil || lr.Epoch != 0 {
-			return errors.Newf("node %d has started meanwhile; its records are kept", id)
-		}
-		ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, Key: liveness.Key(id), Expected: v, Delete: true})
-	}
-	if err := rep.Write(ctx, ops); err != nil {
-		return err
-	}
-	s.log.Info("removed the records of a joining node that was refused", "node_id", id)
-	return nil
-}
-
-// unstartedNodeAt returns the ID already given to a node at listenAddr that
-// never started (its liveness epoch is 0 and it is active), or 0.
-func (s *Server) unstartedNodeAt(ctx context.Context, listenAddr string) (int64, error) {
-	rep := s.Replica()
-	nstart, nend := keys.NodeSpan()
-	kvs, err := rep.Scan(ctx, nstart, nend, 0, false)
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range kvs {
-		var r nodeapi.NodeRecord
-		if json.Unmarshal(e.Value, &r) != nil || r.ListenAddr != listenAddr {
-			continue
-		}
-		v, found, err := rep.Get(ctx, liveness.Key(r.NodeID))
-		if err != nil {
-			return 0, err
-		}
-		if !found {
-			continue
-		}
-		if lr, err := liveness.Decode(v); err == nil && lr.Epoch == 0 && lr.Membership == liveness.Active {
-			return int64(r.NodeID), nil
-		}
-	}
-	return 0, nil
-}
-
-// checkJoinerVersion refuses a joining node whose binary cannot run the
-// active cluster version.
-func (s *Server) checkJoinerVersion(rec nodeapi.NodeRecord) error {
-	return checkJoinerVersionAt(rec, s.ActiveVersion())
-}
-
-// checkJoinerVersionAt refuses a joining node whose binary cannot run
-// cluster version active.
-func checkJoinerVersionAt(rec nodeapi.NodeRecord, active clusterversion.Version) error {
-	bv, err := clusterversion.Parse(rec.BinaryVersion)
-	if err != nil {
-		return errors.WithHintf(errors.Newf("the joining node reports an unreadable binary version %q", rec.BinaryVersion),
-			"run a kvnode binary of release %s or newer", active)
-	}
-	if !clusterversion.Supports(bv, active) {
-		return errors.WithHintf(errors.Newf(
-			"the joining node runs release %s, which cannot run the cluster's version %s", bv, active),
-			"start it with a binary of release %s or newer (it supports cluster versions %s to %s)",
-			active.Release(), clusterversion.MinSupported(bv), bv)
-	}
-	return nil
 }
 
 // --- shutdown ---
