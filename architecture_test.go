@@ -89,7 +89,7 @@ var archRules = map[string]archRule{
 	"server/autoupgrade":    {ours: []string{"clusterversion"}, thirdParty: anything},
 	"server/join":           {ours: []string{"clusterversion", "keys", "kv", "kv/kvpb", "liveness", "nodeapi"}, thirdParty: anything},
 	"server/schemasync":     {ours: []string{"gossip", "group0", "nodeapi", "sql/catalog"}, thirdParty: anything},
-	"server/status":         {ours: []string{"clusterversion", "group0", "kv", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager"}, thirdParty: anything},
+	"server/status":         {ours: []string{"clusterversion", "gossip", "group0", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager"}, thirdParty: anything},
 	"server/clockmon":       {ours: []string{"clusterversion", "kv", "nodeapi", "rpc", "server/console"}, thirdParty: anything},
 	"server/clustersql":     {ours: []string{"clusterversion", "kv", "kv/kvpb", "liveness", "migrations", "nodeapi", "server/autoupgrade", "server/status", "settings", "sql", "sql/...", "upgrademanager"}, thirdParty: anything},
 	"server/console":        {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},

@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/server/status"
 )
 
 // readyReplica returns the replica and liveness of a started node, or an
@@ -62,6 +63,6 @@ func (n nodeService) NodeStatus(ctx context.Context, _ *nodeapi.NodeStatusReques
 	if _, _, err := s.readyReplica(); err != nil {
 		return nil, err
 	}
-	rows, stale := s.clusterStatus(ctx)
+	rows, stale := status.ClusterNodes(ctx, nodeView{s})
 	return &nodeapi.NodeStatusResponse{AnsweredBy: s.NodeID(), Stale: stale, Nodes: rows}, nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
@@ -42,6 +43,7 @@ var (
 	_ clockmon.Node       = nodeView{}
 	_ schemasync.Node     = nodeView{}
 	_ join.Node           = nodeView{}
+	_ status.NodesSource  = nodeView{}
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
@@ -113,7 +115,7 @@ func (n nodeView) AdvertisedRPCAddr() string             { return n.s.Advertised
 func (n nodeView) AdvertisedHTTPAddr() string            { return n.s.AdvertisedHTTPAddr() }
 func (n nodeView) Group0() status.Group0                 { return n.s.g0 }
 
-func (n nodeView) LocalNodeStatuses() []nodeapi.NodeStatus { return n.s.localClusterStatus() }
+func (n nodeView) LocalNodeStatuses() []nodeapi.NodeStatus { return status.LocalNodes(n) }
 
 // PersistedVersion is the version the node has persisted: none before it
 // has joined (ActiveVersion's fallback is not a cluster version).
@@ -191,7 +193,7 @@ func (n nodeView) ReadyReplica() (*kv.Replica, error) {
 }
 
 func (n nodeView) ClusterStatus(ctx context.Context) ([]nodeapi.NodeStatus, bool) {
-	return n.s.clusterStatus(ctx)
+	return status.ClusterNodes(ctx, n)
 }
 
 func (n nodeView) Settings() *settings.Registry { return n.s.Settings() }
@@ -286,3 +288,5 @@ func (n nodeView) Joined() (string, *kv.Replica) {
 	}
 	return n.s.ident.ClusterID, n.s.replica
 }
+
+func (n nodeView) TimeUntilStoreDead() time.Duration { return n.s.TimeUntilStoreDead() }

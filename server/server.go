@@ -101,7 +101,7 @@ type Server struct {
 	// ver holds the active cluster version and finalization (versions.go).
 	ver versionState
 	// versionGossip is the state of gossiping the persisted version.
-	versionGossip versionGossip
+	versionGossip status.VersionGossip
 	// uc is the cluster as the upgrade manager drives it (package
 	// upgradecluster); upgrades is that manager (Finalize, Downgrade).
 	uc       *upgradecluster.Cluster
@@ -232,7 +232,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 			VersionStepPause: cfg.Knobs.VersionStepPause}})
 	s.upgrades = s.uc.Manager()
 	s.schema = schemasync.New(schemasync.Config{Node: nodeView{s}, Client: s.node, Log: s.log, Every: cfg.SchemaSyncEvery,
-		Quiesce: s.stopC, EveryRound: s.publishClusterVersion})
+		Quiesce: s.stopC, EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})
 	s.admit = join.New(join.Config{Node: nodeView{s}, Client: s.node, Log: s.log, BeforeAdmit: cfg.Knobs.BeforeJoinAdmit})
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
 		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission})
@@ -888,7 +888,7 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 		Meta: gossip.NodeMeta{
 			NodeID: id.NodeID, ClusterID: id.ClusterID, BinaryVersion: s.binVersion.String(),
 			ListenAddr: s.AdvertisedRPCAddr(), SQLAddr: s.AdvertisedSQLAddr(), HTTPAddr: s.AdvertisedHTTPAddr(), StartedAt: s.startedAt,
-			Extra: map[string]string{gossipKeyClusterVersion: s.ActiveVersion().String()},
+			Extra: map[string]string{status.GossipKeyClusterVersion: s.ActiveVersion().String()},
 		},
 		Logger: s.log.With("node", id.NodeID),
 		Admit:  s.admitPeer,

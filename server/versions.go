@@ -293,7 +293,7 @@ func (s *Server) autoUpgradeLoop() {
 func (s *Server) upgradeShape() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "active=%s auto=%t preserve=%q", s.ActiveVersion(), s.lc().autoUpgrade.Get(), s.lc().preserveDowngrade.Get())
-	for _, n := range s.localClusterStatus() {
+	for _, n := range status.LocalNodes(nodeView{s}) {
 		fmt.Fprintf(&b, "; n%d %s live=%t %s draining=%t persisted=%s", n.NodeID, n.Build, n.IsLive, n.Membership, n.IsDraining, n.PersistedVersion)
 	}
 	return b.String()
