@@ -6,15 +6,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kvnode/kvnode/clusterversion"
-	"github.com/kvnode/kvnode/nodeapi"
-	"github.com/kvnode/kvnode/server/autoupgrade"
-
 	"github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
@@ -33,10 +31,7 @@ type lifecycle struct {
 	rep atomic.Pointer[kv.Replica]
 	nl  atomic.Pointer[liveness.NodeLiveness]
 
-	// lastPeerCheck rate-limits asking peers whether this node was
-	// decommissioned while its heartbeats fail.
-	lastPeerCheck time.Time
-	leftCluster   atomic.Bool
+	leftCluster atomic.Bool
 }
 
 // lc returns the node's lifecycle parts, creating the settings registry on
@@ -84,7 +79,7 @@ func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
 	lc := s.lc()
 	lc.rep.Store(rep)
 	lc.settings.Bind(rep)
-	if err := s.checkNotDecommissioned(rep, id); err != nil {
+	if err := s.decom.CheckNotDecommissioned(rep, id); err != nil {
 		return err
 	}
 	nl := liveness.New(liveness.Config{
@@ -101,7 +96,7 @@ func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
 			return nil
 		}
 		if errors.Is(err, liveness.ErrDecommissioned) {
-			return s.decommissionedError(id)
+			return s.decom.DecommissionedError(id)
 		}
 		if attempt%10 == 9 {
 			s.log.Warn("waiting to write this node's liveness record (is a majority of voters up?)", "err", err)
@@ -114,77 +109,13 @@ func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
 	}
 }
 
-// checkNotDecommissioned reads this node's liveness record, through the
-// local replica if it can still read (it cannot once it was removed from
-// the data group) or else from any peer, and refuses a decommissioned
-// node. It waits until one of them answers.
-func (s *Server) checkNotDecommissioned(rep *kv.Replica, id int32) error {
-	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		rec, found, err := liveness.Get(ctx, rep, id)
-		cancel()
-		if err == nil {
-			if found && rec.Membership == liveness.Decommissioned {
-				return s.decommissionedError(id)
-			}
-			return nil
-		}
-		if rec, found, ok := s.askPeersForLiveness(id); ok {
-			if found && rec.Membership == liveness.Decommissioned {
-				return s.decommissionedError(id)
-			}
-			return nil
-		}
-		if attempt%10 == 9 {
-			s.log.Warn("waiting for the data Raft group or a peer to answer (is a majority of voters up?)", "err", err)
-		}
-		select {
-		case <-s.stopC:
-			return errStopping
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func (s *Server) decommissionedError(id int32) error {
-	return errors.WithHintf(errors.Mark(errors.Newf(
-		"node %d is decommissioned: it was removed from the cluster for good and may not rejoin", id),
-		liveness.ErrDecommissioned),
-		"node IDs are never reused: to run a node on this machine again, start it with a new, empty --store (not %s) so that it joins as a new node",
-		s.cfg.Store)
-}
-
-// askPeersForLiveness asks the other nodes (the --join addresses and every
-// known node record) for node id's liveness record. ok is false if none
-// answered.
-func (s *Server) askPeersForLiveness(id int32) (rec liveness.Record, found, ok bool) {
-	addrs := map[string]bool{}
-	for _, a := range s.otherJoinAddrs() {
-		addrs[a] = true
-	}
-	for nid, r := range s.nodeRecords() {
-		if nid != id && r.ListenAddr != "" && r.ListenAddr != s.RPCAddr() && r.ListenAddr != s.AdvertisedRPCAddr() {
-			addrs[r.ListenAddr] = true
-		}
-	}
-	for a := range addrs {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := s.node.GetLiveness(ctx, a, &nodeapi.LivenessRequest{NodeID: id})
-		cancel()
-		if err == nil {
-			return resp.Record, resp.Found, true
-		}
-	}
-	return liveness.Record{}, false, false
-}
-
 // startLifecycleLoops starts the heartbeat, the settings refresh and the
 // decommission loop; they end with the node.
 func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) {
 	lc := s.lc()
 	nl := lc.nl.Load()
 	s.wg.Add(4)
-	go func() { defer s.wg.Done(); nl.Run(s.stopC, func(err error) { s.heartbeatFailed(nl, id, err) }) }()
+	go func() { defer s.wg.Done(); nl.Run(s.stopC, func(err error) { s.decom.HeartbeatFailed(nl, id, err) }) }()
 	go func() { defer s.wg.Done(); lc.settings.Run(s.stopC) }()
 	go func() { defer s.wg.Done(); s.decom.Run(rep, id) }()
 	go func() { defer s.wg.Done(); s.schemaChangeLoop(rep) }()
@@ -216,54 +147,6 @@ func (s *Server) schemaChangeLoop(rep *kv.Replica) {
 		}
 		cancel()
 	}
-}
-
-// heartbeatFailed decides, when heartbeats fail for longer than the
-// liveness duration, whether this node has been decommissioned (it can no
-// longer reach the data group then), by asking its peers. A decommissioned
-// node reports so through Failed, and `kvnode start` exits.
-func (s *Server) heartbeatFailed(nl *liveness.NodeLiveness, id int32, err error) {
-	lc := s.lc()
-	if lc.leftCluster.Load() {
-		return
-	}
-	decommissioned := errors.Is(err, liveness.ErrDecommissioned)
-	if !decommissioned {
-		if time.Since(nl.LastHeartbeat()) < nl.LivenessDuration() || time.Since(lc.lastPeerCheck) < nl.LivenessDuration() {
-			return
-		}
-		lc.lastPeerCheck = time.Now()
-		s.log.Warn("liveness heartbeats are failing; is this node still a member of the cluster?", "err", err)
-		rec, found, ok := s.askPeersForLiveness(id)
-		decommissioned = ok && found && rec.Membership == liveness.Decommissioned
-	}
-	if !decommissioned {
-		return
-	}
-	lc.leftCluster.Store(true)
-	ferr := s.decommissionedError(id)
-	s.log.Error("this node has been decommissioned; it no longer serves and should be stopped", "err", ferr.Error())
-	s.draining.Store(true)
-	s.failed.Store(&ferr)
-}
-
-// allowPromote is the data group's promotion gate (kv.Config.Promote): a
-// learner whose membership is not active is never promoted to voter. It
-// runs in the Ready loop, so it reads only the local applied state.
-func (s *Server) allowPromote(id uint64) bool {
-	rep := s.lc().rep.Load()
-	if rep == nil {
-		return false
-	}
-	v, found, err := rep.GetLocal(liveness.Key(int32(id)))
-	if err != nil {
-		return false
-	}
-	if !found {
-		return true
-	}
-	rec, err := liveness.Decode(v)
-	return err == nil && rec.Membership == liveness.Active
 }
 
 // admitPeer is the gossip admission hook: a decommissioned node is kept out

@@ -52,7 +52,7 @@ func (n nodeView) ClusterID() string                     { return n.s.ClusterID(
 func (n nodeView) Replica() *kv.Replica                  { return n.s.Replica() }
 func (n nodeView) LiveReplica() *kv.Replica              { return n.s.lc().rep.Load() }
 func (n nodeView) Resolve(id uint64) (string, bool)      { return n.s.resolve(id) }
-func (n nodeView) AllowPromote(id uint64) bool           { return n.s.allowPromote(id) }
+func (n nodeView) AllowPromote(id uint64) bool           { return n.s.decom.AllowPromote(id) }
 
 func (n nodeView) Ready() error {
 	_, _, err := n.s.readyReplica()
@@ -290,3 +290,25 @@ func (n nodeView) Joined() (string, *kv.Replica) {
 }
 
 func (n nodeView) TimeUntilStoreDead() time.Duration { return n.s.TimeUntilStoreDead() }
+
+func (n nodeView) LeftCluster() bool { return n.s.lc().leftCluster.Load() }
+
+// PeerAddrs are the --join addresses and every known node record's address
+// but node self's and this node's own.
+func (n nodeView) PeerAddrs(self int32) []string {
+	s := n.s
+	addrs := map[string]bool{}
+	for _, a := range s.otherJoinAddrs() {
+		addrs[a] = true
+	}
+	for nid, r := range s.nodeRecords() {
+		if nid != self && r.ListenAddr != "" && r.ListenAddr != s.RPCAddr() && r.ListenAddr != s.AdvertisedRPCAddr() {
+			addrs[r.ListenAddr] = true
+		}
+	}
+	out := make([]string, 0, len(addrs))
+	for a := range addrs {
+		out = append(out, a)
+	}
+	return out
+}

@@ -235,7 +235,12 @@ func New(cfg Config) (_ *Server, retErr error) {
 		Quiesce: s.stopC, EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})
 	s.admit = join.New(join.Config{Node: nodeView{s}, Client: s.node, Log: s.log, BeforeAdmit: cfg.Knobs.BeforeJoinAdmit})
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
-		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission})
+		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission, Store: cfg.Store, Stopping: errStopping,
+		OnDecommissioned: func(err error) {
+			s.lc().leftCluster.Store(true)
+			s.draining.Store(true)
+			s.failed.Store(&err)
+		}})
 	if l := cfg.Listeners; l != nil {
 		s.rpcLis, s.sqlLis, s.httpLis, s.gossipSockets = l.RPC, l.SQL, l.HTTP, l.Gossip
 		s.cfg.Listeners = nil // owned by s from here on
@@ -655,7 +660,7 @@ func (s *Server) startNode() error {
 	rep, err := kv.NewReplica(kv.Config{
 		Engine: s.eng, NodeID: uint64(id.NodeID), Transport: tr, Logger: log,
 		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
-		Promote: s.allowPromote,
+		Promote: s.decom.AllowPromote,
 		Clock:   s.clock.Clock(), MaxOffset: s.cfg.MaxOffset, LeaseReads: s.clock.LeaseReads(),
 		CommandLevel: s.commandLevel,
 		Release20:    s.binVersion.Less(clusterversion.V2_1.Version()),

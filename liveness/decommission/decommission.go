@@ -31,6 +31,14 @@ type Node interface {
 	Resolve(id uint64) (string, bool)
 	// ForgetGossip drops gossip's record of a decommissioned node.
 	ForgetGossip(id int32)
+	// LiveReplica is the data replica once the node's liveness runs (nil
+	// before): the promotion gate reads the local liveness records.
+	LiveReplica() *kv.Replica
+	// LeftCluster: the node found itself decommissioned.
+	LeftCluster() bool
+	// PeerAddrs are the other nodes' RPC addresses (the --join addresses
+	// and every known node record but node self's).
+	PeerAddrs(self int32) []string
 	// ClusterStatus is every node's status (stale: the data group did not
 	// answer in time, and the rows are this node's copy).
 	ClusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, stale bool)
@@ -50,6 +58,13 @@ type Config struct {
 	Log    *slog.Logger
 	// Quiesce is closed when the node stops: Run returns.
 	Quiesce <-chan struct{}
+	// Store is --store: a decommissioned node's error names it.
+	Store string
+	// Stopping is returned by the waits the node's stop interrupts.
+	Stopping error
+	// OnDecommissioned runs once the running node finds itself
+	// decommissioned (err says so): it stops serving.
+	OnDecommissioned func(err error)
 	// Hold, a testing knob, keeps the leader's loop from removing nodes
 	// while it holds true.
 	Hold *atomic.Bool
@@ -66,6 +81,10 @@ type Decommissioner struct {
 	mu sync.Mutex
 	// lastWarn rate-limits the loop's warnings; guarded by mu.
 	lastWarn time.Time
+	// lastPeerCheck rate-limits asking peers whether this node was
+	// decommissioned while its heartbeats fail (HeartbeatFailed runs on
+	// the heartbeat's goroutine only).
+	lastPeerCheck time.Time
 }
 
 // New returns the node's decommissioner; nothing runs until Run.

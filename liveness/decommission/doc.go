@@ -13,14 +13,20 @@
 //     allows it (so a node that dies meanwhile makes it wait instead of
 //     losing quorum). If the leader itself is to be removed, it hands
 //     leadership to another active, live voter first and the next leader
-//     goes on. The promotion gate (the server's allowPromote) never
-//     promotes a decommissioning learner.
+//     goes on. The promotion gate (AllowPromote) never promotes a
+//     decommissioning learner.
 //  3. A decommissioning node that is no longer a member is marked
 //     decommissioned (a conditional put).
 //
 // The loop runs on whichever node leads, so a decommission survives the
 // CLI going away and leader changes. Recommissioning (also on the leader,
 // under its mutex) is allowed only while the node is still a member.
+//
+// A node's own side (self.go): a decommissioned node refuses to start
+// (CheckNotDecommissioned asks its own replica, or any peer once it is no
+// longer a member), and a running one finds out when its heartbeats fail
+// (HeartbeatFailed) and stops serving; the data group's promotion gate
+// (AllowPromote) never promotes a learner that is not active.
 //
 // Layering: it acts on the node's *kv.Replica and on liveness records
 // (package liveness decides: the quorum rule, liveness.Check), forwards
