@@ -178,6 +178,14 @@ type Executor struct {
 
 	tables tableCache
 
+	// catCache holds the current catalog snapshot of each database
+	// (pgcatalog.go): computed once per catalog version, not per statement.
+	catCache struct {
+		mu      sync.Mutex
+		version uint64
+		byDB    map[string]*catalogSnapshot
+	}
+
 	rowidMu   sync.Mutex
 	lastRowID int64
 

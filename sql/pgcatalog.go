@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
@@ -252,11 +253,77 @@ type catalogSnapshot struct {
 	virtByOID map[int64]string
 	// referenced holds the IDs of the tables a foreign key references.
 	referenced map[int64]bool
+
+	// version is the catalog's (catalog.Catalog.Version) when the snapshot
+	// was taken. A snapshot is immutable once built, and shared by every
+	// statement that runs while the catalog keeps that version; the rows
+	// of the tables computed from it alone (catalogOnly) are kept in
+	// rowCache.
+	version  uint64
+	rowMu    sync.Mutex
+	rowCache map[string][][]types.Datum
+}
+
+// catalogOnly are the virtual tables whose rows are computed from the
+// catalog snapshot alone (no session, user or cluster state): psql's
+// describe queries join them, and they are computed once per catalog
+// version.
+var catalogOnly = map[string]bool{
+	"pg_catalog.pg_namespace": true, "pg_catalog.pg_class": true, "pg_catalog.pg_attribute": true,
+	"pg_catalog.pg_type": true, "pg_catalog.pg_index": true, "pg_catalog.pg_constraint": true,
+	"pg_catalog.pg_attrdef": true, "pg_catalog.pg_depend": true,
+}
+
+// cachedRows returns the rows of a catalogOnly table, computing them on
+// first use. The caller gets its own slice of the shared rows (operators
+// may reorder it); the rows themselves are never modified.
+func (s *catalogSnapshot) cachedRows(ctx context.Context, t *catTable) ([][]types.Datum, error) {
+	s.rowMu.Lock()
+	rows, ok := s.rowCache[t.name]
+	s.rowMu.Unlock()
+	if !ok {
+		var err error
+		if rows, err = t.rows(ctx, s); err != nil {
+			return nil, err
+		}
+		s.rowMu.Lock()
+		if s.rowCache == nil {
+			s.rowCache = map[string][][]types.Datum{}
+		}
+		s.rowCache[t.name] = rows
+		s.rowMu.Unlock()
+	}
+	return append([][]types.Datum(nil), rows...), nil
 }
 
 func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
+	// The version is read before the descriptors: a snapshot is at least
+	// as new as its version says, so one kept under it is never staler
+	// than a snapshot taken now.
+	version := e.catalog.Version()
+	nvirt := len(e.virtualNames())
+	e.catCache.mu.Lock()
+	if s := e.catCache.byDB[db]; s != nil && e.catCache.version == version && len(s.virtNames) == nvirt {
+		e.catCache.mu.Unlock()
+		return s, nil
+	}
+	e.catCache.mu.Unlock()
+	s, err := e.buildCatalogSnapshot(db, version)
+	if err != nil {
+		return nil, err
+	}
+	e.catCache.mu.Lock()
+	if e.catCache.version != version || e.catCache.byDB == nil {
+		e.catCache.version, e.catCache.byDB = version, map[string]*catalogSnapshot{}
+	}
+	e.catCache.byDB[db] = s
+	e.catCache.mu.Unlock()
+	return s, nil
+}
+
+func (e *Executor) buildCatalogSnapshot(db string, version uint64) (*catalogSnapshot, error) {
 	s := &catalogSnapshot{e: e, byOID: map[int64]*tableInfo{}, byName: map[string]*tableInfo{}, virtByOID: map[int64]string{},
-		referenced: map[int64]bool{}}
+		referenced: map[int64]bool{}, version: version}
 	// A database's catalog describes its own tables, as in PostgreSQL.
 	descs := e.catalog.TablesIn(db)
 	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
@@ -374,6 +441,9 @@ func (e *Executor) registerCatalog() {
 			s, err := e.snapshotFor(ctx)
 			if err != nil {
 				return nil, err
+			}
+			if catalogOnly[t.name] {
+				return s.cachedRows(ctx, &t)
 			}
 			return t.rows(ctx, s)
 		})

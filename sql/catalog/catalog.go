@@ -37,6 +37,9 @@ type snapshot struct {
 	byName map[string]*TableDescriptor // by Key; includes tombstones
 	sorted []*TableDescriptor          // by Key
 	digest string
+	// version counts the snapshots this node installed: each change of the
+	// catalog makes a new one (see Version).
+	version uint64
 }
 
 // Catalog is this node's set of table descriptors, persisted in a
@@ -321,5 +324,13 @@ func (c *Catalog) install(cur *snapshot, winners []*TableDescriptor) {
 	for _, w := range winners {
 		byName[w.Key()] = w
 	}
-	c.snap.Store(newSnapshot(byName))
+	next := newSnapshot(byName)
+	next.version = cur.version + 1
+	c.snap.Store(next)
 }
+
+// Version identifies what the catalog holds now: it changes with every
+// change of any descriptor, so a view computed from the catalog (the SQL
+// layer's pg_catalog rows) stays valid while Version is the same. It is
+// this node's own count, not comparable between nodes or restarts.
+func (c *Catalog) Version() uint64 { return c.snap.Load().version }

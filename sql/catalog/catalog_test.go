@@ -138,10 +138,13 @@ func TestApplyGetPersist(t *testing.T) {
 	c, s := newCatalog(t, 1)
 	calls := 0
 	c.OnChange(func() { calls++ })
-	empty := c.Digest()
+	empty, v0 := c.Digest(), c.Version()
 	d := mkDesc("t", 101, c.Clock().Now(), "k", "v")
 	if err := c.Apply(d); err != nil {
 		t.Fatal(err)
+	}
+	if c.Version() == v0 {
+		t.Fatal("Version did not change")
 	}
 	if calls != 1 {
 		t.Fatalf("OnChange ran %d times", calls)
@@ -165,8 +168,12 @@ func TestApplyGetPersist(t *testing.T) {
 		t.Fatalf("clock after reload %v is not past %v", ts, d.ModTime)
 	}
 	// Drop: Get no longer finds it, All still has the tombstone.
+	v1 := c.Version()
 	if err := c.Apply(tombstone(d, c.Clock().Now())); err != nil {
 		t.Fatal(err)
+	}
+	if c.Version() == v1 {
+		t.Fatal("Version did not change with the drop")
 	}
 	if _, ok := c.Get("t"); ok {
 		t.Fatal("dropped table still visible")
