@@ -1133,3 +1133,40 @@ func TestBulkWriteUpdatesCachedRows(t *testing.T) {
 		})
 	}
 }
+
+// TestTxnReadLimit: a transaction that writes may have validated one by one
+// at most Limits.Reads keys: past it, a write fails with txn.ErrTooLarge
+// (and so does a commit that read them after its last write), while the
+// keys it read inside a span it scanned do not count.
+func TestTxnReadLimit(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[1].rep
+	put := func(k string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpPut, Key: tk(k), Value: []byte("1")} }
+	read := func(x *txn.Txn, ks ...string) {
+		t.Helper()
+		for _, k := range ks {
+			if _, _, err := x.Get(ctx, tk(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	x := txn.NewLimited(rep, txn.Limits{Reads: 2})
+	if _, err := x.Scan(ctx, tk("s"), tk("t"), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	read(x, "s1", "s2", "s3", "a", "b")
+	if err := x.Write(ctx, []kvpb.Op{put("out")}); err != nil {
+		t.Fatalf("two keys read outside the scanned span: %v", err)
+	}
+	read(x, "c")
+	if err := x.Write(ctx, []kvpb.Op{put("out2")}); !errors.Is(err, txn.ErrTooLarge) ||
+		!strings.Contains(err.Error(), "read 3 keys outside the spans it scanned, more than the limit of 2") {
+		t.Fatalf("a write after a third key read: %v, want ErrTooLarge naming the read limit", err)
+	}
+	if err := x.Commit(ctx); !errors.Is(err, txn.ErrTooLarge) {
+		t.Fatalf("commit past the read limit: %v, want ErrTooLarge", err)
+	}
+	if _, found, _ := rep.Get(ctx, tk("out")); found {
+		t.Fatal("a transaction past its read limit committed")
+	}
+}

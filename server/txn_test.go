@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
+	"github.com/kvnode/kvnode/txn"
 )
 
 func sqlState(err error) string {
@@ -504,7 +505,7 @@ func TestTxnLimitsAndEndings(t *testing.T) {
 		return n
 	}
 
-	// The limit is 16 MiB of buffered writes: 70 statements of 1 MiB go past it.
+	// The limit is 32 MiB of buffered writes: 70 statements of 1 MiB go past it.
 	conn := c.Conn(0)
 	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
 		t.Fatal(err)
@@ -644,34 +645,35 @@ func TestTxnHotRowIncrements(t *testing.T) {
 }
 
 // TestTxnKeyLimit: a COPY inside a transaction that would write more keys
-// than txn.DefaultMaxWrites (131,072; pgbench -i -s 2 writes 200,000 rows
-// in one transaction) fails fast with 54000 and a hint, before anything is
-// proposed, instead of committing one Raft command that stalls the data
+// than txn.DefaultMaxWrites (204,800; every row of t writes two, its own
+// and its index entry's) fails fast with 54000 and a hint, before anything
+// is proposed, instead of committing one Raft command that stalls the data
 // group for tens of seconds or times out; nothing is written.
 func TestTxnKeyLimit(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	ctx := txnCtx(t)
-	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY)")
+	c.Exec(0, "CREATE TABLE t (k INT PRIMARY KEY, v INT)")
+	c.Exec(0, "CREATE INDEX t_v ON t (v)")
 	conn := c.Conn(0)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rows = 1<<17 + 1
+	rows := txn.DefaultMaxWrites/2 + 1
 	start := time.Now()
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"t"}, []string{"k"}, pgx.CopyFromFunc(func() func() ([]any, error) {
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"t"}, []string{"k", "v"}, pgx.CopyFromFunc(func() func() ([]any, error) {
 		i := 0
 		return func() ([]any, error) {
 			if i++; i > rows {
 				return nil, nil
 			}
-			return []any{int64(i)}, nil
+			return []any{int64(i), int64(i)}, nil
 		}
 	}()))
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "54000" || !strings.Contains(pe.Message, "more than the limit of 131072 keys") ||
+	if !errors.As(err, &pe) || pe.Code != "54000" || !strings.Contains(pe.Message, fmt.Sprintf("more than the limit of %d keys", txn.DefaultMaxWrites)) ||
 		!strings.Contains(pe.Hint, "several transactions") {
-		t.Fatalf("a COPY of %d rows in a transaction: %v, want 54000 naming the key limit, with a hint", rows, err)
+		t.Fatalf("a COPY of %d rows (two keys each) in a transaction: %v, want 54000 naming the key limit, with a hint", rows, err)
 	}
 	t.Logf("refused after %s: %s (HINT: %s)", time.Since(start).Round(time.Millisecond), pe.Message, pe.Hint)
 	_ = tx.Rollback(ctx)
