@@ -30,7 +30,7 @@ type resumeGate struct {
 
 // interrupted reports whether the leader may resume now, and if not, why.
 func (g *resumeGate) interrupted(ctx context.Context, s *Server, in autoupgrade.Input, quiet time.Duration) (bool, string) {
-	rv, err := s.replicatedVersion(ctx)
+	rv, err := s.upgrades.ReplicatedVersion(ctx)
 	if err != nil {
 		return false, "the replicated cluster version cannot be read: " + err.Error()
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/kvnode/kvnode/server/schemasync"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/settings"
+	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/upgradecluster"
 	"github.com/kvnode/kvnode/upgrademanager"
 )
@@ -77,10 +78,15 @@ func (n nodeView) Gossiped(id int32) (binary string, live, ok bool) {
 	return m.Meta.BinaryVersion, m.IsLive(), true
 }
 
-func (n nodeView) Catalog() member.Catalog {
+// exec is the SQL executor once SQL is started (nil before).
+func (n nodeView) exec() *sql.Executor {
 	n.s.mu.Lock()
-	exec := n.s.exec
-	n.s.mu.Unlock()
+	defer n.s.mu.Unlock()
+	return n.s.exec
+}
+
+func (n nodeView) Catalog() member.Catalog {
+	exec := n.exec()
 	if exec == nil {
 		return nil
 	}
@@ -173,9 +179,7 @@ func (n nodeView) Group0StoredState() (group0.State, error) {
 
 // Users is the executor once SQL is started (nil before).
 func (n nodeView) Users() status.Users {
-	n.s.mu.Lock()
-	exec := n.s.exec
-	n.s.mu.Unlock()
+	exec := n.exec()
 	if exec == nil {
 		return nil
 	}
@@ -209,9 +213,7 @@ func (n nodeView) LowerActiveVersion(v clusterversion.Version) error {
 }
 
 func (n nodeView) SchemaDigests() (mine string, live map[int32]string, ok bool) {
-	n.s.mu.Lock()
-	g, exec := n.s.gossip, n.s.exec
-	n.s.mu.Unlock()
+	g, exec := n.s.gossipOrNil(), n.exec()
 	if g == nil || exec == nil {
 		return "", nil, false
 	}
@@ -227,9 +229,7 @@ func (n nodeView) SchemaDigests() (mine string, live map[int32]string, ok bool) 
 // Release21Blockers is what refuses a downgrade from 2.1: the schema's
 // uses of 2.1's stored formats.
 func (n nodeView) Release21Blockers() []migrations.Blocker {
-	n.s.mu.Lock()
-	exec := n.s.exec
-	n.s.mu.Unlock()
+	exec := n.exec()
 	if exec == nil {
 		return nil
 	}
@@ -241,7 +241,7 @@ func (n nodeView) Release21Blockers() []migrations.Blocker {
 }
 
 func (n nodeView) ReplicatedVersion(ctx context.Context) (clusterversion.Version, error) {
-	return n.s.replicatedVersion(ctx)
+	return n.s.upgrades.ReplicatedVersion(ctx)
 }
 
 func (n nodeView) Downgrading(ctx context.Context) (clusterversion.Version, bool, error) {
@@ -269,9 +269,7 @@ func (n nodeView) Group0State() group0.State { return n.s.g0.State() }
 
 // SchemaCatalog is the executor's catalog once SQL is started (nil before).
 func (n nodeView) SchemaCatalog() schemasync.Catalog {
-	n.s.mu.Lock()
-	exec := n.s.exec
-	n.s.mu.Unlock()
+	exec := n.exec()
 	if exec == nil {
 		return nil
 	}

@@ -122,11 +122,6 @@ func (s *Server) writeActiveVersionLocked(v clusterversion.Version) error {
 	return nil
 }
 
-// replicatedVersion reads the replicated `version` (linearizable).
-func (s *Server) replicatedVersion(ctx context.Context) (clusterversion.Version, error) {
-	return s.upgrades.ReplicatedVersion(ctx)
-}
-
 // Finalize moves the cluster version to target (SET CLUSTER SETTING
 // version, or the auto-upgrade loop) through the upgrade manager.
 func (s *Server) Finalize(ctx context.Context, target clusterversion.Version) error {
@@ -162,7 +157,7 @@ func (s *Server) followReplicatedVersion() {
 func (s *Server) catchUpVersion() {
 	ctx, cancel := s.stopCtx(5 * time.Second)
 	defer cancel()
-	rv, err := s.replicatedVersion(ctx)
+	rv, err := s.upgrades.ReplicatedVersion(ctx)
 	if err != nil {
 		return // no quorum now: the next round retries
 	}
@@ -250,7 +245,7 @@ func (s *Server) autoUpgradeLoop() {
 		if d.UpToDate() && len(d.Blockers) == 0 {
 			// Up to date by this node's persisted version; if the
 			// replicated version lags it, a step is in doubt (Finalize).
-			if rv, err := s.replicatedVersion(ctx); err == nil && rv.Less(in.Active) {
+			if rv, err := s.upgrades.ReplicatedVersion(ctx); err == nil && rv.Less(in.Active) {
 				d.Target, d.Finalize = in.Active, true
 			}
 		}
