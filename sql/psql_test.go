@@ -75,6 +75,11 @@ func TestDriverConnectQueries(t *testing.T) {
 			t.Errorf("pg_backend_pid() = %d (BackendKeyData %d), pg_is_in_recovery() = %v, current_database() = %q",
 				pid, conn.PgConn().PID(), recovery, curDB)
 		}
+		// Reported as PostgreSQL reports them (psql's prompt ends in # for
+		// a superuser).
+		if su, sa := conn.PgConn().ParameterStatus("is_superuser"), conn.PgConn().ParameterStatus("session_authorization"); su != "on" || sa != "root" {
+			t.Errorf("is_superuser %q, session_authorization %q", su, sa)
+		}
 		// A SET of a reported parameter is reported, as PostgreSQL does.
 		if _, err := conn.Exec(ctx, "SET application_name = 'kvtest'"); err != nil {
 			t.Fatal(err)

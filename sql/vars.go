@@ -94,7 +94,19 @@ var sessionVars = []*sessionVar{
 	{name: "idle_in_transaction_session_timeout", def: fixed("0"), set: durationValue},
 	{name: "integer_datetimes", def: fixed("on")},
 	{name: "intervalstyle", def: fixed("postgres"), set: oneOf("intervalstyle", "postgres")},
-	{name: "is_superuser", def: fixed("on")},
+	// is_superuser is on for root and, from 2.1, the members of admin
+	// (psql's prompt ends in # for them); reported at startup, as
+	// PostgreSQL reports it.
+	{name: "is_superuser", def: func(s *session) string {
+		// The users are cached (NewSession just read them to admit the
+		// user); bounded below clients' connect timeouts all the same.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if admin, err := s.e.IsAdmin(ctx, s.args.User); err == nil && admin {
+			return "on"
+		}
+		return "off"
+	}},
 	{name: "lc_messages", def: fixed("C.UTF-8"), set: anyValue},
 	{name: "lock_timeout", def: fixed("0"), set: anyValue},
 	{name: "max_identifier_length", def: fixed("128")},
@@ -106,6 +118,7 @@ var sessionVars = []*sessionVar{
 	{name: "server_encoding", def: fixed("UTF8")},
 	{name: "server_version", def: fixed(pgwire.ServerVersion)},
 	{name: "server_version_num", def: fixed(pgwire.ServerVersionNum)},
+	{name: "session_authorization", def: func(s *session) string { return s.args.User }},
 	{name: "session_user", def: func(s *session) string { return s.args.User }},
 	{name: "standard_conforming_strings", def: fixed("on"), set: oneOf("standard_conforming_strings", "on")},
 	{name: "statement_timeout", def: fixed("0"), set: durationValue},
@@ -128,6 +141,7 @@ func lookupVar(name string) (*sessionVar, bool) {
 var reportedVars = map[string]string{
 	"application_name": "application_name", "client_encoding": "client_encoding", "datestyle": "DateStyle",
 	"intervalstyle": "IntervalStyle", "timezone": "TimeZone", "standard_conforming_strings": "standard_conforming_strings",
+	"is_superuser": "is_superuser", "session_authorization": "session_authorization",
 }
 
 // reported is the ParameterStatus a change of v sends, if v is reported.

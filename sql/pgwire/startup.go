@@ -189,6 +189,10 @@ func (c *conn) openSession(minor uint32, body []byte) (Session, error) {
 		{"integer_datetimes", "on"},
 		{"standard_conforming_strings", "on"},
 		{"application_name", params["application_name"]},
+		// The session's own values (ParameterReporter); these are the
+		// defaults of a session that reports none.
+		{"is_superuser", "off"},
+		{"session_authorization", args.User},
 	} {
 		if r, ok := sess.(ParameterReporter); ok {
 			if v, ok := r.ReportedParameter(p[0]); ok {
