@@ -34,7 +34,7 @@ type Config struct {
 	AdvertiseSQLAddr  string
 	AdvertiseHTTPAddr string
 	// Listeners, if set, are this node's sockets, already bound by the
-	// caller (server/testcluster binds them with ListenLoopback first, so
+	// caller (server/testcluster binds them with listenerutil.ListenLoopback first, so
 	// no other process can take a port between its choice and its bind);
 	// the four Addr fields are then taken from them. New takes them over:
 	// Stop, or a failed New, closes them. kvnode start leaves it nil and

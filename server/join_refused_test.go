@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/listenerutil"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
@@ -39,7 +40,7 @@ func TestRefusedJoinerLeavesNoGhost(t *testing.T) {
 	}
 
 	// A 1.0 binary joins while the cluster is still at 1.0: admissible.
-	lis, err := server.ListenLoopback()
+	lis, err := listenerutil.ListenLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/autoupgrade"
+	"github.com/kvnode/kvnode/server/listenerutil"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
@@ -369,7 +370,7 @@ func TestMetricsGroup0(t *testing.T) {
 // binary but no cluster version, no group 0 state and no cluster-wide
 // series, and says its upgrade status is not up.
 func TestMetricsBeforeJoin(t *testing.T) {
-	lis, err := server.ListenLoopback()
+	lis, err := listenerutil.ListenLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}

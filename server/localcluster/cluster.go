@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/security"
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/listenerutil"
 )
 
 // Node is one in-process node of the cluster.
@@ -90,7 +91,7 @@ func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, 
 	if err != nil {
 		return nil, err
 	}
-	ports, err := server.FreeLoopbackAddrs(4 * n)
+	ports, err := listenerutil.FreeLoopbackAddrs(4 * n)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err

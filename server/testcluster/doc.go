@@ -4,7 +4,7 @@
 // nothing sleeps for a fixed time to "let things settle".
 //
 // Ports never race the machine: a node's four ports are bound before the
-// node is built (server.ListenLoopback) and handed to it as listeners
+// node is built (listenerutil.ListenLoopback) and handed to it as listeners
 // (server.Config.Listeners), gossip's TCP and UDP socket included, so no
 // port is released between being chosen and being served. A restarted node
 // binds its own addresses again; they lie below the kernel's ephemeral

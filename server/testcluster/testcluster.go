@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server"
+	"github.com/kvnode/kvnode/server/listenerutil"
 	"github.com/kvnode/kvnode/testutil"
 )
 
@@ -115,7 +116,7 @@ func (c *Cluster) waitID(i int) {
 
 func (c *Cluster) newNode(i int) *Node {
 	c.t.Helper()
-	lis, err := server.ListenLoopback()
+	lis, err := listenerutil.ListenLoopback()
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -269,10 +270,10 @@ func (c *Cluster) QueryInt(i int, sql string, args ...any) (int64, error) {
 
 // FreeAddrs returns n distinct free loopback addresses, each free for TCP
 // and UDP (gossip uses both), for tests that start kvnode processes (see
-// server.FreeLoopbackAddrs). An in-process node takes listeners instead
-// (server.ListenLoopback and Config.Listeners), which nothing can race.
+// listenerutil.FreeLoopbackAddrs). An in-process node takes listeners instead
+// (listenerutil.ListenLoopback and Config.Listeners), which nothing can race.
 func FreeAddrs(t testing.TB, n int) []string {
-	out, err := server.FreeLoopbackAddrs(n)
+	out, err := listenerutil.FreeLoopbackAddrs(n)
 	if err != nil {
 		t.Fatal(err)
 	}
