@@ -15,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/server/status"
+	"github.com/kvnode/kvnode/upgradecluster"
 )
 
 // versionState is the node's part of cluster version management.
@@ -199,7 +200,7 @@ func (s *Server) autoUpgradeLoop() {
 	}
 	watch := min(base, time.Second)
 	wait := base
-	var gate resumeGate
+	var gate upgradecluster.ResumeGate
 	var lastShape string
 	var lastDecided time.Time // zero: decide at the first look as leader
 	for {
@@ -238,7 +239,7 @@ func (s *Server) autoUpgradeLoop() {
 		if d.Finalize && !in.AutoUpgradeEnabled {
 			// Only an interrupted finalization is decided with auto-upgrade
 			// off: resume it once no coordinator is at work.
-			if ok, why := gate.interrupted(ctx, s, in, s.resumeQuiet(base)); !ok {
+			if ok, why := gate.Interrupted(ctx, s.uc, in, s.resumeQuiet(base)); !ok {
 				d.Finalize, held = false, why
 			}
 		}
@@ -331,4 +332,12 @@ type (
 // node sees it (SHOW UPGRADE STATUS, GET /_status/upgrade).
 func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
 	return s.uc.Status(ctx)
+}
+
+// resumeQuiet is how long a finalization must stand still, with
+// auto-upgrade off, before the leader resumes it: longer than a liveness
+// record lasts, so that a coordinator that died is seen dead first, and
+// than a few rounds of the loop.
+func (s *Server) resumeQuiet(base time.Duration) time.Duration {
+	return max(3*base, 2*s.cfg.LivenessDuration)
 }

@@ -9,7 +9,8 @@
 // upgrade and leave, the transaction switches of the data replica, and the
 // fan-out to every node of a down-migration: leaving group 0, compacting
 // the Raft logs). It builds the node's upgrademanager.Manager, and
-// computes SHOW UPGRADE STATUS (Status).
+// computes SHOW UPGRADE STATUS (Status), and tells the auto-upgrade loop
+// when an interrupted finalization may be resumed (ResumeGate).
 //
 // Layering: it reads and acts on the node through the Node and Group0
 // interfaces it declares, calls the other nodes through nodeapi's client,

@@ -1,4 +1,4 @@
-package server
+package upgradecluster
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
-// resumeGate holds back the auto-upgrade loop's resumption of a
+// ResumeGate holds back the server's auto-upgrade loop's resumption of a
 // finalization while cluster.auto_upgrade.enabled is false, until that
 // finalization is interrupted indeed. With auto-upgrade off, a finalization
 // exists only because an operator started one by hand (SET CLUSTER SETTING
@@ -23,18 +23,18 @@ import (
 // a coordinator's live lease (a running coordinator renews it) and nothing
 // has moved for quiet: the same versions persisted by every node, the same
 // replicated version, the same jobs and progress.
-type resumeGate struct {
+type ResumeGate struct {
 	fingerprint string
 	since       time.Time
 }
 
-// interrupted reports whether the leader may resume now, and if not, why.
-func (g *resumeGate) interrupted(ctx context.Context, s *Server, in autoupgrade.Input, quiet time.Duration) (bool, string) {
-	rv, err := s.upgrades.ReplicatedVersion(ctx)
+// Interrupted reports whether the leader may resume now, and if not, why.
+func (g *ResumeGate) Interrupted(ctx context.Context, c *Cluster, in autoupgrade.Input, quiet time.Duration) (bool, string) {
+	rv, err := c.mgr.ReplicatedVersion(ctx)
 	if err != nil {
 		return false, "the replicated cluster version cannot be read: " + err.Error()
 	}
-	jobs, err := migrations.List(ctx, s.Replica())
+	jobs, err := migrations.List(ctx, c.cfg.Node.Replica())
 	if err != nil {
 		return false, "the migration jobs cannot be read: " + err.Error()
 	}
@@ -58,12 +58,4 @@ func (g *resumeGate) interrupted(ctx context.Context, s *Server, in autoupgrade.
 		return false, fmt.Sprintf("it moved less than %s ago (its coordinator may be at work)", quiet)
 	}
 	return true, ""
-}
-
-// resumeQuiet is how long a finalization must stand still, with
-// auto-upgrade off, before the leader resumes it: longer than a liveness
-// record lasts, so that a coordinator that died is seen dead first, and
-// than a few rounds of the loop.
-func (s *Server) resumeQuiet(base time.Duration) time.Duration {
-	return max(3*base, 2*s.cfg.LivenessDuration)
 }
