@@ -27,7 +27,7 @@
 #                   much as the servers.
 #   BENCH_ROWS      rows loaded into kv (default 100000)
 #   BENCH_SCRIPTS   space-separated subset of the pgbench scripts to run: read write lookup
-#                   transfer tpcb-like (default: all five)
+#                   transfer tpcb-like join groupby (default: all seven)
 #   BENCH_DOC       the file whose results section is replaced (default docs/benchmarks.md)
 #   BENCH_UPDATE_DOC  1 = write the results into BENCH_DOC, 0 = only print them
 #                   (default: 1 when all four targets ran every script, else 0)
@@ -246,7 +246,15 @@ cat >"$WORK/lookup.sql" <<'EOF'
 \set s random(1, 100000)
 SELECT k, v FROM kvi WHERE s = :s;
 EOF
-SCRIPTS=(read write lookup transfer tpcb-like)
+# join: a join of two tables on a key (issue 19): kj's 1,000 rows name keys spread over kv's
+# rows; every transaction joins all of them. groupby: a GROUP BY over all of kv's rows (issue 19).
+cat >"$WORK/join.sql" <<'EOF'
+SELECT count(*), sum(length(kv.v)) FROM kj JOIN kv ON kv.k = kj.k;
+EOF
+cat >"$WORK/groupby.sql" <<'EOF'
+SELECT k % 16, count(*), min(v) FROM kv GROUP BY k % 16;
+EOF
+SCRIPTS=(read write lookup transfer tpcb-like join groupby)
 if [[ -n ${BENCH_SCRIPTS:-} ]]; then
   read -r -a asked <<<"$BENCH_SCRIPTS"
   for s in "${asked[@]}"; do
@@ -285,6 +293,13 @@ fi
     }
   }'
   echo "CREATE UNIQUE INDEX kvi_s ON kvi (s);"
+  # kj: 1,000 rows whose k are spread evenly over kv's keys (the join script's small side).
+  echo "CREATE TABLE kj (id INT PRIMARY KEY, k INT NOT NULL);"
+  awk -v n="$BENCH_ROWS" 'BEGIN {
+    printf "INSERT INTO kj (id, k) VALUES ";
+    for (i = 1; i <= 1000; i++) { printf "(%d, %d)", i, int((i - 1) * n / 1000) + 1; if (i < 1000) printf ", "; }
+    print ";";
+  }'
 } >"$WORK/load.sql"
 SCALE=$(((BENCH_ROWS + 99999) / 100000))
 
@@ -741,6 +756,8 @@ script_name() {
   lookup) echo "lookup: SELECT by a secondary key, through its index" ;;
   transfer) echo "transfer: BEGIN; SELECT; 2 UPDATEs; END (random accounts)" ;;
   tpcb-like) echo "tpcb-like: pgbench's built-in TPC-B-like transaction (one hot branch)" ;;
+  join) echo "join: 1,000 rows JOIN $BENCH_ROWS rows on the key, count and sum" ;;
+  groupby) echo "groupby: GROUP BY over $BENCH_ROWS rows (16 groups)" ;;
   copy) echo "copy: \\copy of $BENCH_COPY_ROWS rows (rows/s; latency: the whole COPY)" ;;
   esac
 }
