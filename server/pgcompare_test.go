@@ -37,10 +37,10 @@ func TestCatalogMatchesPostgres(t *testing.T) {
 	psqlVersion, _ := exec.Command(psql, "--version").Output()
 	requireClient(t, strings.Contains(string(psqlVersion), "(PostgreSQL) 15."), "psql 15 (found "+strings.TrimSpace(string(psqlVersion))+")")
 	pg := startRealPostgres(t)
-	requireClient(t, strings.Contains(pg.version, "(PostgreSQL) 15."), "PostgreSQL 15's server (found "+pg.version+")")
+	requireClient(t, strings.Contains(pg.Version, "(PostgreSQL) 15."), "PostgreSQL 15's server (found "+pg.Version+")")
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	kvAddr := c.Nodes[0].Config.SQLAddr
-	targets := []struct{ addr, url string }{{pg.Addr(), pg.URL()}, {kvAddr, c.URL(0)}}
+	targets := []struct{ addr, url string }{{pg.Addr(), pg.URL("root", "defaultdb")}, {kvAddr, c.URL(0)}}
 	home := t.TempDir()
 
 	datadriven.RunTest(t, filepath.Join("testdata", "pg_compare"), func(t *testing.T, d *datadriven.TestData) string {
