@@ -22,34 +22,7 @@ func TestCatalogRealClients(t *testing.T) {
 	c.Exec(0, "INSERT INTO kv VALUES (1, 'one', 1.5)")
 	c.Exec(0, "CREATE TABLE two (a INT, b TEXT, PRIMARY KEY (b, a))")
 	jdbcURL := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/defaultdb?user=root&sslmode=disable"
-	for _, tc := range []struct {
-		name    string
-		present bool
-		what    string
-		cmd     func(ctx context.Context, script string) *exec.Cmd
-		script  string
-	}{
-		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
-			func(ctx context.Context, s string) *exec.Cmd {
-				return exec.CommandContext(ctx, debianPython, s, c.URL(0))
-			},
-			"sqlalchemy_inspect.py"},
-		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
-			func(ctx context.Context, s string) *exec.Cmd {
-				return exec.CommandContext(ctx, "java", "-cp", jdbcJar, s, jdbcURL)
-			},
-			"JdbcMetaData.java"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			requireClient(t, tc.present, tc.what)
-			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-			defer cancel()
-			out, err := tc.cmd(ctx, filepath.Join("testdata", "clients", tc.script)).CombinedOutput()
-			if err != nil || strings.TrimSpace(string(out)) != "ok" {
-				t.Fatalf("%s: %v\n%s", tc.script, err, out)
-			}
-		})
-	}
+	runSQLAlchemyAndJDBC(t, "sqlalchemy_inspect.py", []string{c.URL(0)}, "JdbcMetaData.java", jdbcURL)
 }
 
 // TestDatabasesRealClients runs SQLAlchemy's inspector (psycopg2) and JDBC's
@@ -66,6 +39,14 @@ func TestDatabasesRealClients(t *testing.T) {
 	c.Exec(0, "INSERT INTO app.shared_name VALUES (1, 'app''s')")
 	appURL := strings.Replace(c.URL(0), "/defaultdb?", "/app?", 1)
 	jdbcURL := "jdbc:postgresql://" + c.Nodes[0].Config.SQLAddr + "/app?user=root&sslmode=disable"
+	runSQLAlchemyAndJDBC(t, "sqlalchemy_databases.py", []string{c.URL(0), appURL}, "JdbcDatabases.java", jdbcURL)
+}
+
+// runSQLAlchemyAndJDBC runs, each as a subtest that expects the output "ok",
+// a SQLAlchemy script of testdata/clients with Debian's python3 and pyArgs,
+// and a JDBC program of testdata/clients with jdbcURL.
+func runSQLAlchemyAndJDBC(t *testing.T, pyScript string, pyArgs []string, javaProgram, jdbcURL string) {
+	t.Helper()
 	for _, tc := range []struct {
 		name    string
 		present bool
@@ -75,14 +56,14 @@ func TestDatabasesRealClients(t *testing.T) {
 	}{
 		{"sqlalchemy", exists(debianPython), "Debian's python3 with python3-sqlalchemy",
 			func(ctx context.Context, s string) *exec.Cmd {
-				return exec.CommandContext(ctx, debianPython, s, c.URL(0), appURL)
+				return exec.CommandContext(ctx, debianPython, append([]string{s}, pyArgs...)...)
 			},
-			"sqlalchemy_databases.py"},
+			pyScript},
 		{"jdbc", exists(jdbcJar), "Debian's libpostgresql-jdbc-java (and a JRE)",
 			func(ctx context.Context, s string) *exec.Cmd {
 				return exec.CommandContext(ctx, "java", "-cp", jdbcJar, s, jdbcURL)
 			},
-			"JdbcDatabases.java"},
+			javaProgram},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			requireClient(t, tc.present, tc.what)
