@@ -129,6 +129,20 @@ func Read(ctx context.Context, r Reader) (Snapshot, error) {
 	return decodeSnapshot(kvs)
 }
 
+// ReadStateID is a read barrier on the state ID alone: a linearizable read
+// of it, for a caller whose copy of the schema may already be at that state
+// (then the descriptors need not be read again).
+func ReadStateID(ctx context.Context, r Reader) (uint64, error) {
+	b, found, err := r.Get(ctx, keyState)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, ErrNoState
+	}
+	return DecodeStateID(b)
+}
+
 // ReadLocal reads the state this replica has applied, without a barrier.
 func ReadLocal(r LocalReader) (Snapshot, error) {
 	kvs, err := r.ScanLocal(keyState, keyStateSpanEnd, 0, false)

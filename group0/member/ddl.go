@@ -107,8 +107,20 @@ func (m *Member) beginTxn(ctx context.Context) (*SchemaTxn, func(), error) {
 			"run the DDL through another node; see docs/recovery.md")
 	}
 	rctx, cancel := context.WithTimeout(ctx, m.timeout())
+	defer cancel()
+	// The barrier on the state ID alone suffices when the catalog already
+	// holds that state (it applied it, or committed it itself): its
+	// descriptors, and the clock advanced past them, are in the catalog
+	// already. Reading and decoding every descriptor for every statement
+	// made DDL cost grow with the number of tables.
+	id, err := group0.ReadStateID(rctx, rep)
+	if err != nil {
+		return nil, nil, unavailable(err, "reading the schema state from group 0")
+	}
+	if id == m.catalogStateID.Load() {
+		return &SchemaTxn{m: m, stateID: id}, func() {}, nil
+	}
 	snap, err := group0.Read(rctx, rep)
-	cancel()
 	if err != nil {
 		return nil, nil, unavailable(err, "reading the schema from group 0")
 	}

@@ -2,8 +2,11 @@ package catalog
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -36,6 +39,12 @@ var ErrConcurrentChange = errors.New("concurrent schema change")
 type snapshot struct {
 	byName map[string]*TableDescriptor // by Key; includes tombstones
 	sorted []*TableDescriptor          // by Key
+	// enc[i] is sorted[i]'s canonical encoding (JSON and a newline), and
+	// states[i] the SHA-256 state after hashing enc[:i] (len(sorted)+1 of
+	// them): a change at position p re-hashes from p on only, and encodes
+	// only the descriptors that changed (see install).
+	enc    [][]byte
+	states [][]byte
 	digest string
 	// version counts the snapshots this node installed: each change of the
 	// catalog makes a new one (see Version).
@@ -92,16 +101,52 @@ func newSnapshot(byName map[string]*TableDescriptor) *snapshot {
 		s.sorted = append(s.sorted, d)
 	}
 	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].Key() < s.sorted[j].Key() })
-	// The digest covers the canonical encoding of every descriptor,
-	// tombstones included: two nodes agree on it exactly when their
-	// schemas (and the knowledge of drops) agree.
+	s.enc = make([][]byte, len(s.sorted))
+	for i, d := range s.sorted {
+		s.enc[i] = digestEncoding(d)
+	}
+	s.hashFrom(nil, 0)
+	return s
+}
+
+// digestEncoding is a descriptor's canonical encoding as the digest covers
+// it: what json.Encoder.Encode writes (json.Marshal's bytes and a newline).
+func digestEncoding(d *TableDescriptor) []byte {
+	b, _ := json.Marshal(d) // a descriptor always encodes (persist encodes it the same way)
+	return append(b, '\n')
+}
+
+// hashFrom sets s.states and s.digest from s.enc. The digest is SHA-256 over
+// the canonical encoding of every descriptor in Key order, tombstones
+// included: two nodes agree on it exactly when their schemas (and the
+// knowledge of drops) agree. The states up to position from are prev's (the
+// encodings before from are the same), so only the rest is hashed again:
+// creating the tables t0001, t0002, ... in order hashes one descriptor per
+// change, whatever the number of tables.
+func (s *snapshot) hashFrom(prev [][]byte, from int) {
+	s.states = make([][]byte, len(s.sorted)+1)
 	h := sha256.New()
-	enc := json.NewEncoder(h)
-	for _, d := range s.sorted {
-		_ = enc.Encode(d) // hashing cannot fail
+	if from == 0 {
+		s.states[0] = marshalState(h)
+	} else {
+		copy(s.states[:from+1], prev[:from+1])
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(s.states[from]); err != nil {
+			panic(errors.NewAssertionErrorWithWrappedErrf(err, "restoring the schema digest's hash state"))
+		}
+	}
+	for i := from; i < len(s.sorted); i++ {
+		_, _ = h.Write(s.enc[i]) // hashing cannot fail
+		s.states[i+1] = marshalState(h)
 	}
 	s.digest = hex.EncodeToString(h.Sum(nil)[:8])
-	return s
+}
+
+func marshalState(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic(errors.NewAssertionErrorWithWrappedErrf(err, "saving the schema digest's hash state"))
+	}
+	return b
 }
 
 // Clock returns the catalog's hybrid logical clock; DDL takes its
@@ -315,17 +360,31 @@ func (c *Catalog) persist(d *TableDescriptor) error {
 }
 
 // install publishes a new snapshot with winners replacing their names.
-// Called with c.mu held.
+// Called with c.mu held. Its cost grows with the number of descriptors
+// only through copying pointers (the map and the sorted list) and hashing
+// the encodings from the first changed position on; only the winners are
+// encoded.
 func (c *Catalog) install(cur *snapshot, winners []*TableDescriptor) {
 	byName := make(map[string]*TableDescriptor, len(cur.byName)+len(winners))
 	for k, v := range cur.byName {
 		byName[k] = v
 	}
+	next := &snapshot{byName: byName, version: cur.version + 1,
+		sorted: slices.Clone(cur.sorted), enc: slices.Clone(cur.enc)}
+	from := len(next.sorted)
 	for _, w := range winners {
-		byName[w.Key()] = w
+		key := w.Key()
+		byName[key] = w
+		i := sort.Search(len(next.sorted), func(i int) bool { return next.sorted[i].Key() >= key })
+		if i < len(next.sorted) && next.sorted[i].Key() == key {
+			next.sorted[i], next.enc[i] = w, digestEncoding(w)
+		} else {
+			next.sorted = slices.Insert(next.sorted, i, w)
+			next.enc = slices.Insert(next.enc, i, digestEncoding(w))
+		}
+		from = min(from, i)
 	}
-	next := newSnapshot(byName)
-	next.version = cur.version + 1
+	next.hashFrom(cur.states, from)
 	c.snap.Store(next)
 }
 
