@@ -237,10 +237,16 @@ func confEqual(a, b raftpb.ConfState) bool {
 // wi, when not nil, records the log index of every table key written (from
 // release 2.1's migration on; see txn.go).
 func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer) result {
+	// pre holds the keys a large batch looks up, read beforehand in one
+	// pass (prefetch).
+	var pre map[string]cachedRow
 	// get reads the state as the entries applied so far leave it: the row
 	// cache, else the apply batch (which sees its own earlier writes) and
 	// Pebble beneath it.
 	get := func(k []byte) ([]byte, bool) {
+		if row, ok := pre[string(k)]; ok {
+			return row.value, row.exists
+		}
 		if v, exists, ok := rc.get(k); ok {
 			return v, exists
 		}
@@ -274,9 +280,13 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		if plainWrites(cmd.Ops) {
 			return applyPlainWrites(b, rc, cmd.Ops, wi)
 		}
+		var err error
+		if pre, err = prefetch(b, rc, cmd.Ops); err != nil {
+			return result{err: err}
+		}
 		// Evaluate every condition against the state as the batch's own
 		// earlier ops leave it, then write all or nothing.
-		overlay := map[string]*[]byte{}
+		overlay := make(map[string]*[]byte, len(cmd.Ops))
 		lookup := func(k []byte) ([]byte, bool) {
 			if v, ok := overlay[string(k)]; ok {
 				if v == nil {
@@ -349,20 +359,27 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		if wi != nil {
 			// Whether the key existed before the batch matters only to
 			// the write index (an insert or a delete changes existence).
-			var err error
-			if existedBefore, err = existing(b, rc, ks); err != nil {
+			if existedBefore, err = existing(b, rc, pre, ks); err != nil {
 				return result{err: err}
 			}
+		}
+		// A bulk write's rows are not added to the cache (see bulkRows);
+		// the rows it holds are updated.
+		cache := rc.put
+		if len(ks) > bulkRows {
+			cache = rc.putIfCached
 		}
 		for i, k := range ks {
 			v := overlay[string(k)]
 			existed := wi != nil && existedBefore[i]
 			if v == nil {
 				_ = b.Delete(userKey(k), nil)
-				rc.put(k, nil, false)
+				cache(k, nil, false)
 				wi.wrote(b, k, existed)
 			} else {
-				set(k, *v, existed)
+				_ = b.Set(userKey(k), *v, nil)
+				cache(k, *v, true)
+				wi.wrote(b, k, !existed)
 			}
 		}
 		return result{}
@@ -401,7 +418,7 @@ func applyPlainWrites(b *pebble.Batch, rc *rowCache, ops []kvpb.Op, wi *writeInd
 			ks[i] = ops[i].Key
 		}
 		var err error
-		if existedBefore, err = existing(b, rc, ks); err != nil {
+		if existedBefore, err = existing(b, rc, nil, ks); err != nil {
 			return result{err: err}
 		}
 	}
@@ -425,9 +442,10 @@ func applyPlainWrites(b *pebble.Batch, rc *rowCache, ops []kvpb.Op, wi *writeInd
 }
 
 // existing reports, for each of the sorted keys ks, whether it exists in
-// the state the batch b (and Pebble beneath it) holds, asking the row cache
-// first; one iterator serves every key the cache does not know.
-func existing(b *pebble.Batch, rc *rowCache, ks [][]byte) ([]bool, error) {
+// the state the batch b (and Pebble beneath it) holds, asking pre (what
+// prefetch read) and the row cache first; one iterator serves every key
+// they do not know.
+func existing(b *pebble.Batch, rc *rowCache, pre map[string]cachedRow, ks [][]byte) ([]bool, error) {
 	out := make([]bool, len(ks))
 	var it *pebble.Iterator
 	defer func() {
@@ -437,6 +455,10 @@ func existing(b *pebble.Batch, rc *rowCache, ks [][]byte) ([]bool, error) {
 	}()
 	var uk []byte
 	for i, k := range ks {
+		if row, ok := pre[string(k)]; ok {
+			out[i] = row.exists
+			continue
+		}
 		if _, exists, ok := rc.get(k); ok {
 			out[i] = exists
 			continue
@@ -460,6 +482,72 @@ func existing(b *pebble.Batch, rc *rowCache, ks [][]byte) ([]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// prefetchMin is the number of keys a batch must look up for prefetch to
+// read them in one pass.
+var prefetchMin = 64 // a variable for tests
+
+// prefetch reads, before a batch is evaluated, the current value of every
+// key its ops look up that the row cache does not hold, in key order with
+// one iterator moving forward, when there are at least prefetchMin of
+// them. One point read per key (Pebble's Get) builds an iterator over every
+// level for each key, loading each overlapping table's index and filter
+// anew: for a bulk load into a new table (COPY, a multi-row INSERT), whose
+// keys all miss, that was more than half of the apply loop's CPU
+// (docs/benchmarks.md). Sorted seeks with one iterator keep each level's
+// current table open from one key to the next.
+//
+// It reads the state get would read at the start of the batch (the apply
+// batch b, which holds the earlier entries' writes, and Pebble beneath it),
+// so the evaluation and its result are the same. A batch with a range
+// deletion is not prefetched: the deletion changes that state midway.
+func prefetch(b *pebble.Batch, rc *rowCache, ops []kvpb.Op) (map[string]cachedRow, error) {
+	n := 0
+	for _, op := range ops {
+		switch op.Kind {
+		case kvpb.OpDeleteRange:
+			return nil, nil
+		case kvpb.OpCPut, kvpb.OpCheck, kvpb.OpInsertOrUpdate, kvpb.OpApply:
+			n++
+		}
+	}
+	if n < prefetchMin {
+		return nil, nil
+	}
+	ks := make([][]byte, 0, n)
+	for _, op := range ops {
+		switch op.Kind {
+		case kvpb.OpCPut, kvpb.OpCheck, kvpb.OpInsertOrUpdate, kvpb.OpApply:
+			if !rc.holds(op.Key) {
+				ks = append(ks, op.Key)
+			}
+		}
+	}
+	if len(ks) < prefetchMin {
+		return nil, nil
+	}
+	slices.SortFunc(ks, bytes.Compare)
+	it, err := b.NewIter(&pebble.IterOptions{
+		LowerBound: userKey(ks[0]),
+		UpperBound: append(userKey(ks[len(ks)-1]), 0),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = it.Close() }()
+	pre := make(map[string]cachedRow, len(ks))
+	var uk []byte
+	for _, k := range ks {
+		uk = append(append(uk[:0], storage.PrefixReplicated), k...)
+		if it.SeekGE(uk) && bytes.Equal(it.Key(), uk) {
+			// A copy: the iterator's memory is valid only until it moves.
+			pre[string(k)] = cachedRow{value: bytes.Clone(it.Value()), exists: true}
+		} else {
+			pre[string(k)] = cachedRow{}
+		}
+	}
+	return pre, it.Error()
 }
 
 // maybeTruncate drops applied log entries beyond LogRetain. Each replica

@@ -68,6 +68,15 @@ func (c *rowCache) get(key []byte) (value []byte, exists, ok bool) {
 	return row.value, row.exists, true
 }
 
+// holds reports whether key is cached, without counting a hit or a miss.
+func (c *rowCache) holds(key []byte) bool {
+	if c.limit == 0 {
+		return false
+	}
+	_, ok := c.m[string(key)]
+	return ok
+}
+
 // put records that key now holds value (exists) or nothing (!exists), and
 // returns the cache's own copy of value (so that a value decoded from a Raft
 // entry does not keep the whole entry in memory).
