@@ -98,21 +98,31 @@
 // list (unnest, generate_series, generate_subscripts,
 // pg_partition_ancestors; WITH ORDINALITY in FROM).
 // A join whose equalities fix the right table's primary key looks up each
-// left row's match (up to 1,000 left rows); a join with another equality
+// left row's match (up to 1,000 left rows); one whose right side is a
+// catalog table and whose equality reads an integer column of it (an OID)
+// probes that table's index (an index join); a join with another equality
 // between its sides is a hash join; otherwise a nested loop. The WHERE
 // clause's conjuncts go to the FROM item whose columns they read (a user
-// table's scan picks its access path from them with choosePlan) or to the
-// first join that has all their columns. A single table's scan also takes the ORDER BY (no sort when the
+// table's scan picks its access path from them with choosePlan), and within
+// a FROM item of joins down to the side they read (only the preserved side
+// of an outer join), or to the first join that has all their columns; an ON
+// condition's conjuncts that read one side go into it where that is the
+// same (either side of an inner join, the right of a LEFT JOIN). A single table's scan also takes the ORDER BY (no sort when the
 // key order is the one asked) and the LIMIT (pushed into the read, as
 // above). Rows are materialized. A
 // correlated subquery runs once per outer row, reading the outer row's
 // columns (outerColExpr); an uncorrelated one runs once per execution.
 // EXPLAIN prints the operator tree.
 //
-// pg_catalog and information_schema are virtual tables computed per query
-// from the catalog (pgcatalog.go), with stable OIDs, so that psql's \d
-// commands, drivers and ORMs find tables, columns, types and primary keys
-// where PostgreSQL puts them. Casts to regclass, regtype, regnamespace and
+// pg_catalog and information_schema are virtual tables computed from the
+// catalog (pgcatalog.go), with stable OIDs, so that psql's \d commands,
+// drivers and ORMs find tables, columns, types and primary keys where
+// PostgreSQL puts them. The rows of the tables psql's describe queries join
+// (pg_class, pg_attribute, pg_type, pg_index, pg_constraint, pg_attrdef,
+// pg_namespace, pg_depend) are computed once per catalog version, with an
+// index per integer column built on first use: a scan whose filter fixes
+// an OID reads the rows with that OID only, and a join on an OID probes
+// the index instead of hashing the table. Casts to regclass, regtype, regnamespace and
 // regproc turn a name into an OID (INT8) and an OID into a name (STRING):
 // kvnode has no OID types, so the direction of the cast decides the type.
 //

@@ -99,6 +99,10 @@ type virtualTable struct {
 	cols   []pgwire.Column
 	rows   func(ctx context.Context) ([][]types.Datum, error)
 	update VirtualUpdateFunc
+	// catalogRows, when set, returns the rows as computed once per catalog
+	// version (pg_catalog's catalogOnly tables, pgcatalog.go): checked
+	// once, shared by every statement, with an index per integer column.
+	catalogRows func(ctx context.Context) (*catalogRows, error)
 }
 
 // VirtualUpdateFunc applies an UPDATE to a virtual table: one RowUpdate per

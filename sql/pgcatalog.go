@@ -16,8 +16,9 @@ import (
 	"github.com/kvnode/kvnode/sql/types"
 )
 
-// pg_catalog and information_schema: virtual tables computed on every query
-// from the node's own catalog, filled the way PostgreSQL fills them so that
+// pg_catalog and information_schema: virtual tables computed from the
+// node's own catalog (those of catalogOnly once per catalog version, with
+// their OID indexes; the others per query), filled the way PostgreSQL fills them so that
 // psql, drivers and ORMs find what they look for (a table's primary key in
 // pg_index and pg_constraint, pg_attribute.atttypid joining pg_type, the
 // schemas in pg_namespace). server/pgcompare_test.go runs psql's describe
@@ -261,7 +262,37 @@ type catalogSnapshot struct {
 	// rowCache.
 	version  uint64
 	rowMu    sync.Mutex
-	rowCache map[string][][]types.Datum
+	rowCache map[string]*catalogRows
+}
+
+// catalogRows are the rows of a catalogOnly table at one catalog version,
+// shared by every statement (never modified), with the indexes that scans
+// and joins on an OID use (built on first use).
+type catalogRows struct {
+	rows  [][]types.Datum
+	mu    sync.Mutex
+	byCol map[int]map[int64][]int32
+}
+
+// index maps each value of the integer column col to the positions of the
+// rows holding it (NULLs are left out: they equal nothing).
+func (r *catalogRows) index(col int) map[int64][]int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ix, ok := r.byCol[col]; ok {
+		return ix
+	}
+	ix := make(map[int64][]int32, len(r.rows))
+	for i, row := range r.rows {
+		if v, ok := row[col].(int64); ok {
+			ix[v] = append(ix[v], int32(i))
+		}
+	}
+	if r.byCol == nil {
+		r.byCol = map[int]map[int64][]int32{}
+	}
+	r.byCol[col] = ix
+	return ix
 }
 
 // catalogOnly are the virtual tables whose rows are computed from the
@@ -274,26 +305,33 @@ var catalogOnly = map[string]bool{
 	"pg_catalog.pg_attrdef": true, "pg_catalog.pg_depend": true,
 }
 
-// cachedRows returns the rows of a catalogOnly table, computing them on
-// first use. The caller gets its own slice of the shared rows (operators
-// may reorder it); the rows themselves are never modified.
-func (s *catalogSnapshot) cachedRows(ctx context.Context, t *catTable) ([][]types.Datum, error) {
+// cachedRows returns the rows of a catalogOnly table, computing and
+// checking them on first use.
+func (s *catalogSnapshot) cachedRows(ctx context.Context, vt *virtualTable, t *catTable) (*catalogRows, error) {
 	s.rowMu.Lock()
-	rows, ok := s.rowCache[t.name]
+	cr, ok := s.rowCache[t.name]
 	s.rowMu.Unlock()
-	if !ok {
-		var err error
-		if rows, err = t.rows(ctx, s); err != nil {
-			return nil, err
-		}
-		s.rowMu.Lock()
-		if s.rowCache == nil {
-			s.rowCache = map[string][][]types.Datum{}
-		}
-		s.rowCache[t.name] = rows
-		s.rowMu.Unlock()
+	if ok {
+		return cr, nil
 	}
-	return append([][]types.Datum(nil), rows...), nil
+	rows, err := t.rows(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVirtualRows(vt, rows); err != nil {
+		return nil, err
+	}
+	cr = &catalogRows{rows: rows}
+	s.rowMu.Lock()
+	defer s.rowMu.Unlock()
+	if prev, ok := s.rowCache[t.name]; ok {
+		return prev, nil // another statement computed them meanwhile
+	}
+	if s.rowCache == nil {
+		s.rowCache = map[string]*catalogRows{}
+	}
+	s.rowCache[t.name] = cr
+	return cr, nil
 }
 
 func (e *Executor) catalogSnapshot(db string) (*catalogSnapshot, error) {
@@ -442,11 +480,21 @@ func (e *Executor) registerCatalog() {
 			if err != nil {
 				return nil, err
 			}
-			if catalogOnly[t.name] {
-				return s.cachedRows(ctx, &t)
-			}
 			return t.rows(ctx, s)
 		})
+		if !catalogOnly[t.name] {
+			continue
+		}
+		e.mu.Lock()
+		vt := e.virtual[t.name]
+		vt.catalogRows = func(ctx context.Context) (*catalogRows, error) {
+			s, err := e.snapshotFor(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return s.cachedRows(ctx, vt, &t)
+		}
+		e.mu.Unlock()
 	}
 }
 

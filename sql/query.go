@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -291,7 +292,7 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 		for _, c := range vt.cols {
 			st.cols = append(st.cols, scopeCol{name: c.Name, t: c.Type})
 		}
-		return &fromItem{node: &virtualScanNode{vt: vt}, tables: []scopeTable{st}}, nil
+		return &fromItem{node: newVirtualScan(vt, nil), tables: []scopeTable{st}}, nil
 	}
 	desc, ok := b.e.catalog.GetTable(db, name)
 	if !ok {
@@ -370,7 +371,87 @@ func (b *queryBuilder) join(v *parser.JoinTable, left, right *fromItem, a *analy
 		a.correlated = true
 	}
 	splitJoinCondition(n, cond, lw)
+	pushJoinCondition(n)
 	return &fromItem{node: n, tables: tables}, nil
+}
+
+// pushJoinCondition moves the conjuncts of an ON condition that read one
+// side only into that side, where filtering before the join is the same as
+// filtering the joined rows: either side of an inner join, the right side
+// of a LEFT JOIN (it decides which right rows match; a left row without a
+// match is kept either way), the left side of a RIGHT JOIN. psql's
+// `LEFT JOIN pg_constraint con ON (conrelid = i.indrelid AND ... AND
+// contype IN ('p','u','x'))` so filters pg_constraint before hashing it.
+func pushJoinCondition(n *joinNode) {
+	if n.cond == nil {
+		return
+	}
+	lw := n.left.width()
+	var rest []texpr
+	for _, c := range conjuncts(n.cond) {
+		lo, hi, ok := colRange(c)
+		switch {
+		case ok && hi < lw && (n.kind == parser.JoinInner || n.kind == parser.JoinRight):
+			n.left = pushFilter(n.left, c)
+		case ok && lo >= lw && (n.kind == parser.JoinInner || n.kind == parser.JoinLeft):
+			n.right = pushFilter(n.right, shiftCols(c, -lw))
+		default:
+			rest = append(rest, c)
+		}
+	}
+	n.cond = andAll(rest)
+	n.lookup = nil
+	n.planLookup()
+}
+
+// pushFilter applies conjunct c (on node's rows) to node as deep in it as
+// it may go: into a scan's filter (a user table's scan picks its access
+// path from it, a catalog table's its index), into the side of a join it
+// alone reads (the preserved side of an outer join only), or into an inner
+// join's condition (an equality between the sides becomes a hash key);
+// otherwise into a filter above node. So a WHERE clause over a FROM clause
+// of joins, such as psql's `FROM pg_class c LEFT JOIN pg_namespace n ...
+// WHERE c.relkind IN (...)`, filters pg_class before the joins.
+func pushFilter(node relNode, c texpr) relNode {
+	switch n := node.(type) {
+	case *tableScanNode:
+		return newTableScan(n.e, n.ti, n.alias, andOpt(n.filter, c), nil)
+	case *virtualScanNode:
+		return newVirtualScan(n.vt, andOpt(n.filter, c))
+	case *filterNode:
+		return &filterNode{in: n.in, cond: andOpt(n.cond, c)}
+	case *joinNode:
+		lw := n.left.width()
+		lo, hi, ok := colRange(c)
+		if !ok {
+			break
+		}
+		inner := n.kind == parser.JoinInner || n.kind == parser.JoinCross
+		switch {
+		case hi < lw && (inner || n.kind == parser.JoinLeft):
+			n.left = pushFilter(n.left, c)
+		case lo >= lw && (inner || n.kind == parser.JoinRight):
+			n.right = pushFilter(n.right, shiftCols(c, -lw))
+		case inner:
+			n.kind = parser.JoinInner
+			splitJoinCondition(n, andOpt(n.cond, c), lw)
+			return n
+		default:
+			return &filterNode{in: n, cond: c}
+		}
+		n.lookup = nil
+		n.planLookup()
+		return n
+	}
+	return &filterNode{in: node, cond: c}
+}
+
+// andOpt is a AND b, where a may be nil.
+func andOpt(a, b texpr) texpr {
+	if a == nil {
+		return b
+	}
+	return &andExpr{l: a, r: b}
 }
 
 // splitJoinCondition takes the equalities between a column expression of
@@ -761,72 +842,210 @@ func checkGrouped(exprs []texpr, keys []texpr, width int) error {
 	return nil
 }
 
-// combineFrom joins the FROM items left to right. A WHERE conjunct that
-// reads one item only filters that item (and is a key for its scan); one
-// that reads several becomes a condition of the first join that has them
-// all (an equality becomes a hash join key). The conjuncts left over (with
-// subqueries, or reading no column) are returned.
+// combineFrom joins the FROM items. A WHERE conjunct that reads one item
+// only filters that item (and is a key for its scan); one that reads several
+// becomes a condition of the first join that has them all (an equality
+// becomes a hash join key). The items are joined from the first one on,
+// each time with the first remaining item that a conjunct connects to those
+// joined already (else the next one), so that psql's `FROM pg_class c,
+// pg_class c2, pg_index i ... WHERE c.oid = '16390' AND c.oid = i.indrelid
+// AND i.indexrelid = c2.oid` joins c with i, then c2, rather than building c
+// x c2 first; a projection puts the columns back in FROM order. The
+// conjuncts left over (with subqueries, or reading no column) are returned.
 func (b *queryBuilder) combineFrom(items []*fromItem, offsets []int, where []texpr) (relNode, []texpr) {
 	if len(items) == 0 {
 		return &oneRowNode{}, where
 	}
+	where = withImpliedEqualities(where)
 	nodes := make([]relNode, len(items))
 	for i, it := range items {
 		nodes[i] = it.node
 	}
-	var rest []texpr
+	itemOf := func(col int) int {
+		for i := len(items) - 1; i > 0; i-- {
+			if col >= offsets[i] {
+				return i
+			}
+		}
+		return 0
+	}
+	var rest, multi []texpr
+	var multiItems [][]int
 	perItem := make([][]texpr, len(items))
-	perJoin := make([][]texpr, len(items))
 	for _, c := range where {
 		lo, hi, ok := colRange(c)
 		if !ok {
 			rest = append(rest, c)
 			continue
 		}
-		placed := false
-		for i := range items {
-			end := offsets[i] + items[i].node.width()
-			if lo >= offsets[i] && hi < end {
-				perItem[i] = append(perItem[i], shiftCols(c, -offsets[i]))
-				placed = true
-				break
-			}
-		}
-		if placed {
+		if i := itemOf(lo); i == itemOf(hi) {
+			perItem[i] = append(perItem[i], shiftCols(c, -offsets[i]))
 			continue
 		}
-		for j := 1; j < len(items); j++ {
-			if hi < offsets[j]+items[j].node.width() {
-				perJoin[j] = append(perJoin[j], c)
-				break
+		seen := map[int]bool{}
+		var its []int
+		walkTexpr(c, func(x texpr) {
+			if col, ok := x.(*colExpr); ok && !seen[itemOf(col.idx)] {
+				seen[itemOf(col.idx)] = true
+				its = append(its, itemOf(col.idx))
 			}
-		}
+		})
+		multi, multiItems = append(multi, c), append(multiItems, its)
 	}
 	for i, conds := range perItem {
-		if len(conds) == 0 {
-			continue
-		}
-		f := andAll(conds)
 		switch n := nodes[i].(type) {
 		case *tableScanNode:
-			nodes[i] = newTableScan(n.e, n.ti, n.alias, f, nil)
-		case *virtualScanNode:
-			nodes[i] = &virtualScanNode{vt: n.vt, filter: f}
-		default:
-			nodes[i] = &filterNode{in: n, cond: f}
+			// One scan with the whole filter: its access path is chosen
+			// from all the conjuncts at once.
+			if len(conds) > 0 {
+				nodes[i] = newTableScan(n.e, n.ti, n.alias, andAll(conds), nil)
+			}
+			continue
+		}
+		for _, c := range conds {
+			nodes[i] = pushFilter(nodes[i], c)
 		}
 	}
-	node := nodes[0]
-	for j := 1; j < len(items); j++ {
+
+	// The join order, and where each column of the FROM row lands in it.
+	joined := make([]bool, len(items))
+	within := func(its []int, extra int) bool {
+		for _, i := range its {
+			if !joined[i] && i != extra {
+				return false
+			}
+		}
+		return true
+	}
+	order := []int{0}
+	joined[0] = true
+	for len(order) < len(items) {
+		next := -1
+		for j := range items {
+			if joined[j] {
+				continue
+			}
+			if next < 0 {
+				next = j // the next one in FROM order, unless one is connected
+			}
+			connected := false
+			for k := range multi {
+				connected = connected || (slices.Contains(multiItems[k], j) && within(multiItems[k], j))
+			}
+			if connected {
+				next = j
+				break
+			}
+		}
+		order = append(order, next)
+		joined[next] = true
+	}
+	pos := make([]int, offsets[len(items)-1]+items[len(items)-1].node.width())
+	at := 0
+	for _, i := range order {
+		for c := 0; c < items[i].node.width(); c++ {
+			pos[offsets[i]+c] = at + c
+		}
+		at += items[i].node.width()
+	}
+	remap := func(e texpr) texpr {
+		return mapTexpr(e, func(x texpr) texpr {
+			if c, ok := x.(*colExpr); ok {
+				return &colExpr{idx: pos[c.idx], t: c.t, name: c.name, mod: c.mod}
+			}
+			return nil
+		})
+	}
+
+	clear(joined)
+	joined[order[0]] = true
+	node := nodes[order[0]]
+	placed := make([]bool, len(multi))
+	for _, j := range order[1:] {
+		joined[j] = true
+		var conds []texpr
+		for k, c := range multi {
+			if !placed[k] && within(multiItems[k], -1) {
+				placed[k] = true
+				conds = append(conds, remap(c))
+			}
+		}
 		kind := parser.JoinCross
-		if len(perJoin[j]) > 0 {
+		if len(conds) > 0 {
 			kind = parser.JoinInner
 		}
 		jn := &joinNode{kind: kind, left: node, right: nodes[j]}
-		splitJoinCondition(jn, andAll(perJoin[j]), offsets[j])
+		splitJoinCondition(jn, andAll(conds), node.width())
 		node = jn
 	}
+	if !slices.IsSorted(order) {
+		// Back to FROM order, which the rest of the query reads.
+		exprs := make([]texpr, len(pos))
+		for i, it := range items {
+			for _, st := range it.tables {
+				for c, col := range st.cols {
+					idx := offsets[i] + st.offset + c
+					exprs[idx] = &colExpr{idx: pos[idx], t: col.t, name: col.name, mod: col.mod}
+				}
+			}
+		}
+		for idx := range exprs {
+			if exprs[idx] == nil {
+				exprs[idx] = &colExpr{idx: pos[idx]}
+			}
+		}
+		node = &projectNode{in: node, exprs: exprs}
+	}
 	return node, rest
+}
+
+// withImpliedEqualities adds to a WHERE clause's conjuncts the equalities
+// that follow from them: from x = k (k the same for every row: a constant,
+// a parameter, an outer column) and x = y, with x and y columns of one
+// type, y = k. Adding what the WHERE implies changes no result, and the
+// new conjunct can fix a key of y's table: psql's `c.oid = '16390' AND
+// c.oid = i.indrelid` reads pg_index by indrelid.
+func withImpliedEqualities(where []texpr) []texpr {
+	fixed := map[int]texpr{}
+	type pair struct{ x, y *colExpr }
+	var pairs []pair
+	for _, c := range where {
+		cmp, ok := c.(*cmpExpr)
+		if !ok || cmp.op != parser.CmpEQ {
+			continue
+		}
+		lc, lok := cmp.l.(*colExpr)
+		rc, rok := cmp.r.(*colExpr)
+		switch {
+		case lok && rok:
+			if lc.t == rc.t && lc.idx != rc.idx {
+				pairs = append(pairs, pair{lc, rc})
+			}
+		case lok && readsNoRow(cmp.r):
+			if _, ok := fixed[lc.idx]; !ok {
+				fixed[lc.idx] = cmp.r
+			}
+		case rok && readsNoRow(cmp.l):
+			if _, ok := fixed[rc.idx]; !ok {
+				fixed[rc.idx] = cmp.l
+			}
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, p := range pairs {
+			for _, xy := range [2][2]*colExpr{{p.x, p.y}, {p.y, p.x}} {
+				k, ok := fixed[xy[0].idx]
+				if _, done := fixed[xy[1].idx]; !ok || done {
+					continue
+				}
+				fixed[xy[1].idx] = k
+				where = append(where, &cmpExpr{op: parser.CmpEQ, l: xy[1], r: k})
+				changed = true
+			}
+		}
+	}
+	return where
 }
 
 // queryPlan is an analyzed query run by the pipeline.

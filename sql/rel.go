@@ -178,14 +178,91 @@ func (n *tableScanNode) explain(w *explainWriter) {
 type virtualScanNode struct {
 	vt     *virtualTable
 	filter texpr
+	// key, when set, is the value of the column keyCol that a conjunct of
+	// filter (keyCol = key) requires, key reading nothing of the row: a
+	// catalog table (vt.catalogRows) then reads only the rows with that
+	// value, from its index, and applies the filter to them.
+	keyCol int
+	key    texpr
+}
+
+// newVirtualScan is a scan of vt with filter, using the index of a catalog
+// table when the filter fixes one of its integer columns (an OID).
+func newVirtualScan(vt *virtualTable, filter texpr) *virtualScanNode {
+	n := &virtualScanNode{vt: vt, filter: filter}
+	if vt.catalogRows == nil {
+		return n
+	}
+	for _, c := range conjuncts(filter) {
+		cmp, ok := c.(*cmpExpr)
+		if !ok || cmp.op != parser.CmpEQ {
+			continue
+		}
+		for _, side := range [2][2]texpr{{cmp.l, cmp.r}, {cmp.r, cmp.l}} {
+			col, ok := side[0].(*colExpr)
+			if ok && vt.cols[col.idx].Type == types.Int && readsNoRow(side[1]) {
+				n.keyCol, n.key = col.idx, side[1]
+				return n
+			}
+		}
+	}
+	return n
+}
+
+// readsNoRow reports whether e is the same for every row of the operator
+// evaluating it: it reads no column of the row (an outer query's are
+// fine), runs no subquery and calls no volatile function.
+func readsNoRow(e texpr) bool {
+	ok := true
+	walkTexpr(e, func(x texpr) {
+		switch v := x.(type) {
+		case *colExpr, *subqueryExpr, *aggRef:
+			ok = false
+		case *funcExpr:
+			if v.fn.volatile {
+				ok = false
+			}
+		}
+	})
+	return ok
 }
 
 func (n *virtualScanNode) width() int { return len(n.vt.cols) }
 func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	// A virtual table is computed once per execution, however many times
 	// a correlated subquery reads it; the catalog tables share the
-	// execution's catalog snapshot.
+	// execution's catalog snapshot, and their rows are computed once per
+	// catalog version.
 	st := ec.state()
+	if n.vt.catalogRows != nil {
+		cr, err := n.vt.catalogRows(context.WithValue(ec.ctx, stmtKey{}, st))
+		if err != nil {
+			return nil, errors.Wrapf(err, "reading %s", n.vt.name)
+		}
+		rows := cr.rows
+		if n.key != nil {
+			d, err := rowCtx(ec).eval(n.key)
+			if err != nil {
+				return nil, err
+			}
+			switch v := d.(type) {
+			case nil:
+				return nil, nil // col = NULL is never true
+			case int64:
+				idx := cr.index(n.keyCol)[v]
+				rows = make([][]types.Datum, len(idx))
+				for i, ri := range idx {
+					rows[i] = cr.rows[ri]
+				}
+			}
+		}
+		if n.filter == nil {
+			// The caller's own slice of the shared rows (operators may
+			// reorder it; the rows themselves are never modified).
+			return append([][]types.Datum(nil), rows...), nil
+		}
+		return filterRows(rowCtx(ec), rows, n.filter)
+	}
 	if rows, ok := st.virtRows[n.vt]; ok {
 		if n.filter == nil {
 			return rows, nil
@@ -196,18 +273,8 @@ func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "reading %s", n.vt.name)
 	}
-	// The rows come from another layer: check them here, where the error
-	// names the table, rather than let a bad datum reach the wire encoder.
-	for _, r := range rows {
-		if len(r) != len(n.vt.cols) {
-			return nil, errors.AssertionFailedf("virtual table %s returned a row of %d columns, want %d", n.vt.name, len(r), len(n.vt.cols))
-		}
-		for i, d := range r {
-			if !types.Fits(d, n.vt.cols[i].Type) {
-				return nil, errors.AssertionFailedf("virtual table %s column %s: a %T value in a %s column",
-					n.vt.name, n.vt.cols[i].Name, d, n.vt.cols[i].Type)
-			}
-		}
+	if err := checkVirtualRows(n.vt, rows); err != nil {
+		return nil, err
 	}
 	if st.virtRows == nil {
 		st.virtRows = map[*virtualTable][][]types.Datum{}
@@ -218,8 +285,34 @@ func (n *virtualScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	}
 	return filterRows(rowCtx(ec), rows, n.filter)
 }
+
+// checkVirtualRows checks the rows another layer computed for a virtual
+// table here, where the error names the table, rather than let a bad datum
+// reach the wire encoder.
+func checkVirtualRows(vt *virtualTable, rows [][]types.Datum) error {
+	for _, r := range rows {
+		if len(r) != len(vt.cols) {
+			return errors.AssertionFailedf("virtual table %s returned a row of %d columns, want %d", vt.name, len(r), len(vt.cols))
+		}
+		for i, d := range r {
+			if !types.Fits(d, vt.cols[i].Type) {
+				return errors.AssertionFailedf("virtual table %s column %s: a %T value in a %s column",
+					vt.name, vt.cols[i].Name, d, vt.cols[i].Type)
+			}
+		}
+	}
+	return nil
+}
+
 func (n *virtualScanNode) explain(w *explainWriter) {
-	w.add("virtual table %s: all rows computed", n.vt.name)
+	if n.vt.catalogRows != nil {
+		w.add("virtual table %s: rows of the catalog version", n.vt.name)
+		if n.key != nil {
+			w.add("  index lookup on %s", n.vt.cols[n.keyCol].Name)
+		}
+	} else {
+		w.add("virtual table %s: all rows computed", n.vt.name)
+	}
 	if n.filter != nil {
 		w.add("  filter: applied to each row")
 	}
@@ -375,6 +468,9 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if n.lookup != nil && len(lrows) <= lookupJoinMaxRows {
 		return n.runLookup(ec, lrows)
 	}
+	if right, k := n.catalogIndexKey(); right != nil {
+		return n.runIndexJoin(ec, lrows, right, k)
+	}
 	rrows, err := n.right.run(ec)
 	if err != nil {
 		return nil, err
@@ -511,6 +607,90 @@ func (n *joinNode) runLookup(ec *evalCtx, lrows [][]types.Datum) ([][]types.Datu
 	return out, nil
 }
 
+// catalogIndexKey returns the right input and the position of the
+// equality key when the join can probe a catalog table's index instead of
+// hashing its rows: an inner or left join whose right input is a catalog
+// table (rows computed once per catalog version, vt.catalogRows) and one of
+// whose equalities is an integer column of it (an OID) against an integer
+// of the left row.
+func (n *joinNode) catalogIndexKey() (*virtualScanNode, int) {
+	right, ok := n.right.(*virtualScanNode)
+	if !ok || right.vt.catalogRows == nil || (n.kind != parser.JoinInner && n.kind != parser.JoinLeft) {
+		return nil, 0
+	}
+	for i, r := range n.eqRight {
+		if c, ok := r.(*colExpr); ok && right.vt.cols[c.idx].Type == types.Int && n.eqLeft[i].typ() == types.Int {
+			return right, i
+		}
+	}
+	return nil, 0
+}
+
+// runIndexJoin joins each left row to the rows of a catalog table that its
+// k-th equality key selects in the table's index (kept with the rows, per
+// catalog version), instead of hashing the whole table for every
+// execution; the right side's filter, the other equalities and the
+// residual condition are checked on the rows found.
+func (n *joinNode) runIndexJoin(ec *evalCtx, lrows [][]types.Datum, right *virtualScanNode, k int) ([][]types.Datum, error) {
+	cr, err := right.vt.catalogRows(context.WithValue(ec.ctx, stmtKey{}, ec.state()))
+	if err != nil {
+		return nil, errors.Wrapf(err, "reading %s", right.vt.name)
+	}
+	index := cr.index(n.eqRight[k].(*colExpr).idx)
+	rc := rowCtx(ec)
+	lw, rw := n.left.width(), n.right.width()
+	conds := make([]texpr, 0, len(n.eqLeft)+1)
+	for i := range n.eqLeft {
+		if i != k {
+			conds = append(conds, &cmpExpr{op: parser.CmpEQ, l: n.eqLeft[i], r: shiftCols(n.eqRight[i], lw)})
+		}
+	}
+	if n.cond != nil {
+		conds = append(conds, n.cond)
+	}
+	cond := andAll(conds)
+	var out [][]types.Datum
+	for _, l := range lrows {
+		rc.row = l
+		d, err := rc.eval(n.eqLeft[k])
+		if err != nil {
+			return nil, err
+		}
+		matched := false
+		if v, ok := d.(int64); ok {
+			for _, ri := range index[v] {
+				r := cr.rows[ri]
+				rc.row = r
+				if ok, err := rc.evalTrue(right.filter); err != nil || !ok {
+					if err != nil {
+						return nil, err
+					}
+					continue
+				}
+				row := make([]types.Datum, 0, lw+rw)
+				row = append(append(row, l...), r...)
+				rc.row = row
+				ok, err := rc.evalTrue(cond)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					matched = true
+					out = append(out, row)
+				}
+			}
+		} else if d != nil {
+			return nil, errors.AssertionFailedf("join key %T on an integer column", d)
+		}
+		if !matched && n.kind == parser.JoinLeft {
+			row := make([]types.Datum, lw+rw)
+			copy(row, l)
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+
 func (n *joinNode) explain(w *explainWriter) {
 	kind := map[parser.JoinKind]string{parser.JoinInner: "inner", parser.JoinLeft: "left outer",
 		parser.JoinRight: "right outer", parser.JoinFull: "full outer", parser.JoinCross: "cross"}[n.kind]
@@ -519,6 +699,10 @@ func (n *joinNode) explain(w *explainWriter) {
 		w.add("lookup join (%s) on the primary key of %s, or hash join on %d equality key(s) beyond %d left rows",
 			kind, quoteName(n.lookup.scan.ti.desc.Name), len(n.eqLeft), lookupJoinMaxRows)
 	case len(n.eqLeft) > 0:
+		if right, k := n.catalogIndexKey(); right != nil {
+			w.add("index join (%s) on %s of %s", kind, right.vt.cols[n.eqRight[k].(*colExpr).idx].Name, right.vt.name)
+			break
+		}
 		w.add("hash join (%s) on %d equality key(s)", kind, len(n.eqLeft))
 	default:
 		w.add("nested loop join (%s)", kind)
