@@ -417,6 +417,10 @@ func (s *Server) ClusterID() string {
 	return s.ident.ClusterID
 }
 
+// TestingFlushStore flushes the store's memtable into sstables, for tests of
+// what reads the files (the size functions estimate from them only).
+func (s *Server) TestingFlushStore() error { return s.eng.DB.Flush() }
+
 // Replica returns the node's data replica (nil before it has joined).
 func (s *Server) Replica() *kv.Replica {
 	s.mu.Lock()
@@ -696,6 +700,7 @@ func (s *Server) startNode() error {
 	s.mu.Unlock()
 	exec, err := sql.NewExecutor(sql.Config{
 		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s.schema, BinaryVersion: s.binVersion.String(), Versions: s,
+		Sizes:                 s.eng,
 		NodeID:                func() int32 { return id.NodeID },
 		TestingBeforeWrite:    s.cfg.Knobs.BeforeRowWrite,
 		TestingAddPKHeld:      s.cfg.Knobs.AddPKHeld,

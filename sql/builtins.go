@@ -29,6 +29,9 @@ type builtin struct {
 	volatile  bool // a new value on every call: not constant, not a key bound
 	nullCall  bool
 	overloads []overload
+	// relArg: PostgreSQL's first argument is a regclass, so a relation's
+	// name (text) is cast to its OID, as pg_relation_size('t') is.
+	relArg bool
 }
 
 func str1(f func(string) string) func(*evalCtx, []types.Datum) (types.Datum, error) {
@@ -495,9 +498,15 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 		if len(b.overloads) == 1 && i < len(b.overloads[0].args) {
 			want = b.overloads[0].args[i]
 		}
+		if i == 0 && b.relArg {
+			want = types.Unknown
+		}
 		c, err := a.check(x, want)
 		if err != nil {
 			return nil, err
+		}
+		if i == 0 && b.relArg && (c.typ() == types.String || c.typ() == types.Unknown) {
+			c = &regCastExpr{e: settleTo(c, types.String), kind: "regclass"}
 		}
 		args = append(args, c)
 	}

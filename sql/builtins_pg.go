@@ -249,13 +249,15 @@ func init() {
 			}
 			return strings.Join(args, ", "), nil
 		})}}},
-		// kvnode does not track the size of a table's rows yet: the size
-		// functions answer 0.
-		{name: "pg_table_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
-		{name: "pg_relation_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
-		{name: "pg_total_relation_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
-		{name: "pg_indexes_size", overloads: []overload{{[]types.T{tInt}, tInt, zeroSize}}},
-		{name: "pg_database_size", overloads: []overload{{[]types.T{tString}, tInt, zeroSize}, {[]types.T{tInt}, tInt, zeroSize}}},
+		// Sizes on disk, estimated from the store (sizes.go).
+		{name: "pg_table_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(func(own, _ int64) int64 { return own })}}},
+		{name: "pg_relation_size", relArg: true, overloads: []overload{
+			{[]types.T{tInt}, tInt, sizeFn(func(own, _ int64) int64 { return own })},
+			{[]types.T{tInt, tString}, tInt, relationForkSize},
+		}},
+		{name: "pg_total_relation_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(func(own, indexes int64) int64 { return own + indexes })}}},
+		{name: "pg_indexes_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(func(_, indexes int64) int64 { return indexes })}}},
+		{name: "pg_database_size", overloads: []overload{{[]types.T{tString}, tInt, databaseSize}, {[]types.T{tInt}, tInt, databaseSize}}},
 		{name: "pg_size_pretty", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 			return sizePretty(a[0].(int64)), nil
 		}}}},
@@ -405,8 +407,6 @@ func trimOverloads(f func(string, string) string) []overload {
 		}},
 	}
 }
-
-func zeroSize(*evalCtx, []types.Datum) (types.Datum, error) { return int64(0), nil }
 
 // sizePretty is pg_size_pretty: bytes, kB, MB, GB, TB, rounding as
 // PostgreSQL does (a unit is used from 10240 of the one below).

@@ -43,6 +43,9 @@ type Config struct {
 	Clock *catalog.Clock
 	// PushTimeout bounds the schema push after a DDL statement; 0 means 5s.
 	PushTimeout time.Duration
+	// Sizes estimates the disk space of key spans for the size functions
+	// (pg_total_relation_size and friends, sizes.go); nil: they answer 0.
+	Sizes SpanSizer
 	// TestingBeforeWrite, if set, runs in every INSERT/UPSERT between
 	// encoding its rows and writing them: a pause point for tests of what
 	// may happen in between (a cluster version step).

@@ -304,3 +304,22 @@ func PrefixEnd(p []byte) []byte {
 	}
 	return nil
 }
+
+// ErrClosed is returned by a read of an engine that was closed.
+var ErrClosed = errors.New("the store is closed")
+
+// EstimateReplicatedSize is Pebble's estimate of the bytes on disk that the
+// replicated keys in [start, end) take (keys as the replicated state names
+// them, without the engine's prefix): the sstables that overlap the span,
+// those that straddle one of its ends in proportion. The memtable is not
+// counted, so writes not yet flushed count for nothing until a flush.
+func (e *Engine) EstimateReplicatedSize(start, end []byte) (uint64, error) {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return 0, ErrClosed
+	}
+	lo := append([]byte{PrefixReplicated}, start...)
+	hi := append([]byte{PrefixReplicated}, end...)
+	return e.DB.EstimateDiskUsage(lo, hi)
+}

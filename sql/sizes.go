@@ -1,0 +1,136 @@
+package sql
+
+import (
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// SpanSizer estimates the bytes this node's store takes on disk for a span
+// of replicated keys (storage.Engine.EstimateReplicatedSize: Pebble's
+// estimate, which leaves out writes not yet flushed from the memtable).
+type SpanSizer interface {
+	EstimateReplicatedSize(start, end []byte) (uint64, error)
+}
+
+// The size functions (pg_relation_size, pg_table_size, pg_indexes_size,
+// pg_total_relation_size, pg_database_size) answer from the key spans
+// kvnode stores a relation in, on this node's replica of the data: a table
+// is its rows (its primary key holds them, so the primary key index adds
+// nothing of its own), a secondary index its entries. Like PostgreSQL's,
+// they are sizes on disk, estimated, not counts of live data. Without a
+// SpanSizer (tests over the in-memory store) they answer 0.
+
+func (e *Executor) spanSize(start, end []byte) (int64, error) {
+	if e.cfg.Sizes == nil {
+		return 0, nil
+	}
+	n, err := e.cfg.Sizes.EstimateReplicatedSize(start, end)
+	if err != nil {
+		return 0, pgerror.WithCode(errors.Wrap(err, "estimating the size on disk"), pgerror.CodeInternal)
+	}
+	return int64(n), nil
+}
+
+// relationSizes returns the size of relation oid's own data (a table's
+// rows, an index's entries) and of its secondary indexes; ok is false when
+// no relation of the database has that OID (the functions then answer
+// NULL, as PostgreSQL does).
+func (e *Executor) relationSizes(s *catalogSnapshot, oid int64) (own, indexes int64, ok bool, err error) {
+	if ti := s.tableByOID(oid); ti != nil {
+		if own, err = e.spanSize(keys.TableSpan(ti.desc.ID)); err != nil {
+			return 0, 0, false, err
+		}
+		indexes, err = e.spanSize(keys.TableIndexesSpan(ti.desc.ID))
+		return own, indexes, err == nil, err
+	}
+	if ci := s.indexByOID(oid); ci != nil {
+		if ci.ii == nil {
+			return 0, 0, true, nil // the primary key is the table's rows
+		}
+		own, err = e.spanSize(keys.IndexSpan(ci.ti.desc.ID, ci.ii.desc.ID))
+		return own, 0, err == nil, err
+	}
+	if _, ok := s.virtByOID[oid]; ok {
+		return 0, 0, true, nil // computed, never stored
+	}
+	return 0, 0, false, nil
+}
+
+// sizeFn is a size function of a relation OID: what it adds up.
+func sizeFn(what func(own, indexes int64) int64) func(*evalCtx, []types.Datum) (types.Datum, error) {
+	return catalogFn(func(s *catalogSnapshot, ec *evalCtx, a []types.Datum) (types.Datum, error) {
+		own, indexes, ok, err := ec.exec.relationSizes(s, a[0].(int64))
+		if err != nil || !ok {
+			return nil, err
+		}
+		return what(own, indexes), nil
+	})
+}
+
+// relationForkSize is pg_relation_size(oid, fork): kvnode's relations have
+// the main fork only.
+func relationForkSize(ec *evalCtx, a []types.Datum) (types.Datum, error) {
+	switch fork := a[1].(string); fork {
+	case "main":
+		return sizeFn(func(own, _ int64) int64 { return own })(ec, a[:1])
+	case "fsm", "vm", "init":
+		s, err := ec.catalog()
+		if err != nil {
+			return nil, err
+		}
+		if _, _, ok, err := ec.exec.relationSizes(s, a[0].(int64)); err != nil || !ok {
+			return nil, err
+		}
+		return int64(0), nil
+	default:
+		return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeInvalidParameterValue, "invalid fork name"),
+			"valid fork names are \"main\", \"fsm\", \"vm\", and \"init\"")
+	}
+}
+
+// databaseSize is pg_database_size(name or OID): the rows and index entries
+// of every table of the database.
+func databaseSize(ec *evalCtx, a []types.Datum) (types.Datum, error) {
+	e := ec.exec
+	var db string
+	switch v := a[0].(type) {
+	case string:
+		db = v
+		if !e.catalog.HasDatabase(db) {
+			return nil, pgerror.Newf(pgerror.CodeInvalidCatalogName, "database %q does not exist", db)
+		}
+	case int64:
+		switch v {
+		case oidDBDefaultdb:
+			db = catalog.DefaultDatabase
+		case oidDBPostgres:
+			db = "postgres"
+		default:
+			for _, d := range e.catalog.Databases() {
+				if tableOID(d) == v {
+					db = d.Name
+				}
+			}
+			if db == "" {
+				return nil, nil // PostgreSQL: NULL for an OID that is no database's
+			}
+		}
+	}
+	var total int64
+	for _, d := range e.catalog.TablesIn(db) {
+		rows, err := e.spanSize(keys.TableSpan(d.ID))
+		if err != nil {
+			return nil, err
+		}
+		idx, err := e.spanSize(keys.TableIndexesSpan(d.ID))
+		if err != nil {
+			return nil, err
+		}
+		total += rows + idx
+	}
+	return total, nil
+}
