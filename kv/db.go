@@ -4,6 +4,7 @@ package kv
 // through ReadIndex, and local reads.
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"time"
@@ -185,9 +186,81 @@ func (r *Replica) ScanLocal(start, end []byte, limit int, reverse bool) ([]kvpb.
 	return scanReader(r.eng.DB, start, end, limit, reverse)
 }
 
+var _ kvpb.Streamer = (*Replica)(nil)
+
+// ScanFunc implements kvpb.Streamer: Scan without copying, from one
+// iterator over the applied state.
+func (r *Replica) ScanFunc(ctx context.Context, start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error {
+	if err := r.linearize(ctx); err != nil {
+		return err
+	}
+	return scanReaderFunc(r.eng.DB, start, end, limit, reverse, fn)
+}
+
+// GetEach implements kvpb.Streamer: one iterator seeks each key in turn
+// (ascending seeks move the iterator forward instead of searching the LSM
+// again), so a batch of point reads costs far less than one Get each, and
+// all of them read one consistent state.
+func (r *Replica) GetEach(ctx context.Context, keys [][]byte, fn func(i int, value []byte) error) error {
+	if err := r.linearize(ctx); err != nil {
+		return err
+	}
+	return getEachReader(r.eng.DB, keys, fn)
+}
+
+// getEachReader reads keys (ascending, no duplicates) from rd.
+func getEachReader(rd pebble.Reader, keys [][]byte, fn func(i int, value []byte) error) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	last := userKey(keys[len(keys)-1])
+	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: userKey(keys[0]), UpperBound: append(last, 0)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	seek := []byte{storage.PrefixReplicated}
+	for i, k := range keys {
+		seek = append(seek[:1], k...)
+		if !it.SeekGE(seek) {
+			if err := it.Error(); err != nil {
+				return err
+			}
+			break // no key at or after this one: none of the rest exist
+		}
+		if bytes.Equal(it.Key(), seek) {
+			if err := fn(i, it.Value()); err != nil {
+				return err
+			}
+		}
+	}
+	return it.Error()
+}
+
 // scanReader scans [start, end) of the replicated span of rd (the engine or
-// a snapshot of it).
+// a snapshot of it). The entries' keys and values are copied into shared
+// blocks of 32 KiB rather than one allocation each; every slice is capped
+// at its own length, so appending to one never writes into the next.
 func scanReader(rd pebble.Reader, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	var out []kvpb.KeyValue
+	var buf []byte
+	err := scanReaderFunc(rd, start, end, limit, reverse, func(k, v []byte) error {
+		n := len(k) + len(v)
+		if cap(buf)-len(buf) < n {
+			buf = make([]byte, 0, max(n, 32<<10))
+		}
+		s := len(buf)
+		buf = append(append(buf, k...), v...)
+		out = append(out, kvpb.KeyValue{Key: buf[s : s+len(k) : s+len(k)], Value: buf[s+len(k) : s+n : s+n]})
+		return nil
+	})
+	return out, err
+}
+
+// scanReaderFunc calls fn with each entry of [start, end) of the
+// replicated span of rd, up to limit (0: no limit); key and value are
+// valid only during the call.
+func scanReaderFunc(rd pebble.Reader, start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error {
 	lo := userKey(start)
 	hi := []byte{storage.PrefixReplicated + 1}
 	if end != nil {
@@ -195,23 +268,22 @@ func scanReader(rd pebble.Reader, start, end []byte, limit int, reverse bool) ([
 	}
 	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
-	var out []kvpb.KeyValue
 	valid := it.First()
 	next := it.Next
 	if reverse {
 		valid, next = it.Last(), it.Prev
 	}
+	n := 0
 	for ; valid; valid = next() {
-		out = append(out, kvpb.KeyValue{
-			Key:   append([]byte(nil), it.Key()[1:]...),
-			Value: append([]byte(nil), it.Value()...),
-		})
-		if limit > 0 && len(out) >= limit {
+		if err := fn(it.Key()[1:], it.Value()); err != nil {
+			return err
+		}
+		if n++; limit > 0 && n >= limit {
 			break
 		}
 	}
-	return out, it.Error()
+	return it.Error()
 }

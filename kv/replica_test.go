@@ -324,6 +324,21 @@ func TestReplicationAndFollowerReads(t *testing.T) {
 		if err != nil || !ok || string(v) != "1" {
 			t.Fatalf("node %d: bootstrap key = %q %v %v", id, v, ok, err)
 		}
+		// The streaming reads, linearized on every node as Scan and Get.
+		streamed := 0
+		if err := n.rep.ScanFunc(ctx, []byte("k"), []byte("l"), 0, false, func(k, v []byte) error {
+			streamed++
+			return nil
+		}); err != nil || streamed != 20 {
+			t.Fatalf("node %d streams %d keys (%v), want 20", id, streamed, err)
+		}
+		var got []string
+		if err := n.rep.GetEach(ctx, [][]byte{[]byte("k00"), []byte("k05"), []byte("k55")}, func(i int, v []byte) error {
+			got = append(got, fmt.Sprintf("%d=%s", i, v))
+			return nil
+		}); err != nil || fmt.Sprint(got) != "[0=0 1=5]" {
+			t.Fatalf("node %d: GetEach = %v %v", id, got, err)
+		}
 	}
 	// Reverse scan with a limit.
 	kvs, err := c.nodes[2].rep.Scan(ctx, []byte("k"), []byte("l"), 3, true)

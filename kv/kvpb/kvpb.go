@@ -87,6 +87,25 @@ type DB interface {
 	Increment(ctx context.Context, key []byte, delta int64) (int64, error)
 }
 
+// Streamer is implemented by a DB that can hand the entries of a read to a
+// function as it reads them, without copying them into slices first: a
+// query that aggregates a whole table then holds one entry at a time, not
+// the table. Both reads have DB's linearizability, each from one
+// consistent state of the store. The key and value passed to fn are valid
+// only during the call (fn copies what it keeps); fn must not write
+// through the DB. An error from fn stops the read and is returned as it is.
+// Consumers fall back to Scan and Get when a DB does not implement it (a
+// transaction's buffered view, for instance).
+type Streamer interface {
+	// ScanFunc calls fn with the entries Scan would return, in the same
+	// order.
+	ScanFunc(ctx context.Context, start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error
+	// GetEach reads keys, which must be sorted ascending without
+	// duplicates, and calls fn with the position in keys and the value of
+	// each key that exists, in key order.
+	GetEach(ctx context.Context, keys [][]byte, fn func(i int, value []byte) error) error
+}
+
 // ErrAmbiguous is returned by Write when the outcome is unknown: the
 // proposal may or may not have been applied (for example its leader lost
 // leadership before acknowledging). Callers must not blindly retry

@@ -122,6 +122,54 @@ func (db *MemDB) Scan(ctx context.Context, start, end []byte, limit int, reverse
 	return out, nil
 }
 
+var _ kvpb.Streamer = (*MemDB)(nil)
+
+// ScanFunc implements kvpb.Streamer: the entries are read under the lock,
+// as Scan reads them, and handed to fn after it is released (fn may read
+// the store again).
+func (db *MemDB) ScanFunc(ctx context.Context, start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error {
+	kvs, err := db.Scan(ctx, start, end, limit, reverse)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		if err := fn(kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetEach implements kvpb.Streamer: every key is read under one lock
+// (one consistent state); each counts as a Get in Stats.
+func (db *MemDB) GetEach(ctx context.Context, keys [][]byte, fn func(i int, value []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := 1; i < len(keys); i++ {
+		if bytes.Compare(keys[i-1], keys[i]) >= 0 {
+			return errors.AssertionFailedf("GetEach: keys not ascending at %d", i)
+		}
+	}
+	vals := make([][]byte, len(keys))
+	db.mu.Lock()
+	db.stats.Gets += len(keys)
+	for i, k := range keys {
+		if v, ok := db.vals[string(k)]; ok {
+			vals[i] = append([]byte{}, v...)
+		}
+	}
+	db.mu.Unlock()
+	for i, v := range vals {
+		if v != nil {
+			if err := fn(i, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Write implements kvpb.DB: all ops apply, in order, or none do.
 func (db *MemDB) Write(ctx context.Context, ops []kvpb.Op) error {
 	if err := ctx.Err(); err != nil {

@@ -71,3 +71,51 @@ func TestMemDBContract(t *testing.T) {
 		}
 	}
 }
+
+// TestMemDBStreamer checks the streaming reads against Scan and Get: the
+// same entries, fn free to read the store again, its error returned.
+func TestMemDBStreamer(t *testing.T) {
+	ctx := context.Background()
+	db := NewMemDB()
+	var ops []kvpb.Op
+	for i := 0; i < 10; i += 2 {
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := db.Write(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, reverse := range []bool{false, true} {
+		want, err := db.Scan(ctx, []byte("k"), []byte("l"), 3, reverse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []kvpb.KeyValue
+		if err := db.ScanFunc(ctx, []byte("k"), []byte("l"), 3, reverse, func(k, v []byte) error {
+			if _, _, err := db.Get(ctx, k); err != nil { // no deadlock: fn runs outside the lock
+				return err
+			}
+			got = append(got, kvpb.KeyValue{Key: k, Value: v})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("reverse=%v: streamed %q, scanned %q", reverse, got, want)
+		}
+	}
+	var got []string
+	keys := [][]byte{[]byte("a"), []byte("k2"), []byte("k3"), []byte("k8")}
+	if err := db.GetEach(ctx, keys, func(i int, v []byte) error {
+		got = append(got, fmt.Sprintf("%d=%s", i, v))
+		return nil
+	}); err != nil || fmt.Sprint(got) != "[1=2 3=8]" {
+		t.Fatalf("GetEach: %v %v", got, err)
+	}
+	stop := errors.New("stop")
+	if err := db.GetEach(ctx, keys, func(int, []byte) error { return stop }); err != stop {
+		t.Fatalf("GetEach returned %v, want fn's error", err)
+	}
+	if err := db.GetEach(ctx, [][]byte{[]byte("b"), []byte("a")}, func(int, []byte) error { return nil }); err == nil {
+		t.Fatal("GetEach accepted keys out of order")
+	}
+}
