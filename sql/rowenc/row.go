@@ -165,14 +165,19 @@ type Layout struct {
 	PK      []int // indexes into Columns, in key order
 
 	inPK   []bool
+	prefix []byte // TablePrefix(TableID)
 	byID   map[int32]int
+	// posOf[id] is 1 + the position of the column with that ID (0: none),
+	// for IDs below maxDenseColumnID: a decode looks every stored column
+	// up, and indexing a slice costs less than a map lookup.
+	posOf  []int32
 	sorted []int // indexes into Columns of non-PK columns, by column ID
 }
 
 // NewLayout validates and indexes a layout.
 func NewLayout(tableID int64, cols []Column, pk []int) (*Layout, error) {
 	l := &Layout{TableID: tableID, Columns: cols, PK: pk,
-		inPK: make([]bool, len(cols)), byID: make(map[int32]int, len(cols))}
+		inPK: make([]bool, len(cols)), prefix: TablePrefix(tableID), byID: make(map[int32]int, len(cols))}
 	if len(pk) == 0 {
 		return nil, errors.AssertionFailedf("table %d has no primary key", tableID)
 	}
@@ -181,6 +186,12 @@ func NewLayout(tableID int64, cols []Column, pk []int) (*Layout, error) {
 			return nil, errors.AssertionFailedf("table %d has two columns with ID %d", tableID, c.ID)
 		}
 		l.byID[c.ID] = i
+		if c.ID >= 0 && c.ID < maxDenseColumnID {
+			if int(c.ID) >= len(l.posOf) {
+				l.posOf = append(l.posOf, make([]int32, int(c.ID)+1-len(l.posOf))...)
+			}
+			l.posOf[c.ID] = int32(i) + 1
+		}
 	}
 	for _, i := range pk {
 		if i < 0 || i >= len(cols) || l.inPK[i] {
@@ -321,21 +332,45 @@ type RawColumn struct {
 // ID); layout columns the row lacks get their Absent value.
 func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn, err error) {
 	row = make([]types.Datum, len(l.Columns))
-	prefix := TablePrefix(l.TableID)
-	if !bytes.HasPrefix(key, prefix) {
-		return nil, nil, corrupt("key outside the table's span")
+	if extra, err = l.decode(row, key, value, nil, true); err != nil {
+		return nil, nil, err
 	}
-	rest := key[len(prefix):]
+	return row, extra, nil
+}
+
+// DecodeInto decodes a row for reading into row, which has one element per
+// layout column, as Decode does, but without collecting the stored columns
+// the layout lacks (a read never writes the row back) and, when need is not
+// nil, without the columns whose need is false: those are left nil, and a
+// value column among them is skipped without being decoded. It allocates
+// nothing but the datums themselves, so a scan can decode every row into
+// the same slice.
+func (l *Layout) DecodeInto(row []types.Datum, key, value []byte, need []bool) error {
+	if len(row) != len(l.Columns) || (need != nil && len(need) != len(l.Columns)) {
+		return errors.AssertionFailedf("DecodeInto: %d datums and %d needs for %d columns", len(row), len(need), len(l.Columns))
+	}
+	_, err := l.decode(row, key, value, need, false)
+	return err
+}
+
+func (l *Layout) decode(row []types.Datum, key, value []byte, need []bool, wantExtra bool) (extra []RawColumn, err error) {
+	if !bytes.HasPrefix(key, l.prefix) {
+		return nil, corrupt("key outside the table's span")
+	}
+	rest := key[len(l.prefix):]
 	for _, i := range l.PK {
 		if row[i], rest, err = DecodeKey(rest, l.Columns[i].Type); err != nil {
-			return nil, nil, err
+			return nil, err
+		}
+		if need != nil && !need[i] {
+			row[i] = nil
 		}
 	}
 	if len(rest) != 0 {
-		return nil, nil, corrupt("trailing bytes after the primary key")
+		return nil, corrupt("trailing bytes after the primary key")
 	}
 	if len(value) == 0 {
-		return nil, nil, corrupt("empty row value")
+		return nil, corrupt("empty row value")
 	}
 	var body []byte
 	switch value[0] {
@@ -343,20 +378,23 @@ func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn
 		body = value[1:]
 	case EncodingV2:
 		if body, err = verifyV2(key, value); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	default:
-		return nil, nil, unknownEncoding(value[0])
+		return nil, unknownEncoding(value[0])
 	}
-	extra, err = l.decodeV1(row, body)
-	if err != nil {
-		return nil, nil, err
-	}
-	return row, extra, nil
+	return l.decodeV1(row, body, need, wantExtra)
 }
 
-func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {
-	seen := make([]bool, len(l.Columns))
+func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bool) ([]RawColumn, error) {
+	// seen lives on the stack for up to 64 columns.
+	var seenBuf [64]bool
+	var seen []bool
+	if len(l.Columns) <= len(seenBuf) {
+		seen = seenBuf[:len(l.Columns)]
+	} else {
+		seen = make([]bool, len(l.Columns))
+	}
 	var extra []RawColumn
 	for len(b) > 0 {
 		id, n := binary.Uvarint(b)
@@ -365,12 +403,23 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {
 		}
 		b = b[n:]
 		start := b
+		i, known := l.columnByID(id)
+		if (known && need != nil && !need[i]) || (!known && !wantExtra) {
+			rest, err := skipValue(b)
+			if err != nil {
+				return nil, err
+			}
+			b = rest
+			if known && !l.inPK[i] {
+				seen[i] = true
+			}
+			continue
+		}
 		tag, d, rest, err := decodeValue(b)
 		if err != nil {
 			return nil, err
 		}
 		b = rest
-		i, known := l.byID[int32(id)]
 		if !known {
 			extra = append(extra, RawColumn{ID: int32(id), Data: append([]byte(nil), start[:len(start)-len(rest)]...)})
 			continue
@@ -380,6 +429,7 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {
 		}
 		seen[i] = true
 		if tag == tagNull {
+			row[i] = nil
 			continue
 		}
 		if !types.Fits(d, l.Columns[i].Type) {
@@ -392,11 +442,65 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte) ([]RawColumn, error) {
 		row[i] = d
 	}
 	for i, c := range l.Columns {
-		if !seen[i] && !l.inPK[i] {
+		if l.inPK[i] {
+			continue
+		}
+		switch {
+		case need != nil && !need[i]:
+			row[i] = nil
+		case !seen[i]:
 			row[i] = c.Absent
 		}
 	}
 	return extra, nil
+}
+
+// maxDenseColumnID bounds the column IDs that Layout.posOf indexes; a
+// table whose columns were added and dropped beyond it looks the others up
+// in byID.
+const maxDenseColumnID = 1024
+
+// columnByID returns the position of the layout's column with ID id.
+func (l *Layout) columnByID(id uint64) (int, bool) {
+	if id < uint64(len(l.posOf)) {
+		p := l.posOf[id]
+		return int(p) - 1, p != 0
+	}
+	if id < maxDenseColumnID {
+		return 0, false
+	}
+	i, ok := l.byID[int32(id)]
+	return i, ok
+}
+
+// skipValue steps over one tagged value without decoding it (the types of
+// release 1 and 2.0 without allocating).
+func skipValue(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, corrupt("missing value tag")
+	}
+	switch b[0] {
+	case tagNull, tagFalse, tagTrue:
+		return b[1:], nil
+	case tagInt:
+		if _, n := binary.Varint(b[1:]); n > 0 {
+			return b[1+n:], nil
+		}
+		return nil, corrupt("invalid INT8 value")
+	case tagFloat:
+		if len(b) < 9 {
+			return nil, corrupt("truncated FLOAT8 value")
+		}
+		return b[9:], nil
+	case tagString, tagBytes:
+		n, k := binary.Uvarint(b[1:])
+		if k <= 0 || n > uint64(len(b)-1-k) {
+			return nil, corrupt("invalid string value length")
+		}
+		return b[1+k+int(n):], nil
+	}
+	_, _, rest, err := decodeValue(b)
+	return rest, err
 }
 
 // decodeValue decodes one tagged value.
