@@ -193,8 +193,12 @@ func BenchmarkJoinAndGroupBy(b *testing.B) {
 		{"lookup-join", "SELECT count(*) FROM small JOIN big ON big.k = small.k * 100"},
 		{"hash-join", "SELECT count(*) FROM small JOIN big ON big.g = small.k"},
 		{"group-by", "SELECT g, count(*), sum(k), max(v) FROM big GROUP BY g"},
+		// scripts/bench.sh's join and groupby, on tables of the same shape.
+		{"bench-join", "SELECT count(*), sum(length(big.v)) FROM small JOIN big ON big.k = small.k * 100"},
+		{"bench-groupby", "SELECT k % 16, count(*), min(v) FROM big GROUP BY k % 16"},
 	} {
 		b.Run(q.name, func(b *testing.B) {
+			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
 				if _, err := exec(b, s, q.sql); err != nil {
 					b.Fatal(err)

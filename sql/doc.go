@@ -109,7 +109,14 @@
 // condition's conjuncts that read one side go into it where that is the
 // same (either side of an inner join, the right of a LEFT JOIN). A single table's scan also takes the ORDER BY (no sort when the
 // key order is the one asked) and the LIMIT (pushed into the read, as
-// above). Rows are materialized. A
+// above). Rows are materialized between operators, with one exception:
+// a range or full scan streams its rows, decoded one at a time into one
+// reused row, through the filters above it to the projection or grouping
+// that consumes them (stream.go), so a GROUP BY over a table holds its
+// groups, not the table; a lookup join reads the keys of all its left
+// rows in one batched, sorted read of one consistent state. A pass over
+// the finished plan (prune.go) tells each table scan which of its columns
+// the operators above it read, and the scan decodes only those. A
 // correlated subquery runs once per outer row, reading the outer row's
 // columns (outerColExpr); an uncorrelated one runs once per execution.
 // EXPLAIN prints the operator tree.

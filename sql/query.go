@@ -1094,6 +1094,7 @@ func (e *Executor) analyzeQueryPlan(q parser.SelectStatement, params *paramSet) 
 	if err != nil {
 		return nil, err
 	}
+	pruneColumns(root, nil)
 	p := &queryPlan{e: e, root: root, tables: b.tables}
 	for _, c := range cols {
 		p.cols = append(p.cols, pgwire.Column{Name: c.name, Mod: c.mod})

@@ -76,6 +76,9 @@ type tableScanNode struct {
 	scan   scanPlan
 	// limit and offset, when set, are the query's, pushed down.
 	limit, offset texpr
+	// need, when set, names the columns the plan reads (pruneColumns);
+	// the others are not decoded and read as NULL.
+	need []bool
 }
 
 func newTableScan(e *Executor, ti *tableInfo, alias string, filter texpr, order []orderItem) *tableScanNode {
@@ -89,16 +92,31 @@ func (n *tableScanNode) limitPushable() bool { return n.scan.exact && n.scan.ord
 
 func (n *tableScanNode) width() int { return len(n.ti.cols) }
 func (n *tableScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	alloc := rowAlloc{w: n.width()}
+	out := [][]types.Datum{}
+	err := n.stream(ec, func(row []types.Datum) error {
+		out = append(out, alloc.copyRow(row))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// stream implements rowStreamer: the rows read, filtered unless the key
+// lookup enforces the filter.
+func (n *tableScanNode) stream(ec *evalCtx, fn func(row []types.Datum) error) error {
 	rc := rowCtx(ec)
 	scanLimit := 0
 	if n.limit != nil || n.offset != nil {
 		limit, err := evalCount(rc, n.limit, "LIMIT", "2201W")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		offset, err := evalCount(rc, n.offset, "OFFSET", "2201X")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if limit >= 0 {
 			total := limit
@@ -106,32 +124,27 @@ func (n *tableScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 				total += offset
 			}
 			if total == 0 {
-				return nil, nil
+				return nil
 			}
 			if total > 0 && total < 1<<30 {
 				scanLimit = int(total)
 			}
 		}
 	}
-	rows, err := n.e.readRows(rc, n.ti, &n.scan, scanLimit)
-	if err != nil {
-		return nil, err
+	filter := n.filter
+	if n.scan.exact {
+		filter = nil
 	}
-	out := make([][]types.Datum, 0, len(rows))
-	for _, r := range rows {
-		if !n.scan.exact && n.filter != nil {
-			rc.row = r.row
-			ok, err := rc.evalTrue(n.filter)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				continue
+	return n.e.scanStream(rc, n.ti, &n.scan, scanLimit, n.need, func(row []types.Datum) error {
+		if filter != nil {
+			rc.row = row
+			ok, err := rc.evalTrue(filter)
+			if err != nil || !ok {
+				return err
 			}
 		}
-		out = append(out, r.row)
-	}
-	return out, nil
+		return fn(row)
+	})
 }
 func (n *tableScanNode) explain(w *explainWriter) {
 	name := quoteName(n.ti.desc.Name)
@@ -343,11 +356,36 @@ type filterNode struct {
 
 func (n *filterNode) width() int { return n.in.width() }
 func (n *filterNode) run(ec *evalCtx) ([][]types.Datum, error) {
+	if _, ok := n.in.(rowStreamer); ok {
+		alloc := rowAlloc{w: n.width()}
+		var out [][]types.Datum
+		err := n.stream(ec, func(row []types.Datum) error {
+			out = append(out, alloc.copyRow(row))
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	rows, err := n.in.run(ec)
 	if err != nil {
 		return nil, err
 	}
 	return filterRows(rowCtx(ec), rows, n.cond)
+}
+
+// stream implements rowStreamer: the input's rows on which cond is true.
+func (n *filterNode) stream(ec *evalCtx, fn func(row []types.Datum) error) error {
+	rc := rowCtx(ec)
+	return streamRows(ec, n.in, func(row []types.Datum) error {
+		rc.row = row
+		ok, err := rc.evalTrue(n.cond)
+		if err != nil || !ok {
+			return err
+		}
+		return fn(row)
+	})
 }
 func (n *filterNode) explain(w *explainWriter) {
 	w.add("filter")
@@ -362,16 +400,24 @@ type projectNode struct {
 
 func (n *projectNode) width() int { return len(n.exprs) }
 func (n *projectNode) run(ec *evalCtx) ([][]types.Datum, error) {
-	rows, err := n.in.run(ec)
+	rc := rowCtx(ec)
+	alloc := rowAlloc{w: len(n.exprs)}
+	out := [][]types.Datum{}
+	err := streamRows(ec, n.in, func(r []types.Datum) error {
+		row := alloc.newRow()
+		rc.row = r
+		for i, x := range n.exprs {
+			d, err := rc.eval(x)
+			if err != nil {
+				return err
+			}
+			row[i] = d
+		}
+		out = append(out, row)
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	rc := rowCtx(ec)
-	out := make([][]types.Datum, len(rows))
-	for i, r := range rows {
-		if out[i], err = project(rc, r, n.exprs); err != nil {
-			return nil, err
-		}
 	}
 	return out, nil
 }
@@ -400,6 +446,9 @@ type joinNode struct {
 type lookupJoin struct {
 	scan *tableScanNode
 	keys []texpr // on the left row, one per key column in key order
+	// eqs are the join's equalities on the joined row, re-checked on
+	// each row found.
+	eqs []texpr
 }
 
 // lookupJoinMaxRows is the number of left rows up to which a join whose
@@ -432,32 +481,36 @@ func (n *joinNode) planLookup() {
 			return
 		}
 	}
-	n.lookup = &lookupJoin{scan: scan, keys: keys}
+	lw := n.left.width()
+	eqs := make([]texpr, len(n.eqLeft))
+	for i := range n.eqLeft {
+		eqs[i] = &cmpExpr{op: parser.CmpEQ, l: n.eqLeft[i], r: shiftCols(n.eqRight[i], lw)}
+	}
+	n.lookup = &lookupJoin{scan: scan, keys: keys, eqs: eqs}
 }
 
 func (n *joinNode) width() int { return n.left.width() + n.right.width() }
 
-func hashKey(rc *evalCtx, row []types.Datum, exprs []texpr) (string, bool, error) {
+// appendHashKey appends the join key of row (exprs evaluated on it) to
+// key; ok is false when a key value is NULL, which never joins.
+func appendHashKey(rc *evalCtx, key []byte, row []types.Datum, exprs []texpr) ([]byte, bool, error) {
 	rc.row = row
-	var key []byte
 	for _, x := range exprs {
 		d, err := rc.eval(x)
 		if err != nil {
-			return "", false, err
+			return nil, false, err
 		}
 		if d == nil {
-			return "", false, nil // NULL never joins
+			return nil, false, nil // NULL never joins
 		}
 		if f, ok := d.(float64); ok && f == 0 {
 			d = float64(0) // -0 = +0
 		}
-		var err2 error
-		key, err2 = rowenc.AppendKey(key, types.TypeOf(d), d)
-		if err2 != nil {
-			return "", false, err2
+		if key, err = rowenc.AppendKey(key, types.TypeOf(d), d); err != nil {
+			return nil, false, err
 		}
 	}
-	return string(key), true, nil
+	return key, true, nil
 }
 
 func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
@@ -480,13 +533,14 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	var table map[string][]int
 	if len(n.eqLeft) > 0 {
 		table = make(map[string][]int, len(rrows))
+		var k []byte
 		for i, r := range rrows {
-			k, ok, err := hashKey(rc, r, n.eqRight)
-			if err != nil {
+			var ok bool
+			if k, ok, err = appendHashKey(rc, k[:0], r, n.eqRight); err != nil {
 				return nil, err
 			}
 			if ok {
-				table[k] = append(table[k], i)
+				table[string(k)] = append(table[string(k)], i)
 			}
 		}
 	}
@@ -506,16 +560,17 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	for i := range all {
 		all[i] = i
 	}
+	var probe []byte
 	for _, l := range lrows {
 		candidates := all
 		if table != nil {
-			k, ok, err := hashKey(rc, l, n.eqLeft)
-			if err != nil {
+			var ok bool
+			if probe, ok, err = appendHashKey(rc, probe[:0], l, n.eqLeft); err != nil {
 				return nil, err
 			}
 			candidates = nil
 			if ok {
-				candidates = table[k]
+				candidates = table[string(probe)]
 			}
 		}
 		matched := false
@@ -550,56 +605,66 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 }
 
 // runLookup joins each left row to the right table's row with the key the
-// left row computes: one point lookup per left row. The other equalities,
-// the right table's own filter and the residual condition are checked on
-// the rows found.
+// left row computes: the keys of all left rows are read in one batch
+// (lookupRows), each distinct key once. The other equalities, the right
+// table's own filter and the residual condition are checked on the rows
+// found.
 func (n *joinNode) runLookup(ec *evalCtx, lrows [][]types.Datum) ([][]types.Datum, error) {
 	rc := rowCtx(ec)
 	lw, rw := n.left.width(), n.right.width()
 	scan := n.lookup.scan
 	point := &scanPlan{kind: scanPoint, eq: n.lookup.keys}
-	var out [][]types.Datum
-	for _, l := range lrows {
+	keys := make([][]byte, len(lrows))
+	for i, l := range lrows {
 		rc.row = l
-		found, err := scan.e.readRows(rc, scan.ti, point, 0)
+		k, _, empty, err := point.keySpan(rc, scan.ti)
 		if err != nil {
 			return nil, err
 		}
+		if !empty {
+			keys[i] = k
+		}
+	}
+	found, err := scan.e.lookupRows(rc, scan.ti, keys, scan.need)
+	if err != nil {
+		return nil, err
+	}
+	alloc := rowAlloc{w: lw + rw}
+	var out [][]types.Datum
+	for i, l := range lrows {
 		matched := false
-		for _, fr := range found {
-			r := fr.row
+		if r := found[i]; r != nil {
 			rc.row = r
 			ok, err := rc.evalTrue(scan.filter)
 			if err != nil {
 				return nil, err
 			}
-			if !ok {
-				continue
-			}
-			row := make([]types.Datum, 0, lw+rw)
-			row = append(append(row, l...), r...)
-			rc.row = row
-			ok = true
-			for i := range n.eqLeft {
-				if ok, err = rc.evalTrue(&cmpExpr{op: parser.CmpEQ, l: n.eqLeft[i], r: shiftCols(n.eqRight[i], lw)}); err != nil || !ok {
-					break
-				}
-			}
-			if err != nil {
-				return nil, err
-			}
 			if ok {
-				if ok, err = rc.evalTrue(n.cond); err != nil {
+				row := alloc.newRow()
+				copy(row, l)
+				copy(row[lw:], r)
+				rc.row = row
+				for _, eq := range n.lookup.eqs {
+					if ok, err = rc.evalTrue(eq); err != nil || !ok {
+						break
+					}
+				}
+				if err != nil {
 					return nil, err
 				}
-			}
-			if ok {
-				matched = true
-				out = append(out, row)
+				if ok {
+					if ok, err = rc.evalTrue(n.cond); err != nil {
+						return nil, err
+					}
+				}
+				if ok {
+					matched = true
+					out = append(out, row)
+				}
 			}
 		}
 		if !matched && n.kind == parser.JoinLeft {
-			row := make([]types.Datum, lw+rw)
+			row := alloc.newRow()
 			copy(row, l)
 			out = append(out, row)
 		}
@@ -726,10 +791,6 @@ type groupNode struct {
 
 func (n *groupNode) width() int { return n.in.width() + len(n.aggs) }
 func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
-	rows, err := n.in.run(ec)
-	if err != nil {
-		return nil, err
-	}
 	rc := rowCtx(ec)
 	type group struct {
 		first  []types.Datum
@@ -748,37 +809,72 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if len(n.keys) == 0 {
 		newGroup(make([]types.Datum, n.in.width()))
 	}
-	for _, r := range rows {
+	// The input is streamed: a group keeps a copy of its first row, the
+	// rows themselves are not held. vals and key are reused for every row
+	// (looking a []byte up as a string key does not allocate).
+	vals := make([]types.Datum, len(n.keys))
+	var key []byte
+	// One INT8 key (GROUP BY k % 16) groups by the integer itself, with
+	// NULL a group of its own, instead of by its encoding.
+	intKey := len(n.keys) == 1 && n.keys[0].typ() == types.Int
+	byInt := map[int64]*group{}
+	var nullGroup *group
+	err := streamRows(ec, n.in, func(r []types.Datum) error {
 		var g *group
-		if len(n.keys) == 0 {
+		switch {
+		case len(n.keys) == 0:
 			g = groups[0]
-		} else {
+		case intKey:
 			rc.row = r
-			vals := make([]types.Datum, len(n.keys))
+			d, err := rc.eval(n.keys[0])
+			if err != nil {
+				return err
+			}
+			if d == nil {
+				if nullGroup == nil {
+					nullGroup = newGroup(append([]types.Datum(nil), r...))
+				}
+				g = nullGroup
+				break
+			}
+			v, ok := d.(int64)
+			if !ok {
+				return errors.AssertionFailedf("GROUP BY key of type INT8 evaluated to a %T", d)
+			}
+			if g = byInt[v]; g == nil {
+				g = newGroup(append([]types.Datum(nil), r...))
+				byInt[v] = g
+			}
+		default:
+			rc.row = r
 			for i, k := range n.keys {
 				d, err := rc.eval(k)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				vals[i] = d
 			}
 			// NULLs group together, unlike in a join.
-			key, err := rowKey(vals)
-			if err != nil {
-				return nil, err
+			var err error
+			if key, err = appendRowKey(key[:0], vals); err != nil {
+				return err
 			}
 			g = byKey[string(key)]
 			if g == nil {
-				g = newGroup(r)
+				g = newGroup(append([]types.Datum(nil), r...))
 				byKey[string(key)] = g
 			}
 		}
 		rc.row = r
 		for i := range g.states {
 			if err := g.states[i].add(rc); err != nil {
-				return nil, err
+				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([][]types.Datum, len(groups))
 	for i, g := range groups {
@@ -868,7 +964,12 @@ func (n *distinctNode) explain(w *explainWriter) {
 // rowKey encodes a row so that equal rows (NULL equal to NULL, as DISTINCT
 // and UNION compare) get equal keys.
 func rowKey(r []types.Datum) (string, error) {
-	var key []byte
+	key, err := appendRowKey(nil, r)
+	return string(key), err
+}
+
+// appendRowKey appends rowKey's encoding of r to key.
+func appendRowKey(key []byte, r []types.Datum) ([]byte, error) {
 	for _, d := range r {
 		if d == nil {
 			key = append(key, 0)
@@ -885,10 +986,10 @@ func rowKey(r []types.Datum) (string, error) {
 		}
 		var err error
 		if key, err = rowenc.AppendKey(key, types.TypeOf(d), d); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return string(key), nil
+	return key, nil
 }
 
 // limitNode applies OFFSET and LIMIT.

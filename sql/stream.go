@@ -1,0 +1,199 @@
+package sql
+
+import (
+	"bytes"
+	"sort"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/types"
+)
+
+// Streaming rows through the pipeline. Every operator's run returns rows it
+// owns (the pipeline is materialized), but the operators that read every
+// row of a large input once — filtering, projecting, grouping — need not
+// hold that input: an operator that is a rowStreamer hands its rows one at
+// a time, decoded into one reused slice, to the operator above it, which
+// copies only what it keeps (a group's first row, a projected row). A
+// GROUP BY over a table then holds its groups, not the table.
+
+// rowStreamer is a relNode that can hand its rows to a function one at a
+// time, in the order run would return them. The row passed to fn is valid
+// only during the call: fn copies what it keeps (datums themselves are
+// immutable values and may be kept).
+type rowStreamer interface {
+	stream(ec *evalCtx, fn func(row []types.Datum) error) error
+}
+
+var (
+	_ rowStreamer = (*tableScanNode)(nil)
+	_ rowStreamer = (*filterNode)(nil)
+)
+
+// streamRows calls fn with each row of n: streamed when n can, else from
+// its materialized rows.
+func streamRows(ec *evalCtx, n relNode, fn func(row []types.Datum) error) error {
+	if s, ok := n.(rowStreamer); ok {
+		return s.stream(ec, fn)
+	}
+	rows, err := n.run(ec)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowAllocBlock is how many rows a rowAlloc carves from one allocation.
+const rowAllocBlock = 256
+
+// rowAlloc hands out rows of one width carved from shared blocks, one
+// allocation per rowAllocBlock rows instead of one per row. Each row is
+// capped at its width, so appending to one never writes into the next.
+type rowAlloc struct {
+	w   int
+	buf []types.Datum
+}
+
+// copyRow returns an owned copy of r (len(r) == a.w).
+func (a *rowAlloc) copyRow(r []types.Datum) []types.Datum {
+	out := a.newRow()
+	copy(out, r)
+	return out
+}
+
+// newRow returns an owned row of NULLs.
+func (a *rowAlloc) newRow() []types.Datum {
+	if a.w == 0 {
+		return []types.Datum{}
+	}
+	if len(a.buf) < a.w {
+		a.buf = make([]types.Datum, a.w*rowAllocBlock)
+	}
+	out := a.buf[:a.w:a.w]
+	a.buf = a.buf[a.w:]
+	return out
+}
+
+// scanStream reads the rows of ti that the scan plan selects, as readRows
+// does, and calls fn with each, decoded into one reused row (valid only
+// during the call). need, when not nil, names the columns to decode; the
+// others read as NULL. A range or full scan of a store that streams
+// (kvpb.Streamer) never holds more than one row; point lookups and index
+// scans read their rows first.
+func (e *Executor) scanStream(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int, need []bool, fn func(row []types.Datum) error) error {
+	if p.index != nil || p.kind == scanPoint || p.kind == scanPoints {
+		rows, err := e.readRows(ec, ti, p, limit)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(r.row); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	start, end, empty, err := p.keySpan(ec, ti)
+	if err != nil || empty {
+		return err
+	}
+	row := make([]types.Datum, len(ti.cols))
+	// fnErr keeps the consumer's error apart from the store's, which
+	// kvError translates.
+	var fnErr error
+	decode := func(k, v []byte) error {
+		if fnErr = ti.layout.DecodeInto(row, k, v, need); fnErr == nil {
+			fnErr = fn(row)
+		}
+		return fnErr
+	}
+	db := e.kv(ec.ctx)
+	if s, ok := db.(kvpb.Streamer); ok {
+		err := s.ScanFunc(ec.ctx, start, end, limit, p.reverse, decode)
+		if fnErr != nil {
+			return fnErr
+		}
+		return kvError(err)
+	}
+	kvs, err := db.Scan(ec.ctx, start, end, limit, p.reverse)
+	if err != nil {
+		return kvError(err)
+	}
+	for _, kv := range kvs {
+		if err := decode(kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lookupRows reads the rows of ti with the given primary keys: one row per
+// key, nil where the key is nil (a NULL key value) or no row has it. Each
+// distinct key is read once, in key order, with one batched read of a
+// store that streams (kvpb.Streamer: one consistent state, one iterator),
+// else with one Get each. need, when not nil, names the columns to decode.
+func (e *Executor) lookupRows(ec *evalCtx, ti *tableInfo, keys [][]byte, need []bool) ([][]types.Datum, error) {
+	order := make([]int, 0, len(keys))
+	for i, k := range keys {
+		if k != nil {
+			order = append(order, i)
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return bytes.Compare(keys[order[a]], keys[order[b]]) < 0 })
+	// uniq are the distinct keys in order; of[i] is keys[i]'s position in
+	// uniq (-1: none).
+	var uniq [][]byte
+	of := make([]int, len(keys))
+	for i := range of {
+		of[i] = -1
+	}
+	for _, i := range order {
+		if len(uniq) == 0 || !bytes.Equal(uniq[len(uniq)-1], keys[i]) {
+			uniq = append(uniq, keys[i])
+		}
+		of[i] = len(uniq) - 1
+	}
+	found := make([][]types.Datum, len(uniq))
+	alloc := rowAlloc{w: len(ti.cols)}
+	var decodeErr error
+	decode := func(u int, v []byte) error {
+		row := alloc.newRow()
+		if decodeErr = ti.layout.DecodeInto(row, uniq[u], v, need); decodeErr == nil {
+			found[u] = row
+		}
+		return decodeErr
+	}
+	db := e.kv(ec.ctx)
+	if s, ok := db.(kvpb.Streamer); ok {
+		err := s.GetEach(ec.ctx, uniq, decode)
+		if decodeErr != nil {
+			return nil, decodeErr
+		}
+		if err != nil {
+			return nil, kvError(err)
+		}
+	} else {
+		for u, k := range uniq {
+			v, ok, err := db.Get(ec.ctx, k)
+			if err != nil {
+				return nil, kvError(err)
+			}
+			if ok {
+				if err := decode(u, v); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	out := make([][]types.Datum, len(keys))
+	for i, u := range of {
+		if u >= 0 {
+			out[i] = found[u]
+		}
+	}
+	return out, nil
+}
