@@ -179,4 +179,7 @@ type Knobs struct {
 	// SchemaHoldTTL, if set, replaces how long a schema change's hold on a
 	// table's writes lasts unrenewed (sql.Config.TestingHoldTTL).
 	SchemaHoldTTL time.Duration
+	// CopyBatchRows, if positive, replaces the rows per batch of COPY FROM
+	// (sql.Config.TestingCopyBatchRows).
+	CopyBatchRows int
 }

@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
@@ -313,5 +316,140 @@ func testPgbench(t *testing.T, scale int, args ...string) {
 	if naccounts != int64(scale)*100000 || ran == 0 || n != ran || accounts != branches || branches != tellers || tellers != history {
 		t.Fatalf("after %d transactions: %d accounts, %d history rows; sums accounts %d, branches %d, tellers %d, history %d",
 			ran, naccounts, n, accounts, branches, tellers, history)
+	}
+}
+
+// TestCopyFailsMidway: outside a transaction a COPY writes its rows in
+// batches, and a batch that fails is the last one tried: the rows of the
+// batches before it stay written (and the error says how many), nothing
+// from it or after it is written, and every secondary index agrees with
+// the rows. The failure comes from a duplicate primary key, a duplicate
+// value of a unique index, and a malformed value, each after five batches
+// (of 500 rows, a knob), so that batches are in flight while it is read.
+func TestCopyFailsMidway(t *testing.T) {
+	const batch = 500 // rows per batch (the knob; 10,000 by default)
+	c := testcluster.Start(t, 1, testcluster.Options{Knobs: server.Knobs{CopyBatchRows: batch}})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec1 := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count := func(sql string) int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	const fail = 2600 // the line that fails: five batches precede it
+	pad := strings.Repeat("x", 50)
+	for _, tc := range []struct {
+		name, seed string
+		bad        string // line fail's data, replacing the generated one
+		code       string
+	}{
+		{"primary key", fmt.Sprintf("INSERT INTO t VALUES (%d, 'seed', 'seed')", fail), "", "23505"},
+		{"unique index", fmt.Sprintf("INSERT INTO t VALUES (-1, 'u %d', 'seed')", fail), "", "23505"},
+		{"bad value", "INSERT INTO t VALUES (-1, 'seed', 'seed')", fmt.Sprintf("%d\tu %d\t%s\textra\n", fail, fail, pad), "22P04"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exec1("DROP TABLE IF EXISTS t")
+			exec1("CREATE TABLE t (k INT PRIMARY KEY, u TEXT UNIQUE, v TEXT)")
+			exec1("CREATE INDEX t_v ON t (v)")
+			exec1(tc.seed)
+			var data strings.Builder
+			for i := 1; i <= fail+2000; i++ {
+				if i == fail && tc.bad != "" {
+					data.WriteString(tc.bad)
+					continue
+				}
+				fmt.Fprintf(&data, "%d\tu %d\t%s\n", i, i, pad)
+			}
+			_, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(data.String()), "COPY t FROM STDIN")
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != tc.code {
+				t.Fatalf("COPY: %v, want SQLSTATE %s", err, tc.code)
+			}
+			m := regexp.MustCompile(`(?m)^(\d+) rows were copied and committed before the error$`).FindStringSubmatch(pe.Detail)
+			if m == nil {
+				t.Fatalf("COPY's error detail %q does not say how many rows were copied", pe.Detail)
+			}
+			copied, _ := strconv.ParseInt(m[1], 10, 64)
+			if copied != fail/batch*batch {
+				t.Fatalf("%d rows copied before an error at line %d: want the %d of the batches before its own", copied, fail, fail/batch*batch)
+			}
+			// Exactly lines 1..copied, and the seed row.
+			if n := count("SELECT count(*) FROM t"); n != copied+1 {
+				t.Fatalf("%d rows in the table, want the %d copied and the seed", n, copied)
+			}
+			if n := count(fmt.Sprintf("SELECT count(*) FROM t WHERE k >= 1 AND k <= %d", copied)); n != copied {
+				t.Fatalf("%d of the first %d lines are in the table", n, copied)
+			}
+			if n := count(fmt.Sprintf("SELECT count(*) FROM t WHERE k > %d AND v <> 'seed'", copied)); n != 0 {
+				t.Fatalf("%d rows after the last one copied were written", n)
+			}
+			// The indexes hold exactly the rows: a lookup by the unique
+			// column finds a copied row and none after them; the index
+			// on v counts every row.
+			for _, k := range []int64{1, copied} {
+				if n := count(fmt.Sprintf("SELECT k FROM t WHERE u = 'u %d'", k)); n != k {
+					t.Fatalf("the unique index finds %d for u %d", n, k)
+				}
+			}
+			if n := count(fmt.Sprintf("SELECT count(*) FROM t WHERE u = 'u %d' AND v <> 'seed'", copied+1)); n != 0 {
+				t.Fatalf("the unique index holds a row after the last one copied")
+			}
+			if n := count("SELECT count(*) FROM t WHERE v = '" + pad + "'"); n != copied {
+				t.Fatalf("the index on v finds %d rows, want %d", n, copied)
+			}
+			// The same data without its bad line loads in full afterwards,
+			// past the rows already there.
+			if tc.code == "23505" {
+				return
+			}
+			rest := data.String()
+			rest = rest[strings.Index(rest, fmt.Sprintf("\n%d\t", copied+1))+1:]
+			rest = strings.Replace(rest, tc.bad, fmt.Sprintf("%d\tu %d\t%s\n", fail, fail, pad), 1)
+			tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(rest), "COPY t FROM STDIN")
+			if err != nil || tag.RowsAffected() != fail+2000-copied {
+				t.Fatalf("COPY of the rest: %v %v", tag, err)
+			}
+			if n := count("SELECT count(*) FROM t WHERE v = '" + pad + "'"); n != fail+2000 {
+				t.Fatalf("the index on v finds %d rows after the rest, want %d", n, fail+2000)
+			}
+		})
+	}
+	// A foreign key violation: each batch is checked in a transaction of
+	// its own, and the batches before the failing one stay written.
+	exec1("CREATE TABLE par (id INT PRIMARY KEY)")
+	exec1("INSERT INTO par VALUES (1)")
+	exec1("CREATE TABLE ch (k INT PRIMARY KEY, p INT REFERENCES par (id))")
+	var data strings.Builder
+	for i := 1; i <= fail+2000; i++ {
+		parent := 1
+		if i == fail {
+			parent = 2
+		}
+		fmt.Fprintf(&data, "%d\t%d\n", i, parent)
+	}
+	_, err = conn.PgConn().CopyFrom(ctx, strings.NewReader(data.String()), "COPY ch FROM STDIN")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23503" {
+		t.Fatalf("COPY with a missing parent: %v, want SQLSTATE 23503", err)
+	}
+	if !strings.Contains(pe.Detail, fmt.Sprintf("\n%d rows were copied", fail/batch*batch)) {
+		t.Fatalf("COPY with a missing parent: detail %q, want the %d rows of the batches before the failing one", pe.Detail, fail/batch*batch)
+	}
+	if n := count("SELECT count(*) FROM ch"); n != fail/batch*batch {
+		t.Fatalf("%d rows in the child table, want the %d of the batches before the failing one", n, fail/batch*batch)
 	}
 }

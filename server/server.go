@@ -706,6 +706,7 @@ func (s *Server) startNode() error {
 		TestingAddPKHeld:      s.cfg.Knobs.AddPKHeld,
 		TestingHoldTTL:        s.cfg.Knobs.SchemaHoldTTL,
 		TestingIndexWriteOnly: s.cfg.Knobs.IndexWriteOnly,
+		TestingCopyBatchRows:  s.cfg.Knobs.CopyBatchRows,
 	})
 	if err != nil {
 		return errors.Wrap(err, "starting the SQL executor")

@@ -58,6 +58,9 @@ type Config struct {
 	TestingIndexWriteOnly func(ctx context.Context)
 	// TestingHoldTTL, if set, replaces holdTTL (schemachange.go).
 	TestingHoldTTL time.Duration
+	// TestingCopyBatchRows, if positive, replaces copyBatchRows (copy.go),
+	// so that a test sees a COPY of a few thousand rows span many batches.
+	TestingCopyBatchRows int
 }
 
 // LocalStore is this node's own, unreplicated, durable store.
