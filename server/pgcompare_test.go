@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/datadriven"
 
@@ -48,6 +49,10 @@ func TestCatalogMatchesPostgres(t *testing.T) {
 		switch d.Cmd {
 		case "psql":
 			run = func(addr, _ string) string { return runPsqlScript(t, psql, home, addr, d.Input) }
+		case "psql-tab":
+			script, err := exec.LookPath("script")
+			requireClient(t, err == nil, "script (util-linux), which runs psql on a terminal for its tab completion")
+			run = func(addr, _ string) string { return runPsqlTerminal(t, script, psql, home, addr, d.Input) }
 		case "sqlalchemy":
 			requireClient(t, exists(debianPython), "Debian's python3 with python3-sqlalchemy and python3-psycopg2")
 			run = func(_, url string) string {
@@ -60,7 +65,7 @@ func TestCatalogMatchesPostgres(t *testing.T) {
 					"jdbc:postgresql://"+addr+"/defaultdb?user=root&sslmode=disable")
 			}
 		default:
-			d.Fatalf(t, "unknown command %q (psql, sqlalchemy, jdbc)", d.Cmd)
+			d.Fatalf(t, "unknown command %q (psql, psql-tab, sqlalchemy, jdbc)", d.Cmd)
 		}
 		pgOut := normalizeOutput(run(targets[0].addr, targets[0].url))
 		kvOut := normalizeOutput(run(targets[1].addr, targets[1].url))
@@ -95,6 +100,65 @@ func runPsqlScript(t *testing.T, psql, home, addr, script string) string {
 		out.WriteString("stderr:\n" + errOut.String())
 	}
 	return out.String()
+}
+
+// runPsqlTerminal types input into psql 15 running on a terminal (a
+// pseudo-terminal that script(1) makes), where psql reads it with readline
+// and completes names on TAB by querying the server, exactly as for a user;
+// "<TAB>" in input stands for the key. It returns what the terminal showed,
+// without the escape sequences readline moves the cursor with. psql quits at
+// the end of input.
+func runPsqlTerminal(t *testing.T, script, psql, home, addr, input string) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmdline := strings.Join([]string{psql, "-X", "-h", host, "-p", port, "-U", "root", "-d", "defaultdb"}, " ")
+	cmd := exec.CommandContext(ctx, script, "--quiet", "--return", "--command", cmdline, "/dev/null")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "PGCONNECT_TIMEOUT=10", "LC_ALL=C.UTF-8",
+		"PGSSLMODE=disable", "PAGER=", "COLUMNS=200", "TERM=dumb", "INPUTRC=/dev/null"}
+	cmd.Stdin = strings.NewReader(strings.ReplaceAll(input, "<TAB>", "\t") + "\n\\q\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql on a terminal: %v\n%s", err, out)
+	}
+	// What the terminal echoed of the input typed ahead, and psql's banner
+	// (which names the server's version), come before psql's own help line.
+	text := terminalText(string(out))
+	const help = "Type \"help\" for help.\n"
+	if i := strings.Index(text, help); i >= 0 {
+		text = text[i+len(help):]
+	}
+	return text
+}
+
+// terminalText is what a terminal shows of out: escape sequences and
+// carriage returns dropped, each backspace erasing the character before it.
+func terminalText(out string) string {
+	var b []rune
+	for i := 0; i < len(out); i++ {
+		switch c := out[i]; {
+		case c == 0x1b: // ESC [ ... final byte
+			if i+1 < len(out) && out[i+1] == '[' {
+				i += 2
+				for i < len(out) && (out[i] < 0x40 || out[i] > 0x7e) {
+					i++
+				}
+			} else {
+				i++
+			}
+		case c == '\r', c == 0x07:
+		case c == '\b':
+			if len(b) > 0 {
+				b = b[:len(b)-1]
+			}
+		default:
+			r, size := utf8.DecodeRuneInString(out[i:])
+			b = append(b, r)
+			i += size - 1
+		}
+	}
+	return string(b)
 }
 
 // runClientScript runs a client program with input on its standard input

@@ -264,6 +264,18 @@ func init() {
 		{name: "pg_tablespace_location", overloads: []overload{{[]types.T{tInt}, tString, func(*evalCtx, []types.Datum) (types.Datum, error) {
 			return "", nil
 		}}}},
+		// to_regclass: a relation's OID from its name, or NULL when there
+		// is none (where a cast to regclass fails).
+		{name: "to_regclass", overloads: []overload{{[]types.T{tString}, tInt, func(ec *evalCtx, a []types.Datum) (types.Datum, error) {
+			oid, err := ec.regCast(&regCastExpr{kind: "regclass"}, a[0])
+			if err != nil {
+				if strings.HasPrefix(pgerror.GetCode(err), "42") {
+					return nil, nil
+				}
+				return nil, err
+			}
+			return oid, nil
+		}}}},
 		{name: "pg_get_userbyid", overloads: []overload{{[]types.T{tInt}, tString, func(ec *evalCtx, a []types.Datum) (types.Datum, error) {
 			if name, ok := ec.exec.roleByOID(ec.ctx, a[0].(int64)); ok {
 				return name, nil

@@ -974,7 +974,11 @@ var catalogTables = []catTable{
 					case types.Timestamp, types.TimestampTZ, types.Interval:
 						dtPrec = int64(6)
 					}
-					out = append(out, []types.Datum{db, "public", ti.desc.Name, c.Name, int64(i + 1), def, nullable, typ.sqlName,
+					dataType := typ.sqlName
+					if typ.elem != 0 {
+						dataType = "ARRAY" // as PostgreSQL names every array type here; udt_name says which
+					}
+					out = append(out, []types.Datum{db, "public", ti.desc.Name, c.Name, int64(i + 1), def, nullable, dataType,
 						maxLen, octetLen, prec, radix, scale, dtPrec, db, "pg_catalog", typ.name, "NO", "NEVER", nil, "YES"})
 				}
 			}
@@ -1278,6 +1282,11 @@ func (ec *evalCtx) regCast(v *regCastExpr, x types.Datum) (types.Datum, error) {
 		}
 		if name == "trigger" {
 			return int64(2279), nil
+		}
+		// A table's row type has the table's name, as in PostgreSQL (pgx's
+		// LoadType of a table name reads it as a composite type).
+		if ti := s.byName[strings.TrimPrefix(str, "public.")]; ti != nil {
+			return rowTypeOID(ti.desc), nil
 		}
 		return nil, pgerror.Newf(pgerror.CodeUndefinedObject, "type %q does not exist", str)
 	case "regnamespace":

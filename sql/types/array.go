@@ -26,13 +26,16 @@ func (t T) IsArray() bool { return t&arrayFlag != 0 }
 // Elem returns an array type's element type.
 func (t T) Elem() T { return t &^ arrayFlag }
 
-var arrayOIDs = map[T]uint32{Int: 1016, Float: 1022, String: 1009, Bytes: 1001, Bool: 1000, Unknown: 1009}
+var arrayOIDs = map[T]uint32{Int: 1016, Float: 1022, String: 1009, Bytes: 1001, Bool: 1000, Unknown: 1009,
+	Decimal: 1231, Date: 1182, Timestamp: 1115, TimestampTZ: 1185, Interval: 1187, UUID: 2951, JSONB: 3807}
 
 // arrayElemOIDs maps the array type OIDs clients send to their element
 // type OIDs.
 var arrayElemOIDs = map[uint32]uint32{
 	1016: OIDInt8, 1007: OIDInt4, 1005: OIDInt2, 1022: OIDFloat8, 1021: OIDFloat4,
 	1009: OIDText, 1015: OIDVarchar, 1001: OIDBytea, 1000: OIDBool,
+	1231: OIDNumeric, 1182: OIDDate, 1115: OIDTimestamp, 1185: OIDTimestampTZ, 1187: OIDInterval, 2951: OIDUUID,
+	3807: OIDJSONB,
 }
 
 func arrayString(t T) string { return t.Elem().String() + "[]" }
