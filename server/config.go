@@ -145,6 +145,10 @@ type Knobs struct {
 	// finalization's context (a pause ends with it): the hook of
 	// KVNODE_TESTING_VERSION_STEP_PAUSE (pausepoint.VersionStepEnv).
 	VersionStepPause func(ctx context.Context, step clusterversion.Version) error
+	// ReportedVersion rewrites what this node's finalization decisions and
+	// SHOW UPGRADE STATUS read as node id's reported (gossiped) persisted
+	// version: a stale report, as gossip that has not caught up leaves it.
+	ReportedVersion func(id int32, reported string) string
 	// Group0Hook runs on the coordinator before every action of the
 	// group 0 upgrade procedure (pause and crash points); an error stops
 	// the procedure there.

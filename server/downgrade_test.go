@@ -435,3 +435,79 @@ func getJSON(t *testing.T, url string, v any) int {
 	}
 	return resp.StatusCode
 }
+
+// TestStaleReportAfterDowngradeDoesNotFinalize: right after a downgrade
+// 2.1 -> 2.0, a node's gossip may still carry another node's report from
+// before it (2.1). Taken at its word, that report reads as a finalization
+// under way, which goes on whatever cluster.preserve_downgrade_option says,
+// and the next leader would upgrade the cluster straight back (seen in the
+// demo, when the leader changed as the first node was drained for its 2.0
+// binary). Every node must instead ask the node and decide on what it has
+// persisted: SHOW UPGRADE STATUS names the preserve option as the blocker,
+// the version stays 2.0 across a change of leader, and RESET finalizes.
+func TestStaleReportAfterDowngradeDoesNotFinalize(t *testing.T) {
+	var stale atomic.Bool
+	c := testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{
+		ReportedVersion: func(id int32, reported string) string {
+			if stale.Load() && id == 2 {
+				return "2.1"
+			}
+			return reported
+		}}})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v INT)")
+	if _, err := c.Conn(0).Exec(ctx, "SET CLUSTER SETTING version = '2.0'"); err != nil {
+		t.Fatal(err)
+	}
+	stale.Store(true)
+	for i, nd := range c.Nodes {
+		if v := nd.Server.ActiveVersion().String(); v != "2.0" {
+			t.Fatalf("node %d persisted %s after the downgrade", i+1, v)
+		}
+		st, err := nd.Server.UpgradeStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(st.Decision, "cluster.preserve_downgrade_option is set to 2.0") {
+			t.Fatalf("node %d decides %q from node 2's stale report of 2.1", i+1, st.Decision)
+		}
+	}
+	// Move the leadership: the new leader's first decision reads node 2's
+	// stale report too.
+	lead := -1
+	for i, nd := range c.Nodes {
+		if rep := nd.Server.Replica(); rep != nil && rep.Status().IsLeader {
+			lead = i
+		}
+	}
+	if lead < 0 {
+		t.Fatal("no leader")
+	}
+	to := (lead + 1) % 3
+	testcluster.WaitFor(t, 10*time.Second, func() error {
+		c.Nodes[lead].Server.Replica().TransferLeadership(uint64(c.Nodes[to].Server.NodeID()))
+		if rep := c.Nodes[to].Server.Replica(); rep == nil || !rep.Status().IsLeader {
+			return errors.Newf("node %d does not lead yet", to+1)
+		}
+		return nil
+	})
+	// The new leader's loop has decided (and would have finalized) once its
+	// summary is logged; its decision is the status's.
+	testcluster.WaitFor(t, 10*time.Second, func() error {
+		st, err := c.Nodes[to].Server.UpgradeStatus(ctx)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(st.Decision, "preserve_downgrade_option") {
+			return errors.Newf("the new leader decides %q", st.Decision)
+		}
+		return nil
+	})
+	for i := range c.Nodes {
+		if v, err := queryString(t, c, i, "SHOW CLUSTER SETTING version"); err != nil || v != "2.0" {
+			t.Fatalf("node %d: version %q %v after the leader changed", i+1, v, err)
+		}
+	}
+	c.Exec(1, "RESET CLUSTER SETTING cluster.preserve_downgrade_option")
+	waitVersion(t, c, "2.1")
+}

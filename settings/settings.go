@@ -126,6 +126,11 @@ type Registry struct {
 	values  map[string]any // decoded stored values; absent: default
 	gen     uint64         // bumped by every local Set/Reset
 	fresher time.Time      // when values were last read from the store
+	// scans numbers the scans of Refresh in the order they start, and
+	// installed is the number of the scan whose values are installed: a
+	// scan that started earlier and finished later may have missed a write
+	// the installed one saw, so it is dropped.
+	scans, installed uint64
 	// undecodable maps a setting whose stored text cannot be decoded to
 	// that text, so that Refresh reports it once, not at every refresh.
 	undecodable map[string]string
@@ -494,23 +499,49 @@ func (r *Registry) write(ctx context.Context, d *def, val any) error {
 // text that cannot be decoded as the setting's type at all (written by
 // hand, or by a release where the setting had another type) reads as the
 // default, and is logged once per stored text, not at every refresh.
+//
+// When Refresh returns nil, every value it leaves cached is at least as new
+// as a linearizable read that started after the call did (decisions such as
+// the auto-upgrade's read the cache right after a Refresh): a scan raced by
+// a local Set is taken again, and a scan that started before another one
+// that is already installed changes nothing.
 func (r *Registry) Refresh(ctx context.Context) error {
-	r.mu.RLock()
+	for attempt := 0; ; attempt++ {
+		raced, err := r.refreshOnce(ctx)
+		if err != nil || !raced {
+			return err
+		}
+		if attempt == 4 {
+			return errors.New("cluster settings keep changing on this node while they are re-read; try again")
+		}
+	}
+}
+
+// refreshOnce is one scan of Refresh; raced reports a local Set that ran
+// during the scan (its result was dropped).
+func (r *Registry) refreshOnce(ctx context.Context) (raced bool, err error) {
+	r.mu.Lock()
 	db, gen := r.db, r.gen
-	r.mu.RUnlock()
+	r.scans++
+	seq := r.scans
+	r.mu.Unlock()
 	if db == nil {
-		return nil
+		return false, nil
 	}
 	start, end := keys.SettingSpan()
 	kvs, err := db.Scan(ctx, start, end, 0, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen != gen {
-		return nil // a local Set raced with the scan; the next refresh sees it
+		return true, nil // a local Set raced with the scan
 	}
+	if seq < r.installed {
+		return false, nil // a scan that started later is installed already
+	}
+	r.installed = seq
 	vals := map[string]any{}
 	for _, e := range kvs {
 		name := string(e.Key[len(keys.SettingPrefix):])
@@ -538,7 +569,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	}
 	r.values = vals
 	r.fresher = time.Now()
-	return nil
+	return false, nil
 }
 
 func storedIn(kvs []kvpb.KeyValue, name string) bool {

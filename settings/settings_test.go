@@ -312,3 +312,52 @@ func TestUndecodableStoredValueIsReportedOnce(t *testing.T) {
 		t.Fatalf("after SET: %d, %d warnings", n.Get(), h.count())
 	}
 }
+
+// gatedDB holds the first Scan it is asked for until release is closed,
+// after taking its snapshot: a read that started early and answers late.
+type gatedDB struct {
+	*memDB
+	once    sync.Once
+	taken   chan struct{}
+	release chan struct{}
+}
+
+func (d *gatedDB) Scan(ctx context.Context, start, end []byte, limit int, reverse bool) ([]kvpb.KeyValue, error) {
+	kvs, err := d.memDB.Scan(ctx, start, end, limit, reverse)
+	held := false
+	d.once.Do(func() { held = true })
+	if held {
+		close(d.taken)
+		<-d.release
+	}
+	return kvs, err
+}
+
+// TestRefreshKeepsTheNewestScan: the periodic refresh's scan starts, a
+// SET on another node lands, a decision refreshes (and sees it), and the
+// periodic scan finishes after that: its older values must not replace
+// what the decision's refresh installed.
+func TestRefreshKeepsTheNewestScan(t *testing.T) {
+	ctx := context.Background()
+	db := &gatedDB{memDB: &memDB{m: map[string][]byte{}}, taken: make(chan struct{}), release: make(chan struct{})}
+	a, b := newTestSettings(db), newTestSettings(db.memDB)
+	slow := make(chan error, 1)
+	go func() { slow <- a.r.Refresh(ctx) }()
+	<-db.taken
+	if err := b.r.Set(ctx, "cluster.preserve_downgrade_option", "2.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.pdo.Get(); got != "2.0" {
+		t.Fatalf("after a refresh that started after the SET: %q", got)
+	}
+	close(db.release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if got := a.pdo.Get(); got != "2.0" {
+		t.Fatalf("an older scan that finished last replaced the value: %q", got)
+	}
+}

@@ -81,6 +81,10 @@ type Knobs struct {
 	// before it persists each ladder step (upgrademanager.Config).
 	BeforeVersionStep func(step clusterversion.Version) error
 	VersionStepPause  func(ctx context.Context, step clusterversion.Version) error
+	// ReportedVersion rewrites the persisted version that this node's
+	// status view says node id reported (gossip that has not caught up):
+	// the fault a stale report is.
+	ReportedVersion func(id int32, reported string) string
 }
 
 // Config is what New needs.
@@ -124,7 +128,7 @@ func (c *Cluster) Manager() *upgrademanager.Manager { return c.mgr }
 var _ upgrademanager.Cluster = (*Cluster)(nil)
 
 func (c *Cluster) Input(ctx context.Context) (autoupgrade.Input, error) {
-	in, _, err := c.input(ctx)
+	in, _, err := c.input(ctx, true)
 	return in, err
 }
 
@@ -211,7 +215,11 @@ func (m migrationsOf) Forget(ctx context.Context, v clusterversion.Version, down
 
 // input gathers what a finalization decision depends on, and the
 // statuses it read.
-func (c *Cluster) input(ctx context.Context) (autoupgrade.Input, []nodeapi.NodeStatus, error) {
+//
+// With strict, a report that another node is ahead of this one which that
+// node does not confirm is an error (confirmAhead): decisions act on the
+// input; SHOW UPGRADE STATUS only shows it, and keeps the report.
+func (c *Cluster) input(ctx context.Context, strict bool) (autoupgrade.Input, []nodeapi.NodeStatus, error) {
 	// Decide on the settings as they are now, not as cached: a RESET of the
 	// preserve option on another node must count at once.
 	n := c.cfg.Node
@@ -220,6 +228,16 @@ func (c *Cluster) input(ctx context.Context) (autoupgrade.Input, []nodeapi.NodeS
 	}
 	statuses, err := n.NodeStatuses(ctx)
 	if err != nil {
+		return autoupgrade.Input{}, nil, err
+	}
+	if k := c.cfg.Knobs.ReportedVersion; k != nil {
+		for i := range statuses {
+			if statuses[i].NodeID != n.NodeID() { // its own row is not a report
+				statuses[i].PersistedVersion = k(statuses[i].NodeID, statuses[i].PersistedVersion)
+			}
+		}
+	}
+	if err := c.confirmAhead(ctx, statuses, strict); err != nil {
 		return autoupgrade.Input{}, nil, err
 	}
 	in := autoupgrade.Input{
@@ -235,6 +253,68 @@ func (c *Cluster) input(ctx context.Context) (autoupgrade.Input, []nodeapi.NodeS
 		in.Downgrading = d
 	}
 	return in, statuses, nil
+}
+
+// confirmAhead asks every live node whose status reports a cluster version
+// above this node's for the version it has persisted, and puts its answer
+// in place of the report.
+//
+// A report above the deciding node's version is read as a finalization
+// under way (autoupgrade.Decide), which goes on whatever
+// cluster.preserve_downgrade_option says. Reports travel by gossip, and
+// each node's view catches up at its own pace: right after a downgrade,
+// the coordinator has seen every node report the lower version
+// (upgrademanager's waitReported), but the next leader may still hold a
+// report from before the downgrade, and would take it for an interrupted
+// finalization and upgrade the cluster straight back. The node itself is
+// the authority on what it has persisted. A node that is not live keeps
+// its report (it blocks a finalization anyway). A live node that cannot be
+// asked is an error when strict (the decision is taken again next round),
+// and keeps its report otherwise.
+func (c *Cluster) confirmAhead(ctx context.Context, statuses []nodeapi.NodeStatus, strict bool) error {
+	self := c.cfg.Node.NodeID()
+	active := c.cfg.Node.ActiveVersion()
+	for i := range statuses {
+		ns := &statuses[i]
+		pv, err := clusterversion.Parse(ns.PersistedVersion)
+		if err != nil || !active.Less(pv) || ns.NodeID == self || !ns.IsLive || ns.Membership == autoupgrade.Decommissioned {
+			continue
+		}
+		own, err := c.askPersisted(ctx, ns.NodeID, ns.Address)
+		if err != nil {
+			if strict {
+				return errors.WithHintf(errors.Wrapf(err, "node %d reports cluster version %s, above this node's %s, and could not confirm it",
+					ns.NodeID, pv, active), "the decision is taken again once node %d answers at %s", ns.NodeID, ns.Address)
+			}
+			continue
+		}
+		if own != ns.PersistedVersion {
+			c.cfg.Log.Info("a node's gossiped cluster version is stale; using what it persisted",
+				"node", ns.NodeID, "reported", ns.PersistedVersion, "persisted", own)
+			ns.PersistedVersion = own
+		}
+	}
+	return nil
+}
+
+// askPersisted asks node id, at addr, for the cluster version it has
+// persisted: its own row of the status it answers with.
+func (c *Cluster) askPersisted(ctx context.Context, id int32, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.cfg.Client.NodeStatus(ctx, addr, &nodeapi.NodeStatusRequest{})
+	if err != nil {
+		return "", err
+	}
+	if resp.AnsweredBy != id {
+		return "", errors.Newf("%s is node %d, not node %d", addr, resp.AnsweredBy, id)
+	}
+	for _, r := range resp.Nodes {
+		if r.NodeID == id && r.PersistedVersion != "" {
+			return r.PersistedVersion, nil
+		}
+	}
+	return "", errors.Newf("node %d did not report its own cluster version", id)
 }
 
 // autoupgradeNodes is the decision's view of the nodes.

@@ -13,7 +13,7 @@ import (
 // sees it: SHOW UPGRADE STATUS and GET /_status/upgrade.
 func (c *Cluster) Status(ctx context.Context) (*status.UpgradeStatus, error) {
 	n := c.cfg.Node
-	in, statuses, err := c.input(ctx)
+	in, statuses, err := c.input(ctx, false)
 	if err != nil {
 		return nil, err
 	}

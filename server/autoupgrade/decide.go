@@ -29,7 +29,9 @@ type Node struct {
 	// Persisted is the cluster version the node has persisted, as it last
 	// reported it (zero if unknown). It is never above what the node
 	// really persisted, so a node reported ahead of Input.Active proves
-	// that a finalization step reached it.
+	// that a finalization step reached it. (Reports travel by gossip, and
+	// one from before a downgrade would break that; the caller confirms a
+	// report ahead of Active with the node: upgradecluster.confirmAhead.)
 	Persisted clusterversion.Version
 }
 
