@@ -214,7 +214,7 @@ func init() {
 		// pg_catalog's are visible, those of other schemas are not.
 		{name: "pg_table_is_visible", overloads: []overload{{[]types.T{tInt}, tBool, catalogFn(func(s *catalogSnapshot, _ *evalCtx, a []types.Datum) (types.Datum, error) {
 			oid := a[0].(int64)
-			if s.tableByOID(oid) != nil || s.indexByOID(oid) != nil {
+			if ti := s.byOID[oid]; ti != nil && (oid == tableOID(ti.desc) || isIndexOID(ti, oid)) {
 				return true, nil
 			}
 			if name, ok := s.virtByOID[oid]; ok {

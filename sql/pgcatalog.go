@@ -1115,7 +1115,7 @@ func (s *catalogSnapshot) tableByOID(oid int64) *tableInfo {
 // indexByOID returns the index with OID oid, primary or secondary.
 func (s *catalogSnapshot) indexByOID(oid int64) *catIndex {
 	ti := s.byOID[oid]
-	if ti == nil {
+	if ti == nil || !isIndexOID(ti, oid) {
 		return nil
 	}
 	for _, ci := range indexesOf(ti) {
@@ -1124,6 +1124,22 @@ func (s *catalogSnapshot) indexByOID(oid int64) *catIndex {
 		}
 	}
 	return nil
+}
+
+// isIndexOID reports whether oid is one of the indexes of ti the catalogs
+// show (what indexesOf lists), without listing them: pg_table_is_visible
+// asks it of every row of pg_class.
+func isIndexOID(ti *tableInfo, oid int64) bool {
+	if oid == pkeyIndexOID(ti.desc) {
+		return hasVisiblePK(ti)
+	}
+	for i := range ti.indexes {
+		d := ti.indexes[i].desc
+		if !d.WriteOnly && d.ID < maxIndexOIDs && secondaryIndexOID(ti.desc, d.ID) == oid {
+			return true
+		}
+	}
+	return false
 }
 
 // checkByOID returns the CHECK constraint with OID oid, if any.

@@ -715,6 +715,8 @@ func (n *joinNode) runIndexJoin(ec *evalCtx, lrows [][]types.Datum, right *virtu
 	}
 	cond := andAll(conds)
 	var out [][]types.Datum
+	alloc := rowAlloc{w: lw + rw}
+	scratch := make([]types.Datum, lw+rw) // the joined row the conditions read
 	for _, l := range lrows {
 		rc.row = l
 		d, err := rc.eval(n.eqLeft[k])
@@ -723,6 +725,7 @@ func (n *joinNode) runIndexJoin(ec *evalCtx, lrows [][]types.Datum, right *virtu
 		}
 		matched := false
 		if v, ok := d.(int64); ok {
+			copy(scratch, l)
 			for _, ri := range index[v] {
 				r := cr.rows[ri]
 				rc.row = r
@@ -732,23 +735,22 @@ func (n *joinNode) runIndexJoin(ec *evalCtx, lrows [][]types.Datum, right *virtu
 					}
 					continue
 				}
-				row := make([]types.Datum, 0, lw+rw)
-				row = append(append(row, l...), r...)
-				rc.row = row
+				copy(scratch[lw:], r)
+				rc.row = scratch
 				ok, err := rc.evalTrue(cond)
 				if err != nil {
 					return nil, err
 				}
 				if ok {
 					matched = true
-					out = append(out, row)
+					out = append(out, alloc.copyRow(scratch))
 				}
 			}
 		} else if d != nil {
 			return nil, errors.AssertionFailedf("join key %T on an integer column", d)
 		}
 		if !matched && n.kind == parser.JoinLeft {
-			row := make([]types.Datum, lw+rw)
+			row := alloc.newRow()
 			copy(row, l)
 			out = append(out, row)
 		}

@@ -47,15 +47,22 @@ func streamRows(ec *evalCtx, n relNode, fn func(row []types.Datum) error) error 
 	return nil
 }
 
-// rowAllocBlock is how many rows a rowAlloc carves from one allocation.
-const rowAllocBlock = 256
+// rowAllocBlock is how many rows a rowAlloc carves from one allocation at
+// most; its first block holds rowAllocFirst rows and each next one twice as
+// many, so that a result of a few wide rows (a catalog query's joined rows
+// are over 100 columns) does not allocate and clear 256 of them.
+const (
+	rowAllocBlock = 256
+	rowAllocFirst = 4
+)
 
 // rowAlloc hands out rows of one width carved from shared blocks, one
-// allocation per rowAllocBlock rows instead of one per row. Each row is
-// capped at its width, so appending to one never writes into the next.
+// allocation per block of rows instead of one per row. Each row is capped
+// at its width, so appending to one never writes into the next.
 type rowAlloc struct {
-	w   int
-	buf []types.Datum
+	w     int
+	buf   []types.Datum
+	block int // rows in the last block (0: none yet)
 }
 
 // copyRow returns an owned copy of r (len(r) == a.w).
@@ -71,7 +78,8 @@ func (a *rowAlloc) newRow() []types.Datum {
 		return []types.Datum{}
 	}
 	if len(a.buf) < a.w {
-		a.buf = make([]types.Datum, a.w*rowAllocBlock)
+		a.block = min(max(2*a.block, rowAllocFirst), rowAllocBlock)
+		a.buf = make([]types.Datum, a.w*a.block)
 	}
 	out := a.buf[:a.w:a.w]
 	a.buf = a.buf[a.w:]
