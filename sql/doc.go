@@ -193,10 +193,12 @@
 //     execution; if its result or parameter types would change it fails
 //     with 0A000 "cached plan must not change result type".
 //
-// COPY t FROM STDIN (copy.go) streams its rows in batches of 1,000, each
-// one conditional write: outside a transaction the batches before a failing
-// row stay written (the error's detail says how many rows), inside BEGIN ...
-// COMMIT they are the transaction's writes. COPY t TO STDOUT streams the
+// COPY t FROM STDIN (copy.go) streams its rows in batches of 10,000 (1,000
+// with foreign keys), each one conditional write: outside a transaction the
+// batches before a failing row stay written (the error's detail says how
+// many rows), and each batch is written while the next is read, proposed
+// only once the one before it has applied; inside BEGIN ... COMMIT they
+// are the transaction's writes. COPY t TO STDOUT streams the
 // table in key order in batches; COPY (query) TO STDOUT runs the query like
 // a SELECT. ALTER TABLE ADD PRIMARY KEY
 // (addpk.go) rewrites a table created without one under a new table ID
