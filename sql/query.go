@@ -432,6 +432,13 @@ func pushFilter(node relNode, c texpr) relNode {
 			n.left = pushFilter(n.left, c)
 		case lo >= lw && (inner || n.kind == parser.JoinRight):
 			n.right = pushFilter(n.right, shiftCols(c, -lw))
+		case lo >= lw && n.kind == parser.JoinLeft && nullOnRightRejects(c, lw):
+			// The WHERE drops every row whose right side is NULLs, so the
+			// LEFT JOIN keeps no row an inner join would not: psql's
+			// n.nspname <> 'pg_catalog' over LEFT JOIN pg_namespace n
+			// filters pg_namespace instead of every joined row.
+			n.kind = parser.JoinInner
+			n.right = pushFilter(n.right, shiftCols(c, -lw))
 		case inner:
 			n.kind = parser.JoinInner
 			splitJoinCondition(n, andOpt(n.cond, c), lw)
@@ -444,6 +451,28 @@ func pushFilter(node relNode, c texpr) relNode {
 		return n
 	}
 	return &filterNode{in: node, cond: c}
+}
+
+// nullOnRightRejects reports whether conjunct c of a join's rows is NULL
+// (so the row is dropped) whenever the right side's columns (from lw on)
+// are NULL: a comparison, LIKE or regular expression match of one of them
+// directly, or the negation of one, each NULL when that operand is.
+func nullOnRightRejects(c texpr, lw int) bool {
+	right := func(e texpr) bool {
+		x, ok := e.(*colExpr)
+		return ok && x.idx >= lw
+	}
+	switch v := c.(type) {
+	case *cmpExpr:
+		return right(v.l) || right(v.r)
+	case *likeExpr:
+		return right(v.e)
+	case *regexExpr:
+		return right(v.e)
+	case *notExpr:
+		return nullOnRightRejects(v.e, lw)
+	}
+	return false
 }
 
 // andOpt is a AND b, where a may be nil.
