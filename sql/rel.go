@@ -817,9 +817,14 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	vals := make([]types.Datum, len(n.keys))
 	var key []byte
 	// One INT8 key (GROUP BY k % 16) groups by the integer itself, with
-	// NULL a group of its own, instead of by its encoding.
+	// NULL a group of its own, instead of by its encoding; keys from 0 to
+	// 255 index a slice.
 	intKey := len(n.keys) == 1 && n.keys[0].typ() == types.Int
 	byInt := map[int64]*group{}
+	var smallInt []*group
+	if intKey {
+		smallInt = make([]*group, 256)
+	}
 	var nullGroup *group
 	err := streamRows(ec, n.in, func(r []types.Datum) error {
 		var g *group
@@ -843,7 +848,12 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			if !ok {
 				return errors.AssertionFailedf("GROUP BY key of type INT8 evaluated to a %T", d)
 			}
-			if g = byInt[v]; g == nil {
+			if v >= 0 && v < int64(len(smallInt)) {
+				if g = smallInt[v]; g == nil {
+					g = newGroup(append([]types.Datum(nil), r...))
+					smallInt[v] = g
+				}
+			} else if g = byInt[v]; g == nil {
 				g = newGroup(append([]types.Datum(nil), r...))
 				byInt[v] = g
 			}

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
 )
 
@@ -88,7 +89,7 @@ func (a *rowAlloc) newRow() []types.Datum {
 
 // scanStream reads the rows of ti that the scan plan selects, as readRows
 // does, and calls fn with each, decoded into one reused row (valid only
-// during the call). need, when not nil, names the columns to decode; the
+// during the call; its datums live in shared blocks, rowenc.Blocks). need, when not nil, names the columns to decode; the
 // others read as NULL. A range or full scan of a store that streams
 // (kvpb.Streamer) never holds more than one row; point lookups and index
 // scans read their rows first.
@@ -110,11 +111,12 @@ func (e *Executor) scanStream(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int
 		return err
 	}
 	row := make([]types.Datum, len(ti.cols))
+	var blk rowenc.Blocks
 	// fnErr keeps the consumer's error apart from the store's, which
 	// kvError translates.
 	var fnErr error
 	decode := func(k, v []byte) error {
-		if fnErr = ti.layout.DecodeInto(row, k, v, need); fnErr == nil {
+		if fnErr = ti.layout.DecodeInto(row, k, v, need, &blk); fnErr == nil {
 			fnErr = fn(row)
 		}
 		return fnErr
@@ -167,10 +169,11 @@ func (e *Executor) lookupRows(ec *evalCtx, ti *tableInfo, keys [][]byte, need []
 	}
 	found := make([][]types.Datum, len(uniq))
 	alloc := rowAlloc{w: len(ti.cols)}
+	var blk rowenc.Blocks
 	var decodeErr error
 	decode := func(u int, v []byte) error {
 		row := alloc.newRow()
-		if decodeErr = ti.layout.DecodeInto(row, uniq[u], v, need); decodeErr == nil {
+		if decodeErr = ti.layout.DecodeInto(row, uniq[u], v, need, &blk); decodeErr == nil {
 			found[u] = row
 		}
 		return decodeErr

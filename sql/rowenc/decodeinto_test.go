@@ -1,6 +1,7 @@
 package rowenc
 
 import (
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -20,6 +21,10 @@ func TestDecodeInto(t *testing.T) {
 	}
 	rng := rand.New(rand.NewSource(7))
 	buf := make([]types.Datum, len(l.Columns))
+	// Datums from blocks are kept, with what they must still read at the
+	// end: later rows never rewrite them.
+	var blk Blocks
+	var kept, keptWant []types.Datum
 	for i := 0; i < 3000; i++ {
 		w := l
 		if rng.Intn(3) == 0 {
@@ -50,7 +55,11 @@ func TestDecodeInto(t *testing.T) {
 				need[j] = rng.Intn(2) == 0
 			}
 		}
-		if err := l.DecodeInto(buf, key, val, need); err != nil {
+		var b *Blocks
+		if i%2 == 0 {
+			b = &blk
+		}
+		if err := l.DecodeInto(buf, key, val, need, b); err != nil {
 			t.Fatal(err)
 		}
 		for j := range want {
@@ -61,9 +70,17 @@ func TestDecodeInto(t *testing.T) {
 			if (exp == nil) != (buf[j] == nil) || exp != nil && compareDatums(exp, buf[j]) != 0 {
 				t.Fatalf("row %d column %d (need %v): Decode read %#v, DecodeInto %#v", i, j, need, exp, buf[j])
 			}
+			if b != nil && exp != nil {
+				kept, keptWant = append(kept, buf[j]), append(keptWant, exp)
+			}
 		}
 	}
-	if err := l.DecodeInto(make([]types.Datum, 2), nil, nil, nil); err == nil {
+	for i := range kept {
+		if compareDatums(kept[i], keptWant[i]) != 0 || fmt.Sprintf("%T", kept[i]) != fmt.Sprintf("%T", keptWant[i]) {
+			t.Fatalf("kept datum %d reads %#v, decoded as %#v", i, kept[i], keptWant[i])
+		}
+	}
+	if err := l.DecodeInto(make([]types.Datum, 2), nil, nil, nil, nil); err == nil {
 		t.Fatal("DecodeInto accepted a row of the wrong width")
 	}
 }
@@ -84,7 +101,7 @@ func TestDecodeIntoErrors(t *testing.T) {
 			failures++
 		}
 		for _, need := range [][]bool{nil, none} {
-			if err := l.DecodeInto(buf, key, val[:cut], need); (err == nil) != (errDecode == nil) {
+			if err := l.DecodeInto(buf, key, val[:cut], need, &Blocks{}); (err == nil) != (errDecode == nil) {
 				t.Fatalf("value cut at %d, need %v: DecodeInto %v, Decode %v", cut, need, err, errDecode)
 			}
 		}
@@ -117,7 +134,16 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("DecodeInto", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if err := l.DecodeInto(buf, key, val, nil); err != nil {
+			if err := l.DecodeInto(buf, key, val, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DecodeInto-blocks", func(b *testing.B) {
+		b.ReportAllocs()
+		var blk Blocks
+		for i := 0; i < b.N; i++ {
+			if err := l.DecodeInto(buf, key, val, nil, &blk); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -126,7 +152,7 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("DecodeInto-key-only", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if err := l.DecodeInto(buf, key, val, need); err != nil {
+			if err := l.DecodeInto(buf, key, val, need, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -155,7 +181,36 @@ func TestColumnIDsBeyondTheDenseTable(t *testing.T) {
 	key, _ := l.EncodeKey(row)
 	val, _ := l.EncodeValueAs(EncodingV2, key, row, nil)
 	buf := make([]types.Datum, 3)
-	if err := l.DecodeInto(buf, key, val, nil); err != nil || buf[1] != "s" || buf[2] != int64(-9) {
+	if err := l.DecodeInto(buf, key, val, nil, &Blocks{}); err != nil || buf[1] != "s" || buf[2] != int64(-9) {
 		t.Fatalf("decoded %v, %v", buf, err)
+	}
+}
+
+// TestBlocks: datums from blocks are the values asked for, of the Go types
+// of any other datum, equal to them, and unchanged by later ones.
+func TestBlocks(t *testing.T) {
+	var b Blocks
+	var ds []types.Datum
+	for i := 0; i < 3*blockValues; i++ {
+		ds = append(ds, b.Int(int64(i*1000-7)), b.String([]byte(fmt.Sprintf("s%d", i))))
+	}
+	long := make([]byte, maxBlockText+1)
+	ds = append(ds, b.String(long), b.String(nil), b.Int(5))
+	for i := 0; i < 3*blockValues; i++ {
+		n, ok := ds[2*i].(int64)
+		s, ok2 := ds[2*i+1].(string)
+		if !ok || !ok2 || n != int64(i*1000-7) || s != fmt.Sprintf("s%d", i) {
+			t.Fatalf("value %d: %#v, %#v", i, ds[2*i], ds[2*i+1])
+		}
+		if ds[2*i] != types.Datum(int64(i*1000-7)) || ds[2*i+1] != types.Datum(fmt.Sprintf("s%d", i)) {
+			t.Fatalf("value %d is not == to the same value boxed by Go", i)
+		}
+	}
+	if s := ds[len(ds)-3].(string); len(s) != maxBlockText+1 || ds[len(ds)-2] != types.Datum("") || ds[len(ds)-1] != types.Datum(int64(5)) {
+		t.Fatal("long, empty or small values")
+	}
+	var nilBlocks *Blocks
+	if nilBlocks.Int(1000) != types.Datum(int64(1000)) || nilBlocks.String([]byte("x")) != types.Datum("x") {
+		t.Fatal("nil Blocks")
 	}
 }

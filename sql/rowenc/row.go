@@ -332,7 +332,7 @@ type RawColumn struct {
 // ID); layout columns the row lacks get their Absent value.
 func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn, err error) {
 	row = make([]types.Datum, len(l.Columns))
-	if extra, err = l.decode(row, key, value, nil, true); err != nil {
+	if extra, err = l.decode(row, key, value, nil, true, nil); err != nil {
 		return nil, nil, err
 	}
 	return row, extra, nil
@@ -344,22 +344,28 @@ func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn
 // nil, without the columns whose need is false: those are left nil, and a
 // value column among them is skipped without being decoded. It allocates
 // nothing but the datums themselves, so a scan can decode every row into
-// the same slice.
-func (l *Layout) DecodeInto(row []types.Datum, key, value []byte, need []bool) error {
+// the same slice; with blk, INT8 and STRING datums take their storage from
+// its blocks (nil: each allocated).
+func (l *Layout) DecodeInto(row []types.Datum, key, value []byte, need []bool, blk *Blocks) error {
 	if len(row) != len(l.Columns) || (need != nil && len(need) != len(l.Columns)) {
 		return errors.AssertionFailedf("DecodeInto: %d datums and %d needs for %d columns", len(row), len(need), len(l.Columns))
 	}
-	_, err := l.decode(row, key, value, need, false)
+	_, err := l.decode(row, key, value, need, false, blk)
 	return err
 }
 
-func (l *Layout) decode(row []types.Datum, key, value []byte, need []bool, wantExtra bool) (extra []RawColumn, err error) {
+func (l *Layout) decode(row []types.Datum, key, value []byte, need []bool, wantExtra bool, blk *Blocks) (extra []RawColumn, err error) {
 	if !bytes.HasPrefix(key, l.prefix) {
 		return nil, corrupt("key outside the table's span")
 	}
 	rest := key[len(l.prefix):]
 	for _, i := range l.PK {
-		if row[i], rest, err = DecodeKey(rest, l.Columns[i].Type); err != nil {
+		if t := l.Columns[i].Type; t == types.Int && blk != nil {
+			if len(rest) < 8 {
+				return nil, corrupt("truncated INT8 key column")
+			}
+			row[i], rest = blk.Int(int64(binary.BigEndian.Uint64(rest)^(1<<63))), rest[8:]
+		} else if row[i], rest, err = DecodeKey(rest, t); err != nil {
 			return nil, err
 		}
 		if need != nil && !need[i] {
@@ -383,10 +389,10 @@ func (l *Layout) decode(row []types.Datum, key, value []byte, need []bool, wantE
 	default:
 		return nil, unknownEncoding(value[0])
 	}
-	return l.decodeV1(row, body, need, wantExtra)
+	return l.decodeV1(row, body, need, wantExtra, blk)
 }
 
-func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bool) ([]RawColumn, error) {
+func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bool, blk *Blocks) ([]RawColumn, error) {
 	// seen lives on the stack for up to 64 columns.
 	var seenBuf [64]bool
 	var seen []bool
@@ -415,7 +421,7 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bo
 			}
 			continue
 		}
-		tag, d, rest, err := decodeValue(b)
+		tag, d, rest, err := decodeValueIn(b, blk)
 		if err != nil {
 			return nil, err
 		}
@@ -505,6 +511,12 @@ func skipValue(b []byte) ([]byte, error) {
 
 // decodeValue decodes one tagged value.
 func decodeValue(b []byte) (tag byte, d types.Datum, rest []byte, err error) {
+	return decodeValueIn(b, nil)
+}
+
+// decodeValueIn decodes one tagged value, its INT8 or STRING datum in blk
+// (nil: allocated).
+func decodeValueIn(b []byte, blk *Blocks) (tag byte, d types.Datum, rest []byte, err error) {
 	if len(b) == 0 {
 		return 0, nil, nil, corrupt("missing value tag")
 	}
@@ -517,7 +529,7 @@ func decodeValue(b []byte) (tag byte, d types.Datum, rest []byte, err error) {
 		if n <= 0 {
 			return 0, nil, nil, corrupt("invalid INT8 value")
 		}
-		return tag, v, b[n:], nil
+		return tag, blk.Int(v), b[n:], nil
 	case tagFloat:
 		if len(b) < 8 {
 			return 0, nil, nil, corrupt("truncated FLOAT8 value")
@@ -530,7 +542,7 @@ func decodeValue(b []byte) (tag byte, d types.Datum, rest []byte, err error) {
 		}
 		payload := b[k : k+int(n)]
 		if tag == tagString {
-			return tag, string(payload), b[k+int(n):], nil
+			return tag, blk.String(payload), b[k+int(n):], nil
 		}
 		return tag, append([]byte{}, payload...), b[k+int(n):], nil
 	case tagFalse:
