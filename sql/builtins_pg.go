@@ -250,13 +250,13 @@ func init() {
 			return strings.Join(args, ", "), nil
 		})}}},
 		// Sizes on disk, estimated from the store (sizes.go).
-		{name: "pg_table_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(func(own, _ int64) int64 { return own })}}},
+		{name: "pg_table_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(true, false)}}},
 		{name: "pg_relation_size", relArg: true, overloads: []overload{
-			{[]types.T{tInt}, tInt, sizeFn(func(own, _ int64) int64 { return own })},
+			{[]types.T{tInt}, tInt, sizeFn(true, false)},
 			{[]types.T{tInt, tString}, tInt, relationForkSize},
 		}},
-		{name: "pg_total_relation_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(func(own, indexes int64) int64 { return own + indexes })}}},
-		{name: "pg_indexes_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(func(_, indexes int64) int64 { return indexes })}}},
+		{name: "pg_total_relation_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(true, true)}}},
+		{name: "pg_indexes_size", relArg: true, overloads: []overload{{[]types.T{tInt}, tInt, sizeFn(false, true)}}},
 		{name: "pg_database_size", overloads: []overload{{[]types.T{tString}, tInt, databaseSize}, {[]types.T{tInt}, tInt, databaseSize}}},
 		{name: "pg_size_pretty", overloads: []overload{{[]types.T{tInt}, tString, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 			return sizePretty(a[0].(int64)), nil

@@ -36,23 +36,30 @@ func (e *Executor) spanSize(start, end []byte) (int64, error) {
 }
 
 // relationSizes returns the size of relation oid's own data (a table's
-// rows, an index's entries) and of its secondary indexes; ok is false when
-// no relation of the database has that OID (the functions then answer
-// NULL, as PostgreSQL does).
-func (e *Executor) relationSizes(s *catalogSnapshot, oid int64) (own, indexes int64, ok bool, err error) {
+// rows, an index's entries) when own is asked, and of its secondary indexes
+// when indexes is (each estimate reads the store's metadata, and psql's
+// \dt+ asks one per table); ok is false when no relation of the database
+// has that OID (the functions then answer NULL, as PostgreSQL does).
+func (e *Executor) relationSizes(s *catalogSnapshot, oid int64, own, indexes bool) (ownSize, indexSize int64, ok bool, err error) {
 	if ti := s.tableByOID(oid); ti != nil {
-		if own, err = e.spanSize(keys.TableSpan(ti.desc.ID)); err != nil {
-			return 0, 0, false, err
+		if own {
+			if ownSize, err = e.spanSize(keys.TableSpan(ti.desc.ID)); err != nil {
+				return 0, 0, false, err
+			}
 		}
-		indexes, err = e.spanSize(keys.TableIndexesSpan(ti.desc.ID))
-		return own, indexes, err == nil, err
+		if indexes {
+			if indexSize, err = e.spanSize(keys.TableIndexesSpan(ti.desc.ID)); err != nil {
+				return 0, 0, false, err
+			}
+		}
+		return ownSize, indexSize, true, nil
 	}
 	if ci := s.indexByOID(oid); ci != nil {
-		if ci.ii == nil {
+		if ci.ii == nil || !own {
 			return 0, 0, true, nil // the primary key is the table's rows
 		}
-		own, err = e.spanSize(keys.IndexSpan(ci.ti.desc.ID, ci.ii.desc.ID))
-		return own, 0, err == nil, err
+		ownSize, err = e.spanSize(keys.IndexSpan(ci.ti.desc.ID, ci.ii.desc.ID))
+		return ownSize, 0, err == nil, err
 	}
 	if _, ok := s.virtByOID[oid]; ok {
 		return 0, 0, true, nil // computed, never stored
@@ -60,14 +67,15 @@ func (e *Executor) relationSizes(s *catalogSnapshot, oid int64) (own, indexes in
 	return 0, 0, false, nil
 }
 
-// sizeFn is a size function of a relation OID: what it adds up.
-func sizeFn(what func(own, indexes int64) int64) func(*evalCtx, []types.Datum) (types.Datum, error) {
+// sizeFn is a size function of a relation OID: the sum of its own data's
+// size (own) and its secondary indexes' (indexes), as asked.
+func sizeFn(own, indexes bool) func(*evalCtx, []types.Datum) (types.Datum, error) {
 	return catalogFn(func(s *catalogSnapshot, ec *evalCtx, a []types.Datum) (types.Datum, error) {
-		own, indexes, ok, err := ec.exec.relationSizes(s, a[0].(int64))
+		o, i, ok, err := ec.exec.relationSizes(s, a[0].(int64), own, indexes)
 		if err != nil || !ok {
 			return nil, err
 		}
-		return what(own, indexes), nil
+		return o + i, nil
 	})
 }
 
@@ -76,13 +84,13 @@ func sizeFn(what func(own, indexes int64) int64) func(*evalCtx, []types.Datum) (
 func relationForkSize(ec *evalCtx, a []types.Datum) (types.Datum, error) {
 	switch fork := a[1].(string); fork {
 	case "main":
-		return sizeFn(func(own, _ int64) int64 { return own })(ec, a[:1])
+		return sizeFn(true, false)(ec, a[:1])
 	case "fsm", "vm", "init":
 		s, err := ec.catalog()
 		if err != nil {
 			return nil, err
 		}
-		if _, _, ok, err := ec.exec.relationSizes(s, a[0].(int64)); err != nil || !ok {
+		if _, _, ok, err := ec.exec.relationSizes(s, a[0].(int64), false, false); err != nil || !ok {
 			return nil, err
 		}
 		return int64(0), nil
