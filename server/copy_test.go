@@ -67,7 +67,7 @@ func TestCopyFromStdin(t *testing.T) {
 	}
 	exec1("CREATE TABLE acc (aid INT PRIMARY KEY, bid INT, abalance INT, filler CHAR(84))")
 
-	// 20,000 rows in 20 batches, streamed.
+	// 20,000 rows in several batches, streamed.
 	tag, err := conn.PgConn().CopyFrom(ctx, &rowsReader{n: 20000}, "COPY acc FROM STDIN")
 	if err != nil || tag.String() != "COPY 20000" {
 		t.Fatalf("copy: %v %v", tag, err)
