@@ -94,9 +94,9 @@ var archRules = map[string]archRule{
 	"server/status":         {ours: []string{"clusterversion", "gossip", "group0", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager"}, thirdParty: anything},
 	"server/clockmon":       {ours: []string{"clusterversion", "kv", "nodeapi", "rpc", "server/console"}, thirdParty: anything},
 	"server/clustersql":     {ours: []string{"clusterversion", "kv", "kv/kvpb", "liveness", "migrations", "nodeapi", "server/autoupgrade", "server/status", "settings", "sql", "sql/...", "upgrademanager"}, thirdParty: anything},
-	"server/console":        {ours: []string{"clusterversion", "server/autoupgrade"}, thirdParty: anything},
+	"server/console":        {ours: []string{"clusterversion", "nodeapi", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":        {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
-	"upgradecluster":        {ours: []string{"clusterversion", "group0", "keys", "kv", "kv/kvpb", "migrations", "nodeapi", "server/autoupgrade", "server/status", "settings", "sql/rowenc", "sql/users", "upgrademanager"}, thirdParty: anything},
+	"upgradecluster":        {ours: []string{"clusterversion", "group0", "keys", "kv", "kv/kvpb", "migrations", "nodeapi", "server/autoupgrade", "server/console", "server/status", "settings", "sql/rowenc", "sql/users", "upgrademanager"}, thirdParty: anything},
 	"cmd/kvnode":            {ours: []string{"server", "server/localcluster", "server/pausepoint", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"roachtest/...":         {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }

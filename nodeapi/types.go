@@ -84,8 +84,12 @@ func EncodeNodeRecord(n NodeRecord) []byte {
 // NodeStatusRequest asks a node for the status of every node.
 type NodeStatusRequest struct{}
 
-// NodeStatus is one node as `kvnode node status` and the
-// crdb_internal.gossip_* views show it.
+// NodeStatus is one node that has an ID: the shape of "a node" that the
+// parts share. `kvnode node status`, the crdb_internal.gossip_* views,
+// SHOW UPGRADE STATUS and GET /_status/upgrade (server/status) and the
+// status page's node table (server/console) all read it; the HTTP
+// endpoints keep their own JSON names for it (each says how). The
+// auto-upgrade decision reads its own parsed view (autoupgrade.Node).
 type NodeStatus struct {
 	NodeID      int32  `json:"node_id"`
 	Address     string `json:"address"`      // --listen-addr

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/console"
+	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
@@ -89,7 +90,7 @@ func TestConsoleServed(t *testing.T) {
 	}
 	// The node's own status, for scripts and roachtest.
 	_, body := httpGet(t, "http://"+c.Nodes[0].Config.HTTPAddr+"/_status/node")
-	var ns server.NodeStatusPage
+	var ns status.NodeStatusPage
 	if err := json.Unmarshal([]byte(body), &ns); err != nil || ns.NodeID != 1 || ns.BinaryVersion != "1.1" || !ns.Ready ||
 		ns.Raft == nil || ns.Raft.Leader == 0 || len(ns.Raft.Voters) != 3 || ns.Group0State != console.StatePreRaft {
 		t.Fatalf("/_status/node: %v %s", err, body)

@@ -317,20 +317,9 @@ func whileLeader(ctx context.Context, rep *kv.Replica) context.Context {
 	return ctx
 }
 
-// The shapes SHOW UPGRADE STATUS and the HTTP endpoints share, defined
-// with the endpoints in package server/status.
-type (
-	UpgradeStatus     = status.UpgradeStatus
-	UpgradeStatusNode = status.UpgradeStatusNode
-	MigrationStatus   = status.MigrationStatus
-	Group0NodeStatus  = status.Group0NodeStatus
-	NodeStatusPage    = status.NodeStatusPage
-	NodeRaftStatus    = status.NodeRaftStatus
-)
-
 // UpgradeStatus reports the state of cluster version management as this
 // node sees it (SHOW UPGRADE STATUS, GET /_status/upgrade).
-func (s *Server) UpgradeStatus(ctx context.Context) (*UpgradeStatus, error) {
+func (s *Server) UpgradeStatus(ctx context.Context) (*status.UpgradeStatus, error) {
 	return s.uc.Status(ctx)
 }
 

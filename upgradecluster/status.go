@@ -6,6 +6,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/server/autoupgrade"
+	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/server/status"
 )
 
@@ -40,12 +41,7 @@ func (c *Cluster) Status(ctx context.Context) (*status.UpgradeStatus, error) {
 		}
 	}
 	st.InProgress = c.mgr.InProgress()
-	for _, ns := range statuses {
-		st.Nodes = append(st.Nodes, status.UpgradeStatusNode{NodeID: ns.NodeID, Address: ns.Address, SQLAddress: ns.SQLAddress,
-			HTTPAddress: ns.HTTPAddress, BinaryVersion: ns.Build, IsLive: ns.IsLive, Membership: ns.Membership,
-			Draining: ns.IsDraining, Status: ns.Status, Raft: ns.Raft, IsLeader: ns.IsLeader, StartedAt: ns.StartedAt,
-			PersistedVersion: ns.PersistedVersion})
-	}
+	st.Nodes = statuses
 	if c.cfg.Group0.Enabled() {
 		for _, g := range c.cfg.Group0.NodeStates(ctx, statuses) {
 			st.Group0 = append(st.Group0, status.Group0Status(g))
@@ -62,7 +58,7 @@ func (c *Cluster) Status(ctx context.Context) (*status.UpgradeStatus, error) {
 		}
 	}
 	for _, m := range migrations.All() {
-		ms := status.MigrationStatus{Version: m.Version.String(), Description: m.Description, Status: "not started"}
+		ms := console.Migration{Version: m.Version.String(), Description: m.Description, Status: "not started"}
 		if !in.Active.Less(m.Version.Version()) {
 			// The cluster is past the step without a job: it was created
 			// at or after that version, so the migration had nothing to do.
@@ -78,7 +74,7 @@ func (c *Cluster) Status(ctx context.Context) (*status.UpgradeStatus, error) {
 	for _, m := range migrations.AllDown() {
 		for _, j := range jobs {
 			if j.Direction == "down" && j.Version == m.Version.String() {
-				ms := status.MigrationStatus{Version: m.Version.String() + " (down)", Description: j.Description,
+				ms := console.Migration{Version: m.Version.String() + " (down)", Description: j.Description,
 					Status: string(j.Status), JobID: j.ID, Fraction: j.Fraction(), Done: j.Progress.Done, Total: j.Progress.Total,
 					Coordinator: j.Coordinator, Error: j.Error}
 				st.Migrations = append(st.Migrations, ms)

@@ -344,10 +344,10 @@ func (h *settingsHook) showUpgradeStatus(ctx context.Context) (pgwire.Result, er
 			live = "not live"
 		}
 		detail := fmt.Sprintf("%s, %s, %s", n.Address, live, n.Membership)
-		if n.Draining {
+		if n.IsDraining {
 			detail += ", draining"
 		}
-		add("node", int64(n.NodeID), n.BinaryVersion, detail)
+		add("node", int64(n.NodeID), n.Build, detail)
 	}
 	rv, rvErr := clusterversion.Parse(st.ReplicatedVersion)
 	for _, n := range st.Nodes {
@@ -527,7 +527,7 @@ func (h *settingsHook) Exec(ctx context.Context, stmt sql.HookStatement) (pgwire
 // persistedDetail explains node n's persisted cluster version against the
 // replicated one (rv, if known): above it, the node can no longer be
 // rolled back to the previous release's binary.
-func persistedDetail(n status.UpgradeStatusNode, rv clusterversion.Version, rvKnown bool) string {
+func persistedDetail(n nodeapi.NodeStatus, rv clusterversion.Version, rvKnown bool) string {
 	pv, err := clusterversion.Parse(n.PersistedVersion)
 	if n.PersistedVersion == "" || err != nil {
 		return fmt.Sprintf("the cluster version node %d has persisted is not known here (it has not gossiped it)", n.NodeID)

@@ -50,7 +50,7 @@ func Banners(st Status, now time.Time) []Banner {
 			continue
 		}
 		nodes = append(nodes, n)
-		if n.Live {
+		if n.IsLive {
 			live = append(live, n)
 		}
 	}
@@ -70,7 +70,7 @@ func Banners(st Status, now time.Time) []Banner {
 	}
 	var dead []int32
 	for _, n := range nodes {
-		if !n.Live {
+		if !n.IsLive {
 			dead = append(dead, n.NodeID)
 		}
 	}
@@ -122,8 +122,8 @@ func Banners(st Status, now time.Time) []Banner {
 	byBuild := map[string][]int32{}
 	newest := clusterversion.Version{}
 	for _, n := range live {
-		byBuild[n.BinaryVersion] = append(byBuild[n.BinaryVersion], n.NodeID)
-		if v, err := clusterversion.Parse(n.BinaryVersion); err == nil && newest.Less(v) {
+		byBuild[n.Build] = append(byBuild[n.Build], n.NodeID)
+		if v, err := clusterversion.Parse(n.Build); err == nil && newest.Less(v) {
 			newest = v
 		}
 	}
@@ -179,12 +179,12 @@ func Banners(st Status, now time.Time) []Banner {
 	target, targetErr := clusterversion.Parse(st.Target)
 	liveUpgraded := st.Target != "" && targetErr == nil && len(live) > 0
 	for _, n := range live {
-		if v, err := clusterversion.Parse(n.BinaryVersion); err != nil || v.Less(target) {
+		if v, err := clusterversion.Parse(n.Build); err != nil || v.Less(target) {
 			liveUpgraded = false
 		}
 	}
 	for _, n := range nodes {
-		if n.Live {
+		if n.IsLive {
 			continue
 		}
 		decom := fmt.Sprintf("kvnode node decommission %d --host=%s", n.NodeID, b.host)
@@ -207,7 +207,7 @@ func Banners(st Status, now time.Time) []Banner {
 			Fix: []string{decom}})
 	}
 	for _, n := range live {
-		if n.Draining {
+		if n.IsDraining {
 			b.add(Banner{Kind: KindDrainingNode, Severity: Warning, NodeID: n.NodeID,
 				Title:  fmt.Sprintf("Node %d is draining", n.NodeID),
 				Detail: "It accepts no SQL connections and leads no Raft group. Finalization waits until it restarts (which ends the drain) or stops and is decommissioned.",
@@ -306,7 +306,7 @@ func rollback(nodes []Node, old string) (ok bool, why string) {
 		pv, perr := clusterversion.Parse(n.PersistedVersion)
 		switch {
 		case perr != nil:
-			if n.BinaryVersion != old { // an old binary cannot have persisted more than it runs
+			if n.Build != old { // an old binary cannot have persisted more than it runs
 				unknown = append(unknown, n.NodeID)
 			}
 		case ov.Less(pv):

@@ -3,10 +3,12 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -15,8 +17,8 @@ func node(id int32, build string, live bool) Node {
 	if !live {
 		st = "dead"
 	}
-	return Node{NodeID: id, Address: "127.0.0.1:2635" + string(rune('0'+id)), BinaryVersion: build, Live: live,
-		Membership: "active", Status: st, Raft: "voter", Group0State: StatePreRaft, PersistedVersion: "1.1"}
+	return Node{NodeStatus: nodeapi.NodeStatus{NodeID: id, Address: "127.0.0.1:2635" + string(rune('0'+id)), Build: build,
+		IsLive: live, Membership: "active", Status: st, Raft: "voter", PersistedVersion: "1.1"}, NodeGroup0: NodeGroup0{Group0State: StatePreRaft}}
 }
 
 // persisted returns n with its persisted cluster version set to v.
@@ -219,7 +221,7 @@ func TestBanners(t *testing.T) {
 			name: "draining node",
 			st: func() Status {
 				n := node(2, "1.1", true)
-				n.Draining = true
+				n.IsDraining = true
 				return base(node(1, "1.1", true), n)
 			}(),
 			want: []want{{KindDrainingNode, Warning, 2, []string{"Node 2 is draining", "restart node 2"}, nil}},
@@ -374,5 +376,38 @@ func TestRender(t *testing.T) {
 	}
 	if !strings.Contains(full.String(), live.String()) {
 		t.Error("the live part differs from the page's")
+	}
+}
+
+// TestNodeJSON: GET /_status/console names a node's fields as it always
+// has (binary_version, is_draining; no liveness epoch, expiration or update
+// time; started_at and persisted_version only when known), although a node
+// is nodeapi.NodeStatus in Go; and a row reads back into the same value.
+func TestNodeJSON(t *testing.T) {
+	n := Node{NodeStatus: nodeapi.NodeStatus{NodeID: 2, Address: "a:1", SQLAddress: "a:2", HTTPAddress: "a:3",
+		Build: "2.1", UpdatedAt: "u", IsLive: true, Membership: "active", IsDraining: true, Epoch: 7, Expiration: "e",
+		Status: "draining", Raft: "voter", IsLeader: true, StartedAt: "s"},
+		NodeGroup0: NodeGroup0{Group0State: StateSync, Group0Role: "voter"}}
+	b, err := json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"node_id": 2.0, "address": "a:1", "sql_address": "a:2", "http_address": "a:3",
+		"binary_version": "2.1", "is_live": true, "membership": "active", "is_draining": true, "status": "draining",
+		"raft": "voter", "is_leader": true, "started_at": "s", "group0_state": StateSync, "group0_role": "voter"}
+	if !reflect.DeepEqual(raw, want) {
+		t.Fatalf("node as GET /_status/console serves it:\n got %v\nwant %v", raw, want)
+	}
+	var back Node
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	n.UpdatedAt, n.Epoch, n.Expiration = "", 0, ""
+	if back != n {
+		t.Fatalf("read back:\n got %+v\nwant %+v", back, n)
 	}
 }

@@ -1,8 +1,10 @@
 package console
 
 import (
+	"encoding/json"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -82,43 +84,71 @@ type Clock struct {
 	LeaseReads bool `json:"lease_reads"`
 }
 
-// Node is one row of the node table.
+// Node is one row of the node table: a node's status (nodeapi's one
+// shape of a node) and its group 0 state.
 type Node struct {
-	NodeID        int32  `json:"node_id"`
-	Address       string `json:"address"`
-	SQLAddress    string `json:"sql_address"`
-	HTTPAddress   string `json:"http_address"`
-	BinaryVersion string `json:"binary_version"`
-	Live          bool   `json:"is_live"`
-	Membership    string `json:"membership"`
-	Draining      bool   `json:"is_draining"`
-	// Status is liveness' one-word status: live, draining, unavailable,
-	// dead, decommissioning, decommissioned.
-	Status string `json:"status"`
-	// Raft is the node's place in the data group: voter, learner, none;
-	// Leader is set for the data group's leader.
-	Raft   string `json:"raft"`
-	Leader bool   `json:"is_leader"`
-	// Group0State, Group0Role and Group0Waiting are the node's group 0
-	// state as it answered; Group0Error is set when it did not answer.
+	nodeapi.NodeStatus
+	NodeGroup0
+}
+
+// NodeGroup0 is a node's group 0 state as it answered; Group0Error is set
+// when it did not answer.
+type NodeGroup0 struct {
 	Group0State   string `json:"group0_state,omitempty"`
 	Group0Role    string `json:"group0_role,omitempty"`
 	Group0Waiting string `json:"group0_waiting,omitempty"`
 	Group0Error   string `json:"group0_error,omitempty"`
-	// StartedAt is when the node's process started, "" if unknown.
-	StartedAt string `json:"started_at,omitempty"`
-	// PersistedVersion is the cluster version the node has persisted in
-	// its store, "" if unknown: a binary can start on the store only if
-	// it can run that version, so it decides whether the node can still
-	// be rolled back. It is above ClusterVersion while a finalization
-	// step is persisted on some nodes and not yet on all.
+}
+
+// nodeStatusJSON is nodeapi.NodeStatus as GET /_status/console has always
+// named its fields (binary_version; no liveness epoch or expiration;
+// started_at and persisted_version only when known). It is a view, not a
+// shape: it has exactly NodeStatus's fields, so the conversions below stop
+// compiling the day the two differ.
+type nodeStatusJSON struct {
+	NodeID           int32  `json:"node_id"`
+	Address          string `json:"address"`
+	SQLAddress       string `json:"sql_address"`
+	HTTPAddress      string `json:"http_address"`
+	Build            string `json:"binary_version"`
+	StartedAt        string `json:"started_at,omitempty"`
+	UpdatedAt        string `json:"-"`
+	IsLive           bool   `json:"is_live"`
+	Membership       string `json:"membership"`
+	IsDraining       bool   `json:"is_draining"`
+	Epoch            int64  `json:"-"`
+	Expiration       string `json:"-"`
+	Status           string `json:"status"`
+	Raft             string `json:"raft"`
+	IsLeader         bool   `json:"is_leader"`
 	PersistedVersion string `json:"persisted_version,omitempty"`
+}
+
+type nodeJSON struct {
+	nodeStatusJSON
+	NodeGroup0
+}
+
+// MarshalJSON is n as GET /_status/console serves it.
+func (n Node) MarshalJSON() ([]byte, error) {
+	return json.Marshal(nodeJSON{nodeStatusJSON(n.NodeStatus), n.NodeGroup0})
+}
+
+// UnmarshalJSON reads a node row of GET /_status/console.
+func (n *Node) UnmarshalJSON(b []byte) error {
+	var v nodeJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	n.NodeStatus, n.NodeGroup0 = nodeapi.NodeStatus(v.nodeStatusJSON), v.NodeGroup0
+	return nil
 }
 
 // Decommissioned reports whether the node left the cluster for good.
 func (n Node) Decommissioned() bool { return n.Membership == autoupgrade.Decommissioned }
 
-// Migration is one row of the migration table.
+// Migration is one migration as SHOW UPGRADE STATUS, GET /_status/upgrade
+// and the status page's migration table show it.
 type Migration struct {
 	Version     string  `json:"version"`
 	Description string  `json:"description"`

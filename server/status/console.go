@@ -19,11 +19,8 @@ const consoleMaxAge = 2 * time.Second
 // the cluster status cannot be computed, Error says why and the node
 // table is the node's own, possibly stale, copy.
 func (s *Status) consoleStatus(ctx context.Context) console.Status {
-	ready, why := s.node.Readiness()
 	st := console.Status{
-		Self: console.Self{NodeID: s.node.NodeID(), ClusterID: s.node.ClusterID(), BinaryVersion: s.node.BinaryVersion().String(),
-			HTTPAddress: s.node.AdvertisedHTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.node.Group0().State()),
-			Clock: s.node.ConsoleClock()},
+		Self:          s.self(),
 		ActiveVersion: s.node.ActiveVersion().String(),
 		Host:          s.node.AdvertisedRPCAddr(),
 	}
@@ -40,10 +37,7 @@ func (s *Status) consoleStatus(ctx context.Context) console.Status {
 		// What the node knows by itself: its local copy of the node and
 		// liveness records, read without a round through Raft.
 		for _, n := range s.node.LocalNodeStatuses() {
-			st.Nodes = append(st.Nodes, console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress,
-				HTTPAddress: n.HTTPAddress, BinaryVersion: n.Build, Live: n.IsLive, Membership: n.Membership,
-				Draining: n.IsDraining, Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt,
-				PersistedVersion: n.PersistedVersion})
+			st.Nodes = append(st.Nodes, console.Node{NodeStatus: n})
 		}
 		if st.GeneratedAt.IsZero() {
 			st.GeneratedAt = time.Now()
@@ -61,9 +55,7 @@ func (s *Status) consoleStatus(ctx context.Context) console.Status {
 		g0[g.NodeID] = g
 	}
 	for _, n := range us.Nodes {
-		row := console.Node{NodeID: n.NodeID, Address: n.Address, SQLAddress: n.SQLAddress, HTTPAddress: n.HTTPAddress,
-			BinaryVersion: n.BinaryVersion, Live: n.IsLive, Membership: n.Membership, Draining: n.Draining,
-			Status: n.Status, Raft: n.Raft, Leader: n.IsLeader, StartedAt: n.StartedAt, PersistedVersion: n.PersistedVersion}
+		row := console.Node{NodeStatus: n}
 		if g, ok := g0[n.NodeID]; ok {
 			row.Group0State, row.Group0Role, row.Group0Waiting, row.Group0Error = g.State, g.Role, g.Waiting, g.Error
 		} else if !s.node.Group0().Enabled() && n.Membership != "decommissioned" {
@@ -73,13 +65,18 @@ func (s *Status) consoleStatus(ctx context.Context) console.Status {
 		}
 		st.Nodes = append(st.Nodes, row)
 	}
-	for _, m := range us.Migrations {
-		st.Migrations = append(st.Migrations, console.Migration{Version: m.Version, Description: m.Description,
-			Status: m.Status, JobID: m.JobID, Fraction: m.Fraction, Done: m.Done, Total: m.Total,
-			Coordinator: m.Coordinator, Error: m.Error})
-	}
+	st.Migrations = us.Migrations
 	st.Banners = console.Banners(st, time.Now())
 	return st
+}
+
+// self is the serving node, from memory only: the status page's and GET
+// /_status/node's.
+func (s *Status) self() console.Self {
+	ready, why := s.node.Readiness()
+	return console.Self{NodeID: s.node.NodeID(), ClusterID: s.node.ClusterID(), BinaryVersion: s.node.BinaryVersion().String(),
+		HTTPAddress: s.node.AdvertisedHTTPAddr(), Ready: ready, NotReady: why, Group0State: string(s.node.Group0().State()),
+		Clock: s.node.ConsoleClock()}
 }
 
 // serveConsole serves the status page at "/", and its live part (what the

@@ -7,8 +7,11 @@
 // page's console.Status, the shared cache of the upgrade status (the page
 // and scrapes share one computation), and the collector of the metrics no
 // part owns (versions, finalization, migrations, group 0). It also
-// defines the shapes those endpoints and SHOW UPGRADE STATUS share
-// (UpgradeStatus, Group0NodeStatus, NodeStatusPage).
+// defines the answers those endpoints and SHOW UPGRADE STATUS share
+// (UpgradeStatus, Group0NodeStatus, NodeStatusPage), built from the shapes
+// below it: a node is nodeapi.NodeStatus (GET /_status/upgrade keeps its
+// own JSON names for it), a migration console.Migration, the serving node
+// console.Self.
 //
 // Layering: it reads the node through the Node interface it declares (the
 // server implements it) and renders with package console; it computes no

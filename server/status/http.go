@@ -90,10 +90,7 @@ func (s *Status) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 // serveNodeStatus is GET /_status/node (NodeStatusPage).
 func (s *Status) serveNodeStatus(w http.ResponseWriter, _ *http.Request) {
-	ready, why := s.node.Readiness()
-	st := NodeStatusPage{NodeID: s.node.NodeID(), ClusterID: s.node.ClusterID(), BinaryVersion: s.node.BinaryVersion().String(),
-		ActiveVersion: s.node.ActiveVersion().String(), Ready: ready, NotReady: why, Draining: s.node.Draining(),
-		Group0State: string(s.node.Group0().State())}
+	st := NodeStatusPage{Self: s.self(), ActiveVersion: s.node.ActiveVersion().String(), Draining: s.node.Draining()}
 	if rep := s.node.Replica(); rep != nil {
 		r := rep.Status()
 		st.Raft = &NodeRaftStatus{Leader: r.Leader, Term: r.Term, Commit: r.Commit, Applied: r.Applied,

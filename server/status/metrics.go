@@ -215,7 +215,7 @@ func (c metricsCollector) collectUpgradeStatus(ch chan<- prometheus.Metric) {
 		if n.Membership == autoupgrade.Decommissioned {
 			continue
 		}
-		b := n.BinaryVersion
+		b := n.Build
 		if b == "" {
 			b = "unknown"
 		}

@@ -6,8 +6,12 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/server/autoupgrade"
-) // UpgradeStatus is the answer of SHOW UPGRADE STATUS and GET
+	"github.com/kvnode/kvnode/server/console"
+)
+
+// UpgradeStatus is the answer of SHOW UPGRADE STATUS and GET
 // /_status/upgrade.
 type UpgradeStatus struct {
 	AnsweredBy         int32  `json:"answered_by"`
@@ -21,48 +25,70 @@ type UpgradeStatus struct {
 	PreserveDowngrade string `json:"preserve_downgrade_option,omitempty"`
 	// PreserveSince is when the preserve option was set (zero if unset or
 	// not recorded).
-	PreserveSince time.Time             `json:"preserve_downgrade_option_since,omitzero"`
-	Decision      string                `json:"decision"`
-	Nodes         []UpgradeStatusNode   `json:"nodes"`
-	Blockers      []autoupgrade.Blocker `json:"blockers"`
-	Migrations    []MigrationStatus     `json:"migrations"`
+	PreserveSince time.Time `json:"preserve_downgrade_option_since,omitzero"`
+	Decision      string    `json:"decision"`
+	// Nodes is every node that has an ID (JSON: see MarshalJSON).
+	Nodes      []nodeapi.NodeStatus  `json:"nodes"`
+	Blockers   []autoupgrade.Blocker `json:"blockers"`
+	Migrations []console.Migration   `json:"migrations"`
 	// Group0 is every non-decommissioned node's group 0 state.
 	Group0 []Group0NodeStatus `json:"group0"`
 }
 
-// UpgradeStatusNode is one node in UpgradeStatus.
-type UpgradeStatusNode struct {
-	NodeID        int32  `json:"node_id"`
-	Address       string `json:"address"`
-	SQLAddress    string `json:"sql_address"`
-	HTTPAddress   string `json:"http_address"`
-	BinaryVersion string `json:"binary_version"`
-	IsLive        bool   `json:"is_live"`
-	Membership    string `json:"membership"`
-	Draining      bool   `json:"draining"`
-	// Status is liveness' one-word status (nodeapi.NodeStatus.Status).
-	Status string `json:"status"`
-	// Raft is the node's place in the data group; IsLeader marks its
-	// leader.
-	Raft      string `json:"raft"`
-	IsLeader  bool   `json:"is_leader"`
-	StartedAt string `json:"started_at,omitempty"`
-	// PersistedVersion is the cluster version the node has persisted
-	// (nodeapi.NodeStatus.PersistedVersion; "" if unknown).
+// upgradeStatusNodeJSON is nodeapi.NodeStatus as GET /_status/upgrade
+// has always named its fields (binary_version, draining, no liveness
+// epoch or expiration). It is a view, not a shape: it has exactly
+// NodeStatus's fields, so the conversion in MarshalJSON stops compiling
+// the day the two differ.
+type upgradeStatusNodeJSON struct {
+	NodeID           int32  `json:"node_id"`
+	Address          string `json:"address"`
+	SQLAddress       string `json:"sql_address"`
+	HTTPAddress      string `json:"http_address"`
+	Build            string `json:"binary_version"`
+	StartedAt        string `json:"started_at,omitempty"`
+	UpdatedAt        string `json:"-"`
+	IsLive           bool   `json:"is_live"`
+	Membership       string `json:"membership"`
+	IsDraining       bool   `json:"draining"`
+	Epoch            int64  `json:"-"`
+	Expiration       string `json:"-"`
+	Status           string `json:"status"`
+	Raft             string `json:"raft"`
+	IsLeader         bool   `json:"is_leader"`
 	PersistedVersion string `json:"persisted_version"`
 }
 
-// MigrationStatus is one migration in UpgradeStatus.
-type MigrationStatus struct {
-	Version     string  `json:"version"`
-	Description string  `json:"description"`
-	Status      string  `json:"status"`
-	JobID       int64   `json:"job_id,omitempty"`
-	Fraction    float64 `json:"fraction_completed"`
-	Done        int64   `json:"done"`
-	Total       int64   `json:"total"`
-	Coordinator int32   `json:"coordinator,omitempty"`
-	Error       string  `json:"error,omitempty"`
+// upgradeStatusJSON is UpgradeStatus without its JSON methods, its nodes
+// as the endpoint names their fields.
+type upgradeStatusJSON struct {
+	plainUpgradeStatus
+	Nodes []upgradeStatusNodeJSON `json:"nodes"`
+}
+
+type plainUpgradeStatus UpgradeStatus
+
+// MarshalJSON is u as GET /_status/upgrade serves it: the node rows keep
+// the endpoint's own field names.
+func (u UpgradeStatus) MarshalJSON() ([]byte, error) {
+	v := upgradeStatusJSON{plainUpgradeStatus: plainUpgradeStatus(u)}
+	for _, n := range u.Nodes {
+		v.Nodes = append(v.Nodes, upgradeStatusNodeJSON(n))
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads GET /_status/upgrade.
+func (u *UpgradeStatus) UnmarshalJSON(b []byte) error {
+	var v upgradeStatusJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*u = UpgradeStatus(v.plainUpgradeStatus)
+	for _, n := range v.Nodes {
+		u.Nodes = append(u.Nodes, nodeapi.NodeStatus(n))
+	}
+	return nil
 }
 
 // JSON is u as GET /_status/upgrade serves it.
@@ -133,17 +159,12 @@ func (st Group0NodeStatus) Detail() string {
 // NodeStatusPage is GET /_status/node: what this node knows about itself
 // and the data Raft group, from memory only (no cluster reads), so that
 // scripts and roachtest can poll it cheaply, also while the cluster has no
-// majority.
+// majority. Self is the serving node as the status page shows it too.
 type NodeStatusPage struct {
-	NodeID        int32  `json:"node_id"`
-	ClusterID     string `json:"cluster_id"`
-	BinaryVersion string `json:"binary_version"`
+	console.Self
 	// ActiveVersion is the cluster version the node has persisted.
 	ActiveVersion string `json:"active_version"`
-	Ready         bool   `json:"ready"`
-	NotReady      string `json:"not_ready,omitempty"`
 	Draining      bool   `json:"draining"`
-	Group0State   string `json:"group0_state"`
 	// Raft is the data group as this node sees it (absent before it has
 	// joined).
 	Raft *NodeRaftStatus `json:"raft,omitempty"`
