@@ -58,6 +58,7 @@ var archRules = map[string]archRule{
 	"clusterversion":        {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"keys":                  {ours: nil, thirdParty: nil},
 	"testutil":              {ours: nil, thirdParty: nil},
+	"util/stop":             {ours: nil, thirdParty: nil},
 	"testutil/realpg":       {ours: nil, thirdParty: []string{"github.com/jackc/pgx/v5"}},
 	"kv/kvpb":               {ours: nil, thirdParty: anything},
 	"sql/types":             {ours: nil, thirdParty: anything},

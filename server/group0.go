@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+
 	"github.com/kvnode/kvnode/group0/member"
 )
 
@@ -25,13 +27,13 @@ func newGroup0(s *Server) *member.Member {
 // Group0 returns this node's member of group 0 (its state, its replica).
 func (s *Server) Group0() *member.Member { return s.g0 }
 
-// serverStopper runs group 0's goroutines as the node's: they end when the
-// node stops, and Stop waits for them.
+// serverStopper runs group 0's goroutines as the node's stopper's tasks:
+// they end when the node stops, and Stop waits for them. Once the node
+// quiesces nothing new starts (each loop would return at once anyway).
 type serverStopper struct{ s *Server }
 
-func (st serverStopper) ShouldQuiesce() <-chan struct{} { return st.s.stopC }
+func (st serverStopper) ShouldQuiesce() <-chan struct{} { return st.s.stopper.ShouldQuiesce() }
 
 func (st serverStopper) RunAsync(f func()) {
-	st.s.wg.Add(1)
-	go func() { defer st.s.wg.Done(); f() }()
+	_ = st.s.stopper.RunAsyncTask("group0", func(context.Context) { f() })
 }

@@ -75,7 +75,7 @@ func (s *Server) Liveness() *liveness.NodeLiveness { return s.lc().nl.Load() }
 // startLiveness runs once the replica exists, before the node serves: it
 // refuses to go on if this node was decommissioned, then starts a new
 // liveness epoch (waiting for the data group to answer).
-func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
+func (s *Server) startLiveness(ctx context.Context, rep *kv.Replica, id int32) error {
 	lc := s.lc()
 	lc.rep.Store(rep)
 	lc.settings.Bind(rep)
@@ -87,8 +87,8 @@ func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
 		Logger: s.log.With("node", id),
 	})
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		rec, err := nl.Start(ctx)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rec, err := nl.Start(sctx)
 		cancel()
 		if err == nil {
 			lc.nl.Store(nl)
@@ -102,23 +102,35 @@ func (s *Server) startLiveness(rep *kv.Replica, id int32) error {
 			s.log.Warn("waiting to write this node's liveness record (is a majority of voters up?)", "err", err)
 		}
 		select {
-		case <-s.stopC:
+		case <-ctx.Done():
 			return errStopping
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// startLifecycleLoops starts the heartbeat, the settings refresh and the
-// decommission loop; they end with the node.
-func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) {
+// startLifecycleLoops starts the heartbeat, the settings refresh, the
+// decommission loop and the schema change loop as the stopper's tasks;
+// they end with the node.
+func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) error {
 	lc := s.lc()
 	nl := lc.nl.Load()
-	s.wg.Add(4)
-	go func() { defer s.wg.Done(); nl.Run(s.stopC, func(err error) { s.decom.HeartbeatFailed(nl, id, err) }) }()
-	go func() { defer s.wg.Done(); lc.settings.Run(s.stopC) }()
-	go func() { defer s.wg.Done(); s.decom.Run(rep, id) }()
-	go func() { defer s.wg.Done(); s.schemaChangeLoop(rep) }()
+	for _, t := range []struct {
+		name string
+		run  func(ctx context.Context)
+	}{
+		{"liveness heartbeat", func(ctx context.Context) {
+			nl.Run(ctx.Done(), func(err error) { s.decom.HeartbeatFailed(nl, id, err) })
+		}},
+		{"settings refresh", func(ctx context.Context) { lc.settings.Run(ctx.Done()) }},
+		{"decommission", func(context.Context) { s.decom.Run(rep, id) }},
+		{"schema changes", func(ctx context.Context) { s.schemaChangeLoop(ctx, rep) }},
+	} {
+		if err := s.stopper.RunAsyncTask(t.name, t.run); err != nil {
+			return errStopping
+		}
+	}
+	return nil
 }
 
 // schemaChangeEvery is how often the data group's leader looks for index
@@ -127,12 +139,12 @@ const schemaChangeEvery = 2 * time.Second
 
 // schemaChangeLoop has the data group's leader take over the index builds
 // whose coordinator stopped (sql.Executor.ResumeSchemaChanges).
-func (s *Server) schemaChangeLoop(rep *kv.Replica) {
+func (s *Server) schemaChangeLoop(ctx context.Context, rep *kv.Replica) {
 	t := time.NewTicker(schemaChangeEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stopC:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -141,8 +153,8 @@ func (s *Server) schemaChangeLoop(rep *kv.Replica) {
 		}
 		// Bounded: a build is renewed and resumable, so stopping it at
 		// the bound loses nothing; the next round goes on.
-		ctx, cancel := s.stopCtx(10 * time.Minute)
-		if err := s.exec.ResumeSchemaChanges(ctx); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		if err := s.exec.ResumeSchemaChanges(rctx); err != nil {
 			s.log.Warn("resuming a schema change failed; the next round tries again", "err", err)
 		}
 		cancel()

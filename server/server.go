@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -48,6 +47,7 @@ import (
 	"github.com/kvnode/kvnode/storage"
 	"github.com/kvnode/kvnode/upgradecluster"
 	"github.com/kvnode/kvnode/upgrademanager"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // Server is one kvnode node.
@@ -127,9 +127,10 @@ type Server struct {
 	engMu     sync.RWMutex
 	engClosed bool
 
-	stopC    chan struct{}
+	// stopper runs every long-lived goroutine of the node as a named
+	// task and ends them all at Stop (package util/stop).
+	stopper  *stop.Stopper
 	stopOnce sync.Once
-	wg       sync.WaitGroup
 
 	// clock is the node's clock (tests shift it) and its monitor, which
 	// measures it against the other nodes' (package server/clockmon).
@@ -201,7 +202,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 	s = &Server{
 		cfg: cfg, log: cfg.Logger, binVersion: bv, startedAt: time.Now(), sec: sec,
 		reg: prometheus.NewRegistry(), pool: rpc.NewTLSPool(poolTLS),
-		initC: make(chan initReq), up: make(chan struct{}), stopC: make(chan struct{}),
+		initC: make(chan initReq), up: make(chan struct{}), stopper: stop.New(cfg.Logger),
 	}
 	s.node = nodeapi.NewClient(s.pool)
 	s.clock = clockmon.New(clockmon.Config{Node: nodeView{s}, Client: s.node, Binary: bv, MaxOffset: cfg.MaxOffset,
@@ -232,10 +233,10 @@ func New(cfg Config) (_ *Server, retErr error) {
 			VersionStepPause: cfg.Knobs.VersionStepPause, ReportedVersion: cfg.Knobs.ReportedVersion}})
 	s.upgrades = s.uc.Manager()
 	s.schema = schemasync.New(schemasync.Config{Node: nodeView{s}, Client: s.node, Log: s.log, Every: cfg.SchemaSyncEvery,
-		Quiesce: s.stopC, EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})
+		Quiesce: s.stopper.ShouldQuiesce(), EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})
 	s.admit = join.New(join.Config{Node: nodeView{s}, Client: s.node, Log: s.log, BeforeAdmit: cfg.Knobs.BeforeJoinAdmit})
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
-		Quiesce: s.stopC, Hold: cfg.TestingHoldDecommission, Store: cfg.Store, Stopping: errStopping,
+		Quiesce: s.stopper.ShouldQuiesce(), Hold: cfg.TestingHoldDecommission, Store: cfg.Store, Stopping: errStopping,
 		OnDecommissioned: func(err error) {
 			s.lc().leftCluster.Store(true)
 			s.draining.Store(true)
@@ -445,50 +446,52 @@ func (s *Server) Start(ctx context.Context) error {
 	nodeapi.RegisterNodeServer(s.grpcSrv, nodeService{s})
 	kv.RegisterRaftService(s.grpcSrv, s.transport.Load)
 	kv.RegisterNamedRaftService(s.grpcSrv, group0.ServiceName, s.g0.Transport)
-	s.wg.Add(2)
-	go func() { defer s.wg.Done(); _ = s.grpcSrv.Serve(s.rpcLis) }()
 	s.httpSrv = &http.Server{Handler: s.status.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	httpLis := s.httpLis
 	if s.sec != nil {
 		httpLis = tls.NewListener(httpLis, s.sec.HTTPTLS())
 	}
-	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(httpLis) }()
-
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.startOrJoin(); err != nil {
-			if errors.Is(err, errStopping) {
+	// Stop ends the servers (Stop, Close) before it waits for the tasks.
+	if err := s.stopper.RunAsyncTask("rpc server", func(context.Context) { _ = s.grpcSrv.Serve(s.rpcLis) }); err != nil {
+		return err
+	}
+	if err := s.stopper.RunAsyncTask("http server", func(context.Context) { _ = s.httpSrv.Serve(httpLis) }); err != nil {
+		return err
+	}
+	return s.stopper.RunAsyncTask("start", func(ctx context.Context) {
+		if err := s.startOrJoin(ctx); err != nil {
+			if errors.Is(err, errStopping) || ctx.Err() != nil {
 				return
 			}
 			s.log.Error("node failed to start", "err", err)
 			s.failed.Store(&err)
 		}
-	}()
-	return nil
+	})
 }
 
 var errStopping = member.ErrStopping
 
-func (s *Server) startOrJoin() error {
+// startOrJoin runs as the stopper's "start" task: ctx ends when the node
+// stops.
+func (s *Server) startOrJoin(ctx context.Context) error {
 	s.mu.Lock()
 	joined, id := s.joined, s.ident
 	s.mu.Unlock()
 	if joined {
-		if err := s.checkPeersCluster(id); err != nil {
+		if err := s.checkPeersCluster(ctx, id); err != nil {
 			return err
 		}
-		return s.startNode()
+		return s.startNode(ctx)
 	}
-	return s.waitForInitOrJoin()
+	return s.waitForInitOrJoin(ctx)
 }
 
 // checkPeersCluster asks the --join peers for their cluster ID and refuses to
 // start if one of them belongs to a different cluster than our store.
-func (s *Server) checkPeersCluster(id storage.Ident) error {
+func (s *Server) checkPeersCluster(ctx context.Context, id storage.Ident) error {
 	for _, addr := range s.otherJoinAddrs() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		resp, err := s.node.Hello(ctx, addr, &nodeapi.HelloRequest{})
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := s.node.Hello(hctx, addr, &nodeapi.HelloRequest{})
 		cancel()
 		if err != nil || !resp.Bootstrapped {
 			continue
@@ -517,7 +520,7 @@ func (s *Server) otherJoinAddrs() []string {
 // waitForInitOrJoin runs on a node with an empty store until it either
 // bootstraps the cluster (kvnode init reached this node) or a node at --join
 // admits it.
-func (s *Server) waitForInitOrJoin() error {
+func (s *Server) waitForInitOrJoin(ctx context.Context) error {
 	// Waiting a few seconds is normal while the other nodes start; say
 	// what we wait for (and how to fix it) once it has lasted a while.
 	lastLog := time.Now()
@@ -527,11 +530,11 @@ func (s *Server) waitForInitOrJoin() error {
 		for _, addr := range s.otherJoinAddrs() {
 			// Long enough for the leader to allocate an ID and add us as a
 			// learner; a retry after a timeout gets the same ID back.
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			resp, err := s.node.Join(ctx, addr, &nodeapi.JoinRequest{Node: rec})
+			jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			resp, err := s.node.Join(jctx, addr, &nodeapi.JoinRequest{Node: rec})
 			cancel()
 			if err == nil {
-				return s.adopt(storage.Ident{ClusterID: resp.ClusterID, NodeID: resp.NodeID, ClusterVersion: resp.ClusterVersion}, "joined")
+				return s.adopt(ctx, storage.Ident{ClusterID: resp.ClusterID, NodeID: resp.NodeID, ClusterVersion: resp.ClusterVersion}, "joined")
 			}
 			if nodeapi.Code(err) == codes.FailedPrecondition {
 				// Refused for good (for example a binary too old for the
@@ -568,9 +571,9 @@ func (s *Server) waitForInitOrJoin() error {
 			if err != nil {
 				return err
 			}
-			return s.startNode()
+			return s.startNode(ctx)
 		case <-time.After(time.Second):
-		case <-s.stopC:
+		case <-ctx.Done():
 			return errStopping
 		}
 	}
@@ -625,7 +628,7 @@ func (s *Server) bootstrap() (*nodeapi.InitResponse, error) {
 }
 
 // adopt persists the identity the cluster gave us, then starts.
-func (s *Server) adopt(id storage.Ident, how string) error {
+func (s *Server) adopt(ctx context.Context, id storage.Ident, how string) error {
 	if id.ClusterVersion == "" {
 		// A peer too old to say: its version is at most our binary's.
 		id.ClusterVersion = s.binVersion.String()
@@ -643,7 +646,7 @@ func (s *Server) adopt(id storage.Ident, how string) error {
 	s.setActiveFromIdent(id.ClusterVersion)
 	s.g0.JoinedFresh()
 	s.log.Info(how+" cluster", "cluster_id", id.ClusterID, "node_id", id.NodeID)
-	return s.startNode()
+	return s.startNode(ctx)
 }
 
 func newUUID() string {
@@ -655,7 +658,8 @@ func newUUID() string {
 }
 
 // startNode starts the replica, gossip and SQL for a node with an identity.
-func (s *Server) startNode() error {
+// ctx (the start task's) ends when the node stops.
+func (s *Server) startNode(ctx context.Context) error {
 	s.mu.Lock()
 	id := s.ident
 	s.mu.Unlock()
@@ -730,15 +734,15 @@ func (s *Server) startNode() error {
 
 	// A decommissioned node stops here; any other starts a new liveness
 	// epoch (which needs the data group to answer).
-	if err := s.startLiveness(rep, id.NodeID); err != nil {
+	if err := s.startLiveness(ctx, rep, id.NodeID); err != nil {
 		return err
 	}
 	// Serve SQL once the replica has caught up enough to answer a
 	// linearizable read.
-	if err := s.waitReplicaReady(rep); err != nil {
+	if err := s.waitReplicaReady(ctx, rep); err != nil {
 		return err
 	}
-	s.waitVoter(rep, id.NodeID)
+	s.waitVoter(ctx, rep, id.NodeID)
 	// A node that joined while a finalization's last step was persisted
 	// takes the cluster's version before it acts on its own.
 	s.catchUpVersion()
@@ -746,33 +750,38 @@ func (s *Server) startNode() error {
 	// finalization decisions take the older of it and gossip's, so it is
 	// written before the node reports up (an upgraded node would otherwise
 	// count as old for a moment after it is up).
-	s.maintainNodeRecord(rep, id.NodeID)
+	s.maintainNodeRecord(ctx, rep, id.NodeID)
 	s.g0.Start(rep)
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
 	s.schema.CatchUp()
-	s.wg.Add(5)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := s.stopCtx(math.MaxInt64)
-		defer cancel()
-		s.clock.Run(ctx)
-	}()
-	go func() { defer s.wg.Done(); s.followReplicatedVersion() }()
-	go func() { defer s.wg.Done(); _ = s.pg.Serve(s.sqlLis) }()
-	go func() { defer s.wg.Done(); s.schema.Run() }()
-	go func() { defer s.wg.Done(); s.autoUpgradeLoop() }()
-	s.startLifecycleLoops(rep, id.NodeID)
+	for _, t := range []struct {
+		name string
+		run  func(ctx context.Context)
+	}{
+		{"clock monitor", s.clock.Run},
+		{"follow replicated version", func(context.Context) { s.followReplicatedVersion() }},
+		{"sql server", func(context.Context) { _ = s.pg.Serve(s.sqlLis) }}, // until Stop closes it
+		{"schema sync", func(context.Context) { s.schema.Run() }},
+		{"auto-upgrade", func(context.Context) { s.autoUpgradeLoop() }},
+	} {
+		if err := s.stopper.RunAsyncTask(t.name, t.run); err != nil {
+			return errStopping
+		}
+	}
+	if err := s.startLifecycleLoops(rep, id.NodeID); err != nil {
+		return err
+	}
 	s.upOnce.Do(func() { close(s.up) })
 	log.Info("node is serving SQL", "sql_addr", s.SQLAddr(), "http_addr", s.HTTPAddr(),
 		"binary_version", s.binVersion.String())
 	return nil
 }
 
-func (s *Server) waitReplicaReady(rep *kv.Replica) error {
+func (s *Server) waitReplicaReady(ctx context.Context, rep *kv.Replica) error {
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _, err := rep.Get(ctx, keys.NodeIDGenKey())
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _, err := rep.Get(gctx, keys.NodeIDGenKey())
 		cancel()
 		if err == nil {
 			return nil
@@ -781,7 +790,7 @@ func (s *Server) waitReplicaReady(rep *kv.Replica) error {
 			s.log.Warn("waiting for the data Raft group to answer a read (is a majority of voters up?)", "err", err)
 		}
 		select {
-		case <-s.stopC:
+		case <-ctx.Done():
 			return errStopping
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -792,7 +801,7 @@ func (s *Server) waitReplicaReady(rep *kv.Replica) error {
 // the group already has its maximum number of voters. A node that reports
 // ready is then a full member: stopping any one node of a freshly formed
 // three-node cluster keeps a majority.
-func (s *Server) waitVoter(rep *kv.Replica, id int32) {
+func (s *Server) waitVoter(ctx context.Context, rep *kv.Replica, id int32) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		st := rep.Status()
@@ -805,7 +814,7 @@ func (s *Server) waitVoter(rep *kv.Replica, id int32) {
 			}
 		}
 		select {
-		case <-s.stopC:
+		case <-ctx.Done():
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -817,20 +826,20 @@ func (s *Server) waitVoter(rep *kv.Replica, id int32) {
 // current addresses and binary (a node may restart with different ones).
 // It runs once at start, before the node reports up, and retries until
 // the write succeeds or the node stops.
-func (s *Server) maintainNodeRecord(rep *kv.Replica, id int32) {
+func (s *Server) maintainNodeRecord(ctx context.Context, rep *kv.Replica, id int32) {
 	want := nodeapi.EncodeNodeRecord(s.localRecord(id))
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		cur, _, err := rep.Get(ctx, keys.NodeKey(id))
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cur, _, err := rep.Get(wctx, keys.NodeKey(id))
 		if err == nil && string(cur) != string(want) {
-			err = rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: keys.NodeKey(id), Value: want}})
+			err = rep.Write(wctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: keys.NodeKey(id), Value: want}})
 		}
 		cancel()
 		if err == nil {
 			return
 		}
 		select {
-		case <-s.stopC:
+		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
@@ -917,15 +926,17 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.gossipJoinLoop(g, id.NodeID) }()
+	if err := s.stopper.RunAsyncTask("gossip join", func(ctx context.Context) { s.gossipJoinLoop(ctx, g, id.NodeID) }); err != nil {
+		_ = g.Shutdown()
+		return nil, errStopping
+	}
 	return g, nil
 }
 
 // gossipJoinLoop joins memberlist through the gossip addresses of the --join
 // peers and of every known node record, retrying until at least one peer is
 // reached (or there is no one else to reach).
-func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
+func (s *Server) gossipJoinLoop(ctx context.Context, g *gossip.Gossip, self int32) {
 	for attempt := 0; ; attempt++ {
 		addrs := map[string]bool{}
 		for _, r := range s.nodeRecords() {
@@ -934,8 +945,8 @@ func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
 			}
 		}
 		for _, a := range s.otherJoinAddrs() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if resp, err := s.node.Hello(ctx, a, &nodeapi.HelloRequest{}); err == nil && resp.GossipAddr != "" && resp.NodeID != self {
+			hctx, cancel := context.WithTimeout(ctx, time.Second)
+			if resp, err := s.node.Hello(hctx, a, &nodeapi.HelloRequest{}); err == nil && resp.GossipAddr != "" && resp.NodeID != self {
 				addrs[resp.GossipAddr] = true
 			}
 			cancel()
@@ -956,7 +967,7 @@ func (s *Server) gossipJoinLoop(g *gossip.Gossip, self int32) {
 			return // a single-node cluster
 		}
 		select {
-		case <-s.stopC:
+		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
@@ -988,7 +999,7 @@ func (n nodeService) Init(ctx context.Context, _ *nodeapi.InitRequest) (*nodeapi
 	case s.initC <- req:
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-s.stopC:
+	case <-s.stopper.ShouldQuiesce():
 		return nil, nodeapi.WithCode(errStopping, codes.Unavailable)
 	}
 	select {
@@ -1025,7 +1036,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		if rep != nil {
 			rep.HandOffLeadership(ctx, nil)
 		}
-		close(s.stopC)
+		s.stopper.Quiesce()
 		if g != nil {
 			_ = g.Leave(time.Second)
 			_ = g.Shutdown()
@@ -1046,7 +1057,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			_ = s.httpSrv.Close()
 		}
 		s.closeListeners()
-		s.wg.Wait()
+		s.stopper.Stop()
 		s.g0.Close() // after the loops that read it have ended
 		s.pool.Close()
 		s.engMu.Lock()
@@ -1082,13 +1093,5 @@ func (s *Server) gossipDraining(g *gossip.Gossip) {
 
 // stopCtx returns a context that ends after d or when the node stops.
 func (s *Server) stopCtx(d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	go func() {
-		select {
-		case <-s.stopC:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+	return s.stopper.WithTimeout(d)
 }

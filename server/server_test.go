@@ -21,15 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble.(*tableCacheShard).releaseLoop"),
-		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble.(*DB).maybeScheduleCompactionAsync.func1"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).packetHandler"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).streamListen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).packetListen"),
-	)
+	goleak.VerifyTestMain(m, tolerated()...)
 }
 
 func waitCount(t *testing.T, c *testcluster.Cluster, node int, table string, want int64) {

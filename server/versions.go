@@ -146,7 +146,7 @@ func (s *Server) followReplicatedVersion() {
 	}
 	for {
 		select {
-		case <-s.stopC:
+		case <-s.stopper.ShouldQuiesce():
 			return
 		case <-time.After(every):
 		}
@@ -205,7 +205,7 @@ func (s *Server) autoUpgradeLoop() {
 	var lastDecided time.Time // zero: decide at the first look as leader
 	for {
 		select {
-		case <-s.stopC:
+		case <-s.stopper.ShouldQuiesce():
 			return
 		case <-time.After(watch):
 		}
