@@ -98,7 +98,8 @@ var archRules = map[string]archRule{
 	"server/console":        {ours: []string{"clusterversion", "nodeapi", "server/autoupgrade"}, thirdParty: anything},
 	"upgrademanager":        {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
 	"upgradecluster":        {ours: []string{"clusterversion", "group0", "keys", "kv", "kv/kvpb", "migrations", "nodeapi", "server/autoupgrade", "server/console", "server/status", "settings", "sql/rowenc", "sql/users", "upgrademanager"}, thirdParty: anything},
-	"cmd/kvnode":            {ours: []string{"server", "server/localcluster", "server/pausepoint", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
+	"demo":                  {ours: []string{"server/localcluster", "nodeapi", "clusterversion"}, thirdParty: anything},
+	"cmd/kvnode":            {ours: []string{"server", "server/pausepoint", "demo", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
 	"roachtest/...":         {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
 
