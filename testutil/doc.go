@@ -2,7 +2,9 @@
 // polling helper, SucceedsSoon (CockroachDB's testutils.SucceedsSoon is the
 // model), so that every in-process test waits for a condition the same way:
 // with a deadline, with backoff, and failing with the condition's last
-// error.
+// error. Poll and PollEvery are its error-returning forms (PollEvery at a
+// fixed interval, for conditions that are costly to check, as cmd/kvnode's
+// process-level tests' are).
 //
 // Polling is for conditions that become true; a test that must show that
 // something does not happen pins it down with a knob or a pause point, not

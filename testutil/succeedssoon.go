@@ -43,22 +43,38 @@ func SucceedsWithin(t testing.TB, d time.Duration, fn func() error) {
 // is the error-returning form of SucceedsWithin, for helpers that return
 // an error and for goroutines that must not fail the test themselves.
 func Poll(ctx context.Context, d time.Duration, fn func() error) error {
+	backoff := initialBackoff
+	return poll(ctx, d, fn, func() time.Duration {
+		b := backoff
+		backoff = min(2*backoff, maxBackoff)
+		return b
+	})
+}
+
+// PollEvery is Poll with a fixed interval between attempts instead of the
+// backoff: for conditions that are costly to check (the process-level
+// tests of cmd/kvnode run psql or load a page in a browser each time).
+func PollEvery(ctx context.Context, d, interval time.Duration, fn func() error) error {
+	return poll(ctx, d, fn, func() time.Duration { return interval })
+}
+
+// poll calls fn until it returns nil, ctx ends or d passes, waiting next()
+// between attempts.
+func poll(ctx context.Context, d time.Duration, fn func() error, next func() time.Duration) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	backoff := initialBackoff
 	for {
 		err := fn()
 		if err == nil {
 			return nil
 		}
-		timer := time.NewTimer(backoff)
+		timer := time.NewTimer(next())
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return fmt.Errorf("condition failed for %s: %w", time.Since(start).Round(time.Millisecond), err)
 		case <-timer.C:
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }

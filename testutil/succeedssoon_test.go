@@ -71,3 +71,19 @@ func TestSucceedsWithinFailsTheTest(t *testing.T) {
 		t.Fatalf("SucceedsSoon failed on a condition that holds: %s", f.failed)
 	}
 }
+
+func TestPollEveryWaitsItsInterval(t *testing.T) {
+	n := 0
+	start := time.Now()
+	err := PollEvery(context.Background(), 250*time.Millisecond, 100*time.Millisecond, func() error {
+		n++
+		return errors.New("not yet")
+	})
+	if err == nil || !strings.Contains(err.Error(), "not yet") {
+		t.Fatalf("PollEvery = %v, want the last error", err)
+	}
+	// Attempts at 0, 100 and 200ms; the deadline ends the wait for the next.
+	if took := time.Since(start); n < 2 || n > 4 || took > 5*time.Second {
+		t.Fatalf("fn called %d times in %s; want about 3 (every 100ms for 250ms)", n, took)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/server/testcluster"
+	"github.com/kvnode/kvnode/testutil"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -308,22 +309,16 @@ func TestBadFlagsAndInputs(t *testing.T) {
 }
 
 // poll calls fn every interval until it returns nil or d has passed, and
-// returns fn's last error.
+// returns fn's last error (testutil.PollEvery: a condition here runs psql
+// or a CLI command, so it is checked at an interval, not with backoff).
 func poll(d, interval time.Duration, fn func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := fn()
-		if err == nil || !time.Now().Before(deadline) {
-			return err
-		}
-		time.Sleep(interval)
-	}
+	return testutil.PollEvery(context.Background(), d, interval, fn)
 }
 
 func waitFor(t *testing.T, d time.Duration, fn func() error) {
 	t.Helper()
 	if err := poll(d, 100*time.Millisecond, fn); err != nil {
-		t.Fatalf("after %s: %v", d, err)
+		t.Fatal(err)
 	}
 }
 
