@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,11 +17,10 @@ import (
 )
 
 // lifecycle holds the node-lifecycle parts of a Server: liveness, cluster
-// settings, decommissioning and draining. Its fields are set once the node
-// has an identity; readers load the atomics and handle nil.
+// settings, decommissioning and draining. The settings are registered in
+// New (newLifecycle); the replica and liveness are set once the node has an
+// identity, and readers load the atomics and handle nil.
 type lifecycle struct {
-	once sync.Once
-
 	settings           *settings.Registry
 	timeUntilStoreDead *settings.DurationSetting
 	autoUpgrade        *settings.BoolSetting
@@ -34,33 +32,33 @@ type lifecycle struct {
 	leftCluster atomic.Bool
 }
 
-// lc returns the node's lifecycle parts, creating the settings registry on
-// first use.
-func (s *Server) lc() *lifecycle {
-	s.life.once.Do(func() {
-		r := settings.NewRegistry(s.log)
-		s.life.settings = r
-		s.life.timeUntilStoreDead = r.RegisterDuration("server.time_until_store_dead",
-			"the time after which a node that is not live is considered dead", 5*time.Minute,
-			settings.MinDuration(time.Second))
-		s.life.autoUpgrade = r.RegisterBool("cluster.auto_upgrade.enabled",
-			"disable automatic cluster version upgrade until reset", true)
-		s.life.preserveDowngrade = r.RegisterString("cluster.preserve_downgrade_option",
-			"disable (automatic or manual) cluster version upgrade from the specified version until reset", "",
-			func(v string) error {
-				if v == "" {
-					return nil
-				}
-				active := s.ActiveVersion()
-				err := autoupgrade.ValidatePreserve(active, v)
-				if err != nil && autoupgrade.MidFinalization(active) {
-					err = pgerror.WithCode(err, pgerror.CodeObjectNotInPrerequisiteState)
-				}
-				return err
-			})
-	})
-	return &s.life
+// initLifecycle registers the node's cluster settings; New calls it before
+// anything can read them.
+func initLifecycle(s *Server) {
+	r := settings.NewRegistry(s.log)
+	s.life.settings = r
+	s.life.timeUntilStoreDead = r.RegisterDuration("server.time_until_store_dead",
+		"the time after which a node that is not live is considered dead", 5*time.Minute,
+		settings.MinDuration(time.Second))
+	s.life.autoUpgrade = r.RegisterBool("cluster.auto_upgrade.enabled",
+		"disable automatic cluster version upgrade until reset", true)
+	s.life.preserveDowngrade = r.RegisterString("cluster.preserve_downgrade_option",
+		"disable (automatic or manual) cluster version upgrade from the specified version until reset", "",
+		func(v string) error {
+			if v == "" {
+				return nil
+			}
+			active := s.ActiveVersion()
+			err := autoupgrade.ValidatePreserve(active, v)
+			if err != nil && autoupgrade.MidFinalization(active) {
+				err = pgerror.WithCode(err, pgerror.CodeObjectNotInPrerequisiteState)
+			}
+			return err
+		})
 }
+
+// lc returns the node's lifecycle parts.
+func (s *Server) lc() *lifecycle { return &s.life }
 
 // Settings returns the node's cluster settings.
 func (s *Server) Settings() *settings.Registry { return s.lc().settings }

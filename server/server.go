@@ -205,6 +205,7 @@ func New(cfg Config) (_ *Server, retErr error) {
 		initC: make(chan initReq), up: make(chan struct{}), stopper: stop.New(cfg.Logger),
 	}
 	s.node = nodeapi.NewClient(s.pool)
+	initLifecycle(s)
 	s.clock = clockmon.New(clockmon.Config{Node: nodeView{s}, Client: s.node, Binary: bv, MaxOffset: cfg.MaxOffset,
 		Interval: cfg.ClockMonitorInterval, DisableLeaseReads: cfg.DisableLeaseReads, Registry: s.reg, Log: s.log})
 	defer func() {
