@@ -13,11 +13,12 @@ import (
 
 // FreeLoopbackAddrs returns n distinct loopback HOST:PORT addresses, each
 // free right now for TCP and UDP (gossip uses both on one port), for
-// processes that start nodes on ports of their own choosing (kvnode demo,
-// test harnesses). The ports come from below Linux's ephemeral range
-// (32768-60999): a port taken there with :0 and released can be reused at
-// once as the source port of some outgoing connection, and a node that
-// later binds it (or binds it again after a restart) fails.
+// harnesses that start nodes as processes on ports of their own choosing
+// (cmd/kvnode's end-to-end tests). The ports come from below Linux's
+// ephemeral range (32768-60999): a port taken there with :0 and released
+// can be reused at once as the source port of some outgoing connection,
+// and a node that later binds it (or binds it again after a restart)
+// fails.
 func FreeLoopbackAddrs(n int) ([]string, error) {
 	var out []string
 	var ls []net.Listener

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -84,30 +83,44 @@ func NewSecure(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Clu
 	return c, nil
 }
 
-// New prepares n nodes (none started) on a new temporary directory and
-// free loopback ports, each node joining the others; they run insecure.
-func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (*Cluster, error) {
+// New prepares n nodes (none started) on a new temporary directory, each
+// node joining the others; they run insecure. Every node's ports are bound
+// here (listenerutil.ListenLoopback) and handed to its first server as
+// listeners, so no port is released between being chosen and being served;
+// a restarted node binds its own addresses again, which its stopped server
+// released (Stop returns once every socket is closed).
+func New(n int, log *slog.Logger, autoUpgradeInterval time.Duration) (_ *Cluster, retErr error) {
 	dir, err := os.MkdirTemp("", "kvnode-demo-")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := listenerutil.FreeLoopbackAddrs(4 * n)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
 	c := &Cluster{Dir: dir, Binary: clusterversion.MustBinaryVersion()}
+	defer func() {
+		if retErr != nil {
+			c.Close()
+		}
+	}()
 	var join []string
 	for i := 0; i < n; i++ {
-		join = append(join, ports[4*i])
-	}
-	for i := 0; i < n; i++ {
+		lis, err := listenerutil.ListenLoopback()
+		if err != nil {
+			return nil, err
+		}
+		gossip, err := lis.Gossip.Addr()
+		if err != nil {
+			lis.Close()
+			return nil, err
+		}
+		join = append(join, lis.RPC.Addr().String())
 		c.Nodes = append(c.Nodes, &Node{Config: server.Config{
-			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: ports[4*i], GossipAddr: ports[4*i+1],
-			SQLAddr: ports[4*i+2], HTTPAddr: ports[4*i+3], Join: join, Logger: log.With("demo_node", i+1),
-			AutoUpgradeInterval: autoUpgradeInterval,
-			Insecure:            true, // NewSecure makes it secure
+			Store: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), ListenAddr: lis.RPC.Addr().String(), GossipAddr: gossip,
+			SQLAddr: lis.SQL.Addr().String(), HTTPAddr: lis.HTTP.Addr().String(), Listeners: lis,
+			Logger: log.With("demo_node", i+1), AutoUpgradeInterval: autoUpgradeInterval,
+			Insecure: true, // NewSecure makes it secure
 		}})
+	}
+	for _, nd := range c.Nodes {
+		nd.Config.Join = join
 	}
 	return c, nil
 }
@@ -145,30 +158,20 @@ func (c *Cluster) Start(ctx context.Context, nd *Node, rel clusterversion.Versio
 	if rel != c.Binary {
 		cfg.Knobs.BinaryVersion = rel
 	}
-	// The node's ports were just released by its previous server; retry
-	// briefly if one is still held.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, err := server.New(cfg)
-		if err == nil {
-			if err := s.Start(ctx); err != nil {
-				_ = s.Stop(context.Background())
-				return err
-			}
-			nd.Server, nd.Release = s, rel
-			return nil
-		}
-		msg := err.Error()
-		busy := strings.Contains(msg, "in use") || strings.Contains(msg, "not available")
-		if !busy || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	// The first start serves on the listeners New bound (server.New takes
+	// them over, even when it fails); a restart binds the addresses its
+	// stopped server released.
+	nd.Config.Listeners = nil
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
 	}
+	if err := s.Start(ctx); err != nil {
+		_ = s.Stop(context.Background())
+		return err
+	}
+	nd.Server, nd.Release = s, rel
+	return nil
 }
 
 // WaitUp waits until nd serves SQL; if its start fails (the server refused
@@ -206,10 +209,15 @@ func (c *Cluster) Stop(nd *Node) {
 	nd.Server = nil
 }
 
-// Close stops every node and deletes the stores.
+// Close stops every node, closes the listeners of those never started,
+// and deletes the stores.
 func (c *Cluster) Close() {
 	for i := len(c.Nodes) - 1; i >= 0; i-- {
 		c.Stop(c.Nodes[i])
+		if l := c.Nodes[i].Config.Listeners; l != nil {
+			l.Close()
+			c.Nodes[i].Config.Listeners = nil
+		}
 	}
 	_ = os.RemoveAll(c.Dir)
 }
