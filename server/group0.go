@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/kvnode/kvnode/group0/member"
 )
@@ -33,6 +34,10 @@ func (s *Server) Group0() *member.Member { return s.g0 }
 type serverStopper struct{ s *Server }
 
 func (st serverStopper) ShouldQuiesce() <-chan struct{} { return st.s.stopper.ShouldQuiesce() }
+
+func (st serverStopper) WithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return st.s.stopper.WithTimeout(d)
+}
 
 func (st serverStopper) RunAsync(f func()) {
 	_ = st.s.stopper.RunAsyncTask("group0", func(context.Context) { f() })

@@ -77,7 +77,7 @@ func (s *Server) startLiveness(ctx context.Context, rep *kv.Replica, id int32) e
 	lc := s.lc()
 	lc.rep.Store(rep)
 	lc.settings.Bind(rep)
-	if err := s.decom.CheckNotDecommissioned(rep, id); err != nil {
+	if err := s.decom.CheckNotDecommissioned(ctx, rep, id); err != nil {
 		return err
 	}
 	nl := liveness.New(liveness.Config{
@@ -118,10 +118,10 @@ func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) error {
 		run  func(ctx context.Context)
 	}{
 		{"liveness heartbeat", func(ctx context.Context) {
-			nl.Run(ctx.Done(), func(err error) { s.decom.HeartbeatFailed(nl, id, err) })
+			nl.Run(ctx.Done(), func(err error) { s.decom.HeartbeatFailed(ctx, nl, id, err) })
 		}},
 		{"settings refresh", func(ctx context.Context) { lc.settings.Run(ctx.Done()) }},
-		{"decommission", func(context.Context) { s.decom.Run(rep, id) }},
+		{"decommission", func(ctx context.Context) { s.decom.Run(ctx, rep, id) }},
 		{"schema changes", func(ctx context.Context) { s.schemaChangeLoop(ctx, rep) }},
 	} {
 		if err := s.stopper.RunAsyncTask(t.name, t.run); err != nil {

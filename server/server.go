@@ -234,10 +234,10 @@ func New(cfg Config) (_ *Server, retErr error) {
 			VersionStepPause: cfg.Knobs.VersionStepPause, ReportedVersion: cfg.Knobs.ReportedVersion}})
 	s.upgrades = s.uc.Manager()
 	s.schema = schemasync.New(schemasync.Config{Node: nodeView{s}, Client: s.node, Log: s.log, Every: cfg.SchemaSyncEvery,
-		Quiesce: s.stopper.ShouldQuiesce(), EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})
+		EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})
 	s.admit = join.New(join.Config{Node: nodeView{s}, Client: s.node, Log: s.log, BeforeAdmit: cfg.Knobs.BeforeJoinAdmit})
 	s.decom = decommission.New(decommission.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
-		Quiesce: s.stopper.ShouldQuiesce(), Hold: cfg.TestingHoldDecommission, Store: cfg.Store, Stopping: errStopping,
+		Hold: cfg.TestingHoldDecommission, Store: cfg.Store, Stopping: errStopping,
 		OnDecommissioned: func(err error) {
 			s.lc().leftCluster.Store(true)
 			s.draining.Store(true)
@@ -755,7 +755,7 @@ func (s *Server) startNode(ctx context.Context) error {
 	s.g0.Start(rep)
 	// Before the first client: a node that was away (or is new) takes the
 	// pre-Raft changes it missed, so it never answers from an old schema.
-	s.schema.CatchUp()
+	s.schema.CatchUp(ctx)
 	for _, t := range []struct {
 		name string
 		run  func(ctx context.Context)
@@ -763,7 +763,7 @@ func (s *Server) startNode(ctx context.Context) error {
 		{"clock monitor", s.clock.Run},
 		{"follow replicated version", func(context.Context) { s.followReplicatedVersion() }},
 		{"sql server", func(context.Context) { _ = s.pg.Serve(s.sqlLis) }}, // until Stop closes it
-		{"schema sync", func(context.Context) { s.schema.Run() }},
+		{"schema sync", s.schema.Run},
 		{"auto-upgrade", func(context.Context) { s.autoUpgradeLoop() }},
 	} {
 		if err := s.stopper.RunAsyncTask(t.name, t.run); err != nil {

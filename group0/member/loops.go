@@ -65,7 +65,7 @@ func (m *Member) maybeJoinAtStart(data *kv.Replica) {
 	var f group0.Formation
 	found := false
 	for attempt := 0; attempt < 50; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := m.stopCtx(2 * time.Second)
 		var err error
 		f, _, found, err = readFormation(ctx, data)
 		cancel()
@@ -256,7 +256,7 @@ func (m *Member) membershipLoop() {
 		if !st.IsLeader {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := m.stopCtx(10 * time.Second)
 		m.lifecycleStep(ctx, rep, data, st)
 		cancel()
 	})

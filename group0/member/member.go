@@ -73,10 +73,12 @@ type Catalog interface {
 
 // Stopper owns the member's background goroutines: they end when
 // ShouldQuiesce is closed, and the node waits for them before it closes
-// the member.
+// the member. WithTimeout is a context that ends after d or when the node
+// stops (the member's bounded calls take theirs from it).
 type Stopper interface {
 	ShouldQuiesce() <-chan struct{}
 	RunAsync(f func())
+	WithTimeout(d time.Duration) (context.Context, context.CancelFunc)
 }
 
 // ErrStopping is returned by what the node's stop interrupts.
@@ -362,15 +364,7 @@ func (m *Member) every(d time.Duration, f func()) {
 
 // stopCtx returns a context that ends after d or when the node stops.
 func (m *Member) stopCtx(d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	go func() {
-		select {
-		case <-m.cfg.Stopper.ShouldQuiesce():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+	return m.cfg.Stopper.WithTimeout(d)
 }
 
 func (m *Member) catalog() Catalog { return m.node.Catalog() }

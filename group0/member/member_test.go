@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/errors"
 
@@ -39,6 +40,17 @@ type fakeStopper struct{ c chan struct{} }
 
 func (s fakeStopper) ShouldQuiesce() <-chan struct{} { return s.c }
 func (fakeStopper) RunAsync(f func())                { go f() }
+func (s fakeStopper) WithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-s.c:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
 
 type memStore struct {
 	mu sync.Mutex

@@ -56,8 +56,6 @@ type Config struct {
 	Group0 Group0
 	Client *nodeapi.Client
 	Log    *slog.Logger
-	// Quiesce is closed when the node stops: Run returns.
-	Quiesce <-chan struct{}
 	// Store is --store: a decommissioned node's error names it.
 	Store string
 	// Stopping is returned by the waits the node's stop interrupts.
@@ -93,24 +91,25 @@ func New(cfg Config) *Decommissioner { return &Decommissioner{cfg: cfg} }
 const decommissionEvery = 500 * time.Millisecond
 
 // Run runs on every node and acts while it leads the data
-// group; while the node drains it also keeps leadership away from it.
-func (d *Decommissioner) Run(rep *kv.Replica, self int32) {
+// group; while the node drains it also keeps leadership away from it. It
+// returns when ctx ends (the node stops).
+func (d *Decommissioner) Run(ctx context.Context, rep *kv.Replica, self int32) {
 	t := time.NewTicker(decommissionEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-d.cfg.Quiesce:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 		if !rep.Status().IsLeader {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if d.cfg.Node.Draining() {
-			d.TransferLeadershipAway(ctx, rep)
+			d.TransferLeadershipAway(sctx, rep)
 		} else if h := d.cfg.Hold; h == nil || !h.Load() {
-			d.step(ctx, rep, self)
+			d.step(sctx, rep, self)
 		}
 		cancel()
 	}

@@ -19,11 +19,12 @@ import (
 // CheckNotDecommissioned reads this node's liveness record, through the
 // local replica if it can still read (it cannot once it was removed from
 // the data group) or else from any peer, and refuses a decommissioned
-// node. It waits until one of them answers.
-func (d *Decommissioner) CheckNotDecommissioned(rep *kv.Replica, id int32) error {
+// node. It waits until one of them answers, or ctx ends (the node stops:
+// Config.Stopping).
+func (d *Decommissioner) CheckNotDecommissioned(ctx context.Context, rep *kv.Replica, id int32) error {
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		rec, found, err := liveness.Get(ctx, rep, id)
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		rec, found, err := liveness.Get(gctx, rep, id)
 		cancel()
 		if err == nil {
 			if found && rec.Membership == liveness.Decommissioned {
@@ -31,7 +32,7 @@ func (d *Decommissioner) CheckNotDecommissioned(rep *kv.Replica, id int32) error
 			}
 			return nil
 		}
-		if rec, found, ok := d.askPeersForLiveness(id); ok {
+		if rec, found, ok := d.askPeersForLiveness(ctx, id); ok {
 			if found && rec.Membership == liveness.Decommissioned {
 				return d.DecommissionedError(id)
 			}
@@ -41,7 +42,7 @@ func (d *Decommissioner) CheckNotDecommissioned(rep *kv.Replica, id int32) error
 			d.cfg.Log.Warn("waiting for the data Raft group or a peer to answer (is a majority of voters up?)", "err", err)
 		}
 		select {
-		case <-d.cfg.Quiesce:
+		case <-ctx.Done():
 			return d.cfg.Stopping
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -60,10 +61,10 @@ func (d *Decommissioner) DecommissionedError(id int32) error {
 
 // askPeersForLiveness asks the other nodes (Node.PeerAddrs) for node id's liveness record. ok is false if none
 // answered.
-func (d *Decommissioner) askPeersForLiveness(id int32) (rec liveness.Record, found, ok bool) {
+func (d *Decommissioner) askPeersForLiveness(ctx context.Context, id int32) (rec liveness.Record, found, ok bool) {
 	for _, a := range d.cfg.Node.PeerAddrs(id) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := d.cfg.Client.GetLiveness(ctx, a, &nodeapi.LivenessRequest{NodeID: id})
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := d.cfg.Client.GetLiveness(actx, a, &nodeapi.LivenessRequest{NodeID: id})
 		cancel()
 		if err == nil {
 			return resp.Record, resp.Found, true
@@ -76,7 +77,8 @@ func (d *Decommissioner) askPeersForLiveness(id int32) (rec liveness.Record, fou
 // liveness duration, whether this node has been decommissioned (it can no
 // longer reach the data group then), by asking its peers. A decommissioned
 // node reports so through Failed, and `kvnode start` exits.
-func (d *Decommissioner) HeartbeatFailed(nl *liveness.NodeLiveness, id int32, err error) {
+// ctx is the heartbeat's: it ends when the node stops.
+func (d *Decommissioner) HeartbeatFailed(ctx context.Context, nl *liveness.NodeLiveness, id int32, err error) {
 	if d.cfg.Node.LeftCluster() {
 		return
 	}
@@ -87,7 +89,7 @@ func (d *Decommissioner) HeartbeatFailed(nl *liveness.NodeLiveness, id int32, er
 		}
 		d.lastPeerCheck = time.Now()
 		d.cfg.Log.Warn("liveness heartbeats are failing; is this node still a member of the cluster?", "err", err)
-		rec, found, ok := d.askPeersForLiveness(id)
+		rec, found, ok := d.askPeersForLiveness(ctx, id)
 		decommissioned = ok && found && rec.Membership == liveness.Decommissioned
 	}
 	if !decommissioned {

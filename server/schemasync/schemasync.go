@@ -45,8 +45,6 @@ type Config struct {
 	Log    *slog.Logger
 	// Every is how often Run compares digests.
 	Every time.Duration
-	// Quiesce is closed when the node stops: Run returns.
-	Quiesce <-chan struct{}
 	// EveryRound, if set, runs at the start of each of Run's rounds (the
 	// node gossips its persisted cluster version from there).
 	EveryRound func()
@@ -82,7 +80,7 @@ func TakesPreRaftSchema(st group0.State) bool {
 // was away while tables were created (or dropped), or that joins during the
 // group 0 procedure, does not answer from an old schema once it says it is
 // ready. Peers it cannot reach are left to the periodic sync.
-func (s *Sync) CatchUp() {
+func (s *Sync) CatchUp(ctx context.Context) {
 	if !TakesPreRaftSchema(s.cfg.Node.Group0State()) {
 		return // group 0 is the schema's source
 	}
@@ -95,8 +93,8 @@ func (s *Sync) CatchUp() {
 		if id == self || r.ListenAddr == "" || time.Now().After(deadline) {
 			continue
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		resp, err := s.cfg.Client.SchemaPull(ctx, r.ListenAddr, &nodeapi.Empty{})
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		resp, err := s.cfg.Client.SchemaPull(pctx, r.ListenAddr, &nodeapi.Empty{})
 		cancel()
 		if err != nil {
 			continue
@@ -184,13 +182,14 @@ func (s *Sync) PublishDigest() {
 
 // Run pulls the schema from every live peer whose gossiped digest
 // differs from ours and merges it (last writer wins per table). Both sides
-// of a difference pull from each other, so digests converge.
-func (s *Sync) Run() {
+// of a difference pull from each other, so digests converge. It returns
+// when ctx ends (the node stops).
+func (s *Sync) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Every)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.cfg.Quiesce:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -209,8 +208,8 @@ func (s *Sync) Run() {
 			if m.Meta.NodeID == self || !m.IsLive() || m.Meta.SchemaDigest == "" || m.Meta.SchemaDigest == mine {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			resp, err := s.cfg.Client.SchemaPull(ctx, m.Meta.ListenAddr, &nodeapi.Empty{})
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			resp, err := s.cfg.Client.SchemaPull(pctx, m.Meta.ListenAddr, &nodeapi.Empty{})
 			cancel()
 			if err != nil {
 				continue
