@@ -38,15 +38,10 @@
 //   - security/nodesec: secure mode's TLS (Config.Insecure or
 //     Config.CertsDir, exactly one).
 //
-// Background work: every long-lived goroutine of the node (the RPC, HTTP
-// and SQL servers, the start, gossip's join, the liveness heartbeat, the
-// settings refresh, the schema sync, the decommission, schema change,
-// version and auto-upgrade loops, group 0's loops, the clock monitor) is a
-// named task of the node's stopper (package util/stop). A task's context
-// ends, and the quiesce channel the parts were given closes, when Stop
+// Background work: every long-lived goroutine of the node is a named task
+// of its stopper (package util/stop), whose context ends when Stop
 // quiesces the node after its drain; Stop then waits for every task before
-// it closes the store, so no goroutine of the node outlives it
-// (TestStopLeavesNoGoroutine).
+// it closes the store (TestStopLeavesNoGoroutine).
 //
 // Node control: the kvnode.Node service's messages, method names and client
 // live in package nodeapi; nodeService (node_service.go) serves it, handing

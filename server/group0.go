@@ -38,7 +38,6 @@ func (st serverStopper) ShouldQuiesce() <-chan struct{} { return st.s.stopper.Sh
 func (st serverStopper) WithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return st.s.stopper.WithTimeout(d)
 }
-
 func (st serverStopper) RunAsync(f func()) {
 	_ = st.s.stopper.RunAsyncTask("group0", func(context.Context) { f() })
 }

@@ -1089,10 +1089,3 @@ func (s *Server) gossipDraining(g *gossip.Gossip) {
 	case <-time.After(time.Second):
 	}
 }
-
-// --- pre-Raft schema procedure ---
-
-// stopCtx returns a context that ends after d or when the node stops.
-func (s *Server) stopCtx(d time.Duration) (context.Context, context.CancelFunc) {
-	return s.stopper.WithTimeout(d)
-}

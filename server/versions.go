@@ -156,7 +156,7 @@ func (s *Server) followReplicatedVersion() {
 
 // catchUpVersion is one round of followReplicatedVersion.
 func (s *Server) catchUpVersion() {
-	ctx, cancel := s.stopCtx(5 * time.Second)
+	ctx, cancel := s.stopper.WithTimeout(5 * time.Second)
 	defer cancel()
 	rv, err := s.upgrades.ReplicatedVersion(ctx)
 	if err != nil {
@@ -226,7 +226,7 @@ func (s *Server) autoUpgradeLoop() {
 		// waiting on a dead node must not hold SIGTERM up. Tied to its
 		// leadership too: the new leader's loop takes over, and two
 		// coordinators must not keep going side by side (issue 16, D8).
-		ctx, cancel := s.stopCtx(10 * time.Minute)
+		ctx, cancel := s.stopper.WithTimeout(10 * time.Minute)
 		ctx = whileLeader(ctx, rep)
 		in, err := s.uc.Input(ctx)
 		if err != nil {
