@@ -266,8 +266,11 @@ func TestDowngrade11To10WithPlanAndResume(t *testing.T) {
 		}
 		writes <- err
 	}()
+	// The knob stops whichever coordinator reaches the step first: the
+	// SET's, if it runs on the leader (the leader's loop, which would
+	// resume the downgrade, waits for the node's upgrade manager).
 	failOnce.Store(true)
-	if err := execErr(c, 0, "SET CLUSTER SETTING version = '1.0'"); err == nil {
+	if err := execErr(c, leaderIndex(t, c), "SET CLUSTER SETTING version = '1.0'"); err == nil {
 		t.Fatal("the stopped coordinator reported success")
 	}
 	if v, _ := queryString(t, c, 1, "SHOW CLUSTER SETTING cluster.preserve_downgrade_option"); v != "1.0" {
@@ -474,15 +477,7 @@ func TestStaleReportAfterDowngradeDoesNotFinalize(t *testing.T) {
 	}
 	// Move the leadership: the new leader's first decision reads node 2's
 	// stale report too.
-	lead := -1
-	for i, nd := range c.Nodes {
-		if rep := nd.Server.Replica(); rep != nil && rep.Status().IsLeader {
-			lead = i
-		}
-	}
-	if lead < 0 {
-		t.Fatal("no leader")
-	}
+	lead := leaderIndex(t, c)
 	to := (lead + 1) % 3
 	testcluster.WaitFor(t, 10*time.Second, func() error {
 		c.Nodes[lead].Server.Replica().TransferLeadership(uint64(c.Nodes[to].Server.NodeID()))
