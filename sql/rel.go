@@ -92,16 +92,7 @@ func (n *tableScanNode) limitPushable() bool { return n.scan.exact && n.scan.ord
 
 func (n *tableScanNode) width() int { return len(n.ti.cols) }
 func (n *tableScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
-	alloc := rowAlloc{w: n.width()}
-	out := [][]types.Datum{}
-	err := n.stream(ec, func(row []types.Datum) error {
-		out = append(out, alloc.copyRow(row))
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return collectRows(ec, n, n.width())
 }
 
 // stream implements rowStreamer: the rows read, filtered unless the key
@@ -357,16 +348,7 @@ type filterNode struct {
 func (n *filterNode) width() int { return n.in.width() }
 func (n *filterNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	if _, ok := n.in.(rowStreamer); ok {
-		alloc := rowAlloc{w: n.width()}
-		var out [][]types.Datum
-		err := n.stream(ec, func(row []types.Datum) error {
-			out = append(out, alloc.copyRow(row))
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		return out, nil
+		return collectRows(ec, n, n.width())
 	}
 	rows, err := n.in.run(ec)
 	if err != nil {

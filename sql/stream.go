@@ -48,6 +48,21 @@ func streamRows(ec *evalCtx, n relNode, fn func(row []types.Datum) error) error 
 	return nil
 }
 
+// collectRows materializes what s streams: an owned copy of each row, the
+// copies carved from shared blocks (rowAlloc) of rows width wide.
+func collectRows(ec *evalCtx, s rowStreamer, width int) ([][]types.Datum, error) {
+	alloc := rowAlloc{w: width}
+	out := [][]types.Datum{}
+	err := s.stream(ec, func(row []types.Datum) error {
+		out = append(out, alloc.copyRow(row))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // rowAllocBlock is how many rows a rowAlloc carves from one allocation at
 // most; its first block holds rowAllocFirst rows and each next one twice as
 // many, so that a result of a few wide rows (a catalog query's joined rows
