@@ -20,6 +20,27 @@ import (
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
+// onConn returns exec1, which runs a statement on conn, and count, which
+// returns the integer a query's one row holds; each fails the test on an
+// error.
+func onConn(t *testing.T, ctx context.Context, conn *pgx.Conn) (exec1 func(sql string), count func(sql string) int64) {
+	exec1 = func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count = func(sql string) int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	return exec1, count
+}
+
 // rowsReader generates n rows of COPY text data without holding them.
 type rowsReader struct {
 	i, n int
@@ -51,20 +72,7 @@ func TestCopyFromStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	exec1 := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	count := func(sql string) int64 {
-		t.Helper()
-		var n int64
-		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-		return n
-	}
+	exec1, count := onConn(t, ctx, conn)
 	exec1("CREATE TABLE acc (aid INT PRIMARY KEY, bid INT, abalance INT, filler CHAR(84))")
 
 	// 20,000 rows in several batches, streamed.
@@ -336,20 +344,7 @@ func TestCopyFailsMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	exec1 := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	count := func(sql string) int64 {
-		t.Helper()
-		var n int64
-		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-		return n
-	}
+	exec1, count := onConn(t, ctx, conn)
 	const fail = 2600 // the line that fails: five batches precede it
 	pad := strings.Repeat("x", 50)
 	for _, tc := range []struct {
