@@ -237,11 +237,12 @@ func (c *Cluster) input(ctx context.Context, strict bool) (autoupgrade.Input, []
 			}
 		}
 	}
-	if err := c.confirmAhead(ctx, statuses, strict); err != nil {
+	active := n.ActiveVersion()
+	if err := c.confirmAhead(ctx, statuses, active, strict); err != nil {
 		return autoupgrade.Input{}, nil, err
 	}
 	in := autoupgrade.Input{
-		Active:             n.ActiveVersion(),
+		Active:             active,
 		AutoUpgradeEnabled: n.AutoUpgradeEnabled(),
 		PreserveDowngrade:  n.PreserveDowngrade(),
 		Host:               n.RPCAddr(),
@@ -256,8 +257,8 @@ func (c *Cluster) input(ctx context.Context, strict bool) (autoupgrade.Input, []
 }
 
 // confirmAhead asks every live node whose status reports a cluster version
-// above this node's for the version it has persisted, and puts its answer
-// in place of the report.
+// above active (this node's, as the decision reads it) for the version it
+// has persisted, and puts its answer in place of the report.
 //
 // A report above the deciding node's version is read as a finalization
 // under way (autoupgrade.Decide), which goes on whatever
@@ -271,9 +272,8 @@ func (c *Cluster) input(ctx context.Context, strict bool) (autoupgrade.Input, []
 // its report (it blocks a finalization anyway). A live node that cannot be
 // asked is an error when strict (the decision is taken again next round),
 // and keeps its report otherwise.
-func (c *Cluster) confirmAhead(ctx context.Context, statuses []nodeapi.NodeStatus, strict bool) error {
+func (c *Cluster) confirmAhead(ctx context.Context, statuses []nodeapi.NodeStatus, active clusterversion.Version, strict bool) error {
 	self := c.cfg.Node.NodeID()
-	active := c.cfg.Node.ActiveVersion()
 	for i := range statuses {
 		ns := &statuses[i]
 		pv, err := clusterversion.Parse(ns.PersistedVersion)
