@@ -34,6 +34,14 @@
 #   KVNODE_FLAGS    extra flags for every kvnode node, e.g. KVNODE_FLAGS=--leased-reads=false (the
 #                   three-node reads without the leader lease, for a toggled comparison)
 #   KEEP=1          keep the work directory (stores, logs, pgbench output)
+#   BENCH_FLOOR=1   also the latency of one client against the physical floor (issue 22: "an
+#                   upsert's latency within 3x of one fdatasync plus one loopback round trip"):
+#                   adds the script write1 (the write script with one client, -c 1 -j 1) to
+#                   every target, and in every round, before its targets, measures the floor:
+#                   fdatasync of one 8 kB write (PostgreSQL's pg_test_fsync, 2 s, on the file
+#                   system of the stores) and the median round trip of a 64-byte message over
+#                   loopback TCP (go run scripts/rtt.go). The report gives, per round, the floor
+#                   and each kvnode target's one-client latency as a multiple of it.
 #   BENCH_COPY_ROWS=N  also time a COPY of N rows (psql's \copy of a file, one statement, outside
 #                   a transaction) into an empty table kvc (k INT PRIMARY KEY, v TEXT) on every
 #                   target, after its pgbench scripts; reported as the script "copy" in rows per
@@ -68,6 +76,8 @@ BENCH_SECONDS=${BENCH_SECONDS:-30}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_ROWS=${BENCH_ROWS:-100000}
 BENCH_COPY_ROWS=${BENCH_COPY_ROWS:-0}
+BENCH_FLOOR=${BENCH_FLOOR:-0}
+[[ $BENCH_FLOOR == 0 || $BENCH_FLOOR == 1 ]] || { printf 'bench: BENCH_FLOOR must be 0 or 1, got %s\n' "$BENCH_FLOOR" >&2; exit 1; }
 [[ $BENCH_COPY_ROWS =~ ^[0-9]+$ ]] || { printf 'bench: BENCH_COPY_ROWS must be a number of rows, got %s\n' "$BENCH_COPY_ROWS" >&2; exit 1; }
 BENCH_DOC=${BENCH_DOC:-docs/benchmarks.md}
 KVNODE_FLAGS=${KVNODE_FLAGS:-}
@@ -186,6 +196,14 @@ PSQL=$(command -v psql)
 PGBENCH=$(command -v pgbench) || die "pgbench not found after installing postgresql-client"
 PGBIN=
 if ((needs_pg_server)); then PGBIN=$(pg_bindir) || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"; fi
+PG_TEST_FSYNC=
+if ((BENCH_FLOOR)); then
+  # pg_test_fsync ships with the server package.
+  pg_bindir >/dev/null || apt_install postgresql
+  PG_TEST_FSYNC=$(pg_bindir)/pg_test_fsync
+  [[ -x $PG_TEST_FSYNC ]] || die "BENCH_FLOOR=1 needs pg_test_fsync (Debian's postgresql package), not found at $PG_TEST_FSYNC"
+  command -v go >/dev/null || die "BENCH_FLOOR=1 needs the Go toolchain (go run scripts/rtt.go)"
+fi
 export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 ((TLS_ON)) && export PGSSLMODE=require
 
@@ -258,10 +276,12 @@ SCRIPTS=(read write lookup transfer tpcb-like join groupby)
 if [[ -n ${BENCH_SCRIPTS:-} ]]; then
   read -r -a asked <<<"$BENCH_SCRIPTS"
   for s in "${asked[@]}"; do
-    [[ " ${SCRIPTS[*]} " == *" $s "* ]] || { printf 'bench: BENCH_SCRIPTS: no script %s (there are: %s)\n' "$s" "${SCRIPTS[*]}" >&2; exit 1; }
+    [[ " ${SCRIPTS[*]} write1 " == *" $s "* ]] || { printf 'bench: BENCH_SCRIPTS: no script %s (there are: %s write1)\n' "$s" "${SCRIPTS[*]}" >&2; exit 1; }
   done
   SCRIPTS=("${asked[@]}")
 fi
+# write1: the write script with one client (BENCH_FLOOR=1 adds it).
+if ((BENCH_FLOOR)) && [[ " ${SCRIPTS[*]} " != *" write1 "* ]]; then SCRIPTS+=(write1); fi
 # REPORTED: the scripts of the report, the pgbench ones and the COPY (BENCH_COPY_ROWS).
 REPORTED=("${SCRIPTS[@]}")
 if ((BENCH_COPY_ROWS > 0)); then
@@ -403,14 +423,15 @@ run_copy() {
 # round, target, script, tps, latency ms, transactions, failed transactions, note.
 run_pgbench() {
   local target=${BENCH_NAME:-$1} script=$2
-  local out="$WORK/$target-$script.r$ROUND.out" rc=0
-  log "round $ROUND, $target: pgbench $script, ${BENCH_SECONDS}s, $CLIENTS clients"
+  local out="$WORK/$target-$script.r$ROUND.out" rc=0 clients=$CLIENTS jobs=$JOBS
   local args=(-f "$WORK/$script.sql")
   case $script in
   transfer) args+=(--max-tries=10) ;;
   tpcb-like) args=(-b tpcb-like --max-tries=10) ;;
+  write1) args=(-f "$WORK/write.sql") clients=1 jobs=1 ;;
   esac
-  timeout $((BENCH_SECONDS + 120)) "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$BENCH_SECONDS" \
+  log "round $ROUND, $target: pgbench $script, ${BENCH_SECONDS}s, $clients client(s)"
+  timeout $((BENCH_SECONDS + 120)) "$PGBENCH" -n -M prepared -c "$clients" -j "$jobs" -T "$BENCH_SECONDS" \
     "${args[@]}" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" "$DBNAME" >"$out" 2>&1 || rc=$?
   local tps lat txns failed note=
   tps=$(grep -E '^tps = .*(without initial connection|excluding connections)' "$out" | awk '{print $3}' | head -n 1)
@@ -689,7 +710,24 @@ for t in postgres pgha single cluster nolease; do
     order+=("$t")
   fi
 done
+# measure_floor: one line of $WORK/floor.tsv for this round: round, fdatasync of one 8 kB write
+# (us/op, pg_test_fsync on the work directory's file system, where the stores are), loopback
+# round trip (us, median).
+measure_floor() {
+  local out fsync rtt
+  log "round $ROUND: the floor (pg_test_fsync, 2 s per method; go run scripts/rtt.go)"
+  out=$(cd "$WORK" && timeout 120 "$PG_TEST_FSYNC" -f "$WORK/pg_test_fsync.tmp" -s 2 2>&1) || die "pg_test_fsync failed: $out"
+  rm -f "$WORK/pg_test_fsync.tmp"
+  # The first fdatasync line is the section "Compare file sync methods using one 8kB write".
+  fsync=$(awk '$1 == "fdatasync" && $(NF) == "usecs/op" {print $(NF - 1); exit}' <<<"$out")
+  [[ $fsync =~ ^[0-9]+$ ]] || die "no fdatasync usecs/op in pg_test_fsync's output: $out"
+  rtt=$(timeout 120 go run scripts/rtt.go -n 20000) || die "go run scripts/rtt.go failed"
+  printf '%s\t%s\t%s\n' "$ROUND" "$fsync" "$rtt" >>"$WORK/floor.tsv"
+  log "round $ROUND: fdatasync $fsync us, loopback round trip $rtt us"
+}
+: >"$WORK/floor.tsv"
 for ((ROUND = 1; ROUND <= BENCH_ROUNDS; ROUND++)); do
+  if ((BENCH_FLOOR)); then measure_floor; fi
   # Round r starts r-1 places further along the list, so that over the rounds every target
   # runs early and late, next to each of the others.
   for ((k = 0; k < ${#order[@]}; k++)); do
@@ -753,6 +791,7 @@ script_name() {
   case $1 in
   read) echo "read: SELECT by key" ;;
   write) echo "write: INSERT … ON CONFLICT DO UPDATE" ;;
+  write1) echo "write1: the write script, one client" ;;
   lookup) echo "lookup: SELECT by a secondary key, through its index" ;;
   transfer) echo "transfer: BEGIN; SELECT; 2 UPDATEs; END (random accounts)" ;;
   tpcb-like) echo "tpcb-like: pgbench's built-in TPC-B-like transaction (one hot branch)" ;;
@@ -902,6 +941,26 @@ if [[ $BENCH_TLS == both && -s $WORK/results.tsv ]]; then
   } >"$tls_table"
 fi
 
+# BENCH_FLOOR=1: each round's floor (one fdatasync + one loopback round trip) and each target's
+# one-client write latency (write1) in that round as a multiple of it.
+floor_table=$WORK/floor.md
+: >"$floor_table"
+if [[ -s $WORK/floor.tsv ]]; then
+  {
+    echo "| round | fdatasync (µs) | loopback round trip (µs) | floor (ms) | target | one-client upsert (ms) | multiple of the floor |"
+    echo "|---:|---:|---:|---:|---|---:|---:|"
+    while IFS=$'\t' read -r round fsync rtt; do
+      floor=$(awk -v a="$fsync" -v b="$rtt" 'BEGIN {printf "%.3f", (a + b) / 1000}')
+      for t in "${order[@]}"; do
+        lat=$(awk -F'\t' -v r="$round" -v t="$t" '$1 == r && $2 == t && $3 == "write1" {print $5}' "$WORK/results.tsv" 2>/dev/null)
+        [[ -n $lat && $lat != - ]] || continue
+        mult=$(awk -v l="$lat" -v f="$floor" 'BEGIN {printf "%.2f×", l / f}')
+        echo "| $round | $fsync | $rtt | $floor | $(label "$t") | $(num %.3f "$lat") | $mult |"
+      done
+    done <"$WORK/floor.tsv"
+  } >"$floor_table"
+fi
+
 mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -912,6 +971,7 @@ if ((BENCH_COPY_ROWS > 0)); then cmd+=" BENCH_COPY_ROWS=$BENCH_COPY_ROWS"; fi
 if [[ -n ${BENCH_SCRIPTS:-} ]]; then cmd+=" BENCH_SCRIPTS=\"$BENCH_SCRIPTS\""; fi
 if [[ -n $KVNODE_FLAGS ]]; then cmd+=" KVNODE_FLAGS=\"$KVNODE_FLAGS\""; fi
 if [[ $BENCH_TLS != 0 ]]; then cmd+=" BENCH_TLS=$BENCH_TLS"; fi
+if ((BENCH_FLOOR)); then cmd+=" BENCH_FLOOR=1"; fi
 cmd+=" ./scripts/bench.sh"
 
 section=$WORK/section.md
@@ -922,6 +982,7 @@ section=$WORK/section.md
   echo "  load average (1, 5, 15 min) $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
   echo "- command: \`$cmd\`"
   echo "- pgbench: \`pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS -f SCRIPT\`, $BENCH_ROWS rows"
+  if ((BENCH_FLOOR)); then echo "  (write1: \`-c 1 -j 1\` with the write script)"; fi
   echo "- $BENCH_ROUNDS round(s), the targets interleaved; medians over the rounds, and for a ratio the"
   echo "  median (and the range) of the rounds' own ratios to the reference named beside it, run in"
   echo "  the same round: PostgreSQL for one kvnode node and for the HA baseline (PostgreSQL with two"
@@ -935,6 +996,14 @@ section=$WORK/section.md
     echo "round; the ratio change is the kvnode target's TLS-against-TLS ratio over its plaintext one):"
     echo
     cat "$tls_table"
+  fi
+  if [[ -s $floor_table ]]; then
+    echo
+    echo "One client against the physical floor (BENCH_FLOOR=1): each round's floor is one fdatasync of an"
+    echo "8 kB write (pg_test_fsync) plus one loopback round trip (scripts/rtt.go), measured before the"
+    echo "round's targets; the multiple is the target's average write1 latency in that round over it:"
+    echo
+    cat "$floor_table"
   fi
   if ((BENCH_ROUNDS > 1)); then
     echo
