@@ -116,7 +116,9 @@
 // groups, not the table; a lookup join reads the keys of all its left
 // rows in one batched, sorted read of one consistent state. A pass over
 // the finished plan (prune.go) tells each table scan which of its columns
-// the operators above it read, and the scan decodes only those. A
+// the operators above it read, and the scan decodes only those; each join
+// emits only the columns read above it (the expressions above are
+// rewritten for the columns that moved), not every column of both inputs. A
 // correlated subquery runs once per outer row, reading the outer row's
 // columns (outerColExpr); an uncorrelated one runs once per execution.
 // EXPLAIN prints the operator tree.

@@ -422,6 +422,10 @@ type joinNode struct {
 	// on the left row: with few left rows, each is joined by a point
 	// lookup instead of reading the whole right table.
 	lookup *lookupJoin
+	// out, when set, lists the columns of the joined row (left's, then
+	// right's) that the join emits, in order: the ones read above it
+	// (pruneColumns). nil: all of them.
+	out []int
 }
 
 // lookupJoin is how a join reaches its right table by primary key.
@@ -471,7 +475,35 @@ func (n *joinNode) planLookup() {
 	n.lookup = &lookupJoin{scan: scan, keys: keys, eqs: eqs}
 }
 
-func (n *joinNode) width() int { return n.left.width() + n.right.width() }
+func (n *joinNode) width() int {
+	if n.out != nil {
+		return len(n.out)
+	}
+	return n.left.width() + n.right.width()
+}
+
+// emit returns the join's row for the left row l and the right row r (nil:
+// that side is padded with NULLs), carved from a (of the join's width).
+func (n *joinNode) emit(a *rowAlloc, l, r []types.Datum) []types.Datum {
+	row := a.newRow()
+	lw := n.left.width()
+	if n.out == nil {
+		copy(row, l)
+		copy(row[lw:], r)
+		return row
+	}
+	for i, c := range n.out {
+		switch {
+		case c < lw:
+			if l != nil {
+				row[i] = l[c]
+			}
+		case r != nil:
+			row[i] = r[c-lw]
+		}
+	}
+	return row
+}
 
 // appendHashKey appends the join key of row (exprs evaluated on it) to
 // key; ok is false when a key value is NULL, which never joins.
@@ -528,16 +560,8 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	}
 	rightMatched := make([]bool, len(rrows))
 	var out [][]types.Datum
-	joined := func(l, r []types.Datum) []types.Datum {
-		row := make([]types.Datum, 0, lw+rw)
-		if l == nil {
-			l = make([]types.Datum, lw)
-		}
-		if r == nil {
-			r = make([]types.Datum, rw)
-		}
-		return append(append(row, l...), r...)
-	}
+	alloc := rowAlloc{w: n.width()}
+	scratch := make([]types.Datum, lw+rw) // the joined row the condition reads
 	all := make([]int, len(rrows))
 	for i := range all {
 		all[i] = i
@@ -556,10 +580,13 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			}
 		}
 		matched := false
+		if n.cond != nil && len(candidates) > 0 {
+			copy(scratch, l)
+		}
 		for _, ri := range candidates {
-			row := joined(l, rrows[ri])
 			if n.cond != nil {
-				rc.row = row
+				copy(scratch[lw:], rrows[ri])
+				rc.row = scratch
 				ok, err := rc.evalTrue(n.cond)
 				if err != nil {
 					return nil, err
@@ -570,16 +597,16 @@ func (n *joinNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			}
 			matched = true
 			rightMatched[ri] = true
-			out = append(out, row)
+			out = append(out, n.emit(&alloc, l, rrows[ri]))
 		}
 		if !matched && (n.kind == parser.JoinLeft || n.kind == parser.JoinFull) {
-			out = append(out, joined(l, nil))
+			out = append(out, n.emit(&alloc, l, nil))
 		}
 	}
 	if n.kind == parser.JoinRight || n.kind == parser.JoinFull {
 		for i, r := range rrows {
 			if !rightMatched[i] {
-				out = append(out, joined(nil, r))
+				out = append(out, n.emit(&alloc, nil, r))
 			}
 		}
 	}
@@ -611,7 +638,8 @@ func (n *joinNode) runLookup(ec *evalCtx, lrows [][]types.Datum) ([][]types.Datu
 	if err != nil {
 		return nil, err
 	}
-	alloc := rowAlloc{w: lw + rw}
+	alloc := rowAlloc{w: n.width()}
+	scratch := make([]types.Datum, lw+rw) // the joined row the conditions read
 	var out [][]types.Datum
 	for i, l := range lrows {
 		matched := false
@@ -622,10 +650,9 @@ func (n *joinNode) runLookup(ec *evalCtx, lrows [][]types.Datum) ([][]types.Datu
 				return nil, err
 			}
 			if ok {
-				row := alloc.newRow()
-				copy(row, l)
-				copy(row[lw:], r)
-				rc.row = row
+				copy(scratch, l)
+				copy(scratch[lw:], r)
+				rc.row = scratch
 				for _, eq := range n.lookup.eqs {
 					if ok, err = rc.evalTrue(eq); err != nil || !ok {
 						break
@@ -641,14 +668,12 @@ func (n *joinNode) runLookup(ec *evalCtx, lrows [][]types.Datum) ([][]types.Datu
 				}
 				if ok {
 					matched = true
-					out = append(out, row)
+					out = append(out, n.emit(&alloc, l, r))
 				}
 			}
 		}
 		if !matched && n.kind == parser.JoinLeft {
-			row := alloc.newRow()
-			copy(row, l)
-			out = append(out, row)
+			out = append(out, n.emit(&alloc, l, nil))
 		}
 	}
 	return out, nil
@@ -697,7 +722,7 @@ func (n *joinNode) runIndexJoin(ec *evalCtx, lrows [][]types.Datum, right *virtu
 	}
 	cond := andAll(conds)
 	var out [][]types.Datum
-	alloc := rowAlloc{w: lw + rw}
+	alloc := rowAlloc{w: n.width()}
 	scratch := make([]types.Datum, lw+rw) // the joined row the conditions read
 	for _, l := range lrows {
 		rc.row = l
@@ -717,24 +742,25 @@ func (n *joinNode) runIndexJoin(ec *evalCtx, lrows [][]types.Datum, right *virtu
 					}
 					continue
 				}
-				copy(scratch[lw:], r)
-				rc.row = scratch
-				ok, err := rc.evalTrue(cond)
-				if err != nil {
-					return nil, err
+				if cond != nil {
+					copy(scratch[lw:], r)
+					rc.row = scratch
+					ok, err := rc.evalTrue(cond)
+					if err != nil {
+						return nil, err
+					}
+					if !ok {
+						continue
+					}
 				}
-				if ok {
-					matched = true
-					out = append(out, alloc.copyRow(scratch))
-				}
+				matched = true
+				out = append(out, n.emit(&alloc, l, r))
 			}
 		} else if d != nil {
 			return nil, errors.AssertionFailedf("join key %T on an integer column", d)
 		}
 		if !matched && n.kind == parser.JoinLeft {
-			row := alloc.newRow()
-			copy(row, l)
-			out = append(out, row)
+			out = append(out, n.emit(&alloc, l, nil))
 		}
 	}
 	return out, nil
@@ -758,6 +784,9 @@ func (n *joinNode) explain(w *explainWriter) {
 	}
 	if n.cond != nil {
 		w.add("  condition: applied to each joined row")
+	}
+	if n.out != nil {
+		w.add("  emits %d of %d columns (those read above)", len(n.out), n.left.width()+n.right.width())
 	}
 	w.child(n.left)
 	w.child(n.right)
