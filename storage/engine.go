@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,7 +35,7 @@ func ReplicatedSpan() (start, end []byte) {
 type Engine struct {
 	DB   *pebble.DB
 	Dir  string
-	lock *os.File
+	lock io.Closer // nil on an Options.FS store: Pebble's own lock guards it
 
 	// closeMu orders Close after readers that may run on goroutines the
 	// node does not wait for (a /metrics scrape).
@@ -46,6 +47,13 @@ type Engine struct {
 type Options struct {
 	// CacheSize is the block cache size in bytes (0: 64 MiB).
 	CacheSize int64
+	// FS, if set, holds the store instead of the operating system's file
+	// system (nil: vfs.Default). Tests give a strict in-memory one
+	// (vfs.NewStrictMem) to lose every unsynced write in a simulated crash
+	// (kv's crash harness, kv/DESIGN.md). The directory is then not locked
+	// against other processes, which cannot see it anyway; Pebble's own
+	// lock still refuses a second open in this process.
+	FS vfs.FS
 }
 
 // ErrStoreLocked is returned when another process holds the store.
@@ -58,6 +66,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if dir == "" {
 		return nil, errors.WithHint(errors.New("no store directory given"), "pass --store=DIR")
 	}
+	if opts.FS != nil {
+		return openPebble(dir, opts, opts.FS, nil)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, errors.WithHintf(errors.Wrapf(err, "cannot create store directory %s", dir),
 			"choose a --store directory this user can write, or fix its permissions")
@@ -66,6 +77,12 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openPebble(dir, opts, vfs.Default, lock)
+}
+
+// openPebble opens the Pebble store in dir on fs; lock (if any) is released
+// if that fails, and by Close otherwise.
+func openPebble(dir string, opts Options, fs vfs.FS, lock io.Closer) (*Engine, error) {
 	cacheSize := opts.CacheSize
 	if cacheSize == 0 {
 		cacheSize = 64 << 20
@@ -74,7 +91,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:  cache,
-		FS:     vfs.Default,
+		FS:     fs,
 		Logger: quietLogger{},
 		// The Raft log and the state machine share the WAL; the Raft loop
 		// syncs once per Ready, so concurrent proposals share one fsync.
@@ -85,7 +102,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 		Levels:                      bloomFilteredLevels(),
 	})
 	if err != nil {
-		_ = lock.Close()
+		if lock != nil {
+			_ = lock.Close()
+		}
 		return nil, errors.WithHintf(errors.Wrapf(err, "cannot open the Pebble store in %s", dir),
 			"check that the directory is writable and not full, or choose another --store")
 	}
