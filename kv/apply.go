@@ -75,6 +75,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	}
 	_ = b.Set(keyApplied, as.encode(), nil)
 	_ = b.Set(keyTruncated, tr.encode(), nil)
+	r.point(PointSyncCommit)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return errors.Wrap(err, "applying Raft snapshot")
 	}

@@ -34,21 +34,21 @@ import (
 // Everything else (votes, vote and append responses) waits for the fsync.
 func (r *Replica) run() {
 	defer close(r.doneC)
-	ticker := time.NewTicker(r.cfg.TickInterval)
-	defer ticker.Stop()
+	var tickC <-chan time.Time
+	if k := r.cfg.Testing; k == nil || !k.ManualTicks {
+		ticker := time.NewTicker(r.cfg.TickInterval)
+		defer ticker.Stop()
+		tickC = ticker.C
+	}
 	defer r.failPending()
 	defer r.staged.dropUpTo(math.MaxUint64)
 	for {
+		r.point(PointIdle)
 		select {
 		case <-r.stopC:
 			return
-		case <-ticker.C:
-			if r.cfg.TestingSkipTick != nil && r.cfg.TestingSkipTick() {
-				break
-			}
-			r.rn.Tick()
-			r.tickCount++
-			r.periodic()
+		case <-tickC:
+			r.tick()
 		case msgs := <-r.recvC:
 			r.step(msgs)
 		case p := <-r.propC:
@@ -86,6 +86,17 @@ func (r *Replica) run() {
 			r.publishStatus()
 		}
 	}
+}
+
+// tick advances Raft's logical clock by one tick and runs the periodic work,
+// unless TestingSkipTick says to skip it.
+func (r *Replica) tick() {
+	if r.cfg.TestingSkipTick != nil && r.cfg.TestingSkipTick() {
+		return
+	}
+	r.rn.Tick()
+	r.tickCount++
+	r.periodic()
 }
 
 // drainInbox takes everything that queued up while the loop was busy (most
@@ -310,6 +321,7 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	if !raft.IsEmptyHardState(rd.HardState) {
 		r.noteCommit(rd.HardState.Commit)
 	}
+	r.point(PointReady)
 	var later []raftpb.Message
 	if st.RaftState == raft.StateLeader {
 		var early []raftpb.Message
@@ -325,10 +337,12 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	} else {
 		later = rd.Messages
 	}
+	r.point(PointSentEarly)
 	committed := rd.CommittedEntries
 	switch {
 	case !raft.IsEmptySnap(rd.Snapshot):
 		// 1. Persist the snapshot, entries and hard state.
+		r.point(PointBeforePersist)
 		if err := r.applySnapshot(rd.Snapshot, rd.HardState); err != nil {
 			return err
 		}
@@ -363,6 +377,7 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 			return err
 		}
 		committed = committed[n:]
+		r.point(PointBeforePersist)
 		// 1. Persist the entries and hard state. A leader steps its
 		// followers' acknowledgements while the disk syncs (see persist).
 		var whileSyncing func() error
@@ -373,8 +388,10 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
+	r.point(PointSynced)
 	// 2. Send messages.
 	r.cfg.Transport.Send(later)
+	r.point(PointSent)
 	// 3. Apply (the rest of the) committed entries.
 	if err := r.apply(committed, raftpb.HardState{}); err != nil {
 		return err
@@ -399,6 +416,7 @@ func (r *Replica) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		r.publishStatus()
 	}
+	r.point(PointApplied)
 	// 4. Advance.
 	r.rn.Advance(rd)
 	return r.maybeTruncate()
@@ -470,6 +488,7 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 			return errors.Wrap(err, "persisting Raft entries")
 		}
 	case whileSyncing == nil:
+		r.point(PointSyncCommit)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return errors.Wrap(err, "persisting Raft entries")
 		}
@@ -478,6 +497,7 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 		if err := r.eng.DB.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 			return errors.Wrap(err, "persisting Raft entries")
 		}
+		r.point(PointWritten)
 		type syncResult struct {
 			err  error
 			took time.Duration
@@ -488,6 +508,7 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 			synced <- syncResult{err, time.Since(start)}
 		}()
 		for {
+			r.point(PointSyncWait)
 			select {
 			case res := <-synced:
 				if res.err != nil {
@@ -506,6 +527,7 @@ func (r *Replica) persist(ents []raftpb.Entry, hs raftpb.HardState, sync bool, w
 					<-synced
 					return err
 				}
+				r.point(PointSteppedWhileSyncing)
 			}
 		}
 	}

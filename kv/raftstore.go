@@ -224,9 +224,15 @@ type loaded struct {
 }
 
 func loadRaftState(eng *storage.Engine) (loaded, error) {
+	return loadRaftStateFrom(eng.DB)
+}
+
+// loadRaftStateFrom is loadRaftState from any view of the engine (the
+// crash harness reads a snapshot).
+func loadRaftStateFrom(rd pebble.Reader) (loaded, error) {
 	var l loaded
 	get := func(k []byte, fn func([]byte) error) error {
-		v, closer, err := eng.DB.Get(k)
+		v, closer, err := rd.Get(k)
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil
 		}
@@ -260,7 +266,7 @@ func loadRaftState(eng *storage.Engine) (loaded, error) {
 	if l.applied.Index > l.hs.Commit {
 		l.hs.Commit = l.applied.Index
 	}
-	it, err := eng.DB.NewIter(&pebble.IterOptions{LowerBound: logKey(l.trunc.Index + 1), UpperBound: keyLogPrefixEnd})
+	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: logKey(l.trunc.Index + 1), UpperBound: keyLogPrefixEnd})
 	if err != nil {
 		return l, err
 	}
@@ -284,6 +290,14 @@ func loadRaftState(eng *storage.Engine) (loaded, error) {
 // atomic, synced batch. It is called once, by `kvnode init`, on an empty
 // store.
 func Bootstrap(eng *storage.Engine, nodeID uint64, initial, local map[string][]byte) error {
+	return bootstrapVoters(eng, []uint64{nodeID}, initial, local)
+}
+
+// bootstrapVoters is Bootstrap with voters as the first configuration. Every
+// voter's store must be bootstrapped alike (the crash harness starts its
+// groups this way, as etcd's rafttest does; a real cluster starts with one
+// voter and adds the others).
+func bootstrapVoters(eng *storage.Engine, voters []uint64, initial, local map[string][]byte) error {
 	l, err := loadRaftState(eng)
 	if err != nil {
 		return err
@@ -294,7 +308,7 @@ func Bootstrap(eng *storage.Engine, nodeID uint64, initial, local map[string][]b
 	const index, term = 1, 1
 	b := eng.DB.NewBatch()
 	defer b.Close()
-	as := appliedState{Index: index, Term: term, ConfState: raftpb.ConfState{Voters: []uint64{nodeID}}}
+	as := appliedState{Index: index, Term: term, ConfState: raftpb.ConfState{Voters: voters}}
 	hs := raftpb.HardState{Term: term, Commit: index}
 	hsb, _ := hs.Marshal()
 	_ = b.Set(keyApplied, as.encode(), nil)

@@ -77,6 +77,9 @@ type Config struct {
 	// test stalls a node's Raft timers (CheckQuorum, elections, lease
 	// renewals) while the node keeps running, as a stuck loop would.
 	TestingSkipTick func() bool
+	// Testing holds the crash harness's knobs (knobs.go); nil in
+	// production.
+	Testing *TestingKnobs
 	// CommandLevel reports which commands the cluster version allows into
 	// the log (downgrade.go); nil allows all. The leader consults it before
 	// it appends anything, and a proposer before it proposes.

@@ -122,6 +122,9 @@ type ForwardResponse struct {
 // build without that memory answers Unimplemented instead of appending a
 // command twice.
 func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]byte, retry bool) ([]bool, error) {
+	if t.local != nil {
+		return nil, errLocalForward
+	}
 	addr, ok := t.resolve(leader)
 	if !ok {
 		return nil, errors.Newf("no address known for leader node %d", leader)
@@ -167,12 +170,29 @@ type Transport struct {
 	receiveSnapshot func(meta raftpb.SnapshotMetadata) (*incomingSnapshot, error)
 	forwarded       func(ctx context.Context, from, term uint64, datas [][]byte, retry bool) ([]bool, error)
 
+	// local, if set, carries every message this transport sends instead
+	// of gRPC: the crash harness's in-memory network (newLocalTransport).
+	local func(msgs []raftpb.Message)
+
 	mu     sync.Mutex
 	peers  map[uint64]*peer
 	closed bool
 	wg     sync.WaitGroup
 	stopC  chan struct{}
 }
+
+// newLocalTransport returns a transport for node nodeID that hands every
+// message it sends, snapshots included, to send, on the sender's Raft loop;
+// the receiving side is the usual one (deliver, installSnapshot). It carries
+// no forwarded proposals. The crash harness (harness_test.go) builds its
+// network on it, so that the test decides when each message arrives.
+func newLocalTransport(clusterID string, nodeID uint64, send func(msgs []raftpb.Message)) *Transport {
+	return &Transport{clusterID: clusterID, nodeID: nodeID, service: DefaultService, local: send,
+		log: slog.New(slog.DiscardHandler), peers: map[uint64]*peer{}, stopC: make(chan struct{})}
+}
+
+// errLocalForward is Forward's answer on an in-memory transport.
+var errLocalForward = errors.New("the in-memory Raft transport carries no forwarded proposals")
 
 // NewTransport returns a transport for this node.
 func NewTransport(clusterID string, nodeID uint64, resolve Resolver, pool *rpc.Pool, log *slog.Logger) *Transport {
@@ -345,6 +365,12 @@ func (t *Transport) serveStream(stream grpc.ServerStream) error {
 
 // Send queues messages for their destinations. It never blocks.
 func (t *Transport) Send(msgs []raftpb.Message) {
+	if t.local != nil {
+		if len(msgs) > 0 {
+			t.local(msgs)
+		}
+		return
+	}
 	for i := range msgs {
 		m := msgs[i]
 		if m.To == t.nodeID {

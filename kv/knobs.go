@@ -1,0 +1,71 @@
+package kv
+
+// TestingKnobs let a test drive a replica's Raft loop deterministically: the
+// crash harness (harness_test.go; kv/DESIGN.md, "The crash harness") runs
+// real replicas with no ticker, an in-memory transport, and a callback at
+// named points of the loop where it can hold the fsync or crash the node.
+// Nil in production, where every hook costs one nil check.
+type TestingKnobs struct {
+	// ManualTicks: the loop starts no ticker. The test ticks it by running
+	// Replica.tick on the loop (through reportC).
+	ManualTicks bool
+	// Point, if set, is called on the loop's goroutine at each LoopPoint it
+	// passes. It must return quickly: the loop waits for it.
+	Point func(LoopPoint)
+}
+
+// LoopPoint names a place in the Raft loop (run, handleReady, persist), in
+// the order a Ready passes them. A crash "at" a point loses what the node
+// had not synced when it got there: everything after it never happened
+// except what already left the node (messages sent, proposers answered).
+type LoopPoint string
+
+const (
+	// PointIdle: the loop is about to wait for its next event, every
+	// Ready handled.
+	PointIdle LoopPoint = "idle"
+	// PointReady: a Ready is about to be handled; nothing of it has left
+	// the node.
+	PointReady LoopPoint = "ready"
+	// PointSentEarly: a leader has sent the Ready's appends, heartbeats and
+	// snapshots (handleReady sends them before persisting); nothing of the
+	// Ready is persisted. On a follower nothing was sent.
+	PointSentEarly LoopPoint = "sent-early"
+	// PointBeforePersist: the committed entries that were durable before
+	// the Ready are applied and their proposers answered; the Ready's own
+	// entries and hard state are not written yet.
+	PointBeforePersist LoopPoint = "before-persist"
+	// PointSyncCommit: the loop is about to write a batch and block until
+	// it is synced (the Ready's entries on a follower, a snapshot).
+	PointSyncCommit LoopPoint = "sync-commit"
+	// PointWritten: a leader's batch of entries and hard state is in the
+	// write-ahead log, not yet synced; the loop will step messages while
+	// the fsync runs (persist's whileSyncing).
+	PointWritten LoopPoint = "written"
+	// PointSyncWait: the loop is about to wait for that fsync, or for a
+	// message to step meanwhile.
+	PointSyncWait LoopPoint = "sync-wait"
+	// PointSteppedWhileSyncing: during that fsync the loop stepped messages
+	// and applied what they committed, answering those proposers.
+	PointSteppedWhileSyncing LoopPoint = "stepped-while-syncing"
+	// PointSynced: the Ready's entries and hard state are durable; its
+	// other messages (votes, acknowledgements) are not sent yet.
+	PointSynced LoopPoint = "synced"
+	// PointSent: every message of the Ready is sent; the rest of its
+	// committed entries are not applied yet.
+	PointSent LoopPoint = "sent"
+	// PointApplied: the Ready's committed entries are applied and their
+	// proposers answered; Advance is not called yet.
+	PointApplied LoopPoint = "applied"
+)
+
+// LoopPoints lists every LoopPoint in the order a Ready passes them.
+var LoopPoints = []LoopPoint{PointIdle, PointReady, PointSentEarly, PointBeforePersist, PointSyncCommit,
+	PointWritten, PointSyncWait, PointSteppedWhileSyncing, PointSynced, PointSent, PointApplied}
+
+// point calls the Point knob, if any.
+func (r *Replica) point(p LoopPoint) {
+	if k := r.cfg.Testing; k != nil && k.Point != nil {
+		k.Point(p)
+	}
+}
