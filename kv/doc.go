@@ -118,6 +118,16 @@
 // that it rejoins from a snapshot. Package kv/loqrecovery decides who and when
 // (`kvnode node recover`).
 //
+// # Testing the loop
+//
+// TestingKnobs (knobs.go) let the crash harness (harness_test.go) run real
+// replicas deterministically: no ticker, an in-memory transport
+// (newLocalTransport), and a callback at named points of the loop where
+// the test holds the write-ahead log's fsync or crashes the node, whose
+// Pebble store lives on a strict in-memory file system that keeps only
+// what was synced. Datadriven scripts under testdata/raft/ drive it;
+// kv/DESIGN.md ("The crash harness") says what they check.
+//
 // # What it does not do
 //
 // It has one group for all data (no ranges or splits), and no transactions
