@@ -11,7 +11,6 @@ package kv
 // run.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/storage"
+	"github.com/kvnode/kvnode/testutil"
 )
 
 // TestRaftHarness runs every script of testdata/raft. Regenerate the
@@ -65,7 +65,7 @@ const settleTimeout = 20 * time.Second
 
 type harness struct {
 	t    *testing.T
-	logs *lockedBuffer
+	logs *testutil.SyncBuffer
 
 	mu     sync.Mutex // guards what the nodes' loops touch (onPoint, send)
 	nodes  []*hnode   // node i+1 at i
@@ -125,7 +125,7 @@ type entryPrint struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, logs: &lockedBuffer{}, cut: map[[2]uint64]bool{}, leaders: map[uint64]uint64{},
+	return &harness{t: t, logs: &testutil.SyncBuffer{}, cut: map[[2]uint64]bool{}, leaders: map[uint64]uint64{},
 		applied: map[uint64]fingerprint{}, commitAt: map[uint64]entryPrint{}}
 }
 
@@ -1052,22 +1052,4 @@ func (f gatedFile) SyncData() error {
 func (f gatedFile) SyncTo(length int64) (bool, error) {
 	f.gate.wait()
 	return f.File.SyncTo(length)
-}
-
-// lockedBuffer collects the nodes' logs, shown when a script fails.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -6,6 +6,8 @@
 // fixed interval, for conditions that are costly to check, as cmd/kvnode's
 // process-level tests' are).
 //
+// SyncBuffer collects what goroutines write (node logs) for a test to show.
+//
 // Polling is for conditions that become true; a test that must show that
 // something does not happen pins it down with a knob or a pause point, not
 // with a sleep and a poll.
