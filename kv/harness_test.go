@@ -64,8 +64,9 @@ const harnessTick = time.Hour
 const settleTimeout = 20 * time.Second
 
 type harness struct {
-	t    *testing.T
-	logs *testutil.SyncBuffer
+	t      *testing.T
+	logs   *testutil.SyncBuffer
+	retain uint64 // every node's Config.LogRetain (0: the default)
 
 	mu     sync.Mutex // guards what the nodes' loops touch (onPoint, send)
 	nodes  []*hnode   // node i+1 at i
@@ -141,6 +142,7 @@ func (h *harness) run(d *datadriven.TestData) string {
 	var out strings.Builder
 	switch d.Cmd {
 	case "add-nodes":
+		h.retain = uint64(argInt(h.t, d, "retain", 0))
 		h.addNodes(argInt(h.t, d, "n", 3))
 	case "campaign":
 		n := h.live(d)
@@ -348,7 +350,7 @@ func (h *harness) start(n *hnode) {
 		With("node", n.id, "incarnation", inc)
 	rep, err := NewReplica(Config{Engine: n.eng, NodeID: n.id, Transport: n.tr, Logger: logger,
 		Metrics: NewMetrics(prometheus.NewRegistry()), Clock: n.clock,
-		TickInterval: harnessTick, ElectionTicks: 10, HeartbeatTicks: 1,
+		TickInterval: harnessTick, ElectionTicks: 10, HeartbeatTicks: 1, LogRetain: h.retain,
 		TxnHistory: 1000 * harnessTick, TxnGCInterval: 1000 * harnessTick,
 		Testing: &TestingKnobs{ManualTicks: true, Point: func(p LoopPoint) { h.onPoint(n, inc, p) }}})
 	if err != nil {
