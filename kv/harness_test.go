@@ -69,6 +69,9 @@ type harness struct {
 	retain uint64 // every node's Config.LogRetain (0: the default)
 
 	mu     sync.Mutex // guards what the nodes' loops touch (onPoint, send)
+	// checking: the invariant check is asking the loops for their status;
+	// an armed crash waits for the script's next input.
+	checking bool
 	nodes  []*hnode   // node i+1 at i
 	queue  []raftpb.Message
 	events []string // printed at the end of the command that caused them
@@ -140,6 +143,7 @@ func (h *harness) node(id uint64) *hnode {
 // run executes one script command and returns its output.
 func (h *harness) run(d *datadriven.TestData) string {
 	var out strings.Builder
+	h.finishCrashes()
 	switch d.Cmd {
 	case "add-nodes":
 		h.retain = uint64(argInt(h.t, d, "retain", 0))
@@ -372,7 +376,7 @@ func (h *harness) onPoint(n *hnode, inc int, p LoopPoint) {
 		return // a crashed incarnation's loop, running on until it is stopped
 	}
 	n.last = p
-	if n.crashAt == p {
+	if n.crashAt == p && !h.checking {
 		h.crashLocked(n, p)
 		return
 	}
@@ -422,6 +426,10 @@ func (h *harness) onLoop(n *hnode, fn func()) {
 // input hands n's loop one input (put) and waits until it has settled.
 func (h *harness) input(n *hnode, put func()) {
 	h.mu.Lock()
+	if n.crashed {
+		h.mu.Unlock()
+		return // lost with the process
+	}
 	blocked := n.blocked()
 	if !blocked {
 		n.settled = false
@@ -658,7 +666,10 @@ func (h *harness) propose(out *strings.Builder, n *hnode, key, value string) {
 			n.rep.toPropose = append(n.rep.toPropose, hp.p)
 		}
 	})
-	if !leader {
+	h.mu.Lock()
+	crashed := n.crashed
+	h.mu.Unlock()
+	if !leader && !crashed {
 		h.mu.Lock()
 		hp.state = "failed"
 		h.mu.Unlock()
@@ -717,6 +728,14 @@ func findCommand(eng *storage.Engine, id uint64) uint64 {
 //   - state machines agree: at every applied index every node has the same
 //     replicated state and applied the same entry there.
 func (h *harness) check() []string {
+	h.mu.Lock()
+	h.checking = true
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.checking = false
+		h.mu.Unlock()
+	}()
 	var v []string
 	holds := map[uint64][]uint64{} // proposal index in h.props -> nodes holding it
 	for _, n := range h.nodes {
