@@ -68,13 +68,13 @@ type harness struct {
 	logs   *testutil.SyncBuffer
 	retain uint64 // every node's Config.LogRetain (0: the default)
 
-	mu     sync.Mutex // guards what the nodes' loops touch (onPoint, send)
+	mu sync.Mutex // guards what the nodes' loops touch (onPoint, send)
 	// checking: the invariant check is asking the loops for their status;
 	// an armed crash waits for the script's next input.
 	checking bool
-	nodes  []*hnode   // node i+1 at i
-	queue  []raftpb.Message
-	events []string // printed at the end of the command that caused them
+	nodes    []*hnode // node i+1 at i
+	queue    []raftpb.Message
+	events   []string // printed at the end of the command that caused them
 
 	cut      map[[2]uint64]bool // links that drop every message
 	props    []*hprop
