@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -109,28 +108,10 @@ func TestGroup0PauseFromEnv(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink for a hook that runs on another goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestGroup0PauseUntilFile(t *testing.T) {
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release-sync")
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	p, err := pausepoint.ParseGroup0("synchronize:"+release+",sync-schema:"+filepath.Join(dir, "never"), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +210,7 @@ func TestVersionStepPause(t *testing.T) {
 		t.Fatalf("empty: hook %v, err %v", hook != nil, err)
 	}
 	release := filepath.Join(dir, "release-fence")
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	t.Setenv(pausepoint.VersionStepEnv, "1.1-step.1:"+release+", 2.0-step.1:"+filepath.Join(dir, "never"))
 	hook, err := pausepoint.VersionStepFromEnv(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil || hook == nil {

@@ -1,13 +1,11 @@
 package pgwire
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/kvnode/kvnode/testutil"
 )
 
 // TestLoginLimiter: Free failures pass, then each failure doubles the wait
@@ -102,7 +102,7 @@ func TestPasswordAuthThrottled(t *testing.T) {
 	fake := newFakeSQL()
 	sess := &passwordSQL{fakeSQL: fake, passwords: true, verifier: v}
 	lim := NewLoginLimiter(LoginLimits{Free: 2, Base: time.Hour}, prometheus.NewRegistry())
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	ts := startServer(t, Config{Sessions: sess, TLS: selfSigned(t), Limiter: lim,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	ctx := testContext(t)
@@ -212,21 +212,4 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
