@@ -114,3 +114,60 @@ func TestPgxLoadTypeMatchesPostgres(t *testing.T) {
 	}
 	t.Logf("LoadType, the same on both:\n%s", strings.Join(kvOut, "\n"))
 }
+
+// TestPgxLoadTypesMatchesPostgres: pgx's LoadTypes (one WITH RECURSIVE
+// query that finds the named types and every type they depend on, for
+// registering composite, array and domain types at once) answers on kvnode
+// what it answers on PostgreSQL for built-in array types and a table's row
+// type: the same types in the same order, each with its OID (a row type's
+// is each server's own), codec, element type or fields; and a value read
+// through the registered types decodes the same.
+func TestPgxLoadTypesMatchesPostgres(t *testing.T) {
+	pg := startRealPostgres(t)
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	load := func(url string) []string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close(context.Background()) }()
+		if _, err := conn.Exec(ctx, "CREATE TABLE lts_pair (a INT8 NOT NULL PRIMARY KEY, b TEXT)"); err != nil {
+			t.Fatal(err)
+		}
+		loaded, err := conn.LoadTypes(ctx, []string{"_int8", "_text", "_numeric", "lts_pair"})
+		if err != nil {
+			return []string{fmt.Sprintf("LoadTypes: %v", err)}
+		}
+		var out []string
+		for _, typ := range loaded {
+			switch codec := typ.Codec.(type) {
+			case *pgtype.CompositeCodec:
+				var fields []string
+				for _, f := range codec.Fields {
+					fields = append(fields, fmt.Sprintf("%s %d", f.Name, f.Type.OID))
+				}
+				out = append(out, fmt.Sprintf("%s: a composite of %s", typ.Name, strings.Join(fields, ", ")))
+			case *pgtype.ArrayCodec:
+				out = append(out, fmt.Sprintf("%s: OID %d, an array of %s (OID %d), delimiter %q",
+					typ.Name, typ.OID, codec.ElementType.Name, codec.ElementType.OID, codec.Delimiter))
+			default:
+				out = append(out, fmt.Sprintf("%s: OID %d, codec %T", typ.Name, typ.OID, typ.Codec))
+			}
+		}
+		conn.TypeMap().RegisterTypes(loaded)
+		for _, q := range []string{"SELECT ARRAY[1, NULL, 3]::int8[]", "SELECT ARRAY['a', 'b c']::text[]", "SELECT ARRAY[1.5]::numeric[]"} {
+			var v any
+			err := conn.QueryRow(ctx, q).Scan(&v)
+			out = append(out, fmt.Sprintf("%s: %v (err %v)", q, v, err))
+		}
+		return out
+	}
+	pgOut, kvOut := load(pg.URL("root", "defaultdb")), load(c.URL(0))
+	if got, want := strings.Join(kvOut, "\n"), strings.Join(pgOut, "\n"); got != want {
+		t.Fatalf("LoadTypes on kvnode ('+') differs from PostgreSQL ('-'):\n%s", diffLines(pgOut, kvOut))
+	}
+	t.Logf("LoadTypes, the same on both:\n%s", strings.Join(kvOut, "\n"))
+}

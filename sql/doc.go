@@ -90,7 +90,7 @@
 // # The query pipeline
 //
 // Every SELECT (with joins, subqueries, GROUP BY/HAVING, DISTINCT, UNION,
-// INTERSECT, EXCEPT, WITH, or none of them) is planned by query.go into
+// INTERSECT, EXCEPT, WITH [RECURSIVE], or none of them) is planned by query.go into
 // relational operators (rel.go): table and virtual-table scans, filter,
 // project, join (hash, lookup by primary key, or nested loop), group,
 // sort, distinct, limit, set operation, window (row_number, rank,
@@ -118,7 +118,12 @@
 // the finished plan (prune.go) tells each table scan which of its columns
 // the operators above it read, and the scan decodes only those; each join
 // emits only the columns read above it (the expressions above are
-// rewritten for the columns that moved), not every column of both inputs. A
+// rewritten for the columns that moved), not every column of both inputs.
+// A recursive WITH item (recursive.go) runs its non-recursive term once
+// and its recursive term on the rows the last run added (the working
+// table) until a run adds none, dropping rows already produced with UNION
+// (PostgreSQL's semantics and its 42P19 rules on where the item may read
+// itself). A
 // correlated subquery runs once per outer row, reading the outer row's
 // columns (outerColExpr); an uncorrelated one runs once per execution.
 // EXPLAIN prints the operator tree.
@@ -218,8 +223,11 @@
 // # What it deliberately does not do
 //
 // Of window functions only the ranking ones, without
-// frames; no recursive WITH, LATERAL or NATURAL joins (each refused with
-// 0A000). DDL follows the pre-Raft schema procedure described in
+// frames; no LATERAL or NATURAL joins (each refused with 0A000). A
+// recursive WITH item (recursive.go) is computed whole before the query
+// reads it, so a LIMIT does not end a recursion that has no end of its own:
+// statement_timeout and cancel requests do (checked at every iteration),
+// and so does its bound of 10,000,000 rows (54000). DDL follows the pre-Raft schema procedure described in
 // package catalog, with its window of disagreement between nodes. Result
 // sets are materialized in memory, and a mutating statement writes all its
 // rows in one batch, so very large statements are bounded by memory and by

@@ -37,6 +37,9 @@ type stmtState struct {
 	subResults map[*subqueryExpr][][]types.Datum
 	cat        *catalogSnapshot
 	virtRows   map[*virtualTable][][]types.Datum
+	// work holds the working table of each recursive WITH item being
+	// computed (recursive.go).
+	work map[*workTableNode][][]types.Datum
 }
 
 func errIntOutOfRange() error {

@@ -851,6 +851,9 @@ var catalogTables = []catTable{
 		"extversion text, extconfig int[], extcondition text[]"},
 	{name: "pg_catalog.pg_inherits", cols: "inhrelid int, inhparent int, inhseqno int, inhdetachpending bool"},
 	{name: "pg_catalog.pg_enum", cols: "oid int, enumtypid int, enumsortorder float, enumlabel text"},
+	// pg_range: kvnode has no range types (pgx's LoadTypes joins it).
+	{name: "pg_catalog.pg_range", cols: "rngtypid int, rngsubtype int, rngmultitypid int, rngcollation int, rngsubopc int, " +
+		"rngcanonical text, rngsubdiff text"},
 	{name: "pg_catalog.pg_policy", cols: "oid int, polname text, polrelid int, polcmd text, polpermissive bool, " +
 		"polroles int[], polqual text, polwithcheck text"},
 	{name: "pg_catalog.pg_statistic_ext", cols: "oid int, stxrelid int, stxname text, stxnamespace int, stxowner int, " +

@@ -368,6 +368,8 @@ func relChildren(n relNode) []relNode {
 		return []relNode{v.in}
 	case *projectSetNode:
 		return []relNode{v.in}
+	case *recursiveNode:
+		return []relNode{v.anchor, v.rec}
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ func TestJoinPruningKeepsAnswers(t *testing.T) {
 			"LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_catalog.pg_class c2 ON i.indrelid = c2.oid " +
 			"WHERE n.nspname = 'public' ORDER BY 1",
 		"SELECT n, count(*) FROM (SELECT a.n FROM a CROSS JOIN b) s GROUP BY n ORDER BY n",
+		"WITH RECURSIVE r (k, depth) AS (SELECT k, 0 FROM a WHERE k = 1 UNION ALL SELECT b.k, r.depth + 1 FROM r JOIN b ON b.ak = r.k) " +
+			"SELECT r.k, r.depth, c.note FROM r LEFT JOIN c ON c.bk = r.k ORDER BY 1",
 	}
 	pruned := map[string]string{}
 	for _, q := range queries {

@@ -41,6 +41,11 @@ type cteDef struct {
 	name string
 	node relNode
 	cols []outCol
+	// work is set while a recursive item's recursive term is planned
+	// (node is work); refused, while a reference to the item is an error
+	// (its non-recursive term).
+	work    *workTableNode
+	refused error
 }
 
 // queryBuilder builds the plan of one statement.
@@ -49,6 +54,8 @@ type queryBuilder struct {
 	params *paramSet
 	ctes   []*cteDef // innermost last
 	tables []*tableInfo
+	// works are the working tables of the recursive terms being planned.
+	works []*workTableNode
 }
 
 // fromItem is a planned FROM item with the scope of its columns (offsets
@@ -85,14 +92,20 @@ func (b *queryBuilder) pushWith(with []*parser.CTE, a *analyzer) (pop func(), er
 	n := len(b.ctes)
 	pop = func() { b.ctes = b.ctes[:n] }
 	for _, c := range with {
-		sa := &analyzer{params: b.params, outer: a.outer, qb: b}
-		node, cols, err := b.buildQuery(c.Select, sa)
+		var node relNode
+		var cols []outCol
+		if c.Recursive {
+			node, cols, err = b.buildRecursiveCTE(c, a)
+		} else {
+			sa := &analyzer{params: b.params, outer: a.outer, qb: b}
+			node, cols, err = b.buildQuery(c.Select, sa)
+			if sa.correlated {
+				a.correlated = true
+			}
+		}
 		if err != nil {
 			pop()
 			return nil, err
-		}
-		if sa.correlated {
-			a.correlated = true
 		}
 		if len(c.Cols) > len(cols) {
 			pop()
@@ -129,6 +142,11 @@ func (b *queryBuilder) buildSetOp(s *parser.SetOp, a *analyzer) (relNode, []outC
 	}
 	if len(lcols) != len(rcols) {
 		return nil, nil, pgerror.Newf(pgerror.CodeSyntaxError, "each %s query must have the same number of columns", s.Kind)
+	}
+	if s.Kind != parser.Union {
+		if err := b.checkRecursiveRefs(s.Kind.String(), left, right); err != nil {
+			return nil, nil, err
+		}
 	}
 	n := &setOpNode{kind: s.Kind, all: s.All, left: left, right: right}
 	n.casts[0] = make([]types.T, len(lcols))
@@ -267,6 +285,14 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 	}
 	if len(v.Name.Parts) == 1 {
 		if c := b.lookupCTE(v.Name.Parts[0]); c != nil {
+			if c.refused != nil {
+				return nil, c.refused
+			}
+			if c.work != nil {
+				if err := b.readWorkTable(c.work, a); err != nil {
+					return nil, err
+				}
+			}
 			return derivedItem(c.node, c.cols, alias, nil)
 		}
 	}
@@ -336,6 +362,18 @@ func (b *queryBuilder) join(v *parser.JoinTable, left, right *fromItem, a *analy
 	lw := left.node.width()
 	tables := append(append([]scopeTable{}, left.tables...), shiftScope(right.tables, lw)...)
 	n := &joinNode{kind: v.Kind, left: left.node, right: right.node}
+	var padded []relNode // the sides an outer join pads with NULLs
+	switch v.Kind {
+	case parser.JoinLeft:
+		padded = []relNode{right.node}
+	case parser.JoinRight:
+		padded = []relNode{left.node}
+	case parser.JoinFull:
+		padded = []relNode{left.node, right.node}
+	}
+	if err := b.checkRecursiveRefs("an outer join", padded...); err != nil {
+		return nil, err
+	}
 	ja := &analyzer{params: b.params, tables: tables, outer: a.outer, qb: b, clause: "JOIN/ON"}
 	var cond texpr
 	switch {

@@ -403,6 +403,25 @@ func (n *projectNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	}
 	return out, nil
 }
+
+// stream implements rowStreamer: each input row's values, computed into
+// one reused row.
+func (n *projectNode) stream(ec *evalCtx, fn func(row []types.Datum) error) error {
+	rc := rowCtx(ec)
+	row := make([]types.Datum, len(n.exprs))
+	return streamRows(ec, n.in, func(r []types.Datum) error {
+		rc.row = r
+		for i, x := range n.exprs {
+			d, err := rc.eval(x)
+			if err != nil {
+				return err
+			}
+			row[i] = d
+		}
+		return fn(row)
+	})
+}
+
 func (n *projectNode) explain(w *explainWriter) {
 	w.add("project: %d columns", len(n.exprs))
 	w.child(n.in)
@@ -1015,7 +1034,11 @@ func appendRowKey(key []byte, r []types.Datum) ([]byte, error) {
 	return key, nil
 }
 
-// limitNode applies OFFSET and LIMIT.
+// errLimitReached ends the stream a limitNode reads once it has its rows.
+var errLimitReached = errors.New("LIMIT reached")
+
+// limitNode applies OFFSET and LIMIT. Over an input that streams its rows
+// (rowStreamer) it stops the input once it has them.
 type limitNode struct {
 	in            relNode
 	limit, offset texpr
@@ -1030,6 +1053,30 @@ func (n *limitNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	offset, err := evalCount(ec, n.offset, "OFFSET", "2201X")
 	if err != nil {
 		return nil, err
+	}
+	if s, ok := n.in.(rowStreamer); ok && limit >= 0 {
+		// Read no more rows than the result needs.
+		if limit == 0 {
+			return nil, nil
+		}
+		alloc := rowAlloc{w: n.width()}
+		out := [][]types.Datum{}
+		skip := offset
+		err := s.stream(ec, func(r []types.Datum) error {
+			if skip > 0 {
+				skip--
+				return nil
+			}
+			out = append(out, alloc.copyRow(r))
+			if int64(len(out)) >= limit {
+				return errLimitReached
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errLimitReached) {
+			return nil, err
+		}
+		return out, nil
 	}
 	rows, err := n.in.run(ec)
 	if err != nil {

@@ -28,6 +28,8 @@ type rowStreamer interface {
 var (
 	_ rowStreamer = (*tableScanNode)(nil)
 	_ rowStreamer = (*filterNode)(nil)
+	_ rowStreamer = (*projectNode)(nil)
+	_ rowStreamer = (*recursiveNode)(nil)
 )
 
 // streamRows calls fn with each row of n: streamed when n can, else from

@@ -17,11 +17,14 @@ type SelectStatement interface {
 	selectStatement()
 }
 
-// CTE is one WITH item: name [(cols)] AS (query).
+// CTE is one WITH item: name [(cols)] AS (query). Recursive is set on
+// every item of a WITH RECURSIVE list (the keyword belongs to the list, as
+// in PostgreSQL: an item that does not read itself is an ordinary one).
 type CTE struct {
-	Name   string
-	Cols   []string
-	Select SelectStatement
+	Name      string
+	Cols      []string
+	Select    SelectStatement
+	Recursive bool
 }
 
 func formatWith(b *strings.Builder, with []*CTE) {
@@ -29,6 +32,9 @@ func formatWith(b *strings.Builder, with []*CTE) {
 		return
 	}
 	b.WriteString("WITH ")
+	if with[0].Recursive {
+		b.WriteString("RECURSIVE ")
+	}
 	for i, c := range with {
 		if i > 0 {
 			b.WriteString(", ")

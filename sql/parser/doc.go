@@ -34,13 +34,14 @@
 //
 // # What it deliberately does not do
 //
-// No window frames or named windows, recursive WITH, LATERAL, NATURAL joins,
+// No window frames or named windows, LATERAL, NATURAL joins,
 // row constructors, or operators kvnode does not have (@>, ->, #):
 // each is rejected with a positioned 0A000 error rather than misparsed.
 // Operators are lexed as PostgreSQL lexes them (a<-1 is a < -1), strings
 // may be dollar-quoted, and position/substring/trim accept the SQL
 // standard's keyword syntax.
-// Queries (select.go) have joins, derived tables, set operations, WITH,
+// Queries (select.go) have joins, derived tables, set operations, WITH
+// [RECURSIVE],
 // GROUP BY/HAVING and DISTINCT; expressions have subqueries, CASE, arrays,
 // ANY/ALL, regular expressions, OPERATOR(pg_catalog.op), COLLATE and
 // casts to the OID alias types (regclass, ...), which the executor gives

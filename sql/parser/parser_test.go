@@ -164,7 +164,6 @@ func TestErrorPositions(t *testing.T) {
 		{"unsupported type", "CREATE TABLE t (a TIME)", pgerror.CodeFeatureNotSupported, 19, "not supported yet"},
 		{"join without condition", "SELECT * FROM a JOIN b", pgerror.CodeSyntaxError, 23, `at or near "EOF"`},
 		{"natural join", "SELECT * FROM a NATURAL JOIN b", pgerror.CodeFeatureNotSupported, 17, "NATURAL JOIN is not supported"},
-		{"recursive", "WITH RECURSIVE r AS (SELECT 1) SELECT 1", pgerror.CodeFeatureNotSupported, 1, "WITH RECURSIVE"},
 		{"two primary keys", "CREATE TABLE t (a INT PRIMARY KEY, PRIMARY KEY (a), PRIMARY KEY (a))", pgerror.CodeInvalidTableDefinition, 53, "multiple primary keys"},
 		{"trailing junk", "SELECT 123abc", pgerror.CodeSyntaxError, 8, "trailing junk"},
 		{"invalid utf8", "SELECT \xff", pgerror.CodeSyntaxError, 8, "invalid UTF-8"},
@@ -241,6 +240,8 @@ func FuzzParse(f *testing.F) {
 			"unnest(ARRAY[1]) WITH ORDINALITY, generate_series(1, 2) WITH ORDINALITY g",
 		"SELECT position('a' IN b), substring(x FROM 1 FOR 2), trim(leading 'x' FROM y), $$a$$, $t$b$t$, x @> y, a<-1, a!=-1, date '2020', -x^2",
 		"SELECT string_agg(v, ',' ORDER BY v DESC NULLS FIRST, k), array_agg(DISTINCT k) FROM t GROUP BY g",
+		"WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10), s AS (SELECT DISTINCT 0::oid, 1 " +
+			"UNION ALL SELECT 2, 3 UNION SELECT s.a, r.n FROM s JOIN r ON true) SELECT * FROM r, s",
 		"VALUES (1, 'a'), ($1, NULL) ORDER BY 1; SELECT * FROM (VALUES (1)) AS v (x) JOIN t ON t.k = v.x",
 		"SELECT row_number() OVER (), rank() OVER (PARTITION BY a, b ORDER BY c DESC NULLS LAST), 1 + dense_rank() OVER (ORDER BY d) FROM t",
 		"PREPARE q (INT, VARCHAR(3)) AS SELECT $1 + $2 FROM t; EXECUTE q (1, $1); DEALLOCATE PREPARE q; DEALLOCATE ALL; PREPARE i AS INSERT INTO t VALUES ($1)",

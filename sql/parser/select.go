@@ -36,17 +36,14 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 	}
 	var with []*CTE
 	if p.isKw("with") {
-		wt := p.advance()
-		if p.isKw("recursive") {
-			return nil, pgerror.WithHintf(p.unsupportedAt(wt, "WITH RECURSIVE is not supported"),
-				"kvnode supports non-recursive WITH")
-		}
+		p.advance()
+		recursive := p.acceptKw("recursive")
 		for {
 			name, err := p.ident()
 			if err != nil {
 				return nil, err
 			}
-			c := &CTE{Name: name}
+			c := &CTE{Name: name, Recursive: recursive}
 			if p.isOp("(") {
 				if c.Cols, err = p.parenIdentList(false); err != nil {
 					return nil, err
@@ -64,7 +61,7 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 			if err := p.expectOp("("); err != nil {
 				return nil, err
 			}
-			if !p.isKw("select") && !p.isKw("with") && !p.isOp("(") {
+			if !p.isKw("select") && !p.isKw("with") && !p.isKw("values") && !p.isOp("(") {
 				return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "WITH holding %s is not supported", strings.ToUpper(p.peek().raw)),
 					"a WITH item must be a query")
 			}
