@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -384,5 +385,33 @@ func TestSQLAgainstADeadNodeGivesUpWithTheLastError(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+// TestFreeAddrsStayBelowTheEphemeralRange: the ports a node is given never
+// come from the range the kernel draws outgoing connections' source ports
+// from, so a restarted node finds its ports free again.
+func TestFreeAddrsStayBelowTheEphemeralRange(t *testing.T) {
+	addrs, err := freeAddrs(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi, seen := ephemeralLow(), map[string]bool{}
+	for _, a := range addrs {
+		_, p, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if port < lowestPort || port >= hi {
+			t.Errorf("port %d outside [%d, %d)", port, lowestPort, hi)
+		}
+		if seen[a] {
+			t.Errorf("%s handed out twice", a)
+		}
+		seen[a] = true
 	}
 }

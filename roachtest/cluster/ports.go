@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/errors"
@@ -9,45 +13,73 @@ import (
 
 // handedOut remembers every port this process has given to a node, so that
 // two clusters of one run (tests in parallel, or a scenario that creates a
-// second cluster) never get the same port from the kernel's recycling.
+// second cluster) never get the same port.
 var handedOut = struct {
 	sync.Mutex
-	m map[string]bool
-}{m: map[string]bool{}}
+	m map[int]bool
+}{m: map[int]bool{}}
 
-// freeAddrs returns n distinct loopback HOST:PORT addresses that are free
-// for both TCP and UDP (gossip uses both on one port) right now. Another
-// process may still take one before the node binds it; Node.Start checks
-// again and names the port if so.
+// Ports are chosen below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), never from it: a node that is killed and
+// started again binds the same ports, and in between any process's outgoing
+// connection could be given one of them as its source port if they came from
+// that range (a roachtest scenario failed that way under load: "--listen-addr
+// ... is in use" on a restart after SIGKILL). Below the range only a process
+// that binds that very port can take it.
+const (
+	// lowestPort is the bottom of the range ports are drawn from.
+	lowestPort = 10000
+	// defaultEphemeralLow is Linux's default start of the ephemeral range,
+	// used when /proc does not say.
+	defaultEphemeralLow = 32768
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return defaultEphemeralLow
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return defaultEphemeralLow
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= lowestPort {
+		return defaultEphemeralLow
+	}
+	return lo
+}
+
+// freeAddrs returns n distinct loopback HOST:PORT addresses below the
+// ephemeral range that are free for both TCP and UDP (gossip uses both on one
+// port) right now. Another process may still bind one before the node does;
+// Node.Start checks again and names the port if so.
 func freeAddrs(n int) ([]string, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
+	hi := ephemeralLow() // exclusive
 	var out []string
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
-		}
-	}()
 	for tries := 0; len(out) < n; tries++ {
-		if tries > 50*n {
-			return nil, errors.Newf("could not find %d free loopback ports (TCP and UDP) after %d tries", n, tries)
+		if tries > 200*n {
+			return nil, errors.Newf("could not find %d free loopback ports (TCP and UDP) in [%d, %d) after %d tries", n, lowestPort, hi, tries)
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port := lowestPort + rand.IntN(hi-lowestPort)
+		if handedOut.m[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, errors.Wrap(err, "finding a free loopback port")
-		}
-		held = append(held, l) // held until we return, so the kernel does not hand it out twice
-		addr := l.Addr().String()
-		if handedOut.m[addr] {
 			continue
 		}
 		u, err := net.ListenPacket("udp", addr)
+		_ = l.Close()
 		if err != nil {
 			continue
 		}
 		_ = u.Close()
-		handedOut.m[addr] = true
+		handedOut.m[port] = true
 		out = append(out, addr)
 	}
 	return out, nil
