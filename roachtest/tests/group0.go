@@ -138,7 +138,7 @@ func group0UpgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 	a, b := 1+rng.IntN(p.Nodes), 1+rng.IntN(p.Nodes)
 	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on 1.1; upgrade order %s (%s); pre-Raft DDL through n%d and n%d",
 		p.Nodes, nodeList(plusOne(order)), map[bool]string{true: "SIGKILL", false: "SIGTERM"}[kill], a, b)}}
-	plan.Add("build release 1.1 and the default binary", sc.Binaries(r11, cluster.DefaultRelease))
+	plan.Add("build releases 1.1 and 2.0", sc.Binaries(r11, r20))
 	plan.Add("every start uses "+fastAutoUpgrade, fastAutoUpgradeStep())
 	plan.Addf(sc.StartCluster([]string{r11}, initVia), "start %d nodes on 1.1, init through n%d", p.Nodes, initVia)
 	plan.Addf(sc.SetupWorkload(initVia), "create the workload's tables through n%d", initVia)
@@ -147,7 +147,7 @@ func group0UpgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 	plan.Addf(execThrough(b, "CREATE TABLE g0_pre2 (k INT PRIMARY KEY)"), "CREATE TABLE g0_pre2 through n%d (pre-Raft)", b)
 	plan.Add("every node lists both tables", tablesEverywhere("g0_pre", "g0_pre2"))
 	for _, i := range order {
-		plan.Addf(sc.Restart(i+1, cluster.DefaultRelease, kill), "restart n%d on the default binary (2.0)", i+1)
+		plan.Addf(sc.Restart(i+1, r20, kill), "restart n%d on release 2.0", i+1)
 		plan.Add("the workload gets 10 writes acknowledged", sc.WaitProgress(10, 60*time.Second))
 	}
 	plan.Add("the cluster finalizes 2.0 by itself (within 3 minutes)", func(ctx context.Context, e *registry.Env) error {

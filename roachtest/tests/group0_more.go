@@ -265,11 +265,13 @@ func columnEverywhere(table, column string) steps.Func {
 	}
 }
 
-// rollTo20 adds the steps of a rolling restart of nodes (in order) onto the
-// default binary (2.0), each followed by workload progress.
+// rollTo20 adds the steps of a rolling restart of nodes (in order) onto
+// release 2.0, each followed by workload progress. (Release 2.0, not the
+// default binary: the default is 2.1 since release 2.1, which refuses a 1.1
+// store.)
 func rollTo20(plan *registry.Plan, sc *steps.Scenario, order []int, kill bool) {
 	for _, i := range order {
-		plan.Addf(sc.Restart(i, cluster.DefaultRelease, kill), "restart n%d on the default binary (2.0)", i)
+		plan.Addf(sc.Restart(i, r20, kill), "restart n%d on release 2.0", i)
 		plan.Add("the workload gets 10 writes acknowledged", sc.WaitProgress(10, 60*time.Second))
 	}
 }
@@ -324,7 +326,7 @@ func group0DDLDuringSyncPlan(p registry.PlanParams) (*registry.Plan, error) {
 	hold := time.Duration(3+rng.IntN(8)) * time.Second
 	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on 1.1; upgrade order %s; the coordinator pauses before sync-schema; "+
 		"DDL through every node and ALTER through n%d, held %s", p.Nodes, nodeList(order), alterVia, hold)}}
-	plan.Add("build release 1.1 and the default binary", sc.Binaries(r11, cluster.DefaultRelease))
+	plan.Add("build releases 1.1 and 2.0", sc.Binaries(r11, r20))
 	plan.Add("every start uses "+fastAutoUpgrade, fastAutoUpgradeStep())
 	plan.Add("every start sets "+group0PauseEnv+"=sync-schema:<release file>: the 2.0 migration's coordinator pauses once every node is in synchronize", pz.env())
 	plan.Addf(sc.StartCluster([]string{r11}, initVia), "start %d nodes on 1.1, init through n%d", p.Nodes, initVia)
@@ -455,8 +457,8 @@ func group0NodeLostPlan(p registry.PlanParams) (*registry.Plan, error) {
 	}
 	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on 1.1; upgrade order %s; pause before %s; kill %s; "+
 		"runbook through survivor #%d; finish by %s", p.Nodes, nodeList(order), step, victimDesc, viaPick+1, finish)}}
-	plan.Add("build release 1.1 and the default binary", sc.Binaries(r11, cluster.DefaultRelease))
-	plan.Add("check that the default binary has `kvnode node decommission`", sc.RequireNodeCLI(cluster.DefaultRelease))
+	plan.Add("build releases 1.1 and 2.0", sc.Binaries(r11, r20))
+	plan.Add("check that release 2.0 has `kvnode node decommission`", sc.RequireNodeCLI(r20))
 	plan.Add("every start uses "+fastAutoUpgrade, fastAutoUpgradeStep())
 	plan.Addf(pz.env(), "every start sets %s=%s:<release file>", group0PauseEnv, step)
 	plan.Addf(sc.StartCluster([]string{r11}, initVia), "start %d nodes on 1.1, init through n%d", p.Nodes, initVia)
@@ -639,7 +641,7 @@ func group0CoordinatorKilledPlan(p registry.PlanParams) (*registry.Plan, error) 
 	}
 	plan := &registry.Plan{Header: []string{fmt.Sprintf("%d nodes on 1.1; upgrade order %s; the coordinator is killed -9 before "+
 		"each of %s; DDL during each stall through survivor #%v", p.Nodes, nodeList(roll), strings.Join(order, ", "), plusOne(ddlPick))}}
-	plan.Add("build release 1.1 and the default binary", sc.Binaries(r11, cluster.DefaultRelease))
+	plan.Add("build releases 1.1 and 2.0", sc.Binaries(r11, r20))
 	plan.Add("every start uses "+fastAutoUpgrade, fastAutoUpgradeStep())
 	plan.Add("every start sets "+group0PauseEnv+" with a release file for each step", pz.env())
 	plan.Addf(sc.StartCluster([]string{r11}, initVia), "start %d nodes on 1.1, init through n%d", p.Nodes, initVia)
@@ -788,7 +790,7 @@ func group0JoinAfterUpgradePlan(p registry.PlanParams) (*registry.Plan, error) {
 	postVia := first[rng.IntN(len(first))]
 	plan := &registry.Plan{Header: []string{fmt.Sprintf("%s on 1.1; upgrade order %s; then n%d joins on the default binary",
 		nodeList(first), nodeList(roll), joiner)}}
-	plan.Add("build release 1.1 and the default binary", sc.Binaries(r11, cluster.DefaultRelease))
+	plan.Add("build releases 1.1 and 2.0 and the default binary", sc.Binaries(r11, r20, cluster.DefaultRelease))
 	plan.Add("every start uses "+fastAutoUpgrade, fastAutoUpgradeStep())
 	plan.Addf(sc.StartNodes(r11, first, initVia), "start %s on 1.1, init through n%d; n%d stays empty", nodeList(first), initVia, joiner)
 	plan.Addf(sc.SetupWorkload(initVia), "create the workload's tables through n%d", initVia)
