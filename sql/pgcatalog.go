@@ -1291,6 +1291,14 @@ func (ec *evalCtx) regCast(v *regCastExpr, x types.Datum) (types.Datum, error) {
 				return t.oid, nil
 			}
 		}
+		if elem, ok := strings.CutSuffix(name, "[]"); ok {
+			// int4[] is _int4 (1007), not kvnode's INT8 array.
+			for _, t := range builtinTypes {
+				if (t.name == elem || t.sqlName == elem) && t.array != 0 {
+					return t.array, nil
+				}
+			}
+		}
 		if t, ok := types.FromName(name); ok {
 			return colTypeOID(t), nil
 		}

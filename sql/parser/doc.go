@@ -45,7 +45,8 @@
 // GROUP BY/HAVING and DISTINCT; expressions have subqueries, CASE, arrays,
 // ANY/ALL, regular expressions, OPERATOR(pg_catalog.op), COLLATE and
 // casts to the OID alias types (regclass, ...), which the executor gives
-// meaning to. Length modifiers in types (VARCHAR(10),
+// meaning to. PostgreSQL's names of array types (_int8, _text) are
+// int8[] and text[] in casts and column types; _int8[] is, as there, no type. Length modifiers in types (VARCHAR(10),
 // CHAR(22)) are accepted and ignored, since kvnode's STRING has no length
 // limit. Transaction modes after BEGIN are accepted and dropped (the
 // executor refuses explicit transactions).

@@ -698,6 +698,20 @@ func (p *parser) multiplePK() error {
 // VARYING, TIMESTAMP WITH TIME ZONE) with an optional length, precision or
 // scale in parentheses, which become the type's modifier (types.Mod).
 func (p *parser) typeName() (types.T, types.Mod, error) {
+	if t := p.peek(); t.kind == tokIdent {
+		if typ, ok := ArrayTypeName(t.val); ok {
+			// PostgreSQL's name of an array type: _int8 is int8[].
+			p.advance()
+			if p.isOp("[") {
+				return types.Unknown, types.Mod{}, p.noArrayOfArray(t)
+			}
+			if !columnArrayElem(typ.Elem()) {
+				return types.Unknown, types.Mod{}, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
+					"arrays of %s are not supported", typ.Elem()), charPos(p.src, t.pos))
+			}
+			return typ, types.Mod{}, nil
+		}
+	}
 	typ, mod, err := p.typeNameNoArray()
 	if err != nil {
 		return types.Unknown, mod, err
@@ -716,14 +730,54 @@ func (p *parser) typeName() (types.T, types.Mod, error) {
 			return types.Unknown, mod, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
 				"arrays of more than one dimension are not supported"), charPos(p.src, p.peek().pos))
 		}
-		if typ.IsArray() || typ == types.JSONB || typ == types.Interval || typ == types.Decimal || typ == types.Date ||
-			typ == types.Timestamp || typ == types.TimestampTZ || typ == types.UUID {
+		if typ.IsArray() || !columnArrayElem(typ) {
 			return types.Unknown, mod, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
 				"arrays of %s are not supported", typ), charPos(p.src, p.toks[p.i-1].pos))
 		}
 		return types.ArrayOf(typ), types.Mod{}, nil
 	}
 	return typ, mod, nil
+}
+
+// noArrayOfArray is PostgreSQL's answer to an array type's name followed by
+// [] (_int8[]): there is no such type.
+func (p *parser) noArrayOfArray(name token) error {
+	return pgerror.WithHintf(pgerror.WithPosition(pgerror.Newf(pgerror.CodeUndefinedObject,
+		"type \"%s[]\" does not exist", name.val), charPos(p.src, name.pos)),
+		"%s is already an array type; write %s or %s[]", name.val, name.val, name.val[1:])
+}
+
+// columnArrayElem reports whether a column may be an array of t (a
+// stored format kvnode has).
+func columnArrayElem(t types.T) bool {
+	switch t {
+	case types.JSONB, types.Interval, types.Decimal, types.Date, types.Timestamp, types.TimestampTZ, types.UUID:
+		return false
+	}
+	return !t.IsArray()
+}
+
+// arrayTypeNames are PostgreSQL's names of the array types of kvnode's
+// types (pg_type's typname of each): _int8 is int8[].
+var arrayTypeNames = map[string]string{
+	"_bool": "BOOL", "_bytea": "BYTEA", "_int2": "INT2", "_int4": "INT4", "_int8": "INT8",
+	"_float4": "FLOAT4", "_float8": "FLOAT8", "_numeric": "NUMERIC", "_text": "TEXT",
+	"_varchar": "VARCHAR", "_bpchar": "CHAR", "_name": "TEXT", "_date": "DATE",
+	"_timestamp": "TIMESTAMP", "_timestamptz": "TIMESTAMPTZ", "_interval": "INTERVAL",
+	"_uuid": "UUID", "_jsonb": "JSONB", "_oid": "INT8",
+}
+
+// ArrayTypeName resolves PostgreSQL's name of an array type (_int8).
+func ArrayTypeName(name string) (types.T, bool) {
+	elem, ok := arrayTypeNames[name]
+	if !ok {
+		return types.Unknown, false
+	}
+	t, ok := types.FromName(elem)
+	if !ok {
+		return types.Unknown, false
+	}
+	return types.ArrayOf(t), true
 }
 
 func (p *parser) typeNameNoArray() (types.T, types.Mod, error) {

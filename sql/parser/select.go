@@ -581,6 +581,14 @@ func (p *parser) castType() (types.T, types.Mod, string, error) {
 		}
 		return p.castArraySuffixNoMod(typ, name)
 	}
+	if typ, ok := ArrayTypeName(name); ok {
+		// PostgreSQL's name of an array type (_int8 is int8[]).
+		p.advance()
+		if p.isOp("[") {
+			return types.Unknown, types.Mod{}, "", p.noArrayOfArray(t)
+		}
+		return typ, types.Mod{}, name, nil
+	}
 	typ, mod, err := p.typeNameNoArray()
 	if err != nil {
 		return types.Unknown, mod, "", err
