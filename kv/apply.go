@@ -277,9 +277,10 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		cur += cmd.Delta
 		set(cmd.Key, binary.BigEndian.AppendUint64(nil, uint64(cur)), existed)
 		return result{value: cur}
-	case cmdBatch, cmdBatch21:
+	case cmdBatch, cmdBatch21, cmdBulkBatch:
+		bulk := cmd.Kind == cmdBulkBatch
 		if plainWrites(cmd.Ops) {
-			return applyPlainWrites(b, rc, cmd.Ops, wi)
+			return applyPlainWrites(b, rc, cmd.Ops, wi, bulk)
 		}
 		var err error
 		if pre, err = prefetch(b, rc, cmd.Ops); err != nil {
@@ -357,12 +358,9 @@ func applyCommand(b *pebble.Batch, rc *rowCache, cmd *command, wi *writeIndexer)
 		}
 		slices.SortFunc(ks, bytes.Compare)
 		var existedBefore []bool
-		if wi != nil {
-			// Whether the key existed before the batch matters only to
-			// the write index (an insert or a delete changes existence).
-			if existedBefore, err = existing(b, rc, pre, ks); err != nil {
-				return result{err: err}
-			}
+		existedBefore, wi, err = keyRecords(b, rc, pre, ks, wi, bulk)
+		if err != nil {
+			return result{err: err}
 		}
 		// A bulk write's rows are not added to the cache (see bulkRows);
 		// the rows it holds are updated.
@@ -409,9 +407,30 @@ func plainWrites(ops []kvpb.Op) bool {
 // them costs as much as a third of the apply.
 const bulkRows = 4096
 
+// keyRecords prepares the write index records of a batch that writes the
+// sorted, distinct keys ks, before any of them is written: for a bulk
+// batch (cmdBulkBatch) it may write range records (writeIndexer.bulkRuns)
+// and then returns a nil writeIndexer, so that no per-key record is
+// written; otherwise it returns wi and, if wi is not nil, whether each key
+// existed before the batch (an insert or a delete changes existence).
+func keyRecords(b *pebble.Batch, rc *rowCache, pre map[string]cachedRow, ks [][]byte, wi *writeIndexer, bulk bool) ([]bool, *writeIndexer, error) {
+	if wi == nil {
+		return nil, nil, nil
+	}
+	if bulk {
+		existed, ranged, err := wi.bulkRuns(b, ks)
+		if err != nil || ranged {
+			return nil, nil, err
+		}
+		return existed, wi, nil
+	}
+	existed, err := existing(b, rc, pre, ks)
+	return existed, wi, err
+}
+
 // applyPlainWrites applies ops for which plainWrites holds, writing the
 // same state as the general path of applyCommand, without its overlay.
-func applyPlainWrites(b *pebble.Batch, rc *rowCache, ops []kvpb.Op, wi *writeIndexer) result {
+func applyPlainWrites(b *pebble.Batch, rc *rowCache, ops []kvpb.Op, wi *writeIndexer, bulk bool) result {
 	var existedBefore []bool
 	if wi != nil {
 		ks := make([][]byte, len(ops))
@@ -419,7 +438,7 @@ func applyPlainWrites(b *pebble.Batch, rc *rowCache, ops []kvpb.Op, wi *writeInd
 			ks[i] = ops[i].Key
 		}
 		var err error
-		if existedBefore, err = existing(b, rc, nil, ks); err != nil {
+		if existedBefore, wi, err = keyRecords(b, rc, nil, ks, wi, bulk); err != nil {
 			return result{err: err}
 		}
 	}
@@ -555,6 +574,53 @@ func prefetch(b *pebble.Batch, rc *rowCache, ops []kvpb.Op) (map[string]cachedRo
 		}
 	}
 	return pre, it.Error()
+}
+
+// walkSortedGaps visits the sorted keys ks (duplicates allowed) in order
+// with one iterator over b, bounded to [ks[0], ks[len-1]], and calls visit
+// with whether each exists; when it does, the iterator stands on it. It
+// returns the index in ks of every key after which an existing key that is
+// not one of ks lies before the next key (the ends of runs, as bulkRuns
+// needs them). The iterator seeks only when a key is beyond the one it
+// stands on, so for a run of missing keys before the next existing key it
+// seeks once (for keys into an empty span, once in all), and its position
+// only moves forward: the deleted entries it steps over (a dropped table's
+// rows, still in the memtable under their range deletion) are stepped over
+// at most once, whether or not Pebble's own "already there" shortcut for
+// a seek is on (the race detector turns it off at random).
+func walkSortedGaps(b *pebble.Batch, ks [][]byte, visit func(i int, it *pebble.Iterator, exists bool)) (gaps []int, err error) {
+	if len(ks) == 0 {
+		return nil, nil
+	}
+	it, err := b.NewIter(&pebble.IterOptions{
+		LowerBound: userKey(ks[0]),
+		UpperBound: append(userKey(ks[len(ks)-1]), 0),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var uk []byte
+	valid := false
+	for i, k := range ks {
+		uk = append(append(uk[:0], storage.PrefixReplicated), k...)
+		switch {
+		case i == 0:
+			valid = it.SeekGE(uk)
+		case valid && bytes.Compare(it.Key(), uk) < 0:
+			// The iterator stands on an existing key before k: if it
+			// is not ks[i-1] (which it passes below), it lies between.
+			if !bytes.Equal(it.Key()[1:], ks[i-1]) {
+				gaps = append(gaps, i-1)
+			} else if valid = it.Next(); valid && bytes.Compare(it.Key(), uk) < 0 {
+				gaps = append(gaps, i-1)
+			}
+			if valid && bytes.Compare(it.Key(), uk) < 0 {
+				valid = it.SeekGE(uk)
+			}
+		}
+		visit(i, it, valid && bytes.Equal(it.Key(), uk))
+	}
+	return gaps, errors.CombineErrors(it.Error(), it.Close())
 }
 
 // maybeTruncate drops applied log entries beyond LogRetain. Each replica

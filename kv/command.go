@@ -34,7 +34,18 @@ const (
 	// other transaction commands (downgrade.go); it replaces cmdTxnGC,
 	// which a log may still hold and which applies as it always did.
 	cmdTxnGCStep cmdKind = 8
+	// cmdBulkBatch is a batch of many point writes (bulkBatchMin or more,
+	// a COPY's or a multi-row INSERT's) that applies as cmdBatch21 does,
+	// except for its write index records: where its keys form few runs
+	// it leaves one range record per run instead of records per key
+	// (txn.go, bulkRuns; txn/DESIGN.md, "Bulk batches"). Proposed at the
+	// level of the transaction commands (downgrade.go).
+	cmdBulkBatch cmdKind = 9
 )
+
+// bulkBatchMin is the fewest ops of a batch the gateway proposes as
+// cmdBulkBatch.
+const bulkBatchMin = 64
 
 // command is a decoded entry payload. ID identifies the proposal so that the
 // proposing node can hand the result back to its waiter; IDs are random and
@@ -80,7 +91,7 @@ func (c *command) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, c.ID)
 	b = append(b, byte(c.Kind))
 	switch c.Kind {
-	case cmdBatch, cmdBatch21:
+	case cmdBatch, cmdBatch21, cmdBulkBatch:
 		b = appendOps(b, c.Ops)
 	case cmdIncrement:
 		b = appendBytes(b, c.Key)
@@ -241,7 +252,7 @@ func decodeCommand(data []byte) (*command, error) {
 	c := &command{ID: binary.BigEndian.Uint64(data[1:9]), Kind: cmdKind(data[9])}
 	d := &decoder{b: data[10:]}
 	switch c.Kind {
-	case cmdBatch, cmdBatch21:
+	case cmdBatch, cmdBatch21, cmdBulkBatch:
 		c.Ops = d.ops()
 	case cmdIncrement:
 		c.Key = d.bytes()
@@ -278,14 +289,22 @@ func decodeCommand(data []byte) (*command, error) {
 }
 
 // batchKind is the command kind of a batch of ops: cmdBatch21 when one of
-// them is release 2.1's OpCheck.
-func batchKind(ops []kvpb.Op) cmdKind {
+// them is release 2.1's OpCheck; cmdBulkBatch, when level allows it, for
+// bulkBatchMin or more ops without a range deletion.
+func batchKind(ops []kvpb.Op, level CommandLevel) cmdKind {
+	kind, ranges := cmdBatch, false
 	for _, op := range ops {
-		if op.Kind == kvpb.OpCheck {
-			return cmdBatch21
+		switch op.Kind {
+		case kvpb.OpCheck:
+			kind = cmdBatch21
+		case kvpb.OpDeleteRange:
+			ranges = true
 		}
 	}
-	return cmdBatch
+	if len(ops) >= bulkBatchMin && !ranges && cmdBulkBatch.level() <= level {
+		return cmdBulkBatch
+	}
+	return kind
 }
 
 // validateOps checks a batch before it is proposed, so that a malformed

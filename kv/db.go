@@ -91,7 +91,7 @@ func (r *Replica) Write(ctx context.Context, ops []kvpb.Op) error {
 	if err := validateOps(ops); err != nil {
 		return err
 	}
-	res, err := r.submit(ctx, &command{Kind: batchKind(ops), Ops: ops})
+	res, err := r.submit(ctx, &command{Kind: batchKind(ops, r.level()), Ops: ops})
 	if err != nil {
 		return err
 	}

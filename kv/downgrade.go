@@ -66,6 +66,10 @@ func (k cmdKind) level() CommandLevel {
 		// Writers propose it only at 2.1 itself; the door closes with the
 		// transaction commands', before the downgrade purges the logs.
 		return Level21Txns
+	case cmdBulkBatch:
+		// Issue 20; like cmdTxnGCStep below, it needs no step of its own.
+		// Its range records live under 0x06, which cmdDisableTxns deletes.
+		return Level21Txns
 	case cmdEnableTxns, cmdTxnCommit, cmdTxnGC, cmdTxnGCStep:
 		// cmdTxnGCStep (issue 22) came after cmdTxnGC in the 2.1 tree but
 		// needs no step of its own: 2.1-step.1 fences out every binary
@@ -80,6 +84,15 @@ func (k cmdKind) level() CommandLevel {
 
 // release20 reports whether a 2.0 binary knows commands of kind k.
 func (k cmdKind) release20() bool { return k.level() == Level20 }
+
+// level is the CommandLevel the cluster version gives this replica's
+// proposals (every command's, without Config.CommandLevel).
+func (r *Replica) level() CommandLevel {
+	if r.cfg.CommandLevel == nil {
+		return Level21Txns
+	}
+	return r.cfg.CommandLevel()
+}
 
 // mayAppend reports whether the leader may append data (an encoded
 // command) at the current cluster version.

@@ -29,6 +29,10 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A bulk batch: a 2.1 entry kind, with range records under 0x06.
+	if err := rep.Write(ctx, bulkOps("bulk", 0, bulkBatchMin, 1, []byte("v"))); err != nil {
+		t.Fatal(err)
+	}
 	// A collection left partway: its cursor is 2.1 state too.
 	l := c.leader().rep
 	if v := gcStep(t, l, l.appliedIndex(), 1, 0); v != 1 || !l.txnGCPassUnderWay() {
@@ -56,6 +60,10 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 	}
 	if _, err := l.proposeTxnGC(&command{Kind: cmdTxnGCStep, GCRecords: 1}); !errors.Is(err, kvpb.ErrCommandRefused) {
 		t.Fatalf("a collection step at the fence: %v, want ErrCommandRefused", err)
+	}
+	// A bulk write is proposed as a 2.0 batch from the fence down.
+	if err := rep.Write(ctx, bulkOps("fence", 0, bulkBatchMin, 1, []byte("v"))); err != nil {
+		t.Fatalf("a bulk write at the fence: %v", err)
 	}
 	var through uint64
 	for i := 0; i < 2; i++ { // idempotent, and resumable by another node

@@ -108,7 +108,7 @@ func applyOnFreshState(t *testing.T, ops []kvpb.Op) (answer, state string) {
 		rc.put(key(i), v, true)
 	}
 	wi := &writeIndexer{index: 7}
-	res := applyCommand(b, rc, &command{Kind: batchKind(ops), Ops: ops}, wi)
+	res := applyCommand(b, rc, &command{Kind: batchKind(ops, Level21Fence), Ops: ops}, wi)
 	var cf *kvpb.ConditionFailedError
 	switch {
 	case errors.As(res.err, &cf):

@@ -8,8 +8,10 @@ package kv
 // From the entry of the cmdEnableTxns command on (its index is stored under
 // stampsFromKey), every write or delete of a key k also writes
 // writeIndexKey(k) = the entry's index, and every DeleteRange leaves a
-// rangeDeleteKey record. A key without a record was last written at or
-// before the enabling entry. The records live under keys.TxnMetaPrefix
+// rangeRecordKey record; a bulk batch (cmdBulkBatch) may instead leave one
+// range record per run of the keys it writes (bulkRuns). A key without a
+// record was last written at or before the enabling entry, or within a range
+// record's span at its index. The records live under keys.TxnMetaPrefix
 // (0x06), which the keys package reserves for them; keys under it are never
 // recorded themselves, and transactions may not read or write them. A
 // second record, existIndexKey(k), moves only when k is created or deleted:
@@ -21,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -45,10 +48,12 @@ const (
 	// entry that created or deleted k: what a transaction that read only
 	// whether k exists (a blind UPDATE) is validated against.
 	existIndexPrefix = txnMetaPrefix + "e/"
-	// rangeDeletePrefix + uint64BE(index) + start holds end: a DeleteRange
-	// of [start, end) at index. Ordered by index, so validation reads only
-	// the records after a snapshot.
-	rangeDeletePrefix = txnMetaPrefix + "rd/"
+	// rangeRecordPrefix + uint64BE(index) + start holds end: a DeleteRange
+	// of [start, end) at index, or a run of keys a bulk batch wrote from
+	// start to just before end (bulkRuns); either way, any key in [start,
+	// end) may have been written, created or deleted at index. Ordered by
+	// index, so validation reads only the records after a snapshot.
+	rangeRecordPrefix = txnMetaPrefix + "rd/"
 	// gcHorizonKey holds the GC horizon (uint64BE): records of writes at
 	// or below it have been collected, so a key without a record was last
 	// written at or below max(stamps-from, horizon), and a transaction
@@ -76,8 +81,8 @@ func writeIndexKey(k []byte) []byte { return recordKey(writeIndexPrefix, k) }
 
 func existIndexKey(k []byte) []byte { return recordKey(existIndexPrefix, k) }
 
-func rangeDeleteKey(index uint64, start []byte) []byte {
-	return append(binary.BigEndian.AppendUint64([]byte(rangeDeletePrefix), index), start...)
+func rangeRecordKey(index uint64, start []byte) []byte {
+	return append(binary.BigEndian.AppendUint64([]byte(rangeRecordPrefix), index), start...)
 }
 
 // stampsState caches keys.TxnStampsFrom for the apply loop. The zero value
@@ -111,7 +116,48 @@ func (w *writeIndexer) deletedRange(b *pebble.Batch, start, end []byte) {
 	if w == nil || isTxnMetaKey(start) {
 		return
 	}
-	_ = b.Set(userKey(rangeDeleteKey(w.index, start)), end, nil)
+	_ = b.Set(userKey(rangeRecordKey(w.index, start)), end, nil)
+}
+
+// bulkRunKeys is the fewest keys per run, on average, for which a bulk
+// batch writes range records instead of per-key ones: it bounds the range
+// records a commit's validation reads to one per 16 keys bulk-written after
+// its snapshot. Part of the replicated state machine (it decides which
+// records are written): it never changes for cmdBulkBatch.
+const bulkRunKeys = 16
+
+// bulkRuns decides the records of a bulk batch (cmdBulkBatch) that writes
+// the sorted, distinct keys ks, before any of them is written to b. It
+// reads, through b, the keys that exist in [ks[0], ks[len-1]] and splits ks
+// into runs: maximal sequences of keys between which no existing key lies
+// that the batch does not write. If there are at most len(ks)/bulkRunKeys
+// runs, it writes one range record per run (its first key to just after its
+// last) and returns ranged: the caller writes no per-key record. Otherwise
+// it writes nothing, and existed tells, for each key, whether it existed
+// before the batch, for the per-key records. One iterator serves it,
+// seeking only where a run ends: for a batch into a new table's span, once.
+// A key under the transaction records' prefix is never part of a run (the
+// per-key path skips it).
+func (w *writeIndexer) bulkRuns(b *pebble.Batch, ks [][]byte) (existed []bool, ranged bool, err error) {
+	existed = make([]bool, len(ks))
+	gaps, err := walkSortedGaps(b, ks, func(i int, _ *pebble.Iterator, exists bool) { existed[i] = exists })
+	if err != nil {
+		return nil, false, err
+	}
+	if len(ks) == 0 || (len(gaps)+1)*bulkRunKeys > len(ks) {
+		return existed, false, nil
+	}
+	for _, k := range ks {
+		if isTxnMetaKey(k) {
+			return existed, false, nil
+		}
+	}
+	first := 0
+	for _, last := range append(gaps, len(ks)-1) {
+		_ = b.Set(userKey(rangeRecordKey(w.index, ks[first])), append(bytes.Clone(ks[last]), 0), nil)
+		first = last + 1
+	}
+	return existed, true, nil
 }
 
 // stampsFrom returns the index from which table writes are recorded (0:
@@ -213,7 +259,7 @@ func validateTxn(b *pebble.Batch, base uint64, cmd *command) error {
 			return err
 		}
 	}
-	return validateRangeDeletes(b, s, cmd)
+	return validateRangeRecords(b, s, cmd)
 }
 
 // validateKeys fails if the record under prefix of one of ks holds an index
@@ -271,40 +317,89 @@ func validateSpan(b *pebble.Batch, s uint64, sp kvpb.Span) error {
 	return it.Error()
 }
 
-// validateRangeDeletes fails if a range deletion after s covers a key or
-// overlaps a span cmd read. The records are ordered by index, so only
-// those after s are read.
-func validateRangeDeletes(b *pebble.Batch, s uint64, cmd *command) error {
-	lo := userKey(rangeDeleteKey(s+1, nil))
-	hi := userKey([]byte(rangeDeletePrefix[:len(rangeDeletePrefix)-1] + "0")) // '0' follows '/'
+// validateRangeRecords fails if a range record after s (a range deletion,
+// or a run of keys a bulk batch wrote) covers a key or overlaps a span cmd
+// read. The records are ordered by index, so only those after s are read;
+// each is checked against the keys and spans by binary search when they are
+// sorted (as the gateway sends them), else one by one.
+func validateRangeRecords(b *pebble.Batch, s uint64, cmd *command) error {
+	lo := userKey(rangeRecordKey(s+1, nil))
+	hi := userKey([]byte(rangeRecordPrefix[:len(rangeRecordPrefix)-1] + "0")) // '0' follows '/'
 
 	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
+	keySets := [][][]byte{cmd.ReadKeys, cmd.ExistKeys}
+	var sortedKeys [2]bool
+	for i, ks := range keySets {
+		sortedKeys[i] = slices.IsSortedFunc(ks, bytes.Compare)
+	}
+	// Merged spans: each ends at or before the next one starts (validateTxn
+	// has checked that each is non-empty), so their ends increase too.
+	disjoint := true
+	for i := 1; i < len(cmd.ReadSpans); i++ {
+		if bytes.Compare(cmd.ReadSpans[i-1].End, cmd.ReadSpans[i].Start) > 0 {
+			disjoint = false
+			break
+		}
+	}
 	for valid := it.First(); valid; valid = it.Next() {
-		rec := it.Key()[1+len(rangeDeletePrefix):]
+		rec := it.Key()[1+len(rangeRecordPrefix):]
 		if len(rec) < 8 {
 			continue
 		}
 		idx := binary.BigEndian.Uint64(rec)
 		start, end := rec[8:], it.Value()
-		overlaps := func(a, z []byte) bool { return bytes.Compare(a, end) < 0 && bytes.Compare(start, z) < 0 }
-		for _, ks := range [][][]byte{cmd.ReadKeys, cmd.ExistKeys} {
-			for _, k := range ks {
-				if overlaps(k, append(bytes.Clone(k), 0)) {
-					return &kvpb.TxnConflictError{Key: k, Index: idx}
-				}
+		for i, ks := range keySets {
+			if k := keyWithin(ks, sortedKeys[i], start, end); k != nil {
+				return &kvpb.TxnConflictError{Key: k, Index: idx}
 			}
 		}
-		for _, sp := range cmd.ReadSpans {
-			if overlaps(sp.Start, sp.End) {
-				return &kvpb.TxnConflictError{Key: bytes.Clone(start), Index: idx}
-			}
+		if spanOverlaps(cmd.ReadSpans, disjoint, start, end) {
+			return &kvpb.TxnConflictError{Key: bytes.Clone(start), Index: idx}
 		}
 	}
 	return it.Error()
+}
+
+// keyWithin returns a key of ks in [start, end), or nil.
+func keyWithin(ks [][]byte, sorted bool, start, end []byte) []byte {
+	if !sorted {
+		for _, k := range ks {
+			if bytes.Compare(start, k) <= 0 && bytes.Compare(k, end) < 0 {
+				return k
+			}
+		}
+		return nil
+	}
+	i, _ := slices.BinarySearchFunc(ks, start, bytes.Compare)
+	if i < len(ks) && bytes.Compare(ks[i], end) < 0 {
+		return ks[i]
+	}
+	return nil
+}
+
+// spanOverlaps reports whether one of spans overlaps [start, end).
+func spanOverlaps(spans []kvpb.Span, disjoint bool, start, end []byte) bool {
+	if !disjoint {
+		for _, sp := range spans {
+			if bytes.Compare(sp.Start, end) < 0 && bytes.Compare(start, sp.End) < 0 {
+				return true
+			}
+		}
+		return false
+	}
+	// The first span that ends after start; it overlaps if it begins
+	// before end.
+	i, _ := slices.BinarySearchFunc(spans, start, func(sp kvpb.Span, k []byte) int {
+		if bytes.Compare(sp.End, k) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	return i < len(spans) && bytes.Compare(spans[i].Start, end) < 0
 }
 
 // collectTxnRecords deletes, through b, every write and existence index
@@ -343,7 +438,7 @@ func collectTxnRecords(b *pebble.Batch, h uint64) error {
 			lo = append(last, 0)
 		}
 	}
-	return b.DeleteRange(userKey(rangeDeleteKey(0, nil)), userKey(rangeDeleteKey(h+1, nil)), nil)
+	return b.DeleteRange(userKey(rangeRecordKey(0, nil)), userKey(rangeRecordKey(h+1, nil)), nil)
 }
 
 // applyTxnGCStep applies one step of a pass over the transaction records
@@ -385,7 +480,7 @@ func (r *Replica) applyTxnGCStep(b *pebble.Batch, index uint64, cmd *command) re
 		return result{err: err}
 	}
 	if starts {
-		_ = b.DeleteRange(userKey(rangeDeleteKey(0, nil)), userKey(rangeDeleteKey(h+1, nil)), nil)
+		_ = b.DeleteRange(userKey(rangeRecordKey(0, nil)), userKey(rangeRecordKey(h+1, nil)), nil)
 		_ = b.Set(userKey([]byte(gcHorizonKey)), binary.BigEndian.AppendUint64(nil, h), nil)
 		r.stamps.horizon = h
 	}

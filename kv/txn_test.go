@@ -781,7 +781,7 @@ func TestSweepTxnRecords(t *testing.T) {
 		set(string(existIndexKey(tk(fmt.Sprintf("%02d", i)))), idx)
 	}
 	// Keys between and around the prefixes, which a pass never deletes.
-	for _, k := range []string{gcHorizonKey, stampsFromKey, string(rangeDeleteKey(3, tk("a"))), txnMetaPrefix + "a", txnMetaPrefix + "x"} {
+	for _, k := range []string{gcHorizonKey, stampsFromKey, string(rangeRecordKey(3, tk("a"))), txnMetaPrefix + "a", txnMetaPrefix + "x"} {
 		set(k, 1)
 		live[k] = true
 	}
