@@ -515,8 +515,20 @@ var prefetchMin = 64 // a variable for tests
 // level for each key, loading each overlapping table's index and filter
 // anew: for a bulk load into a new table (COPY, a multi-row INSERT), whose
 // keys all miss, that was more than half of the apply loop's CPU
-// (docs/benchmarks.md). One iterator, moved to each key in order, keeps
-// each level's current table open from one key to the next.
+// (docs/benchmarks.md).
+//
+// The iterator seeks only to a key beyond the key it stands on (walkSorted):
+// for keys that all miss in an empty span, the first seek finds nothing
+// and answers for every key, and a key that lies before the next existing
+// key is known absent without a seek. Its position only moves forward, so
+// the deleted entries it steps over (a dropped table's rows, still in the
+// memtable under their range deletion, can lie between a table's rows and
+// its index entries) are stepped over at most once per batch. (Session
+// 13's first prefetch sought every key, and under the race detector,
+// where Pebble turns its own "already there" shortcut off at random, every
+// seek stepped over all of them again: a 500-row batch took over 10 s. The
+// second bounded the iterator to each key, which cost a full seek of every
+// level per key.)
 //
 // It reads the state get would read at the start of the batch (the apply
 // batch b, which holds the earlier entries' writes, and Pebble beneath it),
@@ -548,46 +560,34 @@ func prefetch(b *pebble.Batch, rc *rowCache, ops []kvpb.Op) (map[string]cachedRo
 		return nil, nil
 	}
 	slices.SortFunc(ks, bytes.Compare)
-	it, err := b.NewIter(&pebble.IterOptions{
-		LowerBound: userKey(ks[0]),
-		UpperBound: append(userKey(ks[len(ks)-1]), 0),
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = it.Close() }()
 	pre := make(map[string]cachedRow, len(ks))
-	for _, k := range ks {
-		// Bounded to this one key (fresh slices: the iterator keeps
-		// them). A SeekGE without the bound steps over every entry up to
-		// the next live key, and a dropped table's rows, still in the
-		// memtable under its range deletion, can lie between one table's
-		// rows and its index entries: every seek stepped over all of them
-		// again (a 500-row batch took over 10 s under the race detector).
-		lo := userKey(k)
-		it.SetBounds(lo, append(lo[:len(lo):len(lo)], 0))
-		if it.First() {
+	err := walkSorted(b, ks, func(i int, it *pebble.Iterator, exists bool) {
+		if exists {
 			// A copy: the iterator's memory is valid only until it moves.
-			pre[string(k)] = cachedRow{value: bytes.Clone(it.Value()), exists: true}
+			pre[string(ks[i])] = cachedRow{value: bytes.Clone(it.Value()), exists: true}
 		} else {
-			pre[string(k)] = cachedRow{}
+			pre[string(ks[i])] = cachedRow{}
 		}
-	}
-	return pre, it.Error()
+	})
+	return pre, err
 }
 
-// walkSortedGaps visits the sorted keys ks (duplicates allowed) in order
-// with one iterator over b, bounded to [ks[0], ks[len-1]], and calls visit
-// with whether each exists; when it does, the iterator stands on it. It
-// returns the index in ks of every key after which an existing key that is
-// not one of ks lies before the next key (the ends of runs, as bulkRuns
-// needs them). The iterator seeks only when a key is beyond the one it
-// stands on, so for a run of missing keys before the next existing key it
-// seeks once (for keys into an empty span, once in all), and its position
-// only moves forward: the deleted entries it steps over (a dropped table's
-// rows, still in the memtable under their range deletion) are stepped over
-// at most once, whether or not Pebble's own "already there" shortcut for
-// a seek is on (the race detector turns it off at random).
+// walkSorted visits the sorted keys ks (duplicates allowed) in order with
+// one iterator over b, bounded to [ks[0], ks[len-1]], and calls visit with
+// whether each exists; when it does, the iterator stands on it. Before
+// each visit, gap tells whether an existing key that is not one of ks lies
+// between the previous key and this one (never for the first). The
+// iterator seeks only when the key is beyond the one it stands on, so for
+// a run of missing keys before the next existing key it seeks once, and
+// its position only moves forward.
+func walkSorted(b *pebble.Batch, ks [][]byte, visit func(i int, it *pebble.Iterator, exists bool)) error {
+	_, err := walkSortedGaps(b, ks, visit)
+	return err
+}
+
+// walkSortedGaps is walkSorted that also returns the index in ks of every
+// key after which an existing key that is not one of ks lies before the
+// next key (the ends of runs, as bulkRuns needs them).
 func walkSortedGaps(b *pebble.Batch, ks [][]byte, visit func(i int, it *pebble.Iterator, exists bool)) (gaps []int, err error) {
 	if len(ks) == 0 {
 		return nil, nil
