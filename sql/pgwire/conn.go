@@ -1,7 +1,6 @@
 package pgwire
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -32,12 +31,14 @@ var (
 var errCancelRequest = errors.New("statement canceled by CancelRequest")
 
 const (
-	// msgQueueLen and maxQueuedBytes bound what the reader goroutine
-	// buffers ahead of the statement being executed: enough for a
-	// pipelining client to keep the connection busy and for the reader to
-	// notice a hang-up, little enough that a client cannot make the server
-	// hold an unbounded backlog. One message may exceed maxQueuedBytes (up
-	// to MaxMessageSize); the reader then waits until it is consumed.
+	// msgQueueLen (batches of messages) and maxQueuedBytes bound what the
+	// reader goroutine buffers ahead of the statement being executed:
+	// enough for a pipelining client to keep the connection busy and for
+	// the reader to notice a hang-up, little enough that a client cannot
+	// make the server hold an unbounded backlog. One batch may exceed
+	// maxQueuedBytes (a message of up to MaxMessageSize, with what else
+	// was buffered whole behind it, at most readBufferSize); the reader
+	// then waits until it is consumed.
 	msgQueueLen    = 64
 	maxQueuedBytes = 1 << 20
 	// flushThreshold is how much output is buffered before it is written
@@ -80,10 +81,10 @@ type conn struct {
 	// between statements. CancelRequest uses it.
 	stmtCancel context.CancelCauseFunc
 
-	// Reader goroutine → Run. The reader copies each message before queuing
-	// it, since pgproto3.Backend reuses its message structs and buffers.
-	msgs       chan received
-	queued     atomic.Int64  // bytes queued in msgs (approximate)
+	// Reader goroutine → Run: batches of messages, each with a body of its
+	// own (frames.go), so nothing is copied before it is queued.
+	msgs       chan []received
+	queued     atomic.Int64  // bytes queued in msgs and pending (approximate)
 	space      chan struct{} // signaled when queued drops to maxQueuedBytes
 	stop       chan struct{} // closed when Run stops consuming msgs
 	readerDone chan struct{}
@@ -91,6 +92,7 @@ type conn struct {
 	// Owned by Run's goroutine.
 	w              msgWriter
 	sess           Session
+	pending        []received // the rest of the last batch taken from msgs
 	stmts          map[string]*preparedStatement
 	portals        map[string]*portal
 	ignoreTillSync bool // an extended-protocol error occurred: skip to Sync
@@ -122,7 +124,7 @@ func newConn(s *Server, nc net.Conn, id uint32, admitted bool) *conn {
 		cancel:     cancel,
 		done:       make(chan struct{}),
 		inStartup:  true,
-		msgs:       make(chan received, msgQueueLen),
+		msgs:       make(chan []received, msgQueueLen),
 		space:      make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		readerDone: make(chan struct{}),
@@ -150,10 +152,7 @@ func (c *conn) Run() error {
 		_ = c.guard("closing the session", func() error { c.sess.Close(); return nil })
 	}()
 
-	rec := &errRecorder{r: c.rw}
-	be := pgproto3.NewBackend(rec, nil)
-	be.SetMaxBodyLen(MaxMessageSize)
-	go c.readLoop(be, rec)
+	go c.readLoop(newFrameReader(c.rw))
 	defer func() {
 		// Release the reader whether it is blocked on the queue (stop) or
 		// on the socket (Close), and wait so it never outlives Run.
@@ -184,13 +183,13 @@ func (c *conn) serve() error {
 	}
 }
 
-// next returns the next message. At an idle point (after ReadyForQuery) it
-// also watches for a drain, which takes precedence over a message that is
-// already queued: a drain must finish even if a client sends statements
-// back to back.
+// next returns the next message: the next of the batch the reader handed
+// over last, or else the first of the next batch. At an idle point (after
+// ReadyForQuery) it also watches for a drain, which takes precedence over a
+// message that is already queued: a drain must finish even if a client
+// sends statements back to back.
 func (c *conn) next() (pgproto3.FrontendMessage, error) {
 	var drain <-chan struct{}
-	var idleInTxn <-chan time.Time
 	if c.idle {
 		drain = c.srv.drainCh
 		select {
@@ -198,31 +197,37 @@ func (c *conn) next() (pgproto3.FrontendMessage, error) {
 			return nil, c.fatal(errDrained, pgerror.Newf(pgerror.CodeAdminShutdown, "server is shutting down"))
 		default:
 		}
-		if c.sess != nil && c.sess.TxnStatus() != 'I' { // nil during startup
+	}
+	if len(c.pending) == 0 {
+		var idleInTxn <-chan time.Time
+		if c.idle && c.sess != nil && c.sess.TxnStatus() != 'I' { // nil during startup
 			if d := c.sess.IdleInTransactionTimeout(); d > 0 {
 				t := time.NewTimer(d)
 				defer t.Stop()
 				idleInTxn = t.C
 			}
 		}
-	}
-	select {
-	case <-idleInTxn:
-		return nil, c.fatal(errIdleInTxn, pgerror.WithHintf(
-			pgerror.Newf(codeIdleInTransactionTimeout, "terminating connection due to idle-in-transaction timeout"),
-			"the transaction was rolled back; idle_in_transaction_session_timeout sets the limit"))
-	case r := <-c.msgs:
-		c.release(r.size)
-		if r.err != nil {
-			return nil, c.readFailed(r)
+		select {
+		case <-idleInTxn:
+			return nil, c.fatal(errIdleInTxn, pgerror.WithHintf(
+				pgerror.Newf(codeIdleInTransactionTimeout, "terminating connection due to idle-in-transaction timeout"),
+				"the transaction was rolled back; idle_in_transaction_session_timeout sets the limit"))
+		case c.pending = <-c.msgs:
+		case <-drain:
+			return nil, c.fatal(errDrained, pgerror.Newf(pgerror.CodeAdminShutdown, "server is shutting down"))
+		case <-c.ctx.Done():
+			return nil, context.Cause(c.ctx)
 		}
-		c.idle = false
-		return r.msg, nil
-	case <-drain:
-		return nil, c.fatal(errDrained, pgerror.Newf(pgerror.CodeAdminShutdown, "server is shutting down"))
-	case <-c.ctx.Done():
-		return nil, context.Cause(c.ctx)
 	}
+	r := c.pending[0]
+	c.pending[0] = received{} // do not pin a handled message's memory
+	c.pending = c.pending[1:]
+	c.release(r.size)
+	if r.err != nil {
+		return nil, c.readFailed(r)
+	}
+	c.idle = false
+	return r.msg, nil
 }
 
 // readFailed turns the reader's final error into the connection's end.
@@ -422,42 +427,43 @@ func (c *conn) cancelStatement() {
 // hung up while its statement runs: the rule is that closing the client end
 // of the connection cancels whatever the connection is still executing,
 // since nobody will read the result (CockroachDB does the same).
-func (c *conn) readLoop(be *pgproto3.Backend, rec *errRecorder) {
+//
+// The reader hands over every message that arrived in one read as one batch
+// (frames.go): one wake-up of Run per client round trip, not one per message.
+func (c *conn) readLoop(fr *frameReader) {
 	defer close(c.readerDone)
 	for {
-		msg, err := be.Receive()
-		var r received
-		switch {
-		case err != nil && rec.err != nil:
+		batch := fr.batch()
+		last := batch[len(batch)-1]
+		if last.ioErr {
 			c.cancel(errClientGone)
-			r = received{err: rec.err, ioErr: true}
-		case err != nil:
-			r = received{err: err}
-		default:
-			r = received{msg: copyMessage(msg), size: messageSize(msg)}
 		}
-		if !c.enqueue(r) || r.ioErr {
+		if !c.enqueue(batch) || last.ioErr {
 			return
 		}
-		if _, ok := msg.(*pgproto3.Terminate); ok || err != nil {
+		if _, ok := last.msg.(*pgproto3.Terminate); ok || last.err != nil {
 			// Nothing after Terminate or a garbled message is
 			// meaningful, but Run may still be executing what came
 			// before: keep watching the socket so that a hang-up
 			// still cancels it. Run closes the socket when it ends,
 			// which ends this read.
-			_, _ = io.Copy(io.Discard, rec)
+			_, _ = io.Copy(io.Discard, fr.br)
 			c.cancel(errClientGone)
 			return
 		}
 	}
 }
 
-// enqueue hands r to Run, waiting while too many bytes are queued. It
+// enqueue hands a batch to Run, waiting while too many bytes are queued. It
 // returns false if Run stopped consuming.
-func (c *conn) enqueue(r received) bool {
-	c.queued.Add(r.size)
+func (c *conn) enqueue(batch []received) bool {
+	var size int64
+	for _, r := range batch {
+		size += r.size
+	}
+	c.queued.Add(size)
 	select {
-	case c.msgs <- r:
+	case c.msgs <- batch:
 	case <-c.stop:
 		return false
 	}
@@ -480,77 +486,6 @@ func (c *conn) release(size int64) {
 		case c.space <- struct{}{}:
 		default:
 		}
-	}
-}
-
-// errRecorder remembers the network error under pgproto3's reader, which is
-// how the reader tells a client that hung up (quiet close) from a garbled
-// message (FATAL 08P01): pgproto3 returns both as plain errors, and some
-// decode errors are io.EOF.
-type errRecorder struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errRecorder) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil {
-		e.err = err
-	}
-	return n, err
-}
-
-// copyMessage returns a copy of msg that does not share memory with the
-// Backend, which reuses its message structs and read buffer on the next
-// Receive.
-func copyMessage(msg pgproto3.FrontendMessage) pgproto3.FrontendMessage {
-	switch m := msg.(type) {
-	case *pgproto3.Query:
-		cp := *m
-		return &cp
-	case *pgproto3.Parse:
-		cp := *m
-		cp.ParameterOIDs = append([]uint32(nil), m.ParameterOIDs...)
-		return &cp
-	case *pgproto3.Bind:
-		cp := *m
-		cp.ParameterFormatCodes = append([]int16(nil), m.ParameterFormatCodes...)
-		cp.ResultFormatCodes = append([]int16(nil), m.ResultFormatCodes...)
-		cp.Parameters = make([][]byte, len(m.Parameters))
-		for i, p := range m.Parameters {
-			if p != nil { // nil is SQL NULL and must stay nil
-				cp.Parameters[i] = append(make([]byte, 0, len(p)), p...)
-			}
-		}
-		return &cp
-	case *pgproto3.Describe:
-		cp := *m
-		return &cp
-	case *pgproto3.Execute:
-		cp := *m
-		return &cp
-	case *pgproto3.Close:
-		cp := *m
-		return &cp
-	case *pgproto3.Sync:
-		return &pgproto3.Sync{}
-	case *pgproto3.Flush:
-		return &pgproto3.Flush{}
-	case *pgproto3.Terminate:
-		return &pgproto3.Terminate{}
-	case *pgproto3.CopyData:
-		return &pgproto3.CopyData{Data: bytes.Clone(m.Data)}
-	case *pgproto3.CopyDone:
-		return &pgproto3.CopyDone{}
-	case *pgproto3.CopyFail:
-		cp := *m
-		return &cp
-	case *pgproto3.FunctionCall:
-		return &pgproto3.FunctionCall{Function: m.Function} // refused; arguments not needed
-	default:
-		// Authentication responses are allocated fresh by each Receive and
-		// are refused anyway; only their type matters.
-		return msg
 	}
 }
 

@@ -15,11 +15,12 @@
 //	                  StartupMessage → [secure mode, no certificate of the
 //	                  user: SCRAM-SHA-256(-PLUS), auth.go] AuthenticationOk,
 //	                  ParameterStatus…, BackendKeyData, ReadyForQuery
-//	    readLoop      a goroutine that decodes frontend messages with
-//	                  pgproto3.Backend, copies them (pgproto3 reuses its
-//	                  buffers) and queues them, a bounded amount ahead; it
-//	                  notices a client that hangs up while a statement runs
-//	                  and cancels that statement
+//	    readLoop      a goroutine that reads the socket through a buffer
+//	                  (frames.go), decodes the messages with pgproto3's
+//	                  types and queues every message of one read as one
+//	                  batch, a bounded amount ahead; it notices a client
+//	                  that hangs up while a statement runs and cancels
+//	                  that statement
 //	    serve         the only goroutine that talks to the Session and writes
 //	                  to the client; one type switch (conn.handle) per message
 //

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,17 @@ type Metrics struct {
 	// by first keyword. It excludes the time spent sending rows, which
 	// depends on the client.
 	Latency *prometheus.HistogramVec
+
+	// byKeyword holds each keyword's collectors once a statement with it
+	// ran (keyword → *keywordCollectors), so that an execution does not
+	// hash its labels again.
+	byKeyword sync.Map
+}
+
+// keywordCollectors are one statement keyword's series.
+type keywordCollectors struct {
+	ok      prometheus.Counter
+	latency prometheus.Observer
 }
 
 // NewMetrics builds the collectors and registers them with reg (if reg is
@@ -75,17 +87,26 @@ func (m *Metrics) connRejected() {
 	}
 }
 
-func (m *Metrics) statement(sql string, start time.Time, err error) {
+// statement records one execution of a statement whose keyword is kw
+// (statementKeyword).
+func (m *Metrics) statement(kw string, start time.Time, err error) {
 	if m == nil {
 		return
 	}
-	kw := statementKeyword(sql)
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
+	v, ok := m.byKeyword.Load(kw)
+	if !ok {
+		v, _ = m.byKeyword.LoadOrStore(kw, &keywordCollectors{
+			ok:      m.Statements.WithLabelValues(kw, "ok"),
+			latency: m.Latency.WithLabelValues(kw),
+		})
 	}
-	m.Statements.WithLabelValues(kw, outcome).Inc()
-	m.Latency.WithLabelValues(kw).Observe(time.Since(start).Seconds())
+	kc := v.(*keywordCollectors)
+	if err != nil {
+		m.Statements.WithLabelValues(kw, "error").Inc()
+	} else {
+		kc.ok.Inc()
+	}
+	kc.latency.Observe(time.Since(start).Seconds())
 }
 
 // knownKeywords bounds the statement label's cardinality: a label taken from

@@ -43,6 +43,8 @@ type preparedStatement struct {
 	// is when it was prepared (pg_prepared_statements).
 	fromSQL  bool
 	prepared time.Time
+	// keyword is the statement's first keyword, its metrics' label.
+	keyword string
 }
 
 // portal is what Bind creates and Execute runs.
@@ -136,7 +138,7 @@ func (c *conn) simpleStatement(stmt Statement) error {
 		res, err = prep.Exec(ctx, nil)
 		return err
 	})
-	c.srv.cfg.Metrics.statement(stmt.SQL(), start, err)
+	c.srv.cfg.Metrics.statement(statementKeyword(stmt.SQL()), start, err)
 	if err != nil {
 		return err
 	}
@@ -287,6 +289,7 @@ func (c *conn) parse(m *pgproto3.Parse) error {
 	ps := &preparedStatement{sql: m.Query, prepared: time.Now()}
 	if len(stmts) == 1 {
 		ps.stmt = stmts[0]
+		ps.keyword = statementKeyword(ps.stmt.SQL())
 		var inferred []types.T
 		err := c.withStatementContext("preparing a statement", func(ctx context.Context) error {
 			prep, err := c.sess.Prepare(ctx, ps.stmt, declared)
@@ -475,7 +478,7 @@ func (c *conn) execute(m *pgproto3.Execute) error {
 			res, err = ps.prep.Exec(ctx, p.params)
 			return err
 		})
-		c.srv.cfg.Metrics.statement(ps.stmt.SQL(), start, err)
+		c.srv.cfg.Metrics.statement(ps.keyword, start, err)
 		if err != nil {
 			p.completed = true
 			return err

@@ -58,7 +58,8 @@ func (s connStatements) Add(name, sql string, stmt Statement, prep Prepared) err
 			pgerror.Newf(codeDuplicatePreparedStatement, "prepared statement %q already exists", name),
 			"DEALLOCATE it first, or use another name")
 	}
-	ps := &preparedStatement{sql: sql, stmt: stmt, prep: prep, columns: prep.Columns(), fromSQL: true, prepared: time.Now()}
+	ps := &preparedStatement{sql: sql, stmt: stmt, prep: prep, columns: prep.Columns(), fromSQL: true, prepared: time.Now(),
+		keyword: statementKeyword(stmt.SQL())}
 	ps.paramTypes = prep.ParamTypes()
 	ps.numExecParams = len(ps.paramTypes)
 	ps.paramOIDs = make([]uint32, len(ps.paramTypes))
