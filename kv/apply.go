@@ -79,6 +79,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	if err := b.Commit(pebble.Sync); err != nil {
 		return errors.Wrap(err, "applying Raft snapshot")
 	}
+	r.readCache.clear()
 	snap.Data = nil
 	if err := r.store.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 		return err
@@ -186,6 +187,11 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 	// crash, the entries are applied again from the log.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return errors.Wrap(err, "applying Raft entries")
+	}
+	// Before the applied index moves and before any proposer is answered:
+	// a read linearized after an acknowledgement must not find the old row.
+	if err := r.readCache.applied(b); err != nil {
+		return err
 	}
 	r.rows.shrink()
 	if !raft.IsEmptyHardState(hs) {

@@ -151,12 +151,22 @@ func (r *Replica) linearize(ctx context.Context) error {
 	}
 }
 
-// Get implements kvpb.DB.
+// Get implements kvpb.DB. Once linearized, the read is served from the read
+// cache when it holds the key (readCache), else from Pebble.
 func (r *Replica) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if err := r.linearize(ctx); err != nil {
 		return nil, false, err
 	}
-	return r.GetLocal(key)
+	v, exists, ok, gen := r.readCache.get(key)
+	if ok {
+		return v, exists, nil
+	}
+	v, exists, err := r.GetLocal(key)
+	if err != nil {
+		return nil, false, err
+	}
+	r.readCache.fill(key, v, exists, gen)
+	return v, exists, nil
 }
 
 // GetLocal reads this replica's applied state without linearizing: it may

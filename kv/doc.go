@@ -59,6 +59,14 @@
 // the others'. kv/DESIGN.md gives the argument and what it assumes of
 // clocks; with leases off, correctness does not depend on clocks at all.
 //
+// Once linearized, a point read (Get) is served from a read cache of
+// recently read keys (readcache.go; kv/DESIGN.md, "The read cache") when it
+// holds the key, else from Pebble. apply removes every key it writes from
+// that cache after committing its batch and before the applied index moves
+// or a proposer is answered, and a read that raced an apply does not fill
+// it, so the cache never serves a value older than the index the read was
+// linearized at. Scans and the batched reads of kvpb.Streamer read Pebble.
+//
 // # Writes and their outcomes
 //
 // A write is acknowledged once the proposing node has applied it, which

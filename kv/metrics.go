@@ -25,6 +25,7 @@ type Metrics struct {
 	leaderChanges                   prometheus.Counter
 	rowCacheHits, rowCacheMisses    prometheus.Counter
 	rowCacheBytes                   prometheus.Gauge
+	readCacheHits, readCacheMisses  prometheus.Counter
 	syncLatency                     prometheus.Histogram
 	commitLatency                   prometheus.Histogram
 	// lastLeader is the leader the previous setStatus saw (0: none).
@@ -68,6 +69,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		rowCacheMisses: c("apply_row_cache_misses_total",
 			"Reads made while applying commands that missed the row cache and read Pebble."),
 		rowCacheBytes: g("apply_row_cache_bytes", "Approximate memory held by the row cache of the apply path."),
+		readCacheHits: c("read_cache_hits_total",
+			"Linearizable point reads (a SQL read by primary key) that the read cache served."),
+		readCacheMisses: c("read_cache_misses_total",
+			"Linearizable point reads that missed the read cache and read Pebble."),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "kvnode", Subsystem: "raft", Name: "log_sync_seconds",
 			Help:    "Latency of one synced write of Raft entries and hard state to Pebble (one fsync of its WAL).",
@@ -96,6 +101,16 @@ func (m *Metrics) rowCacheRead(hit bool) {
 		m.rowCacheHits.Inc()
 	default:
 		m.rowCacheMisses.Inc()
+	}
+}
+
+func (m *Metrics) readCacheRead(hit bool) {
+	switch {
+	case m == nil:
+	case hit:
+		m.readCacheHits.Inc()
+	default:
+		m.readCacheMisses.Inc()
 	}
 }
 

@@ -325,6 +325,7 @@ func (r *Replica) reloadLocked() error {
 	r.forwarded = forwardedIDs{}
 	r.lostCheckTerm = 0
 	r.rows.clear()
+	r.readCache.clear()
 	r.staged.dropUpTo(math.MaxUint64)
 	// Reads waiting for an index of the old state are issued again.
 	for id, b := range r.readBatches {

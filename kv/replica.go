@@ -44,6 +44,10 @@ type Config struct {
 	// the reads of applying a command (default 32 MiB; negative disables
 	// it). See rowCache.
 	RowCacheBytes int
+	// ReadCacheBytes bounds the cache that serves linearizable point reads
+	// (Get) from memory (default 32 MiB; negative disables it). See
+	// readCache.
+	ReadCacheBytes int
 	// Promote decides whether a learner may become a voter (for example it
 	// is not decommissioning). nil allows every learner.
 	Promote func(nodeID uint64) bool
@@ -109,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxVoters == 0 {
 		c.MaxVoters = 5
+	}
+	if c.ReadCacheBytes == 0 {
+		c.ReadCacheBytes = 32 << 20
 	}
 	if c.RowCacheBytes == 0 {
 		c.RowCacheBytes = 32 << 20
@@ -189,6 +196,7 @@ type Replica struct {
 	readyReads    []*readReq // have an index, waiting for it to be applied
 	applied       appliedState
 	rows          *rowCache
+	readCache     *readCache  // read by any goroutine; see readCache
 	stamps        stampsState // whether table writes are recorded (txn.go)
 
 	bg           sync.WaitGroup // goroutines besides run that Stop waits for
@@ -299,6 +307,7 @@ func NewReplica(cfg Config) (*Replica, error) {
 		readBatches:  map[uint64]*readBatch{},
 		applied:      l.applied,
 		rows:         newRowCache(max(cfg.RowCacheBytes, 0), cfg.Metrics),
+		readCache:    newReadCache(cfg.ReadCacheBytes, cfg.Metrics),
 		readyApplied: l.applied.Index,
 		trunc:        l.trunc,
 		lastPersist:  l.trunc.Index + uint64(len(l.entries)),

@@ -231,6 +231,8 @@ func testApplyWithRowCache(t *testing.T, cacheBytes int, minHitRate float64) {
 // through a snapshot. An insert-or-update of the row must then write what
 // it writes on the leader, for which the row is absent: a cache that kept
 // the row across the snapshot would make this node write the update branch.
+// Its read cache (readCache) must not serve the row after the snapshot
+// either.
 func TestSnapshotClearsRowCache(t *testing.T) {
 	c := bootstrap3(t, 20)
 	ctx := context.Background()
@@ -245,6 +247,10 @@ func TestSnapshotClearsRowCache(t *testing.T) {
 		}
 		return nil
 	})
+	// The follower's read cache holds the row too (readCache).
+	if v, ok, err := f.rep.Get(ctx, []byte("row")); err != nil || !ok || string(v) != "inserted" {
+		t.Fatalf("the follower reads %q, %v, %v for the row, want %q", v, ok, err, "inserted")
+	}
 	f.deaf.Store(true)
 	if err := l.rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: []byte("row")}}); err != nil {
 		t.Fatal(err)
@@ -267,6 +273,9 @@ func TestSnapshotClearsRowCache(t *testing.T) {
 		}
 		return nil
 	})
+	if v, ok, err := f.rep.Get(ctx, []byte("row")); err != nil || ok {
+		t.Fatalf("after the snapshot the follower reads %q, %v, %v for the deleted row, want nothing", v, ok, err)
+	}
 	if err := l.rep.Write(ctx, upsert); err != nil {
 		t.Fatal(err)
 	}
