@@ -113,7 +113,8 @@
 // a range or full scan streams its rows, decoded one at a time into one
 // reused row, through the filters above it to the projection or grouping
 // that consumes them (stream.go), so a GROUP BY over a table holds its
-// groups, not the table; a lookup join reads the keys of all its left
+// groups, not the table; projections and recursive WITH items stream too,
+// and a LIMIT over a streaming input stops it once it has its rows; a lookup join reads the keys of all its left
 // rows in one batched, sorted read of one consistent state. A pass over
 // the finished plan (prune.go) tells each table scan which of its columns
 // the operators above it read, and the scan decodes only those; each join
@@ -224,10 +225,12 @@
 //
 // Of window functions only the ranking ones, without
 // frames; no LATERAL or NATURAL joins (each refused with 0A000). A
-// recursive WITH item (recursive.go) is computed whole before the query
-// reads it, so a LIMIT does not end a recursion that has no end of its own:
-// statement_timeout and cancel requests do (checked at every iteration),
-// and so does its bound of 10,000,000 rows (54000). DDL follows the pre-Raft schema procedure described in
+// recursive WITH item (recursive.go) streams its rows, so a LIMIT directly
+// above the query that reads it ends the recursion, as in PostgreSQL;
+// under a sort, a grouping or a join it is computed whole, and a recursion
+// with no end of its own then runs until statement_timeout or a cancel
+// request (checked at every iteration) or its bound of 10,000,000 rows
+// (54000; PostgreSQL has none). DDL follows the pre-Raft schema procedure described in
 // package catalog, with its window of disagreement between nodes. Result
 // sets are materialized in memory, and a mutating statement writes all its
 // rows in one batch, so very large statements are bounded by memory and by
