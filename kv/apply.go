@@ -76,6 +76,7 @@ func (r *Replica) applySnapshot(snap raftpb.Snapshot, hs raftpb.HardState) error
 	_ = b.Set(keyApplied, as.encode(), nil)
 	_ = b.Set(keyTruncated, tr.encode(), nil)
 	r.point(PointSyncCommit)
+	r.readCache.holdAll() // no fill until the clear below (readCache.hold)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return errors.Wrap(err, "applying Raft snapshot")
 	}
@@ -183,10 +184,18 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 	if err := setHardState(b, hs); err != nil {
 		return err
 	}
+	// No read fills the read cache with a key of the batch from before
+	// its commit until the keys are removed below (readCache.hold).
+	if err := r.readCache.hold(b); err != nil {
+		return err
+	}
 	// The log entries are durable already; if this batch is lost in a
 	// crash, the entries are applied again from the log.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return errors.Wrap(err, "applying Raft entries")
+	}
+	if k := r.cfg.Testing; k != nil && k.ApplyCommitted != nil {
+		k.ApplyCommitted()
 	}
 	// Before the applied index moves and before any proposer is answered:
 	// a read linearized after an acknowledgement must not find the old row.

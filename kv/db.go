@@ -165,6 +165,9 @@ func (r *Replica) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if k := r.cfg.Testing; k != nil && k.ReadCacheFill != nil {
+		k.ReadCacheFill(key)
+	}
 	r.readCache.fill(key, v, exists, gen)
 	return v, exists, nil
 }

@@ -12,6 +12,14 @@ type TestingKnobs struct {
 	// Point, if set, is called on the loop's goroutine at each LoopPoint it
 	// passes. It must return quickly: the loop waits for it.
 	Point func(LoopPoint)
+	// ApplyCommitted, if set, is called on the loop's goroutine by apply
+	// after it has committed a batch of entries to Pebble and before the
+	// read cache forgets what the batch wrote (readCache). It may block:
+	// a test holds an apply there to race reads against it.
+	ApplyCommitted func()
+	// ReadCacheFill, if set, is called by Get after its Pebble read of key
+	// and before it offers what it read to the read cache. It may block.
+	ReadCacheFill func(key []byte)
 }
 
 // LoopPoint names a place in the Raft loop (run, handleReady, persist), in

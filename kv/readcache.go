@@ -27,11 +27,17 @@ import (
 //     but only if no write to the shard was applied since before that read
 //     began (the shard's generation is unchanged): a read that raced an
 //     apply may have read the older value, and must not cache it.
-//   - apply, after committing its batch to Pebble and before it moves the
-//     applied index or answers any proposer, walks the batch and removes
-//     every key it wrote (and bumps the shard's generation); a range
-//     deletion in the replicated span empties the cache. An installed
-//     snapshot and the recovery's reload empty it too.
+//   - apply, before committing its batch to Pebble, holds every shard the
+//     batch writes (hold: bumps its generation and refuses every fill
+//     until the release); after the commit, and before it moves the
+//     applied index or answers any proposer, it removes every key the
+//     batch wrote and releases the shards (applied); a range deletion in
+//     the replicated span holds and empties every shard. An installed
+//     snapshot and the recovery's reload hold and empty it too. Without
+//     the hold, a read that found the old value before the commit could
+//     fill the cache after another read had returned the new value from
+//     Pebble, and a third read, begun after that one returned, would
+//     find the old value (TestReadCacheNoFillAfterNewerRead).
 //
 // So a read linearized after a write was acknowledged finds either nothing
 // (and reads Pebble, which holds the write) or an entry cached after the
@@ -52,7 +58,8 @@ const readCacheShards = 16
 
 type readShard struct {
 	mu    sync.Mutex
-	gen   uint64 // bumped by every removal and clear
+	gen   uint64 // bumped by every hold, removal and clear
+	held  bool   // a batch that writes keys of the shard is being committed: no fill
 	bytes int
 	m     map[string]cachedRow
 }
@@ -108,7 +115,7 @@ func (c *readCache) fill(key, value []byte, exists bool, gen uint64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.gen != gen {
+	if s.gen != gen || s.held {
 		return
 	}
 	limit := c.shardMax
@@ -129,11 +136,14 @@ func (c *readCache) fill(key, value []byte, exists bool, gen uint64) {
 	}
 }
 
-// remove forgets key (a kv key, not an engine key).
-func (c *readCache) remove(key []byte) {
+// remove forgets key (a kv key, not an engine key), refuses every fill of a
+// read that began before it, and holds key's shard (no fill) if hold, else
+// releases it.
+func (c *readCache) remove(key []byte, hold bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	s.gen++
+	s.held = hold
 	if old, ok := s.m[string(key)]; ok {
 		delete(s.m, string(key))
 		s.bytes -= len(key) + len(old.value) + rowOverhead
@@ -141,13 +151,21 @@ func (c *readCache) remove(key []byte) {
 	s.mu.Unlock()
 }
 
-// clear forgets everything, and refuses every fill of a read that began
-// before it.
-func (c *readCache) clear() {
+// clear forgets everything, refuses every fill of a read that began before
+// it, and releases every shard.
+func (c *readCache) clear() { c.clearAll(false) }
+
+// holdAll forgets everything and refuses every fill until the next clear:
+// call it before committing a batch that replaces the replicated span (a
+// snapshot, a wipe), and clear after.
+func (c *readCache) holdAll() { c.clearAll(true) }
+
+func (c *readCache) clearAll(hold bool) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.gen++
+		s.held = hold
 		if len(s.m) > 0 {
 			s.m = map[string]cachedRow{}
 			s.bytes = 0
@@ -156,11 +174,21 @@ func (c *readCache) clear() {
 	}
 }
 
+// hold holds every shard that b, about to be committed, writes a key of
+// (every shard, for a range deletion or range key that reaches into the
+// span): from now until applied(b) no fill is taken there, since a read may
+// find either the old or the new value in Pebble meanwhile. It must run
+// before b is committed.
+func (c *readCache) hold(b *pebble.Batch) error { return c.walk(b, true) }
+
 // applied removes every key of the replicated span that b, just committed,
-// wrote; a range deletion (or range key) that reaches into the span empties
-// the cache. It must run after b is committed and before the applied index
-// moves past b's entries or their proposers are answered.
-func (c *readCache) applied(b *pebble.Batch) error {
+// wrote, and releases the shards hold(b) held; a range deletion (or range
+// key) that reaches into the span empties the cache. It must run after b
+// is committed and before the applied index moves past b's entries or
+// their proposers are answered.
+func (c *readCache) applied(b *pebble.Batch) error { return c.walk(b, false) }
+
+func (c *readCache) walk(b *pebble.Batch, hold bool) error {
 	if c.shardMax == 0 {
 		return nil
 	}
@@ -180,11 +208,11 @@ func (c *readCache) applied(b *pebble.Batch) error {
 			// [ukey, value) reaches into the span if it starts before the
 			// span's end and ends after its start.
 			if (len(ukey) == 0 || ukey[0] <= c.userStart) && (len(value) == 0 || value[0] >= c.userStart) {
-				c.clear()
+				c.clearAll(hold)
 			}
 		default:
 			if len(ukey) > 0 && ukey[0] == c.userStart {
-				c.remove(ukey[1:])
+				c.remove(ukey[1:], hold)
 			}
 		}
 	}

@@ -207,3 +207,145 @@ func TestReadCacheLinearizable(t *testing.T) {
 		t.Fatal("the read cache served no read: the test did not exercise it")
 	}
 }
+
+// TestReadCacheNoFillAfterNewerRead pins down the window between an apply's
+// commit to Pebble and its removal of the keys it wrote. On a one-voter
+// group (where linearize returns at once while the published status shows
+// nothing committed unapplied) three reads of one key interleave with a
+// write of it:
+//
+//   - R0 misses the cache and reads the old value from Pebble, and is held
+//     before it fills the cache;
+//   - the write's batch is committed, and apply is held before it removes
+//     the key from the cache;
+//   - R1 misses, reads the new value from Pebble and returns it;
+//   - R0 fills the cache with the old value and returns it (concurrent with
+//     the write: either value is right);
+//   - R2 begins after R1 returned the new value: it must not return the
+//     old one. Before the fix no removal had yet bumped the shard's
+//     generation, so R0's fill was taken and R2 read it from the cache.
+func TestReadCacheNoFillAfterNewerRead(t *testing.T) {
+	ctx := context.Background()
+	type hold struct{ reached, release chan struct{} }
+	newHold := func() hold { return hold{make(chan struct{}), make(chan struct{})} }
+	var (
+		mu        sync.Mutex
+		fillKey   []byte // the next Get of it is held before its fill
+		fillHold  hold
+		applyKey  []byte // the next apply whose commit holds applyVal in it is held
+		applyVal  []byte
+		applyHold hold
+		eng       *storage.Engine
+	)
+	knobs := &TestingKnobs{
+		ReadCacheFill: func(key []byte) {
+			mu.Lock()
+			h, ok := fillHold, fillKey != nil && bytes.Equal(key, fillKey)
+			if ok {
+				fillKey = nil
+			}
+			mu.Unlock()
+			if ok {
+				close(h.reached)
+				<-h.release
+			}
+		},
+		ApplyCommitted: func() {
+			mu.Lock()
+			h, k, want := applyHold, applyKey, applyVal
+			mu.Unlock()
+			if k == nil {
+				return
+			}
+			v, closer, err := eng.DB.Get(userKey(k))
+			if err != nil || !bytes.Equal(v, want) {
+				if err == nil {
+					_ = closer.Close()
+				}
+				return
+			}
+			_ = closer.Close()
+			mu.Lock()
+			applyKey = nil
+			mu.Unlock()
+			close(h.reached)
+			<-h.release
+		},
+	}
+	c := newCluster(t, 0)
+	c.knobs = knobs
+	n := c.bootstrap(nil)
+	eng = n.eng
+	if c.leader() != n {
+		t.Fatal("the one node is not the leader")
+	}
+	type got struct {
+		v   string
+		err error
+	}
+	get := func(key []byte, out chan<- got) {
+		v, ok, err := n.rep.Get(ctx, key)
+		if !ok && err == nil {
+			v = []byte("<absent>")
+		}
+		out <- got{string(v), err}
+	}
+	// The published status may show a commit not yet applied, which makes
+	// R1 and R2 wait for the held apply (no race): try again with another
+	// key until one attempt shows the race.
+	for attempt := 0; ; attempt++ {
+		if attempt == 20 {
+			t.Fatal("in 20 attempts the held apply never left a published status that lets a read through at once")
+		}
+		key := fmt.Appendf(nil, "k%d", attempt)
+		if err := n.rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: key, Value: []byte("old")}}); err != nil {
+			t.Fatal(err)
+		}
+		// R0 reads the old value and is held before its fill.
+		mu.Lock()
+		fillKey, fillHold = key, newHold()
+		fh := fillHold
+		mu.Unlock()
+		r0 := make(chan got, 1)
+		go get(key, r0)
+		<-fh.reached
+		// The write's batch is committed; apply is held.
+		mu.Lock()
+		applyKey, applyVal, applyHold = key, []byte("new"), newHold()
+		ah := applyHold
+		mu.Unlock()
+		w := make(chan error, 1)
+		go func() { w <- n.rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: key, Value: []byte("new")}}) }()
+		<-ah.reached
+		if st := n.rep.status.Load(); !(st.IsLeader && len(st.Voters) == 1 && st.Applied >= st.Commit) {
+			close(fh.release)
+			close(ah.release)
+			if err := <-w; err != nil {
+				t.Fatal(err)
+			}
+			<-r0
+			continue
+		}
+		r1 := make(chan got, 1)
+		get(key, r1)
+		g1 := <-r1
+		if g1.err != nil || g1.v != "new" {
+			t.Fatalf("R1 read %q, %v during the held apply; want the committed %q", g1.v, g1.err, "new")
+		}
+		close(fh.release)
+		if g0 := <-r0; g0.err != nil {
+			t.Fatal(g0.err)
+		}
+		r2 := make(chan got, 1)
+		get(key, r2)
+		g2 := <-r2
+		close(ah.release)
+		if err := <-w; err != nil {
+			t.Fatal(err)
+		}
+		if g2.err != nil || g2.v != "new" {
+			t.Fatalf("R2 began after R1 returned %q, and read %q, %v", "new", g2.v, g2.err)
+		}
+		return
+	}
+}

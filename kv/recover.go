@@ -294,6 +294,7 @@ func (r *Replica) Wipe() error {
 		if err := b.DeleteRange(lo, hi, nil); err != nil {
 			return err
 		}
+		r.readCache.holdAll() // until reloadLocked's clear (readCache.hold)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return errors.Wrap(err, "wiping the Raft state")
 		}

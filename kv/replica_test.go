@@ -99,6 +99,8 @@ type tcluster struct {
 	level     atomic.Int32
 	levelSet  atomic.Bool
 	release20 map[uint64]bool // nodes started as a 2.0 binary
+	// knobs are every node's Config.Testing (nil: none).
+	knobs *TestingKnobs
 }
 
 // setLevel makes every node's CommandLevel report l.
@@ -183,7 +185,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, LogRetainBytes: c.retainBytes, Logger: logger, RowCacheBytes: c.rowCacheBytes,
 		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC, TxnGCStepRecords: c.txnGCStep, CommandLevel: c.commandLevel, Release20: c.release20[id],
-		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load, Metrics: n.metrics})
+		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load, Metrics: n.metrics, Testing: c.knobs})
 	if err != nil {
 		t.Fatal(err)
 	}
