@@ -62,10 +62,10 @@
 // Once linearized, a point read (Get) is served from a read cache of
 // recently read keys (readcache.go; kv/DESIGN.md, "The read cache") when it
 // holds the key, else from Pebble. apply removes every key it writes from
-// that cache after committing its batch and before the applied index moves
-// or a proposer is answered, and a read that raced an apply does not fill
-// it, so the cache never serves a value older than the index the read was
-// linearized at. Scans and the batched reads of kvpb.Streamer read Pebble.
+// that cache, and holds off every fill of their shards, from before it
+// commits its batch until after (before the applied index moves or a
+// proposer is answered), and a read that raced an apply does not fill it,
+// so the cache holds only what Pebble holds now. Scans and the batched reads of kvpb.Streamer read Pebble.
 //
 // # Writes and their outcomes
 //
