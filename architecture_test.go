@@ -45,34 +45,35 @@ type archRule struct {
 
 // peerDeps is what the peers liveness, settings, migrations and group0 may
 // import: shared leaves only, never each other.
-var peerDeps = []string{"clusterversion", "keys", "kv/kvpb", "sql/types", "sql/pgerror", "rpc"}
+var peerDeps = []string{"clusterversion", "keys", "nodeid", "kv/kvpb", "sql/types", "sql/pgerror", "rpc"}
 
 // sqlLeafDeps is what the SQL subpackages below package sql (other than the
 // parser and pgwire) may import.
-var sqlLeafDeps = []string{"sql/types", "sql/pgerror", "sql/parser", "sql/catalog", "sql/rowenc", "kv/kvpb", "keys", "clusterversion"}
+var sqlLeafDeps = []string{"sql/types", "sql/pgerror", "sql/parser", "sql/catalog", "sql/rowenc", "kv/kvpb", "keys", "nodeid", "clusterversion"}
 
 // archRules maps a package (relative to the module root; "X/..." covers X and
 // everything below it that has no row of its own) to its rule. Keep it in step
 // with the table in ARCHITECTURE.md.
 var archRules = map[string]archRule{
 	"clusterversion":        {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
-	"keys":                  {ours: nil, thirdParty: nil},
+	"nodeid":                {ours: nil, thirdParty: nil},
+	"keys":                  {ours: []string{"nodeid"}, thirdParty: nil},
 	"testutil":              {ours: nil, thirdParty: nil},
 	"util/stop":             {ours: nil, thirdParty: nil},
 	"testutil/realpg":       {ours: nil, thirdParty: []string{"github.com/jackc/pgx/v5"}},
 	"kv/kvpb":               {ours: nil, thirdParty: anything},
 	"sql/types":             {ours: nil, thirdParty: anything},
 	"sql/pgerror":           {ours: nil, thirdParty: anything},
-	"rpc":                   {ours: nil, thirdParty: anything},
+	"rpc":                   {ours: []string{"nodeid"}, thirdParty: anything},
 	"security":              {ours: nil, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"security/nodesec":      {ours: []string{"security", "gossip"}, thirdParty: []string{"github.com/cockroachdb/errors", "google.golang.org/grpc"}},
-	"storage":               {ours: []string{"kv/kvpb"}, thirdParty: anything},
-	"kv":                    {ours: []string{"storage", "rpc", "kv/kvpb"}, thirdParty: anything},
+	"storage":               {ours: []string{"kv/kvpb", "nodeid"}, thirdParty: anything},
+	"kv":                    {ours: []string{"storage", "rpc", "kv/kvpb", "nodeid"}, thirdParty: anything},
 	"txn":                   {ours: []string{"kv/kvpb"}, thirdParty: anything},
-	"gossip":                {ours: []string{"clusterversion"}, thirdParty: anything},
+	"gossip":                {ours: []string{"clusterversion", "nodeid"}, thirdParty: anything},
 	"liveness":              {ours: peerDeps, thirdParty: anything},
 	"migrations":            {ours: peerDeps, thirdParty: anything},
-	"liveness/decommission": {ours: []string{"liveness", "kv", "kv/kvpb", "nodeapi"}, thirdParty: anything},
+	"liveness/decommission": {ours: []string{"liveness", "kv", "kv/kvpb", "nodeapi", "nodeid"}, thirdParty: anything},
 	"group0":                {ours: peerDeps, thirdParty: anything},
 	"settings":              {ours: peerDeps, thirdParty: anything},
 	"sql/parser":            {ours: []string{"sql/types", "sql/pgerror"}, thirdParty: anything},
@@ -80,26 +81,26 @@ var archRules = map[string]archRule{
 	"sql/catalog":           {ours: sqlLeafDeps, thirdParty: anything},
 	"sql/rowenc":            {ours: sqlLeafDeps, thirdParty: anything},
 	"sql/...":               {ours: sqlLeafDeps, thirdParty: anything},
-	"sql":                   {ours: []string{"sql/...", "kv/kvpb", "keys", "clusterversion", "txn"}, thirdParty: anything},
-	"nodeapi":               {ours: []string{"rpc", "kv", "liveness", "group0", "sql/catalog"}, thirdParty: anything},
-	"group0/member":         {ours: []string{"group0", "nodeapi", "kv", "kv/kvpb", "storage", "rpc", "keys", "liveness", "clusterversion", "sql/catalog", "sql/pgerror"}, thirdParty: anything},
-	"kv/loqrecovery":        {ours: []string{"kv", "storage", "liveness", "nodeapi", "group0"}, thirdParty: anything},
+	"sql":                   {ours: []string{"sql/...", "kv/kvpb", "keys", "clusterversion", "txn", "nodeid"}, thirdParty: anything},
+	"nodeapi":               {ours: []string{"rpc", "kv", "liveness", "group0", "sql/catalog", "nodeid"}, thirdParty: anything},
+	"group0/member":         {ours: []string{"group0", "nodeapi", "kv", "kv/kvpb", "storage", "rpc", "keys", "liveness", "clusterversion", "sql/catalog", "sql/pgerror", "nodeid"}, thirdParty: anything},
+	"kv/loqrecovery":        {ours: []string{"kv", "storage", "liveness", "nodeapi", "nodeid"}, thirdParty: anything},
 	"server":                {ours: anything, thirdParty: anything},
 	"server/testcluster":    {ours: anything, thirdParty: anything},
 	"server/listenerutil":   {ours: []string{"server", "gossip"}, thirdParty: []string{"github.com/cockroachdb/errors"}},
-	"server/localcluster":   {ours: []string{"server", "server/listenerutil", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
+	"server/localcluster":   {ours: []string{"server", "server/listenerutil", "nodeapi", "clusterversion", "security", "nodeid"}, thirdParty: anything},
 	"server/pausepoint":     {ours: []string{"clusterversion", "group0"}, thirdParty: []string{"github.com/cockroachdb/errors"}},
-	"server/autoupgrade":    {ours: []string{"clusterversion"}, thirdParty: anything},
-	"server/join":           {ours: []string{"clusterversion", "keys", "kv", "kv/kvpb", "liveness", "nodeapi"}, thirdParty: anything},
-	"server/schemasync":     {ours: []string{"gossip", "group0", "nodeapi", "sql/catalog"}, thirdParty: anything},
-	"server/status":         {ours: []string{"clusterversion", "gossip", "group0", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager"}, thirdParty: anything},
-	"server/clockmon":       {ours: []string{"clusterversion", "kv", "nodeapi", "rpc", "server/console"}, thirdParty: anything},
+	"server/autoupgrade":    {ours: []string{"clusterversion", "nodeid"}, thirdParty: anything},
+	"server/join":           {ours: []string{"clusterversion", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "nodeid"}, thirdParty: anything},
+	"server/schemasync":     {ours: []string{"gossip", "group0", "nodeapi", "sql/catalog", "nodeid"}, thirdParty: anything},
+	"server/status":         {ours: []string{"clusterversion", "gossip", "group0", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager", "nodeid"}, thirdParty: anything},
+	"server/clockmon":       {ours: []string{"clusterversion", "kv", "nodeapi", "rpc", "server/console", "nodeid"}, thirdParty: anything},
 	"server/clustersql":     {ours: []string{"clusterversion", "kv", "kv/kvpb", "liveness", "migrations", "nodeapi", "server/autoupgrade", "server/status", "settings", "sql", "sql/...", "upgrademanager"}, thirdParty: anything},
-	"server/console":        {ours: []string{"clusterversion", "nodeapi", "server/autoupgrade"}, thirdParty: anything},
-	"upgrademanager":        {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade"}, thirdParty: anything},
-	"upgradecluster":        {ours: []string{"clusterversion", "group0", "keys", "kv", "kv/kvpb", "migrations", "nodeapi", "server/autoupgrade", "server/console", "server/status", "settings", "sql/rowenc", "sql/users", "upgrademanager"}, thirdParty: anything},
+	"server/console":        {ours: []string{"clusterversion", "nodeapi", "server/autoupgrade", "nodeid"}, thirdParty: anything},
+	"upgrademanager":        {ours: []string{"clusterversion", "keys", "kv/kvpb", "server/autoupgrade", "nodeid"}, thirdParty: anything},
+	"upgradecluster":        {ours: []string{"clusterversion", "group0", "keys", "kv", "kv/kvpb", "migrations", "nodeapi", "server/autoupgrade", "server/console", "server/status", "settings", "sql/rowenc", "sql/users", "upgrademanager", "nodeid"}, thirdParty: anything},
 	"demo":                  {ours: []string{"server/localcluster", "nodeapi", "clusterversion"}, thirdParty: anything},
-	"cmd/kvnode":            {ours: []string{"server", "server/pausepoint", "demo", "nodeapi", "clusterversion", "security"}, thirdParty: anything},
+	"cmd/kvnode":            {ours: []string{"server", "server/pausepoint", "demo", "nodeapi", "clusterversion", "security", "nodeid"}, thirdParty: anything},
 	"roachtest/...":         {ours: []string{"clusterversion", "roachtest/..."}, thirdParty: anything},
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // peer builds the memberlist.Node that memberlist would hand the delegates
@@ -47,7 +49,7 @@ func TestAliveDelegateVetting(t *testing.T) {
 	n2addr := nodes[1].Addr()
 	const elsewhere = "127.0.0.2:4242"
 
-	meta := func(id int32, mutate func(*NodeMeta)) NodeMeta {
+	meta := func(id nodeid.ID, mutate func(*NodeMeta)) NodeMeta {
 		m := NodeMeta{NodeID: id, ClusterID: testClusterID, BinaryVersion: "2.0"}
 		if mutate != nil {
 			mutate(&m)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 func withKey(k []byte) nodeOpt { return func(c *Config) { c.SecretKey = k } }
@@ -21,7 +23,7 @@ func TestEncryptedGossip(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		id   int32
+		id   nodeid.ID
 		opts []nodeOpt
 		log  string // what our node logs when it gets the intruder's message
 	}{

@@ -14,6 +14,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Errors returned by this package, beyond the metadata errors in meta.go.
@@ -189,7 +191,7 @@ type Gossip struct {
 	cfg       Config
 	log       *slog.Logger
 	name      string // memberlist node name, "n<NodeID>"
-	nodeID    int32
+	nodeID    nodeid.ID
 	clusterID string
 	bcastWait time.Duration
 	// ml is set once New has created it and never changes; the delegates
@@ -557,7 +559,7 @@ func (g *Gossip) Members() []Member {
 }
 
 // Member returns the member with the given node ID.
-func (g *Gossip) Member(nodeID int32) (Member, bool) {
+func (g *Gossip) Member(nodeID nodeid.ID) (Member, bool) {
 	g.mu.Lock()
 	r, ok := g.records[nodeName(nodeID)]
 	var m Member
@@ -573,7 +575,7 @@ func (g *Gossip) Member(nodeID int32) (Member, bool) {
 // longer need it (for example after decommissioning). Forgetting an unknown
 // node is a no-op; a live member cannot be forgotten, since nothing would
 // bring its record back until its metadata changes.
-func (g *Gossip) Forget(nodeID int32) error {
+func (g *Gossip) Forget(nodeID nodeid.ID) error {
 	name := nodeName(nodeID)
 	g.mu.Lock()
 	defer g.mu.Unlock()

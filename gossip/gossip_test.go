@@ -9,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 const otherClusterID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -46,7 +48,7 @@ func TestThreeNodesShareMetaAndUpdates(t *testing.T) {
 	events, cancel := nodes[0].Subscribe()
 	defer cancel()
 	// The subscription opens with the members already known.
-	initial := map[int32]bool{}
+	initial := map[nodeid.ID]bool{}
 	for len(initial) < 3 {
 		ev := nextEvent(t, events)
 		if ev.Type != EventJoin || ev.Member.State != StateAlive {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/testutil"
 	"go.uber.org/goleak"
 )
@@ -61,7 +62,7 @@ func withCluster(id string) nodeOpt { return func(c *Config) { c.Meta.ClusterID 
 
 func withAdmit(f func(NodeMeta) error) nodeOpt { return func(c *Config) { c.Admit = f } }
 
-func testConfig(id int32, logs *logSink, opts ...nodeOpt) Config {
+func testConfig(id nodeid.ID, logs *logSink, opts ...nodeOpt) Config {
 	cfg := Config{
 		BindAddr: "127.0.0.1:0",
 		Meta: NodeMeta{
@@ -84,7 +85,7 @@ func testConfig(id int32, logs *logSink, opts ...nodeOpt) Config {
 }
 
 // startNode starts a node on a free port and shuts it down at cleanup.
-func startNode(t *testing.T, id int32, opts ...nodeOpt) *testNode {
+func startNode(t *testing.T, id nodeid.ID, opts ...nodeOpt) *testNode {
 	t.Helper()
 	logs := &logSink{t: t}
 	g, err := New(testConfig(id, logs, opts...))
@@ -107,7 +108,7 @@ func startCluster(t *testing.T, n int, opts ...nodeOpt) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		nodes[i] = startNode(t, int32(i+1), opts...)
+		nodes[i] = startNode(t, nodeid.ID(i+1), opts...)
 		if i > 0 {
 			if _, err := nodes[i].Join([]string{nodes[0].Addr()}); err != nil {
 				t.Fatalf("n%d join: %v", i+1, err)
@@ -151,7 +152,7 @@ func consistently(t *testing.T, what string, period time.Duration, cond func() e
 }
 
 // memberState returns how g sees node id.
-func memberState(g *Gossip, id int32) (State, error) {
+func memberState(g *Gossip, id nodeid.ID) (State, error) {
 	m, ok := g.Member(id)
 	if !ok {
 		return 0, fmt.Errorf("%s does not know n%d", g.name, id)
@@ -159,7 +160,7 @@ func memberState(g *Gossip, id int32) (State, error) {
 	return m.State, nil
 }
 
-func expectState(g *Gossip, id int32, want ...State) error {
+func expectState(g *Gossip, id nodeid.ID, want ...State) error {
 	s, err := memberState(g, id)
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // NodeMeta is the typed record each node gossips as its memberlist node
@@ -22,7 +24,7 @@ import (
 type NodeMeta struct {
 	// NodeID is the node's ID, assigned by the cluster and never reused.
 	// The memberlist node name is "n<NodeID>".
-	NodeID int32
+	NodeID nodeid.ID
 	// ClusterID is the UUID of the cluster the node belongs to. Peers with a
 	// different ClusterID are refused.
 	ClusterID string
@@ -57,7 +59,7 @@ func (m NodeMeta) clone() NodeMeta {
 }
 
 // nodeName is the memberlist node name for a node ID.
-func nodeName(id int32) string { return fmt.Sprintf("n%d", id) }
+func nodeName(id nodeid.ID) string { return fmt.Sprintf("n%d", id) }
 
 // Wire format.
 //
@@ -268,7 +270,7 @@ func decodeMeta(b []byte) (NodeMeta, metaFlags, error) {
 			if !ok || id == 0 || id > math.MaxInt32 {
 				return NodeMeta{}, 0, corrupt("bad node ID")
 			}
-			m.NodeID = int32(id)
+			m.NodeID = nodeid.ID(id)
 		case tagClusterID:
 			m.ClusterID, err = decodeString(v, "cluster ID")
 		case tagBinaryVersion:

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Formation says which group 0 is current. It is stored in the data group
@@ -21,7 +23,7 @@ type Formation struct {
 	// Seed is the node that creates (bootstraps) this generation: the
 	// smallest node ID at discovery, or the survivor with the most recent
 	// group 0 state at a recovery.
-	Seed int32 `json:"seed"`
+	Seed nodeid.ID `json:"seed"`
 	// Reason is "bootstrap", "upgrade" or "recovery".
 	Reason string `json:"reason"`
 	// Time is when the record was written (Unix nanoseconds).

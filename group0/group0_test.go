@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 func TestParseState(t *testing.T) {
@@ -282,7 +283,7 @@ func TestFormationRecord(t *testing.T) {
 // node builds a NodeInfo for the decision tables.
 // node is a node in state st whose replica is of generation gen (0: none)
 // and holds that group's state.
-func node(id int32, st State, gen uint64) NodeInfo {
+func node(id nodeid.ID, st State, gen uint64) NodeInfo {
 	n := NodeInfo{NodeID: id, State: st, Generation: gen, Binary: "2.0"}
 	if gen > 0 {
 		n.StateID = 1
@@ -290,7 +291,7 @@ func node(id int32, st State, gen uint64) NodeInfo {
 	return n
 }
 
-func leaderOf(n NodeInfo, members ...int32) NodeInfo {
+func leaderOf(n NodeInfo, members ...nodeid.ID) NodeInfo {
 	n.Leader, n.Voters = n.NodeID, members
 	return n
 }
@@ -301,7 +302,7 @@ func TestDecide(t *testing.T) {
 		name  string
 		o     Observation
 		want  ActionKind
-		nodes []int32
+		nodes []nodeid.ID
 		step  Step
 		err   string
 		wait  string
@@ -323,7 +324,7 @@ func TestDecide(t *testing.T) {
 			want: ActFormation, step: StepDiscovery},
 		{name: "the seed creates group 0",
 			o:    Observation{Nodes: []NodeInfo{node(1, UsePreRaft, 0), node(2, UsePreRaft, 0)}, Formation: f1},
-			want: ActPrepare, step: StepJoin, nodes: []int32{1}},
+			want: ActPrepare, step: StepJoin, nodes: []nodeid.ID{1}},
 		{name: "seed gone before creating: discovery again",
 			o:    Observation{Nodes: []NodeInfo{node(2, UsePreRaft, 0), node(3, UsePreRaft, 0)}, Formation: f1},
 			want: ActFormation, step: StepDiscovery},
@@ -338,22 +339,22 @@ func TestDecide(t *testing.T) {
 			want: ActWait, step: StepJoin, wait: "elect a leader"},
 		{name: "others join",
 			o:    Observation{Nodes: []NodeInfo{leaderOf(node(1, UsePreRaft, 1), 1), node(2, UsePreRaft, 0), node(3, UsePreRaft, 1)}, Formation: f1},
-			want: ActPrepare, step: StepJoin, nodes: []int32{2, 3}},
+			want: ActPrepare, step: StepJoin, nodes: []nodeid.ID{2, 3}},
 		{name: "seed gone after creating: the others join through the group",
 			o:    Observation{Nodes: []NodeInfo{leaderOf(node(2, UsePreRaft, 1), 1, 2), node(3, UsePreRaft, 0)}, Formation: f1},
-			want: ActPrepare, step: StepJoin, nodes: []int32{3}},
+			want: ActPrepare, step: StepJoin, nodes: []nodeid.ID{3}},
 		{name: "everyone in: synchronize the pre-Raft ones",
 			o:    Observation{Nodes: []NodeInfo{leaderOf(node(1, Synchronize, 1), 1, 2, 3), node(2, UsePreRaft, 1), node(3, UsePreRaft, 1)}, Formation: f1},
-			want: ActSynchronize, step: StepSynchronize, nodes: []int32{2, 3}},
+			want: ActSynchronize, step: StepSynchronize, nodes: []nodeid.ID{2, 3}},
 		{name: "all in synchronize: schema sync",
 			o:    Observation{Nodes: []NodeInfo{leaderOf(node(1, Synchronize, 1), 1, 2), node(2, Synchronize, 1)}, Formation: f1},
-			want: ActSyncAndFinish, step: StepSyncSchema, nodes: []int32{1, 2}},
+			want: ActSyncAndFinish, step: StepSyncSchema, nodes: []nodeid.ID{1, 2}},
 		{name: "one finished (crash half-way): finish the others",
 			o:    Observation{Nodes: []NodeInfo{leaderOf(node(1, UsePostRaft, 1), 1, 2), node(2, Synchronize, 1)}, Formation: f1},
-			want: ActSyncAndFinish, step: StepSyncSchema, nodes: []int32{2}},
+			want: ActSyncAndFinish, step: StepSyncSchema, nodes: []nodeid.ID{2}},
 		{name: "a new node joined late: joins, then synchronize",
 			o:    Observation{Nodes: []NodeInfo{leaderOf(node(1, UsePostRaft, 1), 1, 2), node(2, UsePostRaft, 1), node(4, Synchronize, 0)}, Formation: f1},
-			want: ActPrepare, step: StepJoin, nodes: []int32{4}},
+			want: ActPrepare, step: StepJoin, nodes: []nodeid.ID{4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := Decide(tc.o)
@@ -383,9 +384,9 @@ func TestDecide(t *testing.T) {
 // (an error) injectable before any call.
 type fakeCluster struct {
 	mu        sync.Mutex
-	nodes     map[int32]*fakeNode
+	nodes     map[nodeid.ID]*fakeNode
 	formation *Formation
-	fail      func(call string, id int32) error
+	fail      func(call string, id nodeid.ID) error
 	calls     []string
 }
 
@@ -394,7 +395,7 @@ type fakeNode struct {
 	gen   uint64
 }
 
-func (c *fakeCluster) call(name string, id int32) error {
+func (c *fakeCluster) call(name string, id nodeid.ID) error {
 	c.calls = append(c.calls, fmt.Sprintf("%s(%d)", name, id))
 	if c.fail != nil {
 		return c.fail(name, id)
@@ -402,17 +403,17 @@ func (c *fakeCluster) call(name string, id int32) error {
 	return nil
 }
 
-func (c *fakeCluster) Nodes(context.Context) ([]int32, error) {
+func (c *fakeCluster) Nodes(context.Context) ([]nodeid.ID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []int32
+	var out []nodeid.ID
 	for id := range c.nodes {
 		out = append(out, id)
 	}
 	return out, nil
 }
 
-func (c *fakeCluster) Info(_ context.Context, id int32) NodeInfo {
+func (c *fakeCluster) Info(_ context.Context, id nodeid.ID) NodeInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodes[id]
@@ -450,7 +451,7 @@ func (c *fakeCluster) SwapFormation(_ context.Context, prev *Formation, next For
 	return *c.formation, nil
 }
 
-func (c *fakeCluster) Prepare(_ context.Context, id int32, f Formation) error {
+func (c *fakeCluster) Prepare(_ context.Context, id nodeid.ID, f Formation) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.call("prepare", id); err != nil {
@@ -460,7 +461,7 @@ func (c *fakeCluster) Prepare(_ context.Context, id int32, f Formation) error {
 	return nil
 }
 
-func (c *fakeCluster) SetState(_ context.Context, id int32, s State) error {
+func (c *fakeCluster) SetState(_ context.Context, id nodeid.ID, s State) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.call("set-"+string(s), id); err != nil {
@@ -474,7 +475,7 @@ func (c *fakeCluster) SetState(_ context.Context, id int32, s State) error {
 	return nil
 }
 
-func (c *fakeCluster) SyncSchema(_ context.Context, ids []int32) error {
+func (c *fakeCluster) SyncSchema(_ context.Context, ids []nodeid.ID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ids {
@@ -494,7 +495,7 @@ func (c *fakeCluster) SyncSchema(_ context.Context, ids []int32) error {
 // use_post_raft_procedures before the schema sync of its state.
 func TestUpgradeResumesAfterEveryFailure(t *testing.T) {
 	newCluster := func() *fakeCluster {
-		return &fakeCluster{nodes: map[int32]*fakeNode{
+		return &fakeCluster{nodes: map[nodeid.ID]*fakeNode{
 			1: {state: UsePreRaft}, 2: {state: UsePreRaft}, 3: {state: UsePreRaft}}}
 	}
 	ctx := context.Background()
@@ -509,7 +510,7 @@ func TestUpgradeResumesAfterEveryFailure(t *testing.T) {
 	for k := 0; k < total; k++ {
 		c := newCluster()
 		n := 0
-		c.fail = func(call string, id int32) error {
+		c.fail = func(call string, id nodeid.ID) error {
 			n++
 			if n == k+1 {
 				return fmt.Errorf("coordinator died before %s(%d)", call, id)
@@ -539,7 +540,7 @@ func TestUpgradeResumesAfterEveryFailure(t *testing.T) {
 }
 
 func TestUpgradeTimesOutNamingWhatItWaitsFor(t *testing.T) {
-	c := &fakeCluster{nodes: map[int32]*fakeNode{1: {state: UsePreRaft}}}
+	c := &fakeCluster{nodes: map[nodeid.ID]*fakeNode{1: {state: UsePreRaft}}}
 	var reports []string
 	u := &Upgrade{Cluster: failingInfo{c}, MinBackoff: time.Millisecond, Timeout: 200 * time.Millisecond,
 		Report: func(s string) { reports = append(reports, s) }}
@@ -555,12 +556,12 @@ func TestUpgradeTimesOutNamingWhatItWaitsFor(t *testing.T) {
 // failingInfo adds a node 2 that never answers.
 type failingInfo struct{ *fakeCluster }
 
-func (f failingInfo) Nodes(ctx context.Context) ([]int32, error) {
+func (f failingInfo) Nodes(ctx context.Context) ([]nodeid.ID, error) {
 	ids, err := f.fakeCluster.Nodes(ctx)
 	return append(ids, 2), err
 }
 
-func (f failingInfo) Info(ctx context.Context, id int32) NodeInfo {
+func (f failingInfo) Info(ctx context.Context, id nodeid.ID) NodeInfo {
 	if id == 2 {
 		return NodeInfo{NodeID: 2, Err: errors.New("i/o timeout")}
 	}
@@ -575,7 +576,7 @@ func TestPlanRecovery(t *testing.T) {
 		o                 Observation
 		upgraded, healthy bool
 		kind              RecoveryKind
-		seed              int32
+		seed              nodeid.ID
 		target            State
 		err               string
 	}{

@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // NodeInfo is what one node says about itself (the Group0State call).
 type NodeInfo struct {
-	NodeID int32
+	NodeID nodeid.ID
 	// Err is set when the node did not answer. errors.Is(Err,
 	// ErrOldBinary) means it answered as a binary that has no group 0.
 	Err    error
@@ -34,8 +36,8 @@ type NodeInfo struct {
 	Digest string
 	// Leader is the group 0 leader this node knows of; Voters and
 	// Learners the configuration its replica has applied.
-	Leader           int32
-	Voters, Learners []int32
+	Leader           nodeid.ID
+	Voters, Learners []nodeid.ID
 	// Isolated: the node is in recovery and its replica talks to no one.
 	Isolated bool
 	// Waiting says what the node's coordinator work (if any) waits for.
@@ -43,7 +45,7 @@ type NodeInfo struct {
 }
 
 // Member reports whether id is in the configuration n reports.
-func (n NodeInfo) Member(id int32) bool {
+func (n NodeInfo) Member(id nodeid.ID) bool {
 	return slices.Contains(n.Voters, id) || slices.Contains(n.Learners, id)
 }
 
@@ -58,10 +60,10 @@ var ErrNodeInRecovery = errors.New("a node is in group 0 recovery mode")
 type Cluster interface {
 	// Nodes lists every node that is not decommissioned (a linearizable
 	// read of the data group).
-	Nodes(ctx context.Context) ([]int32, error)
+	Nodes(ctx context.Context) ([]nodeid.ID, error)
 	// Info asks one node for its state, bounded by a short timeout; a
 	// node that does not answer gets NodeInfo.Err.
-	Info(ctx context.Context, id int32) NodeInfo
+	Info(ctx context.Context, id nodeid.ID) NodeInfo
 	// Formation reads the formation record (found=false if there is none).
 	Formation(ctx context.Context) (f Formation, found bool, err error)
 	// SwapFormation writes next if the record is still prev (nil: absent)
@@ -71,15 +73,15 @@ type Cluster interface {
 	// Prepare makes node id a member of group 0 of f's generation: the
 	// seed creates the group with its current schema, any other node
 	// joins it as a learner (the leader promotes it once caught up).
-	Prepare(ctx context.Context, id int32, f Formation) error
+	Prepare(ctx context.Context, id nodeid.ID, f Formation) error
 	// SetState persists a new upgrade state on node id (a no-op if it is
 	// already there; refused if it is a step backwards).
-	SetState(ctx context.Context, id int32, s State) error
+	SetState(ctx context.Context, id nodeid.ID, s State) error
 	// SyncSchema merges the catalogs of the nodes into group 0 (pull,
 	// last-writer-wins merge with group 0's schema, one state-checked
 	// commit), then waits until each of them has applied group 0's schema
 	// and their digests equal group 0's.
-	SyncSchema(ctx context.Context, ids []int32) error
+	SyncSchema(ctx context.Context, ids []nodeid.ID) error
 }
 
 // Step names a step of the procedure, for reports, logs and test hooks.
@@ -119,7 +121,7 @@ const (
 type Action struct {
 	Kind      ActionKind
 	Step      Step
-	Nodes     []int32
+	Nodes     []nodeid.ID
 	Formation Formation
 	// Prev is the record Formation replaces (nil: none).
 	Prev *Formation
@@ -135,21 +137,12 @@ type Observation struct {
 	Formation *Formation
 }
 
-func ids(ns []NodeInfo) []int32 {
-	out := make([]int32, 0, len(ns))
+func ids(ns []NodeInfo) []nodeid.ID {
+	out := make([]nodeid.ID, 0, len(ns))
 	for _, n := range ns {
 		out = append(out, n.NodeID)
 	}
 	return out
-}
-
-// IDList lists node IDs for a message: "1, 2, 3".
-func IDList(ids []int32) string {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = fmt.Sprint(id)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // configOf returns group 0's configuration as its leader reports it, if a
@@ -201,7 +194,7 @@ func Decide(o Observation) (Action, error) {
 		return Action{Kind: ActWait, Step: StepDryRun, Waiting: "waiting for every node to report its group 0 state; not answering: " +
 			strings.Join(silent, "; ") + " (a node that is gone for good must be decommissioned, see docs/recovery.md)"}, nil
 	}
-	var recovering, pre, sync, post []int32
+	var recovering, pre, sync, post []nodeid.ID
 	for _, n := range o.Nodes {
 		switch n.State {
 		case Recovery:
@@ -215,7 +208,7 @@ func Decide(o Observation) (Action, error) {
 		}
 	}
 	if len(recovering) > 0 {
-		return Action{}, errors.WithHint(errors.Wrapf(ErrNodeInRecovery, "node(s) %s in recovery mode", IDList(recovering)),
+		return Action{}, errors.WithHint(errors.Wrapf(ErrNodeInRecovery, "node(s) %s in recovery mode", nodeid.List(recovering)),
 			"finish the recovery runbook (docs/recovery.md, `kvnode node group0-recover`); the upgrade resumes afterwards")
 	}
 	if len(post) == len(o.Nodes) {
@@ -251,11 +244,11 @@ func Decide(o Observation) (Action, error) {
 
 	// 3. Join.
 	if seedPresent && !formed {
-		return Action{Kind: ActPrepare, Step: StepJoin, Nodes: []int32{f.Seed}, Formation: f,
+		return Action{Kind: ActPrepare, Step: StepJoin, Nodes: []nodeid.ID{f.Seed}, Formation: f,
 			Waiting: fmt.Sprintf("node %d creates group 0 (%s) with its schema", f.Seed, f)}, nil
 	}
 	leader, haveLeader := configOf(o, f.Generation)
-	var joining []int32
+	var joining []nodeid.ID
 	for _, n := range o.Nodes {
 		if n.Generation != f.Generation || (haveLeader && !leader.Member(n.NodeID)) {
 			joining = append(joining, n.NodeID)
@@ -267,20 +260,20 @@ func Decide(o Observation) (Action, error) {
 	}
 	if len(joining) > 0 {
 		return Action{Kind: ActPrepare, Step: StepJoin, Nodes: joining, Formation: f,
-			Waiting: fmt.Sprintf("node(s) %s join group 0 as learners", IDList(joining))}, nil
+			Waiting: fmt.Sprintf("node(s) %s join group 0 as learners", nodeid.List(joining))}, nil
 	}
 
 	// 4. Synchronize.
 	if len(pre) > 0 {
 		return Action{Kind: ActSynchronize, Step: StepSynchronize, Nodes: pre,
-			Waiting: fmt.Sprintf("node(s) %s enter synchronize (the pre-Raft schema path closes)", IDList(pre))}, nil
+			Waiting: fmt.Sprintf("node(s) %s enter synchronize (the pre-Raft schema path closes)", nodeid.List(pre))}, nil
 	}
 
 	// 5. Schema sync, then the post-Raft procedures. Every node is in
 	// synchronize or already past it here: no pre-Raft schema change can
 	// happen any more, so what the merge collects is final.
 	return Action{Kind: ActSyncAndFinish, Step: StepSyncSchema, Nodes: sync,
-		Waiting: fmt.Sprintf("merging the schema of node(s) %s into group 0", IDList(sync))}, nil
+		Waiting: fmt.Sprintf("merging the schema of node(s) %s into group 0", nodeid.List(sync))}, nil
 }
 
 func orUnknown(s string) string {
@@ -448,17 +441,17 @@ func (u *Upgrade) do(ctx context.Context, a Action) error {
 		}
 		return nil
 	case ActSynchronize:
-		return forEach(ctx, a.Nodes, func(id int32) error { return c.SetState(ctx, id, Synchronize) })
+		return forEach(ctx, a.Nodes, func(id nodeid.ID) error { return c.SetState(ctx, id, Synchronize) })
 	case ActSyncAndFinish:
 		if err := c.SyncSchema(ctx, a.Nodes); err != nil {
 			return err
 		}
-		return forEach(ctx, a.Nodes, func(id int32) error { return c.SetState(ctx, id, UsePostRaft) })
+		return forEach(ctx, a.Nodes, func(id nodeid.ID) error { return c.SetState(ctx, id, UsePostRaft) })
 	}
 	return errors.AssertionFailedf("unknown action %d", a.Kind)
 }
 
-func forEach(ctx context.Context, ids []int32, fn func(int32) error) error {
+func forEach(ctx context.Context, ids []nodeid.ID, fn func(nodeid.ID) error) error {
 	var errs []string
 	for _, id := range ids {
 		if ctx.Err() != nil {

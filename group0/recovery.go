@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // RecoveryKind says how the recovery procedure brings nodes out of
@@ -29,11 +31,11 @@ const (
 // RecoveryPlan is what `kvnode node group0-recover` shows before it acts.
 type RecoveryPlan struct {
 	Kind       RecoveryKind `json:"kind"`
-	Recovering []int32      `json:"recovering"`
+	Recovering []nodeid.ID  `json:"recovering"`
 	// Seed is the node whose group 0 state the new generation starts
 	// from (RecoverReform only), with its state for the operator.
-	Seed     int32    `json:"seed,omitempty"`
-	SeedInfo NodeInfo `json:"-"`
+	Seed     nodeid.ID `json:"seed,omitempty"`
+	SeedInfo NodeInfo  `json:"-"`
 	// Formation is the record the recovery writes (RecoverReform) or the
 	// current one (RecoverRejoin).
 	Formation *Formation `json:"formation,omitempty"`
@@ -106,21 +108,21 @@ func PlanRecovery(o Observation, upgraded, healthy bool) (RecoveryPlan, error) {
 		p.Kind, p.Target = RecoverPreRaft, UsePreRaft
 		p.Steps = []string{
 			"group 0 was never formed (no formation record): there is no group 0 state to recover",
-			fmt.Sprintf("node(s) %s go back to %s; the upgrade to 2.0, if it is due, starts over", IDList(p.Recovering), UsePreRaft),
+			fmt.Sprintf("node(s) %s go back to %s; the upgrade to 2.0, if it is due, starts over", nodeid.List(p.Recovering), UsePreRaft),
 		}
 	case len(others) > 0:
 		if !healthy {
 			return RecoveryPlan{}, errors.WithHintf(errors.Newf(
-				"node(s) %s are not in recovery mode, but group 0 has no leader that can commit", IDList(ids(others))),
+				"node(s) %s are not in recovery mode, but group 0 has no leader that can commit", nodeid.List(ids(others))),
 				"group 0 lost its majority: enter recovery on every surviving node (UPDATE system.local SET value = 'recovery' WHERE key = 'group0_upgrade_state', then restart it), decommission the dead ones, and run this again; nothing was changed")
 		}
 		f := *o.Formation
 		p.Kind, p.Formation = RecoverRejoin, &f
 		p.Target = rejoinTarget(others)
 		p.Steps = []string{
-			fmt.Sprintf("group 0 (%s) is healthy on node(s) %s", f, IDList(ids(others))),
-			fmt.Sprintf("node(s) %s rejoin it (a replica of another generation is wiped first and catches up by snapshot)", IDList(p.Recovering)),
-			fmt.Sprintf("node(s) %s enter %s", IDList(p.Recovering), p.Target),
+			fmt.Sprintf("group 0 (%s) is healthy on node(s) %s", f, nodeid.List(ids(others))),
+			fmt.Sprintf("node(s) %s rejoin it (a replica of another generation is wiped first and catches up by snapshot)", nodeid.List(p.Recovering)),
+			fmt.Sprintf("node(s) %s enter %s", nodeid.List(p.Recovering), p.Target),
 		}
 	default:
 		seed := p.Candidates[0]
@@ -140,8 +142,8 @@ func PlanRecovery(o Observation, upgraded, healthy bool) (RecoveryPlan, error) {
 			fmt.Sprintf("write the formation record: generation %d seeded by node %d (generation %d is abandoned: its messages are refused)", next.Generation, seed.NodeID, prev.Generation),
 			fmt.Sprintf("node %d wipes its group 0 Raft state and creates generation %d from %s", seed.NodeID, next.Generation, from),
 		}
-		if rest := slices.DeleteFunc(ids(rec), func(id int32) bool { return id == seed.NodeID }); len(rest) > 0 {
-			p.Steps = append(p.Steps, fmt.Sprintf("node(s) %s wipe their group 0 Raft state and join generation %d as learners (snapshot, then promotion)", IDList(rest), next.Generation))
+		if rest := slices.DeleteFunc(ids(rec), func(id nodeid.ID) bool { return id == seed.NodeID }); len(rest) > 0 {
+			p.Steps = append(p.Steps, fmt.Sprintf("node(s) %s wipe their group 0 Raft state and join generation %d as learners (snapshot, then promotion)", nodeid.List(rest), next.Generation))
 		}
 		if upgraded {
 			p.Steps = append(p.Steps, fmt.Sprintf("every node enters %s: the cluster continues post-Raft", UsePostRaft))
@@ -173,7 +175,7 @@ func rejoinTarget(others []NodeInfo) State {
 // Describe renders the plan for the operator.
 func (p RecoveryPlan) Describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "recovery plan (%s) for node(s) %s:\n", p.Kind, IDList(p.Recovering))
+	fmt.Fprintf(&b, "recovery plan (%s) for node(s) %s:\n", p.Kind, nodeid.List(p.Recovering))
 	for i, s := range p.Steps {
 		fmt.Fprintf(&b, "  %d. %s\n", i+1, s)
 	}

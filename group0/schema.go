@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // The keys of group 0's state machine. Group 0 runs on its own engine, so
@@ -167,10 +168,10 @@ type HistoryEntry struct {
 	PrevStateID uint64 `json:"prev_state_id"`
 	// ChangeID is random per change (not per attempt): it lets a proposer
 	// whose write had an unknown outcome find out whether it committed.
-	ChangeID    string   `json:"change_id"`
-	Description string   `json:"description"`
-	Tables      []string `json:"tables,omitempty"`
-	NodeID      int32    `json:"node_id"`
+	ChangeID    string    `json:"change_id"`
+	Description string    `json:"description"`
+	Tables      []string  `json:"tables,omitempty"`
+	NodeID      nodeid.ID `json:"node_id"`
 	// Time is the proposer's wall clock (Unix nanoseconds), informative.
 	Time int64 `json:"time"`
 }
@@ -200,7 +201,7 @@ type Change struct {
 	ID          string
 	Tables      map[string][]byte
 	Description string
-	NodeID      int32
+	NodeID      nodeid.ID
 	Time        time.Time
 }
 
@@ -278,7 +279,7 @@ func Commit(ctx context.Context, db kvpb.DB, expected uint64, ch Change) (uint64
 // InitialState returns the replicated contents of a new group 0 whose
 // schema is tables, at state ID 1, with one history entry saying why it
 // was created. It is the initial data of kv.Bootstrap.
-func InitialState(tables map[string][]byte, description string, nodeID int32, now time.Time) map[string][]byte {
+func InitialState(tables map[string][]byte, description string, nodeID nodeid.ID, now time.Time) map[string][]byte {
 	out := map[string][]byte{string(keyState): encodeID(1)}
 	h := HistoryEntry{StateID: 1, Description: description, NodeID: nodeID, Time: now.UnixNano(), ChangeID: "initial"}
 	for name, d := range tables {

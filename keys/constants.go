@@ -1,6 +1,10 @@
 package keys
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/kvnode/kvnode/nodeid"
+)
 
 // The system records, under 0x02. Each is a key (one record) or a prefix
 // (one record per suffix). The byte after the shared word decides where a
@@ -167,7 +171,9 @@ const IndexDataPrefix byte = 0x89
 func NodeIDGenKey() []byte { return []byte(NodeIDGen) }
 
 // NodeKey returns the key of node id's record.
-func NodeKey(id int32) []byte { return binary.BigEndian.AppendUint32([]byte(NodePrefix), uint32(id)) }
+func NodeKey(id nodeid.ID) []byte {
+	return binary.BigEndian.AppendUint32([]byte(NodePrefix), uint32(id))
+}
 
 // NodeSpan returns [start, end): every node record.
 func NodeSpan() (start, end []byte) { return prefixSpan(NodePrefix) }
@@ -185,7 +191,7 @@ func JobKey(id int64) []byte { return binary.BigEndian.AppendUint64([]byte(JobPr
 func JobSpan() (start, end []byte) { return prefixSpan(JobPrefix) }
 
 // LivenessKey returns the key of node id's liveness record.
-func LivenessKey(id int32) []byte {
+func LivenessKey(id nodeid.ID) []byte {
 	return binary.BigEndian.AppendUint32([]byte(LivenessPrefix), uint32(id))
 }
 

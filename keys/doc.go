@@ -38,6 +38,7 @@
 //   - How a primary key is encoded into bytes is sql/rowenc's; this package
 //     only knows where a table's keys start and end.
 //
-// The package imports nothing of ours and nothing but the standard library:
-// every layer that writes replicated records asks it, so it must stay a leaf.
+// The package imports the standard library and, of ours, only the leaf
+// nodeid (the node and liveness keys take a nodeid.ID): every layer that
+// writes replicated records asks it, so it must stay a leaf.
 package keys

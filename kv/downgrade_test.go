@@ -7,6 +7,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/testutil"
 )
 
@@ -67,7 +68,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 	}
 	var through uint64
 	for i := 0; i < 2; i++ { // idempotent, and resumable by another node
-		if through, err = c.nodes[uint64(1+i)].rep.DisableTxns(ctx); err != nil {
+		if through, err = c.nodes[nodeid.ID(1+i)].rep.DisableTxns(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,7 +95,7 @@ func TestDowngradeTakesTxnCommandsOut(t *testing.T) {
 	// Node 3 comes back as a 2.0 binary and follows the writes that come
 	// after; it would stop on any 2.1 entry.
 	dir := c.stop(3)
-	c.release20 = map[uint64]bool{3: true}
+	c.release20 = map[nodeid.ID]bool{3: true}
 	c.start(3, dir)
 	for i := 0; i < 20; i++ {
 		if err := c.nodes[1].rep.Write(ctx, put("after", string(rune('a'+i)))); err != nil {

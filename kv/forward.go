@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -116,7 +117,7 @@ func (r *Replica) proposeForwarded(f *fwdReq) []bool {
 	if st.RaftState != raft.StateLeader || st.Term != f.term {
 		return acc
 	}
-	if cs := r.applied.ConfState; !contains(cs.Voters, f.from) && !contains(cs.Learners, f.from) {
+	if cs := r.applied.ConfState; !slices.Contains(cs.Voters, f.from) && !slices.Contains(cs.Learners, f.from) {
 		r.log.Warn("refusing proposals forwarded by a node that is not a member", "from", f.from)
 		return acc
 	}

@@ -352,7 +352,7 @@ func (h *harness) start(n *hnode) {
 	n.tr = newLocalTransport("harness", n.id, func(msgs []raftpb.Message) { h.send(n, inc, msgs) })
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
 		With("node", n.id, "incarnation", inc)
-	rep, err := NewReplica(Config{Engine: n.eng, NodeID: n.id, Transport: n.tr, Logger: logger,
+	rep, err := NewReplica(Config{Engine: n.eng, NodeID: nodeID(n.id), Transport: n.tr, Logger: logger,
 		Metrics: NewMetrics(prometheus.NewRegistry()), Clock: n.clock,
 		TickInterval: harnessTick, ElectionTicks: 10, HeartbeatTicks: 1, LogRetain: h.retain,
 		TxnHistory: 1000 * harnessTick, TxnGCInterval: 1000 * harnessTick,

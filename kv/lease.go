@@ -195,7 +195,7 @@ func (r *Replica) abstains(m raftpb.Message) bool {
 // as after any ReadIndex. It runs on the loop, before the Ready that could
 // clear the lease: no vote of this node has left it yet (R4).
 func (r *Replica) answerReadIndex(m raftpb.Message) bool {
-	if m.From == r.cfg.NodeID || m.From == 0 {
+	if m.From == raftID(r.cfg.NodeID) || m.From == 0 {
 		return false
 	}
 	idx, ok := r.leaseRead()
@@ -207,7 +207,7 @@ func (r *Replica) answerReadIndex(m raftpb.Message) bool {
 		return false
 	}
 	r.cfg.Metrics.leaseRead()
-	r.cfg.Transport.Send([]raftpb.Message{{Type: raftpb.MsgReadIndexResp, From: r.cfg.NodeID, To: m.From,
+	r.cfg.Transport.Send([]raftpb.Message{{Type: raftpb.MsgReadIndexResp, From: raftID(r.cfg.NodeID), To: m.From,
 		Term: l.term, Index: idx, Entries: m.Entries}})
 	return true
 }

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/testutil"
 )
@@ -99,12 +100,12 @@ func (h *history) linearizable(t *testing.T) bool {
 // (a lease of 100ms). With monitor, each node runs a clock-offset monitor
 // over the others' clocks and serves leased reads only while it is healthy;
 // without, leased reads are always allowed.
-func leaseCluster(t *testing.T, monitor bool) (*tcluster, map[uint64]*rpc.ClockMonitor) {
+func leaseCluster(t *testing.T, monitor bool) (*tcluster, map[nodeid.ID]*rpc.ClockMonitor) {
 	c := newCluster(t, 0)
 	c.maxOffset = 60 * time.Millisecond
 	var monMu sync.Mutex
-	mons := map[uint64]*rpc.ClockMonitor{}
-	c.leaseReads = func(id uint64) func() bool {
+	mons := map[nodeid.ID]*rpc.ClockMonitor{}
+	c.leaseReads = func(id nodeid.ID) func() bool {
 		return func() bool {
 			if !monitor {
 				return true
@@ -121,7 +122,7 @@ func leaseCluster(t *testing.T, monitor bool) (*tcluster, map[uint64]*rpc.ClockM
 	}
 	// Each node's monitor reads the others' clocks directly (a Ping
 	// without the network).
-	clocks := map[uint64]*rpc.Clock{}
+	clocks := map[nodeid.ID]*rpc.Clock{}
 	for id, n := range c.nodes {
 		clocks[id] = n.clock
 	}
@@ -131,20 +132,20 @@ func leaseCluster(t *testing.T, monitor bool) (*tcluster, map[uint64]*rpc.ClockM
 	monMu.Lock()
 	defer monMu.Unlock()
 	for id := range clocks {
-		peers := map[uint64]string{}
+		peers := map[nodeid.ID]string{}
 		for p := range clocks {
 			if p != id {
-				peers[p] = strconv.FormatUint(p, 10)
+				peers[p] = strconv.Itoa(int(p))
 			}
 		}
 		m := rpc.NewClockMonitor(rpc.ClockMonitorConfig{
 			Clock:     clocks[id],
 			MaxOffset: c.maxOffset,
 			Interval:  20 * time.Millisecond,
-			Peers:     func() map[uint64]string { return peers },
+			Peers:     func() map[nodeid.ID]string { return peers },
 			Ping: func(_ context.Context, addr string) (time.Time, error) {
-				p, _ := strconv.ParseUint(addr, 10, 64)
-				return clocks[p].Now().Round(0), nil
+				p, _ := strconv.Atoi(addr)
+				return clocks[nodeid.ID(p)].Now().Round(0), nil
 			},
 		})
 		mons[id] = m
@@ -312,9 +313,9 @@ func TestRestartedReplicaAbstainsFromVotes(t *testing.T) {
 	// Hold the replica's clock an hour back: it has "just started" for as
 	// long as the test needs.
 	n.clock.SetOffset(-time.Hour)
-	vote := raftpb.Message{Type: raftpb.MsgVote, From: 1, To: n.id, Term: 1000}
-	prevote := raftpb.Message{Type: raftpb.MsgPreVote, From: 1, To: n.id, Term: 1000}
-	transfer := raftpb.Message{Type: raftpb.MsgVote, From: 1, To: n.id, Term: 1000, Context: []byte(campaignTransfer)}
+	vote := raftpb.Message{Type: raftpb.MsgVote, From: 1, To: raftID(n.id), Term: 1000}
+	prevote := raftpb.Message{Type: raftpb.MsgPreVote, From: 1, To: raftID(n.id), Term: 1000}
+	transfer := raftpb.Message{Type: raftpb.MsgVote, From: 1, To: raftID(n.id), Term: 1000, Context: []byte(campaignTransfer)}
 	if !n.rep.abstains(vote) || !n.rep.abstains(prevote) {
 		t.Fatal("a just-started replica answers vote requests")
 	}
@@ -418,7 +419,7 @@ func TestLeaseServesFollowerReads(t *testing.T) {
 	on.Store(true)
 	c := newCluster(t, 0)
 	c.maxOffset = 60 * time.Millisecond
-	c.leaseReads = func(uint64) func() bool { return on.Load }
+	c.leaseReads = func(nodeid.ID) func() bool { return on.Load }
 	c.formThree(map[string][]byte{"boot": []byte("1")})
 	ctx := context.Background()
 	l := c.leader()

@@ -5,15 +5,18 @@ package kv
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/errors"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // ErrNotLeader is returned by membership changes on a non-leader; the
 // leader's ID (if known) is in the error.
-type ErrNotLeader struct{ Leader uint64 }
+type ErrNotLeader struct{ Leader nodeid.ID }
 
 func (e *ErrNotLeader) Error() string {
 	return "this node is not the Raft leader"
@@ -22,30 +25,30 @@ func (e *ErrNotLeader) Error() string {
 // AddLearner adds nodeID to the group as a learner and waits until the
 // change is applied here. Promotion to voter happens later, once it has
 // caught up (see maybePromote). It must run on the leader.
-func (r *Replica) AddLearner(ctx context.Context, nodeID uint64) error {
+func (r *Replica) AddLearner(ctx context.Context, nodeID nodeid.ID) error {
 	return r.changeMembership(ctx, raftpb.ConfChangeAddLearnerNode, nodeID, func(s Status) bool {
-		return contains(s.Learners, nodeID) || contains(s.Voters, nodeID)
+		return slices.Contains(s.Learners, nodeID) || slices.Contains(s.Voters, nodeID)
 	})
 }
 
 // RemoveMember removes nodeID from the group and waits until the change is
 // applied here. It must run on the leader.
-func (r *Replica) RemoveMember(ctx context.Context, nodeID uint64) error {
+func (r *Replica) RemoveMember(ctx context.Context, nodeID nodeid.ID) error {
 	return r.changeMembership(ctx, raftpb.ConfChangeRemoveNode, nodeID, func(s Status) bool {
-		return !contains(s.Learners, nodeID) && !contains(s.Voters, nodeID)
+		return !slices.Contains(s.Learners, nodeID) && !slices.Contains(s.Voters, nodeID)
 	})
 }
 
 // DemoteVoter makes the voter nodeID a learner and waits until the change
 // is applied here (a no-op if it is not a voter). It must run on the
 // leader, and not for the leader itself (transfer leadership first).
-func (r *Replica) DemoteVoter(ctx context.Context, nodeID uint64) error {
+func (r *Replica) DemoteVoter(ctx context.Context, nodeID nodeid.ID) error {
 	return r.changeMembership(ctx, raftpb.ConfChangeAddLearnerNode, nodeID, func(s Status) bool {
-		return !contains(s.Voters, nodeID)
+		return !slices.Contains(s.Voters, nodeID)
 	})
 }
 
-func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, nodeID uint64, done func(Status) bool) error {
+func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeType, nodeID nodeid.ID, done func(Status) bool) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	for {
@@ -57,7 +60,7 @@ func (r *Replica) changeMembership(ctx context.Context, typ raftpb.ConfChangeTyp
 			return &ErrNotLeader{Leader: s.Leader}
 		}
 		req := confReq{
-			cc:   raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: typ, NodeID: nodeID}}},
+			cc:   raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: typ, NodeID: raftID(nodeID)}}},
 			done: make(chan error, 1),
 		}
 		select {
@@ -91,20 +94,11 @@ func (r *Replica) MaxVoters() int { return r.cfg.MaxVoters }
 
 // TransferLeadership asks Raft to move leadership to another voter (used
 // when draining). It returns at once.
-func (r *Replica) TransferLeadership(to uint64) {
+func (r *Replica) TransferLeadership(to nodeid.ID) {
 	select {
-	case r.reportC <- func() { r.rn.TransferLeader(to) }:
+	case r.reportC <- func() { r.rn.TransferLeader(raftID(to)) }:
 	case <-r.stopC:
 	}
-}
-
-func contains(s []uint64, x uint64) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // HandOffLeadership moves leadership away from this replica, if it leads
@@ -113,12 +107,13 @@ func contains(s []uint64, x uint64) bool {
 // catching up. It waits until this replica no longer leads, up to 3 s or
 // until ctx ends, and reports whether leadership moved. Used when a node
 // drains or leaves, so the group does not wait an election timeout.
-func (r *Replica) HandOffLeadership(ctx context.Context, eligible func(nodeID uint64) bool) bool {
+func (r *Replica) HandOffLeadership(ctx context.Context, eligible func(nodeID nodeid.ID) bool) bool {
 	st := r.Status()
 	if !st.IsLeader {
 		return true
 	}
-	var best, bestMatch uint64
+	var best nodeid.ID
+	var bestMatch uint64
 	for _, v := range st.Voters {
 		if v == st.NodeID || (eligible != nil && !eligible(v)) {
 			continue

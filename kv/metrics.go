@@ -178,7 +178,7 @@ func (m *Metrics) setStatus(s *Status) {
 		lag = s.Commit - s.Applied
 	}
 	m.applyLag.Set(float64(lag))
-	if prev := m.lastLeader.Swap(s.Leader); s.Leader != 0 && s.Leader != prev {
+	if prev := m.lastLeader.Swap(raftID(s.Leader)); s.Leader != 0 && raftID(s.Leader) != prev {
 		m.leaderChanges.Inc()
 	}
 	if s.IsLeader {

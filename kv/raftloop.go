@@ -295,7 +295,7 @@ func (r *Replica) maybePromote() {
 		if !ok || pr.State != tracker.StateReplicate || !pr.RecentActive || pr.Match == 0 || pr.Match+100 < last {
 			continue
 		}
-		if r.cfg.Promote != nil && !r.cfg.Promote(id) {
+		if r.cfg.Promote != nil && !r.cfg.Promote(nodeID(id)) {
 			continue
 		}
 		cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: id}}}

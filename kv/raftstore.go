@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/storage"
 )
 
@@ -289,8 +290,8 @@ func loadRaftStateFrom(rd pebble.Reader) (loaded, error) {
 // local (raw engine keys, for example the store identity) in the same
 // atomic, synced batch. It is called once, by `kvnode init`, on an empty
 // store.
-func Bootstrap(eng *storage.Engine, nodeID uint64, initial, local map[string][]byte) error {
-	return bootstrapVoters(eng, []uint64{nodeID}, initial, local)
+func Bootstrap(eng *storage.Engine, nodeID nodeid.ID, initial, local map[string][]byte) error {
+	return bootstrapVoters(eng, []uint64{raftID(nodeID)}, initial, local)
 }
 
 // bootstrapVoters is Bootstrap with voters as the first configuration. Every

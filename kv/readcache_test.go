@@ -156,7 +156,7 @@ func TestReadCacheLinearizable(t *testing.T) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			rng := rand.New(rand.NewPCG(n.id, 1))
+			rng := rand.New(rand.NewPCG(uint64(n.id), 1))
 			for reads := 0; ; reads++ {
 				select {
 				case <-done:

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/storage"
 )
 
@@ -59,20 +60,20 @@ import (
 // RaftState is the part of a replica's Raft state that recovery decides
 // from.
 type RaftState struct {
-	NodeID      uint64 `json:"node_id"`
-	Applied     uint64 `json:"applied"`
-	AppliedTerm uint64 `json:"applied_term"`
+	NodeID      nodeid.ID `json:"node_id"`
+	Applied     uint64    `json:"applied"`
+	AppliedTerm uint64    `json:"applied_term"`
 	// Commit is the highest index this node knows to be committed; Raft
 	// may not have handed the entries between Applied and Commit over yet.
-	Commit    uint64 `json:"commit"`
-	LastIndex uint64 `json:"last_index"`
-	LastTerm  uint64 `json:"last_term"`
-	Term      uint64 `json:"term"`
-	Leader    uint64 `json:"leader"`
+	Commit    uint64    `json:"commit"`
+	LastIndex uint64    `json:"last_index"`
+	LastTerm  uint64    `json:"last_term"`
+	Term      uint64    `json:"term"`
+	Leader    nodeid.ID `json:"leader"`
 	// Role is Raft's: StateFollower, StateLeader, StatePreCandidate, ...
-	Role     string   `json:"role"`
-	Voters   []uint64 `json:"voters"`
-	Learners []uint64 `json:"learners"`
+	Role     string      `json:"role"`
+	Voters   []nodeid.ID `json:"voters"`
+	Learners []nodeid.ID `json:"learners"`
 }
 
 // RaftState returns the replica's Raft state, read on the Ready loop.
@@ -85,9 +86,9 @@ func (r *Replica) RaftState() (RaftState, error) {
 		out = RaftState{
 			NodeID: r.cfg.NodeID, Applied: r.applied.Index, AppliedTerm: r.applied.Term,
 			Commit: max(st.Commit, r.applied.Index), LastIndex: max(last, r.applied.Index), LastTerm: max(lastTerm, r.applied.Term),
-			Term: st.Term, Leader: st.Lead, Role: st.RaftState.String(),
-			Voters:   slices.Clone(r.applied.ConfState.Voters),
-			Learners: slices.Clone(r.applied.ConfState.Learners),
+			Term: st.Term, Leader: nodeID(st.Lead), Role: st.RaftState.String(),
+			Voters:   nodeIDs(r.applied.ConfState.Voters),
+			Learners: nodeIDs(r.applied.ConfState.Learners),
 		}
 		return nil
 	})
@@ -126,7 +127,7 @@ func (r *Replica) ForceNewConfig(local map[string][]byte) (uint64, error) {
 		if l.applied.Index == 0 {
 			return errors.New("this replica holds no state (it has joined but never received a snapshot); it cannot seed the group")
 		}
-		ents, hs, err := forcedConfigEntries(l, r.cfg.NodeID)
+		ents, hs, err := forcedConfigEntries(l, raftID(r.cfg.NodeID))
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/testutil"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -15,7 +16,7 @@ import (
 func (c *tcluster) formFive() {
 	t := c.t
 	c.formThree(map[string][]byte{"boot": []byte("1")})
-	for id := uint64(4); id <= 5; id++ {
+	for id := nodeid.ID(4); id <= 5; id++ {
 		c.start(id, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := c.leader().rep.AddLearner(ctx, id); err != nil {
@@ -58,7 +59,7 @@ func TestRecoverLostMajority(t *testing.T) {
 		testutil.SucceedsWithin(t, 10*time.Second, func() error { return hasKeys(n, "w", 20) })
 	}
 	// Nodes 3, 4 and 5 are lost for good; 1 and 2 have no majority.
-	for id := uint64(3); id <= 5; id++ {
+	for id := nodeid.ID(3); id <= 5; id++ {
 		c.stop(id)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -67,15 +68,15 @@ func TestRecoverLostMajority(t *testing.T) {
 	}
 	cancel()
 
-	states := map[uint64]RaftState{}
-	for _, id := range []uint64{1, 2} {
+	states := map[nodeid.ID]RaftState{}
+	for _, id := range []nodeid.ID{1, 2} {
 		st, err := c.nodes[id].rep.RaftState()
 		if err != nil {
 			t.Fatal(err)
 		}
 		states[id] = st
 	}
-	seed, other := uint64(1), uint64(2)
+	seed, other := nodeid.ID(1), nodeid.ID(2)
 	if states[2].Applied > states[1].Applied {
 		seed, other = 2, 1
 	}
@@ -84,7 +85,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	}
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		s := c.nodes[seed].rep.Status()
-		if !s.IsLeader || !slices.Equal(s.Voters, []uint64{seed}) || len(s.Learners) != 0 {
+		if !s.IsLeader || !slices.Equal(s.Voters, []nodeid.ID{seed}) || len(s.Learners) != 0 {
 			return fmt.Errorf("seed: leader=%v voters %v learners %v", s.IsLeader, s.Voters, s.Learners)
 		}
 		return nil
@@ -103,7 +104,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	dir := c.stop(seed)
 	c.start(seed, dir)
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
-		if s := c.nodes[seed].rep.Status(); !s.IsLeader || !slices.Equal(s.Voters, []uint64{seed}) {
+		if s := c.nodes[seed].rep.Status(); !s.IsLeader || !slices.Equal(s.Voters, []nodeid.ID{seed}) {
 			return fmt.Errorf("restarted seed: leader=%v voters %v", s.IsLeader, s.Voters)
 		}
 		return nil
@@ -133,7 +134,7 @@ func TestRecoverLostMajority(t *testing.T) {
 		}
 		return nil
 	})
-	for _, id := range []uint64{other, 6} {
+	for _, id := range []nodeid.ID{other, 6} {
 		n := c.nodes[id]
 		testutil.SucceedsWithin(t, 10*time.Second, func() error {
 			if err := hasKeys(n, "w", 20); err != nil {

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/storage"
 )
@@ -19,7 +20,7 @@ import (
 // Config configures a replica.
 type Config struct {
 	Engine    *storage.Engine
-	NodeID    uint64
+	NodeID    nodeid.ID
 	Transport *Transport
 	Logger    *slog.Logger
 	Metrics   *Metrics
@@ -50,7 +51,7 @@ type Config struct {
 	ReadCacheBytes int
 	// Promote decides whether a learner may become a voter (for example it
 	// is not decommissioning). nil allows every learner.
-	Promote func(nodeID uint64) bool
+	Promote func(nodeID nodeid.ID) bool
 	// TxnHistory is how long the write index records of transactions are
 	// kept (default 5 minutes): a transaction whose snapshot is older when
 	// it commits fails with a retryable conflict ("too old"). The leader
@@ -147,16 +148,16 @@ const DefaultMaxOffset = 500 * time.Millisecond
 // Status is a snapshot of the replica's Raft state, refreshed by the Ready
 // loop after every cycle.
 type Status struct {
-	NodeID    uint64
-	Leader    uint64
+	NodeID    nodeid.ID
+	Leader    nodeid.ID
 	Term      uint64
 	Commit    uint64
 	Applied   uint64
 	IsLeader  bool
-	Voters    []uint64
-	Learners  []uint64
+	Voters    []nodeid.ID
+	Learners  []nodeid.ID
 	FirstLog  uint64
-	Progress  map[uint64]uint64 // leader only: match index per member
+	Progress  map[nodeid.ID]uint64 // leader only: match index per member
 	LastIndex uint64
 	// LeaseReads: this node may serve leased reads (Config.LeaseReads, as
 	// last polled); Lease: it holds a valid leader lease (lease.go).
@@ -381,7 +382,7 @@ func openRaft(cfg Config, l loaded) (*raftStorage, *raft.RawNode, error) {
 		return nil, nil, err
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:              cfg.NodeID,
+		ID:              raftID(cfg.NodeID),
 		ElectionTick:    cfg.ElectionTicks,
 		HeartbeatTick:   cfg.HeartbeatTicks,
 		Storage:         st,
@@ -441,22 +442,22 @@ func (r *Replica) publishStatus() {
 	st := r.rn.Status()
 	s := &Status{
 		NodeID:     r.cfg.NodeID,
-		Leader:     st.Lead,
+		Leader:     nodeID(st.Lead),
 		Term:       st.Term,
 		Commit:     st.Commit,
 		Applied:    r.applied.Index,
 		IsLeader:   st.RaftState == raft.StateLeader,
-		Voters:     append([]uint64(nil), r.applied.ConfState.Voters...),
-		Learners:   append([]uint64(nil), r.applied.ConfState.Learners...),
+		Voters:     appendNodeIDs(nil, r.applied.ConfState.Voters),
+		Learners:   appendNodeIDs(nil, r.applied.ConfState.Learners),
 		FirstLog:   r.trunc.Index + 1,
 		LastIndex:  r.lastPersist,
 		LeaseReads: r.leaseOK.Load(),
 	}
 	_, s.Lease = r.leaseRead()
 	if s.IsLeader {
-		s.Progress = map[uint64]uint64{}
+		s.Progress = map[nodeid.ID]uint64{}
 		for id, pr := range st.Progress {
-			s.Progress[id] = pr.Match
+			s.Progress[nodeID(id)] = pr.Match
 		}
 	}
 	r.status.Store(s)

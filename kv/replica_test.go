@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/storage"
 	"github.com/kvnode/kvnode/testutil"
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 const testCluster = "test-cluster"
 
 type tnode struct {
-	id   uint64
+	id   nodeid.ID
 	dir  string
 	addr string
 	eng  *storage.Engine
@@ -72,8 +73,8 @@ type tcluster struct {
 	t       *testing.T
 	logs    *os.File // every node's log, shown if the test fails
 	mu      sync.Mutex
-	addrs   map[uint64]string
-	nodes   map[uint64]*tnode
+	addrs   map[nodeid.ID]string
+	nodes   map[nodeid.ID]*tnode
 	retain  uint64
 	cluster string
 	// serverOpts go to every node's gRPC server (interceptors that inject
@@ -90,7 +91,7 @@ type tcluster struct {
 	// maxOffset and leaseReads configure every node's leader lease
 	// (leaseReads nil: no leased reads).
 	maxOffset  time.Duration
-	leaseReads func(id uint64) func() bool
+	leaseReads func(id nodeid.ID) func() bool
 	// isolated holds the IDs of nodes cut off from all others: they drop
 	// every Raft message they receive, and the others drop theirs.
 	isolated sync.Map
@@ -98,7 +99,7 @@ type tcluster struct {
 	// everything, as a nil CommandLevel does: see setLevel).
 	level     atomic.Int32
 	levelSet  atomic.Bool
-	release20 map[uint64]bool // nodes started as a 2.0 binary
+	release20 map[nodeid.ID]bool // nodes started as a 2.0 binary
 	// knobs are every node's Config.Testing (nil: none).
 	knobs *TestingKnobs
 }
@@ -121,7 +122,7 @@ func newCluster(t *testing.T, retain uint64) *tcluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &tcluster{t: t, addrs: map[uint64]string{}, nodes: map[uint64]*tnode{}, retain: retain, cluster: testCluster,
+	c := &tcluster{t: t, addrs: map[nodeid.ID]string{}, nodes: map[nodeid.ID]*tnode{}, retain: retain, cluster: testCluster,
 		logs: logs}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -136,7 +137,7 @@ func newCluster(t *testing.T, retain uint64) *tcluster {
 	return c
 }
 
-func (c *tcluster) resolve(id uint64) (string, bool) {
+func (c *tcluster) resolve(id nodeid.ID) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a, ok := c.addrs[id]
@@ -145,7 +146,7 @@ func (c *tcluster) resolve(id uint64) (string, bool) {
 
 // start starts node id on dir (a new temp dir if empty), reusing its
 // address if it had one.
-func (c *tcluster) start(id uint64, dir string) *tnode {
+func (c *tcluster) start(id nodeid.ID, dir string) *tnode {
 	t := c.t
 	if dir == "" {
 		dir = t.TempDir()
@@ -195,7 +196,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 			return
 		}
 		msgs = slices.DeleteFunc(slices.Clone(msgs), func(m raftpb.Message) bool {
-			_, iso := c.isolated.Load(m.From)
+			_, iso := c.isolated.Load(nodeID(m.From)) // keyed by nodeid.ID
 			return iso
 		})
 		if n.noSnap.Load() {
@@ -208,7 +209,7 @@ func (c *tcluster) start(id uint64, dir string) *tnode {
 	return n
 }
 
-func (c *tcluster) stop(id uint64) string {
+func (c *tcluster) stop(id nodeid.ID) string {
 	n, ok := c.nodes[id]
 	if !ok {
 		return ""
@@ -258,7 +259,7 @@ func bootstrap3With(t *testing.T, retain uint64, opts ...grpc.ServerOption) *tcl
 func (c *tcluster) formThree(initial map[string][]byte) {
 	t := c.t
 	c.bootstrap(initial)
-	for id := uint64(2); id <= 3; id++ {
+	for id := nodeid.ID(2); id <= 3; id++ {
 		c.start(id, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := c.leader().rep.AddLearner(ctx, id); err != nil {
@@ -309,7 +310,7 @@ func TestReplicationAndFollowerReads(t *testing.T) {
 	c := bootstrap3(t, 0)
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
-		n := c.nodes[uint64(i%3+1)]
+		n := c.nodes[nodeid.ID(i%3+1)]
 		if err := n.rep.Write(ctx, put(fmt.Sprintf("k%02d", i), fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
@@ -378,7 +379,7 @@ func TestConditionalPutsAndIncrement(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if _, err := c.nodes[uint64(i%3+1)].rep.Increment(ctx, []byte("ctr"), 1); err != nil {
+			if _, err := c.nodes[nodeid.ID(i%3+1)].rep.Increment(ctx, []byte("ctr"), 1); err != nil {
 				t.Error(err)
 			}
 		}(i)
@@ -591,7 +592,7 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 	}()
 	// 50 ticks: the leader considers promotion on every one.
 	time.Sleep(50 * 20 * time.Millisecond)
-	if s := n1.rep.Status(); !slices.Equal(s.Voters, []uint64{1}) || !slices.Equal(s.Learners, []uint64{2}) {
+	if s := n1.rep.Status(); !slices.Equal(s.Voters, []nodeid.ID{1}) || !slices.Equal(s.Learners, []nodeid.ID{2}) {
 		t.Fatalf("before its snapshot: voters %v learners %v, want [1] and [2]", s.Voters, s.Learners)
 	}
 	if _, ok, err := n1.rep.GetLocal([]byte("joined")); err != nil || ok {
@@ -602,7 +603,7 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 		t.Fatalf("write through the joining node: %v", err)
 	}
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
-		if s := n1.rep.Status(); !slices.Equal(s.Voters, []uint64{1, 2}) {
+		if s := n1.rep.Status(); !slices.Equal(s.Voters, []nodeid.ID{1, 2}) {
 			return fmt.Errorf("voters %v learners %v", s.Voters, s.Learners)
 		}
 		return nil
@@ -640,8 +641,8 @@ func TestRestartWithAppliedAheadOfCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dirs := map[uint64]string{}
-	for id := uint64(1); id <= 3; id++ {
+	dirs := map[nodeid.ID]string{}
+	for id := nodeid.ID(1); id <= 3; id++ {
 		dirs[id] = c.stop(id)
 	}
 	for id, dir := range dirs {
@@ -667,7 +668,7 @@ func TestRestartWithAppliedAheadOfCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for id := uint64(1); id <= 3; id++ {
+	for id := nodeid.ID(1); id <= 3; id++ {
 		c.start(id, dirs[id])
 	}
 	if err := c.leader().rep.Write(ctx, put("after", "v")); err != nil {
@@ -843,7 +844,7 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 		l, f := c.leader(), c.follower()
 		term := l.rep.Status().Term
 		for i, retry := range []bool{false, true, true} {
-			acc, err := f.tr.Forward(context.Background(), l.id, term, [][]byte{data}, retry)
+			acc, err := f.tr.Forward(context.Background(), raftID(l.id), term, [][]byte{data}, retry)
 			if err != nil || len(acc) != 1 || !acc[0] {
 				t.Fatalf("forward %d (retry %v): %v %v, want it accepted", i, retry, acc, err)
 			}

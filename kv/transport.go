@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 )
 
@@ -125,7 +126,7 @@ func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]
 	if t.local != nil {
 		return nil, errLocalForward
 	}
-	addr, ok := t.resolve(leader)
+	addr, ok := t.resolve(nodeID(leader))
 	if !ok {
 		return nil, errors.Newf("no address known for leader node %d", leader)
 	}
@@ -142,7 +143,7 @@ func (t *Transport) Forward(ctx context.Context, leader, term uint64, datas [][]
 }
 
 // Resolver maps a node ID to its RPC address.
-type Resolver func(nodeID uint64) (addr string, ok bool)
+type Resolver func(nodeID nodeid.ID) (addr string, ok bool)
 
 // ErrWrongCluster is returned to a sender whose cluster ID is not ours.
 var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
@@ -156,7 +157,7 @@ var ErrWrongCluster = errors.New("Raft message from a node of another cluster")
 // messages beyond it are dropped, which Raft tolerates (it retransmits).
 type Transport struct {
 	clusterID string
-	nodeID    uint64
+	nodeID    uint64 // this node, as Raft names it
 	service   string
 	resolve   Resolver
 	pool      *rpc.Pool
@@ -195,11 +196,11 @@ func newLocalTransport(clusterID string, nodeID uint64, send func(msgs []raftpb.
 var errLocalForward = errors.New("the in-memory Raft transport carries no forwarded proposals")
 
 // NewTransport returns a transport for this node.
-func NewTransport(clusterID string, nodeID uint64, resolve Resolver, pool *rpc.Pool, log *slog.Logger) *Transport {
+func NewTransport(clusterID string, nodeID nodeid.ID, resolve Resolver, pool *rpc.Pool, log *slog.Logger) *Transport {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{clusterID: clusterID, nodeID: nodeID, service: DefaultService, resolve: resolve, pool: pool, log: log,
+	return &Transport{clusterID: clusterID, nodeID: raftID(nodeID), service: DefaultService, resolve: resolve, pool: pool, log: log,
 		peers: map[uint64]*peer{}, stopC: make(chan struct{})}
 }
 
@@ -460,7 +461,7 @@ func (t *Transport) sendSnapshotData(ctx context.Context, m raftpb.Message) (ind
 	if t.openSnapshot == nil {
 		return m.Snapshot.Metadata.Index, 0, ErrNotJoined
 	}
-	addr, ok := t.resolve(m.To)
+	addr, ok := t.resolve(nodeID(m.To))
 	if !ok {
 		return m.Snapshot.Metadata.Index, 0, errors.Newf("no address known for node %d", m.To)
 	}
@@ -698,7 +699,7 @@ const (
 // stream sends queued messages over one gRPC stream until it fails (error)
 // or the transport closes (nil).
 func (p *peer) stream() error {
-	addr, ok := p.t.resolve(p.id)
+	addr, ok := p.t.resolve(nodeID(p.id))
 	if !ok {
 		return errors.Newf("no address known for node %d", p.id)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/storage"
 	"github.com/kvnode/kvnode/testutil"
 	"github.com/kvnode/kvnode/txn"
@@ -79,7 +80,7 @@ func TestTxnsDisabledUntilEnabled(t *testing.T) {
 	if v, ok, _ := snap.Get(tk("a")); !ok || string(v) != "1" {
 		t.Fatalf("snapshot read %q %v", v, ok)
 	}
-	from := make(map[uint64]uint64)
+	from := make(map[nodeid.ID]uint64)
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		for id, n := range c.nodes {
 			v, ok, _ := n.rep.GetLocal([]byte(stampsFromKey))
@@ -255,7 +256,7 @@ func TestTxnBankIsSerializable(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
-			rep := c.nodes[uint64(w%3+1)].rep
+			rep := c.nodes[nodeid.ID(w%3+1)].rep
 			for time.Now().Before(deadline) {
 				x := txn.New(rep, 0)
 				if w%3 == 0 { // a reader
@@ -331,7 +332,7 @@ func TestTxnBankIsSerializable(t *testing.T) {
 	}
 	testutil.SucceedsWithin(t, 10*time.Second, func() error {
 		want := dump(c.nodes[1])
-		for id := uint64(2); id <= 3; id++ {
+		for id := nodeid.ID(2); id <= 3; id++ {
 			if got := dump(c.nodes[id]); got != want {
 				return fmt.Errorf("node %d's state differs from node 1's", id)
 			}
@@ -571,7 +572,7 @@ func sameState(t *testing.T, c *tcluster) {
 	}
 	testutil.SucceedsWithin(t, 15*time.Second, func() error {
 		var want string
-		var first uint64
+		var first nodeid.ID
 		for id, n := range c.nodes {
 			if got := dump(n); want == "" {
 				want, first = got, id

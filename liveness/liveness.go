@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // DB is what liveness needs from the replicated data plane: linearizable
@@ -37,7 +38,7 @@ var (
 // Config configures a NodeLiveness.
 type Config struct {
 	DB     DB
-	NodeID int32
+	NodeID nodeid.ID
 	// HeartbeatInterval is how often the node extends its record (default
 	// 1.5s); LivenessDuration how far ahead (default 4.5s).
 	HeartbeatInterval time.Duration
@@ -112,7 +113,7 @@ func (nl *NodeLiveness) Start(ctx context.Context) (Record, error) {
 	return rec, err
 }
 
-func decommissionedError(id int32) error {
+func decommissionedError(id nodeid.ID) error {
 	return errors.WithHintf(errors.Mark(errors.Newf(
 		"node %d is decommissioned: it was removed from the cluster and may not rejoin", id), ErrDecommissioned),
 		"node IDs are never reused: to add this machine back, start it with a new, empty --store so that it joins as a new node")
@@ -209,7 +210,7 @@ const maxUpdateAttempts = 20
 // stores); otherwise an absent record is ErrUnknownNode. It returns the
 // record and raw bytes last known to be stored (raw nil if unknown), and
 // fn's error unchanged if fn refused.
-func update(ctx context.Context, db DB, id int32, expected []byte, now func() time.Time, createMissing bool,
+func update(ctx context.Context, db DB, id nodeid.ID, expected []byte, now func() time.Time, createMissing bool,
 	fn func(*Record) error) (Record, []byte, error) {
 	var cur Record
 	known := expected != nil
@@ -265,18 +266,18 @@ func update(ctx context.Context, db DB, id int32, expected []byte, now func() ti
 	return cur, nil, errors.Newf("liveness record of node %d changed %d times while updating it; try again", id, maxUpdateAttempts)
 }
 
-func unknownNodeError(id int32) error {
+func unknownNodeError(id nodeid.ID) error {
 	return errors.WithHint(errors.Mark(errors.Newf("node %d does not exist", id), ErrUnknownNode),
 		"`kvnode node status` lists the IDs of the cluster's nodes")
 }
 
 // Get reads node id's record (linearizable).
-func (nl *NodeLiveness) Get(ctx context.Context, id int32) (Record, bool, error) {
+func (nl *NodeLiveness) Get(ctx context.Context, id nodeid.ID) (Record, bool, error) {
 	return Get(ctx, nl.cfg.DB, id)
 }
 
 // Get reads node id's record from db.
-func Get(ctx context.Context, db DB, id int32) (Record, bool, error) {
+func Get(ctx context.Context, db DB, id nodeid.ID) (Record, bool, error) {
 	v, found, err := db.Get(ctx, Key(id))
 	if err != nil || !found {
 		return Record{}, false, err
@@ -313,7 +314,7 @@ func DecodeAll(kvs []kvpb.KeyValue) ([]Record, error) {
 // in from. If the record is already in state to, it succeeds without
 // writing. check, if set, runs on the current record before the write and
 // may refuse it.
-func (nl *NodeLiveness) SetMembership(ctx context.Context, id int32, to Membership, from []Membership,
+func (nl *NodeLiveness) SetMembership(ctx context.Context, id nodeid.ID, to Membership, from []Membership,
 	check func(Record) error) (Record, error) {
 	return SetMembership(ctx, nl.cfg.DB, nl.cfg.Now, id, to, from, check)
 }
@@ -321,7 +322,7 @@ func (nl *NodeLiveness) SetMembership(ctx context.Context, id int32, to Membersh
 var errNoChange = errors.New("no change")
 
 // SetMembership is NodeLiveness.SetMembership on any DB.
-func SetMembership(ctx context.Context, db DB, now func() time.Time, id int32, to Membership, from []Membership,
+func SetMembership(ctx context.Context, db DB, now func() time.Time, id nodeid.ID, to Membership, from []Membership,
 	check func(Record) error) (Record, error) {
 	if now == nil {
 		now = time.Now
@@ -351,7 +352,7 @@ func SetMembership(ctx context.Context, db DB, now func() time.Time, id int32, t
 	return rec, err
 }
 
-func transitionError(id int32, from, to Membership) error {
+func transitionError(id nodeid.ID, from, to Membership) error {
 	err := errors.Mark(errors.Newf("node %d is %s; it cannot become %s", id, from, to), ErrMembership)
 	switch {
 	case from == Decommissioned:

@@ -1,12 +1,12 @@
 package liveness
 
 import (
-	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // ErrQuorum marks a refusal because the data group would lose (or has lost)
@@ -21,15 +21,15 @@ type Check struct {
 	// group"; "group 0" for group 0).
 	Group string
 	// Records holds every node's record by ID.
-	Records map[int32]Record
+	Records map[nodeid.ID]Record
 	// Voters and Learners are the group's current configuration.
-	Voters, Learners []int32
+	Voters, Learners []nodeid.ID
 	// MaxVoters is the voter limit up to which the leader promotes live
 	// learners (0: no limit).
 	MaxVoters int
 	// Live reports whether a node is live (Record.IsLive at the caller's
 	// now).
-	Live func(id int32) bool
+	Live func(id nodeid.ID) bool
 
 	// needsMember: a group left without any voter is refused (Validate).
 	needsMember bool
@@ -38,7 +38,7 @@ type Check struct {
 // Validate decides whether the nodes in targets may be decommissioned, and
 // says why not. It changes nothing; see the package documentation for the
 // rule.
-func (c Check) Validate(targets []int32) error {
+func (c Check) Validate(targets []nodeid.ID) error {
 	if len(targets) == 0 {
 		return errors.WithHint(errors.New("no node IDs given"), "name the nodes to decommission by ID, for example: kvnode node decommission 4")
 	}
@@ -47,7 +47,7 @@ func (c Check) Validate(targets []int32) error {
 			return unknownNodeError(t)
 		}
 	}
-	leaving := map[int32]bool{}
+	leaving := map[nodeid.ID]bool{}
 	for _, t := range targets {
 		leaving[t] = true
 	}
@@ -56,7 +56,7 @@ func (c Check) Validate(targets []int32) error {
 			leaving[id] = true
 		}
 	}
-	var remaining []int32
+	var remaining []nodeid.ID
 	for _, id := range append(slices.Clone(c.Voters), c.Learners...) {
 		if !leaving[id] {
 			remaining = append(remaining, id)
@@ -64,7 +64,7 @@ func (c Check) Validate(targets []int32) error {
 	}
 	if len(remaining) == 0 {
 		return errors.WithHint(errors.Newf("decommissioning %s would leave no node in the cluster",
-			nodeList(targets)),
+			nodeid.Names(targets)),
 			"a cluster needs at least one node: start a new node with --join, wait until it has joined, then decommission")
 	}
 	c.needsMember = true
@@ -77,8 +77,8 @@ func (c Check) Validate(targets []int32) error {
 // no voter and no learner to promote is not refused: group 0 uses it, for
 // which that is a passing state (every active node joins it, the data
 // group's Validate refuses to let the cluster itself become empty).
-func (c Check) ValidateMajority(targets []int32) error {
-	leaving := map[int32]bool{}
+func (c Check) ValidateMajority(targets []nodeid.ID) error {
+	leaving := map[nodeid.ID]bool{}
 	for _, t := range targets {
 		leaving[t] = true
 	}
@@ -90,7 +90,7 @@ func (c Check) ValidateMajority(targets []int32) error {
 	if err := c.hasQuorum(c.Voters); err != nil {
 		return err
 	}
-	var rv []int32
+	var rv []nodeid.ID
 	for _, id := range c.Voters {
 		if !leaving[id] {
 			rv = append(rv, id)
@@ -111,7 +111,7 @@ func (c Check) ValidateMajority(targets []int32) error {
 		return nil
 	}
 	if live*2 <= total {
-		var dead []int32
+		var dead []nodeid.ID
 		for _, id := range rv {
 			if !c.Live(id) {
 				dead = append(dead, id)
@@ -119,14 +119,14 @@ func (c Check) ValidateMajority(targets []int32) error {
 		}
 		if len(dead) == 0 {
 			return errors.WithHint(errors.Mark(errors.Newf(
-				"decommissioning %s would leave %s without a voter that is live", nodeList(targets), c.group()), ErrQuorum),
+				"decommissioning %s would leave %s without a voter that is live", nodeid.Names(targets), c.group()), ErrQuorum),
 				"start a new node with --join, wait until it is a voter, then decommission; nothing was changed")
 		}
 		return errors.WithHintf(errors.Mark(errors.Newf(
 			"decommissioning %s would leave %s without a live majority: "+
-				"%d of the %d voters that remain would be live", nodeList(targets), c.group(), live, total), ErrQuorum),
+				"%d of the %d voters that remain would be live", nodeid.Names(targets), c.group(), live, total), ErrQuorum),
 			"bring the dead voters (%s) back first, or decommission them too if they are gone for good; nothing was changed",
-			nodeList(dead))
+			nodeid.Names(dead))
 	}
 	return nil
 }
@@ -135,14 +135,14 @@ func (c Check) ValidateMajority(targets []int32) error {
 // (one step of a decommission): removing a learner or a non-member is
 // always safe; removing a voter needs a live majority of voters both
 // before and after.
-func (c Check) CanRemove(id int32) error {
+func (c Check) CanRemove(id nodeid.ID) error {
 	if !slices.Contains(c.Voters, id) {
 		return nil
 	}
 	if err := c.hasQuorum(c.Voters); err != nil {
 		return err
 	}
-	var after []int32
+	var after []nodeid.ID
 	for _, v := range c.Voters {
 		if v != id {
 			after = append(after, v)
@@ -158,11 +158,11 @@ func (c Check) CanRemove(id int32) error {
 	return nil
 }
 
-func (c Check) hasQuorum(voters []int32) error {
+func (c Check) hasQuorum(voters []nodeid.ID) error {
 	if live := c.countLive(voters); live*2 <= len(voters) {
 		return errors.WithHint(errors.Mark(errors.Newf(
 			"%s has no live majority: only %d of its %d voters (%s) are live",
-			c.group(), live, len(voters), nodeList(voters)), ErrQuorum),
+			c.group(), live, len(voters), nodeid.Names(voters)), ErrQuorum),
 			"restart the dead nodes first; no membership change can be made without a majority; nothing was changed")
 	}
 	return nil
@@ -179,7 +179,7 @@ func (c Check) group() string {
 	return c.Group
 }
 
-func (c Check) countLive(ids []int32) int {
+func (c Check) countLive(ids []nodeid.ID) int {
 	n := 0
 	for _, id := range ids {
 		if c.Live(id) {
@@ -192,8 +192,8 @@ func (c Check) countLive(ids []int32) int {
 // RemovalOrder orders nodes to remove so that each step keeps the most
 // margin: non-members and learners first, then voters that are not live,
 // then live voters; by ID within each class.
-func (c Check) RemovalOrder(ids []int32) []int32 {
-	rank := func(id int32) int {
+func (c Check) RemovalOrder(ids []nodeid.ID) []nodeid.ID {
+	rank := func(id nodeid.ID) int {
 		switch {
 		case !slices.Contains(c.Voters, id):
 			return 0
@@ -211,22 +211,6 @@ func (c Check) RemovalOrder(ids []int32) []int32 {
 		return out[i] < out[j]
 	})
 	return out
-}
-
-func nodeList(ids []int32) string {
-	if len(ids) == 0 {
-		return "none"
-	}
-	s := slices.Clone(ids)
-	slices.Sort(s)
-	parts := make([]string, len(s))
-	for i, id := range s {
-		parts[i] = fmt.Sprint(id)
-	}
-	if len(parts) == 1 {
-		return "node " + parts[0]
-	}
-	return "nodes " + strings.Join(parts, ", ")
 }
 
 // StepKind is what LifecycleStep asks the group's leader to do.
@@ -260,7 +244,7 @@ func (k StepKind) String() string {
 // lifecycle (LifecycleStep).
 type Step struct {
 	Kind StepKind
-	Node int32
+	Node nodeid.ID
 	// Waiting, for StepNone, says why a change that is due is not made
 	// now (a quorum check failed); nil if nothing is due.
 	Waiting error
@@ -281,8 +265,8 @@ type Step struct {
 // A node without a record counts as active. Changes are taken in
 // RemovalOrder (learners first, then dead voters, then live ones); a change
 // that concerns self asks for a leadership transfer first.
-func (c Check) LifecycleStep(self int32) Step {
-	var due []int32
+func (c Check) LifecycleStep(self nodeid.ID) Step {
+	var due []nodeid.ID
 	for _, id := range append(slices.Clone(c.Voters), c.Learners...) {
 		r, ok := c.Records[id]
 		if !ok || r.Membership == Active {

@@ -6,12 +6,14 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // cluster builds a Check: voters and learners by ID, dead lists the nodes
 // that are not live, leaving those already decommissioning.
-func cluster(voters, learners, dead, leaving []int32) Check {
-	c := Check{Records: map[int32]Record{}, Voters: voters, Learners: learners, MaxVoters: 5}
+func cluster(voters, learners, dead, leaving []nodeid.ID) Check {
+	c := Check{Records: map[nodeid.ID]Record{}, Voters: voters, Learners: learners, MaxVoters: 5}
 	for _, id := range append(slices.Clone(voters), learners...) {
 		m := Active
 		if slices.Contains(leaving, id) {
@@ -19,17 +21,17 @@ func cluster(voters, learners, dead, leaving []int32) Check {
 		}
 		c.Records[id] = Record{NodeID: id, Membership: m}
 	}
-	c.Live = func(id int32) bool { return !slices.Contains(dead, id) }
+	c.Live = func(id nodeid.ID) bool { return !slices.Contains(dead, id) }
 	return c
 }
 
-func ids(v ...int32) []int32 { return v }
+func ids(v ...nodeid.ID) []nodeid.ID { return v }
 
 func TestValidateQuorumRule(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		c       Check
-		targets []int32
+		targets []nodeid.ID
 		want    string // "" for allowed, else a substring of the error
 	}{
 		{"one of three, all live", cluster(ids(1, 2, 3), nil, nil, nil), ids(3), ""},
@@ -70,7 +72,7 @@ func TestCanRemoveAndOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		c    Check
-		id   int32
+		id   nodeid.ID
 		want string
 	}{
 		{"a live voter of three", cluster(ids(1, 2, 3), nil, nil, nil), 3, ""},
@@ -94,7 +96,7 @@ func TestCanRemoveAndOrder(t *testing.T) {
 }
 
 // withMembership sets the membership of ids in c's records.
-func withMembership(c Check, m Membership, ids ...int32) Check {
+func withMembership(c Check, m Membership, ids ...nodeid.ID) Check {
 	for _, id := range ids {
 		r := c.Records[id]
 		r.NodeID, r.Membership = id, m
@@ -153,7 +155,7 @@ func TestLifecycleStep(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		c       Check
-		self    int32
+		self    nodeid.ID
 		want    Step
 		waiting string
 	}{

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Membership is a node's membership status in the cluster.
@@ -28,7 +29,7 @@ func (m Membership) Valid() bool {
 
 // Record is a node's durable liveness record.
 type Record struct {
-	NodeID int32 `json:"node_id"`
+	NodeID nodeid.ID `json:"node_id"`
 	// Epoch is incremented every time the node starts.
 	Epoch int64 `json:"epoch"`
 	// Expiration is the wall-clock time (Unix nanoseconds) until which the
@@ -45,7 +46,7 @@ type Record struct {
 
 // NewRecord is the record written for a node when it gets its ID: never
 // live yet, active.
-func NewRecord(nodeID int32, now time.Time) Record {
+func NewRecord(nodeID nodeid.ID, now time.Time) Record {
 	return Record{NodeID: nodeID, Membership: Active, UpdatedAt: now.UnixNano()}
 }
 
@@ -117,7 +118,7 @@ func (r Record) ExpirationString() string {
 }
 
 // Key returns the key of node id's record (keys.LivenessKey).
-func Key(id int32) []byte { return keys.LivenessKey(id) }
+func Key(id nodeid.ID) []byte { return keys.LivenessKey(id) }
 
 // Span returns the key span [start, end) of every record.
 func Span() (start, end []byte) { return keys.LivenessSpan() }

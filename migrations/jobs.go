@@ -13,6 +13,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Status is a job's state.
@@ -38,12 +39,12 @@ type Job struct {
 	Progress    Progress `json:"progress"`
 	// Coordinator is the node running the job; LeaseUntil (Unix nanos) is
 	// when its claim lapses unless renewed by a checkpoint.
-	Coordinator int32  `json:"coordinator"`
-	LeaseUntil  int64  `json:"lease_until"`
-	Attempts    int    `json:"attempts"`
-	Error       string `json:"error,omitempty"`
-	Created     int64  `json:"created"`
-	Modified    int64  `json:"modified"`
+	Coordinator nodeid.ID `json:"coordinator"`
+	LeaseUntil  int64     `json:"lease_until"`
+	Attempts    int       `json:"attempts"`
+	Error       string    `json:"error,omitempty"`
+	Created     int64     `json:"created"`
+	Modified    int64     `json:"modified"`
 }
 
 // Fraction is the job's progress in [0, 1].
@@ -99,7 +100,7 @@ var ErrJobLost = errors.New("the migration job was taken over by another node")
 // may run or resume any migration.
 type Runner struct {
 	DB     kvpb.DB
-	NodeID int32
+	NodeID nodeid.ID
 	Deps   Deps
 	// Lease is how long a coordinator's claim lasts without a renewal
 	// (default 10s). A running coordinator renews it every RenewEvery,

@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/sqltest"
 	"github.com/kvnode/kvnode/testutil"
 )
@@ -73,9 +74,9 @@ func TestRunsExactlyOnceAcrossConcurrentCallers(t *testing.T) {
 	m := counting(100, &runs, nil)
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	for node := int32(1); node <= 5; node++ {
+	for node := nodeid.ID(1); node <= 5; node++ {
 		wg.Add(1)
-		go func(node int32) {
+		go func(node nodeid.ID) {
 			defer wg.Done()
 			r := &Runner{DB: db, NodeID: node, Registry: []Migration{m}}
 			if err := r.Run(ctx, clusterversion.V1_1WriteV2.Version()); err != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 )
 
@@ -98,7 +99,7 @@ func DrainNode(ctx context.Context, host string) (*DrainResponse, error) {
 }
 
 // RecommissionNodes reverses unfinished decommissions.
-func RecommissionNodes(ctx context.Context, host string, ids []int32) (*MembershipResponse, error) {
+func RecommissionNodes(ctx context.Context, host string, ids []nodeid.ID) (*MembershipResponse, error) {
 	return invoke(ctx, host, (*Client).Recommission, &MembershipRequest{NodeIDs: ids})
 }
 
@@ -108,7 +109,7 @@ func RecommissionNodes(ctx context.Context, host string, ids []int32) (*Membersh
 // DecommissionNodes polls until that is done, calling progress with the
 // targets' status whenever it changes. If the node at host goes away
 // meanwhile (it may be one of the targets), it asks the others.
-func DecommissionNodes(ctx context.Context, host string, ids []int32, wait bool, progress func([]NodeStatus)) error {
+func DecommissionNodes(ctx context.Context, host string, ids []nodeid.ID, wait bool, progress func([]NodeStatus)) error {
 	resp, err := invoke(ctx, host, (*Client).Decommission, &MembershipRequest{NodeIDs: ids})
 	if err != nil {
 		return err

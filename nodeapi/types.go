@@ -6,6 +6,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 )
 
@@ -21,12 +22,12 @@ type HelloRequest struct{}
 
 // HelloResponse describes a node.
 type HelloResponse struct {
-	ClusterID     string `json:"cluster_id"`
-	NodeID        int32  `json:"node_id"`
-	Bootstrapped  bool   `json:"bootstrapped"`
-	ListenAddr    string `json:"listen_addr"`
-	GossipAddr    string `json:"gossip_addr"`
-	BinaryVersion string `json:"binary_version"`
+	ClusterID     string    `json:"cluster_id"`
+	NodeID        nodeid.ID `json:"node_id"`
+	Bootstrapped  bool      `json:"bootstrapped"`
+	ListenAddr    string    `json:"listen_addr"`
+	GossipAddr    string    `json:"gossip_addr"`
+	BinaryVersion string    `json:"binary_version"`
 }
 
 // InitRequest bootstraps a new cluster on the receiving node.
@@ -34,8 +35,8 @@ type InitRequest struct{}
 
 // InitResponse reports the new cluster.
 type InitResponse struct {
-	ClusterID string `json:"cluster_id"`
-	NodeID    int32  `json:"node_id"`
+	ClusterID string    `json:"cluster_id"`
+	NodeID    nodeid.ID `json:"node_id"`
 }
 
 // JoinRequest asks the cluster to admit a node with a fresh store.
@@ -46,8 +47,8 @@ type JoinRequest struct {
 
 // JoinResponse carries the identity the joining node must persist.
 type JoinResponse struct {
-	ClusterID string `json:"cluster_id"`
-	NodeID    int32  `json:"node_id"`
+	ClusterID string    `json:"cluster_id"`
+	NodeID    nodeid.ID `json:"node_id"`
 	// ClusterVersion is the cluster's active version, which the joining
 	// node persists as its own.
 	ClusterVersion string `json:"cluster_version"`
@@ -65,12 +66,12 @@ type Empty struct{}
 // updated when its addresses change. It lets every node find every other
 // node's RPC address even before gossip has converged.
 type NodeRecord struct {
-	NodeID        int32  `json:"node_id"`
-	ListenAddr    string `json:"listen_addr"`
-	GossipAddr    string `json:"gossip_addr"`
-	SQLAddr       string `json:"sql_addr"`
-	HTTPAddr      string `json:"http_addr"`
-	BinaryVersion string `json:"binary_version"`
+	NodeID        nodeid.ID `json:"node_id"`
+	ListenAddr    string    `json:"listen_addr"`
+	GossipAddr    string    `json:"gossip_addr"`
+	SQLAddr       string    `json:"sql_addr"`
+	HTTPAddr      string    `json:"http_addr"`
+	BinaryVersion string    `json:"binary_version"`
 }
 
 // EncodeNodeRecord is n as it is stored under keys.NodeKey.
@@ -91,10 +92,10 @@ type NodeStatusRequest struct{}
 // endpoints keep their own JSON names for it (each says how). The
 // auto-upgrade decision reads its own parsed view (autoupgrade.Node).
 type NodeStatus struct {
-	NodeID      int32  `json:"node_id"`
-	Address     string `json:"address"`      // --listen-addr
-	SQLAddress  string `json:"sql_address"`  // --sql-addr
-	HTTPAddress string `json:"http_address"` // --http-addr
+	NodeID      nodeid.ID `json:"node_id"`
+	Address     string    `json:"address"`      // --listen-addr
+	SQLAddress  string    `json:"sql_address"`  // --sql-addr
+	HTTPAddress string    `json:"http_address"` // --http-addr
 	// Build is the binary's release: what the node gossips if it is up,
 	// else the release it last started with.
 	Build string `json:"build"`
@@ -127,7 +128,7 @@ type NodeStatus struct {
 
 // NodeStatusResponse lists every node that ever got an ID.
 type NodeStatusResponse struct {
-	AnsweredBy int32 `json:"answered_by"`
+	AnsweredBy nodeid.ID `json:"answered_by"`
 	// Stale is set when the data group could not answer in time and the
 	// node answered from its own, possibly stale, copy.
 	Stale bool         `json:"stale"`
@@ -139,14 +140,14 @@ type DrainRequest struct{}
 
 // DrainResponse reports a finished drain.
 type DrainResponse struct {
-	NodeID          int32 `json:"node_id"`
-	OpenConnections int   `json:"open_connections"`
+	NodeID          nodeid.ID `json:"node_id"`
+	OpenConnections int       `json:"open_connections"`
 }
 
 // MembershipRequest decommissions or recommissions nodes.
 type MembershipRequest struct {
-	NodeIDs   []int32 `json:"node_ids"`
-	Forwarded bool    `json:"forwarded"`
+	NodeIDs   []nodeid.ID `json:"node_ids"`
+	Forwarded bool        `json:"forwarded"`
 }
 
 // MembershipResponse reports the status of the nodes of a
@@ -157,7 +158,7 @@ type MembershipResponse struct {
 
 // LivenessRequest asks for one node's liveness record.
 type LivenessRequest struct {
-	NodeID int32 `json:"node_id"`
+	NodeID nodeid.ID `json:"node_id"`
 }
 
 // LivenessResponse carries a liveness record.
@@ -179,8 +180,8 @@ type SetClusterVersionRequest struct {
 
 // SetClusterVersionResponse confirms it.
 type SetClusterVersionResponse struct {
-	NodeID  int32  `json:"node_id"`
-	Version string `json:"version"`
+	NodeID  nodeid.ID `json:"node_id"`
+	Version string    `json:"version"`
 }
 
 // --- group 0 ---
@@ -194,21 +195,21 @@ type Group0StateRequest struct {
 
 // Group0StateResponse is one node's group 0 state.
 type Group0StateResponse struct {
-	NodeID         int32   `json:"node_id"`
-	Binary         string  `json:"binary"`
-	State          string  `json:"state"`
-	Generation     uint64  `json:"generation"`
-	Isolated       bool    `json:"isolated"`
-	Applied        uint64  `json:"applied"`
-	StateID        uint64  `json:"state_id"`
-	CatalogStateID uint64  `json:"catalog_state_id"`
-	Digest         string  `json:"digest"`
-	Leader         int32   `json:"leader"`
-	Voters         []int32 `json:"voters"`
-	Learners       []int32 `json:"learners"`
-	Waiting        string  `json:"waiting,omitempty"`
-	ProbeOK        bool    `json:"probe_ok,omitempty"`
-	ProbeError     string  `json:"probe_error,omitempty"`
+	NodeID         nodeid.ID   `json:"node_id"`
+	Binary         string      `json:"binary"`
+	State          string      `json:"state"`
+	Generation     uint64      `json:"generation"`
+	Isolated       bool        `json:"isolated"`
+	Applied        uint64      `json:"applied"`
+	StateID        uint64      `json:"state_id"`
+	CatalogStateID uint64      `json:"catalog_state_id"`
+	Digest         string      `json:"digest"`
+	Leader         nodeid.ID   `json:"leader"`
+	Voters         []nodeid.ID `json:"voters"`
+	Learners       []nodeid.ID `json:"learners"`
+	Waiting        string      `json:"waiting,omitempty"`
+	ProbeOK        bool        `json:"probe_ok,omitempty"`
+	ProbeError     string      `json:"probe_error,omitempty"`
 }
 
 // Info is the state as group 0's decisions take it.
@@ -228,8 +229,8 @@ type Group0PrepareRequest struct {
 
 // Group0PrepareResponse confirms it.
 type Group0PrepareResponse struct {
-	NodeID     int32  `json:"node_id"`
-	Generation uint64 `json:"generation"`
+	NodeID     nodeid.ID `json:"node_id"`
+	Generation uint64    `json:"generation"`
 }
 
 // Group0JoinRequest asks group 0's leader to add NodeID as a learner.
@@ -241,15 +242,15 @@ type Group0PrepareResponse struct {
 // would find its log lost), and a voter that lost its log must never vote
 // as if it had kept it.
 type Group0JoinRequest struct {
-	NodeID      int32  `json:"node_id"`
-	Generation  uint64 `json:"generation"`
-	Forwarded   bool   `json:"forwarded"`
-	LostReplica bool   `json:"lost_replica,omitempty"`
+	NodeID      nodeid.ID `json:"node_id"`
+	Generation  uint64    `json:"generation"`
+	Forwarded   bool      `json:"forwarded"`
+	LostReplica bool      `json:"lost_replica,omitempty"`
 }
 
 // Group0JoinResponse confirms the node is a member.
 type Group0JoinResponse struct {
-	Leader int32 `json:"leader"`
+	Leader nodeid.ID `json:"leader"`
 }
 
 // Group0SetStateRequest asks a node to persist a new upgrade state.
@@ -264,8 +265,8 @@ type Group0SetStateRequest struct {
 
 // Group0SetStateResponse reports the node's state afterwards.
 type Group0SetStateResponse struct {
-	NodeID int32  `json:"node_id"`
-	State  string `json:"state"`
+	NodeID nodeid.ID `json:"node_id"`
+	State  string    `json:"state"`
 }
 
 // Group0SyncRequest asks a node to have its catalog reflect group 0 state
@@ -277,9 +278,9 @@ type Group0SyncRequest struct {
 // Group0SyncResponse reports the node's catalog, and group 0's schema as
 // the node's replica holds it, read together.
 type Group0SyncResponse struct {
-	NodeID         int32  `json:"node_id"`
-	CatalogStateID uint64 `json:"catalog_state_id"`
-	Digest         string `json:"digest"`
+	NodeID         nodeid.ID `json:"node_id"`
+	CatalogStateID uint64    `json:"catalog_state_id"`
+	Digest         string    `json:"digest"`
 	// Group0StateID and Group0Digest are the state of group 0 that the
 	// node compared its catalog with, and that state's schema digest: the
 	// catalog holds exactly group 0's schema when Digest equals
@@ -297,11 +298,11 @@ type Group0RecoverRequest struct {
 
 // Group0RecoverResponse carries the plan, and the outcome unless DryRun.
 type Group0RecoverResponse struct {
-	Plan   string `json:"plan"`
-	Kind   string `json:"kind"`
-	Seed   int32  `json:"seed,omitempty"`
-	Done   bool   `json:"done"`
-	Result string `json:"result,omitempty"`
+	Plan   string    `json:"plan"`
+	Kind   string    `json:"kind"`
+	Seed   nodeid.ID `json:"seed,omitempty"`
+	Done   bool      `json:"done"`
+	Result string    `json:"result,omitempty"`
 }
 
 // --- recovery from a lost majority ---
@@ -316,12 +317,12 @@ type RecoverRequest struct {
 
 // RecoverResponse carries the plan, and the outcome unless DryRun.
 type RecoverResponse struct {
-	Plan      string  `json:"plan"`
-	Seed      int32   `json:"seed"`
-	Survivors []int32 `json:"survivors"`
-	Dead      []int32 `json:"dead"`
-	Done      bool    `json:"done"`
-	Result    string  `json:"result,omitempty"`
+	Plan      string      `json:"plan"`
+	Seed      nodeid.ID   `json:"seed"`
+	Survivors []nodeid.ID `json:"survivors"`
+	Dead      []nodeid.ID `json:"dead"`
+	Done      bool        `json:"done"`
+	Result    string      `json:"result,omitempty"`
 }
 
 // RecoverInfoRequest asks a node for its data group state.
@@ -330,7 +331,7 @@ type RecoverInfoRequest struct{}
 // RecoverInfo is one node's answer: its data replica's Raft state, whether
 // it serves, and the record of a recovery it seeded.
 type RecoverInfo struct {
-	NodeID int32           `json:"node_id"`
+	NodeID nodeid.ID       `json:"node_id"`
 	Raft   kv.RaftState    `json:"raft"`
 	Ready  bool            `json:"ready"`
 	Record *RecoveryRecord `json:"record,omitempty"`
@@ -339,11 +340,11 @@ type RecoverInfo struct {
 // RecoveryRecord is kept in the seed's node-local keys: what the recovery
 // decided, so that a second run finishes it instead of starting another.
 type RecoveryRecord struct {
-	Seed      int32   `json:"seed"`
-	Survivors []int32 `json:"survivors"`
-	Dead      []int32 `json:"dead"`
-	Time      int64   `json:"time"`
-	Done      bool    `json:"done"`
+	Seed      nodeid.ID   `json:"seed"`
+	Survivors []nodeid.ID `json:"survivors"`
+	Dead      []nodeid.ID `json:"dead"`
+	Time      int64       `json:"time"`
+	Done      bool        `json:"done"`
 }
 
 // RecoverApplyRequest asks a node to take one step of the recovery.
@@ -363,13 +364,13 @@ type RecoverApplyResponse struct {
 // ClockRequest asks a node for its clock's wall time: one measurement of
 // the clock-offset monitor (rpc.ClockMonitor). New in release 2.1.
 type ClockRequest struct {
-	NodeID int32 `json:"node_id"` // the caller's
+	NodeID nodeid.ID `json:"node_id"` // the caller's
 }
 
 // ClockResponse is the node's wall time when it answered.
 type ClockResponse struct {
-	NodeID    int32 `json:"node_id"`
-	WallNanos int64 `json:"wall_nanos"` // nanoseconds since the Unix epoch
+	NodeID    nodeid.ID `json:"node_id"`
+	WallNanos int64     `json:"wall_nanos"` // nanoseconds since the Unix epoch
 }
 
 // PurgeRaftLogRequest asks a node to compact its data group log through
@@ -381,5 +382,5 @@ type PurgeRaftLogRequest struct {
 
 // PurgeRaftLogResponse confirms it.
 type PurgeRaftLogResponse struct {
-	NodeID int32 `json:"node_id"`
+	NodeID nodeid.ID `json:"node_id"`
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // ClockMonitor measures the offset of this node's clock against every other
@@ -30,8 +32,8 @@ import (
 type ClockMonitor struct {
 	cfg    ClockMonitorConfig
 	mu     sync.Mutex
-	peers  map[uint64]PeerOffset
-	old    map[uint64]bool // answered Unimplemented
+	peers  map[nodeid.ID]PeerOffset
+	old    map[nodeid.ID]bool // answered Unimplemented
 	status atomic.Pointer[ClockStatus]
 }
 
@@ -43,7 +45,7 @@ type ClockMonitorConfig struct {
 	// measurement older than 3 intervals no longer counts.
 	Interval time.Duration
 	// Peers returns the other nodes to measure: node ID to RPC address.
-	Peers func() map[uint64]string
+	Peers func() map[nodeid.ID]string
 	// Ping asks the node at addr for its wall time. IsUnimplemented tells
 	// whether its error means the node's release has no such method.
 	Ping            func(ctx context.Context, addr string) (time.Time, error)
@@ -56,7 +58,7 @@ type ClockMonitorConfig struct {
 
 // PeerOffset is one measurement of a peer's clock against this node's.
 type PeerOffset struct {
-	NodeID      uint64
+	NodeID      nodeid.ID
 	Offset      time.Duration // remote - local: positive if the peer's clock is ahead
 	Uncertainty time.Duration
 	MeasuredAt  time.Time
@@ -74,7 +76,7 @@ type ClockStatus struct {
 	// Peers are the recent measurements, by node ID; Older the peers whose
 	// release has no clock RPC (not counted).
 	Peers []PeerOffset
-	Older []uint64
+	Older []nodeid.ID
 	// Beyond is how many of Peers are beyond the tolerated offset.
 	Beyond int
 	// MaxAbsOffset is the largest |offset| among Peers.
@@ -104,7 +106,7 @@ func NewClockMonitor(cfg ClockMonitorConfig) *ClockMonitor {
 	if cfg.IsUnimplemented == nil {
 		cfg.IsUnimplemented = func(error) bool { return false }
 	}
-	m := &ClockMonitor{cfg: cfg, peers: map[uint64]PeerOffset{}, old: map[uint64]bool{}}
+	m := &ClockMonitor{cfg: cfg, peers: map[nodeid.ID]PeerOffset{}, old: map[nodeid.ID]bool{}}
 	st := EvaluateClockOffsets(cfg.MaxOffset, nil, nil)
 	m.status.Store(&st)
 	return m
@@ -150,7 +152,7 @@ func (m *ClockMonitor) Round(ctx context.Context) {
 	m.evaluate(peers)
 }
 
-func (m *ClockMonitor) measure(ctx context.Context, id uint64, addr string) {
+func (m *ClockMonitor) measure(ctx context.Context, id nodeid.ID, addr string) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Interval)
 	defer cancel()
 	t0 := m.cfg.Clock.Now()
@@ -175,11 +177,11 @@ func (m *ClockMonitor) measure(ctx context.Context, id uint64, addr string) {
 	}
 }
 
-func (m *ClockMonitor) evaluate(current map[uint64]string) {
+func (m *ClockMonitor) evaluate(current map[nodeid.ID]string) {
 	now := m.cfg.Clock.Now()
 	m.mu.Lock()
 	var recent []PeerOffset
-	var older []uint64
+	var older []nodeid.ID
 	for id, p := range m.peers {
 		_, still := current[id]
 		if !still || now.Sub(p.MeasuredAt) > 3*m.cfg.Interval {
@@ -214,7 +216,7 @@ func (m *ClockMonitor) evaluate(current map[uint64]string) {
 
 // EvaluateClockOffsets is the monitor's verdict on a set of measurements: a
 // pure function, table-tested.
-func EvaluateClockOffsets(maxOffset time.Duration, peers []PeerOffset, older []uint64) ClockStatus {
+func EvaluateClockOffsets(maxOffset time.Duration, peers []PeerOffset, older []nodeid.ID) ClockStatus {
 	st := ClockStatus{MaxOffset: maxOffset, Tolerated: maxOffset * 4 / 5, Older: older}
 	slices.Sort(st.Older)
 	for _, p := range peers {

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 func TestEvaluateClockOffsets(t *testing.T) {
 	const max = 500 * time.Millisecond // tolerated: 400ms
-	peer := func(id uint64, off, unc time.Duration) PeerOffset {
+	peer := func(id nodeid.ID, off, unc time.Duration) PeerOffset {
 		return PeerOffset{NodeID: id, Offset: off, Uncertainty: unc}
 	}
 	for _, tc := range []struct {
@@ -53,7 +55,7 @@ func TestClockMonitorRound(t *testing.T) {
 		Clock:     clock,
 		MaxOffset: 500 * time.Millisecond,
 		Interval:  time.Second,
-		Peers:     func() map[uint64]string { return map[uint64]string{2: "new", 3: "old", 4: "down"} },
+		Peers:     func() map[nodeid.ID]string { return map[nodeid.ID]string{2: "new", 3: "old", 4: "down"} },
 		Ping: func(_ context.Context, addr string) (time.Time, error) {
 			switch addr {
 			case "old":

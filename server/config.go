@@ -9,6 +9,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/pgwire"
 )
 
@@ -137,7 +138,7 @@ type Knobs struct {
 	MigrationBatchSize int
 	// MigrationCheckpoint runs on a migration's coordinator before each
 	// checkpoint (a pause point); an error stops the migration there.
-	MigrationCheckpoint func(ctx context.Context, nodeID int32, done int64) error
+	MigrationCheckpoint func(ctx context.Context, nodeID nodeid.ID, done int64) error
 	// BeforeVersionStep runs on the coordinator before it persists each
 	// ladder step; an error stops the finalization there.
 	BeforeVersionStep func(step clusterversion.Version) error
@@ -148,7 +149,7 @@ type Knobs struct {
 	// ReportedVersion rewrites what this node's finalization decisions and
 	// SHOW UPGRADE STATUS read as node id's reported (gossiped) persisted
 	// version: a stale report, as gossip that has not caught up leaves it.
-	ReportedVersion func(id int32, reported string) string
+	ReportedVersion func(id nodeid.ID, reported string) string
 	// Group0Hook runs on the coordinator before every action of the
 	// group 0 upgrade procedure (pause and crash points); an error stops
 	// the procedure there.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/sql/rowenc"
@@ -451,7 +452,7 @@ func getJSON(t *testing.T, url string, v any) int {
 func TestStaleReportAfterDowngradeDoesNotFinalize(t *testing.T) {
 	var stale atomic.Bool
 	c := testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{
-		ReportedVersion: func(id int32, reported string) string {
+		ReportedVersion: func(id nodeid.ID, reported string) string {
 			if stale.Load() && id == 2 {
 				return "2.1"
 			}
@@ -480,7 +481,7 @@ func TestStaleReportAfterDowngradeDoesNotFinalize(t *testing.T) {
 	lead := leaderIndex(t, c)
 	to := (lead + 1) % 3
 	testcluster.WaitFor(t, 10*time.Second, func() error {
-		c.Nodes[lead].Server.Replica().TransferLeadership(uint64(c.Nodes[to].Server.NodeID()))
+		c.Nodes[lead].Server.Replica().TransferLeadership(c.Nodes[to].Server.NodeID())
 		if rep := c.Nodes[to].Server.Replica(); rep == nil || !rep.Status().IsLeader {
 			return errors.Newf("node %d does not lead yet", to+1)
 		}

@@ -12,12 +12,13 @@ import (
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
 // group0Role is node id's role in group 0 as node i's replica sees it.
-func group0Role(c *testcluster.Cluster, i int, id uint64) string {
+func group0Role(c *testcluster.Cluster, i int, id nodeid.ID) string {
 	rep := c.Nodes[i].Server.Group0().Replica()
 	if rep == nil {
 		return "no replica"
@@ -32,7 +33,7 @@ func group0Role(c *testcluster.Cluster, i int, id uint64) string {
 	return "none"
 }
 
-func waitGroup0Role(t *testing.T, c *testcluster.Cluster, id uint64, want string, via ...int) {
+func waitGroup0Role(t *testing.T, c *testcluster.Cluster, id nodeid.ID, want string, via ...int) {
 	t.Helper()
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		for _, i := range via {
@@ -75,14 +76,14 @@ func TestGroup0DecommissionRecommission(t *testing.T) {
 	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{3}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []nodeid.ID{3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "learner", 0, 1)
 	c.Exec(1, "CREATE TABLE during (k INT PRIMARY KEY)")
 	checkSchemaEverywhere(t, c, []string{"during", "kv"})
 
-	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}); err != nil {
+	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []nodeid.ID{3}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "voter", 0, 1, 2)
@@ -122,7 +123,7 @@ func TestGroup0NodeOutsideRejoins(t *testing.T) {
 
 	// Node 3 is stopped, decommissioning, and removed from group 0.
 	c.StopNode(2)
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{3}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []nodeid.ID{3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	l := group0Leader(t, c)
@@ -153,7 +154,7 @@ func TestGroup0NodeOutsideRejoins(t *testing.T) {
 	}
 
 	// Recommissioned, it rejoins and catches up by itself.
-	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}); err != nil {
+	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []nodeid.ID{3}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0Role(t, c, 3, "voter", 0, 1, 2)
@@ -205,7 +206,7 @@ func TestGroup0UpgradeSkipsDecommissioningNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{4}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []nodeid.ID{4}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range c.Nodes {
@@ -224,7 +225,7 @@ func TestGroup0UpgradeSkipsDecommissioningNode(t *testing.T) {
 		return nil
 	})
 	waitGroup0States(t, c, group0.UsePostRaft, 0, 1, 2)
-	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{4}); err != nil {
+	if _, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []nodeid.ID{4}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup0States(t, c, group0.UsePostRaft, 3)

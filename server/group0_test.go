@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/storage"
@@ -765,7 +766,7 @@ func TestGroup0UpgradeSeedLost(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := nodeapi.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{seedID}, true, nil); err != nil {
+			if err := nodeapi.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []nodeid.ID{seedID}, true, nil); err != nil {
 				t.Fatal(err)
 			}
 			if way == "recovery" {
@@ -808,7 +809,7 @@ func TestGroup0JoinAndDecommission(t *testing.T) {
 	waitGroup0States(t, c, group0.UsePostRaft, n4)
 	waitGroup0Members(t, c, 4)
 	checkSchemaEverywhere(t, c, []string{"kv"})
-	id4 := uint64(c.Nodes[n4].Server.NodeID())
+	id4 := c.Nodes[n4].Server.NodeID()
 	testcluster.WaitFor(t, 30*time.Second, func() error {
 		st := c.Nodes[0].Server.Group0().Replica().Status()
 		if !slices.Contains(st.Voters, id4) {
@@ -823,7 +824,7 @@ func TestGroup0JoinAndDecommission(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{int32(id4)}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []nodeid.ID{id4}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.WaitFor(t, 30*time.Second, func() error {

@@ -11,6 +11,7 @@ import (
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -73,7 +74,7 @@ func (s *Server) Liveness() *liveness.NodeLiveness { return s.lc().nl.Load() }
 // startLiveness runs once the replica exists, before the node serves: it
 // refuses to go on if this node was decommissioned, then starts a new
 // liveness epoch (waiting for the data group to answer).
-func (s *Server) startLiveness(ctx context.Context, rep *kv.Replica, id int32) error {
+func (s *Server) startLiveness(ctx context.Context, rep *kv.Replica, id nodeid.ID) error {
 	lc := s.lc()
 	lc.rep.Store(rep)
 	lc.settings.Bind(rep)
@@ -110,7 +111,7 @@ func (s *Server) startLiveness(ctx context.Context, rep *kv.Replica, id int32) e
 // startLifecycleLoops starts the heartbeat, the settings refresh, the
 // decommission loop and the schema change loop as the stopper's tasks;
 // they end with the node.
-func (s *Server) startLifecycleLoops(rep *kv.Replica, id int32) error {
+func (s *Server) startLifecycleLoops(rep *kv.Replica, id nodeid.ID) error {
 	lc := s.lc()
 	nl := lc.nl.Load()
 	for _, t := range []struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
@@ -31,7 +32,7 @@ type livenessRow struct {
 	updatedAt       string
 }
 
-func livenessOf(t *testing.T, c *testcluster.Cluster, via int, id int32) (livenessRow, error) {
+func livenessOf(t *testing.T, c *testcluster.Cluster, via int, id nodeid.ID) (livenessRow, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -47,7 +48,7 @@ func livenessOf(t *testing.T, c *testcluster.Cluster, via int, id int32) (livene
 	return r, err
 }
 
-func isLive(t *testing.T, c *testcluster.Cluster, via int, id int32) (bool, error) {
+func isLive(t *testing.T, c *testcluster.Cluster, via int, id nodeid.ID) (bool, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -61,7 +62,7 @@ func isLive(t *testing.T, c *testcluster.Cluster, via int, id int32) (bool, erro
 	return live, err
 }
 
-func waitLive(t *testing.T, c *testcluster.Cluster, via int, id int32, want bool) {
+func waitLive(t *testing.T, c *testcluster.Cluster, via int, id nodeid.ID, want bool) {
 	t.Helper()
 	testcluster.WaitFor(t, 20*time.Second, func() error {
 		live, err := isLive(t, c, via, id)
@@ -75,7 +76,7 @@ func waitLive(t *testing.T, c *testcluster.Cluster, via int, id int32, want bool
 	})
 }
 
-func statusOf(t *testing.T, c *testcluster.Cluster, via int, id int32) (nodeapi.NodeStatus, error) {
+func statusOf(t *testing.T, c *testcluster.Cluster, via int, id nodeid.ID) (nodeapi.NodeStatus, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -301,7 +302,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 
 	// Marked decommissioning; while the leader holds off, it is still a
 	// voter and can be recommissioned.
-	if err := nodeapi.DecommissionNodes(ctx, host, []int32{3}, false, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, host, []nodeid.ID{3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := livenessOf(t, c, 1, 3); err != nil || r.membership != "decommissioning" || !r.decommissioning {
@@ -310,7 +311,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	if st, err := statusOf(t, c, 1, 3); err != nil || st.Raft != "voter" || !st.IsLive {
 		t.Fatalf("status: %+v %v", st, err)
 	}
-	resp, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3})
+	resp, err := nodeapi.RecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []nodeid.ID{3})
 	if err != nil || len(resp.Nodes) != 1 || resp.Nodes[0].Membership != "active" {
 		t.Fatalf("recommission: %+v %v", resp, err)
 	}
@@ -322,7 +323,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	// wait with progress.
 	hold.Store(false)
 	var seen []string
-	err = nodeapi.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []int32{3}, true, func(ns []nodeapi.NodeStatus) {
+	err = nodeapi.DecommissionNodes(ctx, c.Nodes[1].Config.ListenAddr, []nodeid.ID{3}, true, func(ns []nodeapi.NodeStatus) {
 		for _, n := range ns {
 			seen = append(seen, n.Membership+"/"+n.Raft)
 		}
@@ -336,7 +337,7 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		testcluster.WaitFor(t, 10*time.Second, func() error {
 			st := c.Nodes[i].Server.Replica().Status()
-			if !slices.Equal(st.Voters, []uint64{1, 2}) || len(st.Learners) != 0 {
+			if !slices.Equal(st.Voters, []nodeid.ID{1, 2}) || len(st.Learners) != 0 {
 				return fmt.Errorf("node %d sees voters %v learners %v", i+1, st.Voters, st.Learners)
 			}
 			return nil
@@ -348,10 +349,10 @@ func TestDecommissionLiveNodeRecommissionAndRejoinRefusal(t *testing.T) {
 	c.Exec(1, "INSERT INTO kv VALUES (2, 'b')")
 	waitCount(t, c, 0, "kv", 2)
 	// Decommissioning it again is a no-op; recommissioning is refused.
-	if err := nodeapi.DecommissionNodes(ctx, host, []int32{3}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, host, []nodeid.ID{3}, true, nil); err != nil {
 		t.Fatalf("repeated decommission: %v", err)
 	}
-	if _, err := nodeapi.RecommissionNodes(ctx, host, []int32{3}); err == nil || !strings.Contains(err.Error(), "cannot be reversed") {
+	if _, err := nodeapi.RecommissionNodes(ctx, host, []nodeid.ID{3}); err == nil || !strings.Contains(err.Error(), "cannot be reversed") {
 		t.Fatalf("recommissioning a decommissioned node: %v", err)
 	}
 	// Restarting it on its store is refused with the reason.
@@ -376,19 +377,19 @@ func TestDecommissionDeadNodeAndRefusals(t *testing.T) {
 
 	// Bad input: each refused with a clear error, nothing changed.
 	for _, tc := range []struct {
-		ids  []int32
+		ids  []nodeid.ID
 		want string
 	}{
-		{[]int32{9}, "node 9 does not exist"},
-		{[]int32{2}, "without a live majority"},
-		{[]int32{1, 2, 3}, "no node in the cluster"},
+		{[]nodeid.ID{9}, "node 9 does not exist"},
+		{[]nodeid.ID{2}, "without a live majority"},
+		{[]nodeid.ID{1, 2, 3}, "no node in the cluster"},
 	} {
 		err := nodeapi.DecommissionNodes(ctx, host, tc.ids, true, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || len(errors.GetAllHints(err)) == 0 {
 			t.Errorf("decommission %v: %v, want %q with a hint", tc.ids, err, tc.want)
 		}
 	}
-	for id := int32(1); id <= 3; id++ {
+	for id := nodeid.ID(1); id <= 3; id++ {
 		if r, err := livenessOf(t, c, 1, id); err != nil || r.membership != "active" {
 			t.Fatalf("a refused decommission changed node %d: %+v %v", id, r, err)
 		}
@@ -398,14 +399,14 @@ func TestDecommissionDeadNodeAndRefusals(t *testing.T) {
 	}
 
 	// The dead node can be decommissioned.
-	if err := nodeapi.DecommissionNodes(ctx, host, []int32{3}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, host, []nodeid.ID{3}, true, nil); err != nil {
 		t.Fatal(err)
 	}
-	if st := c.Nodes[1].Server.Replica().Status(); !slices.Equal(st.Voters, []uint64{1, 2}) {
+	if st := c.Nodes[1].Server.Replica().Status(); !slices.Equal(st.Voters, []nodeid.ID{1, 2}) {
 		t.Fatalf("voters %v", st.Voters)
 	}
 	// Both remaining nodes would leave no node.
-	if err := nodeapi.DecommissionNodes(ctx, host, []int32{1, 2}, true, nil); err == nil || !strings.Contains(err.Error(), "no node in the cluster") {
+	if err := nodeapi.DecommissionNodes(ctx, host, []nodeid.ID{1, 2}, true, nil); err == nil || !strings.Contains(err.Error(), "no node in the cluster") {
 		t.Fatalf("decommissioning the rest: %v", err)
 	}
 	// It comes back on its old store: refused (peers tell it), clearly.
@@ -518,11 +519,11 @@ func TestDecommissionTheLeader(t *testing.T) {
 	})
 	id := c.Nodes[leader].Server.NodeID()
 	other := (leader + 1) % 3
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[leader].Config.ListenAddr, []int32{id}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[leader].Config.ListenAddr, []nodeid.ID{id}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := c.Nodes[other].Server.Replica().Status()
-	if slices.Contains(st.Voters, uint64(id)) || len(st.Voters) != 2 || st.Leader == uint64(id) {
+	if slices.Contains(st.Voters, id) || len(st.Voters) != 2 || st.Leader == id {
 		t.Fatalf("after decommissioning the leader: %+v", st)
 	}
 	waitFailed(t, c.Nodes[leader].Server, "decommissioned")

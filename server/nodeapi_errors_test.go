@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
 
@@ -40,7 +41,7 @@ func TestRemoteErrorThroughForwardingNode(t *testing.T) {
 			continue
 		}
 		via := (l + 1) % len(c.Nodes)
-		err := nodeapi.DecommissionNodes(ctx, c.Nodes[via].Config.ListenAddr, []int32{9}, false, nil)
+		err := nodeapi.DecommissionNodes(ctx, c.Nodes[via].Config.ListenAddr, []nodeid.ID{9}, false, nil)
 		if leader() != l || c.Nodes[via].Server.Replica().Status().IsLeader {
 			continue // leadership moved during the call: it may not have been forwarded
 		}

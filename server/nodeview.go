@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/clockmon"
 	"github.com/kvnode/kvnode/server/clustersql"
 	"github.com/kvnode/kvnode/server/console"
@@ -48,25 +49,25 @@ var (
 )
 
 func (n nodeView) ActiveVersion() clusterversion.Version { return n.s.ActiveVersion() }
-func (n nodeView) NodeID() int32                         { return n.s.NodeID() }
+func (n nodeView) NodeID() nodeid.ID                     { return n.s.NodeID() }
 func (n nodeView) ClusterID() string                     { return n.s.ClusterID() }
 func (n nodeView) Replica() *kv.Replica                  { return n.s.Replica() }
 func (n nodeView) LiveReplica() *kv.Replica              { return n.s.lc().rep.Load() }
-func (n nodeView) Resolve(id uint64) (string, bool)      { return n.s.resolve(id) }
-func (n nodeView) AllowPromote(id uint64) bool           { return n.s.decom.AllowPromote(id) }
+func (n nodeView) Resolve(id nodeid.ID) (string, bool)   { return n.s.resolve(id) }
+func (n nodeView) AllowPromote(id nodeid.ID) bool        { return n.s.decom.AllowPromote(id) }
 
 func (n nodeView) Ready() error {
 	_, _, err := n.s.readyReplica()
 	return err
 }
 
-func (n nodeView) NodeRecords() map[int32]nodeapi.NodeRecord { return n.s.nodeRecords() }
+func (n nodeView) NodeRecords() map[nodeid.ID]nodeapi.NodeRecord { return n.s.nodeRecords() }
 
 func (n nodeView) NodeStatuses(ctx context.Context) ([]nodeapi.NodeStatus, error) {
 	return n.s.NodeStatuses(ctx)
 }
 
-func (n nodeView) Gossiped(id int32) (binary string, live, ok bool) {
+func (n nodeView) Gossiped(id nodeid.ID) (binary string, live, ok bool) {
 	g := n.s.gossipOrNil()
 	if g == nil {
 		return "", false, false
@@ -97,8 +98,8 @@ func (n nodeView) RPCAddr() string     { return n.s.RPCAddr() }
 func (n nodeView) Serving() bool       { return n.s.lc().nl.Load() != nil }
 func (n nodeView) JoinAddrs() []string { return n.s.otherJoinAddrs() }
 
-func (n nodeView) GossipAddrs() map[int32]string {
-	out := map[int32]string{}
+func (n nodeView) GossipAddrs() map[nodeid.ID]string {
+	out := map[nodeid.ID]string{}
 	if g := n.s.gossipOrNil(); g != nil {
 		for _, m := range g.Members() {
 			if m.Meta.NodeID != 0 && m.Meta.ListenAddr != "" && m.Meta.ClusterID == n.s.ClusterID() {
@@ -109,7 +110,7 @@ func (n nodeView) GossipAddrs() map[int32]string {
 	return out
 }
 
-func (n nodeView) ForgetGossip(id int32) {
+func (n nodeView) ForgetGossip(id nodeid.ID) {
 	if g := n.s.gossipOrNil(); g != nil {
 		_ = g.Forget(id)
 	}
@@ -212,12 +213,12 @@ func (n nodeView) LowerActiveVersion(v clusterversion.Version) error {
 	return n.s.lowerActiveVersion(v)
 }
 
-func (n nodeView) SchemaDigests() (mine string, live map[int32]string, ok bool) {
+func (n nodeView) SchemaDigests() (mine string, live map[nodeid.ID]string, ok bool) {
 	g, exec := n.s.gossipOrNil(), n.exec()
 	if g == nil || exec == nil {
 		return "", nil, false
 	}
-	live = map[int32]string{}
+	live = map[nodeid.ID]string{}
 	for _, m := range g.Members() {
 		if m.IsLive() {
 			live[m.Meta.NodeID] = m.Meta.SchemaDigest
@@ -293,7 +294,7 @@ func (n nodeView) LeftCluster() bool { return n.s.lc().leftCluster.Load() }
 
 // PeerAddrs are the --join addresses and every known node record's address
 // but node self's and this node's own.
-func (n nodeView) PeerAddrs(self int32) []string {
+func (n nodeView) PeerAddrs(self nodeid.ID) []string {
 	s := n.s
 	addrs := map[string]bool{}
 	for _, a := range s.otherJoinAddrs() {

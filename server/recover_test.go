@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 )
@@ -52,7 +53,7 @@ func TestRecoverLostMajority(t *testing.T) {
 	}
 	// Nodes 3, 4 and 5 are gone for good. Node IDs are given in the order
 	// nodes join, so they are read, not derived from the index.
-	nodeIDs := make([]int32, len(c.Nodes))
+	nodeIDs := make([]nodeid.ID, len(c.Nodes))
 	for i, nd := range c.Nodes {
 		nodeIDs[i] = nd.Server.NodeID()
 	}
@@ -78,8 +79,8 @@ func TestRecoverLostMajority(t *testing.T) {
 		return err
 	})
 	t.Logf("plan:\n%s", plan.Plan)
-	ids := func(idx ...int) []int32 {
-		var out []int32
+	ids := func(idx ...int) []nodeid.ID {
+		var out []nodeid.ID
 		for _, i := range idx {
 			out = append(out, nodeIDs[i])
 		}

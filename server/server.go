@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/liveness/decommission"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/security/nodesec"
 	"github.com/kvnode/kvnode/server/clockmon"
@@ -406,7 +408,7 @@ func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 func (s *Server) Up() <-chan struct{} { return s.up }
 
 // NodeID returns the node's ID, 0 before it has joined.
-func (s *Server) NodeID() int32 {
+func (s *Server) NodeID() nodeid.ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ident.NodeID
@@ -580,7 +582,7 @@ func (s *Server) waitForInitOrJoin(ctx context.Context) error {
 	}
 }
 
-func (s *Server) localRecord(id int32) nodeapi.NodeRecord {
+func (s *Server) localRecord(id nodeid.ID) nodeapi.NodeRecord {
 	return nodeapi.NodeRecord{NodeID: id, ListenAddr: s.AdvertisedRPCAddr(), GossipAddr: s.advertisedGossipAddr(),
 		SQLAddr: s.AdvertisedSQLAddr(), HTTPAddr: s.AdvertisedHTTPAddr(), BinaryVersion: s.binVersion.String()}
 }
@@ -665,9 +667,9 @@ func (s *Server) startNode(ctx context.Context) error {
 	id := s.ident
 	s.mu.Unlock()
 	log := s.log.With("node", id.NodeID)
-	tr := kv.NewTransport(id.ClusterID, uint64(id.NodeID), s.resolve, s.pool, log)
+	tr := kv.NewTransport(id.ClusterID, id.NodeID, s.resolve, s.pool, log)
 	rep, err := kv.NewReplica(kv.Config{
-		Engine: s.eng, NodeID: uint64(id.NodeID), Transport: tr, Logger: log,
+		Engine: s.eng, NodeID: id.NodeID, Transport: tr, Logger: log,
 		Metrics: kv.NewMetrics(s.reg), TickInterval: s.cfg.RaftTickInterval, LogRetain: s.cfg.RaftLogRetain,
 		Promote: s.decom.AllowPromote,
 		Clock:   s.clock.Clock(), MaxOffset: s.cfg.MaxOffset, LeaseReads: s.clock.LeaseReads(),
@@ -706,7 +708,7 @@ func (s *Server) startNode(ctx context.Context) error {
 	exec, err := sql.NewExecutor(sql.Config{
 		DB: rep, Txns: rep, Local: s.eng.Local(), Peers: s.schema, BinaryVersion: s.binVersion.String(), Versions: s,
 		Sizes:                 s.eng,
-		NodeID:                func() int32 { return id.NodeID },
+		NodeID:                func() nodeid.ID { return id.NodeID },
 		TestingBeforeWrite:    s.cfg.Knobs.BeforeRowWrite,
 		TestingAddPKHeld:      s.cfg.Knobs.AddPKHeld,
 		TestingHoldTTL:        s.cfg.Knobs.SchemaHoldTTL,
@@ -802,17 +804,12 @@ func (s *Server) waitReplicaReady(ctx context.Context, rep *kv.Replica) error {
 // the group already has its maximum number of voters. A node that reports
 // ready is then a full member: stopping any one node of a freshly formed
 // three-node cluster keeps a majority.
-func (s *Server) waitVoter(ctx context.Context, rep *kv.Replica, id int32) {
+func (s *Server) waitVoter(ctx context.Context, rep *kv.Replica, id nodeid.ID) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		st := rep.Status()
-		if len(st.Voters) >= rep.MaxVoters() {
+		if len(st.Voters) >= rep.MaxVoters() || slices.Contains(st.Voters, id) {
 			return
-		}
-		for _, v := range st.Voters {
-			if v == uint64(id) {
-				return
-			}
 		}
 		select {
 		case <-ctx.Done():
@@ -827,7 +824,7 @@ func (s *Server) waitVoter(ctx context.Context, rep *kv.Replica, id int32) {
 // current addresses and binary (a node may restart with different ones).
 // It runs once at start, before the node reports up, and retries until
 // the write succeeds or the node stops.
-func (s *Server) maintainNodeRecord(ctx context.Context, rep *kv.Replica, id int32) {
+func (s *Server) maintainNodeRecord(ctx context.Context, rep *kv.Replica, id nodeid.ID) {
 	want := nodeapi.EncodeNodeRecord(s.localRecord(id))
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -849,8 +846,8 @@ func (s *Server) maintainNodeRecord(ctx context.Context, rep *kv.Replica, id int
 
 // nodeRecords returns every node record from the local replica (possibly
 // slightly stale; used for addressing, not for decisions).
-func (s *Server) nodeRecords() map[int32]nodeapi.NodeRecord {
-	out := map[int32]nodeapi.NodeRecord{}
+func (s *Server) nodeRecords() map[nodeid.ID]nodeapi.NodeRecord {
+	out := map[nodeid.ID]nodeapi.NodeRecord{}
 	rep := s.Replica()
 	if rep == nil {
 		return out
@@ -871,12 +868,12 @@ func (s *Server) nodeRecords() map[int32]nodeapi.NodeRecord {
 
 // resolve maps a node ID to its RPC address: gossip first (freshest), then
 // the replicated node record.
-func (s *Server) resolve(id uint64) (string, bool) {
+func (s *Server) resolve(id nodeid.ID) (string, bool) {
 	s.mu.Lock()
 	g := s.gossip
 	s.mu.Unlock()
 	if g != nil {
-		if m, ok := g.Member(int32(id)); ok && m.Meta.ListenAddr != "" {
+		if m, ok := g.Member(id); ok && m.Meta.ListenAddr != "" {
 			return m.Meta.ListenAddr, true
 		}
 	}
@@ -884,7 +881,7 @@ func (s *Server) resolve(id uint64) (string, bool) {
 	if rep == nil {
 		return "", false
 	}
-	v, ok, err := rep.GetLocal(keys.NodeKey(int32(id)))
+	v, ok, err := rep.GetLocal(keys.NodeKey(id))
 	if err != nil || !ok {
 		return "", false
 	}
@@ -937,7 +934,7 @@ func (s *Server) startGossip(id storage.Ident) (*gossip.Gossip, error) {
 // gossipJoinLoop joins memberlist through the gossip addresses of the --join
 // peers and of every known node record, retrying until at least one peer is
 // reached (or there is no one else to reach).
-func (s *Server) gossipJoinLoop(ctx context.Context, g *gossip.Gossip, self int32) {
+func (s *Server) gossipJoinLoop(ctx context.Context, g *gossip.Gossip, self nodeid.ID) {
 	for attempt := 0; ; attempt++ {
 		addrs := map[string]bool{}
 		for _, r := range s.nodeRecords() {

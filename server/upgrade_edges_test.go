@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/console"
@@ -171,7 +172,7 @@ func TestPreserveOptionSetBehindTheFence(t *testing.T) {
 // refuse to start on it.
 func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
 	t.Helper()
-	want := map[int32]string{}
+	want := map[nodeid.ID]string{}
 	for i, nd := range c.Nodes {
 		want[nd.Server.NodeID()] = "1.1-step.1"
 		if i == victim {
@@ -197,7 +198,7 @@ func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[int32]string{}
+	got := map[nodeid.ID]string{}
 	for rows.Next() {
 		var item, value, detail string
 		var node *int64
@@ -207,7 +208,7 @@ func checkPersistedVersions(t *testing.T, c *testcluster.Cluster, victim int) {
 		if item != "persisted_version" {
 			continue
 		}
-		got[int32(*node)] = value
+		got[nodeid.ID(*node)] = value
 		if value == "1.1-step.1" && !strings.Contains(detail, "above the cluster version 1.0") {
 			t.Errorf("SHOW UPGRADE STATUS: node %d's persisted_version detail %q does not say it is above the cluster version", *node, detail)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/testcluster"
 	"github.com/kvnode/kvnode/sql/rowenc"
@@ -234,8 +235,8 @@ func TestCoordinatorStopsMidMigration(t *testing.T) {
 	var coordID atomic.Int32
 	var announced atomic.Bool
 	paused := make(chan struct{})
-	hook := func(ctx context.Context, nodeID int32, done int64) error {
-		if done < 100 || !(coordID.CompareAndSwap(0, nodeID) || coordID.Load() == nodeID) {
+	hook := func(ctx context.Context, nodeID nodeid.ID, done int64) error {
+		if done < 100 || !(coordID.CompareAndSwap(0, int32(nodeID)) || coordID.Load() == int32(nodeID)) {
 			return nil
 		}
 		if announced.CompareAndSwap(false, true) {
@@ -260,7 +261,7 @@ func TestCoordinatorStopsMidMigration(t *testing.T) {
 	}
 	coord := -1
 	for i, nd := range c.Nodes {
-		if nd.Server.NodeID() == coordID.Load() {
+		if nd.Server.NodeID() == nodeid.ID(coordID.Load()) {
 			coord = i
 		}
 	}
@@ -284,7 +285,7 @@ func TestCoordinatorStopsMidMigration(t *testing.T) {
 	waitVersion(t, c, "1.1")
 	jobs, _ = migrations.List(context.Background(), c.Nodes[other].Server.Replica())
 	j := jobs[0]
-	if j.Status != migrations.StatusSucceeded || j.Attempts < 2 || j.Coordinator == coordID.Load() || j.Progress.Done != 1000 {
+	if j.Status != migrations.StatusSucceeded || j.Attempts < 2 || j.Coordinator == nodeid.ID(coordID.Load()) || j.Progress.Done != 1000 {
 		t.Fatalf("job after the takeover: %+v (stopped at %d rows)", j, stoppedAt)
 	}
 	for i := range c.Nodes {
@@ -324,7 +325,7 @@ func TestDeadNodeBlocksUntilDecommissioned(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []int32{deadID}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[0].Config.ListenAddr, []nodeid.ID{deadID}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitVersion(t, c, "1.1")
@@ -343,7 +344,7 @@ func TestPartlyPersistedStepIsCompleted(t *testing.T) {
 	c.Exec(0, "SET CLUSTER SETTING cluster.preserve_downgrade_option = '1.0'")
 	var armed atomic.Bool
 	armed.Store(true)
-	stopped := make(chan [2]int32, 1) // index and node ID of the node stopped
+	stopped := make(chan [2]nodeid.ID, 1) // index and node ID of the node stopped
 	for i := range c.Nodes {
 		c.StopNode(i)
 		c.Nodes[i].Config.Knobs.BinaryVersion = rel("1.1")
@@ -356,14 +357,14 @@ func TestPartlyPersistedStepIsCompleted(t *testing.T) {
 			v := (i + 1) % len(c.Nodes)
 			id := c.Nodes[v].Server.NodeID()
 			c.StopNode(v)
-			stopped <- [2]int32{int32(v), id}
+			stopped <- [2]nodeid.ID{nodeid.ID(v), id}
 			return nil
 		}
 		c.StartNode(i)
 		c.WaitUp(i)
 	}
 	c.Exec(0, "RESET CLUSTER SETTING cluster.preserve_downgrade_option")
-	var victim [2]int32
+	var victim [2]nodeid.ID
 	select {
 	case victim = <-stopped:
 	case <-time.After(60 * time.Second):
@@ -372,7 +373,7 @@ func TestPartlyPersistedStepIsCompleted(t *testing.T) {
 	up := (int(victim[0]) + 1) % len(c.Nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[up].Config.ListenAddr, []int32{victim[1]}, true, nil); err != nil {
+	if err := nodeapi.DecommissionNodes(ctx, c.Nodes[up].Config.ListenAddr, []nodeid.ID{victim[1]}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.WaitFor(t, 60*time.Second, func() error {

@@ -40,6 +40,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -370,7 +371,7 @@ type SchemaJob struct {
 	Description       string
 	Status            string
 	Done              int64
-	Coordinator       int32
+	Coordinator       nodeid.ID
 	Created, Modified int64
 }
 

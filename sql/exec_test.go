@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -239,7 +240,7 @@ func TestUpdatePrimaryKey(t *testing.T) {
 func TestRestart(t *testing.T) {
 	db := sqltest.NewMemDB()
 	local := sqltest.NewMemStore()
-	cfg := Config{DB: db, Local: local, NodeID: func() int32 { return 1 }, BinaryVersion: "1.0"}
+	cfg := Config{DB: db, Local: local, NodeID: func() nodeid.ID { return 1 }, BinaryVersion: "1.0"}
 	e1, err := NewExecutor(cfg)
 	if err != nil {
 		t.Fatal(err)

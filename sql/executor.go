@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
@@ -32,7 +33,7 @@ type Config struct {
 	// Peers pushes schema changes to the other nodes.
 	Peers SchemaPeers
 	// NodeID returns this node's ID (0 until it has one).
-	NodeID func() int32
+	NodeID func() nodeid.ID
 	// BinaryVersion is the answer of crdb_internal.node_executable_version().
 	BinaryVersion string
 	// Versions tells which cluster version gates are active (the row
@@ -217,7 +218,7 @@ func NewExecutor(cfg Config) (*Executor, error) {
 		return nil, errors.AssertionFailedf("sql.Config needs DB and Local")
 	}
 	if cfg.NodeID == nil {
-		cfg.NodeID = func() int32 { return 0 }
+		cfg.NodeID = func() nodeid.ID { return 0 }
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = catalog.NewClock(nil, cfg.NodeID)

@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
@@ -52,12 +53,12 @@ func newTestClusterAt(t testing.TB, n int, versions clusterversion.Handle) *test
 	tc := &testCluster{t: t, db: sqltest.NewMemDB(), net: sqltest.NewNetwork(),
 		sessions: map[string]pgwire.Session{}, prepared: map[string]pgwire.Prepared{}}
 	for i := 1; i <= n; i++ {
-		id := int32(i)
+		id := nodeid.ID(i)
 		e, err := NewExecutor(Config{
 			DB:            tc.db,
 			Local:         sqltest.NewMemStore(),
 			Peers:         tc.net.Peers(id),
-			NodeID:        func() int32 { return id },
+			NodeID:        func() nodeid.ID { return id },
 			BinaryVersion: "1.0",
 			Versions:      versions,
 		})
@@ -71,7 +72,7 @@ func newTestClusterAt(t testing.TB, n int, versions clusterversion.Handle) *test
 	return tc
 }
 
-func registerTestVirtualTables(e *Executor, id int32) {
+func registerTestVirtualTables(e *Executor, id nodeid.ID) {
 	e.RegisterVirtualTable("system.local",
 		[]pgwire.Column{{Name: "key", Type: types.String}, {Name: "value", Type: types.String}},
 		func(ctx context.Context) ([][]types.Datum, error) {
@@ -377,7 +378,7 @@ func runScript(t *testing.T, path string) {
 			writeResult(&b, p.Columns(), res, false)
 			return b.String()
 		case "link":
-			tc.net.SetLink(int32(node), d.HasArg("up"))
+			tc.net.SetLink(nodeid.ID(node), d.HasArg("up"))
 			return ""
 		case "sync":
 			if err := tc.net.Sync(); err != nil {

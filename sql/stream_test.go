@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/sql/sqltest"
@@ -107,9 +108,9 @@ func streamTestSessions(t *testing.T, db *sqltest.MemDB) (stream, plain pgwire.S
 	net := sqltest.NewNetwork()
 	var sessions []pgwire.Session
 	for i, kv := range []kvpb.DB{db, plainDB{db}} {
-		id := int32(i + 1)
+		id := nodeid.ID(i + 1)
 		e, err := NewExecutor(Config{DB: kv, Local: sqltest.NewMemStore(), Peers: net.Peers(id),
-			NodeID: func() int32 { return id }, BinaryVersion: "1.0"})
+			NodeID: func() nodeid.ID { return id }, BinaryVersion: "1.0"})
 		if err != nil {
 			t.Fatal(err)
 		}

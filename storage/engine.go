@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Prefixes of the key spaces; see the package comment.
@@ -218,8 +219,8 @@ func (quietLogger) Fatalf(f string, a ...any) {
 // Ident is the store's identity, written once when the node joins a cluster
 // (or bootstraps one) and checked at every start.
 type Ident struct {
-	ClusterID string `json:"cluster_id"`
-	NodeID    int32  `json:"node_id"`
+	ClusterID string    `json:"cluster_id"`
+	NodeID    nodeid.ID `json:"node_id"`
 	// ClusterVersion is the active cluster version this node last
 	// persisted; it is written before the node acts on a new version.
 	ClusterVersion string `json:"cluster_version"`

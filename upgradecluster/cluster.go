@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/migrations"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/sql/rowenc"
@@ -26,7 +27,7 @@ import (
 
 // Node is what the upgrade's cluster needs of the node it runs on.
 type Node interface {
-	NodeID() int32
+	NodeID() nodeid.ID
 	// RPCAddr is the node's own RPC address (the decision's host).
 	RPCAddr() string
 	// ActiveVersion is the cluster version the node has persisted.
@@ -49,7 +50,7 @@ type Node interface {
 	LowerActiveVersion(v clusterversion.Version) error
 	// SchemaDigests is this node's schema digest and the digests the live
 	// nodes gossip (ok is false while gossip or SQL is not started).
-	SchemaDigests() (mine string, live map[int32]string, ok bool)
+	SchemaDigests() (mine string, live map[nodeid.ID]string, ok bool)
 	// Release21Blockers is what in the schema refuses a downgrade from
 	// 2.1 (nil while SQL is not started).
 	Release21Blockers() []migrations.Blocker
@@ -76,7 +77,7 @@ type Knobs struct {
 	MigrationBatchSize int
 	// MigrationCheckpoint runs on a migration's coordinator before each
 	// checkpoint.
-	MigrationCheckpoint func(ctx context.Context, nodeID int32, done int64) error
+	MigrationCheckpoint func(ctx context.Context, nodeID nodeid.ID, done int64) error
 	// BeforeVersionStep and VersionStepPause run on the coordinator
 	// before it persists each ladder step (upgrademanager.Config).
 	BeforeVersionStep func(step clusterversion.Version) error
@@ -84,7 +85,7 @@ type Knobs struct {
 	// ReportedVersion rewrites the persisted version that this node's
 	// status view says node id reported (gossip that has not caught up):
 	// the fault a stale report is.
-	ReportedVersion func(id int32, reported string) string
+	ReportedVersion func(id nodeid.ID, reported string) string
 }
 
 // Config is what New needs.
@@ -299,7 +300,7 @@ func (c *Cluster) confirmAhead(ctx context.Context, statuses []nodeapi.NodeStatu
 
 // askPersisted asks node id, at addr, for the cluster version it has
 // persisted: its own row of the status it answers with.
-func (c *Cluster) askPersisted(ctx context.Context, id int32, addr string) (string, error) {
+func (c *Cluster) askPersisted(ctx context.Context, id nodeid.ID, addr string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := c.cfg.Client.NodeStatus(ctx, addr, &nodeapi.NodeStatusRequest{})
@@ -394,7 +395,7 @@ func (c *Cluster) waitSchemaConverged(ctx context.Context, within time.Duration)
 	deadline := time.Now().Add(within)
 	for {
 		mine, live, ok := c.cfg.Node.SchemaDigests()
-		var differ []int32
+		var differ []nodeid.ID
 		for id, d := range live {
 			if d != mine {
 				differ = append(differ, id)
@@ -406,7 +407,7 @@ func (c *Cluster) waitSchemaConverged(ctx context.Context, within time.Duration)
 		}
 		if time.Now().After(deadline) {
 			return errors.WithHintf(errors.Newf("the schemas of %s have not converged with node %d's after leaving group 0",
-				autoupgrade.NodeList(differ), c.cfg.Node.NodeID()), "the pre-Raft schema sync merges them; the downgrade resumes this step")
+				nodeid.Names(differ), c.cfg.Node.NodeID()), "the pre-Raft schema sync merges them; the downgrade resumes this step")
 		}
 		select {
 		case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -217,7 +218,7 @@ func (m *Manager) waitReported(ctx context.Context, target clusterversion.Versio
 		if err != nil {
 			return err
 		}
-		var behind []int32
+		var behind []nodeid.ID
 		for _, n := range nodes {
 			if n.Membership != autoupgrade.Decommissioned && target.Less(n.Persisted) {
 				behind = append(behind, n.ID)
@@ -229,7 +230,7 @@ func (m *Manager) waitReported(ctx context.Context, target clusterversion.Versio
 		select {
 		case <-ctx.Done():
 			return errors.WithHintf(errors.Wrapf(ctx.Err(), "%s still report a cluster version above %s",
-				autoupgrade.NodeList(behind), target), "the downgrade completes once their status catches up; it resumes by itself")
+				nodeid.Names(behind), target), "the downgrade completes once their status catches up; it resumes by itself")
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -46,7 +47,7 @@ func TestDowngradeWalksDownOneRelease(t *testing.T) {
 	if down < index(t, c.events, "record 1.1-step.1") || down > index(t, c.events, "persist n1 1.0") {
 		t.Fatalf("the row rewrite to v1 ran outside its turn: %v", c.events)
 	}
-	for id := int32(1); id <= 3; id++ {
+	for id := nodeid.ID(1); id <= 3; id++ {
 		if c.persisted[id] != ver("1.0") {
 			t.Fatalf("node %d persisted %s", id, c.persisted[id])
 		}
@@ -88,7 +89,7 @@ func TestDowngradeRefusals(t *testing.T) {
 		{"the first release", "1.0", "1.0", "1.0", nil, autoupgrade.ErrDowngradeTarget},
 		{"not on the ladder", "1.1", "1.1", "0.9", nil, clusterversion.ErrUnknownVersion},
 		{"a binary too new", "2.0", "2.1", "1.1", nil, autoupgrade.ErrBinaryTooNew},
-		{"a dead node", "1.1", "1.1", "1.0", func(c *fakeCluster) { c.dead = map[int32]bool{2: true} }, autoupgrade.ErrNodeNotLive},
+		{"a dead node", "1.1", "1.1", "1.0", func(c *fakeCluster) { c.dead = map[nodeid.ID]bool{2: true} }, autoupgrade.ErrNodeNotLive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newFakeCluster(3, tc.active, tc.binary)

@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -208,7 +209,7 @@ func (m *Manager) beginStep(ctx context.Context, v clusterversion.Version, msg s
 // admitting it, which is v, or catches up with the replicated version by
 // itself.
 func (m *Manager) persistOnEveryNode(ctx context.Context, v clusterversion.Version, nodes []autoupgrade.Node, lower bool) error {
-	done := map[int32]bool{}
+	done := map[nodeid.ID]bool{}
 	for round := 0; ; round++ {
 		var todo []autoupgrade.Node
 		for _, n := range nodes {
@@ -241,7 +242,7 @@ func (m *Manager) persistOnEveryNode(ctx context.Context, v clusterversion.Versi
 // finalization is retried later).
 func (m *Manager) persistEverywhere(ctx context.Context, v clusterversion.Version, nodes []autoupgrade.Node, lower bool) error {
 	type res struct {
-		id  int32
+		id  nodeid.ID
 		err error
 	}
 	out := make(chan res, len(nodes))

@@ -13,6 +13,7 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/sql/sqltest"
 )
@@ -29,11 +30,11 @@ func ver(s string) clusterversion.Version {
 // memory; node 1 coordinates. It records every event in order.
 type fakeCluster struct {
 	mu        sync.Mutex
-	persisted map[int32]clusterversion.Version
-	binary    map[int32]clusterversion.Version
+	persisted map[nodeid.ID]clusterversion.Version
+	binary    map[nodeid.ID]clusterversion.Version
 	// down nodes fail PersistVersion; dead ones are also reported not live.
-	down map[int32]bool
-	dead map[int32]bool
+	down map[nodeid.ID]bool
+	dead map[nodeid.ID]bool
 	// onRelist, if set, runs at each Nodes call (a node joining).
 	onRelist func(c *fakeCluster)
 	events   []string
@@ -42,8 +43,8 @@ type fakeCluster struct {
 }
 
 func newFakeCluster(n int, active, binary string) *fakeCluster {
-	c := &fakeCluster{persisted: map[int32]clusterversion.Version{}, binary: map[int32]clusterversion.Version{}, down: map[int32]bool{}}
-	for id := int32(1); id <= int32(n); id++ {
+	c := &fakeCluster{persisted: map[nodeid.ID]clusterversion.Version{}, binary: map[nodeid.ID]clusterversion.Version{}, down: map[nodeid.ID]bool{}}
+	for id := nodeid.ID(1); id <= nodeid.ID(n); id++ {
 		c.persisted[id], c.binary[id] = ver(active), ver(binary)
 	}
 	return c
@@ -283,7 +284,7 @@ func TestUnreachableNodeStopsTheStep(t *testing.T) {
 	if err := m.Migrate(context.Background(), ver("1.1")); err != nil {
 		t.Fatal(err)
 	}
-	for id := int32(1); id <= 3; id++ {
+	for id := nodeid.ID(1); id <= 3; id++ {
 		if c.persisted[id] != ver("1.1") {
 			t.Fatalf("node %d at %s", id, c.persisted[id])
 		}

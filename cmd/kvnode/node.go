@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/spf13/cobra"
 )
 
@@ -49,19 +50,19 @@ func (f *hostFlags) check(cmd *cobra.Command) error {
 	return f.sec.loadClient(cmd)
 }
 
-func parseNodeIDs(args []string) ([]int32, error) {
+func parseNodeIDs(args []string) ([]nodeid.ID, error) {
 	if len(args) == 0 {
 		return nil, errors.WithHint(errors.New("no node IDs given"),
 			"name the nodes by ID; `kvnode node status --host=...` lists them")
 	}
-	var ids []int32
+	var ids []nodeid.ID
 	for _, a := range args {
 		id, err := strconv.ParseInt(a, 10, 32)
 		if err != nil || id <= 0 {
 			return nil, errors.WithHint(errors.Newf("invalid node ID %q", a),
 				"node IDs are positive integers; `kvnode node status --host=...` lists them")
 		}
-		ids = append(ids, int32(id))
+		ids = append(ids, nodeid.ID(id))
 	}
 	return ids, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // RunUpgrade is the 2.0 migration (migrations.Deps.Group0Upgrade):
@@ -73,12 +74,12 @@ func (m *Member) Cluster() Cluster { return Cluster{m: m} }
 // decommissioned node is not a peer the procedure (or a recovery) waits
 // for, consistent with Group0Join, which refuses it: it is leaving, and if
 // it is recommissioned it joins group 0 by itself (self.go).
-func (c Cluster) Nodes(ctx context.Context) ([]int32, error) {
+func (c Cluster) Nodes(ctx context.Context) ([]nodeid.ID, error) {
 	statuses, err := c.m.node.NodeStatuses(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []int32
+	var out []nodeid.ID
 	for _, n := range statuses {
 		if n.Membership != string(liveness.Decommissioned) && n.Membership != string(liveness.Decommissioning) {
 			out = append(out, n.NodeID)
@@ -88,7 +89,7 @@ func (c Cluster) Nodes(ctx context.Context) ([]int32, error) {
 }
 
 // binaryOf is the release node id last reported (gossip, else its record).
-func (m *Member) binaryOf(id int32) string {
+func (m *Member) binaryOf(id nodeid.ID) string {
 	if b, _, ok := m.node.Gossiped(id); ok && b != "" {
 		return b
 	}
@@ -99,7 +100,7 @@ func (m *Member) binaryOf(id int32) string {
 }
 
 // Info implements group0.Cluster.
-func (c Cluster) Info(ctx context.Context, id int32) group0.NodeInfo {
+func (c Cluster) Info(ctx context.Context, id nodeid.ID) group0.NodeInfo {
 	r, err := c.m.askState(ctx, id, false)
 	if err != nil {
 		return group0.NodeInfo{NodeID: id, Err: err, Binary: c.m.binaryOf(id)}
@@ -109,11 +110,11 @@ func (c Cluster) Info(ctx context.Context, id int32) group0.NodeInfo {
 
 // askState asks node id for its group 0 state (3s). A node whose binary
 // has no Group0State method answers Unimplemented: ErrOldBinary.
-func (m *Member) askState(ctx context.Context, id int32, probe bool) (*nodeapi.Group0StateResponse, error) {
+func (m *Member) askState(ctx context.Context, id nodeid.ID, probe bool) (*nodeapi.Group0StateResponse, error) {
 	if id == m.node.NodeID() {
 		return m.info(ctx, probe), nil
 	}
-	addr, ok := m.node.Resolve(uint64(id))
+	addr, ok := m.node.Resolve(id)
 	if !ok {
 		return nil, errors.Newf("no address known for node %d", id)
 	}
@@ -169,7 +170,7 @@ func (c Cluster) SwapFormation(ctx context.Context, prev *group0.Formation, next
 }
 
 // Prepare implements group0.Cluster.
-func (c Cluster) Prepare(ctx context.Context, id int32, f group0.Formation) error {
+func (c Cluster) Prepare(ctx context.Context, id nodeid.ID, f group0.Formation) error {
 	m := c.m
 	if id == m.node.NodeID() {
 		_, err := m.prepareLocal(ctx, f)
@@ -180,11 +181,11 @@ func (c Cluster) Prepare(ctx context.Context, id int32, f group0.Formation) erro
 }
 
 // SetState implements group0.Cluster.
-func (c Cluster) SetState(ctx context.Context, id int32, st group0.State) error {
+func (c Cluster) SetState(ctx context.Context, id nodeid.ID, st group0.State) error {
 	return c.m.setNodeState(ctx, id, st, false)
 }
 
-func (m *Member) setNodeState(ctx context.Context, id int32, st group0.State, fromRecovery bool) error {
+func (m *Member) setNodeState(ctx context.Context, id nodeid.ID, st group0.State, fromRecovery bool) error {
 	req := &nodeapi.Group0SetStateRequest{State: string(st), FromRecovery: fromRecovery}
 	if id == m.node.NodeID() {
 		_, err := m.Group0SetState(ctx, req)
@@ -196,9 +197,9 @@ func (m *Member) setNodeState(ctx context.Context, id int32, st group0.State, fr
 
 // callNode calls node id with a timeout, through one of the client's
 // methods.
-func callNode[Req, Resp any](ctx context.Context, m *Member, id int32, timeout time.Duration,
+func callNode[Req, Resp any](ctx context.Context, m *Member, id nodeid.ID, timeout time.Duration,
 	call func(context.Context, string, *Req, ...grpc.CallOption) (*Resp, error), req *Req) (*Resp, error) {
-	addr, ok := m.node.Resolve(uint64(id))
+	addr, ok := m.node.Resolve(id)
 	if !ok {
 		return nil, errors.Newf("no address known for node %d", id)
 	}
@@ -210,7 +211,7 @@ func callNode[Req, Resp any](ctx context.Context, m *Member, id int32, timeout t
 // NodeStates asks every node of statuses but the decommissioned ones for
 // its group 0 state (SHOW UPGRADE STATUS), in node order.
 func (m *Member) NodeStates(ctx context.Context, statuses []nodeapi.NodeStatus) []group0.NodeInfo {
-	var ids []int32
+	var ids []nodeid.ID
 	for _, n := range statuses {
 		if n.Membership != string(liveness.Decommissioned) {
 			ids = append(ids, n.NodeID)

@@ -11,6 +11,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
@@ -77,7 +78,7 @@ func (m *Member) BeginDDL(ctx context.Context) (*SchemaTxn, func(), error) {
 	}
 }
 
-func recoveryDDLError(id int32) error {
+func recoveryDDLError(id nodeid.ID) error {
 	return pgerror.WithHintf(pgerror.Newf(pgerror.CodeObjectNotInPrerequisiteState,
 		"node %d is in group 0 recovery mode: schema changes are refused until the recovery is finished", id),
 		"reads and writes of rows work as usual; finish the runbook in docs/recovery.md (`kvnode node group0-recover --host=...`)")
@@ -181,20 +182,20 @@ func (t *SchemaTxn) Commit(ctx context.Context, descs []catalog.TableDescriptor,
 // time (down, partitioned) is not waited for: it catches up by itself when
 // it can reach group 0 again (its apply loop), and until then serves the
 // schema it has.
-func (m *Member) waitPropagation(ctx context.Context, voters, learners []uint64, stateID uint64) {
+func (m *Member) waitPropagation(ctx context.Context, voters, learners []nodeid.ID, stateID uint64) {
 	limit := m.cfg.PropagationWait
 	if limit <= 0 {
 		limit = 5 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	self := uint64(m.node.NodeID())
+	self := m.node.NodeID()
 	var wg sync.WaitGroup
-	for _, id := range append(append([]uint64(nil), voters...), learners...) {
+	for _, id := range append(append([]nodeid.ID(nil), voters...), learners...) {
 		if id == self {
 			continue
 		}
-		if _, live, ok := m.node.Gossiped(int32(id)); ok && !live {
+		if _, live, ok := m.node.Gossiped(id); ok && !live {
 			continue
 		}
 		addr, ok := m.node.Resolve(id)

@@ -12,6 +12,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 )
 
@@ -271,7 +272,7 @@ func quorumCheck(data *kv.Replica, st kv.Status, maxVoters int) (liveness.Check,
 	if err != nil {
 		return liveness.Check{}, err
 	}
-	c := liveness.Check{Group: "group 0", Records: map[int32]liveness.Record{}, MaxVoters: maxVoters}
+	c := liveness.Check{Group: "group 0", Records: map[nodeid.ID]liveness.Record{}, MaxVoters: maxVoters}
 	for _, e := range kvs {
 		r, err := liveness.Decode(e.Value)
 		if err != nil {
@@ -279,9 +280,9 @@ func quorumCheck(data *kv.Replica, st kv.Status, maxVoters int) (liveness.Check,
 		}
 		c.Records[r.NodeID] = r
 	}
-	c.Voters, c.Learners = toInt32s(st.Voters), toInt32s(st.Learners)
+	c.Voters, c.Learners = st.Voters, st.Learners
 	now := time.Now()
-	c.Live = func(id int32) bool { r, ok := c.Records[id]; return ok && r.IsLive(now) }
+	c.Live = func(id nodeid.ID) bool { r, ok := c.Records[id]; return ok && r.IsLive(now) }
 	return c, nil
 }
 
@@ -291,8 +292,8 @@ func (m *Member) lifecycleStep(ctx context.Context, rep, data *kv.Replica, st kv
 		m.log.Warn("group 0 membership: reading the liveness records", "err", err)
 		return
 	}
-	step := c.LifecycleStep(int32(st.NodeID))
-	id := uint64(step.Node)
+	step := c.LifecycleStep(st.NodeID)
+	id := step.Node
 	switch step.Kind {
 	case liveness.StepNone:
 		if step.Waiting != nil && time.Since(m.lastMembershipWarn) > 10*time.Second {
@@ -301,8 +302,7 @@ func (m *Member) lifecycleStep(ctx context.Context, rep, data *kv.Replica, st kv
 		}
 	case liveness.StepTransferLeadership:
 		m.log.Info("group 0 membership: this node leads and is leaving; handing leadership over")
-		rep.HandOffLeadership(ctx, func(id uint64) bool {
-			v := int32(id)
+		rep.HandOffLeadership(ctx, func(v nodeid.ID) bool {
 			r, ok := c.Records[v]
 			return v != step.Node && c.Live(v) && (!ok || r.Membership == liveness.Active)
 		})
@@ -329,7 +329,7 @@ func (m *Member) lifecycleStep(ctx context.Context, rep, data *kv.Replica, st kv
 // replica's, after a read barrier so that it is the committed one. If group
 // 0 has no live majority already, the decommission is not refused: the
 // recovery runbook decommissions the dead nodes before it re-forms group 0.
-func (m *Member) ValidateDecommission(ctx context.Context, c liveness.Check, ids []int32) error {
+func (m *Member) ValidateDecommission(ctx context.Context, c liveness.Check, ids []nodeid.ID) error {
 	rep := m.rep.Load()
 	if rep == nil || m.isolated.Load() || m.State() == group0.Recovery {
 		return nil // no group 0 here (before 2.0, or in recovery)
@@ -343,7 +343,7 @@ func (m *Member) ValidateDecommission(ctx context.Context, c liveness.Check, ids
 	st := rep.Status()
 	c0 := c
 	c0.Group, c0.MaxVoters = "group 0", rep.MaxVoters()
-	c0.Voters, c0.Learners = toInt32s(st.Voters), toInt32s(st.Learners)
+	c0.Voters, c0.Learners = st.Voters, st.Learners
 	if len(c0.Voters) == 0 || c0.HasQuorum() != nil {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/storage"
@@ -33,7 +34,7 @@ type Node interface {
 	// ActiveVersion is the node's active cluster version (2.0 active: the
 	// cluster is upgraded).
 	clusterversion.Handle
-	NodeID() int32
+	NodeID() nodeid.ID
 	ClusterID() string
 	// Replica is the node's data replica (nil before it has joined). The
 	// formation record is read through it.
@@ -45,17 +46,17 @@ type Node interface {
 	// the node is started and a member of the cluster.
 	Ready() error
 	// Resolve maps a node ID to its RPC address.
-	Resolve(id uint64) (string, bool)
+	Resolve(id nodeid.ID) (string, bool)
 	// NodeRecords is every node record (for addressing, possibly stale).
-	NodeRecords() map[int32]nodeapi.NodeRecord
+	NodeRecords() map[nodeid.ID]nodeapi.NodeRecord
 	// NodeStatuses is every node's status from linearizable reads.
 	NodeStatuses(ctx context.Context) ([]nodeapi.NodeStatus, error)
 	// Gossiped is what gossip says of node id: its binary and whether it
 	// is live (ok: gossip knows the node).
-	Gossiped(id int32) (binary string, live, ok bool)
+	Gossiped(id nodeid.ID) (binary string, live, ok bool)
 	// AllowPromote is the promotion gate of the data group, used for group
 	// 0 too: only active nodes become voters.
-	AllowPromote(id uint64) bool
+	AllowPromote(id nodeid.ID) bool
 	// Catalog is the SQL catalog (nil before SQL has started).
 	Catalog() Catalog
 }
@@ -368,11 +369,3 @@ func (m *Member) stopCtx(d time.Duration) (context.Context, context.CancelFunc) 
 }
 
 func (m *Member) catalog() Catalog { return m.node.Catalog() }
-
-func toInt32s(ids []uint64) []int32 {
-	out := make([]int32, len(ids))
-	for i, id := range ids {
-		out[i] = int32(id)
-	}
-	return out
-}

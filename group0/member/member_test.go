@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
@@ -22,18 +23,18 @@ import (
 type fakeNode struct{ active clusterversion.Version }
 
 func (f fakeNode) ActiveVersion() clusterversion.Version { return f.active }
-func (fakeNode) NodeID() int32                           { return 1 }
+func (fakeNode) NodeID() nodeid.ID                       { return 1 }
 func (fakeNode) ClusterID() string                       { return "c" }
 func (fakeNode) Replica() *kv.Replica                    { return nil }
 func (fakeNode) LiveReplica() *kv.Replica                { return nil }
 func (fakeNode) Ready() error                            { return nil }
-func (fakeNode) Resolve(uint64) (string, bool)           { return "", false }
-func (fakeNode) NodeRecords() map[int32]nodeapi.NodeRecord {
+func (fakeNode) Resolve(nodeid.ID) (string, bool)        { return "", false }
+func (fakeNode) NodeRecords() map[nodeid.ID]nodeapi.NodeRecord {
 	return nil
 }
 func (fakeNode) NodeStatuses(context.Context) ([]nodeapi.NodeStatus, error) { return nil, nil }
-func (fakeNode) Gossiped(int32) (string, bool, bool)                        { return "", false, false }
-func (fakeNode) AllowPromote(uint64) bool                                   { return false }
+func (fakeNode) Gossiped(nodeid.ID) (string, bool, bool)                    { return "", false, false }
+func (fakeNode) AllowPromote(nodeid.ID) bool                                { return false }
 func (fakeNode) Catalog() Catalog                                           { return nil }
 
 type fakeStopper struct{ c chan struct{} }
@@ -154,7 +155,7 @@ func TestInSync(t *testing.T) {
 // several in one message that keeps every hint once.
 func TestForEachNode(t *testing.T) {
 	sentinel := errors.New("sentinel")
-	one := forEachNode([]int32{1, 2}, func(id int32) error {
+	one := forEachNode([]nodeid.ID{1, 2}, func(id nodeid.ID) error {
 		if id == 2 {
 			return errors.WithHint(errors.Mark(errors.New("down"), sentinel), "start it")
 		}
@@ -163,7 +164,7 @@ func TestForEachNode(t *testing.T) {
 	if !errors.Is(one, sentinel) || one.Error() != "node 2: down" || len(errors.GetAllHints(one)) != 1 {
 		t.Fatalf("one failure: %q (hints %q)", one, errors.GetAllHints(one))
 	}
-	several := forEachNode([]int32{1, 2, 3}, func(id int32) error {
+	several := forEachNode([]nodeid.ID{1, 2, 3}, func(id nodeid.ID) error {
 		return errors.WithHint(errors.Newf("down %d", id), "start it")
 	})
 	if several.Error() != "node 1: down 1; node 2: down 2; node 3: down 3" {
@@ -172,7 +173,7 @@ func TestForEachNode(t *testing.T) {
 	if hints := errors.GetAllHints(several); len(hints) != 1 || hints[0] != "start it" {
 		t.Fatalf("several failures: hints %q, want one", hints)
 	}
-	if err := forEachNode([]int32{1}, func(int32) error { return nil }); err != nil {
+	if err := forEachNode([]nodeid.ID{1}, func(nodeid.ID) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

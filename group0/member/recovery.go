@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Recovery is the recovery procedure (`kvnode node group0-recover`),
@@ -57,7 +58,7 @@ func (m *Member) Group0Recover(ctx context.Context, req *nodeapi.Group0RecoverRe
 			"the recovery stopped part-way; run `kvnode node group0-recover` again: every step is idempotent"), codes.Unavailable)
 	}
 	resp.Done = true
-	resp.Result = fmt.Sprintf("node(s) %s are in %s", group0.IDList(plan.Recovering), plan.Target)
+	resp.Result = fmt.Sprintf("node(s) %s are in %s", nodeid.List(plan.Recovering), plan.Target)
 	if plan.Kind == group0.RecoverReform {
 		resp.Result = fmt.Sprintf("group 0 re-formed (%s); every node is in %s", plan.Formation, plan.Target)
 	}
@@ -90,12 +91,12 @@ func (r *Recovery) Plan(ctx context.Context) (group0.RecoveryPlan, error) {
 // Run carries plan p out.
 func (r *Recovery) Run(ctx context.Context, p group0.RecoveryPlan) error {
 	c, m := r.c, r.c.m
-	setTarget := func(id int32) error { return m.setNodeState(ctx, id, p.Target, true) }
+	setTarget := func(id nodeid.ID) error { return m.setNodeState(ctx, id, p.Target, true) }
 	switch p.Kind {
 	case group0.RecoverPreRaft:
 		return forEachNode(p.Recovering, setTarget)
 	case group0.RecoverRejoin:
-		if err := forEachNode(p.Recovering, func(id int32) error { return c.Prepare(ctx, id, *p.Formation) }); err != nil {
+		if err := forEachNode(p.Recovering, func(id nodeid.ID) error { return c.Prepare(ctx, id, *p.Formation) }); err != nil {
 			return err
 		}
 		if err := r.waitConfig(ctx, p.Formation.Generation, p.Recovering); err != nil {
@@ -114,16 +115,16 @@ func (r *Recovery) Run(ctx context.Context, p group0.RecoveryPlan) error {
 		if err := c.Prepare(ctx, f.Seed, f); err != nil {
 			return errors.Wrapf(err, "node %d creating group 0 generation %d", f.Seed, f.Generation)
 		}
-		var rest []int32
+		var rest []nodeid.ID
 		for _, n := range p.Candidates {
 			if n.NodeID != f.Seed {
 				rest = append(rest, n.NodeID)
 			}
 		}
-		if err := forEachNode(rest, func(id int32) error { return c.Prepare(ctx, id, f) }); err != nil {
+		if err := forEachNode(rest, func(id nodeid.ID) error { return c.Prepare(ctx, id, f) }); err != nil {
 			return err
 		}
-		all := append([]int32{f.Seed}, rest...)
+		all := append([]nodeid.ID{f.Seed}, rest...)
 		if err := r.waitConfig(ctx, f.Generation, all); err != nil {
 			return err
 		}
@@ -134,7 +135,7 @@ func (r *Recovery) Run(ctx context.Context, p group0.RecoveryPlan) error {
 
 // waitConfig waits (up to a minute) until group 0's leader of generation
 // gen has every node of want in its configuration.
-func (r *Recovery) waitConfig(ctx context.Context, gen uint64, want []int32) error {
+func (r *Recovery) waitConfig(ctx context.Context, gen uint64, want []nodeid.ID) error {
 	deadline := time.Now().Add(time.Minute)
 	last := ""
 	for {
@@ -153,7 +154,7 @@ func (r *Recovery) waitConfig(ctx context.Context, gen uint64, want []int32) err
 				if len(missing) == 0 {
 					return nil
 				}
-				last = fmt.Sprintf("group 0's configuration lacks node(s) %s", group0.IDList(missing))
+				last = fmt.Sprintf("group 0's configuration lacks node(s) %s", nodeid.List(missing))
 			}
 		} else {
 			last = err.Error()
@@ -172,7 +173,7 @@ func (r *Recovery) waitConfig(ctx context.Context, gen uint64, want []int32) err
 // forEachNode calls fn for every node. One failure is returned whole (its
 // hints and marks kept), as "node N: …"; several are listed in one message
 // that keeps every hint.
-func forEachNode(ids []int32, fn func(int32) error) error {
+func forEachNode(ids []nodeid.ID, fn func(nodeid.ID) error) error {
 	var errs []error
 	for _, id := range ids {
 		if err := fn(id); err != nil {
@@ -204,7 +205,7 @@ func forEachNode(ids []int32, fn func(int32) error) error {
 // (Recovery, coordinated by the data group's seed at seedAddr) re-forms
 // it. addrs maps the survivors to their RPC addresses. It returns what it
 // did, in one sentence.
-func (m *Member) ReformAfterDataRecovery(ctx context.Context, seedAddr string, survivors []int32, addrs map[int32]string) (string, error) {
+func (m *Member) ReformAfterDataRecovery(ctx context.Context, seedAddr string, survivors []nodeid.ID, addrs map[nodeid.ID]string) (string, error) {
 	if !m.Enabled() {
 		return "this release has no group 0", nil
 	}

@@ -56,10 +56,10 @@ func (m *Member) startReplicaLocked(gen uint64, isolated bool) error {
 		cid += fmt.Sprintf("/isolated/%d", id)
 	}
 	log := m.log.With("node", id, "group", "group0")
-	tr := kv.NewTransport(cid, uint64(id), m.node.Resolve, m.cfg.Pool, log)
+	tr := kv.NewTransport(cid, id, m.node.Resolve, m.cfg.Pool, log)
 	tr.SetService(group0.ServiceName)
 	rep, err := kv.NewReplica(kv.Config{
-		Engine: m.eng, NodeID: uint64(id), Transport: tr, Logger: log,
+		Engine: m.eng, NodeID: id, Transport: tr, Logger: log,
 		TickInterval: m.cfg.TickInterval, Promote: m.node.AllowPromote,
 		// Group 0 holds descriptors and a few records, written rarely.
 		RowCacheBytes: 1 << 20,
@@ -177,7 +177,7 @@ func (m *Member) bootstrapLocked(gen uint64, data map[string][]byte, start bool)
 	local := map[string][]byte{
 		string(append([]byte{storage.PrefixLocal}, genKey...)): []byte(strconv.FormatUint(gen, 10)),
 	}
-	self := uint64(m.node.NodeID())
+	self := m.node.NodeID()
 	if self == 0 {
 		self = 1 // at `kvnode init`, before the identity is adopted
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // The group 0 methods of the kvnode.Node service (the server's node
@@ -30,8 +31,9 @@ func (m *Member) info(ctx context.Context, probe bool) *nodeapi.Group0StateRespo
 	}
 	if rep := m.rep.Load(); rep != nil {
 		st := rep.Status()
-		r.Applied, r.Leader = st.Applied, int32(st.Leader)
-		r.Voters, r.Learners = toInt32s(st.Voters), toInt32s(st.Learners)
+		r.Applied, r.Leader = st.Applied, st.Leader
+		// Never null on the wire: every release sent [] for none.
+		r.Voters, r.Learners = append([]nodeid.ID{}, st.Voters...), append([]nodeid.ID{}, st.Learners...)
 		r.StateID, _ = group0.LocalStateID(rep)
 		if r.Isolated {
 			r.Leader = 0 // an isolated replica's view of leadership means nothing
@@ -99,7 +101,7 @@ func (m *Member) prepareLocal(ctx context.Context, f group0.Formation) (*nodeapi
 				return nil, err
 			}
 		}
-		if st := m.rep.Load().Status(); slices.Contains(st.Voters, uint64(self)) || slices.Contains(st.Learners, uint64(self)) {
+		if st := m.rep.Load().Status(); slices.Contains(st.Voters, self) || slices.Contains(st.Learners, self) {
 			// The configuration we applied has us; the leader's may be
 			// newer, but it would have to remove us, which only
 			// decommissioning does.
@@ -155,14 +157,14 @@ func (m *Member) currentFormation(ctx context.Context) (group0.Formation, error)
 func (m *Member) sendJoin(ctx context.Context, f group0.Formation, lostReplica bool) error {
 	self := m.node.NodeID()
 	var tried []string
-	candidates := []int32{f.Seed}
+	candidates := []nodeid.ID{f.Seed}
 	for id := range m.node.NodeRecords() {
 		if id != f.Seed && id != self {
 			candidates = append(candidates, id)
 		}
 	}
 	for _, id := range candidates {
-		addr, ok := m.node.Resolve(uint64(id))
+		addr, ok := m.node.Resolve(id)
 		if !ok {
 			continue
 		}
@@ -227,7 +229,7 @@ func (m *Member) Group0Join(ctx context.Context, req *nodeapi.Group0JoinRequest)
 		}
 		return &nodeapi.Group0JoinResponse{Leader: self}, nil
 	}
-	if err := rep.AddLearner(ctx, uint64(req.NodeID)); err != nil {
+	if err := rep.AddLearner(ctx, req.NodeID); err != nil {
 		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	return &nodeapi.Group0JoinResponse{Leader: self}, nil
@@ -236,12 +238,12 @@ func (m *Member) Group0Join(ctx context.Context, req *nodeapi.Group0JoinRequest)
 // removeLost removes node id, which lost its group 0 replica, from group
 // 0: a learner at once, a voter only if group 0 keeps a live majority
 // without it (otherwise only the recovery procedure can help).
-func (m *Member) removeLost(ctx context.Context, rep *kv.Replica, id int32) error {
+func (m *Member) removeLost(ctx context.Context, rep *kv.Replica, id nodeid.ID) error {
 	st := rep.Status()
 	if id == m.node.NodeID() {
 		return nodeapi.WithCode(errors.Newf("node %d leads group 0 and cannot have lost its replica", id), codes.FailedPrecondition)
 	}
-	if !slices.Contains(st.Voters, uint64(id)) && !slices.Contains(st.Learners, uint64(id)) {
+	if !slices.Contains(st.Voters, id) && !slices.Contains(st.Learners, id) {
 		return nil
 	}
 	data := m.node.LiveReplica()
@@ -257,7 +259,7 @@ func (m *Member) removeLost(ctx context.Context, rep *kv.Replica, id int32) erro
 			"node %d lost its group 0 replica but is still a voter of group 0", id),
 			"bring the other voters back, or follow docs/recovery.md"), codes.FailedPrecondition)
 	}
-	if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
+	if err := rep.RemoveMember(ctx, id); err != nil {
 		return nodeapi.WithCode(err, codes.Unavailable)
 	}
 	m.log.Info("group 0: removed a member that lost its replica; it joins again as a learner", "node", id)

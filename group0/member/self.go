@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/pgerror"
 )
 
@@ -27,7 +28,7 @@ const selfCheckEvery = time.Second
 
 // leaderView is group 0's leader's answer about its configuration.
 type leaderView struct {
-	leader  int32
+	leader  nodeid.ID
 	member  bool
 	applied uint64
 }
@@ -45,14 +46,14 @@ func (m *Member) askLeader(ctx context.Context, gen uint64) (leaderView, bool) {
 	leads := func(r *nodeapi.Group0StateResponse) bool {
 		return r != nil && r.Leader == r.NodeID && r.Generation == gen && !r.Isolated
 	}
-	var hint int32
+	var hint nodeid.ID
 	if rep := m.rep.Load(); rep != nil && !m.isolated.Load() && m.gen.Load() == gen {
 		st := rep.Status()
 		if st.IsLeader {
 			r := m.info(ctx, true)
 			return leaderView{leader: self, member: true, applied: st.Applied}, r.ProbeOK
 		}
-		hint = int32(st.Leader)
+		hint = st.Leader
 	}
 	if hint != 0 && hint != self {
 		if r, err := m.askState(ctx, hint, true); err == nil && leads(r) && r.ProbeOK {

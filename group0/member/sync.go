@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 )
 
@@ -25,7 +26,7 @@ import (
 // state and checks that every digest equals the merged schema's. It loops
 // (bounded) until they agree. Every node in ids is in synchronize, so no
 // pre-Raft schema change can appear behind the merge.
-func (c Cluster) SyncSchema(ctx context.Context, ids []int32) error {
+func (c Cluster) SyncSchema(ctx context.Context, ids []nodeid.ID) error {
 	m := c.m
 	self := m.node.NodeID()
 	rep := m.rep.Load()
@@ -133,7 +134,7 @@ func inSync(resp nodeapi.Group0SyncResponse, target uint64, want string) bool {
 }
 
 // pullSchema fetches node id's catalog (every descriptor, tombstones too).
-func (m *Member) pullSchema(ctx context.Context, id int32) ([]catalog.TableDescriptor, error) {
+func (m *Member) pullSchema(ctx context.Context, id nodeid.ID) ([]catalog.TableDescriptor, error) {
 	if id == m.node.NodeID() {
 		cat := m.catalog()
 		if cat == nil {

@@ -9,13 +9,13 @@ import (
 
 	"github.com/cockroachdb/errors"
 
-	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // recoverNode is one node as the coordinator sees it.
 type recoverNode struct {
-	ID   int32
+	ID   nodeid.ID
 	Addr string
 	Info *nodeapi.RecoverInfo // nil: no state reported
 	Err  string
@@ -35,16 +35,16 @@ type dataRecoveryPlan struct {
 	Record nodeapi.RecoveryRecord
 }
 
-func (p dataRecoveryPlan) survivorIDs() []int32 {
-	out := make([]int32, len(p.Survivors))
+func (p dataRecoveryPlan) survivorIDs() []nodeid.ID {
+	out := make([]nodeid.ID, len(p.Survivors))
 	for i, n := range p.Survivors {
 		out[i] = n.NodeID
 	}
 	return out
 }
 
-func (p dataRecoveryPlan) deadIDs() []int32 {
-	out := make([]int32, len(p.Dead))
+func (p dataRecoveryPlan) deadIDs() []nodeid.ID {
+	out := make([]nodeid.ID, len(p.Dead))
 	for i, n := range p.Dead {
 		out[i] = n.ID
 	}
@@ -101,30 +101,22 @@ func planDataRecovery(nodes []recoverNode, force bool) (dataRecoveryPlan, error)
 		return p, nil
 	}
 	voters := p.Seed.Raft.Voters
-	var live []uint64
+	var live []nodeid.ID
 	for _, v := range voters {
-		if slices.ContainsFunc(p.Survivors, func(n *nodeapi.RecoverInfo) bool { return uint64(n.NodeID) == v }) {
+		if slices.ContainsFunc(p.Survivors, func(n *nodeapi.RecoverInfo) bool { return n.NodeID == v }) {
 			live = append(live, v)
 		}
 	}
 	if len(live) > len(voters)/2 && !force {
 		return p, errors.WithHintf(errors.Newf(
 			"the data group has not lost its majority: %d of its %d voters answer (nodes %s)",
-			len(live), len(voters), uint64List(live)),
+			len(live), len(voters), nodeid.List(live)),
 			"`kvnode node recover` is for a majority lost for good. If writes fail, the voters may still be electing a leader: wait, and check `kvnode node status`; "+
 				"remove dead nodes with `kvnode node decommission`. Only if the nodes that answer are not the ones that should survive, "+
 				"pass --force (every node that does not answer must then never be started again on its store); nothing was changed")
 	}
 	p.Record = nodeapi.RecoveryRecord{Seed: p.Seed.NodeID, Survivors: p.survivorIDs(), Dead: p.deadIDs(), Time: time.Now().UnixNano()}
 	return p, nil
-}
-
-func uint64List(ids []uint64) string {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = fmt.Sprint(id)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // describe renders the plan: one line per survivor, the dead, and what may
@@ -173,7 +165,7 @@ func (p dataRecoveryPlan) describe() string {
 	}
 	if len(p.Dead) > 0 {
 		fmt.Fprintf(&b, "  entries above index %d that only the dead nodes (%s) may have had are lost: writes acknowledged only through them after that point\n",
-			seed.Raft.Commit, group0.IDList(p.deadIDs()))
+			seed.Raft.Commit, nodeid.List(p.deadIDs()))
 	} else {
 		b.WriteString("  nothing: every member answers\n")
 	}

@@ -6,29 +6,29 @@ import (
 
 	"github.com/cockroachdb/errors"
 
-	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
-func survivor(id int32, applied uint64, voters ...uint64) recoverNode {
+func survivor(id nodeid.ID, applied uint64, voters ...nodeid.ID) recoverNode {
 	return recoverNode{ID: id, Info: &nodeapi.RecoverInfo{NodeID: id,
-		Raft: kv.RaftState{NodeID: uint64(id), Applied: applied, Commit: applied, LastIndex: applied, Voters: voters}}}
+		Raft: kv.RaftState{NodeID: id, Applied: applied, Commit: applied, LastIndex: applied, Voters: voters}}}
 }
 
-func dead(id int32) recoverNode { return recoverNode{ID: id, Err: "connection refused"} }
+func dead(id nodeid.ID) recoverNode { return recoverNode{ID: id, Err: "connection refused"} }
 
 // TestPlanDataRecovery: the seed is the survivor with the highest applied
 // index; a group whose majority answers is refused unless forced; a node
 // still starting refuses the plan; a recovery under way is finished from
 // the seed its record names.
 func TestPlanDataRecovery(t *testing.T) {
-	voters := []uint64{1, 2, 3, 4, 5}
+	voters := []nodeid.ID{1, 2, 3, 4, 5}
 	for _, tc := range []struct {
 		name      string
 		nodes     []recoverNode
 		force     bool
-		seed      int32
+		seed      nodeid.ID
 		survivors string
 		dead      string
 		errPart   string
@@ -63,9 +63,9 @@ func TestPlanDataRecovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Seed.NodeID != tc.seed || group0.IDList(p.survivorIDs()) != tc.survivors || group0.IDList(p.deadIDs()) != tc.dead {
+			if p.Seed.NodeID != tc.seed || nodeid.List(p.survivorIDs()) != tc.survivors || nodeid.List(p.deadIDs()) != tc.dead {
 				t.Fatalf("seed %d, survivors %s, dead %s; want %d, %s, %s",
-					p.Seed.NodeID, group0.IDList(p.survivorIDs()), group0.IDList(p.deadIDs()), tc.seed, tc.survivors, tc.dead)
+					p.Seed.NodeID, nodeid.List(p.survivorIDs()), nodeid.List(p.deadIDs()), tc.seed, tc.survivors, tc.dead)
 			}
 			if p.Record.Seed != tc.seed || p.Resume {
 				t.Fatalf("record %+v, resume %t", p.Record, p.Resume)
@@ -76,15 +76,15 @@ func TestPlanDataRecovery(t *testing.T) {
 		})
 	}
 	t.Run("a recovery under way is finished from its seed", func(t *testing.T) {
-		rec := &nodeapi.RecoveryRecord{Seed: 1, Survivors: []int32{1, 2}, Dead: []int32{3, 4, 5}}
+		rec := &nodeapi.RecoveryRecord{Seed: 1, Survivors: []nodeid.ID{1, 2}, Dead: []nodeid.ID{3, 4, 5}}
 		seed := survivor(1, 5, 1) // the only voter since the reform
 		seed.Info.Record = rec
 		p, err := planDataRecovery([]recoverNode{seed, survivor(2, 12, voters...), dead(3)}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !p.Resume || p.Seed.NodeID != 1 || group0.IDList(p.deadIDs()) != "3, 4, 5" {
-			t.Fatalf("resume %t seed %d dead %s", p.Resume, p.Seed.NodeID, group0.IDList(p.deadIDs()))
+		if !p.Resume || p.Seed.NodeID != 1 || nodeid.List(p.deadIDs()) != "3, 4, 5" {
+			t.Fatalf("resume %t seed %d dead %s", p.Resume, p.Seed.NodeID, nodeid.List(p.deadIDs()))
 		}
 		if d := p.describe(); !strings.Contains(d, "is under way; it is finished") {
 			t.Errorf("plan text:\n%s", d)

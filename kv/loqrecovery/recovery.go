@@ -14,16 +14,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/storage"
 )
 
 // Node is what the recovery needs of the node it runs on.
 type Node interface {
-	NodeID() int32
+	NodeID() nodeid.ID
 	ClusterID() string
 	// RPCAddr is the node's own RPC address.
 	RPCAddr() string
@@ -34,25 +34,25 @@ type Node interface {
 	// NodeRecords is every node record in this node's copy of the data
 	// group (possibly stale; none on a survivor wiped by a recovery under
 	// way until the seed's snapshot arrives).
-	NodeRecords() map[int32]nodeapi.NodeRecord
+	NodeRecords() map[nodeid.ID]nodeapi.NodeRecord
 	// JoinAddrs are the --join addresses other than the node's own.
 	JoinAddrs() []string
 	// GossipAddrs maps the node IDs gossip knows in this cluster to their
 	// RPC addresses.
-	GossipAddrs() map[int32]string
+	GossipAddrs() map[nodeid.ID]string
 	// ForgetGossip drops gossip's record of a node marked decommissioned.
-	ForgetGossip(id int32)
+	ForgetGossip(id nodeid.ID)
 	// Resolve maps a node ID to its RPC address.
-	Resolve(id uint64) (string, bool)
+	Resolve(id nodeid.ID) (string, bool)
 	// AllowPromote is the data group's promotion gate.
-	AllowPromote(id uint64) bool
+	AllowPromote(id nodeid.ID) bool
 }
 
 // Group0 is group 0's side of the recovery (group0/member.Member):
 // re-form group 0 on the survivors once the data group serves again,
 // and say what became of it.
 type Group0 interface {
-	ReformAfterDataRecovery(ctx context.Context, seedAddr string, survivors []int32, addrs map[int32]string) (string, error)
+	ReformAfterDataRecovery(ctx context.Context, seedAddr string, survivors []nodeid.ID, addrs map[nodeid.ID]string) (string, error)
 }
 
 // LocalStore is the node's own durable key-value store (storage.Local),
@@ -204,7 +204,7 @@ func (r *Recovery) admit(ctx context.Context, rep *kv.Replica, rec nodeapi.Recov
 		if id == n.NodeID() {
 			continue
 		}
-		if err := rep.AddLearner(ctx, uint64(id)); err != nil {
+		if err := rep.AddLearner(ctx, id); err != nil {
 			return errors.Wrapf(err, "adding node %d back", id)
 		}
 	}
@@ -214,10 +214,10 @@ func (r *Recovery) admit(ctx context.Context, rep *kv.Replica, rec nodeapi.Recov
 			return nil
 		}
 		for _, id := range rec.Survivors {
-			if slices.Contains(st.Voters, uint64(id)) {
+			if slices.Contains(st.Voters, id) {
 				continue
 			}
-			if slices.Contains(st.Learners, uint64(id)) && !n.AllowPromote(uint64(id)) {
+			if slices.Contains(st.Learners, id) && !n.AllowPromote(id) {
 				continue // decommissioning: it stays a learner
 			}
 			return errors.Newf("node %d is not a voter yet (voters %v, learners %v)", id, st.Voters, st.Learners)
@@ -278,7 +278,7 @@ func (r *Recovery) Recover(ctx context.Context, req *nodeapi.RecoverRequest) (*n
 	}
 	resp.Done = true
 	resp.Result = fmt.Sprintf("the data group was re-formed from node %d on node(s) %s; node(s) %s are decommissioned; %s",
-		plan.Seed.NodeID, group0.IDList(resp.Survivors), cmp.Or(group0.IDList(resp.Dead), "none"), g0)
+		plan.Seed.NodeID, nodeid.List(resp.Survivors), cmp.Or(nodeid.List(resp.Dead), "none"), g0)
 	r.cfg.Log.Warn("recovery finished", "result", resp.Result)
 	return resp, nil
 }
@@ -292,7 +292,7 @@ func (r *Recovery) gather(ctx context.Context) ([]recoverNode, error) {
 	// Where to find the nodes: the replicated node records (this node's
 	// copy), gossip, and the --join addresses. A survivor wiped by a
 	// recovery under way has no node records until its snapshot arrives.
-	known := map[int32]string{}
+	known := map[nodeid.ID]string{}
 	for id, rec := range n.NodeRecords() {
 		known[id] = rec.ListenAddr
 	}
@@ -309,8 +309,8 @@ func (r *Recovery) gather(ctx context.Context) ([]recoverNode, error) {
 	}
 	st := rep.Status()
 	for _, v := range append(slices.Clone(st.Voters), st.Learners...) {
-		if _, ok := known[int32(v)]; !ok {
-			known[int32(v)] = ""
+		if _, ok := known[v]; !ok {
+			known[v] = ""
 		}
 	}
 	known[self] = n.RPCAddr()
@@ -339,7 +339,7 @@ func (r *Recovery) gather(ctx context.Context) ([]recoverNode, error) {
 		addr := known[rn.ID]
 		if addr == "" {
 			var ok bool
-			if addr, ok = n.Resolve(uint64(rn.ID)); !ok {
+			if addr, ok = n.Resolve(rn.ID); !ok {
 				rn.Err = "no known address"
 				continue
 			}
@@ -379,7 +379,7 @@ func (r *Recovery) step(ctx context.Context, addr, action string, rec nodeapi.Re
 // execute carries the plan out (steps 3 to 7) and says what became of
 // group 0.
 func (r *Recovery) execute(ctx context.Context, p dataRecoveryPlan, nodes []recoverNode) (string, error) {
-	addrs := map[int32]string{}
+	addrs := map[nodeid.ID]string{}
 	for _, n := range nodes {
 		addrs[n.ID] = n.Addr
 	}
@@ -405,7 +405,7 @@ func (r *Recovery) execute(ctx context.Context, p dataRecoveryPlan, nodes []reco
 	}
 	// 4. The others, unless the seed has them already, drop their state.
 	for _, n := range p.Survivors[1:] {
-		if slices.Contains(members.Voters, uint64(n.NodeID)) || slices.Contains(members.Learners, uint64(n.NodeID)) {
+		if slices.Contains(members.Voters, n.NodeID) || slices.Contains(members.Learners, n.NodeID) {
 			continue
 		}
 		if err := hook("wipe"); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Node is what decommissioning needs of the node it runs on.
@@ -28,9 +29,9 @@ type Node interface {
 	// Draining: the node drains, and keeps leadership away from itself.
 	Draining() bool
 	// Resolve maps a node ID to its RPC address.
-	Resolve(id uint64) (string, bool)
+	Resolve(id nodeid.ID) (string, bool)
 	// ForgetGossip drops gossip's record of a decommissioned node.
-	ForgetGossip(id int32)
+	ForgetGossip(id nodeid.ID)
 	// LiveReplica is the data replica once the node's liveness runs (nil
 	// before): the promotion gate reads the local liveness records.
 	LiveReplica() *kv.Replica
@@ -38,7 +39,7 @@ type Node interface {
 	LeftCluster() bool
 	// PeerAddrs are the other nodes' RPC addresses (the --join addresses
 	// and every known node record but node self's).
-	PeerAddrs(self int32) []string
+	PeerAddrs(self nodeid.ID) []string
 	// ClusterStatus is every node's status (stale: the data group did not
 	// answer in time, and the rows are this node's copy).
 	ClusterStatus(ctx context.Context) (rows []nodeapi.NodeStatus, stale bool)
@@ -47,7 +48,7 @@ type Node interface {
 // Group0 is group 0's side of the quorum check (group0/member.Member): a
 // decommission must not leave group 0 without its majority either.
 type Group0 interface {
-	ValidateDecommission(ctx context.Context, c liveness.Check, ids []int32) error
+	ValidateDecommission(ctx context.Context, c liveness.Check, ids []nodeid.ID) error
 }
 
 // Config is what New needs.
@@ -93,7 +94,7 @@ const decommissionEvery = 500 * time.Millisecond
 // Run runs on every node and acts while it leads the data
 // group; while the node drains it also keeps leadership away from it. It
 // returns when ctx ends (the node stops).
-func (d *Decommissioner) Run(ctx context.Context, rep *kv.Replica, self int32) {
+func (d *Decommissioner) Run(ctx context.Context, rep *kv.Replica, self nodeid.ID) {
 	t := time.NewTicker(decommissionEvery)
 	defer t.Stop()
 	for {
@@ -117,7 +118,7 @@ func (d *Decommissioner) Run(ctx context.Context, rep *kv.Replica, self int32) {
 
 // groupCheck builds the quorum rule's inputs from linearizable reads. raw
 // holds each record's stored bytes, for conditional puts.
-func groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Check, recs []liveness.Record, raw map[int32][]byte, err error) {
+func groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Check, recs []liveness.Record, raw map[nodeid.ID][]byte, err error) {
 	start, end := liveness.Span()
 	kvs, err := rep.Scan(ctx, start, end, 0, false)
 	if err != nil {
@@ -125,8 +126,8 @@ func groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Check, recs []
 	}
 	st := rep.Status()
 	now := time.Now()
-	c = liveness.Check{Records: map[int32]liveness.Record{}, MaxVoters: rep.MaxVoters()}
-	raw = map[int32][]byte{}
+	c = liveness.Check{Records: map[nodeid.ID]liveness.Record{}, MaxVoters: rep.MaxVoters()}
+	raw = map[nodeid.ID][]byte{}
 	for _, e := range kvs {
 		r, err := liveness.Decode(e.Value)
 		if err != nil {
@@ -135,24 +136,19 @@ func groupCheck(ctx context.Context, rep *kv.Replica) (c liveness.Check, recs []
 		c.Records[r.NodeID], raw[r.NodeID] = r, e.Value
 		recs = append(recs, r)
 	}
-	for _, v := range st.Voters {
-		c.Voters = append(c.Voters, int32(v))
-	}
-	for _, l := range st.Learners {
-		c.Learners = append(c.Learners, int32(l))
-	}
-	c.Live = func(id int32) bool { r, ok := c.Records[id]; return ok && r.IsLive(now) }
+	c.Voters, c.Learners = st.Voters, st.Learners
+	c.Live = func(id nodeid.ID) bool { r, ok := c.Records[id]; return ok && r.IsLive(now) }
 	return c, recs, raw, nil
 }
 
-func (d *Decommissioner) step(ctx context.Context, rep *kv.Replica, self int32) {
+func (d *Decommissioner) step(ctx context.Context, rep *kv.Replica, self nodeid.ID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c, recs, _, err := groupCheck(ctx, rep)
 	if err != nil {
 		return
 	}
-	var leaving []int32
+	var leaving []nodeid.ID
 	for _, r := range recs {
 		if r.Membership == liveness.Decommissioning {
 			leaving = append(leaving, r.NodeID)
@@ -182,7 +178,7 @@ func (d *Decommissioner) step(ctx context.Context, rep *kv.Replica, self int32) 
 			d.TransferLeadershipAway(ctx, rep)
 			return
 		}
-		if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
+		if err := rep.RemoveMember(ctx, id); err != nil {
 			d.cfg.Log.Warn("decommission: removing a node from the data Raft group failed; will retry", "node", id, "err", err)
 			return
 		}
@@ -198,18 +194,18 @@ func (d *Decommissioner) TransferLeadershipAway(ctx context.Context, rep *kv.Rep
 	if !st.IsLeader || len(st.Voters) < 2 {
 		return
 	}
-	good := func(uint64) bool { return true }
+	good := func(nodeid.ID) bool { return true }
 	if nl := d.cfg.Node.Liveness(); nl != nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		recs, err := nl.Records(rctx)
 		cancel()
 		if err == nil {
 			now := time.Now()
-			byID := map[uint64]liveness.Record{}
+			byID := map[nodeid.ID]liveness.Record{}
 			for _, r := range recs {
-				byID[uint64(r.NodeID)] = r
+				byID[r.NodeID] = r
 			}
-			good = func(id uint64) bool {
+			good = func(id nodeid.ID) bool {
 				r, ok := byID[id]
 				return !ok || (r.IsLive(now) && !r.Draining && r.Membership == liveness.Active)
 			}
@@ -328,7 +324,7 @@ func (d *Decommissioner) changeMembership(ctx context.Context, req *nodeapi.Memb
 	return nil, nodeapi.WithCode(errors.WithHint(errors.New("the liveness records kept changing"), "retry"), codes.Aborted)
 }
 
-func (d *Decommissioner) membershipResponse(ctx context.Context, ids []int32) *nodeapi.MembershipResponse {
+func (d *Decommissioner) membershipResponse(ctx context.Context, ids []nodeid.ID) *nodeapi.MembershipResponse {
 	rows, _ := d.cfg.Node.ClusterStatus(ctx)
 	resp := &nodeapi.MembershipResponse{}
 	for _, r := range rows {

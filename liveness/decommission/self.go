@@ -9,6 +9,7 @@ import (
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // This node's own side of decommissioning: refusing to start once
@@ -21,7 +22,7 @@ import (
 // the data group) or else from any peer, and refuses a decommissioned
 // node. It waits until one of them answers, or ctx ends (the node stops:
 // Config.Stopping).
-func (d *Decommissioner) CheckNotDecommissioned(ctx context.Context, rep *kv.Replica, id int32) error {
+func (d *Decommissioner) CheckNotDecommissioned(ctx context.Context, rep *kv.Replica, id nodeid.ID) error {
 	for attempt := 0; ; attempt++ {
 		gctx, cancel := context.WithTimeout(ctx, time.Second)
 		rec, found, err := liveness.Get(gctx, rep, id)
@@ -51,7 +52,7 @@ func (d *Decommissioner) CheckNotDecommissioned(ctx context.Context, rep *kv.Rep
 
 // DecommissionedError is what a decommissioned node says when it refuses
 // to start or stops serving.
-func (d *Decommissioner) DecommissionedError(id int32) error {
+func (d *Decommissioner) DecommissionedError(id nodeid.ID) error {
 	return errors.WithHintf(errors.Mark(errors.Newf(
 		"node %d is decommissioned: it was removed from the cluster for good and may not rejoin", id),
 		liveness.ErrDecommissioned),
@@ -61,7 +62,7 @@ func (d *Decommissioner) DecommissionedError(id int32) error {
 
 // askPeersForLiveness asks the other nodes (Node.PeerAddrs) for node id's liveness record. ok is false if none
 // answered.
-func (d *Decommissioner) askPeersForLiveness(ctx context.Context, id int32) (rec liveness.Record, found, ok bool) {
+func (d *Decommissioner) askPeersForLiveness(ctx context.Context, id nodeid.ID) (rec liveness.Record, found, ok bool) {
 	for _, a := range d.cfg.Node.PeerAddrs(id) {
 		actx, cancel := context.WithTimeout(ctx, time.Second)
 		resp, err := d.cfg.Client.GetLiveness(actx, a, &nodeapi.LivenessRequest{NodeID: id})
@@ -78,7 +79,7 @@ func (d *Decommissioner) askPeersForLiveness(ctx context.Context, id int32) (rec
 // longer reach the data group then), by asking its peers. A decommissioned
 // node reports so through Failed, and `kvnode start` exits.
 // ctx is the heartbeat's: it ends when the node stops.
-func (d *Decommissioner) HeartbeatFailed(ctx context.Context, nl *liveness.NodeLiveness, id int32, err error) {
+func (d *Decommissioner) HeartbeatFailed(ctx context.Context, nl *liveness.NodeLiveness, id nodeid.ID, err error) {
 	if d.cfg.Node.LeftCluster() {
 		return
 	}
@@ -103,12 +104,12 @@ func (d *Decommissioner) HeartbeatFailed(ctx context.Context, nl *liveness.NodeL
 // AllowPromote is the data group's promotion gate (kv.Config.Promote): a
 // learner whose membership is not active is never promoted to voter. It
 // runs in the Ready loop, so it reads only the local applied state.
-func (d *Decommissioner) AllowPromote(id uint64) bool {
+func (d *Decommissioner) AllowPromote(id nodeid.ID) bool {
 	rep := d.cfg.Node.LiveReplica()
 	if rep == nil {
 		return false
 	}
-	v, found, err := rep.GetLocal(liveness.Key(int32(id)))
+	v, found, err := rep.GetLocal(liveness.Key(id))
 	if err != nil {
 		return false
 	}

@@ -2,13 +2,13 @@ package autoupgrade
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Membership values, as liveness records them.
@@ -20,7 +20,7 @@ const (
 
 // Node is what a decision needs to know about one node that has an ID.
 type Node struct {
-	ID            int32
+	ID            nodeid.ID
 	Address       string
 	BinaryVersion clusterversion.Version
 	Live          bool
@@ -72,7 +72,7 @@ func BlockerKinds() []BlockerKind {
 // Blocker is one reason the cluster does not finalize, with the fix.
 type Blocker struct {
 	Kind   BlockerKind
-	NodeID int32 // 0 when not about one node
+	NodeID nodeid.ID // 0 when not about one node
 	Reason string
 	Fix    string
 }
@@ -198,7 +198,7 @@ func Decide(in Input) Decision {
 		return d
 	}
 	// Binary versions among nodes that take part.
-	byVersion := map[clusterversion.Version][]int32{}
+	byVersion := map[clusterversion.Version][]nodeid.ID{}
 	maxBin := nodes[0].BinaryVersion
 	for _, n := range nodes {
 		byVersion[n.BinaryVersion] = append(byVersion[n.BinaryVersion], n.ID)
@@ -228,7 +228,7 @@ func Decide(in Input) Decision {
 				if len(ids) > 1 {
 					verb = "run"
 				}
-				old = append(old, fmt.Sprintf("%s %s %s", NodeList(ids), verb, v))
+				old = append(old, fmt.Sprintf("%s %s %s", nodeid.Names(ids), verb, v))
 			}
 		}
 		sort.Strings(old)
@@ -261,21 +261,6 @@ func Decide(in Input) Decision {
 	}
 	d.Finalize = len(d.Blockers) == 0
 	return d
-}
-
-// NodeList names nodes the way kvnode's messages do: "node 3",
-// "nodes 1, 2, 5" (sorted; ids is not modified).
-func NodeList(ids []int32) string {
-	ids = slices.Clone(ids)
-	slices.Sort(ids)
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = fmt.Sprint(id)
-	}
-	if len(ids) == 1 {
-		return "node " + parts[0]
-	}
-	return "nodes " + strings.Join(parts, ", ")
 }
 
 // Errors of ValidateManual, for errors.Is.

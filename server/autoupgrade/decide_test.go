@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 func v(s string) clusterversion.Version {
@@ -25,7 +26,7 @@ func nodes(spec string) []Node {
 		parts := strings.Split(f, ":")
 		n := Node{BinaryVersion: v(parts[1]), Live: true, Membership: Active}
 		for _, c := range parts[0] {
-			n.ID = n.ID*10 + int32(c-'0')
+			n.ID = n.ID*10 + nodeid.ID(c-'0')
 		}
 		for _, p := range parts[2:] {
 			switch {

@@ -12,13 +12,14 @@ import (
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/rpc"
 	"github.com/kvnode/kvnode/server/console"
 )
 
 // Node is what the monitor needs of the node it runs on.
 type Node interface {
-	NodeID() int32
+	NodeID() nodeid.ID
 	// ActiveVersion is the cluster version the node acts on (leased reads
 	// need 2.1).
 	ActiveVersion() clusterversion.Version
@@ -26,7 +27,7 @@ type Node interface {
 	// other members are the peers measured.
 	Replica() *kv.Replica
 	// Resolve maps a node ID to its RPC address.
-	Resolve(id uint64) (string, bool)
+	Resolve(id nodeid.ID) (string, bool)
 }
 
 // Config is what New needs.
@@ -129,14 +130,14 @@ func (m *Monitor) Run(ctx context.Context) {
 
 // clockPeers are the other members of the data group, with their RPC
 // addresses.
-func (m *Monitor) peers() map[uint64]string {
+func (m *Monitor) peers() map[nodeid.ID]string {
 	rep := m.cfg.Node.Replica()
 	if rep == nil {
 		return nil
 	}
 	st := rep.Status()
-	peers := map[uint64]string{}
-	for _, ids := range [][]uint64{st.Voters, st.Learners} {
+	peers := map[nodeid.ID]string{}
+	for _, ids := range [][]nodeid.ID{st.Voters, st.Learners} {
 		for _, id := range ids {
 			if id == st.NodeID {
 				continue

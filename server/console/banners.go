@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -39,7 +40,7 @@ func Banners(st Status, now time.Time) []Banner {
 				"start the nodes that are down: the data group needs a majority of its voters",
 			}})
 		if st.Self.Group0State == StateRecovery {
-			b.recovery([]int32{st.Self.NodeID})
+			b.recovery([]nodeid.ID{st.Self.NodeID})
 		}
 		return b.sorted()
 	}
@@ -56,7 +57,7 @@ func Banners(st Status, now time.Time) []Banner {
 	}
 
 	// Group 0: recovery mode first, it stops DDL.
-	var inRecovery, inSync []int32
+	var inRecovery, inSync []nodeid.ID
 	for _, n := range nodes {
 		switch n.Group0State {
 		case StateRecovery:
@@ -68,7 +69,7 @@ func Banners(st Status, now time.Time) []Banner {
 	if len(inRecovery) > 0 {
 		b.recovery(inRecovery)
 	}
-	var dead []int32
+	var dead []nodeid.ID
 	for _, n := range nodes {
 		if !n.IsLive {
 			dead = append(dead, n.NodeID)
@@ -86,7 +87,7 @@ func Banners(st Status, now time.Time) []Banner {
 		}
 		detail := "The 2.0 migration runs ScyllaDB's upgrade procedure; each wait is bounded and retried, and resumes by itself once what it waits for happens."
 		if len(inSync) > 0 {
-			detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits for the upgrade, then runs through group 0.", capitalize(autoupgrade.NodeList(inSync)))
+			detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits for the upgrade, then runs through group 0.", capitalize(nodeid.Names(inSync)))
 		}
 		b.add(Banner{Kind: KindGroup0Waiting, Severity: Warning, NodeID: n.NodeID,
 			Title:  fmt.Sprintf("The group 0 upgrade is waiting (node %d coordinates): %s", n.NodeID, n.Group0Waiting),
@@ -99,13 +100,13 @@ func Banners(st Status, now time.Time) []Banner {
 	// finalization can only go forward, and it is completed whatever the
 	// opt-outs say. front is the highest version persisted; ahead, the
 	// nodes that persisted it.
-	front, ahead := active, []int32(nil)
+	front, ahead := active, []nodeid.ID(nil)
 	for _, n := range nodes {
 		pv, err := clusterversion.Parse(n.PersistedVersion)
 		switch {
 		case err != nil || activeErr != nil || !active.Less(pv) || pv.Less(front):
 		case front.Less(pv):
-			front, ahead = pv, []int32{n.NodeID}
+			front, ahead = pv, []nodeid.ID{n.NodeID}
 		default:
 			ahead = append(ahead, n.NodeID)
 		}
@@ -113,13 +114,13 @@ func Banners(st Status, now time.Time) []Banner {
 	mid := activeErr == nil && (!active.IsRelease() || active.Less(front))
 	if !waiting && len(inSync) > 0 && !(mid && st.InProgress == "") {
 		b.add(Banner{Kind: KindGroup0Waiting, Severity: Info,
-			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", autoupgrade.NodeList(inSync)),
+			Title:  fmt.Sprintf("The group 0 upgrade is in progress: %s in synchronize", nodeid.Names(inSync)),
 			Detail: "The pre-Raft schema path is closed while the schema moves onto group 0; DDL issued now waits, then runs through group 0.",
 			Fix:    []string{"SHOW UPGRADE STATUS"}})
 	}
 
 	// Binary versions among the running nodes.
-	byBuild := map[string][]int32{}
+	byBuild := map[string][]nodeid.ID{}
 	newest := clusterversion.Version{}
 	for _, n := range live {
 		byBuild[n.Build] = append(byBuild[n.Build], n.NodeID)
@@ -130,7 +131,7 @@ func Banners(st Status, now time.Time) []Banner {
 	mixed := len(byBuild) > 1
 	if mixed {
 		var parts, older []string
-		var behind []int32
+		var behind []nodeid.ID
 		builds := make([]string, 0, len(byBuild))
 		for v := range byBuild {
 			builds = append(builds, v)
@@ -142,7 +143,7 @@ func Banners(st Status, now time.Time) []Banner {
 			if len(ids) > 1 {
 				verb = "run"
 			}
-			parts = append(parts, fmt.Sprintf("%s %s %s", autoupgrade.NodeList(ids), verb, v))
+			parts = append(parts, fmt.Sprintf("%s %s %s", nodeid.Names(ids), verb, v))
 			if pv, err := clusterversion.Parse(v); err != nil || pv.Less(newest) {
 				behind = append(behind, ids...)
 				older = append(older, v)
@@ -158,7 +159,7 @@ func Banners(st Status, now time.Time) []Banner {
 			}
 		}
 		fix := []string{}
-		addr := map[int32]string{}
+		addr := map[nodeid.ID]string{}
 		for _, n := range live {
 			addr[n.NodeID] = n.Address
 		}
@@ -300,7 +301,7 @@ func rollback(nodes []Node, old string) (ok bool, why string) {
 	if err != nil {
 		return false, fmt.Sprintf("Whether the upgrade can still be rolled back is not known: %q is not a release.", old)
 	}
-	var stuck, unknown []int32
+	var stuck, unknown []nodeid.ID
 	var highest clusterversion.Version
 	for _, n := range nodes {
 		pv, perr := clusterversion.Parse(n.PersistedVersion)
@@ -316,7 +317,7 @@ func rollback(nodes []Node, old string) (ok bool, why string) {
 			}
 		}
 	}
-	plural := func(ids []int32, one, many string) string {
+	plural := func(ids []nodeid.ID, one, many string) string {
 		if len(ids) > 1 {
 			return many
 		}
@@ -326,12 +327,12 @@ func rollback(nodes []Node, old string) (ok bool, why string) {
 	case len(stuck) > 0:
 		return false, fmt.Sprintf("The upgrade can no longer be rolled back: %s %s persisted cluster version %s, which the %s binary cannot run; "+
 			"it refuses to start on %s, so restarting %s on it would lose %s. Finish the upgrade instead.",
-			autoupgrade.NodeList(stuck), plural(stuck, "has", "have"), highest, old,
+			nodeid.Names(stuck), plural(stuck, "has", "have"), highest, old,
 			plural(stuck, "that node's store", "those nodes' stores"), plural(stuck, "it", "them"), plural(stuck, "that node", "those nodes"))
 	case len(unknown) > 0:
 		return false, fmt.Sprintf("Whether the upgrade can still be rolled back is not known: %s %s not reported the cluster version %s persisted "+
 			"(SHOW UPGRADE STATUS, persisted_version rows); a node that persisted a version above %s refuses to start on the %s binary.",
-			autoupgrade.NodeList(unknown), plural(unknown, "has", "have"), plural(unknown, "it", "they"), old, old)
+			nodeid.Names(unknown), plural(unknown, "has", "have"), plural(unknown, "it", "they"), old, old)
 	}
 	return true, ""
 }
@@ -341,12 +342,12 @@ func rollback(nodes []Node, old string) (ok bool, why string) {
 //
 // front is the highest version a node persisted; ahead, the nodes that
 // persisted it when it is above the cluster version (else every node has).
-func (b *bannerSet) interrupted(st Status, front clusterversion.Version, ahead []int32, inSync []int32) {
+func (b *bannerSet) interrupted(st Status, front clusterversion.Version, ahead []nodeid.ID, inSync []nodeid.ID) {
 	rel := releaseOf(front.String())
 	where := "every node"
 	if len(ahead) > 0 {
 		where = fmt.Sprintf("%s, above the cluster version %s (a finalization step reached %s and not yet every node)",
-			autoupgrade.NodeList(ahead), st.ClusterVersion, map[bool]string{true: "them", false: "it"}[len(ahead) > 1])
+			nodeid.Names(ahead), st.ClusterVersion, map[bool]string{true: "them", false: "it"}[len(ahead) > 1])
 	}
 	detail := fmt.Sprintf("%s is persisted on %s: the upgrade can no longer be rolled back "+
 		"(binaries older than %s refuse to start on such a store). The data group's leader completes the finalization by itself, "+
@@ -354,7 +355,7 @@ func (b *bannerSet) interrupted(st Status, front clusterversion.Version, ahead [
 		front, where, rel)
 	if len(inSync) > 0 {
 		detail += fmt.Sprintf(" %s in synchronize: DDL issued now waits until the group 0 upgrade completes, then runs through group 0.",
-			capitalize(autoupgrade.NodeList(inSync)))
+			capitalize(nodeid.Names(inSync)))
 	}
 	fix := []string{"SHOW UPGRADE STATUS"}
 	var reasons []string
@@ -384,13 +385,13 @@ type bannerSet struct {
 
 func (b *bannerSet) add(x Banner) { b.out = append(b.out, x) }
 
-func (b *bannerSet) recovery(ids []int32) {
+func (b *bannerSet) recovery(ids []nodeid.ID) {
 	verb := "is"
 	if len(ids) > 1 {
 		verb = "are"
 	}
 	b.add(Banner{Kind: KindGroup0Recovery, Severity: Critical,
-		Title: fmt.Sprintf("%s %s in group 0 recovery mode", capitalize(autoupgrade.NodeList(ids)), verb),
+		Title: fmt.Sprintf("%s %s in group 0 recovery mode", capitalize(nodeid.Names(ids)), verb),
 		Detail: "A node in recovery refuses DDL (SQLSTATE 55000) and the upgrade to 2.0 does not run; rows are served as usual. " +
 			"Follow docs/recovery.md: enter recovery on every surviving node and restart it, decommission the nodes that are gone for good, " +
 			"then look at the plan and recover.",

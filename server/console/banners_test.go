@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
-func node(id int32, build string, live bool) Node {
+func node(id nodeid.ID, build string, live bool) Node {
 	st := "live"
 	if !live {
 		st = "dead"
@@ -40,7 +41,7 @@ func TestBanners(t *testing.T) {
 	type want struct {
 		kind     Kind
 		severity Severity
-		node     int32
+		node     nodeid.ID
 		// every string must appear in the title, detail or fix
 		says []string
 		// no string of not may appear in them

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 )
 
@@ -58,11 +59,11 @@ type Status struct {
 
 // Self is the serving node.
 type Self struct {
-	NodeID        int32  `json:"node_id"`
-	ClusterID     string `json:"cluster_id"`
-	BinaryVersion string `json:"binary_version"`
-	HTTPAddress   string `json:"http_address"`
-	Ready         bool   `json:"ready"`
+	NodeID        nodeid.ID `json:"node_id"`
+	ClusterID     string    `json:"cluster_id"`
+	BinaryVersion string    `json:"binary_version"`
+	HTTPAddress   string    `json:"http_address"`
+	Ready         bool      `json:"ready"`
 	// NotReady says why the node does not serve SQL, when it does not.
 	NotReady string `json:"not_ready,omitempty"`
 	// Group0State is the node's own, locally persisted, group 0 state.
@@ -106,22 +107,22 @@ type NodeGroup0 struct {
 // shape: it has exactly NodeStatus's fields, so the conversions below stop
 // compiling the day the two differ.
 type nodeStatusJSON struct {
-	NodeID           int32  `json:"node_id"`
-	Address          string `json:"address"`
-	SQLAddress       string `json:"sql_address"`
-	HTTPAddress      string `json:"http_address"`
-	Build            string `json:"binary_version"`
-	StartedAt        string `json:"started_at,omitempty"`
-	UpdatedAt        string `json:"-"`
-	IsLive           bool   `json:"is_live"`
-	Membership       string `json:"membership"`
-	IsDraining       bool   `json:"is_draining"`
-	Epoch            int64  `json:"-"`
-	Expiration       string `json:"-"`
-	Status           string `json:"status"`
-	Raft             string `json:"raft"`
-	IsLeader         bool   `json:"is_leader"`
-	PersistedVersion string `json:"persisted_version,omitempty"`
+	NodeID           nodeid.ID `json:"node_id"`
+	Address          string    `json:"address"`
+	SQLAddress       string    `json:"sql_address"`
+	HTTPAddress      string    `json:"http_address"`
+	Build            string    `json:"binary_version"`
+	StartedAt        string    `json:"started_at,omitempty"`
+	UpdatedAt        string    `json:"-"`
+	IsLive           bool      `json:"is_live"`
+	Membership       string    `json:"membership"`
+	IsDraining       bool      `json:"is_draining"`
+	Epoch            int64     `json:"-"`
+	Expiration       string    `json:"-"`
+	Status           string    `json:"status"`
+	Raft             string    `json:"raft"`
+	IsLeader         bool      `json:"is_leader"`
+	PersistedVersion string    `json:"persisted_version,omitempty"`
 }
 
 type nodeJSON struct {
@@ -150,15 +151,15 @@ func (n Node) Decommissioned() bool { return n.Membership == autoupgrade.Decommi
 // Migration is one migration as SHOW UPGRADE STATUS, GET /_status/upgrade
 // and the status page's migration table show it.
 type Migration struct {
-	Version     string  `json:"version"`
-	Description string  `json:"description"`
-	Status      string  `json:"status"`
-	JobID       int64   `json:"job_id,omitempty"`
-	Fraction    float64 `json:"fraction_completed"`
-	Done        int64   `json:"done"`
-	Total       int64   `json:"total"`
-	Coordinator int32   `json:"coordinator,omitempty"`
-	Error       string  `json:"error,omitempty"`
+	Version     string    `json:"version"`
+	Description string    `json:"description"`
+	Status      string    `json:"status"`
+	JobID       int64     `json:"job_id,omitempty"`
+	Fraction    float64   `json:"fraction_completed"`
+	Done        int64     `json:"done"`
+	Total       int64     `json:"total"`
+	Coordinator nodeid.ID `json:"coordinator,omitempty"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // Severity orders banners: critical needs action now, warning holds
@@ -196,9 +197,9 @@ type Banner struct {
 	Kind     Kind     `json:"kind"`
 	Severity Severity `json:"severity"`
 	// NodeID is set when the banner is about one node.
-	NodeID int32  `json:"node_id,omitempty"`
-	Title  string `json:"title"`
-	Detail string `json:"detail,omitempty"`
+	NodeID nodeid.ID `json:"node_id,omitempty"`
+	Title  string    `json:"title"`
+	Detail string    `json:"detail,omitempty"`
 	// Fix is the statements or commands that resolve it, in order.
 	Fix []string `json:"fix,omitempty"`
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Node is what the admission needs of the node it runs on.
@@ -27,7 +28,7 @@ type Node interface {
 	// must be able to run it.
 	ActiveVersion() clusterversion.Version
 	// Resolve maps a node ID to its RPC address (the leader's).
-	Resolve(id uint64) (string, bool)
+	Resolve(id nodeid.ID) (string, bool)
 }
 
 // Config is what New needs.
@@ -100,10 +101,13 @@ func (s *Admission) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeap
 		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	if newID == 0 {
-		if newID, err = rep.Increment(ctx, keys.NodeIDGenKey(), 1); err != nil {
+		n, err := rep.Increment(ctx, keys.NodeIDGenKey(), 1)
+		if err != nil {
 			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
-		rec.NodeID = int32(newID)
+		// The counter is an int64 in the store; IDs stay far below 2^31.
+		newID = nodeid.ID(n)
+		rec.NodeID = newID
 		// The node record and the liveness record are written in one
 		// batch, so that no node ever has an ID without a liveness record.
 		if err := rep.Write(ctx, []kvpb.Op{
@@ -113,10 +117,10 @@ func (s *Admission) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeap
 			return nil, nodeapi.WithCode(err, codes.Unavailable)
 		}
 	} else {
-		rec.NodeID = int32(newID)
+		rec.NodeID = newID
 		s.cfg.Log.Info("a join was retried: giving the node the ID it was given before and never used", "node_id", newID, "listen_addr", rec.ListenAddr)
 	}
-	if err := rep.AddLearner(ctx, uint64(newID)); err != nil {
+	if err := rep.AddLearner(ctx, newID); err != nil {
 		return nil, nodeapi.WithCode(err, codes.Unavailable)
 	}
 	// The joiner is given the version active now, and only one its binary
@@ -139,8 +143,8 @@ func (s *Admission) Join(ctx context.Context, req *nodeapi.JoinRequest) (*nodeap
 // undo removes what Join wrote for node id, which never started: its
 // learner, then its node and liveness records (the latter only while its
 // epoch is 0, so a node that did start is never erased).
-func (s *Admission) undo(ctx context.Context, rep *kv.Replica, id int32) error {
-	if err := rep.RemoveMember(ctx, uint64(id)); err != nil {
+func (s *Admission) undo(ctx context.Context, rep *kv.Replica, id nodeid.ID) error {
+	if err := rep.RemoveMember(ctx, id); err != nil {
 		return errors.Wrap(err, "removing the learner")
 	}
 	v, found, err := rep.Get(ctx, liveness.Key(id))
@@ -163,7 +167,7 @@ func (s *Admission) undo(ctx context.Context, rep *kv.Replica, id int32) error {
 
 // unstartedNodeAt returns the ID already given to a node at listenAddr that
 // never started (its liveness epoch is 0 and it is active), or 0.
-func unstartedNodeAt(ctx context.Context, rep *kv.Replica, listenAddr string) (int64, error) {
+func unstartedNodeAt(ctx context.Context, rep *kv.Replica, listenAddr string) (nodeid.ID, error) {
 	nstart, nend := keys.NodeSpan()
 	kvs, err := rep.Scan(ctx, nstart, nend, 0, false)
 	if err != nil {
@@ -182,7 +186,7 @@ func unstartedNodeAt(ctx context.Context, rep *kv.Replica, listenAddr string) (i
 			continue
 		}
 		if lr, err := liveness.Decode(v); err == nil && lr.Epoch == 0 && lr.Membership == liveness.Active {
-			return int64(r.NodeID), nil
+			return r.NodeID, nil
 		}
 	}
 	return 0, nil

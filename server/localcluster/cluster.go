@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/security"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/listenerutil"
@@ -20,7 +21,7 @@ import (
 
 // Node is one in-process node of the cluster.
 type Node struct {
-	ID      int32 // node ID, once the node has joined
+	ID      nodeid.ID // node ID, once the node has joined
 	Config  server.Config
 	Server  *server.Server // nil while stopped
 	Release clusterversion.Version

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/group0"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/pausepoint"
 	"github.com/kvnode/kvnode/testutil"
 )
@@ -63,8 +64,8 @@ func TestParseGroup0Pause(t *testing.T) {
 // return has a step a pause can name, so no pause point can be missing.
 func TestGroup0PauseStepsAreTheProcedures(t *testing.T) {
 	f := group0.Formation{Generation: 1, Seed: 1, Reason: "upgrade"}
-	node := func(id int32, st group0.State, gen uint64, leader int32) group0.NodeInfo {
-		return group0.NodeInfo{NodeID: id, State: st, Generation: gen, Leader: leader, Voters: []int32{1, 2}}
+	node := func(id nodeid.ID, st group0.State, gen uint64, leader nodeid.ID) group0.NodeInfo {
+		return group0.NodeInfo{NodeID: id, State: st, Generation: gen, Leader: leader, Voters: []nodeid.ID{1, 2}}
 	}
 	for _, o := range []group0.Observation{
 		{Nodes: []group0.NodeInfo{node(1, group0.UsePreRaft, 0, 0), node(2, group0.UsePreRaft, 0, 0)}},

@@ -12,12 +12,13 @@ import (
 	"github.com/kvnode/kvnode/gossip"
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 )
 
 // Node is what the schema's propagation needs of the node it runs on.
 type Node interface {
-	NodeID() int32
+	NodeID() nodeid.ID
 	// Gossip is the node's gossip (nil before it starts).
 	Gossip() *gossip.Gossip
 	// SchemaCatalog is the SQL catalog (nil before SQL starts).
@@ -27,7 +28,7 @@ type Node interface {
 	// source.
 	Group0State() group0.State
 	// NodeRecords is every node record (for addressing, possibly stale).
-	NodeRecords() map[int32]nodeapi.NodeRecord
+	NodeRecords() map[nodeid.ID]nodeapi.NodeRecord
 }
 
 // Catalog is what is pushed, pulled and merged (sql/catalog's Catalog).

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/console"
 )
 
@@ -50,7 +51,7 @@ func (s *Status) consoleStatus(ctx context.Context) console.Status {
 	st.DowngradingTo = us.DowngradingTo
 	st.AutoUpgradeEnabled, st.Preserve, st.PreserveSince = us.AutoUpgradeEnabled, us.PreserveDowngrade, us.PreserveSince
 	st.Blockers = us.Blockers
-	g0 := map[int32]Group0NodeStatus{}
+	g0 := map[nodeid.ID]Group0NodeStatus{}
 	for _, g := range us.Group0 {
 		g0[g.NodeID] = g
 	}

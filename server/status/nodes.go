@@ -16,12 +16,13 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // NodesSource is what every node's status is read from: the node's data
 // replica (node and liveness records), gossip, and the node itself.
 type NodesSource interface {
-	NodeID() int32
+	NodeID() nodeid.ID
 	ClusterID() string
 	// ActiveVersion is authoritative for the node's own persisted version.
 	ActiveVersion() clusterversion.Version
@@ -143,8 +144,8 @@ func LocalNodes(s NodesSource) []nodeapi.NodeStatus {
 // nodeRows builds every node's status from the liveness and node records
 // read, gossip and the data group's membership.
 func nodeRows(s NodesSource, rep *kv.Replica, lkvs, nkvs []kvpb.KeyValue) (rows []nodeapi.NodeStatus) {
-	byID := map[int32]*nodeapi.NodeStatus{}
-	row := func(id int32) *nodeapi.NodeStatus {
+	byID := map[nodeid.ID]*nodeapi.NodeStatus{}
+	row := func(id nodeid.ID) *nodeapi.NodeStatus {
 		if r, ok := byID[id]; ok {
 			return r
 		}
@@ -198,12 +199,12 @@ func nodeRows(s NodesSource, rep *kv.Replica, lkvs, nkvs []kvpb.KeyValue) (rows 
 	st := rep.Status()
 	for id, r := range byID {
 		switch {
-		case slices.Contains(st.Voters, uint64(id)):
+		case slices.Contains(st.Voters, id):
 			r.Raft = "voter"
-		case slices.Contains(st.Learners, uint64(id)):
+		case slices.Contains(st.Learners, id):
 			r.Raft = "learner"
 		}
-		r.IsLeader = st.Leader == uint64(id)
+		r.IsLeader = st.Leader == id
 		if r.Status == "" {
 			r.Status = string(liveness.StatusUnavailable)
 		}

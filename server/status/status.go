@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/console"
 	"github.com/kvnode/kvnode/sql/pgwire"
 	"github.com/kvnode/kvnode/upgrademanager"
@@ -17,7 +18,7 @@ import (
 
 // Node is what the status surface needs of the node it runs on.
 type Node interface {
-	NodeID() int32
+	NodeID() nodeid.ID
 	ClusterID() string
 	BinaryVersion() clusterversion.Version
 	// ActiveVersion is the cluster version the node acts on.

@@ -3,10 +3,12 @@ package status
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/server/console"
 )
@@ -14,12 +16,12 @@ import (
 // UpgradeStatus is the answer of SHOW UPGRADE STATUS and GET
 // /_status/upgrade.
 type UpgradeStatus struct {
-	AnsweredBy         int32  `json:"answered_by"`
-	ActiveVersion      string `json:"active_version"`
-	ReplicatedVersion  string `json:"replicated_version"`
-	Target             string `json:"target,omitempty"`
-	InProgress         string `json:"in_progress,omitempty"`
-	AutoUpgradeEnabled bool   `json:"auto_upgrade_enabled"`
+	AnsweredBy         nodeid.ID `json:"answered_by"`
+	ActiveVersion      string    `json:"active_version"`
+	ReplicatedVersion  string    `json:"replicated_version"`
+	Target             string    `json:"target,omitempty"`
+	InProgress         string    `json:"in_progress,omitempty"`
+	AutoUpgradeEnabled bool      `json:"auto_upgrade_enabled"`
 	// DowngradingTo is the target of the downgrade under way ("" if none).
 	DowngradingTo     string `json:"downgrading_to,omitempty"`
 	PreserveDowngrade string `json:"preserve_downgrade_option,omitempty"`
@@ -41,22 +43,22 @@ type UpgradeStatus struct {
 // NodeStatus's fields, so the conversion in MarshalJSON stops compiling
 // the day the two differ.
 type upgradeStatusNodeJSON struct {
-	NodeID           int32  `json:"node_id"`
-	Address          string `json:"address"`
-	SQLAddress       string `json:"sql_address"`
-	HTTPAddress      string `json:"http_address"`
-	Build            string `json:"binary_version"`
-	StartedAt        string `json:"started_at,omitempty"`
-	UpdatedAt        string `json:"-"`
-	IsLive           bool   `json:"is_live"`
-	Membership       string `json:"membership"`
-	IsDraining       bool   `json:"draining"`
-	Epoch            int64  `json:"-"`
-	Expiration       string `json:"-"`
-	Status           string `json:"status"`
-	Raft             string `json:"raft"`
-	IsLeader         bool   `json:"is_leader"`
-	PersistedVersion string `json:"persisted_version"`
+	NodeID           nodeid.ID `json:"node_id"`
+	Address          string    `json:"address"`
+	SQLAddress       string    `json:"sql_address"`
+	HTTPAddress      string    `json:"http_address"`
+	Build            string    `json:"binary_version"`
+	StartedAt        string    `json:"started_at,omitempty"`
+	UpdatedAt        string    `json:"-"`
+	IsLive           bool      `json:"is_live"`
+	Membership       string    `json:"membership"`
+	IsDraining       bool      `json:"draining"`
+	Epoch            int64     `json:"-"`
+	Expiration       string    `json:"-"`
+	Status           string    `json:"status"`
+	Raft             string    `json:"raft"`
+	IsLeader         bool      `json:"is_leader"`
+	PersistedVersion string    `json:"persisted_version"`
 }
 
 // upgradeStatusJSON is UpgradeStatus without its JSON methods, its nodes
@@ -99,15 +101,15 @@ func (u *UpgradeStatus) JSON() []byte {
 
 // Group0NodeStatus is one node's group 0 state in UpgradeStatus.
 type Group0NodeStatus struct {
-	NodeID     int32  `json:"node_id"`
-	State      string `json:"state,omitempty"`
-	Generation uint64 `json:"generation,omitempty"`
-	Role       string `json:"role,omitempty"`
-	Applied    uint64 `json:"applied,omitempty"`
-	StateID    uint64 `json:"state_id,omitempty"`
-	Digest     string `json:"digest,omitempty"`
-	Waiting    string `json:"waiting,omitempty"`
-	Error      string `json:"error,omitempty"`
+	NodeID     nodeid.ID `json:"node_id"`
+	State      string    `json:"state,omitempty"`
+	Generation uint64    `json:"generation,omitempty"`
+	Role       string    `json:"role,omitempty"`
+	Applied    uint64    `json:"applied,omitempty"`
+	StateID    uint64    `json:"state_id,omitempty"`
+	Digest     string    `json:"digest,omitempty"`
+	Waiting    string    `json:"waiting,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // Group0Status is n as UpgradeStatus shows it.
@@ -124,7 +126,7 @@ func Group0Status(n group0.NodeInfo) Group0NodeStatus {
 		st.Role = "isolated"
 	case n.Leader == n.NodeID:
 		st.Role = "leader"
-	case n.Member(n.NodeID) && contains32(n.Voters, n.NodeID):
+	case n.Member(n.NodeID) && slices.Contains(n.Voters, n.NodeID):
 		st.Role = "voter"
 	case n.Member(n.NodeID):
 		st.Role = "learner"
@@ -132,15 +134,6 @@ func Group0Status(n group0.NodeInfo) Group0NodeStatus {
 		st.Role = "joining"
 	}
 	return st
-}
-
-func contains32(s []int32, x int32) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Detail is SHOW UPGRADE STATUS's detail of the node's group 0 state.
@@ -172,10 +165,10 @@ type NodeStatusPage struct {
 
 // NodeRaftStatus is one node's view of the data Raft group.
 type NodeRaftStatus struct {
-	Leader   uint64   `json:"leader"`
-	Term     uint64   `json:"term"`
-	Commit   uint64   `json:"commit"`
-	Applied  uint64   `json:"applied"`
-	Voters   []uint64 `json:"voters"`
-	Learners []uint64 `json:"learners"`
+	Leader   nodeid.ID   `json:"leader"`
+	Term     uint64      `json:"term"`
+	Commit   uint64      `json:"commit"`
+	Applied  uint64      `json:"applied"`
+	Voters   []nodeid.ID `json:"voters"`
+	Learners []nodeid.ID `json:"learners"`
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvnode/kvnode/nodeapi"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/listenerutil"
 	"github.com/kvnode/kvnode/testutil"
@@ -109,7 +110,7 @@ func (c *Cluster) waitID(i int) {
 		}
 		return nil
 	})
-	if got := s.NodeID(); got != int32(i+1) {
+	if got := s.NodeID(); got != nodeid.ID(i+1) {
 		c.t.Fatalf("node at index %d got node ID %d, want %d", i, got, i+1)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/types"
@@ -87,7 +88,7 @@ func TestTimestampLess(t *testing.T) {
 
 func TestClock(t *testing.T) {
 	mc := &manualClock{now: 100}
-	c := NewClock(mc.read, func() int32 { return 3 })
+	c := NewClock(mc.read, func() nodeid.ID { return 3 })
 	a := c.Now()
 	b := c.Now() // same wall time: logical ticks
 	if !a.Less(b) || b.Logical != 1 || b.NodeID != 3 {
@@ -126,10 +127,10 @@ func tombstone(d TableDescriptor, ts Timestamp) TableDescriptor {
 	return d
 }
 
-func newCatalog(t *testing.T, node int32) (*Catalog, *memStore) {
+func newCatalog(t *testing.T, node nodeid.ID) (*Catalog, *memStore) {
 	t.Helper()
 	s := newMemStore()
-	c, err := New(s, NewClock(nil, func() int32 { return node }))
+	c, err := New(s, NewClock(nil, func() nodeid.ID { return node }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestApplyPersistFailure(t *testing.T) {
 }
 
 func TestMergeLastWriterWins(t *testing.T) {
-	ts := func(w int64, node int32) Timestamp { return Timestamp{WallTime: w, NodeID: node} }
+	ts := func(w int64, node nodeid.ID) Timestamp { return Timestamp{WallTime: w, NodeID: node} }
 	a := mkDesc("t", 101, ts(10, 1), "k")
 	b := mkDesc("t", 102, ts(10, 2), "k", "v") // same wall time, higher node
 	for _, tc := range []struct {
@@ -279,7 +280,7 @@ func TestConvergence(t *testing.T) {
 			const nodes = 4
 			cats := make([]*Catalog, nodes)
 			for i := range cats {
-				cats[i], _ = newCatalog(t, int32(i+1))
+				cats[i], _ = newCatalog(t, nodeid.ID(i+1))
 			}
 			var pushes [][]TableDescriptor
 			names := []string{"a", "b", "c"}

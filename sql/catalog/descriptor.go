@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/types"
 )
@@ -176,13 +177,13 @@ type IndexDescriptor struct {
 
 // IndexBuild is the state of an index's backfill, as SHOW JOBS shows it.
 type IndexBuild struct {
-	Statement   string `json:"statement"`
-	Coordinator int32  `json:"coordinator"`
-	Until       int64  `json:"until"`   // HLC wall time, ns: the lease
-	Started     int64  `json:"started"` // ns
-	Modified    int64  `json:"modified"`
-	Done        int64  `json:"done"`   // rows backfilled
-	Resume      []byte `json:"resume"` // the row key to go on from
+	Statement   string    `json:"statement"`
+	Coordinator nodeid.ID `json:"coordinator"`
+	Until       int64     `json:"until"`   // HLC wall time, ns: the lease
+	Started     int64     `json:"started"` // ns
+	Modified    int64     `json:"modified"`
+	Done        int64     `json:"done"`   // rows backfilled
+	Resume      []byte    `json:"resume"` // the row key to go on from
 }
 
 // ForeignKey is FOREIGN KEY (Columns) REFERENCES RefTable (RefColumns):

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/kvnode/kvnode/nodeid"
 )
 
 // Timestamp is a hybrid logical clock reading: wall time in nanoseconds, a
@@ -11,9 +13,9 @@ import (
 // it. NodeID breaks ties, so two timestamps taken on different nodes are
 // never equal and last-writer-wins has exactly one winner.
 type Timestamp struct {
-	WallTime int64 `json:"wall_time"`
-	Logical  int32 `json:"logical"`
-	NodeID   int32 `json:"node_id"`
+	WallTime int64     `json:"wall_time"`
+	Logical  int32     `json:"logical"`
+	NodeID   nodeid.ID `json:"node_id"`
 }
 
 // Less orders timestamps by wall time, then logical counter, then node ID.
@@ -43,7 +45,7 @@ func (t Timestamp) String() string {
 // clocks along; that is the price of not depending on synchronized clocks.
 type Clock struct {
 	physical func() int64
-	nodeID   func() int32
+	nodeID   func() nodeid.ID
 
 	mu   sync.Mutex
 	wall int64
@@ -53,12 +55,12 @@ type Clock struct {
 // NewClock returns a clock reading physical time from physical (nil:
 // time.Now) and stamping timestamps with nodeID (nil or a result of 0 before
 // the node has an ID are both fine: the ID only breaks ties).
-func NewClock(physical func() int64, nodeID func() int32) *Clock {
+func NewClock(physical func() int64, nodeID func() nodeid.ID) *Clock {
 	if physical == nil {
 		physical = func() int64 { return time.Now().UnixNano() }
 	}
 	if nodeID == nil {
-		nodeID = func() int32 { return 0 }
+		nodeID = func() nodeid.ID { return 0 }
 	}
 	return &Clock{physical: physical, nodeID: nodeID}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
 )
 
@@ -334,18 +335,18 @@ func (s *MemStore) Scan(prefix []byte) ([]kvpb.KeyValue, error) {
 // for the server's RPC push and gossip-driven pull.
 type Network struct {
 	mu    sync.Mutex
-	nodes map[int32]*catalog.Catalog
-	down  map[int32]bool // nodes cut off from pushes (both directions)
-	order []int32
+	nodes map[nodeid.ID]*catalog.Catalog
+	down  map[nodeid.ID]bool // nodes cut off from pushes (both directions)
+	order []nodeid.ID
 }
 
 // NewNetwork returns an empty network.
 func NewNetwork() *Network {
-	return &Network{nodes: map[int32]*catalog.Catalog{}, down: map[int32]bool{}}
+	return &Network{nodes: map[nodeid.ID]*catalog.Catalog{}, down: map[nodeid.ID]bool{}}
 }
 
 // Add registers a node's catalog.
-func (n *Network) Add(id int32, c *catalog.Catalog) {
+func (n *Network) Add(id nodeid.ID, c *catalog.Catalog) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.nodes[id] = c
@@ -353,22 +354,22 @@ func (n *Network) Add(id int32, c *catalog.Catalog) {
 }
 
 // SetLink cuts (up=false) or restores a node's link to the others.
-func (n *Network) SetLink(id int32, up bool) {
+func (n *Network) SetLink(id nodeid.ID, up bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.down[id] = !up
 }
 
 // Peers returns the SchemaPeers of node id.
-func (n *Network) Peers(id int32) *Peers { return &Peers{net: n, from: id} }
+func (n *Network) Peers(id nodeid.ID) *Peers { return &Peers{net: n, from: id} }
 
 // Sync runs the anti-entropy step once for every pair of connected nodes:
 // a node whose digest differs from a peer's pulls and merges the peer's
 // descriptors, which is what the server does on a gossiped digest change.
 func (n *Network) Sync() error {
 	n.mu.Lock()
-	ids := append([]int32(nil), n.order...)
-	down := map[int32]bool{}
+	ids := append([]nodeid.ID(nil), n.order...)
+	down := map[nodeid.ID]bool{}
 	for k, v := range n.down {
 		down[k] = v
 	}
@@ -390,7 +391,7 @@ func (n *Network) Sync() error {
 // Peers is one node's view of the Network; it implements sql.SchemaPeers.
 type Peers struct {
 	net  *Network
-	from int32
+	from nodeid.ID
 }
 
 // PushSchema implements sql.SchemaPeers.
