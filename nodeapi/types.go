@@ -90,7 +90,8 @@ type NodeStatusRequest struct{}
 // SHOW UPGRADE STATUS and GET /_status/upgrade (server/status) and the
 // status page's node table (server/console) all read it; the HTTP
 // endpoints keep their own JSON names for it (each says how). The
-// auto-upgrade decision reads its own parsed view (autoupgrade.Node).
+// auto-upgrade decision reads its own parsed view of it (autoupgrade.Node;
+// server/autoupgrade's doc.go says why).
 type NodeStatus struct {
 	NodeID      nodeid.ID `json:"node_id"`
 	Address     string    `json:"address"`      // --listen-addr

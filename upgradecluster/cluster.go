@@ -318,7 +318,9 @@ func (c *Cluster) askPersisted(ctx context.Context, id nodeid.ID, addr string) (
 	return "", errors.Newf("node %d did not report its own cluster version", id)
 }
 
-// autoupgradeNodes is the decision's view of the nodes.
+// autoupgradeNodes is the decision's view of the nodes, made here only
+// (server/autoupgrade's doc.go says why it is a view of its own, and which
+// rules of reading a report live here).
 func autoupgradeNodes(statuses []nodeapi.NodeStatus) []autoupgrade.Node {
 	out := make([]autoupgrade.Node, 0, len(statuses))
 	for _, n := range statuses {
