@@ -43,6 +43,9 @@ const (
 // forward hands props (encoded as datas) to leader, the leader of term, and
 // settles the proposals it refuses. It runs on its own goroutine.
 func (r *Replica) forward(leader, term uint64, props []*proposal, datas [][]byte) {
+	if k := r.cfg.Testing; k != nil && k.ForwardDone != nil {
+		defer k.ForwardDone(datas)
+	}
 	giveUp := time.Now().Add(forwardRetryWindow)
 	backoff := 20 * time.Millisecond
 	for retry := false; ; retry = true {

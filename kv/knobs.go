@@ -3,7 +3,8 @@ package kv
 // TestingKnobs let a test drive a replica's Raft loop deterministically: the
 // crash harness (harness_test.go; kv/DESIGN.md, "The crash harness") runs
 // real replicas with no ticker, an in-memory transport, and a callback at
-// named points of the loop where it can hold the fsync or crash the node.
+// named points of the loop where it can hold the fsync or crash the node;
+// other tests wait for an event the loop signals instead of sleeping.
 // Nil in production, where every hook costs one nil check.
 type TestingKnobs struct {
 	// ManualTicks: the loop starts no ticker. The test ticks it by running
@@ -20,6 +21,11 @@ type TestingKnobs struct {
 	// ReadCacheFill, if set, is called by Get after its Pebble read of key
 	// and before it offers what it read to the read cache. It may block.
 	ReadCacheFill func(key []byte)
+	// ForwardDone, if set, is called when a forward of proposals to the
+	// leader ends (forward.go), whatever its outcome, with the encoded
+	// commands it carried: that forward sends nothing more. A test that
+	// must show a write is never sent again waits for it.
+	ForwardDone func(datas [][]byte)
 }
 
 // LoopPoint names a place in the Raft loop (run, handleReady, persist), in

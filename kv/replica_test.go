@@ -65,8 +65,15 @@ type tnode struct {
 	// makes its Raft loop skip its ticks.
 	clock   *rpc.Clock
 	stalled atomic.Bool
+	// ticks counts the ticks of its Raft loop (stalled or not). The loop
+	// counts a tick before it runs it, so once ticks reaches k+1 the
+	// first k ticks' periodic work (promotion included) is done.
+	ticks atomic.Int64
 	// metrics are the replica's collectors, on a registry of their own.
 	metrics *Metrics
+	// forwardDone, if set, is called with the commands of every forward to
+	// the leader that ended (TestingKnobs.ForwardDone).
+	forwardDone atomic.Pointer[func(datas [][]byte)]
 }
 
 type tcluster struct {
@@ -183,10 +190,22 @@ func (c *tcluster) start(id nodeid.ID, dir string) *tnode {
 	if c.leaseReads != nil {
 		leaseReads = c.leaseReads(id)
 	}
+	// Every node's knobs are the cluster's, with ForwardDone reporting to
+	// the node's forwardDone.
+	knobs := &TestingKnobs{}
+	if c.knobs != nil {
+		*knobs = *c.knobs
+	}
+	knobs.ForwardDone = func(datas [][]byte) {
+		if f := n.forwardDone.Load(); f != nil {
+			(*f)(datas)
+		}
+	}
 	n.rep, err = NewReplica(Config{Engine: eng, NodeID: id, Transport: n.tr,
 		TickInterval: 20 * time.Millisecond, LogRetain: c.retain, LogRetainBytes: c.retainBytes, Logger: logger, RowCacheBytes: c.rowCacheBytes,
 		TxnHistory: c.txnGC, TxnGCInterval: c.txnGC, TxnGCStepRecords: c.txnGCStep, CommandLevel: c.commandLevel, Release20: c.release20[id],
-		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: n.stalled.Load, Metrics: n.metrics, Testing: c.knobs})
+		Clock: n.clock, MaxOffset: c.maxOffset, LeaseReads: leaseReads, TestingSkipTick: func() bool { n.ticks.Add(1); return n.stalled.Load() }, Metrics: n.metrics,
+		Testing: knobs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +555,15 @@ func TestWritesRetryAcrossLeaderCrash(t *testing.T) {
 			}
 		}(others[w%2])
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Crash the leader once increments flow (counted, not timed).
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if acked+failed < 10 {
+			return fmt.Errorf("%d increments acknowledged, waiting for 10", acked)
+		}
+		return nil
+	})
 	c.stop(old.id)
 	wg.Wait()
 	v, err := others[0].rep.Increment(ctx, []byte("ctr"), 0)
@@ -590,8 +617,23 @@ func TestJoiningNodeWaitsForItsState(t *testing.T) {
 		defer cancel()
 		writeC <- n2.rep.Write(wctx, put("joined", "1"))
 	}()
-	// 50 ticks: the leader considers promotion on every one.
-	time.Sleep(50 * 20 * time.Millisecond)
+	// The leader considers promoting node 2 on every tick: let it tick 50
+	// times (counted by its loop, not timed), then write through it, so
+	// that a promotion proposed during those ticks is applied before that
+	// write returns, and so is the write through node 2 had it entered the
+	// log.
+	from := n1.ticks.Load()
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		if n := n1.ticks.Load() - from; n <= 50 {
+			return fmt.Errorf("the leader has ticked %d of 50 times", n)
+		}
+		return nil
+	})
+	if err := n1.rep.Write(ctx, put("barrier", "1")); err != nil {
+		s := n1.rep.Status()
+		t.Fatalf("a write through the leader after its 50 ticks: %v (voters %v, learners %v: a voter without the group's state blocks the quorum)",
+			err, s.Voters, s.Learners)
+	}
 	if s := n1.rep.Status(); !slices.Equal(s.Voters, []nodeid.ID{1}) || !slices.Equal(s.Learners, []nodeid.ID{2}) {
 		t.Fatalf("before its snapshot: voters %v learners %v, want [1] and [2]", s.Voters, s.Learners)
 	}
@@ -860,20 +902,38 @@ func TestForwardRetriedExactlyOnce(t *testing.T) {
 	// after the caller gave up, so the write must never apply.
 	t.Run("every request lost until the caller gives up", func(t *testing.T) {
 		key := []byte("forwarded/caller gone")
-		follower := c.follower().rep // wherever the leader is now
+		fn := c.follower() // wherever the leader is now
+		follower := fn.rep
 		mode.Store(loseEveryRequest)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
+		var ended atomic.Bool
+		onDone := func(datas [][]byte) {
+			if slices.ContainsFunc(datas, func(d []byte) bool { return bytes.Contains(d, key) }) {
+				ended.Store(true)
+			}
+		}
+		fn.forwardDone.Store(&onDone)
+		defer fn.forwardDone.Store(nil)
 		if _, err := follower.Increment(ctx, key, 1); !errors.Is(err, kvpb.ErrAmbiguous) {
 			t.Fatalf("increment: %v, want an ambiguous result", err)
 		}
-		time.Sleep(100 * time.Millisecond)
-		mode.Store(passThrough)
-		handledBefore := handled.Load()
-		time.Sleep(2 * time.Second) // several retry backoffs
-		if n := handled.Load() - handledBefore; n != 0 {
+		handledAtGiveUp := handled.Load()
+		// Wait for the follower's forward of the write to end (nothing
+		// else goes through the follower meanwhile): after it, nothing
+		// can send the write again. Until then every request is lost.
+		// One attempt may have been on its way when the caller gave up;
+		// a forward that kept retrying for its whole window sends many.
+		testutil.SucceedsWithin(t, 30*time.Second, func() error {
+			if !ended.Load() {
+				return errors.New("the follower is still forwarding the write")
+			}
+			return nil
+		})
+		if n := handled.Load() - handledAtGiveUp; n > 1 {
 			t.Errorf("the follower forwarded %d more times after its caller gave up", n)
 		}
+		mode.Store(passThrough)
 		if err := c.leader().rep.Write(context.Background(), put("barrier", "caller gone")); err != nil {
 			t.Fatal(err)
 		}

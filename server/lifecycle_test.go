@@ -478,10 +478,27 @@ func TestDrainWithOpenConnections(t *testing.T) {
 	if err != nil || !r.draining {
 		t.Fatalf("liveness of the drained node: %+v %v", r, err)
 	}
-	// It stays up and live, and keeps leadership away.
-	time.Sleep(3 * time.Second)
-	if live, err := isLive(t, c, other, id); err != nil || !live || c.Nodes[d].Server.Failed() != nil {
-		t.Fatalf("the drained node is not live any more: %v %v %v", live, err, c.Nodes[d].Server.Failed())
+	// It stays up and live, and keeps leadership away: its heartbeats go
+	// on after the drain (its liveness record is renewed twice: counted,
+	// not timed), so it is live (on a loaded machine a heartbeat may come
+	// late: liveness is waited for, not sampled), and meanwhile it has not
+	// taken leadership back.
+	for renewed, exp := 0, r.expiration; renewed < 2; renewed++ {
+		testcluster.WaitFor(t, 20*time.Second, func() error {
+			r, err := livenessOf(t, c, other, id)
+			if err != nil {
+				return err
+			}
+			if r.expiration == exp {
+				return fmt.Errorf("the drained node's liveness record was not renewed since %s", exp)
+			}
+			exp = r.expiration
+			return nil
+		})
+	}
+	waitLive(t, c, other, id, true)
+	if err := c.Nodes[d].Server.Failed(); err != nil {
+		t.Fatalf("the drained node failed: %v", err)
 	}
 	if st, err := statusOf(t, c, other, id); err != nil || !st.IsDraining || st.IsLeader {
 		t.Fatalf("status of the drained node: %+v %v", st, err)
