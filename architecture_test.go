@@ -45,7 +45,7 @@ type archRule struct {
 
 // peerDeps is what the peers liveness, settings, migrations and group0 may
 // import: shared leaves only, never each other.
-var peerDeps = []string{"clusterversion", "keys", "nodeid", "kv/kvpb", "sql/types", "sql/pgerror", "rpc"}
+var peerDeps = []string{"clusterversion", "keys", "nodeid", "kv/kvpb", "sql/types", "sql/pgerror", "rpc", "util/stop"}
 
 // sqlLeafDeps is what the SQL subpackages below package sql (other than the
 // parser and pgwire) may import.
@@ -73,7 +73,7 @@ var archRules = map[string]archRule{
 	"gossip":                {ours: []string{"clusterversion", "nodeid"}, thirdParty: anything},
 	"liveness":              {ours: peerDeps, thirdParty: anything},
 	"migrations":            {ours: peerDeps, thirdParty: anything},
-	"liveness/decommission": {ours: []string{"liveness", "kv", "kv/kvpb", "nodeapi", "nodeid"}, thirdParty: anything},
+	"liveness/decommission": {ours: []string{"liveness", "kv", "kv/kvpb", "nodeapi", "nodeid", "util/stop"}, thirdParty: anything},
 	"group0":                {ours: peerDeps, thirdParty: anything},
 	"settings":              {ours: peerDeps, thirdParty: anything},
 	"sql/parser":            {ours: []string{"sql/types", "sql/pgerror"}, thirdParty: anything},
@@ -92,7 +92,7 @@ var archRules = map[string]archRule{
 	"server/pausepoint":     {ours: []string{"clusterversion", "group0"}, thirdParty: []string{"github.com/cockroachdb/errors"}},
 	"server/autoupgrade":    {ours: []string{"clusterversion", "nodeid"}, thirdParty: anything},
 	"server/join":           {ours: []string{"clusterversion", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "nodeid"}, thirdParty: anything},
-	"server/schemasync":     {ours: []string{"gossip", "group0", "nodeapi", "sql/catalog", "nodeid"}, thirdParty: anything},
+	"server/schemasync":     {ours: []string{"gossip", "group0", "nodeapi", "sql/catalog", "nodeid", "util/stop"}, thirdParty: anything},
 	"server/status":         {ours: []string{"clusterversion", "gossip", "group0", "keys", "kv", "kv/kvpb", "liveness", "nodeapi", "security", "server/autoupgrade", "server/console", "sql/pgwire", "upgrademanager", "nodeid"}, thirdParty: anything},
 	"server/clockmon":       {ours: []string{"clusterversion", "kv", "nodeapi", "rpc", "server/console", "nodeid"}, thirdParty: anything},
 	"server/clustersql":     {ours: []string{"clusterversion", "kv", "kv/kvpb", "liveness", "migrations", "nodeapi", "server/autoupgrade", "server/status", "settings", "sql", "sql/...", "upgrademanager"}, thirdParty: anything},

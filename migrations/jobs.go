@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/nodeid"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // Status is a job's state.
@@ -324,29 +325,23 @@ func (r *Runner) update(ctx context.Context, h *heldJob, change func(*Job)) erro
 }
 
 // renewLease renews the held job's lease every renewEvery until ctx ends.
-// When the job was taken over, it stops the migration (stop with
+// When the job was taken over, it stops the migration (halt with
 // ErrJobLost): a coordinator that lost its lease must not go on running
 // beside the one that holds it. A renewal that fails otherwise (no quorum
 // for a moment) is retried at the next tick; if the lease lapses
 // meanwhile and another node takes the job, the next renewal finds out.
-func (r *Runner) renewLease(ctx context.Context, h *heldJob, stop context.CancelCauseFunc) {
-	t := time.NewTicker(r.renewEvery())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+func (r *Runner) renewLease(ctx context.Context, h *heldJob, halt context.CancelCauseFunc) {
+	stop.Every(ctx, r.renewEvery(), func() bool {
 		err := r.update(ctx, h, func(*Job) {})
 		if errors.Is(err, ErrJobLost) {
-			stop(ErrJobLost)
-			return
+			halt(ErrJobLost)
+			return false
 		}
 		if err != nil && ctx.Err() == nil {
 			r.log().Warn("renewing the migration job's lease; will retry", "job", h.job.ID, "err", err)
 		}
-	}
+		return true
+	})
 }
 
 // jobFor returns the job of m, creating it (exactly once) if it does not

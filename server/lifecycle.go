@@ -15,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/settings"
 	"github.com/kvnode/kvnode/sql/pgerror"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // lifecycle holds the node-lifecycle parts of a Server: liveness, cluster
@@ -139,25 +140,19 @@ const schemaChangeEvery = 2 * time.Second
 // schemaChangeLoop has the data group's leader take over the index builds
 // whose coordinator stopped (sql.Executor.ResumeSchemaChanges).
 func (s *Server) schemaChangeLoop(ctx context.Context, rep *kv.Replica) {
-	t := time.NewTicker(schemaChangeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	stop.Every(ctx, schemaChangeEvery, func() bool {
 		if !rep.Status().IsLeader || s.draining.Load() {
-			continue
+			return true
 		}
 		// Bounded: a build is renewed and resumable, so stopping it at
 		// the bound loses nothing; the next round goes on.
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
 		if err := s.exec.ResumeSchemaChanges(rctx); err != nil {
 			s.log.Warn("resuming a schema change failed; the next round tries again", "err", err)
 		}
-		cancel()
-	}
+		return true
+	})
 }
 
 // admitPeer is the gossip admission hook: a decommissioned node is kept out

@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/server/autoupgrade"
 	"github.com/kvnode/kvnode/server/status"
 	"github.com/kvnode/kvnode/upgradecluster"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // versionState is the node's part of cluster version management.
@@ -299,21 +300,13 @@ func (s *Server) upgradeShape() string {
 // leads its group. The watch ends with ctx; callers cancel it.
 func whileLeader(ctx context.Context, rep *kv.Replica) context.Context {
 	ctx, cancel := context.WithCancelCause(ctx)
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if !rep.Status().IsLeader {
-				cancel(errors.New("this node no longer leads the data group; the new leader's auto-upgrade loop takes over"))
-				return
-			}
+	go stop.Every(ctx, 100*time.Millisecond, func() bool {
+		if !rep.Status().IsLeader {
+			cancel(errors.New("this node no longer leads the data group; the new leader's auto-upgrade loop takes over"))
+			return false
 		}
-	}()
+		return true
+	})
 	return ctx
 }
 

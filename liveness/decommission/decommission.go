@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/liveness"
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/nodeid"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // Node is what decommissioning needs of the node it runs on.
@@ -95,25 +96,19 @@ const decommissionEvery = 500 * time.Millisecond
 // group; while the node drains it also keeps leadership away from it. It
 // returns when ctx ends (the node stops).
 func (d *Decommissioner) Run(ctx context.Context, rep *kv.Replica, self nodeid.ID) {
-	t := time.NewTicker(decommissionEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	stop.Every(ctx, decommissionEvery, func() bool {
 		if !rep.Status().IsLeader {
-			continue
+			return true
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		if d.cfg.Node.Draining() {
 			d.TransferLeadershipAway(sctx, rep)
 		} else if h := d.cfg.Hold; h == nil || !h.Load() {
 			d.step(sctx, rep, self)
 		}
-		cancel()
-	}
+		return true
+	})
 }
 
 // groupCheck builds the quorum rule's inputs from linearizable reads. raw

@@ -14,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/nodeapi"
 	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/catalog"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // Node is what the schema's propagation needs of the node it runs on.
@@ -186,41 +187,37 @@ func (s *Sync) PublishDigest() {
 // of a difference pull from each other, so digests converge. It returns
 // when ctx ends (the node stops).
 func (s *Sync) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if f := s.cfg.EveryRound; f != nil {
-			f()
-		}
-		g, cat, self := s.cfg.Node.Gossip(), s.cfg.Node.SchemaCatalog(), s.cfg.Node.NodeID()
-		if !TakesPreRaftSchema(s.cfg.Node.Group0State()) {
-			// Past the pre-Raft procedure: group 0 is the schema's
-			// source (the digest is still gossiped, for operators).
-			s.PublishDigest()
+	stop.Every(ctx, s.cfg.Every, func() bool { s.round(ctx); return true })
+}
+
+// round is one round of Run.
+func (s *Sync) round(ctx context.Context) {
+	if f := s.cfg.EveryRound; f != nil {
+		f()
+	}
+	g, cat, self := s.cfg.Node.Gossip(), s.cfg.Node.SchemaCatalog(), s.cfg.Node.NodeID()
+	if !TakesPreRaftSchema(s.cfg.Node.Group0State()) {
+		// Past the pre-Raft procedure: group 0 is the schema's
+		// source (the digest is still gossiped, for operators).
+		s.PublishDigest()
+		return
+	}
+	mine := cat.Digest()
+	for _, m := range g.Members() {
+		if m.Meta.NodeID == self || !m.IsLive() || m.Meta.SchemaDigest == "" || m.Meta.SchemaDigest == mine {
 			continue
 		}
-		mine := cat.Digest()
-		for _, m := range g.Members() {
-			if m.Meta.NodeID == self || !m.IsLive() || m.Meta.SchemaDigest == "" || m.Meta.SchemaDigest == mine {
-				continue
-			}
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			resp, err := s.cfg.Client.SchemaPull(pctx, m.Meta.ListenAddr, &nodeapi.Empty{})
-			cancel()
-			if err != nil {
-				continue
-			}
-			if changed, err := cat.Merge(resp.Descriptors); err != nil {
-				s.cfg.Log.Warn("merging schema from peer", "peer", m.Meta.NodeID, "err", err)
-			} else if changed {
-				s.cfg.Log.Info("merged schema changes pulled from peer", "peer", m.Meta.NodeID)
-			}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := s.cfg.Client.SchemaPull(pctx, m.Meta.ListenAddr, &nodeapi.Empty{})
+		cancel()
+		if err != nil {
+			continue
 		}
-		s.PublishDigest()
+		if changed, err := cat.Merge(resp.Descriptors); err != nil {
+			s.cfg.Log.Warn("merging schema from peer", "peer", m.Meta.NodeID, "err", err)
+		} else if changed {
+			s.cfg.Log.Info("merged schema changes pulled from peer", "peer", m.Meta.NodeID)
+		}
 	}
+	s.PublishDigest()
 }

@@ -7,7 +7,8 @@
 // survives it.
 //
 // Nothing loops on a stop channel of its own or runs on
-// context.Background(): a loop selects on its task's ctx.Done(), a
+// context.Background(): a periodic loop is Every on its task's context,
+// another loop selects on its task's ctx.Done(), a
 // bounded call takes its deadline from the stopper's context
 // (WithTimeout), and a part that takes a channel instead of a context is
 // handed ShouldQuiesce.

@@ -86,3 +86,21 @@ func TestContexts(t *testing.T) {
 	}
 	s.Stop()
 }
+
+func TestEvery(t *testing.T) {
+	// f runs until it says it is done, and not after.
+	runs := 0
+	Every(context.Background(), time.Millisecond, func() bool { runs++; return runs < 3 })
+	if runs != 3 {
+		t.Fatalf("f ran %d times, want 3 (it returned false on the third)", runs)
+	}
+	// A cancelled context ends it before f runs again.
+	ctx, cancel := context.WithCancel(context.Background())
+	runs = 0
+	Every(ctx, time.Millisecond, func() bool { runs++; cancel(); return true })
+	if runs != 1 {
+		t.Fatalf("f ran %d times after its context was cancelled, want 1", runs)
+	}
+	// An ended context ends it without running f.
+	Every(ctx, time.Millisecond, func() bool { t.Fatal("f ran on an ended context"); return true })
+}
