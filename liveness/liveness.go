@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/nodeid"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // DB is what liveness needs from the replicated data plane: linearizable
@@ -171,24 +172,18 @@ func (nl *NodeLiveness) Self() Record {
 	return nl.self
 }
 
-// Run heartbeats every HeartbeatInterval until stop is closed. onError, if
-// set, is called with every failed heartbeat.
-func (nl *NodeLiveness) Run(stop <-chan struct{}, onError func(error)) {
-	t := time.NewTicker(nl.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), nl.cfg.LivenessDuration)
-		_, err := nl.Heartbeat(ctx)
-		cancel()
-		if err != nil && onError != nil {
+// Run heartbeats every HeartbeatInterval until ctx ends. onError, if set,
+// is called with every failed heartbeat (not with one that ctx's end cut
+// short).
+func (nl *NodeLiveness) Run(ctx context.Context, onError func(error)) {
+	stop.Every(ctx, nl.cfg.HeartbeatInterval, func() bool {
+		hctx, cancel := context.WithTimeout(ctx, nl.cfg.LivenessDuration)
+		defer cancel()
+		if _, err := nl.Heartbeat(hctx); err != nil && ctx.Err() == nil && onError != nil {
 			onError(err)
 		}
-	}
+		return true
+	})
 }
 
 // updateSelfLocked applies fn to this node's record with a conditional put

@@ -120,9 +120,9 @@ func (s *Server) startLifecycleLoops(rep *kv.Replica, id nodeid.ID) error {
 		run  func(ctx context.Context)
 	}{
 		{"liveness heartbeat", func(ctx context.Context) {
-			nl.Run(ctx.Done(), func(err error) { s.decom.HeartbeatFailed(ctx, nl, id, err) })
+			nl.Run(ctx, func(err error) { s.decom.HeartbeatFailed(ctx, nl, id, err) })
 		}},
-		{"settings refresh", func(ctx context.Context) { lc.settings.Run(ctx.Done()) }},
+		{"settings refresh", func(ctx context.Context) { lc.settings.Run(ctx) }},
 		{"decommission", func(ctx context.Context) { s.decom.Run(ctx, rep, id) }},
 		{"schema changes", func(ctx context.Context) { s.schemaChangeLoop(ctx, rep) }},
 	} {

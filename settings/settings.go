@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/types"
+	"github.com/kvnode/kvnode/util/stop"
 )
 
 // DB is what settings needs from the replicated data plane.
@@ -581,22 +582,16 @@ func storedIn(kvs []kvpb.KeyValue, name string) bool {
 	return false
 }
 
-// Run refreshes every RefreshInterval until stop is closed.
-func (r *Registry) Run(stop <-chan struct{}) {
-	t := time.NewTicker(RefreshInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := r.Refresh(ctx); err != nil {
+// Run refreshes every RefreshInterval until ctx ends.
+func (r *Registry) Run(ctx context.Context) {
+	stop.Every(ctx, RefreshInterval, func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := r.Refresh(rctx); err != nil && ctx.Err() == nil {
 			r.log.Debug("refreshing cluster settings", "err", err)
 		}
-		cancel()
-	}
+		return true
+	})
 }
 
 // Value is one setting as SHOW reports it.
