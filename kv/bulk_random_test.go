@@ -97,8 +97,8 @@ func TestBulkBatchValidationRandom(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			ops[0].Kind, ops[0].Value, ops[0].ElseValue = kvpb.OpInsertOrUpdate, []byte("ins"), []byte("upd")
 		}
-		if len(ops) < bulkBatchMin || batchKind(ops, Level21Txns) != cmdBulkBatch {
-			t.Fatalf("seed %d: %d ops, kind %d", seed, len(ops), batchKind(ops, Level21Txns))
+		if len(ops) < bulkBatchMin || batchKind(ops, Level21) != cmdBulkBatch {
+			t.Fatalf("seed %d: %d ops, kind %d", seed, len(ops), batchKind(ops, Level21))
 		}
 		if res := applyCommand(b, newRowCache(0, nil), &command{Kind: cmdBulkBatch, Ops: ops}, wiAt(10)); res.err != nil {
 			t.Fatal(res.err)

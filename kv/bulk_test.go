@@ -31,9 +31,9 @@ func bulkOps(prefix string, from, to, step int, value []byte) []kvpb.Op {
 }
 
 // TestBulkBatchKind: the gateway proposes cmdBulkBatch only for a batch of
-// bulkBatchMin point writes or more, and only when the cluster version
-// allows 2.1's commands; the door refuses it below that level, and a
-// replica built as 2.0 stops at it.
+// bulkBatchMin point writes or more, and only at 2.1, one step above
+// 2.1-step.2, from which the door accepts it; the door refuses it below
+// that, and a replica built as 2.0 stops at it.
 func TestBulkBatchKind(t *testing.T) {
 	many := bulkOps("k", 0, bulkBatchMin, 1, []byte("v"))
 	check := kvpb.Op{Kind: kvpb.OpCheck, Key: tk("fence"), ExpectAbsent: true}
@@ -48,10 +48,13 @@ func TestBulkBatchKind(t *testing.T) {
 		level CommandLevel
 		want  cmdKind
 	}{
-		{"many writes at 2.1-step.2", many, Level21Txns, cmdBulkBatch},
-		{"many writes and a check at 2.1-step.2", withCheck, Level21Txns, cmdBulkBatch},
-		{"one write too few", many[1:], Level21Txns, cmdBatch},
-		{"range deletions", ranges, Level21Txns, cmdBatch},
+		{"many writes at 2.1", many, Level21, cmdBulkBatch},
+		{"many writes and a check at 2.1", withCheck, Level21, cmdBulkBatch},
+		{"one write too few", many[1:], Level21, cmdBatch},
+		{"range deletions", ranges, Level21, cmdBatch},
+		// Proposed a step above where the door accepts it.
+		{"many writes at 2.1-step.2", many, Level21Txns, cmdBatch},
+		{"many writes and a check at 2.1-step.2", withCheck, Level21Txns, cmdBatch21},
 		{"many writes at the fence", many, Level21Fence, cmdBatch},
 		{"many writes and a check at the fence", withCheck, Level21Fence, cmdBatch21},
 		{"many writes at 2.0", many, Level20, cmdBatch},

@@ -289,8 +289,9 @@ func decodeCommand(data []byte) (*command, error) {
 }
 
 // batchKind is the command kind of a batch of ops: cmdBatch21 when one of
-// them is release 2.1's OpCheck; cmdBulkBatch, when level allows it, for
-// bulkBatchMin or more ops without a range deletion.
+// them is release 2.1's OpCheck; cmdBulkBatch, at Level21 (one step above
+// the level at which the door accepts it), for bulkBatchMin or more ops
+// without a range deletion.
 func batchKind(ops []kvpb.Op, level CommandLevel) cmdKind {
 	kind, ranges := cmdBatch, false
 	for _, op := range ops {
@@ -301,7 +302,7 @@ func batchKind(ops []kvpb.Op, level CommandLevel) cmdKind {
 			ranges = true
 		}
 	}
-	if len(ops) >= bulkBatchMin && !ranges && cmdBulkBatch.level() <= level {
+	if len(ops) >= bulkBatchMin && !ranges && level >= Level21 {
 		return cmdBulkBatch
 	}
 	return kind

@@ -52,6 +52,14 @@ const (
 	Level21Fence
 	// Level21Txns (2.1-step.2 and up) allows every command.
 	Level21Txns
+	// Level21 (2.1 itself) is where a gateway starts proposing
+	// cmdBulkBatch, which the door accepts from Level21Txns on: a sender
+	// one ladder step above the receiver's gate, so that the leader never
+	// refuses one that a node whose version is a step ahead of or behind
+	// its own sends (the version moves one step at a time, persisted on
+	// every node before the next; a refused forwarded proposal would be
+	// retried until its deadline).
+	Level21
 )
 
 // level is the lowest CommandLevel at which a command of kind k may be
@@ -89,7 +97,7 @@ func (k cmdKind) release20() bool { return k.level() == Level20 }
 // proposals (every command's, without Config.CommandLevel).
 func (r *Replica) level() CommandLevel {
 	if r.cfg.CommandLevel == nil {
-		return Level21Txns
+		return Level21
 	}
 	return r.cfg.CommandLevel()
 }

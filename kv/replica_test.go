@@ -119,7 +119,7 @@ func (c *tcluster) setLevel(l CommandLevel) {
 
 func (c *tcluster) commandLevel() CommandLevel {
 	if !c.levelSet.Load() {
-		return Level21Txns
+		return Level21
 	}
 	return CommandLevel(c.level.Load())
 }

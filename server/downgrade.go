@@ -118,6 +118,8 @@ func (s *Server) checkNo21Data() error {
 func (s *Server) commandLevel() kv.CommandLevel {
 	v := s.ActiveVersion()
 	switch {
+	case !v.Less(clusterversion.V2_1.Version()):
+		return kv.Level21
 	case !v.Less(clusterversion.V2_1TxnStamps.Version()):
 		return kv.Level21Txns
 	case !v.Less(clusterversion.V2_1Fence.Version()):

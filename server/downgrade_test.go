@@ -35,6 +35,15 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 	ctx := txnCtx(t)
 	c.Exec(0, "CREATE TABLE kv (k INT PRIMARY KEY, v INT)")
 	c.Exec(0, "INSERT INTO kv VALUES (1, 1), (2, 2)")
+	// A multi-row INSERT of 100 rows is one bulk batch (kv's cmdBulkBatch,
+	// a 2.1 entry kind): the downgrade purges it from every log with the
+	// transaction commands, and its range records with theirs.
+	var rows []string
+	for i := 1; i <= 100; i++ {
+		rows = append(rows, fmt.Sprintf("(%d)", i))
+	}
+	c.Exec(0, "CREATE TABLE loaded (k INT PRIMARY KEY)")
+	c.Exec(0, "INSERT INTO loaded VALUES "+strings.Join(rows, ", "))
 	for i := 0; i < 5; i++ {
 		c.Exec(1, "BEGIN; UPDATE kv SET v = v + 1 WHERE k = 1; UPDATE kv SET v = v - 1 WHERE k = 2; COMMIT")
 	}
@@ -165,6 +174,9 @@ func TestDowngrade21To20AndUpAgain(t *testing.T) {
 		n, err := c.QueryInt(2, "SELECT count(*) FROM kv")
 		if err != nil || n != 22 {
 			return errors.Newf("node 3 (2.0) counts %d rows (%v)", n, err)
+		}
+		if n, err := c.QueryInt(2, "SELECT count(*) FROM loaded"); err != nil || n != 100 {
+			return errors.Newf("node 3 (2.0) counts %d rows of the bulk insert (%v)", n, err)
 		}
 		return c.Nodes[2].Server.Failed()
 	})
