@@ -387,13 +387,8 @@ func (n *projectNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	out := [][]types.Datum{}
 	err := streamRows(ec, n.in, func(r []types.Datum) error {
 		row := alloc.newRow()
-		rc.row = r
-		for i, x := range n.exprs {
-			d, err := rc.eval(x)
-			if err != nil {
-				return err
-			}
-			row[i] = d
+		if err := n.project(rc, r, row); err != nil {
+			return err
 		}
 		out = append(out, row)
 		return nil
@@ -410,16 +405,24 @@ func (n *projectNode) stream(ec *evalCtx, fn func(row []types.Datum) error) erro
 	rc := rowCtx(ec)
 	row := make([]types.Datum, len(n.exprs))
 	return streamRows(ec, n.in, func(r []types.Datum) error {
-		rc.row = r
-		for i, x := range n.exprs {
-			d, err := rc.eval(x)
-			if err != nil {
-				return err
-			}
-			row[i] = d
+		if err := n.project(rc, r, row); err != nil {
+			return err
 		}
 		return fn(row)
 	})
+}
+
+// project computes the expressions over input row r into row.
+func (n *projectNode) project(rc *evalCtx, r, row []types.Datum) error {
+	rc.row = r
+	for i, x := range n.exprs {
+		d, err := rc.eval(x)
+		if err != nil {
+			return err
+		}
+		row[i] = d
+	}
+	return nil
 }
 
 func (n *projectNode) explain(w *explainWriter) {
