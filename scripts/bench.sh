@@ -210,26 +210,8 @@ export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 # ---------------------------------------------------------------------------------------------
 # Ports: random loopback ports that nothing listens on or uses, never handed out twice.
 
-USED_PORTS=" "
-port_in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Htuan "( sport = :$1 )" 2>/dev/null) ]]
-  else
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-  fi
-}
-free_port() { # free_port VAR
-  local p i
-  for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    port_in_use "$p" && continue
-    USED_PORTS+="$p "
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "found no free loopback port"
-}
+# shellcheck source=scripts/ports.sh
+source scripts/ports.sh # the working directory is the repository root (above)
 
 # ---------------------------------------------------------------------------------------------
 # Workload files.

@@ -47,18 +47,8 @@ if [[ -z $BIN ]]; then
   timeout 600 go build -o "$BIN" ./cmd/kvnode || die "go build failed"
 fi
 
-USED=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    [[ $USED == *" $p "* ]] && continue
-    [[ -n $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] && continue
-    USED+="$p "
-    printf -v "$1" %s "$p"
-    return
-  done
-}
+# shellcheck source=scripts/ports.sh
+source scripts/ports.sh # the working directory is the repository root (above)
 declare -A SQLP HTTPP
 free_port l1; free_port l2; free_port l3
 join="127.0.0.1:$l1,127.0.0.1:$l2,127.0.0.1:$l3"

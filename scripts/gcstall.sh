@@ -44,14 +44,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port() { # a free port
-  local p i
-  for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    [[ -z $(ss -Htuan "( sport = :$p )" 2>/dev/null) ]] && echo "$p" && return 0
-  done
-  die "no free port"
-}
+# shellcheck source=scripts/ports.sh
+source scripts/ports.sh # the working directory is the repository root (above)
 
 BIN=${GCSTALL_BIN:-}
 if [[ -z $BIN ]]; then
@@ -61,7 +55,7 @@ if [[ -z $BIN ]]; then
 fi
 "$BIN" version | head -n 1 >&2
 
-L=$(port) G=$(port) S=$(port) H=$(port)
+free_port L; free_port G; free_port S; free_port H
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 t0=$(date +%s.%N)
 "$BIN" start-single-node --insecure --store="$WORK/store" --listen-addr="127.0.0.1:$L" --gossip-addr="127.0.0.1:$G" \

@@ -45,19 +45,8 @@ build_rev() { # build_rev REV OUT
 if [[ -n ${AB_A:-} ]]; then cp "$AB_A" "$WORK/kvnode-A"; elif [[ -n ${AB_REV_A:-} ]]; then build_rev "$AB_REV_A" A; else die "set AB_A (a binary) or AB_REV_A (a git revision)"; fi
 if [[ -n ${AB_B:-} ]]; then cp "$AB_B" "$WORK/kvnode-B"; elif [[ -n ${AB_REV_B:-} ]]; then build_rev "$AB_REV_B" B; else (cd "$ROOT" && go build -o "$WORK/kvnode-B" ./cmd/kvnode); fi
 
-USED=" "
-free_port() { # free_port VAR
-  local p i
-  for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    [[ $USED == *" $p "* ]] && continue
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    USED+="$p "
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "found no free loopback port"
-}
+# shellcheck source=scripts/ports.sh
+source "$ROOT/scripts/ports.sh"
 
 cat >"$WORK/read.sql" <<EOF
 \\set k random(1, $ROWS)

@@ -56,19 +56,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-USED=" "
-free_port() { # free_port VAR
-  local p i
-  for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    [[ $USED == *" $p "* ]] && continue
-    [[ -n $(ss -Htuan "( sport = :$p )" 2>/dev/null) ]] && continue
-    USED+="$p "
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "no free port"
-}
+# shellcheck source=scripts/ports.sh
+source scripts/ports.sh # the working directory is the repository root (above)
 
 BIN=$WORK/kvnode
 log "building kvnode"
