@@ -61,8 +61,9 @@ func (m *Member) startReplicaLocked(gen uint64, isolated bool) error {
 	rep, err := kv.NewReplica(kv.Config{
 		Engine: m.eng, NodeID: id, Transport: tr, Logger: log,
 		TickInterval: m.cfg.TickInterval, Promote: m.node.AllowPromote,
-		// Group 0 holds descriptors and a few records, written rarely.
-		RowCacheBytes: 1 << 20,
+		// Group 0 holds descriptors and a few records, written and read
+		// rarely: small bounds for both caches.
+		RowCacheBytes: 1 << 20, ReadCacheBytes: 1 << 20,
 	})
 	if err != nil {
 		tr.Close()
