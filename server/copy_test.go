@@ -132,6 +132,9 @@ func TestCopyFromStdin(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "SQLSTATE "+tc.code) {
 			t.Errorf("%s with %q: got %v, want SQLSTATE %s", tc.sql, tc.data, err, tc.code)
 		}
+		if err != nil && strings.Contains(err.Error(), "%!") {
+			t.Errorf("%s with %q: a formatting verb does not match its argument: %v", tc.sql, tc.data, err)
+		}
 	}
 	if n := count("SELECT count(*) FROM ck"); n != 0 {
 		t.Fatalf("ck has %d rows after a refused COPY", n)

@@ -417,7 +417,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			return fail(pgerror.Newf(codeBadCopyFileFormat, "extra data after last expected column (COPY %s, %s)", ti.desc.Name, src.where()))
 		}
 		if len(fields) < len(p.targets) {
-			return fail(pgerror.Newf(codeBadCopyFileFormat, "missing data for column %q (COPY %s, line %d)",
+			return fail(pgerror.Newf(codeBadCopyFileFormat, "missing data for column %q (COPY %s, %s)",
 				ti.cols[p.targets[len(fields)]].Name, ti.desc.Name, src.where()))
 		}
 		row := make([]types.Datum, len(ti.cols))
