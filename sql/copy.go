@@ -858,31 +858,80 @@ func (p *copyOutPlan) copyOut(ctx context.Context, send func([]byte) error) (pgw
 		return pgwire.Result{Tag: fmt.Sprintf("COPY %d", n)}, nil
 	}
 	ti := p.ti
-	span0, span1 := rowenc.TableSpan(ti.desc.ID)
 	out := make([]types.Datum, len(p.targets))
-	for {
-		batch, err := p.e.kv(ctx).Scan(ctx, span0, span1, addPKBatchRows, false)
+	// sendErr keeps the row's or the client's error apart from the
+	// store's, which kvError translates.
+	var sendErr error
+	emit := func(k, v []byte) error {
+		row, _, err := ti.layout.Decode(k, v)
 		if err != nil {
-			return pgwire.Result{}, kvError(err)
+			sendErr = err
+			return err
 		}
-		for _, kv := range batch {
-			row, _, err := ti.layout.Decode(kv.Key, kv.Value)
-			if err != nil {
-				return pgwire.Result{}, err
-			}
-			for j, i := range p.targets {
-				out[j] = row[i]
-			}
-			if err := send(f.row(out)); err != nil {
-				return pgwire.Result{}, err
-			}
-			n++
+		for j, i := range p.targets {
+			out[j] = row[i]
 		}
-		if len(batch) < addPKBatchRows {
-			return pgwire.Result{Tag: fmt.Sprintf("COPY %d", n)}, nil
+		if sendErr = send(f.row(out)); sendErr != nil {
+			return sendErr
 		}
-		span0 = append(append([]byte(nil), batch[len(batch)-1].Key...), 0)
+		n++
+		return nil
 	}
+	if err := p.scanTable(ctx, emit); err != nil {
+		if sendErr != nil {
+			return pgwire.Result{}, sendErr
+		}
+		return pgwire.Result{}, kvError(err)
+	}
+	return pgwire.Result{Tag: fmt.Sprintf("COPY %d", n)}, nil
+}
+
+// scanTable calls emit with every row of the table, in key order, all read
+// from one state of it, as PostgreSQL's COPY TO reads one snapshot: the
+// transaction's, in one; else a snapshot of the data group (2.1), read in
+// batches; else one iterator over the applied state. Batches read one
+// after the other outside a transaction would each see a different state
+// (TestCopyToReadsOneState).
+func (p *copyOutPlan) scanTable(ctx context.Context, emit func(k, v []byte) error) error {
+	span0, span1 := rowenc.TableSpan(p.ti.desc.ID)
+	db := p.e.kv(ctx)
+	batches := func(scan func(start, end []byte, limit int) ([]kvpb.KeyValue, error)) error {
+		for {
+			batch, err := scan(span0, span1, addPKBatchRows)
+			if err != nil {
+				return err
+			}
+			for _, kv := range batch {
+				if err := emit(kv.Key, kv.Value); err != nil {
+					return err
+				}
+			}
+			if len(batch) < addPKBatchRows {
+				return nil
+			}
+			span0 = append(append([]byte(nil), batch[len(batch)-1].Key...), 0)
+		}
+	}
+	if _, inTxn := db.(*txn.Txn); !inTxn {
+		if tdb := p.e.cfg.Txns; tdb != nil && p.e.txnsActive() {
+			snap, err := tdb.Snapshot(ctx)
+			if err == nil {
+				defer snap.Close()
+				return batches(func(start, end []byte, limit int) ([]kvpb.KeyValue, error) {
+					return snap.Scan(start, end, limit, false)
+				})
+			}
+			if !errors.Is(err, kvpb.ErrTxnsDisabled) {
+				return err
+			}
+		}
+		if s, ok := db.(kvpb.Streamer); ok {
+			return s.ScanFunc(ctx, span0, span1, 0, false, emit)
+		}
+	}
+	return batches(func(start, end []byte, limit int) ([]kvpb.KeyValue, error) {
+		return db.Scan(ctx, start, end, limit, false)
+	})
 }
 
 // preparedCopyOut is a prepared COPY TO STDOUT (pgwire.CopyOutStatement).
