@@ -20,6 +20,8 @@
 #   python3-psycopg2, python3-psycopg, python3-sqlalchemy, python3-asyncpg, ruby-pg
 #                Debian's drivers and ORM, for the real-client transaction tests
 #                (server/txn_clients_test.go), run with Debian's /usr/bin/python3
+#   python3-alembic  Debian's Alembic, for what migration tools send
+#                (server/migration_tools_test.go)
 #   java, libpostgresql-jdbc-java   the JDBC driver for the same tests
 #   node, npm, node-postgres   npm's pg (pinned) into $KVNODE_NPM_DIR (default ~/.cache/kvnode-npm),
 #                for the same tests
@@ -149,11 +151,12 @@ else
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 fi
 
-step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy, asyncpg)"
+step "install: Python drivers (psycopg2, psycopg 3, SQLAlchemy, asyncpg) and Alembic"
 install_py psycopg2 python3-psycopg2
 install_py psycopg python3-psycopg
 install_py sqlalchemy python3-sqlalchemy
 install_py asyncpg python3-asyncpg
+install_py alembic python3-alembic
 
 step "install: ruby-pg"
 if ruby -e 'require "pg"' >/dev/null 2>&1; then

@@ -265,6 +265,15 @@ func (s *session) checkInTxn(pl plan) error {
 				return nil
 			}
 		}
+		if _, ok := pl.(*ddlPlan); ok {
+			// What migration tools and ORMs meet first (txn/DESIGN.md, "DDL
+			// in a transaction", designs how it will work): their driver
+			// opens the transaction by itself, so say how to leave it.
+			return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
+				"run it on its own, outside BEGIN ... COMMIT; a driver that opens transactions by itself "+
+					"needs autocommit for DDL (psycopg2: conn.autocommit = True; SQLAlchemy: "+
+					"engine.execution_options(isolation_level=\"AUTOCOMMIT\"))")
+		}
 		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 			"run it on its own, outside BEGIN ... COMMIT")
 	case *insertPlan, *updatePlan, *deletePlan, *copyPlan:
