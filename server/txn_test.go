@@ -681,3 +681,71 @@ func TestTxnKeyLimit(t *testing.T) {
 		t.Fatalf("the refused transaction left %d rows (%v)", n, err)
 	}
 }
+
+// TestTxnSelectForUpdate: SELECT ... FOR UPDATE, what ORMs send to guard a
+// read-modify-write, reads the row; kvnode takes no row lock, so of two
+// transactions that read a row FOR UPDATE and write it, the second to
+// commit fails with 40001 and no update is lost. A read-only transaction
+// refuses it (25006), and it needs the UPDATE privilege, as in PostgreSQL.
+func TestTxnSelectForUpdate(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE acct (id INT PRIMARY KEY, balance INT)")
+	c.Exec(0, "INSERT INTO acct VALUES (1, 100)")
+	a, b := c.Conn(0), c.Conn(0)
+	read := func(conn *pgx.Conn) int {
+		t.Helper()
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		var bal int
+		if err := conn.QueryRow(ctx, "SELECT balance FROM acct WHERE id = 1 FOR UPDATE").Scan(&bal); err != nil {
+			t.Fatal(err)
+		}
+		return bal
+	}
+	ba, bb := read(a), read(b)
+	if _, err := a.Exec(ctx, "UPDATE acct SET balance = $1 WHERE id = 1", ba+10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, "UPDATE acct SET balance = $1 WHERE id = 1", bb+20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	if _, err := b.Exec(ctx, "COMMIT"); sqlState(err) != "40001" {
+		t.Fatalf("second read-modify-write of the row: %v, want 40001 (else +10 is lost)", err)
+	}
+	var bal int
+	if err := a.QueryRow(ctx, "SELECT balance FROM acct WHERE id = 1").Scan(&bal); err != nil || bal != 110 {
+		t.Fatalf("balance %d (%v), want 110", bal, err)
+	}
+
+	if _, err := a.Exec(ctx, "BEGIN READ ONLY"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "SELECT * FROM acct FOR SHARE"); sqlState(err) != "25006" ||
+		!strings.Contains(err.Error(), "cannot execute SELECT FOR SHARE in a read-only transaction") {
+		t.Fatalf("FOR SHARE in a read-only transaction: %v", err)
+	}
+	if _, err := a.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Exec(0, "CREATE USER reader")
+	c.Exec(0, "GRANT SELECT ON acct TO reader")
+	cfg := a.Config().Copy()
+	cfg.User = "reader"
+	r, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	if err := r.QueryRow(ctx, "SELECT balance FROM acct WHERE id = 1").Scan(&bal); err != nil {
+		t.Fatalf("SELECT with the SELECT privilege: %v", err)
+	}
+	if _, err := r.Exec(ctx, "SELECT balance FROM acct WHERE id = 1 FOR UPDATE"); sqlState(err) != "42501" {
+		t.Fatalf("FOR UPDATE without the UPDATE privilege: %v, want 42501", err)
+	}
+}

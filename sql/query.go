@@ -56,6 +56,9 @@ type queryBuilder struct {
 	tables []*tableInfo
 	// works are the working tables of the recursive terms being planned.
 	works []*workTableNode
+	// lockStrength is the strength of the first FOR UPDATE / FOR SHARE
+	// clause of the query's SELECTs ("UPDATE", "SHARE", ...); "" if none.
+	lockStrength string
 }
 
 // fromItem is a planned FROM item with the scope of its columns (offsets
@@ -332,6 +335,7 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 	b.params.need(accessReq{kind: accessTable, priv: users.Select, table: ti.desc})
 	st := ti.scope(0, alias)
 	st.hidden = hiddenCols(ti)
+	st.base = ti
 	// The access path is chosen once the WHERE clause's conjuncts are
 	// pushed down (combineFrom), or the order is known (buildSelect).
 	return &fromItem{node: &tableScanNode{e: b.e, ti: ti, alias: v.Alias, scan: scanPlan{kind: scanFull}}, tables: []scopeTable{st}}, nil
@@ -601,6 +605,62 @@ func shiftCols(e texpr, delta int) texpr {
 	})
 }
 
+// checkLocking checks a SELECT's FOR UPDATE / FOR SHARE clauses as
+// PostgreSQL does, against the FROM items in scope, and asks for the UPDATE
+// privilege on the tables they lock (PostgreSQL's rule). kvnode takes no row
+// locks: every transaction is serializable, so a row read FOR UPDATE that
+// another transaction writes before this one commits fails the commit with
+// 40001, as any row read does (txn/DESIGN.md).
+func (b *queryBuilder) checkLocking(s *parser.Select, scope []scopeTable) error {
+	if len(s.Locking) == 0 {
+		return nil
+	}
+	strength := s.Locking[0].Strength
+	if b.lockStrength == "" {
+		b.lockStrength = strength
+	}
+	switch {
+	case s.Distinct:
+		return unsupported("FOR %s is not allowed with DISTINCT clause", strength)
+	case len(s.GroupBy) > 0:
+		return unsupported("FOR %s is not allowed with GROUP BY clause", strength)
+	case s.Having != nil:
+		return unsupported("FOR %s is not allowed with HAVING clause", strength)
+	}
+	for _, se := range s.Exprs {
+		if se.Expr != nil && containsAggregate(se.Expr) {
+			return unsupported("FOR %s is not allowed with aggregate functions", strength)
+		}
+	}
+	locked := map[int]bool{}
+	for _, lc := range s.Locking {
+		if lc.Of == nil {
+			for i := range scope {
+				locked[i] = true
+			}
+			continue
+		}
+		for _, name := range lc.Of {
+			found := false
+			for i, st := range scope {
+				if !st.qualifiedOnly && len(st.names) > 0 && st.names[0] == name {
+					locked[i], found = true, true
+				}
+			}
+			if !found {
+				return pgerror.Newf(pgerror.CodeUndefinedTable,
+					"relation %q in FOR %s clause not found in FROM clause", name, lc.Strength)
+			}
+		}
+	}
+	for i := range locked {
+		if ti := scope[i].base; ti != nil {
+			b.params.need(accessReq{kind: accessTable, priv: users.Update, table: ti.desc})
+		}
+	}
+	return nil
+}
+
 // buildSelect plans a SELECT.
 func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []outCol, error) {
 	pop, err := b.pushWith(s.With, a)
@@ -627,6 +687,9 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		offsets = append(offsets, width)
 		a.tables = append(a.tables, shiftScope(it.tables, width)...)
 		width += it.node.width()
+	}
+	if err := b.checkLocking(s, a.tables); err != nil {
+		return nil, nil, err
 	}
 
 	// WHERE, its conjuncts pushed to the FROM item they read, or to the
@@ -745,6 +808,10 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		}
 		cols = append(cols, oc)
 		outExprs = append(outExprs, se.Expr)
+	}
+
+	if len(s.Locking) > 0 && len(a.windows) > 0 {
+		return nil, nil, unsupported("FOR %s is not allowed with window functions", s.Locking[0].Strength)
 	}
 
 	var having texpr
@@ -1122,6 +1189,10 @@ type queryPlan struct {
 	cols     []pgwire.Column
 	outTypes []func() types.T
 	tables   []*tableInfo
+	// lockStrength: the query reads FOR UPDATE or FOR SHARE (the first
+	// clause's strength), which a read-only transaction may not (25006), as
+	// in PostgreSQL; "" if it does not.
+	lockStrength string
 }
 
 func (p *queryPlan) columns() []pgwire.Column { return p.cols }
@@ -1162,7 +1233,7 @@ func (e *Executor) analyzeQueryPlan(q parser.SelectStatement, params *paramSet) 
 		return nil, err
 	}
 	pruneColumns(root, nil)
-	p := &queryPlan{e: e, root: root, tables: b.tables}
+	p := &queryPlan{e: e, root: root, tables: b.tables, lockStrength: b.lockStrength}
 	for _, c := range cols {
 		p.cols = append(p.cols, pgwire.Column{Name: c.name, Mod: c.mod})
 		p.outTypes = append(p.outTypes, c.typ)

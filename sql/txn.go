@@ -276,6 +276,10 @@ func (s *session) checkInTxn(pl plan) error {
 		}
 		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 			"run it on its own, outside BEGIN ... COMMIT")
+	case *queryPlan:
+		if p.lockStrength != "" && s.txn.readOnly {
+			return pgerror.Newf(pgerror.CodeReadOnlySQLTransaction, "cannot execute SELECT FOR %s in a read-only transaction", p.lockStrength)
+		}
 	case *insertPlan, *updatePlan, *deletePlan, *copyPlan:
 		if s.txn.readOnly {
 			return pgerror.Newf(pgerror.CodeReadOnlySQLTransaction, "cannot execute %s in a read-only transaction", statementTag(pl))

@@ -136,6 +136,9 @@ type scopeTable struct {
 	offset        int // position of cols[0] in the evaluated row
 	// hidden marks the columns * leaves out (rowid); nil: none.
 	hidden []bool
+	// base is the user table a FROM item scans, nil for every other
+	// item (a subquery, a virtual table, a function).
+	base *tableInfo
 }
 
 type scopeCol struct {

@@ -621,6 +621,29 @@ type Select struct {
 	OrderBy  []*OrderBy
 	Limit    Expr
 	Offset   Expr
+	// Locking holds the FOR UPDATE / FOR SHARE clauses, nil if none.
+	Locking []*LockingClause
+}
+
+// LockingClause is FOR UPDATE | FOR NO KEY UPDATE | FOR SHARE | FOR KEY
+// SHARE [OF name, ...] [NOWAIT].
+type LockingClause struct {
+	Strength string   // "UPDATE", "NO KEY UPDATE", "SHARE" or "KEY SHARE"
+	Of       []string // the FROM items it names; nil: all of them
+	NoWait   bool
+}
+
+// Format writes the clause.
+func (lc *LockingClause) Format(b *strings.Builder) {
+	b.WriteString("FOR ")
+	b.WriteString(lc.Strength)
+	if len(lc.Of) > 0 {
+		b.WriteString(" OF ")
+		formatIdents(b, lc.Of)
+	}
+	if lc.NoWait {
+		b.WriteString(" NOWAIT")
+	}
 }
 
 // SingleTable returns the table of FROM when FROM names exactly one table
@@ -668,6 +691,10 @@ func (s *Select) Format(b *strings.Builder) {
 		s.Having.Format(b)
 	}
 	formatOrderLimit(b, s.OrderBy, s.Limit, s.Offset)
+	for _, lc := range s.Locking {
+		b.WriteByte(' ')
+		lc.Format(b)
+	}
 }
 
 func (s *Select) String() string       { return str(s) }

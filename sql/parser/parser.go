@@ -9,9 +9,9 @@ import (
 )
 
 // supportedHint is attached to errors on an unknown statement keyword.
-const supportedHint = "kvnode supports CREATE TABLE, DROP TABLE, ALTER TABLE ... ADD COLUMN, TRUNCATE, " +
-	"INSERT, UPSERT, SELECT, UPDATE, DELETE, SHOW, SET, the CLUSTER SETTING statements, " +
-	"CREATE/ALTER/DROP USER, GRANT and REVOKE"
+const supportedHint = "kvnode supports SELECT, INSERT, UPSERT, UPDATE, DELETE, COPY, TRUNCATE, " +
+	"CREATE/ALTER/DROP TABLE, CREATE/DROP INDEX, CREATE/DROP DATABASE, BEGIN/COMMIT/ROLLBACK and savepoints, " +
+	"PREPARE/EXECUTE, SET, SHOW, EXPLAIN, the CLUSTER SETTING statements, users and roles, GRANT and REVOKE"
 
 // maxDepth bounds expression nesting so that hostile input such as
 // "((((((..." fails with an error instead of exhausting the stack.
@@ -314,7 +314,13 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return p.parseGrant()
 	case "explain":
 		p.advance()
-		if !p.isKw("select") && !p.isKw("with") && !p.isKw("update") && !p.isKw("delete") {
+		if err := p.explainOptions(); err != nil {
+			return nil, err
+		}
+		if !p.isKw("select") && !p.isKw("with") && !p.isKw("update") && !p.isKw("delete") && !p.isKw("values") && !p.isKw("table") && !p.isOp("(") {
+			if t := p.peek(); t.kind == tokIdent && !t.quoted && pgStatementWords[t.val] {
+				return nil, p.unsupportedHere("EXPLAIN works on SELECT, UPDATE and DELETE", "EXPLAIN %s is not supported", strings.ToUpper(t.val))
+			}
 			return nil, pgerror.WithHintf(p.errNear(p.peek()), "EXPLAIN works on SELECT, UPDATE and DELETE")
 		}
 		inner, err := p.parseStmt()
@@ -324,7 +330,7 @@ func (p *parser) parseStmt() (Stmt, error) {
 		return &Explain{Stmt: inner}, nil
 	case "insert", "upsert":
 		return p.parseInsert()
-	case "select", "with", "values":
+	case "select", "with", "values", "table":
 		return p.parseSelectStmt()
 	case "update":
 		return p.parseUpdate()
@@ -374,7 +380,138 @@ func (p *parser) parseStmt() (Stmt, error) {
 		p.advance()
 		return p.savepointName(TxnRelease, true)
 	}
+	if name, ok := unsupportedStatements[t.val]; ok {
+		return nil, p.unsupportedHere(supportedHint, "%s is not supported", name)
+	}
 	return nil, pgerror.WithHintf(p.errNear(t), supportedHint)
+}
+
+// unsupportedStatements are PostgreSQL statements kvnode does not run, by
+// their first word: they fail with 0A000, never a syntax error, since they
+// are valid SQL.
+var unsupportedStatements = map[string]string{
+	"call": "CALL", "checkpoint": "CHECKPOINT", "close": "CLOSE", "cluster": "CLUSTER",
+	"comment": "COMMENT", "declare": "DECLARE (cursors)", "do": "DO", "fetch": "FETCH (cursors)",
+	"import": "IMPORT FOREIGN SCHEMA", "listen": "LISTEN", "load": "LOAD", "lock": "LOCK",
+	"merge": "MERGE", "move": "MOVE (cursors)", "notify": "NOTIFY", "reassign": "REASSIGN OWNED",
+	"refresh": "REFRESH MATERIALIZED VIEW", "reindex": "REINDEX", "security": "SECURITY LABEL",
+	"unlisten": "UNLISTEN",
+}
+
+// pgStatementWords are the first words of the statements PostgreSQL knows,
+// to tell a statement kvnode cannot EXPLAIN (0A000) from a mistyped one
+// (42601).
+var pgStatementWords = func() map[string]bool {
+	m := map[string]bool{"insert": true, "upsert": true, "create": true, "drop": true, "alter": true,
+		"truncate": true, "copy": true, "grant": true, "revoke": true, "set": true, "show": true,
+		"prepare": true, "execute": true, "deallocate": true, "vacuum": true, "analyze": true,
+		"discard": true, "begin": true, "start": true, "commit": true, "rollback": true, "reset": true}
+	for w := range unsupportedStatements {
+		m[w] = true
+	}
+	return m
+}()
+
+// unsupportedObjects are the kinds of object PostgreSQL's CREATE, ALTER and
+// DROP know that kvnode does not have, by the word after the verb.
+var unsupportedObjects = map[string]string{
+	"view": "VIEW", "materialized": "MATERIALIZED VIEW", "sequence": "SEQUENCE", "function": "FUNCTION",
+	"procedure": "PROCEDURE", "routine": "ROUTINE", "trigger": "TRIGGER", "type": "TYPE", "domain": "DOMAIN",
+	"schema": "SCHEMA", "extension": "EXTENSION", "aggregate": "AGGREGATE", "cast": "CAST",
+	"collation": "COLLATION", "conversion": "CONVERSION", "server": "SERVER", "language": "LANGUAGE",
+	"operator": "OPERATOR", "policy": "POLICY", "publication": "PUBLICATION", "subscription": "SUBSCRIPTION",
+	"rule": "RULE", "statistics": "STATISTICS", "tablespace": "TABLESPACE", "transform": "TRANSFORM",
+	"event": "EVENT TRIGGER", "foreign": "FOREIGN TABLE (or DATA WRAPPER)", "text": "TEXT SEARCH",
+	"access": "ACCESS METHOD", "group": "GROUP", "owned": "OWNED", "default": "DEFAULT PRIVILEGES",
+	"large": "LARGE OBJECT", "system": "SYSTEM", "constraint": "CONSTRAINT TRIGGER", "recursive": "RECURSIVE VIEW",
+	"temp": "TEMPORARY TABLE", "temporary": "TEMPORARY TABLE", "unlogged": "UNLOGGED TABLE",
+	"global": "GLOBAL TEMPORARY TABLE", "local": "LOCAL TEMPORARY TABLE",
+}
+
+// unsupportedObject is the error for verb (CREATE, ALTER or DROP) followed
+// by the current token: 0A000 naming the object if PostgreSQL has that kind
+// of object, else a syntax error; hint says what kvnode supports.
+func (p *parser) unsupportedObject(verb, hint string) error {
+	t := p.peek()
+	if t.kind != tokIdent || t.quoted {
+		return pgerror.WithHintf(p.errNear(t), "%s", hint)
+	}
+	name, ok := unsupportedObjects[t.val]
+	// OR REPLACE and TEMPORARY name the object after them.
+	if next := p.peekAt(1); (t.val == "or" && next.val == "replace" || t.val == "temp" || t.val == "temporary") && next.kind == tokIdent {
+		prefix := "TEMPORARY "
+		if t.val == "or" {
+			prefix, next = "OR REPLACE ", p.peekAt(2)
+		}
+		if next.val == "table" {
+			name, ok = prefix+"TABLE", true
+		} else if obj, known := unsupportedObjects[next.val]; known {
+			name, ok = prefix+obj, true
+		}
+	}
+	if !ok {
+		return pgerror.WithHintf(p.errNear(t), "%s", hint)
+	}
+	return p.unsupportedHere(hint, "%s %s is not supported", verb, name)
+}
+
+// explainOptions reads EXPLAIN's options: ANALYZE, VERBOSE, or a
+// parenthesized list. kvnode's EXPLAIN shows the plan; VERBOSE, COSTS,
+// SETTINGS, SUMMARY and FORMAT TEXT change nothing in it. Running the
+// statement to measure it (ANALYZE, BUFFERS, WAL, TIMING) and other formats
+// are refused with 0A000.
+func (p *parser) explainOptions() error {
+	refuse := func(what string) error {
+		return p.unsupportedHere("EXPLAIN shows the plan without running the statement; psql's \\timing times it",
+			"EXPLAIN %s is not supported", what)
+	}
+	if p.isKw("analyze") || p.isKw("analyse") {
+		return refuse("ANALYZE")
+	}
+	if p.acceptKw("verbose") {
+		return nil
+	}
+	if !p.isOp("(") {
+		return nil
+	}
+	switch t := p.peekAt(1); {
+	case t.kind != tokIdent || t.quoted:
+		return nil
+	case t.val == "select" || t.val == "with" || t.val == "values" || t.val == "table":
+		return nil // EXPLAIN (SELECT ...)
+	}
+	p.advance() // (
+	for {
+		t := p.peek()
+		opt, err := p.ident()
+		if err != nil {
+			return err
+		}
+		var val string
+		if v := p.peek(); !(v.kind == tokOp && (v.val == "," || v.val == ")")) {
+			p.advance()
+			val = strings.ToLower(v.val)
+		}
+		off := val == "false" || val == "off" || val == "0"
+		switch opt {
+		case "analyze", "analyse", "buffers", "wal", "timing":
+			if !off {
+				return refuse(strings.ToUpper(opt))
+			}
+		case "verbose", "costs", "settings", "summary":
+		case "format":
+			if val != "text" {
+				return refuse("FORMAT " + strings.ToUpper(val))
+			}
+		default:
+			return pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+				"unrecognized EXPLAIN option %q", opt), charPos(p.src, t.pos))
+		}
+		if !p.acceptOp(",") {
+			break
+		}
+	}
+	return p.expectOp(")")
 }
 
 func (p *parser) parseBegin() (Stmt, error) {
@@ -486,8 +623,7 @@ func (p *parser) parseCreate() (Stmt, error) {
 		return p.parseCreateIndex()
 	}
 	if !p.isKw("table") {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()),
-			"kvnode supports CREATE TABLE, CREATE INDEX and CREATE DATABASE; views and sequences are not supported yet")
+		return nil, p.unsupportedObject("CREATE", "kvnode supports CREATE TABLE, CREATE [UNIQUE] INDEX, CREATE DATABASE and CREATE USER/ROLE")
 	}
 	p.advance()
 	s := &CreateTable{}
@@ -988,7 +1124,7 @@ func (p *parser) parseDrop() (Stmt, error) {
 		return p.parseDropIndex()
 	}
 	if !p.isKw("table") {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports DROP TABLE, DROP INDEX and DROP DATABASE")
+		return nil, p.unsupportedObject("DROP", "kvnode supports DROP TABLE, DROP INDEX, DROP DATABASE and DROP USER/ROLE")
 	}
 	p.advance()
 	s := &DropTable{}
@@ -1043,7 +1179,7 @@ func (p *parser) parseAlter() (Stmt, error) {
 		return p.parseAlterRole()
 	}
 	if !p.isKw("table") {
-		return nil, pgerror.WithHintf(p.errNear(p.peek()), "kvnode supports ALTER TABLE ... ADD COLUMN")
+		return nil, p.unsupportedObject("ALTER", "kvnode supports ALTER TABLE and ALTER USER/ROLE")
 	}
 	p.advance()
 	s := &AlterTableAddColumn{}

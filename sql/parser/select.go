@@ -61,7 +61,7 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 			if err := p.expectOp("("); err != nil {
 				return nil, err
 			}
-			if !p.isKw("select") && !p.isKw("with") && !p.isKw("values") && !p.isOp("(") {
+			if !p.isKw("select") && !p.isKw("with") && !p.isKw("values") && !p.isKw("table") && !p.isOp("(") {
 				return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "WITH holding %s is not supported", strings.ToUpper(p.peek().raw)),
 					"a WITH item must be a query")
 			}
@@ -91,7 +91,14 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 			return nil, err
 		}
 	}
-	// LIMIT and OFFSET may come in either order, as in PostgreSQL.
+	// The locking clauses come before or after LIMIT and OFFSET, which
+	// come in either order, as in PostgreSQL.
+	var locking []*LockingClause
+	if p.isKw("for") {
+		if locking, err = p.lockingClauses(); err != nil {
+			return nil, err
+		}
+	}
 	for i := 0; i < 2; i++ {
 		switch {
 		case limit == nil && p.acceptKw("limit"):
@@ -99,6 +106,10 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 				continue
 			}
 			if limit, err = p.parseExpr(); err != nil {
+				return nil, err
+			}
+		case limit == nil && p.isKw("fetch"):
+			if limit, err = p.fetchFirst(); err != nil {
 				return nil, err
 			}
 		case offset == nil && p.acceptKw("offset"):
@@ -110,10 +121,20 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 			}
 		}
 	}
-	if p.isKw("for") || p.isKw("fetch") {
-		return nil, p.unsupportedAt(p.peek(), "%s is not supported yet", strings.ToUpper(p.peek().val))
+	if locking == nil && p.isKw("for") {
+		if locking, err = p.lockingClauses(); err != nil {
+			return nil, err
+		}
 	}
-	if len(with) == 0 && order == nil && limit == nil && offset == nil {
+	if locking != nil {
+		switch q.(type) {
+		case *SetOp:
+			return nil, p.unsupportedAt(p.peek(), "FOR %s is not allowed with UNION/INTERSECT/EXCEPT", locking[0].Strength)
+		case *ValuesClause:
+			return nil, p.unsupportedAt(p.peek(), "FOR %s cannot be applied to VALUES", locking[0].Strength)
+		}
+	}
+	if len(with) == 0 && order == nil && limit == nil && offset == nil && locking == nil {
 		return q, nil
 	}
 	// Attach WITH, ORDER BY, LIMIT and OFFSET to the statement, wrapping
@@ -148,6 +169,9 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 		if offset != nil {
 			v.Offset = offset
 		}
+		if locking != nil {
+			v.Locking = locking
+		}
 	case *SetOp:
 		if len(with) > 0 {
 			v.With = with
@@ -163,6 +187,99 @@ func (p *parser) parseQuery() (SelectStatement, error) {
 		}
 	}
 	return q, nil
+}
+
+// fetchFirst reads the SQL standard's FETCH {FIRST|NEXT} [count]
+// {ROW|ROWS} ONLY, which is LIMIT count (1 when left out). As in
+// PostgreSQL, the count is a constant, a parameter or a parenthesized
+// expression; WITH TIES is refused.
+func (p *parser) fetchFirst() (Expr, error) {
+	p.advance() // FETCH
+	if !p.acceptKw("first") {
+		if err := p.expectKw("next"); err != nil {
+			return nil, err
+		}
+	}
+	var count Expr = &NumVal{Text: "1"}
+	if !p.isKw("row") && !p.isKw("rows") {
+		var err error
+		if p.isOp("+") || p.isOp("-") {
+			count, err = p.parseUnary()
+		} else {
+			count, err = p.parsePrimary()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !p.acceptKw("rows") {
+		if err := p.expectKw("row"); err != nil {
+			return nil, err
+		}
+	}
+	if p.isKw("with") && p.isKwAt(1, "ties") {
+		return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "FETCH ... WITH TIES is not supported"),
+			"use FETCH ... ONLY (LIMIT), or a rank() window in a subquery")
+	}
+	if err := p.expectKw("only"); err != nil {
+		return nil, err
+	}
+	return count, nil
+}
+
+// lockingClauses reads one or more FOR UPDATE | FOR NO KEY UPDATE |
+// FOR SHARE | FOR KEY SHARE [OF name, ...] [NOWAIT | SKIP LOCKED].
+func (p *parser) lockingClauses() ([]*LockingClause, error) {
+	var out []*LockingClause
+	for p.isKw("for") {
+		forTok := p.peek()
+		p.advance()
+		lc := &LockingClause{}
+		switch {
+		case p.acceptKw("update"):
+			lc.Strength = "UPDATE"
+		case p.acceptKw("share"):
+			lc.Strength = "SHARE"
+		case p.isKw("no") && p.isKwAt(1, "key") && p.isKwAt(2, "update"):
+			p.advance()
+			p.advance()
+			p.advance()
+			lc.Strength = "NO KEY UPDATE"
+		case p.isKw("key") && p.isKwAt(1, "share"):
+			p.advance()
+			p.advance()
+			lc.Strength = "KEY SHARE"
+		default:
+			return nil, p.errNear(forTok)
+		}
+		if p.acceptKw("of") {
+			for {
+				t := p.peek()
+				name, err := p.ident()
+				if err != nil {
+					return nil, err
+				}
+				if p.isOp(".") {
+					return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+						"FOR %s must specify unqualified relation names", lc.Strength), charPos(p.src, t.pos))
+				}
+				lc.Of = append(lc.Of, name)
+				if !p.acceptOp(",") {
+					break
+				}
+			}
+		}
+		switch {
+		case p.acceptKw("nowait"):
+			lc.NoWait = true
+		case p.isKw("skip") && p.isKwAt(1, "locked"):
+			return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "SKIP LOCKED is not supported"),
+				"kvnode takes no row locks: every transaction is serializable, and a conflict fails one of them "+
+					"with 40001 at COMMIT; FOR %s without SKIP LOCKED reads every row", lc.Strength)
+		}
+		out = append(out, lc)
+	}
+	return out, nil
 }
 
 func (p *parser) orderByList() ([]*OrderBy, error) {
@@ -252,6 +369,14 @@ func (p *parser) parseSelectCore() (SelectStatement, error) {
 			return nil, err
 		}
 		return q, nil
+	}
+	if p.acceptKw("table") {
+		// TABLE name is SELECT * FROM name.
+		name, err := p.tableName()
+		if err != nil {
+			return nil, err
+		}
+		return &Select{Exprs: []*SelectExpr{{Star: true}}, From: []TableExpr{&AliasedTable{Name: name}}}, nil
 	}
 	if p.acceptKw("values") {
 		v := &ValuesClause{}
