@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# onenode_ab.sh: judges a change to one node's read or write path (issue 22) by the toggled
-# method of docs/benchmarks.md. Two kvnode binaries, A (before) and B (after), each run one node
-# (`start-single-node`, a fresh store, bench.sh's 100,000 rows of `kv (k INT PRIMARY KEY, v
-# TEXT)`); both stay up for the whole run, and pgbench (8 clients, 2 threads, prepared
-# statements, bench.sh's read and write scripts) runs against one node at a time in the order A B
+# onenode_ab.sh: judges a change to one node's read, write or query path (issues 19 and 22) by
+# the toggled method of docs/benchmarks.md. Two kvnode binaries, A (before) and B (after), each
+# run one node (`start-single-node`, a fresh store, bench.sh's 100,000 rows of `kv (k INT PRIMARY
+# KEY, v TEXT)` and its 1,000 rows of `kj`); both stay up for the whole run, and pgbench (8
+# clients, 2 threads, prepared statements, bench.sh's read, write, join and groupby scripts) runs
+# against one node at a time in the order A B
 # B A A B ..., so that every pair of neighbouring runs shares the machine's minute. For each run it
 # prints TPS and the node's CPU time per transaction (utime + stime of its process from
 # /proc/PID/stat over the run, divided by pgbench's transactions), which moves less than TPS on a
@@ -12,9 +13,13 @@
 #
 #   AB_REV_A=main ./scripts/onenode_ab.sh            # A built from a git revision, B from the tree
 #   AB_A=/tmp/kvnode-old AB_B=/tmp/kvnode-new ./scripts/onenode_ab.sh
+#   AB_A=/tmp/kvnode AB_B=/tmp/kvnode AB_ENV_B=GOGC=200 AB_SCRIPTS=groupby ./scripts/onenode_ab.sh
 #
 # Knobs: AB_SECONDS (pgbench -T per run, 10), AB_PAIRS (pairs of runs per script, 4),
-# AB_SCRIPTS ("read write"), AB_ROWS (100000), AB_CLIENTS (8), KEEP=1 keeps the work directory.
+# AB_SCRIPTS ("read write"; also "join" and "groupby", bench.sh's issue 19 scripts), AB_ROWS
+# (100000), AB_CLIENTS (8), AB_ENV_A and AB_ENV_B (space-separated NAME=VALUE settings for the
+# environment of node A or B: the same binary with a runtime setting toggled), KEEP=1 keeps the
+# work directory.
 # It needs psql and pgbench (Debian's postgresql-client), uses free loopback ports and a
 # directory under $TMPDIR (/tmp), and stops what it starts.
 set -euo pipefail
@@ -56,6 +61,13 @@ cat >"$WORK/write.sql" <<EOF
 \\set k random(1, $ROWS)
 INSERT INTO kv (k, v) VALUES (:k, 'x') ON CONFLICT (k) DO UPDATE SET v = 'y';
 EOF
+cat >"$WORK/join.sql" <<'EOF'
+SELECT count(*), sum(length(kv.v)) FROM kj JOIN kv ON kv.k = kj.k;
+EOF
+cat >"$WORK/groupby.sql" <<'EOF'
+SELECT k % 16, count(*), min(v) FROM kv GROUP BY k % 16;
+EOF
+for s in $SCRIPTS; do [[ -f $WORK/$s.sql ]] || die "AB_SCRIPTS: no script $s (there are: read write join groupby)"; done
 {
   echo "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT);"
   awk -v n="$ROWS" 'BEGIN {
@@ -65,11 +77,20 @@ EOF
       if (i % 1000 == 0 || i == n) print ";"; else printf ", ";
     }
   }'
+  # kj: bench.sh's 1,000 keys spread evenly over kv's (the join script's small side).
+  echo "CREATE TABLE kj (id INT PRIMARY KEY, k INT NOT NULL);"
+  awk -v n="$ROWS" 'BEGIN {
+    printf "INSERT INTO kj (id, k) VALUES ";
+    for (i = 1; i <= 1000; i++) { printf "(%d, %d)", i, int((i - 1) * n / 1000) + 1; if (i < 1000) printf ", "; }
+    print ";";
+  }'
 } >"$WORK/load.sql"
 
+declare -A ENVS=([A]=${AB_ENV_A:-} [B]=${AB_ENV_B:-})
 for v in A B; do
   free_port l; free_port g; free_port s; free_port h
-  "$WORK/kvnode-$v" start-single-node --insecure --store="$WORK/store-$v" --listen-addr="127.0.0.1:$l" \
+  read -r -a envs <<<"${ENVS[$v]}"
+  env ${envs[@]+"${envs[@]}"} "$WORK/kvnode-$v" start-single-node --insecure --store="$WORK/store-$v" --listen-addr="127.0.0.1:$l" \
     --gossip-addr="127.0.0.1:$g" --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn \
     >"$WORK/node-$v.log" 2>&1 &
   PID[$v]=$! SQLPORT[$v]=$s
@@ -82,7 +103,7 @@ for v in A B; do
   ((ok)) || die "node $v did not answer SQL in 60 s"
   psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$s" -U root defaultdb -f "$WORK/load.sql" >"$WORK/load-$v.log" 2>&1 ||
     die "load into node $v failed:$'\n'$(tail -5 "$WORK/load-$v.log")"
-  echo "node $v: pid ${PID[$v]}, SQL port $s, HTTP port $h, $("$WORK/kvnode-$v" version | head -n 1)"
+  echo "node $v: pid ${PID[$v]}, SQL port $s, HTTP port $h, $("$WORK/kvnode-$v" version | head -n 1)${ENVS[$v]:+, environment ${ENVS[$v]}}"
 done
 
 cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
