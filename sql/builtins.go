@@ -187,6 +187,17 @@ type aggState struct {
 	list  types.Array     // array_agg, string_agg
 	seps  []string        // string_agg: the delimiter before each value
 	keys  [][]types.Datum // with ORDER BY: each listed value's sort keys
+	// keep, when not nil, copies what the state keeps of a value: the
+	// values are borrowed (streamBorrowedRows) and valid only during add.
+	keep *keeper
+}
+
+// kept returns d as the state may keep it past add.
+func (s *aggState) kept(d types.Datum) types.Datum {
+	if s.keep == nil {
+		return d
+	}
+	return s.keep.own(d)
 }
 
 func (s *aggState) add(ec *evalCtx) error {
@@ -221,7 +232,7 @@ func (s *aggState) add(ec *evalCtx) error {
 	s.count++
 	switch s.agg.kind {
 	case "array_agg":
-		s.list = append(s.list, d)
+		s.list = append(s.list, s.kept(d))
 		return s.addKeys(ec)
 	case "string_agg":
 		sep, err := ec.eval(s.agg.sep)
@@ -229,7 +240,10 @@ func (s *aggState) add(ec *evalCtx) error {
 			return err
 		}
 		sepStr, _ := sep.(string)
-		s.list = append(s.list, d)
+		if s.keep != nil {
+			sepStr = strings.Clone(sepStr)
+		}
+		s.list = append(s.list, s.kept(d))
 		s.seps = append(s.seps, sepStr)
 		return s.addKeys(ec)
 	case "bool_and", "every":
@@ -274,7 +288,7 @@ func (s *aggState) add(ec *evalCtx) error {
 		}
 	case "min", "max":
 		if s.val == nil {
-			s.val = d
+			s.val = s.kept(d)
 			return nil
 		}
 		c, err := compareDatums(d, s.val)
@@ -282,7 +296,7 @@ func (s *aggState) add(ec *evalCtx) error {
 			return err
 		}
 		if (s.agg.kind == "min" && c < 0) || (s.agg.kind == "max" && c > 0) {
-			s.val = d
+			s.val = s.kept(d)
 		}
 	}
 	return nil
@@ -300,7 +314,7 @@ func (s *aggState) addKeys(ec *evalCtx) error {
 		if err != nil {
 			return err
 		}
-		k[i] = d
+		k[i] = s.kept(d)
 	}
 	s.keys = append(s.keys, k)
 	return nil

@@ -113,7 +113,9 @@
 // a range or full scan streams its rows, decoded one at a time into one
 // reused row, through the filters above it to the projection or grouping
 // that consumes them (stream.go), so a GROUP BY over a table holds its
-// groups, not the table; projections and recursive WITH items stream too,
+// groups, not the table; a GROUP BY takes its scan's rows borrowed (their
+// strings the store's own bytes, valid only during the call) and copies
+// the few datums it keeps (borrowStreamer, keeper); projections and recursive WITH items stream too,
 // and a LIMIT over a streaming input stops it once it has its rows; a lookup join reads the keys of all its left
 // rows in one batched, sorted read of one consistent state. A pass over
 // the finished plan (prune.go) tells each table scan which of its columns

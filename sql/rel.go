@@ -98,6 +98,15 @@ func (n *tableScanNode) run(ec *evalCtx) ([][]types.Datum, error) {
 // stream implements rowStreamer: the rows read, filtered unless the key
 // lookup enforces the filter.
 func (n *tableScanNode) stream(ec *evalCtx, fn func(row []types.Datum) error) error {
+	return n.streamIn(ec, false, fn)
+}
+
+// streamBorrowed implements borrowStreamer.
+func (n *tableScanNode) streamBorrowed(ec *evalCtx, fn func(row []types.Datum) error) error {
+	return n.streamIn(ec, true, fn)
+}
+
+func (n *tableScanNode) streamIn(ec *evalCtx, borrow bool, fn func(row []types.Datum) error) error {
 	rc := rowCtx(ec)
 	scanLimit := 0
 	if n.limit != nil || n.offset != nil {
@@ -126,7 +135,7 @@ func (n *tableScanNode) stream(ec *evalCtx, fn func(row []types.Datum) error) er
 	if n.scan.exact {
 		filter = nil
 	}
-	return n.e.scanStream(rc, n.ti, &n.scan, scanLimit, n.need, func(row []types.Datum) error {
+	return n.e.scanStream(rc, n.ti, &n.scan, scanLimit, n.need, borrow, func(row []types.Datum) error {
 		if filter != nil {
 			rc.row = row
 			ok, err := rc.evalTrue(filter)
@@ -359,8 +368,17 @@ func (n *filterNode) run(ec *evalCtx) ([][]types.Datum, error) {
 
 // stream implements rowStreamer: the input's rows on which cond is true.
 func (n *filterNode) stream(ec *evalCtx, fn func(row []types.Datum) error) error {
+	return n.streamIn(ec, streamRows, fn)
+}
+
+// streamBorrowed implements borrowStreamer: a filter keeps nothing.
+func (n *filterNode) streamBorrowed(ec *evalCtx, fn func(row []types.Datum) error) error {
+	return n.streamIn(ec, streamBorrowedRows, fn)
+}
+
+func (n *filterNode) streamIn(ec *evalCtx, in func(*evalCtx, relNode, func([]types.Datum) error) error, fn func(row []types.Datum) error) error {
 	rc := rowCtx(ec)
-	return streamRows(ec, n.in, func(row []types.Datum) error {
+	return in(ec, n.in, func(row []types.Datum) error {
 		rc.row = row
 		ok, err := rc.evalTrue(n.cond)
 		if err != nil || !ok {
@@ -833,10 +851,15 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	}
 	var groups []*group
 	byKey := map[string]*group{}
+	// The input's rows are borrowed (streamBorrowedRows): what a group
+	// keeps of them, its first row and its aggregates' values, it copies
+	// with keep.
+	keep := &keeper{}
 	newGroup := func(first []types.Datum) *group {
-		g := &group{first: first, states: make([]aggState, len(n.aggs))}
+		g := &group{first: keep.ownRow(first), states: make([]aggState, len(n.aggs))}
 		for i := range g.states {
 			g.states[i].agg = n.aggs[i]
+			g.states[i].keep = keep
 		}
 		groups = append(groups, g)
 		return g
@@ -859,7 +882,7 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		smallInt = make([]*group, 256)
 	}
 	var nullGroup *group
-	err := streamRows(ec, n.in, func(r []types.Datum) error {
+	err := streamBorrowedRows(ec, n.in, func(r []types.Datum) error {
 		var g *group
 		switch {
 		case len(n.keys) == 0:
@@ -872,7 +895,7 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			}
 			if d == nil {
 				if nullGroup == nil {
-					nullGroup = newGroup(append([]types.Datum(nil), r...))
+					nullGroup = newGroup(r)
 				}
 				g = nullGroup
 				break
@@ -883,11 +906,11 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			}
 			if v >= 0 && v < int64(len(smallInt)) {
 				if g = smallInt[v]; g == nil {
-					g = newGroup(append([]types.Datum(nil), r...))
+					g = newGroup(r)
 					smallInt[v] = g
 				}
 			} else if g = byInt[v]; g == nil {
-				g = newGroup(append([]types.Datum(nil), r...))
+				g = newGroup(r)
 				byInt[v] = g
 			}
 		default:
@@ -906,7 +929,7 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			}
 			g = byKey[string(key)]
 			if g == nil {
-				g = newGroup(append([]types.Datum(nil), r...))
+				g = newGroup(r)
 				byKey[string(key)] = g
 			}
 		}

@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -333,5 +334,113 @@ func TestGroupByIntKey(t *testing.T) {
 	a, b := runNode(t, byInt), runNode(t, general)
 	if len(a) < 500 || strings.Join(a, ";") != strings.Join(b, ";") {
 		t.Fatalf("%d groups by the INT8 key, %d by the encoded key; they differ: %v", len(a), len(b), strings.Join(a, ";") != strings.Join(b, ";"))
+	}
+}
+
+// scribbleDB hands every entry of a streamed scan in a buffer of its own
+// that it overwrites once the call returns, as a store's memory may be
+// reused once its iterator moves on: a consumer that keeps a borrowed
+// datum, or a string that points into one, reads the scribbles.
+type scribbleDB struct{ *sqltest.MemDB }
+
+func (db scribbleDB) ScanFunc(ctx context.Context, start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error {
+	var buf []byte
+	return db.MemDB.ScanFunc(ctx, start, end, limit, reverse, func(k, v []byte) error {
+		buf = append(append(buf[:0], k...), v...)
+		err := fn(buf[:len(k)], buf[len(k):])
+		for i := range buf {
+			buf[i] = '#'
+		}
+		return err
+	})
+}
+
+// TestBorrowedRowsAreOwnedWhereKept runs GROUP BYs, whose scans hand
+// borrowed rows (borrowStreamer), over a store that scribbles over each
+// entry after its call, and checks every kept datum (a group's first row,
+// min and max, array_agg's and string_agg's values, separators and ORDER
+// BY keys, strings derived from a column) against the groups computed
+// here from the rows read back.
+func TestBorrowedRowsAreOwnedWhereKept(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 19))
+	mem := sqltest.NewMemDB()
+	e, err := NewExecutor(Config{DB: scribbleDB{mem}, Local: sqltest.NewMemStore(), Peers: sqltest.NewNetwork().Peers(1),
+		NodeID: func() nodeid.ID { return 1 }, BinaryVersion: "1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openSession(t, e)
+	mustExec(t, s, "CREATE TABLE r (k INT PRIMARY KEY, v STRING, w INT)")
+	type row struct {
+		k, w int64
+		v    string
+	}
+	var rows []row
+	var vals []string
+	for k := int64(0); k < 400; k++ {
+		r := row{k: k, w: 1000 + rng.Int64N(100000), v: fmt.Sprintf("s%d-%s", rng.IntN(40), strings.Repeat("x", rng.IntN(12)))}
+		rows = append(rows, r)
+		vals = append(vals, fmt.Sprintf("(%d, '%s', %d)", r.k, r.v, r.w))
+	}
+	mustExec(t, s, "INSERT INTO r VALUES "+strings.Join(vals, ", "))
+
+	// By v: the group's first row holds the key; min and max of INT8s
+	// above 255 (boxed in reused slots when borrowed).
+	want := map[string][3]int64{}
+	for _, r := range rows {
+		g, ok := want[r.v]
+		if !ok {
+			g = [3]int64{0, r.k, r.w}
+		}
+		g[0]++
+		g[1], g[2] = min(g[1], r.k), max(g[2], r.w)
+		want[r.v] = g
+	}
+	var lines []string
+	for v, g := range want {
+		lines = append(lines, fmt.Sprintf("%s,%d,%d,%d,%s", v, g[0], g[1], g[2], v+"!"))
+	}
+	sort.Strings(lines)
+	q := "SELECT v, count(*), min(k), max(w), max(v || '!') FROM r GROUP BY v"
+	if got := sortedResult(t, s, q); got != strings.Join(lines, "\n") {
+		t.Fatalf("%s:\n%s\nwant\n%s", q, got, strings.Join(lines, "\n"))
+	}
+
+	// By k % 5: min and max of the strings, the lists, their separators
+	// (a column) and their ORDER BY keys.
+	lines = nil
+	for m := int64(0); m < 5; m++ {
+		var mn, mx string
+		var inK []row
+		for _, r := range rows {
+			if r.k%5 != m {
+				continue
+			}
+			if mn == "" || r.v < mn {
+				mn = r.v
+			}
+			mx = max(mx, r.v)
+			inK = append(inK, r)
+		}
+		// string_agg(v, v ORDER BY k): each value after the first is
+		// preceded by itself, the rows in k order.
+		var agg strings.Builder
+		for i, r := range inK {
+			if i > 0 {
+				agg.WriteString(r.v)
+			}
+			agg.WriteString(r.v)
+		}
+		byV := append([]row(nil), inK...)
+		sort.SliceStable(byV, func(a, b int) bool { return byV[a].v > byV[b].v })
+		var ws []string
+		for _, r := range byV {
+			ws = append(ws, fmt.Sprint(r.w))
+		}
+		lines = append(lines, fmt.Sprintf("%d,%s,%s,%s,{%s}", m, mn, mx, agg.String(), strings.Join(ws, ",")))
+	}
+	q = "SELECT k % 5, min(v), max(v), string_agg(v, v ORDER BY k), array_agg(w ORDER BY v DESC, k) FROM r GROUP BY k % 5"
+	if got := sortedResult(t, s, q); got != strings.Join(lines, "\n") {
+		t.Fatalf("%s:\n%s\nwant\n%s", q, got, strings.Join(lines, "\n"))
 	}
 }

@@ -18,10 +18,43 @@ import (
 // datum kept (a group's first row, a materialized result) keeps its block
 // alive, as the garbage collector follows interior pointers. The zero value
 // is ready to use; a Blocks is not safe for concurrent use.
+//
+// In borrowed mode (Borrow) nothing is copied or kept: see Borrow.
 type Blocks struct {
 	bytes []byte
 	strs  []string
 	ints  []int64
+
+	// Borrowed mode: the slots of one row, reused by the next (nextRow).
+	borrow bool
+	bstrs  []string
+	bints  []int64
+	bs, bi int
+}
+
+// Borrow switches b to borrowed datums, for a scan whose consumer keeps
+// nothing it is handed past its call (a GROUP BY, which copies the few
+// datums it keeps: a group's first row, a min or a max). A STRING datum
+// then points at the bytes it is decoded from (the stored value, which
+// the store guarantees only while the scan stands on that row) and an
+// INT8 above 255 at a slot of b; DecodeInto reuses the slots for the next
+// row. So a borrowed datum is valid only until the next row is decoded
+// into b, and whoever keeps one longer must copy it (CopyString, Int of a
+// Blocks not borrowing). slots is the most datums one row takes (the
+// layout's columns); a row that needs more gets the others allocated.
+// A GROUP BY over 100,000 rows spent a third of its CPU on copying its
+// strings into blocks and on the collections that the blocks caused.
+func (b *Blocks) Borrow(slots int) {
+	b.borrow = true
+	b.bstrs = make([]string, slots)
+	b.bints = make([]int64, slots)
+}
+
+// nextRow makes a borrowing b's slots free for the next row.
+func (b *Blocks) nextRow() {
+	if b != nil {
+		b.bs, b.bi = 0, 0
+	}
 }
 
 const (
@@ -56,6 +89,15 @@ func (b *Blocks) Int(v int64) types.Datum {
 	if b == nil || (v >= 0 && v < 256) {
 		return v // small values are boxed without allocating
 	}
+	if b.borrow {
+		if b.bi == len(b.bints) {
+			return v
+		}
+		p := &b.bints[b.bi]
+		*p = v
+		b.bi++
+		return box(int64Type, unsafe.Pointer(p))
+	}
 	if len(b.ints) == 0 {
 		b.ints = make([]int64, blockValues)
 	}
@@ -65,9 +107,16 @@ func (b *Blocks) Int(v int64) types.Datum {
 	return box(int64Type, unsafe.Pointer(p))
 }
 
-// String returns a STRING datum holding a copy of p.
+// String returns a STRING datum holding a copy of p (borrowing p itself in
+// borrowed mode).
 func (b *Blocks) String(p []byte) types.Datum {
-	if b == nil || len(p) == 0 || len(p) > maxBlockText {
+	if b != nil && b.borrow && len(p) > 0 && b.bs < len(b.bstrs) {
+		sp := &b.bstrs[b.bs]
+		*sp = unsafe.String(&p[0], len(p))
+		b.bs++
+		return box(stringType, unsafe.Pointer(sp))
+	}
+	if b == nil || b.borrow || len(p) == 0 || len(p) > maxBlockText {
 		return string(p)
 	}
 	if cap(b.bytes)-len(b.bytes) < len(p) {
@@ -82,4 +131,11 @@ func (b *Blocks) String(p []byte) types.Datum {
 	*sp = unsafe.String(&b.bytes[start], len(p))
 	b.strs = b.strs[1:]
 	return box(stringType, unsafe.Pointer(sp))
+}
+
+// CopyString returns a STRING datum holding a copy of s, in b's blocks as
+// String does: how a consumer of borrowed datums keeps one. b must not be
+// borrowing.
+func (b *Blocks) CopyString(s string) types.Datum {
+	return b.String(unsafe.Slice(unsafe.StringData(s), len(s)))
 }

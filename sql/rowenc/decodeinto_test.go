@@ -214,3 +214,66 @@ func TestBlocks(t *testing.T) {
 		t.Fatal("nil Blocks")
 	}
 }
+
+// TestDecodeIntoBorrowed: a borrowing Blocks decodes every row as Decode
+// does without allocating; its strings are the value's own bytes and its
+// integers slots that the next row reuses; a row needing more slots than
+// it has still decodes right; CopyString copies.
+func TestDecodeIntoBorrowed(t *testing.T) {
+	l := testLayout(t)
+	rng := rand.New(rand.NewSource(15))
+	for _, slots := range []int{len(l.Columns), 1} {
+		var blk Blocks
+		blk.Borrow(slots)
+		buf := make([]types.Datum, len(l.Columns))
+		for i := 0; i < 500; i++ {
+			row := make([]types.Datum, len(l.Columns))
+			for j, c := range l.Columns {
+				row[j] = randDatum(rng, c.Type)
+			}
+			key, _ := l.EncodeKey(row)
+			val, err := l.EncodeValueAs(EncodingV2, key, row, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, _ := l.Decode(key, val)
+			if err := l.DecodeInto(buf, key, val, nil, &blk); err != nil {
+				t.Fatal(err)
+			}
+			for j := range want {
+				if (want[j] == nil) != (buf[j] == nil) || want[j] != nil && compareDatums(want[j], buf[j]) != 0 {
+					t.Fatalf("slots %d, row %d column %d: Decode read %#v, borrowed %#v", slots, i, j, want[j], buf[j])
+				}
+			}
+		}
+	}
+	// An INT8 key, an INT8 and a STRING value column.
+	l, err := NewLayout(201, []Column{{ID: 1, Type: types.Int}, {ID: 2, Type: types.Int}, {ID: 3, Type: types.String}}, []int{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blk Blocks
+	blk.Borrow(len(l.Columns))
+	buf := make([]types.Datum, len(l.Columns))
+	row := []types.Datum{int64(300000), int64(100000), "borrowed"}
+	key, _ := l.EncodeKey(row)
+	val, _ := l.EncodeValueAs(EncodingV2, key, row, nil)
+	if n := testing.AllocsPerRun(100, func() {
+		if err := l.DecodeInto(buf, key, val, nil, &blk); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("a borrowed decode allocated %v times", n)
+	}
+	s, n := buf[2].(string), buf[1]
+	kept := (&Blocks{}).CopyString(s)
+	row[1] = int64(7777)
+	val2, _ := l.EncodeValueAs(EncodingV1, key, row, nil)
+	if err := l.DecodeInto(buf, key, val2, nil, &blk); err != nil {
+		t.Fatal(err)
+	}
+	val[len(val)-1] = '!'
+	if s != "borrowe!" || n != types.Datum(int64(7777)) || kept != types.Datum("borrowed") || buf[0] != types.Datum(int64(300000)) {
+		t.Fatalf("borrowed string %q (the value's bytes), integer %v (the next row's), copy %q", s, n, kept)
+	}
+}

@@ -69,7 +69,10 @@
 // drops unknown columns, and with a Blocks gives INT8 and STRING datums
 // their storage in shared, append-only blocks (blocks.go: an interface built
 // over a pointer into a block, so a 100,000-row scan allocates a few hundred
-// blocks instead of a value per column and row).
+// blocks instead of a value per column and row). A Blocks that borrows
+// (Blocks.Borrow) copies nothing: its strings are the stored value's
+// bytes and its integers slots reused by the next row, for a consumer that
+// copies the few datums it keeps past the row (a GROUP BY).
 //
 // # What it does not do
 //

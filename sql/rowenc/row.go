@@ -345,11 +345,13 @@ func (l *Layout) Decode(key, value []byte) (row []types.Datum, extra []RawColumn
 // value column among them is skipped without being decoded. It allocates
 // nothing but the datums themselves, so a scan can decode every row into
 // the same slice; with blk, INT8 and STRING datums take their storage from
-// its blocks (nil: each allocated).
+// its blocks (nil: each allocated), or, when blk borrows (Blocks.Borrow),
+// are valid only until the next row is decoded into blk.
 func (l *Layout) DecodeInto(row []types.Datum, key, value []byte, need []bool, blk *Blocks) error {
 	if len(row) != len(l.Columns) || (need != nil && len(need) != len(l.Columns)) {
 		return errors.AssertionFailedf("DecodeInto: %d datums and %d needs for %d columns", len(row), len(need), len(l.Columns))
 	}
+	blk.nextRow()
 	_, err := l.decode(row, key, value, need, false, blk)
 	return err
 }
