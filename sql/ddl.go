@@ -126,9 +126,25 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 		changed = changed[:1]
 	}
 	if s, ok := ctx.Value(sessionKey{}).(*session); ok {
-		s.afterDDL(ctx, p.stmt, changed)
+		if err := s.afterDDL(ctx, p.stmt, changed); err != nil {
+			return pgwire.Result{}, grantsAfterDDLFailed(p.stmt, changed, s.args.User, err)
+		}
 	}
 	return pgwire.Result{Tag: tag, Notices: notices}, nil
+}
+
+// grantsAfterDDLFailed is the error of a CREATE TABLE whose creator's
+// privileges, or a DROP whose grants, could not be written after the schema
+// change itself committed: it says what happened and what to do.
+func grantsAfterDDLFailed(stmt parser.Stmt, changed []catalog.TableDescriptor, user string, err error) error {
+	code := pgerror.GetCode(err)
+	if _, ok := stmt.(*parser.CreateTable); ok && len(changed) > 0 {
+		return pgerror.WithHintf(pgerror.WithCode(errors.Wrapf(err,
+			"table %s was created, but granting its privileges to its creator failed", changed[0].Name), code),
+			"an admin can run GRANT ALL ON TABLE %s TO %s", changed[0].Name, user)
+	}
+	return pgerror.WithHintf(pgerror.WithCode(errors.Wrap(err, "the drop committed, but deleting its grants failed"), code),
+		"the remaining grants name an object that no longer exists and grant nothing")
 }
 
 // writeFencesThenRanges writes the point ops of ops, then its range

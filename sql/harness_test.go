@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/clusterversion"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/sql/parser"
@@ -93,12 +95,12 @@ func registerTestVirtualTables(e *Executor, id nodeid.ID) {
 		})
 }
 
-func (tc *testCluster) session(node int, name string) pgwire.Session {
-	key := fmt.Sprintf("%d/%s", node, name)
+func (tc *testCluster) session(node int, name, user string) pgwire.Session {
+	key := fmt.Sprintf("%d/%s/%s", node, name, user)
 	if s, ok := tc.sessions[key]; ok {
 		return s
 	}
-	s, err := tc.nodes[node-1].NewSession(context.Background(), pgwire.SessionArgs{User: "root", Database: "defaultdb"})
+	s, err := tc.nodes[node-1].NewSession(context.Background(), pgwire.SessionArgs{User: user, Database: "defaultdb"})
 	if err != nil {
 		tc.t.Fatal(err)
 	}
@@ -260,7 +262,8 @@ func (h *testHook) Exec(ctx context.Context, st HookStatement) (pgwire.Result, e
 
 // TestDataDriven runs the SQL scripts in testdata/. Commands:
 //
-//	sql [node=N] [session=S] [types]   run statements (simple protocol)
+//	sql [node=N] [session=S] [user=U] [types]
+//	                                   run statements (simple protocol) as U (root)
 //	prepare name=P [node=N] [session=S] [types=int,text,...]
 //	                                   prepare one statement; prints the
 //	                                   parameter and result types
@@ -271,8 +274,9 @@ func (h *testHook) Exec(ctx context.Context, st HookStatement) (pgwire.Result, e
 //	digests                            say whether the nodes' digests agree
 //	kv-stats                           operations since the last kv-stats
 //	hook [node=N]                      install a test statement hook
-//	inject-write-error error=ambiguous|unavailable|conflict count=K
-//	                                   fail the next K writes
+//	inject-write-error error=ambiguous|unavailable|conflict count=K [keys=grants]
+//	                                   fail the next K writes (of grant
+//	                                   records only, with keys=grants)
 //	new-session node=N user=U database=D
 func TestDataDriven(t *testing.T) {
 	// Only the scripts directly in testdata/: its subdirectories (the Go
@@ -302,9 +306,9 @@ func runScript(t *testing.T, path string) {
 		sess := argStr(d, "session", "default")
 		switch d.Cmd {
 		case "sql":
-			return tc.run(tc.session(node, sess), d.Input, d.HasArg("types"))
+			return tc.run(tc.session(node, sess, argStr(d, "user", "root")), d.Input, d.HasArg("types"))
 		case "prepare":
-			s := tc.session(node, sess)
+			s := tc.session(node, sess, argStr(d, "user", "root"))
 			var declared []types.T
 			if vals, ok := argVals(d, "types"); ok {
 				for _, v := range vals {
@@ -419,8 +423,16 @@ func runScript(t *testing.T, path string) {
 		case "inject-write-error":
 			n := argInt(d, "count", 1)
 			kind := argStr(d, "error", "ambiguous")
+			var prefix string
+			switch only := argStr(d, "keys", ""); only {
+			case "":
+			case "grants":
+				prefix = keys.GrantPrefix
+			default:
+				t.Fatalf("inject-write-error: unknown keys=%s", only)
+			}
 			tc.db.SetBeforeWrite(func(ops []kvpb.Op) error {
-				if n <= 0 {
+				if n <= 0 || prefix != "" && !bytes.HasPrefix(ops[0].Key, []byte(prefix)) {
 					return nil
 				}
 				n--

@@ -12,7 +12,7 @@ import (
 // join emitting all its columns; and that the pass did drop columns.
 func TestJoinPruningKeepsAnswers(t *testing.T) {
 	tc := newTestClusterAt(t, 1, at21)
-	s := tc.session(1, "default")
+	s := tc.session(1, "default", "root")
 	for _, q := range []string{
 		"CREATE TABLE a (k INT PRIMARY KEY, v STRING, n INT, x FLOAT, y STRING)",
 		"CREATE TABLE b (k INT PRIMARY KEY, ak INT, w STRING, z INT, q STRING)",

@@ -266,9 +266,9 @@ func virtualNeedsAdmin(name string) bool {
 // dropped table's grants go with it. Best effort after the schema change
 // committed: a failure leaves a grant without a table (ignored: tables are
 // named by ID) or a creator without privileges (an admin can GRANT).
-func (s *session) afterDDL(ctx context.Context, stmt parser.Stmt, changed []catalog.TableDescriptor) {
+func (s *session) afterDDL(ctx context.Context, stmt parser.Stmt, changed []catalog.TableDescriptor) error {
 	if !s.e.usersActive() {
-		return
+		return nil
 	}
 	var ops []kvpb.Op
 	for _, d := range changed {
@@ -284,7 +284,11 @@ func (s *session) afterDDL(ctx context.Context, stmt parser.Stmt, changed []cata
 			if s.args.User == users.Root {
 				continue
 			}
-			if snap, err := s.e.usersSnapshot(ctx); err != nil || snap.IsAdmin(s.args.User) {
+			snap, err := s.e.usersSnapshot(ctx)
+			if err != nil {
+				return err
+			}
+			if snap.IsAdmin(s.args.User) {
 				continue
 			}
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: keys.GrantKey(obj, s.args.User),
@@ -292,10 +296,10 @@ func (s *session) afterDDL(ctx context.Context, stmt parser.Stmt, changed []cata
 		}
 	}
 	if len(ops) == 0 {
-		return
+		return nil
 	}
-	_ = s.e.cfg.DB.Write(ctx, ops)
-	s.e.invalidateUsers()
+	defer s.e.invalidateUsers()
+	return kvError(s.e.cfg.DB.Write(ctx, ops))
 }
 
 func privNames(ps []users.Privilege) []string {
