@@ -1,9 +1,12 @@
 package sql
 
 import (
+	"bytes"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/rowenc"
@@ -29,6 +32,9 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 		keys, err := p.pointKeys(ec, ti)
 		if err != nil {
 			return nil, err
+		}
+		if s, ok := e.kv(ec.ctx).(kvpb.Streamer); ok && len(keys) > 1 {
+			return readPoints(ec, ti, s, keys, p.reverse, limit)
 		}
 		var out []kvRow
 		for _, k := range keys {
@@ -65,6 +71,48 @@ func (e *Executor) readRows(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int) 
 			return nil, err
 		}
 		out = append(out, kvRow{key: kv.Key, value: kv.Value, row: row, extra: extra})
+	}
+	return out, nil
+}
+
+// readPoints reads the rows of the distinct keys, sorted in the scan's
+// order (descending if reverse), from one state of the store: one read of
+// them all, as PostgreSQL's statement reads one snapshot. Read one after
+// the other, each a read of its own, a write moving a value between two
+// of the rows could be seen twice or not at all
+// (TestPointLookupsReadOneState).
+func readPoints(ec *evalCtx, ti *tableInfo, s kvpb.Streamer, keys [][]byte, reverse bool, limit int) ([]kvRow, error) {
+	asc := keys
+	if reverse {
+		asc = slices.Clone(keys)
+		slices.Reverse(asc)
+	}
+	vals := make([][]byte, len(asc))
+	found := make([]bool, len(asc))
+	if err := s.GetEach(ec.ctx, asc, func(i int, v []byte) error {
+		// A copy: the store's memory is valid only during the call.
+		vals[i], found[i] = bytes.Clone(v), true
+		return nil
+	}); err != nil {
+		return nil, kvError(err)
+	}
+	var out []kvRow
+	for j := range keys {
+		i := j
+		if reverse {
+			i = len(keys) - 1 - j
+		}
+		if !found[i] {
+			continue
+		}
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		row, extra, err := ti.layout.Decode(asc[i], vals[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kvRow{key: asc[i], value: vals[i], row: row, extra: extra})
 	}
 	return out, nil
 }
