@@ -15,7 +15,8 @@
 //
 //  1. a leader sends its appends before it persists them (a follower
 //     acknowledges only what it has persisted; the leader counts itself only
-//     after its own write);
+//     after its own write), and yields once so that they reach the peers'
+//     sockets before Pebble's fsync of its own write holds a P;
 //  2. committed entries that were durable here before the Ready are applied,
 //     and their proposers answered, first: a write does not wait for the
 //     fsync of the entries proposed after it;
