@@ -32,23 +32,30 @@ type checkExpr struct {
 	e    texpr
 }
 
-// tableCache maps a table name to the tableInfo of the descriptor last
+// tableCache maps a table (its database and name) to the tableInfo of the descriptor last
 // seen for it. Descriptors are immutable, so pointer equality tells whether
-// the cached entry is current; one entry per name keeps it bounded.
+// the cached entry is current; one entry per database and name keeps it
+// bounded.
 type tableCache struct{ m sync.Map }
 
 // infoFor returns the tableInfo of a descriptor, building it on first use.
 func (c *tableCache) infoFor(desc *catalog.TableDescriptor) (*tableInfo, error) {
-	if ti, ok := c.m.Load(desc.Name); ok && ti.(*tableInfo).desc == desc {
+	// Keyed by database and name: tables of the same name in two databases
+	// are two entries (keyed by name alone they displaced each other, and
+	// each statement on one rebuilt its info).
+	key := tableCacheKey{db: desc.Database, name: desc.Name}
+	if ti, ok := c.m.Load(key); ok && ti.(*tableInfo).desc == desc {
 		return ti.(*tableInfo), nil
 	}
 	ti, err := buildTableInfo(desc)
 	if err != nil {
 		return nil, err
 	}
-	c.m.Store(desc.Name, ti)
+	c.m.Store(key, ti)
 	return ti, nil
 }
+
+type tableCacheKey struct{ db, name string }
 
 func buildTableInfo(desc *catalog.TableDescriptor) (*tableInfo, error) {
 	ti := &tableInfo{desc: desc, cols: desc.Columns, pk: desc.PrimaryKeyIndexes(),
