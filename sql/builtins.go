@@ -74,6 +74,10 @@ func init() {
 			{[]types.T{types.Float}, types.Float, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
 				return math.Abs(a[0].(float64)), nil
 			}},
+			// Keeps the scale, as PostgreSQL's abs(numeric): abs(-0.50) is 0.50.
+			{[]types.T{types.Decimal}, types.Decimal, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
+				return new(apd.Decimal).Abs(a[0].(*apd.Decimal)), nil
+			}},
 		}},
 		{name: "substr", overloads: []overload{
 			{[]types.T{types.String, types.Int}, types.String, func(_ *evalCtx, a []types.Datum) (types.Datum, error) {
