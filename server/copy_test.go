@@ -317,6 +317,9 @@ func testPgbench(t *testing.T, scale int, args ...string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	// pgbench's int columns are INT8 here (as in CockroachDB), so their
+	// sums are NUMERICs, as PostgreSQL's sum of bigints is; pgx reads an
+	// integral NUMERIC into an int64.
 	var accounts, branches, tellers, history, n, naccounts int64
 	if err := conn.QueryRow(ctx, `SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(bbalance) FROM pgbench_branches),
 		(SELECT sum(tbalance) FROM pgbench_tellers), (SELECT sum(delta) FROM pgbench_history), (SELECT count(*) FROM pgbench_history),

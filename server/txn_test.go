@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -387,9 +388,10 @@ func TestTxnBankThroughEveryNode(t *testing.T) {
 	t.Logf("%d transfers committed, %d got 40001", committed, retried)
 	for i := 0; i < 3; i++ {
 		testcluster.WaitFor(t, 20*time.Second, func() error {
-			n, err := c.QueryInt(i, "SELECT sum(balance) FROM bank")
-			if err != nil || n != accounts*initial {
-				return fmt.Errorf("node %d: total %d (%v)", i+1, n, err)
+			// sum of INT8 is a NUMERIC, as in PostgreSQL.
+			n, err := queryString(t, c, i, "SELECT sum(balance) FROM bank")
+			if want := strconv.Itoa(accounts * initial); err != nil || n != want {
+				return fmt.Errorf("node %d: total %s, want %s (%v)", i+1, n, want, err)
 			}
 			return nil
 		})

@@ -3,7 +3,6 @@ package sql
 import (
 	"math"
 
-	"github.com/cockroachdb/apd/v3"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -178,14 +177,23 @@ type aggregate struct {
 	order    []orderItem // ORDER BY in the call, on the input row
 	distinct bool
 	t        types.T
+	// sum and avg (sumavg.go): the result's declared width (FLOAT4 for
+	// sum(float4)), the accumulator, and whether the types are
+	// PostgreSQL's (cluster version 2.1).
+	mod types.Mod
+	acc accKind
+	pg  bool
 }
 
 // aggState accumulates one aggregate over the rows.
 type aggState struct {
 	agg   *aggregate
 	count int64
-	isum  int64
+	isum  int64 // accInt's sum; accInt128's low word
+	hi    int64 // accInt128's high word
 	fsum  float64
+	fsxx  float64 // accFloatAccum's sum of squared deviations
+	f32   float32
 	val   types.Datum
 	seen  map[string]bool
 	list  types.Array     // array_agg, string_agg
@@ -261,35 +269,7 @@ func (s *aggState) add(ec *evalCtx) error {
 		}
 		s.val = s.val.(bool) || d.(bool)
 	case "sum", "avg":
-		switch v := d.(type) {
-		case int64:
-			if s.agg.kind == "avg" {
-				s.fsum += float64(v)
-				return nil
-			}
-			sum := s.isum + v
-			if (sum > s.isum) != (v > 0) {
-				return errIntOutOfRange()
-			}
-			s.isum = sum
-		case float64:
-			s.fsum += v
-		case *apd.Decimal:
-			sum := new(apd.Decimal)
-			if s.val == nil {
-				s.val = apd.New(0, 0)
-			}
-			if _, err := types.DecimalCtx.Add(sum, s.val.(*apd.Decimal), v); err != nil {
-				return errDecimal(err)
-			}
-			s.val = sum
-		case types.IntervalDatum:
-			if s.val == nil {
-				s.val = types.IntervalDatum{}
-			}
-			x := s.val.(types.IntervalDatum)
-			s.val = types.IntervalDatum{Months: x.Months + v.Months, Days: x.Days + v.Days, Micros: x.Micros + v.Micros}
-		}
+		return s.addSumAvg(d)
 	case "min", "max":
 		if s.val == nil {
 			s.val = s.kept(d)
@@ -357,42 +337,20 @@ func (s *aggState) sortList() error {
 	return nil
 }
 
-func (s *aggState) result() types.Datum {
+func (s *aggState) result() (types.Datum, error) {
 	switch s.agg.kind {
 	case "count":
-		return s.count
-	case "sum":
-		if s.count == 0 {
-			return nil
-		}
-		switch s.agg.t {
-		case types.Int:
-			return s.isum
-		case types.Decimal, types.Interval:
-			return s.val
-		}
-		return s.fsum
-	case "avg":
-		if s.count == 0 {
-			return nil
-		}
-		switch s.agg.t {
-		case types.Decimal:
-			out, _, _ := evalBinary21(parser.OpDiv, types.Decimal, s.val, types.DecimalFromInt(s.count))
-			return out
-		case types.Interval:
-			out, _, _ := evalBinary21(parser.OpDiv, types.Interval, s.val, s.count)
-			return out
-		}
-		return s.fsum / float64(s.count)
+		return s.count, nil
+	case "sum", "avg":
+		return s.sumAvgResult()
 	case "array_agg":
 		if len(s.list) == 0 {
-			return nil
+			return nil, nil
 		}
-		return s.list
+		return s.list, nil
 	case "string_agg":
 		if len(s.list) == 0 {
-			return nil
+			return nil, nil
 		}
 		var b strings.Builder
 		for i, d := range s.list {
@@ -401,9 +359,9 @@ func (s *aggState) result() types.Datum {
 			}
 			b.WriteString(d.(string))
 		}
-		return b.String()
+		return b.String(), nil
 	}
-	return s.val
+	return s.val, nil
 }
 
 func isAggregateName(name string) bool {
@@ -661,18 +619,10 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 		switch name {
 		case "count":
 			agg.t = types.Int
-		case "sum":
-			if at != types.Int && at != types.Float && at != types.Decimal && at != types.Interval {
-				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: sum(%s)", typeName(at))
-			}
-			agg.t = at
-		case "avg":
-			if at != types.Int && at != types.Float && at != types.Decimal && at != types.Interval {
-				return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: avg(%s)", typeName(at))
-			}
-			agg.t = types.Float
-			if at == types.Decimal || at == types.Interval {
-				agg.t = at
+		case "sum", "avg":
+			agg.pg = a.qb != nil && a.qb.e.pgAggregateTypes()
+			if agg.t, agg.mod, agg.acc, err = sumAvgType(name, arg, agg.pg); err != nil {
+				return nil, err
 			}
 		case "array_agg":
 			if at.IsArray() {
@@ -709,7 +659,7 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 	}
 	a.aggs = append(a.aggs, agg)
 	if a.aggsInRow {
-		return &aggRef{idx: a.aggBase + len(a.aggs) - 1, t: agg.t, inRow: true}, nil
+		return &aggRef{idx: a.aggBase + len(a.aggs) - 1, t: agg.t, mod: agg.mod, inRow: true}, nil
 	}
-	return &aggRef{idx: len(a.aggs) - 1, t: agg.t}, nil
+	return &aggRef{idx: len(a.aggs) - 1, t: agg.t, mod: agg.mod}, nil
 }

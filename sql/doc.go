@@ -190,6 +190,15 @@
 //     refused with 0A000 and a modifier is dropped as 2.0 did (INTEGER was
 //     INT8, VARCHAR(10) was STRING). Values of these types in queries
 //     (now(), casts, literals) need no gate. Sessions run in time zone UTC.
+//   - From cluster version 2.1, sum and avg return PostgreSQL's types
+//     (sumavg.go): sum(int2|int4) INT8, sum(int8|numeric) NUMERIC,
+//     sum(float4) FLOAT4, avg of integers and NUMERIC a NUMERIC with
+//     PostgreSQL's division scale (avg of 1 and 2 is 1.5000000000000000).
+//     Since INT is INT8, sum(INT column) is a NUMERIC, as in CockroachDB.
+//     Before 2.1 they keep 2.0's types (sum(int) INT8, avg(int) FLOAT8),
+//     so that every gateway of a cluster being upgraded answers alike; the
+//     width PostgreSQL gives sum's integer argument is inferred from the
+//     expression (pgIntWidth), since expressions compute in INT8.
 //   - SERIAL, BIGSERIAL and SMALLSERIAL are INT8 NOT NULL DEFAULT
 //     unique_rowid(), CockroachDB's serial_normalization = rowid.
 //   - ALTER TABLE ADD COLUMN accepts only a constant DEFAULT and requires one

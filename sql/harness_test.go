@@ -158,8 +158,8 @@ func writeResult(b *strings.Builder, cols []pgwire.Column, res pgwire.Result, sh
 	if cols != nil {
 		var hdr []string
 		for _, c := range cols {
-			if showTypes {
-				hdr = append(hdr, c.Name+":"+c.Type.String())
+			if showTypes { // the declared type RowDescription sends: INT4, FLOAT4
+				hdr = append(hdr, c.Name+":"+types.ColumnTypeString(c.Type, c.Mod))
 			} else {
 				hdr = append(hdr, c.Name)
 			}

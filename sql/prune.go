@@ -106,7 +106,7 @@ func remap(e texpr, m colMap) texpr {
 			return &colExpr{idx: m[v.idx], t: v.t, name: v.name}
 		case *aggRef:
 			if v.inRow {
-				return &aggRef{idx: m[v.idx], t: v.t, inRow: true}
+				return &aggRef{idx: m[v.idx], t: v.t, mod: v.mod, inRow: true}
 			}
 		}
 		return nil

@@ -803,8 +803,15 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 		}
 		outs = append(outs, te)
 		oc := outCol{name: name, t: te.typ(), te: te}
-		if ce, ok := te.(*colExpr); ok {
-			oc.mod = ce.mod
+		switch x := te.(type) {
+		case *colExpr:
+			oc.mod = x.mod
+		case *aggRef:
+			oc.mod = x.mod
+		case *assignExpr:
+			if x.explicit { // b::INT4 is an int4, v::VARCHAR(3) a varchar(3)
+				oc.mod = x.mod
+			}
 		}
 		cols = append(cols, oc)
 		outExprs = append(outExprs, se.Expr)

@@ -952,7 +952,11 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 			if err := g.states[j].sortList(); err != nil {
 				return nil, err
 			}
-			row = append(row, g.states[j].result())
+			d, err := g.states[j].result()
+			if err != nil {
+				return nil, err
+			}
+			row = append(row, d)
 		}
 		out[i] = row
 	}

@@ -121,7 +121,7 @@ func TestJoinKinds(t *testing.T) {
 
 func TestGroupNode(t *testing.T) {
 	in := &rowsNode{w: 2, rows: [][]types.Datum{intRow(1, 10), intRow(nil, 5), intRow(1, 20), intRow(nil, 7), intRow(2, nil)}}
-	sum := &aggregate{kind: "sum", arg: col(1), t: types.Int}
+	sum := &aggregate{kind: "sum", arg: col(1), t: types.Int, acc: accInt}
 	cnt := &aggregate{kind: "count", t: types.Int}
 	g := &groupNode{in: in, keys: []texpr{col(0)}, aggs: []*aggregate{sum, cnt}}
 	// NULL keys form one group; groups come in order of first appearance.

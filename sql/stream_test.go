@@ -43,7 +43,7 @@ var _ rowStreamer = (*scribbleNode)(nil)
 func TestStreamingOperatorsCopyWhatTheyKeep(t *testing.T) {
 	rows := [][]types.Datum{intRow(1, 10), intRow(nil, 5), intRow(1, 20), intRow(nil, 7), intRow(2, nil), intRow(3, 1),
 		intRow(1000, 4), intRow(-3, 2), intRow(1000, 9), intRow(-3, 1), intRow(255, 3), intRow(256, 3), intRow(255, 1)}
-	sum := &aggregate{kind: "sum", arg: col(1), t: types.Int}
+	sum := &aggregate{kind: "sum", arg: col(1), t: types.Int, acc: accInt}
 	cnt := &aggregate{kind: "count", t: types.Int}
 	mx := &aggregate{kind: "max", arg: col(1), t: types.Int}
 	ops := map[string]func(in relNode) relNode{
@@ -327,7 +327,7 @@ func TestGroupByIntKey(t *testing.T) {
 		}
 		in.rows = append(in.rows, intRow(k, rng.IntN(50)))
 	}
-	sum := &aggregate{kind: "sum", arg: col(1), t: types.Int}
+	sum := &aggregate{kind: "sum", arg: col(1), t: types.Int, acc: accInt}
 	cnt := &aggregate{kind: "count", t: types.Int}
 	byInt := &groupNode{in: in, keys: []texpr{col(0)}, aggs: []*aggregate{sum, cnt}}
 	general := &groupNode{in: in, keys: []texpr{col(0), &constExpr{d: int64(1)}}, aggs: []*aggregate{sum, cnt}}

@@ -21,6 +21,9 @@ type (
 	constExpr struct {
 		t types.T
 		d types.Datum
+		// int4: an integer literal that PostgreSQL types as int4 (it
+		// fits), for sum's result type (pgIntWidth).
+		int4 bool
 	}
 	colExpr struct {
 		idx  int
@@ -76,6 +79,7 @@ type (
 	aggRef struct {
 		idx   int
 		t     types.T
+		mod   types.Mod // the result's declared width (sum(float4) is FLOAT4)
 		inRow bool
 	}
 )
@@ -360,6 +364,18 @@ func (a *analyzer) check(e parser.Expr, desired types.T) (texpr, error) {
 			return a.check(&parser.FuncCall{Name: []string{"array_to_string"},
 				Args: []parser.Expr{v.Expr, &parser.StrVal{Val: " "}}}, types.String)
 		}
+		switch k := x.(type) {
+		case *constExpr:
+			if k.int4 {
+				x = &constExpr{t: k.t, d: k.d} // 1::INT8 is no longer an int4 literal
+			}
+		case *colExpr, *assignExpr:
+			// A cast to INT8 or FLOAT8 drops the declared width of an
+			// INT2, INT4 or REAL: b::INT8 is an int8, as in PostgreSQL.
+			if (v.Type == types.Int || v.Type == types.Float) && v.Mod.IsZero() && x.typ() == v.Type && declaredWidth(x) {
+				x = &castExpr{e: x, to: v.Type}
+			}
+		}
 		if x.typ() != v.Type {
 			if !castAllowed(x.typ(), v.Type) {
 				return nil, pgerror.Newf(pgerror.CodeDatatypeMismatch, "invalid cast: %s -> %s", typeName(x.typ()), v.Type)
@@ -412,7 +428,7 @@ func (a *analyzer) checkNum(v *parser.NumVal, desired types.T) (texpr, error) {
 		// a type error, reported by the caller.
 		return &constExpr{t: types.Int, d: n}, nil
 	}
-	return &constExpr{t: types.Int, d: n}, nil
+	return &constExpr{t: types.Int, d: n, int4: n >= math.MinInt32 && n <= math.MaxInt32}, nil
 }
 
 func (a *analyzer) checkPlaceholder(v *parser.Placeholder, desired types.T) (texpr, error) {

@@ -14,8 +14,9 @@ import (
 
 // DecimalCtx is the context of DECIMAL arithmetic: PostgreSQL's NUMERIC
 // carries up to 131072 digits before the point; kvnode computes with 2000
-// significant digits (division with 20 digits after the point at least,
-// see DivDecimal) and fails with 22003 beyond an exponent of ±100000.
+// significant digits (the / operator divides with 20 digits after the point
+// at least, sql's evalBinary21; avg with PostgreSQL's scale, DivNumeric) and
+// fails with 22003 beyond an exponent of ±100000.
 var DecimalCtx = &apd.Context{
 	Precision:   2000,
 	MaxExponent: 100000,
@@ -82,4 +83,87 @@ func CompareDecimals(x, y *apd.Decimal) int {
 		return -1
 	}
 	return x.Cmp(y)
+}
+
+// DivNumeric is PostgreSQL's numeric_div, which its avg of integers and
+// NUMERIC uses: x/y rounded half away from zero to the scale of
+// PostgreSQL's select_div_scale, that is at least 16 significant digits,
+// at least either operand's scale, at most 1000 digits after the point.
+// The quotient is exact to that scale (PostgreSQL's div_var divides
+// exactly). NaN divided by anything is NaN; a division by zero fails.
+func DivNumeric(x, y *apd.Decimal) (*apd.Decimal, error) {
+	if x.Form == apd.NaN || y.Form == apd.NaN {
+		return &apd.Decimal{Form: apd.NaN}, nil
+	}
+	if x.Form != apd.Finite || y.Form != apd.Finite {
+		return nil, fmt.Errorf("numeric division of %s by %s", x, y)
+	}
+	if y.IsZero() {
+		return nil, fmt.Errorf("division by zero")
+	}
+	rscale := numericDivScale(x, y)
+	out := new(apd.Decimal)
+	if x.IsZero() {
+		out.Exponent = -rscale
+		return out, nil
+	}
+	// Truncate the quotient to one digit past rscale, then round that
+	// digit: truncation keeps whether the rest is below one half, so the
+	// result is the exact quotient rounded once.
+	intDigits := adjusted(x) - adjusted(y) + 2
+	c := DecimalCtx.WithPrecision(uint32(max(intDigits, 1) + rscale + 1))
+	c.Rounding = apd.RoundDown
+	if _, err := c.Quo(out, x, y); err != nil {
+		return nil, err
+	}
+	c.Rounding = apd.RoundHalfUp
+	if _, err := c.Quantize(out, out, -rscale); err != nil {
+		return nil, err
+	}
+	if out.IsZero() {
+		out.Negative = false
+	}
+	return out, nil
+}
+
+// adjusted is the power of ten of d's leading digit (d finite, not zero).
+func adjusted(d *apd.Decimal) int32 { return int32(d.NumDigits()) - 1 + d.Exponent }
+
+// numericScale is PostgreSQL's display scale of d: its digits after the
+// point.
+func numericScale(d *apd.Decimal) int32 { return max(-d.Exponent, 0) }
+
+// numericDivScale is PostgreSQL's select_div_scale (numeric.c): a scale
+// that gives the quotient at least 16 significant digits
+// (NUMERIC_MIN_SIG_DIGITS), estimated from the operands' leading base-10000
+// digits and their weights, and no less than either operand's scale.
+func numericDivScale(x, y *apd.Decimal) int32 {
+	w1, d1 := numericLead(x)
+	w2, d2 := numericLead(y)
+	qweight := w1 - w2
+	if d1 <= d2 {
+		qweight--
+	}
+	rscale := 16 - qweight*4
+	rscale = max(rscale, numericScale(x), numericScale(y), 0)
+	return min(rscale, 1000)
+}
+
+// numericLead is PostgreSQL's weight of d's first non-zero base-10000
+// digit (the digits are grouped by four from the decimal point) and that
+// digit; 0 and 0 for zero.
+func numericLead(d *apd.Decimal) (weight int32, digit int) {
+	if d.IsZero() {
+		return 0, 0
+	}
+	p := adjusted(d)
+	weight = p >> 2 // floor(p / 4), p may be negative
+	coeff := d.Coeff.String()
+	for i := int32(0); i < p-4*weight+1; i++ { // the leading group's 1 to 4 digits
+		digit *= 10
+		if int(i) < len(coeff) {
+			digit += int(coeff[i] - '0')
+		}
+	}
+	return weight, digit
 }
