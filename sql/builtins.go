@@ -2,12 +2,12 @@ package sql
 
 import (
 	"math"
-
 	"math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/cockroachdb/apd/v3"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/rowenc"
