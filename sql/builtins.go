@@ -176,6 +176,7 @@ type aggregate struct {
 	sep      texpr       // string_agg's delimiter
 	order    []orderItem // ORDER BY in the call, on the input row
 	distinct bool
+	filter   texpr // FILTER (WHERE ...): nil for every row
 	t        types.T
 	// sum and avg (sumavg.go): the result's declared width (FLOAT4 for
 	// sum(float4)), the accumulator, and whether the types are
@@ -213,6 +214,15 @@ func (s *aggState) kept(d types.Datum) types.Datum {
 }
 
 func (s *aggState) add(ec *evalCtx) error {
+	if s.agg.filter != nil {
+		d, err := ec.eval(s.agg.filter)
+		if err != nil {
+			return err
+		}
+		if d != true {
+			return nil // FILTER: the row is not aggregated (false or NULL)
+		}
+	}
 	if s.agg.arg == nil { // count(*)
 		s.count++
 		return nil
@@ -376,6 +386,12 @@ func isAggregateName(name string) bool {
 // specially, everything else by overload resolution.
 func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error) {
 	name := strings.TrimPrefix(v.FuncName(), "pg_catalog.")
+	if v.Filter != nil && !isAggregateName(name) {
+		if v.Over != nil {
+			return nil, unsupported("FILTER is not implemented for non-aggregate window functions")
+		}
+		return nil, pgerror.Newf(pgerror.CodeWrongObjectType, "FILTER specified, but %s is not an aggregate function", name)
+	}
 	if v.Over != nil {
 		return a.checkWindow(name, v)
 	}
@@ -656,6 +672,18 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 			agg.order = append(agg.order, orderItem{e: oe, desc: o.Desc, nulls: o.Nulls})
 		}
 		a.inAgg = false
+	}
+	if v.Filter != nil {
+		// Checked in a clause of its own, where neither aggregates nor
+		// window functions may appear (PostgreSQL's errors).
+		clause, allowAggs, allowWindows := a.clause, a.allowAggs, a.allowWindows
+		a.clause, a.allowAggs, a.allowWindows = "FILTER", false, false
+		f, err := a.checkBool(v.Filter, "FILTER")
+		a.clause, a.allowAggs, a.allowWindows = clause, allowAggs, allowWindows
+		if err != nil {
+			return nil, err
+		}
+		agg.filter = f
 	}
 	a.aggs = append(a.aggs, agg)
 	if a.aggsInRow {

@@ -217,6 +217,7 @@ func (p *pruner) prune(n relNode, need []bool) colMap {
 		for _, a := range v.aggs {
 			u.addExpr(a.arg)
 			u.addExpr(a.sep)
+			u.addExpr(a.filter)
 			for _, o := range a.order {
 				u.addExpr(o.e)
 			}
@@ -229,7 +230,7 @@ func (p *pruner) prune(n relNode, need []bool) colMap {
 		aggs := make([]*aggregate, len(v.aggs))
 		for i, a := range v.aggs {
 			c := *a
-			c.arg, c.sep, c.order = remap(a.arg, m), remap(a.sep, m), remapOrder(a.order, m)
+			c.arg, c.sep, c.filter, c.order = remap(a.arg, m), remap(a.sep, m), remap(a.filter, m), remapOrder(a.order, m)
 			aggs[i] = &c
 		}
 		v.aggs = aggs

@@ -1260,6 +1260,9 @@ type FuncCall struct {
 	OrderBy []*OrderBy
 	// Over makes the call a window function: f() OVER (...).
 	Over *WindowSpec
+	// Filter is an aggregate's FILTER (WHERE ...): only the rows for
+	// which it is true are aggregated.
+	Filter Expr
 }
 
 // WindowSpec is OVER (PARTITION BY ... ORDER BY ...).
@@ -1520,6 +1523,11 @@ func (e *FuncCall) Format(b *strings.Builder) {
 		formatOrderLimit(b, e.OrderBy, nil, nil)
 	}
 	b.WriteByte(')')
+	if e.Filter != nil {
+		b.WriteString(" FILTER (WHERE ")
+		e.Filter.Format(b)
+		b.WriteByte(')')
+	}
 	if e.Over != nil {
 		b.WriteString(" OVER (")
 		if len(e.Over.PartitionBy) > 0 {

@@ -161,6 +161,12 @@ func (p *parser) isOp(op string) bool {
 	return t.kind == tokOp && t.val == op
 }
 
+// isOpAt reports whether the token k ahead of the current one is op.
+func (p *parser) isOpAt(k int, op string) bool {
+	t := p.peekAt(k)
+	return t.kind == tokOp && t.val == op
+}
+
 func (p *parser) acceptOp(op string) bool {
 	if p.isOp(op) {
 		p.advance()
@@ -2686,6 +2692,21 @@ func (p *parser) parseNameOrCall() (Expr, error) {
 	if p.isKw("within") {
 		return nil, p.unsupportedAt(p.peek(), "WITHIN GROUP is not supported")
 	}
+	if p.isKw("filter") && p.isOpAt(1, "(") {
+		p.advance()
+		p.advance()
+		if err := p.expectKw("where"); err != nil {
+			return nil, err
+		}
+		e, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.expectOp(")"); err != nil {
+			return nil, err
+		}
+		f.Filter = e
+	}
 	if p.acceptKw("over") {
 		if p.peek().kind == tokIdent {
 			return nil, p.unsupportedAt(p.peek(), "named windows are not supported")
@@ -2728,10 +2749,6 @@ func (p *parser) parseNameOrCall() (Expr, error) {
 		}
 		f.Over = w
 		return f, nil
-	}
-	if p.isKw("filter") {
-		return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeFeatureNotSupported,
-			"window functions and aggregate filters are not supported yet"), charPos(p.src, p.peek().pos))
 	}
 	return f, nil
 }

@@ -33,6 +33,7 @@ const (
 	CodeInvalidName                  = "42602"
 	CodeDuplicateColumn              = "42701"
 	CodeDatatypeMismatch             = "42804"
+	CodeWrongObjectType              = "42809"
 	CodeInvalidTableDefinition       = "42P16"
 	CodeAmbiguousColumn              = "42702"
 	CodeInvalidColumnReference       = "42P10"
