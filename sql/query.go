@@ -2,7 +2,6 @@ package sql
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -1217,7 +1216,18 @@ func (p *queryPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Resu
 	if err != nil {
 		return pgwire.Result{}, err
 	}
-	return pgwire.Result{Rows: rows, Tag: fmt.Sprintf("SELECT %d", len(rows))}, nil
+	return pgwire.Result{Rows: rows, Tag: selectTag(len(rows))}, nil
+}
+
+// selectTag is the command tag of a query that returned n rows.
+func selectTag(n int) string {
+	switch n {
+	case 0:
+		return "SELECT 0"
+	case 1:
+		return "SELECT 1"
+	}
+	return "SELECT " + strconv.Itoa(n)
 }
 
 // finishColumns fills in the result types once placeholder types are final

@@ -254,8 +254,11 @@ func (p *prepared) replan() error {
 func (p *prepared) execPlan(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := p.runPlan(ctx, params)
-		var sm *schemaMovedError
-		if err == nil || !errors.As(err, &sm) {
+		if err == nil {
+			return res, nil
+		}
+		var sm *schemaMovedError // on the heap (errors.As): only after an error
+		if !errors.As(err, &sm) {
 			return res, err
 		}
 		if werr := p.s.e.awaitSchema(ctx, sm); werr != nil {

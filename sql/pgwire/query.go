@@ -45,6 +45,43 @@ type preparedStatement struct {
 	prepared time.Time
 	// keyword is the statement's first keyword, its metrics' label.
 	keyword string
+	// rowDesc is the RowDescription last sent for the statement, encoded,
+	// and descFormats the result formats it describes (nil: all text).
+	// libpq describes every portal it binds: the same bytes each time.
+	rowDesc     []byte
+	descFormats []int16
+}
+
+// sendRowDescription queues the RowDescription of ps's columns in formats
+// (nil: text, as for Describe of a statement).
+func (c *conn) sendRowDescription(ps *preparedStatement, formats []int16) {
+	if ps.rowDesc == nil || !sameFormats(ps.descFormats, formats) {
+		msg, err := rowDescription(ps.columns, formats).Encode(nil)
+		if err != nil {
+			c.w.err = errors.Wrap(err, "encoding RowDescription")
+			return
+		}
+		ps.rowDesc, ps.descFormats = msg, append([]int16(nil), formats...)
+	}
+	c.w.raw(ps.rowDesc)
+}
+
+// sameFormats reports whether two lists of result formats describe the
+// columns alike; nil is text for all.
+func sameFormats(a, b []int16) bool {
+	for i := range max(len(a), len(b)) {
+		var fa, fb int16
+		if i < len(a) {
+			fa = a[i]
+		}
+		if i < len(b) {
+			fb = b[i]
+		}
+		if fa != fb {
+			return false
+		}
+	}
+	return true
 }
 
 // portal is what Bind creates and Execute runs.
@@ -61,6 +98,10 @@ type portal struct {
 	sent      int
 	suspended bool // at least one Execute stopped at its row limit
 	completed bool // CommandComplete was sent
+	// Room for a statement's few parameters and result formats, so that
+	// a Bind allocates one portal rather than three pieces.
+	paramBuf  [4]types.Datum
+	formatBuf [4]int16
 }
 
 // simpleQuery runs a Query message's statements in order and stops at the
@@ -150,7 +191,7 @@ func (c *conn) simpleStatement(stmt Statement) error {
 	}
 	c.sendNotices(res.Notices)
 	c.sendParameterStatus(res.ParameterStatus)
-	c.w.send(&pgproto3.CommandComplete{CommandTag: []byte(res.Tag)})
+	c.w.commandComplete(res.Tag)
 	if res.ResetSession {
 		clear(c.stmts)
 		clear(c.portals)
@@ -350,7 +391,12 @@ func (c *conn) bind(m *pgproto3.Bind) error {
 		return pgerror.Newf(pgerror.CodeProtocolViolation,
 			"bind message has %d parameter formats but %d parameters", n, len(m.Parameters))
 	}
-	params := make([]types.Datum, len(m.Parameters))
+	p := &portal{name: m.DestinationPortal, stmt: ps}
+	params := p.paramBuf[:0]
+	if len(m.Parameters) > len(p.paramBuf) {
+		params = make([]types.Datum, len(m.Parameters))
+	}
+	params = params[:len(m.Parameters)]
 	for i, raw := range m.Parameters {
 		if raw == nil {
 			continue // NULL
@@ -383,7 +429,11 @@ func (c *conn) bind(m *pgproto3.Bind) error {
 		return pgerror.Newf(pgerror.CodeProtocolViolation,
 			"bind message has %d result formats but query has %d columns", n, ncols)
 	}
-	formats := make([]int16, ncols)
+	formats := p.formatBuf[:0]
+	if ncols > len(p.formatBuf) {
+		formats = make([]int16, ncols)
+	}
+	formats = formats[:ncols]
 	for i := range formats {
 		f, err := formatAt(m.ResultFormatCodes, i)
 		if err != nil {
@@ -392,12 +442,9 @@ func (c *conn) bind(m *pgproto3.Bind) error {
 		formats[i] = f
 	}
 
-	c.portals[m.DestinationPortal] = &portal{
-		name:    m.DestinationPortal,
-		stmt:    ps,
-		params:  params[:min(len(params), ps.numExecParams)],
-		formats: formats,
-	}
+	p.params = params[:min(len(params), ps.numExecParams)]
+	p.formats = formats
+	c.portals[m.DestinationPortal] = p
 	c.w.send(&pgproto3.BindComplete{})
 	return nil
 }
@@ -434,7 +481,7 @@ func (c *conn) describe(m *pgproto3.Describe) error {
 		} else {
 			// Result formats are not known before Bind: the protocol
 			// says to report them as text (zero).
-			c.w.send(rowDescription(ps.columns, nil))
+			c.sendRowDescription(ps, nil)
 		}
 	case 'P':
 		p, ok := c.portals[m.Name]
@@ -444,7 +491,7 @@ func (c *conn) describe(m *pgproto3.Describe) error {
 		if p.stmt.columns == nil {
 			c.w.send(&pgproto3.NoData{})
 		} else {
-			c.w.send(rowDescription(p.stmt.columns, p.formats))
+			c.sendRowDescription(p.stmt, p.formats)
 		}
 	default:
 		return pgerror.Newf(pgerror.CodeProtocolViolation, "invalid DESCRIBE message subtype %d", m.ObjectType)
@@ -519,7 +566,7 @@ func (c *conn) execute(m *pgproto3.Execute) error {
 	p.completed = true
 	p.rows = nil // sent; no need to hold them
 	p.sent = 0
-	c.w.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+	c.w.commandComplete(tag)
 	return nil
 }
 
@@ -551,24 +598,10 @@ func (c *conn) closeObject(m *pgproto3.Close) error {
 // (text if formats is nil), and writes the buffer whenever it grows past
 // flushThreshold so that large results stream.
 func (c *conn) sendRows(cols []Column, formats []int16, rows [][]types.Datum) error {
-	vals := make([][]byte, len(cols))
 	for _, row := range rows {
-		if len(row) != len(cols) {
-			return pgerror.WithCode(errors.AssertionFailedf(
-				"result row has %d values but the statement has %d columns", len(row), len(cols)), pgerror.CodeInternal)
+		if err := c.w.dataRow(cols, formats, row); err != nil {
+			return err
 		}
-		for i, d := range row {
-			format := int16(pgproto3.TextFormat)
-			if formats != nil {
-				format = formats[i]
-			}
-			v, err := encodeDatum(cols[i], format, d)
-			if err != nil {
-				return err
-			}
-			vals[i] = v
-		}
-		c.w.send(&pgproto3.DataRow{Values: vals}) // encoded now; vals may be reused
 		if len(c.w.buf) > flushThreshold {
 			if err := c.w.flush(); err != nil {
 				return err
@@ -576,31 +609,6 @@ func (c *conn) sendRows(cols []Column, formats []int16, rows [][]types.Datum) er
 		}
 	}
 	return nil
-}
-
-// encodeDatum encodes one value. A datum whose Go type does not match its
-// column is a bug in the SQL layer; it is reported rather than sent, since
-// the client would decode garbage.
-func encodeDatum(col Column, format int16, d types.Datum) ([]byte, error) {
-	if d == nil {
-		return nil, nil
-	}
-	if dt := types.TypeOf(d); dt == types.Unknown || (col.Type != types.Unknown && !types.Fits(d, col.Type)) {
-		return nil, pgerror.WithCode(errors.AssertionFailedf(
-			"column %q of type %s holds a value of Go type %T", col.Name, col.Type, d), pgerror.CodeInternal)
-	}
-	var v []byte
-	if format == pgproto3.BinaryFormat {
-		// An Unknown column is described as text, whose binary form is
-		// its text form; FormatBinary does exactly that.
-		v = types.FormatBinaryMod(col.Type, col.Mod, d)
-	} else {
-		v = types.FormatText(d)
-	}
-	if v == nil {
-		v = []byte{} // an empty value, not NULL
-	}
-	return v, nil
 }
 
 // rowDescription describes cols; formats nil means text for all.

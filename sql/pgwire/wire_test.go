@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -478,3 +479,59 @@ func TestServeRequiresSessions(t *testing.T) {
 		t.Errorf("Serve without Sessions: %v", err)
 	}
 }
+
+// TestDescribeFormatsCached describes one statement and its portals with
+// result formats that change between Binds: each RowDescription reports the
+// formats of its own Bind (the connection keeps the last one encoded), and
+// each DataRow is encoded in them.
+func TestDescribeFormatsCached(t *testing.T) {
+	ts := startServer(t, Config{})
+	wc := connectWire(t, ts.addr)
+	field := func(name string, oid uint32, size int16, format int16) string {
+		return `{"Name":"` + name + `","TableOID":0,"TableAttributeNumber":0,"DataTypeOID":` +
+			itoa(int(oid)) + `,"DataTypeSize":` + itoa(int(size)) +
+			`,"TypeModifier":-1,"Format":` + itoa(int(format)) + `}`
+	}
+	desc := func(f1, f2 int16) string {
+		return `{"Type":"RowDescription","Fields":[` + field("a", 20, 8, f1) + "," + field("b", 25, -1, f2) + `]}`
+	}
+	wc.send(&pgproto3.Parse{Name: "s", Query: "SELECT 7::INT8 AS a, 'x' AS b"}, &pgproto3.Sync{})
+	wc.until("ReadyForQuery")
+	for i, formats := range [][]int16{{1, 0}, {1, 0}, {0, 1}, nil, {1}, {0, 0}} {
+		wc.send(
+			&pgproto3.Describe{ObjectType: 'S', Name: "s"},
+			&pgproto3.Bind{PreparedStatement: "s", ResultFormatCodes: formats},
+			&pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{},
+		)
+		f := [2]int16{}
+		switch len(formats) {
+		case 1:
+			f = [2]int16{formats[0], formats[0]}
+		case 2:
+			f = [2]int16{formats[0], formats[1]}
+		}
+		// pgproto3 prints printable bytes as text: 'x' reads the same
+		// in both formats.
+		a, b := `{"text":"7"}`, `{"text":"x"}`
+		if f[0] == 1 {
+			a = `{"binary":"0000000000000007"}`
+		}
+		got := wc.until("ReadyForQuery")
+		want := []string{
+			`{"Type":"ParameterDescription","ParameterOIDs":[]}`,
+			desc(0, 0),
+			`{"Type":"BindComplete"}`,
+			desc(f[0], f[1]),
+			`{"Type":"DataRow","Values":[` + a + "," + b + `]}`,
+			`{"Type":"CommandComplete","CommandTag":"SELECT 1"}`,
+			`{"Type":"ReadyForQuery","TxStatus":"I"}`,
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("round %d (formats %v): got:\n%s\nwant:\n%s", i, formats, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -288,6 +288,35 @@ func assign(d Datum, m Mod, explicit bool) (Datum, error) {
 	return d, nil
 }
 
+// AppendBinaryMod appends FormatBinaryMod(t, m, d) to b, the common types in
+// place; NULL appends nothing.
+func AppendBinaryMod(b []byte, t T, m Mod, d Datum) []byte {
+	switch {
+	case d == nil:
+		return b
+	case t == Int && m.Width == 16:
+		return binary.BigEndian.AppendUint16(b, uint16(int16(d.(int64))))
+	case t == Int && m.Width == 32:
+		return binary.BigEndian.AppendUint32(b, uint32(int32(d.(int64))))
+	case t == Float && m.Width == 32:
+		return binary.BigEndian.AppendUint32(b, math.Float32bits(float32(d.(float64))))
+	case t == Int:
+		return binary.BigEndian.AppendUint64(b, uint64(d.(int64)))
+	case t == Float:
+		return binary.BigEndian.AppendUint64(b, math.Float64bits(d.(float64)))
+	case t == String:
+		return append(b, d.(string)...)
+	case t == Bytes:
+		return append(b, d.([]byte)...)
+	case t == Bool:
+		if d.(bool) {
+			return append(b, 1)
+		}
+		return append(b, 0)
+	}
+	return append(b, FormatBinaryMod(t, m, d)...)
+}
+
 // FormatBinaryMod renders d in the binary format of a column's declared
 // type: INT2, INT4 and FLOAT4 in their own widths (the values fit: Assign
 // checked them when they were stored), anything else as FormatBinary.

@@ -297,6 +297,29 @@ func FormatText(d Datum) []byte {
 	panic(fmt.Sprintf("types: datum of unexpected Go type %T", d))
 }
 
+// AppendText appends d's text format (FormatText's) to b; NULL appends
+// nothing. The common types are appended in place, without FormatText's
+// slice: pgwire encodes every result value this way.
+func AppendText(b []byte, d Datum) []byte {
+	switch v := d.(type) {
+	case nil:
+		return b
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case string:
+		return append(b, v...)
+	case bool:
+		if v {
+			return append(b, 't')
+		}
+		return append(b, 'f')
+	case []byte:
+		b = append(b, `\x`...)
+		return hex.AppendEncode(b, v)
+	}
+	return append(b, FormatText(d)...)
+}
+
 // FormatBinary renders d in PostgreSQL's binary format for type t; it returns
 // nil for NULL.
 func FormatBinary(t T, d Datum) []byte {
