@@ -330,7 +330,12 @@ func (p *scanPlan) pointKeys(ec *evalCtx, ti *tableInfo) ([][]byte, error) {
 // keySpan computes the span to read for one execution. empty reports that
 // no row can match (a bound is NULL, or the bounds cross).
 func (p *scanPlan) keySpan(ec *evalCtx, ti *tableInfo) (start, end []byte, empty bool, err error) {
-	vals := make([]types.Datum, len(p.eq))
+	var buf [4]types.Datum
+	vals := buf[:0]
+	if len(p.eq) > len(buf) {
+		vals = make([]types.Datum, 0, len(p.eq))
+	}
+	vals = vals[:len(p.eq)]
 	for i, e := range p.eq {
 		d, err := ec.eval(e)
 		if err != nil {

@@ -135,6 +135,9 @@ func (n *tableScanNode) streamIn(ec *evalCtx, borrow bool, fn func(row []types.D
 	if n.scan.exact {
 		filter = nil
 	}
+	if filter == nil {
+		return n.e.scanStream(rc, n.ti, &n.scan, scanLimit, n.need, borrow, fn)
+	}
 	return n.e.scanStream(rc, n.ti, &n.scan, scanLimit, n.need, borrow, func(row []types.Datum) error {
 		if filter != nil {
 			rc.row = row
@@ -400,21 +403,31 @@ type projectNode struct {
 
 func (n *projectNode) width() int { return len(n.exprs) }
 func (n *projectNode) run(ec *evalCtx) ([][]types.Datum, error) {
-	rc := rowCtx(ec)
-	alloc := rowAlloc{w: len(n.exprs)}
-	out := [][]types.Datum{}
-	err := streamRows(ec, n.in, func(r []types.Datum) error {
-		row := alloc.newRow()
-		if err := n.project(rc, r, row); err != nil {
-			return err
-		}
-		out = append(out, row)
-		return nil
-	})
-	if err != nil {
+	pr := &projectRun{n: n, rc: rowCtx(ec), alloc: rowAlloc{w: len(n.exprs)}}
+	pr.out = pr.first[:0]
+	if err := streamRows(ec, n.in, pr.add); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return pr.out, nil
+}
+
+// projectRun collects a projectNode's rows: one allocation for its state,
+// the first row's slot among them (a point read returns one row).
+type projectRun struct {
+	n     *projectNode
+	rc    *evalCtx
+	alloc rowAlloc
+	out   [][]types.Datum
+	first [1][]types.Datum
+}
+
+func (pr *projectRun) add(r []types.Datum) error {
+	row := pr.alloc.newRow()
+	if err := pr.n.project(pr.rc, r, row); err != nil {
+		return err
+	}
+	pr.out = append(pr.out, row)
+	return nil
 }
 
 // stream implements rowStreamer: each input row's values, computed into

@@ -177,7 +177,10 @@ func (a *rowAlloc) newRow() []types.Datum {
 // a store that streams (kvpb.Streamer) never holds more than one row;
 // point lookups and index scans read their rows first.
 func (e *Executor) scanStream(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int, need []bool, borrow bool, fn func(row []types.Datum) error) error {
-	if p.index != nil || p.kind == scanPoint || p.kind == scanPoints {
+	if p.index == nil && p.kind == scanPoint {
+		return e.pointStream(ec, ti, p, need, fn)
+	}
+	if p.index != nil || p.kind == scanPoints {
 		rows, err := e.readRows(ec, ti, p, limit)
 		if err != nil {
 			return err
@@ -227,6 +230,29 @@ func (e *Executor) scanStream(ec *evalCtx, ti *tableInfo, p *scanPlan, limit int
 		}
 	}
 	return nil
+}
+
+// pointStream reads the one row of a primary key lookup (a prepared SELECT
+// by key, the most frequent statement there is) and calls fn with it:
+// readRows' point read, without its slices of keys and rows, decoding only
+// the columns needed.
+func (e *Executor) pointStream(ec *evalCtx, ti *tableInfo, p *scanPlan, need []bool, fn func(row []types.Datum) error) error {
+	k, _, empty, err := p.keySpan(ec, ti)
+	if err != nil || empty {
+		return err
+	}
+	v, found, err := e.kv(ec.ctx).Get(ec.ctx, k)
+	if err != nil {
+		return kvError(err)
+	}
+	if !found {
+		return nil
+	}
+	row := make([]types.Datum, len(ti.cols))
+	if err := ti.layout.DecodeInto(row, k, v, need, nil); err != nil {
+		return err
+	}
+	return fn(row)
 }
 
 // lookupRows reads the rows of ti with the given primary keys: one row per
