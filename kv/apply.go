@@ -116,7 +116,8 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 		r.noteCommit(ents[n-1].Index) // before any proposer is answered
 	}
 	b := r.eng.DB.NewIndexedBatch()
-	defer b.Close()
+	// b is replaced after a COPY's publish (applyCopyPublish).
+	defer func() { _ = b.Close() }()
 	type done struct {
 		p   *proposal
 		res result
@@ -145,6 +146,14 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 				// stay identical; the proposer (if any) learns why.
 				r.log.Error("cannot apply Raft entry", "index", e.Index, "err", err)
 				res.err = err
+			} else if cmd.Kind == cmdCopyPublish {
+				if b, res, err = r.applyCopyPublish(b, e, cmd, as, hs); err != nil {
+					return err
+				}
+				if p, ok := r.pending[cmd.ID]; ok {
+					delete(r.pending, cmd.ID)
+					acks = append(acks, done{p, res})
+				}
 			} else {
 				res = r.applyEntry(b, e.Index, cmd)
 				if p, ok := r.pending[cmd.ID]; ok {

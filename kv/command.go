@@ -66,6 +66,10 @@ type command struct {
 	// configuration, so that every replica stops at the same record).
 	GCRecords uint64
 	GCBytes   uint64
+	// cmdCopyStage, cmdCopyPublish, cmdCopyAbort (copy.go): the load, and
+	// the publish's count of staged writes or the abort's bound.
+	CopyID uint64
+	CopyN  uint64
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -102,6 +106,12 @@ func (c *command) encode() []byte {
 		b = binary.AppendUvarint(b, c.Snapshot)
 		b = binary.AppendUvarint(b, c.GCRecords)
 		b = binary.AppendUvarint(b, c.GCBytes)
+	case cmdCopyStage:
+		b = binary.AppendUvarint(b, c.CopyID)
+		b = appendOps(b, c.Ops)
+	case cmdCopyPublish, cmdCopyAbort:
+		b = binary.AppendUvarint(b, c.CopyID)
+		b = binary.AppendUvarint(b, c.CopyN)
 	case cmdTxnCommit:
 		b = binary.AppendUvarint(b, c.Snapshot)
 		b = binary.AppendUvarint(b, uint64(len(c.ReadKeys)))
@@ -264,6 +274,12 @@ func decodeCommand(data []byte) (*command, error) {
 		c.Snapshot = d.uvarint()
 		c.GCRecords = d.uvarint()
 		c.GCBytes = d.uvarint()
+	case cmdCopyStage:
+		c.CopyID = d.uvarint()
+		c.Ops = d.ops()
+	case cmdCopyPublish, cmdCopyAbort:
+		c.CopyID = d.uvarint()
+		c.CopyN = d.uvarint()
 	case cmdTxnCommit:
 		c.Snapshot = d.uvarint()
 		n := d.count()

@@ -78,6 +78,11 @@ func (k cmdKind) level() CommandLevel {
 		// Issue 20; like cmdTxnGCStep below, it needs no step of its own.
 		// Its range records live under 0x06, which cmdDisableTxns deletes.
 		return Level21Txns
+	case cmdCopyStage, cmdCopyPublish, cmdCopyAbort:
+		// Session 15 (copy.go), proposed at Level21 like cmdBulkBatch
+		// and for its reasons needing no step of its own; a stage lives
+		// under 0x06, which cmdDisableTxns deletes.
+		return Level21Txns
 	case cmdEnableTxns, cmdTxnCommit, cmdTxnGC, cmdTxnGCStep:
 		// cmdTxnGCStep (issue 22) came after cmdTxnGC in the 2.1 tree but
 		// needs no step of its own: 2.1-step.1 fences out every binary

@@ -73,6 +73,11 @@ const (
 	PointApplied LoopPoint = "applied"
 )
 
+// PointIngested: apply has ingested a COPY's publish (copy.go), which
+// holds the applied state at its entry; the entries after it in the same
+// apply are not written yet. Not in LoopPoints: only a publish passes it.
+const PointIngested LoopPoint = "ingested"
+
 // LoopPoints lists every LoopPoint in the order a Ready passes them.
 var LoopPoints = []LoopPoint{PointIdle, PointReady, PointSentEarly, PointBeforePersist, PointSyncCommit,
 	PointWritten, PointSyncWait, PointSteppedWhileSyncing, PointSynced, PointSent, PointApplied}

@@ -219,6 +219,17 @@ func (r *Replica) applyEntry(b *pebble.Batch, index uint64, cmd *command) result
 			return result{}
 		}
 		return r.applyTxnGCStep(b, index, cmd)
+	case cmdCopyStage:
+		if from == 0 {
+			// A stage is deleted with the records (cmdDisableTxns).
+			return result{err: kvpb.ErrTxnsDisabled}
+		}
+		return r.applyCopyStage(b, index, cmd)
+	case cmdCopyAbort:
+		return r.applyCopyAbort(b, cmd)
+	case cmdCopyPublish:
+		// apply takes it (applyCopyPublish): it needs the batch committed.
+		return result{err: errors.AssertionFailedf("a COPY's publish applied in a batch")}
 	case cmdTxnCommit:
 		if from == 0 {
 			return result{err: kvpb.ErrTxnsDisabled}
@@ -600,6 +611,9 @@ func (r *Replica) txnGCLoop() {
 		for len(samples) > 0 && now.Sub(samples[0].at) >= r.cfg.TxnHistory {
 			horizon = samples[0].index
 			samples = samples[1:]
+		}
+		if st.IsLeader && horizon > 0 {
+			r.collectAbandonedCopies(horizon)
 		}
 		if horizon <= proposed {
 			horizon = 0

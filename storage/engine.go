@@ -37,6 +37,8 @@ type Engine struct {
 	DB   *pebble.DB
 	Dir  string
 	lock io.Closer // nil on an Options.FS store: Pebble's own lock guards it
+	fs   vfs.FS
+	opts *pebble.Options // what DB was opened with, for the tables Ingest takes (ingest.go)
 
 	// closeMu orders Close after readers that may run on goroutines the
 	// node does not wait for (a /metrics scrape).
@@ -90,7 +92,7 @@ func openPebble(dir string, opts Options, fs vfs.FS, lock io.Closer) (*Engine, e
 	}
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{
+	popts := &pebble.Options{
 		Cache:  cache,
 		FS:     fs,
 		Logger: quietLogger{},
@@ -101,7 +103,8 @@ func openPebble(dir string, opts Options, fs vfs.FS, lock io.Closer) (*Engine, e
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
 		Levels:                      bloomFilteredLevels(),
-	})
+	}
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		if lock != nil {
 			_ = lock.Close()
@@ -109,7 +112,14 @@ func openPebble(dir string, opts Options, fs vfs.FS, lock io.Closer) (*Engine, e
 		return nil, errors.WithHintf(errors.Wrapf(err, "cannot open the Pebble store in %s", dir),
 			"check that the directory is writable and not full, or choose another --store")
 	}
-	return &Engine{DB: db, Dir: dir, lock: lock}, nil
+	popts = popts.Clone().EnsureDefaults()
+	popts.Cache = nil // the DB holds its reference; the writer options need none
+	e := &Engine{DB: db, Dir: dir, lock: lock, fs: fs, opts: popts}
+	if err := e.ClearIngestDir(); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	return e, nil
 }
 
 // bloomFilteredLevels gives every level of the LSM a Bloom filter of 10 bits

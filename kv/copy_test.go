@@ -1,0 +1,429 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/testutil"
+	"github.com/kvnode/kvnode/txn"
+)
+
+// copyOps returns a load's writes of prefix%05d for i in [from, to): CPuts
+// expecting absence (rows), and with index, a Put of "ix"+prefix%05d (a
+// non-unique index entry) for each.
+func copyOps(prefix string, from, to int, index bool) []kvpb.Op {
+	var ops []kvpb.Op
+	for i := from; i < to; i++ {
+		k := fmt.Sprintf("%s%05d", prefix, i)
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, ExpectAbsent: true, Key: tk(k), Value: []byte("v" + k)})
+		if index {
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: tk("ix" + k), Value: tk(k)})
+		}
+	}
+	return ops
+}
+
+// countRows counts the table's rows under prefix on rep's local state.
+func countRows(t *testing.T, rep *Replica, prefix string) int {
+	t.Helper()
+	kvs, err := rep.ScanLocal(tk(prefix), append(tk(prefix), 0xff), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(kvs)
+}
+
+func stageLeft(t *testing.T, rep *Replica, id uint64) int {
+	t.Helper()
+	lo, hi := copyStageSpan(id)
+	kvs, err := rep.ScanLocal(lo, hi, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(kvs)
+}
+
+// TestCopyPublishAllAtOnce: a load staged in three batches is invisible
+// until its publish, which a concurrent reader sees whole or not at all
+// (never a prefix); afterwards every replica holds the same rows and
+// records and no stage; the publish left one range record per run at its
+// index, so a transaction that read a published key as absent before the
+// publish conflicts.
+func TestCopyPublishAllAtOnce(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[2].rep // a follower's gateway: proposals are forwarded
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("m"), Value: []byte("between")}}); err != nil {
+		t.Fatal(err)
+	}
+	x := txn.New(c.nodes[1].rep, 0)
+	if _, _, err := x.Get(ctx, tk("r00150")); err != nil {
+		t.Fatal(err)
+	}
+	id := NewCopyID()
+	const batches, per = 3, 100
+	var n uint64
+	for b := range batches {
+		ops := copyOps("r", b*per, (b+1)*per, true)
+		if err := rep.StageCopy(ctx, id, ops); err != nil {
+			t.Fatal(err)
+		}
+		n += uint64(len(ops))
+		if got := countRows(t, rep, "r"); got != 0 {
+			t.Fatalf("after stage %d a reader sees %d staged rows", b, got)
+		}
+	}
+	// Readers on every node while the publish applies: each scan sees
+	// no row of the load or all of them.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var seen sync.Map
+	for _, nd := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				kvs, err := nd.rep.ScanLocal(tk("r"), append(tk("r"), 0xff), 0, false)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				seen.Store(len(kvs), true)
+			}
+		}()
+	}
+	if err := rep.PublishCopy(ctx, id, n); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		for nid, nd := range c.nodes {
+			if got := countRows(t, nd.rep, "r"); got != batches*per {
+				return errors.Newf("node %d holds %d rows", nid, got)
+			}
+		}
+		return nil
+	})
+	stop.Store(true)
+	wg.Wait()
+	seen.Range(func(k, _ any) bool {
+		if k.(int) != 0 && k.(int) != batches*per {
+			t.Errorf("a reader saw %d of the %d rows", k, batches*per)
+		}
+		return true
+	})
+	if v, ok, err := rep.GetLocal(tk("ixr00042")); err != nil || !ok || !bytes.Equal(v, tk("r00042")) {
+		t.Fatalf("index entry: %q %v %v", v, ok, err)
+	}
+	for nid, nd := range c.nodes {
+		if left := stageLeft(t, nd.rep, id); left != 0 {
+			t.Errorf("node %d keeps %d keys of the stage", nid, left)
+		}
+	}
+	// Two runs, the index entries ixr... and the rows r... (m lies
+	// between), so one range record per run at the publish's index.
+	recs, err := c.nodes[1].rep.ScanLocal([]byte(rangeRecordPrefix), recordsEnd(rangeRecordPrefix), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	for _, r := range recs {
+		runs = append(runs, string(r.Key[len(rangeRecordPrefix)+8:])+".."+string(r.Value))
+	}
+	want := []string{string(tk("ixr00000")) + ".." + string(tk("ixr00299")) + "\x00", string(tk("r00000")) + ".." + string(tk("r00299")) + "\x00"}
+	if fmt.Sprint(runs) != fmt.Sprint(want) {
+		t.Errorf("range records %q, want %q", runs, want)
+	}
+	sameState(t, c)
+	if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("out"), Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Commit(ctx); !isConflict(err) {
+		t.Fatalf("a transaction that read a published key as absent committed: %v", err)
+	}
+}
+
+// TestCopyScatteredRecords: a load whose keys lie between existing keys
+// leaves per-key records (as a bulk batch does), so a transaction reading
+// beside them still commits, and one that read a written key conflicts.
+func TestCopyScatteredRecords(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.leader().rep
+	var existing []kvpb.Op
+	for i := 0; i < 200; i += 2 {
+		existing = append(existing, kvpb.Op{Kind: kvpb.OpPut, Key: tk(fmt.Sprintf("s%05d", i)), Value: []byte("e")})
+	}
+	if err := rep.Write(ctx, existing); err != nil {
+		t.Fatal(err)
+	}
+	var ops []kvpb.Op
+	for i := 1; i < 200; i += 2 {
+		ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, ExpectAbsent: true, Key: tk(fmt.Sprintf("s%05d", i)), Value: []byte("c")})
+	}
+	xr := txn.New(rep, 0)
+	if _, _, err := xr.Get(ctx, tk("s00051")); err != nil {
+		t.Fatal(err)
+	}
+	xb := txn.New(rep, 0)
+	if _, _, err := xb.Get(ctx, tk("s00052")); err != nil {
+		t.Fatal(err)
+	}
+	id := NewCopyID()
+	if err := rep.StageCopy(ctx, id, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.PublishCopy(ctx, id, uint64(len(ops))); err != nil {
+		t.Fatal(err)
+	}
+	at := rep.appliedIndex()
+	if got := countRows(t, rep, "s"); got != 200 {
+		t.Fatalf("%d rows, want 200", got)
+	}
+	for _, k := range []string{"s00051", "s00199"} {
+		for _, p := range []string{writeIndexPrefix, existIndexPrefix} {
+			v, ok, err := rep.GetLocal(recordKey(p, tk(k)))
+			if err != nil || !ok || binary.BigEndian.Uint64(v) != at {
+				t.Errorf("record %s%s: %x %v %v, want index %d", p, k, v, ok, err, at)
+			}
+		}
+	}
+	for name, x := range map[string]*txn.Txn{"read a written key": xr, "read beside": xb} {
+		if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("out" + name), Value: []byte("x")}}); err != nil {
+			t.Fatal(err)
+		}
+		err := x.Commit(ctx)
+		if conflict := name == "read a written key"; conflict != isConflict(err) || (!conflict && err != nil) {
+			t.Errorf("%s: commit %v", name, err)
+		}
+	}
+	sameState(t, c)
+}
+
+// TestCopyFailuresWriteNothing: a key twice in one load, a key already in
+// the table at a stage, a key written by someone else between the stage
+// and the publish, a condition (the schema fence) that changed, and a
+// stage that was aborted: each fails with an error naming its cause, and
+// the table holds afterwards exactly what it held before; the stage is
+// gone after a failed publish.
+func TestCopyFailuresWriteNothing(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[2].rep
+	fence := tk("\x00fence")
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("a00007"), Value: []byte("old")}, {Kind: kvpb.OpPut, Key: fence, Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	before := func() {
+		t.Helper()
+		sameState(t, c)
+		for nid, nd := range c.nodes {
+			kvs, err := nd.rep.ScanLocal(tk(""), append(tk(""), 0xff), 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(kvs) != 2 {
+				t.Fatalf("node %d: the table holds %q", nid, kvs)
+			}
+		}
+	}
+	cond := kvpb.Op{Kind: kvpb.OpCheck, Key: fence, Expected: []byte("1")}
+	wantCF := func(err error, key string) {
+		t.Helper()
+		var cf *kvpb.ConditionFailedError
+		if !errors.As(err, &cf) || !bytes.Equal(cf.Key, tk(key)) {
+			t.Fatalf("got %v, want a failed condition on %q", err, key)
+		}
+	}
+
+	// A key twice in the load: the second batch fails, naming it.
+	id := NewCopyID()
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{cond}, copyOps("b", 0, 100, false)...)); err != nil {
+		t.Fatal(err)
+	}
+	err := rep.StageCopy(ctx, id, append([]kvpb.Op{cond}, copyOps("b", 99, 150, false)...))
+	wantCF(err, "b00099")
+	if err := rep.AbortCopy(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if left := stageLeft(t, rep, id); left != 0 {
+		t.Fatalf("an aborted stage keeps %d keys", left)
+	}
+	before()
+
+	// A key already in the table fails at once, at its stage.
+	id = NewCopyID()
+	wantCF(rep.StageCopy(ctx, id, copyOps("a", 0, 100, false)), "a00007")
+	if left := stageLeft(t, rep, id); left != 0 {
+		t.Fatalf("a failed stage wrote %d keys", left)
+	}
+
+	// A key written between the stage and the publish fails the publish.
+	id = NewCopyID()
+	ops := copyOps("c", 0, 300, true)
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{cond}, ops...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[1].rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk("c00250"), Value: []byte("first")}}); err != nil {
+		t.Fatal(err)
+	}
+	wantCF(rep.PublishCopy(ctx, id, uint64(len(ops))), "c00250")
+	if left := stageLeft(t, rep, id); left != 0 {
+		t.Fatalf("a failed publish left %d keys of its stage", left)
+	}
+	if err := c.nodes[1].rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: tk("c00250")}}); err != nil {
+		t.Fatal(err)
+	}
+	before()
+
+	// The schema fence moved between the stage and the publish.
+	id = NewCopyID()
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{cond}, ops...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: fence, Value: []byte("2")}}); err != nil {
+		t.Fatal(err)
+	}
+	wantCF(rep.PublishCopy(ctx, id, uint64(len(ops))), "\x00fence")
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: fence, Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	before()
+
+	// An aborted (or collected) stage, and one with fewer writes than the
+	// publish expects.
+	id = NewCopyID()
+	if err := rep.StageCopy(ctx, id, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.AbortCopy(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.PublishCopy(ctx, id, uint64(len(ops))); !errors.Is(err, kvpb.ErrCopyStageGone) {
+		t.Fatalf("publish of an aborted stage: %v", err)
+	}
+	id = NewCopyID()
+	if err := rep.StageCopy(ctx, id, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.PublishCopy(ctx, id, uint64(len(ops))+10); !errors.Is(err, kvpb.ErrCopyStageGone) {
+		t.Fatalf("publish expecting more writes than staged: %v", err)
+	}
+	before()
+	for nid, nd := range c.nodes {
+		lo, hi := []byte(copyStagePrefix), recordsEnd(copyStagePrefix)
+		if kvs, _ := nd.rep.ScanLocal(lo, hi, 0, false); len(kvs) != 0 {
+			t.Errorf("node %d keeps %d stage keys", nid, len(kvs))
+		}
+	}
+}
+
+// TestCopyStageCollected: the leader's collection loop aborts a stage whose
+// last batch is older than the transaction history, and keeps one that
+// is staging.
+func TestCopyStageCollected(t *testing.T) {
+	c := newCluster(t, 0)
+	c.txnGC = 300 * time.Millisecond
+	c.formThree(map[string][]byte{"boot": []byte("1")})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep := c.leader().rep
+	if err := rep.EnableTxns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := NewCopyID()
+	if err := rep.StageCopy(ctx, old, copyOps("o", 0, 50, false)); err != nil {
+		t.Fatal(err)
+	}
+	live := NewCopyID()
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; stageLeft(t, rep, old) != 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned stage was not collected")
+		}
+		// The live load stages a batch every 50 ms.
+		if err := rep.StageCopy(ctx, live, copyOps(fmt.Sprintf("l%03d-", i), 0, 2, false)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if stageLeft(t, rep, live) == 0 {
+		t.Fatal("the collection took a load that is still staging")
+	}
+	sameState(t, c)
+	if err := rep.PublishCopy(ctx, old, 50); !errors.Is(err, kvpb.ErrCopyStageGone) {
+		t.Fatalf("publish of a collected stage: %v", err)
+	}
+}
+
+// TestCopyCommandsGated: the three commands are 2.1 entries: the door takes
+// them from 2.1-step.2 on, the gateway stages only at 2.1, a 2.0 replica
+// stops at them, the downgrade's log check counts them, and its
+// cmdDisableTxns deletes a stage left behind.
+func TestCopyCommandsGated(t *testing.T) {
+	for _, k := range []cmdKind{cmdCopyStage, cmdCopyPublish, cmdCopyAbort} {
+		data := (&command{Kind: k, CopyID: 7, CopyN: 9, Ops: copyOps("g", 0, 2, false)}).encode()
+		for _, l := range []CommandLevel{Level20, Level21Fence} {
+			if (&Replica{cfg: Config{CommandLevel: func() CommandLevel { return l }}}).mayAppend(data) {
+				t.Errorf("kind %d: the door lets it in at level %d", k, l)
+			}
+		}
+		if !(&Replica{cfg: Config{CommandLevel: func() CommandLevel { return Level21Txns }}}).mayAppend(data) {
+			t.Errorf("kind %d: the door refuses it at 2.1-step.2", k)
+		}
+		if err := (&Replica{cfg: Config{Release20: true}}).applyGuard(&command{Kind: k}, 42); err == nil {
+			t.Errorf("kind %d: a 2.0 replica accepted it", k)
+		}
+		if k.release20() {
+			t.Errorf("kind %d: the downgrade's log check would not count it", k)
+		}
+		dec, err := decodeCommand(data)
+		if err != nil || dec.Kind != k || dec.CopyID != 7 {
+			t.Fatalf("kind %d decodes as %+v, %v", k, dec, err)
+		}
+		if k == cmdCopyStage && (len(dec.Ops) != 2 || !bytes.Equal(dec.Ops[1].Key, tk("g00001"))) {
+			t.Errorf("stage decodes with ops %+v", dec.Ops)
+		}
+		if k != cmdCopyStage && dec.CopyN != 9 {
+			t.Errorf("kind %d decodes with n %d", k, dec.CopyN)
+		}
+	}
+	for _, l := range []CommandLevel{Level20, Level21Fence, Level21Txns} {
+		if (&Replica{cfg: Config{CommandLevel: func() CommandLevel { return l }}}).AtomicCopy() {
+			t.Errorf("a gateway at level %d would stage a COPY", l)
+		}
+	}
+
+	c, ctx := enabledCluster(t)
+	rep := c.leader().rep
+	id := NewCopyID()
+	if err := rep.StageCopy(ctx, id, copyOps("d", 0, 100, false)); err != nil {
+		t.Fatal(err)
+	}
+	c.setLevel(Level21Fence)
+	if err := rep.PublishCopy(ctx, id, 100); !errors.Is(err, kvpb.ErrCommandRefused) {
+		t.Fatalf("a publish at the fence: %v, want refused", err)
+	}
+	if first, err := rep.TxnCommandsInLog(); err != nil || first == 0 {
+		t.Fatalf("the log check found no 2.1 entry: %d %v", first, err)
+	}
+	if _, err := rep.DisableTxns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		for nid, nd := range c.nodes {
+			if left, err := nd.rep.TxnRecordsLeft(); err != nil || left {
+				return errors.Newf("node %d keeps records or stages: %v %v", nid, left, err)
+			}
+			if got := countRows(t, nd.rep, "d"); got != 0 {
+				return errors.Newf("node %d shows %d staged rows", nid, got)
+			}
+		}
+		return nil
+	})
+}
