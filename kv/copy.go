@@ -39,11 +39,11 @@ const (
 // transactions may not touch it, a Raft snapshot carries it, and the
 // downgrade's cmdDisableTxns deletes it with the records.
 //
-//	+ "c" + key -> flag + expected: a condition (OpCheck) to check again at
-//	  the publish; flag 1: key must be absent, 0: it must hold expected.
-//	+ "h"       -> uint64BE(index of the last stage) + uint64BE(writes staged)
-//	+ "k" + key -> flag + value: a staged write; flag 1: key must be absent
-//	  at the publish (a row, a unique index entry), 0: it is overwritten.
+//   - "c" + key -> flag + expected: a condition (OpCheck) to check again at
+//     the publish; flag 1: key must be absent, 0: it must hold expected.
+//   - "h"       -> uint64BE(index of the last stage) + uint64BE(writes staged)
+//   - "k" + key -> flag + value: a staged write; flag 1: key must be absent
+//     at the publish (a row, a unique index entry), 0: it is overwritten.
 const copyStagePrefix = txnMetaPrefix + "stg/"
 
 const (
