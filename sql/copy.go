@@ -7,8 +7,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/kvnode/kvnode/kv/kvpb"
@@ -49,6 +52,8 @@ const (
 	copyBatchBytes = 256 << 10
 	// copyMaxLine bounds one line (or CSV record) of COPY data.
 	copyMaxLine = 16 << 20
+	// copyAbortTimeout bounds the abort of a failed COPY's stage.
+	copyAbortTimeout = 10 * time.Second
 )
 
 const codeBadCopyFileFormat = "22P04"
@@ -311,9 +316,27 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 	} else {
 		src = newCopyReader(data, p.stmt)
 	}
-	ec := &evalCtx{ctx: ctx, exec: p.e}
 	fks := p.e.fkInvolved(ti)
 	_, inTxn := p.e.kv(ctx).(*txn.Txn)
+	// Outside a transaction at 2.1 a COPY is atomic: its batches are
+	// staged and published at the end (copyStage), or, with foreign keys
+	// to check, it is one transaction (wholeTxn). Below 2.1 each batch
+	// commits on its own.
+	var (
+		stage    *copyStage
+		wholeTxn *txn.Txn
+	)
+	if !inTxn {
+		if st, ok := p.e.cfg.DB.(kvpb.CopyStager); ok && st.AtomicCopy() {
+			if fks && p.e.txnsActive() {
+				wholeTxn = txn.New(p.e.cfg.Txns, 0)
+				ctx, inTxn = withTxn(ctx, wholeTxn), true
+			} else if !fks {
+				stage = &copyStage{st: st, id: rand.Uint64() | 1}
+			}
+		}
+	}
+	ec := &evalCtx{ctx: ctx, exec: p.e}
 	batchRows := copyBatchRows
 	if fks {
 		// A batch checks its foreign keys in a transaction of its own,
@@ -365,7 +388,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				var err error
 				defer func() { f.done <- err }()
 				defer recoverInternal(&err)
-				err = p.writeBatch(ctx, b)
+				err = p.writeBatch(ctx, b, stage)
 			}()
 			inflight = f
 			rows, keys, batchLen = spare.rows, spare.keys, 0
@@ -376,10 +399,10 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		if fks && !inTxn {
 			// Checking foreign keys needs a transaction: one per batch.
 			_, err = p.e.runInTxn(ctx, func(tctx context.Context) (pgwire.Result, error) {
-				return pgwire.Result{}, p.writeBatch(tctx, b)
+				return pgwire.Result{}, p.writeBatch(tctx, b, nil)
 			})
 		} else {
-			err = p.writeBatch(ctx, b)
+			err = p.writeBatch(ctx, b, stage)
 		}
 		if err != nil {
 			return err
@@ -395,7 +418,16 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		if werr := await(); werr != nil {
 			err = werr
 		}
-		if copied > 0 && !inTxn {
+		switch {
+		case stage != nil:
+			abortStage(ctx, stage)
+		case wholeTxn != nil:
+			wholeTxn.Rollback()
+			if errors.Is(err, txn.ErrTooLarge) {
+				err = errors.WithHint(err, "a COPY into a table with foreign keys runs as one transaction: "+
+					"split the data into several COPY statements, or add the foreign key after the load")
+			}
+		case copied > 0 && !inTxn:
 			err = errors.WithDetailf(err, "%d rows were copied and committed before the error", copied)
 		}
 		return pgwire.Result{}, err
@@ -486,7 +518,80 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 	if err := await(); err != nil {
 		return fail(err)
 	}
+	if stage != nil && copied > 0 {
+		if err := p.publishStage(ctx, stage); err != nil {
+			return fail(err)
+		}
+	}
+	if wholeTxn != nil {
+		if err := wholeTxn.Commit(ctx); err != nil {
+			return fail(kvError(err))
+		}
+	}
 	return pgwire.Result{Tag: fmt.Sprintf("COPY %d", copied)}, nil
+}
+
+// copyStage is an atomic COPY's stage (kvpb.CopyStager; txn/DESIGN.md, "An
+// atomic COPY outside a transaction"): each batch is staged where no read
+// sees it, and the publish at the end makes every row visible at once, or
+// none.
+type copyStage struct {
+	st     kvpb.CopyStager
+	id     uint64
+	writes atomic.Uint64 // rows and index entries staged
+}
+
+// publishStage publishes the COPY's stage.
+func (p *copyPlan) publishStage(ctx context.Context, stage *copyStage) error {
+	err := stage.st.PublishCopy(ctx, stage.id, stage.writes.Load())
+	var cf *kvpb.ConditionFailedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &cf):
+		ti := p.ti
+		if bytes.Equal(cf.Key, fenceCheck(ti.desc).Key) {
+			return kvError(p.e.fenceMoved(ctx, ti.desc, cf))
+		}
+		if verr, ok := indexViolation(ti, cf.Key); ok {
+			return verr
+		}
+		return duplicateKeyAt(ti, cf.Key)
+	case errors.Is(err, kvpb.ErrCopyStageGone):
+		return pgerror.WithCode(err, pgerror.CodeObjectNotInPrerequisiteState)
+	}
+	return kvError(err)
+}
+
+// abortStage deletes what the COPY staged, on a context of its own: the
+// statement's may be canceled or past its timeout. Best effort: a stage
+// left behind is collected after the transaction history (kv).
+func abortStage(ctx context.Context, stage *copyStage) {
+	if stage.writes.Load() == 0 {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), copyAbortTimeout)
+	defer cancel()
+	_ = stage.st.AbortCopy(actx, stage.id)
+}
+
+// duplicateKeyAt is duplicateKey for a row known only by its key.
+func duplicateKeyAt(ti *tableInfo, key []byte) error {
+	row := make([]types.Datum, len(ti.cols))
+	rest, ok := bytes.CutPrefix(key, rowenc.TablePrefix(ti.desc.ID))
+	for _, i := range ti.pk {
+		if !ok {
+			break
+		}
+		var err error
+		if row[i], rest, err = rowenc.DecodeKey(rest, ti.cols[i].Type); err != nil {
+			ok = false
+		}
+	}
+	if !ok {
+		return pgerror.Newf(pgerror.CodeUniqueViolation, "duplicate key value violates unique constraint %q", ti.desc.PrimaryKeyName())
+	}
+	return duplicateKey(ti, row)
 }
 
 // copyBatch is one batch of a COPY's rows, with their primary keys.
@@ -509,7 +614,7 @@ type copyFlight struct {
 
 // writeBatch writes the rows of b in one atomic write (in ctx's
 // transaction, if any).
-func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch) error {
+func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage) error {
 	ti := p.ti
 	rows, keys := b.rows, b.keys
 	ec := &evalCtx{ctx: ctx, exec: p.e}
@@ -539,7 +644,22 @@ func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch) error {
 			return err
 		}
 	}
-	if err := p.e.writeTable(ctx, ti, ix.appendTo(ops)); err != nil {
+	ops = ix.appendTo(ops)
+	write := p.e.kv(ctx).Write
+	if st := stage; st != nil {
+		write = func(ctx context.Context, ops []kvpb.Op) error {
+			if err := st.st.StageCopy(ctx, st.id, ops); err != nil {
+				return err
+			}
+			for _, op := range ops {
+				if op.Kind != kvpb.OpCheck {
+					st.writes.Add(1)
+				}
+			}
+			return nil
+		}
+	}
+	if err := p.e.writeTableWith(ctx, ti, ops, write); err != nil {
 		var cf *kvpb.ConditionFailedError
 		if errors.As(err, &cf) {
 			for r := range keys {

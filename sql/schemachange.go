@@ -133,14 +133,20 @@ func checkWritable(ti *tableInfo) error {
 // the table's fence first once fences are active. A ConditionFailedError of
 // one of ops keeps its index into ops.
 func (e *Executor) writeTable(ctx context.Context, ti *tableInfo, ops []kvpb.Op) error {
+	return e.writeTableWith(ctx, ti, ops, e.kv(ctx).Write)
+}
+
+// writeTableWith is writeTable with the write made by write (a COPY's
+// stage, copy.go).
+func (e *Executor) writeTableWith(ctx context.Context, ti *tableInfo, ops []kvpb.Op, write func(context.Context, []kvpb.Op) error) error {
 	if !e.fencesActive() {
 		// Before 2.1 a table has no index.
-		return e.kv(ctx).Write(ctx, ops)
+		return write(ctx, ops)
 	}
 	// First, so that no range deletion of the batch precedes it.
 	fenced := make([]kvpb.Op, 0, len(ops)+1)
 	fenced = append(append(fenced, fenceCheck(ti.desc)), ops...)
-	err := e.kv(ctx).Write(ctx, fenced)
+	err := write(ctx, fenced)
 	var cf *kvpb.ConditionFailedError
 	if err == nil || !errors.As(err, &cf) {
 		return err
