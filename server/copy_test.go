@@ -502,3 +502,60 @@ func TestCopyBelow21CommitsBatches(t *testing.T) {
 		t.Fatalf("%d rows, want the 2500 committed and the seed", n)
 	}
 }
+
+// TestPsqlCopyBadRowChangesNothing: psql's \copy of a file of 30,000 rows
+// whose line 25,000 is malformed, into a table already holding rows, fails
+// with 22P02 naming the line and changes nothing: the two batches of
+// 10,000 rows before it (the default size) were staged, never published.
+// The file without the bad line then loads in full.
+func TestPsqlCopyBadRowChangesNothing(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	requireClient(t, err == nil, "psql (Debian's postgresql-client)")
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec1, count := onConn(t, ctx, conn)
+	exec1("CREATE TABLE big (k INT PRIMARY KEY, v TEXT, n INT)")
+	exec1("CREATE INDEX big_n ON big (n)")
+	exec1("INSERT INTO big VALUES (-1, 'before', 7), (-2, 'before', 8)")
+	const rows, bad = 30000, 25000
+	var data strings.Builder
+	for i := 1; i <= rows; i++ {
+		if i == bad {
+			fmt.Fprintf(&data, "%d\tv%d\tnot-a-number\n", i, i)
+			continue
+		}
+		fmt.Fprintf(&data, "%d\tv%d\t%d\n", i, i, i%100)
+	}
+	f := filepath.Join(t.TempDir(), "big.tsv")
+	if err := os.WriteFile(f, []byte(data.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, psql, c.URL(0), "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+		"-c", `\copy big from '`+f+`'`).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "22P02") || !strings.Contains(string(out), fmt.Sprintf("line %d", bad)) {
+		t.Fatalf("psql \\copy of a bad row at line %d: %v\n%s", bad, err, out)
+	}
+	if n := count("SELECT count(*) FROM big"); n != 2 {
+		t.Fatalf("%d rows after the failed \\copy, want the 2 there before", n)
+	}
+	if n := count("SELECT count(*) FROM big WHERE n = 7"); n != 1 {
+		t.Fatalf("the index on n finds %d rows with n = 7, want 1", n)
+	}
+	fixed := strings.Replace(data.String(), fmt.Sprintf("%d\tv%d\tnot-a-number\n", bad, bad), fmt.Sprintf("%d\tv%d\t%d\n", bad, bad, bad%100), 1)
+	if err := os.WriteFile(f, []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.CommandContext(ctx, psql, c.URL(0), "-X", "-v", "ON_ERROR_STOP=1", "-c", `\copy big from '`+f+`'`).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("COPY %d", rows)) {
+		t.Fatalf("psql \\copy of the fixed file: %v\n%s", err, out)
+	}
+	if n := count("SELECT count(*) FROM big WHERE n = 7"); n != rows/100+1 {
+		t.Fatalf("the index on n finds %d rows with n = 7, want %d", n, rows/100+1)
+	}
+}

@@ -27,15 +27,21 @@ import (
 //
 // The data is read as it arrives and written in batches of copyBatchRows
 // rows (or copyBatchBytes bytes), so a COPY of any size holds at most two
-// batches in memory (the wire server's read-ahead is bounded too). Each
-// batch is one atomic conditional write, like a multi-row INSERT: outside a
-// transaction the batches before a failing one stay written (CockroachDB's
-// COPY with copy_from_atomic_enabled = false), and the error says how many
-// rows were copied; inside BEGIN ... COMMIT the rows join the transaction's
-// writes and commit or roll back with it, bounded by the transaction's size
-// limit. Outside a transaction (and without foreign keys to check), a batch
-// is written while the next one is read (copyFlight), and is applied before
-// the next is proposed.
+// batches in memory (the wire server's read-ahead is bounded too).
+//
+// Outside a transaction, from release 2.1 on, a COPY is atomic, as
+// PostgreSQL's (and CockroachDB's with copy_from_atomic_enabled): each batch
+// is staged in the data group where no read sees it, checked as a
+// multi-row INSERT is (a duplicate key fails at once), and the end of the
+// data publishes every row at once, or the failure aborts the stage
+// (copyStage; txn/DESIGN.md, "An atomic COPY outside a transaction"). A
+// batch is staged while the next one is read (copyFlight). A table with
+// foreign keys to check takes one transaction for the whole COPY instead,
+// bounded by the transaction's size limit. Below 2.1 each batch is one
+// atomic conditional write of its own: the batches before a failing one
+// stay written, and the error says how many rows were copied. Inside
+// BEGIN ... COMMIT the rows join the transaction's writes and commit or
+// roll back with it, bounded by the transaction's size limit.
 
 const (
 	// copyBatchRows: every batch costs a Raft round and an fsync, and one

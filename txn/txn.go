@@ -47,7 +47,7 @@ type Limits struct {
 
 // tooLargeHint is the hint of every ErrTooLarge.
 const tooLargeHint = "split the work into several transactions; a COPY outside an explicit transaction " +
-	"commits every 1,000 rows on its own, and so does each INSERT statement outside one"
+	"into a table without foreign keys is not bound by this limit, and each INSERT statement outside one commits on its own"
 
 // ErrTooLarge is returned by a write that would take the transaction's
 // buffered writes past its limit. The transaction is unchanged.
