@@ -514,6 +514,10 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 	// emptied after (readCache.holdAll), nor does the row cache keep an
 	// absence the ingest ends.
 	r.readCache.holdAll()
+	// The ingest is a synchronous write: it syncs the tables and the
+	// manifest, and the memtables it overlaps (the apply batch just
+	// committed holds the applied state) are flushed first.
+	r.point(PointSyncCommit)
 	ssts := set.ssts
 	set.ssts = nil // Ingest removes them
 	if err := r.eng.Ingest(ssts); err != nil {

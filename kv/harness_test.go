@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -171,6 +172,8 @@ func (h *harness) run(d *datadriven.TestData) string {
 		}
 	case "propose":
 		h.propose(&out, h.live(d), argStr(h.t, d, "key"), argStr(h.t, d, "value"))
+	case "copy":
+		h.proposeCopy(&out, h.live(d), d)
 	case "deliver", "drop":
 		h.deliver(&out, d, d.Cmd == "drop")
 	case "stabilize":
@@ -211,7 +214,7 @@ func (h *harness) run(d *datadriven.TestData) string {
 	case "crash":
 		n := h.live(d)
 		if at := argStr(h.t, d, "at", ""); at != "" {
-			if !slices.Contains(LoopPoints, LoopPoint(at)) {
+			if !slices.Contains(LoopPoints, LoopPoint(at)) && LoopPoint(at) != PointIngested {
 				h.t.Fatalf("%s: unknown loop point %q (one of %v)", d.Pos, at, LoopPoints)
 			}
 			h.mu.Lock()
@@ -651,7 +654,35 @@ func (h *harness) deliverSnapshot(out *strings.Builder, m raftpb.Message) {
 // proposal the harness watches; only on the leader (a follower would
 // forward it over gRPC).
 func (h *harness) propose(out *strings.Builder, n *hnode, key, value string) {
-	cmd := &command{Kind: cmdBatch, Ops: []kvpb.Op{{Kind: kvpb.OpPut, Key: []byte(key), Value: []byte(value)}}}
+	h.proposeCmd(out, n, &command{Kind: cmdBatch, Ops: []kvpb.Op{{Kind: kvpb.OpPut, Key: []byte(key), Value: []byte(value)}}}, key, value)
+}
+
+// proposeCopy proposes a step of an atomic COPY (copy.go): op=stage id=
+// keys=a,b value=v stages CPuts of each key; op=publish id= n= publishes;
+// op=abort id= aborts.
+func (h *harness) proposeCopy(out *strings.Builder, n *hnode, d *datadriven.TestData) {
+	id := uint64(argInt(h.t, d, "id", 0))
+	switch op := argStr(h.t, d, "op"); op {
+	case "stage":
+		var ops []kvpb.Op
+		value := argStr(h.t, d, "value")
+		for _, k := range strings.Split(argStr(h.t, d, "keys"), ",") {
+			ops = append(ops, kvpb.Op{Kind: kvpb.OpCPut, ExpectAbsent: true, Key: []byte(k), Value: []byte(value)})
+		}
+		h.proposeCmd(out, n, &command{Kind: cmdCopyStage, CopyID: id, Ops: ops}, "stage "+argStr(h.t, d, "keys"), value)
+	case "publish":
+		h.proposeCmd(out, n, &command{Kind: cmdCopyPublish, CopyID: id, CopyN: uint64(argInt(h.t, d, "n", 0))}, "publish", fmt.Sprint(id))
+	case "abort":
+		h.proposeCmd(out, n, &command{Kind: cmdCopyAbort, CopyID: id}, "abort", fmt.Sprint(id))
+	case "enable-txns":
+		// A COPY stages only once transactions are enabled.
+		h.proposeCmd(out, n, &command{Kind: cmdEnableTxns}, "enable-txns", "")
+	default:
+		h.t.Fatalf("%s: unknown copy op %q", d.Pos, op)
+	}
+}
+
+func (h *harness) proposeCmd(out *strings.Builder, n *hnode, cmd *command, key, value string) {
 	cmd.ID = uint64(len(h.props)+1)<<1 | 1
 	hp := &hprop{name: fmt.Sprintf("p%d", len(h.props)+1), node: n, inc: n.inc, key: key, value: value, state: "pending",
 		p: &proposal{cmd: cmd, data: cmd.encode(), done: make(chan result, 1)}}
@@ -874,12 +905,23 @@ func (h *harness) describeState(n *hnode) string {
 	defer it.Close()
 	var kvs []string
 	for ok := it.First(); ok; ok = it.Next() {
-		kvs = append(kvs, fmt.Sprintf("%s=%s", it.Key()[1:], it.Value()))
+		kvs = append(kvs, fmt.Sprintf("%s=%s", printable(it.Key()[1:]), printable(it.Value())))
 	}
 	if len(kvs) == 0 {
 		return "(empty)"
 	}
 	return strings.Join(kvs, " ")
+}
+
+// printable is b as it is if every byte of it is printable ASCII, else
+// quoted with escapes (the transaction records, a COPY's stage).
+func printable(b []byte) string {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return strconv.Quote(string(b))
+		}
+	}
+	return string(b)
 }
 
 func describeLoaded(l loaded) string {
@@ -928,6 +970,16 @@ func describeEntry(e raftpb.Entry) string {
 	var ops []string
 	for _, op := range cmd.Ops {
 		ops = append(ops, fmt.Sprintf("%s=%s", op.Key, op.Value))
+	}
+	switch cmd.Kind {
+	case cmdEnableTxns:
+		return "enable-txns"
+	case cmdCopyStage:
+		return fmt.Sprintf("stage(%d) %s", cmd.CopyID, strings.Join(ops, ","))
+	case cmdCopyPublish:
+		return fmt.Sprintf("publish(%d, %d)", cmd.CopyID, cmd.CopyN)
+	case cmdCopyAbort:
+		return fmt.Sprintf("abort(%d)", cmd.CopyID)
 	}
 	return strings.Join(ops, ",")
 }
