@@ -60,6 +60,9 @@ const (
 	copyMaxLine = 16 << 20
 	// copyAbortTimeout bounds the abort of a failed COPY's stage.
 	copyAbortTimeout = 10 * time.Second
+	// copyPublishTimeout bounds the wait for a COPY's publish when the
+	// statement has no timeout of its own.
+	copyPublishTimeout = 5 * time.Minute
 )
 
 const codeBadCopyFileFormat = "22P04"
@@ -549,6 +552,13 @@ type copyStage struct {
 
 // publishStage publishes the COPY's stage.
 func (p *copyPlan) publishStage(ctx context.Context, stage *copyStage) error {
+	if _, ok := ctx.Deadline(); !ok {
+		// The publish takes time in proportion to the rows (seconds for
+		// a million): more than kv's default deadline for a write.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, copyPublishTimeout)
+		defer cancel()
+	}
 	err := stage.st.PublishCopy(ctx, stage.id, stage.writes.Load())
 	var cf *kvpb.ConditionFailedError
 	switch {
