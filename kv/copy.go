@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble"
@@ -272,8 +273,10 @@ func (r *Replica) applyCopyPublish(b *pebble.Batch, e *raftpb.Entry, cmd *comman
 	if err := checkStagedConds(r.eng.DB, id); err != nil {
 		return fail(err)
 	}
+	start := time.Now()
 	p := &publisher{db: r.eng.DB, id: id}
 	runs, err := p.walk(nil)
+	checked := time.Since(start)
 	if err != nil {
 		var cf *kvpb.ConditionFailedError
 		if errors.As(err, &cf) {
@@ -285,9 +288,13 @@ func (r *Replica) applyCopyPublish(b *pebble.Batch, e *raftpb.Entry, cmd *comman
 		return fail(errors.Wrapf(kvpb.ErrCopyStageGone, "%d of %d rows and index entries staged", p.n, staged))
 	}
 	ingested := appliedState{Index: e.Index, Term: e.Term, ConfState: as.ConfState}
-	if err := r.ingestStage(p, e.Index, runs, ingested); err != nil {
+	written, err := r.ingestStage(p, e.Index, runs, ingested)
+	if err != nil {
 		return nb, result{}, err
 	}
+	r.log.Info("published a COPY", "copy", id, "index", e.Index, "writes", staged, "runs", runs,
+		"checked", checked.Round(time.Millisecond), "written", written.Round(time.Millisecond),
+		"took", time.Since(start).Round(time.Millisecond))
 	return nb, result{}, nil
 }
 
@@ -438,7 +445,8 @@ func (s *sstSet) open(into **storage.SST) (*storage.SST, error) {
 // step: the staged writes, their write index records (one range record per
 // run when the runs are few, as bulkRuns decides; else per-key records),
 // the deletion of the stage, and the applied state as.
-func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedState) (err error) {
+func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedState) (written time.Duration, err error) {
+	start := time.Now()
 	set := &sstSet{eng: r.eng, index: index}
 	defer func() {
 		if err != nil {
@@ -452,7 +460,7 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 	// The range records are written into meta as each run ends, which
 	// precede the stage's range deletion in it.
 	if _, err := set.open(&meta); err != nil {
-		return err
+		return 0, err
 	}
 	var runFirst, runLast []byte
 	endRun := func() error {
@@ -493,22 +501,22 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 		return f.Set(userKey(writeIndexKey(w.key)), val[:])
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if ranged {
 		if err := endRun(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	start, end := copyStageSpan(p.id)
-	if err := meta.DeleteRange(userKey(start), userKey(end)); err != nil {
-		return err
+	stageStart, stageEnd := copyStageSpan(p.id)
+	if err := meta.DeleteRange(userKey(stageStart), userKey(stageEnd)); err != nil {
+		return 0, err
 	}
 	if _, err := set.open(&applied); err != nil {
-		return err
+		return 0, err
 	}
 	if err := applied.Set(keyApplied, as.encode()); err != nil {
-		return err
+		return 0, err
 	}
 	// No read fills the read cache from before the ingest until it is
 	// emptied after (readCache.holdAll), nor does the row cache keep an
@@ -517,16 +525,17 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 	// The ingest is a synchronous write: it syncs the tables and the
 	// manifest, and the memtables it overlaps (the apply batch just
 	// committed holds the applied state) are flushed first.
+	written = time.Since(start)
 	r.point(PointSyncCommit)
 	ssts := set.ssts
 	set.ssts = nil // Ingest removes them
 	if err := r.eng.Ingest(ssts); err != nil {
-		return errors.Wrapf(err, "publishing COPY %d at index %d", p.id, index)
+		return 0, errors.Wrapf(err, "publishing COPY %d at index %d", p.id, index)
 	}
 	r.rows.clear()
 	r.readCache.clear()
 	r.point(PointIngested)
-	return nil
+	return written, nil
 }
 
 // collectAbandonedCopies proposes the abort of every stage whose last
