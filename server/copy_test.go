@@ -374,9 +374,6 @@ func TestCopyFailsMidway(t *testing.T) {
 		{name: "unique index", seed: fmt.Sprintf("INSERT INTO t VALUES (-1, 'u %d', 'seed')", fail), code: "23505"},
 		{name: "bad value", seed: "INSERT INTO t VALUES (-1, 'seed', 'seed')", bad: fmt.Sprintf("%d\tu %d\t%s\textra\n", fail, fail, pad), code: "22P04"},
 		{name: "a key inserted while the COPY runs", seed: "INSERT INTO t VALUES (-1, 'seed', 'seed')",
-			// Key 1 is staged (its check at the stage passed) by the time
-			// the data is sent, unless the server lags behind: the
-			// publish or the stage finds it.
 			meanwhile: "INSERT INTO t VALUES (1, 'other', 'seed')", code: "23505",
 			detail: "Key (k)=(1) already exists."},
 	} {
@@ -395,14 +392,29 @@ func TestCopyFailsMidway(t *testing.T) {
 			}
 			var src io.Reader = strings.NewReader(data.String())
 			if tc.meanwhile != "" {
-				// The data ends only after the other client's insert.
+				// The other client inserts once the first batch (key 1
+				// among its rows) is staged, and the data ends only
+				// after: the publish finds the key.
 				pr, pw := io.Pipe()
 				go func() {
-					_, _ = io.WriteString(pw, data.String())
+					all := data.String()
+					cut := strings.LastIndex(all[:len(all)-1], "\n") + 1
+					_, _ = io.WriteString(pw, all[:cut])
+					for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+						kvs, err := c.Nodes[0].Server.Replica().ScanLocal([]byte("\x06stg/"), []byte("\x06stg0"), 1, false)
+						if err == nil && len(kvs) > 0 {
+							break
+						}
+						if time.Now().After(deadline) {
+							pw.CloseWithError(errors.New("the COPY staged nothing"))
+							return
+						}
+					}
 					if _, err := other.Exec(ctx, tc.meanwhile); err != nil {
 						pw.CloseWithError(err)
 						return
 					}
+					_, _ = io.WriteString(pw, all[cut:])
 					_ = pw.Close()
 				}()
 				src = pr
@@ -414,6 +426,11 @@ func TestCopyFailsMidway(t *testing.T) {
 			}
 			if strings.Contains(pe.Detail, "copied") {
 				t.Fatalf("COPY's error says rows were copied: %q", pe.Detail)
+			}
+			// The failed COPY deleted what it staged (an abort, or the
+			// failed publish itself) before it answered.
+			if kvs, err := c.Nodes[0].Server.Replica().ScanLocal([]byte("\x06stg/"), []byte("\x06stg0"), 0, false); err != nil || len(kvs) != 0 {
+				t.Fatalf("the failed COPY left %d staged keys (%v)", len(kvs), err)
 			}
 			// Nothing of the COPY: the seed row (and the other client's).
 			want := int64(1)
