@@ -427,3 +427,44 @@ func TestCopyCommandsGated(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCopyPublishEndsCachedAbsences: the read cache and the row cache may
+// hold the absence of a key the publish creates (a read of it, a condition
+// on it); neither may serve that absence after the publish, on any node: a
+// read must find the published row, and an insert of its key must fail.
+// The ingest bypasses apply's batch, whose walk keeps both caches, so
+// ingestStage must empty them itself.
+func TestCopyPublishEndsCachedAbsences(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.leader().rep
+	const key = "c00007"
+	// The absence in every node's read cache, and in the apply loops' row
+	// caches (a condition evaluated at apply reads it).
+	for nid, nd := range c.nodes {
+		if _, ok, err := nd.rep.Get(ctx, tk(key)); err != nil || ok {
+			t.Fatalf("node %d: %v %v", nid, ok, err)
+		}
+	}
+	if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpCheck, Key: tk(key), ExpectAbsent: true},
+		{Kind: kvpb.OpPut, Key: tk("other"), Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	id := NewCopyID()
+	ops := copyOps("c", 0, 10, false)
+	if err := rep.StageCopy(ctx, id, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.PublishCopy(ctx, id, uint64(len(ops))); err != nil {
+		t.Fatal(err)
+	}
+	for nid, nd := range c.nodes {
+		if v, ok, err := nd.rep.Get(ctx, tk(key)); err != nil || !ok || string(v) != "v"+key {
+			t.Errorf("node %d reads the published %s as %q %v %v", nid, key, v, ok, err)
+		}
+	}
+	err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpCPut, Key: tk(key), ExpectAbsent: true, Value: []byte("dup")}})
+	var cf *kvpb.ConditionFailedError
+	if !errors.As(err, &cf) {
+		t.Fatalf("an insert of a published key: %v, want a ConditionFailedError", err)
+	}
+}
