@@ -793,6 +793,18 @@ func (s *snapshot) Scan(start, end []byte, limit int, reverse bool) ([]kvpb.KeyV
 	return scanReader(s.snap, start, end, limit, reverse)
 }
 
+// ScanFunc implements kvpb.SnapshotStreamer.
+func (s *snapshot) ScanFunc(start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error {
+	return scanReaderFunc(s.snap, start, end, limit, reverse, fn)
+}
+
+// GetEach implements kvpb.SnapshotStreamer.
+func (s *snapshot) GetEach(keys [][]byte, fn func(i int, value []byte) error) error {
+	return getEachReader(s.snap, keys, fn)
+}
+
+var _ kvpb.SnapshotStreamer = (*snapshot)(nil)
+
 // TxnsEnabledRecord is the initial record (for Bootstrap) of a data group
 // created at release 2.1 or later: transactions are enabled from its first
 // entry, so no migration has to enable them.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,14 +161,11 @@ func TestPointLookupsReadOneState(t *testing.T) {
 
 // TestStatementReadsOneStateAcrossTables: a SELECT outside a transaction
 // that reads two tables (a join, two scalar subqueries, a UNION ALL) while
-// transactions move one unit from one table's row to the other's. Each
-// table's read is its own linearizable read today, so the statement can
-// see a transaction's write to one table and not to the other: open,
-// review-findings F7 (it fails on main; KVNODE_REVIEW_OPEN=1 runs it).
+// transactions move one unit from one table's row to the other's: it must
+// see both writes of a transaction or neither. Each table read with its own
+// linearizable read, it saw one and not the other (review finding F7);
+// such a statement now reads one snapshot (sql's withOneState).
 func TestStatementReadsOneStateAcrossTables(t *testing.T) {
-	if os.Getenv("KVNODE_REVIEW_OPEN") != "1" {
-		t.Skip("open (review-findings F7): statements read each table at its own state; KVNODE_REVIEW_OPEN=1 runs it")
-	}
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()

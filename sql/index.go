@@ -302,7 +302,7 @@ func (e *Executor) readRowsByIndex(ec *evalCtx, ti *tableInfo, p *scanPlan, limi
 	db := e.kv(ec.ctx)
 	ii := p.index.ii
 	oneEntry := p.kind == scanPoint && ii.desc.Unique && len(p.eq) == len(ii.cols)
-	if _, inTxn := db.(*txn.Txn); !inTxn && !oneEntry && e.txnsActive() {
+	if !readsOneState(db) && !oneEntry && e.txnsActive() {
 		// The entries and the rows are read from one snapshot: read one
 		// after the other, a row moving into the range between the two
 		// reads and another moving out could give an answer the table
@@ -327,7 +327,7 @@ func (e *Executor) readRowsByIndex(ec *evalCtx, ti *tableInfo, p *scanPlan, limi
 				return nil, kvError(err)
 			}
 			if !found {
-				if _, snap := db.(*txn.Txn); snap {
+				if readsOneState(db) {
 					return nil, errors.AssertionFailedf("index %q of %q has an entry for a missing row", ii.desc.Name, ti.desc.Name)
 				}
 				continue // deleted since the entry was read

@@ -1211,6 +1211,15 @@ func (p *queryPlan) stale() bool {
 	return false
 }
 func (p *queryPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
+	if len(p.tables) > 1 {
+		// More than one relation (or one twice): one state for all.
+		c, release, err := p.e.withOneState(ctx)
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		defer release()
+		ctx = c
+	}
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
 	rows, err := p.root.run(ec)
 	if err != nil {

@@ -28,6 +28,14 @@ type Snapshot interface {
 	Close()
 }
 
+// SnapshotStreamer is implemented by a Snapshot that can hand the entries
+// of a read to a function as it reads them (Streamer's reads, on the
+// snapshot's state).
+type SnapshotStreamer interface {
+	ScanFunc(start, end []byte, limit int, reverse bool, fn func(key, value []byte) error) error
+	GetEach(keys [][]byte, fn func(i int, value []byte) error) error
+}
+
 // TxnCommit is a transaction's commit: what it read at Snapshot, and what
 // it writes (OpPut, OpDelete and OpApply only: every condition of the
 // transaction was evaluated against its snapshot and the key added to its
