@@ -490,33 +490,52 @@ func TestCopyFailsMidway(t *testing.T) {
 	}
 }
 
-// TestCopyBelow21CommitsBatches: in a cluster below 2.1 a COPY outside a
-// transaction commits batch by batch as before: a failure after five
-// batches leaves them written, and the error says how many rows.
+// TestCopyBelow21CommitsBatches: in a mixed cluster at 2.0 (node 1 runs a
+// 2.1 binary, nodes 2 and 3 a 2.0 one) a COPY outside a transaction
+// commits batch by batch as before, through either kind of gateway: a
+// failure after five batches leaves them written, the error says how many
+// rows, and a 2.0 node reads them.
 func TestCopyBelow21CommitsBatches(t *testing.T) {
 	const batch = 500
-	c := testcluster.Start(t, 1, testcluster.Options{Knobs: server.Knobs{CopyBatchRows: batch, BinaryVersion: rel("2.0")}})
+	c := testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{CopyBatchRows: batch, BinaryVersion: rel("2.0")},
+		AutoUpgradeInterval: time.Minute})
+	c.StopNode(0)
+	c.Nodes[0].Config.Knobs.BinaryVersion = rel("2.1")
+	c.StartNode(0)
+	c.WaitUp(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.URL(0))
-	if err != nil {
-		t.Fatal(err)
+	for gw, table := range []string{"t1", "t2"} {
+		conn, err := pgx.Connect(ctx, c.URL(gw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		exec1, _ := onConn(t, ctx, conn)
+		exec1("CREATE TABLE " + table + " (k INT PRIMARY KEY, v TEXT)")
+		exec1("INSERT INTO " + table + " VALUES (2600, 'seed')")
+		var data strings.Builder
+		for i := 1; i <= 3000; i++ {
+			fmt.Fprintf(&data, "%d\tv\n", i)
+		}
+		_, err = conn.PgConn().CopyFrom(ctx, strings.NewReader(data.String()), "COPY "+table+" FROM STDIN")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "23505" || !strings.Contains(pe.Detail, "2500 rows were copied and committed before the error") {
+			t.Fatalf("COPY through node %d at 2.0: %v (detail %q), want 23505 saying 2500 rows were committed", gw+1, err, pe.Detail)
+		}
+		// Read on the other kind of node.
+		reader, err := pgx.Connect(ctx, c.URL(1-gw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reader.Close(context.Background())
+		_, count := onConn(t, ctx, reader)
+		if n := count("SELECT count(*) FROM " + table); n != 2501 {
+			t.Fatalf("node %d reads %d rows, want the 2500 committed and the seed", 2-gw, n)
+		}
 	}
-	defer conn.Close(context.Background())
-	exec1, count := onConn(t, ctx, conn)
-	exec1("CREATE TABLE t (k INT PRIMARY KEY, v TEXT)")
-	exec1("INSERT INTO t VALUES (2600, 'seed')")
-	var data strings.Builder
-	for i := 1; i <= 3000; i++ {
-		fmt.Fprintf(&data, "%d\tv\n", i)
-	}
-	_, err = conn.PgConn().CopyFrom(ctx, strings.NewReader(data.String()), "COPY t FROM STDIN")
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "23505" || !strings.Contains(pe.Detail, "2500 rows were copied and committed before the error") {
-		t.Fatalf("COPY below 2.1: %v (detail %q), want 23505 saying 2500 rows were committed", err, pe.Detail)
-	}
-	if n := count("SELECT count(*) FROM t"); n != 2501 {
-		t.Fatalf("%d rows, want the 2500 committed and the seed", n)
+	if v, err := queryString(t, c, 0, "SHOW CLUSTER SETTING version"); err != nil || v != "2.0" {
+		t.Fatalf("the cluster is at %q (%v), want 2.0 throughout", v, err)
 	}
 }
 
