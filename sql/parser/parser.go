@@ -1005,6 +1005,9 @@ func (p *parser) columnConstraints(c *ColumnDef) (*ColumnDef, error) {
 	identity := false
 	for {
 		switch {
+		case p.isKw("generated") && identity:
+			return nil, pgerror.WithPosition(pgerror.Newf(pgerror.CodeSyntaxError,
+				"multiple identity specifications for column %q", c.Name), charPos(p.src, p.peek().pos))
 		case p.isKw("generated"):
 			if err := p.identity(c); err != nil {
 				return nil, err
