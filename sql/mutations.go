@@ -702,6 +702,9 @@ type updatePlan struct {
 	// transaction such an UPDATE of rows named by their key is written
 	// blind (execBlindDeltas).
 	deltas []intDelta
+	// readsOthers: a subquery of SET or WHERE reads a table, so outside a
+	// transaction the statement runs in one of its own (runPlan).
+	readsOthers bool
 }
 
 // intDelta is one SET item n = n + e (neg: n = n - e).
@@ -845,6 +848,7 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 			p.deltas = blindDeltas(ti, p.set)
 		}
 	}
+	p.readsOthers = len(a.qb.tables) > 0
 	return p, nil
 }
 
@@ -971,6 +975,8 @@ type deletePlan struct {
 	scan      scanPlan
 	returning []texpr
 	cols      []pgwire.Column
+	// readsOthers: a subquery of WHERE reads a table (see updatePlan's).
+	readsOthers bool
 }
 
 func (p *deletePlan) columns() []pgwire.Column { return p.cols }
@@ -987,6 +993,7 @@ func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePla
 		if p.filter, err = a.checkBool(s.Where, "WHERE"); err != nil {
 			return nil, err
 		}
+		p.readsOthers = len(a.qb.tables) > 0
 	}
 	p.scan = planScan(ti, p.filter, nil)
 	if p.returning, p.cols, err = analyzeReturning(params, ti, s.Returning); err != nil {

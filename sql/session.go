@@ -273,21 +273,27 @@ func (p *prepared) execPlan(ctx context.Context, params []types.Datum) (pgwire.R
 	}
 }
 
-// runPlan runs the plan once. A write to a table with foreign keys
-// outside a transaction runs in a transaction of its own (fk.go).
+// runPlan runs the plan once. Outside a transaction, a write to a table
+// with foreign keys (fk.go), and an UPDATE or DELETE whose subqueries read a
+// table, run in a transaction of their own: its reads come from one
+// snapshot and its commit fails if any of them changed before it, so the
+// statement acts on one state, as PostgreSQL's statement snapshot does (an
+// UPDATE whose SET added two tables' balances, read one by one, could store
+// a total no state held: review finding F10).
 func (p *prepared) runPlan(ctx context.Context, params []types.Datum) (pgwire.Result, error) {
 	e := p.s.e
 	if p.s.txn.t == nil && e.txnsActive() {
 		var ti *tableInfo
+		others := false
 		switch pl := p.plan.(type) {
 		case *insertPlan:
 			ti = pl.ti
 		case *updatePlan:
-			ti = pl.ti
+			ti, others = pl.ti, pl.readsOthers
 		case *deletePlan:
-			ti = pl.ti
+			ti, others = pl.ti, pl.readsOthers
 		}
-		if ti != nil && e.fkInvolved(ti) {
+		if ti != nil && (others || e.fkInvolved(ti)) {
 			return e.runInTxn(ctx, func(tctx context.Context) (pgwire.Result, error) {
 				return p.plan.exec(withSession(tctx, p.s), params)
 			})
