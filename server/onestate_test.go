@@ -159,31 +159,15 @@ func TestPointLookupsReadOneState(t *testing.T) {
 	}
 }
 
-// TestStatementReadsOneStateAcrossTables: a SELECT outside a transaction
-// that reads two tables (a join, two scalar subqueries, a UNION ALL) while
-// transactions move one unit from one table's row to the other's: it must
-// see both writes of a transaction or neither. Each table read with its own
-// linearizable read, it saw one and not the other (review finding F7);
-// such a statement now reads one snapshot (sql's withOneState).
-func TestStatementReadsOneStateAcrossTables(t *testing.T) {
-	c := testcluster.Start(t, 1, testcluster.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.URL(0))
+// moveBetweenTables moves one unit from ta's row 1 to tb's row 1 in a transaction,
+// over and over on a connection of its own, until the returned stop is
+// called; stop returns how many moves committed.
+func moveBetweenTables(t *testing.T, ctx context.Context, url string) (stop func() int) {
+	t.Helper()
+	mover, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	exec1, _ := onConn(t, ctx, conn)
-	for _, tbl := range []string{"ta", "tb"} {
-		exec1("CREATE TABLE " + tbl + " (k INT PRIMARY KEY, bal INT NOT NULL)")
-		exec1(fmt.Sprintf("INSERT INTO %s VALUES (1, %d)", tbl, oneStateEach))
-	}
-	mover, err := pgx.Connect(ctx, c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mover.Close(context.Background())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var moves int
@@ -211,6 +195,35 @@ func TestStatementReadsOneStateAcrossTables(t *testing.T) {
 			}
 		}
 	}()
+	return func() int {
+		close(done)
+		wg.Wait()
+		mover.Close(context.Background())
+		return moves
+	}
+}
+
+// TestStatementReadsOneStateAcrossTables: a SELECT outside a transaction
+// that reads two tables (a join, two scalar subqueries, a UNION ALL) while
+// transactions move one unit from one table's row to the other's: it must
+// see both writes of a transaction or neither. Each table read with its own
+// linearizable read, it saw one and not the other (review finding F7);
+// such a statement now reads one snapshot (sql's withOneState).
+func TestStatementReadsOneStateAcrossTables(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec1, _ := onConn(t, ctx, conn)
+	for _, tbl := range []string{"ta", "tb"} {
+		exec1("CREATE TABLE " + tbl + " (k INT PRIMARY KEY, bal INT NOT NULL)")
+		exec1(fmt.Sprintf("INSERT INTO %s VALUES (1, %d)", tbl, oneStateEach))
+	}
+	stop := moveBetweenTables(t, ctx, c.URL(0))
 	queries := []string{
 		"SELECT (ta.bal + tb.bal)::INT8 FROM ta JOIN tb ON ta.k = tb.k",
 		"SELECT ((SELECT bal FROM ta WHERE k = 1) + (SELECT bal FROM tb WHERE k = 1))::INT8",
@@ -221,16 +234,14 @@ func TestStatementReadsOneStateAcrossTables(t *testing.T) {
 		q := queries[i%len(queries)]
 		var total int64
 		if err := conn.QueryRow(ctx, q).Scan(&total); err != nil {
-			close(done)
-			wg.Wait()
+			stop()
 			t.Fatalf("%s: %v", q, err)
 		}
 		if total != 2*oneStateEach {
 			bad = append(bad, fmt.Sprintf("%s: %d", q, total))
 		}
 	}
-	close(done)
-	wg.Wait()
+	moves := stop()
 	if moves == 0 {
 		t.Fatal("no transaction moved a unit during the reads: the test showed nothing")
 	}
@@ -262,38 +273,7 @@ func TestUpdateReadsOneStateAcrossTables(t *testing.T) {
 		exec1("CREATE TABLE " + tbl + " (k INT PRIMARY KEY, bal INT NOT NULL)")
 		exec1(fmt.Sprintf("INSERT INTO %s VALUES (1, %d)", tbl, oneStateEach))
 	}
-	mover, err := pgx.Connect(ctx, c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mover.Close(context.Background())
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var moves int
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			tx, err := mover.Begin(ctx)
-			if err != nil {
-				return
-			}
-			_, err1 := tx.Exec(ctx, "UPDATE ta SET bal = bal - 1 WHERE k = 1")
-			_, err2 := tx.Exec(ctx, "UPDATE tb SET bal = bal + 1 WHERE k = 1")
-			if err1 != nil || err2 != nil {
-				_ = tx.Rollback(ctx)
-				continue
-			}
-			if tx.Commit(ctx) == nil {
-				moves++
-			}
-		}
-	}()
+	stop := moveBetweenTables(t, ctx, c.URL(0))
 	var bad []string
 	updated, retry := 0, 0
 	for i := 0; i < 3000 && len(bad) < 5; i++ {
@@ -310,8 +290,7 @@ func TestUpdateReadsOneStateAcrossTables(t *testing.T) {
 			bad = append(bad, fmt.Sprintf("update %d stored %d", i, n))
 		}
 	}
-	close(done)
-	wg.Wait()
+	moves := stop()
 	t.Logf("%d updates, %d failed with 40001, %d moves", updated, retry, moves)
 	if moves == 0 || updated == 0 {
 		t.Fatalf("%d moves, %d updates: the test showed nothing", moves, updated)
