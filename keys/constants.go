@@ -141,6 +141,17 @@ const (
 	// data group's apply, inside every table write. Only 2.1 reads it; a
 	// downgrade leaves it behind, unread.
 	TableFencePrefix = SQLPrefix + "sql/fence/"
+
+	// DDLDecisionPrefix + a transaction's 16-byte ID is the decision key
+	// of a transaction that creates tables (release 2.1, txn/DESIGN.md
+	// "DDL in a transaction"): "committed" or "aborted". The transaction
+	// writes "committed" in the one data-group command that commits its
+	// rows; a node that wants it not to commit (its gateway after an
+	// ambiguous commit, the resolver after its promise ran out) CPuts
+	// "aborted" expecting it absent: exactly one of the two applies.
+	// Read by sql (ddltxn.go) to decide the pending records of group 0.
+	// Only 2.1 writes or reads it.
+	DDLDecisionPrefix = SQLPrefix + "sql/ddl-decision/"
 )
 
 // TxnMetaPrefix (0x06) is reserved for the records the data group's apply
@@ -257,6 +268,12 @@ func GrantObjectSpan(object string) (start, end []byte) {
 
 // GrantSpan returns [start, end): every privilege record.
 func GrantSpan() (start, end []byte) { return prefixSpan(GrantPrefix) }
+
+// DDLDecisionKey returns the decision key of transaction id.
+func DDLDecisionKey(id []byte) []byte { return append([]byte(DDLDecisionPrefix), id...) }
+
+// DDLDecisionSpan is the span of every decision key.
+func DDLDecisionSpan() (start, end []byte) { return prefixSpan(DDLDecisionPrefix) }
 
 // TableFenceKey returns the key of table tableID's schema fence.
 func TableFenceKey(tableID int64) []byte {

@@ -157,7 +157,7 @@ func (c *Catalog) Clock() *Clock { return c.clock }
 // table of defaultdb, its name). The descriptor is shared: do not modify it.
 func (c *Catalog) Get(key string) (*TableDescriptor, bool) {
 	d, ok := c.snap.Load().byName[key]
-	if !ok || d.Dropped {
+	if !ok || d.Dropped || d.Pending != nil {
 		return nil, false
 	}
 	return d, true
@@ -166,6 +166,30 @@ func (c *Catalog) Get(key string) (*TableDescriptor, bool) {
 // GetTable returns the live descriptor of table name in database db.
 func (c *Catalog) GetTable(db, name string) (*TableDescriptor, bool) {
 	return c.Get(TableKey(db, name))
+}
+
+// GetAny returns the descriptor with the given Key when it is live or
+// pending (not a tombstone): what a name check and the resolution of
+// pending records need.
+func (c *Catalog) GetAny(key string) (*TableDescriptor, bool) {
+	d, ok := c.snap.Load().byName[key]
+	if !ok || d.Dropped {
+		return nil, false
+	}
+	return d, true
+}
+
+// Pending returns the pending records (tables created by transactions not
+// decided yet), sorted by Key (shared, read-only).
+func (c *Catalog) Pending() []*TableDescriptor {
+	s := c.snap.Load()
+	var out []*TableDescriptor
+	for _, d := range s.sorted {
+		if d.Pending != nil && !d.Dropped {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // GetRecord returns the descriptor with the given Key even when it is a
@@ -227,12 +251,12 @@ func (c *Catalog) All() []TableDescriptor {
 }
 
 // Tables returns the live tables of every database, sorted by Key (shared,
-// read-only).
+// read-only). Pending records are not live.
 func (c *Catalog) Tables() []*TableDescriptor {
 	s := c.snap.Load()
 	out := make([]*TableDescriptor, 0, len(s.sorted))
 	for _, d := range s.sorted {
-		if !d.Dropped && !d.IsDatabase {
+		if !d.Dropped && !d.IsDatabase && d.Pending == nil {
 			out = append(out, d)
 		}
 	}

@@ -141,6 +141,22 @@ type TableDescriptor struct {
 	// tombstone is kept forever so that a node that missed the DROP does
 	// not resurrect the table when it merges.
 	Dropped bool `json:"dropped,omitempty"`
+	// Pending, when set, marks a table created by a transaction that has
+	// not been decided yet (release 2.1, txn/DESIGN.md "DDL in a
+	// transaction"): the transaction's decision key in the data group says
+	// whether the table exists. Lookups skip it (Get, Tables); the readers
+	// that resolve it use GetAny and Pending.
+	Pending *PendingTxn `json:"pending,omitempty"`
+}
+
+// PendingTxn names the transaction a pending record belongs to: its ID (the
+// suffix of its decision key, hex), the node that made it, and until when
+// (wall time, nanoseconds) that node promises to decide it; after that,
+// any node may resolve it (abort it if it is undecided).
+type PendingTxn struct {
+	Txn   string    `json:"txn"`
+	Node  nodeid.ID `json:"node"`
+	Until int64     `json:"until"`
 }
 
 // WriteHold is a schema change holding a table's writes: what it is, the
@@ -290,6 +306,10 @@ func (d *TableDescriptor) Clone() *TableDescriptor {
 	if d.Hold != nil {
 		h := *d.Hold
 		c.Hold = &h
+	}
+	if d.Pending != nil {
+		p := *d.Pending
+		c.Pending = &p
 	}
 	return &c
 }
