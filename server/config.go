@@ -10,6 +10,7 @@ import (
 	"github.com/kvnode/kvnode/group0"
 	"github.com/kvnode/kvnode/kv"
 	"github.com/kvnode/kvnode/nodeid"
+	"github.com/kvnode/kvnode/sql"
 	"github.com/kvnode/kvnode/sql/pgwire"
 )
 
@@ -187,4 +188,14 @@ type Knobs struct {
 	// CopyBatchRows, if positive, replaces the rows per batch of COPY FROM
 	// (sql.Config.TestingCopyBatchRows).
 	CopyBatchRows int
+	// DDLTxnStep runs after each step of the commit of a transaction with
+	// DDL; an error stops the gateway there as a crash would
+	// (sql.Config.TestingDDLTxnStep).
+	DDLTxnStep func(sql.DDLTxnStep) error
+	// PendingTTL, if set, replaces how long a gateway promises to decide
+	// its transaction's pending tables (sql.Config.TestingPendingTTL).
+	PendingTTL time.Duration
+	// ResolverInterval, if set, replaces how often the resolver looks at
+	// pending tables (10 s).
+	ResolverInterval time.Duration
 }

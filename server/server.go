@@ -714,6 +714,8 @@ func (s *Server) startNode(ctx context.Context) error {
 		TestingHoldTTL:        s.cfg.Knobs.SchemaHoldTTL,
 		TestingIndexWriteOnly: s.cfg.Knobs.IndexWriteOnly,
 		TestingCopyBatchRows:  s.cfg.Knobs.CopyBatchRows,
+		TestingDDLTxnStep:     s.cfg.Knobs.DDLTxnStep,
+		TestingPendingTTL:     s.cfg.Knobs.PendingTTL,
 	})
 	if err != nil {
 		return errors.Wrap(err, "starting the SQL executor")
@@ -767,6 +769,9 @@ func (s *Server) startNode(ctx context.Context) error {
 		{"sql server", func(context.Context) { _ = s.pg.Serve(s.sqlLis) }}, // until Stop closes it
 		{"schema sync", s.schema.Run},
 		{"auto-upgrade", func(context.Context) { s.autoUpgradeLoop() }},
+		// Pending tables of transactions whose gateway stopped
+		// (txn/DESIGN.md "DDL in a transaction").
+		{"ddl resolver", func(ctx context.Context) { s.exec.RunResolver(ctx, s.resolverInterval()) }},
 	} {
 		if err := s.stopper.RunAsyncTask(t.name, t.run); err != nil {
 			return errStopping
@@ -1085,4 +1090,12 @@ func (s *Server) gossipDraining(g *gossip.Gossip) {
 	case <-done:
 	case <-time.After(time.Second):
 	}
+}
+
+// resolverInterval is how often the resolver looks at pending tables.
+func (s *Server) resolverInterval() time.Duration {
+	if s.cfg.Knobs.ResolverInterval > 0 {
+		return s.cfg.Knobs.ResolverInterval
+	}
+	return 10 * time.Second
 }

@@ -82,8 +82,8 @@ func (p *copyPlan) exec(context.Context, []types.Datum) (pgwire.Result, error) {
 		"send the COPY statement as a simple Query message, as psql, pgx's CopyFrom and JDBC's CopyManager do")
 }
 
-func (e *Executor) analyzeCopy(s *parser.CopyFrom, db string) (*copyPlan, error) {
-	ti, err := e.resolveTable(db, s.Table)
+func (e *Executor) analyzeCopy(sess *session, s *parser.CopyFrom, db string) (*copyPlan, error) {
+	ti, err := e.resolveTable(sess, db, s.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -860,7 +860,7 @@ func (e *Executor) analyzeCopyOut(s *parser.CopyTo, params *paramSet) (*copyOutP
 		p.query = q
 		return p, nil
 	}
-	in, err := e.analyzeCopy(&s.CopyFrom, params.db)
+	in, err := e.analyzeCopy(params.s, &s.CopyFrom, params.db)
 	if err != nil {
 		return nil, err
 	}

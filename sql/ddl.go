@@ -34,6 +34,9 @@ func (p *ddlPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	if t, ok := p.stmt.(*parser.Truncate); ok {
 		return p.e.truncate(ctx, t)
 	}
+	if s := sessionOf(ctx); s != nil && s.txn.state == txnOpen && p.builder == nil {
+		return p.execInTxn(ctx, s)
+	}
 	p.e.ddlMu.Lock()
 	defer p.e.ddlMu.Unlock()
 	var tag string
@@ -293,7 +296,7 @@ func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Res
 	var checks, ops []kvpb.Op
 	var tables []*tableInfo
 	for _, n := range s.Names {
-		ti, err := e.resolveTable(currentDB(ctx), n)
+		ti, err := e.resolveTable(sessionOf(ctx), currentDB(ctx), n)
 		if err != nil {
 			return pgwire.Result{}, err
 		}
@@ -419,7 +422,11 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 		// The session's database was dropped by another session.
 		return nil, unknownDatabase(db)
 	}
-	if _, exists := e.catalog.GetTable(db, name); exists {
+	exists, err := e.nameTaken(ctx, sessionOf(ctx), db, name)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
 		if s.IfNotExists {
 			return nil, nil
 		}
@@ -507,7 +514,7 @@ func (e *Executor) createTable(ctx context.Context, s *parser.CreateTable) (*cat
 		return nil, e.indexesRefused("FOREIGN KEY")
 	}
 	for _, f := range s.ForeignKeys {
-		fk, _, err := e.fkDef(db, desc, f)
+		fk, _, err := e.fkDef(sessionOf(ctx), db, desc, f)
 		if err != nil {
 			return nil, err
 		}
@@ -585,6 +592,11 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 		return nil, err
 	}
 	cur, ok := e.catalog.GetTable(db, name)
+	if ss := sessionOf(ctx); ss != nil && ss.txn.overlay != nil {
+		if d := ss.txn.overlay.get(catalog.TableKey(db, name)); d != nil {
+			cur, ok = d, true
+		}
+	}
 	if !ok {
 		if s.IfExists {
 			return nil, nil
@@ -687,7 +699,7 @@ func (p *showCreatePlan) columns() []pgwire.Column {
 }
 func (p *showCreatePlan) stale() bool { return false }
 func (p *showCreatePlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, error) {
-	ti, err := p.e.resolveTable(currentDB(ctx), p.name)
+	ti, err := p.e.resolveTable(sessionOf(ctx), currentDB(ctx), p.name)
 	if err != nil {
 		return pgwire.Result{}, err
 	}

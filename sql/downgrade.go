@@ -25,7 +25,9 @@ type DowngradeBlocker struct {
 // database is dropped, are harmless: catalog.TableDescriptor). Release
 // 2.1's other stored formats add their entries here. Users, roles and
 // grants are not listed: a 2.0 binary never reads their keys, so they stay,
-// dormant (migrations/DESIGN.md).
+// dormant (migrations/DESIGN.md). Pending records of a transaction's new
+// tables (sql/ddltxn.go) are listed: a 2.0 binary would read them as live
+// tables.
 func (e *Executor) Release21Blockers() []DowngradeBlocker {
 	var out []DowngradeBlocker
 	for _, d := range e.catalog.TablesIn(catalog.DefaultDatabase) {
@@ -63,6 +65,13 @@ func (e *Executor) Release21Blockers() []DowngradeBlocker {
 				Fix: fmt.Sprintf("DROP TABLE %s (copy its rows out first), or keep the cluster at 2.1", d.Name),
 			})
 		}
+	}
+	for _, d := range e.catalog.Pending() {
+		// A 2.0 binary would take a pending record for a table.
+		out = append(out, DowngradeBlocker{
+			Reason: fmt.Sprintf("a transaction's schema change is being resolved: table %s is pending (transaction %s)", d.Name, d.Pending.Txn),
+			Fix:    "wait 30 s (the resolver publishes or drops it) and run the downgrade again",
+		})
 	}
 	for _, db := range e.catalog.Databases() {
 		out = append(out, DowngradeBlocker{

@@ -62,6 +62,13 @@ type Config struct {
 	// TestingCopyBatchRows, if positive, replaces copyBatchRows (copy.go),
 	// so that a test sees a COPY of a few thousand rows span many batches.
 	TestingCopyBatchRows int
+	// TestingPendingTTL, if set, replaces pendingTTL (ddltxn.go): how long
+	// a gateway promises to decide its transaction's pending tables.
+	TestingPendingTTL time.Duration
+	// TestingDDLTxnStep, if set, runs after each step of the commit of a
+	// transaction with DDL (ddltxn.go); an error stops the gateway there,
+	// as a crash would, leaving the rest to the readers and the resolver.
+	TestingDDLTxnStep func(DDLTxnStep) error
 }
 
 // LocalStore is this node's own, unreplicated, durable store.
@@ -196,6 +203,12 @@ type Executor struct {
 		version uint64
 		byDB    map[string]*catalogSnapshot
 	}
+
+	// overlays maps the ID of a table some session's transaction created
+	// to that session's overlay (ddltxn.go); decided remembers the final
+	// decisions of transactions with DDL, by transaction ID.
+	overlays sync.Map
+	decided  sync.Map
 
 	rowidMu   sync.Mutex
 	lastRowID int64

@@ -48,6 +48,16 @@ func (e *Executor) tableByID(id int64) (*catalog.TableDescriptor, bool) {
 			return d, true
 		}
 	}
+	// A table a transaction created: its session's, or committed and not
+	// published yet (ddltxn.go).
+	if d, _ := e.overlayByID(id); d != nil {
+		return d, true
+	}
+	for _, d := range e.committedPending() {
+		if d.ID == id {
+			return d, true
+		}
+	}
 	return nil, false
 }
 
@@ -61,7 +71,12 @@ type inboundFK struct {
 // inbound lists the foreign keys that reference table d.
 func (e *Executor) inbound(d *catalog.TableDescriptor) []inboundFK {
 	var out []inboundFK
-	for _, c := range e.catalog.Tables() {
+	tables := append(e.catalog.Tables(), e.committedPending()...)
+	if _, o := e.overlayByID(d.ID); o != nil {
+		// Only the tables of the same transaction can reference it.
+		tables = o.tables()
+	}
+	for _, c := range tables {
 		for i := range c.ForeignKeys {
 			if c.ForeignKeys[i].RefTable == d.ID {
 				out = append(out, inboundFK{child: c, fk: &c.ForeignKeys[i]})
@@ -368,7 +383,7 @@ func (e *Executor) runInTxn(ctx context.Context, run func(context.Context) (pgwi
 // fkDefs resolves the FOREIGN KEY clauses of CREATE TABLE or ALTER TABLE
 // for the table child (whose ID may still be 0 for a new table: a self
 // reference then names it by name).
-func (e *Executor) fkDef(db string, child *catalog.TableDescriptor, f *parser.ForeignKeyDef) (catalog.ForeignKey, *catalog.TableDescriptor, error) {
+func (e *Executor) fkDef(s *session, db string, child *catalog.TableDescriptor, f *parser.ForeignKeyDef) (catalog.ForeignKey, *catalog.TableDescriptor, error) {
 	fk := catalog.ForeignKey{Name: f.Name, OnDelete: f.OnDelete}
 	if fk.Name == "" {
 		fk.Name = child.Name + "_" + strings.Join(f.Columns, "_") + "_fkey"
@@ -385,8 +400,11 @@ func (e *Executor) fkDef(db string, child *catalog.TableDescriptor, f *parser.Fo
 	if normalizeDatabase(pdb) == normalizeDatabase(child.Database) && pname == child.Name {
 		parent = child
 	} else {
-		p, ok := e.catalog.GetTable(pdb, pname)
-		if !ok {
+		p, _, err := e.lookupTable(s, pdb, pname)
+		if err != nil {
+			return fk, nil, err
+		}
+		if p == nil {
 			return fk, nil, undefinedTable(pname)
 		}
 		if normalizeDatabase(p.Database) != normalizeDatabase(child.Database) {
@@ -482,7 +500,7 @@ func (e *Executor) parentBumps(d *catalog.TableDescriptor, fks []catalog.Foreign
 // raised fences of both tables committed, then every existing row checked;
 // a row without its parent takes the key out again (23503).
 func (e *Executor) addForeignKey(ctx context.Context, db string, cur *catalog.TableDescriptor, f *parser.ForeignKeyDef) ([]catalog.TableDescriptor, []pgwire.Notice, error) {
-	fk, _, err := e.fkDef(db, cur, f)
+	fk, _, err := e.fkDef(sessionOf(ctx), db, cur, f)
 	if err != nil {
 		return nil, nil, err
 	}

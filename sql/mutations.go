@@ -70,7 +70,7 @@ func (p *insertPlan) columns() []pgwire.Column { return p.cols }
 func (p *insertPlan) stale() bool              { return p.e.isStale(p.ti) }
 
 func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPlan, error) {
-	ti, err := e.resolveTable(params.db, s.Table)
+	ti, err := e.resolveTable(params.s, params.db, s.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -820,7 +820,7 @@ func (e *Executor) analyzeUpdate(s *parser.Update, params *paramSet) (plan, erro
 		}
 		return e.analyzeVirtualUpdate(s, vt, params)
 	}
-	ti, err := e.resolveTable(params.db, s.Table)
+	ti, err := e.resolveTable(params.s, params.db, s.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -983,7 +983,7 @@ func (p *deletePlan) columns() []pgwire.Column { return p.cols }
 func (p *deletePlan) stale() bool              { return p.e.isStale(p.ti) }
 
 func (e *Executor) analyzeDelete(s *parser.Delete, params *paramSet) (*deletePlan, error) {
-	ti, err := e.resolveTable(params.db, s.Table)
+	ti, err := e.resolveTable(params.s, params.db, s.Table)
 	if err != nil {
 		return nil, err
 	}

@@ -322,11 +322,7 @@ func (b *queryBuilder) buildTable(v *parser.AliasedTable, a *analyzer) (*fromIte
 		}
 		return &fromItem{node: newVirtualScan(vt, nil), tables: []scopeTable{st}}, nil
 	}
-	desc, ok := b.e.catalog.GetTable(db, name)
-	if !ok {
-		return nil, undefinedTable(name)
-	}
-	ti, err := b.e.tables.infoFor(desc)
+	ti, err := b.e.tableInfoByName(b.params.s, db, name)
 	if err != nil {
 		return nil, err
 	}

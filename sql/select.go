@@ -119,7 +119,11 @@ func readPoints(ec *evalCtx, ti *tableInfo, s kvpb.Streamer, keys [][]byte, reve
 
 // isStale reports whether the table changed since ti was resolved.
 func (e *Executor) isStale(ti *tableInfo) bool {
-	cur, ok := e.catalog.Get(ti.desc.Key())
+	if ti.overlay != nil {
+		return ti.overlay.get(ti.desc.Key()) != ti.desc
+	}
+	// A pending table decided committed is the table until its publish.
+	cur, ok := e.catalog.GetAny(ti.desc.Key())
 	return !ok || cur != ti.desc
 }
 

@@ -96,6 +96,7 @@ func (s *session) Prepare(ctx context.Context, stmt pgwire.Statement, paramTypes
 func (s *session) analyze(st parser.Stmt, declared []types.T, n int) (plan, *paramSet, error) {
 	params := newParamSet(n, declared)
 	params.db = s.database()
+	params.s = s
 	pl, err := s.analyzeStmt(st, params)
 	if err != nil {
 		return nil, nil, err
@@ -138,7 +139,7 @@ func (s *session) analyzeStmt(st parser.Stmt, params *paramSet) (plan, error) {
 		}
 		return &ddlPlan{e: e, stmt: st}, nil
 	case *parser.CopyFrom:
-		return e.analyzeCopy(v, params.db)
+		return e.analyzeCopy(s, v, params.db)
 	case *parser.CopyTo:
 		return e.analyzeCopyOut(v, params)
 	case *parser.Maintenance:

@@ -24,6 +24,9 @@ type tableInfo struct {
 	visible  []int   // positions of the columns SELECT * shows
 	checks   []checkExpr
 	indexes  []indexInfo // secondary indexes (index.go)
+	// overlay is the transaction's overlay the table comes from, if a
+	// session's transaction created it (ddltxn.go).
+	overlay *txnOverlay
 }
 
 // checkExpr is a CHECK constraint compiled over the table's row.
@@ -175,7 +178,7 @@ func (ti *tableInfo) scope(offset int, names ...string) scopeTable {
 
 // resolveTable finds a user table by a possibly qualified name; db is the
 // session's database.
-func (e *Executor) resolveTable(db string, n parser.TableName) (*tableInfo, error) {
+func (e *Executor) resolveTable(s *session, db string, n parser.TableName) (*tableInfo, error) {
 	tdb, name, virt, err := e.classifyTableName(db, n)
 	if err != nil {
 		return nil, err
@@ -185,9 +188,27 @@ func (e *Executor) resolveTable(db string, n parser.TableName) (*tableInfo, erro
 			pgerror.Newf(pgerror.CodeInsufficientPrivilege, "%s is a virtual table and cannot be modified", n.String()),
 			"only SELECT works on system and crdb_internal tables")
 	}
-	desc, ok := e.catalog.GetTable(tdb, name)
-	if !ok {
+	return e.tableInfoByName(s, tdb, name)
+}
+
+// tableInfoByName is the tableInfo of table name of database db as
+// session s sees it (lookupTable): one of its transaction's own tables
+// gets a tableInfo of its own, never cached for other sessions.
+func (e *Executor) tableInfoByName(s *session, db, name string) (*tableInfo, error) {
+	desc, ov, err := e.lookupTable(s, db, name)
+	if err != nil {
+		return nil, err
+	}
+	if desc == nil {
 		return nil, undefinedTable(name)
+	}
+	if ov != nil {
+		ti, err := buildTableInfo(desc)
+		if err != nil {
+			return nil, err
+		}
+		ti.overlay = ov
+		return ti, nil
 	}
 	return e.tables.infoFor(desc)
 }

@@ -50,6 +50,8 @@ const restartSavepoint = "cockroach_restart"
 type savepoint struct {
 	name string
 	mark txn.Savepoint
+	// ovLen is the length of the overlay's log at the savepoint.
+	ovLen int
 }
 
 // sessionTxn is a session's transaction, if any.
@@ -60,6 +62,20 @@ type sessionTxn struct {
 	// readOnly: BEGIN READ ONLY or SET TRANSACTION READ ONLY. The asked
 	// isolation level is not kept: every transaction is serializable.
 	readOnly bool
+	// overlay holds the tables the transaction created (ddltxn.go).
+	overlay *txnOverlay
+}
+
+// hasDDL reports whether the transaction changed the schema.
+func (t *sessionTxn) hasDDL() bool { return t.overlay != nil && t.overlay.len() > 0 }
+
+// commit commits the session's transaction t with overlay o.
+func (s *session) commitTxn(ctx context.Context, t *txn.Txn, o *txnOverlay) error {
+	if o != nil && o.len() > 0 {
+		return s.e.commitWithDDL(ctx, t, o)
+	}
+	s.e.endOverlay(o)
+	return commitError(t.Commit(ctx))
 }
 
 type txnKey struct{}
@@ -276,6 +292,7 @@ func (s *session) Close() {
 	if s.txn.t != nil {
 		s.txn.t.Rollback()
 	}
+	s.e.endOverlay(s.txn.overlay)
 	s.txn = sessionTxn{}
 }
 
@@ -346,6 +363,9 @@ func (s *session) checkInTxn(pl plan) error {
 				"run it on its own, outside BEGIN ... COMMIT")
 		}
 	case *ddlPlan, *userPlan:
+		if dp, ok := pl.(*ddlPlan); ok && ddlInTxnAllowed(dp.stmt) && s.txn.state == txnOpen {
+			return nil // ddlPlan.execInTxn refuses what the slice cannot do
+		}
 		if dp, ok := pl.(*ddlPlan); ok {
 			if _, truncate := dp.stmt.(*parser.Truncate); truncate {
 				// TRUNCATE deletes rows, which a transaction buffers like
@@ -364,13 +384,9 @@ func (s *session) checkInTxn(pl plan) error {
 			}
 		}
 		if _, ok := pl.(*ddlPlan); ok {
-			// What migration tools and ORMs meet first (txn/DESIGN.md, "DDL
-			// in a transaction", designs how it will work): their driver
-			// opens the transaction by itself, so say how to leave it.
-			return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
-				"run it on its own, outside BEGIN ... COMMIT; a driver that opens transactions by itself "+
-					"needs autocommit for DDL (psycopg2: conn.autocommit = True; SQLAlchemy: "+
-					"engine.execution_options(isolation_level=\"AUTOCOMMIT\"))")
+			// What migration tools and ORMs meet: their driver opens the
+			// transaction by itself, so say what works and how to leave it.
+			return ddlInTxnRefused(statementTag(pl), "")
 		}
 		return pgerror.WithHintf(unsupported("%s cannot run inside a transaction", statementTag(pl)),
 			"run it on its own, outside BEGIN ... COMMIT")
@@ -442,17 +458,18 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 			res.Notices = append(res.Notices, warning(pgerror.CodeNoActiveSQLTransaction, "there is no transaction in progress"))
 			return res, nil
 		}
-		t, state := s.txn.t, s.txn.state
+		t, state, ov := s.txn.t, s.txn.state, s.txn.overlay
 		s.txn = sessionTxn{}
 		switch state {
 		case txnAborted:
 			t.Rollback()
+			s.e.endOverlay(ov)
 			res.Tag = "ROLLBACK"
 			return res, nil
 		case txnCommitted:
 			return res, nil
 		}
-		if err := commitError(t.Commit(ctx)); err != nil {
+		if err := s.commitTxn(ctx, t, ov); err != nil {
 			return pgwire.Result{}, err
 		}
 		return res, nil
@@ -463,6 +480,7 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 			return res, nil
 		}
 		s.txn.t.Rollback()
+		s.e.endOverlay(s.txn.overlay)
 		s.txn = sessionTxn{}
 		return res, nil
 
@@ -491,7 +509,11 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 	}
 	switch st.Kind {
 	case parser.TxnSavepoint:
-		s.txn.savepoints = append(s.txn.savepoints, savepoint{name: st.Name, mark: s.txn.t.Savepoint()})
+		ovLen := 0
+		if s.txn.overlay != nil {
+			ovLen = s.txn.overlay.len()
+		}
+		s.txn.savepoints = append(s.txn.savepoints, savepoint{name: st.Name, mark: s.txn.t.Savepoint(), ovLen: ovLen})
 		return res, nil
 	case parser.TxnRelease, parser.TxnRollbackTo:
 		i := s.findSavepoint(st.Name)
@@ -507,9 +529,12 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 				// CockroachDB's protocol: RELEASE of the restart savepoint
 				// commits; a retryable error leaves the transaction waiting
 				// for ROLLBACK TO SAVEPOINT cockroach_restart.
-				if err := commitError(s.txn.t.Commit(ctx)); err != nil {
+				ov := s.txn.overlay
+				s.txn.overlay = nil
+				if err := s.commitTxn(ctx, s.txn.t, ov); err != nil {
 					s.txn.savepoints = append(s.txn.savepoints, sp)
 					s.txn.t = txn.New(s.e.cfg.Txns, 0)
+					s.txn.savepoints[len(s.txn.savepoints)-1].ovLen = 0
 					return pgwire.Result{}, err
 				}
 				s.txn.state = txnCommitted
@@ -522,8 +547,12 @@ func (p *txnPlan) exec(ctx context.Context, _ []types.Datum) (pgwire.Result, err
 			s.txn.t.Rollback()
 			s.txn.t = txn.New(s.e.cfg.Txns, 0)
 			s.txn.savepoints[0].mark = s.txn.t.Savepoint()
+			s.e.endOverlay(s.txn.overlay)
+			s.txn.overlay = nil
+			s.txn.savepoints[0].ovLen = 0
 		} else {
 			s.txn.t.RollbackTo(sp.mark)
+			s.e.truncateOverlay(s.txn.overlay, sp.ovLen)
 		}
 		s.txn.state = txnOpen
 		return res, nil

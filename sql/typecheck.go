@@ -112,6 +112,9 @@ type paramSet struct {
 	// db is the session's database when the statement was analyzed: the
 	// one its unqualified table names resolve in ("" means defaultdb).
 	db string
+	// s is the session the statement is analyzed for (nil outside one):
+	// its transaction's own tables resolve through it (ddltxn.go).
+	s *session
 }
 
 func newParamSet(n int, declared []types.T) *paramSet {

@@ -244,6 +244,9 @@ func (s *session) checkAccess(ctx context.Context, reqs []accessReq) error {
 					"an admin can grant it: GRANT %s ON DATABASE %s TO %s", r.priv, parser.QuotedIdent(db), q)
 			}
 		case accessTable:
+			if s.txn.overlay != nil && s.txn.overlay.byID(r.table.ID) != nil {
+				continue // created by this transaction: its creator holds every privilege
+			}
 			if !snap.Has(user, users.TableObject(r.table.ID), r.priv) {
 				return pgerror.WithHintf(
 					pgerror.Newf(pgerror.CodeInsufficientPrivilege, "user %s does not have %s privilege on relation %s", user, r.priv, r.table.Name),
