@@ -1099,3 +1099,12 @@ func (s *Server) resolverInterval() time.Duration {
 	}
 	return 10 * time.Second
 }
+
+// PendingTables returns the names of the tables this node's catalog holds
+// as pending (created by transactions not decided or not published yet).
+func (s *Server) PendingTables() []string {
+	if s.exec == nil {
+		return nil
+	}
+	return s.exec.PendingTables()
+}

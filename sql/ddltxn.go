@@ -877,3 +877,12 @@ func (e *Executor) RunResolver(ctx context.Context, interval time.Duration) {
 		cancel()
 	}
 }
+
+// PendingTables returns the keys of the catalog's pending records.
+func (e *Executor) PendingTables() []string {
+	var out []string
+	for _, d := range e.catalog.Pending() {
+		out = append(out, d.Key())
+	}
+	return out
+}
