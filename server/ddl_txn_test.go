@@ -197,6 +197,10 @@ func TestDDLTxnGatewayStops(t *testing.T) {
 		{sql.StepIntent, false},
 		{sql.StepDecision, true},
 		{sql.StepPublish, true},
+		// A gateway slower than its promise: the resolver's abort races
+		// its commit, and exactly one wins (here the abort: COMMIT
+		// answers 40001 and nothing is left).
+		{"slow", false},
 	} {
 		t.Run(string(tc.step), func(t *testing.T) {
 			stopAt.Store(tc.step)
@@ -212,6 +216,9 @@ func TestDDLTxnGatewayStops(t *testing.T) {
 			_, err := conn.Exec(ctx, "COMMIT")
 			if tc.committed != (err == nil) {
 				t.Fatalf("COMMIT stopped after %s: %v", tc.step, err)
+			}
+			if tc.step == "slow" && sqlState(err) != "40001" {
+				t.Fatalf("COMMIT of a gateway slower than its promise: %v (want 40001)", err)
 			}
 			stopAt.Store(sql.DDLTxnStep(""))
 			// On every node: the table and its version row together, or
@@ -255,6 +262,10 @@ func TestDDLTxnGatewayStops(t *testing.T) {
 
 func knobsDDLTxn(stopAt *atomic.Value) (k server.Knobs) {
 	k.DDLTxnStep = func(step sql.DDLTxnStep) error {
+		if stopAt.Load().(sql.DDLTxnStep) == "slow" && step == sql.StepIntent {
+			time.Sleep(4 * time.Second) // twice the promise
+			return nil
+		}
 		if stopAt.Load().(sql.DDLTxnStep) == step {
 			return errors.New("stopped here by the test")
 		}

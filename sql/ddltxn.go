@@ -669,15 +669,21 @@ func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay)
 		return err
 	}
 	if err := e.testingStep(StepIntent); err != nil {
+		t.Rollback()
 		return err
 	}
 	// 2. Decision.
 	key := keys.DDLDecisionKey(id)
 	derr := func() error {
-		if _, found, err := t.Get(ctx, key); err != nil {
+		if v, found, err := t.Get(ctx, key); err != nil {
 			return err
 		} else if found {
-			return errors.AssertionFailedf("decision key of a new transaction exists")
+			// The resolver aborted the transaction before it took its
+			// snapshot (its gateway was slower than its promise).
+			t.Rollback()
+			return pgerror.WithHintf(pgerror.Newf(pgerror.CodeSerializationFailure,
+				"restart transaction: the transaction's schema changes were %s by another node: it took longer than %s to commit",
+				v, e.pendingTTL()), "run the transaction again")
 		}
 		if err := t.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: key, Value: []byte(decisionCommitted)}}); err != nil {
 			return err
