@@ -196,6 +196,6 @@ type Knobs struct {
 	// its transaction's pending tables (sql.Config.TestingPendingTTL).
 	PendingTTL time.Duration
 	// ResolverInterval, if set, replaces how often the resolver looks at
-	// pending tables (10 s).
+	// pending tables (10 s); negative, the resolver does not run.
 	ResolverInterval time.Duration
 }

@@ -275,3 +275,79 @@ func knobsDDLTxn(stopAt *atomic.Value) (k server.Knobs) {
 	k.ResolverInterval = 500 * time.Millisecond
 	return k
 }
+
+// TestDDLTxnReadersDecide runs without the resolver: a transaction whose
+// gateway stopped after its decision has its table and rows seen by every
+// node (the readers decide the pending table by the decision key), and the
+// name is taken (42P07); one stopped after its intent has nothing seen,
+// blocks the downgrade to 2.0 while its table is pending, and a CREATE
+// TABLE of the same name resolves it (aborts and drops it) once its
+// promise ran out, then succeeds.
+func TestDDLTxnReadersDecide(t *testing.T) {
+	var stopAt atomic.Value
+	stopAt.Store(sql.DDLTxnStep(""))
+	knobs := knobsDDLTxn(&stopAt)
+	knobs.ResolverInterval = -1
+	c := testcluster.Start(t, 3, testcluster.Options{Knobs: knobs})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE versions (v TEXT PRIMARY KEY)")
+	run := func(table string, step sql.DDLTxnStep) error {
+		t.Helper()
+		stopAt.Store(step)
+		defer stopAt.Store(sql.DDLTxnStep(""))
+		conn := c.Conn(0)
+		for _, s := range []string{"BEGIN", "CREATE TABLE " + table + " (k INT PRIMARY KEY, p INT REFERENCES " + table + ")",
+			"INSERT INTO " + table + " VALUES (1, NULL), (2, 1)", "INSERT INTO versions VALUES ('" + table + "')"} {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+		_, err := conn.Exec(ctx, "COMMIT")
+		return err
+	}
+
+	if err := run("decided", sql.StepDecision); err != nil {
+		t.Fatalf("COMMIT stopped after the decision: %v", err)
+	}
+	for node := 0; node < 3; node++ {
+		if len(c.Nodes[node].Server.PendingTables()) != 1 {
+			t.Fatalf("node %d: pending %v, want the one table", node+1, c.Nodes[node].Server.PendingTables())
+		}
+		db := c.Conn(node)
+		var n int
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM decided").Scan(&n); err != nil || n != 2 {
+			t.Fatalf("node %d reads the committed pending table: %d %v", node+1, n, err)
+		}
+		if _, err := db.Exec(ctx, "INSERT INTO decided VALUES (10, 99)"); sqlState(err) != "23503" {
+			t.Fatalf("node %d: the foreign key of a committed pending table: %v (want 23503)", node+1, err)
+		}
+		if _, err := db.Exec(ctx, "CREATE TABLE decided (k INT PRIMARY KEY)"); sqlState(err) != "42P07" {
+			t.Fatalf("node %d: CREATE TABLE of a committed pending table's name: %v (want 42P07)", node+1, err)
+		}
+	}
+
+	if err := run("undecided", sql.StepIntent); err == nil {
+		t.Fatal("COMMIT stopped after the intent answered success")
+	}
+	for node := 0; node < 3; node++ {
+		var n int
+		if err := c.Conn(node).QueryRow(ctx, "SELECT count(*) FROM undecided").Scan(&n); sqlState(err) != "42P01" {
+			t.Fatalf("node %d reads an undecided pending table: %d %v (want 42P01)", node+1, n, err)
+		}
+	}
+	plan := planRows(t, c, "SHOW UPGRADE PLAN FOR VERSION '2.0'")
+	if !strings.Contains(plan, "a transaction's schema change is being resolved: table undecided is pending") {
+		t.Fatalf("the downgrade plan does not name the pending table:\n%s", plan)
+	}
+	time.Sleep(2 * time.Second) // the promise (PendingTTL) runs out
+	if _, err := c.Conn(2).Exec(ctx, "CREATE TABLE undecided (a TEXT PRIMARY KEY)"); err != nil {
+		t.Fatalf("CREATE TABLE of an undecided pending table's name after its promise: %v", err)
+	}
+	var v int
+	if err := c.Conn(1).QueryRow(ctx, "SELECT count(*) FROM versions WHERE v = 'undecided'").Scan(&v); err != nil || v != 0 {
+		t.Fatalf("the aborted transaction's version row: %d %v", v, err)
+	}
+	if got := c.Nodes[2].Server.PendingTables(); len(got) != 1 || got[0] != "decided" {
+		t.Fatalf("pending after the resolution: %v, want only decided (no resolver runs)", got)
+	}
+}

@@ -771,7 +771,11 @@ func (s *Server) startNode(ctx context.Context) error {
 		{"auto-upgrade", func(context.Context) { s.autoUpgradeLoop() }},
 		// Pending tables of transactions whose gateway stopped
 		// (txn/DESIGN.md "DDL in a transaction").
-		{"ddl resolver", func(ctx context.Context) { s.exec.RunResolver(ctx, s.resolverInterval()) }},
+		{"ddl resolver", func(ctx context.Context) {
+			if iv := s.resolverInterval(); iv > 0 {
+				s.exec.RunResolver(ctx, iv)
+			}
+		}},
 	} {
 		if err := s.stopper.RunAsyncTask(t.name, t.run); err != nil {
 			return errStopping
@@ -1094,7 +1098,7 @@ func (s *Server) gossipDraining(g *gossip.Gossip) {
 
 // resolverInterval is how often the resolver looks at pending tables.
 func (s *Server) resolverInterval() time.Duration {
-	if s.cfg.Knobs.ResolverInterval > 0 {
+	if s.cfg.Knobs.ResolverInterval != 0 {
 		return s.cfg.Knobs.ResolverInterval
 	}
 	return 10 * time.Second

@@ -312,7 +312,10 @@ func (e *Executor) nameTaken(ctx context.Context, s *session, db, name string) (
 		case catalog.Drop:
 			return false, nil
 		case catalog.Abort:
-			if err := e.resolveTxn(ctx, p.Pending); err != nil {
+			// Only the abort: the caller may hold ddlMu (it runs inside
+			// a DDL statement), so the drop is left to the resolver, or
+			// to the statement's own descriptor replacing the record.
+			if _, err := e.abortOrRead(ctx, p.Pending); err != nil {
 				return false, err
 			}
 			continue
@@ -648,11 +651,11 @@ func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay)
 	intent := &ddlPlan{e: e, what: "intent of a transaction's schema changes", builder: func(ctx context.Context) ([]catalog.TableDescriptor, error) {
 		out := make([]catalog.TableDescriptor, 0, len(tables))
 		for _, d := range tables {
-			if cur, ok := e.catalog.GetAny(d.Key()); ok {
-				if cur.Pending != nil {
-					return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeSerializationFailure,
-						"restart transaction: another transaction is creating %q", d.Name), "run the transaction again")
-				}
+			taken, err := e.nameTaken(ctx, nil, d.Database, d.Name)
+			if err != nil {
+				return nil, err
+			}
+			if taken {
 				return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeSerializationFailure,
 					"restart transaction: %q was created by another session while this transaction ran", d.Name),
 					"run the transaction again (it will see the table)")
