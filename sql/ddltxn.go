@@ -56,10 +56,6 @@ const (
 	StepPublish DDLTxnStep = "publish"
 )
 
-// errStopped is what a TestingDDLTxnStep hook returns to stop the gateway
-// after a step, as a crash would.
-var errStopped = errors.New("the gateway stopped (testing)")
-
 // txnOverlay is the descriptors a session's transaction built: an
 // append-only log whose last entry per key is the current version, so
 // that ROLLBACK TO SAVEPOINT truncates it.
@@ -354,8 +350,8 @@ func ddlInTxnRefused(tag, why string) error {
 	return pgerror.WithHintf(unsupported("%s cannot run inside a transaction%s", tag, why), "%s", ddlInTxnHint)
 }
 
-// schemaLogForTxn returns the group 0 log a transaction's DDL needs: its
-// pending records are made there.
+// checkDDLInTxnPossible refuses DDL in a transaction on a node without
+// group 0: the transaction's pending records are made there.
 func (e *Executor) checkDDLInTxnPossible(tag string) error {
 	if e.currentSchemaLog() == nil {
 		return ddlInTxnRefused(tag, ": this node has no Raft group 0 to hold the transaction's schema changes")

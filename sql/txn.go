@@ -66,9 +66,6 @@ type sessionTxn struct {
 	overlay *txnOverlay
 }
 
-// hasDDL reports whether the transaction changed the schema.
-func (t *sessionTxn) hasDDL() bool { return t.overlay != nil && t.overlay.len() > 0 }
-
 // commit commits the session's transaction t with overlay o.
 func (s *session) commitTxn(ctx context.Context, t *txn.Txn, o *txnOverlay) error {
 	if o != nil && o.len() > 0 {
