@@ -351,3 +351,71 @@ func TestDDLTxnReadersDecide(t *testing.T) {
 		t.Fatalf("pending after the resolution: %v, want only decided (no resolver runs)", got)
 	}
 }
+
+// TestDDLTxnReaderNeverSeesHalf polls, on another node, a transaction's
+// new table and its row in an existing version table while transactions
+// commit: a table is never seen without its version row, nor a version
+// row without its table (both become visible at the one data-group
+// command of the decision, whether or not the publish has run).
+func TestDDLTxnReaderNeverSeesHalf(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx := txnCtx(t)
+	c.Exec(0, "CREATE TABLE versions (v TEXT PRIMARY KEY)")
+	const rounds = 5
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		db := c.Conn(1)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for i := 0; i < rounds; i++ {
+				table := "m" + string(rune('0'+i))
+				// Table first: if it is there, its version row must be.
+				var n, v int
+				terr := db.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+				if err := db.QueryRow(ctx, "SELECT count(*) FROM versions WHERE v = $1", table).Scan(&v); err != nil {
+					errc <- err
+					return
+				}
+				if terr == nil && (v != 1 || n != 1) {
+					errc <- errors.New("saw table " + table + " without its version row or its row")
+					return
+				}
+				// Version row first: if it is there, the table must be.
+				if err := db.QueryRow(ctx, "SELECT count(*) FROM versions WHERE v = $1", table).Scan(&v); err != nil {
+					errc <- err
+					return
+				}
+				terr = db.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+				if v == 1 && (terr != nil || n != 1) {
+					errc <- errors.New("saw the version row of " + table + " without its table: " + sqlState(terr))
+					return
+				}
+				if terr != nil && sqlState(terr) != "42P01" {
+					errc <- terr
+					return
+				}
+			}
+		}
+	}()
+	conn := c.Conn(0)
+	for i := 0; i < rounds; i++ {
+		table := "m" + string(rune('0'+i))
+		for _, s := range []string{"BEGIN", "CREATE TABLE " + table + " (k INT PRIMARY KEY)",
+			"INSERT INTO " + table + " VALUES (1)", "INSERT INTO versions VALUES ('" + table + "')", "COMMIT"} {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
