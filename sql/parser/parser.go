@@ -648,6 +648,10 @@ func (p *parser) parseCreate() (Stmt, error) {
 		return nil, err
 	}
 	s.Name = name
+	if p.isKw("as") || p.isOp("(") && p.isKwAt(1, "select") {
+		return nil, p.unsupportedHere("create the table with its columns, then load it with INSERT or COPY",
+			"CREATE TABLE ... AS is not supported")
+	}
 	if err := p.expectOp("("); err != nil {
 		return nil, err
 	}
@@ -1243,6 +1247,13 @@ func (p *parser) parseTruncate() (Stmt, error) {
 	if err != nil {
 		return nil, err
 	}
+	// RESTART IDENTITY resets the sequences behind identity and serial
+	// columns; kvnode's come from unique_rowid(), which has nothing to
+	// reset, so both forms mean what CONTINUE IDENTITY does.
+	if (p.isKw("restart") || p.isKw("continue")) && p.isKwAt(1, "identity") {
+		p.advance()
+		p.advance()
+	}
 	if p.isKw("cascade") || p.isKw("restrict") {
 		p.advance()
 	}
@@ -1559,6 +1570,10 @@ func (p *parser) parseUpdate() (Stmt, error) {
 		return nil, err
 	}
 	s.Set = set
+	if p.isKw("from") {
+		return nil, p.unsupportedHere("read the other tables in subqueries of SET and WHERE",
+			"UPDATE ... FROM is not supported")
+	}
 	if p.acceptKw("where") {
 		e, err := p.parseExpr()
 		if err != nil {
@@ -1584,6 +1599,10 @@ func (p *parser) parseDelete() (Stmt, error) {
 		return nil, err
 	}
 	s := &Delete{Table: name}
+	if p.isKw("using") {
+		return nil, p.unsupportedHere("name the other tables' rows in the WHERE clause: WHERE ... IN (SELECT ...) or EXISTS (SELECT ...)",
+			"DELETE ... USING is not supported")
+	}
 	if p.acceptKw("where") {
 		e, err := p.parseExpr()
 		if err != nil {
@@ -2326,6 +2345,9 @@ func (p *parser) parsePostfix(e Expr) (Expr, error) {
 				return nil, err
 			}
 			e = &IndexExpr{Expr: e, Index: idx}
+		case p.isKw("at") && p.isKwAt(1, "time") && p.isKwAt(2, "zone"):
+			return nil, pgerror.WithHintf(p.unsupportedAt(p.peek(), "AT TIME ZONE is not supported"),
+				"kvnode shows a TIMESTAMPTZ in UTC whatever TimeZone is set, and takes a TIMESTAMP as UTC")
 		case p.isKw("collate"):
 			p.advance()
 			name, err := p.dottedName()
