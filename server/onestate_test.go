@@ -38,19 +38,19 @@ func oneStateTable(t *testing.T, ctx context.Context, conn *pgx.Conn, rows int) 
 	}
 }
 
-// moveUnits moves one unit from row a to row b of acc, again and again, on
-// a connection of its own, until the returned function is called; that
-// function returns how many moves ran, and fails the test if one failed.
-func moveUnits(t *testing.T, ctx context.Context, url string, a, b int) (stop func() int) {
+// repeatOnConn runs step again and again on a connection of its own until
+// the returned stop is called; stop returns how many steps moved a unit,
+// and fails the test if a step failed.
+func repeatOnConn(t *testing.T, ctx context.Context, url string, step func(*pgx.Conn) (moved bool, err error)) (stop func() int) {
 	t.Helper()
-	mover, err := pgx.Connect(ctx, url)
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var moves int
-	var moveErr error
+	var stepErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -60,22 +60,41 @@ func moveUnits(t *testing.T, ctx context.Context, url string, a, b int) (stop fu
 				return
 			default:
 			}
-			if _, err := mover.Exec(ctx, fmt.Sprintf(
-				"UPDATE acc SET bal = bal + CASE WHEN k = %d THEN -1 ELSE 1 END WHERE k IN (%d, %d)", a, a, b)); err != nil {
-				moveErr = err
+			moved, err := step(conn)
+			if err != nil {
+				stepErr = err
 				return
 			}
-			moves++
+			if moved {
+				moves++
+			}
 		}
 	}()
 	return func() int {
 		t.Helper()
 		close(done)
 		wg.Wait()
-		mover.Close(context.Background())
-		if moveErr != nil {
-			t.Fatal(moveErr)
+		conn.Close(context.Background())
+		if stepErr != nil {
+			t.Fatal(stepErr)
 		}
+		return moves
+	}
+}
+
+// moveUnits moves one unit from row a to row b of acc, again and again, on
+// a connection of its own, until the returned function is called; that
+// function returns how many moves ran, and fails the test if one failed.
+func moveUnits(t *testing.T, ctx context.Context, url string, a, b int) (stop func() int) {
+	t.Helper()
+	stopMoves := repeatOnConn(t, ctx, url, func(conn *pgx.Conn) (bool, error) {
+		_, err := conn.Exec(ctx, fmt.Sprintf(
+			"UPDATE acc SET bal = bal + CASE WHEN k = %d THEN -1 ELSE 1 END WHERE k IN (%d, %d)", a, a, b))
+		return err == nil, err
+	})
+	return func() int {
+		t.Helper()
+		moves := stopMoves()
 		if moves == 0 {
 			t.Fatal("no move ran during the reads: the test showed nothing")
 		}
@@ -159,48 +178,24 @@ func TestPointLookupsReadOneState(t *testing.T) {
 	}
 }
 
-// moveBetweenTables moves one unit from ta's row 1 to tb's row 1 in a transaction,
-// over and over on a connection of its own, until the returned stop is
-// called; stop returns how many moves committed.
+// moveBetweenTables moves one unit from ta's row 1 to tb's row 1 in a
+// transaction, again and again, on a connection of its own, until the
+// returned stop is called; stop returns how many moves committed (a move
+// whose statements or commit failed, a conflict, is not counted).
 func moveBetweenTables(t *testing.T, ctx context.Context, url string) (stop func() int) {
-	t.Helper()
-	mover, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var moves int
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			tx, err := mover.Begin(ctx)
-			if err != nil {
-				return
-			}
-			_, err1 := tx.Exec(ctx, "UPDATE ta SET bal = bal - 1 WHERE k = 1")
-			_, err2 := tx.Exec(ctx, "UPDATE tb SET bal = bal + 1 WHERE k = 1")
-			if err1 != nil || err2 != nil {
-				_ = tx.Rollback(ctx)
-				continue
-			}
-			if tx.Commit(ctx) == nil {
-				moves++
-			}
+	return repeatOnConn(t, ctx, url, func(conn *pgx.Conn) (bool, error) {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return false, err
 		}
-	}()
-	return func() int {
-		close(done)
-		wg.Wait()
-		mover.Close(context.Background())
-		return moves
-	}
+		_, err1 := tx.Exec(ctx, "UPDATE ta SET bal = bal - 1 WHERE k = 1")
+		_, err2 := tx.Exec(ctx, "UPDATE tb SET bal = bal + 1 WHERE k = 1")
+		if err1 != nil || err2 != nil {
+			_ = tx.Rollback(ctx)
+			return false, nil
+		}
+		return tx.Commit(ctx) == nil, nil
+	})
 }
 
 // TestStatementReadsOneStateAcrossTables: a SELECT outside a transaction
