@@ -185,30 +185,11 @@ func (r *Replica) apply(ents []raftpb.Entry, hs raftpb.HardState) error {
 	if as.Index == r.applied.Index && raft.IsEmptyHardState(hs) {
 		return nil
 	}
+	var newApplied *appliedState
 	if as.Index != r.applied.Index {
-		if err := b.Set(keyApplied, as.encode(), nil); err != nil {
-			return err
-		}
+		newApplied = &as
 	}
-	if err := setHardState(b, hs); err != nil {
-		return err
-	}
-	// No read fills the read cache with a key of the batch from before
-	// its commit until the keys are removed below (readCache.hold).
-	if err := r.readCache.hold(b); err != nil {
-		return err
-	}
-	// The log entries are durable already; if this batch is lost in a
-	// crash, the entries are applied again from the log.
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return errors.Wrap(err, "applying Raft entries")
-	}
-	if k := r.cfg.Testing; k != nil && k.ApplyCommitted != nil {
-		k.ApplyCommitted()
-	}
-	// Before the applied index moves and before any proposer is answered:
-	// a read linearized after an acknowledgement must not find the old row.
-	if err := r.readCache.applied(b); err != nil {
+	if err := r.commitApplied(b, newApplied, hs); err != nil {
 		return err
 	}
 	r.rows.shrink()

@@ -224,12 +224,19 @@ func deleteStage(b *pebble.Batch, rc *rowCache, id uint64) {
 	rc.clear()
 }
 
-// commitApplied commits the apply batch b with the applied state as and the
-// hard state hs, under the read cache's rule (readCache.hold), as the end
-// of apply does; it does not move the replica's applied index.
-func (r *Replica) commitApplied(b *pebble.Batch, as appliedState, hs raftpb.HardState) error {
-	if err := b.Set(keyApplied, as.encode(), nil); err != nil {
-		return err
+// commitApplied commits the apply batch b with the applied state as (nil:
+// unchanged) and the hard state hs, under the read cache's rule: no read
+// fills the cache with a key of the batch from before its commit until the
+// keys are removed (readCache.hold, readCache.applied), which happens
+// before the applied index moves and before any proposer is answered, so
+// that a read linearized after an acknowledgement does not find the old
+// row. It does not move the replica's applied index. The end of apply and a
+// COPY's publish (which commits the entries before it) both commit so.
+func (r *Replica) commitApplied(b *pebble.Batch, as *appliedState, hs raftpb.HardState) error {
+	if as != nil {
+		if err := b.Set(keyApplied, as.encode(), nil); err != nil {
+			return err
+		}
 	}
 	if err := setHardState(b, hs); err != nil {
 		return err
@@ -237,8 +244,13 @@ func (r *Replica) commitApplied(b *pebble.Batch, as appliedState, hs raftpb.Hard
 	if err := r.readCache.hold(b); err != nil {
 		return err
 	}
+	// The log entries are durable already; if this batch is lost in a
+	// crash, the entries are applied again from the log.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return errors.Wrap(err, "applying Raft entries")
+	}
+	if k := r.cfg.Testing; k != nil && k.ApplyCommitted != nil {
+		k.ApplyCommitted()
 	}
 	return r.readCache.applied(b)
 }
@@ -250,7 +262,7 @@ func (r *Replica) commitApplied(b *pebble.Batch, as appliedState, hs raftpb.Hard
 // records, the deletion of the stage and the applied state at e are
 // ingested in one step; otherwise the new batch deletes the stage.
 func (r *Replica) applyCopyPublish(b *pebble.Batch, e *raftpb.Entry, cmd *command, as appliedState, hs raftpb.HardState) (*pebble.Batch, result, error) {
-	if err := r.commitApplied(b, as, hs); err != nil {
+	if err := r.commitApplied(b, &as, hs); err != nil {
 		return b, result{}, err
 	}
 	_ = b.Close()
