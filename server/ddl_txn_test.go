@@ -37,6 +37,19 @@ func TestDDLTxnTwoSessions(t *testing.T) {
 		err := db.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
 		return n, sqlState(err)
 	}
+	// seesNothing checks that the other session sees neither the tables
+	// the transaction creates nor its rows in versions.
+	seesNothing := func(when string) {
+		t.Helper()
+		for _, tb := range []string{"authors", "books"} {
+			if _, st := count(other, tb); st != "42P01" {
+				t.Fatalf("%s, another session's %s: %s (want 42P01)", when, tb, st)
+			}
+		}
+		if n, _ := count(other, "versions"); n != 0 {
+			t.Fatalf("%s, another session sees %d version rows", when, n)
+		}
+	}
 	c.Exec(0, "CREATE TABLE versions (v TEXT PRIMARY KEY)")
 
 	must("BEGIN")
@@ -53,14 +66,7 @@ func TestDDLTxnTwoSessions(t *testing.T) {
 	}
 	must("ROLLBACK")
 	// ROLLBACK left nothing: the names are free, no row is anywhere.
-	for _, tb := range []string{"authors", "books"} {
-		if _, st := count(other, tb); st != "42P01" {
-			t.Fatalf("after ROLLBACK, %s: %s (want 42P01)", tb, st)
-		}
-	}
-	if n, _ := count(other, "versions"); n != 0 {
-		t.Fatalf("after ROLLBACK, versions has %d rows", n)
-	}
+	seesNothing("after ROLLBACK")
 
 	must("BEGIN")
 	must("CREATE TABLE authors (id SERIAL PRIMARY KEY, name VARCHAR(50) NOT NULL UNIQUE)")
@@ -118,14 +124,7 @@ func TestDDLTxnTwoSessions(t *testing.T) {
 	must("INSERT INTO books VALUES (3, 1, 'more notes', 1843)")
 	must("INSERT INTO versions VALUES ('v1')")
 	// Another session, on another node, sees nothing of it.
-	for _, tb := range []string{"authors", "books"} {
-		if _, st := count(other, tb); st != "42P01" {
-			t.Fatalf("before COMMIT, another session's %s: %s (want 42P01)", tb, st)
-		}
-	}
-	if n, _ := count(other, "versions"); n != 0 {
-		t.Fatalf("before COMMIT, another session sees %d version rows", n)
-	}
+	seesNothing("before COMMIT")
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatalf("COMMIT: %v", err)
 	}
