@@ -337,40 +337,9 @@ func evalBinary21(op parser.BinaryOp, t types.T, l, r types.Datum) (types.Datum,
 				_, err = types.DecimalCtx.Rem(out, x, y)
 				break
 			}
-			// PostgreSQL gives a quotient at least 16 significant digits
-			// and at least the operands' scales; kvnode rounds to 20 places
-			// after the point or the dividend's scale if larger, and drops
-			// trailing zeros beyond it.
-			scale := int32(20)
-			if -x.Exponent > scale {
-				scale = -x.Exponent
-			}
-			if -y.Exponent > scale {
-				scale = -y.Exponent
-			}
-			c := types.DecimalCtx.WithPrecision(2000)
-			if _, err = c.Quo(out, x, y); err == nil {
-				_, err = c.Quantize(out, out, -scale)
-				if err == nil {
-					minScale := -x.Exponent
-					if -y.Exponent > minScale {
-						minScale = -y.Exponent
-					}
-					if minScale < 0 {
-						minScale = 0
-					}
-					for out.Exponent < -minScale && out.Exponent < 0 {
-						q := new(apd.BigInt)
-						rem := new(apd.BigInt)
-						q.QuoRem(&out.Coeff, apd.NewBigInt(10), rem)
-						if rem.Sign() != 0 {
-							break
-						}
-						out.Coeff.Set(q)
-						out.Exponent++
-					}
-				}
-			}
+			// PostgreSQL's numeric_div: at least 16 significant digits
+			// and at least either operand's scale (select_div_scale).
+			out, err = types.DivNumeric(x, y)
 		default:
 			return nil, true, errors.AssertionFailedf("DECIMAL %s", op)
 		}
