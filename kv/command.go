@@ -151,6 +151,14 @@ func appendOps(b []byte, ops []kvpb.Op) []byte {
 		if op.Delete {
 			flags |= 2
 		}
+		// Bits 4 and 8: release 2.1's present checks, in cmdCopyStage
+		// only (validateStage); a 2.0 binary stops at that kind.
+		if op.ExpectPresent {
+			flags |= 4
+		}
+		if op.Deferred {
+			flags |= 8
+		}
 		b = append(b, byte(op.Kind), flags)
 		b = appendBytes(b, op.Key)
 		b = appendBytes(b, op.EndKey)
@@ -181,7 +189,8 @@ func (d *decoder) ops() []kvpb.Op {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		kind := kvpb.OpKind(d.byte1())
 		flags := d.byte1()
-		op := kvpb.Op{Kind: kind, ExpectAbsent: flags&1 != 0, Delete: flags&2 != 0}
+		op := kvpb.Op{Kind: kind, ExpectAbsent: flags&1 != 0, Delete: flags&2 != 0,
+			ExpectPresent: flags&4 != 0, Deferred: flags&8 != 0}
 		op.Key = d.bytes()
 		op.EndKey = d.bytes()
 		op.Value = d.bytes()
@@ -351,6 +360,9 @@ func validateOps(ops []kvpb.Op) error {
 		}
 		if len(op.Key) == 0 {
 			return errors.AssertionFailedf("op %d: empty key", i)
+		}
+		if op.ExpectPresent || op.Deferred {
+			return errors.AssertionFailedf("op %d: only a COPY's stage checks that a key is present", i)
 		}
 	}
 	if hasRange && hasPoint {

@@ -41,7 +41,12 @@ const (
 // downgrade's cmdDisableTxns deletes it with the records.
 //
 //   - "c" + key -> flag + expected: a condition (OpCheck) to check again at
-//     the publish; flag 1: key must be absent, 0: it must hold expected.
+//     the publish; flag 1: key must be absent, 0: it must hold expected,
+//     2: it must be present, live or staged by the load (ExpectPresent: a
+//     foreign key's parent; the key is the condition's, so a parent
+//     referenced by many batches is one condition).
+//     Flag 2 is release 2.1's like the rest; an older 2.1 build would
+//     misread it, but none is in any cluster (2.1 is not released).
 //   - "h"       -> uint64BE(index of the last stage) + uint64BE(writes staged)
 //   - "k" + key -> flag + value: a staged write; flag 1: key must be absent
 //     at the publish (a row, a unique index entry), 0: it is overwritten.
@@ -51,6 +56,13 @@ const (
 	stageCond   = 'c'
 	stageHeader = 'h'
 	stageWrite  = 'k'
+)
+
+// The flags of a staged condition ("c").
+const (
+	condEquals  = 0
+	condAbsent  = 1
+	condPresent = 2
 )
 
 func copyStageBase(id uint64) []byte {
@@ -87,6 +99,9 @@ func validateStage(ops []kvpb.Op) error {
 		return errors.New("empty COPY batch")
 	}
 	for i, op := range ops {
+		if (op.ExpectPresent || op.Deferred) && (op.Kind != kvpb.OpCheck || !op.ExpectPresent || op.ExpectAbsent || op.Expected != nil) {
+			return errors.AssertionFailedf("op %d: a present check is an OpCheck with ExpectPresent alone (Deferred optional)", i)
+		}
 		switch {
 		case op.Kind == kvpb.OpCheck:
 		case op.Kind == kvpb.OpCPut && op.ExpectAbsent, op.Kind == kvpb.OpPut:
@@ -146,19 +161,36 @@ var _ kvpb.CopyStager = (*Replica)(nil)
 func NewCopyID() uint64 { return rand.Uint64() | 1 }
 
 // applyCopyStage stages cmd's batch in b: it checks, against the live
-// state, every condition and the absence of every key a CPut expects
-// absent, and writes the stage's keys, all or nothing, as a batch would.
+// state, every condition (a present check unless it is deferred) and the
+// absence of every key a CPut expects absent, and writes the stage's keys,
+// all or nothing, as a batch would.
 func (r *Replica) applyCopyStage(b *pebble.Batch, index uint64, cmd *command) result {
 	if err := validateStage(cmd.Ops); err != nil {
 		return result{err: err}
 	}
 	id := cmd.CopyID
+	// Present checks first: applyCommand's conditions know only values
+	// and absence.
+	for i, op := range cmd.Ops {
+		if !op.ExpectPresent || op.Deferred {
+			continue
+		}
+		exists, err := keyExists(b, op.Key)
+		if err != nil {
+			return result{err: err}
+		}
+		if !exists {
+			return result{err: &kvpb.ConditionFailedError{Index: i, Key: op.Key}}
+		}
+	}
 	ops := make([]kvpb.Op, 0, 2*len(cmd.Ops)+1)
 	origin := make([]int, 0, cap(ops)) // the op of cmd each op comes from
 	for i, op := range cmd.Ops {
 		switch op.Kind {
 		case kvpb.OpCheck:
-			ops, origin = append(ops, op), append(origin, i)
+			if !op.ExpectPresent {
+				ops, origin = append(ops, op), append(origin, i)
+			}
 		case kvpb.OpCPut:
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpCheck, Key: op.Key, ExpectAbsent: true})
 			origin = append(origin, i)
@@ -169,8 +201,11 @@ func (r *Replica) applyCopyStage(b *pebble.Batch, index uint64, cmd *command) re
 		var flag byte
 		switch op.Kind {
 		case kvpb.OpCheck:
-			if op.ExpectAbsent {
-				flag = 1
+			switch {
+			case op.ExpectPresent:
+				flag = condPresent
+			case op.ExpectAbsent:
+				flag = condAbsent
 			}
 			ops = append(ops, kvpb.Op{Kind: kvpb.OpPut, Key: copyStageKey(id, stageCond, op.Key),
 				Value: append([]byte{flag}, op.Expected...)})
@@ -205,6 +240,18 @@ func (r *Replica) applyCopyStage(b *pebble.Batch, index uint64, cmd *command) re
 		res.err = &c
 	}
 	return res
+}
+
+// keyExists reports whether key is in the state r reads.
+func keyExists(r pebble.Reader, key []byte) (bool, error) {
+	_, closer, err := r.Get(userKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, closer.Close()
 }
 
 // applyCopyAbort deletes load id's stage, if its last stage is at or
@@ -310,7 +357,8 @@ func (r *Replica) applyCopyPublish(b *pebble.Batch, e *raftpb.Entry, cmd *comman
 	return nb, result{}, nil
 }
 
-// checkStagedConds checks load id's conditions against the live state.
+// checkStagedConds checks load id's conditions against the live state; a
+// present check is also met by a write the load staged.
 func checkStagedConds(db pebble.Reader, id uint64) error {
 	base := copyStageKey(id, stageCond, nil)
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: userKey(base), UpperBound: userKey(storage.PrefixEnd(base))})
@@ -330,11 +378,19 @@ func checkStagedConds(db pebble.Reader, id uint64) error {
 			_ = it.Close()
 			return gerr
 		}
-		good := (v[0] == 1 && !exists) || (v[0] == 0 && exists && bytes.Equal(cur, v[1:]))
+		good := (v[0] == condAbsent && !exists) || (v[0] == condEquals && exists && bytes.Equal(cur, v[1:])) ||
+			(v[0] == condPresent && exists)
 		var actual []byte
 		if exists {
 			actual = bytes.Clone(cur)
 			_ = closer.Close()
+		}
+		if !good && v[0] == condPresent {
+			// A row of the load that others of it reference.
+			if good, gerr = keyExists(db, copyStageKey(id, stageWrite, k)); gerr != nil {
+				_ = it.Close()
+				return gerr
+			}
 		}
 		if !good {
 			err := &kvpb.ConditionFailedError{Key: bytes.Clone(k), Actual: actual, Exists: exists}

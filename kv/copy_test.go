@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/errors"
 
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/storage"
 	"github.com/kvnode/kvnode/testutil"
 	"github.com/kvnode/kvnode/txn"
 )
@@ -467,4 +468,209 @@ func TestCopyPublishEndsCachedAbsences(t *testing.T) {
 	if !errors.As(err, &cf) {
 		t.Fatalf("an insert of a published key: %v, want a ConditionFailedError", err)
 	}
+}
+
+// TestCopyPresentChecks: a COPY's foreign key checks staged as present
+// checks (ExpectPresent). A parent absent when its batch is staged fails
+// the stage at once, naming it; a parent deleted between the stage and the
+// publish fails the publish, which writes nothing; a deferred check is met
+// by a row the same load stages later (a self-reference), and fails the
+// publish when no one writes its key; a parent referenced by two batches
+// is one condition of the stage. Every replica ends with the same state.
+func TestCopyPresentChecks(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[2].rep
+	for _, k := range []string{"p1", "p2"} {
+		if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: tk(k), Value: []byte("parent")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	present := func(k string) kvpb.Op { return kvpb.Op{Kind: kvpb.OpCheck, Key: tk(k), ExpectPresent: true} }
+	deferred := func(k string) kvpb.Op {
+		op := present(k)
+		op.Deferred = true
+		return op
+	}
+	wantMissing := func(err error, key string, index int) {
+		t.Helper()
+		var cf *kvpb.ConditionFailedError
+		if !errors.As(err, &cf) || !bytes.Equal(cf.Key, tk(key)) || cf.Exists || (index >= 0 && cf.Index != index) {
+			t.Fatalf("got %v (%+v), want a failed present check on %q at op %d", err, cf, key, index)
+		}
+	}
+	conds := func(id uint64) int {
+		t.Helper()
+		base := copyStageKey(id, stageCond, nil)
+		kvs, err := rep.ScanLocal(base, storage.PrefixEnd(base), 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(kvs)
+	}
+
+	// A missing parent fails its stage, at the op that checks it.
+	id := NewCopyID()
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{present("p1")}, copyOps("a", 0, 100, false)...)); err != nil {
+		t.Fatal(err)
+	}
+	ops := append([]kvpb.Op{present("p1"), present("p3")}, copyOps("a", 100, 200, false)...)
+	wantMissing(rep.StageCopy(ctx, id, ops), "p3", 1)
+	if err := rep.AbortCopy(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+
+	// A parent deleted after the stage fails the publish; nothing of the
+	// load is written and the stage is gone. Two batches checking p1 left
+	// one condition.
+	id = NewCopyID()
+	var n uint64
+	for b := range 2 {
+		ops := append([]kvpb.Op{present("p1"), present("p2")}, copyOps("b", b*100, (b+1)*100, true)...)
+		if err := rep.StageCopy(ctx, id, ops); err != nil {
+			t.Fatal(err)
+		}
+		n += 200
+	}
+	if got := conds(id); got != 2 {
+		t.Fatalf("two batches checking the same two parents staged %d conditions, want 2", got)
+	}
+	if err := c.nodes[1].rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: tk("p2")}}); err != nil {
+		t.Fatal(err)
+	}
+	wantMissing(rep.PublishCopy(ctx, id, n), "p2", -1)
+	if got := countRows(t, rep, "b"); got != 0 {
+		t.Fatalf("a failed publish wrote %d rows", got)
+	}
+	if left := stageLeft(t, rep, id); left != 0 {
+		t.Fatalf("a failed publish left %d keys of its stage", left)
+	}
+
+	// Deferred checks: met by a row staged in a later batch; not met by a
+	// key nobody writes.
+	id = NewCopyID()
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{deferred("s00150"), present("p1")}, copyOps("s", 0, 100, false)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{deferred("s00010")}, copyOps("s", 100, 200, false)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.PublishCopy(ctx, id, 200); err != nil {
+		t.Fatal(err)
+	}
+	if got := countRows(t, rep, "s"); got != 200 {
+		t.Fatalf("the self-referencing load published %d rows, want 200", got)
+	}
+	id = NewCopyID()
+	if err := rep.StageCopy(ctx, id, append([]kvpb.Op{deferred("u99999")}, copyOps("u", 0, 100, false)...)); err != nil {
+		t.Fatalf("a deferred check failed at its stage: %v", err)
+	}
+	wantMissing(rep.PublishCopy(ctx, id, 100), "u99999", -1)
+	if got := countRows(t, rep, "u"); got != 0 {
+		t.Fatalf("a failed publish wrote %d rows", got)
+	}
+
+	// Present checks belong to a stage only, and are well-formed.
+	if err := rep.Write(ctx, []kvpb.Op{present("p1")}); err == nil {
+		t.Fatal("a plain batch accepted a present check")
+	}
+	bad := present("p1")
+	bad.ExpectAbsent = true
+	for _, op := range []kvpb.Op{bad, {Kind: kvpb.OpCheck, Key: tk("p1"), Deferred: true},
+		{Kind: kvpb.OpCPut, ExpectAbsent: true, ExpectPresent: true, Key: tk("p1")}} {
+		if err := rep.StageCopy(ctx, NewCopyID(), []kvpb.Op{op}); err == nil {
+			t.Fatalf("a stage accepted %+v", op)
+		}
+	}
+	// The flags travel in the command.
+	cmd := &command{Kind: cmdCopyStage, CopyID: 5, Ops: []kvpb.Op{present("p1"), deferred("p2")}}
+	got, err := decodeCommand(cmd.encode())
+	if err != nil || len(got.Ops) != 2 || !got.Ops[0].ExpectPresent || got.Ops[0].Deferred || !got.Ops[1].ExpectPresent || !got.Ops[1].Deferred {
+		t.Fatalf("decoded %+v (%v)", got, err)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		for nid, nd := range c.nodes {
+			if got := countRows(t, nd.rep, "s"); got != 200 {
+				return errors.Newf("node %d holds %d rows", nid, got)
+			}
+		}
+		return nil
+	})
+	sameState(t, c)
+}
+
+// TestCopyPresentChecksSerializable races a load's present check with a
+// transaction that deletes the parent after checking that no child
+// references it (a scan of the children's span), as a DELETE of a
+// referenced row does. Whichever order they reach the log in, no child is
+// published without its parent: a deletion committed before the publish
+// fails the publish; a publish at p after the snapshot s of the deleting
+// transaction (s < p) fails the transaction's commit, because the
+// published children carry p in their write index records and its scan
+// covered them.
+func TestCopyPresentChecksSerializable(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.nodes[2].rep
+	parent, childLo, childHi := tk("P1"), tk("c"), tk("d")
+	put := func(k []byte) {
+		t.Helper()
+		if err := rep.Write(ctx, []kvpb.Op{{Kind: kvpb.OpPut, Key: k, Value: []byte("parent")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stage := func() (uint64, uint64) {
+		t.Helper()
+		id := NewCopyID()
+		ops := append([]kvpb.Op{{Kind: kvpb.OpCheck, Key: parent, ExpectPresent: true}}, copyOps("c", 0, 100, true)...)
+		if err := rep.StageCopy(ctx, id, ops); err != nil {
+			t.Fatal(err)
+		}
+		return id, uint64(len(ops) - 1)
+	}
+	// deleter reads the children's span (none yet), then deletes the parent.
+	deleter := func() *txn.Txn {
+		t.Helper()
+		x := txn.New(c.nodes[1].rep, 0)
+		kvs, err := x.Scan(ctx, childLo, childHi, 0, false)
+		if err != nil || len(kvs) != 0 {
+			t.Fatalf("children before the load: %d (%v)", len(kvs), err)
+		}
+		if err := x.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDelete, Key: parent}}); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+
+	// The deletion commits first: the publish fails, nothing written.
+	put(parent)
+	id, n := stage()
+	x := deleter()
+	if err := x.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var cf *kvpb.ConditionFailedError
+	if err := rep.PublishCopy(ctx, id, n); !errors.As(err, &cf) || !bytes.Equal(cf.Key, parent) {
+		t.Fatalf("publish after the parent's deletion: %v", err)
+	}
+	if got := countRows(t, rep, "c"); got != 0 {
+		t.Fatalf("%d orphans published", got)
+	}
+
+	// The publish comes between the deleting transaction's snapshot and
+	// its commit: the commit fails, the parent stays.
+	put(parent)
+	id, n = stage()
+	x = deleter()
+	if err := rep.PublishCopy(ctx, id, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Commit(ctx); !isConflict(err) {
+		t.Fatalf("the parent's deletion committed after its children were published: %v", err)
+	}
+	if _, ok, err := rep.GetLocal(parent); err != nil || !ok {
+		t.Fatalf("the parent is gone (%v)", err)
+	}
+	if got := countRows(t, rep, "c"); got != 100 {
+		t.Fatalf("%d children published, want 100", got)
+	}
+	sameState(t, c)
 }

@@ -17,14 +17,18 @@ type CopyStager interface {
 	// StageCopy stages one batch of the load id: OpCPut expecting absence
 	// (rows, unique index entries) or OpPut (other index entries) of table
 	// data keys, and OpCheck conditions that must hold now and again at
-	// the publish. A key already present that a CPut expects absent, or a
-	// key staged twice in the load, fails with a ConditionFailedError
-	// naming it; nothing of the batch is staged then.
+	// the publish. An ExpectPresent check (a foreign key's parent) must
+	// find its key live now (unless Deferred) and, at the publish, live or
+	// staged by the load. A key already present that a CPut expects absent,
+	// a key staged twice in the load, or a present check failing now,
+	// fails with a ConditionFailedError naming it (Exists false for a
+	// present check); nothing of the batch is staged then.
 	StageCopy(ctx context.Context, id uint64, ops []Op) error
 	// PublishCopy makes the n staged writes of load id visible in one
 	// step, if every key expected absent still is and every condition
-	// still holds (else a ConditionFailedError naming the key, and nothing
-	// is written); either way the stage is gone afterwards. A stage that
+	// still holds, present checks included (else a ConditionFailedError
+	// naming the key, and nothing is written); either way the stage is
+	// gone afterwards. A stage that
 	// is gone or incomplete fails with ErrCopyStageGone.
 	PublishCopy(ctx context.Context, id uint64, n uint64) error
 	// AbortCopy deletes what load id staged (nothing if nothing is left).

@@ -49,6 +49,14 @@ type Op struct {
 	Delete       bool      // OpCPut: delete the key instead of writing Value
 	ElseValue    []byte    // OpInsertOrUpdate: the value written if Key exists
 	Func         ApplyFunc // OpApply: the function; Value is its argument
+	// ExpectPresent: an OpCheck of a COPY's stage only (CopyStager), that
+	// Key exists, whatever its value: a parent row (or unique index entry)
+	// that the COPY's rows reference through a foreign key. Release 2.1.
+	ExpectPresent bool
+	// Deferred: an ExpectPresent check decided at the publish only, where a
+	// key staged by the same load counts as present (a row referencing
+	// another row of the same COPY, which may come later in the data).
+	Deferred bool
 }
 
 // KeyValue is one entry returned by a scan.
