@@ -151,6 +151,11 @@ type Knobs struct {
 	// SHOW UPGRADE STATUS read as node id's reported (gossiped) persisted
 	// version: a stale report, as gossip that has not caught up leaves it.
 	ReportedVersion func(id nodeid.ID, reported string) string
+	// ReportedBuild rewrites what this node's finalization decisions and
+	// SHOW UPGRADE STATUS read as node id's reported binary version (its
+	// record and gossip): a stale report, as gossip that still carries the
+	// metadata of the node's previous run leaves it.
+	ReportedBuild func(id nodeid.ID, reported string) string
 	// Group0Hook runs on the coordinator before every action of the
 	// group 0 upgrade procedure (pause and crash points); an error stops
 	// the procedure there.

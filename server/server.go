@@ -233,7 +233,8 @@ func New(cfg Config) (_ *Server, retErr error) {
 	s.uc = upgradecluster.New(upgradecluster.Config{Node: nodeView{s}, Group0: s.g0, Client: s.node, Log: s.log,
 		Knobs: upgradecluster.Knobs{MigrationLease: cfg.Knobs.MigrationLease, MigrationBatchSize: cfg.Knobs.MigrationBatchSize,
 			MigrationCheckpoint: cfg.Knobs.MigrationCheckpoint, BeforeVersionStep: cfg.Knobs.BeforeVersionStep,
-			VersionStepPause: cfg.Knobs.VersionStepPause, ReportedVersion: cfg.Knobs.ReportedVersion}})
+			VersionStepPause: cfg.Knobs.VersionStepPause, ReportedVersion: cfg.Knobs.ReportedVersion,
+			ReportedBuild: cfg.Knobs.ReportedBuild}})
 	s.upgrades = s.uc.Manager()
 	s.schema = schemasync.New(schemasync.Config{Node: nodeView{s}, Client: s.node, Log: s.log, Every: cfg.SchemaSyncEvery,
 		EveryRound: func() { s.versionGossip.Publish(s.gossipOrNil(), s.ActiveVersion().String(), s.log) }})

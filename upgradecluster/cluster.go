@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -28,6 +29,8 @@ import (
 // Node is what the upgrade's cluster needs of the node it runs on.
 type Node interface {
 	NodeID() nodeid.ID
+	// ClusterID is the ID of the cluster the node belongs to.
+	ClusterID() string
 	// RPCAddr is the node's own RPC address (the decision's host).
 	RPCAddr() string
 	// ActiveVersion is the cluster version the node has persisted.
@@ -86,6 +89,10 @@ type Knobs struct {
 	// status view says node id reported (gossip that has not caught up):
 	// the fault a stale report is.
 	ReportedVersion func(id nodeid.ID, reported string) string
+	// ReportedBuild rewrites the binary version that this node's status
+	// view says node id runs (gossip that still carries the metadata of
+	// the node's previous run): the fault a stale report is.
+	ReportedBuild func(id nodeid.ID, reported string) string
 }
 
 // Config is what New needs.
@@ -231,13 +238,18 @@ func (c *Cluster) input(ctx context.Context, strict bool) (autoupgrade.Input, []
 	if err != nil {
 		return autoupgrade.Input{}, nil, err
 	}
-	if k := c.cfg.Knobs.ReportedVersion; k != nil {
-		for i := range statuses {
-			if statuses[i].NodeID != n.NodeID() { // its own row is not a report
-				statuses[i].PersistedVersion = k(statuses[i].NodeID, statuses[i].PersistedVersion)
-			}
+	for i := range statuses {
+		if statuses[i].NodeID == n.NodeID() {
+			continue // its own row is not a report
+		}
+		if k := c.cfg.Knobs.ReportedVersion; k != nil {
+			statuses[i].PersistedVersion = k(statuses[i].NodeID, statuses[i].PersistedVersion)
+		}
+		if k := c.cfg.Knobs.ReportedBuild; k != nil {
+			statuses[i].Build = k(statuses[i].NodeID, statuses[i].Build)
 		}
 	}
+	c.confirmBuilds(ctx, statuses)
 	active := n.ActiveVersion()
 	if err := c.confirmAhead(ctx, statuses, active, strict); err != nil {
 		return autoupgrade.Input{}, nil, err
@@ -296,6 +308,75 @@ func (c *Cluster) confirmAhead(ctx context.Context, statuses []nodeapi.NodeStatu
 		}
 	}
 	return nil
+}
+
+// confirmBuilds asks every live node that is not decommissioned, this one
+// aside, which binary it runs, and puts its answer in place of the report.
+//
+// A status row's binary is a report: the older of the node's replicated
+// record and its gossip metadata (server/status's olderBuild). Right after
+// a node restarts on a new binary, the deciding node's gossip may still
+// hold the metadata of its previous run, and the report says the old
+// binary: a finalization would be refused (55000 "node N is running 2.0")
+// and the auto-upgrade decision blocked on mixed versions, for nothing
+// (seen at the end of a rolling upgrade: roachtest txn/rolling-upgrade,
+// seed 8977818634051549). The other way round, a node restarted on an older
+// binary may still be reported on the newer one. The node itself is the
+// authority on the binary it runs: kvnode.Node's Hello answers with it, in
+// every release. The answer is checked to come from that node of this
+// cluster.
+//
+// A node that cannot be asked keeps its report: a decision that lets it
+// through still has the node persist each step, which a binary that cannot
+// run the step refuses (so does a node that restarts on an older binary
+// after it was asked; once a node has persisted a fence, an older binary
+// refuses its store). A node that is not live keeps its report too: it
+// blocks a finalization anyway.
+func (c *Cluster) confirmBuilds(ctx context.Context, statuses []nodeapi.NodeStatus) {
+	self := c.cfg.Node.NodeID()
+	var wg sync.WaitGroup
+	for i := range statuses {
+		ns := &statuses[i]
+		if ns.NodeID == self || !ns.IsLive || ns.Membership == autoupgrade.Decommissioned || ns.Address == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			build, err := c.askBuild(ctx, ns.NodeID, ns.Address)
+			if err != nil {
+				c.cfg.Log.Debug("could not ask a node for its binary version; using the report",
+					"node", ns.NodeID, "reported", ns.Build, "err", err)
+				return
+			}
+			if build != ns.Build {
+				c.cfg.Log.Info("a node's reported binary version is stale; using what it runs",
+					"node", ns.NodeID, "reported", ns.Build, "runs", build)
+				ns.Build = build
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// askBuild asks node id, at addr, for the release of the binary it runs.
+func (c *Cluster) askBuild(ctx context.Context, id nodeid.ID, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := c.cfg.Client.Hello(ctx, addr, &nodeapi.HelloRequest{})
+	if err != nil {
+		return "", err
+	}
+	if resp.NodeID != id {
+		return "", errors.Newf("%s is node %d, not node %d", addr, resp.NodeID, id)
+	}
+	if cid := c.cfg.Node.ClusterID(); resp.ClusterID != cid {
+		return "", errors.Newf("%s belongs to cluster %s, not %s", addr, resp.ClusterID, cid)
+	}
+	if _, err := clusterversion.Parse(resp.BinaryVersion); err != nil {
+		return "", errors.Wrapf(err, "node %d's binary version", id)
+	}
+	return resp.BinaryVersion, nil
 }
 
 // askPersisted asks node id, at addr, for the cluster version it has

@@ -1,7 +1,8 @@
 // Package upgradecluster is the cluster as a finalization or a downgrade
 // drives it from this node (CockroachDB's upgradecluster is the model): it
 // implements upgrademanager's Cluster (what the decision reads: the
-// settings afresh, every node's status; persisting a version on a node,
+// settings afresh, every node's status, with each live node's binary and
+// any persisted version reported ahead asked of the node itself; persisting a version on a node,
 // this one directly and the others through kvnode.Node's
 // SetClusterVersion) and Migrations (each step's migration run as a job by
 // migrations.Runner, with the typed dependencies it wires: the table span

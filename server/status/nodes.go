@@ -24,8 +24,10 @@ import (
 type NodesSource interface {
 	NodeID() nodeid.ID
 	ClusterID() string
-	// ActiveVersion is authoritative for the node's own persisted version.
+	// ActiveVersion is authoritative for the node's own persisted version,
+	// and BinaryVersion for the binary it runs.
 	ActiveVersion() clusterversion.Version
+	BinaryVersion() clusterversion.Version
 	// LiveReplica is the data replica once the node's liveness runs (nil
 	// before).
 	LiveReplica() *kv.Replica
@@ -75,15 +77,17 @@ type VersionGossip struct {
 	last    atomic.Int64 // when it last broadcast (Unix nanos)
 }
 
-// olderBuild is the binary a node runs as far as status views and
-// finalization decisions know it, from its replicated record (rewritten at
-// every start) and its gossip metadata: the older of the two when they
-// disagree. Each can be stale: the record for a moment after a restart,
-// gossip for good when its peers refuse the node (a node restarted on an
-// older binary than a fence they persisted is kept out of gossip, so they
-// hold the metadata of its previous run). The older one is never wrong for
-// long and always safe: a node taken to run a newer binary than it does
-// would be asked to run a version it cannot.
+// olderBuild is the binary another node runs as far as this node's status
+// views know it, from its replicated record (rewritten at every start) and
+// its gossip metadata: the older of the two when they disagree. Each can be
+// stale: the record for a moment after a restart, gossip for a while after
+// one (the peers hold the metadata of the node's previous run until its new
+// incarnation's reaches them) and for good when its peers refuse the node
+// (a node restarted on an older binary than a fence they persisted is kept
+// out of gossip). So this is a report, and the older one is the safer
+// report; a finalization decision does not rest on it but asks each live
+// node (upgradecluster's confirmBuilds), since a report from before a
+// node's restart onto the new binary refuses the finalization for nothing.
 func olderBuild(record, gossiped string) string {
 	rv, err1 := clusterversion.Parse(record)
 	gv, err2 := clusterversion.Parse(gossiped)
@@ -194,7 +198,10 @@ func nodeRows(s NodesSource, rep *kv.Replica, lkvs, nkvs []kvpb.KeyValue) (rows 
 		}
 	}
 	if r, ok := byID[s.NodeID()]; ok {
-		r.PersistedVersion = s.ActiveVersion().String() // authoritative for itself
+		// Authoritative for itself: its record is rewritten only once it
+		// has started, and gossip is the others' view.
+		r.PersistedVersion = s.ActiveVersion().String()
+		r.Build = s.BinaryVersion().String()
 	}
 	st := rep.Status()
 	for id, r := range byID {
