@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/errors"
 
@@ -90,17 +91,22 @@ func TestFinalizationAsksEachNodeItsBinary(t *testing.T) {
 
 	upgradeBinary(c, 2, "2.1")
 	stale.set(3, "2.0")
-	for from := 0; from < 2; from++ {
-		b, blockers, err := nodeBuild(c, from, 3)
-		if err != nil || b != "2.1" {
-			t.Fatalf("SHOW UPGRADE STATUS on node %d says node 3 runs %q (%v), want 2.1", from+1, b, err)
-		}
-		for _, bl := range blockers {
-			if bl.Kind == autoupgrade.BlockMixedVersions {
-				t.Fatalf("node %d blocks on %q from node 3's stale report", from+1, bl.Reason)
+	// Node 3 is asked once its restart is live in the others' liveness
+	// view (a node that is not live keeps its report: it blocks anyway).
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		for from := 0; from < 2; from++ {
+			b, blockers, err := nodeBuild(c, from, 3)
+			if err != nil || b != "2.1" {
+				return errors.Newf("SHOW UPGRADE STATUS on node %d says node 3 runs %q (%v), want 2.1", from+1, b, err)
+			}
+			for _, bl := range blockers {
+				if bl.Kind == autoupgrade.BlockMixedVersions {
+					return errors.Newf("node %d blocks on %q from node 3's stale report", from+1, bl.Reason)
+				}
 			}
 		}
-	}
+		return nil
+	})
 	if err := execErr(c, 0, "SET CLUSTER SETTING version = '2.1'"); err != nil {
 		t.Fatalf("SET with node 3 on 2.1, reported on 2.0: %v", err)
 	}

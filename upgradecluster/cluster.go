@@ -361,7 +361,7 @@ func (c *Cluster) confirmBuilds(ctx context.Context, statuses []nodeapi.NodeStat
 
 // askBuild asks node id, at addr, for the release of the binary it runs.
 func (c *Cluster) askBuild(ctx context.Context, id nodeid.ID, addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := c.cfg.Client.Hello(ctx, addr, &nodeapi.HelloRequest{})
 	if err != nil {
