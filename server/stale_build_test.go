@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"github.com/kvnode/kvnode/clusterversion"
 	"github.com/kvnode/kvnode/nodeid"
 	"github.com/kvnode/kvnode/server"
 	"github.com/kvnode/kvnode/server/autoupgrade"
@@ -124,5 +125,58 @@ func TestAutoUpgradeAsksEachNodeItsBinary(t *testing.T) {
 	stale.set(3, "2.0")
 	stale.set(2, "2.0")
 	c.Exec(2, "SET CLUSTER SETTING cluster.auto_upgrade.enabled = true")
+	waitVersion(t, c, "2.1")
+}
+
+// TestNodeRestartedOnOlderBinaryDuringFinalizationIsCaught: node 3 answers
+// that it runs 2.1 when the finalization validates, then restarts on 2.0
+// before the fence reaches it, and every other node still reports it on
+// 2.1. The fence's persist on node 3 is refused (its binary cannot run
+// 2.1-step.1), so SET fails with 55000 naming it, and node 3 keeps 2.0;
+// the next SET is refused at validation, naming node 3's 2.0 (asked, not
+// reported). Once node 3 runs 2.1 again, the finalization completes.
+func TestNodeRestartedOnOlderBinaryDuringFinalizationIsCaught(t *testing.T) {
+	var stale staleBuilds
+	var c *testcluster.Cluster
+	var armed atomic.Bool
+	restarted := make(chan struct{})
+	c = testcluster.Start(t, 3, testcluster.Options{Knobs: server.Knobs{BinaryVersion: rel("2.0"), ReportedBuild: stale.knob,
+		BeforeVersionStep: func(step clusterversion.Version) error {
+			if step == rel("2.1-step.1") && armed.CompareAndSwap(true, false) {
+				c.StopNode(2)
+				c.Nodes[2].Config.Knobs.BinaryVersion = rel("2.0")
+				c.StartNode(2)
+				c.WaitUp(2)
+				close(restarted)
+			}
+			return nil
+		}}})
+	waitVersion(t, c, "2.0")
+	c.Exec(0, "SET CLUSTER SETTING cluster.auto_upgrade.enabled = false")
+	for i := range c.Nodes {
+		upgradeBinary(c, i, "2.1")
+	}
+	stale.set(3, "2.1")
+	armed.Store(true)
+	err := execErr(c, 0, "SET CLUSTER SETTING version = '2.1'")
+	select {
+	case <-restarted:
+	case <-time.After(time.Minute):
+		t.Fatalf("the finalization never reached the fence: %v", err)
+	}
+	if pgCode(err) != "55000" || !strings.Contains(err.Error(), "node 3 runs release 2.0, which cannot run cluster version 2.1-step.1") {
+		t.Fatalf("SET with node 3 restarted on 2.0 before the fence: %v, want 55000 naming node 3's 2.0", err)
+	}
+	if v := c.Nodes[2].Server.ActiveVersion().String(); v != "2.0" {
+		t.Fatalf("node 3, on a 2.0 binary, persisted %s", v)
+	}
+	err = execErr(c, 1, "SET CLUSTER SETTING version = '2.1'")
+	if pgCode(err) != "55000" || !strings.Contains(err.Error(), "node 3 is running 2.0") {
+		t.Fatalf("SET again with node 3 on 2.0, reported on 2.1: %v, want 55000 naming node 3's 2.0", err)
+	}
+	upgradeBinary(c, 2, "2.1")
+	testcluster.WaitFor(t, 30*time.Second, func() error {
+		return execErr(c, 1, "SET CLUSTER SETTING version = '2.1'")
+	})
 	waitVersion(t, c, "2.1")
 }
