@@ -115,7 +115,10 @@
 // that consumes them (stream.go), so a GROUP BY over a table holds its
 // groups, not the table; a GROUP BY takes its scan's rows borrowed (their
 // strings the store's own bytes, valid only during the call) and copies
-// the few datums it keeps (borrowStreamer, keeper); projections and recursive WITH items stream too,
+// the few datums it keeps (borrowStreamer, keeper), and computes an INT8
+// key made of columns, constants and arithmetic, count(*), min and max of
+// a column with functions built once per query instead of the interpreter
+// (groupfast.go, with the interpreter's NULLs and errors); projections and recursive WITH items stream too,
 // and a LIMIT over a streaming input stops it once it has its rows; a lookup join reads the keys of all its left
 // rows in one batched, sorted read of one consistent state. A pass over
 // the finished plan (prune.go) tells each table scan which of its columns

@@ -432,6 +432,16 @@ func evalBinary(op parser.BinaryOp, t types.T, l, r types.Datum) (types.Datum, e
 
 // evalIntBinary computes an INT8 operation on two INT8s.
 func evalIntBinary(op parser.BinaryOp, x, y int64) (types.Datum, error) {
+	v, err := intBinary(op, x, y)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// intBinary is evalIntBinary without the boxing: a compiled INT8
+// expression (intEval) computes with it.
+func intBinary(op parser.BinaryOp, x, y int64) (int64, error) {
 	switch op {
 	case parser.OpBitAnd:
 		return x & y, nil
@@ -440,42 +450,42 @@ func evalIntBinary(op parser.BinaryOp, x, y int64) (types.Datum, error) {
 	case parser.OpPlus:
 		s := x + y
 		if (s > x) != (y > 0) {
-			return nil, errIntOutOfRange()
+			return 0, errIntOutOfRange()
 		}
 		return s, nil
 	case parser.OpMinus:
 		s := x - y
 		if (s < x) != (y > 0) {
-			return nil, errIntOutOfRange()
+			return 0, errIntOutOfRange()
 		}
 		return s, nil
 	case parser.OpMult:
 		if x == 0 || y == 0 {
-			return int64(0), nil
+			return 0, nil
 		}
 		p := x * y
 		if p/y != x || (x == -1 && y == math.MinInt64) || (y == -1 && x == math.MinInt64) {
-			return nil, errIntOutOfRange()
+			return 0, errIntOutOfRange()
 		}
 		return p, nil
 	case parser.OpDiv:
 		if y == 0 {
-			return nil, errDivByZero()
+			return 0, errDivByZero()
 		}
 		if x == math.MinInt64 && y == -1 {
-			return nil, errIntOutOfRange()
+			return 0, errIntOutOfRange()
 		}
 		return x / y, nil
 	case parser.OpMod:
 		if y == 0 {
-			return nil, errDivByZero()
+			return 0, errDivByZero()
 		}
 		if y == -1 {
-			return int64(0), nil
+			return 0, nil
 		}
 		return x % y, nil
 	}
-	return nil, errors.AssertionFailedf("binary %s on %s", op, types.Int)
+	return 0, errors.AssertionFailedf("binary %s on %s", op, types.Int)
 }
 
 // likeMatcher is a compiled LIKE pattern. LIKE is translated to an RE2

@@ -891,8 +891,14 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 	intKey := len(n.keys) == 1 && n.keys[0].typ() == types.Int
 	byInt := map[int64]*group{}
 	var smallInt []*group
+	var keyInt intEval // the INT8 key compiled (groupfast.go), when it can be
 	if intKey {
 		smallInt = make([]*group, 256)
+		keyInt = compileIntExpr(n.keys[0])
+	}
+	adders := make([]aggAdder, len(n.aggs))
+	for i, a := range n.aggs {
+		adders[i] = fastAdder(a)
 	}
 	var nullGroup *group
 	err := streamBorrowedRows(ec, n.in, func(r []types.Datum) error {
@@ -901,21 +907,32 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		case len(n.keys) == 0:
 			g = groups[0]
 		case intKey:
-			rc.row = r
-			d, err := rc.eval(n.keys[0])
-			if err != nil {
-				return err
+			var v int64
+			var null, ok bool
+			if keyInt != nil {
+				var err error
+				if v, null, ok, err = keyInt(r); err != nil {
+					return err
+				}
 			}
-			if d == nil {
+			if !ok {
+				rc.row = r
+				d, err := rc.eval(n.keys[0])
+				if err != nil {
+					return err
+				}
+				if null = d == nil; !null {
+					if v, ok = d.(int64); !ok {
+						return errors.AssertionFailedf("GROUP BY key of type INT8 evaluated to a %T", d)
+					}
+				}
+			}
+			if null {
 				if nullGroup == nil {
 					nullGroup = newGroup(r)
 				}
 				g = nullGroup
 				break
-			}
-			v, ok := d.(int64)
-			if !ok {
-				return errors.AssertionFailedf("GROUP BY key of type INT8 evaluated to a %T", d)
 			}
 			if v >= 0 && v < int64(len(smallInt)) {
 				if g = smallInt[v]; g == nil {
@@ -948,7 +965,7 @@ func (n *groupNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		}
 		rc.row = r
 		for i := range g.states {
-			if err := g.states[i].add(rc); err != nil {
+			if err := adders[i].addRow(&g.states[i], rc); err != nil {
 				return err
 			}
 		}
