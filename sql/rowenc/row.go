@@ -405,7 +405,7 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bo
 	}
 	var extra []RawColumn
 	for len(b) > 0 {
-		id, n := binary.Uvarint(b)
+		id, n := uvarint(b)
 		if n <= 0 || id > math.MaxInt32 {
 			return nil, corrupt("invalid column ID")
 		}
@@ -440,7 +440,7 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bo
 			row[i] = nil
 			continue
 		}
-		if !types.Fits(d, l.Columns[i].Type) {
+		if !fits(tag, d, l.Columns[i].Type) {
 			// A column ID never changes type in a descriptor; a mismatch
 			// means a value written under another table generation. Ignore
 			// it rather than fail every read of the row.
@@ -461,6 +461,29 @@ func (l *Layout) decodeV1(row []types.Datum, b []byte, need []bool, wantExtra bo
 		}
 	}
 	return extra, nil
+}
+
+// uvarint is binary.Uvarint with the one-byte case inline: column IDs and
+// the lengths of short strings, read for every column of every row a scan
+// decodes.
+func uvarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	return binary.Uvarint(b)
+}
+
+// fits is types.Fits(d, t) for the datum decodeValueIn returned with tag,
+// answered from the tag for the commonest ones (a STRING or INT8 tag
+// always decodes to a string or an int64).
+func fits(tag byte, d types.Datum, t types.T) bool {
+	switch tag {
+	case tagString:
+		return t == types.String
+	case tagInt:
+		return t == types.Int
+	}
+	return types.Fits(d, t)
 }
 
 // maxDenseColumnID bounds the column IDs that Layout.posOf indexes; a
@@ -538,7 +561,7 @@ func decodeValueIn(b []byte, blk *Blocks) (tag byte, d types.Datum, rest []byte,
 		}
 		return tag, math.Float64frombits(binary.BigEndian.Uint64(b)), b[8:], nil
 	case tagString, tagBytes:
-		n, k := binary.Uvarint(b)
+		n, k := uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
 			return 0, nil, nil, corrupt("invalid string value length")
 		}
