@@ -9,13 +9,17 @@
 # prints TPS and the node's CPU time per transaction (utime + stime of its process from
 # /proc/PID/stat over the run, divided by pgbench's transactions), which moves less than TPS on a
 # machine shared with other work; and, per script, the medians of B over A in each pair of
-# neighbouring runs.
+# neighbouring runs. With AB_PARALLEL=1 the two runs of a pair go at the same time instead,
+# pgbench against A and against B at once (AB_CLIENTS each): both see exactly the same
+# machine, which on a machine loaded by other work gives much steadier CPU-per-transaction
+# ratios than runs one after the other (docs/benchmarks.md, "GROUP BY (session 16)").
 #
 #   AB_REV_A=main ./scripts/onenode_ab.sh            # A built from a git revision, B from the tree
 #   AB_A=/tmp/kvnode-old AB_B=/tmp/kvnode-new ./scripts/onenode_ab.sh
 #   AB_A=/tmp/kvnode AB_B=/tmp/kvnode AB_ENV_B=GOGC=200 AB_SCRIPTS=groupby ./scripts/onenode_ab.sh
 #
-# Knobs: AB_SECONDS (pgbench -T per run, 10), AB_PAIRS (pairs of runs per script, 4),
+# Knobs: AB_SECONDS (pgbench -T per run, 10), AB_PAIRS (pairs of runs per script, 4), AB_PARALLEL
+# (1: the two runs of a pair at the same time),
 # AB_SCRIPTS ("read write"; also "join" and "groupby", bench.sh's issue 19 scripts), AB_ROWS
 # (100000), AB_CLIENTS (8), AB_ENV_A and AB_ENV_B (space-separated NAME=VALUE settings for the
 # environment of node A or B: the same binary with a runtime setting toggled), KEEP=1 keeps the
@@ -119,13 +123,20 @@ run() { # run VARIANT SCRIPT N
   txns=$(grep -oP 'number of transactions actually processed: \K[0-9]+' <<<"$out")
   cpu=$(awk -v d=$((c1 - c0)) -v t="$txns" -v hz="$TCK" 'BEGIN { printf "%.1f", d / hz * 1e6 / t }')
   TPS[$script-$v-$n]=$tps CPU[$script-$v-$n]=$cpu
+  echo "$script-$v-$n $tps $cpu" >>"$WORK/runs" # for the summary, when run in the background
   printf '%-6s %s pair %d: %9.0f TPS  %7s us CPU/txn  load %s\n' "$script" "$v" "$n" "$tps" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 for script in $SCRIPTS; do
   for n in $(seq 1 "$PAIRS"); do
-    if ((n % 2)); then run A "$script" "$n"; run B "$script" "$n"; else run B "$script" "$n"; run A "$script" "$n"; fi
+    if [[ ${AB_PARALLEL:-0} == 1 ]]; then
+      run A "$script" "$n" & pa=$!
+      run B "$script" "$n" & pb=$!
+      wait "$pa" || die "run A failed"
+      wait "$pb" || die "run B failed"
+    elif ((n % 2)); then run A "$script" "$n"; run B "$script" "$n"; else run B "$script" "$n"; run A "$script" "$n"; fi
   done
 done
+while read -r key tps cpu; do TPS[$key]=$tps CPU[$key]=$cpu; done <"$WORK/runs"
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
