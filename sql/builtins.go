@@ -410,9 +410,9 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 			Whens: []*parser.When{{Cond: &parser.ComparisonExpr{Op: parser.CmpEQ, Left: v.Args[0], Right: v.Args[1]}, Val: &parser.NullVal{}}},
 			Else:  v.Args[0],
 		}, desired)
-	case "coalesce", "ifnull":
+	case "coalesce", "ifnull", "greatest", "least":
 		if len(v.Args) == 0 {
-			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "coalesce needs at least one argument")
+			return nil, pgerror.Newf(pgerror.CodeSyntaxError, "%s needs at least one argument", name)
 		}
 		// Like IN: the arguments share one type, found from the best
 		// ranked one.
@@ -427,12 +427,31 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 			t = hint(t, x.typ())
 		}
 		t = hint(t, desired)
+		if (name == "greatest" || name == "least") && t == types.Unknown {
+			t = types.String // PostgreSQL resolves unknown literals to text
+		}
 		for i := range args {
 			if args[i], err = a.settle(v.Args[i], args[i], t); err != nil {
 				return nil, err
 			}
 		}
-		return &funcExpr{fn: coalesceBuiltin, args: args, t: t}, nil
+		fn := coalesceBuiltin
+		switch name {
+		case "greatest":
+			fn = greatestBuiltin
+		case "least":
+			fn = leastBuiltin
+		}
+		return &funcExpr{fn: fn, args: args, t: t}, nil
+	case "pg_typeof":
+		if len(v.Args) != 1 {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "pg_typeof takes exactly one argument")
+		}
+		x, err := a.check(v.Args[0], types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		return &constExpr{t: types.String, d: pgTypeName(x)}, nil
 	case "json_build_object":
 		if len(v.Args)%2 != 0 {
 			return nil, pgerror.Newf(pgerror.CodeInvalidParameterValue, "argument list must have even number of elements")
@@ -525,6 +544,8 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 				conv[i] = &castExpr{e: x, to: ov.args[i]}
 			case t == types.Int && ov.args[i] == types.Float:
 				conv[i] = &castExpr{e: x, to: types.Float}
+			case t == types.Int && ov.args[i] == types.Decimal:
+				conv[i] = castTo(x, types.Decimal)
 			default:
 				match = false
 			}
@@ -537,12 +558,31 @@ func (a *analyzer) checkFunc(v *parser.FuncCall, desired types.T) (texpr, error)
 	for _, x := range args {
 		got = append(got, typeName(x.typ()))
 	}
-	return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: %s(%s)", name, strings.Join(got, ", "))
+	var have []string
+	for _, ov := range b.overloads {
+		var ts []string
+		for _, t := range ov.args {
+			ts = append(ts, typeName(t))
+		}
+		have = append(have, name+"("+strings.Join(ts, ", ")+")")
+	}
+	err := pgerror.Newf(pgerror.CodeUndefinedFunction, "unknown signature: %s(%s)", name, strings.Join(got, ", "))
+	if first := b.overloads[0].args; len(first) > 0 {
+		var ex []string
+		for i, t := range first {
+			ex = append(ex, string(rune('x'+i%3))+"::"+typeName(t))
+		}
+		return nil, pgerror.WithHintf(err, "kvnode has %s; cast the arguments to match one, for example %s(%s)",
+			strings.Join(have, ", "), name, strings.Join(ex, ", "))
+	}
+	return nil, err
 }
 
 // Sentinels for the two variadic builtins, evaluated specially.
 var (
 	coalesceBuiltin = &builtin{name: "coalesce", nullCall: true}
+	greatestBuiltin = &builtin{name: "greatest", nullCall: true}
+	leastBuiltin    = &builtin{name: "least", nullCall: true}
 	concatBuiltin   = &builtin{name: "concat", nullCall: true}
 )
 
@@ -556,6 +596,31 @@ func (ec *evalCtx) evalFunc(v *funcExpr) (types.Datum, error) {
 			}
 		}
 		return nil, nil
+	case greatestBuiltin, leastBuiltin:
+		// The largest or smallest argument; NULLs are ignored, as in
+		// PostgreSQL, and the result is NULL only if every one is.
+		var best types.Datum
+		for _, x := range v.args {
+			d, err := ec.eval(x)
+			if err != nil {
+				return nil, err
+			}
+			if d == nil {
+				continue
+			}
+			if best == nil {
+				best = d
+				continue
+			}
+			c, err := compareDatums(d, best)
+			if err != nil {
+				return nil, err
+			}
+			if c > 0 && v.fn == greatestBuiltin || c < 0 && v.fn == leastBuiltin {
+				best = d
+			}
+		}
+		return best, nil
 	case jsonBuildObjectBuiltin:
 		args := make([]types.Datum, len(v.args))
 		for i, x := range v.args {

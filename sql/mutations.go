@@ -64,10 +64,18 @@ type insertPlan struct {
 	// or on any unique index skips the row.
 	arbiter    *indexInfo
 	anyArbiter bool
+	// source is the query of INSERT ... SELECT; then rows is empty and
+	// fromSource computes each table row (one expression per column, nil
+	// for NULL) from a row of the query: its columns, converted to the
+	// target columns' types, and the defaults of the others.
+	source     *queryPlan
+	fromSource []texpr
 }
 
 func (p *insertPlan) columns() []pgwire.Column { return p.cols }
-func (p *insertPlan) stale() bool              { return p.e.isStale(p.ti) }
+func (p *insertPlan) stale() bool {
+	return p.e.isStale(p.ti) || p.source != nil && p.source.stale()
+}
 
 func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPlan, error) {
 	ti, err := e.resolveTable(params.s, params.db, s.Table)
@@ -92,6 +100,12 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 			}
 			seen[i] = true
 			targets = append(targets, i)
+		}
+	}
+
+	if s.Select != nil {
+		if err := p.analyzeSource(s.Select, s.Columns != nil, targets, params); err != nil {
+			return nil, err
 		}
 	}
 
@@ -134,6 +148,12 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 	specified := map[int]bool{}
 	for _, i := range targets {
 		specified[i] = true
+	}
+	if p.source != nil && s.Columns == nil {
+		specified = map[int]bool{}
+		for _, i := range targets[:len(p.source.cols)] {
+			specified[i] = true
+		}
 	}
 	if len(s.Rows) > 0 && s.Columns == nil {
 		// Without a column list, only the columns actually given values
@@ -209,6 +229,66 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 		return nil, err
 	}
 	return p, nil
+}
+
+// analyzeSource plans the query of INSERT ... SELECT: its columns go to
+// targets in order (without a column list, fewer columns fill the leading
+// ones and the rest take their defaults, as in PostgreSQL), each converted
+// to its column's type as a VALUES item would be.
+func (p *insertPlan) analyzeSource(q parser.SelectStatement, listed bool, targets []int, params *paramSet) error {
+	src, err := p.e.analyzeQueryPlan(q, params)
+	if err != nil {
+		return err
+	}
+	ti := p.ti
+	n := len(src.cols)
+	if n > len(targets) {
+		return pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns, %d expressions for %d targets", n, len(targets))
+	}
+	if n < len(targets) && listed {
+		return pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more target columns than expressions, %d expressions for %d targets", n, len(targets))
+	}
+	full := make([]texpr, len(ti.cols))
+	copy(full, ti.defaults)
+	for j := 0; j < n; j++ {
+		i := targets[j]
+		c := ti.cols[i]
+		t := src.outTypes[j]()
+		var x texpr = &colExpr{idx: j, t: t, name: src.cols[j].Name}
+		if t == types.Unknown {
+			// SELECT NULL, or an untyped placeholder: it takes the
+			// column's type.
+			x = &castExpr{e: x, to: c.Type}
+		}
+		te, err := coerceColumn(x, &c)
+		if err != nil {
+			return err
+		}
+		full[i] = te
+	}
+	p.source, p.fromSource = src, full
+	return nil
+}
+
+// sourceRows runs the query of INSERT ... SELECT and computes the table
+// rows from its rows. It needs release 2.1's transactions: the query and
+// the writes act on one state (runPlan runs the statement in a
+// transaction of its own outside one), and the writes are bounded by a
+// transaction's limits.
+func (p *insertPlan) sourceRows(ec *evalCtx) ([][]texpr, [][]types.Datum, error) {
+	if !p.e.txnsActive() {
+		return nil, nil, pgerror.WithHintf(unsupported("INSERT ... SELECT needs cluster version 2.1"),
+			"finalize the upgrade (SET CLUSTER SETTING version = '2.1'), or list the rows with VALUES (...), (...)")
+	}
+	rows, err := p.source.root.run(&evalCtx{ctx: ec.ctx, exec: ec.exec, params: ec.params})
+	if err != nil {
+		return nil, nil, err
+	}
+	exprs := make([][]texpr, len(rows))
+	for i := range rows {
+		exprs[i] = p.fromSource
+	}
+	return exprs, rows, nil
 }
 
 // uniqueIndexNamed returns the public unique index of ti whose columns are
@@ -408,11 +488,21 @@ func (p *insertPlan) exec(ctx context.Context, params []types.Datum) (pgwire.Res
 	ti := p.ti
 	fks := p.e.fkInvolved(ti)
 	ec := &evalCtx{ctx: ctx, exec: p.e, params: params}
+	exprRows, srcRows := p.rows, [][]types.Datum(nil)
+	if p.source != nil {
+		var err error
+		if exprRows, srcRows, err = p.sourceRows(ec); err != nil {
+			return pgwire.Result{}, err
+		}
+	}
 	// Proposed rows are computed once: volatile defaults (unique_rowid())
 	// must not change between retries.
-	rows := make([][]types.Datum, len(p.rows))
-	keys := make([][]byte, len(p.rows))
-	for r, exprs := range p.rows {
+	rows := make([][]types.Datum, len(exprRows))
+	keys := make([][]byte, len(exprRows))
+	for r, exprs := range exprRows {
+		if srcRows != nil {
+			ec.row = srcRows[r]
+		}
 		row := make([]types.Datum, len(exprs))
 		for i, x := range exprs {
 			if x == nil {

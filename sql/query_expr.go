@@ -143,7 +143,9 @@ func walkQueryTexpr(e texpr, fn func(texpr)) {
 }
 
 // unifyTypes is the common type of the branches of CASE or the elements
-// of an array: INT8 widens to FLOAT8, NULL fits anything.
+// of an array: NULL fits anything, and numbers take PostgreSQL's order of
+// preference, INT8 < NUMERIC < FLOAT8 (INT8 and NUMERIC make NUMERIC, any
+// of them with FLOAT8 makes FLOAT8).
 func unifyTypes(what string, ts []types.T) (types.T, error) {
 	out := types.Unknown
 	for _, t := range ts {
@@ -151,8 +153,12 @@ func unifyTypes(what string, ts []types.T) (types.T, error) {
 		case t == types.Unknown || t == out:
 		case out == types.Unknown:
 			out = t
-		case out == types.Int && t == types.Float, out == types.Float && t == types.Int:
-			out = types.Float
+		case isNumeric(out) && isNumeric(t):
+			if out == types.Float || t == types.Float {
+				out = types.Float
+			} else {
+				out = types.Decimal
+			}
 		default:
 			return 0, pgerror.Newf(pgerror.CodeDatatypeMismatch, "%s types %s and %s cannot be matched", what, typeName(out), typeName(t))
 		}
@@ -160,13 +166,16 @@ func unifyTypes(what string, ts []types.T) (types.T, error) {
 	return out, nil
 }
 
-// settleTo converts e to type t where it is INT8 and t FLOAT8, or untyped.
+// settleTo converts e to type t where it is a number of a narrower kind
+// (unifyTypes's order), or untyped.
 func settleTo(e texpr, t types.T) texpr {
 	switch {
 	case e == nil || e.typ() == t || t == types.Unknown:
 		return e
 	case e.typ() == types.Int && t == types.Float:
 		return &castExpr{e: e, to: t}
+	case isNumeric(e.typ()) && (t == types.Float || t == types.Decimal && e.typ() == types.Int):
+		return castTo(e, t)
 	case e.typ() == types.Unknown:
 		if c, ok := e.(*constExpr); ok {
 			return &constExpr{t: t, d: c.d}

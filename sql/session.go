@@ -288,7 +288,7 @@ func (p *prepared) runPlan(ctx context.Context, params []types.Datum) (pgwire.Re
 		others := false
 		switch pl := p.plan.(type) {
 		case *insertPlan:
-			ti = pl.ti
+			ti, others = pl.ti, pl.source != nil
 		case *updatePlan:
 			ti, others = pl.ti, pl.readsOthers
 		case *deletePlan:

@@ -408,7 +408,7 @@ func (a *analyzer) clauseName() string {
 }
 
 func (a *analyzer) checkNum(v *parser.NumVal, desired types.T) (texpr, error) {
-	if desired == types.Decimal {
+	if desired == types.Decimal || v.IsFloat && (desired == types.Unknown || desired == types.Int) && a.numericLiterals() {
 		return decimalLiteral(v.Text)
 	}
 	if v.IsFloat || desired == types.Float {
@@ -432,6 +432,15 @@ func (a *analyzer) checkNum(v *parser.NumVal, desired types.T) (texpr, error) {
 		return &constExpr{t: types.Int, d: n}, nil
 	}
 	return &constExpr{t: types.Int, d: n, int4: n >= math.MinInt32 && n <= math.MaxInt32}, nil
+}
+
+// numericLiterals reports whether a literal with a point or an exponent
+// (1.5, 1e3) is a NUMERIC, as in PostgreSQL, rather than the FLOAT8 of
+// release 2.0: from cluster version 2.1, when every node has NUMERIC, in
+// the queries (select lists, WHERE, subqueries). Where a context wants a
+// FLOAT8 (a FLOAT8 column compared or assigned) the literal is one still.
+func (a *analyzer) numericLiterals() bool {
+	return a.qb != nil && a.qb.e.types21Active()
 }
 
 func (a *analyzer) checkPlaceholder(v *parser.Placeholder, desired types.T) (texpr, error) {

@@ -532,7 +532,9 @@ type Insert struct {
 	Table   TableName
 	Columns []string // nil: all visible columns in order
 	// Rows are the VALUES rows; a nil element stands for DEFAULT VALUES.
-	Rows       [][]Expr
+	Rows [][]Expr
+	// Select is the query of INSERT ... SELECT (nil with Rows).
+	Select     SelectStatement
 	OnConflict *OnConflict
 	Returning  []*SelectExpr // nil: no RETURNING
 }
@@ -550,9 +552,13 @@ func (s *Insert) Format(b *strings.Builder) {
 		formatIdents(b, s.Columns)
 		b.WriteByte(')')
 	}
-	if len(s.Rows) == 1 && s.Rows[0] == nil {
+	switch {
+	case s.Select != nil:
+		b.WriteByte(' ')
+		s.Select.Format(b)
+	case len(s.Rows) == 1 && s.Rows[0] == nil:
 		b.WriteString(" DEFAULT VALUES")
-	} else {
+	default:
 		b.WriteString(" VALUES ")
 		for i, row := range s.Rows {
 			if i > 0 {

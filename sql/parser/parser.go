@@ -1365,7 +1365,7 @@ func (p *parser) parseInsert() (Stmt, error) {
 	if p.isKw("as") {
 		return nil, pgerror.WithHintf(p.errNear(p.peek()), "table aliases are not supported in INSERT")
 	}
-	if p.isOp("(") {
+	if p.isOp("(") && !p.startsQuery() {
 		p.advance()
 		cols, err := p.identList()
 		if err != nil {
@@ -1381,7 +1381,7 @@ func (p *parser) parseInsert() (Stmt, error) {
 		p.advance()
 		p.advance()
 		s.Rows = [][]Expr{nil}
-	case p.isKw("values"):
+	case p.isKw("values") && !p.valuesQueryAhead():
 		p.advance()
 		for {
 			if err := p.expectOp("("); err != nil {
@@ -1412,10 +1412,12 @@ func (p *parser) parseInsert() (Stmt, error) {
 				break
 			}
 		}
-	case p.isKw("select"):
-		return nil, pgerror.WithHintf(pgerror.WithPosition(
-			pgerror.Newf(pgerror.CodeFeatureNotSupported, "INSERT ... SELECT is not supported yet"),
-			charPos(p.src, p.peek().pos)), "list the rows with VALUES (...), (...)")
+	case p.startsQuery() || p.isKw("table"):
+		q, err := p.parseQuery()
+		if err != nil {
+			return nil, err
+		}
+		s.Select = q
 	default:
 		return nil, p.errNear(p.peek())
 	}
@@ -2650,6 +2652,35 @@ func (p *parser) parseSpecialFunc() (Expr, bool, error) {
 	}
 	p.i = save
 	return nil, false, nil
+}
+
+// valuesQueryAhead reports whether the VALUES at the current token is
+// followed, after its rows, by a clause that makes it a query (UNION,
+// ORDER BY, LIMIT, ...): INSERT ... VALUES (1) UNION SELECT 2 inserts the
+// query's rows.
+func (p *parser) valuesQueryAhead() bool {
+	depth := 0
+	for k := 1; ; k++ {
+		t := p.peekAt(k)
+		switch {
+		case t.kind == tokEOF:
+			return false
+		case t.kind == tokOp && t.val == "(":
+			depth++
+		case t.kind == tokOp && t.val == ")":
+			depth--
+		case depth == 0 && t.kind == tokOp && t.val == ",":
+		case depth == 0 && t.kind == tokOp:
+			return false
+		case depth == 0:
+			for _, kw := range []string{"union", "intersect", "except", "order", "limit", "offset", "fetch"} {
+				if p.isKwAt(k, kw) {
+					return true
+				}
+			}
+			return false
+		}
+	}
 }
 
 // startsQuery reports whether a query starts at the current token (after

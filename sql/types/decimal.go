@@ -167,3 +167,60 @@ func numericLead(d *apd.Decimal) (weight int32, digit int) {
 	}
 	return weight, digit
 }
+
+// RoundNumeric is PostgreSQL's round(numeric, scale) and, with
+// apd.RoundDown, trunc(numeric, scale); apd.RoundCeiling and
+// apd.RoundFloor with scale 0 are ceil and floor. The result has scale
+// digits after the point (none when scale is negative: round(1234.5, -2)
+// is 1200). NaN stays NaN; zero is never negative.
+func RoundNumeric(d *apd.Decimal, scale int32, mode apd.Rounder) (*apd.Decimal, error) {
+	if d.Form != apd.Finite {
+		return d, nil
+	}
+	scale = min(max(scale, -2000), 2000) // PostgreSQL's NUMERIC_MAX_RESULT_SCALE
+	digits := max(scale, 0) + 2
+	if !d.IsZero() {
+		digits += max(adjusted(d), 0)
+	}
+	c := DecimalCtx.WithPrecision(uint32(max(digits, 1)))
+	c.Rounding = mode
+	out := new(apd.Decimal)
+	if _, err := c.Quantize(out, d, -scale); err != nil {
+		return nil, err
+	}
+	if scale < 0 {
+		if _, err := c.Quantize(out, out, 0); err != nil {
+			return nil, err
+		}
+	}
+	if out.IsZero() {
+		out.Negative = false
+	}
+	return out, nil
+}
+
+// SqrtNumeric is PostgreSQL's sqrt(numeric): the root rounded to a scale
+// that gives about 16 significant digits, and at least x's scale
+// (numeric_sqrt's rscale: 16 less the weight of the root's first
+// base-10000 digit, in decimal digits). x must not be negative.
+func SqrtNumeric(x *apd.Decimal) (*apd.Decimal, error) {
+	if x.Form == apd.NaN {
+		return x, nil
+	}
+	if x.Form != apd.Finite || x.Negative && !x.IsZero() {
+		return nil, fmt.Errorf("cannot take square root of a negative number")
+	}
+	w, _ := numericLead(x)
+	rscale := min(max(16-(2*w+1), numericScale(x), 0), 1000)
+	out := new(apd.Decimal)
+	if x.IsZero() {
+		out.Exponent = -rscale
+		return out, nil
+	}
+	c := DecimalCtx.WithPrecision(uint32(max(adjusted(x)/2+1, 1) + rscale + 4))
+	c.Rounding = apd.RoundDown
+	if _, err := c.Sqrt(out, x); err != nil {
+		return nil, err
+	}
+	return RoundNumeric(out, rscale, apd.RoundHalfUp)
+}
