@@ -8,8 +8,10 @@
 # B A A B ..., so that every pair of neighbouring runs shares the machine's minute. For each run it
 # prints TPS and the node's CPU time per transaction (utime + stime of its process from
 # /proc/PID/stat over the run, divided by pgbench's transactions), which moves less than TPS on a
-# machine shared with other work; and, per script, the medians of B over A in each pair of
-# neighbouring runs. With AB_PARALLEL=1 the two runs of a pair go at the same time instead,
+# machine shared with other work, and the node's Raft log fsyncs per transaction and the share of
+# the run its Raft loop spent waiting for them (from kvnode_raft_log_sync_seconds on /metrics);
+# and, per script, the medians of B over A in each pair of neighbouring runs. With AB_PARALLEL=1
+# the two runs of a pair go at the same time instead,
 # pgbench against A and against B at once (AB_CLIENTS each): both see exactly the same
 # machine, which on a machine loaded by other work gives much steadier CPU-per-transaction
 # ratios than runs one after the other (docs/benchmarks.md, "GROUP BY (session 16)").
@@ -34,7 +36,7 @@ ROWS=${AB_ROWS:-100000}
 CLIENTS=${AB_CLIENTS:-8}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/onenode-ab.XXXXXX")
-declare -A PID SQLPORT
+declare -A PID SQLPORT HTTPPORT
 die() { echo "onenode_ab: $*" >&2; exit 1; }
 cleanup() {
   local p
@@ -97,7 +99,7 @@ for v in A B; do
   env ${envs[@]+"${envs[@]}"} "$WORK/kvnode-$v" start-single-node --insecure --store="$WORK/store-$v" --listen-addr="127.0.0.1:$l" \
     --gossip-addr="127.0.0.1:$g" --sql-addr="127.0.0.1:$s" --http-addr="127.0.0.1:$h" --log-level=warn \
     >"$WORK/node-$v.log" 2>&1 &
-  PID[$v]=$! SQLPORT[$v]=$s
+  PID[$v]=$! SQLPORT[$v]=$s HTTPPORT[$v]=$h
   ok=0
   for _ in $(seq 1 120); do
     kill -0 "${PID[$v]}" 2>/dev/null || die "node $v died:$'\n'$(tail -5 "$WORK/node-$v.log")"
@@ -113,18 +115,29 @@ done
 cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 declare -A TPS CPU
+# syncs VARIANT: the node's count and total seconds of Raft log fsyncs (kvnode_raft_log_sync_seconds).
+syncs() {
+  curl -s "http://127.0.0.1:${HTTPPORT[$1]}/metrics" 2>/dev/null |
+    awk '/^kvnode_raft_log_sync_seconds_count/ {c = $2} /^kvnode_raft_log_sync_seconds_sum/ {s = $2} END {print c + 0, s + 0}'
+}
 run() { # run VARIANT SCRIPT N
-  local v=$1 script=$2 n=$3 c0 c1 out tps txns cpu
+  local v=$1 script=$2 n=$3 c0 c1 out tps txns cpu s0 s1 fs
+  read -r -a s0 <<<"$(syncs "$v")"
   c0=$(cputicks "${PID[$v]}")
   out=$(pgbench -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -f "$WORK/$script.sql" -h 127.0.0.1 -p "${SQLPORT[$v]}" -U root defaultdb 2>&1) ||
     die "pgbench against node $v failed:$'\n'$(tail -5 <<<"$out")"
   c1=$(cputicks "${PID[$v]}")
+  read -r -a s1 <<<"$(syncs "$v")"
   tps=$(grep -oP 'tps = \K[0-9.]+' <<<"$out" | head -1)
   txns=$(grep -oP 'number of transactions actually processed: \K[0-9]+' <<<"$out")
   cpu=$(awk -v d=$((c1 - c0)) -v t="$txns" -v hz="$TCK" 'BEGIN { printf "%.1f", d / hz * 1e6 / t }')
+  # Fsyncs per transaction (below 1: group commit), and the share of the run the Raft loop spent
+  # waiting for them (near 100%: the disk's latency sets the write TPS).
+  fs=$(awk -v n0="${s0[0]}" -v n1="${s1[0]}" -v s0="${s0[1]}" -v s1="${s1[1]}" -v t="$txns" -v secs="$SECS" \
+    'BEGIN { printf "%.2f fsyncs/txn, %.0f%% in fsync", (n1 - n0) / t, (s1 - s0) / secs * 100 }')
   TPS[$script-$v-$n]=$tps CPU[$script-$v-$n]=$cpu
   echo "$script-$v-$n $tps $cpu" >>"$WORK/runs" # for the summary, when run in the background
-  printf '%-6s %s pair %d: %9.0f TPS  %7s us CPU/txn  load %s\n' "$script" "$v" "$n" "$tps" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
+  printf '%-6s %s pair %d: %9.0f TPS  %7s us CPU/txn  %s  load %s\n' "$script" "$v" "$n" "$tps" "$cpu" "$fs" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 for script in $SCRIPTS; do
   for n in $(seq 1 "$PAIRS"); do
