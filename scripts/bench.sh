@@ -403,9 +403,31 @@ run_copy() {
 
 # run_pgbench TARGET SCRIPT: one pgbench run; appends a line to $WORK/results.tsv:
 # round, target, script, tps, latency ms, transactions, failed transactions, note.
+# server_ticks: the CPU time, in clock ticks, of the servers running now (the PIDs passed to
+# started that are still a postgres or kvnode process), all of it: a kvnode process with its
+# Raft loop and Pebble's flushes and compactions; a PostgreSQL server with its background
+# processes and backends (its postmaster's children) and those that exited (reaped, their time
+# is the postmaster's).
+server_ticks() {
+  local pid comm sum=0 t p
+  [[ -f $WORK/pids ]] || { echo 0; return; }
+  while read -r pid; do
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+    [[ $comm == postgres || $comm == kvnode ]] || continue
+    local procs=("$pid")
+    if [[ $comm == postgres ]]; then mapfile -t -O 1 procs < <(pgrep -P "$pid"); fi
+    for p in "${procs[@]}"; do
+      t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}') || true
+      sum=$((sum + ${t:-0}))
+    done
+  done <"$WORK/pids"
+  echo "$sum"
+}
+
 run_pgbench() {
   local target=${BENCH_NAME:-$1} script=$2
   local out="$WORK/$target-$script.r$ROUND.out" rc=0 clients=$CLIENTS jobs=$JOBS
+  local ticks0 ticks1 t0 t1
   local args=(-f "$WORK/$script.sql")
   case $script in
   transfer) args+=(--max-tries=10) ;;
@@ -413,8 +435,12 @@ run_pgbench() {
   write1) args=(-f "$WORK/write.sql") clients=1 jobs=1 ;;
   esac
   log "round $ROUND, $target: pgbench $script, ${BENCH_SECONDS}s, $clients client(s)"
+  ticks0=$(server_ticks) t0=$(date +%s.%N)
   timeout $((BENCH_SECONDS + 120)) "$PGBENCH" -n -M prepared -c "$clients" -j "$jobs" -T "$BENCH_SECONDS" \
     "${args[@]}" -h 127.0.0.1 -p "$PORT" -U "$DBUSER" "$DBNAME" >"$out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  sleep 0.5 # the backends of PostgreSQL exit with their connections; reaped, their time is the postmaster's
+  ticks1=$(server_ticks)
   local tps lat txns failed note=
   tps=$(grep -E '^tps = .*(without initial connection|excluding connections)' "$out" | awk '{print $3}' | head -n 1)
   [[ -n $tps ]] || tps=$(grep -E '^tps = ' "$out" | awk '{print $3}' | tail -n 1)
@@ -424,6 +450,11 @@ run_pgbench() {
   ((rc == 0)) || note="pgbench exit $rc: $(grep -m1 -iE 'error|abort|fatal' "$out" | cut -c1-120)"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$target" "$script" "${tps:--}" "${lat:--}" "${txns:--}" "${failed:-0}" "$note" >>"$WORK/results.tsv"
   sed 's/^/    /' "$out" | grep -E 'tps|latency|processed|failed|abort|error' >&2 || true
+  if [[ $txns =~ ^[0-9]+$ ]] && ((txns > 0)); then
+    awk -v r="$ROUND" -v t="$target" -v s="$script" -v d=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n="$txns" -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
+      'BEGIN {printf "%s\t%s\t%s\t%.3f\t%.2f\n", r, t, s, d / hz * 1000 / n, d / hz / w}' >>"$WORK/cpu.tsv"
+    tail -n 1 "$WORK/cpu.tsv" | awk -F'\t' '{printf "    server CPU: %s ms per transaction, %s cores\n", $4, $5}' >&2
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -943,6 +974,33 @@ if [[ -s $WORK/floor.tsv ]]; then
   } >"$floor_table"
 fi
 
+# The servers' CPU per transaction and the cores they used, per script and target (medians of
+# the rounds): how much work a transaction costs each server, apart from the share of the CPUs
+# each got, which on a machine shared with other work decides much of the TPS (docs/benchmarks.md,
+# "GROUP BY (session 16)": every PostgreSQL backend is a scheduling group of its own).
+cpu_table=$WORK/cpu.md
+: >"$cpu_table"
+if [[ -s $WORK/cpu.tsv ]]; then
+  {
+    echo "| script | target | server CPU per transaction (ms) | CPU against the reference's | cores used |"
+    echo "|---|---|---:|---:|---:|"
+    for s in "${SCRIPTS[@]}"; do
+      for t in "${order[@]}"; do
+        ms=$(awk -F'\t' -v t="$t" -v s="$s" '$2 == t && $3 == s {print $4}' "$WORK/cpu.tsv" | median)
+        [[ -n $ms ]] || continue
+        cores=$(awk -F'\t' -v t="$t" -v s="$s" '$2 == t && $3 == s {print $5}' "$WORK/cpu.tsv" | median)
+        rel=
+        ref=$(reference "$t")
+        if [[ -n $ref ]]; then
+          rms=$(awk -F'\t' -v t="$ref" -v s="$s" '$2 == t && $3 == s {print $4}' "$WORK/cpu.tsv" | median)
+          if [[ -n $rms ]]; then rel=$(awk -v a="$ms" -v b="$rms" 'BEGIN {if (b > 0) printf "%.2f×", a / b}'); fi
+        fi
+        echo "| $(script_name "$s") | $(label "$t") | $(num %.2f "$ms") | ${rel:-(reference)} | $(num %.2f "$cores") |"
+      done
+    done
+  } >"$cpu_table"
+fi
+
 mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -978,6 +1036,15 @@ section=$WORK/section.md
     echo "round; the ratio change is the kvnode target's TLS-against-TLS ratio over its plaintext one):"
     echo
     cat "$tls_table"
+  fi
+  if [[ -s $cpu_table ]]; then
+    echo
+    echo "The servers' CPU per transaction (user + system time over the run of all the servers' processes,"
+    echo "PostgreSQL's postmaster with its children, from /proc/PID/stat, over pgbench's transactions; medians"
+    echo "of the rounds, against the same reference as the TPS ratio) and the cores they used (that time over"
+    echo "the pgbench run's wall time, its connections included):"
+    echo
+    cat "$cpu_table"
   fi
   if [[ -s $floor_table ]]; then
     echo
