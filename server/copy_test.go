@@ -339,9 +339,9 @@ func testPgbench(t *testing.T, scale int, args ...string) {
 // the bad line is read) leaves the table and its indexes exactly as they
 // were. The failure comes from a duplicate primary key, a duplicate value
 // of a unique index, a malformed value, a key another client inserts while
-// the COPY runs (found at the publish), and a missing parent (a COPY into
-// a table with foreign keys is one transaction). The same data without its
-// bad line then loads in full.
+// the COPY runs (found at the publish), and a missing parent (found when
+// its batch is staged: server/copyfk_test.go has the rest of a COPY's
+// foreign keys). The same data without its bad line then loads in full.
 func TestCopyFailsMidway(t *testing.T) {
 	const batch = 500 // rows per batch (the knob; 10,000 by default)
 	c := testcluster.Start(t, 1, testcluster.Options{Knobs: server.Knobs{CopyBatchRows: batch}})
@@ -463,8 +463,9 @@ func TestCopyFailsMidway(t *testing.T) {
 			}
 		})
 	}
-	// A foreign key violation: the COPY is one transaction, so nothing
-	// of it is written.
+	// A foreign key violation: the batch that references the missing
+	// parent fails its stage (a staged present check), so nothing of the
+	// COPY is written.
 	exec1("CREATE TABLE par (id INT PRIMARY KEY)")
 	exec1("INSERT INTO par VALUES (1)")
 	exec1("CREATE TABLE ch (k INT PRIMARY KEY, p INT REFERENCES par (id))")

@@ -36,8 +36,9 @@ import (
 // data publishes every row at once, or the failure aborts the stage
 // (copyStage; txn/DESIGN.md, "An atomic COPY outside a transaction"). A
 // batch is staged while the next one is read (copyFlight). A table with
-// foreign keys to check takes one transaction for the whole COPY instead,
-// bounded by the transaction's size limit. Below 2.1 each batch is one
+// foreign keys stages, with each batch, a check of each parent key its
+// rows reference (copyfk.go), decided when it is staged and again at the
+// publish: so a COPY of any size is atomic there too. Below 2.1 each batch is one
 // atomic conditional write of its own: the batches before a failing one
 // stay written, and the error says how many rows were copied. Inside
 // BEGIN ... COMMIT the rows join the transaction's writes and commit or
@@ -325,29 +326,26 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 	} else {
 		src = newCopyReader(data, p.stmt)
 	}
-	fks := p.e.fkInvolved(ti)
+	fks := p.e.copyChecksFKs(ti)
 	_, inTxn := p.e.kv(ctx).(*txn.Txn)
 	// Outside a transaction at 2.1 a COPY is atomic: its batches are
-	// staged and published at the end (copyStage), or, with foreign keys
-	// to check, it is one transaction (wholeTxn). Below 2.1 each batch
-	// commits on its own.
-	var (
-		stage    *copyStage
-		wholeTxn *txn.Txn
-	)
+	// staged and published at the end (copyStage), with their foreign key
+	// checks. Below 2.1 each batch commits on its own.
+	var stage *copyStage
 	if !inTxn {
 		if st, ok := p.e.cfg.DB.(kvpb.CopyStager); ok && st.AtomicCopy() {
-			if fks && p.e.txnsActive() {
-				wholeTxn = txn.New(p.e.cfg.Txns, 0)
-				ctx, inTxn = withTxn(ctx, wholeTxn), true
-			} else if !fks {
-				stage = &copyStage{st: st, id: rand.Uint64() | 1}
+			stage = &copyStage{st: st, id: rand.Uint64() | 1}
+			if fks {
+				var err error
+				if stage.fks, err = p.e.newCopyFKChecks(ti); err != nil {
+					return pgwire.Result{}, err
+				}
 			}
 		}
 	}
 	ec := &evalCtx{ctx: ctx, exec: p.e}
 	batchRows := copyBatchRows
-	if fks {
+	if fks && stage == nil && !inTxn {
 		// A batch checks its foreign keys in a transaction of its own,
 		// whose validation grows with its reads.
 		batchRows = copyFKBatchRows
@@ -360,10 +358,11 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		rows     [][]types.Datum
 		keys     [][]byte
 		batchLen int
-		// Outside a transaction and without foreign keys, a batch is
-		// written by a goroutine of its own while the next one is parsed
-		// (inflight); at most one is in flight (see copyFlight).
-		overlap  = !inTxn && !fks
+		// Outside a transaction, unless a transaction of its own checks
+		// its foreign keys, a batch is written by a goroutine of its own
+		// while the next one is parsed (inflight); at most one is in
+		// flight (see copyFlight).
+		overlap  = !inTxn && (!fks || stage != nil)
 		inflight *copyFlight
 		spare    copyBatch // the slices of the batch before the one in flight, for reuse
 	)
@@ -405,7 +404,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			return nil
 		}
 		var err error
-		if fks && !inTxn {
+		if fks && !inTxn && stage == nil {
 			// Checking foreign keys needs a transaction: one per batch.
 			_, err = p.e.runInTxn(ctx, func(tctx context.Context) (pgwire.Result, error) {
 				return pgwire.Result{}, p.writeBatch(tctx, b, nil)
@@ -430,12 +429,6 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		switch {
 		case stage != nil:
 			abortStage(ctx, stage)
-		case wholeTxn != nil:
-			wholeTxn.Rollback()
-			if errors.Is(err, txn.ErrTooLarge) {
-				err = errors.WithHint(err, "a COPY into a table with foreign keys runs as one transaction: "+
-					"split the data into several COPY statements, or add the foreign key after the load")
-			}
 		case copied > 0 && !inTxn:
 			err = errors.WithDetailf(err, "%d rows were copied and committed before the error", copied)
 		}
@@ -532,11 +525,6 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 			return fail(err)
 		}
 	}
-	if wholeTxn != nil {
-		if err := wholeTxn.Commit(ctx); err != nil {
-			return fail(kvError(err))
-		}
-	}
 	return pgwire.Result{Tag: fmt.Sprintf("COPY %d", copied)}, nil
 }
 
@@ -548,6 +536,7 @@ type copyStage struct {
 	st     kvpb.CopyStager
 	id     uint64
 	writes atomic.Uint64 // rows and index entries staged
+	fks    *copyFKChecks // the foreign keys to check; nil: none
 }
 
 // publishStage publishes the COPY's stage.
@@ -568,6 +557,13 @@ func (p *copyPlan) publishStage(ctx context.Context, stage *copyStage) error {
 		ti := p.ti
 		if bytes.Equal(cf.Key, fenceCheck(ti.desc).Key) {
 			return kvError(p.e.fenceMoved(ctx, ti.desc, cf))
+		}
+		if !cf.Exists && stage.fks != nil {
+			// A present check: a parent deleted since its stage, or a
+			// row of the COPY referencing one that is nowhere.
+			if verr, ok := stage.fks.violation(cf.Key, nil); ok {
+				return verr
+			}
 		}
 		if verr, ok := indexViolation(ti, cf.Key); ok {
 			return verr
@@ -634,7 +630,9 @@ func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage
 	ti := p.ti
 	rows, keys := b.rows, b.keys
 	ec := &evalCtx{ctx: ctx, exec: p.e}
-	fks := p.e.fkInvolved(ti)
+	// Staged, the foreign keys are checks of the stage; else the
+	// statement's transaction reads the parents (fkChanges).
+	fks := p.e.copyChecksFKs(ti) && (stage == nil || stage.fks == nil)
 	release := p.e.holdRowEncoding()
 	defer release()
 	ops := make([]kvpb.Op, len(rows))
@@ -661,11 +659,29 @@ func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage
 		}
 	}
 	ops = ix.appendTo(ops)
+	var checked copyFKBatch
+	if stage != nil && stage.fks != nil {
+		var err error
+		if ops, checked, err = stage.fks.appendChecks(ops, rows); err != nil {
+			return err
+		}
+	}
 	write := p.e.kv(ctx).Write
 	if st := stage; st != nil {
 		write = func(ctx context.Context, ops []kvpb.Op) error {
 			if err := st.st.StageCopy(ctx, st.id, ops); err != nil {
+				var cf *kvpb.ConditionFailedError
+				if errors.As(err, &cf) && !cf.Exists {
+					if fp, ok := checked[string(cf.Key)]; ok {
+						if verr, ok := st.fks.violation(cf.Key, fp); ok {
+							return verr
+						}
+					}
+				}
 				return err
+			}
+			if st.fks != nil {
+				st.fks.stagedBatch(checked)
 			}
 			for _, op := range ops {
 				if op.Kind != kvpb.OpCheck {

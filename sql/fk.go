@@ -26,17 +26,20 @@ package sql
 // planned without knowing its new children can delete a parent.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/cockroachdb/errors"
+	"github.com/kvnode/kvnode/keys"
 	"github.com/kvnode/kvnode/kv/kvpb"
 	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/parser"
 	"github.com/kvnode/kvnode/sql/pgerror"
 	"github.com/kvnode/kvnode/sql/pgwire"
+	"github.com/kvnode/kvnode/sql/rowenc"
 	"github.com/kvnode/kvnode/sql/types"
 	"github.com/kvnode/kvnode/txn"
 )
@@ -150,9 +153,7 @@ func (e *Executor) fkRow(ec *evalCtx, ti *tableInfo, old, new []types.Datum) err
 			if p, ok := e.tableByID(fk.RefTable); ok {
 				parent = p.Name
 			}
-			return errors.WithDetail(pgerror.Newf(pgerror.CodeForeignKeyViolation,
-				"insert or update on table %q violates foreign key constraint %q", ti.desc.Name, fk.Name),
-				fmt.Sprintf("Key (%s)=(%s) is not present in table %q.", columnNames(ti.desc, fk.Columns), datumList(vals), parent))
+			return fkMissing(ti.desc, fk, vals, parent)
 		}
 	}
 	if old == nil {
@@ -211,34 +212,105 @@ func (c *fkChanges) finish(ec *evalCtx) error {
 // parentExists reads the parent row (or unique index entry) a child's key
 // values reference.
 func (e *Executor) parentExists(ctx context.Context, fk *catalog.ForeignKey, vals []types.Datum) (bool, error) {
-	parent, ok := e.tableByID(fk.RefTable)
-	if !ok {
-		return false, nil
+	p, err := e.fkParentOf(fk)
+	if err != nil || p.desc == nil {
+		return false, err
 	}
-	pti, err := e.tables.infoFor(parent)
+	key, err := p.key(vals)
 	if err != nil {
 		return false, err
 	}
-	row := make([]types.Datum, len(pti.cols))
-	for j, id := range fk.RefColumns {
-		row[parent.ColumnIndexByID(id)] = vals[j]
-	}
-	var key []byte
-	if samePKColumns(parent, fk.RefColumns) {
-		if key, err = pti.layout.EncodeKey(row); err != nil {
-			return false, err
-		}
-	} else {
-		ii := uniqueIndexOn(pti, fk.RefColumns)
-		if ii == nil {
-			return false, errors.AssertionFailedf("foreign key %q references no unique index of %q", fk.Name, parent.Name)
-		}
-		if key, _, err = ii.entry(parent.ID, nil, row); err != nil {
-			return false, err
-		}
-	}
 	_, found, err := e.kv(ctx).Get(ctx, key)
 	return found, kvErrorOrNil(err)
+}
+
+// fkParent is what checking a foreign key needs of its parent table.
+type fkParent struct {
+	fk   *catalog.ForeignKey
+	desc *catalog.TableDescriptor // nil: the parent table is gone
+	ti   *tableInfo
+	ii   *indexInfo // the unique index the key references; nil: the primary key
+}
+
+// fkParentOf looks up fk's parent table.
+func (e *Executor) fkParentOf(fk *catalog.ForeignKey) (*fkParent, error) {
+	p := &fkParent{fk: fk}
+	parent, ok := e.tableByID(fk.RefTable)
+	if !ok {
+		return p, nil
+	}
+	pti, err := e.tables.infoFor(parent)
+	if err != nil {
+		return nil, err
+	}
+	p.desc, p.ti = parent, pti
+	if !samePKColumns(parent, fk.RefColumns) {
+		if p.ii = uniqueIndexOn(pti, fk.RefColumns); p.ii == nil {
+			return nil, errors.AssertionFailedf("foreign key %q references no unique index of %q", fk.Name, parent.Name)
+		}
+	}
+	return p, nil
+}
+
+// name is the parent table's name, for errors.
+func (p *fkParent) name() string {
+	if p.desc == nil {
+		return "(dropped)"
+	}
+	return p.desc.Name
+}
+
+// key returns the key of the parent row (or unique index entry) whose
+// referenced columns hold vals.
+func (p *fkParent) key(vals []types.Datum) ([]byte, error) {
+	row := make([]types.Datum, len(p.ti.cols))
+	for j, id := range p.fk.RefColumns {
+		row[p.desc.ColumnIndexByID(id)] = vals[j]
+	}
+	if p.ii == nil {
+		return p.ti.layout.EncodeKey(row)
+	}
+	key, _, err := p.ii.entry(p.desc.ID, nil, row)
+	return key, err
+}
+
+// decode returns the referenced values a key made by key holds; ok is
+// false if key is not one of this parent's.
+func (p *fkParent) decode(key []byte) (vals []types.Datum, ok bool) {
+	if p.desc == nil {
+		return nil, false
+	}
+	rest, marked := key, p.ii != nil
+	if marked {
+		rest, ok = bytes.CutPrefix(key, keys.IndexPrefix(p.desc.ID, p.ii.desc.ID))
+	} else {
+		rest, ok = bytes.CutPrefix(key, rowenc.TablePrefix(p.desc.ID))
+	}
+	if !ok {
+		return nil, false
+	}
+	for _, id := range p.fk.RefColumns {
+		if marked {
+			if len(rest) == 0 || rest[0] != 0x01 {
+				return nil, false
+			}
+			rest = rest[1:]
+		}
+		d, r, err := rowenc.DecodeKey(rest, p.desc.Columns[p.desc.ColumnIndexByID(id)].Type)
+		if err != nil {
+			return nil, false
+		}
+		vals, rest = append(vals, d), r
+	}
+	return vals, len(rest) == 0
+}
+
+// fkMissing is the error of a child row of child whose parent, with the
+// referenced values vals, is not there.
+func fkMissing(child *catalog.TableDescriptor, fk *catalog.ForeignKey, vals []types.Datum, parent string) error {
+	return errors.WithDetail(pgerror.Newf(pgerror.CodeForeignKeyViolation,
+		"insert or update on table %q violates foreign key constraint %q", child.Name, fk.Name),
+		fmt.Sprintf("Key (%s)=(%s) is not present in table %q.", columnNames(child, fk.Columns), datumList(vals), parent))
 }
 
 func kvErrorOrNil(err error) error {

@@ -47,7 +47,7 @@ type Limits struct {
 
 // tooLargeHint is the hint of every ErrTooLarge.
 const tooLargeHint = "split the work into several transactions; a COPY outside an explicit transaction " +
-	"into a table without foreign keys is not bound by this limit, and each INSERT statement outside one commits on its own"
+	"is not bound by this limit, and each INSERT statement outside one commits on its own"
 
 // ErrTooLarge is returned by a write that would take the transaction's
 // buffered writes past its limit. The transaction is unchanged.
