@@ -301,3 +301,52 @@ func TestCopyForeignKeyRacesDelete(t *testing.T) {
 		}
 	})
 }
+
+// TestCopySelfReferenceInTxn: inside BEGIN ... COMMIT a COPY into a table
+// that references itself checks its foreign keys at the end of the
+// statement, as PostgreSQL does, so rows may reference rows further down
+// the data, in later batches; a reference to a row that is nowhere fails
+// with 23503.
+func TestCopySelfReferenceInTxn(t *testing.T) {
+	c, ctx := copyFKCluster(t, "")
+	c.Exec(0, "CREATE TABLE emp (id INT PRIMARY KEY, boss INT REFERENCES emp (id))")
+	rows := func(n, last int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			boss := i + 1
+			if i == n {
+				boss = last
+			}
+			fmt.Fprintf(&b, "%d\t%d\n", i, boss)
+		}
+		return b.String()
+	}
+	conn := c.Conn(0)
+	for _, tc := range []struct {
+		last int
+		code string
+	}{{last: 99999, code: "23503"}, {last: 1}} {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(rows(3000, tc.last)), "COPY emp FROM STDIN")
+		var pe *pgconn.PgError
+		if tc.code != "" {
+			if !errors.As(err, &pe) || pe.Code != tc.code || !strings.Contains(pe.Detail, "(boss)=(99999)") {
+				t.Fatalf("COPY referencing a missing row: %v, want %s", err, tc.code)
+			}
+			_ = tx.Rollback(ctx)
+			continue
+		}
+		if err != nil || tag.RowsAffected() != 3000 {
+			t.Fatalf("COPY of rows referencing later rows, in a transaction: %v %v", tag, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := c.QueryInt(0, "SELECT count(*) FROM emp"); err != nil || n != 3000 {
+		t.Fatalf("%d rows (%v)", n, err)
+	}
+}

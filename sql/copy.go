@@ -344,6 +344,15 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		}
 	}
 	ec := &evalCtx{ctx: ctx, exec: p.e}
+	// In a transaction, a table that references itself has its foreign
+	// keys checked at the end of the COPY, as PostgreSQL does: a row may
+	// reference one further down the data. (The transaction's limits bound
+	// the rows kept meanwhile.) Other tables' parents cannot be in the COPY:
+	// each batch checks its own.
+	var stmtFKs *fkChanges
+	if inTxn && fks && referencesItself(ti.desc) {
+		stmtFKs = &fkChanges{}
+	}
 	batchRows := copyBatchRows
 	if fks && stage == nil && !inTxn {
 		// A batch checks its foreign keys in a transaction of its own,
@@ -396,7 +405,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				var err error
 				defer func() { f.done <- err }()
 				defer recoverInternal(&err)
-				err = p.writeBatch(ctx, b, stage)
+				err = p.writeBatch(ctx, b, stage, nil)
 			}()
 			inflight = f
 			rows, keys, batchLen = spare.rows, spare.keys, 0
@@ -407,10 +416,10 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		if fks && !inTxn && stage == nil {
 			// Checking foreign keys needs a transaction: one per batch.
 			_, err = p.e.runInTxn(ctx, func(tctx context.Context) (pgwire.Result, error) {
-				return pgwire.Result{}, p.writeBatch(tctx, b, nil)
+				return pgwire.Result{}, p.writeBatch(tctx, b, nil, nil)
 			})
 		} else {
-			err = p.writeBatch(ctx, b, stage)
+			err = p.writeBatch(ctx, b, stage, stmtFKs)
 		}
 		if err != nil {
 			return err
@@ -520,6 +529,11 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 	if err := await(); err != nil {
 		return fail(err)
 	}
+	if stmtFKs != nil {
+		if err := stmtFKs.finish(ec); err != nil {
+			return fail(err)
+		}
+	}
 	if stage != nil && copied > 0 {
 		if err := p.publishStage(ctx, stage); err != nil {
 			return fail(err)
@@ -625,8 +639,9 @@ type copyFlight struct {
 }
 
 // writeBatch writes the rows of b in one atomic write (in ctx's
-// transaction, if any).
-func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage) error {
+// transaction, if any). Their foreign keys are checked at the end of the
+// batch, or with stmtFKs (in a transaction) at the end of the COPY.
+func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage, stmtFKs *fkChanges) error {
 	ti := p.ti
 	rows, keys := b.rows, b.keys
 	ec := &evalCtx{ctx: ctx, exec: p.e}
@@ -637,7 +652,10 @@ func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage
 	defer release()
 	ops := make([]kvpb.Op, len(rows))
 	var ix indexChanges
-	var fc fkChanges
+	fc := stmtFKs
+	if fc == nil {
+		fc = &fkChanges{}
+	}
 	seen := make(map[string]bool, len(rows))
 	for r, row := range rows {
 		if seen[string(keys[r])] {
@@ -702,6 +720,9 @@ func (p *copyPlan) writeBatch(ctx context.Context, b copyBatch, stage *copyStage
 			return pgerror.WithCode(errors.Wrap(err, "copying"), pgerror.CodeUniqueViolation)
 		}
 		return kvError(err)
+	}
+	if fc == stmtFKs {
+		return nil
 	}
 	return fc.finish(ec)
 }

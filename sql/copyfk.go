@@ -2,6 +2,7 @@ package sql
 
 import (
 	"github.com/kvnode/kvnode/kv/kvpb"
+	"github.com/kvnode/kvnode/sql/catalog"
 	"github.com/kvnode/kvnode/sql/types"
 )
 
@@ -33,6 +34,16 @@ type copyFKChecks struct {
 // of ti (a COPY only inserts, so the keys that reference ti need nothing).
 func (e *Executor) copyChecksFKs(ti *tableInfo) bool {
 	return e.fencesActive() && len(ti.desc.ForeignKeys) > 0
+}
+
+// referencesItself reports whether one of d's foreign keys references d.
+func referencesItself(d *catalog.TableDescriptor) bool {
+	for _, fk := range d.ForeignKeys {
+		if fk.RefTable == d.ID {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Executor) newCopyFKChecks(ti *tableInfo) (*copyFKChecks, error) {
