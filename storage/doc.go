@@ -12,6 +12,12 @@
 //	0x20  node-local application data (LocalStore), for example the
 //	      pre-Raft schema copy
 //
+// On the real disk, the write-ahead logs Pebble creates are files already
+// written with zeroes and synced (walspare.go; one spare, kvnode-wal-spare,
+// waits in the store directory for the next log), so that the fsync every
+// Raft Ready waits for overwrites blocks instead of extending a file, as
+// Pebble's own recycling of old logs does once memtables have been flushed.
+//
 // The package deliberately knows nothing of Raft or SQL: it offers the
 // engine, the prefixes and the identity record, and kv and sql build on them.
 package storage

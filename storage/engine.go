@@ -39,6 +39,9 @@ type Engine struct {
 	lock io.Closer // nil on an Options.FS store: Pebble's own lock guards it
 	fs   vfs.FS
 	opts *pebble.Options // what DB was opened with, for the tables Ingest takes (ingest.go)
+	// spares makes the zero-filled WAL files of a store on the real disk
+	// (walspare.go); nil on an Options.FS store.
+	spares *walSpareFS
 
 	// closeMu orders Close after readers that may run on goroutines the
 	// node does not wait for (a /metrics scrape).
@@ -80,7 +83,14 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openPebble(dir, opts, vfs.Default, lock)
+	spares := newWALSpareFS(vfs.Default, dir)
+	e, err := openPebble(dir, opts, spares, lock)
+	if err != nil {
+		spares.close()
+		return nil, err
+	}
+	e.spares = spares
+	return e, nil
 }
 
 // openPebble opens the Pebble store in dir on fs; lock (if any) is released
@@ -184,6 +194,9 @@ func (e *Engine) Close() error {
 	e.closed = true
 	e.closeMu.Unlock()
 	err := e.DB.Close()
+	if e.spares != nil {
+		e.spares.close()
+	}
 	if e.lock != nil {
 		_ = e.lock.Close()
 	}
