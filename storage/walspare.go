@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble/vfs"
@@ -140,14 +141,33 @@ func (w *walSpareFS) refill() {
 		w.making = false
 		w.err = err
 		w.ready = err == nil
+		if errors.Is(err, errWALSpareNoRoom) {
+			w.next = size // try the same size when the next log is created
+		}
 	}()
 }
 
-var errWALSpareClosed = errors.New("store closing")
+var (
+	errWALSpareClosed = errors.New("store closing")
+	errWALSpareNoRoom = errors.New("too little free space for a WAL spare")
+)
+
+// walSpareHeadroom is the free space a spare must leave on its file system:
+// the spare is an optimization, and must never be what fills a disk (a node
+// whose Pebble cannot write stops: quietLogger.Fatalf).
+const walSpareHeadroom = 256 << 20
 
 // makeSpare writes size bytes of zeroes to the temporary file, syncs it and
-// renames it to the spare's name.
+// renames it to the spare's name, if the file system has room for it and
+// walSpareHeadroom besides.
 func (w *walSpareFS) makeSpare(size int64) (err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(w.dir, &st); err != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < size+walSpareHeadroom {
+		return errWALSpareNoRoom
+	}
 	tmp := w.FS.PathJoin(w.dir, walSpareTemp)
 	f, err := w.FS.Create(tmp)
 	if err != nil {
