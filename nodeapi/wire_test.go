@@ -206,6 +206,10 @@ func filled(msg any) any {
 	return msg
 }
 
+// filling holds the pointed-to types being filled: a pointer back to one of
+// them (a descriptor's Next) is left nil, so that fill ends.
+var filling = map[reflect.Type]bool{}
+
 var timeType = reflect.TypeOf(time.Time{})
 
 func fill(v reflect.Value, name string) {
@@ -221,6 +225,11 @@ func fill(v reflect.Value, name string) {
 			}
 		}
 	case reflect.Pointer:
+		if filling[v.Type().Elem()] {
+			return
+		}
+		filling[v.Type().Elem()] = true
+		defer delete(filling, v.Type().Elem())
 		v.Set(reflect.New(v.Type().Elem()))
 		fill(v.Elem(), name)
 	case reflect.Slice:

@@ -179,13 +179,14 @@ func (c *Catalog) GetAny(key string) (*TableDescriptor, bool) {
 	return d, true
 }
 
-// Pending returns the pending records (tables created by transactions not
-// decided yet), sorted by Key (shared, read-only).
+// Pending returns the pending records (tables created, and existing tables
+// changed, by transactions not decided yet), sorted by Key (shared,
+// read-only).
 func (c *Catalog) Pending() []*TableDescriptor {
 	s := c.snap.Load()
 	var out []*TableDescriptor
 	for _, d := range s.sorted {
-		if d.Pending != nil && !d.Dropped {
+		if d.PendingOf() != nil && !d.Dropped {
 			out = append(out, d)
 		}
 	}

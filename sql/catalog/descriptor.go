@@ -147,6 +147,14 @@ type TableDescriptor struct {
 	// whether the table exists. Lookups skip it (Get, Tables); the readers
 	// that resolve it use GetAny and Pending.
 	Pending *PendingTxn `json:"pending,omitempty"`
+	// Next, when set, is a transaction's pending change of this existing
+	// table (release 2.1, txn/DESIGN.md "DDL in a transaction", class 2):
+	// the version the transaction built (a tombstone for DROP TABLE or
+	// the old name of RENAME TO), with Next.Pending naming the
+	// transaction. The record itself stays the public table until the
+	// transaction's decision key says committed; lookups that resolve it
+	// use Catalog.Pending and PendingOf.
+	Next *TableDescriptor `json:"next,omitempty"`
 }
 
 // PendingTxn names the transaction a pending record belongs to: its ID (the
@@ -311,7 +319,23 @@ func (d *TableDescriptor) Clone() *TableDescriptor {
 		p := *d.Pending
 		c.Pending = &p
 	}
+	if d.Next != nil {
+		c.Next = d.Next.Clone()
+	}
 	return &c
+}
+
+// PendingOf returns the transaction a record waits for: its own Pending (a
+// table a transaction creates) or its Next's (a change of an existing
+// table); nil for a settled record.
+func (d *TableDescriptor) PendingOf() *PendingTxn {
+	if d.Pending != nil {
+		return d.Pending
+	}
+	if d.Next != nil {
+		return d.Next.Pending
+	}
+	return nil
 }
 
 // ColumnIndex returns the position of the named column, or -1.
@@ -353,6 +377,20 @@ func (d *TableDescriptor) Validate() error {
 	}
 	if d.ModTime.IsZero() {
 		return errors.Newf("descriptor of table %q has no modification time", d.Name)
+	}
+	if n := d.Next; n != nil {
+		// A transaction's pending change of the table: the same table
+		// or its replacement (a tombstone for DROP TABLE or the old name
+		// of a RENAME; a new table for DROP then CREATE under its name).
+		if n.Pending == nil || n.Next != nil || n.Key() != d.Key() || d.Dropped || d.Pending != nil {
+			return errors.Newf("table %q has a malformed pending change", d.Name)
+		}
+		if n.Dropped {
+			return nil
+		}
+		if err := n.Validate(); err != nil {
+			return errors.Wrapf(err, "the pending change of table %q", d.Name)
+		}
 	}
 	if d.Dropped {
 		return nil

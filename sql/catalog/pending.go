@@ -68,17 +68,30 @@ func Resolve(p *PendingTxn, d Decision, now int64) Resolution {
 // Published returns the record as a live table: the same descriptor
 // without Pending, at modification time ts (newer than the pending one, so
 // that last-writer-wins installs it everywhere).
+//
+// A changed existing table becomes its Next (a tombstone for a dropped or
+// renamed one).
 func (d *TableDescriptor) Published(ts Timestamp) TableDescriptor {
 	c := d.Clone()
+	if c.Next != nil {
+		c = c.Next
+	}
 	c.Pending = nil
 	c.ModTime = ts
 	return *c
 }
 
-// DroppedPending returns the tombstone that replaces an aborted pending
-// record, at modification time ts.
+// DroppedPending returns what replaces an aborted pending record, at
+// modification time ts: the tombstone of a table the transaction created.
+//
+// A changed existing table loses its Next and stays as it was.
 func (d *TableDescriptor) DroppedPending(ts Timestamp) TableDescriptor {
 	c := d.Clone()
+	if c.Next != nil {
+		c.Next = nil
+		c.ModTime = ts
+		return *c
+	}
 	c.Pending = nil
 	c.Dropped = true
 	c.ModTime = ts

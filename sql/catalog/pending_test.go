@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kvnode/kvnode/nodeid"
+	"github.com/kvnode/kvnode/sql/types"
 )
 
 // TestPendingHidden: a pending record is no table for Get, GetTable,
@@ -104,5 +105,81 @@ func TestResolve(t *testing.T) {
 		if got := Resolve(p, tc.d, tc.now); got != tc.want {
 			t.Errorf("Resolve(until 100, %s, now %d) = %s, want %s", tc.d, tc.now, got, tc.want)
 		}
+	}
+}
+
+// TestPendingNext: an existing table with a transaction's pending change
+// (Next) stays the public table for every lookup, is listed by Pending
+// with its transaction (PendingOf), survives the JSON round trip, and
+// becomes its Next when published (a tombstone for a DROP) or stays as it
+// was when the change is dropped.
+func TestPendingNext(t *testing.T) {
+	ts := func(w int64) Timestamp { return Timestamp{WallTime: w, NodeID: 1} }
+	c, _ := newCatalog(t, 5)
+	pub := mkDesc("t", 101, ts(10), "k")
+	pub.WriteFence = 3
+	changed := pub
+	next := pub.Clone()
+	next.Columns = append(next.Columns, ColumnDescriptor{ID: 9, Name: "added", Type: types.Int, Nullable: true})
+	next.NextColumnID = 10
+	next.Version++
+	next.WriteFence++
+	next.Pending = &PendingTxn{Txn: "ef", Node: 1, Until: 1000}
+	changed.Next = next
+	changed.ModTime = ts(11)
+	if _, err := c.Merge([]TableDescriptor{changed}); err != nil {
+		t.Fatal(err)
+	}
+	g, ok := c.Get("t")
+	if !ok || g.Version != pub.Version || g.WriteFence != 3 || g.ColumnIndex("added") >= 0 {
+		t.Fatalf("Get of a table with a pending change = %+v, %v; want the public version", g, ok)
+	}
+	if p := c.Pending(); len(p) != 1 || p[0].PendingOf() == nil || p[0].PendingOf().Txn != "ef" {
+		t.Fatalf("Pending = %v", p)
+	}
+	b, err := json.Marshal(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back TableDescriptor
+	if err := json.Unmarshal(b, &back); err != nil || back.Next == nil || back.Next.PendingOf().Txn != "ef" ||
+		back.Next.ColumnIndex("added") < 0 || back.Next.Name != "t" {
+		t.Fatalf("round trip: %+v, %v", back.Next, err)
+	}
+	// Dropped: the public version again, newer, nothing pending.
+	dropped := g.DroppedPending(ts(12))
+	if dropped.Next != nil || dropped.Dropped || dropped.Version != pub.Version || dropped.ModTime != ts(12) {
+		t.Fatalf("DroppedPending = %+v", dropped)
+	}
+	// Published: the pending version, settled.
+	published := g.Published(ts(12))
+	if published.Pending != nil || published.Next != nil || published.ColumnIndex("added") < 0 || published.WriteFence != 4 {
+		t.Fatalf("Published = %+v", published)
+	}
+	if _, err := c.Merge([]TableDescriptor{published}); err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := c.Get("t"); !ok || g.ColumnIndex("added") < 0 || len(c.Pending()) != 0 {
+		t.Fatalf("after publish Get = %+v, %v, pending %v", g, ok, c.Pending())
+	}
+	// A pending DROP publishes a tombstone.
+	g, _ = c.Get("t")
+	rec := g.Clone()
+	tomb := g.Clone()
+	tomb.Dropped = true
+	tomb.Pending = &PendingTxn{Txn: "01", Node: 1, Until: 1000}
+	rec.Next = tomb
+	rec.ModTime = ts(13)
+	if _, err := c.Merge([]TableDescriptor{*rec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("t"); !ok {
+		t.Fatal("a pending DROP hid the table before its decision")
+	}
+	if _, err := c.Merge([]TableDescriptor{rec.Published(ts(14))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("t"); ok {
+		t.Fatal("a published DROP left the table")
 	}
 }
