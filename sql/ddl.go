@@ -25,6 +25,10 @@ type ddlPlan struct {
 	// executor itself (commitSchema).
 	builder func(context.Context) ([]catalog.TableDescriptor, error)
 	what    string
+	// pendingOK: the plan writes or settles a transaction's pending
+	// records (ddltxn.go); any other plan that would rewrite a record
+	// holding a pending change fails instead (its build cloned it).
+	pendingOK bool
 }
 
 func (p *ddlPlan) columns() []pgwire.Column { return nil }
@@ -258,6 +262,16 @@ func (p *ddlPlan) commitThroughLog(ctx context.Context, log SchemaLog) ([]catalo
 		built, err := p.build(ctx)
 		if err != nil || len(built) == 0 {
 			return nil, err
+		}
+		if !p.pendingOK {
+			for _, d := range built {
+				if d.Next != nil {
+					// A transaction's change of this table is pending:
+					// rewriting the record would lose it (or, published
+					// later, lose this one).
+					return nil, changingElsewhere(d.Name)
+				}
+			}
 		}
 		err = txn.Commit(ctx, built, p.describe())
 		if err == nil {

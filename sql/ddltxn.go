@@ -1,9 +1,9 @@
 package sql
 
-// DDL inside a transaction, the first slice of txn/DESIGN.md "DDL in a
-// transaction" (release 2.1): CREATE TABLE, and CREATE INDEX, ALTER TABLE
-// ADD COLUMN and DROP INDEX on the tables the transaction created, with
-// reads and writes anywhere.
+// DDL inside a transaction, txn/DESIGN.md "DDL in a transaction" (release
+// 2.1): CREATE TABLE, and CREATE INDEX on the tables the transaction
+// created; ALTER TABLE's descriptor-only actions, DROP INDEX and DROP
+// TABLE on any table (ddltxn_existing.go); with reads and writes anywhere.
 //
 // Inside the transaction the descriptors live in the session's overlay
 // and nowhere else; every lookup of the session consults it first
@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,16 +58,30 @@ const (
 )
 
 // txnOverlay is the descriptors a session's transaction built: an
-// append-only log whose last entry per key is the current version, so
-// that ROLLBACK TO SAVEPOINT truncates it.
+// append-only log whose last entry per key is the current version (a
+// tombstone for a table dropped or renamed away), so that ROLLBACK TO
+// SAVEPOINT truncates it.
 type txnOverlay struct {
 	mu  sync.Mutex
-	log []*catalog.TableDescriptor
+	log []overlayEntry
 	// done: the transaction ended; a plan built on one of its tables is
 	// stale (the table is now the catalog's, or nothing).
 	done bool
 }
 
+// overlayEntry is one version of a table in the overlay.
+type overlayEntry struct {
+	d *catalog.TableDescriptor
+	// base is the public record at d's key when the transaction first
+	// touched the key (nil: the key was free): the intent checks that it
+	// is still there, unchanged, and writes d as its pending Next.
+	base *catalog.TableDescriptor
+	// orig is the public descriptor of d's table (by ID) before the
+	// transaction changed it; nil for a table the transaction created.
+	orig *catalog.TableDescriptor
+}
+
+// get returns the current version at key, a tombstone included.
 func (o *txnOverlay) get(key string) *catalog.TableDescriptor {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -74,13 +89,15 @@ func (o *txnOverlay) get(key string) *catalog.TableDescriptor {
 		return nil
 	}
 	for i := len(o.log) - 1; i >= 0; i-- {
-		if o.log[i].Key() == key {
-			return o.log[i]
+		if o.log[i].d.Key() == key {
+			return o.log[i].d
 		}
 	}
 	return nil
 }
 
+// byID returns the current live version of table id (nil: none, or
+// dropped in the transaction).
 func (o *txnOverlay) byID(id int64) *catalog.TableDescriptor {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -88,26 +105,82 @@ func (o *txnOverlay) byID(id int64) *catalog.TableDescriptor {
 		return nil
 	}
 	for i := len(o.log) - 1; i >= 0; i-- {
-		if o.log[i].ID == id {
-			return o.log[i]
+		if d := o.log[i].d; d.ID == id {
+			if d.Dropped {
+				// A tombstone under the old name of a renamed table: the
+				// live version may be under another key.
+				continue
+			}
+			return d
 		}
 	}
 	return nil
 }
 
-// tables returns the current version of every table, in creation order.
-func (o *txnOverlay) tables() []*catalog.TableDescriptor {
+// touched reports whether the transaction changed table id (a table of
+// the catalog it shadows, live or not).
+func (o *txnOverlay) touched(id int64) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var out []*catalog.TableDescriptor
+	for _, en := range o.log {
+		if en.d.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// baseAt returns the base of key (see overlayEntry) and whether the
+// transaction touched the key.
+func (o *txnOverlay) baseAt(key string) (*catalog.TableDescriptor, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, en := range o.log {
+		if en.d.Key() == key {
+			return en.base, true
+		}
+	}
+	return nil, false
+}
+
+// origOf returns the orig of table id (see overlayEntry) and whether the
+// overlay holds the table.
+func (o *txnOverlay) origOf(id int64) (*catalog.TableDescriptor, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, en := range o.log {
+		if en.d.ID == id {
+			return en.orig, true
+		}
+	}
+	return nil, false
+}
+
+// entries returns the current entry of every key, in first-touch order.
+func (o *txnOverlay) entries() []overlayEntry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []overlayEntry
 	seen := map[string]int{}
-	for _, d := range o.log {
-		if i, ok := seen[d.Key()]; ok {
-			out[i] = d
+	for _, en := range o.log {
+		if i, ok := seen[en.d.Key()]; ok {
+			out[i].d = en.d
 			continue
 		}
-		seen[d.Key()] = len(out)
-		out = append(out, d)
+		seen[en.d.Key()] = len(out)
+		out = append(out, en)
+	}
+	return out
+}
+
+// tables returns the current live version of every table, in first-touch
+// order.
+func (o *txnOverlay) tables() []*catalog.TableDescriptor {
+	var out []*catalog.TableDescriptor
+	for _, en := range o.entries() {
+		if !en.d.Dropped {
+			out = append(out, en.d)
+		}
 	}
 	return out
 }
@@ -126,11 +199,13 @@ func (s *session) overlayOf() *txnOverlay {
 	return s.txn.overlay
 }
 
-// putOverlay adds a version of a table to the session's overlay.
+// putOverlay adds a version of a table the transaction created to the
+// session's overlay.
 func (e *Executor) putOverlay(s *session, d *catalog.TableDescriptor) {
 	o := s.overlayOf()
+	base, _ := o.baseAt(d.Key())
 	o.mu.Lock()
-	o.log = append(o.log, d)
+	o.log = append(o.log, overlayEntry{d: d, base: base})
 	o.mu.Unlock()
 	e.overlays.Store(d.ID, o)
 }
@@ -145,9 +220,9 @@ func (e *Executor) truncateOverlay(o *txnOverlay, n int) {
 	gone := o.log[n:]
 	o.log = o.log[:n]
 	o.mu.Unlock()
-	for _, d := range gone {
-		if o.byID(d.ID) == nil {
-			e.overlays.Delete(d.ID)
+	for _, en := range gone {
+		if en.orig == nil && o.byID(en.d.ID) == nil {
+			e.overlays.Delete(en.d.ID)
 		}
 	}
 }
@@ -161,16 +236,19 @@ func (e *Executor) endOverlay(o *txnOverlay) {
 	o.done = true
 	log := o.log
 	o.mu.Unlock()
-	for _, d := range log {
-		e.overlays.Delete(d.ID)
+	for _, en := range log {
+		if en.orig == nil {
+			e.overlays.Delete(en.d.ID)
+		}
 	}
 }
 
-// overlayByID is a table of some session's overlay by ID. Table IDs are
-// never shared, and only the session that created such a table holds a
-// descriptor naming its ID (the slice refuses a foreign key from an
-// overlay table to any other), so the lookup cannot leak the table to
-// another session.
+// overlayByID is a table some session's transaction created, by ID (the
+// tables it changed are not registered: other sessions see them as the
+// catalog has them). Table IDs are never shared, and only the session that
+// created such a table holds a descriptor naming its ID (a foreign key from
+// an overlay table to an existing one is refused), so the lookup cannot
+// leak the table to another session.
 func (e *Executor) overlayByID(id int64) (*catalog.TableDescriptor, *txnOverlay) {
 	v, ok := e.overlays.Load(id)
 	if !ok {
@@ -186,29 +264,43 @@ func sessionOf(ctx context.Context) *session {
 }
 
 // lookupTable finds table name of database db for session s (nil: none):
-// the session's overlay first, then the catalog, then a pending record
-// its decision key says is committed. ov is the overlay it came from.
+// the session's overlay first (a table it dropped or renamed away is
+// none), then the catalog, deciding a pending record by its decision key:
+// a table a transaction created is a table once committed; an existing
+// table a transaction changed is its pending version once committed (a
+// tombstone: none). ov is the overlay it came from.
 func (e *Executor) lookupTable(s *session, db, name string) (d *catalog.TableDescriptor, ov *txnOverlay, err error) {
 	key := catalog.TableKey(db, name)
 	if s != nil && s.txn.overlay != nil {
 		if d := s.txn.overlay.get(key); d != nil {
+			if d.Dropped {
+				return nil, nil, nil
+			}
 			return d, s.txn.overlay, nil
 		}
 	}
-	if d, ok := e.catalog.Get(key); ok {
-		return d, nil, nil
-	}
 	p, ok := e.catalog.GetAny(key)
-	if !ok || p.Pending == nil {
+	if !ok {
 		return nil, nil, nil
+	}
+	pt := p.PendingOf()
+	if pt == nil {
+		return p, nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dec, err := e.decide(ctx, s, p.Pending)
+	dec, err := e.decide(ctx, s, pt)
 	if err != nil {
 		return nil, nil, err
 	}
-	if dec == catalog.Committed {
+	switch {
+	case p.Next != nil && dec == catalog.Committed && p.Next.Dropped:
+		return nil, nil, nil
+	case p.Next != nil && dec == catalog.Committed:
+		return p.Next, nil, nil
+	case p.Next != nil:
+		return p, nil, nil
+	case dec == catalog.Committed:
 		return p, nil, nil
 	}
 	return nil, nil, nil
@@ -271,6 +363,9 @@ func (e *Executor) decide(ctx context.Context, s *session, p *catalog.PendingTxn
 func (e *Executor) committedPending() []*catalog.TableDescriptor {
 	var out []*catalog.TableDescriptor
 	for _, d := range e.catalog.Pending() {
+		if d.Pending == nil {
+			continue // an existing table: Tables has it
+		}
 		if v, ok := e.decided.Load(d.Pending.Txn); ok && v.(catalog.Decision) == catalog.Committed {
 			out = append(out, d)
 		}
@@ -285,8 +380,12 @@ func (e *Executor) committedPending() []*catalog.TableDescriptor {
 // fails with 40001.
 func (e *Executor) nameTaken(ctx context.Context, s *session, db, name string) (bool, error) {
 	key := catalog.TableKey(db, name)
-	if s != nil && s.txn.overlay != nil && s.txn.overlay.get(key) != nil {
-		return true, nil
+	if s != nil && s.txn.overlay != nil {
+		if d := s.txn.overlay.get(key); d != nil {
+			// The transaction created, dropped or renamed it: its
+			// intent checks the catalog's record at commit.
+			return !d.Dropped, nil
+		}
 	}
 	if _, ok := e.catalog.Get(key); ok {
 		return true, nil
@@ -295,6 +394,8 @@ func (e *Executor) nameTaken(ctx context.Context, s *session, db, name string) (
 	for {
 		p, ok := e.catalog.GetAny(key)
 		if !ok || p.Pending == nil {
+			// Free, or an existing table (perhaps changed by a
+			// transaction: its name is taken until that commits).
 			_, live := e.catalog.Get(key)
 			return live, nil
 		}
@@ -334,15 +435,17 @@ func (e *Executor) nameTaken(ctx context.Context, s *session, db, name string) (
 // (execInTxn) before anything changes.
 func ddlInTxnAllowed(stmt parser.Stmt) bool {
 	switch stmt.(type) {
-	case *parser.CreateTable, *parser.CreateIndex, *parser.AlterTableAddColumn, *parser.DropIndex:
+	case *parser.CreateTable, *parser.CreateIndex, *parser.AlterTableAddColumn, *parser.DropIndex,
+		*parser.AlterTable, *parser.DropTable:
 		return true
 	}
 	return false
 }
 
 // ddlInTxnHint is the hint of a DDL statement refused inside a transaction.
-const ddlInTxnHint = "inside a transaction, kvnode runs CREATE TABLE and CREATE INDEX, ALTER TABLE ... ADD COLUMN " +
-	"and DROP INDEX on the tables created in it; run this statement on its own, outside BEGIN ... COMMIT " +
+const ddlInTxnHint = "inside a transaction, kvnode runs CREATE TABLE, DROP TABLE, DROP INDEX, ALTER TABLE's ADD COLUMN, " +
+	"DROP COLUMN, RENAME, SET|DROP DEFAULT, DROP NOT NULL and DROP CONSTRAINT on any table, and CREATE INDEX on the " +
+	"tables created in it; run this statement on its own, outside BEGIN ... COMMIT " +
 	"(a driver that opens transactions by itself needs autocommit for it: psycopg2: conn.autocommit = True; " +
 	"SQLAlchemy: engine.execution_options(isolation_level=\"AUTOCOMMIT\"))"
 
@@ -392,18 +495,31 @@ func (p *ddlPlan) execInTxn(ctx context.Context, s *session) (pgwire.Result, err
 		}
 		return pgwire.Result{Tag: "CREATE TABLE"}, nil
 	case *parser.AlterTableAddColumn:
-		if err := e.requireOverlayTable(ctx, s, st.Name, "ALTER TABLE"); err != nil {
-			if st.IfExists && pgerror.GetCode(err) == pgerror.CodeUndefinedTable {
+		_, cur, err := e.tableInTxn(ctx, s, st.Name, "alter")
+		if err != nil {
+			return pgwire.Result{}, err
+		}
+		if cur == nil {
+			if st.IfExists {
 				return pgwire.Result{Tag: "ALTER TABLE"}, nil
 			}
-			return pgwire.Result{}, err
+			return pgwire.Result{}, undefinedTable(st.Name.Parts[len(st.Name.Parts)-1])
 		}
 		d, err := e.addColumn(ctx, st)
 		if err != nil || d == nil {
 			return pgwire.Result{Tag: "ALTER TABLE"}, err
 		}
-		e.putOverlay(s, d)
+		if d.ID != cur.ID || d.Version != cur.Version+1 {
+			return pgwire.Result{}, changingElsewhere(cur.Name)
+		}
+		if err := e.putChange(ctx, s, cur, d); err != nil {
+			return pgwire.Result{}, err
+		}
 		return pgwire.Result{Tag: "ALTER TABLE"}, nil
+	case *parser.AlterTable:
+		return e.alterInTxn(ctx, s, st)
+	case *parser.DropTable:
+		return e.dropTablesInTxn(ctx, s, st)
 	case *parser.CreateIndex:
 		return e.createIndexInTxn(ctx, s, st)
 	case *parser.DropIndex:
@@ -419,8 +535,12 @@ func (e *Executor) requireOverlayTable(ctx context.Context, s *session, n parser
 	if err != nil {
 		return err
 	}
-	if s.txn.overlay != nil && s.txn.overlay.get(catalog.TableKey(db, name)) != nil {
-		return nil
+	if o := s.txn.overlay; o != nil {
+		if d := o.get(catalog.TableKey(db, name)); d != nil && !d.Dropped {
+			if orig, _ := o.origOf(d.ID); orig == nil {
+				return nil
+			}
+		}
 	}
 	if d, _, err := e.lookupTable(s, db, name); err != nil {
 		return err
@@ -520,31 +640,29 @@ func (e *Executor) createIndexInTxn(ctx context.Context, s *session, st *parser.
 	return res, nil
 }
 
-// findIndexFor finds an index by name among the catalog's tables and the
-// session's overlay.
+// findIndexFor finds an index by name among the tables session s sees.
 func (e *Executor) findIndexFor(s *session, db, name string) (*catalog.TableDescriptor, int) {
-	if s != nil && s.txn.overlay != nil {
-		for _, t := range s.txn.overlay.tables() {
-			if normalizeDatabase(t.DatabaseName()) != normalizeDatabase(db) {
-				continue
-			}
-			for i := range t.Indexes {
-				if t.Indexes[i].Name == name {
-					return t, i
-				}
+	if s == nil || s.txn.overlay == nil {
+		return e.findIndex(db, name)
+	}
+	for _, t := range e.sessionTables(s, db) {
+		for i := range t.Indexes {
+			if t.Indexes[i].Name == name {
+				return t, i
 			}
 		}
 	}
-	return e.findIndex(db, name)
+	return nil, -1
 }
 
-// dropIndexInTxn drops indexes of tables the transaction created.
+// dropIndexInTxn drops indexes inside the transaction, their entries
+// deleted through it.
 func (e *Executor) dropIndexInTxn(ctx context.Context, s *session, st *parser.DropIndex) (pgwire.Result, error) {
 	res := pgwire.Result{Tag: "DROP INDEX"}
 	db := currentDB(ctx)
 	type target struct {
-		desc *catalog.TableDescriptor
-		i    int
+		table string
+		id    int32
 	}
 	var targets []target
 	for _, n := range st.Names {
@@ -556,60 +674,32 @@ func (e *Executor) dropIndexInTxn(ctx context.Context, s *session, st *parser.Dr
 			}
 			return pgwire.Result{}, pgerror.Newf(pgerror.CodeUndefinedObject, "index %q does not exist", n.Name)
 		}
-		if s.txn.overlay == nil || s.txn.overlay.get(t.Key()) == nil {
-			return pgwire.Result{}, ddlInTxnRefused("DROP INDEX", ": its table "+t.Name+" was not created in this transaction")
-		}
-		if err := e.checkIndexUnreferencedIn(s, t, &t.Indexes[i]); err != nil {
+		if err := e.checkIndexUnreferencedInTxn(s, t, &t.Indexes[i]); err != nil {
 			return pgwire.Result{}, err
 		}
-		targets = append(targets, target{t, i})
+		targets = append(targets, target{t.Name, t.Indexes[i].ID})
 	}
 	for _, tg := range targets {
-		cur := s.txn.overlay.get(tg.desc.Key())
-		id := tg.desc.Indexes[tg.i].ID
-		d := cur.Clone()
-		d.Indexes = d.Indexes[:0]
-		for _, ix := range cur.Indexes {
-			if ix.ID != id {
-				d.Indexes = append(d.Indexes, ix)
-			}
+		cur, err := e.sessionTable(s, db, tg.table)
+		if err != nil {
+			return pgwire.Result{}, err
 		}
+		if cur == nil {
+			return pgwire.Result{}, undefinedTable(tg.table)
+		}
+		d := cur.Clone()
+		d.Indexes = slices.DeleteFunc(d.Indexes, func(ix catalog.IndexDescriptor) bool { return ix.ID == tg.id })
 		d.Version++
 		d.ModTime = e.catalog.Clock().Now()
-		lo := keys.IndexPrefix(d.ID, id)
+		lo := keys.IndexPrefix(d.ID, tg.id)
 		if err := s.txn.t.Write(ctx, []kvpb.Op{{Kind: kvpb.OpDeleteRange, Key: lo, EndKey: keys.PrefixEnd(lo)}}); err != nil {
 			return pgwire.Result{}, kvError(err)
 		}
-		e.putOverlay(s, d)
+		if err := e.putChange(ctx, s, cur, d); err != nil {
+			return pgwire.Result{}, err
+		}
 	}
 	return res, nil
-}
-
-// checkIndexUnreferencedIn refuses to drop an index a foreign key of the
-// session's overlay relies on.
-func (e *Executor) checkIndexUnreferencedIn(s *session, t *catalog.TableDescriptor, ix *catalog.IndexDescriptor) error {
-	for _, c := range s.txn.overlay.tables() {
-		for _, fk := range c.ForeignKeys {
-			if fk.RefTable == t.ID && sameIDs(fk.RefColumns, ix.Columns) {
-				return pgerror.WithHintf(pgerror.Newf("2BP01",
-					"cannot drop index %q because constraint %q on table %q requires it", ix.Name, fk.Name, c.Name),
-					"drop the foreign key first")
-			}
-		}
-	}
-	return nil
-}
-
-func sameIDs(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // grantCreatorInTxn buffers in the transaction the creator's grant on a
@@ -632,7 +722,7 @@ func (s *session) grantCreatorInTxn(ctx context.Context, d *catalog.TableDescrip
 // committed, whether or not the publish could be made.
 func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay) error {
 	defer e.endOverlay(o)
-	tables := o.tables()
+	entries := o.entries()
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return errors.Wrap(err, "drawing a transaction ID")
@@ -643,10 +733,30 @@ func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay)
 		t.Rollback()
 		return ddlInTxnRefused("CREATE TABLE", ": this node has no Raft group 0 to hold the transaction's schema changes")
 	}
-	// 1. Intent.
-	intent := &ddlPlan{e: e, what: "intent of a transaction's schema changes", builder: func(ctx context.Context) ([]catalog.TableDescriptor, error) {
-		out := make([]catalog.TableDescriptor, 0, len(tables))
-		for _, d := range tables {
+	// 1. Intent: per key the transaction touched, a pending new table
+	// (the key was free) or the public record with its pending Next.
+	intent := &ddlPlan{e: e, pendingOK: true, what: "intent of a transaction's schema changes", builder: func(ctx context.Context) ([]catalog.TableDescriptor, error) {
+		out := make([]catalog.TableDescriptor, 0, len(entries))
+		for _, en := range entries {
+			d := en.d
+			now := e.catalog.Clock().Now()
+			if en.base != nil {
+				cur, ok := e.catalog.Get(d.Key())
+				if !ok || cur.ID != en.base.ID || cur.Version != en.base.Version || cur.ModTime != en.base.ModTime || cur.Next != nil {
+					return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeSerializationFailure,
+						"restart transaction: table %q was changed by another session while this transaction ran", en.base.Name),
+						"run the transaction again (it will see the table's new schema)")
+				}
+				c := cur.Clone()
+				c.Next = d.Clone()
+				c.Next.Pending = pend
+				c.ModTime = now
+				out = append(out, *c)
+				continue
+			}
+			if d.Dropped {
+				continue // created (or renamed here) and dropped again: nothing
+			}
 			taken, err := e.nameTaken(ctx, nil, d.Database, d.Name)
 			if err != nil {
 				return nil, err
@@ -658,7 +768,7 @@ func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay)
 			}
 			c := d.Clone()
 			c.Pending = pend
-			c.ModTime = e.catalog.Clock().Now()
+			c.ModTime = now
 			out = append(out, *c)
 		}
 		return out, nil
@@ -709,6 +819,9 @@ func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay)
 		return commitError(derr)
 	}
 	e.decided.Store(pend.Txn, catalog.Committed)
+	// The rows of the existing tables it dropped: unreachable from here on
+	// (their fence is fenceDropped, readers see the tombstones).
+	e.deleteDroppedRows(ctx, o.droppedExisting())
 	if err := e.testingStep(StepDecision); err != nil {
 		return nil
 	}
@@ -778,10 +891,10 @@ func (e *Executor) changePending(ctx context.Context, p *catalog.PendingTxn, wha
 	if log == nil {
 		return errors.New("no schema log")
 	}
-	pl := &ddlPlan{e: e, what: what + " of transaction " + p.Txn, builder: func(ctx context.Context) ([]catalog.TableDescriptor, error) {
+	pl := &ddlPlan{e: e, pendingOK: true, what: what + " of transaction " + p.Txn, builder: func(ctx context.Context) ([]catalog.TableDescriptor, error) {
 		var out []catalog.TableDescriptor
 		for _, d := range e.catalog.Pending() {
-			if d.Pending.Txn == p.Txn {
+			if d.PendingOf().Txn == p.Txn {
 				out = append(out, f(d, e.catalog.Clock().Now()))
 			}
 		}
@@ -828,7 +941,7 @@ func (e *Executor) ResolvePending(ctx context.Context) (int, error) {
 	seen := map[string]bool{}
 	var firstErr error
 	for _, d := range e.catalog.Pending() {
-		p := d.Pending
+		p := d.PendingOf()
 		if seen[p.Txn] {
 			continue
 		}

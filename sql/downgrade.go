@@ -69,7 +69,7 @@ func (e *Executor) Release21Blockers() []DowngradeBlocker {
 	for _, d := range e.catalog.Pending() {
 		// A 2.0 binary would take a pending record for a table.
 		out = append(out, DowngradeBlocker{
-			Reason: fmt.Sprintf("a transaction's schema change is being resolved: table %s is pending (transaction %s)", d.Name, d.Pending.Txn),
+			Reason: fmt.Sprintf("a transaction's schema change is being resolved: table %s is pending (transaction %s)", d.Name, d.PendingOf().Txn),
 			Fix:    "wait 30 s (the resolver publishes or drops it) and run the downgrade again",
 		})
 	}

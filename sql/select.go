@@ -122,9 +122,10 @@ func (e *Executor) isStale(ti *tableInfo) bool {
 	if ti.overlay != nil {
 		return ti.overlay.get(ti.desc.Key()) != ti.desc
 	}
-	// A pending table decided committed is the table until its publish.
+	// A pending table decided committed is the table until its publish,
+	// and so is a changed table's pending version.
 	cur, ok := e.catalog.GetAny(ti.desc.Key())
-	return !ok || cur != ti.desc
+	return !ok || (cur != ti.desc && cur.Next != ti.desc)
 }
 
 func pkTypes(ti *tableInfo) []types.T {

@@ -62,7 +62,8 @@ type sessionTxn struct {
 	// readOnly: BEGIN READ ONLY or SET TRANSACTION READ ONLY. The asked
 	// isolation level is not kept: every transaction is serializable.
 	readOnly bool
-	// overlay holds the tables the transaction created (ddltxn.go).
+	// overlay holds the tables the transaction created or changed
+	// (ddltxn.go).
 	overlay *txnOverlay
 }
 
