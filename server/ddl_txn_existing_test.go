@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -401,4 +402,99 @@ func TestDDLTxnAlterRacesWriters(t *testing.T) {
 		}
 	}
 	t.Logf("%d rows acknowledged, %d writes refused with 40001", len(acked), retry.Load())
+}
+
+// TestDDLTxnCreateIndexExisting: CREATE INDEX on a table that existed
+// before the transaction fills the index inside it, from the rows as of
+// its snapshot: another session sees no index until COMMIT and a working
+// one after it on every node; duplicates for a UNIQUE index fail the
+// statement (23505); a write to the table by another session after the
+// snapshot fails the COMMIT (40001) and leaves no index.
+func TestDDLTxnCreateIndexExisting(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx := txnCtx(t)
+	conn, other := c.Conn(0), c.Conn(1)
+	must := func(db *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := db.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	c.Exec(0, "CREATE TABLE big (id INT PRIMARY KEY, v INT, u TEXT, d INT)")
+	var values []string
+	for i := 1; i <= 200; i++ {
+		values = append(values, fmt.Sprintf("(%d, %d, 'u%d', %d)", i, i%10, i, i%3))
+	}
+	c.Exec(0, "INSERT INTO big VALUES "+strings.Join(values, ", "))
+	indexes := func(db *pgx.Conn) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM pg_indexes WHERE tablename = 'big' AND indexname LIKE 'ix_%'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	must(conn, "BEGIN")
+	if _, err := conn.Exec(ctx, "CREATE UNIQUE INDEX ix_d ON big (d)"); sqlState(err) != "23505" {
+		t.Fatalf("a UNIQUE index over duplicates: %v (want 23505)", err)
+	}
+	must(conn, "ROLLBACK")
+
+	must(conn, "BEGIN")
+	must(conn, "CREATE INDEX ix_v ON big (v)")
+	must(conn, "CREATE UNIQUE INDEX ix_u ON big (u)")
+	must(conn, "INSERT INTO big VALUES (201, 7, 'u201', 0)")
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM big WHERE v = 7").Scan(&n); err != nil || n != 21 {
+		t.Fatalf("inside the transaction, rows with v = 7: %d %v (want 21)", n, err)
+	}
+	if got := indexes(other); got != 0 {
+		t.Fatalf("another session sees %d new indexes before COMMIT", got)
+	}
+	must(conn, "COMMIT")
+	for node := 0; node < 3; node++ {
+		db := c.Conn(node)
+		if got := indexes(db); got != 2 {
+			t.Fatalf("node %d sees %d new indexes after COMMIT", node+1, got)
+		}
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM big WHERE v = 7").Scan(&n); err != nil || n != 21 {
+			t.Fatalf("node %d, rows with v = 7: %d %v (want 21)", node+1, n, err)
+		}
+		rows, err := db.Query(ctx, "EXPLAIN SELECT id FROM big WHERE u = 'u42'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		rows.Close()
+		if !strings.Contains(strings.Join(plan, "\n"), "ix_u") {
+			t.Fatalf("node %d: the lookup does not use ix_u: %q", node+1, plan)
+		}
+		var id int
+		if err := db.QueryRow(ctx, "SELECT id FROM big WHERE u = 'u42'").Scan(&id); err != nil || id != 42 {
+			t.Fatalf("node %d: lookup through ix_u: %d %v", node+1, id, err)
+		}
+	}
+	if _, err := other.Exec(ctx, "INSERT INTO big VALUES (300, 1, 'u5', 0)"); sqlState(err) != "23505" {
+		t.Fatalf("the unique index made in the transaction, after COMMIT: %v (want 23505)", err)
+	}
+
+	// A write by another session after the snapshot: the COMMIT fails.
+	must(conn, "BEGIN")
+	must(conn, "CREATE INDEX ix_d ON big (d)")
+	must(other, "INSERT INTO big VALUES (400, 1, 'u400', 1)")
+	if _, err := conn.Exec(ctx, "COMMIT"); sqlState(err) != "40001" {
+		t.Fatalf("COMMIT of CREATE INDEX after a concurrent write to the table: %v (want 40001)", err)
+	}
+	if got := indexes(other); got != 2 {
+		t.Fatalf("after the failed COMMIT, %d new indexes (want the 2 before it)", got)
+	}
+	waitNoPending(t, c)
 }

@@ -443,9 +443,9 @@ func ddlInTxnAllowed(stmt parser.Stmt) bool {
 }
 
 // ddlInTxnHint is the hint of a DDL statement refused inside a transaction.
-const ddlInTxnHint = "inside a transaction, kvnode runs CREATE TABLE, DROP TABLE, DROP INDEX, ALTER TABLE's ADD COLUMN, " +
-	"DROP COLUMN, RENAME, SET|DROP DEFAULT, DROP NOT NULL and DROP CONSTRAINT on any table, and CREATE INDEX on the " +
-	"tables created in it; run this statement on its own, outside BEGIN ... COMMIT " +
+const ddlInTxnHint = "inside a transaction, kvnode runs CREATE TABLE, CREATE INDEX, DROP TABLE, DROP INDEX, and ALTER TABLE's " +
+	"ADD COLUMN, DROP COLUMN, RENAME, SET|DROP DEFAULT, DROP NOT NULL and DROP CONSTRAINT; run this statement on its own, " +
+	"outside BEGIN ... COMMIT " +
 	"(a driver that opens transactions by itself needs autocommit for it: psycopg2: conn.autocommit = True; " +
 	"SQLAlchemy: engine.execution_options(isolation_level=\"AUTOCOMMIT\"))"
 
@@ -528,40 +528,18 @@ func (p *ddlPlan) execInTxn(ctx context.Context, s *session) (pgwire.Result, err
 	return pgwire.Result{}, ddlInTxnRefused(tag, "")
 }
 
-// requireOverlayTable refuses a change of a table the transaction did not
-// create.
-func (e *Executor) requireOverlayTable(ctx context.Context, s *session, n parser.TableName, tag string) error {
-	db, name, err := e.userTableName(ctx, n, "alter")
-	if err != nil {
-		return err
-	}
-	if o := s.txn.overlay; o != nil {
-		if d := o.get(catalog.TableKey(db, name)); d != nil && !d.Dropped {
-			if orig, _ := o.origOf(d.ID); orig == nil {
-				return nil
-			}
-		}
-	}
-	if d, _, err := e.lookupTable(s, db, name); err != nil {
-		return err
-	} else if d == nil {
-		return undefinedTable(name)
-	}
-	return ddlInTxnRefused(tag, ": "+name+" was not created in this transaction")
-}
-
-// createIndexInTxn adds an index to a table the transaction created, and
-// fills it from the rows the transaction wrote to it.
+// createIndexInTxn adds an index to a table inside the transaction, and
+// fills it from the table's rows as the transaction sees them.
 func (e *Executor) createIndexInTxn(ctx context.Context, s *session, st *parser.CreateIndex) (pgwire.Result, error) {
 	res := pgwire.Result{Tag: "CREATE INDEX"}
-	if err := e.requireOverlayTable(ctx, s, st.Table, "CREATE INDEX"); err != nil {
-		return pgwire.Result{}, err
-	}
-	db, name, err := e.userTableName(ctx, st.Table, "create an index on")
+	db, cur, err := e.tableInTxn(ctx, s, st.Table, "create an index on")
 	if err != nil {
 		return pgwire.Result{}, err
 	}
-	cur := s.txn.overlay.get(catalog.TableKey(db, name))
+	name := st.Table.Parts[len(st.Table.Parts)-1]
+	if cur == nil {
+		return pgwire.Result{}, undefinedTable(name)
+	}
 	idxName := st.Name
 	if idxName == "" {
 		idxName = defaultIndexName(name, st.Columns, st.Unique)
@@ -602,12 +580,15 @@ func (e *Executor) createIndexInTxn(ctx context.Context, s *session, st *parser.
 	if ii == nil {
 		return pgwire.Result{}, errors.AssertionFailedf("index %q missing from its table's info", ix.Name)
 	}
-	// The table's rows are all the transaction's own: fill the entries
-	// from them, through the transaction.
+	// Fill the entries from the table's rows, through the transaction:
+	// its own rows, and an existing table's as of its snapshot (the span
+	// joins the read set, so a write to the table by another session
+	// after the snapshot fails the COMMIT). The transaction's limits bound
+	// it.
 	start, end := rowenc.TableSpan(d.ID)
 	rows, err := s.txn.t.Scan(ctx, start, end, 0, false)
 	if err != nil {
-		return pgwire.Result{}, kvError(err)
+		return pgwire.Result{}, indexInTxnTooLarge(kvError(err))
 	}
 	var ops []kvpb.Op
 	for _, kv := range rows {
@@ -633,11 +614,23 @@ func (e *Executor) createIndexInTxn(ctx context.Context, s *session, st *parser.
 					return pgwire.Result{}, verr
 				}
 			}
-			return pgwire.Result{}, kvError(err)
+			return pgwire.Result{}, indexInTxnTooLarge(kvError(err))
 		}
 	}
-	e.putOverlay(s, d)
+	if err := e.putChange(ctx, s, cur, d); err != nil {
+		return pgwire.Result{}, err
+	}
 	return res, nil
+}
+
+// indexInTxnTooLarge adds to a CREATE INDEX's 54000 (the backfill
+// exceeded the transaction's limits) the hint of where it has no bound.
+func indexInTxnTooLarge(err error) error {
+	if pgerror.GetCode(err) != pgerror.CodeProgramLimitExceeded {
+		return err
+	}
+	return pgerror.WithHintf(err, "inside a transaction, CREATE INDEX fills the index within the transaction's limits; "+
+		"run CREATE INDEX on its own, outside BEGIN ... COMMIT, where its build is resumable and has no bound")
 }
 
 // findIndexFor finds an index by name among the tables session s sees.
