@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble"
 )
 
 func TestSecondOpenIsRefusedWithPID(t *testing.T) {
@@ -126,5 +128,66 @@ func TestEstimateReplicatedSize(t *testing.T) {
 	}
 	if _, err := e.EstimateReplicatedSize([]byte("a"), []byte("b")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestBlockCacheKeepsBlocksBesideAFullMemtable reads a table in SSTables
+// twice with a full-sized memtable open, whose size Pebble reserves in the
+// block cache: the second read must find its blocks in the cache. With a
+// cache no larger than the memtable it kept none (memTableSize).
+func TestBlockCacheKeepsBlocksBesideAFullMemtable(t *testing.T) {
+	e, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	value := []byte(strings.Repeat("v", 1000))
+	b := e.DB.NewBatch()
+	for i := 0; i < 2000; i++ {
+		if err := b.Set([]byte{PrefixReplicated, 'a', byte(i >> 8), byte(i)}, value, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DB.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Pebble opens each memtable twice the size of the last one filled, up
+	// to memTableSize: fill them (under another prefix) until one of that
+	// size is open.
+	big := make([]byte, 1<<20)
+	for i := 0; e.DB.Metrics().MemTable.Size < memTableSize; i++ {
+		if i == 300 {
+			t.Fatalf("memtables of %d bytes after 300 MiB written", e.DB.Metrics().MemTable.Size)
+		}
+		if err := e.DB.Set([]byte{PrefixLocal, byte(i >> 8), byte(i)}, big, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan := func() {
+		it, err := e.DB.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixReplicated}, UpperBound: []byte{PrefixReplicated + 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for valid := it.First(); valid; valid = it.Next() {
+			n++
+		}
+		if err := it.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n != 2000 {
+			t.Fatalf("scanned %d keys, want 2000", n)
+		}
+	}
+	scan()
+	before := e.DB.Metrics().BlockCache
+	scan()
+	after := e.DB.Metrics().BlockCache
+	if before.Size == 0 || after.Hits-before.Hits == 0 || after.Misses != before.Misses {
+		t.Fatalf("block cache: %d bytes after the first scan; the second scan hit %d times and missed %d times",
+			before.Size, after.Hits-before.Hits, after.Misses-before.Misses)
 	}
 }
