@@ -663,6 +663,22 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 	if a.inAgg {
 		return nil, pgerror.Newf(codeGroupingError, "aggregate function calls cannot be nested")
 	}
+	agg, err := a.buildAggregate(name, v, false)
+	if err != nil {
+		return nil, err
+	}
+	a.aggs = append(a.aggs, agg)
+	if a.aggsInRow {
+		return &aggRef{idx: a.aggBase + len(a.aggs) - 1, t: agg.t, mod: agg.mod, inRow: true}, nil
+	}
+	return &aggRef{idx: len(a.aggs) - 1, t: agg.t, mod: agg.mod}, nil
+}
+
+// buildAggregate types an aggregate call. Over a window (window), its
+// arguments are checked where the call stands, so that they may hold the
+// query's own aggregates (sum(sum(x)) OVER ()), as in PostgreSQL.
+func (a *analyzer) buildAggregate(name string, v *parser.FuncCall, window bool) (*aggregate, error) {
+	inAgg := !window
 	agg := &aggregate{kind: name, distinct: v.Distinct}
 	switch {
 	case v.Star:
@@ -674,7 +690,7 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 		if len(v.Args) != 2 {
 			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "string_agg takes two arguments: the value and the delimiter")
 		}
-		a.inAgg = true
+		a.inAgg = inAgg
 		arg, err := a.check(v.Args[0], types.String)
 		if err == nil {
 			agg.sep, err = a.check(v.Args[1], types.String)
@@ -690,7 +706,7 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 	case len(v.Args) != 1:
 		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes exactly one argument", name)
 	default:
-		a.inAgg = true
+		a.inAgg = inAgg
 		arg, err := a.check(v.Args[0], types.Unknown)
 		a.inAgg = false
 		if err != nil {
@@ -727,7 +743,7 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 		if v.Distinct {
 			return nil, unsupported("DISTINCT with ORDER BY in an aggregate is not supported")
 		}
-		a.inAgg = true
+		a.inAgg = inAgg
 		for _, o := range v.OrderBy {
 			oe, err := a.check(o.Expr, types.Unknown)
 			if err != nil {
@@ -750,9 +766,5 @@ func (a *analyzer) checkAggregate(name string, v *parser.FuncCall) (texpr, error
 		}
 		agg.filter = f
 	}
-	a.aggs = append(a.aggs, agg)
-	if a.aggsInRow {
-		return &aggRef{idx: a.aggBase + len(a.aggs) - 1, t: agg.t, mod: agg.mod, inRow: true}, nil
-	}
-	return &aggRef{idx: len(a.aggs) - 1, t: agg.t, mod: agg.mod}, nil
+	return agg, nil
 }

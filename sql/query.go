@@ -899,7 +899,7 @@ func (b *queryBuilder) buildSelect(s *parser.Select, a *analyzer) (relNode, []ou
 	}
 
 	if grouping {
-		if err := checkGrouped(append(append(append([]texpr{}, outs...), extra...), having), groupKeys, width); err != nil {
+		if err := checkGrouped(append(append(append(append([]texpr{}, outs...), extra...), having), windowExprs(a.windows)...), groupKeys, width); err != nil {
 			return nil, nil, err
 		}
 		node = &groupNode{in: node, keys: groupKeys, aggs: a.aggs}

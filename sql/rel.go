@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"fmt"
+	"github.com/cockroachdb/apd/v3"
 	"strings"
 
 	"github.com/cockroachdb/errors"
@@ -1272,34 +1273,111 @@ func (n *setOpNode) explain(w *explainWriter) {
 	w.child(n.right)
 }
 
-// windowFunc is a ranking window function: row_number, rank or
-// dense_rank, over partitions of the rows, in an order.
+// windowFunc is a window function over partitions of the rows, in an
+// order: a ranking function (row_number, rank, dense_rank), an aggregate
+// (agg), or a value function (lag, lead, first_value, last_value: args).
+// Its frame is PostgreSQL's default, RANGE BETWEEN UNBOUNDED PRECEDING AND
+// CURRENT ROW: with ORDER BY, the partition's rows up to the current row's
+// last peer; without, the whole partition.
 type windowFunc struct {
 	kind      string
 	partition []texpr
 	order     []orderItem
-	ref       *colExpr // where the value is read; its idx is set by the planner
+	agg       *aggregate // an aggregate over the frame
+	args      []texpr    // lag, lead, first_value, last_value
+	ref       *colExpr   // where the value is read; its idx is set by the planner
 }
 
-// checkWindow type-checks f() OVER (PARTITION BY ... ORDER BY ...). Only
-// the ranking functions are supported; aggregates over windows and frames
-// are refused with 0A000.
+// checkWindow type-checks f(...) OVER (PARTITION BY ... ORDER BY ...).
+// Frame clauses are refused by the parser with 0A000.
 func (a *analyzer) checkWindow(name string, v *parser.FuncCall) (texpr, error) {
-	switch name {
-	case "row_number", "rank", "dense_rank":
-	default:
-		return nil, pgerror.WithHintf(unsupported("window function %s is not supported", name),
-			"kvnode's window functions are row_number, rank and dense_rank")
-	}
 	if !a.allowWindows {
 		return nil, pgerror.Newf(codeWindowingError, "window functions are not allowed in %s", a.clauseName())
 	}
-	if len(v.Args) > 0 || v.Star || v.Distinct {
-		return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes no arguments", name)
-	}
-	w := &windowFunc{kind: name, ref: &colExpr{t: types.Int, name: name}}
+	w := &windowFunc{kind: name}
 	a.allowWindows = false // no window function inside another
 	defer func() { a.allowWindows = true }()
+	switch {
+	case name == "row_number" || name == "rank" || name == "dense_rank":
+		if len(v.Args) > 0 || v.Star || v.Distinct {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes no arguments", name)
+		}
+		w.ref = &colExpr{t: types.Int, name: name}
+	case name == "percent_rank" || name == "cume_dist":
+		if len(v.Args) > 0 || v.Star || v.Distinct {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes no arguments", name)
+		}
+		w.ref = &colExpr{t: types.Float, name: name}
+	case name == "ntile":
+		if len(v.Args) != 1 || v.Star || v.Distinct {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "ntile takes one argument, the number of buckets")
+		}
+		n, err := a.check(v.Args[0], types.Int)
+		if err != nil {
+			return nil, err
+		}
+		if n, err = coerce(n, types.Int, ""); err != nil {
+			return nil, err
+		}
+		w.args = []texpr{n}
+		w.ref = &colExpr{t: types.Int, name: name}
+	case isAggregateName(name):
+		if v.Distinct {
+			return nil, unsupported("DISTINCT is not implemented for window functions")
+		}
+		if len(v.OrderBy) > 0 {
+			return nil, unsupported("aggregate ORDER BY is not implemented for window functions")
+		}
+		// The window node computes it; its arguments are read from the
+		// window node's input row (after grouping, when there is one).
+		agg, err := a.buildAggregate(name, v, true)
+		if err != nil {
+			return nil, err
+		}
+		w.agg = agg
+		w.ref = &colExpr{t: agg.t, name: name, mod: agg.mod}
+	case name == "lag" || name == "lead" || name == "first_value" || name == "last_value":
+		max := 1
+		if name == "lag" || name == "lead" {
+			max = 3
+		}
+		if len(v.Args) < 1 || len(v.Args) > max || v.Star || v.Distinct {
+			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes from 1 to %d arguments", name, max)
+		}
+		x, err := a.check(v.Args[0], types.Unknown)
+		if err != nil {
+			return nil, err
+		}
+		t := hint(x.typ(), types.String)
+		if x, err = a.settle(v.Args[0], x, t); err != nil {
+			return nil, err
+		}
+		w.args = []texpr{x}
+		if len(v.Args) > 1 {
+			off, err := a.check(v.Args[1], types.Int)
+			if err != nil {
+				return nil, err
+			}
+			if off, err = coerce(off, types.Int, ""); err != nil {
+				return nil, err
+			}
+			w.args = append(w.args, off)
+		}
+		if len(v.Args) > 2 {
+			def, err := a.check(v.Args[2], t)
+			if err != nil {
+				return nil, err
+			}
+			if def, err = coerce(def, t, ""); err != nil {
+				return nil, err
+			}
+			w.args = append(w.args, def)
+		}
+		w.ref = &colExpr{t: t, name: name}
+	default:
+		return nil, pgerror.WithHintf(unsupported("window function %s is not supported", name),
+			"kvnode's window functions are row_number, rank, dense_rank, percent_rank, cume_dist, ntile, lag, lead, first_value, last_value and the aggregates")
+	}
 	for _, x := range v.Over.PartitionBy {
 		c, err := a.check(x, types.Unknown)
 		if err != nil {
@@ -1316,6 +1394,24 @@ func (a *analyzer) checkWindow(name string, v *parser.FuncCall) (texpr, error) {
 	}
 	a.windows = append(a.windows, w)
 	return w.ref, nil
+}
+
+// windowExprs lists the expressions the window functions read from
+// their input row: in a grouped query they may read only the grouping
+// keys and the aggregates, like the select list.
+func windowExprs(ws []*windowFunc) []texpr {
+	var out []texpr
+	for _, w := range ws {
+		out = append(out, w.partition...)
+		for _, o := range w.order {
+			out = append(out, o.e)
+		}
+		out = append(out, w.args...)
+		if w.agg != nil {
+			out = append(out, w.agg.arg, w.agg.sep, w.agg.filter)
+		}
+	}
+	return out
 }
 
 // codeWindowingError is PostgreSQL's windowing_error.
@@ -1373,41 +1469,161 @@ func (n *windowNode) run(ec *evalCtx) ([][]types.Datum, error) {
 		if err := sortRows(&evalCtx{}, keyed, order); err != nil {
 			return nil, err
 		}
-		var rowNum, rank, dense int64
-		for i, k := range keyed {
-			newPart := i == 0
-			peer := i > 0
-			if i > 0 {
-				prev := keyed[i-1]
-				pk, _ := rowKey(k[:np])
-				ppk, _ := rowKey(prev[:np])
-				newPart = pk != ppk
-				ok, _ := rowKey(k[np : np+no])
-				pok, _ := rowKey(prev[np : np+no])
-				peer = !newPart && ok == pok
+		// Partitions and, in each, groups of peers (rows equal in the
+		// ORDER BY keys: the same rank, the same frame end).
+		for ps := 0; ps < len(keyed); {
+			pk, _ := rowKey(keyed[ps][:np])
+			pe := ps + 1
+			for ; pe < len(keyed); pe++ {
+				if k, _ := rowKey(keyed[pe][:np]); k != pk {
+					break
+				}
 			}
-			if newPart {
-				rowNum, rank, dense = 0, 0, 0
+			if err := f.computePartition(rc, rows, keyed[ps:pe], np, no, out, w0+fi); err != nil {
+				return nil, err
 			}
-			rowNum++
-			if !peer {
-				rank = rowNum
-				dense++
-			}
-			var v int64
-			switch f.kind {
-			case "row_number":
-				v = rowNum
-			case "rank":
-				v = rank
-			default:
-				v = dense
-			}
-			out[k[len(k)-1].(int64)][w0+fi] = v
+			ps = pe
 		}
 	}
 	return out, nil
 }
+
+// computePartition sets column col of out for the rows of one partition,
+// given in the window's order (each keyed row ends with its row's index).
+func (f *windowFunc) computePartition(rc *evalCtx, rows [][]types.Datum, part [][]types.Datum, np, no int, out [][]types.Datum, col int) error {
+	idx := func(i int) int64 { return part[i][len(part[i])-1].(int64) }
+	var state *aggState
+	if f.agg != nil {
+		state = &aggState{agg: f.agg}
+	}
+	var rank, dense int64
+	for gs := 0; gs < len(part); {
+		gk, _ := rowKey(part[gs][np : np+no])
+		ge := gs + 1
+		for ; ge < len(part); ge++ {
+			if k, _ := rowKey(part[ge][np : np+no]); k != gk {
+				break
+			}
+		}
+		rank, dense = int64(gs)+1, dense+1
+		if state != nil {
+			for i := gs; i < ge; i++ {
+				rc.row = rows[idx(i)]
+				if err := state.add(rc); err != nil {
+					return err
+				}
+			}
+		}
+		for i := gs; i < ge; i++ {
+			var v types.Datum
+			switch f.kind {
+			case "row_number":
+				v = int64(i) + 1
+			case "rank":
+				v = rank
+			case "dense_rank":
+				v = dense
+			case "percent_rank":
+				v = 0.0
+				if len(part) > 1 {
+					v = float64(rank-1) / float64(len(part)-1)
+				}
+			case "cume_dist":
+				v = float64(ge) / float64(len(part))
+			case "ntile":
+				var err error
+				if v, err = f.ntile(rc, rows[idx(i)], i, len(part)); err != nil {
+					return err
+				}
+			default:
+				var err error
+				if state != nil {
+					// The state goes on accumulating the next peers:
+					// a NUMERIC it added into in place is copied.
+					v, err = state.result()
+					if d, ok := v.(*apd.Decimal); ok {
+						v = new(apd.Decimal).Set(d)
+					}
+				} else {
+					v, err = f.valueAt(rc, rows, part, i, ge, idx)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			out[idx(i)][col] = v
+		}
+		gs = ge
+	}
+	return nil
+}
+
+// ntile is the bucket, from 1, of the row at position i of a partition
+// of n rows divided into the number of buckets its argument gives (read
+// on the row, as PostgreSQL reads it once per partition: the same unless
+// it reads the row), the first n mod buckets one row larger.
+func (f *windowFunc) ntile(rc *evalCtx, row []types.Datum, i, n int) (types.Datum, error) {
+	rc.row = row
+	d, err := rc.eval(f.args[0])
+	if err != nil || d == nil {
+		return nil, err
+	}
+	b := d.(int64)
+	if b <= 0 {
+		return nil, pgerror.Newf(codeInvalidArgumentForNtile, "argument of ntile must be greater than zero")
+	}
+	if b > int64(n) {
+		return int64(i) + 1, nil
+	}
+	per, extra := int64(n)/b, int64(n)%b
+	big := extra * (per + 1) // the rows of the larger buckets
+	if int64(i) < big {
+		return int64(i)/(per+1) + 1, nil
+	}
+	return (int64(i)-big)/per + extra + 1, nil
+}
+
+// codeInvalidArgumentForNtile is PostgreSQL's
+// invalid_argument_for_ntile_function.
+const codeInvalidArgumentForNtile = "22014"
+
+// valueAt computes lag, lead, first_value or last_value for the row at
+// position i of its partition, whose peers end at ge.
+func (f *windowFunc) valueAt(rc *evalCtx, rows [][]types.Datum, part [][]types.Datum, i, ge int, idx func(int) int64) (types.Datum, error) {
+	target := 0
+	switch f.kind {
+	case "first_value":
+	case "last_value":
+		target = ge - 1
+	default: // lag, lead: offset and default are evaluated on the current row
+		rc.row = rows[idx(i)]
+		off := int64(1)
+		if len(f.args) > 1 {
+			d, err := rc.eval(f.args[1])
+			if err != nil {
+				return nil, err
+			}
+			if d == nil {
+				return nil, nil
+			}
+			off = d.(int64)
+		}
+		if f.kind == "lag" {
+			off = -off
+		}
+		t := int64(i) + off
+		if t < 0 || t >= int64(len(part)) {
+			if len(f.args) > 2 {
+				return rc.eval(f.args[2])
+			}
+			return nil, nil
+		}
+		target = int(t)
+	}
+	rc.row = rows[idx(target)]
+	return rc.eval(f.args[0])
+}
+
 func (n *windowNode) explain(w *explainWriter) {
 	var names []string
 	for _, f := range n.funcs {

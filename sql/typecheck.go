@@ -554,7 +554,9 @@ func (a *analyzer) settle(e parser.Expr, te texpr, t types.T) (texpr, error) {
 func containsAggregate(e parser.Expr) bool {
 	found := false
 	parser.WalkExpr(e, func(x parser.Expr) bool {
-		if f, ok := x.(*parser.FuncCall); ok && isAggregateName(strings.TrimPrefix(f.FuncName(), "pg_catalog.")) {
+		// An aggregate over a window does not make the query grouped;
+		// its arguments may hold aggregates that do.
+		if f, ok := x.(*parser.FuncCall); ok && f.Over == nil && isAggregateName(strings.TrimPrefix(f.FuncName(), "pg_catalog.")) {
 			found = true
 		}
 		return !found
