@@ -180,6 +180,26 @@ func TestDDLTxnExistingTables(t *testing.T) {
 	must(other, "DROP TABLE older")
 }
 
+// waitSees waits until node (0-based) sees table, which another node
+// created: a node's catalog learns a schema change a moment after the
+// statement answered on the node that made it.
+func waitSees(t *testing.T, c *testcluster.Cluster, node int, table string) {
+	t.Helper()
+	ctx := txnCtx(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		err := c.Conn(node).QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d does not see table %s: %v", node+1, table, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func waitNoPending(t *testing.T, c *testcluster.Cluster) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -313,20 +333,8 @@ func TestDDLTxnAlterRacesWriters(t *testing.T) {
 			}
 		}
 	}
-	for node := 1; node < 3; node++ {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var n int
-			err := c.Conn(node).QueryRow(ctx, "SELECT count(*) FROM w").Scan(&n)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d does not see table w: %v", node+1, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitSees(t, c, 1, "w")
+	waitSees(t, c, 2, "w")
 	wg.Add(2)
 	go writer(1, false)
 	go writer(2, true)

@@ -360,6 +360,7 @@ func TestDDLTxnReaderNeverSeesHalf(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.Options{})
 	ctx := txnCtx(t)
 	c.Exec(0, "CREATE TABLE versions (v TEXT PRIMARY KEY)")
+	waitSees(t, c, 1, "versions")
 	const rounds = 5
 	done := make(chan struct{})
 	errc := make(chan error, 1)
