@@ -332,6 +332,15 @@ func (r *Replica) applyCopyPublish(b *pebble.Batch, e *raftpb.Entry, cmd *comman
 	if err := checkStagedConds(r.eng.DB, id); err != nil {
 		return fail(err)
 	}
+	// The ingest overlaps the memtables (they hold the applied state just
+	// committed and the last batches of the stage, which it deletes), so
+	// Pebble flushes them first: start that now, beside the walk below.
+	// Starting it closes the memtable's write-ahead log with a sync: the
+	// loop blocks on it (a point where a crash test may stop the node).
+	r.point(PointSyncCommit)
+	if err := r.eng.StartFlush(); err != nil {
+		return nb, result{}, err
+	}
 	start := time.Now()
 	p := &publisher{db: r.eng.DB, id: id}
 	runs, err := p.walk(nil)
@@ -592,7 +601,8 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 	r.readCache.holdAll()
 	// The ingest is a synchronous write: it syncs the tables and the
 	// manifest, and the memtables it overlaps (the apply batch just
-	// committed holds the applied state) are flushed first.
+	// committed holds the applied state) are flushed first (StartFlush
+	// began that before the passes).
 	written = time.Since(start)
 	r.point(PointSyncCommit)
 	ssts := set.ssts
