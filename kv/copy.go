@@ -343,25 +343,17 @@ func (r *Replica) applyCopyPublish(b *pebble.Batch, e *raftpb.Entry, cmd *comman
 	}
 	start := time.Now()
 	p := &publisher{db: r.eng.DB, id: id}
-	runs, err := p.walk(nil)
-	checked := time.Since(start)
+	ingested := appliedState{Index: e.Index, Term: e.Term, ConfState: as.ConfState}
+	pub, err := r.ingestStage(p, e.Index, staged, ingested)
 	if err != nil {
 		var cf *kvpb.ConditionFailedError
-		if errors.As(err, &cf) {
+		if errors.As(err, &cf) || errors.Is(err, kvpb.ErrCopyStageGone) {
 			return fail(err)
 		}
 		return nb, result{}, err
 	}
-	if p.n != staged {
-		return fail(errors.Wrapf(kvpb.ErrCopyStageGone, "%d of %d rows and index entries staged", p.n, staged))
-	}
-	ingested := appliedState{Index: e.Index, Term: e.Term, ConfState: as.ConfState}
-	written, err := r.ingestStage(p, e.Index, runs, ingested)
-	if err != nil {
-		return nb, result{}, err
-	}
-	r.log.Info("published a COPY", "copy", id, "index", e.Index, "writes", staged, "runs", runs,
-		"checked", checked.Round(time.Millisecond), "written", written.Round(time.Millisecond),
+	r.log.Info("published a COPY", "copy", id, "index", e.Index, "writes", staged, "runs", pub.runs,
+		"passes", pub.passes, "written", pub.written.Round(time.Millisecond),
 		"took", time.Since(start).Round(time.Millisecond))
 	return nb, result{}, nil
 }
@@ -423,6 +415,7 @@ type stagedWrite struct {
 	key, value []byte
 	existed    bool // the key exists in the live state
 	runStart   bool // the first key of a run (see bulkRuns)
+	runs       int  // the runs so far, this one included
 }
 
 // walk visits the staged writes in key order, telling for each whether its
@@ -484,7 +477,7 @@ func (p *publisher) walk(visit func(w *stagedWrite) error) (runs int, err error)
 		}
 		p.n++
 		if visit != nil {
-			*w = stagedWrite{key: k, value: v[1:], existed: exists, runStart: gap}
+			*w = stagedWrite{key: k, value: v[1:], existed: exists, runStart: gap, runs: runs}
 			if err := visit(w); err != nil {
 				return runs, err
 			}
@@ -503,6 +496,7 @@ type sstSet struct {
 	eng   *storage.Engine
 	index uint64
 	ssts  []*storage.SST
+	meta  *storage.SST // the range records and the stage's deletion
 }
 
 func (s *sstSet) open(into **storage.SST) (*storage.SST, error) {
@@ -518,35 +512,84 @@ func (s *sstSet) open(into **storage.SST) (*storage.SST, error) {
 	return f, nil
 }
 
-// ingestStage writes the published state in tables and ingests them in one
-// step: the staged writes, their write index records (one range record per
-// run when the runs are few, as bulkRuns decides; else per-key records),
-// the deletion of the stage, and the applied state as.
-func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedState) (written time.Duration, err error) {
+// published says how a publish went, for its log line.
+type published struct {
+	runs    int           // runs of the staged keys among the live ones
+	passes  int           // walks of the stage: 1, or 2 when the runs are many
+	written time.Duration // the walks and the tables, until the ingest
+}
+
+// errManyRuns ends a walk that writes range records once the runs are too
+// many for them (bulkRuns' rule): the walk is made again with per-key
+// records.
+var errManyRuns = errors.New("too many runs for range records")
+
+// ingestStage checks load id's staged writes against the live state and
+// writes the published state in tables, in one walk of the stage, then
+// ingests them in one step: the staged writes, their write index records
+// (one range record per run when the runs are few, as bulkRuns decides;
+// else per-key records), the deletion of the stage, and the applied state
+// as. staged is the header's count of writes; a walk that finds another
+// count fails with ErrCopyStageGone, and one that finds a key it must find
+// absent fails with the ConditionFailedError naming it, having ingested
+// nothing.
+//
+// The walk writes range records as long as the runs stay few enough for
+// the count staged (runs*bulkRunKeys <= staged: the runs only grow, so the
+// first walk knows as soon as they are not); past that it is abandoned and
+// made again with per-key records, which is what a publish among many
+// live keys pays: two walks, as a separate check pass did before.
+func (r *Replica) ingestStage(p *publisher, index, staged uint64, as appliedState) (pub published, err error) {
 	start := time.Now()
-	set := &sstSet{eng: r.eng, index: index}
+	for ranged := true; ; ranged = false {
+		pub.passes++
+		var set *sstSet
+		set, pub.runs, err = r.writeStage(p, index, staged, ranged)
+		if errors.Is(err, errManyRuns) {
+			continue
+		}
+		if err == nil && p.n != staged {
+			r.eng.Discard(set.ssts)
+			err = errors.Wrapf(kvpb.ErrCopyStageGone, "%d of %d rows and index entries staged", p.n, staged)
+		}
+		if err != nil {
+			return pub, err
+		}
+		if err := set.applied(as); err != nil {
+			r.eng.Discard(set.ssts)
+			return pub, err
+		}
+		pub.written = time.Since(start)
+		return pub, r.ingestSet(p.id, index, set)
+	}
+}
+
+// writeStage makes one walk of the stage, writing the tables of its
+// publish (ranged: range records, one per run, else per-key records). On
+// an error it has removed what it wrote.
+func (r *Replica) writeStage(p *publisher, index, staged uint64, ranged bool) (set *sstSet, runs int, err error) {
+	set = &sstSet{eng: r.eng, index: index}
 	defer func() {
 		if err != nil {
 			r.eng.Discard(set.ssts)
 		}
 	}()
-	var rows, eRecs, meta, wRecs, applied *storage.SST
-	ranged := runs*bulkRunKeys <= int(p.n)
+	var rows, eRecs, wRecs *storage.SST
 	var val [8]byte
 	binary.BigEndian.PutUint64(val[:], index)
 	// The range records are written into meta as each run ends, which
 	// precede the stage's range deletion in it.
-	if _, err := set.open(&meta); err != nil {
-		return 0, err
+	if _, err := set.open(&set.meta); err != nil {
+		return set, 0, err
 	}
 	var runFirst, runLast []byte
 	endRun := func() error {
 		if runFirst == nil {
 			return nil
 		}
-		return meta.Set(userKey(rangeRecordKey(index, runFirst)), append(bytes.Clone(runLast), 0))
+		return set.meta.Set(userKey(rangeRecordKey(index, runFirst)), append(bytes.Clone(runLast), 0))
 	}
-	_, err = p.walk(func(w *stagedWrite) error {
+	runs, err = p.walk(func(w *stagedWrite) error {
 		f, err := set.open(&rows)
 		if err != nil {
 			return err
@@ -556,6 +599,9 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 		}
 		if ranged {
 			if w.runStart {
+				if w.runs*bulkRunKeys > int(staged) {
+					return errManyRuns
+				}
 				if err := endRun(); err != nil {
 					return err
 				}
@@ -578,23 +624,30 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 		return f.Set(userKey(writeIndexKey(w.key)), val[:])
 	})
 	if err != nil {
-		return 0, err
+		return set, runs, err
 	}
 	if ranged {
 		if err := endRun(); err != nil {
-			return 0, err
+			return set, runs, err
 		}
 	}
 	stageStart, stageEnd := copyStageSpan(p.id)
-	if err := meta.DeleteRange(userKey(stageStart), userKey(stageEnd)); err != nil {
-		return 0, err
+	return set, runs, set.meta.DeleteRange(userKey(stageStart), userKey(stageEnd))
+}
+
+// applied adds the table of the applied state, the last part of the
+// keyspace an ingest writes.
+func (s *sstSet) applied(as appliedState) error {
+	var f *storage.SST
+	if _, err := s.open(&f); err != nil {
+		return err
 	}
-	if _, err := set.open(&applied); err != nil {
-		return 0, err
-	}
-	if err := applied.Set(keyApplied, as.encode()); err != nil {
-		return 0, err
-	}
+	return f.Set(keyApplied, as.encode())
+}
+
+// ingestSet ingests the tables of load id's publish at index in one step,
+// with the caches held and emptied around it.
+func (r *Replica) ingestSet(id, index uint64, set *sstSet) error {
 	// No read fills the read cache from before the ingest until it is
 	// emptied after (readCache.holdAll), nor does the row cache keep an
 	// absence the ingest ends.
@@ -602,18 +655,17 @@ func (r *Replica) ingestStage(p *publisher, index uint64, runs int, as appliedSt
 	// The ingest is a synchronous write: it syncs the tables and the
 	// manifest, and the memtables it overlaps (the apply batch just
 	// committed holds the applied state) are flushed first (StartFlush
-	// began that before the passes).
-	written = time.Since(start)
+	// began that before the walk).
 	r.point(PointSyncCommit)
 	ssts := set.ssts
 	set.ssts = nil // Ingest removes them
 	if err := r.eng.Ingest(ssts); err != nil {
-		return 0, errors.Wrapf(err, "publishing COPY %d at index %d", p.id, index)
+		return errors.Wrapf(err, "publishing COPY %d at index %d", id, index)
 	}
 	r.rows.clear()
 	r.readCache.clear()
 	r.point(PointIngested)
-	return written, nil
+	return nil
 }
 
 // collectAbandonedCopies proposes the abort of every stage whose last

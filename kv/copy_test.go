@@ -207,6 +207,64 @@ func TestCopyScatteredRecords(t *testing.T) {
 	sameState(t, c)
 }
 
+// TestCopyPublishRunsBound: the publish decides between range records and
+// per-key records by bulkRuns' rule (at most one run per bulkRunKeys keys
+// staged) in one walk, abandoning range records as soon as the runs pass
+// the bound: 32 keys in 2 runs leave 2 range records and no per-key
+// record, 32 keys in 3 runs leave per-key records and no range record.
+func TestCopyPublishRunsBound(t *testing.T) {
+	c, ctx := enabledCluster(t)
+	rep := c.leader().rep
+	for _, tc := range []struct {
+		prefix string
+		gaps   []int // a live key after the load's key of each of these
+		ranged bool
+	}{
+		{prefix: "qa", gaps: []int{15}, ranged: true},
+		{prefix: "qb", gaps: []int{10, 20}, ranged: false},
+	} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			var live []kvpb.Op
+			for _, g := range tc.gaps {
+				live = append(live, kvpb.Op{Kind: kvpb.OpPut, Key: tk(fmt.Sprintf("%s%05dx", tc.prefix, g)), Value: []byte("e")})
+			}
+			if err := rep.Write(ctx, live); err != nil {
+				t.Fatal(err)
+			}
+			ops := copyOps(tc.prefix, 0, 2*bulkRunKeys, false)
+			id := NewCopyID()
+			if err := rep.StageCopy(ctx, id, ops); err != nil {
+				t.Fatal(err)
+			}
+			if err := rep.PublishCopy(ctx, id, uint64(len(ops))); err != nil {
+				t.Fatal(err)
+			}
+			at := rep.appliedIndex()
+			recs, err := rep.ScanLocal(rangeRecordKey(at, nil), rangeRecordKey(at+1, nil), 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if tc.ranged {
+				want = len(tc.gaps) + 1
+			}
+			if len(recs) != want {
+				t.Errorf("%d range records at the publish's index %d, want %d", len(recs), at, want)
+			}
+			for _, op := range ops {
+				_, ok, err := rep.GetLocal(recordKey(writeIndexPrefix, op.Key))
+				if err != nil || ok == tc.ranged {
+					t.Fatalf("per-key record of %q: %v %v, want one: %v", op.Key, ok, err, !tc.ranged)
+				}
+			}
+			if got := countRows(t, rep, tc.prefix); got != len(ops)+len(tc.gaps) {
+				t.Errorf("%d rows, want %d", got, len(ops)+len(tc.gaps))
+			}
+			sameState(t, c)
+		})
+	}
+}
+
 // TestCopyFailuresWriteNothing: a key twice in one load, a key already in
 // the table at a stage, a key written by someone else between the stage
 // and the publish, a condition (the schema fence) that changed, and a
