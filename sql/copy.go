@@ -27,15 +27,16 @@ import (
 //
 // The data is read as it arrives and written in batches of copyBatchRows
 // rows (or copyBatchBytes bytes), so a COPY of any size holds at most two
-// batches in memory (the wire server's read-ahead is bounded too).
+// batches in memory, three when it is staged (the wire server's read-ahead
+// is bounded too).
 //
 // Outside a transaction, from release 2.1 on, a COPY is atomic, as
 // PostgreSQL's (and CockroachDB's with copy_from_atomic_enabled): each batch
 // is staged in the data group where no read sees it, checked as a
 // multi-row INSERT is (a duplicate key fails at once), and the end of the
 // data publishes every row at once, or the failure aborts the stage
-// (copyStage; txn/DESIGN.md, "An atomic COPY outside a transaction"). A
-// batch is staged while the next one is read (copyFlight). A table with
+// (copyStage; txn/DESIGN.md, "An atomic COPY outside a transaction").
+// Batches are staged while the next one is read (copyFlight). A table with
 // foreign keys stages, with each batch, a check of each parent key its
 // rows reference (copyfk.go), decided when it is staged and again at the
 // publish: so a COPY of any size is atomic there too. Below 2.1 each batch is one
@@ -59,6 +60,9 @@ const (
 	copyBatchBytes = 256 << 10
 	// copyMaxLine bounds one line (or CSV record) of COPY data.
 	copyMaxLine = 16 << 20
+	// copyStagedInFlight is how many batches of a staged COPY are in
+	// flight at once (copyFlight).
+	copyStagedInFlight = 2
 	// copyAbortTimeout bounds the abort of a failed COPY's stage.
 	copyAbortTimeout = 10 * time.Second
 	// copyPublishTimeout bounds the wait for a COPY's publish when the
@@ -369,25 +373,43 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		batchLen int
 		// Outside a transaction, unless a transaction of its own checks
 		// its foreign keys, a batch is written by a goroutine of its own
-		// while the next one is parsed (inflight); at most one is in
-		// flight (see copyFlight).
+		// while the next one is parsed (inflight, oldest first): at most
+		// depth are in flight (see copyFlight).
 		overlap  = !inTxn && (!fks || stage != nil)
-		inflight *copyFlight
-		spare    copyBatch // the slices of the batch before the one in flight, for reuse
+		depth    = 1
+		inflight []*copyFlight
+		spare    copyBatch // the slices of a batch written, for reuse
+		batchErr error     // the first error of a batch in flight
 	)
-	// await waits for the batch in flight, if any, and counts its rows if
-	// it was written.
+	if stage != nil && stage.fks == nil {
+		// A staged COPY with foreign keys keeps one: its batches share
+		// the memo of the parents staged (copyFKChecks).
+		depth = copyStagedInFlight
+	}
+	// await waits for the oldest batch in flight, if any, and counts its
+	// rows if it was written.
 	await := func() error {
-		if inflight == nil {
+		if len(inflight) == 0 {
 			return nil
 		}
-		err := <-inflight.done
+		f := inflight[0]
+		inflight = inflight[1:]
+		err := <-f.done
 		if err == nil {
-			copied += int64(len(inflight.b.rows))
+			copied += int64(len(f.b.rows))
+		} else if batchErr == nil {
+			batchErr = err
 		}
-		spare = copyBatch{rows: inflight.b.rows[:0], keys: inflight.b.keys[:0]}
-		inflight = nil
+		spare = copyBatch{rows: f.b.rows[:0], keys: f.b.keys[:0]}
 		return err
+	}
+	// awaitAll waits for every batch in flight and returns the first
+	// error of one, in the order they were sent.
+	awaitAll := func() error {
+		for len(inflight) > 0 {
+			_ = await()
+		}
+		return batchErr
 	}
 	flush := func() error {
 		if len(rows) == 0 {
@@ -395,10 +417,15 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 		}
 		b := copyBatch{rows: rows, keys: keys}
 		if overlap {
-			// The previous batch must have been written before this one is
-			// proposed: if it failed, nothing after it may be written.
-			if err := await(); err != nil {
-				return err
+			// Below 2.1 the previous batch must have been written before
+			// this one is proposed: if it failed, nothing after it may be
+			// written. A staged batch that fails fails the whole COPY,
+			// whichever others were staged meanwhile (the abort deletes
+			// them all).
+			for len(inflight) >= depth {
+				if err := await(); err != nil {
+					return err
+				}
 			}
 			f := &copyFlight{b: b, done: make(chan error, 1)}
 			go func() {
@@ -407,7 +434,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 				defer recoverInternal(&err)
 				err = p.writeBatch(ctx, b, stage, nil)
 			}()
-			inflight = f
+			inflight = append(inflight, f)
 			rows, keys, batchLen = spare.rows, spare.keys, 0
 			spare = copyBatch{}
 			return nil
@@ -431,8 +458,9 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 	fail := func(err error) (pgwire.Result, error) {
 		// A batch in flight was sent before the rows that led to err
 		// were read: its error comes first, as if it had been written
-		// before they were read.
-		if werr := await(); werr != nil {
+		// before they were read. The stage is aborted once no batch is
+		// in flight any more.
+		if werr := awaitAll(); werr != nil {
 			err = werr
 		}
 		switch {
@@ -526,7 +554,7 @@ func (p *copyPlan) copyIn(ctx context.Context, data io.Reader) (pgwire.Result, e
 	if err := flush(); err != nil {
 		return fail(err)
 	}
-	if err := await(); err != nil {
+	if err := awaitAll(); err != nil {
 		return fail(err)
 	}
 	if stmtFKs != nil {
@@ -629,10 +657,17 @@ type copyBatch struct {
 // copyFlight is a batch being written while the COPY reads the next one:
 // the rows are parsed, checked and encoded on the statement's goroutine
 // while the previous batch is replicated and applied, so that the two
-// overlap. Only one batch is in flight, and the next is proposed only once
-// it has been applied: a batch that fails (a duplicate key) is the last one
-// written, as when every batch is written before the next is read, and a
-// COPY holds at most two batches in memory.
+// overlap. Below 2.1 only one batch is in flight, and the next is proposed
+// only once it has been applied: a batch that fails (a duplicate key) is
+// the last one written, as when every batch is written before the next is
+// read, and a COPY holds at most two batches in memory. A staged COPY
+// (2.1) without foreign keys has copyStagedInFlight batches in flight (one
+// with foreign keys, whose batches share a memo of the parents staged,
+// keeps one), so that the data group
+// always has the next one to append while it applies one (on one node, an
+// entry's append and fsync and the apply of the one before it share a
+// Raft Ready); a failed batch fails the COPY, and the abort, sent once
+// none is in flight, deletes whatever the others staged.
 type copyFlight struct {
 	b    copyBatch
 	done chan error // the write's outcome, once
