@@ -338,19 +338,26 @@ func (e *Executor) dropConstraint(ctx context.Context, cur *catalog.TableDescrip
 // descriptor under the new one, in one schema change. Rows, grants and
 // indexes are keyed by the table's ID, which does not change.
 func (e *Executor) renameTable(ctx context.Context, db string, cur *catalog.TableDescriptor, to string) ([]catalog.TableDescriptor, []pgwire.Notice, error) {
-	if _, ok := e.catalog.GetTable(db, to); ok {
+	// nameTaken, not the catalog alone: a pending record of a
+	// transaction's new table (ddltxn.go) holds the name, and renaming onto
+	// it would replace it (a committed one's table and rows would be lost).
+	if taken, err := e.nameTaken(ctx, nil, db, to); err != nil {
+		return nil, nil, err
+	} else if taken {
 		return nil, nil, pgerror.Newf(pgerror.CodeDuplicateTable, "relation %q already exists", to)
 	}
 	if t, _ := e.findIndex(db, to); t != nil {
 		return nil, nil, pgerror.Newf(pgerror.CodeDuplicateTable, "relation %q already exists", to)
 	}
 	p := &ddlPlan{e: e, what: "ALTER TABLE " + parser.QuotedIdent(cur.Name) + " RENAME TO " + parser.QuotedIdent(to),
-		builder: func(context.Context) ([]catalog.TableDescriptor, error) {
+		builder: func(ctx context.Context) ([]catalog.TableDescriptor, error) {
 			c, ok := e.catalog.Get(cur.Key())
 			if !ok || c.ID != cur.ID {
 				return nil, undefinedTable(cur.Name)
 			}
-			if _, taken := e.catalog.GetTable(db, to); taken {
+			if taken, err := e.nameTaken(ctx, nil, db, to); err != nil {
+				return nil, err
+			} else if taken {
 				return nil, pgerror.Newf(pgerror.CodeDuplicateTable, "relation %q already exists", to)
 			}
 			now := e.catalog.Clock().Now()

@@ -85,6 +85,16 @@ func (e *Executor) dropDatabase(s *parser.DropDatabase) ([]catalog.TableDescript
 		return nil, unknownDatabase(s.Name)
 	}
 	tables := e.catalog.TablesIn(s.Name)
+	// A transaction's new tables in the database (pending records,
+	// ddltxn.go) go with it: left pending, a committed one would be
+	// published into a dropped database, and come back, rows and all, in
+	// the next database of that name. An undecided one's transaction
+	// then fails its commit on the fence the drop moves.
+	for _, d := range e.catalog.Pending() {
+		if d.Database == s.Name {
+			tables = append(tables, d)
+		}
+	}
 	if s.Restrict && len(tables) > 0 {
 		return nil, pgerror.WithHintf(
 			pgerror.Newf(pgerror.CodeDependentObjectsStillExist, "database %q is not empty and RESTRICT was specified", s.Name),
@@ -95,6 +105,7 @@ func (e *Executor) dropDatabase(s *parser.DropDatabase) ([]catalog.TableDescript
 	for _, d := range append(tables, db) {
 		tomb := d.Clone()
 		tomb.Dropped = true
+		tomb.Pending = nil
 		tomb.Version++
 		tomb.ModTime = ts
 		out = append(out, *tomb)

@@ -750,6 +750,11 @@ func (e *Executor) commitWithDDL(ctx context.Context, t *txn.Txn, o *txnOverlay)
 			if d.Dropped {
 				continue // created (or renamed here) and dropped again: nothing
 			}
+			if d.Database != "" && !e.catalog.HasDatabase(d.Database) {
+				return nil, pgerror.WithHintf(pgerror.Newf(pgerror.CodeSerializationFailure,
+					"restart transaction: database %q was dropped while this transaction ran", d.Database),
+					"run the transaction again in an existing database")
+			}
 			taken, err := e.nameTaken(ctx, nil, d.Database, d.Name)
 			if err != nil {
 				return nil, err
