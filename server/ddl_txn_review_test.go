@@ -162,3 +162,55 @@ func TestDDLTxnDropDatabaseMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// TestDDLTxnForeignKeysOfNewTables: a foreign key between two tables a
+// transaction created holds for the parent's deletes inside the
+// transaction (RESTRICT: 23503; CASCADE: the children go) and, once
+// committed but not yet published, for another session's deletes. The
+// parent side looked the child up in the public catalog only, found
+// nothing, and let the delete through: orphans committed. Review finding
+// F13.
+func TestDDLTxnForeignKeysOfNewTables(t *testing.T) {
+	var stopAt atomic.Value
+	stopAt.Store(sql.DDLTxnStep(""))
+	knobs := knobsDDLTxn(&stopAt)
+	knobs.ResolverInterval = -1
+	c := testcluster.Start(t, 3, testcluster.Options{Knobs: knobs})
+	ctx := txnCtx(t)
+	conn := c.Conn(0)
+	must := func(s string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	must("BEGIN")
+	must("CREATE TABLE p (k INT PRIMARY KEY)")
+	must("CREATE TABLE ch (k INT PRIMARY KEY, p INT REFERENCES p)")
+	must("CREATE TABLE cd (k INT PRIMARY KEY, p INT REFERENCES p ON DELETE CASCADE)")
+	must("INSERT INTO p VALUES (1), (2), (3)")
+	must("INSERT INTO ch VALUES (1, 1), (3, 3)")
+	must("INSERT INTO cd VALUES (1, 2)")
+	must("SAVEPOINT s")
+	if _, err := conn.Exec(ctx, "DELETE FROM p WHERE k = 1"); sqlState(err) != "23503" {
+		t.Errorf("DELETE of a referenced parent row inside the transaction: %v (want 23503)", err)
+	}
+	must("ROLLBACK TO SAVEPOINT s")
+	must("DELETE FROM p WHERE k = 2")
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM cd").Scan(&n); err != nil || n != 0 {
+		t.Errorf("ON DELETE CASCADE inside the transaction: %d child rows left (%v), want 0", n, err)
+	}
+	stopAt.Store(sql.StepDecision)
+	must("COMMIT")
+	stopAt.Store(sql.DDLTxnStep(""))
+	// Committed, not published (no resolver): the foreign key holds for
+	// another node's delete.
+	if _, err := c.Conn(1).Exec(ctx, "DELETE FROM p WHERE k = 3"); sqlState(err) != "23503" {
+		t.Errorf("DELETE of a referenced parent row of a committed pending table: %v (want 23503)", err)
+	}
+	var orphans int
+	if err := c.Conn(2).QueryRow(ctx, "SELECT count(*) FROM ch WHERE p NOT IN (SELECT k FROM p)").Scan(&orphans); err != nil || orphans != 0 {
+		t.Errorf("orphan child rows: %d (%v)", orphans, err)
+	}
+}

@@ -340,8 +340,11 @@ func uniqueIndexOn(ti *tableInfo, ids []int32) *indexInfo {
 // parent row whose referenced values vals go away (deleted: the row is
 // deleted, else updated).
 func (e *Executor) onParentChange(ec *evalCtx, parent *tableInfo, in inboundFK, vals []types.Datum, deleted bool) error {
-	child, ok := e.catalog.Get(in.child.Key())
-	if !ok || child.ID != in.child.ID {
+	// By ID, as inbound found it: a table the session's transaction
+	// created, or one committed and not published yet, is no table of the
+	// public catalog (ddltxn.go), and its rows must be checked all the same.
+	child, ok := e.tableByID(in.child.ID)
+	if !ok {
 		return nil // dropped meanwhile
 	}
 	var where []string
@@ -375,6 +378,7 @@ func (e *Executor) onParentChange(ec *evalCtx, parent *tableInfo, in inboundFK, 
 		return errors.NewAssertionErrorWithWrappedErrf(err, "foreign key statement %q", sql)
 	}
 	params := newParamSet(len(ptypes), ptypes)
+	params.s = sessionOf(ec.ctx) // its transaction's own tables resolve through it
 	var pl plan
 	switch st := stmt.AST.(type) {
 	case *parser.Delete:
