@@ -39,8 +39,8 @@ class Item(Base):
 
 
 # create_all runs in the transaction psycopg2 opens (kvnode runs CREATE
-# TABLE in a transaction); drop_all still needs autocommit: DROP TABLE of a
-# table that existed before the transaction is refused in one (0A000).
+# TABLE in a transaction); drop_all runs with autocommit, the other way a
+# tool may send it (migration_tools.py sends it in a transaction).
 ddl = engine.execution_options(isolation_level="AUTOCOMMIT")
 Base.metadata.create_all(engine)
 
