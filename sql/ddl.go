@@ -309,11 +309,11 @@ func one(d *catalog.TableDescriptor, err error) ([]catalog.TableDescriptor, erro
 func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Result, error) {
 	var checks, ops []kvpb.Op
 	var tables []*tableInfo
-	for _, n := range s.Names {
-		ti, err := e.resolveTable(sessionOf(ctx), currentDB(ctx), n)
-		if err != nil {
-			return pgwire.Result{}, err
-		}
+	targets, err := e.truncateTargets(ctx, s)
+	if err != nil {
+		return pgwire.Result{}, err
+	}
+	for _, ti := range targets {
 		if err := checkWritable(ti); err != nil {
 			return pgwire.Result{}, err
 		}
@@ -334,7 +334,46 @@ func (e *Executor) truncate(ctx context.Context, s *parser.Truncate) (pgwire.Res
 		}
 		return pgwire.Result{}, kvError(err)
 	}
-	return pgwire.Result{Tag: "TRUNCATE"}, nil
+	return pgwire.Result{Tag: "TRUNCATE TABLE"}, nil
+}
+
+// truncateTargets resolves the tables TRUNCATE empties: the ones it
+// names and, with CASCADE, every table whose foreign keys reference one of
+// them, transitively. Without CASCADE a table referenced by a table not
+// named is refused, as PostgreSQL refuses it: emptying it would leave the
+// other's rows pointing at nothing.
+func (e *Executor) truncateTargets(ctx context.Context, s *parser.Truncate) ([]*tableInfo, error) {
+	var out []*tableInfo
+	named := map[uint32]bool{}
+	for _, n := range s.Names {
+		ti, err := e.resolveTable(sessionOf(ctx), currentDB(ctx), n)
+		if err != nil {
+			return nil, err
+		}
+		if !named[uint32(ti.desc.ID)] {
+			named[uint32(ti.desc.ID)] = true
+			out = append(out, ti)
+		}
+	}
+	for i := 0; i < len(out); i++ {
+		for _, in := range e.inbound(out[i].desc) {
+			if named[uint32(in.child.ID)] {
+				continue
+			}
+			if !s.Cascade {
+				err := pgerror.Newf(pgerror.CodeFeatureNotSupported, "cannot truncate a table referenced in a foreign key constraint")
+				err = errors.WithDetail(err, fmt.Sprintf("Table %q references %q.", in.child.Name, out[i].desc.Name))
+				return nil, pgerror.WithHintf(err, "Truncate table %q at the same time, or use TRUNCATE ... CASCADE.", in.child.Name)
+			}
+			ti, err := e.tableInfoByName(sessionOf(ctx), in.child.Database, in.child.Name)
+			if err != nil {
+				return nil, err
+			}
+			named[uint32(in.child.ID)] = true
+			out = append(out, ti)
+		}
+	}
+	return out, nil
 }
 
 func (e *Executor) pushSchema(ctx context.Context, descs []catalog.TableDescriptor) {

@@ -370,12 +370,18 @@ func formatTableNames(b *strings.Builder, names []TableName) {
 // Truncate is TRUNCATE [TABLE] t [, ...]: delete every row.
 type Truncate struct {
 	Names []TableName
+	// Cascade: the tables whose foreign keys reference them are emptied
+	// too (RESTRICT, the default, refuses such a table).
+	Cascade bool
 }
 
 // Format writes the statement.
 func (s *Truncate) Format(b *strings.Builder) {
 	b.WriteString("TRUNCATE TABLE ")
 	formatTableNames(b, s.Names)
+	if s.Cascade {
+		b.WriteString(" CASCADE")
+	}
 }
 
 func (s *Truncate) String() string       { return str(s) }

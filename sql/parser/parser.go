@@ -1254,10 +1254,11 @@ func (p *parser) parseTruncate() (Stmt, error) {
 		p.advance()
 		p.advance()
 	}
-	if p.isKw("cascade") || p.isKw("restrict") {
-		p.advance()
+	cascade := p.acceptKw("cascade")
+	if !cascade {
+		p.acceptKw("restrict")
 	}
-	return &Truncate{Names: names}, nil
+	return &Truncate{Names: names, Cascade: cascade}, nil
 }
 
 func (p *parser) parseAlter() (Stmt, error) {
