@@ -672,6 +672,14 @@ func (e *Executor) addColumn(ctx context.Context, s *parser.AlterTableAddColumn)
 		return nil, pgerror.WithHintf(unsupported("ALTER TABLE ADD COLUMN with a CHECK constraint is not supported"),
 			"existing rows would not be checked; declare the CHECK when creating the table")
 	}
+	if c.Unique {
+		return nil, pgerror.WithHintf(unsupported("ALTER TABLE ADD COLUMN with a UNIQUE constraint is not supported"),
+			"add the column, then CREATE UNIQUE INDEX ON %s (%s)", quoteName(name), quoteName(c.Name))
+	}
+	if c.References != nil {
+		return nil, pgerror.WithHintf(unsupported("ALTER TABLE ADD COLUMN with REFERENCES is not supported"),
+			"declare the foreign key when creating the table")
+	}
 	mod, err := e.columnMod(c)
 	if err != nil {
 		return nil, err
