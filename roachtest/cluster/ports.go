@@ -27,8 +27,11 @@ var handedOut = struct {
 // ... is in use" on a restart after SIGKILL). Below the range only a process
 // that binds that very port can take it.
 const (
-	// lowestPort is the bottom of the range ports are drawn from.
-	lowestPort = 10000
+	// lowestPort is the bottom of the range ports are drawn from: the
+	// ports below it belong to the other packages' harnesses
+	// (server/listenerutil), which run as processes of their own at the
+	// same time.
+	lowestPort = 24000
 	// defaultEphemeralLow is Linux's default start of the ephemeral range,
 	// used when /proc does not say.
 	defaultEphemeralLow = 32768

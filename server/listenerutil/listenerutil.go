@@ -11,6 +11,22 @@ import (
 	"github.com/kvnode/kvnode/server"
 )
 
+// The test harnesses of different packages run as processes of their own
+// at the same time (go test runs packages in parallel), and each draws
+// ports at random below the ephemeral range. Each kind draws from a range
+// of its own, so that one harness never picks a port another process has
+// taken (or is about to take) for a node that starts later: in-process
+// nodes (ListenLoopback) from [10000, 17000), nodes started as processes
+// (FreeLoopbackAddrs) from [17000, 24000); roachtest's clusters use
+// [24000, the ephemeral range) (roachtest/cluster/ports.go). A CI run
+// failed once on a roachtest node whose port, chosen at the cluster's
+// creation, another package's test had bound before the node started.
+const (
+	inProcessPorts = 10000
+	processPorts   = 17000
+	portsPerUse    = 7000
+)
+
 // FreeLoopbackAddrs returns n distinct loopback HOST:PORT addresses, each
 // free right now for TCP and UDP (gossip uses both on one port), for
 // harnesses that start nodes as processes on ports of their own choosing
@@ -29,9 +45,9 @@ func FreeLoopbackAddrs(n int) ([]string, error) {
 	}()
 	for tries := 0; len(out) < n; tries++ {
 		if tries > 10000 {
-			return nil, errors.New("no free loopback ports between 10000 and 32000")
+			return nil, errors.Newf("no free loopback ports between %d and %d", processPorts, processPorts+portsPerUse)
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		addr := fmt.Sprintf("127.0.0.1:%d", processPorts+rand.IntN(portsPerUse))
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -67,9 +83,9 @@ func ListenLoopback() (_ *server.Listeners, retErr error) {
 	}()
 	for tries := 0; l.HTTP == nil; tries++ {
 		if tries > 10000 {
-			return nil, errors.New("no free loopback ports between 10000 and 32000")
+			return nil, errors.Newf("no free loopback ports between %d and %d", inProcessPorts, inProcessPorts+portsPerUse)
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		addr := fmt.Sprintf("127.0.0.1:%d", inProcessPorts+rand.IntN(portsPerUse))
 		t, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
