@@ -118,11 +118,8 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 		full := make([]texpr, len(ti.cols))
 		copy(full, ti.defaults)
 		if row != nil {
-			if len(row) > len(targets) {
-				return nil, pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns, %d expressions for %d targets", len(row), len(targets))
-			}
-			if len(row) < len(targets) && s.Columns != nil {
-				return nil, pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more target columns than expressions, %d expressions for %d targets", len(row), len(targets))
+			if err := checkInsertWidth(len(row), len(targets), s.Columns != nil); err != nil {
+				return nil, err
 			}
 			// Without a column list, fewer values fill the leading columns
 			// and the rest take their defaults, as in PostgreSQL.
@@ -231,6 +228,19 @@ func (e *Executor) analyzeInsert(s *parser.Insert, params *paramSet) (*insertPla
 	return p, nil
 }
 
+// checkInsertWidth checks that n values (a VALUES row, or the query's
+// columns) fit targets columns: never more, and, when the statement lists
+// its columns, not fewer.
+func checkInsertWidth(n, targets int, listed bool) error {
+	if n > targets {
+		return pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns, %d expressions for %d targets", n, targets)
+	}
+	if n < targets && listed {
+		return pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more target columns than expressions, %d expressions for %d targets", n, targets)
+	}
+	return nil
+}
+
 // analyzeSource plans the query of INSERT ... SELECT: its columns go to
 // targets in order (without a column list, fewer columns fill the leading
 // ones and the rest take their defaults, as in PostgreSQL), each converted
@@ -242,11 +252,8 @@ func (p *insertPlan) analyzeSource(q parser.SelectStatement, listed bool, target
 	}
 	ti := p.ti
 	n := len(src.cols)
-	if n > len(targets) {
-		return pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns, %d expressions for %d targets", n, len(targets))
-	}
-	if n < len(targets) && listed {
-		return pgerror.Newf(pgerror.CodeSyntaxError, "INSERT has more target columns than expressions, %d expressions for %d targets", n, len(targets))
+	if err := checkInsertWidth(n, len(targets), listed); err != nil {
+		return err
 	}
 	full := make([]texpr, len(ti.cols))
 	copy(full, ti.defaults)

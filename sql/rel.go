@@ -1298,16 +1298,15 @@ func (a *analyzer) checkWindow(name string, v *parser.FuncCall) (texpr, error) {
 	a.allowWindows = false // no window function inside another
 	defer func() { a.allowWindows = true }()
 	switch {
-	case name == "row_number" || name == "rank" || name == "dense_rank":
+	case name == "row_number" || name == "rank" || name == "dense_rank" || name == "percent_rank" || name == "cume_dist":
 		if len(v.Args) > 0 || v.Star || v.Distinct {
 			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes no arguments", name)
 		}
-		w.ref = &colExpr{t: types.Int, name: name}
-	case name == "percent_rank" || name == "cume_dist":
-		if len(v.Args) > 0 || v.Star || v.Distinct {
-			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "%s takes no arguments", name)
+		t := types.Int
+		if name == "percent_rank" || name == "cume_dist" {
+			t = types.Float // fractions of the partition
 		}
-		w.ref = &colExpr{t: types.Float, name: name}
+		w.ref = &colExpr{t: t, name: name}
 	case name == "ntile":
 		if len(v.Args) != 1 || v.Star || v.Distinct {
 			return nil, pgerror.Newf(pgerror.CodeUndefinedFunction, "ntile takes one argument, the number of buckets")
